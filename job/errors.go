@@ -1,0 +1,45 @@
+package job
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors. Every error the domain, the store or the scheduler returns
+// wraps one of these, and each transport maps them to its own codes in one
+// place (gRPC status codes in server/, exit codes in cli/).
+var (
+	// ErrInvalid: the request is malformed; the message names the field.
+	ErrInvalid = errors.New("invalid argument")
+	// ErrNotFound: the named job, worker or tenant does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: a compare-and-swap lost: the object is not in the state
+	// the caller expected (a late or duplicate report, a double cancel).
+	ErrConflict = errors.New("conflict")
+	// ErrExhausted: a limit was reached (quota, payload size).
+	ErrExhausted = errors.New("resource exhausted")
+	// ErrClosed: the component was stopped.
+	ErrClosed = errors.New("closed")
+)
+
+// FieldError says which field of a request broke which rule. It wraps
+// ErrInvalid, so errors.Is(err, ErrInvalid) holds for it.
+type FieldError struct {
+	Field string // dotted path, e.g. "spec.timeout"
+	Rule  string // what is allowed, e.g. "must be between 0 and 1000"
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Rule }
+
+// Unwrap makes a FieldError match ErrInvalid.
+func (e *FieldError) Unwrap() error { return ErrInvalid }
+
+// Invalid returns a *FieldError for field with a formatted rule.
+func Invalid(field, format string, args ...any) error {
+	return &FieldError{Field: field, Rule: fmt.Sprintf(format, args...)}
+}
+
+// Conflict returns an error wrapping ErrConflict for job id.
+func Conflict(id string, format string, args ...any) error {
+	return fmt.Errorf("job %s: %s: %w", id, fmt.Sprintf(format, args...), ErrConflict)
+}

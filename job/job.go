@@ -1,0 +1,184 @@
+package job
+
+import (
+	"maps"
+	"slices"
+	"time"
+)
+
+// Defaults applied by Spec.Normalize.
+const (
+	DefaultTenant   = "default"
+	DefaultPriority = 500
+	DefaultRows     = 24
+	DefaultCols     = 80
+	DefaultBackoff  = time.Second
+	MaxBackoff      = 5 * time.Minute
+)
+
+// Resources is what a job asks of a worker, or what a worker offers.
+type Resources struct {
+	CPUMillis int64 // thousandths of a core; 0 asks for none
+	MemoryMiB int64 // 0 asks for none
+	Slots     int64 // job slots; a job takes at least 1
+}
+
+// Add returns r + o.
+func (r Resources) Add(o Resources) Resources {
+	return Resources{r.CPUMillis + o.CPUMillis, r.MemoryMiB + o.MemoryMiB, r.Slots + o.Slots}
+}
+
+// Sub returns r - o.
+func (r Resources) Sub(o Resources) Resources {
+	return Resources{r.CPUMillis - o.CPUMillis, r.MemoryMiB - o.MemoryMiB, r.Slots - o.Slots}
+}
+
+// Covers reports whether r has room for o in every dimension.
+func (r Resources) Covers(o Resources) bool {
+	return r.CPUMillis >= o.CPUMillis && r.MemoryMiB >= o.MemoryMiB && r.Slots >= o.Slots
+}
+
+// Spec is what the user asked to run. It does not change after submit.
+type Spec struct {
+	Name      string
+	Tenant    string            // default "default"
+	Labels    map[string]string // k=v, searchable with List
+	Command   []string          // argv; exactly one of Command and Script
+	Script    string            // run by /bin/sh -c
+	Env       map[string]string
+	SecretEnv map[string]string // values masked in logs
+	WorkDir   string
+	NoPTY     bool   // capture stdout/stderr as pipes instead of a PTY
+	Rows      uint32 // PTY size; default 24x80
+	Cols      uint32
+	Timeout   time.Duration // 0: none
+	Retries   int           // extra attempts after the first fails
+	Backoff   time.Duration // first retry delay, doubled each attempt
+	Priority  int           // 0–1000, higher first
+	Deadline  time.Time     // optional SLA; zero: none
+	Resources Resources
+	Selector  map[string]string // labels a worker must have
+	DependsOn []string          // job ids that must complete first
+}
+
+// Normalize fills defaults in place. It is idempotent.
+func (s *Spec) Normalize() {
+	if s.Tenant == "" {
+		s.Tenant = DefaultTenant
+	}
+	if s.Resources.Slots == 0 {
+		s.Resources.Slots = 1
+	}
+	if s.Rows == 0 {
+		s.Rows = DefaultRows
+	}
+	if s.Cols == 0 {
+		s.Cols = DefaultCols
+	}
+	if s.Backoff == 0 {
+		s.Backoff = DefaultBackoff
+	}
+}
+
+// Argv returns the process argument vector the spec describes.
+func (s *Spec) Argv() []string {
+	if s.Script != "" {
+		return []string{"/bin/sh", "-c", s.Script}
+	}
+	return s.Command
+}
+
+// Job is one submitted spec and its status. Shared values are immutable:
+// change a Clone and publish the clone.
+type Job struct {
+	ID   string // ULID, time-ordered
+	Spec Spec
+
+	State   State
+	Attempt int    // 1 for the first run; +1 on every retry
+	Version uint64 // bumped by every write
+	Worker  string // worker id of the current or last attempt
+	// ExitCode of the last finished attempt; -1 when it did not exit normally.
+	ExitCode int
+	Reason   string // why the job is where it is (failure, cancel, retry)
+	// CancelRequested holds the reason ("cancelled by user", "timeout") of a
+	// stop sent to the agent of a Running job; the final state follows it.
+	CancelRequested string
+
+	CreatedAt   time.Time
+	ScheduledAt time.Time
+	StartedAt   time.Time
+	FinishedAt  time.Time
+	NotBefore   time.Time // backoff: not eligible before this instant
+
+	Usage Usage // of the last finished attempt
+}
+
+// Usage is what a finished attempt consumed, as the agent measured it.
+type Usage struct {
+	CPUTime   time.Duration
+	MaxRSSKiB int64
+}
+
+// Clone returns a deep copy of j.
+func (j *Job) Clone() *Job {
+	c := *j
+	c.Spec.Labels = maps.Clone(j.Spec.Labels)
+	c.Spec.Command = slices.Clone(j.Spec.Command)
+	c.Spec.Env = maps.Clone(j.Spec.Env)
+	c.Spec.SecretEnv = maps.Clone(j.Spec.SecretEnv)
+	c.Spec.Selector = maps.Clone(j.Spec.Selector)
+	c.Spec.DependsOn = slices.Clone(j.Spec.DependsOn)
+	return &c
+}
+
+// AttemptsLeft reports whether a failed attempt may be retried.
+func (j *Job) AttemptsLeft() bool { return j.Attempt <= j.Spec.Retries }
+
+// RetryDelay is the backoff before the attempt after j.Attempt: Backoff
+// doubled for every earlier retry, capped at MaxBackoff.
+func (j *Job) RetryDelay() time.Duration {
+	d := j.Spec.Backoff
+	if d <= 0 {
+		d = DefaultBackoff
+	}
+	for i := 1; i < j.Attempt && d < MaxBackoff; i++ {
+		d *= 2
+	}
+	return min(d, MaxBackoff)
+}
+
+// Expect is the compare-and-swap key of a transition: the state and attempt
+// the writer read. A write whose Expect no longer matches fails with
+// ErrConflict.
+type Expect struct {
+	State   State
+	Attempt int
+}
+
+// Expected returns the CAS key of j as it is now.
+func (j *Job) Expected() Expect { return Expect{j.State, j.Attempt} }
+
+// Update is one compare-and-swap write: replace the job Next.ID if it is
+// still in Expect. The store bumps Next.Version.
+type Update struct {
+	Expect Expect
+	Next   *Job
+}
+
+// Check validates an update against the transition table: the move must be
+// legal and a move back to Pending must bump the attempt, any other keep it.
+func (u Update) Check() error {
+	from, to := u.Expect.State, u.Next.State
+	if !CanTransition(from, to) {
+		return Conflict(u.Next.ID, "illegal transition %s → %s", from, to)
+	}
+	want := u.Expect.Attempt
+	if to == Pending {
+		want++
+	}
+	if u.Next.Attempt != want {
+		return Conflict(u.Next.ID, "%s → %s with attempt %d, want %d", from, to, u.Next.Attempt, want)
+	}
+	return nil
+}

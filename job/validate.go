@@ -1,0 +1,157 @@
+package job
+
+import (
+	"regexp"
+	"time"
+)
+
+// Limits checked by Validate.
+const (
+	MaxSpecBytes  = 1 << 20 // the whole spec, summed over its strings
+	MaxTimeout    = 30 * 24 * time.Hour
+	MaxRetries    = 100
+	MaxPriority   = 1000
+	MaxSlots      = 4096
+	MaxNameLen    = 256
+	MaxLabelValue = 256
+	MaxPTYSize    = 1000
+	MaxDependsOn  = 1000
+)
+
+var (
+	labelKeyRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._/-]{0,61}[A-Za-z0-9])?$`)
+	envKeyRE   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	tenantRE   = regexp.MustCompile(`^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$`)
+	idRE       = regexp.MustCompile(`^[0-9A-HJKMNP-TV-Z]{26}$`)
+)
+
+// ValidID reports whether id has the syntax of a job id (a ULID).
+func ValidID(id string) bool { return idRE.MatchString(id) }
+
+// ValidTenant reports whether name is a legal tenant name.
+func ValidTenant(name string) bool { return tenantRE.MatchString(name) }
+
+// Validate checks a normalized spec and returns a *FieldError naming the
+// first field that breaks a rule. It cannot know whether DependsOn ids exist:
+// the server checks that against the store.
+func (s *Spec) Validate() error {
+	if n := s.size(); n > MaxSpecBytes {
+		return Invalid("spec", "is %d bytes, more than the limit of %d (1 MiB)", n, MaxSpecBytes)
+	}
+	if len(s.Name) > MaxNameLen {
+		return Invalid("name", "must be at most %d bytes", MaxNameLen)
+	}
+	if !ValidTenant(s.Tenant) {
+		return Invalid("tenant", "%q must be 1–63 lowercase letters, digits, '-' or '_', starting and ending with a letter or digit", s.Tenant)
+	}
+	switch {
+	case len(s.Command) > 0 && s.Script != "":
+		return Invalid("command", "give either a command or a script, not both")
+	case len(s.Command) == 0 && s.Script == "":
+		return Invalid("command", "must not be empty: give a command (argv) or a script")
+	case len(s.Command) > 0 && s.Command[0] == "":
+		return Invalid("command", "the program (argv[0]) must not be empty")
+	}
+	if err := checkLabels("labels", s.Labels); err != nil {
+		return err
+	}
+	if err := checkLabels("selector", s.Selector); err != nil {
+		return err
+	}
+	for _, env := range []struct {
+		field string
+		m     map[string]string
+	}{{"env", s.Env}, {"secret_env", s.SecretEnv}} {
+		for k := range env.m {
+			if !envKeyRE.MatchString(k) {
+				return Invalid(env.field, "key %q must match [A-Za-z_][A-Za-z0-9_]*", k)
+			}
+		}
+	}
+	if s.WorkDir != "" && s.WorkDir[0] != '/' {
+		return Invalid("workdir", "%q must be an absolute path", s.WorkDir)
+	}
+	if s.Rows > MaxPTYSize || s.Cols > MaxPTYSize {
+		return Invalid("pty", "rows and cols must be at most %d", MaxPTYSize)
+	}
+	switch {
+	case s.Timeout < 0:
+		return Invalid("timeout", "must not be negative (0 means no timeout)")
+	case s.Timeout > MaxTimeout:
+		return Invalid("timeout", "%s is more than the maximum of %s", s.Timeout, MaxTimeout)
+	}
+	if s.Retries < 0 || s.Retries > MaxRetries {
+		return Invalid("retries", "%d must be between 0 and %d", s.Retries, MaxRetries)
+	}
+	if s.Backoff < 0 || s.Backoff > MaxBackoff {
+		return Invalid("backoff", "%s must be between 0 and %s", s.Backoff, MaxBackoff)
+	}
+	if s.Priority < 0 || s.Priority > MaxPriority {
+		return Invalid("priority", "%d must be between 0 and %d", s.Priority, MaxPriority)
+	}
+	r := s.Resources
+	switch {
+	case r.CPUMillis < 0:
+		return Invalid("cpu", "must not be negative")
+	case r.MemoryMiB < 0:
+		return Invalid("memory", "must not be negative")
+	case r.Slots < 1 || r.Slots > MaxSlots:
+		return Invalid("slots", "%d must be between 1 and %d", r.Slots, MaxSlots)
+	}
+	if len(s.DependsOn) > MaxDependsOn {
+		return Invalid("after", "at most %d dependencies", MaxDependsOn)
+	}
+	for _, id := range s.DependsOn {
+		if !ValidID(id) {
+			return Invalid("after", "%q is not a job id", id)
+		}
+	}
+	return nil
+}
+
+func checkLabels(field string, m map[string]string) error {
+	for k, v := range m {
+		if !labelKeyRE.MatchString(k) {
+			return Invalid(field, "key %q must be 1–63 letters, digits, '.', '_', '-' or '/', starting and ending with a letter or digit", k)
+		}
+		if len(v) > MaxLabelValue {
+			return Invalid(field, "value of %q must be at most %d bytes", k, MaxLabelValue)
+		}
+		for _, c := range v {
+			if c < 0x20 || c == 0x7f {
+				return Invalid(field, "value of %q must not contain control characters", k)
+			}
+		}
+	}
+	return nil
+}
+
+// size is the spec's payload, summed over its strings; close to its encoded size.
+func (s *Spec) size() int {
+	n := len(s.Name) + len(s.Tenant) + len(s.Script) + len(s.WorkDir)
+	for _, a := range s.Command {
+		n += len(a)
+	}
+	for _, m := range []map[string]string{s.Labels, s.Env, s.SecretEnv, s.Selector} {
+		for k, v := range m {
+			n += len(k) + len(v)
+		}
+	}
+	for _, d := range s.DependsOn {
+		n += len(d)
+	}
+	return n
+}
+
+// ParseLabel splits "k=v" for the label, env and selector flags.
+func ParseLabel(field, kv string) (string, string, error) {
+	for i := 0; i < len(kv); i++ {
+		if kv[i] == '=' {
+			if i == 0 {
+				return "", "", Invalid(field, "%q has an empty key; want KEY=VALUE", kv)
+			}
+			return kv[:i], kv[i+1:], nil
+		}
+	}
+	return "", "", Invalid(field, "%q has no '='; want KEY=VALUE", kv)
+}

@@ -1,0 +1,87 @@
+package job
+
+import "maps"
+
+// WorkerState is a worker's availability for new work.
+type WorkerState int32
+
+const (
+	// WorkerReady: connected and accepting assignments.
+	WorkerReady WorkerState = iota + 1
+	// WorkerDraining: connected; its jobs finish but it gets no new ones.
+	WorkerDraining
+	// WorkerDown: silent past its lease, or disconnected; its jobs were failed.
+	WorkerDown
+)
+
+func (s WorkerState) String() string {
+	switch s {
+	case WorkerReady:
+		return "READY"
+	case WorkerDraining:
+		return "DRAINING"
+	case WorkerDown:
+		return "DOWN"
+	}
+	return "UNKNOWN"
+}
+
+// Worker is a host running `hodei agent`. The persisted part is its identity,
+// labels, capacity and whether an operator drained it; liveness is memory only.
+type Worker struct {
+	ID       string // stable, kept in the agent's data dir
+	Name     string
+	Hostname string
+	Labels   map[string]string
+	Capacity Resources
+	Version  string // agent version
+	Drained  bool   // set by `hodei workers drain`; survives restarts
+}
+
+// Clone returns a deep copy of w.
+func (w *Worker) Clone() *Worker {
+	c := *w
+	c.Labels = maps.Clone(w.Labels)
+	return &c
+}
+
+// Matches reports whether the worker's labels satisfy every selector pair.
+func (w *Worker) Matches(selector map[string]string) bool {
+	for k, v := range selector {
+		if got, ok := w.Labels[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
+// Filter selects jobs for List. Zero fields match everything.
+type Filter struct {
+	State  State
+	Tenant string
+	Labels map[string]string // every pair must match
+	After  string            // page token: only ids greater than this
+	Limit  int               // 0: DefaultPageSize
+}
+
+// Page sizes for List.
+const (
+	DefaultPageSize = 100
+	MaxPageSize     = 1000
+)
+
+// Match reports whether j passes the filter (ignoring After and Limit).
+func (f *Filter) Match(j *Job) bool {
+	if f.State != 0 && j.State != f.State {
+		return false
+	}
+	if f.Tenant != "" && j.Spec.Tenant != f.Tenant {
+		return false
+	}
+	for k, v := range f.Labels {
+		if got, ok := j.Spec.Labels[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,45 @@
+package scheduler
+
+import (
+	"context"
+	"time"
+
+	"github.com/hodei-jobs/hodei/job"
+)
+
+// Store is the scheduler's view of durable state. store.DB (bbolt) and
+// memstore.Store (the in-memory fake for tests) implement it and pass the
+// same conformance suite (store/storetest).
+//
+// Every method is safe for concurrent use. A write returns only after it is
+// durable; concurrent writes may share one commit.
+type Store interface {
+	// Insert stores new jobs, all or none, in one commit. Each job must be
+	// Pending with Attempt 1; the store sets Version to 1. A DependsOn id
+	// that is neither stored nor in the same call fails the whole call with
+	// a *job.FieldError on field "after"; an id that exists already fails it
+	// with job.ErrConflict.
+	Insert(ctx context.Context, jobs []*job.Job) error
+	// Apply performs compare-and-swap updates in one commit. For each update
+	// it compares the stored (State, Attempt) with Expect and, when they
+	// match and Update.Check passes, stores Next with Version = stored+1
+	// (and sets Next.Version to that). errs[i] is nil, or wraps
+	// job.ErrConflict or job.ErrNotFound for update i alone; the others still
+	// commit. A non-nil err means nothing was committed.
+	Apply(ctx context.Context, updates []job.Update) (errs []error, err error)
+	// Get returns the stored job or job.ErrNotFound.
+	Get(ctx context.Context, id string) (*job.Job, error)
+	// List returns up to f.Limit jobs matching f with ids greater than
+	// f.After, in id order, and the page token of the next page ("" when
+	// there is none).
+	List(ctx context.Context, f job.Filter) ([]*job.Job, string, error)
+	// Scan calls fn for every stored job in id order, for recovery at start.
+	Scan(ctx context.Context, fn func(*job.Job) error) error
+	// PutWorker stores (creates or replaces) a worker record.
+	PutWorker(ctx context.Context, w *job.Worker) error
+	// Workers returns every stored worker.
+	Workers(ctx context.Context) ([]*job.Worker, error)
+	// DeleteFinished deletes up to limit terminal jobs whose FinishedAt is
+	// before the given time and returns their ids.
+	DeleteFinished(ctx context.Context, before time.Time, limit int) ([]string, error)
+}
