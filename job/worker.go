@@ -45,10 +45,10 @@ func (w *Worker) Clone() *Worker {
 	return &c
 }
 
-// Matches reports whether the worker's labels satisfy every selector pair.
-func (w *Worker) Matches(selector map[string]string) bool {
+// LabelsMatch reports whether labels hold every pair of selector.
+func LabelsMatch(labels, selector map[string]string) bool {
 	for k, v := range selector {
-		if got, ok := w.Labels[k]; !ok || got != v {
+		if got, ok := labels[k]; !ok || got != v {
 			return false
 		}
 	}
@@ -78,10 +78,5 @@ func (f *Filter) Match(j *Job) bool {
 	if f.Tenant != "" && j.Spec.Tenant != f.Tenant {
 		return false
 	}
-	for k, v := range f.Labels {
-		if got, ok := j.Spec.Labels[k]; !ok || got != v {
-			return false
-		}
-	}
-	return true
+	return LabelsMatch(j.Spec.Labels, f.Labels)
 }

@@ -1,0 +1,377 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	ucli "github.com/urfave/cli/v2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/hodei-jobs/hodei/client"
+)
+
+// Version is the version `hodei --version` prints; set it at build time with
+// -ldflags "-X github.com/hodei-jobs/hodei/cli.Version=v1.2.3".
+var Version = "dev"
+
+// Exit codes; see exitCode.
+const (
+	exitOK          = 0
+	exitFailure     = 1
+	exitUsage       = 2
+	exitInterrupted = 130
+)
+
+// env is what commands take from outside the process besides their flags
+// and the app's writers.
+type env struct {
+	now func() time.Time // for AGE and LAST SEEN columns
+}
+
+// commands is the top-level command list, in help order. Each command group
+// lives in its own file as a constructor func(*env) *ucli.Command; add a
+// group by listing its constructor here. Commands need not set OnUsageError:
+// newApp sets it on every command, so that flag errors exit 2.
+func commands(e *env) []*ucli.Command {
+	return []*ucli.Command{
+		serveCommand(e),
+		submitCommand(e),
+		jobsCommand(e),
+		logsCommand(e),
+		workersCommand(e),
+		snapshotCommand(e),
+	}
+}
+
+// App returns the hodei app, writing to os.Stdout and os.Stderr. It never
+// calls os.Exit: errors come back from its Run method, and exitCode maps
+// them. Most callers want Run instead.
+func App() *ucli.App {
+	return newApp(&env{now: time.Now})
+}
+
+func newApp(e *env) *ucli.App {
+	app := &ucli.App{
+		Name:      "hodei",
+		HelpName:  "hodei",
+		Usage:     "a job scheduler in one binary",
+		Version:   Version,
+		Flags:     globalFlags(),
+		Commands:  commands(e),
+		Action:    groupAction,
+		Writer:    os.Stdout,
+		ErrWriter: os.Stderr,
+		// Values of --label, --env … may contain commas.
+		DisableSliceFlagSeparator: true,
+		// Errors are printed and mapped to exit codes by Run, not by urfave.
+		ExitErrHandler: func(*ucli.Context, error) {},
+		OnUsageError:   onUsageError,
+	}
+	var walk func([]*ucli.Command)
+	walk = func(cmds []*ucli.Command) {
+		for _, c := range cmds {
+			if c.OnUsageError == nil {
+				c.OnUsageError = onUsageError
+			}
+			if len(c.Subcommands) > 0 && c.Action == nil {
+				c.Action = groupAction
+			}
+			walk(c.Subcommands)
+		}
+	}
+	walk(app.Commands)
+	return app
+}
+
+// Run runs the app with args (args[0] is the program name) and returns the
+// process exit code. Output goes to stdout; an error is printed to stderr as
+// "hodei: <message>".
+func Run(args []string, stdout, stderr io.Writer) int {
+	return RunContext(context.Background(), args, stdout, stderr)
+}
+
+// RunContext is Run with a context; cancelling it (on SIGINT, say) stops the
+// command, and the exit code is then 130.
+func RunContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return run(ctx, args, stdout, stderr, &env{now: time.Now})
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, e *env) int {
+	app := newApp(e)
+	app.Writer, app.ErrWriter = stdout, stderr
+	if len(args) == 0 {
+		args = []string{app.Name}
+	}
+	err := app.RunContext(ctx, args)
+	code := exitCode(ctx, err)
+	if msg := message(ctx, err); msg != "" {
+		fmt.Fprintf(stderr, "hodei: %s\n", msg)
+	}
+	return code
+}
+
+// exitCode is the one mapping from a command's error to the exit code.
+func exitCode(ctx context.Context, err error) int {
+	var (
+		usage *usageError
+		exit  *exitStatus
+		ucode ucli.ExitCoder
+	)
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &exit):
+		return exit.code
+	case ctx.Err() != nil:
+		return exitInterrupted
+	case errors.As(err, &usage):
+		return exitUsage
+	case errors.As(err, &ucode):
+		// urfave's own errors ("No help topic for …") are all usage errors.
+		return exitUsage
+	}
+	return exitFailure
+}
+
+// message is what Run prints for err, or "" for nothing.
+func message(ctx context.Context, err error) string {
+	var exit *exitStatus
+	switch {
+	case err == nil, errors.As(err, &exit):
+		return ""
+	case ctx.Err() != nil:
+		return "interrupted"
+	}
+	// A gRPC status error as the client returned it: its message already
+	// names the field; "rpc error: code = … desc =" would only add noise.
+	if s, ok := err.(interface{ GRPCStatus() *status.Status }); ok {
+		st := s.GRPCStatus()
+		if st.Message() == "" {
+			return strings.ToLower(st.Code().String())
+		}
+		return st.Message()
+	}
+	return err.Error()
+}
+
+// usageError is a mistake in the command line: exit code 2.
+type usageError struct {
+	msg  string
+	help string // "hodei jobs ls": where to read about the fix
+}
+
+func (e *usageError) Error() string {
+	if e.help == "" {
+		return e.msg
+	}
+	return fmt.Sprintf("%s\nRun '%s --help' for usage.", e.msg, e.help)
+}
+
+// usagef returns a usage error for the command of c.
+func usagef(c *ucli.Context, format string, args ...any) error {
+	help := ""
+	if c != nil && c.Command != nil {
+		help = c.Command.HelpName
+	}
+	return &usageError{msg: fmt.Sprintf(format, args...), help: help}
+}
+
+// exitStatus ends the process with code and prints nothing: for `hodei run`,
+// which exits with its job's exit code.
+type exitStatus struct{ code int }
+
+func (e *exitStatus) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+// onUsageError turns urfave's flag parsing errors into usage errors with a
+// message that names the flag the way the user typed it.
+func onUsageError(c *ucli.Context, err error, _ bool) error {
+	return usagef(c, "%s", flagErrorMessage(err.Error()))
+}
+
+// flagErrorMessage rewrites the standard flag package's messages:
+// "invalid value "x" for flag -priority: parse error" becomes
+// "--priority: invalid value "x" (parse error)".
+func flagErrorMessage(msg string) string {
+	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
+		return "unknown flag " + dashes(name)
+	}
+	if name, ok := strings.CutPrefix(msg, "flag needs an argument: -"); ok {
+		return dashes(name) + ": needs a value"
+	}
+	if rest, ok := strings.CutPrefix(msg, "invalid value "); ok {
+		if i := strings.LastIndex(rest, " for flag -"); i >= 0 {
+			value := rest[:i]
+			name, reason, _ := strings.Cut(rest[i+len(" for flag -"):], ": ")
+			return fmt.Sprintf("%s: invalid value %s (%s)", dashes(name), value, reason)
+		}
+	}
+	return msg
+}
+
+func dashes(name string) string {
+	if len(name) == 1 {
+		return "-" + name
+	}
+	return "--" + name
+}
+
+// groupAction runs when a command group (or the app) is given no known
+// subcommand: help for none, a usage error for an unknown one.
+func groupAction(c *ucli.Context) error {
+	if c.Args().Present() {
+		return usagef(c, "unknown command %q", c.Args().First())
+	}
+	if c.Command == nil || c.Command.HelpName == c.App.HelpName {
+		return ucli.ShowAppHelp(c)
+	}
+	return ucli.ShowSubcommandHelp(c)
+}
+
+// ---- global flags ----
+
+const (
+	flagAddr   = "addr"
+	flagToken  = "token"
+	flagOutput = "output"
+)
+
+// globalFlags are the app's flags. Client commands repeat them (clientFlags,
+// outputFlag) so that they may follow the command too.
+func globalFlags() []ucli.Flag {
+	return []ucli.Flag{
+		&ucli.StringFlag{Name: flagAddr, Value: client.DefaultAddr, EnvVars: []string{"HODEI_ADDR"},
+			Usage: "gRPC address of the hodei server, `HOST:PORT`"},
+		&ucli.StringFlag{Name: flagToken, EnvVars: []string{"HODEI_TOKEN"},
+			Usage: "bearer `TOKEN` sent to the server (prefer HODEI_TOKEN: flags show in ps)"},
+		&ucli.StringFlag{Name: flagOutput, Aliases: []string{"o"}, Value: "table",
+			Usage: "output `FORMAT`: table or json"},
+	}
+}
+
+// clientFlags are the connection flags, repeated on each client command.
+// They carry no EnvVars: the environment is read once, by the app's copy,
+// so that a flag before the command still beats it.
+func clientFlags() []ucli.Flag {
+	return []ucli.Flag{
+		&ucli.StringFlag{Name: flagAddr, Value: client.DefaultAddr,
+			Usage: "gRPC address of the hodei server, `HOST:PORT` (env HODEI_ADDR)"},
+		&ucli.StringFlag{Name: flagToken,
+			Usage: "bearer `TOKEN` sent to the server (env HODEI_TOKEN)"},
+	}
+}
+
+// outputFlag is --output/-o, repeated on each command that prints a result.
+func outputFlag() ucli.Flag {
+	return &ucli.StringFlag{Name: flagOutput, Aliases: []string{"o"}, Value: "table",
+		Usage: "output `FORMAT`: table or json"}
+}
+
+// withFlags returns own followed by the client flags and, if output, --output.
+func withFlags(output bool, own ...ucli.Flag) []ucli.Flag {
+	flags := slices.Concat(own, clientFlags())
+	if output {
+		flags = append(flags, outputFlag())
+	}
+	return flags
+}
+
+// globalString resolves a flag defined both on the app and on commands: the
+// innermost command line that set it wins; otherwise the app's value, which
+// holds the environment variable or the default.
+func globalString(c *ucli.Context, name string) string {
+	var outer *ucli.Context
+	for _, cc := range c.Lineage() {
+		if cc.Command == nil || !defines(cc.Command.Flags, name) {
+			continue
+		}
+		if cc.IsSet(name) {
+			return cc.String(name)
+		}
+		outer = cc
+	}
+	if outer == nil {
+		return ""
+	}
+	return outer.String(name)
+}
+
+func defines(flags []ucli.Flag, name string) bool {
+	for _, f := range flags {
+		for _, n := range f.Names() {
+			if n == name {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// jsonOutput reports whether the user asked for --output json.
+func jsonOutput(c *ucli.Context) (bool, error) {
+	switch f := globalString(c, flagOutput); f {
+	case "table", "":
+		return false, nil
+	case "json":
+		return true, nil
+	default:
+		return false, usagef(c, "--output: %q is not a format; use table or json", f)
+	}
+}
+
+// withClient dials the server named by the global flags, runs fn and closes
+// the connection. An unreachable server is reported with its address.
+func withClient(c *ucli.Context, fn func(*client.Client) error) error {
+	addr := globalString(c, flagAddr)
+	var opts []client.Option
+	if tok := globalString(c, flagToken); tok != "" {
+		opts = append(opts, client.WithToken(tok))
+	}
+	cl, err := client.Dial(c.Context, addr, opts...)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	err = fn(cl)
+	if s, ok := err.(interface{ GRPCStatus() *status.Status }); ok && s.GRPCStatus().Code() == codes.Unavailable {
+		return &unavailableError{addr: addr, err: err}
+	}
+	return err
+}
+
+// unavailableError is a codes.Unavailable error with the address dialled,
+// since the usual cause is a wrong --addr or a server that is not running.
+type unavailableError struct {
+	addr string
+	err  error
+}
+
+func (e *unavailableError) Error() string {
+	return fmt.Sprintf("server %s unavailable: %s", e.addr, status.Convert(e.err).Message())
+}
+
+func (e *unavailableError) Unwrap() error { return e.err }
+
+// args checks that c got exactly the named positional arguments and
+// returns them.
+func args(c *ucli.Context, names ...string) ([]string, error) {
+	got := c.Args().Slice()
+	switch {
+	case len(got) < len(names):
+		return nil, usagef(c, "missing %s", names[len(got)])
+	case len(got) > len(names):
+		return nil, usagef(c, "unexpected argument %q (flags go before arguments)", got[len(names)])
+	}
+	for i, a := range got {
+		if a == "" {
+			return nil, usagef(c, "%s must not be empty", names[i])
+		}
+	}
+	return got, nil
+}

@@ -1,0 +1,25 @@
+// Package cli is Hodei's command line: the urfave/cli (v2) app that main.go
+// runs. Each command group has its own file (submit.go, jobs.go, logs.go,
+// workers.go, snapshot.go); app.go holds the command list, the global flags
+// (--addr/HODEI_ADDR, --token/HODEI_TOKEN, --output/-o) and the one mapping
+// from errors to exit codes:
+//
+//	0  success
+//	1  any other failure; a gRPC error prints its status message, which names
+//	   the offending field
+//	2  usage: unknown command or flag, bad flag value, missing argument
+//
+// Client commands talk to the server through package client. They write
+// results to the app's Writer and nothing else; errors are printed once, by
+// Run, to its stderr as "hodei: <message>". Nothing in this package calls
+// os.Exit, so tests run the whole app in-process.
+//
+// Global flags are accepted before the command (hodei -o json jobs ls) and
+// after it (hodei jobs ls -o json); a flag given on the command line wins over
+// the environment, which wins over the default. Flags go before positional
+// arguments: everything after the first argument, or after "--", is an
+// argument.
+//
+// Run is not safe for concurrent use: urfave/cli keeps its help flag and
+// help printer in package variables.
+package cli

@@ -1,0 +1,286 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/hodei-jobs/hodei/client"
+	"github.com/hodei-jobs/hodei/job"
+	hodeipb "github.com/hodei-jobs/hodei/proto"
+)
+
+// defaultLimit is how many jobs `jobs ls` shows without --limit or --all.
+const defaultLimit = 100
+
+func jobsCommand(e *env) *ucli.Command {
+	return &ucli.Command{
+		Name:  "jobs",
+		Usage: "list, inspect and cancel jobs",
+		Subcommands: []*ucli.Command{
+			{
+				Name:  "ls",
+				Usage: "list jobs in submission order",
+				Flags: withFlags(true,
+					&ucli.StringFlag{Name: "state", Usage: "only jobs in this `STATE` (pending, scheduled, running, completed, failed, cancelled)"},
+					&ucli.StringFlag{Name: "tenant", Usage: "only jobs of this `TENANT`"},
+					&ucli.StringSliceFlag{Name: "label", KeepSpace: true, Usage: "only jobs with this label, `KEY=VALUE` (repeatable; all must match)"},
+					&ucli.IntFlag{Name: "limit", Value: defaultLimit, Usage: "show at most `N` jobs"},
+					&ucli.BoolFlag{Name: "all", Usage: "show every matching job, however many (ignores --limit)"},
+				),
+				Action: func(c *ucli.Context) error { return jobsList(c, e) },
+			},
+			{
+				Name:      "get",
+				Usage:     "show one job",
+				ArgsUsage: "ID",
+				Flags:     withFlags(true),
+				Action: func(c *ucli.Context) error {
+					a, err := args(c, "job ID")
+					if err != nil {
+						return err
+					}
+					return jobCall(c, e, false, func(cl *client.Client) (*hodeipb.Job, error) {
+						return cl.Get(c.Context, a[0])
+					})
+				},
+			},
+			{
+				Name:      "cancel",
+				Usage:     "cancel a job that has not ended",
+				ArgsUsage: "ID",
+				Flags: withFlags(true,
+					&ucli.StringFlag{Name: "reason", DefaultText: "cancelled by user", Usage: "`REASON` recorded on the job"},
+				),
+				Action: func(c *ucli.Context) error {
+					a, err := args(c, "job ID")
+					if err != nil {
+						return err
+					}
+					return jobCall(c, e, true, func(cl *client.Client) (*hodeipb.Job, error) {
+						return cl.Cancel(c.Context, a[0], c.String("reason"))
+					})
+				},
+			},
+		},
+	}
+}
+
+func jobsList(c *ucli.Context, e *env) error {
+	if _, err := args(c); err != nil {
+		return err
+	}
+	asJSON, err := jsonOutput(c)
+	if err != nil {
+		return err
+	}
+	req := &hodeipb.ListJobsRequest{Tenant: c.String("tenant")}
+	if s := c.String("state"); s != "" {
+		if req.State, err = hodeipb.ParseJobState(s); err != nil {
+			return fieldUsage(c, err)
+		}
+	}
+	if req.Labels, err = pairsFlag(c, "label"); err != nil {
+		return err
+	}
+	limit := c.Int("limit")
+	switch {
+	case c.Bool("all"):
+		limit = 0
+		req.PageSize = job.MaxPageSize
+	case limit < 1:
+		return usagef(c, "--limit: %d must be at least 1 (use --all for every job)", limit)
+	default:
+		req.PageSize = int32(min(limit, job.MaxPageSize))
+	}
+
+	var jobs []*hodeipb.Job
+	err = withClient(c, func(cl *client.Client) error {
+		for j, err := range cl.ListAll(c.Context, req) {
+			if err != nil {
+				return err
+			}
+			jobs = append(jobs, j)
+			if limit > 0 && len(jobs) >= limit {
+				break
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		views := make([]jobView, 0, len(jobs))
+		for _, j := range jobs {
+			views = append(views, newJobView(j))
+		}
+		return writeJSON(c.App.Writer, views)
+	}
+	return writeJobTable(c.App.Writer, e.now(), jobs)
+}
+
+// jobCall runs a call that returns one job and prints it: as a one-row table
+// if row, else as a detail view, or as JSON.
+func jobCall(c *ucli.Context, e *env, row bool, call func(*client.Client) (*hodeipb.Job, error)) error {
+	asJSON, err := jsonOutput(c)
+	if err != nil {
+		return err
+	}
+	var j *hodeipb.Job
+	err = withClient(c, func(cl *client.Client) error {
+		j, err = call(cl)
+		return err
+	})
+	switch {
+	case err != nil:
+		return err
+	case asJSON:
+		return writeJSON(c.App.Writer, newJobView(j))
+	case row:
+		return writeJobTable(c.App.Writer, e.now(), []*hodeipb.Job{j})
+	default:
+		return writeJobDetail(c.App.Writer, e.now(), j)
+	}
+}
+
+// jobView is a job as `--output json` shows it: stable keys, names instead
+// of enum numbers, RFC 3339 times omitted when unset.
+type jobView struct {
+	ID              string            `json:"id"`
+	Name            string            `json:"name"`
+	Tenant          string            `json:"tenant"`
+	State           string            `json:"state"`
+	Attempt         int32             `json:"attempt"`
+	ExitCode        int32             `json:"exit_code"`
+	Reason          string            `json:"reason"`
+	Worker          string            `json:"worker"`
+	Priority        int32             `json:"priority"`
+	Labels          map[string]string `json:"labels"`
+	Command         []string          `json:"command"`
+	Script          string            `json:"script,omitempty"`
+	DependsOn       []string          `json:"depends_on,omitempty"`
+	CancelRequested string            `json:"cancel_requested,omitempty"`
+	Created         time.Time         `json:"created,omitzero"`
+	Scheduled       time.Time         `json:"scheduled,omitzero"`
+	Started         time.Time         `json:"started,omitzero"`
+	Finished        time.Time         `json:"finished,omitzero"`
+}
+
+func newJobView(j *hodeipb.Job) jobView {
+	s := j.GetSpec()
+	prio := int32(job.DefaultPriority)
+	if s.Priority != nil {
+		prio = s.GetPriority()
+	}
+	cmd := s.GetCommand()
+	if cmd == nil {
+		cmd = []string{}
+	}
+	return jobView{
+		ID:              j.GetId(),
+		Name:            s.GetName(),
+		Tenant:          s.GetTenant(),
+		State:           hodeipb.StateName(j.GetState()),
+		Attempt:         j.GetAttempt(),
+		ExitCode:        j.GetExitCode(),
+		Reason:          j.GetReason(),
+		Worker:          j.GetWorker(),
+		Priority:        prio,
+		Labels:          nonNil(s.GetLabels()),
+		Command:         cmd,
+		Script:          s.GetScript(),
+		DependsOn:       s.GetDependsOn(),
+		CancelRequested: j.GetCancelRequested(),
+		Created:         unixNano(j.GetCreatedUnixNano()),
+		Scheduled:       unixNano(j.GetScheduledUnixNano()),
+		Started:         unixNano(j.GetStartedUnixNano()),
+		Finished:        unixNano(j.GetFinishedUnixNano()),
+	}
+}
+
+func writeJobTable(w io.Writer, now time.Time, jobs []*hodeipb.Job) error {
+	t := newTable(w, "ID", "NAME", "TENANT", "STATE", "ATTEMPT", "EXIT", "WORKER", "AGE", "REASON")
+	for _, j := range jobs {
+		v := newJobView(j)
+		t.row(v.ID, v.Name, v.Tenant, v.State, strconv.Itoa(int(v.Attempt)), exitCell(j),
+			v.Worker, age(now, v.Created), v.Reason)
+	}
+	return t.flush()
+}
+
+// exitCell is the exit code of a job that ended after it started; a code
+// is not shown while a retry may still replace it.
+func exitCell(j *hodeipb.Job) string {
+	st := job.State(j.GetState())
+	if !st.Terminal() || (st == job.Cancelled && j.GetStartedUnixNano() == 0) {
+		return ""
+	}
+	return strconv.Itoa(int(j.GetExitCode()))
+}
+
+// writeJobDetail writes one job as "Field: value" lines.
+func writeJobDetail(w io.Writer, now time.Time, j *hodeipb.Job) error {
+	v := newJobView(j)
+	s := j.GetSpec()
+	tw := tabwriter.NewWriter(w, 0, 8, 1, ' ', 0)
+	line := func(k, val string) { fmt.Fprintf(tw, "%s:\t%s\n", k, cell(val)) }
+	when := func(t time.Time) string {
+		if t.IsZero() {
+			return ""
+		}
+		return t.Format(time.RFC3339) + " (" + age(now, t) + " ago)"
+	}
+	line("ID", v.ID)
+	line("Name", v.Name)
+	line("Tenant", v.Tenant)
+	line("State", v.State)
+	line("Attempt", strconv.Itoa(int(v.Attempt)))
+	line("Exit code", exitCell(j))
+	line("Reason", v.Reason)
+	if v.CancelRequested != "" {
+		line("Cancel requested", v.CancelRequested)
+	}
+	line("Worker", v.Worker)
+	line("Priority", strconv.Itoa(int(v.Priority)))
+	line("Labels", pairs(v.Labels))
+	if v.Script != "" {
+		line("Script", v.Script)
+	} else {
+		line("Command", quoteArgv(v.Command))
+	}
+	if len(v.DependsOn) > 0 {
+		line("After", strings.Join(v.DependsOn, ","))
+	}
+	if r := s.GetResources(); r != nil {
+		line("Resources", fmt.Sprintf("cpu=%dm memory=%s slots=%d", r.GetCpuMillis(), mib(r.GetMemoryMib()), r.GetSlots()))
+	}
+	if ms := s.GetTimeoutMs(); ms > 0 {
+		line("Timeout", (time.Duration(ms) * time.Millisecond).String())
+	}
+	if n := s.GetRetries(); n > 0 {
+		line("Retries", fmt.Sprintf("%d (backoff %s)", n, time.Duration(s.GetBackoffMs())*time.Millisecond))
+	}
+	line("Created", when(v.Created))
+	line("Scheduled", when(v.Scheduled))
+	line("Started", when(v.Started))
+	line("Finished", when(v.Finished))
+	return tw.Flush()
+}
+
+// quoteArgv joins argv for display, quoting the words a shell would split.
+func quoteArgv(argv []string) string {
+	out := make([]string, len(argv))
+	for i, a := range argv {
+		if a == "" || strings.ContainsAny(a, " \t\n\"'\\$`*?[]{}()<>|&;#~") {
+			a = strconv.Quote(a)
+		}
+		out[i] = a
+	}
+	return strings.Join(out, " ")
+}

@@ -1,0 +1,243 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	hodeipb "github.com/hodei-jobs/hodei/proto"
+)
+
+// testJobs are one job in each interesting situation.
+func testJobs() []*hodeipb.Job {
+	ago := func(d time.Duration) int64 { return testNow.Add(-d).UnixNano() }
+	return []*hodeipb.Job{
+		{
+			Id:    "01JAAAAAAAAAAAAAAAAAAAAAA1",
+			Spec:  &hodeipb.JobSpec{Name: "build", Tenant: "default", Command: []string{"make", "all"}, Priority: proto.Int32(500), Labels: map[string]string{"app": "web"}},
+			State: hodeipb.JobState_JOB_STATE_COMPLETED, Attempt: 1, Worker: "w-1", ExitCode: 0,
+			CreatedUnixNano: ago(3 * 24 * time.Hour), StartedUnixNano: ago(3*24*time.Hour - time.Second),
+			FinishedUnixNano: ago(3*24*time.Hour - time.Minute),
+		},
+		{
+			Id:    "01JAAAAAAAAAAAAAAAAAAAAAA2",
+			Spec:  &hodeipb.JobSpec{Name: "train\tmodel", Tenant: "ml", Script: "python train.py", Priority: proto.Int32(900)},
+			State: hodeipb.JobState_JOB_STATE_RUNNING, Attempt: 2, Worker: "gpu-3", ExitCode: 137,
+			Reason:          "retry after exit 137",
+			CreatedUnixNano: ago(5 * time.Hour), StartedUnixNano: ago(time.Hour),
+		},
+		{
+			Id:    "01JAAAAAAAAAAAAAAAAAAAAAA3",
+			Spec:  &hodeipb.JobSpec{Tenant: "default", Command: []string{"sh", "-c", "exit 3"}},
+			State: hodeipb.JobState_JOB_STATE_FAILED, Attempt: 1, Worker: "w-2", ExitCode: 3,
+			Reason:          "exit code 3",
+			CreatedUnixNano: ago(90 * time.Second), StartedUnixNano: ago(80 * time.Second), FinishedUnixNano: ago(70 * time.Second),
+		},
+		{
+			Id:              "01JAAAAAAAAAAAAAAAAAAAAAA4",
+			Spec:            &hodeipb.JobSpec{Name: "later", Tenant: "default", Command: []string{"true"}, DependsOn: []string{"01JAAAAAAAAAAAAAAAAAAAAAA3"}},
+			State:           hodeipb.JobState_JOB_STATE_CANCELLED,
+			Attempt:         1,
+			Reason:          "dependency 01JAAAAAAAAAAAAAAAAAAAAAA3 failed",
+			CreatedUnixNano: ago(61 * time.Second), FinishedUnixNano: ago(60 * time.Second),
+		},
+		{
+			Id:              "01JAAAAAAAAAAAAAAAAAAAAAA5",
+			Spec:            &hodeipb.JobSpec{Name: "queued", Tenant: "default", Command: []string{"echo", "hello world"}},
+			State:           hodeipb.JobState_JOB_STATE_PENDING,
+			Attempt:         1,
+			CreatedUnixNano: ago(2 * time.Second),
+		},
+	}
+}
+
+func TestJobsLsTable(t *testing.T) {
+	h := newHarness(t)
+	h.jobs.jobs = testJobs()
+	r := h.run(t, "jobs", "ls")
+	r.wantOK(t)
+	checkGolden(t, "jobs-ls", r.stdout)
+}
+
+// requiredJobKeys are the keys every job has in --output json.
+var requiredJobKeys = []string{"id", "name", "tenant", "state", "attempt", "exit_code", "reason", "worker", "priority", "labels", "command", "created"}
+
+func TestJobsLsJSON(t *testing.T) {
+	h := newHarness(t)
+	h.jobs.jobs = testJobs()
+	r := h.run(t, "jobs", "ls", "-o", "json")
+	r.wantOK(t)
+	var got []map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+		t.Fatalf("%v\n%s", err, r.stdout)
+	}
+	if len(got) != len(h.jobs.jobs) {
+		t.Fatalf("got %d jobs, want %d", len(got), len(h.jobs.jobs))
+	}
+	for i, j := range got {
+		for _, k := range requiredJobKeys {
+			if _, ok := j[k]; !ok {
+				t.Errorf("job %d has no key %q: %v", i, k, j)
+			}
+		}
+	}
+	running := got[1]
+	if running["state"] != "RUNNING" || running["attempt"] != 2.0 || running["worker"] != "gpu-3" || running["priority"] != 900.0 {
+		t.Errorf("running job = %v", running)
+	}
+	if _, ok := running["finished"]; ok {
+		t.Errorf("running job has a finished time: %v", running["finished"])
+	}
+	if created, err := time.Parse(time.RFC3339, running["created"].(string)); err != nil || !created.Equal(testNow.Add(-5*time.Hour)) {
+		t.Errorf("created = %v (%v), want RFC 3339 of %v", running["created"], err, testNow.Add(-5*time.Hour))
+	}
+	if got[2]["exit_code"] != 3.0 || got[2]["reason"] != "exit code 3" {
+		t.Errorf("failed job = %v", got[2])
+	}
+	// Absent priority shows the server's default; no labels show {}.
+	if got[2]["priority"] != 500.0 || fmt.Sprint(got[2]["labels"]) != "map[]" {
+		t.Errorf("defaults: priority %v, labels %v", got[2]["priority"], got[2]["labels"])
+	}
+}
+
+func TestJobsLsEmptyJSON(t *testing.T) {
+	h := newHarness(t)
+	r := h.run(t, "-o", "json", "jobs", "ls")
+	r.wantOK(t)
+	if strings.TrimSpace(r.stdout) != "[]" {
+		t.Errorf("stdout = %q, want []", r.stdout)
+	}
+}
+
+func TestJobsLsFiltersAndPages(t *testing.T) {
+	many := make([]*hodeipb.Job, 2500)
+	for i := range many {
+		many[i] = &hodeipb.Job{Id: fmt.Sprintf("01J%023d", i), Spec: &hodeipb.JobSpec{}, State: hodeipb.JobState_JOB_STATE_PENDING}
+	}
+	for _, tc := range []struct {
+		name      string
+		args      []string
+		wantJobs  int
+		wantPages []int32 // page_size of each request
+	}{
+		{"DefaultLimit", nil, 100, []int32{100}},
+		{"Limit", []string{"--limit", "5"}, 5, []int32{5}},
+		{"LimitOverPageMax", []string{"--limit", "1500"}, 1500, []int32{1000, 1000}},
+		{"All", []string{"--all"}, 2500, []int32{1000, 1000, 1000}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.jobs.jobs = many
+			r := h.run(t, append([]string{"jobs", "ls", "-o", "json"}, tc.args...)...)
+			r.wantOK(t)
+			var got []jobView
+			if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != tc.wantJobs {
+				t.Errorf("got %d jobs, want %d", len(got), tc.wantJobs)
+			}
+			var pages []int32
+			for _, req := range h.jobs.lists() {
+				pages = append(pages, req.GetPageSize())
+			}
+			if !slices.Equal(pages, tc.wantPages) {
+				t.Errorf("page sizes = %v, want %v", pages, tc.wantPages)
+			}
+		})
+	}
+
+	t.Run("Filters", func(t *testing.T) {
+		h := newHarness(t)
+		r := h.run(t, "jobs", "ls", "--state", "running", "--tenant", "ml", "--label", "a=1", "--label", "b=2")
+		r.wantOK(t)
+		want := &hodeipb.ListJobsRequest{State: hodeipb.JobState_JOB_STATE_RUNNING, Tenant: "ml",
+			Labels: map[string]string{"a": "1", "b": "2"}, PageSize: defaultLimit}
+		if reqs := h.jobs.lists(); len(reqs) != 1 || !proto.Equal(reqs[0], want) {
+			t.Errorf("requests = %v, want [%v]", reqs, want)
+		}
+	})
+
+	for _, tc := range []struct{ name, arg, val, want string }{
+		{"BadState", "--state", "done", `--state: "done" is not a state`},
+		{"BadLabel", "--label", "x", `--label: "x" has no '='`},
+		{"ZeroLimit", "--limit", "0", "--limit: 0 must be at least 1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			r := h.run(t, "jobs", "ls", tc.arg, tc.val)
+			if r.code != 2 || !strings.Contains(r.stderr, tc.want) {
+				t.Errorf("exit %d, stderr %q; want 2 and %q", r.code, r.stderr, tc.want)
+			}
+		})
+	}
+}
+
+func TestJobsGet(t *testing.T) {
+	h := newHarness(t)
+	h.jobs.jobs = testJobs()
+
+	t.Run("JSON", func(t *testing.T) {
+		r := h.run(t, "jobs", "get", "-o", "json", "01JAAAAAAAAAAAAAAAAAAAAAA1")
+		r.wantOK(t)
+		var got map[string]any
+		if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+			t.Fatalf("%v\n%s", err, r.stdout)
+		}
+		for _, k := range append(requiredJobKeys, "started", "finished") {
+			if _, ok := got[k]; !ok {
+				t.Errorf("no key %q: %v", k, got)
+			}
+		}
+		if got["state"] != "COMPLETED" || fmt.Sprint(got["command"]) != "[make all]" {
+			t.Errorf("job = %v", got)
+		}
+	})
+	t.Run("Table", func(t *testing.T) {
+		r := h.run(t, "jobs", "get", "01JAAAAAAAAAAAAAAAAAAAAAA2")
+		r.wantOK(t)
+		checkGolden(t, "jobs-get", r.stdout)
+	})
+	t.Run("NotFound", func(t *testing.T) {
+		r := h.run(t, "jobs", "get", "01JZZZZZZZZZZZZZZZZZZZZZZZ")
+		if r.code != 1 || r.stderr != "hodei: 01JZZZZZZZZZZZZZZZZZZZZZZZ not found\n" {
+			t.Errorf("exit %d, stderr %q", r.code, r.stderr)
+		}
+	})
+	t.Run("MissingID", func(t *testing.T) {
+		r := h.run(t, "jobs", "get")
+		if r.code != 2 || !strings.Contains(r.stderr, "missing job ID") {
+			t.Errorf("exit %d, stderr %q", r.code, r.stderr)
+		}
+	})
+	t.Run("FlagAfterID", func(t *testing.T) {
+		r := h.run(t, "jobs", "get", "01JAAAAAAAAAAAAAAAAAAAAAA2", "-o", "json")
+		if r.code != 2 || !strings.Contains(r.stderr, `unexpected argument "-o" (flags go before arguments)`) {
+			t.Errorf("exit %d, stderr %q", r.code, r.stderr)
+		}
+	})
+}
+
+func TestJobsCancel(t *testing.T) {
+	h := newHarness(t)
+	h.jobs.jobs = testJobs()
+	r := h.run(t, "jobs", "cancel", "--reason", "wrong input", "01JAAAAAAAAAAAAAAAAAAAAAA5")
+	r.wantOK(t)
+	checkGolden(t, "jobs-cancel", r.stdout)
+	want := &hodeipb.CancelJobRequest{Id: "01JAAAAAAAAAAAAAAAAAAAAAA5", Reason: "wrong input"}
+	if reqs := h.jobs.cancelReqs(); len(reqs) != 1 || !proto.Equal(reqs[0], want) {
+		t.Errorf("cancel requests = %v, want [%v]", reqs, want)
+	}
+
+	r = h.run(t, "jobs", "cancel", "-o", "json", "01JAAAAAAAAAAAAAAAAAAAAAA5")
+	r.wantOK(t)
+	var got jobView
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil || got.State != "CANCELLED" {
+		t.Errorf("json = %s (%v), want a CANCELLED job", r.stdout, err)
+	}
+}

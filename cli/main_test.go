@@ -1,0 +1,302 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	hodeipb "github.com/hodei-jobs/hodei/proto"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata/cli")
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// testNow is the clock of every test run: AGE and LAST SEEN are relative to it.
+var testNow = time.Date(2026, 3, 14, 15, 9, 26, 0, time.UTC)
+
+// harness is a fake server on 127.0.0.1:0 and a way to run the app at it.
+type harness struct {
+	addr  string
+	jobs  *fakeJobs
+	admin *fakeAdmin
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{addr: lis.Addr().String(), jobs: &fakeJobs{}, admin: &fakeAdmin{}}
+	srv := grpc.NewServer()
+	hodeipb.RegisterJobServiceServer(srv, h.jobs)
+	hodeipb.RegisterAdminServiceServer(srv, h.admin)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(lis)
+	}()
+	t.Cleanup(func() {
+		srv.Stop()
+		<-done
+	})
+	return h
+}
+
+// result is what one run of the app printed and returned.
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+// run runs `hodei --addr <fake> args…`.
+func (h *harness) run(t *testing.T, args ...string) result {
+	t.Helper()
+	return runApp(t, append([]string{"--addr", h.addr}, args...)...)
+}
+
+// runApp runs `hodei args…` in-process with the test clock.
+func runApp(t *testing.T, args ...string) result {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), append([]string{"hodei"}, args...), &stdout, &stderr, &env{now: func() time.Time { return testNow }})
+	return result{stdout.String(), stderr.String(), code}
+}
+
+// wantOK fails unless r exited 0 with nothing on stderr.
+func (r result) wantOK(t *testing.T) {
+	t.Helper()
+	if r.code != 0 || r.stderr != "" {
+		t.Fatalf("exit %d, stderr:\n%s", r.code, r.stderr)
+	}
+}
+
+// checkGolden compares got with testdata/cli/<name>/stdout.golden, or
+// rewrites the file under -update.
+func checkGolden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("..", "testdata", "cli", name, "stdout.golden")
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if got != string(want) {
+		t.Errorf("output differs from %s (go test -update rewrites it)\ngot:\n%s\nwant:\n%s", path, got, want)
+	}
+}
+
+// ---- fake JobService ----
+
+type fakeJobs struct {
+	hodeipb.UnimplementedJobServiceServer
+
+	mu        sync.Mutex // guards every field below
+	err       error      // returned by every call when set
+	submitted []*hodeipb.JobSpec
+	authz     []string // authorization metadata of each call
+	jobs      []*hodeipb.Job
+	listReqs  []*hodeipb.ListJobsRequest
+	cancels   []*hodeipb.CancelJobRequest
+	logReqs   []*hodeipb.LogsRequest
+	logChunks [][]byte
+}
+
+// call records the metadata of one call and returns the configured error.
+func (f *fakeJobs) call(ctx context.Context) error {
+	md, _ := metadata.FromIncomingContext(ctx)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.authz = append(f.authz, strings.Join(md.Get("authorization"), ","))
+	return f.err
+}
+
+func (f *fakeJobs) setErr(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.err = err
+}
+
+func (f *fakeJobs) Submit(ctx context.Context, req *hodeipb.SubmitRequest) (*hodeipb.SubmitResponse, error) {
+	if err := f.call(ctx); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.submitted = append(f.submitted, req.GetSpec())
+	return &hodeipb.SubmitResponse{Id: "01J00000000000000000000001"}, nil
+}
+
+func (f *fakeJobs) submits() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.submitted)
+}
+
+func (f *fakeJobs) lists() []*hodeipb.ListJobsRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.listReqs)
+}
+
+func (f *fakeJobs) cancelReqs() []*hodeipb.CancelJobRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.cancels)
+}
+
+func (f *fakeJobs) lastSpec(t *testing.T) *hodeipb.JobSpec {
+	t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.submitted) != 1 {
+		t.Fatalf("server got %d submits, want 1", len(f.submitted))
+	}
+	return f.submitted[0]
+}
+
+func (f *fakeJobs) Get(ctx context.Context, req *hodeipb.GetJobRequest) (*hodeipb.Job, error) {
+	if err := f.call(ctx); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, j := range f.jobs {
+		if j.GetId() == req.GetId() {
+			return j, nil
+		}
+	}
+	return nil, errNotFound(req.GetId())
+}
+
+// List pages through f.jobs; the page token is the index to start at.
+func (f *fakeJobs) List(ctx context.Context, req *hodeipb.ListJobsRequest) (*hodeipb.ListJobsResponse, error) {
+	if err := f.call(ctx); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.listReqs = append(f.listReqs, proto.CloneOf(req))
+	start, _ := strconv.Atoi(req.GetPageToken())
+	size := int(req.GetPageSize())
+	if size == 0 {
+		size = 100
+	}
+	end := min(start+size, len(f.jobs))
+	resp := &hodeipb.ListJobsResponse{Jobs: f.jobs[start:end]}
+	if end < len(f.jobs) {
+		resp.NextPageToken = strconv.Itoa(end)
+	}
+	return resp, nil
+}
+
+func (f *fakeJobs) Cancel(ctx context.Context, req *hodeipb.CancelJobRequest) (*hodeipb.Job, error) {
+	if err := f.call(ctx); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.cancels = append(f.cancels, req)
+	for _, j := range f.jobs {
+		if j.GetId() == req.GetId() {
+			c := proto.CloneOf(j)
+			c.State = hodeipb.JobState_JOB_STATE_CANCELLED
+			c.Reason = req.GetReason()
+			return c, nil
+		}
+	}
+	return nil, errNotFound(req.GetId())
+}
+
+func (f *fakeJobs) Logs(req *hodeipb.LogsRequest, stream grpc.ServerStreamingServer[hodeipb.LogData]) error {
+	if err := f.call(stream.Context()); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	f.logReqs = append(f.logReqs, req)
+	chunks := f.logChunks
+	f.mu.Unlock()
+	var off int64
+	for _, c := range chunks {
+		if err := stream.Send(&hodeipb.LogData{Attempt: 1, Offset: off, Data: c}); err != nil {
+			return err
+		}
+		off += int64(len(c))
+	}
+	return nil
+}
+
+// ---- fake AdminService ----
+
+type fakeAdmin struct {
+	hodeipb.UnimplementedAdminServiceServer
+
+	mu          sync.Mutex // guards every field below
+	workers     []*hodeipb.Worker
+	drained     []string
+	snapshot    [][]byte
+	snapshotErr error // sent after the chunks
+}
+
+func (f *fakeAdmin) ListWorkers(context.Context, *hodeipb.ListWorkersRequest) (*hodeipb.ListWorkersResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return &hodeipb.ListWorkersResponse{Workers: f.workers}, nil
+}
+
+func (f *fakeAdmin) DrainWorker(_ context.Context, req *hodeipb.DrainWorkerRequest) (*hodeipb.Worker, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, w := range f.workers {
+		if w.GetId() == req.GetId() {
+			f.drained = append(f.drained, req.GetId())
+			c := proto.CloneOf(w)
+			c.State = hodeipb.WorkerState_WORKER_STATE_DRAINING
+			return c, nil
+		}
+	}
+	return nil, errNotFound(req.GetId())
+}
+
+func (f *fakeAdmin) Snapshot(_ *hodeipb.SnapshotRequest, stream grpc.ServerStreamingServer[hodeipb.SnapshotChunk]) error {
+	f.mu.Lock()
+	chunks, err := f.snapshot, f.snapshotErr
+	f.mu.Unlock()
+	for _, c := range chunks {
+		if err := stream.Send(&hodeipb.SnapshotChunk{Data: c}); err != nil {
+			return err
+		}
+	}
+	return err
+}
+
+func errNotFound(id string) error {
+	return status.Errorf(codes.NotFound, "%s not found", id)
+}

@@ -1,0 +1,198 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/hodei-jobs/hodei/client"
+	"github.com/hodei-jobs/hodei/job"
+	hodeipb "github.com/hodei-jobs/hodei/proto"
+)
+
+func submitCommand(*env) *ucli.Command {
+	return &ucli.Command{
+		Name:      "submit",
+		Usage:     "submit a job and print its id",
+		ArgsUsage: "[--] CMD [ARG…]",
+		Description: "Runs CMD with its arguments on a worker, or --script with /bin/sh -c.\n" +
+			"Put -- before CMD when it has flags of its own:\n\n" +
+			"   hodei submit --name build --label team=ci --timeout 10m -- make -j8 all",
+		Flags: withFlags(true, specFlags()...),
+		Action: func(c *ucli.Context) error {
+			spec, err := specFromFlags(c)
+			if err != nil {
+				return err
+			}
+			asJSON, err := jsonOutput(c)
+			if err != nil {
+				return err
+			}
+			return withClient(c, func(cl *client.Client) error {
+				id, err := cl.Submit(c.Context, spec)
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return writeJSON(c.App.Writer, struct {
+						ID string `json:"id"`
+					}{id})
+				}
+				_, err = fmt.Fprintln(c.App.Writer, id)
+				return err
+			})
+		},
+	}
+}
+
+// specFlags are the flags that describe a job, shared by submit and run.
+// specFromFlags reads them back.
+func specFlags() []ucli.Flag {
+	return []ucli.Flag{
+		&ucli.StringFlag{Name: "name", Usage: "job `NAME`, for people"},
+		&ucli.StringFlag{Name: "tenant", DefaultText: "default", Usage: "`TENANT` the job is accounted to"},
+		&ucli.IntFlag{Name: "priority", DefaultText: "500", Usage: "`P` from 0 to 1000, higher first"},
+		&ucli.StringFlag{Name: "timeout", Usage: "stop the job after this `DURATION` (e.g. 90s, 10m, 1h30m); 0: none"},
+		&ucli.IntFlag{Name: "retries", Usage: "`N` extra attempts after a failed one"},
+		&ucli.StringFlag{Name: "backoff", DefaultText: "1s", Usage: "`DURATION` before the first retry, doubled for each next"},
+		&ucli.StringSliceFlag{Name: "label", KeepSpace: true, Usage: "label the job, `KEY=VALUE` (repeatable)"},
+		&ucli.StringSliceFlag{Name: "env", KeepSpace: true, Usage: "environment variable, `KEY=VALUE` (repeatable)"},
+		&ucli.StringSliceFlag{Name: "secret-env", KeepSpace: true, Usage: "environment variable whose value is masked in logs and answers, `KEY=VALUE` (repeatable)"},
+		&ucli.StringSliceFlag{Name: "selector", KeepSpace: true, Usage: "run only on workers with this label, `KEY=VALUE` (repeatable)"},
+		&ucli.Int64Flag{Name: "cpu", DefaultText: "none", Usage: "CPU to reserve, in `MILLIS` (thousandths of a core)"},
+		&ucli.Int64Flag{Name: "memory", DefaultText: "none", Usage: "memory to reserve, in `MiB`"},
+		&ucli.Int64Flag{Name: "slots", DefaultText: "1", Usage: "`N` job slots to reserve"},
+		&ucli.StringSliceFlag{Name: "after", Usage: "start only after job `ID` completed (repeatable, or comma-separated)"},
+		&ucli.StringFlag{Name: "workdir", Usage: "working directory of the job, an absolute `DIR` on the worker"},
+		&ucli.BoolFlag{Name: "no-pty", Usage: "capture stdout/stderr through pipes instead of a terminal"},
+		&ucli.StringFlag{Name: "script", Usage: "shell `SCRIPT` to run with /bin/sh -c, instead of CMD"},
+	}
+}
+
+// specFromFlags builds the spec the specFlags and the arguments describe.
+// Malformed values are usage errors naming the flag; rules the values must
+// follow (ranges, key syntax) are left to the server, which names the field.
+func specFromFlags(c *ucli.Context) (*hodeipb.JobSpec, error) {
+	spec := &hodeipb.JobSpec{
+		Name:    c.String("name"),
+		Tenant:  c.String("tenant"),
+		Script:  c.String("script"),
+		Workdir: c.String("workdir"),
+		NoPty:   c.Bool("no-pty"),
+	}
+	if argv := c.Args().Slice(); len(argv) > 0 {
+		spec.Command = argv
+	}
+	switch {
+	case spec.Script != "" && spec.Command != nil:
+		return nil, usagef(c, "give either a command or --script, not both")
+	case spec.Script == "" && spec.Command == nil:
+		return nil, usagef(c, "missing command: give CMD [ARG…] after the flags (or after --), or --script")
+	}
+
+	var err error
+	if c.IsSet("priority") {
+		p, err := int32Flag(c, "priority")
+		if err != nil {
+			return nil, err
+		}
+		spec.Priority = &p
+	}
+	if spec.Retries, err = int32Flag(c, "retries"); err != nil {
+		return nil, err
+	}
+	if spec.TimeoutMs, err = millisFlag(c, "timeout"); err != nil {
+		return nil, err
+	}
+	if spec.BackoffMs, err = millisFlag(c, "backoff"); err != nil {
+		return nil, err
+	}
+	for _, m := range []struct {
+		flag string
+		dst  *map[string]string
+	}{
+		{"label", &spec.Labels},
+		{"env", &spec.Env},
+		{"secret-env", &spec.SecretEnv},
+		{"selector", &spec.Selector},
+	} {
+		if *m.dst, err = pairsFlag(c, m.flag); err != nil {
+			return nil, err
+		}
+	}
+	if c.IsSet("cpu") || c.IsSet("memory") || c.IsSet("slots") {
+		spec.Resources = &hodeipb.Resources{
+			CpuMillis: c.Int64("cpu"),
+			MemoryMib: c.Int64("memory"),
+			Slots:     c.Int64("slots"),
+		}
+	}
+	for _, v := range c.StringSlice("after") {
+		for id := range strings.SplitSeq(v, ",") {
+			if id = strings.TrimSpace(id); id != "" {
+				spec.DependsOn = append(spec.DependsOn, id)
+			}
+		}
+	}
+	return spec, nil
+}
+
+// int32Flag reads an int flag that travels as int32.
+func int32Flag(c *ucli.Context, name string) (int32, error) {
+	v := c.Int(name)
+	if v < math.MinInt32 || v > math.MaxInt32 {
+		return 0, usagef(c, "--%s: %d is out of range", name, v)
+	}
+	return int32(v), nil
+}
+
+// millisFlag reads a duration flag as whole milliseconds.
+func millisFlag(c *ucli.Context, name string) (int64, error) {
+	s := c.String(name)
+	if s == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	switch {
+	case err != nil:
+		return 0, usagef(c, "--%s: %q is not a duration; use a number with a unit, e.g. 30s, 10m, 1h30m", name, s)
+	case d < 0:
+		return 0, usagef(c, "--%s: %s must not be negative", name, s)
+	case d > 0 && d < time.Millisecond:
+		// It would round to 0, which means "none".
+		return 0, usagef(c, "--%s: %s is shorter than the resolution of 1ms", name, s)
+	}
+	return d.Milliseconds(), nil
+}
+
+// pairsFlag reads a repeatable KEY=VALUE flag; a later key wins. No flag
+// gives a nil map.
+func pairsFlag(c *ucli.Context, name string) (map[string]string, error) {
+	vals := c.StringSlice(name)
+	if len(vals) == 0 {
+		return nil, nil
+	}
+	m := make(map[string]string, len(vals))
+	for _, kv := range vals {
+		k, v, err := job.ParseLabel(name, kv)
+		if err != nil {
+			return nil, fieldUsage(c, err)
+		}
+		m[k] = v
+	}
+	return m, nil
+}
+
+// fieldUsage turns a *job.FieldError whose field is a flag name into a
+// usage error that names the flag as typed: "--label: …".
+func fieldUsage(c *ucli.Context, err error) error {
+	var fe *job.FieldError
+	if errors.As(err, &fe) {
+		return usagef(c, "%s: %s", dashes(fe.Field), fe.Rule)
+	}
+	return usagef(c, "%s", err)
+}

@@ -1,0 +1,147 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/hodei-jobs/hodei/client"
+	hodeipb "github.com/hodei-jobs/hodei/proto"
+)
+
+func workersCommand(e *env) *ucli.Command {
+	return &ucli.Command{
+		Name:  "workers",
+		Usage: "list and drain the hosts that run jobs",
+		Subcommands: []*ucli.Command{
+			{
+				Name:  "ls",
+				Usage: "list workers",
+				Flags: withFlags(true),
+				Action: func(c *ucli.Context) error {
+					if _, err := args(c); err != nil {
+						return err
+					}
+					return workersCall(c, e, false, func(cl *client.Client) ([]*hodeipb.Worker, error) {
+						return cl.ListWorkers(c.Context)
+					})
+				},
+			},
+			{
+				Name:      "drain",
+				Usage:     "stop assigning jobs to a worker; the jobs it runs finish",
+				ArgsUsage: "ID",
+				Flags:     withFlags(true),
+				Action: func(c *ucli.Context) error {
+					a, err := args(c, "worker ID")
+					if err != nil {
+						return err
+					}
+					return workersCall(c, e, true, func(cl *client.Client) ([]*hodeipb.Worker, error) {
+						w, err := cl.DrainWorker(c.Context, a[0])
+						if err != nil {
+							return nil, err
+						}
+						return []*hodeipb.Worker{w}, nil
+					})
+				},
+			},
+		},
+	}
+}
+
+// workersCall runs a call and prints the workers it returns: a table, or
+// JSON: an array, or one object if single.
+func workersCall(c *ucli.Context, e *env, single bool, call func(*client.Client) ([]*hodeipb.Worker, error)) error {
+	asJSON, err := jsonOutput(c)
+	if err != nil {
+		return err
+	}
+	var ws []*hodeipb.Worker
+	err = withClient(c, func(cl *client.Client) error {
+		ws, err = call(cl)
+		return err
+	})
+	switch {
+	case err != nil:
+		return err
+	case asJSON && single && len(ws) == 1:
+		return writeJSON(c.App.Writer, newWorkerView(ws[0]))
+	case asJSON:
+		views := make([]workerView, 0, len(ws))
+		for _, w := range ws {
+			views = append(views, newWorkerView(w))
+		}
+		return writeJSON(c.App.Writer, views)
+	}
+	return writeWorkerTable(c.App.Writer, e.now(), ws)
+}
+
+// workerView is a worker as `--output json` shows it.
+type workerView struct {
+	ID            string            `json:"id"`
+	Name          string            `json:"name"`
+	Hostname      string            `json:"hostname"`
+	State         string            `json:"state"`
+	Labels        map[string]string `json:"labels"`
+	Capacity      resourcesView     `json:"capacity"`
+	Allocated     resourcesView     `json:"allocated"`
+	CPUPercent    float64           `json:"cpu_percent"`
+	MemoryUsedMiB int64             `json:"memory_used_mib"`
+	Load1         float64           `json:"load1"`
+	Running       []string          `json:"running"`
+	Version       string            `json:"version,omitempty"`
+	LastSeen      time.Time         `json:"last_seen,omitzero"`
+}
+
+type resourcesView struct {
+	CPUMillis int64 `json:"cpu_millis"`
+	MemoryMiB int64 `json:"memory_mib"`
+	Slots     int64 `json:"slots"`
+}
+
+func newResourcesView(r *hodeipb.Resources) resourcesView {
+	return resourcesView{CPUMillis: r.GetCpuMillis(), MemoryMiB: r.GetMemoryMib(), Slots: r.GetSlots()}
+}
+
+func newWorkerView(w *hodeipb.Worker) workerView {
+	running := w.GetRunning()
+	if running == nil {
+		running = []string{}
+	}
+	return workerView{
+		ID:            w.GetId(),
+		Name:          w.GetName(),
+		Hostname:      w.GetHostname(),
+		State:         hodeipb.WorkerStateName(w.GetState()),
+		Labels:        nonNil(w.GetLabels()),
+		Capacity:      newResourcesView(w.GetCapacity()),
+		Allocated:     newResourcesView(w.GetAllocated()),
+		CPUPercent:    w.GetCpuPercent(),
+		MemoryUsedMiB: w.GetMemoryUsedMib(),
+		Load1:         w.GetLoad1(),
+		Running:       running,
+		Version:       w.GetVersion(),
+		LastSeen:      unixNano(w.GetLastHeartbeatUnixNano()),
+	}
+}
+
+func writeWorkerTable(w io.Writer, now time.Time, ws []*hodeipb.Worker) error {
+	t := newTable(w, "ID", "NAME", "HOST", "STATE", "SLOTS", "CPU %", "MEM", "LABELS", "LAST SEEN")
+	for _, wk := range ws {
+		v := newWorkerView(wk)
+		lastSeen := ""
+		if !v.LastSeen.IsZero() {
+			lastSeen = age(now, v.LastSeen) + " ago"
+		}
+		t.row(v.ID, v.Name, v.Hostname, v.State,
+			fmt.Sprintf("%d/%d", v.Allocated.Slots, v.Capacity.Slots),
+			strconv.FormatFloat(v.CPUPercent, 'f', 1, 64),
+			mib(v.MemoryUsedMiB)+"/"+mib(v.Capacity.MemoryMiB),
+			pairs(v.Labels), lastSeen)
+	}
+	return t.flush()
+}

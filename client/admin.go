@@ -1,0 +1,50 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	hodeipb "github.com/hodei-jobs/hodei/proto"
+)
+
+// ListWorkers returns every worker the server knows, connected or not.
+func (c *Client) ListWorkers(ctx context.Context) ([]*hodeipb.Worker, error) {
+	resp, err := c.admin.ListWorkers(ctx, &hodeipb.ListWorkersRequest{})
+	if err != nil {
+		return nil, err
+	}
+	return resp.GetWorkers(), nil
+}
+
+// DrainWorker stops new assignments to a worker and returns it; the jobs it
+// runs finish. codes.NotFound if there is no such worker.
+func (c *Client) DrainWorker(ctx context.Context, id string) (*hodeipb.Worker, error) {
+	return c.admin.DrainWorker(ctx, &hodeipb.DrainWorkerRequest{Id: id})
+}
+
+// Snapshot writes a consistent copy of the server's database to w and
+// returns the number of bytes written. On error w holds a partial copy:
+// write to a temporary file and rename it only on success.
+func (c *Client) Snapshot(ctx context.Context, w io.Writer) (int64, error) {
+	stream, err := c.admin.Snapshot(ctx, &hodeipb.SnapshotRequest{})
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for {
+		msg, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+		m, err := w.Write(msg.GetData())
+		n += int64(m)
+		if err != nil {
+			return n, fmt.Errorf("write snapshot: %w", err)
+		}
+	}
+}

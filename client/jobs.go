@@ -1,0 +1,116 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+
+	hodeipb "github.com/hodei-jobs/hodei/proto"
+)
+
+// Submit stores a job and returns its id. The server acknowledges only after
+// the job is durable. A spec the server rejects comes back as a
+// codes.InvalidArgument status naming the field.
+func (c *Client) Submit(ctx context.Context, spec *hodeipb.JobSpec) (string, error) {
+	resp, err := c.jobs.Submit(ctx, &hodeipb.SubmitRequest{Spec: spec})
+	if err != nil {
+		return "", err
+	}
+	return resp.GetId(), nil
+}
+
+// Get returns one job; codes.NotFound if there is none with that id.
+func (c *Client) Get(ctx context.Context, id string) (*hodeipb.Job, error) {
+	return c.jobs.Get(ctx, &hodeipb.GetJobRequest{Id: id})
+}
+
+// List returns one page of jobs in submission order. Pass the response's
+// NextPageToken as the next request's PageToken; ListAll does that for you.
+func (c *Client) List(ctx context.Context, req *hodeipb.ListJobsRequest) (*hodeipb.ListJobsResponse, error) {
+	return c.jobs.List(ctx, req)
+}
+
+// ListAll iterates over every job matching req, fetching page after page as
+// the loop asks for more; breaking out of the loop stops fetching. req is
+// not modified; its PageToken, if set, is where the listing starts. An error
+// ends the sequence: it is yielded once with a nil job.
+func (c *Client) ListAll(ctx context.Context, req *hodeipb.ListJobsRequest) iter.Seq2[*hodeipb.Job, error] {
+	return func(yield func(*hodeipb.Job, error) bool) {
+		page := &hodeipb.ListJobsRequest{}
+		if req != nil {
+			page = proto.CloneOf(req)
+		}
+		for {
+			resp, err := c.jobs.List(ctx, page)
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			for _, j := range resp.GetJobs() {
+				if !yield(j, nil) {
+					return
+				}
+			}
+			next := resp.GetNextPageToken()
+			if next == "" {
+				return
+			}
+			if next == page.GetPageToken() {
+				yield(nil, fmt.Errorf("list jobs: server returned page token %q twice", next))
+				return
+			}
+			page.PageToken = next
+		}
+	}
+}
+
+// Cancel stops a job in any non-terminal state and returns it as it is after
+// the request (a running job stays RUNNING until its agent confirms). An
+// empty reason lets the server use its default.
+func (c *Client) Cancel(ctx context.Context, id, reason string) (*hodeipb.Job, error) {
+	return c.jobs.Cancel(ctx, &hodeipb.CancelJobRequest{Id: id, Reason: reason})
+}
+
+// Watch streams every change of the jobs req selects until ctx ends or the
+// server closes the stream. Cancel ctx to stop watching.
+func (c *Client) Watch(ctx context.Context, req *hodeipb.WatchRequest) (grpc.ServerStreamingClient[hodeipb.JobEvent], error) {
+	if req == nil {
+		req = &hodeipb.WatchRequest{}
+	}
+	return c.jobs.Watch(ctx, req)
+}
+
+// Logs opens a job's output stream. Receive until io.EOF; with req.Follow
+// the stream ends when the job is terminal. CopyLogs is the simple form.
+func (c *Client) Logs(ctx context.Context, req *hodeipb.LogsRequest) (grpc.ServerStreamingClient[hodeipb.LogData], error) {
+	return c.jobs.Logs(ctx, req)
+}
+
+// CopyLogs writes a job's output to w, byte for byte as stored, starting at
+// offset of the given attempt (0: from the first attempt on, across retries).
+// With follow it returns when the job is terminal and all its output is
+// written; without, when the stored output is written. An error from w is
+// returned wrapped; errors from the server are gRPC status errors.
+func (c *Client) CopyLogs(ctx context.Context, id string, attempt int32, offset int64, follow bool, w io.Writer) error {
+	stream, err := c.jobs.Logs(ctx, &hodeipb.LogsRequest{Id: id, Attempt: attempt, Offset: offset, Follow: follow})
+	if err != nil {
+		return err
+	}
+	for {
+		msg, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := w.Write(msg.GetData()); err != nil {
+			return fmt.Errorf("write logs: %w", err)
+		}
+	}
+}

@@ -1,0 +1,18 @@
+// Package scheduler decides which pending job runs on which worker, and
+// keeps the live state that decision needs.
+//
+// It has two halves. Decide is the pure core: a Snapshot and the time in, a
+// Plan out, with no I/O, goroutines or clock. Scheduler is the shell around
+// it: it holds jobs and workers in lock-free maps (copy-on-write values),
+// applies every change through the Store as a compare-and-swap on (state,
+// attempt) and publishes to memory only after the commit, and runs one
+// dispatch loop that wakes on events (a submit, freed capacity, a worker
+// arriving) or on its next timer (a backoff ending, a timeout, a lease
+// running out) — never on a polling sleep.
+//
+//	submit ─┐                      ┌─> Store.Apply (one commit per pass)
+//	report ─┼─> wake ─> Pass(now) ─┤
+//	timer ──┘    Snapshot ─> Decide └─> Dispatcher.Assign (after the commit)
+//
+// Tests drive Pass directly with a fake clock and the in-memory store.
+package scheduler

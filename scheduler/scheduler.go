@@ -1,0 +1,384 @@
+package scheduler
+
+import (
+	"context"
+	crand "crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+	"github.com/puzpuzpuz/xsync/v3"
+
+	"github.com/hodei-jobs/hodei/job"
+)
+
+// Dispatcher delivers orders to connected agents. Its methods must not
+// block: they queue the order on the worker's stream and report false when
+// the worker is not connected (the order is then re-sent when it returns).
+type Dispatcher interface {
+	Assign(workerID string, j *job.Job) bool
+	Cancel(workerID string, c CancelOrder) bool
+}
+
+// CancelOrder asks an agent to stop one attempt: SIGTERM to its process
+// group, SIGKILL after Grace.
+type CancelOrder struct {
+	JobID   string
+	Attempt int
+	Grace   time.Duration
+	Reason  string
+}
+
+// Observer receives scheduling events for metrics. Its methods must be cheap
+// and must not block.
+type Observer interface {
+	Submitted(tenant string)
+	Dispatched(tenant string, wait time.Duration)
+	Finished(tenant string, state job.State)
+}
+
+// Config configures a Scheduler. Zero fields take the defaults shown.
+type Config struct {
+	Store      Store
+	Dispatcher Dispatcher
+	Observer   Observer         // nil: none
+	// OnChange is called with every published job version, after the
+	// commit; it must not block. nil: none.
+	OnChange func(*job.Job)
+	Now        func() time.Time // default time.Now
+	Logger     *slog.Logger     // default: discard
+	Placement  Placement        // default BinPack
+	// Heartbeat is the interval agents are told to heartbeat at; default 5 s.
+	Heartbeat time.Duration
+	// Lease is how long a worker may stay silent before it is DOWN and its
+	// jobs are lost; default 3 × Heartbeat + 5 s.
+	Lease time.Duration
+	// KillGrace is the time between SIGTERM and SIGKILL on cancel; default 10 s.
+	KillGrace time.Duration
+}
+
+// Scheduler owns the live state of jobs and workers and the dispatch loop.
+// All methods are safe for concurrent use; Pass and Run must not run
+// concurrently with each other (Run calls Pass).
+type Scheduler struct {
+	cfg Config
+	log *slog.Logger
+
+	jobs    *xsync.MapOf[string, *job.Job]     // every job in memory; immutable values
+	pending *xsync.MapOf[string, struct{}]     // ids of Pending jobs; kept by track
+	active  *xsync.MapOf[string, struct{}]     // ids of Scheduled and Running jobs; kept by track
+	deps    *xsync.MapOf[string, []string]     // job id → ids that depend on it; copy on write
+	workers *xsync.MapOf[string, *workerState] // immutable values
+
+	depCheck   *xsync.MapOf[string, struct{}]  // pending ids whose dependency just ended
+	cancelSent *xsync.MapOf[string, time.Time] // job id → when the last stop order went out
+
+	events hub
+	wake   chan struct{}
+
+	idMu      sync.Mutex
+	idEntropy io.Reader // guarded by idMu
+}
+
+// New returns a Scheduler. Call Recover before serving, then Run.
+func New(cfg Config) *Scheduler {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = 5 * time.Second
+	}
+	if cfg.Lease <= 0 {
+		cfg.Lease = 3*cfg.Heartbeat + 5*time.Second
+	}
+	if cfg.KillGrace <= 0 {
+		cfg.KillGrace = 10 * time.Second
+	}
+	return &Scheduler{
+		cfg:        cfg,
+		log:        cfg.Logger.With("component", "scheduler"),
+		jobs:       xsync.NewMapOf[string, *job.Job](),
+		pending:    xsync.NewMapOf[string, struct{}](),
+		active:     xsync.NewMapOf[string, struct{}](),
+		deps:       xsync.NewMapOf[string, []string](),
+		workers:    xsync.NewMapOf[string, *workerState](),
+		depCheck:   xsync.NewMapOf[string, struct{}](),
+		cancelSent: xsync.NewMapOf[string, time.Time](),
+		wake:       make(chan struct{}, 1),
+		idEntropy:  ulid.Monotonic(crand.Reader, 0),
+	}
+}
+
+// Config returns the effective configuration, defaults filled in.
+func (s *Scheduler) Config() Config { return s.cfg }
+
+// Recover rebuilds memory from the store: every job, the dependency index,
+// and the known workers. Workers start disconnected: the ones holding active
+// jobs have one lease, from now, to reconnect before their jobs are lost.
+func (s *Scheduler) Recover(ctx context.Context) error {
+	now := s.cfg.Now()
+	err := s.cfg.Store.Scan(ctx, func(j *job.Job) error {
+		s.publishRecovered(j)
+		for _, d := range j.Spec.DependsOn {
+			s.addDependent(d, j.ID)
+		}
+		if j.State == job.Pending && len(j.Spec.DependsOn) > 0 {
+			s.depCheck.Store(j.ID, struct{}{})
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("recover jobs: %w", err)
+	}
+	ws, err := s.cfg.Store.Workers(ctx)
+	if err != nil {
+		return fmt.Errorf("recover workers: %w", err)
+	}
+	for _, w := range ws {
+		s.workers.Store(w.ID, &workerState{rec: w, state: workerStateOf(w), lastSeen: now})
+	}
+	s.poke()
+	return nil
+}
+
+func (s *Scheduler) publishRecovered(j *job.Job) {
+	s.jobs.Compute(j.ID, func(*job.Job, bool) (*job.Job, bool) {
+		s.track(j)
+		return j, false
+	})
+}
+
+// Run is the dispatch loop: it runs a pass whenever something happened or
+// the next timer is due, until ctx ends.
+func (s *Scheduler) Run(ctx context.Context) error {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		next := s.Pass(ctx)
+		wait := time.Hour
+		if !next.IsZero() {
+			wait = max(next.Sub(s.cfg.Now()), time.Millisecond)
+		}
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.wake:
+		case <-timer.C:
+		}
+	}
+}
+
+// poke wakes the dispatch loop; wake-ups that arrive during a pass coalesce.
+func (s *Scheduler) poke() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Submit validates spec, stores a new Pending job durably and returns it.
+// Errors: a *job.FieldError (wrapping job.ErrInvalid) naming the bad field;
+// store errors.
+func (s *Scheduler) Submit(ctx context.Context, spec job.Spec) (*job.Job, error) {
+	spec.Normalize()
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	now := s.cfg.Now()
+	j := &job.Job{ID: s.newID(now), Spec: spec, State: job.Pending, Attempt: 1, CreatedAt: now}
+	if err := s.cfg.Store.Insert(ctx, []*job.Job{j}); err != nil {
+		return nil, err
+	}
+	for _, d := range spec.DependsOn {
+		s.addDependent(d, j.ID)
+	}
+	if len(spec.DependsOn) > 0 {
+		// A dependency may have failed before the index above knew of j.
+		s.depCheck.Store(j.ID, struct{}{})
+	}
+	s.publish(j)
+	if s.cfg.Observer != nil {
+		s.cfg.Observer.Submitted(spec.Tenant)
+	}
+	return j, nil
+}
+
+func (s *Scheduler) newID(now time.Time) string {
+	s.idMu.Lock()
+	defer s.idMu.Unlock()
+	return ulid.MustNew(ulid.Timestamp(now), s.idEntropy).String()
+}
+
+// Get returns a job from memory, or job.ErrNotFound.
+func (s *Scheduler) Get(id string) (*job.Job, error) {
+	if j, ok := s.jobs.Load(id); ok {
+		return j, nil
+	}
+	return nil, fmt.Errorf("job %s: %w", id, job.ErrNotFound)
+}
+
+// Subscribe returns a subscription to job changes that pass filter (nil:
+// all), buffered to buffer events.
+func (s *Scheduler) Subscribe(buffer int, filter func(*job.Job) bool) *Subscription {
+	return s.events.subscribe(buffer, filter)
+}
+
+// Cancel stops a job in any non-terminal state: a Pending or Scheduled job
+// is Cancelled at once; a Running job gets a stop order and ends Cancelled
+// when its agent confirms (or when the confirmation is overdue). Cancelling
+// a job whose cancel is already under way returns it unchanged. Errors:
+// job.ErrNotFound; job.ErrConflict when the job is already terminal.
+func (s *Scheduler) Cancel(ctx context.Context, id, reason string) (*job.Job, error) {
+	if reason == "" {
+		reason = ReasonUserCancel
+	}
+	for range 10 {
+		cur, err := s.Get(id)
+		if err != nil {
+			return nil, err
+		}
+		var next *job.Job
+		switch {
+		case cur.State.Terminal():
+			return nil, job.Conflict(id, "already %s", cur.State)
+		case cur.State == job.Running && cur.CancelRequested != "":
+			return cur, nil
+		case cur.State == job.Running:
+			next = cur.Clone()
+			next.CancelRequested = reason
+		default:
+			next = cancelledJob(cur, reason, s.cfg.Now())
+		}
+		errs, err := s.apply(ctx, []job.Update{{Expect: cur.Expected(), Next: next}})
+		if err != nil {
+			return nil, err
+		}
+		if errors.Is(errs[0], job.ErrConflict) {
+			s.refresh(ctx, id)
+			continue
+		}
+		if errs[0] != nil {
+			return nil, errs[0]
+		}
+		if cur.State.Active() {
+			s.sendCancel(next, reason)
+		}
+		return next, nil
+	}
+	return nil, job.Conflict(id, "changed too often while cancelling; try again")
+}
+
+// refresh reloads a job from the store after a lost compare-and-swap, in
+// case memory has not caught up with the winner's commit yet.
+func (s *Scheduler) refresh(ctx context.Context, id string) {
+	if j, err := s.cfg.Store.Get(ctx, id); err == nil {
+		s.publish(j)
+	}
+}
+
+// apply writes updates through the store and publishes those that commit.
+func (s *Scheduler) apply(ctx context.Context, updates []job.Update) ([]error, error) {
+	errs, err := s.cfg.Store.Apply(ctx, updates)
+	if err != nil {
+		return nil, err
+	}
+	for i, u := range updates {
+		if errs[i] == nil {
+			s.publish(u.Next)
+		}
+	}
+	return errs, nil
+}
+
+// publish makes a committed job version visible. Versions only move
+// forward, so a slow publisher cannot overwrite a newer record; the pending
+// and active sets are updated under the same key lock, so they always
+// follow the newest version.
+func (s *Scheduler) publish(j *job.Job) {
+	won := false
+	s.jobs.Compute(j.ID, func(old *job.Job, loaded bool) (*job.Job, bool) {
+		if loaded && old.Version >= j.Version {
+			return old, false
+		}
+		won = true
+		s.track(j)
+		return j, false
+	})
+	if !won {
+		return
+	}
+	if j.State.Terminal() {
+		s.cancelSent.Delete(j.ID)
+		if j.State != job.Completed {
+			for _, k := range s.dependents(j.ID) {
+				s.depCheck.Store(k, struct{}{})
+			}
+		}
+		if s.cfg.Observer != nil {
+			s.cfg.Observer.Finished(j.Spec.Tenant, j.State)
+		}
+	}
+	if j.State == job.Pending || j.State.Terminal() {
+		s.poke()
+	}
+	if s.cfg.OnChange != nil {
+		s.cfg.OnChange(j)
+	}
+	s.events.publish(j)
+}
+
+// track files a job id under the set its state belongs to. It runs inside
+// the jobs map's Compute for that id.
+func (s *Scheduler) track(j *job.Job) {
+	switch {
+	case j.State == job.Pending:
+		s.pending.Store(j.ID, struct{}{})
+		s.active.Delete(j.ID)
+	case j.State.Active():
+		s.active.Store(j.ID, struct{}{})
+		s.pending.Delete(j.ID)
+	default:
+		s.pending.Delete(j.ID)
+		s.active.Delete(j.ID)
+	}
+}
+
+func (s *Scheduler) dependents(id string) []string {
+	kids, _ := s.deps.Load(id)
+	return kids
+}
+
+func (s *Scheduler) addDependent(dep, child string) {
+	s.deps.Compute(dep, func(old []string, _ bool) ([]string, bool) {
+		if slices.Contains(old, child) {
+			return old, false
+		}
+		return append(slices.Clip(old), child), false
+	})
+}
+
+// Forget drops finished jobs from memory after retention deleted them from
+// the store.
+func (s *Scheduler) Forget(ids []string) {
+	for _, id := range ids {
+		s.jobs.Delete(id)
+		s.deps.Delete(id)
+		s.pending.Delete(id)
+		s.active.Delete(id)
+	}
+}
+
+// Jobs calls fn for every job in memory, in no particular order, until fn
+// returns false. It is not a snapshot.
+func (s *Scheduler) Jobs(fn func(*job.Job) bool) {
+	s.jobs.Range(func(_ string, j *job.Job) bool { return fn(j) })
+}

@@ -1,0 +1,298 @@
+package scheduler
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/hodei-jobs/hodei/job"
+)
+
+// Stats is a worker's last reported resource usage.
+type Stats struct {
+	CPUPercent    float64
+	MemoryUsedMiB int64
+	Load1         float64
+}
+
+// workerState is the live view of one worker. Values are immutable.
+type workerState struct {
+	rec       *job.Worker
+	state     job.WorkerState
+	connected bool
+	lastSeen  time.Time
+	stats     Stats
+}
+
+func workerStateOf(w *job.Worker) job.WorkerState {
+	if w.Drained {
+		return job.WorkerDraining
+	}
+	return job.WorkerReady
+}
+
+// WorkerInfo is a worker as `hodei workers ls` shows it.
+type WorkerInfo struct {
+	Worker    *job.Worker
+	State     job.WorkerState
+	Connected bool
+	LastSeen  time.Time
+	Stats     Stats
+	Allocated job.Resources
+	Running   []string // ids of its Scheduled and Running jobs
+}
+
+// Ref names one attempt an agent holds.
+type Ref struct {
+	JobID   string
+	Attempt int
+}
+
+// Hello is an agent's greeting after it connected.
+type Hello struct {
+	Worker  *job.Worker
+	Running []Ref // attempts still running on the agent
+}
+
+// Reconcile is what the server must send an agent that just said Hello.
+type Reconcile struct {
+	Assign []*job.Job     // assigned to it but not known to be running there
+	Cancel []CancelOrder  // running there but no longer wanted
+}
+
+// WorkerHello registers a connected agent (storing its record when new or
+// changed) and reconciles what it runs with what the store says it should:
+// Scheduled jobs it does not report are assigned again, jobs with a pending
+// stop get the order again, Running jobs it no longer has are lost, and
+// attempts it runs that the server does not expect are cancelled. Report
+// the agent's finished attempts (JobFinished) before calling WorkerHello.
+func (s *Scheduler) WorkerHello(ctx context.Context, h Hello) (Reconcile, error) {
+	now := s.cfg.Now()
+	rec := h.Worker.Clone()
+	old, known := s.workers.Load(rec.ID)
+	if known {
+		rec.Drained = old.rec.Drained
+	}
+	if !known || !sameRecord(old.rec, rec) {
+		if err := s.cfg.Store.PutWorker(ctx, rec); err != nil {
+			return Reconcile{}, fmt.Errorf("store worker %s: %w", rec.ID, err)
+		}
+	}
+	s.workers.Store(rec.ID, &workerState{rec: rec, state: workerStateOf(rec), connected: true, lastSeen: now})
+
+	reported := make(map[Ref]bool, len(h.Running))
+	for _, r := range h.Running {
+		reported[r] = true
+	}
+	var rc Reconcile
+	var lost []*job.Job
+	s.forActive(func(j *job.Job) {
+		if j.Worker != rec.ID {
+			return
+		}
+		ref := Ref{j.ID, j.Attempt}
+		switch {
+		case reported[ref] && j.CancelRequested != "":
+			rc.Cancel = append(rc.Cancel, s.cancelOrder(j, j.CancelRequested))
+		case reported[ref]:
+		case j.State == job.Scheduled:
+			rc.Assign = append(rc.Assign, j)
+		default:
+			lost = append(lost, j)
+		}
+		delete(reported, ref)
+	})
+	for ref := range reported {
+		rc.Cancel = append(rc.Cancel, CancelOrder{JobID: ref.JobID, Attempt: ref.Attempt, Grace: s.cfg.KillGrace, Reason: reasonStaleAttempt})
+	}
+	for _, j := range lost {
+		s.finishAttempt(ctx, j, Finish{JobID: j.ID, Attempt: j.Attempt, Outcome: Lost, ExitCode: -1}, "agent restarted")
+	}
+	s.poke()
+	return rc, nil
+}
+
+func sameRecord(a, b *job.Worker) bool {
+	return a.Name == b.Name && a.Hostname == b.Hostname && a.Version == b.Version &&
+		a.Capacity == b.Capacity && a.Drained == b.Drained && maps.Equal(a.Labels, b.Labels)
+}
+
+// Heartbeat records that a worker is alive and its resource usage.
+func (s *Scheduler) Heartbeat(workerID string, st Stats) {
+	now := s.cfg.Now()
+	s.workers.Compute(workerID, func(old *workerState, loaded bool) (*workerState, bool) {
+		if !loaded {
+			return nil, true
+		}
+		n := *old
+		n.lastSeen, n.stats = now, st
+		return &n, false
+	})
+}
+
+// WorkerGone marks a worker's stream closed. Its jobs keep their state for
+// one lease from its last heartbeat, so that a reconnect finds them.
+func (s *Scheduler) WorkerGone(workerID string) {
+	s.workers.Compute(workerID, func(old *workerState, loaded bool) (*workerState, bool) {
+		if !loaded {
+			return nil, true
+		}
+		n := *old
+		n.connected = false
+		return &n, false
+	})
+	s.poke()
+}
+
+// Drain stops new assignments to a worker and persists that. Errors:
+// job.ErrNotFound.
+func (s *Scheduler) Drain(ctx context.Context, workerID string) (WorkerInfo, error) {
+	ws, ok := s.workers.Load(workerID)
+	if !ok {
+		return WorkerInfo{}, fmt.Errorf("worker %s: %w", workerID, job.ErrNotFound)
+	}
+	rec := ws.rec.Clone()
+	rec.Drained = true
+	if err := s.cfg.Store.PutWorker(ctx, rec); err != nil {
+		return WorkerInfo{}, err
+	}
+	s.workers.Compute(workerID, func(old *workerState, loaded bool) (*workerState, bool) {
+		n := *old
+		n.rec = rec
+		if n.state == job.WorkerReady {
+			n.state = job.WorkerDraining
+		}
+		return &n, false
+	})
+	for _, w := range s.Workers() {
+		if w.Worker.ID == workerID {
+			return w, nil
+		}
+	}
+	return WorkerInfo{}, fmt.Errorf("worker %s: %w", workerID, job.ErrNotFound)
+}
+
+// Workers returns every known worker sorted by id, with its allocation.
+func (s *Scheduler) Workers() []WorkerInfo {
+	alloc := make(map[string]job.Resources)
+	running := make(map[string][]string)
+	s.forActive(func(j *job.Job) {
+		alloc[j.Worker] = alloc[j.Worker].Add(j.Spec.Resources)
+		running[j.Worker] = append(running[j.Worker], j.ID)
+	})
+	var out []WorkerInfo
+	s.workers.Range(func(id string, w *workerState) bool {
+		slices.Sort(running[id])
+		out = append(out, WorkerInfo{
+			Worker: w.rec, State: w.state, Connected: w.connected, LastSeen: w.lastSeen,
+			Stats: w.stats, Allocated: alloc[id], Running: running[id],
+		})
+		return true
+	})
+	slices.SortFunc(out, func(a, b WorkerInfo) int { return cmp.Compare(a.Worker.ID, b.Worker.ID) })
+	return out
+}
+
+// JobStarted records that an agent started an attempt. A repeated report is
+// accepted; a report for an attempt the job has left fails with
+// job.ErrConflict.
+func (s *Scheduler) JobStarted(ctx context.Context, workerID string, ref Ref, at time.Time) error {
+	for range 3 {
+		cur, err := s.Get(ref.JobID)
+		if err != nil {
+			return err
+		}
+		if cur.Attempt != ref.Attempt || cur.Worker != workerID {
+			return job.Conflict(ref.JobID, "%s: attempt %d on %s is not the current one", reasonStaleAttempt, ref.Attempt, workerID)
+		}
+		switch cur.State {
+		case job.Running:
+			return nil
+		case job.Scheduled:
+		default:
+			return job.Conflict(ref.JobID, "%s: job is %s", reasonStaleAttempt, cur.State)
+		}
+		next := cur.Clone()
+		next.State, next.StartedAt = job.Running, at
+		errs, err := s.apply(ctx, []job.Update{{Expect: cur.Expected(), Next: next}})
+		if err != nil {
+			return err
+		}
+		if !errors.Is(errs[0], job.ErrConflict) {
+			return errs[0]
+		}
+		s.refresh(ctx, ref.JobID)
+	}
+	return job.Conflict(ref.JobID, "changed too often")
+}
+
+// JobFinished records the end of an attempt and moves the job on: to
+// Completed, to Failed or Cancelled, or back to Pending for a retry. A
+// report for an attempt the job has already left (a duplicate, or one from
+// a worker declared lost) fails with job.ErrConflict and changes nothing.
+func (s *Scheduler) JobFinished(ctx context.Context, workerID string, f Finish) (*job.Job, error) {
+	for range 3 {
+		cur, err := s.Get(f.JobID)
+		if err != nil {
+			return nil, err
+		}
+		if cur.Attempt != f.Attempt || cur.Worker != workerID || !cur.State.Active() {
+			return nil, job.Conflict(f.JobID, "%s: attempt %d on %s is not running (job is %s, attempt %d)",
+				reasonStaleAttempt, f.Attempt, workerID, cur.State, cur.Attempt)
+		}
+		next := finishedJob(cur, f, s.cfg.Now())
+		errs, err := s.apply(ctx, []job.Update{{Expect: cur.Expected(), Next: next}})
+		if err != nil {
+			return nil, err
+		}
+		if errs[0] == nil {
+			return next, nil
+		}
+		if !errors.Is(errs[0], job.ErrConflict) {
+			return nil, errs[0]
+		}
+		s.refresh(ctx, f.JobID)
+	}
+	return nil, job.Conflict(f.JobID, "changed too often")
+}
+
+// finishAttempt ends an attempt on the server's own authority (worker lost,
+// stop not confirmed), logging rather than returning a lost race.
+func (s *Scheduler) finishAttempt(ctx context.Context, cur *job.Job, f Finish, why string) {
+	next := finishedJob(cur, f, s.cfg.Now())
+	errs, err := s.apply(ctx, []job.Update{{Expect: cur.Expected(), Next: next}})
+	if err == nil {
+		err = errs[0]
+	}
+	if err != nil {
+		s.log.Warn("end attempt", "job", cur.ID, "attempt", cur.Attempt, "why", why, "err", err)
+		return
+	}
+	s.log.Info("attempt ended by server", "job", cur.ID, "attempt", cur.Attempt, "why", why, "state", next.State)
+}
+
+// forActive calls fn for every job that is Scheduled or Running.
+func (s *Scheduler) forActive(fn func(*job.Job)) {
+	s.active.Range(func(id string, _ struct{}) bool {
+		if j, ok := s.jobs.Load(id); ok && j.State.Active() {
+			fn(j)
+		}
+		return true
+	})
+}
+
+func (s *Scheduler) cancelOrder(j *job.Job, reason string) CancelOrder {
+	return CancelOrder{JobID: j.ID, Attempt: j.Attempt, Grace: s.cfg.KillGrace, Reason: reason}
+}
+
+// sendCancel sends a stop order for j's attempt and starts the clock on its
+// confirmation.
+func (s *Scheduler) sendCancel(j *job.Job, reason string) {
+	s.cancelSent.Store(j.ID, s.cfg.Now())
+	s.cfg.Dispatcher.Cancel(j.Worker, s.cancelOrder(j, reason))
+	s.poke()
+}

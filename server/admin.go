@@ -1,0 +1,95 @@
+package server
+
+import (
+	"context"
+
+	"github.com/hodei-jobs/hodei/job"
+	pb "github.com/hodei-jobs/hodei/proto"
+	"github.com/hodei-jobs/hodei/scheduler"
+)
+
+// adminService implements AdminService.
+type adminService struct {
+	pb.UnimplementedAdminServiceServer
+	srv *Server
+}
+
+func (as *adminService) ListWorkers(ctx context.Context, _ *pb.ListWorkersRequest) (*pb.ListWorkersResponse, error) {
+	ws := as.srv.sched.Workers()
+	resp := &pb.ListWorkersResponse{Workers: make([]*pb.Worker, len(ws))}
+	for i, w := range ws {
+		resp.Workers[i] = workerPB(w)
+	}
+	return resp, nil
+}
+
+func (as *adminService) DrainWorker(ctx context.Context, req *pb.DrainWorkerRequest) (*pb.Worker, error) {
+	if req.GetId() == "" {
+		return nil, invalid("id", "is required")
+	}
+	w, err := as.srv.sched.Drain(ctx, req.GetId())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return workerPB(w), nil
+}
+
+func (as *adminService) Snapshot(_ *pb.SnapshotRequest, stream pb.AdminService_SnapshotServer) error {
+	w := &chunkWriter{send: func(b []byte) error { return stream.Send(&pb.SnapshotChunk{Data: b}) }}
+	if _, err := as.srv.store.Snapshot(stream.Context(), w); err != nil {
+		return toStatus(err)
+	}
+	return w.flush()
+}
+
+// chunkWriter turns a byte stream into messages of at most logChunk bytes.
+type chunkWriter struct {
+	buf  []byte
+	send func([]byte) error
+}
+
+func (c *chunkWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		room := logChunk - len(c.buf)
+		take := min(room, len(p))
+		c.buf = append(c.buf, p[:take]...)
+		p = p[take:]
+		if len(c.buf) == logChunk {
+			if err := c.flush(); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return n, nil
+}
+
+func (c *chunkWriter) flush() error {
+	if len(c.buf) == 0 {
+		return nil
+	}
+	err := c.send(c.buf)
+	c.buf = c.buf[:0]
+	return err
+}
+
+func workerPB(w scheduler.WorkerInfo) *pb.Worker {
+	p := pb.FromWorker(w.Worker)
+	switch {
+	case w.State == job.WorkerDown:
+		p.State = pb.WorkerState_WORKER_STATE_DOWN
+	case w.State == job.WorkerDraining:
+		p.State = pb.WorkerState_WORKER_STATE_DRAINING
+	default:
+		p.State = pb.WorkerState_WORKER_STATE_READY
+	}
+	p.Allocated = pb.FromResources(w.Allocated)
+	if !w.LastSeen.IsZero() {
+		p.LastHeartbeatUnixNano = w.LastSeen.UnixNano()
+	}
+	p.CpuPercent = w.Stats.CPUPercent
+	p.MemoryUsedMib = w.Stats.MemoryUsedMiB
+	p.Load1 = w.Stats.Load1
+	p.Running = w.Running
+	return p
+}

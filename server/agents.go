@@ -1,0 +1,301 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/puzpuzpuz/xsync/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/hodei-jobs/hodei/job"
+	pb "github.com/hodei-jobs/hodei/proto"
+	"github.com/hodei-jobs/hodei/scheduler"
+)
+
+// sendQueue is how many orders may wait for one agent's stream. An agent
+// that falls this far behind is disconnected; it reconciles on reconnect.
+const sendQueue = 4096
+
+// agentConn is one connected agent stream.
+type agentConn struct {
+	workerID string
+	send     chan *pb.ServerMessage
+	cancel   context.CancelCauseFunc
+}
+
+// enqueue queues msg without blocking; a full queue ends the connection.
+func (c *agentConn) enqueue(msg *pb.ServerMessage) bool {
+	select {
+	case c.send <- msg:
+		return true
+	default:
+		c.cancel(errors.New("agent send queue full"))
+		return false
+	}
+}
+
+// registry holds the connected agents and is the scheduler's Dispatcher.
+type registry struct {
+	conns *xsync.MapOf[string, *agentConn]
+}
+
+func newRegistry() *registry { return &registry{conns: xsync.NewMapOf[string, *agentConn]()} }
+
+func (r *registry) Assign(workerID string, j *job.Job) bool {
+	c, ok := r.conns.Load(workerID)
+	return ok && c.enqueue(&pb.ServerMessage{Msg: &pb.ServerMessage_Assign{Assign: &pb.Assign{Job: pb.FromJob(j)}}})
+}
+
+func (r *registry) Cancel(workerID string, o scheduler.CancelOrder) bool {
+	c, ok := r.conns.Load(workerID)
+	return ok && c.enqueue(cancelMsg(o))
+}
+
+func cancelMsg(o scheduler.CancelOrder) *pb.ServerMessage {
+	return &pb.ServerMessage{Msg: &pb.ServerMessage_Cancel{Cancel: &pb.CancelJob{
+		JobId: o.JobID, Attempt: int32(o.Attempt), GraceMs: o.Grace.Milliseconds(), Reason: o.Reason,
+	}}}
+}
+
+func ackMsg(a *pb.Ack) *pb.ServerMessage { return &pb.ServerMessage{Msg: &pb.ServerMessage_Ack{Ack: a}} }
+
+// agentService implements AgentService.Connect.
+type agentService struct {
+	pb.UnimplementedAgentServiceServer
+	srv *Server
+}
+
+// Connect runs one agent's stream: Hello first, then reports in, orders out.
+func (a *agentService) Connect(stream pb.AgentService_ConnectServer) error {
+	s := a.srv
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	hello := first.GetHello()
+	if hello == nil {
+		return invalid("hello", "the first message on the stream must be a Hello")
+	}
+	w, err := workerFromHello(hello)
+	if err != nil {
+		return toStatus(err)
+	}
+	ctx, cancel := context.WithCancelCause(stream.Context())
+	defer cancel(nil)
+	conn := &agentConn{workerID: w.ID, send: make(chan *pb.ServerMessage, sendQueue), cancel: cancel}
+	log := s.log.With("worker", w.ID)
+
+	// Results the agent kept while it was away come first, so that the
+	// reconcile below does not mistake those jobs for lost ones.
+	held := refs(hello.GetRunning())
+	for _, f := range hello.GetFinished() {
+		held = append(held, scheduler.Ref{JobID: f.GetJobId(), Attempt: int(f.GetAttempt())})
+		conn.enqueue(ackMsg(s.finished(ctx, w.ID, f)))
+	}
+	rc, err := s.sched.WorkerHello(ctx, scheduler.Hello{Worker: w, Running: held})
+	if err != nil {
+		return toStatus(err)
+	}
+	if old, loaded := s.agents.conns.LoadAndStore(w.ID, conn); loaded {
+		old.cancel(errors.New("replaced by a new connection from the same worker"))
+	}
+	defer func() {
+		gone := false
+		s.agents.conns.Compute(w.ID, func(cur *agentConn, loaded bool) (*agentConn, bool) {
+			gone = loaded && cur == conn
+			return cur, gone || !loaded
+		})
+		if gone {
+			s.sched.WorkerGone(w.ID)
+		}
+	}()
+	cfg := s.sched.Config()
+	conn.enqueue(&pb.ServerMessage{Msg: &pb.ServerMessage_Welcome{Welcome: &pb.Welcome{
+		WorkerId: w.ID, HeartbeatIntervalMs: cfg.Heartbeat.Milliseconds(), LeaseMs: cfg.Lease.Milliseconds(),
+	}}})
+	for _, j := range rc.Assign {
+		conn.enqueue(&pb.ServerMessage{Msg: &pb.ServerMessage_Assign{Assign: &pb.Assign{Job: pb.FromJob(j)}}})
+	}
+	for _, o := range rc.Cancel {
+		conn.enqueue(cancelMsg(o))
+	}
+	log.Info("agent connected", "name", w.Name, "slots", w.Capacity.Slots, "assign", len(rc.Assign), "cancel", len(rc.Cancel))
+
+	// The receiver runs beside the sender; it ends when the stream does,
+	// which is at the latest when this handler returns.
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for {
+			msg, err := stream.Recv()
+			if err != nil {
+				if err == io.EOF {
+					err = errors.New("agent closed the stream")
+				}
+				cancel(err)
+				return
+			}
+			if err := s.handleAgent(ctx, conn, msg); err != nil {
+				cancel(err)
+				return
+			}
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info("agent disconnected", "cause", context.Cause(ctx))
+			if st, ok := status.FromError(context.Cause(ctx)); ok && st.Code() == codes.InvalidArgument {
+				return st.Err()
+			}
+			return nil
+		case msg := <-conn.send:
+			if err := stream.Send(msg); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// handleAgent applies one message from an agent. An error ends the stream.
+func (s *Server) handleAgent(ctx context.Context, conn *agentConn, msg *pb.AgentMessage) error {
+	switch m := msg.GetMsg().(type) {
+	case *pb.AgentMessage_Heartbeat:
+		hb := m.Heartbeat
+		s.sched.Heartbeat(conn.workerID, scheduler.Stats{CPUPercent: hb.GetCpuPercent(), MemoryUsedMiB: hb.GetMemoryUsedMib(), Load1: hb.GetLoad1()})
+	case *pb.AgentMessage_Started:
+		st := m.Started
+		at := time.Unix(0, st.GetStartedUnixNano()).UTC()
+		if st.GetStartedUnixNano() == 0 {
+			at = s.now()
+		}
+		ref := scheduler.Ref{JobID: st.GetJobId(), Attempt: int(st.GetAttempt())}
+		if err := s.sched.JobStarted(ctx, conn.workerID, ref, at); err != nil {
+			if !errors.Is(err, job.ErrConflict) && !errors.Is(err, job.ErrNotFound) {
+				return err
+			}
+			// A start the server no longer wants: stop it.
+			s.log.Info("stale start rejected", "worker", conn.workerID, "job", ref.JobID, "attempt", ref.Attempt, "err", err)
+			conn.enqueue(cancelMsg(scheduler.CancelOrder{JobID: ref.JobID, Attempt: ref.Attempt, Grace: s.sched.Config().KillGrace, Reason: "stale attempt"}))
+		}
+	case *pb.AgentMessage_Log:
+		conn.enqueue(ackMsg(s.appendLog(m.Log)))
+	case *pb.AgentMessage_Finished:
+		conn.enqueue(ackMsg(s.finished(ctx, conn.workerID, m.Finished)))
+	case *pb.AgentMessage_Hello:
+		return invalid("hello", "sent twice on one stream")
+	default:
+		return invalid("msg", "unknown agent message")
+	}
+	return nil
+}
+
+// appendLog stores one chunk and acknowledges how much of the log is held.
+func (s *Server) appendLog(c *pb.LogChunk) *pb.Ack {
+	ack := &pb.Ack{JobId: c.GetJobId(), Attempt: c.GetAttempt()}
+	j, err := s.sched.Get(c.GetJobId())
+	if err != nil || int(c.GetAttempt()) > j.Attempt || c.GetAttempt() < 1 {
+		ack.Error = fmt.Sprintf("no attempt %d of job %s", c.GetAttempt(), c.GetJobId())
+		return ack
+	}
+	size, err := s.logs.Append(c.GetJobId(), int(c.GetAttempt()), c.GetOffset(), c.GetData())
+	ack.LogOffset = size
+	if err != nil {
+		ack.Error = err.Error() // a gap: the agent re-sends from LogOffset
+	}
+	s.metrics.logBytes.Add(float64(len(c.GetData())))
+	s.logSignals.fire(c.GetJobId())
+	return ack
+}
+
+// finished records an attempt's result once its whole log is stored and
+// durable, and acknowledges it. A stale result is acknowledged as finished
+// (the agent forgets it) with the reason it was rejected.
+func (s *Server) finished(ctx context.Context, workerID string, f *pb.JobFinished) *pb.Ack {
+	id, attempt := f.GetJobId(), int(f.GetAttempt())
+	ack := &pb.Ack{JobId: id, Attempt: f.GetAttempt()}
+	if !job.ValidID(id) || attempt < 1 {
+		ack.Finished, ack.Error = true, fmt.Sprintf("no attempt %d of job %q", attempt, id)
+		return ack
+	}
+	size, err := s.logs.Size(id, attempt)
+	if err != nil {
+		ack.Error = err.Error()
+		return ack
+	}
+	ack.LogOffset = size
+	if size < f.GetLogSize() {
+		ack.Error = fmt.Sprintf("log has %d of %d bytes; send the rest, then the result again", size, f.GetLogSize())
+		return ack
+	}
+	if err := s.logs.Sync(id, attempt); err != nil {
+		ack.Error = err.Error()
+		return ack
+	}
+	_, err = s.sched.JobFinished(ctx, workerID, scheduler.Finish{
+		JobID:    id,
+		Attempt:  attempt,
+		Outcome:  outcomeOf(f.GetOutcome()),
+		ExitCode: int(f.GetExitCode()),
+		Reason:   f.GetReason(),
+		Usage:    job.Usage{CPUTime: time.Duration(f.GetUsage().GetCpuTimeNs()), MaxRSSKiB: f.GetUsage().GetMaxRssKib()},
+	})
+	switch {
+	case err == nil, errors.Is(err, job.ErrConflict), errors.Is(err, job.ErrNotFound):
+		ack.Finished = true
+		if err != nil {
+			ack.Error = err.Error()
+			s.log.Info("stale result rejected", "worker", workerID, "job", id, "attempt", attempt, "err", err)
+		}
+		_ = s.logs.Close(id, attempt)
+		s.logSignals.fire(id)
+	default:
+		ack.Error = err.Error() // not recorded: the agent keeps it and retries
+	}
+	return ack
+}
+
+func outcomeOf(o pb.Outcome) scheduler.Outcome {
+	switch o {
+	case pb.Outcome_OUTCOME_START_FAILED:
+		return scheduler.StartFailed
+	case pb.Outcome_OUTCOME_KILLED:
+		return scheduler.Killed
+	case pb.Outcome_OUTCOME_TIMED_OUT:
+		return scheduler.TimedOut
+	}
+	return scheduler.Exited
+}
+
+func refs(rs []*pb.JobRef) []scheduler.Ref {
+	out := make([]scheduler.Ref, 0, len(rs))
+	for _, r := range rs {
+		out = append(out, scheduler.Ref{JobID: r.GetJobId(), Attempt: int(r.GetAttempt())})
+	}
+	return out
+}
+
+// workerFromHello checks a Hello and returns the worker it describes.
+func workerFromHello(h *pb.Hello) (*job.Worker, error) {
+	id := h.GetWorkerId()
+	switch {
+	case id == "" || len(id) > 128:
+		return nil, job.Invalid("hello.worker_id", "must be 1–128 bytes")
+	case h.GetCapacity().GetSlots() < 1:
+		return nil, job.Invalid("hello.capacity.slots", "must be at least 1")
+	case h.GetCapacity().GetCpuMillis() < 0 || h.GetCapacity().GetMemoryMib() < 0:
+		return nil, job.Invalid("hello.capacity", "cpu and memory must not be negative")
+	}
+	name := h.GetName()
+	if name == "" {
+		name = h.GetHostname()
+	}
+	return &job.Worker{
+		ID: id, Name: name, Hostname: h.GetHostname(), Labels: h.GetLabels(),
+		Capacity: h.GetCapacity().ToResources(), Version: h.GetVersion(),
+	}, nil
+}

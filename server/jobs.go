@@ -1,0 +1,212 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"io"
+
+	"github.com/hodei-jobs/hodei/job"
+	pb "github.com/hodei-jobs/hodei/proto"
+)
+
+// logChunk is the most output one LogData message carries.
+const logChunk = 64 << 10
+
+// jobService implements JobService.
+type jobService struct {
+	pb.UnimplementedJobServiceServer
+	srv *Server
+}
+
+func (js *jobService) Submit(ctx context.Context, req *pb.SubmitRequest) (*pb.SubmitResponse, error) {
+	if req.GetSpec() == nil {
+		return nil, invalid("spec", "is required")
+	}
+	j, err := js.srv.sched.Submit(ctx, req.GetSpec().ToSpec())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.SubmitResponse{Id: j.ID}, nil
+}
+
+func (js *jobService) Get(ctx context.Context, req *pb.GetJobRequest) (*pb.Job, error) {
+	j, err := js.srv.job(req.GetId())
+	if err != nil {
+		return nil, err
+	}
+	return pb.Redacted(j), nil
+}
+
+// job looks a job up by id, checking the id's syntax first.
+func (s *Server) job(id string) (*job.Job, error) {
+	if !job.ValidID(id) {
+		return nil, invalid("id", "%q is not a job id (26 characters, Crockford base32)", id)
+	}
+	j, err := s.sched.Get(id)
+	return j, toStatus(err)
+}
+
+func (js *jobService) List(ctx context.Context, req *pb.ListJobsRequest) (*pb.ListJobsResponse, error) {
+	f := job.Filter{
+		State:  job.State(req.GetState()),
+		Tenant: req.GetTenant(),
+		Labels: req.GetLabels(),
+		After:  req.GetPageToken(),
+		Limit:  int(req.GetPageSize()),
+	}
+	switch {
+	case f.State != 0 && !f.State.Valid():
+		return nil, invalid("state", "%d is not a job state", req.GetState())
+	case f.Limit < 0 || f.Limit > job.MaxPageSize:
+		return nil, invalid("page_size", "%d must be between 0 and %d", f.Limit, job.MaxPageSize)
+	case f.After != "" && !job.ValidID(f.After):
+		return nil, invalid("page_token", "%q is not a page token from an earlier answer", f.After)
+	}
+	jobs, next, err := js.srv.store.List(ctx, f)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	resp := &pb.ListJobsResponse{NextPageToken: next, Jobs: make([]*pb.Job, len(jobs))}
+	for i, j := range jobs {
+		resp.Jobs[i] = pb.Redacted(j)
+	}
+	return resp, nil
+}
+
+func (js *jobService) Cancel(ctx context.Context, req *pb.CancelJobRequest) (*pb.Job, error) {
+	if _, err := js.srv.job(req.GetId()); err != nil {
+		return nil, err
+	}
+	j, err := js.srv.sched.Cancel(ctx, req.GetId(), req.GetReason())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return pb.Redacted(j), nil
+}
+
+func (js *jobService) Watch(req *pb.WatchRequest, stream pb.JobService_WatchServer) error {
+	id, tenant := req.GetJobId(), req.GetTenant()
+	if id != "" {
+		if _, err := js.srv.job(id); err != nil {
+			return err
+		}
+	}
+	sub := js.srv.sched.Subscribe(1024, func(j *job.Job) bool {
+		return (id == "" || j.ID == id) && (tenant == "" || j.Spec.Tenant == tenant)
+	})
+	defer sub.Close()
+	if id != "" {
+		// The current state first, so a watcher never misses the end.
+		j, _ := js.srv.sched.Get(id)
+		if err := stream.Send(&pb.JobEvent{Job: pb.Redacted(j)}); err != nil {
+			return err
+		}
+	}
+	for {
+		select {
+		case <-stream.Context().Done():
+			return nil
+		case j, ok := <-sub.C:
+			if !ok {
+				if sub.Overflowed() {
+					return toStatus(errors.Join(job.ErrExhausted, errors.New("watcher fell more than 1024 events behind; watch again")))
+				}
+				return nil
+			}
+			if err := stream.Send(&pb.JobEvent{Job: pb.Redacted(j)}); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// Logs streams an attempt's stored output from an offset. Attempt 0 means
+// the job's current attempt; with follow it also moves on to the attempts
+// of later retries. With follow the stream ends once the job is terminal
+// and everything it wrote has been sent.
+func (js *jobService) Logs(req *pb.LogsRequest, stream pb.JobService_LogsServer) error {
+	s := js.srv
+	j, err := s.job(req.GetId())
+	if err != nil {
+		return err
+	}
+	if req.GetAttempt() < 0 || int(req.GetAttempt()) > j.Attempt {
+		return invalid("attempt", "%d must be between 1 and %d (0: the current one)", req.GetAttempt(), j.Attempt)
+	}
+	if req.GetOffset() < 0 {
+		return invalid("offset", "must not be negative")
+	}
+	fixed := req.GetAttempt() != 0
+	attempt, offset := int(req.GetAttempt()), req.GetOffset()
+	if !fixed {
+		attempt = j.Attempt
+	}
+	ctx := stream.Context()
+	buf := make([]byte, logChunk)
+	for {
+		changed := s.logSignals.wait(j.ID)
+		j, _ = s.sched.Get(j.ID)
+		n, err := s.sendLog(stream, j.ID, attempt, offset, buf)
+		offset += n
+		if err != nil {
+			return err
+		}
+		if !req.GetFollow() {
+			return nil
+		}
+		// Everything written so far is sent. The attempt is over when the
+		// job moved past it; its log is complete then, because a result is
+		// recorded only after the whole log is stored.
+		if j.Attempt == attempt && !j.State.Terminal() {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-changed:
+			}
+			continue
+		}
+		// Drain what arrived between the read above and the state check.
+		n, err = s.sendLog(stream, j.ID, attempt, offset, buf)
+		offset += n
+		if err != nil {
+			return err
+		}
+		if fixed || j.Attempt == attempt {
+			return nil
+		}
+		attempt, offset = attempt+1, 0
+	}
+}
+
+// sendLog sends the attempt's log from offset to its current end and
+// returns how many bytes it sent.
+func (s *Server) sendLog(stream pb.JobService_LogsServer, id string, attempt int, offset int64, buf []byte) (int64, error) {
+	size, err := s.logs.Size(id, attempt)
+	if err != nil || size <= offset {
+		return 0, toStatus(err)
+	}
+	f, err := s.logs.Open(id, attempt)
+	if err != nil {
+		return 0, toStatus(err)
+	}
+	defer f.Close()
+	var sent int64
+	for offset+sent < size {
+		want := min(int64(len(buf)), size-offset-sent)
+		n, err := f.ReadAt(buf[:want], offset+sent)
+		if n > 0 {
+			// Send encodes before it returns, so buf can be reused.
+			if err := stream.Send(&pb.LogData{Attempt: int32(attempt), Offset: offset + sent, Data: buf[:n]}); err != nil {
+				return sent, err
+			}
+			sent += int64(n)
+		}
+		if err != nil && err != io.EOF {
+			return sent, toStatus(err)
+		}
+		if n == 0 {
+			break
+		}
+	}
+	return sent, nil
+}

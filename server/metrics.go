@@ -1,0 +1,111 @@
+package server
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/hodei-jobs/hodei/job"
+	"github.com/hodei-jobs/hodei/scheduler"
+)
+
+// metrics holds the Prometheus collectors. It is the scheduler's Observer.
+type metrics struct {
+	reg        *prometheus.Registry
+	submitted  *prometheus.CounterVec
+	dispatched *prometheus.CounterVec
+	finished   *prometheus.CounterVec
+	latency    prometheus.Histogram
+	logBytes   prometheus.Counter
+}
+
+func newMetrics(sched func() *scheduler.Scheduler) *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		submitted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hodei_jobs_submitted_total", Help: "Jobs accepted by Submit.",
+		}, []string{"tenant"}),
+		dispatched: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hodei_jobs_dispatched_total", Help: "Attempts assigned to a worker.",
+		}, []string{"tenant"}),
+		finished: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hodei_jobs_finished_total", Help: "Jobs that reached a terminal state.",
+		}, []string{"tenant", "state"}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "hodei_dispatch_latency_seconds",
+			Help:    "Time from a job becoming eligible (submit or backoff end) to its assignment.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}),
+		logBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hodei_log_bytes_received_total", Help: "Job output bytes received from agents.",
+		}),
+	}
+	m.reg.MustRegister(m.submitted, m.dispatched, m.finished, m.latency, m.logBytes,
+		&stateCollector{sched: sched},
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *metrics) Submitted(tenant string) { m.submitted.WithLabelValues(tenant).Inc() }
+
+func (m *metrics) Dispatched(tenant string, wait time.Duration) {
+	m.dispatched.WithLabelValues(tenant).Inc()
+	m.latency.Observe(wait.Seconds())
+}
+
+func (m *metrics) Finished(tenant string, state job.State) {
+	m.finished.WithLabelValues(tenant, state.String()).Inc()
+}
+
+var (
+	jobsDesc = prometheus.NewDesc("hodei_jobs",
+		"Jobs in memory by state and tenant.", []string{"state", "tenant"}, nil)
+	workersDesc = prometheus.NewDesc("hodei_workers",
+		"Known workers by state.", []string{"state"}, nil)
+	slotsDesc = prometheus.NewDesc("hodei_worker_slots",
+		"Slots of connected, non-DOWN workers: total and allocated.", []string{"kind"}, nil)
+)
+
+// stateCollector counts jobs and workers at scrape time, so the gauges can
+// never drift from the scheduler's state.
+type stateCollector struct {
+	sched func() *scheduler.Scheduler
+}
+
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- jobsDesc
+	ch <- workersDesc
+	ch <- slotsDesc
+}
+
+func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.sched()
+	type key struct {
+		state  job.State
+		tenant string
+	}
+	counts := make(map[key]int)
+	s.Jobs(func(j *job.Job) bool {
+		counts[key{j.State, j.Spec.Tenant}]++
+		return true
+	})
+	for k, n := range counts {
+		ch <- prometheus.MustNewConstMetric(jobsDesc, prometheus.GaugeValue, float64(n), k.state.String(), k.tenant)
+	}
+	byState := map[job.WorkerState]int{job.WorkerReady: 0, job.WorkerDraining: 0, job.WorkerDown: 0}
+	var total, used int64
+	for _, w := range s.Workers() {
+		byState[w.State]++
+		if w.State != job.WorkerDown {
+			total += w.Worker.Capacity.Slots
+			used += w.Allocated.Slots
+		}
+	}
+	for st, n := range byState {
+		ch <- prometheus.MustNewConstMetric(workersDesc, prometheus.GaugeValue, float64(n), st.String())
+	}
+	ch <- prometheus.MustNewConstMetric(slotsDesc, prometheus.GaugeValue, float64(total), "total")
+	ch <- prometheus.MustNewConstMetric(slotsDesc, prometheus.GaugeValue, float64(used), "allocated")
+}

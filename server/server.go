@@ -1,0 +1,285 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/hodei-jobs/hodei/job"
+	pb "github.com/hodei-jobs/hodei/proto"
+	"github.com/hodei-jobs/hodei/scheduler"
+	"github.com/hodei-jobs/hodei/store"
+)
+
+// Config configures a Server. Zero fields take the defaults shown.
+type Config struct {
+	DataDir   string // required; holds hodei.db and logs/
+	GRPCAddr  string // default 127.0.0.1:7070; port 0 picks a free one
+	HTTPAddr  string // default 127.0.0.1:7071; "-" turns HTTP off
+	Placement scheduler.Placement
+	// Retention is how long finished jobs and their logs are kept; default
+	// 7 days.
+	Retention time.Duration
+	Heartbeat time.Duration // see scheduler.Config
+	Lease     time.Duration
+	KillGrace time.Duration
+	Logger    *slog.Logger // default: discard
+	// Now is the clock; default time.Now. Tests may fake it.
+	Now func() time.Time
+}
+
+// Defaults of Config.
+const (
+	DefaultGRPCAddr  = "127.0.0.1:7070"
+	DefaultHTTPAddr  = "127.0.0.1:7071"
+	DefaultRetention = 7 * 24 * time.Hour
+	// maxRecvMsg bounds one gRPC request: a spec is at most 1 MiB and a
+	// log chunk far less, so anything near this is refused early.
+	maxRecvMsg = 4 << 20
+)
+
+// Server is one `hodei serve` process: the store, the scheduler, the gRPC
+// and HTTP listeners. Use New, then Listen, then Serve; Serve returns after
+// ctx ends and everything it started has stopped.
+type Server struct {
+	cfg   Config
+	log   *slog.Logger
+	now   func() time.Time
+	store *store.DB
+	logs  *store.Logs
+	sched *scheduler.Scheduler
+
+	agents     *registry
+	metrics    *metrics
+	logSignals signals
+
+	grpc     *grpc.Server
+	health   *health.Server
+	http     *http.Server
+	grpcLis  net.Listener
+	httpLis  net.Listener
+	wg       sync.WaitGroup // agent stream receivers and background loops
+	closeOne sync.Once
+}
+
+// New opens the store in cfg.DataDir and rebuilds the scheduler's memory
+// from it. Close it (or run Serve) to release the file.
+func New(ctx context.Context, cfg Config) (*Server, error) {
+	if cfg.DataDir == "" {
+		return nil, job.Invalid("data-dir", "is required")
+	}
+	if cfg.GRPCAddr == "" {
+		cfg.GRPCAddr = DefaultGRPCAddr
+	}
+	if cfg.HTTPAddr == "" {
+		cfg.HTTPAddr = DefaultHTTPAddr
+	}
+	if cfg.Retention <= 0 {
+		cfg.Retention = DefaultRetention
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	db, err := store.Open(filepath.Join(cfg.DataDir, "hodei.db"), store.Options{Logger: cfg.Logger})
+	if err != nil {
+		return nil, err
+	}
+	logs, err := store.OpenLogs(filepath.Join(cfg.DataDir, "logs"))
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	s := &Server{
+		cfg:    cfg,
+		log:    cfg.Logger.With("component", "server"),
+		now:    cfg.Now,
+		store:  db,
+		logs:   logs,
+		agents: newRegistry(),
+	}
+	s.metrics = newMetrics(func() *scheduler.Scheduler { return s.sched })
+	s.sched = scheduler.New(scheduler.Config{
+		Store:      db,
+		Dispatcher: s.agents,
+		Observer:   s.metrics,
+		OnChange:   func(j *job.Job) { s.logSignals.fire(j.ID) },
+		Now:        cfg.Now,
+		Logger:     cfg.Logger,
+		Placement:  cfg.Placement,
+		Heartbeat:  cfg.Heartbeat,
+		Lease:      cfg.Lease,
+		KillGrace:  cfg.KillGrace,
+	})
+	if err := s.sched.Recover(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Listen binds the gRPC and HTTP addresses.
+func (s *Server) Listen() error {
+	var err error
+	if s.grpcLis, err = net.Listen("tcp", s.cfg.GRPCAddr); err != nil {
+		return fmt.Errorf("grpc-addr: %w", err)
+	}
+	if s.cfg.HTTPAddr != "-" {
+		if s.httpLis, err = net.Listen("tcp", s.cfg.HTTPAddr); err != nil {
+			s.grpcLis.Close()
+			return fmt.Errorf("http-addr: %w", err)
+		}
+	}
+	return nil
+}
+
+// GRPCAddr is the bound gRPC address (after Listen).
+func (s *Server) GRPCAddr() string { return s.grpcLis.Addr().String() }
+
+// HTTPAddr is the bound HTTP address (after Listen), or "" when HTTP is off.
+func (s *Server) HTTPAddr() string {
+	if s.httpLis == nil {
+		return ""
+	}
+	return s.httpLis.Addr().String()
+}
+
+// Scheduler returns the server's scheduler, for in-process callers.
+func (s *Server) Scheduler() *scheduler.Scheduler { return s.sched }
+
+// Serve runs the listeners, the dispatch loop and retention until ctx ends,
+// then stops them all, waits for them and closes the store.
+func (s *Server) Serve(ctx context.Context) error {
+	if s.grpcLis == nil {
+		if err := s.Listen(); err != nil {
+			return err
+		}
+	}
+	defer s.Close()
+	s.grpc = grpc.NewServer(grpc.MaxRecvMsgSize(maxRecvMsg))
+	pb.RegisterJobServiceServer(s.grpc, &jobService{srv: s})
+	pb.RegisterAgentServiceServer(s.grpc, &agentService{srv: s})
+	pb.RegisterAdminServiceServer(s.grpc, &adminService{srv: s})
+	s.health = health.NewServer()
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	reflection.Register(s.grpc)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 2)
+	var loops sync.WaitGroup
+	loops.Add(3)
+	go func() { defer loops.Done(); s.sched.Run(ctx) }()
+	go func() { defer loops.Done(); s.retain(ctx) }()
+	go func() {
+		defer loops.Done()
+		if err := s.grpc.Serve(s.grpcLis); err != nil {
+			errc <- fmt.Errorf("grpc: %w", err)
+		}
+	}()
+	if s.httpLis != nil {
+		s.http = &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
+		loops.Add(1)
+		go func() {
+			defer loops.Done()
+			if err := s.http.Serve(s.httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("http: %w", err)
+			}
+		}()
+	}
+	s.log.Info("serving", "grpc", s.GRPCAddr(), "http", s.HTTPAddr(), "data", s.cfg.DataDir)
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	cancel()
+	s.health.Shutdown()
+	s.stopGRPC()
+	if s.http != nil {
+		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = s.http.Shutdown(sctx)
+		scancel()
+	}
+	loops.Wait()
+	s.wg.Wait()
+	return err
+}
+
+// stopGRPC lets RPCs finish briefly, then cuts open streams (agents and
+// followers never end by themselves).
+func (s *Server) stopGRPC() {
+	done := make(chan struct{})
+	go func() { s.grpc.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		s.grpc.Stop()
+		<-done
+	}
+}
+
+// Close releases the store and the log files. Serve calls it; it is safe to
+// call more than once.
+func (s *Server) Close() error {
+	var err error
+	s.closeOne.Do(func() {
+		err = errors.Join(s.logs.CloseAll(), s.store.Close())
+	})
+	return err
+}
+
+// retain deletes finished jobs older than the retention, with their logs,
+// a batch at a time.
+func (s *Server) retain(ctx context.Context) {
+	every := min(s.cfg.Retention/10, time.Hour)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		s.sweep(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// sweep runs one retention round.
+func (s *Server) sweep(ctx context.Context) {
+	before := s.now().Add(-s.cfg.Retention)
+	for ctx.Err() == nil {
+		ids, err := s.store.DeleteFinished(ctx, before, 1000)
+		if err != nil {
+			s.log.Error("retention", "err", err)
+			return
+		}
+		s.sched.Forget(ids)
+		for _, id := range ids {
+			if err := s.logs.Remove(id); err != nil {
+				s.log.Warn("retention: remove logs", "job", id, "err", err)
+			}
+		}
+		if len(ids) < 1000 {
+			return
+		}
+	}
+}

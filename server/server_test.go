@@ -1,0 +1,343 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/hodei-jobs/hodei/proto"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// sut is a running server on loopback with a client connection to it.
+type sut struct {
+	srv    *Server
+	conn   *grpc.ClientConn
+	jobs   pb.JobServiceClient
+	admin  pb.AdminServiceClient
+	agents pb.AgentServiceClient
+	dir    string
+}
+
+// setup starts a server in t.TempDir() on 127.0.0.1:0 and stops it, waiting
+// for every goroutine, in t.Cleanup.
+func setup(t *testing.T, configure ...func(*Config)) *sut {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := Config{DataDir: dir, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+		Heartbeat: 100 * time.Millisecond, Lease: 2 * time.Second, KillGrace: time.Second}
+	for _, c := range configure {
+		c(&cfg)
+	}
+	srv, err := New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	conn, err := grpc.NewClient(srv.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		conn.Close()
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	return &sut{srv: srv, conn: conn, jobs: pb.NewJobServiceClient(conn), admin: pb.NewAdminServiceClient(conn),
+		agents: pb.NewAgentServiceClient(conn), dir: dir}
+}
+
+func (s *sut) submit(t *testing.T, spec *pb.JobSpec) string {
+	t.Helper()
+	resp, err := s.jobs.Submit(context.Background(), &pb.SubmitRequest{Spec: spec})
+	if err != nil {
+		t.Fatalf("submit: %v", err)
+	}
+	return resp.GetId()
+}
+
+// waitJob polls Get until cond holds or the deadline passes.
+func (s *sut) waitJob(t *testing.T, id string, cond func(*pb.Job) bool) *pb.Job {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		j, err := s.jobs.Get(context.Background(), &pb.GetJobRequest{Id: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cond(j) {
+			return j
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job %s stuck in %s (reason %q)", id, j.GetState(), j.GetReason())
+		}
+		watchOnce(t, s, id, j.GetVersion())
+	}
+}
+
+// watchOnce blocks until the job's version moves past v (or a short
+// deadline, after which the caller polls again).
+func watchOnce(t *testing.T, s *sut, id string, v uint64) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	w, err := s.jobs.Watch(ctx, &pb.WatchRequest{JobId: id})
+	if err != nil {
+		return
+	}
+	for {
+		ev, err := w.Recv()
+		if err != nil || ev.GetJob().GetVersion() > v {
+			return
+		}
+	}
+}
+
+// scriptedAgent speaks the real agent protocol from the test.
+type scriptedAgent struct {
+	t      *testing.T
+	stream pb.AgentService_ConnectClient
+	cancel context.CancelFunc
+}
+
+func connectAgent(t *testing.T, s *sut, hello *pb.Hello) *scriptedAgent {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	stream, err := s.agents.Connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &scriptedAgent{t: t, stream: stream, cancel: cancel}
+	t.Cleanup(a.close)
+	a.send(&pb.AgentMessage{Msg: &pb.AgentMessage_Hello{Hello: hello}})
+	if w := a.recv().GetWelcome(); w == nil || w.GetWorkerId() != hello.GetWorkerId() {
+		t.Fatalf("first server message is not a Welcome for %s", hello.GetWorkerId())
+	}
+	return a
+}
+
+func (a *scriptedAgent) close() {
+	a.stream.CloseSend()
+	a.cancel()
+}
+
+func (a *scriptedAgent) send(m *pb.AgentMessage) {
+	a.t.Helper()
+	if err := a.stream.Send(m); err != nil {
+		a.t.Fatalf("agent send: %v", err)
+	}
+}
+
+func (a *scriptedAgent) recv() *pb.ServerMessage {
+	a.t.Helper()
+	m, err := a.stream.Recv()
+	if err != nil {
+		a.t.Fatalf("agent recv: %v", err)
+	}
+	return m
+}
+
+// recvAck reads messages until an Ack arrives.
+func (a *scriptedAgent) recvAck() *pb.Ack {
+	a.t.Helper()
+	for {
+		if ack := a.recv().GetAck(); ack != nil {
+			return ack
+		}
+	}
+}
+
+func hello(id string, slots int64) *pb.Hello {
+	return &pb.Hello{WorkerId: id, Name: id, Hostname: "test", Capacity: &pb.Resources{Slots: slots, CpuMillis: 4000, MemoryMib: 4096}}
+}
+
+func TestScriptedAgentRunsJob(t *testing.T) {
+	s := setup(t)
+	a := connectAgent(t, s, hello("w1", 2))
+	id := s.submit(t, &pb.JobSpec{Command: []string{"echo", "hi"}})
+
+	assign := a.recv().GetAssign()
+	if assign.GetJob().GetId() != id || assign.GetJob().GetAttempt() != 1 {
+		t.Fatalf("assign = %v, want job %s attempt 1", assign, id)
+	}
+	a.send(&pb.AgentMessage{Msg: &pb.AgentMessage_Started{Started: &pb.JobStarted{JobId: id, Attempt: 1, StartedUnixNano: time.Now().UnixNano()}}})
+	s.waitJob(t, id, func(j *pb.Job) bool { return j.GetState() == pb.JobState_JOB_STATE_RUNNING })
+
+	// Output with every byte value, sent in chunks, one of them twice.
+	var out []byte
+	for i := range 3 * 256 {
+		out = append(out, byte(i))
+	}
+	chunks := [][2]int{{0, 300}, {300, 600}, {300, 600}, {600, len(out)}}
+	for _, c := range chunks {
+		a.send(&pb.AgentMessage{Msg: &pb.AgentMessage_Log{Log: &pb.LogChunk{JobId: id, Attempt: 1, Offset: int64(c[0]), Data: out[c[0]:c[1]]}}})
+		if ack := a.recvAck(); ack.GetLogOffset() != int64(c[1]) || ack.GetError() != "" {
+			t.Fatalf("ack after chunk %v = %v", c, ack)
+		}
+	}
+	// A chunk past the end is a gap: refused, with the offset to resend from.
+	a.send(&pb.AgentMessage{Msg: &pb.AgentMessage_Log{Log: &pb.LogChunk{JobId: id, Attempt: 1, Offset: int64(len(out) + 10), Data: []byte("x")}}})
+	if ack := a.recvAck(); ack.GetLogOffset() != int64(len(out)) || ack.GetError() == "" {
+		t.Fatalf("ack after a gap = %v, want an error and offset %d", ack, len(out))
+	}
+	// A result claiming more output than stored is held back.
+	fin := &pb.JobFinished{JobId: id, Attempt: 1, Outcome: pb.Outcome_OUTCOME_EXITED, ExitCode: 0, LogSize: int64(len(out) + 1)}
+	a.send(&pb.AgentMessage{Msg: &pb.AgentMessage_Finished{Finished: fin}})
+	if ack := a.recvAck(); ack.GetFinished() {
+		t.Fatalf("result with missing output accepted: %v", ack)
+	}
+	fin.LogSize = int64(len(out))
+	a.send(&pb.AgentMessage{Msg: &pb.AgentMessage_Finished{Finished: fin}})
+	if ack := a.recvAck(); !ack.GetFinished() || ack.GetError() != "" {
+		t.Fatalf("ack of result = %v", ack)
+	}
+	j := s.waitJob(t, id, func(j *pb.Job) bool { return j.GetState() == pb.JobState_JOB_STATE_COMPLETED })
+	if j.GetExitCode() != 0 || j.GetWorker() != "w1" {
+		t.Fatalf("job = %v", j)
+	}
+	stored, err := os.ReadFile(filepath.Join(s.dir, "logs", id, "1.log"))
+	if err != nil || !bytes.Equal(stored, out) {
+		t.Fatalf("stored log differs from the output (%d vs %d bytes): %v", len(stored), len(out), err)
+	}
+	// The same result again is stale: acknowledged, rejected, nothing changes.
+	fin.ExitCode = 7
+	a.send(&pb.AgentMessage{Msg: &pb.AgentMessage_Finished{Finished: fin}})
+	if ack := a.recvAck(); !ack.GetFinished() || ack.GetError() == "" {
+		t.Fatalf("duplicate result ack = %v, want finished with an error", ack)
+	}
+	again, _ := s.jobs.Get(context.Background(), &pb.GetJobRequest{Id: id})
+	if again.GetVersion() != j.GetVersion() || again.GetExitCode() != 0 {
+		t.Fatalf("duplicate result changed the job: %v", again)
+	}
+	// The log streams back byte-exact.
+	if got := readLogs(t, s, id, false); !bytes.Equal(got, out) {
+		t.Fatalf("Logs returned %d bytes, want %d identical", len(got), len(out))
+	}
+}
+
+func readLogs(t *testing.T, s *sut, id string, follow bool) []byte {
+	t.Helper()
+	stream, err := s.jobs.Logs(context.Background(), &pb.LogsRequest{Id: id, Follow: follow})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	for {
+		d, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return got
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, d.GetData()...)
+	}
+}
+
+func TestStaleAttemptAfterWorkerLost(t *testing.T) {
+	s := setup(t, func(c *Config) { c.Lease = 300 * time.Millisecond })
+	a1 := connectAgent(t, s, hello("w1", 1))
+	id := s.submit(t, &pb.JobSpec{Command: []string{"true"}, Retries: 1, BackoffMs: 1})
+	if got := a1.recv().GetAssign().GetJob().GetId(); got != id {
+		t.Fatalf("assign %s", got)
+	}
+	a1.send(&pb.AgentMessage{Msg: &pb.AgentMessage_Started{Started: &pb.JobStarted{JobId: id, Attempt: 1}}})
+	// w1 goes silent (no heartbeats); w2 arrives and gets attempt 2.
+	a2 := connectAgent(t, s, hello("w2", 1))
+	assign := a2.recv().GetAssign()
+	if assign.GetJob().GetId() != id || assign.GetJob().GetAttempt() != 2 {
+		t.Fatalf("w2 got %v, want attempt 2 of %s", assign, id)
+	}
+	// The lost attempt reports late: rejected, the job stays with w2.
+	a1.send(&pb.AgentMessage{Msg: &pb.AgentMessage_Finished{Finished: &pb.JobFinished{JobId: id, Attempt: 1, Outcome: pb.Outcome_OUTCOME_EXITED}}})
+	if ack := a1.recvAck(); !ack.GetFinished() || !strings.Contains(ack.GetError(), "stale") {
+		t.Fatalf("stale result ack = %v", ack)
+	}
+	j, _ := s.jobs.Get(context.Background(), &pb.GetJobRequest{Id: id})
+	if j.GetState() != pb.JobState_JOB_STATE_SCHEDULED || j.GetWorker() != "w2" || j.GetAttempt() != 2 {
+		t.Fatalf("after stale report job = %v", j)
+	}
+}
+
+func TestHealthAndMetrics(t *testing.T) {
+	s := setup(t)
+	s.submit(t, &pb.JobSpec{Command: []string{"true"}, Tenant: "team-a"})
+	get := func(path string) string {
+		resp, err := http.Get("http://" + s.srv.HTTPAddr() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %s", path, resp.Status)
+		}
+		return string(b)
+	}
+	if got := get("/healthz"); got != "ok\n" {
+		t.Fatalf("/healthz = %q", got)
+	}
+	m := get("/metrics")
+	for _, want := range []string{
+		`hodei_jobs{state="PENDING",tenant="team-a"} 1`,
+		`hodei_jobs_submitted_total{tenant="team-a"} 1`,
+		`hodei_dispatch_latency_seconds_bucket`,
+		`hodei_workers{state="READY"} 0`,
+	} {
+		if !strings.Contains(m, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}
+
+func TestErrorsMapToStatusCodes(t *testing.T) {
+	s := setup(t)
+	ctx := context.Background()
+	tests := []struct {
+		name string
+		call func() error
+		code codes.Code
+	}{
+		{"SubmitNoSpec", func() error { _, err := s.jobs.Submit(ctx, &pb.SubmitRequest{}); return err }, codes.InvalidArgument},
+		{"GetBadID", func() error { _, err := s.jobs.Get(ctx, &pb.GetJobRequest{Id: "nope"}); return err }, codes.InvalidArgument},
+		{"GetUnknown", func() error {
+			_, err := s.jobs.Get(ctx, &pb.GetJobRequest{Id: "01ARZ3NDEKTSV4RRFFQ69G5FAV"})
+			return err
+		}, codes.NotFound},
+		{"ListPageSize", func() error { _, err := s.jobs.List(ctx, &pb.ListJobsRequest{PageSize: 5000}); return err }, codes.InvalidArgument},
+		{"DrainUnknown", func() error { _, err := s.admin.DrainWorker(ctx, &pb.DrainWorkerRequest{Id: "x"}); return err }, codes.NotFound},
+		{"CancelTwice", func() error {
+			id := s.submit(t, &pb.JobSpec{Command: []string{"true"}})
+			s.jobs.Cancel(ctx, &pb.CancelJobRequest{Id: id})
+			_, err := s.jobs.Cancel(ctx, &pb.CancelJobRequest{Id: id})
+			return err
+		}, codes.FailedPrecondition},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := status.Code(tt.call()); got != tt.code {
+				t.Fatalf("code %s, want %s", got, tt.code)
+			}
+		})
+	}
+}

@@ -1,0 +1,303 @@
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/hodei-jobs/hodei/job"
+)
+
+// SchemaVersion is the layout of the buckets and values this code writes.
+// Open refuses a file with a newer one.
+const SchemaVersion = 1
+
+// Bucket names. meta holds the schema version under schemaKey.
+var (
+	bucketJobs      = []byte("jobs")
+	bucketWorkers   = []byte("workers")
+	bucketTenants   = []byte("tenants")
+	bucketPipelines = []byte("pipelines")
+	bucketTokens    = []byte("tokens")
+	bucketAudit     = []byte("audit")
+	bucketMeta      = []byte("meta")
+	schemaKey       = []byte("schema")
+
+	allBuckets = [][]byte{bucketJobs, bucketWorkers, bucketTenants, bucketPipelines,
+		bucketTokens, bucketAudit, bucketMeta}
+)
+
+// Options configure Open. The zero value is the production setting.
+type Options struct {
+	// Logger receives the store's few messages (open, close). Nil discards them.
+	Logger *slog.Logger
+	// NoSync skips fsync on commit: a crash may lose acknowledged writes.
+	// For tests and benchmarks only. Default false.
+	NoSync bool
+	// LockTimeout is how long Open waits for the file lock held by another
+	// process before it fails with ErrLocked. Default 1 s.
+	LockTimeout time.Duration
+	// InitialMmapSize is the size of the memory map, in bytes. It is virtual
+	// memory, not resident; while the file fits, growth needs no remap, which
+	// would wait for open read transactions and stall writers. Default 1 GiB.
+	InitialMmapSize int
+	// MaxBatch caps the requests the commit loop runs in one transaction,
+	// and is the length of its queue. Default 4096.
+	MaxBatch int
+	// MaxBatchBytes caps the encoded bytes of one transaction; the request
+	// that crosses it is the last one taken. Default 32 MiB.
+	MaxBatchBytes int
+}
+
+// Defaults of Options.
+const (
+	DefaultLockTimeout     = time.Second
+	DefaultInitialMmapSize = 1 << 30
+	DefaultMaxBatch        = 4096
+	DefaultMaxBatchBytes   = 32 << 20
+)
+
+// DB is the bbolt store. It implements scheduler.Store; every method is safe
+// for concurrent use. Create it with Open and release it with Close.
+type DB struct {
+	bolt *bolt.DB
+	log  *slog.Logger
+	opts Options
+
+	reqs    chan *request // writers → commit loop; capacity MaxBatch
+	closing chan struct{} // closed by Close: the loop stops taking requests
+	done    chan struct{} // closed when the commit loop has returned
+
+	closeMu  sync.Mutex // guards closed and closeErr
+	closed   bool
+	closeErr error
+
+	statsMu sync.Mutex // guards stats
+	stats   Stats
+
+	// Test hook, nil in production: runs after a request is on the queue.
+	enqueued atomic.Pointer[func()]
+}
+
+// Stats counts the commit loop's work since Open.
+type Stats struct {
+	Commits  uint64 // transactions committed
+	Requests uint64 // write requests in those transactions
+	Failed   uint64 // transactions that failed as a whole
+}
+
+// Open opens or creates the database file at path (its directory is created
+// if missing), creates the buckets, checks the schema version and starts the
+// commit loop. It fails with ErrLocked when another process holds the file,
+// and with ErrSchema when the file is newer than this code.
+func Open(path string, opts Options) (*DB, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.LockTimeout <= 0 {
+		opts.LockTimeout = DefaultLockTimeout
+	}
+	if opts.InitialMmapSize <= 0 {
+		opts.InitialMmapSize = DefaultInitialMmapSize
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = DefaultMaxBatch
+	}
+	if opts.MaxBatchBytes <= 0 {
+		opts.MaxBatchBytes = DefaultMaxBatchBytes
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	bdb, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:         opts.LockTimeout,
+		NoFreelistSync:  true,
+		FreelistType:    bolt.FreelistMapType,
+		InitialMmapSize: opts.InitialMmapSize,
+		NoSync:          opts.NoSync,
+	})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, fmt.Errorf("open store %s: waited %s: %w (is another hodei serve using this data dir?)",
+			path, opts.LockTimeout, ErrLocked)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	if err := bdb.Update(initBuckets); err != nil {
+		_ = bdb.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	db := &DB{
+		bolt:    bdb,
+		log:     opts.Logger.With("component", "store"),
+		opts:    opts,
+		reqs:    make(chan *request, opts.MaxBatch),
+		closing: make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	go db.run()
+	db.log.Info("store opened", "path", path, "schema", SchemaVersion)
+	return db, nil
+}
+
+// initBuckets creates missing buckets and checks or records the schema.
+func initBuckets(tx *bolt.Tx) error {
+	for _, name := range allBuckets {
+		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+			return fmt.Errorf("create bucket %s: %w", name, err)
+		}
+	}
+	meta := tx.Bucket(bucketMeta)
+	if v := meta.Get(schemaKey); v != nil {
+		if len(v) != 8 {
+			return fmt.Errorf("schema version is %d bytes, want 8", len(v))
+		}
+		if got := binary.BigEndian.Uint64(v); got > SchemaVersion {
+			return fmt.Errorf("file has schema %d, this binary knows up to %d: %w", got, SchemaVersion, ErrSchema)
+		}
+		return nil
+	}
+	return meta.Put(schemaKey, binary.BigEndian.AppendUint64(nil, SchemaVersion))
+}
+
+// Close stops the commit loop, fails the requests still queued with
+// job.ErrClosed, waits for the loop and closes the file. A write already in
+// a transaction finishes first. Close is safe to call more than once; later
+// calls return the first call's result.
+func (db *DB) Close() error {
+	db.closeMu.Lock()
+	defer db.closeMu.Unlock()
+	if db.closed {
+		return db.closeErr
+	}
+	db.closed = true
+	close(db.closing)
+	<-db.done
+	if err := db.bolt.Close(); err != nil {
+		db.closeErr = fmt.Errorf("close store: %w", err)
+	}
+	db.log.Info("store closed")
+	return db.closeErr
+}
+
+// Path is the database file's path.
+func (db *DB) Path() string { return db.bolt.Path() }
+
+// Stats returns the commit loop's counters.
+func (db *DB) Stats() Stats {
+	db.statsMu.Lock()
+	defer db.statsMu.Unlock()
+	return db.stats
+}
+
+// Snapshot writes a consistent copy of the database, as of one read
+// transaction, to w and returns the bytes written. Writers go on meanwhile.
+// The copy is a valid bbolt file. It stops with ctx.Err() when ctx ends.
+func (db *DB) Snapshot(ctx context.Context, w io.Writer) (int64, error) {
+	if err := db.usable(ctx); err != nil {
+		return 0, err
+	}
+	var n int64
+	err := db.view(func(tx *bolt.Tx) error {
+		var err error
+		n, err = tx.WriteTo(ctxWriter{ctx, w})
+		return err
+	})
+	if cerr := ctx.Err(); err != nil && cerr != nil {
+		err = cerr // bbolt formats some writer errors with %s, losing the cause
+	}
+	if err != nil {
+		return n, fmt.Errorf("snapshot: %w", err)
+	}
+	return n, nil
+}
+
+// ctxWriter fails writes once its context has ended.
+type ctxWriter struct {
+	ctx context.Context
+	w   io.Writer
+}
+
+func (c ctxWriter) Write(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.w.Write(p)
+}
+
+// Check runs bbolt's consistency check over the whole file and returns the
+// problems found, joined, or nil. It holds the write lock while it runs
+// (bbolt's check is only safe against concurrent writers inside a write
+// transaction), so it is meant for tests and maintenance, not the hot path.
+func (db *DB) Check() error {
+	if err := db.usable(context.Background()); err != nil {
+		return err
+	}
+	tx, err := db.bolt.Begin(true)
+	if err != nil {
+		return fmt.Errorf("check: %w", closedErr(err))
+	}
+	defer func() { _ = tx.Rollback() }()
+	return checkTx(tx)
+}
+
+// CheckFile runs bbolt's consistency check on a closed database file, such as
+// a snapshot, opening it read-only.
+func CheckFile(path string) error {
+	bdb, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: DefaultLockTimeout})
+	if err != nil {
+		return fmt.Errorf("check %s: %w", path, err)
+	}
+	err = bdb.View(checkTx)
+	if cerr := bdb.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("check %s: %w", path, cerr)
+	}
+	return err
+}
+
+func checkTx(tx *bolt.Tx) error {
+	var errs []error
+	for err := range tx.Check() { // drain it all: the checker is a goroutine
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("consistency check: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// usable returns ctx.Err() or job.ErrClosed when a call must not start.
+func (db *DB) usable(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	select {
+	case <-db.closing:
+		return fmt.Errorf("store: %w", job.ErrClosed)
+	default:
+		return nil
+	}
+}
+
+// view runs fn in a read transaction, reporting a closed file as
+// job.ErrClosed.
+func (db *DB) view(fn func(*bolt.Tx) error) error {
+	return closedErr(db.bolt.View(fn))
+}
+
+func closedErr(err error) error {
+	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+		return fmt.Errorf("store: %w", job.ErrClosed)
+	}
+	return err
+}

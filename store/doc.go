@@ -1,0 +1,40 @@
+// Package store is Hodei's durable state: one bbolt file (hodei.db) holding
+// jobs, workers and the other records as protobuf-encoded messages from
+// proto/, and the append-only job log files beside it (logs/<job>/<n>.log).
+//
+// DB implements scheduler.Store. Every write goes through one commit loop
+// owned by the DB: a writer enqueues a request and the loop runs everything
+// queued so far in one bbolt transaction, so a lone writer costs about one
+// fsync and many concurrent writers share one. A write returns only after
+// its transaction is on disk. Requests in one transaction are isolated from
+// each other: a compare-and-swap that loses or an unknown dependency fails
+// that request alone, and writes nothing.
+//
+// Caveats:
+//   - Values read from bbolt are only valid inside their transaction; the
+//     store copies (decodes) everything before the transaction ends, and
+//     never opens a read transaction while the same goroutine holds another
+//     (a remap of the file would deadlock). Scan reads in chunks so that its
+//     callback may call the store.
+//   - InitialMmapSize is sized so that normal growth needs no remap, which
+//     would otherwise wait for every open read transaction (a snapshot, a
+//     long List) and stall the writers meanwhile.
+//   - Only one process may open the file; a second one fails after
+//     Options.LockTimeout with ErrLocked.
+//
+// Subpackages: memstore is an in-memory fake with the same semantics for the
+// scheduler's tests, and storetest is the conformance suite both pass.
+package store
+
+import "errors"
+
+// Errors returned by Open. Everything else the store returns wraps one of
+// job's sentinel errors (ErrInvalid, ErrNotFound, ErrConflict, ErrClosed) or
+// is an I/O error.
+var (
+	// ErrLocked: another process (or another DB in this one) holds the
+	// database file open.
+	ErrLocked = errors.New("database file is locked by another process")
+	// ErrSchema: the file was written by a newer version of Hodei.
+	ErrSchema = errors.New("database schema is newer than this binary supports")
+)

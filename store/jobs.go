@@ -1,0 +1,386 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/hodei-jobs/hodei/job"
+)
+
+// maxIDLen bounds job and worker ids, far below bbolt's key limit.
+const maxIDLen = 256
+
+// scanChunk is how many jobs Scan reads per read transaction.
+const scanChunk = 256
+
+// checkNew validates the jobs of an Insert before they are queued.
+func checkNew(jobs []*job.Job) error {
+	for _, j := range jobs {
+		switch {
+		case j == nil:
+			return job.Invalid("job", "must not be nil")
+		case j.ID == "" || len(j.ID) > maxIDLen:
+			return job.Invalid("id", "%q must be 1 to %d bytes", j.ID, maxIDLen)
+		case j.State != job.Pending:
+			return job.Invalid("state", "job %s: a new job must be PENDING, not %s", j.ID, j.State)
+		case j.Attempt != 1:
+			return job.Invalid("attempt", "job %s: a new job must have attempt 1, not %d", j.ID, j.Attempt)
+		}
+	}
+	return nil
+}
+
+// Insert stores new jobs, all or none, in one commit, and sets their Version
+// to 1 once it is durable. See scheduler.Store for the rules; a job that is
+// not Pending with Attempt 1 fails the call with a *job.FieldError.
+func (db *DB) Insert(ctx context.Context, jobs []*job.Job) error {
+	if len(jobs) == 0 {
+		return nil
+	}
+	if err := checkNew(jobs); err != nil {
+		return err
+	}
+	encs := make([][]byte, len(jobs))
+	size := 0
+	for i, j := range jobs {
+		enc, err := encodeJob(j, 1)
+		if err != nil {
+			return err
+		}
+		encs[i] = enc
+		size += len(enc)
+	}
+	err := db.write(ctx, size, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketJobs)
+		inCall := make(map[string]bool, len(jobs))
+		for _, j := range jobs {
+			if inCall[j.ID] || b.Get([]byte(j.ID)) != nil {
+				return job.Conflict(j.ID, "already exists")
+			}
+			inCall[j.ID] = true
+		}
+		for _, j := range jobs {
+			for _, dep := range j.Spec.DependsOn {
+				if !inCall[dep] && b.Get([]byte(dep)) == nil {
+					return job.Invalid("after", "job %s depends on %q, which is not a known job", j.ID, dep)
+				}
+			}
+		}
+		for i, j := range jobs {
+			if err := b.Put([]byte(j.ID), encs[i]); err != nil {
+				return abort(fmt.Errorf("put job %s: %w", j.ID, err))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, j := range jobs {
+		j.Version = 1
+	}
+	return nil
+}
+
+// Apply performs compare-and-swap updates in one commit; see scheduler.Store.
+// Next.Version of each update that succeeded is set once the commit is
+// durable. An update with a nil Next fails alone with job.ErrInvalid.
+func (db *DB) Apply(ctx context.Context, updates []job.Update) ([]error, error) {
+	errs := make([]error, len(updates))
+	if len(updates) == 0 {
+		return errs, nil
+	}
+	encs := make([][]byte, len(updates))
+	size := 0
+	for i, u := range updates {
+		if u.Next == nil {
+			errs[i] = job.Invalid("next", "update %d has no job", i)
+			continue
+		}
+		enc, err := encodeJob(u.Next, 0)
+		if err != nil {
+			return nil, err
+		}
+		encs[i] = enc
+		size += len(enc)
+	}
+	versions := make([]uint64, len(updates))
+	err := db.write(ctx, size, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketJobs)
+		for i, u := range updates {
+			if errs[i] != nil {
+				continue
+			}
+			v, err := applyOne(b, u, encs[i])
+			if _, ok := err.(*abortError); ok {
+				return err
+			}
+			errs[i], versions[i] = err, v
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for i, u := range updates {
+		if errs[i] == nil {
+			u.Next.Version = versions[i]
+		}
+	}
+	return errs, nil
+}
+
+// applyOne checks and writes one update and returns the new version.
+func applyOne(b *bolt.Bucket, u job.Update, enc []byte) (uint64, error) {
+	key := []byte(u.Next.ID)
+	cur := b.Get(key)
+	if cur == nil {
+		return 0, fmt.Errorf("job %s: %w", u.Next.ID, job.ErrNotFound)
+	}
+	h, err := readHeader(cur)
+	if err != nil {
+		return 0, fmt.Errorf("job %s: %w", u.Next.ID, err)
+	}
+	if h.State != u.Expect.State || h.Attempt != u.Expect.Attempt {
+		return 0, job.Conflict(u.Next.ID, "is %s attempt %d, not %s attempt %d",
+			h.State, h.Attempt, u.Expect.State, u.Expect.Attempt)
+	}
+	if err := u.Check(); err != nil {
+		return 0, err
+	}
+	v := h.Version + 1
+	if err := b.Put(key, withVersion(enc, v)); err != nil {
+		return 0, abort(fmt.Errorf("put job %s: %w", u.Next.ID, err))
+	}
+	return v, nil
+}
+
+// Get returns the stored job or an error wrapping job.ErrNotFound.
+func (db *DB) Get(ctx context.Context, id string) (*job.Job, error) {
+	if err := db.usable(ctx); err != nil {
+		return nil, err
+	}
+	var enc []byte
+	err := db.view(func(tx *bolt.Tx) error {
+		enc = bytes.Clone(tx.Bucket(bucketJobs).Get([]byte(id)))
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("get job %s: %w", id, err)
+	}
+	if enc == nil {
+		return nil, fmt.Errorf("job %s: %w", id, job.ErrNotFound)
+	}
+	return decodeJob(enc)
+}
+
+// pageSize is the effective limit of a List.
+func pageSize(limit int) int {
+	switch {
+	case limit <= 0:
+		return job.DefaultPageSize
+	case limit > job.MaxPageSize:
+		return job.MaxPageSize
+	}
+	return limit
+}
+
+// List returns up to f.Limit jobs (default job.DefaultPageSize, at most
+// job.MaxPageSize) matching f with ids greater than f.After, in id order.
+// The page token is the last id returned when the page is full and more
+// jobs are stored after it (the next page may then be empty), else "".
+// It reads one transaction and decodes every job it passes.
+func (db *DB) List(ctx context.Context, f job.Filter) ([]*job.Job, string, error) {
+	if err := db.usable(ctx); err != nil {
+		return nil, "", err
+	}
+	limit := pageSize(f.Limit)
+	var (
+		out  []*job.Job
+		next string
+	)
+	err := db.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketJobs).Cursor()
+		k, v := c.First()
+		if f.After != "" {
+			k, v = c.Seek([]byte(f.After))
+			if k != nil && string(k) == f.After {
+				k, v = c.Next()
+			}
+		}
+		for ; k != nil; k, v = c.Next() {
+			if len(out) == limit {
+				next = out[len(out)-1].ID
+				return nil
+			}
+			j, err := decodeJob(v)
+			if err != nil {
+				return fmt.Errorf("job %s: %w", k, err)
+			}
+			if f.Match(j) {
+				out = append(out, j)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, "", fmt.Errorf("list jobs: %w", err)
+	}
+	return out, next, nil
+}
+
+// Scan calls fn for every stored job in id order. It reads scanChunk jobs per
+// read transaction and calls fn outside it, so fn may call the store; it is
+// therefore not a snapshot: a job written during the scan may or may not be
+// seen. An error from fn (or ctx ending) stops the scan and is returned.
+func (db *DB) Scan(ctx context.Context, fn func(*job.Job) error) error {
+	var after []byte
+	for {
+		if err := db.usable(ctx); err != nil {
+			return err
+		}
+		var chunk []*job.Job
+		err := db.view(func(tx *bolt.Tx) error {
+			c := tx.Bucket(bucketJobs).Cursor()
+			k, v := c.First()
+			if after != nil {
+				k, v = c.Seek(after)
+				if k != nil && bytes.Equal(k, after) {
+					k, v = c.Next()
+				}
+			}
+			for ; k != nil && len(chunk) < scanChunk; k, v = c.Next() {
+				j, err := decodeJob(v)
+				if err != nil {
+					return fmt.Errorf("job %s: %w", k, err)
+				}
+				chunk = append(chunk, j)
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("scan jobs: %w", err)
+		}
+		for _, j := range chunk {
+			if err := fn(j); err != nil {
+				return err
+			}
+		}
+		if len(chunk) < scanChunk {
+			return nil
+		}
+		after = []byte(chunk[len(chunk)-1].ID)
+	}
+}
+
+// finishedBefore reports whether a stored job may be deleted by
+// DeleteFinished(before).
+func finishedBefore(h header, before int64) bool {
+	return h.State.Terminal() && h.Finished != 0 && h.Finished < before
+}
+
+// DeleteFinished deletes up to limit terminal jobs whose FinishedAt is set
+// and before the given time, oldest id first, and returns their ids. It
+// finds them in a read transaction, so that the scan does not hold up
+// writers, then deletes them in one write transaction that checks each again.
+// A limit <= 0 deletes nothing.
+func (db *DB) DeleteFinished(ctx context.Context, before time.Time, limit int) ([]string, error) {
+	if err := db.usable(ctx); err != nil {
+		return nil, err
+	}
+	if limit <= 0 {
+		return nil, nil
+	}
+	cutoff := before.UnixNano()
+	var found [][]byte
+	err := db.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketJobs).Cursor()
+		for k, v := c.First(); k != nil && len(found) < limit; k, v = c.Next() {
+			h, err := readHeader(v)
+			if err != nil {
+				return fmt.Errorf("job %s: %w", k, err)
+			}
+			if finishedBefore(h, cutoff) {
+				found = append(found, bytes.Clone(k))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("delete finished jobs: %w", err)
+	}
+	if len(found) == 0 {
+		return nil, nil
+	}
+	var deleted []string
+	err = db.write(ctx, 0, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketJobs)
+		var del [][]byte
+		for _, k := range found {
+			v := b.Get(k)
+			if v == nil {
+				continue
+			}
+			if h, err := readHeader(v); err == nil && finishedBefore(h, cutoff) {
+				del = append(del, k)
+			}
+		}
+		for _, k := range del {
+			if err := b.Delete(k); err != nil {
+				return abort(fmt.Errorf("delete job %s: %w", k, err))
+			}
+		}
+		deleted = make([]string, len(del))
+		for i, k := range del {
+			deleted[i] = string(k)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("delete finished jobs: %w", err)
+	}
+	return deleted, nil
+}
+
+// PutWorker stores (creates or replaces) a worker record, keyed by its id.
+func (db *DB) PutWorker(ctx context.Context, w *job.Worker) error {
+	if w == nil || w.ID == "" || len(w.ID) > maxIDLen {
+		return job.Invalid("worker_id", "must be 1 to %d bytes", maxIDLen)
+	}
+	enc, err := encodeWorker(w)
+	if err != nil {
+		return err
+	}
+	return db.write(ctx, len(enc), func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bucketWorkers).Put([]byte(w.ID), enc); err != nil {
+			return abort(fmt.Errorf("put worker %s: %w", w.ID, err))
+		}
+		return nil
+	})
+}
+
+// Workers returns every stored worker in id order.
+func (db *DB) Workers(ctx context.Context) ([]*job.Worker, error) {
+	if err := db.usable(ctx); err != nil {
+		return nil, err
+	}
+	var out []*job.Worker
+	err := db.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketWorkers).ForEach(func(k, v []byte) error {
+			w, err := decodeWorker(v)
+			if err != nil {
+				return fmt.Errorf("worker %s: %w", k, err)
+			}
+			out = append(out, w)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list workers: %w", err)
+	}
+	return out, nil
+}

@@ -1,0 +1,13 @@
+// Package memstore is an in-memory implementation of scheduler.Store for
+// tests: the same semantics as the bbolt store (it passes the same
+// conformance suite, store/storetest), without a file or a commit loop.
+//
+// Values are kept encoded as the same protobuf messages the bbolt store
+// writes, so what a caller gets back has gone through the same conversion
+// (times in UTC at nanosecond precision, durations in milliseconds, empty
+// maps and slices as nil) and never aliases what the caller passed in or
+// what another caller got.
+//
+// Beyond scheduler.Store it has SetWriteError, to make writes fail the way a
+// failed commit does.
+package memstore

@@ -1,0 +1,339 @@
+package memstore
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/hodei-jobs/hodei/job"
+	hodeipb "github.com/hodei-jobs/hodei/proto"
+)
+
+// maxIDLen bounds job and worker ids, as in the bbolt store.
+const maxIDLen = 256
+
+// Store is the in-memory store. The zero value is not usable: call New.
+// Every method is safe for concurrent use.
+type Store struct {
+	mu       sync.RWMutex      // guards everything below
+	jobs     map[string][]byte // id → encoded hodeipb.Job
+	ids      []string          // job ids, sorted
+	workers  map[string][]byte // id → encoded hodeipb.Worker
+	writeErr error
+}
+
+// New returns an empty store.
+func New() *Store {
+	return &Store{jobs: make(map[string][]byte), workers: make(map[string][]byte)}
+}
+
+// SetWriteError makes every later write (Insert, Apply, PutWorker,
+// DeleteFinished) fail as a whole with err, as a failed commit would, until
+// it is called with nil. It lets tests check that callers change nothing
+// when the store fails.
+func (s *Store) SetWriteError(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.writeErr = err
+}
+
+// encode encodes a job the way the bbolt store stores it. Like the bbolt
+// store it fails, wrapping job.ErrInvalid, on strings that are not UTF-8.
+func encode(j *job.Job, version uint64) ([]byte, error) {
+	pb := hodeipb.FromJob(j)
+	pb.Version = version
+	b, err := proto.Marshal(pb)
+	if err != nil {
+		return nil, fmt.Errorf("encode job %s: %w: %w", j.ID, job.ErrInvalid, err)
+	}
+	return b, nil
+}
+
+// setVersion re-encodes enc with another version.
+func setVersion(enc []byte, version uint64) []byte {
+	pb := decodePB(enc)
+	pb.Version = version
+	b, err := proto.Marshal(pb)
+	if err != nil {
+		panic(fmt.Sprintf("memstore: re-encode job: %v", err)) // it encoded once
+	}
+	return b
+}
+
+func decodePB(b []byte) *hodeipb.Job {
+	var pb hodeipb.Job
+	if err := proto.Unmarshal(b, &pb); err != nil {
+		panic(fmt.Sprintf("memstore: decode job: %v", err)) // we encoded it
+	}
+	return &pb
+}
+
+func decode(b []byte) *job.Job { return decodePB(b).ToJob() }
+
+// Insert stores new jobs, all or none; see scheduler.Store.
+func (s *Store) Insert(ctx context.Context, jobs []*job.Job) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if len(jobs) == 0 {
+		return nil
+	}
+	for _, j := range jobs {
+		switch {
+		case j == nil:
+			return job.Invalid("job", "must not be nil")
+		case j.ID == "" || len(j.ID) > maxIDLen:
+			return job.Invalid("id", "%q must be 1 to %d bytes", j.ID, maxIDLen)
+		case j.State != job.Pending:
+			return job.Invalid("state", "job %s: a new job must be PENDING, not %s", j.ID, j.State)
+		case j.Attempt != 1:
+			return job.Invalid("attempt", "job %s: a new job must have attempt 1, not %d", j.ID, j.Attempt)
+		}
+	}
+	encs := make([][]byte, len(jobs))
+	for i, j := range jobs {
+		var err error
+		if encs[i], err = encode(j, 1); err != nil {
+			return err
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.writeErr != nil {
+		return s.writeErr
+	}
+	inCall := make(map[string]bool, len(jobs))
+	for _, j := range jobs {
+		if _, ok := s.jobs[j.ID]; ok || inCall[j.ID] {
+			return job.Conflict(j.ID, "already exists")
+		}
+		inCall[j.ID] = true
+	}
+	for _, j := range jobs {
+		for _, dep := range j.Spec.DependsOn {
+			if _, ok := s.jobs[dep]; !ok && !inCall[dep] {
+				return job.Invalid("after", "job %s depends on %q, which is not a known job", j.ID, dep)
+			}
+		}
+	}
+	for i, j := range jobs {
+		s.jobs[j.ID] = encs[i]
+		i, _ := slices.BinarySearch(s.ids, j.ID)
+		s.ids = slices.Insert(s.ids, i, j.ID)
+	}
+	for _, j := range jobs {
+		j.Version = 1
+	}
+	return nil
+}
+
+// Apply performs compare-and-swap updates; see scheduler.Store.
+func (s *Store) Apply(ctx context.Context, updates []job.Update) ([]error, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	errs := make([]error, len(updates))
+	encs := make([][]byte, len(updates))
+	for i, u := range updates {
+		if u.Next == nil {
+			errs[i] = job.Invalid("next", "update %d has no job", i)
+			continue
+		}
+		var err error
+		if encs[i], err = encode(u.Next, 0); err != nil {
+			return nil, err
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.writeErr != nil {
+		return nil, s.writeErr
+	}
+	versions := make([]uint64, len(updates))
+	for i, u := range updates {
+		if errs[i] != nil {
+			continue
+		}
+		enc, ok := s.jobs[u.Next.ID]
+		if !ok {
+			errs[i] = fmt.Errorf("job %s: %w", u.Next.ID, job.ErrNotFound)
+			continue
+		}
+		cur := decodePB(enc)
+		state, attempt := job.State(cur.GetState()), int(cur.GetAttempt())
+		if state != u.Expect.State || attempt != u.Expect.Attempt {
+			errs[i] = job.Conflict(u.Next.ID, "is %s attempt %d, not %s attempt %d",
+				state, attempt, u.Expect.State, u.Expect.Attempt)
+			continue
+		}
+		if err := u.Check(); err != nil {
+			errs[i] = err
+			continue
+		}
+		v := cur.GetVersion() + 1
+		s.jobs[u.Next.ID] = setVersion(encs[i], v)
+		versions[i] = v
+	}
+	for i, u := range updates {
+		if errs[i] == nil {
+			u.Next.Version = versions[i]
+		}
+	}
+	return errs, nil
+}
+
+// Get returns the stored job or an error wrapping job.ErrNotFound.
+func (s *Store) Get(ctx context.Context, id string) (*job.Job, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	enc, ok := s.jobs[id]
+	if !ok {
+		return nil, fmt.Errorf("job %s: %w", id, job.ErrNotFound)
+	}
+	return decode(enc), nil
+}
+
+// List returns a page of matching jobs; the token rule is the bbolt
+// store's: the last id returned when the page is full and more jobs are
+// stored after it.
+func (s *Store) List(ctx context.Context, f job.Filter) ([]*job.Job, string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, "", err
+	}
+	limit := f.Limit
+	switch {
+	case limit <= 0:
+		limit = job.DefaultPageSize
+	case limit > job.MaxPageSize:
+		limit = job.MaxPageSize
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	i := 0
+	if f.After != "" {
+		var found bool
+		i, found = slices.BinarySearch(s.ids, f.After)
+		if found {
+			i++
+		}
+	}
+	var out []*job.Job
+	for ; i < len(s.ids); i++ {
+		if len(out) == limit {
+			return out, out[len(out)-1].ID, nil
+		}
+		j := decode(s.jobs[s.ids[i]])
+		if f.Match(j) {
+			out = append(out, j)
+		}
+	}
+	return out, "", nil
+}
+
+// Scan calls fn for every stored job in id order. Like the bbolt store it
+// does not hold its lock while fn runs, so fn may call the store; a job
+// written during the scan may or may not be seen.
+func (s *Store) Scan(ctx context.Context, fn func(*job.Job) error) error {
+	after := ""
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		s.mu.RLock()
+		i, found := slices.BinarySearch(s.ids, after)
+		if found {
+			i++
+		}
+		var j *job.Job
+		if i < len(s.ids) {
+			j = decode(s.jobs[s.ids[i]])
+		}
+		s.mu.RUnlock()
+		if j == nil {
+			return nil
+		}
+		if err := fn(j); err != nil {
+			return err
+		}
+		after = j.ID
+	}
+}
+
+// PutWorker stores (creates or replaces) a worker record.
+func (s *Store) PutWorker(ctx context.Context, w *job.Worker) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if w == nil || w.ID == "" || len(w.ID) > maxIDLen {
+		return job.Invalid("worker_id", "must be 1 to %d bytes", maxIDLen)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.writeErr != nil {
+		return s.writeErr
+	}
+	enc, err := proto.Marshal(hodeipb.FromWorker(w))
+	if err != nil {
+		return fmt.Errorf("encode worker %s: %w: %w", w.ID, job.ErrInvalid, err)
+	}
+	s.workers[w.ID] = enc
+	return nil
+}
+
+// Workers returns every stored worker in id order.
+func (s *Store) Workers(ctx context.Context) ([]*job.Worker, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []*job.Worker
+	for _, id := range slices.Sorted(maps.Keys(s.workers)) {
+		var pb hodeipb.Worker
+		if err := proto.Unmarshal(s.workers[id], &pb); err != nil {
+			return nil, fmt.Errorf("decode worker %s: %w", id, err)
+		}
+		out = append(out, pb.ToWorker())
+	}
+	return out, nil
+}
+
+// DeleteFinished deletes up to limit terminal jobs whose FinishedAt is set
+// and before the given time, oldest id first, and returns their ids.
+func (s *Store) DeleteFinished(ctx context.Context, before time.Time, limit int) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if limit <= 0 {
+		return nil, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.writeErr != nil {
+		return nil, s.writeErr
+	}
+	cutoff := before.UnixNano()
+	var deleted []string
+	keep := s.ids[:0]
+	for _, id := range s.ids {
+		pb := decodePB(s.jobs[id])
+		fin := pb.GetFinishedUnixNano()
+		if len(deleted) < limit && job.State(pb.GetState()).Terminal() && fin != 0 && fin < cutoff {
+			deleted = append(deleted, id)
+			delete(s.jobs, id)
+			continue
+		}
+		keep = append(keep, id)
+	}
+	clear(s.ids[len(keep):])
+	s.ids = keep
+	return deleted, nil
+}

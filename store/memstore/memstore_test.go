@@ -1,0 +1,42 @@
+package memstore_test
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/hodei-jobs/hodei/job"
+	"github.com/hodei-jobs/hodei/scheduler"
+	"github.com/hodei-jobs/hodei/store/memstore"
+	"github.com/hodei-jobs/hodei/store/storetest"
+)
+
+var _ scheduler.Store = (*memstore.Store)(nil)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(*testing.T) scheduler.Store { return memstore.New() })
+}
+
+func TestSetWriteError(t *testing.T) {
+	s := memstore.New()
+	j := storetest.NewJob(1)
+	storetest.MustInsert(t, s, j)
+	boom := errors.New("boom")
+	s.SetWriteError(boom)
+	require.ErrorIs(t, s.Insert(t.Context(), []*job.Job{storetest.NewJob(2)}), boom)
+	next := j.Clone()
+	next.State = job.Cancelled
+	_, err := s.Apply(t.Context(), []job.Update{{Expect: j.Expected(), Next: next}})
+	require.ErrorIs(t, err, boom)
+	require.ErrorIs(t, s.PutWorker(t.Context(), &job.Worker{ID: "w"}), boom)
+	_, err = s.DeleteFinished(t.Context(), storetest.T0, 1)
+	require.ErrorIs(t, err, boom)
+	require.Equal(t, j, storetest.MustGet(t, s, j.ID), "nothing changed")
+
+	s.SetWriteError(nil)
+	storetest.MustApply(t, s, j, func(n *job.Job) { n.State = job.Cancelled })
+}
