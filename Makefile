@@ -3,11 +3,27 @@ BIN := bin/hodei
 PROTOC_GEN_GO := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.5.1
 GOBIN := $(shell $(GO) env GOPATH)/bin
+# Core packages run under the race detector; the rest (CLI, end-to-end
+# tests that drive the real binary) run without it to stay fast.
+CORE := ./job/... ./scheduler/... ./wfq/... ./quota/... ./store/... ./server/... ./client/...
+BENCH_PKGS := ./store ./scheduler ./server
 
-.PHONY: build test test-long bench proto run clean
+.PHONY: build test bench proto proto-check run clean
 
 build:
 	$(GO) build -o $(BIN) .
+
+test:
+	$(GO) vet ./...
+	$(GO) test -race -count=1 $(CORE)
+	$(GO) test -count=1 ./cli/... .
+
+# bench runs every benchmark once at a size that gives stable figures; the
+# figures go to bench.txt and, by hand, into BENCHMARKS.md.
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 20000x ./store | tee bench.txt
+	$(GO) test -run '^$$' -bench . -benchtime 20x ./scheduler | tee -a bench.txt
+	$(GO) test -run '^$$' -bench . -benchtime 20000x ./server | tee -a bench.txt
 
 proto:
 	$(GO) install $(PROTOC_GEN_GO)
@@ -15,5 +31,13 @@ proto:
 	PATH="$(GOBIN):$$PATH" protoc -I proto --go_out=proto --go_opt=paths=source_relative \
 		--go-grpc_out=proto --go-grpc_opt=paths=source_relative proto/hodei.proto
 
+# proto-check fails when the committed generated code differs from what
+# `make proto` produces.
+proto-check: proto
+	git diff --exit-code -- proto/
+
 run: build
 	./$(BIN) serve --dev --data-dir ./hodei-data
+
+clean:
+	rm -rf bin bench.txt

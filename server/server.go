@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"time"
 
@@ -98,7 +99,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
-	db, err := store.Open(filepath.Join(cfg.DataDir, "hodei.db"), store.Options{Logger: cfg.Logger})
+	db, err := store.Open(filepath.Join(cfg.DataDir, "hodei.db"), store.Options{Logger: cfg.Logger, NoSync: os.Getenv("HODEI_NOSYNC") != ""})
 	if err != nil {
 		return nil, err
 	}
@@ -173,7 +174,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		}
 	}
 	defer s.Close()
-	s.grpc = grpc.NewServer(grpc.MaxRecvMsgSize(maxRecvMsg))
+	s.grpc = grpc.NewServer(grpc.MaxRecvMsgSize(maxRecvMsg), grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))))
 	pb.RegisterJobServiceServer(s.grpc, &jobService{srv: s})
 	pb.RegisterAgentServiceServer(s.grpc, &agentService{srv: s})
 	pb.RegisterAdminServiceServer(s.grpc, &adminService{srv: s})
