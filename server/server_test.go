@@ -341,3 +341,45 @@ func TestErrorsMapToStatusCodes(t *testing.T) {
 		})
 	}
 }
+
+func TestLogsFollowUntilTheJobEnds(t *testing.T) {
+	s := setup(t)
+	a := connectAgent(t, s, hello("w1", 1))
+	id := s.submit(t, &pb.JobSpec{Command: []string{"true"}})
+	a.recv() // Assign
+	a.send(&pb.AgentMessage{Msg: &pb.AgentMessage_Started{Started: &pb.JobStarted{JobId: id, Attempt: 1}}})
+	got := make(chan []byte, 1)
+	go func() {
+		stream, err := s.jobs.Logs(context.Background(), &pb.LogsRequest{Id: id, Follow: true})
+		if err != nil {
+			got <- nil
+			return
+		}
+		var b []byte
+		for {
+			d, err := stream.Recv()
+			if err != nil {
+				got <- b
+				return
+			}
+			b = append(b, d.GetData()...)
+		}
+	}()
+	var want []byte
+	for i := range 50 {
+		chunk := bytes.Repeat([]byte{byte('a' + i%26)}, 1000+i)
+		a.send(&pb.AgentMessage{Msg: &pb.AgentMessage_Log{Log: &pb.LogChunk{JobId: id, Attempt: 1, Offset: int64(len(want)), Data: chunk}}})
+		a.recvAck()
+		want = append(want, chunk...)
+	}
+	a.send(&pb.AgentMessage{Msg: &pb.AgentMessage_Finished{Finished: &pb.JobFinished{JobId: id, Attempt: 1, Outcome: pb.Outcome_OUTCOME_EXITED, LogSize: int64(len(want))}}})
+	a.recvAck()
+	select {
+	case b := <-got:
+		if !bytes.Equal(b, want) {
+			t.Fatalf("follower got %d bytes, want %d identical", len(b), len(want))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("follower did not end when the job did")
+	}
+}
