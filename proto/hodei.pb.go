@@ -87,6 +87,54 @@ func (JobState) EnumDescriptor() ([]byte, []int) {
 	return file_hodei_proto_rawDescGZIP(), []int{0}
 }
 
+// LogStream names one output stream of an attempt. A job with a PTY has
+// only OUTPUT; a job without one has stdout as OUTPUT and stderr as STDERR.
+type LogStream int32
+
+const (
+	LogStream_LOG_STREAM_OUTPUT LogStream = 0
+	LogStream_LOG_STREAM_STDERR LogStream = 1
+)
+
+// Enum value maps for LogStream.
+var (
+	LogStream_name = map[int32]string{
+		0: "LOG_STREAM_OUTPUT",
+		1: "LOG_STREAM_STDERR",
+	}
+	LogStream_value = map[string]int32{
+		"LOG_STREAM_OUTPUT": 0,
+		"LOG_STREAM_STDERR": 1,
+	}
+)
+
+func (x LogStream) Enum() *LogStream {
+	p := new(LogStream)
+	*p = x
+	return p
+}
+
+func (x LogStream) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (LogStream) Descriptor() protoreflect.EnumDescriptor {
+	return file_hodei_proto_enumTypes[1].Descriptor()
+}
+
+func (LogStream) Type() protoreflect.EnumType {
+	return &file_hodei_proto_enumTypes[1]
+}
+
+func (x LogStream) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use LogStream.Descriptor instead.
+func (LogStream) EnumDescriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{1}
+}
+
 type Outcome int32
 
 const (
@@ -126,11 +174,11 @@ func (x Outcome) String() string {
 }
 
 func (Outcome) Descriptor() protoreflect.EnumDescriptor {
-	return file_hodei_proto_enumTypes[1].Descriptor()
+	return file_hodei_proto_enumTypes[2].Descriptor()
 }
 
 func (Outcome) Type() protoreflect.EnumType {
-	return &file_hodei_proto_enumTypes[1]
+	return &file_hodei_proto_enumTypes[2]
 }
 
 func (x Outcome) Number() protoreflect.EnumNumber {
@@ -139,7 +187,7 @@ func (x Outcome) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Outcome.Descriptor instead.
 func (Outcome) EnumDescriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{1}
+	return file_hodei_proto_rawDescGZIP(), []int{2}
 }
 
 type WorkerState int32
@@ -178,11 +226,11 @@ func (x WorkerState) String() string {
 }
 
 func (WorkerState) Descriptor() protoreflect.EnumDescriptor {
-	return file_hodei_proto_enumTypes[2].Descriptor()
+	return file_hodei_proto_enumTypes[3].Descriptor()
 }
 
 func (WorkerState) Type() protoreflect.EnumType {
-	return &file_hodei_proto_enumTypes[2]
+	return &file_hodei_proto_enumTypes[3]
 }
 
 func (x WorkerState) Number() protoreflect.EnumNumber {
@@ -191,7 +239,7 @@ func (x WorkerState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use WorkerState.Descriptor instead.
 func (WorkerState) EnumDescriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{2}
+	return file_hodei_proto_rawDescGZIP(), []int{3}
 }
 
 type Resources struct {
@@ -1061,9 +1109,10 @@ func (x *JobEvent) GetJob() *Job {
 type LogsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Attempt       int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"` // 0: from the first attempt on, following retries
+	Attempt       int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"` // 0: the current attempt; with follow, later retries too
 	Offset        int64                  `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`   // byte offset into the first attempt sent
 	Follow        bool                   `protobuf:"varint,4,opt,name=follow,proto3" json:"follow,omitempty"`   // keep streaming until the job is terminal
+	Stream        LogStream              `protobuf:"varint,5,opt,name=stream,proto3,enum=hodei.v1.LogStream" json:"stream,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1124,6 +1173,13 @@ func (x *LogsRequest) GetFollow() bool {
 		return x.Follow
 	}
 	return false
+}
+
+func (x *LogsRequest) GetStream() LogStream {
+	if x != nil {
+		return x.Stream
+	}
+	return LogStream_LOG_STREAM_OUTPUT
 }
 
 type LogData struct {
@@ -1731,8 +1787,9 @@ type LogChunk struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
 	Attempt       int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
-	Offset        int64                  `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"` // of data[0] in the attempt's output
+	Offset        int64                  `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"` // of data[0] in the stream
 	Data          []byte                 `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`
+	Stream        LogStream              `protobuf:"varint,5,opt,name=stream,proto3,enum=hodei.v1.LogStream" json:"stream,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1795,6 +1852,13 @@ func (x *LogChunk) GetData() []byte {
 	return nil
 }
 
+func (x *LogChunk) GetStream() LogStream {
+	if x != nil {
+		return x.Stream
+	}
+	return LogStream_LOG_STREAM_OUTPUT
+}
+
 type JobFinished struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	JobId            string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
@@ -1804,7 +1868,8 @@ type JobFinished struct {
 	Reason           string                 `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
 	Usage            *Usage                 `protobuf:"bytes,6,opt,name=usage,proto3" json:"usage,omitempty"`
 	FinishedUnixNano int64                  `protobuf:"varint,7,opt,name=finished_unix_nano,json=finishedUnixNano,proto3" json:"finished_unix_nano,omitempty"`
-	LogSize          int64                  `protobuf:"varint,8,opt,name=log_size,json=logSize,proto3" json:"log_size,omitempty"` // total bytes of output; the server waits for all of them
+	LogSize          int64                  `protobuf:"varint,8,opt,name=log_size,json=logSize,proto3" json:"log_size,omitempty"`          // total bytes of OUTPUT; the server waits for all of them
+	StderrSize       int64                  `protobuf:"varint,9,opt,name=stderr_size,json=stderrSize,proto3" json:"stderr_size,omitempty"` // total bytes of STDERR; likewise
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
@@ -1891,6 +1956,13 @@ func (x *JobFinished) GetFinishedUnixNano() int64 {
 func (x *JobFinished) GetLogSize() int64 {
 	if x != nil {
 		return x.LogSize
+	}
+	return 0
+}
+
+func (x *JobFinished) GetStderrSize() int64 {
+	if x != nil {
+		return x.StderrSize
 	}
 	return 0
 }
@@ -2072,9 +2144,12 @@ type Ack struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
 	Attempt       int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
-	LogOffset     int64                  `protobuf:"varint,3,opt,name=log_offset,json=logOffset,proto3" json:"log_offset,omitempty"` // bytes stored; the agent may drop those before it
-	Finished      bool                   `protobuf:"varint,4,opt,name=finished,proto3" json:"finished,omitempty"`                    // the final result is recorded or was stale: forget it
-	Error         string                 `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`                           // why a report was rejected, if it was
+	LogOffset     int64                  `protobuf:"varint,3,opt,name=log_offset,json=logOffset,proto3" json:"log_offset,omitempty"`          // bytes of the stream stored; the agent may drop those before it
+	Finished      bool                   `protobuf:"varint,4,opt,name=finished,proto3" json:"finished,omitempty"`                             // the final result is recorded or was stale: forget it
+	Error         string                 `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`                                    // why a report was rejected, if it was
+	Stream        LogStream              `protobuf:"varint,6,opt,name=stream,proto3,enum=hodei.v1.LogStream" json:"stream,omitempty"`         // the stream log_offset counts (answers to LogChunk)
+	StderrOffset  int64                  `protobuf:"varint,7,opt,name=stderr_offset,json=stderrOffset,proto3" json:"stderr_offset,omitempty"` // answers to JobFinished: STDERR bytes stored
+	Result        bool                   `protobuf:"varint,8,opt,name=result,proto3" json:"result,omitempty"`                                 // this Ack answers a JobFinished (else a LogChunk)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2142,6 +2217,27 @@ func (x *Ack) GetError() string {
 		return x.Error
 	}
 	return ""
+}
+
+func (x *Ack) GetStream() LogStream {
+	if x != nil {
+		return x.Stream
+	}
+	return LogStream_LOG_STREAM_OUTPUT
+}
+
+func (x *Ack) GetStderrOffset() int64 {
+	if x != nil {
+		return x.StderrOffset
+	}
+	return 0
+}
+
+func (x *Ack) GetResult() bool {
+	if x != nil {
+		return x.Result
+	}
+	return false
 }
 
 type Worker struct {
@@ -2583,12 +2679,13 @@ const file_hodei_proto_rawDesc = "" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
 	"\x06tenant\x18\x02 \x01(\tR\x06tenant\"+\n" +
 	"\bJobEvent\x12\x1f\n" +
-	"\x03job\x18\x01 \x01(\v2\r.hodei.v1.JobR\x03job\"g\n" +
+	"\x03job\x18\x01 \x01(\v2\r.hodei.v1.JobR\x03job\"\x94\x01\n" +
 	"\vLogsRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x16\n" +
 	"\x06offset\x18\x03 \x01(\x03R\x06offset\x12\x16\n" +
-	"\x06follow\x18\x04 \x01(\bR\x06follow\"O\n" +
+	"\x06follow\x18\x04 \x01(\bR\x06follow\x12+\n" +
+	"\x06stream\x18\x05 \x01(\x0e2\x13.hodei.v1.LogStreamR\x06stream\"O\n" +
 	"\aLogData\x12\x18\n" +
 	"\aattempt\x18\x01 \x01(\x05R\aattempt\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x12\n" +
@@ -2633,12 +2730,13 @@ const file_hodei_proto_rawDesc = "" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12*\n" +
 	"\x11started_unix_nano\x18\x03 \x01(\x03R\x0fstartedUnixNano\x12\x10\n" +
-	"\x03pid\x18\x04 \x01(\x05R\x03pid\"g\n" +
+	"\x03pid\x18\x04 \x01(\x05R\x03pid\"\x94\x01\n" +
 	"\bLogChunk\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x16\n" +
 	"\x06offset\x18\x03 \x01(\x03R\x06offset\x12\x12\n" +
-	"\x04data\x18\x04 \x01(\fR\x04data\"\x90\x02\n" +
+	"\x04data\x18\x04 \x01(\fR\x04data\x12+\n" +
+	"\x06stream\x18\x05 \x01(\x0e2\x13.hodei.v1.LogStreamR\x06stream\"\xb1\x02\n" +
 	"\vJobFinished\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12+\n" +
@@ -2647,7 +2745,9 @@ const file_hodei_proto_rawDesc = "" +
 	"\x06reason\x18\x05 \x01(\tR\x06reason\x12%\n" +
 	"\x05usage\x18\x06 \x01(\v2\x0f.hodei.v1.UsageR\x05usage\x12,\n" +
 	"\x12finished_unix_nano\x18\a \x01(\x03R\x10finishedUnixNano\x12\x19\n" +
-	"\blog_size\x18\b \x01(\x03R\alogSize\"u\n" +
+	"\blog_size\x18\b \x01(\x03R\alogSize\x12\x1f\n" +
+	"\vstderr_size\x18\t \x01(\x03R\n" +
+	"stderrSize\"u\n" +
 	"\aWelcome\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x122\n" +
 	"\x15heartbeat_interval_ms\x18\x02 \x01(\x03R\x13heartbeatIntervalMs\x12\x19\n" +
@@ -2658,14 +2758,17 @@ const file_hodei_proto_rawDesc = "" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x19\n" +
 	"\bgrace_ms\x18\x03 \x01(\x03R\agraceMs\x12\x16\n" +
-	"\x06reason\x18\x04 \x01(\tR\x06reason\"\x87\x01\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"\xf1\x01\n" +
 	"\x03Ack\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x1d\n" +
 	"\n" +
 	"log_offset\x18\x03 \x01(\x03R\tlogOffset\x12\x1a\n" +
 	"\bfinished\x18\x04 \x01(\bR\bfinished\x12\x14\n" +
-	"\x05error\x18\x05 \x01(\tR\x05error\"\x96\x04\n" +
+	"\x05error\x18\x05 \x01(\tR\x05error\x12+\n" +
+	"\x06stream\x18\x06 \x01(\x0e2\x13.hodei.v1.LogStreamR\x06stream\x12#\n" +
+	"\rstderr_offset\x18\a \x01(\x03R\fstderrOffset\x12\x16\n" +
+	"\x06result\x18\b \x01(\bR\x06result\"\x96\x04\n" +
 	"\x06Worker\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1a\n" +
@@ -2700,7 +2803,10 @@ const file_hodei_proto_rawDesc = "" +
 	"\x11JOB_STATE_RUNNING\x10\x03\x12\x17\n" +
 	"\x13JOB_STATE_COMPLETED\x10\x04\x12\x14\n" +
 	"\x10JOB_STATE_FAILED\x10\x05\x12\x17\n" +
-	"\x13JOB_STATE_CANCELLED\x10\x06*{\n" +
+	"\x13JOB_STATE_CANCELLED\x10\x06*9\n" +
+	"\tLogStream\x12\x15\n" +
+	"\x11LOG_STREAM_OUTPUT\x10\x00\x12\x15\n" +
+	"\x11LOG_STREAM_STDERR\x10\x01*{\n" +
 	"\aOutcome\x12\x17\n" +
 	"\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eOUTCOME_EXITED\x10\x01\x12\x18\n" +
@@ -2739,113 +2845,117 @@ func file_hodei_proto_rawDescGZIP() []byte {
 	return file_hodei_proto_rawDescData
 }
 
-var file_hodei_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_hodei_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
 var file_hodei_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_hodei_proto_goTypes = []any{
 	(JobState)(0),               // 0: hodei.v1.JobState
-	(Outcome)(0),                // 1: hodei.v1.Outcome
-	(WorkerState)(0),            // 2: hodei.v1.WorkerState
-	(*Resources)(nil),           // 3: hodei.v1.Resources
-	(*JobSpec)(nil),             // 4: hodei.v1.JobSpec
-	(*Usage)(nil),               // 5: hodei.v1.Usage
-	(*Job)(nil),                 // 6: hodei.v1.Job
-	(*SubmitRequest)(nil),       // 7: hodei.v1.SubmitRequest
-	(*SubmitResponse)(nil),      // 8: hodei.v1.SubmitResponse
-	(*GetJobRequest)(nil),       // 9: hodei.v1.GetJobRequest
-	(*ListJobsRequest)(nil),     // 10: hodei.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),    // 11: hodei.v1.ListJobsResponse
-	(*CancelJobRequest)(nil),    // 12: hodei.v1.CancelJobRequest
-	(*WatchRequest)(nil),        // 13: hodei.v1.WatchRequest
-	(*JobEvent)(nil),            // 14: hodei.v1.JobEvent
-	(*LogsRequest)(nil),         // 15: hodei.v1.LogsRequest
-	(*LogData)(nil),             // 16: hodei.v1.LogData
-	(*AgentMessage)(nil),        // 17: hodei.v1.AgentMessage
-	(*ServerMessage)(nil),       // 18: hodei.v1.ServerMessage
-	(*JobRef)(nil),              // 19: hodei.v1.JobRef
-	(*Hello)(nil),               // 20: hodei.v1.Hello
-	(*Heartbeat)(nil),           // 21: hodei.v1.Heartbeat
-	(*JobStarted)(nil),          // 22: hodei.v1.JobStarted
-	(*LogChunk)(nil),            // 23: hodei.v1.LogChunk
-	(*JobFinished)(nil),         // 24: hodei.v1.JobFinished
-	(*Welcome)(nil),             // 25: hodei.v1.Welcome
-	(*Assign)(nil),              // 26: hodei.v1.Assign
-	(*CancelJob)(nil),           // 27: hodei.v1.CancelJob
-	(*Ack)(nil),                 // 28: hodei.v1.Ack
-	(*Worker)(nil),              // 29: hodei.v1.Worker
-	(*ListWorkersRequest)(nil),  // 30: hodei.v1.ListWorkersRequest
-	(*ListWorkersResponse)(nil), // 31: hodei.v1.ListWorkersResponse
-	(*DrainWorkerRequest)(nil),  // 32: hodei.v1.DrainWorkerRequest
-	(*SnapshotRequest)(nil),     // 33: hodei.v1.SnapshotRequest
-	(*SnapshotChunk)(nil),       // 34: hodei.v1.SnapshotChunk
-	nil,                         // 35: hodei.v1.JobSpec.LabelsEntry
-	nil,                         // 36: hodei.v1.JobSpec.EnvEntry
-	nil,                         // 37: hodei.v1.JobSpec.SecretEnvEntry
-	nil,                         // 38: hodei.v1.JobSpec.SelectorEntry
-	nil,                         // 39: hodei.v1.ListJobsRequest.LabelsEntry
-	nil,                         // 40: hodei.v1.Hello.LabelsEntry
-	nil,                         // 41: hodei.v1.Worker.LabelsEntry
+	(LogStream)(0),              // 1: hodei.v1.LogStream
+	(Outcome)(0),                // 2: hodei.v1.Outcome
+	(WorkerState)(0),            // 3: hodei.v1.WorkerState
+	(*Resources)(nil),           // 4: hodei.v1.Resources
+	(*JobSpec)(nil),             // 5: hodei.v1.JobSpec
+	(*Usage)(nil),               // 6: hodei.v1.Usage
+	(*Job)(nil),                 // 7: hodei.v1.Job
+	(*SubmitRequest)(nil),       // 8: hodei.v1.SubmitRequest
+	(*SubmitResponse)(nil),      // 9: hodei.v1.SubmitResponse
+	(*GetJobRequest)(nil),       // 10: hodei.v1.GetJobRequest
+	(*ListJobsRequest)(nil),     // 11: hodei.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),    // 12: hodei.v1.ListJobsResponse
+	(*CancelJobRequest)(nil),    // 13: hodei.v1.CancelJobRequest
+	(*WatchRequest)(nil),        // 14: hodei.v1.WatchRequest
+	(*JobEvent)(nil),            // 15: hodei.v1.JobEvent
+	(*LogsRequest)(nil),         // 16: hodei.v1.LogsRequest
+	(*LogData)(nil),             // 17: hodei.v1.LogData
+	(*AgentMessage)(nil),        // 18: hodei.v1.AgentMessage
+	(*ServerMessage)(nil),       // 19: hodei.v1.ServerMessage
+	(*JobRef)(nil),              // 20: hodei.v1.JobRef
+	(*Hello)(nil),               // 21: hodei.v1.Hello
+	(*Heartbeat)(nil),           // 22: hodei.v1.Heartbeat
+	(*JobStarted)(nil),          // 23: hodei.v1.JobStarted
+	(*LogChunk)(nil),            // 24: hodei.v1.LogChunk
+	(*JobFinished)(nil),         // 25: hodei.v1.JobFinished
+	(*Welcome)(nil),             // 26: hodei.v1.Welcome
+	(*Assign)(nil),              // 27: hodei.v1.Assign
+	(*CancelJob)(nil),           // 28: hodei.v1.CancelJob
+	(*Ack)(nil),                 // 29: hodei.v1.Ack
+	(*Worker)(nil),              // 30: hodei.v1.Worker
+	(*ListWorkersRequest)(nil),  // 31: hodei.v1.ListWorkersRequest
+	(*ListWorkersResponse)(nil), // 32: hodei.v1.ListWorkersResponse
+	(*DrainWorkerRequest)(nil),  // 33: hodei.v1.DrainWorkerRequest
+	(*SnapshotRequest)(nil),     // 34: hodei.v1.SnapshotRequest
+	(*SnapshotChunk)(nil),       // 35: hodei.v1.SnapshotChunk
+	nil,                         // 36: hodei.v1.JobSpec.LabelsEntry
+	nil,                         // 37: hodei.v1.JobSpec.EnvEntry
+	nil,                         // 38: hodei.v1.JobSpec.SecretEnvEntry
+	nil,                         // 39: hodei.v1.JobSpec.SelectorEntry
+	nil,                         // 40: hodei.v1.ListJobsRequest.LabelsEntry
+	nil,                         // 41: hodei.v1.Hello.LabelsEntry
+	nil,                         // 42: hodei.v1.Worker.LabelsEntry
 }
 var file_hodei_proto_depIdxs = []int32{
-	35, // 0: hodei.v1.JobSpec.labels:type_name -> hodei.v1.JobSpec.LabelsEntry
-	36, // 1: hodei.v1.JobSpec.env:type_name -> hodei.v1.JobSpec.EnvEntry
-	37, // 2: hodei.v1.JobSpec.secret_env:type_name -> hodei.v1.JobSpec.SecretEnvEntry
-	3,  // 3: hodei.v1.JobSpec.resources:type_name -> hodei.v1.Resources
-	38, // 4: hodei.v1.JobSpec.selector:type_name -> hodei.v1.JobSpec.SelectorEntry
-	4,  // 5: hodei.v1.Job.spec:type_name -> hodei.v1.JobSpec
+	36, // 0: hodei.v1.JobSpec.labels:type_name -> hodei.v1.JobSpec.LabelsEntry
+	37, // 1: hodei.v1.JobSpec.env:type_name -> hodei.v1.JobSpec.EnvEntry
+	38, // 2: hodei.v1.JobSpec.secret_env:type_name -> hodei.v1.JobSpec.SecretEnvEntry
+	4,  // 3: hodei.v1.JobSpec.resources:type_name -> hodei.v1.Resources
+	39, // 4: hodei.v1.JobSpec.selector:type_name -> hodei.v1.JobSpec.SelectorEntry
+	5,  // 5: hodei.v1.Job.spec:type_name -> hodei.v1.JobSpec
 	0,  // 6: hodei.v1.Job.state:type_name -> hodei.v1.JobState
-	5,  // 7: hodei.v1.Job.usage:type_name -> hodei.v1.Usage
-	4,  // 8: hodei.v1.SubmitRequest.spec:type_name -> hodei.v1.JobSpec
+	6,  // 7: hodei.v1.Job.usage:type_name -> hodei.v1.Usage
+	5,  // 8: hodei.v1.SubmitRequest.spec:type_name -> hodei.v1.JobSpec
 	0,  // 9: hodei.v1.ListJobsRequest.state:type_name -> hodei.v1.JobState
-	39, // 10: hodei.v1.ListJobsRequest.labels:type_name -> hodei.v1.ListJobsRequest.LabelsEntry
-	6,  // 11: hodei.v1.ListJobsResponse.jobs:type_name -> hodei.v1.Job
-	6,  // 12: hodei.v1.JobEvent.job:type_name -> hodei.v1.Job
-	20, // 13: hodei.v1.AgentMessage.hello:type_name -> hodei.v1.Hello
-	21, // 14: hodei.v1.AgentMessage.heartbeat:type_name -> hodei.v1.Heartbeat
-	22, // 15: hodei.v1.AgentMessage.started:type_name -> hodei.v1.JobStarted
-	23, // 16: hodei.v1.AgentMessage.log:type_name -> hodei.v1.LogChunk
-	24, // 17: hodei.v1.AgentMessage.finished:type_name -> hodei.v1.JobFinished
-	25, // 18: hodei.v1.ServerMessage.welcome:type_name -> hodei.v1.Welcome
-	26, // 19: hodei.v1.ServerMessage.assign:type_name -> hodei.v1.Assign
-	27, // 20: hodei.v1.ServerMessage.cancel:type_name -> hodei.v1.CancelJob
-	28, // 21: hodei.v1.ServerMessage.ack:type_name -> hodei.v1.Ack
-	40, // 22: hodei.v1.Hello.labels:type_name -> hodei.v1.Hello.LabelsEntry
-	3,  // 23: hodei.v1.Hello.capacity:type_name -> hodei.v1.Resources
-	19, // 24: hodei.v1.Hello.running:type_name -> hodei.v1.JobRef
-	24, // 25: hodei.v1.Hello.finished:type_name -> hodei.v1.JobFinished
-	19, // 26: hodei.v1.Heartbeat.running:type_name -> hodei.v1.JobRef
-	1,  // 27: hodei.v1.JobFinished.outcome:type_name -> hodei.v1.Outcome
-	5,  // 28: hodei.v1.JobFinished.usage:type_name -> hodei.v1.Usage
-	6,  // 29: hodei.v1.Assign.job:type_name -> hodei.v1.Job
-	41, // 30: hodei.v1.Worker.labels:type_name -> hodei.v1.Worker.LabelsEntry
-	2,  // 31: hodei.v1.Worker.state:type_name -> hodei.v1.WorkerState
-	3,  // 32: hodei.v1.Worker.capacity:type_name -> hodei.v1.Resources
-	3,  // 33: hodei.v1.Worker.allocated:type_name -> hodei.v1.Resources
-	29, // 34: hodei.v1.ListWorkersResponse.workers:type_name -> hodei.v1.Worker
-	7,  // 35: hodei.v1.JobService.Submit:input_type -> hodei.v1.SubmitRequest
-	9,  // 36: hodei.v1.JobService.Get:input_type -> hodei.v1.GetJobRequest
-	10, // 37: hodei.v1.JobService.List:input_type -> hodei.v1.ListJobsRequest
-	12, // 38: hodei.v1.JobService.Cancel:input_type -> hodei.v1.CancelJobRequest
-	13, // 39: hodei.v1.JobService.Watch:input_type -> hodei.v1.WatchRequest
-	15, // 40: hodei.v1.JobService.Logs:input_type -> hodei.v1.LogsRequest
-	17, // 41: hodei.v1.AgentService.Connect:input_type -> hodei.v1.AgentMessage
-	30, // 42: hodei.v1.AdminService.ListWorkers:input_type -> hodei.v1.ListWorkersRequest
-	32, // 43: hodei.v1.AdminService.DrainWorker:input_type -> hodei.v1.DrainWorkerRequest
-	33, // 44: hodei.v1.AdminService.Snapshot:input_type -> hodei.v1.SnapshotRequest
-	8,  // 45: hodei.v1.JobService.Submit:output_type -> hodei.v1.SubmitResponse
-	6,  // 46: hodei.v1.JobService.Get:output_type -> hodei.v1.Job
-	11, // 47: hodei.v1.JobService.List:output_type -> hodei.v1.ListJobsResponse
-	6,  // 48: hodei.v1.JobService.Cancel:output_type -> hodei.v1.Job
-	14, // 49: hodei.v1.JobService.Watch:output_type -> hodei.v1.JobEvent
-	16, // 50: hodei.v1.JobService.Logs:output_type -> hodei.v1.LogData
-	18, // 51: hodei.v1.AgentService.Connect:output_type -> hodei.v1.ServerMessage
-	31, // 52: hodei.v1.AdminService.ListWorkers:output_type -> hodei.v1.ListWorkersResponse
-	29, // 53: hodei.v1.AdminService.DrainWorker:output_type -> hodei.v1.Worker
-	34, // 54: hodei.v1.AdminService.Snapshot:output_type -> hodei.v1.SnapshotChunk
-	45, // [45:55] is the sub-list for method output_type
-	35, // [35:45] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	40, // 10: hodei.v1.ListJobsRequest.labels:type_name -> hodei.v1.ListJobsRequest.LabelsEntry
+	7,  // 11: hodei.v1.ListJobsResponse.jobs:type_name -> hodei.v1.Job
+	7,  // 12: hodei.v1.JobEvent.job:type_name -> hodei.v1.Job
+	1,  // 13: hodei.v1.LogsRequest.stream:type_name -> hodei.v1.LogStream
+	21, // 14: hodei.v1.AgentMessage.hello:type_name -> hodei.v1.Hello
+	22, // 15: hodei.v1.AgentMessage.heartbeat:type_name -> hodei.v1.Heartbeat
+	23, // 16: hodei.v1.AgentMessage.started:type_name -> hodei.v1.JobStarted
+	24, // 17: hodei.v1.AgentMessage.log:type_name -> hodei.v1.LogChunk
+	25, // 18: hodei.v1.AgentMessage.finished:type_name -> hodei.v1.JobFinished
+	26, // 19: hodei.v1.ServerMessage.welcome:type_name -> hodei.v1.Welcome
+	27, // 20: hodei.v1.ServerMessage.assign:type_name -> hodei.v1.Assign
+	28, // 21: hodei.v1.ServerMessage.cancel:type_name -> hodei.v1.CancelJob
+	29, // 22: hodei.v1.ServerMessage.ack:type_name -> hodei.v1.Ack
+	41, // 23: hodei.v1.Hello.labels:type_name -> hodei.v1.Hello.LabelsEntry
+	4,  // 24: hodei.v1.Hello.capacity:type_name -> hodei.v1.Resources
+	20, // 25: hodei.v1.Hello.running:type_name -> hodei.v1.JobRef
+	25, // 26: hodei.v1.Hello.finished:type_name -> hodei.v1.JobFinished
+	20, // 27: hodei.v1.Heartbeat.running:type_name -> hodei.v1.JobRef
+	1,  // 28: hodei.v1.LogChunk.stream:type_name -> hodei.v1.LogStream
+	2,  // 29: hodei.v1.JobFinished.outcome:type_name -> hodei.v1.Outcome
+	6,  // 30: hodei.v1.JobFinished.usage:type_name -> hodei.v1.Usage
+	7,  // 31: hodei.v1.Assign.job:type_name -> hodei.v1.Job
+	1,  // 32: hodei.v1.Ack.stream:type_name -> hodei.v1.LogStream
+	42, // 33: hodei.v1.Worker.labels:type_name -> hodei.v1.Worker.LabelsEntry
+	3,  // 34: hodei.v1.Worker.state:type_name -> hodei.v1.WorkerState
+	4,  // 35: hodei.v1.Worker.capacity:type_name -> hodei.v1.Resources
+	4,  // 36: hodei.v1.Worker.allocated:type_name -> hodei.v1.Resources
+	30, // 37: hodei.v1.ListWorkersResponse.workers:type_name -> hodei.v1.Worker
+	8,  // 38: hodei.v1.JobService.Submit:input_type -> hodei.v1.SubmitRequest
+	10, // 39: hodei.v1.JobService.Get:input_type -> hodei.v1.GetJobRequest
+	11, // 40: hodei.v1.JobService.List:input_type -> hodei.v1.ListJobsRequest
+	13, // 41: hodei.v1.JobService.Cancel:input_type -> hodei.v1.CancelJobRequest
+	14, // 42: hodei.v1.JobService.Watch:input_type -> hodei.v1.WatchRequest
+	16, // 43: hodei.v1.JobService.Logs:input_type -> hodei.v1.LogsRequest
+	18, // 44: hodei.v1.AgentService.Connect:input_type -> hodei.v1.AgentMessage
+	31, // 45: hodei.v1.AdminService.ListWorkers:input_type -> hodei.v1.ListWorkersRequest
+	33, // 46: hodei.v1.AdminService.DrainWorker:input_type -> hodei.v1.DrainWorkerRequest
+	34, // 47: hodei.v1.AdminService.Snapshot:input_type -> hodei.v1.SnapshotRequest
+	9,  // 48: hodei.v1.JobService.Submit:output_type -> hodei.v1.SubmitResponse
+	7,  // 49: hodei.v1.JobService.Get:output_type -> hodei.v1.Job
+	12, // 50: hodei.v1.JobService.List:output_type -> hodei.v1.ListJobsResponse
+	7,  // 51: hodei.v1.JobService.Cancel:output_type -> hodei.v1.Job
+	15, // 52: hodei.v1.JobService.Watch:output_type -> hodei.v1.JobEvent
+	17, // 53: hodei.v1.JobService.Logs:output_type -> hodei.v1.LogData
+	19, // 54: hodei.v1.AgentService.Connect:output_type -> hodei.v1.ServerMessage
+	32, // 55: hodei.v1.AdminService.ListWorkers:output_type -> hodei.v1.ListWorkersResponse
+	30, // 56: hodei.v1.AdminService.DrainWorker:output_type -> hodei.v1.Worker
+	35, // 57: hodei.v1.AdminService.Snapshot:output_type -> hodei.v1.SnapshotChunk
+	48, // [48:58] is the sub-list for method output_type
+	38, // [38:48] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_hodei_proto_init() }
@@ -2872,7 +2982,7 @@ func file_hodei_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hodei_proto_rawDesc), len(file_hodei_proto_rawDesc)),
-			NumEnums:      3,
+			NumEnums:      4,
 			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   3,

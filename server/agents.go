@@ -14,6 +14,7 @@ import (
 	"github.com/hodei-jobs/hodei/job"
 	pb "github.com/hodei-jobs/hodei/proto"
 	"github.com/hodei-jobs/hodei/scheduler"
+	"github.com/hodei-jobs/hodei/store"
 )
 
 // sendQueue is how many orders may wait for one agent's stream. An agent
@@ -89,6 +90,10 @@ func (a *agentService) Connect(stream pb.AgentService_ConnectServer) error {
 	conn := &agentConn{workerID: w.ID, send: make(chan *pb.ServerMessage, sendQueue), cancel: cancel}
 	log := s.log.With("worker", w.ID)
 
+	cfg := s.sched.Config()
+	conn.enqueue(&pb.ServerMessage{Msg: &pb.ServerMessage_Welcome{Welcome: &pb.Welcome{
+		WorkerId: w.ID, HeartbeatIntervalMs: cfg.Heartbeat.Milliseconds(), LeaseMs: cfg.Lease.Milliseconds(),
+	}}})
 	// Results the agent kept while it was away come first, so that the
 	// reconcile below does not mistake those jobs for lost ones.
 	held := refs(hello.GetRunning())
@@ -113,10 +118,6 @@ func (a *agentService) Connect(stream pb.AgentService_ConnectServer) error {
 			s.sched.WorkerGone(w.ID)
 		}
 	}()
-	cfg := s.sched.Config()
-	conn.enqueue(&pb.ServerMessage{Msg: &pb.ServerMessage_Welcome{Welcome: &pb.Welcome{
-		WorkerId: w.ID, HeartbeatIntervalMs: cfg.Heartbeat.Milliseconds(), LeaseMs: cfg.Lease.Milliseconds(),
-	}}})
 	for _, j := range rc.Assign {
 		conn.enqueue(&pb.ServerMessage{Msg: &pb.ServerMessage_Assign{Assign: &pb.Assign{Job: pb.FromJob(j)}}})
 	}
@@ -196,13 +197,13 @@ func (s *Server) handleAgent(ctx context.Context, conn *agentConn, msg *pb.Agent
 
 // appendLog stores one chunk and acknowledges how much of the log is held.
 func (s *Server) appendLog(c *pb.LogChunk) *pb.Ack {
-	ack := &pb.Ack{JobId: c.GetJobId(), Attempt: c.GetAttempt()}
+	ack := &pb.Ack{JobId: c.GetJobId(), Attempt: c.GetAttempt(), Stream: c.GetStream()}
 	j, err := s.sched.Get(c.GetJobId())
 	if err != nil || int(c.GetAttempt()) > j.Attempt || c.GetAttempt() < 1 {
 		ack.Error = fmt.Sprintf("no attempt %d of job %s", c.GetAttempt(), c.GetJobId())
 		return ack
 	}
-	size, err := s.logs.Append(c.GetJobId(), int(c.GetAttempt()), c.GetOffset(), c.GetData())
+	size, err := s.logsOf(c.GetStream()).Append(c.GetJobId(), int(c.GetAttempt()), c.GetOffset(), c.GetData())
 	ack.LogOffset = size
 	if err != nil {
 		ack.Error = err.Error() // a gap: the agent re-sends from LogOffset
@@ -217,7 +218,7 @@ func (s *Server) appendLog(c *pb.LogChunk) *pb.Ack {
 // (the agent forgets it) with the reason it was rejected.
 func (s *Server) finished(ctx context.Context, workerID string, f *pb.JobFinished) *pb.Ack {
 	id, attempt := f.GetJobId(), int(f.GetAttempt())
-	ack := &pb.Ack{JobId: id, Attempt: f.GetAttempt()}
+	ack := &pb.Ack{JobId: id, Attempt: f.GetAttempt(), Result: true}
 	if !job.ValidID(id) || attempt < 1 {
 		ack.Finished, ack.Error = true, fmt.Sprintf("no attempt %d of job %q", attempt, id)
 		return ack
@@ -227,12 +228,18 @@ func (s *Server) finished(ctx context.Context, workerID string, f *pb.JobFinishe
 		ack.Error = err.Error()
 		return ack
 	}
-	ack.LogOffset = size
-	if size < f.GetLogSize() {
-		ack.Error = fmt.Sprintf("log has %d of %d bytes; send the rest, then the result again", size, f.GetLogSize())
+	errSize, err := s.errs.Size(id, attempt)
+	if err != nil {
+		ack.Error = err.Error()
 		return ack
 	}
-	if err := s.logs.Sync(id, attempt); err != nil {
+	ack.LogOffset, ack.StderrOffset = size, errSize
+	if size < f.GetLogSize() || errSize < f.GetStderrSize() {
+		ack.Error = fmt.Sprintf("log has %d of %d bytes and stderr %d of %d; send the rest, then the result again",
+			size, f.GetLogSize(), errSize, f.GetStderrSize())
+		return ack
+	}
+	if err := errors.Join(s.logs.Sync(id, attempt), syncIfAny(s.errs, id, attempt, errSize)); err != nil {
 		ack.Error = err.Error()
 		return ack
 	}
@@ -252,11 +259,20 @@ func (s *Server) finished(ctx context.Context, workerID string, f *pb.JobFinishe
 			s.log.Info("stale result rejected", "worker", workerID, "job", id, "attempt", attempt, "err", err)
 		}
 		_ = s.logs.Close(id, attempt)
+		_ = s.errs.Close(id, attempt)
 		s.logSignals.fire(id)
 	default:
 		ack.Error = err.Error() // not recorded: the agent keeps it and retries
 	}
 	return ack
+}
+
+// syncIfAny makes a stderr log durable when the attempt wrote one.
+func syncIfAny(l *store.Logs, id string, attempt int, size int64) error {
+	if size == 0 {
+		return nil
+	}
+	return l.Sync(id, attempt)
 }
 
 func outcomeOf(o pb.Outcome) scheduler.Outcome {

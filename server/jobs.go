@@ -7,6 +7,7 @@ import (
 
 	"github.com/hodei-jobs/hodei/job"
 	pb "github.com/hodei-jobs/hodei/proto"
+	"github.com/hodei-jobs/hodei/store"
 )
 
 // logChunk is the most output one LogData message carries.
@@ -141,12 +142,16 @@ func (js *jobService) Logs(req *pb.LogsRequest, stream pb.JobService_LogsServer)
 	if !fixed {
 		attempt = j.Attempt
 	}
+	if _, ok := pb.LogStream_name[int32(req.GetStream())]; !ok {
+		return invalid("stream", "%d is not a log stream", req.GetStream())
+	}
+	logs := s.logsOf(req.GetStream())
 	ctx := stream.Context()
 	buf := make([]byte, logChunk)
 	for {
 		changed := s.logSignals.wait(j.ID)
 		j, _ = s.sched.Get(j.ID)
-		n, err := s.sendLog(stream, j.ID, attempt, offset, buf)
+		n, err := s.sendLog(stream, logs, j.ID, attempt, offset, buf)
 		offset += n
 		if err != nil {
 			return err
@@ -166,7 +171,7 @@ func (js *jobService) Logs(req *pb.LogsRequest, stream pb.JobService_LogsServer)
 			continue
 		}
 		// Drain what arrived between the read above and the state check.
-		n, err = s.sendLog(stream, j.ID, attempt, offset, buf)
+		n, err = s.sendLog(stream, logs, j.ID, attempt, offset, buf)
 		offset += n
 		if err != nil {
 			return err
@@ -180,12 +185,12 @@ func (js *jobService) Logs(req *pb.LogsRequest, stream pb.JobService_LogsServer)
 
 // sendLog sends the attempt's log from offset to its current end and
 // returns how many bytes it sent.
-func (s *Server) sendLog(stream pb.JobService_LogsServer, id string, attempt int, offset int64, buf []byte) (int64, error) {
-	size, err := s.logs.Size(id, attempt)
+func (s *Server) sendLog(stream pb.JobService_LogsServer, logs *store.Logs, id string, attempt int, offset int64, buf []byte) (int64, error) {
+	size, err := logs.Size(id, attempt)
 	if err != nil || size <= offset {
 		return 0, toStatus(err)
 	}
-	f, err := s.logs.Open(id, attempt)
+	f, err := logs.Open(id, attempt)
 	if err != nil {
 		return 0, toStatus(err)
 	}

@@ -59,7 +59,8 @@ type Server struct {
 	log   *slog.Logger
 	now   func() time.Time
 	store *store.DB
-	logs  *store.Logs
+	logs  *store.Logs // PTY output, or stdout
+	errs  *store.Logs // stderr of jobs without a PTY
 	sched *scheduler.Scheduler
 
 	agents     *registry
@@ -108,12 +109,18 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		db.Close()
 		return nil, err
 	}
+	errs, err := store.OpenStderrLogs(filepath.Join(cfg.DataDir, "logs"))
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
 	s := &Server{
 		cfg:    cfg,
 		log:    cfg.Logger.With("component", "server"),
 		now:    cfg.Now,
 		store:  db,
 		logs:   logs,
+		errs:   errs,
 		agents: newRegistry(),
 	}
 	s.metrics = newMetrics(func() *scheduler.Scheduler { return s.sched })
@@ -160,6 +167,14 @@ func (s *Server) HTTPAddr() string {
 		return ""
 	}
 	return s.httpLis.Addr().String()
+}
+
+// logsOf returns the log store of one output stream.
+func (s *Server) logsOf(stream pb.LogStream) *store.Logs {
+	if stream == pb.LogStream_LOG_STREAM_STDERR {
+		return s.errs
+	}
+	return s.logs
 }
 
 // Scheduler returns the server's scheduler, for in-process callers.
@@ -243,7 +258,7 @@ func (s *Server) stopGRPC() {
 func (s *Server) Close() error {
 	var err error
 	s.closeOne.Do(func() {
-		err = errors.Join(s.logs.CloseAll(), s.store.Close())
+		err = errors.Join(s.logs.CloseAll(), s.errs.CloseAll(), s.store.Close())
 	})
 	return err
 }
@@ -275,7 +290,7 @@ func (s *Server) sweep(ctx context.Context) {
 		}
 		s.sched.Forget(ids)
 		for _, id := range ids {
-			if err := s.logs.Remove(id); err != nil {
+			if err := errors.Join(s.logs.Remove(id), s.errs.Remove(id)); err != nil {
 				s.log.Warn("retention: remove logs", "job", id, "err", err)
 			}
 		}

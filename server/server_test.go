@@ -262,7 +262,8 @@ func TestStaleAttemptAfterWorkerLost(t *testing.T) {
 		t.Fatalf("assign %s", got)
 	}
 	a1.send(&pb.AgentMessage{Msg: &pb.AgentMessage_Started{Started: &pb.JobStarted{JobId: id, Attempt: 1}}})
-	// w1 goes silent (no heartbeats); w2 arrives and gets attempt 2.
+	// w1 goes silent (no heartbeats) and is lost; w2 arrives and gets attempt 2.
+	s.waitJob(t, id, func(j *pb.Job) bool { return j.GetAttempt() == 2 })
 	a2 := connectAgent(t, s, hello("w2", 1))
 	assign := a2.recv().GetAssign()
 	if assign.GetJob().GetId() != id || assign.GetJob().GetAttempt() != 2 {

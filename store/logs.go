@@ -17,13 +17,16 @@ import (
 // maxOpenLogs is how many idle append handles Logs keeps open.
 const maxOpenLogs = 128
 
-// Logs stores job output as append-only files, dir/<job-id>/<attempt>.log.
+// Logs stores job output as append-only files, dir/<job-id>/<attempt>.log
+// (OpenLogs), or dir/<job-id>/<attempt>.stderr for the stderr of jobs run
+// without a PTY (OpenStderrLogs).
 // Agents may re-send chunks after a reconnect, so Append de-duplicates by
 // offset. It keeps a small cache of open append handles and the size of
 // each file it has seen. Logs is safe for concurrent use; appends to one
 // (job, attempt) are serialised. Create it with OpenLogs.
 type Logs struct {
 	dir     string
+	suffix  string // file name suffix: ".log" or ".stderr"
 	maxOpen int // idle handles kept; maxOpenLogs outside tests
 
 	mu    sync.Mutex // guards files, clock and each logFile's refs, lastUse, drop
@@ -50,12 +53,19 @@ type logFile struct {
 	drop    bool // close and forget when refs reaches 0
 }
 
-// OpenLogs returns the log store rooted at dir, creating the directory.
-func OpenLogs(dir string) (*Logs, error) {
+// OpenLogs returns the store of jobs' main output (a PTY's, or stdout)
+// rooted at dir, creating the directory.
+func OpenLogs(dir string) (*Logs, error) { return openLogs(dir, ".log") }
+
+// OpenStderrLogs returns the store of the stderr of jobs run without a PTY,
+// in the same directories as OpenLogs's files.
+func OpenStderrLogs(dir string) (*Logs, error) { return openLogs(dir, ".stderr") }
+
+func openLogs(dir, suffix string) (*Logs, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("open logs: %w", err)
 	}
-	return &Logs{dir: dir, maxOpen: maxOpenLogs, files: make(map[logKey]*logFile)}, nil
+	return &Logs{dir: dir, suffix: suffix, maxOpen: maxOpenLogs, files: make(map[logKey]*logFile)}, nil
 }
 
 // checkLogKey rejects ids and attempts that could escape the directory.
@@ -72,7 +82,7 @@ func checkLogKey(jobID string, attempt int) error {
 func (l *Logs) jobDir(jobID string) string { return filepath.Join(l.dir, jobID) }
 
 func (l *Logs) path(jobID string, attempt int) string {
-	return filepath.Join(l.dir, jobID, strconv.Itoa(attempt)+".log")
+	return filepath.Join(l.dir, jobID, strconv.Itoa(attempt)+l.suffix)
 }
 
 // Append writes data, which starts at byte offset of the attempt's output,
@@ -306,7 +316,7 @@ func (l *Logs) Attempts(jobID string) ([]int, error) {
 	}
 	var out []int
 	for _, e := range ents {
-		name, ok := strings.CutSuffix(e.Name(), ".log")
+		name, ok := strings.CutSuffix(e.Name(), l.suffix)
 		if !ok || !e.Type().IsRegular() {
 			continue
 		}

@@ -1,0 +1,494 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/creack/pty"
+	"golang.org/x/sys/unix"
+)
+
+// Defaults of attemptOptions.
+const (
+	defaultBufferLimit  = 8 << 20
+	defaultKillGrace    = 10 * time.Second
+	defaultDrainTimeout = 5 * time.Second
+	defaultRows         = 24
+	defaultCols         = 80
+)
+
+// pumpBufSize is the read size of an output pump.
+const pumpBufSize = 64 << 10
+
+// attemptSpec is what to run: one attempt of a job on this host.
+type attemptSpec struct {
+	JobID   string
+	Attempt int
+	// Argv is already resolved: the command's argv, or /bin/sh -c script.
+	// Argv[0] is looked up in the job's PATH when it has no slash; a
+	// relative path with a slash is relative to Dir.
+	Argv []string
+	// Env is added on top of a minimal base (PATH, HOME, USER, LANG, and
+	// TERM with a PTY, taken from the agent's own environment when set),
+	// then SecretEnv, then HODEI_JOB_ID and HODEI_ATTEMPT, which win.
+	Env map[string]string
+	// SecretEnv is passed like Env; its values (of at least 4 bytes) are
+	// replaced with "***" in the output.
+	SecretEnv map[string]string
+	// Dir is the working directory; "" means "/", as for a system service:
+	// a job that writes relative paths must say where.
+	Dir string
+	// NoPTY runs the job with pipes: stdout and stderr captured apart,
+	// stdin from /dev/null.
+	NoPTY bool
+	// Rows and Cols size the PTY; 0 means 24 and 80.
+	Rows, Cols uint16
+	// Timeout, when > 0, stops the attempt that long after its start, like
+	// Stop with the outcome timedOut.
+	Timeout time.Duration
+}
+
+// attemptOptions are the agent's settings for running attempts.
+type attemptOptions struct {
+	SpoolDir string // directory for the spool files; "" means os.TempDir()
+	// BufferLimit is the max unacknowledged bytes per stream before the
+	// job's output stops being read (default 8 MiB).
+	BufferLimit int64
+	// KillGrace is how long a stopped job has between SIGTERM and SIGKILL
+	// when Stop is given no grace, and at a timeout (default 10 s).
+	KillGrace time.Duration
+	// DrainTimeout bounds the reading of output after the job's processes
+	// are gone, for a process that left the job's group (setsid) and keeps
+	// its terminal or pipe open (default 5 s).
+	DrainTimeout time.Duration
+	Now          func() time.Time // default time.Now
+}
+
+func (o attemptOptions) withDefaults() attemptOptions {
+	if o.SpoolDir == "" {
+		o.SpoolDir = os.TempDir()
+	}
+	if o.BufferLimit <= 0 {
+		o.BufferLimit = defaultBufferLimit
+	}
+	if o.KillGrace <= 0 {
+		o.KillGrace = defaultKillGrace
+	}
+	if o.DrainTimeout <= 0 {
+		o.DrainTimeout = defaultDrainTimeout
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o
+}
+
+// outcome is how an attempt ended.
+type outcome int
+
+// Outcomes of an attempt.
+const (
+	exited      outcome = iota + 1 // the process exited by itself, or by a signal not sent by the agent
+	startFailed                    // the process never started; the exit's Reason says why
+	killed                         // Stop ended it
+	timedOut                       // the spec's Timeout ended it
+)
+
+func (o outcome) String() string {
+	switch o {
+	case exited:
+		return "exited"
+	case startFailed:
+		return "start failed"
+	case killed:
+		return "killed"
+	case timedOut:
+		return "timed out"
+	}
+	return fmt.Sprintf("outcome(%d)", int(o))
+}
+
+// exit is the result of a finished attempt.
+type exit struct {
+	Outcome   outcome
+	ExitCode  int           // -1 when ended by a signal or never started
+	Reason    string        // why, for people: "exit status 3", the start error, the stop reason
+	CPUTime   time.Duration // user+sys of the process and the children it waited for
+	MaxRSSKiB int64         // largest resident set of the process or one of those children
+	Finished  time.Time
+}
+
+// attempt is one running (or finished) attempt of a job: a process in its
+// own session and process group, the pumps that move its output into
+// spools, and the goroutine that reaps it.
+//
+// When the process group's leader exits, whatever is left of its group is
+// killed: the job is its leader's lifetime, and leftovers would otherwise
+// hold the output open and outlive the attempt.
+//
+// Methods are safe for concurrent use. The attempt owns its goroutines; all
+// have ended when Done is closed.
+type attempt struct {
+	spec attemptSpec
+	opts attemptOptions
+	out  *spool // PTY output, or stdout
+	errs *spool // stderr with NoPTY; empty and closed with a PTY
+	done chan struct{}
+
+	mu         sync.Mutex // guards the fields below
+	pid        int        // of the group leader; 0 if it never started
+	startedAt  time.Time
+	leaderGone bool // the leader has exited: its group must not be signalled again
+	stopping   outcome
+	stopReason string
+	killTimer  *time.Timer
+	timeout    *time.Timer
+	outputErr  error // why some output was lost, if it was
+	result     exit  // set before done is closed
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// startAttempt starts spec and returns at once. It never fails: a start
+// error (command not found, not executable, bad working dir, spool not
+// writable) becomes an exit with the outcome startFailed, the error text as
+// Reason and Done already closed.
+func startAttempt(spec attemptSpec, opts attemptOptions) *attempt {
+	a := &attempt{
+		spec: spec,
+		opts: opts.withDefaults(),
+		out:  emptySpool(),
+		errs: emptySpool(),
+		done: make(chan struct{}),
+	}
+	if err := a.start(); err != nil {
+		_ = a.out.Close()
+		_ = a.errs.Close()
+		a.out, a.errs = emptySpool(), emptySpool()
+		a.result = exit{Outcome: startFailed, ExitCode: -1, Reason: "start: " + err.Error(), Finished: a.opts.Now()}
+		close(a.done)
+	}
+	return a
+}
+
+// start creates the spools, starts the process and its goroutines.
+func (a *attempt) start() error {
+	spec := a.spec
+	if len(spec.Argv) == 0 || spec.Argv[0] == "" {
+		return errors.New("empty command")
+	}
+	if spec.JobID == "" || strings.ContainsAny(spec.JobID, "/\\\x00") || strings.HasPrefix(spec.JobID, ".") {
+		return fmt.Errorf("job id %q cannot name a spool file", spec.JobID)
+	}
+	dir := spec.Dir
+	if dir == "" {
+		dir = "/"
+	}
+	if fi, err := os.Stat(dir); err != nil {
+		return fmt.Errorf("working dir: %w", err)
+	} else if !fi.IsDir() {
+		return fmt.Errorf("working dir %s: not a directory", dir)
+	}
+	env := buildEnv(spec)
+	path, err := lookPath(spec.Argv[0], envValue(env, "PATH"), dir)
+	if err != nil {
+		return err
+	}
+
+	if err := os.MkdirAll(a.opts.SpoolDir, 0o700); err != nil {
+		return fmt.Errorf("spool dir: %w", err)
+	}
+	base := filepath.Join(a.opts.SpoolDir, fmt.Sprintf("%s-%d", spec.JobID, spec.Attempt))
+	if a.out, err = createSpool(base+".out", a.opts.BufferLimit); err != nil {
+		return err
+	}
+	if spec.NoPTY {
+		if a.errs, err = createSpool(base+".err", a.opts.BufferLimit); err != nil {
+			return err
+		}
+	}
+
+	cmd := &exec.Cmd{Path: path, Args: spec.Argv, Env: env, Dir: dir}
+	var readers []*os.File
+	if spec.NoPTY {
+		readers, err = startPipes(cmd)
+	} else {
+		readers, err = startPTY(cmd, spec.Rows, spec.Cols)
+	}
+	if err != nil {
+		return err
+	}
+
+	a.mu.Lock()
+	a.pid = cmd.Process.Pid
+	a.startedAt = a.opts.Now()
+	if spec.Timeout > 0 {
+		reason := fmt.Sprintf("timed out after %s", spec.Timeout)
+		a.timeout = time.AfterFunc(spec.Timeout, func() { a.stop(timedOut, reason, a.opts.KillGrace) })
+	}
+	a.mu.Unlock()
+
+	secrets := make([]string, 0, len(spec.SecretEnv))
+	for _, v := range spec.SecretEnv {
+		secrets = append(secrets, v)
+	}
+	var pumps sync.WaitGroup
+	pumps.Go(func() { a.pump(readers[0], a.out, newMasker(secrets)) })
+	if len(readers) > 1 {
+		pumps.Go(func() { a.pump(readers[1], a.errs, newMasker(secrets)) })
+	}
+	go a.wait(cmd, readers, &pumps)
+	return nil
+}
+
+// startPTY starts cmd in a new session whose controlling terminal is a new
+// PTY and returns the PTY's master side.
+func startPTY(cmd *exec.Cmd, rows, cols uint16) ([]*os.File, error) {
+	if rows == 0 {
+		rows = defaultRows
+	}
+	if cols == 0 {
+		cols = defaultCols
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
+	ptmx, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: rows, Cols: cols})
+	if err != nil {
+		return nil, err
+	}
+	// creack/pty leaves the master in blocking mode (its ioctls go through
+	// Fd). Non-blocking, reads go through the poller and honour deadlines,
+	// which bound the drain after the job is gone.
+	if err := syscall.SetNonblock(int(ptmx.Fd()), true); err != nil {
+		_ = ptmx.Close()
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		_ = cmd.Wait()
+		return nil, fmt.Errorf("pty: %w", err)
+	}
+	return []*os.File{ptmx}, nil
+}
+
+// startPipes starts cmd in a new session with stdout and stderr on pipes
+// and stdin from /dev/null, and returns the pipes' read ends.
+func startPipes(cmd *exec.Cmd) ([]*os.File, error) {
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		_, _ = outR.Close(), outW.Close()
+		return nil, err
+	}
+	cmd.Stdout, cmd.Stderr = outW, errW
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	err = cmd.Start()
+	_, _ = outW.Close(), errW.Close() // the child has its own copies
+	if err != nil {
+		_, _ = outR.Close(), errR.Close()
+		return nil, err
+	}
+	return []*os.File{outR, errR}, nil
+}
+
+// pump moves one stream from r into sp, masking secrets, until the writing
+// side is closed (EOF on a pipe, EIO on a PTY) or the drain deadline passes.
+// It blocks in sp.write while the spool is full, which stops reading r and
+// so blocks the job's writes. If the spool fails it goes on reading and
+// discarding, so the job cannot hang on a full terminal.
+func (a *attempt) pump(r *os.File, sp *spool, m *masker) {
+	defer r.Close()
+	buf := make([]byte, pumpBufSize)
+	var masked []byte
+	var werr, rerr error
+	put := func(p []byte) {
+		if werr == nil && len(p) > 0 {
+			werr = sp.write(p)
+		}
+	}
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			if m == nil {
+				put(buf[:n])
+			} else {
+				masked = m.mask(masked[:0], buf[:n])
+				put(masked)
+			}
+		}
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, syscall.EIO) {
+				rerr = err
+			}
+			break
+		}
+	}
+	if m != nil {
+		put(m.flush(masked[:0]))
+	}
+	sp.closeWrite()
+
+	var lost error
+	switch {
+	case werr != nil && !errors.Is(werr, errSpoolClosed):
+		lost = fmt.Errorf("output lost: %w", werr)
+	case errors.Is(rerr, os.ErrDeadlineExceeded):
+		lost = errors.New("output cut: a process that left the job's group kept it open")
+	case rerr != nil:
+		lost = fmt.Errorf("read output: %w", rerr)
+	}
+	if lost != nil {
+		a.mu.Lock()
+		a.outputErr = errors.Join(a.outputErr, lost)
+		a.mu.Unlock()
+	}
+}
+
+// wait reaps the process, kills what is left of its group, waits for the
+// output to be in the spools, records the exit and closes done.
+func (a *attempt) wait(cmd *exec.Cmd, readers []*os.File, pumps *sync.WaitGroup) {
+	pid := cmd.Process.Pid
+	// Wait for the leader to exit without reaping it: while it is a zombie
+	// its pid, and so its process group id, cannot be reused, so the kill
+	// below reaches only the job's own leftovers.
+	for {
+		err := unix.Waitid(unix.P_PID, pid, nil, unix.WEXITED|unix.WNOWAIT, nil)
+		if err != syscall.EINTR {
+			break
+		}
+	}
+	a.mu.Lock()
+	a.leaderGone = true
+	for _, t := range []*time.Timer{a.timeout, a.killTimer} {
+		if t != nil {
+			t.Stop()
+		}
+	}
+	_ = syscall.Kill(-pid, syscall.SIGKILL)
+	a.mu.Unlock()
+
+	werr := cmd.Wait()
+	finished := a.opts.Now()
+
+	// What is left to read now is what the kernel buffered: take it all
+	// without waiting for acks, within a bounded time.
+	a.out.unlimit()
+	a.errs.unlimit()
+	deadline := time.Now().Add(a.opts.DrainTimeout)
+	for _, r := range readers {
+		_ = r.SetReadDeadline(deadline)
+	}
+	pumps.Wait()
+
+	e := exit{Outcome: exited, ExitCode: -1, Finished: finished}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if ps := cmd.ProcessState; ps != nil {
+		e.ExitCode = ps.ExitCode()
+		e.CPUTime = ps.UserTime() + ps.SystemTime()
+		if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
+			e.MaxRSSKiB = ru.Maxrss // KiB on Linux
+		}
+		if !ps.Success() {
+			e.Reason = ps.String()
+		}
+		if a.stopping != 0 {
+			e.Outcome = a.stopping
+			e.Reason = a.stopReason + " (" + ps.String() + ")"
+		}
+	} else {
+		e.Reason = fmt.Sprintf("wait: %v", werr)
+	}
+	if a.outputErr != nil {
+		e.Reason = strings.TrimPrefix(e.Reason+"; "+a.outputErr.Error(), "; ")
+	}
+	a.result = e
+	close(a.done)
+}
+
+// Started returns the leader's pid and start time; ok is false when the
+// process never started.
+func (a *attempt) Started() (pid int, at time.Time, ok bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.pid, a.startedAt, a.pid != 0
+}
+
+// Stop sends SIGTERM (and SIGCONT, so a stopped job sees it) to the job's
+// process group, and SIGKILL after grace (opts.KillGrace when grace <= 0).
+// The exit's Outcome becomes killed and its Reason starts with reason,
+// unless the process had already exited. Stop is idempotent: only the first
+// call, or the timeout if it came first, counts. It does not wait: use Done.
+func (a *attempt) Stop(reason string, grace time.Duration) {
+	a.stop(killed, reason, grace)
+}
+
+func (a *attempt) stop(o outcome, reason string, grace time.Duration) {
+	if grace <= 0 {
+		grace = a.opts.KillGrace
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.pid == 0 || a.leaderGone || a.stopping != 0 {
+		return
+	}
+	a.stopping, a.stopReason = o, reason
+	_ = syscall.Kill(-a.pid, syscall.SIGTERM)
+	_ = syscall.Kill(-a.pid, syscall.SIGCONT)
+	a.killTimer = time.AfterFunc(grace, a.kill)
+}
+
+// kill sends SIGKILL to the job's group if its leader is still there.
+func (a *attempt) kill() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.pid != 0 && !a.leaderGone {
+		_ = syscall.Kill(-a.pid, syscall.SIGKILL)
+	}
+}
+
+// Done is closed when the process has exited, what was left of its group is
+// killed, and all its output is in the spools (the spools are Closed).
+func (a *attempt) Done() <-chan struct{} { return a.done }
+
+// Exit returns the result; it is valid once Done is closed.
+func (a *attempt) Exit() exit {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.result
+}
+
+// Output returns the PTY output, or stdout with NoPTY.
+func (a *attempt) Output() *spool { return a.out }
+
+// Stderr returns stderr with NoPTY; with a PTY an empty, closed spool.
+func (a *attempt) Stderr() *spool { return a.errs }
+
+// Close releases the attempt: it closes the spools and removes their files.
+// Call it once the result and output were delivered. A still-running
+// attempt is killed at once (SIGKILL to its group) and Close waits for Done.
+// Close is idempotent and returns the first call's error.
+func (a *attempt) Close() error {
+	a.closeOnce.Do(func() {
+		a.mu.Lock()
+		if a.pid != 0 && !a.leaderGone {
+			if a.stopping == 0 {
+				a.stopping, a.stopReason = killed, "attempt closed"
+			}
+			_ = syscall.Kill(-a.pid, syscall.SIGKILL)
+		}
+		a.mu.Unlock()
+		// Closing the spools first unblocks a pump waiting for acks.
+		a.closeErr = errors.Join(a.out.Close(), a.errs.Close())
+		<-a.done
+	})
+	return a.closeErr
+}

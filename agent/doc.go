@@ -1,0 +1,14 @@
+// Package agent is Hodei's worker side: it dials the server, registers and
+// heartbeats, runs each assigned job attempt in its own session (inside a PTY
+// unless the spec asks for pipes), and streams output and outcome back.
+//
+// Output goes through a spool per stream: an append-only file under the
+// agent's data dir and the offsets the server has acknowledged. When the
+// server falls behind, the spool stops taking bytes, the PTY stops being read
+// and the job's own writes block: output is delayed, never dropped. Values of
+// secret env vars are masked before they reach the spool.
+//
+// Caveat: a job's PTY master lives in the agent process, so an agent that dies
+// takes its running jobs with it; the server fails them as worker lost.
+// Linux only.
+package agent
