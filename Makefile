@@ -37,7 +37,7 @@ proto-check: proto
 	git diff --exit-code -- proto/
 
 run: build
-	./$(BIN) serve --data-dir ./hodei-data
+	./$(BIN) serve --dev --data-dir ./hodei-data
 
 clean:
 	rm -rf bin bench.txt

@@ -12,7 +12,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/creack/pty"
 	"golang.org/x/sys/unix"
 )
 
@@ -250,55 +249,6 @@ func (a *attempt) start() error {
 	return nil
 }
 
-// startPTY starts cmd in a new session whose controlling terminal is a new
-// PTY and returns the PTY's master side.
-func startPTY(cmd *exec.Cmd, rows, cols uint16) ([]*os.File, error) {
-	if rows == 0 {
-		rows = defaultRows
-	}
-	if cols == 0 {
-		cols = defaultCols
-	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
-	ptmx, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: rows, Cols: cols})
-	if err != nil {
-		return nil, err
-	}
-	// creack/pty leaves the master in blocking mode (its ioctls go through
-	// Fd). Non-blocking, reads go through the poller and honour deadlines,
-	// which bound the drain after the job is gone.
-	if err := syscall.SetNonblock(int(ptmx.Fd()), true); err != nil {
-		_ = ptmx.Close()
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		_ = cmd.Wait()
-		return nil, fmt.Errorf("pty: %w", err)
-	}
-	return []*os.File{ptmx}, nil
-}
-
-// startPipes starts cmd in a new session with stdout and stderr on pipes
-// and stdin from /dev/null, and returns the pipes' read ends.
-func startPipes(cmd *exec.Cmd) ([]*os.File, error) {
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		return nil, err
-	}
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		_, _ = outR.Close(), outW.Close()
-		return nil, err
-	}
-	cmd.Stdout, cmd.Stderr = outW, errW
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	err = cmd.Start()
-	_, _ = outW.Close(), errW.Close() // the child has its own copies
-	if err != nil {
-		_, _ = outR.Close(), errR.Close()
-		return nil, err
-	}
-	return []*os.File{outR, errR}, nil
-}
-
 // pump moves one stream from r into sp, masking secrets, until the writing
 // side is closed (EOF on a pipe, EIO on a PTY) or the drain deadline passes.
 // It blocks in sp.write while the spool is full, which stops reading r and
@@ -314,8 +264,12 @@ func (a *attempt) pump(r *os.File, sp *spool, m *masker) {
 			werr = sp.write(p)
 		}
 	}
-	for {
-		n, err := r.Read(buf)
+	rc, err := r.SyscallConn()
+	if err != nil {
+		rerr = err
+	}
+	for rc != nil {
+		n, err := readAvailable(rc, buf)
 		if n > 0 {
 			if m == nil {
 				put(buf[:n])
@@ -338,7 +292,7 @@ func (a *attempt) pump(r *os.File, sp *spool, m *masker) {
 
 	var lost error
 	switch {
-	case werr != nil && !errors.Is(werr, errSpoolClosed):
+	case werr != nil && !errors.Is(werr, errSpoolClosed) && !errors.Is(werr, os.ErrClosed): // not abandoned by Close
 		lost = fmt.Errorf("output lost: %w", werr)
 	case errors.Is(rerr, os.ErrDeadlineExceeded):
 		lost = errors.New("output cut: a process that left the job's group kept it open")
@@ -359,11 +313,10 @@ func (a *attempt) wait(cmd *exec.Cmd, readers []*os.File, pumps *sync.WaitGroup)
 	// Wait for the leader to exit without reaping it: while it is a zombie
 	// its pid, and so its process group id, cannot be reused, so the kill
 	// below reaches only the job's own leftovers.
-	for {
-		err := unix.Waitid(unix.P_PID, pid, nil, unix.WEXITED|unix.WNOWAIT, nil)
-		if err != syscall.EINTR {
-			break
-		}
+	var info unix.Siginfo
+	err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
+	for err == syscall.EINTR {
+		err = unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
 	}
 	a.mu.Lock()
 	a.leaderGone = true
@@ -372,7 +325,9 @@ func (a *attempt) wait(cmd *exec.Cmd, readers []*os.File, pumps *sync.WaitGroup)
 			t.Stop()
 		}
 	}
-	_ = syscall.Kill(-pid, syscall.SIGKILL)
+	if err == nil { // else the pid may be gone already: no group to kill safely
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+	}
 	a.mu.Unlock()
 
 	werr := cmd.Wait()

@@ -135,6 +135,8 @@ func TestSpoolBackpressure(t *testing.T) {
 	sp.Ack(4)
 	waitFor(t, "room to be used", func() bool { return sp.Size() == 14 })
 	sp.Ack(14)
+	waitFor(t, "room to be used", func() bool { return sp.Size() == 24 })
+	sp.Ack(24)
 	if err := <-wrote; err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +150,7 @@ func TestSpoolBackpressure(t *testing.T) {
 
 	t.Run("Unlimit", func(t *testing.T) {
 		go func() { wrote <- sp.write(make([]byte, 100)) }()
-		waitFor(t, "the writer to block", func() bool { return sp.Size() == 35 })
+		waitFor(t, "the writer to block", func() bool { return sp.Size() == 34 })
 		sp.unlimit()
 		if err := <-wrote; err != nil || sp.Size() != 125 {
 			t.Fatalf("write after unlimit = %v, Size %d; want nil, 125", err, sp.Size())

@@ -42,7 +42,9 @@ type env struct {
 func commands(e *env) []*ucli.Command {
 	return []*ucli.Command{
 		serveCommand(e),
+		agentCommand(e),
 		submitCommand(e),
+		runCommand(e),
 		jobsCommand(e),
 		logsCommand(e),
 		workersCommand(e),

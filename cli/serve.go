@@ -1,13 +1,16 @@
 package cli
 
 import (
+	"context"
+	"errors"
 	"fmt"
-	"log/slog"
-	"os"
+	"path/filepath"
 	"time"
 
 	ucli "github.com/urfave/cli/v2"
 
+	"github.com/hodei-jobs/hodei/agent"
+	"github.com/hodei-jobs/hodei/client"
 	"github.com/hodei-jobs/hodei/scheduler"
 	"github.com/hodei-jobs/hodei/server"
 )
@@ -31,6 +34,7 @@ func serveCommand(e *env) *ucli.Command {
 			&ucli.DurationFlag{Name: "lease", Usage: "silence after which a worker is DOWN and its jobs lost (default 3 × heartbeat + 5s)"},
 			&ucli.DurationFlag{Name: "kill-grace", Value: 10 * time.Second, Usage: "time between SIGTERM and SIGKILL when a job is stopped"},
 			&ucli.StringFlag{Name: "log-level", Value: "info", Usage: "`LEVEL`: debug, info, warn or error"},
+			&ucli.BoolFlag{Name: "dev", Usage: "also run one agent in this process, over loopback gRPC, with its data in DATA-DIR/agent"},
 		},
 		Action: func(c *ucli.Context) error {
 			cfg, err := serveConfig(c)
@@ -46,12 +50,43 @@ func serveCommand(e *env) *ucli.Command {
 				return err
 			}
 			fmt.Fprintf(c.App.Writer, "hodei: serving grpc=%s http=%s data=%s\n", srv.GRPCAddr(), srv.HTTPAddr(), cfg.DataDir)
-			if err := srv.Serve(c.Context); err != nil {
+			var dev *agent.Agent
+			if c.Bool("dev") {
+				dev, err = agent.New(agent.Config{
+					Server: srv.GRPCAddr(), DataDir: filepath.Join(cfg.DataDir, "agent"), Name: "dev",
+					Version: Version, Logger: cfg.Logger,
+				})
+				if err != nil {
+					srv.Close()
+					return err
+				}
+				addr := ""
+				if srv.GRPCAddr() != client.DefaultAddr {
+					addr = " --addr " + srv.GRPCAddr()
+				}
+				fmt.Fprintf(c.App.Writer, "hodei: dev agent %s runs jobs here; try:\n\n    ./bin/hodei%s run -- echo hello\n\n", dev.ID(), addr)
+			}
+			if err := serveWith(c.Context, srv, dev); err != nil {
 				return err
 			}
 			return &exitStatus{code: exitOK} // stopped by a signal, cleanly
 		},
 	}
+}
+
+// serveWith runs the server and, in dev mode, its in-process agent until
+// ctx ends, and waits for both.
+func serveWith(ctx context.Context, srv *server.Server, dev *agent.Agent) error {
+	if dev == nil {
+		return srv.Serve(ctx)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	agentDone := make(chan error, 1)
+	go func() { agentDone <- dev.Run(ctx) }()
+	err := srv.Serve(ctx)
+	cancel()
+	return errors.Join(err, <-agentDone)
 }
 
 // serveConfig checks serve's flags and builds the server's configuration.
@@ -60,9 +95,9 @@ func serveConfig(c *ucli.Context) (server.Config, error) {
 	if err != nil {
 		return server.Config{}, usagef(c, "--placement: %q is not a placement; use binpack or spread", c.String("placement"))
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
-		return server.Config{}, usagef(c, "--log-level: %q is not a level; use debug, info, warn or error", c.String("log-level"))
+	logger, err := newLogger(c)
+	if err != nil {
+		return server.Config{}, err
 	}
 	for _, name := range []string{"retention", "heartbeat", "lease", "kill-grace"} {
 		if c.Duration(name) < 0 {
@@ -78,6 +113,6 @@ func serveConfig(c *ucli.Context) (server.Config, error) {
 		Heartbeat: c.Duration("heartbeat"),
 		Lease:     c.Duration("lease"),
 		KillGrace: c.Duration("kill-grace"),
-		Logger:    slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
+		Logger:    logger,
 	}, nil
 }

@@ -257,7 +257,7 @@ func TestCopyLogs(t *testing.T) {
 	chunks := [][]byte{[]byte("a\r\n"), {0, 0xff}, bytes.Repeat([]byte("z"), 100_000)}
 	c := setup(t, &server{logs: chunks})
 	var buf bytes.Buffer
-	if err := c.CopyLogs(context.Background(), "01JX", 0, 0, true, &buf); err != nil {
+	if err := c.CopyLogs(context.Background(), &hodeipb.LogsRequest{Id: "01JX", Follow: true}, &buf); err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(buf.Bytes(), bytes.Join(chunks, nil)) {
@@ -265,7 +265,7 @@ func TestCopyLogs(t *testing.T) {
 	}
 
 	werr := errors.New("pipe closed")
-	err := c.CopyLogs(context.Background(), "01JX", 0, 0, false, failWriter{werr})
+	err := c.CopyLogs(context.Background(), &hodeipb.LogsRequest{Id: "01JX"}, failWriter{werr})
 	if !errors.Is(err, werr) {
 		t.Errorf("CopyLogs to a failing writer = %v, want it to wrap %v", err, werr)
 	}

@@ -91,13 +91,14 @@ func (c *Client) Logs(ctx context.Context, req *hodeipb.LogsRequest) (grpc.Serve
 	return c.jobs.Logs(ctx, req)
 }
 
-// CopyLogs writes a job's output to w, byte for byte as stored, starting at
-// offset of the given attempt (0: from the first attempt on, across retries).
-// With follow it returns when the job is terminal and all its output is
-// written; without, when the stored output is written. An error from w is
-// returned wrapped; errors from the server are gRPC status errors.
-func (c *Client) CopyLogs(ctx context.Context, id string, attempt int32, offset int64, follow bool, w io.Writer) error {
-	stream, err := c.jobs.Logs(ctx, &hodeipb.LogsRequest{Id: id, Attempt: attempt, Offset: offset, Follow: follow})
+// CopyLogs writes the output req names to w, byte for byte as stored: one
+// stream of one attempt (req.Attempt 0: the current one, and with
+// req.Follow the later retries too), from req.Offset. With Follow it
+// returns when the job is terminal and all its output is written; without,
+// when the stored output is written. An error from w is returned wrapped;
+// errors from the server are gRPC status errors.
+func (c *Client) CopyLogs(ctx context.Context, req *hodeipb.LogsRequest, w io.Writer) error {
+	stream, err := c.jobs.Logs(ctx, req)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,287 @@
+package agent
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/shirou/gopsutil/v3/mem"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/hodei-jobs/hodei/job"
+	pb "github.com/hodei-jobs/hodei/proto"
+)
+
+// Config configures an Agent. Zero fields take the defaults shown.
+type Config struct {
+	Server  string            // gRPC address of `hodei serve`; required
+	DataDir string            // worker id, journal and spool; required
+	Name    string            // default: the hostname
+	Slots   int64             // job slots offered; default: the number of CPUs
+	Labels  map[string]string // matched by job selectors
+	// BufferLimit is how many unacknowledged output bytes one job may have
+	// before its PTY stops being read; default 8 MiB.
+	BufferLimit int64
+	// KillGrace is the SIGTERM → SIGKILL delay for timeouts and for stops
+	// that do not name one; default 10 s.
+	KillGrace   time.Duration
+	Version     string
+	Logger      *slog.Logger      // default: discard
+	DialOptions []grpc.DialOption // added after the defaults (insecure transport)
+}
+
+// Defaults of Config.
+const (
+	DefaultBufferLimit = 8 << 20
+	DefaultKillGrace   = 10 * time.Second
+	maxBackoff         = 10 * time.Second
+	minBackoff         = 100 * time.Millisecond
+)
+
+// Agent runs the jobs the server assigns to this host. Create it with New
+// and run it with Run; it owns every goroutine it starts.
+type Agent struct {
+	cfg     Config
+	log     *slog.Logger
+	id      string
+	host    string
+	cap     job.Resources
+	conn    *grpc.ClientConn
+	journal *journal
+
+	mu    sync.Mutex
+	tasks map[ref]*task // guarded by mu
+
+	watchers sync.WaitGroup // one per live attempt, until its result is journaled
+}
+
+// ref names one attempt.
+type ref struct {
+	job     string
+	attempt int
+}
+
+// New prepares an agent: it reads (or creates) the worker id in DataDir,
+// detects the host's capacity, and loads the results a previous run could
+// not deliver.
+func New(cfg Config) (*Agent, error) {
+	if cfg.Server == "" {
+		return nil, job.Invalid("server", "is required")
+	}
+	if cfg.DataDir == "" {
+		return nil, job.Invalid("data-dir", "is required")
+	}
+	if cfg.BufferLimit <= 0 {
+		cfg.BufferLimit = DefaultBufferLimit
+	}
+	if cfg.KillGrace <= 0 {
+		cfg.KillGrace = DefaultKillGrace
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	host, _ := os.Hostname()
+	if cfg.Name == "" {
+		cfg.Name = host
+	}
+	if cfg.Slots <= 0 {
+		cfg.Slots = int64(runtime.NumCPU())
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	id, err := workerID(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	capacity := job.Resources{Slots: cfg.Slots, CPUMillis: int64(runtime.NumCPU()) * 1000}
+	if vm, err := mem.VirtualMemory(); err == nil {
+		capacity.MemoryMiB = int64(vm.Total >> 20)
+	}
+	jr, err := openJournal(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := grpc.NewClient(cfg.Server, append([]grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+	}, cfg.DialOptions...)...)
+	if err != nil {
+		return nil, fmt.Errorf("server %s: %w", cfg.Server, err)
+	}
+	a := &Agent{
+		cfg: cfg, log: cfg.Logger.With("component", "agent", "worker", id), id: id, host: host,
+		cap: capacity, conn: conn, journal: jr, tasks: make(map[ref]*task),
+	}
+	recovered, err := jr.recover()
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	for _, t := range recovered {
+		a.tasks[t.ref] = t
+	}
+	return a, nil
+}
+
+// ID is the worker id the agent registers under.
+func (a *Agent) ID() string { return a.id }
+
+// workerID reads DataDir/worker-id, creating it on first use.
+func workerID(dir string) (string, error) {
+	path := filepath.Join(dir, "worker-id")
+	b, err := os.ReadFile(path)
+	if err == nil {
+		if id := strings.TrimSpace(string(b)); id != "" {
+			return id, nil
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("worker id: %w", err)
+	}
+	var raw [8]byte
+	crand.Read(raw[:])
+	id := "w-" + hex.EncodeToString(raw[:])
+	if err := writeFileAtomic(path, []byte(id+"\n")); err != nil {
+		return "", fmt.Errorf("worker id: %w", err)
+	}
+	return id, nil
+}
+
+// Run connects to the server and serves it until ctx ends, reconnecting
+// with exponential backoff and jitter whenever the stream breaks; running
+// jobs keep running meanwhile. When ctx ends it stops the running jobs
+// (SIGTERM, then SIGKILL after the kill grace), journals their results for
+// the next run, and returns.
+func (a *Agent) Run(ctx context.Context) error {
+	defer a.conn.Close()
+	defer a.shutdown()
+	backoff := minBackoff
+	for {
+		start := time.Now()
+		err := a.session(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if time.Since(start) > maxBackoff {
+			backoff = minBackoff // it was up for a while: start over
+		}
+		wait := backoff/2 + rand.N(backoff/2+1)
+		a.log.Warn("disconnected from server", "err", err, "retry_in", wait.Round(time.Millisecond))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		backoff = min(backoff*2, maxBackoff)
+	}
+}
+
+// shutdown stops every live attempt and waits until their results are
+// journaled.
+func (a *Agent) shutdown() {
+	a.mu.Lock()
+	for _, t := range a.tasks {
+		if t.att != nil {
+			t.att.Stop("agent stopping", a.cfg.KillGrace)
+		}
+	}
+	a.mu.Unlock()
+	a.watchers.Wait()
+}
+
+// snapshotTasks returns the current tasks.
+func (a *Agent) snapshotTasks() []*task {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]*task, 0, len(a.tasks))
+	for _, t := range a.tasks {
+		out = append(out, t)
+	}
+	return out
+}
+
+func (a *Agent) task(r ref) *task {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.tasks[r]
+}
+
+// assign starts an attempt the server assigned, unless it already runs.
+// It returns the task, and whether it is new.
+func (a *Agent) assign(j *pb.Job) (*task, bool) {
+	r := ref{j.GetId(), int(j.GetAttempt())}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if t, ok := a.tasks[r]; ok {
+		return t, false
+	}
+	spec := j.GetSpec().ToSpec()
+	spec.Normalize()
+	att := startAttempt(attemptSpec{
+		JobID: r.job, Attempt: r.attempt, Argv: spec.Argv(), Env: spec.Env, SecretEnv: spec.SecretEnv,
+		Dir: spec.WorkDir, NoPTY: spec.NoPTY, Rows: uint16(spec.Rows), Cols: uint16(spec.Cols), Timeout: spec.Timeout,
+	}, attemptOptions{SpoolDir: a.journal.spoolDir, BufferLimit: a.cfg.BufferLimit, KillGrace: a.cfg.KillGrace})
+	t := newTask(r, att, att.Output(), att.Stderr())
+	a.tasks[r] = t
+	a.watchers.Add(1)
+	go a.watch(t)
+	return t, true
+}
+
+// watch waits for a live attempt to end and journals its result, so that
+// it survives an agent restart until the server acknowledges it.
+func (a *Agent) watch(t *task) {
+	defer a.watchers.Done()
+	<-t.att.Done()
+	res := resultOf(t.ref, t.att.Exit(), t.out.Size(), t.errs.Size())
+	if err := errors.Join(t.out.Sync(), t.errs.Sync(), a.journal.save(res)); err != nil {
+		a.log.Error("journal result", "job", t.ref.job, "attempt", t.ref.attempt, "err", err)
+	}
+	t.finish(res)
+}
+
+// forget drops a task whose result the server acknowledged.
+func (a *Agent) forget(t *task) {
+	a.mu.Lock()
+	if a.tasks[t.ref] == t {
+		delete(a.tasks, t.ref)
+	}
+	a.mu.Unlock()
+	t.delivered()
+	if t.att != nil {
+		t.att.Close()
+	} else {
+		t.out.Close()
+		t.errs.Close()
+	}
+	if err := a.journal.remove(t.ref); err != nil {
+		a.log.Warn("journal remove", "job", t.ref.job, "err", err)
+	}
+}
+
+func resultOf(r ref, e exit, outSize, errSize int64) *pb.JobFinished {
+	o := pb.Outcome_OUTCOME_EXITED
+	switch e.Outcome {
+	case startFailed:
+		o = pb.Outcome_OUTCOME_START_FAILED
+	case killed:
+		o = pb.Outcome_OUTCOME_KILLED
+	case timedOut:
+		o = pb.Outcome_OUTCOME_TIMED_OUT
+	}
+	return &pb.JobFinished{
+		JobId: r.job, Attempt: int32(r.attempt), Outcome: o, ExitCode: int32(e.ExitCode), Reason: e.Reason,
+		Usage:            &pb.Usage{CpuTimeNs: int64(e.CPUTime), MaxRssKib: e.MaxRSSKiB},
+		FinishedUnixNano: e.Finished.UnixNano(), LogSize: outSize, StderrSize: errSize,
+	}
+}

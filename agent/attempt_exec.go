@@ -1,0 +1,215 @@
+package agent
+
+// How an attempt's process is started: its environment, the lookup of its
+// command, a PTY or pipes for its output, and the raw reads of that output.
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/creack/pty"
+)
+
+// defaultPath is the job's PATH when the agent has none.
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// agentUser is the name of the user the agent (and so every job) runs as.
+var agentUser = sync.OnceValue(func() string {
+	if u := os.Getenv("USER"); u != "" {
+		return u
+	}
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return ""
+})
+
+// buildEnv returns the job's environment, sorted: a minimal base (PATH,
+// HOME, LANG from the agent's environment or defaults, USER and LOGNAME of
+// the agent's user, TERM with a PTY), then spec.Env, then spec.SecretEnv,
+// then HODEI_JOB_ID and HODEI_ATTEMPT.
+// The agent's own environment is not inherited beyond the base, so nothing
+// of the agent's (tokens, proxies) leaks into jobs by accident.
+func buildEnv(spec attemptSpec) []string {
+	env := map[string]string{
+		"PATH": getenvOr("PATH", defaultPath),
+		"HOME": getenvOr("HOME", "/"),
+		"LANG": getenvOr("LANG", "C.UTF-8"),
+	}
+	if u := agentUser(); u != "" {
+		env["USER"], env["LOGNAME"] = u, u
+	}
+	if !spec.NoPTY {
+		// Not the agent's TERM: the job's terminal is the PTY, and what
+		// renders its output later is an xterm-compatible viewer.
+		env["TERM"] = "xterm-256color"
+	}
+	maps.Copy(env, spec.Env)
+	maps.Copy(env, spec.SecretEnv)
+	env["HODEI_JOB_ID"] = spec.JobID
+	env["HODEI_ATTEMPT"] = strconv.Itoa(spec.Attempt)
+
+	out := make([]string, 0, len(env))
+	for _, k := range slices.Sorted(maps.Keys(env)) {
+		out = append(out, k+"="+env[k])
+	}
+	return out
+}
+
+func getenvOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+// envValue returns the value of key in env ("k=v" entries), "" if unset.
+func envValue(env []string, key string) string {
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, key+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// lookPath resolves the command name the way a shell would, but with the
+// job's PATH rather than the agent's: a name with a slash is a path (relative
+// to dir), otherwise the first executable file in a PATH entry. Its errors
+// name the command and say what is wrong with it.
+func lookPath(name, pathEnv, dir string) (string, error) {
+	if strings.Contains(name, "/") {
+		p := name
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(dir, p)
+		}
+		if err := checkExecutable(p); err != nil {
+			return "", fmt.Errorf("command %q: %w", name, err)
+		}
+		return p, nil
+	}
+	for _, d := range filepath.SplitList(pathEnv) {
+		if d == "" {
+			d = "."
+		}
+		if !filepath.IsAbs(d) {
+			d = filepath.Join(dir, d)
+		}
+		p := filepath.Join(d, name)
+		if checkExecutable(p) == nil {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("command %q not found in PATH %s", name, pathEnv)
+}
+
+// errNotExecutable says a command exists but has no execute permission.
+var errNotExecutable = errors.New("not executable (permission denied)")
+
+func checkExecutable(p string) error {
+	fi, err := os.Stat(p)
+	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			return pe.Err // the caller names the command
+		}
+		return err
+	}
+	if fi.IsDir() {
+		return errors.New("is a directory")
+	}
+	if fi.Mode().Perm()&0o111 == 0 {
+		return errNotExecutable
+	}
+	return nil
+}
+
+// startPTY starts cmd in a new session whose controlling terminal is a new
+// PTY and returns the PTY's master side.
+func startPTY(cmd *exec.Cmd, rows, cols uint16) ([]*os.File, error) {
+	if rows == 0 {
+		rows = defaultRows
+	}
+	if cols == 0 {
+		cols = defaultCols
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
+	ptmx, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: rows, Cols: cols})
+	if err != nil {
+		return nil, err
+	}
+	// creack/pty leaves the master in blocking mode (its ioctls go through
+	// Fd). Non-blocking, reads go through the poller and honour deadlines,
+	// which bound the drain after the job is gone.
+	if err := syscall.SetNonblock(int(ptmx.Fd()), true); err != nil {
+		_ = ptmx.Close()
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		_ = cmd.Wait()
+		return nil, fmt.Errorf("pty: %w", err)
+	}
+	return []*os.File{ptmx}, nil
+}
+
+// startPipes starts cmd in a new session with stdout and stderr on pipes
+// and stdin from /dev/null, and returns the pipes' read ends.
+func startPipes(cmd *exec.Cmd) ([]*os.File, error) {
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		_, _ = outR.Close(), outW.Close()
+		return nil, err
+	}
+	cmd.Stdout, cmd.Stderr = outW, errW
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	err = cmd.Start()
+	_, _ = outW.Close(), errW.Close() // the child has its own copies
+	if err != nil {
+		_, _ = outR.Close(), errR.Close()
+		return nil, err
+	}
+	return []*os.File{outR, errR}, nil
+}
+
+// readAvailable reads into buf everything that is there now, up to
+// len(buf), waiting (through the poller, so deadlines apply) only until the
+// first byte. A PTY hands out about 4 KiB per read; taking all that is
+// buffered at once saves the spool a write and its reader a wakeup for each.
+func readAvailable(rc syscall.RawConn, buf []byte) (n int, err error) {
+	cerr := rc.Read(func(fd uintptr) bool {
+		for n < len(buf) {
+			m, e := syscall.Read(int(fd), buf[n:])
+			switch {
+			case e == syscall.EINTR:
+				continue
+			case e == syscall.EAGAIN:
+				return n > 0 // nothing yet: wait for the fd to be readable
+			case e != nil:
+				err = e
+				return true
+			case m == 0:
+				err = io.EOF
+				return true
+			}
+			n += m
+		}
+		return true
+	})
+	if err == nil {
+		err = cerr
+	}
+	return n, err
+}

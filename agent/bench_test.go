@@ -1,0 +1,116 @@
+package agent
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/creack/pty"
+)
+
+// The benchmarks come in pairs: the raw limit with creack/pty alone, and the
+// same work through startAttempt, its pump, masker check and spool.
+//
+//	go test -run '^$' -bench . -benchtime 2s ./agent/
+
+func BenchmarkPTYSpawn(b *testing.B) {
+	ws := &pty.Winsize{Rows: defaultRows, Cols: defaultCols}
+	for b.Loop() {
+		cmd := exec.Command("/bin/true")
+		f, err := pty.StartWithSize(cmd, ws)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, f) // until EIO
+		if err := cmd.Wait(); err != nil {
+			b.Fatal(err)
+		}
+		_ = f.Close()
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "starts/s")
+}
+
+func BenchmarkAttemptTrue(b *testing.B) {
+	spec := attemptSpec{JobID: "bench", Attempt: 1, Argv: []string{"/bin/true"}}
+	opts := attemptOptions{SpoolDir: b.TempDir()}
+	for b.Loop() {
+		a := startAttempt(spec, opts)
+		<-a.Done()
+		if e := a.Exit(); e.Outcome != exited || e.ExitCode != 0 {
+			b.Fatalf("exit = %+v", e)
+		}
+		if err := a.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "starts/s")
+}
+
+// throughputFile writes 64 MiB of log-like lines for cat to print.
+func throughputFile(b *testing.B) (path string, size int64) {
+	b.Helper()
+	line := append(bytes.Repeat([]byte("0123456789abcdef"), 5)[:79], '\n')
+	data := bytes.Repeat(line, (64<<20)/len(line))
+	path = filepath.Join(b.TempDir(), "out.txt")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	return path, int64(len(data))
+}
+
+func BenchmarkPTYThroughput(b *testing.B) {
+	path, size := throughputFile(b)
+	ws := &pty.Winsize{Rows: defaultRows, Cols: defaultCols}
+	buf := make([]byte, pumpBufSize)
+	b.SetBytes(size)
+	for b.Loop() {
+		cmd := exec.Command("cat", path)
+		f, err := pty.StartWithSize(cmd, ws)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for {
+			if _, err := f.Read(buf); err != nil {
+				break // EIO: the child side is closed
+			}
+		}
+		if err := cmd.Wait(); err != nil {
+			b.Fatal(err)
+		}
+		_ = f.Close()
+	}
+}
+
+func BenchmarkAttemptThroughput(b *testing.B) {
+	path, size := throughputFile(b)
+	spec := attemptSpec{JobID: "bench", Attempt: 1, Argv: []string{"cat", path}}
+	opts := attemptOptions{SpoolDir: b.TempDir()}
+	ctx := testCtx(b)
+	b.SetBytes(size)
+	for b.Loop() {
+		a := startAttempt(spec, opts)
+		out := a.Output()
+		var off int64
+		for {
+			data, eof, err := out.Read(ctx, off, 1<<20)
+			if err != nil {
+				b.Fatal(err)
+			}
+			off += int64(len(data))
+			out.Ack(off)
+			if eof {
+				break
+			}
+		}
+		<-a.Done()
+		if off < size {
+			b.Fatalf("read %d bytes, want at least %d", off, size)
+		}
+		if err := a.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,295 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/shirou/gopsutil/v3/cpu"
+	"github.com/shirou/gopsutil/v3/load"
+	"github.com/shirou/gopsutil/v3/mem"
+
+	pb "github.com/hodei-jobs/hodei/proto"
+)
+
+// logChunk is the most output one LogChunk carries.
+const logChunk = 32 << 10
+
+// session is one Connect stream. Messages to the server go through out and
+// one sender goroutine, since a gRPC stream allows one sender at a time.
+type session struct {
+	a      *Agent
+	ctx    context.Context
+	out    chan *pb.AgentMessage
+	wg     sync.WaitGroup // the sender, heartbeats and every task's pump
+	pumped map[*task]bool // tasks with a pump in this session; receive loop only
+}
+
+// session runs one stream until it breaks or ctx ends.
+func (a *Agent) session(ctx context.Context) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stream, err := pb.NewAgentServiceClient(a.conn).Connect(ctx)
+	if err != nil {
+		return err
+	}
+	s := &session{a: a, ctx: ctx, out: make(chan *pb.AgentMessage, 256), pumped: make(map[*task]bool)}
+	defer s.wg.Wait()
+	defer cancel(nil)
+
+	hello, tasks := a.hello()
+	if err := stream.Send(&pb.AgentMessage{Msg: &pb.AgentMessage_Hello{Hello: hello}}); err != nil {
+		return err
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	welcome := first.GetWelcome()
+	if welcome == nil {
+		return errors.New("server did not answer Hello with Welcome")
+	}
+	a.log.Info("connected", "server", a.cfg.Server, "slots", a.cap.Slots, "held", len(tasks))
+
+	s.wg.Add(2)
+	go func() {
+		defer s.wg.Done()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case m := <-s.out:
+				if err := stream.Send(m); err != nil {
+					cancel(fmt.Errorf("send: %w", err))
+					return
+				}
+			}
+		}
+	}()
+	go func() {
+		defer s.wg.Done()
+		s.heartbeats(time.Duration(welcome.GetHeartbeatIntervalMs()) * time.Millisecond)
+	}()
+	for _, t := range tasks {
+		s.pump(t)
+	}
+	for {
+		msg, err := stream.Recv()
+		if err != nil {
+			if c := context.Cause(ctx); c != nil && ctx.Err() != nil {
+				return c
+			}
+			return err
+		}
+		s.handle(msg)
+	}
+}
+
+// hello describes what the agent holds: attempts still running, or ended
+// with output the server may lack, are "running" (their pumps deliver the
+// rest and then the result); results whose output the server holds go in
+// "finished".
+func (a *Agent) hello() (*pb.Hello, []*task) {
+	h := &pb.Hello{
+		WorkerId: a.id, Name: a.cfg.Name, Hostname: a.host, Labels: a.cfg.Labels, Version: a.cfg.Version,
+		Capacity: pb.FromResources(a.cap),
+	}
+	tasks := a.snapshotTasks()
+	for _, t := range tasks {
+		if t.fullyAcked() {
+			h.Finished = append(h.Finished, t.outcome())
+			continue
+		}
+		acked := t.ackedOffsets()
+		h.Running = append(h.Running, &pb.JobRef{JobId: t.ref.job, Attempt: int32(t.ref.attempt), LogSize: acked[0]})
+	}
+	return h, tasks
+}
+
+// send queues m for the sender; false when the session ended.
+func (s *session) send(m *pb.AgentMessage) bool {
+	select {
+	case s.out <- m:
+		return true
+	case <-s.ctx.Done():
+		return false
+	}
+}
+
+// handle applies one message from the server.
+func (s *session) handle(msg *pb.ServerMessage) {
+	a := s.a
+	switch m := msg.GetMsg().(type) {
+	case *pb.ServerMessage_Assign:
+		t, fresh := a.assign(m.Assign.GetJob())
+		if fresh {
+			a.log.Info("job assigned", "job", t.ref.job, "attempt", t.ref.attempt)
+		}
+		s.pump(t)
+	case *pb.ServerMessage_Cancel:
+		c := m.Cancel
+		t := a.task(ref{c.GetJobId(), int(c.GetAttempt())})
+		if t == nil || t.att == nil {
+			return
+		}
+		grace := time.Duration(c.GetGraceMs()) * time.Millisecond
+		if grace <= 0 {
+			grace = a.cfg.KillGrace
+		}
+		a.log.Info("stopping job", "job", t.ref.job, "attempt", t.ref.attempt, "reason", c.GetReason(), "grace", grace)
+		t.att.Stop(c.GetReason(), grace)
+	case *pb.ServerMessage_Ack:
+		s.ack(m.Ack)
+	}
+}
+
+func (s *session) ack(ack *pb.Ack) {
+	t := s.a.task(ref{ack.GetJobId(), int(ack.GetAttempt())})
+	if t == nil {
+		return
+	}
+	switch {
+	case ack.GetResult() && ack.GetFinished():
+		if ack.GetError() != "" {
+			s.a.log.Info("result rejected", "job", t.ref.job, "attempt", t.ref.attempt, "why", ack.GetError())
+		}
+		s.a.forget(t)
+	case ack.GetResult():
+		// The result came before all of its output: send the rest, then
+		// the result again.
+		t.rewind(pb.LogStream_LOG_STREAM_OUTPUT, ack.GetLogOffset())
+		t.rewind(pb.LogStream_LOG_STREAM_STDERR, ack.GetStderrOffset())
+	case ack.GetError() != "":
+		t.rewind(ack.GetStream(), ack.GetLogOffset())
+	default:
+		t.ack(ack.GetStream(), ack.GetLogOffset())
+	}
+}
+
+// pump starts, once per session, the goroutine that delivers a task: its
+// start, its output from what the server holds, then its result.
+func (s *session) pump(t *task) {
+	if s.pumped[t] {
+		return
+	}
+	s.pumped[t] = true
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.deliver(t)
+	}()
+}
+
+func (s *session) deliver(t *task) {
+	if t.att != nil {
+		if pid, at, ok := t.att.Started(); ok {
+			if !s.send(&pb.AgentMessage{Msg: &pb.AgentMessage_Started{Started: &pb.JobStarted{
+				JobId: t.ref.job, Attempt: int32(t.ref.attempt), StartedUnixNano: at.UnixNano(), Pid: int32(pid),
+			}}}) {
+				return
+			}
+		}
+	}
+	for {
+		ctx, stop := context.WithCancel(s.ctx)
+		from := t.ackedOffsets()
+		var wg sync.WaitGroup
+		sent := make([]bool, 2)
+		for i, stream := range []pb.LogStream{pb.LogStream_LOG_STREAM_OUTPUT, pb.LogStream_LOG_STREAM_STDERR} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				sent[i] = s.sendStream(ctx, t, stream, from[stream])
+			}()
+		}
+		// A resync while sending restarts both streams from the server's offsets.
+		done := make(chan struct{})
+		go func() { wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-t.resync:
+			stop()
+			<-done
+			continue
+		}
+		stop()
+		if !sent[0] || !sent[1] || s.ctx.Err() != nil {
+			return
+		}
+		select {
+		case <-t.ended:
+		case <-s.ctx.Done():
+			return
+		}
+		if !s.send(&pb.AgentMessage{Msg: &pb.AgentMessage_Finished{Finished: t.outcome()}}) {
+			return
+		}
+		select {
+		case <-t.gone:
+			return
+		case <-t.resync:
+		case <-s.ctx.Done():
+			return
+		}
+	}
+}
+
+// sendStream sends a stream from offset to its end (the process closed
+// it); it reports false when stopped first.
+func (s *session) sendStream(ctx context.Context, t *task, stream pb.LogStream, off int64) bool {
+	sp := t.spool(stream)
+	for {
+		data, eof, err := sp.Read(ctx, off, logChunk)
+		if len(data) > 0 {
+			chunk := &pb.LogChunk{JobId: t.ref.job, Attempt: int32(t.ref.attempt), Offset: off, Data: data, Stream: stream}
+			select {
+			case s.out <- &pb.AgentMessage{Msg: &pb.AgentMessage_Log{Log: chunk}}:
+			case <-ctx.Done():
+				return false
+			}
+			off += int64(len(data))
+		}
+		if eof {
+			return true
+		}
+		if err != nil {
+			return false
+		}
+	}
+}
+
+// heartbeats reports liveness and host usage every interval.
+func (s *session) heartbeats(every time.Duration) {
+	if every <= 0 {
+		every = 5 * time.Second
+	}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		hb := &pb.Heartbeat{}
+		if p, err := cpu.Percent(0, false); err == nil && len(p) == 1 {
+			hb.CpuPercent = p[0]
+		}
+		if vm, err := mem.VirtualMemory(); err == nil {
+			hb.MemoryUsedMib = int64(vm.Used >> 20)
+		}
+		if l, err := load.Avg(); err == nil {
+			hb.Load1 = l.Load1
+		}
+		for _, t := range s.a.snapshotTasks() {
+			if t.outcome() == nil {
+				hb.Running = append(hb.Running, &pb.JobRef{JobId: t.ref.job, Attempt: int32(t.ref.attempt)})
+			}
+		}
+		if !s.send(&pb.AgentMessage{Msg: &pb.AgentMessage_Heartbeat{Heartbeat: hb}}) {
+			return
+		}
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}

@@ -1,0 +1,92 @@
+package cli
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/hodei-jobs/hodei/agent"
+	"github.com/hodei-jobs/hodei/client"
+	"github.com/hodei-jobs/hodei/job"
+)
+
+// agentCommand is `hodei agent`: run the jobs a server assigns to this host.
+func agentCommand(*env) *ucli.Command {
+	return &ucli.Command{
+		Name:  "agent",
+		Usage: "run jobs on this host for a server",
+		Description: "Dials the server, registers this host with its labels and capacity, and runs each\n" +
+			"assigned job in a PTY in its own process group, streaming the output back.\n" +
+			"The worker id is kept in DATA-DIR/worker-id.",
+		Flags: []ucli.Flag{
+			&ucli.StringFlag{Name: "server", Value: client.DefaultAddr, EnvVars: []string{"HODEI_ADDR"}, Usage: "gRPC `ADDR` of the server"},
+			&ucli.StringFlag{Name: "data-dir", Value: "./hodei-agent", EnvVars: []string{"HODEI_AGENT_DIR"}, Usage: "`DIR` for the worker id, journal and spooled output"},
+			&ucli.Int64Flag{Name: "slots", Usage: "job slots this host offers (default: the number of CPUs)"},
+			&ucli.StringFlag{Name: "labels", Usage: "comma-separated `k=v,…` that job selectors match"},
+			&ucli.StringFlag{Name: "name", Usage: "`NAME` shown in 'hodei workers ls' (default: the hostname)"},
+			&ucli.Int64Flag{Name: "buffer", Value: agent.DefaultBufferLimit, Usage: "`BYTES` of unacknowledged output per job before its PTY is no longer read"},
+			&ucli.DurationFlag{Name: "kill-grace", Value: agent.DefaultKillGrace, Usage: "time between SIGTERM and SIGKILL on timeout"},
+			&ucli.StringFlag{Name: "log-level", Value: "info", Usage: "`LEVEL`: debug, info, warn or error"},
+		},
+		Action: func(c *ucli.Context) error {
+			labels, err := parseLabelList(c.String("labels"))
+			if err != nil {
+				return usagef(c, "--labels: %s", err)
+			}
+			if c.Int64("slots") < 0 {
+				return usagef(c, "--slots: %d must not be negative", c.Int64("slots"))
+			}
+			if c.Int64("buffer") < 4096 {
+				return usagef(c, "--buffer: %d must be at least 4096", c.Int64("buffer"))
+			}
+			if c.Duration("kill-grace") < 0 {
+				return usagef(c, "--kill-grace: must not be negative")
+			}
+			logger, err := newLogger(c)
+			if err != nil {
+				return err
+			}
+			a, err := agent.New(agent.Config{
+				Server: c.String("server"), DataDir: c.String("data-dir"), Name: c.String("name"),
+				Slots: c.Int64("slots"), Labels: labels, BufferLimit: c.Int64("buffer"),
+				KillGrace: c.Duration("kill-grace"), Version: Version, Logger: logger,
+			})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(c.App.Writer, "hodei: agent %s serving %s\n", a.ID(), c.String("server"))
+			if err := a.Run(c.Context); err != nil {
+				return err
+			}
+			return &exitStatus{code: exitOK}
+		},
+	}
+}
+
+// parseLabelList reads "k=v,k2=v2".
+func parseLabelList(s string) (map[string]string, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	out := make(map[string]string)
+	for _, kv := range strings.Split(s, ",") {
+		k, v, err := job.ParseLabel("labels", strings.TrimSpace(kv))
+		if err != nil {
+			return nil, fmt.Errorf("%q: want k=v pairs separated by commas", kv)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+// newLogger builds the text logger of the long-running commands.
+func newLogger(c *ucli.Context) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
+		return nil, usagef(c, "--log-level: %q is not a level; use debug, info, warn or error", c.String("log-level"))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})), nil
+}

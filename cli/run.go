@@ -1,0 +1,132 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+
+	"github.com/creack/pty"
+	ucli "github.com/urfave/cli/v2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/hodei-jobs/hodei/client"
+	hodeipb "github.com/hodei-jobs/hodei/proto"
+)
+
+// runCommand is `hodei run`: submit, stream the output live, exit with the
+// job's exit code.
+func runCommand(*env) *ucli.Command {
+	return &ucli.Command{
+		Name:      "run",
+		Usage:     "run a job and stream its output here; exit with its exit code",
+		ArgsUsage: "[--] CMD [ARG…]",
+		Description: "Submits like 'hodei submit', then writes the job's output to this terminal as it\n" +
+			"is produced (with --no-pty, its stderr to stderr) and exits with the job's exit code.\n" +
+			"A job that could not start, timed out or was cancelled exits 1 with the reason on stderr.\n" +
+			"Ctrl-C cancels the job and waits for it to end.",
+		Flags: withFlags(false, specFlags()...),
+		Action: func(c *ucli.Context) error {
+			spec, err := specFromFlags(c)
+			if err != nil {
+				return err
+			}
+			// The PTY takes the caller's terminal size when stdout is one.
+			if f, ok := c.App.Writer.(*os.File); ok && !spec.GetNoPty() {
+				if rows, cols, err := pty.Getsize(f); err == nil && rows > 0 && cols > 0 {
+					spec.Rows, spec.Cols = uint32(rows), uint32(cols)
+				}
+			}
+			return withClient(c, func(cl *client.Client) error {
+				id, err := cl.Submit(c.Context, spec)
+				if err != nil {
+					return err
+				}
+				return follow(c, cl, id, spec.GetNoPty())
+			})
+		},
+	}
+}
+
+// follow streams a job's output until it ends and maps its end to an exit
+// status. An interrupt (c.Context ending) cancels the job and keeps
+// streaming until the job has ended.
+func follow(c *ucli.Context, cl *client.Client, id string, noPTY bool) error {
+	// The streams outlive an interrupt: they end when the job does.
+	streamCtx, stopStreams := context.WithCancel(context.WithoutCancel(c.Context))
+	defer stopStreams()
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	copyStream := func(stream hodeipb.LogStream, w io.Writer) {
+		defer wg.Done()
+		err := cl.CopyLogs(streamCtx, &hodeipb.LogsRequest{Id: id, Follow: true, Stream: stream}, w)
+		if err != nil && streamCtx.Err() == nil {
+			mu.Lock()
+			errs = append(errs, err)
+			mu.Unlock()
+			stopStreams()
+		}
+	}
+	wg.Add(1)
+	go copyStream(hodeipb.LogStream_LOG_STREAM_OUTPUT, c.App.Writer)
+	if noPTY {
+		wg.Add(1)
+		go copyStream(hodeipb.LogStream_LOG_STREAM_STDERR, c.App.ErrWriter)
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	interrupted := false
+	select {
+	case <-done:
+	case <-c.Context.Done():
+		interrupted = true
+		fmt.Fprintf(c.App.ErrWriter, "hodei: cancelling job %s\n", id)
+		if _, err := cl.Cancel(streamCtx, id, "interrupted from hodei run"); err != nil && !isFailedPrecondition(err) {
+			stopStreams()
+		}
+		<-done
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	j, err := cl.Get(streamCtx, id)
+	if err != nil {
+		return err
+	}
+	return jobExit(c, j, interrupted)
+}
+
+func isFailedPrecondition(err error) bool { return status.Code(err) == codes.FailedPrecondition }
+
+// jobExit maps a finished job to the exit status of `hodei run`.
+func jobExit(c *ucli.Context, j *hodeipb.Job, interrupted bool) error {
+	switch j.GetState() {
+	case hodeipb.JobState_JOB_STATE_COMPLETED:
+		return nil
+	case hodeipb.JobState_JOB_STATE_FAILED:
+		code := int(j.GetExitCode())
+		if code <= 0 || code > 255 {
+			code = exitFailure
+		}
+		// A plain non-zero exit speaks for itself; anything else (start
+		// error, timeout, worker lost) gets its reason.
+		if j.GetReason() != fmt.Sprintf("exit code %d", j.GetExitCode()) {
+			fmt.Fprintf(c.App.ErrWriter, "hodei: job %s failed: %s\n", j.GetId(), j.GetReason())
+		}
+		return &exitStatus{code: code}
+	case hodeipb.JobState_JOB_STATE_CANCELLED:
+		fmt.Fprintf(c.App.ErrWriter, "hodei: job %s cancelled: %s\n", j.GetId(), j.GetReason())
+		if interrupted {
+			return &exitStatus{code: exitInterrupted}
+		}
+		return &exitStatus{code: exitFailure}
+	}
+	fmt.Fprintf(c.App.ErrWriter, "hodei: job %s is %s\n", j.GetId(), hodeipb.StateName(j.GetState()))
+	return &exitStatus{code: exitFailure}
+}
