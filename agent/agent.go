@@ -117,6 +117,7 @@ func New(cfg Config) (*Agent, error) {
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 	}, cfg.DialOptions...)...)
 	if err != nil {
+		jr.close()
 		return nil, fmt.Errorf("server %s: %w", cfg.Server, err)
 	}
 	a := &Agent{
@@ -126,6 +127,7 @@ func New(cfg Config) (*Agent, error) {
 	recovered, err := jr.recover()
 	if err != nil {
 		conn.Close()
+		jr.close()
 		return nil, err
 	}
 	for _, t := range recovered {
@@ -164,6 +166,7 @@ func workerID(dir string) (string, error) {
 // the next run, and returns.
 func (a *Agent) Run(ctx context.Context) error {
 	defer a.conn.Close()
+	defer a.journal.close()
 	defer a.shutdown()
 	backoff := minBackoff
 	for {
@@ -189,13 +192,12 @@ func (a *Agent) Run(ctx context.Context) error {
 // shutdown stops every live attempt and waits until their results are
 // journaled.
 func (a *Agent) shutdown() {
-	a.mu.Lock()
-	for _, t := range a.tasks {
+	for _, t := range a.snapshotTasks() {
+		<-t.ready
 		if t.att != nil {
 			t.att.Stop("agent stopping", a.cfg.KillGrace)
 		}
 	}
-	a.mu.Unlock()
 	a.watchers.Wait()
 }
 
@@ -217,23 +219,26 @@ func (a *Agent) task(r ref) *task {
 }
 
 // assign starts an attempt the server assigned, unless it already runs.
-// It returns the task, and whether it is new.
+// It returns the task, and whether it is new. Several assigns may run at
+// once: the fork and exec happen outside a.mu.
 func (a *Agent) assign(j *pb.Job) (*task, bool) {
 	r := ref{j.GetId(), int(j.GetAttempt())}
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	if t, ok := a.tasks[r]; ok {
+		a.mu.Unlock()
 		return t, false
 	}
+	t := newTask(r)
+	a.tasks[r] = t
+	a.watchers.Add(1)
+	a.mu.Unlock()
 	spec := j.GetSpec().ToSpec()
 	spec.Normalize()
 	att := startAttempt(attemptSpec{
 		JobID: r.job, Attempt: r.attempt, Argv: spec.Argv(), Env: spec.Env, SecretEnv: spec.SecretEnv,
 		Dir: spec.WorkDir, NoPTY: spec.NoPTY, Rows: uint16(spec.Rows), Cols: uint16(spec.Cols), Timeout: spec.Timeout,
 	}, attemptOptions{SpoolDir: a.journal.spoolDir, BufferLimit: a.cfg.BufferLimit, KillGrace: a.cfg.KillGrace})
-	t := newTask(r, att, att.Output(), att.Stderr())
-	a.tasks[r] = t
-	a.watchers.Add(1)
+	t.started(att, att.Output(), att.Stderr())
 	go a.watch(t)
 	return t, true
 }
@@ -244,7 +249,7 @@ func (a *Agent) watch(t *task) {
 	defer a.watchers.Done()
 	<-t.att.Done()
 	res := resultOf(t.ref, t.att.Exit(), t.out.Size(), t.errs.Size())
-	if err := errors.Join(t.out.Sync(), t.errs.Sync(), a.journal.save(res)); err != nil {
+	if err := a.journal.save(res); err != nil {
 		a.log.Error("journal result", "job", t.ref.job, "attempt", t.ref.attempt, "err", err)
 	}
 	t.finish(res)

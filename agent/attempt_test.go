@@ -17,12 +17,12 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// sh returns the argv running script with /bin/sh -c.
-func sh(script string) []string { return []string{"/bin/sh", "-c", script} }
+// shArgv returns the argv running script with /bin/sh -c.
+func shArgv(script string) []string { return []string{"/bin/sh", "-c", script} }
 
-// mustStart starts spec with a temp spool dir (unless opts names one) and
+// mustStartAttempt starts spec with a temp spool dir (unless opts names one) and
 // closes the attempt after the test.
-func mustStart(tb testing.TB, spec attemptSpec, opts attemptOptions) *attempt {
+func mustStartAttempt(tb testing.TB, spec attemptSpec, opts attemptOptions) *attempt {
 	tb.Helper()
 	if opts.SpoolDir == "" {
 		opts.SpoolDir = tb.TempDir()
@@ -42,10 +42,10 @@ func mustStart(tb testing.TB, spec attemptSpec, opts attemptOptions) *attempt {
 	return a
 }
 
-// readAll reads sp from 0 to its end, acknowledging as it goes.
-func readAll(tb testing.TB, sp *spool) []byte {
+// readSpool reads sp from 0 to its end, acknowledging as it goes.
+func readSpool(tb testing.TB, sp *spool) []byte {
 	tb.Helper()
-	ctx := testCtx(tb)
+	ctx := ctxForTest(tb)
 	var all []byte
 	for {
 		data, eof, err := sp.Read(ctx, int64(len(all)), 0)
@@ -60,8 +60,8 @@ func readAll(tb testing.TB, sp *spool) []byte {
 	}
 }
 
-// waitDone waits for the attempt to finish within d.
-func waitDone(tb testing.TB, a *attempt, d time.Duration) exit {
+// waitAttempt waits for the attempt to finish within d.
+func waitAttempt(tb testing.TB, a *attempt, d time.Duration) exit {
 	tb.Helper()
 	select {
 	case <-a.Done():
@@ -72,31 +72,33 @@ func waitDone(tb testing.TB, a *attempt, d time.Duration) exit {
 	}
 }
 
-// result is what a finished attempt produced.
-type result struct {
+// attemptResult is what a finished attempt produced.
+type attemptResult struct {
 	exit          exit
 	out, stderr   string
 	pid           int
 	startedAtTime time.Time
 }
 
-// run runs spec to the end, reading both streams, and returns the result.
-func run(tb testing.TB, spec attemptSpec, opts attemptOptions) result {
+// runAttempt runs spec to the end, reading both streams, and returns the result.
+func runAttempt(tb testing.TB, spec attemptSpec, opts attemptOptions) attemptResult {
 	tb.Helper()
-	a := mustStart(tb, spec, opts)
+	a := mustStartAttempt(tb, spec, opts)
 	errc := make(chan []byte, 1)
-	go func() { errc <- readAll(tb, a.Stderr()) }()
-	out := readAll(tb, a.Output())
+	go func() { errc <- readSpool(tb, a.Stderr()) }()
+	out := readSpool(tb, a.Output())
 	stderr := <-errc
-	e := waitDone(tb, a, 20*time.Second)
+	e := waitAttempt(tb, a, 20*time.Second)
 	pid, at, _ := a.Started()
-	return result{exit: e, out: string(out), stderr: string(stderr), pid: pid, startedAtTime: at}
+	return attemptResult{exit: e, out: string(out), stderr: string(stderr), pid: pid, startedAtTime: at}
 }
 
-// waitGroupGone waits until no process of group pgid is left.
+// waitGroupGone waits until no process of group pgid is left. Killed
+// orphans are reaped by init, which may take a moment (seconds, in some
+// containers), hence the polling.
 func waitGroupGone(tb testing.TB, pgid int) {
 	tb.Helper()
-	waitFor(tb, "process group "+strconv.Itoa(pgid)+" to be gone", func() bool {
+	pollUntil(tb, "process group "+strconv.Itoa(pgid)+" to be gone", func() bool {
 		return errors.Is(syscall.Kill(-pgid, 0), syscall.ESRCH)
 	})
 }
@@ -104,7 +106,7 @@ func waitGroupGone(tb testing.TB, pgid int) {
 // waitOutput waits until the spool's file contains s.
 func waitOutput(tb testing.TB, sp *spool, s string) {
 	tb.Helper()
-	waitFor(tb, "output "+strconv.Quote(s), func() bool {
+	pollUntil(tb, "output "+strconv.Quote(s), func() bool {
 		data, _ := os.ReadFile(sp.Path())
 		return bytes.Contains(data, []byte(s))
 	})
@@ -112,7 +114,7 @@ func waitOutput(tb testing.TB, sp *spool, s string) {
 
 func TestAttemptPTY(t *testing.T) {
 	t.Run("ExitCode", func(t *testing.T) {
-		r := run(t, attemptSpec{Argv: sh("echo hello; exit 3")}, attemptOptions{})
+		r := runAttempt(t, attemptSpec{Argv: shArgv("echo hello; exit 3")}, attemptOptions{})
 		if !strings.Contains(r.out, "hello\r\n") {
 			t.Errorf("output = %q, want hello\\r\\n in it", r.out)
 		}
@@ -127,17 +129,17 @@ func TestAttemptPTY(t *testing.T) {
 		}
 	})
 	t.Run("TTY", func(t *testing.T) {
-		r := run(t, attemptSpec{Argv: []string{"tty"}}, attemptOptions{})
+		r := runAttempt(t, attemptSpec{Argv: []string{"tty"}}, attemptOptions{})
 		if !strings.HasPrefix(r.out, "/dev/pts/") || r.exit.ExitCode != 0 || r.exit.Reason != "" {
 			t.Errorf("tty: output %q, exit %+v; want /dev/pts/N and 0", r.out, r.exit)
 		}
 	})
 	t.Run("Size", func(t *testing.T) {
-		r := run(t, attemptSpec{Argv: []string{"stty", "size"}, Rows: 30, Cols: 100}, attemptOptions{})
+		r := runAttempt(t, attemptSpec{Argv: []string{"stty", "size"}, Rows: 30, Cols: 100}, attemptOptions{})
 		if r.out != "30 100\r\n" {
 			t.Errorf("stty size = %q, want 30 100", r.out)
 		}
-		r = run(t, attemptSpec{Argv: []string{"stty", "size"}}, attemptOptions{})
+		r = runAttempt(t, attemptSpec{Argv: []string{"stty", "size"}}, attemptOptions{})
 		if r.out != "24 80\r\n" {
 			t.Errorf("default stty size = %q, want 24 80", r.out)
 		}
@@ -145,7 +147,7 @@ func TestAttemptPTY(t *testing.T) {
 }
 
 func TestAttemptPipes(t *testing.T) {
-	r := run(t, attemptSpec{Argv: sh("echo out; echo err >&2; tty || true"), NoPTY: true}, attemptOptions{})
+	r := runAttempt(t, attemptSpec{Argv: shArgv("echo out; echo err >&2; tty || true"), NoPTY: true}, attemptOptions{})
 	if r.out != "out\nnot a tty\n" || r.stderr != "err\n" {
 		t.Errorf("stdout %q, stderr %q; want \"out\\nnot a tty\\n\", \"err\\n\"", r.out, r.stderr)
 	}
@@ -155,7 +157,7 @@ func TestAttemptPipes(t *testing.T) {
 }
 
 func TestAttemptUsage(t *testing.T) {
-	r := run(t, attemptSpec{Argv: sh("i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done"), NoPTY: true}, attemptOptions{})
+	r := runAttempt(t, attemptSpec{Argv: shArgv("i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done"), NoPTY: true}, attemptOptions{})
 	if r.exit.CPUTime <= 0 || r.exit.MaxRSSKiB <= 0 {
 		t.Errorf("usage: cpu %s, max rss %d KiB; want both > 0", r.exit.CPUTime, r.exit.MaxRSSKiB)
 	}
@@ -174,7 +176,7 @@ func TestAttemptLargeOutput(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			copyPath := filepath.Join(t.TempDir(), "copy")
 			script := tc.setup + "head -c " + strconv.Itoa(size) + ` /dev/urandom | base64 | tee "$COPY"`
-			r := run(t, attemptSpec{Argv: sh(script), NoPTY: tc.noPTY, Env: map[string]string{"COPY": copyPath}}, attemptOptions{})
+			r := runAttempt(t, attemptSpec{Argv: shArgv(script), NoPTY: tc.noPTY, Env: map[string]string{"COPY": copyPath}}, attemptOptions{})
 			want, err := os.ReadFile(copyPath)
 			if err != nil {
 				t.Fatal(err)
@@ -192,14 +194,14 @@ func TestAttemptLargeOutput(t *testing.T) {
 func TestAttemptBackpressure(t *testing.T) {
 	const limit = 64 << 10
 	mark := filepath.Join(t.TempDir(), "finished")
-	a := mustStart(t, attemptSpec{
-		Argv:  sh(`head -c 1048576 /dev/zero; touch "$MARK"`),
+	a := mustStartAttempt(t, attemptSpec{
+		Argv:  shArgv(`head -c 1048576 /dev/zero; touch "$MARK"`),
 		Env:   map[string]string{"MARK": mark},
 		NoPTY: true,
 	}, attemptOptions{BufferLimit: limit})
 
 	out := a.Output()
-	waitFor(t, "the spool to fill", func() bool { return out.Size() >= limit })
+	pollUntil(t, "the spool to fill", func() bool { return out.Size() >= limit })
 	// Nobody acks: the job must stay blocked in its writes.
 	select {
 	case <-a.Done():
@@ -213,11 +215,11 @@ func TestAttemptBackpressure(t *testing.T) {
 		t.Fatal("the job got past its writes without acks")
 	}
 
-	got := readAll(t, out) // acks as it reads: the job resumes
+	got := readSpool(t, out) // acks as it reads: the job resumes
 	if len(got) != 1<<20 || bytes.ContainsFunc(got, func(r rune) bool { return r != 0 }) {
 		t.Fatalf("read %d bytes, want 1 MiB of zeros", len(got))
 	}
-	e := waitDone(t, a, 10*time.Second)
+	e := waitAttempt(t, a, 10*time.Second)
 	if e.ExitCode != 0 {
 		t.Fatalf("exit = %+v", e)
 	}
@@ -230,7 +232,7 @@ func TestAttemptBackpressure(t *testing.T) {
 // before it exits are not lost between its exit and the end of the output.
 func TestAttemptExitRightAfterWrite(t *testing.T) {
 	for i := range 50 {
-		r := run(t, attemptSpec{Argv: sh("printf %s abc"), Attempt: i + 1}, attemptOptions{})
+		r := runAttempt(t, attemptSpec{Argv: shArgv("printf %s abc"), Attempt: i + 1}, attemptOptions{})
 		if r.out != "abc" {
 			t.Fatalf("run %d: output %q, want abc", i, r.out)
 		}
@@ -265,7 +267,7 @@ func TestAttemptStartFailure(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			spoolDir := t.TempDir()
-			a := mustStart(t, tc.spec, attemptOptions{SpoolDir: spoolDir})
+			a := mustStartAttempt(t, tc.spec, attemptOptions{SpoolDir: spoolDir})
 			select {
 			case <-a.Done():
 			default:
@@ -284,7 +286,7 @@ func TestAttemptStartFailure(t *testing.T) {
 				t.Error("Started ok after a start failure")
 			}
 			for _, sp := range []*spool{a.Output(), a.Stderr()} {
-				if data, eof, err := sp.Read(testCtx(t), 0, 0); len(data) != 0 || !eof || err != nil {
+				if data, eof, err := sp.Read(ctxForTest(t), 0, 0); len(data) != 0 || !eof || err != nil {
 					t.Errorf("Read = %q, %v, %v; want empty eof", data, eof, err)
 				}
 			}
@@ -310,7 +312,7 @@ func TestAttemptStop(t *testing.T) {
 		{"Grandchild", `sleep 60 & echo ready; wait`, false, -1, "(signal: terminated)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			a := mustStart(t, attemptSpec{Argv: sh(tc.script), NoPTY: tc.noPTY}, attemptOptions{})
+			a := mustStartAttempt(t, attemptSpec{Argv: shArgv(tc.script), NoPTY: tc.noPTY}, attemptOptions{})
 			waitOutput(t, a.Output(), "ready")
 			pid, _, ok := a.Started()
 			if !ok {
@@ -318,7 +320,7 @@ func TestAttemptStop(t *testing.T) {
 			}
 			a.Stop("cancelled by test", grace)
 			a.Stop("second stop", time.Millisecond) // no effect
-			e := waitDone(t, a, grace+time.Second)
+			e := waitAttempt(t, a, grace+time.Second)
 			if e.Outcome != killed || e.ExitCode != tc.wantCode ||
 				!strings.HasPrefix(e.Reason, "cancelled by test") || !strings.Contains(e.Reason, tc.want) {
 				t.Errorf("exit = %+v, want killed, code %d, reason with %q", e, tc.wantCode, tc.want)
@@ -328,8 +330,8 @@ func TestAttemptStop(t *testing.T) {
 	}
 
 	t.Run("AfterExit", func(t *testing.T) {
-		a := mustStart(t, attemptSpec{Argv: []string{"true"}}, attemptOptions{})
-		waitDone(t, a, 10*time.Second)
+		a := mustStartAttempt(t, attemptSpec{Argv: []string{"true"}}, attemptOptions{})
+		waitAttempt(t, a, 10*time.Second)
 		a.Stop("too late", grace)
 		if e := a.Exit(); e.Outcome != exited || e.ExitCode != 0 {
 			t.Errorf("exit = %+v, want exited 0", e)
@@ -342,7 +344,7 @@ func TestAttemptStop(t *testing.T) {
 func TestAttemptLeftovers(t *testing.T) {
 	for _, noPTY := range []bool{false, true} {
 		t.Run("NoPTY="+strconv.FormatBool(noPTY), func(t *testing.T) {
-			r := run(t, attemptSpec{Argv: sh(`trap '' HUP; sleep 60 & echo bye`), NoPTY: noPTY}, attemptOptions{})
+			r := runAttempt(t, attemptSpec{Argv: shArgv(`trap '' HUP; sleep 60 & echo bye`), NoPTY: noPTY}, attemptOptions{})
 			if !strings.Contains(r.out, "bye") || r.exit.Outcome != exited || r.exit.ExitCode != 0 {
 				t.Errorf("output %q, exit %+v", r.out, r.exit)
 			}
@@ -352,8 +354,8 @@ func TestAttemptLeftovers(t *testing.T) {
 }
 
 func TestAttemptTimeout(t *testing.T) {
-	a := mustStart(t, attemptSpec{Argv: []string{"sleep", "60"}, Timeout: 300 * time.Millisecond}, attemptOptions{KillGrace: time.Second})
-	e := waitDone(t, a, 5*time.Second)
+	a := mustStartAttempt(t, attemptSpec{Argv: []string{"sleep", "60"}, Timeout: 300 * time.Millisecond}, attemptOptions{KillGrace: time.Second})
+	e := waitAttempt(t, a, 5*time.Second)
 	if e.Outcome != timedOut || e.ExitCode != -1 || !strings.Contains(e.Reason, "timed out after 300ms") {
 		t.Errorf("exit = %+v, want timedOut", e)
 	}
@@ -370,19 +372,19 @@ func TestAttemptEnv(t *testing.T) {
 	spec := attemptSpec{
 		JobID:     "01JOBID",
 		Attempt:   2,
-		Argv:      sh(script),
+		Argv:      shArgv(script),
 		Env:       map[string]string{"FOO": "bar", "HODEI_JOB_ID": "not this"},
 		SecretEnv: map[string]string{"TOKEN": "s3cret-value"},
 		Dir:       dir,
 		NoPTY:     true,
 	}
-	r := run(t, spec, attemptOptions{})
+	r := runAttempt(t, spec, attemptOptions{})
 	if want := "01JOBID 2 bar\ntoken-ok\nTOKEN=***\n" + dir + "\n"; r.out != want {
 		t.Errorf("output %q, want %q", r.out, want)
 	}
 
 	t.Run("DefaultDir", func(t *testing.T) {
-		r := run(t, attemptSpec{Argv: []string{"pwd"}, NoPTY: true}, attemptOptions{})
+		r := runAttempt(t, attemptSpec{Argv: []string{"pwd"}, NoPTY: true}, attemptOptions{})
 		if r.out != "/\n" {
 			t.Errorf("pwd = %q, want /", r.out)
 		}
@@ -390,10 +392,10 @@ func TestAttemptEnv(t *testing.T) {
 	t.Run("SecretMaskedInPTY", func(t *testing.T) {
 		// Written in two pieces so that the secret may straddle two reads.
 		spec := attemptSpec{
-			Argv:      sh(`printf 'a %s' "${T%value}"; printf '%s b' value; echo " $T"`),
+			Argv:      shArgv(`printf 'a %s' "${T%value}"; printf '%s b' value; echo " $T"`),
 			SecretEnv: map[string]string{"T": "s3cret-value", "SHORT": "ab"},
 		}
-		r := run(t, spec, attemptOptions{})
+		r := runAttempt(t, spec, attemptOptions{})
 		if r.out != "a *** b ***\r\n" {
 			t.Errorf("output %q, want the secret masked", r.out)
 		}
@@ -412,13 +414,13 @@ func TestAttemptDrainTimeout(t *testing.T) {
 	// The escaped process is in a session of its own, out of the job's group,
 	// and keeps the terminal open: the output cannot reach its end.
 	script := `setsid sh -c 'echo $$ > "$PIDFILE"; exec sleep 30' & while [ ! -s "$PIDFILE" ]; do :; done; echo hi`
-	a := mustStart(t, attemptSpec{Argv: sh(script), Env: map[string]string{"PIDFILE": pidFile}},
+	a := mustStartAttempt(t, attemptSpec{Argv: shArgv(script), Env: map[string]string{"PIDFILE": pidFile}},
 		attemptOptions{DrainTimeout: 300 * time.Millisecond})
-	e := waitDone(t, a, 5*time.Second)
+	e := waitAttempt(t, a, 5*time.Second)
 	if e.Outcome != exited || e.ExitCode != 0 || !strings.Contains(e.Reason, "output cut") {
 		t.Errorf("exit = %+v, want exited 0 and the output cut", e)
 	}
-	if out := string(readAll(t, a.Output())); out != "hi\r\n" {
+	if out := string(readSpool(t, a.Output())); out != "hi\r\n" {
 		t.Errorf("output %q, want hi", out)
 	}
 }

@@ -88,7 +88,7 @@ func BenchmarkAttemptThroughput(b *testing.B) {
 	path, size := throughputFile(b)
 	spec := attemptSpec{JobID: "bench", Attempt: 1, Argv: []string{"cat", path}}
 	opts := attemptOptions{SpoolDir: b.TempDir()}
-	ctx := testCtx(b)
+	ctx := ctxForTest(b)
 	b.SetBytes(size)
 	for b.Loop() {
 		a := startAttempt(spec, opts)

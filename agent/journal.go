@@ -1,98 +1,216 @@
 package agent
 
 import (
+	"bufio"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
+	"sync"
 
 	"google.golang.org/protobuf/proto"
 
 	pb "github.com/hodei-jobs/hodei/proto"
 )
 
+// Journal record kinds.
+const (
+	recResult    = 'R' // a JobFinished to deliver
+	recDelivered = 'D' // a JobRef whose result the server acknowledged
+)
+
 // journal keeps, in the agent's data dir, the results the server has not
-// acknowledged (journal/<job>-<attempt>.result) beside the spooled output of
-// every attempt (spool/<job>-<attempt>.out and .err), so that a result and
-// its output survive an agent restart until they are delivered. Results are
-// written atomically but not fsync'd: they must survive the agent's death,
-// which keeps the page cache; a power loss takes the agent's jobs with it
-// anyway, and the server retries those as worker lost.
+// acknowledged, beside the spooled output of every attempt
+// (spool/<job>-<attempt>.out and .err), so that a result and its output
+// survive an agent restart until they are delivered.
+//
+// It is one append-only file, journal.log, of records: a kind byte, a
+// uvarint length and a protobuf message. Replaying it gives the pending
+// results; it is rewritten with just those on open and whenever delivered
+// records outnumber them. One file, rather than a file per result, keeps
+// trivial jobs from contending on a directory. Records are not fsync'd:
+// they must survive the agent's death, which keeps the page cache; a power
+// loss takes the agent's jobs with it anyway, and the server retries those
+// as worker lost. Safe for concurrent use.
 type journal struct {
-	dir      string
+	path     string
 	spoolDir string
+
+	mu      sync.Mutex
+	f       *os.File                // guarded by mu
+	pending map[ref]*pb.JobFinished // guarded by mu
+	dead    int                     // delivered records in the file; guarded by mu
 }
 
 func openJournal(dataDir string) (*journal, error) {
-	j := &journal{dir: filepath.Join(dataDir, "journal"), spoolDir: filepath.Join(dataDir, "spool")}
-	for _, d := range []string{j.dir, j.spoolDir} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			return nil, fmt.Errorf("journal: %w", err)
-		}
+	j := &journal{path: filepath.Join(dataDir, "journal.log"), spoolDir: filepath.Join(dataDir, "spool"),
+		pending: make(map[ref]*pb.JobFinished)}
+	if err := os.MkdirAll(j.spoolDir, 0o700); err != nil {
+		return nil, fmt.Errorf("journal: %w", err)
+	}
+	if err := j.replay(); err != nil {
+		return nil, err
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if err := j.compactLocked(); err != nil {
+		return nil, err
 	}
 	return j, nil
 }
 
-func (j *journal) name(r ref) string { return r.job + "-" + strconv.Itoa(r.attempt) }
+// replay reads the file into pending. A torn last record (the agent died
+// in the middle of a write) ends the replay.
+func (j *journal) replay() error {
+	f, err := os.Open(j.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	defer f.Close()
+	r := bufio.NewReader(f)
+	for {
+		kind, err := r.ReadByte()
+		if err != nil {
+			return nil
+		}
+		n, err := binary.ReadUvarint(r)
+		if err != nil || n > 1<<20 {
+			return nil
+		}
+		b := make([]byte, n)
+		if _, err := io.ReadFull(r, b); err != nil {
+			return nil
+		}
+		switch kind {
+		case recResult:
+			res := &pb.JobFinished{}
+			if proto.Unmarshal(b, res) == nil {
+				j.pending[ref{res.GetJobId(), int(res.GetAttempt())}] = res
+			}
+		case recDelivered:
+			jr := &pb.JobRef{}
+			if proto.Unmarshal(b, jr) == nil {
+				delete(j.pending, ref{jr.GetJobId(), int(jr.GetAttempt())})
+			}
+		}
+	}
+}
+
+// compactLocked rewrites the file with the pending results only.
+func (j *journal) compactLocked() error {
+	var buf []byte
+	for _, res := range j.pending {
+		var err error
+		if buf, err = appendRecord(buf, recResult, res); err != nil {
+			return err
+		}
+	}
+	if err := writeFileAtomic(j.path, buf); err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	f, err := os.OpenFile(j.path, os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	if j.f != nil {
+		j.f.Close()
+	}
+	j.f, j.dead = f, 0
+	return nil
+}
+
+func appendRecord(buf []byte, kind byte, m proto.Message) ([]byte, error) {
+	b, err := proto.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	buf = append(buf, kind)
+	buf = binary.AppendUvarint(buf, uint64(len(b)))
+	return append(buf, b...), nil
+}
 
 // save records a result until remove.
 func (j *journal) save(res *pb.JobFinished) error {
-	b, err := proto.Marshal(res)
+	rec, err := appendRecord(nil, recResult, res)
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(j.dir, j.name(ref{res.GetJobId(), int(res.GetAttempt())})+".result"), b)
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if _, err := j.f.Write(rec); err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	j.pending[ref{res.GetJobId(), int(res.GetAttempt())}] = res
+	return nil
 }
 
 // remove forgets a delivered result.
 func (j *journal) remove(r ref) error {
-	err := os.Remove(filepath.Join(j.dir, j.name(r)+".result"))
-	if errors.Is(err, os.ErrNotExist) {
+	rec, err := appendRecord(nil, recDelivered, &pb.JobRef{JobId: r.job, Attempt: int32(r.attempt)})
+	if err != nil {
+		return err
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if _, ok := j.pending[r]; !ok {
 		return nil
 	}
+	if _, err := j.f.Write(rec); err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	delete(j.pending, r)
+	j.dead++
+	if j.dead > 1024 && j.dead > 4*len(j.pending) {
+		return j.compactLocked()
+	}
+	return nil
+}
+
+// close releases the file.
+func (j *journal) close() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.f == nil {
+		return nil
+	}
+	err := j.f.Close()
+	j.f = nil
 	return err
 }
 
-// recover returns a task for every journaled result, with its output
+func (j *journal) spoolPath(r ref, ext string) string {
+	return filepath.Join(j.spoolDir, r.job+"-"+strconv.Itoa(r.attempt)+ext)
+}
+
+// recover returns a task for every pending result, with its output
 // re-opened for sending. Spool files without a result belong to attempts
 // that died with the previous agent process: the server fails those as
 // worker lost, so their output is deleted.
 func (j *journal) recover() ([]*task, error) {
-	ents, err := os.ReadDir(j.dir)
-	if err != nil {
-		return nil, fmt.Errorf("journal: %w", err)
-	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
 	keep := map[string]bool{}
 	var tasks []*task
-	for _, e := range ents {
-		name, ok := strings.CutSuffix(e.Name(), ".result")
-		if !ok {
-			os.Remove(filepath.Join(j.dir, e.Name())) // a temp file of an interrupted save
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(j.dir, e.Name()))
-		if err != nil {
-			return nil, fmt.Errorf("journal: %w", err)
-		}
-		res := &pb.JobFinished{}
-		if err := proto.Unmarshal(b, res); err != nil {
-			return nil, fmt.Errorf("journal %s: %w", e.Name(), err)
-		}
-		r := ref{res.GetJobId(), int(res.GetAttempt())}
-		out, err := j.reopen(r, ".out")
+	for r, res := range j.pending {
+		out, err := reopenSpool(j.spoolPath(r, ".out"))
 		if err != nil {
 			return nil, err
 		}
-		errs, err := j.reopen(r, ".err")
+		errs, err := reopenSpool(j.spoolPath(r, ".err"))
 		if err != nil {
 			return nil, err
 		}
-		t := newTask(r, nil, out, errs)
+		t := newTask(r)
+		t.started(nil, out, errs)
 		t.finish(res)
 		tasks = append(tasks, t)
-		keep[name+".out"], keep[name+".err"] = true, true
+		keep[filepath.Base(j.spoolPath(r, ".out"))], keep[filepath.Base(j.spoolPath(r, ".err"))] = true, true
 	}
 	spools, err := os.ReadDir(j.spoolDir)
 	if err != nil {
@@ -106,13 +224,11 @@ func (j *journal) recover() ([]*task, error) {
 	return tasks, nil
 }
 
-// reopen opens a spool file for re-sending; a missing one is empty.
-func (j *journal) reopen(r ref, ext string) (*spool, error) {
-	path := filepath.Join(j.spoolDir, j.name(r)+ext)
+// reopenSpool opens a spool file for re-sending; a missing one (the
+// attempt wrote nothing) is empty.
+func reopenSpool(path string) (*spool, error) {
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-		if err := os.WriteFile(path, nil, 0o600); err != nil {
-			return nil, fmt.Errorf("journal: %w", err)
-		}
+		return emptySpool(), nil
 	}
 	sp, err := openSpoolForRead(path)
 	if err != nil {

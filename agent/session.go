@@ -20,11 +20,13 @@ const logChunk = 32 << 10
 // session is one Connect stream. Messages to the server go through out and
 // one sender goroutine, since a gRPC stream allows one sender at a time.
 type session struct {
-	a      *Agent
-	ctx    context.Context
-	out    chan *pb.AgentMessage
-	wg     sync.WaitGroup // the sender, heartbeats and every task's pump
-	pumped map[*task]bool // tasks with a pump in this session; receive loop only
+	a   *Agent
+	ctx context.Context
+	out chan *pb.AgentMessage
+	wg  sync.WaitGroup // the sender, heartbeats, starts and every task's pump
+
+	mu     sync.Mutex
+	pumped map[*task]bool // tasks with a pump in this session; guarded by mu
 }
 
 // session runs one stream until it breaks or ctx ends.
@@ -123,23 +125,36 @@ func (s *session) handle(msg *pb.ServerMessage) {
 	a := s.a
 	switch m := msg.GetMsg().(type) {
 	case *pb.ServerMessage_Assign:
-		t, fresh := a.assign(m.Assign.GetJob())
-		if fresh {
-			a.log.Info("job assigned", "job", t.ref.job, "attempt", t.ref.attempt)
-		}
-		s.pump(t)
+		// Starting a process takes a fork and an exec: start several at
+		// once rather than one after the other in the receive loop.
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			t, fresh := a.assign(m.Assign.GetJob())
+			if fresh {
+				a.log.Debug("job assigned", "job", t.ref.job, "attempt", t.ref.attempt)
+			}
+			s.pump(t)
+		}()
 	case *pb.ServerMessage_Cancel:
 		c := m.Cancel
 		t := a.task(ref{c.GetJobId(), int(c.GetAttempt())})
-		if t == nil || t.att == nil {
+		if t == nil {
 			return
 		}
 		grace := time.Duration(c.GetGraceMs()) * time.Millisecond
 		if grace <= 0 {
 			grace = a.cfg.KillGrace
 		}
-		a.log.Info("stopping job", "job", t.ref.job, "attempt", t.ref.attempt, "reason", c.GetReason(), "grace", grace)
-		t.att.Stop(c.GetReason(), grace)
+		s.wg.Add(1)
+		go func() { // the attempt may still be starting
+			defer s.wg.Done()
+			<-t.ready
+			if t.att != nil {
+				a.log.Info("stopping job", "job", t.ref.job, "attempt", t.ref.attempt, "reason", c.GetReason(), "grace", grace)
+				t.att.Stop(c.GetReason(), grace)
+			}
+		}()
 	case *pb.ServerMessage_Ack:
 		s.ack(m.Ack)
 	}
@@ -171,10 +186,13 @@ func (s *session) ack(ack *pb.Ack) {
 // pump starts, once per session, the goroutine that delivers a task: its
 // start, its output from what the server holds, then its result.
 func (s *session) pump(t *task) {
-	if s.pumped[t] {
+	s.mu.Lock()
+	seen := s.pumped[t]
+	s.pumped[t] = true
+	s.mu.Unlock()
+	if seen {
 		return
 	}
-	s.pumped[t] = true
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -183,6 +201,7 @@ func (s *session) pump(t *task) {
 }
 
 func (s *session) deliver(t *task) {
+	<-t.ready
 	if t.att != nil {
 		if pid, at, ok := t.att.Started(); ok {
 			if !s.send(&pb.AgentMessage{Msg: &pb.AgentMessage_Started{Started: &pb.JobStarted{

@@ -36,7 +36,7 @@ const defaultReadMax = 64 << 10
 // safe for concurrent use by any number of goroutines.
 type spool struct {
 	path string
-	f    *os.File // nil for an empty spool with no file
+	f    *os.File // nil until the first write, and for an empty spool; set under mu
 
 	mu        sync.Mutex    // guards the fields below
 	size      int64         // bytes written so far
@@ -48,14 +48,12 @@ type spool struct {
 	wake      chan struct{} // made by a waiter, closed by the next change
 }
 
-// createSpool creates (or truncates) the file at path for a new stream whose
-// unacknowledged bytes are bounded by limit (0: unbounded).
+// createSpool returns a new stream at path whose unacknowledged bytes are
+// bounded by limit (0: unbounded). The file is created (or truncated) by the
+// first write: most trivial jobs write nothing, and creating files in one
+// directory from many jobs at once is what costs them most.
 func createSpool(path string, limit int64) (*spool, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("create spool: %w", err)
-	}
-	return &spool{path: path, f: f, limit: limit}, nil
+	return &spool{path: path, limit: limit}, nil
 }
 
 // openSpoolForRead returns a closed spool over an existing file, for sending
@@ -109,9 +107,10 @@ func (s *spool) Read(ctx context.Context, from int64, maxBytes int) (data []byte
 		case from < s.size:
 			n := min(int64(maxBytes), s.size-from)
 			eof = s.closed && s.werr == nil && from+n == s.size
+			f := s.f // set: size > 0
 			s.mu.Unlock()
 			data = make([]byte, n)
-			if _, err := s.f.ReadAt(data, from); err != nil {
+			if _, err := f.ReadAt(data, from); err != nil {
 				return nil, false, fmt.Errorf("read spool: %w", err)
 			}
 			return data, eof, nil
@@ -166,17 +165,6 @@ func (s *spool) Closed() bool {
 	return s.closed
 }
 
-// Sync flushes the file to disk. The writer does not sync each write; this
-// is for the end, before the attempt's result is journaled.
-func (s *spool) Sync() error {
-	if s.f == nil {
-		return nil
-	}
-	if err := s.f.Sync(); err != nil {
-		return fmt.Errorf("sync spool: %w", err)
-	}
-	return nil
-}
 
 // Close releases the spool and removes its file: call it once the server has
 // stored everything (or the output is abandoned). A writer blocked on the
@@ -189,11 +177,12 @@ func (s *spool) Close() error {
 	}
 	s.discarded = true
 	s.notifyLocked()
+	f := s.f
 	s.mu.Unlock()
-	if s.f == nil {
+	if f == nil {
 		return nil
 	}
-	err := s.f.Close()
+	err := f.Close()
 	if rerr := os.Remove(s.path); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
 		err = errors.Join(err, rerr)
 	}
@@ -227,11 +216,22 @@ func (s *spool) write(p []byte) error {
 		if s.limit > 0 {
 			n = int(min(int64(n), s.limit-(s.size-s.acked)))
 		}
+		if s.f == nil {
+			f, err := os.OpenFile(s.path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+			if err != nil {
+				s.werr = fmt.Errorf("create spool: %w", err)
+				s.notifyLocked()
+				s.mu.Unlock()
+				return s.werr
+			}
+			s.f = f
+		}
+		f := s.f
 		s.mu.Unlock()
 
 		// The file write happens outside the lock: readers use ReadAt
 		// below size, which this write does not touch.
-		m, err := s.f.Write(p[:n])
+		m, err := f.Write(p[:n])
 		if err == nil && m < n {
 			err = io.ErrShortWrite
 		}

@@ -20,16 +20,16 @@ func mustSpool(tb testing.TB, limit int64) *spool {
 	return sp
 }
 
-// testCtx returns a context that ends with the test or after a deadline
+// ctxForTest returns a context that ends with the test or after a deadline
 // long enough for anything a test waits for.
-func testCtx(tb testing.TB) context.Context {
+func ctxForTest(tb testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	tb.Cleanup(cancel)
 	return ctx
 }
 
-// waitFor polls cond until it holds or a deadline passes.
-func waitFor(tb testing.TB, what string, cond func() bool) {
+// pollUntil polls cond until it holds or a deadline passes.
+func pollUntil(tb testing.TB, what string, cond func() bool) {
 	tb.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {
@@ -41,7 +41,7 @@ func waitFor(tb testing.TB, what string, cond func() bool) {
 }
 
 func TestSpoolRead(t *testing.T) {
-	ctx := testCtx(t)
+	ctx := ctxForTest(t)
 	sp := mustSpool(t, 0)
 	if err := sp.write([]byte("hello ")); err != nil {
 		t.Fatal(err)
@@ -113,11 +113,6 @@ func TestSpoolRead(t *testing.T) {
 			t.Fatalf("Read acked bytes = %q, %v (acked %d)", data, err, sp.Acked())
 		}
 	})
-	t.Run("Sync", func(t *testing.T) {
-		if err := sp.Sync(); err != nil {
-			t.Fatal(err)
-		}
-	})
 }
 
 func TestSpoolBackpressure(t *testing.T) {
@@ -126,16 +121,16 @@ func TestSpoolBackpressure(t *testing.T) {
 	wrote := make(chan error, 1)
 	go func() { wrote <- sp.write([]byte("0123456789abcdefghijklmno")) }()
 
-	waitFor(t, "the writer to fill the spool", func() bool { return sp.Size() == limit })
+	pollUntil(t, "the writer to fill the spool", func() bool { return sp.Size() == limit })
 	select {
 	case err := <-wrote:
 		t.Fatalf("write returned %v with the spool full", err)
 	default:
 	}
 	sp.Ack(4)
-	waitFor(t, "room to be used", func() bool { return sp.Size() == 14 })
+	pollUntil(t, "room to be used", func() bool { return sp.Size() == 14 })
 	sp.Ack(14)
-	waitFor(t, "room to be used", func() bool { return sp.Size() == 24 })
+	pollUntil(t, "room to be used", func() bool { return sp.Size() == 24 })
 	sp.Ack(24)
 	if err := <-wrote; err != nil {
 		t.Fatal(err)
@@ -143,14 +138,14 @@ func TestSpoolBackpressure(t *testing.T) {
 	if sp.Size() != 25 {
 		t.Fatalf("Size = %d, want 25", sp.Size())
 	}
-	data, _, _ := sp.Read(testCtx(t), 0, 100)
+	data, _, _ := sp.Read(ctxForTest(t), 0, 100)
 	if string(data) != "0123456789abcdefghijklmno" {
 		t.Fatalf("Read = %q", data)
 	}
 
 	t.Run("Unlimit", func(t *testing.T) {
 		go func() { wrote <- sp.write(make([]byte, 100)) }()
-		waitFor(t, "the writer to block", func() bool { return sp.Size() == 34 })
+		pollUntil(t, "the writer to block", func() bool { return sp.Size() == 34 })
 		sp.unlimit()
 		if err := <-wrote; err != nil || sp.Size() != 125 {
 			t.Fatalf("write after unlimit = %v, Size %d; want nil, 125", err, sp.Size())
@@ -162,7 +157,7 @@ func TestSpoolClose(t *testing.T) {
 	sp := mustSpool(t, 4)
 	wrote := make(chan error, 1)
 	go func() { wrote <- sp.write([]byte("more than four")) }()
-	waitFor(t, "the writer to block", func() bool { return sp.Size() == 4 })
+	pollUntil(t, "the writer to block", func() bool { return sp.Size() == 4 })
 
 	if err := sp.Close(); err != nil {
 		t.Fatal(err)
@@ -173,7 +168,7 @@ func TestSpoolClose(t *testing.T) {
 	if _, err := os.Stat(sp.Path()); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("spool file after Close: %v, want it removed", err)
 	}
-	if _, _, err := sp.Read(testCtx(t), 0, 0); !errors.Is(err, errSpoolClosed) {
+	if _, _, err := sp.Read(ctxForTest(t), 0, 0); !errors.Is(err, errSpoolClosed) {
 		t.Fatalf("Read after Close = %v, want errSpoolClosed", err)
 	}
 	if err := sp.Close(); err != nil {
@@ -182,7 +177,7 @@ func TestSpoolClose(t *testing.T) {
 }
 
 func TestOpenSpoolForRead(t *testing.T) {
-	ctx := testCtx(t)
+	ctx := ctxForTest(t)
 	path := filepath.Join(t.TempDir(), "job-2.out")
 	if err := os.WriteFile(path, []byte("left from before"), 0o600); err != nil {
 		t.Fatal(err)
@@ -214,8 +209,8 @@ func TestOpenSpoolForRead(t *testing.T) {
 
 func TestEmptySpool(t *testing.T) {
 	sp := emptySpool()
-	data, eof, err := sp.Read(testCtx(t), 0, 0)
-	if len(data) != 0 || !eof || err != nil || sp.Size() != 0 || sp.Sync() != nil || sp.Path() != "" {
+	data, eof, err := sp.Read(ctxForTest(t), 0, 0)
+	if len(data) != 0 || !eof || err != nil || sp.Size() != 0 || sp.Path() != "" {
 		t.Fatalf("Read = %q, %v, %v; want empty eof", data, eof, err)
 	}
 	if err := sp.Close(); err != nil {

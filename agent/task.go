@@ -10,9 +10,12 @@ import (
 // server has not acknowledged yet (possibly recovered from the journal after
 // a restart, then att is nil).
 type task struct {
-	ref       ref
+	ref ref
+	// att, out and errs are set once, before ready is closed; read them
+	// only after <-ready.
 	att       *attempt
 	out, errs *spool
+	ready     chan struct{}
 
 	mu     sync.Mutex
 	result *pb.JobFinished // nil while the attempt runs
@@ -22,9 +25,17 @@ type task struct {
 	resync chan struct{}   // the server lacks bytes the sender thought delivered
 }
 
-func newTask(r ref, att *attempt, out, errs *spool) *task {
-	return &task{ref: r, att: att, out: out, errs: errs,
+// newTask returns a task whose attempt is still to be set with started.
+func newTask(r ref) *task {
+	return &task{ref: r, ready: make(chan struct{}),
 		ended: make(chan struct{}), gone: make(chan struct{}), resync: make(chan struct{}, 1)}
+}
+
+// started sets the task's attempt (nil for one recovered from the journal)
+// and its output, and makes them visible.
+func (t *task) started(att *attempt, out, errs *spool) {
+	t.att, t.out, t.errs = att, out, errs
+	close(t.ready)
 }
 
 // finish records the attempt's result.

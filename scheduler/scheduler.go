@@ -46,13 +46,13 @@ type Observer interface {
 type Config struct {
 	Store      Store
 	Dispatcher Dispatcher
-	Observer   Observer         // nil: none
+	Observer   Observer // nil: none
 	// OnChange is called with every published job version, after the
 	// commit; it must not block. nil: none.
-	OnChange func(*job.Job)
-	Now        func() time.Time // default time.Now
-	Logger     *slog.Logger     // default: discard
-	Placement  Placement        // default BinPack
+	OnChange  func(*job.Job)
+	Now       func() time.Time // default time.Now
+	Logger    *slog.Logger     // default: discard
+	Placement Placement        // default BinPack
 	// Heartbeat is the interval agents are told to heartbeat at; default 5 s.
 	Heartbeat time.Duration
 	// Lease is how long a worker may stay silent before it is DOWN and its

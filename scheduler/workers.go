@@ -60,8 +60,8 @@ type Hello struct {
 
 // Reconcile is what the server must send an agent that just said Hello.
 type Reconcile struct {
-	Assign []*job.Job     // assigned to it but not known to be running there
-	Cancel []CancelOrder  // running there but no longer wanted
+	Assign []*job.Job    // assigned to it but not known to be running there
+	Cancel []CancelOrder // running there but no longer wanted
 }
 
 // WorkerHello registers a connected agent (storing its record when new or

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/puzpuzpuz/xsync/v3"
@@ -26,6 +27,37 @@ type agentConn struct {
 	workerID string
 	send     chan *pb.ServerMessage
 	cancel   context.CancelCauseFunc
+
+	// Reports that wait for a commit (start, result) run beside the
+	// receive loop, so that one agent's jobs share commits instead of
+	// queueing behind each other; last chains the reports of one job so
+	// they still apply in the order the agent sent them.
+	mu   sync.Mutex
+	last map[string]chan struct{} // job id → done of its latest report; guarded by mu
+}
+
+// report runs fn in its own goroutine after the previous report of the
+// same job has been applied. wg tracks the goroutine.
+func (c *agentConn) report(wg *sync.WaitGroup, jobID string, fn func()) {
+	done := make(chan struct{})
+	c.mu.Lock()
+	prev := c.last[jobID]
+	c.last[jobID] = done
+	c.mu.Unlock()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(done)
+		if prev != nil {
+			<-prev
+		}
+		fn()
+		c.mu.Lock()
+		if c.last[jobID] == done {
+			delete(c.last, jobID)
+		}
+		c.mu.Unlock()
+	}()
 }
 
 // enqueue queues msg without blocking; a full queue ends the connection.
@@ -62,7 +94,9 @@ func cancelMsg(o scheduler.CancelOrder) *pb.ServerMessage {
 	}}}
 }
 
-func ackMsg(a *pb.Ack) *pb.ServerMessage { return &pb.ServerMessage{Msg: &pb.ServerMessage_Ack{Ack: a}} }
+func ackMsg(a *pb.Ack) *pb.ServerMessage {
+	return &pb.ServerMessage{Msg: &pb.ServerMessage_Ack{Ack: a}}
+}
 
 // agentService implements AgentService.Connect.
 type agentService struct {
@@ -87,7 +121,8 @@ func (a *agentService) Connect(stream pb.AgentService_ConnectServer) error {
 	}
 	ctx, cancel := context.WithCancelCause(stream.Context())
 	defer cancel(nil)
-	conn := &agentConn{workerID: w.ID, send: make(chan *pb.ServerMessage, sendQueue), cancel: cancel}
+	conn := &agentConn{workerID: w.ID, send: make(chan *pb.ServerMessage, sendQueue), cancel: cancel,
+		last: make(map[string]chan struct{})}
 	log := s.log.With("worker", w.ID)
 
 	cfg := s.sched.Config()
@@ -170,29 +205,41 @@ func (s *Server) handleAgent(ctx context.Context, conn *agentConn, msg *pb.Agent
 		s.sched.Heartbeat(conn.workerID, scheduler.Stats{CPUPercent: hb.GetCpuPercent(), MemoryUsedMiB: hb.GetMemoryUsedMib(), Load1: hb.GetLoad1()})
 	case *pb.AgentMessage_Started:
 		st := m.Started
-		at := time.Unix(0, st.GetStartedUnixNano()).UTC()
-		if st.GetStartedUnixNano() == 0 {
-			at = s.now()
-		}
-		ref := scheduler.Ref{JobID: st.GetJobId(), Attempt: int(st.GetAttempt())}
-		if err := s.sched.JobStarted(ctx, conn.workerID, ref, at); err != nil {
-			if !errors.Is(err, job.ErrConflict) && !errors.Is(err, job.ErrNotFound) {
-				return err
-			}
-			// A start the server no longer wants: stop it.
-			s.log.Info("stale start rejected", "worker", conn.workerID, "job", ref.JobID, "attempt", ref.Attempt, "err", err)
-			conn.enqueue(cancelMsg(scheduler.CancelOrder{JobID: ref.JobID, Attempt: ref.Attempt, Grace: s.sched.Config().KillGrace, Reason: "stale attempt"}))
-		}
+		conn.report(&s.wg, st.GetJobId(), func() { s.started(ctx, conn, st) })
 	case *pb.AgentMessage_Log:
+		// Appends stay in the receive loop: they are ordered by offset and
+		// a job's result is handled only after all chunks before it.
 		conn.enqueue(ackMsg(s.appendLog(m.Log)))
 	case *pb.AgentMessage_Finished:
-		conn.enqueue(ackMsg(s.finished(ctx, conn.workerID, m.Finished)))
+		f := m.Finished
+		conn.report(&s.wg, f.GetJobId(), func() { conn.enqueue(ackMsg(s.finished(ctx, conn.workerID, f))) })
 	case *pb.AgentMessage_Hello:
 		return invalid("hello", "sent twice on one stream")
 	default:
 		return invalid("msg", "unknown agent message")
 	}
 	return nil
+}
+
+// started records that an attempt started; a start the server no longer
+// wants is stopped.
+func (s *Server) started(ctx context.Context, conn *agentConn, st *pb.JobStarted) {
+	at := time.Unix(0, st.GetStartedUnixNano()).UTC()
+	if st.GetStartedUnixNano() == 0 {
+		at = s.now()
+	}
+	ref := scheduler.Ref{JobID: st.GetJobId(), Attempt: int(st.GetAttempt())}
+	err := s.sched.JobStarted(ctx, conn.workerID, ref, at)
+	switch {
+	case err == nil:
+	case errors.Is(err, job.ErrConflict), errors.Is(err, job.ErrNotFound):
+		s.log.Info("stale start rejected", "worker", conn.workerID, "job", ref.JobID, "attempt", ref.Attempt, "err", err)
+		conn.enqueue(cancelMsg(scheduler.CancelOrder{JobID: ref.JobID, Attempt: ref.Attempt, Grace: s.sched.Config().KillGrace, Reason: "stale attempt"}))
+	default:
+		// Not recorded (the store failed or is closing): the agent
+		// reports the start again after it reconnects.
+		conn.cancel(fmt.Errorf("record start of %s: %w", ref.JobID, err))
+	}
 }
 
 // appendLog stores one chunk and acknowledges how much of the log is held.
@@ -239,7 +286,7 @@ func (s *Server) finished(ctx context.Context, workerID string, f *pb.JobFinishe
 			size, f.GetLogSize(), errSize, f.GetStderrSize())
 		return ack
 	}
-	if err := errors.Join(s.logs.Sync(id, attempt), syncIfAny(s.errs, id, attempt, errSize)); err != nil {
+	if err := errors.Join(syncIfAny(s.logs, id, attempt, size), syncIfAny(s.errs, id, attempt, errSize)); err != nil {
 		ack.Error = err.Error()
 		return ack
 	}
@@ -267,7 +314,7 @@ func (s *Server) finished(ctx context.Context, workerID string, f *pb.JobFinishe
 	return ack
 }
 
-// syncIfAny makes a stderr log durable when the attempt wrote one.
+// syncIfAny makes a log durable when the attempt wrote one.
 func syncIfAny(l *store.Logs, id string, attempt int, size int64) error {
 	if size == 0 {
 		return nil

@@ -27,7 +27,7 @@ const maxOpenLogs = 128
 type Logs struct {
 	dir     string
 	suffix  string // file name suffix: ".log" or ".stderr"
-	maxOpen int // idle handles kept; maxOpenLogs outside tests
+	maxOpen int    // idle handles kept; maxOpenLogs outside tests
 
 	mu    sync.Mutex // guards files, clock and each logFile's refs, lastUse, drop
 	files map[logKey]*logFile

@@ -1,0 +1,212 @@
+package agent_test
+
+import (
+	"context"
+	"io"
+	"os/exec"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/creack/pty"
+
+	"github.com/hodei-jobs/hodei/agent"
+	"github.com/hodei-jobs/hodei/client"
+	pb "github.com/hodei-jobs/hodei/proto"
+	"github.com/hodei-jobs/hodei/server"
+)
+
+// benchCluster is a real server (fsync on) and one agent with the given
+// slots in this process, talking gRPC over loopback.
+type benchCluster struct {
+	cl    *client.Client
+	srv   *server.Server
+	stop  func()
+	watch pb.JobService_WatchClient
+}
+
+func startCluster(b *testing.B, slots int64) *benchCluster {
+	b.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	srv, err := server.New(ctx, server.Config{DataDir: b.TempDir(), GRPCAddr: "127.0.0.1:0", HTTPAddr: "-"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := srv.Listen(); err != nil {
+		b.Fatal(err)
+	}
+	ag, err := agent.New(agent.Config{Server: srv.GRPCAddr(), DataDir: b.TempDir(), Slots: slots, Name: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); srv.Serve(ctx) }()
+	go func() { defer wg.Done(); ag.Run(ctx) }()
+	cl, err := client.Dial(ctx, srv.GRPCAddr())
+	if err != nil {
+		b.Fatal(err)
+	}
+	watch, err := cl.Watch(ctx, &pb.WatchRequest{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := &benchCluster{cl: cl, srv: srv, watch: watch, stop: func() { cl.Close(); cancel(); wg.Wait() }}
+	// Wait for the agent: a first job runs once it is connected.
+	c.run(b, 1)
+	return c
+}
+
+var trueSpec = &pb.JobSpec{Command: []string{"/bin/true"}}
+
+// run submits n trivial jobs from 16 goroutines and waits until all of them
+// are COMPLETED, counting ends on the watch stream.
+func (c *benchCluster) run(b *testing.B, n int) {
+	b.Helper()
+	var left atomic.Int64
+	left.Store(int64(n))
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for left.Add(-1) >= 0 {
+				if _, err := c.cl.Submit(context.Background(), trueSpec); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	for done := 0; done < n; {
+		ev, err := c.watch.Recv()
+		if err != nil {
+			b.Fatal(err)
+		}
+		switch ev.GetJob().GetState() {
+		case pb.JobState_JOB_STATE_COMPLETED:
+			done++
+		case pb.JobState_JOB_STATE_FAILED, pb.JobState_JOB_STATE_CANCELLED:
+			b.Fatalf("job %s: %s", ev.GetJob().GetState(), ev.GetJob().GetReason())
+		}
+	}
+	wg.Wait()
+}
+
+// BenchmarkTrivialJobs is end-to-end throughput: /bin/true in a PTY, from
+// submit to COMPLETED recorded durably, one agent with 64 slots. Compare
+// with BenchmarkPTYSpawnParallel, the rate at which this machine can start
+// /bin/true in a fresh PTY and reap it at all.
+func BenchmarkTrivialJobs(b *testing.B) {
+	c := startCluster(b, 64)
+	defer c.stop()
+	b.ResetTimer()
+	c.run(b, b.N)
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "jobs/s")
+	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkPTYSpawnParallel starts /bin/true in a fresh PTY and reaps it,
+// 64 at a time: the limit for BenchmarkTrivialJobs.
+func BenchmarkPTYSpawnParallel(b *testing.B) {
+	b.SetParallelism(32) // × GOMAXPROCS goroutines: 64 on two cores
+	ws := &pty.Winsize{Rows: 24, Cols: 80}
+	b.RunParallel(func(p *testing.PB) {
+		for p.Next() {
+			cmd := exec.Command("/bin/true")
+			f, err := pty.StartWithSize(cmd, ws)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			io.Copy(io.Discard, f) // until EIO
+			cmd.Wait()
+			f.Close()
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "starts/s")
+	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkJobLatency submits one trivial job at a time on an idle cluster
+// and measures, from the watch stream, the time from submit to RUNNING and
+// to COMPLETED.
+func BenchmarkJobLatency(b *testing.B) {
+	c := startCluster(b, 4)
+	defer c.stop()
+	toRunning := make([]time.Duration, 0, b.N)
+	toDone := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for range b.N {
+		start := time.Now()
+		id, err := c.cl.Submit(context.Background(), trueSpec)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for {
+			ev, err := c.watch.Recv()
+			if err != nil {
+				b.Fatal(err)
+			}
+			if ev.GetJob().GetId() != id {
+				continue
+			}
+			switch ev.GetJob().GetState() {
+			case pb.JobState_JOB_STATE_RUNNING:
+				toRunning = append(toRunning, time.Since(start))
+				continue
+			case pb.JobState_JOB_STATE_COMPLETED:
+				toDone = append(toDone, time.Since(start))
+			default:
+				continue
+			}
+			break
+		}
+	}
+	b.StopTimer()
+	report := func(d []time.Duration, name string) {
+		if len(d) == 0 {
+			return
+		}
+		slices.Sort(d)
+		b.ReportMetric(float64(d[len(d)/2].Nanoseconds()), name+"-p50-ns")
+		b.ReportMetric(float64(d[len(d)*99/100].Nanoseconds()), name+"-p99-ns")
+	}
+	report(toRunning, "running")
+	report(toDone, "completed")
+	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkJobLogThroughput runs one job that writes 256 MiB to its PTY as
+// fast as it can and measures the MB/s that reach the stored log (the job
+// is COMPLETED only once every byte is stored). Compare with
+// BenchmarkPTYThroughput, cat of the same bytes into a PTY that nothing
+// forwards.
+func BenchmarkJobLogThroughput(b *testing.B) {
+	c := startCluster(b, 4)
+	defer c.stop()
+	const size = 256 << 20
+	spec := &pb.JobSpec{Script: "head -c 268435456 /dev/zero"}
+	b.SetBytes(size)
+	b.ResetTimer()
+	for range b.N {
+		id, err := c.cl.Submit(context.Background(), spec)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for {
+			ev, err := c.watch.Recv()
+			if err != nil {
+				b.Fatal(err)
+			}
+			if ev.GetJob().GetId() == id && ev.GetJob().GetState() == pb.JobState_JOB_STATE_COMPLETED {
+				break
+			}
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(size)*float64(b.N)/b.Elapsed().Seconds()/1e6, "MB/s")
+}
