@@ -6,7 +6,6 @@ GOBIN := $(shell $(GO) env GOPATH)/bin
 # Core packages run under the race detector; the rest (CLI, end-to-end
 # tests that drive the real binary) run without it to stay fast.
 CORE := ./job/... ./scheduler/... ./wfq/... ./quota/... ./store/... ./server/... ./agent/... ./client/...
-BENCH_PKGS := ./store ./scheduler ./server ./agent
 
 .PHONY: build test bench proto proto-check run clean
 
@@ -24,6 +23,10 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchtime 20000x ./store | tee bench.txt
 	$(GO) test -run '^$$' -bench . -benchtime 20x ./scheduler | tee -a bench.txt
 	$(GO) test -run '^$$' -bench . -benchtime 20000x ./server | tee -a bench.txt
+	$(GO) test -run '^$$' -bench 'TrivialJobs|PTYSpawn|AttemptTrue' -benchtime 2000x ./agent | tee -a bench.txt
+	$(GO) test -run '^$$' -bench 'JobLatency' -benchtime 200x ./agent | tee -a bench.txt
+	$(GO) test -run '^$$' -bench 'Throughput' -benchtime 5x ./agent | tee -a bench.txt
+	$(GO) test -run '^$$' -bench 'Masker' ./agent | tee -a bench.txt
 
 proto:
 	$(GO) install $(PROTOC_GEN_GO)

@@ -148,6 +148,27 @@ func (j *Job) RetryDelay() time.Duration {
 	return min(d, MaxBackoff)
 }
 
+// MaxIDLen bounds job and worker ids in the store.
+const MaxIDLen = 256
+
+// CheckNew checks jobs about to be inserted: each must have an id and be
+// Pending on its first attempt.
+func CheckNew(jobs []*Job) error {
+	for _, j := range jobs {
+		switch {
+		case j == nil:
+			return Invalid("job", "must not be nil")
+		case j.ID == "" || len(j.ID) > MaxIDLen:
+			return Invalid("id", "%q must be 1 to %d bytes", j.ID, MaxIDLen)
+		case j.State != Pending:
+			return Invalid("state", "job %s: a new job must be PENDING, not %s", j.ID, j.State)
+		case j.Attempt != 1:
+			return Invalid("attempt", "job %s: a new job must have attempt 1, not %d", j.ID, j.Attempt)
+		}
+	}
+	return nil
+}
+
 // Expect is the compare-and-swap key of a transition: the state and attempt
 // the writer read. A write whose Expect no longer matches fails with
 // ErrConflict.

@@ -1,7 +1,10 @@
 package hodeipb
 
 import (
+	"fmt"
 	"time"
+
+	"google.golang.org/protobuf/proto"
 
 	"github.com/hodei-jobs/hodei/job"
 )
@@ -199,4 +202,27 @@ func (w *Worker) ToWorker() *job.Worker {
 		Version:  w.GetVersion(),
 		Drained:  w.GetState() == WorkerState_WORKER_STATE_DRAINING,
 	}
+}
+
+// MarshalJob encodes a job as the store keeps it, with the given version
+// (0 leaves it out). It fails only on strings that are not valid UTF-8,
+// which protobuf refuses; the error wraps job.ErrInvalid.
+func MarshalJob(j *job.Job, version uint64) ([]byte, error) {
+	p := FromJob(j)
+	p.Version = version
+	b, err := proto.Marshal(p)
+	if err != nil {
+		return nil, fmt.Errorf("encode job %s: %w: %w", j.ID, job.ErrInvalid, err)
+	}
+	return b, nil
+}
+
+// UnmarshalJob decodes a job MarshalJob encoded. It copies what it keeps,
+// so b may be memory that is reused afterwards.
+func UnmarshalJob(b []byte) (*job.Job, error) {
+	var p Job
+	if err := proto.Unmarshal(b, &p); err != nil {
+		return nil, fmt.Errorf("decode job: %w", err)
+	}
+	return p.ToJob(), nil
 }

@@ -33,18 +33,11 @@ func jobField(name string) protowire.Number {
 	return fd.Number()
 }
 
-// encodeJob marshals j with the given version (0 leaves it out). It fails
-// only on strings that are not valid UTF-8, which protobuf refuses; the
-// error wraps job.ErrInvalid.
-func encodeJob(j *job.Job, version uint64) ([]byte, error) {
-	pb := hodeipb.FromJob(j)
-	pb.Version = version
-	b, err := proto.Marshal(pb)
-	if err != nil {
-		return nil, fmt.Errorf("encode job %s: %w: %w", j.ID, job.ErrInvalid, err)
-	}
-	return b, nil
-}
+// encodeJob and decodeJob are the stored form of a job: its wire message.
+var (
+	encodeJob = hodeipb.MarshalJob
+	decodeJob = hodeipb.UnmarshalJob
+)
 
 // withVersion returns enc (a job encoded without a version) followed by the
 // version field. It appends to enc when there is room: enc must be owned by
@@ -52,16 +45,6 @@ func encodeJob(j *job.Job, version uint64) ([]byte, error) {
 func withVersion(enc []byte, version uint64) []byte {
 	b := protowire.AppendTag(enc, fieldVersion, protowire.VarintType)
 	return protowire.AppendVarint(b, version)
-}
-
-// decodeJob decodes a stored job. proto.Unmarshal copies what it keeps, so b
-// may be bbolt memory that dies with its transaction.
-func decodeJob(b []byte) (*job.Job, error) {
-	var pb hodeipb.Job
-	if err := proto.Unmarshal(b, &pb); err != nil {
-		return nil, fmt.Errorf("decode job: %w", err)
-	}
-	return pb.ToJob(), nil
 }
 
 func encodeWorker(w *job.Worker) ([]byte, error) {

@@ -11,28 +11,8 @@ import (
 	"github.com/hodei-jobs/hodei/job"
 )
 
-// maxIDLen bounds job and worker ids, far below bbolt's key limit.
-const maxIDLen = 256
-
 // scanChunk is how many jobs Scan reads per read transaction.
 const scanChunk = 256
-
-// checkNew validates the jobs of an Insert before they are queued.
-func checkNew(jobs []*job.Job) error {
-	for _, j := range jobs {
-		switch {
-		case j == nil:
-			return job.Invalid("job", "must not be nil")
-		case j.ID == "" || len(j.ID) > maxIDLen:
-			return job.Invalid("id", "%q must be 1 to %d bytes", j.ID, maxIDLen)
-		case j.State != job.Pending:
-			return job.Invalid("state", "job %s: a new job must be PENDING, not %s", j.ID, j.State)
-		case j.Attempt != 1:
-			return job.Invalid("attempt", "job %s: a new job must have attempt 1, not %d", j.ID, j.Attempt)
-		}
-	}
-	return nil
-}
 
 // Insert stores new jobs, all or none, in one commit, and sets their Version
 // to 1 once it is durable. See scheduler.Store for the rules; a job that is
@@ -41,7 +21,7 @@ func (db *DB) Insert(ctx context.Context, jobs []*job.Job) error {
 	if len(jobs) == 0 {
 		return nil
 	}
-	if err := checkNew(jobs); err != nil {
+	if err := job.CheckNew(jobs); err != nil {
 		return err
 	}
 	encs := make([][]byte, len(jobs))
@@ -348,8 +328,8 @@ func (db *DB) DeleteFinished(ctx context.Context, before time.Time, limit int) (
 
 // PutWorker stores (creates or replaces) a worker record, keyed by its id.
 func (db *DB) PutWorker(ctx context.Context, w *job.Worker) error {
-	if w == nil || w.ID == "" || len(w.ID) > maxIDLen {
-		return job.Invalid("worker_id", "must be 1 to %d bytes", maxIDLen)
+	if w == nil || w.ID == "" || len(w.ID) > job.MaxIDLen {
+		return job.Invalid("worker_id", "must be 1 to %d bytes", job.MaxIDLen)
 	}
 	enc, err := encodeWorker(w)
 	if err != nil {

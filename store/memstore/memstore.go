@@ -14,9 +14,6 @@ import (
 	hodeipb "github.com/hodei-jobs/hodei/proto"
 )
 
-// maxIDLen bounds job and worker ids, as in the bbolt store.
-const maxIDLen = 256
-
 // Store is the in-memory store. The zero value is not usable: call New.
 // Every method is safe for concurrent use.
 type Store struct {
@@ -40,18 +37,6 @@ func (s *Store) SetWriteError(err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.writeErr = err
-}
-
-// encode encodes a job the way the bbolt store stores it. Like the bbolt
-// store it fails, wrapping job.ErrInvalid, on strings that are not UTF-8.
-func encode(j *job.Job, version uint64) ([]byte, error) {
-	pb := hodeipb.FromJob(j)
-	pb.Version = version
-	b, err := proto.Marshal(pb)
-	if err != nil {
-		return nil, fmt.Errorf("encode job %s: %w: %w", j.ID, job.ErrInvalid, err)
-	}
-	return b, nil
 }
 
 // setVersion re-encodes enc with another version.
@@ -83,22 +68,13 @@ func (s *Store) Insert(ctx context.Context, jobs []*job.Job) error {
 	if len(jobs) == 0 {
 		return nil
 	}
-	for _, j := range jobs {
-		switch {
-		case j == nil:
-			return job.Invalid("job", "must not be nil")
-		case j.ID == "" || len(j.ID) > maxIDLen:
-			return job.Invalid("id", "%q must be 1 to %d bytes", j.ID, maxIDLen)
-		case j.State != job.Pending:
-			return job.Invalid("state", "job %s: a new job must be PENDING, not %s", j.ID, j.State)
-		case j.Attempt != 1:
-			return job.Invalid("attempt", "job %s: a new job must have attempt 1, not %d", j.ID, j.Attempt)
-		}
+	if err := job.CheckNew(jobs); err != nil {
+		return err
 	}
 	encs := make([][]byte, len(jobs))
 	for i, j := range jobs {
 		var err error
-		if encs[i], err = encode(j, 1); err != nil {
+		if encs[i], err = hodeipb.MarshalJob(j, 1); err != nil {
 			return err
 		}
 	}
@@ -145,7 +121,7 @@ func (s *Store) Apply(ctx context.Context, updates []job.Update) ([]error, error
 			continue
 		}
 		var err error
-		if encs[i], err = encode(u.Next, 0); err != nil {
+		if encs[i], err = hodeipb.MarshalJob(u.Next, 0); err != nil {
 			return nil, err
 		}
 	}
@@ -272,8 +248,8 @@ func (s *Store) PutWorker(ctx context.Context, w *job.Worker) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if w == nil || w.ID == "" || len(w.ID) > maxIDLen {
-		return job.Invalid("worker_id", "must be 1 to %d bytes", maxIDLen)
+	if w == nil || w.ID == "" || len(w.ID) > job.MaxIDLen {
+		return job.Invalid("worker_id", "must be 1 to %d bytes", job.MaxIDLen)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
