@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/shirou/gopsutil/v3/mem"
@@ -62,6 +63,10 @@ type Agent struct {
 
 	mu    sync.Mutex
 	tasks map[ref]*task // guarded by mu
+
+	// welcomed is set once a server accepted a Hello from this process;
+	// until then Hello says the agent restarted.
+	welcomed atomic.Bool
 
 	watchers sync.WaitGroup // one per live attempt, until its result is journaled
 }
@@ -218,29 +223,32 @@ func (a *Agent) task(r ref) *task {
 	return a.tasks[r]
 }
 
-// assign starts an attempt the server assigned, unless it already runs.
-// It returns the task, and whether it is new. Several assigns may run at
-// once: the fork and exec happen outside a.mu.
-func (a *Agent) assign(j *pb.Job) (*task, bool) {
-	r := ref{j.GetId(), int(j.GetAttempt())}
+// reserve returns the task of an assigned attempt, creating it (not yet
+// started) when the agent does not hold it; fresh reports that.
+func (a *Agent) reserve(r ref) (t *task, fresh bool) {
 	a.mu.Lock()
+	defer a.mu.Unlock()
 	if t, ok := a.tasks[r]; ok {
-		a.mu.Unlock()
 		return t, false
 	}
-	t := newTask(r)
+	t = newTask(r)
 	a.tasks[r] = t
 	a.watchers.Add(1)
-	a.mu.Unlock()
+	return t, true
+}
+
+// start runs a reserved task's attempt. It is a fork and an exec: several
+// run at once, outside a.mu.
+func (a *Agent) start(t *task, j *pb.Job) {
 	spec := j.GetSpec().ToSpec()
 	spec.Normalize()
 	att := startAttempt(attemptSpec{
-		JobID: r.job, Attempt: r.attempt, Argv: spec.Argv(), Env: spec.Env, SecretEnv: spec.SecretEnv,
+		JobID: t.ref.job, Attempt: t.ref.attempt, Argv: spec.Argv(), Env: spec.Env, SecretEnv: spec.SecretEnv,
 		Dir: spec.WorkDir, NoPTY: spec.NoPTY, Rows: uint16(spec.Rows), Cols: uint16(spec.Cols), Timeout: spec.Timeout,
 	}, attemptOptions{SpoolDir: a.journal.spoolDir, BufferLimit: a.cfg.BufferLimit, KillGrace: a.cfg.KillGrace})
 	t.started(att, att.Output(), att.Stderr())
+	a.log.Debug("job started", "job", t.ref.job, "attempt", t.ref.attempt)
 	go a.watch(t)
-	return t, true
 }
 
 // watch waits for a live attempt to end and journals its result, so that

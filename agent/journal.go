@@ -40,7 +40,8 @@ type journal struct {
 	spoolDir string
 
 	mu      sync.Mutex
-	f       *os.File                // guarded by mu
+	f       *os.File                // nil after a failed compaction; guarded by mu
+	size    int64                   // bytes of whole records in the file; guarded by mu
 	pending map[ref]*pb.JobFinished // guarded by mu
 	dead    int                     // delivered records in the file; guarded by mu
 }
@@ -116,12 +117,32 @@ func (j *journal) compactLocked() error {
 	}
 	f, err := os.OpenFile(j.path, os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
+		if j.f != nil {
+			j.f.Close() // it names the replaced file now
+		}
+		j.f = nil
 		return fmt.Errorf("journal: %w", err)
 	}
 	if j.f != nil {
 		j.f.Close()
 	}
-	j.f, j.dead = f, 0
+	j.f, j.dead, j.size = f, 0, int64(len(buf))
+	return nil
+}
+
+// appendLocked writes one record. A failed write (a full disk, say) is cut
+// off again, so that a torn record never hides the ones after it.
+func (j *journal) appendLocked(rec []byte) error {
+	if j.f == nil {
+		return errors.New("journal: not open")
+	}
+	if _, err := j.f.Write(rec); err != nil {
+		if terr := j.f.Truncate(j.size); terr != nil {
+			err = errors.Join(err, terr)
+		}
+		return fmt.Errorf("journal: %w", err)
+	}
+	j.size += int64(len(rec))
 	return nil
 }
 
@@ -143,8 +164,8 @@ func (j *journal) save(res *pb.JobFinished) error {
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if _, err := j.f.Write(rec); err != nil {
-		return fmt.Errorf("journal: %w", err)
+	if err := j.appendLocked(rec); err != nil {
+		return err
 	}
 	j.pending[ref{res.GetJobId(), int(res.GetAttempt())}] = res
 	return nil
@@ -161,8 +182,8 @@ func (j *journal) remove(r ref) error {
 	if _, ok := j.pending[r]; !ok {
 		return nil
 	}
-	if _, err := j.f.Write(rec); err != nil {
-		return fmt.Errorf("journal: %w", err)
+	if err := j.appendLocked(rec); err != nil {
+		return err
 	}
 	delete(j.pending, r)
 	j.dead++

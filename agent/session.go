@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -11,19 +12,24 @@ import (
 	"github.com/shirou/gopsutil/v3/load"
 	"github.com/shirou/gopsutil/v3/mem"
 
+	"google.golang.org/protobuf/proto"
+
 	pb "github.com/hodei-jobs/hodei/proto"
 )
 
 // logChunk is the most output one LogChunk carries.
 const logChunk = 32 << 10
 
-// session is one Connect stream. Messages to the server go through out and
-// one sender goroutine, since a gRPC stream allows one sender at a time.
+// session is one Connect stream. Messages to the server go through one
+// sender goroutine, since a gRPC stream allows one sender at a time: ctrl
+// (heartbeats, starts) ahead of out (output, then each result after its
+// output), so that liveness never waits behind megabytes of logs.
 type session struct {
-	a   *Agent
-	ctx context.Context
-	out chan *pb.AgentMessage
-	wg  sync.WaitGroup // the sender, heartbeats, starts and every task's pump
+	a    *Agent
+	ctx  context.Context
+	ctrl chan *pb.AgentMessage
+	out  chan *pb.AgentMessage
+	wg   sync.WaitGroup // the sender, heartbeats, starts and every task's pump
 
 	mu     sync.Mutex
 	pumped map[*task]bool // tasks with a pump in this session; guarded by mu
@@ -37,7 +43,8 @@ func (a *Agent) session(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s := &session{a: a, ctx: ctx, out: make(chan *pb.AgentMessage, 256), pumped: make(map[*task]bool)}
+	s := &session{a: a, ctx: ctx, ctrl: make(chan *pb.AgentMessage, 64), out: make(chan *pb.AgentMessage, 256),
+		pumped: make(map[*task]bool)}
 	defer s.wg.Wait()
 	defer cancel(nil)
 
@@ -53,20 +60,27 @@ func (a *Agent) session(ctx context.Context) error {
 	if welcome == nil {
 		return errors.New("server did not answer Hello with Welcome")
 	}
+	a.welcomed.Store(true)
 	a.log.Info("connected", "server", a.cfg.Server, "slots", a.cap.Slots, "held", len(tasks))
 
 	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
 		for {
+			var m *pb.AgentMessage
 			select {
-			case <-ctx.Done():
-				return
-			case m := <-s.out:
-				if err := stream.Send(m); err != nil {
-					cancel(fmt.Errorf("send: %w", err))
+			case m = <-s.ctrl:
+			default:
+				select {
+				case <-ctx.Done():
 					return
+				case m = <-s.ctrl:
+				case m = <-s.out:
 				}
+			}
+			if err := stream.Send(m); err != nil {
+				cancel(fmt.Errorf("send: %w", err))
+				return
 			}
 		}
 	}()
@@ -96,7 +110,7 @@ func (a *Agent) session(ctx context.Context) error {
 func (a *Agent) hello() (*pb.Hello, []*task) {
 	h := &pb.Hello{
 		WorkerId: a.id, Name: a.cfg.Name, Hostname: a.host, Labels: a.cfg.Labels, Version: a.cfg.Version,
-		Capacity: pb.FromResources(a.cap),
+		Capacity: pb.FromResources(a.cap), Restarted: !a.welcomed.Load(),
 	}
 	tasks := a.snapshotTasks()
 	for _, t := range tasks {
@@ -110,10 +124,10 @@ func (a *Agent) hello() (*pb.Hello, []*task) {
 	return h, tasks
 }
 
-// send queues m for the sender; false when the session ended.
-func (s *session) send(m *pb.AgentMessage) bool {
+// send queues m on ch for the sender; false when the session ended.
+func (s *session) send(ch chan *pb.AgentMessage, m *pb.AgentMessage) bool {
 	select {
-	case s.out <- m:
+	case ch <- m:
 		return true
 	case <-s.ctx.Done():
 		return false
@@ -125,14 +139,15 @@ func (s *session) handle(msg *pb.ServerMessage) {
 	a := s.a
 	switch m := msg.GetMsg().(type) {
 	case *pb.ServerMessage_Assign:
-		// Starting a process takes a fork and an exec: start several at
-		// once rather than one after the other in the receive loop.
+		// The task is known at once, so that a Cancel right behind finds
+		// it; the fork and exec run beside the receive loop, several at once.
+		j := m.Assign.GetJob()
+		t, fresh := a.reserve(ref{j.GetId(), int(j.GetAttempt())})
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			t, fresh := a.assign(m.Assign.GetJob())
 			if fresh {
-				a.log.Debug("job assigned", "job", t.ref.job, "attempt", t.ref.attempt)
+				a.start(t, j)
 			}
 			s.pump(t)
 		}()
@@ -164,6 +179,11 @@ func (s *session) ack(ack *pb.Ack) {
 	t := s.a.task(ref{ack.GetJobId(), int(ack.GetAttempt())})
 	if t == nil {
 		return
+	}
+	select {
+	case <-t.ready:
+	default:
+		return // still starting: nothing of it was sent yet
 	}
 	switch {
 	case ack.GetResult() && ack.GetFinished():
@@ -204,45 +224,63 @@ func (s *session) deliver(t *task) {
 	<-t.ready
 	if t.att != nil {
 		if pid, at, ok := t.att.Started(); ok {
-			if !s.send(&pb.AgentMessage{Msg: &pb.AgentMessage_Started{Started: &pb.JobStarted{
+			if !s.send(s.ctrl, &pb.AgentMessage{Msg: &pb.AgentMessage_Started{Started: &pb.JobStarted{
 				JobId: t.ref.job, Attempt: int32(t.ref.attempt), StartedUnixNano: at.UnixNano(), Pid: int32(pid),
 			}}}) {
 				return
 			}
 		}
 	}
+	backoff := time.Duration(0)
+	var lost error // the spool could not be read: the output after the server's offsets is gone
 	for {
-		ctx, stop := context.WithCancel(s.ctx)
-		from := t.ackedOffsets()
-		var wg sync.WaitGroup
-		sent := make([]bool, 2)
-		for i, stream := range []pb.LogStream{pb.LogStream_LOG_STREAM_OUTPUT, pb.LogStream_LOG_STREAM_STDERR} {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				sent[i] = s.sendStream(ctx, t, stream, from[stream])
-			}()
-		}
-		// A resync while sending restarts both streams from the server's offsets.
-		done := make(chan struct{})
-		go func() { wg.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-t.resync:
+		if lost == nil {
+			ctx, stop := context.WithCancel(s.ctx)
+			from := t.ackedOffsets()
+			errs := make([]error, 2)
+			var wg sync.WaitGroup
+			for i, stream := range []pb.LogStream{pb.LogStream_LOG_STREAM_OUTPUT, pb.LogStream_LOG_STREAM_STDERR} {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					errs[i] = s.sendStream(ctx, t, stream, from[stream])
+				}()
+			}
+			// A resync while sending restarts both streams from the server's offsets.
+			done := make(chan struct{})
+			go func() { wg.Wait(); close(done) }()
+			resynced := false
+			select {
+			case <-done:
+			case <-t.resync:
+				resynced = true
+			}
 			stop()
 			<-done
-			continue
-		}
-		stop()
-		if !sent[0] || !sent[1] || s.ctx.Err() != nil {
-			return
+			if s.ctx.Err() != nil {
+				return
+			}
+			if resynced {
+				continue
+			}
+			if lost = errors.Join(errs...); lost != nil {
+				s.a.log.Error("output lost", "job", t.ref.job, "attempt", t.ref.attempt, "err", lost)
+			}
 		}
 		select {
 		case <-t.ended:
 		case <-s.ctx.Done():
 			return
 		}
-		if !s.send(&pb.AgentMessage{Msg: &pb.AgentMessage_Finished{Finished: t.outcome()}}) {
+		res := t.outcome()
+		if lost != nil {
+			// Report what the server holds, and why the rest is missing.
+			acked := t.ackedOffsets()
+			res = proto.CloneOf(res)
+			res.LogSize, res.StderrSize = acked[0], acked[1]
+			res.Reason = strings.TrimPrefix(res.GetReason()+"; output lost: "+lost.Error(), "; ")
+		}
+		if !s.send(s.out, &pb.AgentMessage{Msg: &pb.AgentMessage_Finished{Finished: res}}) {
 			return
 		}
 		select {
@@ -252,12 +290,21 @@ func (s *session) deliver(t *task) {
 		case <-s.ctx.Done():
 			return
 		}
+		// The server did not take the result: re-send, but back off, in
+		// case what it lacks cannot be had.
+		backoff = min(max(2*backoff, 100*time.Millisecond), 10*time.Second)
+		select {
+		case <-time.After(backoff):
+		case <-s.ctx.Done():
+			return
+		}
 	}
 }
 
 // sendStream sends a stream from offset to its end (the process closed
-// it); it reports false when stopped first.
-func (s *session) sendStream(ctx context.Context, t *task, stream pb.LogStream, off int64) bool {
+// it). It returns nil at the end, ctx's error when stopped first, or the
+// error that keeps the rest of the stream from being read.
+func (s *session) sendStream(ctx context.Context, t *task, stream pb.LogStream, off int64) error {
 	sp := t.spool(stream)
 	for {
 		data, eof, err := sp.Read(ctx, off, logChunk)
@@ -266,15 +313,15 @@ func (s *session) sendStream(ctx context.Context, t *task, stream pb.LogStream, 
 			select {
 			case s.out <- &pb.AgentMessage{Msg: &pb.AgentMessage_Log{Log: chunk}}:
 			case <-ctx.Done():
-				return false
+				return ctx.Err()
 			}
 			off += int64(len(data))
 		}
-		if eof {
-			return true
-		}
-		if err != nil {
-			return false
+		if err != nil || eof {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return err
 		}
 	}
 }
@@ -302,7 +349,7 @@ func (s *session) heartbeats(every time.Duration) {
 				hb.Running = append(hb.Running, &pb.JobRef{JobId: t.ref.job, Attempt: int32(t.ref.attempt)})
 			}
 		}
-		if !s.send(&pb.AgentMessage{Msg: &pb.AgentMessage_Heartbeat{Heartbeat: hb}}) {
+		if !s.send(s.ctrl, &pb.AgentMessage{Msg: &pb.AgentMessage_Heartbeat{Heartbeat: hb}}) {
 			return
 		}
 		select {

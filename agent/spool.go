@@ -165,7 +165,6 @@ func (s *spool) Closed() bool {
 	return s.closed
 }
 
-
 // Close releases the spool and removes its file: call it once the server has
 // stored everything (or the output is abandoned). A writer blocked on the
 // limit returns errSpoolClosed; later reads fail. Close is idempotent.

@@ -75,6 +75,7 @@ func (t *task) spool(s pb.LogStream) *spool {
 // ack records what the server holds of a stream and frees that much of the
 // spool's buffer.
 func (t *task) ack(s pb.LogStream, offset int64) {
+	offset = min(offset, t.spool(s).Size()) // the server cannot hold more than was written
 	t.mu.Lock()
 	if offset > t.acked[s] {
 		t.acked[s] = offset
@@ -86,6 +87,7 @@ func (t *task) ack(s pb.LogStream, offset int64) {
 // rewind sets what the server holds of a stream after it reported less
 // than the sender assumed (a gap, or a result sent too early).
 func (t *task) rewind(s pb.LogStream, offset int64) {
+	offset = min(offset, t.spool(s).Size())
 	t.mu.Lock()
 	t.acked[s] = offset
 	t.mu.Unlock()

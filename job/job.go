@@ -170,15 +170,25 @@ func CheckNew(jobs []*Job) error {
 }
 
 // Expect is the compare-and-swap key of a transition: the state and attempt
-// the writer read. A write whose Expect no longer matches fails with
-// ErrConflict.
+// the writer read — the attempt is the fencing token that rejects reports
+// of an old attempt — and, when not zero, the exact version, so that two
+// writers that both read the same Running job (a cancel request and a
+// result, say) cannot both win. A write whose Expect no longer matches
+// fails with ErrConflict.
 type Expect struct {
 	State   State
 	Attempt int
+	Version uint64 // 0: any version
 }
 
-// Expected returns the CAS key of j as it is now.
-func (j *Job) Expected() Expect { return Expect{j.State, j.Attempt} }
+// Expected returns the CAS key of j as it is now, version included.
+func (j *Job) Expected() Expect { return Expect{j.State, j.Attempt, j.Version} }
+
+// Matches reports whether a stored job in state at attempt and version
+// satisfies e.
+func (e Expect) Matches(state State, attempt int, version uint64) bool {
+	return state == e.State && attempt == e.Attempt && (e.Version == 0 || version == e.Version)
+}
 
 // Update is one compare-and-swap write: replace the job Next.ID if it is
 // still in Expect. The store bumps Next.Version.

@@ -1548,15 +1548,18 @@ func (x *JobRef) GetLogSize() int64 {
 }
 
 type Hello struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	WorkerId      string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"` // stable, kept in the agent's data dir
-	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	Hostname      string                 `protobuf:"bytes,3,opt,name=hostname,proto3" json:"hostname,omitempty"`
-	Labels        map[string]string      `protobuf:"bytes,4,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	Capacity      *Resources             `protobuf:"bytes,5,opt,name=capacity,proto3" json:"capacity,omitempty"`
-	Version       string                 `protobuf:"bytes,6,opt,name=version,proto3" json:"version,omitempty"`
-	Running       []*JobRef              `protobuf:"bytes,7,rep,name=running,proto3" json:"running,omitempty"`   // still running on the agent
-	Finished      []*JobFinished         `protobuf:"bytes,8,rep,name=finished,proto3" json:"finished,omitempty"` // ended but not yet acknowledged
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	WorkerId string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"` // stable, kept in the agent's data dir
+	Name     string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Hostname string                 `protobuf:"bytes,3,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	Labels   map[string]string      `protobuf:"bytes,4,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Capacity *Resources             `protobuf:"bytes,5,opt,name=capacity,proto3" json:"capacity,omitempty"`
+	Version  string                 `protobuf:"bytes,6,opt,name=version,proto3" json:"version,omitempty"`
+	Running  []*JobRef              `protobuf:"bytes,7,rep,name=running,proto3" json:"running,omitempty"`   // still running on the agent
+	Finished []*JobFinished         `protobuf:"bytes,8,rep,name=finished,proto3" json:"finished,omitempty"` // ended but not yet acknowledged
+	// restarted: the agent process started since its last Hello, so it runs
+	// nothing it does not list; the server fails what it does not hold.
+	Restarted     bool `protobuf:"varint,9,opt,name=restarted,proto3" json:"restarted,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1645,6 +1648,13 @@ func (x *Hello) GetFinished() []*JobFinished {
 		return x.Finished
 	}
 	return nil
+}
+
+func (x *Hello) GetRestarted() bool {
+	if x != nil {
+		return x.Restarted
+	}
+	return false
 }
 
 type Heartbeat struct {
@@ -2706,7 +2716,7 @@ const file_hodei_proto_rawDesc = "" +
 	"\x06JobRef\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x19\n" +
-	"\blog_size\x18\x03 \x01(\x03R\alogSize\"\xee\x02\n" +
+	"\blog_size\x18\x03 \x01(\x03R\alogSize\"\x8c\x03\n" +
 	"\x05Hello\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1a\n" +
@@ -2715,7 +2725,8 @@ const file_hodei_proto_rawDesc = "" +
 	"\bcapacity\x18\x05 \x01(\v2\x13.hodei.v1.ResourcesR\bcapacity\x12\x18\n" +
 	"\aversion\x18\x06 \x01(\tR\aversion\x12*\n" +
 	"\arunning\x18\a \x03(\v2\x10.hodei.v1.JobRefR\arunning\x121\n" +
-	"\bfinished\x18\b \x03(\v2\x15.hodei.v1.JobFinishedR\bfinished\x1a9\n" +
+	"\bfinished\x18\b \x03(\v2\x15.hodei.v1.JobFinishedR\bfinished\x12\x1c\n" +
+	"\trestarted\x18\t \x01(\bR\trestarted\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x96\x01\n" +

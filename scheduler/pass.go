@@ -60,21 +60,18 @@ func (s *Scheduler) expireWorkers(ctx context.Context, now time.Time, next *wake
 	})
 	for _, id := range down {
 		s.log.Warn("worker lost", "worker", id, "lease", s.cfg.Lease)
-		s.forActive(func(j *job.Job) {
-			if j.Worker == id {
-				s.finishAttempt(ctx, j, Finish{JobID: j.ID, Attempt: j.Attempt, Outcome: Lost, ExitCode: -1}, ReasonWorkerLost)
-			}
-		})
 	}
+	// checkActive, next in the pass, ends the jobs of DOWN workers.
 }
 
-// checkActive enforces timeouts of running jobs and gives up on stop orders
-// that no agent confirmed within the kill grace plus one lease.
+// checkActive ends the jobs of lost workers, enforces timeouts of running
+// jobs and gives up on stop orders that no agent confirmed within the kill
+// grace plus one lease. Whatever loses a race here is tried again next pass.
 func (s *Scheduler) checkActive(ctx context.Context, now time.Time, next *wakeAt) {
-	var overdue, timedOut []*job.Job
+	var lost, overdue, timedOut []*job.Job
 	s.forActive(func(j *job.Job) {
-		if _, ok := s.workers.Load(j.Worker); !ok {
-			overdue = append(overdue, j) // assigned to a worker nobody knows
+		if w, ok := s.workers.Load(j.Worker); !ok || w.state == job.WorkerDown {
+			lost = append(lost, j) // its worker is gone, or was never known
 			return
 		}
 		if j.CancelRequested != "" {
@@ -108,12 +105,11 @@ func (s *Scheduler) checkActive(ctx context.Context, now time.Time, next *wakeAt
 			s.sendCancel(n, ReasonTimeout)
 		}
 	}
+	for _, j := range lost {
+		s.finishAttempt(ctx, j, Finish{JobID: j.ID, Attempt: j.Attempt, Outcome: Lost, ExitCode: -1}, ReasonWorkerLost)
+	}
 	for _, j := range overdue {
-		outcome := Killed
-		if _, ok := s.workers.Load(j.Worker); !ok {
-			outcome = Lost
-		}
-		s.finishAttempt(ctx, j, Finish{JobID: j.ID, Attempt: j.Attempt, Outcome: outcome, ExitCode: -1, Reason: reasonNoConfirm}, reasonNoConfirm)
+		s.finishAttempt(ctx, j, Finish{JobID: j.ID, Attempt: j.Attempt, Outcome: Killed, ExitCode: -1, Reason: reasonNoConfirm}, reasonNoConfirm)
 	}
 }
 
@@ -135,7 +131,13 @@ func (s *Scheduler) cancelOrphans(ctx context.Context, now time.Time) {
 	if len(updates) == 0 {
 		return
 	}
-	if _, err := s.apply(ctx, updates); err != nil {
+	errs, err := s.apply(ctx, updates)
+	for i, u := range updates {
+		if err != nil || errs[i] != nil {
+			s.depCheck.Store(u.Next.ID, struct{}{}) // changed meanwhile: check again next pass
+		}
+	}
+	if err != nil {
 		s.log.Error("cancel dependents", "err", err)
 	}
 }

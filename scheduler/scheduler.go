@@ -269,8 +269,12 @@ func (s *Scheduler) Cancel(ctx context.Context, id, reason string) (*job.Job, er
 		if errs[0] != nil {
 			return nil, errs[0]
 		}
-		if cur.State.Active() {
+		switch cur.State {
+		case job.Running:
 			s.sendCancel(next, reason)
+		case job.Scheduled:
+			// Already Cancelled: the order only stops a start under way.
+			s.cfg.Dispatcher.Cancel(cur.Worker, s.cancelOrder(cur, reason))
 		}
 		return next, nil
 	}

@@ -148,7 +148,7 @@ func TestTimeout(t *testing.T) {
 				t.Fatalf("next wake %v, want at most the timeout", next)
 			}
 			h.advance(10 * time.Second)
-			h.s.Heartbeat("w1", Stats{})
+			h.s.Heartbeat("w1", &Stats{})
 			h.pass()
 			c := h.disp.takeCancels()
 			if len(c) != 1 || c[0].Reason != ReasonTimeout || c[0].Grace != 2*time.Second {
@@ -159,7 +159,7 @@ func TestTimeout(t *testing.T) {
 			} else {
 				for range 7 { // kill grace + lease, heartbeats keep the worker up
 					h.advance(time.Second)
-					h.s.Heartbeat("w1", Stats{})
+					h.s.Heartbeat("w1", &Stats{})
 					h.pass()
 				}
 			}
@@ -367,5 +367,30 @@ func TestStaleAgentStartIsRejected(t *testing.T) {
 	}
 	if err := h.s.JobStarted(h.ctx, "w1", Ref{j.ID, 1}, h.now); err != nil {
 		t.Fatalf("repeated start: %v, want accepted", err)
+	}
+}
+
+// TestCancelWinsOverAConcurrentResult: a result computed from the job as it
+// was before a cancel request must not overwrite that request.
+func TestCancelWinsOverAConcurrentResult(t *testing.T) {
+	h := newHarness(t)
+	h.worker("w1", 1, nil)
+	j := h.submit(job.Spec{Retries: 1})
+	h.pass()
+	h.start(j)
+	before := h.get(j.ID) // what a result handler read
+	if _, err := h.s.Cancel(h.ctx, j.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	stale := finishedJob(before, Finish{JobID: j.ID, Attempt: 1, Outcome: Exited, ExitCode: 1}, h.now)
+	errs, err := h.store.Apply(h.ctx, []job.Update{{Expect: before.Expected(), Next: stale}})
+	if err != nil || !errors.Is(errs[0], job.ErrConflict) {
+		t.Fatalf("a result computed before the cancel was applied: %v %v", errs, err)
+	}
+	if _, err := h.finish(j, Exited, 1); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.wantState(j.ID, job.Cancelled); got.Attempt != 1 {
+		t.Fatalf("cancelled job went on to attempt %d", got.Attempt)
 	}
 }

@@ -55,7 +55,11 @@ type Ref struct {
 // Hello is an agent's greeting after it connected.
 type Hello struct {
 	Worker  *job.Worker
-	Running []Ref // attempts still running on the agent
+	Running []Ref // attempts the agent holds: running, or ended and not yet delivered
+	// Restarted is set by an agent process on its first connection: it
+	// cannot have started anything assigned to the worker before, so an
+	// attempt it does not hold is lost, not merely undelivered.
+	Restarted bool
 }
 
 // Reconcile is what the server must send an agent that just said Hello.
@@ -99,8 +103,8 @@ func (s *Scheduler) WorkerHello(ctx context.Context, h Hello) (Reconcile, error)
 		case reported[ref] && j.CancelRequested != "":
 			rc.Cancel = append(rc.Cancel, s.cancelOrder(j, j.CancelRequested))
 		case reported[ref]:
-		case j.State == job.Scheduled:
-			rc.Assign = append(rc.Assign, j)
+		case j.State == job.Scheduled && !h.Restarted:
+			rc.Assign = append(rc.Assign, j) // the assignment may have been lost in transit
 		default:
 			lost = append(lost, j)
 		}
@@ -121,17 +125,30 @@ func sameRecord(a, b *job.Worker) bool {
 		a.Capacity == b.Capacity && a.Drained == b.Drained && maps.Equal(a.Labels, b.Labels)
 }
 
-// Heartbeat records that a worker is alive and its resource usage.
-func (s *Scheduler) Heartbeat(workerID string, st Stats) {
+// Heartbeat records that a worker is alive and, when st is not nil, its
+// resource usage. Any message from an agent counts. It returns false when
+// the worker is unknown or was declared DOWN meanwhile: its jobs were ended
+// and retried, so the caller must close the stream, and the agent's next
+// Hello reconciles (its stale attempts are cancelled).
+func (s *Scheduler) Heartbeat(workerID string, st *Stats) bool {
 	now := s.cfg.Now()
+	alive := false
 	s.workers.Compute(workerID, func(old *workerState, loaded bool) (*workerState, bool) {
 		if !loaded {
 			return nil, true
 		}
+		if old.state == job.WorkerDown {
+			return old, false
+		}
+		alive = true
 		n := *old
-		n.lastSeen, n.stats = now, st
+		n.lastSeen = now
+		if st != nil {
+			n.stats = *st
+		}
 		return &n, false
 	})
+	return alive
 }
 
 // WorkerGone marks a worker's stream closed. Its jobs keep their state for

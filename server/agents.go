@@ -131,15 +131,8 @@ func (a *agentService) Connect(stream pb.AgentService_ConnectServer) error {
 	}}})
 	// Results the agent kept while it was away come first, so that the
 	// reconcile below does not mistake those jobs for lost ones.
-	held := refs(hello.GetRunning())
-	for _, f := range hello.GetFinished() {
-		held = append(held, scheduler.Ref{JobID: f.GetJobId(), Attempt: int(f.GetAttempt())})
-		conn.enqueue(ackMsg(s.finished(ctx, w.ID, f)))
-	}
-	rc, err := s.sched.WorkerHello(ctx, scheduler.Hello{Worker: w, Running: held})
-	if err != nil {
-		return toStatus(err)
-	}
+	// The stream is registered before the scheduler learns the worker is
+	// connected, so that every assignment from then on reaches it.
 	if old, loaded := s.agents.conns.LoadAndStore(w.ID, conn); loaded {
 		old.cancel(errors.New("replaced by a new connection from the same worker"))
 	}
@@ -153,6 +146,15 @@ func (a *agentService) Connect(stream pb.AgentService_ConnectServer) error {
 			s.sched.WorkerGone(w.ID)
 		}
 	}()
+	held := refs(hello.GetRunning())
+	for _, f := range hello.GetFinished() {
+		held = append(held, scheduler.Ref{JobID: f.GetJobId(), Attempt: int(f.GetAttempt())})
+		conn.enqueue(ackMsg(s.finished(ctx, w.ID, f)))
+	}
+	rc, err := s.sched.WorkerHello(ctx, scheduler.Hello{Worker: w, Running: held, Restarted: hello.GetRestarted()})
+	if err != nil {
+		return toStatus(err)
+	}
 	for _, j := range rc.Assign {
 		conn.enqueue(&pb.ServerMessage{Msg: &pb.ServerMessage_Assign{Assign: &pb.Assign{Job: pb.FromJob(j)}}})
 	}
@@ -199,10 +201,15 @@ func (a *agentService) Connect(stream pb.AgentService_ConnectServer) error {
 
 // handleAgent applies one message from an agent. An error ends the stream.
 func (s *Server) handleAgent(ctx context.Context, conn *agentConn, msg *pb.AgentMessage) error {
+	var stats *scheduler.Stats
+	if hb := msg.GetHeartbeat(); hb != nil {
+		stats = &scheduler.Stats{CPUPercent: hb.GetCpuPercent(), MemoryUsedMiB: hb.GetMemoryUsedMib(), Load1: hb.GetLoad1()}
+	}
+	if !s.sched.Heartbeat(conn.workerID, stats) {
+		return errors.New("worker was declared lost; reconnect to reconcile")
+	}
 	switch m := msg.GetMsg().(type) {
 	case *pb.AgentMessage_Heartbeat:
-		hb := m.Heartbeat
-		s.sched.Heartbeat(conn.workerID, scheduler.Stats{CPUPercent: hb.GetCpuPercent(), MemoryUsedMiB: hb.GetMemoryUsedMib(), Load1: hb.GetLoad1()})
 	case *pb.AgentMessage_Started:
 		st := m.Started
 		conn.report(&s.wg, st.GetJobId(), func() { s.started(ctx, conn, st) })
@@ -224,12 +231,10 @@ func (s *Server) handleAgent(ctx context.Context, conn *agentConn, msg *pb.Agent
 // started records that an attempt started; a start the server no longer
 // wants is stopped.
 func (s *Server) started(ctx context.Context, conn *agentConn, st *pb.JobStarted) {
-	at := time.Unix(0, st.GetStartedUnixNano()).UTC()
-	if st.GetStartedUnixNano() == 0 {
-		at = s.now()
-	}
+	// StartedAt is the server's receive time, not the agent's clock: it
+	// times the server's timeout backstop, and hosts' clocks drift.
 	ref := scheduler.Ref{JobID: st.GetJobId(), Attempt: int(st.GetAttempt())}
-	err := s.sched.JobStarted(ctx, conn.workerID, ref, at)
+	err := s.sched.JobStarted(ctx, conn.workerID, ref, s.now())
 	switch {
 	case err == nil:
 	case errors.Is(err, job.ErrConflict), errors.Is(err, job.ErrNotFound):
@@ -247,6 +252,9 @@ func (s *Server) appendLog(c *pb.LogChunk) *pb.Ack {
 	ack := &pb.Ack{JobId: c.GetJobId(), Attempt: c.GetAttempt(), Stream: c.GetStream()}
 	j, err := s.sched.Get(c.GetJobId())
 	if err != nil || int(c.GetAttempt()) > j.Attempt || c.GetAttempt() < 1 {
+		// Nothing will ever take this output: tell the agent to forget
+		// the attempt, as for a stale result.
+		ack.Result, ack.Finished = true, true
 		ack.Error = fmt.Sprintf("no attempt %d of job %s", c.GetAttempt(), c.GetJobId())
 		return ack
 	}
@@ -266,8 +274,12 @@ func (s *Server) appendLog(c *pb.LogChunk) *pb.Ack {
 func (s *Server) finished(ctx context.Context, workerID string, f *pb.JobFinished) *pb.Ack {
 	id, attempt := f.GetJobId(), int(f.GetAttempt())
 	ack := &pb.Ack{JobId: id, Attempt: f.GetAttempt(), Result: true}
-	if !job.ValidID(id) || attempt < 1 {
-		ack.Finished, ack.Error = true, fmt.Sprintf("no attempt %d of job %q", attempt, id)
+	// A result the server cannot take is acknowledged as finished at once,
+	// before any question of missing output, or the agent would re-send
+	// that output forever.
+	if cur, err := s.sched.Get(id); err != nil || cur.Attempt != attempt || cur.Worker != workerID || !cur.State.Active() {
+		ack.Finished = true
+		ack.Error = fmt.Sprintf("stale report: attempt %d of job %q is not running on %s", attempt, id, workerID)
 		return ack
 	}
 	size, err := s.logs.Size(id, attempt)

@@ -148,16 +148,23 @@ func (js *jobService) Logs(req *pb.LogsRequest, stream pb.JobService_LogsServer)
 	logs := s.logsOf(req.GetStream())
 	ctx := stream.Context()
 	buf := make([]byte, logChunk)
+	id := j.ID
+	if !req.GetFollow() {
+		_, err := s.sendLog(stream, logs, id, attempt, offset, buf)
+		return err
+	}
 	for {
-		changed := s.logSignals.wait(j.ID)
-		j, _ = s.sched.Get(j.ID)
-		n, err := s.sendLog(stream, logs, j.ID, attempt, offset, buf)
+		changed, release := s.logSignals.wait(id)
+		j, err := s.sched.Get(id)
+		if err != nil {
+			release()
+			return toStatus(err) // deleted by retention meanwhile
+		}
+		n, err := s.sendLog(stream, logs, id, attempt, offset, buf)
 		offset += n
 		if err != nil {
+			release()
 			return err
-		}
-		if !req.GetFollow() {
-			return nil
 		}
 		// Everything written so far is sent. The attempt is over when the
 		// job moved past it; its log is complete then, because a result is
@@ -165,13 +172,17 @@ func (js *jobService) Logs(req *pb.LogsRequest, stream pb.JobService_LogsServer)
 		if j.Attempt == attempt && !j.State.Terminal() {
 			select {
 			case <-ctx.Done():
-				return nil
 			case <-changed:
+			}
+			release()
+			if ctx.Err() != nil {
+				return nil
 			}
 			continue
 		}
+		release()
 		// Drain what arrived between the read above and the state check.
-		n, err = s.sendLog(stream, logs, j.ID, attempt, offset, buf)
+		n, err = s.sendLog(stream, logs, id, attempt, offset, buf)
 		offset += n
 		if err != nil {
 			return err

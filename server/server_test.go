@@ -269,7 +269,18 @@ func TestStaleAttemptAfterWorkerLost(t *testing.T) {
 	if assign.GetJob().GetId() != id || assign.GetJob().GetAttempt() != 2 {
 		t.Fatalf("w2 got %v, want attempt 2 of %s", assign, id)
 	}
-	// The lost attempt reports late: rejected, the job stays with w2.
+	// w1 was declared lost: its next message closes its stream, so that it
+	// reconnects and reconciles.
+	a1.send(&pb.AgentMessage{Msg: &pb.AgentMessage_Heartbeat{Heartbeat: &pb.Heartbeat{}}})
+	if _, err := a1.stream.Recv(); err == nil {
+		t.Fatal("a lost worker's stream stayed open")
+	}
+	// Back with the old attempt still running, it is told to stop it, and
+	// its late result is rejected; the job stays with w2.
+	a1 = connectAgent(t, s, &pb.Hello{WorkerId: "w1", Capacity: &pb.Resources{Slots: 1}, Running: []*pb.JobRef{{JobId: id, Attempt: 1}}})
+	if c := a1.recv().GetCancel(); c.GetJobId() != id || c.GetAttempt() != 1 {
+		t.Fatalf("reconnected w1 got %v, want a stop order for attempt 1", c)
+	}
 	a1.send(&pb.AgentMessage{Msg: &pb.AgentMessage_Finished{Finished: &pb.JobFinished{JobId: id, Attempt: 1, Outcome: pb.Outcome_OUTCOME_EXITED}}})
 	if ack := a1.recvAck(); !ack.GetFinished() || !strings.Contains(ack.GetError(), "stale") {
 		t.Fatalf("stale result ack = %v", ack)
@@ -382,5 +393,37 @@ func TestLogsFollowUntilTheJobEnds(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("follower did not end when the job did")
+	}
+}
+
+func TestReportsForUnknownJobsAreForgotten(t *testing.T) {
+	s := setup(t)
+	a := connectAgent(t, s, hello("w1", 1))
+	const gone = "01ARZ3NDEKTSV4RRFFQ69G5FAV"
+	// Output of a job the server does not know: the agent is told to forget it.
+	a.send(&pb.AgentMessage{Msg: &pb.AgentMessage_Log{Log: &pb.LogChunk{JobId: gone, Attempt: 1, Data: []byte("x")}}})
+	if ack := a.recvAck(); !ack.GetResult() || !ack.GetFinished() || ack.GetError() == "" {
+		t.Fatalf("ack of output of an unknown job = %v", ack)
+	}
+	// So is its result, however much output it claims.
+	a.send(&pb.AgentMessage{Msg: &pb.AgentMessage_Finished{Finished: &pb.JobFinished{JobId: gone, Attempt: 1, LogSize: 1 << 20}}})
+	if ack := a.recvAck(); !ack.GetFinished() || ack.GetError() == "" {
+		t.Fatalf("ack of the result of an unknown job = %v", ack)
+	}
+}
+
+func TestLogReadersLeaveNoSignals(t *testing.T) {
+	s := setup(t)
+	id := s.submit(t, &pb.JobSpec{Command: []string{"true"}})
+	if _, err := s.jobs.Cancel(context.Background(), &pb.CancelJobRequest{Id: id}); err != nil {
+		t.Fatal(err)
+	}
+	readLogs(t, s, id, false)
+	readLogs(t, s, id, true) // ends at once: the job is terminal
+	s.srv.logSignals.mu.Lock()
+	n := len(s.srv.logSignals.m)
+	s.srv.logSignals.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("%d log signals left after the readers ended", n)
 	}
 }

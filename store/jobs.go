@@ -125,9 +125,9 @@ func applyOne(b *bolt.Bucket, u job.Update, enc []byte) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("job %s: %w", u.Next.ID, err)
 	}
-	if h.State != u.Expect.State || h.Attempt != u.Expect.Attempt {
-		return 0, job.Conflict(u.Next.ID, "is %s attempt %d, not %s attempt %d",
-			h.State, h.Attempt, u.Expect.State, u.Expect.Attempt)
+	if !u.Expect.Matches(h.State, h.Attempt, h.Version) {
+		return 0, job.Conflict(u.Next.ID, "is %s attempt %d version %d, not %s attempt %d version %d",
+			h.State, h.Attempt, h.Version, u.Expect.State, u.Expect.Attempt, u.Expect.Version)
 	}
 	if err := u.Check(); err != nil {
 		return 0, err

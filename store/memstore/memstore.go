@@ -142,9 +142,9 @@ func (s *Store) Apply(ctx context.Context, updates []job.Update) ([]error, error
 		}
 		cur := decodePB(enc)
 		state, attempt := job.State(cur.GetState()), int(cur.GetAttempt())
-		if state != u.Expect.State || attempt != u.Expect.Attempt {
-			errs[i] = job.Conflict(u.Next.ID, "is %s attempt %d, not %s attempt %d",
-				state, attempt, u.Expect.State, u.Expect.Attempt)
+		if !u.Expect.Matches(state, attempt, cur.GetVersion()) {
+			errs[i] = job.Conflict(u.Next.ID, "is %s attempt %d version %d, not %s attempt %d version %d",
+				state, attempt, cur.GetVersion(), u.Expect.State, u.Expect.Attempt, u.Expect.Version)
 			continue
 		}
 		if err := u.Check(); err != nil {

@@ -63,9 +63,15 @@ func testApply(t *testing.T, open func(*testing.T) scheduler.Store) {
 		require.NoError(t, err)
 		require.ErrorIs(t, errs[0], job.ErrConflict)
 		j = MustApply(t, s, j, func(n *job.Job) { n.State = job.Pending; n.Attempt = 2 })
-		require.Equal(t, job.Expect{State: job.Pending, Attempt: 2}, MustGet(t, s, j.ID).Expected())
+		got := MustGet(t, s, j.ID).Expected()
+		require.Equal(t, job.Expect{State: job.Pending, Attempt: 2, Version: got.Version}, got)
 	})
 	conflicts := map[string]func(j *job.Job) job.Update{
+		"StaleVersion": func(j *job.Job) job.Update {
+			u := update(j, schedule("w-1"))
+			u.Expect.Version = j.Version + 1 // state and attempt match, the version does not
+			return u
+		},
 		"StaleAttempt": func(j *job.Job) job.Update {
 			u := update(j, schedule("w-1"))
 			u.Expect.Attempt = 2
@@ -148,6 +154,7 @@ func testApply(t *testing.T, open func(*testing.T) scheduler.Store) {
 		MustInsert(t, s, j)
 		first := update(j, schedule("w-1"))
 		second := update(first.Next, func(n *job.Job) { n.State = job.Running })
+		second.Expect.Version = 0           // first's new version is not known yet
 		again := update(j, schedule("w-2")) // expects what first replaced
 		errs, err := s.Apply(t.Context(), []job.Update{first, second, again})
 		require.NoError(t, err)
