@@ -31,12 +31,15 @@ func ctxForTest(tb testing.TB) context.Context {
 // pollUntil polls cond until it holds or a deadline passes.
 func pollUntil(tb testing.TB, what string, cond func() bool) {
 	tb.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.After(10 * time.Second)
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
 	for !cond() {
-		if time.Now().After(deadline) {
+		select {
+		case <-deadline:
 			tb.Fatalf("timed out waiting for %s", what)
+		case <-tick.C:
 		}
-		time.Sleep(time.Millisecond) // polling with a deadline, not synchronisation
 	}
 }
 
