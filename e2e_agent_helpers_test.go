@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -19,54 +17,18 @@ import (
 
 // agentProc is a `hodei agent` process started by a test.
 type agentProc struct {
-	cmd    *exec.Cmd
-	id     string
-	stderr *lockedBuffer
-	done   chan struct{}
+	*proc
+	id string
 }
 
 // startAgent runs `hodei agent` against addr and waits until it printed its
-// worker id. It is killed in t.Cleanup if still running.
+// worker id.
 func startAgent(t *testing.T, addr, dataDir string, extra ...string) *agentProc {
 	t.Helper()
 	args := append([]string{"agent", "--server", addr, "--data-dir", dataDir, "--log-level", "warn"}, extra...)
-	cmd := exec.Command(hodeiBin, args...)
-	p := &agentProc{cmd: cmd, stderr: &lockedBuffer{}, done: make(chan struct{})}
-	cmd.Stderr = p.stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	ready := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if f := strings.Fields(sc.Text()); len(f) >= 3 && f[0] == "hodei:" && f[1] == "agent" {
-				ready <- f[2]
-			}
-		}
-		close(ready)
-	}()
-	go func() { cmd.Wait(); close(p.done) }()
-	t.Cleanup(p.kill)
-	select {
-	case id, ok := <-ready:
-		if !ok {
-			t.Fatalf("hodei agent exited:\n%s", p.stderr)
-		}
-		p.id = id
-	case <-time.After(30 * time.Second):
-		t.Fatalf("hodei agent not ready:\n%s", p.stderr)
-	}
-	return p
-}
-
-func (p *agentProc) kill() {
-	p.cmd.Process.Kill()
-	<-p.done
+	p, line := startProc(t, "hodei: agent ", args...)
+	id, _, _ := strings.Cut(line, " ")
+	return &agentProc{proc: p, id: id}
 }
 
 // freeAddr returns a loopback address with a port that was free a moment

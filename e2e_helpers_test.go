@@ -38,13 +38,11 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// serverProc is a `hodei serve` process started by a test.
-type serverProc struct {
-	cmd      *exec.Cmd
-	grpcAddr string
-	httpAddr string
-	stderr   *lockedBuffer
-	done     chan struct{}
+// proc is a hodei process started by a test.
+type proc struct {
+	cmd    *exec.Cmd
+	stderr *lockedBuffer
+	done   chan struct{}
 }
 
 type lockedBuffer struct {
@@ -64,13 +62,13 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-// startServer runs `hodei serve` on 127.0.0.1:0 with dataDir and waits for
-// its ready line. The process is killed in t.Cleanup if still running.
-func startServer(t *testing.T, dataDir string, extra ...string) *serverProc {
+// startProc runs hodei with args and waits for the first line of its
+// stdout that starts with ready, which it returns without the prefix. The
+// process is killed in t.Cleanup if still running.
+func startProc(t *testing.T, ready string, args ...string) (*proc, string) {
 	t.Helper()
-	args := append([]string{"serve", "--data-dir", dataDir, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--log-level", "warn"}, extra...)
 	cmd := exec.Command(hodeiBin, args...)
-	p := &serverProc{cmd: cmd, stderr: &lockedBuffer{}, done: make(chan struct{})}
+	p := &proc{cmd: cmd, stderr: &lockedBuffer{}, done: make(chan struct{})}
 	cmd.Stderr = p.stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -79,43 +77,63 @@ func startServer(t *testing.T, dataDir string, extra ...string) *serverProc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	ready := make(chan string, 1)
+	lines := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(out)
+		found := false
 		for sc.Scan() {
-			if line := sc.Text(); strings.HasPrefix(line, "hodei: serving ") {
-				ready <- line
+			if rest, ok := strings.CutPrefix(sc.Text(), ready); ok && !found {
+				found = true
+				lines <- rest
 			}
 		}
 		io.Copy(io.Discard, out)
-		close(ready)
+		close(lines)
 	}()
 	go func() { cmd.Wait(); close(p.done) }()
 	t.Cleanup(p.kill)
 	select {
-	case line, ok := <-ready:
+	case line, ok := <-lines:
 		if !ok {
-			t.Fatalf("hodei serve exited before it was ready:\n%s", p.stderr)
+			t.Fatalf("hodei %s exited before it was ready:\n%s", args[0], p.stderr)
 		}
-		for _, f := range strings.Fields(strings.TrimPrefix(line, "hodei: serving ")) {
-			k, v, _ := strings.Cut(f, "=")
-			switch k {
-			case "grpc":
-				p.grpcAddr = v
-			case "http":
-				p.httpAddr = v
-			}
-		}
+		return p, line
 	case <-time.After(30 * time.Second):
-		t.Fatalf("hodei serve not ready after 30s:\n%s", p.stderr)
+		t.Fatalf("hodei %s not ready after 30s:\n%s", args[0], p.stderr)
 	}
-	return p
+	return nil, ""
 }
 
 // kill sends SIGKILL and waits for the process to be gone.
-func (p *serverProc) kill() {
+func (p *proc) kill() {
 	p.cmd.Process.Kill()
 	<-p.done
+}
+
+// serverProc is a `hodei serve` process started by a test.
+type serverProc struct {
+	*proc
+	grpcAddr string
+	httpAddr string
+}
+
+// startServer runs `hodei serve` on 127.0.0.1:0 with dataDir and waits for
+// its ready line.
+func startServer(t *testing.T, dataDir string, extra ...string) *serverProc {
+	t.Helper()
+	args := append([]string{"serve", "--data-dir", dataDir, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--log-level", "warn"}, extra...)
+	p, line := startProc(t, "hodei: serving ", args...)
+	srv := &serverProc{proc: p}
+	for _, f := range strings.Fields(line) {
+		k, v, _ := strings.Cut(f, "=")
+		switch k {
+		case "grpc":
+			srv.grpcAddr = v
+		case "http":
+			srv.httpAddr = v
+		}
+	}
+	return srv
 }
 
 // hodei runs the CLI against addr and returns stdout, stderr and the exit code.
