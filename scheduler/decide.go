@@ -94,10 +94,9 @@ func Decide(s Snapshot, now time.Time) Plan {
 		picker.Add(tenant, weightOf(tv), float64(tv.Running.Slots))
 	}
 
-	workers := make([]WorkerView, len(s.Workers))
-	copy(workers, s.Workers)
+	pl := newPlacer(s.Workers, s.Placement)
 	var freeSlots int64
-	for _, w := range workers {
+	for _, w := range s.Workers {
 		freeSlots += max(w.Free.Slots, 0)
 	}
 	// unplaceable remembers job shapes that found no worker this pass, so a
@@ -134,16 +133,16 @@ func Decide(s Snapshot, now time.Time) Plan {
 		if unplaceable[key] {
 			continue
 		}
-		w := place(workers, j, s.Placement)
+		w := pl.place(j)
 		if w < 0 {
 			unplaceable[key] = true
 			continue
 		}
-		workers[w].Free = workers[w].Free.Sub(req)
+		pl.take(w, req)
 		freeSlots -= req.Slots
 		running[tenant] = running[tenant].Add(req)
 		picker.Charge(tenant, float64(req.Slots))
-		plan.Assignments = append(plan.Assignments, Assignment{Job: j, Worker: workers[w].ID})
+		plan.Assignments = append(plan.Assignments, Assignment{Job: j, Worker: pl.id(w)})
 	}
 	return plan
 }
@@ -153,33 +152,6 @@ func weightOf(tv TenantView) float64 {
 		return 1
 	}
 	return tv.Weight
-}
-
-// place returns the index of the best feasible worker for j, or -1.
-func place(workers []WorkerView, j *job.Job, p Placement) int {
-	best := -1
-	for i := range workers {
-		w := &workers[i]
-		if !w.Free.Covers(j.Spec.Resources) || !job.LabelsMatch(w.Labels, j.Spec.Selector) {
-			continue
-		}
-		if best < 0 || better(w, &workers[best], p) {
-			best = i
-		}
-	}
-	return best
-}
-
-// better reports whether a beats b under placement p; ties go to the lower
-// id so that decisions are deterministic.
-func better(a, b *WorkerView, p Placement) bool {
-	if a.Free.Slots != b.Free.Slots {
-		if p == Spread {
-			return a.Free.Slots > b.Free.Slots
-		}
-		return a.Free.Slots < b.Free.Slots
-	}
-	return a.ID < b.ID
 }
 
 func selectorKey(sel map[string]string) string {
