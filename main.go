@@ -13,6 +13,9 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// The first signal asks the command to stop cleanly (hodei run cancels
+	// its job and waits for it); a second one ends the process at once.
+	go func() { <-ctx.Done(); stop() }()
 	code := cli.RunContext(ctx, os.Args, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)

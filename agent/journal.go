@@ -133,8 +133,10 @@ func (j *journal) compactLocked() error {
 // appendLocked writes one record. A failed write (a full disk, say) is cut
 // off again, so that a torn record never hides the ones after it.
 func (j *journal) appendLocked(rec []byte) error {
-	if j.f == nil {
-		return errors.New("journal: not open")
+	if j.f == nil { // a compaction failed to reopen the file: try again
+		if err := j.compactLocked(); err != nil {
+			return err
+		}
 	}
 	if _, err := j.f.Write(rec); err != nil {
 		if terr := j.f.Truncate(j.size); terr != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -232,6 +231,17 @@ func (s *session) deliver(t *task) {
 		}
 	}
 	backoff := time.Duration(0)
+	// pause waits a little longer each time the server asks for output
+	// again, in case what it lacks cannot be had (or it cannot store it).
+	pause := func() bool {
+		backoff = min(max(2*backoff, 100*time.Millisecond), 10*time.Second)
+		select {
+		case <-time.After(backoff):
+			return true
+		case <-s.ctx.Done():
+			return false
+		}
+	}
 	var lost error // the spool could not be read: the output after the server's offsets is gone
 	for {
 		if lost == nil {
@@ -261,6 +271,9 @@ func (s *session) deliver(t *task) {
 				return
 			}
 			if resynced {
+				if !pause() {
+					return
+				}
 				continue
 			}
 			if lost = errors.Join(errs...); lost != nil {
@@ -273,12 +286,16 @@ func (s *session) deliver(t *task) {
 			return
 		}
 		res := t.outcome()
+		if lost == nil && (t.out.Size() < res.GetLogSize() || t.errs.Size() < res.GetStderrSize()) {
+			lost = fmt.Errorf("the spool holds %d+%d of %d+%d bytes", t.out.Size(), t.errs.Size(), res.GetLogSize(), res.GetStderrSize())
+			s.a.log.Error("output lost", "job", t.ref.job, "attempt", t.ref.attempt, "err", lost)
+		}
 		if lost != nil {
 			// Report what the server holds, and why the rest is missing.
 			acked := t.ackedOffsets()
 			res = proto.CloneOf(res)
 			res.LogSize, res.StderrSize = acked[0], acked[1]
-			res.Reason = strings.TrimPrefix(res.GetReason()+"; output lost: "+lost.Error(), "; ")
+			res.OutputLost = lost.Error()
 		}
 		if !s.send(s.out, &pb.AgentMessage{Msg: &pb.AgentMessage_Finished{Finished: res}}) {
 			return
@@ -290,12 +307,8 @@ func (s *session) deliver(t *task) {
 		case <-s.ctx.Done():
 			return
 		}
-		// The server did not take the result: re-send, but back off, in
-		// case what it lacks cannot be had.
-		backoff = min(max(2*backoff, 100*time.Millisecond), 10*time.Second)
-		select {
-		case <-time.After(backoff):
-		case <-s.ctx.Done():
+		// The server did not take the result: re-send what it lacks.
+		if !pause() {
 			return
 		}
 	}
@@ -344,10 +357,8 @@ func (s *session) heartbeats(every time.Duration) {
 		if l, err := load.Avg(); err == nil {
 			hb.Load1 = l.Load1
 		}
-		for _, t := range s.a.snapshotTasks() {
-			if t.outcome() == nil {
-				hb.Running = append(hb.Running, &pb.JobRef{JobId: t.ref.job, Attempt: int32(t.ref.attempt)})
-			}
+		for _, t := range s.a.snapshotTasks() { // running, or ended and not yet delivered
+			hb.Running = append(hb.Running, &pb.JobRef{JobId: t.ref.job, Attempt: int32(t.ref.attempt)})
 		}
 		if !s.send(s.ctrl, &pb.AgentMessage{Msg: &pb.AgentMessage_Heartbeat{Heartbeat: hb}}) {
 			return

@@ -36,8 +36,8 @@ func agentCommand(*env) *ucli.Command {
 			if err != nil {
 				return usagef(c, "--labels: %s", err)
 			}
-			if c.Int64("slots") < 0 {
-				return usagef(c, "--slots: %d must not be negative", c.Int64("slots"))
+			if n := c.Int64("slots"); n < 0 || n > job.MaxWorkerSlots {
+				return usagef(c, "--slots: %d must be between 1 and %d (0: the number of CPUs)", n, job.MaxWorkerSlots)
 			}
 			if c.Int64("buffer") < 4096 {
 				return usagef(c, "--buffer: %d must be at least 4096", c.Int64("buffer"))

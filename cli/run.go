@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/creack/pty"
 	ucli "github.com/urfave/cli/v2"
@@ -86,9 +87,16 @@ func follow(c *ucli.Context, cl *client.Client, id string, noPTY bool) error {
 	case <-done:
 	case <-c.Context.Done():
 		interrupted = true
-		fmt.Fprintf(c.App.ErrWriter, "hodei: cancelling job %s\n", id)
-		if _, err := cl.Cancel(streamCtx, id, "interrupted from hodei run"); err != nil && !isFailedPrecondition(err) {
+		fmt.Fprintf(c.App.ErrWriter, "hodei: cancelling job %s (interrupt again to leave it running)\n", id)
+		cctx, cancel := context.WithTimeout(streamCtx, 30*time.Second)
+		_, err := cl.Cancel(cctx, id, "interrupted from hodei run")
+		cancel()
+		if err != nil && !isFailedPrecondition(err) {
 			stopStreams()
+			<-done
+			// Said here: after an interrupt, Run would only print "interrupted".
+			fmt.Fprintf(c.App.ErrWriter, "hodei: cancel of job %s failed, it may still run: %s\n", id, status.Convert(err).Message())
+			return &exitStatus{code: exitFailure}
 		}
 		<-done
 	}

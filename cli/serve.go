@@ -54,7 +54,7 @@ func serveCommand(e *env) *ucli.Command {
 			if c.Bool("dev") {
 				dev, err = agent.New(agent.Config{
 					Server: srv.GRPCAddr(), DataDir: filepath.Join(cfg.DataDir, "agent"), Name: "dev",
-					Version: Version, Logger: cfg.Logger,
+					KillGrace: cfg.KillGrace, Version: Version, Logger: cfg.Logger,
 				})
 				if err != nil {
 					srv.Close()
@@ -75,18 +75,25 @@ func serveCommand(e *env) *ucli.Command {
 }
 
 // serveWith runs the server and, in dev mode, its in-process agent until
-// ctx ends, and waits for both.
+// ctx ends, and waits for both. The agent stops first: its running jobs
+// are stopped and their results kept in its journal for the next start. A
+// server that fails stops the agent.
 func serveWith(ctx context.Context, srv *server.Server, dev *agent.Agent) error {
 	if dev == nil {
 		return srv.Serve(ctx)
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	agentDone := make(chan error, 1)
-	go func() { agentDone <- dev.Run(ctx) }()
-	err := srv.Serve(ctx)
-	cancel()
-	return errors.Join(err, <-agentDone)
+	srvCtx, stopServer := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopServer()
+	agentCtx, stopAgent := context.WithCancel(ctx)
+	defer stopAgent()
+	served := make(chan error, 1)
+	go func() {
+		served <- srv.Serve(srvCtx)
+		stopAgent()
+	}()
+	err := dev.Run(agentCtx)
+	stopServer()
+	return errors.Join(err, <-served)
 }
 
 // serveConfig checks serve's flags and builds the server's configuration.

@@ -7,15 +7,17 @@ import (
 
 // Limits checked by Validate.
 const (
-	MaxSpecBytes  = 1 << 20 // the whole spec, summed over its strings
-	MaxTimeout    = 30 * 24 * time.Hour
-	MaxRetries    = 100
-	MaxPriority   = 1000
-	MaxSlots      = 4096
-	MaxNameLen    = 256
-	MaxLabelValue = 256
-	MaxPTYSize    = 1000
-	MaxDependsOn  = 1000
+	MaxSpecBytes = 1 << 20 // the whole spec, summed over its strings
+	MaxTimeout   = 30 * 24 * time.Hour
+	MaxRetries   = 100
+	MaxPriority  = 1000
+	MaxSlots     = 4096
+	// MaxWorkerSlots bounds the slots one worker may offer.
+	MaxWorkerSlots = 1 << 20
+	MaxNameLen     = 256
+	MaxLabelValue  = 256
+	MaxPTYSize     = 1000
+	MaxDependsOn   = 1000
 )
 
 var (

@@ -1662,7 +1662,9 @@ type Heartbeat struct {
 	CpuPercent    float64                `protobuf:"fixed64,1,opt,name=cpu_percent,json=cpuPercent,proto3" json:"cpu_percent,omitempty"`
 	MemoryUsedMib int64                  `protobuf:"varint,2,opt,name=memory_used_mib,json=memoryUsedMib,proto3" json:"memory_used_mib,omitempty"`
 	Load1         float64                `protobuf:"fixed64,3,opt,name=load1,proto3" json:"load1,omitempty"`
-	Running       []*JobRef              `protobuf:"bytes,4,rep,name=running,proto3" json:"running,omitempty"`
+	// running: every attempt the agent holds, running or ended and not yet
+	// delivered; the server stops those it no longer wants.
+	Running       []*JobRef `protobuf:"bytes,4,rep,name=running,proto3" json:"running,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1880,8 +1882,11 @@ type JobFinished struct {
 	FinishedUnixNano int64                  `protobuf:"varint,7,opt,name=finished_unix_nano,json=finishedUnixNano,proto3" json:"finished_unix_nano,omitempty"`
 	LogSize          int64                  `protobuf:"varint,8,opt,name=log_size,json=logSize,proto3" json:"log_size,omitempty"`          // total bytes of OUTPUT; the server waits for all of them
 	StderrSize       int64                  `protobuf:"varint,9,opt,name=stderr_size,json=stderrSize,proto3" json:"stderr_size,omitempty"` // total bytes of STDERR; likewise
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// output_lost says why the output ends early (a spool that could not be
+	// read); log_size and stderr_size then count what the server holds.
+	OutputLost    string `protobuf:"bytes,10,opt,name=output_lost,json=outputLost,proto3" json:"output_lost,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *JobFinished) Reset() {
@@ -1975,6 +1980,13 @@ func (x *JobFinished) GetStderrSize() int64 {
 		return x.StderrSize
 	}
 	return 0
+}
+
+func (x *JobFinished) GetOutputLost() string {
+	if x != nil {
+		return x.OutputLost
+	}
+	return ""
 }
 
 type Welcome struct {
@@ -2747,7 +2759,7 @@ const file_hodei_proto_rawDesc = "" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x16\n" +
 	"\x06offset\x18\x03 \x01(\x03R\x06offset\x12\x12\n" +
 	"\x04data\x18\x04 \x01(\fR\x04data\x12+\n" +
-	"\x06stream\x18\x05 \x01(\x0e2\x13.hodei.v1.LogStreamR\x06stream\"\xb1\x02\n" +
+	"\x06stream\x18\x05 \x01(\x0e2\x13.hodei.v1.LogStreamR\x06stream\"\xd2\x02\n" +
 	"\vJobFinished\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12+\n" +
@@ -2758,7 +2770,10 @@ const file_hodei_proto_rawDesc = "" +
 	"\x12finished_unix_nano\x18\a \x01(\x03R\x10finishedUnixNano\x12\x19\n" +
 	"\blog_size\x18\b \x01(\x03R\alogSize\x12\x1f\n" +
 	"\vstderr_size\x18\t \x01(\x03R\n" +
-	"stderrSize\"u\n" +
+	"stderrSize\x12\x1f\n" +
+	"\voutput_lost\x18\n" +
+	" \x01(\tR\n" +
+	"outputLost\"u\n" +
 	"\aWelcome\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x122\n" +
 	"\x15heartbeat_interval_ms\x18\x02 \x01(\x03R\x13heartbeatIntervalMs\x12\x19\n" +

@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/hodei-jobs/hodei/job"
@@ -40,6 +41,7 @@ type Finish struct {
 	Outcome  Outcome
 	ExitCode int
 	Reason   string
+	Lost     string // why the output ends early, if it does
 	Usage    job.Usage
 }
 
@@ -50,14 +52,21 @@ func finishedJob(cur *job.Job, f Finish, now time.Time) *job.Job {
 	n.FinishedAt = now
 	n.ExitCode = f.ExitCode
 	n.Usage = f.Usage
+	lost := ""
+	if f.Lost != "" {
+		lost = "; output lost: " + f.Lost
+	}
 	if f.Outcome == Exited && f.ExitCode == 0 {
-		n.State, n.Reason = job.Completed, ""
+		n.State, n.Reason = job.Completed, strings.TrimPrefix(lost, "; ")
 		return n
 	}
 	var why string
 	switch f.Outcome {
 	case Exited:
 		why = fmt.Sprintf("exit code %d", f.ExitCode)
+		if f.ExitCode < 0 && f.Reason != "" {
+			why = f.Reason // killed by a signal: the agent says which
+		}
 	case StartFailed:
 		why = "start: " + f.Reason
 		n.ExitCode = -1
@@ -78,9 +87,10 @@ func finishedJob(cur *job.Job, f Finish, now time.Time) *job.Job {
 		why = ReasonTimeout
 	default:
 		// A user's cancel wins over however the process ended.
-		n.State, n.Reason, n.CancelRequested = job.Cancelled, cur.CancelRequested, ""
+		n.State, n.Reason, n.CancelRequested = job.Cancelled, cur.CancelRequested+lost, ""
 		return n
 	}
+	why += lost
 	if cur.AttemptsLeft() {
 		delay := cur.RetryDelay()
 		n.State = job.Pending

@@ -12,20 +12,18 @@ import (
 // first at the workers placement prefers — fewest free slots for bin-pack,
 // most for spread — and usually takes the first one whose cpu, memory and
 // labels fit, instead of scanning every worker. The result is the same as
-// a full scan ranking by free slots, then id.
+// a full scan ranking by free slots, then id. Only the free-slot values
+// that occur have a bucket, so a worker offering millions of slots costs
+// no more than one offering eight.
 type placer struct {
 	workers []WorkerView
-	buckets [][]int // free slots → indices into workers, sorted by worker id
+	slots   []int64         // the free-slot values that have a bucket, ascending
+	buckets map[int64][]int // free slots → indices into workers, sorted by worker id
 	spread  bool
 }
 
 func newPlacer(ws []WorkerView, p Placement) *placer {
-	pl := &placer{workers: slices.Clone(ws), spread: p == Spread}
-	var most int64
-	for _, w := range pl.workers {
-		most = max(most, w.Free.Slots)
-	}
-	pl.buckets = make([][]int, most+1)
+	pl := &placer{workers: slices.Clone(ws), buckets: make(map[int64][]int), spread: p == Spread}
 	order := make([]int, len(pl.workers))
 	for i := range order {
 		order[i] = i
@@ -33,18 +31,20 @@ func newPlacer(ws []WorkerView, p Placement) *placer {
 	slices.SortFunc(order, func(a, b int) int { return cmp.Compare(pl.workers[a].ID, pl.workers[b].ID) })
 	for _, i := range order {
 		if s := pl.workers[i].Free.Slots; s > 0 {
+			if _, ok := pl.buckets[s]; !ok {
+				pl.slots = append(pl.slots, s)
+			}
 			pl.buckets[s] = append(pl.buckets[s], i)
 		}
 	}
+	slices.Sort(pl.slots)
 	return pl
 }
 
 // place returns the index of the best feasible worker for j, or -1.
 func (pl *placer) place(j *job.Job) int {
 	need := max(j.Spec.Resources.Slots, 1)
-	if need >= int64(len(pl.buckets)) {
-		return -1
-	}
+	first, _ := slices.BinarySearch(pl.slots, need) // the first bucket with room
 	try := func(s int64) int {
 		for _, i := range pl.buckets[s] {
 			w := &pl.workers[i]
@@ -55,15 +55,15 @@ func (pl *placer) place(j *job.Job) int {
 		return -1
 	}
 	if pl.spread {
-		for s := int64(len(pl.buckets)) - 1; s >= need; s-- {
-			if i := try(s); i >= 0 {
+		for k := len(pl.slots) - 1; k >= first; k-- {
+			if i := try(pl.slots[k]); i >= 0 {
 				return i
 			}
 		}
 		return -1
 	}
-	for s := need; s < int64(len(pl.buckets)); s++ {
-		if i := try(s); i >= 0 {
+	for k := first; k < len(pl.slots); k++ {
+		if i := try(pl.slots[k]); i >= 0 {
 			return i
 		}
 	}
@@ -74,20 +74,31 @@ func (pl *placer) place(j *job.Job) int {
 // slots.
 func (pl *placer) take(i int, req job.Resources) {
 	w := &pl.workers[i]
-	pl.remove(w.Free.Slots, i)
+	pl.move(w.Free.Slots, i, false)
 	w.Free = w.Free.Sub(req)
-	if s := w.Free.Slots; s > 0 {
-		b := pl.buckets[s]
-		at, _ := slices.BinarySearchFunc(b, w.ID, func(k int, id string) int { return cmp.Compare(pl.workers[k].ID, id) })
-		pl.buckets[s] = slices.Insert(b, at, i)
+	if w.Free.Slots > 0 {
+		pl.move(w.Free.Slots, i, true)
 	}
 }
 
-func (pl *placer) remove(slots int64, i int) {
+// move adds worker i to, or removes it from, the bucket of slots.
+func (pl *placer) move(slots int64, i int, add bool) {
 	b := pl.buckets[slots]
 	at, found := slices.BinarySearchFunc(b, pl.workers[i].ID, func(k int, id string) int { return cmp.Compare(pl.workers[k].ID, id) })
-	if found {
-		pl.buckets[slots] = slices.Delete(b, at, at+1)
+	switch {
+	case add && !found:
+		if len(b) == 0 {
+			k, _ := slices.BinarySearch(pl.slots, slots)
+			pl.slots = slices.Insert(pl.slots, k, slots)
+		}
+		pl.buckets[slots] = slices.Insert(b, at, i)
+	case !add && found:
+		b = slices.Delete(b, at, at+1)
+		pl.buckets[slots] = b
+		if len(b) == 0 { // the empty slice stays, to be reused
+			k, _ := slices.BinarySearch(pl.slots, slots)
+			pl.slots = slices.Delete(pl.slots, k, k+1)
+		}
 	}
 }
 

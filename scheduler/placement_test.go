@@ -79,3 +79,11 @@ func TestPlacerAgreesWithAFullScan(t *testing.T) {
 		}
 	}
 }
+
+func TestPlacerWithAHugeWorker(t *testing.T) {
+	pl := newPlacer([]WorkerView{{ID: "big", Free: job.Resources{Slots: 1 << 40}}, {ID: "small", Free: job.Resources{Slots: 2}}}, Spread)
+	j := &job.Job{Spec: job.Spec{Resources: job.Resources{Slots: 1}}}
+	if i := pl.place(j); i < 0 || pl.id(i) != "big" {
+		t.Fatalf("spread chose %d", i)
+	}
+}

@@ -394,3 +394,15 @@ func TestCancelWinsOverAConcurrentResult(t *testing.T) {
 		t.Fatalf("cancelled job went on to attempt %d", got.Attempt)
 	}
 }
+
+func TestLostOutputIsInTheReason(t *testing.T) {
+	cur := &job.Job{ID: "j", State: job.Running, Attempt: 1}
+	got := finishedJob(cur, Finish{JobID: "j", Attempt: 1, Outcome: Exited, Lost: "disk error"}, time.Time{})
+	if got.State != job.Completed || got.Reason != "output lost: disk error" {
+		t.Fatalf("exit 0 with lost output: %s %q", got.State, got.Reason)
+	}
+	got = finishedJob(cur, Finish{JobID: "j", Attempt: 1, Outcome: Exited, ExitCode: -1, Reason: "signal: segmentation fault"}, time.Time{})
+	if got.State != job.Failed || got.Reason != "signal: segmentation fault" {
+		t.Fatalf("killed by a signal: %s %q", got.State, got.Reason)
+	}
+}

@@ -60,6 +60,9 @@ type Hello struct {
 	// cannot have started anything assigned to the worker before, so an
 	// attempt it does not hold is lost, not merely undelivered.
 	Restarted bool
+	// Since is when the connection was registered: assignments from then
+	// on went to this connection and are not lost.
+	Since time.Time
 }
 
 // Reconcile is what the server must send an agent that just said Hello.
@@ -103,7 +106,7 @@ func (s *Scheduler) WorkerHello(ctx context.Context, h Hello) (Reconcile, error)
 		case reported[ref] && j.CancelRequested != "":
 			rc.Cancel = append(rc.Cancel, s.cancelOrder(j, j.CancelRequested))
 		case reported[ref]:
-		case j.State == job.Scheduled && !h.Restarted:
+		case j.State == job.Scheduled && (!h.Restarted || !j.ScheduledAt.Before(h.Since)):
 			rc.Assign = append(rc.Assign, j) // the assignment may have been lost in transit
 		default:
 			lost = append(lost, j)
@@ -114,7 +117,7 @@ func (s *Scheduler) WorkerHello(ctx context.Context, h Hello) (Reconcile, error)
 		rc.Cancel = append(rc.Cancel, CancelOrder{JobID: ref.JobID, Attempt: ref.Attempt, Grace: s.cfg.KillGrace, Reason: reasonStaleAttempt})
 	}
 	for _, j := range lost {
-		s.finishAttempt(ctx, j, Finish{JobID: j.ID, Attempt: j.Attempt, Outcome: Lost, ExitCode: -1}, "agent restarted")
+		s.loseAttempt(ctx, j, "agent restarted")
 	}
 	s.poke()
 	return rc, nil
@@ -279,7 +282,7 @@ func (s *Scheduler) JobFinished(ctx context.Context, workerID string, f Finish) 
 
 // finishAttempt ends an attempt on the server's own authority (worker lost,
 // stop not confirmed), logging rather than returning a lost race.
-func (s *Scheduler) finishAttempt(ctx context.Context, cur *job.Job, f Finish, why string) {
+func (s *Scheduler) finishAttempt(ctx context.Context, cur *job.Job, f Finish, why string) error {
 	next := finishedJob(cur, f, s.cfg.Now())
 	errs, err := s.apply(ctx, []job.Update{{Expect: cur.Expected(), Next: next}})
 	if err == nil {
@@ -287,9 +290,27 @@ func (s *Scheduler) finishAttempt(ctx context.Context, cur *job.Job, f Finish, w
 	}
 	if err != nil {
 		s.log.Warn("end attempt", "job", cur.ID, "attempt", cur.Attempt, "why", why, "err", err)
-		return
+		return err
 	}
 	s.log.Info("attempt ended by server", "job", cur.ID, "attempt", cur.Attempt, "why", why, "state", next.State)
+	return nil
+}
+
+// loseAttempt ends an attempt its worker no longer has, retrying when a
+// concurrent write (a start report in flight, say) moved the job first but
+// left the same attempt on the same worker.
+func (s *Scheduler) loseAttempt(ctx context.Context, j *job.Job, why string) {
+	for range 3 {
+		if s.finishAttempt(ctx, j, Finish{JobID: j.ID, Attempt: j.Attempt, Outcome: Lost, ExitCode: -1}, why) == nil {
+			return
+		}
+		s.refresh(ctx, j.ID)
+		cur, err := s.Get(j.ID)
+		if err != nil || cur.Attempt != j.Attempt || cur.Worker != j.Worker || !cur.State.Active() {
+			return // ended or moved on meanwhile
+		}
+		j = cur
+	}
 }
 
 // forActive calls fn for every job that is Scheduled or Running.

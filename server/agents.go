@@ -133,6 +133,7 @@ func (a *agentService) Connect(stream pb.AgentService_ConnectServer) error {
 	// reconcile below does not mistake those jobs for lost ones.
 	// The stream is registered before the scheduler learns the worker is
 	// connected, so that every assignment from then on reaches it.
+	since := s.now()
 	if old, loaded := s.agents.conns.LoadAndStore(w.ID, conn); loaded {
 		old.cancel(errors.New("replaced by a new connection from the same worker"))
 	}
@@ -151,7 +152,7 @@ func (a *agentService) Connect(stream pb.AgentService_ConnectServer) error {
 		held = append(held, scheduler.Ref{JobID: f.GetJobId(), Attempt: int(f.GetAttempt())})
 		conn.enqueue(ackMsg(s.finished(ctx, w.ID, f)))
 	}
-	rc, err := s.sched.WorkerHello(ctx, scheduler.Hello{Worker: w, Running: held, Restarted: hello.GetRestarted()})
+	rc, err := s.sched.WorkerHello(ctx, scheduler.Hello{Worker: w, Running: held, Restarted: hello.GetRestarted(), Since: since})
 	if err != nil {
 		return toStatus(err)
 	}
@@ -210,6 +211,7 @@ func (s *Server) handleAgent(ctx context.Context, conn *agentConn, msg *pb.Agent
 	}
 	switch m := msg.GetMsg().(type) {
 	case *pb.AgentMessage_Heartbeat:
+		s.stopStale(conn, m.Heartbeat.GetRunning())
 	case *pb.AgentMessage_Started:
 		st := m.Started
 		conn.report(&s.wg, st.GetJobId(), func() { s.started(ctx, conn, st) })
@@ -226,6 +228,20 @@ func (s *Server) handleAgent(ctx context.Context, conn *agentConn, msg *pb.Agent
 		return invalid("msg", "unknown agent message")
 	}
 	return nil
+}
+
+// stopStale orders the agent to stop the attempts it holds that the server
+// no longer wants there: a reconcile that raced with the end of an attempt
+// (a lost worker's, say) is caught up at the next heartbeat.
+func (s *Server) stopStale(conn *agentConn, held []*pb.JobRef) {
+	for _, r := range held {
+		cur, err := s.sched.Get(r.GetJobId())
+		if err == nil && cur.Attempt == int(r.GetAttempt()) && cur.Worker == conn.workerID && cur.State.Active() {
+			continue
+		}
+		conn.enqueue(cancelMsg(scheduler.CancelOrder{JobID: r.GetJobId(), Attempt: int(r.GetAttempt()),
+			Grace: s.sched.Config().KillGrace, Reason: "stale attempt"}))
+	}
 }
 
 // started records that an attempt started; a start the server no longer
@@ -308,6 +324,7 @@ func (s *Server) finished(ctx context.Context, workerID string, f *pb.JobFinishe
 		Outcome:  outcomeOf(f.GetOutcome()),
 		ExitCode: int(f.GetExitCode()),
 		Reason:   f.GetReason(),
+		Lost:     f.GetOutputLost(),
 		Usage:    job.Usage{CPUTime: time.Duration(f.GetUsage().GetCpuTimeNs()), MaxRSSKiB: f.GetUsage().GetMaxRssKib()},
 	})
 	switch {
@@ -360,8 +377,8 @@ func workerFromHello(h *pb.Hello) (*job.Worker, error) {
 	switch {
 	case id == "" || len(id) > 128:
 		return nil, job.Invalid("hello.worker_id", "must be 1–128 bytes")
-	case h.GetCapacity().GetSlots() < 1:
-		return nil, job.Invalid("hello.capacity.slots", "must be at least 1")
+	case h.GetCapacity().GetSlots() < 1 || h.GetCapacity().GetSlots() > job.MaxWorkerSlots:
+		return nil, job.Invalid("hello.capacity.slots", "%d must be between 1 and %d", h.GetCapacity().GetSlots(), job.MaxWorkerSlots)
 	case h.GetCapacity().GetCpuMillis() < 0 || h.GetCapacity().GetMemoryMib() < 0:
 		return nil, job.Invalid("hello.capacity", "cpu and memory must not be negative")
 	}

@@ -427,3 +427,16 @@ func TestLogReadersLeaveNoSignals(t *testing.T) {
 		t.Fatalf("%d log signals left after the readers ended", n)
 	}
 }
+
+func TestHelloWithAbsurdCapacityIsRefused(t *testing.T) {
+	s := setup(t)
+	stream, err := s.agents.Connect(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream.Send(&pb.AgentMessage{Msg: &pb.AgentMessage_Hello{Hello: hello("huge", 1<<40)}})
+	_, err = stream.Recv()
+	if st := status.Convert(err); st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), "hello.capacity.slots") {
+		t.Fatalf("hello with 2^40 slots: %v", err)
+	}
+}
