@@ -100,7 +100,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
-	db, err := store.Open(filepath.Join(cfg.DataDir, "hodei.db"), store.Options{Logger: cfg.Logger, NoSync: os.Getenv("HODEI_NOSYNC") != ""})
+	db, err := store.Open(filepath.Join(cfg.DataDir, "hodei.db"), store.Options{Logger: cfg.Logger})
 	if err != nil {
 		return nil, err
 	}
