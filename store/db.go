@@ -14,6 +14,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/hodei-jobs/hodei/job"
 )
@@ -126,7 +127,7 @@ func Open(path string, opts Options) (*DB, error) {
 		InitialMmapSize: opts.InitialMmapSize,
 		NoSync:          opts.NoSync,
 	})
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("open store %s: waited %s: %w (is another hodei serve using this data dir?)",
 			path, opts.LockTimeout, ErrLocked)
 	}
@@ -296,7 +297,7 @@ func (db *DB) view(fn func(*bolt.Tx) error) error {
 }
 
 func closedErr(err error) error {
-	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+	if errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
 		return fmt.Errorf("store: %w", job.ErrClosed)
 	}
 	return err
