@@ -94,6 +94,33 @@ func (c *benchCluster) run(b *testing.B, n int) {
 	wg.Wait()
 }
 
+// runOne submits one job and reads the watch stream until it is
+// COMPLETED, calling seen with each state it passes through.
+func (c *benchCluster) runOne(b *testing.B, spec *pb.JobSpec, seen func(pb.JobState)) {
+	b.Helper()
+	id, err := c.cl.Submit(context.Background(), spec)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for {
+		ev, err := c.watch.Recv()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if ev.GetJob().GetId() != id {
+			continue
+		}
+		st := ev.GetJob().GetState()
+		seen(st)
+		switch st {
+		case pb.JobState_JOB_STATE_COMPLETED:
+			return
+		case pb.JobState_JOB_STATE_FAILED, pb.JobState_JOB_STATE_CANCELLED:
+			b.Fatalf("job %s: %s", st, ev.GetJob().GetReason())
+		}
+	}
+}
+
 // BenchmarkTrivialJobs is end-to-end throughput: /bin/true in a PTY, from
 // submit to COMPLETED recorded durably, one agent with 64 slots. Compare
 // with BenchmarkPTYSpawnParallel, the rate at which this machine can start
@@ -141,29 +168,14 @@ func BenchmarkJobLatency(b *testing.B) {
 	b.ResetTimer()
 	for range b.N {
 		start := time.Now()
-		id, err := c.cl.Submit(context.Background(), trueSpec)
-		if err != nil {
-			b.Fatal(err)
-		}
-		for {
-			ev, err := c.watch.Recv()
-			if err != nil {
-				b.Fatal(err)
-			}
-			if ev.GetJob().GetId() != id {
-				continue
-			}
-			switch ev.GetJob().GetState() {
+		c.runOne(b, trueSpec, func(s pb.JobState) {
+			switch s {
 			case pb.JobState_JOB_STATE_RUNNING:
 				toRunning = append(toRunning, time.Since(start))
-				continue
 			case pb.JobState_JOB_STATE_COMPLETED:
 				toDone = append(toDone, time.Since(start))
-			default:
-				continue
 			}
-			break
-		}
+		})
 	}
 	b.StopTimer()
 	report := func(d []time.Duration, name string) {
@@ -192,19 +204,7 @@ func BenchmarkJobLogThroughput(b *testing.B) {
 	b.SetBytes(size)
 	b.ResetTimer()
 	for range b.N {
-		id, err := c.cl.Submit(context.Background(), spec)
-		if err != nil {
-			b.Fatal(err)
-		}
-		for {
-			ev, err := c.watch.Recv()
-			if err != nil {
-				b.Fatal(err)
-			}
-			if ev.GetJob().GetId() == id && ev.GetJob().GetState() == pb.JobState_JOB_STATE_COMPLETED {
-				break
-			}
-		}
+		c.runOne(b, spec, func(pb.JobState) {})
 	}
 	b.StopTimer()
 }
