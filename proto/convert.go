@@ -160,18 +160,9 @@ func ParseJobState(name string) (JobState, error) {
 // StateName is the domain name of a wire state ("RUNNING").
 func StateName(s JobState) string { return job.State(s).String() }
 
-// WorkerStateName is the short name of a worker state ("READY").
-func WorkerStateName(s WorkerState) string {
-	switch s {
-	case WorkerState_WORKER_STATE_READY:
-		return "READY"
-	case WorkerState_WORKER_STATE_DRAINING:
-		return "DRAINING"
-	case WorkerState_WORKER_STATE_DOWN:
-		return "DOWN"
-	}
-	return "UNKNOWN"
-}
+// WorkerStateName is the short name of a worker state ("READY"); the wire
+// numbers equal job.WorkerState.
+func WorkerStateName(s WorkerState) string { return job.WorkerState(s).String() }
 
 // FromWorker converts the persisted part of a worker to the wire; the
 // caller fills the live fields (state, allocation, heartbeat).

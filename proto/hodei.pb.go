@@ -190,6 +190,7 @@ func (Outcome) EnumDescriptor() ([]byte, []int) {
 	return file_hodei_proto_rawDescGZIP(), []int{2}
 }
 
+// WorkerState numbers equal job.WorkerState.
 type WorkerState int32
 
 const (

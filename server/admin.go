@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 
-	"github.com/hodei-jobs/hodei/job"
 	pb "github.com/hodei-jobs/hodei/proto"
 	"github.com/hodei-jobs/hodei/scheduler"
 )
@@ -75,14 +74,7 @@ func (c *chunkWriter) flush() error {
 
 func workerPB(w scheduler.WorkerInfo) *pb.Worker {
 	p := pb.FromWorker(w.Worker)
-	switch {
-	case w.State == job.WorkerDown:
-		p.State = pb.WorkerState_WORKER_STATE_DOWN
-	case w.State == job.WorkerDraining:
-		p.State = pb.WorkerState_WORKER_STATE_DRAINING
-	default:
-		p.State = pb.WorkerState_WORKER_STATE_READY
-	}
+	p.State = pb.WorkerState(w.State) // the wire numbers equal job.WorkerState
 	p.Allocated = pb.FromResources(w.Allocated)
 	if !w.LastSeen.IsZero() {
 		p.LastHeartbeatUnixNano = w.LastSeen.UnixNano()

@@ -191,9 +191,6 @@ func (db *DB) Close() error {
 	return db.closeErr
 }
 
-// Path is the database file's path.
-func (db *DB) Path() string { return db.bolt.Path() }
-
 // Stats returns the commit loop's counters.
 func (db *DB) Stats() Stats {
 	db.statsMu.Lock()
