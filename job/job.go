@@ -33,6 +33,9 @@ func (r Resources) Sub(o Resources) Resources {
 	return Resources{r.CPUMillis - o.CPUMillis, r.MemoryMiB - o.MemoryMiB, r.Slots - o.Slots}
 }
 
+// IsZero reports whether every dimension of r is zero.
+func (r Resources) IsZero() bool { return r == Resources{} }
+
 // Covers reports whether r has room for o in every dimension.
 func (r Resources) Covers(o Resources) bool {
 	return r.CPUMillis >= o.CPUMillis && r.MemoryMiB >= o.MemoryMiB && r.Slots >= o.Slots
@@ -55,10 +58,13 @@ type Spec struct {
 	Retries   int           // extra attempts after the first fails
 	Backoff   time.Duration // first retry delay, doubled each attempt
 	Priority  int           // 0–1000, higher first
-	Deadline  time.Time     // optional SLA; zero: none
+	Deadline  time.Time     // optional SLA: the job should start by then; zero: none
 	Resources Resources
 	Selector  map[string]string // labels a worker must have
 	DependsOn []string          // job ids that must complete first
+	// Preemptible lets the scheduler stop this job for a tenant below its
+	// share, even when its tenant is not preemptible.
+	Preemptible bool
 }
 
 // Normalize fills defaults in place. It is idempotent.
@@ -104,6 +110,15 @@ type Job struct {
 	// CancelRequested holds the reason ("cancelled by user", "timeout") of a
 	// stop sent to the agent of a Running job; the final state follows it.
 	CancelRequested string
+	// Requeue marks the stop order in CancelRequested as a preemption: the
+	// attempt ends back in Pending without using a retry.
+	Requeue bool
+	// Preemptions counts the attempts that ended by preemption; they do not
+	// count against Spec.Retries.
+	Preemptions int
+	// DeadlineMissed is set when the job was first dispatched after its
+	// Spec.Deadline (an SLA miss).
+	DeadlineMissed bool
 
 	CreatedAt   time.Time
 	ScheduledAt time.Time
@@ -133,7 +148,7 @@ func (j *Job) Clone() *Job {
 }
 
 // AttemptsLeft reports whether a failed attempt may be retried.
-func (j *Job) AttemptsLeft() bool { return j.Attempt <= j.Spec.Retries }
+func (j *Job) AttemptsLeft() bool { return j.Attempt-j.Preemptions <= j.Spec.Retries }
 
 // RetryDelay is the backoff before the attempt after j.Attempt: Backoff
 // doubled for every earlier retry, capped at MaxBackoff.
@@ -142,7 +157,7 @@ func (j *Job) RetryDelay() time.Duration {
 	if d <= 0 {
 		d = DefaultBackoff
 	}
-	for i := 1; i < j.Attempt && d < MaxBackoff; i++ {
+	for i := 1; i < j.Attempt-j.Preemptions && d < MaxBackoff; i++ {
 		d *= 2
 	}
 	return min(d, MaxBackoff)

@@ -2,6 +2,7 @@ package hodeipb
 
 import (
 	"fmt"
+	"math"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -59,6 +60,7 @@ func FromSpec(s *job.Spec) *JobSpec {
 		Resources:        FromResources(s.Resources),
 		Selector:         s.Selector,
 		DependsOn:        s.DependsOn,
+		Preemptible:      s.Preemptible,
 	}
 }
 
@@ -70,25 +72,26 @@ func (s *JobSpec) ToSpec() job.Spec {
 		prio = int(*s.Priority)
 	}
 	return job.Spec{
-		Name:      s.GetName(),
-		Tenant:    s.GetTenant(),
-		Labels:    s.GetLabels(),
-		Command:   s.GetCommand(),
-		Script:    s.GetScript(),
-		Env:       s.GetEnv(),
-		SecretEnv: s.GetSecretEnv(),
-		WorkDir:   s.GetWorkdir(),
-		NoPTY:     s.GetNoPty(),
-		Rows:      s.GetRows(),
-		Cols:      s.GetCols(),
-		Timeout:   time.Duration(s.GetTimeoutMs()) * time.Millisecond,
-		Retries:   int(s.GetRetries()),
-		Backoff:   time.Duration(s.GetBackoffMs()) * time.Millisecond,
-		Priority:  prio,
-		Deadline:  fromNanos(s.GetDeadlineUnixNano()),
-		Resources: s.GetResources().ToResources(),
-		Selector:  s.GetSelector(),
-		DependsOn: s.GetDependsOn(),
+		Name:        s.GetName(),
+		Tenant:      s.GetTenant(),
+		Labels:      s.GetLabels(),
+		Command:     s.GetCommand(),
+		Script:      s.GetScript(),
+		Env:         s.GetEnv(),
+		SecretEnv:   s.GetSecretEnv(),
+		WorkDir:     s.GetWorkdir(),
+		NoPTY:       s.GetNoPty(),
+		Rows:        s.GetRows(),
+		Cols:        s.GetCols(),
+		Timeout:     time.Duration(s.GetTimeoutMs()) * time.Millisecond,
+		Retries:     int(s.GetRetries()),
+		Backoff:     time.Duration(s.GetBackoffMs()) * time.Millisecond,
+		Priority:    prio,
+		Deadline:    fromNanos(s.GetDeadlineUnixNano()),
+		Resources:   s.GetResources().ToResources(),
+		Selector:    s.GetSelector(),
+		DependsOn:   s.GetDependsOn(),
+		Preemptible: s.GetPreemptible(),
 	}
 }
 
@@ -110,6 +113,9 @@ func FromJob(j *job.Job) *Job {
 		FinishedUnixNano:  nanos(j.FinishedAt),
 		NotBeforeUnixNano: nanos(j.NotBefore),
 		Usage:             &Usage{CpuTimeNs: int64(j.Usage.CPUTime), MaxRssKib: j.Usage.MaxRSSKiB},
+		Requeue:           j.Requeue,
+		Preemptions:       int32(j.Preemptions),
+		DeadlineMissed:    j.DeadlineMissed,
 	}
 }
 
@@ -148,6 +154,9 @@ func (j *Job) ToJob() *job.Job {
 			CPUTime:   time.Duration(j.GetUsage().GetCpuTimeNs()),
 			MaxRSSKiB: j.GetUsage().GetMaxRssKib(),
 		},
+		Requeue:        j.GetRequeue(),
+		Preemptions:    int(j.GetPreemptions()),
+		DeadlineMissed: j.GetDeadlineMissed(),
 	}
 }
 
@@ -216,4 +225,50 @@ func UnmarshalJob(b []byte) (*job.Job, error) {
 		return nil, fmt.Errorf("decode job: %w", err)
 	}
 	return p.ToJob(), nil
+}
+
+// FromTenant converts a domain tenant to the wire.
+func FromTenant(t *job.Tenant) *Tenant {
+	return &Tenant{
+		Name:            t.Name,
+		Weight:          t.Weight,
+		MaxQueued:       int64(t.MaxQueued),
+		MaxRunning:      FromResources(t.MaxRunning),
+		Burst:           t.Burst,
+		BurstForMs:      t.BurstFor.Milliseconds(),
+		CooldownMs:      t.Cooldown.Milliseconds(),
+		Preemptible:     t.Preemptible,
+		CreatedUnixNano: nanos(t.CreatedAt),
+		UpdatedUnixNano: nanos(t.UpdatedAt),
+	}
+}
+
+// millis converts a wire duration; one that does not fit a time.Duration
+// becomes -1 ms, which validation refuses as negative.
+func millis(ms int64) time.Duration {
+	if ms > int64(math.MaxInt64/time.Millisecond) || ms < int64(math.MinInt64/time.Millisecond) {
+		return -time.Millisecond
+	}
+	return time.Duration(ms) * time.Millisecond
+}
+
+// ToTenant converts a wire tenant to the domain. A max_queued beyond the
+// range of int becomes -1, which Tenant.Validate refuses.
+func (t *Tenant) ToTenant() *job.Tenant {
+	mq := t.GetMaxQueued()
+	if mq != int64(int(mq)) {
+		mq = -1
+	}
+	return &job.Tenant{
+		Name:        t.GetName(),
+		Weight:      t.GetWeight(),
+		MaxQueued:   int(mq),
+		MaxRunning:  t.GetMaxRunning().ToResources(),
+		Burst:       t.GetBurst(),
+		BurstFor:    millis(t.GetBurstForMs()),
+		Cooldown:    millis(t.GetCooldownMs()),
+		Preemptible: t.GetPreemptible(),
+		CreatedAt:   fromNanos(t.GetCreatedUnixNano()),
+		UpdatedAt:   fromNanos(t.GetUpdatedUnixNano()),
+	}
 }

@@ -243,6 +243,58 @@ func (WorkerState) EnumDescriptor() ([]byte, []int) {
 	return file_hodei_proto_rawDescGZIP(), []int{3}
 }
 
+type BurstState int32
+
+const (
+	BurstState_BURST_STATE_UNSPECIFIED BurstState = 0
+	BurstState_BURST_STATE_NONE        BurstState = 1 // at or under its running limit
+	BurstState_BURST_STATE_BURSTING    BurstState = 2 // over its limit, until burst_until
+	BurstState_BURST_STATE_COOLDOWN    BurstState = 3 // held at its limit until burst_until
+)
+
+// Enum value maps for BurstState.
+var (
+	BurstState_name = map[int32]string{
+		0: "BURST_STATE_UNSPECIFIED",
+		1: "BURST_STATE_NONE",
+		2: "BURST_STATE_BURSTING",
+		3: "BURST_STATE_COOLDOWN",
+	}
+	BurstState_value = map[string]int32{
+		"BURST_STATE_UNSPECIFIED": 0,
+		"BURST_STATE_NONE":        1,
+		"BURST_STATE_BURSTING":    2,
+		"BURST_STATE_COOLDOWN":    3,
+	}
+)
+
+func (x BurstState) Enum() *BurstState {
+	p := new(BurstState)
+	*p = x
+	return p
+}
+
+func (x BurstState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (BurstState) Descriptor() protoreflect.EnumDescriptor {
+	return file_hodei_proto_enumTypes[4].Descriptor()
+}
+
+func (BurstState) Type() protoreflect.EnumType {
+	return &file_hodei_proto_enumTypes[4]
+}
+
+func (x BurstState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use BurstState.Descriptor instead.
+func (BurstState) EnumDescriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{4}
+}
+
 type Resources struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	CpuMillis     int64                  `protobuf:"varint,1,opt,name=cpu_millis,json=cpuMillis,proto3" json:"cpu_millis,omitempty"`
@@ -324,6 +376,7 @@ type JobSpec struct {
 	Resources        *Resources             `protobuf:"bytes,17,opt,name=resources,proto3" json:"resources,omitempty"`
 	Selector         map[string]string      `protobuf:"bytes,18,rep,name=selector,proto3" json:"selector,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	DependsOn        []string               `protobuf:"bytes,19,rep,name=depends_on,json=dependsOn,proto3" json:"depends_on,omitempty"`
+	Preemptible      bool                   `protobuf:"varint,20,opt,name=preemptible,proto3" json:"preemptible,omitempty"` // may be stopped for a tenant below its share
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
@@ -491,6 +544,13 @@ func (x *JobSpec) GetDependsOn() []string {
 	return nil
 }
 
+func (x *JobSpec) GetPreemptible() bool {
+	if x != nil {
+		return x.Preemptible
+	}
+	return false
+}
+
 type Usage struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	CpuTimeNs     int64                  `protobuf:"varint,1,opt,name=cpu_time_ns,json=cpuTimeNs,proto3" json:"cpu_time_ns,omitempty"`
@@ -560,6 +620,13 @@ type Job struct {
 	FinishedUnixNano  int64                  `protobuf:"varint,13,opt,name=finished_unix_nano,json=finishedUnixNano,proto3" json:"finished_unix_nano,omitempty"`
 	NotBeforeUnixNano int64                  `protobuf:"varint,14,opt,name=not_before_unix_nano,json=notBeforeUnixNano,proto3" json:"not_before_unix_nano,omitempty"`
 	Usage             *Usage                 `protobuf:"bytes,15,opt,name=usage,proto3" json:"usage,omitempty"`
+	Requeue           bool                   `protobuf:"varint,16,opt,name=requeue,proto3" json:"requeue,omitempty"`                                     // the stop order is a preemption: back to PENDING
+	Preemptions       int32                  `protobuf:"varint,17,opt,name=preemptions,proto3" json:"preemptions,omitempty"`                             // attempts ended by preemption; not retries
+	DeadlineMissed    bool                   `protobuf:"varint,18,opt,name=deadline_missed,json=deadlineMissed,proto3" json:"deadline_missed,omitempty"` // first dispatched after spec.deadline
+	// Effective priority of a PENDING job at the time of the answer: its
+	// priority raised by waiting and by an approaching deadline. API answers
+	// only; not stored.
+	EffectivePriority float64 `protobuf:"fixed64,19,opt,name=effective_priority,json=effectivePriority,proto3" json:"effective_priority,omitempty"`
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache
 }
@@ -697,6 +764,34 @@ func (x *Job) GetUsage() *Usage {
 		return x.Usage
 	}
 	return nil
+}
+
+func (x *Job) GetRequeue() bool {
+	if x != nil {
+		return x.Requeue
+	}
+	return false
+}
+
+func (x *Job) GetPreemptions() int32 {
+	if x != nil {
+		return x.Preemptions
+	}
+	return 0
+}
+
+func (x *Job) GetDeadlineMissed() bool {
+	if x != nil {
+		return x.DeadlineMissed
+	}
+	return false
+}
+
+func (x *Job) GetEffectivePriority() float64 {
+	if x != nil {
+		return x.EffectivePriority
+	}
+	return 0
 }
 
 type SubmitRequest struct {
@@ -2607,6 +2702,489 @@ func (x *SnapshotChunk) GetData() []byte {
 	return nil
 }
 
+type Tenant struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Name            string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Weight          float64                `protobuf:"fixed64,2,opt,name=weight,proto3" json:"weight,omitempty"`                         // fair-share weight; 0 on set: 1
+	MaxQueued       int64                  `protobuf:"varint,3,opt,name=max_queued,json=maxQueued,proto3" json:"max_queued,omitempty"`   // non-terminal jobs; 0: unlimited
+	MaxRunning      *Resources             `protobuf:"bytes,4,opt,name=max_running,json=maxRunning,proto3" json:"max_running,omitempty"` // zero fields: unlimited
+	Burst           float64                `protobuf:"fixed64,5,opt,name=burst,proto3" json:"burst,omitempty"`                           // running-limit multiplier while bursting; 0: none
+	BurstForMs      int64                  `protobuf:"varint,6,opt,name=burst_for_ms,json=burstForMs,proto3" json:"burst_for_ms,omitempty"`
+	CooldownMs      int64                  `protobuf:"varint,7,opt,name=cooldown_ms,json=cooldownMs,proto3" json:"cooldown_ms,omitempty"`
+	Preemptible     bool                   `protobuf:"varint,8,opt,name=preemptible,proto3" json:"preemptible,omitempty"`
+	CreatedUnixNano int64                  `protobuf:"varint,9,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
+	UpdatedUnixNano int64                  `protobuf:"varint,10,opt,name=updated_unix_nano,json=updatedUnixNano,proto3" json:"updated_unix_nano,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *Tenant) Reset() {
+	*x = Tenant{}
+	mi := &file_hodei_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Tenant) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Tenant) ProtoMessage() {}
+
+func (x *Tenant) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Tenant.ProtoReflect.Descriptor instead.
+func (*Tenant) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *Tenant) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Tenant) GetWeight() float64 {
+	if x != nil {
+		return x.Weight
+	}
+	return 0
+}
+
+func (x *Tenant) GetMaxQueued() int64 {
+	if x != nil {
+		return x.MaxQueued
+	}
+	return 0
+}
+
+func (x *Tenant) GetMaxRunning() *Resources {
+	if x != nil {
+		return x.MaxRunning
+	}
+	return nil
+}
+
+func (x *Tenant) GetBurst() float64 {
+	if x != nil {
+		return x.Burst
+	}
+	return 0
+}
+
+func (x *Tenant) GetBurstForMs() int64 {
+	if x != nil {
+		return x.BurstForMs
+	}
+	return 0
+}
+
+func (x *Tenant) GetCooldownMs() int64 {
+	if x != nil {
+		return x.CooldownMs
+	}
+	return 0
+}
+
+func (x *Tenant) GetPreemptible() bool {
+	if x != nil {
+		return x.Preemptible
+	}
+	return false
+}
+
+func (x *Tenant) GetCreatedUnixNano() int64 {
+	if x != nil {
+		return x.CreatedUnixNano
+	}
+	return 0
+}
+
+func (x *Tenant) GetUpdatedUnixNano() int64 {
+	if x != nil {
+		return x.UpdatedUnixNano
+	}
+	return 0
+}
+
+// TenantStatus is a tenant with its live figures.
+type TenantStatus struct {
+	state              protoimpl.MessageState `protogen:"open.v1"`
+	Tenant             *Tenant                `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	Queued             int64                  `protobuf:"varint,2,opt,name=queued,proto3" json:"queued,omitempty"` // non-terminal jobs (what max_queued caps)
+	PendingJobs        int64                  `protobuf:"varint,3,opt,name=pending_jobs,json=pendingJobs,proto3" json:"pending_jobs,omitempty"`
+	Pending            *Resources             `protobuf:"bytes,4,opt,name=pending,proto3" json:"pending,omitempty"`                        // asked for by its pending jobs
+	Running            *Resources             `protobuf:"bytes,5,opt,name=running,proto3" json:"running,omitempty"`                        // held by its scheduled and running jobs
+	Share              float64                `protobuf:"fixed64,6,opt,name=share,proto3" json:"share,omitempty"`                          // its fraction of the slots in use
+	FairShare          float64                `protobuf:"fixed64,7,opt,name=fair_share,json=fairShare,proto3" json:"fair_share,omitempty"` // its weight over the weights of tenants with work
+	BurstState         BurstState             `protobuf:"varint,8,opt,name=burst_state,json=burstState,proto3,enum=hodei.v1.BurstState" json:"burst_state,omitempty"`
+	BurstUntilUnixNano int64                  `protobuf:"varint,9,opt,name=burst_until_unix_nano,json=burstUntilUnixNano,proto3" json:"burst_until_unix_nano,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *TenantStatus) Reset() {
+	*x = TenantStatus{}
+	mi := &file_hodei_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TenantStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TenantStatus) ProtoMessage() {}
+
+func (x *TenantStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TenantStatus.ProtoReflect.Descriptor instead.
+func (*TenantStatus) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *TenantStatus) GetTenant() *Tenant {
+	if x != nil {
+		return x.Tenant
+	}
+	return nil
+}
+
+func (x *TenantStatus) GetQueued() int64 {
+	if x != nil {
+		return x.Queued
+	}
+	return 0
+}
+
+func (x *TenantStatus) GetPendingJobs() int64 {
+	if x != nil {
+		return x.PendingJobs
+	}
+	return 0
+}
+
+func (x *TenantStatus) GetPending() *Resources {
+	if x != nil {
+		return x.Pending
+	}
+	return nil
+}
+
+func (x *TenantStatus) GetRunning() *Resources {
+	if x != nil {
+		return x.Running
+	}
+	return nil
+}
+
+func (x *TenantStatus) GetShare() float64 {
+	if x != nil {
+		return x.Share
+	}
+	return 0
+}
+
+func (x *TenantStatus) GetFairShare() float64 {
+	if x != nil {
+		return x.FairShare
+	}
+	return 0
+}
+
+func (x *TenantStatus) GetBurstState() BurstState {
+	if x != nil {
+		return x.BurstState
+	}
+	return BurstState_BURST_STATE_UNSPECIFIED
+}
+
+func (x *TenantStatus) GetBurstUntilUnixNano() int64 {
+	if x != nil {
+		return x.BurstUntilUnixNano
+	}
+	return 0
+}
+
+type SetTenantRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Tenant *Tenant                `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// The fields of tenant to set, by their names above; the others keep
+	// their stored values (their defaults on a new tenant). Empty: all.
+	Fields        []string `protobuf:"bytes,2,rep,name=fields,proto3" json:"fields,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetTenantRequest) Reset() {
+	*x = SetTenantRequest{}
+	mi := &file_hodei_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetTenantRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetTenantRequest) ProtoMessage() {}
+
+func (x *SetTenantRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetTenantRequest.ProtoReflect.Descriptor instead.
+func (*SetTenantRequest) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *SetTenantRequest) GetTenant() *Tenant {
+	if x != nil {
+		return x.Tenant
+	}
+	return nil
+}
+
+func (x *SetTenantRequest) GetFields() []string {
+	if x != nil {
+		return x.Fields
+	}
+	return nil
+}
+
+type GetTenantRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetTenantRequest) Reset() {
+	*x = GetTenantRequest{}
+	mi := &file_hodei_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTenantRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTenantRequest) ProtoMessage() {}
+
+func (x *GetTenantRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTenantRequest.ProtoReflect.Descriptor instead.
+func (*GetTenantRequest) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *GetTenantRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type ListTenantsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTenantsRequest) Reset() {
+	*x = ListTenantsRequest{}
+	mi := &file_hodei_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTenantsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTenantsRequest) ProtoMessage() {}
+
+func (x *ListTenantsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTenantsRequest.ProtoReflect.Descriptor instead.
+func (*ListTenantsRequest) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{36}
+}
+
+type ListTenantsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenants       []*TenantStatus        `protobuf:"bytes,1,rep,name=tenants,proto3" json:"tenants,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTenantsResponse) Reset() {
+	*x = ListTenantsResponse{}
+	mi := &file_hodei_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTenantsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTenantsResponse) ProtoMessage() {}
+
+func (x *ListTenantsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTenantsResponse.ProtoReflect.Descriptor instead.
+func (*ListTenantsResponse) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *ListTenantsResponse) GetTenants() []*TenantStatus {
+	if x != nil {
+		return x.Tenants
+	}
+	return nil
+}
+
+type DeleteTenantRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteTenantRequest) Reset() {
+	*x = DeleteTenantRequest{}
+	mi := &file_hodei_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteTenantRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteTenantRequest) ProtoMessage() {}
+
+func (x *DeleteTenantRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteTenantRequest.ProtoReflect.Descriptor instead.
+func (*DeleteTenantRequest) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *DeleteTenantRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type DeleteTenantResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteTenantResponse) Reset() {
+	*x = DeleteTenantResponse{}
+	mi := &file_hodei_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteTenantResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteTenantResponse) ProtoMessage() {}
+
+func (x *DeleteTenantResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteTenantResponse.ProtoReflect.Descriptor instead.
+func (*DeleteTenantResponse) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{39}
+}
+
 var File_hodei_proto protoreflect.FileDescriptor
 
 const file_hodei_proto_rawDesc = "" +
@@ -2617,7 +3195,7 @@ const file_hodei_proto_rawDesc = "" +
 	"cpu_millis\x18\x01 \x01(\x03R\tcpuMillis\x12\x1d\n" +
 	"\n" +
 	"memory_mib\x18\x02 \x01(\x03R\tmemoryMib\x12\x14\n" +
-	"\x05slots\x18\x03 \x01(\x03R\x05slots\"\x97\a\n" +
+	"\x05slots\x18\x03 \x01(\x03R\x05slots\"\xb9\a\n" +
 	"\aJobSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x125\n" +
@@ -2642,7 +3220,8 @@ const file_hodei_proto_rawDesc = "" +
 	"\tresources\x18\x11 \x01(\v2\x13.hodei.v1.ResourcesR\tresources\x12;\n" +
 	"\bselector\x18\x12 \x03(\v2\x1f.hodei.v1.JobSpec.SelectorEntryR\bselector\x12\x1d\n" +
 	"\n" +
-	"depends_on\x18\x13 \x03(\tR\tdependsOn\x1a9\n" +
+	"depends_on\x18\x13 \x03(\tR\tdependsOn\x12 \n" +
+	"\vpreemptible\x18\x14 \x01(\bR\vpreemptible\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a6\n" +
@@ -2658,7 +3237,7 @@ const file_hodei_proto_rawDesc = "" +
 	"\t_priority\"G\n" +
 	"\x05Usage\x12\x1e\n" +
 	"\vcpu_time_ns\x18\x01 \x01(\x03R\tcpuTimeNs\x12\x1e\n" +
-	"\vmax_rss_kib\x18\x02 \x01(\x03R\tmaxRssKib\"\xa0\x04\n" +
+	"\vmax_rss_kib\x18\x02 \x01(\x03R\tmaxRssKib\"\xb4\x05\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12%\n" +
 	"\x04spec\x18\x02 \x01(\v2\x11.hodei.v1.JobSpecR\x04spec\x12(\n" +
@@ -2675,7 +3254,11 @@ const file_hodei_proto_rawDesc = "" +
 	"\x11started_unix_nano\x18\f \x01(\x03R\x0fstartedUnixNano\x12,\n" +
 	"\x12finished_unix_nano\x18\r \x01(\x03R\x10finishedUnixNano\x12/\n" +
 	"\x14not_before_unix_nano\x18\x0e \x01(\x03R\x11notBeforeUnixNano\x12%\n" +
-	"\x05usage\x18\x0f \x01(\v2\x0f.hodei.v1.UsageR\x05usage\"6\n" +
+	"\x05usage\x18\x0f \x01(\v2\x0f.hodei.v1.UsageR\x05usage\x12\x18\n" +
+	"\arequeue\x18\x10 \x01(\bR\arequeue\x12 \n" +
+	"\vpreemptions\x18\x11 \x01(\x05R\vpreemptions\x12'\n" +
+	"\x0fdeadline_missed\x18\x12 \x01(\bR\x0edeadlineMissed\x12-\n" +
+	"\x12effective_priority\x18\x13 \x01(\x01R\x11effectivePriority\"6\n" +
 	"\rSubmitRequest\x12%\n" +
 	"\x04spec\x18\x01 \x01(\v2\x11.hodei.v1.JobSpecR\x04spec\" \n" +
 	"\x0eSubmitResponse\x12\x0e\n" +
@@ -2822,7 +3405,46 @@ const file_hodei_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x11\n" +
 	"\x0fSnapshotRequest\"#\n" +
 	"\rSnapshotChunk\x12\x12\n" +
-	"\x04data\x18\x01 \x01(\fR\x04data*\xb4\x01\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\"\xdc\x02\n" +
+	"\x06Tenant\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06weight\x18\x02 \x01(\x01R\x06weight\x12\x1d\n" +
+	"\n" +
+	"max_queued\x18\x03 \x01(\x03R\tmaxQueued\x124\n" +
+	"\vmax_running\x18\x04 \x01(\v2\x13.hodei.v1.ResourcesR\n" +
+	"maxRunning\x12\x14\n" +
+	"\x05burst\x18\x05 \x01(\x01R\x05burst\x12 \n" +
+	"\fburst_for_ms\x18\x06 \x01(\x03R\n" +
+	"burstForMs\x12\x1f\n" +
+	"\vcooldown_ms\x18\a \x01(\x03R\n" +
+	"cooldownMs\x12 \n" +
+	"\vpreemptible\x18\b \x01(\bR\vpreemptible\x12*\n" +
+	"\x11created_unix_nano\x18\t \x01(\x03R\x0fcreatedUnixNano\x12*\n" +
+	"\x11updated_unix_nano\x18\n" +
+	" \x01(\x03R\x0fupdatedUnixNano\"\xf0\x02\n" +
+	"\fTenantStatus\x12(\n" +
+	"\x06tenant\x18\x01 \x01(\v2\x10.hodei.v1.TenantR\x06tenant\x12\x16\n" +
+	"\x06queued\x18\x02 \x01(\x03R\x06queued\x12!\n" +
+	"\fpending_jobs\x18\x03 \x01(\x03R\vpendingJobs\x12-\n" +
+	"\apending\x18\x04 \x01(\v2\x13.hodei.v1.ResourcesR\apending\x12-\n" +
+	"\arunning\x18\x05 \x01(\v2\x13.hodei.v1.ResourcesR\arunning\x12\x14\n" +
+	"\x05share\x18\x06 \x01(\x01R\x05share\x12\x1d\n" +
+	"\n" +
+	"fair_share\x18\a \x01(\x01R\tfairShare\x125\n" +
+	"\vburst_state\x18\b \x01(\x0e2\x14.hodei.v1.BurstStateR\n" +
+	"burstState\x121\n" +
+	"\x15burst_until_unix_nano\x18\t \x01(\x03R\x12burstUntilUnixNano\"T\n" +
+	"\x10SetTenantRequest\x12(\n" +
+	"\x06tenant\x18\x01 \x01(\v2\x10.hodei.v1.TenantR\x06tenant\x12\x16\n" +
+	"\x06fields\x18\x02 \x03(\tR\x06fields\"&\n" +
+	"\x10GetTenantRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x14\n" +
+	"\x12ListTenantsRequest\"G\n" +
+	"\x13ListTenantsResponse\x120\n" +
+	"\atenants\x18\x01 \x03(\v2\x16.hodei.v1.TenantStatusR\atenants\")\n" +
+	"\x13DeleteTenantRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x16\n" +
+	"\x14DeleteTenantResponse*\xb4\x01\n" +
 	"\bJobState\x12\x19\n" +
 	"\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11JOB_STATE_PENDING\x10\x01\x12\x17\n" +
@@ -2844,7 +3466,13 @@ const file_hodei_proto_rawDesc = "" +
 	"\x18WORKER_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12WORKER_STATE_READY\x10\x01\x12\x19\n" +
 	"\x15WORKER_STATE_DRAINING\x10\x02\x12\x15\n" +
-	"\x11WORKER_STATE_DOWN\x10\x032\xd7\x02\n" +
+	"\x11WORKER_STATE_DOWN\x10\x03*s\n" +
+	"\n" +
+	"BurstState\x12\x1b\n" +
+	"\x17BURST_STATE_UNSPECIFIED\x10\x00\x12\x14\n" +
+	"\x10BURST_STATE_NONE\x10\x01\x12\x18\n" +
+	"\x14BURST_STATE_BURSTING\x10\x02\x12\x18\n" +
+	"\x14BURST_STATE_COOLDOWN\x10\x032\xd7\x02\n" +
 	"\n" +
 	"JobService\x12;\n" +
 	"\x06Submit\x12\x17.hodei.v1.SubmitRequest\x1a\x18.hodei.v1.SubmitResponse\x12-\n" +
@@ -2854,11 +3482,15 @@ const file_hodei_proto_rawDesc = "" +
 	"\x05Watch\x12\x16.hodei.v1.WatchRequest\x1a\x12.hodei.v1.JobEvent0\x01\x122\n" +
 	"\x04Logs\x12\x15.hodei.v1.LogsRequest\x1a\x11.hodei.v1.LogData0\x012N\n" +
 	"\fAgentService\x12>\n" +
-	"\aConnect\x12\x16.hodei.v1.AgentMessage\x1a\x17.hodei.v1.ServerMessage(\x010\x012\xdb\x01\n" +
+	"\aConnect\x12\x16.hodei.v1.AgentMessage\x1a\x17.hodei.v1.ServerMessage(\x010\x012\xf8\x03\n" +
 	"\fAdminService\x12J\n" +
 	"\vListWorkers\x12\x1c.hodei.v1.ListWorkersRequest\x1a\x1d.hodei.v1.ListWorkersResponse\x12=\n" +
 	"\vDrainWorker\x12\x1c.hodei.v1.DrainWorkerRequest\x1a\x10.hodei.v1.Worker\x12@\n" +
-	"\bSnapshot\x12\x19.hodei.v1.SnapshotRequest\x1a\x17.hodei.v1.SnapshotChunk0\x01B+Z)github.com/hodei-jobs/hodei/proto;hodeipbb\x06proto3"
+	"\bSnapshot\x12\x19.hodei.v1.SnapshotRequest\x1a\x17.hodei.v1.SnapshotChunk0\x01\x12?\n" +
+	"\tSetTenant\x12\x1a.hodei.v1.SetTenantRequest\x1a\x16.hodei.v1.TenantStatus\x12?\n" +
+	"\tGetTenant\x12\x1a.hodei.v1.GetTenantRequest\x1a\x16.hodei.v1.TenantStatus\x12J\n" +
+	"\vListTenants\x12\x1c.hodei.v1.ListTenantsRequest\x1a\x1d.hodei.v1.ListTenantsResponse\x12M\n" +
+	"\fDeleteTenant\x12\x1d.hodei.v1.DeleteTenantRequest\x1a\x1e.hodei.v1.DeleteTenantResponseB+Z)github.com/hodei-jobs/hodei/proto;hodeipbb\x06proto3"
 
 var (
 	file_hodei_proto_rawDescOnce sync.Once
@@ -2872,117 +3504,141 @@ func file_hodei_proto_rawDescGZIP() []byte {
 	return file_hodei_proto_rawDescData
 }
 
-var file_hodei_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_hodei_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_hodei_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_hodei_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_hodei_proto_goTypes = []any{
-	(JobState)(0),               // 0: hodei.v1.JobState
-	(LogStream)(0),              // 1: hodei.v1.LogStream
-	(Outcome)(0),                // 2: hodei.v1.Outcome
-	(WorkerState)(0),            // 3: hodei.v1.WorkerState
-	(*Resources)(nil),           // 4: hodei.v1.Resources
-	(*JobSpec)(nil),             // 5: hodei.v1.JobSpec
-	(*Usage)(nil),               // 6: hodei.v1.Usage
-	(*Job)(nil),                 // 7: hodei.v1.Job
-	(*SubmitRequest)(nil),       // 8: hodei.v1.SubmitRequest
-	(*SubmitResponse)(nil),      // 9: hodei.v1.SubmitResponse
-	(*GetJobRequest)(nil),       // 10: hodei.v1.GetJobRequest
-	(*ListJobsRequest)(nil),     // 11: hodei.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),    // 12: hodei.v1.ListJobsResponse
-	(*CancelJobRequest)(nil),    // 13: hodei.v1.CancelJobRequest
-	(*WatchRequest)(nil),        // 14: hodei.v1.WatchRequest
-	(*JobEvent)(nil),            // 15: hodei.v1.JobEvent
-	(*LogsRequest)(nil),         // 16: hodei.v1.LogsRequest
-	(*LogData)(nil),             // 17: hodei.v1.LogData
-	(*AgentMessage)(nil),        // 18: hodei.v1.AgentMessage
-	(*ServerMessage)(nil),       // 19: hodei.v1.ServerMessage
-	(*JobRef)(nil),              // 20: hodei.v1.JobRef
-	(*Hello)(nil),               // 21: hodei.v1.Hello
-	(*Heartbeat)(nil),           // 22: hodei.v1.Heartbeat
-	(*JobStarted)(nil),          // 23: hodei.v1.JobStarted
-	(*LogChunk)(nil),            // 24: hodei.v1.LogChunk
-	(*JobFinished)(nil),         // 25: hodei.v1.JobFinished
-	(*Welcome)(nil),             // 26: hodei.v1.Welcome
-	(*Assign)(nil),              // 27: hodei.v1.Assign
-	(*CancelJob)(nil),           // 28: hodei.v1.CancelJob
-	(*Ack)(nil),                 // 29: hodei.v1.Ack
-	(*Worker)(nil),              // 30: hodei.v1.Worker
-	(*ListWorkersRequest)(nil),  // 31: hodei.v1.ListWorkersRequest
-	(*ListWorkersResponse)(nil), // 32: hodei.v1.ListWorkersResponse
-	(*DrainWorkerRequest)(nil),  // 33: hodei.v1.DrainWorkerRequest
-	(*SnapshotRequest)(nil),     // 34: hodei.v1.SnapshotRequest
-	(*SnapshotChunk)(nil),       // 35: hodei.v1.SnapshotChunk
-	nil,                         // 36: hodei.v1.JobSpec.LabelsEntry
-	nil,                         // 37: hodei.v1.JobSpec.EnvEntry
-	nil,                         // 38: hodei.v1.JobSpec.SecretEnvEntry
-	nil,                         // 39: hodei.v1.JobSpec.SelectorEntry
-	nil,                         // 40: hodei.v1.ListJobsRequest.LabelsEntry
-	nil,                         // 41: hodei.v1.Hello.LabelsEntry
-	nil,                         // 42: hodei.v1.Worker.LabelsEntry
+	(JobState)(0),                // 0: hodei.v1.JobState
+	(LogStream)(0),               // 1: hodei.v1.LogStream
+	(Outcome)(0),                 // 2: hodei.v1.Outcome
+	(WorkerState)(0),             // 3: hodei.v1.WorkerState
+	(BurstState)(0),              // 4: hodei.v1.BurstState
+	(*Resources)(nil),            // 5: hodei.v1.Resources
+	(*JobSpec)(nil),              // 6: hodei.v1.JobSpec
+	(*Usage)(nil),                // 7: hodei.v1.Usage
+	(*Job)(nil),                  // 8: hodei.v1.Job
+	(*SubmitRequest)(nil),        // 9: hodei.v1.SubmitRequest
+	(*SubmitResponse)(nil),       // 10: hodei.v1.SubmitResponse
+	(*GetJobRequest)(nil),        // 11: hodei.v1.GetJobRequest
+	(*ListJobsRequest)(nil),      // 12: hodei.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),     // 13: hodei.v1.ListJobsResponse
+	(*CancelJobRequest)(nil),     // 14: hodei.v1.CancelJobRequest
+	(*WatchRequest)(nil),         // 15: hodei.v1.WatchRequest
+	(*JobEvent)(nil),             // 16: hodei.v1.JobEvent
+	(*LogsRequest)(nil),          // 17: hodei.v1.LogsRequest
+	(*LogData)(nil),              // 18: hodei.v1.LogData
+	(*AgentMessage)(nil),         // 19: hodei.v1.AgentMessage
+	(*ServerMessage)(nil),        // 20: hodei.v1.ServerMessage
+	(*JobRef)(nil),               // 21: hodei.v1.JobRef
+	(*Hello)(nil),                // 22: hodei.v1.Hello
+	(*Heartbeat)(nil),            // 23: hodei.v1.Heartbeat
+	(*JobStarted)(nil),           // 24: hodei.v1.JobStarted
+	(*LogChunk)(nil),             // 25: hodei.v1.LogChunk
+	(*JobFinished)(nil),          // 26: hodei.v1.JobFinished
+	(*Welcome)(nil),              // 27: hodei.v1.Welcome
+	(*Assign)(nil),               // 28: hodei.v1.Assign
+	(*CancelJob)(nil),            // 29: hodei.v1.CancelJob
+	(*Ack)(nil),                  // 30: hodei.v1.Ack
+	(*Worker)(nil),               // 31: hodei.v1.Worker
+	(*ListWorkersRequest)(nil),   // 32: hodei.v1.ListWorkersRequest
+	(*ListWorkersResponse)(nil),  // 33: hodei.v1.ListWorkersResponse
+	(*DrainWorkerRequest)(nil),   // 34: hodei.v1.DrainWorkerRequest
+	(*SnapshotRequest)(nil),      // 35: hodei.v1.SnapshotRequest
+	(*SnapshotChunk)(nil),        // 36: hodei.v1.SnapshotChunk
+	(*Tenant)(nil),               // 37: hodei.v1.Tenant
+	(*TenantStatus)(nil),         // 38: hodei.v1.TenantStatus
+	(*SetTenantRequest)(nil),     // 39: hodei.v1.SetTenantRequest
+	(*GetTenantRequest)(nil),     // 40: hodei.v1.GetTenantRequest
+	(*ListTenantsRequest)(nil),   // 41: hodei.v1.ListTenantsRequest
+	(*ListTenantsResponse)(nil),  // 42: hodei.v1.ListTenantsResponse
+	(*DeleteTenantRequest)(nil),  // 43: hodei.v1.DeleteTenantRequest
+	(*DeleteTenantResponse)(nil), // 44: hodei.v1.DeleteTenantResponse
+	nil,                          // 45: hodei.v1.JobSpec.LabelsEntry
+	nil,                          // 46: hodei.v1.JobSpec.EnvEntry
+	nil,                          // 47: hodei.v1.JobSpec.SecretEnvEntry
+	nil,                          // 48: hodei.v1.JobSpec.SelectorEntry
+	nil,                          // 49: hodei.v1.ListJobsRequest.LabelsEntry
+	nil,                          // 50: hodei.v1.Hello.LabelsEntry
+	nil,                          // 51: hodei.v1.Worker.LabelsEntry
 }
 var file_hodei_proto_depIdxs = []int32{
-	36, // 0: hodei.v1.JobSpec.labels:type_name -> hodei.v1.JobSpec.LabelsEntry
-	37, // 1: hodei.v1.JobSpec.env:type_name -> hodei.v1.JobSpec.EnvEntry
-	38, // 2: hodei.v1.JobSpec.secret_env:type_name -> hodei.v1.JobSpec.SecretEnvEntry
-	4,  // 3: hodei.v1.JobSpec.resources:type_name -> hodei.v1.Resources
-	39, // 4: hodei.v1.JobSpec.selector:type_name -> hodei.v1.JobSpec.SelectorEntry
-	5,  // 5: hodei.v1.Job.spec:type_name -> hodei.v1.JobSpec
+	45, // 0: hodei.v1.JobSpec.labels:type_name -> hodei.v1.JobSpec.LabelsEntry
+	46, // 1: hodei.v1.JobSpec.env:type_name -> hodei.v1.JobSpec.EnvEntry
+	47, // 2: hodei.v1.JobSpec.secret_env:type_name -> hodei.v1.JobSpec.SecretEnvEntry
+	5,  // 3: hodei.v1.JobSpec.resources:type_name -> hodei.v1.Resources
+	48, // 4: hodei.v1.JobSpec.selector:type_name -> hodei.v1.JobSpec.SelectorEntry
+	6,  // 5: hodei.v1.Job.spec:type_name -> hodei.v1.JobSpec
 	0,  // 6: hodei.v1.Job.state:type_name -> hodei.v1.JobState
-	6,  // 7: hodei.v1.Job.usage:type_name -> hodei.v1.Usage
-	5,  // 8: hodei.v1.SubmitRequest.spec:type_name -> hodei.v1.JobSpec
+	7,  // 7: hodei.v1.Job.usage:type_name -> hodei.v1.Usage
+	6,  // 8: hodei.v1.SubmitRequest.spec:type_name -> hodei.v1.JobSpec
 	0,  // 9: hodei.v1.ListJobsRequest.state:type_name -> hodei.v1.JobState
-	40, // 10: hodei.v1.ListJobsRequest.labels:type_name -> hodei.v1.ListJobsRequest.LabelsEntry
-	7,  // 11: hodei.v1.ListJobsResponse.jobs:type_name -> hodei.v1.Job
-	7,  // 12: hodei.v1.JobEvent.job:type_name -> hodei.v1.Job
+	49, // 10: hodei.v1.ListJobsRequest.labels:type_name -> hodei.v1.ListJobsRequest.LabelsEntry
+	8,  // 11: hodei.v1.ListJobsResponse.jobs:type_name -> hodei.v1.Job
+	8,  // 12: hodei.v1.JobEvent.job:type_name -> hodei.v1.Job
 	1,  // 13: hodei.v1.LogsRequest.stream:type_name -> hodei.v1.LogStream
-	21, // 14: hodei.v1.AgentMessage.hello:type_name -> hodei.v1.Hello
-	22, // 15: hodei.v1.AgentMessage.heartbeat:type_name -> hodei.v1.Heartbeat
-	23, // 16: hodei.v1.AgentMessage.started:type_name -> hodei.v1.JobStarted
-	24, // 17: hodei.v1.AgentMessage.log:type_name -> hodei.v1.LogChunk
-	25, // 18: hodei.v1.AgentMessage.finished:type_name -> hodei.v1.JobFinished
-	26, // 19: hodei.v1.ServerMessage.welcome:type_name -> hodei.v1.Welcome
-	27, // 20: hodei.v1.ServerMessage.assign:type_name -> hodei.v1.Assign
-	28, // 21: hodei.v1.ServerMessage.cancel:type_name -> hodei.v1.CancelJob
-	29, // 22: hodei.v1.ServerMessage.ack:type_name -> hodei.v1.Ack
-	41, // 23: hodei.v1.Hello.labels:type_name -> hodei.v1.Hello.LabelsEntry
-	4,  // 24: hodei.v1.Hello.capacity:type_name -> hodei.v1.Resources
-	20, // 25: hodei.v1.Hello.running:type_name -> hodei.v1.JobRef
-	25, // 26: hodei.v1.Hello.finished:type_name -> hodei.v1.JobFinished
-	20, // 27: hodei.v1.Heartbeat.running:type_name -> hodei.v1.JobRef
+	22, // 14: hodei.v1.AgentMessage.hello:type_name -> hodei.v1.Hello
+	23, // 15: hodei.v1.AgentMessage.heartbeat:type_name -> hodei.v1.Heartbeat
+	24, // 16: hodei.v1.AgentMessage.started:type_name -> hodei.v1.JobStarted
+	25, // 17: hodei.v1.AgentMessage.log:type_name -> hodei.v1.LogChunk
+	26, // 18: hodei.v1.AgentMessage.finished:type_name -> hodei.v1.JobFinished
+	27, // 19: hodei.v1.ServerMessage.welcome:type_name -> hodei.v1.Welcome
+	28, // 20: hodei.v1.ServerMessage.assign:type_name -> hodei.v1.Assign
+	29, // 21: hodei.v1.ServerMessage.cancel:type_name -> hodei.v1.CancelJob
+	30, // 22: hodei.v1.ServerMessage.ack:type_name -> hodei.v1.Ack
+	50, // 23: hodei.v1.Hello.labels:type_name -> hodei.v1.Hello.LabelsEntry
+	5,  // 24: hodei.v1.Hello.capacity:type_name -> hodei.v1.Resources
+	21, // 25: hodei.v1.Hello.running:type_name -> hodei.v1.JobRef
+	26, // 26: hodei.v1.Hello.finished:type_name -> hodei.v1.JobFinished
+	21, // 27: hodei.v1.Heartbeat.running:type_name -> hodei.v1.JobRef
 	1,  // 28: hodei.v1.LogChunk.stream:type_name -> hodei.v1.LogStream
 	2,  // 29: hodei.v1.JobFinished.outcome:type_name -> hodei.v1.Outcome
-	6,  // 30: hodei.v1.JobFinished.usage:type_name -> hodei.v1.Usage
-	7,  // 31: hodei.v1.Assign.job:type_name -> hodei.v1.Job
+	7,  // 30: hodei.v1.JobFinished.usage:type_name -> hodei.v1.Usage
+	8,  // 31: hodei.v1.Assign.job:type_name -> hodei.v1.Job
 	1,  // 32: hodei.v1.Ack.stream:type_name -> hodei.v1.LogStream
-	42, // 33: hodei.v1.Worker.labels:type_name -> hodei.v1.Worker.LabelsEntry
+	51, // 33: hodei.v1.Worker.labels:type_name -> hodei.v1.Worker.LabelsEntry
 	3,  // 34: hodei.v1.Worker.state:type_name -> hodei.v1.WorkerState
-	4,  // 35: hodei.v1.Worker.capacity:type_name -> hodei.v1.Resources
-	4,  // 36: hodei.v1.Worker.allocated:type_name -> hodei.v1.Resources
-	30, // 37: hodei.v1.ListWorkersResponse.workers:type_name -> hodei.v1.Worker
-	8,  // 38: hodei.v1.JobService.Submit:input_type -> hodei.v1.SubmitRequest
-	10, // 39: hodei.v1.JobService.Get:input_type -> hodei.v1.GetJobRequest
-	11, // 40: hodei.v1.JobService.List:input_type -> hodei.v1.ListJobsRequest
-	13, // 41: hodei.v1.JobService.Cancel:input_type -> hodei.v1.CancelJobRequest
-	14, // 42: hodei.v1.JobService.Watch:input_type -> hodei.v1.WatchRequest
-	16, // 43: hodei.v1.JobService.Logs:input_type -> hodei.v1.LogsRequest
-	18, // 44: hodei.v1.AgentService.Connect:input_type -> hodei.v1.AgentMessage
-	31, // 45: hodei.v1.AdminService.ListWorkers:input_type -> hodei.v1.ListWorkersRequest
-	33, // 46: hodei.v1.AdminService.DrainWorker:input_type -> hodei.v1.DrainWorkerRequest
-	34, // 47: hodei.v1.AdminService.Snapshot:input_type -> hodei.v1.SnapshotRequest
-	9,  // 48: hodei.v1.JobService.Submit:output_type -> hodei.v1.SubmitResponse
-	7,  // 49: hodei.v1.JobService.Get:output_type -> hodei.v1.Job
-	12, // 50: hodei.v1.JobService.List:output_type -> hodei.v1.ListJobsResponse
-	7,  // 51: hodei.v1.JobService.Cancel:output_type -> hodei.v1.Job
-	15, // 52: hodei.v1.JobService.Watch:output_type -> hodei.v1.JobEvent
-	17, // 53: hodei.v1.JobService.Logs:output_type -> hodei.v1.LogData
-	19, // 54: hodei.v1.AgentService.Connect:output_type -> hodei.v1.ServerMessage
-	32, // 55: hodei.v1.AdminService.ListWorkers:output_type -> hodei.v1.ListWorkersResponse
-	30, // 56: hodei.v1.AdminService.DrainWorker:output_type -> hodei.v1.Worker
-	35, // 57: hodei.v1.AdminService.Snapshot:output_type -> hodei.v1.SnapshotChunk
-	48, // [48:58] is the sub-list for method output_type
-	38, // [38:48] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	5,  // 35: hodei.v1.Worker.capacity:type_name -> hodei.v1.Resources
+	5,  // 36: hodei.v1.Worker.allocated:type_name -> hodei.v1.Resources
+	31, // 37: hodei.v1.ListWorkersResponse.workers:type_name -> hodei.v1.Worker
+	5,  // 38: hodei.v1.Tenant.max_running:type_name -> hodei.v1.Resources
+	37, // 39: hodei.v1.TenantStatus.tenant:type_name -> hodei.v1.Tenant
+	5,  // 40: hodei.v1.TenantStatus.pending:type_name -> hodei.v1.Resources
+	5,  // 41: hodei.v1.TenantStatus.running:type_name -> hodei.v1.Resources
+	4,  // 42: hodei.v1.TenantStatus.burst_state:type_name -> hodei.v1.BurstState
+	37, // 43: hodei.v1.SetTenantRequest.tenant:type_name -> hodei.v1.Tenant
+	38, // 44: hodei.v1.ListTenantsResponse.tenants:type_name -> hodei.v1.TenantStatus
+	9,  // 45: hodei.v1.JobService.Submit:input_type -> hodei.v1.SubmitRequest
+	11, // 46: hodei.v1.JobService.Get:input_type -> hodei.v1.GetJobRequest
+	12, // 47: hodei.v1.JobService.List:input_type -> hodei.v1.ListJobsRequest
+	14, // 48: hodei.v1.JobService.Cancel:input_type -> hodei.v1.CancelJobRequest
+	15, // 49: hodei.v1.JobService.Watch:input_type -> hodei.v1.WatchRequest
+	17, // 50: hodei.v1.JobService.Logs:input_type -> hodei.v1.LogsRequest
+	19, // 51: hodei.v1.AgentService.Connect:input_type -> hodei.v1.AgentMessage
+	32, // 52: hodei.v1.AdminService.ListWorkers:input_type -> hodei.v1.ListWorkersRequest
+	34, // 53: hodei.v1.AdminService.DrainWorker:input_type -> hodei.v1.DrainWorkerRequest
+	35, // 54: hodei.v1.AdminService.Snapshot:input_type -> hodei.v1.SnapshotRequest
+	39, // 55: hodei.v1.AdminService.SetTenant:input_type -> hodei.v1.SetTenantRequest
+	40, // 56: hodei.v1.AdminService.GetTenant:input_type -> hodei.v1.GetTenantRequest
+	41, // 57: hodei.v1.AdminService.ListTenants:input_type -> hodei.v1.ListTenantsRequest
+	43, // 58: hodei.v1.AdminService.DeleteTenant:input_type -> hodei.v1.DeleteTenantRequest
+	10, // 59: hodei.v1.JobService.Submit:output_type -> hodei.v1.SubmitResponse
+	8,  // 60: hodei.v1.JobService.Get:output_type -> hodei.v1.Job
+	13, // 61: hodei.v1.JobService.List:output_type -> hodei.v1.ListJobsResponse
+	8,  // 62: hodei.v1.JobService.Cancel:output_type -> hodei.v1.Job
+	16, // 63: hodei.v1.JobService.Watch:output_type -> hodei.v1.JobEvent
+	18, // 64: hodei.v1.JobService.Logs:output_type -> hodei.v1.LogData
+	20, // 65: hodei.v1.AgentService.Connect:output_type -> hodei.v1.ServerMessage
+	33, // 66: hodei.v1.AdminService.ListWorkers:output_type -> hodei.v1.ListWorkersResponse
+	31, // 67: hodei.v1.AdminService.DrainWorker:output_type -> hodei.v1.Worker
+	36, // 68: hodei.v1.AdminService.Snapshot:output_type -> hodei.v1.SnapshotChunk
+	38, // 69: hodei.v1.AdminService.SetTenant:output_type -> hodei.v1.TenantStatus
+	38, // 70: hodei.v1.AdminService.GetTenant:output_type -> hodei.v1.TenantStatus
+	42, // 71: hodei.v1.AdminService.ListTenants:output_type -> hodei.v1.ListTenantsResponse
+	44, // 72: hodei.v1.AdminService.DeleteTenant:output_type -> hodei.v1.DeleteTenantResponse
+	59, // [59:73] is the sub-list for method output_type
+	45, // [45:59] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_hodei_proto_init() }
@@ -3009,8 +3665,8 @@ func file_hodei_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hodei_proto_rawDesc), len(file_hodei_proto_rawDesc)),
-			NumEnums:      4,
-			NumMessages:   39,
+			NumEnums:      5,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

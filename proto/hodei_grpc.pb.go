@@ -432,9 +432,13 @@ var AgentService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	AdminService_ListWorkers_FullMethodName = "/hodei.v1.AdminService/ListWorkers"
-	AdminService_DrainWorker_FullMethodName = "/hodei.v1.AdminService/DrainWorker"
-	AdminService_Snapshot_FullMethodName    = "/hodei.v1.AdminService/Snapshot"
+	AdminService_ListWorkers_FullMethodName  = "/hodei.v1.AdminService/ListWorkers"
+	AdminService_DrainWorker_FullMethodName  = "/hodei.v1.AdminService/DrainWorker"
+	AdminService_Snapshot_FullMethodName     = "/hodei.v1.AdminService/Snapshot"
+	AdminService_SetTenant_FullMethodName    = "/hodei.v1.AdminService/SetTenant"
+	AdminService_GetTenant_FullMethodName    = "/hodei.v1.AdminService/GetTenant"
+	AdminService_ListTenants_FullMethodName  = "/hodei.v1.AdminService/ListTenants"
+	AdminService_DeleteTenant_FullMethodName = "/hodei.v1.AdminService/DeleteTenant"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -446,6 +450,13 @@ type AdminServiceClient interface {
 	DrainWorker(ctx context.Context, in *DrainWorkerRequest, opts ...grpc.CallOption) (*Worker, error)
 	// Snapshot streams a consistent copy of the database file.
 	Snapshot(ctx context.Context, in *SnapshotRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SnapshotChunk], error)
+	// SetTenant creates a tenant or changes the named fields of one.
+	SetTenant(ctx context.Context, in *SetTenantRequest, opts ...grpc.CallOption) (*TenantStatus, error)
+	GetTenant(ctx context.Context, in *GetTenantRequest, opts ...grpc.CallOption) (*TenantStatus, error)
+	ListTenants(ctx context.Context, in *ListTenantsRequest, opts ...grpc.CallOption) (*ListTenantsResponse, error)
+	// DeleteTenant is refused while the tenant has non-terminal jobs, and
+	// for the default tenant.
+	DeleteTenant(ctx context.Context, in *DeleteTenantRequest, opts ...grpc.CallOption) (*DeleteTenantResponse, error)
 }
 
 type adminServiceClient struct {
@@ -495,6 +506,46 @@ func (c *adminServiceClient) Snapshot(ctx context.Context, in *SnapshotRequest, 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type AdminService_SnapshotClient = grpc.ServerStreamingClient[SnapshotChunk]
 
+func (c *adminServiceClient) SetTenant(ctx context.Context, in *SetTenantRequest, opts ...grpc.CallOption) (*TenantStatus, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TenantStatus)
+	err := c.cc.Invoke(ctx, AdminService_SetTenant_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) GetTenant(ctx context.Context, in *GetTenantRequest, opts ...grpc.CallOption) (*TenantStatus, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TenantStatus)
+	err := c.cc.Invoke(ctx, AdminService_GetTenant_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ListTenants(ctx context.Context, in *ListTenantsRequest, opts ...grpc.CallOption) (*ListTenantsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListTenantsResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListTenants_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) DeleteTenant(ctx context.Context, in *DeleteTenantRequest, opts ...grpc.CallOption) (*DeleteTenantResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteTenantResponse)
+	err := c.cc.Invoke(ctx, AdminService_DeleteTenant_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -504,6 +555,13 @@ type AdminServiceServer interface {
 	DrainWorker(context.Context, *DrainWorkerRequest) (*Worker, error)
 	// Snapshot streams a consistent copy of the database file.
 	Snapshot(*SnapshotRequest, grpc.ServerStreamingServer[SnapshotChunk]) error
+	// SetTenant creates a tenant or changes the named fields of one.
+	SetTenant(context.Context, *SetTenantRequest) (*TenantStatus, error)
+	GetTenant(context.Context, *GetTenantRequest) (*TenantStatus, error)
+	ListTenants(context.Context, *ListTenantsRequest) (*ListTenantsResponse, error)
+	// DeleteTenant is refused while the tenant has non-terminal jobs, and
+	// for the default tenant.
+	DeleteTenant(context.Context, *DeleteTenantRequest) (*DeleteTenantResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -522,6 +580,18 @@ func (UnimplementedAdminServiceServer) DrainWorker(context.Context, *DrainWorker
 }
 func (UnimplementedAdminServiceServer) Snapshot(*SnapshotRequest, grpc.ServerStreamingServer[SnapshotChunk]) error {
 	return status.Errorf(codes.Unimplemented, "method Snapshot not implemented")
+}
+func (UnimplementedAdminServiceServer) SetTenant(context.Context, *SetTenantRequest) (*TenantStatus, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SetTenant not implemented")
+}
+func (UnimplementedAdminServiceServer) GetTenant(context.Context, *GetTenantRequest) (*TenantStatus, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetTenant not implemented")
+}
+func (UnimplementedAdminServiceServer) ListTenants(context.Context, *ListTenantsRequest) (*ListTenantsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListTenants not implemented")
+}
+func (UnimplementedAdminServiceServer) DeleteTenant(context.Context, *DeleteTenantRequest) (*DeleteTenantResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method DeleteTenant not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -591,6 +661,78 @@ func _AdminService_Snapshot_Handler(srv interface{}, stream grpc.ServerStream) e
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type AdminService_SnapshotServer = grpc.ServerStreamingServer[SnapshotChunk]
 
+func _AdminService_SetTenant_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetTenantRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).SetTenant(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_SetTenant_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).SetTenant(ctx, req.(*SetTenantRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_GetTenant_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetTenantRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).GetTenant(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_GetTenant_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).GetTenant(ctx, req.(*GetTenantRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ListTenants_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListTenantsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListTenants(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListTenants_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListTenants(ctx, req.(*ListTenantsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_DeleteTenant_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteTenantRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).DeleteTenant(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_DeleteTenant_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).DeleteTenant(ctx, req.(*DeleteTenantRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -605,6 +747,22 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DrainWorker",
 			Handler:    _AdminService_DrainWorker_Handler,
+		},
+		{
+			MethodName: "SetTenant",
+			Handler:    _AdminService_SetTenant_Handler,
+		},
+		{
+			MethodName: "GetTenant",
+			Handler:    _AdminService_GetTenant_Handler,
+		},
+		{
+			MethodName: "ListTenants",
+			Handler:    _AdminService_ListTenants_Handler,
+		},
+		{
+			MethodName: "DeleteTenant",
+			Handler:    _AdminService_DeleteTenant_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -18,7 +18,11 @@ type Store interface {
 	// Pending with Attempt 1; the store sets Version to 1. A DependsOn id
 	// that is neither stored nor in the same call fails the whole call with
 	// a *job.FieldError on field "after"; an id that exists already fails it
-	// with job.ErrConflict.
+	// with job.ErrConflict. In the same transaction it admits the jobs by
+	// tenant: a tenant that is not stored fails the call with
+	// job.UnknownTenant, and a tenant whose non-terminal jobs plus the new
+	// ones would pass its MaxQueued fails it with job.OverQueued, so that
+	// concurrent inserts never overshoot the limit.
 	Insert(ctx context.Context, jobs []*job.Job) error
 	// Apply performs compare-and-swap updates in one commit. For each update
 	// it compares the stored (State, Attempt) with Expect and, when they
@@ -35,6 +39,16 @@ type Store interface {
 	List(ctx context.Context, f job.Filter) ([]*job.Job, string, error)
 	// Scan calls fn for every stored job in id order, for recovery at start.
 	Scan(ctx context.Context, fn func(*job.Job) error) error
+	// PutTenant stores (creates or replaces) a tenant record, keyed by its
+	// name. The record must be valid (Tenant.Validate).
+	PutTenant(ctx context.Context, t *job.Tenant) error
+	// DeleteTenant deletes a tenant record. Errors: job.ErrNotFound; an
+	// error wrapping job.ErrConflict for job.DefaultTenant, or while the
+	// tenant has non-terminal jobs (checked in the same transaction).
+	DeleteTenant(ctx context.Context, name string) error
+	// Tenants returns every stored tenant in name order. The default
+	// tenant always exists: opening a store creates it when missing.
+	Tenants(ctx context.Context) ([]*job.Tenant, error)
 	// PutWorker stores (creates or replaces) a worker record.
 	PutWorker(ctx context.Context, w *job.Worker) error
 	// Workers returns every stored worker.

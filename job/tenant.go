@@ -1,0 +1,100 @@
+package job
+
+import (
+	"fmt"
+	"math"
+	"time"
+)
+
+// Limits of a tenant record, checked by Tenant.Validate.
+const (
+	MaxWeight      = 10000
+	MaxQueuedLimit = 100_000_000
+	MaxBurst       = 100
+	MaxBurstFor    = 30 * 24 * time.Hour
+)
+
+// Tenant is a persisted fair-share and quota account. Jobs name their tenant
+// in Spec.Tenant; the tenant DefaultTenant always exists. Shared values are
+// immutable: change a copy and store the copy.
+type Tenant struct {
+	Name string
+	// Weight is the tenant's fair share relative to the other tenants with
+	// work; default 1.
+	Weight float64
+	// MaxQueued caps the tenant's non-terminal jobs (pending, scheduled and
+	// running). A submit past it is refused. 0: unlimited.
+	MaxQueued int
+	// MaxRunning caps the slots, cpu and memory held by the tenant's
+	// scheduled and running jobs, checked at dispatch. Zero fields are
+	// unlimited.
+	MaxRunning Resources
+	// Burst lets the tenant run up to Burst × MaxRunning for at most
+	// BurstFor; after a burst it is held at MaxRunning for Cooldown.
+	// 0 or 1: no burst.
+	Burst    float64
+	BurstFor time.Duration
+	Cooldown time.Duration
+	// Preemptible lets the scheduler stop the tenant's running jobs for a
+	// tenant below its share (when the server runs with preemption on).
+	Preemptible bool
+
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// Normalize fills defaults in place. It is idempotent.
+func (t *Tenant) Normalize() {
+	if t.Weight == 0 {
+		t.Weight = 1
+	}
+}
+
+// Bursts reports whether the tenant may exceed its running limit at all.
+func (t *Tenant) Bursts() bool {
+	return t.Burst > 1 && t.BurstFor > 0 && !t.MaxRunning.IsZero()
+}
+
+// Validate checks a normalized tenant and returns a *FieldError naming the
+// first field that breaks a rule.
+func (t *Tenant) Validate() error {
+	if !ValidTenant(t.Name) {
+		return Invalid("name", "%q must be 1–63 lowercase letters, digits, '-' or '_', starting and ending with a letter or digit", t.Name)
+	}
+	switch {
+	case math.IsNaN(t.Weight) || t.Weight <= 0 || t.Weight > MaxWeight:
+		return Invalid("weight", "%g must be more than 0 and at most %d", t.Weight, MaxWeight)
+	case t.MaxQueued < 0 || t.MaxQueued > MaxQueuedLimit:
+		return Invalid("max_queued", "%d must be between 0 (unlimited) and %d", t.MaxQueued, MaxQueuedLimit)
+	case t.MaxRunning.Slots < 0:
+		return Invalid("max_running", "must not be negative (0 means unlimited)")
+	case t.MaxRunning.CPUMillis < 0:
+		return Invalid("cpu", "must not be negative (0 means unlimited)")
+	case t.MaxRunning.MemoryMiB < 0:
+		return Invalid("memory", "must not be negative (0 means unlimited)")
+	case math.IsNaN(t.Burst) || t.Burst < 0 || t.Burst > MaxBurst || (t.Burst > 0 && t.Burst < 1):
+		return Invalid("burst", "%g must be 0 (none) or between 1 and %d", t.Burst, MaxBurst)
+	case t.BurstFor < 0 || t.BurstFor > MaxBurstFor:
+		return Invalid("burst_for", "%s must be between 0 and %s", t.BurstFor, MaxBurstFor)
+	case t.Cooldown < 0 || t.Cooldown > MaxBurstFor:
+		return Invalid("cooldown", "%s must be between 0 and %s", t.Cooldown, MaxBurstFor)
+	case t.Burst > 1 && t.BurstFor == 0:
+		return Invalid("burst_for", "must be more than 0 when burst is %g", t.Burst)
+	case t.Burst > 1 && t.MaxRunning.IsZero():
+		return Invalid("burst", "needs a running limit (max_running, cpu or memory) to multiply")
+	}
+	return nil
+}
+
+// UnknownTenant is the error of a submit to a tenant that does not exist.
+// It wraps ErrNotFound.
+func UnknownTenant(name string) error {
+	return fmt.Errorf("tenant %q does not exist; create it with \"hodei tenants set %s\" or run the server with --auto-tenants: %w", name, name, ErrNotFound)
+}
+
+// OverQueued is the error of a submit past a tenant's MaxQueued. It wraps
+// ErrExhausted.
+func OverQueued(name string, limit, queued, adding int) error {
+	return fmt.Errorf("tenant %q is at its max-queued limit of %d (%d jobs queued, %d more submitted): %w",
+		name, limit, queued, adding, ErrExhausted)
+}
