@@ -1,4 +1,12 @@
-// Package quota decides admission for tenants: whether a submit fits under a
-// tenant's queued limit and whether a dispatch fits under its running
-// limits. It is pure: callers pass the limits and the current counts.
+// Package quota decides admission for tenants: whether a submit fits under
+// a tenant's queued limit, and whether a dispatch fits under its running
+// limits, burst included.
+//
+// A burst lets a tenant run up to Burst × its running limit. It starts with
+// the first dispatch that takes the tenant over its limit and lasts BurstFor
+// whatever happens meanwhile; then the tenant is held at its limit for
+// Cooldown (the caller stops what runs over the limit when a burst ends).
+//
+// It is pure: callers pass the limits, the burst state, the current counts
+// and the time.
 package quota

@@ -17,18 +17,21 @@ import (
 // in any order), so the loop never marshals a whole job. Writes read only the
 // few header fields they compare, without decoding the rest.
 
-// Field numbers of the job header, from the generated descriptor.
+// Field numbers of the job header, from the generated descriptors.
 var (
-	fieldState    = jobField("state")
-	fieldAttempt  = jobField("attempt")
-	fieldVersion  = jobField("version")
-	fieldFinished = jobField("finished_unix_nano")
+	fieldState      = field(&hodeipb.Job{}, "state")
+	fieldAttempt    = field(&hodeipb.Job{}, "attempt")
+	fieldVersion    = field(&hodeipb.Job{}, "version")
+	fieldFinished   = field(&hodeipb.Job{}, "finished_unix_nano")
+	fieldSpec       = field(&hodeipb.Job{}, "spec")
+	fieldSpecTenant = field(&hodeipb.JobSpec{}, "tenant")
 )
 
-func jobField(name string) protowire.Number {
-	fd := (&hodeipb.Job{}).ProtoReflect().Descriptor().Fields().ByName(protoreflect.Name(name))
+func field(m proto.Message, name string) protowire.Number {
+	d := m.ProtoReflect().Descriptor()
+	fd := d.Fields().ByName(protoreflect.Name(name))
 	if fd == nil {
-		panic("store: hodeipb.Job has no field " + name)
+		panic(fmt.Sprintf("store: %s has no field %s", d.FullName(), name))
 	}
 	return fd.Number()
 }
@@ -63,16 +66,34 @@ func decodeWorker(b []byte) (*job.Worker, error) {
 	return pb.ToWorker(), nil
 }
 
-// header is the part of a stored job that writes compare.
+func encodeTenant(t *job.Tenant) ([]byte, error) {
+	b, err := proto.Marshal(hodeipb.FromTenant(t))
+	if err != nil {
+		return nil, fmt.Errorf("encode tenant %s: %w: %w", t.Name, job.ErrInvalid, err)
+	}
+	return b, nil
+}
+
+func decodeTenant(b []byte) (*job.Tenant, error) {
+	var pb hodeipb.Tenant
+	if err := proto.Unmarshal(b, &pb); err != nil {
+		return nil, fmt.Errorf("decode tenant: %w", err)
+	}
+	return pb.ToTenant(), nil
+}
+
+// header is the part of a stored job that writes compare or count.
 type header struct {
 	State    job.State
 	Attempt  int
 	Version  uint64
-	Finished int64 // FinishedAt in Unix nanoseconds; 0 when unset
+	Finished int64  // FinishedAt in Unix nanoseconds; 0 when unset
+	Tenant   []byte // Spec.Tenant; aliases the encoded job
 }
 
 // readHeader reads the header fields of an encoded job without decoding the
-// rest. A repeated field keeps its last value, as proto.Unmarshal does.
+// rest. A repeated field keeps its last value, as proto.Unmarshal does (a
+// repeated spec merges, so its tenant is the last one set).
 func readHeader(b []byte) (header, error) {
 	var h header
 	for len(b) > 0 {
@@ -81,6 +102,21 @@ func readHeader(b []byte) (header, error) {
 			return h, fmt.Errorf("decode job header: %w", protowire.ParseError(n))
 		}
 		b = b[n:]
+		if num == fieldSpec && typ == protowire.BytesType {
+			spec, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return h, fmt.Errorf("decode job header: %w", protowire.ParseError(n))
+			}
+			b = b[n:]
+			tenant, err := readSpecTenant(spec)
+			if err != nil {
+				return h, err
+			}
+			if tenant != nil {
+				h.Tenant = tenant
+			}
+			continue
+		}
 		if typ != protowire.VarintType {
 			n = protowire.ConsumeFieldValue(num, typ, b)
 			if n < 0 {
@@ -106,4 +142,31 @@ func readHeader(b []byte) (header, error) {
 		}
 	}
 	return h, nil
+}
+
+// readSpecTenant returns the tenant field of an encoded JobSpec, or nil when
+// it has none (an empty tenant, which proto3 leaves out).
+func readSpecTenant(b []byte) ([]byte, error) {
+	var tenant []byte
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, fmt.Errorf("decode job spec: %w", protowire.ParseError(n))
+		}
+		b = b[n:]
+		if num == fieldSpecTenant && typ == protowire.BytesType {
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return nil, fmt.Errorf("decode job spec: %w", protowire.ParseError(n))
+			}
+			tenant, b = v, b[n:]
+			continue
+		}
+		n = protowire.ConsumeFieldValue(num, typ, b)
+		if n < 0 {
+			return nil, fmt.Errorf("decode job spec: %w", protowire.ParseError(n))
+		}
+		b = b[n:]
+	}
+	return tenant, nil
 }

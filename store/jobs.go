@@ -16,7 +16,10 @@ const scanChunk = 256
 
 // Insert stores new jobs, all or none, in one commit, and sets their Version
 // to 1 once it is durable. See scheduler.Store for the rules; a job that is
-// not Pending with Attempt 1 fails the call with a *job.FieldError.
+// not Pending with Attempt 1 fails the call with a *job.FieldError. The
+// tenant checks (job.UnknownTenant, job.OverQueued) read the counts in the
+// commit's transaction, after the requests before this one in it, so that
+// concurrent calls cannot pass a MaxQueued together.
 func (db *DB) Insert(ctx context.Context, jobs []*job.Job) error {
 	if len(jobs) == 0 {
 		return nil
@@ -50,9 +53,18 @@ func (db *DB) Insert(ctx context.Context, jobs []*job.Job) error {
 				}
 			}
 		}
+		adding, err := admit(tx, jobs)
+		if err != nil {
+			return err
+		}
 		for i, j := range jobs {
 			if err := b.Put([]byte(j.ID), encs[i]); err != nil {
 				return abort(fmt.Errorf("put job %s: %w", j.ID, err))
+			}
+		}
+		for name, n := range adding {
+			if err := addQueued(tx, []byte(name), int64(n)); err != nil {
+				return abort(err)
 			}
 		}
 		return nil
@@ -68,7 +80,9 @@ func (db *DB) Insert(ctx context.Context, jobs []*job.Job) error {
 
 // Apply performs compare-and-swap updates in one commit; see scheduler.Store.
 // Next.Version of each update that succeeded is set once the commit is
-// durable. An update with a nil Next fails alone with job.ErrInvalid.
+// durable. An update with a nil Next fails alone with job.ErrInvalid. A job
+// that moves to a terminal state leaves its tenant's count of queued jobs in
+// the same transaction.
 func (db *DB) Apply(ctx context.Context, updates []job.Update) ([]error, error) {
 	errs := make([]error, len(updates))
 	if len(updates) == 0 {
@@ -90,12 +104,11 @@ func (db *DB) Apply(ctx context.Context, updates []job.Update) ([]error, error) 
 	}
 	versions := make([]uint64, len(updates))
 	err := db.write(ctx, size, func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketJobs)
 		for i, u := range updates {
 			if errs[i] != nil {
 				continue
 			}
-			v, err := applyOne(b, u, encs[i])
+			v, err := applyOne(tx, u, encs[i])
 			if _, ok := err.(*abortError); ok {
 				return err
 			}
@@ -115,7 +128,8 @@ func (db *DB) Apply(ctx context.Context, updates []job.Update) ([]error, error) 
 }
 
 // applyOne checks and writes one update and returns the new version.
-func applyOne(b *bolt.Bucket, u job.Update, enc []byte) (uint64, error) {
+func applyOne(tx *bolt.Tx, u job.Update, enc []byte) (uint64, error) {
+	b := tx.Bucket(bucketJobs)
 	key := []byte(u.Next.ID)
 	cur := b.Get(key)
 	if cur == nil {
@@ -131,6 +145,10 @@ func applyOne(b *bolt.Bucket, u job.Update, enc []byte) (uint64, error) {
 	}
 	if err := u.Check(); err != nil {
 		return 0, err
+	}
+	// The counts first: h.Tenant aliases cur, which Put may invalidate.
+	if err := moveQueued(tx, h, u.Next); err != nil {
+		return 0, abort(fmt.Errorf("job %s: %w", u.Next.ID, err))
 	}
 	v := h.Version + 1
 	if err := b.Put(key, withVersion(enc, v)); err != nil {

@@ -1,8 +1,19 @@
-// Package wfq orders work between tenants by weighted fair queuing: each
-// tenant carries a virtual-time tag, the tenant with the smallest tag goes
-// next, and serving it advances its tag by cost/weight. Over a busy window
-// every tenant's share of the served cost therefore tracks its weight.
+// Package wfq orders work between tenants by weighted fair queuing on
+// virtual time.
 //
-// It is a pure data structure: no I/O, no clock, no goroutines. A Picker is
-// not safe for concurrent use; one scheduling pass owns it.
+// Every tenant carries a tag: the virtual time at which the service it has
+// received so far would end, were it served alone at its weight. Serving a
+// job charges its tenant cost/weight, where the cost is the slots it takes
+// times how long it is expected to hold them; when the job ends, the charge
+// is corrected by how long it actually ran. The tenant with the smallest tag
+// goes next, so over a busy window each tenant's share of slot-time tracks
+// its weight, long jobs included.
+//
+// The virtual time is the smallest tag among tenants with work waiting, and
+// it only moves forward. A tenant that was idle re-enters at the virtual
+// time: it banks no credit for the time it had nothing to run, and it is not
+// behind anyone either, so it does not starve.
+//
+// It is pure data: no I/O, no clock, no goroutines. Neither Ledger nor
+// Picker is safe for concurrent use.
 package wfq

@@ -15,14 +15,14 @@ type flow struct {
 	pos    int
 }
 
+// Picker chooses among the tenants of one pass by their tags, charging
+// each choice as it goes; a Ledger carries the tags from pass to pass.
+
 // Add makes tenant eligible with the given weight (values <= 0 count as 1)
-// and starting tag. Starting every tenant at its current usage divided by
-// its weight lets the least-served tenant go first. Adding a tenant twice
-// replaces its weight and tag.
+// and starting tag (Ledger.Tag). Adding a tenant twice replaces its weight
+// and tag.
 func (p *Picker) Add(tenant string, weight, tag float64) {
-	if weight <= 0 {
-		weight = 1
-	}
+	weight = weightOr1(weight)
 	if p.index == nil {
 		p.index = make(map[string]*flow)
 	}

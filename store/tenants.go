@@ -1,0 +1,260 @@
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/hodei-jobs/hodei/job"
+)
+
+// Tenants and admission. Tenant records live in bucketTenants, keyed by
+// name. bucketTenantJobs counts each tenant's non-terminal jobs (name →
+// uint64 big-endian; absent is 0) so that Insert can enforce MaxQueued in
+// its own transaction without scanning the jobs: Insert adds its jobs,
+// Apply moves a job's count when it enters or leaves a terminal state, and
+// DeleteFinished, which removes only terminal jobs, leaves the counts alone.
+// Open rebuilds the counts from the jobs, so that they cannot drift from
+// them across versions or bugs.
+
+// PutTenant stores (creates or replaces) a tenant record, keyed by its name,
+// as given: the caller sets its timestamps. A record that fails
+// Tenant.Validate is refused with its *job.FieldError and nothing is written.
+func (db *DB) PutTenant(ctx context.Context, t *job.Tenant) error {
+	if t == nil {
+		return job.Invalid("tenant", "must not be nil")
+	}
+	if err := t.Validate(); err != nil {
+		return err
+	}
+	enc, err := encodeTenant(t)
+	if err != nil {
+		return err
+	}
+	return db.write(ctx, len(enc), func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bucketTenants).Put([]byte(t.Name), enc); err != nil {
+			return abort(fmt.Errorf("put tenant %s: %w", t.Name, err))
+		}
+		return nil
+	})
+}
+
+// DeleteTenant deletes a tenant record. It fails with an error wrapping
+// job.ErrNotFound when there is none, and with one wrapping job.ErrConflict
+// for job.DefaultTenant or while the tenant has non-terminal jobs, counted
+// in the transaction that deletes.
+func (db *DB) DeleteTenant(ctx context.Context, name string) error {
+	if name == job.DefaultTenant {
+		return defaultTenantErr()
+	}
+	return db.write(ctx, 0, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketTenants)
+		if b.Get([]byte(name)) == nil {
+			return fmt.Errorf("tenant %q: %w", name, job.ErrNotFound)
+		}
+		n, err := queued(tx, name)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			return tenantBusyErr(name, n)
+		}
+		if err := b.Delete([]byte(name)); err != nil {
+			return abort(fmt.Errorf("delete tenant %s: %w", name, err))
+		}
+		return nil
+	})
+}
+
+func defaultTenantErr() error {
+	return fmt.Errorf("tenant %q: the default tenant cannot be deleted: %w", job.DefaultTenant, job.ErrConflict)
+}
+
+func tenantBusyErr(name string, n uint64) error {
+	what := "jobs that are"
+	if n == 1 {
+		what = "job that is"
+	}
+	return fmt.Errorf("tenant %q has %d %s not finished; cancel them or wait: %w", name, n, what, job.ErrConflict)
+}
+
+// Tenants returns every stored tenant in name order.
+func (db *DB) Tenants(ctx context.Context) ([]*job.Tenant, error) {
+	if err := db.usable(ctx); err != nil {
+		return nil, err
+	}
+	var out []*job.Tenant
+	err := db.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketTenants).ForEach(func(k, v []byte) error {
+			t, err := decodeTenant(v)
+			if err != nil {
+				return fmt.Errorf("tenant %s: %w", k, err)
+			}
+			out = append(out, t)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list tenants: %w", err)
+	}
+	return out, nil
+}
+
+// admit checks, in the transaction of an Insert, that the tenant of every
+// job is stored and that its non-terminal jobs plus the new ones stay within
+// its MaxQueued, and returns the number of new jobs by tenant. It writes
+// nothing. The first tenant (in job order) that fails decides the error:
+// job.UnknownTenant or job.OverQueued.
+func admit(tx *bolt.Tx, jobs []*job.Job) (map[string]int, error) {
+	adding := make(map[string]int)
+	for _, j := range jobs {
+		adding[j.Spec.Tenant]++
+	}
+	b := tx.Bucket(bucketTenants)
+	checked := make(map[string]bool, len(adding))
+	for _, j := range jobs {
+		name := j.Spec.Tenant
+		if checked[name] {
+			continue
+		}
+		checked[name] = true
+		v := b.Get([]byte(name))
+		if v == nil {
+			return nil, job.UnknownTenant(name)
+		}
+		t, err := decodeTenant(v)
+		if err != nil {
+			return nil, fmt.Errorf("tenant %s: %w", name, err)
+		}
+		if t.MaxQueued <= 0 {
+			continue
+		}
+		n, err := queued(tx, name)
+		if err != nil {
+			return nil, err
+		}
+		if n+uint64(adding[name]) > uint64(t.MaxQueued) {
+			return nil, job.OverQueued(name, t.MaxQueued, int(n), adding[name])
+		}
+	}
+	return adding, nil
+}
+
+// queued returns the stored count of the tenant's non-terminal jobs.
+func queued(tx *bolt.Tx, name string) (uint64, error) {
+	v := tx.Bucket(bucketTenantJobs).Get([]byte(name))
+	switch len(v) {
+	case 0:
+		return 0, nil
+	case 8:
+		return binary.BigEndian.Uint64(v), nil
+	}
+	return 0, fmt.Errorf("tenant %s: job count is %d bytes, want 8", name, len(v))
+}
+
+// addQueued adds delta to the tenant's count of non-terminal jobs, deleting
+// the key at zero. Jobs without a tenant are not counted: no tenant record
+// can have the empty name, so nothing is admitted against them. An error
+// means the transaction must abort; going below zero is one, since the
+// counts are rebuilt at Open and must match the jobs.
+func addQueued(tx *bolt.Tx, name []byte, delta int64) error {
+	if len(name) == 0 || delta == 0 {
+		return nil
+	}
+	n, err := queued(tx, string(name))
+	if err != nil {
+		return err
+	}
+	if delta < 0 && uint64(-delta) > n {
+		return fmt.Errorf("tenant %s: job count %d would go below zero by %d", name, n, -delta)
+	}
+	n = uint64(int64(n) + delta)
+	b := tx.Bucket(bucketTenantJobs)
+	if n == 0 {
+		return b.Delete(name)
+	}
+	return b.Put(name, binary.BigEndian.AppendUint64(nil, n))
+}
+
+// moveQueued updates the counts for a job stored as old that is replaced by
+// next: a job that leaves the non-terminal states leaves its tenant's count.
+// It also handles the moves that the transition table forbids (out of a
+// terminal state, a changed tenant), so that the counts always match what is
+// stored.
+func moveQueued(tx *bolt.Tx, old header, next *job.Job) error {
+	was, is := !old.State.Terminal(), !next.State.Terminal()
+	if was == is && string(old.Tenant) == next.Spec.Tenant {
+		return nil
+	}
+	if was {
+		if err := addQueued(tx, old.Tenant, -1); err != nil {
+			return err
+		}
+	}
+	if is {
+		return addQueued(tx, []byte(next.Spec.Tenant), 1)
+	}
+	return nil
+}
+
+// countQueued counts the non-terminal jobs of each tenant by reading every
+// stored job's header.
+func countQueued(tx *bolt.Tx) (map[string]uint64, error) {
+	counts := make(map[string]uint64)
+	err := tx.Bucket(bucketJobs).ForEach(func(k, v []byte) error {
+		h, err := readHeader(v)
+		if err != nil {
+			return fmt.Errorf("job %s: %w", k, err)
+		}
+		if !h.State.Terminal() && len(h.Tenant) > 0 {
+			counts[string(h.Tenant)]++
+		}
+		return nil
+	})
+	return counts, err
+}
+
+// rebuildQueued replaces bucketTenantJobs with counts taken from the jobs.
+func rebuildQueued(tx *bolt.Tx) error {
+	counts, err := countQueued(tx)
+	if err != nil {
+		return fmt.Errorf("count jobs by tenant: %w", err)
+	}
+	if err := tx.DeleteBucket(bucketTenantJobs); err != nil && !errors.Is(err, bolterrors.ErrBucketNotFound) {
+		return fmt.Errorf("reset job counts: %w", err)
+	}
+	b, err := tx.CreateBucket(bucketTenantJobs)
+	if err != nil {
+		return fmt.Errorf("reset job counts: %w", err)
+	}
+	for name, n := range counts {
+		if err := b.Put([]byte(name), binary.BigEndian.AppendUint64(nil, n)); err != nil {
+			return fmt.Errorf("put job count of %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// ensureDefaultTenant stores job.DefaultTenant (weight 1, no limits, created
+// at now) when it is missing.
+func ensureDefaultTenant(tx *bolt.Tx, now time.Time) error {
+	b := tx.Bucket(bucketTenants)
+	if b.Get([]byte(job.DefaultTenant)) != nil {
+		return nil
+	}
+	t := &job.Tenant{Name: job.DefaultTenant, CreatedAt: now, UpdatedAt: now}
+	t.Normalize()
+	enc, err := encodeTenant(t)
+	if err != nil {
+		return err
+	}
+	if err := b.Put([]byte(t.Name), enc); err != nil {
+		return fmt.Errorf("put default tenant: %w", err)
+	}
+	return nil
+}
