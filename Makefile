@@ -14,7 +14,8 @@ build:
 
 test:
 	$(GO) vet ./...
-	$(GO) test -race -count=1 $(CORE)
+	$(GO) test -race -short -count=1 $(CORE)
+	$(GO) test -count=1 -run 'Fair|Fuzz' ./scheduler
 	$(GO) test -count=1 ./cli/... .
 
 # bench runs every benchmark once at a size that gives stable figures; the

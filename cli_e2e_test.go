@@ -21,6 +21,15 @@ func TestCLIAgainstRealServer(t *testing.T) {
 		}
 		return out
 	}
+	// A submit to a tenant that does not exist says how to create it.
+	if _, errOut, code := hodei(t, srv.grpcAddr, "submit", "--tenant", "team-a", "--", "true"); code != 1 ||
+		!strings.Contains(errOut, `tenant "team-a" does not exist; create it with "hodei tenants set team-a"`) {
+		t.Fatalf("submit to a missing tenant: exit %d, %q", code, errOut)
+	}
+	run("tenants", "set", "--weight", "2", "team-a")
+	if table := run("tenants", "ls"); !strings.Contains(table, "team-a") || !strings.Contains(table, "FAIR-SHARE") {
+		t.Fatalf("tenants ls:\n%s", table)
+	}
 	first := strings.TrimSpace(run("submit", "--name", "first", "--tenant", "team-a", "--label", "kind=build", "--priority", "700", "--", "echo", "hi"))
 	if !job.ValidID(first) {
 		t.Fatalf("submit printed %q, want a job id", first)

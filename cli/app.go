@@ -48,6 +48,7 @@ func commands(e *env) []*ucli.Command {
 		jobsCommand(e),
 		logsCommand(e),
 		workersCommand(e),
+		tenantsCommand(e),
 		snapshotCommand(e),
 	}
 }
@@ -198,7 +199,8 @@ func onUsageError(c *ucli.Context, err error, _ bool) error {
 }
 
 // flagErrorMessage rewrites the standard flag package's messages:
-// "invalid value "x" for flag -priority: parse error" becomes
+// "invalid value "x" for flag -priority: parse error" (or, for a boolean
+// flag, "invalid boolean value "x" for -preemptible: parse error") becomes
 // "--priority: invalid value "x" (parse error)".
 func flagErrorMessage(msg string) string {
 	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
@@ -207,10 +209,17 @@ func flagErrorMessage(msg string) string {
 	if name, ok := strings.CutPrefix(msg, "flag needs an argument: -"); ok {
 		return dashes(name) + ": needs a value"
 	}
-	if rest, ok := strings.CutPrefix(msg, "invalid value "); ok {
-		if i := strings.LastIndex(rest, " for flag -"); i >= 0 {
+	for _, f := range []struct{ prefix, sep string }{
+		{"invalid value ", " for flag -"},
+		{"invalid boolean value ", " for -"},
+	} {
+		rest, ok := strings.CutPrefix(msg, f.prefix)
+		if !ok {
+			continue
+		}
+		if i := strings.LastIndex(rest, f.sep); i >= 0 {
 			value := rest[:i]
-			name, reason, _ := strings.Cut(rest[i+len(" for flag -"):], ": ")
+			name, reason, _ := strings.Cut(rest[i+len(f.sep):], ": ")
 			return fmt.Sprintf("%s: invalid value %s (%s)", dashes(name), value, reason)
 		}
 	}

@@ -127,13 +127,14 @@ func TestExitCode(t *testing.T) {
 
 func TestFlagErrorMessage(t *testing.T) {
 	for in, want := range map[string]string{
-		`invalid value "x" for flag -priority: parse error`:      `--priority: invalid value "x" (parse error)`,
-		`invalid value "9e99" for flag -cpu: value out of range`: `--cpu: invalid value "9e99" (value out of range)`,
-		`invalid value "for flag -a" for flag -f: parse error`:   `-f: invalid value "for flag -a" (parse error)`,
-		"flag provided but not defined: -x":                      "unknown flag -x",
-		"flag provided but not defined: -bogus":                  "unknown flag --bogus",
-		"flag needs an argument: -name":                          "--name: needs a value",
-		"something else":                                         "something else",
+		`invalid value "x" for flag -priority: parse error`:           `--priority: invalid value "x" (parse error)`,
+		`invalid value "9e99" for flag -cpu: value out of range`:      `--cpu: invalid value "9e99" (value out of range)`,
+		`invalid value "for flag -a" for flag -f: parse error`:        `-f: invalid value "for flag -a" (parse error)`,
+		`invalid boolean value "maybe" for -preemptible: parse error`: `--preemptible: invalid value "maybe" (parse error)`,
+		"flag provided but not defined: -x":                           "unknown flag -x",
+		"flag provided but not defined: -bogus":                       "unknown flag --bogus",
+		"flag needs an argument: -name":                               "--name: needs a value",
+		"something else":                                              "something else",
 	} {
 		if got := flagErrorMessage(in); got != want {
 			t.Errorf("flagErrorMessage(%q) = %q, want %q", in, got, want)

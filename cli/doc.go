@@ -1,6 +1,6 @@
 // Package cli is Hodei's command line: the urfave/cli (v2) app that main.go
 // runs. Each command group has its own file (submit.go, jobs.go, logs.go,
-// workers.go, snapshot.go); app.go holds the command list, the global flags
+// workers.go, tenants.go, snapshot.go); app.go holds the command list, the global flags
 // (--addr/HODEI_ADDR, --token/HODEI_TOKEN, --output/-o) and the one mapping
 // from errors to exit codes:
 //

@@ -152,24 +152,29 @@ func jobCall(c *ucli.Context, e *env, row bool, call func(*client.Client) (*hode
 // jobView is a job as `--output json` shows it: stable keys, names instead
 // of enum numbers, RFC 3339 times omitted when unset.
 type jobView struct {
-	ID              string            `json:"id"`
-	Name            string            `json:"name"`
-	Tenant          string            `json:"tenant"`
-	State           string            `json:"state"`
-	Attempt         int32             `json:"attempt"`
-	ExitCode        int32             `json:"exit_code"`
-	Reason          string            `json:"reason"`
-	Worker          string            `json:"worker"`
-	Priority        int32             `json:"priority"`
-	Labels          map[string]string `json:"labels"`
-	Command         []string          `json:"command"`
-	Script          string            `json:"script,omitempty"`
-	DependsOn       []string          `json:"depends_on,omitempty"`
-	CancelRequested string            `json:"cancel_requested,omitempty"`
-	Created         time.Time         `json:"created,omitzero"`
-	Scheduled       time.Time         `json:"scheduled,omitzero"`
-	Started         time.Time         `json:"started,omitzero"`
-	Finished        time.Time         `json:"finished,omitzero"`
+	ID                string            `json:"id"`
+	Name              string            `json:"name"`
+	Tenant            string            `json:"tenant"`
+	State             string            `json:"state"`
+	Attempt           int32             `json:"attempt"`
+	ExitCode          int32             `json:"exit_code"`
+	Reason            string            `json:"reason"`
+	Worker            string            `json:"worker"`
+	Priority          int32             `json:"priority"`
+	EffectivePriority float64           `json:"effective_priority,omitempty"` // pending jobs only
+	Preemptible       bool              `json:"preemptible"`
+	Deadline          time.Time         `json:"deadline,omitzero"`
+	DeadlineMissed    bool              `json:"deadline_missed,omitempty"`
+	Preemptions       int32             `json:"preemptions,omitempty"`
+	Labels            map[string]string `json:"labels"`
+	Command           []string          `json:"command"`
+	Script            string            `json:"script,omitempty"`
+	DependsOn         []string          `json:"depends_on,omitempty"`
+	CancelRequested   string            `json:"cancel_requested,omitempty"`
+	Created           time.Time         `json:"created,omitzero"`
+	Scheduled         time.Time         `json:"scheduled,omitzero"`
+	Started           time.Time         `json:"started,omitzero"`
+	Finished          time.Time         `json:"finished,omitzero"`
 }
 
 func newJobView(j *hodeipb.Job) jobView {
@@ -182,36 +187,54 @@ func newJobView(j *hodeipb.Job) jobView {
 	if cmd == nil {
 		cmd = []string{}
 	}
+	var eff float64
+	if j.GetState() == hodeipb.JobState_JOB_STATE_PENDING {
+		eff = j.GetEffectivePriority()
+	}
 	return jobView{
-		ID:              j.GetId(),
-		Name:            s.GetName(),
-		Tenant:          s.GetTenant(),
-		State:           hodeipb.StateName(j.GetState()),
-		Attempt:         j.GetAttempt(),
-		ExitCode:        j.GetExitCode(),
-		Reason:          j.GetReason(),
-		Worker:          j.GetWorker(),
-		Priority:        prio,
-		Labels:          nonNil(s.GetLabels()),
-		Command:         cmd,
-		Script:          s.GetScript(),
-		DependsOn:       s.GetDependsOn(),
-		CancelRequested: j.GetCancelRequested(),
-		Created:         unixNano(j.GetCreatedUnixNano()),
-		Scheduled:       unixNano(j.GetScheduledUnixNano()),
-		Started:         unixNano(j.GetStartedUnixNano()),
-		Finished:        unixNano(j.GetFinishedUnixNano()),
+		EffectivePriority: eff,
+		ID:                j.GetId(),
+		Name:              s.GetName(),
+		Tenant:            s.GetTenant(),
+		State:             hodeipb.StateName(j.GetState()),
+		Attempt:           j.GetAttempt(),
+		ExitCode:          j.GetExitCode(),
+		Reason:            j.GetReason(),
+		Worker:            j.GetWorker(),
+		Priority:          prio,
+		Preemptible:       s.GetPreemptible(),
+		Deadline:          unixNano(s.GetDeadlineUnixNano()),
+		DeadlineMissed:    j.GetDeadlineMissed(),
+		Preemptions:       j.GetPreemptions(),
+		Labels:            nonNil(s.GetLabels()),
+		Command:           cmd,
+		Script:            s.GetScript(),
+		DependsOn:         s.GetDependsOn(),
+		CancelRequested:   j.GetCancelRequested(),
+		Created:           unixNano(j.GetCreatedUnixNano()),
+		Scheduled:         unixNano(j.GetScheduledUnixNano()),
+		Started:           unixNano(j.GetStartedUnixNano()),
+		Finished:          unixNano(j.GetFinishedUnixNano()),
 	}
 }
 
 func writeJobTable(w io.Writer, now time.Time, jobs []*hodeipb.Job) error {
-	t := newTable(w, "ID", "NAME", "TENANT", "STATE", "ATTEMPT", "EXIT", "WORKER", "AGE", "REASON")
+	t := newTable(w, "ID", "NAME", "TENANT", "STATE", "PRIO", "EFF-PRIO", "ATTEMPT", "EXIT", "WORKER", "AGE", "REASON")
 	for _, j := range jobs {
 		v := newJobView(j)
-		t.row(v.ID, v.Name, v.Tenant, v.State, strconv.Itoa(int(v.Attempt)), exitCell(j),
-			v.Worker, age(now, v.Created), v.Reason)
+		t.row(v.ID, v.Name, v.Tenant, v.State, strconv.Itoa(int(v.Priority)), effPrioCell(v), strconv.Itoa(int(v.Attempt)),
+			exitCell(j), v.Worker, age(now, v.Created), v.Reason)
 	}
 	return t.flush()
+}
+
+// effPrioCell is the effective priority of a pending job, to one decimal;
+// other jobs do not rank, and show "-".
+func effPrioCell(v jobView) string {
+	if v.State != job.Pending.String() {
+		return ""
+	}
+	return strconv.FormatFloat(v.EffectivePriority, 'f', 1, 64)
 }
 
 // exitCell is the exit code of a job that ended after it started; a code
@@ -248,6 +271,22 @@ func writeJobDetail(w io.Writer, now time.Time, j *hodeipb.Job) error {
 	}
 	line("Worker", v.Worker)
 	line("Priority", strconv.Itoa(int(v.Priority)))
+	if eff := effPrioCell(v); eff != "" {
+		line("Effective priority", eff)
+	}
+	if !v.Deadline.IsZero() {
+		dl := v.Deadline.Format(time.RFC3339)
+		if v.DeadlineMissed {
+			dl += " (missed)"
+		}
+		line("Deadline", dl)
+	}
+	if v.Preemptible {
+		line("Preemptible", "true")
+	}
+	if v.Preemptions > 0 {
+		line("Preemptions", strconv.Itoa(int(v.Preemptions)))
+	}
 	line("Labels", pairs(v.Labels))
 	if v.Script != "" {
 		line("Script", v.Script)

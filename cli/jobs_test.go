@@ -25,11 +25,17 @@ func testJobs() []*hodeipb.Job {
 			FinishedUnixNano: ago(3*24*time.Hour - time.Minute),
 		},
 		{
-			Id:    "01JAAAAAAAAAAAAAAAAAAAAAA2",
-			Spec:  &hodeipb.JobSpec{Name: "train\tmodel", Tenant: "ml", Script: "python train.py", Priority: proto.Int32(900)},
+			Id: "01JAAAAAAAAAAAAAAAAAAAAAA2",
+			Spec: &hodeipb.JobSpec{
+				Name: "train\tmodel", Tenant: "ml", Script: "python train.py", Priority: proto.Int32(900),
+				DeadlineUnixNano: ago(30 * time.Minute), Preemptible: true,
+			},
 			State: hodeipb.JobState_JOB_STATE_RUNNING, Attempt: 2, Worker: "gpu-3", ExitCode: 137,
 			Reason:          "retry after exit 137",
 			CreatedUnixNano: ago(5 * time.Hour), StartedUnixNano: ago(time.Hour),
+			DeadlineMissed: true, Preemptions: 1,
+			// Set on a job that is not pending, it is not shown.
+			EffectivePriority: 1234,
 		},
 		{
 			Id:    "01JAAAAAAAAAAAAAAAAAAAAAA3",
@@ -47,11 +53,12 @@ func testJobs() []*hodeipb.Job {
 			CreatedUnixNano: ago(61 * time.Second), FinishedUnixNano: ago(60 * time.Second),
 		},
 		{
-			Id:              "01JAAAAAAAAAAAAAAAAAAAAAA5",
-			Spec:            &hodeipb.JobSpec{Name: "queued", Tenant: "default", Command: []string{"echo", "hello world"}},
-			State:           hodeipb.JobState_JOB_STATE_PENDING,
-			Attempt:         1,
-			CreatedUnixNano: ago(2 * time.Second),
+			Id:                "01JAAAAAAAAAAAAAAAAAAAAAA5",
+			Spec:              &hodeipb.JobSpec{Name: "queued", Tenant: "default", Command: []string{"echo", "hello world"}},
+			State:             hodeipb.JobState_JOB_STATE_PENDING,
+			Attempt:           1,
+			CreatedUnixNano:   ago(2 * time.Second),
+			EffectivePriority: 512.34,
 		},
 	}
 }
@@ -89,6 +96,15 @@ func TestJobsLsJSON(t *testing.T) {
 	running := got[1]
 	if running["state"] != "RUNNING" || running["attempt"] != 2.0 || running["worker"] != "gpu-3" || running["priority"] != 900.0 {
 		t.Errorf("running job = %v", running)
+	}
+	if _, ok := running["effective_priority"]; ok {
+		t.Errorf("running job has an effective priority: %v", running["effective_priority"])
+	}
+	if running["preemptible"] != true || running["deadline_missed"] != true || running["preemptions"] != 1.0 || running["deadline"] != "2026-03-14T14:39:26Z" {
+		t.Errorf("running job's SLA fields = %v", running)
+	}
+	if got[4]["effective_priority"] != 512.34 {
+		t.Errorf("pending job's effective_priority = %v, want 512.34", got[4]["effective_priority"])
 	}
 	if _, ok := running["finished"]; ok {
 		t.Errorf("running job has a finished time: %v", running["finished"])

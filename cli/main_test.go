@@ -262,7 +262,10 @@ type fakeAdmin struct {
 	workers     []*hodeipb.Worker
 	drained     []string
 	snapshot    [][]byte
-	snapshotErr error // sent after the chunks
+	snapshotErr error                   // sent after the chunks
+	tenants     []*hodeipb.TenantStatus // served in this order
+	tenantSets  []*hodeipb.SetTenantRequest
+	tenantDels  []string
 }
 
 func (f *fakeAdmin) ListWorkers(context.Context, *hodeipb.ListWorkersRequest) (*hodeipb.ListWorkersResponse, error) {
@@ -295,6 +298,70 @@ func (f *fakeAdmin) Snapshot(_ *hodeipb.SnapshotRequest, stream grpc.ServerStrea
 		}
 	}
 	return err
+}
+
+func (f *fakeAdmin) tenant(name string) (int, *hodeipb.TenantStatus) {
+	for i, st := range f.tenants {
+		if st.GetTenant().GetName() == name {
+			return i, st
+		}
+	}
+	return -1, nil
+}
+
+// SetTenant records the request and stores its tenant as given, without
+// merging: tests check what the CLI sends.
+func (f *fakeAdmin) SetTenant(_ context.Context, req *hodeipb.SetTenantRequest) (*hodeipb.TenantStatus, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.tenantSets = append(f.tenantSets, proto.CloneOf(req))
+	st := &hodeipb.TenantStatus{Tenant: proto.CloneOf(req.GetTenant()), BurstState: hodeipb.BurstState_BURST_STATE_NONE}
+	if i, _ := f.tenant(req.GetTenant().GetName()); i >= 0 {
+		f.tenants[i] = st
+	} else {
+		f.tenants = append(f.tenants, st)
+	}
+	return st, nil
+}
+
+func (f *fakeAdmin) sets() []*hodeipb.SetTenantRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.tenantSets)
+}
+
+func (f *fakeAdmin) GetTenant(_ context.Context, req *hodeipb.GetTenantRequest) (*hodeipb.TenantStatus, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, st := f.tenant(req.GetName()); st != nil {
+		return st, nil
+	}
+	return nil, status.Errorf(codes.NotFound, "tenant %q: not found", req.GetName())
+}
+
+func (f *fakeAdmin) ListTenants(context.Context, *hodeipb.ListTenantsRequest) (*hodeipb.ListTenantsResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return &hodeipb.ListTenantsResponse{Tenants: f.tenants}, nil
+}
+
+// DeleteTenant refuses "default" and tenants with queued jobs, as the real
+// server does.
+func (f *fakeAdmin) DeleteTenant(_ context.Context, req *hodeipb.DeleteTenantRequest) (*hodeipb.DeleteTenantResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	i, st := f.tenant(req.GetName())
+	switch {
+	case req.GetName() == "default":
+		return nil, status.Error(codes.FailedPrecondition, `tenant "default": the default tenant cannot be deleted: conflict`)
+	case st == nil:
+		return nil, status.Errorf(codes.NotFound, "tenant %q: not found", req.GetName())
+	case st.GetQueued() > 0:
+		return nil, status.Errorf(codes.FailedPrecondition, "tenant %q has %d jobs that are not finished; cancel them or wait: conflict", req.GetName(), st.GetQueued())
+	}
+	f.tenants = slices.Delete(f.tenants, i, i+1)
+	f.tenantDels = append(f.tenantDels, req.GetName())
+	return &hodeipb.DeleteTenantResponse{}, nil
 }
 
 func errNotFound(id string) error {

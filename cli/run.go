@@ -20,7 +20,7 @@ import (
 
 // runCommand is `hodei run`: submit, stream the output live, exit with the
 // job's exit code.
-func runCommand(*env) *ucli.Command {
+func runCommand(e *env) *ucli.Command {
 	return &ucli.Command{
 		Name:      "run",
 		Usage:     "run a job and stream its output here; exit with its exit code",
@@ -31,7 +31,7 @@ func runCommand(*env) *ucli.Command {
 			"Ctrl-C cancels the job and waits for it to end.",
 		Flags: withFlags(false, specFlags()...),
 		Action: func(c *ucli.Context) error {
-			spec, err := specFromFlags(c)
+			spec, err := specFromFlags(c, e.now())
 			if err != nil {
 				return err
 			}

@@ -33,6 +33,10 @@ func serveCommand(e *env) *ucli.Command {
 			&ucli.DurationFlag{Name: "heartbeat", Value: 5 * time.Second, Usage: "interval agents heartbeat at"},
 			&ucli.DurationFlag{Name: "lease", Usage: "silence after which a worker is DOWN and its jobs lost (default 3 × heartbeat + 5s)"},
 			&ucli.DurationFlag{Name: "kill-grace", Value: 10 * time.Second, Usage: "time between SIGTERM and SIGKILL when a job is stopped"},
+			&ucli.BoolFlag{Name: "auto-tenants", Usage: "create the tenant a submit names when it does not exist, instead of refusing the submit"},
+			&ucli.DurationFlag{Name: "aging", Value: scheduler.DefaultAging,
+				Usage: "wait that raises a pending job's priority by the full 0–1000 range; a job of priority p outranks every job of its tenant submitted more than aging×(1000−p)/1000 after it"},
+			&ucli.BoolFlag{Name: "preemption", Usage: "stop preemptible jobs of tenants above their weighted share to make room for tenants below it"},
 			&ucli.StringFlag{Name: "log-level", Value: "info", Usage: "`LEVEL`: debug, info, warn or error"},
 			&ucli.BoolFlag{Name: "dev", Usage: "also run one agent in this process, over loopback gRPC, with its data in DATA-DIR/agent"},
 		},
@@ -111,6 +115,9 @@ func serveConfig(c *ucli.Context) (server.Config, error) {
 			return server.Config{}, usagef(c, "--%s: must not be negative", name)
 		}
 	}
+	if c.Duration("aging") <= 0 {
+		return server.Config{}, usagef(c, "--aging: %s must be more than 0", c.Duration("aging"))
+	}
 	return server.Config{
 		DataDir:   c.String("data-dir"),
 		GRPCAddr:  c.String("grpc-addr"),
@@ -121,5 +128,9 @@ func serveConfig(c *ucli.Context) (server.Config, error) {
 		Lease:     c.Duration("lease"),
 		KillGrace: c.Duration("kill-grace"),
 		Logger:    logger,
+
+		AutoTenants: c.Bool("auto-tenants"),
+		Aging:       c.Duration("aging"),
+		Preemption:  c.Bool("preemption"),
 	}, nil
 }

@@ -14,7 +14,7 @@ import (
 	hodeipb "github.com/hodei-jobs/hodei/proto"
 )
 
-func submitCommand(*env) *ucli.Command {
+func submitCommand(e *env) *ucli.Command {
 	return &ucli.Command{
 		Name:      "submit",
 		Usage:     "submit a job and print its id",
@@ -24,7 +24,7 @@ func submitCommand(*env) *ucli.Command {
 			"   hodei submit --name build --label team=ci --timeout 10m -- make -j8 all",
 		Flags: withFlags(true, specFlags()...),
 		Action: func(c *ucli.Context) error {
-			spec, err := specFromFlags(c)
+			spec, err := specFromFlags(c, e.now())
 			if err != nil {
 				return err
 			}
@@ -56,6 +56,8 @@ func specFlags() []ucli.Flag {
 		&ucli.StringFlag{Name: "name", Usage: "job `NAME`, for people"},
 		&ucli.StringFlag{Name: "tenant", DefaultText: "default", Usage: "`TENANT` the job is accounted to"},
 		&ucli.IntFlag{Name: "priority", DefaultText: "500", Usage: "`P` from 0 to 1000, higher first"},
+		&ucli.StringFlag{Name: "deadline", Usage: "start the job by this `TIME`: a duration from now (30m, 2h) or an RFC 3339 time (2026-11-28T10:00:00Z); its priority rises as the time nears"},
+		&ucli.BoolFlag{Name: "preemptible", Usage: "the job may be stopped and requeued for a tenant below its share"},
 		&ucli.StringFlag{Name: "timeout", Usage: "stop the job after this `DURATION` (e.g. 90s, 10m, 1h30m); 0: none"},
 		&ucli.IntFlag{Name: "retries", Usage: "`N` extra attempts after a failed one"},
 		&ucli.StringFlag{Name: "backoff", DefaultText: "1s", Usage: "`DURATION` before the first retry, doubled for each next"},
@@ -73,16 +75,18 @@ func specFlags() []ucli.Flag {
 	}
 }
 
-// specFromFlags builds the spec the specFlags and the arguments describe.
-// Malformed values are usage errors naming the flag; rules the values must
-// follow (ranges, key syntax) are left to the server, which names the field.
-func specFromFlags(c *ucli.Context) (*hodeipb.JobSpec, error) {
+// specFromFlags builds the spec the specFlags and the arguments describe;
+// now is the time a --deadline duration counts from. Malformed values are
+// usage errors naming the flag; rules the values must follow (ranges, key
+// syntax) are left to the server, which names the field.
+func specFromFlags(c *ucli.Context, now time.Time) (*hodeipb.JobSpec, error) {
 	spec := &hodeipb.JobSpec{
-		Name:    c.String("name"),
-		Tenant:  c.String("tenant"),
-		Script:  c.String("script"),
-		Workdir: c.String("workdir"),
-		NoPty:   c.Bool("no-pty"),
+		Name:        c.String("name"),
+		Tenant:      c.String("tenant"),
+		Script:      c.String("script"),
+		Workdir:     c.String("workdir"),
+		NoPty:       c.Bool("no-pty"),
+		Preemptible: c.Bool("preemptible"),
 	}
 	if argv := c.Args().Slice(); len(argv) > 0 {
 		spec.Command = argv
@@ -109,6 +113,9 @@ func specFromFlags(c *ucli.Context) (*hodeipb.JobSpec, error) {
 		return nil, err
 	}
 	if spec.BackoffMs, err = millisFlag(c, "backoff"); err != nil {
+		return nil, err
+	}
+	if spec.DeadlineUnixNano, err = deadlineFlag(c, now); err != nil {
 		return nil, err
 	}
 	for _, m := range []struct {
@@ -167,6 +174,29 @@ func millisFlag(c *ucli.Context, name string) (int64, error) {
 		return 0, usagef(c, "--%s: %s is shorter than the resolution of 1ms", name, s)
 	}
 	return d.Milliseconds(), nil
+}
+
+// deadlineFlag reads --deadline, a duration from now or an RFC 3339 time,
+// as Unix nanoseconds; 0 when it is not given. A deadline must lie ahead.
+func deadlineFlag(c *ucli.Context, now time.Time) (int64, error) {
+	s := c.String("deadline")
+	if s == "" {
+		return 0, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil {
+		if d <= 0 {
+			return 0, usagef(c, "--deadline: %s must be more than 0 from now", s)
+		}
+		return now.Add(d).UnixNano(), nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	switch {
+	case err != nil:
+		return 0, usagef(c, "--deadline: %q is neither a duration from now (30m, 2h) nor an RFC 3339 time (2026-11-28T10:00:00Z)", s)
+	case !t.After(now):
+		return 0, usagef(c, "--deadline: %s is in the past", s)
+	}
+	return t.UnixNano(), nil
 }
 
 // pairsFlag reads a repeatable KEY=VALUE flag; a later key wins. No flag

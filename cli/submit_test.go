@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -70,6 +71,16 @@ func TestSubmit(t *testing.T) {
 			want: &hodeipb.JobSpec{Labels: map[string]string{"k": "2", "empty": ""}, Command: []string{"x"}},
 		},
 		{
+			name: "DeadlineFromNow",
+			args: []string{"submit", "--deadline", "30m", "--preemptible", "--", "x"},
+			want: &hodeipb.JobSpec{DeadlineUnixNano: testNow.Add(30 * time.Minute).UnixNano(), Preemptible: true, Command: []string{"x"}},
+		},
+		{
+			name: "DeadlineRFC3339",
+			args: []string{"submit", "--deadline", "2026-11-28T11:00:00+01:00", "--", "x"},
+			want: &hodeipb.JobSpec{DeadlineUnixNano: time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC).UnixNano(), Command: []string{"x"}},
+		},
+		{
 			name: "ZeroTimeout",
 			args: []string{"submit", "--timeout", "0", "--", "x"},
 			want: &hodeipb.JobSpec{Command: []string{"x"}},
@@ -121,6 +132,10 @@ func TestSubmitUsageErrors(t *testing.T) {
 		{"TimeoutBad", []string{"--timeout", "5x", "--", "x"}, `--timeout: "5x" is not a duration`},
 		{"TimeoutNegative", []string{"--timeout", "-1s", "--", "x"}, "--timeout: -1s must not be negative"},
 		{"TimeoutTooFine", []string{"--timeout", "10us", "--", "x"}, "--timeout: 10us is shorter"},
+		{"DeadlineBad", []string{"--deadline", "tomorrow", "--", "x"}, `--deadline: "tomorrow" is neither a duration from now (30m, 2h) nor an RFC 3339 time`},
+		{"DeadlineNoZone", []string{"--deadline", "2026-11-28T10:00:00", "--", "x"}, `--deadline: "2026-11-28T10:00:00" is neither`},
+		{"DeadlineNegative", []string{"--deadline", "-5m", "--", "x"}, "--deadline: -5m must be more than 0 from now"},
+		{"DeadlinePast", []string{"--deadline", "2020-01-01T00:00:00Z", "--", "x"}, "--deadline: 2020-01-01T00:00:00Z is in the past"},
 		{"BackoffBad", []string{"--backoff", "soon", "--", "x"}, `--backoff: "soon" is not a duration`},
 		{"LabelNoEquals", []string{"--label", "app", "--", "x"}, `--label: "app" has no '='`},
 		{"EnvEmptyKey", []string{"--env", "=v", "--", "x"}, `--env: "=v" has an empty key`},
@@ -148,6 +163,18 @@ func TestSubmitUsageErrors(t *testing.T) {
 				t.Errorf("server got %d submits, want none", n)
 			}
 		})
+	}
+}
+
+func TestSubmitUnknownTenant(t *testing.T) {
+	h := newHarness(t)
+	msg := `tenant "ghost" does not exist; create it with "hodei tenants set ghost" or run the server with --auto-tenants: not found`
+	h.jobs.setErr(status.Error(codes.NotFound, msg))
+	for _, cmd := range []string{"submit", "run"} {
+		r := h.run(t, cmd, "--tenant", "ghost", "--", "true")
+		if r.code != 1 || r.stderr != "hodei: "+msg+"\n" {
+			t.Errorf("%s: exit %d, stderr %q; want 1 and the server's message", cmd, r.code, r.stderr)
+		}
 	}
 }
 

@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"io"
+	"maps"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,6 +40,8 @@ type server struct {
 	logs    [][]byte
 	snap    [][]byte
 	snapErr error
+	tenants map[string]*hodeipb.Tenant
+	fields  [][]string // of each SetTenant call
 }
 
 func (s *server) Submit(ctx context.Context, req *hodeipb.SubmitRequest) (*hodeipb.SubmitResponse, error) {
@@ -96,6 +100,47 @@ func (s *server) Snapshot(_ *hodeipb.SnapshotRequest, stream grpc.ServerStreamin
 		}
 	}
 	return s.snapErr
+}
+
+func (s *server) SetTenant(_ context.Context, req *hodeipb.SetTenantRequest) (*hodeipb.TenantStatus, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.tenants == nil {
+		s.tenants = make(map[string]*hodeipb.Tenant)
+	}
+	s.tenants[req.GetTenant().GetName()] = req.GetTenant()
+	s.fields = append(s.fields, req.GetFields())
+	return &hodeipb.TenantStatus{Tenant: req.GetTenant()}, nil
+}
+
+func (s *server) GetTenant(_ context.Context, req *hodeipb.GetTenantRequest) (*hodeipb.TenantStatus, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.tenants[req.GetName()]
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "tenant %q: not found", req.GetName())
+	}
+	return &hodeipb.TenantStatus{Tenant: t}, nil
+}
+
+func (s *server) ListTenants(context.Context, *hodeipb.ListTenantsRequest) (*hodeipb.ListTenantsResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	resp := &hodeipb.ListTenantsResponse{}
+	for _, name := range slices.Sorted(maps.Keys(s.tenants)) {
+		resp.Tenants = append(resp.Tenants, &hodeipb.TenantStatus{Tenant: s.tenants[name]})
+	}
+	return resp, nil
+}
+
+func (s *server) DeleteTenant(_ context.Context, req *hodeipb.DeleteTenantRequest) (*hodeipb.DeleteTenantResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if req.GetName() == "default" {
+		return nil, status.Error(codes.FailedPrecondition, "the default tenant cannot be deleted")
+	}
+	delete(s.tenants, req.GetName())
+	return &hodeipb.DeleteTenantResponse{}, nil
 }
 
 // setup serves srv over bufconn and returns a client dialled to it.
@@ -288,6 +333,44 @@ func TestSnapshot(t *testing.T) {
 			t.Errorf("Snapshot = %d, %v; want 4, Internal", n, err)
 		}
 	})
+}
+
+func TestTenants(t *testing.T) {
+	srv := &server{}
+	c := setup(t, srv)
+	ctx := context.Background()
+	st, err := c.SetTenant(ctx, &hodeipb.Tenant{Name: "ml", Weight: 2}, []string{"weight"})
+	if err != nil || st.GetTenant().GetWeight() != 2 {
+		t.Fatalf("SetTenant = %v, %v", st, err)
+	}
+	if _, err := c.SetTenant(ctx, &hodeipb.Tenant{Name: "ci"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	srv.mu.Lock()
+	fields := srv.fields
+	srv.mu.Unlock()
+	if len(fields) != 2 || !slices.Equal(fields[0], []string{"weight"}) || fields[1] != nil {
+		t.Errorf("fields sent = %q, want [[weight] []]", fields)
+	}
+	if st, err := c.GetTenant(ctx, "ml"); err != nil || st.GetTenant().GetName() != "ml" {
+		t.Errorf("GetTenant = %v, %v", st, err)
+	}
+	if _, err := c.GetTenant(ctx, "ghost"); status.Code(err) != codes.NotFound {
+		t.Errorf("GetTenant(ghost) error = %v, want NotFound", err)
+	}
+	list, err := c.ListTenants(ctx)
+	if err != nil || len(list) != 2 || list[0].GetTenant().GetName() != "ci" {
+		t.Errorf("ListTenants = %v, %v; want ci, ml", list, err)
+	}
+	if err := c.DeleteTenant(ctx, "ml"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DeleteTenant(ctx, "default"); status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("DeleteTenant(default) error = %v, want FailedPrecondition", err)
+	}
+	if list, _ := c.ListTenants(ctx); len(list) != 1 {
+		t.Errorf("after delete %d tenants, want 1", len(list))
+	}
 }
 
 func TestUnimplemented(t *testing.T) {

@@ -1,7 +1,6 @@
 package scheduler
 
 import (
-	"cmp"
 	"slices"
 	"time"
 
@@ -103,15 +102,132 @@ type Plan struct {
 	Preemptions []Preemption
 }
 
-// queue is one tenant's eligible jobs in the order they go.
+// queue is one tenant's eligible jobs. It becomes a heap on effective
+// priority the first time the tenant is picked, so a pass orders only the
+// queues it serves and pops only the jobs it places.
 type queue struct {
-	jobs []ranked
-	next int
+	jobs   []ranked
+	heaped bool
 }
 
 type ranked struct {
 	job  *job.Job
 	prio float64
+}
+
+// before reports whether a goes before b: higher effective priority, then
+// older (ids are time-ordered).
+func (a ranked) before(b ranked) bool {
+	if a.prio != b.prio {
+		return a.prio > b.prio
+	}
+	return a.job.ID < b.job.ID
+}
+
+// pop removes and returns the queue's next job; ok is false when empty.
+func (q *queue) pop(now time.Time, aging time.Duration) (*job.Job, bool) {
+	if !q.heaped {
+		q.rank(now, aging)
+		for i := len(q.jobs)/2 - 1; i >= 0; i-- {
+			q.down(i)
+		}
+		q.heaped = true
+	}
+	n := len(q.jobs)
+	if n == 0 {
+		return nil, false
+	}
+	top := q.jobs[0].job
+	q.jobs[0] = q.jobs[n-1]
+	q.jobs = q.jobs[:n-1]
+	q.down(0)
+	return top, true
+}
+
+// rank computes the effective priority of every job in the queue.
+func (q *queue) rank(now time.Time, aging time.Duration) {
+	for i := range q.jobs {
+		q.jobs[i].prio = EffectivePriority(q.jobs[i].job, now, aging)
+	}
+}
+
+// rest returns up to limit of the jobs left, best first, without removing
+// them.
+func (q *queue) rest(limit int, now time.Time, aging time.Duration) []*job.Job {
+	if !q.heaped {
+		q.rank(now, aging)
+	}
+	left := slices.Clone(q.jobs)
+	slices.SortFunc(left, func(a, b ranked) int {
+		if a.before(b) {
+			return -1
+		}
+		return 1
+	})
+	out := make([]*job.Job, 0, min(limit, len(left)))
+	for _, r := range left[:min(limit, len(left))] {
+		out = append(out, r.job)
+	}
+	return out
+}
+
+func (q *queue) down(i int) {
+	h := q.jobs
+	for {
+		l := 2*i + 1
+		if l >= len(h) {
+			return
+		}
+		m := l
+		if r := l + 1; r < len(h) && h[r].before(h[l]) {
+			m = r
+		}
+		if !h[m].before(h[i]) {
+			return
+		}
+		h[i], h[m] = h[m], h[i]
+		i = m
+	}
+}
+
+// queuesOf groups pending jobs by tenant in one allocation.
+func queuesOf(pending []*job.Job) map[string]*queue {
+	index := make(map[string]int)
+	var names []string
+	var counts []int
+	of := make([]int32, len(pending))
+	last, lastIdx := "", -1
+	for i, j := range pending {
+		t := j.Spec.Tenant
+		if t != last || lastIdx < 0 {
+			k, ok := index[t]
+			if !ok {
+				k = len(names)
+				index[t] = k
+				names = append(names, t)
+				counts = append(counts, 0)
+			}
+			last, lastIdx = t, k
+		}
+		of[i] = int32(lastIdx)
+		counts[lastIdx]++
+	}
+	all := make([]ranked, len(pending))
+	queues := make([]queue, len(names))
+	off := 0
+	for k, n := range counts {
+		queues[k].jobs = all[off : off : off+n]
+		off += n
+	}
+	for i, j := range pending {
+		q := &queues[of[i]]
+		q.jobs = append(q.jobs, ranked{job: j})
+	}
+	out := make(map[string]*queue, len(names))
+	for k, t := range names {
+		out[t] = &queues[k]
+	}
+	return out
 }
 
 // Decide assigns as many pending jobs as free capacity allows. Between
@@ -125,28 +241,14 @@ func Decide(s Snapshot, now time.Time) Plan {
 	if len(s.Pending) == 0 || len(s.Workers) == 0 {
 		return plan
 	}
-	queues := make(map[string]*queue)
-	for _, j := range s.Pending {
-		q := queues[j.Spec.Tenant]
-		if q == nil {
-			q = &queue{}
-			queues[j.Spec.Tenant] = q
-		}
-		q.jobs = append(q.jobs, ranked{j, EffectivePriority(j, now, s.Aging)})
-	}
+	queues := queuesOf(s.Pending)
 	var picker wfq.Picker
 	running := make(map[string]job.Resources, len(s.Tenants))
 	bursts := make(map[string]quota.Burst, len(s.Tenants))
 	for tenant, tv := range s.Tenants {
 		running[tenant], bursts[tenant] = tv.Running, tv.Burst
 	}
-	for tenant, q := range queues {
-		slices.SortFunc(q.jobs, func(a, b ranked) int {
-			if c := cmp.Compare(b.prio, a.prio); c != 0 {
-				return c
-			}
-			return cmp.Compare(a.job.ID, b.job.ID)
-		})
+	for tenant := range queues {
 		tv := s.Tenants[tenant]
 		picker.Add(tenant, tv.Weight, tv.Tag)
 	}
@@ -164,18 +266,17 @@ func Decide(s Snapshot, now time.Time) Plan {
 	}
 	unplaceable := make(map[shape]bool)
 	unfit := make(map[string][]*job.Job) // tenant → its jobs that fit nowhere, in order
+	reserved := false                    // a worker is held back for a job that did not fit
 	for freeSlots > 0 {
 		tenant, ok := picker.Next()
 		if !ok {
 			break
 		}
-		q := queues[tenant]
-		if q.next >= len(q.jobs) {
+		j, ok := queues[tenant].pop(now, s.Aging)
+		if !ok {
 			picker.Remove(tenant)
 			continue
 		}
-		j := q.jobs[q.next].job
-		q.next++
 		if j.NotBefore.After(now) {
 			continue // still backing off
 		}
@@ -194,6 +295,14 @@ func Decide(s Snapshot, now time.Time) Plan {
 		if w < 0 {
 			unplaceable[key] = true
 			unfit[tenant] = append(unfit[tenant], j)
+			if !reserved {
+				// The least-served tenant's job fits nowhere: keep the
+				// worker closest to fitting it for the next passes.
+				if r := pl.reserve(j); r >= 0 {
+					reserved = true
+					freeSlots -= max(pl.workers[r].Free.Slots, 0)
+				}
+			}
 			continue
 		}
 		if burst != bursts[tenant] {
@@ -211,18 +320,16 @@ func Decide(s Snapshot, now time.Time) Plan {
 		plan.Assignments = append(plan.Assignments, Assignment{Job: j, Worker: pl.id(w), Charge: charge})
 	}
 	if s.Preempt {
+		memo := make(map[string][]*job.Job)
 		waiting := func(tenant string) []*job.Job {
-			out := unfit[tenant]
-			q := queues[tenant]
-			if q == nil {
+			if out, ok := memo[tenant]; ok {
 				return out
 			}
-			for _, r := range q.jobs[q.next:] {
-				if len(out) >= maxPreemptTries {
-					break
-				}
-				out = append(out, r.job)
+			out := unfit[tenant]
+			if q := queues[tenant]; q != nil && len(out) < maxPreemptTries {
+				out = append(slices.Clip(out), q.rest(maxPreemptTries-len(out), now, s.Aging)...)
 			}
+			memo[tenant] = out
 			return out
 		}
 		plan.Preemptions = preempt(s, now, pl, running, bursts, waiting)

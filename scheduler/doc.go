@@ -14,5 +14,10 @@
 //	report ─┼─> wake ─> Pass(now) ─┤
 //	timer ──┘    Snapshot ─> Decide └─> Dispatcher.Assign (after the commit)
 //
-// Tests drive Pass directly with a fake clock and the in-memory store.
+// Between passes the shell also keeps the fair-queuing ledger (wfq) and the
+// tenants' burst states (quota); both live in memory only.
+//
+// Tests drive Pass directly with a fake clock and the in-memory store; the
+// fairness, quota and preemption simulations (sim_test.go) run fake agents
+// on that clock, and property tests (property_test.go) are Go fuzz targets.
 package scheduler

@@ -10,12 +10,18 @@ import (
 
 // Reasons recorded on jobs. Tests and users match on them.
 const (
-	ReasonTimeout       = "timeout"
-	ReasonWorkerLost    = "worker lost"
-	ReasonUserCancel    = "cancelled by user"
-	reasonStaleAttempt  = "stale report"
-	reasonNoConfirm     = "agent did not confirm the stop"
-	reasonDependencyFmt = "dependency %s %s"
+	ReasonTimeout    = "timeout"
+	ReasonWorkerLost = "worker lost"
+	ReasonUserCancel = "cancelled by user"
+	// ReasonPreemptedFmt names the tenant and job a preemption made room
+	// for; ReasonBurstEndedFmt the tenant whose burst ended.
+	ReasonPreemptedFmt    = "preempted by tenant %s for job %s"
+	ReasonBurstEndedFmt   = "preempted: burst of tenant %s ended"
+	reasonSLAMissedPrefix = "SLA missed"
+	reasonSLAMissedFmt    = reasonSLAMissedPrefix + ": started %s after its deadline"
+	reasonStaleAttempt    = "stale report"
+	reasonNoConfirm       = "agent did not confirm the stop"
+	reasonDependencyFmt   = "dependency %s %s"
 )
 
 // Outcome is how an attempt ended, as its agent reported it.
@@ -58,6 +64,9 @@ func finishedJob(cur *job.Job, f Finish, now time.Time) *job.Job {
 	}
 	if f.Outcome == Exited && f.ExitCode == 0 {
 		n.State, n.Reason = job.Completed, strings.TrimPrefix(lost, "; ")
+		if cur.DeadlineMissed && strings.HasPrefix(cur.Reason, reasonSLAMissedPrefix) {
+			n.Reason = cur.Reason + lost // the SLA miss stays on record
+		}
 		return n
 	}
 	var why string
@@ -81,9 +90,16 @@ func finishedJob(cur *job.Job, f Finish, now time.Time) *job.Job {
 			why = "killed: " + f.Reason
 		}
 	}
-	switch cur.CancelRequested {
-	case "":
-	case ReasonTimeout:
+	switch {
+	case cur.CancelRequested == "":
+	case cur.Requeue:
+		// Preempted: back in the queue on a new attempt that is not a retry.
+		n.State, n.Attempt, n.Preemptions = job.Pending, cur.Attempt+1, cur.Preemptions+1
+		n.Reason = fmt.Sprintf("attempt %d: %s%s", cur.Attempt, cur.CancelRequested, lost)
+		n.CancelRequested, n.Requeue = "", false
+		n.Worker, n.ScheduledAt, n.StartedAt = "", time.Time{}, time.Time{}
+		return n
+	case cur.CancelRequested == ReasonTimeout:
 		why = ReasonTimeout
 	default:
 		// A user's cancel wins over however the process ended.

@@ -1,11 +1,14 @@
 package scheduler
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/hodei-jobs/hodei/job"
+	"github.com/hodei-jobs/hodei/quota"
 )
 
 // wakeAt tracks the earliest instant the loop must wake for.
@@ -29,6 +32,7 @@ func (s *Scheduler) Pass(ctx context.Context) time.Time {
 	s.expireWorkers(ctx, now, &next)
 	s.checkActive(ctx, now, &next)
 	s.cancelOrphans(ctx, now)
+	s.holdBursts(ctx, now, &next)
 	s.dispatch(ctx, now, &next)
 	return next.t
 }
@@ -156,30 +160,50 @@ func blockedForever(s *Scheduler, j *job.Job) string {
 	return ""
 }
 
-// dispatch assigns eligible pending jobs to ready workers.
+// dispatch assigns eligible pending jobs to ready workers, and with
+// preemption on, stops jobs to make room for tenants below their share.
 func (s *Scheduler) dispatch(ctx context.Context, now time.Time, next *wakeAt) {
-	snap := Snapshot{Placement: s.cfg.Placement, Tenants: map[string]TenantView{}}
+	preempt := s.cfg.Preemption
+	snap := Snapshot{Placement: s.cfg.Placement, Tenants: map[string]TenantView{}, Aging: s.cfg.Aging, Preempt: preempt}
+	view := func(tenant string) TenantView {
+		tv, ok := snap.Tenants[tenant]
+		if !ok {
+			tv = s.tenantView(tenant)
+		}
+		return tv
+	}
 	alloc := make(map[string]job.Resources)
+	var active []*job.Job
 	s.forActive(func(j *job.Job) {
+		active = append(active, j)
 		alloc[j.Worker] = alloc[j.Worker].Add(j.Spec.Resources)
-		tv := snap.Tenants[j.Spec.Tenant]
+	})
+	// Charge what ran past its estimate before the views read the tags.
+	s.fair.accrue(active, now, s.weight)
+	for _, j := range active {
+		tv := view(j.Spec.Tenant)
 		tv.Running = tv.Running.Add(j.Spec.Resources)
 		snap.Tenants[j.Spec.Tenant] = tv
-	})
+	}
+	if preempt {
+		snap.Active = active
+	}
 	var freeSlots int64
 	s.workers.Range(func(id string, w *workerState) bool {
 		if w.connected && w.state == job.WorkerReady {
 			free := w.rec.Capacity.Sub(alloc[id])
-			if free.Slots > 0 {
-				snap.Workers = append(snap.Workers, WorkerView{ID: id, Labels: w.rec.Labels, Free: free})
-				freeSlots += free.Slots
+			if free.Slots > 0 || preempt {
+				snap.Workers = append(snap.Workers, WorkerView{ID: id, Labels: w.rec.Labels, Free: free, Capacity: w.rec.Capacity})
+				freeSlots += max(free.Slots, 0)
 			}
 		}
 		return true
 	})
-	if freeSlots == 0 {
+	if freeSlots == 0 && !preempt {
 		return // freed capacity or a new worker wakes the loop again
 	}
+	var backlogged []string
+	seen := make(map[string]bool)
 	s.pending.Range(func(id string, _ struct{}) bool {
 		j, ok := s.jobs.Load(id)
 		if !ok || j.State != job.Pending || !s.depsDone(j) {
@@ -189,36 +213,133 @@ func (s *Scheduler) dispatch(ctx context.Context, now time.Time, next *wakeAt) {
 			next.at(j.NotBefore)
 			return true
 		}
+		if t := j.Spec.Tenant; !seen[t] {
+			seen[t] = true
+			snap.Tenants[t] = view(t)
+			backlogged = append(backlogged, t)
+		}
 		snap.Pending = append(snap.Pending, j)
 		return true
 	})
 	plan := Decide(snap, now)
-	if len(plan.Assignments) == 0 {
+	if len(plan.Assignments) == 0 && len(plan.Preemptions) == 0 {
+		s.fair.dispatched(nil, s.weight, backlogged)
 		return
 	}
-	updates := make([]job.Update, len(plan.Assignments))
-	for i, a := range plan.Assignments {
+	updates := make([]job.Update, 0, len(plan.Assignments)+len(plan.Preemptions))
+	for _, a := range plan.Assignments {
 		n := a.Job.Clone()
 		n.State, n.Worker, n.ScheduledAt = job.Scheduled, a.Worker, now
-		updates[i] = job.Update{Expect: a.Job.Expected(), Next: n}
+		if d := n.Spec.Deadline; !d.IsZero() && now.After(d) && !n.DeadlineMissed {
+			n.DeadlineMissed = true
+			n.Reason = fmt.Sprintf(reasonSLAMissedFmt, now.Sub(d).Round(time.Millisecond))
+		}
+		updates = append(updates, job.Update{Expect: a.Job.Expected(), Next: n})
+	}
+	for _, p := range plan.Preemptions {
+		updates = append(updates, requeueUpdate(p.Job, fmt.Sprintf(ReasonPreemptedFmt, p.By, p.For)))
 	}
 	errs, err := s.apply(ctx, updates)
 	if err != nil {
 		s.log.Error("commit assignments", "jobs", len(updates), "err", err)
 		return
 	}
-	for i, u := range updates {
+	var done []Assignment
+	for i, a := range plan.Assignments {
 		if errs[i] != nil {
 			continue // cancelled meanwhile
 		}
-		j := u.Next
+		done = append(done, a)
+		j := updates[i].Next
 		s.cfg.Dispatcher.Assign(j.Worker, j)
+		if j.DeadlineMissed && !a.Job.DeadlineMissed {
+			s.log.Warn("SLA missed", "job", j.ID, "tenant", j.Spec.Tenant, "late", now.Sub(j.Spec.Deadline))
+			if s.cfg.Observer != nil {
+				s.cfg.Observer.SLAMissed(j.Spec.Tenant)
+			}
+		}
 		if s.cfg.Observer != nil {
 			eligible := j.CreatedAt
 			if j.NotBefore.After(eligible) {
 				eligible = j.NotBefore
 			}
 			s.cfg.Observer.Dispatched(j.Spec.Tenant, now.Sub(eligible))
+		}
+	}
+	s.fair.dispatched(done, s.weight, backlogged)
+	s.fair.setBursts(plan.Bursts)
+	for i, p := range plan.Preemptions {
+		if errs[len(plan.Assignments)+i] == nil {
+			s.log.Info("preempting", "job", p.Job.ID, "tenant", p.Job.Spec.Tenant, "for_tenant", p.By, "for_job", p.For)
+			s.stopRequeued(updates[len(plan.Assignments)+i].Next)
+		}
+	}
+}
+
+// requeueUpdate asks the agent of a running job to stop it so that it goes
+// back to Pending on a new attempt that is not a retry.
+func requeueUpdate(j *job.Job, reason string) job.Update {
+	n := j.Clone()
+	n.CancelRequested, n.Requeue = reason, true
+	return job.Update{Expect: j.Expected(), Next: n}
+}
+
+func (s *Scheduler) stopRequeued(j *job.Job) {
+	s.sendCancel(j, j.CancelRequested)
+	if s.cfg.Observer != nil {
+		s.cfg.Observer.Preempted(j.Spec.Tenant)
+	}
+}
+
+// holdBursts brings burst states to now and holds every tenant in a
+// cooldown at its running limit: whatever runs over it (what a burst
+// started, newest first) is stopped and requeued.
+func (s *Scheduler) holdBursts(ctx context.Context, now time.Time, next *wakeAt) {
+	cooling := s.fair.burstsNow(now, s.limits, next)
+	if len(cooling) == 0 {
+		return
+	}
+	byTenant := make(map[string][]*job.Job)
+	s.forActive(func(j *job.Job) {
+		if j.CancelRequested == "" && slices.Contains(cooling, j.Spec.Tenant) {
+			byTenant[j.Spec.Tenant] = append(byTenant[j.Spec.Tenant], j)
+		}
+	})
+	var updates []job.Update
+	for t, jobs := range byTenant {
+		l := s.limits(t)
+		var held job.Resources
+		for _, j := range jobs {
+			held = held.Add(j.Spec.Resources)
+		}
+		slices.SortFunc(jobs, func(a, b *job.Job) int { // newest first
+			if c := b.ScheduledAt.Compare(a.ScheduledAt); c != 0 {
+				return c
+			}
+			return cmp.Compare(b.ID, a.ID)
+		})
+		for _, j := range jobs {
+			if !l.Over(quota.Burst{}, held) {
+				break
+			}
+			if j.State != job.Running {
+				continue // stopped once its start is reported, next pass
+			}
+			held = held.Sub(j.Spec.Resources)
+			updates = append(updates, requeueUpdate(j, fmt.Sprintf(ReasonBurstEndedFmt, t)))
+		}
+	}
+	if len(updates) == 0 {
+		return
+	}
+	errs, err := s.apply(ctx, updates)
+	if err != nil {
+		s.log.Error("stop burst", "jobs", len(updates), "err", err)
+		return
+	}
+	for i, u := range updates {
+		if errs[i] == nil {
+			s.stopRequeued(u.Next)
 		}
 	}
 }

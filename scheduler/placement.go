@@ -104,3 +104,25 @@ func (pl *placer) move(slots int64, i int, add bool) {
 
 // id returns the id of worker i.
 func (pl *placer) id(i int) string { return pl.workers[i].ID }
+
+// reserve holds back, for the rest of the pass, the worker that comes
+// closest to fitting j (most free slots among those whose capacity and
+// labels could take it), so that small jobs do not keep fragmenting it
+// while j's tenant waits for room. It returns the worker's index, or -1
+// when no worker could ever take j.
+func (pl *placer) reserve(j *job.Job) int {
+	best := -1
+	for i, w := range pl.workers {
+		if !w.Capacity.Covers(j.Spec.Resources) || !job.LabelsMatch(w.Labels, j.Spec.Selector) {
+			continue
+		}
+		if best < 0 || w.Free.Slots > pl.workers[best].Free.Slots ||
+			(w.Free.Slots == pl.workers[best].Free.Slots && w.ID < pl.workers[best].ID) {
+			best = i
+		}
+	}
+	if best >= 0 && pl.workers[best].Free.Slots > 0 {
+		pl.move(pl.workers[best].Free.Slots, best, false)
+	}
+	return best
+}

@@ -40,6 +40,12 @@ type Observer interface {
 	Submitted(tenant string)
 	Dispatched(tenant string, wait time.Duration)
 	Finished(tenant string, state job.State)
+	// SLAMissed: a job was dispatched after its deadline.
+	SLAMissed(tenant string)
+	// Refused: a submit was refused for the tenant's max-queued limit.
+	Refused(tenant string)
+	// Preempted: a running job of tenant was stopped to be requeued.
+	Preempted(tenant string)
 }
 
 // Config configures a Scheduler. Zero fields take the defaults shown.
@@ -60,6 +66,15 @@ type Config struct {
 	Lease time.Duration
 	// KillGrace is the time between SIGTERM and SIGKILL on cancel; default 10 s.
 	KillGrace time.Duration
+	// AutoTenants creates the tenant of a submit when it does not exist,
+	// instead of refusing the submit. Default false.
+	AutoTenants bool
+	// Aging is the wait that raises a pending job's priority by the whole
+	// range (see EffectivePriority); default DefaultAging.
+	Aging time.Duration
+	// Preemption lets the scheduler stop preemptible jobs of tenants above
+	// their share for tenants below it. Default false.
+	Preemption bool
 }
 
 // Scheduler owns the live state of jobs and workers and the dispatch loop.
@@ -77,6 +92,10 @@ type Scheduler struct {
 
 	depCheck   *xsync.MapOf[string, struct{}]  // pending ids whose dependency just ended
 	cancelSent *xsync.MapOf[string, time.Time] // job id → when the last stop order went out
+
+	tenantMu sync.Mutex                        // serialises tenant writes (read, change, store, publish)
+	tenants  *xsync.MapOf[string, *job.Tenant] // immutable values
+	fair     *fairState
 
 	events hub
 	wake   chan struct{}
@@ -102,6 +121,9 @@ func New(cfg Config) *Scheduler {
 	if cfg.KillGrace <= 0 {
 		cfg.KillGrace = 10 * time.Second
 	}
+	if cfg.Aging <= 0 {
+		cfg.Aging = DefaultAging
+	}
 	return &Scheduler{
 		cfg:        cfg,
 		log:        cfg.Logger.With("component", "scheduler"),
@@ -112,6 +134,8 @@ func New(cfg Config) *Scheduler {
 		workers:    xsync.NewMapOf[string, *workerState](),
 		depCheck:   xsync.NewMapOf[string, struct{}](),
 		cancelSent: xsync.NewMapOf[string, time.Time](),
+		tenants:    xsync.NewMapOf[string, *job.Tenant](),
+		fair:       newFairState(),
 		wake:       make(chan struct{}, 1),
 		idEntropy:  ulid.Monotonic(crand.Reader, 0),
 	}
@@ -121,12 +145,22 @@ func New(cfg Config) *Scheduler {
 func (s *Scheduler) Config() Config { return s.cfg }
 
 // Recover rebuilds memory from the store: every job, the dependency index,
-// and the known workers. Workers start disconnected: the ones holding active
+// the tenants and the known workers. Workers start disconnected: the ones holding active
 // jobs have one lease, from now, to reconnect before their jobs are lost.
 func (s *Scheduler) Recover(ctx context.Context) error {
 	now := s.cfg.Now()
-	err := s.cfg.Store.Scan(ctx, func(j *job.Job) error {
+	tenants, err := s.cfg.Store.Tenants(ctx)
+	if err != nil {
+		return fmt.Errorf("recover tenants: %w", err)
+	}
+	for _, t := range tenants {
+		s.tenants.Store(t.Name, t)
+	}
+	err = s.cfg.Store.Scan(ctx, func(j *job.Job) error {
 		s.publishRecovered(j)
+		if j.State.Active() {
+			s.fair.started(j, now)
+		}
 		for _, d := range j.Spec.DependsOn {
 			s.addDependent(d, j.ID)
 		}
@@ -187,15 +221,20 @@ func (s *Scheduler) poke() {
 
 // Submit validates spec, stores a new Pending job durably and returns it.
 // Errors: a *job.FieldError (wrapping job.ErrInvalid) naming the bad field;
-// store errors.
+// job.UnknownTenant (job.ErrNotFound) unless AutoTenants; job.OverQueued
+// (job.ErrExhausted) past the tenant's max-queued limit; store errors.
 func (s *Scheduler) Submit(ctx context.Context, spec job.Spec) (*job.Job, error) {
 	spec.Normalize()
 	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
+	if err := s.ensureTenant(ctx, spec.Tenant); err != nil {
+		return nil, err
+	}
 	now := s.cfg.Now()
 	j := &job.Job{ID: s.newID(now), Spec: spec, State: job.Pending, Attempt: 1, CreatedAt: now}
 	if err := s.cfg.Store.Insert(ctx, []*job.Job{j}); err != nil {
+		s.refused(spec.Tenant, err)
 		return nil, err
 	}
 	for _, d := range spec.DependsOn {
@@ -216,6 +255,12 @@ func (s *Scheduler) newID(now time.Time) string {
 	s.idMu.Lock()
 	defer s.idMu.Unlock()
 	return ulid.MustNew(ulid.Timestamp(now), s.idEntropy).String()
+}
+
+// EffectivePriority is j's rank within its tenant now, with the configured
+// aging (see the function EffectivePriority).
+func (s *Scheduler) EffectivePriority(j *job.Job) float64 {
+	return EffectivePriority(j, s.cfg.Now(), s.cfg.Aging)
 }
 
 // Get returns a job from memory, or job.ErrNotFound.
@@ -250,11 +295,12 @@ func (s *Scheduler) Cancel(ctx context.Context, id, reason string) (*job.Job, er
 		switch {
 		case cur.State.Terminal():
 			return nil, job.Conflict(id, "already %s", cur.State)
-		case cur.State == job.Running && cur.CancelRequested != "":
+		case cur.State == job.Running && cur.CancelRequested != "" && !cur.Requeue:
 			return cur, nil
 		case cur.State == job.Running:
+			// A user's cancel also overrides a preemption under way.
 			next = cur.Clone()
-			next.CancelRequested = reason
+			next.CancelRequested, next.Requeue = reason, false
 		default:
 			next = cancelledJob(cur, reason, s.cfg.Now())
 		}
@@ -309,16 +355,24 @@ func (s *Scheduler) apply(ctx context.Context, updates []job.Update) ([]error, e
 // follow the newest version.
 func (s *Scheduler) publish(j *job.Job) {
 	won := false
+	var prev *job.Job
 	s.jobs.Compute(j.ID, func(old *job.Job, loaded bool) (*job.Job, bool) {
 		if loaded && old.Version >= j.Version {
 			return old, false
 		}
-		won = true
+		won, prev = true, old
 		s.track(j)
 		return j, false
 	})
 	if !won {
 		return
+	}
+	if prev != nil && prev.State.Active() && (!j.State.Active() || j.Attempt != prev.Attempt) {
+		end := j.FinishedAt
+		if end.IsZero() {
+			end = s.cfg.Now()
+		}
+		s.fair.released(prev, end, s.weight(prev.Spec.Tenant))
 	}
 	if j.State.Terminal() {
 		s.cancelSent.Delete(j.ID)

@@ -35,7 +35,7 @@ func (js *jobService) Get(ctx context.Context, req *pb.GetJobRequest) (*pb.Job, 
 	if err != nil {
 		return nil, err
 	}
-	return pb.Redacted(j), nil
+	return js.srv.jobPB(j), nil
 }
 
 // job looks a job up by id, checking the id's syntax first.
@@ -45,6 +45,17 @@ func (s *Server) job(id string) (*job.Job, error) {
 	}
 	j, err := s.sched.Get(id)
 	return j, toStatus(err)
+}
+
+// jobPB is a job as API answers show it: secrets redacted and, while it is
+// Pending, its effective priority now. The answer is a fresh message, so
+// setting fields on it touches nothing shared.
+func (s *Server) jobPB(j *job.Job) *pb.Job {
+	p := pb.Redacted(j)
+	if j.State == job.Pending {
+		p.EffectivePriority = s.sched.EffectivePriority(j)
+	}
+	return p
 }
 
 func (js *jobService) List(ctx context.Context, req *pb.ListJobsRequest) (*pb.ListJobsResponse, error) {
@@ -69,7 +80,7 @@ func (js *jobService) List(ctx context.Context, req *pb.ListJobsRequest) (*pb.Li
 	}
 	resp := &pb.ListJobsResponse{NextPageToken: next, Jobs: make([]*pb.Job, len(jobs))}
 	for i, j := range jobs {
-		resp.Jobs[i] = pb.Redacted(j)
+		resp.Jobs[i] = js.srv.jobPB(j)
 	}
 	return resp, nil
 }
@@ -82,7 +93,7 @@ func (js *jobService) Cancel(ctx context.Context, req *pb.CancelJobRequest) (*pb
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return pb.Redacted(j), nil
+	return js.srv.jobPB(j), nil
 }
 
 func (js *jobService) Watch(req *pb.WatchRequest, stream pb.JobService_WatchServer) error {
@@ -99,7 +110,7 @@ func (js *jobService) Watch(req *pb.WatchRequest, stream pb.JobService_WatchServ
 	if id != "" {
 		// The current state first, so a watcher never misses the end.
 		j, _ := js.srv.sched.Get(id)
-		if err := stream.Send(&pb.JobEvent{Job: pb.Redacted(j)}); err != nil {
+		if err := stream.Send(&pb.JobEvent{Job: js.srv.jobPB(j)}); err != nil {
 			return err
 		}
 	}
@@ -114,7 +125,7 @@ func (js *jobService) Watch(req *pb.WatchRequest, stream pb.JobService_WatchServ
 				}
 				return nil
 			}
-			if err := stream.Send(&pb.JobEvent{Job: pb.Redacted(j)}); err != nil {
+			if err := stream.Send(&pb.JobEvent{Job: js.srv.jobPB(j)}); err != nil {
 				return err
 			}
 		}

@@ -18,6 +18,9 @@ type metrics struct {
 	finished   *prometheus.CounterVec
 	latency    prometheus.Histogram
 	logBytes   prometheus.Counter
+	slaMissed  *prometheus.CounterVec
+	refused    *prometheus.CounterVec
+	preempted  *prometheus.CounterVec
 }
 
 func newMetrics(sched func() *scheduler.Scheduler) *metrics {
@@ -40,8 +43,18 @@ func newMetrics(sched func() *scheduler.Scheduler) *metrics {
 		logBytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "hodei_log_bytes_received_total", Help: "Job output bytes received from agents.",
 		}),
+		slaMissed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hodei_sla_missed_total", Help: "Jobs first dispatched after their deadline.",
+		}, []string{"tenant"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hodei_quota_refusals_total", Help: "Submits refused for the tenant's max-queued limit.",
+		}, []string{"tenant"}),
+		preempted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hodei_preemptions_total", Help: "Running jobs stopped to be requeued for a tenant below its share.",
+		}, []string{"tenant"}),
 	}
 	m.reg.MustRegister(m.submitted, m.dispatched, m.finished, m.latency, m.logBytes,
+		m.slaMissed, m.refused, m.preempted,
 		&stateCollector{sched: sched},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -59,6 +72,12 @@ func (m *metrics) Finished(tenant string, state job.State) {
 	m.finished.WithLabelValues(tenant, state.String()).Inc()
 }
 
+func (m *metrics) SLAMissed(tenant string) { m.slaMissed.WithLabelValues(tenant).Inc() }
+
+func (m *metrics) Refused(tenant string) { m.refused.WithLabelValues(tenant).Inc() }
+
+func (m *metrics) Preempted(tenant string) { m.preempted.WithLabelValues(tenant).Inc() }
+
 var (
 	jobsDesc = prometheus.NewDesc("hodei_jobs",
 		"Jobs in memory by state and tenant.", []string{"state", "tenant"}, nil)
@@ -66,6 +85,16 @@ var (
 		"Known workers by state.", []string{"state"}, nil)
 	slotsDesc = prometheus.NewDesc("hodei_worker_slots",
 		"Slots of connected, non-DOWN workers: total and allocated.", []string{"kind"}, nil)
+	tenantPendingDesc = prometheus.NewDesc("hodei_tenant_pending_slots",
+		"Slots asked for by the tenant's pending jobs.", []string{"tenant"}, nil)
+	tenantRunningDesc = prometheus.NewDesc("hodei_tenant_running_slots",
+		"Slots held by the tenant's scheduled and running jobs.", []string{"tenant"}, nil)
+	tenantShareDesc = prometheus.NewDesc("hodei_tenant_share",
+		"The tenant's fraction of the slots in use.", []string{"tenant"}, nil)
+	tenantFairShareDesc = prometheus.NewDesc("hodei_tenant_fair_share",
+		"The tenant's weight over the weights of the tenants with work; 0 without work.", []string{"tenant"}, nil)
+	tenantWeightDesc = prometheus.NewDesc("hodei_tenant_weight",
+		"The tenant's fair-share weight.", []string{"tenant"}, nil)
 )
 
 // stateCollector counts jobs and workers at scrape time, so the gauges can
@@ -78,6 +107,11 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- jobsDesc
 	ch <- workersDesc
 	ch <- slotsDesc
+	ch <- tenantPendingDesc
+	ch <- tenantRunningDesc
+	ch <- tenantShareDesc
+	ch <- tenantFairShareDesc
+	ch <- tenantWeightDesc
 }
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
@@ -108,4 +142,12 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(slotsDesc, prometheus.GaugeValue, float64(total), "total")
 	ch <- prometheus.MustNewConstMetric(slotsDesc, prometheus.GaugeValue, float64(used), "allocated")
+	for _, t := range s.Tenants() {
+		name := t.Tenant.Name
+		ch <- prometheus.MustNewConstMetric(tenantPendingDesc, prometheus.GaugeValue, float64(t.Pending.Slots), name)
+		ch <- prometheus.MustNewConstMetric(tenantRunningDesc, prometheus.GaugeValue, float64(t.Running.Slots), name)
+		ch <- prometheus.MustNewConstMetric(tenantShareDesc, prometheus.GaugeValue, t.Share, name)
+		ch <- prometheus.MustNewConstMetric(tenantFairShareDesc, prometheus.GaugeValue, t.FairShare, name)
+		ch <- prometheus.MustNewConstMetric(tenantWeightDesc, prometheus.GaugeValue, t.Tenant.Weight, name)
+	}
 }

@@ -36,7 +36,16 @@ type Config struct {
 	Heartbeat time.Duration // see scheduler.Config
 	Lease     time.Duration
 	KillGrace time.Duration
-	Logger    *slog.Logger // default: discard
+	// AutoTenants creates the tenant of a submit that names an unknown one
+	// instead of refusing it; default false. See scheduler.Config.
+	AutoTenants bool
+	// Aging is the wait that raises a pending job's priority by the whole
+	// 0–1000 range; default scheduler.DefaultAging.
+	Aging time.Duration
+	// Preemption lets the scheduler stop preemptible jobs of tenants above
+	// their weighted share for tenants below it; default false.
+	Preemption bool
+	Logger     *slog.Logger // default: discard
 	// Now is the clock; default time.Now. Tests may fake it.
 	Now func() time.Time
 }
@@ -135,6 +144,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		Heartbeat:  cfg.Heartbeat,
 		Lease:      cfg.Lease,
 		KillGrace:  cfg.KillGrace,
+
+		AutoTenants: cfg.AutoTenants,
+		Aging:       cfg.Aging,
+		Preemption:  cfg.Preemption,
 	})
 	if err := s.sched.Recover(ctx); err != nil {
 		s.Close()

@@ -68,6 +68,25 @@ func setup(t *testing.T, configure ...func(*Config)) *sut {
 		agents: pb.NewAgentServiceClient(conn), dir: dir}
 }
 
+// httpGet returns the body of GET path on the server's HTTP address and
+// fails the test unless the answer is 200 OK.
+func (s *sut) httpGet(t *testing.T, path string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + s.srv.HTTPAddr() + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s", path, resp.Status)
+	}
+	return string(b)
+}
+
 func (s *sut) submit(t *testing.T, spec *pb.JobSpec) string {
 	t.Helper()
 	resp, err := s.jobs.Submit(context.Background(), &pb.SubmitRequest{Spec: spec})
@@ -293,23 +312,12 @@ func TestStaleAttemptAfterWorkerLost(t *testing.T) {
 
 func TestHealthAndMetrics(t *testing.T) {
 	s := setup(t)
+	s.setTenant(t, &pb.Tenant{Name: "team-a"})
 	s.submit(t, &pb.JobSpec{Command: []string{"true"}, Tenant: "team-a"})
-	get := func(path string) string {
-		resp, err := http.Get("http://" + s.srv.HTTPAddr() + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("GET %s: %s", path, resp.Status)
-		}
-		return string(b)
-	}
-	if got := get("/healthz"); got != "ok\n" {
+	if got := s.httpGet(t, "/healthz"); got != "ok\n" {
 		t.Fatalf("/healthz = %q", got)
 	}
-	m := get("/metrics")
+	m := s.httpGet(t, "/metrics")
 	for _, want := range []string{
 		`hodei_jobs{state="PENDING",tenant="team-a"} 1`,
 		`hodei_jobs_submitted_total{tenant="team-a"} 1`,

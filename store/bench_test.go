@@ -122,6 +122,7 @@ func BenchmarkInsert(b *testing.B) {
 	for _, clients := range []int{1, 16, 64} {
 		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
 			db := MustOpenPath(b, filepath.Join(b.TempDir(), "hodei.db"), Options{})
+			storetest.MustPutTenant(b, db, storetest.NewTenant(benchJob(0).Spec.Tenant))
 			rec := benchRecord(b)
 			b.SetBytes(int64(len(rec)))
 			var (

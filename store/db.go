@@ -23,19 +23,22 @@ import (
 // Open refuses a file with a newer one.
 const SchemaVersion = 1
 
-// Bucket names. meta holds the schema version under schemaKey.
+// Bucket names. meta holds the schema version under schemaKey. tenant_jobs
+// is derived data: the count of each tenant's non-terminal jobs, rebuilt
+// from jobs at every Open (see tenants.go), so it needs no schema change.
 var (
-	bucketJobs      = []byte("jobs")
-	bucketWorkers   = []byte("workers")
-	bucketTenants   = []byte("tenants")
-	bucketPipelines = []byte("pipelines")
-	bucketTokens    = []byte("tokens")
-	bucketAudit     = []byte("audit")
-	bucketMeta      = []byte("meta")
-	schemaKey       = []byte("schema")
+	bucketJobs       = []byte("jobs")
+	bucketWorkers    = []byte("workers")
+	bucketTenants    = []byte("tenants")
+	bucketTenantJobs = []byte("tenant_jobs")
+	bucketPipelines  = []byte("pipelines")
+	bucketTokens     = []byte("tokens")
+	bucketAudit      = []byte("audit")
+	bucketMeta       = []byte("meta")
+	schemaKey        = []byte("schema")
 
-	allBuckets = [][]byte{bucketJobs, bucketWorkers, bucketTenants, bucketPipelines,
-		bucketTokens, bucketAudit, bucketMeta}
+	allBuckets = [][]byte{bucketJobs, bucketWorkers, bucketTenants, bucketTenantJobs,
+		bucketPipelines, bucketTokens, bucketAudit, bucketMeta}
 )
 
 // Options configure Open. The zero value is the production setting.
@@ -98,7 +101,9 @@ type Stats struct {
 }
 
 // Open opens or creates the database file at path (its directory is created
-// if missing), creates the buckets, checks the schema version and starts the
+// if missing), creates the buckets, checks the schema version, stores the
+// default tenant when it is missing, recounts each tenant's non-terminal
+// jobs (reading every job's header, in the same transaction) and starts the
 // commit loop. It fails with ErrLocked when another process holds the file,
 // and with ErrSchema when the file is newer than this code.
 func Open(path string, opts Options) (*DB, error) {
@@ -134,7 +139,7 @@ func Open(path string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	if err := bdb.Update(initBuckets); err != nil {
+	if err := bdb.Update(func(tx *bolt.Tx) error { return initFile(tx, time.Now()) }); err != nil {
 		_ = bdb.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
@@ -151,14 +156,27 @@ func Open(path string, opts Options) (*DB, error) {
 	return db, nil
 }
 
-// initBuckets creates missing buckets and checks or records the schema.
-func initBuckets(tx *bolt.Tx) error {
+// initFile creates missing buckets, checks or records the schema, stores
+// the default tenant (created at now) when missing and rebuilds the counts
+// of non-terminal jobs by tenant.
+func initFile(tx *bolt.Tx, now time.Time) error {
 	for _, name := range allBuckets {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return fmt.Errorf("create bucket %s: %w", name, err)
 		}
 	}
-	meta := tx.Bucket(bucketMeta)
+	if err := checkSchema(tx.Bucket(bucketMeta)); err != nil {
+		return err
+	}
+	if err := ensureDefaultTenant(tx, now); err != nil {
+		return err
+	}
+	return rebuildJobCounts(tx)
+}
+
+// checkSchema checks the schema version of the file, or records this one in
+// a new file.
+func checkSchema(meta *bolt.Bucket) error {
 	if v := meta.Get(schemaKey); v != nil {
 		if len(v) != 8 {
 			return fmt.Errorf("schema version is %d bytes, want 8", len(v))

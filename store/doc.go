@@ -10,6 +10,12 @@
 // each other: a compare-and-swap that loses or an unknown dependency fails
 // that request alone, and writes nothing.
 //
+// Insert admits jobs by tenant in the transaction that stores them: the
+// tenant must be stored and, when it has a MaxQueued, its count of
+// non-terminal jobs plus the new ones must fit. The counts live in their own
+// bucket, kept by Insert and Apply in their transactions and rebuilt from the
+// jobs at every Open.
+//
 // Caveats:
 //   - Values read from bbolt are only valid inside their transaction; the
 //     store copies (decodes) everything before the transaction ends, and
@@ -21,6 +27,9 @@
 //     long List) and stall the writers meanwhile.
 //   - Only one process may open the file; a second one fails after
 //     Options.LockTimeout with ErrLocked.
+//   - Open reads the header of every stored job to rebuild the counts by
+//     tenant, so its time grows with the jobs kept (DeleteFinished bounds
+//     them).
 //
 // Subpackages: memstore is an in-memory fake with the same semantics for the
 // scheduler's tests, and storetest is the conformance suite both pass.

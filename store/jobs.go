@@ -63,7 +63,7 @@ func (db *DB) Insert(ctx context.Context, jobs []*job.Job) error {
 			}
 		}
 		for name, n := range adding {
-			if err := addQueued(tx, []byte(name), int64(n)); err != nil {
+			if err := addJobCount(tx, name, int64(n)); err != nil {
 				return abort(err)
 			}
 		}
@@ -146,8 +146,8 @@ func applyOne(tx *bolt.Tx, u job.Update, enc []byte) (uint64, error) {
 	if err := u.Check(); err != nil {
 		return 0, err
 	}
-	// The counts first: h.Tenant aliases cur, which Put may invalidate.
-	if err := moveQueued(tx, h, u.Next); err != nil {
+	// The counts first: h.Tenant aliases cur, which the Put replaces.
+	if err := moveJobCount(tx, h, u.Next); err != nil {
 		return 0, abort(fmt.Errorf("job %s: %w", u.Next.ID, err))
 	}
 	v := h.Version + 1

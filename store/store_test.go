@@ -28,9 +28,11 @@ var _ scheduler.Store = (*DB)(nil)
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// MustOpen opens a new DB in tb.TempDir(). In tb.Cleanup it closes it and
-// runs bbolt's consistency check on the file, failing the test if the file
-// is inconsistent. Every bbolt test opens its DB with it or MustOpenPath.
+// MustOpen opens a new DB in tb.TempDir(). In tb.Cleanup it closes it, runs
+// bbolt's consistency check on the file and recounts each tenant's
+// non-terminal jobs, failing the test if the file is inconsistent or the
+// stored counts differ. Every bbolt test opens its DB with it or
+// MustOpenPath.
 func MustOpen(tb testing.TB) *DB {
 	tb.Helper()
 	return MustOpenPath(tb, filepath.Join(tb.TempDir(), "hodei.db"), Options{})
@@ -44,8 +46,35 @@ func MustOpenPath(tb testing.TB, path string, opts Options) *DB {
 	tb.Cleanup(func() {
 		require.NoError(tb, db.Close())
 		require.NoError(tb, CheckFile(path), "the file is inconsistent")
+		checkJobCounts(tb, path)
 	})
 	return db
+}
+
+// checkJobCounts fails the test unless the job counts stored in the closed
+// file at path match a recount of its jobs.
+func checkJobCounts(tb testing.TB, path string) {
+	tb.Helper()
+	bdb, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: DefaultLockTimeout})
+	require.NoError(tb, err)
+	defer func() { require.NoError(tb, bdb.Close()) }()
+	require.NoError(tb, bdb.View(func(tx *bolt.Tx) error {
+		want, err := countJobs(tx)
+		if err != nil {
+			return err
+		}
+		got := make(map[string]uint64)
+		err = tx.Bucket(bucketTenantJobs).ForEach(func(k, v []byte) error {
+			require.Len(tb, v, 8, "job count of %s", k)
+			got[string(k)] = binary.BigEndian.Uint64(v)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		require.Equal(tb, want, got, "stored job counts by tenant")
+		return nil
+	}))
 }
 
 func TestConformance(t *testing.T) {
@@ -57,6 +86,7 @@ func TestOpen(t *testing.T) {
 		// Everything committed survives a restart.
 		path := filepath.Join(t.TempDir(), "data", "hodei.db")
 		db := MustOpenPath(t, path, Options{})
+		storetest.MustPutTenant(t, db, storetest.NewTenant("team-a"))
 		jobs := []*job.Job{storetest.FullJob(1), storetest.NewJob(2), storetest.NewJob(3, storetest.ID(2))}
 		require.NoError(t, db.Insert(t.Context(), jobs))
 		next := storetest.MustApply(t, db, jobs[1], func(j *job.Job) { j.State = job.Scheduled; j.Worker = "w-1" })
@@ -115,6 +145,7 @@ func TestOpen(t *testing.T) {
 	t.Run("ValuesAreProtobuf", func(t *testing.T) {
 		db := MustOpen(t)
 		j := storetest.FullJob(1)
+		storetest.MustPutTenant(t, db, storetest.NewTenant(j.Spec.Tenant))
 		require.NoError(t, db.Insert(t.Context(), []*job.Job{j}))
 		require.NoError(t, db.bolt.View(func(tx *bolt.Tx) error {
 			var pb hodeipb.Job
@@ -144,6 +175,10 @@ func TestClose(t *testing.T) {
 		require.ErrorIs(t, err, job.ErrClosed)
 		require.ErrorIs(t, db.Scan(ctx, func(*job.Job) error { return nil }), job.ErrClosed)
 		require.ErrorIs(t, db.PutWorker(ctx, &job.Worker{ID: "w"}), job.ErrClosed)
+		require.ErrorIs(t, db.PutTenant(ctx, storetest.NewTenant("team-a")), job.ErrClosed)
+		require.ErrorIs(t, db.DeleteTenant(ctx, "team-a"), job.ErrClosed)
+		_, err = db.Tenants(ctx)
+		require.ErrorIs(t, err, job.ErrClosed)
 		_, err = db.Workers(ctx)
 		require.ErrorIs(t, err, job.ErrClosed)
 		_, err = db.DeleteFinished(ctx, time.Now(), 1)
@@ -426,8 +461,14 @@ func TestReadHeader(t *testing.T) {
 		require.Equal(t, v, pb.GetVersion())
 		h, err := readHeader(b)
 		require.NoError(t, err)
-		require.Equal(t, header{job.Running, 7, v, j.FinishedAt.UnixNano()}, h)
+		require.Equal(t, header{job.Running, 7, v, j.FinishedAt.UnixNano(), []byte("team-a")}, h)
 	}
+	j.Spec.Tenant = "" // proto3 leaves it out
+	enc, err = encodeJob(j, 3)
+	require.NoError(t, err)
+	h, err := readHeader(enc)
+	require.NoError(t, err)
+	require.Nil(t, h.Tenant)
 	_, err = readHeader([]byte{0xff})
 	require.Error(t, err)
 }

@@ -57,7 +57,7 @@ func (db *DB) DeleteTenant(ctx context.Context, name string) error {
 		if b.Get([]byte(name)) == nil {
 			return fmt.Errorf("tenant %q: %w", name, job.ErrNotFound)
 		}
-		n, err := queued(tx, name)
+		n, err := jobCount(tx, name)
 		if err != nil {
 			return err
 		}
@@ -134,7 +134,7 @@ func admit(tx *bolt.Tx, jobs []*job.Job) (map[string]int, error) {
 		if t.MaxQueued <= 0 {
 			continue
 		}
-		n, err := queued(tx, name)
+		n, err := jobCount(tx, name)
 		if err != nil {
 			return nil, err
 		}
@@ -145,8 +145,8 @@ func admit(tx *bolt.Tx, jobs []*job.Job) (map[string]int, error) {
 	return adding, nil
 }
 
-// queued returns the stored count of the tenant's non-terminal jobs.
-func queued(tx *bolt.Tx, name string) (uint64, error) {
+// jobCount returns the stored count of the tenant's non-terminal jobs.
+func jobCount(tx *bolt.Tx, name string) (uint64, error) {
 	v := tx.Bucket(bucketTenantJobs).Get([]byte(name))
 	switch len(v) {
 	case 0:
@@ -157,16 +157,16 @@ func queued(tx *bolt.Tx, name string) (uint64, error) {
 	return 0, fmt.Errorf("tenant %s: job count is %d bytes, want 8", name, len(v))
 }
 
-// addQueued adds delta to the tenant's count of non-terminal jobs, deleting
+// addJobCount adds delta to the tenant's count of non-terminal jobs, deleting
 // the key at zero. Jobs without a tenant are not counted: no tenant record
 // can have the empty name, so nothing is admitted against them. An error
 // means the transaction must abort; going below zero is one, since the
 // counts are rebuilt at Open and must match the jobs.
-func addQueued(tx *bolt.Tx, name []byte, delta int64) error {
-	if len(name) == 0 || delta == 0 {
+func addJobCount(tx *bolt.Tx, name string, delta int64) error {
+	if name == "" || delta == 0 {
 		return nil
 	}
-	n, err := queued(tx, string(name))
+	n, err := jobCount(tx, name)
 	if err != nil {
 		return err
 	}
@@ -176,35 +176,35 @@ func addQueued(tx *bolt.Tx, name []byte, delta int64) error {
 	n = uint64(int64(n) + delta)
 	b := tx.Bucket(bucketTenantJobs)
 	if n == 0 {
-		return b.Delete(name)
+		return b.Delete([]byte(name))
 	}
-	return b.Put(name, binary.BigEndian.AppendUint64(nil, n))
+	return b.Put([]byte(name), binary.BigEndian.AppendUint64(nil, n))
 }
 
-// moveQueued updates the counts for a job stored as old that is replaced by
-// next: a job that leaves the non-terminal states leaves its tenant's count.
-// It also handles the moves that the transition table forbids (out of a
+// moveJobCount updates the counts for a job stored as old that is replaced
+// by next: a job that enters a terminal state leaves its tenant's count. It
+// also handles the moves that the transition table forbids (out of a
 // terminal state, a changed tenant), so that the counts always match what is
 // stored.
-func moveQueued(tx *bolt.Tx, old header, next *job.Job) error {
+func moveJobCount(tx *bolt.Tx, old header, next *job.Job) error {
 	was, is := !old.State.Terminal(), !next.State.Terminal()
 	if was == is && string(old.Tenant) == next.Spec.Tenant {
 		return nil
 	}
 	if was {
-		if err := addQueued(tx, old.Tenant, -1); err != nil {
+		if err := addJobCount(tx, string(old.Tenant), -1); err != nil {
 			return err
 		}
 	}
 	if is {
-		return addQueued(tx, []byte(next.Spec.Tenant), 1)
+		return addJobCount(tx, next.Spec.Tenant, 1)
 	}
 	return nil
 }
 
-// countQueued counts the non-terminal jobs of each tenant by reading every
+// countJobs counts the non-terminal jobs of each tenant by reading every
 // stored job's header.
-func countQueued(tx *bolt.Tx) (map[string]uint64, error) {
+func countJobs(tx *bolt.Tx) (map[string]uint64, error) {
 	counts := make(map[string]uint64)
 	err := tx.Bucket(bucketJobs).ForEach(func(k, v []byte) error {
 		h, err := readHeader(v)
@@ -219,9 +219,9 @@ func countQueued(tx *bolt.Tx) (map[string]uint64, error) {
 	return counts, err
 }
 
-// rebuildQueued replaces bucketTenantJobs with counts taken from the jobs.
-func rebuildQueued(tx *bolt.Tx) error {
-	counts, err := countQueued(tx)
+// rebuildJobCounts replaces bucketTenantJobs with counts taken from the jobs.
+func rebuildJobCounts(tx *bolt.Tx) error {
+	counts, err := countJobs(tx)
 	if err != nil {
 		return fmt.Errorf("count jobs by tenant: %w", err)
 	}

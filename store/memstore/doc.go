@@ -8,6 +8,10 @@
 // maps and slices as nil) and never aliases what the caller passed in or
 // what another caller got.
 //
+// Tenant admission (Insert's MaxQueued check) runs under the store's one
+// lock, with a count of each tenant's non-terminal jobs kept beside the jobs,
+// as the bbolt store keeps one in its transaction.
+//
 // Beyond scheduler.Store it has SetWriteError, to make writes fail the way a
 // failed commit does.
 package memstore

@@ -21,18 +21,33 @@ type Store struct {
 	jobs     map[string][]byte // id → encoded hodeipb.Job
 	ids      []string          // job ids, sorted
 	workers  map[string][]byte // id → encoded hodeipb.Worker
+	tenants  map[string][]byte // name → encoded hodeipb.Tenant
+	queued   map[string]int    // tenant → its non-terminal jobs; absent is 0
 	writeErr error
 }
 
-// New returns an empty store.
+// New returns a store with no jobs and only the default tenant (weight 1,
+// no limits, created now).
 func New() *Store {
-	return &Store{jobs: make(map[string][]byte), workers: make(map[string][]byte)}
+	now := time.Now()
+	def := &job.Tenant{Name: job.DefaultTenant, CreatedAt: now, UpdatedAt: now}
+	def.Normalize()
+	enc, err := proto.Marshal(hodeipb.FromTenant(def))
+	if err != nil {
+		panic(fmt.Sprintf("memstore: encode default tenant: %v", err))
+	}
+	return &Store{
+		jobs:    make(map[string][]byte),
+		workers: make(map[string][]byte),
+		tenants: map[string][]byte{def.Name: enc},
+		queued:  make(map[string]int),
+	}
 }
 
-// SetWriteError makes every later write (Insert, Apply, PutWorker,
-// DeleteFinished) fail as a whole with err, as a failed commit would, until
-// it is called with nil. It lets tests check that callers change nothing
-// when the store fails.
+// SetWriteError makes every later write (Insert, Apply, PutTenant,
+// DeleteTenant, PutWorker, DeleteFinished) fail as a whole with err, as a
+// failed commit would, until it is called with nil. It lets tests check that
+// callers change nothing when the store fails.
 func (s *Store) SetWriteError(err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -60,7 +75,8 @@ func decodePB(b []byte) *hodeipb.Job {
 
 func decode(b []byte) *job.Job { return decodePB(b).ToJob() }
 
-// Insert stores new jobs, all or none; see scheduler.Store.
+// Insert stores new jobs, all or none; see scheduler.Store. The tenant
+// checks run under the same lock as the insert.
 func (s *Store) Insert(ctx context.Context, jobs []*job.Job) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -97,10 +113,17 @@ func (s *Store) Insert(ctx context.Context, jobs []*job.Job) error {
 			}
 		}
 	}
+	adding, err := s.admit(jobs)
+	if err != nil {
+		return err
+	}
 	for i, j := range jobs {
 		s.jobs[j.ID] = encs[i]
 		i, _ := slices.BinarySearch(s.ids, j.ID)
 		s.ids = slices.Insert(s.ids, i, j.ID)
+	}
+	for name, n := range adding {
+		s.addQueued(name, n)
 	}
 	for _, j := range jobs {
 		j.Version = 1
@@ -153,6 +176,7 @@ func (s *Store) Apply(ctx context.Context, updates []job.Update) ([]error, error
 		}
 		v := cur.GetVersion() + 1
 		s.jobs[u.Next.ID] = setVersion(encs[i], v)
+		s.moveQueued(cur, u.Next)
 		versions[i] = v
 	}
 	for i, u := range updates {

@@ -33,6 +33,8 @@ func TestSetWriteError(t *testing.T) {
 	_, err := s.Apply(t.Context(), []job.Update{{Expect: j.Expected(), Next: next}})
 	require.ErrorIs(t, err, boom)
 	require.ErrorIs(t, s.PutWorker(t.Context(), &job.Worker{ID: "w"}), boom)
+	require.ErrorIs(t, s.PutTenant(t.Context(), storetest.NewTenant("team-a")), boom)
+	require.ErrorIs(t, s.DeleteTenant(t.Context(), "team-a"), boom)
 	_, err = s.DeleteFinished(t.Context(), storetest.T0, 1)
 	require.ErrorIs(t, err, boom)
 	require.Equal(t, j, storetest.MustGet(t, s, j.ID), "nothing changed")

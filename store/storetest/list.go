@@ -80,6 +80,7 @@ func testList(t *testing.T, open func(*testing.T) scheduler.Store) {
 		jobs := newJobs(1, 6)
 		jobs[4].Spec.Tenant = "team-b"
 		jobs[5].Spec.Tenant = "team-b"
+		MustPutTenant(t, s, NewTenant("team-b"))
 		MustInsert(t, s, jobs...)
 		MustApply(t, s, jobs[0], schedule("w-1"))
 		MustApply(t, s, jobs[5], schedule("w-1"))

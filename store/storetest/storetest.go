@@ -23,6 +23,8 @@ func Run(t *testing.T, open func(t *testing.T) scheduler.Store) {
 	t.Run("Scan", func(t *testing.T) { testScan(t, open) })
 	t.Run("Workers", func(t *testing.T) { testWorkers(t, open) })
 	t.Run("DeleteFinished", func(t *testing.T) { testDeleteFinished(t, open) })
+	t.Run("Tenants", func(t *testing.T) { testTenants(t, open) })
+	t.Run("Admission", func(t *testing.T) { testAdmission(t, open) })
 }
 
 // T0 is the creation time of the suite's jobs. Times in the suite are UTC
@@ -86,6 +88,21 @@ func FullJob(n int) *job.Job {
 	return j
 }
 
+// NewTenant returns a valid tenant record named name with weight 1 and no
+// limits, created at T0.
+func NewTenant(name string) *job.Tenant {
+	return &job.Tenant{Name: name, Weight: 1, CreatedAt: T0, UpdatedAt: T0}
+}
+
+// MustPutTenant stores tenants and fails the test on error. Jobs of a
+// tenant other than job.DefaultTenant need their tenant stored first.
+func MustPutTenant(t testing.TB, s scheduler.Store, tenants ...*job.Tenant) {
+	t.Helper()
+	for _, tn := range tenants {
+		require.NoError(t, s.PutTenant(context.Background(), tn))
+	}
+}
+
 // MustInsert inserts jobs and fails the test on error.
 func MustInsert(t testing.TB, s scheduler.Store, jobs ...*job.Job) {
 	t.Helper()
@@ -142,6 +159,7 @@ func testInsert(t *testing.T, open func(*testing.T) scheduler.Store) {
 	t.Run("RoundTrip", func(t *testing.T) {
 		s := open(t)
 		want := FullJob(1)
+		MustPutTenant(t, s, NewTenant(want.Spec.Tenant))
 		MustInsert(t, s, want)
 		require.Equal(t, want, MustGet(t, s, want.ID))
 	})

@@ -1,0 +1,70 @@
+package cli
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/hodei-jobs/hodei/scheduler"
+	"github.com/hodei-jobs/hodei/server"
+)
+
+// parseServe runs serve's flag parsing and serveConfig on args, without
+// starting a server.
+func parseServe(t *testing.T, args ...string) (server.Config, error) {
+	t.Helper()
+	cmd := serveCommand(&env{now: time.Now})
+	var cfg server.Config
+	cmd.Action = func(c *ucli.Context) error {
+		var err error
+		cfg, err = serveConfig(c)
+		return err
+	}
+	app := newApp(&env{now: time.Now})
+	app.Commands = []*ucli.Command{cmd}
+	err := app.RunContext(context.Background(), append([]string{"hodei", "serve", "--log-level", "error"}, args...))
+	return cfg, err
+}
+
+func TestServeTenantFlags(t *testing.T) {
+	t.Run("Defaults", func(t *testing.T) {
+		cfg, err := parseServe(t)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.AutoTenants || cfg.Preemption || cfg.Aging != scheduler.DefaultAging {
+			t.Errorf("defaults: auto-tenants %v, preemption %v, aging %s", cfg.AutoTenants, cfg.Preemption, cfg.Aging)
+		}
+	})
+	t.Run("Set", func(t *testing.T) {
+		cfg, err := parseServe(t, "--auto-tenants", "--aging", "30m", "--preemption")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !cfg.AutoTenants || !cfg.Preemption || cfg.Aging != 30*time.Minute {
+			t.Errorf("auto-tenants %v, preemption %v, aging %s", cfg.AutoTenants, cfg.Preemption, cfg.Aging)
+		}
+	})
+	for _, tc := range []struct{ name, aging, want string }{
+		{"AgingZero", "0s", "--aging: 0s must be more than 0"},
+		{"AgingNegative", "-1h", "--aging: -1h0m0s must be more than 0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parseServe(t, "--aging", tc.aging)
+			if code := exitCode(context.Background(), err); code != exitUsage || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v (exit %d), want usage error %q", err, code, tc.want)
+			}
+		})
+	}
+	t.Run("Help", func(t *testing.T) {
+		r := runApp(t, "help", "serve")
+		for _, want := range []string{"--auto-tenants", "--preemption", "aging×(1000−p)/1000", "(default: 1h0m0s)"} {
+			if !strings.Contains(r.stdout, want) {
+				t.Errorf("serve help lacks %q", want)
+			}
+		}
+	})
+}

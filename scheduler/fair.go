@@ -1,0 +1,150 @@
+package scheduler
+
+import (
+	"sync"
+	"time"
+
+	"github.com/hodei-jobs/hodei/job"
+	"github.com/hodei-jobs/hodei/quota"
+	"github.com/hodei-jobs/hodei/wfq"
+)
+
+// fairState is what the scheduler remembers between passes for fair
+// queuing and bursts. It lives in memory only: after a restart every
+// tenant starts level with the others and out of any burst.
+type fairState struct {
+	mu       sync.Mutex
+	ledger   wfq.Ledger               // guarded by mu
+	estimate map[string]time.Duration // guarded by mu; tenant → how long its jobs hold their slots
+	charges  map[string]charge        // guarded by mu; active job id → its dispatch charge
+	bursts   map[string]quota.Burst   // guarded by mu; tenants not Steady
+}
+
+type charge struct {
+	tenant string
+	cost   float64
+}
+
+func newFairState() *fairState {
+	return &fairState{
+		estimate: make(map[string]time.Duration),
+		charges:  make(map[string]charge),
+		bursts:   make(map[string]quota.Burst),
+	}
+}
+
+// view fills the fair-queuing fields of a tenant's view.
+func (f *fairState) view(tenant string, tv *TenantView) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	tv.Tag = f.ledger.Tag(tenant)
+	tv.Estimate = f.estimate[tenant]
+	tv.Burst = f.bursts[tenant]
+}
+
+// dispatched books the charges of committed assignments and moves the
+// virtual time along the tenants that still had work waiting.
+func (f *fairState) dispatched(as []Assignment, weight func(string) float64, backlogged []string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, a := range as {
+		t := a.Job.Spec.Tenant
+		f.ledger.Charge(t, a.Charge, weight(t))
+		f.charges[a.Job.ID] = charge{t, a.Charge}
+	}
+	f.ledger.Advance(backlogged)
+}
+
+// started books a job that already held its slots when the scheduler
+// recovered, as charged for the time it held them so far.
+func (f *fairState) started(j *job.Job, now time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.charges[j.ID] = charge{j.Spec.Tenant, float64(j.Spec.Resources.Slots) * now.Sub(j.ScheduledAt).Seconds()}
+}
+
+// accrue charges running jobs that have held their slots longer than they
+// were charged for the excess at once, so that a tenant with long jobs pays
+// while they run, not only when they end.
+func (f *fairState) accrue(active []*job.Job, now time.Time, weight func(string) float64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, j := range active {
+		c, ok := f.charges[j.ID]
+		if !ok {
+			continue
+		}
+		used := float64(j.Spec.Resources.Slots) * now.Sub(j.ScheduledAt).Seconds()
+		if used > c.cost {
+			f.ledger.Correct(c.tenant, used-c.cost, weight(c.tenant))
+			f.charges[j.ID] = charge{c.tenant, used}
+		}
+	}
+}
+
+// released corrects the charge of an attempt that gave its slots back at
+// end: its tenant pays for the slot-time it actually held, and the
+// tenant's estimate moves a quarter of the way towards this attempt.
+func (f *fairState) released(old *job.Job, end time.Time, weight float64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, ok := f.charges[old.ID]
+	if !ok {
+		return
+	}
+	delete(f.charges, old.ID)
+	held := max(end.Sub(old.ScheduledAt), 0)
+	f.ledger.Correct(c.tenant, float64(old.Spec.Resources.Slots)*held.Seconds()-c.cost, weight)
+	if est, ok := f.estimate[c.tenant]; ok {
+		f.estimate[c.tenant] = est + (held-est)/4
+	} else {
+		f.estimate[c.tenant] = max(held, time.Millisecond)
+	}
+}
+
+// setBursts records burst states; Steady ones are dropped.
+func (f *fairState) setBursts(bs map[string]quota.Burst) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for t, b := range bs {
+		if b.Phase == quota.Steady {
+			delete(f.bursts, t)
+		} else {
+			f.bursts[t] = b
+		}
+	}
+}
+
+// burstsNow brings every burst state to now with limits and returns the
+// tenants whose burst just ended and the tenants still in a cooldown.
+func (f *fairState) burstsNow(now time.Time, limits func(string) quota.Limits, next *wakeAt) (cooling []string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for t, b := range f.bursts {
+		nb, _ := limits(t).At(b, now)
+		if nb.Phase == quota.Steady {
+			delete(f.bursts, t)
+			continue
+		}
+		f.bursts[t] = nb
+		next.at(nb.Until)
+		if nb.Phase == quota.Cooling {
+			cooling = append(cooling, t)
+		}
+	}
+	return cooling
+}
+
+func (f *fairState) burst(tenant string) quota.Burst {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.bursts[tenant]
+}
+
+func (f *fairState) forget(tenant string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ledger.Forget(tenant)
+	delete(f.estimate, tenant)
+	delete(f.bursts, tenant)
+}

@@ -1,0 +1,126 @@
+package scheduler
+
+import (
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hodei-jobs/hodei/job"
+	"github.com/hodei-jobs/hodei/quota"
+)
+
+func TestBurstRunsOverTheLimitOnlyWhileItLasts(t *testing.T) {
+	s := newSim(t, 4, 4) // 16 slots
+	s.tenant("b", 1, func(tn *job.Tenant) {
+		tn.MaxRunning = job.Resources{Slots: 4}
+		tn.Burst, tn.BurstFor, tn.Cooldown = 2, time.Minute, 2*time.Minute
+	})
+	s.duration = func(*job.Job) time.Duration { return 5 * time.Minute }
+	check := burstCheck(s, "b")
+	var bursts, cools, maxHeld int64
+	s.onStep = func() {
+		check()
+		held, _ := s.running()
+		maxHeld = max(maxHeld, held["b"].Slots)
+		switch s.h.s.fair.burst("b").Phase {
+		case quota.Bursting:
+			bursts++
+		case quota.Cooling:
+			cools++
+		}
+	}
+	end := s.h.now.Add(30 * time.Minute)
+	for s.h.now.Before(end) {
+		s.topUp(20, map[string]job.Spec{"b": {}})
+		s.step(10 * time.Second)
+	}
+	if maxHeld != 8 || bursts == 0 || cools == 0 {
+		t.Fatalf("max held %d slots, %d steps bursting, %d cooling; want bursts up to 2 × 4 and cooldowns", maxHeld, bursts, cools)
+	}
+	var requeued int
+	s.h.s.Jobs(func(j *job.Job) bool {
+		if j.Preemptions > 0 {
+			requeued++
+			if j.Attempt-j.Preemptions != 1 {
+				t.Errorf("job %s: attempt %d after %d preemptions used a retry", j.ID, j.Attempt, j.Preemptions)
+			}
+		}
+		return true
+	})
+	if requeued == 0 {
+		t.Fatal("no job was stopped when a burst ended")
+	}
+}
+
+func TestQueuedLimitUnderConcurrentSubmits(t *testing.T) {
+	obs := &countingObserver{}
+	var obsMu sync.Mutex
+	h := newHarness(t, func(c *Config) { c.Observer = lockedObserver{obs, &obsMu} })
+	const limit = 50
+	if _, err := h.s.SetTenant(h.ctx, "q", func(tn *job.Tenant) { tn.MaxQueued = limit }); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*limit)
+	for g := range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := g; i < 2*limit; i += 32 {
+				_, err := h.s.Submit(h.ctx, job.Spec{Tenant: "q", Command: []string{"true"}})
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	var ok, refused int
+	for err := range errs {
+		switch {
+		case err == nil:
+			ok++
+		case errors.Is(err, job.ErrExhausted):
+			refused++
+		default:
+			t.Fatalf("submit: %v, want nil or ResourceExhausted", err)
+		}
+	}
+	st, err := h.s.Tenant("q")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok != limit || refused != limit || st.Queued != limit || obs.refused["q"] != limit {
+		t.Fatalf("accepted %d, refused %d, queued %d, refusals counted %d; want %d each",
+			ok, refused, st.Queued, obs.refused["q"], limit)
+	}
+}
+
+func TestUnknownTenant(t *testing.T) {
+	h := newHarness(t)
+	_, err := h.s.Submit(h.ctx, job.Spec{Tenant: "ghost", Command: []string{"true"}})
+	if !errors.Is(err, job.ErrNotFound) {
+		t.Fatalf("submit to an unknown tenant: %v, want NotFound", err)
+	}
+	auto := newHarness(t, func(c *Config) { c.AutoTenants = true })
+	j := auto.submit(job.Spec{Tenant: "ghost"})
+	if st, err := auto.s.Tenant("ghost"); err != nil || st.Tenant.Weight != 1 || st.Queued != 1 {
+		t.Fatalf("auto-created tenant = %+v, %v; want weight 1 holding job %s", st, err, j.ID)
+	}
+	if err := auto.s.DeleteTenant(auto.ctx, "ghost"); !errors.Is(err, job.ErrConflict) {
+		t.Fatalf("delete a tenant with a pending job: %v, want Conflict", err)
+	}
+}
+
+// lockedObserver serialises a countingObserver for concurrent submits.
+type lockedObserver struct {
+	o  *countingObserver
+	mu *sync.Mutex
+}
+
+func (l lockedObserver) Submitted(string)                 {}
+func (l lockedObserver) Dispatched(string, time.Duration) {}
+func (l lockedObserver) Finished(string, job.State)       {}
+func (l lockedObserver) SLAMissed(t string)               { l.mu.Lock(); l.o.SLAMissed(t); l.mu.Unlock() }
+func (l lockedObserver) Refused(t string)                 { l.mu.Lock(); l.o.Refused(t); l.mu.Unlock() }
+func (l lockedObserver) Preempted(t string)               { l.mu.Lock(); l.o.Preempted(t); l.mu.Unlock() }

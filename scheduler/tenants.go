@@ -1,0 +1,176 @@
+package scheduler
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/hodei-jobs/hodei/job"
+	"github.com/hodei-jobs/hodei/quota"
+)
+
+// TenantStatus is a tenant with its live figures.
+type TenantStatus struct {
+	Tenant      *job.Tenant
+	Queued      int           // non-terminal jobs: what MaxQueued caps
+	PendingJobs int           // of which Pending
+	Pending     job.Resources // asked for by its Pending jobs
+	Running     job.Resources // held by its Scheduled and Running jobs
+	// Share is its fraction of the slots in use; FairShare its weight over
+	// the weights of the tenants with work (pending or running).
+	Share     float64
+	FairShare float64
+	Burst     quota.Burst
+}
+
+// SetTenant creates tenant name or changes it: change (nil: none) edits a
+// copy of the stored record, or of a new one with the defaults, which is
+// then validated and stored. Errors: a *job.FieldError naming the bad
+// field; store errors.
+func (s *Scheduler) SetTenant(ctx context.Context, name string, change func(*job.Tenant)) (*job.Tenant, error) {
+	s.tenantMu.Lock()
+	defer s.tenantMu.Unlock()
+	now := s.cfg.Now()
+	var t job.Tenant
+	if cur, ok := s.tenants.Load(name); ok {
+		t = *cur
+	} else {
+		t = job.Tenant{Name: name, CreatedAt: now}
+	}
+	if change != nil {
+		change(&t)
+	}
+	t.Name, t.UpdatedAt = name, now
+	t.Normalize()
+	if err := t.Validate(); err != nil {
+		return nil, err
+	}
+	if err := s.cfg.Store.PutTenant(ctx, &t); err != nil {
+		return nil, err
+	}
+	s.tenants.Store(name, &t)
+	s.poke() // a new weight or limit may let work start
+	return &t, nil
+}
+
+// DeleteTenant deletes a tenant. Errors: job.ErrNotFound; job.ErrConflict
+// for the default tenant or while the tenant has jobs that are not finished.
+func (s *Scheduler) DeleteTenant(ctx context.Context, name string) error {
+	s.tenantMu.Lock()
+	defer s.tenantMu.Unlock()
+	if err := s.cfg.Store.DeleteTenant(ctx, name); err != nil {
+		return err
+	}
+	s.tenants.Delete(name)
+	s.fair.forget(name)
+	return nil
+}
+
+// ensureTenant checks that a submit's tenant exists, creating it with the
+// defaults when the server runs with AutoTenants.
+func (s *Scheduler) ensureTenant(ctx context.Context, name string) error {
+	if _, ok := s.tenants.Load(name); ok {
+		return nil
+	}
+	if !s.cfg.AutoTenants {
+		return job.UnknownTenant(name)
+	}
+	_, err := s.SetTenant(ctx, name, nil)
+	return err
+}
+
+// Tenant returns one tenant with its live figures, or job.ErrNotFound.
+func (s *Scheduler) Tenant(name string) (TenantStatus, error) {
+	for _, st := range s.Tenants() {
+		if st.Tenant.Name == name {
+			return st, nil
+		}
+	}
+	return TenantStatus{}, fmt.Errorf("tenant %q: %w", name, job.ErrNotFound)
+}
+
+// Tenants returns every tenant with its live figures, in name order. The
+// figures are read job by job, not as one snapshot.
+func (s *Scheduler) Tenants() []TenantStatus {
+	byName := make(map[string]*TenantStatus)
+	s.tenants.Range(func(name string, t *job.Tenant) bool {
+		byName[name] = &TenantStatus{Tenant: t, Burst: s.fair.burst(name)}
+		return true
+	})
+	count := func(id string, active bool) {
+		j, ok := s.jobs.Load(id)
+		if !ok {
+			return
+		}
+		st := byName[j.Spec.Tenant]
+		if st == nil {
+			return // deleted meanwhile
+		}
+		switch {
+		case j.State == job.Pending && !active:
+			st.Queued++
+			st.PendingJobs++
+			st.Pending = st.Pending.Add(j.Spec.Resources)
+		case j.State.Active() && active:
+			st.Queued++
+			st.Running = st.Running.Add(j.Spec.Resources)
+		}
+	}
+	s.pending.Range(func(id string, _ struct{}) bool { count(id, false); return true })
+	s.active.Range(func(id string, _ struct{}) bool { count(id, true); return true })
+
+	var used int64
+	var weights float64
+	for _, st := range byName {
+		used += st.Running.Slots
+		if st.Queued > 0 {
+			weights += st.Tenant.Weight
+		}
+	}
+	out := make([]TenantStatus, 0, len(byName))
+	for _, st := range byName {
+		if used > 0 {
+			st.Share = float64(st.Running.Slots) / float64(used)
+		}
+		if st.Queued > 0 {
+			st.FairShare = st.Tenant.Weight / weights
+		}
+		out = append(out, *st)
+	}
+	slices.SortFunc(out, func(a, b TenantStatus) int { return cmp.Compare(a.Tenant.Name, b.Tenant.Name) })
+	return out
+}
+
+// tenantView is the decision's view of a tenant, without its running
+// resources (the pass adds them up).
+func (s *Scheduler) tenantView(name string) TenantView {
+	tv := TenantView{Weight: 1}
+	if t, ok := s.tenants.Load(name); ok {
+		tv.Weight, tv.Limits, tv.Preemptible = t.Weight, quota.LimitsOf(t), t.Preemptible
+	}
+	s.fair.view(name, &tv)
+	return tv
+}
+
+func (s *Scheduler) weight(name string) float64 {
+	if t, ok := s.tenants.Load(name); ok {
+		return t.Weight
+	}
+	return 1
+}
+
+func (s *Scheduler) limits(name string) quota.Limits {
+	if t, ok := s.tenants.Load(name); ok {
+		return quota.LimitsOf(t)
+	}
+	return quota.Limits{}
+}
+
+// refused reports a submit the store refused for a quota.
+func (s *Scheduler) refused(tenant string, err error) {
+	if s.cfg.Observer != nil && errors.Is(err, job.ErrExhausted) {
+		s.cfg.Observer.Refused(tenant)
+	}
+}
