@@ -356,6 +356,40 @@ func withClient(c *ucli.Context, fn func(*client.Client) error) error {
 	return err
 }
 
+// setTrailingFlag sets the flag token a (from after the arguments) on c,
+// taking its value from next when it needs one, and returns how many of
+// next it used.
+func setTrailingFlag(c *ucli.Context, a string, next []string) (int, error) {
+	name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+	var flag ucli.Flag
+	for _, f := range c.Command.Flags {
+		if slices.Contains(f.Names(), name) {
+			flag = f
+		}
+	}
+	if flag == nil {
+		return 0, usagef(c, "flag provided but not defined: %s", a)
+	}
+	used := 0
+	if !hasValue {
+		if _, isBool := flag.(*ucli.BoolFlag); isBool {
+			value = "true"
+		} else if len(next) == 0 {
+			return 0, usagef(c, "flag needs an argument: %s", a)
+		} else {
+			value, used = next[0], 1
+		}
+	}
+	// urfave gives each alias its own value and copies them after parsing;
+	// set every name here to the same effect.
+	for _, n := range flag.Names() {
+		if err := c.Set(n, value); err != nil {
+			return 0, usagef(c, "invalid value %q for flag %s: %s", value, a, err.Error())
+		}
+	}
+	return used, nil
+}
+
 // unavailableError is a codes.Unavailable error with the address dialled,
 // since the usual cause is a wrong --addr or a server that is not running.
 type unavailableError struct {
@@ -370,14 +404,33 @@ func (e *unavailableError) Error() string {
 func (e *unavailableError) Unwrap() error { return e.err }
 
 // args checks that c got exactly the named positional arguments and
-// returns them.
+// returns them. Flags may also follow them (`tenants set NAME --weight 2`):
+// urfave/cli stops reading flags at the first argument, so args sets the
+// ones it finds after the arguments on c itself.
 func args(c *ucli.Context, names ...string) ([]string, error) {
-	got := c.Args().Slice()
+	var got []string
+	rest := c.Args().Slice()
+	for i := 0; i < len(rest); i++ {
+		a := rest[i]
+		if a == "--" {
+			got = append(got, rest[i+1:]...)
+			break
+		}
+		if len(a) < 2 || a[0] != '-' {
+			got = append(got, a)
+			continue
+		}
+		n, err := setTrailingFlag(c, a, rest[i+1:])
+		if err != nil {
+			return nil, err
+		}
+		i += n
+	}
 	switch {
 	case len(got) < len(names):
 		return nil, usagef(c, "missing %s", names[len(got)])
 	case len(got) > len(names):
-		return nil, usagef(c, "unexpected argument %q (flags go before arguments)", got[len(names)])
+		return nil, usagef(c, "unexpected argument %q", got[len(names)])
 	}
 	for i, a := range got {
 		if a == "" {

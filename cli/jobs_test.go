@@ -233,7 +233,20 @@ func TestJobsGet(t *testing.T) {
 	})
 	t.Run("FlagAfterID", func(t *testing.T) {
 		r := h.run(t, "jobs", "get", "01JAAAAAAAAAAAAAAAAAAAAAA2", "-o", "json")
-		if r.code != 2 || !strings.Contains(r.stderr, `unexpected argument "-o" (flags go before arguments)`) {
+		r.wantOK(t)
+		if !strings.HasPrefix(r.stdout, "{") {
+			t.Errorf("jobs get ID -o json printed %q, want JSON", r.stdout)
+		}
+	})
+	t.Run("UnknownFlagAfterID", func(t *testing.T) {
+		r := h.run(t, "jobs", "get", "01JAAAAAAAAAAAAAAAAAAAAAA2", "--bogus")
+		if r.code != 2 || !strings.Contains(r.stderr, "flag provided but not defined: --bogus") {
+			t.Errorf("exit %d, stderr %q", r.code, r.stderr)
+		}
+	})
+	t.Run("ExtraArgument", func(t *testing.T) {
+		r := h.run(t, "jobs", "get", "01JAAAAAAAAAAAAAAAAAAAAAA2", "extra")
+		if r.code != 2 || !strings.Contains(r.stderr, `unexpected argument "extra"`) {
 			t.Errorf("exit %d, stderr %q", r.code, r.stderr)
 		}
 	})

@@ -95,24 +95,30 @@ func TestTenantsSet(t *testing.T) {
 			stored: stored,
 		},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			h := newHarness(t)
-			if tc.stored != nil {
-				h.admin.tenants = []*hodeipb.TenantStatus{tc.stored}
-			}
-			r := h.run(t, append(append([]string{"tenants", "set"}, tc.args...), "ml")...)
-			r.wantOK(t)
-			if !strings.HasPrefix(r.stdout, "NAME ") || !strings.Contains(r.stdout, "\nml ") {
-				t.Errorf("stdout = %q, want a one-row table of ml", r.stdout)
-			}
-			sets := h.admin.sets()
-			switch {
-			case tc.want == nil && len(sets) != 0:
-				t.Errorf("sent %v, want no set", sets)
-			case tc.want != nil && (len(sets) != 1 || !proto.Equal(sets[0], tc.want)):
-				t.Errorf("sent %v\nwant: %s", sets, prototext.Format(tc.want))
-			}
-		})
+		orders := map[string][]string{ // `set NAME --flags` as the docs write it, and flags first
+			"NameFirst":  append([]string{"tenants", "set", "ml"}, tc.args...),
+			"FlagsFirst": append(append([]string{"tenants", "set"}, tc.args...), "ml"),
+		}
+		for order, argv := range orders {
+			t.Run(tc.name+"/"+order, func(t *testing.T) {
+				h := newHarness(t)
+				if tc.stored != nil {
+					h.admin.tenants = []*hodeipb.TenantStatus{tc.stored}
+				}
+				r := h.run(t, argv...)
+				r.wantOK(t)
+				if !strings.HasPrefix(r.stdout, "NAME ") || !strings.Contains(r.stdout, "\nml ") {
+					t.Errorf("stdout = %q, want a one-row table of ml", r.stdout)
+				}
+				sets := h.admin.sets()
+				switch {
+				case tc.want == nil && len(sets) != 0:
+					t.Errorf("sent %v, want no set", sets)
+				case tc.want != nil && (len(sets) != 1 || !proto.Equal(sets[0], tc.want)):
+					t.Errorf("sent %v\nwant: %s", sets, prototext.Format(tc.want))
+				}
+			})
+		}
 	}
 }
 
@@ -140,7 +146,8 @@ func TestTenantsSetUsageErrors(t *testing.T) {
 		{"CPUNotInt", []string{"--cpu", "2c", "ml"}, "--cpu: invalid value"},
 		{"PreemptibleBad", []string{"--preemptible=maybe", "ml"}, "--preemptible"},
 		{"MissingName", nil, "missing tenant NAME"},
-		{"FlagAfterName", []string{"ml", "--weight", "2"}, `unexpected argument "--weight"`},
+		{"FlagAfterNameNeedsValue", []string{"ml", "--weight"}, "flag needs an argument: --weight"},
+		{"FlagAfterNameBadValue", []string{"ml", "--weight", "x"}, `invalid value "x" for flag --weight`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t)

@@ -75,6 +75,10 @@ type Snapshot struct {
 	// Preempt allows stopping preemptible jobs of tenants above their share
 	// for tenants below it whose jobs fit nowhere.
 	Preempt bool
+	// Reserved holds workers whose capacity waits for one job (worker id →
+	// job id): a preemption is making room there for it. Nothing else is
+	// placed on them.
+	Reserved map[string]string
 }
 
 // Assignment places one job on one worker.
@@ -258,6 +262,29 @@ func Decide(s Snapshot, now time.Time) Plan {
 	for _, w := range s.Workers {
 		freeSlots += max(w.Free.Slots, 0)
 	}
+	assign := func(j *job.Job, w int, tv TenantView, burst quota.Burst) {
+		tenant, req := j.Spec.Tenant, j.Spec.Resources
+		if burst != bursts[tenant] {
+			bursts[tenant] = burst
+			if plan.Bursts == nil {
+				plan.Bursts = make(map[string]quota.Burst)
+			}
+			plan.Bursts[tenant] = burst
+		}
+		pl.take(w, req)
+		freeSlots -= req.Slots
+		running[tenant] = running[tenant].Add(req)
+		charge := float64(req.Slots) * estimateOf(tv).Seconds()
+		picker.Charge(tenant, charge)
+		plan.Assignments = append(plan.Assignments, Assignment{Job: j, Worker: pl.id(w), Charge: charge})
+	}
+	placed := placeReserved(s, now, pl, running, bursts, assign)
+	for w := range s.Reserved {
+		if i := pl.index(w); i >= 0 {
+			freeSlots -= max(pl.workers[i].Free.Slots, 0)
+			pl.hold(i)
+		}
+	}
 	// unplaceable remembers job shapes that found no worker this pass, so a
 	// backlog of identical jobs costs one scan, not one scan each.
 	type shape struct {
@@ -266,7 +293,7 @@ func Decide(s Snapshot, now time.Time) Plan {
 	}
 	unplaceable := make(map[shape]bool)
 	unfit := make(map[string][]*job.Job) // tenant → its jobs that fit nowhere, in order
-	reserved := false                    // a worker is held back for a job that did not fit
+	heldBack := false                    // a worker is held back for a job that did not fit
 	for freeSlots > 0 {
 		tenant, ok := picker.Next()
 		if !ok {
@@ -275,6 +302,9 @@ func Decide(s Snapshot, now time.Time) Plan {
 		j, ok := queues[tenant].pop(now, s.Aging)
 		if !ok {
 			picker.Remove(tenant)
+			continue
+		}
+		if placed[j.ID] {
 			continue
 		}
 		if j.NotBefore.After(now) {
@@ -295,29 +325,17 @@ func Decide(s Snapshot, now time.Time) Plan {
 		if w < 0 {
 			unplaceable[key] = true
 			unfit[tenant] = append(unfit[tenant], j)
-			if !reserved {
+			if !heldBack {
 				// The least-served tenant's job fits nowhere: keep the
 				// worker closest to fitting it for the next passes.
 				if r := pl.reserve(j); r >= 0 {
-					reserved = true
+					heldBack = true
 					freeSlots -= max(pl.workers[r].Free.Slots, 0)
 				}
 			}
 			continue
 		}
-		if burst != bursts[tenant] {
-			bursts[tenant] = burst
-			if plan.Bursts == nil {
-				plan.Bursts = make(map[string]quota.Burst)
-			}
-			plan.Bursts[tenant] = burst
-		}
-		pl.take(w, req)
-		freeSlots -= req.Slots
-		running[tenant] = running[tenant].Add(req)
-		charge := float64(req.Slots) * estimateOf(tv).Seconds()
-		picker.Charge(tenant, charge)
-		plan.Assignments = append(plan.Assignments, Assignment{Job: j, Worker: pl.id(w), Charge: charge})
+		assign(j, w, tv, burst)
 	}
 	if s.Preempt {
 		memo := make(map[string][]*job.Job)
@@ -335,6 +353,39 @@ func Decide(s Snapshot, now time.Time) Plan {
 		plan.Preemptions = preempt(s, now, pl, running, bursts, waiting)
 	}
 	return plan
+}
+
+// placeReserved places the jobs that reserved workers wait for, where they
+// fit by now, and returns their ids.
+func placeReserved(s Snapshot, now time.Time, pl *placer, running map[string]job.Resources,
+	bursts map[string]quota.Burst, assign func(*job.Job, int, TenantView, quota.Burst)) map[string]bool {
+	if len(s.Reserved) == 0 {
+		return nil
+	}
+	want := make(map[string]string, len(s.Reserved)) // job id → worker id
+	for w, j := range s.Reserved {
+		want[j] = w
+	}
+	placed := make(map[string]bool)
+	for _, j := range s.Pending { // in snapshot order; a job reserves one worker
+		w, ok := want[j.ID]
+		if !ok {
+			continue
+		}
+		i := pl.index(w)
+		tv := s.Tenants[j.Spec.Tenant]
+		if i < 0 || j.NotBefore.After(now) || !pl.workers[i].Free.Covers(j.Spec.Resources) ||
+			!job.LabelsMatch(pl.workers[i].Labels, j.Spec.Selector) {
+			continue // still stopping, or no longer fits: the shell lets it lapse
+		}
+		burst, ok := tv.Limits.Admit(bursts[j.Spec.Tenant], running[j.Spec.Tenant], j.Spec.Resources, now)
+		if !ok {
+			continue
+		}
+		assign(j, i, tv, burst)
+		placed[j.ID] = true
+	}
+	return placed
 }
 
 func estimateOf(tv TenantView) time.Duration {

@@ -16,6 +16,7 @@ type fairState struct {
 	mu       sync.Mutex
 	ledger   wfq.Ledger               // guarded by mu
 	estimate map[string]time.Duration // guarded by mu; tenant → how long its jobs hold their slots
+	overall  time.Duration            // guarded by mu; the same over every tenant; 0: none yet
 	charges  map[string]charge        // guarded by mu; active job id → its dispatch charge
 	bursts   map[string]quota.Burst   // guarded by mu; tenants not Steady
 }
@@ -39,6 +40,9 @@ func (f *fairState) view(tenant string, tv *TenantView) {
 	defer f.mu.Unlock()
 	tv.Tag = f.ledger.Tag(tenant)
 	tv.Estimate = f.estimate[tenant]
+	if tv.Estimate == 0 {
+		tv.Estimate = f.overall // a newcomer is expected to be like the others
+	}
 	tv.Burst = f.bursts[tenant]
 }
 
@@ -95,11 +99,17 @@ func (f *fairState) released(old *job.Job, end time.Time, weight float64) {
 	delete(f.charges, old.ID)
 	held := max(end.Sub(old.ScheduledAt), 0)
 	f.ledger.Correct(c.tenant, float64(old.Spec.Resources.Slots)*held.Seconds()-c.cost, weight)
-	if est, ok := f.estimate[c.tenant]; ok {
-		f.estimate[c.tenant] = est + (held-est)/4
-	} else {
-		f.estimate[c.tenant] = max(held, time.Millisecond)
+	f.estimate[c.tenant] = moveAverage(f.estimate[c.tenant], held)
+	f.overall = moveAverage(f.overall, held)
+}
+
+// moveAverage moves est a quarter of the way towards sample; a zero est
+// (none yet) becomes the sample.
+func moveAverage(est, sample time.Duration) time.Duration {
+	if est == 0 {
+		return max(sample, time.Millisecond)
 	}
+	return est + (sample-est)/4
 }
 
 // setBursts records burst states; Steady ones are dropped.

@@ -221,6 +221,7 @@ func (s *Scheduler) dispatch(ctx context.Context, now time.Time, next *wakeAt) {
 		snap.Pending = append(snap.Pending, j)
 		return true
 	})
+	snap.Reserved = s.reservations(now, next)
 	plan := Decide(snap, now)
 	if len(plan.Assignments) == 0 && len(plan.Preemptions) == 0 {
 		s.fair.dispatched(nil, s.weight, backlogged)
@@ -270,10 +271,39 @@ func (s *Scheduler) dispatch(ctx context.Context, now time.Time, next *wakeAt) {
 	s.fair.setBursts(plan.Bursts)
 	for i, p := range plan.Preemptions {
 		if errs[len(plan.Assignments)+i] == nil {
+			// Hold the room for the job it is made for, long enough for the
+			// agent to stop the victim or for its worker to be declared lost.
+			s.reserved[p.Job.Worker] = reservation{job: p.For, until: now.Add(2 * (s.cfg.KillGrace + s.cfg.Lease))}
 			s.log.Info("preempting", "job", p.Job.ID, "tenant", p.Job.Spec.Tenant, "for_tenant", p.By, "for_job", p.For)
 			s.stopRequeued(updates[len(plan.Assignments)+i].Next)
 		}
 	}
+}
+
+// reservation holds a worker's capacity for one pending job until it is
+// placed, ends, or until passes.
+type reservation struct {
+	job   string
+	until time.Time
+}
+
+// reservations returns the live reservations (worker id → job id), dropping
+// the ones that lapsed or whose job is no longer pending.
+func (s *Scheduler) reservations(now time.Time, next *wakeAt) map[string]string {
+	if len(s.reserved) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(s.reserved))
+	for w, r := range s.reserved {
+		j, ok := s.jobs.Load(r.job)
+		if !ok || j.State != job.Pending || !now.Before(r.until) {
+			delete(s.reserved, w)
+			continue
+		}
+		out[w] = r.job
+		next.at(r.until)
+	}
+	return out
 }
 
 // requeueUpdate asks the agent of a running job to stop it so that it goes

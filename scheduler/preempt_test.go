@@ -137,3 +137,22 @@ func TestDecidePreemptsLowestPriorityThenShortestRunning(t *testing.T) {
 		t.Fatalf("preempted %+v while an earlier preemption was stopping", plan.Preemptions)
 	}
 }
+
+func TestDecideKeepsAReservedWorkerForItsJob(t *testing.T) {
+	waiting := pendingJob(1, "prod", 1)
+	other := pendingJob(0, "batch", 1) // older, and its tenant is first by tag
+	snap := Snapshot{
+		Pending:  []*job.Job{other, waiting},
+		Workers:  []WorkerView{{ID: "w", Free: job.Resources{Slots: 1}, Capacity: job.Resources{Slots: 2}}},
+		Tenants:  map[string]TenantView{"prod": {Tag: 10}},
+		Reserved: map[string]string{"w": waiting.ID},
+	}
+	plan := Decide(snap, t0)
+	if len(plan.Assignments) != 1 || plan.Assignments[0].Job.ID != waiting.ID {
+		t.Fatalf("assignments = %+v, want only the job the worker is reserved for", plan.Assignments)
+	}
+	snap.Pending = []*job.Job{other}
+	if plan := Decide(snap, t0); len(plan.Assignments) != 0 {
+		t.Fatalf("placed %+v on a worker reserved for another job", plan.Assignments)
+	}
+}

@@ -93,6 +93,10 @@ type Scheduler struct {
 	depCheck   *xsync.MapOf[string, struct{}]  // pending ids whose dependency just ended
 	cancelSent *xsync.MapOf[string, time.Time] // job id → when the last stop order went out
 
+	// reserved holds the workers a preemption is emptying for one job;
+	// only the dispatch loop reads and writes it.
+	reserved map[string]reservation
+
 	tenantMu sync.Mutex                        // serialises tenant writes (read, change, store, publish)
 	tenants  *xsync.MapOf[string, *job.Tenant] // immutable values
 	fair     *fairState
@@ -136,6 +140,7 @@ func New(cfg Config) *Scheduler {
 		cancelSent: xsync.NewMapOf[string, time.Time](),
 		tenants:    xsync.NewMapOf[string, *job.Tenant](),
 		fair:       newFairState(),
+		reserved:   make(map[string]reservation),
 		wake:       make(chan struct{}, 1),
 		idEntropy:  ulid.Monotonic(crand.Reader, 0),
 	}

@@ -22,7 +22,7 @@ type TenantStatus struct {
 	// the weights of the tenants with work (pending or running).
 	Share     float64
 	FairShare float64
-	Burst     quota.Burst
+	Burst     quota.Burst // as of the call
 }
 
 // SetTenant creates tenant name or changes it: change (nil: none) edits a
@@ -94,9 +94,12 @@ func (s *Scheduler) Tenant(name string) (TenantStatus, error) {
 // Tenants returns every tenant with its live figures, in name order. The
 // figures are read job by job, not as one snapshot.
 func (s *Scheduler) Tenants() []TenantStatus {
+	now := s.cfg.Now()
 	byName := make(map[string]*TenantStatus)
 	s.tenants.Range(func(name string, t *job.Tenant) bool {
-		byName[name] = &TenantStatus{Tenant: t, Burst: s.fair.burst(name)}
+		// Passes move burst states on; bring this one to now meanwhile.
+		b, _ := quota.LimitsOf(t).At(s.fair.burst(name), now)
+		byName[name] = &TenantStatus{Tenant: t, Burst: b}
 		return true
 	})
 	count := func(id string, active bool) {

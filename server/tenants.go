@@ -4,7 +4,6 @@ import (
 	"context"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/hodei-jobs/hodei/job"
 	pb "github.com/hodei-jobs/hodei/proto"
@@ -88,10 +87,9 @@ func (as *adminService) GetTenant(ctx context.Context, req *pb.GetTenantRequest)
 
 func (as *adminService) ListTenants(ctx context.Context, _ *pb.ListTenantsRequest) (*pb.ListTenantsResponse, error) {
 	sts := as.srv.sched.Tenants()
-	now := as.srv.now()
 	resp := &pb.ListTenantsResponse{Tenants: make([]*pb.TenantStatus, len(sts))}
 	for i, st := range sts {
-		resp.Tenants[i] = tenantStatusPB(st, now)
+		resp.Tenants[i] = tenantStatusPB(st)
 	}
 	return resp, nil
 }
@@ -113,7 +111,7 @@ func (as *adminService) tenantStatus(name string) (*pb.TenantStatus, error) {
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return tenantStatusPB(st, as.srv.now()), nil
+	return tenantStatusPB(st), nil
 }
 
 // checkTenantName refuses a name no tenant can have, as InvalidArgument.
@@ -124,11 +122,9 @@ func checkTenantName(name string) error {
 	return nil
 }
 
-// tenantStatusPB converts a tenant's live figures to the wire. The burst
-// state is brought to now first: the scheduler moves it on only in its
-// passes, so a burst that ran out since the last one would still show.
-func tenantStatusPB(st scheduler.TenantStatus, now time.Time) *pb.TenantStatus {
-	b, _ := quota.LimitsOf(st.Tenant).At(st.Burst, now)
+// tenantStatusPB converts a tenant's live figures to the wire.
+func tenantStatusPB(st scheduler.TenantStatus) *pb.TenantStatus {
+	b := st.Burst
 	p := &pb.TenantStatus{
 		Tenant:      pb.FromTenant(st.Tenant),
 		Queued:      int64(st.Queued),
