@@ -5,7 +5,6 @@ import (
 	"io"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	ucli "github.com/urfave/cli/v2"
@@ -251,14 +250,8 @@ func exitCell(j *hodeipb.Job) string {
 func writeJobDetail(w io.Writer, now time.Time, j *hodeipb.Job) error {
 	v := newJobView(j)
 	s := j.GetSpec()
-	tw := tabwriter.NewWriter(w, 0, 8, 1, ' ', 0)
-	line := func(k, val string) { fmt.Fprintf(tw, "%s:\t%s\n", k, cell(val)) }
-	when := func(t time.Time) string {
-		if t.IsZero() {
-			return ""
-		}
-		return t.Format(time.RFC3339) + " (" + age(now, t) + " ago)"
-	}
+	d := newDetail(w, now)
+	line, when := d.line, d.when
 	line("ID", v.ID)
 	line("Name", v.Name)
 	line("Tenant", v.Tenant)
@@ -309,7 +302,7 @@ func writeJobDetail(w io.Writer, now time.Time, j *hodeipb.Job) error {
 	line("Scheduled", when(v.Scheduled))
 	line("Started", when(v.Started))
 	line("Finished", when(v.Finished))
-	return tw.Flush()
+	return d.flush()
 }
 
 // quoteArgv joins argv for display, quoting the words a shell would split.

@@ -108,3 +108,26 @@ func mib(n int64) string {
 	}
 	return fmt.Sprintf("%.1fGi", float64(n)/1024)
 }
+
+// detail writes "Field: value" lines, aligned, for the get commands.
+type detail struct {
+	tw  *tabwriter.Writer
+	now time.Time
+}
+
+func newDetail(w io.Writer, now time.Time) *detail {
+	return &detail{tw: tabwriter.NewWriter(w, 0, 8, 1, ' ', 0), now: now}
+}
+
+// line writes one field; an empty value shows as "-".
+func (d *detail) line(k, v string) { fmt.Fprintf(d.tw, "%s:\t%s\n", k, cell(v)) }
+
+// when shows an instant with how long ago it was; "" for none.
+func (d *detail) when(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.Format(time.RFC3339) + " (" + age(d.now, t) + " ago)"
+}
+
+func (d *detail) flush() error { return d.tw.Flush() }

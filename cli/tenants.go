@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	ucli "github.com/urfave/cli/v2"
@@ -318,14 +317,8 @@ func writeTenantTable(w io.Writer, now time.Time, sts []*hodeipb.TenantStatus) e
 // writeTenantDetail writes one tenant as "Field: value" lines.
 func writeTenantDetail(w io.Writer, now time.Time, st *hodeipb.TenantStatus) error {
 	v := newTenantView(st)
-	tw := tabwriter.NewWriter(w, 0, 8, 1, ' ', 0)
-	line := func(k, val string) { fmt.Fprintf(tw, "%s:\t%s\n", k, cell(val)) }
-	when := func(t time.Time) string {
-		if t.IsZero() {
-			return ""
-		}
-		return t.Format(time.RFC3339) + " (" + age(now, t) + " ago)"
-	}
+	d := newDetail(w, now)
+	line, when := d.line, d.when
 	line("Name", v.Name)
 	line("Weight", strconv.FormatFloat(v.Weight, 'g', -1, 64))
 	line("Max running", limitCell(v.MaxRunning))
@@ -344,7 +337,7 @@ func writeTenantDetail(w io.Writer, now time.Time, st *hodeipb.TenantStatus) err
 	line("Burst state", burstCell(now, v))
 	line("Created", when(v.Created))
 	line("Updated", when(v.Updated))
-	return tw.Flush()
+	return d.flush()
 }
 
 // limitCell shows running limits: the slots alone when only they are set,

@@ -98,3 +98,48 @@ func OverQueued(name string, limit, queued, adding int) error {
 	return fmt.Errorf("tenant %q is at its max-queued limit of %d (%d jobs queued, %d more submitted): %w",
 		name, limit, queued, adding, ErrExhausted)
 }
+
+// ErrDefaultTenant is the error of deleting DefaultTenant. It wraps
+// ErrConflict.
+var ErrDefaultTenant = fmt.Errorf("tenant %q: the default tenant cannot be deleted: %w", DefaultTenant, ErrConflict)
+
+// TenantBusy is the error of deleting a tenant that still has n jobs that
+// are not finished. It wraps ErrConflict.
+func TenantBusy(name string, n int) error {
+	what, them := "jobs that are", "them"
+	if n == 1 {
+		what, them = "job that is", "it"
+	}
+	return fmt.Errorf("tenant %q has %d %s not finished; cancel %s or wait: %w", name, n, what, them, ErrConflict)
+}
+
+// Admit checks new jobs against their tenants as a store's insert does:
+// every tenant must exist and its non-terminal jobs plus the new ones must
+// stay within its MaxQueued. lookup returns a tenant's record (nil when it
+// does not exist) and its count of non-terminal jobs. Admit returns the
+// number of new jobs by tenant; the first tenant, in job order, that fails
+// decides the error: UnknownTenant or OverQueued.
+func Admit(jobs []*Job, lookup func(name string) (*Tenant, int, error)) (map[string]int, error) {
+	adding := make(map[string]int)
+	for _, j := range jobs {
+		adding[j.Spec.Tenant]++
+	}
+	checked := make(map[string]bool, len(adding))
+	for _, j := range jobs {
+		name := j.Spec.Tenant
+		if checked[name] {
+			continue
+		}
+		checked[name] = true
+		t, queued, err := lookup(name)
+		switch {
+		case err != nil:
+			return nil, err
+		case t == nil:
+			return nil, UnknownTenant(name)
+		case t.MaxQueued > 0 && queued+adding[name] > t.MaxQueued:
+			return nil, OverQueued(name, t.MaxQueued, queued, adding[name])
+		}
+	}
+	return adding, nil
+}

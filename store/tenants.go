@@ -50,7 +50,7 @@ func (db *DB) PutTenant(ctx context.Context, t *job.Tenant) error {
 // in the transaction that deletes.
 func (db *DB) DeleteTenant(ctx context.Context, name string) error {
 	if name == job.DefaultTenant {
-		return defaultTenantErr()
+		return job.ErrDefaultTenant
 	}
 	return db.write(ctx, 0, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketTenants)
@@ -62,25 +62,13 @@ func (db *DB) DeleteTenant(ctx context.Context, name string) error {
 			return err
 		}
 		if n > 0 {
-			return tenantBusyErr(name, n)
+			return job.TenantBusy(name, int(n))
 		}
 		if err := b.Delete([]byte(name)); err != nil {
 			return abort(fmt.Errorf("delete tenant %s: %w", name, err))
 		}
 		return nil
 	})
-}
-
-func defaultTenantErr() error {
-	return fmt.Errorf("tenant %q: the default tenant cannot be deleted: %w", job.DefaultTenant, job.ErrConflict)
-}
-
-func tenantBusyErr(name string, n uint64) error {
-	what := "jobs that are"
-	if n == 1 {
-		what = "job that is"
-	}
-	return fmt.Errorf("tenant %q has %d %s not finished; cancel them or wait: %w", name, n, what, job.ErrConflict)
 }
 
 // Tenants returns every stored tenant in name order.
@@ -105,44 +93,23 @@ func (db *DB) Tenants(ctx context.Context) ([]*job.Tenant, error) {
 	return out, nil
 }
 
-// admit checks, in the transaction of an Insert, that the tenant of every
-// job is stored and that its non-terminal jobs plus the new ones stay within
-// its MaxQueued, and returns the number of new jobs by tenant. It writes
-// nothing. The first tenant (in job order) that fails decides the error:
-// job.UnknownTenant or job.OverQueued.
+// admit checks, in the transaction of an Insert, the new jobs against
+// their tenants (job.Admit) and returns the number of new jobs by tenant.
+// It writes nothing.
 func admit(tx *bolt.Tx, jobs []*job.Job) (map[string]int, error) {
-	adding := make(map[string]int)
-	for _, j := range jobs {
-		adding[j.Spec.Tenant]++
-	}
 	b := tx.Bucket(bucketTenants)
-	checked := make(map[string]bool, len(adding))
-	for _, j := range jobs {
-		name := j.Spec.Tenant
-		if checked[name] {
-			continue
-		}
-		checked[name] = true
+	return job.Admit(jobs, func(name string) (*job.Tenant, int, error) {
 		v := b.Get([]byte(name))
 		if v == nil {
-			return nil, job.UnknownTenant(name)
+			return nil, 0, nil
 		}
 		t, err := decodeTenant(v)
 		if err != nil {
-			return nil, fmt.Errorf("tenant %s: %w", name, err)
-		}
-		if t.MaxQueued <= 0 {
-			continue
+			return nil, 0, fmt.Errorf("tenant %s: %w", name, err)
 		}
 		n, err := jobCount(tx, name)
-		if err != nil {
-			return nil, err
-		}
-		if n+uint64(adding[name]) > uint64(t.MaxQueued) {
-			return nil, job.OverQueued(name, t.MaxQueued, int(n), adding[name])
-		}
-	}
-	return adding, nil
+		return t, int(n), err
+	})
 }
 
 // jobCount returns the stored count of the tenant's non-terminal jobs.

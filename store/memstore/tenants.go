@@ -45,7 +45,7 @@ func (s *Store) DeleteTenant(ctx context.Context, name string) error {
 		return err
 	}
 	if name == job.DefaultTenant {
-		return fmt.Errorf("tenant %q: the default tenant cannot be deleted: %w", job.DefaultTenant, job.ErrConflict)
+		return job.ErrDefaultTenant
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -56,11 +56,7 @@ func (s *Store) DeleteTenant(ctx context.Context, name string) error {
 		return fmt.Errorf("tenant %q: %w", name, job.ErrNotFound)
 	}
 	if n := s.queued[name]; n > 0 {
-		what := "jobs that are"
-		if n == 1 {
-			what = "job that is"
-		}
-		return fmt.Errorf("tenant %q has %d %s not finished; cancel them or wait: %w", name, n, what, job.ErrConflict)
+		return job.TenantBusy(name, n)
 	}
 	delete(s.tenants, name)
 	return nil
@@ -84,36 +80,20 @@ func (s *Store) Tenants(ctx context.Context) ([]*job.Tenant, error) {
 	return out, nil
 }
 
-// admit checks that the tenant of every job is stored and has room for its
-// new jobs under MaxQueued, and returns the number of new jobs by tenant.
-// The first tenant in job order that fails decides the error. s.mu must be
-// held.
+// admit checks the new jobs against their tenants (job.Admit) and returns
+// the number of new jobs by tenant. s.mu must be held.
 func (s *Store) admit(jobs []*job.Job) (map[string]int, error) {
-	adding := make(map[string]int)
-	for _, j := range jobs {
-		adding[j.Spec.Tenant]++
-	}
-	checked := make(map[string]bool, len(adding))
-	for _, j := range jobs {
-		name := j.Spec.Tenant
-		if checked[name] {
-			continue
-		}
-		checked[name] = true
+	return job.Admit(jobs, func(name string) (*job.Tenant, int, error) {
 		enc, ok := s.tenants[name]
 		if !ok {
-			return nil, job.UnknownTenant(name)
+			return nil, 0, nil
 		}
 		var pb hodeipb.Tenant
 		if err := proto.Unmarshal(enc, &pb); err != nil {
-			return nil, fmt.Errorf("decode tenant %s: %w", name, err)
+			return nil, 0, fmt.Errorf("decode tenant %s: %w", name, err)
 		}
-		limit := pb.ToTenant().MaxQueued
-		if limit > 0 && s.queued[name]+adding[name] > limit {
-			return nil, job.OverQueued(name, limit, s.queued[name], adding[name])
-		}
-	}
-	return adding, nil
+		return pb.ToTenant(), s.queued[name], nil
+	})
 }
 
 // addQueued adds delta to the tenant's count of non-terminal jobs. s.mu
