@@ -78,10 +78,12 @@ func (t *Tenant) Validate() error {
 		return Invalid("burst_for", "%s must be between 0 and %s", t.BurstFor, MaxBurstFor)
 	case t.Cooldown < 0 || t.Cooldown > MaxBurstFor:
 		return Invalid("cooldown", "%s must be between 0 and %s", t.Cooldown, MaxBurstFor)
-	case t.Burst > 1 && t.BurstFor == 0:
-		return Invalid("burst_for", "must be more than 0 when burst is %g", t.Burst)
 	case t.Burst > 1 && t.MaxRunning.IsZero():
 		return Invalid("burst", "needs a running limit (max_running, cpu or memory) to multiply")
+	case t.Burst > 1 && t.BurstFor == 0:
+		return Invalid("burst_for", "must be more than 0 when burst is %g", t.Burst)
+	case t.Burst > 1 && t.Cooldown == 0:
+		return Invalid("cooldown", "must be more than 0 when burst is %g: a burst is followed by a cooldown at the limit", t.Burst)
 	}
 	return nil
 }

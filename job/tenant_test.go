@@ -15,7 +15,8 @@ func TestTenantValidate(t *testing.T) {
 		field  string // "" when valid
 	}{
 		{"OK", func(*Tenant) {}, ""},
-		{"Burst", func(t *Tenant) { t.MaxRunning.Slots, t.Burst, t.BurstFor = 4, 2, time.Minute }, ""},
+		{"Burst", func(t *Tenant) { t.MaxRunning.Slots, t.Burst, t.BurstFor, t.Cooldown = 4, 2, time.Minute, time.Minute }, ""},
+		{"BurstWithoutCooldown", func(t *Tenant) { t.MaxRunning.Slots, t.Burst, t.BurstFor = 4, 2, time.Minute }, "cooldown"},
 		{"Name", func(t *Tenant) { t.Name = "Team A" }, "name"},
 		{"WeightNegative", func(t *Tenant) { t.Weight = -1 }, "weight"},
 		{"WeightNaN", func(t *Tenant) { t.Weight = math.NaN() }, "weight"},
@@ -25,7 +26,7 @@ func TestTenantValidate(t *testing.T) {
 		{"CPU", func(t *Tenant) { t.MaxRunning.CPUMillis = -1 }, "cpu"},
 		{"Memory", func(t *Tenant) { t.MaxRunning.MemoryMiB = -1 }, "memory"},
 		{"BurstBelowOne", func(t *Tenant) { t.Burst = 0.5 }, "burst"},
-		{"BurstWithoutLimit", func(t *Tenant) { t.Burst, t.BurstFor = 2, time.Minute }, "burst"},
+		{"BurstWithoutLimit", func(t *Tenant) { t.Burst, t.BurstFor, t.Cooldown = 2, time.Minute, time.Minute }, "burst"},
 		{"BurstWithoutDuration", func(t *Tenant) { t.MaxRunning.Slots, t.Burst = 4, 2 }, "burst_for"},
 		{"Cooldown", func(t *Tenant) { t.Cooldown = -time.Second }, "cooldown"},
 	} {

@@ -1,6 +1,6 @@
-// Package quota decides admission for tenants: whether a submit fits under
-// a tenant's queued limit, and whether a dispatch fits under its running
-// limits, burst included.
+// Package quota decides whether a dispatch fits under a tenant's running
+// limits, burst included. (The queued limit is checked by the store, in the
+// transaction of an insert, with job.Admit.)
 //
 // A burst lets a tenant run up to Burst × its running limit. It starts with
 // the first dispatch that takes the tenant over its limit and lasts BurstFor

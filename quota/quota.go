@@ -118,14 +118,3 @@ func within(r, limit job.Resources) bool {
 		(limit.MemoryMiB == 0 || r.MemoryMiB <= limit.MemoryMiB)
 }
 
-// CanRun reports whether a tenant already using running may start a job
-// asking for req without passing MaxRunning (no burst).
-func (l Limits) CanRun(running, req job.Resources) bool {
-	return within(running.Add(req), l.MaxRunning)
-}
-
-// CanQueue reports whether a tenant holding queued non-terminal jobs may
-// accept n more.
-func (l Limits) CanQueue(queued, n int) bool {
-	return l.MaxQueued == 0 || queued+n <= l.MaxQueued
-}

@@ -75,9 +75,9 @@ type Snapshot struct {
 	// Preempt allows stopping preemptible jobs of tenants above their share
 	// for tenants below it whose jobs fit nowhere.
 	Preempt bool
-	// Reserved holds workers whose capacity waits for one job (worker id →
-	// job id): a preemption is making room there for it. Nothing else is
-	// placed on them.
+	// Reserved holds room for jobs on workers (job id → worker id): a
+	// preemption is making it for them. Until the job is placed, what it
+	// asks for is held back on that worker.
 	Reserved map[string]string
 }
 
@@ -88,6 +88,9 @@ type Assignment struct {
 	// Charge is what the dispatch costs its tenant in the fair-queuing
 	// ledger: slots × expected seconds, before the weight.
 	Charge float64
+	// Start is the tenant's tag when it was picked for this job: the
+	// virtual time moves up to the Start of the last dispatch.
+	Start float64
 }
 
 // Preemption is a running job to stop and put back in the queue.
@@ -275,15 +278,14 @@ func Decide(s Snapshot, now time.Time) Plan {
 		freeSlots -= req.Slots
 		running[tenant] = running[tenant].Add(req)
 		charge := float64(req.Slots) * estimateOf(tv).Seconds()
+		start := picker.Tag(tenant)
 		picker.Charge(tenant, charge)
-		plan.Assignments = append(plan.Assignments, Assignment{Job: j, Worker: pl.id(w), Charge: charge})
+		plan.Assignments = append(plan.Assignments, Assignment{Job: j, Worker: pl.id(w), Charge: charge, Start: start})
 	}
 	placed := placeReserved(s, now, pl, running, bursts, assign)
-	for w := range s.Reserved {
-		if i := pl.index(w); i >= 0 {
-			freeSlots -= max(pl.workers[i].Free.Slots, 0)
-			pl.hold(i)
-		}
+	freeSlots = 0
+	for _, w := range pl.workers {
+		freeSlots += max(w.Free.Slots, 0)
 	}
 	// unplaceable remembers job shapes that found no worker this pass, so a
 	// backlog of identical jobs costs one scan, not one scan each.
@@ -327,7 +329,8 @@ func Decide(s Snapshot, now time.Time) Plan {
 			unfit[tenant] = append(unfit[tenant], j)
 			if !heldBack {
 				// The least-served tenant's job fits nowhere: keep the
-				// worker closest to fitting it for the next passes.
+				// worker closest to fitting it out of this pass, so that
+				// it empties instead of filling with smaller jobs.
 				if r := pl.reserve(j); r >= 0 {
 					heldBack = true
 					freeSlots -= max(pl.workers[r].Free.Slots, 0)
@@ -355,37 +358,46 @@ func Decide(s Snapshot, now time.Time) Plan {
 	return plan
 }
 
-// placeReserved places the jobs that reserved workers wait for, where they
-// fit by now, and returns their ids.
+// placeReserved places the jobs that have room reserved for them where it
+// is free by now, holds back what the others ask for on their workers (the
+// victims are still stopping), and returns the ids it placed.
 func placeReserved(s Snapshot, now time.Time, pl *placer, running map[string]job.Resources,
 	bursts map[string]quota.Burst, assign func(*job.Job, int, TenantView, quota.Burst)) map[string]bool {
 	if len(s.Reserved) == 0 {
 		return nil
 	}
-	want := make(map[string]string, len(s.Reserved)) // job id → worker id
-	for w, j := range s.Reserved {
-		want[j] = w
-	}
 	placed := make(map[string]bool)
-	for _, j := range s.Pending { // in snapshot order; a job reserves one worker
-		w, ok := want[j.ID]
+	for _, j := range s.Pending {
+		w, ok := s.Reserved[j.ID]
 		if !ok {
 			continue
 		}
 		i := pl.index(w)
+		if i < 0 || !job.LabelsMatch(pl.workers[i].Labels, j.Spec.Selector) {
+			continue // gone or relabelled: the reservation lapses
+		}
+		req := j.Spec.Resources
 		tv := s.Tenants[j.Spec.Tenant]
-		if i < 0 || j.NotBefore.After(now) || !pl.workers[i].Free.Covers(j.Spec.Resources) ||
-			!job.LabelsMatch(pl.workers[i].Labels, j.Spec.Selector) {
-			continue // still stopping, or no longer fits: the shell lets it lapse
+		if !j.NotBefore.After(now) && pl.workers[i].Free.Covers(req) {
+			if burst, ok := tv.Limits.Admit(bursts[j.Spec.Tenant], running[j.Spec.Tenant], req, now); ok {
+				assign(j, i, tv, burst)
+				placed[j.ID] = true
+				continue
+			}
 		}
-		burst, ok := tv.Limits.Admit(bursts[j.Spec.Tenant], running[j.Spec.Tenant], j.Spec.Resources, now)
-		if !ok {
-			continue
-		}
-		assign(j, i, tv, burst)
-		placed[j.ID] = true
+		pl.take(i, capAt(req, pl.workers[i].Free)) // held back for it
 	}
 	return placed
+}
+
+// capAt returns r with each dimension at most what free has (and not below
+// zero).
+func capAt(r, free job.Resources) job.Resources {
+	return job.Resources{
+		CPUMillis: max(min(r.CPUMillis, free.CPUMillis), 0),
+		MemoryMiB: max(min(r.MemoryMiB, free.MemoryMiB), 0),
+		Slots:     max(min(r.Slots, free.Slots), 0),
+	}
 }
 
 func estimateOf(tv TenantView) time.Duration {

@@ -19,6 +19,7 @@ type fairState struct {
 	overall  time.Duration            // guarded by mu; the same over every tenant; 0: none yet
 	charges  map[string]charge        // guarded by mu; active job id → its dispatch charge
 	bursts   map[string]quota.Burst   // guarded by mu; tenants not Steady
+	backlog  map[string]bool          // guarded by mu; tenants with work waiting at the last pass
 }
 
 type charge struct {
@@ -31,7 +32,21 @@ func newFairState() *fairState {
 		estimate: make(map[string]time.Duration),
 		charges:  make(map[string]charge),
 		bursts:   make(map[string]quota.Burst),
+		backlog:  make(map[string]bool),
 	}
+}
+
+// waiting records the tenants that have work waiting now; those that had
+// none at the last pass enter at the virtual time.
+func (f *fairState) waiting(tenants map[string]bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for t := range tenants {
+		if !f.backlog[t] {
+			f.ledger.Enter(t)
+		}
+	}
+	f.backlog = tenants
 }
 
 // view fills the fair-queuing fields of a tenant's view.
@@ -46,9 +61,10 @@ func (f *fairState) view(tenant string, tv *TenantView) {
 	tv.Burst = f.bursts[tenant]
 }
 
-// dispatched books the charges of committed assignments and moves the
-// virtual time along the tenants that still had work waiting.
-func (f *fairState) dispatched(as []Assignment, weight func(string) float64, backlogged []string) {
+// book charges the assignments of a pass before they are committed, so
+// that a job which ends right after its commit finds its charge to
+// correct; revoke takes back the charge of one that did not commit.
+func (f *fairState) book(as []Assignment, weight func(string) float64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, a := range as {
@@ -56,7 +72,22 @@ func (f *fairState) dispatched(as []Assignment, weight func(string) float64, bac
 		f.ledger.Charge(t, a.Charge, weight(t))
 		f.charges[a.Job.ID] = charge{t, a.Charge}
 	}
-	f.ledger.Advance(backlogged)
+}
+
+func (f *fairState) revoke(id string, weight func(string) float64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if c, ok := f.charges[id]; ok {
+		delete(f.charges, id)
+		f.ledger.Correct(c.tenant, -c.cost, weight(c.tenant))
+	}
+}
+
+// advance moves the virtual time up to the start tag of a dispatch.
+func (f *fairState) advance(start float64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ledger.Advance(start)
 }
 
 // started books a job that already held its slots when the scheduler
@@ -88,8 +119,9 @@ func (f *fairState) accrue(active []*job.Job, now time.Time, weight func(string)
 
 // released corrects the charge of an attempt that gave its slots back at
 // end: its tenant pays for the slot-time it actually held, and the
-// tenant's estimate moves a quarter of the way towards this attempt.
-func (f *fairState) released(old *job.Job, end time.Time, weight float64) {
+// tenant's estimate moves a quarter of the way towards this attempt. A
+// tenant deleted meanwhile (known false) keeps no account.
+func (f *fairState) released(old *job.Job, end time.Time, weight float64, known bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	c, ok := f.charges[old.ID]
@@ -97,6 +129,9 @@ func (f *fairState) released(old *job.Job, end time.Time, weight float64) {
 		return
 	}
 	delete(f.charges, old.ID)
+	if !known {
+		return
+	}
 	held := max(end.Sub(old.ScheduledAt), 0)
 	f.ledger.Correct(c.tenant, float64(old.Spec.Resources.Slots)*held.Seconds()-c.cost, weight)
 	f.estimate[c.tenant] = moveAverage(f.estimate[c.tenant], held)
@@ -126,23 +161,24 @@ func (f *fairState) setBursts(bs map[string]quota.Burst) {
 }
 
 // burstsNow brings every burst state to now with limits and returns the
-// tenants whose burst just ended and the tenants still in a cooldown.
-func (f *fairState) burstsNow(now time.Time, limits func(string) quota.Limits, next *wakeAt) (cooling []string) {
+// tenants held at their limit: those whose burst just ended and those in a
+// cooldown.
+func (f *fairState) burstsNow(now time.Time, limits func(string) quota.Limits, next *wakeAt) (held []string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for t, b := range f.bursts {
-		nb, _ := limits(t).At(b, now)
+		nb, ended := limits(t).At(b, now)
+		if ended || nb.Phase == quota.Cooling {
+			held = append(held, t)
+		}
 		if nb.Phase == quota.Steady {
 			delete(f.bursts, t)
 			continue
 		}
 		f.bursts[t] = nb
 		next.at(nb.Until)
-		if nb.Phase == quota.Cooling {
-			cooling = append(cooling, t)
-		}
 	}
-	return cooling
+	return held
 }
 
 func (f *fairState) burst(tenant string) quota.Burst {
@@ -155,6 +191,7 @@ func (f *fairState) forget(tenant string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.ledger.Forget(tenant)
+	delete(f.backlog, tenant)
 	delete(f.estimate, tenant)
 	delete(f.bursts, tenant)
 }

@@ -84,11 +84,27 @@ func TestFairShareOfRunningSlotsWithLongJobs(t *testing.T) {
 }
 
 func TestIdleTenantReentersWithoutBankedCredit(t *testing.T) {
+	for _, stuck := range []bool{false, true} {
+		name := "Plain"
+		if stuck {
+			// A tenant whose job no worker can take waits all along; it
+			// must not hold the virtual time back.
+			name = "WithAnUnservableTenant"
+		}
+		t.Run(name, func(t *testing.T) { idleTenantReenters(t, stuck) })
+	}
+}
+
+func idleTenantReenters(t *testing.T, stuck bool) {
 	const slots = 40
 	s := newSim(t, 10, 4)
 	weights := map[string]float64{"a": 1, "b": 1, "late": 2}
 	for name, w := range weights {
 		s.tenant(name, w)
+	}
+	if stuck {
+		s.tenant("x", 1)
+		s.submit("x", 1, job.Spec{Selector: map[string]string{"gpu": "yes"}})
 	}
 	busy := map[string]job.Spec{"a": {}, "b": {}}
 	idleUntil := s.h.now.Add(time.Hour)
@@ -207,4 +223,75 @@ func inc(m *map[string]int, k string) {
 		*m = map[string]int{}
 	}
 	(*m)[k]++
+}
+
+func TestChargesAreCorrectedByTheTimeJobsRan(t *testing.T) {
+	f := newFairState()
+	weight := func(string) float64 { return 2 }
+	f.waiting(map[string]bool{"a": true})
+	j := pendingJob(1, "a", 2)
+	j.ScheduledAt = t0
+	f.book([]Assignment{{Job: j, Charge: 20}}, weight) // 2 slots × 10 s expected
+	if got := f.ledger.Tag("a"); got != 10 {
+		t.Fatalf("tag after booking = %g, want 20/2", got)
+	}
+	f.accrue([]*job.Job{j}, t0.Add(30*time.Second), weight) // 60 slot-seconds held so far
+	if got := f.ledger.Tag("a"); got != 30 {
+		t.Fatalf("tag while running past the estimate = %g, want 60/2", got)
+	}
+	f.released(j, t0.Add(40*time.Second), 2, true) // 80 slot-seconds in all
+	if got := f.ledger.Tag("a"); got != 40 {
+		t.Fatalf("tag after the job ended = %g, want 80/2", got)
+	}
+	if got := f.estimate["a"]; got != 40*time.Second {
+		t.Fatalf("estimate = %s, want the first run's 40s", got)
+	}
+
+	short := pendingJob(2, "a", 1)
+	short.ScheduledAt = t0
+	f.book([]Assignment{{Job: short, Charge: 40}}, weight)
+	f.released(short, t0.Add(time.Second), 2, true) // refunded down to 1 slot-second
+	if got := f.ledger.Tag("a"); got != 40.5 {
+		t.Fatalf("tag after a short job = %g, want 40 + 1/2", got)
+	}
+	if len(f.charges) != 0 {
+		t.Fatalf("charges left: %v", f.charges)
+	}
+}
+
+func TestFairShareFollowsAChangeInJobLength(t *testing.T) {
+	if testing.Short() {
+		t.Skip("long simulation")
+	}
+	// t1's jobs grow ten times longer mid-run: the charges made on the old
+	// estimate are corrected as the jobs run, so its slot-time stays at its
+	// weight.
+	s := newSim(t, 10, 4)
+	long := false
+	s.duration = func(j *job.Job) time.Duration {
+		if long && j.Spec.Tenant == "t1" {
+			return 100 * time.Second
+		}
+		return 10 * time.Second
+	}
+	weights := map[string]float64{"t1": 1, "t2": 1}
+	specs := map[string]job.Spec{"t1": {}, "t2": {}}
+	for name, w := range weights {
+		s.tenant(name, w)
+	}
+	for s.h.now.Before(t0.Add(30 * time.Minute)) {
+		s.topUp(60, specs)
+		s.step(time.Minute)
+	}
+	long = true
+	s.resetAccounts()
+	for s.h.now.Before(t0.Add(90 * time.Minute)) {
+		s.topUp(60, specs)
+		s.step(time.Minute)
+	}
+	got := s.slotTime["t1"] / (s.slotTime["t1"] + s.slotTime["t2"])
+	t.Logf("t1 held %.4f of the slot-time after its jobs grew tenfold", got)
+	if math.Abs(got-0.5) > 0.05*0.5 {
+		t.Fatalf("t1 held %.4f of the slot-time, want 0.5 ±5%%", got)
+	}
 }

@@ -93,12 +93,9 @@ func finishedJob(cur *job.Job, f Finish, now time.Time) *job.Job {
 	switch {
 	case cur.CancelRequested == "":
 	case cur.Requeue:
-		// Preempted: back in the queue on a new attempt that is not a retry.
-		n.State, n.Attempt, n.Preemptions = job.Pending, cur.Attempt+1, cur.Preemptions+1
-		n.Reason = fmt.Sprintf("attempt %d: %s%s", cur.Attempt, cur.CancelRequested, lost)
-		n.CancelRequested, n.Requeue = "", false
-		n.Worker, n.ScheduledAt, n.StartedAt = "", time.Time{}, time.Time{}
-		return n
+		r := requeuedJob(cur, cur.CancelRequested+lost, now)
+		r.ExitCode, r.Usage = n.ExitCode, n.Usage
+		return r
 	case cur.CancelRequested == ReasonTimeout:
 		why = ReasonTimeout
 	default:
@@ -112,12 +109,25 @@ func finishedJob(cur *job.Job, f Finish, now time.Time) *job.Job {
 		n.State = job.Pending
 		n.Attempt = cur.Attempt + 1
 		n.NotBefore = now.Add(delay)
-		n.Reason = fmt.Sprintf("attempt %d: %s; retry %d of %d in %s", cur.Attempt, why, cur.Attempt, cur.Spec.Retries, delay)
+		retry := cur.Attempt - cur.Preemptions
+		n.Reason = fmt.Sprintf("attempt %d: %s; retry %d of %d in %s", cur.Attempt, why, retry, cur.Spec.Retries, delay)
 		n.CancelRequested = ""
 		n.Worker, n.ScheduledAt, n.StartedAt = "", time.Time{}, time.Time{}
 		return n
 	}
 	n.State, n.Reason, n.CancelRequested = job.Failed, why, ""
+	return n
+}
+
+// requeuedJob is cur, preempted for why, back in the queue on a new
+// attempt that is not a retry.
+func requeuedJob(cur *job.Job, why string, now time.Time) *job.Job {
+	n := cur.Clone()
+	n.State, n.Attempt, n.Preemptions = job.Pending, cur.Attempt+1, cur.Preemptions+1
+	n.Reason = fmt.Sprintf("attempt %d: %s", cur.Attempt, why)
+	n.CancelRequested, n.Requeue = "", false
+	n.FinishedAt = now
+	n.Worker, n.ScheduledAt, n.StartedAt = "", time.Time{}, time.Time{}
 	return n
 }
 

@@ -165,23 +165,38 @@ func blockedForever(s *Scheduler, j *job.Job) string {
 func (s *Scheduler) dispatch(ctx context.Context, now time.Time, next *wakeAt) {
 	preempt := s.cfg.Preemption
 	snap := Snapshot{Placement: s.cfg.Placement, Tenants: map[string]TenantView{}, Aging: s.cfg.Aging, Preempt: preempt}
-	view := func(tenant string) TenantView {
-		tv, ok := snap.Tenants[tenant]
-		if !ok {
-			tv = s.tenantView(tenant)
-		}
-		return tv
-	}
 	alloc := make(map[string]job.Resources)
 	var active []*job.Job
 	s.forActive(func(j *job.Job) {
 		active = append(active, j)
 		alloc[j.Worker] = alloc[j.Worker].Add(j.Spec.Resources)
 	})
-	// Charge what ran past its estimate before the views read the tags.
+	waiting := make(map[string]bool)
+	s.pending.Range(func(id string, _ struct{}) bool {
+		j, ok := s.jobs.Load(id)
+		if !ok || j.State != job.Pending || !s.depsDone(j) {
+			return true
+		}
+		if j.NotBefore.After(now) {
+			next.at(j.NotBefore)
+			return true
+		}
+		waiting[j.Spec.Tenant] = true
+		snap.Pending = append(snap.Pending, j)
+		return true
+	})
+	// Charge what ran past its estimate and let tenants that were idle
+	// enter, before the views read the tags.
 	s.fair.accrue(active, now, s.weight)
+	s.fair.waiting(waiting)
+	for t := range waiting {
+		snap.Tenants[t] = s.tenantView(t)
+	}
 	for _, j := range active {
-		tv := view(j.Spec.Tenant)
+		tv, ok := snap.Tenants[j.Spec.Tenant]
+		if !ok {
+			tv = s.tenantView(j.Spec.Tenant)
+		}
 		tv.Running = tv.Running.Add(j.Spec.Resources)
 		snap.Tenants[j.Spec.Tenant] = tv
 	}
@@ -202,36 +217,18 @@ func (s *Scheduler) dispatch(ctx context.Context, now time.Time, next *wakeAt) {
 	if freeSlots == 0 && !preempt {
 		return // freed capacity or a new worker wakes the loop again
 	}
-	var backlogged []string
-	seen := make(map[string]bool)
-	s.pending.Range(func(id string, _ struct{}) bool {
-		j, ok := s.jobs.Load(id)
-		if !ok || j.State != job.Pending || !s.depsDone(j) {
-			return true
-		}
-		if j.NotBefore.After(now) {
-			next.at(j.NotBefore)
-			return true
-		}
-		if t := j.Spec.Tenant; !seen[t] {
-			seen[t] = true
-			snap.Tenants[t] = view(t)
-			backlogged = append(backlogged, t)
-		}
-		snap.Pending = append(snap.Pending, j)
-		return true
-	})
 	snap.Reserved = s.reservations(now, next)
 	plan := Decide(snap, now)
 	if len(plan.Assignments) == 0 && len(plan.Preemptions) == 0 {
-		s.fair.dispatched(nil, s.weight, backlogged)
 		return
 	}
 	updates := make([]job.Update, 0, len(plan.Assignments)+len(plan.Preemptions))
 	for _, a := range plan.Assignments {
 		n := a.Job.Clone()
 		n.State, n.Worker, n.ScheduledAt = job.Scheduled, a.Worker, now
-		if d := n.Spec.Deadline; !d.IsZero() && now.After(d) && !n.DeadlineMissed {
+		if d := n.Spec.Deadline; !d.IsZero() && now.After(d) && n.Attempt == 1 {
+			// An SLA miss is a first start after the deadline; retries
+			// and requeues of a job that started in time are not.
 			n.DeadlineMissed = true
 			n.Reason = fmt.Sprintf(reasonSLAMissedFmt, now.Sub(d).Round(time.Millisecond))
 		}
@@ -240,17 +237,26 @@ func (s *Scheduler) dispatch(ctx context.Context, now time.Time, next *wakeAt) {
 	for _, p := range plan.Preemptions {
 		updates = append(updates, requeueUpdate(p.Job, fmt.Sprintf(ReasonPreemptedFmt, p.By, p.For)))
 	}
+	s.fair.book(plan.Assignments, s.weight)
 	errs, err := s.apply(ctx, updates)
 	if err != nil {
+		for _, a := range plan.Assignments {
+			s.fair.revoke(a.Job.ID, s.weight)
+		}
 		s.log.Error("commit assignments", "jobs", len(updates), "err", err)
 		return
 	}
-	var done []Assignment
+	bursting := make(map[string]quota.Burst)
 	for i, a := range plan.Assignments {
 		if errs[i] != nil {
-			continue // cancelled meanwhile
+			s.fair.revoke(a.Job.ID, s.weight) // cancelled meanwhile
+			continue
 		}
-		done = append(done, a)
+		t := a.Job.Spec.Tenant
+		if b, ok := plan.Bursts[t]; ok {
+			bursting[t] = b
+		}
+		s.fair.advance(a.Start)
 		j := updates[i].Next
 		s.cfg.Dispatcher.Assign(j.Worker, j)
 		if j.DeadlineMissed && !a.Job.DeadlineMissed {
@@ -267,40 +273,39 @@ func (s *Scheduler) dispatch(ctx context.Context, now time.Time, next *wakeAt) {
 			s.cfg.Observer.Dispatched(j.Spec.Tenant, now.Sub(eligible))
 		}
 	}
-	s.fair.dispatched(done, s.weight, backlogged)
-	s.fair.setBursts(plan.Bursts)
+	s.fair.setBursts(bursting)
 	for i, p := range plan.Preemptions {
 		if errs[len(plan.Assignments)+i] == nil {
 			// Hold the room for the job it is made for, long enough for the
 			// agent to stop the victim or for its worker to be declared lost.
-			s.reserved[p.Job.Worker] = reservation{job: p.For, until: now.Add(2 * (s.cfg.KillGrace + s.cfg.Lease))}
+			s.reserved[p.For] = reservation{worker: p.Job.Worker, until: now.Add(2 * (s.cfg.KillGrace + s.cfg.Lease))}
 			s.log.Info("preempting", "job", p.Job.ID, "tenant", p.Job.Spec.Tenant, "for_tenant", p.By, "for_job", p.For)
 			s.stopRequeued(updates[len(plan.Assignments)+i].Next)
 		}
 	}
 }
 
-// reservation holds a worker's capacity for one pending job until it is
+// reservation holds room on a worker for one pending job until it is
 // placed, ends, or until passes.
 type reservation struct {
-	job   string
-	until time.Time
+	worker string
+	until  time.Time
 }
 
-// reservations returns the live reservations (worker id → job id), dropping
+// reservations returns the live reservations (job id → worker id), dropping
 // the ones that lapsed or whose job is no longer pending.
 func (s *Scheduler) reservations(now time.Time, next *wakeAt) map[string]string {
 	if len(s.reserved) == 0 {
 		return nil
 	}
 	out := make(map[string]string, len(s.reserved))
-	for w, r := range s.reserved {
-		j, ok := s.jobs.Load(r.job)
+	for id, r := range s.reserved {
+		j, ok := s.jobs.Load(id)
 		if !ok || j.State != job.Pending || !now.Before(r.until) {
-			delete(s.reserved, w)
+			delete(s.reserved, id)
 			continue
 		}
-		out[w] = r.job
+		out[id] = r.worker
 		next.at(r.until)
 	}
 	return out
@@ -321,26 +326,28 @@ func (s *Scheduler) stopRequeued(j *job.Job) {
 	}
 }
 
-// holdBursts brings burst states to now and holds every tenant in a
-// cooldown at its running limit: whatever runs over it (what a burst
-// started, newest first) is stopped and requeued.
+// holdBursts brings burst states to now and holds every tenant whose burst
+// ended, or that is in a cooldown, at its running limit: whatever runs over
+// it (what the burst started, newest first) is stopped and requeued, and a
+// job not yet started goes straight back to the queue.
 func (s *Scheduler) holdBursts(ctx context.Context, now time.Time, next *wakeAt) {
-	cooling := s.fair.burstsNow(now, s.limits, next)
-	if len(cooling) == 0 {
+	held := s.fair.burstsNow(now, s.limits, next)
+	if len(held) == 0 {
 		return
 	}
 	byTenant := make(map[string][]*job.Job)
 	s.forActive(func(j *job.Job) {
-		if j.CancelRequested == "" && slices.Contains(cooling, j.Spec.Tenant) {
+		if j.CancelRequested == "" && slices.Contains(held, j.Spec.Tenant) {
 			byTenant[j.Spec.Tenant] = append(byTenant[j.Spec.Tenant], j)
 		}
 	})
 	var updates []job.Update
+	var olds []*job.Job
 	for t, jobs := range byTenant {
 		l := s.limits(t)
-		var held job.Resources
+		var using job.Resources
 		for _, j := range jobs {
-			held = held.Add(j.Spec.Resources)
+			using = using.Add(j.Spec.Resources)
 		}
 		slices.SortFunc(jobs, func(a, b *job.Job) int { // newest first
 			if c := b.ScheduledAt.Compare(a.ScheduledAt); c != 0 {
@@ -349,14 +356,17 @@ func (s *Scheduler) holdBursts(ctx context.Context, now time.Time, next *wakeAt)
 			return cmp.Compare(b.ID, a.ID)
 		})
 		for _, j := range jobs {
-			if !l.Over(quota.Burst{}, held) {
+			if !l.Over(quota.Burst{}, using) {
 				break
 			}
-			if j.State != job.Running {
-				continue // stopped once its start is reported, next pass
+			using = using.Sub(j.Spec.Resources)
+			why := fmt.Sprintf(ReasonBurstEndedFmt, t)
+			if j.State == job.Scheduled {
+				updates = append(updates, job.Update{Expect: j.Expected(), Next: requeuedJob(j, why, now)})
+			} else {
+				updates = append(updates, requeueUpdate(j, why))
 			}
-			held = held.Sub(j.Spec.Resources)
-			updates = append(updates, requeueUpdate(j, fmt.Sprintf(ReasonBurstEndedFmt, t)))
+			olds = append(olds, j)
 		}
 	}
 	if len(updates) == 0 {
@@ -368,7 +378,13 @@ func (s *Scheduler) holdBursts(ctx context.Context, now time.Time, next *wakeAt)
 		return
 	}
 	for i, u := range updates {
-		if errs[i] == nil {
+		if errs[i] != nil {
+			continue
+		}
+		if old := olds[i]; old.State == job.Scheduled {
+			// Requeued before it started: stop a start under way.
+			s.cfg.Dispatcher.Cancel(old.Worker, s.cancelOrder(old, u.Next.Reason))
+		} else {
 			s.stopRequeued(u.Next)
 		}
 	}

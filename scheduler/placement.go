@@ -127,13 +127,6 @@ func (pl *placer) reserve(j *job.Job) int {
 	return best
 }
 
-// hold takes worker i out of placement for the rest of the pass.
-func (pl *placer) hold(i int) {
-	if s := pl.workers[i].Free.Slots; s > 0 {
-		pl.move(s, i, false)
-	}
-}
-
 // index returns the index of the worker with the given id, or -1.
 func (pl *placer) index(id string) int {
 	for i := range pl.workers {

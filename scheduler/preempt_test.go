@@ -138,21 +138,46 @@ func TestDecidePreemptsLowestPriorityThenShortestRunning(t *testing.T) {
 	}
 }
 
-func TestDecideKeepsAReservedWorkerForItsJob(t *testing.T) {
+func TestDecideKeepsReservedRoomForItsJob(t *testing.T) {
 	waiting := pendingJob(1, "prod", 1)
 	other := pendingJob(0, "batch", 1) // older, and its tenant is first by tag
 	snap := Snapshot{
 		Pending:  []*job.Job{other, waiting},
-		Workers:  []WorkerView{{ID: "w", Free: job.Resources{Slots: 1}, Capacity: job.Resources{Slots: 2}}},
+		Workers:  []WorkerView{{ID: "w", Free: job.Resources{Slots: 1}, Capacity: job.Resources{Slots: 4}}},
 		Tenants:  map[string]TenantView{"prod": {Tag: 10}},
-		Reserved: map[string]string{"w": waiting.ID},
+		Reserved: map[string]string{waiting.ID: "w"},
 	}
 	plan := Decide(snap, t0)
 	if len(plan.Assignments) != 1 || plan.Assignments[0].Job.ID != waiting.ID {
-		t.Fatalf("assignments = %+v, want only the job the worker is reserved for", plan.Assignments)
+		t.Fatalf("assignments = %+v, want only the job the room is reserved for", plan.Assignments)
 	}
-	snap.Pending = []*job.Job{other}
+
+	// The victims are still stopping: the one free slot is held for the
+	// two-slot job that waits for it, the rest of the worker is not.
+	waiting.Spec.Resources.Slots = 2
+	snap.Workers[0].Free.Slots = 1
 	if plan := Decide(snap, t0); len(plan.Assignments) != 0 {
-		t.Fatalf("placed %+v on a worker reserved for another job", plan.Assignments)
+		t.Fatalf("placed %+v in room reserved for another job", plan.Assignments)
+	}
+	snap.Workers[0].Free.Slots = 3
+	if plan := Decide(snap, t0); len(plan.Assignments) != 2 {
+		t.Fatalf("assignments = %+v, want the reserved job and the other in the slot left over", plan.Assignments)
+	}
+}
+
+func TestPreemptionMakesRoomForSeveralJobsOnOneWorker(t *testing.T) {
+	s := newSim(t, 1, 4, func(c *Config) { c.Preemption = true })
+	s.tenant("batch", 1, func(tn *job.Tenant) { tn.Preemptible = true })
+	s.tenant("prod", 3)
+	s.duration = func(*job.Job) time.Duration { return time.Hour }
+	s.submit("batch", 4, job.Spec{})
+	s.step(time.Minute)
+	s.submit("batch", 4, job.Spec{}) // batch keeps a backlog of its own
+	s.submit("prod", 3, job.Spec{})
+	s.step(time.Minute) // three batch jobs stopped; the room is reserved
+	s.step(time.Minute) // and taken by prod's three jobs
+	held, _ := s.running()
+	if held["prod"].Slots != 3 || held["batch"].Slots != 1 {
+		t.Fatalf("after preemption: %v, want prod at its share of 3 and batch at 1", held)
 	}
 }

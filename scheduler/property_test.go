@@ -86,7 +86,7 @@ func FuzzQuotaInvariants(f *testing.F) {
 				if rng.IntN(3) > 0 {
 					tn.Burst = 1 + float64(rng.IntN(30))/10
 					tn.BurstFor = time.Duration(1+rng.IntN(300)) * time.Second
-					tn.Cooldown = time.Duration(rng.IntN(600)) * time.Second
+					tn.Cooldown = time.Duration(1+rng.IntN(600)) * time.Second
 				}
 				tn.Preemptible = rng.IntN(2) == 0
 			})

@@ -124,3 +124,62 @@ func (l lockedObserver) Finished(string, job.State)       {}
 func (l lockedObserver) SLAMissed(t string)               { l.mu.Lock(); l.o.SLAMissed(t); l.mu.Unlock() }
 func (l lockedObserver) Refused(t string)                 { l.mu.Lock(); l.o.Refused(t); l.mu.Unlock() }
 func (l lockedObserver) Preempted(t string)               { l.mu.Lock(); l.o.Preempted(t); l.mu.Unlock() }
+
+func TestBurstEndStopsTheNewestFirst(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.Heartbeat, c.Lease = time.Hour, 1000*time.Hour })
+	h.worker("w", 8, nil)
+	if _, err := h.s.SetTenant(h.ctx, "b", func(tn *job.Tenant) {
+		tn.MaxRunning = job.Resources{Slots: 2}
+		tn.Burst, tn.BurstFor, tn.Cooldown = 2, time.Minute, time.Minute
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var jobs []*job.Job
+	for i := range 4 {
+		jobs = append(jobs, h.submit(job.Spec{Tenant: "b"}))
+		h.pass()
+		h.disp.takeAssigns()
+		if i < 3 {
+			h.start(jobs[i]) // the newest stays SCHEDULED
+		}
+		h.advance(time.Second)
+	}
+	if b := h.s.fair.burst("b"); b.Phase != quota.Bursting {
+		t.Fatalf("burst state %v after running 4 with a limit of 2", b.Phase)
+	}
+	h.advance(time.Minute)
+	h.pass()
+	h.wantState(jobs[0].ID, job.Running)
+	h.wantState(jobs[1].ID, job.Running)
+	if j := h.get(jobs[2].ID); !j.Requeue || j.CancelRequested == "" {
+		t.Fatalf("second newest job: requeue %v, stop %q; want a stop order that requeues it", j.Requeue, j.CancelRequested)
+	}
+	if j := h.wantState(jobs[3].ID, job.Pending); j.Attempt != 2 || j.Preemptions != 1 {
+		t.Fatalf("newest job, not yet started: attempt %d, preemptions %d; want back in the queue on attempt 2", j.Attempt, j.Preemptions)
+	}
+	if c := h.disp.takeCancels(); len(c) != 2 {
+		t.Fatalf("%d stop orders, want 2 (one for the running job, one for the start under way)", len(c))
+	}
+}
+
+func TestSLAMissIsAFirstStartAfterTheDeadline(t *testing.T) {
+	obs := &countingObserver{}
+	s := newSim(t, 1, 1, func(c *Config) { c.Observer = obs })
+	j := s.submit(job.DefaultTenant, 1, job.Spec{Deadline: s.h.now.Add(time.Minute), Retries: 1, Backoff: time.Minute})[0]
+	s.h.pass()
+	a := s.h.disp.takeAssigns()
+	s.h.start(a[0].job)
+	s.h.advance(2 * time.Minute)
+	if _, err := s.h.finish(j, Exited, 1); err != nil { // fails after its deadline
+		t.Fatal(err)
+	}
+	s.h.advance(2 * time.Minute)
+	s.h.pass()
+	if got := s.h.get(j.ID); got.State != job.Scheduled || got.DeadlineMissed || obs.slaMissed[job.DefaultTenant] != 0 {
+		t.Fatalf("retry after the deadline: %s, missed %v, metric %d; want scheduled and no SLA miss (it started in time)",
+			got.State, got.DeadlineMissed, obs.slaMissed[job.DefaultTenant])
+	}
+	if _, err := s.h.s.Submit(s.h.ctx, job.Spec{Command: []string{"true"}, Deadline: s.h.now.Add(-time.Second)}); !errors.Is(err, job.ErrInvalid) {
+		t.Fatalf("submit with a deadline in the past: %v, want InvalidArgument", err)
+	}
+}

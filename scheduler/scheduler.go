@@ -93,8 +93,8 @@ type Scheduler struct {
 	depCheck   *xsync.MapOf[string, struct{}]  // pending ids whose dependency just ended
 	cancelSent *xsync.MapOf[string, time.Time] // job id → when the last stop order went out
 
-	// reserved holds the workers a preemption is emptying for one job;
-	// only the dispatch loop reads and writes it.
+	// reserved holds, by job id, the room a preemption is making for a
+	// pending job; only the dispatch loop reads and writes it.
 	reserved map[string]reservation
 
 	tenantMu sync.Mutex                        // serialises tenant writes (read, change, store, publish)
@@ -233,10 +233,14 @@ func (s *Scheduler) Submit(ctx context.Context, spec job.Spec) (*job.Job, error)
 	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
+	now := s.cfg.Now()
+	if !spec.Deadline.IsZero() && !spec.Deadline.After(now) {
+		return nil, job.Invalid("deadline", "%s is not in the future (server time %s)",
+			spec.Deadline.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	}
 	if err := s.ensureTenant(ctx, spec.Tenant); err != nil {
 		return nil, err
 	}
-	now := s.cfg.Now()
 	j := &job.Job{ID: s.newID(now), Spec: spec, State: job.Pending, Attempt: 1, CreatedAt: now}
 	if err := s.cfg.Store.Insert(ctx, []*job.Job{j}); err != nil {
 		s.refused(spec.Tenant, err)
@@ -377,7 +381,8 @@ func (s *Scheduler) publish(j *job.Job) {
 		if end.IsZero() {
 			end = s.cfg.Now()
 		}
-		s.fair.released(prev, end, s.weight(prev.Spec.Tenant))
+		_, known := s.tenants.Load(prev.Spec.Tenant)
+		s.fair.released(prev, end, s.weight(prev.Spec.Tenant), known)
 	}
 	if j.State.Terminal() {
 		s.cancelSent.Delete(j.ID)

@@ -66,6 +66,10 @@ func (as *adminService) SetTenant(ctx context.Context, req *pb.SetTenantRequest)
 	if err != nil {
 		return nil, err
 	}
+	if w := req.GetTenant().GetWeight(); w == 0 && slices.Contains(req.GetFields(), "weight") {
+		// Unnamed, a zero weight is the default; named, it is a mistake.
+		return nil, invalid("weight", "0 must be more than 0 (1 is the default)")
+	}
 	src := req.GetTenant().ToTenant()
 	_, err = as.srv.sched.SetTenant(ctx, name, func(t *job.Tenant) {
 		for _, cp := range copies {

@@ -121,6 +121,7 @@ func TestSetTenantErrors(t *testing.T) {
 		{"NoTenant", &pb.SetTenantRequest{}, "tenant: is required"},
 		{"BadName", &pb.SetTenantRequest{Tenant: &pb.Tenant{Name: "Team A"}}, `name: "Team A"`},
 		{"NegativeWeight", &pb.SetTenantRequest{Tenant: &pb.Tenant{Name: "a", Weight: -1}}, "weight:"},
+		{"NamedZeroWeight", &pb.SetTenantRequest{Tenant: &pb.Tenant{Name: "a"}, Fields: []string{"weight"}}, "weight: 0 must be more than 0"},
 		{"BurstWithoutLimit", &pb.SetTenantRequest{Tenant: &pb.Tenant{Name: "a", Burst: 2, BurstForMs: 1000}}, "burst:"},
 		{"NamedFieldIsChecked", &pb.SetTenantRequest{Tenant: &pb.Tenant{Name: "a", MaxQueued: -1}, Fields: []string{"max_queued"}}, "max_queued:"},
 	} {

@@ -4,11 +4,13 @@ import "testing"
 
 func TestLedgerIdleTenantReentersAtVirtualTime(t *testing.T) {
 	var l Ledger
+	l.Enter("busy")
 	l.Charge("busy", 100, 1)
-	l.Advance([]string{"busy"})
+	l.Advance(100) // busy was picked at 100 for its next job
 	if got := l.Virtual(); got != 100 {
-		t.Fatalf("virtual time = %g, want 100 (the only backlogged tag)", got)
+		t.Fatalf("virtual time = %g, want 100", got)
 	}
+	l.Enter("idle")
 	if got := l.Tag("idle"); got != 100 {
 		t.Fatalf("idle tenant's tag = %g, want the virtual time 100: no banked credit", got)
 	}
@@ -16,14 +18,18 @@ func TestLedgerIdleTenantReentersAtVirtualTime(t *testing.T) {
 	if got := l.Tag("idle"); got != 105 {
 		t.Fatalf("tag after a charge of 10 at weight 2 = %g, want 105", got)
 	}
-	l.Advance([]string{"idle"})
-	l.Advance(nil)
-	if got := l.Virtual(); got != 105 {
-		t.Fatalf("virtual time = %g, want 105", got)
+	l.Advance(50)
+	if got := l.Virtual(); got != 100 {
+		t.Fatalf("virtual time moved back to %g", got)
 	}
-	l.Charge("busy", 0, 1) // an idle-then-active tenant is lifted to the virtual time
+	l.Advance(105)
+	l.Enter("busy") // busy went idle at 100 and comes back
 	if got := l.Tag("busy"); got != 105 {
 		t.Fatalf("busy re-entering = %g, want 105", got)
+	}
+	l.Enter("idle") // a tenant ahead of the virtual time keeps its tag
+	if got := l.Tag("idle"); got != 105 {
+		t.Fatalf("entering again moved idle to %g", got)
 	}
 }
 

@@ -2,7 +2,9 @@ package wfq
 
 import "container/heap"
 
-// Picker chooses the next tenant to serve. The zero value is ready to use.
+// Picker chooses the next tenant to serve among the tenants of one pass, by
+// their tags, charging each choice as it goes; a Ledger carries the tags
+// from pass to pass. The zero value is ready to use.
 type Picker struct {
 	h     tagHeap
 	index map[string]*flow
@@ -14,9 +16,6 @@ type flow struct {
 	tag    float64
 	pos    int
 }
-
-// Picker chooses among the tenants of one pass by their tags, charging
-// each choice as it goes; a Ledger carries the tags from pass to pass.
 
 // Add makes tenant eligible with the given weight (values <= 0 count as 1)
 // and starting tag (Ledger.Tag). Adding a tenant twice replaces its weight
@@ -43,6 +42,14 @@ func (p *Picker) Next() (string, bool) {
 		return "", false
 	}
 	return p.h[0].tenant, true
+}
+
+// Tag returns tenant's current tag, or 0 when it is not eligible.
+func (p *Picker) Tag(tenant string) float64 {
+	if f, ok := p.index[tenant]; ok {
+		return f.tag
+	}
+	return 0
 }
 
 // Charge advances tenant's tag by cost/weight.
