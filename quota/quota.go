@@ -117,4 +117,3 @@ func within(r, limit job.Resources) bool {
 		(limit.CPUMillis == 0 || r.CPUMillis <= limit.CPUMillis) &&
 		(limit.MemoryMiB == 0 || r.MemoryMiB <= limit.MemoryMiB)
 }
-
