@@ -171,6 +171,23 @@ func (s *Scheduler) dispatch(ctx context.Context, now time.Time, next *wakeAt) {
 		active = append(active, j)
 		alloc[j.Worker] = alloc[j.Worker].Add(j.Spec.Resources)
 	})
+	var freeSlots int64
+	s.workers.Range(func(id string, w *workerState) bool {
+		if w.connected && w.state == job.WorkerReady {
+			free := w.rec.Capacity.Sub(alloc[id])
+			if free.Slots > 0 || preempt {
+				snap.Workers = append(snap.Workers, WorkerView{ID: id, Labels: w.rec.Labels, Free: free, Capacity: w.rec.Capacity})
+				freeSlots += max(free.Slots, 0)
+			}
+		}
+		return true
+	})
+	if freeSlots == 0 && !preempt {
+		// Freed capacity or a new worker wakes the loop again. The
+		// backlog the fair state keeps is left as it is: the virtual time
+		// only moves in passes that look at the pending jobs.
+		return
+	}
 	waiting := make(map[string]bool)
 	s.pending.Range(func(id string, _ struct{}) bool {
 		j, ok := s.jobs.Load(id)
@@ -202,20 +219,6 @@ func (s *Scheduler) dispatch(ctx context.Context, now time.Time, next *wakeAt) {
 	}
 	if preempt {
 		snap.Active = active
-	}
-	var freeSlots int64
-	s.workers.Range(func(id string, w *workerState) bool {
-		if w.connected && w.state == job.WorkerReady {
-			free := w.rec.Capacity.Sub(alloc[id])
-			if free.Slots > 0 || preempt {
-				snap.Workers = append(snap.Workers, WorkerView{ID: id, Labels: w.rec.Labels, Free: free, Capacity: w.rec.Capacity})
-				freeSlots += max(free.Slots, 0)
-			}
-		}
-		return true
-	})
-	if freeSlots == 0 && !preempt {
-		return // freed capacity or a new worker wakes the loop again
 	}
 	snap.Reserved = s.reservations(now, next)
 	plan := Decide(snap, now)
