@@ -65,6 +65,14 @@ type Spec struct {
 	// Preemptible lets the scheduler stop this job for a tenant below its
 	// share, even when its tenant is not preemptible.
 	Preemptible bool
+
+	// Set by the server for jobs of a pipeline or an array.
+	Pipeline          string // pipeline id
+	Step              string // step name
+	ContinueOnFailure bool   // dependents run even when this job failed
+	Array             string // array id
+	ArrayIndex        int    // index in the array; also HODEI_ARRAY_INDEX in Env
+	ArrayLimit        int    // most jobs of the array running at once; 0: no limit
 }
 
 // Normalize fills defaults in place. It is idempotent.

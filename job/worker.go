@@ -57,11 +57,13 @@ func LabelsMatch(labels, selector map[string]string) bool {
 
 // Filter selects jobs for List. Zero fields match everything.
 type Filter struct {
-	State  State
-	Tenant string
-	Labels map[string]string // every pair must match
-	After  string            // page token: only ids greater than this
-	Limit  int               // 0: DefaultPageSize
+	State    State
+	Tenant   string
+	Labels   map[string]string // every pair must match
+	Array    string            // only the jobs of this array
+	Pipeline string            // only the jobs of this pipeline
+	After    string            // page token: only ids greater than this
+	Limit    int               // 0: DefaultPageSize
 }
 
 // Page sizes for List.
@@ -76,6 +78,9 @@ func (f *Filter) Match(j *Job) bool {
 		return false
 	}
 	if f.Tenant != "" && j.Spec.Tenant != f.Tenant {
+		return false
+	}
+	if f.Array != "" && j.Spec.Array != f.Array || f.Pipeline != "" && j.Spec.Pipeline != f.Pipeline {
 		return false
 	}
 	return LabelsMatch(j.Spec.Labels, f.Labels)

@@ -41,26 +41,32 @@ func (r *Resources) ToResources() job.Resources {
 func FromSpec(s *job.Spec) *JobSpec {
 	prio := int32(s.Priority)
 	return &JobSpec{
-		Name:             s.Name,
-		Tenant:           s.Tenant,
-		Labels:           s.Labels,
-		Command:          s.Command,
-		Script:           s.Script,
-		Env:              s.Env,
-		SecretEnv:        s.SecretEnv,
-		Workdir:          s.WorkDir,
-		NoPty:            s.NoPTY,
-		Rows:             s.Rows,
-		Cols:             s.Cols,
-		TimeoutMs:        s.Timeout.Milliseconds(),
-		Retries:          int32(s.Retries),
-		BackoffMs:        s.Backoff.Milliseconds(),
-		Priority:         &prio,
-		DeadlineUnixNano: nanos(s.Deadline),
-		Resources:        FromResources(s.Resources),
-		Selector:         s.Selector,
-		DependsOn:        s.DependsOn,
-		Preemptible:      s.Preemptible,
+		Name:              s.Name,
+		Tenant:            s.Tenant,
+		Labels:            s.Labels,
+		Command:           s.Command,
+		Script:            s.Script,
+		Env:               s.Env,
+		SecretEnv:         s.SecretEnv,
+		Workdir:           s.WorkDir,
+		NoPty:             s.NoPTY,
+		Rows:              s.Rows,
+		Cols:              s.Cols,
+		TimeoutMs:         s.Timeout.Milliseconds(),
+		Retries:           int32(s.Retries),
+		BackoffMs:         s.Backoff.Milliseconds(),
+		Priority:          &prio,
+		DeadlineUnixNano:  nanos(s.Deadline),
+		Resources:         FromResources(s.Resources),
+		Selector:          s.Selector,
+		DependsOn:         s.DependsOn,
+		Preemptible:       s.Preemptible,
+		Pipeline:          s.Pipeline,
+		Step:              s.Step,
+		ContinueOnFailure: s.ContinueOnFailure,
+		Array:             s.Array,
+		ArrayIndex:        int32(s.ArrayIndex),
+		ArrayLimit:        int32(s.ArrayLimit),
 	}
 }
 
@@ -72,26 +78,32 @@ func (s *JobSpec) ToSpec() job.Spec {
 		prio = int(*s.Priority)
 	}
 	return job.Spec{
-		Name:        s.GetName(),
-		Tenant:      s.GetTenant(),
-		Labels:      s.GetLabels(),
-		Command:     s.GetCommand(),
-		Script:      s.GetScript(),
-		Env:         s.GetEnv(),
-		SecretEnv:   s.GetSecretEnv(),
-		WorkDir:     s.GetWorkdir(),
-		NoPTY:       s.GetNoPty(),
-		Rows:        s.GetRows(),
-		Cols:        s.GetCols(),
-		Timeout:     time.Duration(s.GetTimeoutMs()) * time.Millisecond,
-		Retries:     int(s.GetRetries()),
-		Backoff:     time.Duration(s.GetBackoffMs()) * time.Millisecond,
-		Priority:    prio,
-		Deadline:    fromNanos(s.GetDeadlineUnixNano()),
-		Resources:   s.GetResources().ToResources(),
-		Selector:    s.GetSelector(),
-		DependsOn:   s.GetDependsOn(),
-		Preemptible: s.GetPreemptible(),
+		Name:              s.GetName(),
+		Tenant:            s.GetTenant(),
+		Labels:            s.GetLabels(),
+		Command:           s.GetCommand(),
+		Script:            s.GetScript(),
+		Env:               s.GetEnv(),
+		SecretEnv:         s.GetSecretEnv(),
+		WorkDir:           s.GetWorkdir(),
+		NoPTY:             s.GetNoPty(),
+		Rows:              s.GetRows(),
+		Cols:              s.GetCols(),
+		Timeout:           time.Duration(s.GetTimeoutMs()) * time.Millisecond,
+		Retries:           int(s.GetRetries()),
+		Backoff:           time.Duration(s.GetBackoffMs()) * time.Millisecond,
+		Priority:          prio,
+		Deadline:          fromNanos(s.GetDeadlineUnixNano()),
+		Resources:         s.GetResources().ToResources(),
+		Selector:          s.GetSelector(),
+		DependsOn:         s.GetDependsOn(),
+		Preemptible:       s.GetPreemptible(),
+		Pipeline:          s.GetPipeline(),
+		Step:              s.GetStep(),
+		ContinueOnFailure: s.GetContinueOnFailure(),
+		Array:             s.GetArray(),
+		ArrayIndex:        int(s.GetArrayIndex()),
+		ArrayLimit:        int(s.GetArrayLimit()),
 	}
 }
 
@@ -272,3 +284,69 @@ func (t *Tenant) ToTenant() *job.Tenant {
 		UpdatedAt:   fromNanos(t.GetUpdatedUnixNano()),
 	}
 }
+
+// FromPipeline converts a stored pipeline to the wire.
+func FromPipeline(p *job.Pipeline) *Pipeline {
+	pb := &Pipeline{Id: p.ID, Name: p.Name, Tenant: p.Tenant, CreatedUnixNano: nanos(p.CreatedAt), Cancelled: p.Cancelled}
+	for _, st := range p.Steps {
+		pb.Steps = append(pb.Steps, &Pipeline_Step{Name: st.Name, Needs: st.Needs, ContinueOnFailure: st.ContinueOnFailure, Jobs: st.Jobs})
+	}
+	return pb
+}
+
+// ToPipeline converts a wire pipeline to the domain.
+func (p *Pipeline) ToPipeline() *job.Pipeline {
+	out := &job.Pipeline{ID: p.GetId(), Name: p.GetName(), Tenant: p.GetTenant(),
+		CreatedAt: fromNanos(p.GetCreatedUnixNano()), Cancelled: p.GetCancelled()}
+	for _, st := range p.GetSteps() {
+		out.Steps = append(out.Steps, job.PipelineStep{Name: st.GetName(), Needs: st.GetNeeds(),
+			ContinueOnFailure: st.GetContinueOnFailure(), Jobs: st.GetJobs()})
+	}
+	return out
+}
+
+// MarshalPipeline encodes a pipeline as the store keeps it.
+func MarshalPipeline(p *job.Pipeline) ([]byte, error) {
+	b, err := proto.Marshal(FromPipeline(p))
+	if err != nil {
+		return nil, fmt.Errorf("encode pipeline %s: %w: %w", p.ID, job.ErrInvalid, err)
+	}
+	return b, nil
+}
+
+// UnmarshalPipeline decodes a pipeline MarshalPipeline encoded.
+func UnmarshalPipeline(b []byte) (*job.Pipeline, error) {
+	var p Pipeline
+	if err := proto.Unmarshal(b, &p); err != nil {
+		return nil, fmt.Errorf("decode pipeline: %w", err)
+	}
+	return p.ToPipeline(), nil
+}
+
+// ToPipelineSpec converts a wire pipeline spec to the domain. A step or
+// defaults without a priority gets -1 (unset), so that the defaults'
+// priority, then job.DefaultPriority, applies.
+func (p *PipelineSpec) ToPipelineSpec() job.PipelineSpec {
+	spec := func(s *JobSpec) job.Spec {
+		if s == nil {
+			return job.Spec{Priority: -1}
+		}
+		out := s.ToSpec()
+		if s.Priority == nil {
+			out.Priority = -1
+		}
+		return out
+	}
+	out := job.PipelineSpec{Name: p.GetName(), Tenant: p.GetTenant(), Defaults: spec(p.GetDefaults())}
+	for _, st := range p.GetSteps() {
+		step := job.Step{Name: st.GetName(), Spec: spec(st.GetSpec()), Needs: st.GetNeeds(), ContinueOnFailure: st.GetContinueOnFailure()}
+		for _, ax := range st.GetMatrix() {
+			step.Matrix = append(step.Matrix, job.MatrixAxis{Key: ax.GetKey(), Values: ax.GetValues()})
+		}
+		out.Steps = append(out.Steps, step)
+	}
+	return out
+}
+
+// PipelineStateName is the domain name of a wire pipeline state.
+func PipelineStateName(s PipelineState) string { return job.PipelineState(s).String() }

@@ -295,6 +295,64 @@ func (BurstState) EnumDescriptor() ([]byte, []int) {
 	return file_hodei_proto_rawDescGZIP(), []int{4}
 }
 
+type PipelineState int32
+
+const (
+	PipelineState_PIPELINE_STATE_UNSPECIFIED PipelineState = 0
+	PipelineState_PIPELINE_STATE_PENDING     PipelineState = 1
+	PipelineState_PIPELINE_STATE_RUNNING     PipelineState = 2
+	PipelineState_PIPELINE_STATE_COMPLETED   PipelineState = 3
+	PipelineState_PIPELINE_STATE_FAILED      PipelineState = 4
+	PipelineState_PIPELINE_STATE_CANCELLED   PipelineState = 5
+)
+
+// Enum value maps for PipelineState.
+var (
+	PipelineState_name = map[int32]string{
+		0: "PIPELINE_STATE_UNSPECIFIED",
+		1: "PIPELINE_STATE_PENDING",
+		2: "PIPELINE_STATE_RUNNING",
+		3: "PIPELINE_STATE_COMPLETED",
+		4: "PIPELINE_STATE_FAILED",
+		5: "PIPELINE_STATE_CANCELLED",
+	}
+	PipelineState_value = map[string]int32{
+		"PIPELINE_STATE_UNSPECIFIED": 0,
+		"PIPELINE_STATE_PENDING":     1,
+		"PIPELINE_STATE_RUNNING":     2,
+		"PIPELINE_STATE_COMPLETED":   3,
+		"PIPELINE_STATE_FAILED":      4,
+		"PIPELINE_STATE_CANCELLED":   5,
+	}
+)
+
+func (x PipelineState) Enum() *PipelineState {
+	p := new(PipelineState)
+	*p = x
+	return p
+}
+
+func (x PipelineState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PipelineState) Descriptor() protoreflect.EnumDescriptor {
+	return file_hodei_proto_enumTypes[5].Descriptor()
+}
+
+func (PipelineState) Type() protoreflect.EnumType {
+	return &file_hodei_proto_enumTypes[5]
+}
+
+func (x PipelineState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PipelineState.Descriptor instead.
+func (PipelineState) EnumDescriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{5}
+}
+
 type Resources struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	CpuMillis     int64                  `protobuf:"varint,1,opt,name=cpu_millis,json=cpuMillis,proto3" json:"cpu_millis,omitempty"`
@@ -377,8 +435,15 @@ type JobSpec struct {
 	Selector         map[string]string      `protobuf:"bytes,18,rep,name=selector,proto3" json:"selector,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	DependsOn        []string               `protobuf:"bytes,19,rep,name=depends_on,json=dependsOn,proto3" json:"depends_on,omitempty"`
 	Preemptible      bool                   `protobuf:"varint,20,opt,name=preemptible,proto3" json:"preemptible,omitempty"` // may be stopped for a tenant below its share
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Set by the server on the jobs of pipelines and arrays; ignored on submit.
+	Pipeline          string `protobuf:"bytes,21,opt,name=pipeline,proto3" json:"pipeline,omitempty"`
+	Step              string `protobuf:"bytes,22,opt,name=step,proto3" json:"step,omitempty"`
+	ContinueOnFailure bool   `protobuf:"varint,23,opt,name=continue_on_failure,json=continueOnFailure,proto3" json:"continue_on_failure,omitempty"`
+	Array             string `protobuf:"bytes,24,opt,name=array,proto3" json:"array,omitempty"`
+	ArrayIndex        int32  `protobuf:"varint,25,opt,name=array_index,json=arrayIndex,proto3" json:"array_index,omitempty"`
+	ArrayLimit        int32  `protobuf:"varint,26,opt,name=array_limit,json=arrayLimit,proto3" json:"array_limit,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *JobSpec) Reset() {
@@ -549,6 +614,48 @@ func (x *JobSpec) GetPreemptible() bool {
 		return x.Preemptible
 	}
 	return false
+}
+
+func (x *JobSpec) GetPipeline() string {
+	if x != nil {
+		return x.Pipeline
+	}
+	return ""
+}
+
+func (x *JobSpec) GetStep() string {
+	if x != nil {
+		return x.Step
+	}
+	return ""
+}
+
+func (x *JobSpec) GetContinueOnFailure() bool {
+	if x != nil {
+		return x.ContinueOnFailure
+	}
+	return false
+}
+
+func (x *JobSpec) GetArray() string {
+	if x != nil {
+		return x.Array
+	}
+	return ""
+}
+
+func (x *JobSpec) GetArrayIndex() int32 {
+	if x != nil {
+		return x.ArrayIndex
+	}
+	return 0
+}
+
+func (x *JobSpec) GetArrayLimit() int32 {
+	if x != nil {
+		return x.ArrayLimit
+	}
+	return 0
 }
 
 type Usage struct {
@@ -795,8 +902,11 @@ func (x *Job) GetEffectivePriority() float64 {
 }
 
 type SubmitRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Spec          *JobSpec               `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Spec  *JobSpec               `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
+	// Optional: submit a job array, one job per index, e.g. "0-99%10" (at
+	// most 10 running at once). Each job gets HODEI_ARRAY_INDEX in its env.
+	Array         string `protobuf:"bytes,2,opt,name=array,proto3" json:"array,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -838,9 +948,17 @@ func (x *SubmitRequest) GetSpec() *JobSpec {
 	return nil
 }
 
+func (x *SubmitRequest) GetArray() string {
+	if x != nil {
+		return x.Array
+	}
+	return ""
+}
+
 type SubmitResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`   // the job id, or the array id
+	Ids           []string               `protobuf:"bytes,2,rep,name=ids,proto3" json:"ids,omitempty"` // an array's job ids, in index order
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -880,6 +998,13 @@ func (x *SubmitResponse) GetId() string {
 		return x.Id
 	}
 	return ""
+}
+
+func (x *SubmitResponse) GetIds() []string {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
 }
 
 type GetJobRequest struct {
@@ -933,6 +1058,8 @@ type ListJobsRequest struct {
 	Labels        map[string]string      `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"` // all must match
 	PageSize      int32                  `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`                                                      // 0: 100; at most 1000
 	PageToken     string                 `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`                                                    // next_page_token of the previous page
+	Array         string                 `protobuf:"bytes,6,opt,name=array,proto3" json:"array,omitempty"`                                                                             // only the jobs of this array
+	Pipeline      string                 `protobuf:"bytes,7,opt,name=pipeline,proto3" json:"pipeline,omitempty"`                                                                       // only the jobs of this pipeline
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -998,6 +1125,20 @@ func (x *ListJobsRequest) GetPageSize() int32 {
 func (x *ListJobsRequest) GetPageToken() string {
 	if x != nil {
 		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListJobsRequest) GetArray() string {
+	if x != nil {
+		return x.Array
+	}
+	return ""
+}
+
+func (x *ListJobsRequest) GetPipeline() string {
+	if x != nil {
+		return x.Pipeline
 	}
 	return ""
 }
@@ -1106,6 +1247,102 @@ func (x *CancelJobRequest) GetReason() string {
 	return ""
 }
 
+type CancelArrayRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`         // array id
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"` // optional; default "cancelled by user"
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelArrayRequest) Reset() {
+	*x = CancelArrayRequest{}
+	mi := &file_hodei_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelArrayRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelArrayRequest) ProtoMessage() {}
+
+func (x *CancelArrayRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelArrayRequest.ProtoReflect.Descriptor instead.
+func (*CancelArrayRequest) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *CancelArrayRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *CancelArrayRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type CancelArrayResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Cancelled     []string               `protobuf:"bytes,1,rep,name=cancelled,proto3" json:"cancelled,omitempty"` // ids of the jobs it cancelled or is stopping
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelArrayResponse) Reset() {
+	*x = CancelArrayResponse{}
+	mi := &file_hodei_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelArrayResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelArrayResponse) ProtoMessage() {}
+
+func (x *CancelArrayResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelArrayResponse.ProtoReflect.Descriptor instead.
+func (*CancelArrayResponse) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *CancelArrayResponse) GetCancelled() []string {
+	if x != nil {
+		return x.Cancelled
+	}
+	return nil
+}
+
 type WatchRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"` // empty: every job
@@ -1116,7 +1353,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_hodei_proto_msgTypes[10]
+	mi := &file_hodei_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1128,7 +1365,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[10]
+	mi := &file_hodei_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1141,7 +1378,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{10}
+	return file_hodei_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *WatchRequest) GetJobId() string {
@@ -1167,7 +1404,7 @@ type JobEvent struct {
 
 func (x *JobEvent) Reset() {
 	*x = JobEvent{}
-	mi := &file_hodei_proto_msgTypes[11]
+	mi := &file_hodei_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1179,7 +1416,7 @@ func (x *JobEvent) String() string {
 func (*JobEvent) ProtoMessage() {}
 
 func (x *JobEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[11]
+	mi := &file_hodei_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1192,7 +1429,7 @@ func (x *JobEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobEvent.ProtoReflect.Descriptor instead.
 func (*JobEvent) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{11}
+	return file_hodei_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *JobEvent) GetJob() *Job {
@@ -1215,7 +1452,7 @@ type LogsRequest struct {
 
 func (x *LogsRequest) Reset() {
 	*x = LogsRequest{}
-	mi := &file_hodei_proto_msgTypes[12]
+	mi := &file_hodei_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1227,7 +1464,7 @@ func (x *LogsRequest) String() string {
 func (*LogsRequest) ProtoMessage() {}
 
 func (x *LogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[12]
+	mi := &file_hodei_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1240,7 +1477,7 @@ func (x *LogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogsRequest.ProtoReflect.Descriptor instead.
 func (*LogsRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{12}
+	return file_hodei_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *LogsRequest) GetId() string {
@@ -1289,7 +1526,7 @@ type LogData struct {
 
 func (x *LogData) Reset() {
 	*x = LogData{}
-	mi := &file_hodei_proto_msgTypes[13]
+	mi := &file_hodei_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1301,7 +1538,7 @@ func (x *LogData) String() string {
 func (*LogData) ProtoMessage() {}
 
 func (x *LogData) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[13]
+	mi := &file_hodei_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1314,7 +1551,7 @@ func (x *LogData) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogData.ProtoReflect.Descriptor instead.
 func (*LogData) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{13}
+	return file_hodei_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *LogData) GetAttempt() int32 {
@@ -1354,7 +1591,7 @@ type AgentMessage struct {
 
 func (x *AgentMessage) Reset() {
 	*x = AgentMessage{}
-	mi := &file_hodei_proto_msgTypes[14]
+	mi := &file_hodei_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1366,7 +1603,7 @@ func (x *AgentMessage) String() string {
 func (*AgentMessage) ProtoMessage() {}
 
 func (x *AgentMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[14]
+	mi := &file_hodei_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1379,7 +1616,7 @@ func (x *AgentMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentMessage.ProtoReflect.Descriptor instead.
 func (*AgentMessage) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{14}
+	return file_hodei_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *AgentMessage) GetMsg() isAgentMessage_Msg {
@@ -1483,7 +1720,7 @@ type ServerMessage struct {
 
 func (x *ServerMessage) Reset() {
 	*x = ServerMessage{}
-	mi := &file_hodei_proto_msgTypes[15]
+	mi := &file_hodei_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1495,7 +1732,7 @@ func (x *ServerMessage) String() string {
 func (*ServerMessage) ProtoMessage() {}
 
 func (x *ServerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[15]
+	mi := &file_hodei_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1508,7 +1745,7 @@ func (x *ServerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerMessage.ProtoReflect.Descriptor instead.
 func (*ServerMessage) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{15}
+	return file_hodei_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ServerMessage) GetMsg() isServerMessage_Msg {
@@ -1594,7 +1831,7 @@ type JobRef struct {
 
 func (x *JobRef) Reset() {
 	*x = JobRef{}
-	mi := &file_hodei_proto_msgTypes[16]
+	mi := &file_hodei_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1606,7 +1843,7 @@ func (x *JobRef) String() string {
 func (*JobRef) ProtoMessage() {}
 
 func (x *JobRef) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[16]
+	mi := &file_hodei_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1619,7 +1856,7 @@ func (x *JobRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobRef.ProtoReflect.Descriptor instead.
 func (*JobRef) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{16}
+	return file_hodei_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *JobRef) GetJobId() string {
@@ -1662,7 +1899,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_hodei_proto_msgTypes[17]
+	mi := &file_hodei_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1674,7 +1911,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[17]
+	mi := &file_hodei_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1687,7 +1924,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{17}
+	return file_hodei_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Hello) GetWorkerId() string {
@@ -1767,7 +2004,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_hodei_proto_msgTypes[18]
+	mi := &file_hodei_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1779,7 +2016,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[18]
+	mi := &file_hodei_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1792,7 +2029,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{18}
+	return file_hodei_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Heartbeat) GetCpuPercent() float64 {
@@ -1835,7 +2072,7 @@ type JobStarted struct {
 
 func (x *JobStarted) Reset() {
 	*x = JobStarted{}
-	mi := &file_hodei_proto_msgTypes[19]
+	mi := &file_hodei_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1847,7 +2084,7 @@ func (x *JobStarted) String() string {
 func (*JobStarted) ProtoMessage() {}
 
 func (x *JobStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[19]
+	mi := &file_hodei_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1860,7 +2097,7 @@ func (x *JobStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobStarted.ProtoReflect.Descriptor instead.
 func (*JobStarted) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{19}
+	return file_hodei_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *JobStarted) GetJobId() string {
@@ -1904,7 +2141,7 @@ type LogChunk struct {
 
 func (x *LogChunk) Reset() {
 	*x = LogChunk{}
-	mi := &file_hodei_proto_msgTypes[20]
+	mi := &file_hodei_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1916,7 +2153,7 @@ func (x *LogChunk) String() string {
 func (*LogChunk) ProtoMessage() {}
 
 func (x *LogChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[20]
+	mi := &file_hodei_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1929,7 +2166,7 @@ func (x *LogChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogChunk.ProtoReflect.Descriptor instead.
 func (*LogChunk) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{20}
+	return file_hodei_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *LogChunk) GetJobId() string {
@@ -1987,7 +2224,7 @@ type JobFinished struct {
 
 func (x *JobFinished) Reset() {
 	*x = JobFinished{}
-	mi := &file_hodei_proto_msgTypes[21]
+	mi := &file_hodei_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1999,7 +2236,7 @@ func (x *JobFinished) String() string {
 func (*JobFinished) ProtoMessage() {}
 
 func (x *JobFinished) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[21]
+	mi := &file_hodei_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2012,7 +2249,7 @@ func (x *JobFinished) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobFinished.ProtoReflect.Descriptor instead.
 func (*JobFinished) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{21}
+	return file_hodei_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *JobFinished) GetJobId() string {
@@ -2096,7 +2333,7 @@ type Welcome struct {
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_hodei_proto_msgTypes[22]
+	mi := &file_hodei_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2108,7 +2345,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[22]
+	mi := &file_hodei_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2121,7 +2358,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{22}
+	return file_hodei_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Welcome) GetWorkerId() string {
@@ -2154,7 +2391,7 @@ type Assign struct {
 
 func (x *Assign) Reset() {
 	*x = Assign{}
-	mi := &file_hodei_proto_msgTypes[23]
+	mi := &file_hodei_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2166,7 +2403,7 @@ func (x *Assign) String() string {
 func (*Assign) ProtoMessage() {}
 
 func (x *Assign) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[23]
+	mi := &file_hodei_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2179,7 +2416,7 @@ func (x *Assign) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Assign.ProtoReflect.Descriptor instead.
 func (*Assign) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{23}
+	return file_hodei_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Assign) GetJob() *Job {
@@ -2201,7 +2438,7 @@ type CancelJob struct {
 
 func (x *CancelJob) Reset() {
 	*x = CancelJob{}
-	mi := &file_hodei_proto_msgTypes[24]
+	mi := &file_hodei_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2213,7 +2450,7 @@ func (x *CancelJob) String() string {
 func (*CancelJob) ProtoMessage() {}
 
 func (x *CancelJob) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[24]
+	mi := &file_hodei_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2226,7 +2463,7 @@ func (x *CancelJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJob.ProtoReflect.Descriptor instead.
 func (*CancelJob) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{24}
+	return file_hodei_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CancelJob) GetJobId() string {
@@ -2274,7 +2511,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_hodei_proto_msgTypes[25]
+	mi := &file_hodei_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2286,7 +2523,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[25]
+	mi := &file_hodei_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2299,7 +2536,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{25}
+	return file_hodei_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Ack) GetJobId() string {
@@ -2379,7 +2616,7 @@ type Worker struct {
 
 func (x *Worker) Reset() {
 	*x = Worker{}
-	mi := &file_hodei_proto_msgTypes[26]
+	mi := &file_hodei_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2391,7 +2628,7 @@ func (x *Worker) String() string {
 func (*Worker) ProtoMessage() {}
 
 func (x *Worker) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[26]
+	mi := &file_hodei_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2404,7 +2641,7 @@ func (x *Worker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Worker.ProtoReflect.Descriptor instead.
 func (*Worker) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{26}
+	return file_hodei_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Worker) GetId() string {
@@ -2506,7 +2743,7 @@ type ListWorkersRequest struct {
 
 func (x *ListWorkersRequest) Reset() {
 	*x = ListWorkersRequest{}
-	mi := &file_hodei_proto_msgTypes[27]
+	mi := &file_hodei_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2518,7 +2755,7 @@ func (x *ListWorkersRequest) String() string {
 func (*ListWorkersRequest) ProtoMessage() {}
 
 func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[27]
+	mi := &file_hodei_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2531,7 +2768,7 @@ func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkersRequest.ProtoReflect.Descriptor instead.
 func (*ListWorkersRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{27}
+	return file_hodei_proto_rawDescGZIP(), []int{29}
 }
 
 type ListWorkersResponse struct {
@@ -2543,7 +2780,7 @@ type ListWorkersResponse struct {
 
 func (x *ListWorkersResponse) Reset() {
 	*x = ListWorkersResponse{}
-	mi := &file_hodei_proto_msgTypes[28]
+	mi := &file_hodei_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2555,7 +2792,7 @@ func (x *ListWorkersResponse) String() string {
 func (*ListWorkersResponse) ProtoMessage() {}
 
 func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[28]
+	mi := &file_hodei_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2568,7 +2805,7 @@ func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkersResponse.ProtoReflect.Descriptor instead.
 func (*ListWorkersResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{28}
+	return file_hodei_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListWorkersResponse) GetWorkers() []*Worker {
@@ -2587,7 +2824,7 @@ type DrainWorkerRequest struct {
 
 func (x *DrainWorkerRequest) Reset() {
 	*x = DrainWorkerRequest{}
-	mi := &file_hodei_proto_msgTypes[29]
+	mi := &file_hodei_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2599,7 +2836,7 @@ func (x *DrainWorkerRequest) String() string {
 func (*DrainWorkerRequest) ProtoMessage() {}
 
 func (x *DrainWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[29]
+	mi := &file_hodei_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2612,7 +2849,7 @@ func (x *DrainWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainWorkerRequest.ProtoReflect.Descriptor instead.
 func (*DrainWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{29}
+	return file_hodei_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *DrainWorkerRequest) GetId() string {
@@ -2630,7 +2867,7 @@ type SnapshotRequest struct {
 
 func (x *SnapshotRequest) Reset() {
 	*x = SnapshotRequest{}
-	mi := &file_hodei_proto_msgTypes[30]
+	mi := &file_hodei_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2642,7 +2879,7 @@ func (x *SnapshotRequest) String() string {
 func (*SnapshotRequest) ProtoMessage() {}
 
 func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[30]
+	mi := &file_hodei_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2655,7 +2892,7 @@ func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{30}
+	return file_hodei_proto_rawDescGZIP(), []int{32}
 }
 
 type SnapshotChunk struct {
@@ -2667,7 +2904,7 @@ type SnapshotChunk struct {
 
 func (x *SnapshotChunk) Reset() {
 	*x = SnapshotChunk{}
-	mi := &file_hodei_proto_msgTypes[31]
+	mi := &file_hodei_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2679,7 +2916,7 @@ func (x *SnapshotChunk) String() string {
 func (*SnapshotChunk) ProtoMessage() {}
 
 func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[31]
+	mi := &file_hodei_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2692,7 +2929,7 @@ func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
 func (*SnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{31}
+	return file_hodei_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *SnapshotChunk) GetData() []byte {
@@ -2720,7 +2957,7 @@ type Tenant struct {
 
 func (x *Tenant) Reset() {
 	*x = Tenant{}
-	mi := &file_hodei_proto_msgTypes[32]
+	mi := &file_hodei_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2732,7 +2969,7 @@ func (x *Tenant) String() string {
 func (*Tenant) ProtoMessage() {}
 
 func (x *Tenant) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[32]
+	mi := &file_hodei_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2745,7 +2982,7 @@ func (x *Tenant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tenant.ProtoReflect.Descriptor instead.
 func (*Tenant) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{32}
+	return file_hodei_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Tenant) GetName() string {
@@ -2836,7 +3073,7 @@ type TenantStatus struct {
 
 func (x *TenantStatus) Reset() {
 	*x = TenantStatus{}
-	mi := &file_hodei_proto_msgTypes[33]
+	mi := &file_hodei_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2848,7 +3085,7 @@ func (x *TenantStatus) String() string {
 func (*TenantStatus) ProtoMessage() {}
 
 func (x *TenantStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[33]
+	mi := &file_hodei_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2861,7 +3098,7 @@ func (x *TenantStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TenantStatus.ProtoReflect.Descriptor instead.
 func (*TenantStatus) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{33}
+	return file_hodei_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *TenantStatus) GetTenant() *Tenant {
@@ -2939,7 +3176,7 @@ type SetTenantRequest struct {
 
 func (x *SetTenantRequest) Reset() {
 	*x = SetTenantRequest{}
-	mi := &file_hodei_proto_msgTypes[34]
+	mi := &file_hodei_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2951,7 +3188,7 @@ func (x *SetTenantRequest) String() string {
 func (*SetTenantRequest) ProtoMessage() {}
 
 func (x *SetTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[34]
+	mi := &file_hodei_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2964,7 +3201,7 @@ func (x *SetTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetTenantRequest.ProtoReflect.Descriptor instead.
 func (*SetTenantRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{34}
+	return file_hodei_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *SetTenantRequest) GetTenant() *Tenant {
@@ -2990,7 +3227,7 @@ type GetTenantRequest struct {
 
 func (x *GetTenantRequest) Reset() {
 	*x = GetTenantRequest{}
-	mi := &file_hodei_proto_msgTypes[35]
+	mi := &file_hodei_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3002,7 +3239,7 @@ func (x *GetTenantRequest) String() string {
 func (*GetTenantRequest) ProtoMessage() {}
 
 func (x *GetTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[35]
+	mi := &file_hodei_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3015,7 +3252,7 @@ func (x *GetTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTenantRequest.ProtoReflect.Descriptor instead.
 func (*GetTenantRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{35}
+	return file_hodei_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *GetTenantRequest) GetName() string {
@@ -3033,7 +3270,7 @@ type ListTenantsRequest struct {
 
 func (x *ListTenantsRequest) Reset() {
 	*x = ListTenantsRequest{}
-	mi := &file_hodei_proto_msgTypes[36]
+	mi := &file_hodei_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3045,7 +3282,7 @@ func (x *ListTenantsRequest) String() string {
 func (*ListTenantsRequest) ProtoMessage() {}
 
 func (x *ListTenantsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[36]
+	mi := &file_hodei_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3058,7 +3295,7 @@ func (x *ListTenantsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTenantsRequest.ProtoReflect.Descriptor instead.
 func (*ListTenantsRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{36}
+	return file_hodei_proto_rawDescGZIP(), []int{38}
 }
 
 type ListTenantsResponse struct {
@@ -3070,7 +3307,7 @@ type ListTenantsResponse struct {
 
 func (x *ListTenantsResponse) Reset() {
 	*x = ListTenantsResponse{}
-	mi := &file_hodei_proto_msgTypes[37]
+	mi := &file_hodei_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3082,7 +3319,7 @@ func (x *ListTenantsResponse) String() string {
 func (*ListTenantsResponse) ProtoMessage() {}
 
 func (x *ListTenantsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[37]
+	mi := &file_hodei_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3095,7 +3332,7 @@ func (x *ListTenantsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTenantsResponse.ProtoReflect.Descriptor instead.
 func (*ListTenantsResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{37}
+	return file_hodei_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ListTenantsResponse) GetTenants() []*TenantStatus {
@@ -3114,7 +3351,7 @@ type DeleteTenantRequest struct {
 
 func (x *DeleteTenantRequest) Reset() {
 	*x = DeleteTenantRequest{}
-	mi := &file_hodei_proto_msgTypes[38]
+	mi := &file_hodei_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3126,7 +3363,7 @@ func (x *DeleteTenantRequest) String() string {
 func (*DeleteTenantRequest) ProtoMessage() {}
 
 func (x *DeleteTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[38]
+	mi := &file_hodei_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3139,7 +3376,7 @@ func (x *DeleteTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTenantRequest.ProtoReflect.Descriptor instead.
 func (*DeleteTenantRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{38}
+	return file_hodei_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *DeleteTenantRequest) GetName() string {
@@ -3157,7 +3394,7 @@ type DeleteTenantResponse struct {
 
 func (x *DeleteTenantResponse) Reset() {
 	*x = DeleteTenantResponse{}
-	mi := &file_hodei_proto_msgTypes[39]
+	mi := &file_hodei_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3169,7 +3406,7 @@ func (x *DeleteTenantResponse) String() string {
 func (*DeleteTenantResponse) ProtoMessage() {}
 
 func (x *DeleteTenantResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[39]
+	mi := &file_hodei_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3182,7 +3419,637 @@ func (x *DeleteTenantResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTenantResponse.ProtoReflect.Descriptor instead.
 func (*DeleteTenantResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{39}
+	return file_hodei_proto_rawDescGZIP(), []int{41}
+}
+
+type MatrixAxis struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Values        []string               `protobuf:"bytes,2,rep,name=values,proto3" json:"values,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MatrixAxis) Reset() {
+	*x = MatrixAxis{}
+	mi := &file_hodei_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MatrixAxis) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MatrixAxis) ProtoMessage() {}
+
+func (x *MatrixAxis) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MatrixAxis.ProtoReflect.Descriptor instead.
+func (*MatrixAxis) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *MatrixAxis) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *MatrixAxis) GetValues() []string {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
+type PipelineStepSpec struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Name              string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Spec              *JobSpec               `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"` // tenant and depends_on come from the pipeline
+	Needs             []string               `protobuf:"bytes,3,rep,name=needs,proto3" json:"needs,omitempty"`
+	ContinueOnFailure bool                   `protobuf:"varint,4,opt,name=continue_on_failure,json=continueOnFailure,proto3" json:"continue_on_failure,omitempty"`
+	Matrix            []*MatrixAxis          `protobuf:"bytes,5,rep,name=matrix,proto3" json:"matrix,omitempty"` // in order; one job per combination
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *PipelineStepSpec) Reset() {
+	*x = PipelineStepSpec{}
+	mi := &file_hodei_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PipelineStepSpec) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PipelineStepSpec) ProtoMessage() {}
+
+func (x *PipelineStepSpec) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PipelineStepSpec.ProtoReflect.Descriptor instead.
+func (*PipelineStepSpec) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *PipelineStepSpec) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PipelineStepSpec) GetSpec() *JobSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+func (x *PipelineStepSpec) GetNeeds() []string {
+	if x != nil {
+		return x.Needs
+	}
+	return nil
+}
+
+func (x *PipelineStepSpec) GetContinueOnFailure() bool {
+	if x != nil {
+		return x.ContinueOnFailure
+	}
+	return false
+}
+
+func (x *PipelineStepSpec) GetMatrix() []*MatrixAxis {
+	if x != nil {
+		return x.Matrix
+	}
+	return nil
+}
+
+type PipelineSpec struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Tenant        string                 `protobuf:"bytes,2,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	Defaults      *JobSpec               `protobuf:"bytes,3,opt,name=defaults,proto3" json:"defaults,omitempty"` // env, labels, selector, timeout, retries, backoff, priority, resources
+	Steps         []*PipelineStepSpec    `protobuf:"bytes,4,rep,name=steps,proto3" json:"steps,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PipelineSpec) Reset() {
+	*x = PipelineSpec{}
+	mi := &file_hodei_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PipelineSpec) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PipelineSpec) ProtoMessage() {}
+
+func (x *PipelineSpec) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PipelineSpec.ProtoReflect.Descriptor instead.
+func (*PipelineSpec) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *PipelineSpec) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PipelineSpec) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *PipelineSpec) GetDefaults() *JobSpec {
+	if x != nil {
+		return x.Defaults
+	}
+	return nil
+}
+
+func (x *PipelineSpec) GetSteps() []*PipelineStepSpec {
+	if x != nil {
+		return x.Steps
+	}
+	return nil
+}
+
+// Pipeline is the stored record of a pipeline.
+type Pipeline struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Id              string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Name            string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Tenant          string                 `protobuf:"bytes,3,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	Steps           []*Pipeline_Step       `protobuf:"bytes,4,rep,name=steps,proto3" json:"steps,omitempty"`
+	CreatedUnixNano int64                  `protobuf:"varint,5,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
+	Cancelled       bool                   `protobuf:"varint,6,opt,name=cancelled,proto3" json:"cancelled,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *Pipeline) Reset() {
+	*x = Pipeline{}
+	mi := &file_hodei_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Pipeline) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Pipeline) ProtoMessage() {}
+
+func (x *Pipeline) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Pipeline.ProtoReflect.Descriptor instead.
+func (*Pipeline) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *Pipeline) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Pipeline) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Pipeline) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *Pipeline) GetSteps() []*Pipeline_Step {
+	if x != nil {
+		return x.Steps
+	}
+	return nil
+}
+
+func (x *Pipeline) GetCreatedUnixNano() int64 {
+	if x != nil {
+		return x.CreatedUnixNano
+	}
+	return 0
+}
+
+func (x *Pipeline) GetCancelled() bool {
+	if x != nil {
+		return x.Cancelled
+	}
+	return false
+}
+
+// PipelineStatus is a pipeline with its state and its jobs.
+type PipelineStatus struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Pipeline      *Pipeline              `protobuf:"bytes,1,opt,name=pipeline,proto3" json:"pipeline,omitempty"`
+	State         PipelineState          `protobuf:"varint,2,opt,name=state,proto3,enum=hodei.v1.PipelineState" json:"state,omitempty"`
+	Jobs          []*Job                 `protobuf:"bytes,3,rep,name=jobs,proto3" json:"jobs,omitempty"` // in step order
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PipelineStatus) Reset() {
+	*x = PipelineStatus{}
+	mi := &file_hodei_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PipelineStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PipelineStatus) ProtoMessage() {}
+
+func (x *PipelineStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PipelineStatus.ProtoReflect.Descriptor instead.
+func (*PipelineStatus) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *PipelineStatus) GetPipeline() *Pipeline {
+	if x != nil {
+		return x.Pipeline
+	}
+	return nil
+}
+
+func (x *PipelineStatus) GetState() PipelineState {
+	if x != nil {
+		return x.State
+	}
+	return PipelineState_PIPELINE_STATE_UNSPECIFIED
+}
+
+func (x *PipelineStatus) GetJobs() []*Job {
+	if x != nil {
+		return x.Jobs
+	}
+	return nil
+}
+
+type RunPipelineRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Spec          *PipelineSpec          `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunPipelineRequest) Reset() {
+	*x = RunPipelineRequest{}
+	mi := &file_hodei_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunPipelineRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunPipelineRequest) ProtoMessage() {}
+
+func (x *RunPipelineRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunPipelineRequest.ProtoReflect.Descriptor instead.
+func (*RunPipelineRequest) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *RunPipelineRequest) GetSpec() *PipelineSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+type GetPipelineRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPipelineRequest) Reset() {
+	*x = GetPipelineRequest{}
+	mi := &file_hodei_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPipelineRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPipelineRequest) ProtoMessage() {}
+
+func (x *GetPipelineRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPipelineRequest.ProtoReflect.Descriptor instead.
+func (*GetPipelineRequest) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *GetPipelineRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type ListPipelinesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPipelinesRequest) Reset() {
+	*x = ListPipelinesRequest{}
+	mi := &file_hodei_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPipelinesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPipelinesRequest) ProtoMessage() {}
+
+func (x *ListPipelinesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPipelinesRequest.ProtoReflect.Descriptor instead.
+func (*ListPipelinesRequest) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{49}
+}
+
+type ListPipelinesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Pipelines     []*PipelineStatus      `protobuf:"bytes,1,rep,name=pipelines,proto3" json:"pipelines,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPipelinesResponse) Reset() {
+	*x = ListPipelinesResponse{}
+	mi := &file_hodei_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPipelinesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPipelinesResponse) ProtoMessage() {}
+
+func (x *ListPipelinesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPipelinesResponse.ProtoReflect.Descriptor instead.
+func (*ListPipelinesResponse) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *ListPipelinesResponse) GetPipelines() []*PipelineStatus {
+	if x != nil {
+		return x.Pipelines
+	}
+	return nil
+}
+
+type CancelPipelineRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelPipelineRequest) Reset() {
+	*x = CancelPipelineRequest{}
+	mi := &file_hodei_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelPipelineRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelPipelineRequest) ProtoMessage() {}
+
+func (x *CancelPipelineRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelPipelineRequest.ProtoReflect.Descriptor instead.
+func (*CancelPipelineRequest) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *CancelPipelineRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *CancelPipelineRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type Pipeline_Step struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Name              string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Needs             []string               `protobuf:"bytes,2,rep,name=needs,proto3" json:"needs,omitempty"`
+	ContinueOnFailure bool                   `protobuf:"varint,3,opt,name=continue_on_failure,json=continueOnFailure,proto3" json:"continue_on_failure,omitempty"`
+	Jobs              []string               `protobuf:"bytes,4,rep,name=jobs,proto3" json:"jobs,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *Pipeline_Step) Reset() {
+	*x = Pipeline_Step{}
+	mi := &file_hodei_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Pipeline_Step) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Pipeline_Step) ProtoMessage() {}
+
+func (x *Pipeline_Step) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Pipeline_Step.ProtoReflect.Descriptor instead.
+func (*Pipeline_Step) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{45, 0}
+}
+
+func (x *Pipeline_Step) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Pipeline_Step) GetNeeds() []string {
+	if x != nil {
+		return x.Needs
+	}
+	return nil
+}
+
+func (x *Pipeline_Step) GetContinueOnFailure() bool {
+	if x != nil {
+		return x.ContinueOnFailure
+	}
+	return false
+}
+
+func (x *Pipeline_Step) GetJobs() []string {
+	if x != nil {
+		return x.Jobs
+	}
+	return nil
 }
 
 var File_hodei_proto protoreflect.FileDescriptor
@@ -3195,7 +4062,7 @@ const file_hodei_proto_rawDesc = "" +
 	"cpu_millis\x18\x01 \x01(\x03R\tcpuMillis\x12\x1d\n" +
 	"\n" +
 	"memory_mib\x18\x02 \x01(\x03R\tmemoryMib\x12\x14\n" +
-	"\x05slots\x18\x03 \x01(\x03R\x05slots\"\xb9\a\n" +
+	"\x05slots\x18\x03 \x01(\x03R\x05slots\"\xf1\b\n" +
 	"\aJobSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x125\n" +
@@ -3221,7 +4088,15 @@ const file_hodei_proto_rawDesc = "" +
 	"\bselector\x18\x12 \x03(\v2\x1f.hodei.v1.JobSpec.SelectorEntryR\bselector\x12\x1d\n" +
 	"\n" +
 	"depends_on\x18\x13 \x03(\tR\tdependsOn\x12 \n" +
-	"\vpreemptible\x18\x14 \x01(\bR\vpreemptible\x1a9\n" +
+	"\vpreemptible\x18\x14 \x01(\bR\vpreemptible\x12\x1a\n" +
+	"\bpipeline\x18\x15 \x01(\tR\bpipeline\x12\x12\n" +
+	"\x04step\x18\x16 \x01(\tR\x04step\x12.\n" +
+	"\x13continue_on_failure\x18\x17 \x01(\bR\x11continueOnFailure\x12\x14\n" +
+	"\x05array\x18\x18 \x01(\tR\x05array\x12\x1f\n" +
+	"\varray_index\x18\x19 \x01(\x05R\n" +
+	"arrayIndex\x12\x1f\n" +
+	"\varray_limit\x18\x1a \x01(\x05R\n" +
+	"arrayLimit\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a6\n" +
@@ -3258,20 +4133,24 @@ const file_hodei_proto_rawDesc = "" +
 	"\arequeue\x18\x10 \x01(\bR\arequeue\x12 \n" +
 	"\vpreemptions\x18\x11 \x01(\x05R\vpreemptions\x12'\n" +
 	"\x0fdeadline_missed\x18\x12 \x01(\bR\x0edeadlineMissed\x12-\n" +
-	"\x12effective_priority\x18\x13 \x01(\x01R\x11effectivePriority\"6\n" +
+	"\x12effective_priority\x18\x13 \x01(\x01R\x11effectivePriority\"L\n" +
 	"\rSubmitRequest\x12%\n" +
-	"\x04spec\x18\x01 \x01(\v2\x11.hodei.v1.JobSpecR\x04spec\" \n" +
+	"\x04spec\x18\x01 \x01(\v2\x11.hodei.v1.JobSpecR\x04spec\x12\x14\n" +
+	"\x05array\x18\x02 \x01(\tR\x05array\"2\n" +
 	"\x0eSubmitResponse\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\x1f\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
+	"\x03ids\x18\x02 \x03(\tR\x03ids\"\x1f\n" +
 	"\rGetJobRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\x89\x02\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\xbb\x02\n" +
 	"\x0fListJobsRequest\x12(\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x12.hodei.v1.JobStateR\x05state\x12\x16\n" +
 	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12=\n" +
 	"\x06labels\x18\x03 \x03(\v2%.hodei.v1.ListJobsRequest.LabelsEntryR\x06labels\x12\x1b\n" +
 	"\tpage_size\x18\x04 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x05 \x01(\tR\tpageToken\x1a9\n" +
+	"page_token\x18\x05 \x01(\tR\tpageToken\x12\x14\n" +
+	"\x05array\x18\x06 \x01(\tR\x05array\x12\x1a\n" +
+	"\bpipeline\x18\a \x01(\tR\bpipeline\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"]\n" +
@@ -3280,7 +4159,12 @@ const file_hodei_proto_rawDesc = "" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\":\n" +
 	"\x10CancelJobRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"=\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"<\n" +
+	"\x12CancelArrayRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"3\n" +
+	"\x13CancelArrayResponse\x12\x1c\n" +
+	"\tcancelled\x18\x01 \x03(\tR\tcancelled\"=\n" +
 	"\fWatchRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
 	"\x06tenant\x18\x02 \x01(\tR\x06tenant\"+\n" +
@@ -3444,7 +4328,48 @@ const file_hodei_proto_rawDesc = "" +
 	"\atenants\x18\x01 \x03(\v2\x16.hodei.v1.TenantStatusR\atenants\")\n" +
 	"\x13DeleteTenantRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x16\n" +
-	"\x14DeleteTenantResponse*\xb4\x01\n" +
+	"\x14DeleteTenantResponse\"6\n" +
+	"\n" +
+	"MatrixAxis\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x16\n" +
+	"\x06values\x18\x02 \x03(\tR\x06values\"\xc1\x01\n" +
+	"\x10PipelineStepSpec\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12%\n" +
+	"\x04spec\x18\x02 \x01(\v2\x11.hodei.v1.JobSpecR\x04spec\x12\x14\n" +
+	"\x05needs\x18\x03 \x03(\tR\x05needs\x12.\n" +
+	"\x13continue_on_failure\x18\x04 \x01(\bR\x11continueOnFailure\x12,\n" +
+	"\x06matrix\x18\x05 \x03(\v2\x14.hodei.v1.MatrixAxisR\x06matrix\"\x9b\x01\n" +
+	"\fPipelineSpec\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12-\n" +
+	"\bdefaults\x18\x03 \x01(\v2\x11.hodei.v1.JobSpecR\bdefaults\x120\n" +
+	"\x05steps\x18\x04 \x03(\v2\x1a.hodei.v1.PipelineStepSpecR\x05steps\"\xb5\x02\n" +
+	"\bPipeline\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
+	"\x06tenant\x18\x03 \x01(\tR\x06tenant\x12-\n" +
+	"\x05steps\x18\x04 \x03(\v2\x17.hodei.v1.Pipeline.StepR\x05steps\x12*\n" +
+	"\x11created_unix_nano\x18\x05 \x01(\x03R\x0fcreatedUnixNano\x12\x1c\n" +
+	"\tcancelled\x18\x06 \x01(\bR\tcancelled\x1at\n" +
+	"\x04Step\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05needs\x18\x02 \x03(\tR\x05needs\x12.\n" +
+	"\x13continue_on_failure\x18\x03 \x01(\bR\x11continueOnFailure\x12\x12\n" +
+	"\x04jobs\x18\x04 \x03(\tR\x04jobs\"\x92\x01\n" +
+	"\x0ePipelineStatus\x12.\n" +
+	"\bpipeline\x18\x01 \x01(\v2\x12.hodei.v1.PipelineR\bpipeline\x12-\n" +
+	"\x05state\x18\x02 \x01(\x0e2\x17.hodei.v1.PipelineStateR\x05state\x12!\n" +
+	"\x04jobs\x18\x03 \x03(\v2\r.hodei.v1.JobR\x04jobs\"@\n" +
+	"\x12RunPipelineRequest\x12*\n" +
+	"\x04spec\x18\x01 \x01(\v2\x16.hodei.v1.PipelineSpecR\x04spec\"$\n" +
+	"\x12GetPipelineRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x16\n" +
+	"\x14ListPipelinesRequest\"O\n" +
+	"\x15ListPipelinesResponse\x126\n" +
+	"\tpipelines\x18\x01 \x03(\v2\x18.hodei.v1.PipelineStatusR\tpipelines\"?\n" +
+	"\x15CancelPipelineRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason*\xb4\x01\n" +
 	"\bJobState\x12\x19\n" +
 	"\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11JOB_STATE_PENDING\x10\x01\x12\x17\n" +
@@ -3472,7 +4397,14 @@ const file_hodei_proto_rawDesc = "" +
 	"\x17BURST_STATE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10BURST_STATE_NONE\x10\x01\x12\x18\n" +
 	"\x14BURST_STATE_BURSTING\x10\x02\x12\x18\n" +
-	"\x14BURST_STATE_COOLDOWN\x10\x032\xd7\x02\n" +
+	"\x14BURST_STATE_COOLDOWN\x10\x03*\xbe\x01\n" +
+	"\rPipelineState\x12\x1e\n" +
+	"\x1aPIPELINE_STATE_UNSPECIFIED\x10\x00\x12\x1a\n" +
+	"\x16PIPELINE_STATE_PENDING\x10\x01\x12\x1a\n" +
+	"\x16PIPELINE_STATE_RUNNING\x10\x02\x12\x1c\n" +
+	"\x18PIPELINE_STATE_COMPLETED\x10\x03\x12\x19\n" +
+	"\x15PIPELINE_STATE_FAILED\x10\x04\x12\x1c\n" +
+	"\x18PIPELINE_STATE_CANCELLED\x10\x052\xd0\x05\n" +
 	"\n" +
 	"JobService\x12;\n" +
 	"\x06Submit\x12\x17.hodei.v1.SubmitRequest\x1a\x18.hodei.v1.SubmitResponse\x12-\n" +
@@ -3480,7 +4412,12 @@ const file_hodei_proto_rawDesc = "" +
 	"\x04List\x12\x19.hodei.v1.ListJobsRequest\x1a\x1a.hodei.v1.ListJobsResponse\x123\n" +
 	"\x06Cancel\x12\x1a.hodei.v1.CancelJobRequest\x1a\r.hodei.v1.Job\x125\n" +
 	"\x05Watch\x12\x16.hodei.v1.WatchRequest\x1a\x12.hodei.v1.JobEvent0\x01\x122\n" +
-	"\x04Logs\x12\x15.hodei.v1.LogsRequest\x1a\x11.hodei.v1.LogData0\x012N\n" +
+	"\x04Logs\x12\x15.hodei.v1.LogsRequest\x1a\x11.hodei.v1.LogData0\x01\x12J\n" +
+	"\vCancelArray\x12\x1c.hodei.v1.CancelArrayRequest\x1a\x1d.hodei.v1.CancelArrayResponse\x12E\n" +
+	"\vRunPipeline\x12\x1c.hodei.v1.RunPipelineRequest\x1a\x18.hodei.v1.PipelineStatus\x12E\n" +
+	"\vGetPipeline\x12\x1c.hodei.v1.GetPipelineRequest\x1a\x18.hodei.v1.PipelineStatus\x12P\n" +
+	"\rListPipelines\x12\x1e.hodei.v1.ListPipelinesRequest\x1a\x1f.hodei.v1.ListPipelinesResponse\x12K\n" +
+	"\x0eCancelPipeline\x12\x1f.hodei.v1.CancelPipelineRequest\x1a\x18.hodei.v1.PipelineStatus2N\n" +
 	"\fAgentService\x12>\n" +
 	"\aConnect\x12\x16.hodei.v1.AgentMessage\x1a\x17.hodei.v1.ServerMessage(\x010\x012\xf8\x03\n" +
 	"\fAdminService\x12J\n" +
@@ -3504,141 +4441,175 @@ func file_hodei_proto_rawDescGZIP() []byte {
 	return file_hodei_proto_rawDescData
 }
 
-var file_hodei_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_hodei_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
+var file_hodei_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
+var file_hodei_proto_msgTypes = make([]protoimpl.MessageInfo, 60)
 var file_hodei_proto_goTypes = []any{
-	(JobState)(0),                // 0: hodei.v1.JobState
-	(LogStream)(0),               // 1: hodei.v1.LogStream
-	(Outcome)(0),                 // 2: hodei.v1.Outcome
-	(WorkerState)(0),             // 3: hodei.v1.WorkerState
-	(BurstState)(0),              // 4: hodei.v1.BurstState
-	(*Resources)(nil),            // 5: hodei.v1.Resources
-	(*JobSpec)(nil),              // 6: hodei.v1.JobSpec
-	(*Usage)(nil),                // 7: hodei.v1.Usage
-	(*Job)(nil),                  // 8: hodei.v1.Job
-	(*SubmitRequest)(nil),        // 9: hodei.v1.SubmitRequest
-	(*SubmitResponse)(nil),       // 10: hodei.v1.SubmitResponse
-	(*GetJobRequest)(nil),        // 11: hodei.v1.GetJobRequest
-	(*ListJobsRequest)(nil),      // 12: hodei.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),     // 13: hodei.v1.ListJobsResponse
-	(*CancelJobRequest)(nil),     // 14: hodei.v1.CancelJobRequest
-	(*WatchRequest)(nil),         // 15: hodei.v1.WatchRequest
-	(*JobEvent)(nil),             // 16: hodei.v1.JobEvent
-	(*LogsRequest)(nil),          // 17: hodei.v1.LogsRequest
-	(*LogData)(nil),              // 18: hodei.v1.LogData
-	(*AgentMessage)(nil),         // 19: hodei.v1.AgentMessage
-	(*ServerMessage)(nil),        // 20: hodei.v1.ServerMessage
-	(*JobRef)(nil),               // 21: hodei.v1.JobRef
-	(*Hello)(nil),                // 22: hodei.v1.Hello
-	(*Heartbeat)(nil),            // 23: hodei.v1.Heartbeat
-	(*JobStarted)(nil),           // 24: hodei.v1.JobStarted
-	(*LogChunk)(nil),             // 25: hodei.v1.LogChunk
-	(*JobFinished)(nil),          // 26: hodei.v1.JobFinished
-	(*Welcome)(nil),              // 27: hodei.v1.Welcome
-	(*Assign)(nil),               // 28: hodei.v1.Assign
-	(*CancelJob)(nil),            // 29: hodei.v1.CancelJob
-	(*Ack)(nil),                  // 30: hodei.v1.Ack
-	(*Worker)(nil),               // 31: hodei.v1.Worker
-	(*ListWorkersRequest)(nil),   // 32: hodei.v1.ListWorkersRequest
-	(*ListWorkersResponse)(nil),  // 33: hodei.v1.ListWorkersResponse
-	(*DrainWorkerRequest)(nil),   // 34: hodei.v1.DrainWorkerRequest
-	(*SnapshotRequest)(nil),      // 35: hodei.v1.SnapshotRequest
-	(*SnapshotChunk)(nil),        // 36: hodei.v1.SnapshotChunk
-	(*Tenant)(nil),               // 37: hodei.v1.Tenant
-	(*TenantStatus)(nil),         // 38: hodei.v1.TenantStatus
-	(*SetTenantRequest)(nil),     // 39: hodei.v1.SetTenantRequest
-	(*GetTenantRequest)(nil),     // 40: hodei.v1.GetTenantRequest
-	(*ListTenantsRequest)(nil),   // 41: hodei.v1.ListTenantsRequest
-	(*ListTenantsResponse)(nil),  // 42: hodei.v1.ListTenantsResponse
-	(*DeleteTenantRequest)(nil),  // 43: hodei.v1.DeleteTenantRequest
-	(*DeleteTenantResponse)(nil), // 44: hodei.v1.DeleteTenantResponse
-	nil,                          // 45: hodei.v1.JobSpec.LabelsEntry
-	nil,                          // 46: hodei.v1.JobSpec.EnvEntry
-	nil,                          // 47: hodei.v1.JobSpec.SecretEnvEntry
-	nil,                          // 48: hodei.v1.JobSpec.SelectorEntry
-	nil,                          // 49: hodei.v1.ListJobsRequest.LabelsEntry
-	nil,                          // 50: hodei.v1.Hello.LabelsEntry
-	nil,                          // 51: hodei.v1.Worker.LabelsEntry
+	(JobState)(0),                 // 0: hodei.v1.JobState
+	(LogStream)(0),                // 1: hodei.v1.LogStream
+	(Outcome)(0),                  // 2: hodei.v1.Outcome
+	(WorkerState)(0),              // 3: hodei.v1.WorkerState
+	(BurstState)(0),               // 4: hodei.v1.BurstState
+	(PipelineState)(0),            // 5: hodei.v1.PipelineState
+	(*Resources)(nil),             // 6: hodei.v1.Resources
+	(*JobSpec)(nil),               // 7: hodei.v1.JobSpec
+	(*Usage)(nil),                 // 8: hodei.v1.Usage
+	(*Job)(nil),                   // 9: hodei.v1.Job
+	(*SubmitRequest)(nil),         // 10: hodei.v1.SubmitRequest
+	(*SubmitResponse)(nil),        // 11: hodei.v1.SubmitResponse
+	(*GetJobRequest)(nil),         // 12: hodei.v1.GetJobRequest
+	(*ListJobsRequest)(nil),       // 13: hodei.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),      // 14: hodei.v1.ListJobsResponse
+	(*CancelJobRequest)(nil),      // 15: hodei.v1.CancelJobRequest
+	(*CancelArrayRequest)(nil),    // 16: hodei.v1.CancelArrayRequest
+	(*CancelArrayResponse)(nil),   // 17: hodei.v1.CancelArrayResponse
+	(*WatchRequest)(nil),          // 18: hodei.v1.WatchRequest
+	(*JobEvent)(nil),              // 19: hodei.v1.JobEvent
+	(*LogsRequest)(nil),           // 20: hodei.v1.LogsRequest
+	(*LogData)(nil),               // 21: hodei.v1.LogData
+	(*AgentMessage)(nil),          // 22: hodei.v1.AgentMessage
+	(*ServerMessage)(nil),         // 23: hodei.v1.ServerMessage
+	(*JobRef)(nil),                // 24: hodei.v1.JobRef
+	(*Hello)(nil),                 // 25: hodei.v1.Hello
+	(*Heartbeat)(nil),             // 26: hodei.v1.Heartbeat
+	(*JobStarted)(nil),            // 27: hodei.v1.JobStarted
+	(*LogChunk)(nil),              // 28: hodei.v1.LogChunk
+	(*JobFinished)(nil),           // 29: hodei.v1.JobFinished
+	(*Welcome)(nil),               // 30: hodei.v1.Welcome
+	(*Assign)(nil),                // 31: hodei.v1.Assign
+	(*CancelJob)(nil),             // 32: hodei.v1.CancelJob
+	(*Ack)(nil),                   // 33: hodei.v1.Ack
+	(*Worker)(nil),                // 34: hodei.v1.Worker
+	(*ListWorkersRequest)(nil),    // 35: hodei.v1.ListWorkersRequest
+	(*ListWorkersResponse)(nil),   // 36: hodei.v1.ListWorkersResponse
+	(*DrainWorkerRequest)(nil),    // 37: hodei.v1.DrainWorkerRequest
+	(*SnapshotRequest)(nil),       // 38: hodei.v1.SnapshotRequest
+	(*SnapshotChunk)(nil),         // 39: hodei.v1.SnapshotChunk
+	(*Tenant)(nil),                // 40: hodei.v1.Tenant
+	(*TenantStatus)(nil),          // 41: hodei.v1.TenantStatus
+	(*SetTenantRequest)(nil),      // 42: hodei.v1.SetTenantRequest
+	(*GetTenantRequest)(nil),      // 43: hodei.v1.GetTenantRequest
+	(*ListTenantsRequest)(nil),    // 44: hodei.v1.ListTenantsRequest
+	(*ListTenantsResponse)(nil),   // 45: hodei.v1.ListTenantsResponse
+	(*DeleteTenantRequest)(nil),   // 46: hodei.v1.DeleteTenantRequest
+	(*DeleteTenantResponse)(nil),  // 47: hodei.v1.DeleteTenantResponse
+	(*MatrixAxis)(nil),            // 48: hodei.v1.MatrixAxis
+	(*PipelineStepSpec)(nil),      // 49: hodei.v1.PipelineStepSpec
+	(*PipelineSpec)(nil),          // 50: hodei.v1.PipelineSpec
+	(*Pipeline)(nil),              // 51: hodei.v1.Pipeline
+	(*PipelineStatus)(nil),        // 52: hodei.v1.PipelineStatus
+	(*RunPipelineRequest)(nil),    // 53: hodei.v1.RunPipelineRequest
+	(*GetPipelineRequest)(nil),    // 54: hodei.v1.GetPipelineRequest
+	(*ListPipelinesRequest)(nil),  // 55: hodei.v1.ListPipelinesRequest
+	(*ListPipelinesResponse)(nil), // 56: hodei.v1.ListPipelinesResponse
+	(*CancelPipelineRequest)(nil), // 57: hodei.v1.CancelPipelineRequest
+	nil,                           // 58: hodei.v1.JobSpec.LabelsEntry
+	nil,                           // 59: hodei.v1.JobSpec.EnvEntry
+	nil,                           // 60: hodei.v1.JobSpec.SecretEnvEntry
+	nil,                           // 61: hodei.v1.JobSpec.SelectorEntry
+	nil,                           // 62: hodei.v1.ListJobsRequest.LabelsEntry
+	nil,                           // 63: hodei.v1.Hello.LabelsEntry
+	nil,                           // 64: hodei.v1.Worker.LabelsEntry
+	(*Pipeline_Step)(nil),         // 65: hodei.v1.Pipeline.Step
 }
 var file_hodei_proto_depIdxs = []int32{
-	45, // 0: hodei.v1.JobSpec.labels:type_name -> hodei.v1.JobSpec.LabelsEntry
-	46, // 1: hodei.v1.JobSpec.env:type_name -> hodei.v1.JobSpec.EnvEntry
-	47, // 2: hodei.v1.JobSpec.secret_env:type_name -> hodei.v1.JobSpec.SecretEnvEntry
-	5,  // 3: hodei.v1.JobSpec.resources:type_name -> hodei.v1.Resources
-	48, // 4: hodei.v1.JobSpec.selector:type_name -> hodei.v1.JobSpec.SelectorEntry
-	6,  // 5: hodei.v1.Job.spec:type_name -> hodei.v1.JobSpec
+	58, // 0: hodei.v1.JobSpec.labels:type_name -> hodei.v1.JobSpec.LabelsEntry
+	59, // 1: hodei.v1.JobSpec.env:type_name -> hodei.v1.JobSpec.EnvEntry
+	60, // 2: hodei.v1.JobSpec.secret_env:type_name -> hodei.v1.JobSpec.SecretEnvEntry
+	6,  // 3: hodei.v1.JobSpec.resources:type_name -> hodei.v1.Resources
+	61, // 4: hodei.v1.JobSpec.selector:type_name -> hodei.v1.JobSpec.SelectorEntry
+	7,  // 5: hodei.v1.Job.spec:type_name -> hodei.v1.JobSpec
 	0,  // 6: hodei.v1.Job.state:type_name -> hodei.v1.JobState
-	7,  // 7: hodei.v1.Job.usage:type_name -> hodei.v1.Usage
-	6,  // 8: hodei.v1.SubmitRequest.spec:type_name -> hodei.v1.JobSpec
+	8,  // 7: hodei.v1.Job.usage:type_name -> hodei.v1.Usage
+	7,  // 8: hodei.v1.SubmitRequest.spec:type_name -> hodei.v1.JobSpec
 	0,  // 9: hodei.v1.ListJobsRequest.state:type_name -> hodei.v1.JobState
-	49, // 10: hodei.v1.ListJobsRequest.labels:type_name -> hodei.v1.ListJobsRequest.LabelsEntry
-	8,  // 11: hodei.v1.ListJobsResponse.jobs:type_name -> hodei.v1.Job
-	8,  // 12: hodei.v1.JobEvent.job:type_name -> hodei.v1.Job
+	62, // 10: hodei.v1.ListJobsRequest.labels:type_name -> hodei.v1.ListJobsRequest.LabelsEntry
+	9,  // 11: hodei.v1.ListJobsResponse.jobs:type_name -> hodei.v1.Job
+	9,  // 12: hodei.v1.JobEvent.job:type_name -> hodei.v1.Job
 	1,  // 13: hodei.v1.LogsRequest.stream:type_name -> hodei.v1.LogStream
-	22, // 14: hodei.v1.AgentMessage.hello:type_name -> hodei.v1.Hello
-	23, // 15: hodei.v1.AgentMessage.heartbeat:type_name -> hodei.v1.Heartbeat
-	24, // 16: hodei.v1.AgentMessage.started:type_name -> hodei.v1.JobStarted
-	25, // 17: hodei.v1.AgentMessage.log:type_name -> hodei.v1.LogChunk
-	26, // 18: hodei.v1.AgentMessage.finished:type_name -> hodei.v1.JobFinished
-	27, // 19: hodei.v1.ServerMessage.welcome:type_name -> hodei.v1.Welcome
-	28, // 20: hodei.v1.ServerMessage.assign:type_name -> hodei.v1.Assign
-	29, // 21: hodei.v1.ServerMessage.cancel:type_name -> hodei.v1.CancelJob
-	30, // 22: hodei.v1.ServerMessage.ack:type_name -> hodei.v1.Ack
-	50, // 23: hodei.v1.Hello.labels:type_name -> hodei.v1.Hello.LabelsEntry
-	5,  // 24: hodei.v1.Hello.capacity:type_name -> hodei.v1.Resources
-	21, // 25: hodei.v1.Hello.running:type_name -> hodei.v1.JobRef
-	26, // 26: hodei.v1.Hello.finished:type_name -> hodei.v1.JobFinished
-	21, // 27: hodei.v1.Heartbeat.running:type_name -> hodei.v1.JobRef
+	25, // 14: hodei.v1.AgentMessage.hello:type_name -> hodei.v1.Hello
+	26, // 15: hodei.v1.AgentMessage.heartbeat:type_name -> hodei.v1.Heartbeat
+	27, // 16: hodei.v1.AgentMessage.started:type_name -> hodei.v1.JobStarted
+	28, // 17: hodei.v1.AgentMessage.log:type_name -> hodei.v1.LogChunk
+	29, // 18: hodei.v1.AgentMessage.finished:type_name -> hodei.v1.JobFinished
+	30, // 19: hodei.v1.ServerMessage.welcome:type_name -> hodei.v1.Welcome
+	31, // 20: hodei.v1.ServerMessage.assign:type_name -> hodei.v1.Assign
+	32, // 21: hodei.v1.ServerMessage.cancel:type_name -> hodei.v1.CancelJob
+	33, // 22: hodei.v1.ServerMessage.ack:type_name -> hodei.v1.Ack
+	63, // 23: hodei.v1.Hello.labels:type_name -> hodei.v1.Hello.LabelsEntry
+	6,  // 24: hodei.v1.Hello.capacity:type_name -> hodei.v1.Resources
+	24, // 25: hodei.v1.Hello.running:type_name -> hodei.v1.JobRef
+	29, // 26: hodei.v1.Hello.finished:type_name -> hodei.v1.JobFinished
+	24, // 27: hodei.v1.Heartbeat.running:type_name -> hodei.v1.JobRef
 	1,  // 28: hodei.v1.LogChunk.stream:type_name -> hodei.v1.LogStream
 	2,  // 29: hodei.v1.JobFinished.outcome:type_name -> hodei.v1.Outcome
-	7,  // 30: hodei.v1.JobFinished.usage:type_name -> hodei.v1.Usage
-	8,  // 31: hodei.v1.Assign.job:type_name -> hodei.v1.Job
+	8,  // 30: hodei.v1.JobFinished.usage:type_name -> hodei.v1.Usage
+	9,  // 31: hodei.v1.Assign.job:type_name -> hodei.v1.Job
 	1,  // 32: hodei.v1.Ack.stream:type_name -> hodei.v1.LogStream
-	51, // 33: hodei.v1.Worker.labels:type_name -> hodei.v1.Worker.LabelsEntry
+	64, // 33: hodei.v1.Worker.labels:type_name -> hodei.v1.Worker.LabelsEntry
 	3,  // 34: hodei.v1.Worker.state:type_name -> hodei.v1.WorkerState
-	5,  // 35: hodei.v1.Worker.capacity:type_name -> hodei.v1.Resources
-	5,  // 36: hodei.v1.Worker.allocated:type_name -> hodei.v1.Resources
-	31, // 37: hodei.v1.ListWorkersResponse.workers:type_name -> hodei.v1.Worker
-	5,  // 38: hodei.v1.Tenant.max_running:type_name -> hodei.v1.Resources
-	37, // 39: hodei.v1.TenantStatus.tenant:type_name -> hodei.v1.Tenant
-	5,  // 40: hodei.v1.TenantStatus.pending:type_name -> hodei.v1.Resources
-	5,  // 41: hodei.v1.TenantStatus.running:type_name -> hodei.v1.Resources
+	6,  // 35: hodei.v1.Worker.capacity:type_name -> hodei.v1.Resources
+	6,  // 36: hodei.v1.Worker.allocated:type_name -> hodei.v1.Resources
+	34, // 37: hodei.v1.ListWorkersResponse.workers:type_name -> hodei.v1.Worker
+	6,  // 38: hodei.v1.Tenant.max_running:type_name -> hodei.v1.Resources
+	40, // 39: hodei.v1.TenantStatus.tenant:type_name -> hodei.v1.Tenant
+	6,  // 40: hodei.v1.TenantStatus.pending:type_name -> hodei.v1.Resources
+	6,  // 41: hodei.v1.TenantStatus.running:type_name -> hodei.v1.Resources
 	4,  // 42: hodei.v1.TenantStatus.burst_state:type_name -> hodei.v1.BurstState
-	37, // 43: hodei.v1.SetTenantRequest.tenant:type_name -> hodei.v1.Tenant
-	38, // 44: hodei.v1.ListTenantsResponse.tenants:type_name -> hodei.v1.TenantStatus
-	9,  // 45: hodei.v1.JobService.Submit:input_type -> hodei.v1.SubmitRequest
-	11, // 46: hodei.v1.JobService.Get:input_type -> hodei.v1.GetJobRequest
-	12, // 47: hodei.v1.JobService.List:input_type -> hodei.v1.ListJobsRequest
-	14, // 48: hodei.v1.JobService.Cancel:input_type -> hodei.v1.CancelJobRequest
-	15, // 49: hodei.v1.JobService.Watch:input_type -> hodei.v1.WatchRequest
-	17, // 50: hodei.v1.JobService.Logs:input_type -> hodei.v1.LogsRequest
-	19, // 51: hodei.v1.AgentService.Connect:input_type -> hodei.v1.AgentMessage
-	32, // 52: hodei.v1.AdminService.ListWorkers:input_type -> hodei.v1.ListWorkersRequest
-	34, // 53: hodei.v1.AdminService.DrainWorker:input_type -> hodei.v1.DrainWorkerRequest
-	35, // 54: hodei.v1.AdminService.Snapshot:input_type -> hodei.v1.SnapshotRequest
-	39, // 55: hodei.v1.AdminService.SetTenant:input_type -> hodei.v1.SetTenantRequest
-	40, // 56: hodei.v1.AdminService.GetTenant:input_type -> hodei.v1.GetTenantRequest
-	41, // 57: hodei.v1.AdminService.ListTenants:input_type -> hodei.v1.ListTenantsRequest
-	43, // 58: hodei.v1.AdminService.DeleteTenant:input_type -> hodei.v1.DeleteTenantRequest
-	10, // 59: hodei.v1.JobService.Submit:output_type -> hodei.v1.SubmitResponse
-	8,  // 60: hodei.v1.JobService.Get:output_type -> hodei.v1.Job
-	13, // 61: hodei.v1.JobService.List:output_type -> hodei.v1.ListJobsResponse
-	8,  // 62: hodei.v1.JobService.Cancel:output_type -> hodei.v1.Job
-	16, // 63: hodei.v1.JobService.Watch:output_type -> hodei.v1.JobEvent
-	18, // 64: hodei.v1.JobService.Logs:output_type -> hodei.v1.LogData
-	20, // 65: hodei.v1.AgentService.Connect:output_type -> hodei.v1.ServerMessage
-	33, // 66: hodei.v1.AdminService.ListWorkers:output_type -> hodei.v1.ListWorkersResponse
-	31, // 67: hodei.v1.AdminService.DrainWorker:output_type -> hodei.v1.Worker
-	36, // 68: hodei.v1.AdminService.Snapshot:output_type -> hodei.v1.SnapshotChunk
-	38, // 69: hodei.v1.AdminService.SetTenant:output_type -> hodei.v1.TenantStatus
-	38, // 70: hodei.v1.AdminService.GetTenant:output_type -> hodei.v1.TenantStatus
-	42, // 71: hodei.v1.AdminService.ListTenants:output_type -> hodei.v1.ListTenantsResponse
-	44, // 72: hodei.v1.AdminService.DeleteTenant:output_type -> hodei.v1.DeleteTenantResponse
-	59, // [59:73] is the sub-list for method output_type
-	45, // [45:59] is the sub-list for method input_type
-	45, // [45:45] is the sub-list for extension type_name
-	45, // [45:45] is the sub-list for extension extendee
-	0,  // [0:45] is the sub-list for field type_name
+	40, // 43: hodei.v1.SetTenantRequest.tenant:type_name -> hodei.v1.Tenant
+	41, // 44: hodei.v1.ListTenantsResponse.tenants:type_name -> hodei.v1.TenantStatus
+	7,  // 45: hodei.v1.PipelineStepSpec.spec:type_name -> hodei.v1.JobSpec
+	48, // 46: hodei.v1.PipelineStepSpec.matrix:type_name -> hodei.v1.MatrixAxis
+	7,  // 47: hodei.v1.PipelineSpec.defaults:type_name -> hodei.v1.JobSpec
+	49, // 48: hodei.v1.PipelineSpec.steps:type_name -> hodei.v1.PipelineStepSpec
+	65, // 49: hodei.v1.Pipeline.steps:type_name -> hodei.v1.Pipeline.Step
+	51, // 50: hodei.v1.PipelineStatus.pipeline:type_name -> hodei.v1.Pipeline
+	5,  // 51: hodei.v1.PipelineStatus.state:type_name -> hodei.v1.PipelineState
+	9,  // 52: hodei.v1.PipelineStatus.jobs:type_name -> hodei.v1.Job
+	50, // 53: hodei.v1.RunPipelineRequest.spec:type_name -> hodei.v1.PipelineSpec
+	52, // 54: hodei.v1.ListPipelinesResponse.pipelines:type_name -> hodei.v1.PipelineStatus
+	10, // 55: hodei.v1.JobService.Submit:input_type -> hodei.v1.SubmitRequest
+	12, // 56: hodei.v1.JobService.Get:input_type -> hodei.v1.GetJobRequest
+	13, // 57: hodei.v1.JobService.List:input_type -> hodei.v1.ListJobsRequest
+	15, // 58: hodei.v1.JobService.Cancel:input_type -> hodei.v1.CancelJobRequest
+	18, // 59: hodei.v1.JobService.Watch:input_type -> hodei.v1.WatchRequest
+	20, // 60: hodei.v1.JobService.Logs:input_type -> hodei.v1.LogsRequest
+	16, // 61: hodei.v1.JobService.CancelArray:input_type -> hodei.v1.CancelArrayRequest
+	53, // 62: hodei.v1.JobService.RunPipeline:input_type -> hodei.v1.RunPipelineRequest
+	54, // 63: hodei.v1.JobService.GetPipeline:input_type -> hodei.v1.GetPipelineRequest
+	55, // 64: hodei.v1.JobService.ListPipelines:input_type -> hodei.v1.ListPipelinesRequest
+	57, // 65: hodei.v1.JobService.CancelPipeline:input_type -> hodei.v1.CancelPipelineRequest
+	22, // 66: hodei.v1.AgentService.Connect:input_type -> hodei.v1.AgentMessage
+	35, // 67: hodei.v1.AdminService.ListWorkers:input_type -> hodei.v1.ListWorkersRequest
+	37, // 68: hodei.v1.AdminService.DrainWorker:input_type -> hodei.v1.DrainWorkerRequest
+	38, // 69: hodei.v1.AdminService.Snapshot:input_type -> hodei.v1.SnapshotRequest
+	42, // 70: hodei.v1.AdminService.SetTenant:input_type -> hodei.v1.SetTenantRequest
+	43, // 71: hodei.v1.AdminService.GetTenant:input_type -> hodei.v1.GetTenantRequest
+	44, // 72: hodei.v1.AdminService.ListTenants:input_type -> hodei.v1.ListTenantsRequest
+	46, // 73: hodei.v1.AdminService.DeleteTenant:input_type -> hodei.v1.DeleteTenantRequest
+	11, // 74: hodei.v1.JobService.Submit:output_type -> hodei.v1.SubmitResponse
+	9,  // 75: hodei.v1.JobService.Get:output_type -> hodei.v1.Job
+	14, // 76: hodei.v1.JobService.List:output_type -> hodei.v1.ListJobsResponse
+	9,  // 77: hodei.v1.JobService.Cancel:output_type -> hodei.v1.Job
+	19, // 78: hodei.v1.JobService.Watch:output_type -> hodei.v1.JobEvent
+	21, // 79: hodei.v1.JobService.Logs:output_type -> hodei.v1.LogData
+	17, // 80: hodei.v1.JobService.CancelArray:output_type -> hodei.v1.CancelArrayResponse
+	52, // 81: hodei.v1.JobService.RunPipeline:output_type -> hodei.v1.PipelineStatus
+	52, // 82: hodei.v1.JobService.GetPipeline:output_type -> hodei.v1.PipelineStatus
+	56, // 83: hodei.v1.JobService.ListPipelines:output_type -> hodei.v1.ListPipelinesResponse
+	52, // 84: hodei.v1.JobService.CancelPipeline:output_type -> hodei.v1.PipelineStatus
+	23, // 85: hodei.v1.AgentService.Connect:output_type -> hodei.v1.ServerMessage
+	36, // 86: hodei.v1.AdminService.ListWorkers:output_type -> hodei.v1.ListWorkersResponse
+	34, // 87: hodei.v1.AdminService.DrainWorker:output_type -> hodei.v1.Worker
+	39, // 88: hodei.v1.AdminService.Snapshot:output_type -> hodei.v1.SnapshotChunk
+	41, // 89: hodei.v1.AdminService.SetTenant:output_type -> hodei.v1.TenantStatus
+	41, // 90: hodei.v1.AdminService.GetTenant:output_type -> hodei.v1.TenantStatus
+	45, // 91: hodei.v1.AdminService.ListTenants:output_type -> hodei.v1.ListTenantsResponse
+	47, // 92: hodei.v1.AdminService.DeleteTenant:output_type -> hodei.v1.DeleteTenantResponse
+	74, // [74:93] is the sub-list for method output_type
+	55, // [55:74] is the sub-list for method input_type
+	55, // [55:55] is the sub-list for extension type_name
+	55, // [55:55] is the sub-list for extension extendee
+	0,  // [0:55] is the sub-list for field type_name
 }
 
 func init() { file_hodei_proto_init() }
@@ -3647,14 +4618,14 @@ func file_hodei_proto_init() {
 		return
 	}
 	file_hodei_proto_msgTypes[1].OneofWrappers = []any{}
-	file_hodei_proto_msgTypes[14].OneofWrappers = []any{
+	file_hodei_proto_msgTypes[16].OneofWrappers = []any{
 		(*AgentMessage_Hello)(nil),
 		(*AgentMessage_Heartbeat)(nil),
 		(*AgentMessage_Started)(nil),
 		(*AgentMessage_Log)(nil),
 		(*AgentMessage_Finished)(nil),
 	}
-	file_hodei_proto_msgTypes[15].OneofWrappers = []any{
+	file_hodei_proto_msgTypes[17].OneofWrappers = []any{
 		(*ServerMessage_Welcome)(nil),
 		(*ServerMessage_Assign)(nil),
 		(*ServerMessage_Cancel)(nil),
@@ -3665,8 +4636,8 @@ func file_hodei_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hodei_proto_rawDesc), len(file_hodei_proto_rawDesc)),
-			NumEnums:      5,
-			NumMessages:   47,
+			NumEnums:      6,
+			NumMessages:   60,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

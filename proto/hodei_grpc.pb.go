@@ -23,12 +23,17 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	JobService_Submit_FullMethodName = "/hodei.v1.JobService/Submit"
-	JobService_Get_FullMethodName    = "/hodei.v1.JobService/Get"
-	JobService_List_FullMethodName   = "/hodei.v1.JobService/List"
-	JobService_Cancel_FullMethodName = "/hodei.v1.JobService/Cancel"
-	JobService_Watch_FullMethodName  = "/hodei.v1.JobService/Watch"
-	JobService_Logs_FullMethodName   = "/hodei.v1.JobService/Logs"
+	JobService_Submit_FullMethodName         = "/hodei.v1.JobService/Submit"
+	JobService_Get_FullMethodName            = "/hodei.v1.JobService/Get"
+	JobService_List_FullMethodName           = "/hodei.v1.JobService/List"
+	JobService_Cancel_FullMethodName         = "/hodei.v1.JobService/Cancel"
+	JobService_Watch_FullMethodName          = "/hodei.v1.JobService/Watch"
+	JobService_Logs_FullMethodName           = "/hodei.v1.JobService/Logs"
+	JobService_CancelArray_FullMethodName    = "/hodei.v1.JobService/CancelArray"
+	JobService_RunPipeline_FullMethodName    = "/hodei.v1.JobService/RunPipeline"
+	JobService_GetPipeline_FullMethodName    = "/hodei.v1.JobService/GetPipeline"
+	JobService_ListPipelines_FullMethodName  = "/hodei.v1.JobService/ListPipelines"
+	JobService_CancelPipeline_FullMethodName = "/hodei.v1.JobService/CancelPipeline"
 )
 
 // JobServiceClient is the client API for JobService service.
@@ -46,6 +51,15 @@ type JobServiceClient interface {
 	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[JobEvent], error)
 	// Logs streams a job's output from an offset; with follow, until the job ends.
 	Logs(ctx context.Context, in *LogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LogData], error)
+	// CancelArray cancels every job of an array that has not ended.
+	CancelArray(ctx context.Context, in *CancelArrayRequest, opts ...grpc.CallOption) (*CancelArrayResponse, error)
+	// RunPipeline validates a pipeline and stores it with all its jobs in
+	// one transaction, or nothing.
+	RunPipeline(ctx context.Context, in *RunPipelineRequest, opts ...grpc.CallOption) (*PipelineStatus, error)
+	GetPipeline(ctx context.Context, in *GetPipelineRequest, opts ...grpc.CallOption) (*PipelineStatus, error)
+	ListPipelines(ctx context.Context, in *ListPipelinesRequest, opts ...grpc.CallOption) (*ListPipelinesResponse, error)
+	// CancelPipeline cancels every job of the pipeline that has not ended.
+	CancelPipeline(ctx context.Context, in *CancelPipelineRequest, opts ...grpc.CallOption) (*PipelineStatus, error)
 }
 
 type jobServiceClient struct {
@@ -134,6 +148,56 @@ func (c *jobServiceClient) Logs(ctx context.Context, in *LogsRequest, opts ...gr
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type JobService_LogsClient = grpc.ServerStreamingClient[LogData]
 
+func (c *jobServiceClient) CancelArray(ctx context.Context, in *CancelArrayRequest, opts ...grpc.CallOption) (*CancelArrayResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CancelArrayResponse)
+	err := c.cc.Invoke(ctx, JobService_CancelArray_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobServiceClient) RunPipeline(ctx context.Context, in *RunPipelineRequest, opts ...grpc.CallOption) (*PipelineStatus, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PipelineStatus)
+	err := c.cc.Invoke(ctx, JobService_RunPipeline_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobServiceClient) GetPipeline(ctx context.Context, in *GetPipelineRequest, opts ...grpc.CallOption) (*PipelineStatus, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PipelineStatus)
+	err := c.cc.Invoke(ctx, JobService_GetPipeline_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobServiceClient) ListPipelines(ctx context.Context, in *ListPipelinesRequest, opts ...grpc.CallOption) (*ListPipelinesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListPipelinesResponse)
+	err := c.cc.Invoke(ctx, JobService_ListPipelines_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobServiceClient) CancelPipeline(ctx context.Context, in *CancelPipelineRequest, opts ...grpc.CallOption) (*PipelineStatus, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PipelineStatus)
+	err := c.cc.Invoke(ctx, JobService_CancelPipeline_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // JobServiceServer is the server API for JobService service.
 // All implementations must embed UnimplementedJobServiceServer
 // for forward compatibility.
@@ -149,6 +213,15 @@ type JobServiceServer interface {
 	Watch(*WatchRequest, grpc.ServerStreamingServer[JobEvent]) error
 	// Logs streams a job's output from an offset; with follow, until the job ends.
 	Logs(*LogsRequest, grpc.ServerStreamingServer[LogData]) error
+	// CancelArray cancels every job of an array that has not ended.
+	CancelArray(context.Context, *CancelArrayRequest) (*CancelArrayResponse, error)
+	// RunPipeline validates a pipeline and stores it with all its jobs in
+	// one transaction, or nothing.
+	RunPipeline(context.Context, *RunPipelineRequest) (*PipelineStatus, error)
+	GetPipeline(context.Context, *GetPipelineRequest) (*PipelineStatus, error)
+	ListPipelines(context.Context, *ListPipelinesRequest) (*ListPipelinesResponse, error)
+	// CancelPipeline cancels every job of the pipeline that has not ended.
+	CancelPipeline(context.Context, *CancelPipelineRequest) (*PipelineStatus, error)
 	mustEmbedUnimplementedJobServiceServer()
 }
 
@@ -176,6 +249,21 @@ func (UnimplementedJobServiceServer) Watch(*WatchRequest, grpc.ServerStreamingSe
 }
 func (UnimplementedJobServiceServer) Logs(*LogsRequest, grpc.ServerStreamingServer[LogData]) error {
 	return status.Errorf(codes.Unimplemented, "method Logs not implemented")
+}
+func (UnimplementedJobServiceServer) CancelArray(context.Context, *CancelArrayRequest) (*CancelArrayResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CancelArray not implemented")
+}
+func (UnimplementedJobServiceServer) RunPipeline(context.Context, *RunPipelineRequest) (*PipelineStatus, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RunPipeline not implemented")
+}
+func (UnimplementedJobServiceServer) GetPipeline(context.Context, *GetPipelineRequest) (*PipelineStatus, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetPipeline not implemented")
+}
+func (UnimplementedJobServiceServer) ListPipelines(context.Context, *ListPipelinesRequest) (*ListPipelinesResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListPipelines not implemented")
+}
+func (UnimplementedJobServiceServer) CancelPipeline(context.Context, *CancelPipelineRequest) (*PipelineStatus, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CancelPipeline not implemented")
 }
 func (UnimplementedJobServiceServer) mustEmbedUnimplementedJobServiceServer() {}
 func (UnimplementedJobServiceServer) testEmbeddedByValue()                    {}
@@ -292,6 +380,96 @@ func _JobService_Logs_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type JobService_LogsServer = grpc.ServerStreamingServer[LogData]
 
+func _JobService_CancelArray_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CancelArrayRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobServiceServer).CancelArray(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobService_CancelArray_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobServiceServer).CancelArray(ctx, req.(*CancelArrayRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _JobService_RunPipeline_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RunPipelineRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobServiceServer).RunPipeline(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobService_RunPipeline_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobServiceServer).RunPipeline(ctx, req.(*RunPipelineRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _JobService_GetPipeline_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetPipelineRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobServiceServer).GetPipeline(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobService_GetPipeline_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobServiceServer).GetPipeline(ctx, req.(*GetPipelineRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _JobService_ListPipelines_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListPipelinesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobServiceServer).ListPipelines(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobService_ListPipelines_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobServiceServer).ListPipelines(ctx, req.(*ListPipelinesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _JobService_CancelPipeline_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CancelPipelineRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobServiceServer).CancelPipeline(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobService_CancelPipeline_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobServiceServer).CancelPipeline(ctx, req.(*CancelPipelineRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // JobService_ServiceDesc is the grpc.ServiceDesc for JobService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -314,6 +492,26 @@ var JobService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Cancel",
 			Handler:    _JobService_Cancel_Handler,
+		},
+		{
+			MethodName: "CancelArray",
+			Handler:    _JobService_CancelArray_Handler,
+		},
+		{
+			MethodName: "RunPipeline",
+			Handler:    _JobService_RunPipeline_Handler,
+		},
+		{
+			MethodName: "GetPipeline",
+			Handler:    _JobService_GetPipeline_Handler,
+		},
+		{
+			MethodName: "ListPipelines",
+			Handler:    _JobService_ListPipelines_Handler,
+		},
+		{
+			MethodName: "CancelPipeline",
+			Handler:    _JobService_CancelPipeline_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -39,6 +39,19 @@ type Store interface {
 	List(ctx context.Context, f job.Filter) ([]*job.Job, string, error)
 	// Scan calls fn for every stored job in id order, for recovery at start.
 	Scan(ctx context.Context, fn func(*job.Job) error) error
+	// InsertPipeline stores a pipeline record and all its jobs in one
+	// commit, or nothing: the jobs as Insert would (the same checks and
+	// admission), and the record keyed by its id, which must be new
+	// (job.ErrConflict otherwise).
+	InsertPipeline(ctx context.Context, p *job.Pipeline, jobs []*job.Job) error
+	// PutPipeline replaces a stored pipeline record; job.ErrNotFound when
+	// there is none.
+	PutPipeline(ctx context.Context, p *job.Pipeline) error
+	// Pipelines returns every stored pipeline in id order.
+	Pipelines(ctx context.Context) ([]*job.Pipeline, error)
+	// DeletePipeline deletes a pipeline record (not its jobs); deleting one
+	// that does not exist is not an error.
+	DeletePipeline(ctx context.Context, id string) error
 	// PutTenant stores (creates or replaces) a tenant record, keyed by its
 	// name. The record must be valid (Tenant.Validate).
 	PutTenant(ctx context.Context, t *job.Tenant) error

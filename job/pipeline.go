@@ -1,0 +1,467 @@
+package job
+
+import (
+	"fmt"
+	"maps"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Limits of pipelines and arrays, checked by PipelineSpec.Validate and
+// ParseArray.
+const (
+	// DefaultMaxMatrix is the default of the most jobs one step's matrix
+	// may expand to; the server makes it configurable.
+	DefaultMaxMatrix = 256
+	// MaxPipelineJobs bounds the jobs of one pipeline, matrices expanded.
+	MaxPipelineJobs = 20_000
+	// MaxArrayJobs bounds the jobs of one array.
+	MaxArrayJobs = 10_000
+	// MaxArrayIndex bounds the indices of an array.
+	MaxArrayIndex = 1_000_000
+)
+
+var stepNameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$`)
+
+// PipelineSpec is what a pipeline file describes: named steps, each a job
+// spec with the steps it needs, run as a DAG.
+type PipelineSpec struct {
+	Name   string
+	Tenant string // default DefaultTenant
+	// Defaults applies to every step: its env, labels and selector are
+	// merged under the step's own, and its timeout, retries, backoff and
+	// resources apply where the step leaves them zero, its priority where
+	// the step's is negative (unset). A negative priority in both means
+	// DefaultPriority.
+	Defaults Spec
+	Steps    []Step
+}
+
+// Step is one node of a pipeline.
+type Step struct {
+	Name string
+	Spec Spec // the job fields; Tenant, DependsOn and the pipeline fields are set from the pipeline
+	// Needs names the steps that must complete before this one starts.
+	Needs []string
+	// ContinueOnFailure lets the steps that need this one run even when it
+	// failed.
+	ContinueOnFailure bool
+	// Matrix expands the step into one job per combination of its values;
+	// each job gets MATRIX_<KEY>=<value> in its env for every axis.
+	Matrix []MatrixAxis
+}
+
+// MatrixAxis is one key of a step's matrix and the values it takes.
+type MatrixAxis struct {
+	Key    string
+	Values []string
+}
+
+// stepField names a field of a step in an error: steps.<name>.<field>.
+func stepField(step, field string) string {
+	if field == "" {
+		return "steps." + step
+	}
+	return "steps." + step + "." + field
+}
+
+// Validate checks a pipeline spec before anything is stored: step names
+// unique and well formed, needs naming other existing steps, no cycle,
+// matrices within maxMatrix jobs (<= 0: DefaultMaxMatrix), the whole
+// within MaxPipelineJobs, and every step's job spec (defaults merged) by
+// the rules of Spec.Validate. The first broken rule comes back as a
+// *FieldError whose field names the step ("steps.test.needs").
+func (p *PipelineSpec) Validate(maxMatrix int) error {
+	if maxMatrix <= 0 {
+		maxMatrix = DefaultMaxMatrix
+	}
+	if len(p.Name) > MaxNameLen {
+		return Invalid("name", "must be at most %d bytes", MaxNameLen)
+	}
+	if p.Tenant != "" && !ValidTenant(p.Tenant) {
+		return Invalid("tenant", "%q must be 1–63 lowercase letters, digits, '-' or '_', starting and ending with a letter or digit", p.Tenant)
+	}
+	if len(p.Steps) == 0 {
+		return Invalid("steps", "a pipeline needs at least one step")
+	}
+	index := make(map[string]int, len(p.Steps))
+	for i, st := range p.Steps {
+		if !stepNameRE.MatchString(st.Name) {
+			return Invalid(fmt.Sprintf("steps[%d].name", i), "%q must be 1–63 letters, digits, '.', '_' or '-', starting and ending with a letter or digit", st.Name)
+		}
+		if _, dup := index[st.Name]; dup {
+			return Invalid(stepField(st.Name, "name"), "duplicate step name %q", st.Name)
+		}
+		index[st.Name] = i
+	}
+	jobs := 0
+	for _, st := range p.Steps {
+		for _, n := range st.Needs {
+			switch _, ok := index[n]; {
+			case n == st.Name:
+				return Invalid(stepField(st.Name, "needs"), "a step cannot need itself")
+			case !ok:
+				return Invalid(stepField(st.Name, "needs"), "%q is not a step of this pipeline", n)
+			}
+		}
+		n, err := st.matrixSize(maxMatrix)
+		if err != nil {
+			return err
+		}
+		jobs += n
+		if jobs > MaxPipelineJobs {
+			return Invalid("steps", "expand to more than %d jobs", MaxPipelineJobs)
+		}
+	}
+	if cycle := p.cycle(index); cycle != nil {
+		return Invalid("steps", "cycle: %s", strings.Join(cycle, " → "))
+	}
+	for _, st := range p.Steps {
+		spec := p.stepSpec(st)
+		spec.Normalize()
+		if err := spec.Validate(); err != nil {
+			if fe, ok := err.(*FieldError); ok {
+				return Invalid(stepField(st.Name, fe.Field), "%s", fe.Rule)
+			}
+			return err
+		}
+		// Every job of the step waits for every job of what it needs.
+		deps := 0
+		for _, n := range st.Needs {
+			k, _ := p.Steps[index[n]].matrixSize(maxMatrix)
+			deps += k
+		}
+		if deps > MaxDependsOn {
+			return Invalid(stepField(st.Name, "needs"), "waits for %d jobs, more than the limit of %d", deps, MaxDependsOn)
+		}
+	}
+	return nil
+}
+
+// matrixSize returns how many jobs the step expands to, or an error naming
+// the step when its matrix is malformed or larger than limit.
+func (st *Step) matrixSize(limit int) (int, error) {
+	n := 1
+	seen := make(map[string]bool, len(st.Matrix))
+	for _, ax := range st.Matrix {
+		field := stepField(st.Name, "matrix."+ax.Key)
+		switch {
+		case !envKeyRE.MatchString(ax.Key):
+			return 0, Invalid(stepField(st.Name, "matrix"), "key %q must match [A-Za-z_][A-Za-z0-9_]*", ax.Key)
+		case seen[strings.ToUpper(ax.Key)]:
+			return 0, Invalid(field, "is given twice")
+		case len(ax.Values) == 0:
+			return 0, Invalid(field, "must list at least one value")
+		}
+		seen[strings.ToUpper(ax.Key)] = true
+		n *= len(ax.Values)
+		if n > limit {
+			return 0, Invalid(stepField(st.Name, "matrix"), "expands to more than %d jobs (the limit)", limit)
+		}
+	}
+	return n, nil
+}
+
+// cycle returns a path that closes a cycle ("a", "b", "a"), or nil.
+func (p *PipelineSpec) cycle(index map[string]int) []string {
+	const (
+		unseen = iota
+		open
+		done
+	)
+	mark := make([]int, len(p.Steps))
+	var stack []string
+	var visit func(i int) []string
+	visit = func(i int) []string {
+		mark[i] = open
+		stack = append(stack, p.Steps[i].Name)
+		for _, n := range p.Steps[i].Needs {
+			k := index[n]
+			switch mark[k] {
+			case open:
+				from := slices.Index(stack, n)
+				return append(slices.Clone(stack[from:]), n)
+			case unseen:
+				if c := visit(k); c != nil {
+					return c
+				}
+			}
+		}
+		stack = stack[:len(stack)-1]
+		mark[i] = done
+		return nil
+	}
+	for i := range p.Steps {
+		if mark[i] == unseen {
+			if c := visit(i); c != nil {
+				// Read it in the order things run: what is needed first.
+				slices.Reverse(c)
+				return c
+			}
+		}
+	}
+	return nil
+}
+
+// stepSpec is a step's job spec with the pipeline's defaults merged in.
+func (p *PipelineSpec) stepSpec(st Step) Spec {
+	s := st.Spec
+	d := p.Defaults
+	s.Env = mergeMaps(d.Env, s.Env)
+	s.Labels = mergeMaps(d.Labels, s.Labels)
+	s.Selector = mergeMaps(d.Selector, s.Selector)
+	if s.Timeout == 0 {
+		s.Timeout = d.Timeout
+	}
+	if s.Retries == 0 {
+		s.Retries = d.Retries
+	}
+	if s.Backoff == 0 {
+		s.Backoff = d.Backoff
+	}
+	if s.Priority < 0 { // unset on the step
+		s.Priority = d.Priority
+	}
+	if s.Priority < 0 { // and in the defaults
+		s.Priority = DefaultPriority
+	}
+	if s.Resources.CPUMillis == 0 {
+		s.Resources.CPUMillis = d.Resources.CPUMillis
+	}
+	if s.Resources.MemoryMiB == 0 {
+		s.Resources.MemoryMiB = d.Resources.MemoryMiB
+	}
+	if s.Resources.Slots == 0 {
+		s.Resources.Slots = d.Resources.Slots
+	}
+	s.Tenant = p.Tenant
+	s.DependsOn = nil
+	return s
+}
+
+func mergeMaps(under, over map[string]string) map[string]string {
+	if len(under) == 0 {
+		return over
+	}
+	m := maps.Clone(under)
+	maps.Copy(m, over)
+	return m
+}
+
+// StepJob is one job a step expands to.
+type StepJob struct {
+	Step   string
+	Spec   Spec   // complete but for DependsOn and the pipeline id
+	Matrix string // "os=linux,go=1.26", or "" without a matrix
+}
+
+// Expand returns the jobs of every step, in step order, matrix
+// combinations in the order of the axes' values. Call it on a spec that
+// passed Validate.
+func (p *PipelineSpec) Expand() [][]StepJob {
+	out := make([][]StepJob, len(p.Steps))
+	for i, st := range p.Steps {
+		base := p.stepSpec(st)
+		base.Step, base.ContinueOnFailure = st.Name, st.ContinueOnFailure
+		if base.Name == "" {
+			base.Name = st.Name
+			if p.Name != "" {
+				base.Name = p.Name + "/" + st.Name
+			}
+		}
+		combos := [][]string{nil}
+		for _, ax := range st.Matrix {
+			var next [][]string
+			for _, c := range combos {
+				for _, v := range ax.Values {
+					next = append(next, append(slices.Clip(c), v))
+				}
+			}
+			combos = next
+		}
+		for _, c := range combos {
+			spec := base
+			spec.Labels, spec.Env = maps.Clone(base.Labels), maps.Clone(base.Env)
+			var parts []string
+			for k, v := range c {
+				ax := st.Matrix[k]
+				if spec.Env == nil {
+					spec.Env = make(map[string]string)
+				}
+				spec.Env["MATRIX_"+strings.ToUpper(ax.Key)] = v
+				parts = append(parts, ax.Key+"="+v)
+			}
+			m := strings.Join(parts, ",")
+			if m != "" {
+				spec.Name += "[" + m + "]"
+			}
+			out[i] = append(out[i], StepJob{Step: st.Name, Spec: spec, Matrix: m})
+		}
+	}
+	return out
+}
+
+// PipelineState is where a pipeline is, as its jobs say.
+type PipelineState int32
+
+const (
+	// PipelinePending: no job of it has started.
+	PipelinePending PipelineState = iota + 1
+	// PipelineRunning: some job started and some job has not ended.
+	PipelineRunning
+	// PipelineCompleted: every job ended, and none failed but in steps
+	// marked continue_on_failure.
+	PipelineCompleted
+	// PipelineFailed: every job ended, and a step failed (or was cancelled
+	// because one it needed failed).
+	PipelineFailed
+	// PipelineCancelled: a user cancelled it; every job ended.
+	PipelineCancelled
+)
+
+func (s PipelineState) String() string {
+	switch s {
+	case PipelinePending:
+		return "PENDING"
+	case PipelineRunning:
+		return "RUNNING"
+	case PipelineCompleted:
+		return "COMPLETED"
+	case PipelineFailed:
+		return "FAILED"
+	case PipelineCancelled:
+		return "CANCELLED"
+	}
+	return "UNKNOWN"
+}
+
+// Terminal reports whether the pipeline has ended.
+func (s PipelineState) Terminal() bool { return s >= PipelineCompleted }
+
+// Pipeline is a stored pipeline: its steps with the ids of their jobs.
+// Shared values are immutable.
+type Pipeline struct {
+	ID        string // ULID
+	Name      string
+	Tenant    string
+	Steps     []PipelineStep
+	CreatedAt time.Time
+	// Cancelled is set when a user cancelled the pipeline.
+	Cancelled bool
+}
+
+// PipelineStep is one step of a stored pipeline.
+type PipelineStep struct {
+	Name              string
+	Needs             []string
+	ContinueOnFailure bool
+	Jobs              []string // ids, in matrix order
+}
+
+// Clone returns a deep copy of p.
+func (p *Pipeline) Clone() *Pipeline {
+	c := *p
+	c.Steps = make([]PipelineStep, len(p.Steps))
+	for i, st := range p.Steps {
+		st.Needs = slices.Clone(st.Needs)
+		st.Jobs = slices.Clone(st.Jobs)
+		c.Steps[i] = st
+	}
+	return &c
+}
+
+// JobIDs returns the ids of every job of the pipeline, in step order.
+func (p *Pipeline) JobIDs() []string {
+	var ids []string
+	for _, st := range p.Steps {
+		ids = append(ids, st.Jobs...)
+	}
+	return ids
+}
+
+// StateOf derives a pipeline's state from its jobs; get returns a job by
+// id (nil when it no longer exists, which counts as ended).
+func (p *Pipeline) StateOf(get func(id string) *Job) PipelineState {
+	started, open, failed := false, false, false
+	for _, st := range p.Steps {
+		for _, id := range st.Jobs {
+			j := get(id)
+			if j == nil {
+				started = true
+				continue
+			}
+			if j.State != Pending || j.Attempt > 1 {
+				started = true
+			}
+			switch {
+			case !j.State.Terminal():
+				open = true
+			case j.State == Failed && !st.ContinueOnFailure, j.State == Cancelled:
+				failed = true
+			}
+		}
+	}
+	switch {
+	case open && !started:
+		return PipelinePending
+	case open:
+		return PipelineRunning
+	case p.Cancelled:
+		return PipelineCancelled
+	case failed:
+		return PipelineFailed
+	}
+	return PipelineCompleted
+}
+
+// ArraySpec is a job array: one job per index from First to Last, at most
+// Limit of them running at once (0: no limit).
+type ArraySpec struct {
+	First, Last int
+	Limit       int
+}
+
+// Len is the number of jobs of the array.
+func (a ArraySpec) Len() int { return a.Last - a.First + 1 }
+
+// ParseArray reads "0-99", "0-99%10" or "5" (one index). Errors are a
+// *FieldError on field "array".
+func ParseArray(s string) (ArraySpec, error) {
+	var a ArraySpec
+	rng, limit, hasLimit := strings.Cut(s, "%")
+	first, last, isRange := strings.Cut(rng, "-")
+	var err error
+	if a.First, err = strconv.Atoi(first); err != nil || a.First < 0 {
+		return a, Invalid("array", "%q: want FIRST-LAST[%%MAX], e.g. 0-99%%10", s)
+	}
+	a.Last = a.First
+	if isRange {
+		if a.Last, err = strconv.Atoi(last); err != nil {
+			return a, Invalid("array", "%q: want FIRST-LAST[%%MAX], e.g. 0-99%%10", s)
+		}
+	}
+	if hasLimit {
+		if a.Limit, err = strconv.Atoi(limit); err != nil || a.Limit < 1 {
+			return a, Invalid("array", "%q: the %%MAX after the range must be a number of at least 1", s)
+		}
+	}
+	return a, a.Validate()
+}
+
+// Validate checks an array's bounds.
+func (a ArraySpec) Validate() error {
+	switch {
+	case a.First < 0 || a.Last > MaxArrayIndex:
+		return Invalid("array", "indices must be between 0 and %d", MaxArrayIndex)
+	case a.Last < a.First:
+		return Invalid("array", "range %d-%d ends before it starts", a.First, a.Last)
+	case a.Len() > MaxArrayJobs:
+		return Invalid("array", "%d jobs, more than the limit of %d", a.Len(), MaxArrayJobs)
+	case a.Limit < 0:
+		return Invalid("array", "the most running at once must not be negative")
+	}
+	return nil
+}
