@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"maps"
 	"slices"
 	"time"
 
@@ -75,6 +76,9 @@ type Snapshot struct {
 	// Preempt allows stopping preemptible jobs of tenants above their share
 	// for tenants below it whose jobs fit nowhere.
 	Preempt bool
+	// ArrayRunning counts the Scheduled and Running jobs of each array that
+	// has a limit (Spec.ArrayLimit): an array at its limit waits.
+	ArrayRunning map[string]int
 	// Reserved holds room for jobs on workers (job id → worker id): a
 	// preemption is making it for them. Until the job is placed, what it
 	// asks for is held back on that worker.
@@ -265,6 +269,10 @@ func Decide(s Snapshot, now time.Time) Plan {
 	for _, w := range s.Workers {
 		freeSlots += max(w.Free.Slots, 0)
 	}
+	arrays := maps.Clone(s.ArrayRunning)
+	if arrays == nil {
+		arrays = make(map[string]int)
+	}
 	assign := func(j *job.Job, w int, tv TenantView, burst quota.Burst) {
 		tenant, req := j.Spec.Tenant, j.Spec.Resources
 		if burst != bursts[tenant] {
@@ -277,6 +285,9 @@ func Decide(s Snapshot, now time.Time) Plan {
 		pl.take(w, req)
 		freeSlots -= req.Slots
 		running[tenant] = running[tenant].Add(req)
+		if j.Spec.ArrayLimit > 0 {
+			arrays[j.Spec.Array]++
+		}
 		charge := float64(req.Slots) * estimateOf(tv).Seconds()
 		start := picker.Tag(tenant)
 		picker.Charge(tenant, charge)
@@ -311,6 +322,9 @@ func Decide(s Snapshot, now time.Time) Plan {
 		}
 		if j.NotBefore.After(now) {
 			continue // still backing off
+		}
+		if j.Spec.ArrayLimit > 0 && arrays[j.Spec.Array] >= j.Spec.ArrayLimit {
+			continue // its array runs as many as it may
 		}
 		tv := s.Tenants[tenant]
 		req := j.Spec.Resources

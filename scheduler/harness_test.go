@@ -13,7 +13,7 @@ import (
 // harness drives a Scheduler deterministically: a fake clock, the in-memory
 // store, and a dispatcher that records every order instead of sending it.
 type harness struct {
-	t     *testing.T
+	t     testing.TB
 	ctx   context.Context
 	now   time.Time
 	store *countingStore
@@ -21,7 +21,7 @@ type harness struct {
 	s     *Scheduler
 }
 
-func newHarness(t *testing.T, configure ...func(*Config)) *harness {
+func newHarness(t testing.TB, configure ...func(*Config)) *harness {
 	t.Helper()
 	h := &harness{
 		t:     t,

@@ -137,12 +137,3 @@ func cancelledJob(cur *job.Job, reason string, now time.Time) *job.Job {
 	n.State, n.Reason, n.FinishedAt, n.CancelRequested = job.Cancelled, reason, now, ""
 	return n
 }
-
-// dependencyReason says why a dependent of dep was cancelled.
-func dependencyReason(dep *job.Job) string {
-	verb := "failed"
-	if dep.State == job.Cancelled {
-		verb = "was cancelled"
-	}
-	return fmt.Sprintf(reasonDependencyFmt, dep.ID, verb)
-}

@@ -153,11 +153,17 @@ func blockedForever(s *Scheduler, j *job.Job) string {
 		switch {
 		case !ok:
 			return fmt.Sprintf(reasonDependencyFmt, d, "no longer exists")
-		case dep.State.Terminal() && dep.State != job.Completed:
-			return dependencyReason(dep)
+		case dep.State.Terminal() && !satisfies(dep):
+			return stepDependencyReason(dep)
 		}
 	}
 	return ""
+}
+
+// satisfies reports whether dep lets the jobs that wait for it start: it
+// completed, or it failed in a step marked continue_on_failure.
+func satisfies(dep *job.Job) bool {
+	return dep.State == job.Completed || dep.State == job.Failed && dep.Spec.ContinueOnFailure
 }
 
 // dispatch assigns eligible pending jobs to ready workers, and with
@@ -170,6 +176,12 @@ func (s *Scheduler) dispatch(ctx context.Context, now time.Time, next *wakeAt) {
 	s.forActive(func(j *job.Job) {
 		active = append(active, j)
 		alloc[j.Worker] = alloc[j.Worker].Add(j.Spec.Resources)
+		if j.Spec.ArrayLimit > 0 {
+			if snap.ArrayRunning == nil {
+				snap.ArrayRunning = make(map[string]int)
+			}
+			snap.ArrayRunning[j.Spec.Array]++
+		}
 	})
 	var freeSlots int64
 	s.workers.Range(func(id string, w *workerState) bool {
@@ -396,7 +408,7 @@ func (s *Scheduler) holdBursts(ctx context.Context, now time.Time, next *wakeAt)
 // depsDone reports whether every dependency of j has completed.
 func (s *Scheduler) depsDone(j *job.Job) bool {
 	for _, d := range j.Spec.DependsOn {
-		if dep, ok := s.jobs.Load(d); !ok || dep.State != job.Completed {
+		if dep, ok := s.jobs.Load(d); !ok || !satisfies(dep) {
 			return false
 		}
 	}

@@ -75,6 +75,9 @@ type Config struct {
 	// Preemption lets the scheduler stop preemptible jobs of tenants above
 	// their share for tenants below it. Default false.
 	Preemption bool
+	// MaxMatrix is the most jobs one pipeline step's matrix may expand to;
+	// default job.DefaultMaxMatrix.
+	MaxMatrix int
 }
 
 // Scheduler owns the live state of jobs and workers and the dispatch loop.
@@ -85,7 +88,8 @@ type Scheduler struct {
 	log *slog.Logger
 
 	jobs    *xsync.MapOf[string, *job.Job]     // every job in memory; immutable values
-	pending *xsync.MapOf[string, struct{}]     // ids of Pending jobs; kept by track
+	pending *xsync.MapOf[string, struct{}]     // ids of Pending jobs whose dependencies are done; kept by track and release
+	blocked *xsync.MapOf[string, struct{}]     // ids of Pending jobs that wait for dependencies; kept by track and release
 	active  *xsync.MapOf[string, struct{}]     // ids of Scheduled and Running jobs; kept by track
 	deps    *xsync.MapOf[string, []string]     // job id → ids that depend on it; copy on write
 	workers *xsync.MapOf[string, *workerState] // immutable values
@@ -100,6 +104,8 @@ type Scheduler struct {
 	tenantMu sync.Mutex                        // serialises tenant writes (read, change, store, publish)
 	tenants  *xsync.MapOf[string, *job.Tenant] // immutable values
 	fair     *fairState
+
+	pipelines *xsync.MapOf[string, *job.Pipeline] // immutable values
 
 	events hub
 	wake   chan struct{}
@@ -133,12 +139,14 @@ func New(cfg Config) *Scheduler {
 		log:        cfg.Logger.With("component", "scheduler"),
 		jobs:       xsync.NewMapOf[string, *job.Job](),
 		pending:    xsync.NewMapOf[string, struct{}](),
+		blocked:    xsync.NewMapOf[string, struct{}](),
 		active:     xsync.NewMapOf[string, struct{}](),
 		deps:       xsync.NewMapOf[string, []string](),
 		workers:    xsync.NewMapOf[string, *workerState](),
 		depCheck:   xsync.NewMapOf[string, struct{}](),
 		cancelSent: xsync.NewMapOf[string, time.Time](),
 		tenants:    xsync.NewMapOf[string, *job.Tenant](),
+		pipelines:  xsync.NewMapOf[string, *job.Pipeline](),
 		fair:       newFairState(),
 		reserved:   make(map[string]reservation),
 		wake:       make(chan struct{}, 1),
@@ -161,6 +169,13 @@ func (s *Scheduler) Recover(ctx context.Context) error {
 	for _, t := range tenants {
 		s.tenants.Store(t.Name, t)
 	}
+	pipelines, err := s.cfg.Store.Pipelines(ctx)
+	if err != nil {
+		return fmt.Errorf("recover pipelines: %w", err)
+	}
+	for _, p := range pipelines {
+		s.pipelines.Store(p.ID, p)
+	}
 	err = s.cfg.Store.Scan(ctx, func(j *job.Job) error {
 		s.publishRecovered(j)
 		if j.State.Active() {
@@ -173,6 +188,10 @@ func (s *Scheduler) Recover(ctx context.Context) error {
 			s.depCheck.Store(j.ID, struct{}{})
 		}
 		return nil
+	})
+	s.blocked.Range(func(id string, _ struct{}) bool {
+		s.release(id) // every job is in memory now
+		return true
 	})
 	if err != nil {
 		return fmt.Errorf("recover jobs: %w", err)
@@ -229,16 +248,8 @@ func (s *Scheduler) poke() {
 // job.UnknownTenant (job.ErrNotFound) unless AutoTenants; job.OverQueued
 // (job.ErrExhausted) past the tenant's max-queued limit; store errors.
 func (s *Scheduler) Submit(ctx context.Context, spec job.Spec) (*job.Job, error) {
-	spec.Normalize()
-	if err := spec.Validate(); err != nil {
-		return nil, err
-	}
-	now := s.cfg.Now()
-	if !spec.Deadline.IsZero() && !spec.Deadline.After(now) {
-		return nil, job.Invalid("deadline", "%s is not in the future (server time %s)",
-			spec.Deadline.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
-	}
-	if err := s.ensureTenant(ctx, spec.Tenant); err != nil {
+	spec, now, err := s.checkSpec(ctx, spec)
+	if err != nil {
 		return nil, err
 	}
 	j := &job.Job{ID: s.newID(now), Spec: spec, State: job.Pending, Attempt: 1, CreatedAt: now}
@@ -246,18 +257,25 @@ func (s *Scheduler) Submit(ctx context.Context, spec job.Spec) (*job.Job, error)
 		s.refused(spec.Tenant, err)
 		return nil, err
 	}
-	for _, d := range spec.DependsOn {
-		s.addDependent(d, j.ID)
-	}
-	if len(spec.DependsOn) > 0 {
-		// A dependency may have failed before the index above knew of j.
-		s.depCheck.Store(j.ID, struct{}{})
-	}
-	s.publish(j)
-	if s.cfg.Observer != nil {
-		s.cfg.Observer.Submitted(spec.Tenant)
-	}
+	s.submitted([]*job.Job{j})
 	return j, nil
+}
+
+// checkSpec normalizes and validates a submitted spec, clears the fields
+// only the server sets, and makes sure its tenant exists.
+func (s *Scheduler) checkSpec(ctx context.Context, spec job.Spec) (job.Spec, time.Time, error) {
+	spec.Pipeline, spec.Step, spec.ContinueOnFailure = "", "", false
+	spec.Array, spec.ArrayIndex, spec.ArrayLimit = "", 0, 0
+	spec.Normalize()
+	if err := spec.Validate(); err != nil {
+		return spec, time.Time{}, err
+	}
+	now := s.cfg.Now()
+	if !spec.Deadline.IsZero() && !spec.Deadline.After(now) {
+		return spec, now, job.Invalid("deadline", "%s is not in the future (server time %s)",
+			spec.Deadline.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	}
+	return spec, now, s.ensureTenant(ctx, spec.Tenant)
 }
 
 func (s *Scheduler) newID(now time.Time) string {
@@ -384,10 +402,15 @@ func (s *Scheduler) publish(j *job.Job) {
 		_, known := s.tenants.Load(prev.Spec.Tenant)
 		s.fair.released(prev, end, s.weight(prev.Spec.Tenant), known)
 	}
+	if j.State == job.Pending && len(j.Spec.DependsOn) > 0 {
+		s.release(j.ID)
+	}
 	if j.State.Terminal() {
 		s.cancelSent.Delete(j.ID)
-		if j.State != job.Completed {
-			for _, k := range s.dependents(j.ID) {
+		for _, k := range s.dependents(j.ID) {
+			if satisfies(j) {
+				s.release(k)
+			} else {
 				s.depCheck.Store(k, struct{}{})
 			}
 		}
@@ -406,18 +429,43 @@ func (s *Scheduler) publish(j *job.Job) {
 
 // track files a job id under the set its state belongs to. It runs inside
 // the jobs map's Compute for that id.
+//
+// A Pending job with dependencies goes to the blocked set; release moves
+// it to pending once they are done, so that a pass looks only at jobs
+// that can start and a long chain costs no more than a flat list.
 func (s *Scheduler) track(j *job.Job) {
 	switch {
+	case j.State == job.Pending && len(j.Spec.DependsOn) > 0:
+		s.blocked.Store(j.ID, struct{}{})
+		s.pending.Delete(j.ID)
+		s.active.Delete(j.ID)
 	case j.State == job.Pending:
 		s.pending.Store(j.ID, struct{}{})
 		s.active.Delete(j.ID)
 	case j.State.Active():
 		s.active.Store(j.ID, struct{}{})
 		s.pending.Delete(j.ID)
+		s.blocked.Delete(j.ID)
 	default:
 		s.pending.Delete(j.ID)
+		s.blocked.Delete(j.ID)
 		s.active.Delete(j.ID)
 	}
+}
+
+// release moves job id from blocked to pending if its dependencies are all
+// done. It runs after the commits of the job and of its dependencies are
+// published, under the job's key lock, so that of two racing publishes
+// (the job's own and its last dependency's) the later one sees the other.
+func (s *Scheduler) release(id string) {
+	s.jobs.Compute(id, func(cur *job.Job, loaded bool) (*job.Job, bool) {
+		if loaded && cur.State == job.Pending && s.depsDone(cur) {
+			if _, was := s.blocked.LoadAndDelete(id); was {
+				s.pending.Store(id, struct{}{})
+			}
+		}
+		return cur, !loaded
+	})
 }
 
 func (s *Scheduler) dependents(id string) []string {
@@ -436,13 +484,20 @@ func (s *Scheduler) addDependent(dep, child string) {
 
 // Forget drops finished jobs from memory after retention deleted them from
 // the store.
-func (s *Scheduler) Forget(ids []string) {
+// Pipelines none of whose jobs is left are deleted too.
+func (s *Scheduler) Forget(ctx context.Context, ids []string) {
+	touched := make(map[string]bool)
 	for _, id := range ids {
+		if j, ok := s.jobs.Load(id); ok && j.Spec.Pipeline != "" {
+			touched[j.Spec.Pipeline] = true
+		}
 		s.jobs.Delete(id)
 		s.deps.Delete(id)
 		s.pending.Delete(id)
+		s.blocked.Delete(id)
 		s.active.Delete(id)
 	}
+	s.forgetPipelines(ctx, touched)
 }
 
 // Jobs calls fn for every job in memory, in no particular order, until fn

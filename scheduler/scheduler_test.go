@@ -237,7 +237,8 @@ func TestDependencies(t *testing.T) {
 			t.Fatalf("b reason %q", got.Reason)
 		}
 		h.pass()
-		if got := h.wantState(c.ID, job.Cancelled); got.Reason != "dependency "+b.ID+" was cancelled" {
+		// The first cause is passed down the chain.
+		if got := h.wantState(c.ID, job.Cancelled); got.Reason != "dependency "+a.ID+" failed" {
 			t.Fatalf("c reason %q", got.Reason)
 		}
 	})

@@ -122,6 +122,7 @@ func (s *Scheduler) Tenants() []TenantStatus {
 		}
 	}
 	s.pending.Range(func(id string, _ struct{}) bool { count(id, false); return true })
+	s.blocked.Range(func(id string, _ struct{}) bool { count(id, false); return true })
 	s.active.Range(func(id string, _ struct{}) bool { count(id, true); return true })
 
 	var used int64

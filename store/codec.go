@@ -36,10 +36,13 @@ func field(m proto.Message, name string) protowire.Number {
 	return fd.Number()
 }
 
-// encodeJob and decodeJob are the stored form of a job: its wire message.
+// encodeJob and decodeJob are the stored form of a job, and encodePipeline
+// and decodePipeline that of a pipeline record: their wire messages.
 var (
-	encodeJob = hodeipb.MarshalJob
-	decodeJob = hodeipb.UnmarshalJob
+	encodeJob      = hodeipb.MarshalJob
+	decodeJob      = hodeipb.UnmarshalJob
+	encodePipeline = hodeipb.MarshalPipeline
+	decodePipeline = hodeipb.UnmarshalPipeline
 )
 
 // withVersion returns enc (a job encoded without a version) followed by the

@@ -16,6 +16,10 @@
 // bucket, kept by Insert and Apply in their transactions and rebuilt from the
 // jobs at every Open.
 //
+// A pipeline record (its steps and the ids of their jobs) is stored with its
+// jobs by InsertPipeline, in one request: the jobs get Insert's checks and
+// admission, and any failure writes neither the record nor a job.
+//
 // Caveats:
 //   - Values read from bbolt are only valid inside their transaction; the
 //     store copies (decodes) everything before the transaction ends, and

@@ -24,58 +24,99 @@ func (db *DB) Insert(ctx context.Context, jobs []*job.Job) error {
 	if len(jobs) == 0 {
 		return nil
 	}
-	if err := job.CheckNew(jobs); err != nil {
+	in, err := prepareInsert(jobs)
+	if err != nil {
 		return err
 	}
-	encs := make([][]byte, len(jobs))
-	size := 0
-	for i, j := range jobs {
-		enc, err := encodeJob(j, 1)
+	err = db.write(ctx, in.size, func(tx *bolt.Tx) error {
+		adding, err := in.check(tx)
 		if err != nil {
 			return err
 		}
-		encs[i] = enc
-		size += len(enc)
-	}
-	err := db.write(ctx, size, func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketJobs)
-		inCall := make(map[string]bool, len(jobs))
-		for _, j := range jobs {
-			if inCall[j.ID] || b.Get([]byte(j.ID)) != nil {
-				return job.Conflict(j.ID, "already exists")
-			}
-			inCall[j.ID] = true
-		}
-		for _, j := range jobs {
-			for _, dep := range j.Spec.DependsOn {
-				if !inCall[dep] && b.Get([]byte(dep)) == nil {
-					return job.Invalid("after", "job %s depends on %q, which is not a known job", j.ID, dep)
-				}
-			}
-		}
-		adding, err := admit(tx, jobs)
-		if err != nil {
-			return err
-		}
-		for i, j := range jobs {
-			if err := b.Put([]byte(j.ID), encs[i]); err != nil {
-				return abort(fmt.Errorf("put job %s: %w", j.ID, err))
-			}
-		}
-		for name, n := range adding {
-			if err := addJobCount(tx, name, int64(n)); err != nil {
-				return abort(err)
-			}
-		}
-		return nil
+		return in.put(tx, adding)
 	})
 	if err != nil {
 		return err
 	}
-	for _, j := range jobs {
-		j.Version = 1
+	in.committed()
+	return nil
+}
+
+// insertion is a batch of new jobs on its way into the store, shared by
+// Insert and InsertPipeline. A request checks it (check), then writes it
+// (put), so that a request that fails a check has written nothing and fails
+// alone.
+type insertion struct {
+	jobs []*job.Job
+	encs [][]byte // jobs[i] encoded with version 1
+	size int      // encoded bytes, for MaxBatchBytes
+}
+
+// prepareInsert checks new jobs with job.CheckNew and encodes them, on the
+// caller's goroutine.
+func prepareInsert(jobs []*job.Job) (*insertion, error) {
+	if err := job.CheckNew(jobs); err != nil {
+		return nil, err
+	}
+	in := &insertion{jobs: jobs, encs: make([][]byte, len(jobs))}
+	for i, j := range jobs {
+		enc, err := encodeJob(j, 1)
+		if err != nil {
+			return nil, err
+		}
+		in.encs[i] = enc
+		in.size += len(enc)
+	}
+	return in, nil
+}
+
+// check runs Insert's checks in tx: every id new (job.ErrConflict), every
+// dependency stored or in the batch (a *job.FieldError on "after"), and
+// the tenants' admission (admit). It writes nothing, so its errors are
+// plain: they fail the request alone. It returns the new jobs by tenant,
+// for put.
+func (in *insertion) check(tx *bolt.Tx) (map[string]int, error) {
+	b := tx.Bucket(bucketJobs)
+	inCall := make(map[string]bool, len(in.jobs))
+	for _, j := range in.jobs {
+		if inCall[j.ID] || b.Get([]byte(j.ID)) != nil {
+			return nil, job.Conflict(j.ID, "already exists")
+		}
+		inCall[j.ID] = true
+	}
+	for _, j := range in.jobs {
+		for _, dep := range j.Spec.DependsOn {
+			if !inCall[dep] && b.Get([]byte(dep)) == nil {
+				return nil, job.Invalid("after", "job %s depends on %q, which is not a known job", j.ID, dep)
+			}
+		}
+	}
+	return admit(tx, in.jobs)
+}
+
+// put writes the jobs and adds adding (from check) to the tenants' counts.
+// Every error it returns is an abort: it may have written part of the batch.
+func (in *insertion) put(tx *bolt.Tx, adding map[string]int) error {
+	b := tx.Bucket(bucketJobs)
+	for i, j := range in.jobs {
+		if err := b.Put([]byte(j.ID), in.encs[i]); err != nil {
+			return abort(fmt.Errorf("put job %s: %w", j.ID, err))
+		}
+	}
+	for name, n := range adding {
+		if err := addJobCount(tx, name, int64(n)); err != nil {
+			return abort(err)
+		}
 	}
 	return nil
+}
+
+// committed sets Version 1 on the caller's jobs, once their commit is
+// durable.
+func (in *insertion) committed() {
+	for _, j := range in.jobs {
+		j.Version = 1
+	}
 }
 
 // Apply performs compare-and-swap updates in one commit; see scheduler.Store.

@@ -17,13 +17,14 @@ import (
 // Store is the in-memory store. The zero value is not usable: call New.
 // Every method is safe for concurrent use.
 type Store struct {
-	mu       sync.RWMutex      // guards everything below
-	jobs     map[string][]byte // id → encoded hodeipb.Job
-	ids      []string          // job ids, sorted
-	workers  map[string][]byte // id → encoded hodeipb.Worker
-	tenants  map[string][]byte // name → encoded hodeipb.Tenant
-	queued   map[string]int    // tenant → its non-terminal jobs; absent is 0
-	writeErr error
+	mu        sync.RWMutex      // guards everything below
+	jobs      map[string][]byte // id → encoded hodeipb.Job
+	ids       []string          // job ids, sorted
+	workers   map[string][]byte // id → encoded hodeipb.Worker
+	tenants   map[string][]byte // name → encoded hodeipb.Tenant
+	pipelines map[string][]byte // id → encoded hodeipb.Pipeline
+	queued    map[string]int    // tenant → its non-terminal jobs; absent is 0
+	writeErr  error
 }
 
 // New returns a store with no jobs and only the default tenant (weight 1,
@@ -37,15 +38,17 @@ func New() *Store {
 		panic(fmt.Sprintf("memstore: encode default tenant: %v", err))
 	}
 	return &Store{
-		jobs:    make(map[string][]byte),
-		workers: make(map[string][]byte),
-		tenants: map[string][]byte{def.Name: enc},
-		queued:  make(map[string]int),
+		jobs:      make(map[string][]byte),
+		workers:   make(map[string][]byte),
+		tenants:   map[string][]byte{def.Name: enc},
+		pipelines: make(map[string][]byte),
+		queued:    make(map[string]int),
 	}
 }
 
-// SetWriteError makes every later write (Insert, Apply, PutTenant,
-// DeleteTenant, PutWorker, DeleteFinished) fail as a whole with err, as a
+// SetWriteError makes every later write (Insert, Apply, InsertPipeline,
+// PutPipeline, DeletePipeline, PutTenant, DeleteTenant, PutWorker,
+// DeleteFinished) fail as a whole with err, as a
 // failed commit would, until it is called with nil. It lets tests check that
 // callers change nothing when the store fails.
 func (s *Store) SetWriteError(err error) {
@@ -84,39 +87,64 @@ func (s *Store) Insert(ctx context.Context, jobs []*job.Job) error {
 	if len(jobs) == 0 {
 		return nil
 	}
-	if err := job.CheckNew(jobs); err != nil {
+	encs, err := encodeNew(jobs)
+	if err != nil {
 		return err
-	}
-	encs := make([][]byte, len(jobs))
-	for i, j := range jobs {
-		var err error
-		if encs[i], err = hodeipb.MarshalJob(j, 1); err != nil {
-			return err
-		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.writeErr != nil {
 		return s.writeErr
 	}
+	adding, err := s.checkInsert(jobs)
+	if err != nil {
+		return err
+	}
+	s.putJobs(jobs, encs, adding)
+	return nil
+}
+
+// encodeNew checks new jobs with job.CheckNew and encodes them with
+// version 1, for Insert and InsertPipeline.
+func encodeNew(jobs []*job.Job) ([][]byte, error) {
+	if err := job.CheckNew(jobs); err != nil {
+		return nil, err
+	}
+	encs := make([][]byte, len(jobs))
+	for i, j := range jobs {
+		var err error
+		if encs[i], err = hodeipb.MarshalJob(j, 1); err != nil {
+			return nil, err
+		}
+	}
+	return encs, nil
+}
+
+// checkInsert runs Insert's checks, in the bbolt store's order: every id
+// new, every dependency stored or in the call, the tenants' admission. It
+// changes nothing and returns the new jobs by tenant, for putJobs. s.mu
+// must be held.
+func (s *Store) checkInsert(jobs []*job.Job) (map[string]int, error) {
 	inCall := make(map[string]bool, len(jobs))
 	for _, j := range jobs {
 		if _, ok := s.jobs[j.ID]; ok || inCall[j.ID] {
-			return job.Conflict(j.ID, "already exists")
+			return nil, job.Conflict(j.ID, "already exists")
 		}
 		inCall[j.ID] = true
 	}
 	for _, j := range jobs {
 		for _, dep := range j.Spec.DependsOn {
 			if _, ok := s.jobs[dep]; !ok && !inCall[dep] {
-				return job.Invalid("after", "job %s depends on %q, which is not a known job", j.ID, dep)
+				return nil, job.Invalid("after", "job %s depends on %q, which is not a known job", j.ID, dep)
 			}
 		}
 	}
-	adding, err := s.admit(jobs)
-	if err != nil {
-		return err
-	}
+	return s.admit(jobs)
+}
+
+// putJobs stores jobs checked by checkInsert, adds adding to the tenants'
+// counts and sets the jobs' Version to 1. s.mu must be held.
+func (s *Store) putJobs(jobs []*job.Job, encs [][]byte, adding map[string]int) {
 	for i, j := range jobs {
 		s.jobs[j.ID] = encs[i]
 		i, _ := slices.BinarySearch(s.ids, j.ID)
@@ -128,7 +156,6 @@ func (s *Store) Insert(ctx context.Context, jobs []*job.Job) error {
 	for _, j := range jobs {
 		j.Version = 1
 	}
-	return nil
 }
 
 // Apply performs compare-and-swap updates; see scheduler.Store.

@@ -3,6 +3,6 @@
 // it, so that tests written against the fake hold for the real store.
 //
 // Each subtest opens its own store through the function given to Run. The
-// helpers (NewJob, FullJob, ID, NewTenant, MustInsert, MustApply, …) are exported for
+// helpers (NewJob, FullJob, ID, NewTenant, NewPipeline, MustInsert, MustApply, …) are exported for
 // the implementations' own tests.
 package storetest

@@ -25,6 +25,7 @@ func Run(t *testing.T, open func(t *testing.T) scheduler.Store) {
 	t.Run("DeleteFinished", func(t *testing.T) { testDeleteFinished(t, open) })
 	t.Run("Tenants", func(t *testing.T) { testTenants(t, open) })
 	t.Run("Admission", func(t *testing.T) { testAdmission(t, open) })
+	t.Run("Pipelines", func(t *testing.T) { testPipelines(t, open) })
 }
 
 // T0 is the creation time of the suite's jobs. Times in the suite are UTC
