@@ -33,6 +33,9 @@ const (
 // and the app's writers.
 type env struct {
 	now func() time.Time // for AGE and LAST SEEN columns
+	// poll is how often `pipeline run --wait` asks for the pipeline's
+	// state; 0: defaultPoll.
+	poll time.Duration
 }
 
 // commands is the top-level command list, in help order. Each command group
@@ -49,6 +52,7 @@ func commands(e *env) []*ucli.Command {
 		logsCommand(e),
 		workersCommand(e),
 		tenantsCommand(e),
+		pipelineCommand(e),
 		snapshotCommand(e),
 	}
 }

@@ -1,8 +1,11 @@
 // Package cli is Hodei's command line: the urfave/cli (v2) app that main.go
 // runs. Each command group has its own file (submit.go, jobs.go, logs.go,
-// workers.go, tenants.go, snapshot.go); app.go holds the command list, the global flags
-// (--addr/HODEI_ADDR, --token/HODEI_TOKEN, --output/-o) and the one mapping
-// from errors to exit codes:
+// workers.go, tenants.go, snapshot.go, and pipeline.go with
+// pipeline_file.go for the YAML format, pipeline_index.go to point the
+// server's field errors at lines and pipeline_wait.go for --wait); app.go
+// holds the command list, the global flags (--addr/HODEI_ADDR,
+// --token/HODEI_TOKEN, --output/-o) and the one mapping from errors to
+// exit codes:
 //
 //	0  success
 //	1  any other failure; a gRPC error prints its status message, which names

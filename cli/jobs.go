@@ -8,6 +8,7 @@ import (
 	"time"
 
 	ucli "github.com/urfave/cli/v2"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/hodei-jobs/hodei/client"
 	"github.com/hodei-jobs/hodei/job"
@@ -29,6 +30,8 @@ func jobsCommand(e *env) *ucli.Command {
 					&ucli.StringFlag{Name: "state", Usage: "only jobs in this `STATE` (pending, scheduled, running, completed, failed, cancelled)"},
 					&ucli.StringFlag{Name: "tenant", Usage: "only jobs of this `TENANT`"},
 					&ucli.StringSliceFlag{Name: "label", KeepSpace: true, Usage: "only jobs with this label, `KEY=VALUE` (repeatable; all must match)"},
+					&ucli.StringFlag{Name: "array", Usage: "only the jobs of the job array `ID`"},
+					&ucli.StringFlag{Name: "pipeline", Usage: "only the jobs of the pipeline `ID`"},
 					&ucli.IntFlag{Name: "limit", Value: defaultLimit, Usage: "show at most `N` jobs"},
 					&ucli.BoolFlag{Name: "all", Usage: "show every matching job, however many (ignores --limit)"},
 				),
@@ -51,13 +54,19 @@ func jobsCommand(e *env) *ucli.Command {
 			},
 			{
 				Name:      "cancel",
-				Usage:     "cancel a job that has not ended",
-				ArgsUsage: "ID",
+				Usage:     "cancel a job that has not ended, or every job of an array",
+				ArgsUsage: "ID | --array ID",
+				Description: "Cancels one job, or with --array every job of a job array that has not ended\n" +
+					"(and then prints the ids of the jobs it cancelled).",
 				Flags: withFlags(true,
 					&ucli.StringFlag{Name: "reason", DefaultText: "cancelled by user", Usage: "`REASON` recorded on the job"},
+					&ucli.StringFlag{Name: "array", Usage: "cancel every job of the job array `ID` instead of one job"},
 				),
 				Action: func(c *ucli.Context) error {
-					a, err := args(c, "job ID")
+					if c.IsSet("array") {
+						return cancelArray(c)
+					}
+					a, err := args(c, "job ID (or --array ID)")
 					if err != nil {
 						return err
 					}
@@ -78,7 +87,7 @@ func jobsList(c *ucli.Context, e *env) error {
 	if err != nil {
 		return err
 	}
-	req := &hodeipb.ListJobsRequest{Tenant: c.String("tenant")}
+	req := &hodeipb.ListJobsRequest{Tenant: c.String("tenant"), Array: c.String("array"), Pipeline: c.String("pipeline")}
 	if s := c.String("state"); s != "" {
 		if req.State, err = hodeipb.ParseJobState(s); err != nil {
 			return fieldUsage(c, err)
@@ -122,6 +131,48 @@ func jobsList(c *ucli.Context, e *env) error {
 		return writeJSON(c.App.Writer, views)
 	}
 	return writeJobTable(c.App.Writer, e.now(), jobs)
+}
+
+// cancelArray is `jobs cancel --array ID`: it cancels the array's jobs
+// and prints the ids of those it cancelled, one a line.
+func cancelArray(c *ucli.Context) error {
+	if a := c.Args().First(); a != "" && a[0] != '-' {
+		return usagef(c, "give either a job ID or --array ID, not both")
+	}
+	if _, err := args(c); err != nil {
+		return err
+	}
+	id := c.String("array")
+	if id == "" {
+		return usagef(c, "--array: must not be empty")
+	}
+	asJSON, err := jsonOutput(c)
+	if err != nil {
+		return err
+	}
+	var ids []string
+	err = withClient(c, func(cl *client.Client) error {
+		ids, err = cl.CancelArray(c.Context, id, c.String("reason"))
+		return err
+	})
+	switch {
+	case err != nil:
+		return err
+	case asJSON:
+		if ids == nil {
+			ids = []string{}
+		}
+		return writeJSON(c.App.Writer, struct {
+			Array     string   `json:"array"`
+			Cancelled []string `json:"cancelled"`
+		}{id, ids})
+	}
+	for _, jid := range ids {
+		if _, err := fmt.Fprintln(c.App.Writer, jid); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // jobCall runs a call that returns one job and prints it: as a one-row table
@@ -169,6 +220,10 @@ type jobView struct {
 	Command           []string          `json:"command"`
 	Script            string            `json:"script,omitempty"`
 	DependsOn         []string          `json:"depends_on,omitempty"`
+	Pipeline          string            `json:"pipeline,omitempty"`
+	Step              string            `json:"step,omitempty"`
+	Array             string            `json:"array,omitempty"`
+	ArrayIndex        *int32            `json:"array_index,omitempty"` // with array only
 	CancelRequested   string            `json:"cancel_requested,omitempty"`
 	Created           time.Time         `json:"created,omitzero"`
 	Scheduled         time.Time         `json:"scheduled,omitzero"`
@@ -190,7 +245,15 @@ func newJobView(j *hodeipb.Job) jobView {
 	if j.GetState() == hodeipb.JobState_JOB_STATE_PENDING {
 		eff = j.GetEffectivePriority()
 	}
+	var index *int32
+	if s.GetArray() != "" {
+		index = proto.Int32(s.GetArrayIndex())
+	}
 	return jobView{
+		Pipeline:          s.GetPipeline(),
+		Step:              s.GetStep(),
+		Array:             s.GetArray(),
+		ArrayIndex:        index,
 		EffectivePriority: eff,
 		ID:                j.GetId(),
 		Name:              s.GetName(),
@@ -288,6 +351,12 @@ func writeJobDetail(w io.Writer, now time.Time, j *hodeipb.Job) error {
 	}
 	if len(v.DependsOn) > 0 {
 		line("After", strings.Join(v.DependsOn, ","))
+	}
+	if v.Pipeline != "" {
+		line("Pipeline", v.Pipeline+", step "+v.Step)
+	}
+	if v.Array != "" {
+		line("Array", fmt.Sprintf("%s, index %d", v.Array, *v.ArrayIndex))
 	}
 	if r := s.GetResources(); r != nil {
 		line("Resources", fmt.Sprintf("cpu=%dm memory=%s slots=%d", r.GetCpuMillis(), mib(r.GetMemoryMib()), r.GetSlots()))

@@ -78,7 +78,8 @@ func (h *harness) run(t *testing.T, args ...string) result {
 func runApp(t *testing.T, args ...string) result {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
-	code := run(context.Background(), append([]string{"hodei"}, args...), &stdout, &stderr, &env{now: func() time.Time { return testNow }})
+	e := &env{now: func() time.Time { return testNow }, poll: time.Millisecond}
+	code := run(context.Background(), append([]string{"hodei"}, args...), &stdout, &stderr, e)
 	return result{stdout.String(), stderr.String(), code}
 }
 
@@ -127,6 +128,13 @@ type fakeJobs struct {
 	cancels   []*hodeipb.CancelJobRequest
 	logReqs   []*hodeipb.LogsRequest
 	logChunks [][]byte
+
+	arrays       []string // the array of each Submit that set one
+	arrayCancels []*hodeipb.CancelArrayRequest
+	runs         []*hodeipb.PipelineSpec   // pipelines accepted by RunPipeline
+	pipelines    []*hodeipb.PipelineStatus // ListPipelines's answer
+	progress     []*hodeipb.PipelineStatus // GetPipeline's answers in turn, the last one repeated
+	pipeCancels  []*hodeipb.CancelPipelineRequest
 }
 
 // call records the metadata of one call and returns the configured error.
@@ -151,6 +159,11 @@ func (f *fakeJobs) Submit(ctx context.Context, req *hodeipb.SubmitRequest) (*hod
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.submitted = append(f.submitted, req.GetSpec())
+	if req.GetArray() != "" {
+		f.arrays = append(f.arrays, req.GetArray())
+		return &hodeipb.SubmitResponse{Id: "01J0000000000000000000ARAY",
+			Ids: []string{"01J00000000000000000000010", "01J00000000000000000000011"}}, nil
+	}
 	return &hodeipb.SubmitResponse{Id: "01J00000000000000000000001"}, nil
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/hodei-jobs/hodei/agent"
 	"github.com/hodei-jobs/hodei/client"
+	"github.com/hodei-jobs/hodei/job"
 	"github.com/hodei-jobs/hodei/scheduler"
 	"github.com/hodei-jobs/hodei/server"
 )
@@ -37,6 +38,7 @@ func serveCommand(e *env) *ucli.Command {
 			&ucli.DurationFlag{Name: "aging", Value: scheduler.DefaultAging,
 				Usage: "wait that raises a pending job's priority by the full 0–1000 range; a job of priority p outranks every job of its tenant submitted more than aging×(1000−p)/1000 after it"},
 			&ucli.BoolFlag{Name: "preemption", Usage: "stop preemptible jobs of tenants above their weighted share to make room for tenants below it"},
+			&ucli.IntFlag{Name: "max-matrix", Value: job.DefaultMaxMatrix, Usage: "the most jobs, `N`, one pipeline step's matrix may expand to"},
 			&ucli.StringFlag{Name: "log-level", Value: "info", Usage: "`LEVEL`: debug, info, warn or error"},
 			&ucli.BoolFlag{Name: "dev", Usage: "also run one agent in this process, over loopback gRPC, with its data in DATA-DIR/agent"},
 		},
@@ -118,6 +120,9 @@ func serveConfig(c *ucli.Context) (server.Config, error) {
 	if c.Duration("aging") <= 0 {
 		return server.Config{}, usagef(c, "--aging: %s must be more than 0", c.Duration("aging"))
 	}
+	if n := c.Int("max-matrix"); n < 1 {
+		return server.Config{}, usagef(c, "--max-matrix: %d must be at least 1", n)
+	}
 	return server.Config{
 		DataDir:   c.String("data-dir"),
 		GRPCAddr:  c.String("grpc-addr"),
@@ -132,5 +137,6 @@ func serveConfig(c *ucli.Context) (server.Config, error) {
 		AutoTenants: c.Bool("auto-tenants"),
 		Aging:       c.Duration("aging"),
 		Preemption:  c.Bool("preemption"),
+		MaxMatrix:   c.Int("max-matrix"),
 	}, nil
 }

@@ -8,6 +8,7 @@ import (
 
 	ucli "github.com/urfave/cli/v2"
 
+	"github.com/hodei-jobs/hodei/job"
 	"github.com/hodei-jobs/hodei/scheduler"
 	"github.com/hodei-jobs/hodei/server"
 )
@@ -67,4 +68,21 @@ func TestServeTenantFlags(t *testing.T) {
 			}
 		}
 	})
+}
+
+func TestServeMaxMatrix(t *testing.T) {
+	cfg, err := parseServe(t)
+	if err != nil || cfg.MaxMatrix != job.DefaultMaxMatrix {
+		t.Errorf("default max-matrix = %d, %v; want %d", cfg.MaxMatrix, err, job.DefaultMaxMatrix)
+	}
+	cfg, err = parseServe(t, "--max-matrix", "1000")
+	if err != nil || cfg.MaxMatrix != 1000 {
+		t.Errorf("--max-matrix 1000 = %d, %v", cfg.MaxMatrix, err)
+	}
+	for _, n := range []string{"0", "-5"} {
+		_, err := parseServe(t, "--max-matrix", n)
+		if code := exitCode(context.Background(), err); code != exitUsage || !strings.Contains(err.Error(), "--max-matrix: "+n+" must be at least 1") {
+			t.Errorf("--max-matrix %s: error %v (exit %d), want a usage error", n, err, code)
+		}
+	}
 }

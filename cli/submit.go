@@ -21,8 +21,14 @@ func submitCommand(e *env) *ucli.Command {
 		ArgsUsage: "[--] CMD [ARG…]",
 		Description: "Runs CMD with its arguments on a worker, or --script with /bin/sh -c.\n" +
 			"Put -- before CMD when it has flags of its own:\n\n" +
-			"   hodei submit --name build --label team=ci --timeout 10m -- make -j8 all",
-		Flags: withFlags(true, specFlags()...),
+			"   hodei submit --name build --label team=ci --timeout 10m -- make -j8 all\n\n" +
+			"With --array FIRST-LAST[%MAX] it submits one job per index, each with HODEI_ARRAY_INDEX\n" +
+			"in its environment, at most MAX of them running at once, and prints the array id\n" +
+			"(with -o json, the job ids too):\n\n" +
+			"   hodei submit --array 0-99%10 -- ./render.sh",
+		Flags: withFlags(true, append(specFlags(),
+			&ucli.StringFlag{Name: "array", Usage: "submit one job per index of `FIRST-LAST[%MAX]` (e.g. 0-99%10: 100 jobs, at most 10 running at once)"},
+		)...),
 		Action: func(c *ucli.Context) error {
 			spec, err := specFromFlags(c, e.now())
 			if err != nil {
@@ -31,6 +37,9 @@ func submitCommand(e *env) *ucli.Command {
 			asJSON, err := jsonOutput(c)
 			if err != nil {
 				return err
+			}
+			if c.IsSet("array") {
+				return submitArray(c, spec, asJSON)
 			}
 			return withClient(c, func(cl *client.Client) error {
 				id, err := cl.Submit(c.Context, spec)
@@ -47,6 +56,31 @@ func submitCommand(e *env) *ucli.Command {
 			})
 		},
 	}
+}
+
+// submitArray submits spec as the job array --array describes and prints
+// the array id, or with asJSON the array id and the job ids. A malformed
+// --array is a usage error; its bounds are checked here too, by the same
+// rules as the server's.
+func submitArray(c *ucli.Context, spec *hodeipb.JobSpec, asJSON bool) error {
+	arr := c.String("array")
+	if _, err := job.ParseArray(arr); err != nil {
+		return fieldUsage(c, err)
+	}
+	return withClient(c, func(cl *client.Client) error {
+		id, ids, err := cl.SubmitArray(c.Context, spec, arr)
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			return writeJSON(c.App.Writer, struct {
+				ID  string   `json:"id"`
+				IDs []string `json:"ids"`
+			}{id, ids})
+		}
+		_, err = fmt.Fprintln(c.App.Writer, id)
+		return err
+	})
 }
 
 // specFlags are the flags that describe a job, shared by submit and run.

@@ -42,6 +42,9 @@ type server struct {
 	snapErr error
 	tenants map[string]*hodeipb.Tenant
 	fields  [][]string // of each SetTenant call
+	arrays  []string   // array of each Submit call that set one
+	cancels []*hodeipb.CancelPipelineRequest
+	runs    []*hodeipb.PipelineSpec
 }
 
 func (s *server) Submit(ctx context.Context, req *hodeipb.SubmitRequest) (*hodeipb.SubmitResponse, error) {
@@ -51,6 +54,9 @@ func (s *server) Submit(ctx context.Context, req *hodeipb.SubmitRequest) (*hodei
 	s.mu.Unlock()
 	if len(req.GetSpec().GetCommand()) == 0 {
 		return nil, status.Error(codes.InvalidArgument, "spec.command: must not be empty")
+	}
+	if req.GetArray() != "" {
+		return s.submitArray(req)
 	}
 	return &hodeipb.SubmitResponse{Id: "01J0000000000000000000000A"}, nil
 }

@@ -84,6 +84,9 @@ func (p *PipelineSpec) Validate(maxMatrix int) error {
 	if p.Tenant != "" && !ValidTenant(p.Tenant) {
 		return Invalid("tenant", "%q must be 1–63 lowercase letters, digits, '-' or '_', starting and ending with a letter or digit", p.Tenant)
 	}
+	if f := p.Defaults.notDefaultable(); f != "" {
+		return Invalid("defaults."+f, "cannot have a default; only env, labels, selector, timeout, retries, backoff, priority and resources can")
+	}
 	if len(p.Steps) == 0 {
 		return Invalid("steps", "a pipeline needs at least one step")
 	}
@@ -204,6 +207,32 @@ func (p *PipelineSpec) cycle(index map[string]int) []string {
 		}
 	}
 	return nil
+}
+
+// notDefaultable names the first field set in a defaults spec that
+// stepSpec would not apply, or "".
+func (d *Spec) notDefaultable() string {
+	switch {
+	case d.Name != "":
+		return "name"
+	case len(d.Command) > 0:
+		return "command"
+	case d.Script != "":
+		return "script"
+	case len(d.SecretEnv) > 0:
+		return "secret_env"
+	case d.WorkDir != "":
+		return "workdir"
+	case d.NoPTY:
+		return "no_pty"
+	case !d.Deadline.IsZero():
+		return "deadline"
+	case len(d.DependsOn) > 0:
+		return "depends_on"
+	case d.Preemptible:
+		return "preemptible"
+	}
+	return ""
 }
 
 // stepSpec is a step's job spec with the pipeline's defaults merged in.

@@ -48,6 +48,7 @@ func TestPipelineValidate(t *testing.T) {
 			return s
 		}()}}, "steps.b.timeout", "must not be negative"},
 		{"EmptyCommand", PipelineSpec{Steps: []Step{{Name: "a", Spec: Spec{Priority: -1}}}}, "steps.a.command", "must not be empty"},
+		{"DefaultsCommand", PipelineSpec{Defaults: Spec{Script: "make", Priority: -1}, Steps: []Step{step("a")}}, "defaults.script", "cannot have a default"},
 		{"DefaultsApply", PipelineSpec{Defaults: Spec{Retries: MaxRetries + 1}, Steps: []Step{step("a")}}, "steps.a.retries", "between 0 and 100"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

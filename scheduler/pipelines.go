@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,14 +31,19 @@ func (s *Scheduler) SubmitArray(ctx context.Context, spec job.Spec, arr job.Arra
 		return "", nil, err
 	}
 	arrayID := s.newID(now)
+	name := spec.Name
+	if name == "" {
+		name = path.Base(spec.Argv()[0])
+		if spec.Script != "" {
+			name = "script"
+		}
+	}
 	jobs := make([]*job.Job, 0, arr.Len())
 	for i := arr.First; i <= arr.Last; i++ {
 		js := spec
 		js.Env = mergeEnv(spec.Env, "HODEI_ARRAY_INDEX", strconv.Itoa(i))
 		js.Array, js.ArrayIndex, js.ArrayLimit = arrayID, i, arr.Limit
-		if js.Name != "" {
-			js.Name = fmt.Sprintf("%s[%d]", spec.Name, i)
-		}
+		js.Name = fmt.Sprintf("%s[%d]", name, i)
 		jobs = append(jobs, &job.Job{ID: s.newID(now), Spec: js, State: job.Pending, Attempt: 1, CreatedAt: now})
 	}
 	if err := s.cfg.Store.Insert(ctx, jobs); err != nil {

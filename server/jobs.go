@@ -23,6 +23,9 @@ func (js *jobService) Submit(ctx context.Context, req *pb.SubmitRequest) (*pb.Su
 	if req.GetSpec() == nil {
 		return nil, invalid("spec", "is required")
 	}
+	if req.GetArray() != "" {
+		return js.submitArray(ctx, req)
+	}
 	j, err := js.srv.sched.Submit(ctx, req.GetSpec().ToSpec())
 	if err != nil {
 		return nil, toStatus(err)
@@ -60,13 +63,19 @@ func (s *Server) jobPB(j *job.Job) *pb.Job {
 
 func (js *jobService) List(ctx context.Context, req *pb.ListJobsRequest) (*pb.ListJobsResponse, error) {
 	f := job.Filter{
-		State:  job.State(req.GetState()),
-		Tenant: req.GetTenant(),
-		Labels: req.GetLabels(),
-		After:  req.GetPageToken(),
-		Limit:  int(req.GetPageSize()),
+		State:    job.State(req.GetState()),
+		Tenant:   req.GetTenant(),
+		Labels:   req.GetLabels(),
+		Array:    req.GetArray(),
+		Pipeline: req.GetPipeline(),
+		After:    req.GetPageToken(),
+		Limit:    int(req.GetPageSize()),
 	}
 	switch {
+	case f.Array != "" && !job.ValidID(f.Array):
+		return nil, invalid("array", "%q is not an array id (26 characters, Crockford base32)", f.Array)
+	case f.Pipeline != "" && !job.ValidID(f.Pipeline):
+		return nil, invalid("pipeline", "%q is not a pipeline id (26 characters, Crockford base32)", f.Pipeline)
 	case f.State != 0 && !f.State.Valid():
 		return nil, invalid("state", "%d is not a job state", req.GetState())
 	case f.Limit < 0 || f.Limit > job.MaxPageSize:

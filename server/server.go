@@ -45,7 +45,10 @@ type Config struct {
 	// Preemption lets the scheduler stop preemptible jobs of tenants above
 	// their weighted share for tenants below it; default false.
 	Preemption bool
-	Logger     *slog.Logger // default: discard
+	// MaxMatrix is the most jobs one pipeline step's matrix may expand
+	// to; default job.DefaultMaxMatrix.
+	MaxMatrix int
+	Logger    *slog.Logger // default: discard
 	// Now is the clock; default time.Now. Tests may fake it.
 	Now func() time.Time
 }
@@ -148,6 +151,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		AutoTenants: cfg.AutoTenants,
 		Aging:       cfg.Aging,
 		Preemption:  cfg.Preemption,
+		MaxMatrix:   cfg.MaxMatrix,
 	})
 	if err := s.sched.Recover(ctx); err != nil {
 		s.Close()
@@ -301,7 +305,7 @@ func (s *Server) sweep(ctx context.Context) {
 			s.log.Error("retention", "err", err)
 			return
 		}
-		s.sched.Forget(ids)
+		s.sched.Forget(ctx, ids)
 		for _, id := range ids {
 			if err := errors.Join(s.logs.Remove(id), s.errs.Remove(id)); err != nil {
 				s.log.Warn("retention: remove logs", "job", id, "err", err)

@@ -1,0 +1,64 @@
+package client
+
+import (
+	"context"
+
+	hodeipb "github.com/hodei-jobs/hodei/proto"
+)
+
+// SubmitArray stores one job per index of array ("0-99", "0-99%10": at
+// most 10 running at once, "5": one index), all in one commit, and returns
+// the array id and the job ids in index order. Each job gets
+// HODEI_ARRAY_INDEX in its env. A malformed array comes back as a
+// codes.InvalidArgument status naming "array"; a spec the server rejects,
+// as for Submit.
+func (c *Client) SubmitArray(ctx context.Context, spec *hodeipb.JobSpec, array string) (string, []string, error) {
+	resp, err := c.jobs.Submit(ctx, &hodeipb.SubmitRequest{Spec: spec, Array: array})
+	if err != nil {
+		return "", nil, err
+	}
+	return resp.GetId(), resp.GetIds(), nil
+}
+
+// CancelArray cancels every job of an array that has not ended and returns
+// the ids of those it cancelled or is stopping; codes.NotFound if no job
+// has that array id. An empty reason lets the server use its default.
+func (c *Client) CancelArray(ctx context.Context, id, reason string) ([]string, error) {
+	resp, err := c.jobs.CancelArray(ctx, &hodeipb.CancelArrayRequest{Id: id, Reason: reason})
+	if err != nil {
+		return nil, err
+	}
+	return resp.GetCancelled(), nil
+}
+
+// RunPipeline validates a pipeline and stores it with all its jobs, or
+// nothing, and returns it with its jobs. A pipeline the server rejects
+// comes back as a codes.InvalidArgument status whose message names the
+// step and the field ("steps.test.needs: …").
+func (c *Client) RunPipeline(ctx context.Context, spec *hodeipb.PipelineSpec) (*hodeipb.PipelineStatus, error) {
+	return c.jobs.RunPipeline(ctx, &hodeipb.RunPipelineRequest{Spec: spec})
+}
+
+// GetPipeline returns one pipeline with its state and its jobs in step
+// order; codes.NotFound if there is none with that id.
+func (c *Client) GetPipeline(ctx context.Context, id string) (*hodeipb.PipelineStatus, error) {
+	return c.jobs.GetPipeline(ctx, &hodeipb.GetPipelineRequest{Id: id})
+}
+
+// ListPipelines returns every pipeline with its state, newest first,
+// without their jobs.
+func (c *Client) ListPipelines(ctx context.Context) ([]*hodeipb.PipelineStatus, error) {
+	resp, err := c.jobs.ListPipelines(ctx, &hodeipb.ListPipelinesRequest{})
+	if err != nil {
+		return nil, err
+	}
+	return resp.GetPipelines(), nil
+}
+
+// CancelPipeline cancels every job of a pipeline that has not ended, the
+// last steps first, and returns the pipeline as it is after. codes.NotFound
+// if there is none; codes.FailedPrecondition if it has already ended. An
+// empty reason lets the server use its default ("pipeline cancelled").
+func (c *Client) CancelPipeline(ctx context.Context, id, reason string) (*hodeipb.PipelineStatus, error) {
+	return c.jobs.CancelPipeline(ctx, &hodeipb.CancelPipelineRequest{Id: id, Reason: reason})
+}

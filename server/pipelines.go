@@ -1,0 +1,104 @@
+package server
+
+import (
+	"context"
+
+	"github.com/hodei-jobs/hodei/job"
+	pb "github.com/hodei-jobs/hodei/proto"
+	"github.com/hodei-jobs/hodei/scheduler"
+)
+
+// submitArray is Submit with req.array set: one job per index, all stored
+// in one commit. The answer's id is the array's, ids its jobs' in index
+// order.
+func (js *jobService) submitArray(ctx context.Context, req *pb.SubmitRequest) (*pb.SubmitResponse, error) {
+	arr, err := job.ParseArray(req.GetArray())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	id, jobs, err := js.srv.sched.SubmitArray(ctx, req.GetSpec().ToSpec(), arr)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	resp := &pb.SubmitResponse{Id: id, Ids: make([]string, len(jobs))}
+	for i, j := range jobs {
+		resp.Ids[i] = j.ID
+	}
+	return resp, nil
+}
+
+func (js *jobService) CancelArray(ctx context.Context, req *pb.CancelArrayRequest) (*pb.CancelArrayResponse, error) {
+	if !job.ValidID(req.GetId()) {
+		return nil, invalid("id", "%q is not an array id (26 characters, Crockford base32)", req.GetId())
+	}
+	ids, err := js.srv.sched.CancelArray(ctx, req.GetId(), req.GetReason())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.CancelArrayResponse{Cancelled: ids}, nil
+}
+
+func (js *jobService) RunPipeline(ctx context.Context, req *pb.RunPipelineRequest) (*pb.PipelineStatus, error) {
+	if req.GetSpec() == nil {
+		return nil, invalid("spec", "is required")
+	}
+	p, jobs, err := js.srv.sched.RunPipeline(ctx, req.GetSpec().ToPipelineSpec())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	// Just stored: nothing of it has started.
+	st := scheduler.PipelineStatus{Pipeline: p, State: job.PipelinePending, Jobs: jobs}
+	return js.srv.pipelinePB(st), nil
+}
+
+func (js *jobService) GetPipeline(ctx context.Context, req *pb.GetPipelineRequest) (*pb.PipelineStatus, error) {
+	if err := checkPipelineID(req.GetId()); err != nil {
+		return nil, err
+	}
+	st, err := js.srv.sched.Pipeline(req.GetId())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return js.srv.pipelinePB(st), nil
+}
+
+func (js *jobService) ListPipelines(ctx context.Context, req *pb.ListPipelinesRequest) (*pb.ListPipelinesResponse, error) {
+	list := js.srv.sched.Pipelines()
+	resp := &pb.ListPipelinesResponse{Pipelines: make([]*pb.PipelineStatus, len(list))}
+	for i, st := range list { // without jobs: GetPipeline has them
+		resp.Pipelines[i] = js.srv.pipelinePB(st)
+	}
+	return resp, nil
+}
+
+func (js *jobService) CancelPipeline(ctx context.Context, req *pb.CancelPipelineRequest) (*pb.PipelineStatus, error) {
+	if err := checkPipelineID(req.GetId()); err != nil {
+		return nil, err
+	}
+	st, err := js.srv.sched.CancelPipeline(ctx, req.GetId(), req.GetReason())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return js.srv.pipelinePB(st), nil
+}
+
+// checkPipelineID refuses an id that cannot be a pipeline's.
+func checkPipelineID(id string) error {
+	if !job.ValidID(id) {
+		return invalid("id", "%q is not a pipeline id (26 characters, Crockford base32)", id)
+	}
+	return nil
+}
+
+// pipelinePB is a pipeline as API answers show it, its jobs redacted like
+// every job answer (see jobPB).
+func (s *Server) pipelinePB(st scheduler.PipelineStatus) *pb.PipelineStatus {
+	out := &pb.PipelineStatus{Pipeline: pb.FromPipeline(st.Pipeline), State: pb.PipelineState(st.State)}
+	if len(st.Jobs) > 0 {
+		out.Jobs = make([]*pb.Job, len(st.Jobs))
+		for i, j := range st.Jobs {
+			out.Jobs[i] = s.jobPB(j)
+		}
+	}
+	return out
+}
