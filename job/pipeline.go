@@ -390,6 +390,18 @@ type PipelineStep struct {
 	Jobs              []string // ids, in matrix order
 }
 
+// CheckPipeline refuses a pipeline record that cannot be stored: nil, or
+// an id that is empty or longer than MaxIDLen.
+func CheckPipeline(p *Pipeline) error {
+	switch {
+	case p == nil:
+		return Invalid("pipeline", "must not be nil")
+	case p.ID == "" || len(p.ID) > MaxIDLen:
+		return Invalid("pipeline", "id %q must be 1 to %d bytes", p.ID, MaxIDLen)
+	}
+	return nil
+}
+
 // Clone returns a deep copy of p.
 func (p *Pipeline) Clone() *Pipeline {
 	c := *p

@@ -13,18 +13,6 @@ import (
 // hodeipb.Pipeline message. A record only names its steps' jobs: the jobs
 // are stored as any others, and deleting the record leaves them.
 
-// checkPipeline refuses a pipeline record that cannot be stored: nil, or
-// an id that is empty or longer than job.MaxIDLen.
-func checkPipeline(p *job.Pipeline) error {
-	switch {
-	case p == nil:
-		return job.Invalid("pipeline", "must not be nil")
-	case p.ID == "" || len(p.ID) > job.MaxIDLen:
-		return job.Invalid("pipeline", "id %q must be 1 to %d bytes", p.ID, job.MaxIDLen)
-	}
-	return nil
-}
-
 // InsertPipeline stores a new pipeline record and its jobs in one commit,
 // all or nothing, and sets the jobs' Version to 1 once it is durable. The
 // jobs go through Insert's checks and tenant admission, in the same
@@ -33,7 +21,7 @@ func checkPipeline(p *job.Pipeline) error {
 // stored fails with an error wrapping job.ErrConflict. Like Insert's, these
 // failures write nothing and leave the other requests of the commit alone.
 func (db *DB) InsertPipeline(ctx context.Context, p *job.Pipeline, jobs []*job.Job) error {
-	if err := checkPipeline(p); err != nil {
+	if err := job.CheckPipeline(p); err != nil {
 		return err
 	}
 	in, err := prepareInsert(jobs)
@@ -75,7 +63,7 @@ func (db *DB) InsertPipeline(ctx context.Context, p *job.Pipeline, jobs []*job.J
 // does not, and a *job.FieldError on "pipeline" for a nil record or an
 // empty id. It does not touch the pipeline's jobs.
 func (db *DB) PutPipeline(ctx context.Context, p *job.Pipeline) error {
-	if err := checkPipeline(p); err != nil {
+	if err := job.CheckPipeline(p); err != nil {
 		return err
 	}
 	enc, err := encodePipeline(p)

@@ -10,19 +10,6 @@ import (
 	hodeipb "github.com/hodei-jobs/hodei/proto"
 )
 
-// checkPipeline refuses a pipeline record that cannot be stored, with the
-// bbolt store's errors: nil, or an id that is empty or longer than
-// job.MaxIDLen.
-func checkPipeline(p *job.Pipeline) error {
-	switch {
-	case p == nil:
-		return job.Invalid("pipeline", "must not be nil")
-	case p.ID == "" || len(p.ID) > job.MaxIDLen:
-		return job.Invalid("pipeline", "id %q must be 1 to %d bytes", p.ID, job.MaxIDLen)
-	}
-	return nil
-}
-
 // InsertPipeline stores a new pipeline record and its jobs, all or
 // nothing, under one lock; see scheduler.Store. The checks and errors are
 // the bbolt store's, in its order: the record (a *job.FieldError on
@@ -32,7 +19,7 @@ func (s *Store) InsertPipeline(ctx context.Context, p *job.Pipeline, jobs []*job
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := checkPipeline(p); err != nil {
+	if err := job.CheckPipeline(p); err != nil {
 		return err
 	}
 	encs, err := encodeNew(jobs)
@@ -67,7 +54,7 @@ func (s *Store) PutPipeline(ctx context.Context, p *job.Pipeline) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := checkPipeline(p); err != nil {
+	if err := job.CheckPipeline(p); err != nil {
 		return err
 	}
 	enc, err := hodeipb.MarshalPipeline(p)
