@@ -10,6 +10,8 @@ import (
 
 	"github.com/creack/pty"
 	ucli "github.com/urfave/cli/v2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/hodei-jobs/hodei/client"
 	hodeipb "github.com/hodei-jobs/hodei/proto"
@@ -19,6 +21,10 @@ import (
 // state. JobService.Watch has no pipeline filter, so asking is simpler
 // than watching every job of the tenant.
 const defaultPoll = 300 * time.Millisecond
+
+// waitThroughOutage is how long --wait keeps asking a server that does not
+// answer, as while it restarts, before it gives up.
+const waitThroughOutage = time.Minute
 
 func (e *env) pollEvery() time.Duration {
 	if e.poll > 0 {
@@ -53,6 +59,7 @@ func waitPipeline(c *ucli.Context, e *env, cl *client.Client, st *hodeipb.Pipeli
 	}
 	tick := time.NewTicker(e.pollEvery())
 	defer tick.Stop()
+	var down time.Time // since when the server has been unavailable
 	for {
 		if err := show(st); err != nil {
 			return err
@@ -65,11 +72,18 @@ func waitPipeline(c *ucli.Context, e *env, cl *client.Client, st *hodeipb.Pipeli
 			return interrupted()
 		case <-tick.C:
 		}
-		var err error
-		if st, err = cl.GetPipeline(c.Context, id); err != nil {
-			if c.Context.Err() != nil {
-				return interrupted()
+		next, err := cl.GetPipeline(c.Context, id)
+		switch {
+		case err == nil:
+			st, down = next, time.Time{}
+		case c.Context.Err() != nil:
+			return interrupted()
+		case status.Code(err) == codes.Unavailable && (down.IsZero() || e.now().Sub(down) < waitThroughOutage):
+			// The server may be restarting; the pipeline resumes with it.
+			if down.IsZero() {
+				down = e.now()
 			}
+		default:
 			return err
 		}
 	}

@@ -22,6 +22,9 @@ const (
 	MaxArrayJobs = 10_000
 	// MaxArrayIndex bounds the indices of an array.
 	MaxArrayIndex = 1_000_000
+	// MaxPipelineBytes bounds the specs of a pipeline's jobs, summed after
+	// expansion, so that a small request cannot write gigabytes.
+	MaxPipelineBytes = 64 << 20
 )
 
 var stepNameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$`)
@@ -87,6 +90,9 @@ func (p *PipelineSpec) Validate(maxMatrix int) error {
 	if f := p.Defaults.notDefaultable(); f != "" {
 		return Invalid("defaults."+f, "cannot have a default; only env, labels, selector, timeout, retries, backoff, priority and resources can")
 	}
+	if err := p.Defaults.validateAsDefaults(); err != nil {
+		return err
+	}
 	if len(p.Steps) == 0 {
 		return Invalid("steps", "a pipeline needs at least one step")
 	}
@@ -102,12 +108,14 @@ func (p *PipelineSpec) Validate(maxMatrix int) error {
 	}
 	jobs := 0
 	for _, st := range p.Steps {
-		for _, n := range st.Needs {
+		for k, n := range st.Needs {
 			switch _, ok := index[n]; {
 			case n == st.Name:
 				return Invalid(stepField(st.Name, "needs"), "a step cannot need itself")
 			case !ok:
 				return Invalid(stepField(st.Name, "needs"), "%q is not a step of this pipeline", n)
+			case slices.Contains(st.Needs[:k], n):
+				return Invalid(stepField(st.Name, "needs"), "%q is listed twice", n)
 			}
 		}
 		n, err := st.matrixSize(maxMatrix)
@@ -141,6 +149,42 @@ func (p *PipelineSpec) Validate(maxMatrix int) error {
 			return Invalid(stepField(st.Name, "needs"), "waits for %d jobs, more than the limit of %d", deps, MaxDependsOn)
 		}
 	}
+	// The expanded jobs have names and env the steps did not: check them
+	// too, and what they add up to.
+	total := 0
+	for _, jobs := range p.Expand() {
+		for _, sj := range jobs {
+			spec := sj.Spec
+			spec.Normalize()
+			if err := spec.Validate(); err != nil {
+				if fe, ok := err.(*FieldError); ok {
+					return Invalid(stepField(sj.Step, fe.Field), "%s (as expanded: %s)", fe.Rule, sj.Spec.Name)
+				}
+				return err
+			}
+			if total += spec.size(); total > MaxPipelineBytes {
+				return Invalid("steps", "expand to more than %d MiB of job specs", MaxPipelineBytes>>20)
+			}
+		}
+	}
+	return nil
+}
+
+// validateAsDefaults checks the values of a defaults spec by the job-spec
+// rules, naming the field under "defaults".
+func (d *Spec) validateAsDefaults() error {
+	c := *d
+	c.Command = []string{"true"}
+	if c.Priority < 0 {
+		c.Priority = DefaultPriority
+	}
+	c.Normalize()
+	if err := c.Validate(); err != nil {
+		if fe, ok := err.(*FieldError); ok {
+			return Invalid("defaults."+fe.Field, "%s", fe.Rule)
+		}
+		return err
+	}
 	return nil
 }
 
@@ -158,6 +202,11 @@ func (st *Step) matrixSize(limit int) (int, error) {
 			return 0, Invalid(field, "is given twice")
 		case len(ax.Values) == 0:
 			return 0, Invalid(field, "must list at least one value")
+		}
+		for k, v := range ax.Values {
+			if slices.Contains(ax.Values[:k], v) {
+				return 0, Invalid(field, "value %q is listed twice", v)
+			}
 		}
 		seen[strings.ToUpper(ax.Key)] = true
 		n *= len(ax.Values)
@@ -268,6 +317,9 @@ func (p *PipelineSpec) stepSpec(st Step) Spec {
 	}
 	s.Tenant = p.Tenant
 	s.DependsOn = nil
+	// Set by the server alone.
+	s.Pipeline, s.Step, s.ContinueOnFailure = "", "", false
+	s.Array, s.ArrayIndex, s.ArrayLimit = "", 0, 0
 	return s
 }
 
@@ -426,7 +478,7 @@ func (p *Pipeline) JobIDs() []string {
 // StateOf derives a pipeline's state from its jobs; get returns a job by
 // id (nil when it no longer exists, which counts as ended).
 func (p *Pipeline) StateOf(get func(id string) *Job) PipelineState {
-	started, open, failed := false, false, false
+	started, open, failed, cancelled := false, false, false, false
 	for _, st := range p.Steps {
 		for _, id := range st.Jobs {
 			j := get(id)
@@ -443,6 +495,7 @@ func (p *Pipeline) StateOf(get func(id string) *Job) PipelineState {
 			case j.State == Failed && !st.ContinueOnFailure, j.State == Cancelled:
 				failed = true
 			}
+			cancelled = cancelled || j.State == Cancelled
 		}
 	}
 	switch {
@@ -450,8 +503,8 @@ func (p *Pipeline) StateOf(get func(id string) *Job) PipelineState {
 		return PipelinePending
 	case open:
 		return PipelineRunning
-	case p.Cancelled:
-		return PipelineCancelled
+	case p.Cancelled && cancelled:
+		return PipelineCancelled // a cancel that came after everything completed does not count
 	case failed:
 		return PipelineFailed
 	}

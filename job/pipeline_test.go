@@ -2,6 +2,7 @@ package job
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -29,7 +30,11 @@ func TestPipelineValidate(t *testing.T) {
 		{"LongCycle", PipelineSpec{Steps: []Step{step("a"), step("b", "a", "d"), step("c", "b"), step("d", "c")}}, "steps", "cycle: b → c → d → b"},
 		{"MatrixTooBig", PipelineSpec{Steps: []Step{func() Step {
 			s := step("wide")
-			s.Matrix = []MatrixAxis{{"x", strings.Split(strings.Repeat("v,", 20), ",")[:20]}, {"y", strings.Split(strings.Repeat("v,", 20), ",")[:20]}}
+			var vals []string
+			for i := range 20 {
+				vals = append(vals, fmt.Sprint(i))
+			}
+			s.Matrix = []MatrixAxis{{"x", vals}, {"y", vals}}
 			return s
 		}()}}, "steps.wide.matrix", "more than 256 jobs"},
 		{"MatrixEmptyAxis", PipelineSpec{Steps: []Step{func() Step {
@@ -49,7 +54,18 @@ func TestPipelineValidate(t *testing.T) {
 		}()}}, "steps.b.timeout", "must not be negative"},
 		{"EmptyCommand", PipelineSpec{Steps: []Step{{Name: "a", Spec: Spec{Priority: -1}}}}, "steps.a.command", "must not be empty"},
 		{"DefaultsCommand", PipelineSpec{Defaults: Spec{Script: "make", Priority: -1}, Steps: []Step{step("a")}}, "defaults.script", "cannot have a default"},
-		{"DefaultsApply", PipelineSpec{Defaults: Spec{Retries: MaxRetries + 1}, Steps: []Step{step("a")}}, "steps.a.retries", "between 0 and 100"},
+		{"DefaultsValue", PipelineSpec{Defaults: Spec{Retries: MaxRetries + 1}, Steps: []Step{step("a")}}, "defaults.retries", "between 0 and 100"},
+		{"DuplicateNeed", PipelineSpec{Steps: []Step{step("a"), step("b", "a", "a")}}, "steps.b.needs", `"a" is listed twice`},
+		{"MatrixDuplicateValue", PipelineSpec{Steps: []Step{func() Step {
+			s := step("m")
+			s.Matrix = []MatrixAxis{{"os", []string{"linux", "linux"}}}
+			return s
+		}()}}, "steps.m.matrix.os", `"linux" is listed twice`},
+		{"ExpandedNameTooLong", PipelineSpec{Name: strings.Repeat("p", 200), Steps: []Step{func() Step {
+			s := step("m")
+			s.Matrix = []MatrixAxis{{"os", []string{strings.Repeat("x", 60)}}}
+			return s
+		}()}}, "steps.m.name", "at most 256 bytes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.p.Validate(0)
@@ -114,6 +130,7 @@ func TestPipelineStateOf(t *testing.T) {
 		{"FailedAllowed", Completed, Failed, false, PipelineCompleted},
 		{"Failed", Failed, Cancelled, false, PipelineFailed},
 		{"Cancelled", Cancelled, Cancelled, true, PipelineCancelled},
+		{"CancelTooLate", Completed, Completed, true, PipelineCompleted},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p.Cancelled = tc.cancelled

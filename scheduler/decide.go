@@ -293,7 +293,10 @@ func Decide(s Snapshot, now time.Time) Plan {
 		picker.Charge(tenant, charge)
 		plan.Assignments = append(plan.Assignments, Assignment{Job: j, Worker: pl.id(w), Charge: charge, Start: start})
 	}
-	placed := placeReserved(s, now, pl, running, bursts, assign)
+	atLimit := func(j *job.Job) bool { // its array runs as many as it may
+		return j.Spec.ArrayLimit > 0 && arrays[j.Spec.Array] >= j.Spec.ArrayLimit
+	}
+	placed := placeReserved(s, now, pl, running, bursts, atLimit, assign)
 	freeSlots = 0
 	for _, w := range pl.workers {
 		freeSlots += max(w.Free.Slots, 0)
@@ -323,8 +326,8 @@ func Decide(s Snapshot, now time.Time) Plan {
 		if j.NotBefore.After(now) {
 			continue // still backing off
 		}
-		if j.Spec.ArrayLimit > 0 && arrays[j.Spec.Array] >= j.Spec.ArrayLimit {
-			continue // its array runs as many as it may
+		if atLimit(j) {
+			continue
 		}
 		tv := s.Tenants[tenant]
 		req := j.Spec.Resources
@@ -364,6 +367,7 @@ func Decide(s Snapshot, now time.Time) Plan {
 			if q := queues[tenant]; q != nil && len(out) < maxPreemptTries {
 				out = append(slices.Clip(out), q.rest(maxPreemptTries-len(out), now, s.Aging)...)
 			}
+			out = slices.DeleteFunc(slices.Clone(out), atLimit)
 			memo[tenant] = out
 			return out
 		}
@@ -376,7 +380,7 @@ func Decide(s Snapshot, now time.Time) Plan {
 // is free by now, holds back what the others ask for on their workers (the
 // victims are still stopping), and returns the ids it placed.
 func placeReserved(s Snapshot, now time.Time, pl *placer, running map[string]job.Resources,
-	bursts map[string]quota.Burst, assign func(*job.Job, int, TenantView, quota.Burst)) map[string]bool {
+	bursts map[string]quota.Burst, atLimit func(*job.Job) bool, assign func(*job.Job, int, TenantView, quota.Burst)) map[string]bool {
 	if len(s.Reserved) == 0 {
 		return nil
 	}
@@ -392,7 +396,7 @@ func placeReserved(s Snapshot, now time.Time, pl *placer, running map[string]job
 		}
 		req := j.Spec.Resources
 		tv := s.Tenants[j.Spec.Tenant]
-		if !j.NotBefore.After(now) && pl.workers[i].Free.Covers(req) {
+		if !j.NotBefore.After(now) && !atLimit(j) && pl.workers[i].Free.Covers(req) {
 			if burst, ok := tv.Limits.Admit(bursts[j.Spec.Tenant], running[j.Spec.Tenant], req, now); ok {
 				assign(j, i, tv, burst)
 				placed[j.ID] = true

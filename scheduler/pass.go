@@ -201,6 +201,7 @@ func (s *Scheduler) dispatch(ctx context.Context, now time.Time, next *wakeAt) {
 		return
 	}
 	waiting := make(map[string]bool)
+	arrays := make(arrayRoom)
 	s.pending.Range(func(id string, _ struct{}) bool {
 		j, ok := s.jobs.Load(id)
 		if !ok || j.State != job.Pending || !s.depsDone(j) {
@@ -211,9 +212,14 @@ func (s *Scheduler) dispatch(ctx context.Context, now time.Time, next *wakeAt) {
 			return true
 		}
 		waiting[j.Spec.Tenant] = true
+		if j.Spec.ArrayLimit > 0 {
+			arrays.offer(j, j.Spec.ArrayLimit-snap.ArrayRunning[j.Spec.Array])
+			return true
+		}
 		snap.Pending = append(snap.Pending, j)
 		return true
 	})
+	snap.Pending = arrays.appendTo(snap.Pending)
 	// Charge what ran past its estimate and let tenants that were idle
 	// enter, before the views read the tags.
 	s.fair.accrue(active, now, s.weight)
@@ -298,6 +304,36 @@ func (s *Scheduler) dispatch(ctx context.Context, now time.Time, next *wakeAt) {
 			s.stopRequeued(updates[len(plan.Assignments)+i].Next)
 		}
 	}
+}
+
+// arrayRoom picks, for each array with a limit, the pending jobs that fit
+// under it this pass: the lowest indices (ids follow them), as many as the
+// array has room for. The others are not even offered to Decide, so a
+// large array costs a pass its room, not its size.
+type arrayRoom map[string][]*job.Job
+
+// offer considers j for its array, which has room for that many more.
+func (a arrayRoom) offer(j *job.Job, room int) {
+	if room <= 0 {
+		return
+	}
+	sel := a[j.Spec.Array]
+	if len(sel) == room && j.ID > sel[room-1].ID {
+		return
+	}
+	i, _ := slices.BinarySearchFunc(sel, j.ID, func(x *job.Job, id string) int { return cmp.Compare(x.ID, id) })
+	sel = slices.Insert(sel, i, j)
+	if len(sel) > room {
+		sel = sel[:room]
+	}
+	a[j.Spec.Array] = sel
+}
+
+func (a arrayRoom) appendTo(pending []*job.Job) []*job.Job {
+	for _, sel := range a {
+		pending = append(pending, sel...)
+	}
+	return pending
 }
 
 // reservation holds room on a worker for one pending job until it is

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/hodei-jobs/hodei/job"
 )
@@ -84,13 +85,46 @@ func (s *Scheduler) CancelArray(ctx context.Context, arrayID, reason string) ([]
 	return s.cancelAll(ctx, ids, reason)
 }
 
-// cancelAll cancels the jobs with the given ids, skipping those that ended
-// meanwhile, and returns the ids it cancelled or is stopping.
+// cancelAll cancels the jobs with the given ids in one commit, skipping
+// those that ended, and returns the ids it cancelled or is stopping. A job
+// that changed meanwhile is cancelled on its own.
 func (s *Scheduler) cancelAll(ctx context.Context, ids []string, reason string) ([]string, error) {
-	var done []string
+	if reason == "" {
+		reason = ReasonUserCancel
+	}
+	var (
+		done    []string
+		olds    []*job.Job
+		updates []job.Update
+	)
 	for _, id := range ids {
-		_, err := s.Cancel(ctx, id, reason)
-		switch {
+		cur := s.jobOrNil(id)
+		if cur == nil || cur.State.Terminal() {
+			continue
+		}
+		next := s.cancelNext(cur, reason)
+		if next == nil {
+			done = append(done, id) // already stopping
+			continue
+		}
+		olds = append(olds, cur)
+		updates = append(updates, job.Update{Expect: cur.Expected(), Next: next})
+	}
+	if len(updates) == 0 {
+		return done, nil
+	}
+	errs, err := s.apply(ctx, updates)
+	if err != nil {
+		return done, err
+	}
+	for i, u := range updates {
+		id := u.Next.ID
+		if errs[i] == nil {
+			s.cancelled(olds[i], u.Next, reason)
+			done = append(done, id)
+			continue
+		}
+		switch _, err := s.Cancel(ctx, id, reason); {
 		case err == nil:
 			done = append(done, id)
 		case errors.Is(err, job.ErrConflict), errors.Is(err, job.ErrNotFound):
@@ -99,6 +133,7 @@ func (s *Scheduler) cancelAll(ctx context.Context, ids []string, reason string) 
 			return done, err
 		}
 	}
+	slices.Sort(done)
 	return done, nil
 }
 
@@ -125,6 +160,9 @@ func (s *Scheduler) RunPipeline(ctx context.Context, spec job.PipelineSpec) (*jo
 	for i, st := range spec.Steps {
 		for _, sj := range expanded[i] {
 			js := sj.Spec
+			if !js.Deadline.IsZero() && !js.Deadline.After(now) {
+				return nil, nil, job.Invalid("steps."+st.Name+".deadline", "%s is not in the future", js.Deadline.UTC().Format(time.RFC3339))
+			}
 			js.Pipeline = p.ID
 			js.Normalize()
 			jobs = append(jobs, &job.Job{ID: s.newID(now), Spec: js, State: job.Pending, Attempt: 1, CreatedAt: now})
@@ -212,7 +250,7 @@ func (s *Scheduler) jobOrNil(id string) *job.Job {
 }
 
 // CancelPipeline marks a pipeline cancelled and cancels every job of it
-// that has not ended, the last steps first. Errors: job.ErrNotFound;
+// that has not ended, in one commit. Errors: job.ErrNotFound;
 // job.ErrConflict when the pipeline has already ended.
 func (s *Scheduler) CancelPipeline(ctx context.Context, id, reason string) (PipelineStatus, error) {
 	st, err := s.Pipeline(id)
@@ -233,9 +271,7 @@ func (s *Scheduler) CancelPipeline(ctx context.Context, id, reason string) (Pipe
 		}
 		s.pipelines.Store(id, p)
 	}
-	ids := st.Pipeline.JobIDs()
-	slices.Reverse(ids)
-	if _, err := s.cancelAll(ctx, ids, reason); err != nil {
+	if _, err := s.cancelAll(ctx, st.Pipeline.JobIDs(), reason); err != nil {
 		return st, err
 	}
 	return s.Pipeline(id)
@@ -273,4 +309,39 @@ func stepDependencyReason(dep *job.Job) string {
 		verb = "was cancelled"
 	}
 	return fmt.Sprintf(reasonDependencyFmt, name, verb)
+}
+
+// Retain returns the function retention asks, for each finished job it
+// would delete for having ended before the given time, whether to keep it
+// instead: while a job that waits for it has not ended, and while its
+// pipeline has a job that has not ended or ended after before, so that a
+// pipeline's jobs go together and its state stays what it was. The
+// function is for one retention round, from one goroutine.
+func (s *Scheduler) Retain(before time.Time) func(id string) bool {
+	done := make(map[string]bool) // pipeline id → all of it may go
+	return func(id string) bool {
+		for _, k := range s.dependents(id) {
+			if d := s.jobOrNil(k); d != nil && !d.State.Terminal() {
+				return true
+			}
+		}
+		j := s.jobOrNil(id)
+		if j == nil || j.Spec.Pipeline == "" {
+			return false
+		}
+		may, seen := done[j.Spec.Pipeline]
+		if !seen {
+			may = true
+			if p, ok := s.pipelines.Load(j.Spec.Pipeline); ok {
+				for _, jid := range p.JobIDs() {
+					if o := s.jobOrNil(jid); o != nil && (!o.State.Terminal() || !o.FinishedAt.Before(before)) {
+						may = false
+						break
+					}
+				}
+			}
+			done[j.Spec.Pipeline] = may
+		}
+		return !may
+	}
 }

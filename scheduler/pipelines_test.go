@@ -231,3 +231,46 @@ func TestArrayLimitsRunningJobs(t *testing.T) {
 		t.Fatalf("cancel an unknown array: %v", err)
 	}
 }
+
+func TestRetentionKeepsWhatAPipelineStillNeeds(t *testing.T) {
+	s := newSim(t, 1, 1) // one slot: a, then b, then c
+	s.duration = func(j *job.Job) time.Duration {
+		if j.Spec.Step == "b" {
+			return time.Hour
+		}
+		return time.Second
+	}
+	p := runPipeline(t, s, job.PipelineSpec{Steps: []job.Step{pstep("a"), pstep("b"), pstep("c", "a", "b")}})
+	sweep := func() []string {
+		ids, err := s.h.store.DeleteFinished(s.h.ctx, s.h.now, 100, s.h.s.Retain(s.h.now))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.h.s.Forget(s.h.ctx, ids)
+		return ids
+	}
+	for range 3 {
+		s.step(time.Minute)
+	}
+	if a := jobsOfStep(s, p, "a")[0]; a.State != job.Completed {
+		t.Fatalf("a is %s", a.State)
+	}
+	if ids := sweep(); len(ids) != 0 {
+		t.Fatalf("retention deleted %v while c still waits for a", ids)
+	}
+	for range 10 {
+		s.step(time.Hour)
+	}
+	if st, _ := s.h.s.Pipeline(p.ID); st.State != job.PipelineCompleted {
+		t.Fatalf("pipeline %s, want COMPLETED", st.State)
+	}
+	if ids := sweep(); len(ids) != 3 {
+		t.Fatalf("retention deleted %v, want the pipeline's three jobs together", ids)
+	}
+	if _, err := s.h.s.Pipeline(p.ID); !errors.Is(err, job.ErrNotFound) {
+		t.Fatalf("pipeline after its jobs were deleted: %v, want NotFound", err)
+	}
+	if ps, _ := s.h.store.Pipelines(s.h.ctx); len(ps) != 0 {
+		t.Fatalf("%d pipeline records left", len(ps))
+	}
+}

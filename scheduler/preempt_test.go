@@ -181,3 +181,29 @@ func TestPreemptionMakesRoomForSeveralJobsOnOneWorker(t *testing.T) {
 		t.Fatalf("after preemption: %v, want prod at its share of 3 and batch at 1", held)
 	}
 }
+
+func TestPreemptionRespectsArrayLimits(t *testing.T) {
+	var victims []*job.Job
+	for i := range 2 {
+		v := pendingJob(i, "batch", 1)
+		v.State, v.Worker, v.StartedAt = job.Running, "w", t0
+		victims = append(victims, v)
+	}
+	arrayJob := pendingJob(3, "prod", 1)
+	arrayJob.Spec.Array, arrayJob.Spec.ArrayLimit = "arr", 1
+	snap := Snapshot{
+		Pending:      []*job.Job{arrayJob},
+		Active:       victims,
+		Workers:      []WorkerView{{ID: "w", Capacity: job.Resources{Slots: 2}}},
+		Tenants:      map[string]TenantView{"batch": {Running: job.Resources{Slots: 2}, Preemptible: true}, "prod": {}},
+		ArrayRunning: map[string]int{"arr": 1}, // another job of the array runs elsewhere
+		Preempt:      true,
+	}
+	if plan := Decide(snap, t0); len(plan.Preemptions) != 0 {
+		t.Fatalf("preempted %+v for an array job at its limit", plan.Preemptions)
+	}
+	snap.ArrayRunning = nil
+	if plan := Decide(snap, t0); len(plan.Preemptions) != 1 {
+		t.Fatalf("preemptions = %+v, want one once the array has room", plan.Preemptions)
+	}
+}

@@ -176,6 +176,15 @@ func (s *Scheduler) Recover(ctx context.Context) error {
 	for _, p := range pipelines {
 		s.pipelines.Store(p.ID, p)
 	}
+	defer func() {
+		// A crash between retention's delete and its forget leaves records
+		// of pipelines whose jobs are all gone.
+		all := make(map[string]bool, len(pipelines))
+		for _, p := range pipelines {
+			all[p.ID] = true
+		}
+		s.forgetPipelines(ctx, all)
+	}()
 	err = s.cfg.Store.Scan(ctx, func(j *job.Job) error {
 		s.publishRecovered(j)
 		if j.State.Active() {
@@ -318,18 +327,12 @@ func (s *Scheduler) Cancel(ctx context.Context, id, reason string) (*job.Job, er
 		if err != nil {
 			return nil, err
 		}
-		var next *job.Job
-		switch {
-		case cur.State.Terminal():
+		if cur.State.Terminal() {
 			return nil, job.Conflict(id, "already %s", cur.State)
-		case cur.State == job.Running && cur.CancelRequested != "" && !cur.Requeue:
+		}
+		next := s.cancelNext(cur, reason)
+		if next == nil {
 			return cur, nil
-		case cur.State == job.Running:
-			// A user's cancel also overrides a preemption under way.
-			next = cur.Clone()
-			next.CancelRequested, next.Requeue = reason, false
-		default:
-			next = cancelledJob(cur, reason, s.cfg.Now())
 		}
 		errs, err := s.apply(ctx, []job.Update{{Expect: cur.Expected(), Next: next}})
 		if err != nil {
@@ -342,16 +345,37 @@ func (s *Scheduler) Cancel(ctx context.Context, id, reason string) (*job.Job, er
 		if errs[0] != nil {
 			return nil, errs[0]
 		}
-		switch cur.State {
-		case job.Running:
-			s.sendCancel(next, reason)
-		case job.Scheduled:
-			// Already Cancelled: the order only stops a start under way.
-			s.cfg.Dispatcher.Cancel(cur.Worker, s.cancelOrder(cur, reason))
-		}
+		s.cancelled(cur, next, reason)
 		return next, nil
 	}
 	return nil, job.Conflict(id, "changed too often while cancelling; try again")
+}
+
+// cancelNext is the record that cancels the non-terminal job cur: Cancelled
+// at once, or for a Running job a stop order whose confirmation ends it.
+// It returns nil when a cancel is already under way.
+func (s *Scheduler) cancelNext(cur *job.Job, reason string) *job.Job {
+	switch {
+	case cur.State == job.Running && cur.CancelRequested != "" && !cur.Requeue:
+		return nil
+	case cur.State == job.Running:
+		// A user's cancel also overrides a preemption under way.
+		next := cur.Clone()
+		next.CancelRequested, next.Requeue = reason, false
+		return next
+	}
+	return cancelledJob(cur, reason, s.cfg.Now())
+}
+
+// cancelled sends the orders a committed cancel of cur needs.
+func (s *Scheduler) cancelled(cur, next *job.Job, reason string) {
+	switch cur.State {
+	case job.Running:
+		s.sendCancel(next, reason)
+	case job.Scheduled:
+		// Already Cancelled: the order only stops a start under way.
+		s.cfg.Dispatcher.Cancel(cur.Worker, s.cancelOrder(cur, reason))
+	}
 }
 
 // refresh reloads a job from the store after a lost compare-and-swap, in

@@ -67,6 +67,8 @@ type Store interface {
 	// Workers returns every stored worker.
 	Workers(ctx context.Context) ([]*job.Worker, error)
 	// DeleteFinished deletes up to limit terminal jobs whose FinishedAt is
-	// before the given time and returns their ids.
-	DeleteFinished(ctx context.Context, before time.Time, limit int) ([]string, error)
+	// before the given time, except those keep (nil: none) says to keep,
+	// and returns their ids. keep is called without locks the caller could
+	// hold and must not call the store.
+	DeleteFinished(ctx context.Context, before time.Time, limit int, keep func(id string) bool) ([]string, error)
 }

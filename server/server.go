@@ -300,7 +300,7 @@ func (s *Server) retain(ctx context.Context) {
 func (s *Server) sweep(ctx context.Context) {
 	before := s.now().Add(-s.cfg.Retention)
 	for ctx.Err() == nil {
-		ids, err := s.store.DeleteFinished(ctx, before, 1000)
+		ids, err := s.store.DeleteFinished(ctx, before, 1000, s.sched.Retain(before))
 		if err != nil {
 			s.log.Error("retention", "err", err)
 			return

@@ -327,7 +327,7 @@ func finishedBefore(h header, before int64) bool {
 // finds them in a read transaction, so that the scan does not hold up
 // writers, then deletes them in one write transaction that checks each again.
 // A limit <= 0 deletes nothing.
-func (db *DB) DeleteFinished(ctx context.Context, before time.Time, limit int) ([]string, error) {
+func (db *DB) DeleteFinished(ctx context.Context, before time.Time, limit int, keep func(string) bool) ([]string, error) {
 	if err := db.usable(ctx); err != nil {
 		return nil, err
 	}
@@ -343,7 +343,7 @@ func (db *DB) DeleteFinished(ctx context.Context, before time.Time, limit int) (
 			if err != nil {
 				return fmt.Errorf("job %s: %w", k, err)
 			}
-			if finishedBefore(h, cutoff) {
+			if finishedBefore(h, cutoff) && (keep == nil || !keep(string(k))) {
 				found = append(found, bytes.Clone(k))
 			}
 		}

@@ -188,7 +188,7 @@ func TestClose(t *testing.T) {
 		require.ErrorIs(t, err, job.ErrClosed)
 		_, err = db.Workers(ctx)
 		require.ErrorIs(t, err, job.ErrClosed)
-		_, err = db.DeleteFinished(ctx, time.Now(), 1)
+		_, err = db.DeleteFinished(ctx, time.Now(), 1, nil)
 		require.ErrorIs(t, err, job.ErrClosed)
 		_, err = db.Snapshot(ctx, &bytes.Buffer{})
 		require.ErrorIs(t, err, job.ErrClosed)

@@ -335,7 +335,7 @@ func (s *Store) Workers(ctx context.Context) ([]*job.Worker, error) {
 
 // DeleteFinished deletes up to limit terminal jobs whose FinishedAt is set
 // and before the given time, oldest id first, and returns their ids.
-func (s *Store) DeleteFinished(ctx context.Context, before time.Time, limit int) ([]string, error) {
+func (s *Store) DeleteFinished(ctx context.Context, before time.Time, limit int, keepID func(string) bool) ([]string, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -353,7 +353,8 @@ func (s *Store) DeleteFinished(ctx context.Context, before time.Time, limit int)
 	for _, id := range s.ids {
 		pb := decodePB(s.jobs[id])
 		fin := pb.GetFinishedUnixNano()
-		if len(deleted) < limit && job.State(pb.GetState()).Terminal() && fin != 0 && fin < cutoff {
+		if len(deleted) < limit && job.State(pb.GetState()).Terminal() && fin != 0 && fin < cutoff &&
+			(keepID == nil || !keepID(id)) {
 			deleted = append(deleted, id)
 			delete(s.jobs, id)
 			continue

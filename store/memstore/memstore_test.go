@@ -35,7 +35,7 @@ func TestSetWriteError(t *testing.T) {
 	require.ErrorIs(t, s.PutWorker(t.Context(), &job.Worker{ID: "w"}), boom)
 	require.ErrorIs(t, s.PutTenant(t.Context(), storetest.NewTenant("team-a")), boom)
 	require.ErrorIs(t, s.DeleteTenant(t.Context(), "team-a"), boom)
-	_, err = s.DeleteFinished(t.Context(), storetest.T0, 1)
+	_, err = s.DeleteFinished(t.Context(), storetest.T0, 1, nil)
 	require.ErrorIs(t, err, boom)
 	p, jobs := storetest.NewPipeline(1, 11)
 	require.ErrorIs(t, s.InsertPipeline(t.Context(), p, jobs), boom)

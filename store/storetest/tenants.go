@@ -281,7 +281,7 @@ func testAdmission(t *testing.T, open func(*testing.T) scheduler.Store) {
 		j1, j2 := tenantJob(1, "team-q"), tenantJob(2, "team-q")
 		MustInsert(t, s, j1, j2)
 		Finish(t, s, j1, job.Completed, T0)
-		deleted, err := s.DeleteFinished(t.Context(), T0.Add(time.Second), 10)
+		deleted, err := s.DeleteFinished(t.Context(), T0.Add(time.Second), 10, nil)
 		require.NoError(t, err)
 		require.Equal(t, []string{ID(1)}, deleted)
 		MustInsert(t, s, tenantJob(3, "team-q"))
