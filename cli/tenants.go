@@ -136,13 +136,13 @@ func tenantSetFlags() []ucli.Flag {
 }
 
 // tenantFieldOf maps the flags of `tenants set` to the request field they
-// set; --max-running, --cpu and --memory share max_running.
+// set; each running limit is set alone, and the server keeps the others.
 var tenantFieldOf = []struct{ flag, field string }{
 	{"weight", "weight"},
 	{"max-queued", "max_queued"},
-	{"max-running", "max_running"},
-	{"cpu", "max_running"},
-	{"memory", "max_running"},
+	{"max-running", "max_running.slots"},
+	{"cpu", "max_running.cpu_millis"},
+	{"memory", "max_running.memory_mib"},
 	{"burst", "burst"},
 	{"burst-for", "burst_for_ms"},
 	{"cooldown", "cooldown_ms"},
@@ -150,33 +150,28 @@ var tenantFieldOf = []struct{ flag, field string }{
 }
 
 // setTenant sends `tenants set`: only the fields whose flags were given.
-// The running limits travel as one field, so when some of --max-running,
-// --cpu and --memory are given the others are first read from the stored
-// tenant. Without flags it creates a missing tenant and leaves an existing
-// one untouched (an empty field list would mean "set every field").
+// Without flags it creates a missing tenant and leaves an existing one
+// untouched (an empty field list would mean "set every field").
 func setTenant(c *ucli.Context, cl *client.Client, name string) (*hodeipb.TenantStatus, error) {
 	t, fields, err := tenantFromFlags(c, name)
 	if err != nil {
 		return nil, err
 	}
-	if len(fields) == 0 || t.MaxRunning != nil {
+	if len(fields) == 0 {
 		cur, err := cl.GetTenant(c.Context, name)
 		switch {
 		case status.Code(err) == codes.NotFound:
 		case err != nil:
 			return nil, err
-		case len(fields) == 0:
-			return cur, nil
 		default:
-			t.MaxRunning = mergeRunning(c, cur.GetTenant().GetMaxRunning(), t.MaxRunning)
+			return cur, nil
 		}
 	}
 	return cl.SetTenant(c.Context, t, fields)
 }
 
 // tenantFromFlags reads the flags of `tenants set` into a tenant and the
-// list of fields they set. MaxRunning is non-nil when a running limit was
-// given; unset parts of it are zero, for mergeRunning to fill.
+// list of fields they set.
 func tenantFromFlags(c *ucli.Context, name string) (*hodeipb.Tenant, []string, error) {
 	t := &hodeipb.Tenant{
 		Name:        name,
@@ -202,22 +197,6 @@ func tenantFromFlags(c *ucli.Context, name string) (*hodeipb.Tenant, []string, e
 		}
 	}
 	return t, fields, nil
-}
-
-// mergeRunning returns the running limits the flags give, with those not
-// given taken from stored.
-func mergeRunning(c *ucli.Context, stored, given *hodeipb.Resources) *hodeipb.Resources {
-	r := &hodeipb.Resources{Slots: stored.GetSlots(), CpuMillis: stored.GetCpuMillis(), MemoryMib: stored.GetMemoryMib()}
-	if c.IsSet("max-running") {
-		r.Slots = given.GetSlots()
-	}
-	if c.IsSet("cpu") {
-		r.CpuMillis = given.GetCpuMillis()
-	}
-	if c.IsSet("memory") {
-		r.MemoryMib = given.GetMemoryMib()
-	}
-	return r
 }
 
 // tenantsCall runs a call and prints the tenants it returns: a table, or

@@ -74,17 +74,19 @@ func TestTenantsSet(t *testing.T) {
 			want:   &hodeipb.SetTenantRequest{Tenant: &hodeipb.Tenant{Name: "ml"}, Fields: []string{"preemptible"}},
 		},
 		{
-			name:   "RunningLimitMergesStored",
+			// Each running limit is its own field: the server keeps the
+			// stored cpu, and the CLI need not read it first.
+			name:   "RunningLimitsApart",
 			stored: stored,
 			args:   []string{"--memory", "2048", "--max-running", "0"},
-			want: &hodeipb.SetTenantRequest{Tenant: &hodeipb.Tenant{Name: "ml", MaxRunning: &hodeipb.Resources{Slots: 0, CpuMillis: 4000, MemoryMib: 2048}},
-				Fields: []string{"max_running"}},
+			want: &hodeipb.SetTenantRequest{Tenant: &hodeipb.Tenant{Name: "ml", MaxRunning: &hodeipb.Resources{MemoryMib: 2048}},
+				Fields: []string{"max_running.slots", "max_running.memory_mib"}},
 		},
 		{
 			name: "RunningLimitNewTenant",
 			args: []string{"--max-running", "4", "--cpu", "2000"},
 			want: &hodeipb.SetTenantRequest{Tenant: &hodeipb.Tenant{Name: "ml", MaxRunning: &hodeipb.Resources{Slots: 4, CpuMillis: 2000}},
-				Fields: []string{"max_running"}},
+				Fields: []string{"max_running.slots", "max_running.cpu_millis"}},
 		},
 		{
 			name: "NoFlagsCreates",

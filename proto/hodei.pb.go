@@ -3167,8 +3167,10 @@ func (x *TenantStatus) GetBurstUntilUnixNano() int64 {
 type SetTenantRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Tenant *Tenant                `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
-	// The fields of tenant to set, by their names above; the others keep
-	// their stored values (their defaults on a new tenant). Empty: all.
+	// The fields of tenant to set, by their names above, or one running
+	// limit as max_running.slots, max_running.cpu_millis or
+	// max_running.memory_mib; the others keep their stored values (their
+	// defaults on a new tenant). Empty: all.
 	Fields        []string `protobuf:"bytes,2,rep,name=fields,proto3" json:"fields,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -19,6 +19,11 @@ var tenantFields = []tenantField{
 	{"weight", func(d, s *job.Tenant) { d.Weight = s.Weight }},
 	{"max_queued", func(d, s *job.Tenant) { d.MaxQueued = s.MaxQueued }},
 	{"max_running", func(d, s *job.Tenant) { d.MaxRunning = s.MaxRunning }},
+	// One running limit alone, the others kept: concurrent changes of
+	// different limits do not undo each other.
+	{"max_running.slots", func(d, s *job.Tenant) { d.MaxRunning.Slots = s.MaxRunning.Slots }},
+	{"max_running.cpu_millis", func(d, s *job.Tenant) { d.MaxRunning.CPUMillis = s.MaxRunning.CPUMillis }},
+	{"max_running.memory_mib", func(d, s *job.Tenant) { d.MaxRunning.MemoryMiB = s.MaxRunning.MemoryMiB }},
 	{"burst", func(d, s *job.Tenant) { d.Burst = s.Burst }},
 	{"burst_for_ms", func(d, s *job.Tenant) { d.BurstFor = s.BurstFor }},
 	{"cooldown_ms", func(d, s *job.Tenant) { d.Cooldown = s.Cooldown }},

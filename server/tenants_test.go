@@ -253,3 +253,25 @@ func TestEffectivePriority(t *testing.T) {
 		t.Errorf("Watch: effective priority %.1f, want at least 600", ev.GetJob().GetEffectivePriority())
 	}
 }
+
+func TestSetTenantRunningLimitsApart(t *testing.T) {
+	s := setup(t)
+	ctx := context.Background()
+	s.setTenant(t, &pb.Tenant{Name: "a", MaxRunning: &pb.Resources{Slots: 8, CpuMillis: 4000}})
+	// Two clients change different limits; neither undoes the other.
+	for _, req := range []*pb.SetTenantRequest{
+		{Tenant: &pb.Tenant{Name: "a", MaxRunning: &pb.Resources{MemoryMib: 1024}}, Fields: []string{"max_running.memory_mib"}},
+		{Tenant: &pb.Tenant{Name: "a", MaxRunning: &pb.Resources{CpuMillis: 2000}}, Fields: []string{"max_running.cpu_millis"}},
+	} {
+		if _, err := s.admin.SetTenant(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := s.admin.GetTenant(ctx, &pb.GetTenantRequest{Name: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := st.GetTenant().GetMaxRunning(); r.GetSlots() != 8 || r.GetCpuMillis() != 2000 || r.GetMemoryMib() != 1024 {
+		t.Fatalf("running limits %v, want slots 8, cpu 2000, memory 1024", r)
+	}
+}
