@@ -42,7 +42,7 @@ type jobFields struct {
 	Labels    map[string]string `yaml:"labels"`
 	Selector  map[string]string `yaml:"selector"`
 	Timeout   yaml.Node         `yaml:"timeout"` // a Go duration, read by fileDuration
-	Retries   int32             `yaml:"retries"`
+	Retries   *int32            `yaml:"retries"` // absent: unset (-1 on the wire), so the defaults' applies
 	Backoff   yaml.Node         `yaml:"backoff"`
 	Priority  *int32            `yaml:"priority"` // absent: unset, so the defaults' or the server's applies
 	Resources *resourcesFile    `yaml:"resources"`
@@ -66,9 +66,19 @@ type stepFile struct {
 }
 
 type resourcesFile struct {
-	CPU    int64 `yaml:"cpu"`    // millicores
-	Memory int64 `yaml:"memory"` // MiB
-	Slots  int64 `yaml:"slots"`
+	CPU    *int64 `yaml:"cpu"`    // millicores; absent: unset
+	Memory *int64 `yaml:"memory"` // MiB; absent: unset
+	Slots  *int64 `yaml:"slots"`  // absent: unset
+}
+
+// orUnset is *v, or -1, which marks a field of a pipeline step or its
+// defaults as not given, so that the defaults' value, then the default,
+// applies; an explicit 0 overrides.
+func orUnset[T int32 | int64](v *T) T {
+	if v == nil {
+		return -1
+	}
+	return *v
 }
 
 // fileError is a mistake in a pipeline file, at a line when known.
@@ -246,12 +256,13 @@ func (f *pipelineFile) toSpec(path string) (*hodeipb.PipelineSpec, error) {
 // ("defaults", "steps.build").
 func (jf *jobFields) apply(js *hodeipb.JobSpec, path, field string) error {
 	js.Env, js.Labels, js.Selector = jf.Env, jf.Labels, jf.Selector
-	js.Retries = jf.Retries
+	js.Retries = orUnset(jf.Retries)
 	if jf.Priority != nil {
 		js.Priority = proto.Int32(*jf.Priority)
 	}
+	js.Resources = &hodeipb.Resources{CpuMillis: -1, MemoryMib: -1, Slots: -1}
 	if r := jf.Resources; r != nil {
-		js.Resources = &hodeipb.Resources{CpuMillis: r.CPU, MemoryMib: r.Memory, Slots: r.Slots}
+		js.Resources = &hodeipb.Resources{CpuMillis: orUnset(r.CPU), MemoryMib: orUnset(r.Memory), Slots: orUnset(r.Slots)}
 	}
 	var err error
 	if js.TimeoutMs, err = fileDuration(&jf.Timeout, path, field+".timeout"); err != nil {
@@ -275,10 +286,10 @@ func resolve(n *yaml.Node) *yaml.Node {
 }
 
 // fileDuration reads a Go duration ("90s", "10m") as whole milliseconds;
-// absent is 0.
+// absent is -1, unset.
 func fileDuration(n *yaml.Node, path, field string) (int64, error) {
 	if absent(n) {
-		return 0, nil
+		return -1, nil
 	}
 	n = resolve(n)
 	bad := func(format string, args ...any) error {

@@ -37,6 +37,8 @@ func TestPipelineExamplesParse(t *testing.T) {
 	}
 }
 
+var unsetResources = &hodeipb.Resources{CpuMillis: -1, MemoryMib: -1, Slots: -1}
+
 func TestPipelineFileDefaults(t *testing.T) {
 	spec, _, err := readPipelineFile(example("defaults.yaml"))
 	if err != nil {
@@ -50,10 +52,12 @@ func TestPipelineFileDefaults(t *testing.T) {
 			Priority: proto.Int32(600), Resources: &hodeipb.Resources{CpuMillis: 500, MemoryMib: 256, Slots: 1},
 		},
 		Steps: []*hodeipb.PipelineStepSpec{
-			{Name: "build", Spec: &hodeipb.JobSpec{Script: "make build"}},
+			// Fields a step leaves out are -1, unset: the defaults' apply.
+			{Name: "build", Spec: &hodeipb.JobSpec{Script: "make build", TimeoutMs: -1, Retries: -1, BackoffMs: -1, Resources: unsetResources}},
 			{
 				Name: "test", Needs: []string{"build"},
-				Spec: &hodeipb.JobSpec{Command: []string{"make", "test"}, TimeoutMs: 1_800_000, Priority: proto.Int32(0)},
+				Spec: &hodeipb.JobSpec{Command: []string{"make", "test"}, TimeoutMs: 1_800_000, Retries: 0, BackoffMs: -1,
+					Priority: proto.Int32(0), Resources: unsetResources},
 				Matrix: []*hodeipb.MatrixAxis{
 					{Key: "os", Values: []string{"linux", "mac", "bsd"}},
 					{Key: "go", Values: []string{"1.25", "1.26"}},
@@ -65,6 +69,7 @@ func TestPipelineFileDefaults(t *testing.T) {
 					Command: []string{"./publish.sh", "--channel", "stable"},
 					Env:     map[string]string{"CHANNEL": "stable"}, SecretEnv: map[string]string{"TOKEN": "s3cret"},
 					Workdir: "/srv/release", NoPty: true, Resources: &hodeipb.Resources{CpuMillis: 1000, MemoryMib: 512, Slots: 2},
+					TimeoutMs: -1, Retries: -1, BackoffMs: -1,
 				},
 			},
 		},

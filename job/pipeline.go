@@ -35,10 +35,10 @@ type PipelineSpec struct {
 	Name   string
 	Tenant string // default DefaultTenant
 	// Defaults applies to every step: its env, labels and selector are
-	// merged under the step's own, and its timeout, retries, backoff and
-	// resources apply where the step leaves them zero, its priority where
-	// the step's is negative (unset). A negative priority in both means
-	// DefaultPriority.
+	// merged under the step's own, and its timeout, retries, backoff,
+	// priority and each resource apply where the step's is negative
+	// (unset); zero on a step is a value like any other. Negative in both
+	// means the job default (0, or DefaultPriority for the priority).
 	Defaults Spec
 	Steps    []Step
 }
@@ -178,6 +178,9 @@ func (d *Spec) validateAsDefaults() error {
 	if c.Priority < 0 {
 		c.Priority = DefaultPriority
 	}
+	// Negative is unset in defaults.
+	c.Timeout, c.Retries, c.Backoff = max(c.Timeout, 0), max(c.Retries, 0), max(c.Backoff, 0)
+	c.Resources = Resources{max(c.Resources.CPUMillis, 0), max(c.Resources.MemoryMiB, 0), max(c.Resources.Slots, 0)}
 	c.Normalize()
 	if err := c.Validate(); err != nil {
 		if fe, ok := err.(*FieldError); ok {
@@ -291,36 +294,33 @@ func (p *PipelineSpec) stepSpec(st Step) Spec {
 	s.Env = mergeMaps(d.Env, s.Env)
 	s.Labels = mergeMaps(d.Labels, s.Labels)
 	s.Selector = mergeMaps(d.Selector, s.Selector)
-	if s.Timeout == 0 {
-		s.Timeout = d.Timeout
-	}
-	if s.Retries == 0 {
-		s.Retries = d.Retries
-	}
-	if s.Backoff == 0 {
-		s.Backoff = d.Backoff
-	}
+	s.Timeout = unsetOr(s.Timeout, d.Timeout)
+	s.Retries = unsetOr(s.Retries, d.Retries)
+	s.Backoff = unsetOr(s.Backoff, d.Backoff)
 	if s.Priority < 0 { // unset on the step
 		s.Priority = d.Priority
 	}
 	if s.Priority < 0 { // and in the defaults
 		s.Priority = DefaultPriority
 	}
-	if s.Resources.CPUMillis == 0 {
-		s.Resources.CPUMillis = d.Resources.CPUMillis
-	}
-	if s.Resources.MemoryMiB == 0 {
-		s.Resources.MemoryMiB = d.Resources.MemoryMiB
-	}
-	if s.Resources.Slots == 0 {
-		s.Resources.Slots = d.Resources.Slots
-	}
+	s.Resources.CPUMillis = unsetOr(s.Resources.CPUMillis, d.Resources.CPUMillis)
+	s.Resources.MemoryMiB = unsetOr(s.Resources.MemoryMiB, d.Resources.MemoryMiB)
+	s.Resources.Slots = unsetOr(s.Resources.Slots, d.Resources.Slots)
 	s.Tenant = p.Tenant
 	s.DependsOn = nil
 	// Set by the server alone.
 	s.Pipeline, s.Step, s.ContinueOnFailure = "", "", false
 	s.Array, s.ArrayIndex, s.ArrayLimit = "", 0, 0
 	return s
+}
+
+// unsetOr resolves a step's field against its default: a negative value
+// is unset and takes the default's, and a default that is unset too is 0.
+func unsetOr[T int | int64 | time.Duration](v, def T) T {
+	if v < 0 {
+		v = def
+	}
+	return max(v, 0)
 }
 
 func mergeMaps(under, over map[string]string) map[string]string {

@@ -8,8 +8,11 @@ import (
 	"time"
 )
 
+// step is a step that sets nothing the defaults could give.
 func step(name string, needs ...string) Step {
-	return Step{Name: name, Spec: Spec{Command: []string{"true"}, Priority: -1}, Needs: needs}
+	unset := Spec{Command: []string{"true"}, Priority: -1, Timeout: -1, Retries: -1, Backoff: -1,
+		Resources: Resources{CPUMillis: -1, MemoryMiB: -1, Slots: -1}}
+	return Step{Name: name, Spec: unset, Needs: needs}
 }
 
 func TestPipelineValidate(t *testing.T) {
@@ -49,9 +52,9 @@ func TestPipelineValidate(t *testing.T) {
 		}()}}, "steps.m.matrix", `key "go-version"`},
 		{"JobSpecRule", PipelineSpec{Steps: []Step{step("a"), func() Step {
 			s := step("b", "a")
-			s.Spec.Timeout = -time.Second
+			s.Spec.Retries = MaxRetries + 1
 			return s
-		}()}}, "steps.b.timeout", "must not be negative"},
+		}()}}, "steps.b.retries", "between 0 and 100"},
 		{"EmptyCommand", PipelineSpec{Steps: []Step{{Name: "a", Spec: Spec{Priority: -1}}}}, "steps.a.command", "must not be empty"},
 		{"DefaultsCommand", PipelineSpec{Defaults: Spec{Script: "make", Priority: -1}, Steps: []Step{step("a")}}, "defaults.script", "cannot have a default"},
 		{"DefaultsValue", PipelineSpec{Defaults: Spec{Retries: MaxRetries + 1}, Steps: []Step{step("a")}}, "defaults.retries", "between 0 and 100"},
@@ -109,6 +112,12 @@ func TestPipelineExpand(t *testing.T) {
 	}
 	if last := jobs[1][5].Spec; last.Env["MATRIX_OS"] != "bsd" || last.Env["MATRIX_ARCH"] != "arm64" {
 		t.Fatalf("last matrix job env %v", last.Env)
+	}
+	zero := PipelineSpec{Defaults: Spec{Retries: 2, Timeout: time.Hour, Priority: -1}, Steps: []Step{step("unset"), step("zero")}}
+	zero.Steps[1].Spec.Retries, zero.Steps[1].Spec.Timeout = 0, 0
+	if z := zero.Expand(); z[0][0].Spec.Retries != 2 || z[0][0].Spec.Timeout != time.Hour || z[1][0].Spec.Retries != 0 || z[1][0].Spec.Timeout != 0 {
+		t.Fatalf("unset step: retries %d timeout %s; zero step: retries %d timeout %s; want the defaults', then zeros",
+			z[0][0].Spec.Retries, z[0][0].Spec.Timeout, z[1][0].Spec.Retries, z[1][0].Spec.Timeout)
 	}
 	plain := PipelineSpec{Defaults: Spec{Priority: -1}, Steps: []Step{step("x")}}
 	if plain.Expand()[0][0].Spec.Priority != DefaultPriority {

@@ -3476,6 +3476,10 @@ func (x *MatrixAxis) GetValues() []string {
 	return nil
 }
 
+// In a pipeline's defaults and steps, a negative timeout_ms, retries,
+// backoff_ms or resource, like an absent priority, is unset: a step takes
+// the defaults' value, and an unset default is the job default. Zero is a
+// value like any other.
 type PipelineStepSpec struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
 	Name              string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`

@@ -248,7 +248,7 @@ var badPipelines = []struct {
 		p.Steps[2].Matrix = []*pb.MatrixAxis{{Key: "n", Values: vals}}
 	}, "steps.c.matrix: "},
 	{"MatrixNoValues", func(p *pb.PipelineSpec) { p.Steps[2].Matrix = []*pb.MatrixAxis{{Key: "os"}} }, "steps.c.matrix.os: "},
-	{"JobSpec", func(p *pb.PipelineSpec) { p.Steps[3].Spec.TimeoutMs = -1 }, "steps.d.timeout: "},
+	{"JobSpec", func(p *pb.PipelineSpec) { p.Steps[3].Spec.Retries = 101 }, "steps.d.retries: "},
 	{"NoCommand", func(p *pb.PipelineSpec) { p.Steps[3].Spec = nil }, "steps.d.command: "},
 	{"DefaultsPriority", func(p *pb.PipelineSpec) { p.Defaults.Priority = proto.Int32(2000) }, "defaults.priority: "},
 	{"Tenant", func(p *pb.PipelineSpec) { p.Tenant = "Team A" }, "tenant: "},
