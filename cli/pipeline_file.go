@@ -59,6 +59,8 @@ type stepFile struct {
 	Preemptible       bool              `yaml:"preemptible"`
 	Needs             []string          `yaml:"needs"`
 	ContinueOnFailure bool              `yaml:"continue_on_failure"`
+	// Deadline is a duration from the run (30m) or an RFC 3339 time.
+	Deadline yaml.Node `yaml:"deadline"`
 	// Matrix is a mapping of keys to lists of values, kept as a node so
 	// that its keys keep the file's order.
 	Matrix    yaml.Node `yaml:"matrix"`
@@ -241,6 +243,10 @@ func (f *pipelineFile) toSpec(path string) (*hodeipb.PipelineSpec, error) {
 		if err := st.apply(js, path, field); err != nil {
 			return nil, err
 		}
+		var err error
+		if js.DeadlineUnixNano, err = fileDeadline(&st.Deadline, path, field+".deadline", time.Now()); err != nil {
+			return nil, err
+		}
 		matrix, err := matrixAxes(&st.Matrix, path, field+".matrix")
 		if err != nil {
 			return nil, err
@@ -270,6 +276,37 @@ func (jf *jobFields) apply(js *hodeipb.JobSpec, path, field string) error {
 	}
 	js.BackoffMs, err = fileDuration(&jf.Backoff, path, field+".backoff")
 	return err
+}
+
+// fileDeadline reads a step's deadline, a duration from now or an RFC 3339
+// time, as Unix nanoseconds; absent is 0, none.
+func fileDeadline(n *yaml.Node, path, field string, now time.Time) (int64, error) {
+	if absent(n) {
+		return 0, nil
+	}
+	n = resolve(n)
+	bad := func(format string, args ...any) error {
+		return &fileError{path: path, line: n.Line, msg: field + ": " + fmt.Sprintf(format, args...)}
+	}
+	if n.Kind != yaml.ScalarNode {
+		return 0, bad("must be a duration from the run (30m) or an RFC 3339 time (2026-11-28T10:00:00Z)")
+	}
+	if d, err := time.ParseDuration(n.Value); err == nil {
+		if d <= 0 {
+			return 0, bad("%s must be more than 0 from the run", n.Value)
+		}
+		return now.Add(d).UnixNano(), nil
+	}
+	t, err := time.Parse(time.RFC3339, n.Value)
+	switch {
+	case err != nil:
+		return 0, bad("%q is neither a duration from the run (30m) nor an RFC 3339 time (2026-11-28T10:00:00Z)", n.Value)
+	case !t.After(now):
+		return 0, bad("%s is in the past", n.Value)
+	case t.After(lastDeadline):
+		return 0, bad("%s is past %s, the latest time the API can carry", n.Value, lastDeadline.Format(time.RFC3339))
+	}
+	return t.UnixNano(), nil
 }
 
 // absent reports whether a node was left out or given no value.

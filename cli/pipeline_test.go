@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/encoding/prototext"
 	"google.golang.org/protobuf/proto"
@@ -121,13 +122,29 @@ func TestPipelineFileShapes(t *testing.T) {
 	})
 }
 
+func TestPipelineFileDeadline(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "p.yaml")
+	if err := os.WriteFile(path, []byte("steps:\n  - name: a\n    script: x\n    deadline: 30m\n  - name: b\n    script: x\n    deadline: 2200-01-01T00:00:00Z\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before := time.Now()
+	spec, _, err := readPipelineFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := time.Unix(0, spec.GetSteps()[0].GetSpec().GetDeadlineUnixNano()), time.Unix(0, spec.GetSteps()[1].GetSpec().GetDeadlineUnixNano())
+	if a.Before(before.Add(30*time.Minute)) || a.After(time.Now().Add(30*time.Minute)) || b.Year() != 2200 {
+		t.Fatalf("deadlines %s and %s, want 30m from the run and 2200", a, b)
+	}
+}
+
 func TestPipelineFileErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name, file, text string // text: written to a temp file when file is ""
 		want             string
 	}{
 		{name: "UnknownField", file: "invalid-unknown-field.yaml",
-			want: "invalid-unknown-field.yaml:7: field comand not found in a step; it has backoff, command, continue_on_failure, env"},
+			want: "invalid-unknown-field.yaml:7: field comand not found in a step; it has backoff, command, continue_on_failure, deadline, env"},
 		{name: "Duration", file: "invalid-duration.yaml",
 			want: `invalid-duration.yaml:4: steps.build.timeout: "10 minutes" is not a duration`},
 		{name: "MatrixShape", file: "invalid-matrix-shape.yaml",
@@ -146,6 +163,8 @@ func TestPipelineFileErrors(t *testing.T) {
 		{name: "Empty", text: "", want: "p.yaml: the file is empty"},
 		{name: "TwoDocuments", text: "steps: []\n---\nsteps: []\n", want: "p.yaml:2: a second YAML document"},
 		{name: "Missing", file: "no-such.yaml", want: "no-such.yaml: no such file or directory"},
+		{name: "DeadlinePast", text: "steps:\n  - name: a\n    script: x\n    deadline: 2001-01-01T00:00:00Z\n", want: "p.yaml:4: steps.a.deadline: 2001-01-01T00:00:00Z is in the past"},
+		{name: "DeadlineBad", text: "steps:\n  - name: a\n    script: x\n    deadline: soon\n", want: `p.yaml:4: steps.a.deadline: "soon" is neither a duration`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := example(tc.file)

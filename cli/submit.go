@@ -210,6 +210,9 @@ func millisFlag(c *ucli.Context, name string) (int64, error) {
 	return d.Milliseconds(), nil
 }
 
+// lastDeadline is the latest deadline Unix nanoseconds can hold.
+var lastDeadline = time.Unix(0, math.MaxInt64)
+
 // deadlineFlag reads --deadline, a duration from now or an RFC 3339 time,
 // as Unix nanoseconds; 0 when it is not given. A deadline must lie ahead.
 func deadlineFlag(c *ucli.Context, now time.Time) (int64, error) {
@@ -229,6 +232,8 @@ func deadlineFlag(c *ucli.Context, now time.Time) (int64, error) {
 		return 0, usagef(c, "--deadline: %q is neither a duration from now (30m, 2h) nor an RFC 3339 time (2026-11-28T10:00:00Z)", s)
 	case !t.After(now):
 		return 0, usagef(c, "--deadline: %s is in the past", s)
+	case t.After(lastDeadline):
+		return 0, usagef(c, "--deadline: %s is past %s, the latest time the API can carry", s, lastDeadline.Format(time.RFC3339))
 	}
 	return t.UnixNano(), nil
 }
