@@ -274,3 +274,42 @@ func TestRetentionKeepsWhatAPipelineStillNeeds(t *testing.T) {
 		t.Fatalf("%d pipeline records left", len(ps))
 	}
 }
+
+// TestDependencyReleaseRaces submits a dependent while its dependency
+// completes, from two goroutines, many times: whichever publish comes
+// second must see the other, so the dependent is always released.
+func TestDependencyReleaseRaces(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.Heartbeat, c.Lease = time.Hour, 1000*time.Hour })
+	h.worker("w", job.MaxWorkerSlots, nil)
+	const rounds = 200
+	for i := range rounds {
+		a := h.submit(job.Spec{})
+		h.pass()
+		h.disp.takeAssigns()
+		h.start(a)
+		done := make(chan *job.Job)
+		go func() {
+			j, err := h.s.Submit(h.ctx, job.Spec{Command: []string{"true"}, DependsOn: []string{a.ID}})
+			if err != nil {
+				t.Error(err)
+			}
+			done <- j
+		}()
+		if _, err := h.s.JobFinished(h.ctx, "w", Finish{JobID: a.ID, Attempt: 1, Outcome: Exited}); err != nil {
+			t.Fatal(err)
+		}
+		b := <-done
+		if b == nil {
+			t.FailNow()
+		}
+		h.pass()
+		as := h.disp.takeAssigns()
+		if len(as) != 1 || as[0].job.ID != b.ID {
+			t.Fatalf("round %d: assigned %v, want the dependent %s released", i, as, b.ID)
+		}
+		h.start(as[0].job)
+		if _, err := h.finish(as[0].job, Exited, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
