@@ -17,6 +17,12 @@
 // Between passes the shell also keeps the fair-queuing ledger (wfq) and the
 // tenants' burst states (quota); both live in memory only.
 //
+// Pipelines and arrays are ordinary jobs to the passes: a pipeline is
+// expanded into jobs that depend on the jobs of the steps they need, and a
+// pending job with dependencies waits in a blocked set until the last of
+// them completes and releases it; an array's limit caps how many of its
+// jobs a pass even considers.
+//
 // Tests drive Pass directly with a fake clock and the in-memory store; the
 // fairness, quota and preemption simulations (sim_test.go) run fake agents
 // on that clock, and property tests (property_test.go) are Go fuzz targets.
