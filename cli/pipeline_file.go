@@ -291,22 +291,11 @@ func fileDeadline(n *yaml.Node, path, field string, now time.Time) (int64, error
 	if n.Kind != yaml.ScalarNode {
 		return 0, bad("must be a duration from the run (30m) or an RFC 3339 time (2026-11-28T10:00:00Z)")
 	}
-	if d, err := time.ParseDuration(n.Value); err == nil {
-		if d <= 0 {
-			return 0, bad("%s must be more than 0 from the run", n.Value)
-		}
-		return now.Add(d).UnixNano(), nil
+	ns, rule := parseDeadline(n.Value, now, "the run", "30m")
+	if rule != "" {
+		return 0, bad("%s", rule)
 	}
-	t, err := time.Parse(time.RFC3339, n.Value)
-	switch {
-	case err != nil:
-		return 0, bad("%q is neither a duration from the run (30m) nor an RFC 3339 time (2026-11-28T10:00:00Z)", n.Value)
-	case !t.After(now):
-		return 0, bad("%s is in the past", n.Value)
-	case t.After(lastDeadline):
-		return 0, bad("%s is past %s, the latest time the API can carry", n.Value, lastDeadline.Format(time.RFC3339))
-	}
-	return t.UnixNano(), nil
+	return ns, nil
 }
 
 // absent reports whether a node was left out or given no value.

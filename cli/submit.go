@@ -220,22 +220,33 @@ func deadlineFlag(c *ucli.Context, now time.Time) (int64, error) {
 	if s == "" {
 		return 0, nil
 	}
+	ns, rule := parseDeadline(s, now, "now", "30m, 2h")
+	if rule != "" {
+		return 0, usagef(c, "--deadline: %s", rule)
+	}
+	return ns, nil
+}
+
+// parseDeadline reads a deadline, a duration from now or an RFC 3339 time
+// that lies ahead, as Unix nanoseconds, or says what is wrong with it;
+// from names now and examples shows durations in the message.
+func parseDeadline(s string, now time.Time, from, examples string) (int64, string) {
 	if d, err := time.ParseDuration(s); err == nil {
 		if d <= 0 {
-			return 0, usagef(c, "--deadline: %s must be more than 0 from now", s)
+			return 0, fmt.Sprintf("%s must be more than 0 from %s", s, from)
 		}
-		return now.Add(d).UnixNano(), nil
+		return now.Add(d).UnixNano(), ""
 	}
 	t, err := time.Parse(time.RFC3339, s)
 	switch {
 	case err != nil:
-		return 0, usagef(c, "--deadline: %q is neither a duration from now (30m, 2h) nor an RFC 3339 time (2026-11-28T10:00:00Z)", s)
+		return 0, fmt.Sprintf("%q is neither a duration from %s (%s) nor an RFC 3339 time (2026-11-28T10:00:00Z)", s, from, examples)
 	case !t.After(now):
-		return 0, usagef(c, "--deadline: %s is in the past", s)
+		return 0, fmt.Sprintf("%s is in the past", s)
 	case t.After(lastDeadline):
-		return 0, usagef(c, "--deadline: %s is past %s, the latest time the API can carry", s, lastDeadline.Format(time.RFC3339))
+		return 0, fmt.Sprintf("%s is past %s, the latest time the API can carry", s, lastDeadline.Format(time.RFC3339))
 	}
-	return t.UnixNano(), nil
+	return t.UnixNano(), ""
 }
 
 // pairsFlag reads a repeatable KEY=VALUE flag; a later key wins. No flag

@@ -78,31 +78,38 @@ func stepField(step, field string) string {
 // the rules of Spec.Validate. The first broken rule comes back as a
 // *FieldError whose field names the step ("steps.test.needs").
 func (p *PipelineSpec) Validate(maxMatrix int) error {
+	_, err := p.Jobs(maxMatrix)
+	return err
+}
+
+// Jobs validates the spec as Validate does and returns its expansion
+// (Expand), which the validation computes anyway.
+func (p *PipelineSpec) Jobs(maxMatrix int) ([][]StepJob, error) {
 	if maxMatrix <= 0 {
 		maxMatrix = DefaultMaxMatrix
 	}
 	if len(p.Name) > MaxNameLen {
-		return Invalid("name", "must be at most %d bytes", MaxNameLen)
+		return nil, Invalid("name", "must be at most %d bytes", MaxNameLen)
 	}
 	if p.Tenant != "" && !ValidTenant(p.Tenant) {
-		return Invalid("tenant", "%q must be 1–63 lowercase letters, digits, '-' or '_', starting and ending with a letter or digit", p.Tenant)
+		return nil, Invalid("tenant", "%q must be 1–63 lowercase letters, digits, '-' or '_', starting and ending with a letter or digit", p.Tenant)
 	}
 	if f := p.Defaults.notDefaultable(); f != "" {
-		return Invalid("defaults."+f, "cannot have a default; only env, labels, selector, timeout, retries, backoff, priority and resources can")
+		return nil, Invalid("defaults."+f, "cannot have a default; only env, labels, selector, timeout, retries, backoff, priority and resources can")
 	}
 	if err := p.Defaults.validateAsDefaults(); err != nil {
-		return err
+		return nil, err
 	}
 	if len(p.Steps) == 0 {
-		return Invalid("steps", "a pipeline needs at least one step")
+		return nil, Invalid("steps", "a pipeline needs at least one step")
 	}
 	index := make(map[string]int, len(p.Steps))
 	for i, st := range p.Steps {
 		if !stepNameRE.MatchString(st.Name) {
-			return Invalid(fmt.Sprintf("steps[%d].name", i), "%q must be 1–63 letters, digits, '.', '_' or '-', starting and ending with a letter or digit", st.Name)
+			return nil, Invalid(fmt.Sprintf("steps[%d].name", i), "%q must be 1–63 letters, digits, '.', '_' or '-', starting and ending with a letter or digit", st.Name)
 		}
 		if _, dup := index[st.Name]; dup {
-			return Invalid(stepField(st.Name, "name"), "duplicate step name %q", st.Name)
+			return nil, Invalid(stepField(st.Name, "name"), "duplicate step name %q", st.Name)
 		}
 		index[st.Name] = i
 	}
@@ -111,33 +118,33 @@ func (p *PipelineSpec) Validate(maxMatrix int) error {
 		for k, n := range st.Needs {
 			switch _, ok := index[n]; {
 			case n == st.Name:
-				return Invalid(stepField(st.Name, "needs"), "a step cannot need itself")
+				return nil, Invalid(stepField(st.Name, "needs"), "a step cannot need itself")
 			case !ok:
-				return Invalid(stepField(st.Name, "needs"), "%q is not a step of this pipeline", n)
+				return nil, Invalid(stepField(st.Name, "needs"), "%q is not a step of this pipeline", n)
 			case slices.Contains(st.Needs[:k], n):
-				return Invalid(stepField(st.Name, "needs"), "%q is listed twice", n)
+				return nil, Invalid(stepField(st.Name, "needs"), "%q is listed twice", n)
 			}
 		}
 		n, err := st.matrixSize(maxMatrix)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		jobs += n
 		if jobs > MaxPipelineJobs {
-			return Invalid("steps", "expand to more than %d jobs", MaxPipelineJobs)
+			return nil, Invalid("steps", "expand to more than %d jobs", MaxPipelineJobs)
 		}
 	}
 	if cycle := p.cycle(index); cycle != nil {
-		return Invalid("steps", "cycle: %s", strings.Join(cycle, " → "))
+		return nil, Invalid("steps", "cycle: %s", strings.Join(cycle, " → "))
 	}
 	for _, st := range p.Steps {
 		spec := p.stepSpec(st)
 		spec.Normalize()
 		if err := spec.Validate(); err != nil {
 			if fe, ok := err.(*FieldError); ok {
-				return Invalid(stepField(st.Name, fe.Field), "%s", fe.Rule)
+				return nil, Invalid(stepField(st.Name, fe.Field), "%s", fe.Rule)
 			}
-			return err
+			return nil, err
 		}
 		// Every job of the step waits for every job of what it needs.
 		deps := 0
@@ -146,28 +153,29 @@ func (p *PipelineSpec) Validate(maxMatrix int) error {
 			deps += k
 		}
 		if deps > MaxDependsOn {
-			return Invalid(stepField(st.Name, "needs"), "waits for %d jobs, more than the limit of %d", deps, MaxDependsOn)
+			return nil, Invalid(stepField(st.Name, "needs"), "waits for %d jobs, more than the limit of %d", deps, MaxDependsOn)
 		}
 	}
 	// The expanded jobs have names and env the steps did not: check them
 	// too, and what they add up to.
 	total := 0
-	for _, jobs := range p.Expand() {
+	expanded := p.Expand()
+	for _, jobs := range expanded {
 		for _, sj := range jobs {
 			spec := sj.Spec
 			spec.Normalize()
 			if err := spec.Validate(); err != nil {
 				if fe, ok := err.(*FieldError); ok {
-					return Invalid(stepField(sj.Step, fe.Field), "%s (as expanded: %s)", fe.Rule, sj.Spec.Name)
+					return nil, Invalid(stepField(sj.Step, fe.Field), "%s (as expanded: %s)", fe.Rule, sj.Spec.Name)
 				}
-				return err
+				return nil, err
 			}
 			if total += spec.size(); total > MaxPipelineBytes {
-				return Invalid("steps", "expand to more than %d MiB of job specs", MaxPipelineBytes>>20)
+				return nil, Invalid("steps", "expand to more than %d MiB of job specs", MaxPipelineBytes>>20)
 			}
 		}
 	}
-	return nil
+	return expanded, nil
 }
 
 // validateAsDefaults checks the values of a defaults spec by the job-spec

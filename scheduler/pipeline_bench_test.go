@@ -3,6 +3,7 @@ package scheduler
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -19,7 +20,7 @@ func randomDAG(n, maxNeeds int) job.PipelineSpec {
 		if i > 0 {
 			for range rng.IntN(maxNeeds + 1) {
 				need := fmt.Sprintf("s%05d", rng.IntN(i))
-				if !contains(st.Needs, need) {
+				if !slices.Contains(st.Needs, need) {
 					st.Needs = append(st.Needs, need)
 				}
 			}
@@ -37,15 +38,6 @@ func chain(n int) job.PipelineSpec {
 		p.Steps[i].Needs = []string{p.Steps[i-1].Name}
 	}
 	return p
-}
-
-func contains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // BenchmarkPipelineValidate checks and expands a 10,000-step random DAG.

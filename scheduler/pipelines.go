@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"path"
 	"slices"
 	"strconv"
@@ -42,7 +43,11 @@ func (s *Scheduler) SubmitArray(ctx context.Context, spec job.Spec, arr job.Arra
 	jobs := make([]*job.Job, 0, arr.Len())
 	for i := arr.First; i <= arr.Last; i++ {
 		js := spec
-		js.Env = mergeEnv(spec.Env, "HODEI_ARRAY_INDEX", strconv.Itoa(i))
+		js.Env = maps.Clone(spec.Env)
+		if js.Env == nil {
+			js.Env = make(map[string]string, 1)
+		}
+		js.Env["HODEI_ARRAY_INDEX"] = strconv.Itoa(i)
 		js.Array, js.ArrayIndex, js.ArrayLimit = arrayID, i, arr.Limit
 		js.Name = fmt.Sprintf("%s[%d]", name, i)
 		jobs = append(jobs, &job.Job{ID: s.newID(now), Spec: js, State: job.Pending, Attempt: 1, CreatedAt: now})
@@ -53,15 +58,6 @@ func (s *Scheduler) SubmitArray(ctx context.Context, spec job.Spec, arr job.Arra
 	}
 	s.submitted(jobs)
 	return arrayID, jobs, nil
-}
-
-func mergeEnv(env map[string]string, k, v string) map[string]string {
-	m := make(map[string]string, len(env)+1)
-	for ek, ev := range env {
-		m[ek] = ev
-	}
-	m[k] = v
-	return m
 }
 
 // CancelArray cancels every job of an array that has not ended and returns
@@ -146,7 +142,8 @@ func (s *Scheduler) RunPipeline(ctx context.Context, spec job.PipelineSpec) (*jo
 	if spec.Tenant == "" {
 		spec.Tenant = job.DefaultTenant
 	}
-	if err := spec.Validate(s.cfg.MaxMatrix); err != nil {
+	expanded, err := spec.Jobs(s.cfg.MaxMatrix)
+	if err != nil {
 		return nil, nil, err
 	}
 	if err := s.ensureTenant(ctx, spec.Tenant); err != nil {
@@ -154,7 +151,6 @@ func (s *Scheduler) RunPipeline(ctx context.Context, spec job.PipelineSpec) (*jo
 	}
 	now := s.cfg.Now()
 	p := &job.Pipeline{ID: s.newID(now), Name: spec.Name, Tenant: spec.Tenant, CreatedAt: now}
-	expanded := spec.Expand()
 	stepJobs := make(map[string][]string, len(spec.Steps))
 	var jobs []*job.Job
 	for i, st := range spec.Steps {

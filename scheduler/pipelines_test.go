@@ -13,8 +13,7 @@ func pstep(name string, needs ...string) job.Step {
 	return job.Step{Name: name, Spec: job.Spec{Command: []string{"true"}, Priority: -1}, Needs: needs}
 }
 
-// pipelineRun drives a pipeline's jobs on a sim: every job exits with the
-// code fail gives it (0 by default).
+// runPipeline submits a pipeline on a sim and returns its record.
 func runPipeline(t *testing.T, s *sim, spec job.PipelineSpec) *job.Pipeline {
 	t.Helper()
 	p, _, err := s.h.s.RunPipeline(s.h.ctx, spec)
