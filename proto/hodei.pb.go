@@ -1575,6 +1575,126 @@ func (x *LogData) GetData() []byte {
 	return nil
 }
 
+type JoinRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkerId      string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"` // the id the agent keeps in its data dir
+	CsrDer        []byte                 `protobuf:"bytes,2,opt,name=csr_der,json=csrDer,proto3" json:"csr_der,omitempty"`       // PKCS #10 request for the agent's own key
+	Hostname      string                 `protobuf:"bytes,3,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinRequest) Reset() {
+	*x = JoinRequest{}
+	mi := &file_hodei_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinRequest) ProtoMessage() {}
+
+func (x *JoinRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
+func (*JoinRequest) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *JoinRequest) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+func (x *JoinRequest) GetCsrDer() []byte {
+	if x != nil {
+		return x.CsrDer
+	}
+	return nil
+}
+
+func (x *JoinRequest) GetHostname() string {
+	if x != nil {
+		return x.Hostname
+	}
+	return ""
+}
+
+type JoinResponse struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	WorkerId       string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	CertificatePem []byte                 `protobuf:"bytes,2,opt,name=certificate_pem,json=certificatePem,proto3" json:"certificate_pem,omitempty"` // the agent's client certificate
+	CaPem          []byte                 `protobuf:"bytes,3,opt,name=ca_pem,json=caPem,proto3" json:"ca_pem,omitempty"`                            // the cluster CA, for verifying the server
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *JoinResponse) Reset() {
+	*x = JoinResponse{}
+	mi := &file_hodei_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinResponse) ProtoMessage() {}
+
+func (x *JoinResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
+func (*JoinResponse) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *JoinResponse) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+func (x *JoinResponse) GetCertificatePem() []byte {
+	if x != nil {
+		return x.CertificatePem
+	}
+	return nil
+}
+
+func (x *JoinResponse) GetCaPem() []byte {
+	if x != nil {
+		return x.CaPem
+	}
+	return nil
+}
+
 type AgentMessage struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Msg:
@@ -1591,7 +1711,7 @@ type AgentMessage struct {
 
 func (x *AgentMessage) Reset() {
 	*x = AgentMessage{}
-	mi := &file_hodei_proto_msgTypes[16]
+	mi := &file_hodei_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1603,7 +1723,7 @@ func (x *AgentMessage) String() string {
 func (*AgentMessage) ProtoMessage() {}
 
 func (x *AgentMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[16]
+	mi := &file_hodei_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1616,7 +1736,7 @@ func (x *AgentMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentMessage.ProtoReflect.Descriptor instead.
 func (*AgentMessage) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{16}
+	return file_hodei_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *AgentMessage) GetMsg() isAgentMessage_Msg {
@@ -1720,7 +1840,7 @@ type ServerMessage struct {
 
 func (x *ServerMessage) Reset() {
 	*x = ServerMessage{}
-	mi := &file_hodei_proto_msgTypes[17]
+	mi := &file_hodei_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1732,7 +1852,7 @@ func (x *ServerMessage) String() string {
 func (*ServerMessage) ProtoMessage() {}
 
 func (x *ServerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[17]
+	mi := &file_hodei_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1745,7 +1865,7 @@ func (x *ServerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerMessage.ProtoReflect.Descriptor instead.
 func (*ServerMessage) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{17}
+	return file_hodei_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ServerMessage) GetMsg() isServerMessage_Msg {
@@ -1831,7 +1951,7 @@ type JobRef struct {
 
 func (x *JobRef) Reset() {
 	*x = JobRef{}
-	mi := &file_hodei_proto_msgTypes[18]
+	mi := &file_hodei_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1843,7 +1963,7 @@ func (x *JobRef) String() string {
 func (*JobRef) ProtoMessage() {}
 
 func (x *JobRef) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[18]
+	mi := &file_hodei_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1856,7 +1976,7 @@ func (x *JobRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobRef.ProtoReflect.Descriptor instead.
 func (*JobRef) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{18}
+	return file_hodei_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *JobRef) GetJobId() string {
@@ -1899,7 +2019,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_hodei_proto_msgTypes[19]
+	mi := &file_hodei_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1911,7 +2031,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[19]
+	mi := &file_hodei_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1924,7 +2044,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{19}
+	return file_hodei_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Hello) GetWorkerId() string {
@@ -2004,7 +2124,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_hodei_proto_msgTypes[20]
+	mi := &file_hodei_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2016,7 +2136,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[20]
+	mi := &file_hodei_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2029,7 +2149,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{20}
+	return file_hodei_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Heartbeat) GetCpuPercent() float64 {
@@ -2072,7 +2192,7 @@ type JobStarted struct {
 
 func (x *JobStarted) Reset() {
 	*x = JobStarted{}
-	mi := &file_hodei_proto_msgTypes[21]
+	mi := &file_hodei_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2084,7 +2204,7 @@ func (x *JobStarted) String() string {
 func (*JobStarted) ProtoMessage() {}
 
 func (x *JobStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[21]
+	mi := &file_hodei_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2097,7 +2217,7 @@ func (x *JobStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobStarted.ProtoReflect.Descriptor instead.
 func (*JobStarted) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{21}
+	return file_hodei_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *JobStarted) GetJobId() string {
@@ -2141,7 +2261,7 @@ type LogChunk struct {
 
 func (x *LogChunk) Reset() {
 	*x = LogChunk{}
-	mi := &file_hodei_proto_msgTypes[22]
+	mi := &file_hodei_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2153,7 +2273,7 @@ func (x *LogChunk) String() string {
 func (*LogChunk) ProtoMessage() {}
 
 func (x *LogChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[22]
+	mi := &file_hodei_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2166,7 +2286,7 @@ func (x *LogChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogChunk.ProtoReflect.Descriptor instead.
 func (*LogChunk) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{22}
+	return file_hodei_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *LogChunk) GetJobId() string {
@@ -2224,7 +2344,7 @@ type JobFinished struct {
 
 func (x *JobFinished) Reset() {
 	*x = JobFinished{}
-	mi := &file_hodei_proto_msgTypes[23]
+	mi := &file_hodei_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2236,7 +2356,7 @@ func (x *JobFinished) String() string {
 func (*JobFinished) ProtoMessage() {}
 
 func (x *JobFinished) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[23]
+	mi := &file_hodei_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2249,7 +2369,7 @@ func (x *JobFinished) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobFinished.ProtoReflect.Descriptor instead.
 func (*JobFinished) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{23}
+	return file_hodei_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *JobFinished) GetJobId() string {
@@ -2333,7 +2453,7 @@ type Welcome struct {
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_hodei_proto_msgTypes[24]
+	mi := &file_hodei_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2345,7 +2465,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[24]
+	mi := &file_hodei_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2358,7 +2478,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{24}
+	return file_hodei_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Welcome) GetWorkerId() string {
@@ -2383,15 +2503,18 @@ func (x *Welcome) GetLeaseMs() int64 {
 }
 
 type Assign struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Job           *Job                   `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Job   *Job                   `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"` // secret env values opened, for this agent only
+	// run_as: the user the job runs as, from its tenant; empty: the agent's
+	// default user (itself when it does not run as root).
+	RunAs         string `protobuf:"bytes,2,opt,name=run_as,json=runAs,proto3" json:"run_as,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Assign) Reset() {
 	*x = Assign{}
-	mi := &file_hodei_proto_msgTypes[25]
+	mi := &file_hodei_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2403,7 +2526,7 @@ func (x *Assign) String() string {
 func (*Assign) ProtoMessage() {}
 
 func (x *Assign) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[25]
+	mi := &file_hodei_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2416,7 +2539,7 @@ func (x *Assign) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Assign.ProtoReflect.Descriptor instead.
 func (*Assign) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{25}
+	return file_hodei_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Assign) GetJob() *Job {
@@ -2424,6 +2547,13 @@ func (x *Assign) GetJob() *Job {
 		return x.Job
 	}
 	return nil
+}
+
+func (x *Assign) GetRunAs() string {
+	if x != nil {
+		return x.RunAs
+	}
+	return ""
 }
 
 type CancelJob struct {
@@ -2438,7 +2568,7 @@ type CancelJob struct {
 
 func (x *CancelJob) Reset() {
 	*x = CancelJob{}
-	mi := &file_hodei_proto_msgTypes[26]
+	mi := &file_hodei_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2450,7 +2580,7 @@ func (x *CancelJob) String() string {
 func (*CancelJob) ProtoMessage() {}
 
 func (x *CancelJob) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[26]
+	mi := &file_hodei_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2463,7 +2593,7 @@ func (x *CancelJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJob.ProtoReflect.Descriptor instead.
 func (*CancelJob) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{26}
+	return file_hodei_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *CancelJob) GetJobId() string {
@@ -2511,7 +2641,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_hodei_proto_msgTypes[27]
+	mi := &file_hodei_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2523,7 +2653,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[27]
+	mi := &file_hodei_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2536,7 +2666,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{27}
+	return file_hodei_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Ack) GetJobId() string {
@@ -2610,13 +2740,14 @@ type Worker struct {
 	Load1                 float64                `protobuf:"fixed64,11,opt,name=load1,proto3" json:"load1,omitempty"`
 	Running               []string               `protobuf:"bytes,12,rep,name=running,proto3" json:"running,omitempty"`
 	Version               string                 `protobuf:"bytes,13,opt,name=version,proto3" json:"version,omitempty"`
+	Revoked               bool                   `protobuf:"varint,14,opt,name=revoked,proto3" json:"revoked,omitempty"` // cut off by `hodei workers revoke`; may not connect again
 	unknownFields         protoimpl.UnknownFields
 	sizeCache             protoimpl.SizeCache
 }
 
 func (x *Worker) Reset() {
 	*x = Worker{}
-	mi := &file_hodei_proto_msgTypes[28]
+	mi := &file_hodei_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2628,7 +2759,7 @@ func (x *Worker) String() string {
 func (*Worker) ProtoMessage() {}
 
 func (x *Worker) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[28]
+	mi := &file_hodei_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2641,7 +2772,7 @@ func (x *Worker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Worker.ProtoReflect.Descriptor instead.
 func (*Worker) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{28}
+	return file_hodei_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Worker) GetId() string {
@@ -2735,6 +2866,690 @@ func (x *Worker) GetVersion() string {
 	return ""
 }
 
+func (x *Worker) GetRevoked() bool {
+	if x != nil {
+		return x.Revoked
+	}
+	return false
+}
+
+type RevokeWorkerRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeWorkerRequest) Reset() {
+	*x = RevokeWorkerRequest{}
+	mi := &file_hodei_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeWorkerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeWorkerRequest) ProtoMessage() {}
+
+func (x *RevokeWorkerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeWorkerRequest.ProtoReflect.Descriptor instead.
+func (*RevokeWorkerRequest) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *RevokeWorkerRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type TokenInfo struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Id               string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"` // the token's jti
+	Name             string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Role             string                 `protobuf:"bytes,3,opt,name=role,proto3" json:"role,omitempty"`       // admin, operator, submitter, viewer or agent
+	Tenants          []string               `protobuf:"bytes,4,rep,name=tenants,proto3" json:"tenants,omitempty"` // empty: every tenant
+	ExpiresUnixNano  int64                  `protobuf:"varint,5,opt,name=expires_unix_nano,json=expiresUnixNano,proto3" json:"expires_unix_nano,omitempty"`
+	CreatedUnixNano  int64                  `protobuf:"varint,6,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
+	LastUsedUnixNano int64                  `protobuf:"varint,7,opt,name=last_used_unix_nano,json=lastUsedUnixNano,proto3" json:"last_used_unix_nano,omitempty"` // 0: never
+	RevokedUnixNano  int64                  `protobuf:"varint,8,opt,name=revoked_unix_nano,json=revokedUnixNano,proto3" json:"revoked_unix_nano,omitempty"`      // 0: not revoked
+	CreatedBy        string                 `protobuf:"bytes,9,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`                           // name of the token that created it
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *TokenInfo) Reset() {
+	*x = TokenInfo{}
+	mi := &file_hodei_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TokenInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TokenInfo) ProtoMessage() {}
+
+func (x *TokenInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TokenInfo.ProtoReflect.Descriptor instead.
+func (*TokenInfo) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *TokenInfo) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *TokenInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *TokenInfo) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *TokenInfo) GetTenants() []string {
+	if x != nil {
+		return x.Tenants
+	}
+	return nil
+}
+
+func (x *TokenInfo) GetExpiresUnixNano() int64 {
+	if x != nil {
+		return x.ExpiresUnixNano
+	}
+	return 0
+}
+
+func (x *TokenInfo) GetCreatedUnixNano() int64 {
+	if x != nil {
+		return x.CreatedUnixNano
+	}
+	return 0
+}
+
+func (x *TokenInfo) GetLastUsedUnixNano() int64 {
+	if x != nil {
+		return x.LastUsedUnixNano
+	}
+	return 0
+}
+
+func (x *TokenInfo) GetRevokedUnixNano() int64 {
+	if x != nil {
+		return x.RevokedUnixNano
+	}
+	return 0
+}
+
+func (x *TokenInfo) GetCreatedBy() string {
+	if x != nil {
+		return x.CreatedBy
+	}
+	return ""
+}
+
+type CreateTokenRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Role          string                 `protobuf:"bytes,1,opt,name=role,proto3" json:"role,omitempty"`
+	Tenants       []string               `protobuf:"bytes,2,rep,name=tenants,proto3" json:"tenants,omitempty"`
+	TtlMs         int64                  `protobuf:"varint,3,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"` // 0: the server's default
+	Name          string                 `protobuf:"bytes,4,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateTokenRequest) Reset() {
+	*x = CreateTokenRequest{}
+	mi := &file_hodei_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateTokenRequest) ProtoMessage() {}
+
+func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateTokenRequest.ProtoReflect.Descriptor instead.
+func (*CreateTokenRequest) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *CreateTokenRequest) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *CreateTokenRequest) GetTenants() []string {
+	if x != nil {
+		return x.Tenants
+	}
+	return nil
+}
+
+func (x *CreateTokenRequest) GetTtlMs() int64 {
+	if x != nil {
+		return x.TtlMs
+	}
+	return 0
+}
+
+func (x *CreateTokenRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type CreateTokenResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Token         string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	Info          *TokenInfo             `protobuf:"bytes,2,opt,name=info,proto3" json:"info,omitempty"`
+	CaFingerprint string                 `protobuf:"bytes,3,opt,name=ca_fingerprint,json=caFingerprint,proto3" json:"ca_fingerprint,omitempty"` // sha256:… of the cluster CA, for agent join lines
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateTokenResponse) Reset() {
+	*x = CreateTokenResponse{}
+	mi := &file_hodei_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateTokenResponse) ProtoMessage() {}
+
+func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateTokenResponse.ProtoReflect.Descriptor instead.
+func (*CreateTokenResponse) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *CreateTokenResponse) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *CreateTokenResponse) GetInfo() *TokenInfo {
+	if x != nil {
+		return x.Info
+	}
+	return nil
+}
+
+func (x *CreateTokenResponse) GetCaFingerprint() string {
+	if x != nil {
+		return x.CaFingerprint
+	}
+	return ""
+}
+
+type ListTokensRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTokensRequest) Reset() {
+	*x = ListTokensRequest{}
+	mi := &file_hodei_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTokensRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTokensRequest) ProtoMessage() {}
+
+func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTokensRequest.ProtoReflect.Descriptor instead.
+func (*ListTokensRequest) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{35}
+}
+
+type ListTokensResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tokens        []*TokenInfo           `protobuf:"bytes,1,rep,name=tokens,proto3" json:"tokens,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTokensResponse) Reset() {
+	*x = ListTokensResponse{}
+	mi := &file_hodei_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTokensResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTokensResponse) ProtoMessage() {}
+
+func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTokensResponse.ProtoReflect.Descriptor instead.
+func (*ListTokensResponse) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *ListTokensResponse) GetTokens() []*TokenInfo {
+	if x != nil {
+		return x.Tokens
+	}
+	return nil
+}
+
+type RevokeTokenRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeTokenRequest) Reset() {
+	*x = RevokeTokenRequest{}
+	mi := &file_hodei_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeTokenRequest) ProtoMessage() {}
+
+func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeTokenRequest.ProtoReflect.Descriptor instead.
+func (*RevokeTokenRequest) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *RevokeTokenRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type WhoAmIRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WhoAmIRequest) Reset() {
+	*x = WhoAmIRequest{}
+	mi := &file_hodei_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WhoAmIRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WhoAmIRequest) ProtoMessage() {}
+
+func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WhoAmIRequest.ProtoReflect.Descriptor instead.
+func (*WhoAmIRequest) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{38}
+}
+
+// AuditRecord is one mutating call or one denial.
+type AuditRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TimeUnixNano  int64                  `protobuf:"varint,1,opt,name=time_unix_nano,json=timeUnixNano,proto3" json:"time_unix_nano,omitempty"`
+	TokenId       string                 `protobuf:"bytes,2,opt,name=token_id,json=tokenId,proto3" json:"token_id,omitempty"`       // empty when the caller was not authenticated
+	TokenName     string                 `protobuf:"bytes,3,opt,name=token_name,json=tokenName,proto3" json:"token_name,omitempty"` // or the worker id of an agent certificate
+	Role          string                 `protobuf:"bytes,4,opt,name=role,proto3" json:"role,omitempty"`
+	Scope         []string               `protobuf:"bytes,5,rep,name=scope,proto3" json:"scope,omitempty"`      // the token's tenants; empty: all
+	Tenant        string                 `protobuf:"bytes,6,opt,name=tenant,proto3" json:"tenant,omitempty"`    // tenant of the target, when known
+	Action        string                 `protobuf:"bytes,7,opt,name=action,proto3" json:"action,omitempty"`    // the RPC method, e.g. hodei.v1.JobService/Submit, or the HTTP path
+	Target        string                 `protobuf:"bytes,8,opt,name=target,proto3" json:"target,omitempty"`    // id or name the call acted on
+	Result        string                 `protobuf:"bytes,9,opt,name=result,proto3" json:"result,omitempty"`    // OK or the status code's name
+	Message       string                 `protobuf:"bytes,10,opt,name=message,proto3" json:"message,omitempty"` // why it was refused
+	Peer          string                 `protobuf:"bytes,11,opt,name=peer,proto3" json:"peer,omitempty"`       // remote address
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditRecord) Reset() {
+	*x = AuditRecord{}
+	mi := &file_hodei_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditRecord) ProtoMessage() {}
+
+func (x *AuditRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditRecord.ProtoReflect.Descriptor instead.
+func (*AuditRecord) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *AuditRecord) GetTimeUnixNano() int64 {
+	if x != nil {
+		return x.TimeUnixNano
+	}
+	return 0
+}
+
+func (x *AuditRecord) GetTokenId() string {
+	if x != nil {
+		return x.TokenId
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetTokenName() string {
+	if x != nil {
+		return x.TokenName
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetScope() []string {
+	if x != nil {
+		return x.Scope
+	}
+	return nil
+}
+
+func (x *AuditRecord) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetResult() string {
+	if x != nil {
+		return x.Result
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetPeer() string {
+	if x != nil {
+		return x.Peer
+	}
+	return ""
+}
+
+type ListAuditRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SinceUnixNano int64                  `protobuf:"varint,1,opt,name=since_unix_nano,json=sinceUnixNano,proto3" json:"since_unix_nano,omitempty"`
+	Actor         string                 `protobuf:"bytes,2,opt,name=actor,proto3" json:"actor,omitempty"`   // token name (or worker id)
+	Action        string                 `protobuf:"bytes,3,opt,name=action,proto3" json:"action,omitempty"` // substring of the action
+	Limit         int32                  `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`  // 0: 1000
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuditRequest) Reset() {
+	*x = ListAuditRequest{}
+	mi := &file_hodei_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuditRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuditRequest) ProtoMessage() {}
+
+func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
+func (*ListAuditRequest) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *ListAuditRequest) GetSinceUnixNano() int64 {
+	if x != nil {
+		return x.SinceUnixNano
+	}
+	return 0
+}
+
+func (x *ListAuditRequest) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *ListAuditRequest) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *ListAuditRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type ListAuditResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Records       []*AuditRecord         `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuditResponse) Reset() {
+	*x = ListAuditResponse{}
+	mi := &file_hodei_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuditResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuditResponse) ProtoMessage() {}
+
+func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
+func (*ListAuditResponse) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *ListAuditResponse) GetRecords() []*AuditRecord {
+	if x != nil {
+		return x.Records
+	}
+	return nil
+}
+
 type ListWorkersRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -2743,7 +3558,7 @@ type ListWorkersRequest struct {
 
 func (x *ListWorkersRequest) Reset() {
 	*x = ListWorkersRequest{}
-	mi := &file_hodei_proto_msgTypes[29]
+	mi := &file_hodei_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2755,7 +3570,7 @@ func (x *ListWorkersRequest) String() string {
 func (*ListWorkersRequest) ProtoMessage() {}
 
 func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[29]
+	mi := &file_hodei_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2768,7 +3583,7 @@ func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkersRequest.ProtoReflect.Descriptor instead.
 func (*ListWorkersRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{29}
+	return file_hodei_proto_rawDescGZIP(), []int{42}
 }
 
 type ListWorkersResponse struct {
@@ -2780,7 +3595,7 @@ type ListWorkersResponse struct {
 
 func (x *ListWorkersResponse) Reset() {
 	*x = ListWorkersResponse{}
-	mi := &file_hodei_proto_msgTypes[30]
+	mi := &file_hodei_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2792,7 +3607,7 @@ func (x *ListWorkersResponse) String() string {
 func (*ListWorkersResponse) ProtoMessage() {}
 
 func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[30]
+	mi := &file_hodei_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2805,7 +3620,7 @@ func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkersResponse.ProtoReflect.Descriptor instead.
 func (*ListWorkersResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{30}
+	return file_hodei_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ListWorkersResponse) GetWorkers() []*Worker {
@@ -2824,7 +3639,7 @@ type DrainWorkerRequest struct {
 
 func (x *DrainWorkerRequest) Reset() {
 	*x = DrainWorkerRequest{}
-	mi := &file_hodei_proto_msgTypes[31]
+	mi := &file_hodei_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2836,7 +3651,7 @@ func (x *DrainWorkerRequest) String() string {
 func (*DrainWorkerRequest) ProtoMessage() {}
 
 func (x *DrainWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[31]
+	mi := &file_hodei_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2849,7 +3664,7 @@ func (x *DrainWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainWorkerRequest.ProtoReflect.Descriptor instead.
 func (*DrainWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{31}
+	return file_hodei_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *DrainWorkerRequest) GetId() string {
@@ -2867,7 +3682,7 @@ type SnapshotRequest struct {
 
 func (x *SnapshotRequest) Reset() {
 	*x = SnapshotRequest{}
-	mi := &file_hodei_proto_msgTypes[32]
+	mi := &file_hodei_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2879,7 +3694,7 @@ func (x *SnapshotRequest) String() string {
 func (*SnapshotRequest) ProtoMessage() {}
 
 func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[32]
+	mi := &file_hodei_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2892,7 +3707,7 @@ func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{32}
+	return file_hodei_proto_rawDescGZIP(), []int{45}
 }
 
 type SnapshotChunk struct {
@@ -2904,7 +3719,7 @@ type SnapshotChunk struct {
 
 func (x *SnapshotChunk) Reset() {
 	*x = SnapshotChunk{}
-	mi := &file_hodei_proto_msgTypes[33]
+	mi := &file_hodei_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2916,7 +3731,7 @@ func (x *SnapshotChunk) String() string {
 func (*SnapshotChunk) ProtoMessage() {}
 
 func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[33]
+	mi := &file_hodei_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2929,7 +3744,7 @@ func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
 func (*SnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{33}
+	return file_hodei_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *SnapshotChunk) GetData() []byte {
@@ -2951,13 +3766,16 @@ type Tenant struct {
 	Preemptible     bool                   `protobuf:"varint,8,opt,name=preemptible,proto3" json:"preemptible,omitempty"`
 	CreatedUnixNano int64                  `protobuf:"varint,9,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
 	UpdatedUnixNano int64                  `protobuf:"varint,10,opt,name=updated_unix_nano,json=updatedUnixNano,proto3" json:"updated_unix_nano,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// run_as: the user this tenant's jobs run as on root agents; empty: the
+	// agent's --default-user. "root" also needs the agent's --allow-root.
+	RunAs         string `protobuf:"bytes,11,opt,name=run_as,json=runAs,proto3" json:"run_as,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Tenant) Reset() {
 	*x = Tenant{}
-	mi := &file_hodei_proto_msgTypes[34]
+	mi := &file_hodei_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2969,7 +3787,7 @@ func (x *Tenant) String() string {
 func (*Tenant) ProtoMessage() {}
 
 func (x *Tenant) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[34]
+	mi := &file_hodei_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2982,7 +3800,7 @@ func (x *Tenant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tenant.ProtoReflect.Descriptor instead.
 func (*Tenant) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{34}
+	return file_hodei_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *Tenant) GetName() string {
@@ -3055,6 +3873,13 @@ func (x *Tenant) GetUpdatedUnixNano() int64 {
 	return 0
 }
 
+func (x *Tenant) GetRunAs() string {
+	if x != nil {
+		return x.RunAs
+	}
+	return ""
+}
+
 // TenantStatus is a tenant with its live figures.
 type TenantStatus struct {
 	state              protoimpl.MessageState `protogen:"open.v1"`
@@ -3073,7 +3898,7 @@ type TenantStatus struct {
 
 func (x *TenantStatus) Reset() {
 	*x = TenantStatus{}
-	mi := &file_hodei_proto_msgTypes[35]
+	mi := &file_hodei_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3085,7 +3910,7 @@ func (x *TenantStatus) String() string {
 func (*TenantStatus) ProtoMessage() {}
 
 func (x *TenantStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[35]
+	mi := &file_hodei_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3098,7 +3923,7 @@ func (x *TenantStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TenantStatus.ProtoReflect.Descriptor instead.
 func (*TenantStatus) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{35}
+	return file_hodei_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *TenantStatus) GetTenant() *Tenant {
@@ -3178,7 +4003,7 @@ type SetTenantRequest struct {
 
 func (x *SetTenantRequest) Reset() {
 	*x = SetTenantRequest{}
-	mi := &file_hodei_proto_msgTypes[36]
+	mi := &file_hodei_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3190,7 +4015,7 @@ func (x *SetTenantRequest) String() string {
 func (*SetTenantRequest) ProtoMessage() {}
 
 func (x *SetTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[36]
+	mi := &file_hodei_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3203,7 +4028,7 @@ func (x *SetTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetTenantRequest.ProtoReflect.Descriptor instead.
 func (*SetTenantRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{36}
+	return file_hodei_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *SetTenantRequest) GetTenant() *Tenant {
@@ -3229,7 +4054,7 @@ type GetTenantRequest struct {
 
 func (x *GetTenantRequest) Reset() {
 	*x = GetTenantRequest{}
-	mi := &file_hodei_proto_msgTypes[37]
+	mi := &file_hodei_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3241,7 +4066,7 @@ func (x *GetTenantRequest) String() string {
 func (*GetTenantRequest) ProtoMessage() {}
 
 func (x *GetTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[37]
+	mi := &file_hodei_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3254,7 +4079,7 @@ func (x *GetTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTenantRequest.ProtoReflect.Descriptor instead.
 func (*GetTenantRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{37}
+	return file_hodei_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *GetTenantRequest) GetName() string {
@@ -3272,7 +4097,7 @@ type ListTenantsRequest struct {
 
 func (x *ListTenantsRequest) Reset() {
 	*x = ListTenantsRequest{}
-	mi := &file_hodei_proto_msgTypes[38]
+	mi := &file_hodei_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3284,7 +4109,7 @@ func (x *ListTenantsRequest) String() string {
 func (*ListTenantsRequest) ProtoMessage() {}
 
 func (x *ListTenantsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[38]
+	mi := &file_hodei_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3297,7 +4122,7 @@ func (x *ListTenantsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTenantsRequest.ProtoReflect.Descriptor instead.
 func (*ListTenantsRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{38}
+	return file_hodei_proto_rawDescGZIP(), []int{51}
 }
 
 type ListTenantsResponse struct {
@@ -3309,7 +4134,7 @@ type ListTenantsResponse struct {
 
 func (x *ListTenantsResponse) Reset() {
 	*x = ListTenantsResponse{}
-	mi := &file_hodei_proto_msgTypes[39]
+	mi := &file_hodei_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3321,7 +4146,7 @@ func (x *ListTenantsResponse) String() string {
 func (*ListTenantsResponse) ProtoMessage() {}
 
 func (x *ListTenantsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[39]
+	mi := &file_hodei_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3334,7 +4159,7 @@ func (x *ListTenantsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTenantsResponse.ProtoReflect.Descriptor instead.
 func (*ListTenantsResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{39}
+	return file_hodei_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ListTenantsResponse) GetTenants() []*TenantStatus {
@@ -3353,7 +4178,7 @@ type DeleteTenantRequest struct {
 
 func (x *DeleteTenantRequest) Reset() {
 	*x = DeleteTenantRequest{}
-	mi := &file_hodei_proto_msgTypes[40]
+	mi := &file_hodei_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3365,7 +4190,7 @@ func (x *DeleteTenantRequest) String() string {
 func (*DeleteTenantRequest) ProtoMessage() {}
 
 func (x *DeleteTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[40]
+	mi := &file_hodei_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3378,7 +4203,7 @@ func (x *DeleteTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTenantRequest.ProtoReflect.Descriptor instead.
 func (*DeleteTenantRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{40}
+	return file_hodei_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *DeleteTenantRequest) GetName() string {
@@ -3396,7 +4221,7 @@ type DeleteTenantResponse struct {
 
 func (x *DeleteTenantResponse) Reset() {
 	*x = DeleteTenantResponse{}
-	mi := &file_hodei_proto_msgTypes[41]
+	mi := &file_hodei_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3408,7 +4233,7 @@ func (x *DeleteTenantResponse) String() string {
 func (*DeleteTenantResponse) ProtoMessage() {}
 
 func (x *DeleteTenantResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[41]
+	mi := &file_hodei_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3421,7 +4246,7 @@ func (x *DeleteTenantResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTenantResponse.ProtoReflect.Descriptor instead.
 func (*DeleteTenantResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{41}
+	return file_hodei_proto_rawDescGZIP(), []int{54}
 }
 
 type MatrixAxis struct {
@@ -3434,7 +4259,7 @@ type MatrixAxis struct {
 
 func (x *MatrixAxis) Reset() {
 	*x = MatrixAxis{}
-	mi := &file_hodei_proto_msgTypes[42]
+	mi := &file_hodei_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3446,7 +4271,7 @@ func (x *MatrixAxis) String() string {
 func (*MatrixAxis) ProtoMessage() {}
 
 func (x *MatrixAxis) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[42]
+	mi := &file_hodei_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3459,7 +4284,7 @@ func (x *MatrixAxis) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MatrixAxis.ProtoReflect.Descriptor instead.
 func (*MatrixAxis) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{42}
+	return file_hodei_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *MatrixAxis) GetKey() string {
@@ -3493,7 +4318,7 @@ type PipelineStepSpec struct {
 
 func (x *PipelineStepSpec) Reset() {
 	*x = PipelineStepSpec{}
-	mi := &file_hodei_proto_msgTypes[43]
+	mi := &file_hodei_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3505,7 +4330,7 @@ func (x *PipelineStepSpec) String() string {
 func (*PipelineStepSpec) ProtoMessage() {}
 
 func (x *PipelineStepSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[43]
+	mi := &file_hodei_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3518,7 +4343,7 @@ func (x *PipelineStepSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PipelineStepSpec.ProtoReflect.Descriptor instead.
 func (*PipelineStepSpec) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{43}
+	return file_hodei_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *PipelineStepSpec) GetName() string {
@@ -3568,7 +4393,7 @@ type PipelineSpec struct {
 
 func (x *PipelineSpec) Reset() {
 	*x = PipelineSpec{}
-	mi := &file_hodei_proto_msgTypes[44]
+	mi := &file_hodei_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3580,7 +4405,7 @@ func (x *PipelineSpec) String() string {
 func (*PipelineSpec) ProtoMessage() {}
 
 func (x *PipelineSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[44]
+	mi := &file_hodei_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3593,7 +4418,7 @@ func (x *PipelineSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PipelineSpec.ProtoReflect.Descriptor instead.
 func (*PipelineSpec) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{44}
+	return file_hodei_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *PipelineSpec) GetName() string {
@@ -3639,7 +4464,7 @@ type Pipeline struct {
 
 func (x *Pipeline) Reset() {
 	*x = Pipeline{}
-	mi := &file_hodei_proto_msgTypes[45]
+	mi := &file_hodei_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3651,7 +4476,7 @@ func (x *Pipeline) String() string {
 func (*Pipeline) ProtoMessage() {}
 
 func (x *Pipeline) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[45]
+	mi := &file_hodei_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3664,7 +4489,7 @@ func (x *Pipeline) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pipeline.ProtoReflect.Descriptor instead.
 func (*Pipeline) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{45}
+	return file_hodei_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *Pipeline) GetId() string {
@@ -3721,7 +4546,7 @@ type PipelineStatus struct {
 
 func (x *PipelineStatus) Reset() {
 	*x = PipelineStatus{}
-	mi := &file_hodei_proto_msgTypes[46]
+	mi := &file_hodei_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3733,7 +4558,7 @@ func (x *PipelineStatus) String() string {
 func (*PipelineStatus) ProtoMessage() {}
 
 func (x *PipelineStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[46]
+	mi := &file_hodei_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3746,7 +4571,7 @@ func (x *PipelineStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PipelineStatus.ProtoReflect.Descriptor instead.
 func (*PipelineStatus) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{46}
+	return file_hodei_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *PipelineStatus) GetPipeline() *Pipeline {
@@ -3779,7 +4604,7 @@ type RunPipelineRequest struct {
 
 func (x *RunPipelineRequest) Reset() {
 	*x = RunPipelineRequest{}
-	mi := &file_hodei_proto_msgTypes[47]
+	mi := &file_hodei_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3791,7 +4616,7 @@ func (x *RunPipelineRequest) String() string {
 func (*RunPipelineRequest) ProtoMessage() {}
 
 func (x *RunPipelineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[47]
+	mi := &file_hodei_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3804,7 +4629,7 @@ func (x *RunPipelineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunPipelineRequest.ProtoReflect.Descriptor instead.
 func (*RunPipelineRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{47}
+	return file_hodei_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *RunPipelineRequest) GetSpec() *PipelineSpec {
@@ -3823,7 +4648,7 @@ type GetPipelineRequest struct {
 
 func (x *GetPipelineRequest) Reset() {
 	*x = GetPipelineRequest{}
-	mi := &file_hodei_proto_msgTypes[48]
+	mi := &file_hodei_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3835,7 +4660,7 @@ func (x *GetPipelineRequest) String() string {
 func (*GetPipelineRequest) ProtoMessage() {}
 
 func (x *GetPipelineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[48]
+	mi := &file_hodei_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3848,7 +4673,7 @@ func (x *GetPipelineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPipelineRequest.ProtoReflect.Descriptor instead.
 func (*GetPipelineRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{48}
+	return file_hodei_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *GetPipelineRequest) GetId() string {
@@ -3866,7 +4691,7 @@ type ListPipelinesRequest struct {
 
 func (x *ListPipelinesRequest) Reset() {
 	*x = ListPipelinesRequest{}
-	mi := &file_hodei_proto_msgTypes[49]
+	mi := &file_hodei_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3878,7 +4703,7 @@ func (x *ListPipelinesRequest) String() string {
 func (*ListPipelinesRequest) ProtoMessage() {}
 
 func (x *ListPipelinesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[49]
+	mi := &file_hodei_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3891,7 +4716,7 @@ func (x *ListPipelinesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPipelinesRequest.ProtoReflect.Descriptor instead.
 func (*ListPipelinesRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{49}
+	return file_hodei_proto_rawDescGZIP(), []int{62}
 }
 
 type ListPipelinesResponse struct {
@@ -3903,7 +4728,7 @@ type ListPipelinesResponse struct {
 
 func (x *ListPipelinesResponse) Reset() {
 	*x = ListPipelinesResponse{}
-	mi := &file_hodei_proto_msgTypes[50]
+	mi := &file_hodei_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3915,7 +4740,7 @@ func (x *ListPipelinesResponse) String() string {
 func (*ListPipelinesResponse) ProtoMessage() {}
 
 func (x *ListPipelinesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[50]
+	mi := &file_hodei_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3928,7 +4753,7 @@ func (x *ListPipelinesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPipelinesResponse.ProtoReflect.Descriptor instead.
 func (*ListPipelinesResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{50}
+	return file_hodei_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ListPipelinesResponse) GetPipelines() []*PipelineStatus {
@@ -3948,7 +4773,7 @@ type CancelPipelineRequest struct {
 
 func (x *CancelPipelineRequest) Reset() {
 	*x = CancelPipelineRequest{}
-	mi := &file_hodei_proto_msgTypes[51]
+	mi := &file_hodei_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3960,7 +4785,7 @@ func (x *CancelPipelineRequest) String() string {
 func (*CancelPipelineRequest) ProtoMessage() {}
 
 func (x *CancelPipelineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[51]
+	mi := &file_hodei_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3973,7 +4798,7 @@ func (x *CancelPipelineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelPipelineRequest.ProtoReflect.Descriptor instead.
 func (*CancelPipelineRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{51}
+	return file_hodei_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *CancelPipelineRequest) GetId() string {
@@ -4002,7 +4827,7 @@ type Pipeline_Step struct {
 
 func (x *Pipeline_Step) Reset() {
 	*x = Pipeline_Step{}
-	mi := &file_hodei_proto_msgTypes[59]
+	mi := &file_hodei_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4014,7 +4839,7 @@ func (x *Pipeline_Step) String() string {
 func (*Pipeline_Step) ProtoMessage() {}
 
 func (x *Pipeline_Step) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[59]
+	mi := &file_hodei_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4027,7 +4852,7 @@ func (x *Pipeline_Step) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pipeline_Step.ProtoReflect.Descriptor instead.
 func (*Pipeline_Step) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{45, 0}
+	return file_hodei_proto_rawDescGZIP(), []int{58, 0}
 }
 
 func (x *Pipeline_Step) GetName() string {
@@ -4185,7 +5010,15 @@ const file_hodei_proto_rawDesc = "" +
 	"\aLogData\x12\x18\n" +
 	"\aattempt\x18\x01 \x01(\x05R\aattempt\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x12\n" +
-	"\x04data\x18\x03 \x01(\fR\x04data\"\x82\x02\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\"_\n" +
+	"\vJoinRequest\x12\x1b\n" +
+	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x17\n" +
+	"\acsr_der\x18\x02 \x01(\fR\x06csrDer\x12\x1a\n" +
+	"\bhostname\x18\x03 \x01(\tR\bhostname\"k\n" +
+	"\fJoinResponse\x12\x1b\n" +
+	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12'\n" +
+	"\x0fcertificate_pem\x18\x02 \x01(\fR\x0ecertificatePem\x12\x15\n" +
+	"\x06ca_pem\x18\x03 \x01(\fR\x05caPem\"\x82\x02\n" +
 	"\fAgentMessage\x12'\n" +
 	"\x05hello\x18\x01 \x01(\v2\x0f.hodei.v1.HelloH\x00R\x05hello\x123\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x13.hodei.v1.HeartbeatH\x00R\theartbeat\x120\n" +
@@ -4251,9 +5084,10 @@ const file_hodei_proto_rawDesc = "" +
 	"\aWelcome\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x122\n" +
 	"\x15heartbeat_interval_ms\x18\x02 \x01(\x03R\x13heartbeatIntervalMs\x12\x19\n" +
-	"\blease_ms\x18\x03 \x01(\x03R\aleaseMs\")\n" +
+	"\blease_ms\x18\x03 \x01(\x03R\aleaseMs\"@\n" +
 	"\x06Assign\x12\x1f\n" +
-	"\x03job\x18\x01 \x01(\v2\r.hodei.v1.JobR\x03job\"o\n" +
+	"\x03job\x18\x01 \x01(\v2\r.hodei.v1.JobR\x03job\x12\x15\n" +
+	"\x06run_as\x18\x02 \x01(\tR\x05runAs\"o\n" +
 	"\tCancelJob\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x19\n" +
@@ -4268,7 +5102,7 @@ const file_hodei_proto_rawDesc = "" +
 	"\x05error\x18\x05 \x01(\tR\x05error\x12+\n" +
 	"\x06stream\x18\x06 \x01(\x0e2\x13.hodei.v1.LogStreamR\x06stream\x12#\n" +
 	"\rstderr_offset\x18\a \x01(\x03R\fstderrOffset\x12\x16\n" +
-	"\x06result\x18\b \x01(\bR\x06result\"\x96\x04\n" +
+	"\x06result\x18\b \x01(\bR\x06result\"\xb0\x04\n" +
 	"\x06Worker\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1a\n" +
@@ -4284,10 +5118,60 @@ const file_hodei_proto_rawDesc = "" +
 	" \x01(\x03R\rmemoryUsedMib\x12\x14\n" +
 	"\x05load1\x18\v \x01(\x01R\x05load1\x12\x18\n" +
 	"\arunning\x18\f \x03(\tR\arunning\x12\x18\n" +
-	"\aversion\x18\r \x01(\tR\aversion\x1a9\n" +
+	"\aversion\x18\r \x01(\tR\aversion\x12\x18\n" +
+	"\arevoked\x18\x0e \x01(\bR\arevoked\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"%\n" +
+	"\x13RevokeWorkerRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\xaf\x02\n" +
+	"\tTokenInfo\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
+	"\x04role\x18\x03 \x01(\tR\x04role\x12\x18\n" +
+	"\atenants\x18\x04 \x03(\tR\atenants\x12*\n" +
+	"\x11expires_unix_nano\x18\x05 \x01(\x03R\x0fexpiresUnixNano\x12*\n" +
+	"\x11created_unix_nano\x18\x06 \x01(\x03R\x0fcreatedUnixNano\x12-\n" +
+	"\x13last_used_unix_nano\x18\a \x01(\x03R\x10lastUsedUnixNano\x12*\n" +
+	"\x11revoked_unix_nano\x18\b \x01(\x03R\x0frevokedUnixNano\x12\x1d\n" +
+	"\n" +
+	"created_by\x18\t \x01(\tR\tcreatedBy\"m\n" +
+	"\x12CreateTokenRequest\x12\x12\n" +
+	"\x04role\x18\x01 \x01(\tR\x04role\x12\x18\n" +
+	"\atenants\x18\x02 \x03(\tR\atenants\x12\x15\n" +
+	"\x06ttl_ms\x18\x03 \x01(\x03R\x05ttlMs\x12\x12\n" +
+	"\x04name\x18\x04 \x01(\tR\x04name\"{\n" +
+	"\x13CreateTokenResponse\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\x12'\n" +
+	"\x04info\x18\x02 \x01(\v2\x13.hodei.v1.TokenInfoR\x04info\x12%\n" +
+	"\x0eca_fingerprint\x18\x03 \x01(\tR\rcaFingerprint\"\x13\n" +
+	"\x11ListTokensRequest\"A\n" +
+	"\x12ListTokensResponse\x12+\n" +
+	"\x06tokens\x18\x01 \x03(\v2\x13.hodei.v1.TokenInfoR\x06tokens\"$\n" +
+	"\x12RevokeTokenRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x0f\n" +
+	"\rWhoAmIRequest\"\xa5\x02\n" +
+	"\vAuditRecord\x12$\n" +
+	"\x0etime_unix_nano\x18\x01 \x01(\x03R\ftimeUnixNano\x12\x19\n" +
+	"\btoken_id\x18\x02 \x01(\tR\atokenId\x12\x1d\n" +
+	"\n" +
+	"token_name\x18\x03 \x01(\tR\ttokenName\x12\x12\n" +
+	"\x04role\x18\x04 \x01(\tR\x04role\x12\x14\n" +
+	"\x05scope\x18\x05 \x03(\tR\x05scope\x12\x16\n" +
+	"\x06tenant\x18\x06 \x01(\tR\x06tenant\x12\x16\n" +
+	"\x06action\x18\a \x01(\tR\x06action\x12\x16\n" +
+	"\x06target\x18\b \x01(\tR\x06target\x12\x16\n" +
+	"\x06result\x18\t \x01(\tR\x06result\x12\x18\n" +
+	"\amessage\x18\n" +
+	" \x01(\tR\amessage\x12\x12\n" +
+	"\x04peer\x18\v \x01(\tR\x04peer\"~\n" +
+	"\x10ListAuditRequest\x12&\n" +
+	"\x0fsince_unix_nano\x18\x01 \x01(\x03R\rsinceUnixNano\x12\x14\n" +
+	"\x05actor\x18\x02 \x01(\tR\x05actor\x12\x16\n" +
+	"\x06action\x18\x03 \x01(\tR\x06action\x12\x14\n" +
+	"\x05limit\x18\x04 \x01(\x05R\x05limit\"D\n" +
+	"\x11ListAuditResponse\x12/\n" +
+	"\arecords\x18\x01 \x03(\v2\x15.hodei.v1.AuditRecordR\arecords\"\x14\n" +
 	"\x12ListWorkersRequest\"A\n" +
 	"\x13ListWorkersResponse\x12*\n" +
 	"\aworkers\x18\x01 \x03(\v2\x10.hodei.v1.WorkerR\aworkers\"$\n" +
@@ -4295,7 +5179,7 @@ const file_hodei_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x11\n" +
 	"\x0fSnapshotRequest\"#\n" +
 	"\rSnapshotChunk\x12\x12\n" +
-	"\x04data\x18\x01 \x01(\fR\x04data\"\xdc\x02\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\"\xf3\x02\n" +
 	"\x06Tenant\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06weight\x18\x02 \x01(\x01R\x06weight\x12\x1d\n" +
@@ -4311,7 +5195,8 @@ const file_hodei_proto_rawDesc = "" +
 	"\vpreemptible\x18\b \x01(\bR\vpreemptible\x12*\n" +
 	"\x11created_unix_nano\x18\t \x01(\x03R\x0fcreatedUnixNano\x12*\n" +
 	"\x11updated_unix_nano\x18\n" +
-	" \x01(\x03R\x0fupdatedUnixNano\"\xf0\x02\n" +
+	" \x01(\x03R\x0fupdatedUnixNano\x12\x15\n" +
+	"\x06run_as\x18\v \x01(\tR\x05runAs\"\xf0\x02\n" +
 	"\fTenantStatus\x12(\n" +
 	"\x06tenant\x18\x01 \x01(\v2\x10.hodei.v1.TenantR\x06tenant\x12\x16\n" +
 	"\x06queued\x18\x02 \x01(\x03R\x06queued\x12!\n" +
@@ -4423,9 +5308,10 @@ const file_hodei_proto_rawDesc = "" +
 	"\vRunPipeline\x12\x1c.hodei.v1.RunPipelineRequest\x1a\x18.hodei.v1.PipelineStatus\x12E\n" +
 	"\vGetPipeline\x12\x1c.hodei.v1.GetPipelineRequest\x1a\x18.hodei.v1.PipelineStatus\x12P\n" +
 	"\rListPipelines\x12\x1e.hodei.v1.ListPipelinesRequest\x1a\x1f.hodei.v1.ListPipelinesResponse\x12K\n" +
-	"\x0eCancelPipeline\x12\x1f.hodei.v1.CancelPipelineRequest\x1a\x18.hodei.v1.PipelineStatus2N\n" +
+	"\x0eCancelPipeline\x12\x1f.hodei.v1.CancelPipelineRequest\x1a\x18.hodei.v1.PipelineStatus2\x85\x01\n" +
 	"\fAgentService\x12>\n" +
-	"\aConnect\x12\x16.hodei.v1.AgentMessage\x1a\x17.hodei.v1.ServerMessage(\x010\x012\xf8\x03\n" +
+	"\aConnect\x12\x16.hodei.v1.AgentMessage\x1a\x17.hodei.v1.ServerMessage(\x010\x01\x125\n" +
+	"\x04Join\x12\x15.hodei.v1.JoinRequest\x1a\x16.hodei.v1.JoinResponse2\x8e\a\n" +
 	"\fAdminService\x12J\n" +
 	"\vListWorkers\x12\x1c.hodei.v1.ListWorkersRequest\x1a\x1d.hodei.v1.ListWorkersResponse\x12=\n" +
 	"\vDrainWorker\x12\x1c.hodei.v1.DrainWorkerRequest\x1a\x10.hodei.v1.Worker\x12@\n" +
@@ -4433,7 +5319,14 @@ const file_hodei_proto_rawDesc = "" +
 	"\tSetTenant\x12\x1a.hodei.v1.SetTenantRequest\x1a\x16.hodei.v1.TenantStatus\x12?\n" +
 	"\tGetTenant\x12\x1a.hodei.v1.GetTenantRequest\x1a\x16.hodei.v1.TenantStatus\x12J\n" +
 	"\vListTenants\x12\x1c.hodei.v1.ListTenantsRequest\x1a\x1d.hodei.v1.ListTenantsResponse\x12M\n" +
-	"\fDeleteTenant\x12\x1d.hodei.v1.DeleteTenantRequest\x1a\x1e.hodei.v1.DeleteTenantResponseB+Z)github.com/hodei-jobs/hodei/proto;hodeipbb\x06proto3"
+	"\fDeleteTenant\x12\x1d.hodei.v1.DeleteTenantRequest\x1a\x1e.hodei.v1.DeleteTenantResponse\x12?\n" +
+	"\fRevokeWorker\x12\x1d.hodei.v1.RevokeWorkerRequest\x1a\x10.hodei.v1.Worker\x12J\n" +
+	"\vCreateToken\x12\x1c.hodei.v1.CreateTokenRequest\x1a\x1d.hodei.v1.CreateTokenResponse\x12G\n" +
+	"\n" +
+	"ListTokens\x12\x1b.hodei.v1.ListTokensRequest\x1a\x1c.hodei.v1.ListTokensResponse\x12@\n" +
+	"\vRevokeToken\x12\x1c.hodei.v1.RevokeTokenRequest\x1a\x13.hodei.v1.TokenInfo\x126\n" +
+	"\x06WhoAmI\x12\x17.hodei.v1.WhoAmIRequest\x1a\x13.hodei.v1.TokenInfo\x12D\n" +
+	"\tListAudit\x12\x1a.hodei.v1.ListAuditRequest\x1a\x1b.hodei.v1.ListAuditResponseB+Z)github.com/hodei-jobs/hodei/proto;hodeipbb\x06proto3"
 
 var (
 	file_hodei_proto_rawDescOnce sync.Once
@@ -4448,7 +5341,7 @@ func file_hodei_proto_rawDescGZIP() []byte {
 }
 
 var file_hodei_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_hodei_proto_msgTypes = make([]protoimpl.MessageInfo, 60)
+var file_hodei_proto_msgTypes = make([]protoimpl.MessageInfo, 73)
 var file_hodei_proto_goTypes = []any{
 	(JobState)(0),                 // 0: hodei.v1.JobState
 	(LogStream)(0),                // 1: hodei.v1.LogStream
@@ -4472,150 +5365,180 @@ var file_hodei_proto_goTypes = []any{
 	(*JobEvent)(nil),              // 19: hodei.v1.JobEvent
 	(*LogsRequest)(nil),           // 20: hodei.v1.LogsRequest
 	(*LogData)(nil),               // 21: hodei.v1.LogData
-	(*AgentMessage)(nil),          // 22: hodei.v1.AgentMessage
-	(*ServerMessage)(nil),         // 23: hodei.v1.ServerMessage
-	(*JobRef)(nil),                // 24: hodei.v1.JobRef
-	(*Hello)(nil),                 // 25: hodei.v1.Hello
-	(*Heartbeat)(nil),             // 26: hodei.v1.Heartbeat
-	(*JobStarted)(nil),            // 27: hodei.v1.JobStarted
-	(*LogChunk)(nil),              // 28: hodei.v1.LogChunk
-	(*JobFinished)(nil),           // 29: hodei.v1.JobFinished
-	(*Welcome)(nil),               // 30: hodei.v1.Welcome
-	(*Assign)(nil),                // 31: hodei.v1.Assign
-	(*CancelJob)(nil),             // 32: hodei.v1.CancelJob
-	(*Ack)(nil),                   // 33: hodei.v1.Ack
-	(*Worker)(nil),                // 34: hodei.v1.Worker
-	(*ListWorkersRequest)(nil),    // 35: hodei.v1.ListWorkersRequest
-	(*ListWorkersResponse)(nil),   // 36: hodei.v1.ListWorkersResponse
-	(*DrainWorkerRequest)(nil),    // 37: hodei.v1.DrainWorkerRequest
-	(*SnapshotRequest)(nil),       // 38: hodei.v1.SnapshotRequest
-	(*SnapshotChunk)(nil),         // 39: hodei.v1.SnapshotChunk
-	(*Tenant)(nil),                // 40: hodei.v1.Tenant
-	(*TenantStatus)(nil),          // 41: hodei.v1.TenantStatus
-	(*SetTenantRequest)(nil),      // 42: hodei.v1.SetTenantRequest
-	(*GetTenantRequest)(nil),      // 43: hodei.v1.GetTenantRequest
-	(*ListTenantsRequest)(nil),    // 44: hodei.v1.ListTenantsRequest
-	(*ListTenantsResponse)(nil),   // 45: hodei.v1.ListTenantsResponse
-	(*DeleteTenantRequest)(nil),   // 46: hodei.v1.DeleteTenantRequest
-	(*DeleteTenantResponse)(nil),  // 47: hodei.v1.DeleteTenantResponse
-	(*MatrixAxis)(nil),            // 48: hodei.v1.MatrixAxis
-	(*PipelineStepSpec)(nil),      // 49: hodei.v1.PipelineStepSpec
-	(*PipelineSpec)(nil),          // 50: hodei.v1.PipelineSpec
-	(*Pipeline)(nil),              // 51: hodei.v1.Pipeline
-	(*PipelineStatus)(nil),        // 52: hodei.v1.PipelineStatus
-	(*RunPipelineRequest)(nil),    // 53: hodei.v1.RunPipelineRequest
-	(*GetPipelineRequest)(nil),    // 54: hodei.v1.GetPipelineRequest
-	(*ListPipelinesRequest)(nil),  // 55: hodei.v1.ListPipelinesRequest
-	(*ListPipelinesResponse)(nil), // 56: hodei.v1.ListPipelinesResponse
-	(*CancelPipelineRequest)(nil), // 57: hodei.v1.CancelPipelineRequest
-	nil,                           // 58: hodei.v1.JobSpec.LabelsEntry
-	nil,                           // 59: hodei.v1.JobSpec.EnvEntry
-	nil,                           // 60: hodei.v1.JobSpec.SecretEnvEntry
-	nil,                           // 61: hodei.v1.JobSpec.SelectorEntry
-	nil,                           // 62: hodei.v1.ListJobsRequest.LabelsEntry
-	nil,                           // 63: hodei.v1.Hello.LabelsEntry
-	nil,                           // 64: hodei.v1.Worker.LabelsEntry
-	(*Pipeline_Step)(nil),         // 65: hodei.v1.Pipeline.Step
+	(*JoinRequest)(nil),           // 22: hodei.v1.JoinRequest
+	(*JoinResponse)(nil),          // 23: hodei.v1.JoinResponse
+	(*AgentMessage)(nil),          // 24: hodei.v1.AgentMessage
+	(*ServerMessage)(nil),         // 25: hodei.v1.ServerMessage
+	(*JobRef)(nil),                // 26: hodei.v1.JobRef
+	(*Hello)(nil),                 // 27: hodei.v1.Hello
+	(*Heartbeat)(nil),             // 28: hodei.v1.Heartbeat
+	(*JobStarted)(nil),            // 29: hodei.v1.JobStarted
+	(*LogChunk)(nil),              // 30: hodei.v1.LogChunk
+	(*JobFinished)(nil),           // 31: hodei.v1.JobFinished
+	(*Welcome)(nil),               // 32: hodei.v1.Welcome
+	(*Assign)(nil),                // 33: hodei.v1.Assign
+	(*CancelJob)(nil),             // 34: hodei.v1.CancelJob
+	(*Ack)(nil),                   // 35: hodei.v1.Ack
+	(*Worker)(nil),                // 36: hodei.v1.Worker
+	(*RevokeWorkerRequest)(nil),   // 37: hodei.v1.RevokeWorkerRequest
+	(*TokenInfo)(nil),             // 38: hodei.v1.TokenInfo
+	(*CreateTokenRequest)(nil),    // 39: hodei.v1.CreateTokenRequest
+	(*CreateTokenResponse)(nil),   // 40: hodei.v1.CreateTokenResponse
+	(*ListTokensRequest)(nil),     // 41: hodei.v1.ListTokensRequest
+	(*ListTokensResponse)(nil),    // 42: hodei.v1.ListTokensResponse
+	(*RevokeTokenRequest)(nil),    // 43: hodei.v1.RevokeTokenRequest
+	(*WhoAmIRequest)(nil),         // 44: hodei.v1.WhoAmIRequest
+	(*AuditRecord)(nil),           // 45: hodei.v1.AuditRecord
+	(*ListAuditRequest)(nil),      // 46: hodei.v1.ListAuditRequest
+	(*ListAuditResponse)(nil),     // 47: hodei.v1.ListAuditResponse
+	(*ListWorkersRequest)(nil),    // 48: hodei.v1.ListWorkersRequest
+	(*ListWorkersResponse)(nil),   // 49: hodei.v1.ListWorkersResponse
+	(*DrainWorkerRequest)(nil),    // 50: hodei.v1.DrainWorkerRequest
+	(*SnapshotRequest)(nil),       // 51: hodei.v1.SnapshotRequest
+	(*SnapshotChunk)(nil),         // 52: hodei.v1.SnapshotChunk
+	(*Tenant)(nil),                // 53: hodei.v1.Tenant
+	(*TenantStatus)(nil),          // 54: hodei.v1.TenantStatus
+	(*SetTenantRequest)(nil),      // 55: hodei.v1.SetTenantRequest
+	(*GetTenantRequest)(nil),      // 56: hodei.v1.GetTenantRequest
+	(*ListTenantsRequest)(nil),    // 57: hodei.v1.ListTenantsRequest
+	(*ListTenantsResponse)(nil),   // 58: hodei.v1.ListTenantsResponse
+	(*DeleteTenantRequest)(nil),   // 59: hodei.v1.DeleteTenantRequest
+	(*DeleteTenantResponse)(nil),  // 60: hodei.v1.DeleteTenantResponse
+	(*MatrixAxis)(nil),            // 61: hodei.v1.MatrixAxis
+	(*PipelineStepSpec)(nil),      // 62: hodei.v1.PipelineStepSpec
+	(*PipelineSpec)(nil),          // 63: hodei.v1.PipelineSpec
+	(*Pipeline)(nil),              // 64: hodei.v1.Pipeline
+	(*PipelineStatus)(nil),        // 65: hodei.v1.PipelineStatus
+	(*RunPipelineRequest)(nil),    // 66: hodei.v1.RunPipelineRequest
+	(*GetPipelineRequest)(nil),    // 67: hodei.v1.GetPipelineRequest
+	(*ListPipelinesRequest)(nil),  // 68: hodei.v1.ListPipelinesRequest
+	(*ListPipelinesResponse)(nil), // 69: hodei.v1.ListPipelinesResponse
+	(*CancelPipelineRequest)(nil), // 70: hodei.v1.CancelPipelineRequest
+	nil,                           // 71: hodei.v1.JobSpec.LabelsEntry
+	nil,                           // 72: hodei.v1.JobSpec.EnvEntry
+	nil,                           // 73: hodei.v1.JobSpec.SecretEnvEntry
+	nil,                           // 74: hodei.v1.JobSpec.SelectorEntry
+	nil,                           // 75: hodei.v1.ListJobsRequest.LabelsEntry
+	nil,                           // 76: hodei.v1.Hello.LabelsEntry
+	nil,                           // 77: hodei.v1.Worker.LabelsEntry
+	(*Pipeline_Step)(nil),         // 78: hodei.v1.Pipeline.Step
 }
 var file_hodei_proto_depIdxs = []int32{
-	58, // 0: hodei.v1.JobSpec.labels:type_name -> hodei.v1.JobSpec.LabelsEntry
-	59, // 1: hodei.v1.JobSpec.env:type_name -> hodei.v1.JobSpec.EnvEntry
-	60, // 2: hodei.v1.JobSpec.secret_env:type_name -> hodei.v1.JobSpec.SecretEnvEntry
+	71, // 0: hodei.v1.JobSpec.labels:type_name -> hodei.v1.JobSpec.LabelsEntry
+	72, // 1: hodei.v1.JobSpec.env:type_name -> hodei.v1.JobSpec.EnvEntry
+	73, // 2: hodei.v1.JobSpec.secret_env:type_name -> hodei.v1.JobSpec.SecretEnvEntry
 	6,  // 3: hodei.v1.JobSpec.resources:type_name -> hodei.v1.Resources
-	61, // 4: hodei.v1.JobSpec.selector:type_name -> hodei.v1.JobSpec.SelectorEntry
+	74, // 4: hodei.v1.JobSpec.selector:type_name -> hodei.v1.JobSpec.SelectorEntry
 	7,  // 5: hodei.v1.Job.spec:type_name -> hodei.v1.JobSpec
 	0,  // 6: hodei.v1.Job.state:type_name -> hodei.v1.JobState
 	8,  // 7: hodei.v1.Job.usage:type_name -> hodei.v1.Usage
 	7,  // 8: hodei.v1.SubmitRequest.spec:type_name -> hodei.v1.JobSpec
 	0,  // 9: hodei.v1.ListJobsRequest.state:type_name -> hodei.v1.JobState
-	62, // 10: hodei.v1.ListJobsRequest.labels:type_name -> hodei.v1.ListJobsRequest.LabelsEntry
+	75, // 10: hodei.v1.ListJobsRequest.labels:type_name -> hodei.v1.ListJobsRequest.LabelsEntry
 	9,  // 11: hodei.v1.ListJobsResponse.jobs:type_name -> hodei.v1.Job
 	9,  // 12: hodei.v1.JobEvent.job:type_name -> hodei.v1.Job
 	1,  // 13: hodei.v1.LogsRequest.stream:type_name -> hodei.v1.LogStream
-	25, // 14: hodei.v1.AgentMessage.hello:type_name -> hodei.v1.Hello
-	26, // 15: hodei.v1.AgentMessage.heartbeat:type_name -> hodei.v1.Heartbeat
-	27, // 16: hodei.v1.AgentMessage.started:type_name -> hodei.v1.JobStarted
-	28, // 17: hodei.v1.AgentMessage.log:type_name -> hodei.v1.LogChunk
-	29, // 18: hodei.v1.AgentMessage.finished:type_name -> hodei.v1.JobFinished
-	30, // 19: hodei.v1.ServerMessage.welcome:type_name -> hodei.v1.Welcome
-	31, // 20: hodei.v1.ServerMessage.assign:type_name -> hodei.v1.Assign
-	32, // 21: hodei.v1.ServerMessage.cancel:type_name -> hodei.v1.CancelJob
-	33, // 22: hodei.v1.ServerMessage.ack:type_name -> hodei.v1.Ack
-	63, // 23: hodei.v1.Hello.labels:type_name -> hodei.v1.Hello.LabelsEntry
+	27, // 14: hodei.v1.AgentMessage.hello:type_name -> hodei.v1.Hello
+	28, // 15: hodei.v1.AgentMessage.heartbeat:type_name -> hodei.v1.Heartbeat
+	29, // 16: hodei.v1.AgentMessage.started:type_name -> hodei.v1.JobStarted
+	30, // 17: hodei.v1.AgentMessage.log:type_name -> hodei.v1.LogChunk
+	31, // 18: hodei.v1.AgentMessage.finished:type_name -> hodei.v1.JobFinished
+	32, // 19: hodei.v1.ServerMessage.welcome:type_name -> hodei.v1.Welcome
+	33, // 20: hodei.v1.ServerMessage.assign:type_name -> hodei.v1.Assign
+	34, // 21: hodei.v1.ServerMessage.cancel:type_name -> hodei.v1.CancelJob
+	35, // 22: hodei.v1.ServerMessage.ack:type_name -> hodei.v1.Ack
+	76, // 23: hodei.v1.Hello.labels:type_name -> hodei.v1.Hello.LabelsEntry
 	6,  // 24: hodei.v1.Hello.capacity:type_name -> hodei.v1.Resources
-	24, // 25: hodei.v1.Hello.running:type_name -> hodei.v1.JobRef
-	29, // 26: hodei.v1.Hello.finished:type_name -> hodei.v1.JobFinished
-	24, // 27: hodei.v1.Heartbeat.running:type_name -> hodei.v1.JobRef
+	26, // 25: hodei.v1.Hello.running:type_name -> hodei.v1.JobRef
+	31, // 26: hodei.v1.Hello.finished:type_name -> hodei.v1.JobFinished
+	26, // 27: hodei.v1.Heartbeat.running:type_name -> hodei.v1.JobRef
 	1,  // 28: hodei.v1.LogChunk.stream:type_name -> hodei.v1.LogStream
 	2,  // 29: hodei.v1.JobFinished.outcome:type_name -> hodei.v1.Outcome
 	8,  // 30: hodei.v1.JobFinished.usage:type_name -> hodei.v1.Usage
 	9,  // 31: hodei.v1.Assign.job:type_name -> hodei.v1.Job
 	1,  // 32: hodei.v1.Ack.stream:type_name -> hodei.v1.LogStream
-	64, // 33: hodei.v1.Worker.labels:type_name -> hodei.v1.Worker.LabelsEntry
+	77, // 33: hodei.v1.Worker.labels:type_name -> hodei.v1.Worker.LabelsEntry
 	3,  // 34: hodei.v1.Worker.state:type_name -> hodei.v1.WorkerState
 	6,  // 35: hodei.v1.Worker.capacity:type_name -> hodei.v1.Resources
 	6,  // 36: hodei.v1.Worker.allocated:type_name -> hodei.v1.Resources
-	34, // 37: hodei.v1.ListWorkersResponse.workers:type_name -> hodei.v1.Worker
-	6,  // 38: hodei.v1.Tenant.max_running:type_name -> hodei.v1.Resources
-	40, // 39: hodei.v1.TenantStatus.tenant:type_name -> hodei.v1.Tenant
-	6,  // 40: hodei.v1.TenantStatus.pending:type_name -> hodei.v1.Resources
-	6,  // 41: hodei.v1.TenantStatus.running:type_name -> hodei.v1.Resources
-	4,  // 42: hodei.v1.TenantStatus.burst_state:type_name -> hodei.v1.BurstState
-	40, // 43: hodei.v1.SetTenantRequest.tenant:type_name -> hodei.v1.Tenant
-	41, // 44: hodei.v1.ListTenantsResponse.tenants:type_name -> hodei.v1.TenantStatus
-	7,  // 45: hodei.v1.PipelineStepSpec.spec:type_name -> hodei.v1.JobSpec
-	48, // 46: hodei.v1.PipelineStepSpec.matrix:type_name -> hodei.v1.MatrixAxis
-	7,  // 47: hodei.v1.PipelineSpec.defaults:type_name -> hodei.v1.JobSpec
-	49, // 48: hodei.v1.PipelineSpec.steps:type_name -> hodei.v1.PipelineStepSpec
-	65, // 49: hodei.v1.Pipeline.steps:type_name -> hodei.v1.Pipeline.Step
-	51, // 50: hodei.v1.PipelineStatus.pipeline:type_name -> hodei.v1.Pipeline
-	5,  // 51: hodei.v1.PipelineStatus.state:type_name -> hodei.v1.PipelineState
-	9,  // 52: hodei.v1.PipelineStatus.jobs:type_name -> hodei.v1.Job
-	50, // 53: hodei.v1.RunPipelineRequest.spec:type_name -> hodei.v1.PipelineSpec
-	52, // 54: hodei.v1.ListPipelinesResponse.pipelines:type_name -> hodei.v1.PipelineStatus
-	10, // 55: hodei.v1.JobService.Submit:input_type -> hodei.v1.SubmitRequest
-	12, // 56: hodei.v1.JobService.Get:input_type -> hodei.v1.GetJobRequest
-	13, // 57: hodei.v1.JobService.List:input_type -> hodei.v1.ListJobsRequest
-	15, // 58: hodei.v1.JobService.Cancel:input_type -> hodei.v1.CancelJobRequest
-	18, // 59: hodei.v1.JobService.Watch:input_type -> hodei.v1.WatchRequest
-	20, // 60: hodei.v1.JobService.Logs:input_type -> hodei.v1.LogsRequest
-	16, // 61: hodei.v1.JobService.CancelArray:input_type -> hodei.v1.CancelArrayRequest
-	53, // 62: hodei.v1.JobService.RunPipeline:input_type -> hodei.v1.RunPipelineRequest
-	54, // 63: hodei.v1.JobService.GetPipeline:input_type -> hodei.v1.GetPipelineRequest
-	55, // 64: hodei.v1.JobService.ListPipelines:input_type -> hodei.v1.ListPipelinesRequest
-	57, // 65: hodei.v1.JobService.CancelPipeline:input_type -> hodei.v1.CancelPipelineRequest
-	22, // 66: hodei.v1.AgentService.Connect:input_type -> hodei.v1.AgentMessage
-	35, // 67: hodei.v1.AdminService.ListWorkers:input_type -> hodei.v1.ListWorkersRequest
-	37, // 68: hodei.v1.AdminService.DrainWorker:input_type -> hodei.v1.DrainWorkerRequest
-	38, // 69: hodei.v1.AdminService.Snapshot:input_type -> hodei.v1.SnapshotRequest
-	42, // 70: hodei.v1.AdminService.SetTenant:input_type -> hodei.v1.SetTenantRequest
-	43, // 71: hodei.v1.AdminService.GetTenant:input_type -> hodei.v1.GetTenantRequest
-	44, // 72: hodei.v1.AdminService.ListTenants:input_type -> hodei.v1.ListTenantsRequest
-	46, // 73: hodei.v1.AdminService.DeleteTenant:input_type -> hodei.v1.DeleteTenantRequest
-	11, // 74: hodei.v1.JobService.Submit:output_type -> hodei.v1.SubmitResponse
-	9,  // 75: hodei.v1.JobService.Get:output_type -> hodei.v1.Job
-	14, // 76: hodei.v1.JobService.List:output_type -> hodei.v1.ListJobsResponse
-	9,  // 77: hodei.v1.JobService.Cancel:output_type -> hodei.v1.Job
-	19, // 78: hodei.v1.JobService.Watch:output_type -> hodei.v1.JobEvent
-	21, // 79: hodei.v1.JobService.Logs:output_type -> hodei.v1.LogData
-	17, // 80: hodei.v1.JobService.CancelArray:output_type -> hodei.v1.CancelArrayResponse
-	52, // 81: hodei.v1.JobService.RunPipeline:output_type -> hodei.v1.PipelineStatus
-	52, // 82: hodei.v1.JobService.GetPipeline:output_type -> hodei.v1.PipelineStatus
-	56, // 83: hodei.v1.JobService.ListPipelines:output_type -> hodei.v1.ListPipelinesResponse
-	52, // 84: hodei.v1.JobService.CancelPipeline:output_type -> hodei.v1.PipelineStatus
-	23, // 85: hodei.v1.AgentService.Connect:output_type -> hodei.v1.ServerMessage
-	36, // 86: hodei.v1.AdminService.ListWorkers:output_type -> hodei.v1.ListWorkersResponse
-	34, // 87: hodei.v1.AdminService.DrainWorker:output_type -> hodei.v1.Worker
-	39, // 88: hodei.v1.AdminService.Snapshot:output_type -> hodei.v1.SnapshotChunk
-	41, // 89: hodei.v1.AdminService.SetTenant:output_type -> hodei.v1.TenantStatus
-	41, // 90: hodei.v1.AdminService.GetTenant:output_type -> hodei.v1.TenantStatus
-	45, // 91: hodei.v1.AdminService.ListTenants:output_type -> hodei.v1.ListTenantsResponse
-	47, // 92: hodei.v1.AdminService.DeleteTenant:output_type -> hodei.v1.DeleteTenantResponse
-	74, // [74:93] is the sub-list for method output_type
-	55, // [55:74] is the sub-list for method input_type
-	55, // [55:55] is the sub-list for extension type_name
-	55, // [55:55] is the sub-list for extension extendee
-	0,  // [0:55] is the sub-list for field type_name
+	38, // 37: hodei.v1.CreateTokenResponse.info:type_name -> hodei.v1.TokenInfo
+	38, // 38: hodei.v1.ListTokensResponse.tokens:type_name -> hodei.v1.TokenInfo
+	45, // 39: hodei.v1.ListAuditResponse.records:type_name -> hodei.v1.AuditRecord
+	36, // 40: hodei.v1.ListWorkersResponse.workers:type_name -> hodei.v1.Worker
+	6,  // 41: hodei.v1.Tenant.max_running:type_name -> hodei.v1.Resources
+	53, // 42: hodei.v1.TenantStatus.tenant:type_name -> hodei.v1.Tenant
+	6,  // 43: hodei.v1.TenantStatus.pending:type_name -> hodei.v1.Resources
+	6,  // 44: hodei.v1.TenantStatus.running:type_name -> hodei.v1.Resources
+	4,  // 45: hodei.v1.TenantStatus.burst_state:type_name -> hodei.v1.BurstState
+	53, // 46: hodei.v1.SetTenantRequest.tenant:type_name -> hodei.v1.Tenant
+	54, // 47: hodei.v1.ListTenantsResponse.tenants:type_name -> hodei.v1.TenantStatus
+	7,  // 48: hodei.v1.PipelineStepSpec.spec:type_name -> hodei.v1.JobSpec
+	61, // 49: hodei.v1.PipelineStepSpec.matrix:type_name -> hodei.v1.MatrixAxis
+	7,  // 50: hodei.v1.PipelineSpec.defaults:type_name -> hodei.v1.JobSpec
+	62, // 51: hodei.v1.PipelineSpec.steps:type_name -> hodei.v1.PipelineStepSpec
+	78, // 52: hodei.v1.Pipeline.steps:type_name -> hodei.v1.Pipeline.Step
+	64, // 53: hodei.v1.PipelineStatus.pipeline:type_name -> hodei.v1.Pipeline
+	5,  // 54: hodei.v1.PipelineStatus.state:type_name -> hodei.v1.PipelineState
+	9,  // 55: hodei.v1.PipelineStatus.jobs:type_name -> hodei.v1.Job
+	63, // 56: hodei.v1.RunPipelineRequest.spec:type_name -> hodei.v1.PipelineSpec
+	65, // 57: hodei.v1.ListPipelinesResponse.pipelines:type_name -> hodei.v1.PipelineStatus
+	10, // 58: hodei.v1.JobService.Submit:input_type -> hodei.v1.SubmitRequest
+	12, // 59: hodei.v1.JobService.Get:input_type -> hodei.v1.GetJobRequest
+	13, // 60: hodei.v1.JobService.List:input_type -> hodei.v1.ListJobsRequest
+	15, // 61: hodei.v1.JobService.Cancel:input_type -> hodei.v1.CancelJobRequest
+	18, // 62: hodei.v1.JobService.Watch:input_type -> hodei.v1.WatchRequest
+	20, // 63: hodei.v1.JobService.Logs:input_type -> hodei.v1.LogsRequest
+	16, // 64: hodei.v1.JobService.CancelArray:input_type -> hodei.v1.CancelArrayRequest
+	66, // 65: hodei.v1.JobService.RunPipeline:input_type -> hodei.v1.RunPipelineRequest
+	67, // 66: hodei.v1.JobService.GetPipeline:input_type -> hodei.v1.GetPipelineRequest
+	68, // 67: hodei.v1.JobService.ListPipelines:input_type -> hodei.v1.ListPipelinesRequest
+	70, // 68: hodei.v1.JobService.CancelPipeline:input_type -> hodei.v1.CancelPipelineRequest
+	24, // 69: hodei.v1.AgentService.Connect:input_type -> hodei.v1.AgentMessage
+	22, // 70: hodei.v1.AgentService.Join:input_type -> hodei.v1.JoinRequest
+	48, // 71: hodei.v1.AdminService.ListWorkers:input_type -> hodei.v1.ListWorkersRequest
+	50, // 72: hodei.v1.AdminService.DrainWorker:input_type -> hodei.v1.DrainWorkerRequest
+	51, // 73: hodei.v1.AdminService.Snapshot:input_type -> hodei.v1.SnapshotRequest
+	55, // 74: hodei.v1.AdminService.SetTenant:input_type -> hodei.v1.SetTenantRequest
+	56, // 75: hodei.v1.AdminService.GetTenant:input_type -> hodei.v1.GetTenantRequest
+	57, // 76: hodei.v1.AdminService.ListTenants:input_type -> hodei.v1.ListTenantsRequest
+	59, // 77: hodei.v1.AdminService.DeleteTenant:input_type -> hodei.v1.DeleteTenantRequest
+	37, // 78: hodei.v1.AdminService.RevokeWorker:input_type -> hodei.v1.RevokeWorkerRequest
+	39, // 79: hodei.v1.AdminService.CreateToken:input_type -> hodei.v1.CreateTokenRequest
+	41, // 80: hodei.v1.AdminService.ListTokens:input_type -> hodei.v1.ListTokensRequest
+	43, // 81: hodei.v1.AdminService.RevokeToken:input_type -> hodei.v1.RevokeTokenRequest
+	44, // 82: hodei.v1.AdminService.WhoAmI:input_type -> hodei.v1.WhoAmIRequest
+	46, // 83: hodei.v1.AdminService.ListAudit:input_type -> hodei.v1.ListAuditRequest
+	11, // 84: hodei.v1.JobService.Submit:output_type -> hodei.v1.SubmitResponse
+	9,  // 85: hodei.v1.JobService.Get:output_type -> hodei.v1.Job
+	14, // 86: hodei.v1.JobService.List:output_type -> hodei.v1.ListJobsResponse
+	9,  // 87: hodei.v1.JobService.Cancel:output_type -> hodei.v1.Job
+	19, // 88: hodei.v1.JobService.Watch:output_type -> hodei.v1.JobEvent
+	21, // 89: hodei.v1.JobService.Logs:output_type -> hodei.v1.LogData
+	17, // 90: hodei.v1.JobService.CancelArray:output_type -> hodei.v1.CancelArrayResponse
+	65, // 91: hodei.v1.JobService.RunPipeline:output_type -> hodei.v1.PipelineStatus
+	65, // 92: hodei.v1.JobService.GetPipeline:output_type -> hodei.v1.PipelineStatus
+	69, // 93: hodei.v1.JobService.ListPipelines:output_type -> hodei.v1.ListPipelinesResponse
+	65, // 94: hodei.v1.JobService.CancelPipeline:output_type -> hodei.v1.PipelineStatus
+	25, // 95: hodei.v1.AgentService.Connect:output_type -> hodei.v1.ServerMessage
+	23, // 96: hodei.v1.AgentService.Join:output_type -> hodei.v1.JoinResponse
+	49, // 97: hodei.v1.AdminService.ListWorkers:output_type -> hodei.v1.ListWorkersResponse
+	36, // 98: hodei.v1.AdminService.DrainWorker:output_type -> hodei.v1.Worker
+	52, // 99: hodei.v1.AdminService.Snapshot:output_type -> hodei.v1.SnapshotChunk
+	54, // 100: hodei.v1.AdminService.SetTenant:output_type -> hodei.v1.TenantStatus
+	54, // 101: hodei.v1.AdminService.GetTenant:output_type -> hodei.v1.TenantStatus
+	58, // 102: hodei.v1.AdminService.ListTenants:output_type -> hodei.v1.ListTenantsResponse
+	60, // 103: hodei.v1.AdminService.DeleteTenant:output_type -> hodei.v1.DeleteTenantResponse
+	36, // 104: hodei.v1.AdminService.RevokeWorker:output_type -> hodei.v1.Worker
+	40, // 105: hodei.v1.AdminService.CreateToken:output_type -> hodei.v1.CreateTokenResponse
+	42, // 106: hodei.v1.AdminService.ListTokens:output_type -> hodei.v1.ListTokensResponse
+	38, // 107: hodei.v1.AdminService.RevokeToken:output_type -> hodei.v1.TokenInfo
+	38, // 108: hodei.v1.AdminService.WhoAmI:output_type -> hodei.v1.TokenInfo
+	47, // 109: hodei.v1.AdminService.ListAudit:output_type -> hodei.v1.ListAuditResponse
+	84, // [84:110] is the sub-list for method output_type
+	58, // [58:84] is the sub-list for method input_type
+	58, // [58:58] is the sub-list for extension type_name
+	58, // [58:58] is the sub-list for extension extendee
+	0,  // [0:58] is the sub-list for field type_name
 }
 
 func init() { file_hodei_proto_init() }
@@ -4624,14 +5547,14 @@ func file_hodei_proto_init() {
 		return
 	}
 	file_hodei_proto_msgTypes[1].OneofWrappers = []any{}
-	file_hodei_proto_msgTypes[16].OneofWrappers = []any{
+	file_hodei_proto_msgTypes[18].OneofWrappers = []any{
 		(*AgentMessage_Hello)(nil),
 		(*AgentMessage_Heartbeat)(nil),
 		(*AgentMessage_Started)(nil),
 		(*AgentMessage_Log)(nil),
 		(*AgentMessage_Finished)(nil),
 	}
-	file_hodei_proto_msgTypes[17].OneofWrappers = []any{
+	file_hodei_proto_msgTypes[19].OneofWrappers = []any{
 		(*ServerMessage_Welcome)(nil),
 		(*ServerMessage_Assign)(nil),
 		(*ServerMessage_Cancel)(nil),
@@ -4643,7 +5566,7 @@ func file_hodei_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hodei_proto_rawDesc), len(file_hodei_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   60,
+			NumMessages:   73,
 			NumExtensions: 0,
 			NumServices:   3,
 		},
