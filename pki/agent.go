@@ -54,10 +54,10 @@ func (ca *CA) SignAgent(csrDER []byte, workerID string, now time.Time) (certPEM 
 	}
 	csr, err := x509.ParseCertificateRequest(csrDER)
 	if err != nil {
-		return nil, "", job.Invalid("csr_der", "not a PKCS #10 request: %v", err)
+		return nil, "", fmt.Errorf("%w: %w", job.Invalid("csr_der", "not a PKCS #10 request"), err)
 	}
 	if err := csr.CheckSignature(); err != nil {
-		return nil, "", job.Invalid("csr_der", "signature does not verify: %v", err)
+		return nil, "", fmt.Errorf("%w: %w", job.Invalid("csr_der", "signature does not verify"), err)
 	}
 	if err := checkAgentKey(csr.PublicKey); err != nil {
 		return nil, "", err

@@ -60,14 +60,14 @@ type CA struct {
 // (0700) if need be. It never overwrites: when only one of the two files
 // exists, when they do not parse, or when the key does not match the
 // certificate, it returns an error naming the file, and the operator
-// decides.
+// decides; likewise when the CA has expired at now.
 func EnsureCA(dir string, now time.Time) (*CA, error) {
 	certPath, keyPath := filepath.Join(dir, CAFile), filepath.Join(dir, CAKeyFile)
 	certPEM, certErr := os.ReadFile(certPath)
 	keyPEM, keyErr := os.ReadFile(keyPath)
 	switch {
 	case certErr == nil && keyErr == nil:
-		return loadCA(certPEM, keyPEM, certPath, keyPath)
+		return loadCA(certPEM, keyPEM, certPath, keyPath, now)
 	case errors.Is(certErr, os.ErrNotExist) && errors.Is(keyErr, os.ErrNotExist):
 		return createCA(dir, now)
 	case certErr != nil && !errors.Is(certErr, os.ErrNotExist):
@@ -81,7 +81,7 @@ func EnsureCA(dir string, now time.Time) (*CA, error) {
 	}
 }
 
-func loadCA(certPEM, keyPEM []byte, certPath, keyPath string) (*CA, error) {
+func loadCA(certPEM, keyPEM []byte, certPath, keyPath string, now time.Time) (*CA, error) {
 	cert, err := parseCertPEM(certPEM)
 	if err != nil {
 		return nil, fmt.Errorf("CA certificate %s: %w", certPath, err)
@@ -95,6 +95,10 @@ func loadCA(certPEM, keyPEM []byte, certPath, keyPath string) (*CA, error) {
 	}
 	if !key.PublicKey.Equal(cert.PublicKey) {
 		return nil, fmt.Errorf("CA key %s does not match certificate %s", keyPath, certPath)
+	}
+	if now.After(cert.NotAfter) {
+		return nil, fmt.Errorf("CA certificate %s expired on %s: no certificate it signed verifies; move the data dir's certificates aside to make a new CA, and have agents join again",
+			certPath, cert.NotAfter.Format(time.DateOnly))
 	}
 	return &CA{cert: cert, key: key, certPEM: encodeCert(cert.Raw)}, nil
 }

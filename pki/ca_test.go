@@ -91,6 +91,11 @@ func TestEnsureCA(t *testing.T) {
 		})
 	}
 
+	t.Run("Expired", func(t *testing.T) {
+		_, dir := MustCA(t)
+		_, err := EnsureCA(dir, t0.Add(CAValidity+time.Second))
+		require.ErrorContains(t, err, "expired on")
+	})
 	t.Run("KeyMismatch", func(t *testing.T) {
 		_, dir := MustCA(t)
 		require.NoError(t, os.WriteFile(filepath.Join(dir, CAKeyFile), otherKey, 0o600))
