@@ -40,5 +40,7 @@
 //
 // Time comes in as a value (now) wherever a certificate is made or judged
 // fresh; handshakes use the clock of crypto/tls. Every function is safe for
-// concurrent use; a *CA is immutable once made.
+// concurrent use and a *CA is immutable once made, but EnsureCA and
+// EnsureServerCert assume one process owns their dir (the server's data dir
+// lock): two first starts at once could each make a CA.
 package pki
