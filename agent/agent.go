@@ -18,7 +18,6 @@ import (
 
 	"github.com/shirou/gopsutil/v3/mem"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/hodei-jobs/hodei/job"
 	pb "github.com/hodei-jobs/hodei/proto"
@@ -39,7 +38,15 @@ type Config struct {
 	KillGrace   time.Duration
 	Version     string
 	Logger      *slog.Logger      // default: discard
-	DialOptions []grpc.DialOption // added after the defaults (insecure transport)
+	DialOptions []grpc.DialOption // added after the defaults (the transport below)
+	// Join is an agent token and CAFingerprint the cluster CA's sha256
+	// fingerprint: with both, an agent that has no certificate yet joins
+	// (see transport). Later starts use the certificate kept in
+	// DATA-DIR/tls and need neither.
+	Join, CAFingerprint string
+	// Insecure connects without TLS or a certificate, to a server run with
+	// --insecure-no-auth on a loopback address. Default false.
+	Insecure bool
 }
 
 // Defaults of Config.
@@ -114,21 +121,24 @@ func New(cfg Config) (*Agent, error) {
 	if vm, err := mem.VirtualMemory(); err == nil {
 		capacity.MemoryMiB = int64(vm.Total >> 20)
 	}
+	a := &Agent{
+		cfg: cfg, log: cfg.Logger.With("component", "agent", "worker", id), id: id, host: host,
+		cap: capacity, tasks: make(map[ref]*task),
+	}
+	creds, err := a.transport(cfg)
+	if err != nil {
+		return nil, err
+	}
 	jr, err := openJournal(cfg.DataDir)
 	if err != nil {
 		return nil, err
 	}
-	conn, err := grpc.NewClient(cfg.Server, append([]grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-	}, cfg.DialOptions...)...)
+	conn, err := grpc.NewClient(cfg.Server, append([]grpc.DialOption{creds}, cfg.DialOptions...)...)
 	if err != nil {
 		jr.close()
 		return nil, fmt.Errorf("server %s: %w", cfg.Server, err)
 	}
-	a := &Agent{
-		cfg: cfg, log: cfg.Logger.With("component", "agent", "worker", id), id: id, host: host,
-		cap: capacity, conn: conn, journal: jr, tasks: make(map[ref]*task),
-	}
+	a.conn, a.journal = conn, jr
 	recovered, err := jr.recover()
 	if err != nil {
 		conn.Close()

@@ -20,7 +20,9 @@ func agentCommand(*env) *ucli.Command {
 		Usage: "run jobs on this host for a server",
 		Description: "Dials the server, registers this host with its labels and capacity, and runs each\n" +
 			"assigned job in a PTY in its own process group, streaming the output back.\n" +
-			"The worker id is kept in DATA-DIR/worker-id.",
+			"The worker id is kept in DATA-DIR/worker-id, and the client certificate it gets by joining\n" +
+			"in DATA-DIR/tls: start it once with --join TOKEN --ca-fingerprint sha256:… (hodei token create\n" +
+			"--role agent prints the line); later starts need neither.",
 		Flags: []ucli.Flag{
 			&ucli.StringFlag{Name: "server", Value: client.DefaultAddr, EnvVars: []string{"HODEI_ADDR"}, Usage: "gRPC `ADDR` of the server"},
 			&ucli.StringFlag{Name: "data-dir", Value: "./hodei-agent", EnvVars: []string{"HODEI_AGENT_DIR"}, Usage: "`DIR` for the worker id, journal and spooled output"},
@@ -30,6 +32,9 @@ func agentCommand(*env) *ucli.Command {
 			&ucli.Int64Flag{Name: "buffer", Value: agent.DefaultBufferLimit, Usage: "`BYTES` of unacknowledged output per job before its PTY is no longer read"},
 			&ucli.DurationFlag{Name: "kill-grace", Value: agent.DefaultKillGrace, Usage: "time between SIGTERM and SIGKILL on timeout"},
 			&ucli.StringFlag{Name: "log-level", Value: "info", Usage: "`LEVEL`: debug, info, warn or error"},
+			&ucli.StringFlag{Name: "join", EnvVars: []string{"HODEI_JOIN_TOKEN"}, Usage: "agent `TOKEN` to join the cluster with, on first start"},
+			&ucli.StringFlag{Name: "ca-fingerprint", Usage: "`sha256:HEX` of the cluster CA, pinned on first contact (the server logs it)"},
+			&ucli.BoolFlag{Name: "insecure-no-auth", Usage: "connect without TLS to a server run with --insecure-no-auth (loopback only)"},
 		},
 		Action: func(c *ucli.Context) error {
 			labels, err := parseLabelList(c.String("labels"))
@@ -53,6 +58,7 @@ func agentCommand(*env) *ucli.Command {
 				Server: c.String("server"), DataDir: c.String("data-dir"), Name: c.String("name"),
 				Slots: c.Int64("slots"), Labels: labels, BufferLimit: c.Int64("buffer"),
 				KillGrace: c.Duration("kill-grace"), Version: Version, Logger: logger,
+				Join: c.String("join"), CAFingerprint: c.String("ca-fingerprint"), Insecure: c.Bool("insecure-no-auth"),
 			})
 			if err != nil {
 				return err

@@ -54,6 +54,8 @@ func commands(e *env) []*ucli.Command {
 		tenantsCommand(e),
 		pipelineCommand(e),
 		snapshotCommand(e),
+		loginCommand(e),
+		tokenCommand(e),
 	}
 }
 
@@ -264,7 +266,9 @@ func globalFlags() []ucli.Flag {
 		&ucli.StringFlag{Name: flagAddr, Value: client.DefaultAddr, EnvVars: []string{"HODEI_ADDR"},
 			Usage: "gRPC address of the hodei server, `HOST:PORT`"},
 		&ucli.StringFlag{Name: flagToken, EnvVars: []string{"HODEI_TOKEN"},
-			Usage: "bearer `TOKEN` sent to the server (prefer HODEI_TOKEN: flags show in ps)"},
+			Usage: "bearer `TOKEN` sent to the server (prefer HODEI_TOKEN or hodei login: flags show in ps)"},
+		&ucli.StringFlag{Name: flagCAFile, EnvVars: []string{"HODEI_CA_FILE"},
+			Usage: "verify the server against the CA certificate in `FILE` (default: the one stored by hodei login)"},
 		&ucli.StringFlag{Name: flagOutput, Aliases: []string{"o"}, Value: "table",
 			Usage: "output `FORMAT`: table or json"},
 	}
@@ -279,6 +283,8 @@ func clientFlags() []ucli.Flag {
 			Usage: "gRPC address of the hodei server, `HOST:PORT` (env HODEI_ADDR)"},
 		&ucli.StringFlag{Name: flagToken,
 			Usage: "bearer `TOKEN` sent to the server (env HODEI_TOKEN)"},
+		&ucli.StringFlag{Name: flagCAFile,
+			Usage: "verify the server against the CA certificate in `FILE` (env HODEI_CA_FILE)"},
 	}
 }
 
@@ -344,9 +350,9 @@ func jsonOutput(c *ucli.Context) (bool, error) {
 // the connection. An unreachable server is reported with its address.
 func withClient(c *ucli.Context, fn func(*client.Client) error) error {
 	addr := globalString(c, flagAddr)
-	var opts []client.Option
-	if tok := globalString(c, flagToken); tok != "" {
-		opts = append(opts, client.WithToken(tok))
+	opts, err := dialOptions(c, addr)
+	if err != nil {
+		return err
 	}
 	cl, err := client.Dial(c.Context, addr, opts...)
 	if err != nil {

@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/hodei-jobs/hodei/agent"
+	"github.com/hodei-jobs/hodei/auth"
 	"github.com/hodei-jobs/hodei/client"
 	"github.com/hodei-jobs/hodei/job"
 	"github.com/hodei-jobs/hodei/scheduler"
@@ -40,7 +43,12 @@ func serveCommand(e *env) *ucli.Command {
 			&ucli.BoolFlag{Name: "preemption", Usage: "stop preemptible jobs of tenants above their weighted share to make room for tenants below it"},
 			&ucli.IntFlag{Name: "max-matrix", Value: job.DefaultMaxMatrix, Usage: "the most jobs, `N`, one pipeline step's matrix may expand to"},
 			&ucli.StringFlag{Name: "log-level", Value: "info", Usage: "`LEVEL`: debug, info, warn or error"},
-			&ucli.BoolFlag{Name: "dev", Usage: "also run one agent in this process, over loopback gRPC, with its data in DATA-DIR/agent"},
+			&ucli.BoolFlag{Name: "dev", Usage: "also run one agent in this process, over loopback gRPC, with its data in DATA-DIR/agent, and log the local user in"},
+			&ucli.BoolFlag{Name: "insecure-no-auth", Usage: "turn off authentication and TLS (loopback addresses only): every local process may run any command on every agent"},
+			&ucli.StringFlag{Name: "tls-cert", Usage: "server certificate `FILE` (PEM) instead of the one the server makes in DATA-DIR/tls"},
+			&ucli.StringFlag{Name: "tls-key", Usage: "private key `FILE` (PEM) of --tls-cert"},
+			&ucli.StringFlag{Name: "tls-client-ca", Usage: "CA certificate `FILE` that agents' client certificates are verified against (default: the cluster CA)"},
+			&ucli.StringSliceFlag{Name: "tls-san", Usage: "extra `NAME` or IP for the server certificate the server makes (repeat)"},
 		},
 		Action: func(c *ucli.Context) error {
 			cfg, err := serveConfig(c)
@@ -56,23 +64,26 @@ func serveCommand(e *env) *ucli.Command {
 				return err
 			}
 			fmt.Fprintf(c.App.Writer, "hodei: serving grpc=%s http=%s data=%s\n", srv.GRPCAddr(), srv.HTTPAddr(), cfg.DataDir)
-			var dev *agent.Agent
-			if c.Bool("dev") {
-				dev, err = agent.New(agent.Config{
-					Server: srv.GRPCAddr(), DataDir: filepath.Join(cfg.DataDir, "agent"), Name: "dev",
-					KillGrace: cfg.KillGrace, Version: Version, Logger: cfg.Logger,
-				})
-				if err != nil {
-					srv.Close()
-					return err
-				}
-				addr := ""
-				if srv.GRPCAddr() != client.DefaultAddr {
-					addr = " --addr " + srv.GRPCAddr()
-				}
-				fmt.Fprintf(c.App.Writer, "hodei: dev agent %s runs jobs here; try:\n\n    ./bin/hodei%s run -- echo hello\n\n", dev.ID(), addr)
+			if fp := srv.CAFingerprint(); fp != "" {
+				fmt.Fprintf(c.App.Writer, "hodei: admin token in %s, CA in %s (%s)\n",
+					filepath.Join(cfg.DataDir, server.AdminTokenFile), filepath.Join(cfg.DataDir, server.TLSDir, "ca.pem"), fp)
 			}
-			if err := serveWith(c.Context, srv, dev); err != nil {
+			var newDev func() (*agent.Agent, error)
+			if c.Bool("dev") {
+				newDev = func() (*agent.Agent, error) {
+					dev, err := devAgent(c, srv, cfg)
+					if err != nil {
+						return nil, err
+					}
+					addr := ""
+					if srv.GRPCAddr() != client.DefaultAddr {
+						addr = " --addr " + srv.GRPCAddr()
+					}
+					fmt.Fprintf(c.App.Writer, "hodei: dev agent %s runs jobs here; try:\n\n    ./bin/hodei%s run -- echo hello\n\n", dev.ID(), addr)
+					return dev, nil
+				}
+			}
+			if err := serveWith(c.Context, srv, newDev); err != nil {
 				return err
 			}
 			return &exitStatus{code: exitOK} // stopped by a signal, cleanly
@@ -81,11 +92,13 @@ func serveCommand(e *env) *ucli.Command {
 }
 
 // serveWith runs the server and, in dev mode, its in-process agent until
-// ctx ends, and waits for both. The agent stops first: its running jobs
-// are stopped and their results kept in its journal for the next start. A
-// server that fails stops the agent.
-func serveWith(ctx context.Context, srv *server.Server, dev *agent.Agent) error {
-	if dev == nil {
+// ctx ends, and waits for both. newDev, when not nil, makes the agent once
+// the server serves (it joins through the real protocol). The agent stops
+// first: its running jobs are stopped and their results kept in its
+// journal for the next start. A server that fails stops the agent; an
+// agent that cannot be made stops the server.
+func serveWith(ctx context.Context, srv *server.Server, newDev func() (*agent.Agent, error)) error {
+	if newDev == nil {
 		return srv.Serve(ctx)
 	}
 	srvCtx, stopServer := context.WithCancel(context.WithoutCancel(ctx))
@@ -97,7 +110,10 @@ func serveWith(ctx context.Context, srv *server.Server, dev *agent.Agent) error 
 		served <- srv.Serve(srvCtx)
 		stopAgent()
 	}()
-	err := dev.Run(agentCtx)
+	dev, err := newDev()
+	if err == nil {
+		err = dev.Run(agentCtx)
+	}
 	stopServer()
 	return errors.Join(err, <-served)
 }
@@ -134,9 +150,51 @@ func serveConfig(c *ucli.Context) (server.Config, error) {
 		KillGrace: c.Duration("kill-grace"),
 		Logger:    logger,
 
+		InsecureNoAuth: c.Bool("insecure-no-auth"),
+		TLSCert:        c.String("tls-cert"),
+		TLSKey:         c.String("tls-key"),
+		TLSClientCA:    c.String("tls-client-ca"),
+		TLSHosts:       c.StringSlice("tls-san"),
+
 		AutoTenants: c.Bool("auto-tenants"),
 		Aging:       c.Duration("aging"),
 		Preemption:  c.Bool("preemption"),
 		MaxMatrix:   c.Int("max-matrix"),
 	}, nil
+}
+
+// devAgent makes serve --dev's in-process agent, joined through the real
+// protocol with a fresh agent token, and logs the local user in to the
+// server with the admin token, so that `hodei run` works with no extra step.
+func devAgent(c *ucli.Context, srv *server.Server, cfg server.Config) (*agent.Agent, error) {
+	acfg := agent.Config{
+		Server: srv.GRPCAddr(), DataDir: filepath.Join(cfg.DataDir, "agent"), Name: "dev",
+		KillGrace: cfg.KillGrace, Version: Version, Logger: cfg.Logger, Insecure: cfg.InsecureNoAuth,
+	}
+	if cfg.InsecureNoAuth {
+		return agent.New(acfg)
+	}
+	join, err := srv.IssueToken(c.Context, auth.Agent, "dev-agent")
+	if err != nil {
+		return nil, err
+	}
+	acfg.Join, acfg.CAFingerprint = join, srv.CAFingerprint()
+	a, err := agent.New(acfg)
+	if err != nil {
+		return nil, err
+	}
+	token, err := os.ReadFile(filepath.Join(cfg.DataDir, server.AdminTokenFile))
+	if err != nil {
+		return nil, fmt.Errorf("dev login: %w", err)
+	}
+	caPEM, err := os.ReadFile(filepath.Join(cfg.DataDir, server.TLSDir, "ca.pem"))
+	if err != nil {
+		return nil, fmt.Errorf("dev login: %w", err)
+	}
+	path, err := saveLogin(srv.GRPCAddr(), login{Token: strings.TrimSpace(string(token)), CA: string(caPEM)})
+	if err != nil {
+		return nil, fmt.Errorf("dev login: %w", err)
+	}
+	fmt.Fprintf(c.App.Writer, "hodei: logged you in to %s as admin (%s)\n", srv.GRPCAddr(), path)
+	return a, nil
 }

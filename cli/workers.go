@@ -15,7 +15,7 @@ import (
 func workersCommand(e *env) *ucli.Command {
 	return &ucli.Command{
 		Name:  "workers",
-		Usage: "list and drain the hosts that run jobs",
+		Usage: "list, drain and revoke the hosts that run jobs",
 		Subcommands: []*ucli.Command{
 			{
 				Name:  "ls",
@@ -42,6 +42,25 @@ func workersCommand(e *env) *ucli.Command {
 					}
 					return workersCall(c, e, true, func(cl *client.Client) ([]*hodeipb.Worker, error) {
 						w, err := cl.DrainWorker(c.Context, a[0])
+						if err != nil {
+							return nil, err
+						}
+						return []*hodeipb.Worker{w}, nil
+					})
+				},
+			},
+			{
+				Name:      "revoke",
+				Usage:     "cut an agent off: its stream closes, its certificate is refused from then on, its jobs retry elsewhere",
+				ArgsUsage: "ID",
+				Flags:     withFlags(true),
+				Action: func(c *ucli.Context) error {
+					a, err := args(c, "worker ID")
+					if err != nil {
+						return err
+					}
+					return workersCall(c, e, true, func(cl *client.Client) ([]*hodeipb.Worker, error) {
+						w, err := cl.Admin().RevokeWorker(c.Context, &hodeipb.RevokeWorkerRequest{Id: a[0]})
 						if err != nil {
 							return nil, err
 						}

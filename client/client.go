@@ -2,10 +2,12 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"sync"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	hodeipb "github.com/hodei-jobs/hodei/proto"
@@ -30,11 +32,19 @@ type Option func(*config)
 
 type config struct {
 	token    string
+	tls      *tls.Config
 	dialOpts []grpc.DialOption
 }
 
+// WithTLS connects over TLS with cfg (which verifies the server; see
+// pki.ClientConfig). Without it the connection is plaintext, which only a
+// server run with --insecure-no-auth accepts, and a token is not sent.
+func WithTLS(cfg *tls.Config) Option {
+	return func(c *config) { c.tls = cfg }
+}
+
 // WithToken sends token as `authorization: Bearer <token>` metadata on every
-// call. An empty token sends nothing.
+// call, over TLS only (WithTLS). An empty token sends nothing.
 func WithToken(token string) Option {
 	return func(c *config) { c.token = token }
 }
@@ -62,8 +72,11 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 		o(&cfg)
 	}
 	dialOpts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
-	if cfg.token != "" {
-		dialOpts = append(dialOpts, grpc.WithPerRPCCredentials(bearer(cfg.token)))
+	if cfg.tls != nil {
+		dialOpts = []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(cfg.tls))}
+		if cfg.token != "" {
+			dialOpts = append(dialOpts, grpc.WithPerRPCCredentials(bearer(cfg.token)))
+		}
 	}
 	dialOpts = append(dialOpts, cfg.dialOpts...)
 	conn, err := grpc.NewClient(addr, dialOpts...)
@@ -96,12 +109,12 @@ func (c *Client) Jobs() hodeipb.JobServiceClient { return c.jobs }
 // Admin is the generated AdminService client.
 func (c *Client) Admin() hodeipb.AdminServiceClient { return c.admin }
 
-// bearer is per-call credentials carrying a bearer token. It allows
-// plaintext transport because the server does not offer TLS yet.
+// bearer is per-call credentials carrying a bearer token, never sent in
+// plaintext.
 type bearer string
 
 func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
 	return map[string]string{"authorization": "Bearer " + string(b)}, nil
 }
 
-func (bearer) RequireTransportSecurity() bool { return false }
+func (bearer) RequireTransportSecurity() bool { return true }

@@ -3438,6 +3438,92 @@ func (x *AuditRecord) GetPeer() string {
 	return ""
 }
 
+// AgentRecord is the stored binding of a worker id to the certificate its
+// agent received at join. Storage only.
+type AgentRecord struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	WorkerId        string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	Serial          string                 `protobuf:"bytes,2,opt,name=serial,proto3" json:"serial,omitempty"`
+	TokenId         string                 `protobuf:"bytes,3,opt,name=token_id,json=tokenId,proto3" json:"token_id,omitempty"`
+	Hostname        string                 `protobuf:"bytes,4,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	JoinedUnixNano  int64                  `protobuf:"varint,5,opt,name=joined_unix_nano,json=joinedUnixNano,proto3" json:"joined_unix_nano,omitempty"`
+	RevokedUnixNano int64                  `protobuf:"varint,6,opt,name=revoked_unix_nano,json=revokedUnixNano,proto3" json:"revoked_unix_nano,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *AgentRecord) Reset() {
+	*x = AgentRecord{}
+	mi := &file_hodei_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgentRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgentRecord) ProtoMessage() {}
+
+func (x *AgentRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgentRecord.ProtoReflect.Descriptor instead.
+func (*AgentRecord) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *AgentRecord) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+func (x *AgentRecord) GetSerial() string {
+	if x != nil {
+		return x.Serial
+	}
+	return ""
+}
+
+func (x *AgentRecord) GetTokenId() string {
+	if x != nil {
+		return x.TokenId
+	}
+	return ""
+}
+
+func (x *AgentRecord) GetHostname() string {
+	if x != nil {
+		return x.Hostname
+	}
+	return ""
+}
+
+func (x *AgentRecord) GetJoinedUnixNano() int64 {
+	if x != nil {
+		return x.JoinedUnixNano
+	}
+	return 0
+}
+
+func (x *AgentRecord) GetRevokedUnixNano() int64 {
+	if x != nil {
+		return x.RevokedUnixNano
+	}
+	return 0
+}
+
 type ListAuditRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	SinceUnixNano int64                  `protobuf:"varint,1,opt,name=since_unix_nano,json=sinceUnixNano,proto3" json:"since_unix_nano,omitempty"`
@@ -3450,7 +3536,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_hodei_proto_msgTypes[40]
+	mi := &file_hodei_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3462,7 +3548,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[40]
+	mi := &file_hodei_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3475,7 +3561,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{40}
+	return file_hodei_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListAuditRequest) GetSinceUnixNano() int64 {
@@ -3515,7 +3601,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_hodei_proto_msgTypes[41]
+	mi := &file_hodei_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3527,7 +3613,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[41]
+	mi := &file_hodei_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3540,7 +3626,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{41}
+	return file_hodei_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ListAuditResponse) GetRecords() []*AuditRecord {
@@ -3558,7 +3644,7 @@ type ListWorkersRequest struct {
 
 func (x *ListWorkersRequest) Reset() {
 	*x = ListWorkersRequest{}
-	mi := &file_hodei_proto_msgTypes[42]
+	mi := &file_hodei_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3570,7 +3656,7 @@ func (x *ListWorkersRequest) String() string {
 func (*ListWorkersRequest) ProtoMessage() {}
 
 func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[42]
+	mi := &file_hodei_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3583,7 +3669,7 @@ func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkersRequest.ProtoReflect.Descriptor instead.
 func (*ListWorkersRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{42}
+	return file_hodei_proto_rawDescGZIP(), []int{43}
 }
 
 type ListWorkersResponse struct {
@@ -3595,7 +3681,7 @@ type ListWorkersResponse struct {
 
 func (x *ListWorkersResponse) Reset() {
 	*x = ListWorkersResponse{}
-	mi := &file_hodei_proto_msgTypes[43]
+	mi := &file_hodei_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3607,7 +3693,7 @@ func (x *ListWorkersResponse) String() string {
 func (*ListWorkersResponse) ProtoMessage() {}
 
 func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[43]
+	mi := &file_hodei_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3620,7 +3706,7 @@ func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkersResponse.ProtoReflect.Descriptor instead.
 func (*ListWorkersResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{43}
+	return file_hodei_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ListWorkersResponse) GetWorkers() []*Worker {
@@ -3639,7 +3725,7 @@ type DrainWorkerRequest struct {
 
 func (x *DrainWorkerRequest) Reset() {
 	*x = DrainWorkerRequest{}
-	mi := &file_hodei_proto_msgTypes[44]
+	mi := &file_hodei_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3651,7 +3737,7 @@ func (x *DrainWorkerRequest) String() string {
 func (*DrainWorkerRequest) ProtoMessage() {}
 
 func (x *DrainWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[44]
+	mi := &file_hodei_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3664,7 +3750,7 @@ func (x *DrainWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainWorkerRequest.ProtoReflect.Descriptor instead.
 func (*DrainWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{44}
+	return file_hodei_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *DrainWorkerRequest) GetId() string {
@@ -3682,7 +3768,7 @@ type SnapshotRequest struct {
 
 func (x *SnapshotRequest) Reset() {
 	*x = SnapshotRequest{}
-	mi := &file_hodei_proto_msgTypes[45]
+	mi := &file_hodei_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3694,7 +3780,7 @@ func (x *SnapshotRequest) String() string {
 func (*SnapshotRequest) ProtoMessage() {}
 
 func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[45]
+	mi := &file_hodei_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3707,7 +3793,7 @@ func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{45}
+	return file_hodei_proto_rawDescGZIP(), []int{46}
 }
 
 type SnapshotChunk struct {
@@ -3719,7 +3805,7 @@ type SnapshotChunk struct {
 
 func (x *SnapshotChunk) Reset() {
 	*x = SnapshotChunk{}
-	mi := &file_hodei_proto_msgTypes[46]
+	mi := &file_hodei_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3731,7 +3817,7 @@ func (x *SnapshotChunk) String() string {
 func (*SnapshotChunk) ProtoMessage() {}
 
 func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[46]
+	mi := &file_hodei_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3744,7 +3830,7 @@ func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
 func (*SnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{46}
+	return file_hodei_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *SnapshotChunk) GetData() []byte {
@@ -3775,7 +3861,7 @@ type Tenant struct {
 
 func (x *Tenant) Reset() {
 	*x = Tenant{}
-	mi := &file_hodei_proto_msgTypes[47]
+	mi := &file_hodei_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3787,7 +3873,7 @@ func (x *Tenant) String() string {
 func (*Tenant) ProtoMessage() {}
 
 func (x *Tenant) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[47]
+	mi := &file_hodei_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3800,7 +3886,7 @@ func (x *Tenant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tenant.ProtoReflect.Descriptor instead.
 func (*Tenant) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{47}
+	return file_hodei_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *Tenant) GetName() string {
@@ -3898,7 +3984,7 @@ type TenantStatus struct {
 
 func (x *TenantStatus) Reset() {
 	*x = TenantStatus{}
-	mi := &file_hodei_proto_msgTypes[48]
+	mi := &file_hodei_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3910,7 +3996,7 @@ func (x *TenantStatus) String() string {
 func (*TenantStatus) ProtoMessage() {}
 
 func (x *TenantStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[48]
+	mi := &file_hodei_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3923,7 +4009,7 @@ func (x *TenantStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TenantStatus.ProtoReflect.Descriptor instead.
 func (*TenantStatus) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{48}
+	return file_hodei_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *TenantStatus) GetTenant() *Tenant {
@@ -4003,7 +4089,7 @@ type SetTenantRequest struct {
 
 func (x *SetTenantRequest) Reset() {
 	*x = SetTenantRequest{}
-	mi := &file_hodei_proto_msgTypes[49]
+	mi := &file_hodei_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4015,7 +4101,7 @@ func (x *SetTenantRequest) String() string {
 func (*SetTenantRequest) ProtoMessage() {}
 
 func (x *SetTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[49]
+	mi := &file_hodei_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4028,7 +4114,7 @@ func (x *SetTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetTenantRequest.ProtoReflect.Descriptor instead.
 func (*SetTenantRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{49}
+	return file_hodei_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *SetTenantRequest) GetTenant() *Tenant {
@@ -4054,7 +4140,7 @@ type GetTenantRequest struct {
 
 func (x *GetTenantRequest) Reset() {
 	*x = GetTenantRequest{}
-	mi := &file_hodei_proto_msgTypes[50]
+	mi := &file_hodei_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4066,7 +4152,7 @@ func (x *GetTenantRequest) String() string {
 func (*GetTenantRequest) ProtoMessage() {}
 
 func (x *GetTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[50]
+	mi := &file_hodei_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4079,7 +4165,7 @@ func (x *GetTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTenantRequest.ProtoReflect.Descriptor instead.
 func (*GetTenantRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{50}
+	return file_hodei_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *GetTenantRequest) GetName() string {
@@ -4097,7 +4183,7 @@ type ListTenantsRequest struct {
 
 func (x *ListTenantsRequest) Reset() {
 	*x = ListTenantsRequest{}
-	mi := &file_hodei_proto_msgTypes[51]
+	mi := &file_hodei_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4109,7 +4195,7 @@ func (x *ListTenantsRequest) String() string {
 func (*ListTenantsRequest) ProtoMessage() {}
 
 func (x *ListTenantsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[51]
+	mi := &file_hodei_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4122,7 +4208,7 @@ func (x *ListTenantsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTenantsRequest.ProtoReflect.Descriptor instead.
 func (*ListTenantsRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{51}
+	return file_hodei_proto_rawDescGZIP(), []int{52}
 }
 
 type ListTenantsResponse struct {
@@ -4134,7 +4220,7 @@ type ListTenantsResponse struct {
 
 func (x *ListTenantsResponse) Reset() {
 	*x = ListTenantsResponse{}
-	mi := &file_hodei_proto_msgTypes[52]
+	mi := &file_hodei_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4146,7 +4232,7 @@ func (x *ListTenantsResponse) String() string {
 func (*ListTenantsResponse) ProtoMessage() {}
 
 func (x *ListTenantsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[52]
+	mi := &file_hodei_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4159,7 +4245,7 @@ func (x *ListTenantsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTenantsResponse.ProtoReflect.Descriptor instead.
 func (*ListTenantsResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{52}
+	return file_hodei_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ListTenantsResponse) GetTenants() []*TenantStatus {
@@ -4178,7 +4264,7 @@ type DeleteTenantRequest struct {
 
 func (x *DeleteTenantRequest) Reset() {
 	*x = DeleteTenantRequest{}
-	mi := &file_hodei_proto_msgTypes[53]
+	mi := &file_hodei_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4190,7 +4276,7 @@ func (x *DeleteTenantRequest) String() string {
 func (*DeleteTenantRequest) ProtoMessage() {}
 
 func (x *DeleteTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[53]
+	mi := &file_hodei_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4203,7 +4289,7 @@ func (x *DeleteTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTenantRequest.ProtoReflect.Descriptor instead.
 func (*DeleteTenantRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{53}
+	return file_hodei_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *DeleteTenantRequest) GetName() string {
@@ -4221,7 +4307,7 @@ type DeleteTenantResponse struct {
 
 func (x *DeleteTenantResponse) Reset() {
 	*x = DeleteTenantResponse{}
-	mi := &file_hodei_proto_msgTypes[54]
+	mi := &file_hodei_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4233,7 +4319,7 @@ func (x *DeleteTenantResponse) String() string {
 func (*DeleteTenantResponse) ProtoMessage() {}
 
 func (x *DeleteTenantResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[54]
+	mi := &file_hodei_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4246,7 +4332,7 @@ func (x *DeleteTenantResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTenantResponse.ProtoReflect.Descriptor instead.
 func (*DeleteTenantResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{54}
+	return file_hodei_proto_rawDescGZIP(), []int{55}
 }
 
 type MatrixAxis struct {
@@ -4259,7 +4345,7 @@ type MatrixAxis struct {
 
 func (x *MatrixAxis) Reset() {
 	*x = MatrixAxis{}
-	mi := &file_hodei_proto_msgTypes[55]
+	mi := &file_hodei_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4271,7 +4357,7 @@ func (x *MatrixAxis) String() string {
 func (*MatrixAxis) ProtoMessage() {}
 
 func (x *MatrixAxis) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[55]
+	mi := &file_hodei_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4284,7 +4370,7 @@ func (x *MatrixAxis) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MatrixAxis.ProtoReflect.Descriptor instead.
 func (*MatrixAxis) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{55}
+	return file_hodei_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *MatrixAxis) GetKey() string {
@@ -4318,7 +4404,7 @@ type PipelineStepSpec struct {
 
 func (x *PipelineStepSpec) Reset() {
 	*x = PipelineStepSpec{}
-	mi := &file_hodei_proto_msgTypes[56]
+	mi := &file_hodei_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4330,7 +4416,7 @@ func (x *PipelineStepSpec) String() string {
 func (*PipelineStepSpec) ProtoMessage() {}
 
 func (x *PipelineStepSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[56]
+	mi := &file_hodei_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4343,7 +4429,7 @@ func (x *PipelineStepSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PipelineStepSpec.ProtoReflect.Descriptor instead.
 func (*PipelineStepSpec) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{56}
+	return file_hodei_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *PipelineStepSpec) GetName() string {
@@ -4393,7 +4479,7 @@ type PipelineSpec struct {
 
 func (x *PipelineSpec) Reset() {
 	*x = PipelineSpec{}
-	mi := &file_hodei_proto_msgTypes[57]
+	mi := &file_hodei_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4405,7 +4491,7 @@ func (x *PipelineSpec) String() string {
 func (*PipelineSpec) ProtoMessage() {}
 
 func (x *PipelineSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[57]
+	mi := &file_hodei_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4418,7 +4504,7 @@ func (x *PipelineSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PipelineSpec.ProtoReflect.Descriptor instead.
 func (*PipelineSpec) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{57}
+	return file_hodei_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *PipelineSpec) GetName() string {
@@ -4464,7 +4550,7 @@ type Pipeline struct {
 
 func (x *Pipeline) Reset() {
 	*x = Pipeline{}
-	mi := &file_hodei_proto_msgTypes[58]
+	mi := &file_hodei_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4476,7 +4562,7 @@ func (x *Pipeline) String() string {
 func (*Pipeline) ProtoMessage() {}
 
 func (x *Pipeline) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[58]
+	mi := &file_hodei_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4489,7 +4575,7 @@ func (x *Pipeline) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pipeline.ProtoReflect.Descriptor instead.
 func (*Pipeline) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{58}
+	return file_hodei_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *Pipeline) GetId() string {
@@ -4546,7 +4632,7 @@ type PipelineStatus struct {
 
 func (x *PipelineStatus) Reset() {
 	*x = PipelineStatus{}
-	mi := &file_hodei_proto_msgTypes[59]
+	mi := &file_hodei_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4558,7 +4644,7 @@ func (x *PipelineStatus) String() string {
 func (*PipelineStatus) ProtoMessage() {}
 
 func (x *PipelineStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[59]
+	mi := &file_hodei_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4571,7 +4657,7 @@ func (x *PipelineStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PipelineStatus.ProtoReflect.Descriptor instead.
 func (*PipelineStatus) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{59}
+	return file_hodei_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *PipelineStatus) GetPipeline() *Pipeline {
@@ -4604,7 +4690,7 @@ type RunPipelineRequest struct {
 
 func (x *RunPipelineRequest) Reset() {
 	*x = RunPipelineRequest{}
-	mi := &file_hodei_proto_msgTypes[60]
+	mi := &file_hodei_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4616,7 +4702,7 @@ func (x *RunPipelineRequest) String() string {
 func (*RunPipelineRequest) ProtoMessage() {}
 
 func (x *RunPipelineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[60]
+	mi := &file_hodei_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4629,7 +4715,7 @@ func (x *RunPipelineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunPipelineRequest.ProtoReflect.Descriptor instead.
 func (*RunPipelineRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{60}
+	return file_hodei_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *RunPipelineRequest) GetSpec() *PipelineSpec {
@@ -4648,7 +4734,7 @@ type GetPipelineRequest struct {
 
 func (x *GetPipelineRequest) Reset() {
 	*x = GetPipelineRequest{}
-	mi := &file_hodei_proto_msgTypes[61]
+	mi := &file_hodei_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4660,7 +4746,7 @@ func (x *GetPipelineRequest) String() string {
 func (*GetPipelineRequest) ProtoMessage() {}
 
 func (x *GetPipelineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[61]
+	mi := &file_hodei_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4673,7 +4759,7 @@ func (x *GetPipelineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPipelineRequest.ProtoReflect.Descriptor instead.
 func (*GetPipelineRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{61}
+	return file_hodei_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *GetPipelineRequest) GetId() string {
@@ -4691,7 +4777,7 @@ type ListPipelinesRequest struct {
 
 func (x *ListPipelinesRequest) Reset() {
 	*x = ListPipelinesRequest{}
-	mi := &file_hodei_proto_msgTypes[62]
+	mi := &file_hodei_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4703,7 +4789,7 @@ func (x *ListPipelinesRequest) String() string {
 func (*ListPipelinesRequest) ProtoMessage() {}
 
 func (x *ListPipelinesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[62]
+	mi := &file_hodei_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4716,7 +4802,7 @@ func (x *ListPipelinesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPipelinesRequest.ProtoReflect.Descriptor instead.
 func (*ListPipelinesRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{62}
+	return file_hodei_proto_rawDescGZIP(), []int{63}
 }
 
 type ListPipelinesResponse struct {
@@ -4728,7 +4814,7 @@ type ListPipelinesResponse struct {
 
 func (x *ListPipelinesResponse) Reset() {
 	*x = ListPipelinesResponse{}
-	mi := &file_hodei_proto_msgTypes[63]
+	mi := &file_hodei_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4740,7 +4826,7 @@ func (x *ListPipelinesResponse) String() string {
 func (*ListPipelinesResponse) ProtoMessage() {}
 
 func (x *ListPipelinesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[63]
+	mi := &file_hodei_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4753,7 +4839,7 @@ func (x *ListPipelinesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPipelinesResponse.ProtoReflect.Descriptor instead.
 func (*ListPipelinesResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{63}
+	return file_hodei_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ListPipelinesResponse) GetPipelines() []*PipelineStatus {
@@ -4773,7 +4859,7 @@ type CancelPipelineRequest struct {
 
 func (x *CancelPipelineRequest) Reset() {
 	*x = CancelPipelineRequest{}
-	mi := &file_hodei_proto_msgTypes[64]
+	mi := &file_hodei_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4785,7 +4871,7 @@ func (x *CancelPipelineRequest) String() string {
 func (*CancelPipelineRequest) ProtoMessage() {}
 
 func (x *CancelPipelineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[64]
+	mi := &file_hodei_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4798,7 +4884,7 @@ func (x *CancelPipelineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelPipelineRequest.ProtoReflect.Descriptor instead.
 func (*CancelPipelineRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{64}
+	return file_hodei_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *CancelPipelineRequest) GetId() string {
@@ -4827,7 +4913,7 @@ type Pipeline_Step struct {
 
 func (x *Pipeline_Step) Reset() {
 	*x = Pipeline_Step{}
-	mi := &file_hodei_proto_msgTypes[72]
+	mi := &file_hodei_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4839,7 +4925,7 @@ func (x *Pipeline_Step) String() string {
 func (*Pipeline_Step) ProtoMessage() {}
 
 func (x *Pipeline_Step) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[72]
+	mi := &file_hodei_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4852,7 +4938,7 @@ func (x *Pipeline_Step) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pipeline_Step.ProtoReflect.Descriptor instead.
 func (*Pipeline_Step) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{58, 0}
+	return file_hodei_proto_rawDescGZIP(), []int{59, 0}
 }
 
 func (x *Pipeline_Step) GetName() string {
@@ -5164,7 +5250,14 @@ const file_hodei_proto_rawDesc = "" +
 	"\x06result\x18\t \x01(\tR\x06result\x12\x18\n" +
 	"\amessage\x18\n" +
 	" \x01(\tR\amessage\x12\x12\n" +
-	"\x04peer\x18\v \x01(\tR\x04peer\"~\n" +
+	"\x04peer\x18\v \x01(\tR\x04peer\"\xcf\x01\n" +
+	"\vAgentRecord\x12\x1b\n" +
+	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x16\n" +
+	"\x06serial\x18\x02 \x01(\tR\x06serial\x12\x19\n" +
+	"\btoken_id\x18\x03 \x01(\tR\atokenId\x12\x1a\n" +
+	"\bhostname\x18\x04 \x01(\tR\bhostname\x12(\n" +
+	"\x10joined_unix_nano\x18\x05 \x01(\x03R\x0ejoinedUnixNano\x12*\n" +
+	"\x11revoked_unix_nano\x18\x06 \x01(\x03R\x0frevokedUnixNano\"~\n" +
 	"\x10ListAuditRequest\x12&\n" +
 	"\x0fsince_unix_nano\x18\x01 \x01(\x03R\rsinceUnixNano\x12\x14\n" +
 	"\x05actor\x18\x02 \x01(\tR\x05actor\x12\x16\n" +
@@ -5341,7 +5434,7 @@ func file_hodei_proto_rawDescGZIP() []byte {
 }
 
 var file_hodei_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_hodei_proto_msgTypes = make([]protoimpl.MessageInfo, 73)
+var file_hodei_proto_msgTypes = make([]protoimpl.MessageInfo, 74)
 var file_hodei_proto_goTypes = []any{
 	(JobState)(0),                 // 0: hodei.v1.JobState
 	(LogStream)(0),                // 1: hodei.v1.LogStream
@@ -5389,52 +5482,53 @@ var file_hodei_proto_goTypes = []any{
 	(*RevokeTokenRequest)(nil),    // 43: hodei.v1.RevokeTokenRequest
 	(*WhoAmIRequest)(nil),         // 44: hodei.v1.WhoAmIRequest
 	(*AuditRecord)(nil),           // 45: hodei.v1.AuditRecord
-	(*ListAuditRequest)(nil),      // 46: hodei.v1.ListAuditRequest
-	(*ListAuditResponse)(nil),     // 47: hodei.v1.ListAuditResponse
-	(*ListWorkersRequest)(nil),    // 48: hodei.v1.ListWorkersRequest
-	(*ListWorkersResponse)(nil),   // 49: hodei.v1.ListWorkersResponse
-	(*DrainWorkerRequest)(nil),    // 50: hodei.v1.DrainWorkerRequest
-	(*SnapshotRequest)(nil),       // 51: hodei.v1.SnapshotRequest
-	(*SnapshotChunk)(nil),         // 52: hodei.v1.SnapshotChunk
-	(*Tenant)(nil),                // 53: hodei.v1.Tenant
-	(*TenantStatus)(nil),          // 54: hodei.v1.TenantStatus
-	(*SetTenantRequest)(nil),      // 55: hodei.v1.SetTenantRequest
-	(*GetTenantRequest)(nil),      // 56: hodei.v1.GetTenantRequest
-	(*ListTenantsRequest)(nil),    // 57: hodei.v1.ListTenantsRequest
-	(*ListTenantsResponse)(nil),   // 58: hodei.v1.ListTenantsResponse
-	(*DeleteTenantRequest)(nil),   // 59: hodei.v1.DeleteTenantRequest
-	(*DeleteTenantResponse)(nil),  // 60: hodei.v1.DeleteTenantResponse
-	(*MatrixAxis)(nil),            // 61: hodei.v1.MatrixAxis
-	(*PipelineStepSpec)(nil),      // 62: hodei.v1.PipelineStepSpec
-	(*PipelineSpec)(nil),          // 63: hodei.v1.PipelineSpec
-	(*Pipeline)(nil),              // 64: hodei.v1.Pipeline
-	(*PipelineStatus)(nil),        // 65: hodei.v1.PipelineStatus
-	(*RunPipelineRequest)(nil),    // 66: hodei.v1.RunPipelineRequest
-	(*GetPipelineRequest)(nil),    // 67: hodei.v1.GetPipelineRequest
-	(*ListPipelinesRequest)(nil),  // 68: hodei.v1.ListPipelinesRequest
-	(*ListPipelinesResponse)(nil), // 69: hodei.v1.ListPipelinesResponse
-	(*CancelPipelineRequest)(nil), // 70: hodei.v1.CancelPipelineRequest
-	nil,                           // 71: hodei.v1.JobSpec.LabelsEntry
-	nil,                           // 72: hodei.v1.JobSpec.EnvEntry
-	nil,                           // 73: hodei.v1.JobSpec.SecretEnvEntry
-	nil,                           // 74: hodei.v1.JobSpec.SelectorEntry
-	nil,                           // 75: hodei.v1.ListJobsRequest.LabelsEntry
-	nil,                           // 76: hodei.v1.Hello.LabelsEntry
-	nil,                           // 77: hodei.v1.Worker.LabelsEntry
-	(*Pipeline_Step)(nil),         // 78: hodei.v1.Pipeline.Step
+	(*AgentRecord)(nil),           // 46: hodei.v1.AgentRecord
+	(*ListAuditRequest)(nil),      // 47: hodei.v1.ListAuditRequest
+	(*ListAuditResponse)(nil),     // 48: hodei.v1.ListAuditResponse
+	(*ListWorkersRequest)(nil),    // 49: hodei.v1.ListWorkersRequest
+	(*ListWorkersResponse)(nil),   // 50: hodei.v1.ListWorkersResponse
+	(*DrainWorkerRequest)(nil),    // 51: hodei.v1.DrainWorkerRequest
+	(*SnapshotRequest)(nil),       // 52: hodei.v1.SnapshotRequest
+	(*SnapshotChunk)(nil),         // 53: hodei.v1.SnapshotChunk
+	(*Tenant)(nil),                // 54: hodei.v1.Tenant
+	(*TenantStatus)(nil),          // 55: hodei.v1.TenantStatus
+	(*SetTenantRequest)(nil),      // 56: hodei.v1.SetTenantRequest
+	(*GetTenantRequest)(nil),      // 57: hodei.v1.GetTenantRequest
+	(*ListTenantsRequest)(nil),    // 58: hodei.v1.ListTenantsRequest
+	(*ListTenantsResponse)(nil),   // 59: hodei.v1.ListTenantsResponse
+	(*DeleteTenantRequest)(nil),   // 60: hodei.v1.DeleteTenantRequest
+	(*DeleteTenantResponse)(nil),  // 61: hodei.v1.DeleteTenantResponse
+	(*MatrixAxis)(nil),            // 62: hodei.v1.MatrixAxis
+	(*PipelineStepSpec)(nil),      // 63: hodei.v1.PipelineStepSpec
+	(*PipelineSpec)(nil),          // 64: hodei.v1.PipelineSpec
+	(*Pipeline)(nil),              // 65: hodei.v1.Pipeline
+	(*PipelineStatus)(nil),        // 66: hodei.v1.PipelineStatus
+	(*RunPipelineRequest)(nil),    // 67: hodei.v1.RunPipelineRequest
+	(*GetPipelineRequest)(nil),    // 68: hodei.v1.GetPipelineRequest
+	(*ListPipelinesRequest)(nil),  // 69: hodei.v1.ListPipelinesRequest
+	(*ListPipelinesResponse)(nil), // 70: hodei.v1.ListPipelinesResponse
+	(*CancelPipelineRequest)(nil), // 71: hodei.v1.CancelPipelineRequest
+	nil,                           // 72: hodei.v1.JobSpec.LabelsEntry
+	nil,                           // 73: hodei.v1.JobSpec.EnvEntry
+	nil,                           // 74: hodei.v1.JobSpec.SecretEnvEntry
+	nil,                           // 75: hodei.v1.JobSpec.SelectorEntry
+	nil,                           // 76: hodei.v1.ListJobsRequest.LabelsEntry
+	nil,                           // 77: hodei.v1.Hello.LabelsEntry
+	nil,                           // 78: hodei.v1.Worker.LabelsEntry
+	(*Pipeline_Step)(nil),         // 79: hodei.v1.Pipeline.Step
 }
 var file_hodei_proto_depIdxs = []int32{
-	71, // 0: hodei.v1.JobSpec.labels:type_name -> hodei.v1.JobSpec.LabelsEntry
-	72, // 1: hodei.v1.JobSpec.env:type_name -> hodei.v1.JobSpec.EnvEntry
-	73, // 2: hodei.v1.JobSpec.secret_env:type_name -> hodei.v1.JobSpec.SecretEnvEntry
+	72, // 0: hodei.v1.JobSpec.labels:type_name -> hodei.v1.JobSpec.LabelsEntry
+	73, // 1: hodei.v1.JobSpec.env:type_name -> hodei.v1.JobSpec.EnvEntry
+	74, // 2: hodei.v1.JobSpec.secret_env:type_name -> hodei.v1.JobSpec.SecretEnvEntry
 	6,  // 3: hodei.v1.JobSpec.resources:type_name -> hodei.v1.Resources
-	74, // 4: hodei.v1.JobSpec.selector:type_name -> hodei.v1.JobSpec.SelectorEntry
+	75, // 4: hodei.v1.JobSpec.selector:type_name -> hodei.v1.JobSpec.SelectorEntry
 	7,  // 5: hodei.v1.Job.spec:type_name -> hodei.v1.JobSpec
 	0,  // 6: hodei.v1.Job.state:type_name -> hodei.v1.JobState
 	8,  // 7: hodei.v1.Job.usage:type_name -> hodei.v1.Usage
 	7,  // 8: hodei.v1.SubmitRequest.spec:type_name -> hodei.v1.JobSpec
 	0,  // 9: hodei.v1.ListJobsRequest.state:type_name -> hodei.v1.JobState
-	75, // 10: hodei.v1.ListJobsRequest.labels:type_name -> hodei.v1.ListJobsRequest.LabelsEntry
+	76, // 10: hodei.v1.ListJobsRequest.labels:type_name -> hodei.v1.ListJobsRequest.LabelsEntry
 	9,  // 11: hodei.v1.ListJobsResponse.jobs:type_name -> hodei.v1.Job
 	9,  // 12: hodei.v1.JobEvent.job:type_name -> hodei.v1.Job
 	1,  // 13: hodei.v1.LogsRequest.stream:type_name -> hodei.v1.LogStream
@@ -5447,7 +5541,7 @@ var file_hodei_proto_depIdxs = []int32{
 	33, // 20: hodei.v1.ServerMessage.assign:type_name -> hodei.v1.Assign
 	34, // 21: hodei.v1.ServerMessage.cancel:type_name -> hodei.v1.CancelJob
 	35, // 22: hodei.v1.ServerMessage.ack:type_name -> hodei.v1.Ack
-	76, // 23: hodei.v1.Hello.labels:type_name -> hodei.v1.Hello.LabelsEntry
+	77, // 23: hodei.v1.Hello.labels:type_name -> hodei.v1.Hello.LabelsEntry
 	6,  // 24: hodei.v1.Hello.capacity:type_name -> hodei.v1.Resources
 	26, // 25: hodei.v1.Hello.running:type_name -> hodei.v1.JobRef
 	31, // 26: hodei.v1.Hello.finished:type_name -> hodei.v1.JobFinished
@@ -5457,7 +5551,7 @@ var file_hodei_proto_depIdxs = []int32{
 	8,  // 30: hodei.v1.JobFinished.usage:type_name -> hodei.v1.Usage
 	9,  // 31: hodei.v1.Assign.job:type_name -> hodei.v1.Job
 	1,  // 32: hodei.v1.Ack.stream:type_name -> hodei.v1.LogStream
-	77, // 33: hodei.v1.Worker.labels:type_name -> hodei.v1.Worker.LabelsEntry
+	78, // 33: hodei.v1.Worker.labels:type_name -> hodei.v1.Worker.LabelsEntry
 	3,  // 34: hodei.v1.Worker.state:type_name -> hodei.v1.WorkerState
 	6,  // 35: hodei.v1.Worker.capacity:type_name -> hodei.v1.Resources
 	6,  // 36: hodei.v1.Worker.allocated:type_name -> hodei.v1.Resources
@@ -5466,22 +5560,22 @@ var file_hodei_proto_depIdxs = []int32{
 	45, // 39: hodei.v1.ListAuditResponse.records:type_name -> hodei.v1.AuditRecord
 	36, // 40: hodei.v1.ListWorkersResponse.workers:type_name -> hodei.v1.Worker
 	6,  // 41: hodei.v1.Tenant.max_running:type_name -> hodei.v1.Resources
-	53, // 42: hodei.v1.TenantStatus.tenant:type_name -> hodei.v1.Tenant
+	54, // 42: hodei.v1.TenantStatus.tenant:type_name -> hodei.v1.Tenant
 	6,  // 43: hodei.v1.TenantStatus.pending:type_name -> hodei.v1.Resources
 	6,  // 44: hodei.v1.TenantStatus.running:type_name -> hodei.v1.Resources
 	4,  // 45: hodei.v1.TenantStatus.burst_state:type_name -> hodei.v1.BurstState
-	53, // 46: hodei.v1.SetTenantRequest.tenant:type_name -> hodei.v1.Tenant
-	54, // 47: hodei.v1.ListTenantsResponse.tenants:type_name -> hodei.v1.TenantStatus
+	54, // 46: hodei.v1.SetTenantRequest.tenant:type_name -> hodei.v1.Tenant
+	55, // 47: hodei.v1.ListTenantsResponse.tenants:type_name -> hodei.v1.TenantStatus
 	7,  // 48: hodei.v1.PipelineStepSpec.spec:type_name -> hodei.v1.JobSpec
-	61, // 49: hodei.v1.PipelineStepSpec.matrix:type_name -> hodei.v1.MatrixAxis
+	62, // 49: hodei.v1.PipelineStepSpec.matrix:type_name -> hodei.v1.MatrixAxis
 	7,  // 50: hodei.v1.PipelineSpec.defaults:type_name -> hodei.v1.JobSpec
-	62, // 51: hodei.v1.PipelineSpec.steps:type_name -> hodei.v1.PipelineStepSpec
-	78, // 52: hodei.v1.Pipeline.steps:type_name -> hodei.v1.Pipeline.Step
-	64, // 53: hodei.v1.PipelineStatus.pipeline:type_name -> hodei.v1.Pipeline
+	63, // 51: hodei.v1.PipelineSpec.steps:type_name -> hodei.v1.PipelineStepSpec
+	79, // 52: hodei.v1.Pipeline.steps:type_name -> hodei.v1.Pipeline.Step
+	65, // 53: hodei.v1.PipelineStatus.pipeline:type_name -> hodei.v1.Pipeline
 	5,  // 54: hodei.v1.PipelineStatus.state:type_name -> hodei.v1.PipelineState
 	9,  // 55: hodei.v1.PipelineStatus.jobs:type_name -> hodei.v1.Job
-	63, // 56: hodei.v1.RunPipelineRequest.spec:type_name -> hodei.v1.PipelineSpec
-	65, // 57: hodei.v1.ListPipelinesResponse.pipelines:type_name -> hodei.v1.PipelineStatus
+	64, // 56: hodei.v1.RunPipelineRequest.spec:type_name -> hodei.v1.PipelineSpec
+	66, // 57: hodei.v1.ListPipelinesResponse.pipelines:type_name -> hodei.v1.PipelineStatus
 	10, // 58: hodei.v1.JobService.Submit:input_type -> hodei.v1.SubmitRequest
 	12, // 59: hodei.v1.JobService.Get:input_type -> hodei.v1.GetJobRequest
 	13, // 60: hodei.v1.JobService.List:input_type -> hodei.v1.ListJobsRequest
@@ -5489,25 +5583,25 @@ var file_hodei_proto_depIdxs = []int32{
 	18, // 62: hodei.v1.JobService.Watch:input_type -> hodei.v1.WatchRequest
 	20, // 63: hodei.v1.JobService.Logs:input_type -> hodei.v1.LogsRequest
 	16, // 64: hodei.v1.JobService.CancelArray:input_type -> hodei.v1.CancelArrayRequest
-	66, // 65: hodei.v1.JobService.RunPipeline:input_type -> hodei.v1.RunPipelineRequest
-	67, // 66: hodei.v1.JobService.GetPipeline:input_type -> hodei.v1.GetPipelineRequest
-	68, // 67: hodei.v1.JobService.ListPipelines:input_type -> hodei.v1.ListPipelinesRequest
-	70, // 68: hodei.v1.JobService.CancelPipeline:input_type -> hodei.v1.CancelPipelineRequest
+	67, // 65: hodei.v1.JobService.RunPipeline:input_type -> hodei.v1.RunPipelineRequest
+	68, // 66: hodei.v1.JobService.GetPipeline:input_type -> hodei.v1.GetPipelineRequest
+	69, // 67: hodei.v1.JobService.ListPipelines:input_type -> hodei.v1.ListPipelinesRequest
+	71, // 68: hodei.v1.JobService.CancelPipeline:input_type -> hodei.v1.CancelPipelineRequest
 	24, // 69: hodei.v1.AgentService.Connect:input_type -> hodei.v1.AgentMessage
 	22, // 70: hodei.v1.AgentService.Join:input_type -> hodei.v1.JoinRequest
-	48, // 71: hodei.v1.AdminService.ListWorkers:input_type -> hodei.v1.ListWorkersRequest
-	50, // 72: hodei.v1.AdminService.DrainWorker:input_type -> hodei.v1.DrainWorkerRequest
-	51, // 73: hodei.v1.AdminService.Snapshot:input_type -> hodei.v1.SnapshotRequest
-	55, // 74: hodei.v1.AdminService.SetTenant:input_type -> hodei.v1.SetTenantRequest
-	56, // 75: hodei.v1.AdminService.GetTenant:input_type -> hodei.v1.GetTenantRequest
-	57, // 76: hodei.v1.AdminService.ListTenants:input_type -> hodei.v1.ListTenantsRequest
-	59, // 77: hodei.v1.AdminService.DeleteTenant:input_type -> hodei.v1.DeleteTenantRequest
+	49, // 71: hodei.v1.AdminService.ListWorkers:input_type -> hodei.v1.ListWorkersRequest
+	51, // 72: hodei.v1.AdminService.DrainWorker:input_type -> hodei.v1.DrainWorkerRequest
+	52, // 73: hodei.v1.AdminService.Snapshot:input_type -> hodei.v1.SnapshotRequest
+	56, // 74: hodei.v1.AdminService.SetTenant:input_type -> hodei.v1.SetTenantRequest
+	57, // 75: hodei.v1.AdminService.GetTenant:input_type -> hodei.v1.GetTenantRequest
+	58, // 76: hodei.v1.AdminService.ListTenants:input_type -> hodei.v1.ListTenantsRequest
+	60, // 77: hodei.v1.AdminService.DeleteTenant:input_type -> hodei.v1.DeleteTenantRequest
 	37, // 78: hodei.v1.AdminService.RevokeWorker:input_type -> hodei.v1.RevokeWorkerRequest
 	39, // 79: hodei.v1.AdminService.CreateToken:input_type -> hodei.v1.CreateTokenRequest
 	41, // 80: hodei.v1.AdminService.ListTokens:input_type -> hodei.v1.ListTokensRequest
 	43, // 81: hodei.v1.AdminService.RevokeToken:input_type -> hodei.v1.RevokeTokenRequest
 	44, // 82: hodei.v1.AdminService.WhoAmI:input_type -> hodei.v1.WhoAmIRequest
-	46, // 83: hodei.v1.AdminService.ListAudit:input_type -> hodei.v1.ListAuditRequest
+	47, // 83: hodei.v1.AdminService.ListAudit:input_type -> hodei.v1.ListAuditRequest
 	11, // 84: hodei.v1.JobService.Submit:output_type -> hodei.v1.SubmitResponse
 	9,  // 85: hodei.v1.JobService.Get:output_type -> hodei.v1.Job
 	14, // 86: hodei.v1.JobService.List:output_type -> hodei.v1.ListJobsResponse
@@ -5515,25 +5609,25 @@ var file_hodei_proto_depIdxs = []int32{
 	19, // 88: hodei.v1.JobService.Watch:output_type -> hodei.v1.JobEvent
 	21, // 89: hodei.v1.JobService.Logs:output_type -> hodei.v1.LogData
 	17, // 90: hodei.v1.JobService.CancelArray:output_type -> hodei.v1.CancelArrayResponse
-	65, // 91: hodei.v1.JobService.RunPipeline:output_type -> hodei.v1.PipelineStatus
-	65, // 92: hodei.v1.JobService.GetPipeline:output_type -> hodei.v1.PipelineStatus
-	69, // 93: hodei.v1.JobService.ListPipelines:output_type -> hodei.v1.ListPipelinesResponse
-	65, // 94: hodei.v1.JobService.CancelPipeline:output_type -> hodei.v1.PipelineStatus
+	66, // 91: hodei.v1.JobService.RunPipeline:output_type -> hodei.v1.PipelineStatus
+	66, // 92: hodei.v1.JobService.GetPipeline:output_type -> hodei.v1.PipelineStatus
+	70, // 93: hodei.v1.JobService.ListPipelines:output_type -> hodei.v1.ListPipelinesResponse
+	66, // 94: hodei.v1.JobService.CancelPipeline:output_type -> hodei.v1.PipelineStatus
 	25, // 95: hodei.v1.AgentService.Connect:output_type -> hodei.v1.ServerMessage
 	23, // 96: hodei.v1.AgentService.Join:output_type -> hodei.v1.JoinResponse
-	49, // 97: hodei.v1.AdminService.ListWorkers:output_type -> hodei.v1.ListWorkersResponse
+	50, // 97: hodei.v1.AdminService.ListWorkers:output_type -> hodei.v1.ListWorkersResponse
 	36, // 98: hodei.v1.AdminService.DrainWorker:output_type -> hodei.v1.Worker
-	52, // 99: hodei.v1.AdminService.Snapshot:output_type -> hodei.v1.SnapshotChunk
-	54, // 100: hodei.v1.AdminService.SetTenant:output_type -> hodei.v1.TenantStatus
-	54, // 101: hodei.v1.AdminService.GetTenant:output_type -> hodei.v1.TenantStatus
-	58, // 102: hodei.v1.AdminService.ListTenants:output_type -> hodei.v1.ListTenantsResponse
-	60, // 103: hodei.v1.AdminService.DeleteTenant:output_type -> hodei.v1.DeleteTenantResponse
+	53, // 99: hodei.v1.AdminService.Snapshot:output_type -> hodei.v1.SnapshotChunk
+	55, // 100: hodei.v1.AdminService.SetTenant:output_type -> hodei.v1.TenantStatus
+	55, // 101: hodei.v1.AdminService.GetTenant:output_type -> hodei.v1.TenantStatus
+	59, // 102: hodei.v1.AdminService.ListTenants:output_type -> hodei.v1.ListTenantsResponse
+	61, // 103: hodei.v1.AdminService.DeleteTenant:output_type -> hodei.v1.DeleteTenantResponse
 	36, // 104: hodei.v1.AdminService.RevokeWorker:output_type -> hodei.v1.Worker
 	40, // 105: hodei.v1.AdminService.CreateToken:output_type -> hodei.v1.CreateTokenResponse
 	42, // 106: hodei.v1.AdminService.ListTokens:output_type -> hodei.v1.ListTokensResponse
 	38, // 107: hodei.v1.AdminService.RevokeToken:output_type -> hodei.v1.TokenInfo
 	38, // 108: hodei.v1.AdminService.WhoAmI:output_type -> hodei.v1.TokenInfo
-	47, // 109: hodei.v1.AdminService.ListAudit:output_type -> hodei.v1.ListAuditResponse
+	48, // 109: hodei.v1.AdminService.ListAudit:output_type -> hodei.v1.ListAuditResponse
 	84, // [84:110] is the sub-list for method output_type
 	58, // [58:84] is the sub-list for method input_type
 	58, // [58:58] is the sub-list for extension type_name
@@ -5566,7 +5660,7 @@ func file_hodei_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hodei_proto_rawDesc), len(file_hodei_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   73,
+			NumMessages:   74,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -341,3 +341,18 @@ func (s *Scheduler) Retain(before time.Time) func(id string) bool {
 		return !may
 	}
 }
+
+// ArrayTenant returns the tenant of an array's jobs, and false when no job
+// in memory has that array id.
+func (s *Scheduler) ArrayTenant(arrayID string) (string, bool) {
+	var tenant string
+	found := false
+	s.jobs.Range(func(_ string, j *job.Job) bool {
+		if j.Spec.Array == arrayID {
+			tenant, found = j.Spec.Tenant, true
+			return false
+		}
+		return true
+	})
+	return tenant, found
+}

@@ -334,3 +334,22 @@ func (s *Scheduler) sendCancel(j *job.Job, reason string) {
 	s.cfg.Dispatcher.Cancel(j.Worker, s.cancelOrder(j, reason))
 	s.poke()
 }
+
+// Revoke declares a worker DOWN at once, because its agent was cut off:
+// the next pass ends its jobs as lost, and they retry per their policy.
+// It reports whether the worker was known.
+func (s *Scheduler) Revoke(workerID string) bool {
+	known := false
+	s.workers.Compute(workerID, func(old *workerState, loaded bool) (*workerState, bool) {
+		if !loaded {
+			return nil, true
+		}
+		known = true
+		n := *old
+		n.state = job.WorkerDown
+		n.connected = false
+		return &n, false
+	})
+	s.poke()
+	return known
+}

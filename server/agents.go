@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/hodei-jobs/hodei/auth"
 	"github.com/hodei-jobs/hodei/job"
 	pb "github.com/hodei-jobs/hodei/proto"
 	"github.com/hodei-jobs/hodei/scheduler"
@@ -119,6 +120,10 @@ func (a *agentService) Connect(stream pb.AgentService_ConnectServer) error {
 	if err != nil {
 		return toStatus(err)
 	}
+	// The certificate names the worker; the Hello may not name another.
+	if id := auth.FromContext(stream.Context()); id != nil && id.Worker != "" && id.Worker != w.ID {
+		return denied("this certificate speaks for worker %s, not %s", id.Worker, w.ID)
+	}
 	ctx, cancel := context.WithCancelCause(stream.Context())
 	defer cancel(nil)
 	conn := &agentConn{workerID: w.ID, send: make(chan *pb.ServerMessage, sendQueue), cancel: cancel,
@@ -218,7 +223,7 @@ func (s *Server) handleAgent(ctx context.Context, conn *agentConn, msg *pb.Agent
 	case *pb.AgentMessage_Log:
 		// Appends stay in the receive loop: they are ordered by offset and
 		// a job's result is handled only after all chunks before it.
-		conn.enqueue(ackMsg(s.appendLog(m.Log)))
+		conn.enqueue(ackMsg(s.appendLog(conn.workerID, m.Log)))
 	case *pb.AgentMessage_Finished:
 		f := m.Finished
 		conn.report(&s.wg, f.GetJobId(), func() { conn.enqueue(ackMsg(s.finished(ctx, conn.workerID, f))) })
@@ -264,14 +269,15 @@ func (s *Server) started(ctx context.Context, conn *agentConn, st *pb.JobStarted
 }
 
 // appendLog stores one chunk and acknowledges how much of the log is held.
-func (s *Server) appendLog(c *pb.LogChunk) *pb.Ack {
+func (s *Server) appendLog(workerID string, c *pb.LogChunk) *pb.Ack {
 	ack := &pb.Ack{JobId: c.GetJobId(), Attempt: c.GetAttempt(), Stream: c.GetStream()}
 	j, err := s.sched.Get(c.GetJobId())
-	if err != nil || int(c.GetAttempt()) > j.Attempt || c.GetAttempt() < 1 {
-		// Nothing will ever take this output: tell the agent to forget
-		// the attempt, as for a stale result.
+	if err != nil || int(c.GetAttempt()) != j.Attempt || j.Worker != workerID {
+		// Output is taken only for the current attempt, from the worker
+		// it was assigned to. Nothing will ever take this: tell the agent
+		// to forget the attempt, as for a stale result.
 		ack.Result, ack.Finished = true, true
-		ack.Error = fmt.Sprintf("no attempt %d of job %s", c.GetAttempt(), c.GetJobId())
+		ack.Error = fmt.Sprintf("attempt %d of job %s is not assigned to %s", c.GetAttempt(), c.GetJobId(), workerID)
 		return ack
 	}
 	size, err := s.logsOf(c.GetStream()).Append(c.GetJobId(), int(c.GetAttempt()), c.GetOffset(), c.GetData())

@@ -23,6 +23,11 @@ func (js *jobService) Submit(ctx context.Context, req *pb.SubmitRequest) (*pb.Su
 	if req.GetSpec() == nil {
 		return nil, invalid("spec", "is required")
 	}
+	tenant, err := scopeTenant(ctx, req.GetSpec().GetTenant())
+	if err != nil {
+		return nil, err
+	}
+	req.Spec.Tenant = tenant
 	if req.GetArray() != "" {
 		return js.submitArray(ctx, req)
 	}
@@ -34,20 +39,27 @@ func (js *jobService) Submit(ctx context.Context, req *pb.SubmitRequest) (*pb.Su
 }
 
 func (js *jobService) Get(ctx context.Context, req *pb.GetJobRequest) (*pb.Job, error) {
-	j, err := js.srv.job(req.GetId())
+	j, err := js.srv.job(ctx, req.GetId())
 	if err != nil {
 		return nil, err
 	}
 	return js.srv.jobPB(j), nil
 }
 
-// job looks a job up by id, checking the id's syntax first.
-func (s *Server) job(id string) (*job.Job, error) {
+// job looks a job up by id, checking the id's syntax first. A job of a
+// tenant the caller may not see is not found.
+func (s *Server) job(ctx context.Context, id string) (*job.Job, error) {
 	if !job.ValidID(id) {
 		return nil, invalid("id", "%q is not a job id (26 characters, Crockford base32)", id)
 	}
 	j, err := s.sched.Get(id)
-	return j, toStatus(err)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if !sees(ctx, j.Spec.Tenant) {
+		return nil, notFound("job", id)
+	}
+	return j, nil
 }
 
 // jobPB is a job as API answers show it: secrets redacted and, while it is
@@ -83,9 +95,9 @@ func (js *jobService) List(ctx context.Context, req *pb.ListJobsRequest) (*pb.Li
 	case f.After != "" && !job.ValidID(f.After):
 		return nil, invalid("page_token", "%q is not a page token from an earlier answer", f.After)
 	}
-	jobs, next, err := js.srv.store.List(ctx, f)
+	jobs, next, err := js.srv.listScoped(ctx, f)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	resp := &pb.ListJobsResponse{NextPageToken: next, Jobs: make([]*pb.Job, len(jobs))}
 	for i, j := range jobs {
@@ -95,7 +107,7 @@ func (js *jobService) List(ctx context.Context, req *pb.ListJobsRequest) (*pb.Li
 }
 
 func (js *jobService) Cancel(ctx context.Context, req *pb.CancelJobRequest) (*pb.Job, error) {
-	if _, err := js.srv.job(req.GetId()); err != nil {
+	if _, err := js.srv.job(ctx, req.GetId()); err != nil {
 		return nil, err
 	}
 	j, err := js.srv.sched.Cancel(ctx, req.GetId(), req.GetReason())
@@ -107,13 +119,14 @@ func (js *jobService) Cancel(ctx context.Context, req *pb.CancelJobRequest) (*pb
 
 func (js *jobService) Watch(req *pb.WatchRequest, stream pb.JobService_WatchServer) error {
 	id, tenant := req.GetJobId(), req.GetTenant()
+	ctx := stream.Context()
 	if id != "" {
-		if _, err := js.srv.job(id); err != nil {
+		if _, err := js.srv.job(ctx, id); err != nil {
 			return err
 		}
 	}
 	sub := js.srv.sched.Subscribe(1024, func(j *job.Job) bool {
-		return (id == "" || j.ID == id) && (tenant == "" || j.Spec.Tenant == tenant)
+		return (id == "" || j.ID == id) && (tenant == "" || j.Spec.Tenant == tenant) && sees(ctx, j.Spec.Tenant)
 	})
 	defer sub.Close()
 	if id != "" {
@@ -147,7 +160,7 @@ func (js *jobService) Watch(req *pb.WatchRequest, stream pb.JobService_WatchServ
 // and everything it wrote has been sent.
 func (js *jobService) Logs(req *pb.LogsRequest, stream pb.JobService_LogsServer) error {
 	s := js.srv
-	j, err := s.job(req.GetId())
+	j, err := s.job(stream.Context(), req.GetId())
 	if err != nil {
 		return err
 	}

@@ -31,6 +31,9 @@ func (js *jobService) CancelArray(ctx context.Context, req *pb.CancelArrayReques
 	if !job.ValidID(req.GetId()) {
 		return nil, invalid("id", "%q is not an array id (26 characters, Crockford base32)", req.GetId())
 	}
+	if t, ok := js.srv.sched.ArrayTenant(req.GetId()); ok && !sees(ctx, t) {
+		return nil, notFound("array", req.GetId())
+	}
 	ids, err := js.srv.sched.CancelArray(ctx, req.GetId(), req.GetReason())
 	if err != nil {
 		return nil, toStatus(err)
@@ -42,6 +45,11 @@ func (js *jobService) RunPipeline(ctx context.Context, req *pb.RunPipelineReques
 	if req.GetSpec() == nil {
 		return nil, invalid("spec", "is required")
 	}
+	tenant, err := scopeTenant(ctx, req.GetSpec().GetTenant())
+	if err != nil {
+		return nil, err
+	}
+	req.Spec.Tenant = tenant
 	p, jobs, err := js.srv.sched.RunPipeline(ctx, req.GetSpec().ToPipelineSpec())
 	if err != nil {
 		return nil, toStatus(err)
@@ -59,14 +67,19 @@ func (js *jobService) GetPipeline(ctx context.Context, req *pb.GetPipelineReques
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	if !sees(ctx, st.Pipeline.Tenant) {
+		return nil, notFound("pipeline", req.GetId())
+	}
 	return js.srv.pipelinePB(st), nil
 }
 
 func (js *jobService) ListPipelines(ctx context.Context, req *pb.ListPipelinesRequest) (*pb.ListPipelinesResponse, error) {
 	list := js.srv.sched.Pipelines()
-	resp := &pb.ListPipelinesResponse{Pipelines: make([]*pb.PipelineStatus, len(list))}
-	for i, st := range list { // without jobs: GetPipeline has them
-		resp.Pipelines[i] = js.srv.pipelinePB(st)
+	resp := &pb.ListPipelinesResponse{Pipelines: make([]*pb.PipelineStatus, 0, len(list))}
+	for _, st := range list { // without jobs: GetPipeline has them
+		if sees(ctx, st.Pipeline.Tenant) {
+			resp.Pipelines = append(resp.Pipelines, js.srv.pipelinePB(st))
+		}
 	}
 	return resp, nil
 }
@@ -74,6 +87,9 @@ func (js *jobService) ListPipelines(ctx context.Context, req *pb.ListPipelinesRe
 func (js *jobService) CancelPipeline(ctx context.Context, req *pb.CancelPipelineRequest) (*pb.PipelineStatus, error) {
 	if err := checkPipelineID(req.GetId()); err != nil {
 		return nil, err
+	}
+	if cur, err := js.srv.sched.Pipeline(req.GetId()); err == nil && !sees(ctx, cur.Pipeline.Tenant) {
+		return nil, notFound("pipeline", req.GetId())
 	}
 	st, err := js.srv.sched.CancelPipeline(ctx, req.GetId(), req.GetReason())
 	if err != nil {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,11 +15,14 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/hodei-jobs/hodei/auth"
 	"github.com/hodei-jobs/hodei/job"
+	"github.com/hodei-jobs/hodei/pki"
 	pb "github.com/hodei-jobs/hodei/proto"
 	"github.com/hodei-jobs/hodei/scheduler"
 	"github.com/hodei-jobs/hodei/store"
@@ -48,7 +52,19 @@ type Config struct {
 	// MaxMatrix is the most jobs one pipeline step's matrix may expand
 	// to; default job.DefaultMaxMatrix.
 	MaxMatrix int
-	Logger    *slog.Logger // default: discard
+	// InsecureNoAuth turns authentication and TLS off: every caller is an
+	// admin and agents are trusted by the worker id they name. Refused
+	// unless both listeners are on loopback addresses. Default false.
+	InsecureNoAuth bool
+	// TLSCert and TLSKey are operator-given server certificate files;
+	// TLSClientCA verifies agents' client certificates. Empty: the server
+	// makes its own CA and certificates in DATA-DIR/tls.
+	TLSCert, TLSKey, TLSClientCA string
+	// TLSHosts are extra names and addresses for the server certificate it
+	// makes, besides localhost, 127.0.0.1, ::1, the hostname and the
+	// listen addresses.
+	TLSHosts []string
+	Logger   *slog.Logger // default: discard
 	// Now is the clock; default time.Now. Tests may fake it.
 	Now func() time.Time
 }
@@ -76,6 +92,10 @@ type Server struct {
 	sched *scheduler.Scheduler
 
 	agents     *registry
+	gate       *gate
+	authority  *auth.Authority // nil with InsecureNoAuth
+	ca         *pki.CA         // nil with InsecureNoAuth or operator-given certificates
+	tlsConfig  *tls.Config     // nil with InsecureNoAuth
 	metrics    *metrics
 	logSignals signals
 
@@ -157,6 +177,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		s.Close()
 		return nil, err
 	}
+	if err := s.secure(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -206,7 +230,14 @@ func (s *Server) Serve(ctx context.Context) error {
 		}
 	}
 	defer s.Close()
-	s.grpc = grpc.NewServer(grpc.MaxRecvMsgSize(maxRecvMsg), grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))))
+	opts := []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(maxRecvMsg), grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
+		grpc.ChainUnaryInterceptor(s.unaryInterceptor), grpc.ChainStreamInterceptor(s.streamInterceptor),
+	}
+	if s.tlsConfig != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(s.tlsConfig)))
+	}
+	s.grpc = grpc.NewServer(opts...)
 	pb.RegisterJobServiceServer(s.grpc, &jobService{srv: s})
 	pb.RegisterAgentServiceServer(s.grpc, &agentService{srv: s})
 	pb.RegisterAdminServiceServer(s.grpc, &adminService{srv: s})
@@ -218,9 +249,10 @@ func (s *Server) Serve(ctx context.Context) error {
 	defer cancel()
 	errc := make(chan error, 2)
 	var loops sync.WaitGroup
-	loops.Add(3)
+	loops.Add(4)
 	go func() { defer loops.Done(); s.sched.Run(ctx) }()
 	go func() { defer loops.Done(); s.retain(ctx) }()
+	go func() { defer loops.Done(); s.gate.runTouch(ctx) }()
 	go func() {
 		defer loops.Done()
 		if err := s.grpc.Serve(s.grpcLis); err != nil {
@@ -232,7 +264,11 @@ func (s *Server) Serve(ctx context.Context) error {
 		loops.Add(1)
 		go func() {
 			defer loops.Done()
-			if err := s.http.Serve(s.httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			lis := s.httpLis
+			if s.tlsConfig != nil {
+				lis = tls.NewListener(lis, s.tlsConfig)
+			}
+			if err := s.http.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errc <- fmt.Errorf("http: %w", err)
 			}
 		}()

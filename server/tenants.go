@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 
@@ -67,6 +68,14 @@ func (as *adminService) SetTenant(ctx context.Context, req *pb.SetTenantRequest)
 	if err := checkTenantName(name); err != nil {
 		return nil, err
 	}
+	if !sees(ctx, name) {
+		return nil, denied("tenant %q is outside this token's tenants %v", name, callerTenants(ctx))
+	}
+	if len(req.GetFields()) == 0 || slices.Contains(req.GetFields(), "run_as") {
+		if err := requireAdmin(ctx, "set a tenant's run_as user"); err != nil {
+			return nil, err
+		}
+	}
 	copies, err := tenantCopies(req.GetFields())
 	if err != nil {
 		return nil, err
@@ -91,14 +100,19 @@ func (as *adminService) GetTenant(ctx context.Context, req *pb.GetTenantRequest)
 	if err := checkTenantName(req.GetName()); err != nil {
 		return nil, err
 	}
+	if !sees(ctx, req.GetName()) {
+		return nil, notFound("tenant", fmt.Sprintf("%q", req.GetName()))
+	}
 	return as.tenantStatus(req.GetName())
 }
 
 func (as *adminService) ListTenants(ctx context.Context, _ *pb.ListTenantsRequest) (*pb.ListTenantsResponse, error) {
 	sts := as.srv.sched.Tenants()
-	resp := &pb.ListTenantsResponse{Tenants: make([]*pb.TenantStatus, len(sts))}
-	for i, st := range sts {
-		resp.Tenants[i] = tenantStatusPB(st)
+	resp := &pb.ListTenantsResponse{Tenants: make([]*pb.TenantStatus, 0, len(sts))}
+	for _, st := range sts {
+		if sees(ctx, st.Tenant.Name) {
+			resp.Tenants = append(resp.Tenants, tenantStatusPB(st))
+		}
 	}
 	return resp, nil
 }
@@ -108,6 +122,9 @@ func (as *adminService) ListTenants(ctx context.Context, _ *pb.ListTenantsReques
 func (as *adminService) DeleteTenant(ctx context.Context, req *pb.DeleteTenantRequest) (*pb.DeleteTenantResponse, error) {
 	if err := checkTenantName(req.GetName()); err != nil {
 		return nil, err
+	}
+	if !sees(ctx, req.GetName()) {
+		return nil, denied("tenant %q is outside this token's tenants %v", req.GetName(), callerTenants(ctx))
 	}
 	if err := as.srv.sched.DeleteTenant(ctx, req.GetName()); err != nil {
 		return nil, toStatus(err)

@@ -34,11 +34,12 @@ var (
 	bucketPipelines  = []byte("pipelines")
 	bucketTokens     = []byte("tokens")
 	bucketAudit      = []byte("audit")
+	bucketAgents     = []byte("agents")
 	bucketMeta       = []byte("meta")
 	schemaKey        = []byte("schema")
 
 	allBuckets = [][]byte{bucketJobs, bucketWorkers, bucketTenants, bucketTenantJobs,
-		bucketPipelines, bucketTokens, bucketAudit, bucketMeta}
+		bucketPipelines, bucketTokens, bucketAudit, bucketAgents, bucketMeta}
 )
 
 // Options configure Open. The zero value is the production setting.

@@ -1,0 +1,117 @@
+package agent
+
+// The agent's identity: the client certificate it gets by joining, kept in
+// DATA-DIR/tls and used for every connection after (mTLS).
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/hodei-jobs/hodei/job"
+	"github.com/hodei-jobs/hodei/pki"
+	pb "github.com/hodei-jobs/hodei/proto"
+)
+
+// joinTimeout bounds the first contact with the server.
+const joinTimeout = 30 * time.Second
+
+// transport returns the credentials the agent connects with: plaintext
+// with Insecure, else its client certificate, joining first with the join
+// token when it has none.
+func (a *Agent) transport(cfg Config) (grpc.DialOption, error) {
+	if cfg.Insecure {
+		if !loopbackAddr(cfg.Server) {
+			return nil, job.Invalid("insecure-no-auth", "refused: %s is not a loopback address", cfg.Server)
+		}
+		return grpc.WithTransportCredentials(insecure.NewCredentials()), nil
+	}
+	dir := filepath.Join(cfg.DataDir, "tls")
+	cert, roots, err := pki.LoadAgentIdentity(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		if cfg.Join == "" || cfg.CAFingerprint == "" {
+			return nil, job.Invalid("join", "this agent has not joined a cluster yet: start it once with --join TOKEN --ca-fingerprint sha256:… (hodei token create --role agent prints the line)")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), joinTimeout)
+		defer cancel()
+		if err := a.join(ctx, cfg, dir); err != nil {
+			return nil, err
+		}
+		cert, roots, err = pki.LoadAgentIdentity(dir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("agent identity: %w", err)
+	}
+	return grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		RootCAs:      roots,
+		ServerName:   pki.ServerName(cfg.Server),
+		Certificates: []tls.Certificate{cert},
+	})), nil
+}
+
+// join pins the server's CA by its fingerprint, then trades the join token
+// for a client certificate over TLS verified against that CA, and keeps it
+// in dir. A wrong fingerprint fails the TLS handshake, before the token is
+// sent.
+func (a *Agent) join(ctx context.Context, cfg Config, dir string) error {
+	pin, err := pki.ParseFingerprint(cfg.CAFingerprint)
+	if err != nil {
+		return job.Invalid("ca-fingerprint", "%s", err)
+	}
+	caPEM, err := pki.FetchCA(ctx, cfg.Server, pin)
+	if err != nil {
+		return fmt.Errorf("join %s: %w", cfg.Server, err)
+	}
+	tlsCfg, err := pki.ClientConfig(caPEM, nil, pki.ServerName(cfg.Server))
+	if err != nil {
+		return err
+	}
+	conn, err := grpc.NewClient(cfg.Server, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)),
+		grpc.WithPerRPCCredentials(joinToken(cfg.Join)))
+	if err != nil {
+		return fmt.Errorf("join %s: %w", cfg.Server, err)
+	}
+	defer conn.Close()
+	keyPEM, csr, err := pki.NewKeyAndCSR(a.id)
+	if err != nil {
+		return err
+	}
+	resp, err := pb.NewAgentServiceClient(conn).Join(ctx, &pb.JoinRequest{WorkerId: a.id, CsrDer: csr, Hostname: a.host})
+	if err != nil {
+		return fmt.Errorf("join %s: %w", cfg.Server, err)
+	}
+	if err := pki.SaveAgentIdentity(dir, keyPEM, resp.GetCertificatePem(), resp.GetCaPem()); err != nil {
+		return err
+	}
+	a.log.Info("joined the cluster", "server", cfg.Server, "worker", a.id)
+	return nil
+}
+
+// joinToken sends the join token on the Join call, over TLS only.
+type joinToken string
+
+func (t joinToken) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(t)}, nil
+}
+
+func (joinToken) RequireTransportSecurity() bool { return true }
+
+// loopbackAddr reports whether addr's host is a loopback IP or localhost.
+func loopbackAddr(addr string) bool {
+	h, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(h)
+	return h == "localhost" || (ip != nil && ip.IsLoopback())
+}

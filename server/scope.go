@@ -1,0 +1,114 @@
+package server
+
+// Tenant scope in handlers. The interceptors have decided that the caller
+// may make the call at all; these helpers narrow what it reaches to the
+// tenants of its token. Objects of other tenants are not found (NotFound
+// with the same text as a missing one), so ids do not leak.
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/hodei-jobs/hodei/auth"
+	"github.com/hodei-jobs/hodei/job"
+)
+
+// sees reports whether the caller may see objects of tenant. A context
+// without an identity is an in-process caller, which sees everything.
+func sees(ctx context.Context, tenant string) bool {
+	id := auth.FromContext(ctx)
+	return id == nil || id.Sees(tenant)
+}
+
+// scopeTenant returns the tenant a new object of the caller goes to: the
+// one it named, or its only tenant when it named none; a tenant outside
+// its scope is refused.
+func scopeTenant(ctx context.Context, tenant string) (string, error) {
+	id := auth.FromContext(ctx)
+	if id == nil || !id.Scoped() {
+		return tenant, nil
+	}
+	if tenant == "" && len(id.Tenants) == 1 {
+		return id.Tenants[0], nil
+	}
+	if tenant == "" {
+		tenant = job.DefaultTenant
+	}
+	if !id.Sees(tenant) {
+		return "", denied("tenant %q is outside this token's tenants %v", tenant, id.Tenants)
+	}
+	return tenant, nil
+}
+
+// notFound is the answer for an object the caller may not see: the same
+// as for one that does not exist.
+func notFound(kind, id string) error {
+	return toStatus(fmt.Errorf("%s %s: %w", kind, id, job.ErrNotFound))
+}
+
+// callerTenants returns the tenants the caller is limited to, or nil.
+func callerTenants(ctx context.Context) []string {
+	if id := auth.FromContext(ctx); id != nil {
+		return id.Tenants
+	}
+	return nil
+}
+
+// requireAdmin refuses a caller that is not an admin (for fields of a call
+// that only admins may set, such as a tenant's run-as user).
+func requireAdmin(ctx context.Context, what string) error {
+	if id := auth.FromContext(ctx); id != nil && id.Role != auth.Admin {
+		return denied("only an admin may %s; this token's role is %s", what, id.Role)
+	}
+	return nil
+}
+
+// inScope filters tenants names to those the caller sees.
+func inScope(ctx context.Context, tenants []string) []string {
+	return slices.DeleteFunc(tenants, func(t string) bool { return !sees(ctx, t) })
+}
+
+// listScoped is store.List limited to the caller's tenants: a filter on a
+// tenant outside them lists nothing; a caller limited to one tenant lists
+// that one; one limited to several reads pages until it has a page of
+// theirs or the list ends.
+func (s *Server) listScoped(ctx context.Context, f job.Filter) ([]*job.Job, string, error) {
+	tenants := callerTenants(ctx)
+	switch {
+	case len(tenants) == 0:
+	case f.Tenant != "":
+		if !slices.Contains(tenants, f.Tenant) {
+			return nil, "", nil
+		}
+	case len(tenants) == 1:
+		f.Tenant = tenants[0]
+	default:
+		limit := f.Limit
+		if limit == 0 {
+			limit = job.DefaultPageSize
+		}
+		var out []*job.Job
+		for {
+			jobs, next, err := s.store.List(ctx, f)
+			if err != nil {
+				return nil, "", toStatus(err)
+			}
+			for _, j := range jobs {
+				if slices.Contains(tenants, j.Spec.Tenant) {
+					out = append(out, j)
+				}
+			}
+			if next == "" || len(out) >= limit {
+				if len(out) > limit {
+					next = out[limit-1].ID
+					out = out[:limit]
+				}
+				return out, next, nil
+			}
+			f.After = next
+		}
+	}
+	jobs, next, err := s.store.List(ctx, f)
+	return jobs, next, toStatus(err)
+}

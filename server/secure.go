@@ -1,0 +1,160 @@
+package server
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+
+	"github.com/hodei-jobs/hodei/auth"
+	"github.com/hodei-jobs/hodei/job"
+	"github.com/hodei-jobs/hodei/pki"
+)
+
+// Files in the data dir that hold the server's identity.
+const (
+	TokenKeyFile = "token.key" // Ed25519 key that signs tokens
+	TLSDir       = "tls"       // ca.pem, ca-key.pem, server.pem, server-key.pem
+)
+
+// secure sets up authentication and TLS: the token signing key, the
+// bootstrap admin token, the CA and the server certificate, or with
+// InsecureNoAuth nothing but a warning.
+func (s *Server) secure(ctx context.Context) error {
+	if s.cfg.InsecureNoAuth {
+		for _, a := range []string{s.cfg.GRPCAddr, s.cfg.HTTPAddr} {
+			if a != "-" && !Loopback(a) {
+				return job.Invalid("insecure-no-auth", "refused: %s is not a loopback address; without authentication anyone who reaches it runs commands on every agent", a)
+			}
+		}
+		s.log.Warn("AUTHENTICATION AND TLS ARE OFF (--insecure-no-auth): every local process may run any command on every agent")
+		g, err := newGate(ctx, s.store, nil, true, s.now, s.log)
+		s.gate = g
+		return err
+	}
+	key, _, err := auth.LoadOrCreateKey(filepath.Join(s.cfg.DataDir, TokenKeyFile))
+	if err != nil {
+		return err
+	}
+	s.authority = auth.NewAuthority(key, s.now)
+	if s.gate, err = newGate(ctx, s.store, s.authority, false, s.now, s.log); err != nil {
+		return err
+	}
+	if err := s.bootstrapAdmin(ctx); err != nil {
+		return err
+	}
+	return s.setupTLS()
+}
+
+// bootstrapAdmin writes an admin token to DATA-DIR/admin.token on first
+// start (when the file is missing).
+func (s *Server) bootstrapAdmin(ctx context.Context) error {
+	path := filepath.Join(s.cfg.DataDir, AdminTokenFile)
+	if _, err := os.Stat(path); err == nil {
+		s.log.Info("admin token", "path", path)
+		return nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("admin token: %w", err)
+	}
+	text, rec, err := s.issue(ctx, auth.Admin, nil, bootstrapName, "bootstrap", auth.MaxTTL)
+	if err != nil {
+		return fmt.Errorf("admin token: %w", err)
+	}
+	if err := auth.WriteFileAtomic(path, []byte(text+"\n"), 0o600); err != nil {
+		return fmt.Errorf("admin token: %w", err)
+	}
+	s.log.Info("admin token written", "path", path, "token_id", rec.ID)
+	return nil
+}
+
+// setupTLS loads the operator's certificates or makes the cluster's own.
+func (s *Server) setupTLS() error {
+	dir := filepath.Join(s.cfg.DataDir, TLSDir)
+	var clientCAs *x509.CertPool
+	if s.cfg.TLSClientCA != "" {
+		b, err := os.ReadFile(s.cfg.TLSClientCA)
+		if err != nil {
+			return fmt.Errorf("tls-client-ca: %w", err)
+		}
+		clientCAs = x509.NewCertPool()
+		if !clientCAs.AppendCertsFromPEM(b) {
+			return job.Invalid("tls-client-ca", "%s holds no PEM certificate", s.cfg.TLSClientCA)
+		}
+	}
+	if s.cfg.TLSCert != "" || s.cfg.TLSKey != "" {
+		if s.cfg.TLSCert == "" || s.cfg.TLSKey == "" {
+			return job.Invalid("tls-cert", "--tls-cert and --tls-key go together")
+		}
+		cert, err := pki.LoadServerCert(s.cfg.TLSCert, s.cfg.TLSKey)
+		if err != nil {
+			return err
+		}
+		if clientCAs == nil {
+			// Agents still join through the cluster's own CA.
+			if s.ca, err = pki.EnsureCA(dir, s.now()); err != nil {
+				return err
+			}
+			clientCAs = s.ca.Pool()
+		}
+		s.tlsConfig = pki.ServerConfig(cert, clientCAs)
+		s.log.Info("tls", "cert", s.cfg.TLSCert)
+		return nil
+	}
+	ca, err := pki.EnsureCA(dir, s.now())
+	if err != nil {
+		return err
+	}
+	hosts := append([]string(nil), s.cfg.TLSHosts...)
+	for _, a := range []string{s.cfg.GRPCAddr, s.cfg.HTTPAddr} {
+		if h, _, err := net.SplitHostPort(a); err == nil && h != "" && !net.ParseIP(h).IsUnspecified() {
+			hosts = append(hosts, h)
+		}
+	}
+	cert, err := ca.EnsureServerCert(dir, hosts, s.now())
+	if err != nil {
+		return err
+	}
+	if clientCAs == nil {
+		clientCAs = ca.Pool()
+		s.ca = ca
+	}
+	s.tlsConfig = pki.ServerConfig(cert, clientCAs)
+	s.log.Info("cluster CA", "path", filepath.Join(dir, "ca.pem"), "fingerprint", ca.Fingerprint())
+	return nil
+}
+
+// CAFingerprint is the sha256 fingerprint of the cluster CA that agents
+// pin when they join, or "" when the server has none.
+func (s *Server) CAFingerprint() string {
+	if s.ca == nil {
+		return ""
+	}
+	return s.ca.Fingerprint()
+}
+
+// IssueToken creates a token for in-process callers (serve --dev's agent
+// and login). It fails with InsecureNoAuth.
+func (s *Server) IssueToken(ctx context.Context, role auth.Role, name string) (string, error) {
+	if s.authority == nil {
+		return "", errors.New("tokens: the server runs with --insecure-no-auth")
+	}
+	text, _, err := s.issue(ctx, role, nil, name, "serve", auth.DefaultTTL)
+	return text, err
+}
+
+// Loopback reports whether addr (host:port) names a loopback host: a
+// loopback IP or localhost. An empty host (every interface) is not.
+func Loopback(addr string) bool {
+	h, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}
