@@ -26,6 +26,7 @@ type agentProc struct {
 func startAgent(t *testing.T, addr, dataDir string, extra ...string) *agentProc {
 	t.Helper()
 	args := append([]string{"agent", "--server", addr, "--data-dir", dataDir, "--log-level", "warn"}, extra...)
+	args = append(args, joinArgs(t, addr, dataDir, extra)...)
 	p, line := startProc(t, "hodei: agent ", args...)
 	id, _, _ := strings.Cut(line, " ")
 	return &agentProc{proc: p, id: id}
@@ -116,4 +117,29 @@ func atoi(t *testing.T, s string) int {
 		t.Fatalf("%q: %v", s, err)
 	}
 	return n
+}
+
+// joinArgs returns the flags an agent needs to reach the server at addr:
+// none when it joined before or the caller passed its own, --insecure-no-auth
+// for a server without authentication, else a fresh join token and the
+// CA's fingerprint.
+func joinArgs(t *testing.T, addr, dataDir string, extra []string) []string {
+	t.Helper()
+	for _, a := range extra {
+		if a == "--join" || a == "--insecure-no-auth" {
+			return nil
+		}
+	}
+	cr := credsFor(addr)
+	if cr.token == "" {
+		return []string{"--insecure-no-auth"}
+	}
+	if _, err := os.Stat(filepath.Join(dataDir, "tls", "agent.pem")); err == nil {
+		return nil
+	}
+	resp, err := dial(t, addr).Admin().CreateToken(context.Background(), &pb.CreateTokenRequest{Role: "agent", Name: "test-agent"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []string{"--join", resp.GetToken(), "--ca-fingerprint", resp.GetCaFingerprint()}
 }

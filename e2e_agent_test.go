@@ -61,7 +61,7 @@ func TestLargeOutputIsStoredByteExact(t *testing.T) {
 	id := strings.TrimSpace(mustRun(t, srv.grpcAddr, "submit", "--script", script))
 	waitFile(t, started, 30*time.Second)
 	// A follower that joins mid-run gets the same bytes.
-	follower := exec.Command(hodeiBin, "--addr", srv.grpcAddr, "logs", "-f", id)
+	follower := cliCmd(srv.grpcAddr, "logs", "-f", id)
 	var followed bytes.Buffer
 	follower.Stdout = &followed
 	if err := follower.Start(); err != nil {
@@ -212,7 +212,7 @@ func TestAgentRestartDeliversJournaledResult(t *testing.T) {
 func TestRunInterruptCancelsTheJob(t *testing.T) {
 	srv, _ := cluster(t)
 	tmp := t.TempDir()
-	cmd := exec.Command(hodeiBin, "--addr", srv.grpcAddr, "run", "--", "sh", "-c", fmt.Sprintf("echo go > %s/started; sleep 60", tmp))
+	cmd := cliCmd(srv.grpcAddr, "run", "--", "sh", "-c", fmt.Sprintf("echo go > %s/started; sleep 60", tmp))
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
@@ -255,7 +255,7 @@ func TestSlowFollowerBoundsServerMemory(t *testing.T) {
 	// 200 MiB of output, read by a follower that takes one byte per ms for
 	// the first seconds, then everything.
 	id := strings.TrimSpace(mustRun(t, srv.grpcAddr, "submit", "--no-pty", "--script", "head -c 209715200 /dev/zero | tr '\\0' x"))
-	follower := exec.Command(hodeiBin, "--addr", srv.grpcAddr, "logs", "-f", id)
+	follower := cliCmd(srv.grpcAddr, "logs", "-f", id)
 	pipe, err := follower.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/hodei-jobs/hodei/client"
+	"github.com/hodei-jobs/hodei/pki"
 )
 
 // hodeiBin is the binary built once for the end-to-end tests.
@@ -27,6 +28,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	hodeiBin = filepath.Join(dir, "hodei")
+	// The CLI's stored logins (hodei login, serve --dev) go here, never to
+	// the user's own config dir.
+	os.Setenv("XDG_CONFIG_HOME", filepath.Join(dir, "config"))
 	build := exec.Command("go", "build", "-o", hodeiBin, ".")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
@@ -133,13 +137,60 @@ func startServer(t *testing.T, dataDir string, extra ...string) *serverProc {
 			srv.httpAddr = v
 		}
 	}
+	creds := credsOf(t, dataDir)
+	credsMu.Lock()
+	credsByAddr[srv.grpcAddr] = creds
+	credsMu.Unlock()
 	return srv
+}
+
+// serverCreds is how tests reach a server: its admin token and CA file,
+// both empty for a server run with --insecure-no-auth.
+type serverCreds struct {
+	token  string
+	caFile string
+	caPEM  []byte
+}
+
+var (
+	credsMu     sync.Mutex
+	credsByAddr = map[string]serverCreds{} // by gRPC address
+)
+
+// credsOf reads the credentials a server wrote in its data dir.
+func credsOf(t *testing.T, dataDir string) serverCreds {
+	tok, err := os.ReadFile(filepath.Join(dataDir, "admin.token"))
+	if err != nil {
+		return serverCreds{} // --insecure-no-auth
+	}
+	caFile := filepath.Join(dataDir, "tls", "ca.pem")
+	caPEM, err := os.ReadFile(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return serverCreds{token: strings.TrimSpace(string(tok)), caFile: caFile, caPEM: caPEM}
+}
+
+// credsFor returns the credentials of the server at addr.
+func credsFor(addr string) serverCreds {
+	credsMu.Lock()
+	defer credsMu.Unlock()
+	return credsByAddr[addr]
+}
+
+// cliCmd is the CLI against addr with the server's admin credentials in
+// its environment (HODEI_TOKEN, HODEI_CA_FILE).
+func cliCmd(addr string, args ...string) *exec.Cmd {
+	cmd := exec.Command(hodeiBin, append([]string{"--addr", addr}, args...)...)
+	c := credsFor(addr)
+	cmd.Env = append(os.Environ(), "HODEI_TOKEN="+c.token, "HODEI_CA_FILE="+c.caFile)
+	return cmd
 }
 
 // hodei runs the CLI against addr and returns stdout, stderr and the exit code.
 func hodei(t *testing.T, addr string, args ...string) (string, string, int) {
 	t.Helper()
-	cmd := exec.Command(hodeiBin, append([]string{"--addr", addr}, args...)...)
+	cmd := cliCmd(addr, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -154,7 +205,15 @@ func hodei(t *testing.T, addr string, args ...string) (string, string, int) {
 
 func dial(t *testing.T, addr string) *client.Client {
 	t.Helper()
-	c, err := client.Dial(context.Background(), addr)
+	var opts []client.Option
+	if cr := credsFor(addr); cr.token != "" {
+		cfg, err := pki.ClientConfig(cr.caPEM, nil, pki.ServerName(addr))
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts = append(opts, client.WithTLS(cfg), client.WithToken(cr.token))
+	}
+	c, err := client.Dial(context.Background(), addr, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

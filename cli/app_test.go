@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strings"
 	"testing"
 
@@ -33,18 +34,47 @@ func TestGlobalFlags(t *testing.T) {
 		runApp(t, "--addr", closed, "jobs", "ls", "--addr", h.addr).wantOK(t)
 	})
 	t.Run("Token", func(t *testing.T) {
+		h, caFile := newTLSHarness(t)
+		t.Setenv("HODEI_CA_FILE", caFile)
 		t.Setenv("HODEI_TOKEN", "from-env")
 		h.run(t, "submit", "true").wantOK(t)
 		h.run(t, "--token", "global", "submit", "true").wantOK(t)
 		h.run(t, "submit", "--token", "local", "true").wantOK(t)
 		t.Setenv("HODEI_TOKEN", "")
 		h.run(t, "submit", "true").wantOK(t)
+		// A stored login comes after the flag and the environment.
+		ca, err := os.ReadFile(caFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := saveLogin(h.addr, login{Token: "stored", CA: string(ca)}); err != nil {
+			t.Fatal(err)
+		}
+		t.Setenv("HODEI_CA_FILE", "")
+		h.run(t, "submit", "true").wantOK(t)
+		t.Setenv("HODEI_TOKEN", "from-env")
+		h.run(t, "submit", "true").wantOK(t)
 		h.jobs.mu.Lock()
 		defer h.jobs.mu.Unlock()
-		got := h.jobs.authz[len(h.jobs.authz)-4:]
-		want := []string{"Bearer from-env", "Bearer global", "Bearer local", ""}
+		got := h.jobs.authz[len(h.jobs.authz)-6:]
+		want := []string{"Bearer from-env", "Bearer global", "Bearer local", "", "Bearer stored", "Bearer from-env"}
 		if fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Errorf("authorization metadata = %q, want %q", got, want)
+		}
+	})
+	t.Run("PlaintextCarriesNoToken", func(t *testing.T) {
+		t.Setenv("HODEI_TOKEN", "secret")
+		h.run(t, "submit", "true").wantOK(t)
+		h.jobs.mu.Lock()
+		defer h.jobs.mu.Unlock()
+		if got := h.jobs.authz[len(h.jobs.authz)-1]; got != "" {
+			t.Errorf("authorization over plaintext = %q, want none", got)
+		}
+	})
+	t.Run("NoCAForRemoteServer", func(t *testing.T) {
+		r := runApp(t, "--addr", "192.0.2.1:7070", "jobs", "ls")
+		if r.code == 0 || !strings.Contains(r.stderr, "no CA certificate for 192.0.2.1:7070") || !strings.Contains(r.stderr, "hodei login") {
+			t.Errorf("exit %d, stderr %q", r.code, r.stderr)
 		}
 	})
 }

@@ -17,17 +17,29 @@ import (
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/hodei-jobs/hodei/pki"
 	hodeipb "github.com/hodei-jobs/hodei/proto"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/cli")
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	// Stored logins (hodei login, serve --dev) go to a temporary dir,
+	// never the user's own, and the environment names no server.
+	dir, err := os.MkdirTemp("", "hodei-cli-test-")
+	if err != nil {
+		panic(err)
+	}
+	os.Setenv("XDG_CONFIG_HOME", dir)
+	for _, v := range []string{"HODEI_TOKEN", "HODEI_CA_FILE", "HODEI_ADDR"} {
+		os.Unsetenv(v)
+	}
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(int) { os.RemoveAll(dir) }))
 }
 
 // testNow is the clock of every test run: AGE and LAST SEEN are relative to it.
@@ -41,13 +53,33 @@ type harness struct {
 }
 
 func newHarness(t *testing.T) *harness {
+	return startHarness(t)
+}
+
+// newTLSHarness is a fake server over TLS, with a CA made in a temporary
+// dir: caFile is its certificate, for --ca-file.
+func newTLSHarness(t *testing.T) (h *harness, caFile string) {
+	t.Helper()
+	dir := t.TempDir()
+	ca, err := pki.EnsureCA(dir, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := ca.EnsureServerCert(dir, nil, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startHarness(t, grpc.Creds(credentials.NewTLS(pki.ServerConfig(cert, nil)))), filepath.Join(dir, pki.CAFile)
+}
+
+func startHarness(t *testing.T, opts ...grpc.ServerOption) *harness {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	h := &harness{addr: lis.Addr().String(), jobs: &fakeJobs{}, admin: &fakeAdmin{}}
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(opts...)
 	hodeipb.RegisterJobServiceServer(srv, h.jobs)
 	hodeipb.RegisterAdminServiceServer(srv, h.admin)
 	done := make(chan struct{})

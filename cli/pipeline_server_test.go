@@ -7,10 +7,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/hodei-jobs/hodei/agent"
+	"github.com/hodei-jobs/hodei/auth"
 	"github.com/hodei-jobs/hodei/server"
 )
 
@@ -29,29 +31,53 @@ func startServer(t *testing.T, withAgent bool) string {
 		srv.Close()
 		t.Fatal(err)
 	}
-	var dev *agent.Agent
+	var newDev func() (*agent.Agent, error)
 	if withAgent {
-		if dev, err = agent.New(agent.Config{Server: srv.GRPCAddr(), DataDir: filepath.Join(dir, "agent"), Name: "test", Slots: 4, KillGrace: time.Second}); err != nil {
-			srv.Close()
-			t.Fatal(err)
+		newDev = func() (*agent.Agent, error) {
+			join, err := srv.IssueToken(context.Background(), auth.Agent, "test-agent")
+			if err != nil {
+				return nil, err
+			}
+			return agent.New(agent.Config{Server: srv.GRPCAddr(), DataDir: filepath.Join(dir, "agent"), Name: "test", Slots: 4,
+				KillGrace: time.Second, Join: join, CAFingerprint: srv.CAFingerprint()})
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- serveWith(ctx, srv, dev) }()
+	go func() { done <- serveWith(ctx, srv, newDev) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil && ctx.Err() == nil {
 			t.Errorf("serve: %v", err)
 		}
 	})
+	credsMu.Lock()
+	credsDir[srv.GRPCAddr()] = dir
+	credsMu.Unlock()
 	return srv.GRPCAddr()
 }
 
-// runAt runs `hodei --addr addr args…`.
+var (
+	credsMu  sync.Mutex
+	credsDir = map[string]string{} // server address → its data dir
+)
+
+// runAt runs `hodei --addr addr args…`, with the admin token and CA of a
+// real server started by startServer.
 func runAt(t *testing.T, addr string, args ...string) result {
 	t.Helper()
-	return runApp(t, append([]string{"--addr", addr}, args...)...)
+	credsMu.Lock()
+	dir, ok := credsDir[addr]
+	credsMu.Unlock()
+	pre := []string{"--addr", addr}
+	if ok {
+		tok, err := os.ReadFile(filepath.Join(dir, server.AdminTokenFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pre = append(pre, "--token", strings.TrimSpace(string(tok)), "--ca-file", filepath.Join(dir, server.TLSDir, "ca.pem"))
+	}
+	return runApp(t, append(pre, args...)...)
 }
 
 // jsonOf runs a command that prints JSON and decodes it into v.

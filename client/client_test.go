@@ -12,15 +12,18 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/hodei-jobs/hodei/client"
+	"github.com/hodei-jobs/hodei/pki"
 	hodeipb "github.com/hodei-jobs/hodei/proto"
 )
 
@@ -151,9 +154,34 @@ func (s *server) DeleteTenant(_ context.Context, req *hodeipb.DeleteTenantReques
 
 // setup serves srv over bufconn and returns a client dialled to it.
 func setup(t *testing.T, srv *server, opts ...client.Option) *client.Client {
+	return setupWith(t, srv, nil, opts...)
+}
+
+// setupTLS is setup over TLS, with a CA and server certificate made in a
+// temporary dir; the client verifies the server against that CA.
+func setupTLS(t *testing.T, srv *server, opts ...client.Option) *client.Client {
+	t.Helper()
+	dir := t.TempDir()
+	ca, err := pki.EnsureCA(dir, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := ca.EnsureServerCert(dir, nil, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := pki.ClientConfig(ca.PEM(), nil, "localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return setupWith(t, srv, []grpc.ServerOption{grpc.Creds(credentials.NewTLS(pki.ServerConfig(cert, nil)))},
+		append(opts, client.WithTLS(cfg))...)
+}
+
+func setupWith(t *testing.T, srv *server, sopts []grpc.ServerOption, opts ...client.Option) *client.Client {
 	t.Helper()
 	lis := bufconn.Listen(1 << 20)
-	gs := grpc.NewServer()
+	gs := grpc.NewServer(sopts...)
 	hodeipb.RegisterJobServiceServer(gs, srv)
 	hodeipb.RegisterAdminServiceServer(gs, srv)
 	done := make(chan struct{})
@@ -176,9 +204,24 @@ func setup(t *testing.T, srv *server, opts ...client.Option) *client.Client {
 	return c
 }
 
-func TestSubmit(t *testing.T) {
+func TestTokenIsNeverSentInPlaintext(t *testing.T) {
 	srv := &server{}
 	c := setup(t, srv, client.WithToken("s3cret"))
+	if _, err := c.Submit(context.Background(), &hodeipb.JobSpec{Command: []string{"true"}}); err != nil {
+		t.Fatal(err)
+	}
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	for _, a := range srv.authz {
+		if a != "" {
+			t.Errorf("authorization = %q over plaintext, want none", a)
+		}
+	}
+}
+
+func TestSubmit(t *testing.T) {
+	srv := &server{}
+	c := setupTLS(t, srv, client.WithToken("s3cret"))
 	ctx := context.Background()
 
 	id, err := c.Submit(ctx, &hodeipb.JobSpec{Command: []string{"true"}})

@@ -9,13 +9,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	pb "github.com/hodei-jobs/hodei/proto"
@@ -25,12 +25,14 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // sut is a running server on loopback with a client connection to it.
 type sut struct {
-	srv    *Server
-	conn   *grpc.ClientConn
-	jobs   pb.JobServiceClient
-	admin  pb.AdminServiceClient
-	agents pb.AgentServiceClient
-	dir    string
+	srv   *Server
+	conn  *grpc.ClientConn // with the admin token
+	jobs  pb.JobServiceClient
+	admin pb.AdminServiceClient
+	dir   string
+
+	mu         sync.Mutex
+	agentConns map[string]*grpc.ClientConn // worker id → mTLS connection; guarded by mu
 }
 
 // setup starts a server in t.TempDir() on 127.0.0.1:0 and stops it, waiting
@@ -53,26 +55,36 @@ func setup(t *testing.T, configure ...func(*Config)) *sut {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx) }()
-	conn, err := grpc.NewClient(srv.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := &sut{srv: srv, dir: cfg.DataDir, agentConns: make(map[string]*grpc.ClientConn)}
 	t.Cleanup(func() {
-		conn.Close()
+		s.mu.Lock()
+		for _, c := range s.agentConns {
+			c.Close()
+		}
+		s.mu.Unlock()
+		if s.conn != nil {
+			s.conn.Close()
+		}
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("serve: %v", err)
 		}
 	})
-	return &sut{srv: srv, conn: conn, jobs: pb.NewJobServiceClient(conn), admin: pb.NewAdminServiceClient(conn),
-		agents: pb.NewAgentServiceClient(conn), dir: dir}
+	s.conn = s.dialToken(t, s.adminToken(t))
+	s.jobs, s.admin = pb.NewJobServiceClient(s.conn), pb.NewAdminServiceClient(s.conn)
+	return s
 }
 
 // httpGet returns the body of GET path on the server's HTTP address and
 // fails the test unless the answer is 200 OK.
 func (s *sut) httpGet(t *testing.T, path string) string {
 	t.Helper()
-	resp, err := http.Get("http://" + s.srv.HTTPAddr() + path)
+	req, err := http.NewRequest("GET", s.httpURL(path), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+s.adminToken(t))
+	resp, err := s.httpClient(t).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +154,7 @@ type scriptedAgent struct {
 func connectAgent(t *testing.T, s *sut, hello *pb.Hello) *scriptedAgent {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	stream, err := s.agents.Connect(ctx)
+	stream, err := pb.NewAgentServiceClient(s.agentConn(t, hello.GetWorkerId())).Connect(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -438,7 +450,7 @@ func TestLogReadersLeaveNoSignals(t *testing.T) {
 
 func TestHelloWithAbsurdCapacityIsRefused(t *testing.T) {
 	s := setup(t)
-	stream, err := s.agents.Connect(context.Background())
+	stream, err := pb.NewAgentServiceClient(s.agentConn(t, "huge")).Connect(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
