@@ -18,6 +18,8 @@ import (
 
 	"github.com/shirou/gopsutil/v3/mem"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/hodei-jobs/hodei/job"
 	pb "github.com/hodei-jobs/hodei/proto"
@@ -189,6 +191,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		err := a.session(ctx)
 		if ctx.Err() != nil {
 			return nil
+		}
+		if status.Code(err) == codes.PermissionDenied {
+			// Revoked, or its certificate no longer speaks for it:
+			// retrying cannot help, and its jobs were given up.
+			return fmt.Errorf("the server refused this agent: %w", err)
 		}
 		if time.Since(start) > maxBackoff {
 			backoff = minBackoff // it was up for a while: start over

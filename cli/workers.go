@@ -105,6 +105,7 @@ type workerView struct {
 	Name          string            `json:"name"`
 	Hostname      string            `json:"hostname"`
 	State         string            `json:"state"`
+	Revoked       bool              `json:"revoked,omitempty"`
 	Labels        map[string]string `json:"labels"`
 	Capacity      resourcesView     `json:"capacity"`
 	Allocated     resourcesView     `json:"allocated"`
@@ -136,6 +137,7 @@ func newWorkerView(w *hodeipb.Worker) workerView {
 		Name:          w.GetName(),
 		Hostname:      w.GetHostname(),
 		State:         hodeipb.WorkerStateName(w.GetState()),
+		Revoked:       w.GetRevoked(),
 		Labels:        nonNil(w.GetLabels()),
 		Capacity:      newResourcesView(w.GetCapacity()),
 		Allocated:     newResourcesView(w.GetAllocated()),
@@ -156,7 +158,11 @@ func writeWorkerTable(w io.Writer, now time.Time, ws []*hodeipb.Worker) error {
 		if !v.LastSeen.IsZero() {
 			lastSeen = age(now, v.LastSeen) + " ago"
 		}
-		t.row(v.ID, v.Name, v.Hostname, v.State,
+		state := v.State
+		if v.Revoked {
+			state = "REVOKED"
+		}
+		t.row(v.ID, v.Name, v.Hostname, state,
 			fmt.Sprintf("%d/%d", v.Allocated.Slots, v.Capacity.Slots),
 			strconv.FormatFloat(v.CPUPercent, 'f', 1, 64),
 			mib(v.MemoryUsedMiB)+"/"+mib(v.Capacity.MemoryMiB),

@@ -18,6 +18,9 @@ func (as *adminService) ListWorkers(ctx context.Context, _ *pb.ListWorkersReques
 	resp := &pb.ListWorkersResponse{Workers: make([]*pb.Worker, len(ws))}
 	for i, w := range ws {
 		resp.Workers[i] = workerPB(w)
+		if b, ok := as.srv.gate.agents.Load(w.Worker.ID); ok && b.Revoked() {
+			resp.Workers[i].Revoked = true
+		}
 	}
 	return resp, nil
 }

@@ -195,10 +195,14 @@ func parseBearer(v string) (string, error) {
 func (g *gate) agentIdentity(ctx context.Context) (*auth.Identity, error) {
 	leaf := peerCert(ctx)
 	if leaf == nil {
-		if _, err := bearerToken(ctx); err == nil {
-			return nil, denied("the agent stream takes the client certificate an agent gets by joining (hodei agent --join), not a token")
+		if _, err := bearerToken(ctx); err != nil {
+			return nil, unauthenticated("no client certificate: join the agent first (hodei agent --join TOKEN --ca-fingerprint sha256:…)")
 		}
-		return nil, unauthenticated("no client certificate: join the agent first (hodei agent --join TOKEN --ca-fingerprint sha256:…)")
+		id, err := g.tokenIdentity(ctx)
+		if err != nil {
+			return id, err
+		}
+		return id, denied("the agent stream takes the client certificate an agent gets by joining (hodei agent --join), not a token")
 	}
 	worker, ok := pki.WorkerID(leaf)
 	if !ok {

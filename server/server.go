@@ -184,8 +184,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// Listen binds the gRPC and HTTP addresses.
+// Listen binds the gRPC and HTTP addresses and sets up the gRPC server.
 func (s *Server) Listen() error {
+	s.newGRPC()
 	var err error
 	if s.grpcLis, err = net.Listen("tcp", s.cfg.GRPCAddr); err != nil {
 		return fmt.Errorf("grpc-addr: %w", err)
@@ -198,6 +199,27 @@ func (s *Server) Listen() error {
 	}
 	return nil
 }
+
+// newGRPC makes the gRPC server with its interceptors and services.
+func (s *Server) newGRPC() {
+	opts := []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(maxRecvMsg), grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
+		grpc.ChainUnaryInterceptor(s.unaryInterceptor), grpc.ChainStreamInterceptor(s.streamInterceptor),
+	}
+	if s.tlsConfig != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(s.tlsConfig)))
+	}
+	s.grpc = grpc.NewServer(opts...)
+	pb.RegisterJobServiceServer(s.grpc, &jobService{srv: s})
+	pb.RegisterAgentServiceServer(s.grpc, &agentService{srv: s})
+	pb.RegisterAdminServiceServer(s.grpc, &adminService{srv: s})
+	s.health = health.NewServer()
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	reflection.Register(s.grpc)
+}
+
+// Services describes the registered gRPC services (after Listen).
+func (s *Server) Services() map[string]grpc.ServiceInfo { return s.grpc.GetServiceInfo() }
 
 // GRPCAddr is the bound gRPC address (after Listen).
 func (s *Server) GRPCAddr() string { return s.grpcLis.Addr().String() }
@@ -230,20 +252,6 @@ func (s *Server) Serve(ctx context.Context) error {
 		}
 	}
 	defer s.Close()
-	opts := []grpc.ServerOption{
-		grpc.MaxRecvMsgSize(maxRecvMsg), grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
-		grpc.ChainUnaryInterceptor(s.unaryInterceptor), grpc.ChainStreamInterceptor(s.streamInterceptor),
-	}
-	if s.tlsConfig != nil {
-		opts = append(opts, grpc.Creds(credentials.NewTLS(s.tlsConfig)))
-	}
-	s.grpc = grpc.NewServer(opts...)
-	pb.RegisterJobServiceServer(s.grpc, &jobService{srv: s})
-	pb.RegisterAgentServiceServer(s.grpc, &agentService{srv: s})
-	pb.RegisterAdminServiceServer(s.grpc, &adminService{srv: s})
-	s.health = health.NewServer()
-	healthpb.RegisterHealthServer(s.grpc, s.health)
-	reflection.Register(s.grpc)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

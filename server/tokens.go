@@ -98,8 +98,13 @@ func checkTokenName(name string) error {
 
 func (as *adminService) ListTokens(ctx context.Context, _ *pb.ListTokensRequest) (*pb.ListTokensResponse, error) {
 	resp := &pb.ListTokensResponse{}
-	as.srv.gate.tokens.Range(func(_ string, t *job.Token) bool {
-		resp.Tokens = append(resp.Tokens, pb.FromToken(t))
+	g := as.srv.gate
+	g.tokens.Range(func(_ string, t *job.Token) bool {
+		info := pb.FromToken(t)
+		if at, ok := g.used.Load(t.ID); ok && at.After(t.LastUsed) {
+			info.LastUsedUnixNano = at.UnixNano() // not yet written to the store
+		}
+		resp.Tokens = append(resp.Tokens, info)
 		return true
 	})
 	slices.SortFunc(resp.Tokens, func(a, b *pb.TokenInfo) int {
