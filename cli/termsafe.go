@@ -73,8 +73,18 @@ func (f *termFilter) Write(p []byte) (int, error) {
 	for i := 0; i < len(p); {
 		if f.state == tsGround {
 			j := i
-			for j < len(p) && plainByte(p[j]) {
-				j++
+			for j < len(p) {
+				if plainByte(p[j]) {
+					j++
+					continue
+				}
+				// A whole rune past C1 passes too; a rune split between
+				// writes goes through step.
+				if r, n := utf8.DecodeRune(p[j:]); n > 1 && r > 0x9f {
+					j += n
+					continue
+				}
+				break
 			}
 			f.out = append(f.out, p[i:j]...)
 			if i = j; i == len(p) {

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	hodeipb "github.com/hodei-jobs/hodei/proto"
 )
 
 // filterAll feeds chunks to a fresh termFilter, closes it and returns what
@@ -95,7 +97,7 @@ func TestTermFilterBoundsMemory(t *testing.T) {
 	f := newTermFilter(&buf)
 	f.Write([]byte("\x1b]52;c;"))
 	chunk := bytes.Repeat([]byte("QUJD"), 16<<10) // 64 KiB
-	for range 256 {                              // 16 MiB
+	for range 256 {                               // 16 MiB
 		f.Write(chunk)
 		if cap(f.held) > maxHeldCSI+1 || cap(f.out) > len(chunk) {
 			t.Fatalf("filter holds %d bytes and buffers %d in an OSC payload", cap(f.held), cap(f.out))
@@ -201,3 +203,53 @@ func validEscapes(out []byte) bool {
 }
 
 var _ io.WriteCloser = (*termFilter)(nil)
+
+// TestRunFiltersOutput runs `hodei run` against the fake server: the
+// job's output is filtered unless --raw, and a cancel reason that carries
+// an escape sequence is shown escaped.
+func TestRunFiltersOutput(t *testing.T) {
+	out := "\x1b]0;pwned\x07\x1b[32mok\x1b[0m\x9b6n\r\n"
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"Filtered", []string{"run", "--", "true"}, "\x1b[32mok\x1b[0m\r\n"},
+		{"Raw", []string{"run", "--raw", "--", "true"}, out},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.jobs.logChunks = [][]byte{[]byte(out[:3]), []byte(out[3:])}
+			h.jobs.jobs = []*hodeipb.Job{{Id: "01J00000000000000000000001", State: hodeipb.JobState_JOB_STATE_CANCELLED,
+				Reason: "by \x1b]52;c;cm0K\x07 admin"}}
+			r := h.run(t, tc.args...)
+			if r.code != exitFailure || r.stdout != tc.want {
+				t.Errorf("exit %d, stdout %q; want %d, %q", r.code, r.stdout, exitFailure, tc.want)
+			}
+			if want := "hodei: job 01J00000000000000000000001 cancelled: by \\x1b]52;c;cm0K\\a admin\n"; r.stderr != want {
+				t.Errorf("stderr %q, want %q", r.stderr, want)
+			}
+		})
+	}
+}
+
+// BenchmarkTermFilter measures the filter on 1 MiB of typical output:
+// plain text, coloured text, and text that is mostly dropped sequences.
+func BenchmarkTermFilter(b *testing.B) {
+	for _, bc := range []struct{ name, line string }{
+		{"Plain", "2026-03-14T10:09:26Z INFO compiling package github.com/hodei-jobs/hodei/cli\r\n"},
+		{"Coloured", "\x1b[32m✓\x1b[0m \x1b[1mok\x1b[0m  github.com/hodei-jobs/hodei/cli \x1b[2m(0.81s)\x1b[0m\r\n"},
+		{"Hostile", "\x1b]0;title\x07\x1b]52;c;Y2xpcA==\x07\x9b6n\x1b[6n\x1bPq\x1b\\x\r\n"},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			in := bytes.Repeat([]byte(bc.line), (1<<20)/len(bc.line))
+			f := newTermFilter(io.Discard)
+			b.SetBytes(int64(len(in)))
+			for b.Loop() {
+				for c := in; len(c) > 0; c = c[min(len(c), 32<<10):] {
+					f.Write(c[:min(len(c), 32<<10)])
+				}
+			}
+		})
+	}
+}
