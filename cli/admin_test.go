@@ -20,30 +20,36 @@ import (
 
 func TestLogs(t *testing.T) {
 	// Terminal escapes, CRLF, NUL, invalid UTF-8 and a chunk boundary inside
-	// a multi-byte rune must all come out untouched.
+	// a multi-byte rune and inside an OSC: --raw keeps every byte; without
+	// it, colours and text pass, the rest is dropped or replaced.
 	chunks := [][]byte{
 		[]byte("\x1b[31mred\x1b[0m\r\n"),
 		{0x00, 0xff, 0xfe, 'a', 0xe2, 0x82},
-		{0xac, '\n'},
+		{0xac, '\n', 0x1b, ']', '0', ';'},
+		[]byte("title\x07"),
 		bytes.Repeat([]byte("x"), 1<<16),
 		[]byte("no newline at the end"),
 	}
+	raw := string(bytes.Join(chunks, nil))
+	filtered := "\x1b[31mred\x1b[0m\r\n\uFFFD\uFFFDa€\n" + strings.Repeat("x", 1<<16) + "no newline at the end"
 	for _, tc := range []struct {
 		name string
 		args []string
 		want *hodeipb.LogsRequest
+		out  string
 	}{
-		{"All", []string{"logs", "01JAAAAAAAAAAAAAAAAAAAAAA1"}, &hodeipb.LogsRequest{Id: "01JAAAAAAAAAAAAAAAAAAAAAA1"}},
-		{"Follow", []string{"logs", "-f", "01JAAAAAAAAAAAAAAAAAAAAAA1"}, &hodeipb.LogsRequest{Id: "01JAAAAAAAAAAAAAAAAAAAAAA1", Follow: true}},
-		{"Attempt", []string{"logs", "--follow", "--attempt", "2", "01JAAAAAAAAAAAAAAAAAAAAAA1"}, &hodeipb.LogsRequest{Id: "01JAAAAAAAAAAAAAAAAAAAAAA1", Attempt: 2, Follow: true}},
+		{"All", []string{"logs", "01JAAAAAAAAAAAAAAAAAAAAAA1"}, &hodeipb.LogsRequest{Id: "01JAAAAAAAAAAAAAAAAAAAAAA1"}, filtered},
+		{"Follow", []string{"logs", "-f", "01JAAAAAAAAAAAAAAAAAAAAAA1"}, &hodeipb.LogsRequest{Id: "01JAAAAAAAAAAAAAAAAAAAAAA1", Follow: true}, filtered},
+		{"Attempt", []string{"logs", "--follow", "--attempt", "2", "01JAAAAAAAAAAAAAAAAAAAAAA1"}, &hodeipb.LogsRequest{Id: "01JAAAAAAAAAAAAAAAAAAAAAA1", Attempt: 2, Follow: true}, filtered},
+		{"Raw", []string{"logs", "--raw", "01JAAAAAAAAAAAAAAAAAAAAAA1"}, &hodeipb.LogsRequest{Id: "01JAAAAAAAAAAAAAAAAAAAAAA1"}, raw},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t)
 			h.jobs.logChunks = chunks
 			r := h.run(t, tc.args...)
 			r.wantOK(t)
-			if want := bytes.Join(chunks, nil); r.stdout != string(want) {
-				t.Errorf("stdout differs: got %d bytes %q…, want %d bytes", len(r.stdout), r.stdout[:min(len(r.stdout), 40)], len(want))
+			if r.stdout != tc.out {
+				t.Errorf("stdout differs: got %d bytes %q…, want %d bytes %q…", len(r.stdout), r.stdout[:min(len(r.stdout), 40)], len(tc.out), tc.out[:40])
 			}
 			h.jobs.mu.Lock()
 			defer h.jobs.mu.Unlock()

@@ -121,7 +121,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, e *env) i
 	err := app.RunContext(ctx, args)
 	code := exitCode(ctx, err)
 	if msg := message(ctx, err); msg != "" {
-		fmt.Fprintf(stderr, "hodei: %s\n", msg)
+		fmt.Fprintf(stderr, "hodei: %s\n", visible(msg, "\n\t")) // a message may quote what a job set
 	}
 	return code
 }

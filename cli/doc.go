@@ -17,6 +17,11 @@
 // Run, to its stderr as "hodei: <message>". Nothing in this package calls
 // os.Exit, so tests run the whole app in-process.
 //
+// What a job or a user set is shown safely: logs and run pass job output
+// through termFilter (termsafe.go), which keeps colours and cursor movement
+// and drops sequences that act on the terminal, unless --raw; table and
+// detail views escape control characters (visible, in output.go).
+//
 // Global flags are accepted before the command (hodei -o json jobs ls) and
 // after it (hodei jobs ls -o json); a flag given on the command line wins over
 // the environment, which wins over the default. Flags go before positional

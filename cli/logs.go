@@ -1,6 +1,10 @@
 package cli
 
 import (
+	"context"
+	"fmt"
+	"io"
+
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/hodei-jobs/hodei/client"
@@ -10,12 +14,13 @@ import (
 func logsCommand(*env) *ucli.Command {
 	return &ucli.Command{
 		Name:      "logs",
-		Usage:     "print a job's output, byte for byte as stored",
+		Usage:     "print a job's output; terminal sequences other than colours and cursor movement are dropped unless --raw",
 		ArgsUsage: "ID",
 		Flags: withFlags(false,
 			&ucli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep printing new output until the job ends"},
 			&ucli.IntFlag{Name: "attempt", Usage: "attempt `N` (default: the current one; with -f, later retries too)"},
 			&ucli.BoolFlag{Name: "stderr", Usage: "the stderr of a job run with --no-pty, instead of its stdout"},
+			rawFlag(),
 		),
 		Action: func(c *ucli.Context) error {
 			a, err := args(c, "job ID")
@@ -34,8 +39,30 @@ func logsCommand(*env) *ucli.Command {
 				if c.Bool("stderr") {
 					req.Stream = hodeipb.LogStream_LOG_STREAM_STDERR
 				}
-				return cl.CopyLogs(c.Context, req, c.App.Writer)
+				return copyJobOutput(c.Context, cl, req, c.App.Writer, c.Bool("raw"))
 			})
 		},
 	}
+}
+
+// rawFlag is --raw of the commands that print a job's output.
+func rawFlag() ucli.Flag {
+	return &ucli.BoolFlag{Name: "raw", Usage: "print the job's output byte for byte as stored; without it, colours and " +
+		"cursor movement pass but sequences that act on your terminal (title, clipboard, hyperlinks, " +
+		"device queries, DCS/APC/PM/SOS, C1 controls) are dropped"}
+}
+
+// copyJobOutput copies the output that req asks for to w, through a
+// termFilter unless raw; the filter's Close resets colours and cursor the
+// output left changed, even when the copy fails.
+func copyJobOutput(ctx context.Context, cl *client.Client, req *hodeipb.LogsRequest, w io.Writer, raw bool) error {
+	if raw {
+		return cl.CopyLogs(ctx, req, w)
+	}
+	f := newTermFilter(w)
+	err := cl.CopyLogs(ctx, req, f)
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("write logs: %w", cerr)
+	}
+	return err
 }

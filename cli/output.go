@@ -6,9 +6,11 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 )
 
 // writeJSON writes v as indented JSON and a newline.
@@ -19,8 +21,9 @@ func writeJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-// table writes aligned columns. Cells are sanitised so that a tab or a
-// newline in a job name cannot break the layout; an empty cell shows "-".
+// table writes aligned columns. Cells pass through visible so that a tab,
+// a newline or an escape sequence in a job name can neither break the
+// layout nor act on the terminal; an empty cell shows "-".
 type table struct{ tw *tabwriter.Writer }
 
 func newTable(w io.Writer, header ...string) *table {
@@ -42,16 +45,63 @@ func (t *table) row(cells ...string) {
 // flush writes the table out; the first write error of any row shows here.
 func (t *table) flush() error { return t.tw.Flush() }
 
+// cell is s as a table cell or detail value: visible, and "-" if empty.
 func cell(s string) string {
 	if s == "" {
 		return "-"
 	}
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return ' '
+	return visible(s, "")
+}
+
+// visible returns s with what a terminal would not print as itself written
+// as a Go escape, so that people see it rather than the terminal act on
+// it: C0 controls (\n, \t, \x1b …) except the bytes in keep, DEL, C1
+// controls (\u009b), the bidirectional overrides and isolates that reorder
+// what surrounds them, the line and paragraph separators, and bytes that
+// are not UTF-8 (\xff). Backslashes are not escaped: s is shown, not
+// quoted.
+func visible(s, keep string) string {
+	var b strings.Builder
+	done := 0 // s[:done] is in b
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		var esc string
+		switch {
+		case r == utf8.RuneError && n == 1:
+			esc = fmt.Sprintf(`\x%02x`, s[i])
+		case !hidden(r) || strings.ContainsRune(keep, r):
+			i += n
+			continue
+		case r < 0x80:
+			if esc = strconv.QuoteRune(r); len(esc) == 4 { // '\n'
+				esc = esc[1:3]
+			} else {
+				esc = fmt.Sprintf(`\x%02x`, r)
+			}
+		default:
+			esc = fmt.Sprintf(`\u%04x`, r)
 		}
-		return r
-	}, s)
+		b.WriteString(s[done:i])
+		b.WriteString(esc)
+		i += n
+		done = i
+	}
+	if done == 0 {
+		return s
+	}
+	b.WriteString(s[done:])
+	return b.String()
+}
+
+// hidden reports whether r is a control that visible escapes.
+func hidden(r rune) bool {
+	switch {
+	case r < 0x20, r >= 0x7f && r <= 0x9f:
+		return true
+	case r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069, r == 0x2028, r == 0x2029:
+		return true
+	}
+	return false
 }
 
 // unixNano converts a wire timestamp; 0 is the zero time.

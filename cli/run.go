@@ -28,8 +28,9 @@ func runCommand(e *env) *ucli.Command {
 		Description: "Submits like 'hodei submit', then writes the job's output to this terminal as it\n" +
 			"is produced (with --no-pty, its stderr to stderr) and exits with the job's exit code.\n" +
 			"A job that could not start, timed out or was cancelled exits 1 with the reason on stderr.\n" +
-			"Ctrl-C cancels the job and waits for it to end.",
-		Flags: withFlags(false, specFlags()...),
+			"Ctrl-C cancels the job and waits for it to end. Colours and cursor movement pass; sequences\n" +
+			"that act on your terminal (title, clipboard, hyperlinks, device queries …) are dropped unless --raw.",
+		Flags: withFlags(false, append(specFlags(), rawFlag())...),
 		Action: func(c *ucli.Context) error {
 			spec, err := specFromFlags(c, e.now())
 			if err != nil {
@@ -46,7 +47,7 @@ func runCommand(e *env) *ucli.Command {
 				if err != nil {
 					return err
 				}
-				return follow(c, cl, id, spec.GetNoPty())
+				return follow(c, cl, id, spec.GetNoPty(), c.Bool("raw"))
 			})
 		},
 	}
@@ -54,8 +55,9 @@ func runCommand(e *env) *ucli.Command {
 
 // follow streams a job's output until it ends and maps its end to an exit
 // status. An interrupt (c.Context ending) cancels the job and keeps
-// streaming until the job has ended.
-func follow(c *ucli.Context, cl *client.Client, id string, noPTY bool) error {
+// streaming until the job has ended. Unless raw, each stream passes through
+// its own termFilter.
+func follow(c *ucli.Context, cl *client.Client, id string, noPTY, raw bool) error {
 	// The streams outlive an interrupt: they end when the job does.
 	streamCtx, stopStreams := context.WithCancel(context.WithoutCancel(c.Context))
 	defer stopStreams()
@@ -66,7 +68,7 @@ func follow(c *ucli.Context, cl *client.Client, id string, noPTY bool) error {
 	)
 	copyStream := func(stream hodeipb.LogStream, w io.Writer) {
 		defer wg.Done()
-		err := cl.CopyLogs(streamCtx, &hodeipb.LogsRequest{Id: id, Follow: true, Stream: stream}, w)
+		err := copyJobOutput(streamCtx, cl, &hodeipb.LogsRequest{Id: id, Follow: true, Stream: stream}, w, raw)
 		if err != nil && streamCtx.Err() == nil {
 			mu.Lock()
 			errs = append(errs, err)
@@ -125,11 +127,11 @@ func jobExit(c *ucli.Context, j *hodeipb.Job, interrupted bool) error {
 		// A plain non-zero exit speaks for itself; anything else (start
 		// error, timeout, worker lost) gets its reason.
 		if j.GetReason() != fmt.Sprintf("exit code %d", j.GetExitCode()) {
-			fmt.Fprintf(c.App.ErrWriter, "hodei: job %s failed: %s\n", j.GetId(), j.GetReason())
+			fmt.Fprintf(c.App.ErrWriter, "hodei: job %s failed: %s\n", j.GetId(), visible(j.GetReason(), ""))
 		}
 		return &exitStatus{code: code}
 	case hodeipb.JobState_JOB_STATE_CANCELLED:
-		fmt.Fprintf(c.App.ErrWriter, "hodei: job %s cancelled: %s\n", j.GetId(), j.GetReason())
+		fmt.Fprintf(c.App.ErrWriter, "hodei: job %s cancelled: %s\n", j.GetId(), visible(j.GetReason(), ""))
 		if interrupted {
 			return &exitStatus{code: exitInterrupted}
 		}
