@@ -3,8 +3,11 @@ package agent
 import (
 	"context"
 	"io"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,13 +15,16 @@ import (
 
 	"github.com/creack/pty"
 
+	"github.com/hodei-jobs/hodei/auth"
 	"github.com/hodei-jobs/hodei/client"
+	"github.com/hodei-jobs/hodei/pki"
 	pb "github.com/hodei-jobs/hodei/proto"
 	"github.com/hodei-jobs/hodei/server"
 )
 
-// benchCluster is a real server (fsync on) and one agent with the given
-// slots in this process, talking gRPC over loopback.
+// benchCluster is a real server (fsync on, authentication and TLS on) and
+// one agent with the given slots in this process, joined with an agent
+// token and talking gRPC over loopback with its client certificate.
 type benchCluster struct {
 	cl    *client.Client
 	srv   *server.Server
@@ -27,24 +33,39 @@ type benchCluster struct {
 }
 
 func startCluster(b *testing.B, slots int64) *benchCluster {
+	return startClusterWith(b, slots, true)
+}
+
+// startClusterWith is startCluster, or with secure false the same on a
+// server run with --insecure-no-auth.
+func startClusterWith(b *testing.B, slots int64, secure bool) *benchCluster {
 	b.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := server.New(ctx, server.Config{DataDir: b.TempDir(), GRPCAddr: "127.0.0.1:0", HTTPAddr: "-"})
+	srv, err := server.New(ctx, server.Config{DataDir: b.TempDir(), GRPCAddr: "127.0.0.1:0", HTTPAddr: "-", InsecureNoAuth: !secure})
 	if err != nil {
 		b.Fatal(err)
 	}
 	if err := srv.Listen(); err != nil {
 		b.Fatal(err)
 	}
-	ag, err := New(Config{Server: srv.GRPCAddr(), DataDir: b.TempDir(), Slots: slots, Name: "bench"})
-	if err != nil {
-		b.Fatal(err)
-	}
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); srv.Serve(ctx) }()
+	acfg := Config{Server: srv.GRPCAddr(), DataDir: b.TempDir(), Slots: slots, Name: "bench", Insecure: !secure}
+	var opts []client.Option
+	if secure {
+		if acfg.Join, err = srv.IssueToken(ctx, auth.Agent, "bench-agent"); err != nil {
+			b.Fatal(err)
+		}
+		acfg.CAFingerprint = srv.CAFingerprint()
+		opts = adminOptions(b, srv)
+	}
+	ag, err := New(acfg)
+	if err != nil {
+		b.Fatal(err)
+	}
 	go func() { defer wg.Done(); ag.Run(ctx) }()
-	cl, err := client.Dial(ctx, srv.GRPCAddr())
+	cl, err := client.Dial(ctx, srv.GRPCAddr(), opts...)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -126,35 +147,96 @@ func (c *benchCluster) runOne(b *testing.B, spec *pb.JobSpec, seen func(pb.JobSt
 // with BenchmarkPTYSpawnParallel, the rate at which this machine can start
 // /bin/true in a fresh PTY and reap it at all.
 func BenchmarkTrivialJobs(b *testing.B) {
-	c := startCluster(b, 64)
-	defer c.stop()
-	b.ResetTimer()
-	c.run(b, b.N)
-	b.StopTimer()
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "jobs/s")
-	b.ReportMetric(0, "ns/op")
+	for _, secure := range []bool{true, false} {
+		b.Run(map[bool]string{true: "tls", false: "insecure"}[secure], func(b *testing.B) {
+			c := startClusterWith(b, 64, secure)
+			defer c.stop()
+			b.ResetTimer()
+			c.run(b, b.N)
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "jobs/s")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
 }
 
 // BenchmarkPTYSpawnParallel starts /bin/true in a fresh PTY and reaps it,
 // 64 at a time: the limit for BenchmarkTrivialJobs.
 func BenchmarkPTYSpawnParallel(b *testing.B) {
 	b.SetParallelism(32) // × GOMAXPROCS goroutines: 64 on two cores
-	ws := &pty.Winsize{Rows: 24, Cols: 80}
 	b.RunParallel(func(p *testing.PB) {
 		for p.Next() {
-			cmd := exec.Command("/bin/true")
-			f, err := pty.StartWithSize(cmd, ws)
-			if err != nil {
-				b.Error(err)
-				return
-			}
-			io.Copy(io.Discard, f) // until EIO
-			cmd.Wait()
-			f.Close()
+			spawnTrue(b)
 		}
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "starts/s")
 	b.ReportMetric(0, "ns/op")
+}
+
+// spawnTrue starts /bin/true in a fresh PTY and reaps it.
+func spawnTrue(b *testing.B) {
+	cmd := exec.Command("/bin/true")
+	f, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 24, Cols: 80})
+	if err != nil {
+		b.Error(err)
+		return
+	}
+	io.Copy(io.Discard, f) // until EIO
+	cmd.Wait()
+	f.Close()
+}
+
+// BenchmarkTrivialJobsOverSpawn times, in the same run, b.N PTY spawns 64
+// at a time (the limit) and b.N trivial jobs end to end through the TLS
+// agent, and reports the jobs' rate as a percentage of the limit.
+func BenchmarkTrivialJobsOverSpawn(b *testing.B) {
+	c := startCluster(b, 64)
+	defer c.stop()
+	b.ResetTimer()
+	start := time.Now()
+	var left atomic.Int64
+	left.Store(int64(b.N))
+	var wg sync.WaitGroup
+	for range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for left.Add(-1) >= 0 {
+				spawnTrue(b)
+			}
+		}()
+	}
+	wg.Wait()
+	spawn := time.Since(start)
+	start = time.Now()
+	c.run(b, b.N)
+	jobs := time.Since(start)
+	b.StopTimer()
+	spawnRate, jobRate := float64(b.N)/spawn.Seconds(), float64(b.N)/jobs.Seconds()
+	b.ReportMetric(spawnRate, "spawns/s")
+	b.ReportMetric(jobRate, "jobs/s")
+	b.ReportMetric(100*jobRate/spawnRate, "%-of-spawn")
+	b.ReportMetric(0, "ns/op")
+}
+
+// adminOptions are client options that reach srv as its bootstrap admin,
+// over TLS verified against its CA.
+func adminOptions(b *testing.B, srv *server.Server) []client.Option {
+	b.Helper()
+	dir := srv.DataDir()
+	tok, err := os.ReadFile(filepath.Join(dir, server.AdminTokenFile))
+	if err != nil {
+		b.Fatal(err)
+	}
+	caPEM, err := os.ReadFile(filepath.Join(dir, server.TLSDir, pki.CAFile))
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg, err := pki.ClientConfig(caPEM, nil, pki.ServerName(srv.GRPCAddr()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return []client.Option{client.WithTLS(cfg), client.WithToken(strings.TrimSpace(string(tok)))}
 }
 
 // BenchmarkJobLatency submits one trivial job at a time on an idle cluster

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	pb "github.com/hodei-jobs/hodei/proto"
@@ -20,20 +21,75 @@ import (
 // Each client submits one job at a time. conn=shared: the clients share one
 // connection, as goroutines sharing a client.Client do; conn=each: every
 // client dials its own, as separate processes do.
+// With auth=on the server runs with tokens and TLS, as in production;
+// auth=off is the same with --insecure-no-auth.
 func BenchmarkSubmit(b *testing.B) {
 	for _, clients := range []int{1, 16, 64} {
 		for _, shared := range []bool{true, false} {
 			if clients == 1 && !shared {
 				continue
 			}
-			name := fmt.Sprintf("clients=%d/conn=%s", clients, map[bool]string{true: "shared", false: "each"}[shared])
-			b.Run(name, func(b *testing.B) { benchSubmit(b, clients, shared) })
+			for _, secure := range []bool{true, false} {
+				name := fmt.Sprintf("clients=%d/conn=%s/auth=%s", clients, map[bool]string{true: "shared", false: "each"}[shared],
+					map[bool]string{true: "on", false: "off"}[secure])
+				b.Run(name, func(b *testing.B) {
+					bs := startBenchServer(b, secure)
+					defer bs.stop()
+					r := bs.submit(b, clients, shared, b.N)
+					b.ReportMetric(r.rate, "jobs/s")
+					b.ReportMetric(float64(r.p50.Nanoseconds()), "p50-ns")
+					b.ReportMetric(float64(r.p99.Nanoseconds()), "p99-ns")
+					b.ReportMetric(r.perCommit, "jobs/commit")
+					b.ReportMetric(0, "ns/op") // the rate above is the figure; ns/op mixes in client count
+				})
+			}
 		}
 	}
 }
 
-func benchSubmit(b *testing.B, clients int, shared bool) {
-	srv, err := New(context.Background(), Config{DataDir: b.TempDir(), GRPCAddr: "127.0.0.1:0", HTTPAddr: "-"})
+// BenchmarkSubmitAuthCost runs 64 clients on a shared connection against
+// two servers at once, one with tokens and TLS and one with
+// --insecure-no-auth, alternating rounds so both see the same machine,
+// and reports what authentication and TLS cost in throughput.
+func BenchmarkSubmitAuthCost(b *testing.B) {
+	on, off := startBenchServer(b, true), startBenchServer(b, false)
+	defer on.stop()
+	defer off.stop()
+	const rounds = 10
+	per := max(b.N/rounds, 64)
+	var tOn, tOff time.Duration
+	var p99On, p99Off []time.Duration
+	b.ResetTimer()
+	for range rounds {
+		r := on.submit(b, 64, true, per)
+		tOn += r.elapsed
+		p99On = append(p99On, r.p99)
+		r = off.submit(b, 64, true, per)
+		tOff += r.elapsed
+		p99Off = append(p99Off, r.p99)
+	}
+	b.StopTimer()
+	rateOn, rateOff := float64(per*rounds)/tOn.Seconds(), float64(per*rounds)/tOff.Seconds()
+	slices.Sort(p99On)
+	slices.Sort(p99Off)
+	b.ReportMetric(rateOn, "auth-jobs/s")
+	b.ReportMetric(rateOff, "noauth-jobs/s")
+	b.ReportMetric(float64(p99On[rounds/2].Nanoseconds()), "auth-p99-ns")
+	b.ReportMetric(float64(p99Off[rounds/2].Nanoseconds()), "noauth-p99-ns")
+	b.ReportMetric(100*(1-rateOn/rateOff), "cost-%")
+	b.ReportMetric(0, "ns/op")
+}
+
+// benchServer is a real server on loopback for the submit benchmarks.
+type benchServer struct {
+	srv  *Server
+	dial func(b *testing.B) *grpc.ClientConn
+	stop func()
+}
+
+func startBenchServer(b *testing.B, secure bool) *benchServer {
+	dir := b.TempDir()
+	srv, err := New(context.Background(), Config{DataDir: dir, GRPCAddr: "127.0.0.1:0", HTTPAddr: "-", InsecureNoAuth: !secure})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -43,37 +99,61 @@ func benchSubmit(b *testing.B, clients int, shared bool) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx) }()
-	defer func() { cancel(); <-done }()
+	bs := &benchServer{srv: srv, stop: func() { cancel(); <-done }}
+	bs.dial = func(b *testing.B) *grpc.ClientConn {
+		opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+		if secure {
+			s := &sut{srv: srv, dir: dir}
+			opts = []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(s.clientTLS(b, nil))),
+				grpc.WithPerRPCCredentials(tokenCreds(s.adminToken(b)))}
+		}
+		cc, err := grpc.NewClient(srv.GRPCAddr(), opts...)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { cc.Close() })
+		return cc
+	}
+	return bs
+}
 
+// submitResult is one round of submits.
+type submitResult struct {
+	elapsed   time.Duration
+	rate      float64
+	p50, p99  time.Duration
+	perCommit float64
+}
+
+// submit runs n durable submits from clients goroutines, each one at a
+// time, on one shared connection or one each.
+func (bs *benchServer) submit(b *testing.B, clients int, shared bool, n int) submitResult {
+	ctx := context.Background()
 	conns := make([]pb.JobServiceClient, clients)
 	var cc *grpc.ClientConn
 	for i := range conns {
 		if cc == nil || !shared {
-			cc, err = grpc.NewClient(srv.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer cc.Close()
+			cc = bs.dial(b)
 		}
 		conns[i] = pb.NewJobServiceClient(cc)
 		if _, err := conns[i].Submit(ctx, &pb.SubmitRequest{Spec: benchSpec}); err != nil {
 			b.Fatal(err) // connect and warm up before the clock starts
 		}
 	}
-	before := srv.store.Stats()
+	before := bs.srv.store.Stats()
 	var (
 		left      atomic.Int64
 		mu        sync.Mutex
-		latencies = make([]time.Duration, 0, b.N)
+		latencies = make([]time.Duration, 0, n)
 		wg        sync.WaitGroup
 	)
-	left.Store(int64(b.N))
-	b.ResetTimer()
+	left.Store(int64(n))
+	start := time.Now()
 	for _, c := range conns {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			own := make([]time.Duration, 0, b.N/clients+1)
+			own := make([]time.Duration, 0, n/clients+1)
 			for left.Add(-1) >= 0 {
 				t := time.Now()
 				if _, err := c.Submit(ctx, &pb.SubmitRequest{Spec: benchSpec}); err != nil {
@@ -88,15 +168,15 @@ func benchSubmit(b *testing.B, clients int, shared bool) {
 		}()
 	}
 	wg.Wait()
-	b.StopTimer()
+	elapsed := time.Since(start)
 	slices.Sort(latencies)
-	n := len(latencies)
-	after := srv.store.Stats()
-	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "jobs/s")
-	b.ReportMetric(float64(latencies[n/2].Nanoseconds()), "p50-ns")
-	b.ReportMetric(float64(latencies[n*99/100].Nanoseconds()), "p99-ns")
-	b.ReportMetric(float64(after.Requests-before.Requests)/float64(max(after.Commits-before.Commits, 1)), "jobs/commit")
-	b.ReportMetric(0, "ns/op") // the rate above is the figure; ns/op mixes in client count
+	k := len(latencies)
+	after := bs.srv.store.Stats()
+	return submitResult{
+		elapsed: elapsed, rate: float64(k) / elapsed.Seconds(),
+		p50: latencies[k/2], p99: latencies[k*99/100],
+		perCommit: float64(after.Requests-before.Requests) / float64(max(after.Commits-before.Commits, 1)),
+	}
 }
 
 var benchSpec = &pb.JobSpec{
