@@ -49,6 +49,7 @@ type masker struct {
 	shift  [1 << shiftBits]uint8      // by pairHash of a window's last 2 bytes: how far it may move on
 	heads  map[uint32][]int           // indices into pats, by their first headLen bytes
 	inHead [1 << headBits / 64]uint64 // filter over heads' keys, by headHash
+	firsts [256]bool                  // the first bytes of patterns
 	starts map[string]bool            // the prefixes of patterns shorter than headLen
 
 	held []byte // tail of the previous chunk, not yet emitted
@@ -96,6 +97,7 @@ func newMasker(values []string) *masker {
 		m.heads[head] = append(m.heads[head], i)
 		h := headHash(head)
 		m.inHead[h/64] |= 1 << (h % 64)
+		m.firsts[p[0]] = true
 		for n := 1; n < headLen; n++ {
 			m.starts[string(p[:n])] = true
 		}
@@ -183,6 +185,9 @@ func (m *masker) mayHead(head uint32) bool {
 func (m *masker) partialStart(buf []byte, from int) int {
 	for k := max(from, len(buf)-(m.maxLen-1)); k < len(buf); k++ {
 		tail := buf[k:]
+		if !m.firsts[tail[0]] {
+			continue
+		}
 		if len(tail) < headLen {
 			if m.starts[string(tail)] {
 				return k
