@@ -40,8 +40,8 @@ const _ = uint(job.MinSecretLen - headLen)
 // It finds occurrences with a Wu–Manber scan: a window as long as the
 // shortest pattern moves along the text by how far its last two bytes allow
 // (shift), and only where they end some pattern's window are the patterns
-// with the same first four bytes (heads) compared. Ordinary output is thus
-// read a few bytes at a time, whatever the number of patterns.
+// with the same first four bytes (heads) compared. Over ordinary output the
+// window moves several bytes a step, whatever the number of patterns.
 type masker struct {
 	pats   [][]byte // distinct, longest first, so a tie at one position takes the longest
 	maxLen int
