@@ -39,8 +39,9 @@ type attemptSpec struct {
 	// TERM with a PTY, taken from the agent's own environment when set),
 	// then SecretEnv, then HODEI_JOB_ID and HODEI_ATTEMPT, which win.
 	Env map[string]string
-	// SecretEnv is passed like Env; its values (of at least 4 bytes) are
-	// replaced with "***" in the output.
+	// SecretEnv is passed like Env; its values (of at least
+	// job.MinSecretLen bytes) are replaced with "***" in the output, in
+	// the forms secretForms lists.
 	SecretEnv map[string]string
 	// Dir is the working directory; "" means "/", as for a system service:
 	// a job that writes relative paths must say where.

@@ -6,7 +6,9 @@
 // agent's data dir and the offsets the server has acknowledged. When the
 // server falls behind, the spool stops taking bytes, the PTY stops being read
 // and the job's own writes block: output is delayed, never dropped. Values of
-// secret env vars are masked before they reach the spool.
+// secret env vars are masked before they reach the spool, in the forms a job
+// commonly prints them in (see secretForms); what a job does to a value
+// beyond those (other encodings, compression, printing it in pieces) is not.
 //
 // Caveat: a job's PTY master lives in the agent process, so an agent that dies
 // takes its running jobs with it; the server fails them as worker lost.

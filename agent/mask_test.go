@@ -35,11 +35,12 @@ func TestMasker(t *testing.T) {
 		{"PrefixAtEnd", []string{"s3cret"}, []string{"ends with s3c"}, "ends with s3c"},
 		{"PrefixNotCompleted", []string{"s3cret"}, []string{"s3c", "ond"}, "s3cond"},
 		{"TwoSecrets", []string{"alpha-1", "beta-22"}, []string{"alpha-1 beta-", "22 gamma"}, "*** *** gamma"},
-		{"LongestAtSamePosition", []string{"abcd", "abcdef"}, []string{"xabcd", "efy"}, "x***y"},
-		{"ShorterWhenLongerFails", []string{"abcd", "abcdef"}, []string{"xabcd", "eXy"}, "x***eXy"},
-		{"IncompleteLongerWins", []string{"abcdefgh", "cdef"}, []string{"abcdef", "gh"}, "***"},
-		{"IncompleteLongerFails", []string{"abcdefgh", "cdef"}, []string{"abcdef", "xx"}, "ab***xx"},
-		{"ShortIgnored", []string{"abc", "s3cret"}, []string{"abc s3cret"}, "abc ***"},
+		{"LongestAtSamePosition", []string{"abcdef", "abcdefgh"}, []string{"xabcdef", "ghy"}, "x***y"},
+		{"ShorterWhenLongerFails", []string{"abcdef", "abcdefgh"}, []string{"xabcdef", "gXy"}, "x***gXy"},
+		{"IncompleteLongerWins", []string{"abcdefghij", "cdefgh"}, []string{"abcdefgh", "ij"}, "***"},
+		{"IncompleteLongerFails", []string{"abcdefghij", "cdefgh"}, []string{"abcdefgh", "xx"}, "ab***xx"},
+		{"OverlapLeftmostWins", []string{"abcdefgh", "efghijkl"}, []string{"abcdefghijkl"}, "***ijkl"},
+		{"ShortIgnored", []string{"abcde", "s3cret"}, []string{"abcde s3cret"}, "abcde ***"},
 		{"Empty", []string{"s3cret"}, []string{"", "", ""}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -51,7 +52,7 @@ func TestMasker(t *testing.T) {
 }
 
 func TestMaskerNoSecrets(t *testing.T) {
-	for _, secrets := range [][]string{nil, {}, {"abc", "", "x"}} {
+	for _, secrets := range [][]string{nil, {}, {"abcde", "", "x"}} {
 		if m := newMasker(secrets); m != nil {
 			t.Errorf("newMasker(%q) = %v, want nil (pass-through)", secrets, m)
 		}
@@ -60,7 +61,8 @@ func TestMaskerNoSecrets(t *testing.T) {
 
 // TestMaskerRandomSplits checks, for random output and random chunk
 // boundaries, that masking a stream equals masking it in one piece, that
-// no secret survives and that at most len(secret)-1 bytes are held back.
+// no secret survives and that at most (longest pattern − 1) bytes are held
+// back.
 func TestMaskerRandomSplits(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
@@ -86,8 +88,8 @@ func TestMaskerRandomSplits(t *testing.T) {
 			n := min(len(rest), 1+rng.IntN(20))
 			out = m.mask(out, rest[:n])
 			rest = rest[n:]
-			if len(m.held) > len(secret)-1 {
-				t.Fatalf("held %d bytes, want at most %d", len(m.held), len(secret)-1)
+			if len(m.held) > m.maxLen-1 {
+				t.Fatalf("held %d bytes, want at most %d", len(m.held), m.maxLen-1)
 			}
 		}
 		out = m.flush(out)

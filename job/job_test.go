@@ -69,6 +69,9 @@ func TestValidate(t *testing.T) {
 		{"LabelKey", func(s *Spec) { s.Labels = map[string]string{"a b": "c"} }, "labels"},
 		{"EnvKey", func(s *Spec) { s.Env = map[string]string{"A=B": "c"} }, "env"},
 		{"After", func(s *Spec) { s.DependsOn = []string{"x"} }, "after"},
+		{"SecretShort", func(s *Spec) { s.SecretEnv = map[string]string{"TOKEN": "12345"} }, "secret_env.TOKEN"},
+		{"SecretEmpty", func(s *Spec) { s.SecretEnv = map[string]string{"A": "s3cret", "B": ""} }, "secret_env.B"},
+		{"SecretMinimum", func(s *Spec) { s.SecretEnv = map[string]string{"TOKEN": "123456"} }, ""},
 		{"Oversized", func(s *Spec) { s.Script, s.Command = strings.Repeat("x", MaxSpecBytes+1), nil }, "spec"},
 	}
 	for _, tt := range tests {

@@ -55,6 +55,18 @@ func TestPipelineValidate(t *testing.T) {
 			s.Spec.Retries = MaxRetries + 1
 			return s
 		}()}}, "steps.b.retries", "between 0 and 100"},
+		{"StepSecretShort", PipelineSpec{Steps: []Step{step("a"), func() Step {
+			s := step("b", "a")
+			s.Spec.SecretEnv = map[string]string{"TOKEN": "abc"}
+			return s
+		}()}}, "steps.b.secret_env.TOKEN", "too short (3 of at least 6 bytes)"},
+		{"MatrixStepSecretShort", PipelineSpec{Steps: []Step{func() Step {
+			s := step("m")
+			s.Matrix = []MatrixAxis{{"os", []string{"linux", "darwin"}}}
+			s.Spec.SecretEnv = map[string]string{"TOKEN": "abc"}
+			return s
+		}()}}, "steps.m.secret_env.TOKEN", "too short"},
+		{"DefaultsSecret", PipelineSpec{Defaults: Spec{SecretEnv: map[string]string{"TOKEN": "abc"}, Priority: -1}, Steps: []Step{step("a")}}, "defaults.secret_env", "cannot have a default"},
 		{"EmptyCommand", PipelineSpec{Steps: []Step{{Name: "a", Spec: Spec{Priority: -1}}}}, "steps.a.command", "must not be empty"},
 		{"DefaultsCommand", PipelineSpec{Defaults: Spec{Script: "make", Priority: -1}, Steps: []Step{step("a")}}, "defaults.script", "cannot have a default"},
 		{"DefaultsValue", PipelineSpec{Defaults: Spec{Retries: MaxRetries + 1}, Steps: []Step{step("a")}}, "defaults.retries", "between 0 and 100"},

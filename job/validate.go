@@ -1,7 +1,9 @@
 package job
 
 import (
+	"maps"
 	"regexp"
+	"slices"
 	"time"
 )
 
@@ -18,6 +20,11 @@ const (
 	MaxLabelValue  = 256
 	MaxPTYSize     = 1000
 	MaxDependsOn   = 1000
+	// MinSecretLen is the shortest secret env value accepted, in bytes. The
+	// agent masks secrets in output; a shorter value ("1", "yes", "dev")
+	// occurs in ordinary output too often to be masked without mangling the
+	// log and, by where the stars land, revealing the value anyway.
+	MinSecretLen = 6
 )
 
 var (
@@ -68,6 +75,13 @@ func (s *Spec) Validate() error {
 			if !envKeyRE.MatchString(k) {
 				return Invalid(env.field, "key %q must match [A-Za-z_][A-Za-z0-9_]*", k)
 			}
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(s.SecretEnv)) {
+		if n := len(s.SecretEnv[k]); n < MinSecretLen {
+			return Invalid("secret_env."+k, "the value is too short (%d of at least %d bytes): "+
+				"output is masked by value, and a value this short would also mask ordinary text "+
+				"and be easy to guess; use a longer value (one that need not be hidden belongs in env)", n, MinSecretLen)
 		}
 	}
 	if s.WorkDir != "" && s.WorkDir[0] != '/' {

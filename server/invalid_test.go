@@ -31,6 +31,7 @@ var badSpecs = []struct {
 	{"SelectorKey", &pb.JobSpec{Command: []string{"true"}, Selector: map[string]string{"-x": "v"}}, "selector"},
 	{"EnvKey", &pb.JobSpec{Command: []string{"true"}, Env: map[string]string{"1ABC": "v"}}, "env"},
 	{"SecretEnvKey", &pb.JobSpec{Command: []string{"true"}, SecretEnv: map[string]string{"A-B": "v"}}, "secret_env"},
+	{"SecretEnvShort", &pb.JobSpec{Command: []string{"true"}, SecretEnv: map[string]string{"TOKEN": "12345"}}, "secret_env.TOKEN"},
 	{"Tenant", &pb.JobSpec{Command: []string{"true"}, Tenant: "Team A"}, "tenant"},
 	{"Slots", &pb.JobSpec{Command: []string{"true"}, Resources: &pb.Resources{Slots: -2}}, "slots"},
 	{"CPU", &pb.JobSpec{Command: []string{"true"}, Resources: &pb.Resources{CpuMillis: -1}}, "cpu"},

@@ -19,7 +19,7 @@ func TestSubmitArray(t *testing.T) {
 	ctx := context.Background()
 	other := s.submit(t, &pb.JobSpec{Command: []string{"true"}})
 	resp, err := s.jobs.Submit(ctx, &pb.SubmitRequest{
-		Spec:  &pb.JobSpec{Name: "render", Command: []string{"render"}, Env: map[string]string{"A": "1"}, SecretEnv: map[string]string{"K": "v"}},
+		Spec:  &pb.JobSpec{Name: "render", Command: []string{"render"}, Env: map[string]string{"A": "1"}, SecretEnv: map[string]string{"K": "s3cret-value"}},
 		Array: "3-7%2",
 	})
 	if err != nil {
@@ -72,6 +72,10 @@ func TestSubmitArray(t *testing.T) {
 		_, err := s.jobs.Submit(ctx, &pb.SubmitRequest{Spec: &pb.JobSpec{}, Array: "0-3"})
 		wantStatus(t, err, codes.InvalidArgument, "command")
 	})
+	t.Run("ShortSecret", func(t *testing.T) {
+		_, err := s.jobs.Submit(ctx, &pb.SubmitRequest{Spec: &pb.JobSpec{Command: []string{"true"}, SecretEnv: map[string]string{"K": "v"}}, Array: "0-3"})
+		wantStatus(t, err, codes.InvalidArgument, "secret_env.K: the value is too short (1 of at least 6 bytes)")
+	})
 	all, _ := s.jobs.List(ctx, &pb.ListJobsRequest{})
 	if len(all.GetJobs()) != 6 {
 		t.Errorf("%d jobs stored, want 6: refused arrays must store nothing", len(all.GetJobs()))
@@ -122,7 +126,7 @@ func diamond() *pb.PipelineSpec {
 			Priority: proto.Int32(600)},
 		Steps: []*pb.PipelineStepSpec{
 			{Name: "a", Spec: cmd("build")},
-			{Name: "b", Spec: &pb.JobSpec{Command: []string{"lint"}, Priority: proto.Int32(0), SecretEnv: map[string]string{"TOKEN": "x"}}, Needs: []string{"a"}},
+			{Name: "b", Spec: &pb.JobSpec{Command: []string{"lint"}, Priority: proto.Int32(0), SecretEnv: map[string]string{"TOKEN": "s3cret-value"}}, Needs: []string{"a"}},
 			{Name: "c", Spec: cmd("test"), Needs: []string{"a"}, Matrix: []*pb.MatrixAxis{{Key: "os", Values: []string{"linux", "mac"}}, {Key: "go", Values: []string{"1.26"}}}},
 			{Name: "d", Spec: cmd("publish"), Needs: []string{"b", "c"}, ContinueOnFailure: true},
 		},
