@@ -8,7 +8,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"time"
@@ -30,7 +29,7 @@ const joinTimeout = 30 * time.Second
 // token when it has none.
 func (a *Agent) transport(cfg Config) (grpc.DialOption, error) {
 	if cfg.Insecure {
-		if !loopbackAddr(cfg.Server) {
+		if !pki.Loopback(cfg.Server) {
 			return nil, job.Invalid("insecure-no-auth", "refused: %s is not a loopback address", cfg.Server)
 		}
 		return grpc.WithTransportCredentials(insecure.NewCredentials()), nil
@@ -105,13 +104,3 @@ func (t joinToken) GetRequestMetadata(context.Context, ...string) (map[string]st
 }
 
 func (joinToken) RequireTransportSecurity() bool { return true }
-
-// loopbackAddr reports whether addr's host is a loopback IP or localhost.
-func loopbackAddr(addr string) bool {
-	h, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	ip := net.ParseIP(h)
-	return h == "localhost" || (ip != nil && ip.IsLoopback())
-}

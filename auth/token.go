@@ -8,11 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/oklog/ulid/v2"
+
+	"github.com/hodei-jobs/hodei/atomicfile"
 )
 
 // Token text limits and claims.
@@ -142,7 +143,7 @@ func LoadOrCreateKey(path string) (key ed25519.PrivateKey, created bool, err err
 	if err != nil {
 		return nil, false, fmt.Errorf("encode signing key: %w", err)
 	}
-	if err := WriteFileAtomic(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+	if err := atomicfile.Write(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
 		return nil, false, fmt.Errorf("signing key: %w", err)
 	}
 	return key, true, nil
@@ -162,35 +163,4 @@ func parseKey(b []byte) (ed25519.PrivateKey, error) {
 		return nil, fmt.Errorf("a %T, not an Ed25519 key", k)
 	}
 	return ek, nil
-}
-
-// WriteFileAtomic writes data to path through a temporary file in the same
-// directory (created 0700 if missing), synced and renamed into place, so a
-// crash leaves the old file or the new one, never half of one.
-func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }

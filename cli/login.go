@@ -15,11 +15,10 @@ import (
 
 	ucli "github.com/urfave/cli/v2"
 
-	"github.com/hodei-jobs/hodei/auth"
+	"github.com/hodei-jobs/hodei/atomicfile"
 	"github.com/hodei-jobs/hodei/client"
 	"github.com/hodei-jobs/hodei/pki"
 	pb "github.com/hodei-jobs/hodei/proto"
-	"github.com/hodei-jobs/hodei/server"
 )
 
 const (
@@ -86,7 +85,7 @@ func saveLogin(addr string, lg login) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := auth.WriteFileAtomic(path, append(b, '\n'), 0o600); err != nil {
+	if err := atomicfile.Write(path, append(b, '\n'), 0o600); err != nil {
 		return "", fmt.Errorf("logins: %w", err)
 	}
 	return path, nil
@@ -114,7 +113,7 @@ func dialOptions(c *ucli.Context, addr string) ([]client.Option, error) {
 		}
 	}
 	if len(caPEM) == 0 {
-		if !server.Loopback(addr) {
+		if !pki.Loopback(addr) {
 			return nil, fmt.Errorf("no CA certificate for %s: run `hodei login --addr %s --ca-fingerprint sha256:…` (the server logs its fingerprint) or pass --ca-file", addr, addr)
 		}
 		return nil, nil // plaintext, to a --insecure-no-auth server

@@ -19,6 +19,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/hodei-jobs/hodei/atomicfile"
 	"github.com/hodei-jobs/hodei/job"
 )
 
@@ -191,7 +192,7 @@ func SaveAgentIdentity(dir string, keyPEM, certPEM, caPEM []byte) error {
 		{AgentCAFile, caPEM, 0o644},
 		{AgentFile, certPEM, 0o644},
 	} {
-		if err := writeFileAtomic(filepath.Join(dir, f.name), f.data, f.mode); err != nil {
+		if err := atomicfile.Write(filepath.Join(dir, f.name), f.data, f.mode); err != nil {
 			return fmt.Errorf("save agent identity: %w", err)
 		}
 	}

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hodei-jobs/hodei/atomicfile"
 	"github.com/hodei-jobs/hodei/job"
 )
 
@@ -140,10 +141,10 @@ func createCA(dir string, now time.Time) (*CA, error) {
 	}
 	// Key first: a crash between the two leaves a key without a certificate,
 	// which EnsureCA reports rather than silently replacing.
-	if err := writeFileAtomic(filepath.Join(dir, CAKeyFile), keyPEM, 0o600); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, CAKeyFile), keyPEM, 0o600); err != nil {
 		return nil, fmt.Errorf("write CA key: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(dir, CAFile), certPEM, 0o644); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, CAFile), certPEM, 0o644); err != nil {
 		return nil, fmt.Errorf("write CA: %w", err)
 	}
 	return &CA{cert: cert, key: key, certPEM: certPEM}, nil
@@ -260,32 +261,4 @@ func parseECKeyPEM(data []byte) (*ecdsa.PrivateKey, error) {
 	default:
 		return nil, fmt.Errorf("PEM block %q is not a private key", block.Type)
 	}
-}
-
-// writeFileAtomic writes data to a temporary file in path's directory,
-// syncs it, sets mode, and renames it to path.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if err := f.Chmod(mode); err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }

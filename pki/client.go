@@ -25,6 +25,17 @@ func ServerName(addr string) string {
 	return strings.TrimSuffix(strings.TrimPrefix(addr, "["), "]")
 }
 
+// Loopback reports whether addr (host:port) names a loopback host: a
+// loopback IP or localhost. An empty host (every interface) is not one.
+func Loopback(addr string) bool {
+	h, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(h)
+	return h == "localhost" || (ip != nil && ip.IsLoopback())
+}
+
 // ClientConfig returns a TLS 1.3 config that verifies the server against
 // the CA certificates in caPEM, and only those, for serverName (see
 // ServerName). When cert is not nil it is presented as the client

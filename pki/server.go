@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hodei-jobs/hodei/atomicfile"
 	"github.com/hodei-jobs/hodei/job"
 )
 
@@ -78,10 +79,10 @@ func (ca *CA) EnsureServerCert(dir string, hosts []string, now time.Time) (tls.C
 	}
 	// Key first: a crash in between leaves a certificate that does not match
 	// the key, which the next start detects and replaces.
-	if err := writeFileAtomic(keyPath, keyPEM, 0o600); err != nil {
+	if err := atomicfile.Write(keyPath, keyPEM, 0o600); err != nil {
 		return tls.Certificate{}, fmt.Errorf("write server key: %w", err)
 	}
-	if err := writeFileAtomic(certPath, encodeCert(der), 0o644); err != nil {
+	if err := atomicfile.Write(certPath, encodeCert(der), 0o644); err != nil {
 		return tls.Certificate{}, fmt.Errorf("write server certificate: %w", err)
 	}
 	return ca.tlsCert(leaf, key), nil

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/hodei-jobs/hodei/atomicfile"
 	"github.com/hodei-jobs/hodei/auth"
 	"github.com/hodei-jobs/hodei/job"
 	"github.com/hodei-jobs/hodei/pki"
@@ -26,7 +27,7 @@ const (
 func (s *Server) secure(ctx context.Context) error {
 	if s.cfg.InsecureNoAuth {
 		for _, a := range []string{s.cfg.GRPCAddr, s.cfg.HTTPAddr} {
-			if a != "-" && !Loopback(a) {
+			if a != "-" && !pki.Loopback(a) {
 				return job.Invalid("insecure-no-auth", "refused: %s is not a loopback address; without authentication anyone who reaches it runs commands on every agent", a)
 			}
 		}
@@ -63,7 +64,7 @@ func (s *Server) bootstrapAdmin(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("admin token: %w", err)
 	}
-	if err := auth.WriteFileAtomic(path, []byte(text+"\n"), 0o600); err != nil {
+	if err := atomicfile.Write(path, []byte(text+"\n"), 0o600); err != nil {
 		return fmt.Errorf("admin token: %w", err)
 	}
 	s.log.Info("admin token written", "path", path, "token_id", rec.ID)
@@ -143,20 +144,6 @@ func (s *Server) IssueToken(ctx context.Context, role auth.Role, name string) (s
 	}
 	text, _, err := s.issue(ctx, role, nil, name, "serve", auth.DefaultTTL)
 	return text, err
-}
-
-// Loopback reports whether addr (host:port) names a loopback host: a
-// loopback IP or localhost. An empty host (every interface) is not.
-func Loopback(addr string) bool {
-	h, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if h == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(h)
-	return ip != nil && ip.IsLoopback()
 }
 
 // DataDir is the server's data directory.
