@@ -48,7 +48,11 @@ type Config struct {
 	// MaxMatrix is the most jobs one pipeline step's matrix may expand
 	// to; default job.DefaultMaxMatrix.
 	MaxMatrix int
-	Logger    *slog.Logger // default: discard
+	// MaxPipelineLinks is the most dependency links one pipeline may
+	// create; default job.DefaultMaxPipelineLinks.
+	MaxPipelineLinks int
+
+	Logger *slog.Logger // default: discard
 	// Now is the clock; default time.Now. Tests may fake it.
 	Now func() time.Time
 }
@@ -152,6 +156,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		Aging:       cfg.Aging,
 		Preemption:  cfg.Preemption,
 		MaxMatrix:   cfg.MaxMatrix,
+
+		MaxPipelineLinks: cfg.MaxPipelineLinks,
 	})
 	if err := s.sched.Recover(ctx); err != nil {
 		s.Close()
@@ -206,13 +212,16 @@ func (s *Server) Serve(ctx context.Context) error {
 		}
 	}
 	defer s.Close()
-	s.grpc = grpc.NewServer(grpc.MaxRecvMsgSize(maxRecvMsg), grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))))
-	pb.RegisterJobServiceServer(s.grpc, &jobService{srv: s})
-	pb.RegisterAgentServiceServer(s.grpc, &agentService{srv: s})
-	pb.RegisterAdminServiceServer(s.grpc, &adminService{srv: s})
+	// Registered through gs, a request with text that is not UTF-8 is
+	// answered InvalidArgument naming the field (see codec.go).
+	gs := newGRPCServer(grpc.MaxRecvMsgSize(maxRecvMsg), grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))))
+	s.grpc = gs.Server
+	pb.RegisterJobServiceServer(gs, &jobService{srv: s})
+	pb.RegisterAgentServiceServer(gs, &agentService{srv: s})
+	pb.RegisterAdminServiceServer(gs, &adminService{srv: s})
 	s.health = health.NewServer()
-	healthpb.RegisterHealthServer(s.grpc, s.health)
-	reflection.Register(s.grpc)
+	healthpb.RegisterHealthServer(gs, s.health)
+	reflection.Register(gs)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
