@@ -158,17 +158,27 @@ func (p *PipelineSpec) Jobs(lim PipelineLimits) ([][]StepJob, error) {
 			return nil, Invalid("steps", "expand to more than %d jobs", MaxPipelineJobs)
 		}
 	}
+	// Each need adds at least the size of its step: refuse what is over
+	// the limit already by that count before looking any need up, so that
+	// a refusal costs one pass over the steps.
+	atLeast, exact := 0, true // at most MaxPipelineJobs × len(needs), far from overflow
+	for i, st := range p.Steps {
+		atLeast += sizes[i] * len(st.Needs)
+		exact = exact && sizes[i] == 1
+	}
+	if atLeast > lim.MaxLinks {
+		return nil, tooManyLinks(atLeast, exact, lim.MaxLinks)
+	}
 	deps, err := p.needs(index, sizes)
 	if err != nil {
 		return nil, err
 	}
-	links := 0 // at most MaxPipelineJobs², far from overflow
+	links := 0
 	for i, d := range deps {
 		links += sizes[i] * d
 	}
 	if links > lim.MaxLinks {
-		return nil, Invalid("steps", "the pipeline has %s dependency links; at most %s are allowed (--max-pipeline-links)",
-			thousands(links), thousands(lim.MaxLinks))
+		return nil, tooManyLinks(links, true, lim.MaxLinks)
 	}
 	if cycle := p.cycle(index); cycle != nil {
 		return nil, Invalid("steps", "cycle: %s", strings.Join(cycle, " → "))
@@ -218,11 +228,13 @@ func (p *PipelineSpec) needs(index map[string]int, sizes []int) ([]int, error) {
 	deps := make([]int, len(p.Steps))
 	listed := make([]int, len(p.Steps)) // step index + 1 of the last step that listed it
 	for i, st := range p.Steps {
-		for _, n := range st.Needs {
+		for j, n := range st.Needs {
 			k, ok := index[n]
 			switch {
 			case n == st.Name:
 				return nil, Invalid(stepField(st.Name, "needs"), "a step cannot need itself")
+			case !ok && !utf8.ValidString(n):
+				return nil, Invalid(fmt.Sprintf("%s[%d]", stepField(st.Name, "needs"), j), "is not valid UTF-8")
 			case !ok:
 				return nil, Invalid(stepField(st.Name, "needs"), "%q is not a step of this pipeline", n)
 			case listed[k] == i+1:
@@ -233,6 +245,17 @@ func (p *PipelineSpec) needs(index map[string]int, sizes []int) ([]int, error) {
 		}
 	}
 	return deps, nil
+}
+
+// tooManyLinks is the error of a pipeline with more than max dependency
+// links: n of them, or at least n when not exact.
+func tooManyLinks(n int, exact bool, max int) error {
+	atLeast := ""
+	if !exact {
+		atLeast = "at least "
+	}
+	return Invalid("steps", "the pipeline has %s%s dependency links; at most %s are allowed (--max-pipeline-links)",
+		atLeast, thousands(n), thousands(max))
 }
 
 // thousands formats n with commas between groups of three digits.
@@ -252,8 +275,8 @@ func thousands(n int) string {
 }
 
 // checkText refuses strings of the pipeline that are not valid UTF-8 and
-// are not checked by Spec.Validate on the steps: names, needs and matrix
-// keys and values.
+// are not checked by Spec.Validate on the steps: names and matrix keys and
+// values. (needs checks the needs, which name steps.)
 func (p *PipelineSpec) checkText() error {
 	if !utf8.ValidString(p.Name) {
 		return Invalid("name", "is not valid UTF-8")
@@ -264,11 +287,6 @@ func (p *PipelineSpec) checkText() error {
 	for i, st := range p.Steps {
 		if !utf8.ValidString(st.Name) {
 			return Invalid(fmt.Sprintf("steps[%d].name", i), "is not valid UTF-8")
-		}
-		for k, n := range st.Needs {
-			if !utf8.ValidString(n) {
-				return Invalid(fmt.Sprintf("%s[%d]", stepField(st.Name, "needs"), k), "is not valid UTF-8")
-			}
 		}
 		for _, ax := range st.Matrix {
 			if !utf8.ValidString(ax.Key) {
