@@ -13,25 +13,29 @@ import (
 )
 
 // A request whose string field is not valid UTF-8 fails to decode in
-// protobuf-go, and grpc-go turns every error of a codec's Unmarshal into
-// codes.Internal ("grpc: failed to unmarshal the received message", in
-// recv, rpc_util.go, v1.85): a status error from the codec is rewrapped,
-// not passed through, and the unary interceptors run only after the
-// request decoded. So the field is found in two halves that must be used
-// together, and newGRPCServer puts them together:
+// protobuf-go, and grpc-go answers every error of a codec's Unmarshal with
+// codes.Internal (v1.85: recv in rpc_util.go wraps it with
+// status.Errorf(codes.Internal, "grpc: failed to unmarshal the received
+// message: %v"), so a status error from the codec is not passed through;
+// and serverStream.RecvMsg writes that status to the client at once, so
+// nothing the handler returns afterwards replaces it; the unary
+// interceptors run only after the request decoded). So the field is found
+// in two halves that must be used together, and newGRPCServer puts them
+// together:
 //
-//   - wireCodec, the server's codec, decodes as grpc-go's proto codec does
-//     and, when the target is a decodeProbe and decoding fails, looks for
-//     the string field that is not valid UTF-8 in the bytes and leaves it
-//     in the probe;
+//   - wireCodec, the server's codec, decodes as grpc-go's proto codec
+//     does. When the target is a decodeProbe and decoding fails on a
+//     string field that is not valid UTF-8, it finds that field in the
+//     bytes, leaves it in the probe, empties the message and reports
+//     success to grpc-go;
 //   - checkedServer registers every service with its handlers wrapped so
 //     that they decode into a decodeProbe and, when the probe holds a
-//     field, answer InvalidArgument naming it instead of grpc-go's
-//     Internal.
+//     field, return InvalidArgument naming it, before the request reaches
+//     an interceptor or a handler.
 //
-// Without the wrapping a bad request is still refused, as Internal; a
-// request is never accepted with its text repaired.
-
+// Either half alone still refuses such a request (as Internal, or a
+// decodeProbe the codec cannot decode into); a request is never accepted
+// with its text repaired.
 // decodeProbe carries a request message through the codec, and back the
 // field that made its decoding fail. One decode owns it.
 type decodeProbe struct {
@@ -52,7 +56,7 @@ func (c wireCodec) Marshal(v any) (mem.BufferSlice, error) { return c.base.Marsh
 
 // Unmarshal decodes data into v, or into the message of a *decodeProbe.
 // data stays readable until it returns (grpc-go frees it afterwards), so
-// the failed bytes are searched in place of a second read.
+// the bytes that failed are searched there.
 func (c wireCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	probe, probed := v.(*decodeProbe)
 	if probed {
@@ -62,10 +66,15 @@ func (c wireCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	if err == nil || !probed {
 		return err
 	}
-	if m, ok := v.(proto.Message); ok {
-		probe.bad = pb.FindInvalidUTF8(data.Materialize(), m.ProtoReflect().Descriptor())
+	m, ok := v.(proto.Message)
+	if !ok {
+		return err
 	}
-	return err
+	if probe.bad = pb.FindInvalidUTF8(data.Materialize(), m.ProtoReflect().Descriptor()); probe.bad == nil {
+		return err
+	}
+	proto.Reset(m) // nothing half-decoded is left for anyone to read
+	return nil     // see the comment at the top: the probe reports it
 }
 
 // codecOption makes a gRPC server decode with wireCodec. It is only useful
@@ -106,12 +115,12 @@ func (s checkedServer) RegisterService(desc *grpc.ServiceDesc, impl any) {
 	s.Server.RegisterService(&d, impl)
 }
 
-// probeDecode decodes into v with recv, through a decodeProbe, and turns
-// a failure the probe explains into InvalidArgument naming the field.
+// probeDecode decodes into v with recv, through a decodeProbe, and
+// returns InvalidArgument naming the field when the probe holds one.
 func probeDecode(v any, recv func(any) error) error {
 	p := &decodeProbe{msg: v}
 	err := recv(p)
-	if err != nil && p.bad != nil {
+	if p.bad != nil {
 		return toStatus(p.bad)
 	}
 	return err
