@@ -37,7 +37,10 @@ func setBad(m protoreflect.Message) {
 		return s
 	}
 	var fields []protoreflect.FieldDescriptor
-	m.Range(func(fd protoreflect.FieldDescriptor, _ protoreflect.Value) bool { fields = append(fields, fd); return true })
+	m.Range(func(fd protoreflect.FieldDescriptor, _ protoreflect.Value) bool {
+		fields = append(fields, fd)
+		return true
+	})
 	for _, fd := range fields { // not changed while Range runs
 		v := m.Get(fd)
 		switch {
