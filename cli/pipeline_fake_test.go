@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/hodei-jobs/hodei/job"
 	hodeipb "github.com/hodei-jobs/hodei/proto"
 )
 
@@ -43,7 +44,7 @@ func (f *fakeJobs) RunPipeline(ctx context.Context, req *hodeipb.RunPipelineRequ
 	if spec.Tenant == "" {
 		spec.Tenant = "default"
 	}
-	if err := spec.Validate(0); err != nil {
+	if err := spec.Validate(job.PipelineLimits{}); err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	f.mu.Lock()

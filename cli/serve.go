@@ -42,6 +42,8 @@ func serveCommand(e *env) *ucli.Command {
 				Usage: "wait that raises a pending job's priority by the full 0–1000 range; a job of priority p outranks every job of its tenant submitted more than aging×(1000−p)/1000 after it"},
 			&ucli.BoolFlag{Name: "preemption", Usage: "stop preemptible jobs of tenants above their weighted share to make room for tenants below it"},
 			&ucli.IntFlag{Name: "max-matrix", Value: job.DefaultMaxMatrix, Usage: "the most jobs, `N`, one pipeline step's matrix may expand to"},
+			&ucli.IntFlag{Name: "max-pipeline-links", Value: job.DefaultMaxPipelineLinks,
+				Usage: "the most dependency links, `N`, one pipeline may create (a step of m jobs that needs steps of n jobs in all makes m×n)"},
 			&ucli.StringFlag{Name: "log-level", Value: "info", Usage: "`LEVEL`: debug, info, warn or error"},
 			&ucli.BoolFlag{Name: "dev", Usage: "also run one agent in this process, over loopback gRPC, with its data in DATA-DIR/agent, and log the local user in"},
 			&ucli.BoolFlag{Name: "insecure-no-auth", Usage: "turn off authentication and TLS (loopback addresses only): every local process may run any command on every agent"},
@@ -136,8 +138,10 @@ func serveConfig(c *ucli.Context) (server.Config, error) {
 	if c.Duration("aging") <= 0 {
 		return server.Config{}, usagef(c, "--aging: %s must be more than 0", c.Duration("aging"))
 	}
-	if n := c.Int("max-matrix"); n < 1 {
-		return server.Config{}, usagef(c, "--max-matrix: %d must be at least 1", n)
+	for _, name := range []string{"max-matrix", "max-pipeline-links"} {
+		if n := c.Int(name); n < 1 {
+			return server.Config{}, usagef(c, "--%s: %d must be at least 1", name, n)
+		}
 	}
 	return server.Config{
 		DataDir:   c.String("data-dir"),
@@ -160,6 +164,8 @@ func serveConfig(c *ucli.Context) (server.Config, error) {
 		Aging:       c.Duration("aging"),
 		Preemption:  c.Bool("preemption"),
 		MaxMatrix:   c.Int("max-matrix"),
+
+		MaxPipelineLinks: c.Int("max-pipeline-links"),
 	}, nil
 }
 

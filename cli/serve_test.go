@@ -86,3 +86,28 @@ func TestServeMaxMatrix(t *testing.T) {
 		}
 	}
 }
+
+func TestServeMaxPipelineLinks(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want int    // the configured limit
+		err  string // part of the usage error; "" when valid
+	}{
+		{"Default", nil, job.DefaultMaxPipelineLinks, ""},
+		{"Set", []string{"--max-pipeline-links", "500000"}, 500_000, ""},
+		{"Zero", []string{"--max-pipeline-links", "0"}, 0, "--max-pipeline-links: 0 must be at least 1"},
+		{"Negative", []string{"--max-pipeline-links", "-1"}, 0, "--max-pipeline-links: -1 must be at least 1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := parseServe(t, tt.args...)
+			switch {
+			case tt.err == "" && (err != nil || cfg.MaxPipelineLinks != tt.want):
+				t.Fatalf("max-pipeline-links = %d, %v; want %d", cfg.MaxPipelineLinks, err, tt.want)
+			case tt.err != "" && (exitCode(context.Background(), err) != exitUsage || !strings.Contains(err.Error(), tt.err)):
+				t.Fatalf("error %v, want a usage error with %q", err, tt.err)
+			}
+		})
+	}
+}

@@ -7,8 +7,11 @@ import (
 	"sync"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	hodeipb "github.com/hodei-jobs/hodei/proto"
 )
@@ -59,7 +62,9 @@ func WithDialOptions(opts ...grpc.DialOption) Option {
 // Dial returns a Client for the server at addr ("host:port"). It does not
 // wait for the connection: a server that cannot be reached shows up as a
 // codes.Unavailable error from the first call. ctx is reserved for a future
-// blocking handshake (authentication) and is not retained.
+// blocking handshake (authentication) and is not retained. Its unary calls
+// refuse a request with text that is not valid UTF-8 before sending it
+// (InvalidArgument naming the field).
 func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -71,9 +76,10 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	dialOpts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	dialOpts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithChainUnaryInterceptor(checkUTF8)}
 	if cfg.tls != nil {
-		dialOpts = []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(cfg.tls))}
+		dialOpts[0] = grpc.WithTransportCredentials(credentials.NewTLS(cfg.tls))
 		if cfg.token != "" {
 			dialOpts = append(dialOpts, grpc.WithPerRPCCredentials(bearer(cfg.token)))
 		}
@@ -84,6 +90,19 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
 	return New(conn), nil
+}
+
+// checkUTF8 refuses, before it is sent, a request with a string field that
+// is not valid UTF-8, which protobuf cannot encode: the caller gets
+// InvalidArgument naming the field ("spec.command[1]: is not valid
+// UTF-8"), as the server would answer, instead of an encoding error.
+func checkUTF8(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	if m, ok := req.(proto.Message); ok {
+		if err := hodeipb.CheckUTF8(m); err != nil {
+			return status.Error(codes.InvalidArgument, err.Error())
+		}
+	}
+	return invoker(ctx, method, req, reply, cc, opts...)
 }
 
 // New wraps an existing connection. The Client's Close closes conn.

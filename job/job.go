@@ -33,6 +33,11 @@ func (r Resources) Sub(o Resources) Resources {
 	return Resources{r.CPUMillis - o.CPUMillis, r.MemoryMiB - o.MemoryMiB, r.Slots - o.Slots}
 }
 
+// Scale returns r with every dimension multiplied by f, rounded down.
+func (r Resources) Scale(f float64) Resources {
+	return Resources{int64(float64(r.CPUMillis) * f), int64(float64(r.MemoryMiB) * f), int64(float64(r.Slots) * f)}
+}
+
 // IsZero reports whether every dimension of r is zero.
 func (r Resources) IsZero() bool { return r == Resources{} }
 

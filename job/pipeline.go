@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Limits of pipelines and arrays, checked by PipelineSpec.Validate and
@@ -16,6 +17,10 @@ const (
 	// DefaultMaxMatrix is the default of the most jobs one step's matrix
 	// may expand to; the server makes it configurable.
 	DefaultMaxMatrix = 256
+	// DefaultMaxPipelineLinks is the default of the most dependency links
+	// one pipeline may create (see PipelineSpec.Validate); the server
+	// makes it configurable.
+	DefaultMaxPipelineLinks = 100_000
 	// MaxPipelineJobs bounds the jobs of one pipeline, matrices expanded.
 	MaxPipelineJobs = 20_000
 	// MaxArrayJobs bounds the jobs of one array.
@@ -71,22 +76,49 @@ func stepField(step, field string) string {
 	return "steps." + step + "." + field
 }
 
+// PipelineLimits are the configurable bounds of PipelineSpec.Validate. The
+// zero value takes the defaults.
+type PipelineLimits struct {
+	// MaxMatrix is the most jobs one step's matrix may expand to; <= 0:
+	// DefaultMaxMatrix.
+	MaxMatrix int
+	// MaxLinks is the most dependency links the expansion may create (see
+	// PipelineSpec.Validate); <= 0: DefaultMaxPipelineLinks.
+	MaxLinks int
+}
+
+func (l PipelineLimits) withDefaults() PipelineLimits {
+	if l.MaxMatrix <= 0 {
+		l.MaxMatrix = DefaultMaxMatrix
+	}
+	if l.MaxLinks <= 0 {
+		l.MaxLinks = DefaultMaxPipelineLinks
+	}
+	return l
+}
+
 // Validate checks a pipeline spec before anything is stored: step names
-// unique and well formed, needs naming other existing steps, no cycle,
-// matrices within maxMatrix jobs (<= 0: DefaultMaxMatrix), the whole
-// within MaxPipelineJobs, and every step's job spec (defaults merged) by
-// the rules of Spec.Validate. The first broken rule comes back as a
-// *FieldError whose field names the step ("steps.test.needs").
-func (p *PipelineSpec) Validate(maxMatrix int) error {
-	_, err := p.Jobs(maxMatrix)
+// unique and well formed, needs naming other existing steps, matrices
+// within lim.MaxMatrix jobs, the whole within MaxPipelineJobs and
+// lim.MaxLinks dependency links (every job of a step depends on every job
+// of each step it needs, so a step of m jobs that needs steps of n₁, n₂ …
+// jobs makes m × (n₁ + n₂ …) links), no cycle, and every step's job spec
+// (defaults merged) by the rules of Spec.Validate. The first broken rule
+// comes back as a *FieldError whose field names the step
+// ("steps.test.needs"). The links are counted from the steps alone, before
+// anything is expanded, so a pipeline refused for its size costs time in
+// proportion to its request, not to its expansion.
+func (p *PipelineSpec) Validate(lim PipelineLimits) error {
+	_, err := p.Jobs(lim)
 	return err
 }
 
 // Jobs validates the spec as Validate does and returns its expansion
 // (Expand), which the validation computes anyway.
-func (p *PipelineSpec) Jobs(maxMatrix int) ([][]StepJob, error) {
-	if maxMatrix <= 0 {
-		maxMatrix = DefaultMaxMatrix
+func (p *PipelineSpec) Jobs(lim PipelineLimits) ([][]StepJob, error) {
+	lim = lim.withDefaults()
+	if err := p.checkText(); err != nil {
+		return nil, err
 	}
 	if len(p.Name) > MaxNameLen {
 		return nil, Invalid("name", "must be at most %d bytes", MaxNameLen)
@@ -113,26 +145,40 @@ func (p *PipelineSpec) Jobs(maxMatrix int) ([][]StepJob, error) {
 		}
 		index[st.Name] = i
 	}
+	sizes := make([]int, len(p.Steps))
 	jobs := 0
-	for _, st := range p.Steps {
-		for k, n := range st.Needs {
-			switch _, ok := index[n]; {
-			case n == st.Name:
-				return nil, Invalid(stepField(st.Name, "needs"), "a step cannot need itself")
-			case !ok:
-				return nil, Invalid(stepField(st.Name, "needs"), "%q is not a step of this pipeline", n)
-			case slices.Contains(st.Needs[:k], n):
-				return nil, Invalid(stepField(st.Name, "needs"), "%q is listed twice", n)
-			}
-		}
-		n, err := st.matrixSize(maxMatrix)
+	for i, st := range p.Steps {
+		n, err := st.matrixSize(lim.MaxMatrix)
 		if err != nil {
 			return nil, err
 		}
+		sizes[i] = n
 		jobs += n
 		if jobs > MaxPipelineJobs {
 			return nil, Invalid("steps", "expand to more than %d jobs", MaxPipelineJobs)
 		}
+	}
+	// Each need adds at least the size of its step: refuse what is over
+	// the limit already by that count before looking any need up, so that
+	// a refusal costs one pass over the steps.
+	atLeast, exact := 0, true // at most MaxPipelineJobs × len(needs), far from overflow
+	for i, st := range p.Steps {
+		atLeast += sizes[i] * len(st.Needs)
+		exact = exact && sizes[i] == 1
+	}
+	if atLeast > lim.MaxLinks {
+		return nil, tooManyLinks(atLeast, exact, lim.MaxLinks)
+	}
+	deps, err := p.needs(index, sizes)
+	if err != nil {
+		return nil, err
+	}
+	links := 0
+	for i, d := range deps {
+		links += sizes[i] * d
+	}
+	if links > lim.MaxLinks {
+		return nil, tooManyLinks(links, true, lim.MaxLinks)
 	}
 	if cycle := p.cycle(index); cycle != nil {
 		return nil, Invalid("steps", "cycle: %s", strings.Join(cycle, " → "))
@@ -146,14 +192,10 @@ func (p *PipelineSpec) Jobs(maxMatrix int) ([][]StepJob, error) {
 			}
 			return nil, err
 		}
-		// Every job of the step waits for every job of what it needs.
-		deps := 0
-		for _, n := range st.Needs {
-			k, _ := p.Steps[index[n]].matrixSize(maxMatrix)
-			deps += k
-		}
-		if deps > MaxDependsOn {
-			return nil, Invalid(stepField(st.Name, "needs"), "waits for %d jobs, more than the limit of %d", deps, MaxDependsOn)
+	}
+	for i, d := range deps {
+		if d > MaxDependsOn {
+			return nil, Invalid(stepField(p.Steps[i].Name, "needs"), "waits for %d jobs, more than the limit of %d", d, MaxDependsOn)
 		}
 	}
 	// The expanded jobs have names and env the steps did not: check them
@@ -176,6 +218,92 @@ func (p *PipelineSpec) Jobs(maxMatrix int) ([][]StepJob, error) {
 		}
 	}
 	return expanded, nil
+}
+
+// needs checks every step's needs — other steps of the pipeline, each
+// listed once — and returns, by step, how many jobs each of its jobs waits
+// for: the sum of the sizes of the steps it needs. It costs one map lookup
+// per need.
+func (p *PipelineSpec) needs(index map[string]int, sizes []int) ([]int, error) {
+	deps := make([]int, len(p.Steps))
+	listed := make([]int, len(p.Steps)) // step index + 1 of the last step that listed it
+	for i, st := range p.Steps {
+		for j, n := range st.Needs {
+			k, ok := index[n]
+			switch {
+			case n == st.Name:
+				return nil, Invalid(stepField(st.Name, "needs"), "a step cannot need itself")
+			case !ok && !utf8.ValidString(n):
+				return nil, Invalid(fmt.Sprintf("%s[%d]", stepField(st.Name, "needs"), j), "is not valid UTF-8")
+			case !ok:
+				return nil, Invalid(stepField(st.Name, "needs"), "%q is not a step of this pipeline", n)
+			case listed[k] == i+1:
+				return nil, Invalid(stepField(st.Name, "needs"), "%q is listed twice", n)
+			}
+			listed[k] = i + 1
+			deps[i] += sizes[k]
+		}
+	}
+	return deps, nil
+}
+
+// tooManyLinks is the error of a pipeline with more than max dependency
+// links: n of them, or at least n when not exact.
+func tooManyLinks(n int, exact bool, max int) error {
+	atLeast := ""
+	if !exact {
+		atLeast = "at least "
+	}
+	return Invalid("steps", "the pipeline has %s%s dependency links; at most %s are allowed (--max-pipeline-links)",
+		atLeast, thousands(n), thousands(max))
+}
+
+// thousands formats n with commas between groups of three digits.
+func thousands(n int) string {
+	s := strconv.Itoa(n)
+	if n < 0 {
+		return "-" + thousands(-n)
+	}
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+// checkText refuses strings of the pipeline that are not valid UTF-8 and
+// are not checked by Spec.Validate on the steps: names and matrix keys and
+// values. (needs checks the needs, which name steps.)
+func (p *PipelineSpec) checkText() error {
+	if !utf8.ValidString(p.Name) {
+		return Invalid("name", "is not valid UTF-8")
+	}
+	if !utf8.ValidString(p.Tenant) {
+		return Invalid("tenant", "is not valid UTF-8")
+	}
+	for i, st := range p.Steps {
+		if !utf8.ValidString(st.Name) {
+			return Invalid(fmt.Sprintf("steps[%d].name", i), "is not valid UTF-8")
+		}
+		for _, ax := range st.Matrix {
+			if !utf8.ValidString(ax.Key) {
+				return Invalid(stepField(st.Name, "matrix"), "key %q is not valid UTF-8", ax.Key)
+			}
+			for k, v := range ax.Values {
+				switch {
+				case !utf8.ValidString(v):
+					return Invalid(fmt.Sprintf("%s[%d]", stepField(st.Name, "matrix."+ax.Key), k), "is not valid UTF-8")
+				case strings.IndexByte(v, 0) >= 0:
+					// It becomes a MATRIX_ variable of the job's environment.
+					return Invalid(fmt.Sprintf("%s[%d]", stepField(st.Name, "matrix."+ax.Key), k), "contains a NUL byte")
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // validateAsDefaults checks the values of a defaults spec by the job-spec

@@ -83,7 +83,7 @@ func TestPipelineValidate(t *testing.T) {
 		}()}}, "steps.m.name", "at most 256 bytes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := tc.p.Validate(0)
+			err := tc.p.Validate(PipelineLimits{})
 			var fe *FieldError
 			switch {
 			case tc.field == "" && err != nil:
@@ -105,7 +105,7 @@ func TestPipelineExpand(t *testing.T) {
 		Defaults: Spec{Env: map[string]string{"A": "default", "B": "default"}, Timeout: time.Minute, Priority: 700},
 		Steps:    []Step{step("build"), test},
 	}
-	if err := p.Validate(0); err != nil {
+	if err := p.Validate(PipelineLimits{}); err != nil {
 		t.Fatal(err)
 	}
 	jobs := p.Expand()

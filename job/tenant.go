@@ -55,6 +55,39 @@ func (t *Tenant) Bursts() bool {
 	return t.Burst > 1 && t.BurstFor > 0 && !t.MaxRunning.IsZero()
 }
 
+// RunningCap is the most the tenant's scheduled and running jobs may ever
+// hold at once: MaxRunning, times Burst while it bursts. Zero fields are
+// unlimited.
+func (t *Tenant) RunningCap() Resources {
+	if !t.Bursts() {
+		return t.MaxRunning
+	}
+	return t.MaxRunning.Scale(t.Burst)
+}
+
+// CheckFits refuses a job of the tenant that asks for more of some
+// resource than RunningCap: it could never start. The error is a
+// *FieldError on resources.slots, resources.cpu_millis or
+// resources.memory_mib, under steps.<step> for a pipeline's job.
+func (t *Tenant) CheckFits(s *Spec) error {
+	limit, r := t.RunningCap(), s.Resources
+	field := func(f string) string {
+		if s.Step != "" {
+			return stepField(s.Step, f)
+		}
+		return f
+	}
+	switch {
+	case limit.Slots > 0 && r.Slots > limit.Slots:
+		return Invalid(field("resources.slots"), "%d is more than the running limit of tenant %q, %d slots: the job could never start", r.Slots, t.Name, limit.Slots)
+	case limit.CPUMillis > 0 && r.CPUMillis > limit.CPUMillis:
+		return Invalid(field("resources.cpu_millis"), "%d is more than the running limit of tenant %q, %d millicores: the job could never start", r.CPUMillis, t.Name, limit.CPUMillis)
+	case limit.MemoryMiB > 0 && r.MemoryMiB > limit.MemoryMiB:
+		return Invalid(field("resources.memory_mib"), "%d is more than the running limit of tenant %q, %d MiB: the job could never start", r.MemoryMiB, t.Name, limit.MemoryMiB)
+	}
+	return nil
+}
+
 // Validate checks a normalized tenant and returns a *FieldError naming the
 // first field that breaks a rule.
 func (t *Tenant) Validate() error {
@@ -116,31 +149,42 @@ func TenantBusy(name string, n int) error {
 }
 
 // Admit checks new jobs against their tenants as a store's insert does:
-// every tenant must exist and its non-terminal jobs plus the new ones must
+// every tenant must exist, every job must fit its tenant's running limit
+// (CheckFits), and the tenant's non-terminal jobs plus the new ones must
 // stay within its MaxQueued. lookup returns a tenant's record (nil when it
-// does not exist) and its count of non-terminal jobs. Admit returns the
-// number of new jobs by tenant; the first tenant, in job order, that fails
-// decides the error: UnknownTenant or OverQueued.
+// does not exist) and its count of non-terminal jobs; it is called once per
+// tenant. Admit returns the number of new jobs by tenant; the first job
+// that fails decides the error: UnknownTenant, a *FieldError from
+// CheckFits, or OverQueued.
 func Admit(jobs []*Job, lookup func(name string) (*Tenant, int, error)) (map[string]int, error) {
 	adding := make(map[string]int)
 	for _, j := range jobs {
 		adding[j.Spec.Tenant]++
 	}
-	checked := make(map[string]bool, len(adding))
+	type looked struct {
+		t      *Tenant
+		queued int
+	}
+	tenants := make(map[string]looked, len(adding))
 	for _, j := range jobs {
 		name := j.Spec.Tenant
-		if checked[name] {
-			continue
+		lk, ok := tenants[name]
+		if !ok {
+			t, queued, err := lookup(name)
+			switch {
+			case err != nil:
+				return nil, err
+			case t == nil:
+				return nil, UnknownTenant(name)
+			}
+			lk = looked{t, queued}
+			tenants[name] = lk
 		}
-		checked[name] = true
-		t, queued, err := lookup(name)
-		switch {
-		case err != nil:
+		if err := lk.t.CheckFits(&j.Spec); err != nil {
 			return nil, err
-		case t == nil:
-			return nil, UnknownTenant(name)
-		case t.MaxQueued > 0 && queued+adding[name] > t.MaxQueued:
-			return nil, OverQueued(name, t.MaxQueued, queued, adding[name])
+		}
+		if !ok && lk.t.MaxQueued > 0 && lk.queued+adding[name] > lk.t.MaxQueued {
+			return nil, OverQueued(name, lk.t.MaxQueued, lk.queued, adding[name])
 		}
 	}
 	return adding, nil

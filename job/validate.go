@@ -1,10 +1,13 @@
 package job
 
 import (
+	"fmt"
 	"maps"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Limits checked by Validate.
@@ -13,7 +16,14 @@ const (
 	MaxTimeout   = 30 * 24 * time.Hour
 	MaxRetries   = 100
 	MaxPriority  = 1000
+	// MaxSlots, MaxCPUMillis and MaxMemoryMiB bound what one job may ask
+	// for: more than any one machine has, so a request above them could
+	// never be placed. They also keep sums of requests far from overflow.
 	MaxSlots     = 4096
+	MaxCPUMillis = 4096 * 1000 // 4,096 cores
+	MaxMemoryMiB = 64 << 20    // 64 TiB
+	// MaxDeadlineAhead bounds how far after the submit a deadline may be.
+	MaxDeadlineAhead = 365 * 24 * time.Hour
 	// MaxWorkerSlots bounds the slots one worker may offer.
 	MaxWorkerSlots = 1 << 20
 	MaxNameLen     = 256
@@ -46,6 +56,9 @@ func ValidTenant(name string) bool { return tenantRE.MatchString(name) }
 func (s *Spec) Validate() error {
 	if n := s.size(); n > MaxSpecBytes {
 		return Invalid("spec", "is %d bytes, more than the limit of %d (1 MiB)", n, MaxSpecBytes)
+	}
+	if err := s.checkText(); err != nil {
+		return err
 	}
 	if len(s.Name) > MaxNameLen {
 		return Invalid("name", "must be at most %d bytes", MaxNameLen)
@@ -107,12 +120,12 @@ func (s *Spec) Validate() error {
 	}
 	r := s.Resources
 	switch {
-	case r.CPUMillis < 0:
-		return Invalid("cpu", "must not be negative")
-	case r.MemoryMiB < 0:
-		return Invalid("memory", "must not be negative")
+	case r.CPUMillis < 0 || r.CPUMillis > MaxCPUMillis:
+		return Invalid("resources.cpu_millis", "%d must be between 0 and %d (%d cores)", r.CPUMillis, MaxCPUMillis, MaxCPUMillis/1000)
+	case r.MemoryMiB < 0 || r.MemoryMiB > MaxMemoryMiB:
+		return Invalid("resources.memory_mib", "%d must be between 0 and %d (%d TiB)", r.MemoryMiB, MaxMemoryMiB, MaxMemoryMiB>>20)
 	case r.Slots < 1 || r.Slots > MaxSlots:
-		return Invalid("slots", "%d must be between 1 and %d", r.Slots, MaxSlots)
+		return Invalid("resources.slots", "%d must be between 1 and %d", r.Slots, MaxSlots)
 	}
 	if len(s.DependsOn) > MaxDependsOn {
 		return Invalid("after", "at most %d dependencies", MaxDependsOn)
@@ -121,6 +134,84 @@ func (s *Spec) Validate() error {
 		if !ValidID(id) {
 			return Invalid("after", "%q is not a job id", id)
 		}
+	}
+	return nil
+}
+
+// checkText refuses the strings of a spec that no process, file or
+// terminal can take as they are: invalid UTF-8 anywhere, and NUL bytes in
+// what becomes the job's argv, environment or working directory (the
+// kernel cuts them there, so the job would run something else than asked).
+// Secret values are never quoted.
+func (s *Spec) checkText() error {
+	if !utf8.ValidString(s.Name) {
+		return Invalid("name", "is not valid UTF-8")
+	}
+	if !utf8.ValidString(s.Tenant) {
+		return Invalid("tenant", "is not valid UTF-8")
+	}
+	for i, a := range s.Command {
+		if err := checkProcessText(fmt.Sprintf("command[%d]", i), a); err != nil {
+			return err
+		}
+	}
+	if err := checkProcessText("script", s.Script); err != nil {
+		return err
+	}
+	if err := checkProcessText("workdir", s.WorkDir); err != nil {
+		return err
+	}
+	for _, m := range []struct {
+		field string
+		m     map[string]string
+		nul   bool // NUL bytes refused too
+	}{{"labels", s.Labels, false}, {"selector", s.Selector, false}, {"env", s.Env, true}, {"secret_env", s.SecretEnv, true}} {
+		for k, v := range m.m {
+			switch {
+			case !utf8.ValidString(k):
+				return Invalid(m.field, "key %q is not valid UTF-8", k)
+			case m.nul && strings.IndexByte(k, 0) >= 0:
+				return Invalid(m.field, "key %q contains a NUL byte", k)
+			case !utf8.ValidString(v):
+				return Invalid(m.field, "value of %q is not valid UTF-8", k)
+			case m.nul && strings.IndexByte(v, 0) >= 0:
+				return Invalid(m.field, "value of %q contains a NUL byte", k)
+			}
+		}
+	}
+	for i, d := range s.DependsOn {
+		if !utf8.ValidString(d) {
+			return Invalid(fmt.Sprintf("after[%d]", i), "is not valid UTF-8")
+		}
+	}
+	return nil
+}
+
+// checkProcessText refuses a string handed to the kernel (argv, script,
+// working directory) when it has a NUL byte or is not valid UTF-8.
+func checkProcessText(field, v string) error {
+	switch {
+	case strings.IndexByte(v, 0) >= 0:
+		return Invalid(field, "contains a NUL byte")
+	case !utf8.ValidString(v):
+		return Invalid(field, "is not valid UTF-8")
+	}
+	return nil
+}
+
+// CheckDeadline refuses a deadline that is not after now or is more than
+// MaxDeadlineAhead after it; zero is no deadline. The error is a
+// *FieldError on field.
+func CheckDeadline(field string, deadline, now time.Time) error {
+	switch {
+	case deadline.IsZero():
+		return nil
+	case !deadline.After(now):
+		return Invalid(field, "%s is not in the future (server time %s)",
+			deadline.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	case deadline.Sub(now) > MaxDeadlineAhead:
+		return Invalid(field, "%s is too far ahead: at most %d days after the server time (%s)",
+			deadline.UTC().Format(time.RFC3339), MaxDeadlineAhead/(24*time.Hour), now.UTC().Format(time.RFC3339))
 	}
 	return nil
 }

@@ -89,9 +89,9 @@ func (s *JobSpec) ToSpec() job.Spec {
 		NoPTY:             s.GetNoPty(),
 		Rows:              s.GetRows(),
 		Cols:              s.GetCols(),
-		Timeout:           time.Duration(s.GetTimeoutMs()) * time.Millisecond,
+		Timeout:           millis(s.GetTimeoutMs()),
 		Retries:           int(s.GetRetries()),
-		Backoff:           time.Duration(s.GetBackoffMs()) * time.Millisecond,
+		Backoff:           millis(s.GetBackoffMs()),
 		Priority:          prio,
 		Deadline:          fromNanos(s.GetDeadlineUnixNano()),
 		Resources:         s.GetResources().ToResources(),
@@ -255,11 +255,16 @@ func FromTenant(t *job.Tenant) *Tenant {
 	}
 }
 
-// millis converts a wire duration; one that does not fit a time.Duration
-// becomes -1 ms, which validation refuses as negative.
+// millis converts a wire duration. One that does not fit a time.Duration
+// saturates at the longest duration of its sign, so that validation
+// refuses it as above its maximum (or negative), and a negative one stays
+// negative (unset in a pipeline's steps and defaults).
 func millis(ms int64) time.Duration {
-	if ms > int64(math.MaxInt64/time.Millisecond) || ms < int64(math.MinInt64/time.Millisecond) {
-		return -time.Millisecond
+	switch {
+	case ms > int64(math.MaxInt64/time.Millisecond):
+		return math.MaxInt64
+	case ms < int64(math.MinInt64/time.Millisecond):
+		return math.MinInt64
 	}
 	return time.Duration(ms) * time.Millisecond
 }

@@ -79,11 +79,7 @@ func (l Limits) Cap(b Burst) job.Resources {
 	if b.Phase != Bursting || !l.Bursts() {
 		return m
 	}
-	return job.Resources{
-		Slots:     int64(float64(m.Slots) * l.Burst),
-		CPUMillis: int64(float64(m.CPUMillis) * l.Burst),
-		MemoryMiB: int64(float64(m.MemoryMiB) * l.Burst),
-	}
+	return m.Scale(l.Burst)
 }
 
 // Admit reports whether a tenant in burst state b (brought to now with At)

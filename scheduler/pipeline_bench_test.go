@@ -45,7 +45,7 @@ func BenchmarkPipelineValidate(b *testing.B) {
 	p := randomDAG(10_000, 3)
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := p.Validate(0); err != nil {
+		if err := p.Validate(job.PipelineLimits{}); err != nil {
 			b.Fatal(err)
 		}
 		p.Expand()

@@ -142,7 +142,7 @@ func (s *Scheduler) RunPipeline(ctx context.Context, spec job.PipelineSpec) (*jo
 	if spec.Tenant == "" {
 		spec.Tenant = job.DefaultTenant
 	}
-	expanded, err := spec.Jobs(s.cfg.MaxMatrix)
+	expanded, err := spec.Jobs(job.PipelineLimits{MaxMatrix: s.cfg.MaxMatrix, MaxLinks: s.cfg.MaxPipelineLinks})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -156,8 +156,8 @@ func (s *Scheduler) RunPipeline(ctx context.Context, spec job.PipelineSpec) (*jo
 	for i, st := range spec.Steps {
 		for _, sj := range expanded[i] {
 			js := sj.Spec
-			if !js.Deadline.IsZero() && !js.Deadline.After(now) {
-				return nil, nil, job.Invalid("steps."+st.Name+".deadline", "%s is not in the future", js.Deadline.UTC().Format(time.RFC3339))
+			if err := job.CheckDeadline("steps."+st.Name+".deadline", js.Deadline, now); err != nil {
+				return nil, nil, err
 			}
 			js.Pipeline = p.ID
 			js.Normalize()

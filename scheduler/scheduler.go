@@ -78,6 +78,9 @@ type Config struct {
 	// MaxMatrix is the most jobs one pipeline step's matrix may expand to;
 	// default job.DefaultMaxMatrix.
 	MaxMatrix int
+	// MaxPipelineLinks is the most dependency links one pipeline may
+	// create; default job.DefaultMaxPipelineLinks.
+	MaxPipelineLinks int
 }
 
 // Scheduler owns the live state of jobs and workers and the dispatch loop.
@@ -280,9 +283,8 @@ func (s *Scheduler) checkSpec(ctx context.Context, spec job.Spec) (job.Spec, tim
 		return spec, time.Time{}, err
 	}
 	now := s.cfg.Now()
-	if !spec.Deadline.IsZero() && !spec.Deadline.After(now) {
-		return spec, now, job.Invalid("deadline", "%s is not in the future (server time %s)",
-			spec.Deadline.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	if err := job.CheckDeadline("deadline", spec.Deadline, now); err != nil {
+		return spec, now, err
 	}
 	return spec, now, s.ensureTenant(ctx, spec.Tenant)
 }

@@ -52,6 +52,9 @@ type Config struct {
 	// MaxMatrix is the most jobs one pipeline step's matrix may expand
 	// to; default job.DefaultMaxMatrix.
 	MaxMatrix int
+	// MaxPipelineLinks is the most dependency links one pipeline may
+	// create; default job.DefaultMaxPipelineLinks.
+	MaxPipelineLinks int
 	// InsecureNoAuth turns authentication and TLS off: every caller is an
 	// admin and agents are trusted by the worker id they name. Refused
 	// unless both listeners are on loopback addresses. Default false.
@@ -172,6 +175,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		Aging:       cfg.Aging,
 		Preemption:  cfg.Preemption,
 		MaxMatrix:   cfg.MaxMatrix,
+
+		MaxPipelineLinks: cfg.MaxPipelineLinks,
 	})
 	if err := s.sched.Recover(ctx); err != nil {
 		s.Close()
@@ -209,13 +214,16 @@ func (s *Server) newGRPC() {
 	if s.tlsConfig != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(s.tlsConfig)))
 	}
-	s.grpc = grpc.NewServer(opts...)
-	pb.RegisterJobServiceServer(s.grpc, &jobService{srv: s})
-	pb.RegisterAgentServiceServer(s.grpc, &agentService{srv: s})
-	pb.RegisterAdminServiceServer(s.grpc, &adminService{srv: s})
+	// Registered through gs, a request with text that is not UTF-8 is
+	// answered InvalidArgument naming the field (see codec.go).
+	gs := newGRPCServer(opts...)
+	s.grpc = gs.Server
+	pb.RegisterJobServiceServer(gs, &jobService{srv: s})
+	pb.RegisterAgentServiceServer(gs, &agentService{srv: s})
+	pb.RegisterAdminServiceServer(gs, &adminService{srv: s})
 	s.health = health.NewServer()
-	healthpb.RegisterHealthServer(s.grpc, s.health)
-	reflection.Register(s.grpc)
+	healthpb.RegisterHealthServer(gs, s.health)
+	reflection.Register(gs)
 }
 
 // Services describes the registered gRPC services (after Listen).
