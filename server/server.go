@@ -133,8 +133,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		store:  db,
 		logs:   logs,
 		errs:   errs,
-		agents: newRegistry(),
 	}
+	s.agents = newRegistry(func(tenant string) string { return s.sched.RunAs(tenant) })
 	s.metrics = newMetrics(func() *scheduler.Scheduler { return s.sched })
 	s.sched = scheduler.New(scheduler.Config{
 		Store:      db,

