@@ -127,12 +127,12 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:    cfg,
-		log:    cfg.Logger.With("component", "server"),
-		now:    cfg.Now,
-		store:  db,
-		logs:   logs,
-		errs:   errs,
+		cfg:   cfg,
+		log:   cfg.Logger.With("component", "server"),
+		now:   cfg.Now,
+		store: db,
+		logs:  logs,
+		errs:  errs,
 	}
 	s.agents = newRegistry(func(tenant string) string { return s.sched.RunAs(tenant) })
 	s.metrics = newMetrics(func() *scheduler.Scheduler { return s.sched })
