@@ -75,13 +75,12 @@ func (c *agentConn) enqueue(msg *pb.ServerMessage) bool {
 type registry struct {
 	conns *xsync.MapOf[string, *agentConn]
 	// runAs returns the user a tenant's jobs run as, read when each
-	// Assign is built, so that a change reaches the next dispatch.
+	// Assign is built, so that a change reaches the next dispatch. Set
+	// once (to Scheduler.RunAs) before the server serves.
 	runAs func(tenant string) string
 }
 
-func newRegistry(runAs func(tenant string) string) *registry {
-	return &registry{conns: xsync.NewMapOf[string, *agentConn](), runAs: runAs}
-}
+func newRegistry() *registry { return &registry{conns: xsync.NewMapOf[string, *agentConn]()} }
 
 func (r *registry) Assign(workerID string, j *job.Job) bool {
 	c, ok := r.conns.Load(workerID)

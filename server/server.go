@@ -127,14 +127,14 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:   cfg,
-		log:   cfg.Logger.With("component", "server"),
-		now:   cfg.Now,
-		store: db,
-		logs:  logs,
-		errs:  errs,
+		cfg:    cfg,
+		log:    cfg.Logger.With("component", "server"),
+		now:    cfg.Now,
+		store:  db,
+		logs:   logs,
+		errs:   errs,
+		agents: newRegistry(),
 	}
-	s.agents = newRegistry(func(tenant string) string { return s.sched.RunAs(tenant) })
 	s.metrics = newMetrics(func() *scheduler.Scheduler { return s.sched })
 	s.sched = scheduler.New(scheduler.Config{
 		Store:      db,
@@ -153,6 +153,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		Preemption:  cfg.Preemption,
 		MaxMatrix:   cfg.MaxMatrix,
 	})
+	s.agents.runAs = s.sched.RunAs
 	if err := s.sched.Recover(ctx); err != nil {
 		s.Close()
 		return nil, err
