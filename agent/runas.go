@@ -112,7 +112,7 @@ func (p *userPolicy) chooseUnprivileged(tenant, runAs string) error {
 	if runAs == "" || runAs == self {
 		return nil
 	}
-	u, err := p.Lookup(runAs)
+	u, err := p.lookup(runAs)
 	if err == nil && u.Uid == self {
 		return nil
 	}
@@ -123,13 +123,16 @@ func (p *userPolicy) chooseUnprivileged(tenant, runAs string) error {
 	return fmt.Errorf("tenant %s runs jobs as %s; this agent runs as %s and can only run jobs as itself (start it as root)", tenant, runAs, me)
 }
 
+func (p *userPolicy) lookup(nameOrUID string) (*user.User, error) {
+	if p.Lookup == nil {
+		return lookupUser(nameOrUID)
+	}
+	return p.Lookup(nameOrUID)
+}
+
 // resolve looks up name and reads its ids, groups and home.
 func (p *userPolicy) resolve(name string) (*runUser, error) {
-	lookup := p.Lookup
-	if lookup == nil {
-		lookup = lookupUser
-	}
-	u, err := lookup(name)
+	u, err := p.lookup(name)
 	if err != nil {
 		return nil, err
 	}
