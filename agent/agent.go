@@ -143,6 +143,9 @@ func New(cfg Config) (*Agent, error) {
 		cfg: cfg, log: cfg.Logger.With("component", "agent", "worker", id), id: id, host: host,
 		cap: capacity, conn: conn, journal: jr, users: users, tasks: make(map[ref]*task),
 	}
+	if users.EUID != 0 && cfg.AllowRoot {
+		a.log.Warn("allow-root has no effect: the agent does not run as root, so it runs every job as itself")
+	}
 	recovered, err := jr.recover()
 	if err != nil {
 		conn.Close()
