@@ -53,7 +53,7 @@ func TestRunStreamsOutputAndExitCode(t *testing.T) {
 
 func TestLargeOutputIsStoredByteExact(t *testing.T) {
 	srv, _ := cluster(t)
-	dir := t.TempDir()
+	dir := jobDir(t)
 	wrote := filepath.Join(dir, "wrote")
 	started := filepath.Join(dir, "started")
 	// About 50 MiB of base64; the job keeps its own copy to compare with.
@@ -119,7 +119,7 @@ func TestCancelStopsTheWholeProcessGroup(t *testing.T) {
 		{"IgnoresTERM", `trap '' TERM`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			pidFile := filepath.Join(t.TempDir(), "pgid")
+			pidFile := filepath.Join(jobDir(t), "pgid")
 			// The group holds the shell and a background sleep.
 			script := fmt.Sprintf(`%s; sleep 600 & echo $$ > %s; while :; do wait; done`, tc.trap, pidFile)
 			id := strings.TrimSpace(mustRun(t, srv.grpcAddr, "submit", "--script", script))
@@ -137,7 +137,7 @@ func TestCancelStopsTheWholeProcessGroup(t *testing.T) {
 
 func TestTimeoutKillsTheJob(t *testing.T) {
 	srv, _ := cluster(t)
-	pidFile := filepath.Join(t.TempDir(), "pgid")
+	pidFile := filepath.Join(jobDir(t), "pgid")
 	id := strings.TrimSpace(mustRun(t, srv.grpcAddr, "submit", "--timeout", "1s", "--script", fmt.Sprintf("echo $$ > %s; sleep 60", pidFile)))
 	pgid := atoi(t, waitFile(t, pidFile, 30*time.Second))
 	j := waitJob(t, dial(t, srv.grpcAddr).Jobs(), id, 10*time.Second)
@@ -148,7 +148,7 @@ func TestTimeoutKillsTheJob(t *testing.T) {
 }
 
 func TestServerRestartWhileJobRuns(t *testing.T) {
-	dataDir, addr, tmp := t.TempDir(), freeAddr(t), t.TempDir()
+	dataDir, addr, tmp := t.TempDir(), freeAddr(t), jobDir(t)
 	args := []string{"--heartbeat", "200ms", "--lease", "5s", "--grpc-addr", addr}
 	srv := startServer(t, dataDir, args...)
 	startAgent(t, addr, t.TempDir())
@@ -183,7 +183,7 @@ func TestServerRestartWhileJobRuns(t *testing.T) {
 // down, SIGKILLs the agent, and brings both back: the result and output kept
 // in the agent's journal are delivered once.
 func TestAgentRestartDeliversJournaledResult(t *testing.T) {
-	dataDir, agentDir, addr, tmp := t.TempDir(), t.TempDir(), freeAddr(t), t.TempDir()
+	dataDir, agentDir, addr, tmp := t.TempDir(), t.TempDir(), freeAddr(t), jobDir(t)
 	args := []string{"--heartbeat", "200ms", "--lease", "5s", "--grpc-addr", addr}
 	srv := startServer(t, dataDir, args...)
 	ag := startAgent(t, addr, agentDir)
@@ -211,7 +211,7 @@ func TestAgentRestartDeliversJournaledResult(t *testing.T) {
 
 func TestRunInterruptCancelsTheJob(t *testing.T) {
 	srv, _ := cluster(t)
-	tmp := t.TempDir()
+	tmp := jobDir(t)
 	cmd := cliCmd(srv.grpcAddr, "run", "--", "sh", "-c", fmt.Sprintf("echo go > %s/started; sleep 60", tmp))
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -235,7 +235,7 @@ func TestRunInterruptCancelsTheJob(t *testing.T) {
 func TestAgentKilledJobRetriesElsewhere(t *testing.T) {
 	srv := startServer(t, t.TempDir(), "--heartbeat", "200ms", "--lease", "1s", "--kill-grace", "1s")
 	a1 := startAgent(t, srv.grpcAddr, t.TempDir(), "--slots", "1", "--name", "a1")
-	marker := filepath.Join(t.TempDir(), "runs")
+	marker := filepath.Join(jobDir(t), "runs")
 	script := fmt.Sprintf(`echo "$HODEI_ATTEMPT" >> %s; sleep 2; echo done`, marker)
 	id := strings.TrimSpace(mustRun(t, srv.grpcAddr, "submit", "--retries", "2", "--backoff", "10ms", "--script", script))
 	waitFile(t, marker, 30*time.Second)

@@ -24,7 +24,7 @@ type pipelineEnv struct {
 }
 
 func newPipelineEnv(t *testing.T, slots int, serverArgs ...string) *pipelineEnv {
-	dir := t.TempDir()
+	dir := jobDir(t)
 	e := &pipelineEnv{t: t, dir: dir, out: filepath.Join(dir, "ran.txt")}
 	e.srv = startServer(t, filepath.Join(dir, "server"), serverArgs...)
 	startAgent(t, e.srv.grpcAddr, filepath.Join(dir, "agent"), "--slots", fmt.Sprint(slots))
@@ -191,7 +191,7 @@ func TestArrayRunsAtMostItsLimit(t *testing.T) {
 }
 
 func TestPipelineSurvivesServerKill(t *testing.T) {
-	dir := t.TempDir()
+	dir := jobDir(t)
 	out := filepath.Join(dir, "ran.txt")
 	addr := freeAddr(t)
 	args := []string{"--grpc-addr", addr, "--heartbeat", "200ms", "--lease", "10s"}

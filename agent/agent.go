@@ -37,7 +37,15 @@ type Config struct {
 	BufferLimit int64
 	// KillGrace is the SIGTERM → SIGKILL delay for timeouts and for stops
 	// that do not name one; default 10 s.
-	KillGrace   time.Duration
+	KillGrace time.Duration
+	// DefaultUser is the user (name or uid) jobs run as, on an agent
+	// running as root, when their tenant names none; default DefaultUser
+	// (nobody). It must exist and must not be root. An agent not running
+	// as root runs every job as itself and ignores it.
+	DefaultUser string
+	// AllowRoot lets a root agent run the jobs of a tenant whose run-as
+	// user is root; without it they fail to start. Default false.
+	AllowRoot   bool
 	Version     string
 	Logger      *slog.Logger      // default: discard
 	DialOptions []grpc.DialOption // added after the defaults (the transport below)
@@ -69,6 +77,7 @@ type Agent struct {
 	cap     job.Resources
 	conn    *grpc.ClientConn
 	journal *journal
+	users   *userPolicy
 
 	mu    sync.Mutex
 	tasks map[ref]*task // guarded by mu
@@ -112,6 +121,11 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Slots <= 0 {
 		cfg.Slots = int64(runtime.NumCPU())
 	}
+	users, err := newUserPolicy(cfg.DefaultUser, cfg.AllowRoot)
+	if err != nil {
+		return nil, err
+	}
+	cfg.DefaultUser = users.DefaultUser
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
@@ -125,7 +139,7 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a := &Agent{
 		cfg: cfg, log: cfg.Logger.With("component", "agent", "worker", id), id: id, host: host,
-		cap: capacity, tasks: make(map[ref]*task),
+		cap: capacity, users: users, tasks: make(map[ref]*task),
 	}
 	creds, err := a.transport(cfg)
 	if err != nil {
@@ -141,6 +155,9 @@ func New(cfg Config) (*Agent, error) {
 		return nil, fmt.Errorf("server %s: %w", cfg.Server, err)
 	}
 	a.conn, a.journal = conn, jr
+	if users.EUID != 0 && cfg.AllowRoot {
+		a.log.Warn("allow-root has no effect: the agent does not run as root, so it runs every job as itself")
+	}
 	recovered, err := jr.recover()
 	if err != nil {
 		conn.Close()
@@ -254,15 +271,16 @@ func (a *Agent) reserve(r ref) (t *task, fresh bool) {
 	return t, true
 }
 
-// start runs a reserved task's attempt. It is a fork and an exec: several
-// run at once, outside a.mu.
-func (a *Agent) start(t *task, j *pb.Job) {
-	spec := j.GetSpec().ToSpec()
+// start runs a reserved task's attempt, as the user a.users chooses for
+// it. It is a fork and an exec: several run at once, outside a.mu.
+func (a *Agent) start(t *task, as *pb.Assign) {
+	spec := as.GetJob().GetSpec().ToSpec()
 	spec.Normalize()
 	att := startAttempt(attemptSpec{
 		JobID: t.ref.job, Attempt: t.ref.attempt, Argv: spec.Argv(), Env: spec.Env, SecretEnv: spec.SecretEnv,
 		Dir: spec.WorkDir, NoPTY: spec.NoPTY, Rows: uint16(spec.Rows), Cols: uint16(spec.Cols), Timeout: spec.Timeout,
-	}, attemptOptions{SpoolDir: a.journal.spoolDir, BufferLimit: a.cfg.BufferLimit, KillGrace: a.cfg.KillGrace})
+		Tenant: spec.Tenant, RunAs: as.GetRunAs(),
+	}, attemptOptions{SpoolDir: a.journal.spoolDir, BufferLimit: a.cfg.BufferLimit, KillGrace: a.cfg.KillGrace, Users: a.users})
 	t.started(att, att.Output(), att.Stderr())
 	a.log.Debug("job started", "job", t.ref.job, "attempt", t.ref.attempt)
 	go a.watch(t)

@@ -36,16 +36,23 @@ type attemptSpec struct {
 	// relative path with a slash is relative to Dir.
 	Argv []string
 	// Env is added on top of a minimal base (PATH, HOME, USER, LANG, and
-	// TERM with a PTY, taken from the agent's own environment when set),
-	// then SecretEnv, then HODEI_JOB_ID and HODEI_ATTEMPT, which win.
+	// TERM with a PTY, taken from the agent's own environment when set;
+	// HOME, USER and LOGNAME from the job's user when it is not the
+	// agent's), then SecretEnv, then HODEI_JOB_ID and HODEI_ATTEMPT, which
+	// win.
 	Env map[string]string
 	// SecretEnv is passed like Env; its values (of at least
 	// job.MinSecretLen bytes) are replaced with "***" in the output, in
 	// the forms secretForms lists.
 	SecretEnv map[string]string
-	// Dir is the working directory; "" means "/", as for a system service:
-	// a job that writes relative paths must say where.
+	// Dir is the working directory. "" means "/", as for a system service
+	// (a job that writes relative paths must say where), or the home of
+	// the job's user when the agent switched to one and it exists.
 	Dir string
+	// Tenant is the job's tenant, named in refusals; RunAs is the user its
+	// tenant runs jobs as ("": none named). attemptOptions.Users decides
+	// from them who the job runs as.
+	Tenant, RunAs string
 	// NoPTY runs the job with pipes: stdout and stderr captured apart,
 	// stdin from /dev/null.
 	NoPTY bool
@@ -69,7 +76,10 @@ type attemptOptions struct {
 	// are gone, for a process that left the job's group (setsid) and keeps
 	// its terminal or pipe open (default 5 s).
 	DrainTimeout time.Duration
-	Now          func() time.Time // default time.Now
+	// Users chooses the user each job runs as; nil runs every job as the
+	// agent itself and ignores attemptSpec.RunAs.
+	Users *userPolicy
+	Now   func() time.Time // default time.Now
 }
 
 func (o attemptOptions) withDefaults() attemptOptions {
@@ -189,16 +199,26 @@ func (a *attempt) start() error {
 	if spec.JobID == "" || strings.ContainsAny(spec.JobID, "/\\\x00") || strings.HasPrefix(spec.JobID, ".") {
 		return fmt.Errorf("job id %q cannot name a spool file", spec.JobID)
 	}
+	var u *runUser
+	if a.opts.Users != nil {
+		var err error
+		if u, err = a.opts.Users.choose(spec.Tenant, spec.RunAs); err != nil {
+			return err
+		}
+	}
 	dir := spec.Dir
 	if dir == "" {
 		dir = "/"
+		if u != nil && isDir(u.Home) {
+			dir = u.Home
+		}
 	}
 	if fi, err := os.Stat(dir); err != nil {
 		return fmt.Errorf("working dir: %w", err)
 	} else if !fi.IsDir() {
 		return fmt.Errorf("working dir %s: not a directory", dir)
 	}
-	env := buildEnv(spec)
+	env := buildEnv(spec, u)
 	path, err := lookPath(spec.Argv[0], envValue(env, "PATH"), dir)
 	if err != nil {
 		return err
@@ -218,11 +238,15 @@ func (a *attempt) start() error {
 	}
 
 	cmd := &exec.Cmd{Path: path, Args: spec.Argv, Env: env, Dir: dir}
+	var cred *syscall.Credential
+	if u != nil {
+		cred = u.credential()
+	}
 	var readers []*os.File
 	if spec.NoPTY {
-		readers, err = startPipes(cmd)
+		readers, err = startPipes(cmd, cred)
 	} else {
-		readers, err = startPTY(cmd, spec.Rows, spec.Cols)
+		readers, err = startPTY(cmd, spec.Rows, spec.Cols, cred)
 	}
 	if err != nil {
 		return err

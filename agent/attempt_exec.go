@@ -4,6 +4,7 @@ package agent
 // command, a PTY or pipes for its output, and the raw reads of that output.
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -35,20 +36,23 @@ var agentUser = sync.OnceValue(func() string {
 	return ""
 })
 
-// buildEnv returns the job's environment, sorted: a minimal base (PATH,
-// HOME, LANG from the agent's environment or defaults, USER and LOGNAME of
-// the agent's user, TERM with a PTY), then spec.Env, then spec.SecretEnv,
-// then HODEI_JOB_ID and HODEI_ATTEMPT.
+// buildEnv returns the job's environment, sorted: a minimal base (PATH and
+// LANG from the agent's environment or defaults; HOME, USER and LOGNAME of
+// u, or with u nil of the agent's user and environment; TERM with a PTY),
+// then spec.Env, then spec.SecretEnv, then HODEI_JOB_ID and HODEI_ATTEMPT.
 // The agent's own environment is not inherited beyond the base, so nothing
 // of the agent's (tokens, proxies) leaks into jobs by accident.
-func buildEnv(spec attemptSpec) []string {
+func buildEnv(spec attemptSpec, u *runUser) []string {
 	env := map[string]string{
 		"PATH": getenvOr("PATH", defaultPath),
 		"HOME": getenvOr("HOME", "/"),
 		"LANG": getenvOr("LANG", "C.UTF-8"),
 	}
-	if u := agentUser(); u != "" {
-		env["USER"], env["LOGNAME"] = u, u
+	switch {
+	case u != nil:
+		env["HOME"], env["USER"], env["LOGNAME"] = cmp.Or(u.Home, "/"), u.Name, u.Name
+	case agentUser() != "":
+		env["USER"], env["LOGNAME"] = agentUser(), agentUser()
 	}
 	if !spec.NoPTY {
 		// Not the agent's TERM: the job's terminal is the PTY, and what
@@ -135,18 +139,46 @@ func checkExecutable(p string) error {
 	return nil
 }
 
+// isDir reports whether path is a directory the agent can see.
+func isDir(path string) bool {
+	fi, err := os.Stat(path)
+	return path != "" && err == nil && fi.IsDir()
+}
+
 // startPTY starts cmd in a new session whose controlling terminal is a new
-// PTY and returns the PTY's master side.
-func startPTY(cmd *exec.Cmd, rows, cols uint16) ([]*os.File, error) {
+// PTY and returns the PTY's master side. With cred the process runs as that
+// user, who is given the PTY's slave side as login gives a terminal to the
+// user who logs in: programs that open /dev/tty or check its owner (ssh,
+// sudo, mesg) expect it. The master, which the agent reads, stays the
+// agent's.
+func startPTY(cmd *exec.Cmd, rows, cols uint16, cred *syscall.Credential) ([]*os.File, error) {
 	if rows == 0 {
 		rows = defaultRows
 	}
 	if cols == 0 {
 		cols = defaultCols
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
-	ptmx, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: rows, Cols: cols})
+	// What pty.StartWithSize does, with the chown between the open and
+	// the start.
+	ptmx, tty, err := pty.Open()
 	if err != nil {
+		return nil, fmt.Errorf("pty: %w", err)
+	}
+	defer tty.Close() // the child has its own copy
+	if err := pty.Setsize(ptmx, &pty.Winsize{Rows: rows, Cols: cols}); err != nil {
+		_ = ptmx.Close()
+		return nil, fmt.Errorf("pty size: %w", err)
+	}
+	if cred != nil {
+		if err := tty.Chown(int(cred.Uid), -1); err != nil {
+			_ = ptmx.Close()
+			return nil, fmt.Errorf("pty: give %s to uid %d: %w", tty.Name(), cred.Uid, err)
+		}
+	}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Credential: cred}
+	if err := cmd.Start(); err != nil {
+		_ = ptmx.Close()
 		return nil, err
 	}
 	// creack/pty leaves the master in blocking mode (its ioctls go through
@@ -162,8 +194,9 @@ func startPTY(cmd *exec.Cmd, rows, cols uint16) ([]*os.File, error) {
 }
 
 // startPipes starts cmd in a new session with stdout and stderr on pipes
-// and stdin from /dev/null, and returns the pipes' read ends.
-func startPipes(cmd *exec.Cmd) ([]*os.File, error) {
+// and stdin from /dev/null, as cred's user when cred is not nil, and
+// returns the pipes' read ends.
+func startPipes(cmd *exec.Cmd, cred *syscall.Credential) ([]*os.File, error) {
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -174,7 +207,7 @@ func startPipes(cmd *exec.Cmd) ([]*os.File, error) {
 		return nil, err
 	}
 	cmd.Stdout, cmd.Stderr = outW, errW
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Credential: cred}
 	err = cmd.Start()
 	_, _ = outW.Close(), errW.Close() // the child has its own copies
 	if err != nil {

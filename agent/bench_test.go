@@ -49,6 +49,38 @@ func BenchmarkAttemptTrue(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "starts/s")
 }
 
+// BenchmarkAttemptTrueAsUser is BenchmarkAttemptTrue run as nobody: the
+// user's lookup (passwd and group files), setgroups/setuid and the PTY's
+// chown on every start.
+func BenchmarkAttemptTrueAsUser(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("switching users needs root")
+	}
+	spec := attemptSpec{JobID: "bench", Attempt: 1, Argv: []string{"/bin/true"}, Tenant: "bench", RunAs: "nobody"}
+	opts := attemptOptions{SpoolDir: b.TempDir(), Users: &userPolicy{DefaultUser: DefaultUser, Lookup: lookupUser}}
+	for b.Loop() {
+		a := startAttempt(spec, opts)
+		<-a.Done()
+		if e := a.Exit(); e.Outcome != exited || e.ExitCode != 0 {
+			b.Fatalf("exit = %+v", e)
+		}
+		if err := a.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "starts/s")
+}
+
+// BenchmarkChooseUser is the user decision alone, for a tenant's user.
+func BenchmarkChooseUser(b *testing.B) {
+	p := &userPolicy{DefaultUser: DefaultUser, Lookup: lookupUser}
+	for b.Loop() {
+		if _, err := p.choose("bench", "nobody"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // throughputFile writes 64 MiB of log-like lines for cat to print.
 func throughputFile(b *testing.B) (path string, size int64) {
 	b.Helper()

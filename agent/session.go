@@ -146,7 +146,7 @@ func (s *session) handle(msg *pb.ServerMessage) {
 		go func() {
 			defer s.wg.Done()
 			if fresh {
-				a.start(t, j)
+				a.start(t, m.Assign)
 			}
 			s.pump(t)
 		}()

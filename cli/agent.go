@@ -22,7 +22,10 @@ func agentCommand(*env) *ucli.Command {
 			"assigned job in a PTY in its own process group, streaming the output back.\n" +
 			"The worker id is kept in DATA-DIR/worker-id, and the client certificate it gets by joining\n" +
 			"in DATA-DIR/tls: start it once with --join TOKEN --ca-fingerprint sha256:… (hodei token create\n" +
-			"--role agent prints the line); later starts need neither.",
+			"--role agent prints the line); later starts need neither.\n\n" +
+			"Run as root, the agent runs each job as its tenant's --run-as user, else as --default-user;\n" +
+			"as root only for a tenant set with --run-as root, and only with --allow-root. Run as\n" +
+			"another user, it runs jobs as itself and fails those of tenants that name another user.",
 		Flags: []ucli.Flag{
 			&ucli.StringFlag{Name: "server", Value: client.DefaultAddr, EnvVars: []string{"HODEI_ADDR"}, Usage: "gRPC `ADDR` of the server"},
 			&ucli.StringFlag{Name: "data-dir", Value: "./hodei-agent", EnvVars: []string{"HODEI_AGENT_DIR"}, Usage: "`DIR` for the worker id, journal and spooled output"},
@@ -31,6 +34,8 @@ func agentCommand(*env) *ucli.Command {
 			&ucli.StringFlag{Name: "name", Usage: "`NAME` shown in 'hodei workers ls' (default: the hostname)"},
 			&ucli.Int64Flag{Name: "buffer", Value: agent.DefaultBufferLimit, Usage: "`BYTES` of unacknowledged output per job before its PTY is no longer read"},
 			&ucli.DurationFlag{Name: "kill-grace", Value: agent.DefaultKillGrace, Usage: "time between SIGTERM and SIGKILL on timeout"},
+			&ucli.StringFlag{Name: "default-user", Value: agent.DefaultUser, Usage: "`USER` (name or uid) jobs run as when the agent runs as root and their tenant names none; not root"},
+			&ucli.BoolFlag{Name: "allow-root", Usage: "run the jobs of tenants set with --run-as root as root (when the agent runs as root)"},
 			&ucli.StringFlag{Name: "log-level", Value: "info", Usage: "`LEVEL`: debug, info, warn or error"},
 			&ucli.StringFlag{Name: "join", EnvVars: []string{"HODEI_JOIN_TOKEN"}, Usage: "agent `TOKEN` to join the cluster with, on first start"},
 			&ucli.StringFlag{Name: "ca-fingerprint", Usage: "`sha256:HEX` of the cluster CA, pinned on first contact (the server logs it)"},
@@ -59,6 +64,7 @@ func agentCommand(*env) *ucli.Command {
 				Slots: c.Int64("slots"), Labels: labels, BufferLimit: c.Int64("buffer"),
 				KillGrace: c.Duration("kill-grace"), Version: Version, Logger: logger,
 				Join: c.String("join"), CAFingerprint: c.String("ca-fingerprint"), Insecure: c.Bool("insecure-no-auth"),
+				DefaultUser: c.String("default-user"), AllowRoot: c.Bool("allow-root"),
 			})
 			if err != nil {
 				return err

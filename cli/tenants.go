@@ -132,6 +132,7 @@ func tenantSetFlags() []ucli.Flag {
 		&ucli.StringFlag{Name: "burst-for", Usage: "longest burst, a `DURATION` (e.g. 10m)"},
 		&ucli.StringFlag{Name: "cooldown", Usage: "`DURATION` it is held at its limits after a burst"},
 		&ucli.BoolFlag{Name: "preemptible", Usage: "its running jobs may be stopped and requeued for tenants below their share (--preemptible=false to turn off)"},
+		&ucli.StringFlag{Name: "run-as", DefaultText: "the agent's --default-user", Usage: "`USER` (name or uid) its jobs run as on agents running as root; \"root\" also needs the agent's --allow-root; \"\": the agent's default"},
 	}
 }
 
@@ -147,6 +148,7 @@ var tenantFieldOf = []struct{ flag, field string }{
 	{"burst-for", "burst_for_ms"},
 	{"cooldown", "cooldown_ms"},
 	{"preemptible", "preemptible"},
+	{"run-as", "run_as"},
 }
 
 // setTenant sends `tenants set`: only the fields whose flags were given.
@@ -179,6 +181,7 @@ func tenantFromFlags(c *ucli.Context, name string) (*hodeipb.Tenant, []string, e
 		MaxQueued:   c.Int64("max-queued"),
 		Burst:       c.Float64("burst"),
 		Preemptible: c.Bool("preemptible"),
+		RunAs:       c.String("run-as"),
 	}
 	var err error
 	if t.BurstForMs, err = millisFlag(c, "burst-for"); err != nil {
@@ -236,6 +239,7 @@ type tenantView struct {
 	BurstForMs  int64         `json:"burst_for_ms"`
 	CooldownMs  int64         `json:"cooldown_ms"`
 	Preemptible bool          `json:"preemptible"`
+	RunAs       string        `json:"run_as"` // "": the agent's default user
 	Queued      int64         `json:"queued"`
 	PendingJobs int64         `json:"pending_jobs"`
 	Pending     resourcesView `json:"pending"`
@@ -259,6 +263,7 @@ func newTenantView(st *hodeipb.TenantStatus) tenantView {
 		BurstForMs:  t.GetBurstForMs(),
 		CooldownMs:  t.GetCooldownMs(),
 		Preemptible: t.GetPreemptible(),
+		RunAs:       t.GetRunAs(),
 		Queued:      st.GetQueued(),
 		PendingJobs: st.GetPendingJobs(),
 		Pending:     newResourcesView(st.GetPending()),
@@ -283,12 +288,12 @@ func burstStateName(s hodeipb.BurstState) string {
 }
 
 func writeTenantTable(w io.Writer, now time.Time, sts []*hodeipb.TenantStatus) error {
-	t := newTable(w, "NAME", "WEIGHT", "MAX-RUNNING", "MAX-QUEUED", "QUEUED", "PENDING", "RUNNING", "SHARE", "FAIR-SHARE", "BURST")
+	t := newTable(w, "NAME", "WEIGHT", "MAX-RUNNING", "MAX-QUEUED", "QUEUED", "PENDING", "RUNNING", "SHARE", "FAIR-SHARE", "BURST", "RUN-AS")
 	for _, st := range sts {
 		v := newTenantView(st)
 		t.row(v.Name, strconv.FormatFloat(v.Weight, 'g', -1, 64), limitCell(v.MaxRunning), countCell(v.MaxQueued),
 			strconv.FormatInt(v.Queued, 10), strconv.FormatInt(v.Pending.Slots, 10), strconv.FormatInt(v.Running.Slots, 10),
-			percent(v.Share), fairShareCell(v), burstCell(now, v))
+			percent(v.Share), fairShareCell(v), burstCell(now, v), v.RunAs)
 	}
 	return t.flush()
 }
@@ -308,6 +313,7 @@ func writeTenantDetail(w io.Writer, now time.Time, st *hodeipb.TenantStatus) err
 		line("Burst", "none")
 	}
 	line("Preemptible", strconv.FormatBool(v.Preemptible))
+	line("Run as", runAsCell(v.RunAs))
 	line("Queued", jobCount(v.Queued))
 	line("Pending", jobCount(v.PendingJobs)+", "+usageCell(v.Pending))
 	line("Running", usageCell(v.Running))
@@ -317,6 +323,14 @@ func writeTenantDetail(w io.Writer, now time.Time, st *hodeipb.TenantStatus) err
 	line("Created", when(v.Created))
 	line("Updated", when(v.Updated))
 	return d.flush()
+}
+
+// runAsCell shows a tenant's run-as user, or what an empty one means.
+func runAsCell(u string) string {
+	if u == "" {
+		return "the agent's default user"
+	}
+	return u
 }
 
 // limitCell shows running limits: the slots alone when only they are set,

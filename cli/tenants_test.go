@@ -23,7 +23,7 @@ func testTenants() []*hodeipb.TenantStatus {
 		{
 			Tenant: &hodeipb.Tenant{
 				Name: "ml", Weight: 3, MaxQueued: 500, MaxRunning: &hodeipb.Resources{Slots: 8},
-				Burst: 2, BurstForMs: 600_000, CooldownMs: 1_800_000, Preemptible: true,
+				Burst: 2, BurstForMs: 600_000, CooldownMs: 1_800_000, Preemptible: true, RunAs: "ml-jobs",
 				CreatedUnixNano: created, UpdatedUnixNano: testNow.Add(-time.Hour).UnixNano(),
 			},
 			Queued: 40, PendingJobs: 30, Pending: &hodeipb.Resources{Slots: 30, CpuMillis: 30_000, MemoryMib: 61_440},
@@ -87,6 +87,18 @@ func TestTenantsSet(t *testing.T) {
 			args: []string{"--max-running", "4", "--cpu", "2000"},
 			want: &hodeipb.SetTenantRequest{Tenant: &hodeipb.Tenant{Name: "ml", MaxRunning: &hodeipb.Resources{Slots: 4, CpuMillis: 2000}},
 				Fields: []string{"max_running.slots", "max_running.cpu_millis"}},
+		},
+		{
+			name: "RunAs",
+			args: []string{"--run-as", "nobody"},
+			want: &hodeipb.SetTenantRequest{Tenant: &hodeipb.Tenant{Name: "ml", RunAs: "nobody"}, Fields: []string{"run_as"}},
+		},
+		{
+			// An empty user is sent, and named, to clear the setting.
+			name:   "RunAsCleared",
+			stored: stored,
+			args:   []string{"--run-as", ""},
+			want:   &hodeipb.SetTenantRequest{Tenant: &hodeipb.Tenant{Name: "ml"}, Fields: []string{"run_as"}},
 		},
 		{
 			name: "NoFlagsCreates",
@@ -183,13 +195,13 @@ func TestTenantsLs(t *testing.T) {
 			t.Fatalf("got %d tenants, want 3", len(got))
 		}
 		for _, k := range []string{"name", "weight", "max_queued", "max_running", "burst", "burst_for_ms", "cooldown_ms",
-			"preemptible", "queued", "pending_jobs", "pending", "running", "share", "fair_share", "burst_state"} {
+			"preemptible", "run_as", "queued", "pending_jobs", "pending", "running", "share", "fair_share", "burst_state"} {
 			if _, ok := got[0][k]; !ok {
 				t.Errorf("no key %q: %v", k, got[0])
 			}
 		}
 		ml := got[1]
-		if ml["burst_state"] != "bursting" || ml["burst_until"] != "2026-03-14T15:14:26Z" || ml["share"] != 0.625 {
+		if ml["burst_state"] != "bursting" || ml["run_as"] != "ml-jobs" || ml["burst_until"] != "2026-03-14T15:14:26Z" || ml["share"] != 0.625 {
 			t.Errorf("ml = %v", ml)
 		}
 		if _, ok := got[0]["burst_until"]; ok {

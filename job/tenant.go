@@ -12,6 +12,7 @@ const (
 	MaxQueuedLimit = 100_000_000
 	MaxBurst       = 100
 	MaxBurstFor    = 30 * 24 * time.Hour
+	MaxRunAs       = 32 // bytes of Tenant.RunAs, the longest Linux user name
 )
 
 // Tenant is a persisted fair-share and quota account. Jobs name their tenant
@@ -38,6 +39,12 @@ type Tenant struct {
 	// Preemptible lets the scheduler stop the tenant's running jobs for a
 	// tenant below its share (when the server runs with preemption on).
 	Preemptible bool
+	// RunAs is the user (a name or a numeric uid) the tenant's jobs run as
+	// on agents running as root; "" leaves it to the agent's default user.
+	// "root" (or any uid 0) also needs the agent's consent (--allow-root).
+	// An agent not running as root refuses a RunAs other than itself.
+	// Only admins may change it.
+	RunAs string
 
 	CreatedAt time.Time
 	UpdatedAt time.Time
@@ -117,8 +124,30 @@ func (t *Tenant) Validate() error {
 		return Invalid("burst_for", "must be more than 0 when burst is %g", t.Burst)
 	case t.Burst > 1 && t.Cooldown == 0:
 		return Invalid("cooldown", "must be more than 0 when burst is %g: a burst is followed by a cooldown at the limit", t.Burst)
+	case t.RunAs != "" && !ValidRunAs(t.RunAs):
+		return Invalid("run_as", "%q must be a user name (letters, digits, '.', '_', '-', '@', a final '$'; not starting with '-') or a numeric uid, at most %d bytes", t.RunAs, MaxRunAs)
 	}
 	return nil
+}
+
+// ValidRunAs reports whether s is a plausible user name or numeric uid for
+// Tenant.RunAs: 1–MaxRunAs bytes of ASCII letters, digits, '.', '_', '-'
+// and '@', optionally ending in '$' (as Samba machine accounts do), not
+// starting with '-' and not "." or "..". Whether the user exists is for
+// the agent to find out: users differ from host to host.
+func ValidRunAs(s string) bool {
+	if s == "" || len(s) > MaxRunAs || s[0] == '-' || s == "." || s == ".." {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '.', c == '_', c == '-', c == '@':
+		case c == '$' && i == len(s)-1 && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // UnknownTenant is the error of a submit to a tenant that does not exist.

@@ -29,6 +29,21 @@ func TestTenantValidate(t *testing.T) {
 		{"BurstWithoutLimit", func(t *Tenant) { t.Burst, t.BurstFor, t.Cooldown = 2, time.Minute, time.Minute }, "burst"},
 		{"BurstWithoutDuration", func(t *Tenant) { t.MaxRunning.Slots, t.Burst = 4, 2 }, "burst_for"},
 		{"Cooldown", func(t *Tenant) { t.Cooldown = -time.Second }, "cooldown"},
+		{"RunAsName", func(t *Tenant) { t.RunAs = "nobody" }, ""},
+		{"RunAsUID", func(t *Tenant) { t.RunAs = "65534" }, ""},
+		{"RunAsRoot", func(t *Tenant) { t.RunAs = "root" }, ""},
+		{"RunAsDomainUser", func(t *Tenant) { t.RunAs = "svc.build@corp" }, ""},
+		{"RunAsMachineAccount", func(t *Tenant) { t.RunAs = "host01$" }, ""},
+		{"RunAsLongest", func(t *Tenant) { t.RunAs = strings.Repeat("a", MaxRunAs) }, ""},
+		{"RunAsTooLong", func(t *Tenant) { t.RunAs = strings.Repeat("a", MaxRunAs+1) }, "run_as"},
+		{"RunAsControlChar", func(t *Tenant) { t.RunAs = "bob\n" }, "run_as"},
+		{"RunAsSpace", func(t *Tenant) { t.RunAs = "bob smith" }, "run_as"},
+		{"RunAsSlash", func(t *Tenant) { t.RunAs = "../root" }, "run_as"},
+		{"RunAsDash", func(t *Tenant) { t.RunAs = "-u0" }, "run_as"},
+		{"RunAsDot", func(t *Tenant) { t.RunAs = ".." }, "run_as"},
+		{"RunAsColon", func(t *Tenant) { t.RunAs = "bob:0" }, "run_as"},
+		{"RunAsOnlyDollar", func(t *Tenant) { t.RunAs = "$" }, "run_as"},
+		{"RunAsNonASCII", func(t *Tenant) { t.RunAs = "jos\u00e9" }, "run_as"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tn := Tenant{Name: "team-a"}

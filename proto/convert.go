@@ -250,6 +250,7 @@ func FromTenant(t *job.Tenant) *Tenant {
 		BurstForMs:      t.BurstFor.Milliseconds(),
 		CooldownMs:      t.Cooldown.Milliseconds(),
 		Preemptible:     t.Preemptible,
+		RunAs:           t.RunAs,
 		CreatedUnixNano: nanos(t.CreatedAt),
 		UpdatedUnixNano: nanos(t.UpdatedAt),
 	}
@@ -285,6 +286,7 @@ func (t *Tenant) ToTenant() *job.Tenant {
 		BurstFor:    millis(t.GetBurstForMs()),
 		Cooldown:    millis(t.GetCooldownMs()),
 		Preemptible: t.GetPreemptible(),
+		RunAs:       t.GetRunAs(),
 		CreatedAt:   fromNanos(t.GetCreatedUnixNano()),
 		UpdatedAt:   fromNanos(t.GetUpdatedUnixNano()),
 	}

@@ -81,6 +81,16 @@ func (s *Scheduler) ensureTenant(ctx context.Context, name string) error {
 	return err
 }
 
+// RunAs returns the user the tenant's jobs run as (job.Tenant.RunAs): ""
+// when it names none or the tenant does not exist. It reads memory only,
+// so that building every assignment may call it. Safe for concurrent use.
+func (s *Scheduler) RunAs(tenant string) string {
+	if t, ok := s.tenants.Load(tenant); ok {
+		return t.RunAs
+	}
+	return ""
+}
+
 // Tenant returns one tenant with its live figures, or job.ErrNotFound.
 func (s *Scheduler) Tenant(name string) (TenantStatus, error) {
 	for _, st := range s.Tenants() {

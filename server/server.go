@@ -178,6 +178,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 
 		MaxPipelineLinks: cfg.MaxPipelineLinks,
 	})
+	s.agents.runAs = s.sched.RunAs
 	if err := s.sched.Recover(ctx); err != nil {
 		s.Close()
 		return nil, err

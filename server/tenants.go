@@ -29,6 +29,9 @@ var tenantFields = []tenantField{
 	{"burst_for_ms", func(d, s *job.Tenant) { d.BurstFor = s.BurstFor }},
 	{"cooldown_ms", func(d, s *job.Tenant) { d.Cooldown = s.Cooldown }},
 	{"preemptible", func(d, s *job.Tenant) { d.Preemptible = s.Preemptible }},
+	// Only admins may set run_as: SetTenant checks it when the fields
+	// name it, or name none (every field).
+	{"run_as", func(d, s *job.Tenant) { d.RunAs = s.RunAs }},
 }
 
 type tenantField struct {

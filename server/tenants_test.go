@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"maps"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -124,6 +125,7 @@ func TestSetTenantErrors(t *testing.T) {
 		{"NamedZeroWeight", &pb.SetTenantRequest{Tenant: &pb.Tenant{Name: "a"}, Fields: []string{"weight"}}, "weight: 0 must be more than 0"},
 		{"BurstWithoutLimit", &pb.SetTenantRequest{Tenant: &pb.Tenant{Name: "a", Burst: 2, BurstForMs: 1000}}, "burst:"},
 		{"NamedFieldIsChecked", &pb.SetTenantRequest{Tenant: &pb.Tenant{Name: "a", MaxQueued: -1}, Fields: []string{"max_queued"}}, "max_queued:"},
+		{"RunAs", &pb.SetTenantRequest{Tenant: &pb.Tenant{Name: "a", RunAs: "bob\n"}, Fields: []string{"run_as"}}, `run_as: "bob\n" must be a user name`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := s.admin.SetTenant(ctx, tc.req)
@@ -273,5 +275,37 @@ func TestSetTenantRunningLimitsApart(t *testing.T) {
 	}
 	if r := st.GetTenant().GetMaxRunning(); r.GetSlots() != 8 || r.GetCpuMillis() != 2000 || r.GetMemoryMib() != 1024 {
 		t.Fatalf("running limits %v, want slots 8, cpu 2000, memory 1024", r)
+	}
+}
+
+// TestAssignCarriesRunAs checks that an Assign names the user of the job's
+// tenant as it is when the Assign is built: at dispatch, and again when a
+// reconnecting agent is sent the job it did not report.
+func TestAssignCarriesRunAs(t *testing.T) {
+	s := setup(t)
+	s.setTenant(t, &pb.Tenant{Name: "batch", RunAs: "nobody"}, "run_as")
+	a := connectAgent(t, s, hello("w1", 2))
+
+	id := s.submit(t, &pb.JobSpec{Command: []string{"true"}, Tenant: "batch"})
+	if as := a.recv().GetAssign(); as.GetJob().GetId() != id || as.GetRunAs() != "nobody" {
+		t.Fatalf("assign = %v, want job %s as nobody", as, id)
+	}
+	other := s.submit(t, &pb.JobSpec{Command: []string{"true"}})
+	if as := a.recv().GetAssign(); as.GetJob().GetId() != other || as.GetRunAs() != "" {
+		t.Fatalf("assign = %v, want job %s with no user (the default tenant names none)", as, other)
+	}
+
+	// The agent goes away before it reports the job started; back, it is
+	// sent the job again, with the tenant's user as it is now.
+	s.setTenant(t, &pb.Tenant{Name: "batch", RunAs: "daemon"}, "run_as")
+	a.close()
+	a = connectAgent(t, s, hello("w1", 2))
+	got := map[string]string{}
+	for range 2 {
+		as := a.recv().GetAssign()
+		got[as.GetJob().GetId()] = as.GetRunAs()
+	}
+	if want := map[string]string{id: "daemon", other: ""}; !maps.Equal(got, want) {
+		t.Fatalf("re-sent assigns (job → run_as) = %v, want %v", got, want)
 	}
 }

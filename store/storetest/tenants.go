@@ -80,6 +80,7 @@ func testTenants(t *testing.T, open func(*testing.T) scheduler.Store) {
 			BurstFor:    10 * time.Minute,
 			Cooldown:    30 * time.Minute,
 			Preemptible: true,
+			RunAs:       "nobody",
 			CreatedAt:   T0,
 			UpdatedAt:   T0.Add(time.Hour),
 		}
@@ -117,6 +118,7 @@ func testTenants(t *testing.T, open func(*testing.T) scheduler.Store) {
 			"ZeroWeight":    {&job.Tenant{Name: "team-a"}, "weight"},
 			"MaxQueued":     {&job.Tenant{Name: "team-a", Weight: 1, MaxQueued: -1}, "max_queued"},
 			"BurstNoLimits": {&job.Tenant{Name: "team-a", Weight: 1, Burst: 2, BurstFor: time.Minute}, "burst"},
+			"RunAs":         {&job.Tenant{Name: "team-a", Weight: 1, RunAs: "bob\x00"}, "run_as"},
 		} {
 			t.Run(name, func(t *testing.T) {
 				s := open(t)

@@ -1,0 +1,179 @@
+package agent
+
+// Who a job runs as. An agent running as root runs each job as an
+// unprivileged user: its tenant's run-as user, else the agent's default
+// user. Root takes two consents: the tenant's (--run-as root) and the
+// agent's (--allow-root). An agent not running as root cannot switch users:
+// it runs jobs as itself and refuses a tenant that names another user.
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"strconv"
+	"syscall"
+
+	"github.com/hodei-jobs/hodei/job"
+)
+
+// DefaultUser is the default of Config.DefaultUser: the user jobs run as on
+// an agent running as root when their tenant names none.
+const DefaultUser = "nobody"
+
+// runUser is the account a job runs as when the agent switches users.
+type runUser struct {
+	Name   string
+	UID    uint32
+	GID    uint32
+	Groups []uint32 // supplementary groups, the primary one included
+	Home   string   // may not exist (nobody's is /nonexistent)
+}
+
+// credential is what the kernel needs to start the job's process as u.
+func (u *runUser) credential() *syscall.Credential {
+	return &syscall.Credential{Uid: u.UID, Gid: u.GID, Groups: u.Groups}
+}
+
+// userPolicy chooses the user each job runs as. Build it with
+// newUserPolicy; tests fill it in directly. It is read-only once built, so
+// safe for concurrent use.
+type userPolicy struct {
+	DefaultUser string // on a root agent, for tenants that name no user
+	AllowRoot   bool   // the agent's consent to run a tenant's jobs as root
+	EUID        int    // the agent's effective uid: only 0 can switch users
+	// Lookup finds a user by name, or by numeric uid when no user has
+	// that name; it returns an error wrapping errUnknownUser when neither
+	// exists. Default lookupUser.
+	Lookup func(nameOrUID string) (*user.User, error)
+}
+
+// errUnknownUser is the error of lookupUser for a user that does not exist.
+var errUnknownUser = errors.New("no such user")
+
+// newUserPolicy returns the policy of an agent running as the current
+// process's effective user. On a root agent the default user must exist
+// and must not be root (no tenant consented to root then): otherwise a
+// *job.FieldError on default-user says what to change.
+func newUserPolicy(defaultUser string, allowRoot bool) (*userPolicy, error) {
+	if defaultUser == "" {
+		defaultUser = DefaultUser
+	}
+	p := &userPolicy{DefaultUser: defaultUser, AllowRoot: allowRoot, EUID: os.Geteuid(), Lookup: lookupUser}
+	if p.EUID != 0 {
+		return p, nil
+	}
+	u, err := p.resolve(defaultUser)
+	switch {
+	case errors.Is(err, errUnknownUser):
+		return nil, job.Invalid("default-user", "user %q does not exist on this host; name an unprivileged user that does", defaultUser)
+	case err != nil:
+		return nil, err
+	case u.UID == 0:
+		return nil, job.Invalid("default-user", "%q is root; name an unprivileged user (jobs run as root only for a tenant set with --run-as root, on an agent started with --allow-root)", defaultUser)
+	}
+	return p, nil
+}
+
+// choose returns the user a job of tenant runs as, given the run-as user of
+// its Assign ("" when the tenant names none): nil means the agent's own
+// user, without switching. Its errors are refusals, written for the
+// job's owner: they name the tenant, the user and what to change.
+func (p *userPolicy) choose(tenant, runAs string) (*runUser, error) {
+	if p.EUID != 0 {
+		return nil, p.chooseUnprivileged(tenant, runAs)
+	}
+	name := runAs
+	if name == "" {
+		name = p.DefaultUser
+	}
+	u, err := p.resolve(name)
+	switch {
+	case errors.Is(err, errUnknownUser) && runAs != "":
+		return nil, fmt.Errorf("tenant %s runs jobs as %s, who does not exist on this host", tenant, runAs)
+	case errors.Is(err, errUnknownUser):
+		return nil, fmt.Errorf("the agent's --default-user %s does not exist on this host", name)
+	case err != nil:
+		return nil, err
+	case u.UID != 0:
+		return u, nil
+	case runAs == "":
+		return nil, fmt.Errorf("the agent's --default-user %s is root; jobs run as root only for a tenant set with --run-as root, on an agent started with --allow-root", name)
+	case !p.AllowRoot:
+		return nil, fmt.Errorf("tenant %s runs jobs as %s (root); start the agent with --allow-root to allow it", tenant, runAs)
+	}
+	return u, nil
+}
+
+// chooseUnprivileged is choose on an agent that cannot switch users: a
+// tenant's user is accepted only when it is the agent's own.
+func (p *userPolicy) chooseUnprivileged(tenant, runAs string) error {
+	self := strconv.Itoa(p.EUID)
+	if runAs == "" || runAs == self {
+		return nil
+	}
+	u, err := p.lookup(runAs)
+	if err == nil && u.Uid == self {
+		return nil
+	}
+	me := self
+	if u, err := user.LookupId(self); err == nil {
+		me = u.Username
+	}
+	return fmt.Errorf("tenant %s runs jobs as %s; this agent runs as %s and can only run jobs as itself (start it as root)", tenant, runAs, me)
+}
+
+func (p *userPolicy) lookup(nameOrUID string) (*user.User, error) {
+	if p.Lookup == nil {
+		return lookupUser(nameOrUID)
+	}
+	return p.Lookup(nameOrUID)
+}
+
+// resolve looks up name and reads its ids, groups and home.
+func (p *userPolicy) resolve(name string) (*runUser, error) {
+	u, err := p.lookup(name)
+	if err != nil {
+		return nil, err
+	}
+	uid, err := strconv.ParseUint(u.Uid, 10, 32)
+	if err != nil {
+		return nil, fmt.Errorf("user %s: uid %q: %w", name, u.Uid, err)
+	}
+	gid, err := strconv.ParseUint(u.Gid, 10, 32)
+	if err != nil {
+		return nil, fmt.Errorf("user %s: gid %q: %w", name, u.Gid, err)
+	}
+	ids, err := u.GroupIds()
+	if err != nil {
+		return nil, fmt.Errorf("user %s: groups: %w", name, err)
+	}
+	groups := make([]uint32, 0, len(ids))
+	for _, id := range ids {
+		g, err := strconv.ParseUint(id, 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("user %s: group id %q: %w", name, id, err)
+		}
+		groups = append(groups, uint32(g))
+	}
+	return &runUser{Name: u.Username, UID: uint32(uid), GID: uint32(gid), Groups: groups, Home: u.HomeDir}, nil
+}
+
+// lookupUser finds a user by name, or by numeric uid when no user has that
+// name. A user that does not exist is an error wrapping errUnknownUser.
+func lookupUser(nameOrUID string) (*user.User, error) {
+	u, err := user.Lookup(nameOrUID)
+	var unknown user.UnknownUserError
+	if !errors.As(err, &unknown) {
+		return u, err
+	}
+	if _, perr := strconv.ParseUint(nameOrUID, 10, 32); perr != nil {
+		return nil, fmt.Errorf("user %s: %w", nameOrUID, errUnknownUser)
+	}
+	u, err = user.LookupId(nameOrUID)
+	var unknownID user.UnknownUserIdError
+	if errors.As(err, &unknownID) {
+		return nil, fmt.Errorf("user %s: %w", nameOrUID, errUnknownUser)
+	}
+	return u, err
+}

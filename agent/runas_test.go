@@ -1,0 +1,233 @@
+package agent
+
+import (
+	"errors"
+	"os"
+	"os/user"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hodei-jobs/hodei/job"
+)
+
+// mustLookup returns the user name, failing the test when it does not exist.
+func mustLookup(tb testing.TB, name string) *user.User {
+	tb.Helper()
+	u, err := user.Lookup(name)
+	if err != nil {
+		tb.Fatalf("user %s: %v (the tests need it on this host)", name, err)
+	}
+	return u
+}
+
+// needRoot skips a test that switches users unless it runs as root.
+func needRoot(tb testing.TB) {
+	tb.Helper()
+	if os.Geteuid() != 0 {
+		tb.Skip("switching users needs root; run the agent tests as root to cover it (CI does)")
+	}
+}
+
+// TestChooseUser covers the rule of who a job runs as. The agent's euid is
+// given, so every case runs without root; the users are the host's.
+func TestChooseUser(t *testing.T) {
+	nobody := mustLookup(t, "nobody")
+	nobodyUID := atoiT(t, nobody.Uid)
+	for _, tc := range []struct {
+		name      string
+		policy    userPolicy
+		runAs     string
+		wantUser  string // "" with wantSelf or an error
+		wantSelf  bool   // nil: the agent's own user
+		wantError string // in the refusal
+	}{
+		{name: "RootAgentDefaultUser", policy: userPolicy{EUID: 0, DefaultUser: "nobody"}, wantUser: "nobody"},
+		{name: "RootAgentTenantUser", policy: userPolicy{EUID: 0, DefaultUser: "daemon"}, runAs: "nobody", wantUser: "nobody"},
+		{name: "RootAgentTenantUID", policy: userPolicy{EUID: 0, DefaultUser: "daemon"}, runAs: nobody.Uid, wantUser: "nobody"},
+		{name: "RootAgentTenantRootRefused", policy: userPolicy{EUID: 0, DefaultUser: "nobody"}, runAs: "root",
+			wantError: "tenant ml runs jobs as root (root); start the agent with --allow-root to allow it"},
+		{name: "RootAgentTenantUIDZeroRefused", policy: userPolicy{EUID: 0, DefaultUser: "nobody"}, runAs: "0",
+			wantError: "tenant ml runs jobs as 0 (root); start the agent with --allow-root"},
+		{name: "RootAgentTenantRootAllowed", policy: userPolicy{EUID: 0, DefaultUser: "nobody", AllowRoot: true}, runAs: "root", wantUser: "root"},
+		{name: "RootAgentDefaultRootRefused", policy: userPolicy{EUID: 0, DefaultUser: "root", AllowRoot: true},
+			wantError: "the agent's --default-user root is root; jobs run as root only for a tenant set with --run-as root, on an agent started with --allow-root"},
+		{name: "RootAgentUnknownTenantUser", policy: userPolicy{EUID: 0, DefaultUser: "nobody"}, runAs: "hodei-no-such-user",
+			wantError: "tenant ml runs jobs as hodei-no-such-user, who does not exist on this host"},
+		{name: "RootAgentUnknownUID", policy: userPolicy{EUID: 0, DefaultUser: "nobody"}, runAs: "4000000001",
+			wantError: "tenant ml runs jobs as 4000000001, who does not exist on this host"},
+		{name: "RootAgentUnknownDefaultUser", policy: userPolicy{EUID: 0, DefaultUser: "hodei-no-such-user"},
+			wantError: "the agent's --default-user hodei-no-such-user does not exist on this host"},
+		{name: "UserAgentNoTenantUser", policy: userPolicy{EUID: nobodyUID, DefaultUser: "daemon"}, wantSelf: true},
+		{name: "UserAgentItself", policy: userPolicy{EUID: nobodyUID}, runAs: "nobody", wantSelf: true},
+		{name: "UserAgentItselfByUID", policy: userPolicy{EUID: nobodyUID}, runAs: nobody.Uid, wantSelf: true},
+		{name: "UserAgentOtherUserRefused", policy: userPolicy{EUID: nobodyUID, AllowRoot: true}, runAs: "root",
+			wantError: "tenant ml runs jobs as root; this agent runs as nobody and can only run jobs as itself (start it as root)"},
+		{name: "UserAgentUnknownUserRefused", policy: userPolicy{EUID: nobodyUID}, runAs: "hodei-no-such-user",
+			wantError: "tenant ml runs jobs as hodei-no-such-user; this agent runs as nobody and can only run jobs as itself"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.policy.Lookup = lookupUser
+			u, err := tc.policy.choose("ml", tc.runAs)
+			switch {
+			case tc.wantError != "":
+				if err == nil || !strings.Contains(err.Error(), tc.wantError) {
+					t.Fatalf("choose = %+v, %v; want the refusal %q", u, err, tc.wantError)
+				}
+				return
+			case err != nil:
+				t.Fatalf("choose: %v", err)
+			case tc.wantSelf:
+				if u != nil {
+					t.Fatalf("choose = %+v, want nil (the agent itself)", u)
+				}
+				return
+			}
+			want := mustLookup(t, tc.wantUser)
+			if u == nil || u.Name != want.Username || strconv.Itoa(int(u.UID)) != want.Uid ||
+				strconv.Itoa(int(u.GID)) != want.Gid || u.Home != want.HomeDir {
+				t.Fatalf("choose = %+v, want %+v", u, want)
+			}
+			ids, _ := want.GroupIds()
+			if got := groupStrings(u.Groups); !slices.Equal(got, sortedCopy(ids)) {
+				t.Errorf("groups %v, want %v", got, ids)
+			}
+		})
+	}
+}
+
+func TestNewUserPolicy(t *testing.T) {
+	needRoot(t)
+	for _, tc := range []struct{ name, user, want string }{
+		{"Root", "root", `default-user: "root" is root; name an unprivileged user`},
+		{"UIDZero", "0", `default-user: "0" is root`},
+		{"Unknown", "hodei-no-such-user", `default-user: user "hodei-no-such-user" does not exist on this host`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := newUserPolicy(tc.user, true)
+			var fe *job.FieldError
+			if !errors.As(err, &fe) || fe.Field != "default-user" || !strings.HasPrefix(err.Error(), tc.want) {
+				t.Fatalf("newUserPolicy(%q) = %v, want a FieldError starting %q", tc.user, err, tc.want)
+			}
+		})
+	}
+	t.Run("DefaultIsNobody", func(t *testing.T) {
+		p, err := newUserPolicy("", false)
+		if err != nil || p.DefaultUser != "nobody" || p.EUID != 0 {
+			t.Fatalf("newUserPolicy = %+v, %v; want nobody as the default user", p, err)
+		}
+	})
+}
+
+// TestAttemptRunsAsUser runs real jobs as another user: the process has
+// that user's uid, groups, home and terminal, and the spool stays the
+// agent's.
+func TestAttemptRunsAsUser(t *testing.T) {
+	needRoot(t)
+	nobody := mustLookup(t, "nobody")
+	groups, err := nobody.GroupIds()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := mustLookup(t, "root")
+	policy := &userPolicy{EUID: 0, DefaultUser: "nobody", Lookup: lookupUser}
+	script := `id -u; id -G; echo "$HOME $USER $LOGNAME"; pwd; [ -t 0 ] && stat -c %u "$(tty)" || echo no-tty`
+	for _, tc := range []struct {
+		name  string
+		spec  attemptSpec
+		allow bool
+		want  []string // lines of output
+	}{
+		{"DefaultUserPTY", attemptSpec{}, false,
+			[]string{nobody.Uid, strings.Join(groups, " "), nobody.HomeDir + " nobody nobody", homeOrRoot(nobody.HomeDir), nobody.Uid}},
+		{"TenantUserPipes", attemptSpec{RunAs: "nobody", NoPTY: true}, false,
+			[]string{nobody.Uid, strings.Join(groups, " "), nobody.HomeDir + " nobody nobody", homeOrRoot(nobody.HomeDir), "no-tty"}},
+		{"WorkDirWins", attemptSpec{RunAs: "nobody", Dir: "/tmp"}, false,
+			[]string{nobody.Uid, strings.Join(groups, " "), nobody.HomeDir + " nobody nobody", "/tmp", nobody.Uid}},
+		{"RootWithConsent", attemptSpec{RunAs: "root", NoPTY: true}, true,
+			[]string{"0", rootGroups(t, root), root.HomeDir + " root root", homeOrRoot(root.HomeDir), "no-tty"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := *policy
+			p.AllowRoot = tc.allow
+			spec := tc.spec
+			spec.Argv, spec.Tenant = shArgv(script), "ml"
+			a := mustStartAttempt(t, spec, attemptOptions{Users: &p})
+			errc := make(chan []byte, 1)
+			go func() { errc <- readSpool(t, a.Stderr()) }()
+			out := strings.ReplaceAll(string(readSpool(t, a.Output())), "\r\n", "\n")
+			stderr := <-errc
+			e := waitAttempt(t, a, 20*time.Second)
+			if e.Outcome != exited || e.ExitCode != 0 {
+				t.Fatalf("exit %+v, stderr %q", e, stderr)
+			}
+			fi, err := os.Stat(a.Output().Path())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st := fi.Sys().(*syscall.Stat_t); st.Uid != 0 {
+				t.Errorf("spool owned by uid %d, want the agent's (0)", st.Uid)
+			}
+			// id -G prints the groups in the kernel's order: compare sets.
+			got := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+			want := slices.Clone(tc.want)
+			if len(got) == len(want) {
+				got[1] = strings.Join(sortedCopy(strings.Fields(got[1])), " ")
+				want[1] = strings.Join(sortedCopy(strings.Fields(want[1])), " ")
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("output\n%s\nwant lines\n%s", out, strings.Join(tc.want, "\n"))
+			}
+		})
+	}
+	t.Run("Refused", func(t *testing.T) {
+		a := mustStartAttempt(t, attemptSpec{Argv: []string{"true"}, Tenant: "ml", RunAs: "root"}, attemptOptions{Users: policy})
+		e := waitAttempt(t, a, time.Second)
+		want := "start: tenant ml runs jobs as root (root); start the agent with --allow-root to allow it"
+		if e.Outcome != startFailed || e.Reason != want {
+			t.Fatalf("exit %+v, want startFailed with %q", e, want)
+		}
+	})
+}
+
+func homeOrRoot(home string) string {
+	if isDir(home) {
+		return home
+	}
+	return "/"
+}
+
+func rootGroups(t *testing.T, root *user.User) string {
+	ids, err := root.GroupIds()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Join(ids, " ")
+}
+
+func groupStrings(gs []uint32) []string {
+	out := make([]string, len(gs))
+	for i, g := range gs {
+		out[i] = strconv.Itoa(int(g))
+	}
+	slices.Sort(out)
+	return out
+}
+
+func sortedCopy(s []string) []string {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	return s
+}
+
+func atoiT(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
