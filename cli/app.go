@@ -54,6 +54,7 @@ func commands(e *env) []*ucli.Command {
 		tenantsCommand(e),
 		pipelineCommand(e),
 		snapshotCommand(e),
+		auditCommand(e),
 	}
 }
 
