@@ -260,3 +260,33 @@ func TestAuditCodec(t *testing.T) {
 		require.Error(t, err)
 	})
 }
+
+// BenchmarkListAudit measures ListAudit over a trail of 100,000 records:
+// the newest page, and a filter that matches nothing (a scan of them all).
+func BenchmarkListAudit(b *testing.B) {
+	const n = 100_000
+	db := MustOpenPath(b, filepath.Join(b.TempDir(), "hodei.db"), Options{NoSync: true})
+	for from := 0; from < n; from += 10_000 {
+		if err := db.AppendAudit(context.Background(), auditEntries(from, from+10_000)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		f    job.AuditFilter
+		want int
+	}{
+		{"newest-1000", job.AuditFilter{}, job.DefaultAuditLimit},
+		{"no-match", job.AuditFilter{Actor: "nobody"}, 0},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			for b.Loop() {
+				es, err := db.ListAudit(context.Background(), tc.f)
+				if err != nil || len(es) != tc.want {
+					b.Fatalf("%d records, %v; want %d", len(es), err, tc.want)
+				}
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "lists/s")
+		})
+	}
+}
