@@ -38,7 +38,7 @@ const (
 // auditBatch, and stores it in one transaction, so that concurrent
 // recorders share commits as the store's own commit loop does. A recorder
 // waits for room when the queue is full: records are slowed down, never
-// dropped. stop flushes what is queued and then refuses new records.
+// dropped. stop refuses new records and stores every queued one.
 //
 // Record is safe for concurrent use. The Server owns the auditLog: Serve
 // starts it and Close stops it, before it closes the store.
@@ -65,7 +65,7 @@ type auditLog struct {
 	stopOnce sync.Once
 }
 
-// newAuditLog returns a stopped writer that stores through appendFn, with
+// newAuditLog returns a writer, not yet started, that stores through appendFn, with
 // a queue of queueLen records. It registers its counters with reg unless
 // reg is nil.
 func newAuditLog(appendFn func(context.Context, []job.AuditEntry) error, now func() time.Time,
@@ -93,10 +93,10 @@ func newAuditLog(appendFn func(context.Context, []job.AuditEntry) error, now fun
 
 // Record queues e to be stored, setting its Time to now when it is zero.
 // It waits while the queue is full and returns ctx.Err() if ctx ends
-// first; it fails with job.ErrClosed once the writer was stopped, and with
-// a *job.FieldError for a time before 1970, which the store cannot key.
-// A nil error means the record will be stored unless the disk fails, which
-// the writer logs.
+// first (an ended ctx does not matter while there is room). It fails with
+// job.ErrClosed once the writer was stopped, and with a *job.FieldError
+// for a time before 1970, which the store cannot key. A nil error means
+// the record will be stored unless the disk fails, which the writer logs.
 func (a *auditLog) Record(ctx context.Context, e job.AuditEntry) error {
 	if e.Time.IsZero() {
 		e.Time = a.now()
@@ -108,6 +108,11 @@ func (a *auditLog) Record(ctx context.Context, e job.AuditEntry) error {
 	defer a.mu.RUnlock()
 	if a.closed {
 		return fmt.Errorf("audit: %w", job.ErrClosed)
+	}
+	select { // room first: a call whose client just left is still recorded
+	case a.queue <- e:
+		return nil
+	default:
 	}
 	select {
 	case a.queue <- e:

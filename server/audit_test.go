@@ -125,6 +125,22 @@ func TestAuditLog(t *testing.T) {
 			t.Fatalf("times = %v, %v; want %v, %v", got[0].Time, got[1].Time, auditNow, given)
 		}
 	})
+	t.Run("EndedContextWithRoom", func(t *testing.T) {
+		// The call's client may be gone by the time it is audited.
+		f := &fakeAppend{}
+		a := newTestAuditLog(f, 10)
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		for range 5 {
+			if err := a.Record(ctx, job.AuditEntry{}); err != nil {
+				t.Fatalf("Record with an ended context and room = %v", err)
+			}
+		}
+		a.stop()
+		if got := f.sizes(); !equalInts(got, []int{5}) {
+			t.Fatalf("batch sizes = %v, want [5]", got)
+		}
+	})
 	t.Run("ErrInvalidTime", func(t *testing.T) {
 		a := newTestAuditLog(&fakeAppend{}, 10)
 		defer a.stop()
