@@ -56,6 +56,7 @@ func commands(e *env) []*ucli.Command {
 		snapshotCommand(e),
 		loginCommand(e),
 		tokenCommand(e),
+		auditCommand(e),
 	}
 }
 

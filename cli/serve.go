@@ -34,6 +34,7 @@ func serveCommand(e *env) *ucli.Command {
 			&ucli.StringFlag{Name: "http-addr", Value: server.DefaultHTTPAddr, Usage: "HTTP listen `ADDR` for /healthz and /metrics; '-' turns it off"},
 			&ucli.StringFlag{Name: "placement", Value: "binpack", Usage: "`POLICY` for choosing a worker: binpack or spread"},
 			&ucli.DurationFlag{Name: "retention", Value: server.DefaultRetention, Usage: "keep finished jobs and their logs this long"},
+			&ucli.DurationFlag{Name: "audit-retention", Value: server.DefaultAuditRetention, Usage: "keep audit records this long"},
 			&ucli.DurationFlag{Name: "heartbeat", Value: 5 * time.Second, Usage: "interval agents heartbeat at"},
 			&ucli.DurationFlag{Name: "lease", Usage: "silence after which a worker is DOWN and its jobs lost (default 3 × heartbeat + 5s)"},
 			&ucli.DurationFlag{Name: "kill-grace", Value: 10 * time.Second, Usage: "time between SIGTERM and SIGKILL when a job is stopped"},
@@ -130,7 +131,7 @@ func serveConfig(c *ucli.Context) (server.Config, error) {
 	if err != nil {
 		return server.Config{}, err
 	}
-	for _, name := range []string{"retention", "heartbeat", "lease", "kill-grace"} {
+	for _, name := range []string{"retention", "audit-retention", "heartbeat", "lease", "kill-grace"} {
 		if c.Duration(name) < 0 {
 			return server.Config{}, usagef(c, "--%s: must not be negative", name)
 		}
@@ -166,6 +167,7 @@ func serveConfig(c *ucli.Context) (server.Config, error) {
 		MaxMatrix:   c.Int("max-matrix"),
 
 		MaxPipelineLinks: c.Int("max-pipeline-links"),
+		AuditRetention:   c.Duration("audit-retention"),
 	}, nil
 }
 

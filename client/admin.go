@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/hodei-jobs/hodei/job"
 	hodeipb "github.com/hodei-jobs/hodei/proto"
 )
 
@@ -47,4 +48,15 @@ func (c *Client) Snapshot(ctx context.Context, w io.Writer) (int64, error) {
 			return n, fmt.Errorf("write snapshot: %w", err)
 		}
 	}
+}
+
+// ListAudit returns the audit records that match f, newest first: at most
+// f.Limit (0: job.DefaultAuditLimit, at most job.MaxAuditLimit, else
+// codes.InvalidArgument). The server allows it to admins only.
+func (c *Client) ListAudit(ctx context.Context, f job.AuditFilter) ([]*hodeipb.AuditRecord, error) {
+	resp, err := c.admin.ListAudit(ctx, hodeipb.FromAuditFilter(f))
+	if err != nil {
+		return nil, err
+	}
+	return resp.GetRecords(), nil
 }

@@ -357,3 +357,58 @@ func (p *PipelineSpec) ToPipelineSpec() job.PipelineSpec {
 
 // PipelineStateName is the domain name of a wire pipeline state.
 func PipelineStateName(s PipelineState) string { return job.PipelineState(s).String() }
+
+// FromAuditEntry converts a domain audit entry to the wire.
+func FromAuditEntry(e *job.AuditEntry) *AuditRecord {
+	return &AuditRecord{
+		TimeUnixNano: nanos(e.Time),
+		TokenId:      e.TokenID,
+		TokenName:    e.TokenName,
+		Role:         e.Role,
+		Scope:        e.Scope,
+		Tenant:       e.Tenant,
+		Action:       e.Action,
+		Target:       e.Target,
+		Result:       e.Result,
+		Message:      e.Message,
+		Peer:         e.Peer,
+	}
+}
+
+// ToAuditEntry converts a wire audit record to the domain; nil is the zero
+// entry.
+func (r *AuditRecord) ToAuditEntry() job.AuditEntry {
+	return job.AuditEntry{
+		Time:      fromNanos(r.GetTimeUnixNano()),
+		TokenID:   r.GetTokenId(),
+		TokenName: r.GetTokenName(),
+		Role:      r.GetRole(),
+		Scope:     r.GetScope(),
+		Tenant:    r.GetTenant(),
+		Action:    r.GetAction(),
+		Target:    r.GetTarget(),
+		Result:    r.GetResult(),
+		Message:   r.GetMessage(),
+		Peer:      r.GetPeer(),
+	}
+}
+
+// FromAuditFilter converts a domain audit filter to a ListAudit request.
+func FromAuditFilter(f job.AuditFilter) *ListAuditRequest {
+	return &ListAuditRequest{
+		SinceUnixNano: nanos(f.Since),
+		Actor:         f.Actor,
+		Action:        f.Action,
+		Limit:         int32(min(max(f.Limit, math.MinInt32), math.MaxInt32)),
+	}
+}
+
+// ToAuditFilter converts a ListAudit request to the domain, not normalized.
+func (r *ListAuditRequest) ToAuditFilter() job.AuditFilter {
+	return job.AuditFilter{
+		Since:  fromNanos(r.GetSinceUnixNano()),
+		Actor:  r.GetActor(),
+		Action: r.GetAction(),
+		Limit:  int(r.GetLimit()),
+	}
+}

@@ -3,9 +3,65 @@ package server
 import (
 	"context"
 
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
 	"github.com/hodei-jobs/hodei/auth"
+	"github.com/hodei-jobs/hodei/job"
+	pb "github.com/hodei-jobs/hodei/proto"
 )
 
-// auditCall is replaced when the audit log lands.
-func (s *Server) auditCall(ctx context.Context, id *auth.Identity, method string, req, resp any, err error) {
+// auditCall records one call: who (id, nil when not authenticated), what
+// (the method or HTTP action), on which target and tenant, and the result.
+// Only ids and names are taken from the request and answer, never a spec:
+// a spec may hold secret values.
+func (s *Server) auditCall(ctx context.Context, id *auth.Identity, action string, req, resp any, err error) {
+	e := job.AuditEntry{Action: action, Result: job.AuditOK}
+	if id != nil {
+		e.TokenID, e.TokenName, e.Role, e.Scope = id.TokenID, id.Name, string(id.Role), id.Tenants
+	}
+	if err != nil {
+		st := status.Convert(err)
+		e.Result, e.Message = st.Code().String(), st.Message()
+	}
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		e.Peer = p.Addr.String()
+	}
+	e.Target, e.Tenant = auditTarget(req, resp)
+	if e.Target == "" && id != nil && id.Worker != "" {
+		e.Target = id.Worker // the agent stream
+	}
+	s.audit(ctx, e)
+}
+
+// auditTarget names what a call acted on, from the ids and names of its
+// request and answer.
+func auditTarget(req, resp any) (target, tenant string) {
+	switch r := req.(type) {
+	case *pb.SubmitRequest:
+		tenant = r.GetSpec().GetTenant()
+	case *pb.RunPipelineRequest:
+		tenant = r.GetSpec().GetTenant()
+	case *pb.SetTenantRequest:
+		target, tenant = r.GetTenant().GetName(), r.GetTenant().GetName()
+	case *pb.DeleteTenantRequest:
+		target, tenant = r.GetName(), r.GetName()
+	case *pb.CreateTokenRequest:
+		target = r.GetRole() + " token " + r.GetName()
+	case *pb.JoinRequest:
+		target = r.GetWorkerId()
+	case interface{ GetId() string }:
+		target = r.GetId()
+	}
+	switch r := resp.(type) {
+	case *pb.SubmitResponse:
+		target = r.GetId()
+	case *pb.Job:
+		tenant = r.GetSpec().GetTenant()
+	case *pb.PipelineStatus:
+		target, tenant = r.GetPipeline().GetId(), r.GetPipeline().GetTenant()
+	case *pb.CreateTokenResponse:
+		target = r.GetInfo().GetId() + " (" + r.GetInfo().GetName() + ")"
+	}
+	return target, tenant
 }

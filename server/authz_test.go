@@ -5,8 +5,10 @@ import (
 	"crypto/ed25519"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -322,5 +324,24 @@ func (s *sut) messages(t *testing.T, method string, fx fixture) (proto.Message, 
 	return req, out.New().Interface()
 }
 
-// checkDenialsAudited is filled in with the audit log.
-func (s *sut) checkDenialsAudited(t *testing.T, ctx context.Context, denials int) {}
+// checkDenialsAudited checks that the audit log holds one denial record
+// per denied cell, each naming the method.
+func (s *sut) checkDenialsAudited(t *testing.T, ctx context.Context, denials int) {
+	t.Helper()
+	isDenial := func(r *pb.AuditRecord) bool {
+		return r.GetResult() == codes.Unauthenticated.String() || r.GetResult() == codes.PermissionDenied.String()
+	}
+	var got []*pb.AuditRecord
+	s.waitAuditFor(t, fmt.Sprintf("%d denials", denials), func(rs []*pb.AuditRecord) bool {
+		got = slices.DeleteFunc(slices.Clone(rs), func(r *pb.AuditRecord) bool { return !isDenial(r) })
+		return len(got) >= denials
+	})
+	if len(got) != denials {
+		t.Fatalf("%d denial records in the audit log, want %d", len(got), denials)
+	}
+	for _, r := range got {
+		if _, known := ruleOf(r.GetAction()); !known || r.GetMessage() == "" || r.GetTimeUnixNano() == 0 || r.GetPeer() == "" {
+			t.Errorf("incomplete denial record %v", r)
+		}
+	}
+}

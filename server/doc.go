@@ -7,4 +7,9 @@
 // The agent side keeps one registry entry per connected worker; it is the
 // scheduler's Dispatcher, so assignments and stop orders reach agents
 // without the scheduler knowing about gRPC.
+//
+// Audit records (audit.go) go through one writer owned by the Server: a
+// bounded queue that recorders wait on when full, and a loop that stores
+// everything queued in one transaction. Close stores what is still queued
+// before it closes the store.
 package server

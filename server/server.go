@@ -37,6 +37,11 @@ type Config struct {
 	// Retention is how long finished jobs and their logs are kept; default
 	// 7 days.
 	Retention time.Duration
+
+	// AuditRetention is how long audit records are kept; default
+	// DefaultAuditRetention.
+	AuditRetention time.Duration
+
 	Heartbeat time.Duration // see scheduler.Config
 	Lease     time.Duration
 	KillGrace time.Duration
@@ -100,6 +105,7 @@ type Server struct {
 	ca         *pki.CA         // nil with InsecureNoAuth or operator-given certificates
 	tlsConfig  *tls.Config     // nil with InsecureNoAuth
 	metrics    *metrics
+	auditLog   *auditLog // started by Serve, stopped by Close
 	logSignals signals
 
 	grpc     *grpc.Server
@@ -125,6 +131,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	if cfg.Retention <= 0 {
 		cfg.Retention = DefaultRetention
+	}
+	if cfg.AuditRetention <= 0 {
+		cfg.AuditRetention = DefaultAuditRetention
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -159,6 +168,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		agents: newRegistry(),
 	}
 	s.metrics = newMetrics(func() *scheduler.Scheduler { return s.sched })
+	s.auditLog = newAuditLog(db.AppendAudit, cfg.Now, cfg.Logger, s.metrics.reg, auditQueueLen)
 	s.sched = scheduler.New(scheduler.Config{
 		Store:      db,
 		Dispatcher: s.agents,
@@ -266,6 +276,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	defer cancel()
 	errc := make(chan error, 2)
 	var loops sync.WaitGroup
+	s.auditLog.start() // stopped by Close, after every caller of audit
 	loops.Add(4)
 	go func() { defer loops.Done(); s.sched.Run(ctx) }()
 	go func() { defer loops.Done(); s.retain(ctx) }()
@@ -323,20 +334,21 @@ func (s *Server) stopGRPC() {
 	}
 }
 
-// Close releases the store and the log files. Serve calls it; it is safe to
-// call more than once.
+// Close stores the audit records still queued, then releases the store and
+// the log files. Serve calls it; it is safe to call more than once.
 func (s *Server) Close() error {
 	var err error
 	s.closeOne.Do(func() {
+		s.auditLog.stop()
 		err = errors.Join(s.logs.CloseAll(), s.errs.CloseAll(), s.store.Close())
 	})
 	return err
 }
 
 // retain deletes finished jobs older than the retention, with their logs,
-// a batch at a time.
+// and audit records older than the audit retention, a batch at a time.
 func (s *Server) retain(ctx context.Context) {
-	every := min(s.cfg.Retention/10, time.Hour)
+	every := min(min(s.cfg.Retention, s.cfg.AuditRetention)/10, time.Hour)
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -349,8 +361,14 @@ func (s *Server) retain(ctx context.Context) {
 	}
 }
 
-// sweep runs one retention round.
+// sweep runs one retention round: finished jobs, then audit records.
 func (s *Server) sweep(ctx context.Context) {
+	s.sweepJobs(ctx)
+	s.sweepAudit(ctx)
+}
+
+// sweepJobs deletes finished jobs older than the retention, with their logs.
+func (s *Server) sweepJobs(ctx context.Context) {
 	before := s.now().Add(-s.cfg.Retention)
 	for ctx.Err() == nil {
 		ids, err := s.store.DeleteFinished(ctx, before, 1000, s.sched.Retain(before))

@@ -20,6 +20,11 @@
 // jobs by InsertPipeline, in one request: the jobs get Insert's checks and
 // admission, and any failure writes neither the record nor a job.
 //
+// The audit trail (audit.go) is append-only: AppendAudit stores a batch
+// in one transaction under keys ordered by time, ListAudit reads newest
+// first and DeleteAuditBefore applies retention, oldest first. Its values
+// are the store's own protobuf record, not the API's AuditRecord.
+//
 // Caveats:
 //   - Values read from bbolt are only valid inside their transaction; the
 //     store copies (decodes) everything before the transaction ends, and
