@@ -74,13 +74,20 @@ func (c *agentConn) enqueue(msg *pb.ServerMessage) bool {
 // registry holds the connected agents and is the scheduler's Dispatcher.
 type registry struct {
 	conns *xsync.MapOf[string, *agentConn]
+	// assign builds an Assign order, or returns nil when the job cannot
+	// be assigned and has been dealt with (Server.assignMsg); set by New.
+	assign func(workerID string, j *job.Job) *pb.ServerMessage
 }
 
 func newRegistry() *registry { return &registry{conns: xsync.NewMapOf[string, *agentConn]()} }
 
 func (r *registry) Assign(workerID string, j *job.Job) bool {
 	c, ok := r.conns.Load(workerID)
-	return ok && c.enqueue(&pb.ServerMessage{Msg: &pb.ServerMessage_Assign{Assign: &pb.Assign{Job: pb.FromJob(j)}}})
+	if !ok {
+		return false
+	}
+	msg := r.assign(workerID, j)
+	return msg == nil || c.enqueue(msg)
 }
 
 func (r *registry) Cancel(workerID string, o scheduler.CancelOrder) bool {
@@ -157,7 +164,9 @@ func (a *agentService) Connect(stream pb.AgentService_ConnectServer) error {
 		return toStatus(err)
 	}
 	for _, j := range rc.Assign {
-		conn.enqueue(&pb.ServerMessage{Msg: &pb.ServerMessage_Assign{Assign: &pb.Assign{Job: pb.FromJob(j)}}})
+		if msg := s.assignMsg(w.ID, j); msg != nil {
+			conn.enqueue(msg)
+		}
 	}
 	for _, o := range rc.Cancel {
 		conn.enqueue(cancelMsg(o))
