@@ -7,4 +7,11 @@
 // The agent side keeps one registry entry per connected worker; it is the
 // scheduler's Dispatcher, so assignments and stop orders reach agents
 // without the scheduler knowing about gRPC.
+//
+// Secret env values are sealed (package seal) with the key in
+// DATA-DIR/secrets.key as soon as a job has its id, before the scheduler
+// stores or publishes it, so memory, the database and snapshots hold only
+// sealed values. They are opened in one place, assignMsg, to build the
+// Assign for the agent that runs the job. Answers show them as "***" and
+// nothing logs a spec or an Assign.
 package server
