@@ -26,10 +26,14 @@ func serveCommand(e *env) *ucli.Command {
 		Name:  "serve",
 		Usage: "run the server: queue, scheduler, API, metrics",
 		Description: "Keeps the queue in memory and every state change in DATA-DIR/hodei.db.\n" +
+			"Secret env values are sealed there with the key in DATA-DIR/secrets.key, created on the first start;\n" +
+			"back it up with the database: without it the stored secrets are lost and the server refuses to start.\n" +
 			"Prints one line 'hodei: serving grpc=ADDR http=ADDR data=DIR' when ready.",
 		Flags: []ucli.Flag{
 			&ucli.StringFlag{Name: "data-dir", Value: "./hodei-data", EnvVars: []string{"HODEI_DATA_DIR"},
 				Usage: "`DIR` holding hodei.db and logs/"},
+			&ucli.StringFlag{Name: "secrets-key", EnvVars: []string{"HODEI_SECRETS_KEY"},
+				Usage: "key `FILE` that seals secret env values in the database (default DATA-DIR/secrets.key)"},
 			&ucli.StringFlag{Name: "grpc-addr", Value: server.DefaultGRPCAddr, Usage: "gRPC listen `ADDR` (port 0: any free port)"},
 			&ucli.StringFlag{Name: "http-addr", Value: server.DefaultHTTPAddr, Usage: "HTTP listen `ADDR` for /healthz and /metrics; '-' turns it off"},
 			&ucli.StringFlag{Name: "placement", Value: "binpack", Usage: "`POLICY` for choosing a worker: binpack or spread"},
@@ -160,6 +164,7 @@ func serveConfig(c *ucli.Context) (server.Config, error) {
 		TLSKey:         c.String("tls-key"),
 		TLSClientCA:    c.String("tls-client-ca"),
 		TLSHosts:       c.StringSlice("tls-san"),
+		SecretsKeyFile: c.String("secrets-key"),
 
 		AutoTenants: c.Bool("auto-tenants"),
 		Aging:       c.Duration("aging"),

@@ -21,7 +21,11 @@ func snapshotCommand(*env) *ucli.Command {
 				Usage:     "write a consistent copy of the server's database to FILE",
 				ArgsUsage: "FILE",
 				Description: "FILE is replaced atomically: it is either the complete snapshot or left as it was.\n" +
-					"It is created readable by its owner only, since it holds secret env values.",
+					"It is created readable by its owner only.\n\n" +
+					"Secret env values are sealed in it with the server's key file, DATA-DIR/secrets.key, which is\n" +
+					"not in the snapshot: back that file up too, once (it does not change), and keep it apart from\n" +
+					"the snapshots. To restore, put FILE as DATA-DIR/hodei.db and the key as DATA-DIR/secrets.key;\n" +
+					"without the key the server refuses to start and the stored secrets cannot be recovered.",
 				Flags: withFlags(true),
 				Action: func(c *ucli.Context) error {
 					a, err := args(c, "FILE")

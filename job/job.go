@@ -54,7 +54,7 @@ type Spec struct {
 	Command   []string          // argv; exactly one of Command and Script
 	Script    string            // run by /bin/sh -c
 	Env       map[string]string
-	SecretEnv map[string]string // values masked in logs
+	SecretEnv map[string]string // values masked in logs; sealed (package seal) once the server has given the job its id
 	WorkDir   string
 	NoPTY     bool   // capture stdout/stderr as pipes instead of a PTY
 	Rows      uint32 // PTY size; default 24x80

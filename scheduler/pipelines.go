@@ -50,7 +50,9 @@ func (s *Scheduler) SubmitArray(ctx context.Context, spec job.Spec, arr job.Arra
 		js.Env["HODEI_ARRAY_INDEX"] = strconv.Itoa(i)
 		js.Array, js.ArrayIndex, js.ArrayLimit = arrayID, i, arr.Limit
 		js.Name = fmt.Sprintf("%s[%d]", name, i)
-		jobs = append(jobs, &job.Job{ID: s.newID(now), Spec: js, State: job.Pending, Attempt: 1, CreatedAt: now})
+		j := &job.Job{ID: s.newID(now), Spec: js, State: job.Pending, Attempt: 1, CreatedAt: now}
+		s.seal(j)
+		jobs = append(jobs, j)
 	}
 	if err := s.cfg.Store.Insert(ctx, jobs); err != nil {
 		s.refused(spec.Tenant, err)
@@ -161,7 +163,9 @@ func (s *Scheduler) RunPipeline(ctx context.Context, spec job.PipelineSpec) (*jo
 			}
 			js.Pipeline = p.ID
 			js.Normalize()
-			jobs = append(jobs, &job.Job{ID: s.newID(now), Spec: js, State: job.Pending, Attempt: 1, CreatedAt: now})
+			j := &job.Job{ID: s.newID(now), Spec: js, State: job.Pending, Attempt: 1, CreatedAt: now}
+			s.seal(j)
+			jobs = append(jobs, j)
 			stepJobs[st.Name] = append(stepJobs[st.Name], jobs[len(jobs)-1].ID)
 		}
 	}

@@ -81,6 +81,12 @@ type Config struct {
 	// MaxPipelineLinks is the most dependency links one pipeline may
 	// create; default job.DefaultMaxPipelineLinks.
 	MaxPipelineLinks int
+	// SealSecrets is called with every new job (Submit, SubmitArray,
+	// RunPipeline) once its id is set and before it is stored or published,
+	// when it has secret env values. It must set j.Spec.SecretEnv to a new
+	// map of sealed values: the old map may be shared with the other jobs of
+	// the same call. nil: values are stored as given.
+	SealSecrets func(j *job.Job)
 }
 
 // Scheduler owns the live state of jobs and workers and the dispatch loop.
@@ -265,6 +271,7 @@ func (s *Scheduler) Submit(ctx context.Context, spec job.Spec) (*job.Job, error)
 		return nil, err
 	}
 	j := &job.Job{ID: s.newID(now), Spec: spec, State: job.Pending, Attempt: 1, CreatedAt: now}
+	s.seal(j)
 	if err := s.cfg.Store.Insert(ctx, []*job.Job{j}); err != nil {
 		s.refused(spec.Tenant, err)
 		return nil, err
@@ -287,6 +294,13 @@ func (s *Scheduler) checkSpec(ctx context.Context, spec job.Spec) (job.Spec, tim
 		return spec, now, err
 	}
 	return spec, now, s.ensureTenant(ctx, spec.Tenant)
+}
+
+// seal hands a new job with secret env values to Config.SealSecrets.
+func (s *Scheduler) seal(j *job.Job) {
+	if s.cfg.SealSecrets != nil && len(j.Spec.SecretEnv) > 0 {
+		s.cfg.SealSecrets(j)
+	}
 }
 
 func (s *Scheduler) newID(now time.Time) string {

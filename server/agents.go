@@ -75,22 +75,20 @@ func (c *agentConn) enqueue(msg *pb.ServerMessage) bool {
 // registry holds the connected agents and is the scheduler's Dispatcher.
 type registry struct {
 	conns *xsync.MapOf[string, *agentConn]
-	// runAs returns the user a tenant's jobs run as, read when each
-	// Assign is built, so that a change reaches the next dispatch. Set
-	// once (to Scheduler.RunAs) before the server serves.
-	runAs func(tenant string) string
+	// assign builds an Assign order, or returns nil when the job cannot
+	// be assigned and has been dealt with (Server.assignMsg); set by New.
+	assign func(workerID string, j *job.Job) *pb.ServerMessage
 }
 
 func newRegistry() *registry { return &registry{conns: xsync.NewMapOf[string, *agentConn]()} }
 
 func (r *registry) Assign(workerID string, j *job.Job) bool {
 	c, ok := r.conns.Load(workerID)
-	return ok && c.enqueue(r.assignMsg(j))
-}
-
-// assignMsg is the order to run j, with the user its tenant runs jobs as.
-func (r *registry) assignMsg(j *job.Job) *pb.ServerMessage {
-	return &pb.ServerMessage{Msg: &pb.ServerMessage_Assign{Assign: &pb.Assign{Job: pb.FromJob(j), RunAs: r.runAs(j.Spec.Tenant)}}}
+	if !ok {
+		return false
+	}
+	msg := r.assign(workerID, j)
+	return msg == nil || c.enqueue(msg)
 }
 
 func (r *registry) Cancel(workerID string, o scheduler.CancelOrder) bool {
@@ -171,7 +169,9 @@ func (a *agentService) Connect(stream pb.AgentService_ConnectServer) error {
 		return toStatus(err)
 	}
 	for _, j := range rc.Assign {
-		conn.enqueue(s.agents.assignMsg(j))
+		if msg := s.assignMsg(w.ID, j); msg != nil {
+			conn.enqueue(msg)
+		}
 	}
 	for _, o := range rc.Cancel {
 		conn.enqueue(cancelMsg(o))

@@ -25,6 +25,7 @@ import (
 	"github.com/hodei-jobs/hodei/pki"
 	pb "github.com/hodei-jobs/hodei/proto"
 	"github.com/hodei-jobs/hodei/scheduler"
+	"github.com/hodei-jobs/hodei/seal"
 	"github.com/hodei-jobs/hodei/store"
 )
 
@@ -75,6 +76,11 @@ type Config struct {
 	Logger   *slog.Logger // default: discard
 	// Now is the clock; default time.Now. Tests may fake it.
 	Now func() time.Time
+	// SecretsKeyFile is the key secret env values are sealed with in the
+	// database and its snapshots; default DATA-DIR/secrets.key, created on
+	// the first start. Back it up beside the database: without it the
+	// stored secrets are lost, and the server refuses to start.
+	SecretsKeyFile string
 }
 
 // Defaults of Config.
@@ -95,6 +101,7 @@ type Server struct {
 	log   *slog.Logger
 	now   func() time.Time
 	store *store.DB
+	key   *seal.Key   // seals secret env values; opened only in assignMsg
 	logs  *store.Logs // PTY output, or stdout
 	errs  *store.Logs // stderr of jobs without a PTY
 	sched *scheduler.Scheduler
@@ -141,10 +148,14 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.SecretsKeyFile == "" {
+		cfg.SecretsKeyFile = filepath.Join(cfg.DataDir, SecretsKeyName)
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
-	db, err := store.Open(filepath.Join(cfg.DataDir, "hodei.db"), store.Options{Logger: cfg.Logger})
+	log := cfg.Logger.With("component", "server")
+	db, key, err := openStore(ctx, cfg, log)
 	if err != nil {
 		return nil, err
 	}
@@ -160,13 +171,15 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		cfg:    cfg,
-		log:    cfg.Logger.With("component", "server"),
+		log:    log,
 		now:    cfg.Now,
 		store:  db,
+		key:    key,
 		logs:   logs,
 		errs:   errs,
 		agents: newRegistry(),
 	}
+	s.agents.assign = s.assignMsg
 	s.metrics = newMetrics(func() *scheduler.Scheduler { return s.sched })
 	s.auditLog = newAuditLog(db.AppendAudit, cfg.Now, cfg.Logger, s.metrics.reg, auditQueueLen)
 	s.sched = scheduler.New(scheduler.Config{
@@ -187,8 +200,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		MaxMatrix:   cfg.MaxMatrix,
 
 		MaxPipelineLinks: cfg.MaxPipelineLinks,
+		SealSecrets:      s.sealJob,
 	})
-	s.agents.runAs = s.sched.RunAs
 	if err := s.sched.Recover(ctx); err != nil {
 		s.Close()
 		return nil, err

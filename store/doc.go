@@ -39,6 +39,10 @@
 //   - Open reads the header of every stored job to rebuild the counts by
 //     tenant, so its time grows with the jobs kept (DeleteFinished bounds
 //     them).
+//   - bbolt does not clear the pages it frees: an overwritten value stays in
+//     the file (and its snapshots) until the page is reused. Secret env
+//     values arrive sealed, so this only matters for the one-time sealing of
+//     an older file (SealSecrets), after which CompactFile rewrites it.
 //
 // Subpackages: memstore is an in-memory fake with the same semantics for the
 // scheduler's tests, and storetest is the conformance suite both pass.
