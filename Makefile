@@ -5,7 +5,8 @@ PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.5.1
 GOBIN := $(shell $(GO) env GOPATH)/bin
 # Core packages run under the race detector; the rest (CLI, end-to-end
 # tests that drive the real binary) run without it to stay fast.
-CORE := ./job/... ./scheduler/... ./wfq/... ./quota/... ./store/... ./server/... ./agent/... ./client/...
+CORE := ./job/... ./scheduler/... ./wfq/... ./quota/... ./store/... ./server/... ./agent/... ./client/... \
+	./auth/... ./pki/... ./seal/... ./atomicfile/... ./proto/...
 
 .PHONY: build test bench proto proto-check run clean
 

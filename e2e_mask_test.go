@@ -17,8 +17,8 @@ func TestSecretFormsAreMaskedEndToEnd(t *testing.T) {
 	srv, _ := cluster(t)
 	secret := "pa55-w0rd/z?&x\"<k>\nline2"
 	script := strings.Join([]string{
-		`printf '%s\n' "$S"`,                              // plain, and the PTY's \r\n form of the inner newline
-		`printf 'x%s' "$S" | base64 -w0; echo`,            // base64 at the three alignments
+		`printf '%s\n' "$S"`,                   // plain, and the PTY's \r\n form of the inner newline
+		`printf 'x%s' "$S" | base64 -w0; echo`, // base64 at the three alignments
 		`printf 'xy%s' "$S" | base64 -w0; echo`,
 		`printf '%s' "$S" | base64 -w0 | tr '+/' '-_'; echo`, // URL alphabet
 		`printf '%s' "$S" | od -An -tx1 | tr -d ' \n'; echo`, // hex

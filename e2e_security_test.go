@@ -122,7 +122,7 @@ func TestAgentsWithoutAValidJoinAreRefusedAndSentNothing(t *testing.T) {
 		t.Fatalf("workers after refused agents: %v, %v", ws, err)
 	}
 	j, err := cl.Get(ctx, id)
-	if err != nil || j.GetState() != pb.JobState_JOB_STATE_PENDING || j.GetAttempt() != 0 {
+	if err != nil || j.GetState() != pb.JobState_JOB_STATE_PENDING || j.GetWorker() != "" || j.GetScheduledUnixNano() != 0 {
 		t.Fatalf("the job was sent somewhere: %v, %v", j, err)
 	}
 }
@@ -212,8 +212,7 @@ func TestAWorkerIDSpeaksForOneCertificateOnly(t *testing.T) {
 	victim := startAgent(t, srv.grpcAddr, victimDir, "--slots", "1")
 	cl := dial(t, srv.grpcAddr)
 	ctx := context.Background()
-	dir := t.TempDir()
-	flag := filepath.Join(dir, "go")
+	flag := filepath.Join(jobDir(t), "go")
 	id, err := cl.Submit(ctx, &pb.JobSpec{Script: "echo real-output; while [ ! -e " + flag + " ]; do sleep 0.05; done"})
 	if err != nil {
 		t.Fatal(err)
