@@ -190,7 +190,12 @@ func cliCmd(addr string, args ...string) *exec.Cmd {
 // hodei runs the CLI against addr and returns stdout, stderr and the exit code.
 func hodei(t *testing.T, addr string, args ...string) (string, string, int) {
 	t.Helper()
-	cmd := cliCmd(addr, args...)
+	return runCmd(t, cliCmd(addr, args...))
+}
+
+// runCmd runs cmd and returns stdout, stderr and the exit code.
+func runCmd(t *testing.T, cmd *exec.Cmd) (string, string, int) {
+	t.Helper()
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

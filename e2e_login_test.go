@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -24,16 +23,7 @@ func TestLoginTokensAndAgentJoinAsANewUser(t *testing.T) {
 	cli := func(args ...string) (string, string, int) {
 		cmd := exec.Command(hodeiBin, append([]string{"--addr", srv.grpcAddr}, args...)...)
 		cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+home, "HODEI_TOKEN=", "HODEI_CA_FILE=")
-		var out, errb bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		err := cmd.Run()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		return out.String(), errb.String(), code
+		return runCmd(t, cmd)
 	}
 	// Not logged in: refused, with a hint.
 	if _, errOut, code := cli("jobs", "ls"); code == 0 || !strings.Contains(errOut, "Unauthenticated") && !strings.Contains(errOut, "unavailable") {

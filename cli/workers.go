@@ -30,44 +30,37 @@ func workersCommand(e *env) *ucli.Command {
 					})
 				},
 			},
-			{
-				Name:      "drain",
-				Usage:     "stop assigning jobs to a worker; the jobs it runs finish",
-				ArgsUsage: "ID",
-				Flags:     withFlags(true),
-				Action: func(c *ucli.Context) error {
-					a, err := args(c, "worker ID")
-					if err != nil {
-						return err
-					}
-					return workersCall(c, e, true, func(cl *client.Client) ([]*hodeipb.Worker, error) {
-						w, err := cl.DrainWorker(c.Context, a[0])
-						if err != nil {
-							return nil, err
-						}
-						return []*hodeipb.Worker{w}, nil
-					})
-				},
-			},
-			{
-				Name:      "revoke",
-				Usage:     "cut an agent off: its stream closes, its certificate is refused from then on, its jobs retry elsewhere",
-				ArgsUsage: "ID",
-				Flags:     withFlags(true),
-				Action: func(c *ucli.Context) error {
-					a, err := args(c, "worker ID")
-					if err != nil {
-						return err
-					}
-					return workersCall(c, e, true, func(cl *client.Client) ([]*hodeipb.Worker, error) {
-						w, err := cl.Admin().RevokeWorker(c.Context, &hodeipb.RevokeWorkerRequest{Id: a[0]})
-						if err != nil {
-							return nil, err
-						}
-						return []*hodeipb.Worker{w}, nil
-					})
-				},
-			},
+			workerCommand(e, "drain", "stop assigning jobs to a worker; the jobs it runs finish",
+				func(c *ucli.Context, cl *client.Client, id string) (*hodeipb.Worker, error) {
+					return cl.DrainWorker(c.Context, id)
+				}),
+			workerCommand(e, "revoke", "cut an agent off: its stream closes, its certificate is refused from then on, its jobs retry elsewhere",
+				func(c *ucli.Context, cl *client.Client, id string) (*hodeipb.Worker, error) {
+					return cl.Admin().RevokeWorker(c.Context, &hodeipb.RevokeWorkerRequest{Id: id})
+				}),
+		},
+	}
+}
+
+// workerCommand is a subcommand that acts on one worker and prints it.
+func workerCommand(e *env, name, usage string, act func(*ucli.Context, *client.Client, string) (*hodeipb.Worker, error)) *ucli.Command {
+	return &ucli.Command{
+		Name:      name,
+		Usage:     usage,
+		ArgsUsage: "ID",
+		Flags:     withFlags(true),
+		Action: func(c *ucli.Context) error {
+			a, err := args(c, "worker ID")
+			if err != nil {
+				return err
+			}
+			return workersCall(c, e, true, func(cl *client.Client) ([]*hodeipb.Worker, error) {
+				w, err := act(c, cl, a[0])
+				if err != nil {
+					return nil, err
+				}
+				return []*hodeipb.Worker{w}, nil
+			})
 		},
 	}
 }
