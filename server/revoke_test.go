@@ -46,3 +46,57 @@ func TestRevokeEndsOpenStreams(t *testing.T) {
 		t.Fatalf("list after revoke: %v", err)
 	}
 }
+
+// TestScopedTokenSeesOnlyItsTenants lists, watches and fetches with a
+// token limited to two tenants: jobs of a third are left out of every
+// answer and are not found by id.
+func TestScopedTokenSeesOnlyItsTenants(t *testing.T) {
+	s := setup(t)
+	ctx := context.Background()
+	for _, name := range []string{"a", "b", "c"} {
+		s.setTenant(t, &pb.Tenant{Name: name})
+	}
+	mine := map[string]bool{}
+	var other string
+	for i := range 9 {
+		tenant := []string{"a", "b", "c"}[i%3]
+		id := s.submit(t, &pb.JobSpec{Tenant: tenant, Command: []string{"true"}})
+		if tenant == "c" {
+			other = id
+		} else {
+			mine[id] = true
+		}
+	}
+	tok, _ := s.createToken(t, "viewer", "a", "b")
+	jobs := pb.NewJobServiceClient(s.dialToken(t, tok))
+	seen := map[string]bool{}
+	for page := ""; ; {
+		resp, err := jobs.List(ctx, &pb.ListJobsRequest{PageSize: 2, PageToken: page})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, j := range resp.GetJobs() {
+			if !mine[j.GetId()] {
+				t.Errorf("listed job %s of tenant %s", j.GetId(), j.GetSpec().GetTenant())
+			}
+			seen[j.GetId()] = true
+		}
+		if page = resp.GetNextPageToken(); page == "" {
+			break
+		}
+	}
+	if len(seen) != len(mine) {
+		t.Errorf("listed %d of its %d jobs", len(seen), len(mine))
+	}
+	resp, err := jobs.List(ctx, &pb.ListJobsRequest{Tenant: "c"})
+	if err != nil || len(resp.GetJobs()) != 0 {
+		t.Errorf("list of tenant c: %v, %v", resp, err)
+	}
+	if _, err := jobs.Get(ctx, &pb.GetJobRequest{Id: other}); status.Code(err) != codes.NotFound {
+		t.Errorf("get a job of tenant c: %v, want NotFound", err)
+	}
+	tenants, err := pb.NewAdminServiceClient(s.dialToken(t, tok)).ListTenants(ctx, &pb.ListTenantsRequest{})
+	if err != nil || len(tenants.GetTenants()) != 2 {
+		t.Errorf("tenants seen: %v, %v", tenants, err)
+	}
+}

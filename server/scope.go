@@ -69,6 +69,10 @@ func inScope(ctx context.Context, tenants []string) []string {
 	return slices.DeleteFunc(tenants, func(t string) bool { return !sees(ctx, t) })
 }
 
+// maxScopedPages bounds the pages of other tenants' jobs one List call
+// of a caller limited to several tenants reads.
+const maxScopedPages = 100
+
 // listScoped is store.List limited to the caller's tenants: a filter on a
 // tenant outside them lists nothing; a caller limited to one tenant lists
 // that one; one limited to several reads pages until it has a page of
@@ -89,7 +93,8 @@ func (s *Server) listScoped(ctx context.Context, f job.Filter) ([]*job.Job, stri
 			limit = job.DefaultPageSize
 		}
 		var out []*job.Job
-		for {
+		f.Limit = job.MaxPageSize
+		for pages := 1; ; pages++ {
 			jobs, next, err := s.store.List(ctx, f)
 			if err != nil {
 				return nil, "", toStatus(err)
@@ -99,11 +104,12 @@ func (s *Server) listScoped(ctx context.Context, f job.Filter) ([]*job.Job, stri
 					out = append(out, j)
 				}
 			}
-			if next == "" || len(out) >= limit {
-				if len(out) > limit {
-					next = out[limit-1].ID
-					out = out[:limit]
-				}
+			switch {
+			case len(out) > limit:
+				return out[:limit], out[limit-1].ID, nil
+			case len(out) == limit || next == "" || pages == maxScopedPages:
+				// A page may come back short when the caller's jobs are
+				// rare; the token goes on from where the scan stopped.
 				return out, next, nil
 			}
 			f.After = next
