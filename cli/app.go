@@ -362,7 +362,7 @@ func withClient(c *ucli.Context, fn func(*client.Client) error) error {
 	defer cl.Close()
 	err = fn(cl)
 	if s, ok := err.(interface{ GRPCStatus() *status.Status }); ok && s.GRPCStatus().Code() == codes.Unavailable {
-		return &unavailableError{addr: addr, err: err}
+		return &unavailableError{addr: addr, err: err, plaintext: len(opts) == 0}
 	}
 	return err
 }
@@ -404,12 +404,18 @@ func setTrailingFlag(c *ucli.Context, a string, next []string) (int, error) {
 // unavailableError is a codes.Unavailable error with the address dialled,
 // since the usual cause is a wrong --addr or a server that is not running.
 type unavailableError struct {
-	addr string
-	err  error
+	addr      string
+	err       error
+	plaintext bool // no CA was known for addr, so the call went without TLS
 }
 
 func (e *unavailableError) Error() string {
-	return fmt.Sprintf("server %s unavailable: %s", e.addr, status.Convert(e.err).Message())
+	msg := fmt.Sprintf("server %s unavailable: %s", e.addr, status.Convert(e.err).Message())
+	if e.plaintext && !strings.Contains(msg, "connection refused") {
+		msg += fmt.Sprintf("\n(no login for %s, so this went without TLS: if the server runs with TLS, as it does unless "+
+			"--insecure-no-auth, run `hodei login --addr %s --token-file DATA-DIR/admin.token --ca-fingerprint sha256:…` or pass --ca-file and --token)", e.addr, e.addr)
+	}
+	return msg
 }
 
 func (e *unavailableError) Unwrap() error { return e.err }
