@@ -15,6 +15,7 @@ import (
 	"github.com/hodei-jobs/hodei/auth"
 	"github.com/hodei-jobs/hodei/client"
 	"github.com/hodei-jobs/hodei/job"
+	"github.com/hodei-jobs/hodei/pki"
 	"github.com/hodei-jobs/hodei/scheduler"
 	"github.com/hodei-jobs/hodei/server"
 )
@@ -187,11 +188,14 @@ func devAgent(c *ucli.Context, srv *server.Server, cfg server.Config) (*agent.Ag
 	if cfg.InsecureNoAuth {
 		return agent.New(acfg)
 	}
-	join, err := srv.IssueToken(c.Context, auth.Agent, "dev-agent")
-	if err != nil {
-		return nil, err
+	if _, err := os.Stat(filepath.Join(acfg.DataDir, "tls", pki.AgentFile)); err != nil {
+		// Not joined yet (a later start uses the certificate it kept).
+		join, err := srv.IssueToken(c.Context, auth.Agent, "dev-agent")
+		if err != nil {
+			return nil, err
+		}
+		acfg.Join, acfg.CAFingerprint = join, srv.CAFingerprint()
 	}
-	acfg.Join, acfg.CAFingerprint = join, srv.CAFingerprint()
 	a, err := agent.New(acfg)
 	if err != nil {
 		return nil, err
