@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/hodei-jobs/hodei/job"
 	pb "github.com/hodei-jobs/hodei/proto"
@@ -48,6 +49,9 @@ type auditLog struct {
 	log     *slog.Logger
 	written prometheus.Counter // records stored
 	lost    prometheus.Counter // records refused by the store or never queued
+	// suppressed counts denials not recorded because their peer was over
+	// its budget (see auditlimit.go).
+	suppressed prometheus.Counter
 
 	// mu is held for reading by Record while it queues, and for writing by
 	// stop while it sets closed: once stop holds it, no send is under way
@@ -81,12 +85,16 @@ func newAuditLog(appendFn func(context.Context, []job.AuditEntry) error, now fun
 			Name: "hodei_audit_records_lost_total",
 			Help: "Audit records that could not be stored (logged at error level instead).",
 		}),
+		suppressed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hodei_audit_denials_suppressed_total",
+			Help: "Denials not recorded because their peer sent more than its budget; the peer's next record counts them.",
+		}),
 		queue:    make(chan job.AuditEntry, queueLen),
 		stopping: make(chan struct{}),
 		done:     make(chan struct{}),
 	}
 	if reg != nil {
-		reg.MustRegister(a.written, a.lost)
+		reg.MustRegister(a.written, a.lost, a.suppressed)
 	}
 	return a
 }
@@ -275,6 +283,9 @@ func (s *Server) sweepAudit(ctx context.Context) {
 	}
 }
 
+// maxAuditAnswer bounds the encoded records of one ListAudit answer.
+const maxAuditAnswer = 3 << 20
+
 // ListAudit lists stored audit records, newest first. Records still queued
 // in the writer show up once it has stored them.
 func (as *adminService) ListAudit(ctx context.Context, req *pb.ListAuditRequest) (*pb.ListAuditResponse, error) {
@@ -286,9 +297,15 @@ func (as *adminService) ListAudit(ctx context.Context, req *pb.ListAuditRequest)
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	resp := &pb.ListAuditResponse{Records: make([]*pb.AuditRecord, len(es))}
+	// An answer stays under what a client receives by default (4 MiB).
+	resp := &pb.ListAuditResponse{Records: make([]*pb.AuditRecord, 0, len(es))}
+	size := 0
 	for i := range es {
-		resp.Records[i] = pb.FromAuditEntry(&es[i])
+		r := pb.FromAuditEntry(&es[i])
+		if size += proto.Size(r) + 8; size > maxAuditAnswer {
+			break
+		}
+		resp.Records = append(resp.Records, r)
 	}
 	return resp, nil
 }

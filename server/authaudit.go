@@ -31,7 +31,18 @@ func (s *Server) auditCall(ctx context.Context, id *auth.Identity, action string
 	if e.Target == "" && id != nil && id.Worker != "" {
 		e.Target = id.Worker // the agent stream
 	}
-	s.audit(ctx, e)
+	clipEntry(&e)
+	if isDenial(err) {
+		ok, suppressed := s.denials.allow(e.Peer, s.now())
+		if !ok {
+			s.auditLog.suppressed.Inc()
+			return
+		}
+		noteSuppressed(&e, suppressed)
+	}
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), auditWait)
+	defer cancel()
+	s.audit(wctx, e)
 }
 
 // auditTarget names what a call acted on, from the ids and names of its

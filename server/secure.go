@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/hodei-jobs/hodei/atomicfile"
 	"github.com/hodei-jobs/hodei/auth"
@@ -36,7 +37,15 @@ func (s *Server) secure(ctx context.Context) error {
 		s.gate = g
 		return err
 	}
-	key, _, err := auth.LoadOrCreateKey(filepath.Join(s.cfg.DataDir, TokenKeyFile))
+	toks, err := s.store.Tokens(ctx)
+	if err != nil {
+		return err
+	}
+	keyPath := filepath.Join(s.cfg.DataDir, TokenKeyFile)
+	if err := needFile(keyPath, len(toks), "tokens were signed with it: every token, the admin's included, would be refused"); err != nil {
+		return err
+	}
+	key, _, err := auth.LoadOrCreateKey(keyPath)
 	if err != nil {
 		return err
 	}
@@ -47,14 +56,35 @@ func (s *Server) secure(ctx context.Context) error {
 	if err := s.bootstrapAdmin(ctx); err != nil {
 		return err
 	}
-	return s.setupTLS()
+	return s.setupTLS(ctx)
+}
+
+// needFile refuses to make a new identity file (a key, the CA) in place of
+// a missing one while the database holds n things that depend on the old
+// one: the server would start, and lock everyone out.
+func needFile(path string, n int, why string) error {
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) || n == 0 {
+		return nil
+	}
+	return fmt.Errorf("%s is missing but the database holds %d that depend on it (%s): restore it from a backup; "+
+		"to start over instead, move hodei.db aside too: %w", path, n, why, job.ErrConflict)
 }
 
 // bootstrapAdmin writes an admin token to DATA-DIR/admin.token on first
 // start (when the file is missing).
 func (s *Server) bootstrapAdmin(ctx context.Context) error {
 	path := filepath.Join(s.cfg.DataDir, AdminTokenFile)
-	if _, err := os.Stat(path); err == nil {
+	if b, err := os.ReadFile(path); err == nil {
+		// The file must hold a token of this server: after a lost or
+		// replaced database or key, it would only lock the admin out.
+		c, err := s.authority.Verify(strings.TrimSpace(string(b)))
+		if err != nil {
+			return fmt.Errorf("%s does not hold a token of this server (%w); move it aside to have a new one written", path, err)
+		}
+		if _, ok := s.gate.tokens.Load(c.ID); !ok {
+			return fmt.Errorf("%s holds token %s, which this database does not know (was hodei.db replaced?); move it aside to have a new one written: %w",
+				path, c.ID, job.ErrConflict)
+		}
 		s.log.Info("admin token", "path", path)
 		return nil
 	} else if !errors.Is(err, os.ErrNotExist) {
@@ -72,8 +102,17 @@ func (s *Server) bootstrapAdmin(ctx context.Context) error {
 }
 
 // setupTLS loads the operator's certificates or makes the cluster's own.
-func (s *Server) setupTLS() error {
+func (s *Server) setupTLS(ctx context.Context) error {
 	dir := filepath.Join(s.cfg.DataDir, TLSDir)
+	bindings, err := s.store.AgentBindings(ctx)
+	if err != nil {
+		return err
+	}
+	for _, f := range []string{pki.CAFile, pki.CAKeyFile} {
+		if err := needFile(filepath.Join(dir, f), len(bindings), "agents joined with its certificates"); err != nil {
+			return err
+		}
+	}
 	var clientCAs *x509.CertPool
 	if s.cfg.TLSClientCA != "" {
 		b, err := os.ReadFile(s.cfg.TLSClientCA)

@@ -113,6 +113,7 @@ type Server struct {
 	tlsConfig  *tls.Config     // nil with InsecureNoAuth
 	metrics    *metrics
 	auditLog   *auditLog // started by Serve, stopped by Close
+	denials    denialBudget
 	logSignals signals
 
 	grpc     *grpc.Server

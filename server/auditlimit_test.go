@@ -1,0 +1,60 @@
+package server
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/hodei-jobs/hodei/proto"
+)
+
+func TestDenialBudget(t *testing.T) {
+	var d denialBudget
+	d.set(10, 5)
+	now := time.Unix(1000, 0)
+	allowed := 0
+	for range 100 {
+		if ok, _ := d.allow("10.0.0.1:1234", now); ok {
+			allowed++
+		}
+	}
+	if allowed != 5 {
+		t.Fatalf("%d denials recorded at once, want the burst of 5", allowed)
+	}
+	if ok, _ := d.allow("10.0.0.2:1", now); !ok {
+		t.Fatal("another peer shares the first one's budget")
+	}
+	ok, suppressed := d.allow("10.0.0.1:999", now.Add(time.Second))
+	if !ok || suppressed != 95 {
+		t.Fatalf("after a second: ok %v, suppressed %d; want true, 95", ok, suppressed)
+	}
+}
+
+// TestAuditFloodIsBounded sends refused calls without a token, with a
+// 1 MB id: each record's text is clipped, one peer gets at most its
+// budget of records, and the next record says how many were held back.
+func TestAuditFloodIsBounded(t *testing.T) {
+	s := setup(t)
+	s.srv.denials.set(1, 10)
+	anon := pb.NewJobServiceClient(s.dialToken(t, ""))
+	huge := strings.Repeat("\x1b]0;X\a", 1<<20/5)
+	for range 50 {
+		_, err := anon.Get(context.Background(), &pb.GetJobRequest{Id: huge})
+		if status.Code(err) != codes.Unauthenticated {
+			t.Fatalf("get without a token: %v", err)
+		}
+	}
+	recs := s.waitAuditFor(t, "10 denials", func(rs []*pb.AuditRecord) bool { return len(rs) >= 10 })
+	for _, r := range recs {
+		if len(r.GetTarget()) > maxAuditText || len(r.GetMessage()) > maxAuditText {
+			t.Errorf("record of %d and %d bytes", len(r.GetTarget()), len(r.GetMessage()))
+		}
+	}
+	if n := len(recs); n > 11 {
+		t.Errorf("%d records from one peer in a burst of 10", n)
+	}
+}
