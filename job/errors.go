@@ -43,3 +43,10 @@ func Invalid(field, format string, args ...any) error {
 func Conflict(id string, format string, args ...any) error {
 	return fmt.Errorf("job %s: %s: %w", id, fmt.Sprintf(format, args...), ErrConflict)
 }
+
+// UnknownDependency is the error for a dependency that names no job: the
+// same text whether the job never existed or belongs to a tenant the
+// caller may not see, so that it tells nothing about other tenants.
+func UnknownDependency(id string) error {
+	return Invalid("after", "%q is not a known job", id)
+}

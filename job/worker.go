@@ -85,3 +85,28 @@ func (f *Filter) Match(j *Job) bool {
 	}
 	return LabelsMatch(j.Spec.Labels, f.Labels)
 }
+
+// Limits of what an agent says about itself, checked by CheckWorkerInfo.
+const (
+	MaxWorkerText   = 255 // bytes of a worker's name, hostname or version
+	MaxWorkerLabels = 64
+)
+
+// CheckWorkerInfo checks the free text an agent reports (name, hostname,
+// version, labels), so that one agent cannot bloat every worker listing.
+func CheckWorkerInfo(name, hostname, version string, labels map[string]string) error {
+	for _, f := range []struct{ field, v string }{{"name", name}, {"hostname", hostname}, {"version", version}} {
+		if len(f.v) > MaxWorkerText {
+			return Invalid(f.field, "is %d bytes; at most %d", len(f.v), MaxWorkerText)
+		}
+		for _, c := range f.v {
+			if c < 0x20 || c == 0x7f || (c >= 0x80 && c < 0xa0) {
+				return Invalid(f.field, "must not contain control characters")
+			}
+		}
+	}
+	if len(labels) > MaxWorkerLabels {
+		return Invalid("labels", "%d labels; at most %d", len(labels), MaxWorkerLabels)
+	}
+	return checkLabels("labels", labels)
+}

@@ -168,6 +168,13 @@ func (a *agentService) Connect(stream pb.AgentService_ConnectServer) error {
 	if err != nil {
 		return toStatus(err)
 	}
+	// A revocation between the interceptor's check and this stream being
+	// tracked would miss it; the binding is marked revoked before streams
+	// are cut, so looking again now closes the gap.
+	if b, ok := s.gate.agents.Load(w.ID); ok && b.Revoked() {
+		s.sched.Revoke(w.ID)
+		return denied("worker %s was revoked", w.ID)
+	}
 	for _, j := range rc.Assign {
 		if msg := s.assignMsg(w.ID, j); msg != nil {
 			conn.enqueue(msg)
@@ -281,7 +288,9 @@ func (s *Server) started(ctx context.Context, conn *agentConn, st *pb.JobStarted
 func (s *Server) appendLog(workerID string, c *pb.LogChunk) *pb.Ack {
 	ack := &pb.Ack{JobId: c.GetJobId(), Attempt: c.GetAttempt(), Stream: c.GetStream()}
 	j, err := s.sched.Get(c.GetJobId())
-	if err != nil || int(c.GetAttempt()) != j.Attempt || j.Worker != workerID {
+	// Once the job has ended its log is closed: a result is recorded only
+	// after the whole log (and a lost worker's attempt has no more).
+	if err != nil || int(c.GetAttempt()) != j.Attempt || j.Worker != workerID || j.State.Terminal() {
 		// Output is taken only for the current attempt, from the worker
 		// it was assigned to. Nothing will ever take this: tell the agent
 		// to forget the attempt, as for a stale result.
@@ -390,12 +399,16 @@ func refs(rs []*pb.JobRef) []scheduler.Ref {
 func workerFromHello(h *pb.Hello) (*job.Worker, error) {
 	id := h.GetWorkerId()
 	switch {
-	case id == "" || len(id) > 128:
-		return nil, job.Invalid("hello.worker_id", "must be 1–128 bytes")
+	case id == "" || len(id) > job.MaxIDLen:
+		return nil, job.Invalid("hello.worker_id", "must be 1–%d bytes", job.MaxIDLen)
 	case h.GetCapacity().GetSlots() < 1 || h.GetCapacity().GetSlots() > job.MaxWorkerSlots:
 		return nil, job.Invalid("hello.capacity.slots", "%d must be between 1 and %d", h.GetCapacity().GetSlots(), job.MaxWorkerSlots)
 	case h.GetCapacity().GetCpuMillis() < 0 || h.GetCapacity().GetMemoryMib() < 0:
 		return nil, job.Invalid("hello.capacity", "cpu and memory must not be negative")
+	}
+	if err := job.CheckWorkerInfo(h.GetName(), h.GetHostname(), h.GetVersion(), h.GetLabels()); err != nil {
+		fe := err.(*job.FieldError)
+		return nil, job.Invalid("hello."+fe.Field, "%s", fe.Rule)
 	}
 	name := h.GetName()
 	if name == "" {

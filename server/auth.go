@@ -333,7 +333,7 @@ func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 		ctx = auth.NewContext(ctx, id)
 	}
 	resp, err := handler(ctx, req)
-	if r.audited || isDenial(err) {
+	if r.audited || isDenial(err) || scopedNotFound(id, err) {
 		s.auditCall(ctx, id, info.FullMethod, req, resp, err)
 	}
 	return resp, err
@@ -358,7 +358,7 @@ func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.Str
 		s.auditCall(ctx, id, info.FullMethod, nil, nil, nil)
 	}
 	err = handler(srv, &authedStream{ServerStream: ss, ctx: ctx})
-	if isDenial(err) {
+	if isDenial(err) || scopedNotFound(id, err) {
 		s.auditCall(ctx, id, info.FullMethod, nil, nil, err)
 	}
 	if c := context.Cause(ctx); errors.Is(c, errRevoked) {
@@ -377,6 +377,13 @@ func isDenial(err error) bool {
 		return true
 	}
 	return false
+}
+
+// scopedNotFound reports a NotFound answer to a caller limited to tenants:
+// what it looked for may be another tenant's, so it is audited like a
+// denial.
+func scopedNotFound(id *auth.Identity, err error) bool {
+	return id != nil && id.Scoped() && status.Code(err) == codes.NotFound
 }
 
 // authedStream is a ServerStream whose context carries the identity.

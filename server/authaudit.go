@@ -1,8 +1,10 @@
 package server
 
 import (
+	"cmp"
 	"context"
 
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
@@ -32,7 +34,7 @@ func (s *Server) auditCall(ctx context.Context, id *auth.Identity, action string
 		e.Target = id.Worker // the agent stream
 	}
 	clipEntry(&e)
-	if isDenial(err) {
+	if isDenial(err) || status.Code(err) == codes.NotFound {
 		ok, suppressed := s.denials.allow(e.Peer, s.now())
 		if !ok {
 			s.auditLog.suppressed.Inc()
@@ -50,9 +52,9 @@ func (s *Server) auditCall(ctx context.Context, id *auth.Identity, action string
 func auditTarget(req, resp any) (target, tenant string) {
 	switch r := req.(type) {
 	case *pb.SubmitRequest:
-		tenant = r.GetSpec().GetTenant()
+		tenant = cmp.Or(r.GetSpec().GetTenant(), job.DefaultTenant)
 	case *pb.RunPipelineRequest:
-		tenant = r.GetSpec().GetTenant()
+		tenant = cmp.Or(r.GetSpec().GetTenant(), job.DefaultTenant)
 	case *pb.SetTenantRequest:
 		target, tenant = r.GetTenant().GetName(), r.GetTenant().GetName()
 	case *pb.DeleteTenantRequest:

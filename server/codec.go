@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/hodei-jobs/hodei/job"
 	pb "github.com/hodei-jobs/hodei/proto"
 )
 
@@ -71,7 +72,8 @@ func (c wireCodec) Unmarshal(data mem.BufferSlice, v any) error {
 		return err
 	}
 	if probe.bad = pb.FindInvalidUTF8(data.Materialize(), m.ProtoReflect().Descriptor()); probe.bad == nil {
-		return err
+		// Not text: bytes that are no message of this type at all.
+		probe.bad = job.Invalid("request", "is not a valid %s message: %v", m.ProtoReflect().Descriptor().FullName(), err)
 	}
 	proto.Reset(m) // nothing half-decoded is left for anyone to read
 	return nil     // see the comment at the top: the probe reports it

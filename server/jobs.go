@@ -28,6 +28,13 @@ func (js *jobService) Submit(ctx context.Context, req *pb.SubmitRequest) (*pb.Su
 		return nil, err
 	}
 	req.Spec.Tenant = tenant
+	for _, dep := range req.GetSpec().GetDependsOn() {
+		// A job of a tenant the caller may not see is no dependency of
+		// its: the answer is the one for a job that does not exist.
+		if d, err := js.srv.sched.Get(dep); err == nil && !sees(ctx, d.Spec.Tenant) {
+			return nil, toStatus(job.UnknownDependency(dep))
+		}
+	}
 	if req.GetArray() != "" {
 		return js.submitArray(ctx, req)
 	}

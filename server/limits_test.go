@@ -241,6 +241,13 @@ func TestInvalidUTF8OnTheWireIsInvalidArgument(t *testing.T) {
 		var resp []byte
 		wantInvalid(t, stream.RecvMsg(&resp), "tenant", "is not valid UTF-8")
 	})
+	t.Run("NotAMessage", func(t *testing.T) {
+		var resp []byte
+		err := s.conn.Invoke(context.Background(), pb.JobService_Submit_FullMethodName, []byte{0x0a, 0xff, 0xff}, &resp, grpc.ForceCodecV2(rawCodec{}))
+		if st := status.Convert(err); st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), "request: is not a valid hodei.v1.SubmitRequest message") {
+			t.Fatalf("garbage bytes: %v, want InvalidArgument naming the request", err)
+		}
+	})
 	t.Run("ValidStillDecodes", func(t *testing.T) {
 		var resp []byte
 		req := wireMessage(1, wireString(4, "echo"), wireString(4, "héllo ✓"))

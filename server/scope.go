@@ -36,7 +36,7 @@ func scopeTenant(ctx context.Context, tenant string) (string, error) {
 		tenant = job.DefaultTenant
 	}
 	if !id.Sees(tenant) {
-		return "", denied("tenant %q is outside this token's tenants %v", tenant, id.Tenants)
+		return "", denied("tenant %q is outside this token's tenants %v; name one of them (--tenant)", tenant, id.Tenants)
 	}
 	return tenant, nil
 }

@@ -27,11 +27,6 @@ const (
 // InsecureNoAuth nothing but a warning.
 func (s *Server) secure(ctx context.Context) error {
 	if s.cfg.InsecureNoAuth {
-		for _, a := range []string{s.cfg.GRPCAddr, s.cfg.HTTPAddr} {
-			if a != "-" && !pki.Loopback(a) {
-				return job.Invalid("insecure-no-auth", "refused: %s is not a loopback address; without authentication anyone who reaches it runs commands on every agent", a)
-			}
-		}
 		s.log.Warn("AUTHENTICATION AND TLS ARE OFF (--insecure-no-auth): every local process may run any command on every agent")
 		g, err := newGate(ctx, s.store, nil, true, s.now, s.log)
 		s.gate = g
@@ -57,6 +52,25 @@ func (s *Server) secure(ctx context.Context) error {
 		return err
 	}
 	return s.setupTLS(ctx)
+}
+
+// checkSecurity checks the security settings of cfg before anything is
+// written to the data dir.
+func checkSecurity(cfg Config) error {
+	if cfg.InsecureNoAuth {
+		for _, a := range []string{cfg.GRPCAddr, cfg.HTTPAddr} {
+			if a != "-" && !pki.Loopback(a) {
+				return job.Invalid("insecure-no-auth", "refused: %s is not a loopback address; without authentication anyone who reaches it runs commands on every agent", a)
+			}
+		}
+		if cfg.TLSCert != "" || cfg.TLSKey != "" || cfg.TLSClientCA != "" {
+			return job.Invalid("insecure-no-auth", "turns TLS off; it does not go with --tls-cert, --tls-key or --tls-client-ca")
+		}
+	}
+	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+		return job.Invalid("tls-cert", "--tls-cert and --tls-key go together")
+	}
+	return nil
 }
 
 // needFile refuses to make a new identity file (a key, the CA) in place of
@@ -124,10 +138,7 @@ func (s *Server) setupTLS(ctx context.Context) error {
 			return job.Invalid("tls-client-ca", "%s holds no PEM certificate", s.cfg.TLSClientCA)
 		}
 	}
-	if s.cfg.TLSCert != "" || s.cfg.TLSKey != "" {
-		if s.cfg.TLSCert == "" || s.cfg.TLSKey == "" {
-			return job.Invalid("tls-cert", "--tls-cert and --tls-key go together")
-		}
+	if s.cfg.TLSCert != "" {
 		cert, err := pki.LoadServerCert(s.cfg.TLSCert, s.cfg.TLSKey)
 		if err != nil {
 			return err

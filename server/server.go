@@ -152,6 +152,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.SecretsKeyFile == "" {
 		cfg.SecretsKeyFile = filepath.Join(cfg.DataDir, SecretsKeyName)
 	}
+	if err := checkSecurity(cfg); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}

@@ -47,11 +47,14 @@ func (as *adminService) CreateToken(ctx context.Context, req *pb.CreateTokenRequ
 	slices.Sort(tenants)
 	tenants = slices.Compact(tenants)
 	if len(tenants) > 0 && !role.Scopable() {
-		return nil, invalid("tenants", "a %s token reaches every tenant; leave --tenant out", role)
+		return nil, invalid("tenants", "an %s token reaches every tenant; leave --tenant out", role)
 	}
 	for i, t := range tenants {
 		if err := checkTenantName(t); err != nil {
 			return nil, invalid(fmt.Sprintf("tenants[%d]", i), "%s", err)
+		}
+		if _, err := s.sched.Tenant(t); err != nil {
+			return nil, invalid(fmt.Sprintf("tenants[%d]", i), "%q is not a tenant; create it first with hodei tenants set %s", t, t)
 		}
 	}
 	name := req.GetName()

@@ -87,7 +87,7 @@ func (in *insertion) check(tx *bolt.Tx) (map[string]int, error) {
 	for _, j := range in.jobs {
 		for _, dep := range j.Spec.DependsOn {
 			if !inCall[dep] && b.Get([]byte(dep)) == nil {
-				return nil, job.Invalid("after", "job %s depends on %q, which is not a known job", j.ID, dep)
+				return nil, job.UnknownDependency(dep)
 			}
 		}
 	}

@@ -135,7 +135,7 @@ func (s *Store) checkInsert(jobs []*job.Job) (map[string]int, error) {
 	for _, j := range jobs {
 		for _, dep := range j.Spec.DependsOn {
 			if _, ok := s.jobs[dep]; !ok && !inCall[dep] {
-				return nil, job.Invalid("after", "job %s depends on %q, which is not a known job", j.ID, dep)
+				return nil, job.UnknownDependency(dep)
 			}
 		}
 	}
