@@ -45,7 +45,8 @@ func TestLoginTokensAndAgentJoinAsANewUser(t *testing.T) {
 		t.Fatalf("logins file: %v, %v", fi, err)
 	}
 
-	// The agent join line goes to stderr, the token alone to stdout.
+	// The agent join line goes to stderr, the token alone to stdout; the
+	// line passes the token in the environment, where ps does not show it.
 	out, errOut, code = cli("token", "create", "--role", "agent", "--name", "rack1")
 	line := ""
 	for _, l := range strings.Split(errOut, "\n") {
@@ -53,11 +54,12 @@ func TestLoginTokensAndAgentJoinAsANewUser(t *testing.T) {
 			line = strings.TrimSpace(l)
 		}
 	}
-	if code != 0 || strings.Count(out, "\n") != 1 || line == "" || !strings.Contains(line, strings.TrimSpace(out)) || !strings.Contains(line, caFingerprint) {
+	token := strings.TrimSpace(out)
+	if code != 0 || strings.Count(out, "\n") != 1 || !strings.HasPrefix(line, "HODEI_JOIN_TOKEN="+token+" hodei agent ") ||
+		!strings.Contains(line, "--ca-fingerprint "+caFingerprint) || strings.Contains(line, "--join") {
 		t.Fatalf("token create --role agent: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
-	fields := strings.Fields(line)[2:] // drop "hodei agent"
-	startAgent(t, srv.grpcAddr, t.TempDir(), fields[2:]...)
+	startAgent(t, srv.grpcAddr, t.TempDir(), "--join", token, "--ca-fingerprint", caFingerprint)
 
 	out, errOut, code = cli("run", "--", "echo", "hello")
 	if code != 0 || !strings.Contains(out, "hello") {

@@ -209,10 +209,15 @@ func (a *Agent) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		if status.Code(err) == codes.PermissionDenied {
+		switch {
+		case status.Code(err) == codes.PermissionDenied:
 			// Revoked, or its certificate no longer speaks for it:
 			// retrying cannot help, and its jobs were given up.
-			return fmt.Errorf("the server refused this agent: %w", err)
+			return fmt.Errorf("the server refused this agent (to serve again it must join anew, with a fresh --data-dir): %w", err)
+		case status.Code(err) == codes.Unavailable && strings.Contains(err.Error(), "failed to verify certificate"):
+			// The server's certificate is not from the CA this agent
+			// joined: another cluster, or one whose CA was remade.
+			return fmt.Errorf("the server at %s is not the cluster this agent joined: %w", a.cfg.Server, err)
 		}
 		if time.Since(start) > maxBackoff {
 			backoff = minBackoff // it was up for a while: start over

@@ -36,9 +36,10 @@ var agentUser = sync.OnceValue(func() string {
 	return ""
 })
 
-// buildEnv returns the job's environment, sorted: a minimal base (PATH and
-// LANG from the agent's environment or defaults; HOME, USER and LOGNAME of
-// u, or with u nil of the agent's user and environment; TERM with a PTY),
+// buildEnv returns the job's environment, sorted: a minimal base (LANG from
+// the agent's environment or its default; PATH, HOME, USER and LOGNAME of
+// u — the system PATH — or with u nil of the agent's user and environment;
+// TERM with a PTY),
 // then spec.Env, then spec.SecretEnv, then HODEI_JOB_ID and HODEI_ATTEMPT.
 // The agent's own environment is not inherited beyond the base, so nothing
 // of the agent's (tokens, proxies) leaks into jobs by accident.
@@ -50,6 +51,9 @@ func buildEnv(spec attemptSpec, u *runUser) []string {
 	}
 	switch {
 	case u != nil:
+		// Another user's job gets the system PATH, not the agent's,
+		// which may name the agent user's own directories.
+		env["PATH"] = defaultPath
 		env["HOME"], env["USER"], env["LOGNAME"] = cmp.Or(u.Home, "/"), u.Name, u.Name
 	case agentUser() != "":
 		env["USER"], env["LOGNAME"] = agentUser(), agentUser()

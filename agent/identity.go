@@ -36,9 +36,13 @@ func (a *Agent) transport(cfg Config) (grpc.DialOption, error) {
 	}
 	dir := filepath.Join(cfg.DataDir, "tls")
 	cert, roots, err := pki.LoadAgentIdentity(dir)
+	joinedBefore := err == nil
 	if errors.Is(err, os.ErrNotExist) {
-		if cfg.Join == "" || cfg.CAFingerprint == "" {
-			return nil, job.Invalid("join", "this agent has not joined a cluster yet: start it once with --join TOKEN --ca-fingerprint sha256:… (hodei token create --role agent prints the line)")
+		switch {
+		case cfg.Join == "":
+			return nil, job.Invalid("join", "this agent has not joined a cluster yet: start it once with HODEI_JOIN_TOKEN=TOKEN (or --join TOKEN) and --ca-fingerprint sha256:… (hodei token create --role agent prints the line)")
+		case cfg.CAFingerprint == "":
+			return nil, job.Invalid("ca-fingerprint", "is required to join: the sha256:… fingerprint of the cluster CA, which the server logs at start and hodei token create --role agent prints")
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), joinTimeout)
 		defer cancel()
@@ -49,6 +53,9 @@ func (a *Agent) transport(cfg Config) (grpc.DialOption, error) {
 	}
 	if err != nil {
 		return nil, fmt.Errorf("agent identity: %w", err)
+	}
+	if joinedBefore && cfg.Join != "" {
+		a.log.Warn("already joined: --join is not needed and was not used", "identity", dir)
 	}
 	return grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{
 		MinVersion:   tls.VersionTLS13,

@@ -25,9 +25,11 @@ const (
 	// MaxTokenLen bounds the token text read from a request; longer ones
 	// are refused before any parsing. Ours are about 400 bytes.
 	MaxTokenLen = 4096
-	// DefaultTTL is a new token's lifetime when none is asked for;
-	// MaxTTL is the longest allowed.
-	DefaultTTL = 90 * 24 * time.Hour
+	// DefaultTTL is a new token's lifetime when none is asked for, and
+	// DefaultAgentTTL that of an agent (join) token, which is pasted on
+	// hosts and wants to be short-lived; MaxTTL is the longest allowed.
+	DefaultTTL      = 90 * 24 * time.Hour
+	DefaultAgentTTL = 24 * time.Hour
 	MaxTTL     = 10 * 365 * 24 * time.Hour
 	// leeway forgives small clock differences on exp, nbf and iat.
 	leeway = 30 * time.Second

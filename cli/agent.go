@@ -69,7 +69,7 @@ func agentCommand(*env) *ucli.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(c.App.Writer, "hodei: agent %s serving %s\n", a.ID(), c.String("server"))
+			fmt.Fprintf(c.App.Writer, "hodei: agent %s started for %s\n", a.ID(), c.String("server"))
 			if err := a.Run(c.Context); err != nil {
 				return err
 			}

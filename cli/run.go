@@ -97,7 +97,7 @@ func follow(c *ucli.Context, cl *client.Client, id string, noPTY, raw bool) erro
 			stopStreams()
 			<-done
 			// Said here: after an interrupt, Run would only print "interrupted".
-			fmt.Fprintf(c.App.ErrWriter, "hodei: cancel of job %s failed, it may still run: %s\n", id, status.Convert(err).Message())
+			fmt.Fprintf(c.App.ErrWriter, "hodei: cancel of job %s failed, it may still run: %s\n", id, visible(status.Convert(err).Message(), ""))
 			return &exitStatus{code: exitFailure}
 		}
 		<-done

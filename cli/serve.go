@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -84,8 +85,8 @@ func serveCommand(e *env) *ucli.Command {
 						return nil, err
 					}
 					addr := ""
-					if srv.GRPCAddr() != client.DefaultAddr {
-						addr = " --addr " + srv.GRPCAddr()
+					if a := loopbackOf(srv.GRPCAddr()); a != client.DefaultAddr {
+						addr = " --addr " + a
 					}
 					fmt.Fprintf(c.App.Writer, "hodei: dev agent %s runs jobs here; try:\n\n    ./bin/hodei%s run -- echo hello\n\n", dev.ID(), addr)
 					return dev, nil
@@ -181,8 +182,9 @@ func serveConfig(c *ucli.Context) (server.Config, error) {
 // protocol with a fresh agent token, and logs the local user in to the
 // server with the admin token, so that `hodei run` works with no extra step.
 func devAgent(c *ucli.Context, srv *server.Server, cfg server.Config) (*agent.Agent, error) {
+	addr := loopbackOf(srv.GRPCAddr())
 	acfg := agent.Config{
-		Server: srv.GRPCAddr(), DataDir: filepath.Join(cfg.DataDir, "agent"), Name: "dev",
+		Server: addr, DataDir: filepath.Join(cfg.DataDir, "agent"), Name: "dev",
 		KillGrace: cfg.KillGrace, Version: Version, Logger: cfg.Logger, Insecure: cfg.InsecureNoAuth,
 	}
 	if cfg.InsecureNoAuth {
@@ -208,10 +210,23 @@ func devAgent(c *ucli.Context, srv *server.Server, cfg server.Config) (*agent.Ag
 	if err != nil {
 		return nil, fmt.Errorf("dev login: %w", err)
 	}
-	path, err := saveLogin(srv.GRPCAddr(), login{Token: strings.TrimSpace(string(token)), CA: string(caPEM)})
+	path, err := saveLogin(addr, login{Token: strings.TrimSpace(string(token)), CA: string(caPEM)})
 	if err != nil {
 		return nil, fmt.Errorf("dev login: %w", err)
 	}
-	fmt.Fprintf(c.App.Writer, "hodei: logged you in to %s as admin (%s)\n", srv.GRPCAddr(), path)
+	fmt.Fprintf(c.App.Writer, "hodei: logged you in to %s as admin (%s)\n", addr, path)
 	return a, nil
+}
+
+// loopbackOf is addr with an unspecified host (listening on every
+// interface) replaced by 127.0.0.1, the address to dial it on this host.
+func loopbackOf(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		return net.JoinHostPort("127.0.0.1", port)
+	}
+	return addr
 }

@@ -321,7 +321,11 @@ func (f *termFilter) allowCSI(params []byte, final byte) bool {
 	case 'm':
 		f.styled = len(params) > 0 && !bytes.Equal(params, []byte("0"))
 		return true
-	case 'A', 'B', 'C', 'D', 'E', 'F', 'G', 'H', 'f', 'J', 'K', 'X', 'd':
+	case 'J':
+		// Erase in display, but not 3 (also the viewer's scrollback, where
+		// earlier output would vanish).
+		return !bytes.Equal(params, []byte("3"))
+	case 'A', 'B', 'C', 'D', 'E', 'F', 'G', 'H', 'f', 'K', 'X', 'd':
 		return true
 	case 's', 'u': // save and restore the cursor; with parameters, other things
 		return len(params) == 0

@@ -25,20 +25,24 @@ func tokenCommand(e *env) *ucli.Command {
 					"submitter (submit, cancel and read within its tenants), viewer (read within its tenants),\n" +
 					"agent (joins agents; prints the ready-to-paste `hodei agent --join` line on stderr).",
 				Flags: withFlags(false,
-					&ucli.StringFlag{Name: "role", Required: true, Usage: "`ROLE`: admin, operator, submitter, viewer or agent"},
+					&ucli.StringFlag{Name: "role", Usage: "`ROLE`: admin, operator, submitter, viewer or agent (required)"},
 					&ucli.StringSliceFlag{Name: "tenant", Usage: "limit the token to tenant `T` (repeat for more; default: every tenant)"},
-					&ucli.DurationFlag{Name: "ttl", Value: auth.DefaultTTL, Usage: "lifetime of the token"},
+					&ucli.DurationFlag{Name: "ttl", Usage: fmt.Sprintf("lifetime of the token (default %s; %s for agent tokens; at most %s)",
+						auth.DefaultTTL, auth.DefaultAgentTTL, auth.MaxTTL)},
 					&ucli.StringFlag{Name: "name", Usage: "`NAME` shown in token ls and the audit log (default: the role)"},
 				),
 				Action: func(c *ucli.Context) error {
 					if _, err := args(c); err != nil {
 						return err
 					}
+					if c.String("role") == "" {
+						return usagef(c, "--role is required: admin, operator, submitter, viewer or agent")
+					}
 					if _, err := auth.ParseRole(c.String("role")); err != nil {
 						return usagef(c, "--role: %s", err)
 					}
-					if c.Duration("ttl") <= 0 {
-						return usagef(c, "--ttl: %s must be more than 0", c.Duration("ttl"))
+					if ttl := c.Duration("ttl"); c.IsSet("ttl") && (ttl <= 0 || ttl > auth.MaxTTL) {
+						return usagef(c, "--ttl: %s must be more than 0 and at most %s", ttl, auth.MaxTTL)
 					}
 					return withClient(c, func(cl *client.Client) error {
 						resp, err := cl.Admin().CreateToken(c.Context, &pb.CreateTokenRequest{
@@ -50,8 +54,9 @@ func tokenCommand(e *env) *ucli.Command {
 						}
 						fmt.Fprintln(c.App.Writer, resp.GetToken())
 						if resp.GetInfo().GetRole() == string(auth.Agent) {
-							fmt.Fprintf(c.App.ErrWriter, "join an agent with:\n\n    hodei agent --server %s --join %s --ca-fingerprint %s\n\n",
-								globalString(c, flagAddr), resp.GetToken(), resp.GetCaFingerprint())
+							// The token goes in the environment: flags show in ps.
+							fmt.Fprintf(c.App.ErrWriter, "join an agent (until %s) with:\n\n    HODEI_JOIN_TOKEN=%s hodei agent --server %s --ca-fingerprint %s --data-dir /var/lib/hodei-agent\n\n",
+								unixNano(resp.GetInfo().GetExpiresUnixNano()).Local().Format(time.DateTime), resp.GetToken(), globalString(c, flagAddr), resp.GetCaFingerprint())
 						}
 						return nil
 					})

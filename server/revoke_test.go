@@ -20,12 +20,13 @@ func TestRevokeEndsOpenStreams(t *testing.T) {
 	jobs := pb.NewJobServiceClient(s.dialToken(t, tok))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	w, err := jobs.Watch(ctx, &pb.WatchRequest{})
+	id := s.submit(t, &pb.JobSpec{Command: []string{"true"}})
+	w, err := jobs.Watch(ctx, &pb.WatchRequest{JobId: id})
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A first event shows the stream is open past the interceptor.
-	s.submit(t, &pb.JobSpec{Command: []string{"true"}})
+	// The job's current state comes first: the stream is open past the
+	// interceptor.
 	if _, err := w.Recv(); err != nil {
 		t.Fatal(err)
 	}

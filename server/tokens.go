@@ -65,6 +65,9 @@ func (as *adminService) CreateToken(ctx context.Context, req *pb.CreateTokenRequ
 		name = string(role)
 	}
 	ttl := auth.DefaultTTL
+	if role == auth.Agent {
+		ttl = auth.DefaultAgentTTL
+	}
 	if ms := req.GetTtlMs(); ms != 0 {
 		if ms < 0 || ms > auth.MaxTTL.Milliseconds() {
 			return nil, invalid("ttl_ms", "%d must be more than 0 and at most %d (%s)", ms, auth.MaxTTL.Milliseconds(), auth.MaxTTL)
