@@ -90,3 +90,33 @@ func jobDir(t *testing.T) string {
 	}
 	return dir
 }
+
+// TestTenantsWithDynamicUsersCannotReadEachOther runs a job of tenant b
+// holding a secret, and a job of tenant a that reads every process's
+// environment it can: on an agent with --default-user dynamic they run as
+// different users, so a finds nothing of b's.
+func TestTenantsWithDynamicUsersCannotReadEachOther(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("an agent switches users only when it runs as root; run the end-to-end tests as root to cover it (CI does)")
+	}
+	srv, _ := cluster(t, "--default-user", "dynamic")
+	addr := srv.grpcAddr
+	mustRun(t, addr, "tenants", "set", "a")
+	mustRun(t, addr, "tenants", "set", "b")
+	dir := jobDir(t)
+	flag := filepath.Join(dir, "b-running")
+	id := strings.TrimSpace(mustRun(t, addr, "submit", "--tenant", "b", "--secret-env", "S=tenant-b-secret-1234",
+		"--", "sh", "-c", "echo go > "+flag+"; exec sleep 30"))
+	waitFile(t, flag, 30*time.Second)
+	got := mustRun(t, addr, "run", "--tenant", "a", "--no-pty", "--", "sh", "-c",
+		`id -u; for p in /proc/[0-9]*; do cat $p/environ 2>/dev/null; done | tr '\0' '\n' | grep -c tenant-b-secret || true`)
+	uidA, found, _ := strings.Cut(strings.TrimSpace(got), "\n")
+	if found != "0" {
+		t.Fatalf("tenant a's job read tenant b's environment %s times", found)
+	}
+	uidB := strings.TrimSpace(mustRun(t, addr, "run", "--tenant", "b", "--no-pty", "--", "id", "-u"))
+	if uidA == uidB || uidA == "0" {
+		t.Fatalf("tenants a and b run as uids %s and %s, want two of their own", uidA, uidB)
+	}
+	mustRun(t, addr, "jobs", "cancel", id)
+}

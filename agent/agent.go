@@ -158,6 +158,10 @@ func New(cfg Config) (*Agent, error) {
 	if users.EUID != 0 && cfg.AllowRoot {
 		a.log.Warn("allow-root has no effect: the agent does not run as root, so it runs every job as itself")
 	}
+	if users.EUID == 0 && users.DefaultUser != DynamicUser {
+		a.log.Info("jobs of tenants without a run-as user all run as the default user, and can see each other's processes; " +
+			"--default-user dynamic gives each tenant a user of its own", "default_user", users.DefaultUser)
+	}
 	recovered, err := jr.recover()
 	if err != nil {
 		conn.Close()

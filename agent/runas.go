@@ -9,6 +9,7 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"os"
 	"os/user"
 	"strconv"
@@ -20,6 +21,11 @@ import (
 // DefaultUser is the default of Config.DefaultUser: the user jobs run as on
 // an agent running as root when their tenant names none.
 const DefaultUser = "nobody"
+
+// DynamicUser as the default user gives the jobs of each tenant that names
+// no run-as user a uid of its own (see tenantUser), so that tenants sharing
+// a host cannot see into each other's processes.
+const DynamicUser = "dynamic"
 
 // runUser is the account a job runs as when the agent switches users.
 type runUser struct {
@@ -60,7 +66,7 @@ func newUserPolicy(defaultUser string, allowRoot bool) (*userPolicy, error) {
 		defaultUser = DefaultUser
 	}
 	p := &userPolicy{DefaultUser: defaultUser, AllowRoot: allowRoot, EUID: os.Geteuid(), Lookup: lookupUser}
-	if p.EUID != 0 {
+	if p.EUID != 0 || defaultUser == DynamicUser {
 		return p, nil
 	}
 	u, err := p.resolve(defaultUser)
@@ -82,6 +88,9 @@ func newUserPolicy(defaultUser string, allowRoot bool) (*userPolicy, error) {
 func (p *userPolicy) choose(tenant, runAs string) (*runUser, error) {
 	if p.EUID != 0 {
 		return nil, p.chooseUnprivileged(tenant, runAs)
+	}
+	if runAs == "" && p.DefaultUser == DynamicUser {
+		return tenantUser(tenant), nil
 	}
 	name := runAs
 	if name == "" {
@@ -157,6 +166,25 @@ func (p *userPolicy) resolve(name string) (*runUser, error) {
 		groups = append(groups, uint32(g))
 	}
 	return &runUser{Name: u.Username, UID: uint32(uid), GID: uint32(gid), Groups: groups, Home: u.HomeDir}, nil
+}
+
+// The uids of DynamicUser: a tenant's is dynamicUIDBase plus a hash of its
+// name below dynamicUIDSpan, far above the uids of real users (and of
+// systemd's own dynamic users), so that it owns nothing on the host.
+const (
+	dynamicUIDBase = 1 << 30
+	dynamicUIDSpan = 1 << 24
+)
+
+// tenantUser is the user of tenant's jobs under --default-user dynamic: a
+// uid (and gid) of its own that no passwd entry names, in no other group,
+// with / as its home. Jobs of different tenants then cannot signal each
+// other or read each other's /proc (environment, secrets included).
+func tenantUser(tenant string) *runUser {
+	h := fnv.New32a()
+	h.Write([]byte(tenant))
+	id := uint32(dynamicUIDBase + h.Sum32()%dynamicUIDSpan)
+	return &runUser{Name: "hodei-" + tenant, UID: id, GID: id, Groups: []uint32{id}, Home: "/"}
 }
 
 // lookupUser finds a user by name, or by numeric uid when no user has that

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/user"
 	"slices"
@@ -47,6 +48,8 @@ func TestChooseUser(t *testing.T) {
 	}{
 		{name: "RootAgentDefaultUser", policy: userPolicy{EUID: 0, DefaultUser: "nobody"}, wantUser: "nobody"},
 		{name: "RootAgentTenantUser", policy: userPolicy{EUID: 0, DefaultUser: "daemon"}, runAs: "nobody", wantUser: "nobody"},
+		{name: "RootAgentDynamicUser", policy: userPolicy{EUID: 0, DefaultUser: DynamicUser}, wantUser: "hodei-ml"},
+		{name: "RootAgentDynamicTenantUser", policy: userPolicy{EUID: 0, DefaultUser: DynamicUser}, runAs: "nobody", wantUser: "nobody"},
 		{name: "RootAgentTenantUID", policy: userPolicy{EUID: 0, DefaultUser: "daemon"}, runAs: nobody.Uid, wantUser: "nobody"},
 		{name: "RootAgentTenantRootRefused", policy: userPolicy{EUID: 0, DefaultUser: "nobody"}, runAs: "root",
 			wantError: "tenant ml runs jobs as root (root); start the agent with --allow-root to allow it"},
@@ -83,6 +86,12 @@ func TestChooseUser(t *testing.T) {
 			case tc.wantSelf:
 				if u != nil {
 					t.Fatalf("choose = %+v, want nil (the agent itself)", u)
+				}
+				return
+			}
+			if strings.HasPrefix(tc.wantUser, "hodei-") { // a tenant's dynamic user: no passwd entry
+				if want := tenantUser("ml"); u == nil || u.Name != tc.wantUser || u.UID != want.UID {
+					t.Fatalf("choose = %+v, want %+v", u, want)
 				}
 				return
 			}
@@ -230,4 +239,21 @@ func atoiT(t *testing.T, s string) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// TestTenantUsersDiffer: under --default-user dynamic each tenant has a uid
+// of its own, stable across calls, above any real user's.
+func TestTenantUsersDiffer(t *testing.T) {
+	seen := map[uint32]string{}
+	for i := range 200 {
+		tenant := fmt.Sprintf("team-%d", i)
+		u := tenantUser(tenant)
+		if u.UID < dynamicUIDBase || u.GID != u.UID || u.Home != "/" || tenantUser(tenant).UID != u.UID {
+			t.Fatalf("tenant %s: %+v", tenant, u)
+		}
+		if other, dup := seen[u.UID]; dup {
+			t.Fatalf("tenants %s and %s share uid %d", other, tenant, u.UID)
+		}
+		seen[u.UID] = tenant
+	}
 }

@@ -30,7 +30,7 @@ const (
 	// hosts and wants to be short-lived; MaxTTL is the longest allowed.
 	DefaultTTL      = 90 * 24 * time.Hour
 	DefaultAgentTTL = 24 * time.Hour
-	MaxTTL     = 10 * 365 * 24 * time.Hour
+	MaxTTL          = 10 * 365 * 24 * time.Hour
 	// leeway forgives small clock differences on exp, nbf and iat.
 	leeway = 30 * time.Second
 )

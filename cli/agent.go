@@ -34,7 +34,8 @@ func agentCommand(*env) *ucli.Command {
 			&ucli.StringFlag{Name: "name", Usage: "`NAME` shown in 'hodei workers ls' (default: the hostname)"},
 			&ucli.Int64Flag{Name: "buffer", Value: agent.DefaultBufferLimit, Usage: "`BYTES` of unacknowledged output per job before its PTY is no longer read"},
 			&ucli.DurationFlag{Name: "kill-grace", Value: agent.DefaultKillGrace, Usage: "time between SIGTERM and SIGKILL on timeout"},
-			&ucli.StringFlag{Name: "default-user", Value: agent.DefaultUser, Usage: "`USER` (name or uid) jobs run as when the agent runs as root and their tenant names none; not root"},
+			&ucli.StringFlag{Name: "default-user", Value: agent.DefaultUser, Usage: "`USER` (name or uid) jobs run as when the agent runs as root and their tenant names none; not root. " +
+				"\"dynamic\": each such tenant runs as a uid of its own, so tenants cannot see into each other's processes"},
 			&ucli.BoolFlag{Name: "allow-root", Usage: "run the jobs of tenants set with --run-as root as root (when the agent runs as root)"},
 			&ucli.StringFlag{Name: "log-level", Value: "info", Usage: "`LEVEL`: debug, info, warn or error"},
 			&ucli.StringFlag{Name: "join", EnvVars: []string{"HODEI_JOIN_TOKEN"}, Usage: "agent `TOKEN` to join the cluster with, on first start"},
