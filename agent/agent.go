@@ -159,7 +159,7 @@ func New(cfg Config) (*Agent, error) {
 		a.log.Warn("allow-root has no effect: the agent does not run as root, so it runs every job as itself")
 	}
 	if users.EUID == 0 && users.DefaultUser != DynamicUser {
-		a.log.Info("jobs of tenants without a run-as user all run as the default user, and can see each other's processes; " +
+		a.log.Info("jobs of tenants without a run-as user all run as the default user, and can see each other's processes; "+
 			"--default-user dynamic gives each tenant a user of its own", "default_user", users.DefaultUser)
 	}
 	recovered, err := jr.recover()
