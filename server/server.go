@@ -127,7 +127,15 @@ type Server struct {
 
 // New opens the store in cfg.DataDir and rebuilds the scheduler's memory
 // from it. Close it (or run Serve) to release the file.
-func New(ctx context.Context, cfg Config) (*Server, error) {
+func New(ctx context.Context, cfg Config) (s *Server, err error) {
+	// bbolt panics on a damaged page; at start that is a file to restore,
+	// not a crash to debug.
+	defer func() {
+		if p := recover(); p != nil {
+			s, err = nil, fmt.Errorf("%s is damaged (%v): restore it from a snapshot (hodei snapshot save), with secrets.key beside it",
+				filepath.Join(cfg.DataDir, "hodei.db"), p)
+		}
+	}()
 	if cfg.DataDir == "" {
 		return nil, job.Invalid("data-dir", "is required")
 	}
@@ -173,7 +181,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		db.Close()
 		return nil, err
 	}
-	s := &Server{
+	s = &Server{
 		cfg:    cfg,
 		log:    log,
 		now:    cfg.Now,
