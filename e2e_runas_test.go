@@ -53,7 +53,7 @@ func TestJobsRunAsTenantUser(t *testing.T) {
 	t.Run("RootRefusedWithoutAllowRoot", func(t *testing.T) {
 		id := strings.TrimSpace(mustRun(t, addr, "submit", "--tenant", "ops", "--", "id", "-u"))
 		j := waitJob(t, dial(t, addr).Jobs(), id, 30*time.Second)
-		want := "tenant ops runs jobs as root (root); start the agent with --allow-root to allow it"
+		want := "tenant ops runs jobs as root; start the agent with --allow-root to allow it"
 		if j.GetState() != pb.JobState_JOB_STATE_FAILED || !strings.Contains(j.GetReason(), want) {
 			t.Fatalf("job %s %q, want FAILED with %q", j.GetState(), j.GetReason(), want)
 		}

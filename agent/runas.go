@@ -108,6 +108,8 @@ func (p *userPolicy) choose(tenant, runAs string) (*runUser, error) {
 		return u, nil
 	case runAs == "":
 		return nil, fmt.Errorf("the agent's --default-user %s is root; jobs run as root only for a tenant set with --run-as root, on an agent started with --allow-root", name)
+	case !p.AllowRoot && runAs == "root":
+		return nil, fmt.Errorf("tenant %s runs jobs as root; start the agent with --allow-root to allow it", tenant)
 	case !p.AllowRoot:
 		return nil, fmt.Errorf("tenant %s runs jobs as %s (root); start the agent with --allow-root to allow it", tenant, runAs)
 	}

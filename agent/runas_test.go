@@ -52,7 +52,7 @@ func TestChooseUser(t *testing.T) {
 		{name: "RootAgentDynamicTenantUser", policy: userPolicy{EUID: 0, DefaultUser: DynamicUser}, runAs: "nobody", wantUser: "nobody"},
 		{name: "RootAgentTenantUID", policy: userPolicy{EUID: 0, DefaultUser: "daemon"}, runAs: nobody.Uid, wantUser: "nobody"},
 		{name: "RootAgentTenantRootRefused", policy: userPolicy{EUID: 0, DefaultUser: "nobody"}, runAs: "root",
-			wantError: "tenant ml runs jobs as root (root); start the agent with --allow-root to allow it"},
+			wantError: "tenant ml runs jobs as root; start the agent with --allow-root to allow it"},
 		{name: "RootAgentTenantUIDZeroRefused", policy: userPolicy{EUID: 0, DefaultUser: "nobody"}, runAs: "0",
 			wantError: "tenant ml runs jobs as 0 (root); start the agent with --allow-root"},
 		{name: "RootAgentTenantRootAllowed", policy: userPolicy{EUID: 0, DefaultUser: "nobody", AllowRoot: true}, runAs: "root", wantUser: "root"},
@@ -195,7 +195,7 @@ func TestAttemptRunsAsUser(t *testing.T) {
 	t.Run("Refused", func(t *testing.T) {
 		a := mustStartAttempt(t, attemptSpec{Argv: []string{"true"}, Tenant: "ml", RunAs: "root"}, attemptOptions{Users: policy})
 		e := waitAttempt(t, a, time.Second)
-		want := "start: tenant ml runs jobs as root (root); start the agent with --allow-root to allow it"
+		want := "start: tenant ml runs jobs as root; start the agent with --allow-root to allow it"
 		if e.Outcome != startFailed || e.Reason != want {
 			t.Fatalf("exit %+v, want startFailed with %q", e, want)
 		}

@@ -119,7 +119,7 @@ func (g *gate) check(ctx context.Context, method string) (*auth.Identity, rule, 
 		return id, r, err
 	}
 	if err := id.Allow(r.perm); err != nil {
-		return id, r, denied("%s: %s", method, err)
+		return id, r, denied("%s (%s)", err, method)
 	}
 	return id, r, nil
 }
