@@ -86,9 +86,16 @@ func throughputFile(b *testing.B) (path string, size int64) {
 	b.Helper()
 	line := append(bytes.Repeat([]byte("0123456789abcdef"), 5)[:79], '\n')
 	data := bytes.Repeat(line, (64<<20)/len(line))
-	path = filepath.Join(b.TempDir(), "out.txt")
-	if err := os.WriteFile(path, data, 0o600); err != nil {
+	dir := b.TempDir()
+	path = filepath.Join(dir, "out.txt")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
 		b.Fatal(err)
+	}
+	// Jobs of a root agent run as nobody: let them reach the file.
+	for d, mode := range map[string]os.FileMode{filepath.Dir(dir): 0o711, dir: 0o755} {
+		if err := os.Chmod(d, mode); err != nil {
+			b.Fatal(err)
+		}
 	}
 	return path, int64(len(data))
 }

@@ -52,6 +52,13 @@ type auditLog struct {
 	// suppressed counts denials not recorded because their peer was over
 	// its budget (see auditlimit.go).
 	suppressed prometheus.Counter
+	// maxWait bounds how long Record waits for room; 0: as long as its ctx
+	// allows. lingerFor is how long the writer lets records gather after
+	// the first one of a batch (0: none), so that under load it writes a
+	// few large batches that ride in the store's group commit with the
+	// jobs, instead of one small transaction after another. Set both
+	// before start.
+	maxWait, lingerFor time.Duration
 
 	// mu is held for reading by Record while it queues, and for writing by
 	// stop while it sets closed: once stop holds it, no send is under way
@@ -122,11 +129,19 @@ func (a *auditLog) Record(ctx context.Context, e job.AuditEntry) error {
 		return nil
 	default:
 	}
+	var timeout <-chan time.Time
+	if a.maxWait > 0 {
+		t := time.NewTimer(a.maxWait)
+		defer t.Stop()
+		timeout = t.C
+	}
 	select {
 	case a.queue <- e:
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("audit: %w", ctx.Err())
+	case <-timeout:
+		return fmt.Errorf("audit: the queue stayed full for %s", a.maxWait)
 	}
 }
 
@@ -166,12 +181,26 @@ func (a *auditLog) stop() {
 // run is the writer loop: wait for a record, take whatever else is queued,
 // store it all in one transaction, repeat. It returns when stop closes
 // a.stopping, after flushing the queue.
+// linger waits lingerFor, or until stop, before a batch is taken.
+func (a *auditLog) linger() {
+	if a.lingerFor <= 0 {
+		return
+	}
+	t := time.NewTimer(a.lingerFor)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-a.stopping:
+	}
+}
+
 func (a *auditLog) run() {
 	defer close(a.done)
 	batch := make([]job.AuditEntry, 0, auditBatch)
 	for {
 		select {
 		case e := <-a.queue:
+			a.linger()
 			batch = a.take(append(batch[:0], e))
 			a.write(batch, true)
 		case <-a.stopping:

@@ -29,6 +29,9 @@ const (
 	// queue (the store failing, a full disk); past it the record is
 	// logged at error level and counted as lost, and the call goes on.
 	auditWait = 5 * time.Second
+	// auditLinger is how long records gather before the writer stores
+	// them: they become visible to audit ls that much later.
+	auditLinger = 10 * time.Millisecond
 )
 
 // clip shortens s to at most n bytes, on a rune boundary, marking the cut.

@@ -194,6 +194,7 @@ func New(ctx context.Context, cfg Config) (s *Server, err error) {
 	s.agents.assign = s.assignMsg
 	s.metrics = newMetrics(func() *scheduler.Scheduler { return s.sched })
 	s.auditLog = newAuditLog(db.AppendAudit, cfg.Now, cfg.Logger, s.metrics.reg, auditQueueLen)
+	s.auditLog.maxWait, s.auditLog.lingerFor = auditWait, auditLinger
 	s.sched = scheduler.New(scheduler.Config{
 		Store:      db,
 		Dispatcher: s.agents,
