@@ -13,7 +13,9 @@ import (
 	"os"
 	"os/user"
 	"strconv"
+	"sync"
 	"syscall"
+	"time"
 
 	"github.com/hodei-jobs/hodei/job"
 )
@@ -42,8 +44,8 @@ func (u *runUser) credential() *syscall.Credential {
 }
 
 // userPolicy chooses the user each job runs as. Build it with
-// newUserPolicy; tests fill it in directly. It is read-only once built, so
-// safe for concurrent use.
+// newUserPolicy; tests fill it in directly. Its settings are read-only once
+// built; it is safe for concurrent use.
 type userPolicy struct {
 	DefaultUser string // on a root agent, for tenants that name no user
 	AllowRoot   bool   // the agent's consent to run a tenant's jobs as root
@@ -52,6 +54,25 @@ type userPolicy struct {
 	// that name; it returns an error wrapping errUnknownUser when neither
 	// exists. Default lookupUser.
 	Lookup func(nameOrUID string) (*user.User, error)
+
+	// cache keeps resolved users for userCacheFor, so that a start does
+	// not read the user and group databases each time; nil: no cache.
+	cache *userCache
+}
+
+// userCache is the resolved users of a userPolicy.
+type userCache struct {
+	mu sync.Mutex
+	m  map[string]cachedUser // guarded by mu
+}
+
+// userCacheFor is how long a resolved user is reused: a change to
+// /etc/passwd or /etc/group reaches jobs after at most this long.
+const userCacheFor = 30 * time.Second
+
+type cachedUser struct {
+	u  *runUser
+	at time.Time
 }
 
 // errUnknownUser is the error of lookupUser for a user that does not exist.
@@ -65,7 +86,7 @@ func newUserPolicy(defaultUser string, allowRoot bool) (*userPolicy, error) {
 	if defaultUser == "" {
 		defaultUser = DefaultUser
 	}
-	p := &userPolicy{DefaultUser: defaultUser, AllowRoot: allowRoot, EUID: os.Geteuid(), Lookup: lookupUser}
+	p := &userPolicy{DefaultUser: defaultUser, AllowRoot: allowRoot, EUID: os.Geteuid(), Lookup: lookupUser, cache: &userCache{}}
 	if p.EUID != 0 || defaultUser == DynamicUser {
 		return p, nil
 	}
@@ -143,6 +164,31 @@ func (p *userPolicy) lookup(nameOrUID string) (*user.User, error) {
 
 // resolve looks up name and reads its ids, groups and home.
 func (p *userPolicy) resolve(name string) (*runUser, error) {
+	if p.cache == nil {
+		return p.resolveNow(name)
+	}
+	now := time.Now()
+	p.cache.mu.Lock()
+	c, ok := p.cache.m[name]
+	p.cache.mu.Unlock()
+	if ok && now.Sub(c.at) < userCacheFor {
+		return c.u, nil
+	}
+	u, err := p.resolveNow(name)
+	if err != nil {
+		return nil, err
+	}
+	p.cache.mu.Lock()
+	if p.cache.m == nil || len(p.cache.m) > 1000 {
+		p.cache.m = make(map[string]cachedUser)
+	}
+	p.cache.m[name] = cachedUser{u: u, at: now}
+	p.cache.mu.Unlock()
+	return u, nil
+}
+
+// resolveNow is resolve without the cache.
+func (p *userPolicy) resolveNow(name string) (*runUser, error) {
 	u, err := p.lookup(name)
 	if err != nil {
 		return nil, err
