@@ -136,17 +136,7 @@ func (s *sut) snapshot(t *testing.T) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var b []byte
-	for {
-		c, err := st.Recv()
-		if errors.Is(err, io.EOF) {
-			return b
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		b = append(b, c.GetData()...)
-	}
+	return collect(t, st.Recv, (*pb.SnapshotChunk).GetData)
 }
 
 func (s *sut) waitDone(t *testing.T, id string) *pb.Job {

@@ -272,16 +272,22 @@ func readLogs(t *testing.T, s *sut, id string, follow bool) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return collect(t, stream.Recv, (*pb.LogData).GetData)
+}
+
+// collect reads a stream to its end and joins the bytes of its messages.
+func collect[M any](t *testing.T, recv func() (M, error), data func(M) []byte) []byte {
+	t.Helper()
 	var got []byte
 	for {
-		d, err := stream.Recv()
+		m, err := recv()
 		if errors.Is(err, io.EOF) {
 			return got
 		}
 		if err != nil {
 			t.Fatal(err)
 		}
-		got = append(got, d.GetData()...)
+		got = append(got, data(m)...)
 	}
 }
 
