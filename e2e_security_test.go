@@ -303,7 +303,7 @@ func TestRevokedWorkerIsCutOffAndItsJobsRetry(t *testing.T) {
 	}
 	eventually(t, 20*time.Second, "the job back in the queue on a new attempt", func() bool {
 		j, err := cl.Get(ctx, id)
-		return err == nil && j.GetAttempt() == 2 || j.GetState() == pb.JobState_JOB_STATE_PENDING && j.GetAttempt() >= 1
+		return err == nil && j.GetAttempt() == 2 && j.GetState() == pb.JobState_JOB_STATE_PENDING
 	})
 	eventually(t, 20*time.Second, "the agent told it was revoked", func() bool {
 		return strings.Contains(ag.stderr.String(), "revoked")
