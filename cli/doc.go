@@ -4,8 +4,11 @@
 // pipeline_file.go for the YAML format, pipeline_index.go to point the
 // server's field errors at lines and pipeline_wait.go for --wait); app.go
 // holds the command list, the global flags (--addr/HODEI_ADDR,
-// --token/HODEI_TOKEN, --output/-o) and the one mapping from errors to
-// exit codes:
+// --token/HODEI_TOKEN, --ca-file/HODEI_CA_FILE, --output/-o) and the one
+// mapping from errors to exit codes. login.go resolves how to reach a
+// server (the token and CA from the flags, the environment, or what
+// `hodei login` stored per address) and token.go, audit.go manage tokens
+// and read the audit log:
 //
 //	0  success
 //	1  any other failure; a gRPC error prints its status message, which names
