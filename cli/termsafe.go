@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"io"
+	"strconv"
 	"unicode/utf8"
 )
 
@@ -323,8 +324,13 @@ func (f *termFilter) allowCSI(params []byte, final byte) bool {
 		return true
 	case 'J':
 		// Erase in display, but not 3 (also the viewer's scrollback, where
-		// earlier output would vanish).
-		return !bytes.Equal(params, []byte("3"))
+		// earlier output would vanish), however it is written (03, 3;).
+		for _, p := range bytes.Split(params, []byte(";")) {
+			if n, err := strconv.Atoi(string(p)); err == nil && n == 3 {
+				return false
+			}
+		}
+		return true
 	case 'A', 'B', 'C', 'D', 'E', 'F', 'G', 'H', 'f', 'K', 'X', 'd':
 		return true
 	case 's', 'u': // save and restore the cursor; with parameters, other things

@@ -35,6 +35,7 @@ func TestTermFilter(t *testing.T) {
 		{"OtherC0AndDEL", "a\x00b\x07c\x0cd\x7fe\x0ef", "abcdef"},
 		{"SGR", "\x1b[31mred\x1b[0m \x1b[1;38;5;208mx\x1b[m", "\x1b[31mred\x1b[0m \x1b[1;38;5;208mx\x1b[m"},
 		{"SGRTrueColour", "\x1b[38;2;255;128;0;48:2::1:2:3mx\x1b[0m", "\x1b[38;2;255;128;0;48:2::1:2:3mx\x1b[0m"},
+		{"EraseScrollbackInAnyForm", "a\x1b[3Jb\x1b[03Jc\x1b[003Jd\x1b[3;Je\x1b[1;3Jf\x1b[2Jg", "abcdef\x1b[2Jg"},
 		{"CursorMovement", "\x1b[A\x1b[2B\x1b[3C\x1b[4D\x1b[E\x1b[F\x1b[10G\x1b[1;1H\x1b[5;5f\x1b[2J\x1b[3J\x1b[K\x1b[5X\x1b[7d",
 			"\x1b[A\x1b[2B\x1b[3C\x1b[4D\x1b[E\x1b[F\x1b[10G\x1b[1;1H\x1b[5;5f\x1b[2J\x1b[K\x1b[5X\x1b[7d"},
 		{"SaveRestoreCursor", "\x1b7\x1b8\x1b[s\x1b[u", "\x1b7\x1b8\x1b[s\x1b[u"},

@@ -225,7 +225,7 @@ func checkLabels(field string, m map[string]string) error {
 			return Invalid(field, "value of %q must be at most %d bytes", k, MaxLabelValue)
 		}
 		for _, c := range v {
-			if c < 0x20 || c == 0x7f {
+			if c < 0x20 || c == 0x7f || (c >= 0x80 && c < 0xa0) {
 				return Invalid(field, "value of %q must not contain control characters", k)
 			}
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -59,6 +60,9 @@ type auditLog struct {
 	// jobs, instead of one small transaction after another. Set both
 	// before start.
 	maxWait, lingerFor time.Duration
+	// failing holds the error of the last write while writes fail (a full
+	// disk), nil once one succeeds; see Failing.
+	failing atomic.Pointer[error]
 
 	// mu is held for reading by Record while it queues, and for writing by
 	// stop while it sets closed: once stop holds it, no send is under way
@@ -181,6 +185,15 @@ func (a *auditLog) stop() {
 // run is the writer loop: wait for a record, take whatever else is queued,
 // store it all in one transaction, repeat. It returns when stop closes
 // a.stopping, after flushing the queue.
+// Failing returns why records cannot be stored now, or nil. Mutating
+// calls are refused meanwhile, so that nothing changes unaudited.
+func (a *auditLog) Failing() error {
+	if err := a.failing.Load(); err != nil {
+		return *err
+	}
+	return nil
+}
+
 // linger waits lingerFor, or until stop, before a batch is taken.
 func (a *auditLog) linger() {
 	if a.lingerFor <= 0 {
@@ -245,8 +258,10 @@ func (a *auditLog) write(batch []job.AuditEntry, retry bool) {
 		err := a.append(context.Background(), batch)
 		if err == nil {
 			a.written.Add(float64(len(batch)))
+			a.failing.Store(nil)
 			return
 		}
+		a.failing.Store(&err)
 		if !retry || errors.Is(err, job.ErrInvalid) || errors.Is(err, job.ErrClosed) {
 			a.lose(batch, err)
 			return

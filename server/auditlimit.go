@@ -18,7 +18,14 @@ import (
 
 // Bounds of the audit log's intake.
 const (
-	maxAuditText = 256 // bytes of a record's target or message
+	maxAuditText  = 256 // bytes of each text of a record
+	maxAuditScope = 32  // tenants of a token's scope kept in a record
+	// allPeers is the budget of all peers together, so that many source
+	// addresses cannot multiply the per-peer one.
+	allPeers = "*"
+	// allRate and allBurst are that budget: per second, and at once.
+	allRate  = 100
+	allBurst = 1000
 	// denialRate and denialBurst are one peer's budget of denial records:
 	// per second, and at once.
 	denialRate  = 20
@@ -46,12 +53,17 @@ func clip(s string, n int) string {
 	return s[:cut] + "…"
 }
 
-// clipEntry bounds the free text of a record.
+// clipEntry bounds every text of a record, whatever the request held.
 func clipEntry(e *job.AuditEntry) {
-	e.Target = clip(e.Target, maxAuditText)
-	e.Message = clip(e.Message, maxAuditText)
-	e.Action = clip(e.Action, maxAuditText)
-	e.TokenName = clip(e.TokenName, maxAuditText)
+	for _, f := range []*string{&e.TokenID, &e.TokenName, &e.Role, &e.Tenant, &e.Action, &e.Target, &e.Result, &e.Message, &e.Peer} {
+		*f = clip(*f, maxAuditText)
+	}
+	if len(e.Scope) > maxAuditScope {
+		e.Scope = e.Scope[:maxAuditScope]
+	}
+	for i := range e.Scope {
+		e.Scope[i] = clip(e.Scope[i], maxAuditText)
+	}
 }
 
 // denialBudget is the token bucket of each peer's denial records. It is
@@ -88,23 +100,38 @@ func (d *denialBudget) allow(peer string, now time.Time) (ok bool, suppressed in
 	if rate == 0 {
 		rate, burst = denialRate, denialBurst
 	}
-	if d.peers == nil || len(d.peers) >= maxDenialPeers {
+	if d.peers == nil {
 		d.peers = make(map[string]*bucket)
 	}
+	all := d.bucket(allPeers, now, max(allBurst, burst), max(allRate, rate))
 	b := d.peers[host]
-	if b == nil {
-		b = &bucket{tokens: burst, at: now}
-		d.peers[host] = b
+	if b == nil && len(d.peers) >= maxDenialPeers {
+		b = all // too many peers to tell apart: they share the global budget
+	} else {
+		b = d.bucket(host, now, burst, rate)
 	}
-	b.tokens = min(burst, b.tokens+now.Sub(b.at).Seconds()*rate)
-	b.at = now
-	if b.tokens < 1 {
+	if b.tokens < 1 || all.tokens < 1 {
 		b.suppressed++
 		return false, 0
 	}
 	b.tokens--
+	if b != all {
+		all.tokens--
+	}
 	suppressed, b.suppressed = b.suppressed, 0
 	return true, suppressed
+}
+
+// bucket returns key's bucket, refilled to now.
+func (d *denialBudget) bucket(key string, now time.Time, burst, rate float64) *bucket {
+	b := d.peers[key]
+	if b == nil {
+		b = &bucket{tokens: burst, at: now}
+		d.peers[key] = b
+	}
+	b.tokens = min(burst, b.tokens+now.Sub(b.at).Seconds()*rate)
+	b.at = now
+	return b
 }
 
 // noteSuppressed adds to a record how many denials of its peer were held

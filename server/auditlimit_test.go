@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -57,4 +59,36 @@ func TestAuditFloodIsBounded(t *testing.T) {
 	if n := len(recs); n != 10 {
 		t.Errorf("%d records from one peer with a budget of 10", n)
 	}
+}
+
+func TestDenialBudgetOfAllPeers(t *testing.T) {
+	var d denialBudget
+	now := time.Unix(1000, 0)
+	allowed := 0
+	for i := range 3 * allBurst {
+		if ok, _ := d.allow(fmt.Sprintf("10.%d.%d.1:1", i/256, i%256), now); ok {
+			allowed++
+		}
+	}
+	if allowed != allBurst {
+		t.Fatalf("%d denials recorded from %d peers at once, want the global burst of %d", allowed, 3*allBurst, allBurst)
+	}
+}
+
+// TestChangesWaitForTheAuditLog: while audit records cannot be stored (a
+// full disk), mutating calls are refused, so that nothing changes
+// unaudited; reads go on, and changes resume once a write succeeds.
+func TestChangesWaitForTheAuditLog(t *testing.T) {
+	s := setup(t)
+	full := errors.New("no space left on device")
+	s.srv.auditLog.failing.Store(&full)
+	_, err := s.jobs.Submit(context.Background(), &pb.SubmitRequest{Spec: &pb.JobSpec{Command: []string{"true"}}})
+	if st := status.Convert(err); st.Code() != codes.Unavailable || !strings.Contains(st.Message(), "audit log cannot be written") {
+		t.Fatalf("submit while the audit log fails: %v", err)
+	}
+	if _, err := s.jobs.List(context.Background(), &pb.ListJobsRequest{}); err != nil {
+		t.Fatalf("list while the audit log fails: %v", err)
+	}
+	s.srv.auditLog.failing.Store(nil)
+	s.submit(t, &pb.JobSpec{Command: []string{"true"}})
 }

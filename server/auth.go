@@ -332,6 +332,13 @@ func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 	if id != nil {
 		ctx = auth.NewContext(ctx, id)
 	}
+	if r.audited {
+		if aerr := s.auditLog.Failing(); aerr != nil {
+			err := status.Errorf(codes.Unavailable, "the audit log cannot be written (%v): changes are refused until it can", aerr)
+			s.auditCall(ctx, id, info.FullMethod, req, nil, err)
+			return nil, err
+		}
+	}
 	resp, err := handler(ctx, req)
 	if r.audited || isDenial(err) || scopedNotFound(id, err) {
 		s.auditCall(ctx, id, info.FullMethod, req, resp, err)

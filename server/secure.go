@@ -1,7 +1,10 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -44,6 +47,10 @@ func (s *Server) secure(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	pub := sha256.Sum256(key.Public().(ed25519.PublicKey))
+	if err := s.checkIdentity(ctx, keyPath, pub[:], s.store.TokenKeyCheck, s.store.SetTokenKeyCheck); err != nil {
+		return err
+	}
 	s.authority = auth.NewAuthority(key, s.now)
 	if s.gate, err = newGate(ctx, s.store, s.authority, false, s.now, s.log); err != nil {
 		return err
@@ -73,6 +80,28 @@ func checkSecurity(cfg Config) error {
 	return nil
 }
 
+// checkCA refuses a cluster CA other than the one the database's agents
+// joined with (it records the CA's fingerprint on first use).
+func (s *Server) checkCA(ctx context.Context, ca *pki.CA) error {
+	fp := sha256.Sum256(ca.Cert().Raw)
+	return s.checkIdentity(ctx, filepath.Join(s.cfg.DataDir, TLSDir, pki.CAFile), fp[:], s.store.CACheck, s.store.SetCACheck)
+}
+
+// checkIdentity compares the fingerprint of an identity file with the one
+// the database recorded, and records it when there is none yet.
+func (s *Server) checkIdentity(ctx context.Context, path string, fp []byte,
+	get func(context.Context) ([]byte, error), set func(context.Context, []byte) error) error {
+	stored, err := get(ctx)
+	if err != nil {
+		return err
+	}
+	if stored != nil && !bytes.Equal(stored, fp) {
+		return fmt.Errorf("%s is not the one this database was used with (its tokens or agents depend on the other): "+
+			"restore the right file from a backup: %w", path, job.ErrConflict)
+	}
+	return set(ctx, fp)
+}
+
 // needFile refuses to make a new identity file (a key, the CA) in place of
 // a missing one while the database holds n things that depend on the old
 // one: the server would start, and lock everyone out.
@@ -95,11 +124,17 @@ func (s *Server) bootstrapAdmin(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("%s does not hold a token of this server (%w); move it aside to have a new one written", path, err)
 		}
-		if _, ok := s.gate.tokens.Load(c.ID); !ok {
+		rec, ok := s.gate.tokens.Load(c.ID)
+		switch {
+		case !ok:
 			return fmt.Errorf("%s holds token %s, which this database does not know (was hodei.db replaced?); move it aside to have a new one written: %w",
 				path, c.ID, job.ErrConflict)
+		case rec.Revoked() || rec.Role != string(auth.Admin):
+			s.log.Warn("the token in the admin token file is no working admin token; move the file aside to have a new one written at the next start",
+				"path", path, "token_id", rec.ID, "role", rec.Role, "revoked", rec.Revoked())
+		default:
+			s.log.Info("admin token", "path", path)
 		}
-		s.log.Info("admin token", "path", path)
 		return nil
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("admin token: %w", err)
@@ -148,6 +183,9 @@ func (s *Server) setupTLS(ctx context.Context) error {
 			if s.ca, err = pki.EnsureCA(dir, s.now()); err != nil {
 				return err
 			}
+			if err := s.checkCA(ctx, s.ca); err != nil {
+				return err
+			}
 			clientCAs = s.ca.Pool()
 		}
 		s.tlsConfig = pki.ServerConfig(cert, clientCAs)
@@ -156,6 +194,9 @@ func (s *Server) setupTLS(ctx context.Context) error {
 	}
 	ca, err := pki.EnsureCA(dir, s.now())
 	if err != nil {
+		return err
+	}
+	if err := s.checkCA(ctx, ca); err != nil {
 		return err
 	}
 	hosts := append([]string(nil), s.cfg.TLSHosts...)

@@ -197,3 +197,24 @@ func (db *DB) AgentBindings(ctx context.Context) ([]*job.AgentBinding, error) {
 	}
 	return out, nil
 }
+
+// Fingerprints of the server's identity files kept in meta, so that a
+// replaced key or CA is noticed at start instead of locking everyone out.
+var (
+	tokenKeyCheckKey = []byte("token_key")
+	caCheckKey       = []byte("cluster_ca")
+)
+
+// TokenKeyCheck and CACheck return the stored fingerprint of the token
+// signing key and of the cluster CA, or nil when none is stored yet.
+func (db *DB) TokenKeyCheck(ctx context.Context) ([]byte, error) {
+	return db.metaGet(ctx, tokenKeyCheckKey)
+}
+func (db *DB) CACheck(ctx context.Context) ([]byte, error) { return db.metaGet(ctx, caCheckKey) }
+
+// SetTokenKeyCheck and SetCACheck store them once; another value fails
+// with job.ErrConflict.
+func (db *DB) SetTokenKeyCheck(ctx context.Context, v []byte) error {
+	return db.metaBind(ctx, tokenKeyCheckKey, v)
+}
+func (db *DB) SetCACheck(ctx context.Context, v []byte) error { return db.metaBind(ctx, caCheckKey, v) }

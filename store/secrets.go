@@ -31,18 +31,7 @@ const sealChunk = 512
 // the file has none (new, or written before secrets were sealed). It is a
 // copy: the caller owns it.
 func (db *DB) KeyCheck(ctx context.Context) ([]byte, error) {
-	if err := db.usable(ctx); err != nil {
-		return nil, err
-	}
-	var check []byte
-	err := db.view(func(tx *bolt.Tx) error {
-		check = bytes.Clone(tx.Bucket(bucketMeta).Get(keyCheckKey))
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("read key check: %w", err)
-	}
-	return check, nil
+	return db.metaGet(ctx, keyCheckKey)
 }
 
 // SetKeyCheck stores the check value of the key secrets are sealed with,
@@ -50,23 +39,45 @@ func (db *DB) KeyCheck(ctx context.Context) ([]byte, error) {
 // one fails with job.ErrConflict (a key check changes only by hand, with the
 // data it protects).
 func (db *DB) SetKeyCheck(ctx context.Context, check []byte) error {
-	if len(check) == 0 {
-		return job.Invalid("check", "must not be empty")
+	return db.metaBind(ctx, keyCheckKey, check)
+}
+
+// metaGet returns a copy of a meta value, or nil.
+func (db *DB) metaGet(ctx context.Context, key []byte) ([]byte, error) {
+	if err := db.usable(ctx); err != nil {
+		return nil, err
 	}
-	err := db.write(ctx, len(check), func(tx *bolt.Tx) error {
+	var v []byte
+	err := db.view(func(tx *bolt.Tx) error {
+		v = bytes.Clone(tx.Bucket(bucketMeta).Get(key))
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", key, err)
+	}
+	return v, nil
+}
+
+// metaBind stores a meta value once, durably: storing the value already
+// stored does nothing, another one fails with job.ErrConflict.
+func (db *DB) metaBind(ctx context.Context, key, value []byte) error {
+	if len(value) == 0 {
+		return job.Invalid(string(key), "must not be empty")
+	}
+	err := db.write(ctx, len(value), func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
-		switch old := meta.Get(keyCheckKey); {
+		switch old := meta.Get(key); {
 		case old == nil:
-			if err := meta.Put(keyCheckKey, check); err != nil {
-				return abort(fmt.Errorf("put key check: %w", err))
+			if err := meta.Put(key, value); err != nil {
+				return abort(fmt.Errorf("put %s: %w", key, err))
 			}
-		case !bytes.Equal(old, check):
-			return fmt.Errorf("the database already holds the check of another key: %w", job.ErrConflict)
+		case !bytes.Equal(old, value):
+			return fmt.Errorf("the database already holds the %s of another key: %w", key, job.ErrConflict)
 		}
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("store key check: %w", err)
+		return fmt.Errorf("store %s: %w", key, err)
 	}
 	return nil
 }
