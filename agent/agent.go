@@ -133,6 +133,11 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
+	if users.DefaultUser == DynamicUser {
+		if users.Dynamic, err = openTenantUIDs(filepath.Join(cfg.DataDir, tenantUIDsFile)); err != nil {
+			return nil, err
+		}
+	}
 	capacity := job.Resources{Slots: cfg.Slots, CPUMillis: int64(runtime.NumCPU()) * 1000}
 	if vm, err := mem.VirtualMemory(); err == nil {
 		capacity.MemoryMiB = int64(vm.Total >> 20)

@@ -9,7 +9,6 @@ package agent
 import (
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"os"
 	"os/user"
 	"strconv"
@@ -55,6 +54,9 @@ type userPolicy struct {
 	// exists. Default lookupUser.
 	Lookup func(nameOrUID string) (*user.User, error)
 
+	// Dynamic gives tenants their uids under DynamicUser; the agent sets
+	// it from its data dir.
+	Dynamic *tenantUIDs
 	// cache keeps resolved users for userCacheFor, so that a start does
 	// not read the user and group databases each time; nil: no cache.
 	cache *userCache
@@ -111,7 +113,14 @@ func (p *userPolicy) choose(tenant, runAs string) (*runUser, error) {
 		return nil, p.chooseUnprivileged(tenant, runAs)
 	}
 	if runAs == "" && p.DefaultUser == DynamicUser {
-		return tenantUser(tenant), nil
+		if p.Dynamic == nil {
+			return nil, errors.New("--default-user dynamic: the agent has no tenant uids")
+		}
+		uid, err := p.Dynamic.uid(tenant)
+		if err != nil {
+			return nil, err
+		}
+		return tenantUser(tenant, uid), nil
 	}
 	name := runAs
 	if name == "" {
@@ -216,23 +225,12 @@ func (p *userPolicy) resolveNow(name string) (*runUser, error) {
 	return &runUser{Name: u.Username, UID: uint32(uid), GID: uint32(gid), Groups: groups, Home: u.HomeDir}, nil
 }
 
-// The uids of DynamicUser: a tenant's is dynamicUIDBase plus a hash of its
-// name below dynamicUIDSpan, far above the uids of real users (and of
-// systemd's own dynamic users), so that it owns nothing on the host.
-const (
-	dynamicUIDBase = 1 << 30
-	dynamicUIDSpan = 1 << 24
-)
-
-// tenantUser is the user of tenant's jobs under --default-user dynamic: a
-// uid (and gid) of its own that no passwd entry names, in no other group,
+// tenantUser is the user of tenant's jobs under --default-user dynamic:
+// uid (and gid) of its own, which no passwd entry names, in no other group,
 // with / as its home. Jobs of different tenants then cannot signal each
 // other or read each other's /proc (environment, secrets included).
-func tenantUser(tenant string) *runUser {
-	h := fnv.New32a()
-	h.Write([]byte(tenant))
-	id := uint32(dynamicUIDBase + h.Sum32()%dynamicUIDSpan)
-	return &runUser{Name: "hodei-" + tenant, UID: id, GID: id, Groups: []uint32{id}, Home: "/"}
+func tenantUser(tenant string, uid uint32) *runUser {
+	return &runUser{Name: "hodei-" + tenant, UID: uid, GID: uid, Groups: []uint32{uid}, Home: "/"}
 }
 
 // lookupUser finds a user by name, or by numeric uid when no user has that

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/user"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -48,8 +49,8 @@ func TestChooseUser(t *testing.T) {
 	}{
 		{name: "RootAgentDefaultUser", policy: userPolicy{EUID: 0, DefaultUser: "nobody"}, wantUser: "nobody"},
 		{name: "RootAgentTenantUser", policy: userPolicy{EUID: 0, DefaultUser: "daemon"}, runAs: "nobody", wantUser: "nobody"},
-		{name: "RootAgentDynamicUser", policy: userPolicy{EUID: 0, DefaultUser: DynamicUser}, wantUser: "hodei-ml"},
-		{name: "RootAgentDynamicTenantUser", policy: userPolicy{EUID: 0, DefaultUser: DynamicUser}, runAs: "nobody", wantUser: "nobody"},
+		{name: "RootAgentDynamicUser", policy: userPolicy{EUID: 0, DefaultUser: DynamicUser, Dynamic: mustTenantUIDs(t)}, wantUser: "hodei-ml"},
+		{name: "RootAgentDynamicTenantUser", policy: userPolicy{EUID: 0, DefaultUser: DynamicUser, Dynamic: mustTenantUIDs(t)}, runAs: "nobody", wantUser: "nobody"},
 		{name: "RootAgentTenantUID", policy: userPolicy{EUID: 0, DefaultUser: "daemon"}, runAs: nobody.Uid, wantUser: "nobody"},
 		{name: "RootAgentTenantRootRefused", policy: userPolicy{EUID: 0, DefaultUser: "nobody"}, runAs: "root",
 			wantError: "tenant ml runs jobs as root; start the agent with --allow-root to allow it"},
@@ -90,8 +91,8 @@ func TestChooseUser(t *testing.T) {
 				return
 			}
 			if strings.HasPrefix(tc.wantUser, "hodei-") { // a tenant's dynamic user: no passwd entry
-				if want := tenantUser("ml"); u == nil || u.Name != tc.wantUser || u.UID != want.UID {
-					t.Fatalf("choose = %+v, want %+v", u, want)
+				if u == nil || u.Name != tc.wantUser || u.UID < dynamicUIDBase || u.GID != u.UID || u.Home != "/" {
+					t.Fatalf("choose = %+v, want the tenant's dynamic user", u)
 				}
 				return
 			}
@@ -241,19 +242,51 @@ func atoiT(t *testing.T, s string) int {
 	return n
 }
 
-// TestTenantUsersDiffer: under --default-user dynamic each tenant has a uid
-// of its own, stable across calls, above any real user's.
-func TestTenantUsersDiffer(t *testing.T) {
-	seen := map[uint32]string{}
-	for i := range 200 {
-		tenant := fmt.Sprintf("team-%d", i)
-		u := tenantUser(tenant)
-		if u.UID < dynamicUIDBase || u.GID != u.UID || u.Home != "/" || tenantUser(tenant).UID != u.UID {
-			t.Fatalf("tenant %s: %+v", tenant, u)
-		}
-		if other, dup := seen[u.UID]; dup {
-			t.Fatalf("tenants %s and %s share uid %d", other, tenant, u.UID)
-		}
-		seen[u.UID] = tenant
+// TestTenantUIDs: under --default-user dynamic each tenant has a uid of its
+// own, above any real user's, kept across restarts, also for two tenants
+// whose names hash to the same uid.
+func TestTenantUIDs(t *testing.T) {
+	path := filepath.Join(t.TempDir(), tenantUIDsFile)
+	u, err := openTenantUIDs(path)
+	if err != nil {
+		t.Fatal(err)
 	}
+	// alpha and t43d762 hash to the same slot.
+	tenants := []string{"alpha", "t43d762"}
+	for i := range 200 {
+		tenants = append(tenants, fmt.Sprintf("team-%d", i))
+	}
+	given := map[string]uint32{}
+	seen := map[uint32]string{}
+	for _, tenant := range tenants {
+		id, err := u.uid(tenant)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id < dynamicUIDBase || id >= dynamicUIDBase+dynamicUIDSpan {
+			t.Fatalf("tenant %s: uid %d out of the dynamic range", tenant, id)
+		}
+		if other, dup := seen[id]; dup {
+			t.Fatalf("tenants %s and %s share uid %d", other, tenant, id)
+		}
+		seen[id], given[tenant] = tenant, id
+	}
+	again, err := openTenantUIDs(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tenant := range slices.Backward(tenants) { // another order: the file decides, not the order
+		if id, err := again.uid(tenant); err != nil || id != given[tenant] {
+			t.Fatalf("after a restart tenant %s has uid %d (%v), want %d", tenant, id, err, given[tenant])
+		}
+	}
+}
+
+func mustTenantUIDs(t *testing.T) *tenantUIDs {
+	t.Helper()
+	u, err := openTenantUIDs(filepath.Join(t.TempDir(), tenantUIDsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
 }
