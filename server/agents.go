@@ -237,6 +237,9 @@ func (s *Server) handleAgent(ctx context.Context, conn *agentConn, msg *pb.Agent
 		st := m.Started
 		conn.report(&s.wg, st.GetJobId(), func() { s.started(ctx, conn, st) })
 	case *pb.AgentMessage_Log:
+		if _, ok := pb.LogStream_name[int32(m.Log.GetStream())]; !ok {
+			return invalid("log.stream", "%d is not a log stream", m.Log.GetStream())
+		}
 		// Appends stay in the receive loop: they are ordered by offset and
 		// a job's result is handled only after all chunks before it.
 		conn.enqueue(ackMsg(s.appendLog(conn.workerID, m.Log)))
