@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -224,4 +225,28 @@ func dial(t *testing.T, addr string) *client.Client {
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// wantRefused runs the CLI and fails unless it exits non-zero with an
+// error on stderr that contains want (the field and its rule).
+func wantRefused(t *testing.T, addr, want string, args ...string) {
+	t.Helper()
+	out, errOut, code := hodei(t, addr, args...)
+	if code == 0 {
+		t.Fatalf("exit 0 (stdout %q), want non-zero", out)
+	}
+	if !strings.HasPrefix(errOut, "hodei: ") || !strings.Contains(errOut, want) {
+		t.Fatalf("stderr %q, want …%s…", errOut, want)
+	}
+}
+
+// wantNoJobs fails unless the server holds no job: refused requests wrote
+// nothing.
+func wantNoJobs(t *testing.T, addr string) {
+	t.Helper()
+	out, errOut, code := hodei(t, addr, "jobs", "ls", "--output", "json")
+	var jobs []map[string]any
+	if code != 0 || json.Unmarshal([]byte(out), &jobs) != nil || len(jobs) != 0 {
+		t.Fatalf("jobs ls after refused requests: exit %d, %q %q; want an empty JSON array", code, out, errOut)
+	}
 }

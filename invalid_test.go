@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"strings"
 	"testing"
 )
@@ -31,19 +30,7 @@ func TestCLIRefusesInvalidSpecs(t *testing.T) {
 		{"Oversized", append(append([]string{"submit"}, big...), "--", "true"), "spec"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			out, errOut, code := hodei(t, srv.grpcAddr, tt.args...)
-			if code == 0 {
-				t.Fatalf("exit 0 (stdout %q), want non-zero", out)
-			}
-			if !strings.HasPrefix(errOut, "hodei: ") || !strings.Contains(errOut, tt.field) {
-				t.Fatalf("stderr %q does not name the field %q", errOut, tt.field)
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { wantRefused(t, srv.grpcAddr, tt.field, tt.args...) })
 	}
-	out, errOut, code := hodei(t, srv.grpcAddr, "jobs", "ls", "--output", "json")
-	var jobs []map[string]any
-	if code != 0 || json.Unmarshal([]byte(out), &jobs) != nil || len(jobs) != 0 {
-		t.Fatalf("jobs ls after refused submits: exit %d, %q %q; want an empty JSON array", code, out, errOut)
-	}
+	wantNoJobs(t, srv.grpcAddr)
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -46,19 +45,7 @@ func TestCLIRefusesWhatCouldNeverRun(t *testing.T) {
 		{"PipelineLinks", []string{"pipeline", "run", dagFile}, "steps: the pipeline has 6 dependency links; at most 5 are allowed (--max-pipeline-links)"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			out, errOut, code := hodei(t, srv.grpcAddr, tt.args...)
-			if code == 0 {
-				t.Fatalf("exit 0 (stdout %q), want non-zero", out)
-			}
-			if !strings.HasPrefix(errOut, "hodei: ") || !strings.Contains(errOut, tt.want) {
-				t.Fatalf("stderr %q, want …%s…", errOut, tt.want)
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { wantRefused(t, srv.grpcAddr, tt.want, tt.args...) })
 	}
-	out, errOut, code := hodei(t, srv.grpcAddr, "jobs", "ls", "--output", "json")
-	var jobs []map[string]any
-	if code != 0 || json.Unmarshal([]byte(out), &jobs) != nil || len(jobs) != 0 {
-		t.Fatalf("jobs ls after refused requests: exit %d, %q %q; want an empty JSON array", code, out, errOut)
-	}
+	wantNoJobs(t, srv.grpcAddr)
 }

@@ -4,14 +4,28 @@
 package atomicfile
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 )
 
 // Write writes data to path through a temporary file in the same
 // directory (created 0700 when missing), with mode, synced and renamed into
-// place.
-func Write(path string, data []byte, mode os.FileMode) (err error) {
+// place; the directory is synced after, so the new name is durable too.
+func Write(path string, data []byte, mode os.FileMode) error {
+	return place(path, data, mode, os.Rename)
+}
+
+// Create is Write for a file that must never be replaced (a key made on
+// first start): it fails with an error wrapping fs.ErrExist when path
+// exists, even when another process made it meanwhile.
+func Create(path string, data []byte, mode os.FileMode) error {
+	return place(path, data, mode, os.Link)
+}
+
+// place writes data to a synced temporary file beside path and puts it in
+// place with put (rename or link).
+func place(path string, data []byte, mode os.FileMode, put func(oldpath, newpath string) error) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
@@ -20,23 +34,17 @@ func Write(path string, data []byte, mode os.FileMode) (err error) {
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if err := f.Chmod(mode); err != nil {
+	defer os.Remove(f.Name()) // after a link, the temporary name only
+	_, err = f.Write(data)
+	if err := errors.Join(f.Chmod(mode), err, f.Sync(), f.Close()); err != nil {
 		return err
 	}
-	if _, err := f.Write(data); err != nil {
+	if err := put(f.Name(), path); err != nil {
 		return err
 	}
-	if err := f.Sync(); err != nil {
+	d, err := os.Open(dir)
+	if err != nil {
 		return err
 	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
+	return errors.Join(d.Sync(), d.Close())
 }

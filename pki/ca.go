@@ -141,10 +141,10 @@ func createCA(dir string, now time.Time) (*CA, error) {
 	}
 	// Key first: a crash between the two leaves a key without a certificate,
 	// which EnsureCA reports rather than silently replacing.
-	if err := atomicfile.Write(filepath.Join(dir, CAKeyFile), keyPEM, 0o600); err != nil {
+	if err := atomicfile.Create(filepath.Join(dir, CAKeyFile), keyPEM, 0o600); err != nil {
 		return nil, fmt.Errorf("write CA key: %w", err)
 	}
-	if err := atomicfile.Write(filepath.Join(dir, CAFile), certPEM, 0o644); err != nil {
+	if err := atomicfile.Create(filepath.Join(dir, CAFile), certPEM, 0o644); err != nil {
 		return nil, fmt.Errorf("write CA: %w", err)
 	}
 	return &CA{cert: cert, key: key, certPEM: certPEM}, nil

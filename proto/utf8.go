@@ -122,16 +122,17 @@ func checkMap(m protoreflect.Map, fd protoreflect.FieldDescriptor, name string) 
 	return nil
 }
 
-func findWire(b []byte, md protoreflect.MessageDescriptor, path string) error {
-	seen := make(map[protowire.Number]int) // occurrences so far: the index of a repeated field
+// bytesFields calls fn with each length-delimited field of the encoded
+// message b, in order, skipping the others, until fn returns an error. It
+// stops quietly where b is malformed: that is the decoder's to report.
+func bytesFields(b []byte, fn func(num protowire.Number, v []byte) error) error {
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
 			return nil
 		}
 		b = b[n:]
-		fd := md.Fields().ByNumber(num)
-		if fd == nil || typ != protowire.BytesType {
+		if typ != protowire.BytesType {
 			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return nil
 			}
@@ -143,57 +144,52 @@ func findWire(b []byte, md protoreflect.MessageDescriptor, path string) error {
 			return nil
 		}
 		b = b[n:]
+		if err := fn(num, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func findWire(b []byte, md protoreflect.MessageDescriptor, path string) error {
+	seen := make(map[protowire.Number]int) // occurrences so far: the index of a repeated field
+	return bytesFields(b, func(num protowire.Number, v []byte) error {
+		fd := md.Fields().ByNumber(num)
+		if fd == nil {
+			return nil
+		}
 		name := fieldPath(path, fd)
 		if fd.IsList() {
 			name = fmt.Sprintf("%s[%d]", name, seen[num])
 		}
 		seen[num]++
-		var fe error
 		switch {
 		case fd.IsMap():
-			fe = findWireEntry(v, fd, name)
+			return findWireEntry(v, fd, name)
 		case fd.Kind() == protoreflect.StringKind:
 			if !utf8.Valid(v) {
-				fe = badUTF8(name)
+				return badUTF8(name)
 			}
 		case fd.Kind() == protoreflect.MessageKind:
-			fe = findWire(v, fd.Message(), name)
+			return findWire(v, fd.Message(), name)
 		}
-		if fe != nil {
-			return fe
-		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // findWireEntry checks one encoded map entry: key is field 1, value field 2.
 func findWireEntry(b []byte, fd protoreflect.FieldDescriptor, name string) error {
 	var key, val []byte
 	var hasVal bool
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return nil
-		}
-		b = b[n:]
-		if typ != protowire.BytesType || (num != 1 && num != 2) {
-			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
-				return nil
-			}
-			b = b[n:]
-			continue
-		}
-		v, n := protowire.ConsumeBytes(b)
-		if n < 0 {
-			return nil
-		}
-		b = b[n:]
-		if num == 1 {
+	bytesFields(b, func(num protowire.Number, v []byte) error {
+		switch num {
+		case 1:
 			key = v
-		} else {
+		case 2:
 			val, hasVal = v, true
 		}
-	}
+		return nil
+	})
 	if fd.MapKey().Kind() == protoreflect.StringKind && !utf8.Valid(key) {
 		return badMapKey(name, string(key))
 	}

@@ -65,18 +65,29 @@ func (s *Scheduler) SubmitArray(ctx context.Context, spec job.Spec, arr job.Arra
 // CancelArray cancels every job of an array that has not ended and returns
 // their ids. Errors: job.ErrNotFound when no job has that array id.
 func (s *Scheduler) CancelArray(ctx context.Context, arrayID, reason string) ([]string, error) {
-	var ids []string
-	found := false
+	return s.CancelArrayOf(ctx, arrayID, reason, nil)
+}
+
+// CancelArrayOf is CancelArray for a caller that sees only some tenants:
+// an array of a tenant for which sees is false is not found, as a missing
+// one. sees nil: every tenant. The array's jobs share their tenant, so one
+// scan both finds them and checks it.
+func (s *Scheduler) CancelArrayOf(ctx context.Context, arrayID, reason string, sees func(tenant string) bool) ([]string, error) {
+	var (
+		ids    []string
+		tenant string
+		found  bool
+	)
 	s.jobs.Range(func(id string, j *job.Job) bool {
 		if j.Spec.Array == arrayID {
-			found = true
+			found, tenant = true, j.Spec.Tenant
 			if !j.State.Terminal() {
 				ids = append(ids, id)
 			}
 		}
 		return true
 	})
-	if !found {
+	if !found || (sees != nil && !sees(tenant)) {
 		return nil, fmt.Errorf("array %s: %w", arrayID, job.ErrNotFound)
 	}
 	slices.Sort(ids)
@@ -344,19 +355,4 @@ func (s *Scheduler) Retain(before time.Time) func(id string) bool {
 		}
 		return !may
 	}
-}
-
-// ArrayTenant returns the tenant of an array's jobs, and false when no job
-// in memory has that array id.
-func (s *Scheduler) ArrayTenant(arrayID string) (string, bool) {
-	var tenant string
-	found := false
-	s.jobs.Range(func(_ string, j *job.Job) bool {
-		if j.Spec.Array == arrayID {
-			tenant, found = j.Spec.Tenant, true
-			return false
-		}
-		return true
-	})
-	return tenant, found
 }

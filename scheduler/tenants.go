@@ -81,6 +81,13 @@ func (s *Scheduler) ensureTenant(ctx context.Context, name string) error {
 	return err
 }
 
+// HasTenant reports whether the tenant exists. It reads memory only, and
+// costs the same however many jobs there are.
+func (s *Scheduler) HasTenant(name string) bool {
+	_, ok := s.tenants.Load(name)
+	return ok
+}
+
 // RunAs returns the user the tenant's jobs run as (job.Tenant.RunAs): ""
 // when it names none or the tenant does not exist. It reads memory only,
 // so that building every assignment may call it. Safe for concurrent use.

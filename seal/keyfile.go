@@ -6,7 +6,8 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
+
+	"github.com/hodei-jobs/hodei/atomicfile"
 )
 
 // LoadOrCreate returns the key in the file at path, creating the file (mode
@@ -71,41 +72,13 @@ func load(path string) (*Key, error) {
 	return k, nil
 }
 
-// create writes a new key file at path without ever replacing one: the
-// bytes go to a temporary file that is synced and then linked to path, which
-// fails if path appeared meanwhile; the directory is synced after.
+// create writes a new key file at path without ever replacing one
+// (atomicfile.Create: another process's key made meanwhile wins).
 func create(path string) (*Key, error) {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("secrets key: %w", err)
-	}
 	raw := GenerateKey()
 	defer clear(raw)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return nil, fmt.Errorf("create secrets key: %w", err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	// CreateTemp makes the file 0600 already; say so anyway.
-	err = errors.Join(f.Chmod(0o600), write(f, raw), f.Sync(), f.Close())
-	if err != nil {
+	if err := atomicfile.Create(path, raw, 0o600); err != nil {
 		return nil, fmt.Errorf("create secrets key %s: %w", path, err)
 	}
-	if err := os.Link(tmp, path); err != nil {
-		return nil, fmt.Errorf("create secrets key: %w", err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		err = d.Sync()
-		d.Close()
-		if err != nil {
-			return nil, fmt.Errorf("create secrets key: sync %s: %w", dir, err)
-		}
-	}
 	return NewKey(raw)
-}
-
-func write(f *os.File, b []byte) error {
-	_, err := f.Write(b)
-	return err
 }

@@ -190,7 +190,7 @@ func TestAuditLog(t *testing.T) {
 			a := newTestAuditLog(f, 10)
 			a.start()
 			mustRecord(t, a, 4)
-			time.Sleep(time.Minute) // fake time: the retries' waits pass
+			<-time.After(time.Minute) // fake time: the retries' waits pass
 			synctest.Wait()
 			a.stop()
 			if got := count(t, a.written); got != 4 || count(t, a.lost) != 0 {

@@ -114,14 +114,26 @@ func (g *gate) check(ctx context.Context, method string) (*auth.Identity, rule, 
 		id, err := g.agentIdentity(ctx)
 		return id, r, err
 	}
-	id, err := g.tokenIdentity(ctx)
+	text, err := bearerToken(ctx)
 	if err != nil {
-		return id, r, err
+		return nil, r, err
 	}
-	if err := id.Allow(r.perm); err != nil {
-		return id, r, denied("%s (%s)", err, method)
+	id, err := g.authorize(text, r.perm, method)
+	return id, r, err
+}
+
+// authorize authenticates a token's text and checks that it may exercise
+// p; action names the call in a refusal. It is the check of every
+// transport.
+func (g *gate) authorize(text string, p auth.Permission, action string) (*auth.Identity, error) {
+	id, err := g.identify(text)
+	if err != nil {
+		return id, err
 	}
-	return id, r, nil
+	if err := id.Allow(p); err != nil {
+		return id, denied("%s (%s)", err, action)
+	}
+	return id, nil
 }
 
 // tokenIdentity authenticates the bearer token of a call.

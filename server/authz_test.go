@@ -56,7 +56,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 	fx := s.matrixFixture(t)
 	creds := s.matrixCredentials(t)
 
-	services := s.srv.Services()
+	services := s.srv.grpc.GetServiceInfo()
 	if len(services) < 4 {
 		t.Fatalf("registered services = %v", services)
 	}

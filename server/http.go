@@ -34,12 +34,7 @@ func (s *Server) requireHTTP(p auth.Permission, next http.Handler) http.Handler 
 		text, err := parseBearer(r.Header.Get("Authorization"))
 		var id *auth.Identity
 		if err == nil {
-			id, err = s.gate.identify(text)
-		}
-		if err == nil {
-			if aerr := id.Allow(p); aerr != nil {
-				err = status.Errorf(codes.PermissionDenied, "%s: %s", action, aerr)
-			}
+			id, err = s.gate.authorize(text, p, action)
 		}
 		if err != nil {
 			s.auditCall(r.Context(), id, action, nil, nil, err)

@@ -31,10 +31,7 @@ func (js *jobService) CancelArray(ctx context.Context, req *pb.CancelArrayReques
 	if !job.ValidID(req.GetId()) {
 		return nil, invalid("id", "%q is not an array id (26 characters, Crockford base32)", req.GetId())
 	}
-	if t, ok := js.srv.sched.ArrayTenant(req.GetId()); ok && !sees(ctx, t) {
-		return nil, notFound("array", req.GetId())
-	}
-	ids, err := js.srv.sched.CancelArray(ctx, req.GetId(), req.GetReason())
+	ids, err := js.srv.sched.CancelArrayOf(ctx, req.GetId(), req.GetReason(), func(tenant string) bool { return sees(ctx, tenant) })
 	if err != nil {
 		return nil, toStatus(err)
 	}

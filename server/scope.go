@@ -64,11 +64,6 @@ func requireAdmin(ctx context.Context, what string) error {
 	return nil
 }
 
-// inScope filters tenants names to those the caller sees.
-func inScope(ctx context.Context, tenants []string) []string {
-	return slices.DeleteFunc(tenants, func(t string) bool { return !sees(ctx, t) })
-}
-
 // maxScopedPages bounds the pages of other tenants' jobs one List call
 // of a caller limited to several tenants reads.
 const maxScopedPages = 100

@@ -35,20 +35,18 @@ func (s *Server) secure(ctx context.Context) error {
 		s.gate = g
 		return err
 	}
-	toks, err := s.store.Tokens(ctx)
-	if err != nil {
-		return err
-	}
 	keyPath := filepath.Join(s.cfg.DataDir, TokenKeyFile)
-	if err := needFile(keyPath, len(toks), "tokens were signed with it: every token, the admin's included, would be refused"); err != nil {
-		return err
-	}
-	key, _, err := auth.LoadOrCreateKey(keyPath)
+	var key ed25519.PrivateKey
+	err := s.identity(ctx, keyPath, "tokens were signed with it", s.store.TokenKeyCheck, s.store.SetTokenKeyCheck,
+		func() ([]byte, error) {
+			var err error
+			if key, _, err = auth.LoadOrCreateKey(keyPath); err != nil {
+				return nil, err
+			}
+			fp := sha256.Sum256(key.Public().(ed25519.PublicKey))
+			return fp[:], nil
+		})
 	if err != nil {
-		return err
-	}
-	pub := sha256.Sum256(key.Public().(ed25519.PublicKey))
-	if err := s.checkIdentity(ctx, keyPath, pub[:], s.store.TokenKeyCheck, s.store.SetTokenKeyCheck); err != nil {
 		return err
 	}
 	s.authority = auth.NewAuthority(key, s.now)
@@ -80,37 +78,47 @@ func checkSecurity(cfg Config) error {
 	return nil
 }
 
-// checkCA refuses a cluster CA other than the one the database's agents
-// joined with (it records the CA's fingerprint on first use).
-func (s *Server) checkCA(ctx context.Context, ca *pki.CA) error {
-	fp := sha256.Sum256(ca.Cert().Raw)
-	return s.checkIdentity(ctx, filepath.Join(s.cfg.DataDir, TLSDir, pki.CAFile), fp[:], s.store.CACheck, s.store.SetCACheck)
+// clusterCA loads the cluster CA from dir, or makes it, refusing a missing
+// or other CA than the one the database's agents joined with.
+func (s *Server) clusterCA(ctx context.Context, dir string) (*pki.CA, error) {
+	var ca *pki.CA
+	err := s.identity(ctx, filepath.Join(dir, pki.CAFile), "agents joined with its certificates", s.store.CACheck, s.store.SetCACheck,
+		func() ([]byte, error) {
+			var err error
+			if ca, err = pki.EnsureCA(dir, s.now()); err != nil {
+				return nil, err
+			}
+			fp := sha256.Sum256(ca.Cert().Raw)
+			return fp[:], nil
+		})
+	return ca, err
 }
 
-// checkIdentity compares the fingerprint of an identity file with the one
-// the database recorded, and records it when there is none yet.
-func (s *Server) checkIdentity(ctx context.Context, path string, fp []byte,
-	get func(context.Context) ([]byte, error), set func(context.Context, []byte) error) error {
+// identity guards one of the server's identity files (the token key, the
+// CA): load reads the file, or makes it when missing, and returns its
+// fingerprint. The database records that fingerprint at first use; from
+// then on a missing file or another one is refused, where starting would
+// lock out every token or agent that depends on the old one.
+func (s *Server) identity(ctx context.Context, path, dependents string,
+	get func(context.Context) ([]byte, error), set func(context.Context, []byte) error,
+	load func() ([]byte, error)) error {
 	stored, err := get(ctx)
 	if err != nil {
 		return err
 	}
+	if _, err := os.Stat(path); stored != nil && errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("%s is missing but this database depends on it (%s): restore it from a backup; "+
+			"to start over instead, move hodei.db aside too: %w", path, dependents, job.ErrConflict)
+	}
+	fp, err := load()
+	if err != nil {
+		return err
+	}
 	if stored != nil && !bytes.Equal(stored, fp) {
-		return fmt.Errorf("%s is not the one this database was used with (its tokens or agents depend on the other): "+
-			"restore the right file from a backup: %w", path, job.ErrConflict)
+		return fmt.Errorf("%s is not the one this database was used with (%s): restore the right file from a backup: %w",
+			path, dependents, job.ErrConflict)
 	}
 	return set(ctx, fp)
-}
-
-// needFile refuses to make a new identity file (a key, the CA) in place of
-// a missing one while the database holds n things that depend on the old
-// one: the server would start, and lock everyone out.
-func needFile(path string, n int, why string) error {
-	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) || n == 0 {
-		return nil
-	}
-	return fmt.Errorf("%s is missing but the database holds %d that depend on it (%s): restore it from a backup; "+
-		"to start over instead, move hodei.db aside too: %w", path, n, why, job.ErrConflict)
 }
 
 // bootstrapAdmin writes an admin token to DATA-DIR/admin.token on first
@@ -153,15 +161,6 @@ func (s *Server) bootstrapAdmin(ctx context.Context) error {
 // setupTLS loads the operator's certificates or makes the cluster's own.
 func (s *Server) setupTLS(ctx context.Context) error {
 	dir := filepath.Join(s.cfg.DataDir, TLSDir)
-	bindings, err := s.store.AgentBindings(ctx)
-	if err != nil {
-		return err
-	}
-	for _, f := range []string{pki.CAFile, pki.CAKeyFile} {
-		if err := needFile(filepath.Join(dir, f), len(bindings), "agents joined with its certificates"); err != nil {
-			return err
-		}
-	}
 	var clientCAs *x509.CertPool
 	if s.cfg.TLSClientCA != "" {
 		b, err := os.ReadFile(s.cfg.TLSClientCA)
@@ -180,10 +179,7 @@ func (s *Server) setupTLS(ctx context.Context) error {
 		}
 		if clientCAs == nil {
 			// Agents still join through the cluster's own CA.
-			if s.ca, err = pki.EnsureCA(dir, s.now()); err != nil {
-				return err
-			}
-			if err := s.checkCA(ctx, s.ca); err != nil {
+			if s.ca, err = s.clusterCA(ctx, dir); err != nil {
 				return err
 			}
 			clientCAs = s.ca.Pool()
@@ -192,11 +188,8 @@ func (s *Server) setupTLS(ctx context.Context) error {
 		s.log.Info("tls", "cert", s.cfg.TLSCert)
 		return nil
 	}
-	ca, err := pki.EnsureCA(dir, s.now())
+	ca, err := s.clusterCA(ctx, dir)
 	if err != nil {
-		return err
-	}
-	if err := s.checkCA(ctx, ca); err != nil {
 		return err
 	}
 	hosts := append([]string(nil), s.cfg.TLSHosts...)

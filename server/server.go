@@ -263,9 +263,6 @@ func (s *Server) newGRPC() {
 	reflection.Register(gs)
 }
 
-// Services describes the registered gRPC services (after Listen).
-func (s *Server) Services() map[string]grpc.ServiceInfo { return s.grpc.GetServiceInfo() }
-
 // GRPCAddr is the bound gRPC address (after Listen).
 func (s *Server) GRPCAddr() string { return s.grpcLis.Addr().String() }
 

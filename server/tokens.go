@@ -53,7 +53,7 @@ func (as *adminService) CreateToken(ctx context.Context, req *pb.CreateTokenRequ
 		if err := checkTenantName(t); err != nil {
 			return nil, invalid(fmt.Sprintf("tenants[%d]", i), "%s", err)
 		}
-		if _, err := s.sched.Tenant(t); err != nil {
+		if !s.sched.HasTenant(t) {
 			return nil, invalid(fmt.Sprintf("tenants[%d]", i), "%q is not a tenant; create it first with hodei tenants set %s", t, t)
 		}
 	}
