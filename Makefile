@@ -5,7 +5,7 @@ PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.5.1
 GOBIN := $(shell $(GO) env GOPATH)/bin
 # Core packages run under the race detector; the rest (CLI, end-to-end
 # tests that drive the real binary) run without it to stay fast.
-CORE := ./job/... ./scheduler/... ./wfq/... ./quota/... ./store/... ./server/... ./agent/... ./client/... \
+CORE := ./job/... ./scheduler/... ./cluster/... ./wfq/... ./quota/... ./store/... ./server/... ./agent/... ./client/... \
 	./auth/... ./pki/... ./seal/... ./atomicfile/... ./proto/...
 
 .PHONY: build test bench proto proto-check run clean
@@ -16,14 +16,14 @@ build:
 test:
 	$(GO) vet ./...
 	$(GO) test -race -short -count=1 $(CORE)
-	$(GO) test -count=1 -run 'Fair|Fuzz' ./scheduler
+	$(GO) test -count=1 -run 'Fair|Fuzz' ./cluster
 	$(GO) test -count=1 ./cli/... .
 
 # bench runs every benchmark once at a size that gives stable figures; the
 # figures go to bench.txt and, by hand, into BENCHMARKS.md.
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 20000x ./store | tee bench.txt
-	$(GO) test -run '^$$' -bench . -benchtime 20x ./scheduler | tee -a bench.txt
+	$(GO) test -run '^$$' -bench . -benchtime 20x ./scheduler ./cluster | tee -a bench.txt
 	$(GO) test -run '^$$' -bench . -benchtime 20000x ./server | tee -a bench.txt
 	$(GO) test -run '^$$' -bench 'TrivialJobs|PTYSpawn|AttemptTrue' -benchtime 2000x ./agent | tee -a bench.txt
 	$(GO) test -run '^$$' -bench 'JobLatency' -benchtime 200x ./agent | tee -a bench.txt

@@ -13,6 +13,7 @@ import (
 
 	"github.com/hodei-jobs/hodei/agent"
 	"github.com/hodei-jobs/hodei/auth"
+	"github.com/hodei-jobs/hodei/cluster"
 	"github.com/hodei-jobs/hodei/server"
 )
 
@@ -23,7 +24,7 @@ func startServer(t *testing.T, withAgent bool) string {
 	t.Helper()
 	dir := t.TempDir()
 	srv, err := server.New(context.Background(), server.Config{DataDir: dir, GRPCAddr: "127.0.0.1:0", HTTPAddr: "-",
-		Heartbeat: 100 * time.Millisecond, KillGrace: time.Second})
+		Settings: cluster.Settings{Heartbeat: 100 * time.Millisecond, KillGrace: time.Second}})
 	if err != nil {
 		t.Fatal(err)
 	}

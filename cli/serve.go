@@ -8,13 +8,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/hodei-jobs/hodei/agent"
 	"github.com/hodei-jobs/hodei/auth"
 	"github.com/hodei-jobs/hodei/client"
+	"github.com/hodei-jobs/hodei/cluster"
 	"github.com/hodei-jobs/hodei/job"
 	"github.com/hodei-jobs/hodei/pki"
 	"github.com/hodei-jobs/hodei/scheduler"
@@ -41,9 +41,9 @@ func serveCommand(e *env) *ucli.Command {
 			&ucli.StringFlag{Name: "placement", Value: "binpack", Usage: "`POLICY` for choosing a worker: binpack or spread"},
 			&ucli.DurationFlag{Name: "retention", Value: server.DefaultRetention, Usage: "keep finished jobs and their logs this long"},
 			&ucli.DurationFlag{Name: "audit-retention", Value: server.DefaultAuditRetention, Usage: "keep audit records this long"},
-			&ucli.DurationFlag{Name: "heartbeat", Value: 5 * time.Second, Usage: "interval agents heartbeat at"},
+			&ucli.DurationFlag{Name: "heartbeat", Value: cluster.DefaultHeartbeat, Usage: "interval agents heartbeat at"},
 			&ucli.DurationFlag{Name: "lease", Usage: "silence after which a worker is DOWN and its jobs lost (default 3 × heartbeat + 5s)"},
-			&ucli.DurationFlag{Name: "kill-grace", Value: 10 * time.Second, Usage: "time between SIGTERM and SIGKILL when a job is stopped"},
+			&ucli.DurationFlag{Name: "kill-grace", Value: cluster.DefaultKillGrace, Usage: "time between SIGTERM and SIGKILL when a job is stopped"},
 			&ucli.BoolFlag{Name: "auto-tenants", Usage: "create the tenant a submit names when it does not exist, instead of refusing the submit"},
 			&ucli.DurationFlag{Name: "aging", Value: scheduler.DefaultAging,
 				Usage: "wait that raises a pending job's priority by the full 0–1000 range; a job of priority p outranks every job of its tenant submitted more than aging×(1000−p)/1000 after it"},
@@ -151,14 +151,21 @@ func serveConfig(c *ucli.Context) (server.Config, error) {
 		}
 	}
 	return server.Config{
-		DataDir:   c.String("data-dir"),
-		GRPCAddr:  c.String("grpc-addr"),
-		HTTPAddr:  c.String("http-addr"),
-		Placement: placement,
+		DataDir:  c.String("data-dir"),
+		GRPCAddr: c.String("grpc-addr"),
+		HTTPAddr: c.String("http-addr"),
+		Settings: cluster.Settings{
+			Placement:        placement,
+			Heartbeat:        c.Duration("heartbeat"),
+			Lease:            c.Duration("lease"),
+			KillGrace:        c.Duration("kill-grace"),
+			AutoTenants:      c.Bool("auto-tenants"),
+			Aging:            c.Duration("aging"),
+			Preemption:       c.Bool("preemption"),
+			MaxMatrix:        c.Int("max-matrix"),
+			MaxPipelineLinks: c.Int("max-pipeline-links"),
+		},
 		Retention: c.Duration("retention"),
-		Heartbeat: c.Duration("heartbeat"),
-		Lease:     c.Duration("lease"),
-		KillGrace: c.Duration("kill-grace"),
 		Logger:    logger,
 
 		InsecureNoAuth: c.Bool("insecure-no-auth"),
@@ -168,13 +175,7 @@ func serveConfig(c *ucli.Context) (server.Config, error) {
 		TLSHosts:       c.StringSlice("tls-san"),
 		SecretsKeyFile: c.String("secrets-key"),
 
-		AutoTenants: c.Bool("auto-tenants"),
-		Aging:       c.Duration("aging"),
-		Preemption:  c.Bool("preemption"),
-		MaxMatrix:   c.Int("max-matrix"),
-
-		MaxPipelineLinks: c.Int("max-pipeline-links"),
-		AuditRetention:   c.Duration("audit-retention"),
+		AuditRetention: c.Duration("audit-retention"),
 	}, nil
 }
 

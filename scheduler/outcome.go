@@ -17,11 +17,11 @@ const (
 	// for; ReasonBurstEndedFmt the tenant whose burst ended.
 	ReasonPreemptedFmt    = "preempted by tenant %s for job %s"
 	ReasonBurstEndedFmt   = "preempted: burst of tenant %s ended"
-	reasonSLAMissedPrefix = "SLA missed"
-	reasonSLAMissedFmt    = reasonSLAMissedPrefix + ": started %s after its deadline"
-	reasonStaleAttempt    = "stale report"
-	reasonNoConfirm       = "agent did not confirm the stop"
-	reasonDependencyFmt   = "dependency %s %s"
+	ReasonSLAMissedPrefix = "SLA missed"
+	ReasonSLAMissedFmt    = ReasonSLAMissedPrefix + ": started %s after its deadline"
+	ReasonStaleAttempt    = "stale report"
+	ReasonNoConfirm       = "agent did not confirm the stop"
+	ReasonDependencyFmt   = "dependency %s %s"
 )
 
 // Outcome is how an attempt ended, as its agent reported it.
@@ -51,9 +51,9 @@ type Finish struct {
 	Usage    job.Usage
 }
 
-// finishedJob computes the record that follows cur once its attempt ended
+// Finished computes the record that follows cur once its attempt ended
 // as f says. It is pure: now is the time of the report.
-func finishedJob(cur *job.Job, f Finish, now time.Time) *job.Job {
+func Finished(cur *job.Job, f Finish, now time.Time) *job.Job {
 	n := cur.Clone()
 	n.FinishedAt = now
 	n.ExitCode = f.ExitCode
@@ -64,7 +64,7 @@ func finishedJob(cur *job.Job, f Finish, now time.Time) *job.Job {
 	}
 	if f.Outcome == Exited && f.ExitCode == 0 {
 		n.State, n.Reason = job.Completed, strings.TrimPrefix(lost, "; ")
-		if cur.DeadlineMissed && strings.HasPrefix(cur.Reason, reasonSLAMissedPrefix) {
+		if cur.DeadlineMissed && strings.HasPrefix(cur.Reason, ReasonSLAMissedPrefix) {
 			n.Reason = cur.Reason + lost // the SLA miss stays on record
 		}
 		return n
@@ -93,7 +93,7 @@ func finishedJob(cur *job.Job, f Finish, now time.Time) *job.Job {
 	switch {
 	case cur.CancelRequested == "":
 	case cur.Requeue:
-		r := requeuedJob(cur, cur.CancelRequested+lost, now)
+		r := Requeued(cur, cur.CancelRequested+lost, now)
 		r.ExitCode, r.Usage = n.ExitCode, n.Usage
 		return r
 	case cur.CancelRequested == ReasonTimeout:
@@ -119,9 +119,9 @@ func finishedJob(cur *job.Job, f Finish, now time.Time) *job.Job {
 	return n
 }
 
-// requeuedJob is cur, preempted for why, back in the queue on a new
+// Requeued is cur, preempted for why, back in the queue on a new
 // attempt that is not a retry.
-func requeuedJob(cur *job.Job, why string, now time.Time) *job.Job {
+func Requeued(cur *job.Job, why string, now time.Time) *job.Job {
 	n := cur.Clone()
 	n.State, n.Attempt, n.Preemptions = job.Pending, cur.Attempt+1, cur.Preemptions+1
 	n.Reason = fmt.Sprintf("attempt %d: %s", cur.Attempt, why)
@@ -131,8 +131,8 @@ func requeuedJob(cur *job.Job, why string, now time.Time) *job.Job {
 	return n
 }
 
-// cancelledJob is cur moved to Cancelled with reason.
-func cancelledJob(cur *job.Job, reason string, now time.Time) *job.Job {
+// Cancelled is cur moved to Cancelled with reason.
+func Cancelled(cur *job.Job, reason string, now time.Time) *job.Job {
 	n := cur.Clone()
 	n.State, n.Reason, n.FinishedAt, n.CancelRequested = job.Cancelled, reason, now, ""
 	return n

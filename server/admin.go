@@ -3,8 +3,8 @@ package server
 import (
 	"context"
 
+	"github.com/hodei-jobs/hodei/cluster"
 	pb "github.com/hodei-jobs/hodei/proto"
-	"github.com/hodei-jobs/hodei/scheduler"
 )
 
 // adminService implements AdminService.
@@ -75,7 +75,7 @@ func (c *chunkWriter) flush() error {
 	return err
 }
 
-func workerPB(w scheduler.WorkerInfo) *pb.Worker {
+func workerPB(w cluster.WorkerInfo) *pb.Worker {
 	p := pb.FromWorker(w.Worker)
 	p.State = pb.WorkerState(w.State) // the wire numbers equal job.WorkerState
 	p.Allocated = pb.FromResources(w.Allocated)

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/hodei-jobs/hodei/auth"
+	"github.com/hodei-jobs/hodei/cluster"
 	"github.com/hodei-jobs/hodei/job"
 	pb "github.com/hodei-jobs/hodei/proto"
 	"github.com/hodei-jobs/hodei/scheduler"
@@ -91,12 +92,12 @@ func (r *registry) Assign(workerID string, j *job.Job) bool {
 	return msg == nil || c.enqueue(msg)
 }
 
-func (r *registry) Cancel(workerID string, o scheduler.CancelOrder) bool {
+func (r *registry) Cancel(workerID string, o cluster.CancelOrder) bool {
 	c, ok := r.conns.Load(workerID)
 	return ok && c.enqueue(cancelMsg(o))
 }
 
-func cancelMsg(o scheduler.CancelOrder) *pb.ServerMessage {
+func cancelMsg(o cluster.CancelOrder) *pb.ServerMessage {
 	return &pb.ServerMessage{Msg: &pb.ServerMessage_Cancel{Cancel: &pb.CancelJob{
 		JobId: o.JobID, Attempt: int32(o.Attempt), GraceMs: o.Grace.Milliseconds(), Reason: o.Reason,
 	}}}
@@ -161,10 +162,10 @@ func (a *agentService) Connect(stream pb.AgentService_ConnectServer) error {
 	}()
 	held := refs(hello.GetRunning())
 	for _, f := range hello.GetFinished() {
-		held = append(held, scheduler.Ref{JobID: f.GetJobId(), Attempt: int(f.GetAttempt())})
+		held = append(held, cluster.Ref{JobID: f.GetJobId(), Attempt: int(f.GetAttempt())})
 		conn.enqueue(ackMsg(s.finished(ctx, w.ID, f)))
 	}
-	rc, err := s.sched.WorkerHello(ctx, scheduler.Hello{Worker: w, Running: held, Restarted: hello.GetRestarted(), Since: since})
+	rc, err := s.sched.WorkerHello(ctx, cluster.Hello{Worker: w, Running: held, Restarted: hello.GetRestarted(), Since: since})
 	if err != nil {
 		return toStatus(err)
 	}
@@ -223,9 +224,9 @@ func (a *agentService) Connect(stream pb.AgentService_ConnectServer) error {
 
 // handleAgent applies one message from an agent. An error ends the stream.
 func (s *Server) handleAgent(ctx context.Context, conn *agentConn, msg *pb.AgentMessage) error {
-	var stats *scheduler.Stats
+	var stats *cluster.Stats
 	if hb := msg.GetHeartbeat(); hb != nil {
-		stats = &scheduler.Stats{CPUPercent: hb.GetCpuPercent(), MemoryUsedMiB: hb.GetMemoryUsedMib(), Load1: hb.GetLoad1()}
+		stats = &cluster.Stats{CPUPercent: hb.GetCpuPercent(), MemoryUsedMiB: hb.GetMemoryUsedMib(), Load1: hb.GetLoad1()}
 	}
 	if !s.sched.Heartbeat(conn.workerID, stats) {
 		return errors.New("worker was declared lost; reconnect to reconcile")
@@ -263,7 +264,7 @@ func (s *Server) stopStale(conn *agentConn, held []*pb.JobRef) {
 		if err == nil && cur.Attempt == int(r.GetAttempt()) && cur.Worker == conn.workerID && cur.State.Active() {
 			continue
 		}
-		conn.enqueue(cancelMsg(scheduler.CancelOrder{JobID: r.GetJobId(), Attempt: int(r.GetAttempt()),
+		conn.enqueue(cancelMsg(cluster.CancelOrder{JobID: r.GetJobId(), Attempt: int(r.GetAttempt()),
 			Grace: s.sched.Config().KillGrace, Reason: "stale attempt"}))
 	}
 }
@@ -273,13 +274,13 @@ func (s *Server) stopStale(conn *agentConn, held []*pb.JobRef) {
 func (s *Server) started(ctx context.Context, conn *agentConn, st *pb.JobStarted) {
 	// StartedAt is the server's receive time, not the agent's clock: it
 	// times the server's timeout backstop, and hosts' clocks drift.
-	ref := scheduler.Ref{JobID: st.GetJobId(), Attempt: int(st.GetAttempt())}
+	ref := cluster.Ref{JobID: st.GetJobId(), Attempt: int(st.GetAttempt())}
 	err := s.sched.JobStarted(ctx, conn.workerID, ref, s.now())
 	switch {
 	case err == nil:
 	case errors.Is(err, job.ErrConflict), errors.Is(err, job.ErrNotFound):
 		s.log.Info("stale start rejected", "worker", conn.workerID, "job", ref.JobID, "attempt", ref.Attempt, "err", err)
-		conn.enqueue(cancelMsg(scheduler.CancelOrder{JobID: ref.JobID, Attempt: ref.Attempt, Grace: s.sched.Config().KillGrace, Reason: "stale attempt"}))
+		conn.enqueue(cancelMsg(cluster.CancelOrder{JobID: ref.JobID, Attempt: ref.Attempt, Grace: s.sched.Config().KillGrace, Reason: "stale attempt"}))
 	default:
 		// Not recorded (the store failed or is closing): the agent
 		// reports the start again after it reconnects.
@@ -390,10 +391,10 @@ func outcomeOf(o pb.Outcome) scheduler.Outcome {
 	return scheduler.Exited
 }
 
-func refs(rs []*pb.JobRef) []scheduler.Ref {
-	out := make([]scheduler.Ref, 0, len(rs))
+func refs(rs []*pb.JobRef) []cluster.Ref {
+	out := make([]cluster.Ref, 0, len(rs))
 	for _, r := range rs {
-		out = append(out, scheduler.Ref{JobID: r.GetJobId(), Attempt: int(r.GetAttempt())})
+		out = append(out, cluster.Ref{JobID: r.GetJobId(), Attempt: int(r.GetAttempt())})
 	}
 	return out
 }

@@ -6,8 +6,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/hodei-jobs/hodei/cluster"
 	"github.com/hodei-jobs/hodei/job"
-	"github.com/hodei-jobs/hodei/scheduler"
 )
 
 // metrics holds the Prometheus collectors. It is the scheduler's Observer.
@@ -23,7 +23,7 @@ type metrics struct {
 	preempted  *prometheus.CounterVec
 }
 
-func newMetrics(sched func() *scheduler.Scheduler) *metrics {
+func newMetrics(sched func() *cluster.Cluster) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		submitted: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -100,7 +100,7 @@ var (
 // stateCollector counts jobs and workers at scrape time, so the gauges can
 // never drift from the scheduler's state.
 type stateCollector struct {
-	sched func() *scheduler.Scheduler
+	sched func() *cluster.Cluster
 }
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {

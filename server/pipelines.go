@@ -3,9 +3,9 @@ package server
 import (
 	"context"
 
+	"github.com/hodei-jobs/hodei/cluster"
 	"github.com/hodei-jobs/hodei/job"
 	pb "github.com/hodei-jobs/hodei/proto"
-	"github.com/hodei-jobs/hodei/scheduler"
 )
 
 // submitArray is Submit with req.array set: one job per index, all stored
@@ -52,7 +52,7 @@ func (js *jobService) RunPipeline(ctx context.Context, req *pb.RunPipelineReques
 		return nil, toStatus(err)
 	}
 	// Just stored: nothing of it has started.
-	st := scheduler.PipelineStatus{Pipeline: p, State: job.PipelinePending, Jobs: jobs}
+	st := cluster.PipelineStatus{Pipeline: p, State: job.PipelinePending, Jobs: jobs}
 	return js.srv.pipelinePB(st), nil
 }
 
@@ -105,7 +105,7 @@ func checkPipelineID(id string) error {
 
 // pipelinePB is a pipeline as API answers show it, its jobs redacted like
 // every job answer (see jobPB).
-func (s *Server) pipelinePB(st scheduler.PipelineStatus) *pb.PipelineStatus {
+func (s *Server) pipelinePB(st cluster.PipelineStatus) *pb.PipelineStatus {
 	out := &pb.PipelineStatus{Pipeline: pb.FromPipeline(st.Pipeline), State: pb.PipelineState(st.State)}
 	if len(st.Jobs) > 0 {
 		out.Jobs = make([]*pb.Job, len(st.Jobs))

@@ -21,20 +21,23 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	"github.com/hodei-jobs/hodei/auth"
+	"github.com/hodei-jobs/hodei/cluster"
 	"github.com/hodei-jobs/hodei/job"
 	"github.com/hodei-jobs/hodei/pki"
 	pb "github.com/hodei-jobs/hodei/proto"
-	"github.com/hodei-jobs/hodei/scheduler"
 	"github.com/hodei-jobs/hodei/seal"
 	"github.com/hodei-jobs/hodei/store"
 )
 
 // Config configures a Server. Zero fields take the defaults shown.
 type Config struct {
-	DataDir   string // required; holds hodei.db and logs/
-	GRPCAddr  string // default 127.0.0.1:7070; port 0 picks a free one
-	HTTPAddr  string // default 127.0.0.1:7071; "-" turns HTTP off
-	Placement scheduler.Placement
+	// Settings are the scheduling settings (placement, heartbeat, lease,
+	// kill grace, aging, preemption, limits), with the cluster's defaults.
+	cluster.Settings
+
+	DataDir  string // required; holds hodei.db and logs/
+	GRPCAddr string // default 127.0.0.1:7070; port 0 picks a free one
+	HTTPAddr string // default 127.0.0.1:7071; "-" turns HTTP off
 	// Retention is how long finished jobs and their logs are kept; default
 	// 7 days.
 	Retention time.Duration
@@ -43,24 +46,6 @@ type Config struct {
 	// DefaultAuditRetention.
 	AuditRetention time.Duration
 
-	Heartbeat time.Duration // see scheduler.Config
-	Lease     time.Duration
-	KillGrace time.Duration
-	// AutoTenants creates the tenant of a submit that names an unknown one
-	// instead of refusing it; default false. See scheduler.Config.
-	AutoTenants bool
-	// Aging is the wait that raises a pending job's priority by the whole
-	// 0–1000 range; default scheduler.DefaultAging.
-	Aging time.Duration
-	// Preemption lets the scheduler stop preemptible jobs of tenants above
-	// their weighted share for tenants below it; default false.
-	Preemption bool
-	// MaxMatrix is the most jobs one pipeline step's matrix may expand
-	// to; default job.DefaultMaxMatrix.
-	MaxMatrix int
-	// MaxPipelineLinks is the most dependency links one pipeline may
-	// create; default job.DefaultMaxPipelineLinks.
-	MaxPipelineLinks int
 	// InsecureNoAuth turns authentication and TLS off: every caller is an
 	// admin and agents are trusted by the worker id they name. Refused
 	// unless both listeners are on loopback addresses. Default false.
@@ -104,7 +89,7 @@ type Server struct {
 	key   *seal.Key   // seals secret env values; opened only in assignMsg
 	logs  *store.Logs // PTY output, or stdout
 	errs  *store.Logs // stderr of jobs without a PTY
-	sched *scheduler.Scheduler
+	sched *cluster.Cluster
 
 	agents     *registry
 	gate       *gate
@@ -192,28 +177,18 @@ func New(ctx context.Context, cfg Config) (s *Server, err error) {
 		agents: newRegistry(),
 	}
 	s.agents.assign = s.assignMsg
-	s.metrics = newMetrics(func() *scheduler.Scheduler { return s.sched })
+	s.metrics = newMetrics(func() *cluster.Cluster { return s.sched })
 	s.auditLog = newAuditLog(db.AppendAudit, cfg.Now, cfg.Logger, s.metrics.reg, auditQueueLen)
 	s.auditLog.maxWait, s.auditLog.lingerFor = auditWait, auditLinger
-	s.sched = scheduler.New(scheduler.Config{
-		Store:      db,
-		Dispatcher: s.agents,
-		Observer:   s.metrics,
-		OnChange:   func(j *job.Job) { s.logSignals.fire(j.ID) },
-		Now:        cfg.Now,
-		Logger:     cfg.Logger,
-		Placement:  cfg.Placement,
-		Heartbeat:  cfg.Heartbeat,
-		Lease:      cfg.Lease,
-		KillGrace:  cfg.KillGrace,
-
-		AutoTenants: cfg.AutoTenants,
-		Aging:       cfg.Aging,
-		Preemption:  cfg.Preemption,
-		MaxMatrix:   cfg.MaxMatrix,
-
-		MaxPipelineLinks: cfg.MaxPipelineLinks,
-		SealSecrets:      s.sealJob,
+	s.sched = cluster.New(cluster.Config{
+		Store:       db,
+		Dispatcher:  s.agents,
+		Observer:    s.metrics,
+		OnChange:    func(j *job.Job) { s.logSignals.fire(j.ID) },
+		Now:         cfg.Now,
+		Logger:      cfg.Logger,
+		Settings:    cfg.Settings,
+		SealSecrets: s.sealJob,
 	})
 	if err := s.sched.Recover(ctx); err != nil {
 		s.Close()
@@ -283,7 +258,7 @@ func (s *Server) logsOf(stream pb.LogStream) *store.Logs {
 }
 
 // Scheduler returns the server's scheduler, for in-process callers.
-func (s *Server) Scheduler() *scheduler.Scheduler { return s.sched }
+func (s *Server) Scheduler() *cluster.Cluster { return s.sched }
 
 // Serve runs the listeners, the dispatch loop and retention until ctx ends,
 // then stops them all, waits for them and closes the store.

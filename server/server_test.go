@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/hodei-jobs/hodei/cluster"
 	pb "github.com/hodei-jobs/hodei/proto"
 )
 
@@ -41,7 +42,7 @@ func setup(t *testing.T, configure ...func(*Config)) *sut {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := Config{DataDir: dir, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
-		Heartbeat: 100 * time.Millisecond, Lease: 2 * time.Second, KillGrace: time.Second}
+		Settings: cluster.Settings{Heartbeat: 100 * time.Millisecond, Lease: 2 * time.Second, KillGrace: time.Second}}
 	for _, c := range configure {
 		c(&cfg)
 	}

@@ -6,10 +6,10 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/hodei-jobs/hodei/cluster"
 	"github.com/hodei-jobs/hodei/job"
 	pb "github.com/hodei-jobs/hodei/proto"
 	"github.com/hodei-jobs/hodei/quota"
-	"github.com/hodei-jobs/hodei/scheduler"
 )
 
 // tenantFields are the fields SetTenantRequest.fields may name, by their
@@ -152,7 +152,7 @@ func checkTenantName(name string) error {
 }
 
 // tenantStatusPB converts a tenant's live figures to the wire.
-func tenantStatusPB(st scheduler.TenantStatus) *pb.TenantStatus {
+func tenantStatusPB(st cluster.TenantStatus) *pb.TenantStatus {
 	b := st.Burst
 	p := &pb.TenantStatus{
 		Tenant:      pb.FromTenant(st.Tenant),

@@ -18,13 +18,13 @@ import (
 	"go.uber.org/goleak"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/hodei-jobs/hodei/cluster"
 	"github.com/hodei-jobs/hodei/job"
 	hodeipb "github.com/hodei-jobs/hodei/proto"
-	"github.com/hodei-jobs/hodei/scheduler"
 	"github.com/hodei-jobs/hodei/store/storetest"
 )
 
-var _ scheduler.Store = (*DB)(nil)
+var _ cluster.Store = (*DB)(nil)
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
@@ -78,7 +78,7 @@ func checkJobCounts(tb testing.TB, path string) {
 }
 
 func TestConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) scheduler.Store { return MustOpen(t) })
+	storetest.Run(t, func(t *testing.T) cluster.Store { return MustOpen(t) })
 }
 
 func TestOpen(t *testing.T) {

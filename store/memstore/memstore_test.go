@@ -7,18 +7,18 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/hodei-jobs/hodei/cluster"
 	"github.com/hodei-jobs/hodei/job"
-	"github.com/hodei-jobs/hodei/scheduler"
 	"github.com/hodei-jobs/hodei/store/memstore"
 	"github.com/hodei-jobs/hodei/store/storetest"
 )
 
-var _ scheduler.Store = (*memstore.Store)(nil)
+var _ cluster.Store = (*memstore.Store)(nil)
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestConformance(t *testing.T) {
-	storetest.Run(t, func(*testing.T) scheduler.Store { return memstore.New() })
+	storetest.Run(t, func(*testing.T) cluster.Store { return memstore.New() })
 }
 
 func TestSetWriteError(t *testing.T) {

@@ -7,8 +7,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/hodei-jobs/hodei/cluster"
 	"github.com/hodei-jobs/hodei/job"
-	"github.com/hodei-jobs/hodei/scheduler"
 )
 
 // update returns an Update moving a clone of cur as change says.
@@ -22,7 +22,7 @@ func schedule(w string) func(*job.Job) {
 	return func(j *job.Job) { j.State = job.Scheduled; j.Worker = w; j.ScheduledAt = T0.Add(10 * time.Second) }
 }
 
-func testApply(t *testing.T, open func(*testing.T) scheduler.Store) {
+func testApply(t *testing.T, open func(*testing.T) cluster.Store) {
 	t.Run("OK", func(t *testing.T) {
 		s := open(t)
 		j := NewJob(1)

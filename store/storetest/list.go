@@ -9,8 +9,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/hodei-jobs/hodei/cluster"
 	"github.com/hodei-jobs/hodei/job"
-	"github.com/hodei-jobs/hodei/scheduler"
 )
 
 // ids returns the ids of jobs.
@@ -41,7 +41,7 @@ func newJobs(from, to int) []*job.Job {
 }
 
 // listAll pages through f with limit and returns every id and the pages.
-func listAll(t *testing.T, s scheduler.Store, f job.Filter) (all []string, pages int) {
+func listAll(t *testing.T, s cluster.Store, f job.Filter) (all []string, pages int) {
 	t.Helper()
 	for {
 		page, next, err := s.List(t.Context(), f)
@@ -58,7 +58,7 @@ func listAll(t *testing.T, s scheduler.Store, f job.Filter) (all []string, pages
 	}
 }
 
-func testList(t *testing.T, open func(*testing.T) scheduler.Store) {
+func testList(t *testing.T, open func(*testing.T) cluster.Store) {
 	t.Run("All", func(t *testing.T) {
 		s := open(t)
 		jobs := newJobs(1, 5)
@@ -136,7 +136,7 @@ func testList(t *testing.T, open func(*testing.T) scheduler.Store) {
 	})
 }
 
-func testScan(t *testing.T, open func(*testing.T) scheduler.Store) {
+func testScan(t *testing.T, open func(*testing.T) cluster.Store) {
 	t.Run("Order", func(t *testing.T) {
 		s := open(t)
 		// More jobs than a read chunk, inserted out of order in several calls.
@@ -200,7 +200,7 @@ func testScan(t *testing.T, open func(*testing.T) scheduler.Store) {
 	})
 }
 
-func testWorkers(t *testing.T, open func(*testing.T) scheduler.Store) {
+func testWorkers(t *testing.T, open func(*testing.T) cluster.Store) {
 	t.Run("RoundTrip", func(t *testing.T) {
 		s := open(t)
 		got, err := s.Workers(t.Context())
@@ -236,10 +236,10 @@ func testWorkers(t *testing.T, open func(*testing.T) scheduler.Store) {
 	})
 }
 
-func testDeleteFinished(t *testing.T, open func(*testing.T) scheduler.Store) {
+func testDeleteFinished(t *testing.T, open func(*testing.T) cluster.Store) {
 	// setup stores 1 completed at T0, 2 failed at T0+1h, 3 cancelled at
 	// T0+2h, 4 cancelled with no FinishedAt, 5 pending, 6 running.
-	setup := func(t *testing.T) scheduler.Store {
+	setup := func(t *testing.T) cluster.Store {
 		s := open(t)
 		jobs := newJobs(1, 6)
 		MustInsert(t, s, jobs...)
@@ -251,7 +251,7 @@ func testDeleteFinished(t *testing.T, open func(*testing.T) scheduler.Store) {
 		MustApply(t, s, j, func(n *job.Job) { n.State = job.Running; n.FinishedAt = T0 })
 		return s
 	}
-	remaining := func(t *testing.T, s scheduler.Store) []string {
+	remaining := func(t *testing.T, s cluster.Store) []string {
 		got, _, err := s.List(t.Context(), job.Filter{})
 		require.NoError(t, err)
 		return ids(got)

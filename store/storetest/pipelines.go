@@ -8,8 +8,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/hodei-jobs/hodei/cluster"
 	"github.com/hodei-jobs/hodei/job"
-	"github.com/hodei-jobs/hodei/scheduler"
 )
 
 // PipelineID returns the n-th pipeline id: valid ULID syntax, sorting by n,
@@ -57,13 +57,13 @@ func inTenant(p *job.Pipeline, jobs []*job.Job, tenant string) {
 
 // MustInsertPipeline inserts a pipeline and its jobs and fails the test on
 // error.
-func MustInsertPipeline(t testing.TB, s scheduler.Store, p *job.Pipeline, jobs ...*job.Job) {
+func MustInsertPipeline(t testing.TB, s cluster.Store, p *job.Pipeline, jobs ...*job.Job) {
 	t.Helper()
 	require.NoError(t, s.InsertPipeline(context.Background(), p, jobs))
 }
 
 // MustPipelines returns the stored pipelines or fails the test.
-func MustPipelines(t testing.TB, s scheduler.Store) []*job.Pipeline {
+func MustPipelines(t testing.TB, s cluster.Store) []*job.Pipeline {
 	t.Helper()
 	got, err := s.Pipelines(context.Background())
 	require.NoError(t, err)
@@ -72,7 +72,7 @@ func MustPipelines(t testing.TB, s scheduler.Store) []*job.Pipeline {
 
 // assertNothingStored checks that a failed InsertPipeline left no record
 // and none of its jobs, and did not touch the caller's jobs.
-func assertNothingStored(t *testing.T, s scheduler.Store, want []*job.Pipeline, jobs []*job.Job) {
+func assertNothingStored(t *testing.T, s cluster.Store, want []*job.Pipeline, jobs []*job.Job) {
 	t.Helper()
 	require.Equal(t, want, MustPipelines(t, s), "stored pipelines")
 	for _, j := range jobs {
@@ -81,7 +81,7 @@ func assertNothingStored(t *testing.T, s scheduler.Store, want []*job.Pipeline, 
 	}
 }
 
-func testPipelines(t *testing.T, open func(*testing.T) scheduler.Store) {
+func testPipelines(t *testing.T, open func(*testing.T) cluster.Store) {
 	testInsertPipeline(t, open)
 	testInsertPipelineRefused(t, open)
 	t.Run("Put/OK", func(t *testing.T) {
@@ -158,7 +158,7 @@ func testPipelines(t *testing.T, open func(*testing.T) scheduler.Store) {
 	testListPipelineArray(t, open)
 }
 
-func testInsertPipeline(t *testing.T, open func(*testing.T) scheduler.Store) {
+func testInsertPipeline(t *testing.T, open func(*testing.T) cluster.Store) {
 	t.Run("Insert/OK", func(t *testing.T) {
 		s := open(t)
 		p, jobs := NewPipeline(1, 1)
@@ -248,7 +248,7 @@ func testInsertPipeline(t *testing.T, open func(*testing.T) scheduler.Store) {
 	})
 }
 
-func testInsertPipelineRefused(t *testing.T, open func(*testing.T) scheduler.Store) {
+func testInsertPipelineRefused(t *testing.T, open func(*testing.T) cluster.Store) {
 	t.Run("Insert/ErrConflict/Pipeline", func(t *testing.T) {
 		s := open(t)
 		p, jobs := NewPipeline(1, 1)
@@ -347,11 +347,11 @@ func arrayJob(n int, id string, i int) *job.Job {
 	return j
 }
 
-func testListPipelineArray(t *testing.T, open func(*testing.T) scheduler.Store) {
+func testListPipelineArray(t *testing.T, open func(*testing.T) cluster.Store) {
 	// Jobs 1–3 are pipeline 1, 4–6 pipeline 2; 7, 9, 11 array A and 8, 10,
 	// 12 array B (interleaved, so that a filter skips ids); 13 is neither.
 	arrayA, arrayB := "01HA"+ID(1)[4:], "01HA"+ID(2)[4:]
-	setup := func(t *testing.T) scheduler.Store {
+	setup := func(t *testing.T) cluster.Store {
 		s := open(t)
 		p1, jobs1 := NewPipeline(1, 1)
 		p2, jobs2 := NewPipeline(2, 4)

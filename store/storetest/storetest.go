@@ -9,13 +9,13 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/hodei-jobs/hodei/cluster"
 	"github.com/hodei-jobs/hodei/job"
-	"github.com/hodei-jobs/hodei/scheduler"
 )
 
 // Run runs the suite. open returns a new, empty store for one subtest and
 // arranges its cleanup with t.Cleanup.
-func Run(t *testing.T, open func(t *testing.T) scheduler.Store) {
+func Run(t *testing.T, open func(t *testing.T) cluster.Store) {
 	t.Run("Insert", func(t *testing.T) { testInsert(t, open) })
 	t.Run("Get", func(t *testing.T) { testGet(t, open) })
 	t.Run("Apply", func(t *testing.T) { testApply(t, open) })
@@ -97,7 +97,7 @@ func NewTenant(name string) *job.Tenant {
 
 // MustPutTenant stores tenants and fails the test on error. Jobs of a
 // tenant other than job.DefaultTenant need their tenant stored first.
-func MustPutTenant(t testing.TB, s scheduler.Store, tenants ...*job.Tenant) {
+func MustPutTenant(t testing.TB, s cluster.Store, tenants ...*job.Tenant) {
 	t.Helper()
 	for _, tn := range tenants {
 		require.NoError(t, s.PutTenant(context.Background(), tn))
@@ -105,13 +105,13 @@ func MustPutTenant(t testing.TB, s scheduler.Store, tenants ...*job.Tenant) {
 }
 
 // MustInsert inserts jobs and fails the test on error.
-func MustInsert(t testing.TB, s scheduler.Store, jobs ...*job.Job) {
+func MustInsert(t testing.TB, s cluster.Store, jobs ...*job.Job) {
 	t.Helper()
 	require.NoError(t, s.Insert(context.Background(), jobs))
 }
 
 // MustGet returns the stored job or fails the test.
-func MustGet(t testing.TB, s scheduler.Store, id string) *job.Job {
+func MustGet(t testing.TB, s cluster.Store, id string) *job.Job {
 	t.Helper()
 	j, err := s.Get(context.Background(), id)
 	require.NoError(t, err)
@@ -119,7 +119,7 @@ func MustGet(t testing.TB, s scheduler.Store, id string) *job.Job {
 }
 
 // MustApply applies one update that must succeed and returns the new job.
-func MustApply(t testing.TB, s scheduler.Store, cur *job.Job, change func(*job.Job)) *job.Job {
+func MustApply(t testing.TB, s cluster.Store, cur *job.Job, change func(*job.Job)) *job.Job {
 	t.Helper()
 	next := cur.Clone()
 	change(next)
@@ -131,7 +131,7 @@ func MustApply(t testing.TB, s scheduler.Store, cur *job.Job, change func(*job.J
 
 // Finish moves a stored Pending job to a terminal state that ended at fin
 // (zero leaves FinishedAt unset) and returns it.
-func Finish(t testing.TB, s scheduler.Store, j *job.Job, to job.State, fin time.Time) *job.Job {
+func Finish(t testing.TB, s cluster.Store, j *job.Job, to job.State, fin time.Time) *job.Job {
 	t.Helper()
 	if to == job.Completed {
 		j = MustApply(t, s, j, func(n *job.Job) { n.State = job.Scheduled; n.Worker = "w-1" })
@@ -139,7 +139,7 @@ func Finish(t testing.TB, s scheduler.Store, j *job.Job, to job.State, fin time.
 	return MustApply(t, s, j, func(n *job.Job) { n.State = to; n.FinishedAt = fin })
 }
 
-func assertNotFound(t *testing.T, s scheduler.Store, ids ...string) {
+func assertNotFound(t *testing.T, s cluster.Store, ids ...string) {
 	t.Helper()
 	for _, id := range ids {
 		_, err := s.Get(t.Context(), id)
@@ -147,7 +147,7 @@ func assertNotFound(t *testing.T, s scheduler.Store, ids ...string) {
 	}
 }
 
-func testInsert(t *testing.T, open func(*testing.T) scheduler.Store) {
+func testInsert(t *testing.T, open func(*testing.T) cluster.Store) {
 	t.Run("OK", func(t *testing.T) {
 		s := open(t)
 		a, b := NewJob(1), NewJob(2)
@@ -245,7 +245,7 @@ func testInsert(t *testing.T, open func(*testing.T) scheduler.Store) {
 	})
 }
 
-func testGet(t *testing.T, open func(*testing.T) scheduler.Store) {
+func testGet(t *testing.T, open func(*testing.T) cluster.Store) {
 	t.Run("ErrNotFound", func(t *testing.T) {
 		s := open(t)
 		MustInsert(t, s, NewJob(1))

@@ -7,8 +7,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/hodei-jobs/hodei/cluster"
 	"github.com/hodei-jobs/hodei/job"
-	"github.com/hodei-jobs/hodei/scheduler"
 )
 
 // tenantJob returns NewJob(n) of the given tenant.
@@ -26,7 +26,7 @@ func limited(name string, maxQueued int) *job.Tenant {
 }
 
 // tenants returns the stored tenants, failing the test on error.
-func tenants(t *testing.T, s scheduler.Store) []*job.Tenant {
+func tenants(t *testing.T, s cluster.Store) []*job.Tenant {
 	t.Helper()
 	got, err := s.Tenants(t.Context())
 	require.NoError(t, err)
@@ -34,7 +34,7 @@ func tenants(t *testing.T, s scheduler.Store) []*job.Tenant {
 }
 
 // tenantNames returns the names of the stored tenants.
-func tenantNames(t *testing.T, s scheduler.Store) []string {
+func tenantNames(t *testing.T, s cluster.Store) []string {
 	t.Helper()
 	var out []string
 	for _, tn := range tenants(t, s) {
@@ -45,14 +45,14 @@ func tenantNames(t *testing.T, s scheduler.Store) []string {
 
 // runToPending moves a stored Pending job through Scheduled and Running and
 // back to Pending (a retry), and returns it.
-func runToPending(t *testing.T, s scheduler.Store, j *job.Job) *job.Job {
+func runToPending(t *testing.T, s cluster.Store, j *job.Job) *job.Job {
 	t.Helper()
 	j = MustApply(t, s, j, schedule("w-1"))
 	j = MustApply(t, s, j, func(n *job.Job) { n.State = job.Running })
 	return MustApply(t, s, j, func(n *job.Job) { n.State = job.Pending; n.Attempt++ })
 }
 
-func testTenants(t *testing.T, open func(*testing.T) scheduler.Store) {
+func testTenants(t *testing.T, open func(*testing.T) cluster.Store) {
 	t.Run("Default", func(t *testing.T) {
 		s := open(t)
 		got := tenants(t, s)
@@ -186,7 +186,7 @@ func testTenants(t *testing.T, open func(*testing.T) scheduler.Store) {
 	})
 }
 
-func testAdmission(t *testing.T, open func(*testing.T) scheduler.Store) {
+func testAdmission(t *testing.T, open func(*testing.T) cluster.Store) {
 	t.Run("UnknownTenant", func(t *testing.T) {
 		s := open(t)
 		a, b := NewJob(1), tenantJob(2, "nope")

@@ -1,4 +1,4 @@
-package scheduler
+package cluster
 
 import (
 	"cmp"
@@ -9,6 +9,7 @@ import (
 
 	"github.com/hodei-jobs/hodei/job"
 	"github.com/hodei-jobs/hodei/quota"
+	"github.com/hodei-jobs/hodei/scheduler"
 )
 
 // TenantStatus is a tenant with its live figures.
@@ -29,7 +30,7 @@ type TenantStatus struct {
 // copy of the stored record, or of a new one with the defaults, which is
 // then validated and stored. Errors: a *job.FieldError naming the bad
 // field; store errors.
-func (s *Scheduler) SetTenant(ctx context.Context, name string, change func(*job.Tenant)) (*job.Tenant, error) {
+func (s *Cluster) SetTenant(ctx context.Context, name string, change func(*job.Tenant)) (*job.Tenant, error) {
 	s.tenantMu.Lock()
 	defer s.tenantMu.Unlock()
 	now := s.cfg.Now()
@@ -57,7 +58,7 @@ func (s *Scheduler) SetTenant(ctx context.Context, name string, change func(*job
 
 // DeleteTenant deletes a tenant. Errors: job.ErrNotFound; job.ErrConflict
 // for the default tenant or while the tenant has jobs that are not finished.
-func (s *Scheduler) DeleteTenant(ctx context.Context, name string) error {
+func (s *Cluster) DeleteTenant(ctx context.Context, name string) error {
 	s.tenantMu.Lock()
 	defer s.tenantMu.Unlock()
 	if err := s.cfg.Store.DeleteTenant(ctx, name); err != nil {
@@ -70,7 +71,7 @@ func (s *Scheduler) DeleteTenant(ctx context.Context, name string) error {
 
 // ensureTenant checks that a submit's tenant exists, creating it with the
 // defaults when the server runs with AutoTenants.
-func (s *Scheduler) ensureTenant(ctx context.Context, name string) error {
+func (s *Cluster) ensureTenant(ctx context.Context, name string) error {
 	if _, ok := s.tenants.Load(name); ok {
 		return nil
 	}
@@ -83,7 +84,7 @@ func (s *Scheduler) ensureTenant(ctx context.Context, name string) error {
 
 // HasTenant reports whether the tenant exists. It reads memory only, and
 // costs the same however many jobs there are.
-func (s *Scheduler) HasTenant(name string) bool {
+func (s *Cluster) HasTenant(name string) bool {
 	_, ok := s.tenants.Load(name)
 	return ok
 }
@@ -91,7 +92,7 @@ func (s *Scheduler) HasTenant(name string) bool {
 // RunAs returns the user the tenant's jobs run as (job.Tenant.RunAs): ""
 // when it names none or the tenant does not exist. It reads memory only,
 // so that building every assignment may call it. Safe for concurrent use.
-func (s *Scheduler) RunAs(tenant string) string {
+func (s *Cluster) RunAs(tenant string) string {
 	if t, ok := s.tenants.Load(tenant); ok {
 		return t.RunAs
 	}
@@ -99,7 +100,7 @@ func (s *Scheduler) RunAs(tenant string) string {
 }
 
 // Tenant returns one tenant with its live figures, or job.ErrNotFound.
-func (s *Scheduler) Tenant(name string) (TenantStatus, error) {
+func (s *Cluster) Tenant(name string) (TenantStatus, error) {
 	for _, st := range s.Tenants() {
 		if st.Tenant.Name == name {
 			return st, nil
@@ -110,7 +111,7 @@ func (s *Scheduler) Tenant(name string) (TenantStatus, error) {
 
 // Tenants returns every tenant with its live figures, in name order. The
 // figures are read job by job, not as one snapshot.
-func (s *Scheduler) Tenants() []TenantStatus {
+func (s *Cluster) Tenants() []TenantStatus {
 	now := s.cfg.Now()
 	byName := make(map[string]*TenantStatus)
 	s.tenants.Range(func(name string, t *job.Tenant) bool {
@@ -166,8 +167,8 @@ func (s *Scheduler) Tenants() []TenantStatus {
 
 // tenantView is the decision's view of a tenant, without its running
 // resources (the pass adds them up).
-func (s *Scheduler) tenantView(name string) TenantView {
-	tv := TenantView{Weight: 1}
+func (s *Cluster) tenantView(name string) scheduler.TenantView {
+	tv := scheduler.TenantView{Weight: 1}
 	if t, ok := s.tenants.Load(name); ok {
 		tv.Weight, tv.Limits, tv.Preemptible = t.Weight, quota.LimitsOf(t), t.Preemptible
 	}
@@ -175,14 +176,14 @@ func (s *Scheduler) tenantView(name string) TenantView {
 	return tv
 }
 
-func (s *Scheduler) weight(name string) float64 {
+func (s *Cluster) weight(name string) float64 {
 	if t, ok := s.tenants.Load(name); ok {
 		return t.Weight
 	}
 	return 1
 }
 
-func (s *Scheduler) limits(name string) quota.Limits {
+func (s *Cluster) limits(name string) quota.Limits {
 	if t, ok := s.tenants.Load(name); ok {
 		return quota.LimitsOf(t)
 	}
@@ -190,7 +191,7 @@ func (s *Scheduler) limits(name string) quota.Limits {
 }
 
 // refused reports a submit the store refused for a quota.
-func (s *Scheduler) refused(tenant string, err error) {
+func (s *Cluster) refused(tenant string, err error) {
 	if s.cfg.Observer != nil && errors.Is(err, job.ErrExhausted) {
 		s.cfg.Observer.Refused(tenant)
 	}

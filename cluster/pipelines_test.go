@@ -1,4 +1,4 @@
-package scheduler
+package cluster
 
 import (
 	"errors"
@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hodei-jobs/hodei/job"
+	"github.com/hodei-jobs/hodei/scheduler"
 )
 
 func pstep(name string, needs ...string) job.Step {
@@ -107,7 +108,7 @@ func TestPipelineFailureCancelsDependentsOnly(t *testing.T) {
 					if a.job.ID == failing {
 						code = 3
 					}
-					if _, err := s.h.finish(a.job, Exited, code); err != nil {
+					if _, err := s.h.finish(a.job, scheduler.Exited, code); err != nil {
 						t.Fatal(err)
 					}
 				}
@@ -144,7 +145,7 @@ func TestPipelineResumesAfterRestart(t *testing.T) {
 	h.pass()
 	a := h.disp.takeAssigns()[0].job
 	h.start(a)
-	if _, err := h.finish(a, Exited, 0); err != nil {
+	if _, err := h.finish(a, scheduler.Exited, 0); err != nil {
 		t.Fatal(err)
 	}
 	h.restart()
@@ -294,7 +295,7 @@ func TestDependencyReleaseRaces(t *testing.T) {
 			}
 			done <- j
 		}()
-		if _, err := h.s.JobFinished(h.ctx, "w", Finish{JobID: a.ID, Attempt: 1, Outcome: Exited}); err != nil {
+		if _, err := h.s.JobFinished(h.ctx, "w", scheduler.Finish{JobID: a.ID, Attempt: 1, Outcome: scheduler.Exited}); err != nil {
 			t.Fatal(err)
 		}
 		b := <-done
@@ -307,7 +308,7 @@ func TestDependencyReleaseRaces(t *testing.T) {
 			t.Fatalf("round %d: assigned %v, want the dependent %s released", i, as, b.ID)
 		}
 		h.start(as[0].job)
-		if _, err := h.finish(as[0].job, Exited, 0); err != nil {
+		if _, err := h.finish(as[0].job, scheduler.Exited, 0); err != nil {
 			t.Fatal(err)
 		}
 	}

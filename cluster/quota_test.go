@@ -1,4 +1,4 @@
-package scheduler
+package cluster
 
 import (
 	"errors"
@@ -8,6 +8,7 @@ import (
 
 	"github.com/hodei-jobs/hodei/job"
 	"github.com/hodei-jobs/hodei/quota"
+	"github.com/hodei-jobs/hodei/scheduler"
 )
 
 func TestBurstRunsOverTheLimitOnlyWhileItLasts(t *testing.T) {
@@ -170,7 +171,7 @@ func TestSLAMissIsAFirstStartAfterTheDeadline(t *testing.T) {
 	a := s.h.disp.takeAssigns()
 	s.h.start(a[0].job)
 	s.h.advance(2 * time.Minute)
-	if _, err := s.h.finish(j, Exited, 1); err != nil { // fails after its deadline
+	if _, err := s.h.finish(j, scheduler.Exited, 1); err != nil { // fails after its deadline
 		t.Fatal(err)
 	}
 	s.h.advance(2 * time.Minute)

@@ -1,4 +1,4 @@
-package scheduler
+package cluster
 
 import (
 	"errors"
@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hodei-jobs/hodei/job"
+	"github.com/hodei-jobs/hodei/scheduler"
 )
 
 func TestDispatchCommitsOncePerPass(t *testing.T) {
@@ -27,7 +28,7 @@ func TestDispatchCommitsOncePerPass(t *testing.T) {
 
 	// Finishing one frees a slot for the third.
 	h.start(a)
-	if _, err := h.finish(a, Exited, 0); err != nil {
+	if _, err := h.finish(a, scheduler.Exited, 0); err != nil {
 		t.Fatal(err)
 	}
 	h.wantState(a.ID, job.Completed)
@@ -52,15 +53,15 @@ func TestPriorityOrder(t *testing.T) {
 func TestFinishOutcomes(t *testing.T) {
 	tests := []struct {
 		name       string
-		outcome    Outcome
+		outcome    scheduler.Outcome
 		code       int
 		wantState  job.State
 		wantReason string
 	}{
-		{"Completed", Exited, 0, job.Completed, ""},
-		{"ExitCode", Exited, 3, job.Failed, "exit code 3"},
-		{"StartFailed", StartFailed, -1, job.Failed, "start: no such file"},
-		{"TimedOut", TimedOut, -1, job.Failed, "timeout"},
+		{"Completed", scheduler.Exited, 0, job.Completed, ""},
+		{"ExitCode", scheduler.Exited, 3, job.Failed, "exit code 3"},
+		{"StartFailed", scheduler.StartFailed, -1, job.Failed, "start: no such file"},
+		{"TimedOut", scheduler.TimedOut, -1, job.Failed, "timeout"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -70,7 +71,7 @@ func TestFinishOutcomes(t *testing.T) {
 			h.pass()
 			h.start(j)
 			cur := h.get(j.ID)
-			got, err := h.s.JobFinished(h.ctx, "w1", Finish{JobID: j.ID, Attempt: 1, Outcome: tt.outcome, ExitCode: tt.code, Reason: "no such file"})
+			got, err := h.s.JobFinished(h.ctx, "w1", scheduler.Finish{JobID: j.ID, Attempt: 1, Outcome: tt.outcome, ExitCode: tt.code, Reason: "no such file"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -82,7 +83,7 @@ func TestFinishOutcomes(t *testing.T) {
 				t.Fatalf("version %d, want %d", got.Version, cur.Version+1)
 			}
 			// The same report again is stale and changes nothing.
-			if _, err := h.s.JobFinished(h.ctx, "w1", Finish{JobID: j.ID, Attempt: 1, Outcome: Exited}); !errors.Is(err, job.ErrConflict) {
+			if _, err := h.s.JobFinished(h.ctx, "w1", scheduler.Finish{JobID: j.ID, Attempt: 1, Outcome: scheduler.Exited}); !errors.Is(err, job.ErrConflict) {
 				t.Fatalf("duplicate report: err = %v, want ErrConflict", err)
 			}
 			if h.get(j.ID).Version != got.Version {
@@ -98,7 +99,7 @@ func TestRetryWithBackoff(t *testing.T) {
 	j := h.submit(job.Spec{Retries: 2, Backoff: time.Second})
 	h.pass()
 	h.start(j)
-	if _, err := h.finish(j, Exited, 1); err != nil {
+	if _, err := h.finish(j, scheduler.Exited, 1); err != nil {
 		t.Fatal(err)
 	}
 	cur := h.wantState(j.ID, job.Pending)
@@ -118,18 +119,18 @@ func TestRetryWithBackoff(t *testing.T) {
 		t.Fatalf("after backoff assigned %v, want attempt 2", got)
 	}
 	// The stale first attempt's late report is rejected.
-	if _, err := h.s.JobFinished(h.ctx, "w1", Finish{JobID: j.ID, Attempt: 1, Outcome: Exited}); !errors.Is(err, job.ErrConflict) {
+	if _, err := h.s.JobFinished(h.ctx, "w1", scheduler.Finish{JobID: j.ID, Attempt: 1, Outcome: scheduler.Exited}); !errors.Is(err, job.ErrConflict) {
 		t.Fatalf("stale report: err = %v, want ErrConflict", err)
 	}
 	h.start(j)
-	h.finish(j, Exited, 1)
+	h.finish(j, scheduler.Exited, 1)
 	if cur := h.wantState(j.ID, job.Pending); cur.Attempt != 3 || !cur.NotBefore.Equal(h.now.Add(2*time.Second)) {
 		t.Fatalf("second backoff: attempt %d, delay %v; want 3 and 2s (doubled)", cur.Attempt, cur.NotBefore.Sub(h.now))
 	}
 	h.advance(2 * time.Second)
 	h.pass()
 	h.start(j)
-	h.finish(j, Exited, 1)
+	h.finish(j, scheduler.Exited, 1)
 	if cur := h.wantState(j.ID, job.Failed); cur.Attempt != 3 || cur.Reason != "exit code 1" {
 		t.Fatalf("out of retries: attempt %d reason %q", cur.Attempt, cur.Reason)
 	}
@@ -151,11 +152,11 @@ func TestTimeout(t *testing.T) {
 			h.s.Heartbeat("w1", &Stats{})
 			h.pass()
 			c := h.disp.takeCancels()
-			if len(c) != 1 || c[0].Reason != ReasonTimeout || c[0].Grace != 2*time.Second {
+			if len(c) != 1 || c[0].Reason != scheduler.ReasonTimeout || c[0].Grace != 2*time.Second {
 				t.Fatalf("cancels = %+v, want one timeout order with the kill grace", c)
 			}
 			if confirm {
-				h.finish(j, Killed, -1)
+				h.finish(j, scheduler.Killed, -1)
 			} else {
 				for range 7 { // kill grace + lease, heartbeats keep the worker up
 					h.advance(time.Second)
@@ -163,7 +164,7 @@ func TestTimeout(t *testing.T) {
 					h.pass()
 				}
 			}
-			if got := h.wantState(j.ID, job.Failed); got.Reason != ReasonTimeout {
+			if got := h.wantState(j.ID, job.Failed); got.Reason != scheduler.ReasonTimeout {
 				t.Fatalf("reason %q, want timeout", got.Reason)
 			}
 		})
@@ -179,7 +180,7 @@ func TestCancel(t *testing.T) {
 	h.pass()
 	h.start(running)
 
-	if got, err := h.s.Cancel(h.ctx, pending.ID, ""); err != nil || got.State != job.Cancelled || got.Reason != ReasonUserCancel {
+	if got, err := h.s.Cancel(h.ctx, pending.ID, ""); err != nil || got.State != job.Cancelled || got.Reason != scheduler.ReasonUserCancel {
 		t.Fatalf("cancel pending = %+v, %v", got, err)
 	}
 	if _, err := h.s.Cancel(h.ctx, scheduled.ID, ""); err != nil {
@@ -187,14 +188,14 @@ func TestCancel(t *testing.T) {
 	}
 	h.wantState(scheduled.ID, job.Cancelled)
 	got, err := h.s.Cancel(h.ctx, running.ID, "")
-	if err != nil || got.State != job.Running || got.CancelRequested != ReasonUserCancel {
+	if err != nil || got.State != job.Running || got.CancelRequested != scheduler.ReasonUserCancel {
 		t.Fatalf("cancel running = %+v, %v; want Running with a stop requested", got, err)
 	}
 	if c := h.disp.takeCancels(); len(c) != 2 {
 		t.Fatalf("stop orders = %+v, want one for the scheduled and one for the running job", c)
 	}
 	// However the process ends, a user's cancel makes it Cancelled.
-	if _, err := h.finish(running, Exited, 143); err != nil {
+	if _, err := h.finish(running, scheduler.Exited, 143); err != nil {
 		t.Fatal(err)
 	}
 	h.wantState(running.ID, job.Cancelled)
@@ -217,7 +218,7 @@ func TestDependencies(t *testing.T) {
 			t.Fatalf("assigned %v, want only the dependency", got)
 		}
 		h.start(a)
-		h.finish(a, Exited, 0)
+		h.finish(a, scheduler.Exited, 0)
 		h.pass()
 		if got := h.disp.takeAssigns(); len(got) != 1 || got[0].job.ID != b.ID {
 			t.Fatalf("after a completed, assigned %v, want b", got)
@@ -231,7 +232,7 @@ func TestDependencies(t *testing.T) {
 		c := h.submit(job.Spec{DependsOn: []string{b.ID}})
 		h.pass()
 		h.start(a)
-		h.finish(a, Exited, 2)
+		h.finish(a, scheduler.Exited, 2)
 		h.pass()
 		if got := h.wantState(b.ID, job.Cancelled); got.Reason != "dependency "+a.ID+" failed" {
 			t.Fatalf("b reason %q", got.Reason)
@@ -273,10 +274,10 @@ func TestWorkerLost(t *testing.T) {
 	h.wantState(retry.ID, job.Running) // still within the lease
 	h.advance(time.Second)
 	h.pass()
-	if got := h.wantState(retry.ID, job.Pending); got.Attempt != 2 || !strings.Contains(got.Reason, ReasonWorkerLost) {
+	if got := h.wantState(retry.ID, job.Pending); got.Attempt != 2 || !strings.Contains(got.Reason, scheduler.ReasonWorkerLost) {
 		t.Fatalf("retry job: attempt %d reason %q", got.Attempt, got.Reason)
 	}
-	if got := h.wantState(once.ID, job.Failed); got.Reason != ReasonWorkerLost {
+	if got := h.wantState(once.ID, job.Failed); got.Reason != scheduler.ReasonWorkerLost {
 		t.Fatalf("once job reason %q", got.Reason)
 	}
 	if ws := h.s.Workers(); len(ws) != 1 || ws[0].State != job.WorkerDown {
@@ -289,7 +290,7 @@ func TestWorkerLost(t *testing.T) {
 	if got := h.wantState(retry.ID, job.Scheduled); got.Worker != "w2" {
 		t.Fatalf("retry went to %s, want w2", got.Worker)
 	}
-	if _, err := h.s.JobFinished(h.ctx, "w1", Finish{JobID: retry.ID, Attempt: 1, Outcome: Exited}); !errors.Is(err, job.ErrConflict) {
+	if _, err := h.s.JobFinished(h.ctx, "w1", scheduler.Finish{JobID: retry.ID, Attempt: 1, Outcome: scheduler.Exited}); !errors.Is(err, job.ErrConflict) {
 		t.Fatalf("late report: %v, want ErrConflict", err)
 	}
 	h.wantState(retry.ID, job.Scheduled)
@@ -383,12 +384,12 @@ func TestCancelWinsOverAConcurrentResult(t *testing.T) {
 	if _, err := h.s.Cancel(h.ctx, j.ID, ""); err != nil {
 		t.Fatal(err)
 	}
-	stale := finishedJob(before, Finish{JobID: j.ID, Attempt: 1, Outcome: Exited, ExitCode: 1}, h.now)
+	stale := scheduler.Finished(before, scheduler.Finish{JobID: j.ID, Attempt: 1, Outcome: scheduler.Exited, ExitCode: 1}, h.now)
 	errs, err := h.store.Apply(h.ctx, []job.Update{{Expect: before.Expected(), Next: stale}})
 	if err != nil || !errors.Is(errs[0], job.ErrConflict) {
 		t.Fatalf("a result computed before the cancel was applied: %v %v", errs, err)
 	}
-	if _, err := h.finish(j, Exited, 1); err != nil {
+	if _, err := h.finish(j, scheduler.Exited, 1); err != nil {
 		t.Fatal(err)
 	}
 	if got := h.wantState(j.ID, job.Cancelled); got.Attempt != 1 {
@@ -398,11 +399,11 @@ func TestCancelWinsOverAConcurrentResult(t *testing.T) {
 
 func TestLostOutputIsInTheReason(t *testing.T) {
 	cur := &job.Job{ID: "j", State: job.Running, Attempt: 1}
-	got := finishedJob(cur, Finish{JobID: "j", Attempt: 1, Outcome: Exited, Lost: "disk error"}, time.Time{})
+	got := scheduler.Finished(cur, scheduler.Finish{JobID: "j", Attempt: 1, Outcome: scheduler.Exited, Lost: "disk error"}, time.Time{})
 	if got.State != job.Completed || got.Reason != "output lost: disk error" {
 		t.Fatalf("exit 0 with lost output: %s %q", got.State, got.Reason)
 	}
-	got = finishedJob(cur, Finish{JobID: "j", Attempt: 1, Outcome: Exited, ExitCode: -1, Reason: "signal: segmentation fault"}, time.Time{})
+	got = scheduler.Finished(cur, scheduler.Finish{JobID: "j", Attempt: 1, Outcome: scheduler.Exited, ExitCode: -1, Reason: "signal: segmentation fault"}, time.Time{})
 	if got.State != job.Failed || got.Reason != "signal: segmentation fault" {
 		t.Fatalf("killed by a signal: %s %q", got.State, got.Reason)
 	}

@@ -1,4 +1,4 @@
-package scheduler
+package cluster
 
 import (
 	"cmp"
@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hodei-jobs/hodei/job"
+	"github.com/hodei-jobs/hodei/scheduler"
 )
 
 // Reasons recorded on the jobs of pipelines.
@@ -24,7 +25,7 @@ const (
 // returns the array id and the jobs in index order. Each job gets
 // HODEI_ARRAY_INDEX in its env; at most arr.Limit of them run at once.
 // Errors: as Submit's, and a *job.FieldError on "array".
-func (s *Scheduler) SubmitArray(ctx context.Context, spec job.Spec, arr job.ArraySpec) (string, []*job.Job, error) {
+func (s *Cluster) SubmitArray(ctx context.Context, spec job.Spec, arr job.ArraySpec) (string, []*job.Job, error) {
 	if err := arr.Validate(); err != nil {
 		return "", nil, err
 	}
@@ -64,7 +65,7 @@ func (s *Scheduler) SubmitArray(ctx context.Context, spec job.Spec, arr job.Arra
 
 // CancelArray cancels every job of an array that has not ended and returns
 // their ids. Errors: job.ErrNotFound when no job has that array id.
-func (s *Scheduler) CancelArray(ctx context.Context, arrayID, reason string) ([]string, error) {
+func (s *Cluster) CancelArray(ctx context.Context, arrayID, reason string) ([]string, error) {
 	return s.CancelArrayOf(ctx, arrayID, reason, nil)
 }
 
@@ -72,7 +73,7 @@ func (s *Scheduler) CancelArray(ctx context.Context, arrayID, reason string) ([]
 // an array of a tenant for which sees is false is not found, as a missing
 // one. sees nil: every tenant. The array's jobs share their tenant, so one
 // scan both finds them and checks it.
-func (s *Scheduler) CancelArrayOf(ctx context.Context, arrayID, reason string, sees func(tenant string) bool) ([]string, error) {
+func (s *Cluster) CancelArrayOf(ctx context.Context, arrayID, reason string, sees func(tenant string) bool) ([]string, error) {
 	var (
 		ids    []string
 		tenant string
@@ -97,9 +98,9 @@ func (s *Scheduler) CancelArrayOf(ctx context.Context, arrayID, reason string, s
 // cancelAll cancels the jobs with the given ids in one commit, skipping
 // those that ended, and returns the ids it cancelled or is stopping. A job
 // that changed meanwhile is cancelled on its own.
-func (s *Scheduler) cancelAll(ctx context.Context, ids []string, reason string) ([]string, error) {
+func (s *Cluster) cancelAll(ctx context.Context, ids []string, reason string) ([]string, error) {
 	if reason == "" {
-		reason = ReasonUserCancel
+		reason = scheduler.ReasonUserCancel
 	}
 	var (
 		done    []string
@@ -151,7 +152,7 @@ func (s *Scheduler) cancelAll(ctx context.Context, ids []string, reason string) 
 // and stores the pipeline and all its jobs in one commit, or nothing.
 // Errors: a *job.FieldError naming the step and the field; the tenant and
 // queued-limit errors of Submit; store errors.
-func (s *Scheduler) RunPipeline(ctx context.Context, spec job.PipelineSpec) (*job.Pipeline, []*job.Job, error) {
+func (s *Cluster) RunPipeline(ctx context.Context, spec job.PipelineSpec) (*job.Pipeline, []*job.Job, error) {
 	if spec.Tenant == "" {
 		spec.Tenant = job.DefaultTenant
 	}
@@ -203,7 +204,7 @@ func (s *Scheduler) RunPipeline(ctx context.Context, spec job.PipelineSpec) (*jo
 }
 
 // submitted indexes and publishes jobs just inserted.
-func (s *Scheduler) submitted(jobs []*job.Job) {
+func (s *Cluster) submitted(jobs []*job.Job) {
 	for _, j := range jobs {
 		for _, d := range j.Spec.DependsOn {
 			s.addDependent(d, j.ID)
@@ -229,7 +230,7 @@ type PipelineStatus struct {
 }
 
 // Pipeline returns one pipeline with its jobs, or job.ErrNotFound.
-func (s *Scheduler) Pipeline(id string) (PipelineStatus, error) {
+func (s *Cluster) Pipeline(id string) (PipelineStatus, error) {
 	p, ok := s.pipelines.Load(id)
 	if !ok {
 		return PipelineStatus{}, fmt.Errorf("pipeline %s: %w", id, job.ErrNotFound)
@@ -245,7 +246,7 @@ func (s *Scheduler) Pipeline(id string) (PipelineStatus, error) {
 
 // Pipelines returns every pipeline with its state, newest first, without
 // their jobs.
-func (s *Scheduler) Pipelines() []PipelineStatus {
+func (s *Cluster) Pipelines() []PipelineStatus {
 	var out []PipelineStatus
 	s.pipelines.Range(func(_ string, p *job.Pipeline) bool {
 		out = append(out, PipelineStatus{Pipeline: p, State: p.StateOf(s.jobOrNil)})
@@ -255,7 +256,7 @@ func (s *Scheduler) Pipelines() []PipelineStatus {
 	return out
 }
 
-func (s *Scheduler) jobOrNil(id string) *job.Job {
+func (s *Cluster) jobOrNil(id string) *job.Job {
 	j, _ := s.jobs.Load(id)
 	return j
 }
@@ -263,7 +264,7 @@ func (s *Scheduler) jobOrNil(id string) *job.Job {
 // CancelPipeline marks a pipeline cancelled and cancels every job of it
 // that has not ended, in one commit. Errors: job.ErrNotFound;
 // job.ErrConflict when the pipeline has already ended.
-func (s *Scheduler) CancelPipeline(ctx context.Context, id, reason string) (PipelineStatus, error) {
+func (s *Cluster) CancelPipeline(ctx context.Context, id, reason string) (PipelineStatus, error) {
 	st, err := s.Pipeline(id)
 	if err != nil {
 		return st, err
@@ -290,7 +291,7 @@ func (s *Scheduler) CancelPipeline(ctx context.Context, id, reason string) (Pipe
 
 // forgetPipelines deletes the records of pipelines none of whose jobs is
 // left in memory (retention deleted them all).
-func (s *Scheduler) forgetPipelines(ctx context.Context, touched map[string]bool) {
+func (s *Cluster) forgetPipelines(ctx context.Context, touched map[string]bool) {
 	for id := range touched {
 		p, ok := s.pipelines.Load(id)
 		if !ok || slices.ContainsFunc(p.JobIDs(), func(j string) bool { return s.jobOrNil(j) != nil }) {
@@ -319,7 +320,7 @@ func stepDependencyReason(dep *job.Job) string {
 	if dep.State == job.Cancelled {
 		verb = "was cancelled"
 	}
-	return fmt.Sprintf(reasonDependencyFmt, name, verb)
+	return fmt.Sprintf(scheduler.ReasonDependencyFmt, name, verb)
 }
 
 // Retain returns the function retention asks, for each finished job it
@@ -328,7 +329,7 @@ func stepDependencyReason(dep *job.Job) string {
 // pipeline has a job that has not ended or ended after before, so that a
 // pipeline's jobs go together and its state stays what it was. The
 // function is for one retention round, from one goroutine.
-func (s *Scheduler) Retain(before time.Time) func(id string) bool {
+func (s *Cluster) Retain(before time.Time) func(id string) bool {
 	done := make(map[string]bool) // pipeline id → all of it may go
 	return func(id string) bool {
 		for _, k := range s.dependents(id) {

@@ -1,4 +1,4 @@
-package scheduler
+package cluster
 
 import (
 	"sync"
@@ -6,6 +6,7 @@ import (
 
 	"github.com/hodei-jobs/hodei/job"
 	"github.com/hodei-jobs/hodei/quota"
+	"github.com/hodei-jobs/hodei/scheduler"
 	"github.com/hodei-jobs/hodei/wfq"
 )
 
@@ -50,7 +51,7 @@ func (f *fairState) waiting(tenants map[string]bool) {
 }
 
 // view fills the fair-queuing fields of a tenant's view.
-func (f *fairState) view(tenant string, tv *TenantView) {
+func (f *fairState) view(tenant string, tv *scheduler.TenantView) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	tv.Tag = f.ledger.Tag(tenant)
@@ -64,7 +65,7 @@ func (f *fairState) view(tenant string, tv *TenantView) {
 // book charges the assignments of a pass before they are committed, so
 // that a job which ends right after its commit finds its charge to
 // correct; revoke takes back the charge of one that did not commit.
-func (f *fairState) book(as []Assignment, weight func(string) float64) {
+func (f *fairState) book(as []scheduler.Assignment, weight func(string) float64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, a := range as {

@@ -1,4 +1,4 @@
-package scheduler
+package cluster
 
 import (
 	"cmp"
@@ -9,6 +9,7 @@ import (
 
 	"github.com/hodei-jobs/hodei/job"
 	"github.com/hodei-jobs/hodei/quota"
+	"github.com/hodei-jobs/hodei/scheduler"
 )
 
 // wakeAt tracks the earliest instant the loop must wake for.
@@ -26,7 +27,7 @@ func (w *wakeAt) at(t time.Time) {
 // all its assignments in one store transaction before sending them. It
 // returns when the next pass is due for a timer (zero: none). Only one Pass
 // may run at a time; Run calls it.
-func (s *Scheduler) Pass(ctx context.Context) time.Time {
+func (s *Cluster) Pass(ctx context.Context) time.Time {
 	now := s.cfg.Now()
 	var next wakeAt
 	s.expireWorkers(ctx, now, &next)
@@ -39,7 +40,7 @@ func (s *Scheduler) Pass(ctx context.Context) time.Time {
 
 // expireWorkers marks workers silent past their lease DOWN and loses their
 // jobs, which then retry per their policy.
-func (s *Scheduler) expireWorkers(ctx context.Context, now time.Time, next *wakeAt) {
+func (s *Cluster) expireWorkers(ctx context.Context, now time.Time, next *wakeAt) {
 	var down []string
 	s.workers.Range(func(id string, w *workerState) bool {
 		if w.state == job.WorkerDown {
@@ -71,7 +72,7 @@ func (s *Scheduler) expireWorkers(ctx context.Context, now time.Time, next *wake
 // checkActive ends the jobs of lost workers, enforces timeouts of running
 // jobs and gives up on stop orders that no agent confirmed within the kill
 // grace plus one lease. Whatever loses a race here is tried again next pass.
-func (s *Scheduler) checkActive(ctx context.Context, now time.Time, next *wakeAt) {
+func (s *Cluster) checkActive(ctx context.Context, now time.Time, next *wakeAt) {
 	var lost, overdue, timedOut []*job.Job
 	s.forActive(func(j *job.Job) {
 		if w, ok := s.workers.Load(j.Worker); !ok || w.state == job.WorkerDown {
@@ -103,23 +104,23 @@ func (s *Scheduler) checkActive(ctx context.Context, now time.Time, next *wakeAt
 	})
 	for _, j := range timedOut {
 		n := j.Clone()
-		n.CancelRequested = ReasonTimeout
+		n.CancelRequested = scheduler.ReasonTimeout
 		errs, err := s.apply(ctx, []job.Update{{Expect: j.Expected(), Next: n}})
 		if err == nil && errs[0] == nil {
-			s.sendCancel(n, ReasonTimeout)
+			s.sendCancel(n, scheduler.ReasonTimeout)
 		}
 	}
 	for _, j := range lost {
-		s.finishAttempt(ctx, j, Finish{JobID: j.ID, Attempt: j.Attempt, Outcome: Lost, ExitCode: -1}, ReasonWorkerLost)
+		s.finishAttempt(ctx, j, scheduler.Finish{JobID: j.ID, Attempt: j.Attempt, Outcome: scheduler.Lost, ExitCode: -1}, scheduler.ReasonWorkerLost)
 	}
 	for _, j := range overdue {
-		s.finishAttempt(ctx, j, Finish{JobID: j.ID, Attempt: j.Attempt, Outcome: Killed, ExitCode: -1, Reason: reasonNoConfirm}, reasonNoConfirm)
+		s.finishAttempt(ctx, j, scheduler.Finish{JobID: j.ID, Attempt: j.Attempt, Outcome: scheduler.Killed, ExitCode: -1, Reason: scheduler.ReasonNoConfirm}, scheduler.ReasonNoConfirm)
 	}
 }
 
 // cancelOrphans cancels pending jobs one of whose dependencies ended other
 // than Completed (or no longer exists).
-func (s *Scheduler) cancelOrphans(ctx context.Context, now time.Time) {
+func (s *Cluster) cancelOrphans(ctx context.Context, now time.Time) {
 	var updates []job.Update
 	s.depCheck.Range(func(id string, _ struct{}) bool {
 		s.depCheck.Delete(id)
@@ -128,7 +129,7 @@ func (s *Scheduler) cancelOrphans(ctx context.Context, now time.Time) {
 			return true
 		}
 		if why := blockedForever(s, j); why != "" {
-			updates = append(updates, job.Update{Expect: j.Expected(), Next: cancelledJob(j, why, now)})
+			updates = append(updates, job.Update{Expect: j.Expected(), Next: scheduler.Cancelled(j, why, now)})
 		}
 		return true
 	})
@@ -147,12 +148,12 @@ func (s *Scheduler) cancelOrphans(ctx context.Context, now time.Time) {
 }
 
 // blockedForever returns why j can never run, or "".
-func blockedForever(s *Scheduler, j *job.Job) string {
+func blockedForever(s *Cluster, j *job.Job) string {
 	for _, d := range j.Spec.DependsOn {
 		dep, ok := s.jobs.Load(d)
 		switch {
 		case !ok:
-			return fmt.Sprintf(reasonDependencyFmt, d, "no longer exists")
+			return fmt.Sprintf(scheduler.ReasonDependencyFmt, d, "no longer exists")
 		case dep.State.Terminal() && !satisfies(dep):
 			return stepDependencyReason(dep)
 		}
@@ -168,9 +169,9 @@ func satisfies(dep *job.Job) bool {
 
 // dispatch assigns eligible pending jobs to ready workers, and with
 // preemption on, stops jobs to make room for tenants below their share.
-func (s *Scheduler) dispatch(ctx context.Context, now time.Time, next *wakeAt) {
+func (s *Cluster) dispatch(ctx context.Context, now time.Time, next *wakeAt) {
 	preempt := s.cfg.Preemption
-	snap := Snapshot{Placement: s.cfg.Placement, Tenants: map[string]TenantView{}, Aging: s.cfg.Aging, Preempt: preempt}
+	snap := scheduler.Snapshot{Placement: s.cfg.Placement, Tenants: map[string]scheduler.TenantView{}, Aging: s.cfg.Aging, Preempt: preempt}
 	alloc := make(map[string]job.Resources)
 	var active []*job.Job
 	s.forActive(func(j *job.Job) {
@@ -188,7 +189,7 @@ func (s *Scheduler) dispatch(ctx context.Context, now time.Time, next *wakeAt) {
 		if w.connected && w.state == job.WorkerReady {
 			free := w.rec.Capacity.Sub(alloc[id])
 			if free.Slots > 0 || preempt {
-				snap.Workers = append(snap.Workers, WorkerView{ID: id, Labels: w.rec.Labels, Free: free, Capacity: w.rec.Capacity})
+				snap.Workers = append(snap.Workers, scheduler.WorkerView{ID: id, Labels: w.rec.Labels, Free: free, Capacity: w.rec.Capacity})
 				freeSlots += max(free.Slots, 0)
 			}
 		}
@@ -239,7 +240,7 @@ func (s *Scheduler) dispatch(ctx context.Context, now time.Time, next *wakeAt) {
 		snap.Active = active
 	}
 	snap.Reserved = s.reservations(now, next)
-	plan := Decide(snap, now)
+	plan := scheduler.Decide(snap, now)
 	if len(plan.Assignments) == 0 && len(plan.Preemptions) == 0 {
 		return
 	}
@@ -251,12 +252,12 @@ func (s *Scheduler) dispatch(ctx context.Context, now time.Time, next *wakeAt) {
 			// An SLA miss is a first start after the deadline; retries
 			// and requeues of a job that started in time are not.
 			n.DeadlineMissed = true
-			n.Reason = fmt.Sprintf(reasonSLAMissedFmt, now.Sub(d).Round(time.Millisecond))
+			n.Reason = fmt.Sprintf(scheduler.ReasonSLAMissedFmt, now.Sub(d).Round(time.Millisecond))
 		}
 		updates = append(updates, job.Update{Expect: a.Job.Expected(), Next: n})
 	}
 	for _, p := range plan.Preemptions {
-		updates = append(updates, requeueUpdate(p.Job, fmt.Sprintf(ReasonPreemptedFmt, p.By, p.For)))
+		updates = append(updates, requeueUpdate(p.Job, fmt.Sprintf(scheduler.ReasonPreemptedFmt, p.By, p.For)))
 	}
 	s.fair.book(plan.Assignments, s.weight)
 	errs, err := s.apply(ctx, updates)
@@ -345,7 +346,7 @@ type reservation struct {
 
 // reservations returns the live reservations (job id → worker id), dropping
 // the ones that lapsed or whose job is no longer pending.
-func (s *Scheduler) reservations(now time.Time, next *wakeAt) map[string]string {
+func (s *Cluster) reservations(now time.Time, next *wakeAt) map[string]string {
 	if len(s.reserved) == 0 {
 		return nil
 	}
@@ -370,7 +371,7 @@ func requeueUpdate(j *job.Job, reason string) job.Update {
 	return job.Update{Expect: j.Expected(), Next: n}
 }
 
-func (s *Scheduler) stopRequeued(j *job.Job) {
+func (s *Cluster) stopRequeued(j *job.Job) {
 	s.sendCancel(j, j.CancelRequested)
 	if s.cfg.Observer != nil {
 		s.cfg.Observer.Preempted(j.Spec.Tenant)
@@ -381,7 +382,7 @@ func (s *Scheduler) stopRequeued(j *job.Job) {
 // ended, or that is in a cooldown, at its running limit: whatever runs over
 // it (what the burst started, newest first) is stopped and requeued, and a
 // job not yet started goes straight back to the queue.
-func (s *Scheduler) holdBursts(ctx context.Context, now time.Time, next *wakeAt) {
+func (s *Cluster) holdBursts(ctx context.Context, now time.Time, next *wakeAt) {
 	held := s.fair.burstsNow(now, s.limits, next)
 	if len(held) == 0 {
 		return
@@ -411,9 +412,9 @@ func (s *Scheduler) holdBursts(ctx context.Context, now time.Time, next *wakeAt)
 				break
 			}
 			using = using.Sub(j.Spec.Resources)
-			why := fmt.Sprintf(ReasonBurstEndedFmt, t)
+			why := fmt.Sprintf(scheduler.ReasonBurstEndedFmt, t)
 			if j.State == job.Scheduled {
-				updates = append(updates, job.Update{Expect: j.Expected(), Next: requeuedJob(j, why, now)})
+				updates = append(updates, job.Update{Expect: j.Expected(), Next: scheduler.Requeued(j, why, now)})
 			} else {
 				updates = append(updates, requeueUpdate(j, why))
 			}
@@ -442,7 +443,7 @@ func (s *Scheduler) holdBursts(ctx context.Context, now time.Time, next *wakeAt)
 }
 
 // depsDone reports whether every dependency of j has completed.
-func (s *Scheduler) depsDone(j *job.Job) bool {
+func (s *Cluster) depsDone(j *job.Job) bool {
 	for _, d := range j.Spec.DependsOn {
 		if dep, ok := s.jobs.Load(d); !ok || !satisfies(dep) {
 			return false

@@ -1,4 +1,4 @@
-package scheduler
+package cluster
 
 import (
 	"fmt"
@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hodei-jobs/hodei/job"
+	"github.com/hodei-jobs/hodei/scheduler"
 )
 
 // randomDAG is a pipeline of n steps, each needing up to maxNeeds steps
@@ -67,7 +68,7 @@ func runToCompletion(tb testing.TB, h *harness, n int) int {
 		}
 		for _, a := range as {
 			h.start(a.job)
-			if _, err := h.finish(a.job, Exited, 0); err != nil {
+			if _, err := h.finish(a.job, scheduler.Exited, 0); err != nil {
 				tb.Fatal(err)
 			}
 		}

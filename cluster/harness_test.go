@@ -1,16 +1,18 @@
-package scheduler
+package cluster
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/hodei-jobs/hodei/job"
+	"github.com/hodei-jobs/hodei/scheduler"
 	"github.com/hodei-jobs/hodei/store/memstore"
 )
 
-// harness drives a Scheduler deterministically: a fake clock, the in-memory
+// harness drives a Cluster deterministically: a fake clock, the in-memory
 // store, and a dispatcher that records every order instead of sending it.
 type harness struct {
 	t     testing.TB
@@ -18,7 +20,7 @@ type harness struct {
 	now   time.Time
 	store *countingStore
 	disp  *recorder
-	s     *Scheduler
+	s     *Cluster
 }
 
 func newHarness(t testing.TB, configure ...func(*Config)) *harness {
@@ -32,7 +34,7 @@ func newHarness(t testing.TB, configure ...func(*Config)) *harness {
 	}
 	cfg := Config{
 		Store: h.store, Dispatcher: h.disp, Now: func() time.Time { return h.now },
-		Heartbeat: time.Second, Lease: 5 * time.Second, KillGrace: 2 * time.Second,
+		Settings: Settings{Heartbeat: time.Second, Lease: 5 * time.Second, KillGrace: 2 * time.Second},
 	}
 	for _, c := range configure {
 		c(&cfg)
@@ -44,13 +46,13 @@ func newHarness(t testing.TB, configure ...func(*Config)) *harness {
 	return h
 }
 
-// restart builds a new Scheduler on the same store, as a server restart does.
+// restart builds a new Cluster on the same store, as a server restart does.
 func (h *harness) restart() {
 	h.t.Helper()
 	h.disp = &recorder{}
 	h.s = New(Config{
 		Store: h.store, Dispatcher: h.disp, Now: func() time.Time { return h.now },
-		Heartbeat: time.Second, Lease: 5 * time.Second, KillGrace: 2 * time.Second,
+		Settings: Settings{Heartbeat: time.Second, Lease: 5 * time.Second, KillGrace: 2 * time.Second},
 	})
 	if err := h.s.Recover(h.ctx); err != nil {
 		h.t.Fatal(err)
@@ -119,9 +121,9 @@ func (h *harness) start(j *job.Job) {
 	}
 }
 
-func (h *harness) finish(j *job.Job, outcome Outcome, code int) (*job.Job, error) {
+func (h *harness) finish(j *job.Job, outcome scheduler.Outcome, code int) (*job.Job, error) {
 	cur := h.get(j.ID)
-	return h.s.JobFinished(h.ctx, cur.Worker, Finish{JobID: cur.ID, Attempt: cur.Attempt, Outcome: outcome, ExitCode: code})
+	return h.s.JobFinished(h.ctx, cur.Worker, scheduler.Finish{JobID: cur.ID, Attempt: cur.Attempt, Outcome: outcome, ExitCode: code})
 }
 
 // countingStore counts Apply calls, to show that a pass commits once.
@@ -184,4 +186,15 @@ func (r *recorder) takeCancels() []CancelOrder {
 	c := r.cancels
 	r.cancels = nil
 	return c
+}
+
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func pendingJob(i int, tenant string, slots int64) *job.Job {
+	return &job.Job{
+		ID:      fmt.Sprintf("J%025d", i),
+		Spec:    job.Spec{Tenant: tenant, Priority: job.DefaultPriority, Resources: job.Resources{Slots: slots}},
+		State:   job.Pending,
+		Attempt: 1,
+	}
 }

@@ -1,4 +1,4 @@
-package scheduler
+package cluster
 
 import (
 	"cmp"
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hodei-jobs/hodei/job"
+	"github.com/hodei-jobs/hodei/scheduler"
 )
 
 // Stats is a worker's last reported resource usage.
@@ -77,7 +78,7 @@ type Reconcile struct {
 // stop get the order again, Running jobs it no longer has are lost, and
 // attempts it runs that the server does not expect are cancelled. Report
 // the agent's finished attempts (JobFinished) before calling WorkerHello.
-func (s *Scheduler) WorkerHello(ctx context.Context, h Hello) (Reconcile, error) {
+func (s *Cluster) WorkerHello(ctx context.Context, h Hello) (Reconcile, error) {
 	now := s.cfg.Now()
 	rec := h.Worker.Clone()
 	old, known := s.workers.Load(rec.ID)
@@ -114,7 +115,7 @@ func (s *Scheduler) WorkerHello(ctx context.Context, h Hello) (Reconcile, error)
 		delete(reported, ref)
 	})
 	for ref := range reported {
-		rc.Cancel = append(rc.Cancel, CancelOrder{JobID: ref.JobID, Attempt: ref.Attempt, Grace: s.cfg.KillGrace, Reason: reasonStaleAttempt})
+		rc.Cancel = append(rc.Cancel, CancelOrder{JobID: ref.JobID, Attempt: ref.Attempt, Grace: s.cfg.KillGrace, Reason: scheduler.ReasonStaleAttempt})
 	}
 	for _, j := range lost {
 		s.loseAttempt(ctx, j, "agent restarted")
@@ -133,7 +134,7 @@ func sameRecord(a, b *job.Worker) bool {
 // the worker is unknown or was declared DOWN meanwhile: its jobs were ended
 // and retried, so the caller must close the stream, and the agent's next
 // Hello reconciles (its stale attempts are cancelled).
-func (s *Scheduler) Heartbeat(workerID string, st *Stats) bool {
+func (s *Cluster) Heartbeat(workerID string, st *Stats) bool {
 	now := s.cfg.Now()
 	alive := false
 	s.workers.Compute(workerID, func(old *workerState, loaded bool) (*workerState, bool) {
@@ -156,7 +157,7 @@ func (s *Scheduler) Heartbeat(workerID string, st *Stats) bool {
 
 // WorkerGone marks a worker's stream closed. Its jobs keep their state for
 // one lease from its last heartbeat, so that a reconnect finds them.
-func (s *Scheduler) WorkerGone(workerID string) {
+func (s *Cluster) WorkerGone(workerID string) {
 	s.workers.Compute(workerID, func(old *workerState, loaded bool) (*workerState, bool) {
 		if !loaded {
 			return nil, true
@@ -170,7 +171,7 @@ func (s *Scheduler) WorkerGone(workerID string) {
 
 // Drain stops new assignments to a worker and persists that. Errors:
 // job.ErrNotFound.
-func (s *Scheduler) Drain(ctx context.Context, workerID string) (WorkerInfo, error) {
+func (s *Cluster) Drain(ctx context.Context, workerID string) (WorkerInfo, error) {
 	ws, ok := s.workers.Load(workerID)
 	if !ok {
 		return WorkerInfo{}, fmt.Errorf("worker %s: %w", workerID, job.ErrNotFound)
@@ -197,7 +198,7 @@ func (s *Scheduler) Drain(ctx context.Context, workerID string) (WorkerInfo, err
 }
 
 // Workers returns every known worker sorted by id, with its allocation.
-func (s *Scheduler) Workers() []WorkerInfo {
+func (s *Cluster) Workers() []WorkerInfo {
 	alloc := make(map[string]job.Resources)
 	running := make(map[string][]string)
 	s.forActive(func(j *job.Job) {
@@ -220,21 +221,21 @@ func (s *Scheduler) Workers() []WorkerInfo {
 // JobStarted records that an agent started an attempt. A repeated report is
 // accepted; a report for an attempt the job has left fails with
 // job.ErrConflict.
-func (s *Scheduler) JobStarted(ctx context.Context, workerID string, ref Ref, at time.Time) error {
+func (s *Cluster) JobStarted(ctx context.Context, workerID string, ref Ref, at time.Time) error {
 	for range 3 {
 		cur, err := s.Get(ref.JobID)
 		if err != nil {
 			return err
 		}
 		if cur.Attempt != ref.Attempt || cur.Worker != workerID {
-			return job.Conflict(ref.JobID, "%s: attempt %d on %s is not the current one", reasonStaleAttempt, ref.Attempt, workerID)
+			return job.Conflict(ref.JobID, "%s: attempt %d on %s is not the current one", scheduler.ReasonStaleAttempt, ref.Attempt, workerID)
 		}
 		switch cur.State {
 		case job.Running:
 			return nil
 		case job.Scheduled:
 		default:
-			return job.Conflict(ref.JobID, "%s: job is %s", reasonStaleAttempt, cur.State)
+			return job.Conflict(ref.JobID, "%s: job is %s", scheduler.ReasonStaleAttempt, cur.State)
 		}
 		next := cur.Clone()
 		next.State, next.StartedAt = job.Running, at
@@ -254,7 +255,7 @@ func (s *Scheduler) JobStarted(ctx context.Context, workerID string, ref Ref, at
 // Completed, to Failed or Cancelled, or back to Pending for a retry. A
 // report for an attempt the job has already left (a duplicate, or one from
 // a worker declared lost) fails with job.ErrConflict and changes nothing.
-func (s *Scheduler) JobFinished(ctx context.Context, workerID string, f Finish) (*job.Job, error) {
+func (s *Cluster) JobFinished(ctx context.Context, workerID string, f scheduler.Finish) (*job.Job, error) {
 	for range 3 {
 		cur, err := s.Get(f.JobID)
 		if err != nil {
@@ -262,9 +263,9 @@ func (s *Scheduler) JobFinished(ctx context.Context, workerID string, f Finish) 
 		}
 		if cur.Attempt != f.Attempt || cur.Worker != workerID || !cur.State.Active() {
 			return nil, job.Conflict(f.JobID, "%s: attempt %d on %s is not running (job is %s, attempt %d)",
-				reasonStaleAttempt, f.Attempt, workerID, cur.State, cur.Attempt)
+				scheduler.ReasonStaleAttempt, f.Attempt, workerID, cur.State, cur.Attempt)
 		}
-		next := finishedJob(cur, f, s.cfg.Now())
+		next := scheduler.Finished(cur, f, s.cfg.Now())
 		errs, err := s.apply(ctx, []job.Update{{Expect: cur.Expected(), Next: next}})
 		if err != nil {
 			return nil, err
@@ -282,8 +283,8 @@ func (s *Scheduler) JobFinished(ctx context.Context, workerID string, f Finish) 
 
 // finishAttempt ends an attempt on the server's own authority (worker lost,
 // stop not confirmed), logging rather than returning a lost race.
-func (s *Scheduler) finishAttempt(ctx context.Context, cur *job.Job, f Finish, why string) error {
-	next := finishedJob(cur, f, s.cfg.Now())
+func (s *Cluster) finishAttempt(ctx context.Context, cur *job.Job, f scheduler.Finish, why string) error {
+	next := scheduler.Finished(cur, f, s.cfg.Now())
 	errs, err := s.apply(ctx, []job.Update{{Expect: cur.Expected(), Next: next}})
 	if err == nil {
 		err = errs[0]
@@ -299,9 +300,9 @@ func (s *Scheduler) finishAttempt(ctx context.Context, cur *job.Job, f Finish, w
 // loseAttempt ends an attempt its worker no longer has, retrying when a
 // concurrent write (a start report in flight, say) moved the job first but
 // left the same attempt on the same worker.
-func (s *Scheduler) loseAttempt(ctx context.Context, j *job.Job, why string) {
+func (s *Cluster) loseAttempt(ctx context.Context, j *job.Job, why string) {
 	for range 3 {
-		if s.finishAttempt(ctx, j, Finish{JobID: j.ID, Attempt: j.Attempt, Outcome: Lost, ExitCode: -1}, why) == nil {
+		if s.finishAttempt(ctx, j, scheduler.Finish{JobID: j.ID, Attempt: j.Attempt, Outcome: scheduler.Lost, ExitCode: -1}, why) == nil {
 			return
 		}
 		s.refresh(ctx, j.ID)
@@ -314,7 +315,7 @@ func (s *Scheduler) loseAttempt(ctx context.Context, j *job.Job, why string) {
 }
 
 // forActive calls fn for every job that is Scheduled or Running.
-func (s *Scheduler) forActive(fn func(*job.Job)) {
+func (s *Cluster) forActive(fn func(*job.Job)) {
 	s.active.Range(func(id string, _ struct{}) bool {
 		if j, ok := s.jobs.Load(id); ok && j.State.Active() {
 			fn(j)
@@ -323,13 +324,13 @@ func (s *Scheduler) forActive(fn func(*job.Job)) {
 	})
 }
 
-func (s *Scheduler) cancelOrder(j *job.Job, reason string) CancelOrder {
+func (s *Cluster) cancelOrder(j *job.Job, reason string) CancelOrder {
 	return CancelOrder{JobID: j.ID, Attempt: j.Attempt, Grace: s.cfg.KillGrace, Reason: reason}
 }
 
 // sendCancel sends a stop order for j's attempt and starts the clock on its
 // confirmation.
-func (s *Scheduler) sendCancel(j *job.Job, reason string) {
+func (s *Cluster) sendCancel(j *job.Job, reason string) {
 	s.cancelSent.Store(j.ID, s.cfg.Now())
 	s.cfg.Dispatcher.Cancel(j.Worker, s.cancelOrder(j, reason))
 	s.poke()
@@ -338,7 +339,7 @@ func (s *Scheduler) sendCancel(j *job.Job, reason string) {
 // Revoke declares a worker DOWN at once, because its agent was cut off:
 // the next pass ends its jobs as lost, and they retry per their policy.
 // It reports whether the worker was known.
-func (s *Scheduler) Revoke(workerID string) bool {
+func (s *Cluster) Revoke(workerID string) bool {
 	known := false
 	s.workers.Compute(workerID, func(old *workerState, loaded bool) (*workerState, bool) {
 		if !loaded {

@@ -1,4 +1,4 @@
-package scheduler
+package cluster
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"github.com/puzpuzpuz/xsync/v3"
 
 	"github.com/hodei-jobs/hodei/job"
+	"github.com/hodei-jobs/hodei/scheduler"
 )
 
 // Dispatcher delivers orders to connected agents. Its methods must not
@@ -48,51 +49,10 @@ type Observer interface {
 	Preempted(tenant string)
 }
 
-// Config configures a Scheduler. Zero fields take the defaults shown.
-type Config struct {
-	Store      Store
-	Dispatcher Dispatcher
-	Observer   Observer // nil: none
-	// OnChange is called with every published job version, after the
-	// commit; it must not block. nil: none.
-	OnChange  func(*job.Job)
-	Now       func() time.Time // default time.Now
-	Logger    *slog.Logger     // default: discard
-	Placement Placement        // default BinPack
-	// Heartbeat is the interval agents are told to heartbeat at; default 5 s.
-	Heartbeat time.Duration
-	// Lease is how long a worker may stay silent before it is DOWN and its
-	// jobs are lost; default 3 × Heartbeat + 5 s.
-	Lease time.Duration
-	// KillGrace is the time between SIGTERM and SIGKILL on cancel; default 10 s.
-	KillGrace time.Duration
-	// AutoTenants creates the tenant of a submit when it does not exist,
-	// instead of refusing the submit. Default false.
-	AutoTenants bool
-	// Aging is the wait that raises a pending job's priority by the whole
-	// range (see EffectivePriority); default DefaultAging.
-	Aging time.Duration
-	// Preemption lets the scheduler stop preemptible jobs of tenants above
-	// their share for tenants below it. Default false.
-	Preemption bool
-	// MaxMatrix is the most jobs one pipeline step's matrix may expand to;
-	// default job.DefaultMaxMatrix.
-	MaxMatrix int
-	// MaxPipelineLinks is the most dependency links one pipeline may
-	// create; default job.DefaultMaxPipelineLinks.
-	MaxPipelineLinks int
-	// SealSecrets is called with every new job (Submit, SubmitArray,
-	// RunPipeline) once its id is set and before it is stored or published,
-	// when it has secret env values. It must set j.Spec.SecretEnv to a new
-	// map of sealed values: the old map may be shared with the other jobs of
-	// the same call. nil: values are stored as given.
-	SealSecrets func(j *job.Job)
-}
-
-// Scheduler owns the live state of jobs and workers and the dispatch loop.
+// Cluster owns the live state of jobs and workers and the dispatch loop.
 // All methods are safe for concurrent use; Pass and Run must not run
 // concurrently with each other (Run calls Pass).
-type Scheduler struct {
+type Cluster struct {
 	cfg Config
 	log *slog.Logger
 
@@ -123,27 +83,16 @@ type Scheduler struct {
 	idEntropy io.Reader // guarded by idMu
 }
 
-// New returns a Scheduler. Call Recover before serving, then Run.
-func New(cfg Config) *Scheduler {
+// New returns a Cluster. Call Recover before serving, then Run.
+func New(cfg Config) *Cluster {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	if cfg.Heartbeat <= 0 {
-		cfg.Heartbeat = 5 * time.Second
-	}
-	if cfg.Lease <= 0 {
-		cfg.Lease = 3*cfg.Heartbeat + 5*time.Second
-	}
-	if cfg.KillGrace <= 0 {
-		cfg.KillGrace = 10 * time.Second
-	}
-	if cfg.Aging <= 0 {
-		cfg.Aging = DefaultAging
-	}
-	return &Scheduler{
+	cfg.Settings = cfg.Settings.withDefaults()
+	return &Cluster{
 		cfg:        cfg,
 		log:        cfg.Logger.With("component", "scheduler"),
 		jobs:       xsync.NewMapOf[string, *job.Job](),
@@ -164,12 +113,12 @@ func New(cfg Config) *Scheduler {
 }
 
 // Config returns the effective configuration, defaults filled in.
-func (s *Scheduler) Config() Config { return s.cfg }
+func (s *Cluster) Config() Config { return s.cfg }
 
 // Recover rebuilds memory from the store: every job, the dependency index,
 // the tenants and the known workers. Workers start disconnected: the ones holding active
 // jobs have one lease, from now, to reconnect before their jobs are lost.
-func (s *Scheduler) Recover(ctx context.Context) error {
+func (s *Cluster) Recover(ctx context.Context) error {
 	now := s.cfg.Now()
 	tenants, err := s.cfg.Store.Tenants(ctx)
 	if err != nil {
@@ -225,7 +174,7 @@ func (s *Scheduler) Recover(ctx context.Context) error {
 	return nil
 }
 
-func (s *Scheduler) publishRecovered(j *job.Job) {
+func (s *Cluster) publishRecovered(j *job.Job) {
 	s.jobs.Compute(j.ID, func(*job.Job, bool) (*job.Job, bool) {
 		s.track(j)
 		return j, false
@@ -234,7 +183,7 @@ func (s *Scheduler) publishRecovered(j *job.Job) {
 
 // Run is the dispatch loop: it runs a pass whenever something happened or
 // the next timer is due, until ctx ends.
-func (s *Scheduler) Run(ctx context.Context) error {
+func (s *Cluster) Run(ctx context.Context) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -254,7 +203,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 }
 
 // poke wakes the dispatch loop; wake-ups that arrive during a pass coalesce.
-func (s *Scheduler) poke() {
+func (s *Cluster) poke() {
 	select {
 	case s.wake <- struct{}{}:
 	default:
@@ -265,7 +214,7 @@ func (s *Scheduler) poke() {
 // Errors: a *job.FieldError (wrapping job.ErrInvalid) naming the bad field;
 // job.UnknownTenant (job.ErrNotFound) unless AutoTenants; job.OverQueued
 // (job.ErrExhausted) past the tenant's max-queued limit; store errors.
-func (s *Scheduler) Submit(ctx context.Context, spec job.Spec) (*job.Job, error) {
+func (s *Cluster) Submit(ctx context.Context, spec job.Spec) (*job.Job, error) {
 	spec, now, err := s.checkSpec(ctx, spec)
 	if err != nil {
 		return nil, err
@@ -282,7 +231,7 @@ func (s *Scheduler) Submit(ctx context.Context, spec job.Spec) (*job.Job, error)
 
 // checkSpec normalizes and validates a submitted spec, clears the fields
 // only the server sets, and makes sure its tenant exists.
-func (s *Scheduler) checkSpec(ctx context.Context, spec job.Spec) (job.Spec, time.Time, error) {
+func (s *Cluster) checkSpec(ctx context.Context, spec job.Spec) (job.Spec, time.Time, error) {
 	spec.Pipeline, spec.Step, spec.ContinueOnFailure = "", "", false
 	spec.Array, spec.ArrayIndex, spec.ArrayLimit = "", 0, 0
 	spec.Normalize()
@@ -297,13 +246,13 @@ func (s *Scheduler) checkSpec(ctx context.Context, spec job.Spec) (job.Spec, tim
 }
 
 // seal hands a new job with secret env values to Config.SealSecrets.
-func (s *Scheduler) seal(j *job.Job) {
+func (s *Cluster) seal(j *job.Job) {
 	if s.cfg.SealSecrets != nil && len(j.Spec.SecretEnv) > 0 {
 		s.cfg.SealSecrets(j)
 	}
 }
 
-func (s *Scheduler) newID(now time.Time) string {
+func (s *Cluster) newID(now time.Time) string {
 	s.idMu.Lock()
 	defer s.idMu.Unlock()
 	return ulid.MustNew(ulid.Timestamp(now), s.idEntropy).String()
@@ -311,12 +260,12 @@ func (s *Scheduler) newID(now time.Time) string {
 
 // EffectivePriority is j's rank within its tenant now, with the configured
 // aging (see the function EffectivePriority).
-func (s *Scheduler) EffectivePriority(j *job.Job) float64 {
-	return EffectivePriority(j, s.cfg.Now(), s.cfg.Aging)
+func (s *Cluster) EffectivePriority(j *job.Job) float64 {
+	return scheduler.EffectivePriority(j, s.cfg.Now(), s.cfg.Aging)
 }
 
 // Get returns a job from memory, or job.ErrNotFound.
-func (s *Scheduler) Get(id string) (*job.Job, error) {
+func (s *Cluster) Get(id string) (*job.Job, error) {
 	if j, ok := s.jobs.Load(id); ok {
 		return j, nil
 	}
@@ -325,7 +274,7 @@ func (s *Scheduler) Get(id string) (*job.Job, error) {
 
 // Subscribe returns a subscription to job changes that pass filter (nil:
 // all), buffered to buffer events.
-func (s *Scheduler) Subscribe(buffer int, filter func(*job.Job) bool) *Subscription {
+func (s *Cluster) Subscribe(buffer int, filter func(*job.Job) bool) *Subscription {
 	return s.events.subscribe(buffer, filter)
 }
 
@@ -334,9 +283,9 @@ func (s *Scheduler) Subscribe(buffer int, filter func(*job.Job) bool) *Subscript
 // when its agent confirms (or when the confirmation is overdue). Cancelling
 // a job whose cancel is already under way returns it unchanged. Errors:
 // job.ErrNotFound; job.ErrConflict when the job is already terminal.
-func (s *Scheduler) Cancel(ctx context.Context, id, reason string) (*job.Job, error) {
+func (s *Cluster) Cancel(ctx context.Context, id, reason string) (*job.Job, error) {
 	if reason == "" {
-		reason = ReasonUserCancel
+		reason = scheduler.ReasonUserCancel
 	}
 	for range 10 {
 		cur, err := s.Get(id)
@@ -370,7 +319,7 @@ func (s *Scheduler) Cancel(ctx context.Context, id, reason string) (*job.Job, er
 // cancelNext is the record that cancels the non-terminal job cur: Cancelled
 // at once, or for a Running job a stop order whose confirmation ends it.
 // It returns nil when a cancel is already under way.
-func (s *Scheduler) cancelNext(cur *job.Job, reason string) *job.Job {
+func (s *Cluster) cancelNext(cur *job.Job, reason string) *job.Job {
 	switch {
 	case cur.State == job.Running && cur.CancelRequested != "" && !cur.Requeue:
 		return nil
@@ -380,11 +329,11 @@ func (s *Scheduler) cancelNext(cur *job.Job, reason string) *job.Job {
 		next.CancelRequested, next.Requeue = reason, false
 		return next
 	}
-	return cancelledJob(cur, reason, s.cfg.Now())
+	return scheduler.Cancelled(cur, reason, s.cfg.Now())
 }
 
 // cancelled sends the orders a committed cancel of cur needs.
-func (s *Scheduler) cancelled(cur, next *job.Job, reason string) {
+func (s *Cluster) cancelled(cur, next *job.Job, reason string) {
 	switch cur.State {
 	case job.Running:
 		s.sendCancel(next, reason)
@@ -396,14 +345,14 @@ func (s *Scheduler) cancelled(cur, next *job.Job, reason string) {
 
 // refresh reloads a job from the store after a lost compare-and-swap, in
 // case memory has not caught up with the winner's commit yet.
-func (s *Scheduler) refresh(ctx context.Context, id string) {
+func (s *Cluster) refresh(ctx context.Context, id string) {
 	if j, err := s.cfg.Store.Get(ctx, id); err == nil {
 		s.publish(j)
 	}
 }
 
 // apply writes updates through the store and publishes those that commit.
-func (s *Scheduler) apply(ctx context.Context, updates []job.Update) ([]error, error) {
+func (s *Cluster) apply(ctx context.Context, updates []job.Update) ([]error, error) {
 	errs, err := s.cfg.Store.Apply(ctx, updates)
 	if err != nil {
 		return nil, err
@@ -420,7 +369,7 @@ func (s *Scheduler) apply(ctx context.Context, updates []job.Update) ([]error, e
 // forward, so a slow publisher cannot overwrite a newer record; the pending
 // and active sets are updated under the same key lock, so they always
 // follow the newest version.
-func (s *Scheduler) publish(j *job.Job) {
+func (s *Cluster) publish(j *job.Job) {
 	won := false
 	var prev *job.Job
 	s.jobs.Compute(j.ID, func(old *job.Job, loaded bool) (*job.Job, bool) {
@@ -473,7 +422,7 @@ func (s *Scheduler) publish(j *job.Job) {
 // A Pending job with dependencies goes to the blocked set; release moves
 // it to pending once they are done, so that a pass looks only at jobs
 // that can start and a long chain costs no more than a flat list.
-func (s *Scheduler) track(j *job.Job) {
+func (s *Cluster) track(j *job.Job) {
 	switch {
 	case j.State == job.Pending && len(j.Spec.DependsOn) > 0:
 		s.blocked.Store(j.ID, struct{}{})
@@ -497,7 +446,7 @@ func (s *Scheduler) track(j *job.Job) {
 // done. It runs after the commits of the job and of its dependencies are
 // published, under the job's key lock, so that of two racing publishes
 // (the job's own and its last dependency's) the later one sees the other.
-func (s *Scheduler) release(id string) {
+func (s *Cluster) release(id string) {
 	s.jobs.Compute(id, func(cur *job.Job, loaded bool) (*job.Job, bool) {
 		if loaded && cur.State == job.Pending && s.depsDone(cur) {
 			if _, was := s.blocked.LoadAndDelete(id); was {
@@ -508,12 +457,12 @@ func (s *Scheduler) release(id string) {
 	})
 }
 
-func (s *Scheduler) dependents(id string) []string {
+func (s *Cluster) dependents(id string) []string {
 	kids, _ := s.deps.Load(id)
 	return kids
 }
 
-func (s *Scheduler) addDependent(dep, child string) {
+func (s *Cluster) addDependent(dep, child string) {
 	s.deps.Compute(dep, func(old []string, _ bool) ([]string, bool) {
 		if slices.Contains(old, child) {
 			return old, false
@@ -525,7 +474,7 @@ func (s *Scheduler) addDependent(dep, child string) {
 // Forget drops finished jobs from memory after retention deleted them from
 // the store.
 // Pipelines none of whose jobs is left are deleted too.
-func (s *Scheduler) Forget(ctx context.Context, ids []string) {
+func (s *Cluster) Forget(ctx context.Context, ids []string) {
 	touched := make(map[string]bool)
 	for _, id := range ids {
 		if j, ok := s.jobs.Load(id); ok && j.Spec.Pipeline != "" {
@@ -542,6 +491,6 @@ func (s *Scheduler) Forget(ctx context.Context, ids []string) {
 
 // Jobs calls fn for every job in memory, in no particular order, until fn
 // returns false. It is not a snapshot.
-func (s *Scheduler) Jobs(fn func(*job.Job) bool) {
+func (s *Cluster) Jobs(fn func(*job.Job) bool) {
 	s.jobs.Range(func(_ string, j *job.Job) bool { return fn(j) })
 }

@@ -1,4 +1,4 @@
-package scheduler
+package cluster
 
 import (
 	"fmt"
@@ -8,6 +8,7 @@ import (
 
 	"github.com/hodei-jobs/hodei/job"
 	"github.com/hodei-jobs/hodei/quota"
+	"github.com/hodei-jobs/hodei/scheduler"
 )
 
 // sim is a cluster of fake agents around a harness: every assignment starts
@@ -92,7 +93,7 @@ func (s *sim) step(max time.Duration) {
 		}
 		delete(s.ends, c.JobID)
 		if _, err := s.h.s.JobFinished(s.h.ctx, s.h.get(c.JobID).Worker,
-			Finish{JobID: c.JobID, Attempt: c.Attempt, Outcome: Killed, ExitCode: -1}); err != nil {
+			scheduler.Finish{JobID: c.JobID, Attempt: c.Attempt, Outcome: scheduler.Killed, ExitCode: -1}); err != nil {
 			s.h.t.Fatalf("stop %s: %v", c.JobID, err)
 		}
 	}
@@ -117,7 +118,7 @@ func (s *sim) step(max time.Duration) {
 	for _, id := range done {
 		delete(s.ends, id)
 		j := s.h.get(id)
-		if _, err := s.h.s.JobFinished(s.h.ctx, j.Worker, Finish{JobID: id, Attempt: j.Attempt, Outcome: Exited}); err != nil {
+		if _, err := s.h.s.JobFinished(s.h.ctx, j.Worker, scheduler.Finish{JobID: id, Attempt: j.Attempt, Outcome: scheduler.Exited}); err != nil {
 			s.h.t.Fatalf("finish %s: %v", id, err)
 		}
 	}
