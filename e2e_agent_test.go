@@ -161,8 +161,9 @@ func TestServerRestartWhileJobRuns(t *testing.T) {
 	// The second job ends while the server is down, so its result and
 	// output wait in the agent until the server is back.
 	quick := strings.TrimSpace(mustRun(t, addr, "submit", "--script",
-		fmt.Sprintf("while [ ! -e %[1]s/killed ]; do sleep 0.05; done; echo quick; echo done > %[1]s/quick", tmp)))
+		fmt.Sprintf("echo go > %[1]s/quickstarted; while [ ! -e %[1]s/killed ]; do sleep 0.05; done; echo quick; echo done > %[1]s/quick", tmp)))
 	waitFile(t, filepath.Join(tmp, "started"), 30*time.Second)
+	waitFile(t, filepath.Join(tmp, "quickstarted"), 30*time.Second) // both run on the agent before the kill
 	srv.kill()
 	os.WriteFile(filepath.Join(tmp, "killed"), []byte("\n"), 0o600)
 	waitFile(t, filepath.Join(tmp, "quick"), 30*time.Second)

@@ -56,15 +56,29 @@ type Cluster struct {
 	cfg Config
 	log *slog.Logger
 
-	jobs    *xsync.MapOf[string, *job.Job]     // every job in memory; immutable values
-	pending *xsync.MapOf[string, struct{}]     // ids of Pending jobs whose dependencies are done; kept by track and release
-	blocked *xsync.MapOf[string, struct{}]     // ids of Pending jobs that wait for dependencies; kept by track and release
-	active  *xsync.MapOf[string, struct{}]     // ids of Scheduled and Running jobs; kept by track
-	deps    *xsync.MapOf[string, []string]     // job id → ids that depend on it; copy on write
-	workers *xsync.MapOf[string, *workerState] // immutable values
+	// mu guards the job state (see state.go). Publishers hold it for a
+	// few map and tree operations; a pass holds it while it takes its
+	// snapshot and decides, which costs what the pass places.
+	mu           sync.RWMutex
+	waiting      map[string]waitRef             // Pending jobs, by id
+	needs        map[string][]string            // blocked job id → its dependencies
+	active       map[string]*job.Job            // Scheduled and Running jobs, by id; immutable values
+	queues       map[string]*tenantQueue        // tenant → its ready work
+	delayed      delayHeap                      // waiting jobs whose backoff has not ended
+	rekeyed      time.Time                      // the last re-key of jobs with deadlines
+	counts       map[string]*tenantCount        // tenant → what its unfinished jobs add up to
+	arrays       map[string]*arrayState         // arrays with tasks not yet materialized
+	arrayIDs     []string                       // the keys of arrays, sorted
+	arrayRunning map[string]int                 // array id → its Scheduled and Running jobs (arrays with a limit)
+	deps         map[string][]string            // job id → ids of unfinished jobs that depend on it
+	depCheck     map[string]struct{}            // blocked ids whose dependencies the next pass looks at
+	byWorker     map[string]map[string]struct{} // worker id → ids of its active jobs
+	byArray      map[string]map[string]struct{} // array id → ids of its unfinished jobs
 
-	depCheck   *xsync.MapOf[string, struct{}]  // pending ids whose dependency just ended
-	cancelSent *xsync.MapOf[string, time.Time] // job id → when the last stop order went out
+	recent *recentJobs // finished jobs lately published or read
+
+	workers    *xsync.MapOf[string, *workerState] // immutable values
+	cancelSent *xsync.MapOf[string, time.Time]    // job id → when the last stop order went out
 
 	// reserved holds, by job id, the room a preemption is making for a
 	// pending job; only the dispatch loop reads and writes it.
@@ -81,6 +95,7 @@ type Cluster struct {
 
 	idMu      sync.Mutex
 	idEntropy io.Reader // guarded by idMu
+	lastID    ulid.ULID // guarded by idMu; ids only grow, past reserved ranges too
 }
 
 // New returns a Cluster. Call Recover before serving, then Run.
@@ -93,31 +108,39 @@ func New(cfg Config) *Cluster {
 	}
 	cfg.Settings = cfg.Settings.withDefaults()
 	return &Cluster{
-		cfg:        cfg,
-		log:        cfg.Logger.With("component", "scheduler"),
-		jobs:       xsync.NewMapOf[string, *job.Job](),
-		pending:    xsync.NewMapOf[string, struct{}](),
-		blocked:    xsync.NewMapOf[string, struct{}](),
-		active:     xsync.NewMapOf[string, struct{}](),
-		deps:       xsync.NewMapOf[string, []string](),
-		workers:    xsync.NewMapOf[string, *workerState](),
-		depCheck:   xsync.NewMapOf[string, struct{}](),
-		cancelSent: xsync.NewMapOf[string, time.Time](),
-		tenants:    xsync.NewMapOf[string, *job.Tenant](),
-		pipelines:  xsync.NewMapOf[string, *job.Pipeline](),
-		fair:       newFairState(),
-		reserved:   make(map[string]reservation),
-		wake:       make(chan struct{}, 1),
-		idEntropy:  ulid.Monotonic(crand.Reader, 0),
+		cfg:          cfg,
+		log:          cfg.Logger.With("component", "cluster"),
+		waiting:      make(map[string]waitRef),
+		needs:        make(map[string][]string),
+		active:       make(map[string]*job.Job),
+		queues:       make(map[string]*tenantQueue),
+		counts:       make(map[string]*tenantCount),
+		arrays:       make(map[string]*arrayState),
+		arrayRunning: make(map[string]int),
+		deps:         make(map[string][]string),
+		depCheck:     make(map[string]struct{}),
+		byWorker:     make(map[string]map[string]struct{}),
+		byArray:      make(map[string]map[string]struct{}),
+		recent:       newRecentJobs(recentJobsSize),
+		workers:      xsync.NewMapOf[string, *workerState](),
+		cancelSent:   xsync.NewMapOf[string, time.Time](),
+		tenants:      xsync.NewMapOf[string, *job.Tenant](),
+		pipelines:    xsync.NewMapOf[string, *job.Pipeline](),
+		fair:         newFairState(),
+		reserved:     make(map[string]reservation),
+		wake:         make(chan struct{}, 1),
+		idEntropy:    ulid.Monotonic(crand.Reader, 0),
 	}
 }
 
 // Config returns the effective configuration, defaults filled in.
 func (s *Cluster) Config() Config { return s.cfg }
 
-// Recover rebuilds memory from the store: every job, the dependency index,
-// the tenants and the known workers. Workers start disconnected: the ones holding active
-// jobs have one lease, from now, to reconnect before their jobs are lost.
+// Recover rebuilds memory from the store in one pass over the jobs: the
+// unfinished jobs, the arrays and which of their tasks are jobs already,
+// the tenants' figures, the dependency index, the tenants, pipelines and
+// known workers. Workers start disconnected: the ones holding active jobs
+// have one lease, from now, to reconnect before their jobs are lost.
 func (s *Cluster) Recover(ctx context.Context) error {
 	now := s.cfg.Now()
 	tenants, err := s.cfg.Store.Tenants(ctx)
@@ -134,35 +157,45 @@ func (s *Cluster) Recover(ctx context.Context) error {
 	for _, p := range pipelines {
 		s.pipelines.Store(p.ID, p)
 	}
-	defer func() {
-		// A crash between retention's delete and its forget leaves records
-		// of pipelines whose jobs are all gone.
-		all := make(map[string]bool, len(pipelines))
-		for _, p := range pipelines {
-			all[p.ID] = true
-		}
-		s.forgetPipelines(ctx, all)
-	}()
+	arrays, err := s.cfg.Store.Arrays(ctx)
+	if err != nil {
+		return fmt.Errorf("recover arrays: %w", err)
+	}
+	byArray := make(map[string]*job.Array, len(arrays))
+	for _, a := range arrays {
+		byArray[a.ID] = a
+	}
+	materialized := make(map[string][]int)
 	err = s.cfg.Store.Scan(ctx, func(j *job.Job) error {
-		s.publishRecovered(j)
+		if a := byArray[j.Spec.Array]; a != nil {
+			if p, ok := a.Position(j.ID); ok {
+				materialized[a.ID] = append(materialized[a.ID], p)
+			}
+		}
+		if j.State.Terminal() {
+			return nil
+		}
+		s.track(j)
 		if j.State.Active() {
 			s.fair.started(j, now)
 		}
-		for _, d := range j.Spec.DependsOn {
-			s.addDependent(d, j.ID)
-		}
-		if j.State == job.Pending && len(j.Spec.DependsOn) > 0 {
-			s.depCheck.Store(j.ID, struct{}{})
-		}
 		return nil
-	})
-	s.blocked.Range(func(id string, _ struct{}) bool {
-		s.release(id) // every job is in memory now
-		return true
 	})
 	if err != nil {
 		return fmt.Errorf("recover jobs: %w", err)
 	}
+	s.mu.Lock()
+	for _, a := range arrays {
+		s.addArray(a, materialized[a.ID])
+	}
+	s.mu.Unlock()
+	// A crash between retention's delete and its forget leaves records
+	// of pipelines whose jobs are all gone.
+	all := make(map[string]bool, len(pipelines))
+	for _, p := range pipelines {
+		all[p.ID] = true
+	}
+	s.forgetPipelines(ctx, all)
 	ws, err := s.cfg.Store.Workers(ctx)
 	if err != nil {
 		return fmt.Errorf("recover workers: %w", err)
@@ -172,13 +205,6 @@ func (s *Cluster) Recover(ctx context.Context) error {
 	}
 	s.poke()
 	return nil
-}
-
-func (s *Cluster) publishRecovered(j *job.Job) {
-	s.jobs.Compute(j.ID, func(*job.Job, bool) (*job.Job, bool) {
-		s.track(j)
-		return j, false
-	})
 }
 
 // Run is the dispatch loop: it runs a pass whenever something happened or
@@ -252,24 +278,51 @@ func (s *Cluster) seal(j *job.Job) {
 	}
 }
 
+// newID returns a new job id, greater than every id made before.
 func (s *Cluster) newID(now time.Time) string {
+	return s.newIDs(now, 0)
+}
+
+// newIDs returns a new id and reserves the n ids that follow it (an
+// array's tasks, see job.TaskID): no later id falls in that range.
+func (s *Cluster) newIDs(now time.Time, n int) string {
 	s.idMu.Lock()
 	defer s.idMu.Unlock()
-	return ulid.MustNew(ulid.Timestamp(now), s.idEntropy).String()
+	id := ulid.MustNew(ulid.Timestamp(now), s.idEntropy)
+	if id.Compare(s.lastID) <= 0 {
+		id = ulid.MustParse(job.AddID(s.lastID.String(), 1))
+	}
+	s.lastID = ulid.MustParse(job.AddID(id.String(), uint64(n)))
+	return id.String()
 }
 
 // EffectivePriority is j's rank within its tenant now, with the configured
-// aging (see the function EffectivePriority).
+// aging (see scheduler.EffectivePriority).
 func (s *Cluster) EffectivePriority(j *job.Job) float64 {
 	return scheduler.EffectivePriority(j, s.cfg.Now(), s.cfg.Aging)
 }
 
-// Get returns a job from memory, or job.ErrNotFound.
-func (s *Cluster) Get(id string) (*job.Job, error) {
-	if j, ok := s.jobs.Load(id); ok {
+// Get returns a job: an active one from memory, a finished one from the
+// recent cache, any other from the store, and a task of an array that is
+// not materialized yet as it would be. Errors: job.ErrNotFound; store
+// errors.
+func (s *Cluster) Get(ctx context.Context, id string) (*job.Job, error) {
+	s.mu.RLock()
+	j := s.active[id]
+	s.mu.RUnlock()
+	if j != nil {
 		return j, nil
 	}
-	return nil, fmt.Errorf("job %s: %w", id, job.ErrNotFound)
+	if j := s.recent.get(id); j != nil {
+		return j, nil
+	}
+	j, err := s.cfg.Store.Get(ctx, id)
+	if errors.Is(err, job.ErrNotFound) {
+		if t := s.lazyTask(id); t != nil {
+			return t, nil
+		}
+	}
+	return j, err
 }
 
 // Subscribe returns a subscription to job changes that pass filter (nil:
@@ -288,7 +341,7 @@ func (s *Cluster) Cancel(ctx context.Context, id, reason string) (*job.Job, erro
 		reason = scheduler.ReasonUserCancel
 	}
 	for range 10 {
-		cur, err := s.Get(id)
+		cur, err := s.Get(ctx, id)
 		if err != nil {
 			return nil, err
 		}
@@ -299,7 +352,8 @@ func (s *Cluster) Cancel(ctx context.Context, id, reason string) (*job.Job, erro
 		if next == nil {
 			return cur, nil
 		}
-		errs, err := s.apply(ctx, []job.Update{{Expect: cur.Expected(), Next: next}})
+		u := job.Update{Expect: cur.Expected(), Next: next, Create: s.isLazy(cur)}
+		errs, err := s.apply(ctx, []job.Update{u})
 		if err != nil {
 			return nil, err
 		}
@@ -352,6 +406,7 @@ func (s *Cluster) refresh(ctx context.Context, id string) {
 }
 
 // apply writes updates through the store and publishes those that commit.
+// Creates of array tasks are marked materialized before they are published.
 func (s *Cluster) apply(ctx context.Context, updates []job.Update) ([]error, error) {
 	errs, err := s.cfg.Store.Apply(ctx, updates)
 	if err != nil {
@@ -359,6 +414,9 @@ func (s *Cluster) apply(ctx context.Context, updates []job.Update) ([]error, err
 	}
 	for i, u := range updates {
 		if errs[i] == nil {
+			if u.Create {
+				s.materialized(u.Next)
+			}
 			s.publish(u.Next)
 		}
 	}
@@ -366,24 +424,13 @@ func (s *Cluster) apply(ctx context.Context, updates []job.Update) ([]error, err
 }
 
 // publish makes a committed job version visible. Versions only move
-// forward, so a slow publisher cannot overwrite a newer record; the pending
-// and active sets are updated under the same key lock, so they always
-// follow the newest version.
+// forward, so a slow publisher cannot overwrite a newer record.
 func (s *Cluster) publish(j *job.Job) {
-	won := false
-	var prev *job.Job
-	s.jobs.Compute(j.ID, func(old *job.Job, loaded bool) (*job.Job, bool) {
-		if loaded && old.Version >= j.Version {
-			return old, false
-		}
-		won, prev = true, old
-		s.track(j)
-		return j, false
-	})
+	prev, won := s.track(j)
 	if !won {
 		return
 	}
-	if prev != nil && prev.State.Active() && (!j.State.Active() || j.Attempt != prev.Attempt) {
+	if prev != nil && (!j.State.Active() || j.Attempt != prev.Attempt) {
 		end := j.FinishedAt
 		if end.IsZero() {
 			end = s.cfg.Now()
@@ -391,18 +438,9 @@ func (s *Cluster) publish(j *job.Job) {
 		_, known := s.tenants.Load(prev.Spec.Tenant)
 		s.fair.released(prev, end, s.weight(prev.Spec.Tenant), known)
 	}
-	if j.State == job.Pending && len(j.Spec.DependsOn) > 0 {
-		s.release(j.ID)
-	}
 	if j.State.Terminal() {
+		s.recent.put(j)
 		s.cancelSent.Delete(j.ID)
-		for _, k := range s.dependents(j.ID) {
-			if satisfies(j) {
-				s.release(k)
-			} else {
-				s.depCheck.Store(k, struct{}{})
-			}
-		}
 		if s.cfg.Observer != nil {
 			s.cfg.Observer.Finished(j.Spec.Tenant, j.State)
 		}
@@ -416,81 +454,122 @@ func (s *Cluster) publish(j *job.Job) {
 	s.events.publish(j)
 }
 
-// track files a job id under the set its state belongs to. It runs inside
-// the jobs map's Compute for that id.
-//
-// A Pending job with dependencies goes to the blocked set; release moves
-// it to pending once they are done, so that a pass looks only at jobs
-// that can start and a long chain costs no more than a flat list.
-func (s *Cluster) track(j *job.Job) {
-	switch {
-	case j.State == job.Pending && len(j.Spec.DependsOn) > 0:
-		s.blocked.Store(j.ID, struct{}{})
-		s.pending.Delete(j.ID)
-		s.active.Delete(j.ID)
-	case j.State == job.Pending:
-		s.pending.Store(j.ID, struct{}{})
-		s.active.Delete(j.ID)
-	case j.State.Active():
-		s.active.Store(j.ID, struct{}{})
-		s.pending.Delete(j.ID)
-		s.blocked.Delete(j.ID)
-	default:
-		s.pending.Delete(j.ID)
-		s.blocked.Delete(j.ID)
-		s.active.Delete(j.ID)
+// track files a committed job version in memory and reports whether it is
+// newer than what memory had, with the active version it replaces.
+func (s *Cluster) track(j *job.Job) (prev *job.Job, won bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ref, ok := s.waiting[j.ID]; ok {
+		if ref.version >= j.Version {
+			return nil, false
+		}
+		s.unfile(j.ID)
+		s.addWaiting(ref.w.Tenant, -1, ref.w.Resources)
+		unindex(s.byArray, ref.w.Array, j.ID)
+	} else if old, ok := s.active[j.ID]; ok {
+		if old.Version >= j.Version {
+			return nil, false
+		}
+		prev = old
+		s.unactive(old)
+	} else if r := s.recent.get(j.ID); r != nil && r.Version >= j.Version {
+		return nil, false // ended meanwhile
 	}
-}
-
-// release moves job id from blocked to pending if its dependencies are all
-// done. It runs after the commits of the job and of its dependencies are
-// published, under the job's key lock, so that of two racing publishes
-// (the job's own and its last dependency's) the later one sees the other.
-func (s *Cluster) release(id string) {
-	s.jobs.Compute(id, func(cur *job.Job, loaded bool) (*job.Job, bool) {
-		if loaded && cur.State == job.Pending && s.depsDone(cur) {
-			if _, was := s.blocked.LoadAndDelete(id); was {
-				s.pending.Store(id, struct{}{})
+	switch {
+	case j.State == job.Pending:
+		w := scheduler.WaitingOf(j, s.cfg.Now(), s.cfg.Aging)
+		isBlocked := len(j.Spec.DependsOn) > 0
+		if isBlocked {
+			s.needs[j.ID] = j.Spec.DependsOn
+			s.depCheck[j.ID] = struct{}{}
+			for _, d := range j.Spec.DependsOn {
+				s.addDependent(d, j.ID)
 			}
 		}
-		return cur, !loaded
-	})
-}
-
-func (s *Cluster) dependents(id string) []string {
-	kids, _ := s.deps.Load(id)
-	return kids
-}
-
-func (s *Cluster) addDependent(dep, child string) {
-	s.deps.Compute(dep, func(old []string, _ bool) ([]string, bool) {
-		if slices.Contains(old, child) {
-			return old, false
+		s.file(w, j.Version, isBlocked, s.cfg.Now())
+		s.addWaiting(j.Spec.Tenant, 1, j.Spec.Resources)
+		index(s.byArray, j.Spec.Array, j.ID)
+	case j.State.Active():
+		s.active[j.ID] = j
+		s.addActive(j, 1)
+		index(s.byWorker, j.Worker, j.ID)
+		index(s.byArray, j.Spec.Array, j.ID)
+	default:
+		for _, k := range s.deps[j.ID] {
+			s.depCheck[k] = struct{}{}
 		}
-		return append(slices.Clip(old), child), false
-	})
-}
-
-// Forget drops finished jobs from memory after retention deleted them from
-// the store.
-// Pipelines none of whose jobs is left are deleted too.
-func (s *Cluster) Forget(ctx context.Context, ids []string) {
-	touched := make(map[string]bool)
-	for _, id := range ids {
-		if j, ok := s.jobs.Load(id); ok && j.Spec.Pipeline != "" {
-			touched[j.Spec.Pipeline] = true
+		for _, d := range j.Spec.DependsOn {
+			kids := slices.DeleteFunc(slices.Clone(s.deps[d]), func(k string) bool { return k == j.ID })
+			if len(kids) == 0 {
+				delete(s.deps, d)
+			} else {
+				s.deps[d] = kids
+			}
 		}
-		s.jobs.Delete(id)
-		s.deps.Delete(id)
-		s.pending.Delete(id)
-		s.blocked.Delete(id)
-		s.active.Delete(id)
 	}
-	s.forgetPipelines(ctx, touched)
+	return prev, true
 }
 
-// Jobs calls fn for every job in memory, in no particular order, until fn
-// returns false. It is not a snapshot.
-func (s *Cluster) Jobs(fn func(*job.Job) bool) {
-	s.jobs.Range(func(_ string, j *job.Job) bool { return fn(j) })
+// unactive takes an active job out of memory. The caller holds mu.
+func (s *Cluster) unactive(j *job.Job) {
+	delete(s.active, j.ID)
+	s.addActive(j, -1)
+	unindex(s.byWorker, j.Worker, j.ID)
+	unindex(s.byArray, j.Spec.Array, j.ID)
+}
+
+// index and unindex keep a set of ids under a key ("" is no key).
+func index(m map[string]map[string]struct{}, key, id string) {
+	if key == "" {
+		return
+	}
+	ids := m[key]
+	if ids == nil {
+		ids = make(map[string]struct{})
+		m[key] = ids
+	}
+	ids[id] = struct{}{}
+}
+
+func unindex(m map[string]map[string]struct{}, key, id string) {
+	if ids := m[key]; ids != nil {
+		delete(ids, id)
+		if len(ids) == 0 {
+			delete(m, key)
+		}
+	}
+}
+
+// addDependent records that child waits for dep. The caller holds mu.
+func (s *Cluster) addDependent(dep, child string) {
+	kids := s.deps[dep]
+	if !slices.Contains(kids, child) {
+		s.deps[dep] = append(kids, child)
+	}
+}
+
+// dependents returns the ids of the unfinished jobs that wait for id.
+func (s *Cluster) dependents(id string) []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return slices.Clone(s.deps[id])
+}
+
+// Forget drops finished jobs from the recent cache after retention deleted
+// them from the store. Pipelines none of whose jobs is left are deleted
+// too.
+func (s *Cluster) Forget(ctx context.Context, ids []string) {
+	gone := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		s.recent.drop(id)
+		gone[id] = true
+	}
+	touched := make(map[string]bool)
+	s.pipelines.Range(func(id string, p *job.Pipeline) bool {
+		if slices.ContainsFunc(p.JobIDs(), func(j string) bool { return gone[j] }) {
+			touched[id] = true
+		}
+		return true
+	})
+	s.forgetPipelines(ctx, touched)
 }

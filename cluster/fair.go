@@ -69,7 +69,7 @@ func (f *fairState) book(as []scheduler.Assignment, weight func(string) float64)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, a := range as {
-		t := a.Job.Spec.Tenant
+		t := a.Job.Tenant
 		f.ledger.Charge(t, a.Charge, weight(t))
 		f.charges[a.Job.ID] = charge{t, a.Charge}
 	}

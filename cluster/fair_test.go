@@ -232,7 +232,7 @@ func TestChargesAreCorrectedByTheTimeJobsRan(t *testing.T) {
 	f.waiting(map[string]bool{"a": true})
 	j := pendingJob(1, "a", 2)
 	j.ScheduledAt = t0
-	f.book([]scheduler.Assignment{{Job: j, Charge: 20}}, weight) // 2 slots × 10 s expected
+	f.book([]scheduler.Assignment{{Job: scheduler.WaitingOf(j, t0, 0), Charge: 20}}, weight) // 2 slots × 10 s expected
 	if got := f.ledger.Tag("a"); got != 10 {
 		t.Fatalf("tag after booking = %g, want 20/2", got)
 	}
@@ -250,7 +250,7 @@ func TestChargesAreCorrectedByTheTimeJobsRan(t *testing.T) {
 
 	short := pendingJob(2, "a", 1)
 	short.ScheduledAt = t0
-	f.book([]scheduler.Assignment{{Job: short, Charge: 40}}, weight)
+	f.book([]scheduler.Assignment{{Job: scheduler.WaitingOf(short, t0, 0), Charge: 40}}, weight)
 	f.released(short, t0.Add(time.Second), 2, true) // refunded down to 1 slot-second
 	if got := f.ledger.Tag("a"); got != 40.5 {
 		t.Fatalf("tag after a short job = %g, want 40 + 1/2", got)

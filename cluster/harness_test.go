@@ -93,7 +93,7 @@ func (h *harness) submit(spec job.Spec) *job.Job {
 
 func (h *harness) get(id string) *job.Job {
 	h.t.Helper()
-	j, err := h.s.Get(id)
+	j, err := h.s.Get(h.ctx, id)
 	if err != nil {
 		h.t.Fatal(err)
 	}

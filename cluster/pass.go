@@ -1,10 +1,8 @@
 package cluster
 
 import (
-	"cmp"
 	"context"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/hodei-jobs/hodei/job"
@@ -16,31 +14,36 @@ import (
 type wakeAt struct{ t time.Time }
 
 func (w *wakeAt) at(t time.Time) {
-	if w.t.IsZero() || t.Before(w.t) {
+	if !t.IsZero() && (w.t.IsZero() || t.Before(w.t)) {
 		w.t = t
 	}
 }
 
-// Pass runs one round of the shell around Decide at the scheduler's Now:
-// it expires silent workers, enforces timeouts and overdue stop orders,
-// cancels jobs whose dependency failed, then assigns what fits and commits
-// all its assignments in one store transaction before sending them. It
-// returns when the next pass is due for a timer (zero: none). Only one Pass
-// may run at a time; Run calls it.
+// Pass runs one round of the loop around scheduler.Decide at the
+// cluster's Now: it marks silent workers DOWN, looks at the dependencies
+// that ended since the last pass, takes a snapshot, lets Decide make the
+// whole plan — lost attempts, timeouts, unconfirmed stops, burst-end
+// requeues, orphan cancels, dispatches and preemptions — and commits it in
+// one store transaction before sending any order. It returns when the next
+// pass is due for a timer (zero: none). Only one Pass may run at a time;
+// Run calls it.
 func (s *Cluster) Pass(ctx context.Context) time.Time {
 	now := s.cfg.Now()
 	var next wakeAt
-	s.expireWorkers(ctx, now, &next)
-	s.checkActive(ctx, now, &next)
-	s.cancelOrphans(ctx, now)
-	s.holdBursts(ctx, now, &next)
-	s.dispatch(ctx, now, &next)
+	s.expireWorkers(now, &next)
+	orphans := s.checkDeps(ctx)
+	s.mu.Lock()
+	snap := s.snapshot(now, &next, orphans)
+	plan := scheduler.Decide(snap, now)
+	s.mu.Unlock()
+	next.at(plan.Next)
+	s.commit(ctx, now, plan)
 	return next.t
 }
 
-// expireWorkers marks workers silent past their lease DOWN and loses their
-// jobs, which then retry per their policy.
-func (s *Cluster) expireWorkers(ctx context.Context, now time.Time, next *wakeAt) {
+// expireWorkers marks workers silent past their lease DOWN; the pass then
+// ends their jobs' attempts as lost, and they retry per their policy.
+func (s *Cluster) expireWorkers(now time.Time, next *wakeAt) {
 	var down []string
 	s.workers.Range(func(id string, w *workerState) bool {
 		if w.state == job.WorkerDown {
@@ -66,99 +69,83 @@ func (s *Cluster) expireWorkers(ctx context.Context, now time.Time, next *wakeAt
 	for _, id := range down {
 		s.log.Warn("worker lost", "worker", id, "lease", s.cfg.Lease)
 	}
-	// checkActive, next in the pass, ends the jobs of DOWN workers.
 }
 
-// checkActive ends the jobs of lost workers, enforces timeouts of running
-// jobs and gives up on stop orders that no agent confirmed within the kill
-// grace plus one lease. Whatever loses a race here is tried again next pass.
-func (s *Cluster) checkActive(ctx context.Context, now time.Time, next *wakeAt) {
-	var lost, overdue, timedOut []*job.Job
-	s.forActive(func(j *job.Job) {
-		if w, ok := s.workers.Load(j.Worker); !ok || w.state == job.WorkerDown {
-			lost = append(lost, j) // its worker is gone, or was never known
-			return
+// checkDeps looks at the blocked jobs one of whose dependencies ended (or
+// that were just filed): those whose dependencies all let them run go to
+// their queues, and those one of whose dependencies never will are
+// returned for the plan to cancel. It reads the finished dependencies from
+// the store, outside the lock.
+func (s *Cluster) checkDeps(ctx context.Context) []scheduler.Orphan {
+	s.mu.Lock()
+	if len(s.depCheck) == 0 {
+		s.mu.Unlock()
+		return nil
+	}
+	check := make(map[string][]string, len(s.depCheck))
+	var depIDs []string
+	seen := make(map[string]bool)
+	for id := range s.depCheck {
+		delete(s.depCheck, id)
+		ref, ok := s.waiting[id]
+		if !ok || ref.at != blocked {
+			continue
 		}
-		if j.CancelRequested != "" {
-			sent, ok := s.cancelSent.Load(j.ID)
-			if !ok {
-				s.sendCancel(j, j.CancelRequested) // e.g. after a server restart
-				sent = now
-			}
-			deadline := sent.Add(s.cfg.KillGrace + s.cfg.Lease)
-			if !now.Before(deadline) {
-				overdue = append(overdue, j)
-			} else {
-				next.at(deadline)
-			}
-			return
-		}
-		if j.State == job.Running && j.Spec.Timeout > 0 {
-			deadline := j.StartedAt.Add(j.Spec.Timeout)
-			if !now.Before(deadline) {
-				timedOut = append(timedOut, j)
-			} else {
-				next.at(deadline)
+		check[id] = s.needs[id]
+		for _, d := range s.needs[id] {
+			if !seen[d] {
+				seen[d] = true
+				depIDs = append(depIDs, d)
 			}
 		}
-	})
-	for _, j := range timedOut {
-		n := j.Clone()
-		n.CancelRequested = scheduler.ReasonTimeout
-		errs, err := s.apply(ctx, []job.Update{{Expect: j.Expected(), Next: n}})
-		if err == nil && errs[0] == nil {
-			s.sendCancel(n, scheduler.ReasonTimeout)
-		}
 	}
-	for _, j := range lost {
-		s.finishAttempt(ctx, j, scheduler.Finish{JobID: j.ID, Attempt: j.Attempt, Outcome: scheduler.Lost, ExitCode: -1}, scheduler.ReasonWorkerLost)
-	}
-	for _, j := range overdue {
-		s.finishAttempt(ctx, j, scheduler.Finish{JobID: j.ID, Attempt: j.Attempt, Outcome: scheduler.Killed, ExitCode: -1, Reason: scheduler.ReasonNoConfirm}, scheduler.ReasonNoConfirm)
-	}
-}
-
-// cancelOrphans cancels pending jobs one of whose dependencies ended other
-// than Completed (or no longer exists).
-func (s *Cluster) cancelOrphans(ctx context.Context, now time.Time) {
-	var updates []job.Update
-	s.depCheck.Range(func(id string, _ struct{}) bool {
-		s.depCheck.Delete(id)
-		j, ok := s.jobs.Load(id)
-		if !ok || j.State != job.Pending {
-			return true
-		}
-		if why := blockedForever(s, j); why != "" {
-			updates = append(updates, job.Update{Expect: j.Expected(), Next: scheduler.Cancelled(j, why, now)})
-		}
-		return true
-	})
-	if len(updates) == 0 {
-		return
-	}
-	errs, err := s.apply(ctx, updates)
-	for i, u := range updates {
-		if err != nil || errs[i] != nil {
-			s.depCheck.Store(u.Next.ID, struct{}{}) // changed meanwhile: check again next pass
-		}
-	}
+	s.mu.Unlock()
+	deps, err := s.getMany(ctx, depIDs)
 	if err != nil {
-		s.log.Error("cancel dependents", "err", err)
+		s.log.Error("check dependencies", "err", err)
+		s.mu.Lock()
+		for id := range check {
+			s.depCheck[id] = struct{}{}
+		}
+		s.mu.Unlock()
+		return nil
 	}
-}
-
-// blockedForever returns why j can never run, or "".
-func blockedForever(s *Cluster, j *job.Job) string {
-	for _, d := range j.Spec.DependsOn {
-		dep, ok := s.jobs.Load(d)
-		switch {
-		case !ok:
-			return fmt.Sprintf(scheduler.ReasonDependencyFmt, d, "no longer exists")
-		case dep.State.Terminal() && !satisfies(dep):
-			return stepDependencyReason(dep)
+	state := make(map[string]*job.Job, len(deps))
+	for i, d := range deps {
+		state[depIDs[i]] = d
+	}
+	var orphans []scheduler.Orphan
+	now := s.cfg.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, needs := range check {
+		ref, ok := s.waiting[id]
+		if !ok || ref.at != blocked {
+			continue
+		}
+		done := true
+		for _, d := range needs {
+			dep := state[d]
+			switch {
+			case dep == nil:
+				orphans = append(orphans, scheduler.Orphan{Job: ref.w, DepID: d})
+			case dep.State.Terminal() && !satisfies(dep):
+				orphans = append(orphans, scheduler.Orphan{Job: ref.w, Dep: dep, DepID: d})
+			case !satisfies(dep):
+				done = false
+				continue
+			default:
+				continue
+			}
+			done = false
+			break
+		}
+		if done {
+			delete(s.needs, id)
+			s.file(ref.w, ref.version, false, now)
 		}
 	}
-	return ""
+	return orphans
 }
 
 // satisfies reports whether dep lets the jobs that wait for it start: it
@@ -167,25 +154,36 @@ func satisfies(dep *job.Job) bool {
 	return dep.State == job.Completed || dep.State == job.Failed && dep.Spec.ContinueOnFailure
 }
 
-// dispatch assigns eligible pending jobs to ready workers, and with
-// preemption on, stops jobs to make room for tenants below their share.
-func (s *Cluster) dispatch(ctx context.Context, now time.Time, next *wakeAt) {
+// snapshot builds Decide's input. The caller holds mu, and keeps holding
+// it while Decide reads the queues.
+func (s *Cluster) snapshot(now time.Time, next *wakeAt, orphans []scheduler.Orphan) scheduler.Snapshot {
 	preempt := s.cfg.Preemption
-	snap := scheduler.Snapshot{Placement: s.cfg.Placement, Tenants: map[string]scheduler.TenantView{}, Aging: s.cfg.Aging, Preempt: preempt}
+	next.at(s.undelay(now))
+	s.rekey(now)
+	snap := scheduler.Snapshot{
+		Placement: s.cfg.Placement, Tenants: map[string]scheduler.TenantView{}, Aging: s.cfg.Aging,
+		Preempt: preempt, ArrayRunning: s.arrayRunning, Orphans: orphans,
+		Live: make(map[string]bool), Confirm: s.cfg.KillGrace + s.cfg.Lease,
+	}
 	alloc := make(map[string]job.Resources)
-	var active []*job.Job
-	s.forActive(func(j *job.Job) {
-		active = append(active, j)
+	snap.Active = make([]*job.Job, 0, len(s.active))
+	for _, j := range s.active {
+		snap.Active = append(snap.Active, j)
 		alloc[j.Worker] = alloc[j.Worker].Add(j.Spec.Resources)
-		if j.Spec.ArrayLimit > 0 {
-			if snap.ArrayRunning == nil {
-				snap.ArrayRunning = make(map[string]int)
+		if j.CancelRequested != "" {
+			if snap.StopSent == nil {
+				snap.StopSent = make(map[string]time.Time)
 			}
-			snap.ArrayRunning[j.Spec.Array]++
+			if t, ok := s.cancelSent.Load(j.ID); ok {
+				snap.StopSent[j.ID] = t
+			}
 		}
-	})
+	}
 	var freeSlots int64
 	s.workers.Range(func(id string, w *workerState) bool {
+		if w.state != job.WorkerDown {
+			snap.Live[id] = true
+		}
 		if w.connected && w.state == job.WorkerReady {
 			free := w.rec.Capacity.Sub(alloc[id])
 			if free.Slots > 0 || preempt {
@@ -195,96 +193,116 @@ func (s *Cluster) dispatch(ctx context.Context, now time.Time, next *wakeAt) {
 		}
 		return true
 	})
-	if freeSlots == 0 && !preempt {
-		// Freed capacity or a new worker wakes the loop again. The
-		// backlog the fair state keeps is left as it is: the virtual time
-		// only moves in passes that look at the pending jobs.
-		return
-	}
-	waiting := make(map[string]bool)
-	arrays := make(arrayRoom)
-	s.pending.Range(func(id string, _ struct{}) bool {
-		j, ok := s.jobs.Load(id)
-		if !ok || j.State != job.Pending || !s.depsDone(j) {
-			return true
-		}
-		if j.NotBefore.After(now) {
-			next.at(j.NotBefore)
-			return true
-		}
-		waiting[j.Spec.Tenant] = true
-		if j.Spec.ArrayLimit > 0 {
-			arrays.offer(j, j.Spec.ArrayLimit-snap.ArrayRunning[j.Spec.Array])
-			return true
-		}
-		snap.Pending = append(snap.Pending, j)
-		return true
-	})
-	snap.Pending = arrays.appendTo(snap.Pending)
 	// Charge what ran past its estimate and let tenants that were idle
 	// enter, before the views read the tags.
-	s.fair.accrue(active, now, s.weight)
-	s.fair.waiting(waiting)
-	for t := range waiting {
-		snap.Tenants[t] = s.tenantView(t)
+	s.fair.accrue(snap.Active, now, s.weight)
+	held := s.fair.burstsNow(now, s.limits, next)
+	waiting := make(map[string]bool, len(s.queues))
+	for t := range s.queues {
+		waiting[t] = true
 	}
-	for _, j := range active {
-		tv, ok := snap.Tenants[j.Spec.Tenant]
-		if !ok {
-			tv = s.tenantView(j.Spec.Tenant)
+	if freeSlots > 0 || preempt {
+		// With no free slot the queues are not looked at, and the virtual
+		// time does not move: freed capacity or a new worker wakes the
+		// loop again.
+		s.fair.waiting(waiting)
+		snap.Queues = make(map[string]scheduler.Queue, len(s.queues))
+		for t, q := range s.queues {
+			snap.Queues[t] = q.seq
+			snap.Tenants[t] = s.tenantView(t)
 		}
-		tv.Running = tv.Running.Add(j.Spec.Resources)
-		snap.Tenants[j.Spec.Tenant] = tv
 	}
-	if preempt {
-		snap.Active = active
+	for _, t := range held {
+		tv, ok := snap.Tenants[t]
+		if !ok {
+			tv = s.tenantView(t)
+		}
+		tv.Held = true
+		snap.Tenants[t] = tv
+	}
+	for t, c := range s.counts {
+		if c.Held.IsZero() {
+			continue
+		}
+		tv, ok := snap.Tenants[t]
+		if !ok {
+			tv = s.tenantView(t)
+		}
+		tv.Running = c.Held
+		snap.Tenants[t] = tv
 	}
 	snap.Reserved = s.reservations(now, next)
-	plan := scheduler.Decide(snap, now)
-	if len(plan.Assignments) == 0 && len(plan.Preemptions) == 0 {
+	return snap
+}
+
+// commit turns a plan into one store transaction, publishes what it
+// committed, and only then sends the orders.
+func (s *Cluster) commit(ctx context.Context, now time.Time, plan scheduler.Plan) {
+	for _, j := range plan.Resend {
+		s.sendCancel(j, j.CancelRequested)
+	}
+	if plan.IsZero() {
 		return
 	}
-	updates := make([]job.Update, 0, len(plan.Assignments)+len(plan.Preemptions))
-	for _, a := range plan.Assignments {
-		n := a.Job.Clone()
-		n.State, n.Worker, n.ScheduledAt = job.Scheduled, a.Worker, now
-		if d := n.Spec.Deadline; !d.IsZero() && now.After(d) && n.Attempt == 1 {
-			// An SLA miss is a first start after the deadline; retries
-			// and requeues of a job that started in time are not.
-			n.DeadlineMissed = true
-			n.Reason = fmt.Sprintf(scheduler.ReasonSLAMissedFmt, now.Sub(d).Round(time.Millisecond))
-		}
-		updates = append(updates, job.Update{Expect: a.Job.Expected(), Next: n})
-	}
-	for _, p := range plan.Preemptions {
-		updates = append(updates, requeueUpdate(p.Job, fmt.Sprintf(scheduler.ReasonPreemptedFmt, p.By, p.For)))
-	}
-	s.fair.book(plan.Assignments, s.weight)
-	errs, err := s.apply(ctx, updates)
+	b, err := s.build(ctx, now, plan)
 	if err != nil {
-		for _, a := range plan.Assignments {
+		s.log.Error("read jobs for a pass", "err", err)
+		return
+	}
+	if len(b.updates) == 0 {
+		return
+	}
+	s.fair.book(b.assigned, s.weight)
+	errs, err := s.apply(ctx, b.updates)
+	if err != nil {
+		for _, a := range b.assigned {
 			s.fair.revoke(a.Job.ID, s.weight)
 		}
-		s.log.Error("commit assignments", "jobs", len(updates), "err", err)
+		s.log.Error("commit pass", "jobs", len(b.updates), "err", err)
+		s.mu.Lock()
+		for _, o := range plan.Cancels {
+			s.depCheck[o.Job.ID] = struct{}{} // try again next pass
+		}
+		s.mu.Unlock()
 		return
 	}
 	bursting := make(map[string]quota.Burst)
-	for i, a := range plan.Assignments {
+	for i, u := range b.updates {
+		what := b.what[i]
 		if errs[i] != nil {
-			s.fair.revoke(a.Job.ID, s.weight) // cancelled meanwhile
+			switch what.kind {
+			case doAssign:
+				s.fair.revoke(u.Next.ID, s.weight) // cancelled meanwhile
+			case doCancel:
+				s.mu.Lock()
+				s.depCheck[u.Next.ID] = struct{}{} // changed meanwhile: check again next pass
+				s.mu.Unlock()
+			default:
+				s.log.Warn("pass: change lost a race", "job", u.Next.ID, "err", errs[i])
+			}
 			continue
 		}
-		t := a.Job.Spec.Tenant
+		s.committed(now, plan, what, u, bursting)
+	}
+	s.fair.setBursts(bursting)
+}
+
+// committed sends the orders one committed change of a pass needs.
+func (s *Cluster) committed(now time.Time, plan scheduler.Plan, what change, u job.Update, bursting map[string]quota.Burst) {
+	j := u.Next
+	switch what.kind {
+	case doAssign:
+		a := plan.Assignments[what.index]
+		t := j.Spec.Tenant
 		if b, ok := plan.Bursts[t]; ok {
 			bursting[t] = b
 		}
 		s.fair.advance(a.Start)
-		j := updates[i].Next
 		s.cfg.Dispatcher.Assign(j.Worker, j)
-		if j.DeadlineMissed && !a.Job.DeadlineMissed {
-			s.log.Warn("SLA missed", "job", j.ID, "tenant", j.Spec.Tenant, "late", now.Sub(j.Spec.Deadline))
+		if j.DeadlineMissed && u.Expect.State == job.Pending && j.Attempt == 1 {
+			s.log.Warn("SLA missed", "job", j.ID, "tenant", t, "late", now.Sub(j.Spec.Deadline))
 			if s.cfg.Observer != nil {
-				s.cfg.Observer.SLAMissed(j.Spec.Tenant)
+				s.cfg.Observer.SLAMissed(t)
 			}
 		}
 		if s.cfg.Observer != nil {
@@ -292,49 +310,145 @@ func (s *Cluster) dispatch(ctx context.Context, now time.Time, next *wakeAt) {
 			if j.NotBefore.After(eligible) {
 				eligible = j.NotBefore
 			}
-			s.cfg.Observer.Dispatched(j.Spec.Tenant, now.Sub(eligible))
+			s.cfg.Observer.Dispatched(t, now.Sub(eligible))
+		}
+	case doPreempt:
+		p := plan.Preemptions[what.index]
+		// Hold the room for the job it is made for, long enough for the
+		// agent to stop the victim or for its worker to be declared lost.
+		s.reserved[p.For] = reservation{worker: p.Job.Worker, until: now.Add(2 * (s.cfg.KillGrace + s.cfg.Lease))}
+		s.log.Info("preempting", "job", p.Job.ID, "tenant", p.Job.Spec.Tenant, "for_tenant", p.By, "for_job", p.For)
+		s.stopRequeued(j)
+	case doStop:
+		st := plan.Stops[what.index]
+		switch st.Kind {
+		case scheduler.StopLost, scheduler.StopUnconfirmed:
+			s.log.Info("attempt ended by server", "job", j.ID, "attempt", st.Job.Attempt, "why", st.Kind, "state", j.State)
+		case scheduler.StopTimeout:
+			s.sendCancel(j, scheduler.ReasonTimeout)
+		case scheduler.StopBurstEnded:
+			if st.Job.State == job.Scheduled {
+				// Requeued before it started: stop a start under way.
+				s.cfg.Dispatcher.Cancel(st.Job.Worker, s.cancelOrder(st.Job, j.Reason))
+			} else {
+				s.stopRequeued(j)
+			}
 		}
 	}
-	s.fair.setBursts(bursting)
+}
+
+// changeKind says which part of a plan an update comes from.
+type changeKind int
+
+const (
+	doAssign changeKind = iota + 1
+	doPreempt
+	doStop
+	doCancel
+)
+
+type change struct {
+	kind  changeKind
+	index int // into the plan's slice of that kind
+}
+
+// batch is a plan as store updates.
+type batch struct {
+	updates  []job.Update
+	what     []change
+	assigned []scheduler.Assignment // the assignments among updates
+}
+
+// build makes the updates of a plan. The waiting jobs it dispatches or
+// cancels are read from the store in one read (memory holds only what
+// ordering needs); tasks of arrays are made from their array's record.
+func (s *Cluster) build(ctx context.Context, now time.Time, plan scheduler.Plan) (batch, error) {
+	var ids []string
+	for _, a := range plan.Assignments {
+		if !a.Job.IsTask() {
+			ids = append(ids, a.Job.ID)
+		}
+	}
+	for _, c := range plan.Cancels {
+		ids = append(ids, c.Job.ID)
+	}
+	stored, err := s.getMany(ctx, ids)
+	if err != nil {
+		return batch{}, err
+	}
+	full := make(map[string]*job.Job, len(ids))
+	for i, j := range stored {
+		if j != nil {
+			full[ids[i]] = j
+		}
+	}
+	var b batch
+	add := func(u job.Update, kind changeKind, i int) {
+		b.updates = append(b.updates, u)
+		b.what = append(b.what, change{kind, i})
+	}
+	for i, a := range plan.Assignments {
+		cur, create := full[a.Job.ID], false
+		if a.Job.IsTask() {
+			cur, create = s.task(a.Job), true
+		}
+		if cur == nil || cur.State != job.Pending || cur.Attempt != int(a.Job.Attempt) {
+			continue // changed meanwhile
+		}
+		n := cur.Clone()
+		n.State, n.Worker, n.ScheduledAt = job.Scheduled, a.Worker, now
+		if d := n.Spec.Deadline; !d.IsZero() && now.After(d) && n.Attempt == 1 {
+			// An SLA miss is a first start after the deadline; retries
+			// and requeues of a job that started in time are not.
+			n.DeadlineMissed = true
+			n.Reason = fmt.Sprintf(scheduler.ReasonSLAMissedFmt, now.Sub(d).Round(time.Millisecond))
+		}
+		add(job.Update{Expect: cur.Expected(), Next: n, Create: create}, doAssign, i)
+		b.assigned = append(b.assigned, a)
+	}
 	for i, p := range plan.Preemptions {
-		if errs[len(plan.Assignments)+i] == nil {
-			// Hold the room for the job it is made for, long enough for the
-			// agent to stop the victim or for its worker to be declared lost.
-			s.reserved[p.For] = reservation{worker: p.Job.Worker, until: now.Add(2 * (s.cfg.KillGrace + s.cfg.Lease))}
-			s.log.Info("preempting", "job", p.Job.ID, "tenant", p.Job.Spec.Tenant, "for_tenant", p.By, "for_job", p.For)
-			s.stopRequeued(updates[len(plan.Assignments)+i].Next)
+		add(requeueUpdate(p.Job, fmt.Sprintf(scheduler.ReasonPreemptedFmt, p.By, p.For)), doPreempt, i)
+	}
+	for i, st := range plan.Stops {
+		j := st.Job
+		var n *job.Job
+		switch st.Kind {
+		case scheduler.StopLost:
+			n = scheduler.Finished(j, scheduler.Finish{JobID: j.ID, Attempt: j.Attempt, Outcome: scheduler.Lost, ExitCode: -1}, now)
+		case scheduler.StopUnconfirmed:
+			n = scheduler.Finished(j, scheduler.Finish{JobID: j.ID, Attempt: j.Attempt, Outcome: scheduler.Killed, ExitCode: -1, Reason: scheduler.ReasonNoConfirm}, now)
+		case scheduler.StopTimeout:
+			n = j.Clone()
+			n.CancelRequested = scheduler.ReasonTimeout
+		case scheduler.StopBurstEnded:
+			why := fmt.Sprintf(scheduler.ReasonBurstEndedFmt, j.Spec.Tenant)
+			if j.State == job.Scheduled {
+				n = scheduler.Requeued(j, why, now)
+			} else {
+				n = requeueUpdate(j, why).Next
+			}
 		}
+		add(job.Update{Expect: j.Expected(), Next: n}, doStop, i)
 	}
+	for i, c := range plan.Cancels {
+		cur := full[c.Job.ID]
+		if cur == nil || cur.State != job.Pending {
+			continue
+		}
+		add(job.Update{Expect: cur.Expected(), Next: scheduler.Cancelled(cur, c.Reason, now)}, doCancel, i)
+	}
+	return b, nil
 }
 
-// arrayRoom picks, for each array with a limit, the pending jobs that fit
-// under it this pass: the lowest indices (ids follow them), as many as the
-// array has room for. The others are not even offered to Decide, so a
-// large array costs a pass its room, not its size.
-type arrayRoom map[string][]*job.Job
-
-// offer considers j for its array, which has room for that many more.
-func (a arrayRoom) offer(j *job.Job, room int) {
-	if room <= 0 {
-		return
+// task is the job of an array task a pass dispatches, as it is before.
+func (s *Cluster) task(w *scheduler.Waiting) *job.Job {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	st := s.arrays[w.Tasks.Array]
+	if st == nil || st.rec.Cancelled {
+		return nil
 	}
-	sel := a[j.Spec.Array]
-	if len(sel) == room && j.ID > sel[room-1].ID {
-		return
-	}
-	i, _ := slices.BinarySearchFunc(sel, j.ID, func(x *job.Job, id string) int { return cmp.Compare(x.ID, id) })
-	sel = slices.Insert(sel, i, j)
-	if len(sel) > room {
-		sel = sel[:room]
-	}
-	a[j.Spec.Array] = sel
-}
-
-func (a arrayRoom) appendTo(pending []*job.Job) []*job.Job {
-	for _, sel := range a {
-		pending = append(pending, sel...)
-	}
-	return pending
+	return st.rec.Task(int(w.Position))
 }
 
 // reservation holds room on a worker for one pending job until it is
@@ -344,20 +458,20 @@ type reservation struct {
 	until  time.Time
 }
 
-// reservations returns the live reservations (job id → worker id), dropping
-// the ones that lapsed or whose job is no longer pending.
-func (s *Cluster) reservations(now time.Time, next *wakeAt) map[string]string {
+// reservations returns the live reservations, dropping the ones that
+// lapsed or whose job is no longer ready. The caller holds mu.
+func (s *Cluster) reservations(now time.Time, next *wakeAt) []scheduler.Reservation {
 	if len(s.reserved) == 0 {
 		return nil
 	}
-	out := make(map[string]string, len(s.reserved))
+	out := make([]scheduler.Reservation, 0, len(s.reserved))
 	for id, r := range s.reserved {
-		j, ok := s.jobs.Load(id)
-		if !ok || j.State != job.Pending || !now.Before(r.until) {
+		ref, ok := s.waiting[id]
+		if !ok || ref.at != ready || !now.Before(r.until) {
 			delete(s.reserved, id)
 			continue
 		}
-		out[id] = r.worker
+		out = append(out, scheduler.Reservation{Job: ref.w, Worker: r.worker})
 		next.at(r.until)
 	}
 	return out
@@ -376,78 +490,4 @@ func (s *Cluster) stopRequeued(j *job.Job) {
 	if s.cfg.Observer != nil {
 		s.cfg.Observer.Preempted(j.Spec.Tenant)
 	}
-}
-
-// holdBursts brings burst states to now and holds every tenant whose burst
-// ended, or that is in a cooldown, at its running limit: whatever runs over
-// it (what the burst started, newest first) is stopped and requeued, and a
-// job not yet started goes straight back to the queue.
-func (s *Cluster) holdBursts(ctx context.Context, now time.Time, next *wakeAt) {
-	held := s.fair.burstsNow(now, s.limits, next)
-	if len(held) == 0 {
-		return
-	}
-	byTenant := make(map[string][]*job.Job)
-	s.forActive(func(j *job.Job) {
-		if j.CancelRequested == "" && slices.Contains(held, j.Spec.Tenant) {
-			byTenant[j.Spec.Tenant] = append(byTenant[j.Spec.Tenant], j)
-		}
-	})
-	var updates []job.Update
-	var olds []*job.Job
-	for t, jobs := range byTenant {
-		l := s.limits(t)
-		var using job.Resources
-		for _, j := range jobs {
-			using = using.Add(j.Spec.Resources)
-		}
-		slices.SortFunc(jobs, func(a, b *job.Job) int { // newest first
-			if c := b.ScheduledAt.Compare(a.ScheduledAt); c != 0 {
-				return c
-			}
-			return cmp.Compare(b.ID, a.ID)
-		})
-		for _, j := range jobs {
-			if !l.Over(quota.Burst{}, using) {
-				break
-			}
-			using = using.Sub(j.Spec.Resources)
-			why := fmt.Sprintf(scheduler.ReasonBurstEndedFmt, t)
-			if j.State == job.Scheduled {
-				updates = append(updates, job.Update{Expect: j.Expected(), Next: scheduler.Requeued(j, why, now)})
-			} else {
-				updates = append(updates, requeueUpdate(j, why))
-			}
-			olds = append(olds, j)
-		}
-	}
-	if len(updates) == 0 {
-		return
-	}
-	errs, err := s.apply(ctx, updates)
-	if err != nil {
-		s.log.Error("stop burst", "jobs", len(updates), "err", err)
-		return
-	}
-	for i, u := range updates {
-		if errs[i] != nil {
-			continue
-		}
-		if old := olds[i]; old.State == job.Scheduled {
-			// Requeued before it started: stop a start under way.
-			s.cfg.Dispatcher.Cancel(old.Worker, s.cancelOrder(old, u.Next.Reason))
-		} else {
-			s.stopRequeued(u.Next)
-		}
-	}
-}
-
-// depsDone reports whether every dependency of j has completed.
-func (s *Cluster) depsDone(j *job.Job) bool {
-	for _, d := range j.Spec.DependsOn {
-		if dep, ok := s.jobs.Load(d); !ok || !satisfies(dep) {
-			return false
-		}
-	}
-	return true
 }

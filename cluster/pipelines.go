@@ -5,11 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
-	"path"
 	"slices"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/hodei-jobs/hodei/job"
@@ -20,80 +16,6 @@ import (
 const (
 	ReasonPipelineCancelled = "pipeline cancelled"
 )
-
-// SubmitArray stores one job per index of arr, all in one commit, and
-// returns the array id and the jobs in index order. Each job gets
-// HODEI_ARRAY_INDEX in its env; at most arr.Limit of them run at once.
-// Errors: as Submit's, and a *job.FieldError on "array".
-func (s *Cluster) SubmitArray(ctx context.Context, spec job.Spec, arr job.ArraySpec) (string, []*job.Job, error) {
-	if err := arr.Validate(); err != nil {
-		return "", nil, err
-	}
-	spec, now, err := s.checkSpec(ctx, spec)
-	if err != nil {
-		return "", nil, err
-	}
-	arrayID := s.newID(now)
-	name := spec.Name
-	if name == "" {
-		name = path.Base(spec.Argv()[0])
-		if spec.Script != "" {
-			name = "script"
-		}
-	}
-	jobs := make([]*job.Job, 0, arr.Len())
-	for i := arr.First; i <= arr.Last; i++ {
-		js := spec
-		js.Env = maps.Clone(spec.Env)
-		if js.Env == nil {
-			js.Env = make(map[string]string, 1)
-		}
-		js.Env["HODEI_ARRAY_INDEX"] = strconv.Itoa(i)
-		js.Array, js.ArrayIndex, js.ArrayLimit = arrayID, i, arr.Limit
-		js.Name = fmt.Sprintf("%s[%d]", name, i)
-		j := &job.Job{ID: s.newID(now), Spec: js, State: job.Pending, Attempt: 1, CreatedAt: now}
-		s.seal(j)
-		jobs = append(jobs, j)
-	}
-	if err := s.cfg.Store.Insert(ctx, jobs); err != nil {
-		s.refused(spec.Tenant, err)
-		return "", nil, err
-	}
-	s.submitted(jobs)
-	return arrayID, jobs, nil
-}
-
-// CancelArray cancels every job of an array that has not ended and returns
-// their ids. Errors: job.ErrNotFound when no job has that array id.
-func (s *Cluster) CancelArray(ctx context.Context, arrayID, reason string) ([]string, error) {
-	return s.CancelArrayOf(ctx, arrayID, reason, nil)
-}
-
-// CancelArrayOf is CancelArray for a caller that sees only some tenants:
-// an array of a tenant for which sees is false is not found, as a missing
-// one. sees nil: every tenant. The array's jobs share their tenant, so one
-// scan both finds them and checks it.
-func (s *Cluster) CancelArrayOf(ctx context.Context, arrayID, reason string, sees func(tenant string) bool) ([]string, error) {
-	var (
-		ids    []string
-		tenant string
-		found  bool
-	)
-	s.jobs.Range(func(id string, j *job.Job) bool {
-		if j.Spec.Array == arrayID {
-			found, tenant = true, j.Spec.Tenant
-			if !j.State.Terminal() {
-				ids = append(ids, id)
-			}
-		}
-		return true
-	})
-	if !found || (sees != nil && !sees(tenant)) {
-		return nil, fmt.Errorf("array %s: %w", arrayID, job.ErrNotFound)
-	}
-	slices.Sort(ids)
-	return s.cancelAll(ctx, ids, reason)
-}
 
 // cancelAll cancels the jobs with the given ids in one commit, skipping
 // those that ended, and returns the ids it cancelled or is stopping. A job
@@ -107,18 +29,22 @@ func (s *Cluster) cancelAll(ctx context.Context, ids []string, reason string) ([
 		olds    []*job.Job
 		updates []job.Update
 	)
-	for _, id := range ids {
-		cur := s.jobOrNil(id)
+	jobs, err := s.getMany(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	for _, cur := range jobs {
 		if cur == nil || cur.State.Terminal() {
 			continue
 		}
+		id := cur.ID
 		next := s.cancelNext(cur, reason)
 		if next == nil {
 			done = append(done, id) // already stopping
 			continue
 		}
 		olds = append(olds, cur)
-		updates = append(updates, job.Update{Expect: cur.Expected(), Next: next})
+		updates = append(updates, job.Update{Expect: cur.Expected(), Next: next, Create: s.isLazy(cur)})
 	}
 	if len(updates) == 0 {
 		return done, nil
@@ -203,17 +129,8 @@ func (s *Cluster) RunPipeline(ctx context.Context, spec job.PipelineSpec) (*job.
 	return p, jobs, nil
 }
 
-// submitted indexes and publishes jobs just inserted.
+// submitted publishes jobs just inserted.
 func (s *Cluster) submitted(jobs []*job.Job) {
-	for _, j := range jobs {
-		for _, d := range j.Spec.DependsOn {
-			s.addDependent(d, j.ID)
-		}
-		if len(j.Spec.DependsOn) > 0 {
-			// A dependency may have failed before the index above knew of j.
-			s.depCheck.Store(j.ID, struct{}{})
-		}
-	}
 	for _, j := range jobs {
 		s.publish(j)
 		if s.cfg.Observer != nil {
@@ -230,42 +147,65 @@ type PipelineStatus struct {
 }
 
 // Pipeline returns one pipeline with its jobs, or job.ErrNotFound.
-func (s *Cluster) Pipeline(id string) (PipelineStatus, error) {
+func (s *Cluster) Pipeline(ctx context.Context, id string) (PipelineStatus, error) {
 	p, ok := s.pipelines.Load(id)
 	if !ok {
 		return PipelineStatus{}, fmt.Errorf("pipeline %s: %w", id, job.ErrNotFound)
 	}
-	st := PipelineStatus{Pipeline: p, State: p.StateOf(s.jobOrNil)}
+	jobs, err := s.pipelineJobs(ctx, p)
+	if err != nil {
+		return PipelineStatus{}, err
+	}
+	st := PipelineStatus{Pipeline: p, State: p.StateOf(func(id string) *job.Job { return jobs[id] })}
 	for _, jid := range p.JobIDs() {
-		if j := s.jobOrNil(jid); j != nil {
+		if j := jobs[jid]; j != nil {
 			st.Jobs = append(st.Jobs, j)
 		}
 	}
 	return st, nil
 }
 
-// Pipelines returns every pipeline with its state, newest first, without
-// their jobs.
-func (s *Cluster) Pipelines() []PipelineStatus {
-	var out []PipelineStatus
-	s.pipelines.Range(func(_ string, p *job.Pipeline) bool {
-		out = append(out, PipelineStatus{Pipeline: p, State: p.StateOf(s.jobOrNil)})
-		return true
-	})
-	slices.SortFunc(out, func(a, b PipelineStatus) int { return cmp.Compare(b.Pipeline.ID, a.Pipeline.ID) })
-	return out
+// pipelineJobs reads the jobs of a pipeline that are left, by id.
+func (s *Cluster) pipelineJobs(ctx context.Context, p *job.Pipeline) (map[string]*job.Job, error) {
+	ids := p.JobIDs()
+	jobs, err := s.getMany(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]*job.Job, len(ids))
+	for i, j := range jobs {
+		if j != nil {
+			out[ids[i]] = j
+		}
+	}
+	return out, nil
 }
 
-func (s *Cluster) jobOrNil(id string) *job.Job {
-	j, _ := s.jobs.Load(id)
-	return j
+// Pipelines returns every pipeline with its state, newest first, without
+// their jobs. It reads every pipeline's jobs.
+func (s *Cluster) Pipelines(ctx context.Context) ([]PipelineStatus, error) {
+	var all []*job.Pipeline
+	s.pipelines.Range(func(_ string, p *job.Pipeline) bool {
+		all = append(all, p)
+		return true
+	})
+	slices.SortFunc(all, func(a, b *job.Pipeline) int { return cmp.Compare(b.ID, a.ID) })
+	out := make([]PipelineStatus, 0, len(all))
+	for _, p := range all {
+		jobs, err := s.pipelineJobs(ctx, p)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, PipelineStatus{Pipeline: p, State: p.StateOf(func(id string) *job.Job { return jobs[id] })})
+	}
+	return out, nil
 }
 
 // CancelPipeline marks a pipeline cancelled and cancels every job of it
 // that has not ended, in one commit. Errors: job.ErrNotFound;
 // job.ErrConflict when the pipeline has already ended.
 func (s *Cluster) CancelPipeline(ctx context.Context, id, reason string) (PipelineStatus, error) {
-	st, err := s.Pipeline(id)
+	st, err := s.Pipeline(ctx, id)
 	if err != nil {
 		return st, err
 	}
@@ -286,7 +226,7 @@ func (s *Cluster) CancelPipeline(ctx context.Context, id, reason string) (Pipeli
 	if _, err := s.cancelAll(ctx, st.Pipeline.JobIDs(), reason); err != nil {
 		return st, err
 	}
-	return s.Pipeline(id)
+	return s.Pipeline(ctx, id)
 }
 
 // forgetPipelines deletes the records of pipelines none of whose jobs is
@@ -294,7 +234,10 @@ func (s *Cluster) CancelPipeline(ctx context.Context, id, reason string) (Pipeli
 func (s *Cluster) forgetPipelines(ctx context.Context, touched map[string]bool) {
 	for id := range touched {
 		p, ok := s.pipelines.Load(id)
-		if !ok || slices.ContainsFunc(p.JobIDs(), func(j string) bool { return s.jobOrNil(j) != nil }) {
+		if !ok {
+			continue
+		}
+		if jobs, err := s.pipelineJobs(ctx, p); err != nil || len(jobs) > 0 {
 			continue
 		}
 		if err := s.cfg.Store.DeletePipeline(ctx, id); err != nil {
@@ -305,39 +248,28 @@ func (s *Cluster) forgetPipelines(ctx context.Context, touched map[string]bool) 
 	}
 }
 
-// stepDependencyReason says why a dependent of dep was cancelled, naming
-// dep's step when it has one and passing on the first cause along a chain
-// of cancellations.
-func stepDependencyReason(dep *job.Job) string {
-	if dep.State == job.Cancelled && strings.HasPrefix(dep.Reason, "dependency ") {
-		return dep.Reason
-	}
-	name := dep.ID
-	if dep.Spec.Step != "" {
-		name = dep.Spec.Step
-	}
-	verb := "failed"
-	if dep.State == job.Cancelled {
-		verb = "was cancelled"
-	}
-	return fmt.Sprintf(scheduler.ReasonDependencyFmt, name, verb)
-}
-
 // Retain returns the function retention asks, for each finished job it
 // would delete for having ended before the given time, whether to keep it
 // instead: while a job that waits for it has not ended, and while its
 // pipeline has a job that has not ended or ended after before, so that a
 // pipeline's jobs go together and its state stays what it was. The
 // function is for one retention round, from one goroutine.
-func (s *Cluster) Retain(before time.Time) func(id string) bool {
+func (s *Cluster) Retain(ctx context.Context, before time.Time) func(id string) bool {
 	done := make(map[string]bool) // pipeline id → all of it may go
+	get := func(id string) *job.Job {
+		j, err := s.Get(ctx, id)
+		if err != nil {
+			return nil
+		}
+		return j
+	}
 	return func(id string) bool {
 		for _, k := range s.dependents(id) {
-			if d := s.jobOrNil(k); d != nil && !d.State.Terminal() {
+			if d := get(k); d != nil && !d.State.Terminal() {
 				return true
 			}
 		}
-		j := s.jobOrNil(id)
+		j := get(id)
 		if j == nil || j.Spec.Pipeline == "" {
 			return false
 		}
@@ -345,8 +277,12 @@ func (s *Cluster) Retain(before time.Time) func(id string) bool {
 		if !seen {
 			may = true
 			if p, ok := s.pipelines.Load(j.Spec.Pipeline); ok {
-				for _, jid := range p.JobIDs() {
-					if o := s.jobOrNil(jid); o != nil && (!o.State.Terminal() || !o.FinishedAt.Before(before)) {
+				jobs, err := s.pipelineJobs(ctx, p)
+				if err != nil {
+					return true
+				}
+				for _, o := range jobs {
+					if !o.State.Terminal() || !o.FinishedAt.Before(before) {
 						may = false
 						break
 					}

@@ -44,7 +44,7 @@ func TestPipelineDiamondRunsInOrder(t *testing.T) {
 	p := runPipeline(t, s, job.PipelineSpec{Name: "diamond", Steps: []job.Step{
 		pstep("a"), pstep("b", "a"), pstep("c", "a"), pstep("d", "b", "c"),
 	}})
-	if st, _ := s.h.s.Pipeline(p.ID); st.State != job.PipelinePending {
+	if st, _ := s.h.s.Pipeline(s.h.ctx, p.ID); st.State != job.PipelinePending {
 		t.Fatalf("state before anything ran: %s", st.State)
 	}
 	for range 10 {
@@ -57,7 +57,7 @@ func TestPipelineDiamondRunsInOrder(t *testing.T) {
 	if !b.ScheduledAt.Equal(c.ScheduledAt) {
 		t.Fatalf("b scheduled at %s, c at %s: want them in the same pass", b.ScheduledAt, c.ScheduledAt)
 	}
-	if st, _ := s.h.s.Pipeline(p.ID); st.State != job.PipelineCompleted || len(st.Jobs) != 4 {
+	if st, _ := s.h.s.Pipeline(s.h.ctx, p.ID); st.State != job.PipelineCompleted || len(st.Jobs) != 4 {
 		t.Fatalf("pipeline %s with %d jobs, want COMPLETED with 4", st.State, len(st.Jobs))
 	}
 }
@@ -118,7 +118,7 @@ func TestPipelineFailureCancelsDependentsOnly(t *testing.T) {
 			if side := jobsOfStep(s, p, "side")[0]; side.State != job.Completed {
 				t.Fatalf("independent branch: %s, want COMPLETED", side.State)
 			}
-			st, _ := s.h.s.Pipeline(p.ID)
+			st, _ := s.h.s.Pipeline(s.h.ctx, p.ID)
 			if cont {
 				if d.State != job.Completed || e.State != job.Completed || st.State != job.PipelineCompleted {
 					t.Fatalf("continue_on_failure: d %s, e %s, pipeline %s; want all COMPLETED", d.State, e.State, st.State)
@@ -155,7 +155,7 @@ func TestPipelineResumesAfterRestart(t *testing.T) {
 	if len(as) != 1 || as[0].job.Spec.Step != "b" {
 		t.Fatalf("after a restart assigned %v, want only b (a completed before)", as)
 	}
-	st, err := h.s.Pipeline(p.ID)
+	st, err := h.s.Pipeline(h.ctx, p.ID)
 	if err != nil || st.State != job.PipelineRunning {
 		t.Fatalf("recovered pipeline: %v %v, want RUNNING", st.State, err)
 	}
@@ -170,7 +170,7 @@ func TestCancelPipeline(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.step(time.Minute) // the agent stops a
-	st, _ := s.h.s.Pipeline(p.ID)
+	st, _ := s.h.s.Pipeline(s.h.ctx, p.ID)
 	if st.State != job.PipelineCancelled {
 		t.Fatalf("pipeline %s after cancel, want CANCELLED", st.State)
 	}
@@ -189,7 +189,7 @@ func TestInvalidPipelineStoresNothing(t *testing.T) {
 	if !errors.As(err, &fe) || fe.Field != "steps" {
 		t.Fatalf("cycle: %v, want a FieldError on steps", err)
 	}
-	if ps, _ := h.store.Pipelines(h.ctx); len(ps) != 0 || len(h.s.Pipelines()) != 0 {
+	if ps, _ := h.store.Pipelines(h.ctx); len(ps) != 0 || len(mustPipelines(t, h)) != 0 {
 		t.Fatalf("%d pipelines stored after a refused one", len(ps))
 	}
 	if jobs, _, _ := h.store.List(h.ctx, job.Filter{}); len(jobs) != 0 {
@@ -199,12 +199,12 @@ func TestInvalidPipelineStoresNothing(t *testing.T) {
 
 func TestArrayLimitsRunningJobs(t *testing.T) {
 	s := newSim(t, 4, 8) // 32 slots
-	arrayID, jobs, err := s.h.s.SubmitArray(s.h.ctx, job.Spec{Command: []string{"true"}}, job.ArraySpec{First: 0, Last: 99, Limit: 10})
+	a, err := s.h.s.SubmitArray(s.h.ctx, job.Spec{Command: []string{"true"}}, job.ArraySpec{First: 0, Last: 99, Limit: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(jobs) != 100 || jobs[42].Spec.Env["HODEI_ARRAY_INDEX"] != "42" || jobs[42].Spec.Array != arrayID {
-		t.Fatalf("%d jobs; job 42 env %v array %q", len(jobs), jobs[42].Spec.Env, jobs[42].Spec.Array)
+	if j := s.h.get(job.TaskID(a.ID, 42)); a.Len() != 100 || j.Spec.Env["HODEI_ARRAY_INDEX"] != "42" || j.Spec.Array != a.ID {
+		t.Fatalf("%d tasks; task 42 env %v array %q", a.Len(), j.Spec.Env, j.Spec.Array)
 	}
 	maxHeld := int64(0)
 	s.onStep = func() {
@@ -215,21 +215,30 @@ func TestArrayLimitsRunningJobs(t *testing.T) {
 		s.step(time.Minute)
 	}
 	done := 0
-	for _, j := range jobs {
-		if s.h.get(j.ID).State == job.Completed {
+	for p := range a.Len() {
+		if s.h.get(job.TaskID(a.ID, p)).State == job.Completed {
 			done++
 		}
 	}
 	if maxHeld != 10 || done != 100 {
 		t.Fatalf("at most %d running at once, %d completed; want 10 and 100", maxHeld, done)
 	}
-	cancelled, err := s.h.s.CancelArray(s.h.ctx, arrayID, "")
-	if err != nil || len(cancelled) != 0 {
-		t.Fatalf("cancel a finished array: %v %v", cancelled, err)
+	cancelled, n, err := s.h.s.CancelArray(s.h.ctx, a.ID, "")
+	if err != nil || len(cancelled) != 0 || n != 0 {
+		t.Fatalf("cancel a finished array: %v %d %v", cancelled, n, err)
 	}
-	if _, err := s.h.s.CancelArray(s.h.ctx, "nope", ""); !errors.Is(err, job.ErrNotFound) {
+	if _, _, err := s.h.s.CancelArray(s.h.ctx, "nope", ""); !errors.Is(err, job.ErrNotFound) {
 		t.Fatalf("cancel an unknown array: %v", err)
 	}
+}
+
+func mustPipelines(t *testing.T, h *harness) []PipelineStatus {
+	t.Helper()
+	ps, err := h.s.Pipelines(h.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ps
 }
 
 func TestRetentionKeepsWhatAPipelineStillNeeds(t *testing.T) {
@@ -242,7 +251,7 @@ func TestRetentionKeepsWhatAPipelineStillNeeds(t *testing.T) {
 	}
 	p := runPipeline(t, s, job.PipelineSpec{Steps: []job.Step{pstep("a"), pstep("b"), pstep("c", "a", "b")}})
 	sweep := func() []string {
-		ids, err := s.h.store.DeleteFinished(s.h.ctx, s.h.now, 100, s.h.s.Retain(s.h.now))
+		ids, err := s.h.store.DeleteFinished(s.h.ctx, s.h.now, 100, s.h.s.Retain(s.h.ctx, s.h.now))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -261,13 +270,13 @@ func TestRetentionKeepsWhatAPipelineStillNeeds(t *testing.T) {
 	for range 10 {
 		s.step(time.Hour)
 	}
-	if st, _ := s.h.s.Pipeline(p.ID); st.State != job.PipelineCompleted {
+	if st, _ := s.h.s.Pipeline(s.h.ctx, p.ID); st.State != job.PipelineCompleted {
 		t.Fatalf("pipeline %s, want COMPLETED", st.State)
 	}
 	if ids := sweep(); len(ids) != 3 {
 		t.Fatalf("retention deleted %v, want the pipeline's three jobs together", ids)
 	}
-	if _, err := s.h.s.Pipeline(p.ID); !errors.Is(err, job.ErrNotFound) {
+	if _, err := s.h.s.Pipeline(s.h.ctx, p.ID); !errors.Is(err, job.ErrNotFound) {
 		t.Fatalf("pipeline after its jobs were deleted: %v, want NotFound", err)
 	}
 	if ps, _ := s.h.store.Pipelines(s.h.ctx); len(ps) != 0 {

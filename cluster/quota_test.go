@@ -40,14 +40,14 @@ func TestBurstRunsOverTheLimitOnlyWhileItLasts(t *testing.T) {
 		t.Fatalf("max held %d slots, %d steps bursting, %d cooling; want bursts up to 2 × 4 and cooldowns", maxHeld, bursts, cools)
 	}
 	var requeued int
-	s.h.s.Jobs(func(j *job.Job) bool {
+	s.h.store.Scan(s.h.ctx, func(j *job.Job) error {
 		if j.Preemptions > 0 {
 			requeued++
 			if j.Attempt-j.Preemptions != 1 {
 				t.Errorf("job %s: attempt %d after %d preemptions used a retry", j.ID, j.Attempt, j.Preemptions)
 			}
 		}
-		return true
+		return nil
 	})
 	if requeued == 0 {
 		t.Fatal("no job was stopped when a burst ended")

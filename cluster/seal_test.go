@@ -25,13 +25,6 @@ func TestSealSecrets(t *testing.T) {
 		{"Submit", 1, func(h *harness) []*job.Job {
 			return []*job.Job{h.submit(job.Spec{SecretEnv: secrets()})}
 		}},
-		{"SubmitArray", 3, func(h *harness) []*job.Job {
-			_, jobs, err := h.s.SubmitArray(h.ctx, job.Spec{Command: []string{"true"}, SecretEnv: secrets()}, job.ArraySpec{First: 1, Last: 3})
-			if err != nil {
-				t.Fatal(err)
-			}
-			return jobs
-		}},
 		{"RunPipeline", 3, func(h *harness) []*job.Job {
 			_, jobs, err := h.s.RunPipeline(h.ctx, job.PipelineSpec{Name: "p", Steps: []job.Step{
 				{Name: "a", Spec: job.Spec{Command: []string{"true"}, SecretEnv: secrets()},
@@ -69,5 +62,36 @@ func TestSealSecrets(t *testing.T) {
 				t.Fatalf("%d jobs have secrets, want %d", sealed, tc.sealed)
 			}
 		})
+	}
+}
+
+// The tasks of an array share the values sealed with the array's id; a
+// task becomes a stored job when it is dispatched.
+func TestSealArrayOnce(t *testing.T) {
+	h := newHarness(t, func(c *Config) {
+		c.SealSecrets = func(j *job.Job) {
+			m := make(map[string]string, len(j.Spec.SecretEnv))
+			for k, v := range j.Spec.SecretEnv {
+				m[k] = "sealed/" + j.ID + "/" + v
+			}
+			j.Spec.SecretEnv = m
+		}
+	})
+	a, err := h.s.SubmitArray(h.ctx, job.Spec{Command: []string{"true"}, SecretEnv: map[string]string{"TOKEN": "plain-value"}}, job.ArraySpec{First: 1, Last: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "sealed/" + a.ID + "/plain-value"
+	stored, err := h.store.Arrays(h.ctx)
+	if err != nil || len(stored) != 1 || stored[0].Spec.SecretEnv["TOKEN"] != want {
+		t.Fatalf("stored arrays %v (%v), want one with TOKEN %q", stored, err, want)
+	}
+	h.worker("w", 4, nil)
+	h.pass()
+	for p := range 3 {
+		j, err := h.store.Get(h.ctx, job.TaskID(a.ID, p))
+		if err != nil || j.Spec.SecretEnv["TOKEN"] != want {
+			t.Fatalf("task %d: %v, TOKEN %q; want %q", p, err, j.Spec.SecretEnv["TOKEN"], want)
+		}
 	}
 }

@@ -155,12 +155,9 @@ func (s *sim) running() (held, kept map[string]job.Resources) {
 func (s *sim) topUp(n int, specs map[string]job.Spec) {
 	s.h.t.Helper()
 	pending := map[string]int{}
-	s.h.s.pending.Range(func(id string, _ struct{}) bool {
-		if j, ok := s.h.s.jobs.Load(id); ok {
-			pending[j.Spec.Tenant]++
-		}
-		return true
-	})
+	for _, t := range s.h.s.Tenants() {
+		pending[t.Tenant.Name] = t.PendingJobs
+	}
 	for tenant, spec := range specs {
 		if k := n - pending[tenant]; k > 0 {
 			s.submit(tenant, k, spec)

@@ -27,12 +27,36 @@ type Store interface {
 	// Apply performs compare-and-swap updates in one commit. For each update
 	// it compares the stored (State, Attempt) with Expect and, when they
 	// match and Update.Check passes, stores Next with Version = stored+1
-	// (and sets Next.Version to that). errs[i] is nil, or wraps
+	// (and sets Next.Version to that). An update with Create materializes
+	// a task of a stored array instead: Next must be a task of it
+	// (job.Array.Position) that is not stored yet, and is stored with
+	// Version 1; the task was counted against its tenant with its array,
+	// so only a terminal Next changes the count. errs[i] is nil, or wraps
 	// job.ErrConflict or job.ErrNotFound for update i alone; the others still
 	// commit. A non-nil err means nothing was committed.
 	Apply(ctx context.Context, updates []job.Update) (errs []error, err error)
 	// Get returns the stored job or job.ErrNotFound.
 	Get(ctx context.Context, id string) (*job.Job, error)
+	// GetMany returns the stored jobs with the given ids, in one read:
+	// jobs[i] is nil when ids[i] is not stored.
+	GetMany(ctx context.Context, ids []string) ([]*job.Job, error)
+	// InsertArray stores an array record (job.Array), which stands for all
+	// its tasks until each is materialized by an Apply with Create. In the
+	// same commit it admits its Len() tasks against its tenant as Insert
+	// admits jobs (job.UnknownTenant, job.OverQueued). An id that exists
+	// already fails it with job.ErrConflict.
+	InsertArray(ctx context.Context, a *job.Array) error
+	// Arrays returns every stored array record in id order.
+	Arrays(ctx context.Context) ([]*job.Array, error)
+	// CancelArray stores a (marked Cancelled) in place of its record and
+	// applies updates (the cancels of its materialized tasks) in the same
+	// commit; its tasks not materialized leave its tenant's count of queued
+	// jobs there too. errs are as Apply's; job.ErrNotFound when the record
+	// is not stored, job.ErrConflict when it is cancelled already.
+	CancelArray(ctx context.Context, a *job.Array, updates []job.Update) (errs []error, err error)
+	// DeleteArray deletes an array record (not its materialized tasks);
+	// deleting one that does not exist is not an error.
+	DeleteArray(ctx context.Context, id string) error
 	// List returns up to f.Limit jobs matching f with ids greater than
 	// f.After, in id order, and the page token of the next page ("" when
 	// there is none).

@@ -16,7 +16,9 @@ import (
 type TenantStatus struct {
 	Tenant      *job.Tenant
 	Queued      int           // non-terminal jobs: what MaxQueued caps
-	PendingJobs int           // of which Pending
+	PendingJobs int           // of which Pending (unmaterialized array tasks included)
+	Scheduled   int           // of which Scheduled
+	RunningJobs int           // of which Running
 	Pending     job.Resources // asked for by its Pending jobs
 	Running     job.Resources // held by its Scheduled and Running jobs
 	// Share is its fraction of the slots in use; FairShare its weight over
@@ -110,7 +112,8 @@ func (s *Cluster) Tenant(name string) (TenantStatus, error) {
 }
 
 // Tenants returns every tenant with its live figures, in name order. The
-// figures are read job by job, not as one snapshot.
+// figures are counters kept on every change, so the call costs
+// O(tenants), however many jobs there are.
 func (s *Cluster) Tenants() []TenantStatus {
 	now := s.cfg.Now()
 	byName := make(map[string]*TenantStatus)
@@ -120,28 +123,19 @@ func (s *Cluster) Tenants() []TenantStatus {
 		byName[name] = &TenantStatus{Tenant: t, Burst: b}
 		return true
 	})
-	count := func(id string, active bool) {
-		j, ok := s.jobs.Load(id)
-		if !ok {
-			return
-		}
-		st := byName[j.Spec.Tenant]
+	s.mu.RLock()
+	for name, c := range s.counts {
+		st := byName[name]
 		if st == nil {
-			return // deleted meanwhile
+			continue // deleted meanwhile
 		}
-		switch {
-		case j.State == job.Pending && !active:
-			st.Queued++
-			st.PendingJobs++
-			st.Pending = st.Pending.Add(j.Spec.Resources)
-		case j.State.Active() && active:
-			st.Queued++
-			st.Running = st.Running.Add(j.Spec.Resources)
-		}
+		st.PendingJobs = c.Pending
+		st.Queued = c.Pending + c.Scheduled + c.Running
+		st.Pending = c.Asked
+		st.Running = c.Held
+		st.Scheduled, st.RunningJobs = c.Scheduled, c.Running
 	}
-	s.pending.Range(func(id string, _ struct{}) bool { count(id, false); return true })
-	s.blocked.Range(func(id string, _ struct{}) bool { count(id, false); return true })
-	s.active.Range(func(id string, _ struct{}) bool { count(id, true); return true })
+	s.mu.RUnlock()
 
 	var used int64
 	var weights float64

@@ -98,10 +98,7 @@ func (s *Cluster) WorkerHello(ctx context.Context, h Hello) (Reconcile, error) {
 	}
 	var rc Reconcile
 	var lost []*job.Job
-	s.forActive(func(j *job.Job) {
-		if j.Worker != rec.ID {
-			return
-		}
+	for _, j := range s.activeOn(rec.ID) {
 		ref := Ref{j.ID, j.Attempt}
 		switch {
 		case reported[ref] && j.CancelRequested != "":
@@ -113,7 +110,7 @@ func (s *Cluster) WorkerHello(ctx context.Context, h Hello) (Reconcile, error) {
 			lost = append(lost, j)
 		}
 		delete(reported, ref)
-	})
+	}
 	for ref := range reported {
 		rc.Cancel = append(rc.Cancel, CancelOrder{JobID: ref.JobID, Attempt: ref.Attempt, Grace: s.cfg.KillGrace, Reason: scheduler.ReasonStaleAttempt})
 	}
@@ -223,7 +220,7 @@ func (s *Cluster) Workers() []WorkerInfo {
 // job.ErrConflict.
 func (s *Cluster) JobStarted(ctx context.Context, workerID string, ref Ref, at time.Time) error {
 	for range 3 {
-		cur, err := s.Get(ref.JobID)
+		cur, err := s.Get(ctx, ref.JobID)
 		if err != nil {
 			return err
 		}
@@ -257,7 +254,7 @@ func (s *Cluster) JobStarted(ctx context.Context, workerID string, ref Ref, at t
 // a worker declared lost) fails with job.ErrConflict and changes nothing.
 func (s *Cluster) JobFinished(ctx context.Context, workerID string, f scheduler.Finish) (*job.Job, error) {
 	for range 3 {
-		cur, err := s.Get(f.JobID)
+		cur, err := s.Get(ctx, f.JobID)
 		if err != nil {
 			return nil, err
 		}
@@ -306,7 +303,7 @@ func (s *Cluster) loseAttempt(ctx context.Context, j *job.Job, why string) {
 			return
 		}
 		s.refresh(ctx, j.ID)
-		cur, err := s.Get(j.ID)
+		cur, err := s.Get(ctx, j.ID)
 		if err != nil || cur.Attempt != j.Attempt || cur.Worker != j.Worker || !cur.State.Active() {
 			return // ended or moved on meanwhile
 		}
@@ -314,14 +311,31 @@ func (s *Cluster) loseAttempt(ctx context.Context, j *job.Job, why string) {
 	}
 }
 
-// forActive calls fn for every job that is Scheduled or Running.
+// forActive calls fn for every job that is Scheduled or Running, from a
+// copy taken under the lock.
 func (s *Cluster) forActive(fn func(*job.Job)) {
-	s.active.Range(func(id string, _ struct{}) bool {
-		if j, ok := s.jobs.Load(id); ok && j.State.Active() {
-			fn(j)
-		}
-		return true
-	})
+	s.mu.RLock()
+	jobs := make([]*job.Job, 0, len(s.active))
+	for _, j := range s.active {
+		jobs = append(jobs, j)
+	}
+	s.mu.RUnlock()
+	for _, j := range jobs {
+		fn(j)
+	}
+}
+
+// activeOn returns the Scheduled and Running jobs of one worker, in id
+// order. It costs what that worker runs, not what the cluster does.
+func (s *Cluster) activeOn(worker string) []*job.Job {
+	s.mu.RLock()
+	jobs := make([]*job.Job, 0, len(s.byWorker[worker]))
+	for id := range s.byWorker[worker] {
+		jobs = append(jobs, s.active[id])
+	}
+	s.mu.RUnlock()
+	slices.SortFunc(jobs, func(a, b *job.Job) int { return cmp.Compare(a.ID, b.ID) })
+	return jobs
 }
 
 func (s *Cluster) cancelOrder(j *job.Job, reason string) CancelOrder {

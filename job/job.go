@@ -223,6 +223,10 @@ func (e Expect) Matches(state State, attempt int, version uint64) bool {
 type Update struct {
 	Expect Expect
 	Next   *Job
+	// Create materializes a task of an array (see Array): the record must
+	// not exist yet, and Expect is the task as it was before (Pending on
+	// attempt 1, or Cancelled with its array).
+	Create bool
 }
 
 // Check validates an update against the transition table: the move must be

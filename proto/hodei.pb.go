@@ -956,9 +956,12 @@ func (x *SubmitRequest) GetArray() string {
 }
 
 type SubmitResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`   // the job id, or the array id
-	Ids           []string               `protobuf:"bytes,2,rep,name=ids,proto3" json:"ids,omitempty"` // an array's job ids, in index order
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"` // the job id, or the array id
+	// An array's task ids, in index order, when it has at most 10,000 tasks
+	// (a task's id is the array id plus its position plus one, as a ULID).
+	Ids           []string `protobuf:"bytes,2,rep,name=ids,proto3" json:"ids,omitempty"`
+	Tasks         int64    `protobuf:"varint,3,opt,name=tasks,proto3" json:"tasks,omitempty"` // an array's number of tasks
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1005,6 +1008,13 @@ func (x *SubmitResponse) GetIds() []string {
 		return x.Ids
 	}
 	return nil
+}
+
+func (x *SubmitResponse) GetTasks() int64 {
+	if x != nil {
+		return x.Tasks
+	}
+	return 0
 }
 
 type GetJobRequest struct {
@@ -1300,8 +1310,10 @@ func (x *CancelArrayRequest) GetReason() string {
 }
 
 type CancelArrayResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Cancelled     []string               `protobuf:"bytes,1,rep,name=cancelled,proto3" json:"cancelled,omitempty"` // ids of the jobs it cancelled or is stopping
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ids of the tasks it cancelled or is stopping, when at most 10,000
+	Cancelled     []string `protobuf:"bytes,1,rep,name=cancelled,proto3" json:"cancelled,omitempty"`
+	Count         int64    `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"` // how many tasks it cancelled or is stopping
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1341,6 +1353,13 @@ func (x *CancelArrayResponse) GetCancelled() []string {
 		return x.Cancelled
 	}
 	return nil
+}
+
+func (x *CancelArrayResponse) GetCount() int64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
 }
 
 type WatchRequest struct {
@@ -5053,10 +5072,11 @@ const file_hodei_proto_rawDesc = "" +
 	"\x12effective_priority\x18\x13 \x01(\x01R\x11effectivePriority\"L\n" +
 	"\rSubmitRequest\x12%\n" +
 	"\x04spec\x18\x01 \x01(\v2\x11.hodei.v1.JobSpecR\x04spec\x12\x14\n" +
-	"\x05array\x18\x02 \x01(\tR\x05array\"2\n" +
+	"\x05array\x18\x02 \x01(\tR\x05array\"H\n" +
 	"\x0eSubmitResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
-	"\x03ids\x18\x02 \x03(\tR\x03ids\"\x1f\n" +
+	"\x03ids\x18\x02 \x03(\tR\x03ids\x12\x14\n" +
+	"\x05tasks\x18\x03 \x01(\x03R\x05tasks\"\x1f\n" +
 	"\rGetJobRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\xbb\x02\n" +
 	"\x0fListJobsRequest\x12(\n" +
@@ -5079,9 +5099,10 @@ const file_hodei_proto_rawDesc = "" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"<\n" +
 	"\x12CancelArrayRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"3\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"I\n" +
 	"\x13CancelArrayResponse\x12\x1c\n" +
-	"\tcancelled\x18\x01 \x03(\tR\tcancelled\"=\n" +
+	"\tcancelled\x18\x01 \x03(\tR\tcancelled\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\x03R\x05count\"=\n" +
 	"\fWatchRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
 	"\x06tenant\x18\x02 \x01(\tR\x06tenant\"+\n" +

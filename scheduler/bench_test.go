@@ -56,13 +56,14 @@ func decideFIFO(s Snapshot) Plan {
 		if free <= 0 {
 			break
 		}
-		w := pl.place(j)
+		wj := WaitingOf(j, t0, 0)
+		w := pl.place(wj)
 		if w < 0 {
 			continue
 		}
 		pl.take(w, j.Spec.Resources)
 		free -= j.Spec.Resources.Slots
-		plan.Assignments = append(plan.Assignments, Assignment{Job: j, Worker: pl.id(w)})
+		plan.Assignments = append(plan.Assignments, Assignment{Job: wj, Worker: pl.id(w)})
 	}
 	return plan
 }

@@ -1,8 +1,11 @@
 package scheduler
 
 import (
+	"cmp"
+	"iter"
 	"maps"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/hodei-jobs/hodei/job"
@@ -59,17 +62,29 @@ type TenantView struct {
 	// Preemptible lets Decide stop its running jobs for a tenant below its
 	// share.
 	Preemptible bool
+	// Held holds the tenant at its running limit: its burst just ended, or
+	// it cools down. What runs over the limit is stopped and requeued.
+	Held bool
 }
 
-// Snapshot is the input of Decide: the eligible jobs and the workers that
-// accept work, as one consistent picture. Decide does not modify it, except
-// that it reorders Pending.
+// Snapshot is the input of Decide: the waiting work, the running work and
+// the workers, as one consistent picture. Decide does not modify it.
 type Snapshot struct {
-	Pending []*job.Job // eligible now: dependencies met, backoff over
-	// Active holds the Scheduled and Running jobs; Decide reads it only to
-	// choose preemption victims.
-	Active    []*job.Job
-	Workers   []WorkerView          // with Preempt, full workers too
+	// Queues holds each tenant's eligible waiting work (dependencies met,
+	// backoff over), best first. Decide reads a queue only as far as the
+	// pass gets: it is never walked whole.
+	Queues map[string]Queue
+	// Pending is the other way to give Decide waiting work: jobs in any
+	// order, which Decide ranks as at now. It is read only when Queues is
+	// nil (tests and tools that hold jobs rather than queues).
+	Pending []*job.Job
+	// Active holds every Scheduled and Running job, in any order.
+	Active  []*job.Job
+	Workers []WorkerView // accepting work; with Preempt, full ones too
+	// Live holds the workers that are not DOWN (connected or within their
+	// lease): an active job on any other worker has lost its attempt.
+	// nil: every worker of an active job is live.
+	Live      map[string]bool
 	Tenants   map[string]TenantView // missing tenants have weight 1, no limits
 	Placement Placement
 	Aging     time.Duration // see EffectivePriority; 0: DefaultAging
@@ -77,17 +92,42 @@ type Snapshot struct {
 	// for tenants below it whose jobs fit nowhere.
 	Preempt bool
 	// ArrayRunning counts the Scheduled and Running jobs of each array that
-	// has a limit (Spec.ArrayLimit): an array at its limit waits.
+	// has a limit: an array at its limit waits.
 	ArrayRunning map[string]int
-	// Reserved holds room for jobs on workers (job id → worker id): a
-	// preemption is making it for them. Until the job is placed, what it
-	// asks for is held back on that worker.
-	Reserved map[string]string
+	// Reserved holds room for waiting jobs on workers: a preemption is
+	// making it for them. Until the job is placed, what it asks for is held
+	// back on that worker.
+	Reserved []Reservation
+	// StopSent holds, by job id, when the last stop order for an active job
+	// with CancelRequested went out. A stop with no entry is sent again; a
+	// stop not confirmed within Confirm ends the attempt.
+	StopSent map[string]time.Time
+	Confirm  time.Duration
+	// Orphans are waiting jobs one of whose dependencies ended without
+	// letting them run.
+	Orphans []Orphan
+}
+
+// Reservation is room held on Worker for Job.
+type Reservation struct {
+	Job    *Waiting
+	Worker string
+}
+
+// Orphan is a waiting job that can never run because of Dep, one of its
+// dependencies: it ended other than Completed (Dep is that job), or it no
+// longer exists (Dep nil, DepID its id).
+type Orphan struct {
+	Job   *Waiting
+	Dep   *job.Job
+	DepID string
 }
 
 // Assignment places one job on one worker.
 type Assignment struct {
-	Job    *job.Job
+	// Job is the waiting job; for a task of an array not yet materialized,
+	// a Waiting with Tasks set, its own ID and Position.
+	Job    *Waiting
 	Worker string
 	// Charge is what the dispatch costs its tenant in the fair-queuing
 	// ledger: slots × expected seconds, before the weight.
@@ -104,177 +144,199 @@ type Preemption struct {
 	For string // the id of the job that needs it
 }
 
-// Plan is the output of Decide.
+// StopKind says why a pass ends or stops an active job.
+type StopKind int
+
+const (
+	// StopLost: the job's worker is DOWN; the attempt ended as lost and
+	// the job retries per its policy.
+	StopLost StopKind = iota + 1
+	// StopUnconfirmed: a stop order went out and no agent confirmed it
+	// within Snapshot.Confirm; the attempt ended as killed.
+	StopUnconfirmed
+	// StopTimeout: a Running job passed its timeout; its agent is told to
+	// stop it.
+	StopTimeout
+	// StopBurstEnded: its tenant's burst ended and it runs over the
+	// running limit; it goes back to the queue (at once when not started).
+	StopBurstEnded
+)
+
+func (k StopKind) String() string {
+	switch k {
+	case StopLost:
+		return "lost"
+	case StopUnconfirmed:
+		return "unconfirmed"
+	case StopTimeout:
+		return "timeout"
+	case StopBurstEnded:
+		return "burst-ended"
+	}
+	return "StopKind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// Stop ends or stops one active job.
+type Stop struct {
+	Job  *job.Job
+	Kind StopKind
+}
+
+// Cancel ends a waiting job that can never run.
+type Cancel struct {
+	Job    *Waiting
+	Reason string
+}
+
+// Plan is the output of Decide: everything one pass changes, to be
+// committed at once.
 type Plan struct {
 	Assignments []Assignment
 	// Bursts holds the tenants whose burst state the plan changes (a burst
 	// starts with one of its assignments).
 	Bursts      map[string]quota.Burst
 	Preemptions []Preemption
+	Stops       []Stop
+	Cancels     []Cancel
+	// Resend holds active jobs whose stop order must go out again (none
+	// went out since the server started).
+	Resend []*job.Job
+	// Next is the earliest later instant at which a timer in the snapshot
+	// (a timeout, a stop's confirmation) comes due; zero: none.
+	Next time.Time
 }
 
-// queue is one tenant's eligible jobs. It becomes a heap on effective
-// priority the first time the tenant is picked, so a pass orders only the
-// queues it serves and pops only the jobs it places.
-type queue struct {
-	jobs   []ranked
-	heaped bool
+// IsZero reports whether the plan changes nothing.
+func (p *Plan) IsZero() bool {
+	return len(p.Assignments) == 0 && len(p.Preemptions) == 0 && len(p.Stops) == 0 &&
+		len(p.Cancels) == 0 && len(p.Resend) == 0
 }
 
-type ranked struct {
-	job  *job.Job
-	prio float64
+// maxSkips bounds the entries of one tenant's queue a pass passes over
+// without placing them (they fit nowhere, or their array is at its
+// limit): a tenant whose backlog is a million jobs that fit nowhere costs
+// a pass this many, not a million.
+const maxSkips = 256
+
+// cursor draws one tenant's work from its queue for a pass, expanding an
+// array's unmaterialized tasks one at a time.
+type cursor struct {
+	next   func() (*Waiting, bool)
+	stop   func()
+	gen    *Waiting // the array entry being drawn from, if any
+	genAt  func() (int, bool)
+	genEnd func()
+	skips  int
 }
 
-// before reports whether a goes before b: higher effective priority, then
-// older (ids are time-ordered).
-func (a ranked) before(b ranked) bool {
-	if a.prio != b.prio {
-		return a.prio > b.prio
-	}
-	return a.job.ID < b.job.ID
+func newCursor(q Queue) *cursor {
+	next, stop := iter.Pull(q)
+	return &cursor{next: next, stop: stop}
 }
 
-// pop removes and returns the queue's next job; ok is false when empty.
-func (q *queue) pop(now time.Time, aging time.Duration) (*job.Job, bool) {
-	if !q.heaped {
-		q.rank(now, aging)
-		for i := len(q.jobs)/2 - 1; i >= 0; i-- {
-			q.down(i)
-		}
-		q.heaped = true
-	}
-	n := len(q.jobs)
-	if n == 0 {
-		return nil, false
-	}
-	top := q.jobs[0].job
-	q.jobs[0] = q.jobs[n-1]
-	q.jobs = q.jobs[:n-1]
-	q.down(0)
-	return top, true
-}
-
-// rank computes the effective priority of every job in the queue.
-func (q *queue) rank(now time.Time, aging time.Duration) {
-	for i := range q.jobs {
-		q.jobs[i].prio = EffectivePriority(q.jobs[i].job, now, aging)
-	}
-}
-
-// rest returns up to limit of the jobs left, best first, without removing
-// them.
-func (q *queue) rest(limit int, now time.Time, aging time.Duration) []*job.Job {
-	if !q.heaped {
-		q.rank(now, aging)
-	}
-	left := slices.Clone(q.jobs)
-	slices.SortFunc(left, func(a, b ranked) int {
-		if a.before(b) {
-			return -1
-		}
-		return 1
-	})
-	out := make([]*job.Job, 0, min(limit, len(left)))
-	for _, r := range left[:min(limit, len(left))] {
-		out = append(out, r.job)
-	}
-	return out
-}
-
-func (q *queue) down(i int) {
-	h := q.jobs
+// pop returns the next job, or a task of an array; ok is false when the
+// queue is done.
+func (c *cursor) pop() (*Waiting, bool) {
 	for {
-		l := 2*i + 1
-		if l >= len(h) {
-			return
-		}
-		m := l
-		if r := l + 1; r < len(h) && h[r].before(h[l]) {
-			m = r
-		}
-		if !h[m].before(h[i]) {
-			return
-		}
-		h[i], h[m] = h[m], h[i]
-		i = m
-	}
-}
-
-// queuesOf groups pending jobs by tenant in one allocation.
-func queuesOf(pending []*job.Job) map[string]*queue {
-	index := make(map[string]int)
-	var names []string
-	var counts []int
-	of := make([]int32, len(pending))
-	last, lastIdx := "", -1
-	for i, j := range pending {
-		t := j.Spec.Tenant
-		if t != last || lastIdx < 0 {
-			k, ok := index[t]
-			if !ok {
-				k = len(names)
-				index[t] = k
-				names = append(names, t)
-				counts = append(counts, 0)
+		if c.gen != nil {
+			if p, ok := c.genAt(); ok {
+				return c.gen.task(p), true
 			}
-			last, lastIdx = t, k
+			c.dropArray()
 		}
-		of[i] = int32(lastIdx)
-		counts[lastIdx]++
+		w, ok := c.next()
+		if !ok {
+			return nil, false
+		}
+		if w.Tasks == nil {
+			return w, true
+		}
+		c.gen = w
+		c.genAt, c.genEnd = iter.Pull(w.Tasks.Positions())
 	}
-	all := make([]ranked, len(pending))
-	queues := make([]queue, len(names))
-	off := 0
-	for k, n := range counts {
-		queues[k].jobs = all[off : off : off+n]
-		off += n
-	}
-	for i, j := range pending {
-		q := &queues[of[i]]
-		q.jobs = append(q.jobs, ranked{job: j})
-	}
-	out := make(map[string]*queue, len(names))
-	for k, t := range names {
-		out[t] = &queues[k]
-	}
-	return out
 }
 
-// Decide assigns as many pending jobs as free capacity allows. Between
-// tenants it follows weighted fair queuing on the tenants' tags; within a
-// tenant, higher effective priority first, then older first. A tenant at
-// its running limit (burst included) waits; a job that fits nowhere is
-// skipped so smaller jobs behind it can still start, and with Preempt it
-// may make room by preemption. Decide is pure and deterministic.
+// dropArray stops drawing from the current array for this pass.
+func (c *cursor) dropArray() {
+	if c.gen != nil {
+		c.genEnd()
+		c.gen = nil
+	}
+}
+
+func (c *cursor) close() {
+	c.dropArray()
+	c.stop()
+}
+
+// task is the Waiting of position p of the array entry w.
+func (w *Waiting) task(p int) *Waiting {
+	t := *w
+	t.ID = job.TaskID(w.Tasks.Array, p)
+	t.Position = int32(p)
+	return &t
+}
+
+// IsTask reports whether w is a task of an array not yet materialized
+// (Position says which).
+func (w *Waiting) IsTask() bool { return w.Tasks != nil && w.ID != w.Tasks.Array }
+
+// Decide is one pass's whole decision. It ends the attempts of jobs whose
+// worker is lost, stops jobs past their timeout or over a running limit
+// their tenant's burst no longer covers, gives up on stops no agent
+// confirmed, cancels waiting jobs a dependency failed, and assigns as many
+// waiting jobs as free capacity allows: between tenants by weighted fair
+// queuing on their tags; within a tenant in queue order. A tenant at its
+// running limit (burst included) waits; a job that fits nowhere is skipped
+// so smaller jobs behind it can still start, and with Preempt it may make
+// room by preemption.
+//
+// Decide is pure and deterministic: the same snapshot gives the same plan,
+// whatever the order of its slices and maps.
 func Decide(s Snapshot, now time.Time) Plan {
 	var plan Plan
-	if len(s.Pending) == 0 || len(s.Workers) == 0 {
-		return plan
-	}
-	queues := queuesOf(s.Pending)
-	var picker wfq.Picker
+	s.Active = sortedByID(s.Active)
 	running := make(map[string]job.Resources, len(s.Tenants))
-	bursts := make(map[string]quota.Burst, len(s.Tenants))
-	for tenant, tv := range s.Tenants {
-		running[tenant], bursts[tenant] = tv.Running, tv.Burst
-	}
-	for tenant := range queues {
-		tv := s.Tenants[tenant]
-		picker.Add(tenant, tv.Weight, tv.Tag)
-	}
-
-	pl := newPlacer(s.Workers, s.Placement)
-	var freeSlots int64
-	for _, w := range s.Workers {
-		freeSlots += max(w.Free.Slots, 0)
+	for _, tenant := range sortedKeys(s.Tenants) {
+		running[tenant] = s.Tenants[tenant].Running
 	}
 	arrays := maps.Clone(s.ArrayRunning)
 	if arrays == nil {
 		arrays = make(map[string]int)
 	}
-	assign := func(j *job.Job, w int, tv TenantView, burst quota.Burst) {
-		tenant, req := j.Spec.Tenant, j.Spec.Resources
+	stopActive(s, now, &plan, running, arrays)
+	gone := make(map[string]bool, len(s.Orphans)) // cancelled by this plan
+	for _, o := range sortedOrphans(s.Orphans) {
+		plan.Cancels = append(plan.Cancels, Cancel{Job: o.Job, Reason: orphanReason(o)})
+		gone[o.Job.ID] = true
+	}
+	queues := s.Queues
+	if queues == nil {
+		queues = queuesFrom(s.Pending, now, s.Aging)
+	}
+	if len(queues) == 0 || len(s.Workers) == 0 {
+		return plan
+	}
+	cursors := make(map[string]*cursor, len(queues))
+	defer func() {
+		for _, c := range cursors {
+			c.close()
+		}
+	}()
+	var picker wfq.Picker
+	bursts := make(map[string]quota.Burst, len(s.Tenants))
+	for _, tenant := range sortedKeys(s.Tenants) {
+		bursts[tenant] = s.Tenants[tenant].Burst
+	}
+	for _, tenant := range sortedKeys(queues) {
+		tv := s.Tenants[tenant]
+		picker.Add(tenant, tv.Weight, tv.Tag)
+		cursors[tenant] = newCursor(queues[tenant])
+	}
+
+	pl := newPlacer(sortedWorkers(s.Workers), s.Placement)
+	assign := func(w *Waiting, at int, tv TenantView, burst quota.Burst) {
+		tenant, req := w.Tenant, w.Resources
 		if burst != bursts[tenant] {
 			bursts[tenant] = burst
 			if plan.Bursts == nil {
@@ -282,22 +344,21 @@ func Decide(s Snapshot, now time.Time) Plan {
 			}
 			plan.Bursts[tenant] = burst
 		}
-		pl.take(w, req)
-		freeSlots -= req.Slots
+		pl.take(at, req)
 		running[tenant] = running[tenant].Add(req)
-		if j.Spec.ArrayLimit > 0 {
-			arrays[j.Spec.Array]++
+		if w.ArrayLimit > 0 {
+			arrays[w.Array]++
 		}
 		charge := float64(req.Slots) * estimateOf(tv).Seconds()
 		start := picker.Tag(tenant)
 		picker.Charge(tenant, charge)
-		plan.Assignments = append(plan.Assignments, Assignment{Job: j, Worker: pl.id(w), Charge: charge, Start: start})
+		plan.Assignments = append(plan.Assignments, Assignment{Job: w, Worker: pl.id(at), Charge: charge, Start: start})
 	}
-	atLimit := func(j *job.Job) bool { // its array runs as many as it may
-		return j.Spec.ArrayLimit > 0 && arrays[j.Spec.Array] >= j.Spec.ArrayLimit
+	atLimit := func(w *Waiting) bool { // its array runs as many as it may
+		return w.ArrayLimit > 0 && arrays[w.Array] >= int(w.ArrayLimit)
 	}
-	placed := placeReserved(s, now, pl, running, bursts, atLimit, assign)
-	freeSlots = 0
+	placed := placeReserved(s, now, pl, running, bursts, gone, atLimit, assign)
+	var freeSlots int64
 	for _, w := range pl.workers {
 		freeSlots += max(w.Free.Slots, 0)
 	}
@@ -308,66 +369,82 @@ func Decide(s Snapshot, now time.Time) Plan {
 		selector string
 	}
 	unplaceable := make(map[shape]bool)
-	unfit := make(map[string][]*job.Job) // tenant → its jobs that fit nowhere, in order
+	unfit := make(map[string][]*Waiting) // tenant → its jobs that fit nowhere, in order
 	heldBack := false                    // a worker is held back for a job that did not fit
+	nowNano := now.UnixNano()
 	for freeSlots > 0 {
 		tenant, ok := picker.Next()
 		if !ok {
 			break
 		}
-		j, ok := queues[tenant].pop(now, s.Aging)
-		if !ok {
+		c := cursors[tenant]
+		w, ok := c.pop()
+		if !ok || c.skips >= maxSkips {
 			picker.Remove(tenant)
 			continue
 		}
-		if placed[j.ID] {
-			continue
+		if placed[w.ID] || gone[w.ID] || w.Since > nowNano {
+			continue // placed by its reservation, cancelled, or still backing off
 		}
-		if j.NotBefore.After(now) {
-			continue // still backing off
-		}
-		if atLimit(j) {
+		if atLimit(w) {
+			c.skips++
+			if w.Tasks != nil {
+				c.dropArray()
+			}
 			continue
 		}
 		tv := s.Tenants[tenant]
-		req := j.Spec.Resources
+		req := w.Resources
 		burst, ok := tv.Limits.Admit(bursts[tenant], running[tenant], req, now)
 		if !ok {
 			picker.Remove(tenant) // at its running limit for this pass
 			continue
 		}
-		key := shape{req, selectorKey(j.Spec.Selector)}
-		w := -1
+		key := shape{req, selectorKey(w.Selector)}
+		at := -1
 		if !unplaceable[key] {
-			w = pl.place(j)
+			at = pl.place(w)
 		}
-		if w < 0 {
+		if at < 0 {
+			c.skips++
 			unplaceable[key] = true
-			unfit[tenant] = append(unfit[tenant], j)
+			unfit[tenant] = append(unfit[tenant], w)
+			if w.Tasks != nil {
+				c.dropArray() // its other tasks are the same shape
+			}
 			if !heldBack {
 				// The least-served tenant's job fits nowhere: keep the
 				// worker closest to fitting it out of this pass, so that
 				// it empties instead of filling with smaller jobs.
-				if r := pl.reserve(j); r >= 0 {
+				if r := pl.reserve(w); r >= 0 {
 					heldBack = true
 					freeSlots -= max(pl.workers[r].Free.Slots, 0)
 				}
 			}
 			continue
 		}
-		assign(j, w, tv, burst)
+		assign(w, at, tv, burst)
+		freeSlots -= req.Slots
 	}
 	if s.Preempt {
-		memo := make(map[string][]*job.Job)
-		waiting := func(tenant string) []*job.Job {
+		memo := make(map[string][]*Waiting)
+		waiting := func(tenant string) []*Waiting {
 			if out, ok := memo[tenant]; ok {
 				return out
 			}
-			out := unfit[tenant]
-			if q := queues[tenant]; q != nil && len(out) < maxPreemptTries {
-				out = append(slices.Clip(out), q.rest(maxPreemptTries-len(out), now, s.Aging)...)
+			out := slices.Clone(unfit[tenant])
+			if c := cursors[tenant]; c != nil {
+				for len(out) < maxPreemptTries {
+					w, ok := c.pop()
+					if !ok {
+						break
+					}
+					if !placed[w.ID] && !gone[w.ID] {
+						out = append(out, w)
+					}
+				}
 			}
-			out = slices.DeleteFunc(slices.Clone(out), atLimit)
+			out = slices.DeleteFunc(out, atLimit)
 			memo[tenant] = out
 			return out
 		}
@@ -379,27 +456,29 @@ func Decide(s Snapshot, now time.Time) Plan {
 // placeReserved places the jobs that have room reserved for them where it
 // is free by now, holds back what the others ask for on their workers (the
 // victims are still stopping), and returns the ids it placed.
-func placeReserved(s Snapshot, now time.Time, pl *placer, running map[string]job.Resources,
-	bursts map[string]quota.Burst, atLimit func(*job.Job) bool, assign func(*job.Job, int, TenantView, quota.Burst)) map[string]bool {
+func placeReserved(s Snapshot, now time.Time, pl *placer, running map[string]job.Resources, bursts map[string]quota.Burst,
+	gone map[string]bool, atLimit func(*Waiting) bool, assign func(*Waiting, int, TenantView, quota.Burst)) map[string]bool {
 	if len(s.Reserved) == 0 {
 		return nil
 	}
+	rs := slices.Clone(s.Reserved)
+	slices.SortFunc(rs, func(a, b Reservation) int { return cmp.Compare(a.Job.ID, b.Job.ID) })
 	placed := make(map[string]bool)
-	for _, j := range s.Pending {
-		w, ok := s.Reserved[j.ID]
-		if !ok {
+	for _, r := range rs {
+		w := r.Job
+		if gone[w.ID] {
 			continue
 		}
-		i := pl.index(w)
-		if i < 0 || !job.LabelsMatch(pl.workers[i].Labels, j.Spec.Selector) {
+		i := pl.index(r.Worker)
+		if i < 0 || !job.LabelsMatch(pl.workers[i].Labels, w.Selector) {
 			continue // gone or relabelled: the reservation lapses
 		}
-		req := j.Spec.Resources
-		tv := s.Tenants[j.Spec.Tenant]
-		if !j.NotBefore.After(now) && !atLimit(j) && pl.workers[i].Free.Covers(req) {
-			if burst, ok := tv.Limits.Admit(bursts[j.Spec.Tenant], running[j.Spec.Tenant], req, now); ok {
-				assign(j, i, tv, burst)
-				placed[j.ID] = true
+		req := w.Resources
+		tv := s.Tenants[w.Tenant]
+		if w.Since <= now.UnixNano() && !atLimit(w) && pl.workers[i].Free.Covers(req) {
+			if burst, ok := tv.Limits.Admit(bursts[w.Tenant], running[w.Tenant], req, now); ok {
+				assign(w, i, tv, burst)
+				placed[w.ID] = true
 				continue
 			}
 		}

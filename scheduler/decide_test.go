@@ -65,7 +65,7 @@ func TestDecideFillsCapacityAndSkipsWhatDoesNotFit(t *testing.T) {
 		Workers: []WorkerView{{ID: "w", Free: job.Resources{Slots: 2}}},
 	}
 	plan := Decide(snap, t0)
-	if len(plan.Assignments) != 2 || plan.Assignments[0].Job != small[0] || plan.Assignments[1].Job != small[1] {
+	if len(plan.Assignments) != 2 || plan.Assignments[0].Job.ID != small[0].ID || plan.Assignments[1].Job.ID != small[1].ID {
 		t.Fatalf("plan %+v, want the two oldest small jobs behind the big one", plan.Assignments)
 	}
 }
@@ -82,7 +82,7 @@ func TestDecideSharesBetweenTenants(t *testing.T) {
 	}
 	got := map[string]int{}
 	for _, a := range Decide(snap, t0).Assignments {
-		got[a.Job.Spec.Tenant]++
+		got[a.Job.Tenant]++
 	}
 	if got["a"] != 30 || got["b"] != 10 {
 		t.Fatalf("shares %v, want a:30 b:10 for weights 3:1", got)

@@ -15,13 +15,14 @@ const (
 	ReasonUserCancel = "cancelled by user"
 	// ReasonPreemptedFmt names the tenant and job a preemption made room
 	// for; ReasonBurstEndedFmt the tenant whose burst ended.
-	ReasonPreemptedFmt    = "preempted by tenant %s for job %s"
-	ReasonBurstEndedFmt   = "preempted: burst of tenant %s ended"
-	ReasonSLAMissedPrefix = "SLA missed"
-	ReasonSLAMissedFmt    = ReasonSLAMissedPrefix + ": started %s after its deadline"
-	ReasonStaleAttempt    = "stale report"
-	ReasonNoConfirm       = "agent did not confirm the stop"
-	ReasonDependencyFmt   = "dependency %s %s"
+	ReasonPreemptedFmt     = "preempted by tenant %s for job %s"
+	ReasonBurstEndedFmt    = "preempted: burst of tenant %s ended"
+	ReasonSLAMissedPrefix  = "SLA missed"
+	ReasonSLAMissedFmt     = ReasonSLAMissedPrefix + ": started %s after its deadline"
+	ReasonStaleAttempt     = "stale report"
+	ReasonNoConfirm        = "agent did not confirm the stop"
+	ReasonDependencyFmt    = reasonDependencyPrefix + "%s %s"
+	reasonDependencyPrefix = "dependency "
 )
 
 // Outcome is how an attempt ended, as its agent reported it.

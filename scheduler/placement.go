@@ -42,13 +42,13 @@ func newPlacer(ws []WorkerView, p Placement) *placer {
 }
 
 // place returns the index of the best feasible worker for j, or -1.
-func (pl *placer) place(j *job.Job) int {
-	need := max(j.Spec.Resources.Slots, 1)
+func (pl *placer) place(j *Waiting) int {
+	need := max(j.Resources.Slots, 1)
 	first, _ := slices.BinarySearch(pl.slots, need) // the first bucket with room
 	try := func(s int64) int {
 		for _, i := range pl.buckets[s] {
 			w := &pl.workers[i]
-			if w.Free.Covers(j.Spec.Resources) && job.LabelsMatch(w.Labels, j.Spec.Selector) {
+			if w.Free.Covers(j.Resources) && job.LabelsMatch(w.Labels, j.Selector) {
 				return i
 			}
 		}
@@ -110,10 +110,10 @@ func (pl *placer) id(i int) string { return pl.workers[i].ID }
 // labels could take it), so that small jobs do not keep fragmenting it
 // while j's tenant waits for room. It returns the worker's index, or -1
 // when no worker could ever take j.
-func (pl *placer) reserve(j *job.Job) int {
+func (pl *placer) reserve(j *Waiting) int {
 	best := -1
 	for i, w := range pl.workers {
-		if !w.Capacity.Covers(j.Spec.Resources) || !job.LabelsMatch(w.Labels, j.Spec.Selector) {
+		if !w.Capacity.Covers(j.Resources) || !job.LabelsMatch(w.Labels, j.Selector) {
 			continue
 		}
 		if best < 0 || w.Free.Slots > pl.workers[best].Free.Slots ||

@@ -62,7 +62,7 @@ func TestPlacerAgreesWithAFullScan(t *testing.T) {
 				if rng.IntN(3) == 0 {
 					j.Spec.Selector = map[string]string{"zone": zones[rng.IntN(3)]}
 				}
-				want, got := scanPlace(ref, j, p), pl.place(j)
+				want, got := scanPlace(ref, j, p), pl.place(WaitingOf(j, t0, 0))
 				wantID, gotID := "", ""
 				if want >= 0 {
 					wantID = ref[want].ID
@@ -83,7 +83,7 @@ func TestPlacerAgreesWithAFullScan(t *testing.T) {
 func TestPlacerWithAHugeWorker(t *testing.T) {
 	pl := newPlacer([]WorkerView{{ID: "big", Free: job.Resources{Slots: 1 << 40}}, {ID: "small", Free: job.Resources{Slots: 2}}}, Spread)
 	j := &job.Job{Spec: job.Spec{Resources: job.Resources{Slots: 1}}}
-	if i := pl.place(j); i < 0 || pl.id(i) != "big" {
+	if i := pl.place(WaitingOf(j, t0, 0)); i < 0 || pl.id(i) != "big" {
 		t.Fatalf("spread chose %d", i)
 	}
 }

@@ -36,7 +36,7 @@ func Shares(tenants map[string]TenantView, active []string, total int64) map[str
 // an earlier preemption has not ended, preempt chooses none. running and pl
 // are Decide's, after its assignments; preempt books what it frees on them.
 func preempt(s Snapshot, now time.Time, pl *placer, running map[string]job.Resources,
-	bursts map[string]quota.Burst, waiting func(string) []*job.Job) []Preemption {
+	bursts map[string]quota.Burst, waiting func(string) []*Waiting) []Preemption {
 	var victims []*job.Job
 	for _, j := range s.Active {
 		if j.Requeue && j.CancelRequested != "" {
@@ -93,8 +93,8 @@ func preempt(s Snapshot, now time.Time, pl *placer, running map[string]job.Resou
 			if !below(t) {
 				break
 			}
-			req := j.Spec.Resources
-			if j.NotBefore.After(now) {
+			req := j.Resources
+			if j.Since > now.UnixNano() {
 				continue
 			}
 			if _, ok := tv.Limits.Admit(bursts[t], running[t], req, now); !ok {
@@ -120,20 +120,20 @@ func preempt(s Snapshot, now time.Time, pl *placer, running map[string]job.Resou
 
 // roomFor finds the first worker, in victim order, on which stopping unused
 // victims makes room for j, and returns it with those victims, or -1.
-func roomFor(j *job.Job, pl *placer, index map[string]int, victims []*job.Job, used map[string]bool,
+func roomFor(j *Waiting, pl *placer, index map[string]int, victims []*job.Job, used map[string]bool,
 	running map[string]job.Resources, shares map[string]float64) (int, []*job.Job) {
-	req := j.Spec.Resources
+	req := j.Resources
 	freed := make(map[int]job.Resources)
 	chosen := make(map[int][]*job.Job)
 	taken := make(map[int]map[string]int64) // worker → tenant → slots chosen there
 	for _, v := range victims {
 		vt := v.Spec.Tenant
 		w, ok := index[v.Worker]
-		if used[v.ID] || vt == j.Spec.Tenant || !ok {
+		if used[v.ID] || vt == j.Tenant || !ok {
 			continue
 		}
 		wv := pl.workers[w]
-		if !wv.Capacity.Covers(req) || !job.LabelsMatch(wv.Labels, j.Spec.Selector) {
+		if !wv.Capacity.Covers(req) || !job.LabelsMatch(wv.Labels, j.Selector) {
 			continue
 		}
 		if taken[w] == nil {

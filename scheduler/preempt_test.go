@@ -50,7 +50,7 @@ func TestDecideKeepsReservedRoomForItsJob(t *testing.T) {
 		Pending:  []*job.Job{other, waiting},
 		Workers:  []WorkerView{{ID: "w", Free: job.Resources{Slots: 1}, Capacity: job.Resources{Slots: 4}}},
 		Tenants:  map[string]TenantView{"prod": {Tag: 10}},
-		Reserved: map[string]string{waiting.ID: "w"},
+		Reserved: []Reservation{{Job: WaitingOf(waiting, t0, 0), Worker: "w"}},
 	}
 	plan := Decide(snap, t0)
 	if len(plan.Assignments) != 1 || plan.Assignments[0].Job.ID != waiting.ID {
@@ -60,6 +60,7 @@ func TestDecideKeepsReservedRoomForItsJob(t *testing.T) {
 	// The victims are still stopping: the one free slot is held for the
 	// two-slot job that waits for it, the rest of the worker is not.
 	waiting.Spec.Resources.Slots = 2
+	snap.Reserved = []Reservation{{Job: WaitingOf(waiting, t0, 0), Worker: "w"}}
 	snap.Workers[0].Free.Slots = 1
 	if plan := Decide(snap, t0); len(plan.Assignments) != 0 {
 		t.Fatalf("placed %+v in room reserved for another job", plan.Assignments)

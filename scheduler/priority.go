@@ -24,14 +24,7 @@ func EffectivePriority(j *job.Job, now time.Time, aging time.Duration) float64 {
 	if aging <= 0 {
 		aging = DefaultAging
 	}
-	eff := float64(j.Spec.Priority)
-	since := j.CreatedAt
-	if j.NotBefore.After(since) {
-		since = j.NotBefore // a retry waits from the end of its backoff
-	}
-	if wait := now.Sub(since); wait > 0 {
-		eff += job.MaxPriority * float64(wait) / float64(aging)
-	}
+	eff := float64(j.Spec.Priority) + agingGain(sinceOf(j), now, aging)
 	if !j.Spec.Deadline.IsZero() {
 		eff += job.MaxPriority * deadlineUrgency(j.CreatedAt, j.Spec.Deadline, now)
 	}
@@ -45,4 +38,16 @@ func deadlineUrgency(created, deadline, now time.Time) float64 {
 		return 1
 	}
 	return min(max(float64(now.Sub(created))/float64(horizon), 0), 1)
+}
+
+// agingGain is what waiting since then has added to a job's priority at
+// now.
+func agingGain(since, now time.Time, aging time.Duration) float64 {
+	if aging <= 0 {
+		aging = DefaultAging
+	}
+	if wait := now.Sub(since); wait > 0 {
+		return job.MaxPriority * float64(wait) / float64(aging)
+	}
+	return 0
 }

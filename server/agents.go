@@ -233,7 +233,7 @@ func (s *Server) handleAgent(ctx context.Context, conn *agentConn, msg *pb.Agent
 	}
 	switch m := msg.GetMsg().(type) {
 	case *pb.AgentMessage_Heartbeat:
-		s.stopStale(conn, m.Heartbeat.GetRunning())
+		s.stopStale(ctx, conn, m.Heartbeat.GetRunning())
 	case *pb.AgentMessage_Started:
 		st := m.Started
 		conn.report(&s.wg, st.GetJobId(), func() { s.started(ctx, conn, st) })
@@ -243,7 +243,7 @@ func (s *Server) handleAgent(ctx context.Context, conn *agentConn, msg *pb.Agent
 		}
 		// Appends stay in the receive loop: they are ordered by offset and
 		// a job's result is handled only after all chunks before it.
-		conn.enqueue(ackMsg(s.appendLog(conn.workerID, m.Log)))
+		conn.enqueue(ackMsg(s.appendLog(ctx, conn.workerID, m.Log)))
 	case *pb.AgentMessage_Finished:
 		f := m.Finished
 		conn.report(&s.wg, f.GetJobId(), func() { conn.enqueue(ackMsg(s.finished(ctx, conn.workerID, f))) })
@@ -258,9 +258,9 @@ func (s *Server) handleAgent(ctx context.Context, conn *agentConn, msg *pb.Agent
 // stopStale orders the agent to stop the attempts it holds that the server
 // no longer wants there: a reconcile that raced with the end of an attempt
 // (a lost worker's, say) is caught up at the next heartbeat.
-func (s *Server) stopStale(conn *agentConn, held []*pb.JobRef) {
+func (s *Server) stopStale(ctx context.Context, conn *agentConn, held []*pb.JobRef) {
 	for _, r := range held {
-		cur, err := s.sched.Get(r.GetJobId())
+		cur, err := s.sched.Get(ctx, r.GetJobId())
 		if err == nil && cur.Attempt == int(r.GetAttempt()) && cur.Worker == conn.workerID && cur.State.Active() {
 			continue
 		}
@@ -289,9 +289,9 @@ func (s *Server) started(ctx context.Context, conn *agentConn, st *pb.JobStarted
 }
 
 // appendLog stores one chunk and acknowledges how much of the log is held.
-func (s *Server) appendLog(workerID string, c *pb.LogChunk) *pb.Ack {
+func (s *Server) appendLog(ctx context.Context, workerID string, c *pb.LogChunk) *pb.Ack {
 	ack := &pb.Ack{JobId: c.GetJobId(), Attempt: c.GetAttempt(), Stream: c.GetStream()}
-	j, err := s.sched.Get(c.GetJobId())
+	j, err := s.sched.Get(ctx, c.GetJobId())
 	// Once the job has ended its log is closed: a result is recorded only
 	// after the whole log (and a lost worker's attempt has no more).
 	if err != nil || int(c.GetAttempt()) != j.Attempt || j.Worker != workerID || j.State.Terminal() {
@@ -321,7 +321,7 @@ func (s *Server) finished(ctx context.Context, workerID string, f *pb.JobFinishe
 	// A result the server cannot take is acknowledged as finished at once,
 	// before any question of missing output, or the agent would re-send
 	// that output forever.
-	if cur, err := s.sched.Get(id); err != nil || cur.Attempt != attempt || cur.Worker != workerID || !cur.State.Active() {
+	if cur, err := s.sched.Get(ctx, id); err != nil || cur.Attempt != attempt || cur.Worker != workerID || !cur.State.Active() {
 		ack.Finished = true
 		ack.Error = fmt.Sprintf("stale report: attempt %d of job %q is not running on %s", attempt, id, workerID)
 		return ack

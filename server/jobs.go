@@ -31,7 +31,7 @@ func (js *jobService) Submit(ctx context.Context, req *pb.SubmitRequest) (*pb.Su
 	for _, dep := range req.GetSpec().GetDependsOn() {
 		// A job of a tenant the caller may not see is no dependency of
 		// its: the answer is the one for a job that does not exist.
-		if d, err := js.srv.sched.Get(dep); err == nil && !sees(ctx, d.Spec.Tenant) {
+		if d, err := js.srv.sched.Get(ctx, dep); err == nil && !sees(ctx, d.Spec.Tenant) {
 			return nil, toStatus(job.UnknownDependency(dep))
 		}
 	}
@@ -59,7 +59,7 @@ func (s *Server) job(ctx context.Context, id string) (*job.Job, error) {
 	if !job.ValidID(id) {
 		return nil, invalid("id", "%q is not a job id (26 characters, Crockford base32)", id)
 	}
-	j, err := s.sched.Get(id)
+	j, err := s.sched.Get(ctx, id)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -138,7 +138,7 @@ func (js *jobService) Watch(req *pb.WatchRequest, stream pb.JobService_WatchServ
 	defer sub.Close()
 	if id != "" {
 		// The current state first, so a watcher never misses the end.
-		j, _ := js.srv.sched.Get(id)
+		j, _ := js.srv.sched.Get(stream.Context(), id)
 		if err := stream.Send(&pb.JobEvent{Job: js.srv.jobPB(j)}); err != nil {
 			return err
 		}
@@ -195,7 +195,7 @@ func (js *jobService) Logs(req *pb.LogsRequest, stream pb.JobService_LogsServer)
 	}
 	for {
 		changed, release := s.logSignals.wait(id)
-		j, err := s.sched.Get(id)
+		j, err := s.sched.Get(ctx, id)
 		if err != nil {
 			release()
 			return toStatus(err) // deleted by retention meanwhile

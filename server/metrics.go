@@ -80,7 +80,7 @@ func (m *metrics) Preempted(tenant string) { m.preempted.WithLabelValues(tenant)
 
 var (
 	jobsDesc = prometheus.NewDesc("hodei_jobs",
-		"Jobs in memory by state and tenant.", []string{"state", "tenant"}, nil)
+		"Unfinished jobs by state and tenant (array tasks not yet materialized count as PENDING); finished ones are counted by hodei_jobs_finished_total.", []string{"state", "tenant"}, nil)
 	workersDesc = prometheus.NewDesc("hodei_workers",
 		"Known workers by state.", []string{"state"}, nil)
 	slotsDesc = prometheus.NewDesc("hodei_worker_slots",
@@ -120,13 +120,13 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		state  job.State
 		tenant string
 	}
-	counts := make(map[key]int)
-	s.Jobs(func(j *job.Job) bool {
-		counts[key{j.State, j.Spec.Tenant}]++
-		return true
-	})
-	for k, n := range counts {
-		ch <- prometheus.MustNewConstMetric(jobsDesc, prometheus.GaugeValue, float64(n), k.state.String(), k.tenant)
+	tenants := s.Tenants()
+	for _, t := range tenants {
+		for st, n := range map[job.State]int{job.Pending: t.PendingJobs, job.Scheduled: t.Scheduled, job.Running: t.RunningJobs} {
+			if n > 0 {
+				ch <- prometheus.MustNewConstMetric(jobsDesc, prometheus.GaugeValue, float64(n), st.String(), t.Tenant.Name)
+			}
+		}
 	}
 	byState := map[job.WorkerState]int{job.WorkerReady: 0, job.WorkerDraining: 0, job.WorkerDown: 0}
 	var total, used int64
@@ -142,7 +142,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(slotsDesc, prometheus.GaugeValue, float64(total), "total")
 	ch <- prometheus.MustNewConstMetric(slotsDesc, prometheus.GaugeValue, float64(used), "allocated")
-	for _, t := range s.Tenants() {
+	for _, t := range tenants {
 		name := t.Tenant.Name
 		ch <- prometheus.MustNewConstMetric(tenantPendingDesc, prometheus.GaugeValue, float64(t.Pending.Slots), name)
 		ch <- prometheus.MustNewConstMetric(tenantRunningDesc, prometheus.GaugeValue, float64(t.Running.Slots), name)

@@ -8,21 +8,25 @@ import (
 	pb "github.com/hodei-jobs/hodei/proto"
 )
 
-// submitArray is Submit with req.array set: one job per index, all stored
-// in one commit. The answer's id is the array's, ids its jobs' in index
-// order.
+// submitArray is Submit with req.array set: one array record for all its
+// tasks, stored in one commit. The answer's id is the array's, tasks its
+// number of tasks, ids their ids in index order when there are at most
+// cluster.MaxListedTasks.
 func (js *jobService) submitArray(ctx context.Context, req *pb.SubmitRequest) (*pb.SubmitResponse, error) {
 	arr, err := job.ParseArray(req.GetArray())
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	id, jobs, err := js.srv.sched.SubmitArray(ctx, req.GetSpec().ToSpec(), arr)
+	a, err := js.srv.sched.SubmitArray(ctx, req.GetSpec().ToSpec(), arr)
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	resp := &pb.SubmitResponse{Id: id, Ids: make([]string, len(jobs))}
-	for i, j := range jobs {
-		resp.Ids[i] = j.ID
+	resp := &pb.SubmitResponse{Id: a.ID, Tasks: int64(a.Len())}
+	if a.Len() <= cluster.MaxListedTasks {
+		resp.Ids = make([]string, a.Len())
+		for p := range resp.Ids {
+			resp.Ids[p] = job.TaskID(a.ID, p)
+		}
 	}
 	return resp, nil
 }
@@ -31,11 +35,11 @@ func (js *jobService) CancelArray(ctx context.Context, req *pb.CancelArrayReques
 	if !job.ValidID(req.GetId()) {
 		return nil, invalid("id", "%q is not an array id (26 characters, Crockford base32)", req.GetId())
 	}
-	ids, err := js.srv.sched.CancelArrayOf(ctx, req.GetId(), req.GetReason(), func(tenant string) bool { return sees(ctx, tenant) })
+	ids, n, err := js.srv.sched.CancelArrayOf(ctx, req.GetId(), req.GetReason(), func(tenant string) bool { return sees(ctx, tenant) })
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &pb.CancelArrayResponse{Cancelled: ids}, nil
+	return &pb.CancelArrayResponse{Cancelled: ids, Count: int64(n)}, nil
 }
 
 func (js *jobService) RunPipeline(ctx context.Context, req *pb.RunPipelineRequest) (*pb.PipelineStatus, error) {
@@ -60,7 +64,7 @@ func (js *jobService) GetPipeline(ctx context.Context, req *pb.GetPipelineReques
 	if err := checkPipelineID(req.GetId()); err != nil {
 		return nil, err
 	}
-	st, err := js.srv.sched.Pipeline(req.GetId())
+	st, err := js.srv.sched.Pipeline(ctx, req.GetId())
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -71,7 +75,10 @@ func (js *jobService) GetPipeline(ctx context.Context, req *pb.GetPipelineReques
 }
 
 func (js *jobService) ListPipelines(ctx context.Context, req *pb.ListPipelinesRequest) (*pb.ListPipelinesResponse, error) {
-	list := js.srv.sched.Pipelines()
+	list, err := js.srv.sched.Pipelines(ctx)
+	if err != nil {
+		return nil, toStatus(err)
+	}
 	resp := &pb.ListPipelinesResponse{Pipelines: make([]*pb.PipelineStatus, 0, len(list))}
 	for _, st := range list { // without jobs: GetPipeline has them
 		if sees(ctx, st.Pipeline.Tenant) {
@@ -85,7 +92,7 @@ func (js *jobService) CancelPipeline(ctx context.Context, req *pb.CancelPipeline
 	if err := checkPipelineID(req.GetId()); err != nil {
 		return nil, err
 	}
-	if cur, err := js.srv.sched.Pipeline(req.GetId()); err == nil && !sees(ctx, cur.Pipeline.Tenant) {
+	if cur, err := js.srv.sched.Pipeline(ctx, req.GetId()); err == nil && !sees(ctx, cur.Pipeline.Tenant) {
 		return nil, notFound("pipeline", req.GetId())
 	}
 	st, err := js.srv.sched.CancelPipeline(ctx, req.GetId(), req.GetReason())

@@ -90,7 +90,7 @@ func (s *Server) listScoped(ctx context.Context, f job.Filter) ([]*job.Job, stri
 		var out []*job.Job
 		f.Limit = job.MaxPageSize
 		for pages := 1; ; pages++ {
-			jobs, next, err := s.store.List(ctx, f)
+			jobs, next, err := s.sched.List(ctx, f)
 			if err != nil {
 				return nil, "", toStatus(err)
 			}
@@ -110,6 +110,6 @@ func (s *Server) listScoped(ctx context.Context, f job.Filter) ([]*job.Job, stri
 			f.After = next
 		}
 	}
-	jobs, next, err := s.store.List(ctx, f)
+	jobs, next, err := s.sched.List(ctx, f)
 	return jobs, next, toStatus(err)
 }

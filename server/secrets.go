@@ -99,6 +99,10 @@ func (s *Server) assignMsg(workerID string, j *job.Job) *pb.ServerMessage {
 	p := pb.FromJob(j)
 	if len(j.Spec.SecretEnv) > 0 {
 		env, err := s.key.OpenEnv(j.ID, j.Spec.SecretEnv)
+		if err != nil && j.Spec.Array != "" {
+			// The tasks of an array share the values it sealed.
+			env, err = s.key.OpenEnv(j.Spec.Array, j.Spec.SecretEnv)
+		}
 		if err != nil {
 			s.failStart(workerID, j, err)
 			return nil

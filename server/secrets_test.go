@@ -207,7 +207,7 @@ func TestSecretsSealedAtRest(t *testing.T) {
 		}
 		blobs["answer "+id] = []byte(prototext.Format(j))
 		// Memory holds the sealed value only.
-		mem, err := s.srv.Scheduler().Get(id)
+		mem, err := s.srv.Scheduler().Get(t.Context(), id)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -386,7 +386,7 @@ func TestSecretsMigrationOnce(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		j, err := srv.Scheduler().Get(old.ID)
+		j, err := srv.Scheduler().Get(t.Context(), old.ID)
 		srv.Close()
 		if err != nil {
 			t.Fatal(err)

@@ -369,7 +369,7 @@ func (s *Server) sweep(ctx context.Context) {
 func (s *Server) sweepJobs(ctx context.Context) {
 	before := s.now().Add(-s.cfg.Retention)
 	for ctx.Err() == nil {
-		ids, err := s.store.DeleteFinished(ctx, before, 1000, s.sched.Retain(before))
+		ids, err := s.store.DeleteFinished(ctx, before, 1000, s.sched.Retain(ctx, before))
 		if err != nil {
 			s.log.Error("retention", "err", err)
 			return

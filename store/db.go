@@ -35,11 +35,12 @@ var (
 	bucketTokens     = []byte("tokens")
 	bucketAudit      = []byte("audit")
 	bucketAgents     = []byte("agents")
+	bucketArrays     = []byte("arrays")
 	bucketMeta       = []byte("meta")
 	schemaKey        = []byte("schema")
 
 	allBuckets = [][]byte{bucketJobs, bucketWorkers, bucketTenants, bucketTenantJobs,
-		bucketPipelines, bucketTokens, bucketAudit, bucketAgents, bucketMeta}
+		bucketPipelines, bucketTokens, bucketAudit, bucketAgents, bucketArrays, bucketMeta}
 )
 
 // Options configure Open. The zero value is the production setting.

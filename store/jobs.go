@@ -125,47 +125,76 @@ func (in *insertion) committed() {
 // that moves to a terminal state leaves its tenant's count of queued jobs in
 // the same transaction.
 func (db *DB) Apply(ctx context.Context, updates []job.Update) ([]error, error) {
-	errs := make([]error, len(updates))
 	if len(updates) == 0 {
-		return errs, nil
+		return make([]error, 0), nil
 	}
-	encs := make([][]byte, len(updates))
-	size := 0
+	p, err := prepareApply(updates)
+	if err != nil {
+		return nil, err
+	}
+	if err := db.write(ctx, p.size, p.apply); err != nil {
+		return nil, err
+	}
+	p.committed()
+	return p.errs, nil
+}
+
+// application is a batch of updates on its way into the store, encoded on
+// the caller's goroutine; Apply and CancelArray write one.
+type application struct {
+	updates  []job.Update
+	encs     [][]byte
+	errs     []error
+	versions []uint64
+	size     int
+}
+
+func prepareApply(updates []job.Update) (*application, error) {
+	p := &application{updates: updates, encs: make([][]byte, len(updates)),
+		errs: make([]error, len(updates)), versions: make([]uint64, len(updates))}
 	for i, u := range updates {
 		if u.Next == nil {
-			errs[i] = job.Invalid("next", "update %d has no job", i)
+			p.errs[i] = job.Invalid("next", "update %d has no job", i)
 			continue
 		}
 		enc, err := encodeJob(u.Next, 0)
 		if err != nil {
 			return nil, err
 		}
-		encs[i] = enc
-		size += len(enc)
+		p.encs[i] = enc
+		p.size += len(enc)
 	}
-	versions := make([]uint64, len(updates))
-	err := db.write(ctx, size, func(tx *bolt.Tx) error {
-		for i, u := range updates {
-			if errs[i] != nil {
-				continue
-			}
-			v, err := applyOne(tx, u, encs[i])
-			if _, ok := err.(*abortError); ok {
-				return err
-			}
-			errs[i], versions[i] = err, v
+	return p, nil
+}
+
+// apply writes the updates in tx; one that fails a check fails alone.
+func (p *application) apply(tx *bolt.Tx) error {
+	for i, u := range p.updates {
+		if p.errs[i] != nil {
+			continue
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
+		var v uint64
+		var err error
+		if u.Create {
+			v, err = createTask(tx, u, p.encs[i])
+		} else {
+			v, err = applyOne(tx, u, p.encs[i])
+		}
+		if _, ok := err.(*abortError); ok {
+			return err
+		}
+		p.errs[i], p.versions[i] = err, v
 	}
-	for i, u := range updates {
-		if errs[i] == nil {
-			u.Next.Version = versions[i]
+	return nil
+}
+
+// committed sets the new versions on the caller's jobs, once durable.
+func (p *application) committed() {
+	for i, u := range p.updates {
+		if p.errs[i] == nil {
+			u.Next.Version = p.versions[i]
 		}
 	}
-	return errs, nil
 }
 
 // applyOne checks and writes one update and returns the new version.
@@ -335,28 +364,53 @@ func (db *DB) DeleteFinished(ctx context.Context, before time.Time, limit int, k
 		return nil, nil
 	}
 	cutoff := before.UnixNano()
+	// keep may call the store: it is asked outside the read transaction,
+	// one chunk of candidates at a time.
 	var found [][]byte
-	err := db.view(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketJobs).Cursor()
-		for k, v := c.First(); k != nil && len(found) < limit; k, v = c.Next() {
-			h, err := readHeader(v)
-			if err != nil {
-				return fmt.Errorf("job %s: %w", k, err)
+	var after []byte
+	for len(found) < limit {
+		var chunk [][]byte
+		err := db.view(func(tx *bolt.Tx) error {
+			c := tx.Bucket(bucketJobs).Cursor()
+			k, v := c.First()
+			if after != nil {
+				k, v = c.Seek(after)
+				if k != nil && bytes.Equal(k, after) {
+					k, v = c.Next()
+				}
 			}
-			if finishedBefore(h, cutoff) && (keep == nil || !keep(string(k))) {
-				found = append(found, bytes.Clone(k))
+			for ; k != nil && len(chunk) < limit; k, v = c.Next() {
+				h, err := readHeader(v)
+				if err != nil {
+					return fmt.Errorf("job %s: %w", k, err)
+				}
+				if finishedBefore(h, cutoff) {
+					chunk = append(chunk, bytes.Clone(k))
+				}
+				after = bytes.Clone(k)
+			}
+			if k == nil {
+				after = nil
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("delete finished jobs: %w", err)
+		}
+		for _, k := range chunk {
+			if len(found) < limit && (keep == nil || !keep(string(k))) {
+				found = append(found, k)
 			}
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("delete finished jobs: %w", err)
+		if after == nil {
+			break
+		}
 	}
 	if len(found) == 0 {
 		return nil, nil
 	}
 	var deleted []string
-	err = db.write(ctx, 0, func(tx *bolt.Tx) error {
+	err := db.write(ctx, 0, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketJobs)
 		var del [][]byte
 		for _, k := range found {

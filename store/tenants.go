@@ -97,8 +97,14 @@ func (db *DB) Tenants(ctx context.Context) ([]*job.Tenant, error) {
 // their tenants (job.Admit) and returns the number of new jobs by tenant.
 // It writes nothing.
 func admit(tx *bolt.Tx, jobs []*job.Job) (map[string]int, error) {
+	return job.Admit(jobs, tenantLookup(tx))
+}
+
+// tenantLookup returns the lookup of job.Admit over tx: a tenant's record
+// (nil when it does not exist) and its count of non-terminal jobs.
+func tenantLookup(tx *bolt.Tx) func(name string) (*job.Tenant, int, error) {
 	b := tx.Bucket(bucketTenants)
-	return job.Admit(jobs, func(name string) (*job.Tenant, int, error) {
+	return func(name string) (*job.Tenant, int, error) {
 		v := b.Get([]byte(name))
 		if v == nil {
 			return nil, 0, nil
@@ -109,7 +115,7 @@ func admit(tx *bolt.Tx, jobs []*job.Job) (map[string]int, error) {
 		}
 		n, err := jobCount(tx, name)
 		return t, int(n), err
-	})
+	}
 }
 
 // jobCount returns the stored count of the tenant's non-terminal jobs.

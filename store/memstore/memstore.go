@@ -23,7 +23,8 @@ type Store struct {
 	workers   map[string][]byte // id → encoded hodeipb.Worker
 	tenants   map[string][]byte // name → encoded hodeipb.Tenant
 	pipelines map[string][]byte // id → encoded hodeipb.Pipeline
-	queued    map[string]int    // tenant → its non-terminal jobs; absent is 0
+	arrays    map[string]*job.Array
+	queued    map[string]int // tenant → its non-terminal jobs; absent is 0
 	writeErr  error
 }
 
@@ -42,6 +43,7 @@ func New() *Store {
 		workers:   make(map[string][]byte),
 		tenants:   map[string][]byte{def.Name: enc},
 		pipelines: make(map[string][]byte),
+		arrays:    make(map[string]*job.Array),
 		queued:    make(map[string]int),
 	}
 }
@@ -180,9 +182,34 @@ func (s *Store) Apply(ctx context.Context, updates []job.Update) ([]error, error
 	if s.writeErr != nil {
 		return nil, s.writeErr
 	}
+	return s.applyEncoded(updates, encs, errs), nil
+}
+
+// apply encodes and applies updates. s.mu must be held.
+func (s *Store) apply(updates []job.Update) ([]error, error) {
+	errs := make([]error, len(updates))
+	encs := make([][]byte, len(updates))
+	for i, u := range updates {
+		var err error
+		if encs[i], err = hodeipb.MarshalJob(u.Next, 0); err != nil {
+			return nil, err
+		}
+	}
+	return s.applyEncoded(updates, encs, errs), nil
+}
+
+// applyEncoded applies updates whose errs are still nil. s.mu must be
+// held.
+func (s *Store) applyEncoded(updates []job.Update, encs [][]byte, errs []error) []error {
 	versions := make([]uint64, len(updates))
 	for i, u := range updates {
 		if errs[i] != nil {
+			continue
+		}
+		if u.Create {
+			if errs[i] = s.create(u, encs[i]); errs[i] == nil {
+				versions[i] = 1
+			}
 			continue
 		}
 		enc, ok := s.jobs[u.Next.ID]
@@ -211,7 +238,7 @@ func (s *Store) Apply(ctx context.Context, updates []job.Update) ([]error, error
 			u.Next.Version = versions[i]
 		}
 	}
-	return errs, nil
+	return errs
 }
 
 // Get returns the stored job or an error wrapping job.ErrNotFound.
@@ -342,26 +369,46 @@ func (s *Store) DeleteFinished(ctx context.Context, before time.Time, limit int,
 	if limit <= 0 {
 		return nil, nil
 	}
+	cutoff := before.UnixNano()
+	finished := func(id string) bool {
+		enc, ok := s.jobs[id]
+		if !ok {
+			return false
+		}
+		pb := decodePB(enc)
+		fin := pb.GetFinishedUnixNano()
+		return job.State(pb.GetState()).Terminal() && fin != 0 && fin < cutoff
+	}
+	// keepID may call the store: ask it without the lock.
+	s.mu.RLock()
+	var found []string
+	for _, id := range s.ids {
+		if finished(id) {
+			found = append(found, id)
+		}
+	}
+	s.mu.RUnlock()
+	var chosen []string
+	for _, id := range found {
+		if len(chosen) == limit {
+			break
+		}
+		if keepID == nil || !keepID(id) {
+			chosen = append(chosen, id)
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.writeErr != nil {
 		return nil, s.writeErr
 	}
-	cutoff := before.UnixNano()
 	var deleted []string
-	keep := s.ids[:0]
-	for _, id := range s.ids {
-		pb := decodePB(s.jobs[id])
-		fin := pb.GetFinishedUnixNano()
-		if len(deleted) < limit && job.State(pb.GetState()).Terminal() && fin != 0 && fin < cutoff &&
-			(keepID == nil || !keepID(id)) {
+	for _, id := range chosen {
+		if finished(id) {
 			deleted = append(deleted, id)
 			delete(s.jobs, id)
-			continue
 		}
-		keep = append(keep, id)
 	}
-	clear(s.ids[len(keep):])
-	s.ids = keep
+	s.ids = slices.DeleteFunc(s.ids, func(id string) bool { _, ok := s.jobs[id]; return !ok })
 	return deleted, nil
 }

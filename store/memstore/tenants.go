@@ -83,17 +83,21 @@ func (s *Store) Tenants(ctx context.Context) ([]*job.Tenant, error) {
 // admit checks the new jobs against their tenants (job.Admit) and returns
 // the number of new jobs by tenant. s.mu must be held.
 func (s *Store) admit(jobs []*job.Job) (map[string]int, error) {
-	return job.Admit(jobs, func(name string) (*job.Tenant, int, error) {
-		enc, ok := s.tenants[name]
-		if !ok {
-			return nil, 0, nil
-		}
-		var pb hodeipb.Tenant
-		if err := proto.Unmarshal(enc, &pb); err != nil {
-			return nil, 0, fmt.Errorf("decode tenant %s: %w", name, err)
-		}
-		return pb.ToTenant(), s.queued[name], nil
-	})
+	return job.Admit(jobs, s.lookupTenant)
+}
+
+// lookupTenant returns a tenant's record (nil when it does not exist) and
+// its count of non-terminal jobs, for admission. s.mu must be held.
+func (s *Store) lookupTenant(name string) (*job.Tenant, int, error) {
+	enc, ok := s.tenants[name]
+	if !ok {
+		return nil, 0, nil
+	}
+	var pb hodeipb.Tenant
+	if err := proto.Unmarshal(enc, &pb); err != nil {
+		return nil, 0, fmt.Errorf("decode tenant %s: %w", name, err)
+	}
+	return pb.ToTenant(), s.queued[name], nil
 }
 
 // addQueued adds delta to the tenant's count of non-terminal jobs. s.mu
