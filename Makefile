@@ -29,6 +29,7 @@ bench:
 	$(GO) test -run '^$$' -bench 'JobLatency' -benchtime 200x ./agent | tee -a bench.txt
 	$(GO) test -run '^$$' -bench 'Throughput' -benchtime 5x ./agent | tee -a bench.txt
 	$(GO) test -run '^$$' -bench 'Masker' ./agent | tee -a bench.txt
+	$(GO) test -run '^$$' -bench 'AgentHeap' -benchtime 20000x ./agent | tee -a bench.txt
 	$(GO) test -run '^$$' -bench 'AllToAllRefusal' ./job | tee -a bench.txt
 	$(GO) test -run '^$$' -bench . ./pki ./seal | tee -a bench.txt
 

@@ -86,6 +86,10 @@ type Agent struct {
 	// until then Hello says the agent restarted.
 	welcomed atomic.Bool
 
+	// live is the session of the current stream, nil between streams;
+	// tests read what it holds.
+	live atomic.Pointer[session]
+
 	watchers sync.WaitGroup // one per live attempt, until its result is journaled
 }
 
@@ -312,7 +316,12 @@ func (a *Agent) watch(t *task) {
 	t.finish(res)
 }
 
-// forget drops a task whose result the server acknowledged.
+// forget drops a task whose result the server acknowledged, and with it
+// everything the agent keeps of it: its entry in the task table, its pumps
+// (through t.gone), its spools and their files, and its journaled result.
+// A task still running (the server no longer wants it) is killed first,
+// and its result journaled by watch, so that removing it from the journal
+// is not undone by a late save.
 func (a *Agent) forget(t *task) {
 	a.mu.Lock()
 	if a.tasks[t.ref] == t {
@@ -326,6 +335,7 @@ func (a *Agent) forget(t *task) {
 		t.out.Close()
 		t.errs.Close()
 	}
+	<-t.ended
 	if err := a.journal.remove(t.ref); err != nil {
 		a.log.Warn("journal remove", "job", t.ref.job, "err", err)
 	}

@@ -173,7 +173,10 @@ func (j *journal) save(res *pb.JobFinished) error {
 	return nil
 }
 
-// remove forgets a delivered result.
+// remove forgets a delivered result. It is gone from memory even when its
+// delivered record cannot be written: the next compaction drops it from
+// the file, and until then a restarted agent at worst reports it again,
+// which the server answers as stale.
 func (j *journal) remove(r ref) error {
 	rec, err := appendRecord(nil, recDelivered, &pb.JobRef{JobId: r.job, Attempt: int32(r.attempt)})
 	if err != nil {
@@ -184,15 +187,13 @@ func (j *journal) remove(r ref) error {
 	if _, ok := j.pending[r]; !ok {
 		return nil
 	}
-	if err := j.appendLocked(rec); err != nil {
-		return err
-	}
 	delete(j.pending, r)
-	j.dead++
+	j.dead++ // a result record without its delivered one is dead all the same
+	werr := j.appendLocked(rec)
 	if j.dead > 1024 && j.dead > 4*len(j.pending) {
-		return j.compactLocked()
+		return errors.Join(werr, j.compactLocked())
 	}
-	return nil
+	return werr
 }
 
 // close releases the file.

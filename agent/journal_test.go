@@ -77,3 +77,41 @@ func TestJournalCompacts(t *testing.T) {
 		t.Fatalf("journal is %d bytes after 3000 delivered results (%v); want it compacted", fi.Size(), err)
 	}
 }
+
+// TestJournalRemoveFailedWrite checks that a delivered result leaves memory
+// even when its delivered record cannot be written; the file still has it,
+// so an agent restarted before the next compaction reports it again (the
+// server answers that as stale).
+func TestJournalRemoveFailedWrite(t *testing.T) {
+	dir := t.TempDir()
+	j, err := openJournal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"A", "B"} {
+		if err := j.save(&pb.JobFinished{JobId: id, Attempt: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f := j.f
+	if j.f, err = os.Open(j.path); err != nil { // read-only: writes fail
+		t.Fatal(err)
+	}
+	f.Close()
+	if err := j.remove(ref{"A", 1}); err == nil {
+		t.Fatal("remove with an unwritable journal: err = nil, want the write error")
+	}
+	if _, ok := j.pending[ref{"A", 1}]; ok || len(j.pending) != 1 {
+		t.Fatalf("pending after remove = %v, want only B/1", j.pending)
+	}
+	j.close()
+
+	j, err = openJournal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.close()
+	if len(j.pending) != 2 {
+		t.Fatalf("reopened journal holds %d results, want A/1 again and B/1", len(j.pending))
+	}
+}

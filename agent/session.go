@@ -30,8 +30,12 @@ type session struct {
 	out  chan *pb.AgentMessage
 	wg   sync.WaitGroup // the sender, heartbeats, starts and every task's pump
 
-	mu     sync.Mutex
-	pumped map[*task]bool // tasks with a pump in this session; guarded by mu
+	mu sync.Mutex
+	// pumped holds the tasks whose pump runs in this session. A pump takes
+	// its task out when it ends, at the latest once the server has
+	// acknowledged the task's result, so that a long session holds nothing
+	// of the tasks it delivered. Guarded by mu.
+	pumped map[*task]bool
 }
 
 // session runs one stream until it breaks or ctx ends.
@@ -44,6 +48,8 @@ func (a *Agent) session(ctx context.Context) error {
 	}
 	s := &session{a: a, ctx: ctx, ctrl: make(chan *pb.AgentMessage, 64), out: make(chan *pb.AgentMessage, 256),
 		pumped: make(map[*task]bool)}
+	a.live.Store(s)
+	defer a.live.Store(nil)
 	defer s.wg.Wait()
 	defer cancel(nil)
 
@@ -202,23 +208,34 @@ func (s *session) ack(ack *pb.Ack) {
 	}
 }
 
-// pump starts, once per session, the goroutine that delivers a task: its
-// start, its output from what the server holds, then its result.
+// pump starts the goroutine that delivers a task: its start, its output
+// from what the server holds, then its result. One runs per task at a time
+// in a session, and none for a task the server has acknowledged.
 func (s *session) pump(t *task) {
 	s.mu.Lock()
-	seen := s.pumped[t]
-	s.pumped[t] = true
+	skip := s.pumped[t] || t.isGone()
+	if !skip {
+		s.pumped[t] = true
+	}
 	s.mu.Unlock()
-	if seen {
+	if skip {
 		return
 	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
+		defer func() {
+			s.mu.Lock()
+			delete(s.pumped, t)
+			s.mu.Unlock()
+		}()
 		s.deliver(t)
 	}()
 }
 
+// deliver sends a task's start, output and result, and again what the
+// server asks for, until the server acknowledges the result (t.gone) or the
+// session ends.
 func (s *session) deliver(t *task) {
 	<-t.ready
 	if t.att != nil {
@@ -238,6 +255,8 @@ func (s *session) deliver(t *task) {
 		select {
 		case <-time.After(backoff):
 			return true
+		case <-t.gone:
+			return false
 		case <-s.ctx.Done():
 			return false
 		}
@@ -267,8 +286,8 @@ func (s *session) deliver(t *task) {
 			}
 			stop()
 			<-done
-			if s.ctx.Err() != nil {
-				return
+			if s.ctx.Err() != nil || t.isGone() {
+				return // acknowledged: forget closed its spools under the streams
 			}
 			if resynced {
 				if !pause() {
@@ -282,8 +301,12 @@ func (s *session) deliver(t *task) {
 		}
 		select {
 		case <-t.ended:
+		case <-t.gone:
 		case <-s.ctx.Done():
 			return
+		}
+		if t.isGone() {
+			return // acknowledged (or forgotten while running): nothing left to send
 		}
 		res := t.outcome()
 		if lost == nil && (t.out.Size() < res.GetLogSize() || t.errs.Size() < res.GetStderrSize()) {

@@ -55,6 +55,7 @@ func (t *task) outcome() *pb.JobFinished {
 	return t.result
 }
 
+// delivered marks the task acknowledged: its pumps stop.
 func (t *task) delivered() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -62,6 +63,16 @@ func (t *task) delivered() {
 	case <-t.gone:
 	default:
 		close(t.gone)
+	}
+}
+
+// isGone reports whether the server acknowledged the task's result.
+func (t *task) isGone() bool {
+	select {
+	case <-t.gone:
+		return true
+	default:
+		return false
 	}
 }
 
