@@ -38,11 +38,13 @@ proto:
 	$(GO) install $(PROTOC_GEN_GO_GRPC)
 	PATH="$(GOBIN):$$PATH" protoc -I proto --go_out=proto --go_opt=paths=source_relative \
 		--go-grpc_out=proto --go-grpc_opt=paths=source_relative proto/hodei.proto
+	PATH="$(GOBIN):$$PATH" protoc -I . --go_out=. --go_opt=paths=source_relative store/record/record.proto
 
 # proto-check fails when the committed generated code differs from what
-# `make proto` produces.
+# `make proto` produces (or that it did not commit).
 proto-check: proto
-	git diff --exit-code -- proto/
+	git diff --exit-code -- proto/ store/record/
+	test -z "$$(git status --porcelain -- proto/ store/record/)"
 
 run: build
 	./$(BIN) serve --dev --data-dir ./hodei-data

@@ -4,14 +4,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"time"
 
 	bolt "go.etcd.io/bbolt"
-	"google.golang.org/protobuf/encoding/protowire"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/hodei-jobs/hodei/job"
-	hodeipb "github.com/hodei-jobs/hodei/proto"
+	"github.com/hodei-jobs/hodei/store/record"
 )
 
 // Arrays are one record each in the arrays bucket, keyed by id, until
@@ -50,7 +47,7 @@ func (db *DB) Arrays(ctx context.Context) ([]*job.Array, error) {
 	var out []*job.Array
 	err := db.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketArrays).ForEach(func(k, v []byte) error {
-			a, err := decodeArray(v)
+			a, err := decodeArray(k, v)
 			if err != nil {
 				return fmt.Errorf("array %s: %w", k, err)
 			}
@@ -81,7 +78,7 @@ func (db *DB) CancelArray(ctx context.Context, a *job.Array, updates []job.Updat
 		if v == nil {
 			return fmt.Errorf("array %s: %w", a.ID, job.ErrNotFound)
 		}
-		cur, err := decodeArray(v)
+		cur, err := decodeArray(key, v)
 		if err != nil {
 			return fmt.Errorf("array %s: %w", a.ID, err)
 		}
@@ -145,7 +142,7 @@ func (db *DB) GetMany(ctx context.Context, ids []string) ([]*job.Job, error) {
 		if enc == nil {
 			continue
 		}
-		if out[i], err = decodeJob(enc); err != nil {
+		if out[i], err = decodeJob(ids[i], enc); err != nil {
 			return nil, fmt.Errorf("job %s: %w", ids[i], err)
 		}
 	}
@@ -161,11 +158,12 @@ func createTask(tx *bolt.Tx, u job.Update, enc []byte) (uint64, error) {
 	if tx.Bucket(bucketJobs).Get(key) != nil {
 		return 0, job.Conflict(id, "already exists")
 	}
-	v := tx.Bucket(bucketArrays).Get([]byte(u.Next.Spec.Array))
+	akey := []byte(u.Next.Spec.Array)
+	v := tx.Bucket(bucketArrays).Get(akey)
 	if v == nil {
 		return 0, fmt.Errorf("array %s of job %s: %w", u.Next.Spec.Array, id, job.ErrNotFound)
 	}
-	a, err := decodeArray(v)
+	a, err := decodeArray(akey, v)
 	if err != nil {
 		return 0, fmt.Errorf("array %s: %w", u.Next.Spec.Array, err)
 	}
@@ -197,114 +195,8 @@ func abortOn(err error) error {
 	return nil
 }
 
-// Field numbers of an encoded array record.
-const (
-	arrayID protowire.Number = iota + 1
-	arraySpec
-	arrayFirst
-	arrayLast
-	arrayLimit
-	arrayCreated
-	arrayCancelled
-	arrayReason
-	arrayCancelledAt
-)
+func encodeArray(a *job.Array) ([]byte, error) { return record.MarshalArray(a) }
 
-// encodeArray is the stored form of an array record: protobuf fields of
-// its own, with the spec encoded as a job's is.
-func encodeArray(a *job.Array) ([]byte, error) {
-	spec, err := proto.Marshal(hodeipb.FromSpec(&a.Spec))
-	if err != nil {
-		return nil, fmt.Errorf("encode array %s: %w: %w", a.ID, job.ErrInvalid, err)
-	}
-	var b []byte
-	b = protowire.AppendTag(b, arrayID, protowire.BytesType)
-	b = protowire.AppendString(b, a.ID)
-	b = protowire.AppendTag(b, arraySpec, protowire.BytesType)
-	b = protowire.AppendBytes(b, spec)
-	for _, f := range []struct {
-		n protowire.Number
-		v uint64
-	}{
-		{arrayFirst, uint64(a.First)}, {arrayLast, uint64(a.Last)}, {arrayLimit, uint64(a.Limit)},
-		{arrayCreated, uint64(a.CreatedAt.UnixNano())}, {arrayCancelled, protowire.EncodeBool(a.Cancelled)},
-		{arrayCancelledAt, uint64(unixNanos(a.CancelledAt))},
-	} {
-		b = protowire.AppendTag(b, f.n, protowire.VarintType)
-		b = protowire.AppendVarint(b, f.v)
-	}
-	b = protowire.AppendTag(b, arrayReason, protowire.BytesType)
-	return protowire.AppendString(b, a.CancelReason), nil
-}
-
-func decodeArray(b []byte) (*job.Array, error) {
-	a := &job.Array{}
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return nil, fmt.Errorf("decode array: %w", protowire.ParseError(n))
-		}
-		b = b[n:]
-		switch typ {
-		case protowire.BytesType:
-			v, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return nil, fmt.Errorf("decode array: %w", protowire.ParseError(n))
-			}
-			b = b[n:]
-			switch num {
-			case arrayID:
-				a.ID = string(v)
-			case arrayReason:
-				a.CancelReason = string(v)
-			case arraySpec:
-				var pb hodeipb.JobSpec
-				if err := proto.Unmarshal(v, &pb); err != nil {
-					return nil, fmt.Errorf("decode array spec: %w", err)
-				}
-				a.Spec = pb.ToSpec()
-			}
-		case protowire.VarintType:
-			v, n := protowire.ConsumeVarint(b)
-			if n < 0 {
-				return nil, fmt.Errorf("decode array: %w", protowire.ParseError(n))
-			}
-			b = b[n:]
-			switch num {
-			case arrayFirst:
-				a.First = int(v)
-			case arrayLast:
-				a.Last = int(v)
-			case arrayLimit:
-				a.Limit = int(v)
-			case arrayCreated:
-				a.CreatedAt = fromUnixNanos(int64(v))
-			case arrayCancelled:
-				a.Cancelled = protowire.DecodeBool(v)
-			case arrayCancelledAt:
-				a.CancelledAt = fromUnixNanos(int64(v))
-			}
-		default:
-			n := protowire.ConsumeFieldValue(num, typ, b)
-			if n < 0 {
-				return nil, fmt.Errorf("decode array: %w", protowire.ParseError(n))
-			}
-			b = b[n:]
-		}
-	}
-	return a, nil
-}
-
-func unixNanos(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
-
-func fromUnixNanos(n int64) time.Time {
-	if n == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, n).UTC()
+func decodeArray(id []byte, b []byte) (*job.Array, error) {
+	return record.UnmarshalArray(string(id), b)
 }

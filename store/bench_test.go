@@ -14,6 +14,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/hodei-jobs/hodei/job"
+	hodeipb "github.com/hodei-jobs/hodei/proto"
 	"github.com/hodei-jobs/hodei/store/storetest"
 )
 
@@ -160,4 +161,57 @@ func BenchmarkInsert(b *testing.B) {
 			b.ReportMetric(float64(st.Requests)/float64(max(st.Commits, 1)), "jobs/commit")
 		})
 	}
+}
+
+// BenchmarkDecodeJob measures the decode of one typical stored job (a
+// command, env, labels, a tenant), which a restart does for every job kept:
+// the store's record as Get, List and Scan decode it, against the API's
+// message that schema 1 stored. One iteration decodes the job once in each
+// encoding, timing each side, so that both figures come from the same run:
+// record-ns/job and api-ns/job, their ratio api/record (above 1: the record
+// is faster), and the allocations and bytes of each.
+func BenchmarkDecodeJob(b *testing.B) {
+	j := benchJob(1)
+	j.Version = 1
+	rec, err := encodeJob(j, 1)
+	require.NoError(b, err)
+	api, err := hodeipb.MarshalJob(j, 1)
+	require.NoError(b, err)
+	decodeRecord := func() *job.Job {
+		got, err := decodeJob(j.ID, rec)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return got
+	}
+	decodeAPI := func() *job.Job {
+		got, err := hodeipb.UnmarshalJob(api)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return got
+	}
+	require.Equal(b, j, decodeRecord())
+	require.Equal(b, j, decodeAPI())
+	recordAllocs := testing.AllocsPerRun(100, func() { decodeRecord() })
+	apiAllocs := testing.AllocsPerRun(100, func() { decodeAPI() })
+
+	var recordTime, apiTime time.Duration
+	n := 0
+	for b.Loop() {
+		start := time.Now()
+		decodeRecord()
+		mid := time.Now()
+		decodeAPI()
+		apiTime += time.Since(mid)
+		recordTime += mid.Sub(start)
+		n++
+	}
+	b.ReportMetric(float64(recordTime.Nanoseconds())/float64(n), "record-ns/job")
+	b.ReportMetric(float64(apiTime.Nanoseconds())/float64(n), "api-ns/job")
+	b.ReportMetric(float64(apiTime)/float64(recordTime), "api/record")
+	b.ReportMetric(recordAllocs, "record-allocs/job")
+	b.ReportMetric(apiAllocs, "api-allocs/job")
+	b.ReportMetric(float64(len(rec)), "record-B")
+	b.ReportMetric(float64(len(api)), "api-B")
 }

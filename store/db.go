@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -20,8 +19,9 @@ import (
 )
 
 // SchemaVersion is the layout of the buckets and values this code writes.
-// Open refuses a file with a newer one.
-const SchemaVersion = 1
+// Open migrates a file with an older one and refuses a file with a newer
+// one (see migrate.go).
+const SchemaVersion = 2
 
 // Bucket names. meta holds the schema version under schemaKey. tenant_jobs
 // is derived data: the count of each tenant's non-terminal jobs, rebuilt
@@ -103,11 +103,13 @@ type Stats struct {
 }
 
 // Open opens or creates the database file at path (its directory is created
-// if missing), creates the buckets, checks the schema version, stores the
+// if missing), creates the buckets, checks the schema version (migrating an
+// older file in the same transaction, and logging what it rewrote), stores the
 // default tenant when it is missing, recounts each tenant's non-terminal
 // jobs (reading every job's header, in the same transaction) and starts the
 // commit loop. It fails with ErrLocked when another process holds the file,
-// and with ErrSchema when the file is newer than this code.
+// and with ErrSchema when the file is newer than this code or its schema
+// version cannot be read.
 func Open(path string, opts Options) (*DB, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -141,7 +143,14 @@ func Open(path string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	if err := bdb.Update(func(tx *bolt.Tx) error { return initFile(tx, time.Now()) }); err != nil {
+	start := time.Now()
+	var mig *migrated
+	err = bdb.Update(func(tx *bolt.Tx) error {
+		var err error
+		mig, err = initFile(tx, start)
+		return err
+	})
+	if err != nil {
 		_ = bdb.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
@@ -153,42 +162,34 @@ func Open(path string, opts Options) (*DB, error) {
 		closing: make(chan struct{}),
 		done:    make(chan struct{}),
 	}
+	if mig != nil {
+		db.log.Info("store migrated", "path", path, "from_schema", mig.From, "to_schema", SchemaVersion,
+			"jobs", mig.Jobs, "pipelines", mig.Pipelines, "workers", mig.Workers, "tenants", mig.Tenants,
+			"tokens", mig.Tokens, "agents", mig.Agents, "took", time.Since(start))
+	}
 	go db.run()
 	db.log.Info("store opened", "path", path, "schema", SchemaVersion)
 	return db, nil
 }
 
-// initFile creates missing buckets, checks or records the schema, stores
-// the default tenant (created at now) when missing and rebuilds the counts
-// of non-terminal jobs by tenant.
-func initFile(tx *bolt.Tx, now time.Time) error {
+// initFile creates missing buckets, checks or records the schema (migrating
+// an older file, and returning what it migrated), stores the default tenant
+// (created at now) when missing and rebuilds the counts of non-terminal
+// jobs by tenant.
+func initFile(tx *bolt.Tx, now time.Time) (*migrated, error) {
 	for _, name := range allBuckets {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-			return fmt.Errorf("create bucket %s: %w", name, err)
+			return nil, fmt.Errorf("create bucket %s: %w", name, err)
 		}
 	}
-	if err := checkSchema(tx.Bucket(bucketMeta)); err != nil {
-		return err
+	mig, err := checkSchema(tx)
+	if err != nil {
+		return nil, err
 	}
 	if err := ensureDefaultTenant(tx, now); err != nil {
-		return err
+		return nil, err
 	}
-	return rebuildJobCounts(tx)
-}
-
-// checkSchema checks the schema version of the file, or records this one in
-// a new file.
-func checkSchema(meta *bolt.Bucket) error {
-	if v := meta.Get(schemaKey); v != nil {
-		if len(v) != 8 {
-			return fmt.Errorf("schema version is %d bytes, want 8", len(v))
-		}
-		if got := binary.BigEndian.Uint64(v); got > SchemaVersion {
-			return fmt.Errorf("file has schema %d, this binary knows up to %d: %w", got, SchemaVersion, ErrSchema)
-		}
-		return nil
-	}
-	return meta.Put(schemaKey, binary.BigEndian.AppendUint64(nil, SchemaVersion))
+	return mig, rebuildJobCounts(tx)
 }
 
 // Close stops the commit loop, fails the requests still queued with

@@ -1,6 +1,9 @@
 // Package store is Hodei's durable state: one bbolt file (hodei.db) holding
-// jobs, workers and the other records as protobuf-encoded messages from
-// proto/, and the append-only job log files beside it (logs/<job>/<n>.log).
+// jobs, workers and the other records, each encoded as the store's own
+// protobuf record (package record, never the API's messages), and the
+// append-only job log files beside it (logs/<job>/<n>.log). The file's
+// schema version is checked at Open, which migrates an older file in its
+// first transaction (migrate.go).
 //
 // DB implements scheduler.Store. Every write goes through one commit loop
 // owned by the DB: a writer enqueues a request and the loop runs everything
@@ -38,7 +41,9 @@
 //     Options.LockTimeout with ErrLocked.
 //   - Open reads the header of every stored job to rebuild the counts by
 //     tenant, so its time grows with the jobs kept (DeleteFinished bounds
-//     them).
+//     them). Migrating a file of an older schema rewrites every record in
+//     that one transaction, which holds the rewritten pages in memory
+//     until it commits: about the size of the file.
 //   - bbolt does not clear the pages it frees: an overwritten value stays in
 //     the file (and its snapshots) until the page is reused. Secret env
 //     values arrive sealed, so this only matters for the one-time sealing of
@@ -57,6 +62,8 @@ var (
 	// ErrLocked: another process (or another DB in this one) holds the
 	// database file open.
 	ErrLocked = errors.New("database file is locked by another process")
-	// ErrSchema: the file was written by a newer version of Hodei.
-	ErrSchema = errors.New("database schema is newer than this binary supports")
+	// ErrSchema: the file's schema version is newer than this code knows
+	// (written by a newer Hodei), or it cannot be read (a damaged file, or
+	// not Hodei's). The message says which, the versions, and what to do.
+	ErrSchema = errors.New("unsupported database schema")
 )

@@ -10,18 +10,16 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/hodei-jobs/hodei/job"
-	hodeipb "github.com/hodei-jobs/hodei/proto"
 )
 
 // PutToken stores a new token record. A record with the same id is a
 // conflict.
 func (db *DB) PutToken(ctx context.Context, t *job.Token) error {
-	enc, err := proto.Marshal(hodeipb.FromToken(t))
+	enc, err := encodeToken(t)
 	if err != nil {
-		return fmt.Errorf("encode token %s: %w", t.ID, err)
+		return err
 	}
 	return db.write(ctx, len(enc), func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketTokens)
@@ -88,11 +86,11 @@ func (db *DB) Tokens(ctx context.Context) ([]*job.Token, error) {
 	var out []*job.Token
 	err := db.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketTokens).ForEach(func(k, v []byte) error {
-			var rec hodeipb.TokenInfo
-			if err := proto.Unmarshal(v, &rec); err != nil {
-				return fmt.Errorf("token %s: %w", k, err)
+			t, err := decodeToken(string(k), v)
+			if err != nil {
+				return err
 			}
-			out = append(out, rec.ToToken())
+			out = append(out, t)
 			return nil
 		})
 	})
@@ -107,17 +105,13 @@ func getToken(b *bolt.Bucket, id string) (*job.Token, error) {
 	if v == nil {
 		return nil, fmt.Errorf("token %q: %w", id, job.ErrNotFound)
 	}
-	var rec hodeipb.TokenInfo
-	if err := proto.Unmarshal(v, &rec); err != nil {
-		return nil, fmt.Errorf("token %s: %w", id, err)
-	}
-	return rec.ToToken(), nil
+	return decodeToken(id, v)
 }
 
 func putToken(b *bolt.Bucket, t *job.Token) error {
-	enc, err := proto.Marshal(hodeipb.FromToken(t))
+	enc, err := encodeToken(t)
 	if err != nil {
-		return abort(fmt.Errorf("encode token %s: %w", t.ID, err))
+		return abort(err)
 	}
 	if err := b.Put([]byte(t.ID), enc); err != nil {
 		return abort(fmt.Errorf("put token %s: %w", t.ID, err))
@@ -129,9 +123,9 @@ func putToken(b *bolt.Bucket, t *job.Token) error {
 // join. A worker id bound before, revoked or not, is a conflict: an id is
 // never handed to a second credential.
 func (db *DB) BindAgent(ctx context.Context, bnd *job.AgentBinding) error {
-	enc, err := proto.Marshal(hodeipb.FromAgentBinding(bnd))
+	enc, err := encodeAgent(bnd)
 	if err != nil {
-		return fmt.Errorf("encode agent %s: %w", bnd.WorkerID, err)
+		return err
 	}
 	return db.write(ctx, len(enc), func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketAgents)
@@ -155,18 +149,17 @@ func (db *DB) RevokeAgent(ctx context.Context, workerID string, at time.Time) (*
 		if v == nil {
 			return fmt.Errorf("worker %q never joined: %w", workerID, job.ErrNotFound)
 		}
-		var rec hodeipb.AgentRecord
-		if err := proto.Unmarshal(v, &rec); err != nil {
-			return fmt.Errorf("agent %s: %w", workerID, err)
+		var err error
+		if out, err = decodeAgent(workerID, v); err != nil {
+			return err
 		}
-		out = rec.ToAgentBinding()
 		if out.Revoked() {
 			return nil
 		}
 		out.RevokedAt = at
-		enc, err := proto.Marshal(hodeipb.FromAgentBinding(out))
+		enc, err := encodeAgent(out)
 		if err != nil {
-			return fmt.Errorf("encode agent %s: %w", workerID, err)
+			return err
 		}
 		if err := b.Put([]byte(workerID), enc); err != nil {
 			return abort(fmt.Errorf("put agent %s: %w", workerID, err))
@@ -184,11 +177,11 @@ func (db *DB) AgentBindings(ctx context.Context) ([]*job.AgentBinding, error) {
 	var out []*job.AgentBinding
 	err := db.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketAgents).ForEach(func(k, v []byte) error {
-			var rec hodeipb.AgentRecord
-			if err := proto.Unmarshal(v, &rec); err != nil {
-				return fmt.Errorf("agent %s: %w", k, err)
+			a, err := decodeAgent(string(k), v)
+			if err != nil {
+				return err
 			}
-			out = append(out, rec.ToAgentBinding())
+			out = append(out, a)
 			return nil
 		})
 	})

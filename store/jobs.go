@@ -243,7 +243,7 @@ func (db *DB) Get(ctx context.Context, id string) (*job.Job, error) {
 	if enc == nil {
 		return nil, fmt.Errorf("job %s: %w", id, job.ErrNotFound)
 	}
-	return decodeJob(enc)
+	return decodeJob(id, enc)
 }
 
 // pageSize is the effective limit of a List.
@@ -285,9 +285,9 @@ func (db *DB) List(ctx context.Context, f job.Filter) ([]*job.Job, string, error
 				next = out[len(out)-1].ID
 				return nil
 			}
-			j, err := decodeJob(v)
+			j, err := decodeJob(string(k), v)
 			if err != nil {
-				return fmt.Errorf("job %s: %w", k, err)
+				return err
 			}
 			if f.Match(j) {
 				out = append(out, j)
@@ -322,9 +322,9 @@ func (db *DB) Scan(ctx context.Context, fn func(*job.Job) error) error {
 				}
 			}
 			for ; k != nil && len(chunk) < scanChunk; k, v = c.Next() {
-				j, err := decodeJob(v)
+				j, err := decodeJob(string(k), v)
 				if err != nil {
-					return fmt.Errorf("job %s: %w", k, err)
+					return err
 				}
 				chunk = append(chunk, j)
 			}
@@ -464,9 +464,9 @@ func (db *DB) Workers(ctx context.Context) ([]*job.Worker, error) {
 	var out []*job.Worker
 	err := db.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketWorkers).ForEach(func(k, v []byte) error {
-			w, err := decodeWorker(v)
+			w, err := decodeWorker(string(k), v)
 			if err != nil {
-				return fmt.Errorf("worker %s: %w", k, err)
+				return err
 			}
 			out = append(out, w)
 			return nil

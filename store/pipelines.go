@@ -10,7 +10,7 @@ import (
 )
 
 // Pipeline records live in bucketPipelines, keyed by pipeline id, each the
-// hodeipb.Pipeline message. A record only names its steps' jobs: the jobs
+// record.PipelineRecord. A record only names its steps' jobs: the jobs
 // are stored as any others, and deleting the record leaves them.
 
 // InsertPipeline stores a new pipeline record and its jobs in one commit,
@@ -92,9 +92,9 @@ func (db *DB) Pipelines(ctx context.Context) ([]*job.Pipeline, error) {
 	var out []*job.Pipeline
 	err := db.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketPipelines).ForEach(func(k, v []byte) error {
-			p, err := decodePipeline(v)
+			p, err := decodePipeline(string(k), v)
 			if err != nil {
-				return fmt.Errorf("pipeline %s: %w", k, err)
+				return err
 			}
 			out = append(out, p)
 			return nil

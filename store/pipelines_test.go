@@ -10,7 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/hodei-jobs/hodei/job"
-	hodeipb "github.com/hodei-jobs/hodei/proto"
+	"github.com/hodei-jobs/hodei/store/record"
 	"github.com/hodei-jobs/hodei/store/storetest"
 )
 
@@ -49,14 +49,15 @@ func TestPipelines(t *testing.T) {
 		err := db.DeleteTenant(t.Context(), "team-a")
 		require.ErrorContains(t, err, `tenant "team-a" has 3 jobs that are not finished`)
 	})
-	t.Run("ValuesAreProtobuf", func(t *testing.T) {
+	t.Run("ValuesAreRecords", func(t *testing.T) {
 		db := MustOpen(t)
 		p, jobs := storetest.NewPipeline(1, 1)
 		storetest.MustInsertPipeline(t, db, p, jobs...)
 		require.NoError(t, db.bolt.View(func(tx *bolt.Tx) error {
-			var pb hodeipb.Pipeline
-			require.NoError(t, proto.Unmarshal(tx.Bucket(bucketPipelines).Get([]byte(p.ID)), &pb))
-			require.Equal(t, p, pb.ToPipeline())
+			var rec record.PipelineRecord
+			require.NoError(t, proto.Unmarshal(tx.Bucket(bucketPipelines).Get([]byte(p.ID)), &rec))
+			require.Equal(t, p.Name, rec.GetName())
+			require.Len(t, rec.GetSteps(), len(p.Steps))
 			return nil
 		}))
 	})

@@ -125,9 +125,9 @@ func (db *DB) SealSecrets(ctx context.Context, seal func(j *job.Job) int) (int, 
 			for ; k != nil && read < sealChunk; k, v = c.Next() {
 				read++
 				last = bytes.Clone(k)
-				j, err := decodeJob(v)
+				j, err := decodeJob(string(k), v)
 				if err != nil {
-					return fmt.Errorf("job %s: %w", k, err)
+					return err
 				}
 				if len(j.Spec.SecretEnv) == 0 {
 					continue

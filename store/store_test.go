@@ -20,7 +20,7 @@ import (
 
 	"github.com/hodei-jobs/hodei/cluster"
 	"github.com/hodei-jobs/hodei/job"
-	hodeipb "github.com/hodei-jobs/hodei/proto"
+	"github.com/hodei-jobs/hodei/store/record"
 	"github.com/hodei-jobs/hodei/store/storetest"
 )
 
@@ -114,21 +114,6 @@ func TestOpen(t *testing.T) {
 		require.Contains(t, err.Error(), "another hodei serve")
 		require.Less(t, time.Since(start), 5*time.Second)
 	})
-	t.Run("ErrSchema", func(t *testing.T) {
-		path := filepath.Join(t.TempDir(), "hodei.db")
-		bdb, err := bolt.Open(path, 0o600, nil)
-		require.NoError(t, err)
-		require.NoError(t, bdb.Update(func(tx *bolt.Tx) error {
-			b, err := tx.CreateBucket(bucketMeta)
-			if err != nil {
-				return err
-			}
-			return b.Put(schemaKey, binary.BigEndian.AppendUint64(nil, SchemaVersion+1))
-		}))
-		require.NoError(t, bdb.Close())
-		_, err = Open(path, Options{})
-		require.ErrorIs(t, err, ErrSchema)
-	})
 	t.Run("Buckets", func(t *testing.T) {
 		db := MustOpen(t)
 		require.NoError(t, db.bolt.View(func(tx *bolt.Tx) error {
@@ -142,15 +127,20 @@ func TestOpen(t *testing.T) {
 			return nil
 		}))
 	})
-	t.Run("ValuesAreProtobuf", func(t *testing.T) {
+	t.Run("ValuesAreRecords", func(t *testing.T) {
+		// A stored job is a record.JobRecord, without its id (the key).
 		db := MustOpen(t)
 		j := storetest.FullJob(1)
 		storetest.MustPutTenant(t, db, storetest.NewTenant(j.Spec.Tenant))
 		require.NoError(t, db.Insert(t.Context(), []*job.Job{j}))
 		require.NoError(t, db.bolt.View(func(tx *bolt.Tx) error {
-			var pb hodeipb.Job
-			require.NoError(t, proto.Unmarshal(tx.Bucket(bucketJobs).Get([]byte(j.ID)), &pb))
-			require.Equal(t, j, pb.ToJob())
+			var rec record.JobRecord
+			v := tx.Bucket(bucketJobs).Get([]byte(j.ID))
+			require.NoError(t, proto.Unmarshal(v, &rec))
+			require.Equal(t, j.Spec.Tenant, rec.GetTenant())
+			require.Equal(t, j.Spec.Command, rec.GetSpec().GetCommand())
+			require.Equal(t, uint64(1), rec.GetVersion())
+			require.NotContains(t, string(v), j.ID)
 			return nil
 		}))
 	})
@@ -454,28 +444,4 @@ func TestCheck(t *testing.T) {
 	db := MustOpen(t)
 	require.NoError(t, db.Insert(t.Context(), []*job.Job{storetest.NewJob(1)}))
 	require.NoError(t, db.Check())
-}
-
-func TestReadHeader(t *testing.T) {
-	j := storetest.FullJob(1)
-	j.State, j.Attempt = job.Running, 7
-	enc, err := encodeJob(j, 0)
-	require.NoError(t, err)
-	for _, v := range []uint64{0, 1, 300, 1 << 40} {
-		b := withVersion(bytes.Clone(enc), v)
-		var pb hodeipb.Job
-		require.NoError(t, proto.Unmarshal(b, &pb))
-		require.Equal(t, v, pb.GetVersion())
-		h, err := readHeader(b)
-		require.NoError(t, err)
-		require.Equal(t, header{job.Running, 7, v, j.FinishedAt.UnixNano(), []byte("team-a")}, h)
-	}
-	j.Spec.Tenant = "" // proto3 leaves it out
-	enc, err = encodeJob(j, 3)
-	require.NoError(t, err)
-	h, err := readHeader(enc)
-	require.NoError(t, err)
-	require.Nil(t, h.Tenant)
-	_, err = readHeader([]byte{0xff})
-	require.Error(t, err)
 }

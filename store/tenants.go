@@ -79,9 +79,9 @@ func (db *DB) Tenants(ctx context.Context) ([]*job.Tenant, error) {
 	var out []*job.Tenant
 	err := db.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketTenants).ForEach(func(k, v []byte) error {
-			t, err := decodeTenant(v)
+			t, err := decodeTenant(string(k), v)
 			if err != nil {
-				return fmt.Errorf("tenant %s: %w", k, err)
+				return err
 			}
 			out = append(out, t)
 			return nil
@@ -109,9 +109,9 @@ func tenantLookup(tx *bolt.Tx) func(name string) (*job.Tenant, int, error) {
 		if v == nil {
 			return nil, 0, nil
 		}
-		t, err := decodeTenant(v)
+		t, err := decodeTenant(name, v)
 		if err != nil {
-			return nil, 0, fmt.Errorf("tenant %s: %w", name, err)
+			return nil, 0, err
 		}
 		n, err := jobCount(tx, name)
 		return t, int(n), err

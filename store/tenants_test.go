@@ -60,11 +60,11 @@ func TestTenants(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, want, got)
 	})
-	t.Run("ValuesAreProtobuf", func(t *testing.T) {
+	t.Run("ValuesAreRecords", func(t *testing.T) {
 		db := MustOpen(t)
 		storetest.MustPutTenant(t, db, limitedTenant(5))
 		require.NoError(t, db.bolt.View(func(tx *bolt.Tx) error {
-			got, err := decodeTenant(tx.Bucket(bucketTenants).Get([]byte(queuedTenant)))
+			got, err := decodeTenant(queuedTenant, tx.Bucket(bucketTenants).Get([]byte(queuedTenant)))
 			require.NoError(t, err)
 			require.Equal(t, limitedTenant(5), got)
 			return nil

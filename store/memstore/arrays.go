@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/hodei-jobs/hodei/job"
+	"github.com/hodei-jobs/hodei/store/record"
 )
 
 // InsertArray stores an array record and admits its tasks; see
@@ -112,7 +113,7 @@ func (s *Store) GetMany(ctx context.Context, ids []string) ([]*job.Job, error) {
 	out := make([]*job.Job, len(ids))
 	for i, id := range ids {
 		if enc, ok := s.jobs[id]; ok {
-			out[i] = decode(enc)
+			out[i] = decode(id, enc)
 		}
 	}
 	return out, nil
@@ -137,7 +138,7 @@ func (s *Store) create(u job.Update, enc []byte) error {
 	if err := u.Check(); err != nil {
 		return err
 	}
-	s.jobs[id] = setVersion(enc, 1)
+	s.jobs[id] = record.WithVersion(enc, 1)
 	i, _ := slices.BinarySearch(s.ids, id)
 	s.ids = slices.Insert(s.ids, i, id)
 	if u.Next.State.Terminal() && !a.Cancelled {

@@ -8,21 +8,21 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/hodei-jobs/hodei/job"
-	hodeipb "github.com/hodei-jobs/hodei/proto"
+	"github.com/hodei-jobs/hodei/store/record"
 )
 
 // Store is the in-memory store. The zero value is not usable: call New.
-// Every method is safe for concurrent use.
+// Every method is safe for concurrent use. It keeps the bbolt store's
+// records (package record), encoded, so that what it returns went through
+// the same encoding, and shares nothing with its callers.
 type Store struct {
 	mu        sync.RWMutex      // guards everything below
-	jobs      map[string][]byte // id → encoded hodeipb.Job
+	jobs      map[string][]byte // id → encoded record.JobRecord
 	ids       []string          // job ids, sorted
-	workers   map[string][]byte // id → encoded hodeipb.Worker
-	tenants   map[string][]byte // name → encoded hodeipb.Tenant
-	pipelines map[string][]byte // id → encoded hodeipb.Pipeline
+	workers   map[string][]byte // id → encoded record.WorkerRecord
+	tenants   map[string][]byte // name → encoded record.TenantRecord
+	pipelines map[string][]byte // id → encoded record.PipelineRecord
 	arrays    map[string]*job.Array
 	queued    map[string]int // tenant → its non-terminal jobs; absent is 0
 	writeErr  error
@@ -34,7 +34,7 @@ func New() *Store {
 	now := time.Now()
 	def := &job.Tenant{Name: job.DefaultTenant, CreatedAt: now, UpdatedAt: now}
 	def.Normalize()
-	enc, err := proto.Marshal(hodeipb.FromTenant(def))
+	enc, err := record.MarshalTenant(def)
 	if err != nil {
 		panic(fmt.Sprintf("memstore: encode default tenant: %v", err))
 	}
@@ -59,26 +59,23 @@ func (s *Store) SetWriteError(err error) {
 	s.writeErr = err
 }
 
-// setVersion re-encodes enc with another version.
-func setVersion(enc []byte, version uint64) []byte {
-	pb := decodePB(enc)
-	pb.Version = version
-	b, err := proto.Marshal(pb)
+// header reads the header of a stored job.
+func header(enc []byte) record.Header {
+	h, err := record.ReadHeader(enc)
 	if err != nil {
-		panic(fmt.Sprintf("memstore: re-encode job: %v", err)) // it encoded once
-	}
-	return b
-}
-
-func decodePB(b []byte) *hodeipb.Job {
-	var pb hodeipb.Job
-	if err := proto.Unmarshal(b, &pb); err != nil {
 		panic(fmt.Sprintf("memstore: decode job: %v", err)) // we encoded it
 	}
-	return &pb
+	return h
 }
 
-func decode(b []byte) *job.Job { return decodePB(b).ToJob() }
+// decode decodes the job stored under id.
+func decode(id string, enc []byte) *job.Job {
+	j, err := record.UnmarshalJob(id, enc)
+	if err != nil {
+		panic(fmt.Sprintf("memstore: decode job: %v", err)) // we encoded it
+	}
+	return j
+}
 
 // Insert stores new jobs, all or none; see scheduler.Store. The tenant
 // checks run under the same lock as the insert.
@@ -115,7 +112,7 @@ func encodeNew(jobs []*job.Job) ([][]byte, error) {
 	encs := make([][]byte, len(jobs))
 	for i, j := range jobs {
 		var err error
-		if encs[i], err = hodeipb.MarshalJob(j, 1); err != nil {
+		if encs[i], err = record.MarshalJob(j, 1); err != nil {
 			return nil, err
 		}
 	}
@@ -173,7 +170,7 @@ func (s *Store) Apply(ctx context.Context, updates []job.Update) ([]error, error
 			continue
 		}
 		var err error
-		if encs[i], err = hodeipb.MarshalJob(u.Next, 0); err != nil {
+		if encs[i], err = record.MarshalJob(u.Next, 0); err != nil {
 			return nil, err
 		}
 	}
@@ -191,7 +188,7 @@ func (s *Store) apply(updates []job.Update) ([]error, error) {
 	encs := make([][]byte, len(updates))
 	for i, u := range updates {
 		var err error
-		if encs[i], err = hodeipb.MarshalJob(u.Next, 0); err != nil {
+		if encs[i], err = record.MarshalJob(u.Next, 0); err != nil {
 			return nil, err
 		}
 	}
@@ -217,20 +214,19 @@ func (s *Store) applyEncoded(updates []job.Update, encs [][]byte, errs []error) 
 			errs[i] = fmt.Errorf("job %s: %w", u.Next.ID, job.ErrNotFound)
 			continue
 		}
-		cur := decodePB(enc)
-		state, attempt := job.State(cur.GetState()), int(cur.GetAttempt())
-		if !u.Expect.Matches(state, attempt, cur.GetVersion()) {
+		cur := header(enc)
+		if !u.Expect.Matches(cur.State, cur.Attempt, cur.Version) {
 			errs[i] = job.Conflict(u.Next.ID, "is %s attempt %d version %d, not %s attempt %d version %d",
-				state, attempt, cur.GetVersion(), u.Expect.State, u.Expect.Attempt, u.Expect.Version)
+				cur.State, cur.Attempt, cur.Version, u.Expect.State, u.Expect.Attempt, u.Expect.Version)
 			continue
 		}
 		if err := u.Check(); err != nil {
 			errs[i] = err
 			continue
 		}
-		v := cur.GetVersion() + 1
-		s.jobs[u.Next.ID] = setVersion(encs[i], v)
+		v := cur.Version + 1
 		s.moveQueued(cur, u.Next)
+		s.jobs[u.Next.ID] = record.WithVersion(encs[i], v)
 		versions[i] = v
 	}
 	for i, u := range updates {
@@ -252,7 +248,7 @@ func (s *Store) Get(ctx context.Context, id string) (*job.Job, error) {
 	if !ok {
 		return nil, fmt.Errorf("job %s: %w", id, job.ErrNotFound)
 	}
-	return decode(enc), nil
+	return decode(id, enc), nil
 }
 
 // List returns a page of matching jobs; the token rule is the bbolt
@@ -284,7 +280,7 @@ func (s *Store) List(ctx context.Context, f job.Filter) ([]*job.Job, string, err
 		if len(out) == limit {
 			return out, out[len(out)-1].ID, nil
 		}
-		j := decode(s.jobs[s.ids[i]])
+		j := decode(s.ids[i], s.jobs[s.ids[i]])
 		if f.Match(j) {
 			out = append(out, j)
 		}
@@ -308,7 +304,7 @@ func (s *Store) Scan(ctx context.Context, fn func(*job.Job) error) error {
 		}
 		var j *job.Job
 		if i < len(s.ids) {
-			j = decode(s.jobs[s.ids[i]])
+			j = decode(s.ids[i], s.jobs[s.ids[i]])
 		}
 		s.mu.RUnlock()
 		if j == nil {
@@ -334,9 +330,9 @@ func (s *Store) PutWorker(ctx context.Context, w *job.Worker) error {
 	if s.writeErr != nil {
 		return s.writeErr
 	}
-	enc, err := proto.Marshal(hodeipb.FromWorker(w))
+	enc, err := record.MarshalWorker(w)
 	if err != nil {
-		return fmt.Errorf("encode worker %s: %w: %w", w.ID, job.ErrInvalid, err)
+		return err
 	}
 	s.workers[w.ID] = enc
 	return nil
@@ -351,11 +347,11 @@ func (s *Store) Workers(ctx context.Context) ([]*job.Worker, error) {
 	defer s.mu.RUnlock()
 	var out []*job.Worker
 	for _, id := range slices.Sorted(maps.Keys(s.workers)) {
-		var pb hodeipb.Worker
-		if err := proto.Unmarshal(s.workers[id], &pb); err != nil {
-			return nil, fmt.Errorf("decode worker %s: %w", id, err)
+		w, err := record.UnmarshalWorker(id, s.workers[id])
+		if err != nil {
+			return nil, err
 		}
-		out = append(out, pb.ToWorker())
+		out = append(out, w)
 	}
 	return out, nil
 }
@@ -375,9 +371,8 @@ func (s *Store) DeleteFinished(ctx context.Context, before time.Time, limit int,
 		if !ok {
 			return false
 		}
-		pb := decodePB(enc)
-		fin := pb.GetFinishedUnixNano()
-		return job.State(pb.GetState()).Terminal() && fin != 0 && fin < cutoff
+		h := header(enc)
+		return h.State.Terminal() && h.Finished != 0 && h.Finished < cutoff
 	}
 	// keepID may call the store: ask it without the lock.
 	s.mu.RLock()

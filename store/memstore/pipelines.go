@@ -7,7 +7,7 @@ import (
 	"slices"
 
 	"github.com/hodei-jobs/hodei/job"
-	hodeipb "github.com/hodei-jobs/hodei/proto"
+	"github.com/hodei-jobs/hodei/store/record"
 )
 
 // InsertPipeline stores a new pipeline record and its jobs, all or
@@ -26,7 +26,7 @@ func (s *Store) InsertPipeline(ctx context.Context, p *job.Pipeline, jobs []*job
 	if err != nil {
 		return err
 	}
-	enc, err := hodeipb.MarshalPipeline(p)
+	enc, err := record.MarshalPipeline(p)
 	if err != nil {
 		return err
 	}
@@ -57,7 +57,7 @@ func (s *Store) PutPipeline(ctx context.Context, p *job.Pipeline) error {
 	if err := job.CheckPipeline(p); err != nil {
 		return err
 	}
-	enc, err := hodeipb.MarshalPipeline(p)
+	enc, err := record.MarshalPipeline(p)
 	if err != nil {
 		return err
 	}
@@ -82,9 +82,9 @@ func (s *Store) Pipelines(ctx context.Context) ([]*job.Pipeline, error) {
 	defer s.mu.RUnlock()
 	var out []*job.Pipeline
 	for _, id := range slices.Sorted(maps.Keys(s.pipelines)) {
-		p, err := hodeipb.UnmarshalPipeline(s.pipelines[id])
+		p, err := record.UnmarshalPipeline(id, s.pipelines[id])
 		if err != nil {
-			return nil, fmt.Errorf("pipeline %s: %w", id, err)
+			return nil, err
 		}
 		out = append(out, p)
 	}

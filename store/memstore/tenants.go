@@ -6,10 +6,8 @@ import (
 	"maps"
 	"slices"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/hodei-jobs/hodei/job"
-	hodeipb "github.com/hodei-jobs/hodei/proto"
+	"github.com/hodei-jobs/hodei/store/record"
 )
 
 // PutTenant stores (creates or replaces) a tenant record, keyed by its name,
@@ -25,9 +23,9 @@ func (s *Store) PutTenant(ctx context.Context, t *job.Tenant) error {
 	if err := t.Validate(); err != nil {
 		return err
 	}
-	enc, err := proto.Marshal(hodeipb.FromTenant(t))
+	enc, err := record.MarshalTenant(t)
 	if err != nil {
-		return fmt.Errorf("encode tenant %s: %w: %w", t.Name, job.ErrInvalid, err)
+		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -71,11 +69,11 @@ func (s *Store) Tenants(ctx context.Context) ([]*job.Tenant, error) {
 	defer s.mu.RUnlock()
 	var out []*job.Tenant
 	for _, name := range slices.Sorted(maps.Keys(s.tenants)) {
-		var pb hodeipb.Tenant
-		if err := proto.Unmarshal(s.tenants[name], &pb); err != nil {
-			return nil, fmt.Errorf("decode tenant %s: %w", name, err)
+		t, err := record.UnmarshalTenant(name, s.tenants[name])
+		if err != nil {
+			return nil, err
 		}
-		out = append(out, pb.ToTenant())
+		out = append(out, t)
 	}
 	return out, nil
 }
@@ -93,11 +91,11 @@ func (s *Store) lookupTenant(name string) (*job.Tenant, int, error) {
 	if !ok {
 		return nil, 0, nil
 	}
-	var pb hodeipb.Tenant
-	if err := proto.Unmarshal(enc, &pb); err != nil {
-		return nil, 0, fmt.Errorf("decode tenant %s: %w", name, err)
+	t, err := record.UnmarshalTenant(name, enc)
+	if err != nil {
+		return nil, 0, err
 	}
-	return pb.ToTenant(), s.queued[name], nil
+	return t, s.queued[name], nil
 }
 
 // addQueued adds delta to the tenant's count of non-terminal jobs. s.mu
@@ -113,9 +111,9 @@ func (s *Store) addQueued(name string, delta int) {
 // moveQueued updates the counts for the stored job cur replaced by next:
 // a job that enters a terminal state leaves its tenant's count. s.mu must
 // be held.
-func (s *Store) moveQueued(cur *hodeipb.Job, next *job.Job) {
-	if !job.State(cur.GetState()).Terminal() {
-		s.addQueued(cur.GetSpec().GetTenant(), -1)
+func (s *Store) moveQueued(cur record.Header, next *job.Job) {
+	if !cur.State.Terminal() {
+		s.addQueued(string(cur.Tenant), -1)
 	}
 	if !next.State.Terminal() {
 		s.addQueued(next.Spec.Tenant, 1)

@@ -1,4 +1,4 @@
-// Package storetest is the conformance suite of scheduler.Store: every
+// Package storetest is the conformance suite of cluster.Store: every
 // implementation (the bbolt store, memstore) runs Run and must pass all of
 // it, so that tests written against the fake hold for the real store.
 //
