@@ -19,14 +19,10 @@ import (
 	"github.com/hodei-jobs/hodei/store"
 )
 
-// sendQueue is how many orders may wait for one agent's stream. An agent
-// that falls this far behind is disconnected; it reconciles on reconnect.
-const sendQueue = 4096
-
 // agentConn is one connected agent stream.
 type agentConn struct {
 	workerID string
-	send     chan *pb.ServerMessage
+	out      *outbox
 	cancel   context.CancelCauseFunc
 
 	// Reports that wait for a commit (start, result) run beside the
@@ -43,6 +39,9 @@ func (c *agentConn) report(wg *sync.WaitGroup, jobID string, fn func()) {
 	done := make(chan struct{})
 	c.mu.Lock()
 	prev := c.last[jobID]
+	if c.last == nil {
+		c.last = make(map[string]chan struct{}) // most agents are idle most of the time
+	}
 	c.last[jobID] = done
 	c.mu.Unlock()
 	wg.Add(1)
@@ -63,13 +62,11 @@ func (c *agentConn) report(wg *sync.WaitGroup, jobID string, fn func()) {
 
 // enqueue queues msg without blocking; a full queue ends the connection.
 func (c *agentConn) enqueue(msg *pb.ServerMessage) bool {
-	select {
-	case c.send <- msg:
-		return true
-	default:
+	if !c.out.push(msg) {
 		c.cancel(errors.New("agent send queue full"))
 		return false
 	}
+	return true
 }
 
 // registry holds the connected agents and is the scheduler's Dispatcher.
@@ -133,8 +130,7 @@ func (a *agentService) Connect(stream pb.AgentService_ConnectServer) error {
 	}
 	ctx, cancel := context.WithCancelCause(stream.Context())
 	defer cancel(nil)
-	conn := &agentConn{workerID: w.ID, send: make(chan *pb.ServerMessage, sendQueue), cancel: cancel,
-		last: make(map[string]chan struct{})}
+	conn := &agentConn{workerID: w.ID, out: newOutbox(), cancel: cancel}
 	log := s.log.With("worker", w.ID)
 
 	cfg := s.sched.Config()
@@ -213,9 +209,11 @@ func (a *agentService) Connect(stream pb.AgentService_ConnectServer) error {
 				return st.Err()
 			}
 			return nil
-		case msg := <-conn.send:
-			if err := stream.Send(msg); err != nil {
-				return err
+		case <-conn.out.ready:
+			for _, msg := range conn.out.take() {
+				if err := stream.Send(msg); err != nil {
+					return err
+				}
 			}
 		}
 	}
