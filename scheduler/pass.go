@@ -30,6 +30,7 @@ func (s *Scheduler) Pass(ctx context.Context) time.Time {
 	now := s.cfg.Now()
 	var next wakeAt
 	s.expireWorkers(ctx, now, &next)
+	s.sweepDown(ctx, now, &next)
 	s.checkActive(ctx, now, &next)
 	s.cancelOrphans(ctx, now)
 	s.holdBursts(ctx, now, &next)
@@ -38,9 +39,12 @@ func (s *Scheduler) Pass(ctx context.Context) time.Time {
 }
 
 // expireWorkers marks workers silent past their lease DOWN and loses their
-// jobs, which then retry per their policy.
+// jobs, which then retry per their policy. UNKNOWN workers without jobs
+// that did not come back after a restart lose nothing: they are counted in
+// one line instead of a warning each.
 func (s *Scheduler) expireWorkers(ctx context.Context, now time.Time, next *wakeAt) {
 	var down []string
+	quiet := 0
 	s.workers.Range(func(id string, w *workerState) bool {
 		if w.state == job.WorkerDown {
 			return true
@@ -55,13 +59,21 @@ func (s *Scheduler) expireWorkers(ctx context.Context, now time.Time, next *wake
 			if !loaded || !old.lastSeen.Equal(seen) {
 				return old, !loaded // a heartbeat came in meanwhile
 			}
-			n := *old
-			n.state = job.WorkerDown
-			down = append(down, id)
-			return &n, false
+			if old.state == job.WorkerUnknown && len(s.onWorker.of(id)) == 0 {
+				quiet++
+			} else {
+				down = append(down, id)
+			}
+			return downState(old, now), false
 		})
 		return true
 	})
+	if quiet+len(down) > 0 {
+		s.gc.dirty.Store(true)
+	}
+	if quiet > 0 {
+		s.log.Info("workers did not reconnect after restart", "workers", quiet, "lease", s.cfg.Lease)
+	}
 	for _, id := range down {
 		s.log.Warn("worker lost", "worker", id, "lease", s.cfg.Lease)
 	}

@@ -81,6 +81,9 @@ type Config struct {
 	// MaxPipelineLinks is the most dependency links one pipeline may
 	// create; default job.DefaultMaxPipelineLinks.
 	MaxPipelineLinks int
+	// WorkerGC is how long a worker stays DOWN before it is deleted, from
+	// memory and from the store; default DefaultWorkerGC; negative: never.
+	WorkerGC time.Duration
 	// SealSecrets is called with every new job (Submit, SubmitArray,
 	// RunPipeline) once its id is set and before it is stored or published,
 	// when it has secret env values. It must set j.Spec.SecretEnv to a new
@@ -96,12 +99,13 @@ type Scheduler struct {
 	cfg Config
 	log *slog.Logger
 
-	jobs    *xsync.MapOf[string, *job.Job]     // every job in memory; immutable values
-	pending *xsync.MapOf[string, struct{}]     // ids of Pending jobs whose dependencies are done; kept by track and release
-	blocked *xsync.MapOf[string, struct{}]     // ids of Pending jobs that wait for dependencies; kept by track and release
-	active  *xsync.MapOf[string, struct{}]     // ids of Scheduled and Running jobs; kept by track
-	deps    *xsync.MapOf[string, []string]     // job id → ids that depend on it; copy on write
-	workers *xsync.MapOf[string, *workerState] // immutable values
+	jobs     *xsync.MapOf[string, *job.Job]     // every job in memory; immutable values
+	pending  *xsync.MapOf[string, struct{}]     // ids of Pending jobs whose dependencies are done; kept by track and release
+	blocked  *xsync.MapOf[string, struct{}]     // ids of Pending jobs that wait for dependencies; kept by track and release
+	active   *xsync.MapOf[string, struct{}]     // ids of Scheduled and Running jobs; kept by track
+	onWorker *workerJobs                        // the active jobs by worker; kept by track
+	deps     *xsync.MapOf[string, []string]     // job id → ids that depend on it; copy on write
+	workers  *xsync.MapOf[string, *workerState] // immutable values
 
 	depCheck   *xsync.MapOf[string, struct{}]  // pending ids whose dependency just ended
 	cancelSent *xsync.MapOf[string, time.Time] // job id → when the last stop order went out
@@ -115,6 +119,8 @@ type Scheduler struct {
 	fair     *fairState
 
 	pipelines *xsync.MapOf[string, *job.Pipeline] // immutable values
+
+	gc workerGC // worker records: their writes, and DOWN ones' deletion
 
 	events hub
 	wake   chan struct{}
@@ -143,6 +149,9 @@ func New(cfg Config) *Scheduler {
 	if cfg.Aging <= 0 {
 		cfg.Aging = DefaultAging
 	}
+	if cfg.WorkerGC == 0 {
+		cfg.WorkerGC = DefaultWorkerGC
+	}
 	return &Scheduler{
 		cfg:        cfg,
 		log:        cfg.Logger.With("component", "scheduler"),
@@ -150,6 +159,7 @@ func New(cfg Config) *Scheduler {
 		pending:    xsync.NewMapOf[string, struct{}](),
 		blocked:    xsync.NewMapOf[string, struct{}](),
 		active:     xsync.NewMapOf[string, struct{}](),
+		onWorker:   newWorkerJobs(),
 		deps:       xsync.NewMapOf[string, []string](),
 		workers:    xsync.NewMapOf[string, *workerState](),
 		depCheck:   xsync.NewMapOf[string, struct{}](),
@@ -167,8 +177,9 @@ func New(cfg Config) *Scheduler {
 func (s *Scheduler) Config() Config { return s.cfg }
 
 // Recover rebuilds memory from the store: every job, the dependency index,
-// the tenants and the known workers. Workers start disconnected: the ones holding active
-// jobs have one lease, from now, to reconnect before their jobs are lost.
+// the tenants and the known workers. Workers start disconnected and
+// UNKNOWN (or DOWN, if they were): each has one lease, from now, to say
+// Hello again before it is DOWN and the jobs it holds are lost.
 func (s *Scheduler) Recover(ctx context.Context) error {
 	now := s.cfg.Now()
 	tenants, err := s.cfg.Store.Tenants(ctx)
@@ -219,7 +230,7 @@ func (s *Scheduler) Recover(ctx context.Context) error {
 		return fmt.Errorf("recover workers: %w", err)
 	}
 	for _, w := range ws {
-		s.workers.Store(w.ID, &workerState{rec: w, state: workerStateOf(w), lastSeen: now})
+		s.workers.Store(w.ID, recoveredWorker(w, now))
 	}
 	s.poke()
 	return nil
@@ -484,13 +495,16 @@ func (s *Scheduler) track(j *job.Job) {
 		s.active.Delete(j.ID)
 	case j.State.Active():
 		s.active.Store(j.ID, struct{}{})
+		s.onWorker.set(j.ID, j.Worker)
 		s.pending.Delete(j.ID)
 		s.blocked.Delete(j.ID)
+		return
 	default:
 		s.pending.Delete(j.ID)
 		s.blocked.Delete(j.ID)
 		s.active.Delete(j.ID)
 	}
+	s.onWorker.drop(j.ID)
 }
 
 // release moves job id from blocked to pending if its dependencies are all
@@ -536,6 +550,7 @@ func (s *Scheduler) Forget(ctx context.Context, ids []string) {
 		s.pending.Delete(id)
 		s.blocked.Delete(id)
 		s.active.Delete(id)
+		s.onWorker.drop(id)
 	}
 	s.forgetPipelines(ctx, touched)
 }

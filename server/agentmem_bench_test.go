@@ -144,6 +144,7 @@ func TestBenchAgentsProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	var (
 		mu    sync.Mutex
 		conns []*grpc.ClientConn

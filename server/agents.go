@@ -125,7 +125,9 @@ func (a *agentService) Connect(stream pb.AgentService_ConnectServer) error {
 		return toStatus(err)
 	}
 	// The certificate names the worker; the Hello may not name another.
-	if id := auth.FromContext(stream.Context()); id != nil && id.Worker != "" && id.Worker != w.ID {
+	id := auth.FromContext(stream.Context())
+	certified := id != nil && id.Worker != ""
+	if certified && id.Worker != w.ID {
 		return denied("this certificate speaks for worker %s, not %s", id.Worker, w.ID)
 	}
 	ctx, cancel := context.WithCancelCause(stream.Context())
@@ -164,12 +166,15 @@ func (a *agentService) Connect(stream pb.AgentService_ConnectServer) error {
 	if err != nil {
 		return toStatus(err)
 	}
-	// A revocation between the interceptor's check and this stream being
-	// tracked would miss it; the binding is marked revoked before streams
-	// are cut, so looking again now closes the gap.
+	// A revocation or removal between the interceptor's check and this
+	// stream being tracked would miss it; the binding is marked revoked
+	// (or deleted) before streams are cut, so looking again now closes
+	// the gap.
 	if b, ok := s.gate.agents.Load(w.ID); ok && b.Revoked() {
 		s.sched.Revoke(w.ID)
 		return denied("worker %s was revoked", w.ID)
+	} else if !ok && certified {
+		return denied("worker %s was removed", w.ID)
 	}
 	for _, j := range rc.Assign {
 		if msg := s.assignMsg(w.ID, j); msg != nil {

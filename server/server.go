@@ -46,6 +46,10 @@ type Config struct {
 	Heartbeat time.Duration // see scheduler.Config
 	Lease     time.Duration
 	KillGrace time.Duration
+	// WorkerGC is how long a worker stays DOWN before it is deleted;
+	// default scheduler.DefaultWorkerGC, negative: never. See
+	// scheduler.Config.
+	WorkerGC time.Duration
 	// AutoTenants creates the tenant of a submit that names an unknown one
 	// instead of refusing it; default false. See scheduler.Config.
 	AutoTenants bool
@@ -206,6 +210,7 @@ func New(ctx context.Context, cfg Config) (s *Server, err error) {
 		Heartbeat:  cfg.Heartbeat,
 		Lease:      cfg.Lease,
 		KillGrace:  cfg.KillGrace,
+		WorkerGC:   cfg.WorkerGC,
 
 		AutoTenants: cfg.AutoTenants,
 		Aging:       cfg.Aging,
