@@ -99,13 +99,12 @@ type Scheduler struct {
 	cfg Config
 	log *slog.Logger
 
-	jobs     *xsync.MapOf[string, *job.Job]     // every job in memory; immutable values
-	pending  *xsync.MapOf[string, struct{}]     // ids of Pending jobs whose dependencies are done; kept by track and release
-	blocked  *xsync.MapOf[string, struct{}]     // ids of Pending jobs that wait for dependencies; kept by track and release
-	active   *xsync.MapOf[string, struct{}]     // ids of Scheduled and Running jobs; kept by track
-	onWorker *workerJobs                        // the active jobs by worker; kept by track
-	deps     *xsync.MapOf[string, []string]     // job id → ids that depend on it; copy on write
-	workers  *xsync.MapOf[string, *workerState] // immutable values
+	jobs    *xsync.MapOf[string, *job.Job]     // every job in memory; immutable values
+	pending *xsync.MapOf[string, struct{}]     // ids of Pending jobs whose dependencies are done; kept by track and release
+	blocked *xsync.MapOf[string, struct{}]     // ids of Pending jobs that wait for dependencies; kept by track and release
+	active  *xsync.MapOf[string, struct{}]     // ids of Scheduled and Running jobs; kept by track
+	deps    *xsync.MapOf[string, []string]     // job id → ids that depend on it; copy on write
+	workers *xsync.MapOf[string, *workerState] // immutable values
 
 	depCheck   *xsync.MapOf[string, struct{}]  // pending ids whose dependency just ended
 	cancelSent *xsync.MapOf[string, time.Time] // job id → when the last stop order went out
@@ -120,7 +119,8 @@ type Scheduler struct {
 
 	pipelines *xsync.MapOf[string, *job.Pipeline] // immutable values
 
-	gc workerGC // worker records: their writes, and DOWN ones' deletion
+	onWorker *workerJobs // the active jobs by worker; kept by track
+	gc       workerGC    // worker records: their writes, and DOWN ones' deletion
 
 	events hub
 	wake   chan struct{}
