@@ -44,6 +44,8 @@ func serveCommand(e *env) *ucli.Command {
 			&ucli.DurationFlag{Name: "heartbeat", Value: cluster.DefaultHeartbeat, Usage: "interval agents heartbeat at"},
 			&ucli.DurationFlag{Name: "lease", Usage: "silence after which a worker is DOWN and its jobs lost (default 3 × heartbeat + 5s)"},
 			&ucli.DurationFlag{Name: "kill-grace", Value: cluster.DefaultKillGrace, Usage: "time between SIGTERM and SIGKILL when a job is stopped"},
+			&ucli.DurationFlag{Name: "worker-gc", Value: cluster.DefaultWorkerGC,
+				Usage: "delete a worker once it has been DOWN this long (0: never; `hodei workers rm` deletes one at once)"},
 			&ucli.BoolFlag{Name: "auto-tenants", Usage: "create the tenant a submit names when it does not exist, instead of refusing the submit"},
 			&ucli.DurationFlag{Name: "aging", Value: scheduler.DefaultAging,
 				Usage: "wait that raises a pending job's priority by the full 0–1000 range; a job of priority p outranks every job of its tenant submitted more than aging×(1000−p)/1000 after it"},
@@ -137,7 +139,7 @@ func serveConfig(c *ucli.Context) (server.Config, error) {
 	if err != nil {
 		return server.Config{}, err
 	}
-	for _, name := range []string{"retention", "audit-retention", "heartbeat", "lease", "kill-grace"} {
+	for _, name := range []string{"retention", "audit-retention", "heartbeat", "lease", "kill-grace", "worker-gc"} {
 		if c.Duration(name) < 0 {
 			return server.Config{}, usagef(c, "--%s: must not be negative", name)
 		}
@@ -149,6 +151,10 @@ func serveConfig(c *ucli.Context) (server.Config, error) {
 		if n := c.Int(name); n < 1 {
 			return server.Config{}, usagef(c, "--%s: %d must be at least 1", name, n)
 		}
+	}
+	workerGC := c.Duration("worker-gc")
+	if workerGC == 0 {
+		workerGC = -1 // the flag's 0 is never; the config's is the default
 	}
 	return server.Config{
 		DataDir:  c.String("data-dir"),
@@ -164,6 +170,7 @@ func serveConfig(c *ucli.Context) (server.Config, error) {
 			Preemption:       c.Bool("preemption"),
 			MaxMatrix:        c.Int("max-matrix"),
 			MaxPipelineLinks: c.Int("max-pipeline-links"),
+			WorkerGC:         workerGC,
 		},
 		Retention: c.Duration("retention"),
 		Logger:    logger,

@@ -8,6 +8,7 @@ import (
 
 	ucli "github.com/urfave/cli/v2"
 
+	"github.com/hodei-jobs/hodei/cluster"
 	"github.com/hodei-jobs/hodei/job"
 	"github.com/hodei-jobs/hodei/scheduler"
 	"github.com/hodei-jobs/hodei/server"
@@ -105,6 +106,31 @@ func TestServeMaxPipelineLinks(t *testing.T) {
 			switch {
 			case tt.err == "" && (err != nil || cfg.MaxPipelineLinks != tt.want):
 				t.Fatalf("max-pipeline-links = %d, %v; want %d", cfg.MaxPipelineLinks, err, tt.want)
+			case tt.err != "" && (exitCode(context.Background(), err) != exitUsage || !strings.Contains(err.Error(), tt.err)):
+				t.Fatalf("error %v, want a usage error with %q", err, tt.err)
+			}
+		})
+	}
+}
+
+func TestServeWorkerGC(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want time.Duration // server.Config.WorkerGC
+		err  string        // part of the usage error; "" when valid
+	}{
+		{"Default", nil, cluster.DefaultWorkerGC, ""},
+		{"Set", []string{"--worker-gc", "2h"}, 2 * time.Hour, ""},
+		{"ZeroIsNever", []string{"--worker-gc", "0"}, -1, ""},
+		{"Negative", []string{"--worker-gc", "-1h"}, 0, "--worker-gc: must not be negative"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := parseServe(t, tt.args...)
+			switch {
+			case tt.err == "" && (err != nil || cfg.WorkerGC != tt.want):
+				t.Fatalf("worker-gc = %s, %v; want %s", cfg.WorkerGC, err, tt.want)
 			case tt.err != "" && (exitCode(context.Background(), err) != exitUsage || !strings.Contains(err.Error(), tt.err)):
 				t.Fatalf("error %v, want a usage error with %q", err, tt.err)
 			}

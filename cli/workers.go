@@ -15,7 +15,7 @@ import (
 func workersCommand(e *env) *ucli.Command {
 	return &ucli.Command{
 		Name:  "workers",
-		Usage: "list, drain and revoke the hosts that run jobs",
+		Usage: "list, drain, revoke and remove the hosts that run jobs",
 		Subcommands: []*ucli.Command{
 			{
 				Name:  "ls",
@@ -38,6 +38,40 @@ func workersCommand(e *env) *ucli.Command {
 				func(c *ucli.Context, cl *client.Client, id string) (*hodeipb.Worker, error) {
 					return cl.Admin().RevokeWorker(c.Context, &hodeipb.RevokeWorkerRequest{Id: id})
 				}),
+			workerRemoveCommand(),
+		},
+	}
+}
+
+// workerRemoveCommand is `workers rm ID`.
+func workerRemoveCommand() *ucli.Command {
+	return &ucli.Command{
+		Name: "rm",
+		Usage: "delete a worker that is not connected and runs nothing, with its agent's certificate binding " +
+			"(drain it and stop its agent first); DOWN workers are also deleted after serve's --worker-gc",
+		ArgsUsage: "ID",
+		Flags:     withFlags(true),
+		Action: func(c *ucli.Context) error {
+			a, err := args(c, "worker ID")
+			if err != nil {
+				return err
+			}
+			asJSON, err := jsonOutput(c)
+			if err != nil {
+				return err
+			}
+			err = withClient(c, func(cl *client.Client) error { return cl.RemoveWorker(c.Context, a[0]) })
+			switch {
+			case err != nil:
+				return err
+			case asJSON:
+				return writeJSON(c.App.Writer, struct {
+					ID      string `json:"id"`
+					Removed bool   `json:"removed"`
+				}{a[0], true})
+			}
+			_, err = fmt.Fprintf(c.App.Writer, "worker %s removed\n", a[0])
+			return err
 		},
 	}
 }

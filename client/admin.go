@@ -25,6 +25,14 @@ func (c *Client) DrainWorker(ctx context.Context, id string) (*hodeipb.Worker, e
 	return c.admin.DrainWorker(ctx, &hodeipb.DrainWorkerRequest{Id: id})
 }
 
+// RemoveWorker deletes a worker that is not connected and holds no active
+// jobs, with its agent's certificate binding. Errors: codes.NotFound,
+// codes.FailedPrecondition for a connected worker or one with jobs.
+func (c *Client) RemoveWorker(ctx context.Context, id string) error {
+	_, err := c.admin.RemoveWorker(ctx, &hodeipb.RemoveWorkerRequest{Id: id})
+	return err
+}
+
 // Snapshot writes a consistent copy of the server's database to w and
 // returns the number of bytes written. On error w holds a partial copy:
 // write to a temporary file and rename it only on success.

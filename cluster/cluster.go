@@ -90,6 +90,8 @@ type Cluster struct {
 
 	pipelines *xsync.MapOf[string, *job.Pipeline] // immutable values
 
+	gc workerGC // worker records: their writes, and DOWN ones' deletion
+
 	events hub
 	wake   chan struct{}
 
@@ -139,8 +141,9 @@ func (s *Cluster) Config() Config { return s.cfg }
 // Recover rebuilds memory from the store in one pass over the jobs: the
 // unfinished jobs, the arrays and which of their tasks are jobs already,
 // the tenants' figures, the dependency index, the tenants, pipelines and
-// known workers. Workers start disconnected: the ones holding active jobs
-// have one lease, from now, to reconnect before their jobs are lost.
+// known workers. Workers start disconnected and UNKNOWN (or DOWN, if they
+// were): each has one lease, from now, to say Hello again before it is
+// DOWN and the jobs it holds are lost.
 func (s *Cluster) Recover(ctx context.Context) error {
 	now := s.cfg.Now()
 	tenants, err := s.cfg.Store.Tenants(ctx)
@@ -201,7 +204,7 @@ func (s *Cluster) Recover(ctx context.Context) error {
 		return fmt.Errorf("recover workers: %w", err)
 	}
 	for _, w := range ws {
-		s.workers.Store(w.ID, &workerState{rec: w, state: workerStateOf(w), lastSeen: now})
+		s.workers.Store(w.ID, recoveredWorker(w, now))
 	}
 	s.poke()
 	return nil

@@ -46,6 +46,9 @@ type Settings struct {
 	// MaxPipelineLinks is the most dependency links one pipeline may
 	// create; default job.DefaultMaxPipelineLinks.
 	MaxPipelineLinks int
+	// WorkerGC is how long a worker stays DOWN before it is deleted, from
+	// memory and from the store; default DefaultWorkerGC; negative: never.
+	WorkerGC time.Duration
 }
 
 // withDefaults returns s with its zero fields set to their defaults.
@@ -64,6 +67,9 @@ func (s Settings) withDefaults() Settings {
 	}
 	if s.MaxMatrix <= 0 {
 		s.MaxMatrix = job.DefaultMaxMatrix
+	}
+	if s.WorkerGC == 0 {
+		s.WorkerGC = DefaultWorkerGC
 	}
 	if s.MaxPipelineLinks <= 0 {
 		s.MaxPipelineLinks = job.DefaultMaxPipelineLinks

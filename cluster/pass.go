@@ -31,6 +31,7 @@ func (s *Cluster) Pass(ctx context.Context) time.Time {
 	now := s.cfg.Now()
 	var next wakeAt
 	s.expireWorkers(now, &next)
+	s.sweepDown(ctx, now, &next)
 	orphans := s.checkDeps(ctx)
 	s.mu.Lock()
 	snap := s.snapshot(now, &next, orphans)
@@ -43,8 +44,11 @@ func (s *Cluster) Pass(ctx context.Context) time.Time {
 
 // expireWorkers marks workers silent past their lease DOWN; the pass then
 // ends their jobs' attempts as lost, and they retry per their policy.
+// UNKNOWN workers without jobs that did not come back after a restart lose
+// nothing: they are counted in one line instead of a warning each.
 func (s *Cluster) expireWorkers(now time.Time, next *wakeAt) {
 	var down []string
+	quiet := 0
 	s.workers.Range(func(id string, w *workerState) bool {
 		if w.state == job.WorkerDown {
 			return true
@@ -59,13 +63,21 @@ func (s *Cluster) expireWorkers(now time.Time, next *wakeAt) {
 			if !loaded || !old.lastSeen.Equal(seen) {
 				return old, !loaded // a heartbeat came in meanwhile
 			}
-			n := *old
-			n.state = job.WorkerDown
-			down = append(down, id)
-			return &n, false
+			if old.state == job.WorkerUnknown && s.activeCount(id) == 0 {
+				quiet++
+			} else {
+				down = append(down, id)
+			}
+			return downState(old, now), false
 		})
 		return true
 	})
+	if quiet+len(down) > 0 {
+		s.gc.dirty.Store(true)
+	}
+	if quiet > 0 {
+		s.log.Info("workers did not reconnect after restart", "workers", quiet, "lease", s.cfg.Lease)
+	}
 	for _, id := range down {
 		s.log.Warn("worker lost", "worker", id, "lease", s.cfg.Lease)
 	}

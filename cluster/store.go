@@ -86,8 +86,13 @@ type Store interface {
 	// Tenants returns every stored tenant in name order. The default
 	// tenant always exists: opening a store creates it when missing.
 	Tenants(ctx context.Context) ([]*job.Tenant, error)
-	// PutWorker stores (creates or replaces) a worker record.
-	PutWorker(ctx context.Context, w *job.Worker) error
+	// PutWorker stores (creates or replaces) worker records, keyed by
+	// their ids, in one commit; an invalid one (no id) fails the call with
+	// a *job.FieldError and stores none.
+	PutWorker(ctx context.Context, ws ...*job.Worker) error
+	// DeleteWorker deletes worker records in one commit; an id that is not
+	// stored is skipped.
+	DeleteWorker(ctx context.Context, ids ...string) error
 	// Workers returns every stored worker.
 	Workers(ctx context.Context) ([]*job.Worker, error)
 	// DeleteFinished deletes up to limit terminal jobs whose FinishedAt is

@@ -27,6 +27,7 @@ type workerState struct {
 	connected bool
 	lastSeen  time.Time
 	stats     Stats
+	unsaved   bool // rec has a DownSince the store does not have yet
 }
 
 func workerStateOf(w *job.Worker) job.WorkerState {
@@ -81,16 +82,20 @@ type Reconcile struct {
 func (s *Cluster) WorkerHello(ctx context.Context, h Hello) (Reconcile, error) {
 	now := s.cfg.Now()
 	rec := h.Worker.Clone()
+	rec.DownSince = time.Time{}
+	s.gc.mu.Lock()
 	old, known := s.workers.Load(rec.ID)
 	if known {
 		rec.Drained = old.rec.Drained
 	}
 	if !known || !sameRecord(old.rec, rec) {
 		if err := s.cfg.Store.PutWorker(ctx, rec); err != nil {
+			s.gc.mu.Unlock()
 			return Reconcile{}, fmt.Errorf("store worker %s: %w", rec.ID, err)
 		}
 	}
 	s.workers.Store(rec.ID, &workerState{rec: rec, state: workerStateOf(rec), connected: true, lastSeen: now})
+	s.gc.mu.Unlock()
 
 	reported := make(map[Ref]bool, len(h.Running))
 	for _, r := range h.Running {
@@ -123,7 +128,8 @@ func (s *Cluster) WorkerHello(ctx context.Context, h Hello) (Reconcile, error) {
 
 func sameRecord(a, b *job.Worker) bool {
 	return a.Name == b.Name && a.Hostname == b.Hostname && a.Version == b.Version &&
-		a.Capacity == b.Capacity && a.Drained == b.Drained && maps.Equal(a.Labels, b.Labels)
+		a.Capacity == b.Capacity && a.Drained == b.Drained && a.DownSince.Equal(b.DownSince) &&
+		maps.Equal(a.Labels, b.Labels)
 }
 
 // Heartbeat records that a worker is alive and, when st is not nil, its
@@ -169,23 +175,30 @@ func (s *Cluster) WorkerGone(workerID string) {
 // Drain stops new assignments to a worker and persists that. Errors:
 // job.ErrNotFound.
 func (s *Cluster) Drain(ctx context.Context, workerID string) (WorkerInfo, error) {
+	s.gc.mu.Lock()
 	ws, ok := s.workers.Load(workerID)
 	if !ok {
+		s.gc.mu.Unlock()
 		return WorkerInfo{}, fmt.Errorf("worker %s: %w", workerID, job.ErrNotFound)
 	}
 	rec := ws.rec.Clone()
 	rec.Drained = true
 	if err := s.cfg.Store.PutWorker(ctx, rec); err != nil {
+		s.gc.mu.Unlock()
 		return WorkerInfo{}, err
 	}
 	s.workers.Compute(workerID, func(old *workerState, loaded bool) (*workerState, bool) {
+		if !loaded {
+			return nil, true
+		}
 		n := *old
-		n.rec = rec
+		n.rec, n.unsaved = rec, false
 		if n.state == job.WorkerReady {
 			n.state = job.WorkerDraining
 		}
 		return &n, false
 	})
+	s.gc.mu.Unlock()
 	for _, w := range s.Workers() {
 		if w.Worker.ID == workerID {
 			return w, nil
@@ -205,8 +218,12 @@ func (s *Cluster) Workers() []WorkerInfo {
 	var out []WorkerInfo
 	s.workers.Range(func(id string, w *workerState) bool {
 		slices.Sort(running[id])
+		seen := w.lastSeen
+		if w.state == job.WorkerUnknown {
+			seen = time.Time{} // not seen since the restart; lastSeen times its lease
+		}
 		out = append(out, WorkerInfo{
-			Worker: w.rec, State: w.state, Connected: w.connected, LastSeen: w.lastSeen,
+			Worker: w.rec, State: w.state, Connected: w.connected, LastSeen: seen,
 			Stats: w.stats, Allocated: alloc[id], Running: running[id],
 		})
 		return true
@@ -325,6 +342,13 @@ func (s *Cluster) forActive(fn func(*job.Job)) {
 	}
 }
 
+// activeCount returns how many Scheduled and Running jobs a worker holds.
+func (s *Cluster) activeCount(worker string) int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.byWorker[worker])
+}
+
 // activeOn returns the Scheduled and Running jobs of one worker, in id
 // order. It costs what that worker runs, not what the cluster does.
 func (s *Cluster) activeOn(worker string) []*job.Job {
@@ -355,16 +379,19 @@ func (s *Cluster) sendCancel(j *job.Job, reason string) {
 // It reports whether the worker was known.
 func (s *Cluster) Revoke(workerID string) bool {
 	known := false
+	now := s.cfg.Now()
 	s.workers.Compute(workerID, func(old *workerState, loaded bool) (*workerState, bool) {
 		if !loaded {
 			return nil, true
 		}
 		known = true
-		n := *old
-		n.state = job.WorkerDown
+		n := downState(old, now)
 		n.connected = false
-		return &n, false
+		return n, false
 	})
+	if known {
+		s.gc.dirty.Store(true)
+	}
 	s.poke()
 	return known
 }

@@ -1,6 +1,9 @@
 package job
 
-import "maps"
+import (
+	"maps"
+	"time"
+)
 
 // WorkerState is a worker's availability for new work.
 type WorkerState int32
@@ -11,7 +14,12 @@ const (
 	// WorkerDraining: connected; its jobs finish but it gets no new ones.
 	WorkerDraining
 	// WorkerDown: silent past its lease, or disconnected; its jobs were failed.
+	// A worker DOWN longer than the server's --worker-gc is deleted.
 	WorkerDown
+	// WorkerUnknown: known from the store after a server restart, not
+	// connected since. Its agent's Hello makes it READY or DRAINING; one
+	// lease after the restart without one, it is DOWN.
+	WorkerUnknown
 )
 
 func (s WorkerState) String() string {
@@ -22,12 +30,15 @@ func (s WorkerState) String() string {
 		return "DRAINING"
 	case WorkerDown:
 		return "DOWN"
+	case WorkerUnknown:
+		return "UNKNOWN"
 	}
 	return "UNKNOWN"
 }
 
 // Worker is a host running `hodei agent`. The persisted part is its identity,
-// labels, capacity and whether an operator drained it; liveness is memory only.
+// labels, capacity, whether an operator drained it and since when it is
+// DOWN; the rest of its liveness is memory only.
 type Worker struct {
 	ID       string // stable, kept in the agent's data dir
 	Name     string
@@ -36,6 +47,9 @@ type Worker struct {
 	Capacity Resources
 	Version  string // agent version
 	Drained  bool   // set by `hodei workers drain`; survives restarts
+	// DownSince is when the worker was declared DOWN; zero while it is
+	// not. Stored, so that the age of a DOWN worker survives a restart.
+	DownSince time.Time
 }
 
 // Clone returns a deep copy of w.

@@ -200,6 +200,8 @@ func FromWorker(w *job.Worker) *Worker {
 		State:    st,
 		Capacity: FromResources(w.Capacity),
 		Version:  w.Version,
+
+		DownSinceUnixNano: nanos(w.DownSince),
 	}
 }
 
@@ -213,6 +215,8 @@ func (w *Worker) ToWorker() *job.Worker {
 		Capacity: w.GetCapacity().ToResources(),
 		Version:  w.GetVersion(),
 		Drained:  w.GetState() == WorkerState_WORKER_STATE_DRAINING,
+
+		DownSince: fromNanos(w.GetDownSinceUnixNano()),
 	}
 }
 

@@ -200,6 +200,8 @@ const (
 	WorkerState_WORKER_STATE_READY       WorkerState = 1
 	WorkerState_WORKER_STATE_DRAINING    WorkerState = 2
 	WorkerState_WORKER_STATE_DOWN        WorkerState = 3
+	// Known from the store after a server restart; not connected since.
+	WorkerState_WORKER_STATE_UNKNOWN WorkerState = 4
 )
 
 // Enum value maps for WorkerState.
@@ -209,12 +211,14 @@ var (
 		1: "WORKER_STATE_READY",
 		2: "WORKER_STATE_DRAINING",
 		3: "WORKER_STATE_DOWN",
+		4: "WORKER_STATE_UNKNOWN",
 	}
 	WorkerState_value = map[string]int32{
 		"WORKER_STATE_UNSPECIFIED": 0,
 		"WORKER_STATE_READY":       1,
 		"WORKER_STATE_DRAINING":    2,
 		"WORKER_STATE_DOWN":        3,
+		"WORKER_STATE_UNKNOWN":     4,
 	}
 )
 
@@ -2762,8 +2766,11 @@ type Worker struct {
 	Running               []string               `protobuf:"bytes,12,rep,name=running,proto3" json:"running,omitempty"`
 	Version               string                 `protobuf:"bytes,13,opt,name=version,proto3" json:"version,omitempty"`
 	Revoked               bool                   `protobuf:"varint,14,opt,name=revoked,proto3" json:"revoked,omitempty"` // cut off by `hodei workers revoke`; may not connect again
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// When it was declared DOWN; 0 while it is not. Stored: a DOWN worker
+	// is deleted once it has been DOWN for the server's --worker-gc.
+	DownSinceUnixNano int64 `protobuf:"varint,15,opt,name=down_since_unix_nano,json=downSinceUnixNano,proto3" json:"down_since_unix_nano,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Worker) Reset() {
@@ -2894,6 +2901,13 @@ func (x *Worker) GetRevoked() bool {
 	return false
 }
 
+func (x *Worker) GetDownSinceUnixNano() int64 {
+	if x != nil {
+		return x.DownSinceUnixNano
+	}
+	return 0
+}
+
 type RevokeWorkerRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -2938,6 +2952,86 @@ func (x *RevokeWorkerRequest) GetId() string {
 	return ""
 }
 
+type RemoveWorkerRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveWorkerRequest) Reset() {
+	*x = RemoveWorkerRequest{}
+	mi := &file_hodei_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveWorkerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveWorkerRequest) ProtoMessage() {}
+
+func (x *RemoveWorkerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveWorkerRequest.ProtoReflect.Descriptor instead.
+func (*RemoveWorkerRequest) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *RemoveWorkerRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type RemoveWorkerResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveWorkerResponse) Reset() {
+	*x = RemoveWorkerResponse{}
+	mi := &file_hodei_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveWorkerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveWorkerResponse) ProtoMessage() {}
+
+func (x *RemoveWorkerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveWorkerResponse.ProtoReflect.Descriptor instead.
+func (*RemoveWorkerResponse) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{33}
+}
+
 type TokenInfo struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	Id               string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"` // the token's jti
@@ -2955,7 +3049,7 @@ type TokenInfo struct {
 
 func (x *TokenInfo) Reset() {
 	*x = TokenInfo{}
-	mi := &file_hodei_proto_msgTypes[32]
+	mi := &file_hodei_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2967,7 +3061,7 @@ func (x *TokenInfo) String() string {
 func (*TokenInfo) ProtoMessage() {}
 
 func (x *TokenInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[32]
+	mi := &file_hodei_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2980,7 +3074,7 @@ func (x *TokenInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenInfo.ProtoReflect.Descriptor instead.
 func (*TokenInfo) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{32}
+	return file_hodei_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *TokenInfo) GetId() string {
@@ -3058,7 +3152,7 @@ type CreateTokenRequest struct {
 
 func (x *CreateTokenRequest) Reset() {
 	*x = CreateTokenRequest{}
-	mi := &file_hodei_proto_msgTypes[33]
+	mi := &file_hodei_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3070,7 +3164,7 @@ func (x *CreateTokenRequest) String() string {
 func (*CreateTokenRequest) ProtoMessage() {}
 
 func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[33]
+	mi := &file_hodei_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3083,7 +3177,7 @@ func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateTokenRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{33}
+	return file_hodei_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *CreateTokenRequest) GetRole() string {
@@ -3125,7 +3219,7 @@ type CreateTokenResponse struct {
 
 func (x *CreateTokenResponse) Reset() {
 	*x = CreateTokenResponse{}
-	mi := &file_hodei_proto_msgTypes[34]
+	mi := &file_hodei_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3137,7 +3231,7 @@ func (x *CreateTokenResponse) String() string {
 func (*CreateTokenResponse) ProtoMessage() {}
 
 func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[34]
+	mi := &file_hodei_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3150,7 +3244,7 @@ func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateTokenResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{34}
+	return file_hodei_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *CreateTokenResponse) GetToken() string {
@@ -3182,7 +3276,7 @@ type ListTokensRequest struct {
 
 func (x *ListTokensRequest) Reset() {
 	*x = ListTokensRequest{}
-	mi := &file_hodei_proto_msgTypes[35]
+	mi := &file_hodei_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3194,7 +3288,7 @@ func (x *ListTokensRequest) String() string {
 func (*ListTokensRequest) ProtoMessage() {}
 
 func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[35]
+	mi := &file_hodei_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3207,7 +3301,7 @@ func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListTokensRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{35}
+	return file_hodei_proto_rawDescGZIP(), []int{37}
 }
 
 type ListTokensResponse struct {
@@ -3219,7 +3313,7 @@ type ListTokensResponse struct {
 
 func (x *ListTokensResponse) Reset() {
 	*x = ListTokensResponse{}
-	mi := &file_hodei_proto_msgTypes[36]
+	mi := &file_hodei_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3231,7 +3325,7 @@ func (x *ListTokensResponse) String() string {
 func (*ListTokensResponse) ProtoMessage() {}
 
 func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[36]
+	mi := &file_hodei_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3244,7 +3338,7 @@ func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListTokensResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{36}
+	return file_hodei_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ListTokensResponse) GetTokens() []*TokenInfo {
@@ -3263,7 +3357,7 @@ type RevokeTokenRequest struct {
 
 func (x *RevokeTokenRequest) Reset() {
 	*x = RevokeTokenRequest{}
-	mi := &file_hodei_proto_msgTypes[37]
+	mi := &file_hodei_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3275,7 +3369,7 @@ func (x *RevokeTokenRequest) String() string {
 func (*RevokeTokenRequest) ProtoMessage() {}
 
 func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[37]
+	mi := &file_hodei_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3288,7 +3382,7 @@ func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeTokenRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{37}
+	return file_hodei_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *RevokeTokenRequest) GetId() string {
@@ -3306,7 +3400,7 @@ type WhoAmIRequest struct {
 
 func (x *WhoAmIRequest) Reset() {
 	*x = WhoAmIRequest{}
-	mi := &file_hodei_proto_msgTypes[38]
+	mi := &file_hodei_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3318,7 +3412,7 @@ func (x *WhoAmIRequest) String() string {
 func (*WhoAmIRequest) ProtoMessage() {}
 
 func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[38]
+	mi := &file_hodei_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3331,7 +3425,7 @@ func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoAmIRequest.ProtoReflect.Descriptor instead.
 func (*WhoAmIRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{38}
+	return file_hodei_proto_rawDescGZIP(), []int{40}
 }
 
 // AuditRecord is one mutating call or one denial.
@@ -3354,7 +3448,7 @@ type AuditRecord struct {
 
 func (x *AuditRecord) Reset() {
 	*x = AuditRecord{}
-	mi := &file_hodei_proto_msgTypes[39]
+	mi := &file_hodei_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3366,7 +3460,7 @@ func (x *AuditRecord) String() string {
 func (*AuditRecord) ProtoMessage() {}
 
 func (x *AuditRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[39]
+	mi := &file_hodei_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3379,7 +3473,7 @@ func (x *AuditRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditRecord.ProtoReflect.Descriptor instead.
 func (*AuditRecord) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{39}
+	return file_hodei_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *AuditRecord) GetTimeUnixNano() int64 {
@@ -3475,7 +3569,7 @@ type AgentRecord struct {
 
 func (x *AgentRecord) Reset() {
 	*x = AgentRecord{}
-	mi := &file_hodei_proto_msgTypes[40]
+	mi := &file_hodei_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3487,7 +3581,7 @@ func (x *AgentRecord) String() string {
 func (*AgentRecord) ProtoMessage() {}
 
 func (x *AgentRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[40]
+	mi := &file_hodei_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3500,7 +3594,7 @@ func (x *AgentRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentRecord.ProtoReflect.Descriptor instead.
 func (*AgentRecord) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{40}
+	return file_hodei_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *AgentRecord) GetWorkerId() string {
@@ -3557,7 +3651,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_hodei_proto_msgTypes[41]
+	mi := &file_hodei_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3569,7 +3663,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[41]
+	mi := &file_hodei_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3582,7 +3676,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{41}
+	return file_hodei_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ListAuditRequest) GetSinceUnixNano() int64 {
@@ -3622,7 +3716,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_hodei_proto_msgTypes[42]
+	mi := &file_hodei_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3634,7 +3728,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[42]
+	mi := &file_hodei_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3647,7 +3741,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{42}
+	return file_hodei_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ListAuditResponse) GetRecords() []*AuditRecord {
@@ -3665,7 +3759,7 @@ type ListWorkersRequest struct {
 
 func (x *ListWorkersRequest) Reset() {
 	*x = ListWorkersRequest{}
-	mi := &file_hodei_proto_msgTypes[43]
+	mi := &file_hodei_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3677,7 +3771,7 @@ func (x *ListWorkersRequest) String() string {
 func (*ListWorkersRequest) ProtoMessage() {}
 
 func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[43]
+	mi := &file_hodei_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3690,7 +3784,7 @@ func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkersRequest.ProtoReflect.Descriptor instead.
 func (*ListWorkersRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{43}
+	return file_hodei_proto_rawDescGZIP(), []int{45}
 }
 
 type ListWorkersResponse struct {
@@ -3702,7 +3796,7 @@ type ListWorkersResponse struct {
 
 func (x *ListWorkersResponse) Reset() {
 	*x = ListWorkersResponse{}
-	mi := &file_hodei_proto_msgTypes[44]
+	mi := &file_hodei_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3714,7 +3808,7 @@ func (x *ListWorkersResponse) String() string {
 func (*ListWorkersResponse) ProtoMessage() {}
 
 func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[44]
+	mi := &file_hodei_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3727,7 +3821,7 @@ func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkersResponse.ProtoReflect.Descriptor instead.
 func (*ListWorkersResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{44}
+	return file_hodei_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ListWorkersResponse) GetWorkers() []*Worker {
@@ -3746,7 +3840,7 @@ type DrainWorkerRequest struct {
 
 func (x *DrainWorkerRequest) Reset() {
 	*x = DrainWorkerRequest{}
-	mi := &file_hodei_proto_msgTypes[45]
+	mi := &file_hodei_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3758,7 +3852,7 @@ func (x *DrainWorkerRequest) String() string {
 func (*DrainWorkerRequest) ProtoMessage() {}
 
 func (x *DrainWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[45]
+	mi := &file_hodei_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3771,7 +3865,7 @@ func (x *DrainWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainWorkerRequest.ProtoReflect.Descriptor instead.
 func (*DrainWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{45}
+	return file_hodei_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *DrainWorkerRequest) GetId() string {
@@ -3789,7 +3883,7 @@ type SnapshotRequest struct {
 
 func (x *SnapshotRequest) Reset() {
 	*x = SnapshotRequest{}
-	mi := &file_hodei_proto_msgTypes[46]
+	mi := &file_hodei_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3801,7 +3895,7 @@ func (x *SnapshotRequest) String() string {
 func (*SnapshotRequest) ProtoMessage() {}
 
 func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[46]
+	mi := &file_hodei_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3814,7 +3908,7 @@ func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{46}
+	return file_hodei_proto_rawDescGZIP(), []int{48}
 }
 
 type SnapshotChunk struct {
@@ -3826,7 +3920,7 @@ type SnapshotChunk struct {
 
 func (x *SnapshotChunk) Reset() {
 	*x = SnapshotChunk{}
-	mi := &file_hodei_proto_msgTypes[47]
+	mi := &file_hodei_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3838,7 +3932,7 @@ func (x *SnapshotChunk) String() string {
 func (*SnapshotChunk) ProtoMessage() {}
 
 func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[47]
+	mi := &file_hodei_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3851,7 +3945,7 @@ func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
 func (*SnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{47}
+	return file_hodei_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *SnapshotChunk) GetData() []byte {
@@ -3882,7 +3976,7 @@ type Tenant struct {
 
 func (x *Tenant) Reset() {
 	*x = Tenant{}
-	mi := &file_hodei_proto_msgTypes[48]
+	mi := &file_hodei_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3894,7 +3988,7 @@ func (x *Tenant) String() string {
 func (*Tenant) ProtoMessage() {}
 
 func (x *Tenant) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[48]
+	mi := &file_hodei_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3907,7 +4001,7 @@ func (x *Tenant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tenant.ProtoReflect.Descriptor instead.
 func (*Tenant) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{48}
+	return file_hodei_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *Tenant) GetName() string {
@@ -4005,7 +4099,7 @@ type TenantStatus struct {
 
 func (x *TenantStatus) Reset() {
 	*x = TenantStatus{}
-	mi := &file_hodei_proto_msgTypes[49]
+	mi := &file_hodei_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4017,7 +4111,7 @@ func (x *TenantStatus) String() string {
 func (*TenantStatus) ProtoMessage() {}
 
 func (x *TenantStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[49]
+	mi := &file_hodei_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4030,7 +4124,7 @@ func (x *TenantStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TenantStatus.ProtoReflect.Descriptor instead.
 func (*TenantStatus) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{49}
+	return file_hodei_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *TenantStatus) GetTenant() *Tenant {
@@ -4110,7 +4204,7 @@ type SetTenantRequest struct {
 
 func (x *SetTenantRequest) Reset() {
 	*x = SetTenantRequest{}
-	mi := &file_hodei_proto_msgTypes[50]
+	mi := &file_hodei_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4122,7 +4216,7 @@ func (x *SetTenantRequest) String() string {
 func (*SetTenantRequest) ProtoMessage() {}
 
 func (x *SetTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[50]
+	mi := &file_hodei_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4135,7 +4229,7 @@ func (x *SetTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetTenantRequest.ProtoReflect.Descriptor instead.
 func (*SetTenantRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{50}
+	return file_hodei_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *SetTenantRequest) GetTenant() *Tenant {
@@ -4161,7 +4255,7 @@ type GetTenantRequest struct {
 
 func (x *GetTenantRequest) Reset() {
 	*x = GetTenantRequest{}
-	mi := &file_hodei_proto_msgTypes[51]
+	mi := &file_hodei_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4173,7 +4267,7 @@ func (x *GetTenantRequest) String() string {
 func (*GetTenantRequest) ProtoMessage() {}
 
 func (x *GetTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[51]
+	mi := &file_hodei_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4186,7 +4280,7 @@ func (x *GetTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTenantRequest.ProtoReflect.Descriptor instead.
 func (*GetTenantRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{51}
+	return file_hodei_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *GetTenantRequest) GetName() string {
@@ -4204,7 +4298,7 @@ type ListTenantsRequest struct {
 
 func (x *ListTenantsRequest) Reset() {
 	*x = ListTenantsRequest{}
-	mi := &file_hodei_proto_msgTypes[52]
+	mi := &file_hodei_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4216,7 +4310,7 @@ func (x *ListTenantsRequest) String() string {
 func (*ListTenantsRequest) ProtoMessage() {}
 
 func (x *ListTenantsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[52]
+	mi := &file_hodei_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4229,7 +4323,7 @@ func (x *ListTenantsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTenantsRequest.ProtoReflect.Descriptor instead.
 func (*ListTenantsRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{52}
+	return file_hodei_proto_rawDescGZIP(), []int{54}
 }
 
 type ListTenantsResponse struct {
@@ -4241,7 +4335,7 @@ type ListTenantsResponse struct {
 
 func (x *ListTenantsResponse) Reset() {
 	*x = ListTenantsResponse{}
-	mi := &file_hodei_proto_msgTypes[53]
+	mi := &file_hodei_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4253,7 +4347,7 @@ func (x *ListTenantsResponse) String() string {
 func (*ListTenantsResponse) ProtoMessage() {}
 
 func (x *ListTenantsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[53]
+	mi := &file_hodei_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4266,7 +4360,7 @@ func (x *ListTenantsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTenantsResponse.ProtoReflect.Descriptor instead.
 func (*ListTenantsResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{53}
+	return file_hodei_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ListTenantsResponse) GetTenants() []*TenantStatus {
@@ -4285,7 +4379,7 @@ type DeleteTenantRequest struct {
 
 func (x *DeleteTenantRequest) Reset() {
 	*x = DeleteTenantRequest{}
-	mi := &file_hodei_proto_msgTypes[54]
+	mi := &file_hodei_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4297,7 +4391,7 @@ func (x *DeleteTenantRequest) String() string {
 func (*DeleteTenantRequest) ProtoMessage() {}
 
 func (x *DeleteTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[54]
+	mi := &file_hodei_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4310,7 +4404,7 @@ func (x *DeleteTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTenantRequest.ProtoReflect.Descriptor instead.
 func (*DeleteTenantRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{54}
+	return file_hodei_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *DeleteTenantRequest) GetName() string {
@@ -4328,7 +4422,7 @@ type DeleteTenantResponse struct {
 
 func (x *DeleteTenantResponse) Reset() {
 	*x = DeleteTenantResponse{}
-	mi := &file_hodei_proto_msgTypes[55]
+	mi := &file_hodei_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4340,7 +4434,7 @@ func (x *DeleteTenantResponse) String() string {
 func (*DeleteTenantResponse) ProtoMessage() {}
 
 func (x *DeleteTenantResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[55]
+	mi := &file_hodei_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4353,7 +4447,7 @@ func (x *DeleteTenantResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTenantResponse.ProtoReflect.Descriptor instead.
 func (*DeleteTenantResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{55}
+	return file_hodei_proto_rawDescGZIP(), []int{57}
 }
 
 type MatrixAxis struct {
@@ -4366,7 +4460,7 @@ type MatrixAxis struct {
 
 func (x *MatrixAxis) Reset() {
 	*x = MatrixAxis{}
-	mi := &file_hodei_proto_msgTypes[56]
+	mi := &file_hodei_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4378,7 +4472,7 @@ func (x *MatrixAxis) String() string {
 func (*MatrixAxis) ProtoMessage() {}
 
 func (x *MatrixAxis) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[56]
+	mi := &file_hodei_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4391,7 +4485,7 @@ func (x *MatrixAxis) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MatrixAxis.ProtoReflect.Descriptor instead.
 func (*MatrixAxis) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{56}
+	return file_hodei_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *MatrixAxis) GetKey() string {
@@ -4425,7 +4519,7 @@ type PipelineStepSpec struct {
 
 func (x *PipelineStepSpec) Reset() {
 	*x = PipelineStepSpec{}
-	mi := &file_hodei_proto_msgTypes[57]
+	mi := &file_hodei_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4437,7 +4531,7 @@ func (x *PipelineStepSpec) String() string {
 func (*PipelineStepSpec) ProtoMessage() {}
 
 func (x *PipelineStepSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[57]
+	mi := &file_hodei_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4450,7 +4544,7 @@ func (x *PipelineStepSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PipelineStepSpec.ProtoReflect.Descriptor instead.
 func (*PipelineStepSpec) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{57}
+	return file_hodei_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *PipelineStepSpec) GetName() string {
@@ -4500,7 +4594,7 @@ type PipelineSpec struct {
 
 func (x *PipelineSpec) Reset() {
 	*x = PipelineSpec{}
-	mi := &file_hodei_proto_msgTypes[58]
+	mi := &file_hodei_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4512,7 +4606,7 @@ func (x *PipelineSpec) String() string {
 func (*PipelineSpec) ProtoMessage() {}
 
 func (x *PipelineSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[58]
+	mi := &file_hodei_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4525,7 +4619,7 @@ func (x *PipelineSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PipelineSpec.ProtoReflect.Descriptor instead.
 func (*PipelineSpec) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{58}
+	return file_hodei_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *PipelineSpec) GetName() string {
@@ -4571,7 +4665,7 @@ type Pipeline struct {
 
 func (x *Pipeline) Reset() {
 	*x = Pipeline{}
-	mi := &file_hodei_proto_msgTypes[59]
+	mi := &file_hodei_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4583,7 +4677,7 @@ func (x *Pipeline) String() string {
 func (*Pipeline) ProtoMessage() {}
 
 func (x *Pipeline) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[59]
+	mi := &file_hodei_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4596,7 +4690,7 @@ func (x *Pipeline) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pipeline.ProtoReflect.Descriptor instead.
 func (*Pipeline) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{59}
+	return file_hodei_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *Pipeline) GetId() string {
@@ -4653,7 +4747,7 @@ type PipelineStatus struct {
 
 func (x *PipelineStatus) Reset() {
 	*x = PipelineStatus{}
-	mi := &file_hodei_proto_msgTypes[60]
+	mi := &file_hodei_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4665,7 +4759,7 @@ func (x *PipelineStatus) String() string {
 func (*PipelineStatus) ProtoMessage() {}
 
 func (x *PipelineStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[60]
+	mi := &file_hodei_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4678,7 +4772,7 @@ func (x *PipelineStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PipelineStatus.ProtoReflect.Descriptor instead.
 func (*PipelineStatus) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{60}
+	return file_hodei_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *PipelineStatus) GetPipeline() *Pipeline {
@@ -4711,7 +4805,7 @@ type RunPipelineRequest struct {
 
 func (x *RunPipelineRequest) Reset() {
 	*x = RunPipelineRequest{}
-	mi := &file_hodei_proto_msgTypes[61]
+	mi := &file_hodei_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4723,7 +4817,7 @@ func (x *RunPipelineRequest) String() string {
 func (*RunPipelineRequest) ProtoMessage() {}
 
 func (x *RunPipelineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[61]
+	mi := &file_hodei_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4736,7 +4830,7 @@ func (x *RunPipelineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunPipelineRequest.ProtoReflect.Descriptor instead.
 func (*RunPipelineRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{61}
+	return file_hodei_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *RunPipelineRequest) GetSpec() *PipelineSpec {
@@ -4755,7 +4849,7 @@ type GetPipelineRequest struct {
 
 func (x *GetPipelineRequest) Reset() {
 	*x = GetPipelineRequest{}
-	mi := &file_hodei_proto_msgTypes[62]
+	mi := &file_hodei_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4767,7 +4861,7 @@ func (x *GetPipelineRequest) String() string {
 func (*GetPipelineRequest) ProtoMessage() {}
 
 func (x *GetPipelineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[62]
+	mi := &file_hodei_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4780,7 +4874,7 @@ func (x *GetPipelineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPipelineRequest.ProtoReflect.Descriptor instead.
 func (*GetPipelineRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{62}
+	return file_hodei_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *GetPipelineRequest) GetId() string {
@@ -4798,7 +4892,7 @@ type ListPipelinesRequest struct {
 
 func (x *ListPipelinesRequest) Reset() {
 	*x = ListPipelinesRequest{}
-	mi := &file_hodei_proto_msgTypes[63]
+	mi := &file_hodei_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4810,7 +4904,7 @@ func (x *ListPipelinesRequest) String() string {
 func (*ListPipelinesRequest) ProtoMessage() {}
 
 func (x *ListPipelinesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[63]
+	mi := &file_hodei_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4823,7 +4917,7 @@ func (x *ListPipelinesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPipelinesRequest.ProtoReflect.Descriptor instead.
 func (*ListPipelinesRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{63}
+	return file_hodei_proto_rawDescGZIP(), []int{65}
 }
 
 type ListPipelinesResponse struct {
@@ -4835,7 +4929,7 @@ type ListPipelinesResponse struct {
 
 func (x *ListPipelinesResponse) Reset() {
 	*x = ListPipelinesResponse{}
-	mi := &file_hodei_proto_msgTypes[64]
+	mi := &file_hodei_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4847,7 +4941,7 @@ func (x *ListPipelinesResponse) String() string {
 func (*ListPipelinesResponse) ProtoMessage() {}
 
 func (x *ListPipelinesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[64]
+	mi := &file_hodei_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4860,7 +4954,7 @@ func (x *ListPipelinesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPipelinesResponse.ProtoReflect.Descriptor instead.
 func (*ListPipelinesResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{64}
+	return file_hodei_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *ListPipelinesResponse) GetPipelines() []*PipelineStatus {
@@ -4880,7 +4974,7 @@ type CancelPipelineRequest struct {
 
 func (x *CancelPipelineRequest) Reset() {
 	*x = CancelPipelineRequest{}
-	mi := &file_hodei_proto_msgTypes[65]
+	mi := &file_hodei_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4892,7 +4986,7 @@ func (x *CancelPipelineRequest) String() string {
 func (*CancelPipelineRequest) ProtoMessage() {}
 
 func (x *CancelPipelineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[65]
+	mi := &file_hodei_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4905,7 +4999,7 @@ func (x *CancelPipelineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelPipelineRequest.ProtoReflect.Descriptor instead.
 func (*CancelPipelineRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{65}
+	return file_hodei_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *CancelPipelineRequest) GetId() string {
@@ -4934,7 +5028,7 @@ type Pipeline_Step struct {
 
 func (x *Pipeline_Step) Reset() {
 	*x = Pipeline_Step{}
-	mi := &file_hodei_proto_msgTypes[73]
+	mi := &file_hodei_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4946,7 +5040,7 @@ func (x *Pipeline_Step) String() string {
 func (*Pipeline_Step) ProtoMessage() {}
 
 func (x *Pipeline_Step) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[73]
+	mi := &file_hodei_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4959,7 +5053,7 @@ func (x *Pipeline_Step) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pipeline_Step.ProtoReflect.Descriptor instead.
 func (*Pipeline_Step) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{59, 0}
+	return file_hodei_proto_rawDescGZIP(), []int{61, 0}
 }
 
 func (x *Pipeline_Step) GetName() string {
@@ -5211,7 +5305,7 @@ const file_hodei_proto_rawDesc = "" +
 	"\x05error\x18\x05 \x01(\tR\x05error\x12+\n" +
 	"\x06stream\x18\x06 \x01(\x0e2\x13.hodei.v1.LogStreamR\x06stream\x12#\n" +
 	"\rstderr_offset\x18\a \x01(\x03R\fstderrOffset\x12\x16\n" +
-	"\x06result\x18\b \x01(\bR\x06result\"\xb0\x04\n" +
+	"\x06result\x18\b \x01(\bR\x06result\"\xe1\x04\n" +
 	"\x06Worker\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1a\n" +
@@ -5228,12 +5322,16 @@ const file_hodei_proto_rawDesc = "" +
 	"\x05load1\x18\v \x01(\x01R\x05load1\x12\x18\n" +
 	"\arunning\x18\f \x03(\tR\arunning\x12\x18\n" +
 	"\aversion\x18\r \x01(\tR\aversion\x12\x18\n" +
-	"\arevoked\x18\x0e \x01(\bR\arevoked\x1a9\n" +
+	"\arevoked\x18\x0e \x01(\bR\arevoked\x12/\n" +
+	"\x14down_since_unix_nano\x18\x0f \x01(\x03R\x11downSinceUnixNano\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"%\n" +
 	"\x13RevokeWorkerRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\xaf\x02\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"%\n" +
+	"\x13RemoveWorkerRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x16\n" +
+	"\x14RemoveWorkerResponse\"\xaf\x02\n" +
 	"\tTokenInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -5393,12 +5491,13 @@ const file_hodei_proto_rawDesc = "" +
 	"\x0eOUTCOME_EXITED\x10\x01\x12\x18\n" +
 	"\x14OUTCOME_START_FAILED\x10\x02\x12\x12\n" +
 	"\x0eOUTCOME_KILLED\x10\x03\x12\x15\n" +
-	"\x11OUTCOME_TIMED_OUT\x10\x04*u\n" +
+	"\x11OUTCOME_TIMED_OUT\x10\x04*\x8f\x01\n" +
 	"\vWorkerState\x12\x1c\n" +
 	"\x18WORKER_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12WORKER_STATE_READY\x10\x01\x12\x19\n" +
 	"\x15WORKER_STATE_DRAINING\x10\x02\x12\x15\n" +
-	"\x11WORKER_STATE_DOWN\x10\x03*s\n" +
+	"\x11WORKER_STATE_DOWN\x10\x03\x12\x18\n" +
+	"\x14WORKER_STATE_UNKNOWN\x10\x04*s\n" +
 	"\n" +
 	"BurstState\x12\x1b\n" +
 	"\x17BURST_STATE_UNSPECIFIED\x10\x00\x12\x14\n" +
@@ -5427,7 +5526,7 @@ const file_hodei_proto_rawDesc = "" +
 	"\x0eCancelPipeline\x12\x1f.hodei.v1.CancelPipelineRequest\x1a\x18.hodei.v1.PipelineStatus2\x85\x01\n" +
 	"\fAgentService\x12>\n" +
 	"\aConnect\x12\x16.hodei.v1.AgentMessage\x1a\x17.hodei.v1.ServerMessage(\x010\x01\x125\n" +
-	"\x04Join\x12\x15.hodei.v1.JoinRequest\x1a\x16.hodei.v1.JoinResponse2\x8e\a\n" +
+	"\x04Join\x12\x15.hodei.v1.JoinRequest\x1a\x16.hodei.v1.JoinResponse2\xdd\a\n" +
 	"\fAdminService\x12J\n" +
 	"\vListWorkers\x12\x1c.hodei.v1.ListWorkersRequest\x1a\x1d.hodei.v1.ListWorkersResponse\x12=\n" +
 	"\vDrainWorker\x12\x1c.hodei.v1.DrainWorkerRequest\x1a\x10.hodei.v1.Worker\x12@\n" +
@@ -5436,7 +5535,8 @@ const file_hodei_proto_rawDesc = "" +
 	"\tGetTenant\x12\x1a.hodei.v1.GetTenantRequest\x1a\x16.hodei.v1.TenantStatus\x12J\n" +
 	"\vListTenants\x12\x1c.hodei.v1.ListTenantsRequest\x1a\x1d.hodei.v1.ListTenantsResponse\x12M\n" +
 	"\fDeleteTenant\x12\x1d.hodei.v1.DeleteTenantRequest\x1a\x1e.hodei.v1.DeleteTenantResponse\x12?\n" +
-	"\fRevokeWorker\x12\x1d.hodei.v1.RevokeWorkerRequest\x1a\x10.hodei.v1.Worker\x12J\n" +
+	"\fRevokeWorker\x12\x1d.hodei.v1.RevokeWorkerRequest\x1a\x10.hodei.v1.Worker\x12M\n" +
+	"\fRemoveWorker\x12\x1d.hodei.v1.RemoveWorkerRequest\x1a\x1e.hodei.v1.RemoveWorkerResponse\x12J\n" +
 	"\vCreateToken\x12\x1c.hodei.v1.CreateTokenRequest\x1a\x1d.hodei.v1.CreateTokenResponse\x12G\n" +
 	"\n" +
 	"ListTokens\x12\x1b.hodei.v1.ListTokensRequest\x1a\x1c.hodei.v1.ListTokensResponse\x12@\n" +
@@ -5457,7 +5557,7 @@ func file_hodei_proto_rawDescGZIP() []byte {
 }
 
 var file_hodei_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_hodei_proto_msgTypes = make([]protoimpl.MessageInfo, 74)
+var file_hodei_proto_msgTypes = make([]protoimpl.MessageInfo, 76)
 var file_hodei_proto_goTypes = []any{
 	(JobState)(0),                 // 0: hodei.v1.JobState
 	(LogStream)(0),                // 1: hodei.v1.LogStream
@@ -5497,61 +5597,63 @@ var file_hodei_proto_goTypes = []any{
 	(*Ack)(nil),                   // 35: hodei.v1.Ack
 	(*Worker)(nil),                // 36: hodei.v1.Worker
 	(*RevokeWorkerRequest)(nil),   // 37: hodei.v1.RevokeWorkerRequest
-	(*TokenInfo)(nil),             // 38: hodei.v1.TokenInfo
-	(*CreateTokenRequest)(nil),    // 39: hodei.v1.CreateTokenRequest
-	(*CreateTokenResponse)(nil),   // 40: hodei.v1.CreateTokenResponse
-	(*ListTokensRequest)(nil),     // 41: hodei.v1.ListTokensRequest
-	(*ListTokensResponse)(nil),    // 42: hodei.v1.ListTokensResponse
-	(*RevokeTokenRequest)(nil),    // 43: hodei.v1.RevokeTokenRequest
-	(*WhoAmIRequest)(nil),         // 44: hodei.v1.WhoAmIRequest
-	(*AuditRecord)(nil),           // 45: hodei.v1.AuditRecord
-	(*AgentRecord)(nil),           // 46: hodei.v1.AgentRecord
-	(*ListAuditRequest)(nil),      // 47: hodei.v1.ListAuditRequest
-	(*ListAuditResponse)(nil),     // 48: hodei.v1.ListAuditResponse
-	(*ListWorkersRequest)(nil),    // 49: hodei.v1.ListWorkersRequest
-	(*ListWorkersResponse)(nil),   // 50: hodei.v1.ListWorkersResponse
-	(*DrainWorkerRequest)(nil),    // 51: hodei.v1.DrainWorkerRequest
-	(*SnapshotRequest)(nil),       // 52: hodei.v1.SnapshotRequest
-	(*SnapshotChunk)(nil),         // 53: hodei.v1.SnapshotChunk
-	(*Tenant)(nil),                // 54: hodei.v1.Tenant
-	(*TenantStatus)(nil),          // 55: hodei.v1.TenantStatus
-	(*SetTenantRequest)(nil),      // 56: hodei.v1.SetTenantRequest
-	(*GetTenantRequest)(nil),      // 57: hodei.v1.GetTenantRequest
-	(*ListTenantsRequest)(nil),    // 58: hodei.v1.ListTenantsRequest
-	(*ListTenantsResponse)(nil),   // 59: hodei.v1.ListTenantsResponse
-	(*DeleteTenantRequest)(nil),   // 60: hodei.v1.DeleteTenantRequest
-	(*DeleteTenantResponse)(nil),  // 61: hodei.v1.DeleteTenantResponse
-	(*MatrixAxis)(nil),            // 62: hodei.v1.MatrixAxis
-	(*PipelineStepSpec)(nil),      // 63: hodei.v1.PipelineStepSpec
-	(*PipelineSpec)(nil),          // 64: hodei.v1.PipelineSpec
-	(*Pipeline)(nil),              // 65: hodei.v1.Pipeline
-	(*PipelineStatus)(nil),        // 66: hodei.v1.PipelineStatus
-	(*RunPipelineRequest)(nil),    // 67: hodei.v1.RunPipelineRequest
-	(*GetPipelineRequest)(nil),    // 68: hodei.v1.GetPipelineRequest
-	(*ListPipelinesRequest)(nil),  // 69: hodei.v1.ListPipelinesRequest
-	(*ListPipelinesResponse)(nil), // 70: hodei.v1.ListPipelinesResponse
-	(*CancelPipelineRequest)(nil), // 71: hodei.v1.CancelPipelineRequest
-	nil,                           // 72: hodei.v1.JobSpec.LabelsEntry
-	nil,                           // 73: hodei.v1.JobSpec.EnvEntry
-	nil,                           // 74: hodei.v1.JobSpec.SecretEnvEntry
-	nil,                           // 75: hodei.v1.JobSpec.SelectorEntry
-	nil,                           // 76: hodei.v1.ListJobsRequest.LabelsEntry
-	nil,                           // 77: hodei.v1.Hello.LabelsEntry
-	nil,                           // 78: hodei.v1.Worker.LabelsEntry
-	(*Pipeline_Step)(nil),         // 79: hodei.v1.Pipeline.Step
+	(*RemoveWorkerRequest)(nil),   // 38: hodei.v1.RemoveWorkerRequest
+	(*RemoveWorkerResponse)(nil),  // 39: hodei.v1.RemoveWorkerResponse
+	(*TokenInfo)(nil),             // 40: hodei.v1.TokenInfo
+	(*CreateTokenRequest)(nil),    // 41: hodei.v1.CreateTokenRequest
+	(*CreateTokenResponse)(nil),   // 42: hodei.v1.CreateTokenResponse
+	(*ListTokensRequest)(nil),     // 43: hodei.v1.ListTokensRequest
+	(*ListTokensResponse)(nil),    // 44: hodei.v1.ListTokensResponse
+	(*RevokeTokenRequest)(nil),    // 45: hodei.v1.RevokeTokenRequest
+	(*WhoAmIRequest)(nil),         // 46: hodei.v1.WhoAmIRequest
+	(*AuditRecord)(nil),           // 47: hodei.v1.AuditRecord
+	(*AgentRecord)(nil),           // 48: hodei.v1.AgentRecord
+	(*ListAuditRequest)(nil),      // 49: hodei.v1.ListAuditRequest
+	(*ListAuditResponse)(nil),     // 50: hodei.v1.ListAuditResponse
+	(*ListWorkersRequest)(nil),    // 51: hodei.v1.ListWorkersRequest
+	(*ListWorkersResponse)(nil),   // 52: hodei.v1.ListWorkersResponse
+	(*DrainWorkerRequest)(nil),    // 53: hodei.v1.DrainWorkerRequest
+	(*SnapshotRequest)(nil),       // 54: hodei.v1.SnapshotRequest
+	(*SnapshotChunk)(nil),         // 55: hodei.v1.SnapshotChunk
+	(*Tenant)(nil),                // 56: hodei.v1.Tenant
+	(*TenantStatus)(nil),          // 57: hodei.v1.TenantStatus
+	(*SetTenantRequest)(nil),      // 58: hodei.v1.SetTenantRequest
+	(*GetTenantRequest)(nil),      // 59: hodei.v1.GetTenantRequest
+	(*ListTenantsRequest)(nil),    // 60: hodei.v1.ListTenantsRequest
+	(*ListTenantsResponse)(nil),   // 61: hodei.v1.ListTenantsResponse
+	(*DeleteTenantRequest)(nil),   // 62: hodei.v1.DeleteTenantRequest
+	(*DeleteTenantResponse)(nil),  // 63: hodei.v1.DeleteTenantResponse
+	(*MatrixAxis)(nil),            // 64: hodei.v1.MatrixAxis
+	(*PipelineStepSpec)(nil),      // 65: hodei.v1.PipelineStepSpec
+	(*PipelineSpec)(nil),          // 66: hodei.v1.PipelineSpec
+	(*Pipeline)(nil),              // 67: hodei.v1.Pipeline
+	(*PipelineStatus)(nil),        // 68: hodei.v1.PipelineStatus
+	(*RunPipelineRequest)(nil),    // 69: hodei.v1.RunPipelineRequest
+	(*GetPipelineRequest)(nil),    // 70: hodei.v1.GetPipelineRequest
+	(*ListPipelinesRequest)(nil),  // 71: hodei.v1.ListPipelinesRequest
+	(*ListPipelinesResponse)(nil), // 72: hodei.v1.ListPipelinesResponse
+	(*CancelPipelineRequest)(nil), // 73: hodei.v1.CancelPipelineRequest
+	nil,                           // 74: hodei.v1.JobSpec.LabelsEntry
+	nil,                           // 75: hodei.v1.JobSpec.EnvEntry
+	nil,                           // 76: hodei.v1.JobSpec.SecretEnvEntry
+	nil,                           // 77: hodei.v1.JobSpec.SelectorEntry
+	nil,                           // 78: hodei.v1.ListJobsRequest.LabelsEntry
+	nil,                           // 79: hodei.v1.Hello.LabelsEntry
+	nil,                           // 80: hodei.v1.Worker.LabelsEntry
+	(*Pipeline_Step)(nil),         // 81: hodei.v1.Pipeline.Step
 }
 var file_hodei_proto_depIdxs = []int32{
-	72, // 0: hodei.v1.JobSpec.labels:type_name -> hodei.v1.JobSpec.LabelsEntry
-	73, // 1: hodei.v1.JobSpec.env:type_name -> hodei.v1.JobSpec.EnvEntry
-	74, // 2: hodei.v1.JobSpec.secret_env:type_name -> hodei.v1.JobSpec.SecretEnvEntry
+	74, // 0: hodei.v1.JobSpec.labels:type_name -> hodei.v1.JobSpec.LabelsEntry
+	75, // 1: hodei.v1.JobSpec.env:type_name -> hodei.v1.JobSpec.EnvEntry
+	76, // 2: hodei.v1.JobSpec.secret_env:type_name -> hodei.v1.JobSpec.SecretEnvEntry
 	6,  // 3: hodei.v1.JobSpec.resources:type_name -> hodei.v1.Resources
-	75, // 4: hodei.v1.JobSpec.selector:type_name -> hodei.v1.JobSpec.SelectorEntry
+	77, // 4: hodei.v1.JobSpec.selector:type_name -> hodei.v1.JobSpec.SelectorEntry
 	7,  // 5: hodei.v1.Job.spec:type_name -> hodei.v1.JobSpec
 	0,  // 6: hodei.v1.Job.state:type_name -> hodei.v1.JobState
 	8,  // 7: hodei.v1.Job.usage:type_name -> hodei.v1.Usage
 	7,  // 8: hodei.v1.SubmitRequest.spec:type_name -> hodei.v1.JobSpec
 	0,  // 9: hodei.v1.ListJobsRequest.state:type_name -> hodei.v1.JobState
-	76, // 10: hodei.v1.ListJobsRequest.labels:type_name -> hodei.v1.ListJobsRequest.LabelsEntry
+	78, // 10: hodei.v1.ListJobsRequest.labels:type_name -> hodei.v1.ListJobsRequest.LabelsEntry
 	9,  // 11: hodei.v1.ListJobsResponse.jobs:type_name -> hodei.v1.Job
 	9,  // 12: hodei.v1.JobEvent.job:type_name -> hodei.v1.Job
 	1,  // 13: hodei.v1.LogsRequest.stream:type_name -> hodei.v1.LogStream
@@ -5564,7 +5666,7 @@ var file_hodei_proto_depIdxs = []int32{
 	33, // 20: hodei.v1.ServerMessage.assign:type_name -> hodei.v1.Assign
 	34, // 21: hodei.v1.ServerMessage.cancel:type_name -> hodei.v1.CancelJob
 	35, // 22: hodei.v1.ServerMessage.ack:type_name -> hodei.v1.Ack
-	77, // 23: hodei.v1.Hello.labels:type_name -> hodei.v1.Hello.LabelsEntry
+	79, // 23: hodei.v1.Hello.labels:type_name -> hodei.v1.Hello.LabelsEntry
 	6,  // 24: hodei.v1.Hello.capacity:type_name -> hodei.v1.Resources
 	26, // 25: hodei.v1.Hello.running:type_name -> hodei.v1.JobRef
 	31, // 26: hodei.v1.Hello.finished:type_name -> hodei.v1.JobFinished
@@ -5574,31 +5676,31 @@ var file_hodei_proto_depIdxs = []int32{
 	8,  // 30: hodei.v1.JobFinished.usage:type_name -> hodei.v1.Usage
 	9,  // 31: hodei.v1.Assign.job:type_name -> hodei.v1.Job
 	1,  // 32: hodei.v1.Ack.stream:type_name -> hodei.v1.LogStream
-	78, // 33: hodei.v1.Worker.labels:type_name -> hodei.v1.Worker.LabelsEntry
+	80, // 33: hodei.v1.Worker.labels:type_name -> hodei.v1.Worker.LabelsEntry
 	3,  // 34: hodei.v1.Worker.state:type_name -> hodei.v1.WorkerState
 	6,  // 35: hodei.v1.Worker.capacity:type_name -> hodei.v1.Resources
 	6,  // 36: hodei.v1.Worker.allocated:type_name -> hodei.v1.Resources
-	38, // 37: hodei.v1.CreateTokenResponse.info:type_name -> hodei.v1.TokenInfo
-	38, // 38: hodei.v1.ListTokensResponse.tokens:type_name -> hodei.v1.TokenInfo
-	45, // 39: hodei.v1.ListAuditResponse.records:type_name -> hodei.v1.AuditRecord
+	40, // 37: hodei.v1.CreateTokenResponse.info:type_name -> hodei.v1.TokenInfo
+	40, // 38: hodei.v1.ListTokensResponse.tokens:type_name -> hodei.v1.TokenInfo
+	47, // 39: hodei.v1.ListAuditResponse.records:type_name -> hodei.v1.AuditRecord
 	36, // 40: hodei.v1.ListWorkersResponse.workers:type_name -> hodei.v1.Worker
 	6,  // 41: hodei.v1.Tenant.max_running:type_name -> hodei.v1.Resources
-	54, // 42: hodei.v1.TenantStatus.tenant:type_name -> hodei.v1.Tenant
+	56, // 42: hodei.v1.TenantStatus.tenant:type_name -> hodei.v1.Tenant
 	6,  // 43: hodei.v1.TenantStatus.pending:type_name -> hodei.v1.Resources
 	6,  // 44: hodei.v1.TenantStatus.running:type_name -> hodei.v1.Resources
 	4,  // 45: hodei.v1.TenantStatus.burst_state:type_name -> hodei.v1.BurstState
-	54, // 46: hodei.v1.SetTenantRequest.tenant:type_name -> hodei.v1.Tenant
-	55, // 47: hodei.v1.ListTenantsResponse.tenants:type_name -> hodei.v1.TenantStatus
+	56, // 46: hodei.v1.SetTenantRequest.tenant:type_name -> hodei.v1.Tenant
+	57, // 47: hodei.v1.ListTenantsResponse.tenants:type_name -> hodei.v1.TenantStatus
 	7,  // 48: hodei.v1.PipelineStepSpec.spec:type_name -> hodei.v1.JobSpec
-	62, // 49: hodei.v1.PipelineStepSpec.matrix:type_name -> hodei.v1.MatrixAxis
+	64, // 49: hodei.v1.PipelineStepSpec.matrix:type_name -> hodei.v1.MatrixAxis
 	7,  // 50: hodei.v1.PipelineSpec.defaults:type_name -> hodei.v1.JobSpec
-	63, // 51: hodei.v1.PipelineSpec.steps:type_name -> hodei.v1.PipelineStepSpec
-	79, // 52: hodei.v1.Pipeline.steps:type_name -> hodei.v1.Pipeline.Step
-	65, // 53: hodei.v1.PipelineStatus.pipeline:type_name -> hodei.v1.Pipeline
+	65, // 51: hodei.v1.PipelineSpec.steps:type_name -> hodei.v1.PipelineStepSpec
+	81, // 52: hodei.v1.Pipeline.steps:type_name -> hodei.v1.Pipeline.Step
+	67, // 53: hodei.v1.PipelineStatus.pipeline:type_name -> hodei.v1.Pipeline
 	5,  // 54: hodei.v1.PipelineStatus.state:type_name -> hodei.v1.PipelineState
 	9,  // 55: hodei.v1.PipelineStatus.jobs:type_name -> hodei.v1.Job
-	64, // 56: hodei.v1.RunPipelineRequest.spec:type_name -> hodei.v1.PipelineSpec
-	66, // 57: hodei.v1.ListPipelinesResponse.pipelines:type_name -> hodei.v1.PipelineStatus
+	66, // 56: hodei.v1.RunPipelineRequest.spec:type_name -> hodei.v1.PipelineSpec
+	68, // 57: hodei.v1.ListPipelinesResponse.pipelines:type_name -> hodei.v1.PipelineStatus
 	10, // 58: hodei.v1.JobService.Submit:input_type -> hodei.v1.SubmitRequest
 	12, // 59: hodei.v1.JobService.Get:input_type -> hodei.v1.GetJobRequest
 	13, // 60: hodei.v1.JobService.List:input_type -> hodei.v1.ListJobsRequest
@@ -5606,53 +5708,55 @@ var file_hodei_proto_depIdxs = []int32{
 	18, // 62: hodei.v1.JobService.Watch:input_type -> hodei.v1.WatchRequest
 	20, // 63: hodei.v1.JobService.Logs:input_type -> hodei.v1.LogsRequest
 	16, // 64: hodei.v1.JobService.CancelArray:input_type -> hodei.v1.CancelArrayRequest
-	67, // 65: hodei.v1.JobService.RunPipeline:input_type -> hodei.v1.RunPipelineRequest
-	68, // 66: hodei.v1.JobService.GetPipeline:input_type -> hodei.v1.GetPipelineRequest
-	69, // 67: hodei.v1.JobService.ListPipelines:input_type -> hodei.v1.ListPipelinesRequest
-	71, // 68: hodei.v1.JobService.CancelPipeline:input_type -> hodei.v1.CancelPipelineRequest
+	69, // 65: hodei.v1.JobService.RunPipeline:input_type -> hodei.v1.RunPipelineRequest
+	70, // 66: hodei.v1.JobService.GetPipeline:input_type -> hodei.v1.GetPipelineRequest
+	71, // 67: hodei.v1.JobService.ListPipelines:input_type -> hodei.v1.ListPipelinesRequest
+	73, // 68: hodei.v1.JobService.CancelPipeline:input_type -> hodei.v1.CancelPipelineRequest
 	24, // 69: hodei.v1.AgentService.Connect:input_type -> hodei.v1.AgentMessage
 	22, // 70: hodei.v1.AgentService.Join:input_type -> hodei.v1.JoinRequest
-	49, // 71: hodei.v1.AdminService.ListWorkers:input_type -> hodei.v1.ListWorkersRequest
-	51, // 72: hodei.v1.AdminService.DrainWorker:input_type -> hodei.v1.DrainWorkerRequest
-	52, // 73: hodei.v1.AdminService.Snapshot:input_type -> hodei.v1.SnapshotRequest
-	56, // 74: hodei.v1.AdminService.SetTenant:input_type -> hodei.v1.SetTenantRequest
-	57, // 75: hodei.v1.AdminService.GetTenant:input_type -> hodei.v1.GetTenantRequest
-	58, // 76: hodei.v1.AdminService.ListTenants:input_type -> hodei.v1.ListTenantsRequest
-	60, // 77: hodei.v1.AdminService.DeleteTenant:input_type -> hodei.v1.DeleteTenantRequest
+	51, // 71: hodei.v1.AdminService.ListWorkers:input_type -> hodei.v1.ListWorkersRequest
+	53, // 72: hodei.v1.AdminService.DrainWorker:input_type -> hodei.v1.DrainWorkerRequest
+	54, // 73: hodei.v1.AdminService.Snapshot:input_type -> hodei.v1.SnapshotRequest
+	58, // 74: hodei.v1.AdminService.SetTenant:input_type -> hodei.v1.SetTenantRequest
+	59, // 75: hodei.v1.AdminService.GetTenant:input_type -> hodei.v1.GetTenantRequest
+	60, // 76: hodei.v1.AdminService.ListTenants:input_type -> hodei.v1.ListTenantsRequest
+	62, // 77: hodei.v1.AdminService.DeleteTenant:input_type -> hodei.v1.DeleteTenantRequest
 	37, // 78: hodei.v1.AdminService.RevokeWorker:input_type -> hodei.v1.RevokeWorkerRequest
-	39, // 79: hodei.v1.AdminService.CreateToken:input_type -> hodei.v1.CreateTokenRequest
-	41, // 80: hodei.v1.AdminService.ListTokens:input_type -> hodei.v1.ListTokensRequest
-	43, // 81: hodei.v1.AdminService.RevokeToken:input_type -> hodei.v1.RevokeTokenRequest
-	44, // 82: hodei.v1.AdminService.WhoAmI:input_type -> hodei.v1.WhoAmIRequest
-	47, // 83: hodei.v1.AdminService.ListAudit:input_type -> hodei.v1.ListAuditRequest
-	11, // 84: hodei.v1.JobService.Submit:output_type -> hodei.v1.SubmitResponse
-	9,  // 85: hodei.v1.JobService.Get:output_type -> hodei.v1.Job
-	14, // 86: hodei.v1.JobService.List:output_type -> hodei.v1.ListJobsResponse
-	9,  // 87: hodei.v1.JobService.Cancel:output_type -> hodei.v1.Job
-	19, // 88: hodei.v1.JobService.Watch:output_type -> hodei.v1.JobEvent
-	21, // 89: hodei.v1.JobService.Logs:output_type -> hodei.v1.LogData
-	17, // 90: hodei.v1.JobService.CancelArray:output_type -> hodei.v1.CancelArrayResponse
-	66, // 91: hodei.v1.JobService.RunPipeline:output_type -> hodei.v1.PipelineStatus
-	66, // 92: hodei.v1.JobService.GetPipeline:output_type -> hodei.v1.PipelineStatus
-	70, // 93: hodei.v1.JobService.ListPipelines:output_type -> hodei.v1.ListPipelinesResponse
-	66, // 94: hodei.v1.JobService.CancelPipeline:output_type -> hodei.v1.PipelineStatus
-	25, // 95: hodei.v1.AgentService.Connect:output_type -> hodei.v1.ServerMessage
-	23, // 96: hodei.v1.AgentService.Join:output_type -> hodei.v1.JoinResponse
-	50, // 97: hodei.v1.AdminService.ListWorkers:output_type -> hodei.v1.ListWorkersResponse
-	36, // 98: hodei.v1.AdminService.DrainWorker:output_type -> hodei.v1.Worker
-	53, // 99: hodei.v1.AdminService.Snapshot:output_type -> hodei.v1.SnapshotChunk
-	55, // 100: hodei.v1.AdminService.SetTenant:output_type -> hodei.v1.TenantStatus
-	55, // 101: hodei.v1.AdminService.GetTenant:output_type -> hodei.v1.TenantStatus
-	59, // 102: hodei.v1.AdminService.ListTenants:output_type -> hodei.v1.ListTenantsResponse
-	61, // 103: hodei.v1.AdminService.DeleteTenant:output_type -> hodei.v1.DeleteTenantResponse
-	36, // 104: hodei.v1.AdminService.RevokeWorker:output_type -> hodei.v1.Worker
-	40, // 105: hodei.v1.AdminService.CreateToken:output_type -> hodei.v1.CreateTokenResponse
-	42, // 106: hodei.v1.AdminService.ListTokens:output_type -> hodei.v1.ListTokensResponse
-	38, // 107: hodei.v1.AdminService.RevokeToken:output_type -> hodei.v1.TokenInfo
-	38, // 108: hodei.v1.AdminService.WhoAmI:output_type -> hodei.v1.TokenInfo
-	48, // 109: hodei.v1.AdminService.ListAudit:output_type -> hodei.v1.ListAuditResponse
-	84, // [84:110] is the sub-list for method output_type
-	58, // [58:84] is the sub-list for method input_type
+	38, // 79: hodei.v1.AdminService.RemoveWorker:input_type -> hodei.v1.RemoveWorkerRequest
+	41, // 80: hodei.v1.AdminService.CreateToken:input_type -> hodei.v1.CreateTokenRequest
+	43, // 81: hodei.v1.AdminService.ListTokens:input_type -> hodei.v1.ListTokensRequest
+	45, // 82: hodei.v1.AdminService.RevokeToken:input_type -> hodei.v1.RevokeTokenRequest
+	46, // 83: hodei.v1.AdminService.WhoAmI:input_type -> hodei.v1.WhoAmIRequest
+	49, // 84: hodei.v1.AdminService.ListAudit:input_type -> hodei.v1.ListAuditRequest
+	11, // 85: hodei.v1.JobService.Submit:output_type -> hodei.v1.SubmitResponse
+	9,  // 86: hodei.v1.JobService.Get:output_type -> hodei.v1.Job
+	14, // 87: hodei.v1.JobService.List:output_type -> hodei.v1.ListJobsResponse
+	9,  // 88: hodei.v1.JobService.Cancel:output_type -> hodei.v1.Job
+	19, // 89: hodei.v1.JobService.Watch:output_type -> hodei.v1.JobEvent
+	21, // 90: hodei.v1.JobService.Logs:output_type -> hodei.v1.LogData
+	17, // 91: hodei.v1.JobService.CancelArray:output_type -> hodei.v1.CancelArrayResponse
+	68, // 92: hodei.v1.JobService.RunPipeline:output_type -> hodei.v1.PipelineStatus
+	68, // 93: hodei.v1.JobService.GetPipeline:output_type -> hodei.v1.PipelineStatus
+	72, // 94: hodei.v1.JobService.ListPipelines:output_type -> hodei.v1.ListPipelinesResponse
+	68, // 95: hodei.v1.JobService.CancelPipeline:output_type -> hodei.v1.PipelineStatus
+	25, // 96: hodei.v1.AgentService.Connect:output_type -> hodei.v1.ServerMessage
+	23, // 97: hodei.v1.AgentService.Join:output_type -> hodei.v1.JoinResponse
+	52, // 98: hodei.v1.AdminService.ListWorkers:output_type -> hodei.v1.ListWorkersResponse
+	36, // 99: hodei.v1.AdminService.DrainWorker:output_type -> hodei.v1.Worker
+	55, // 100: hodei.v1.AdminService.Snapshot:output_type -> hodei.v1.SnapshotChunk
+	57, // 101: hodei.v1.AdminService.SetTenant:output_type -> hodei.v1.TenantStatus
+	57, // 102: hodei.v1.AdminService.GetTenant:output_type -> hodei.v1.TenantStatus
+	61, // 103: hodei.v1.AdminService.ListTenants:output_type -> hodei.v1.ListTenantsResponse
+	63, // 104: hodei.v1.AdminService.DeleteTenant:output_type -> hodei.v1.DeleteTenantResponse
+	36, // 105: hodei.v1.AdminService.RevokeWorker:output_type -> hodei.v1.Worker
+	39, // 106: hodei.v1.AdminService.RemoveWorker:output_type -> hodei.v1.RemoveWorkerResponse
+	42, // 107: hodei.v1.AdminService.CreateToken:output_type -> hodei.v1.CreateTokenResponse
+	44, // 108: hodei.v1.AdminService.ListTokens:output_type -> hodei.v1.ListTokensResponse
+	40, // 109: hodei.v1.AdminService.RevokeToken:output_type -> hodei.v1.TokenInfo
+	40, // 110: hodei.v1.AdminService.WhoAmI:output_type -> hodei.v1.TokenInfo
+	50, // 111: hodei.v1.AdminService.ListAudit:output_type -> hodei.v1.ListAuditResponse
+	85, // [85:112] is the sub-list for method output_type
+	58, // [58:85] is the sub-list for method input_type
 	58, // [58:58] is the sub-list for extension type_name
 	58, // [58:58] is the sub-list for extension extendee
 	0,  // [0:58] is the sub-list for field type_name
@@ -5683,7 +5787,7 @@ func file_hodei_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hodei_proto_rawDesc), len(file_hodei_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   74,
+			NumMessages:   76,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

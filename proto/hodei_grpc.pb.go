@@ -687,6 +687,7 @@ const (
 	AdminService_ListTenants_FullMethodName  = "/hodei.v1.AdminService/ListTenants"
 	AdminService_DeleteTenant_FullMethodName = "/hodei.v1.AdminService/DeleteTenant"
 	AdminService_RevokeWorker_FullMethodName = "/hodei.v1.AdminService/RevokeWorker"
+	AdminService_RemoveWorker_FullMethodName = "/hodei.v1.AdminService/RemoveWorker"
 	AdminService_CreateToken_FullMethodName  = "/hodei.v1.AdminService/CreateToken"
 	AdminService_ListTokens_FullMethodName   = "/hodei.v1.AdminService/ListTokens"
 	AdminService_RevokeToken_FullMethodName  = "/hodei.v1.AdminService/RevokeToken"
@@ -713,6 +714,10 @@ type AdminServiceClient interface {
 	// RevokeWorker cuts an agent off: its stream is closed, its certificate
 	// and worker id are refused from then on, its jobs are lost (and retry).
 	RevokeWorker(ctx context.Context, in *RevokeWorkerRequest, opts ...grpc.CallOption) (*Worker, error)
+	// RemoveWorker deletes a worker that is not connected and holds no
+	// active jobs (FailedPrecondition otherwise), with its agent's binding:
+	// its certificate can no longer connect. NotFound for an unknown id.
+	RemoveWorker(ctx context.Context, in *RemoveWorkerRequest, opts ...grpc.CallOption) (*RemoveWorkerResponse, error)
 	// CreateToken issues a signed token; its text is in the answer only.
 	CreateToken(ctx context.Context, in *CreateTokenRequest, opts ...grpc.CallOption) (*CreateTokenResponse, error)
 	ListTokens(ctx context.Context, in *ListTokensRequest, opts ...grpc.CallOption) (*ListTokensResponse, error)
@@ -822,6 +827,16 @@ func (c *adminServiceClient) RevokeWorker(ctx context.Context, in *RevokeWorkerR
 	return out, nil
 }
 
+func (c *adminServiceClient) RemoveWorker(ctx context.Context, in *RemoveWorkerRequest, opts ...grpc.CallOption) (*RemoveWorkerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RemoveWorkerResponse)
+	err := c.cc.Invoke(ctx, AdminService_RemoveWorker_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *adminServiceClient) CreateToken(ctx context.Context, in *CreateTokenRequest, opts ...grpc.CallOption) (*CreateTokenResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CreateTokenResponse)
@@ -891,6 +906,10 @@ type AdminServiceServer interface {
 	// RevokeWorker cuts an agent off: its stream is closed, its certificate
 	// and worker id are refused from then on, its jobs are lost (and retry).
 	RevokeWorker(context.Context, *RevokeWorkerRequest) (*Worker, error)
+	// RemoveWorker deletes a worker that is not connected and holds no
+	// active jobs (FailedPrecondition otherwise), with its agent's binding:
+	// its certificate can no longer connect. NotFound for an unknown id.
+	RemoveWorker(context.Context, *RemoveWorkerRequest) (*RemoveWorkerResponse, error)
 	// CreateToken issues a signed token; its text is in the answer only.
 	CreateToken(context.Context, *CreateTokenRequest) (*CreateTokenResponse, error)
 	ListTokens(context.Context, *ListTokensRequest) (*ListTokensResponse, error)
@@ -934,6 +953,9 @@ func (UnimplementedAdminServiceServer) DeleteTenant(context.Context, *DeleteTena
 }
 func (UnimplementedAdminServiceServer) RevokeWorker(context.Context, *RevokeWorkerRequest) (*Worker, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method RevokeWorker not implemented")
+}
+func (UnimplementedAdminServiceServer) RemoveWorker(context.Context, *RemoveWorkerRequest) (*RemoveWorkerResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RemoveWorker not implemented")
 }
 func (UnimplementedAdminServiceServer) CreateToken(context.Context, *CreateTokenRequest) (*CreateTokenResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method CreateToken not implemented")
@@ -1108,6 +1130,24 @@ func _AdminService_RevokeWorker_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_RemoveWorker_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveWorkerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).RemoveWorker(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_RemoveWorker_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).RemoveWorker(ctx, req.(*RemoveWorkerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _AdminService_CreateToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(CreateTokenRequest)
 	if err := dec(in); err != nil {
@@ -1232,6 +1272,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RevokeWorker",
 			Handler:    _AdminService_RevokeWorker_Handler,
+		},
+		{
+			MethodName: "RemoveWorker",
+			Handler:    _AdminService_RemoveWorker_Handler,
 		},
 		{
 			MethodName: "CreateToken",

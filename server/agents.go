@@ -20,14 +20,10 @@ import (
 	"github.com/hodei-jobs/hodei/store"
 )
 
-// sendQueue is how many orders may wait for one agent's stream. An agent
-// that falls this far behind is disconnected; it reconciles on reconnect.
-const sendQueue = 4096
-
 // agentConn is one connected agent stream.
 type agentConn struct {
 	workerID string
-	send     chan *pb.ServerMessage
+	out      *outbox
 	cancel   context.CancelCauseFunc
 
 	// Reports that wait for a commit (start, result) run beside the
@@ -44,6 +40,9 @@ func (c *agentConn) report(wg *sync.WaitGroup, jobID string, fn func()) {
 	done := make(chan struct{})
 	c.mu.Lock()
 	prev := c.last[jobID]
+	if c.last == nil {
+		c.last = make(map[string]chan struct{}) // most agents are idle most of the time
+	}
 	c.last[jobID] = done
 	c.mu.Unlock()
 	wg.Add(1)
@@ -64,13 +63,11 @@ func (c *agentConn) report(wg *sync.WaitGroup, jobID string, fn func()) {
 
 // enqueue queues msg without blocking; a full queue ends the connection.
 func (c *agentConn) enqueue(msg *pb.ServerMessage) bool {
-	select {
-	case c.send <- msg:
-		return true
-	default:
+	if !c.out.push(msg) {
 		c.cancel(errors.New("agent send queue full"))
 		return false
 	}
+	return true
 }
 
 // registry holds the connected agents and is the scheduler's Dispatcher.
@@ -129,13 +126,14 @@ func (a *agentService) Connect(stream pb.AgentService_ConnectServer) error {
 		return toStatus(err)
 	}
 	// The certificate names the worker; the Hello may not name another.
-	if id := auth.FromContext(stream.Context()); id != nil && id.Worker != "" && id.Worker != w.ID {
+	id := auth.FromContext(stream.Context())
+	certified := id != nil && id.Worker != ""
+	if certified && id.Worker != w.ID {
 		return denied("this certificate speaks for worker %s, not %s", id.Worker, w.ID)
 	}
 	ctx, cancel := context.WithCancelCause(stream.Context())
 	defer cancel(nil)
-	conn := &agentConn{workerID: w.ID, send: make(chan *pb.ServerMessage, sendQueue), cancel: cancel,
-		last: make(map[string]chan struct{})}
+	conn := &agentConn{workerID: w.ID, out: newOutbox(), cancel: cancel}
 	log := s.log.With("worker", w.ID)
 
 	cfg := s.sched.Config()
@@ -169,12 +167,15 @@ func (a *agentService) Connect(stream pb.AgentService_ConnectServer) error {
 	if err != nil {
 		return toStatus(err)
 	}
-	// A revocation between the interceptor's check and this stream being
-	// tracked would miss it; the binding is marked revoked before streams
-	// are cut, so looking again now closes the gap.
+	// A revocation or removal between the interceptor's check and this
+	// stream being tracked would miss it; the binding is marked revoked
+	// (or deleted) before streams are cut, so looking again now closes
+	// the gap.
 	if b, ok := s.gate.agents.Load(w.ID); ok && b.Revoked() {
 		s.sched.Revoke(w.ID)
 		return denied("worker %s was revoked", w.ID)
+	} else if !ok && certified {
+		return denied("worker %s was removed", w.ID)
 	}
 	for _, j := range rc.Assign {
 		if msg := s.assignMsg(w.ID, j); msg != nil {
@@ -214,9 +215,11 @@ func (a *agentService) Connect(stream pb.AgentService_ConnectServer) error {
 				return st.Err()
 			}
 			return nil
-		case msg := <-conn.send:
-			if err := stream.Send(msg); err != nil {
-				return err
+		case <-conn.out.ready:
+			for _, msg := range conn.out.take() {
+				if err := stream.Send(msg); err != nil {
+					return err
+				}
 			}
 		}
 	}

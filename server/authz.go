@@ -41,6 +41,7 @@ var methodRules = map[string]rule{
 	pb.AdminService_ListWorkers_FullMethodName:  {perm: auth.ManageWorkers},
 	pb.AdminService_DrainWorker_FullMethodName:  {perm: auth.ManageWorkers, audited: true},
 	pb.AdminService_RevokeWorker_FullMethodName: {perm: auth.ManageWorkers, audited: true},
+	pb.AdminService_RemoveWorker_FullMethodName: {perm: auth.ManageWorkers, audited: true},
 	pb.AdminService_Snapshot_FullMethodName:     {perm: auth.Snapshot, audited: true},
 	pb.AdminService_SetTenant_FullMethodName:    {perm: auth.ManageTenants, audited: true},
 	pb.AdminService_GetTenant_FullMethodName:    {perm: auth.ReadTenants},

@@ -315,6 +315,8 @@ func (s *sut) messages(t *testing.T, method string, fx fixture) (proto.Message, 
 		r.Id = fx.worker
 	case *pb.RevokeWorkerRequest:
 		r.Id = fx.worker
+	case *pb.RemoveWorkerRequest:
+		r.Id = "nonexistent"
 	case *pb.CreateTokenRequest:
 		r.Role = "viewer"
 	case *pb.RevokeTokenRequest:

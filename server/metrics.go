@@ -128,11 +128,11 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 	}
-	byState := map[job.WorkerState]int{job.WorkerReady: 0, job.WorkerDraining: 0, job.WorkerDown: 0}
+	byState := map[job.WorkerState]int{job.WorkerReady: 0, job.WorkerDraining: 0, job.WorkerDown: 0, job.WorkerUnknown: 0}
 	var total, used int64
 	for _, w := range s.Workers() {
 		byState[w.State]++
-		if w.State != job.WorkerDown {
+		if w.State != job.WorkerDown && w.State != job.WorkerUnknown {
 			total += w.Worker.Capacity.Slots
 			used += w.Allocated.Slots
 		}

@@ -224,7 +224,10 @@ func (s *Server) newGRPC() {
 		grpc.ChainUnaryInterceptor(s.unaryInterceptor), grpc.ChainStreamInterceptor(s.streamInterceptor),
 	}
 	if s.tlsConfig != nil {
-		opts = append(opts, grpc.Creds(credentials.NewTLS(s.tlsConfig)))
+		// No 32 KiB read buffer per connection: TLS below already reads
+		// whole records, and each of thousands of idle agents kept one
+		// (BenchmarkIdleAgentMemory).
+		opts = append(opts, grpc.Creds(credentials.NewTLS(s.tlsConfig)), grpc.ReadBufferSize(0))
 	}
 	// Registered through gs, a request with text that is not UTF-8 is
 	// answered InvalidArgument naming the field (see codec.go).

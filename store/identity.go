@@ -169,6 +169,18 @@ func (db *DB) RevokeAgent(ctx context.Context, workerID string, at time.Time) (*
 	return out, err
 }
 
+// DeleteAgent deletes a worker's binding, so that the certificate it was
+// issued no longer authenticates anyone (`hodei workers rm`). Deleting a
+// binding that does not exist is not an error.
+func (db *DB) DeleteAgent(ctx context.Context, workerID string) error {
+	return db.write(ctx, 0, func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bucketAgents).Delete([]byte(workerID)); err != nil {
+			return abort(fmt.Errorf("delete agent %s: %w", workerID, err))
+		}
+		return nil
+	})
+}
+
 // AgentBindings returns every agent binding in worker id order.
 func (db *DB) AgentBindings(ctx context.Context) ([]*job.AgentBinding, error) {
 	if err := db.usable(ctx); err != nil {

@@ -439,18 +439,43 @@ func (db *DB) DeleteFinished(ctx context.Context, before time.Time, limit int, k
 	return deleted, nil
 }
 
-// PutWorker stores (creates or replaces) a worker record, keyed by its id.
-func (db *DB) PutWorker(ctx context.Context, w *job.Worker) error {
-	if w == nil || w.ID == "" || len(w.ID) > job.MaxIDLen {
-		return job.Invalid("worker_id", "must be 1 to %d bytes", job.MaxIDLen)
+// PutWorker stores (creates or replaces) worker records, keyed by their
+// ids, all in one commit, or none when one is invalid.
+func (db *DB) PutWorker(ctx context.Context, ws ...*job.Worker) error {
+	encs := make([][]byte, len(ws))
+	size := 0
+	for i, w := range ws {
+		if w == nil || w.ID == "" || len(w.ID) > job.MaxIDLen {
+			return job.Invalid("worker_id", "must be 1 to %d bytes", job.MaxIDLen)
+		}
+		enc, err := encodeWorker(w)
+		if err != nil {
+			return err
+		}
+		encs[i] = enc
+		size += len(enc)
 	}
-	enc, err := encodeWorker(w)
-	if err != nil {
-		return err
+	return db.write(ctx, size, func(tx *bolt.Tx) error {
+		for i, w := range ws {
+			if err := tx.Bucket(bucketWorkers).Put([]byte(w.ID), encs[i]); err != nil {
+				return abort(fmt.Errorf("put worker %s: %w", w.ID, err))
+			}
+		}
+		return nil
+	})
+}
+
+// DeleteWorker deletes worker records in one commit; an id that is not
+// stored is skipped.
+func (db *DB) DeleteWorker(ctx context.Context, ids ...string) error {
+	if len(ids) == 0 {
+		return db.usable(ctx)
 	}
-	return db.write(ctx, len(enc), func(tx *bolt.Tx) error {
-		if err := tx.Bucket(bucketWorkers).Put([]byte(w.ID), enc); err != nil {
-			return abort(fmt.Errorf("put worker %s: %w", w.ID, err))
+	return db.write(ctx, 0, func(tx *bolt.Tx) error {
+		for _, id := range ids {
+			if err := tx.Bucket(bucketWorkers).Delete([]byte(id)); err != nil {
+				return abort(fmt.Errorf("delete worker %s: %w", id, err))
+			}
 		}
 		return nil
 	})

@@ -50,7 +50,7 @@ func New() *Store {
 
 // SetWriteError makes every later write (Insert, Apply, InsertPipeline,
 // PutPipeline, DeletePipeline, PutTenant, DeleteTenant, PutWorker,
-// DeleteFinished) fail as a whole with err, as a
+// DeleteWorker, DeleteFinished) fail as a whole with err, as a
 // failed commit would, until it is called with nil. It lets tests check that
 // callers change nothing when the store fails.
 func (s *Store) SetWriteError(err error) {
@@ -317,24 +317,46 @@ func (s *Store) Scan(ctx context.Context, fn func(*job.Job) error) error {
 	}
 }
 
-// PutWorker stores (creates or replaces) a worker record.
-func (s *Store) PutWorker(ctx context.Context, w *job.Worker) error {
+// PutWorker stores (creates or replaces) worker records, all or none.
+func (s *Store) PutWorker(ctx context.Context, ws ...*job.Worker) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if w == nil || w.ID == "" || len(w.ID) > job.MaxIDLen {
-		return job.Invalid("worker_id", "must be 1 to %d bytes", job.MaxIDLen)
+	encs := make([][]byte, len(ws))
+	for i, w := range ws {
+		if w == nil || w.ID == "" || len(w.ID) > job.MaxIDLen {
+			return job.Invalid("worker_id", "must be 1 to %d bytes", job.MaxIDLen)
+		}
+		enc, err := record.MarshalWorker(w)
+		if err != nil {
+			return err
+		}
+		encs[i] = enc
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.writeErr != nil {
 		return s.writeErr
 	}
-	enc, err := record.MarshalWorker(w)
-	if err != nil {
+	for i, w := range ws {
+		s.workers[w.ID] = encs[i]
+	}
+	return nil
+}
+
+// DeleteWorker deletes worker records; ids not stored are skipped.
+func (s *Store) DeleteWorker(ctx context.Context, ids ...string) error {
+	if err := ctx.Err(); err != nil {
 		return err
 	}
-	s.workers[w.ID] = enc
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.writeErr != nil {
+		return s.writeErr
+	}
+	for _, id := range ids {
+		delete(s.workers, id)
+	}
 	return nil
 }
 

@@ -73,14 +73,15 @@ func UnmarshalPipeline(id string, b []byte) (*job.Pipeline, error) {
 // MarshalWorker encodes the persisted part of a worker; its id is the key.
 func MarshalWorker(w *job.Worker) ([]byte, error) {
 	return encode("worker", w.ID, &WorkerRecord{
-		Name:      w.Name,
-		Hostname:  w.Hostname,
-		Labels:    w.Labels,
-		CpuMillis: w.Capacity.CPUMillis,
-		MemoryMib: w.Capacity.MemoryMiB,
-		Slots:     w.Capacity.Slots,
-		Version:   w.Version,
-		Drained:   w.Drained,
+		Name:              w.Name,
+		Hostname:          w.Hostname,
+		Labels:            w.Labels,
+		CpuMillis:         w.Capacity.CPUMillis,
+		MemoryMib:         w.Capacity.MemoryMiB,
+		Slots:             w.Capacity.Slots,
+		Version:           w.Version,
+		Drained:           w.Drained,
+		DownSinceUnixNano: nanos(w.DownSince),
 	})
 }
 
@@ -91,13 +92,14 @@ func UnmarshalWorker(id string, b []byte) (*job.Worker, error) {
 		return nil, err
 	}
 	return &job.Worker{
-		ID:       id,
-		Name:     rec.Name,
-		Hostname: rec.Hostname,
-		Labels:   rec.Labels,
-		Capacity: job.Resources{CPUMillis: rec.CpuMillis, MemoryMiB: rec.MemoryMib, Slots: rec.Slots},
-		Version:  rec.Version,
-		Drained:  rec.Drained,
+		ID:        id,
+		Name:      rec.Name,
+		Hostname:  rec.Hostname,
+		Labels:    rec.Labels,
+		Capacity:  job.Resources{CPUMillis: rec.CpuMillis, MemoryMiB: rec.MemoryMib, Slots: rec.Slots},
+		Version:   rec.Version,
+		Drained:   rec.Drained,
+		DownSince: fromNanos(rec.DownSinceUnixNano),
 	}, nil
 }
 

@@ -564,17 +564,18 @@ func (x *PipelineRecord) GetSteps() []*PipelineRecord_Step {
 // WorkerRecord is the persisted part of a worker, under its id in the
 // workers bucket. Its live state (heartbeat, allocation) is not stored.
 type WorkerRecord struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Hostname      string                 `protobuf:"bytes,2,opt,name=hostname,proto3" json:"hostname,omitempty"`
-	Labels        map[string]string      `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	CpuMillis     int64                  `protobuf:"varint,4,opt,name=cpu_millis,json=cpuMillis,proto3" json:"cpu_millis,omitempty"` // capacity
-	MemoryMib     int64                  `protobuf:"varint,5,opt,name=memory_mib,json=memoryMib,proto3" json:"memory_mib,omitempty"`
-	Slots         int64                  `protobuf:"varint,6,opt,name=slots,proto3" json:"slots,omitempty"`
-	Version       string                 `protobuf:"bytes,7,opt,name=version,proto3" json:"version,omitempty"` // the agent's
-	Drained       bool                   `protobuf:"varint,8,opt,name=drained,proto3" json:"drained,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Name              string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Hostname          string                 `protobuf:"bytes,2,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	Labels            map[string]string      `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	CpuMillis         int64                  `protobuf:"varint,4,opt,name=cpu_millis,json=cpuMillis,proto3" json:"cpu_millis,omitempty"` // capacity
+	MemoryMib         int64                  `protobuf:"varint,5,opt,name=memory_mib,json=memoryMib,proto3" json:"memory_mib,omitempty"`
+	Slots             int64                  `protobuf:"varint,6,opt,name=slots,proto3" json:"slots,omitempty"`
+	Version           string                 `protobuf:"bytes,7,opt,name=version,proto3" json:"version,omitempty"` // the agent's
+	Drained           bool                   `protobuf:"varint,8,opt,name=drained,proto3" json:"drained,omitempty"`
+	DownSinceUnixNano int64                  `protobuf:"fixed64,9,opt,name=down_since_unix_nano,json=downSinceUnixNano,proto3" json:"down_since_unix_nano,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *WorkerRecord) Reset() {
@@ -661,6 +662,13 @@ func (x *WorkerRecord) GetDrained() bool {
 		return x.Drained
 	}
 	return false
+}
+
+func (x *WorkerRecord) GetDownSinceUnixNano() int64 {
+	if x != nil {
+		return x.DownSinceUnixNano
+	}
+	return 0
 }
 
 // TenantRecord is a tenant, under its name in the tenants bucket.
@@ -1231,7 +1239,7 @@ const file_store_record_record_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05needs\x18\x02 \x03(\tR\x05needs\x12.\n" +
 	"\x13continue_on_failure\x18\x03 \x01(\bR\x11continueOnFailure\x12\x12\n" +
-	"\x04jobs\x18\x04 \x03(\tR\x04jobs\"\xc3\x02\n" +
+	"\x04jobs\x18\x04 \x03(\tR\x04jobs\"\xf4\x02\n" +
 	"\fWorkerRecord\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bhostname\x18\x02 \x01(\tR\bhostname\x12@\n" +
@@ -1242,7 +1250,8 @@ const file_store_record_record_proto_rawDesc = "" +
 	"memory_mib\x18\x05 \x01(\x03R\tmemoryMib\x12\x14\n" +
 	"\x05slots\x18\x06 \x01(\x03R\x05slots\x12\x18\n" +
 	"\aversion\x18\a \x01(\tR\aversion\x12\x18\n" +
-	"\adrained\x18\b \x01(\bR\adrained\x1a9\n" +
+	"\adrained\x18\b \x01(\bR\adrained\x12/\n" +
+	"\x14down_since_unix_nano\x18\t \x01(\x10R\x11downSinceUnixNano\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa4\x03\n" +

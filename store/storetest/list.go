@@ -233,6 +233,36 @@ func testWorkers(t *testing.T, open func(*testing.T) cluster.Store) {
 		s := open(t)
 		require.ErrorIs(t, s.PutWorker(t.Context(), &job.Worker{}), job.ErrInvalid)
 		require.ErrorIs(t, s.PutWorker(t.Context(), nil), job.ErrInvalid)
+		// All or none: the valid record of a call with an invalid one is
+		// not stored either.
+		require.ErrorIs(t, s.PutWorker(t.Context(), &job.Worker{ID: "w-ok"}, &job.Worker{}), job.ErrInvalid)
+		got, err := s.Workers(t.Context())
+		require.NoError(t, err)
+		require.Empty(t, got)
+	})
+	t.Run("DownSince", func(t *testing.T) {
+		s := open(t)
+		down := &job.Worker{ID: "w-down", Name: "d", Capacity: job.Resources{Slots: 1}, DownSince: T0}
+		up := &job.Worker{ID: "w-up", Name: "u", Capacity: job.Resources{Slots: 1}}
+		require.NoError(t, s.PutWorker(t.Context(), down, up), "several in one call")
+		got, err := s.Workers(t.Context())
+		require.NoError(t, err)
+		require.Equal(t, []*job.Worker{down, up}, got)
+		require.True(t, got[0].DownSince.Equal(T0))
+		require.True(t, got[1].DownSince.IsZero())
+	})
+	t.Run("Delete", func(t *testing.T) {
+		s := open(t)
+		for _, id := range []string{"w-1", "w-2", "w-3"} {
+			require.NoError(t, s.PutWorker(t.Context(), &job.Worker{ID: id, Capacity: job.Resources{Slots: 1}}))
+		}
+		require.NoError(t, s.DeleteWorker(t.Context(), "w-1", "w-3", "w-unknown"))
+		got, err := s.Workers(t.Context())
+		require.NoError(t, err)
+		require.Len(t, got, 1)
+		require.Equal(t, "w-2", got[0].ID)
+		require.NoError(t, s.DeleteWorker(t.Context(), "w-1"), "deleting again is not an error")
+		require.NoError(t, s.DeleteWorker(t.Context()))
 	})
 }
 

@@ -1,0 +1,36 @@
+package server
+
+import (
+	"context"
+	"fmt"
+
+	pb "github.com/hodei-jobs/hodei/proto"
+)
+
+// RemoveWorker deletes a worker that is neither connected nor holding
+// active jobs, and its agent's binding, so that the certificate the agent
+// was issued no longer connects (as it could after the garbage collection
+// of DOWN workers, which keeps bindings). A connected worker, or one with
+// jobs, is refused with FailedPrecondition: drain it and stop its agent
+// first.
+func (as *adminService) RemoveWorker(ctx context.Context, req *pb.RemoveWorkerRequest) (*pb.RemoveWorkerResponse, error) {
+	s := as.srv
+	id := req.GetId()
+	if id == "" {
+		return nil, invalid("id", "is required (see hodei workers ls)")
+	}
+	unbind := func(ctx context.Context) error {
+		if err := s.store.DeleteAgent(ctx, id); err != nil {
+			return err
+		}
+		s.gate.agents.Delete(id)
+		// A stream that passed authentication before the binding went
+		// away is cut, as by a revocation.
+		s.gate.cut("worker:"+id, fmt.Errorf("%w: worker %s was removed", errRevoked, id))
+		return nil
+	}
+	if err := s.sched.RemoveWorker(ctx, id, unbind); err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.RemoveWorkerResponse{}, nil
+}

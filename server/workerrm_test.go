@@ -1,0 +1,62 @@
+package server
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/hodei-jobs/hodei/proto"
+)
+
+// TestRemoveWorkerUnbindsItsCertificate removes a worker once its agent
+// left: until then the removal is refused, and afterwards the certificate
+// the agent joined with no longer connects.
+func TestRemoveWorkerUnbindsItsCertificate(t *testing.T) {
+	s := setup(t)
+	ctx := context.Background()
+	a := connectAgent(t, s, hello("w1", 1))
+	for _, tc := range []struct {
+		id   string
+		code codes.Code
+		msg  string
+	}{
+		{"", codes.InvalidArgument, "id"},
+		{"nope", codes.NotFound, "nope"},
+		{"w1", codes.FailedPrecondition, "stop its agent first"},
+	} {
+		_, err := s.admin.RemoveWorker(ctx, &pb.RemoveWorkerRequest{Id: tc.id})
+		if st := status.Convert(err); st.Code() != tc.code || !strings.Contains(st.Message(), tc.msg) {
+			t.Fatalf("remove %q: %v, want %s with %q", tc.id, err, tc.code, tc.msg)
+		}
+	}
+	a.close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := s.admin.RemoveWorker(ctx, &pb.RemoveWorkerRequest{Id: "w1"})
+		if err == nil {
+			break
+		}
+		if status.Code(err) != codes.FailedPrecondition || time.Now().After(deadline) {
+			t.Fatalf("remove after the agent left: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond) // polling the server's view of the stream
+	}
+	resp, err := s.admin.ListWorkers(ctx, &pb.ListWorkersRequest{})
+	if err != nil || len(resp.GetWorkers()) != 0 {
+		t.Fatalf("workers after remove: %v, %v", resp.GetWorkers(), err)
+	}
+	stream, err := pb.NewAgentServiceClient(s.agentConn(t, "w1")).Connect(ctx)
+	if err == nil {
+		err = stream.Send(&pb.AgentMessage{Msg: &pb.AgentMessage_Hello{Hello: hello("w1", 1)}})
+	}
+	if err == nil {
+		_, err = stream.Recv()
+	}
+	if st := status.Convert(err); st.Code() != codes.PermissionDenied || !strings.Contains(st.Message(), "never joined") {
+		t.Fatalf("the removed worker's certificate: %v, want PermissionDenied", err)
+	}
+}
