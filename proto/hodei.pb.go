@@ -1007,6 +1007,96 @@ func (x *SubmitResponse) GetIds() []string {
 	return nil
 }
 
+type SubmitBatchRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One job each; at most 10,000, and at most 3 MiB of specs together.
+	// Array and pipeline fields are ignored, as on Submit.
+	Specs         []*JobSpec `protobuf:"bytes,1,rep,name=specs,proto3" json:"specs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubmitBatchRequest) Reset() {
+	*x = SubmitBatchRequest{}
+	mi := &file_hodei_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubmitBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubmitBatchRequest) ProtoMessage() {}
+
+func (x *SubmitBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubmitBatchRequest.ProtoReflect.Descriptor instead.
+func (*SubmitBatchRequest) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *SubmitBatchRequest) GetSpecs() []*JobSpec {
+	if x != nil {
+		return x.Specs
+	}
+	return nil
+}
+
+type SubmitBatchResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ids           []string               `protobuf:"bytes,1,rep,name=ids,proto3" json:"ids,omitempty"` // the new jobs' ids, in the order of specs
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubmitBatchResponse) Reset() {
+	*x = SubmitBatchResponse{}
+	mi := &file_hodei_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubmitBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubmitBatchResponse) ProtoMessage() {}
+
+func (x *SubmitBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubmitBatchResponse.ProtoReflect.Descriptor instead.
+func (*SubmitBatchResponse) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *SubmitBatchResponse) GetIds() []string {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
 type GetJobRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1016,7 +1106,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_hodei_proto_msgTypes[6]
+	mi := &file_hodei_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1028,7 +1118,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[6]
+	mi := &file_hodei_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1041,7 +1131,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{6}
+	return file_hodei_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetJobRequest) GetId() string {
@@ -1066,7 +1156,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_hodei_proto_msgTypes[7]
+	mi := &file_hodei_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1078,7 +1168,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[7]
+	mi := &file_hodei_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1091,7 +1181,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{7}
+	return file_hodei_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListJobsRequest) GetState() JobState {
@@ -1153,7 +1243,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_hodei_proto_msgTypes[8]
+	mi := &file_hodei_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1165,7 +1255,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[8]
+	mi := &file_hodei_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1178,7 +1268,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{8}
+	return file_hodei_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -1205,7 +1295,7 @@ type CancelJobRequest struct {
 
 func (x *CancelJobRequest) Reset() {
 	*x = CancelJobRequest{}
-	mi := &file_hodei_proto_msgTypes[9]
+	mi := &file_hodei_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1217,7 +1307,7 @@ func (x *CancelJobRequest) String() string {
 func (*CancelJobRequest) ProtoMessage() {}
 
 func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[9]
+	mi := &file_hodei_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1230,7 +1320,7 @@ func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
 func (*CancelJobRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{9}
+	return file_hodei_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CancelJobRequest) GetId() string {
@@ -1257,7 +1347,7 @@ type CancelArrayRequest struct {
 
 func (x *CancelArrayRequest) Reset() {
 	*x = CancelArrayRequest{}
-	mi := &file_hodei_proto_msgTypes[10]
+	mi := &file_hodei_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1269,7 +1359,7 @@ func (x *CancelArrayRequest) String() string {
 func (*CancelArrayRequest) ProtoMessage() {}
 
 func (x *CancelArrayRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[10]
+	mi := &file_hodei_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1282,7 +1372,7 @@ func (x *CancelArrayRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelArrayRequest.ProtoReflect.Descriptor instead.
 func (*CancelArrayRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{10}
+	return file_hodei_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CancelArrayRequest) GetId() string {
@@ -1308,7 +1398,7 @@ type CancelArrayResponse struct {
 
 func (x *CancelArrayResponse) Reset() {
 	*x = CancelArrayResponse{}
-	mi := &file_hodei_proto_msgTypes[11]
+	mi := &file_hodei_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1320,7 +1410,7 @@ func (x *CancelArrayResponse) String() string {
 func (*CancelArrayResponse) ProtoMessage() {}
 
 func (x *CancelArrayResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[11]
+	mi := &file_hodei_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1333,7 +1423,7 @@ func (x *CancelArrayResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelArrayResponse.ProtoReflect.Descriptor instead.
 func (*CancelArrayResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{11}
+	return file_hodei_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CancelArrayResponse) GetCancelled() []string {
@@ -1353,7 +1443,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_hodei_proto_msgTypes[12]
+	mi := &file_hodei_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1365,7 +1455,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[12]
+	mi := &file_hodei_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1378,7 +1468,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{12}
+	return file_hodei_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *WatchRequest) GetJobId() string {
@@ -1404,7 +1494,7 @@ type JobEvent struct {
 
 func (x *JobEvent) Reset() {
 	*x = JobEvent{}
-	mi := &file_hodei_proto_msgTypes[13]
+	mi := &file_hodei_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1416,7 +1506,7 @@ func (x *JobEvent) String() string {
 func (*JobEvent) ProtoMessage() {}
 
 func (x *JobEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[13]
+	mi := &file_hodei_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1429,7 +1519,7 @@ func (x *JobEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobEvent.ProtoReflect.Descriptor instead.
 func (*JobEvent) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{13}
+	return file_hodei_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *JobEvent) GetJob() *Job {
@@ -1452,7 +1542,7 @@ type LogsRequest struct {
 
 func (x *LogsRequest) Reset() {
 	*x = LogsRequest{}
-	mi := &file_hodei_proto_msgTypes[14]
+	mi := &file_hodei_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1464,7 +1554,7 @@ func (x *LogsRequest) String() string {
 func (*LogsRequest) ProtoMessage() {}
 
 func (x *LogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[14]
+	mi := &file_hodei_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1477,7 +1567,7 @@ func (x *LogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogsRequest.ProtoReflect.Descriptor instead.
 func (*LogsRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{14}
+	return file_hodei_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *LogsRequest) GetId() string {
@@ -1526,7 +1616,7 @@ type LogData struct {
 
 func (x *LogData) Reset() {
 	*x = LogData{}
-	mi := &file_hodei_proto_msgTypes[15]
+	mi := &file_hodei_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1538,7 +1628,7 @@ func (x *LogData) String() string {
 func (*LogData) ProtoMessage() {}
 
 func (x *LogData) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[15]
+	mi := &file_hodei_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1551,7 +1641,7 @@ func (x *LogData) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogData.ProtoReflect.Descriptor instead.
 func (*LogData) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{15}
+	return file_hodei_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *LogData) GetAttempt() int32 {
@@ -1586,7 +1676,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_hodei_proto_msgTypes[16]
+	mi := &file_hodei_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1598,7 +1688,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[16]
+	mi := &file_hodei_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1611,7 +1701,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{16}
+	return file_hodei_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *JoinRequest) GetWorkerId() string {
@@ -1646,7 +1736,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_hodei_proto_msgTypes[17]
+	mi := &file_hodei_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1658,7 +1748,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[17]
+	mi := &file_hodei_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1671,7 +1761,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{17}
+	return file_hodei_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *JoinResponse) GetWorkerId() string {
@@ -1711,7 +1801,7 @@ type AgentMessage struct {
 
 func (x *AgentMessage) Reset() {
 	*x = AgentMessage{}
-	mi := &file_hodei_proto_msgTypes[18]
+	mi := &file_hodei_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1723,7 +1813,7 @@ func (x *AgentMessage) String() string {
 func (*AgentMessage) ProtoMessage() {}
 
 func (x *AgentMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[18]
+	mi := &file_hodei_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1736,7 +1826,7 @@ func (x *AgentMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentMessage.ProtoReflect.Descriptor instead.
 func (*AgentMessage) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{18}
+	return file_hodei_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *AgentMessage) GetMsg() isAgentMessage_Msg {
@@ -1840,7 +1930,7 @@ type ServerMessage struct {
 
 func (x *ServerMessage) Reset() {
 	*x = ServerMessage{}
-	mi := &file_hodei_proto_msgTypes[19]
+	mi := &file_hodei_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1852,7 +1942,7 @@ func (x *ServerMessage) String() string {
 func (*ServerMessage) ProtoMessage() {}
 
 func (x *ServerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[19]
+	mi := &file_hodei_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1865,7 +1955,7 @@ func (x *ServerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerMessage.ProtoReflect.Descriptor instead.
 func (*ServerMessage) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{19}
+	return file_hodei_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ServerMessage) GetMsg() isServerMessage_Msg {
@@ -1951,7 +2041,7 @@ type JobRef struct {
 
 func (x *JobRef) Reset() {
 	*x = JobRef{}
-	mi := &file_hodei_proto_msgTypes[20]
+	mi := &file_hodei_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1963,7 +2053,7 @@ func (x *JobRef) String() string {
 func (*JobRef) ProtoMessage() {}
 
 func (x *JobRef) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[20]
+	mi := &file_hodei_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1976,7 +2066,7 @@ func (x *JobRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobRef.ProtoReflect.Descriptor instead.
 func (*JobRef) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{20}
+	return file_hodei_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *JobRef) GetJobId() string {
@@ -2019,7 +2109,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_hodei_proto_msgTypes[21]
+	mi := &file_hodei_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2031,7 +2121,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[21]
+	mi := &file_hodei_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2044,7 +2134,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{21}
+	return file_hodei_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Hello) GetWorkerId() string {
@@ -2124,7 +2214,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_hodei_proto_msgTypes[22]
+	mi := &file_hodei_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2136,7 +2226,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[22]
+	mi := &file_hodei_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2149,7 +2239,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{22}
+	return file_hodei_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Heartbeat) GetCpuPercent() float64 {
@@ -2192,7 +2282,7 @@ type JobStarted struct {
 
 func (x *JobStarted) Reset() {
 	*x = JobStarted{}
-	mi := &file_hodei_proto_msgTypes[23]
+	mi := &file_hodei_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2204,7 +2294,7 @@ func (x *JobStarted) String() string {
 func (*JobStarted) ProtoMessage() {}
 
 func (x *JobStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[23]
+	mi := &file_hodei_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2217,7 +2307,7 @@ func (x *JobStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobStarted.ProtoReflect.Descriptor instead.
 func (*JobStarted) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{23}
+	return file_hodei_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *JobStarted) GetJobId() string {
@@ -2261,7 +2351,7 @@ type LogChunk struct {
 
 func (x *LogChunk) Reset() {
 	*x = LogChunk{}
-	mi := &file_hodei_proto_msgTypes[24]
+	mi := &file_hodei_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2273,7 +2363,7 @@ func (x *LogChunk) String() string {
 func (*LogChunk) ProtoMessage() {}
 
 func (x *LogChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[24]
+	mi := &file_hodei_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2286,7 +2376,7 @@ func (x *LogChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogChunk.ProtoReflect.Descriptor instead.
 func (*LogChunk) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{24}
+	return file_hodei_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *LogChunk) GetJobId() string {
@@ -2344,7 +2434,7 @@ type JobFinished struct {
 
 func (x *JobFinished) Reset() {
 	*x = JobFinished{}
-	mi := &file_hodei_proto_msgTypes[25]
+	mi := &file_hodei_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2356,7 +2446,7 @@ func (x *JobFinished) String() string {
 func (*JobFinished) ProtoMessage() {}
 
 func (x *JobFinished) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[25]
+	mi := &file_hodei_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2369,7 +2459,7 @@ func (x *JobFinished) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobFinished.ProtoReflect.Descriptor instead.
 func (*JobFinished) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{25}
+	return file_hodei_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *JobFinished) GetJobId() string {
@@ -2453,7 +2543,7 @@ type Welcome struct {
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_hodei_proto_msgTypes[26]
+	mi := &file_hodei_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2465,7 +2555,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[26]
+	mi := &file_hodei_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2478,7 +2568,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{26}
+	return file_hodei_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Welcome) GetWorkerId() string {
@@ -2514,7 +2604,7 @@ type Assign struct {
 
 func (x *Assign) Reset() {
 	*x = Assign{}
-	mi := &file_hodei_proto_msgTypes[27]
+	mi := &file_hodei_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2526,7 +2616,7 @@ func (x *Assign) String() string {
 func (*Assign) ProtoMessage() {}
 
 func (x *Assign) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[27]
+	mi := &file_hodei_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2539,7 +2629,7 @@ func (x *Assign) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Assign.ProtoReflect.Descriptor instead.
 func (*Assign) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{27}
+	return file_hodei_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Assign) GetJob() *Job {
@@ -2568,7 +2658,7 @@ type CancelJob struct {
 
 func (x *CancelJob) Reset() {
 	*x = CancelJob{}
-	mi := &file_hodei_proto_msgTypes[28]
+	mi := &file_hodei_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2580,7 +2670,7 @@ func (x *CancelJob) String() string {
 func (*CancelJob) ProtoMessage() {}
 
 func (x *CancelJob) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[28]
+	mi := &file_hodei_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2593,7 +2683,7 @@ func (x *CancelJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJob.ProtoReflect.Descriptor instead.
 func (*CancelJob) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{28}
+	return file_hodei_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *CancelJob) GetJobId() string {
@@ -2641,7 +2731,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_hodei_proto_msgTypes[29]
+	mi := &file_hodei_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2653,7 +2743,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[29]
+	mi := &file_hodei_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2666,7 +2756,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{29}
+	return file_hodei_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Ack) GetJobId() string {
@@ -2747,7 +2837,7 @@ type Worker struct {
 
 func (x *Worker) Reset() {
 	*x = Worker{}
-	mi := &file_hodei_proto_msgTypes[30]
+	mi := &file_hodei_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2759,7 +2849,7 @@ func (x *Worker) String() string {
 func (*Worker) ProtoMessage() {}
 
 func (x *Worker) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[30]
+	mi := &file_hodei_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2772,7 +2862,7 @@ func (x *Worker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Worker.ProtoReflect.Descriptor instead.
 func (*Worker) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{30}
+	return file_hodei_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Worker) GetId() string {
@@ -2882,7 +2972,7 @@ type RevokeWorkerRequest struct {
 
 func (x *RevokeWorkerRequest) Reset() {
 	*x = RevokeWorkerRequest{}
-	mi := &file_hodei_proto_msgTypes[31]
+	mi := &file_hodei_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2894,7 +2984,7 @@ func (x *RevokeWorkerRequest) String() string {
 func (*RevokeWorkerRequest) ProtoMessage() {}
 
 func (x *RevokeWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[31]
+	mi := &file_hodei_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2907,7 +2997,7 @@ func (x *RevokeWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeWorkerRequest.ProtoReflect.Descriptor instead.
 func (*RevokeWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{31}
+	return file_hodei_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RevokeWorkerRequest) GetId() string {
@@ -2934,7 +3024,7 @@ type TokenInfo struct {
 
 func (x *TokenInfo) Reset() {
 	*x = TokenInfo{}
-	mi := &file_hodei_proto_msgTypes[32]
+	mi := &file_hodei_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2946,7 +3036,7 @@ func (x *TokenInfo) String() string {
 func (*TokenInfo) ProtoMessage() {}
 
 func (x *TokenInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[32]
+	mi := &file_hodei_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2959,7 +3049,7 @@ func (x *TokenInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenInfo.ProtoReflect.Descriptor instead.
 func (*TokenInfo) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{32}
+	return file_hodei_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *TokenInfo) GetId() string {
@@ -3037,7 +3127,7 @@ type CreateTokenRequest struct {
 
 func (x *CreateTokenRequest) Reset() {
 	*x = CreateTokenRequest{}
-	mi := &file_hodei_proto_msgTypes[33]
+	mi := &file_hodei_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3049,7 +3139,7 @@ func (x *CreateTokenRequest) String() string {
 func (*CreateTokenRequest) ProtoMessage() {}
 
 func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[33]
+	mi := &file_hodei_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3062,7 +3152,7 @@ func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateTokenRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{33}
+	return file_hodei_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *CreateTokenRequest) GetRole() string {
@@ -3104,7 +3194,7 @@ type CreateTokenResponse struct {
 
 func (x *CreateTokenResponse) Reset() {
 	*x = CreateTokenResponse{}
-	mi := &file_hodei_proto_msgTypes[34]
+	mi := &file_hodei_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3116,7 +3206,7 @@ func (x *CreateTokenResponse) String() string {
 func (*CreateTokenResponse) ProtoMessage() {}
 
 func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[34]
+	mi := &file_hodei_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3129,7 +3219,7 @@ func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateTokenResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{34}
+	return file_hodei_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *CreateTokenResponse) GetToken() string {
@@ -3161,7 +3251,7 @@ type ListTokensRequest struct {
 
 func (x *ListTokensRequest) Reset() {
 	*x = ListTokensRequest{}
-	mi := &file_hodei_proto_msgTypes[35]
+	mi := &file_hodei_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3173,7 +3263,7 @@ func (x *ListTokensRequest) String() string {
 func (*ListTokensRequest) ProtoMessage() {}
 
 func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[35]
+	mi := &file_hodei_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3186,7 +3276,7 @@ func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListTokensRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{35}
+	return file_hodei_proto_rawDescGZIP(), []int{37}
 }
 
 type ListTokensResponse struct {
@@ -3198,7 +3288,7 @@ type ListTokensResponse struct {
 
 func (x *ListTokensResponse) Reset() {
 	*x = ListTokensResponse{}
-	mi := &file_hodei_proto_msgTypes[36]
+	mi := &file_hodei_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3210,7 +3300,7 @@ func (x *ListTokensResponse) String() string {
 func (*ListTokensResponse) ProtoMessage() {}
 
 func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[36]
+	mi := &file_hodei_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3223,7 +3313,7 @@ func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListTokensResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{36}
+	return file_hodei_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ListTokensResponse) GetTokens() []*TokenInfo {
@@ -3242,7 +3332,7 @@ type RevokeTokenRequest struct {
 
 func (x *RevokeTokenRequest) Reset() {
 	*x = RevokeTokenRequest{}
-	mi := &file_hodei_proto_msgTypes[37]
+	mi := &file_hodei_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3254,7 +3344,7 @@ func (x *RevokeTokenRequest) String() string {
 func (*RevokeTokenRequest) ProtoMessage() {}
 
 func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[37]
+	mi := &file_hodei_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3267,7 +3357,7 @@ func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeTokenRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{37}
+	return file_hodei_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *RevokeTokenRequest) GetId() string {
@@ -3285,7 +3375,7 @@ type WhoAmIRequest struct {
 
 func (x *WhoAmIRequest) Reset() {
 	*x = WhoAmIRequest{}
-	mi := &file_hodei_proto_msgTypes[38]
+	mi := &file_hodei_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3297,7 +3387,7 @@ func (x *WhoAmIRequest) String() string {
 func (*WhoAmIRequest) ProtoMessage() {}
 
 func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[38]
+	mi := &file_hodei_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3310,7 +3400,7 @@ func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoAmIRequest.ProtoReflect.Descriptor instead.
 func (*WhoAmIRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{38}
+	return file_hodei_proto_rawDescGZIP(), []int{40}
 }
 
 // AuditRecord is one mutating call or one denial.
@@ -3333,7 +3423,7 @@ type AuditRecord struct {
 
 func (x *AuditRecord) Reset() {
 	*x = AuditRecord{}
-	mi := &file_hodei_proto_msgTypes[39]
+	mi := &file_hodei_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3345,7 +3435,7 @@ func (x *AuditRecord) String() string {
 func (*AuditRecord) ProtoMessage() {}
 
 func (x *AuditRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[39]
+	mi := &file_hodei_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3358,7 +3448,7 @@ func (x *AuditRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditRecord.ProtoReflect.Descriptor instead.
 func (*AuditRecord) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{39}
+	return file_hodei_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *AuditRecord) GetTimeUnixNano() int64 {
@@ -3454,7 +3544,7 @@ type AgentRecord struct {
 
 func (x *AgentRecord) Reset() {
 	*x = AgentRecord{}
-	mi := &file_hodei_proto_msgTypes[40]
+	mi := &file_hodei_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3466,7 +3556,7 @@ func (x *AgentRecord) String() string {
 func (*AgentRecord) ProtoMessage() {}
 
 func (x *AgentRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[40]
+	mi := &file_hodei_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3479,7 +3569,7 @@ func (x *AgentRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentRecord.ProtoReflect.Descriptor instead.
 func (*AgentRecord) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{40}
+	return file_hodei_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *AgentRecord) GetWorkerId() string {
@@ -3536,7 +3626,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_hodei_proto_msgTypes[41]
+	mi := &file_hodei_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3548,7 +3638,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[41]
+	mi := &file_hodei_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3561,7 +3651,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{41}
+	return file_hodei_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ListAuditRequest) GetSinceUnixNano() int64 {
@@ -3601,7 +3691,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_hodei_proto_msgTypes[42]
+	mi := &file_hodei_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3613,7 +3703,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[42]
+	mi := &file_hodei_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3626,7 +3716,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{42}
+	return file_hodei_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ListAuditResponse) GetRecords() []*AuditRecord {
@@ -3644,7 +3734,7 @@ type ListWorkersRequest struct {
 
 func (x *ListWorkersRequest) Reset() {
 	*x = ListWorkersRequest{}
-	mi := &file_hodei_proto_msgTypes[43]
+	mi := &file_hodei_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3656,7 +3746,7 @@ func (x *ListWorkersRequest) String() string {
 func (*ListWorkersRequest) ProtoMessage() {}
 
 func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[43]
+	mi := &file_hodei_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3669,7 +3759,7 @@ func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkersRequest.ProtoReflect.Descriptor instead.
 func (*ListWorkersRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{43}
+	return file_hodei_proto_rawDescGZIP(), []int{45}
 }
 
 type ListWorkersResponse struct {
@@ -3681,7 +3771,7 @@ type ListWorkersResponse struct {
 
 func (x *ListWorkersResponse) Reset() {
 	*x = ListWorkersResponse{}
-	mi := &file_hodei_proto_msgTypes[44]
+	mi := &file_hodei_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3693,7 +3783,7 @@ func (x *ListWorkersResponse) String() string {
 func (*ListWorkersResponse) ProtoMessage() {}
 
 func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[44]
+	mi := &file_hodei_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3706,7 +3796,7 @@ func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkersResponse.ProtoReflect.Descriptor instead.
 func (*ListWorkersResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{44}
+	return file_hodei_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ListWorkersResponse) GetWorkers() []*Worker {
@@ -3725,7 +3815,7 @@ type DrainWorkerRequest struct {
 
 func (x *DrainWorkerRequest) Reset() {
 	*x = DrainWorkerRequest{}
-	mi := &file_hodei_proto_msgTypes[45]
+	mi := &file_hodei_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3737,7 +3827,7 @@ func (x *DrainWorkerRequest) String() string {
 func (*DrainWorkerRequest) ProtoMessage() {}
 
 func (x *DrainWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[45]
+	mi := &file_hodei_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3750,7 +3840,7 @@ func (x *DrainWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainWorkerRequest.ProtoReflect.Descriptor instead.
 func (*DrainWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{45}
+	return file_hodei_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *DrainWorkerRequest) GetId() string {
@@ -3768,7 +3858,7 @@ type SnapshotRequest struct {
 
 func (x *SnapshotRequest) Reset() {
 	*x = SnapshotRequest{}
-	mi := &file_hodei_proto_msgTypes[46]
+	mi := &file_hodei_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3780,7 +3870,7 @@ func (x *SnapshotRequest) String() string {
 func (*SnapshotRequest) ProtoMessage() {}
 
 func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[46]
+	mi := &file_hodei_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3793,7 +3883,7 @@ func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{46}
+	return file_hodei_proto_rawDescGZIP(), []int{48}
 }
 
 type SnapshotChunk struct {
@@ -3805,7 +3895,7 @@ type SnapshotChunk struct {
 
 func (x *SnapshotChunk) Reset() {
 	*x = SnapshotChunk{}
-	mi := &file_hodei_proto_msgTypes[47]
+	mi := &file_hodei_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3817,7 +3907,7 @@ func (x *SnapshotChunk) String() string {
 func (*SnapshotChunk) ProtoMessage() {}
 
 func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[47]
+	mi := &file_hodei_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3830,7 +3920,7 @@ func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
 func (*SnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{47}
+	return file_hodei_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *SnapshotChunk) GetData() []byte {
@@ -3861,7 +3951,7 @@ type Tenant struct {
 
 func (x *Tenant) Reset() {
 	*x = Tenant{}
-	mi := &file_hodei_proto_msgTypes[48]
+	mi := &file_hodei_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3873,7 +3963,7 @@ func (x *Tenant) String() string {
 func (*Tenant) ProtoMessage() {}
 
 func (x *Tenant) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[48]
+	mi := &file_hodei_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3886,7 +3976,7 @@ func (x *Tenant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tenant.ProtoReflect.Descriptor instead.
 func (*Tenant) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{48}
+	return file_hodei_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *Tenant) GetName() string {
@@ -3984,7 +4074,7 @@ type TenantStatus struct {
 
 func (x *TenantStatus) Reset() {
 	*x = TenantStatus{}
-	mi := &file_hodei_proto_msgTypes[49]
+	mi := &file_hodei_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3996,7 +4086,7 @@ func (x *TenantStatus) String() string {
 func (*TenantStatus) ProtoMessage() {}
 
 func (x *TenantStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[49]
+	mi := &file_hodei_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4009,7 +4099,7 @@ func (x *TenantStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TenantStatus.ProtoReflect.Descriptor instead.
 func (*TenantStatus) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{49}
+	return file_hodei_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *TenantStatus) GetTenant() *Tenant {
@@ -4089,7 +4179,7 @@ type SetTenantRequest struct {
 
 func (x *SetTenantRequest) Reset() {
 	*x = SetTenantRequest{}
-	mi := &file_hodei_proto_msgTypes[50]
+	mi := &file_hodei_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4101,7 +4191,7 @@ func (x *SetTenantRequest) String() string {
 func (*SetTenantRequest) ProtoMessage() {}
 
 func (x *SetTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[50]
+	mi := &file_hodei_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4114,7 +4204,7 @@ func (x *SetTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetTenantRequest.ProtoReflect.Descriptor instead.
 func (*SetTenantRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{50}
+	return file_hodei_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *SetTenantRequest) GetTenant() *Tenant {
@@ -4140,7 +4230,7 @@ type GetTenantRequest struct {
 
 func (x *GetTenantRequest) Reset() {
 	*x = GetTenantRequest{}
-	mi := &file_hodei_proto_msgTypes[51]
+	mi := &file_hodei_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4152,7 +4242,7 @@ func (x *GetTenantRequest) String() string {
 func (*GetTenantRequest) ProtoMessage() {}
 
 func (x *GetTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[51]
+	mi := &file_hodei_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4165,7 +4255,7 @@ func (x *GetTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTenantRequest.ProtoReflect.Descriptor instead.
 func (*GetTenantRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{51}
+	return file_hodei_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *GetTenantRequest) GetName() string {
@@ -4183,7 +4273,7 @@ type ListTenantsRequest struct {
 
 func (x *ListTenantsRequest) Reset() {
 	*x = ListTenantsRequest{}
-	mi := &file_hodei_proto_msgTypes[52]
+	mi := &file_hodei_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4195,7 +4285,7 @@ func (x *ListTenantsRequest) String() string {
 func (*ListTenantsRequest) ProtoMessage() {}
 
 func (x *ListTenantsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[52]
+	mi := &file_hodei_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4208,7 +4298,7 @@ func (x *ListTenantsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTenantsRequest.ProtoReflect.Descriptor instead.
 func (*ListTenantsRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{52}
+	return file_hodei_proto_rawDescGZIP(), []int{54}
 }
 
 type ListTenantsResponse struct {
@@ -4220,7 +4310,7 @@ type ListTenantsResponse struct {
 
 func (x *ListTenantsResponse) Reset() {
 	*x = ListTenantsResponse{}
-	mi := &file_hodei_proto_msgTypes[53]
+	mi := &file_hodei_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4232,7 +4322,7 @@ func (x *ListTenantsResponse) String() string {
 func (*ListTenantsResponse) ProtoMessage() {}
 
 func (x *ListTenantsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[53]
+	mi := &file_hodei_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4245,7 +4335,7 @@ func (x *ListTenantsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTenantsResponse.ProtoReflect.Descriptor instead.
 func (*ListTenantsResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{53}
+	return file_hodei_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ListTenantsResponse) GetTenants() []*TenantStatus {
@@ -4264,7 +4354,7 @@ type DeleteTenantRequest struct {
 
 func (x *DeleteTenantRequest) Reset() {
 	*x = DeleteTenantRequest{}
-	mi := &file_hodei_proto_msgTypes[54]
+	mi := &file_hodei_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4276,7 +4366,7 @@ func (x *DeleteTenantRequest) String() string {
 func (*DeleteTenantRequest) ProtoMessage() {}
 
 func (x *DeleteTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[54]
+	mi := &file_hodei_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4289,7 +4379,7 @@ func (x *DeleteTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTenantRequest.ProtoReflect.Descriptor instead.
 func (*DeleteTenantRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{54}
+	return file_hodei_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *DeleteTenantRequest) GetName() string {
@@ -4307,7 +4397,7 @@ type DeleteTenantResponse struct {
 
 func (x *DeleteTenantResponse) Reset() {
 	*x = DeleteTenantResponse{}
-	mi := &file_hodei_proto_msgTypes[55]
+	mi := &file_hodei_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4319,7 +4409,7 @@ func (x *DeleteTenantResponse) String() string {
 func (*DeleteTenantResponse) ProtoMessage() {}
 
 func (x *DeleteTenantResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[55]
+	mi := &file_hodei_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4332,7 +4422,7 @@ func (x *DeleteTenantResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTenantResponse.ProtoReflect.Descriptor instead.
 func (*DeleteTenantResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{55}
+	return file_hodei_proto_rawDescGZIP(), []int{57}
 }
 
 type MatrixAxis struct {
@@ -4345,7 +4435,7 @@ type MatrixAxis struct {
 
 func (x *MatrixAxis) Reset() {
 	*x = MatrixAxis{}
-	mi := &file_hodei_proto_msgTypes[56]
+	mi := &file_hodei_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4357,7 +4447,7 @@ func (x *MatrixAxis) String() string {
 func (*MatrixAxis) ProtoMessage() {}
 
 func (x *MatrixAxis) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[56]
+	mi := &file_hodei_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4370,7 +4460,7 @@ func (x *MatrixAxis) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MatrixAxis.ProtoReflect.Descriptor instead.
 func (*MatrixAxis) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{56}
+	return file_hodei_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *MatrixAxis) GetKey() string {
@@ -4404,7 +4494,7 @@ type PipelineStepSpec struct {
 
 func (x *PipelineStepSpec) Reset() {
 	*x = PipelineStepSpec{}
-	mi := &file_hodei_proto_msgTypes[57]
+	mi := &file_hodei_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4416,7 +4506,7 @@ func (x *PipelineStepSpec) String() string {
 func (*PipelineStepSpec) ProtoMessage() {}
 
 func (x *PipelineStepSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[57]
+	mi := &file_hodei_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4429,7 +4519,7 @@ func (x *PipelineStepSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PipelineStepSpec.ProtoReflect.Descriptor instead.
 func (*PipelineStepSpec) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{57}
+	return file_hodei_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *PipelineStepSpec) GetName() string {
@@ -4479,7 +4569,7 @@ type PipelineSpec struct {
 
 func (x *PipelineSpec) Reset() {
 	*x = PipelineSpec{}
-	mi := &file_hodei_proto_msgTypes[58]
+	mi := &file_hodei_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4491,7 +4581,7 @@ func (x *PipelineSpec) String() string {
 func (*PipelineSpec) ProtoMessage() {}
 
 func (x *PipelineSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[58]
+	mi := &file_hodei_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4504,7 +4594,7 @@ func (x *PipelineSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PipelineSpec.ProtoReflect.Descriptor instead.
 func (*PipelineSpec) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{58}
+	return file_hodei_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *PipelineSpec) GetName() string {
@@ -4550,7 +4640,7 @@ type Pipeline struct {
 
 func (x *Pipeline) Reset() {
 	*x = Pipeline{}
-	mi := &file_hodei_proto_msgTypes[59]
+	mi := &file_hodei_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4562,7 +4652,7 @@ func (x *Pipeline) String() string {
 func (*Pipeline) ProtoMessage() {}
 
 func (x *Pipeline) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[59]
+	mi := &file_hodei_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4575,7 +4665,7 @@ func (x *Pipeline) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pipeline.ProtoReflect.Descriptor instead.
 func (*Pipeline) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{59}
+	return file_hodei_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *Pipeline) GetId() string {
@@ -4632,7 +4722,7 @@ type PipelineStatus struct {
 
 func (x *PipelineStatus) Reset() {
 	*x = PipelineStatus{}
-	mi := &file_hodei_proto_msgTypes[60]
+	mi := &file_hodei_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4644,7 +4734,7 @@ func (x *PipelineStatus) String() string {
 func (*PipelineStatus) ProtoMessage() {}
 
 func (x *PipelineStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[60]
+	mi := &file_hodei_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4657,7 +4747,7 @@ func (x *PipelineStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PipelineStatus.ProtoReflect.Descriptor instead.
 func (*PipelineStatus) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{60}
+	return file_hodei_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *PipelineStatus) GetPipeline() *Pipeline {
@@ -4690,7 +4780,7 @@ type RunPipelineRequest struct {
 
 func (x *RunPipelineRequest) Reset() {
 	*x = RunPipelineRequest{}
-	mi := &file_hodei_proto_msgTypes[61]
+	mi := &file_hodei_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4702,7 +4792,7 @@ func (x *RunPipelineRequest) String() string {
 func (*RunPipelineRequest) ProtoMessage() {}
 
 func (x *RunPipelineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[61]
+	mi := &file_hodei_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4715,7 +4805,7 @@ func (x *RunPipelineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunPipelineRequest.ProtoReflect.Descriptor instead.
 func (*RunPipelineRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{61}
+	return file_hodei_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *RunPipelineRequest) GetSpec() *PipelineSpec {
@@ -4734,7 +4824,7 @@ type GetPipelineRequest struct {
 
 func (x *GetPipelineRequest) Reset() {
 	*x = GetPipelineRequest{}
-	mi := &file_hodei_proto_msgTypes[62]
+	mi := &file_hodei_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4746,7 +4836,7 @@ func (x *GetPipelineRequest) String() string {
 func (*GetPipelineRequest) ProtoMessage() {}
 
 func (x *GetPipelineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[62]
+	mi := &file_hodei_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4759,7 +4849,7 @@ func (x *GetPipelineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPipelineRequest.ProtoReflect.Descriptor instead.
 func (*GetPipelineRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{62}
+	return file_hodei_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *GetPipelineRequest) GetId() string {
@@ -4777,7 +4867,7 @@ type ListPipelinesRequest struct {
 
 func (x *ListPipelinesRequest) Reset() {
 	*x = ListPipelinesRequest{}
-	mi := &file_hodei_proto_msgTypes[63]
+	mi := &file_hodei_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4789,7 +4879,7 @@ func (x *ListPipelinesRequest) String() string {
 func (*ListPipelinesRequest) ProtoMessage() {}
 
 func (x *ListPipelinesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[63]
+	mi := &file_hodei_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4802,7 +4892,7 @@ func (x *ListPipelinesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPipelinesRequest.ProtoReflect.Descriptor instead.
 func (*ListPipelinesRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{63}
+	return file_hodei_proto_rawDescGZIP(), []int{65}
 }
 
 type ListPipelinesResponse struct {
@@ -4814,7 +4904,7 @@ type ListPipelinesResponse struct {
 
 func (x *ListPipelinesResponse) Reset() {
 	*x = ListPipelinesResponse{}
-	mi := &file_hodei_proto_msgTypes[64]
+	mi := &file_hodei_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4826,7 +4916,7 @@ func (x *ListPipelinesResponse) String() string {
 func (*ListPipelinesResponse) ProtoMessage() {}
 
 func (x *ListPipelinesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[64]
+	mi := &file_hodei_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4839,7 +4929,7 @@ func (x *ListPipelinesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPipelinesResponse.ProtoReflect.Descriptor instead.
 func (*ListPipelinesResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{64}
+	return file_hodei_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *ListPipelinesResponse) GetPipelines() []*PipelineStatus {
@@ -4859,7 +4949,7 @@ type CancelPipelineRequest struct {
 
 func (x *CancelPipelineRequest) Reset() {
 	*x = CancelPipelineRequest{}
-	mi := &file_hodei_proto_msgTypes[65]
+	mi := &file_hodei_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4871,7 +4961,7 @@ func (x *CancelPipelineRequest) String() string {
 func (*CancelPipelineRequest) ProtoMessage() {}
 
 func (x *CancelPipelineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[65]
+	mi := &file_hodei_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4884,7 +4974,7 @@ func (x *CancelPipelineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelPipelineRequest.ProtoReflect.Descriptor instead.
 func (*CancelPipelineRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{65}
+	return file_hodei_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *CancelPipelineRequest) GetId() string {
@@ -4913,7 +5003,7 @@ type Pipeline_Step struct {
 
 func (x *Pipeline_Step) Reset() {
 	*x = Pipeline_Step{}
-	mi := &file_hodei_proto_msgTypes[73]
+	mi := &file_hodei_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4925,7 +5015,7 @@ func (x *Pipeline_Step) String() string {
 func (*Pipeline_Step) ProtoMessage() {}
 
 func (x *Pipeline_Step) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[73]
+	mi := &file_hodei_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4938,7 +5028,7 @@ func (x *Pipeline_Step) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pipeline_Step.ProtoReflect.Descriptor instead.
 func (*Pipeline_Step) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{59, 0}
+	return file_hodei_proto_rawDescGZIP(), []int{61, 0}
 }
 
 func (x *Pipeline_Step) GetName() string {
@@ -5056,7 +5146,11 @@ const file_hodei_proto_rawDesc = "" +
 	"\x05array\x18\x02 \x01(\tR\x05array\"2\n" +
 	"\x0eSubmitResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
-	"\x03ids\x18\x02 \x03(\tR\x03ids\"\x1f\n" +
+	"\x03ids\x18\x02 \x03(\tR\x03ids\"=\n" +
+	"\x12SubmitBatchRequest\x12'\n" +
+	"\x05specs\x18\x01 \x03(\v2\x11.hodei.v1.JobSpecR\x05specs\"'\n" +
+	"\x13SubmitBatchResponse\x12\x10\n" +
+	"\x03ids\x18\x01 \x03(\tR\x03ids\"\x1f\n" +
 	"\rGetJobRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\xbb\x02\n" +
 	"\x0fListJobsRequest\x12(\n" +
@@ -5388,10 +5482,11 @@ const file_hodei_proto_rawDesc = "" +
 	"\x16PIPELINE_STATE_RUNNING\x10\x02\x12\x1c\n" +
 	"\x18PIPELINE_STATE_COMPLETED\x10\x03\x12\x19\n" +
 	"\x15PIPELINE_STATE_FAILED\x10\x04\x12\x1c\n" +
-	"\x18PIPELINE_STATE_CANCELLED\x10\x052\xd0\x05\n" +
+	"\x18PIPELINE_STATE_CANCELLED\x10\x052\x9c\x06\n" +
 	"\n" +
 	"JobService\x12;\n" +
-	"\x06Submit\x12\x17.hodei.v1.SubmitRequest\x1a\x18.hodei.v1.SubmitResponse\x12-\n" +
+	"\x06Submit\x12\x17.hodei.v1.SubmitRequest\x1a\x18.hodei.v1.SubmitResponse\x12J\n" +
+	"\vSubmitBatch\x12\x1c.hodei.v1.SubmitBatchRequest\x1a\x1d.hodei.v1.SubmitBatchResponse\x12-\n" +
 	"\x03Get\x12\x17.hodei.v1.GetJobRequest\x1a\r.hodei.v1.Job\x12=\n" +
 	"\x04List\x12\x19.hodei.v1.ListJobsRequest\x1a\x1a.hodei.v1.ListJobsResponse\x123\n" +
 	"\x06Cancel\x12\x1a.hodei.v1.CancelJobRequest\x1a\r.hodei.v1.Job\x125\n" +
@@ -5434,7 +5529,7 @@ func file_hodei_proto_rawDescGZIP() []byte {
 }
 
 var file_hodei_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_hodei_proto_msgTypes = make([]protoimpl.MessageInfo, 74)
+var file_hodei_proto_msgTypes = make([]protoimpl.MessageInfo, 76)
 var file_hodei_proto_goTypes = []any{
 	(JobState)(0),                 // 0: hodei.v1.JobState
 	(LogStream)(0),                // 1: hodei.v1.LogStream
@@ -5448,191 +5543,196 @@ var file_hodei_proto_goTypes = []any{
 	(*Job)(nil),                   // 9: hodei.v1.Job
 	(*SubmitRequest)(nil),         // 10: hodei.v1.SubmitRequest
 	(*SubmitResponse)(nil),        // 11: hodei.v1.SubmitResponse
-	(*GetJobRequest)(nil),         // 12: hodei.v1.GetJobRequest
-	(*ListJobsRequest)(nil),       // 13: hodei.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),      // 14: hodei.v1.ListJobsResponse
-	(*CancelJobRequest)(nil),      // 15: hodei.v1.CancelJobRequest
-	(*CancelArrayRequest)(nil),    // 16: hodei.v1.CancelArrayRequest
-	(*CancelArrayResponse)(nil),   // 17: hodei.v1.CancelArrayResponse
-	(*WatchRequest)(nil),          // 18: hodei.v1.WatchRequest
-	(*JobEvent)(nil),              // 19: hodei.v1.JobEvent
-	(*LogsRequest)(nil),           // 20: hodei.v1.LogsRequest
-	(*LogData)(nil),               // 21: hodei.v1.LogData
-	(*JoinRequest)(nil),           // 22: hodei.v1.JoinRequest
-	(*JoinResponse)(nil),          // 23: hodei.v1.JoinResponse
-	(*AgentMessage)(nil),          // 24: hodei.v1.AgentMessage
-	(*ServerMessage)(nil),         // 25: hodei.v1.ServerMessage
-	(*JobRef)(nil),                // 26: hodei.v1.JobRef
-	(*Hello)(nil),                 // 27: hodei.v1.Hello
-	(*Heartbeat)(nil),             // 28: hodei.v1.Heartbeat
-	(*JobStarted)(nil),            // 29: hodei.v1.JobStarted
-	(*LogChunk)(nil),              // 30: hodei.v1.LogChunk
-	(*JobFinished)(nil),           // 31: hodei.v1.JobFinished
-	(*Welcome)(nil),               // 32: hodei.v1.Welcome
-	(*Assign)(nil),                // 33: hodei.v1.Assign
-	(*CancelJob)(nil),             // 34: hodei.v1.CancelJob
-	(*Ack)(nil),                   // 35: hodei.v1.Ack
-	(*Worker)(nil),                // 36: hodei.v1.Worker
-	(*RevokeWorkerRequest)(nil),   // 37: hodei.v1.RevokeWorkerRequest
-	(*TokenInfo)(nil),             // 38: hodei.v1.TokenInfo
-	(*CreateTokenRequest)(nil),    // 39: hodei.v1.CreateTokenRequest
-	(*CreateTokenResponse)(nil),   // 40: hodei.v1.CreateTokenResponse
-	(*ListTokensRequest)(nil),     // 41: hodei.v1.ListTokensRequest
-	(*ListTokensResponse)(nil),    // 42: hodei.v1.ListTokensResponse
-	(*RevokeTokenRequest)(nil),    // 43: hodei.v1.RevokeTokenRequest
-	(*WhoAmIRequest)(nil),         // 44: hodei.v1.WhoAmIRequest
-	(*AuditRecord)(nil),           // 45: hodei.v1.AuditRecord
-	(*AgentRecord)(nil),           // 46: hodei.v1.AgentRecord
-	(*ListAuditRequest)(nil),      // 47: hodei.v1.ListAuditRequest
-	(*ListAuditResponse)(nil),     // 48: hodei.v1.ListAuditResponse
-	(*ListWorkersRequest)(nil),    // 49: hodei.v1.ListWorkersRequest
-	(*ListWorkersResponse)(nil),   // 50: hodei.v1.ListWorkersResponse
-	(*DrainWorkerRequest)(nil),    // 51: hodei.v1.DrainWorkerRequest
-	(*SnapshotRequest)(nil),       // 52: hodei.v1.SnapshotRequest
-	(*SnapshotChunk)(nil),         // 53: hodei.v1.SnapshotChunk
-	(*Tenant)(nil),                // 54: hodei.v1.Tenant
-	(*TenantStatus)(nil),          // 55: hodei.v1.TenantStatus
-	(*SetTenantRequest)(nil),      // 56: hodei.v1.SetTenantRequest
-	(*GetTenantRequest)(nil),      // 57: hodei.v1.GetTenantRequest
-	(*ListTenantsRequest)(nil),    // 58: hodei.v1.ListTenantsRequest
-	(*ListTenantsResponse)(nil),   // 59: hodei.v1.ListTenantsResponse
-	(*DeleteTenantRequest)(nil),   // 60: hodei.v1.DeleteTenantRequest
-	(*DeleteTenantResponse)(nil),  // 61: hodei.v1.DeleteTenantResponse
-	(*MatrixAxis)(nil),            // 62: hodei.v1.MatrixAxis
-	(*PipelineStepSpec)(nil),      // 63: hodei.v1.PipelineStepSpec
-	(*PipelineSpec)(nil),          // 64: hodei.v1.PipelineSpec
-	(*Pipeline)(nil),              // 65: hodei.v1.Pipeline
-	(*PipelineStatus)(nil),        // 66: hodei.v1.PipelineStatus
-	(*RunPipelineRequest)(nil),    // 67: hodei.v1.RunPipelineRequest
-	(*GetPipelineRequest)(nil),    // 68: hodei.v1.GetPipelineRequest
-	(*ListPipelinesRequest)(nil),  // 69: hodei.v1.ListPipelinesRequest
-	(*ListPipelinesResponse)(nil), // 70: hodei.v1.ListPipelinesResponse
-	(*CancelPipelineRequest)(nil), // 71: hodei.v1.CancelPipelineRequest
-	nil,                           // 72: hodei.v1.JobSpec.LabelsEntry
-	nil,                           // 73: hodei.v1.JobSpec.EnvEntry
-	nil,                           // 74: hodei.v1.JobSpec.SecretEnvEntry
-	nil,                           // 75: hodei.v1.JobSpec.SelectorEntry
-	nil,                           // 76: hodei.v1.ListJobsRequest.LabelsEntry
-	nil,                           // 77: hodei.v1.Hello.LabelsEntry
-	nil,                           // 78: hodei.v1.Worker.LabelsEntry
-	(*Pipeline_Step)(nil),         // 79: hodei.v1.Pipeline.Step
+	(*SubmitBatchRequest)(nil),    // 12: hodei.v1.SubmitBatchRequest
+	(*SubmitBatchResponse)(nil),   // 13: hodei.v1.SubmitBatchResponse
+	(*GetJobRequest)(nil),         // 14: hodei.v1.GetJobRequest
+	(*ListJobsRequest)(nil),       // 15: hodei.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),      // 16: hodei.v1.ListJobsResponse
+	(*CancelJobRequest)(nil),      // 17: hodei.v1.CancelJobRequest
+	(*CancelArrayRequest)(nil),    // 18: hodei.v1.CancelArrayRequest
+	(*CancelArrayResponse)(nil),   // 19: hodei.v1.CancelArrayResponse
+	(*WatchRequest)(nil),          // 20: hodei.v1.WatchRequest
+	(*JobEvent)(nil),              // 21: hodei.v1.JobEvent
+	(*LogsRequest)(nil),           // 22: hodei.v1.LogsRequest
+	(*LogData)(nil),               // 23: hodei.v1.LogData
+	(*JoinRequest)(nil),           // 24: hodei.v1.JoinRequest
+	(*JoinResponse)(nil),          // 25: hodei.v1.JoinResponse
+	(*AgentMessage)(nil),          // 26: hodei.v1.AgentMessage
+	(*ServerMessage)(nil),         // 27: hodei.v1.ServerMessage
+	(*JobRef)(nil),                // 28: hodei.v1.JobRef
+	(*Hello)(nil),                 // 29: hodei.v1.Hello
+	(*Heartbeat)(nil),             // 30: hodei.v1.Heartbeat
+	(*JobStarted)(nil),            // 31: hodei.v1.JobStarted
+	(*LogChunk)(nil),              // 32: hodei.v1.LogChunk
+	(*JobFinished)(nil),           // 33: hodei.v1.JobFinished
+	(*Welcome)(nil),               // 34: hodei.v1.Welcome
+	(*Assign)(nil),                // 35: hodei.v1.Assign
+	(*CancelJob)(nil),             // 36: hodei.v1.CancelJob
+	(*Ack)(nil),                   // 37: hodei.v1.Ack
+	(*Worker)(nil),                // 38: hodei.v1.Worker
+	(*RevokeWorkerRequest)(nil),   // 39: hodei.v1.RevokeWorkerRequest
+	(*TokenInfo)(nil),             // 40: hodei.v1.TokenInfo
+	(*CreateTokenRequest)(nil),    // 41: hodei.v1.CreateTokenRequest
+	(*CreateTokenResponse)(nil),   // 42: hodei.v1.CreateTokenResponse
+	(*ListTokensRequest)(nil),     // 43: hodei.v1.ListTokensRequest
+	(*ListTokensResponse)(nil),    // 44: hodei.v1.ListTokensResponse
+	(*RevokeTokenRequest)(nil),    // 45: hodei.v1.RevokeTokenRequest
+	(*WhoAmIRequest)(nil),         // 46: hodei.v1.WhoAmIRequest
+	(*AuditRecord)(nil),           // 47: hodei.v1.AuditRecord
+	(*AgentRecord)(nil),           // 48: hodei.v1.AgentRecord
+	(*ListAuditRequest)(nil),      // 49: hodei.v1.ListAuditRequest
+	(*ListAuditResponse)(nil),     // 50: hodei.v1.ListAuditResponse
+	(*ListWorkersRequest)(nil),    // 51: hodei.v1.ListWorkersRequest
+	(*ListWorkersResponse)(nil),   // 52: hodei.v1.ListWorkersResponse
+	(*DrainWorkerRequest)(nil),    // 53: hodei.v1.DrainWorkerRequest
+	(*SnapshotRequest)(nil),       // 54: hodei.v1.SnapshotRequest
+	(*SnapshotChunk)(nil),         // 55: hodei.v1.SnapshotChunk
+	(*Tenant)(nil),                // 56: hodei.v1.Tenant
+	(*TenantStatus)(nil),          // 57: hodei.v1.TenantStatus
+	(*SetTenantRequest)(nil),      // 58: hodei.v1.SetTenantRequest
+	(*GetTenantRequest)(nil),      // 59: hodei.v1.GetTenantRequest
+	(*ListTenantsRequest)(nil),    // 60: hodei.v1.ListTenantsRequest
+	(*ListTenantsResponse)(nil),   // 61: hodei.v1.ListTenantsResponse
+	(*DeleteTenantRequest)(nil),   // 62: hodei.v1.DeleteTenantRequest
+	(*DeleteTenantResponse)(nil),  // 63: hodei.v1.DeleteTenantResponse
+	(*MatrixAxis)(nil),            // 64: hodei.v1.MatrixAxis
+	(*PipelineStepSpec)(nil),      // 65: hodei.v1.PipelineStepSpec
+	(*PipelineSpec)(nil),          // 66: hodei.v1.PipelineSpec
+	(*Pipeline)(nil),              // 67: hodei.v1.Pipeline
+	(*PipelineStatus)(nil),        // 68: hodei.v1.PipelineStatus
+	(*RunPipelineRequest)(nil),    // 69: hodei.v1.RunPipelineRequest
+	(*GetPipelineRequest)(nil),    // 70: hodei.v1.GetPipelineRequest
+	(*ListPipelinesRequest)(nil),  // 71: hodei.v1.ListPipelinesRequest
+	(*ListPipelinesResponse)(nil), // 72: hodei.v1.ListPipelinesResponse
+	(*CancelPipelineRequest)(nil), // 73: hodei.v1.CancelPipelineRequest
+	nil,                           // 74: hodei.v1.JobSpec.LabelsEntry
+	nil,                           // 75: hodei.v1.JobSpec.EnvEntry
+	nil,                           // 76: hodei.v1.JobSpec.SecretEnvEntry
+	nil,                           // 77: hodei.v1.JobSpec.SelectorEntry
+	nil,                           // 78: hodei.v1.ListJobsRequest.LabelsEntry
+	nil,                           // 79: hodei.v1.Hello.LabelsEntry
+	nil,                           // 80: hodei.v1.Worker.LabelsEntry
+	(*Pipeline_Step)(nil),         // 81: hodei.v1.Pipeline.Step
 }
 var file_hodei_proto_depIdxs = []int32{
-	72, // 0: hodei.v1.JobSpec.labels:type_name -> hodei.v1.JobSpec.LabelsEntry
-	73, // 1: hodei.v1.JobSpec.env:type_name -> hodei.v1.JobSpec.EnvEntry
-	74, // 2: hodei.v1.JobSpec.secret_env:type_name -> hodei.v1.JobSpec.SecretEnvEntry
+	74, // 0: hodei.v1.JobSpec.labels:type_name -> hodei.v1.JobSpec.LabelsEntry
+	75, // 1: hodei.v1.JobSpec.env:type_name -> hodei.v1.JobSpec.EnvEntry
+	76, // 2: hodei.v1.JobSpec.secret_env:type_name -> hodei.v1.JobSpec.SecretEnvEntry
 	6,  // 3: hodei.v1.JobSpec.resources:type_name -> hodei.v1.Resources
-	75, // 4: hodei.v1.JobSpec.selector:type_name -> hodei.v1.JobSpec.SelectorEntry
+	77, // 4: hodei.v1.JobSpec.selector:type_name -> hodei.v1.JobSpec.SelectorEntry
 	7,  // 5: hodei.v1.Job.spec:type_name -> hodei.v1.JobSpec
 	0,  // 6: hodei.v1.Job.state:type_name -> hodei.v1.JobState
 	8,  // 7: hodei.v1.Job.usage:type_name -> hodei.v1.Usage
 	7,  // 8: hodei.v1.SubmitRequest.spec:type_name -> hodei.v1.JobSpec
-	0,  // 9: hodei.v1.ListJobsRequest.state:type_name -> hodei.v1.JobState
-	76, // 10: hodei.v1.ListJobsRequest.labels:type_name -> hodei.v1.ListJobsRequest.LabelsEntry
-	9,  // 11: hodei.v1.ListJobsResponse.jobs:type_name -> hodei.v1.Job
-	9,  // 12: hodei.v1.JobEvent.job:type_name -> hodei.v1.Job
-	1,  // 13: hodei.v1.LogsRequest.stream:type_name -> hodei.v1.LogStream
-	27, // 14: hodei.v1.AgentMessage.hello:type_name -> hodei.v1.Hello
-	28, // 15: hodei.v1.AgentMessage.heartbeat:type_name -> hodei.v1.Heartbeat
-	29, // 16: hodei.v1.AgentMessage.started:type_name -> hodei.v1.JobStarted
-	30, // 17: hodei.v1.AgentMessage.log:type_name -> hodei.v1.LogChunk
-	31, // 18: hodei.v1.AgentMessage.finished:type_name -> hodei.v1.JobFinished
-	32, // 19: hodei.v1.ServerMessage.welcome:type_name -> hodei.v1.Welcome
-	33, // 20: hodei.v1.ServerMessage.assign:type_name -> hodei.v1.Assign
-	34, // 21: hodei.v1.ServerMessage.cancel:type_name -> hodei.v1.CancelJob
-	35, // 22: hodei.v1.ServerMessage.ack:type_name -> hodei.v1.Ack
-	77, // 23: hodei.v1.Hello.labels:type_name -> hodei.v1.Hello.LabelsEntry
-	6,  // 24: hodei.v1.Hello.capacity:type_name -> hodei.v1.Resources
-	26, // 25: hodei.v1.Hello.running:type_name -> hodei.v1.JobRef
-	31, // 26: hodei.v1.Hello.finished:type_name -> hodei.v1.JobFinished
-	26, // 27: hodei.v1.Heartbeat.running:type_name -> hodei.v1.JobRef
-	1,  // 28: hodei.v1.LogChunk.stream:type_name -> hodei.v1.LogStream
-	2,  // 29: hodei.v1.JobFinished.outcome:type_name -> hodei.v1.Outcome
-	8,  // 30: hodei.v1.JobFinished.usage:type_name -> hodei.v1.Usage
-	9,  // 31: hodei.v1.Assign.job:type_name -> hodei.v1.Job
-	1,  // 32: hodei.v1.Ack.stream:type_name -> hodei.v1.LogStream
-	78, // 33: hodei.v1.Worker.labels:type_name -> hodei.v1.Worker.LabelsEntry
-	3,  // 34: hodei.v1.Worker.state:type_name -> hodei.v1.WorkerState
-	6,  // 35: hodei.v1.Worker.capacity:type_name -> hodei.v1.Resources
-	6,  // 36: hodei.v1.Worker.allocated:type_name -> hodei.v1.Resources
-	38, // 37: hodei.v1.CreateTokenResponse.info:type_name -> hodei.v1.TokenInfo
-	38, // 38: hodei.v1.ListTokensResponse.tokens:type_name -> hodei.v1.TokenInfo
-	45, // 39: hodei.v1.ListAuditResponse.records:type_name -> hodei.v1.AuditRecord
-	36, // 40: hodei.v1.ListWorkersResponse.workers:type_name -> hodei.v1.Worker
-	6,  // 41: hodei.v1.Tenant.max_running:type_name -> hodei.v1.Resources
-	54, // 42: hodei.v1.TenantStatus.tenant:type_name -> hodei.v1.Tenant
-	6,  // 43: hodei.v1.TenantStatus.pending:type_name -> hodei.v1.Resources
-	6,  // 44: hodei.v1.TenantStatus.running:type_name -> hodei.v1.Resources
-	4,  // 45: hodei.v1.TenantStatus.burst_state:type_name -> hodei.v1.BurstState
-	54, // 46: hodei.v1.SetTenantRequest.tenant:type_name -> hodei.v1.Tenant
-	55, // 47: hodei.v1.ListTenantsResponse.tenants:type_name -> hodei.v1.TenantStatus
-	7,  // 48: hodei.v1.PipelineStepSpec.spec:type_name -> hodei.v1.JobSpec
-	62, // 49: hodei.v1.PipelineStepSpec.matrix:type_name -> hodei.v1.MatrixAxis
-	7,  // 50: hodei.v1.PipelineSpec.defaults:type_name -> hodei.v1.JobSpec
-	63, // 51: hodei.v1.PipelineSpec.steps:type_name -> hodei.v1.PipelineStepSpec
-	79, // 52: hodei.v1.Pipeline.steps:type_name -> hodei.v1.Pipeline.Step
-	65, // 53: hodei.v1.PipelineStatus.pipeline:type_name -> hodei.v1.Pipeline
-	5,  // 54: hodei.v1.PipelineStatus.state:type_name -> hodei.v1.PipelineState
-	9,  // 55: hodei.v1.PipelineStatus.jobs:type_name -> hodei.v1.Job
-	64, // 56: hodei.v1.RunPipelineRequest.spec:type_name -> hodei.v1.PipelineSpec
-	66, // 57: hodei.v1.ListPipelinesResponse.pipelines:type_name -> hodei.v1.PipelineStatus
-	10, // 58: hodei.v1.JobService.Submit:input_type -> hodei.v1.SubmitRequest
-	12, // 59: hodei.v1.JobService.Get:input_type -> hodei.v1.GetJobRequest
-	13, // 60: hodei.v1.JobService.List:input_type -> hodei.v1.ListJobsRequest
-	15, // 61: hodei.v1.JobService.Cancel:input_type -> hodei.v1.CancelJobRequest
-	18, // 62: hodei.v1.JobService.Watch:input_type -> hodei.v1.WatchRequest
-	20, // 63: hodei.v1.JobService.Logs:input_type -> hodei.v1.LogsRequest
-	16, // 64: hodei.v1.JobService.CancelArray:input_type -> hodei.v1.CancelArrayRequest
-	67, // 65: hodei.v1.JobService.RunPipeline:input_type -> hodei.v1.RunPipelineRequest
-	68, // 66: hodei.v1.JobService.GetPipeline:input_type -> hodei.v1.GetPipelineRequest
-	69, // 67: hodei.v1.JobService.ListPipelines:input_type -> hodei.v1.ListPipelinesRequest
-	71, // 68: hodei.v1.JobService.CancelPipeline:input_type -> hodei.v1.CancelPipelineRequest
-	24, // 69: hodei.v1.AgentService.Connect:input_type -> hodei.v1.AgentMessage
-	22, // 70: hodei.v1.AgentService.Join:input_type -> hodei.v1.JoinRequest
-	49, // 71: hodei.v1.AdminService.ListWorkers:input_type -> hodei.v1.ListWorkersRequest
-	51, // 72: hodei.v1.AdminService.DrainWorker:input_type -> hodei.v1.DrainWorkerRequest
-	52, // 73: hodei.v1.AdminService.Snapshot:input_type -> hodei.v1.SnapshotRequest
-	56, // 74: hodei.v1.AdminService.SetTenant:input_type -> hodei.v1.SetTenantRequest
-	57, // 75: hodei.v1.AdminService.GetTenant:input_type -> hodei.v1.GetTenantRequest
-	58, // 76: hodei.v1.AdminService.ListTenants:input_type -> hodei.v1.ListTenantsRequest
-	60, // 77: hodei.v1.AdminService.DeleteTenant:input_type -> hodei.v1.DeleteTenantRequest
-	37, // 78: hodei.v1.AdminService.RevokeWorker:input_type -> hodei.v1.RevokeWorkerRequest
-	39, // 79: hodei.v1.AdminService.CreateToken:input_type -> hodei.v1.CreateTokenRequest
-	41, // 80: hodei.v1.AdminService.ListTokens:input_type -> hodei.v1.ListTokensRequest
-	43, // 81: hodei.v1.AdminService.RevokeToken:input_type -> hodei.v1.RevokeTokenRequest
-	44, // 82: hodei.v1.AdminService.WhoAmI:input_type -> hodei.v1.WhoAmIRequest
-	47, // 83: hodei.v1.AdminService.ListAudit:input_type -> hodei.v1.ListAuditRequest
-	11, // 84: hodei.v1.JobService.Submit:output_type -> hodei.v1.SubmitResponse
-	9,  // 85: hodei.v1.JobService.Get:output_type -> hodei.v1.Job
-	14, // 86: hodei.v1.JobService.List:output_type -> hodei.v1.ListJobsResponse
-	9,  // 87: hodei.v1.JobService.Cancel:output_type -> hodei.v1.Job
-	19, // 88: hodei.v1.JobService.Watch:output_type -> hodei.v1.JobEvent
-	21, // 89: hodei.v1.JobService.Logs:output_type -> hodei.v1.LogData
-	17, // 90: hodei.v1.JobService.CancelArray:output_type -> hodei.v1.CancelArrayResponse
-	66, // 91: hodei.v1.JobService.RunPipeline:output_type -> hodei.v1.PipelineStatus
-	66, // 92: hodei.v1.JobService.GetPipeline:output_type -> hodei.v1.PipelineStatus
-	70, // 93: hodei.v1.JobService.ListPipelines:output_type -> hodei.v1.ListPipelinesResponse
-	66, // 94: hodei.v1.JobService.CancelPipeline:output_type -> hodei.v1.PipelineStatus
-	25, // 95: hodei.v1.AgentService.Connect:output_type -> hodei.v1.ServerMessage
-	23, // 96: hodei.v1.AgentService.Join:output_type -> hodei.v1.JoinResponse
-	50, // 97: hodei.v1.AdminService.ListWorkers:output_type -> hodei.v1.ListWorkersResponse
-	36, // 98: hodei.v1.AdminService.DrainWorker:output_type -> hodei.v1.Worker
-	53, // 99: hodei.v1.AdminService.Snapshot:output_type -> hodei.v1.SnapshotChunk
-	55, // 100: hodei.v1.AdminService.SetTenant:output_type -> hodei.v1.TenantStatus
-	55, // 101: hodei.v1.AdminService.GetTenant:output_type -> hodei.v1.TenantStatus
-	59, // 102: hodei.v1.AdminService.ListTenants:output_type -> hodei.v1.ListTenantsResponse
-	61, // 103: hodei.v1.AdminService.DeleteTenant:output_type -> hodei.v1.DeleteTenantResponse
-	36, // 104: hodei.v1.AdminService.RevokeWorker:output_type -> hodei.v1.Worker
-	40, // 105: hodei.v1.AdminService.CreateToken:output_type -> hodei.v1.CreateTokenResponse
-	42, // 106: hodei.v1.AdminService.ListTokens:output_type -> hodei.v1.ListTokensResponse
-	38, // 107: hodei.v1.AdminService.RevokeToken:output_type -> hodei.v1.TokenInfo
-	38, // 108: hodei.v1.AdminService.WhoAmI:output_type -> hodei.v1.TokenInfo
-	48, // 109: hodei.v1.AdminService.ListAudit:output_type -> hodei.v1.ListAuditResponse
-	84, // [84:110] is the sub-list for method output_type
-	58, // [58:84] is the sub-list for method input_type
-	58, // [58:58] is the sub-list for extension type_name
-	58, // [58:58] is the sub-list for extension extendee
-	0,  // [0:58] is the sub-list for field type_name
+	7,  // 9: hodei.v1.SubmitBatchRequest.specs:type_name -> hodei.v1.JobSpec
+	0,  // 10: hodei.v1.ListJobsRequest.state:type_name -> hodei.v1.JobState
+	78, // 11: hodei.v1.ListJobsRequest.labels:type_name -> hodei.v1.ListJobsRequest.LabelsEntry
+	9,  // 12: hodei.v1.ListJobsResponse.jobs:type_name -> hodei.v1.Job
+	9,  // 13: hodei.v1.JobEvent.job:type_name -> hodei.v1.Job
+	1,  // 14: hodei.v1.LogsRequest.stream:type_name -> hodei.v1.LogStream
+	29, // 15: hodei.v1.AgentMessage.hello:type_name -> hodei.v1.Hello
+	30, // 16: hodei.v1.AgentMessage.heartbeat:type_name -> hodei.v1.Heartbeat
+	31, // 17: hodei.v1.AgentMessage.started:type_name -> hodei.v1.JobStarted
+	32, // 18: hodei.v1.AgentMessage.log:type_name -> hodei.v1.LogChunk
+	33, // 19: hodei.v1.AgentMessage.finished:type_name -> hodei.v1.JobFinished
+	34, // 20: hodei.v1.ServerMessage.welcome:type_name -> hodei.v1.Welcome
+	35, // 21: hodei.v1.ServerMessage.assign:type_name -> hodei.v1.Assign
+	36, // 22: hodei.v1.ServerMessage.cancel:type_name -> hodei.v1.CancelJob
+	37, // 23: hodei.v1.ServerMessage.ack:type_name -> hodei.v1.Ack
+	79, // 24: hodei.v1.Hello.labels:type_name -> hodei.v1.Hello.LabelsEntry
+	6,  // 25: hodei.v1.Hello.capacity:type_name -> hodei.v1.Resources
+	28, // 26: hodei.v1.Hello.running:type_name -> hodei.v1.JobRef
+	33, // 27: hodei.v1.Hello.finished:type_name -> hodei.v1.JobFinished
+	28, // 28: hodei.v1.Heartbeat.running:type_name -> hodei.v1.JobRef
+	1,  // 29: hodei.v1.LogChunk.stream:type_name -> hodei.v1.LogStream
+	2,  // 30: hodei.v1.JobFinished.outcome:type_name -> hodei.v1.Outcome
+	8,  // 31: hodei.v1.JobFinished.usage:type_name -> hodei.v1.Usage
+	9,  // 32: hodei.v1.Assign.job:type_name -> hodei.v1.Job
+	1,  // 33: hodei.v1.Ack.stream:type_name -> hodei.v1.LogStream
+	80, // 34: hodei.v1.Worker.labels:type_name -> hodei.v1.Worker.LabelsEntry
+	3,  // 35: hodei.v1.Worker.state:type_name -> hodei.v1.WorkerState
+	6,  // 36: hodei.v1.Worker.capacity:type_name -> hodei.v1.Resources
+	6,  // 37: hodei.v1.Worker.allocated:type_name -> hodei.v1.Resources
+	40, // 38: hodei.v1.CreateTokenResponse.info:type_name -> hodei.v1.TokenInfo
+	40, // 39: hodei.v1.ListTokensResponse.tokens:type_name -> hodei.v1.TokenInfo
+	47, // 40: hodei.v1.ListAuditResponse.records:type_name -> hodei.v1.AuditRecord
+	38, // 41: hodei.v1.ListWorkersResponse.workers:type_name -> hodei.v1.Worker
+	6,  // 42: hodei.v1.Tenant.max_running:type_name -> hodei.v1.Resources
+	56, // 43: hodei.v1.TenantStatus.tenant:type_name -> hodei.v1.Tenant
+	6,  // 44: hodei.v1.TenantStatus.pending:type_name -> hodei.v1.Resources
+	6,  // 45: hodei.v1.TenantStatus.running:type_name -> hodei.v1.Resources
+	4,  // 46: hodei.v1.TenantStatus.burst_state:type_name -> hodei.v1.BurstState
+	56, // 47: hodei.v1.SetTenantRequest.tenant:type_name -> hodei.v1.Tenant
+	57, // 48: hodei.v1.ListTenantsResponse.tenants:type_name -> hodei.v1.TenantStatus
+	7,  // 49: hodei.v1.PipelineStepSpec.spec:type_name -> hodei.v1.JobSpec
+	64, // 50: hodei.v1.PipelineStepSpec.matrix:type_name -> hodei.v1.MatrixAxis
+	7,  // 51: hodei.v1.PipelineSpec.defaults:type_name -> hodei.v1.JobSpec
+	65, // 52: hodei.v1.PipelineSpec.steps:type_name -> hodei.v1.PipelineStepSpec
+	81, // 53: hodei.v1.Pipeline.steps:type_name -> hodei.v1.Pipeline.Step
+	67, // 54: hodei.v1.PipelineStatus.pipeline:type_name -> hodei.v1.Pipeline
+	5,  // 55: hodei.v1.PipelineStatus.state:type_name -> hodei.v1.PipelineState
+	9,  // 56: hodei.v1.PipelineStatus.jobs:type_name -> hodei.v1.Job
+	66, // 57: hodei.v1.RunPipelineRequest.spec:type_name -> hodei.v1.PipelineSpec
+	68, // 58: hodei.v1.ListPipelinesResponse.pipelines:type_name -> hodei.v1.PipelineStatus
+	10, // 59: hodei.v1.JobService.Submit:input_type -> hodei.v1.SubmitRequest
+	12, // 60: hodei.v1.JobService.SubmitBatch:input_type -> hodei.v1.SubmitBatchRequest
+	14, // 61: hodei.v1.JobService.Get:input_type -> hodei.v1.GetJobRequest
+	15, // 62: hodei.v1.JobService.List:input_type -> hodei.v1.ListJobsRequest
+	17, // 63: hodei.v1.JobService.Cancel:input_type -> hodei.v1.CancelJobRequest
+	20, // 64: hodei.v1.JobService.Watch:input_type -> hodei.v1.WatchRequest
+	22, // 65: hodei.v1.JobService.Logs:input_type -> hodei.v1.LogsRequest
+	18, // 66: hodei.v1.JobService.CancelArray:input_type -> hodei.v1.CancelArrayRequest
+	69, // 67: hodei.v1.JobService.RunPipeline:input_type -> hodei.v1.RunPipelineRequest
+	70, // 68: hodei.v1.JobService.GetPipeline:input_type -> hodei.v1.GetPipelineRequest
+	71, // 69: hodei.v1.JobService.ListPipelines:input_type -> hodei.v1.ListPipelinesRequest
+	73, // 70: hodei.v1.JobService.CancelPipeline:input_type -> hodei.v1.CancelPipelineRequest
+	26, // 71: hodei.v1.AgentService.Connect:input_type -> hodei.v1.AgentMessage
+	24, // 72: hodei.v1.AgentService.Join:input_type -> hodei.v1.JoinRequest
+	51, // 73: hodei.v1.AdminService.ListWorkers:input_type -> hodei.v1.ListWorkersRequest
+	53, // 74: hodei.v1.AdminService.DrainWorker:input_type -> hodei.v1.DrainWorkerRequest
+	54, // 75: hodei.v1.AdminService.Snapshot:input_type -> hodei.v1.SnapshotRequest
+	58, // 76: hodei.v1.AdminService.SetTenant:input_type -> hodei.v1.SetTenantRequest
+	59, // 77: hodei.v1.AdminService.GetTenant:input_type -> hodei.v1.GetTenantRequest
+	60, // 78: hodei.v1.AdminService.ListTenants:input_type -> hodei.v1.ListTenantsRequest
+	62, // 79: hodei.v1.AdminService.DeleteTenant:input_type -> hodei.v1.DeleteTenantRequest
+	39, // 80: hodei.v1.AdminService.RevokeWorker:input_type -> hodei.v1.RevokeWorkerRequest
+	41, // 81: hodei.v1.AdminService.CreateToken:input_type -> hodei.v1.CreateTokenRequest
+	43, // 82: hodei.v1.AdminService.ListTokens:input_type -> hodei.v1.ListTokensRequest
+	45, // 83: hodei.v1.AdminService.RevokeToken:input_type -> hodei.v1.RevokeTokenRequest
+	46, // 84: hodei.v1.AdminService.WhoAmI:input_type -> hodei.v1.WhoAmIRequest
+	49, // 85: hodei.v1.AdminService.ListAudit:input_type -> hodei.v1.ListAuditRequest
+	11, // 86: hodei.v1.JobService.Submit:output_type -> hodei.v1.SubmitResponse
+	13, // 87: hodei.v1.JobService.SubmitBatch:output_type -> hodei.v1.SubmitBatchResponse
+	9,  // 88: hodei.v1.JobService.Get:output_type -> hodei.v1.Job
+	16, // 89: hodei.v1.JobService.List:output_type -> hodei.v1.ListJobsResponse
+	9,  // 90: hodei.v1.JobService.Cancel:output_type -> hodei.v1.Job
+	21, // 91: hodei.v1.JobService.Watch:output_type -> hodei.v1.JobEvent
+	23, // 92: hodei.v1.JobService.Logs:output_type -> hodei.v1.LogData
+	19, // 93: hodei.v1.JobService.CancelArray:output_type -> hodei.v1.CancelArrayResponse
+	68, // 94: hodei.v1.JobService.RunPipeline:output_type -> hodei.v1.PipelineStatus
+	68, // 95: hodei.v1.JobService.GetPipeline:output_type -> hodei.v1.PipelineStatus
+	72, // 96: hodei.v1.JobService.ListPipelines:output_type -> hodei.v1.ListPipelinesResponse
+	68, // 97: hodei.v1.JobService.CancelPipeline:output_type -> hodei.v1.PipelineStatus
+	27, // 98: hodei.v1.AgentService.Connect:output_type -> hodei.v1.ServerMessage
+	25, // 99: hodei.v1.AgentService.Join:output_type -> hodei.v1.JoinResponse
+	52, // 100: hodei.v1.AdminService.ListWorkers:output_type -> hodei.v1.ListWorkersResponse
+	38, // 101: hodei.v1.AdminService.DrainWorker:output_type -> hodei.v1.Worker
+	55, // 102: hodei.v1.AdminService.Snapshot:output_type -> hodei.v1.SnapshotChunk
+	57, // 103: hodei.v1.AdminService.SetTenant:output_type -> hodei.v1.TenantStatus
+	57, // 104: hodei.v1.AdminService.GetTenant:output_type -> hodei.v1.TenantStatus
+	61, // 105: hodei.v1.AdminService.ListTenants:output_type -> hodei.v1.ListTenantsResponse
+	63, // 106: hodei.v1.AdminService.DeleteTenant:output_type -> hodei.v1.DeleteTenantResponse
+	38, // 107: hodei.v1.AdminService.RevokeWorker:output_type -> hodei.v1.Worker
+	42, // 108: hodei.v1.AdminService.CreateToken:output_type -> hodei.v1.CreateTokenResponse
+	44, // 109: hodei.v1.AdminService.ListTokens:output_type -> hodei.v1.ListTokensResponse
+	40, // 110: hodei.v1.AdminService.RevokeToken:output_type -> hodei.v1.TokenInfo
+	40, // 111: hodei.v1.AdminService.WhoAmI:output_type -> hodei.v1.TokenInfo
+	50, // 112: hodei.v1.AdminService.ListAudit:output_type -> hodei.v1.ListAuditResponse
+	86, // [86:113] is the sub-list for method output_type
+	59, // [59:86] is the sub-list for method input_type
+	59, // [59:59] is the sub-list for extension type_name
+	59, // [59:59] is the sub-list for extension extendee
+	0,  // [0:59] is the sub-list for field type_name
 }
 
 func init() { file_hodei_proto_init() }
@@ -5641,14 +5741,14 @@ func file_hodei_proto_init() {
 		return
 	}
 	file_hodei_proto_msgTypes[1].OneofWrappers = []any{}
-	file_hodei_proto_msgTypes[18].OneofWrappers = []any{
+	file_hodei_proto_msgTypes[20].OneofWrappers = []any{
 		(*AgentMessage_Hello)(nil),
 		(*AgentMessage_Heartbeat)(nil),
 		(*AgentMessage_Started)(nil),
 		(*AgentMessage_Log)(nil),
 		(*AgentMessage_Finished)(nil),
 	}
-	file_hodei_proto_msgTypes[19].OneofWrappers = []any{
+	file_hodei_proto_msgTypes[21].OneofWrappers = []any{
 		(*ServerMessage_Welcome)(nil),
 		(*ServerMessage_Assign)(nil),
 		(*ServerMessage_Cancel)(nil),
@@ -5660,7 +5760,7 @@ func file_hodei_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hodei_proto_rawDesc), len(file_hodei_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   74,
+			NumMessages:   76,
 			NumExtensions: 0,
 			NumServices:   3,
 		},
