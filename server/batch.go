@@ -11,10 +11,11 @@ import (
 	pb "github.com/hodei-jobs/hodei/proto"
 )
 
-// A batch within job.MaxBatchBytes, encoded, fits one request: each spec
-// adds at most 4 bytes of framing (a tag and a length below 2 MiB) to its
-// encoded size. This fails to compile when the two limits drift apart.
-const _ = uint(maxRecvMsg - job.MaxBatchBytes - 4*job.MaxBatch)
+// A batch whose encoded specs are within job.MaxBatchBytes (as the CLI
+// keeps them) fits one request: each spec adds at most 5 bytes of framing
+// (a tag and a length) to its encoding. This fails to compile when the two
+// limits drift apart.
+const _ = uint(maxRecvMsg - job.MaxBatchBytes - 5*job.MaxBatch)
 
 func (js *jobService) SubmitBatch(ctx context.Context, req *pb.SubmitBatchRequest) (*pb.SubmitBatchResponse, error) {
 	if err := job.CheckBatchLen(len(req.GetSpecs())); err != nil {
