@@ -36,6 +36,8 @@ type env struct {
 	// poll is how often `pipeline run --wait` asks for the pipeline's
 	// state; 0: defaultPoll.
 	poll time.Duration
+	// stdin is what `submit --file -` reads; nil: os.Stdin.
+	stdin io.Reader
 }
 
 // commands is the top-level command list, in help order. Each command group
@@ -116,6 +118,9 @@ func RunContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, e *env) int {
 	app := newApp(e)
 	app.Writer, app.ErrWriter = stdout, stderr
+	if e.stdin != nil {
+		app.Reader = e.stdin
+	}
 	if len(args) == 0 {
 		args = []string{app.Name}
 	}

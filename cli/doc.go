@@ -1,5 +1,6 @@
 // Package cli is Hodei's command line: the urfave/cli (v2) app that main.go
-// runs. Each command group has its own file (submit.go, jobs.go, logs.go,
+// runs. Each command group has its own file (submit.go, with
+// submit_file.go for the jobs files of submit --file, jobs.go, logs.go,
 // workers.go, tenants.go, snapshot.go, and pipeline.go with
 // pipeline_file.go for the YAML format, pipeline_index.go to point the
 // server's field errors at lines and pipeline_wait.go for --wait); app.go

@@ -167,6 +167,9 @@ type fakeJobs struct {
 	pipelines    []*hodeipb.PipelineStatus // ListPipelines's answer
 	progress     []*hodeipb.PipelineStatus // GetPipeline's answers in turn, the last one repeated
 	pipeCancels  []*hodeipb.CancelPipelineRequest
+
+	batches     [][]*hodeipb.JobSpec // the specs of each SubmitBatch, refused ones included
+	refuseBatch func(call int) error // when set, the answer of SubmitBatch call (from 0), nil: accept
 }
 
 // call records the metadata of one call and returns the configured error.

@@ -18,23 +18,35 @@ func submitCommand(e *env) *ucli.Command {
 	return &ucli.Command{
 		Name:      "submit",
 		Usage:     "submit a job and print its id",
-		ArgsUsage: "[--] CMD [ARG…]",
+		ArgsUsage: "[--] CMD [ARG…] | --file FILE",
 		Description: "Runs CMD with its arguments on a worker, or --script with /bin/sh -c.\n" +
 			"Put -- before CMD when it has flags of its own:\n\n" +
 			"   hodei submit --name build --label team=ci --timeout 10m -- make -j8 all\n\n" +
 			"With --array FIRST-LAST[%MAX] it submits one job per index, each with HODEI_ARRAY_INDEX\n" +
 			"in its environment, at most MAX of them running at once, and prints the array id\n" +
 			"(with -o json, the job ids too):\n\n" +
-			"   hodei submit --array 0-99%10 -- ./render.sh",
+			"   hodei submit --array 0-99%10 -- ./render.sh\n\n" +
+			"With --file FILE (- for stdin) it submits one job per line of FILE, each a JSON object with\n" +
+			"the fields of a pipeline step plus tenant and after; blank lines and lines starting with #\n" +
+			"are skipped. It prints the job ids in line order (with -o json, {\"ids\": […]}):\n\n" +
+			"   {\"name\": \"render-1\", \"command\": [\"./render.sh\", \"1\"], \"timeout\": \"10m\", \"labels\": {\"team\": \"vfx\"}}\n\n" +
+			"Every line is checked before anything is sent: a bad line fails the command, naming its\n" +
+			"line, with nothing submitted. The jobs then go in batches of up to 10,000, each stored\n" +
+			"all or nothing; if the server refuses a later batch (a tenant's max-queued limit, say),\n" +
+			"the earlier batches stay submitted and their ids printed.",
 		Flags: withFlags(true, append(specFlags(),
 			&ucli.StringFlag{Name: "array", Usage: "submit one job per index of `FIRST-LAST[%MAX]` (e.g. 0-99%10: 100 jobs, at most 10 running at once)"},
+			&ucli.StringFlag{Name: "file", Usage: "submit the jobs of `FILE`, one JSON object per line (- for stdin)"},
 		)...),
 		Action: func(c *ucli.Context) error {
-			spec, err := specFromFlags(c, e.now())
+			asJSON, err := jsonOutput(c)
 			if err != nil {
 				return err
 			}
-			asJSON, err := jsonOutput(c)
+			if c.IsSet("file") {
+				return submitFile(c, e, asJSON)
+			}
+			spec, err := specFromFlags(c, e.now())
 			if err != nil {
 				return err
 			}
@@ -193,21 +205,30 @@ func int32Flag(c *ucli.Context, name string) (int32, error) {
 
 // millisFlag reads a duration flag as whole milliseconds.
 func millisFlag(c *ucli.Context, name string) (int64, error) {
-	s := c.String(name)
+	ms, rule := parseMillis(c.String(name))
+	if rule != "" {
+		return 0, usagef(c, "--%s: %s", name, rule)
+	}
+	return ms, nil
+}
+
+// parseMillis reads a duration ("90s", "10m") as whole milliseconds, "" as
+// 0, or says what is wrong with it.
+func parseMillis(s string) (int64, string) {
 	if s == "" {
-		return 0, nil
+		return 0, ""
 	}
 	d, err := time.ParseDuration(s)
 	switch {
 	case err != nil:
-		return 0, usagef(c, "--%s: %q is not a duration; use a number with a unit, e.g. 30s, 10m, 1h30m", name, s)
+		return 0, fmt.Sprintf("%q is not a duration; use a number with a unit, e.g. 30s, 10m, 1h30m", s)
 	case d < 0:
-		return 0, usagef(c, "--%s: %s must not be negative", name, s)
+		return 0, fmt.Sprintf("%s must not be negative", s)
 	case d > 0 && d < time.Millisecond:
 		// It would round to 0, which means "none".
-		return 0, usagef(c, "--%s: %s is shorter than the resolution of 1ms", name, s)
+		return 0, fmt.Sprintf("%s is shorter than the resolution of 1ms", s)
 	}
-	return d.Milliseconds(), nil
+	return d.Milliseconds(), ""
 }
 
 // lastDeadline is the latest deadline Unix nanoseconds can hold.

@@ -7,9 +7,12 @@ import (
 	"io"
 	"iter"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/hodei-jobs/hodei/job"
 	hodeipb "github.com/hodei-jobs/hodei/proto"
 )
 
@@ -22,6 +25,47 @@ func (c *Client) Submit(ctx context.Context, spec *hodeipb.JobSpec) (string, err
 		return "", err
 	}
 	return resp.GetId(), nil
+}
+
+// SubmitBatch stores one job per spec in one transaction, all or none, and
+// returns their ids in the order of specs. A batch holds at most
+// job.MaxBatch specs and job.MaxBatchBytes of them; split larger sets into
+// several calls (each is then all or none on its own). A spec the server
+// rejects fails the whole call with a status whose message names the spec
+// and field ("specs[3].command: …"), also carried as a
+// google.rpc.BadRequest detail (see BatchFieldOf).
+func (c *Client) SubmitBatch(ctx context.Context, specs []*hodeipb.JobSpec) ([]string, error) {
+	resp, err := c.jobs.SubmitBatch(ctx, &hodeipb.SubmitBatchRequest{Specs: specs})
+	if err != nil {
+		return nil, err
+	}
+	if len(resp.GetIds()) != len(specs) {
+		return nil, fmt.Errorf("submit batch: server returned %d ids for %d specs", len(resp.GetIds()), len(specs))
+	}
+	return resp.GetIds(), nil
+}
+
+// BatchFieldOf finds, in an error of SubmitBatch, the spec the server
+// refused: its index, the field within it ("command", or "" when the spec
+// as a whole was refused, e.g. for its tenant) and the rule it broke. ok is
+// false when the error names no single spec.
+func BatchFieldOf(err error) (index int, field, rule string, ok bool) {
+	st, isStatus := status.FromError(err)
+	if !isStatus {
+		return 0, "", "", false
+	}
+	for _, d := range st.Details() {
+		br, isBR := d.(*errdetails.BadRequest)
+		if !isBR {
+			continue
+		}
+		for _, v := range br.GetFieldViolations() {
+			if i, rest, found := job.ParseBatchField(v.GetField()); found {
+				return i, rest, v.GetDescription(), true
+			}
+		}
+	}
+	return 0, "", "", false
 }
 
 // Get returns one job; codes.NotFound if there is none with that id.

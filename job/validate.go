@@ -90,7 +90,7 @@ func (s *Spec) Validate() error {
 			}
 		}
 	}
-	for _, k := range slices.Sorted(maps.Keys(s.SecretEnv)) {
+	for _, k := range sortedKeys(s.SecretEnv) {
 		if n := len(s.SecretEnv[k]); n < MinSecretLen {
 			return Invalid("secret_env."+k, "the value is too short (%d of at least %d bytes): "+
 				"output is masked by value, and a value this short would also mask ordinary text "+
@@ -138,6 +138,15 @@ func (s *Spec) Validate() error {
 	return nil
 }
 
+// sortedKeys returns the keys of m in order; nil for an empty m, without
+// allocating, since Validate runs for every job.
+func sortedKeys(m map[string]string) []string {
+	if len(m) == 0 {
+		return nil
+	}
+	return slices.Sorted(maps.Keys(m))
+}
+
 // checkText refuses the strings of a spec that no process, file or
 // terminal can take as they are: invalid UTF-8 anywhere, and NUL bytes in
 // what becomes the job's argv, environment or working directory (the
@@ -151,8 +160,8 @@ func (s *Spec) checkText() error {
 		return Invalid("tenant", "is not valid UTF-8")
 	}
 	for i, a := range s.Command {
-		if err := checkProcessText(fmt.Sprintf("command[%d]", i), a); err != nil {
-			return err
+		if checkProcessText("", a) != nil { // the field is named only when needed: this runs for every job
+			return checkProcessText(fmt.Sprintf("command[%d]", i), a)
 		}
 	}
 	if err := checkProcessText("script", s.Script); err != nil {

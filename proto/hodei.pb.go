@@ -1023,6 +1023,96 @@ func (x *SubmitResponse) GetTasks() int64 {
 	return 0
 }
 
+type SubmitBatchRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One job each; at most 10,000, and at most 3 MiB of specs together.
+	// Array and pipeline fields are ignored, as on Submit.
+	Specs         []*JobSpec `protobuf:"bytes,1,rep,name=specs,proto3" json:"specs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubmitBatchRequest) Reset() {
+	*x = SubmitBatchRequest{}
+	mi := &file_hodei_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubmitBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubmitBatchRequest) ProtoMessage() {}
+
+func (x *SubmitBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubmitBatchRequest.ProtoReflect.Descriptor instead.
+func (*SubmitBatchRequest) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *SubmitBatchRequest) GetSpecs() []*JobSpec {
+	if x != nil {
+		return x.Specs
+	}
+	return nil
+}
+
+type SubmitBatchResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ids           []string               `protobuf:"bytes,1,rep,name=ids,proto3" json:"ids,omitempty"` // the new jobs' ids, in the order of specs
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubmitBatchResponse) Reset() {
+	*x = SubmitBatchResponse{}
+	mi := &file_hodei_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubmitBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubmitBatchResponse) ProtoMessage() {}
+
+func (x *SubmitBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubmitBatchResponse.ProtoReflect.Descriptor instead.
+func (*SubmitBatchResponse) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *SubmitBatchResponse) GetIds() []string {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
 type GetJobRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1032,7 +1122,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_hodei_proto_msgTypes[6]
+	mi := &file_hodei_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1044,7 +1134,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[6]
+	mi := &file_hodei_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1057,7 +1147,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{6}
+	return file_hodei_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetJobRequest) GetId() string {
@@ -1082,7 +1172,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_hodei_proto_msgTypes[7]
+	mi := &file_hodei_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1094,7 +1184,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[7]
+	mi := &file_hodei_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1107,7 +1197,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{7}
+	return file_hodei_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListJobsRequest) GetState() JobState {
@@ -1169,7 +1259,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_hodei_proto_msgTypes[8]
+	mi := &file_hodei_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1181,7 +1271,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[8]
+	mi := &file_hodei_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1194,7 +1284,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{8}
+	return file_hodei_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -1221,7 +1311,7 @@ type CancelJobRequest struct {
 
 func (x *CancelJobRequest) Reset() {
 	*x = CancelJobRequest{}
-	mi := &file_hodei_proto_msgTypes[9]
+	mi := &file_hodei_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1233,7 +1323,7 @@ func (x *CancelJobRequest) String() string {
 func (*CancelJobRequest) ProtoMessage() {}
 
 func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[9]
+	mi := &file_hodei_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1246,7 +1336,7 @@ func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
 func (*CancelJobRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{9}
+	return file_hodei_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CancelJobRequest) GetId() string {
@@ -1273,7 +1363,7 @@ type CancelArrayRequest struct {
 
 func (x *CancelArrayRequest) Reset() {
 	*x = CancelArrayRequest{}
-	mi := &file_hodei_proto_msgTypes[10]
+	mi := &file_hodei_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1285,7 +1375,7 @@ func (x *CancelArrayRequest) String() string {
 func (*CancelArrayRequest) ProtoMessage() {}
 
 func (x *CancelArrayRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[10]
+	mi := &file_hodei_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1298,7 +1388,7 @@ func (x *CancelArrayRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelArrayRequest.ProtoReflect.Descriptor instead.
 func (*CancelArrayRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{10}
+	return file_hodei_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CancelArrayRequest) GetId() string {
@@ -1326,7 +1416,7 @@ type CancelArrayResponse struct {
 
 func (x *CancelArrayResponse) Reset() {
 	*x = CancelArrayResponse{}
-	mi := &file_hodei_proto_msgTypes[11]
+	mi := &file_hodei_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1338,7 +1428,7 @@ func (x *CancelArrayResponse) String() string {
 func (*CancelArrayResponse) ProtoMessage() {}
 
 func (x *CancelArrayResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[11]
+	mi := &file_hodei_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1351,7 +1441,7 @@ func (x *CancelArrayResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelArrayResponse.ProtoReflect.Descriptor instead.
 func (*CancelArrayResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{11}
+	return file_hodei_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CancelArrayResponse) GetCancelled() []string {
@@ -1378,7 +1468,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_hodei_proto_msgTypes[12]
+	mi := &file_hodei_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1390,7 +1480,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[12]
+	mi := &file_hodei_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1403,7 +1493,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{12}
+	return file_hodei_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *WatchRequest) GetJobId() string {
@@ -1429,7 +1519,7 @@ type JobEvent struct {
 
 func (x *JobEvent) Reset() {
 	*x = JobEvent{}
-	mi := &file_hodei_proto_msgTypes[13]
+	mi := &file_hodei_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1441,7 +1531,7 @@ func (x *JobEvent) String() string {
 func (*JobEvent) ProtoMessage() {}
 
 func (x *JobEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[13]
+	mi := &file_hodei_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1454,7 +1544,7 @@ func (x *JobEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobEvent.ProtoReflect.Descriptor instead.
 func (*JobEvent) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{13}
+	return file_hodei_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *JobEvent) GetJob() *Job {
@@ -1477,7 +1567,7 @@ type LogsRequest struct {
 
 func (x *LogsRequest) Reset() {
 	*x = LogsRequest{}
-	mi := &file_hodei_proto_msgTypes[14]
+	mi := &file_hodei_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1489,7 +1579,7 @@ func (x *LogsRequest) String() string {
 func (*LogsRequest) ProtoMessage() {}
 
 func (x *LogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[14]
+	mi := &file_hodei_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1502,7 +1592,7 @@ func (x *LogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogsRequest.ProtoReflect.Descriptor instead.
 func (*LogsRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{14}
+	return file_hodei_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *LogsRequest) GetId() string {
@@ -1551,7 +1641,7 @@ type LogData struct {
 
 func (x *LogData) Reset() {
 	*x = LogData{}
-	mi := &file_hodei_proto_msgTypes[15]
+	mi := &file_hodei_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1563,7 +1653,7 @@ func (x *LogData) String() string {
 func (*LogData) ProtoMessage() {}
 
 func (x *LogData) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[15]
+	mi := &file_hodei_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1576,7 +1666,7 @@ func (x *LogData) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogData.ProtoReflect.Descriptor instead.
 func (*LogData) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{15}
+	return file_hodei_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *LogData) GetAttempt() int32 {
@@ -1611,7 +1701,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_hodei_proto_msgTypes[16]
+	mi := &file_hodei_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1623,7 +1713,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[16]
+	mi := &file_hodei_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1636,7 +1726,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{16}
+	return file_hodei_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *JoinRequest) GetWorkerId() string {
@@ -1671,7 +1761,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_hodei_proto_msgTypes[17]
+	mi := &file_hodei_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1683,7 +1773,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[17]
+	mi := &file_hodei_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1696,7 +1786,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{17}
+	return file_hodei_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *JoinResponse) GetWorkerId() string {
@@ -1736,7 +1826,7 @@ type AgentMessage struct {
 
 func (x *AgentMessage) Reset() {
 	*x = AgentMessage{}
-	mi := &file_hodei_proto_msgTypes[18]
+	mi := &file_hodei_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1748,7 +1838,7 @@ func (x *AgentMessage) String() string {
 func (*AgentMessage) ProtoMessage() {}
 
 func (x *AgentMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[18]
+	mi := &file_hodei_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1761,7 +1851,7 @@ func (x *AgentMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentMessage.ProtoReflect.Descriptor instead.
 func (*AgentMessage) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{18}
+	return file_hodei_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *AgentMessage) GetMsg() isAgentMessage_Msg {
@@ -1865,7 +1955,7 @@ type ServerMessage struct {
 
 func (x *ServerMessage) Reset() {
 	*x = ServerMessage{}
-	mi := &file_hodei_proto_msgTypes[19]
+	mi := &file_hodei_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1877,7 +1967,7 @@ func (x *ServerMessage) String() string {
 func (*ServerMessage) ProtoMessage() {}
 
 func (x *ServerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[19]
+	mi := &file_hodei_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1890,7 +1980,7 @@ func (x *ServerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerMessage.ProtoReflect.Descriptor instead.
 func (*ServerMessage) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{19}
+	return file_hodei_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ServerMessage) GetMsg() isServerMessage_Msg {
@@ -1976,7 +2066,7 @@ type JobRef struct {
 
 func (x *JobRef) Reset() {
 	*x = JobRef{}
-	mi := &file_hodei_proto_msgTypes[20]
+	mi := &file_hodei_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1988,7 +2078,7 @@ func (x *JobRef) String() string {
 func (*JobRef) ProtoMessage() {}
 
 func (x *JobRef) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[20]
+	mi := &file_hodei_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2001,7 +2091,7 @@ func (x *JobRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobRef.ProtoReflect.Descriptor instead.
 func (*JobRef) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{20}
+	return file_hodei_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *JobRef) GetJobId() string {
@@ -2044,7 +2134,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_hodei_proto_msgTypes[21]
+	mi := &file_hodei_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2056,7 +2146,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[21]
+	mi := &file_hodei_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2069,7 +2159,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{21}
+	return file_hodei_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Hello) GetWorkerId() string {
@@ -2149,7 +2239,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_hodei_proto_msgTypes[22]
+	mi := &file_hodei_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2161,7 +2251,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[22]
+	mi := &file_hodei_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2174,7 +2264,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{22}
+	return file_hodei_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Heartbeat) GetCpuPercent() float64 {
@@ -2217,7 +2307,7 @@ type JobStarted struct {
 
 func (x *JobStarted) Reset() {
 	*x = JobStarted{}
-	mi := &file_hodei_proto_msgTypes[23]
+	mi := &file_hodei_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2229,7 +2319,7 @@ func (x *JobStarted) String() string {
 func (*JobStarted) ProtoMessage() {}
 
 func (x *JobStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[23]
+	mi := &file_hodei_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2242,7 +2332,7 @@ func (x *JobStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobStarted.ProtoReflect.Descriptor instead.
 func (*JobStarted) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{23}
+	return file_hodei_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *JobStarted) GetJobId() string {
@@ -2286,7 +2376,7 @@ type LogChunk struct {
 
 func (x *LogChunk) Reset() {
 	*x = LogChunk{}
-	mi := &file_hodei_proto_msgTypes[24]
+	mi := &file_hodei_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2298,7 +2388,7 @@ func (x *LogChunk) String() string {
 func (*LogChunk) ProtoMessage() {}
 
 func (x *LogChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[24]
+	mi := &file_hodei_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2311,7 +2401,7 @@ func (x *LogChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogChunk.ProtoReflect.Descriptor instead.
 func (*LogChunk) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{24}
+	return file_hodei_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *LogChunk) GetJobId() string {
@@ -2369,7 +2459,7 @@ type JobFinished struct {
 
 func (x *JobFinished) Reset() {
 	*x = JobFinished{}
-	mi := &file_hodei_proto_msgTypes[25]
+	mi := &file_hodei_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2381,7 +2471,7 @@ func (x *JobFinished) String() string {
 func (*JobFinished) ProtoMessage() {}
 
 func (x *JobFinished) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[25]
+	mi := &file_hodei_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2394,7 +2484,7 @@ func (x *JobFinished) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobFinished.ProtoReflect.Descriptor instead.
 func (*JobFinished) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{25}
+	return file_hodei_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *JobFinished) GetJobId() string {
@@ -2478,7 +2568,7 @@ type Welcome struct {
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_hodei_proto_msgTypes[26]
+	mi := &file_hodei_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2490,7 +2580,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[26]
+	mi := &file_hodei_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2503,7 +2593,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{26}
+	return file_hodei_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Welcome) GetWorkerId() string {
@@ -2539,7 +2629,7 @@ type Assign struct {
 
 func (x *Assign) Reset() {
 	*x = Assign{}
-	mi := &file_hodei_proto_msgTypes[27]
+	mi := &file_hodei_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2551,7 +2641,7 @@ func (x *Assign) String() string {
 func (*Assign) ProtoMessage() {}
 
 func (x *Assign) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[27]
+	mi := &file_hodei_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2564,7 +2654,7 @@ func (x *Assign) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Assign.ProtoReflect.Descriptor instead.
 func (*Assign) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{27}
+	return file_hodei_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Assign) GetJob() *Job {
@@ -2593,7 +2683,7 @@ type CancelJob struct {
 
 func (x *CancelJob) Reset() {
 	*x = CancelJob{}
-	mi := &file_hodei_proto_msgTypes[28]
+	mi := &file_hodei_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2605,7 +2695,7 @@ func (x *CancelJob) String() string {
 func (*CancelJob) ProtoMessage() {}
 
 func (x *CancelJob) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[28]
+	mi := &file_hodei_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2618,7 +2708,7 @@ func (x *CancelJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJob.ProtoReflect.Descriptor instead.
 func (*CancelJob) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{28}
+	return file_hodei_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *CancelJob) GetJobId() string {
@@ -2666,7 +2756,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_hodei_proto_msgTypes[29]
+	mi := &file_hodei_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2678,7 +2768,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[29]
+	mi := &file_hodei_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2691,7 +2781,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{29}
+	return file_hodei_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Ack) GetJobId() string {
@@ -2775,7 +2865,7 @@ type Worker struct {
 
 func (x *Worker) Reset() {
 	*x = Worker{}
-	mi := &file_hodei_proto_msgTypes[30]
+	mi := &file_hodei_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2787,7 +2877,7 @@ func (x *Worker) String() string {
 func (*Worker) ProtoMessage() {}
 
 func (x *Worker) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[30]
+	mi := &file_hodei_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2800,7 +2890,7 @@ func (x *Worker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Worker.ProtoReflect.Descriptor instead.
 func (*Worker) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{30}
+	return file_hodei_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Worker) GetId() string {
@@ -2917,7 +3007,7 @@ type RevokeWorkerRequest struct {
 
 func (x *RevokeWorkerRequest) Reset() {
 	*x = RevokeWorkerRequest{}
-	mi := &file_hodei_proto_msgTypes[31]
+	mi := &file_hodei_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2929,7 +3019,7 @@ func (x *RevokeWorkerRequest) String() string {
 func (*RevokeWorkerRequest) ProtoMessage() {}
 
 func (x *RevokeWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[31]
+	mi := &file_hodei_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2942,7 +3032,7 @@ func (x *RevokeWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeWorkerRequest.ProtoReflect.Descriptor instead.
 func (*RevokeWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{31}
+	return file_hodei_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RevokeWorkerRequest) GetId() string {
@@ -2961,7 +3051,7 @@ type RemoveWorkerRequest struct {
 
 func (x *RemoveWorkerRequest) Reset() {
 	*x = RemoveWorkerRequest{}
-	mi := &file_hodei_proto_msgTypes[32]
+	mi := &file_hodei_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2973,7 +3063,7 @@ func (x *RemoveWorkerRequest) String() string {
 func (*RemoveWorkerRequest) ProtoMessage() {}
 
 func (x *RemoveWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[32]
+	mi := &file_hodei_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2986,7 +3076,7 @@ func (x *RemoveWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveWorkerRequest.ProtoReflect.Descriptor instead.
 func (*RemoveWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{32}
+	return file_hodei_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RemoveWorkerRequest) GetId() string {
@@ -3004,7 +3094,7 @@ type RemoveWorkerResponse struct {
 
 func (x *RemoveWorkerResponse) Reset() {
 	*x = RemoveWorkerResponse{}
-	mi := &file_hodei_proto_msgTypes[33]
+	mi := &file_hodei_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3016,7 +3106,7 @@ func (x *RemoveWorkerResponse) String() string {
 func (*RemoveWorkerResponse) ProtoMessage() {}
 
 func (x *RemoveWorkerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[33]
+	mi := &file_hodei_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3029,7 +3119,7 @@ func (x *RemoveWorkerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveWorkerResponse.ProtoReflect.Descriptor instead.
 func (*RemoveWorkerResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{33}
+	return file_hodei_proto_rawDescGZIP(), []int{35}
 }
 
 type TokenInfo struct {
@@ -3049,7 +3139,7 @@ type TokenInfo struct {
 
 func (x *TokenInfo) Reset() {
 	*x = TokenInfo{}
-	mi := &file_hodei_proto_msgTypes[34]
+	mi := &file_hodei_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3061,7 +3151,7 @@ func (x *TokenInfo) String() string {
 func (*TokenInfo) ProtoMessage() {}
 
 func (x *TokenInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[34]
+	mi := &file_hodei_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3074,7 +3164,7 @@ func (x *TokenInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenInfo.ProtoReflect.Descriptor instead.
 func (*TokenInfo) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{34}
+	return file_hodei_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *TokenInfo) GetId() string {
@@ -3152,7 +3242,7 @@ type CreateTokenRequest struct {
 
 func (x *CreateTokenRequest) Reset() {
 	*x = CreateTokenRequest{}
-	mi := &file_hodei_proto_msgTypes[35]
+	mi := &file_hodei_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3164,7 +3254,7 @@ func (x *CreateTokenRequest) String() string {
 func (*CreateTokenRequest) ProtoMessage() {}
 
 func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[35]
+	mi := &file_hodei_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3177,7 +3267,7 @@ func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateTokenRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{35}
+	return file_hodei_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *CreateTokenRequest) GetRole() string {
@@ -3219,7 +3309,7 @@ type CreateTokenResponse struct {
 
 func (x *CreateTokenResponse) Reset() {
 	*x = CreateTokenResponse{}
-	mi := &file_hodei_proto_msgTypes[36]
+	mi := &file_hodei_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3231,7 +3321,7 @@ func (x *CreateTokenResponse) String() string {
 func (*CreateTokenResponse) ProtoMessage() {}
 
 func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[36]
+	mi := &file_hodei_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3244,7 +3334,7 @@ func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateTokenResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{36}
+	return file_hodei_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *CreateTokenResponse) GetToken() string {
@@ -3276,7 +3366,7 @@ type ListTokensRequest struct {
 
 func (x *ListTokensRequest) Reset() {
 	*x = ListTokensRequest{}
-	mi := &file_hodei_proto_msgTypes[37]
+	mi := &file_hodei_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3288,7 +3378,7 @@ func (x *ListTokensRequest) String() string {
 func (*ListTokensRequest) ProtoMessage() {}
 
 func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[37]
+	mi := &file_hodei_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3301,7 +3391,7 @@ func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListTokensRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{37}
+	return file_hodei_proto_rawDescGZIP(), []int{39}
 }
 
 type ListTokensResponse struct {
@@ -3313,7 +3403,7 @@ type ListTokensResponse struct {
 
 func (x *ListTokensResponse) Reset() {
 	*x = ListTokensResponse{}
-	mi := &file_hodei_proto_msgTypes[38]
+	mi := &file_hodei_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3325,7 +3415,7 @@ func (x *ListTokensResponse) String() string {
 func (*ListTokensResponse) ProtoMessage() {}
 
 func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[38]
+	mi := &file_hodei_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3338,7 +3428,7 @@ func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListTokensResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{38}
+	return file_hodei_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ListTokensResponse) GetTokens() []*TokenInfo {
@@ -3357,7 +3447,7 @@ type RevokeTokenRequest struct {
 
 func (x *RevokeTokenRequest) Reset() {
 	*x = RevokeTokenRequest{}
-	mi := &file_hodei_proto_msgTypes[39]
+	mi := &file_hodei_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3369,7 +3459,7 @@ func (x *RevokeTokenRequest) String() string {
 func (*RevokeTokenRequest) ProtoMessage() {}
 
 func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[39]
+	mi := &file_hodei_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3382,7 +3472,7 @@ func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeTokenRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{39}
+	return file_hodei_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RevokeTokenRequest) GetId() string {
@@ -3400,7 +3490,7 @@ type WhoAmIRequest struct {
 
 func (x *WhoAmIRequest) Reset() {
 	*x = WhoAmIRequest{}
-	mi := &file_hodei_proto_msgTypes[40]
+	mi := &file_hodei_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3412,7 +3502,7 @@ func (x *WhoAmIRequest) String() string {
 func (*WhoAmIRequest) ProtoMessage() {}
 
 func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[40]
+	mi := &file_hodei_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3425,7 +3515,7 @@ func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoAmIRequest.ProtoReflect.Descriptor instead.
 func (*WhoAmIRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{40}
+	return file_hodei_proto_rawDescGZIP(), []int{42}
 }
 
 // AuditRecord is one mutating call or one denial.
@@ -3448,7 +3538,7 @@ type AuditRecord struct {
 
 func (x *AuditRecord) Reset() {
 	*x = AuditRecord{}
-	mi := &file_hodei_proto_msgTypes[41]
+	mi := &file_hodei_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3460,7 +3550,7 @@ func (x *AuditRecord) String() string {
 func (*AuditRecord) ProtoMessage() {}
 
 func (x *AuditRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[41]
+	mi := &file_hodei_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3473,7 +3563,7 @@ func (x *AuditRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditRecord.ProtoReflect.Descriptor instead.
 func (*AuditRecord) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{41}
+	return file_hodei_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *AuditRecord) GetTimeUnixNano() int64 {
@@ -3569,7 +3659,7 @@ type AgentRecord struct {
 
 func (x *AgentRecord) Reset() {
 	*x = AgentRecord{}
-	mi := &file_hodei_proto_msgTypes[42]
+	mi := &file_hodei_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3581,7 +3671,7 @@ func (x *AgentRecord) String() string {
 func (*AgentRecord) ProtoMessage() {}
 
 func (x *AgentRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[42]
+	mi := &file_hodei_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3594,7 +3684,7 @@ func (x *AgentRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentRecord.ProtoReflect.Descriptor instead.
 func (*AgentRecord) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{42}
+	return file_hodei_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *AgentRecord) GetWorkerId() string {
@@ -3651,7 +3741,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_hodei_proto_msgTypes[43]
+	mi := &file_hodei_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3663,7 +3753,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[43]
+	mi := &file_hodei_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3676,7 +3766,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{43}
+	return file_hodei_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ListAuditRequest) GetSinceUnixNano() int64 {
@@ -3716,7 +3806,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_hodei_proto_msgTypes[44]
+	mi := &file_hodei_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3728,7 +3818,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[44]
+	mi := &file_hodei_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3741,7 +3831,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{44}
+	return file_hodei_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ListAuditResponse) GetRecords() []*AuditRecord {
@@ -3759,7 +3849,7 @@ type ListWorkersRequest struct {
 
 func (x *ListWorkersRequest) Reset() {
 	*x = ListWorkersRequest{}
-	mi := &file_hodei_proto_msgTypes[45]
+	mi := &file_hodei_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3771,7 +3861,7 @@ func (x *ListWorkersRequest) String() string {
 func (*ListWorkersRequest) ProtoMessage() {}
 
 func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[45]
+	mi := &file_hodei_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3784,7 +3874,7 @@ func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkersRequest.ProtoReflect.Descriptor instead.
 func (*ListWorkersRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{45}
+	return file_hodei_proto_rawDescGZIP(), []int{47}
 }
 
 type ListWorkersResponse struct {
@@ -3796,7 +3886,7 @@ type ListWorkersResponse struct {
 
 func (x *ListWorkersResponse) Reset() {
 	*x = ListWorkersResponse{}
-	mi := &file_hodei_proto_msgTypes[46]
+	mi := &file_hodei_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3808,7 +3898,7 @@ func (x *ListWorkersResponse) String() string {
 func (*ListWorkersResponse) ProtoMessage() {}
 
 func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[46]
+	mi := &file_hodei_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3821,7 +3911,7 @@ func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkersResponse.ProtoReflect.Descriptor instead.
 func (*ListWorkersResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{46}
+	return file_hodei_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ListWorkersResponse) GetWorkers() []*Worker {
@@ -3840,7 +3930,7 @@ type DrainWorkerRequest struct {
 
 func (x *DrainWorkerRequest) Reset() {
 	*x = DrainWorkerRequest{}
-	mi := &file_hodei_proto_msgTypes[47]
+	mi := &file_hodei_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3852,7 +3942,7 @@ func (x *DrainWorkerRequest) String() string {
 func (*DrainWorkerRequest) ProtoMessage() {}
 
 func (x *DrainWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[47]
+	mi := &file_hodei_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3865,7 +3955,7 @@ func (x *DrainWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainWorkerRequest.ProtoReflect.Descriptor instead.
 func (*DrainWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{47}
+	return file_hodei_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *DrainWorkerRequest) GetId() string {
@@ -3883,7 +3973,7 @@ type SnapshotRequest struct {
 
 func (x *SnapshotRequest) Reset() {
 	*x = SnapshotRequest{}
-	mi := &file_hodei_proto_msgTypes[48]
+	mi := &file_hodei_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3895,7 +3985,7 @@ func (x *SnapshotRequest) String() string {
 func (*SnapshotRequest) ProtoMessage() {}
 
 func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[48]
+	mi := &file_hodei_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3908,7 +3998,7 @@ func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{48}
+	return file_hodei_proto_rawDescGZIP(), []int{50}
 }
 
 type SnapshotChunk struct {
@@ -3920,7 +4010,7 @@ type SnapshotChunk struct {
 
 func (x *SnapshotChunk) Reset() {
 	*x = SnapshotChunk{}
-	mi := &file_hodei_proto_msgTypes[49]
+	mi := &file_hodei_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3932,7 +4022,7 @@ func (x *SnapshotChunk) String() string {
 func (*SnapshotChunk) ProtoMessage() {}
 
 func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[49]
+	mi := &file_hodei_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3945,7 +4035,7 @@ func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
 func (*SnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{49}
+	return file_hodei_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *SnapshotChunk) GetData() []byte {
@@ -3976,7 +4066,7 @@ type Tenant struct {
 
 func (x *Tenant) Reset() {
 	*x = Tenant{}
-	mi := &file_hodei_proto_msgTypes[50]
+	mi := &file_hodei_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3988,7 +4078,7 @@ func (x *Tenant) String() string {
 func (*Tenant) ProtoMessage() {}
 
 func (x *Tenant) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[50]
+	mi := &file_hodei_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4001,7 +4091,7 @@ func (x *Tenant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tenant.ProtoReflect.Descriptor instead.
 func (*Tenant) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{50}
+	return file_hodei_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *Tenant) GetName() string {
@@ -4099,7 +4189,7 @@ type TenantStatus struct {
 
 func (x *TenantStatus) Reset() {
 	*x = TenantStatus{}
-	mi := &file_hodei_proto_msgTypes[51]
+	mi := &file_hodei_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4111,7 +4201,7 @@ func (x *TenantStatus) String() string {
 func (*TenantStatus) ProtoMessage() {}
 
 func (x *TenantStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[51]
+	mi := &file_hodei_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4124,7 +4214,7 @@ func (x *TenantStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TenantStatus.ProtoReflect.Descriptor instead.
 func (*TenantStatus) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{51}
+	return file_hodei_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *TenantStatus) GetTenant() *Tenant {
@@ -4204,7 +4294,7 @@ type SetTenantRequest struct {
 
 func (x *SetTenantRequest) Reset() {
 	*x = SetTenantRequest{}
-	mi := &file_hodei_proto_msgTypes[52]
+	mi := &file_hodei_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4216,7 +4306,7 @@ func (x *SetTenantRequest) String() string {
 func (*SetTenantRequest) ProtoMessage() {}
 
 func (x *SetTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[52]
+	mi := &file_hodei_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4229,7 +4319,7 @@ func (x *SetTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetTenantRequest.ProtoReflect.Descriptor instead.
 func (*SetTenantRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{52}
+	return file_hodei_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *SetTenantRequest) GetTenant() *Tenant {
@@ -4255,7 +4345,7 @@ type GetTenantRequest struct {
 
 func (x *GetTenantRequest) Reset() {
 	*x = GetTenantRequest{}
-	mi := &file_hodei_proto_msgTypes[53]
+	mi := &file_hodei_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4267,7 +4357,7 @@ func (x *GetTenantRequest) String() string {
 func (*GetTenantRequest) ProtoMessage() {}
 
 func (x *GetTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[53]
+	mi := &file_hodei_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4280,7 +4370,7 @@ func (x *GetTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTenantRequest.ProtoReflect.Descriptor instead.
 func (*GetTenantRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{53}
+	return file_hodei_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *GetTenantRequest) GetName() string {
@@ -4298,7 +4388,7 @@ type ListTenantsRequest struct {
 
 func (x *ListTenantsRequest) Reset() {
 	*x = ListTenantsRequest{}
-	mi := &file_hodei_proto_msgTypes[54]
+	mi := &file_hodei_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4310,7 +4400,7 @@ func (x *ListTenantsRequest) String() string {
 func (*ListTenantsRequest) ProtoMessage() {}
 
 func (x *ListTenantsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[54]
+	mi := &file_hodei_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4323,7 +4413,7 @@ func (x *ListTenantsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTenantsRequest.ProtoReflect.Descriptor instead.
 func (*ListTenantsRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{54}
+	return file_hodei_proto_rawDescGZIP(), []int{56}
 }
 
 type ListTenantsResponse struct {
@@ -4335,7 +4425,7 @@ type ListTenantsResponse struct {
 
 func (x *ListTenantsResponse) Reset() {
 	*x = ListTenantsResponse{}
-	mi := &file_hodei_proto_msgTypes[55]
+	mi := &file_hodei_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4347,7 +4437,7 @@ func (x *ListTenantsResponse) String() string {
 func (*ListTenantsResponse) ProtoMessage() {}
 
 func (x *ListTenantsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[55]
+	mi := &file_hodei_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4360,7 +4450,7 @@ func (x *ListTenantsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTenantsResponse.ProtoReflect.Descriptor instead.
 func (*ListTenantsResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{55}
+	return file_hodei_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ListTenantsResponse) GetTenants() []*TenantStatus {
@@ -4379,7 +4469,7 @@ type DeleteTenantRequest struct {
 
 func (x *DeleteTenantRequest) Reset() {
 	*x = DeleteTenantRequest{}
-	mi := &file_hodei_proto_msgTypes[56]
+	mi := &file_hodei_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4391,7 +4481,7 @@ func (x *DeleteTenantRequest) String() string {
 func (*DeleteTenantRequest) ProtoMessage() {}
 
 func (x *DeleteTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[56]
+	mi := &file_hodei_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4404,7 +4494,7 @@ func (x *DeleteTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTenantRequest.ProtoReflect.Descriptor instead.
 func (*DeleteTenantRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{56}
+	return file_hodei_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *DeleteTenantRequest) GetName() string {
@@ -4422,7 +4512,7 @@ type DeleteTenantResponse struct {
 
 func (x *DeleteTenantResponse) Reset() {
 	*x = DeleteTenantResponse{}
-	mi := &file_hodei_proto_msgTypes[57]
+	mi := &file_hodei_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4434,7 +4524,7 @@ func (x *DeleteTenantResponse) String() string {
 func (*DeleteTenantResponse) ProtoMessage() {}
 
 func (x *DeleteTenantResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[57]
+	mi := &file_hodei_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4447,7 +4537,7 @@ func (x *DeleteTenantResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTenantResponse.ProtoReflect.Descriptor instead.
 func (*DeleteTenantResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{57}
+	return file_hodei_proto_rawDescGZIP(), []int{59}
 }
 
 type MatrixAxis struct {
@@ -4460,7 +4550,7 @@ type MatrixAxis struct {
 
 func (x *MatrixAxis) Reset() {
 	*x = MatrixAxis{}
-	mi := &file_hodei_proto_msgTypes[58]
+	mi := &file_hodei_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4472,7 +4562,7 @@ func (x *MatrixAxis) String() string {
 func (*MatrixAxis) ProtoMessage() {}
 
 func (x *MatrixAxis) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[58]
+	mi := &file_hodei_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4485,7 +4575,7 @@ func (x *MatrixAxis) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MatrixAxis.ProtoReflect.Descriptor instead.
 func (*MatrixAxis) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{58}
+	return file_hodei_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *MatrixAxis) GetKey() string {
@@ -4519,7 +4609,7 @@ type PipelineStepSpec struct {
 
 func (x *PipelineStepSpec) Reset() {
 	*x = PipelineStepSpec{}
-	mi := &file_hodei_proto_msgTypes[59]
+	mi := &file_hodei_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4531,7 +4621,7 @@ func (x *PipelineStepSpec) String() string {
 func (*PipelineStepSpec) ProtoMessage() {}
 
 func (x *PipelineStepSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[59]
+	mi := &file_hodei_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4544,7 +4634,7 @@ func (x *PipelineStepSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PipelineStepSpec.ProtoReflect.Descriptor instead.
 func (*PipelineStepSpec) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{59}
+	return file_hodei_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *PipelineStepSpec) GetName() string {
@@ -4594,7 +4684,7 @@ type PipelineSpec struct {
 
 func (x *PipelineSpec) Reset() {
 	*x = PipelineSpec{}
-	mi := &file_hodei_proto_msgTypes[60]
+	mi := &file_hodei_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4606,7 +4696,7 @@ func (x *PipelineSpec) String() string {
 func (*PipelineSpec) ProtoMessage() {}
 
 func (x *PipelineSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[60]
+	mi := &file_hodei_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4619,7 +4709,7 @@ func (x *PipelineSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PipelineSpec.ProtoReflect.Descriptor instead.
 func (*PipelineSpec) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{60}
+	return file_hodei_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *PipelineSpec) GetName() string {
@@ -4665,7 +4755,7 @@ type Pipeline struct {
 
 func (x *Pipeline) Reset() {
 	*x = Pipeline{}
-	mi := &file_hodei_proto_msgTypes[61]
+	mi := &file_hodei_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4677,7 +4767,7 @@ func (x *Pipeline) String() string {
 func (*Pipeline) ProtoMessage() {}
 
 func (x *Pipeline) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[61]
+	mi := &file_hodei_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4690,7 +4780,7 @@ func (x *Pipeline) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pipeline.ProtoReflect.Descriptor instead.
 func (*Pipeline) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{61}
+	return file_hodei_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *Pipeline) GetId() string {
@@ -4747,7 +4837,7 @@ type PipelineStatus struct {
 
 func (x *PipelineStatus) Reset() {
 	*x = PipelineStatus{}
-	mi := &file_hodei_proto_msgTypes[62]
+	mi := &file_hodei_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4759,7 +4849,7 @@ func (x *PipelineStatus) String() string {
 func (*PipelineStatus) ProtoMessage() {}
 
 func (x *PipelineStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[62]
+	mi := &file_hodei_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4772,7 +4862,7 @@ func (x *PipelineStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PipelineStatus.ProtoReflect.Descriptor instead.
 func (*PipelineStatus) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{62}
+	return file_hodei_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *PipelineStatus) GetPipeline() *Pipeline {
@@ -4805,7 +4895,7 @@ type RunPipelineRequest struct {
 
 func (x *RunPipelineRequest) Reset() {
 	*x = RunPipelineRequest{}
-	mi := &file_hodei_proto_msgTypes[63]
+	mi := &file_hodei_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4817,7 +4907,7 @@ func (x *RunPipelineRequest) String() string {
 func (*RunPipelineRequest) ProtoMessage() {}
 
 func (x *RunPipelineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[63]
+	mi := &file_hodei_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4830,7 +4920,7 @@ func (x *RunPipelineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunPipelineRequest.ProtoReflect.Descriptor instead.
 func (*RunPipelineRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{63}
+	return file_hodei_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *RunPipelineRequest) GetSpec() *PipelineSpec {
@@ -4849,7 +4939,7 @@ type GetPipelineRequest struct {
 
 func (x *GetPipelineRequest) Reset() {
 	*x = GetPipelineRequest{}
-	mi := &file_hodei_proto_msgTypes[64]
+	mi := &file_hodei_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4861,7 +4951,7 @@ func (x *GetPipelineRequest) String() string {
 func (*GetPipelineRequest) ProtoMessage() {}
 
 func (x *GetPipelineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[64]
+	mi := &file_hodei_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4874,7 +4964,7 @@ func (x *GetPipelineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPipelineRequest.ProtoReflect.Descriptor instead.
 func (*GetPipelineRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{64}
+	return file_hodei_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *GetPipelineRequest) GetId() string {
@@ -4892,7 +4982,7 @@ type ListPipelinesRequest struct {
 
 func (x *ListPipelinesRequest) Reset() {
 	*x = ListPipelinesRequest{}
-	mi := &file_hodei_proto_msgTypes[65]
+	mi := &file_hodei_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4904,7 +4994,7 @@ func (x *ListPipelinesRequest) String() string {
 func (*ListPipelinesRequest) ProtoMessage() {}
 
 func (x *ListPipelinesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[65]
+	mi := &file_hodei_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4917,7 +5007,7 @@ func (x *ListPipelinesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPipelinesRequest.ProtoReflect.Descriptor instead.
 func (*ListPipelinesRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{65}
+	return file_hodei_proto_rawDescGZIP(), []int{67}
 }
 
 type ListPipelinesResponse struct {
@@ -4929,7 +5019,7 @@ type ListPipelinesResponse struct {
 
 func (x *ListPipelinesResponse) Reset() {
 	*x = ListPipelinesResponse{}
-	mi := &file_hodei_proto_msgTypes[66]
+	mi := &file_hodei_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4941,7 +5031,7 @@ func (x *ListPipelinesResponse) String() string {
 func (*ListPipelinesResponse) ProtoMessage() {}
 
 func (x *ListPipelinesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[66]
+	mi := &file_hodei_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4954,7 +5044,7 @@ func (x *ListPipelinesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPipelinesResponse.ProtoReflect.Descriptor instead.
 func (*ListPipelinesResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{66}
+	return file_hodei_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *ListPipelinesResponse) GetPipelines() []*PipelineStatus {
@@ -4974,7 +5064,7 @@ type CancelPipelineRequest struct {
 
 func (x *CancelPipelineRequest) Reset() {
 	*x = CancelPipelineRequest{}
-	mi := &file_hodei_proto_msgTypes[67]
+	mi := &file_hodei_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4986,7 +5076,7 @@ func (x *CancelPipelineRequest) String() string {
 func (*CancelPipelineRequest) ProtoMessage() {}
 
 func (x *CancelPipelineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[67]
+	mi := &file_hodei_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4999,7 +5089,7 @@ func (x *CancelPipelineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelPipelineRequest.ProtoReflect.Descriptor instead.
 func (*CancelPipelineRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{67}
+	return file_hodei_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *CancelPipelineRequest) GetId() string {
@@ -5028,7 +5118,7 @@ type Pipeline_Step struct {
 
 func (x *Pipeline_Step) Reset() {
 	*x = Pipeline_Step{}
-	mi := &file_hodei_proto_msgTypes[75]
+	mi := &file_hodei_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5040,7 +5130,7 @@ func (x *Pipeline_Step) String() string {
 func (*Pipeline_Step) ProtoMessage() {}
 
 func (x *Pipeline_Step) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[75]
+	mi := &file_hodei_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5053,7 +5143,7 @@ func (x *Pipeline_Step) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pipeline_Step.ProtoReflect.Descriptor instead.
 func (*Pipeline_Step) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{61, 0}
+	return file_hodei_proto_rawDescGZIP(), []int{63, 0}
 }
 
 func (x *Pipeline_Step) GetName() string {
@@ -5172,7 +5262,11 @@ const file_hodei_proto_rawDesc = "" +
 	"\x0eSubmitResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
 	"\x03ids\x18\x02 \x03(\tR\x03ids\x12\x14\n" +
-	"\x05tasks\x18\x03 \x01(\x03R\x05tasks\"\x1f\n" +
+	"\x05tasks\x18\x03 \x01(\x03R\x05tasks\"=\n" +
+	"\x12SubmitBatchRequest\x12'\n" +
+	"\x05specs\x18\x01 \x03(\v2\x11.hodei.v1.JobSpecR\x05specs\"'\n" +
+	"\x13SubmitBatchResponse\x12\x10\n" +
+	"\x03ids\x18\x01 \x03(\tR\x03ids\"\x1f\n" +
 	"\rGetJobRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\xbb\x02\n" +
 	"\x0fListJobsRequest\x12(\n" +
@@ -5510,10 +5604,11 @@ const file_hodei_proto_rawDesc = "" +
 	"\x16PIPELINE_STATE_RUNNING\x10\x02\x12\x1c\n" +
 	"\x18PIPELINE_STATE_COMPLETED\x10\x03\x12\x19\n" +
 	"\x15PIPELINE_STATE_FAILED\x10\x04\x12\x1c\n" +
-	"\x18PIPELINE_STATE_CANCELLED\x10\x052\xd0\x05\n" +
+	"\x18PIPELINE_STATE_CANCELLED\x10\x052\x9c\x06\n" +
 	"\n" +
 	"JobService\x12;\n" +
-	"\x06Submit\x12\x17.hodei.v1.SubmitRequest\x1a\x18.hodei.v1.SubmitResponse\x12-\n" +
+	"\x06Submit\x12\x17.hodei.v1.SubmitRequest\x1a\x18.hodei.v1.SubmitResponse\x12J\n" +
+	"\vSubmitBatch\x12\x1c.hodei.v1.SubmitBatchRequest\x1a\x1d.hodei.v1.SubmitBatchResponse\x12-\n" +
 	"\x03Get\x12\x17.hodei.v1.GetJobRequest\x1a\r.hodei.v1.Job\x12=\n" +
 	"\x04List\x12\x19.hodei.v1.ListJobsRequest\x1a\x1a.hodei.v1.ListJobsResponse\x123\n" +
 	"\x06Cancel\x12\x1a.hodei.v1.CancelJobRequest\x1a\r.hodei.v1.Job\x125\n" +
@@ -5557,7 +5652,7 @@ func file_hodei_proto_rawDescGZIP() []byte {
 }
 
 var file_hodei_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_hodei_proto_msgTypes = make([]protoimpl.MessageInfo, 76)
+var file_hodei_proto_msgTypes = make([]protoimpl.MessageInfo, 78)
 var file_hodei_proto_goTypes = []any{
 	(JobState)(0),                 // 0: hodei.v1.JobState
 	(LogStream)(0),                // 1: hodei.v1.LogStream
@@ -5571,195 +5666,200 @@ var file_hodei_proto_goTypes = []any{
 	(*Job)(nil),                   // 9: hodei.v1.Job
 	(*SubmitRequest)(nil),         // 10: hodei.v1.SubmitRequest
 	(*SubmitResponse)(nil),        // 11: hodei.v1.SubmitResponse
-	(*GetJobRequest)(nil),         // 12: hodei.v1.GetJobRequest
-	(*ListJobsRequest)(nil),       // 13: hodei.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),      // 14: hodei.v1.ListJobsResponse
-	(*CancelJobRequest)(nil),      // 15: hodei.v1.CancelJobRequest
-	(*CancelArrayRequest)(nil),    // 16: hodei.v1.CancelArrayRequest
-	(*CancelArrayResponse)(nil),   // 17: hodei.v1.CancelArrayResponse
-	(*WatchRequest)(nil),          // 18: hodei.v1.WatchRequest
-	(*JobEvent)(nil),              // 19: hodei.v1.JobEvent
-	(*LogsRequest)(nil),           // 20: hodei.v1.LogsRequest
-	(*LogData)(nil),               // 21: hodei.v1.LogData
-	(*JoinRequest)(nil),           // 22: hodei.v1.JoinRequest
-	(*JoinResponse)(nil),          // 23: hodei.v1.JoinResponse
-	(*AgentMessage)(nil),          // 24: hodei.v1.AgentMessage
-	(*ServerMessage)(nil),         // 25: hodei.v1.ServerMessage
-	(*JobRef)(nil),                // 26: hodei.v1.JobRef
-	(*Hello)(nil),                 // 27: hodei.v1.Hello
-	(*Heartbeat)(nil),             // 28: hodei.v1.Heartbeat
-	(*JobStarted)(nil),            // 29: hodei.v1.JobStarted
-	(*LogChunk)(nil),              // 30: hodei.v1.LogChunk
-	(*JobFinished)(nil),           // 31: hodei.v1.JobFinished
-	(*Welcome)(nil),               // 32: hodei.v1.Welcome
-	(*Assign)(nil),                // 33: hodei.v1.Assign
-	(*CancelJob)(nil),             // 34: hodei.v1.CancelJob
-	(*Ack)(nil),                   // 35: hodei.v1.Ack
-	(*Worker)(nil),                // 36: hodei.v1.Worker
-	(*RevokeWorkerRequest)(nil),   // 37: hodei.v1.RevokeWorkerRequest
-	(*RemoveWorkerRequest)(nil),   // 38: hodei.v1.RemoveWorkerRequest
-	(*RemoveWorkerResponse)(nil),  // 39: hodei.v1.RemoveWorkerResponse
-	(*TokenInfo)(nil),             // 40: hodei.v1.TokenInfo
-	(*CreateTokenRequest)(nil),    // 41: hodei.v1.CreateTokenRequest
-	(*CreateTokenResponse)(nil),   // 42: hodei.v1.CreateTokenResponse
-	(*ListTokensRequest)(nil),     // 43: hodei.v1.ListTokensRequest
-	(*ListTokensResponse)(nil),    // 44: hodei.v1.ListTokensResponse
-	(*RevokeTokenRequest)(nil),    // 45: hodei.v1.RevokeTokenRequest
-	(*WhoAmIRequest)(nil),         // 46: hodei.v1.WhoAmIRequest
-	(*AuditRecord)(nil),           // 47: hodei.v1.AuditRecord
-	(*AgentRecord)(nil),           // 48: hodei.v1.AgentRecord
-	(*ListAuditRequest)(nil),      // 49: hodei.v1.ListAuditRequest
-	(*ListAuditResponse)(nil),     // 50: hodei.v1.ListAuditResponse
-	(*ListWorkersRequest)(nil),    // 51: hodei.v1.ListWorkersRequest
-	(*ListWorkersResponse)(nil),   // 52: hodei.v1.ListWorkersResponse
-	(*DrainWorkerRequest)(nil),    // 53: hodei.v1.DrainWorkerRequest
-	(*SnapshotRequest)(nil),       // 54: hodei.v1.SnapshotRequest
-	(*SnapshotChunk)(nil),         // 55: hodei.v1.SnapshotChunk
-	(*Tenant)(nil),                // 56: hodei.v1.Tenant
-	(*TenantStatus)(nil),          // 57: hodei.v1.TenantStatus
-	(*SetTenantRequest)(nil),      // 58: hodei.v1.SetTenantRequest
-	(*GetTenantRequest)(nil),      // 59: hodei.v1.GetTenantRequest
-	(*ListTenantsRequest)(nil),    // 60: hodei.v1.ListTenantsRequest
-	(*ListTenantsResponse)(nil),   // 61: hodei.v1.ListTenantsResponse
-	(*DeleteTenantRequest)(nil),   // 62: hodei.v1.DeleteTenantRequest
-	(*DeleteTenantResponse)(nil),  // 63: hodei.v1.DeleteTenantResponse
-	(*MatrixAxis)(nil),            // 64: hodei.v1.MatrixAxis
-	(*PipelineStepSpec)(nil),      // 65: hodei.v1.PipelineStepSpec
-	(*PipelineSpec)(nil),          // 66: hodei.v1.PipelineSpec
-	(*Pipeline)(nil),              // 67: hodei.v1.Pipeline
-	(*PipelineStatus)(nil),        // 68: hodei.v1.PipelineStatus
-	(*RunPipelineRequest)(nil),    // 69: hodei.v1.RunPipelineRequest
-	(*GetPipelineRequest)(nil),    // 70: hodei.v1.GetPipelineRequest
-	(*ListPipelinesRequest)(nil),  // 71: hodei.v1.ListPipelinesRequest
-	(*ListPipelinesResponse)(nil), // 72: hodei.v1.ListPipelinesResponse
-	(*CancelPipelineRequest)(nil), // 73: hodei.v1.CancelPipelineRequest
-	nil,                           // 74: hodei.v1.JobSpec.LabelsEntry
-	nil,                           // 75: hodei.v1.JobSpec.EnvEntry
-	nil,                           // 76: hodei.v1.JobSpec.SecretEnvEntry
-	nil,                           // 77: hodei.v1.JobSpec.SelectorEntry
-	nil,                           // 78: hodei.v1.ListJobsRequest.LabelsEntry
-	nil,                           // 79: hodei.v1.Hello.LabelsEntry
-	nil,                           // 80: hodei.v1.Worker.LabelsEntry
-	(*Pipeline_Step)(nil),         // 81: hodei.v1.Pipeline.Step
+	(*SubmitBatchRequest)(nil),    // 12: hodei.v1.SubmitBatchRequest
+	(*SubmitBatchResponse)(nil),   // 13: hodei.v1.SubmitBatchResponse
+	(*GetJobRequest)(nil),         // 14: hodei.v1.GetJobRequest
+	(*ListJobsRequest)(nil),       // 15: hodei.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),      // 16: hodei.v1.ListJobsResponse
+	(*CancelJobRequest)(nil),      // 17: hodei.v1.CancelJobRequest
+	(*CancelArrayRequest)(nil),    // 18: hodei.v1.CancelArrayRequest
+	(*CancelArrayResponse)(nil),   // 19: hodei.v1.CancelArrayResponse
+	(*WatchRequest)(nil),          // 20: hodei.v1.WatchRequest
+	(*JobEvent)(nil),              // 21: hodei.v1.JobEvent
+	(*LogsRequest)(nil),           // 22: hodei.v1.LogsRequest
+	(*LogData)(nil),               // 23: hodei.v1.LogData
+	(*JoinRequest)(nil),           // 24: hodei.v1.JoinRequest
+	(*JoinResponse)(nil),          // 25: hodei.v1.JoinResponse
+	(*AgentMessage)(nil),          // 26: hodei.v1.AgentMessage
+	(*ServerMessage)(nil),         // 27: hodei.v1.ServerMessage
+	(*JobRef)(nil),                // 28: hodei.v1.JobRef
+	(*Hello)(nil),                 // 29: hodei.v1.Hello
+	(*Heartbeat)(nil),             // 30: hodei.v1.Heartbeat
+	(*JobStarted)(nil),            // 31: hodei.v1.JobStarted
+	(*LogChunk)(nil),              // 32: hodei.v1.LogChunk
+	(*JobFinished)(nil),           // 33: hodei.v1.JobFinished
+	(*Welcome)(nil),               // 34: hodei.v1.Welcome
+	(*Assign)(nil),                // 35: hodei.v1.Assign
+	(*CancelJob)(nil),             // 36: hodei.v1.CancelJob
+	(*Ack)(nil),                   // 37: hodei.v1.Ack
+	(*Worker)(nil),                // 38: hodei.v1.Worker
+	(*RevokeWorkerRequest)(nil),   // 39: hodei.v1.RevokeWorkerRequest
+	(*RemoveWorkerRequest)(nil),   // 40: hodei.v1.RemoveWorkerRequest
+	(*RemoveWorkerResponse)(nil),  // 41: hodei.v1.RemoveWorkerResponse
+	(*TokenInfo)(nil),             // 42: hodei.v1.TokenInfo
+	(*CreateTokenRequest)(nil),    // 43: hodei.v1.CreateTokenRequest
+	(*CreateTokenResponse)(nil),   // 44: hodei.v1.CreateTokenResponse
+	(*ListTokensRequest)(nil),     // 45: hodei.v1.ListTokensRequest
+	(*ListTokensResponse)(nil),    // 46: hodei.v1.ListTokensResponse
+	(*RevokeTokenRequest)(nil),    // 47: hodei.v1.RevokeTokenRequest
+	(*WhoAmIRequest)(nil),         // 48: hodei.v1.WhoAmIRequest
+	(*AuditRecord)(nil),           // 49: hodei.v1.AuditRecord
+	(*AgentRecord)(nil),           // 50: hodei.v1.AgentRecord
+	(*ListAuditRequest)(nil),      // 51: hodei.v1.ListAuditRequest
+	(*ListAuditResponse)(nil),     // 52: hodei.v1.ListAuditResponse
+	(*ListWorkersRequest)(nil),    // 53: hodei.v1.ListWorkersRequest
+	(*ListWorkersResponse)(nil),   // 54: hodei.v1.ListWorkersResponse
+	(*DrainWorkerRequest)(nil),    // 55: hodei.v1.DrainWorkerRequest
+	(*SnapshotRequest)(nil),       // 56: hodei.v1.SnapshotRequest
+	(*SnapshotChunk)(nil),         // 57: hodei.v1.SnapshotChunk
+	(*Tenant)(nil),                // 58: hodei.v1.Tenant
+	(*TenantStatus)(nil),          // 59: hodei.v1.TenantStatus
+	(*SetTenantRequest)(nil),      // 60: hodei.v1.SetTenantRequest
+	(*GetTenantRequest)(nil),      // 61: hodei.v1.GetTenantRequest
+	(*ListTenantsRequest)(nil),    // 62: hodei.v1.ListTenantsRequest
+	(*ListTenantsResponse)(nil),   // 63: hodei.v1.ListTenantsResponse
+	(*DeleteTenantRequest)(nil),   // 64: hodei.v1.DeleteTenantRequest
+	(*DeleteTenantResponse)(nil),  // 65: hodei.v1.DeleteTenantResponse
+	(*MatrixAxis)(nil),            // 66: hodei.v1.MatrixAxis
+	(*PipelineStepSpec)(nil),      // 67: hodei.v1.PipelineStepSpec
+	(*PipelineSpec)(nil),          // 68: hodei.v1.PipelineSpec
+	(*Pipeline)(nil),              // 69: hodei.v1.Pipeline
+	(*PipelineStatus)(nil),        // 70: hodei.v1.PipelineStatus
+	(*RunPipelineRequest)(nil),    // 71: hodei.v1.RunPipelineRequest
+	(*GetPipelineRequest)(nil),    // 72: hodei.v1.GetPipelineRequest
+	(*ListPipelinesRequest)(nil),  // 73: hodei.v1.ListPipelinesRequest
+	(*ListPipelinesResponse)(nil), // 74: hodei.v1.ListPipelinesResponse
+	(*CancelPipelineRequest)(nil), // 75: hodei.v1.CancelPipelineRequest
+	nil,                           // 76: hodei.v1.JobSpec.LabelsEntry
+	nil,                           // 77: hodei.v1.JobSpec.EnvEntry
+	nil,                           // 78: hodei.v1.JobSpec.SecretEnvEntry
+	nil,                           // 79: hodei.v1.JobSpec.SelectorEntry
+	nil,                           // 80: hodei.v1.ListJobsRequest.LabelsEntry
+	nil,                           // 81: hodei.v1.Hello.LabelsEntry
+	nil,                           // 82: hodei.v1.Worker.LabelsEntry
+	(*Pipeline_Step)(nil),         // 83: hodei.v1.Pipeline.Step
 }
 var file_hodei_proto_depIdxs = []int32{
-	74, // 0: hodei.v1.JobSpec.labels:type_name -> hodei.v1.JobSpec.LabelsEntry
-	75, // 1: hodei.v1.JobSpec.env:type_name -> hodei.v1.JobSpec.EnvEntry
-	76, // 2: hodei.v1.JobSpec.secret_env:type_name -> hodei.v1.JobSpec.SecretEnvEntry
+	76, // 0: hodei.v1.JobSpec.labels:type_name -> hodei.v1.JobSpec.LabelsEntry
+	77, // 1: hodei.v1.JobSpec.env:type_name -> hodei.v1.JobSpec.EnvEntry
+	78, // 2: hodei.v1.JobSpec.secret_env:type_name -> hodei.v1.JobSpec.SecretEnvEntry
 	6,  // 3: hodei.v1.JobSpec.resources:type_name -> hodei.v1.Resources
-	77, // 4: hodei.v1.JobSpec.selector:type_name -> hodei.v1.JobSpec.SelectorEntry
+	79, // 4: hodei.v1.JobSpec.selector:type_name -> hodei.v1.JobSpec.SelectorEntry
 	7,  // 5: hodei.v1.Job.spec:type_name -> hodei.v1.JobSpec
 	0,  // 6: hodei.v1.Job.state:type_name -> hodei.v1.JobState
 	8,  // 7: hodei.v1.Job.usage:type_name -> hodei.v1.Usage
 	7,  // 8: hodei.v1.SubmitRequest.spec:type_name -> hodei.v1.JobSpec
-	0,  // 9: hodei.v1.ListJobsRequest.state:type_name -> hodei.v1.JobState
-	78, // 10: hodei.v1.ListJobsRequest.labels:type_name -> hodei.v1.ListJobsRequest.LabelsEntry
-	9,  // 11: hodei.v1.ListJobsResponse.jobs:type_name -> hodei.v1.Job
-	9,  // 12: hodei.v1.JobEvent.job:type_name -> hodei.v1.Job
-	1,  // 13: hodei.v1.LogsRequest.stream:type_name -> hodei.v1.LogStream
-	27, // 14: hodei.v1.AgentMessage.hello:type_name -> hodei.v1.Hello
-	28, // 15: hodei.v1.AgentMessage.heartbeat:type_name -> hodei.v1.Heartbeat
-	29, // 16: hodei.v1.AgentMessage.started:type_name -> hodei.v1.JobStarted
-	30, // 17: hodei.v1.AgentMessage.log:type_name -> hodei.v1.LogChunk
-	31, // 18: hodei.v1.AgentMessage.finished:type_name -> hodei.v1.JobFinished
-	32, // 19: hodei.v1.ServerMessage.welcome:type_name -> hodei.v1.Welcome
-	33, // 20: hodei.v1.ServerMessage.assign:type_name -> hodei.v1.Assign
-	34, // 21: hodei.v1.ServerMessage.cancel:type_name -> hodei.v1.CancelJob
-	35, // 22: hodei.v1.ServerMessage.ack:type_name -> hodei.v1.Ack
-	79, // 23: hodei.v1.Hello.labels:type_name -> hodei.v1.Hello.LabelsEntry
-	6,  // 24: hodei.v1.Hello.capacity:type_name -> hodei.v1.Resources
-	26, // 25: hodei.v1.Hello.running:type_name -> hodei.v1.JobRef
-	31, // 26: hodei.v1.Hello.finished:type_name -> hodei.v1.JobFinished
-	26, // 27: hodei.v1.Heartbeat.running:type_name -> hodei.v1.JobRef
-	1,  // 28: hodei.v1.LogChunk.stream:type_name -> hodei.v1.LogStream
-	2,  // 29: hodei.v1.JobFinished.outcome:type_name -> hodei.v1.Outcome
-	8,  // 30: hodei.v1.JobFinished.usage:type_name -> hodei.v1.Usage
-	9,  // 31: hodei.v1.Assign.job:type_name -> hodei.v1.Job
-	1,  // 32: hodei.v1.Ack.stream:type_name -> hodei.v1.LogStream
-	80, // 33: hodei.v1.Worker.labels:type_name -> hodei.v1.Worker.LabelsEntry
-	3,  // 34: hodei.v1.Worker.state:type_name -> hodei.v1.WorkerState
-	6,  // 35: hodei.v1.Worker.capacity:type_name -> hodei.v1.Resources
-	6,  // 36: hodei.v1.Worker.allocated:type_name -> hodei.v1.Resources
-	40, // 37: hodei.v1.CreateTokenResponse.info:type_name -> hodei.v1.TokenInfo
-	40, // 38: hodei.v1.ListTokensResponse.tokens:type_name -> hodei.v1.TokenInfo
-	47, // 39: hodei.v1.ListAuditResponse.records:type_name -> hodei.v1.AuditRecord
-	36, // 40: hodei.v1.ListWorkersResponse.workers:type_name -> hodei.v1.Worker
-	6,  // 41: hodei.v1.Tenant.max_running:type_name -> hodei.v1.Resources
-	56, // 42: hodei.v1.TenantStatus.tenant:type_name -> hodei.v1.Tenant
-	6,  // 43: hodei.v1.TenantStatus.pending:type_name -> hodei.v1.Resources
-	6,  // 44: hodei.v1.TenantStatus.running:type_name -> hodei.v1.Resources
-	4,  // 45: hodei.v1.TenantStatus.burst_state:type_name -> hodei.v1.BurstState
-	56, // 46: hodei.v1.SetTenantRequest.tenant:type_name -> hodei.v1.Tenant
-	57, // 47: hodei.v1.ListTenantsResponse.tenants:type_name -> hodei.v1.TenantStatus
-	7,  // 48: hodei.v1.PipelineStepSpec.spec:type_name -> hodei.v1.JobSpec
-	64, // 49: hodei.v1.PipelineStepSpec.matrix:type_name -> hodei.v1.MatrixAxis
-	7,  // 50: hodei.v1.PipelineSpec.defaults:type_name -> hodei.v1.JobSpec
-	65, // 51: hodei.v1.PipelineSpec.steps:type_name -> hodei.v1.PipelineStepSpec
-	81, // 52: hodei.v1.Pipeline.steps:type_name -> hodei.v1.Pipeline.Step
-	67, // 53: hodei.v1.PipelineStatus.pipeline:type_name -> hodei.v1.Pipeline
-	5,  // 54: hodei.v1.PipelineStatus.state:type_name -> hodei.v1.PipelineState
-	9,  // 55: hodei.v1.PipelineStatus.jobs:type_name -> hodei.v1.Job
-	66, // 56: hodei.v1.RunPipelineRequest.spec:type_name -> hodei.v1.PipelineSpec
-	68, // 57: hodei.v1.ListPipelinesResponse.pipelines:type_name -> hodei.v1.PipelineStatus
-	10, // 58: hodei.v1.JobService.Submit:input_type -> hodei.v1.SubmitRequest
-	12, // 59: hodei.v1.JobService.Get:input_type -> hodei.v1.GetJobRequest
-	13, // 60: hodei.v1.JobService.List:input_type -> hodei.v1.ListJobsRequest
-	15, // 61: hodei.v1.JobService.Cancel:input_type -> hodei.v1.CancelJobRequest
-	18, // 62: hodei.v1.JobService.Watch:input_type -> hodei.v1.WatchRequest
-	20, // 63: hodei.v1.JobService.Logs:input_type -> hodei.v1.LogsRequest
-	16, // 64: hodei.v1.JobService.CancelArray:input_type -> hodei.v1.CancelArrayRequest
-	69, // 65: hodei.v1.JobService.RunPipeline:input_type -> hodei.v1.RunPipelineRequest
-	70, // 66: hodei.v1.JobService.GetPipeline:input_type -> hodei.v1.GetPipelineRequest
-	71, // 67: hodei.v1.JobService.ListPipelines:input_type -> hodei.v1.ListPipelinesRequest
-	73, // 68: hodei.v1.JobService.CancelPipeline:input_type -> hodei.v1.CancelPipelineRequest
-	24, // 69: hodei.v1.AgentService.Connect:input_type -> hodei.v1.AgentMessage
-	22, // 70: hodei.v1.AgentService.Join:input_type -> hodei.v1.JoinRequest
-	51, // 71: hodei.v1.AdminService.ListWorkers:input_type -> hodei.v1.ListWorkersRequest
-	53, // 72: hodei.v1.AdminService.DrainWorker:input_type -> hodei.v1.DrainWorkerRequest
-	54, // 73: hodei.v1.AdminService.Snapshot:input_type -> hodei.v1.SnapshotRequest
-	58, // 74: hodei.v1.AdminService.SetTenant:input_type -> hodei.v1.SetTenantRequest
-	59, // 75: hodei.v1.AdminService.GetTenant:input_type -> hodei.v1.GetTenantRequest
-	60, // 76: hodei.v1.AdminService.ListTenants:input_type -> hodei.v1.ListTenantsRequest
-	62, // 77: hodei.v1.AdminService.DeleteTenant:input_type -> hodei.v1.DeleteTenantRequest
-	37, // 78: hodei.v1.AdminService.RevokeWorker:input_type -> hodei.v1.RevokeWorkerRequest
-	38, // 79: hodei.v1.AdminService.RemoveWorker:input_type -> hodei.v1.RemoveWorkerRequest
-	41, // 80: hodei.v1.AdminService.CreateToken:input_type -> hodei.v1.CreateTokenRequest
-	43, // 81: hodei.v1.AdminService.ListTokens:input_type -> hodei.v1.ListTokensRequest
-	45, // 82: hodei.v1.AdminService.RevokeToken:input_type -> hodei.v1.RevokeTokenRequest
-	46, // 83: hodei.v1.AdminService.WhoAmI:input_type -> hodei.v1.WhoAmIRequest
-	49, // 84: hodei.v1.AdminService.ListAudit:input_type -> hodei.v1.ListAuditRequest
-	11, // 85: hodei.v1.JobService.Submit:output_type -> hodei.v1.SubmitResponse
-	9,  // 86: hodei.v1.JobService.Get:output_type -> hodei.v1.Job
-	14, // 87: hodei.v1.JobService.List:output_type -> hodei.v1.ListJobsResponse
-	9,  // 88: hodei.v1.JobService.Cancel:output_type -> hodei.v1.Job
-	19, // 89: hodei.v1.JobService.Watch:output_type -> hodei.v1.JobEvent
-	21, // 90: hodei.v1.JobService.Logs:output_type -> hodei.v1.LogData
-	17, // 91: hodei.v1.JobService.CancelArray:output_type -> hodei.v1.CancelArrayResponse
-	68, // 92: hodei.v1.JobService.RunPipeline:output_type -> hodei.v1.PipelineStatus
-	68, // 93: hodei.v1.JobService.GetPipeline:output_type -> hodei.v1.PipelineStatus
-	72, // 94: hodei.v1.JobService.ListPipelines:output_type -> hodei.v1.ListPipelinesResponse
-	68, // 95: hodei.v1.JobService.CancelPipeline:output_type -> hodei.v1.PipelineStatus
-	25, // 96: hodei.v1.AgentService.Connect:output_type -> hodei.v1.ServerMessage
-	23, // 97: hodei.v1.AgentService.Join:output_type -> hodei.v1.JoinResponse
-	52, // 98: hodei.v1.AdminService.ListWorkers:output_type -> hodei.v1.ListWorkersResponse
-	36, // 99: hodei.v1.AdminService.DrainWorker:output_type -> hodei.v1.Worker
-	55, // 100: hodei.v1.AdminService.Snapshot:output_type -> hodei.v1.SnapshotChunk
-	57, // 101: hodei.v1.AdminService.SetTenant:output_type -> hodei.v1.TenantStatus
-	57, // 102: hodei.v1.AdminService.GetTenant:output_type -> hodei.v1.TenantStatus
-	61, // 103: hodei.v1.AdminService.ListTenants:output_type -> hodei.v1.ListTenantsResponse
-	63, // 104: hodei.v1.AdminService.DeleteTenant:output_type -> hodei.v1.DeleteTenantResponse
-	36, // 105: hodei.v1.AdminService.RevokeWorker:output_type -> hodei.v1.Worker
-	39, // 106: hodei.v1.AdminService.RemoveWorker:output_type -> hodei.v1.RemoveWorkerResponse
-	42, // 107: hodei.v1.AdminService.CreateToken:output_type -> hodei.v1.CreateTokenResponse
-	44, // 108: hodei.v1.AdminService.ListTokens:output_type -> hodei.v1.ListTokensResponse
-	40, // 109: hodei.v1.AdminService.RevokeToken:output_type -> hodei.v1.TokenInfo
-	40, // 110: hodei.v1.AdminService.WhoAmI:output_type -> hodei.v1.TokenInfo
-	50, // 111: hodei.v1.AdminService.ListAudit:output_type -> hodei.v1.ListAuditResponse
-	85, // [85:112] is the sub-list for method output_type
-	58, // [58:85] is the sub-list for method input_type
-	58, // [58:58] is the sub-list for extension type_name
-	58, // [58:58] is the sub-list for extension extendee
-	0,  // [0:58] is the sub-list for field type_name
+	7,  // 9: hodei.v1.SubmitBatchRequest.specs:type_name -> hodei.v1.JobSpec
+	0,  // 10: hodei.v1.ListJobsRequest.state:type_name -> hodei.v1.JobState
+	80, // 11: hodei.v1.ListJobsRequest.labels:type_name -> hodei.v1.ListJobsRequest.LabelsEntry
+	9,  // 12: hodei.v1.ListJobsResponse.jobs:type_name -> hodei.v1.Job
+	9,  // 13: hodei.v1.JobEvent.job:type_name -> hodei.v1.Job
+	1,  // 14: hodei.v1.LogsRequest.stream:type_name -> hodei.v1.LogStream
+	29, // 15: hodei.v1.AgentMessage.hello:type_name -> hodei.v1.Hello
+	30, // 16: hodei.v1.AgentMessage.heartbeat:type_name -> hodei.v1.Heartbeat
+	31, // 17: hodei.v1.AgentMessage.started:type_name -> hodei.v1.JobStarted
+	32, // 18: hodei.v1.AgentMessage.log:type_name -> hodei.v1.LogChunk
+	33, // 19: hodei.v1.AgentMessage.finished:type_name -> hodei.v1.JobFinished
+	34, // 20: hodei.v1.ServerMessage.welcome:type_name -> hodei.v1.Welcome
+	35, // 21: hodei.v1.ServerMessage.assign:type_name -> hodei.v1.Assign
+	36, // 22: hodei.v1.ServerMessage.cancel:type_name -> hodei.v1.CancelJob
+	37, // 23: hodei.v1.ServerMessage.ack:type_name -> hodei.v1.Ack
+	81, // 24: hodei.v1.Hello.labels:type_name -> hodei.v1.Hello.LabelsEntry
+	6,  // 25: hodei.v1.Hello.capacity:type_name -> hodei.v1.Resources
+	28, // 26: hodei.v1.Hello.running:type_name -> hodei.v1.JobRef
+	33, // 27: hodei.v1.Hello.finished:type_name -> hodei.v1.JobFinished
+	28, // 28: hodei.v1.Heartbeat.running:type_name -> hodei.v1.JobRef
+	1,  // 29: hodei.v1.LogChunk.stream:type_name -> hodei.v1.LogStream
+	2,  // 30: hodei.v1.JobFinished.outcome:type_name -> hodei.v1.Outcome
+	8,  // 31: hodei.v1.JobFinished.usage:type_name -> hodei.v1.Usage
+	9,  // 32: hodei.v1.Assign.job:type_name -> hodei.v1.Job
+	1,  // 33: hodei.v1.Ack.stream:type_name -> hodei.v1.LogStream
+	82, // 34: hodei.v1.Worker.labels:type_name -> hodei.v1.Worker.LabelsEntry
+	3,  // 35: hodei.v1.Worker.state:type_name -> hodei.v1.WorkerState
+	6,  // 36: hodei.v1.Worker.capacity:type_name -> hodei.v1.Resources
+	6,  // 37: hodei.v1.Worker.allocated:type_name -> hodei.v1.Resources
+	42, // 38: hodei.v1.CreateTokenResponse.info:type_name -> hodei.v1.TokenInfo
+	42, // 39: hodei.v1.ListTokensResponse.tokens:type_name -> hodei.v1.TokenInfo
+	49, // 40: hodei.v1.ListAuditResponse.records:type_name -> hodei.v1.AuditRecord
+	38, // 41: hodei.v1.ListWorkersResponse.workers:type_name -> hodei.v1.Worker
+	6,  // 42: hodei.v1.Tenant.max_running:type_name -> hodei.v1.Resources
+	58, // 43: hodei.v1.TenantStatus.tenant:type_name -> hodei.v1.Tenant
+	6,  // 44: hodei.v1.TenantStatus.pending:type_name -> hodei.v1.Resources
+	6,  // 45: hodei.v1.TenantStatus.running:type_name -> hodei.v1.Resources
+	4,  // 46: hodei.v1.TenantStatus.burst_state:type_name -> hodei.v1.BurstState
+	58, // 47: hodei.v1.SetTenantRequest.tenant:type_name -> hodei.v1.Tenant
+	59, // 48: hodei.v1.ListTenantsResponse.tenants:type_name -> hodei.v1.TenantStatus
+	7,  // 49: hodei.v1.PipelineStepSpec.spec:type_name -> hodei.v1.JobSpec
+	66, // 50: hodei.v1.PipelineStepSpec.matrix:type_name -> hodei.v1.MatrixAxis
+	7,  // 51: hodei.v1.PipelineSpec.defaults:type_name -> hodei.v1.JobSpec
+	67, // 52: hodei.v1.PipelineSpec.steps:type_name -> hodei.v1.PipelineStepSpec
+	83, // 53: hodei.v1.Pipeline.steps:type_name -> hodei.v1.Pipeline.Step
+	69, // 54: hodei.v1.PipelineStatus.pipeline:type_name -> hodei.v1.Pipeline
+	5,  // 55: hodei.v1.PipelineStatus.state:type_name -> hodei.v1.PipelineState
+	9,  // 56: hodei.v1.PipelineStatus.jobs:type_name -> hodei.v1.Job
+	68, // 57: hodei.v1.RunPipelineRequest.spec:type_name -> hodei.v1.PipelineSpec
+	70, // 58: hodei.v1.ListPipelinesResponse.pipelines:type_name -> hodei.v1.PipelineStatus
+	10, // 59: hodei.v1.JobService.Submit:input_type -> hodei.v1.SubmitRequest
+	12, // 60: hodei.v1.JobService.SubmitBatch:input_type -> hodei.v1.SubmitBatchRequest
+	14, // 61: hodei.v1.JobService.Get:input_type -> hodei.v1.GetJobRequest
+	15, // 62: hodei.v1.JobService.List:input_type -> hodei.v1.ListJobsRequest
+	17, // 63: hodei.v1.JobService.Cancel:input_type -> hodei.v1.CancelJobRequest
+	20, // 64: hodei.v1.JobService.Watch:input_type -> hodei.v1.WatchRequest
+	22, // 65: hodei.v1.JobService.Logs:input_type -> hodei.v1.LogsRequest
+	18, // 66: hodei.v1.JobService.CancelArray:input_type -> hodei.v1.CancelArrayRequest
+	71, // 67: hodei.v1.JobService.RunPipeline:input_type -> hodei.v1.RunPipelineRequest
+	72, // 68: hodei.v1.JobService.GetPipeline:input_type -> hodei.v1.GetPipelineRequest
+	73, // 69: hodei.v1.JobService.ListPipelines:input_type -> hodei.v1.ListPipelinesRequest
+	75, // 70: hodei.v1.JobService.CancelPipeline:input_type -> hodei.v1.CancelPipelineRequest
+	26, // 71: hodei.v1.AgentService.Connect:input_type -> hodei.v1.AgentMessage
+	24, // 72: hodei.v1.AgentService.Join:input_type -> hodei.v1.JoinRequest
+	53, // 73: hodei.v1.AdminService.ListWorkers:input_type -> hodei.v1.ListWorkersRequest
+	55, // 74: hodei.v1.AdminService.DrainWorker:input_type -> hodei.v1.DrainWorkerRequest
+	56, // 75: hodei.v1.AdminService.Snapshot:input_type -> hodei.v1.SnapshotRequest
+	60, // 76: hodei.v1.AdminService.SetTenant:input_type -> hodei.v1.SetTenantRequest
+	61, // 77: hodei.v1.AdminService.GetTenant:input_type -> hodei.v1.GetTenantRequest
+	62, // 78: hodei.v1.AdminService.ListTenants:input_type -> hodei.v1.ListTenantsRequest
+	64, // 79: hodei.v1.AdminService.DeleteTenant:input_type -> hodei.v1.DeleteTenantRequest
+	39, // 80: hodei.v1.AdminService.RevokeWorker:input_type -> hodei.v1.RevokeWorkerRequest
+	40, // 81: hodei.v1.AdminService.RemoveWorker:input_type -> hodei.v1.RemoveWorkerRequest
+	43, // 82: hodei.v1.AdminService.CreateToken:input_type -> hodei.v1.CreateTokenRequest
+	45, // 83: hodei.v1.AdminService.ListTokens:input_type -> hodei.v1.ListTokensRequest
+	47, // 84: hodei.v1.AdminService.RevokeToken:input_type -> hodei.v1.RevokeTokenRequest
+	48, // 85: hodei.v1.AdminService.WhoAmI:input_type -> hodei.v1.WhoAmIRequest
+	51, // 86: hodei.v1.AdminService.ListAudit:input_type -> hodei.v1.ListAuditRequest
+	11, // 87: hodei.v1.JobService.Submit:output_type -> hodei.v1.SubmitResponse
+	13, // 88: hodei.v1.JobService.SubmitBatch:output_type -> hodei.v1.SubmitBatchResponse
+	9,  // 89: hodei.v1.JobService.Get:output_type -> hodei.v1.Job
+	16, // 90: hodei.v1.JobService.List:output_type -> hodei.v1.ListJobsResponse
+	9,  // 91: hodei.v1.JobService.Cancel:output_type -> hodei.v1.Job
+	21, // 92: hodei.v1.JobService.Watch:output_type -> hodei.v1.JobEvent
+	23, // 93: hodei.v1.JobService.Logs:output_type -> hodei.v1.LogData
+	19, // 94: hodei.v1.JobService.CancelArray:output_type -> hodei.v1.CancelArrayResponse
+	70, // 95: hodei.v1.JobService.RunPipeline:output_type -> hodei.v1.PipelineStatus
+	70, // 96: hodei.v1.JobService.GetPipeline:output_type -> hodei.v1.PipelineStatus
+	74, // 97: hodei.v1.JobService.ListPipelines:output_type -> hodei.v1.ListPipelinesResponse
+	70, // 98: hodei.v1.JobService.CancelPipeline:output_type -> hodei.v1.PipelineStatus
+	27, // 99: hodei.v1.AgentService.Connect:output_type -> hodei.v1.ServerMessage
+	25, // 100: hodei.v1.AgentService.Join:output_type -> hodei.v1.JoinResponse
+	54, // 101: hodei.v1.AdminService.ListWorkers:output_type -> hodei.v1.ListWorkersResponse
+	38, // 102: hodei.v1.AdminService.DrainWorker:output_type -> hodei.v1.Worker
+	57, // 103: hodei.v1.AdminService.Snapshot:output_type -> hodei.v1.SnapshotChunk
+	59, // 104: hodei.v1.AdminService.SetTenant:output_type -> hodei.v1.TenantStatus
+	59, // 105: hodei.v1.AdminService.GetTenant:output_type -> hodei.v1.TenantStatus
+	63, // 106: hodei.v1.AdminService.ListTenants:output_type -> hodei.v1.ListTenantsResponse
+	65, // 107: hodei.v1.AdminService.DeleteTenant:output_type -> hodei.v1.DeleteTenantResponse
+	38, // 108: hodei.v1.AdminService.RevokeWorker:output_type -> hodei.v1.Worker
+	41, // 109: hodei.v1.AdminService.RemoveWorker:output_type -> hodei.v1.RemoveWorkerResponse
+	44, // 110: hodei.v1.AdminService.CreateToken:output_type -> hodei.v1.CreateTokenResponse
+	46, // 111: hodei.v1.AdminService.ListTokens:output_type -> hodei.v1.ListTokensResponse
+	42, // 112: hodei.v1.AdminService.RevokeToken:output_type -> hodei.v1.TokenInfo
+	42, // 113: hodei.v1.AdminService.WhoAmI:output_type -> hodei.v1.TokenInfo
+	52, // 114: hodei.v1.AdminService.ListAudit:output_type -> hodei.v1.ListAuditResponse
+	87, // [87:115] is the sub-list for method output_type
+	59, // [59:87] is the sub-list for method input_type
+	59, // [59:59] is the sub-list for extension type_name
+	59, // [59:59] is the sub-list for extension extendee
+	0,  // [0:59] is the sub-list for field type_name
 }
 
 func init() { file_hodei_proto_init() }
@@ -5768,14 +5868,14 @@ func file_hodei_proto_init() {
 		return
 	}
 	file_hodei_proto_msgTypes[1].OneofWrappers = []any{}
-	file_hodei_proto_msgTypes[18].OneofWrappers = []any{
+	file_hodei_proto_msgTypes[20].OneofWrappers = []any{
 		(*AgentMessage_Hello)(nil),
 		(*AgentMessage_Heartbeat)(nil),
 		(*AgentMessage_Started)(nil),
 		(*AgentMessage_Log)(nil),
 		(*AgentMessage_Finished)(nil),
 	}
-	file_hodei_proto_msgTypes[19].OneofWrappers = []any{
+	file_hodei_proto_msgTypes[21].OneofWrappers = []any{
 		(*ServerMessage_Welcome)(nil),
 		(*ServerMessage_Assign)(nil),
 		(*ServerMessage_Cancel)(nil),
@@ -5787,7 +5887,7 @@ func file_hodei_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hodei_proto_rawDesc), len(file_hodei_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   76,
+			NumMessages:   78,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -26,6 +26,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	JobService_Submit_FullMethodName         = "/hodei.v1.JobService/Submit"
+	JobService_SubmitBatch_FullMethodName    = "/hodei.v1.JobService/SubmitBatch"
 	JobService_Get_FullMethodName            = "/hodei.v1.JobService/Get"
 	JobService_List_FullMethodName           = "/hodei.v1.JobService/List"
 	JobService_Cancel_FullMethodName         = "/hodei.v1.JobService/Cancel"
@@ -44,6 +45,10 @@ const (
 type JobServiceClient interface {
 	// Submit stores a job durably and returns its id.
 	Submit(ctx context.Context, in *SubmitRequest, opts ...grpc.CallOption) (*SubmitResponse, error)
+	// SubmitBatch stores up to 10,000 jobs in one transaction, or none: a
+	// spec that is refused fails the whole call, its field named under
+	// specs[i] (in the message, and as a google.rpc.BadRequest detail).
+	SubmitBatch(ctx context.Context, in *SubmitBatchRequest, opts ...grpc.CallOption) (*SubmitBatchResponse, error)
 	Get(ctx context.Context, in *GetJobRequest, opts ...grpc.CallOption) (*Job, error)
 	// List returns jobs in submission order, filtered, a page at a time.
 	List(ctx context.Context, in *ListJobsRequest, opts ...grpc.CallOption) (*ListJobsResponse, error)
@@ -76,6 +81,16 @@ func (c *jobServiceClient) Submit(ctx context.Context, in *SubmitRequest, opts .
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(SubmitResponse)
 	err := c.cc.Invoke(ctx, JobService_Submit_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobServiceClient) SubmitBatch(ctx context.Context, in *SubmitBatchRequest, opts ...grpc.CallOption) (*SubmitBatchResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SubmitBatchResponse)
+	err := c.cc.Invoke(ctx, JobService_SubmitBatch_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -206,6 +221,10 @@ func (c *jobServiceClient) CancelPipeline(ctx context.Context, in *CancelPipelin
 type JobServiceServer interface {
 	// Submit stores a job durably and returns its id.
 	Submit(context.Context, *SubmitRequest) (*SubmitResponse, error)
+	// SubmitBatch stores up to 10,000 jobs in one transaction, or none: a
+	// spec that is refused fails the whole call, its field named under
+	// specs[i] (in the message, and as a google.rpc.BadRequest detail).
+	SubmitBatch(context.Context, *SubmitBatchRequest) (*SubmitBatchResponse, error)
 	Get(context.Context, *GetJobRequest) (*Job, error)
 	// List returns jobs in submission order, filtered, a page at a time.
 	List(context.Context, *ListJobsRequest) (*ListJobsResponse, error)
@@ -236,6 +255,9 @@ type UnimplementedJobServiceServer struct{}
 
 func (UnimplementedJobServiceServer) Submit(context.Context, *SubmitRequest) (*SubmitResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Submit not implemented")
+}
+func (UnimplementedJobServiceServer) SubmitBatch(context.Context, *SubmitBatchRequest) (*SubmitBatchResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SubmitBatch not implemented")
 }
 func (UnimplementedJobServiceServer) Get(context.Context, *GetJobRequest) (*Job, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Get not implemented")
@@ -302,6 +324,24 @@ func _JobService_Submit_Handler(srv interface{}, ctx context.Context, dec func(i
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(JobServiceServer).Submit(ctx, req.(*SubmitRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _JobService_SubmitBatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SubmitBatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobServiceServer).SubmitBatch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobService_SubmitBatch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobServiceServer).SubmitBatch(ctx, req.(*SubmitBatchRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -482,6 +522,10 @@ var JobService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Submit",
 			Handler:    _JobService_Submit_Handler,
+		},
+		{
+			MethodName: "SubmitBatch",
+			Handler:    _JobService_SubmitBatch_Handler,
 		},
 		{
 			MethodName: "Get",

@@ -50,6 +50,10 @@ func (s *Server) auditCall(ctx context.Context, id *auth.Identity, action string
 // auditTarget names what a call acted on, from the ids and names of its
 // request and answer.
 func auditTarget(req, resp any) (target, tenant string) {
+	if r, ok := req.(*pb.SubmitBatchRequest); ok {
+		b, _ := resp.(*pb.SubmitBatchResponse)
+		return batchAudit(r, b)
+	}
 	switch r := req.(type) {
 	case *pb.SubmitRequest:
 		tenant = cmp.Or(r.GetSpec().GetTenant(), job.DefaultTenant)

@@ -24,6 +24,7 @@ type rule struct {
 
 var methodRules = map[string]rule{
 	pb.JobService_Submit_FullMethodName:         {perm: auth.Submit, audited: true},
+	pb.JobService_SubmitBatch_FullMethodName:    {perm: auth.Submit, audited: true},
 	pb.JobService_Get_FullMethodName:            {perm: auth.ReadJobs},
 	pb.JobService_List_FullMethodName:           {perm: auth.ReadJobs},
 	pb.JobService_Cancel_FullMethodName:         {perm: auth.Cancel, audited: true},

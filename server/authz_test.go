@@ -289,6 +289,8 @@ func (s *sut) messages(t *testing.T, method string, fx fixture) (proto.Message, 
 	switch r := req.(type) {
 	case *pb.SubmitRequest:
 		r.Spec = &pb.JobSpec{Command: []string{"true"}}
+	case *pb.SubmitBatchRequest:
+		r.Specs = []*pb.JobSpec{{Command: []string{"true"}}}
 	case *pb.GetJobRequest:
 		r.Id = fx.job
 	case *pb.CancelJobRequest:

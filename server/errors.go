@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -11,7 +12,10 @@ import (
 )
 
 // toStatus maps a domain error to a gRPC status; the message is the
-// error's own text, which names the field or object at fault.
+// error's own text, which names the field or object at fault. A
+// *job.FieldError, or a *job.BatchError naming one spec of a batch, also
+// travels as a google.rpc.BadRequest detail with the field and the rule,
+// so that clients need not parse the message to find the field.
 func toStatus(err error) error {
 	if err == nil {
 		return nil
@@ -36,7 +40,26 @@ func toStatus(err error) error {
 	case errors.Is(err, context.DeadlineExceeded):
 		code = codes.DeadlineExceeded
 	}
-	return status.Error(code, err.Error())
+	st := status.New(code, err.Error())
+	if fe, ok := errors.AsType[*job.FieldError](err); ok {
+		return withField(st, fe.Field, fe.Rule)
+	}
+	if be, ok := errors.AsType[*job.BatchError](err); ok {
+		return withField(st, job.BatchField(be.Index, ""), be.Err.Error())
+	}
+	return st.Err()
+}
+
+// withField returns st with a BadRequest detail naming field and what is
+// wrong with it.
+func withField(st *status.Status, field, rule string) error {
+	d, err := st.WithDetails(&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{
+		{Field: field, Description: rule},
+	}})
+	if err != nil {
+		return st.Err() // the detail could not be encoded; the message still names the field
+	}
+	return d.Err()
 }
 
 // invalid is a convenience for request checks in handlers.

@@ -1,0 +1,107 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+
+	"github.com/hodei-jobs/hodei/job"
+)
+
+// SubmitBatch validates every spec as Submit does, stores one new Pending
+// job per spec in one commit, all or none, and returns them in the order
+// of specs. Dependencies may name stored jobs, not other jobs of the batch
+// (they get their ids here).
+//
+// Errors: a *job.FieldError on "specs" for a batch that is empty, has more
+// than job.MaxBatch specs or more than job.MaxBatchBytes of them; the first
+// spec that is refused fails the whole call, with a *job.FieldError whose
+// field is under its index ("specs[3].command"), or a *job.BatchError
+// wrapping job.UnknownTenant; job.OverQueued (job.ErrExhausted) when a
+// tenant's non-terminal jobs plus its jobs of the batch would pass its
+// max-queued limit; store errors. Nothing is stored when it fails.
+func (s *Cluster) SubmitBatch(ctx context.Context, specs []job.Spec) ([]*job.Job, error) {
+	if err := job.CheckBatch(specs); err != nil {
+		return nil, err
+	}
+	known, err := s.knownJobs(ctx, specs)
+	if err != nil {
+		return nil, err
+	}
+	jobs := make([]*job.Job, len(specs))
+	for i, spec := range specs {
+		spec, now, err := s.checkSpec(ctx, spec)
+		if err == nil {
+			err = s.checkBatchSpec(&spec, known)
+		}
+		if err != nil {
+			return nil, job.InBatch(i, err)
+		}
+		j := &job.Job{ID: s.newID(now), Spec: spec, State: job.Pending, Attempt: 1, CreatedAt: now}
+		s.seal(j)
+		jobs[i] = j
+	}
+	// The store checks the tenants and dependencies again, in the
+	// transaction: the checks above only find which spec is at fault.
+	if err := s.cfg.Store.Insert(ctx, jobs); err != nil {
+		s.refusedBatch(jobs, err)
+		return nil, err
+	}
+	s.submitted(jobs)
+	return jobs, nil
+}
+
+// checkBatchSpec checks what the store's Insert would refuse for the whole
+// batch without naming the spec: a request above its tenant's running
+// limit, a dependency that is not a known job.
+func (s *Cluster) checkBatchSpec(spec *job.Spec, known map[string]bool) error {
+	if t, ok := s.tenants.Load(spec.Tenant); ok {
+		if err := t.CheckFits(spec); err != nil {
+			return err
+		}
+	}
+	for _, dep := range spec.DependsOn {
+		if !known[dep] {
+			return job.UnknownDependency(dep)
+		}
+	}
+	return nil
+}
+
+// refusedBatch counts a batch refused for a max-queued limit once for each
+// of its tenants that has one.
+func (s *Cluster) refusedBatch(jobs []*job.Job, err error) {
+	if s.cfg.Observer == nil || !errors.Is(err, job.ErrExhausted) {
+		return
+	}
+	seen := make(map[string]bool)
+	for _, j := range jobs {
+		name := j.Spec.Tenant
+		if seen[name] {
+			continue
+		}
+		seen[name] = true
+		if t, ok := s.tenants.Load(name); ok && t.MaxQueued > 0 {
+			s.refused(name, err)
+		}
+	}
+}
+
+// knownJobs reads, in one go, which of the jobs the specs depend on exist.
+func (s *Cluster) knownJobs(ctx context.Context, specs []job.Spec) (map[string]bool, error) {
+	var ids []string
+	for i := range specs {
+		ids = append(ids, specs[i].DependsOn...)
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	jobs, err := s.getMany(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	known := make(map[string]bool, len(ids))
+	for i, j := range jobs {
+		known[ids[i]] = j != nil
+	}
+	return known, nil
+}
