@@ -191,7 +191,16 @@ func (s *Cluster) Recover(ctx context.Context) error {
 	for _, a := range arrays {
 		s.addArray(a, materialized[a.ID])
 	}
+	counts := make(map[string]int, len(s.counts))
+	for t, c := range s.counts {
+		counts[t] = c.Pending + c.Scheduled + c.Running
+	}
 	s.mu.Unlock()
+	if changed, err := s.cfg.Store.SyncJobCounts(ctx, counts); err != nil {
+		return fmt.Errorf("recover job counts: %w", err)
+	} else if changed {
+		s.log.Warn("job counts by tenant were off; rebuilt from the jobs", "tenants", len(counts))
+	}
 	// A crash between retention's delete and its forget leaves records
 	// of pipelines whose jobs are all gone.
 	all := make(map[string]bool, len(pipelines))

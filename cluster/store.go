@@ -61,7 +61,8 @@ type Store interface {
 	// f.After, in id order, and the page token of the next page ("" when
 	// there is none).
 	List(ctx context.Context, f job.Filter) ([]*job.Job, string, error)
-	// Scan calls fn for every stored job in id order, for recovery at start.
+	// Scan calls fn for every stored job in id order, in one read, for
+	// recovery at start. fn must not call the store.
 	Scan(ctx context.Context, fn func(*job.Job) error) error
 	// InsertPipeline stores a pipeline record and all its jobs in one
 	// commit, or nothing: the jobs as Insert would (the same checks and
@@ -83,6 +84,11 @@ type Store interface {
 	// error wrapping job.ErrConflict for job.DefaultTenant, or while the
 	// tenant has non-terminal jobs (checked in the same transaction).
 	DeleteTenant(ctx context.Context, name string) error
+	// SyncJobCounts replaces the store's counts of non-terminal jobs by
+	// tenant (what Insert's admission reads) with counts, taken by the
+	// caller from the same jobs, and reports whether they differed. It is
+	// for recovery, while nothing else writes.
+	SyncJobCounts(ctx context.Context, counts map[string]int) (bool, error)
 	// Tenants returns every stored tenant in name order. The default
 	// tenant always exists: opening a store creates it when missing.
 	Tenants(ctx context.Context) ([]*job.Tenant, error)
@@ -97,7 +103,7 @@ type Store interface {
 	Workers(ctx context.Context) ([]*job.Worker, error)
 	// DeleteFinished deletes up to limit terminal jobs whose FinishedAt is
 	// before the given time, except those keep (nil: none) says to keep,
-	// and returns their ids. keep is called without locks the caller could
-	// hold and must not call the store.
+	// and returns their ids. keep is called outside the store's locks and
+	// transactions, so it may read the store.
 	DeleteFinished(ctx context.Context, before time.Time, limit int, keep func(id string) bool) ([]string, error)
 }

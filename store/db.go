@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -173,9 +174,11 @@ func Open(path string, opts Options) (*DB, error) {
 }
 
 // initFile creates missing buckets, checks or records the schema (migrating
-// an older file, and returning what it migrated), stores the default tenant
-// (created at now) when missing and rebuilds the counts of non-terminal
-// jobs by tenant.
+// an older file, and returning what it migrated) and stores the default
+// tenant (created at now) when missing. The counts of non-terminal jobs by
+// tenant are kept in the same transactions as the jobs, so they are
+// rebuilt only with a migration, not read back from every job at each
+// start; Check verifies them.
 func initFile(tx *bolt.Tx, now time.Time) (*migrated, error) {
 	for _, name := range allBuckets {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
@@ -189,7 +192,10 @@ func initFile(tx *bolt.Tx, now time.Time) (*migrated, error) {
 	if err := ensureDefaultTenant(tx, now); err != nil {
 		return nil, err
 	}
-	return mig, rebuildJobCounts(tx)
+	if mig != nil {
+		return mig, rebuildJobCounts(tx)
+	}
+	return nil, nil
 }
 
 // Close stops the commit loop, fails the requests still queued with
@@ -289,6 +295,11 @@ func checkTx(tx *bolt.Tx) error {
 	for err := range tx.Check() { // drain it all: the checker is a goroutine
 		errs = append(errs, err)
 	}
+	if current(tx) {
+		if err := checkJobCounts(tx); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if len(errs) > 0 {
 		return fmt.Errorf("consistency check: %w", errors.Join(errs...))
 	}
@@ -319,4 +330,15 @@ func closedErr(err error) error {
 		return fmt.Errorf("store: %w", job.ErrClosed)
 	}
 	return err
+}
+
+// current reports whether the file in tx has this code's schema (an older
+// one is migrated at Open, and its values are read only then).
+func current(tx *bolt.Tx) bool {
+	meta := tx.Bucket(bucketMeta)
+	if meta == nil {
+		return false
+	}
+	v := meta.Get(schemaKey)
+	return len(v) == 8 && binary.BigEndian.Uint64(v) == SchemaVersion
 }

@@ -13,8 +13,6 @@ import (
 	"github.com/hodei-jobs/hodei/job"
 )
 
-// scanChunk is how many jobs Scan reads per read transaction.
-const scanChunk = 256
 
 // Insert stores new jobs, all or none, in one commit, and sets their Version
 // to 1 once it is durable. See scheduler.Store for the rules; a job that is
@@ -355,48 +353,38 @@ func (db *DB) List(ctx context.Context, f job.Filter) ([]*job.Job, string, error
 	return out, next, nil
 }
 
-// Scan calls fn for every stored job in id order. It reads scanChunk jobs per
-// read transaction and calls fn outside it, so fn may call the store; it is
-// therefore not a snapshot: a job written during the scan may or may not be
-// seen. An error from fn (or ctx ending) stops the scan and is returned.
+// Scan calls fn for every stored job in id order, in one read
+// transaction with a sequential cursor: it is a consistent snapshot, and
+// it is how the cluster recovers at start. fn must not call the store
+// (the transaction is open). An error from fn (or ctx ending) stops the
+// scan and is returned.
 func (db *DB) Scan(ctx context.Context, fn func(*job.Job) error) error {
-	var after []byte
-	for {
-		if err := db.usable(ctx); err != nil {
-			return err
-		}
-		var chunk []*job.Job
-		err := db.view(func(tx *bolt.Tx) error {
-			c := tx.Bucket(bucketJobs).Cursor()
-			k, v := c.First()
-			if after != nil {
-				k, v = c.Seek(after)
-				if k != nil && bytes.Equal(k, after) {
-					k, v = c.Next()
-				}
-			}
-			for ; k != nil && len(chunk) < scanChunk; k, v = c.Next() {
-				j, err := decodeJob(string(k), v)
-				if err != nil {
+	if err := db.usable(ctx); err != nil {
+		return err
+	}
+	n := 0
+	err := db.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketJobs).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if n++; n%4096 == 0 {
+				if err := ctx.Err(); err != nil {
 					return err
 				}
-				chunk = append(chunk, j)
 			}
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("scan jobs: %w", err)
-		}
-		for _, j := range chunk {
+			j, err := decodeJob(string(k), v)
+			if err != nil {
+				return fmt.Errorf("job %s: %w", k, err)
+			}
 			if err := fn(j); err != nil {
 				return err
 			}
 		}
-		if len(chunk) < scanChunk {
-			return nil
-		}
-		after = []byte(chunk[len(chunk)-1].ID)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("scan jobs: %w", err)
 	}
+	return nil
 }
 
 // finishedBefore reports whether a stored job may be deleted by

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -189,7 +190,48 @@ func countJobs(tx *bolt.Tx) (map[string]uint64, error) {
 		}
 		return nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	// The tasks of an array not materialized yet count with their array.
+	err = tx.Bucket(bucketArrays).ForEach(func(k, v []byte) error {
+		a, err := decodeArray(k, v)
+		if err != nil {
+			return fmt.Errorf("array %s: %w", k, err)
+		}
+		if !a.Cancelled {
+			if n := a.Len() - materializedTasks(tx, a); n > 0 {
+				counts[a.Spec.Tenant] += uint64(n)
+			}
+		}
+		return nil
+	})
 	return counts, err
+}
+
+// checkJobCounts verifies the kept counts of non-terminal jobs by tenant
+// against a recount.
+func checkJobCounts(tx *bolt.Tx) error {
+	want, err := countJobs(tx)
+	if err != nil {
+		return err
+	}
+	got := make(map[string]uint64)
+	err = tx.Bucket(bucketTenantJobs).ForEach(func(k, v []byte) error {
+		if len(v) == 8 {
+			if n := binary.BigEndian.Uint64(v); n > 0 {
+				got[string(k)] = n
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if !maps.Equal(got, want) {
+		return fmt.Errorf("job counts by tenant %v, recounted %v", got, want)
+	}
+	return nil
 }
 
 // rebuildJobCounts replaces bucketTenantJobs with counts taken from the jobs.
@@ -230,4 +272,52 @@ func ensureDefaultTenant(tx *bolt.Tx, now time.Time) error {
 		return fmt.Errorf("put default tenant: %w", err)
 	}
 	return nil
+}
+
+// SyncJobCounts replaces the kept counts of non-terminal jobs by tenant
+// with counts, which the caller took from the same jobs (the cluster's
+// recovery reads every job once, so the counts come with that read instead
+// of a second one). It reports whether the kept counts differed. Call it
+// only while nothing else writes jobs.
+func (db *DB) SyncJobCounts(ctx context.Context, counts map[string]int) (bool, error) {
+	changed := false
+	err := db.write(ctx, 0, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketTenantJobs)
+		kept := make(map[string]int)
+		err := b.ForEach(func(k, v []byte) error {
+			if len(v) == 8 {
+				if n := int(binary.BigEndian.Uint64(v)); n > 0 {
+					kept[string(k)] = n
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		want := make(map[string]int, len(counts))
+		for name, n := range counts {
+			if n > 0 {
+				want[name] = n
+			}
+		}
+		if maps.Equal(kept, want) {
+			return nil
+		}
+		changed = true
+		for name := range kept {
+			if _, ok := want[name]; !ok {
+				if err := b.Delete([]byte(name)); err != nil {
+					return abort(err)
+				}
+			}
+		}
+		for name, n := range want {
+			if err := b.Put([]byte(name), binary.BigEndian.AppendUint64(nil, uint64(n))); err != nil {
+				return abort(err)
+			}
+		}
+		return nil
+	})
+	return changed, err
 }

@@ -73,7 +73,10 @@ func TestTenants(t *testing.T) {
 }
 
 func TestJobCounts(t *testing.T) {
-	t.Run("RebuiltAtOpen", func(t *testing.T) {
+	t.Run("Synced", func(t *testing.T) {
+		// The counts are kept with the jobs, not recounted at open; the
+		// cluster's recovery, which reads every job anyway, hands its
+		// counts to SyncJobCounts, which repairs counts gone wrong.
 		path := filepath.Join(t.TempDir(), "hodei.db")
 		db := MustOpenPath(t, path, Options{})
 		storetest.MustPutTenant(t, db, limitedTenant(2))
@@ -81,7 +84,6 @@ func TestJobCounts(t *testing.T) {
 		storetest.MustInsert(t, db, jobs[:2]...)
 		storetest.Finish(t, db, jobs[0], job.Cancelled, storetest.T0)
 		storetest.MustInsert(t, db, jobs[2:]...)
-		// Break the counts behind the store's back: lose two, invent one.
 		require.NoError(t, db.bolt.Update(func(tx *bolt.Tx) error {
 			b := tx.Bucket(bucketTenantJobs)
 			if err := b.Delete([]byte(queuedTenant)); err != nil {
@@ -89,14 +91,18 @@ func TestJobCounts(t *testing.T) {
 			}
 			return b.Put([]byte("ghost"), []byte{0, 0, 0, 0, 0, 0, 0, 7})
 		}))
-		require.NoError(t, db.Close())
-
-		db = MustOpenPath(t, path, Options{})
+		require.Error(t, db.Check(), "Check finds counts that do not match the jobs")
+		changed, err := db.SyncJobCounts(t.Context(), map[string]int{queuedTenant: 2, job.DefaultTenant: 1})
+		require.NoError(t, err)
+		require.True(t, changed)
 		require.Equal(t, uint64(2), storedCount(t, db, queuedTenant))
 		require.Equal(t, uint64(1), storedCount(t, db, job.DefaultTenant))
 		require.Zero(t, storedCount(t, db, "ghost"))
-		err := db.Insert(t.Context(), []*job.Job{queuedJob(5)})
+		err = db.Insert(t.Context(), []*job.Job{queuedJob(5)})
 		require.ErrorIs(t, err, job.ErrExhausted)
+		changed, err = db.SyncJobCounts(t.Context(), map[string]int{queuedTenant: 2, job.DefaultTenant: 1})
+		require.NoError(t, err)
+		require.False(t, changed, "counts that match are left alone")
 	})
 	t.Run("UnderflowAborts", func(t *testing.T) {
 		// A count that no longer matches the jobs is a bug, not a value to

@@ -119,3 +119,24 @@ func (s *Store) moveQueued(cur record.Header, next *job.Job) {
 		s.addQueued(next.Spec.Tenant, 1)
 	}
 }
+
+// SyncJobCounts replaces the counts of non-terminal jobs by tenant; see
+// store.DB.SyncJobCounts.
+func (s *Store) SyncJobCounts(ctx context.Context, counts map[string]int) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	want := make(map[string]int, len(counts))
+	for name, n := range counts {
+		if n > 0 {
+			want[name] = n
+		}
+	}
+	if maps.Equal(s.queued, want) {
+		return false, nil
+	}
+	s.queued = want
+	return true, nil
+}

@@ -172,24 +172,6 @@ func testScan(t *testing.T, open func(*testing.T) cluster.Store) {
 		require.ErrorIs(t, err, stop)
 		require.Equal(t, 1, calls)
 	})
-	t.Run("FnCallsStore", func(t *testing.T) {
-		// Recovery reads and writes while it scans.
-		s := open(t)
-		MustInsert(t, s, newJobs(1, 3)...)
-		require.NoError(t, s.Scan(t.Context(), func(j *job.Job) error {
-			got, err := s.Get(t.Context(), j.ID)
-			require.NoError(t, err)
-			require.Equal(t, j, got)
-			next := j.Clone()
-			next.State = job.Cancelled
-			errs, err := s.Apply(t.Context(), []job.Update{{Expect: j.Expected(), Next: next}})
-			require.NoError(t, err)
-			return errs[0]
-		}))
-		got, _, err := s.List(t.Context(), job.Filter{State: job.Cancelled})
-		require.NoError(t, err)
-		require.Len(t, got, 3)
-	})
 	t.Run("ContextDone", func(t *testing.T) {
 		s := open(t)
 		MustInsert(t, s, newJobs(1, 3)...)
