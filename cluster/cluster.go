@@ -387,12 +387,12 @@ func (s *Cluster) Cancel(ctx context.Context, id, reason string) (*job.Job, erro
 // It returns nil when a cancel is already under way.
 func (s *Cluster) cancelNext(cur *job.Job, reason string) *job.Job {
 	switch {
-	case cur.State == job.Running && cur.CancelRequested != "" && !cur.Requeue:
+	case cur.State == job.Running && cur.Stop != job.NoStop && cur.Stop != job.StopRequeue:
 		return nil
 	case cur.State == job.Running:
 		// A user's cancel also overrides a preemption under way.
 		next := cur.Clone()
-		next.CancelRequested, next.Requeue = reason, false
+		next.CancelRequested, next.Stop = reason, job.StopCancel
 		return next
 	}
 	return scheduler.Cancelled(cur, reason, s.cfg.Now())

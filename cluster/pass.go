@@ -182,7 +182,7 @@ func (s *Cluster) snapshot(now time.Time, next *wakeAt, orphans []scheduler.Orph
 	for _, j := range s.active {
 		snap.Active = append(snap.Active, j)
 		alloc[j.Worker] = alloc[j.Worker].Add(j.Spec.Resources)
-		if j.CancelRequested != "" {
+		if j.Stop != job.NoStop {
 			if snap.StopSent == nil {
 				snap.StopSent = make(map[string]time.Time)
 			}
@@ -431,7 +431,7 @@ func (s *Cluster) build(ctx context.Context, now time.Time, plan scheduler.Plan)
 			n = scheduler.Finished(j, scheduler.Finish{JobID: j.ID, Attempt: j.Attempt, Outcome: scheduler.Killed, ExitCode: -1, Reason: scheduler.ReasonNoConfirm}, now)
 		case scheduler.StopTimeout:
 			n = j.Clone()
-			n.CancelRequested = scheduler.ReasonTimeout
+			n.CancelRequested, n.Stop = scheduler.ReasonTimeout, job.StopTimeout
 		case scheduler.StopBurstEnded:
 			why := fmt.Sprintf(scheduler.ReasonBurstEndedFmt, j.Spec.Tenant)
 			if j.State == job.Scheduled {
@@ -493,7 +493,7 @@ func (s *Cluster) reservations(now time.Time, next *wakeAt) []scheduler.Reservat
 // back to Pending on a new attempt that is not a retry.
 func requeueUpdate(j *job.Job, reason string) job.Update {
 	n := j.Clone()
-	n.CancelRequested, n.Requeue = reason, true
+	n.CancelRequested, n.Stop = reason, job.StopRequeue
 	return job.Update{Expect: j.Expected(), Next: n}
 }
 

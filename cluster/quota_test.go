@@ -152,8 +152,8 @@ func TestBurstEndStopsTheNewestFirst(t *testing.T) {
 	h.pass()
 	h.wantState(jobs[0].ID, job.Running)
 	h.wantState(jobs[1].ID, job.Running)
-	if j := h.get(jobs[2].ID); !j.Requeue || j.CancelRequested == "" {
-		t.Fatalf("second newest job: requeue %v, stop %q; want a stop order that requeues it", j.Requeue, j.CancelRequested)
+	if j := h.get(jobs[2].ID); j.Stop != job.StopRequeue || j.CancelRequested == "" {
+		t.Fatalf("second newest job: stop %s %q; want a stop order that requeues it", j.Stop, j.CancelRequested)
 	}
 	if j := h.wantState(jobs[3].ID, job.Pending); j.Attempt != 2 || j.Preemptions != 1 {
 		t.Fatalf("newest job, not yet started: attempt %d, preemptions %d; want back in the queue on attempt 2", j.Attempt, j.Preemptions)

@@ -106,7 +106,7 @@ func (s *Cluster) WorkerHello(ctx context.Context, h Hello) (Reconcile, error) {
 	for _, j := range s.activeOn(rec.ID) {
 		ref := Ref{j.ID, j.Attempt}
 		switch {
-		case reported[ref] && j.CancelRequested != "":
+		case reported[ref] && j.Stop != job.NoStop:
 			rc.Cancel = append(rc.Cancel, s.cancelOrder(j, j.CancelRequested))
 		case reported[ref]:
 		case j.State == job.Scheduled && (!h.Restarted || !j.ScheduledAt.Before(h.Since)):

@@ -3,6 +3,7 @@ package job
 import (
 	"maps"
 	"slices"
+	"strconv"
 	"time"
 )
 
@@ -120,12 +121,12 @@ type Job struct {
 	// ExitCode of the last finished attempt; -1 when it did not exit normally.
 	ExitCode int
 	Reason   string // why the job is where it is (failure, cancel, retry)
-	// CancelRequested holds the reason ("cancelled by user", "timeout") of a
-	// stop sent to the agent of a Running job; the final state follows it.
+	// CancelRequested holds the reason of a stop sent to the agent of a
+	// Running job, as people read it; Stop says what the stop is for, and
+	// the final state follows Stop.
 	CancelRequested string
-	// Requeue marks the stop order in CancelRequested as a preemption: the
-	// attempt ends back in Pending without using a retry.
-	Requeue bool
+	// Stop is the kind of the stop under way (NoStop when none).
+	Stop StopKind
 	// Preemptions counts the attempts that ended by preemption; they do not
 	// count against Spec.Retries.
 	Preemptions int
@@ -244,4 +245,36 @@ func (u Update) Check() error {
 		return Conflict(u.Next.ID, "%s → %s with attempt %d, want %d", from, to, u.Next.Attempt, want)
 	}
 	return nil
+}
+
+// StopKind says why a Running job is being stopped, and so how its attempt
+// ends once its agent confirms.
+type StopKind uint8
+
+const (
+	// NoStop: no stop is under way.
+	NoStop StopKind = iota
+	// StopCancel: a user's or a pipeline's cancel; the job ends Cancelled.
+	StopCancel
+	// StopTimeout: the spec's timeout passed; the attempt fails as timed
+	// out and retries per the policy.
+	StopTimeout
+	// StopRequeue: a preemption or the end of a burst; the job goes back to
+	// Pending on a new attempt that does not use a retry.
+	StopRequeue
+)
+
+// String names the kind as logs show it.
+func (k StopKind) String() string {
+	switch k {
+	case NoStop:
+		return "none"
+	case StopCancel:
+		return "cancel"
+	case StopTimeout:
+		return "timeout"
+	case StopRequeue:
+		return "requeue"
+	}
+	return "StopKind(" + strconv.Itoa(int(k)) + ")"
 }

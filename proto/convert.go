@@ -125,7 +125,7 @@ func FromJob(j *job.Job) *Job {
 		FinishedUnixNano:  nanos(j.FinishedAt),
 		NotBeforeUnixNano: nanos(j.NotBefore),
 		Usage:             &Usage{CpuTimeNs: int64(j.Usage.CPUTime), MaxRssKib: j.Usage.MaxRSSKiB},
-		Requeue:           j.Requeue,
+		Requeue:           j.Stop == job.StopRequeue,
 		Preemptions:       int32(j.Preemptions),
 		DeadlineMissed:    j.DeadlineMissed,
 	}
@@ -166,7 +166,7 @@ func (j *Job) ToJob() *job.Job {
 			CPUTime:   time.Duration(j.GetUsage().GetCpuTimeNs()),
 			MaxRSSKiB: j.GetUsage().GetMaxRssKib(),
 		},
-		Requeue:        j.GetRequeue(),
+		Stop:           stopOf(j.GetRequeue(), j.GetCancelRequested()),
 		Preemptions:    int(j.GetPreemptions()),
 		DeadlineMissed: j.GetDeadlineMissed(),
 	}
@@ -415,4 +415,18 @@ func (r *ListAuditRequest) ToAuditFilter() job.AuditFilter {
 		Action: r.GetAction(),
 		Limit:  int(r.GetLimit()),
 	}
+}
+
+// stopOf is the kind of a stop as the wire (and files of schema 1) carry
+// it: a flag for a requeue, and the reason, "timeout" for a timeout.
+func stopOf(requeue bool, reason string) job.StopKind {
+	switch {
+	case requeue:
+		return job.StopRequeue
+	case reason == "timeout":
+		return job.StopTimeout
+	case reason != "":
+		return job.StopCancel
+	}
+	return job.NoStop
 }

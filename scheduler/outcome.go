@@ -17,8 +17,7 @@ const (
 	// for; ReasonBurstEndedFmt the tenant whose burst ended.
 	ReasonPreemptedFmt     = "preempted by tenant %s for job %s"
 	ReasonBurstEndedFmt    = "preempted: burst of tenant %s ended"
-	ReasonSLAMissedPrefix  = "SLA missed"
-	ReasonSLAMissedFmt     = ReasonSLAMissedPrefix + ": started %s after its deadline"
+	ReasonSLAMissedFmt     = "SLA missed: started %s after its deadline"
 	ReasonStaleAttempt     = "stale report"
 	ReasonNoConfirm        = "agent did not confirm the stop"
 	ReasonDependencyFmt    = reasonDependencyPrefix + "%s %s"
@@ -65,8 +64,9 @@ func Finished(cur *job.Job, f Finish, now time.Time) *job.Job {
 	}
 	if f.Outcome == Exited && f.ExitCode == 0 {
 		n.State, n.Reason = job.Completed, strings.TrimPrefix(lost, "; ")
-		if cur.DeadlineMissed && strings.HasPrefix(cur.Reason, ReasonSLAMissedPrefix) {
-			n.Reason = cur.Reason + lost // the SLA miss stays on record
+		if cur.DeadlineMissed && cur.Attempt == 1 {
+			// The attempt that started late: its SLA miss stays on record.
+			n.Reason = cur.Reason + lost
 		}
 		return n
 	}
@@ -91,17 +91,17 @@ func Finished(cur *job.Job, f Finish, now time.Time) *job.Job {
 			why = "killed: " + f.Reason
 		}
 	}
-	switch {
-	case cur.CancelRequested == "":
-	case cur.Requeue:
+	switch cur.Stop {
+	case job.NoStop:
+	case job.StopRequeue:
 		r := Requeued(cur, cur.CancelRequested+lost, now)
 		r.ExitCode, r.Usage = n.ExitCode, n.Usage
 		return r
-	case cur.CancelRequested == ReasonTimeout:
+	case job.StopTimeout:
 		why = ReasonTimeout
 	default:
 		// A user's cancel wins over however the process ended.
-		n.State, n.Reason, n.CancelRequested = job.Cancelled, cur.CancelRequested+lost, ""
+		n.State, n.Reason, n.CancelRequested, n.Stop = job.Cancelled, cur.CancelRequested+lost, "", job.NoStop
 		return n
 	}
 	why += lost
@@ -112,11 +112,11 @@ func Finished(cur *job.Job, f Finish, now time.Time) *job.Job {
 		n.NotBefore = now.Add(delay)
 		retry := cur.Attempt - cur.Preemptions
 		n.Reason = fmt.Sprintf("attempt %d: %s; retry %d of %d in %s", cur.Attempt, why, retry, cur.Spec.Retries, delay)
-		n.CancelRequested = ""
+		n.CancelRequested, n.Stop = "", job.NoStop
 		n.Worker, n.ScheduledAt, n.StartedAt = "", time.Time{}, time.Time{}
 		return n
 	}
-	n.State, n.Reason, n.CancelRequested = job.Failed, why, ""
+	n.State, n.Reason, n.CancelRequested, n.Stop = job.Failed, why, "", job.NoStop
 	return n
 }
 
@@ -126,7 +126,7 @@ func Requeued(cur *job.Job, why string, now time.Time) *job.Job {
 	n := cur.Clone()
 	n.State, n.Attempt, n.Preemptions = job.Pending, cur.Attempt+1, cur.Preemptions+1
 	n.Reason = fmt.Sprintf("attempt %d: %s", cur.Attempt, why)
-	n.CancelRequested, n.Requeue = "", false
+	n.CancelRequested, n.Stop = "", job.NoStop
 	n.FinishedAt = now
 	n.Worker, n.ScheduledAt, n.StartedAt = "", time.Time{}, time.Time{}
 	return n
@@ -135,6 +135,6 @@ func Requeued(cur *job.Job, why string, now time.Time) *job.Job {
 // Cancelled is cur moved to Cancelled with reason.
 func Cancelled(cur *job.Job, reason string, now time.Time) *job.Job {
 	n := cur.Clone()
-	n.State, n.Reason, n.FinishedAt, n.CancelRequested = job.Cancelled, reason, now, ""
+	n.State, n.Reason, n.FinishedAt, n.CancelRequested, n.Stop = job.Cancelled, reason, now, "", job.NoStop
 	return n
 }

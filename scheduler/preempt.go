@@ -39,10 +39,10 @@ func preempt(s Snapshot, now time.Time, pl *placer, running map[string]job.Resou
 	bursts map[string]quota.Burst, waiting func(string) []*Waiting) []Preemption {
 	var victims []*job.Job
 	for _, j := range s.Active {
-		if j.Requeue && j.CancelRequested != "" {
+		if j.Stop == job.StopRequeue {
 			return nil // the last wave is still stopping
 		}
-		if j.State == job.Running && j.CancelRequested == "" &&
+		if j.State == job.Running && j.Stop == job.NoStop &&
 			(j.Spec.Preemptible || s.Tenants[j.Spec.Tenant].Preemptible) {
 			victims = append(victims, j)
 		}

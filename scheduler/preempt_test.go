@@ -37,7 +37,7 @@ func TestDecidePreemptsLowestPriorityThenShortestRunning(t *testing.T) {
 	}
 
 	// A wave still stopping holds the next one back.
-	active[0].CancelRequested, active[0].Requeue = "preempted", true
+	active[0].CancelRequested, active[0].Stop = "preempted", job.StopRequeue
 	if plan := Decide(snap, t0.Add(time.Hour)); len(plan.Preemptions) != 0 {
 		t.Fatalf("preempted %+v while an earlier preemption was stopping", plan.Preemptions)
 	}

@@ -35,7 +35,7 @@ func stopActive(s Snapshot, now time.Time, plan *Plan, running map[string]job.Re
 			plan.Stops = append(plan.Stops, Stop{Job: j, Kind: StopLost})
 			stopped[j.ID] = true
 			free(j)
-		case j.CancelRequested != "":
+		case j.Stop != job.NoStop:
 			sent, ok := s.StopSent[j.ID]
 			if !ok {
 				plan.Resend = append(plan.Resend, j) // e.g. after a server restart
@@ -64,7 +64,7 @@ func stopActive(s Snapshot, now time.Time, plan *Plan, running map[string]job.Re
 	// first.
 	byTenant := make(map[string][]*job.Job)
 	for _, j := range s.Active {
-		if tv, ok := s.Tenants[j.Spec.Tenant]; ok && tv.Held && j.CancelRequested == "" && !stopped[j.ID] {
+		if tv, ok := s.Tenants[j.Spec.Tenant]; ok && tv.Held && j.Stop == job.NoStop && !stopped[j.ID] {
 			byTenant[j.Spec.Tenant] = append(byTenant[j.Spec.Tenant], j)
 		}
 	}

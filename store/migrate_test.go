@@ -38,7 +38,7 @@ func newV1File() v1File {
 	full.Spec.Pipeline, full.Spec.Step, full.Spec.ContinueOnFailure = "01P", "build", true
 	full.Spec.Array, full.Spec.ArrayIndex, full.Spec.ArrayLimit = "01A", 4, 2
 	full.Spec.Preemptible = true
-	full.State, full.Attempt, full.Requeue, full.Preemptions, full.DeadlineMissed = job.Failed, 2, true, 1, true
+	full.State, full.Attempt, full.Stop, full.Preemptions, full.DeadlineMissed = job.Failed, 2, job.StopRequeue, 1, true
 	pending := storetest.NewJob(2)
 	pending.Version = 1
 	running := storetest.NewJob(3)

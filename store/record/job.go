@@ -29,7 +29,7 @@ const (
 	jobUsageMaxRSS   protowire.Number = 14
 	jobNotBefore     protowire.Number = 15
 	jobCancelRequest protowire.Number = 16
-	jobRequeue       protowire.Number = 17
+	jobStop          protowire.Number = 17
 	jobPreemptions   protowire.Number = 18
 	jobDeadlineMiss  protowire.Number = 19
 
@@ -126,7 +126,7 @@ func fromJob(j *job.Job, version uint64) *JobRecord {
 		UsageMaxRssKib:    j.Usage.MaxRSSKiB,
 		NotBeforeUnixNano: nanos(j.NotBefore),
 		CancelRequested:   j.CancelRequested,
-		Requeue:           j.Requeue,
+		Stop:              int32(j.Stop),
 		Preemptions:       int64(j.Preemptions),
 		DeadlineMissed:    j.DeadlineMissed,
 	}
@@ -176,8 +176,8 @@ func UnmarshalJob(id string, b []byte) (*job.Job, error) {
 			j.NotBefore = r.time()
 		case jobCancelRequest:
 			j.CancelRequested = r.string()
-		case jobRequeue:
-			j.Requeue = r.bool()
+		case jobStop:
+			j.Stop = job.StopKind(r.uvarint())
 		case jobPreemptions:
 			j.Preemptions = int(r.int64())
 		case jobDeadlineMiss:

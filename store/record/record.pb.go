@@ -61,7 +61,7 @@ type JobRecord struct {
 	UsageMaxRssKib    int64                  `protobuf:"varint,14,opt,name=usage_max_rss_kib,json=usageMaxRssKib,proto3" json:"usage_max_rss_kib,omitempty"`
 	NotBeforeUnixNano int64                  `protobuf:"fixed64,15,opt,name=not_before_unix_nano,json=notBeforeUnixNano,proto3" json:"not_before_unix_nano,omitempty"`
 	CancelRequested   string                 `protobuf:"bytes,16,opt,name=cancel_requested,json=cancelRequested,proto3" json:"cancel_requested,omitempty"`
-	Requeue           bool                   `protobuf:"varint,17,opt,name=requeue,proto3" json:"requeue,omitempty"`
+	Stop              int32                  `protobuf:"varint,17,opt,name=stop,proto3" json:"stop,omitempty"` // job.StopKind of the stop under way
 	Preemptions       int64                  `protobuf:"varint,18,opt,name=preemptions,proto3" json:"preemptions,omitempty"`
 	DeadlineMissed    bool                   `protobuf:"varint,19,opt,name=deadline_missed,json=deadlineMissed,proto3" json:"deadline_missed,omitempty"`
 	unknownFields     protoimpl.UnknownFields
@@ -210,11 +210,11 @@ func (x *JobRecord) GetCancelRequested() string {
 	return ""
 }
 
-func (x *JobRecord) GetRequeue() bool {
+func (x *JobRecord) GetStop() int32 {
 	if x != nil {
-		return x.Requeue
+		return x.Stop
 	}
-	return false
+	return 0
 }
 
 func (x *JobRecord) GetPreemptions() int64 {
@@ -1159,7 +1159,7 @@ var File_store_record_record_proto protoreflect.FileDescriptor
 
 const file_store_record_record_proto_rawDesc = "" +
 	"\n" +
-	"\x19store/record/record.proto\x12\x0ehodei.store.v1\"\xbd\x05\n" +
+	"\x19store/record/record.proto\x12\x0ehodei.store.v1\"\xb7\x05\n" +
 	"\tJobRecord\x12\x14\n" +
 	"\x05state\x18\x01 \x01(\x05R\x05state\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x03R\aattempt\x12\x18\n" +
@@ -1177,8 +1177,8 @@ const file_store_record_record_proto_rawDesc = "" +
 	"\x14usage_cpu_time_nanos\x18\r \x01(\x03R\x11usageCpuTimeNanos\x12)\n" +
 	"\x11usage_max_rss_kib\x18\x0e \x01(\x03R\x0eusageMaxRssKib\x12/\n" +
 	"\x14not_before_unix_nano\x18\x0f \x01(\x10R\x11notBeforeUnixNano\x12)\n" +
-	"\x10cancel_requested\x18\x10 \x01(\tR\x0fcancelRequested\x12\x18\n" +
-	"\arequeue\x18\x11 \x01(\bR\arequeue\x12 \n" +
+	"\x10cancel_requested\x18\x10 \x01(\tR\x0fcancelRequested\x12\x12\n" +
+	"\x04stop\x18\x11 \x01(\x05R\x04stop\x12 \n" +
 	"\vpreemptions\x18\x12 \x01(\x03R\vpreemptions\x12'\n" +
 	"\x0fdeadline_missed\x18\x13 \x01(\bR\x0edeadlineMissed\"\x9b\t\n" +
 	"\n" +

@@ -47,7 +47,7 @@ func (f *filler) fill(v reflect.Value, path string) {
 			x = f.sign * int64(f.n)
 		}
 		v.SetInt(x)
-	case reflect.Uint32, reflect.Uint64:
+	case reflect.Uint8, reflect.Uint32, reflect.Uint64:
 		x := uint64(f.n)*1_000_000_007 + 1
 		if v.OverflowUint(x) {
 			x = uint64(f.n)
@@ -155,7 +155,7 @@ func TestFieldNumbers(t *testing.T) {
 		"started_unix_nano": jobStarted, "finished_unix_nano": jobFinished, "worker": jobWorker,
 		"exit_code": jobExitCode, "reason": jobReason, "usage_cpu_time_nanos": jobUsageCPU,
 		"usage_max_rss_kib": jobUsageMaxRSS, "not_before_unix_nano": jobNotBefore,
-		"cancel_requested": jobCancelRequest, "requeue": jobRequeue, "preemptions": jobPreemptions,
+		"cancel_requested": jobCancelRequest, "stop": jobStop, "preemptions": jobPreemptions,
 		"deadline_missed": jobDeadlineMiss,
 	})
 	check(t, &SpecRecord{}, map[string]protowire.Number{
@@ -356,7 +356,7 @@ func referenceJob(id string, r *JobRecord) *job.Job {
 		ExitCode:        int(r.GetExitCode()),
 		Reason:          r.GetReason(),
 		CancelRequested: r.GetCancelRequested(),
-		Requeue:         r.GetRequeue(),
+		Stop:            job.StopKind(r.GetStop()),
 		Preemptions:     int(r.GetPreemptions()),
 		DeadlineMissed:  r.GetDeadlineMissed(),
 		CreatedAt:       fromNanos(r.GetCreatedUnixNano()),
