@@ -9,13 +9,15 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/hodei-jobs/hodei/job"
 	pb "github.com/hodei-jobs/hodei/proto"
 )
 
 var crashRounds = flag.Int("crash.rounds", 5, "SIGKILL/restart rounds of TestCrashKeepsAcknowledgedJobs")
 
 // TestCrashKeepsAcknowledgedJobs submits and cancels jobs from several
-// goroutines while the server is SIGKILLed at a random moment, restarts it on
+// goroutines — single jobs, arrays (one record for all their tasks) and
+// batches — while the server is SIGKILLed at a random moment, restarts it on
 // the same data dir, and checks that every acknowledged job is there with the
 // state it was acknowledged in.
 func TestCrashKeepsAcknowledgedJobs(t *testing.T) {
@@ -42,6 +44,31 @@ func TestCrashKeepsAcknowledgedJobs(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				for i := 0; ; i++ {
+					var acks map[string]pb.JobState
+					var err error
+					switch g {
+					case 6:
+						acks, err = submitArray(c.Jobs(), round, i)
+					case 7:
+						acks, err = submitBatch(c.Jobs(), round, i)
+					}
+					if g >= 6 {
+						if err != nil {
+							return // the server is gone
+						}
+						mu.Lock()
+						for id, st := range acks {
+							if _, ok := want[id]; ok {
+								t.Errorf("id %s acknowledged twice", id)
+							}
+							want[id] = st
+						}
+						mu.Unlock()
+						if acked.Add(1) == killAfter {
+							once.Do(func() { srv.kill(); close(killed) })
+						}
+						continue
+					}
 					spec := &pb.JobSpec{Name: fmt.Sprintf("r%d-g%d-%d", round, g, i), Command: []string{"true"}, Labels: map[string]string{"round": fmt.Sprint(round)}}
 					resp, err := c.Jobs().Submit(context.Background(), &pb.SubmitRequest{Spec: spec})
 					if err != nil {
@@ -110,4 +137,42 @@ func checkJobs(t *testing.T, jobs pb.JobServiceClient, want map[string]pb.JobSta
 	if t.Failed() {
 		t.FailNow()
 	}
+}
+
+// submitArray submits an array of 20 tasks, cancels every third one, and
+// returns its tasks with the states they were acknowledged in.
+func submitArray(jobs pb.JobServiceClient, round, i int) (map[string]pb.JobState, error) {
+	spec := &pb.JobSpec{Name: fmt.Sprintf("r%d-a%d", round, i), Command: []string{"true"}}
+	resp, err := jobs.Submit(context.Background(), &pb.SubmitRequest{Spec: spec, Array: "0-19%5"})
+	if err != nil {
+		return nil, err
+	}
+	state := pb.JobState_JOB_STATE_PENDING
+	if i%3 == 0 {
+		if _, err := jobs.CancelArray(context.Background(), &pb.CancelArrayRequest{Id: resp.GetId()}); err == nil {
+			state = pb.JobState_JOB_STATE_CANCELLED
+		}
+	}
+	out := make(map[string]pb.JobState, 20)
+	for p := range 20 {
+		out[job.TaskID(resp.GetId(), p)] = state
+	}
+	return out, nil
+}
+
+// submitBatch submits 25 jobs in one SubmitBatch and returns their ids.
+func submitBatch(jobs pb.JobServiceClient, round, i int) (map[string]pb.JobState, error) {
+	req := &pb.SubmitBatchRequest{}
+	for k := range 25 {
+		req.Specs = append(req.Specs, &pb.JobSpec{Name: fmt.Sprintf("r%d-b%d-%d", round, i, k), Command: []string{"true"}})
+	}
+	resp, err := jobs.SubmitBatch(context.Background(), req)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]pb.JobState, len(resp.GetIds()))
+	for _, id := range resp.GetIds() {
+		out[id] = pb.JobState_JOB_STATE_PENDING
+	}
+	return out, nil
 }

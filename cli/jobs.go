@@ -133,8 +133,9 @@ func jobsList(c *ucli.Context, e *env) error {
 	return writeJobTable(c.App.Writer, e.now(), jobs)
 }
 
-// cancelArray is `jobs cancel --array ID`: it cancels the array's jobs
-// and prints the ids of those it cancelled, one a line.
+// cancelArray is `jobs cancel --array ID`: it cancels the array's tasks in
+// one commit and prints the ids of those it cancelled, one a line, or for
+// more than 10,000 their count on stderr.
 func cancelArray(c *ucli.Context) error {
 	if a := c.Args().First(); a != "" && a[0] != '-' {
 		return usagef(c, "give either a job ID or --array ID, not both")
@@ -151,8 +152,9 @@ func cancelArray(c *ucli.Context) error {
 		return err
 	}
 	var ids []string
+	var n int64
 	err = withClient(c, func(cl *client.Client) error {
-		ids, err = cl.CancelArray(c.Context, id, c.String("reason"))
+		n, ids, err = cl.CancelArray(c.Context, id, c.String("reason"))
 		return err
 	})
 	switch {
@@ -164,8 +166,14 @@ func cancelArray(c *ucli.Context) error {
 		}
 		return writeJSON(c.App.Writer, struct {
 			Array     string   `json:"array"`
+			Count     int64    `json:"count"`
 			Cancelled []string `json:"cancelled"`
-		}{id, ids})
+		}{id, n, ids})
+	}
+	if int64(len(ids)) < n {
+		// Too many to list: the count says it.
+		_, err := fmt.Fprintf(c.App.ErrWriter, "cancelled %d tasks of array %s\n", n, id)
+		return err
 	}
 	for _, jid := range ids {
 		if _, err := fmt.Fprintln(c.App.Writer, jid); err != nil {

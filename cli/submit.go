@@ -80,15 +80,16 @@ func submitArray(c *ucli.Context, spec *hodeipb.JobSpec, asJSON bool) error {
 		return fieldUsage(c, err)
 	}
 	return withClient(c, func(cl *client.Client) error {
-		id, ids, err := cl.SubmitArray(c.Context, spec, arr)
+		id, tasks, ids, err := cl.SubmitArray(c.Context, spec, arr)
 		if err != nil {
 			return err
 		}
 		if asJSON {
 			return writeJSON(c.App.Writer, struct {
-				ID  string   `json:"id"`
-				IDs []string `json:"ids"`
-			}{id, ids})
+				ID    string   `json:"id"`
+				Tasks int64    `json:"tasks"`
+				IDs   []string `json:"ids,omitempty"`
+			}{id, tasks, ids})
 		}
 		_, err = fmt.Fprintln(c.App.Writer, id)
 		return err

@@ -6,29 +6,31 @@ import (
 	hodeipb "github.com/hodei-jobs/hodei/proto"
 )
 
-// SubmitArray stores one job per index of array ("0-99", "0-99%10": at
-// most 10 running at once, "5": one index), all in one commit, and returns
-// the array id and the job ids in index order. Each job gets
-// HODEI_ARRAY_INDEX in its env. A malformed array comes back as a
+// SubmitArray stores an array with one task per index of array ("0-99",
+// "0-99%10": at most 10 running at once, "5": one index) as one record, in
+// one commit, and returns the array id, the number of tasks and, for an
+// array of at most 10,000 tasks, their job ids in index order. Each task
+// gets HODEI_ARRAY_INDEX in its env. A malformed array comes back as a
 // codes.InvalidArgument status naming "array"; a spec the server rejects,
 // as for Submit.
-func (c *Client) SubmitArray(ctx context.Context, spec *hodeipb.JobSpec, array string) (string, []string, error) {
+func (c *Client) SubmitArray(ctx context.Context, spec *hodeipb.JobSpec, array string) (string, int64, []string, error) {
 	resp, err := c.jobs.Submit(ctx, &hodeipb.SubmitRequest{Spec: spec, Array: array})
 	if err != nil {
-		return "", nil, err
+		return "", 0, nil, err
 	}
-	return resp.GetId(), resp.GetIds(), nil
+	return resp.GetId(), resp.GetTasks(), resp.GetIds(), nil
 }
 
-// CancelArray cancels every job of an array that has not ended and returns
-// the ids of those it cancelled or is stopping; codes.NotFound if no job
-// has that array id. An empty reason lets the server use its default.
-func (c *Client) CancelArray(ctx context.Context, id, reason string) ([]string, error) {
+// CancelArray cancels every task of an array that has not ended, in one
+// commit, and returns how many it cancelled or is stopping, with their ids
+// when there are at most 10,000; codes.NotFound if there is no such
+// array. An empty reason lets the server use its default.
+func (c *Client) CancelArray(ctx context.Context, id, reason string) (int64, []string, error) {
 	resp, err := c.jobs.CancelArray(ctx, &hodeipb.CancelArrayRequest{Id: id, Reason: reason})
 	if err != nil {
-		return nil, err
+		return 0, nil, err
 	}
-	return resp.GetCancelled(), nil
+	return resp.GetCount(), resp.GetCancelled(), nil
 }
 
 // RunPipeline validates a pipeline and stores it with all its jobs, or

@@ -21,14 +21,14 @@ func (s *server) submitArray(req *hodeipb.SubmitRequest) (*hodeipb.SubmitRespons
 	if req.GetArray() == "9-0" {
 		return nil, status.Error(codes.InvalidArgument, "array: range 9-0 ends before it starts")
 	}
-	return &hodeipb.SubmitResponse{Id: "01J0000000000000000000000R", Ids: []string{"01J0000000000000000000000S", "01J0000000000000000000000T"}}, nil
+	return &hodeipb.SubmitResponse{Id: "01J0000000000000000000000R", Tasks: 2, Ids: []string{"01J0000000000000000000000S", "01J0000000000000000000000T"}}, nil
 }
 
 func (s *server) CancelArray(_ context.Context, req *hodeipb.CancelArrayRequest) (*hodeipb.CancelArrayResponse, error) {
 	if req.GetId() != "01J0000000000000000000000R" {
 		return nil, status.Errorf(codes.NotFound, "array %s: not found", req.GetId())
 	}
-	return &hodeipb.CancelArrayResponse{Cancelled: []string{"01J0000000000000000000000T"}}, nil
+	return &hodeipb.CancelArrayResponse{Count: 1, Cancelled: []string{"01J0000000000000000000000T"}}, nil
 }
 
 func (s *server) RunPipeline(_ context.Context, req *hodeipb.RunPipelineRequest) (*hodeipb.PipelineStatus, error) {
@@ -76,11 +76,11 @@ func TestArrays(t *testing.T) {
 	srv := &server{}
 	c := setup(t, srv)
 	ctx := context.Background()
-	id, ids, err := c.SubmitArray(ctx, &hodeipb.JobSpec{Command: []string{"true"}}, "0-1%1")
-	if err != nil || id != "01J0000000000000000000000R" || len(ids) != 2 {
-		t.Fatalf("SubmitArray = %q, %q, %v", id, ids, err)
+	id, tasks, ids, err := c.SubmitArray(ctx, &hodeipb.JobSpec{Command: []string{"true"}}, "0-1%1")
+	if err != nil || id != "01J0000000000000000000000R" || tasks != 2 || len(ids) != 2 {
+		t.Fatalf("SubmitArray = %q, %d, %q, %v", id, tasks, ids, err)
 	}
-	if _, _, err := c.SubmitArray(ctx, &hodeipb.JobSpec{Command: []string{"true"}}, "9-0"); status.Code(err) != codes.InvalidArgument {
+	if _, _, _, err := c.SubmitArray(ctx, &hodeipb.JobSpec{Command: []string{"true"}}, "9-0"); status.Code(err) != codes.InvalidArgument {
 		t.Errorf("SubmitArray(9-0) error = %v, want InvalidArgument", err)
 	}
 	srv.mu.Lock()
@@ -100,11 +100,11 @@ func TestArrays(t *testing.T) {
 		t.Errorf("Submit sent an array")
 	}
 
-	cancelled, err := c.CancelArray(ctx, id, "")
-	if err != nil || !slices.Equal(cancelled, []string{"01J0000000000000000000000T"}) {
-		t.Errorf("CancelArray = %q, %v", cancelled, err)
+	cn, cancelled, err := c.CancelArray(ctx, id, "")
+	if err != nil || cn != 1 || !slices.Equal(cancelled, []string{"01J0000000000000000000000T"}) {
+		t.Errorf("CancelArray = %d, %q, %v", cn, cancelled, err)
 	}
-	if _, err := c.CancelArray(ctx, "01J0000000000000000000000X", ""); status.Code(err) != codes.NotFound {
+	if _, _, err := c.CancelArray(ctx, "01J0000000000000000000000X", ""); status.Code(err) != codes.NotFound {
 		t.Errorf("CancelArray(unknown) error = %v, want NotFound", err)
 	}
 }
