@@ -209,7 +209,7 @@ func runCmd(t *testing.T, cmd *exec.Cmd) (string, string, int) {
 	return stdout.String(), stderr.String(), code
 }
 
-func dial(t *testing.T, addr string) *client.Client {
+func dial(t testing.TB, addr string) *client.Client {
 	t.Helper()
 	var opts []client.Option
 	if cr := credsFor(addr); cr.token != "" {

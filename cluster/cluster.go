@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -169,23 +170,36 @@ func (s *Cluster) Recover(ctx context.Context) error {
 		byArray[a.ID] = a
 	}
 	materialized := make(map[string][]int)
-	err = s.cfg.Store.Scan(ctx, func(j *job.Job) error {
-		if a := byArray[j.Spec.Array]; a != nil {
-			if p, ok := a.Position(j.ID); ok {
+	var active []string
+	s.mu.Lock()
+	err = s.cfg.Store.ScanBriefs(ctx, func(b *job.Brief) error {
+		if a := byArray[b.Array]; a != nil {
+			if p, ok := a.Position(b.ID); ok {
 				materialized[a.ID] = append(materialized[a.ID], p)
 			}
 		}
-		if j.State.Terminal() {
-			return nil
-		}
-		s.track(j)
-		if j.State.Active() {
-			s.fair.started(j, now)
+		switch {
+		case b.State == job.Pending:
+			s.addPending(b, now)
+		case b.State.Active():
+			active = append(active, b.ID)
 		}
 		return nil
 	})
+	s.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("recover jobs: %w", err)
+	}
+	// Active jobs are few (what the workers hold): read them in full.
+	full, err := s.cfg.Store.GetMany(ctx, active)
+	if err != nil {
+		return fmt.Errorf("recover active jobs: %w", err)
+	}
+	for _, j := range full {
+		if j != nil && j.State.Active() {
+			s.track(j)
+			s.fair.started(j, now)
+		}
 	}
 	s.mu.Lock()
 	for _, a := range arrays {
@@ -489,18 +503,8 @@ func (s *Cluster) track(j *job.Job) (prev *job.Job, won bool) {
 	}
 	switch {
 	case j.State == job.Pending:
-		w := scheduler.WaitingOf(j, s.cfg.Now(), s.cfg.Aging)
-		isBlocked := len(j.Spec.DependsOn) > 0
-		if isBlocked {
-			s.needs[j.ID] = j.Spec.DependsOn
-			s.depCheck[j.ID] = struct{}{}
-			for _, d := range j.Spec.DependsOn {
-				s.addDependent(d, j.ID)
-			}
-		}
-		s.file(w, j.Version, isBlocked, s.cfg.Now())
-		s.addWaiting(j.Spec.Tenant, 1, j.Spec.Resources)
-		index(s.byArray, j.Spec.Array, j.ID)
+		b := j.Brief()
+		s.addPending(&b, s.cfg.Now())
 	case j.State.Active():
 		s.active[j.ID] = j
 		s.addActive(j, 1)
@@ -520,6 +524,35 @@ func (s *Cluster) track(j *job.Job) (prev *job.Job, won bool) {
 		}
 	}
 	return prev, true
+}
+
+// addPending files a Pending job in memory: in its tenant's queue, the
+// delayed heap or the blocked set. The caller holds mu.
+func (s *Cluster) addPending(b *job.Brief, now time.Time) {
+	b.Tenant = s.intern(b.Tenant)
+	w := scheduler.WaitingFrom(b, now, s.cfg.Aging)
+	isBlocked := len(b.DependsOn) > 0
+	if isBlocked {
+		s.needs[b.ID] = b.DependsOn
+		s.depCheck[b.ID] = struct{}{}
+		for _, d := range b.DependsOn {
+			s.addDependent(d, b.ID)
+		}
+	}
+	s.file(w, b.Version, isBlocked, now)
+	s.addWaiting(b.Tenant, 1, b.Resources)
+	index(s.byArray, b.Array, b.ID)
+}
+
+// intern returns the one copy of a tenant's name the cluster keeps, so
+// that a million waiting jobs share it. The caller holds mu.
+func (s *Cluster) intern(tenant string) string {
+	if c, ok := s.counts[tenant]; ok {
+		return c.name
+	}
+	tenant = strings.Clone(tenant)
+	s.counts[tenant] = &tenantCount{name: tenant}
+	return tenant
 }
 
 // unactive takes an active job out of memory. The caller holds mu.

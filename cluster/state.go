@@ -82,6 +82,7 @@ func (h *delayHeap) Pop() any {
 
 // tenantCount is what one tenant's unfinished jobs add up to.
 type tenantCount struct {
+	name      string        // the tenant's name, shared by its waiting jobs (see intern)
 	Pending   int           // waiting jobs, unmaterialized array tasks included
 	Scheduled int           // dispatched, not yet started
 	Running   int           // started
@@ -209,8 +210,8 @@ func (s *Cluster) rekey(now time.Time) {
 func (s *Cluster) count(tenant string) *tenantCount {
 	c := s.counts[tenant]
 	if c == nil {
-		c = &tenantCount{}
-		s.counts[tenant] = c
+		s.intern(tenant)
+		c = s.counts[tenant]
 	}
 	return c
 }

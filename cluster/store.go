@@ -61,9 +61,12 @@ type Store interface {
 	// f.After, in id order, and the page token of the next page ("" when
 	// there is none).
 	List(ctx context.Context, f job.Filter) ([]*job.Job, string, error)
-	// Scan calls fn for every stored job in id order, in one read, for
-	// recovery at start. fn must not call the store.
+	// Scan calls fn for every stored job in id order, in one read. fn must
+	// not call the store.
 	Scan(ctx context.Context, fn func(*job.Job) error) error
+	// ScanBriefs is Scan with the brief of each job (job.Brief), which
+	// decodes several times faster: recovery reads every job this way.
+	ScanBriefs(ctx context.Context, fn func(*job.Brief) error) error
 	// InsertPipeline stores a pipeline record and all its jobs in one
 	// commit, or nothing: the jobs as Insert would (the same checks and
 	// admission), and the record keyed by its id, which must be new

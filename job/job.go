@@ -278,3 +278,34 @@ func (k StopKind) String() string {
 	}
 	return "StopKind(" + strconv.Itoa(int(k)) + ")"
 }
+
+// Brief is what recovery needs of a stored job, read without decoding all
+// of it: enough to queue and count a waiting job and to know which array
+// task it is. Active jobs are read in full. Its strings and maps are its
+// own (not aliases of a buffer), so keeping a Brief keeps nothing else.
+type Brief struct {
+	ID         string
+	State      State
+	Attempt    int
+	Version    uint64
+	Tenant     string
+	Priority   int
+	Resources  Resources
+	Selector   map[string]string
+	DependsOn  []string
+	Array      string
+	ArrayLimit int
+	CreatedAt  time.Time
+	NotBefore  time.Time
+	Deadline   time.Time
+}
+
+// Brief returns the brief of j; it shares j's selector and dependencies.
+func (j *Job) Brief() Brief {
+	return Brief{
+		ID: j.ID, State: j.State, Attempt: j.Attempt, Version: j.Version, Tenant: j.Spec.Tenant,
+		Priority: j.Spec.Priority, Resources: j.Spec.Resources, Selector: j.Spec.Selector,
+		DependsOn: j.Spec.DependsOn, Array: j.Spec.Array, ArrayLimit: j.Spec.ArrayLimit,
+		CreatedAt: j.CreatedAt, NotBefore: j.NotBefore, Deadline: j.Spec.Deadline,
+	}
+}

@@ -135,17 +135,29 @@ func (a *Waiting) Before(b *Waiting) bool {
 
 // WaitingOf is the decision's view of a pending job, keyed as at now.
 func WaitingOf(j *job.Job, now time.Time, aging time.Duration) *Waiting {
-	w := &Waiting{
-		ID: j.ID, Tenant: j.Spec.Tenant, Resources: j.Spec.Resources, Selector: j.Spec.Selector,
-		Priority: int32(j.Spec.Priority), Attempt: int32(j.Attempt),
-		Array: j.Spec.Array, ArrayLimit: int32(j.Spec.ArrayLimit),
-		Created: j.CreatedAt.UnixNano(), Since: sinceOf(j).UnixNano(),
+	b := j.Brief()
+	return WaitingFrom(&b, now, aging)
+}
+
+// WaitingFrom is WaitingOf for the brief of a stored job (see job.Brief).
+// It shares the brief's strings and selector.
+func WaitingFrom(b *job.Brief, now time.Time, aging time.Duration) *Waiting {
+	since := b.CreatedAt
+	if b.NotBefore.After(since) {
+		since = b.NotBefore // a retry waits from the end of its backoff
 	}
-	if !j.Spec.Deadline.IsZero() {
-		w.Deadline = j.Spec.Deadline.UnixNano()
-		w.Key = KeyAt(EffectivePriority(j, now, aging), now, aging)
+	w := &Waiting{
+		ID: b.ID, Tenant: b.Tenant, Resources: b.Resources, Selector: b.Selector,
+		Priority: int32(b.Priority), Attempt: int32(b.Attempt),
+		Array: b.Array, ArrayLimit: int32(b.ArrayLimit),
+		Created: b.CreatedAt.UnixNano(), Since: since.UnixNano(),
+	}
+	if !b.Deadline.IsZero() {
+		w.Deadline = b.Deadline.UnixNano()
+		w.Key = KeyOf(b.Priority, since, aging) // then at now:
+		w = w.Rekey(now, aging)
 	} else {
-		w.Key = KeyOf(j.Spec.Priority, sinceOf(j), aging)
+		w.Key = KeyOf(b.Priority, since, aging)
 	}
 	return w
 }

@@ -429,3 +429,12 @@ func (s *Store) DeleteFinished(ctx context.Context, before time.Time, limit int,
 	s.ids = slices.DeleteFunc(s.ids, func(id string) bool { _, ok := s.jobs[id]; return !ok })
 	return deleted, nil
 }
+
+// ScanBriefs calls fn with the brief of every stored job in id order; see
+// store.DB.ScanBriefs.
+func (s *Store) ScanBriefs(ctx context.Context, fn func(*job.Brief) error) error {
+	return s.Scan(ctx, func(j *job.Job) error {
+		b := j.Brief()
+		return fn(&b)
+	})
+}

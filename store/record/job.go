@@ -486,3 +486,87 @@ func (r *reader) skip() {
 	}
 	r.pos += n
 }
+
+// UnmarshalBrief decodes what job.Brief holds of the job stored under id,
+// skipping the rest (command, environment, labels, output fields). Unlike
+// UnmarshalJob it copies only the strings it keeps, so a caller that reads
+// a million of them at start leaves little garbage.
+func UnmarshalBrief(id string, b []byte) (job.Brief, error) {
+	r := reader{b: b, end: len(b)}
+	j := job.Brief{ID: id}
+	for r.next() {
+		switch r.num {
+		case jobState:
+			j.State = job.State(int32(r.uvarint()))
+		case jobAttempt:
+			j.Attempt = int(r.int64())
+		case jobVersion:
+			j.Version = r.uvarint()
+		case jobTenant:
+			j.Tenant = r.clone()
+		case jobSpec:
+			spec := r.sub()
+			decodeBriefSpec(&spec, &j)
+			r.join(&spec)
+		case jobCreated:
+			j.CreatedAt = r.time()
+		case jobNotBefore:
+			j.NotBefore = r.time()
+		default:
+			r.skip()
+		}
+	}
+	if r.err != nil {
+		return job.Brief{}, fmt.Errorf("decode job %s: %w", id, r.err)
+	}
+	return j, nil
+}
+
+func decodeBriefSpec(r *reader, j *job.Brief) {
+	for r.next() {
+		switch r.num {
+		case specPriority:
+			j.Priority = int(r.int64())
+		case specSlots:
+			j.Resources.Slots = r.int64()
+		case specCPUMillis:
+			j.Resources.CPUMillis = r.int64()
+		case specMemoryMiB:
+			j.Resources.MemoryMiB = r.int64()
+		case specDeadline:
+			j.Deadline = r.time()
+		case specSelector:
+			if j.Selector == nil {
+				j.Selector = make(map[string]string)
+			}
+			e := r.sub()
+			var k, v string
+			for e.next() {
+				switch e.num {
+				case 1:
+					k = e.clone()
+				case 2:
+					v = e.clone()
+				default:
+					e.skip()
+				}
+			}
+			r.join(&e)
+			j.Selector[k] = v
+		case specDependsOn:
+			j.DependsOn = append(j.DependsOn, r.clone())
+		case specArray:
+			j.Array = r.clone()
+		case specArrayLimit:
+			j.ArrayLimit = int(r.int64())
+		default:
+			r.skip()
+		}
+	}
+}
+
+// clone reads a length-delimited field as a string of its own.
+func (r *reader) clone() string {
+	start, end := r.span()
+	return string(r.b[start:end])
+}
