@@ -118,6 +118,23 @@ func TestRoundTrip(t *testing.T) {
 	t.Run("Agent", func(t *testing.T) {
 		roundTrip(t, func(a *job.AgentBinding) string { return a.WorkerID }, MarshalAgent, UnmarshalAgent)
 	})
+	t.Run("Array", func(t *testing.T) {
+		roundTrip(t, func(a *job.Array) string { return a.ID }, MarshalArray, UnmarshalArray)
+	})
+	t.Run("Brief", func(t *testing.T) {
+		// A brief reads the same values as the whole job, copying them.
+		for _, sign := range []int64{1, -1} {
+			j := filled[job.Job](t, sign)
+			b, err := MarshalJob(j, j.Version)
+			require.NoError(t, err)
+			got, err := UnmarshalBrief(j.ID, b)
+			require.NoError(t, err)
+			want := j.Brief()
+			want.CreatedAt, want.NotBefore, want.Deadline = want.CreatedAt.UTC(), want.NotBefore.UTC(), want.Deadline.UTC()
+			got.CreatedAt, got.NotBefore, got.Deadline = got.CreatedAt.UTC(), got.NotBefore.UTC(), got.Deadline.UTC()
+			require.Equal(t, want, got, "sign %d", sign)
+		}
+	})
 	t.Run("ZeroJob", func(t *testing.T) {
 		b, err := MarshalJob(&job.Job{ID: "j"}, 0)
 		require.NoError(t, err)
