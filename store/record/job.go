@@ -72,64 +72,11 @@ var marshal = proto.MarshalOptions{}
 // It fails only on strings that are not valid UTF-8, which protobuf
 // refuses; the error wraps job.ErrInvalid.
 func MarshalJob(j *job.Job, version uint64) ([]byte, error) {
-	b, err := marshal.Marshal(fromJob(j, version))
+	b, err := appendJob(make([]byte, 0, 256), j, version)
 	if err != nil {
 		return nil, fmt.Errorf("encode job %s: %w: %w", j.ID, job.ErrInvalid, err)
 	}
 	return b, nil
-}
-
-func fromJob(j *job.Job, version uint64) *JobRecord {
-	s := &j.Spec
-	return &JobRecord{
-		State:   int32(j.State),
-		Attempt: int64(j.Attempt),
-		Version: version,
-		Tenant:  s.Tenant,
-		Spec: &SpecRecord{
-			Name:              s.Name,
-			Command:           s.Command,
-			Script:            s.Script,
-			Labels:            s.Labels,
-			Env:               s.Env,
-			SecretEnv:         s.SecretEnv,
-			Workdir:           s.WorkDir,
-			NoPty:             s.NoPTY,
-			Rows:              s.Rows,
-			Cols:              s.Cols,
-			TimeoutNanos:      int64(s.Timeout),
-			Retries:           int64(s.Retries),
-			BackoffNanos:      int64(s.Backoff),
-			Priority:          int64(s.Priority),
-			Slots:             s.Resources.Slots,
-			CpuMillis:         s.Resources.CPUMillis,
-			MemoryMib:         s.Resources.MemoryMiB,
-			DeadlineUnixNano:  nanos(s.Deadline),
-			Selector:          s.Selector,
-			DependsOn:         s.DependsOn,
-			Preemptible:       s.Preemptible,
-			Pipeline:          s.Pipeline,
-			Step:              s.Step,
-			ContinueOnFailure: s.ContinueOnFailure,
-			Array:             s.Array,
-			ArrayIndex:        int64(s.ArrayIndex),
-			ArrayLimit:        int64(s.ArrayLimit),
-		},
-		CreatedUnixNano:   nanos(j.CreatedAt),
-		ScheduledUnixNano: nanos(j.ScheduledAt),
-		StartedUnixNano:   nanos(j.StartedAt),
-		FinishedUnixNano:  nanos(j.FinishedAt),
-		Worker:            j.Worker,
-		ExitCode:          int64(j.ExitCode),
-		Reason:            j.Reason,
-		UsageCpuTimeNanos: int64(j.Usage.CPUTime),
-		UsageMaxRssKib:    j.Usage.MaxRSSKiB,
-		NotBeforeUnixNano: nanos(j.NotBefore),
-		CancelRequested:   j.CancelRequested,
-		Stop:              int32(j.Stop),
-		Preemptions:       int64(j.Preemptions),
-		DeadlineMissed:    j.DeadlineMissed,
-	}
 }
 
 // UnmarshalJob decodes the job MarshalJob encoded and the store keeps under
