@@ -3,7 +3,6 @@ package job
 import (
 	"fmt"
 	"maps"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -31,8 +30,6 @@ const (
 	// expansion, so that a small request cannot write gigabytes.
 	MaxPipelineBytes = 64 << 20
 )
-
-var stepNameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$`)
 
 // PipelineSpec is what a pipeline file describes: named steps, each a job
 // spec with the steps it needs, run as a DAG.
@@ -137,7 +134,7 @@ func (p *PipelineSpec) Jobs(lim PipelineLimits) ([][]StepJob, error) {
 	}
 	index := make(map[string]int, len(p.Steps))
 	for i, st := range p.Steps {
-		if !stepNameRE.MatchString(st.Name) {
+		if !validStepName(st.Name) {
 			return nil, Invalid(fmt.Sprintf("steps[%d].name", i), "%q must be 1–63 letters, digits, '.', '_' or '-', starting and ending with a letter or digit", st.Name)
 		}
 		if _, dup := index[st.Name]; dup {
@@ -335,7 +332,7 @@ func (st *Step) matrixSize(limit int) (int, error) {
 	for _, ax := range st.Matrix {
 		field := stepField(st.Name, "matrix."+ax.Key)
 		switch {
-		case !envKeyRE.MatchString(ax.Key):
+		case !validEnvKey(ax.Key):
 			return 0, Invalid(stepField(st.Name, "matrix"), "key %q must match [A-Za-z_][A-Za-z0-9_]*", ax.Key)
 		case seen[strings.ToUpper(ax.Key)]:
 			return 0, Invalid(field, "is given twice")
