@@ -47,9 +47,7 @@ func (s *Cluster) SubmitArray(ctx context.Context, spec job.Spec, arr job.ArrayS
 	s.addArray(a, nil)
 	s.mu.Unlock()
 	if s.cfg.Observer != nil {
-		for range a.Len() {
-			s.cfg.Observer.Submitted(spec.Tenant)
-		}
+		s.cfg.Observer.Submitted(spec.Tenant, a.Len())
 	}
 	s.poke()
 	return a, nil

@@ -39,7 +39,8 @@ type CancelOrder struct {
 // Observer receives scheduling events for metrics. Its methods must be cheap
 // and must not block.
 type Observer interface {
-	Submitted(tenant string)
+	// Submitted: n jobs (or array tasks) of tenant were accepted.
+	Submitted(tenant string, n int)
 	Dispatched(tenant string, wait time.Duration)
 	Finished(tenant string, state job.State)
 	// SLAMissed: a job was dispatched after its deadline.
@@ -524,6 +525,18 @@ func (s *Cluster) track(j *job.Job) (prev *job.Job, won bool) {
 		}
 	}
 	return prev, true
+}
+
+// known reports whether memory has a version of job id. The caller holds
+// mu.
+func (s *Cluster) known(id string) bool {
+	if _, ok := s.waiting[id]; ok {
+		return true
+	}
+	if _, ok := s.active[id]; ok {
+		return true
+	}
+	return s.recent.get(id) != nil
 }
 
 // addPending files a Pending job in memory: in its tenant's queue, the

@@ -213,7 +213,7 @@ type countingObserver struct {
 	preempted map[string]int
 }
 
-func (o *countingObserver) Submitted(string)                 {}
+func (o *countingObserver) Submitted(string, int)            {}
 func (o *countingObserver) Dispatched(string, time.Duration) {}
 func (o *countingObserver) Finished(string, job.State)       {}
 func (o *countingObserver) SLAMissed(tenant string)          { inc(&o.slaMissed, tenant) }

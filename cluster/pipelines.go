@@ -129,14 +129,33 @@ func (s *Cluster) RunPipeline(ctx context.Context, spec job.PipelineSpec) (*job.
 	return p, jobs, nil
 }
 
-// submitted publishes jobs just inserted.
+// submitted publishes jobs just inserted: new and Pending, they are filed
+// under one hold of the lock, then announced.
 func (s *Cluster) submitted(jobs []*job.Job) {
+	now := s.cfg.Now()
+	s.mu.Lock()
 	for _, j := range jobs {
-		s.publish(j)
-		if s.cfg.Observer != nil {
-			s.cfg.Observer.Submitted(j.Spec.Tenant)
+		if s.known(j.ID) {
+			continue // a later version was published meanwhile (a cancel)
+		}
+		b := j.Brief()
+		s.addPending(&b, now)
+	}
+	s.mu.Unlock()
+	byTenant := make(map[string]int, 1)
+	for _, j := range jobs {
+		byTenant[j.Spec.Tenant]++
+		if s.cfg.OnChange != nil {
+			s.cfg.OnChange(j)
+		}
+		s.events.publish(j)
+	}
+	if s.cfg.Observer != nil {
+		for t, n := range byTenant {
+			s.cfg.Observer.Submitted(t, n)
 		}
 	}
+	s.poke()
 }
 
 // PipelineStatus is a pipeline with its state and its jobs.

@@ -119,7 +119,7 @@ type lockedObserver struct {
 	mu *sync.Mutex
 }
 
-func (l lockedObserver) Submitted(string)                 {}
+func (l lockedObserver) Submitted(string, int)            {}
 func (l lockedObserver) Dispatched(string, time.Duration) {}
 func (l lockedObserver) Finished(string, job.State)       {}
 func (l lockedObserver) SLAMissed(t string)               { l.mu.Lock(); l.o.SLAMissed(t); l.mu.Unlock() }

@@ -61,7 +61,9 @@ func newMetrics(sched func() *cluster.Cluster) *metrics {
 	return m
 }
 
-func (m *metrics) Submitted(tenant string) { m.submitted.WithLabelValues(tenant).Inc() }
+func (m *metrics) Submitted(tenant string, n int) {
+	m.submitted.WithLabelValues(tenant).Add(float64(n))
+}
 
 func (m *metrics) Dispatched(tenant string, wait time.Duration) {
 	m.dispatched.WithLabelValues(tenant).Inc()
