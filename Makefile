@@ -16,7 +16,8 @@ build:
 test:
 	$(GO) vet ./...
 	$(GO) test -race -short -count=1 $(CORE)
-	$(GO) test -count=1 -run 'Fair|Fuzz' ./cluster
+	$(GO) test -count=1 -run 'Fair|Fuzz|MillionTaskArray' ./cluster
+	$(GO) test -count=1 -run 'AgentHeapFlat' ./agent
 	$(GO) test -count=1 ./cli/... .
 
 # bench runs every benchmark once at a size that gives stable figures; the
