@@ -12,11 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/oklog/ulid/v2"
-
-	"github.com/hodei-jobs/hodei/job"
 	pb "github.com/hodei-jobs/hodei/proto"
 	"github.com/hodei-jobs/hodei/store"
+	"github.com/hodei-jobs/hodei/store/storetest"
 )
 
 // BenchmarkRestart starts the real `hodei serve` on a data dir holding
@@ -57,24 +55,7 @@ func fillQueued(b *testing.B, path string, n int) string {
 		b.Fatal(err)
 	}
 	defer db.Close()
-	t := time.Now().Add(-time.Hour)
-	var first string
-	for i := 0; i < n; i += 1000 {
-		batch := make([]*job.Job, 0, 1000)
-		for k := range min(1000, n-i) {
-			spec := job.Spec{Command: []string{"/bin/true", "--job", strconv.Itoa(i + k)}, Labels: map[string]string{"batch": strconv.Itoa(i / 1000)}}
-			spec.Normalize()
-			id := ulid.MustNew(ulid.Timestamp(t.Add(time.Duration(i+k)*time.Microsecond)), ulid.DefaultEntropy()).String()
-			if first == "" {
-				first = id
-			}
-			batch = append(batch, &job.Job{ID: id, Spec: spec, State: job.Pending, Attempt: 1, CreatedAt: t})
-		}
-		if err := db.Insert(context.Background(), batch); err != nil {
-			b.Fatal(err)
-		}
-	}
-	return first
+	return storetest.FillQueued(b, db, n)
 }
 
 // restartOnce starts `hodei serve` on dir and measures it; see
@@ -125,7 +106,10 @@ func startServe(b *testing.B, dir string) (*exec.Cmd, string, string) {
 				httpAddr = v
 			}
 		}
-		go func() { for sc.Scan() {} }()
+		go func() {
+			for sc.Scan() {
+			}
+		}()
 		creds := serverCreds{}
 		tok, err := os.ReadFile(filepath.Join(dir, "admin.token"))
 		if err == nil {

@@ -1,4 +1,4 @@
-package cluster
+package cluster_test
 
 import (
 	"context"
@@ -6,14 +6,13 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/metrics"
-	"strconv"
 	"testing"
 	"time"
 
-	"github.com/oklog/ulid/v2"
-
+	"github.com/hodei-jobs/hodei/cluster"
 	"github.com/hodei-jobs/hodei/job"
 	"github.com/hodei-jobs/hodei/store"
+	"github.com/hodei-jobs/hodei/store/storetest"
 )
 
 // BenchmarkRecover rebuilds a cluster's memory from a store holding queued
@@ -30,7 +29,7 @@ func BenchmarkRecover(b *testing.B) {
 			defer db.Close()
 			for b.Loop() {
 				before := liveHeap()
-				c := New(Config{Store: db, Dispatcher: &recorder{}})
+				c := cluster.New(cluster.Config{Store: db, Dispatcher: nopDispatcher{}})
 				start := time.Now()
 				if err := c.Recover(context.Background()); err != nil {
 					b.Fatal(err)
@@ -58,19 +57,7 @@ func queuedStore(b *testing.B, n int) string {
 		b.Fatal(err)
 	}
 	defer db.Close()
-	t := time.Now().Add(-time.Hour)
-	for i := 0; i < n; i += 1000 {
-		batch := make([]*job.Job, 0, 1000)
-		for k := range min(1000, n-i) {
-			spec := job.Spec{Command: []string{"/bin/true", "--job", strconv.Itoa(i + k)}, Labels: map[string]string{"batch": strconv.Itoa(i / 1000)}}
-			spec.Normalize()
-			id := ulid.MustNew(ulid.Timestamp(t.Add(time.Duration(i+k)*time.Microsecond)), ulid.DefaultEntropy()).String()
-			batch = append(batch, &job.Job{ID: id, Spec: spec, State: job.Pending, Attempt: 1, CreatedAt: t})
-		}
-		if err := db.Insert(context.Background(), batch); err != nil {
-			b.Fatal(err)
-		}
-	}
+	storetest.FillQueued(b, db, n)
 	return path
 }
 
@@ -81,3 +68,9 @@ func liveHeap() uint64 {
 	metrics.Read(s)
 	return s[0].Value.Uint64()
 }
+
+// nopDispatcher drops every order: recovery sends none.
+type nopDispatcher struct{}
+
+func (nopDispatcher) Assign(string, *job.Job) bool            { return true }
+func (nopDispatcher) Cancel(string, cluster.CancelOrder) bool { return true }

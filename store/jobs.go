@@ -359,6 +359,18 @@ func (db *DB) List(ctx context.Context, f job.Filter) ([]*job.Job, string, error
 // (the transaction is open). An error from fn (or ctx ending) stops the
 // scan and is returned.
 func (db *DB) Scan(ctx context.Context, fn func(*job.Job) error) error {
+	return db.scanJobs(ctx, func(k, v []byte) error {
+		j, err := decodeJob(string(k), v)
+		if err != nil {
+			return fmt.Errorf("job %s: %w", k, err)
+		}
+		return fn(j)
+	})
+}
+
+// scanJobs calls each with every stored job's key and value, in id
+// order, in one read transaction, until it returns an error or ctx ends.
+func (db *DB) scanJobs(ctx context.Context, each func(k, v []byte) error) error {
 	if err := db.usable(ctx); err != nil {
 		return err
 	}
@@ -371,11 +383,7 @@ func (db *DB) Scan(ctx context.Context, fn func(*job.Job) error) error {
 					return err
 				}
 			}
-			j, err := decodeJob(string(k), v)
-			if err != nil {
-				return fmt.Errorf("job %s: %w", k, err)
-			}
-			if err := fn(j); err != nil {
+			if err := each(k, v); err != nil {
 				return err
 			}
 		}
@@ -550,30 +558,11 @@ func (db *DB) Workers(ctx context.Context) ([]*job.Worker, error) {
 // the cluster recovers at start: a brief decodes several times faster than
 // a job and leaves less garbage. fn must not call the store.
 func (db *DB) ScanBriefs(ctx context.Context, fn func(*job.Brief) error) error {
-	if err := db.usable(ctx); err != nil {
-		return err
-	}
-	n := 0
-	err := db.view(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketJobs).Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
-			if n++; n%4096 == 0 {
-				if err := ctx.Err(); err != nil {
-					return err
-				}
-			}
-			b, err := record.UnmarshalBrief(string(k), v)
-			if err != nil {
-				return err
-			}
-			if err := fn(&b); err != nil {
-				return err
-			}
+	return db.scanJobs(ctx, func(k, v []byte) error {
+		b, err := record.UnmarshalBrief(string(k), v)
+		if err != nil {
+			return err
 		}
-		return nil
+		return fn(&b)
 	})
-	if err != nil {
-		return fmt.Errorf("scan jobs: %w", err)
-	}
-	return nil
 }

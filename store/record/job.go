@@ -289,7 +289,8 @@ func WithVersion(enc []byte, version uint64) []byte {
 }
 
 // reader walks the fields of one encoded message, b[pos:end]. Its strings
-// are substrings of s, the copy of b made once for the whole record. The
+// are substrings of s, the copy of b made once for the whole record, or
+// when s is "" (a reader that keeps few strings) copies of their own. The
 // first error sticks: next then returns false, and every read after it
 // returns a zero value.
 type reader struct {
@@ -379,8 +380,13 @@ func (r *reader) span() (start, end int) {
 	return start, end
 }
 
+// string reads a length-delimited field: a substring of s, or, for a
+// reader without s, a string of its own.
 func (r *reader) string() string {
 	start, end := r.span()
+	if r.s == "" {
+		return string(r.b[start:end])
+	}
 	return r.s[start:end]
 }
 
@@ -450,7 +456,7 @@ func UnmarshalBrief(id string, b []byte) (job.Brief, error) {
 		case jobVersion:
 			j.Version = r.uvarint()
 		case jobTenant:
-			j.Tenant = r.clone()
+			j.Tenant = r.string()
 		case jobSpec:
 			spec := r.sub()
 			decodeBriefSpec(&spec, &j)
@@ -483,37 +489,15 @@ func decodeBriefSpec(r *reader, j *job.Brief) {
 		case specDeadline:
 			j.Deadline = r.time()
 		case specSelector:
-			if j.Selector == nil {
-				j.Selector = make(map[string]string)
-			}
-			e := r.sub()
-			var k, v string
-			for e.next() {
-				switch e.num {
-				case 1:
-					k = e.clone()
-				case 2:
-					v = e.clone()
-				default:
-					e.skip()
-				}
-			}
-			r.join(&e)
-			j.Selector[k] = v
+			j.Selector = r.mapEntry(j.Selector, 1)
 		case specDependsOn:
-			j.DependsOn = append(j.DependsOn, r.clone())
+			j.DependsOn = append(j.DependsOn, r.string())
 		case specArray:
-			j.Array = r.clone()
+			j.Array = r.string()
 		case specArrayLimit:
 			j.ArrayLimit = int(r.int64())
 		default:
 			r.skip()
 		}
 	}
-}
-
-// clone reads a length-delimited field as a string of its own.
-func (r *reader) clone() string {
-	start, end := r.span()
-	return string(r.b[start:end])
 }

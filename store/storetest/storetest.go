@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"testing"
 	"time"
 
+	"github.com/oklog/ulid/v2"
 	"github.com/stretchr/testify/require"
 
 	"github.com/hodei-jobs/hodei/cluster"
@@ -261,4 +263,27 @@ func testGet(t *testing.T, open func(*testing.T) cluster.Store) {
 		_, err := s.Get(ctx, ID(1))
 		require.True(t, errors.Is(err, context.Canceled), "got %v", err)
 	})
+}
+
+// FillQueued inserts n Pending jobs, 1,000 per commit, as a backlog for
+// benchmarks: ids time-ordered from an hour ago, a command and a label
+// each, the defaults filled in. It returns the first job's id.
+func FillQueued(tb testing.TB, s cluster.Store, n int) string {
+	tb.Helper()
+	t := time.Now().Add(-time.Hour)
+	var first string
+	for i := 0; i < n; i += 1000 {
+		batch := make([]*job.Job, 0, 1000)
+		for k := range min(1000, n-i) {
+			spec := job.Spec{Command: []string{"/bin/true", "--job", strconv.Itoa(i + k)}, Labels: map[string]string{"batch": strconv.Itoa(i / 1000)}}
+			spec.Normalize()
+			id := ulid.MustNew(ulid.Timestamp(t.Add(time.Duration(i+k)*time.Microsecond)), ulid.DefaultEntropy()).String()
+			if first == "" {
+				first = id
+			}
+			batch = append(batch, &job.Job{ID: id, Spec: spec, State: job.Pending, Attempt: 1, CreatedAt: t})
+		}
+		MustInsert(tb, s, batch...)
+	}
+	return first
 }
