@@ -26,6 +26,8 @@ const SchemaVersion = 1
 // Bucket names. meta holds the schema version under schemaKey. tenant_jobs
 // is derived data: the count of each tenant's non-terminal jobs, rebuilt
 // from jobs at every Open (see tenants.go), so it needs no schema change.
+// The job indexes (jobs_by_*, indexBuckets in index.go) are derived data
+// too, built at Open when missing.
 var (
 	bucketJobs       = []byte("jobs")
 	bucketWorkers    = []byte("workers")
@@ -90,8 +92,11 @@ type DB struct {
 	statsMu sync.Mutex // guards stats
 	stats   Stats
 
-	// Test hook, nil in production: runs after a request is on the queue.
+	// Test hooks, nil in production. enqueued runs after a request is on
+	// the queue; listed runs each time List checks its context, with the
+	// keys it has visited so far.
 	enqueued atomic.Pointer[func()]
+	listed   atomic.Pointer[func(visited int)]
 }
 
 // Stats counts the commit loop's work since Open.
@@ -104,8 +109,9 @@ type Stats struct {
 // Open opens or creates the database file at path (its directory is created
 // if missing), creates the buckets, checks the schema version, stores the
 // default tenant when it is missing, recounts each tenant's non-terminal
-// jobs (reading every job's header, in the same transaction) and starts the
-// commit loop. It fails with ErrLocked when another process holds the file,
+// jobs (reading every job's header), builds the job indexes missing from a
+// file written before they existed (decoding every job; logged with the
+// count), all in one transaction, and starts the commit loop. It fails with ErrLocked when another process holds the file,
 // and with ErrSchema when the file is newer than this code.
 func Open(path string, opts Options) (*DB, error) {
 	if opts.Logger == nil {
@@ -140,7 +146,19 @@ func Open(path string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	if err := bdb.Update(func(tx *bolt.Tx) error { return initFile(tx, time.Now()) }); err != nil {
+	var (
+		indexed   []string // index buckets created
+		indexJobs int      // jobs read to fill them
+	)
+	start := time.Now()
+	err = bdb.Update(func(tx *bolt.Tx) error {
+		if err := initFile(tx, start); err != nil {
+			return err
+		}
+		indexed, indexJobs, err = ensureIndexes(tx)
+		return err
+	})
+	if err != nil {
 		_ = bdb.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
@@ -151,6 +169,9 @@ func Open(path string, opts Options) (*DB, error) {
 		reqs:    make(chan *request, opts.MaxBatch),
 		closing: make(chan struct{}),
 		done:    make(chan struct{}),
+	}
+	if len(indexed) > 0 {
+		db.log.Info("job indexes built", "indexes", indexed, "jobs", indexJobs, "took", time.Since(start).Round(time.Millisecond))
 	}
 	go db.run()
 	db.log.Info("store opened", "path", path, "schema", SchemaVersion)
@@ -252,8 +273,9 @@ func (c ctxWriter) Write(p []byte) (int, error) {
 	return c.w.Write(p)
 }
 
-// Check runs bbolt's consistency check over the whole file and returns the
-// problems found, joined, or nil. It holds the write lock while it runs
+// Check runs bbolt's consistency check over the whole file, then checks
+// the job indexes against the jobs (every job has its entries, no entry is
+// stray), and returns the problems found, joined, or nil. It holds the write lock while it runs
 // (bbolt's check is only safe against concurrent writers inside a write
 // transaction), so it is meant for tests and maintenance, not the hot path.
 func (db *DB) Check() error {
@@ -268,8 +290,9 @@ func (db *DB) Check() error {
 	return checkTx(tx)
 }
 
-// CheckFile runs bbolt's consistency check on a closed database file, such as
-// a snapshot, opening it read-only.
+// CheckFile runs Check's checks on a closed database file, such as a
+// snapshot, opening it read-only. Indexes the file does not have yet (it
+// was written before them) are not checked.
 func CheckFile(path string) error {
 	bdb, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: DefaultLockTimeout})
 	if err != nil {
@@ -286,6 +309,12 @@ func checkTx(tx *bolt.Tx) error {
 	var errs []error
 	for err := range tx.Check() { // drain it all: the checker is a goroutine
 		errs = append(errs, err)
+	}
+	if len(errs) == 0 {
+		// The indexes are read only from a sound file.
+		if err := checkIndexes(tx); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("consistency check: %w", errors.Join(errs...))

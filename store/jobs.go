@@ -47,24 +47,29 @@ func (db *DB) Insert(ctx context.Context, jobs []*job.Job) error {
 // (put), so that a request that fails a check has written nothing and fails
 // alone.
 type insertion struct {
-	jobs []*job.Job
-	encs [][]byte // jobs[i] encoded with version 1
-	size int      // encoded bytes, for MaxBatchBytes
+	jobs    []*job.Job
+	encs    [][]byte       // jobs[i] encoded with version 1
+	entries [][]indexEntry // jobs[i]'s index keys
+	size    int            // encoded bytes, for MaxBatchBytes
 }
 
-// prepareInsert checks new jobs with job.CheckNew and encodes them, on the
-// caller's goroutine.
+// prepareInsert checks new jobs with job.CheckNew, encodes them and makes
+// their index keys, on the caller's goroutine.
 func prepareInsert(jobs []*job.Job) (*insertion, error) {
 	if err := job.CheckNew(jobs); err != nil {
 		return nil, err
 	}
-	in := &insertion{jobs: jobs, encs: make([][]byte, len(jobs))}
+	in := &insertion{jobs: jobs, encs: make([][]byte, len(jobs)), entries: make([][]indexEntry, len(jobs))}
 	for i, j := range jobs {
 		enc, err := encodeJob(j, 1)
 		if err != nil {
 			return nil, err
 		}
 		in.encs[i] = enc
+		in.entries[i] = indexEntries(j)
+		if err := checkIndexKeys(in.entries[i]); err != nil {
+			return nil, err
+		}
 		in.size += len(enc)
 	}
 	return in, nil
@@ -94,13 +99,17 @@ func (in *insertion) check(tx *bolt.Tx) (map[string]int, error) {
 	return admit(tx, in.jobs)
 }
 
-// put writes the jobs and adds adding (from check) to the tenants' counts.
+// put writes the jobs and their index keys and adds adding (from check) to
+// the tenants' counts.
 // Every error it returns is an abort: it may have written part of the batch.
 func (in *insertion) put(tx *bolt.Tx, adding map[string]int) error {
 	b := tx.Bucket(bucketJobs)
 	for i, j := range in.jobs {
 		if err := b.Put([]byte(j.ID), in.encs[i]); err != nil {
 			return abort(fmt.Errorf("put job %s: %w", j.ID, err))
+		}
+		if err := putIndex(tx, in.entries[i]); err != nil {
+			return abort(fmt.Errorf("job %s: %w", j.ID, err))
 		}
 	}
 	for name, n := range adding {
@@ -123,17 +132,25 @@ func (in *insertion) committed() {
 // Next.Version of each update that succeeded is set once the commit is
 // durable. An update with a nil Next fails alone with job.ErrInvalid. A job
 // that moves to a terminal state leaves its tenant's count of queued jobs in
-// the same transaction.
+// the same transaction, and the job's index keys that changed (its state's,
+// for a transition) are replaced in it too. The stored jobs are read and
+// decoded for that before the commit, on the caller's goroutine.
 func (db *DB) Apply(ctx context.Context, updates []job.Update) ([]error, error) {
 	errs := make([]error, len(updates))
 	if len(updates) == 0 {
 		return errs, nil
 	}
 	encs := make([][]byte, len(updates))
+	entries := make([][]indexEntry, len(updates))
 	size := 0
 	for i, u := range updates {
 		if u.Next == nil {
 			errs[i] = job.Invalid("next", "update %d has no job", i)
+			continue
+		}
+		entries[i] = indexEntries(u.Next)
+		if err := checkIndexKeys(entries[i]); err != nil {
+			errs[i] = err
 			continue
 		}
 		enc, err := encodeJob(u.Next, 0)
@@ -143,13 +160,14 @@ func (db *DB) Apply(ctx context.Context, updates []job.Update) ([]error, error) 
 		encs[i] = enc
 		size += len(enc)
 	}
+	stored := db.readIndexed(updates, errs)
 	versions := make([]uint64, len(updates))
 	err := db.write(ctx, size, func(tx *bolt.Tx) error {
 		for i, u := range updates {
 			if errs[i] != nil {
 				continue
 			}
-			v, err := applyOne(tx, u, encs[i])
+			v, err := applyOne(tx, u, encs[i], entries[i], stored[i])
 			if _, ok := err.(*abortError); ok {
 				return err
 			}
@@ -168,8 +186,13 @@ func (db *DB) Apply(ctx context.Context, updates []job.Update) ([]error, error) 
 	return errs, nil
 }
 
-// applyOne checks and writes one update and returns the new version.
-func applyOne(tx *bolt.Tx, u job.Update, enc []byte) (uint64, error) {
+// applyOne checks and writes one update, with next its index keys, and
+// returns the new version. The index keys to replace are those of the
+// stored job: a transition changes only its state's key, but a change the
+// transition table forbids must not leave a stale one. They come from
+// stored (read before the commit) when the stored value is still the one
+// read then, and from decoding it otherwise.
+func applyOne(tx *bolt.Tx, u job.Update, enc []byte, next []indexEntry, stored storedIndex) (uint64, error) {
 	b := tx.Bucket(bucketJobs)
 	key := []byte(u.Next.ID)
 	cur := b.Get(key)
@@ -187,8 +210,18 @@ func applyOne(tx *bolt.Tx, u job.Update, enc []byte) (uint64, error) {
 	if err := u.Check(); err != nil {
 		return 0, err
 	}
-	// The counts first: h.Tenant aliases cur, which the Put replaces.
+	old := stored.entries
+	if stored.raw == nil || !bytes.Equal(cur, stored.raw) {
+		if old, err = storedEntries(u.Next.ID, cur); err != nil {
+			return 0, err
+		}
+	}
+	// The counts and indexes first: h.Tenant aliases cur, which the Put
+	// replaces.
 	if err := moveJobCount(tx, h, u.Next); err != nil {
+		return 0, abort(fmt.Errorf("job %s: %w", u.Next.ID, err))
+	}
+	if err := moveIndex(tx, old, next); err != nil {
 		return 0, abort(fmt.Errorf("job %s: %w", u.Next.ID, err))
 	}
 	v := h.Version + 1
@@ -231,40 +264,28 @@ func pageSize(limit int) int {
 // List returns up to f.Limit jobs (default job.DefaultPageSize, at most
 // job.MaxPageSize) matching f with ids greater than f.After, in id order.
 // The page token is the last id returned when the page is full and more
-// jobs are stored after it (the next page may then be empty), else "".
-// It reads one transaction and decodes every job it passes.
+// candidates follow it (the next page may then be empty), else "".
+//
+// It reads one transaction. Without a filter it walks the jobs bucket;
+// with filters it walks the range of one index (see planList) from f.After,
+// checks the other filters by looking their keys up, and decodes only the
+// jobs that pass, so that a page costs about what the walked range holds up
+// to its last job, not the whole store. It checks ctx every listCheckEvery
+// keys, so that a listing whose client went away stops; it then fails with
+// an error wrapping ctx.Err().
 func (db *DB) List(ctx context.Context, f job.Filter) ([]*job.Job, string, error) {
 	if err := db.usable(ctx); err != nil {
 		return nil, "", err
 	}
-	limit := pageSize(f.Limit)
+	p := planList(f)
 	var (
 		out  []*job.Job
 		next string
 	)
 	err := db.view(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketJobs).Cursor()
-		k, v := c.First()
-		if f.After != "" {
-			k, v = c.Seek([]byte(f.After))
-			if k != nil && string(k) == f.After {
-				k, v = c.Next()
-			}
-		}
-		for ; k != nil; k, v = c.Next() {
-			if len(out) == limit {
-				next = out[len(out)-1].ID
-				return nil
-			}
-			j, err := decodeJob(v)
-			if err != nil {
-				return fmt.Errorf("job %s: %w", k, err)
-			}
-			if f.Match(j) {
-				out = append(out, j)
-			}
-		}
-		return nil
+		var err error
+		out, next, err = p.run(ctx, tx, db.listed.Load())
+		return err
 	})
 	if err != nil {
 		return nil, "", fmt.Errorf("list jobs: %w", err)
@@ -364,9 +385,19 @@ func (db *DB) DeleteFinished(ctx context.Context, before time.Time, limit int, k
 			if v == nil {
 				continue
 			}
-			if h, err := readHeader(v); err == nil && finishedBefore(h, cutoff) {
-				del = append(del, k)
+			h, err := readHeader(v)
+			if err != nil || !finishedBefore(h, cutoff) {
+				continue
 			}
+			j, err := decodeJob(v)
+			if err != nil {
+				continue // left alone, as a header that does not decode
+			}
+			j.ID = string(k)
+			if err := deleteIndex(tx, indexEntries(j)); err != nil {
+				return abort(fmt.Errorf("job %s: %w", k, err))
+			}
+			del = append(del, k)
 		}
 		for _, k := range del {
 			if err := b.Delete(k); err != nil {
