@@ -275,41 +275,85 @@ func storedEntries(id string, v []byte) ([]indexEntry, error) {
 // from the stored jobs, decoding each once, in tx. It returns the names of
 // the buckets it created and the number of jobs it read (0 when none was
 // missing).
+//
+// The keys are gathered first and put in key order: a bucket created in
+// the transaction is one node in memory until the commit splits it, and
+// puts in job order would insert into the middle of it (one value's range
+// before another's), moving the rest of the node each time — quadratic.
+// Puts in key order append. The memory is that of the keys, twice (here
+// and in bbolt's nodes), until the commit.
 func ensureIndexes(tx *bolt.Tx) (created []string, jobs int, err error) {
-	var missing []indexKind
+	var keys [numIndexes]*keyArena // nil: not missing
 	for k := range numIndexes {
 		if tx.Bucket(indexBuckets[k]) == nil {
-			missing = append(missing, k)
+			keys[k] = &keyArena{}
 		}
 	}
-	if len(missing) == 0 {
+	for k, a := range keys {
+		if a == nil {
+			continue
+		}
+		if _, err := tx.CreateBucket(indexBuckets[k]); err != nil {
+			return nil, 0, fmt.Errorf("create bucket %s: %w", indexKind(k), err)
+		}
+		created = append(created, indexKind(k).String())
+	}
+	if len(created) == 0 {
 		return nil, 0, nil
 	}
-	for _, k := range missing {
-		if _, err := tx.CreateBucket(indexBuckets[k]); err != nil {
-			return nil, 0, fmt.Errorf("create bucket %s: %w", k, err)
-		}
-		created = append(created, k.String())
-	}
 	err = tx.Bucket(bucketJobs).ForEach(func(id, v []byte) error {
-		j, err := decodeJob(v)
+		entries, err := storedEntries(string(id), v)
 		if err != nil {
-			return fmt.Errorf("job %s: %w", id, err)
+			return err
 		}
-		j.ID = string(id)
 		jobs++
-		var entries []indexEntry
-		for _, e := range indexEntries(j) {
-			if slices.Contains(missing, e.kind) {
-				entries = append(entries, e)
+		for _, e := range entries {
+			if a := keys[e.kind]; a != nil {
+				a.add(e.key)
 			}
 		}
-		return putIndex(tx, entries)
+		return nil
 	})
 	if err != nil {
 		return nil, 0, fmt.Errorf("backfill job indexes: %w", err)
 	}
+	for k, a := range keys {
+		if a == nil {
+			continue
+		}
+		b := tx.Bucket(indexBuckets[k])
+		for _, key := range a.sorted() {
+			if err := b.Put(key, nil); err != nil {
+				return nil, 0, fmt.Errorf("backfill job indexes: index %s: %w", indexKind(k), err)
+			}
+		}
+		keys[k] = nil // its keys are in bbolt's nodes now
+	}
 	return created, jobs, nil
+}
+
+// keyArena holds many keys in one buffer: key i is buf[ends[i-1]:ends[i]].
+type keyArena struct {
+	buf  []byte
+	ends []int
+}
+
+func (a *keyArena) add(key []byte) {
+	a.buf = append(a.buf, key...)
+	a.ends = append(a.ends, len(a.buf))
+}
+
+// sorted returns the keys in order, as slices of the buffer.
+func (a *keyArena) sorted() [][]byte {
+	out := make([][]byte, len(a.ends))
+	start := 0
+	for i, end := range a.ends {
+		out[i] = a.buf[start:end:end]
+		start = end
+	}
+	a.ends = nil
+	slices.SortFunc(out, bytes.Compare)
+	return out
 }
 
 // parseIndexKey splits a key of index kind into its prefix (the value) and
