@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"strconv"
@@ -32,8 +33,9 @@ func jobsCommand(e *env) *ucli.Command {
 					&ucli.StringSliceFlag{Name: "label", KeepSpace: true, Usage: "only jobs with this label, `KEY=VALUE` (repeatable; all must match)"},
 					&ucli.StringFlag{Name: "array", Usage: "only the jobs of the job array `ID`"},
 					&ucli.StringFlag{Name: "pipeline", Usage: "only the jobs of the pipeline `ID`"},
+					&ucli.StringFlag{Name: "name", Usage: "only the jobs named exactly `NAME`"},
 					&ucli.IntFlag{Name: "limit", Value: defaultLimit, Usage: "show at most `N` jobs"},
-					&ucli.BoolFlag{Name: "all", Usage: "show every matching job, however many (ignores --limit)"},
+					&ucli.BoolFlag{Name: "all", Usage: "show every matching job, however many, page by page as they arrive (ignores --limit)"},
 				),
 				Action: func(c *ucli.Context) error { return jobsList(c, e) },
 			},
@@ -87,7 +89,8 @@ func jobsList(c *ucli.Context, e *env) error {
 	if err != nil {
 		return err
 	}
-	req := &hodeipb.ListJobsRequest{Tenant: c.String("tenant"), Array: c.String("array"), Pipeline: c.String("pipeline")}
+	req := &hodeipb.ListJobsRequest{Tenant: c.String("tenant"), Array: c.String("array"),
+		Pipeline: c.String("pipeline"), Name: c.String("name")}
 	if s := c.String("state"); s != "" {
 		if req.State, err = hodeipb.ParseJobState(s); err != nil {
 			return fieldUsage(c, err)
@@ -107,14 +110,19 @@ func jobsList(c *ucli.Context, e *env) error {
 		req.PageSize = int32(min(limit, job.MaxPageSize))
 	}
 
-	var jobs []*hodeipb.Job
+	out := newJobStream(c.App.Writer, asJSON, e.now())
 	err = withClient(c, func(cl *client.Client) error {
-		for j, err := range cl.ListAll(c.Context, req) {
+		for page, err := range cl.ListPages(c.Context, req) {
 			if err != nil {
 				return err
 			}
-			jobs = append(jobs, j)
-			if limit > 0 && len(jobs) >= limit {
+			if limit > 0 {
+				page = page[:min(len(page), limit-out.n)]
+			}
+			if err := out.page(page); err != nil {
+				return err
+			}
+			if limit > 0 && out.n >= limit {
 				break
 			}
 		}
@@ -123,14 +131,68 @@ func jobsList(c *ucli.Context, e *env) error {
 	if err != nil {
 		return err
 	}
+	return out.close()
+}
+
+// jobStream prints a job listing page by page, as the pages arrive, so that
+// the first rows show at once and memory holds one page however long the
+// listing: a table whose columns are aligned page by page (see table), or
+// one JSON array written element by element. After an error the output is
+// left as it is: a JSON array stays open, so that it does not parse as a
+// whole listing.
+type jobStream struct {
+	w     *bufio.Writer // flushed after every page
+	now   time.Time
+	table *table     // table output
+	json  *jsonArray // JSON output
+	n     int        // jobs written
+}
+
+func newJobStream(w io.Writer, asJSON bool, now time.Time) *jobStream {
+	s := &jobStream{w: bufio.NewWriter(w), now: now}
 	if asJSON {
-		views := make([]jobView, 0, len(jobs))
-		for _, j := range jobs {
-			views = append(views, newJobView(j))
-		}
-		return writeJSON(c.App.Writer, views)
+		s.json = newJSONArray(s.w)
+	} else {
+		s.table = newJobTable(s.w)
 	}
-	return writeJobTable(c.App.Writer, e.now(), jobs)
+	return s
+}
+
+// page writes one page of jobs and flushes it to the terminal.
+func (s *jobStream) page(jobs []*hodeipb.Job) error {
+	if s.json != nil {
+		views := make([]any, len(jobs))
+		for i, j := range jobs {
+			views[i] = newJobView(j)
+		}
+		if err := s.json.add(views...); err != nil {
+			return err
+		}
+	} else {
+		for _, j := range jobs {
+			jobRow(s.table, s.now, j)
+		}
+		if err := s.table.flushPage(); err != nil {
+			return err
+		}
+	}
+	s.n += len(jobs)
+	return s.w.Flush()
+}
+
+// close ends the listing: the table's header when no page had a row, the
+// JSON array's end.
+func (s *jobStream) close() error {
+	var err error
+	if s.json != nil {
+		err = s.json.close()
+	} else {
+		err = s.table.flush()
+	}
+	if err != nil {
+		return err
+	}
+	return s.w.Flush()
 }
 
 // cancelArray is `jobs cancel --array ID`: it cancels the array's tasks in
@@ -289,13 +351,23 @@ func newJobView(j *hodeipb.Job) jobView {
 }
 
 func writeJobTable(w io.Writer, now time.Time, jobs []*hodeipb.Job) error {
-	t := newTable(w, "ID", "NAME", "TENANT", "STATE", "PRIO", "EFF-PRIO", "ATTEMPT", "EXIT", "WORKER", "AGE", "REASON")
+	t := newJobTable(w)
 	for _, j := range jobs {
-		v := newJobView(j)
-		t.row(v.ID, v.Name, v.Tenant, v.State, strconv.Itoa(int(v.Priority)), effPrioCell(v), strconv.Itoa(int(v.Attempt)),
-			exitCell(j), v.Worker, age(now, v.Created), v.Reason)
+		jobRow(t, now, j)
 	}
 	return t.flush()
+}
+
+// newJobTable starts a table of jobs with its header.
+func newJobTable(w io.Writer) *table {
+	return newTable(w, "ID", "NAME", "TENANT", "STATE", "PRIO", "EFF-PRIO", "ATTEMPT", "EXIT", "WORKER", "AGE", "REASON")
+}
+
+// jobRow adds j to a table of jobs.
+func jobRow(t *table, now time.Time, j *hodeipb.Job) {
+	v := newJobView(j)
+	t.row(v.ID, v.Name, v.Tenant, v.State, strconv.Itoa(int(v.Priority)), effPrioCell(v), strconv.Itoa(int(v.Attempt)),
+		exitCell(j), v.Worker, age(now, v.Created), v.Reason)
 }
 
 // effPrioCell is the effective priority of a pending job, to one decimal;

@@ -1,13 +1,18 @@
 package cli
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	hodeipb "github.com/hodei-jobs/hodei/proto"
@@ -170,10 +175,10 @@ func TestJobsLsFiltersAndPages(t *testing.T) {
 
 	t.Run("Filters", func(t *testing.T) {
 		h := newHarness(t)
-		r := h.run(t, "jobs", "ls", "--state", "running", "--tenant", "ml", "--label", "a=1", "--label", "b=2")
+		r := h.run(t, "jobs", "ls", "--state", "running", "--tenant", "ml", "--label", "a=1", "--label", "b=2", "--name", "nightly build")
 		r.wantOK(t)
 		want := &hodeipb.ListJobsRequest{State: hodeipb.JobState_JOB_STATE_RUNNING, Tenant: "ml",
-			Labels: map[string]string{"a": "1", "b": "2"}, PageSize: defaultLimit}
+			Labels: map[string]string{"a": "1", "b": "2"}, Name: "nightly build", PageSize: defaultLimit}
 		if reqs := h.jobs.lists(); len(reqs) != 1 || !proto.Equal(reqs[0], want) {
 			t.Errorf("requests = %v, want [%v]", reqs, want)
 		}
@@ -268,5 +273,89 @@ func TestJobsCancel(t *testing.T) {
 	var got jobView
 	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil || got.State != "CANCELLED" {
 		t.Errorf("json = %s (%v), want a CANCELLED job", r.stdout, err)
+	}
+}
+
+// watchedWriter is a stdout that closes seen once what was written
+// contains want.
+type watchedWriter struct {
+	mu   sync.Mutex // guards buf
+	buf  bytes.Buffer
+	want string
+	seen chan struct{}
+	once sync.Once
+}
+
+func (w *watchedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Write(p)
+	if strings.Contains(w.buf.String(), w.want) {
+		w.once.Do(func() { close(w.seen) })
+	}
+	return len(p), nil
+}
+
+func (w *watchedWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}
+
+// TestJobsLsStreams checks that `jobs ls --all` prints each page as it
+// arrives: the fake server answers the second page only once the first
+// page's last job is on stdout.
+func TestJobsLsStreams(t *testing.T) {
+	many := make([]*hodeipb.Job, 1500)
+	for i := range many {
+		many[i] = &hodeipb.Job{Id: fmt.Sprintf("01J%023d", i), Spec: &hodeipb.JobSpec{Name: fmt.Sprintf("job-%d", i)},
+			State: hodeipb.JobState_JOB_STATE_PENDING}
+	}
+	lastOfFirst := many[999].GetId()
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"Table", nil},
+		{"JSON", []string{"-o", "json"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.jobs.jobs = many
+			out := &watchedWriter{want: lastOfFirst, seen: make(chan struct{})}
+			h.jobs.listGate = func(ctx context.Context, req *hodeipb.ListJobsRequest) error {
+				if req.GetPageToken() == "" {
+					return nil
+				}
+				select {
+				case <-out.seen:
+					return nil
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(10 * time.Second): // a failure, not a wait: the CLI holds the first page back
+					return status.Error(codes.FailedPrecondition, "the second page was asked for before the first was printed")
+				}
+			}
+			var stderr bytes.Buffer
+			e := &env{now: func() time.Time { return testNow }, poll: time.Millisecond}
+			args := append([]string{"hodei", "--addr", h.addr, "jobs", "ls", "--all"}, tc.args...)
+			if code := run(context.Background(), args, out, &stderr, e); code != 0 || stderr.Len() > 0 {
+				t.Fatalf("exit %d, stderr:\n%s", code, stderr.String())
+			}
+			if pages := len(h.jobs.lists()); pages != 2 {
+				t.Fatalf("%d pages requested, want 2", pages)
+			}
+			got := out.String()
+			if tc.name == "JSON" {
+				var views []jobView
+				if err := json.Unmarshal([]byte(got), &views); err != nil || len(views) != len(many) {
+					t.Fatalf("%d jobs (%v) in\n%.300s", len(views), err, got)
+				}
+				return
+			}
+			if lines := strings.Count(got, "\n"); lines != len(many)+1 {
+				t.Fatalf("%d lines, want a header and %d rows", lines, len(many))
+			}
+		})
 	}
 }

@@ -161,6 +161,10 @@ type fakeJobs struct {
 	logReqs   []*hodeipb.LogsRequest
 	logChunks [][]byte
 
+	// listGate, when set, runs before List answers, without the lock; an
+	// error is List's answer.
+	listGate func(context.Context, *hodeipb.ListJobsRequest) error
+
 	arrays       []string // the array of each Submit that set one
 	arrayCancels []*hodeipb.CancelArrayRequest
 	runs         []*hodeipb.PipelineSpec   // pipelines accepted by RunPipeline
@@ -248,6 +252,14 @@ func (f *fakeJobs) Get(ctx context.Context, req *hodeipb.GetJobRequest) (*hodeip
 func (f *fakeJobs) List(ctx context.Context, req *hodeipb.ListJobsRequest) (*hodeipb.ListJobsResponse, error) {
 	if err := f.call(ctx); err != nil {
 		return nil, err
+	}
+	f.mu.Lock()
+	gate := f.listGate
+	f.mu.Unlock()
+	if gate != nil {
+		if err := gate(ctx, req); err != nil {
+			return nil, err
+		}
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()

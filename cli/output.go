@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -24,7 +25,15 @@ func writeJSON(w io.Writer, v any) error {
 // table writes aligned columns. Cells pass through visible so that a tab,
 // a newline or an escape sequence in a job name can neither break the
 // layout nor act on the terminal; an empty cell shows "-".
-type table struct{ tw *tabwriter.Writer }
+//
+// A table written in pages (flushPage) aligns each page on its own rows,
+// with every column at least as wide as in the pages before it, so that
+// columns stay put unless a later page has a wider cell.
+type table struct {
+	tw     *tabwriter.Writer
+	widths []int // widest cell of each column so far, in runes
+	placed []int // widths as of the last flushPage: the minimum of later rows
+}
 
 func newTable(w io.Writer, header ...string) *table {
 	t := &table{tw: tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)}
@@ -37,13 +46,76 @@ func (t *table) row(cells ...string) {
 		if i > 0 {
 			io.WriteString(t.tw, "\t")
 		}
-		io.WriteString(t.tw, cell(c))
+		c = cell(c)
+		n := utf8.RuneCountInString(c)
+		if i == len(t.widths) {
+			t.widths = append(t.widths, 0)
+		}
+		t.widths[i] = max(t.widths[i], n)
+		io.WriteString(t.tw, c)
+		if i < len(t.placed) && i < len(cells)-1 && n < t.placed[i] {
+			io.WriteString(t.tw, strings.Repeat(" ", t.placed[i]-n))
+		}
 	}
 	io.WriteString(t.tw, "\n")
 }
 
 // flush writes the table out; the first write error of any row shows here.
 func (t *table) flush() error { return t.tw.Flush() }
+
+// flushPage writes out the rows so far, aligned among themselves and with
+// the pages before, and starts a new page.
+func (t *table) flushPage() error {
+	t.placed = append(t.placed[:0], t.widths...)
+	return t.tw.Flush()
+}
+
+// jsonArray writes one JSON array element by element, laid out as
+// writeJSON lays out a slice, so that a listing of any length is printed
+// as it arrives. Call close once at the end; until then the array is open.
+type jsonArray struct {
+	w   io.Writer
+	n   int // elements written
+	buf bytes.Buffer
+	enc *json.Encoder // into buf
+}
+
+func newJSONArray(w io.Writer) *jsonArray {
+	a := &jsonArray{w: w}
+	a.enc = json.NewEncoder(&a.buf)
+	a.enc.SetIndent("  ", "  ")
+	a.enc.SetEscapeHTML(false)
+	return a
+}
+
+// add writes elements.
+func (a *jsonArray) add(vs ...any) error {
+	a.buf.Reset()
+	for _, v := range vs {
+		if a.n == 0 {
+			a.buf.WriteString("[\n  ")
+		} else {
+			a.buf.WriteString(",\n  ")
+		}
+		if err := a.enc.Encode(v); err != nil {
+			return err
+		}
+		a.buf.Truncate(a.buf.Len() - 1) // Encode's newline
+		a.n++
+	}
+	_, err := a.w.Write(a.buf.Bytes())
+	return err
+}
+
+// close ends the array.
+func (a *jsonArray) close() error {
+	end := "\n]\n"
+	if a.n == 0 {
+		end = "[]\n"
+	}
+	_, err := io.WriteString(a.w, end)
+	return err
+}
 
 // cell is s as a table cell or detail value: visible, and "-" if empty.
 func cell(s string) string {

@@ -85,6 +85,28 @@ func (c *Client) List(ctx context.Context, req *hodeipb.ListJobsRequest) (*hodei
 // ends the sequence: it is yielded once with a nil job.
 func (c *Client) ListAll(ctx context.Context, req *hodeipb.ListJobsRequest) iter.Seq2[*hodeipb.Job, error] {
 	return func(yield func(*hodeipb.Job, error) bool) {
+		for page, err := range c.ListPages(ctx, req) {
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			for _, j := range page {
+				if !yield(j, nil) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// ListPages iterates over the pages of jobs matching req, as ListAll does
+// over jobs: the next page is requested only when the loop asks for more,
+// so a caller that prints each page before the next holds one page at a
+// time. A page may be empty (when the server stops at its page size just
+// before the end). An error ends the sequence: it is yielded once with a
+// nil page.
+func (c *Client) ListPages(ctx context.Context, req *hodeipb.ListJobsRequest) iter.Seq2[[]*hodeipb.Job, error] {
+	return func(yield func([]*hodeipb.Job, error) bool) {
 		page := &hodeipb.ListJobsRequest{}
 		if req != nil {
 			page = proto.CloneOf(req)
@@ -95,10 +117,8 @@ func (c *Client) ListAll(ctx context.Context, req *hodeipb.ListJobsRequest) iter
 				yield(nil, err)
 				return
 			}
-			for _, j := range resp.GetJobs() {
-				if !yield(j, nil) {
-					return
-				}
+			if !yield(resp.GetJobs(), nil) {
+				return
 			}
 			next := resp.GetNextPageToken()
 			if next == "" {

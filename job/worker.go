@@ -76,7 +76,7 @@ type Filter struct {
 	Labels   map[string]string // every pair must match
 	Array    string            // only the jobs of this array
 	Pipeline string            // only the jobs of this pipeline
-	Name     string            // only the jobs with this name
+	Name     string            // only the jobs whose Spec.Name is exactly this
 	After    string            // page token: only ids greater than this
 	Limit    int               // 0: DefaultPageSize
 }
@@ -95,8 +95,10 @@ func (f *Filter) Match(j *Job) bool {
 	if f.Tenant != "" && j.Spec.Tenant != f.Tenant {
 		return false
 	}
-	if f.Array != "" && j.Spec.Array != f.Array || f.Pipeline != "" && j.Spec.Pipeline != f.Pipeline ||
-		f.Name != "" && j.Spec.Name != f.Name {
+	if f.Array != "" && j.Spec.Array != f.Array || f.Pipeline != "" && j.Spec.Pipeline != f.Pipeline {
+		return false
+	}
+	if f.Name != "" && j.Spec.Name != f.Name {
 		return false
 	}
 	return LabelsMatch(j.Spec.Labels, f.Labels)

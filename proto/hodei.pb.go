@@ -1166,6 +1166,7 @@ type ListJobsRequest struct {
 	PageToken     string                 `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`                                                    // next_page_token of the previous page
 	Array         string                 `protobuf:"bytes,6,opt,name=array,proto3" json:"array,omitempty"`                                                                             // only the jobs of this array
 	Pipeline      string                 `protobuf:"bytes,7,opt,name=pipeline,proto3" json:"pipeline,omitempty"`                                                                       // only the jobs of this pipeline
+	Name          string                 `protobuf:"bytes,8,opt,name=name,proto3" json:"name,omitempty"`                                                                               // only the jobs with exactly this name
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1245,6 +1246,13 @@ func (x *ListJobsRequest) GetArray() string {
 func (x *ListJobsRequest) GetPipeline() string {
 	if x != nil {
 		return x.Pipeline
+	}
+	return ""
+}
+
+func (x *ListJobsRequest) GetName() string {
+	if x != nil {
+		return x.Name
 	}
 	return ""
 }
@@ -5268,7 +5276,7 @@ const file_hodei_proto_rawDesc = "" +
 	"\x13SubmitBatchResponse\x12\x10\n" +
 	"\x03ids\x18\x01 \x03(\tR\x03ids\"\x1f\n" +
 	"\rGetJobRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\xbb\x02\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\xcf\x02\n" +
 	"\x0fListJobsRequest\x12(\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x12.hodei.v1.JobStateR\x05state\x12\x16\n" +
 	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12=\n" +
@@ -5277,7 +5285,8 @@ const file_hodei_proto_rawDesc = "" +
 	"\n" +
 	"page_token\x18\x05 \x01(\tR\tpageToken\x12\x14\n" +
 	"\x05array\x18\x06 \x01(\tR\x05array\x12\x1a\n" +
-	"\bpipeline\x18\a \x01(\tR\bpipeline\x1a9\n" +
+	"\bpipeline\x18\a \x01(\tR\bpipeline\x12\x12\n" +
+	"\x04name\x18\b \x01(\tR\x04name\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"]\n" +

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"unicode/utf8"
 
 	"github.com/hodei-jobs/hodei/job"
 	pb "github.com/hodei-jobs/hodei/proto"
@@ -87,6 +88,7 @@ func (js *jobService) List(ctx context.Context, req *pb.ListJobsRequest) (*pb.Li
 		Labels:   req.GetLabels(),
 		Array:    req.GetArray(),
 		Pipeline: req.GetPipeline(),
+		Name:     req.GetName(),
 		After:    req.GetPageToken(),
 		Limit:    int(req.GetPageSize()),
 	}
@@ -95,6 +97,10 @@ func (js *jobService) List(ctx context.Context, req *pb.ListJobsRequest) (*pb.Li
 		return nil, invalid("array", "%q is not an array id (26 characters, Crockford base32)", f.Array)
 	case f.Pipeline != "" && !job.ValidID(f.Pipeline):
 		return nil, invalid("pipeline", "%q is not a pipeline id (26 characters, Crockford base32)", f.Pipeline)
+	case len(f.Name) > job.MaxNameLen:
+		return nil, invalid("name", "is %d bytes; a job name is at most %d", len(f.Name), job.MaxNameLen)
+	case !utf8.ValidString(f.Name):
+		return nil, invalid("name", "is not valid UTF-8")
 	case f.State != 0 && !f.State.Valid():
 		return nil, invalid("state", "%d is not a job state", req.GetState())
 	case f.Limit < 0 || f.Limit > job.MaxPageSize:

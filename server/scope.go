@@ -65,7 +65,9 @@ func requireAdmin(ctx context.Context, what string) error {
 }
 
 // maxScopedPages bounds the pages of other tenants' jobs one List call
-// of a caller limited to several tenants reads.
+// of a caller limited to several tenants reads. Each page is read with the
+// request's context, and the loop stops when it ends (the client went
+// away).
 const maxScopedPages = 100
 
 // listScoped is store.List limited to the caller's tenants: a filter on a
@@ -90,6 +92,9 @@ func (s *Server) listScoped(ctx context.Context, f job.Filter) ([]*job.Job, stri
 		var out []*job.Job
 		f.Limit = job.MaxPageSize
 		for pages := 1; ; pages++ {
+			if err := ctx.Err(); err != nil {
+				return nil, "", toStatus(err)
+			}
 			jobs, next, err := s.sched.List(ctx, f)
 			if err != nil {
 				return nil, "", toStatus(err)

@@ -68,7 +68,7 @@ func (db *DB) CancelArray(ctx context.Context, a *job.Array, updates []job.Updat
 	if err != nil {
 		return nil, err
 	}
-	p, err := prepareApply(updates)
+	p, err := db.prepareApply(updates)
 	if err != nil {
 		return nil, err
 	}
@@ -152,7 +152,7 @@ func (db *DB) GetMany(ctx context.Context, ids []string) ([]*job.Job, error) {
 // createTask stores a task of an array as a job (Apply with Create) and
 // returns its version, 1. A task that starts terminal (cancelled on its
 // own) leaves its tenant's count.
-func createTask(tx *bolt.Tx, u job.Update, enc []byte) (uint64, error) {
+func createTask(tx *bolt.Tx, u job.Update, enc []byte, entries []indexEntry) (uint64, error) {
 	id := u.Next.ID
 	key := []byte(id)
 	if tx.Bucket(bucketJobs).Get(key) != nil {
@@ -178,6 +178,9 @@ func createTask(tx *bolt.Tx, u job.Update, enc []byte) (uint64, error) {
 	}
 	if err := tx.Bucket(bucketJobs).Put(key, withVersion(enc, 1)); err != nil {
 		return 0, abort(fmt.Errorf("put job %s: %w", id, err))
+	}
+	if err := putIndex(tx, entries); err != nil {
+		return 0, abort(fmt.Errorf("job %s: %w", id, err))
 	}
 	if u.Next.State.Terminal() && !a.Cancelled {
 		if err := addJobCount(tx, u.Next.Spec.Tenant, -1); err != nil {

@@ -2,9 +2,11 @@ package store
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -214,4 +216,129 @@ func BenchmarkDecodeJob(b *testing.B) {
 	b.ReportMetric(apiAllocs, "api-allocs/job")
 	b.ReportMetric(float64(len(rec)), "record-B")
 	b.ReportMetric(float64(len(api)), "api-B")
+}
+
+// BenchmarkListFiltered measures one page (job.DefaultPageSize jobs) of a
+// filtered List, paging on through the matches and starting over at the
+// end, with the indexes (path=index) and with the full scan List did before
+// them (path=scan, listScan). Filters: a tenant that holds 1% of the jobs,
+// a label on 1% of them, both spread evenly over the ids, and a name of
+// ten jobs (where the scan reads the whole store for one page). The store is
+// filled once per size, with Insert calls of 1,000 jobs on a NoSync store.
+// jobs=1000000 runs only when -bench names it (it takes a minute to fill):
+//
+//	go test -run '^$' -bench 'ListFiltered/jobs=1000000' ./store
+func BenchmarkListFiltered(b *testing.B) {
+	for _, n := range []int{100_000, 1_000_000} {
+		name := fmt.Sprintf("jobs=%d", n)
+		if n > 100_000 && !strings.Contains(flag.Lookup("test.bench").Value.String(), name) {
+			continue
+		}
+		b.Run(name, func(b *testing.B) {
+			db := filledDB(b, n)
+			for _, f := range []struct {
+				name   string
+				filter job.Filter
+			}{
+				{"tenant", job.Filter{Tenant: "team-rare"}},
+				{"label", job.Filter{Labels: map[string]string{"env": "canary"}}},
+				{"name", job.Filter{Name: "rare-build"}},
+			} {
+				for _, path := range []struct {
+					name string
+					list func(context.Context, job.Filter) ([]*job.Job, string, error)
+				}{
+					{"index", db.List},
+					{"scan", func(ctx context.Context, f job.Filter) ([]*job.Job, string, error) { return listScan(ctx, db, f) }},
+				} {
+					b.Run("filter="+f.name+"/path="+path.name, func(b *testing.B) {
+						filter, listed := f.filter, 0
+						b.ReportAllocs()
+						for b.Loop() {
+							jobs, next, err := path.list(b.Context(), filter)
+							if err != nil {
+								b.Fatal(err)
+							}
+							listed += len(jobs)
+							filter.After = next
+						}
+						b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/page")
+						b.ReportMetric(float64(listed)/float64(b.N), "jobs/page")
+					})
+				}
+			}
+		})
+	}
+}
+
+// filledDB returns a NoSync store holding n benchJobs: 1% of tenant
+// team-rare (i%100 == 0), 1% labelled env=canary (i%100 == 50), ten named
+// rare-build.
+func filledDB(b *testing.B, n int) *DB {
+	b.Helper()
+	db, err := Open(filepath.Join(b.TempDir(), "hodei.db"), Options{NoSync: true})
+	require.NoError(b, err)
+	b.Cleanup(func() { require.NoError(b, db.Close()) })
+	storetest.MustPutTenant(b, db, storetest.NewTenant("team-platform"), storetest.NewTenant("team-rare"))
+	start := time.Now()
+	batch := make([]*job.Job, 0, 1000)
+	for i := 1; i <= n; i++ {
+		j := benchJob(i)
+		switch i % 100 {
+		case 0:
+			j.Spec.Tenant = "team-rare"
+		case 50:
+			j.Spec.Labels["env"] = "canary"
+		}
+		if i%(n/10) == 7 {
+			j.Spec.Name = "rare-build"
+		}
+		if batch = append(batch, j); len(batch) == cap(batch) || i == n {
+			require.NoError(b, db.Insert(b.Context(), batch))
+			batch = batch[:0]
+		}
+	}
+	b.Logf("filled %d jobs in %s", n, time.Since(start).Round(time.Millisecond))
+	return db
+}
+
+// listScan is List as it was before the indexes, for comparison: it walks
+// the jobs bucket from f.After and decodes every job it passes.
+func listScan(ctx context.Context, db *DB, f job.Filter) ([]*job.Job, string, error) {
+	if err := db.usable(ctx); err != nil {
+		return nil, "", err
+	}
+	limit := pageSize(f.Limit)
+	var (
+		out  []*job.Job
+		next string
+	)
+	err := db.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketJobs).Cursor()
+		k, v := c.First()
+		if f.After != "" {
+			k, v = c.Seek([]byte(f.After))
+			if k != nil && string(k) == f.After {
+				k, v = c.Next()
+			}
+		}
+		for ; k != nil; k, v = c.Next() {
+			if len(out) == limit {
+				next = out[len(out)-1].ID
+				return nil
+			}
+			j, err := decodeJob(string(k), v)
+			if err != nil {
+				return fmt.Errorf("job %s: %w", k, err)
+			}
+			if f.Match(j) {
+				out = append(out, j)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, "", fmt.Errorf("list jobs: %w", err)
+	}
+	return out, next, nil
 }

@@ -27,6 +27,8 @@ const SchemaVersion = 2
 // Bucket names. meta holds the schema version under schemaKey. tenant_jobs
 // is derived data: the count of each tenant's non-terminal jobs, rebuilt
 // from jobs at every Open (see tenants.go), so it needs no schema change.
+// The job indexes (jobs_by_*, indexBuckets in index.go) are derived data
+// too, built at Open when missing.
 var (
 	bucketJobs       = []byte("jobs")
 	bucketWorkers    = []byte("workers")
@@ -92,8 +94,11 @@ type DB struct {
 	statsMu sync.Mutex // guards stats
 	stats   Stats
 
-	// Test hook, nil in production: runs after a request is on the queue.
+	// Test hooks, nil in production. enqueued runs after a request is on
+	// the queue; listed runs each time List checks its context, with the
+	// keys it has visited so far.
 	enqueued atomic.Pointer[func()]
+	listed   atomic.Pointer[func(visited int)]
 }
 
 // Stats counts the commit loop's work since Open.
@@ -107,10 +112,11 @@ type Stats struct {
 // if missing), creates the buckets, checks the schema version (migrating an
 // older file in the same transaction, and logging what it rewrote), stores the
 // default tenant when it is missing, recounts each tenant's non-terminal
-// jobs (reading every job's header, in the same transaction) and starts the
-// commit loop. It fails with ErrLocked when another process holds the file,
-// and with ErrSchema when the file is newer than this code or its schema
-// version cannot be read.
+// jobs when it migrates a file, builds the job indexes missing from a file
+// written before they existed (decoding every job; logged with the count),
+// all in one transaction, and starts the commit loop. It fails with
+// ErrLocked when another process holds the file, and with ErrSchema when the
+// file is newer than this code or its schema version cannot be read.
 func Open(path string, opts Options) (*DB, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -144,11 +150,18 @@ func Open(path string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
+	var (
+		mig       *migrated
+		indexed   []string // index buckets created
+		indexJobs int      // jobs read to fill them
+	)
 	start := time.Now()
-	var mig *migrated
 	err = bdb.Update(func(tx *bolt.Tx) error {
 		var err error
-		mig, err = initFile(tx, start)
+		if mig, err = initFile(tx, start); err != nil {
+			return err
+		}
+		indexed, indexJobs, err = ensureIndexes(tx)
 		return err
 	})
 	if err != nil {
@@ -167,6 +180,9 @@ func Open(path string, opts Options) (*DB, error) {
 		db.log.Info("store migrated", "path", path, "from_schema", mig.From, "to_schema", SchemaVersion,
 			"jobs", mig.Jobs, "pipelines", mig.Pipelines, "workers", mig.Workers, "tenants", mig.Tenants,
 			"tokens", mig.Tokens, "agents", mig.Agents, "took", time.Since(start))
+	}
+	if len(indexed) > 0 {
+		db.log.Info("job indexes built", "indexes", indexed, "jobs", indexJobs, "took", time.Since(start).Round(time.Millisecond))
 	}
 	go db.run()
 	db.log.Info("store opened", "path", path, "schema", SchemaVersion)
@@ -260,8 +276,9 @@ func (c ctxWriter) Write(p []byte) (int, error) {
 	return c.w.Write(p)
 }
 
-// Check runs bbolt's consistency check over the whole file and returns the
-// problems found, joined, or nil. It holds the write lock while it runs
+// Check runs bbolt's consistency check over the whole file, then checks
+// the job indexes against the jobs (every job has its entries, no entry is
+// stray), and returns the problems found, joined, or nil. It holds the write lock while it runs
 // (bbolt's check is only safe against concurrent writers inside a write
 // transaction), so it is meant for tests and maintenance, not the hot path.
 func (db *DB) Check() error {
@@ -276,8 +293,9 @@ func (db *DB) Check() error {
 	return checkTx(tx)
 }
 
-// CheckFile runs bbolt's consistency check on a closed database file, such as
-// a snapshot, opening it read-only.
+// CheckFile runs Check's checks on a closed database file, such as a
+// snapshot, opening it read-only. Indexes the file does not have yet (it
+// was written before them) are not checked.
 func CheckFile(path string) error {
 	bdb, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: DefaultLockTimeout})
 	if err != nil {
@@ -295,8 +313,13 @@ func checkTx(tx *bolt.Tx) error {
 	for err := range tx.Check() { // drain it all: the checker is a goroutine
 		errs = append(errs, err)
 	}
-	if current(tx) {
+	if len(errs) == 0 && current(tx) {
+		// The counts and indexes are read only from a sound file of
+		// this schema.
 		if err := checkJobCounts(tx); err != nil {
+			errs = append(errs, err)
+		}
+		if err := checkIndexes(tx); err != nil {
 			errs = append(errs, err)
 		}
 	}

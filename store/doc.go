@@ -19,6 +19,12 @@
 // bucket, kept by Insert and Apply in their transactions and rebuilt from the
 // jobs at every Open.
 //
+// List finds jobs through secondary indexes (index.go), one bucket per
+// filter (tenant, state, array, pipeline, label, name), written in the
+// transaction that writes each job; a filtered page costs the index range
+// it walks, not the whole store, and a listing stops when its context ends.
+// Open builds the indexes a file written before them lacks.
+//
 // A pipeline record (its steps and the ids of their jobs) is stored with its
 // jobs by InsertPipeline, in one request: the jobs get Insert's checks and
 // admission, and any failure writes neither the record nor a job.
@@ -44,6 +50,12 @@
 //     them). Migrating a file of an older schema rewrites every record in
 //     that one transaction, which holds the rewritten pages in memory
 //     until it commits: about the size of the file.
+//     them). The first Open of a file written before the indexes also
+//     decodes every job, in the same transaction, to build them.
+//   - A List with several filters walks the index of one (array, pipeline,
+//     name, label, tenant, state: the first given) and looks the others up
+//     per job, so its cost follows that filter's range: a common label
+//     combined with a rare tenant reads the label's range.
 //   - bbolt does not clear the pages it frees: an overwritten value stays in
 //     the file (and its snapshots) until the page is reused. Secret env
 //     values arrive sealed, so this only matters for the one-time sealing of

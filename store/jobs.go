@@ -47,20 +47,27 @@ func (db *DB) Insert(ctx context.Context, jobs []*job.Job) error {
 // (put), so that a request that fails a check has written nothing and fails
 // alone.
 type insertion struct {
-	jobs []*job.Job
-	encs [][]byte // jobs[i] encoded with version 1
-	size int      // encoded bytes, for MaxBatchBytes
+	jobs    []*job.Job
+	encs    [][]byte       // jobs[i] encoded with version 1
+	entries [][]indexEntry // jobs[i]'s index keys
+	size    int            // encoded bytes, for MaxBatchBytes
 }
 
-// prepareInsert checks new jobs with job.CheckNew and encodes them, on the
-// caller's goroutine.
+// prepareInsert checks new jobs with job.CheckNew, encodes them and makes
+// their index keys, on the caller's goroutine.
 func prepareInsert(jobs []*job.Job) (*insertion, error) {
 	if err := job.CheckNew(jobs); err != nil {
 		return nil, err
 	}
-	in := &insertion{jobs: jobs, encs: make([][]byte, len(jobs))}
+	in := &insertion{jobs: jobs, encs: make([][]byte, len(jobs)), entries: make([][]indexEntry, len(jobs))}
 	if err := encodeNew(jobs, in.encs); err != nil {
 		return nil, err
+	}
+	for i, j := range jobs {
+		in.entries[i] = indexEntries(j)
+		if err := checkIndexKeys(in.entries[i]); err != nil {
+			return nil, err
+		}
 	}
 	for _, enc := range in.encs {
 		in.size += len(enc)
@@ -146,13 +153,17 @@ func (in *insertion) afterLast(b *bolt.Bucket) bool {
 	return true
 }
 
-// put writes the jobs and adds adding (from check) to the tenants' counts.
+// put writes the jobs and their index keys and adds adding (from check) to
+// the tenants' counts.
 // Every error it returns is an abort: it may have written part of the batch.
 func (in *insertion) put(tx *bolt.Tx, adding map[string]int) error {
 	b := tx.Bucket(bucketJobs)
 	for i, j := range in.jobs {
 		if err := b.Put([]byte(j.ID), in.encs[i]); err != nil {
 			return abort(fmt.Errorf("put job %s: %w", j.ID, err))
+		}
+		if err := putIndex(tx, in.entries[i]); err != nil {
+			return abort(fmt.Errorf("job %s: %w", j.ID, err))
 		}
 	}
 	for name, n := range adding {
@@ -175,12 +186,14 @@ func (in *insertion) committed() {
 // Next.Version of each update that succeeded is set once the commit is
 // durable. An update with a nil Next fails alone with job.ErrInvalid. A job
 // that moves to a terminal state leaves its tenant's count of queued jobs in
-// the same transaction.
+// the same transaction, and the job's index keys that changed (its state's,
+// for a transition) are replaced in it too. The stored jobs are read and
+// decoded for that before the commit, on the caller's goroutine.
 func (db *DB) Apply(ctx context.Context, updates []job.Update) ([]error, error) {
 	if len(updates) == 0 {
 		return make([]error, 0), nil
 	}
-	p, err := prepareApply(updates)
+	p, err := db.prepareApply(updates)
 	if err != nil {
 		return nil, err
 	}
@@ -191,22 +204,30 @@ func (db *DB) Apply(ctx context.Context, updates []job.Update) ([]error, error) 
 	return p.errs, nil
 }
 
-// application is a batch of updates on its way into the store, encoded on
-// the caller's goroutine; Apply and CancelArray write one.
+// application is a batch of updates on its way into the store, encoded,
+// with their index keys, on the caller's goroutine; Apply and CancelArray
+// write one.
 type application struct {
 	updates  []job.Update
 	encs     [][]byte
+	entries  [][]indexEntry // the index keys of each Next
+	stored   []storedIndex  // the index keys of each stored job, read before the commit
 	errs     []error
 	versions []uint64
 	size     int
 }
 
-func prepareApply(updates []job.Update) (*application, error) {
-	p := &application{updates: updates, encs: make([][]byte, len(updates)),
+func (db *DB) prepareApply(updates []job.Update) (*application, error) {
+	p := &application{updates: updates, encs: make([][]byte, len(updates)), entries: make([][]indexEntry, len(updates)),
 		errs: make([]error, len(updates)), versions: make([]uint64, len(updates))}
 	for i, u := range updates {
 		if u.Next == nil {
 			p.errs[i] = job.Invalid("next", "update %d has no job", i)
+			continue
+		}
+		p.entries[i] = indexEntries(u.Next)
+		if err := checkIndexKeys(p.entries[i]); err != nil {
+			p.errs[i] = err
 			continue
 		}
 		enc, err := encodeJob(u.Next, 0)
@@ -216,6 +237,7 @@ func prepareApply(updates []job.Update) (*application, error) {
 		p.encs[i] = enc
 		p.size += len(enc)
 	}
+	p.stored = db.readIndexed(updates, p.errs)
 	return p, nil
 }
 
@@ -228,9 +250,9 @@ func (p *application) apply(tx *bolt.Tx) error {
 		var v uint64
 		var err error
 		if u.Create {
-			v, err = createTask(tx, u, p.encs[i])
+			v, err = createTask(tx, u, p.encs[i], p.entries[i])
 		} else {
-			v, err = applyOne(tx, u, p.encs[i])
+			v, err = applyOne(tx, u, p.encs[i], p.entries[i], p.stored[i])
 		}
 		if _, ok := err.(*abortError); ok {
 			return err
@@ -249,8 +271,13 @@ func (p *application) committed() {
 	}
 }
 
-// applyOne checks and writes one update and returns the new version.
-func applyOne(tx *bolt.Tx, u job.Update, enc []byte) (uint64, error) {
+// applyOne checks and writes one update, with next its index keys, and
+// returns the new version. The index keys to replace are those of the
+// stored job: a transition changes only its state's key, but a change the
+// transition table forbids must not leave a stale one. They come from
+// stored (read before the commit) when the stored value is still the one
+// read then, and from decoding it otherwise.
+func applyOne(tx *bolt.Tx, u job.Update, enc []byte, next []indexEntry, stored storedIndex) (uint64, error) {
 	b := tx.Bucket(bucketJobs)
 	key := []byte(u.Next.ID)
 	cur := b.Get(key)
@@ -268,8 +295,18 @@ func applyOne(tx *bolt.Tx, u job.Update, enc []byte) (uint64, error) {
 	if err := u.Check(); err != nil {
 		return 0, err
 	}
-	// The counts first: h.Tenant aliases cur, which the Put replaces.
+	old := stored.entries
+	if stored.raw == nil || !bytes.Equal(cur, stored.raw) {
+		if old, err = storedEntries(u.Next.ID, cur); err != nil {
+			return 0, err
+		}
+	}
+	// The counts and indexes first: h.Tenant aliases cur, which the Put
+	// replaces.
 	if err := moveJobCount(tx, h, u.Next); err != nil {
+		return 0, abort(fmt.Errorf("job %s: %w", u.Next.ID, err))
+	}
+	if err := moveIndex(tx, old, next); err != nil {
 		return 0, abort(fmt.Errorf("job %s: %w", u.Next.ID, err))
 	}
 	v := h.Version + 1
@@ -312,40 +349,28 @@ func pageSize(limit int) int {
 // List returns up to f.Limit jobs (default job.DefaultPageSize, at most
 // job.MaxPageSize) matching f with ids greater than f.After, in id order.
 // The page token is the last id returned when the page is full and more
-// jobs are stored after it (the next page may then be empty), else "".
-// It reads one transaction and decodes every job it passes.
+// candidates follow it (the next page may then be empty), else "".
+//
+// It reads one transaction. Without a filter it walks the jobs bucket;
+// with filters it walks the range of one index (see planList) from f.After,
+// checks the other filters by looking their keys up, and decodes only the
+// jobs that pass, so that a page costs about what the walked range holds up
+// to its last job, not the whole store. It checks ctx every listCheckEvery
+// keys, so that a listing whose client went away stops; it then fails with
+// an error wrapping ctx.Err().
 func (db *DB) List(ctx context.Context, f job.Filter) ([]*job.Job, string, error) {
 	if err := db.usable(ctx); err != nil {
 		return nil, "", err
 	}
-	limit := pageSize(f.Limit)
+	p := planList(f)
 	var (
 		out  []*job.Job
 		next string
 	)
 	err := db.view(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketJobs).Cursor()
-		k, v := c.First()
-		if f.After != "" {
-			k, v = c.Seek([]byte(f.After))
-			if k != nil && string(k) == f.After {
-				k, v = c.Next()
-			}
-		}
-		for ; k != nil; k, v = c.Next() {
-			if len(out) == limit {
-				next = out[len(out)-1].ID
-				return nil
-			}
-			j, err := decodeJob(string(k), v)
-			if err != nil {
-				return err
-			}
-			if f.Match(j) {
-				out = append(out, j)
-			}
-		}
-		return nil
+		var err error
+		out, next, err = p.run(ctx, tx, db.listed.Load())
+		return err
 	})
 	if err != nil {
 		return nil, "", fmt.Errorf("list jobs: %w", err)
@@ -468,9 +493,19 @@ func (db *DB) DeleteFinished(ctx context.Context, before time.Time, limit int, k
 			if v == nil {
 				continue
 			}
-			if h, err := readHeader(v); err == nil && finishedBefore(h, cutoff) {
-				del = append(del, k)
+			h, err := readHeader(v)
+			if err != nil || !finishedBefore(h, cutoff) {
+				continue
 			}
+			j, err := decodeJob(string(k), v)
+			if err != nil {
+				continue // left alone, as a header that does not decode
+			}
+			j.ID = string(k)
+			if err := deleteIndex(tx, indexEntries(j)); err != nil {
+				return abort(fmt.Errorf("job %s: %w", k, err))
+			}
+			del = append(del, k)
 		}
 		for _, k := range del {
 			if err := b.Delete(k); err != nil {

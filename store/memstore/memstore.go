@@ -251,9 +251,11 @@ func (s *Store) Get(ctx context.Context, id string) (*job.Job, error) {
 	return decode(id, enc), nil
 }
 
-// List returns a page of matching jobs; the token rule is the bbolt
-// store's: the last id returned when the page is full and more jobs are
-// stored after it.
+// List returns a page of matching jobs in id order. It filters in memory,
+// decoding every job it passes; the token is the last id returned when the
+// page is full and more jobs are stored after it (the bbolt store's rule,
+// where "more" is the rest of the index range it walks). Like the bbolt
+// store it checks ctx every few hundred jobs and then fails with ctx.Err().
 func (s *Store) List(ctx context.Context, f job.Filter) ([]*job.Job, string, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, "", err
@@ -276,7 +278,12 @@ func (s *Store) List(ctx context.Context, f job.Filter) ([]*job.Job, string, err
 		}
 	}
 	var out []*job.Job
-	for ; i < len(s.ids); i++ {
+	for n := 1; i < len(s.ids); i, n = i+1, n+1 {
+		if n%256 == 0 {
+			if err := ctx.Err(); err != nil {
+				return nil, "", err
+			}
+		}
 		if len(out) == limit {
 			return out, out[len(out)-1].ID, nil
 		}

@@ -94,6 +94,11 @@ func testList(t *testing.T, open func(*testing.T) cluster.Store) {
 			"Labels":      {job.Filter{Labels: map[string]string{"parity": "odd", "n": "3"}}, []string{ID(3)}},
 			"MissingKey":  {job.Filter{Labels: map[string]string{"nope": ""}}, nil},
 			"Combined":    {job.Filter{State: job.Pending, Tenant: "team-b"}, []string{ID(5)}},
+			"Name":        {job.Filter{Name: "job-3"}, []string{ID(3)}},
+			"NameExact":   {job.Filter{Name: "job-"}, nil},
+			"NameUnknown": {job.Filter{Name: "nope"}, nil},
+			"NameState":   {job.Filter{Name: "job-1", State: job.Scheduled}, []string{ID(1)}},
+			"NameOther":   {job.Filter{Name: "job-1", State: job.Pending}, nil},
 			"After":       {job.Filter{After: ID(4)}, []string{ID(5), ID(6)}},
 			"AfterAbsent": {job.Filter{After: ID(3) + "0"}, []string{ID(4), ID(5), ID(6)}},
 			"AfterLast":   {job.Filter{After: ID(6)}, nil},
@@ -118,6 +123,7 @@ func testList(t *testing.T, open func(*testing.T) cluster.Store) {
 		require.Equal(t, idRange(1, 25, 1), exact)
 		require.LessOrEqual(t, pages, 6, "a full last page may be followed by one empty page")
 	})
+	t.Run("Indexes", func(t *testing.T) { testListIndexes(t, open) })
 	t.Run("DefaultLimit", func(t *testing.T) {
 		s := open(t)
 		MustInsert(t, s, newJobs(1, job.DefaultPageSize+1)...)

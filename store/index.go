@@ -1,0 +1,573 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/hodei-jobs/hodei/job"
+)
+
+// Secondary indexes of the jobs bucket, so that a filtered List costs what
+// it returns rather than the whole bucket. Each filter of job.Filter has a
+// bucket of its own whose keys are
+//
+//	uvarint(len(value)) value id
+//
+// with empty values; a label's value is itself the two length-prefixed
+// parts, key then value. The keys of one value are contiguous and in id
+// order, the order of the jobs bucket, so that a List walks one value's
+// range from its page token. The length prefix, rather than a separator,
+// keeps keys unambiguous: a job name may contain any byte (NUL included)
+// and store ids are any bytes, so value+"\x00"+id could be the key of two
+// different (value, id) pairs.
+//
+// Empty values are not indexed (an empty filter field matches everything);
+// every job has one state entry. The indexes are written in the
+// transaction that writes the job: insertion.put adds a new job's entries,
+// applyOne replaces the entries that changed (a state change deletes one
+// key and adds one), DeleteFinished deletes them with the job. They are
+// derived data: a file written before they existed gets them at Open
+// (ensureIndexes), and checkIndexes verifies them against the jobs.
+
+// indexKind names one index. The order is List's preference when a filter
+// offers several (see planList).
+type indexKind int
+
+const (
+	indexArray indexKind = iota
+	indexPipeline
+	indexName
+	indexLabel
+	indexTenant
+	indexState
+	numIndexes
+)
+
+// indexBuckets are the buckets of the indexes, by kind.
+var indexBuckets = [numIndexes][]byte{
+	indexArray:    []byte("jobs_by_array"),
+	indexPipeline: []byte("jobs_by_pipeline"),
+	indexName:     []byte("jobs_by_name"),
+	indexLabel:    []byte("jobs_by_label"),
+	indexTenant:   []byte("jobs_by_tenant"),
+	indexState:    []byte("jobs_by_state"),
+}
+
+// indexParts is how many length-prefixed parts the value of a kind has.
+func (k indexKind) parts() int {
+	if k == indexLabel {
+		return 2
+	}
+	return 1
+}
+
+func (k indexKind) String() string { return string(indexBuckets[k]) }
+
+// indexPrefix returns the key prefix of a value: its parts, each after its
+// length as a uvarint.
+func indexPrefix(parts ...string) []byte {
+	n := 0
+	for _, p := range parts {
+		n += binary.MaxVarintLen64 + len(p)
+	}
+	b := make([]byte, 0, n+26) // room for a ULID
+	for _, p := range parts {
+		b = binary.AppendUvarint(b, uint64(len(p)))
+		b = append(b, p...)
+	}
+	return b
+}
+
+// stateValue is the indexed value of a state: its number in decimal.
+func stateValue(s job.State) string { return strconv.Itoa(int(s)) }
+
+// indexEntry is one key of one index.
+type indexEntry struct {
+	kind indexKind
+	key  []byte
+}
+
+// indexEntries returns the index keys of j, ordered by kind then key. The
+// keys share one allocation.
+func indexEntries(j *job.Job) []indexEntry {
+	values := [...]struct {
+		kind  indexKind
+		value string
+	}{{indexArray, j.Spec.Array}, {indexPipeline, j.Spec.Pipeline}, {indexName, j.Spec.Name}, {indexTenant, j.Spec.Tenant}}
+	state := stateValue(j.State)
+	// Each part costs at most 3 bytes of length: values longer than 2 MiB
+	// are refused by checkIndexKeys (bolt.MaxKeySize) anyway, and a few
+	// more bytes only cost an allocation.
+	size := 3 + len(state) + len(j.ID)
+	for _, v := range values {
+		size += 3 + len(v.value) + len(j.ID)
+	}
+	for k, v := range j.Spec.Labels {
+		size += 6 + len(k) + len(v) + len(j.ID)
+	}
+	buf := make([]byte, 0, size)
+	out := make([]indexEntry, 0, 2+len(values)+len(j.Spec.Labels))
+	add := func(kind indexKind, parts ...string) {
+		start := len(buf)
+		for _, p := range parts {
+			buf = binary.AppendUvarint(buf, uint64(len(p)))
+			buf = append(buf, p...)
+		}
+		buf = append(buf, j.ID...)
+		out = append(out, indexEntry{kind, buf[start:len(buf):len(buf)]})
+	}
+	for _, v := range values {
+		if v.value != "" {
+			add(v.kind, v.value)
+		}
+	}
+	for k, v := range j.Spec.Labels {
+		add(indexLabel, k, v)
+	}
+	add(indexState, state)
+	slices.SortFunc(out, compareEntries)
+	return out
+}
+
+func compareEntries(a, b indexEntry) int {
+	if a.kind != b.kind {
+		return int(a.kind) - int(b.kind)
+	}
+	return bytes.Compare(a.key, b.key)
+}
+
+// checkIndexKeys refuses a job whose index keys bbolt could not store, so
+// that the job fails alone instead of aborting its commit. Validated specs
+// are far below the limit.
+func checkIndexKeys(entries []indexEntry) error {
+	for _, e := range entries {
+		if len(e.key) > bolt.MaxKeySize {
+			return job.Invalid(e.kind.field(), "is too long to index (%d bytes with the id; at most %d)", len(e.key), bolt.MaxKeySize)
+		}
+	}
+	return nil
+}
+
+// field is the job field a kind indexes, for errors.
+func (k indexKind) field() string {
+	switch k {
+	case indexArray:
+		return "array"
+	case indexPipeline:
+		return "pipeline"
+	case indexName:
+		return "name"
+	case indexLabel:
+		return "labels"
+	case indexTenant:
+		return "tenant"
+	}
+	return "state"
+}
+
+// putIndex adds entries to their indexes. An error must abort the
+// transaction.
+func putIndex(tx *bolt.Tx, entries []indexEntry) error {
+	for _, e := range entries {
+		if err := tx.Bucket(indexBuckets[e.kind]).Put(e.key, nil); err != nil {
+			return fmt.Errorf("index %s: %w", e.kind, err)
+		}
+	}
+	return nil
+}
+
+// deleteIndex removes entries from their indexes. An error must abort the
+// transaction.
+func deleteIndex(tx *bolt.Tx, entries []indexEntry) error {
+	for _, e := range entries {
+		if err := tx.Bucket(indexBuckets[e.kind]).Delete(e.key); err != nil {
+			return fmt.Errorf("index %s: %w", e.kind, err)
+		}
+	}
+	return nil
+}
+
+// moveIndex replaces the entries old (of the stored job) by next (of its
+// new version), touching only those that differ. Both are ordered as
+// indexEntries returns them. An error must abort the transaction.
+func moveIndex(tx *bolt.Tx, old, next []indexEntry) error {
+	var del, add []indexEntry
+	for len(old) > 0 || len(next) > 0 {
+		c := 0
+		switch {
+		case len(old) == 0:
+			c = 1
+		case len(next) == 0:
+			c = -1
+		default:
+			c = compareEntries(old[0], next[0])
+		}
+		switch {
+		case c < 0:
+			del, old = append(del, old[0]), old[1:]
+		case c > 0:
+			add, next = append(add, next[0]), next[1:]
+		default:
+			old, next = old[1:], next[1:]
+		}
+	}
+	if err := deleteIndex(tx, del); err != nil {
+		return err
+	}
+	return putIndex(tx, add)
+}
+
+// storedIndex is a stored job as an Apply read it before its commit: the
+// stored value (a copy) and its index keys.
+type storedIndex struct {
+	raw     []byte
+	entries []indexEntry
+}
+
+// readIndexed reads, in one read transaction on the caller's goroutine,
+// the stored jobs that updates name (those without an error in errs) and
+// their index keys, so that the commit loop, which runs one transaction at
+// a time, does not decode them: it compares the value it finds with raw
+// and decodes only a job written in between. A job it cannot read or
+// decode is left to the commit loop, which reports it.
+func (db *DB) readIndexed(updates []job.Update, errs []error) []storedIndex {
+	out := make([]storedIndex, len(updates))
+	_ = db.view(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketJobs)
+		for i, u := range updates {
+			if errs[i] != nil {
+				continue
+			}
+			v := b.Get([]byte(u.Next.ID))
+			if v == nil {
+				continue
+			}
+			entries, err := storedEntries(u.Next.ID, v)
+			if err != nil {
+				continue
+			}
+			out[i] = storedIndex{raw: bytes.Clone(v), entries: entries}
+		}
+		return nil
+	})
+	return out
+}
+
+// storedEntries returns the index keys of the job stored under id as v.
+func storedEntries(id string, v []byte) ([]indexEntry, error) {
+	j, err := decodeJob(id, v)
+	if err != nil {
+		return nil, fmt.Errorf("job %s: %w", id, err)
+	}
+	j.ID = id
+	return indexEntries(j), nil
+}
+
+// ensureIndexes creates the index buckets that are missing and fills them
+// from the stored jobs, decoding each once, in tx. It returns the names of
+// the buckets it created and the number of jobs it read (0 when none was
+// missing).
+//
+// The keys are gathered first and put in key order: a bucket created in
+// the transaction is one node in memory until the commit splits it, and
+// puts in job order would insert into the middle of it (one value's range
+// before another's), moving the rest of the node each time — quadratic.
+// Puts in key order append. The memory is that of the keys, twice (here
+// and in bbolt's nodes), until the commit.
+func ensureIndexes(tx *bolt.Tx) (created []string, jobs int, err error) {
+	var keys [numIndexes]*keyArena // nil: not missing
+	for k := range numIndexes {
+		if tx.Bucket(indexBuckets[k]) == nil {
+			keys[k] = &keyArena{}
+		}
+	}
+	for k, a := range keys {
+		if a == nil {
+			continue
+		}
+		if _, err := tx.CreateBucket(indexBuckets[k]); err != nil {
+			return nil, 0, fmt.Errorf("create bucket %s: %w", indexKind(k), err)
+		}
+		created = append(created, indexKind(k).String())
+	}
+	if len(created) == 0 {
+		return nil, 0, nil
+	}
+	err = tx.Bucket(bucketJobs).ForEach(func(id, v []byte) error {
+		entries, err := storedEntries(string(id), v)
+		if err != nil {
+			return err
+		}
+		jobs++
+		for _, e := range entries {
+			if a := keys[e.kind]; a != nil {
+				a.add(e.key)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("backfill job indexes: %w", err)
+	}
+	for k, a := range keys {
+		if a == nil {
+			continue
+		}
+		b := tx.Bucket(indexBuckets[k])
+		for _, key := range a.sorted() {
+			if err := b.Put(key, nil); err != nil {
+				return nil, 0, fmt.Errorf("backfill job indexes: index %s: %w", indexKind(k), err)
+			}
+		}
+		keys[k] = nil // its keys are in bbolt's nodes now
+	}
+	return created, jobs, nil
+}
+
+// keyArena holds many keys in one buffer: key i is buf[ends[i-1]:ends[i]].
+type keyArena struct {
+	buf  []byte
+	ends []int
+}
+
+func (a *keyArena) add(key []byte) {
+	a.buf = append(a.buf, key...)
+	a.ends = append(a.ends, len(a.buf))
+}
+
+// sorted returns the keys in order, as slices of the buffer.
+func (a *keyArena) sorted() [][]byte {
+	out := make([][]byte, len(a.ends))
+	start := 0
+	for i, end := range a.ends {
+		out[i] = a.buf[start:end:end]
+		start = end
+	}
+	a.ends = nil
+	slices.SortFunc(out, bytes.Compare)
+	return out
+}
+
+// parseIndexKey splits a key of index kind into its prefix (the value) and
+// the job id.
+func parseIndexKey(kind indexKind, key []byte) (prefix, id []byte, err error) {
+	rest := key
+	for range kind.parts() {
+		n, w := binary.Uvarint(rest)
+		if w <= 0 || n > uint64(len(rest)-w) {
+			return nil, nil, fmt.Errorf("index %s: malformed key %q", kind, key)
+		}
+		rest = rest[w+int(n):]
+	}
+	if len(rest) == 0 {
+		return nil, nil, fmt.Errorf("index %s: key %q has no job id", kind, key)
+	}
+	return key[:len(key)-len(rest)], rest, nil
+}
+
+// checkIndexes verifies, in tx, that every stored job has each of its
+// index entries and that the indexes hold nothing else. Indexes missing
+// from the file (written before they existed; Open adds them) are not
+// checked. Each job is decoded once; entries are compared by count, and
+// only when the counts differ is every entry looked up, to name the
+// stray ones.
+func checkIndexes(tx *bolt.Tx) error {
+	jobs := tx.Bucket(bucketJobs)
+	if jobs == nil {
+		return nil
+	}
+	var present [numIndexes]*bolt.Bucket
+	some := false
+	for k := range numIndexes {
+		present[k] = tx.Bucket(indexBuckets[k])
+		some = some || present[k] != nil
+	}
+	if !some {
+		return nil
+	}
+	var (
+		errs []error
+		want [numIndexes]int
+	)
+	err := jobs.ForEach(func(id, v []byte) error {
+		j, err := decodeJob(string(id), v)
+		if err != nil {
+			return fmt.Errorf("job %s: %w", id, err)
+		}
+		j.ID = string(id)
+		for _, e := range indexEntries(j) {
+			b := present[e.kind]
+			if b == nil {
+				continue
+			}
+			want[e.kind]++
+			if b.Get(e.key) == nil {
+				errs = append(errs, fmt.Errorf("index %s: job %s (%s) has no entry %q", e.kind, id, j.State, e.key))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for k, b := range present {
+		if b == nil {
+			continue
+		}
+		kind := indexKind(k)
+		if n := b.Stats().KeyN; n != want[kind] {
+			errs = append(errs, fmt.Errorf("index %s: %d entries, want %d", kind, n, want[kind]))
+			errs = append(errs, strayEntries(jobs, b, kind)...)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// strayEntries returns an error for each entry of index kind (bucket b) that
+// names no stored job or a job that does not have it.
+func strayEntries(jobs, b *bolt.Bucket, kind indexKind) []error {
+	var errs []error
+	_ = b.ForEach(func(k, _ []byte) error {
+		_, id, err := parseIndexKey(kind, k)
+		if err != nil {
+			errs = append(errs, err)
+			return nil
+		}
+		v := jobs.Get(id)
+		if v == nil {
+			errs = append(errs, fmt.Errorf("index %s: entry %q names no stored job", kind, k))
+			return nil
+		}
+		j, err := decodeJob(string(id), v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("job %s: %w", id, err))
+			return nil
+		}
+		j.ID = string(id)
+		if !slices.ContainsFunc(indexEntries(j), func(e indexEntry) bool { return e.kind == kind && bytes.Equal(e.key, k) }) {
+			errs = append(errs, fmt.Errorf("index %s: entry %q does not match job %s (%s)", kind, k, id, j.State))
+		}
+		return nil
+	})
+	return errs
+}
+
+// listCheckEvery is how many keys List visits between checks of its
+// context.
+const listCheckEvery = 256
+
+// listPlan is how List finds the jobs of a filter: the range of keys it
+// walks, in the jobs bucket (walk nil) or an index, and the index keys the
+// other filters need.
+type listPlan struct {
+	f      job.Filter
+	limit  int
+	walk   *indexEntry  // kind and prefix of the walked index range; nil: the jobs bucket
+	checks []indexEntry // kind and prefix of the other filters; prefix+id must exist
+	buf    []byte       // scratch for the keys indexed looks up
+}
+
+// planList chooses the index range a List walks: the first filter given
+// in the order array, pipeline, name, label, tenant, state (indexKind's
+// order). The others are checked per candidate by a key lookup, so the cost
+// of a page is the length of the walked range up to the page's last job,
+// and the order puts first the filters that usually select least: an array
+// or a pipeline is one submission's jobs, a name one recurring job's runs;
+// a label tends to mark a part of a tenant's work, a tenant a share of all
+// jobs, and a state the broadest set of all (most jobs have finished). A
+// count of each candidate range would catch the exceptions (a tenant with
+// few jobs listed by a common label) but costs a walk of every range
+// before the page starts; the order is right for the listings people run.
+func planList(f job.Filter) *listPlan {
+	p := &listPlan{f: f, limit: pageSize(f.Limit)}
+	var ranges []indexEntry
+	for _, r := range []struct {
+		kind  indexKind
+		value string
+	}{{indexArray, f.Array}, {indexPipeline, f.Pipeline}, {indexName, f.Name}} {
+		if r.value != "" {
+			ranges = append(ranges, indexEntry{r.kind, indexPrefix(r.value)})
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(f.Labels)) {
+		ranges = append(ranges, indexEntry{indexLabel, indexPrefix(k, f.Labels[k])})
+	}
+	if f.Tenant != "" {
+		ranges = append(ranges, indexEntry{indexTenant, indexPrefix(f.Tenant)})
+	}
+	if f.State != 0 {
+		ranges = append(ranges, indexEntry{indexState, indexPrefix(stateValue(f.State))})
+	}
+	if len(ranges) > 0 {
+		p.walk, p.checks = &ranges[0], ranges[1:]
+	}
+	return p
+}
+
+// run lists a page in tx. visit, when not nil, is a test hook called with
+// the keys visited so far each time run checks ctx.
+func (p *listPlan) run(ctx context.Context, tx *bolt.Tx, visit *func(int)) ([]*job.Job, string, error) {
+	jobs := tx.Bucket(bucketJobs)
+	var (
+		c      = jobs.Cursor()
+		prefix []byte
+	)
+	if p.walk != nil {
+		c, prefix = tx.Bucket(indexBuckets[p.walk.kind]).Cursor(), p.walk.key
+	}
+	start := append(slices.Clip(prefix), p.f.After...)
+	k, v := c.Seek(start)
+	if p.f.After != "" && bytes.Equal(k, start) {
+		k, v = c.Next()
+	}
+	var out []*job.Job
+	for visited := 0; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		if visited++; visited%listCheckEvery == 0 {
+			if visit != nil {
+				(*visit)(visited)
+			}
+			if err := ctx.Err(); err != nil {
+				return nil, "", err
+			}
+		}
+		if len(out) == p.limit {
+			return out, out[len(out)-1].ID, nil
+		}
+		id := k[len(prefix):]
+		if p.walk != nil {
+			if !p.indexed(tx, id) {
+				continue
+			}
+			if v = jobs.Get(id); v == nil {
+				return nil, "", fmt.Errorf("index %s: entry %q names no stored job", p.walk.kind, k)
+			}
+		}
+		j, err := decodeJob(string(id), v)
+		if err != nil {
+			return nil, "", fmt.Errorf("job %s: %w", id, err)
+		}
+		if p.f.Match(j) {
+			out = append(out, j)
+		}
+	}
+	return out, "", nil
+}
+
+// indexed reports whether job id has the index key of every other filter.
+func (p *listPlan) indexed(tx *bolt.Tx, id []byte) bool {
+	for _, c := range p.checks {
+		p.buf = append(append(p.buf[:0], c.key...), id...)
+		if tx.Bucket(indexBuckets[c.kind]).Get(p.buf) == nil {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,226 @@
+package storetest
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/hodei-jobs/hodei/cluster"
+	"github.com/hodei-jobs/hodei/job"
+)
+
+// mixedJobs returns n jobs whose filterable fields vary independently: one
+// in 5 of tenant team-x, names cycling over 7, labels over 3 and 4, every
+// fifth in array arrayX. Jobs of team-x need the tenant stored.
+func mixedJobs(n int) []*job.Job {
+	out := make([]*job.Job, n)
+	for i := range out {
+		j := NewJob(i + 1)
+		if i%10 == 3 || i%10 == 4 {
+			j.Spec.Tenant = "team-x"
+		}
+		j.Spec.Name = fmt.Sprintf("name-%d", i%7)
+		j.Spec.Labels = map[string]string{"env": []string{"dev", "prod", "test"}[i%3], "shard": fmt.Sprint(i % 4)}
+		if i%5 == 0 {
+			j.Spec.Array, j.Spec.ArrayIndex, j.Spec.ArrayLimit = arrayX, i/5, 2
+		}
+		out[i] = j
+	}
+	return out
+}
+
+// arrayX is the array of mixedJobs.
+var arrayX = "01HX" + ID(1)[4:]
+
+// matching returns the ids of jobs that f matches, in id order (jobs are).
+func matching(jobs []*job.Job, f job.Filter) []string {
+	var out []string
+	for _, j := range jobs {
+		if f.Match(j) {
+			out = append(out, j.ID)
+		}
+	}
+	return out
+}
+
+// listed returns every id List gives for f, paging by limit.
+func listed(t *testing.T, s cluster.Store, f job.Filter, limit int) []string {
+	t.Helper()
+	f.Limit = limit
+	got, _ := listAll(t, s, f)
+	return got
+}
+
+func testListIndexes(t *testing.T, open func(*testing.T) cluster.Store) {
+	t.Run("Paging", func(t *testing.T) {
+		// Every filter and some combinations, paged small so that pages
+		// start inside an index's range; the answer is what Match says.
+		s := open(t)
+		MustPutTenant(t, s, NewTenant("team-x"))
+		jobs := mixedJobs(120)
+		MustInsert(t, s, jobs...)
+		// Move some along, so that states vary: every fourth is
+		// scheduled, every eighth of those completed.
+		for i, j := range jobs {
+			if i%4 != 0 {
+				continue
+			}
+			next := MustApply(t, s, j, schedule("w-1"))
+			if i%32 == 0 {
+				next = MustApply(t, s, next, func(n *job.Job) { n.State = job.Completed; n.FinishedAt = T0.Add(time.Hour) })
+			}
+			jobs[i] = next
+		}
+		for name, f := range map[string]job.Filter{
+			"None":            {},
+			"State":           {State: job.Scheduled},
+			"StateTerminal":   {State: job.Completed},
+			"Tenant":          {Tenant: "team-x"},
+			"TenantDefault":   {Tenant: job.DefaultTenant},
+			"Label":           {Labels: map[string]string{"env": "prod"}},
+			"Labels":          {Labels: map[string]string{"env": "prod", "shard": "1"}},
+			"LabelNone":       {Labels: map[string]string{"env": "staging"}},
+			"Name":            {Name: "name-3"},
+			"Array":           {Array: arrayX},
+			"TenantState":     {Tenant: "team-x", State: job.Scheduled},
+			"NameLabel":       {Name: "name-2", Labels: map[string]string{"shard": "2"}},
+			"ArrayState":      {Array: arrayX, State: job.Pending},
+			"LabelTenant":     {Labels: map[string]string{"env": "test"}, Tenant: "team-x"},
+			"Everything":      {Array: arrayX, Name: "name-0", Labels: map[string]string{"env": "dev"}, Tenant: job.DefaultTenant, State: job.Pending},
+			"Nothing":         {Tenant: "team-x", Name: "name-0", Labels: map[string]string{"shard": "0"}, State: job.Completed, Array: arrayX},
+			"StatePending":    {State: job.Pending},
+			"NameTenantState": {Name: "name-4", Tenant: job.DefaultTenant, State: job.Pending},
+		} {
+			t.Run(name, func(t *testing.T) {
+				want := matching(jobs, f)
+				for _, limit := range []int{1, 3, 1000} {
+					require.Equal(t, want, listed(t, s, f, limit), "limit %d", limit)
+				}
+				if len(want) > 2 {
+					f.After = want[1]
+					require.Equal(t, want[2:], listed(t, s, f, 2), "after %s", want[1])
+				}
+			})
+		}
+	})
+	t.Run("Transitions", func(t *testing.T) {
+		// A job is listed under its current state only, at every step.
+		s := open(t)
+		j := NewJob(1)
+		MustInsert(t, s, j, NewJob(2))
+		states := []job.State{job.Pending, job.Scheduled, job.Running, job.Completed}
+		under := func(t *testing.T, want job.State) {
+			t.Helper()
+			for _, st := range states {
+				got := listed(t, s, job.Filter{State: st, Name: j.Spec.Name}, 10)
+				if st == want {
+					require.Equal(t, []string{j.ID}, got, "listed under %s", st)
+				} else {
+					require.Empty(t, got, "listed under %s while %s", st, want)
+				}
+			}
+			require.Equal(t, []string{j.ID}, listed(t, s, job.Filter{Name: j.Spec.Name}, 10))
+		}
+		under(t, job.Pending)
+		j = MustApply(t, s, j, schedule("w-1"))
+		under(t, job.Scheduled)
+		j = MustApply(t, s, j, func(n *job.Job) { n.State = job.Running })
+		under(t, job.Running)
+		j = MustApply(t, s, j, func(n *job.Job) { n.CancelRequested = "user" })
+		under(t, job.Running)
+		j = MustApply(t, s, j, func(n *job.Job) { n.State = job.Completed; n.FinishedAt = T0 })
+		under(t, job.Completed)
+		require.Equal(t, []string{ID(2)}, listed(t, s, job.Filter{State: job.Pending}, 10))
+	})
+	t.Run("Retry", func(t *testing.T) {
+		s := open(t)
+		j := MustApply(t, s, mustInserted(t, s, NewJob(1)), schedule("w-1"))
+		MustApply(t, s, j, func(n *job.Job) { n.State = job.Pending; n.Attempt = 2; n.Worker = "" })
+		require.Equal(t, []string{ID(1)}, listed(t, s, job.Filter{State: job.Pending}, 10))
+		require.Empty(t, listed(t, s, job.Filter{State: job.Scheduled}, 10))
+	})
+	t.Run("SpecChange", func(t *testing.T) {
+		// A change of the indexed spec fields moves the job's entries.
+		s := open(t)
+		MustPutTenant(t, s, NewTenant("team-x"))
+		j := mustInserted(t, s, NewJob(1))
+		MustApply(t, s, j, func(n *job.Job) {
+			n.State = job.Scheduled
+			n.Spec.Name = "renamed"
+			n.Spec.Tenant = "team-x"
+			n.Spec.Labels = map[string]string{"parity": "odd", "added": "yes"}
+		})
+		for f, want := range map[*job.Filter][]string{
+			{Name: "job-1"}:                              nil,
+			{Name: "renamed"}:                            {ID(1)},
+			{Tenant: job.DefaultTenant}:                  nil,
+			{Tenant: "team-x"}:                           {ID(1)},
+			{Labels: map[string]string{"n": "1"}}:        nil,
+			{Labels: map[string]string{"added": "yes"}}:  {ID(1)},
+			{Labels: map[string]string{"parity": "odd"}}: {ID(1)},
+		} {
+			require.Equal(t, want, listed(t, s, *f, 10), "%+v", *f)
+		}
+	})
+	t.Run("Deleted", func(t *testing.T) {
+		// DeleteFinished takes the job out of every index.
+		s := open(t)
+		j := mustInserted(t, s, NewJob(1))
+		MustInsert(t, s, NewJob(2))
+		Finish(t, s, j, job.Completed, T0)
+		_, err := s.DeleteFinished(t.Context(), T0.Add(time.Second), 10, nil)
+		require.NoError(t, err)
+		for _, f := range []job.Filter{{State: job.Completed}, {Name: "job-1"}, {Labels: map[string]string{"n": "1"}},
+			{Tenant: job.DefaultTenant, Labels: map[string]string{"parity": "odd"}}} {
+			require.Empty(t, listed(t, s, f, 10), "%+v", f)
+		}
+		require.Equal(t, []string{ID(2)}, listed(t, s, job.Filter{Tenant: job.DefaultTenant}, 10))
+		MustInsert(t, s, NewJob(1))
+		require.Equal(t, []string{ID(1)}, listed(t, s, job.Filter{Name: "job-1", State: job.Pending}, 10))
+	})
+	t.Run("Pipeline", func(t *testing.T) {
+		s := open(t)
+		p, jobs := NewPipeline(1, 1)
+		MustInsertPipeline(t, s, p, jobs...)
+		MustInsert(t, s, NewJob(10))
+		require.Equal(t, ids(jobs), listed(t, s, job.Filter{Pipeline: p.ID}, 2))
+		require.Equal(t, ids(jobs[1:]), listed(t, s, job.Filter{Pipeline: p.ID, State: job.Pending, After: jobs[0].ID}, 1))
+	})
+	t.Run("Bytes", func(t *testing.T) {
+		// Values that share a prefix or hold separators stay apart.
+		s := open(t)
+		jobs := newJobs(1, 5)
+		jobs[0].Spec.Name, jobs[1].Spec.Name, jobs[2].Spec.Name = "a", "a\x00b", "ab"
+		jobs[3].Spec.Labels = map[string]string{"k": "v=w"}
+		jobs[4].Spec.Labels = map[string]string{"k": "v", "w": ""}
+		MustInsert(t, s, jobs...)
+		for f, want := range map[*job.Filter][]string{
+			{Name: "a"}:                             {ID(1)},
+			{Name: "a\x00b"}:                        {ID(2)},
+			{Name: "a\x00"}:                         nil,
+			{Labels: map[string]string{"k": "v"}}:   {ID(5)},
+			{Labels: map[string]string{"k": "v=w"}}: {ID(4)},
+			{Labels: map[string]string{"w": ""}}:    {ID(5)},
+		} {
+			require.Equal(t, want, listed(t, s, *f, 10), "%+q", *f)
+		}
+	})
+	t.Run("ContextDone", func(t *testing.T) {
+		s := open(t)
+		MustInsert(t, s, newJobs(1, 3)...)
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		_, _, err := s.List(ctx, job.Filter{Name: "job-1"})
+		require.ErrorIs(t, err, context.Canceled)
+	})
+}
+
+// mustInserted inserts j and returns it.
+func mustInserted(t *testing.T, s cluster.Store, j *job.Job) *job.Job {
+	t.Helper()
+	MustInsert(t, s, j)
+	return j
+}
