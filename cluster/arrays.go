@@ -349,11 +349,11 @@ func (s *Cluster) getMany(ctx context.Context, ids []string) ([]*job.Job, error)
 	return out, nil
 }
 
-// sweepArrays deletes the records of arrays that are done — cancelled
-// before the given time, or with every task materialized and none of them
-// unfinished — so that retention takes their tasks' jobs as it takes
-// other jobs.
-func (s *Cluster) sweepArrays(ctx context.Context, before time.Time) {
+// SweepArrays deletes the records of arrays that are done — cancelled
+// before the given time, or with every task materialized, none of them
+// unfinished, and made before that time — so that retention takes their
+// tasks' jobs as it takes other jobs. Retention calls it each round.
+func (s *Cluster) SweepArrays(ctx context.Context, before time.Time) {
 	var done []string
 	s.mu.RLock()
 	for id, st := range s.arrays {

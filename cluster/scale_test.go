@@ -134,3 +134,36 @@ func (h *harness) tenant(name string) TenantStatus {
 	}
 	return st
 }
+
+// Retention deletes the record of an array cancelled before its cutoff
+// (its tasks that never ran go with it), and keeps a live one.
+func TestSweepArrays(t *testing.T) {
+	h := newHarness(t)
+	done, err := h.s.SubmitArray(h.ctx, job.Spec{Command: []string{"true"}}, job.ArraySpec{First: 0, Last: 9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	live, err := h.s.SubmitArray(h.ctx, job.Spec{Command: []string{"true"}}, job.ArraySpec{First: 0, Last: 9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := h.s.CancelArray(h.ctx, done.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	h.advance(time.Hour)
+	h.s.SweepArrays(h.ctx, h.now)
+	arrays, err := h.store.Arrays(h.ctx)
+	if err != nil || len(arrays) != 1 || arrays[0].ID != live.ID {
+		t.Fatalf("arrays after the sweep: %v, %v; want only %s", arrays, err, live.ID)
+	}
+	if _, err := h.s.Get(h.ctx, job.TaskID(done.ID, 3)); err == nil {
+		t.Fatal("a task of the swept array is still found")
+	}
+	if j := h.get(job.TaskID(live.ID, 3)); j.State != job.Pending {
+		t.Fatalf("a task of the live array: %s", j.State)
+	}
+	h.restart()
+	if j := h.get(job.TaskID(live.ID, 3)); j.State != job.Pending {
+		t.Fatalf("after a restart, a task of the live array: %s", j.State)
+	}
+}

@@ -378,6 +378,9 @@ func (s *Server) sweepJobs(ctx context.Context) {
 			return
 		}
 		s.sched.Forget(ctx, ids)
+		if len(ids) < 1000 {
+			s.sched.SweepArrays(ctx, before)
+		}
 		for _, id := range ids {
 			if err := errors.Join(s.logs.Remove(id), s.errs.Remove(id)); err != nil {
 				s.log.Warn("retention: remove logs", "job", id, "err", err)
