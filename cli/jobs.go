@@ -223,18 +223,16 @@ func cancelArray(c *ucli.Context) error {
 	case err != nil:
 		return err
 	case asJSON:
-		if ids == nil {
+		if ids == nil && n == 0 {
 			ids = []string{}
 		}
 		return writeJSON(c.App.Writer, struct {
 			Array     string   `json:"array"`
 			Count     int64    `json:"count"`
-			Cancelled []string `json:"cancelled"`
+			Cancelled []string `json:"cancelled,omitempty"` // left out past 10,000
 		}{id, n, ids})
 	}
-	if int64(len(ids)) < n {
-		// Too many to list: the count says it.
-		_, err := fmt.Fprintf(c.App.ErrWriter, "cancelled %d tasks of array %s\n", n, id)
+	if _, err := fmt.Fprintf(c.App.ErrWriter, "cancelled %d tasks of array %s\n", n, id); err != nil {
 		return err
 	}
 	for _, jid := range ids {

@@ -163,6 +163,17 @@ func (s *Cluster) arrayOf(id string) *arrayState {
 	return s.arrays[s.arrayIDs[i-1]]
 }
 
+// Array returns the record of an array whose record is kept (it has tasks
+// not yet materialized, or retention has not deleted it yet).
+func (s *Cluster) Array(id string) (*job.Array, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if st := s.arrays[id]; st != nil {
+		return st.rec, true
+	}
+	return nil, false
+}
+
 // isLazy reports whether j is a task not yet materialized (it has never
 // been stored, so it has no version).
 func (s *Cluster) isLazy(j *job.Job) bool { return j.Version == 0 && j.Spec.Array != "" }

@@ -159,7 +159,7 @@ func UnknownTenant(name string) error {
 // OverQueued is the error of a submit past a tenant's MaxQueued. It wraps
 // ErrExhausted.
 func OverQueued(name string, limit, queued, adding int) error {
-	return fmt.Errorf("tenant %q is at its max-queued limit of %d (%d jobs queued, %d more submitted): %w",
+	return fmt.Errorf("tenant %q is at its max-queued limit of %d (%d jobs queued, %d more asked for): %w",
 		name, limit, queued, adding, ErrExhausted)
 }
 

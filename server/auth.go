@@ -227,7 +227,7 @@ func (g *gate) agentIdentity(ctx context.Context) (*auth.Identity, error) {
 	b, ok := g.agents.Load(worker)
 	switch {
 	case !ok:
-		return id, denied("worker %s never joined this cluster", worker)
+		return id, denied("worker %s is not bound to this cluster: it never joined, or was removed (hodei workers rm); join it again with a new data dir", worker)
 	case b.Revoked():
 		return id, denied("worker %s was revoked at %s", worker, b.RevokedAt.UTC().Format(time.RFC3339))
 	case b.Serial != leaf.SerialNumber.Text(16):

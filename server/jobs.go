@@ -54,13 +54,26 @@ func (js *jobService) Get(ctx context.Context, req *pb.GetJobRequest) (*pb.Job, 
 	return js.srv.jobPB(j), nil
 }
 
-// job looks a job up by id, checking the id's syntax first. A job of a
-// tenant the caller may not see is not found.
+// job looks a job up by id, or a task of an array by ARRAY-ID[INDEX],
+// checking the syntax first. A job of a tenant the caller may not see is
+// not found.
 func (s *Server) job(ctx context.Context, id string) (*job.Job, error) {
-	if !job.ValidID(id) {
-		return nil, invalid("id", "%q is not a job id (26 characters, Crockford base32)", id)
+	if array, index, ok := job.ParseTaskRef(id); ok {
+		a, found := s.sched.Array(array)
+		if !found || !sees(ctx, a.Spec.Tenant) {
+			return nil, notFound("array", array)
+		}
+		if index < a.First || index > a.Last {
+			return nil, notFoundf("array %s has tasks %d to %d, not %d", array, a.First, a.Last, index)
+		}
+		id = job.TaskID(array, index-a.First)
+	} else if !job.ValidID(id) {
+		return nil, invalid("id", "%q is not a job id (26 characters, Crockford base32) or an array task (ARRAY-ID[INDEX])", id)
 	}
 	j, err := s.sched.Get(ctx, id)
+	if a, found := s.sched.Array(id); errors.Is(err, job.ErrNotFound) && found && sees(ctx, a.Spec.Tenant) {
+		return nil, notFoundf("%s is an array, not a job: list its tasks with hodei jobs ls --array %s, or see one with hodei jobs get '%s[INDEX]'", id, id, id)
+	}
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -120,10 +133,11 @@ func (js *jobService) List(ctx context.Context, req *pb.ListJobsRequest) (*pb.Li
 }
 
 func (js *jobService) Cancel(ctx context.Context, req *pb.CancelJobRequest) (*pb.Job, error) {
-	if _, err := js.srv.job(ctx, req.GetId()); err != nil {
+	cur, err := js.srv.job(ctx, req.GetId())
+	if err != nil {
 		return nil, err
 	}
-	j, err := js.srv.sched.Cancel(ctx, req.GetId(), req.GetReason())
+	j, err := js.srv.sched.Cancel(ctx, cur.ID, req.GetReason())
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -134,9 +148,11 @@ func (js *jobService) Watch(req *pb.WatchRequest, stream pb.JobService_WatchServ
 	id, tenant := req.GetJobId(), req.GetTenant()
 	ctx := stream.Context()
 	if id != "" {
-		if _, err := js.srv.job(ctx, id); err != nil {
+		j, err := js.srv.job(ctx, id)
+		if err != nil {
 			return err
 		}
+		id = j.ID
 	}
 	sub := js.srv.sched.Subscribe(1024, func(j *job.Job) bool {
 		return (id == "" || j.ID == id) && (tenant == "" || j.Spec.Tenant == tenant) && sees(ctx, j.Spec.Tenant)

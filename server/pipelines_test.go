@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/hodei-jobs/hodei/job"
 	pb "github.com/hodei-jobs/hodei/proto"
 )
 
@@ -378,5 +379,32 @@ func TestPipelinesSurviveRestart(t *testing.T) {
 		if j.GetSpec().GetStep() == "d" && len(j.GetSpec().GetDependsOn()) != 3 {
 			t.Errorf("after a restart step d waits for %q, want 3 jobs", j.GetSpec().GetDependsOn())
 		}
+	}
+}
+
+// A task of an array is also found as ARRAY-ID[INDEX], and an array's own
+// id says what it is.
+func TestTaskByIndex(t *testing.T) {
+	s := setup(t)
+	ctx := context.Background()
+	resp, err := s.jobs.Submit(ctx, &pb.SubmitRequest{Spec: &pb.JobSpec{Command: []string{"true"}}, Array: "10-999999"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := s.jobs.Get(ctx, &pb.GetJobRequest{Id: resp.GetId() + "[500000]"})
+	if err != nil || j.GetSpec().GetArrayIndex() != 500000 || j.GetId() != job.TaskID(resp.GetId(), 500000-10) {
+		t.Fatalf("get [500000]: %v %v", j, err)
+	}
+	for _, ref := range []string{resp.GetId() + "[9]", resp.GetId() + "[1000000]", "01ARZ3NDEKTSV4RRFFQ69G5FAV[1]"} {
+		_, err := s.jobs.Get(ctx, &pb.GetJobRequest{Id: ref})
+		wantStatus(t, err, codes.NotFound, "")
+	}
+	_, err = s.jobs.Get(ctx, &pb.GetJobRequest{Id: resp.GetId()})
+	wantStatus(t, err, codes.NotFound, "is an array, not a job")
+	if _, err := s.jobs.Cancel(ctx, &pb.CancelJobRequest{Id: resp.GetId() + "[11]"}); err != nil {
+		t.Fatal(err)
+	}
+	if j, err := s.jobs.Get(ctx, &pb.GetJobRequest{Id: job.TaskID(resp.GetId(), 1)}); err != nil || j.GetState() != pb.JobState_JOB_STATE_CANCELLED {
+		t.Fatalf("task 11 after its cancel: %v %v", j.GetState(), err)
 	}
 }

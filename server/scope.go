@@ -47,6 +47,11 @@ func notFound(kind, id string) error {
 	return toStatus(fmt.Errorf("%s %s: %w", kind, id, job.ErrNotFound))
 }
 
+// notFoundf is a NotFound status with a message of its own.
+func notFoundf(format string, args ...any) error {
+	return toStatus(fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), job.ErrNotFound))
+}
+
 // callerTenants returns the tenants the caller is limited to, or nil.
 func callerTenants(ctx context.Context) []string {
 	if id := auth.FromContext(ctx); id != nil {
