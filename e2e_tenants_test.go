@@ -96,7 +96,7 @@ func TestFairShareWithTwoAgents(t *testing.T) {
 	run("submit", "--tenant", "capped", "--", "sleep", "30")
 	run("submit", "--tenant", "capped", "--", "sleep", "30")
 	_, errOut, code := hodei(t, srv.grpcAddr, "submit", "--tenant", "capped", "--", "true")
-	if code != 1 || !strings.Contains(errOut, `tenant "capped" is at its max-queued limit of 2 (2 jobs queued, 1 more submitted)`) {
+	if code != 1 || !strings.Contains(errOut, `tenant "capped" is at its max-queued limit of 2 (2 jobs queued, 1 more asked for)`) {
 		t.Fatalf("third submit to capped: exit %d, stderr %q; want the max-queued error", code, errOut)
 	}
 }

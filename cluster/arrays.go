@@ -210,7 +210,10 @@ func (s *Cluster) CancelArrayOf(ctx context.Context, arrayID, reason string, see
 			return nil, 0, fmt.Errorf("array %s: %w", arrayID, job.ErrNotFound)
 		}
 		if st.rec.Cancelled {
-			return nil, 0, nil
+			// Cancelled already: what is left is jobs a pass dispatched
+			// as the cancel committed.
+			done, err := s.cancelAll(ctx, ids, reason)
+			return done, len(done), err
 		}
 		now := s.cfg.Now()
 		a := st.rec.Clone()
@@ -227,7 +230,12 @@ func (s *Cluster) CancelArrayOf(ctx context.Context, arrayID, reason string, see
 			return nil, 0, err
 		}
 		done, n := s.cancelledArray(a)
+		if s.cfg.Observer != nil && n > 0 {
+			s.cfg.Observer.Finished(a.Spec.Tenant, job.Cancelled, n)
+		}
+		handled := make(map[string]bool, len(updates))
 		for i, u := range updates {
+			handled[u.Next.ID] = true
 			if errs[i] != nil {
 				continue // ended or changed meanwhile; a later pass sees it
 			}
@@ -238,6 +246,17 @@ func (s *Cluster) CancelArrayOf(ctx context.Context, arrayID, reason string, see
 				done = append(done, u.Next.ID)
 			}
 		}
+		// A pass may have dispatched a task between the read of the
+		// array's jobs and the commit: cancel it too.
+		s.mu.RLock()
+		late := slices.DeleteFunc(s.arrayJobs(arrayID), func(id string) bool { return handled[id] })
+		s.mu.RUnlock()
+		more, err := s.cancelAll(ctx, late, reason)
+		if err != nil {
+			return nil, 0, err
+		}
+		n += len(more)
+		done = append(done, more...)
 		if n > MaxListedTasks {
 			done = nil
 		}
@@ -278,11 +297,6 @@ func (s *Cluster) cancelledArray(a *job.Array) ([]string, int) {
 	s.addWaiting(a.Spec.Tenant, -left, a.Spec.Resources)
 	st.rec = a
 	s.setTasks(st, st.tasks)
-	if s.cfg.Observer != nil {
-		for range left {
-			s.cfg.Observer.Finished(a.Spec.Tenant, job.Cancelled)
-		}
-	}
 	return ids, left
 }
 
@@ -369,7 +383,7 @@ func (s *Cluster) SweepArrays(ctx context.Context, before time.Time) {
 	s.mu.RLock()
 	for id, st := range s.arrays {
 		switch {
-		case st.rec.Cancelled && st.rec.CancelledAt.Before(before):
+		case st.rec.Cancelled && st.rec.CancelledAt.Before(before) && len(s.byArray[id]) == 0:
 		case !st.rec.Cancelled && st.tasks.Left() == 0 && st.rec.CreatedAt.Before(before) && len(s.byArray[id]) == 0:
 		default:
 			continue

@@ -148,7 +148,7 @@ func TestSubmitBatchAllOrNothing(t *testing.T) {
 		{"AboveTenantRunningLimit", bad(1, func(s *job.Spec) { s.Tenant, s.Resources.Slots = "small", 3 }),
 			"specs[1].resources.slots", job.ErrInvalid, `running limit of tenant "small"`},
 		{"UnknownTenant", bad(2, func(s *job.Spec) { s.Tenant = "nope" }), "", job.ErrNotFound, `specs[2]: tenant "nope" does not exist`},
-		{"OverQueued", batchSpecs(6, "small"), "", job.ErrExhausted, `tenant "small" is at its max-queued limit of 5 (0 jobs queued, 6 more submitted)`},
+		{"OverQueued", batchSpecs(6, "small"), "", job.ErrExhausted, `tenant "small" is at its max-queued limit of 5 (0 jobs queued, 6 more asked for)`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			jobs, err := h.s.SubmitBatch(h.ctx, tt.specs)

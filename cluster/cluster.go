@@ -42,7 +42,7 @@ type Observer interface {
 	// Submitted: n jobs (or array tasks) of tenant were accepted.
 	Submitted(tenant string, n int)
 	Dispatched(tenant string, wait time.Duration)
-	Finished(tenant string, state job.State)
+	Finished(tenant string, state job.State, n int)
 	// SLAMissed: a job was dispatched after its deadline.
 	SLAMissed(tenant string)
 	// Refused: a submit was refused for the tenant's max-queued limit.
@@ -469,7 +469,7 @@ func (s *Cluster) publish(j *job.Job) {
 		s.recent.put(j)
 		s.cancelSent.Delete(j.ID)
 		if s.cfg.Observer != nil {
-			s.cfg.Observer.Finished(j.Spec.Tenant, j.State)
+			s.cfg.Observer.Finished(j.Spec.Tenant, j.State, 1)
 		}
 	}
 	if j.State == job.Pending || j.State.Terminal() {

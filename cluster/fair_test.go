@@ -215,7 +215,7 @@ type countingObserver struct {
 
 func (o *countingObserver) Submitted(string, int)            {}
 func (o *countingObserver) Dispatched(string, time.Duration) {}
-func (o *countingObserver) Finished(string, job.State)       {}
+func (o *countingObserver) Finished(string, job.State, int)  {}
 func (o *countingObserver) SLAMissed(tenant string)          { inc(&o.slaMissed, tenant) }
 func (o *countingObserver) Refused(tenant string)            { inc(&o.refused, tenant) }
 func (o *countingObserver) Preempted(tenant string)          { inc(&o.preempted, tenant) }

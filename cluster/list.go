@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -59,6 +60,13 @@ func (s *Cluster) lazyTasks(f job.Filter, limit int) ([]*job.Job, bool) {
 		return nil, false
 	}
 	ids := s.arrayIDs
+	if f.After != "" {
+		// Arrays whose tasks all come before the page are passed over:
+		// the one holding f.After, if any, is the last that starts before
+		// it.
+		i := sort.SearchStrings(ids, f.After)
+		ids = ids[max(i-1, 0):]
+	}
 	if f.Array != "" {
 		ids = nil
 		if _, ok := s.arrays[f.Array]; ok {
@@ -69,6 +77,9 @@ func (s *Cluster) lazyTasks(f job.Filter, limit int) ([]*job.Job, bool) {
 	for _, id := range ids {
 		st := s.arrays[id]
 		if st.tasks.Left() == 0 && !st.rec.Cancelled {
+			continue
+		}
+		if f.Tenant != "" && st.rec.Spec.Tenant != f.Tenant {
 			continue
 		}
 		probe := st.rec.Task(0)

@@ -269,9 +269,10 @@ func (s *Cluster) forgetPipelines(ctx context.Context, touched map[string]bool) 
 
 // Retain returns the function retention asks, for each finished job it
 // would delete for having ended before the given time, whether to keep it
-// instead: while a job that waits for it has not ended, and while its
+// instead: while a job that waits for it has not ended; while its
 // pipeline has a job that has not ended or ended after before, so that a
-// pipeline's jobs go together and its state stays what it was. The
+// pipeline's jobs go together and its state stays what it was; and while
+// the record of its array is kept. The
 // function is for one retention round, from one goroutine.
 func (s *Cluster) Retain(ctx context.Context, before time.Time) func(id string) bool {
 	done := make(map[string]bool) // pipeline id → all of it may go
@@ -289,7 +290,16 @@ func (s *Cluster) Retain(ctx context.Context, before time.Time) func(id string) 
 			}
 		}
 		j := get(id)
-		if j == nil || j.Spec.Pipeline == "" {
+		if j == nil {
+			return false
+		}
+		if _, kept := s.Array(j.Spec.Array); kept {
+			// While its array's record is kept, a task's job is the
+			// record that it ran: recovery takes a task with no job for
+			// one never run. The record goes first (SweepArrays).
+			return true
+		}
+		if j.Spec.Pipeline == "" {
 			return false
 		}
 		may, seen := done[j.Spec.Pipeline]

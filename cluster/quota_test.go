@@ -121,7 +121,7 @@ type lockedObserver struct {
 
 func (l lockedObserver) Submitted(string, int)            {}
 func (l lockedObserver) Dispatched(string, time.Duration) {}
-func (l lockedObserver) Finished(string, job.State)       {}
+func (l lockedObserver) Finished(string, job.State, int)  {}
 func (l lockedObserver) SLAMissed(t string)               { l.mu.Lock(); l.o.SLAMissed(t); l.mu.Unlock() }
 func (l lockedObserver) Refused(t string)                 { l.mu.Lock(); l.o.Refused(t); l.mu.Unlock() }
 func (l lockedObserver) Preempted(t string)               { l.mu.Lock(); l.o.Preempted(t); l.mu.Unlock() }

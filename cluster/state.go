@@ -124,7 +124,9 @@ func (s *Cluster) enqueue(w *scheduler.Waiting) {
 		s.queues[w.Tenant] = q
 	}
 	q.tree.ReplaceOrInsert(w)
-	if w.Deadline != 0 {
+	if w.Deadline != 0 && w.Tasks == nil {
+		// An array's entry is re-keyed when it is made again, as each of
+		// its tasks is materialized; the tick re-keys waiting jobs.
 		q.deadlined[w.ID] = w
 	}
 }

@@ -76,7 +76,7 @@ func TestAdmit(t *testing.T) {
 		t.Fatalf("Admit = %v, %v; want a:1 b:2", n, err)
 	}
 	if _, err := Admit(jobs("a", "a"), lookup); !errors.Is(err, ErrExhausted) ||
-		!strings.Contains(err.Error(), "max-queued limit of 3 (2 jobs queued, 2 more submitted)") {
+		!strings.Contains(err.Error(), "max-queued limit of 3 (2 jobs queued, 2 more asked for)") {
 		t.Fatalf("Admit over the limit = %v, want OverQueued", err)
 	}
 	if _, err := Admit(jobs("b", "ghost"), lookup); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "hodei tenants set ghost") {

@@ -215,8 +215,14 @@ func (p *Plan) IsZero() bool {
 // maxSkips bounds the entries of one tenant's queue a pass passes over
 // without placing them (they fit nowhere, or their array is at its
 // limit): a tenant whose backlog is a million jobs that fit nowhere costs
-// a pass this many, not a million.
-const maxSkips = 256
+// a pass this many, not a million. Entries of a shape already known to fit
+// nowhere this pass cost no placement, only a step: they have a budget of
+// their own, maxShapeSkips, so that a few hundred jobs that need a worker
+// nobody has do not hide the jobs behind them.
+const (
+	maxSkips      = 256
+	maxShapeSkips = 16 * maxSkips
+)
 
 // cursor draws one tenant's work from its queue for a pass, expanding an
 // array's unmaterialized tasks one at a time.
@@ -226,7 +232,8 @@ type cursor struct {
 	gen    *Waiting // the array entry being drawn from, if any
 	genAt  func() (int, bool)
 	genEnd func()
-	skips  int
+	skips  int // entries passed over that cost a placement (or hit a limit)
+	known  int // entries passed over for a shape known to fit nowhere
 }
 
 func newCursor(q Queue) *cursor {
@@ -379,7 +386,7 @@ func Decide(s Snapshot, now time.Time) Plan {
 		}
 		c := cursors[tenant]
 		w, ok := c.pop()
-		if !ok || c.skips >= maxSkips {
+		if !ok || c.skips >= maxSkips || c.known >= maxShapeSkips {
 			picker.Remove(tenant)
 			continue
 		}
@@ -402,11 +409,15 @@ func Decide(s Snapshot, now time.Time) Plan {
 		}
 		key := shape{req, selectorKey(w.Selector)}
 		at := -1
-		if !unplaceable[key] {
+		if unplaceable[key] {
+			c.known++
+		} else {
 			at = pl.place(w)
 		}
 		if at < 0 {
-			c.skips++
+			if !unplaceable[key] {
+				c.skips++
+			}
 			unplaceable[key] = true
 			unfit[tenant] = append(unfit[tenant], w)
 			if w.Tasks != nil {

@@ -116,7 +116,7 @@ func TestSubmitBatchOverQueuedLimit(t *testing.T) {
 	ctx := context.Background()
 	s.setTenant(t, &pb.Tenant{Name: "small", MaxQueued: 10}, "max_queued")
 	_, err := s.jobs.SubmitBatch(ctx, &pb.SubmitBatchRequest{Specs: trueSpecs(11, "small")})
-	wantStatus(t, err, codes.ResourceExhausted, `tenant "small" is at its max-queued limit of 10 (0 jobs queued, 11 more submitted)`)
+	wantStatus(t, err, codes.ResourceExhausted, `tenant "small" is at its max-queued limit of 10 (0 jobs queued, 11 more asked for)`)
 	s.wantNothingStored(t)
 	if _, err := s.jobs.SubmitBatch(ctx, &pb.SubmitBatchRequest{Specs: trueSpecs(10, "small")}); err != nil {
 		t.Fatalf("a batch up to the limit: %v", err)

@@ -70,8 +70,8 @@ func (m *metrics) Dispatched(tenant string, wait time.Duration) {
 	m.latency.Observe(wait.Seconds())
 }
 
-func (m *metrics) Finished(tenant string, state job.State) {
-	m.finished.WithLabelValues(tenant, state.String()).Inc()
+func (m *metrics) Finished(tenant string, state job.State, n int) {
+	m.finished.WithLabelValues(tenant, state.String()).Add(float64(n))
 }
 
 func (m *metrics) SLAMissed(tenant string) { m.slaMissed.WithLabelValues(tenant).Inc() }

@@ -103,7 +103,7 @@ func TestPipelines(t *testing.T) {
 		require.NoError(t, <-errc[3])
 		err := <-errc[4]
 		require.ErrorIs(t, err, job.ErrExhausted)
-		require.ErrorContains(t, err, "(3 jobs queued, 3 more submitted)", "counts q1's jobs of the same transaction")
+		require.ErrorContains(t, err, "(3 jobs queued, 3 more asked for)", "counts q1's jobs of the same transaction")
 		require.Equal(t, uint64(2), db.Stats().Commits-before.Commits, "the blocking commit and one for the rest")
 		require.Equal(t, []*job.Pipeline{p1, q1}, storetest.MustPipelines(t, db))
 		for _, j := range append(dupJobs, qJobs2...) {

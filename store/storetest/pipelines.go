@@ -206,7 +206,7 @@ func testInsertPipeline(t *testing.T, open func(*testing.T) cluster.Store) {
 		MustInsertPipeline(t, s, p, jobs...)
 		err := s.Insert(t.Context(), []*job.Job{tenantJob(4, "team-q"), tenantJob(5, "team-q")})
 		require.ErrorIs(t, err, job.ErrExhausted)
-		require.ErrorContains(t, err, "(3 jobs queued, 2 more submitted)")
+		require.ErrorContains(t, err, "(3 jobs queued, 2 more asked for)")
 		MustInsert(t, s, tenantJob(4, "team-q"))
 		err = s.DeleteTenant(t.Context(), "team-q")
 		require.ErrorContains(t, err, `tenant "team-q" has 4 jobs that are not finished`)
@@ -297,7 +297,7 @@ func testInsertPipelineRefused(t *testing.T, open func(*testing.T) cluster.Store
 		inTenant(p, jobs, "team-q")
 		err := s.InsertPipeline(t.Context(), p, jobs)
 		require.ErrorIs(t, err, job.ErrExhausted)
-		require.ErrorContains(t, err, `tenant "team-q" is at its max-queued limit of 3 (1 jobs queued, 3 more submitted)`)
+		require.ErrorContains(t, err, `tenant "team-q" is at its max-queued limit of 3 (1 jobs queued, 3 more asked for)`)
 		assertNothingStored(t, s, nil, jobs)
 		// The refused jobs were not counted: two more fit exactly.
 		MustInsert(t, s, tenantJob(11, "team-q"), tenantJob(12, "team-q"))

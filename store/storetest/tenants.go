@@ -216,14 +216,14 @@ func testAdmission(t *testing.T, open func(*testing.T) cluster.Store) {
 		MustInsert(t, s, jobs[0], jobs[1])
 		err := s.Insert(t.Context(), []*job.Job{jobs[2], jobs[3]})
 		require.ErrorIs(t, err, job.ErrExhausted)
-		require.ErrorContains(t, err, `tenant "team-q" is at its max-queued limit of 3 (2 jobs queued, 2 more submitted)`)
+		require.ErrorContains(t, err, `tenant "team-q" is at its max-queued limit of 3 (2 jobs queued, 2 more asked for)`)
 		assertNotFound(t, s, ID(3), ID(4))
 		require.Zero(t, jobs[2].Version)
 
 		MustInsert(t, s, jobs[2]) // exactly at the limit
 		err = s.Insert(t.Context(), []*job.Job{jobs[3]})
 		require.ErrorIs(t, err, job.ErrExhausted)
-		require.ErrorContains(t, err, "(3 jobs queued, 1 more submitted)")
+		require.ErrorContains(t, err, "(3 jobs queued, 1 more asked for)")
 
 		// Scheduled and running jobs still count; a finished one does not.
 		j := MustApply(t, s, jobs[0], schedule("w-1"))
@@ -239,7 +239,7 @@ func testAdmission(t *testing.T, open func(*testing.T) cluster.Store) {
 		MustPutTenant(t, s, limited("team-q", 1))
 		err := s.Insert(t.Context(), []*job.Job{NewJob(1), tenantJob(2, "team-q"), tenantJob(3, "team-q")})
 		require.ErrorIs(t, err, job.ErrExhausted)
-		require.ErrorContains(t, err, "(0 jobs queued, 2 more submitted)")
+		require.ErrorContains(t, err, "(0 jobs queued, 2 more asked for)")
 		assertNotFound(t, s, ID(1), ID(2), ID(3))
 		MustInsert(t, s, NewJob(1), tenantJob(2, "team-q"))
 	})
@@ -261,7 +261,7 @@ func testAdmission(t *testing.T, open func(*testing.T) cluster.Store) {
 		MustPutTenant(t, s, limited("team-q", 2))
 		err := s.Insert(t.Context(), []*job.Job{tenantJob(4, "team-q")})
 		require.ErrorIs(t, err, job.ErrExhausted)
-		require.ErrorContains(t, err, "limit of 2 (3 jobs queued, 1 more submitted)")
+		require.ErrorContains(t, err, "limit of 2 (3 jobs queued, 1 more asked for)")
 		MustPutTenant(t, s, limited("team-q", 0))
 		MustInsert(t, s, tenantJob(4, "team-q"))
 	})
