@@ -22,9 +22,10 @@ func submitCommand(e *env) *ucli.Command {
 		Description: "Runs CMD with its arguments on a worker, or --script with /bin/sh -c.\n" +
 			"Put -- before CMD when it has flags of its own:\n\n" +
 			"   hodei submit --name build --label team=ci --timeout 10m -- make -j8 all\n\n" +
-			"With --array FIRST-LAST[%MAX] it submits one job per index, each with HODEI_ARRAY_INDEX\n" +
-			"in its environment, at most MAX of them running at once, and prints the array id\n" +
-			"(with -o json, the job ids too):\n\n" +
+			"With --array FIRST-LAST[%MAX] it submits an array, one task per index, each with\n" +
+			"HODEI_ARRAY_INDEX in its environment, at most MAX of them running at once, and prints\n" +
+			"the array id (with -o json, the number of tasks and, up to 10,000, their ids); a task\n" +
+			"is ARRAY-ID[INDEX] to jobs get, logs and cancel:\n\n" +
 			"   hodei submit --array 0-99%10 -- ./render.sh\n\n" +
 			"With --file FILE (- for stdin) it submits one job per line of FILE, each a JSON object with\n" +
 			"the fields of a pipeline step plus tenant and after; blank lines and lines starting with #\n" +
