@@ -46,7 +46,7 @@ func TestSubmitArrayUsageErrors(t *testing.T) {
 		{"Negative", "-1-5", "--array: "},
 		{"Backwards", "9-3", "--array: range 9-3 ends before it starts"},
 		{"ZeroLimit", "0-9%0", "--array: \"0-9%0\": the %MAX after the range must be a number of at least 1"},
-		{"TooMany", "0-20000", "--array: 20001 jobs, more than the limit of 10000"},
+		{"TooMany", "0-1000001", "--array: indices must be between 0 and 1000000"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t)

@@ -481,6 +481,7 @@ func (s *Cluster) track(j *job.Job) (prev *job.Job, won bool) {
 	switch {
 	case j.State == job.Pending:
 		w := scheduler.WaitingOf(j, s.cfg.Now(), s.cfg.Aging)
+		w.Tenant = s.intern(w.Tenant)
 		isBlocked := len(j.Spec.DependsOn) > 0
 		if isBlocked {
 			s.needs[j.ID] = j.Spec.DependsOn

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"container/heap"
+	"strings"
 	"time"
 
 	"github.com/google/btree"
@@ -82,6 +83,9 @@ func (h *delayHeap) Pop() any {
 
 // tenantCount is what one tenant's unfinished jobs add up to.
 type tenantCount struct {
+	// name is the tenant's name, a copy of its own: the waiting entries of
+	// the tenant share it (see intern).
+	name      string
 	Pending   int           // waiting jobs, unmaterialized array tasks included
 	Scheduled int           // dispatched, not yet started
 	Running   int           // started
@@ -209,11 +213,19 @@ func (s *Cluster) rekey(now time.Time) {
 func (s *Cluster) count(tenant string) *tenantCount {
 	c := s.counts[tenant]
 	if c == nil {
-		c = &tenantCount{}
-		s.counts[tenant] = c
+		c = &tenantCount{name: strings.Clone(tenant)}
+		s.counts[c.name] = c
 	}
 	return c
 }
+
+// intern returns the copy of a tenant's name that the Cluster keeps, for
+// a waiting entry to hold instead of the job's own: a million entries then
+// share one string, and an entry recovered from the store does not keep
+// the whole record it was decoded from alive (the store's decoder makes
+// every string of a job a substring of one copy of its record). The
+// caller holds mu.
+func (s *Cluster) intern(tenant string) string { return s.count(tenant).name }
 
 // addWaiting and addActive move a tenant's counts by n jobs of res.
 func (s *Cluster) addWaiting(tenant string, n int, res job.Resources) {

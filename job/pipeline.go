@@ -24,7 +24,7 @@ const (
 	// MaxPipelineJobs bounds the jobs of one pipeline, matrices expanded.
 	MaxPipelineJobs = 20_000
 	// MaxArrayJobs bounds the jobs of one array.
-	MaxArrayJobs = 10_000
+	MaxArrayJobs = MaxArrayIndex + 1
 	// MaxArrayIndex bounds the indices of an array.
 	MaxArrayIndex = 1_000_000
 	// MaxPipelineBytes bounds the specs of a pipeline's jobs, summed after
