@@ -209,8 +209,9 @@ func (s *Cluster) Drain(ctx context.Context, workerID string) (WorkerInfo, error
 
 // Workers returns every known worker sorted by id, with its allocation.
 func (s *Cluster) Workers() []WorkerInfo {
-	alloc := make(map[string]job.Resources)
-	running := make(map[string][]string)
+	n := s.workers.Size()
+	alloc := make(map[string]job.Resources, n)
+	running := make(map[string][]string, n)
 	s.forActive(func(j *job.Job) {
 		alloc[j.Worker] = alloc[j.Worker].Add(j.Spec.Resources)
 		running[j.Worker] = append(running[j.Worker], j.ID)
