@@ -30,19 +30,8 @@ func newHarness(t testing.TB, configure ...func(*Config)) *harness {
 		ctx:   context.Background(),
 		now:   time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
 		store: &countingStore{Store: memstore.New()},
-		disp:  &recorder{},
 	}
-	cfg := Config{
-		Store: h.store, Dispatcher: h.disp, Now: func() time.Time { return h.now },
-		Settings: Settings{Heartbeat: time.Second, Lease: 5 * time.Second, KillGrace: 2 * time.Second},
-	}
-	for _, c := range configure {
-		c(&cfg)
-	}
-	h.s = New(cfg)
-	if err := h.s.Recover(h.ctx); err != nil {
-		t.Fatal(err)
-	}
+	h.restartWith(configure...)
 	return h
 }
 
