@@ -38,14 +38,7 @@ func newHarness(t testing.TB, configure ...func(*Config)) *harness {
 // restart builds a new Cluster on the same store, as a server restart does.
 func (h *harness) restart() {
 	h.t.Helper()
-	h.disp = &recorder{}
-	h.s = New(Config{
-		Store: h.store, Dispatcher: h.disp, Now: func() time.Time { return h.now },
-		Settings: Settings{Heartbeat: time.Second, Lease: 5 * time.Second, KillGrace: 2 * time.Second},
-	})
-	if err := h.s.Recover(h.ctx); err != nil {
-		h.t.Fatal(err)
-	}
+	h.restartWith()
 }
 
 func (h *harness) advance(d time.Duration) { h.now = h.now.Add(d) }
