@@ -197,7 +197,8 @@ func (s *jobStream) close() error {
 
 // cancelArray is `jobs cancel --array ID`: it cancels the array's tasks in
 // one commit and prints the ids of those it cancelled, one a line, or for
-// more than 10,000 their count on stderr.
+// more than 10,000 their count on stderr; on stderr too that there was
+// nothing left to cancel.
 func cancelArray(c *ucli.Context) error {
 	if a := c.Args().First(); a != "" && a[0] != '-' {
 		return usagef(c, "give either a job ID or --array ID, not both")
@@ -232,7 +233,13 @@ func cancelArray(c *ucli.Context) error {
 			Cancelled []string `json:"cancelled,omitempty"` // left out past 10,000
 		}{id, n, ids})
 	}
-	if _, err := fmt.Fprintf(c.App.ErrWriter, "cancelled %d tasks of array %s\n", n, id); err != nil {
+	switch {
+	case n == 0 && len(ids) == 0:
+		_, err := fmt.Fprintf(c.App.ErrWriter, "nothing to cancel: every task of array %s has ended\n", id)
+		return err
+	case int64(len(ids)) < n:
+		// Too many to list: the count says it.
+		_, err := fmt.Fprintf(c.App.ErrWriter, "cancelled %d tasks of array %s\n", n, id)
 		return err
 	}
 	for _, jid := range ids {

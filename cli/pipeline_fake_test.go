@@ -30,7 +30,7 @@ func (f *fakeJobs) CancelArray(ctx context.Context, req *hodeipb.CancelArrayRequ
 	if req.GetId() != "01J0000000000000000000ARAY" {
 		return nil, status.Errorf(codes.NotFound, "array %s: not found", req.GetId())
 	}
-	return &hodeipb.CancelArrayResponse{Cancelled: []string{"01J00000000000000000000011"}}, nil
+	return &hodeipb.CancelArrayResponse{Count: 1, Cancelled: []string{"01J00000000000000000000011"}}, nil
 }
 
 func (f *fakeJobs) RunPipeline(ctx context.Context, req *hodeipb.RunPipelineRequest) (*hodeipb.PipelineStatus, error) {
