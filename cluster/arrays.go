@@ -318,7 +318,7 @@ func (s *Cluster) cancelUpdates(ctx context.Context, ids []string, reason string
 			continue // already stopping
 		}
 		olds = append(olds, cur)
-		updates = append(updates, job.Update{Expect: cur.Expected(), Next: next})
+		updates = append(updates, job.Change(cur, next))
 	}
 	return olds, updates, nil
 }

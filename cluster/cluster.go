@@ -379,7 +379,8 @@ func (s *Cluster) Cancel(ctx context.Context, id, reason string) (*job.Job, erro
 		if next == nil {
 			return cur, nil
 		}
-		u := job.Update{Expect: cur.Expected(), Next: next, Create: s.isLazy(cur)}
+		u := job.Change(cur, next)
+		u.Create = s.isLazy(cur)
 		errs, err := s.apply(ctx, []job.Update{u})
 		if err != nil {
 			return nil, err

@@ -415,7 +415,9 @@ func (s *Cluster) build(ctx context.Context, now time.Time, plan scheduler.Plan)
 			n.DeadlineMissed = true
 			n.Reason = fmt.Sprintf(scheduler.ReasonSLAMissedFmt, now.Sub(d).Round(time.Millisecond))
 		}
-		add(job.Update{Expect: cur.Expected(), Next: n, Create: create}, doAssign, i)
+		u := job.Change(cur, n)
+		u.Create = create
+		add(u, doAssign, i)
 		b.assigned = append(b.assigned, a)
 	}
 	for i, p := range plan.Preemptions {
@@ -440,14 +442,14 @@ func (s *Cluster) build(ctx context.Context, now time.Time, plan scheduler.Plan)
 				n = requeueUpdate(j, why).Next
 			}
 		}
-		add(job.Update{Expect: j.Expected(), Next: n}, doStop, i)
+		add(job.Change(j, n), doStop, i)
 	}
 	for i, c := range plan.Cancels {
 		cur := full[c.Job.ID]
 		if cur == nil || cur.State != job.Pending {
 			continue
 		}
-		add(job.Update{Expect: cur.Expected(), Next: scheduler.Cancelled(cur, c.Reason, now)}, doCancel, i)
+		add(job.Change(cur, scheduler.Cancelled(cur, c.Reason, now)), doCancel, i)
 	}
 	return b, nil
 }
@@ -494,7 +496,7 @@ func (s *Cluster) reservations(now time.Time, next *wakeAt) []scheduler.Reservat
 func requeueUpdate(j *job.Job, reason string) job.Update {
 	n := j.Clone()
 	n.CancelRequested, n.Stop = reason, job.StopRequeue
-	return job.Update{Expect: j.Expected(), Next: n}
+	return job.Change(j, n)
 }
 
 func (s *Cluster) stopRequeued(j *job.Job) {

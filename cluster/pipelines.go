@@ -44,7 +44,9 @@ func (s *Cluster) cancelAll(ctx context.Context, ids []string, reason string) ([
 			continue
 		}
 		olds = append(olds, cur)
-		updates = append(updates, job.Update{Expect: cur.Expected(), Next: next, Create: s.isLazy(cur)})
+		u := job.Change(cur, next)
+		u.Create = s.isLazy(cur)
+		updates = append(updates, u)
 	}
 	if len(updates) == 0 {
 		return done, nil

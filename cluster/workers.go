@@ -254,7 +254,7 @@ func (s *Cluster) JobStarted(ctx context.Context, workerID string, ref Ref, at t
 		}
 		next := cur.Clone()
 		next.State, next.StartedAt = job.Running, at
-		errs, err := s.apply(ctx, []job.Update{{Expect: cur.Expected(), Next: next}})
+		errs, err := s.apply(ctx, []job.Update{job.Change(cur, next)})
 		if err != nil {
 			return err
 		}
@@ -281,7 +281,7 @@ func (s *Cluster) JobFinished(ctx context.Context, workerID string, f scheduler.
 				scheduler.ReasonStaleAttempt, f.Attempt, workerID, cur.State, cur.Attempt)
 		}
 		next := scheduler.Finished(cur, f, s.cfg.Now())
-		errs, err := s.apply(ctx, []job.Update{{Expect: cur.Expected(), Next: next}})
+		errs, err := s.apply(ctx, []job.Update{job.Change(cur, next)})
 		if err != nil {
 			return nil, err
 		}
@@ -300,7 +300,7 @@ func (s *Cluster) JobFinished(ctx context.Context, workerID string, f scheduler.
 // stop not confirmed), logging rather than returning a lost race.
 func (s *Cluster) finishAttempt(ctx context.Context, cur *job.Job, f scheduler.Finish, why string) error {
 	next := scheduler.Finished(cur, f, s.cfg.Now())
-	errs, err := s.apply(ctx, []job.Update{{Expect: cur.Expected(), Next: next}})
+	errs, err := s.apply(ctx, []job.Update{job.Change(cur, next)})
 	if err == nil {
 		err = errs[0]
 	}

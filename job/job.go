@@ -228,6 +228,16 @@ type Update struct {
 	// not exist yet, and Expect is the task as it was before (Pending on
 	// attempt 1, or Cancelled with its array).
 	Create bool
+	// Prev is the version the writer read, when it has it (nil: not
+	// given). When its Version is the stored one, the store takes what it
+	// needs of the old record (its index keys) from Prev instead of reading
+	// and decoding it again.
+	Prev *Job
+}
+
+// Change is the update that replaces cur, as the writer read it, by next.
+func Change(cur, next *Job) Update {
+	return Update{Expect: cur.Expected(), Next: next, Prev: cur}
 }
 
 // Check validates an update against the transition table: the move must be

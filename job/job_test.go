@@ -36,11 +36,11 @@ func TestUpdateCheck(t *testing.T) {
 		u    Update
 		ok   bool
 	}{
-		{"OK", Update{Expect{State: Pending, Attempt: 1}, next(Scheduled, 1), false}, true},
-		{"RetryBumpsAttempt", Update{Expect{State: Running, Attempt: 1}, next(Pending, 2), false}, true},
-		{"ErrConflictRetryWithoutBump", Update{Expect{State: Running, Attempt: 1}, next(Pending, 1), false}, false},
-		{"ErrConflictAttemptChanged", Update{Expect{State: Running, Attempt: 1}, next(Completed, 2), false}, false},
-		{"ErrConflictIllegal", Update{Expect{State: Completed, Attempt: 1}, next(Running, 1), false}, false},
+		{"OK", Update{Expect{State: Pending, Attempt: 1}, next(Scheduled, 1), false, nil}, true},
+		{"RetryBumpsAttempt", Update{Expect{State: Running, Attempt: 1}, next(Pending, 2), false, nil}, true},
+		{"ErrConflictRetryWithoutBump", Update{Expect{State: Running, Attempt: 1}, next(Pending, 1), false, nil}, false},
+		{"ErrConflictAttemptChanged", Update{Expect{State: Running, Attempt: 1}, next(Completed, 2), false, nil}, false},
+		{"ErrConflictIllegal", Update{Expect{State: Completed, Attempt: 1}, next(Running, 1), false, nil}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

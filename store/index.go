@@ -228,8 +228,21 @@ func moveIndex(tx *bolt.Tx, old, next []indexEntry) error {
 // storedIndex is a stored job as an Apply read it before its commit: the
 // stored value (a copy) and its index keys.
 type storedIndex struct {
-	raw     []byte
+	raw     []byte // the stored value the entries were read from, or nil
+	version uint64 // or the version they are of (from Update.Prev), or 0
 	entries []indexEntry
+}
+
+// matches reports whether the entries are those of cur, the value stored
+// now at version.
+func (s storedIndex) matches(cur []byte, version uint64) bool {
+	switch {
+	case s.entries == nil:
+		return false
+	case s.version != 0:
+		return s.version == version
+	}
+	return s.raw != nil && bytes.Equal(cur, s.raw)
 }
 
 // readIndexed reads, in one read transaction on the caller's goroutine,
@@ -240,10 +253,25 @@ type storedIndex struct {
 // decode is left to the commit loop, which reports it.
 func (db *DB) readIndexed(updates []job.Update, errs []error) []storedIndex {
 	out := make([]storedIndex, len(updates))
+	read := false
+	for i, u := range updates {
+		switch {
+		case errs[i] != nil:
+		case u.Prev != nil && u.Prev.Version != 0:
+			// The writer has the version it read: its keys are the stored
+			// ones as long as that version is (checked in the commit).
+			out[i] = storedIndex{version: u.Prev.Version, entries: indexEntries(u.Prev)}
+		default:
+			read = true
+		}
+	}
+	if !read {
+		return out
+	}
 	_ = db.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketJobs)
 		for i, u := range updates {
-			if errs[i] != nil {
+			if errs[i] != nil || out[i].entries != nil {
 				continue
 			}
 			v := b.Get([]byte(u.Next.ID))

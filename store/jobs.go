@@ -296,7 +296,7 @@ func applyOne(tx *bolt.Tx, u job.Update, enc []byte, next []indexEntry, stored s
 		return 0, err
 	}
 	old := stored.entries
-	if stored.raw == nil || !bytes.Equal(cur, stored.raw) {
+	if !stored.matches(cur, h.Version) {
 		if old, err = storedEntries(u.Next.ID, cur); err != nil {
 			return 0, err
 		}

@@ -165,6 +165,33 @@ func testListIndexes(t *testing.T, open func(*testing.T) cluster.Store) {
 			require.Equal(t, want, listed(t, s, *f, 10), "%+v", *f)
 		}
 	})
+	t.Run("Prev", func(t *testing.T) {
+		// An update that names the version its writer read takes the old
+		// keys from it; one whose Prev is no longer the stored version
+		// (a label was added since) still moves the stored keys.
+		s := open(t)
+		v1 := mustInserted(t, s, NewJob(1))
+		v2 := MustApply(t, s, v1, func(n *job.Job) { n.State = job.Scheduled })
+		next := v2.Clone()
+		next.State = job.Running
+		errs, err := s.Apply(t.Context(), []job.Update{job.Change(v2, next)})
+		require.NoError(t, err)
+		require.NoError(t, errs[0])
+		renamed := MustApply(t, s, next, func(n *job.Job) {
+			n.Spec.Name = "renamed"
+			n.Spec.Labels = map[string]string{"extra": "yes"}
+		})
+		stale := next.Clone() // version 3, without the label; the store holds 4
+		done := renamed.Clone()
+		done.State, done.Spec.Labels = job.Completed, nil
+		errs, err = s.Apply(t.Context(), []job.Update{{Expect: renamed.Expected(), Next: done, Prev: stale}})
+		require.NoError(t, err)
+		require.NoError(t, errs[0])
+		require.Equal(t, []string{ID(1)}, listed(t, s, job.Filter{State: job.Completed, Name: "renamed"}, 10))
+		require.Empty(t, listed(t, s, job.Filter{Name: "job-1"}, 10))
+		require.Empty(t, listed(t, s, job.Filter{State: job.Running}, 10))
+		require.Empty(t, listed(t, s, job.Filter{Labels: map[string]string{"extra": "yes"}}, 10), "the stored keys moved, not stale Prev's")
+	})
 	t.Run("Deleted", func(t *testing.T) {
 		// DeleteFinished takes the job out of every index.
 		s := open(t)
