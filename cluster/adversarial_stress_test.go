@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -45,33 +46,40 @@ func TestAdversarialStress(t *testing.T) {
 		}
 		return (*xs)[r.IntN(len(*xs))]
 	}
+	// The writers do a fixed number of operations, yielding between them
+	// so that the others interleave; the agent and the passes run until
+	// the writers are done.
 	stop := make(chan struct{})
-	var wg sync.WaitGroup
+	var wg, writers sync.WaitGroup
+	loop := func(n int, f func(r *rand.Rand)) {
+		r := rand.New(rand.NewPCG(rand.Uint64(), 1))
+		for i := 0; n < 0 || i < n; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			f(r)
+			runtime.Gosched()
+		}
+	}
+	write := func(n int, f func(r *rand.Rand)) {
+		writers.Add(1)
+		go func() { defer writers.Done(); loop(n, f) }()
+	}
 	run := func(f func(r *rand.Rand)) {
 		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r := rand.New(rand.NewPCG(rand.Uint64(), 1))
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				f(r)
-			}
-		}()
+		go func() { defer wg.Done(); loop(-1, f) }()
 	}
-	run(func(r *rand.Rand) { // submitter
+	write(1500, func(r *rand.Rand) { // submitter
 		j, err := s.Submit(ctx, job.Spec{Command: []string{"true"}, Priority: 500, Retries: r.IntN(2)})
 		if err == nil {
 			mu.Lock()
 			ids = append(ids, j.ID)
 			mu.Unlock()
 		}
-		time.Sleep(time.Millisecond)
 	})
-	run(func(r *rand.Rand) { // arrays
+	write(300, func(r *rand.Rand) { // arrays
 		spec := job.Spec{Command: []string{"true"}, Priority: 500}
 		if r.IntN(2) == 0 {
 			spec.Deadline = now().Add(time.Hour)
@@ -85,9 +93,8 @@ func TestAdversarialStress(t *testing.T) {
 			}
 			mu.Unlock()
 		}
-		time.Sleep(time.Millisecond)
 	})
-	run(func(r *rand.Rand) { // cancels
+	write(3000, func(r *rand.Rand) { // cancels
 		if r.IntN(4) == 0 {
 			if a := pick(r, &arrays); a != "" {
 				s.CancelArray(ctx, a, "")
@@ -95,7 +102,6 @@ func TestAdversarialStress(t *testing.T) {
 		} else if id := pick(r, &ids); id != "" {
 			s.Cancel(ctx, id, "")
 		}
-		time.Sleep(200 * time.Microsecond)
 	})
 	run(func(r *rand.Rand) { // agent
 		for _, a := range disp.takeAssigns() {
@@ -118,7 +124,7 @@ func TestAdversarialStress(t *testing.T) {
 		clock.Add(int64(300 * time.Millisecond))
 		s.Pass(ctx)
 	})
-	time.Sleep(3 * time.Second)
+	writers.Wait()
 	close(stop)
 	wg.Wait()
 	before, err := s.Tenant(job.DefaultTenant)
