@@ -16,13 +16,7 @@ import (
 // (Pending, or Cancelled with their array). It costs the page, not the
 // array's length.
 func (s *Cluster) List(ctx context.Context, f job.Filter) ([]*job.Job, string, error) {
-	limit := f.Limit
-	switch {
-	case limit <= 0:
-		limit = job.DefaultPageSize
-	case limit > job.MaxPageSize:
-		limit = job.MaxPageSize
-	}
+	limit := f.PageSize()
 	f.Limit = limit
 	stored, next, err := s.cfg.Store.List(ctx, f)
 	if err != nil {

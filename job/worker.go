@@ -87,6 +87,18 @@ const (
 	MaxPageSize     = 1000
 )
 
+// PageSize is the number of jobs a List of f returns at most: Limit,
+// DefaultPageSize when it is 0 or less, MaxPageSize at the most.
+func (f *Filter) PageSize() int {
+	switch {
+	case f.Limit <= 0:
+		return DefaultPageSize
+	case f.Limit > MaxPageSize:
+		return MaxPageSize
+	}
+	return f.Limit
+}
+
 // Match reports whether j passes the filter (ignoring After and Limit).
 func (f *Filter) Match(j *Job) bool {
 	if f.State != 0 && j.State != f.State {

@@ -90,10 +90,7 @@ func (s *Server) listScoped(ctx context.Context, f job.Filter) ([]*job.Job, stri
 	case len(tenants) == 1:
 		f.Tenant = tenants[0]
 	default:
-		limit := f.Limit
-		if limit == 0 {
-			limit = job.DefaultPageSize
-		}
+		limit := f.PageSize()
 		var out []*job.Job
 		f.Limit = job.MaxPageSize
 		for pages := 1; ; pages++ {

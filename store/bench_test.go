@@ -308,7 +308,7 @@ func listScan(ctx context.Context, db *DB, f job.Filter) ([]*job.Job, string, er
 	if err := db.usable(ctx); err != nil {
 		return nil, "", err
 	}
-	limit := pageSize(f.Limit)
+	limit := f.PageSize()
 	var (
 		out  []*job.Job
 		next string

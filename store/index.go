@@ -515,7 +515,7 @@ type listPlan struct {
 // few jobs listed by a common label) but costs a walk of every range
 // before the page starts; the order is right for the listings people run.
 func planList(f job.Filter) *listPlan {
-	p := &listPlan{f: f, limit: pageSize(f.Limit)}
+	p := &listPlan{f: f, limit: f.PageSize()}
 	var ranges []indexEntry
 	for _, r := range []struct {
 		kind  indexKind

@@ -335,16 +335,6 @@ func (db *DB) Get(ctx context.Context, id string) (*job.Job, error) {
 	return decodeJob(id, enc)
 }
 
-// pageSize is the effective limit of a List.
-func pageSize(limit int) int {
-	switch {
-	case limit <= 0:
-		return job.DefaultPageSize
-	case limit > job.MaxPageSize:
-		return job.MaxPageSize
-	}
-	return limit
-}
 
 // List returns up to f.Limit jobs (default job.DefaultPageSize, at most
 // job.MaxPageSize) matching f with ids greater than f.After, in id order.

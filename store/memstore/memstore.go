@@ -260,13 +260,7 @@ func (s *Store) List(ctx context.Context, f job.Filter) ([]*job.Job, string, err
 	if err := ctx.Err(); err != nil {
 		return nil, "", err
 	}
-	limit := f.Limit
-	switch {
-	case limit <= 0:
-		limit = job.DefaultPageSize
-	case limit > job.MaxPageSize:
-		limit = job.MaxPageSize
-	}
+	limit := f.PageSize()
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	i := 0
