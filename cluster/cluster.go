@@ -94,6 +94,10 @@ type Cluster struct {
 
 	gc workerGC // worker records: their writes, and DOWN ones' deletion
 
+	// letGo holds, by job id, the pipeline of each pipeline job Retain let
+	// retention delete, so that Forget looks only at those pipelines.
+	letGo *xsync.MapOf[string, string]
+
 	events hub
 	wake   chan struct{}
 
@@ -130,6 +134,7 @@ func New(cfg Config) *Cluster {
 		cancelSent:   xsync.NewMapOf[string, time.Time](),
 		tenants:      xsync.NewMapOf[string, *job.Tenant](),
 		pipelines:    xsync.NewMapOf[string, *job.Pipeline](),
+		letGo:        xsync.NewMapOf[string, string](),
 		fair:         newFairState(),
 		reserved:     make(map[string]reservation),
 		wake:         make(chan struct{}, 1),
@@ -616,19 +621,18 @@ func (s *Cluster) dependents(id string) []string {
 
 // Forget drops finished jobs from the recent cache after retention deleted
 // them from the store. Pipelines none of whose jobs is left are deleted
-// too.
+// too: of those Retain let go, so a round costs the jobs it deleted, not
+// every pipeline's.
 func (s *Cluster) Forget(ctx context.Context, ids []string) {
-	gone := make(map[string]bool, len(ids))
+	touched := make(map[string]bool)
 	for _, id := range ids {
 		s.recent.drop(id)
-		gone[id] = true
-	}
-	touched := make(map[string]bool)
-	s.pipelines.Range(func(id string, p *job.Pipeline) bool {
-		if slices.ContainsFunc(p.JobIDs(), func(j string) bool { return gone[j] }) {
-			touched[id] = true
+		if p, ok := s.letGo.Load(id); ok {
+			touched[p] = true
 		}
-		return true
-	})
+	}
+	// What Retain let go and retention did not delete after all (it
+	// changed meanwhile) is asked again next round.
+	s.letGo.Clear()
 	s.forgetPipelines(ctx, touched)
 }

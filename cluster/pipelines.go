@@ -321,6 +321,9 @@ func (s *Cluster) Retain(ctx context.Context, before time.Time) func(id string) 
 			}
 			done[j.Spec.Pipeline] = may
 		}
+		if may {
+			s.letGo.Store(id, j.Spec.Pipeline)
+		}
 		return !may
 	}
 }
