@@ -177,12 +177,16 @@ func (s *Cluster) Recover(ctx context.Context) error {
 	}
 	materialized := make(map[string][]int)
 	var active []string
+	withJobs := make(map[string]bool, len(pipelines)) // pipelines that have a job left
 	s.mu.Lock()
 	err = s.cfg.Store.ScanBriefs(ctx, func(b *job.Brief) error {
 		if a := byArray[b.Array]; a != nil {
 			if p, ok := a.Position(b.ID); ok {
 				materialized[a.ID] = append(materialized[a.ID], p)
 			}
+		}
+		if b.Pipeline != "" {
+			withJobs[b.Pipeline] = true
 		}
 		switch {
 		case b.State == job.Pending:
@@ -222,12 +226,14 @@ func (s *Cluster) Recover(ctx context.Context) error {
 		s.log.Warn("job counts by tenant were off; rebuilt from the jobs", "tenants", len(counts))
 	}
 	// A crash between retention's delete and its forget leaves records
-	// of pipelines whose jobs are all gone.
-	all := make(map[string]bool, len(pipelines))
+	// of pipelines whose jobs are all gone: the read above found them.
+	gone := make(map[string]bool)
 	for _, p := range pipelines {
-		all[p.ID] = true
+		if !withJobs[p.ID] {
+			gone[p.ID] = true
+		}
 	}
-	s.forgetPipelines(ctx, all)
+	s.forgetPipelines(ctx, gone)
 	ws, err := s.cfg.Store.Workers(ctx)
 	if err != nil {
 		return fmt.Errorf("recover workers: %w", err)

@@ -305,6 +305,7 @@ type Brief struct {
 	DependsOn  []string
 	Array      string
 	ArrayLimit int
+	Pipeline   string
 	CreatedAt  time.Time
 	NotBefore  time.Time
 	Deadline   time.Time
@@ -315,7 +316,7 @@ func (j *Job) Brief() Brief {
 	return Brief{
 		ID: j.ID, State: j.State, Attempt: j.Attempt, Version: j.Version, Tenant: j.Spec.Tenant,
 		Priority: j.Spec.Priority, Resources: j.Spec.Resources, Selector: j.Spec.Selector,
-		DependsOn: j.Spec.DependsOn, Array: j.Spec.Array, ArrayLimit: j.Spec.ArrayLimit,
+		DependsOn: j.Spec.DependsOn, Array: j.Spec.Array, ArrayLimit: j.Spec.ArrayLimit, Pipeline: j.Spec.Pipeline,
 		CreatedAt: j.CreatedAt, NotBefore: j.NotBefore, Deadline: j.Spec.Deadline,
 	}
 }

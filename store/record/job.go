@@ -496,6 +496,8 @@ func decodeBriefSpec(r *reader, j *job.Brief) {
 			j.Array = r.string()
 		case specArrayLimit:
 			j.ArrayLimit = int(r.int64())
+		case specPipeline:
+			j.Pipeline = r.string()
 		default:
 			r.skip()
 		}
