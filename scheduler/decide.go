@@ -302,7 +302,6 @@ func (w *Waiting) IsTask() bool { return w.Tasks != nil && w.ID != w.Tasks.Array
 // whatever the order of its slices and maps.
 func Decide(s Snapshot, now time.Time) Plan {
 	var plan Plan
-	s.Active = sortedByID(s.Active)
 	running := make(map[string]job.Resources, len(s.Tenants))
 	for _, tenant := range sortedKeys(s.Tenants) {
 		running[tenant] = s.Tenants[tenant].Running

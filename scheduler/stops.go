@@ -15,7 +15,8 @@ import (
 // stopActive decides the stops of a pass: attempts on lost workers, stops
 // no agent confirmed, timeouts, and what runs over a running limit once a
 // tenant's burst ended. It takes what it ends off running and arrays, so
-// that the dispatch part of the pass sees the room it frees.
+// that the dispatch part of the pass sees the room it frees. It walks the
+// active jobs in any order and sorts only what it decides.
 func stopActive(s Snapshot, now time.Time, plan *Plan, running map[string]job.Resources, arrays map[string]int) {
 	stopped := make(map[string]bool)
 	free := func(j *job.Job) {
@@ -92,6 +93,8 @@ func stopActive(s Snapshot, now time.Time, plan *Plan, running map[string]job.Re
 			}
 		}
 	}
+	slices.SortFunc(plan.Stops, func(a, b Stop) int { return byID(a.Job, b.Job) }) // a job has one stop
+	slices.SortFunc(plan.Resend, byID)
 }
 
 // orphanReason says why an orphan is cancelled, naming its dependency's
@@ -119,15 +122,6 @@ func DependencyReason(dep *job.Job) string {
 		verb = "was cancelled"
 	}
 	return fmt.Sprintf(ReasonDependencyFmt, name, verb)
-}
-
-func sortedByID(jobs []*job.Job) []*job.Job {
-	if slices.IsSortedFunc(jobs, byID) {
-		return jobs
-	}
-	out := slices.Clone(jobs)
-	slices.SortFunc(out, byID)
-	return out
 }
 
 func byID(a, b *job.Job) int { return cmp.Compare(a.ID, b.ID) }
