@@ -3,6 +3,8 @@ package cluster
 import (
 	"context"
 	"errors"
+	"runtime"
+	"sync"
 
 	"github.com/hodei-jobs/hodei/job"
 )
@@ -27,16 +29,36 @@ func (s *Cluster) SubmitBatch(ctx context.Context, specs []job.Spec) ([]*job.Job
 	if err != nil {
 		return nil, err
 	}
-	jobs := make([]*job.Job, len(specs))
-	for i, spec := range specs {
-		spec, now, err := s.checkSpec(ctx, spec)
+	// Validation reads nothing but the specs: it runs on every CPU. The
+	// checks that read the cluster's state follow, in order, so that the
+	// first spec at fault is the one named.
+	now := s.cfg.Now()
+	checked := make([]job.Spec, len(specs))
+	errs := make([]error, len(specs))
+	inParallel(len(specs), func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			checked[i], errs[i] = validSpec(specs[i], now)
+		}
+	})
+	tenants := make(map[string]bool, 1)
+	for i := range checked {
+		err := errs[i]
+		if t := checked[i].Tenant; err == nil && !tenants[t] {
+			err = s.ensureTenant(ctx, t)
+			tenants[t] = err == nil
+		}
 		if err == nil {
-			err = s.checkBatchSpec(&spec, known)
+			err = s.checkBatchSpec(&checked[i], known)
 		}
 		if err != nil {
 			return nil, job.InBatch(i, err)
 		}
-		j := &job.Job{ID: s.newID(now), Spec: spec, State: job.Pending, Attempt: 1, CreatedAt: now}
+	}
+	// One reservation for the batch's ids, which follow each other.
+	first := s.newIDs(now, len(specs)-1)
+	jobs := make([]*job.Job, len(specs))
+	for i := range checked {
+		j := &job.Job{ID: job.AddID(first, uint64(i)), Spec: checked[i], State: job.Pending, Attempt: 1, CreatedAt: now}
 		s.seal(j)
 		jobs[i] = j
 	}
@@ -65,6 +87,26 @@ func (s *Cluster) checkBatchSpec(spec *job.Spec, known map[string]bool) error {
 		}
 	}
 	return nil
+}
+
+// parallelChunk is the fewest specs worth a goroutine of their own in
+// inParallel.
+const parallelChunk = 256
+
+// inParallel calls fn over [0, n) split in ranges, one per CPU when n is
+// large enough to be worth it, and returns when every call has.
+func inParallel(n int, fn func(lo, hi int)) {
+	workers := min(runtime.GOMAXPROCS(0), n/parallelChunk)
+	if workers <= 1 {
+		fn(0, n)
+		return
+	}
+	var wg sync.WaitGroup
+	per := (n + workers - 1) / workers
+	for w := range workers {
+		wg.Go(func() { fn(w*per, min((w+1)*per, n)) })
+	}
+	wg.Wait()
 }
 
 // refusedBatch counts a batch refused for a max-queued limit once for each

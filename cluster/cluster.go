@@ -296,17 +296,25 @@ func (s *Cluster) Submit(ctx context.Context, spec job.Spec) (*job.Job, error) {
 // checkSpec normalizes and validates a submitted spec, clears the fields
 // only the server sets, and makes sure its tenant exists.
 func (s *Cluster) checkSpec(ctx context.Context, spec job.Spec) (job.Spec, time.Time, error) {
+	now := s.cfg.Now()
+	spec, err := validSpec(spec, now)
+	if err != nil {
+		return spec, now, err
+	}
+	return spec, now, s.ensureTenant(ctx, spec.Tenant)
+}
+
+// validSpec is the part of checkSpec that reads nothing but the spec and
+// the time: it clears what only pipelines and arrays set, normalizes and
+// validates.
+func validSpec(spec job.Spec, now time.Time) (job.Spec, error) {
 	spec.Pipeline, spec.Step, spec.ContinueOnFailure = "", "", false
 	spec.Array, spec.ArrayIndex, spec.ArrayLimit = "", 0, 0
 	spec.Normalize()
 	if err := spec.Validate(); err != nil {
-		return spec, time.Time{}, err
+		return spec, err
 	}
-	now := s.cfg.Now()
-	if err := job.CheckDeadline("deadline", spec.Deadline, now); err != nil {
-		return spec, now, err
-	}
-	return spec, now, s.ensureTenant(ctx, spec.Tenant)
+	return spec, job.CheckDeadline("deadline", spec.Deadline, now)
 }
 
 // seal hands a new job with secret env values to Config.SealSecrets.

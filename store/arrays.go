@@ -151,8 +151,8 @@ func (db *DB) GetMany(ctx context.Context, ids []string) ([]*job.Job, error) {
 
 // createTask stores a task of an array as a job (Apply with Create) and
 // returns its version, 1. A task that starts terminal (cancelled on its
-// own) leaves its tenant's count.
-func createTask(tx *bolt.Tx, u job.Update, enc []byte, entries []indexEntry) (uint64, error) {
+// own) leaves its tenant's count. Its index entries go to iw.
+func createTask(tx *bolt.Tx, u job.Update, enc []byte, entries []indexEntry, iw *indexWriter) (uint64, error) {
 	id := u.Next.ID
 	key := []byte(id)
 	if tx.Bucket(bucketJobs).Get(key) != nil {
@@ -179,9 +179,7 @@ func createTask(tx *bolt.Tx, u job.Update, enc []byte, entries []indexEntry) (ui
 	if err := tx.Bucket(bucketJobs).Put(key, withVersion(enc, 1)); err != nil {
 		return 0, abort(fmt.Errorf("put job %s: %w", id, err))
 	}
-	if err := putIndex(tx, entries); err != nil {
-		return 0, abort(fmt.Errorf("job %s: %w", id, err))
-	}
+	iw.put(entries)
 	if u.Next.State.Terminal() && !a.Cancelled {
 		if err := addJobCount(tx, u.Next.Spec.Tenant, -1); err != nil {
 			return 0, abort(err)

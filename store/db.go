@@ -22,12 +22,12 @@ import (
 // SchemaVersion is the layout of the buckets and values this code writes.
 // Open migrates a file with an older one and refuses a file with a newer
 // one (see migrate.go).
-const SchemaVersion = 2
+const SchemaVersion = 3
 
 // Bucket names. meta holds the schema version under schemaKey. tenant_jobs
 // is derived data: the count of each tenant's non-terminal jobs, rebuilt
 // from jobs at every Open (see tenants.go), so it needs no schema change.
-// The job indexes (jobs_by_*, indexBuckets in index.go) are derived data
+// The job indexes (index_*, indexBuckets in index.go) are derived data
 // too, built at Open when missing.
 var (
 	bucketJobs       = []byte("jobs")

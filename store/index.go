@@ -17,24 +17,23 @@ import (
 
 // Secondary indexes of the jobs bucket, so that a filtered List costs what
 // it returns rather than the whole bucket. Each filter of job.Filter has a
-// bucket of its own whose keys are
+// bucket of its own. An entry of an index is
 //
 //	uvarint(len(value)) value id
 //
-// with empty values; a label's value is itself the two length-prefixed
-// parts, key then value. The keys of one value are contiguous and in id
-// order, the order of the jobs bucket, so that a List walks one value's
-// range from its page token. The length prefix, rather than a separator,
-// keeps keys unambiguous: a job name may contain any byte (NUL included)
-// and store ids are any bytes, so value+"\x00"+id could be the key of two
-// different (value, id) pairs.
+// (a label's value is itself the two length-prefixed parts, key then
+// value), and the bucket stores the entries of one value as chunks of ids
+// keyed by the value's prefix and their first id (see postings.go). The
+// length prefix, rather than a separator, keeps entries unambiguous: a job
+// name may contain any byte (NUL included) and store ids are any bytes, so
+// value+"\x00"+id could be the entry of two different (value, id) pairs.
 //
 // Empty values are not indexed (an empty filter field matches everything);
 // every job has one state entry. The indexes are written in the
-// transaction that writes the job: insertion.put adds a new job's entries,
-// applyOne replaces the entries that changed (a state change deletes one
-// key and adds one), DeleteFinished deletes them with the job. They are
-// derived data: a file written before they existed gets them at Open
+// transaction that writes the job, through an indexWriter: insertion.put
+// adds a new job's entries, applyOne replaces the entries that changed (a
+// state change removes one and adds one), DeleteFinished removes them with
+// the job. They are derived data: a file without them gets them at Open
 // (ensureIndexes), and checkIndexes verifies them against the jobs.
 
 // indexKind names one index. The order is List's preference when a filter
@@ -53,13 +52,18 @@ const (
 
 // indexBuckets are the buckets of the indexes, by kind.
 var indexBuckets = [numIndexes][]byte{
-	indexArray:    []byte("jobs_by_array"),
-	indexPipeline: []byte("jobs_by_pipeline"),
-	indexName:     []byte("jobs_by_name"),
-	indexLabel:    []byte("jobs_by_label"),
-	indexTenant:   []byte("jobs_by_tenant"),
-	indexState:    []byte("jobs_by_state"),
+	indexArray:    []byte("index_array"),
+	indexPipeline: []byte("index_pipeline"),
+	indexName:     []byte("index_name"),
+	indexLabel:    []byte("index_label"),
+	indexTenant:   []byte("index_tenant"),
+	indexState:    []byte("index_state"),
 }
+
+// oldIndexBuckets are the buckets of schema 2's indexes, a key per entry;
+// the migration to schema 3 deletes them and Open builds indexBuckets.
+var oldIndexBuckets = [][]byte{[]byte("jobs_by_array"), []byte("jobs_by_pipeline"), []byte("jobs_by_name"),
+	[]byte("jobs_by_label"), []byte("jobs_by_tenant"), []byte("jobs_by_state")}
 
 // indexParts is how many length-prefixed parts the value of a kind has.
 func (k indexKind) parts() int {
@@ -89,11 +93,16 @@ func indexPrefix(parts ...string) []byte {
 // stateValue is the indexed value of a state: its number in decimal.
 func stateValue(s job.State) string { return strconv.Itoa(int(s)) }
 
-// indexEntry is one key of one index.
+// indexEntry is one entry of one index: the value's prefix followed by the
+// job's id.
 type indexEntry struct {
 	kind indexKind
 	key  []byte
+	plen int // the prefix's length
 }
+
+func (e indexEntry) prefix() []byte { return e.key[:e.plen] }
+func (e indexEntry) id() []byte     { return e.key[e.plen:] }
 
 // indexEntries returns the index keys of j, ordered by kind then key. The
 // keys share one allocation.
@@ -121,8 +130,9 @@ func indexEntries(j *job.Job) []indexEntry {
 			buf = binary.AppendUvarint(buf, uint64(len(p)))
 			buf = append(buf, p...)
 		}
+		plen := len(buf) - start
 		buf = append(buf, j.ID...)
-		out = append(out, indexEntry{kind, buf[start:len(buf):len(buf)]})
+		out = append(out, indexEntry{kind, buf[start:len(buf):len(buf)], plen})
 	}
 	for _, v := range values {
 		if v.value != "" {
@@ -171,58 +181,6 @@ func (k indexKind) field() string {
 		return "tenant"
 	}
 	return "state"
-}
-
-// putIndex adds entries to their indexes. An error must abort the
-// transaction.
-func putIndex(tx *bolt.Tx, entries []indexEntry) error {
-	for _, e := range entries {
-		if err := tx.Bucket(indexBuckets[e.kind]).Put(e.key, nil); err != nil {
-			return fmt.Errorf("index %s: %w", e.kind, err)
-		}
-	}
-	return nil
-}
-
-// deleteIndex removes entries from their indexes. An error must abort the
-// transaction.
-func deleteIndex(tx *bolt.Tx, entries []indexEntry) error {
-	for _, e := range entries {
-		if err := tx.Bucket(indexBuckets[e.kind]).Delete(e.key); err != nil {
-			return fmt.Errorf("index %s: %w", e.kind, err)
-		}
-	}
-	return nil
-}
-
-// moveIndex replaces the entries old (of the stored job) by next (of its
-// new version), touching only those that differ. Both are ordered as
-// indexEntries returns them. An error must abort the transaction.
-func moveIndex(tx *bolt.Tx, old, next []indexEntry) error {
-	var del, add []indexEntry
-	for len(old) > 0 || len(next) > 0 {
-		c := 0
-		switch {
-		case len(old) == 0:
-			c = 1
-		case len(next) == 0:
-			c = -1
-		default:
-			c = compareEntries(old[0], next[0])
-		}
-		switch {
-		case c < 0:
-			del, old = append(del, old[0]), old[1:]
-		case c > 0:
-			add, next = append(add, next[0]), next[1:]
-		default:
-			old, next = old[1:], next[1:]
-		}
-	}
-	if err := deleteIndex(tx, del); err != nil {
-		return err
-	}
-	return putIndex(tx, add)
 }
 
 // storedIndex is a stored job as an Apply read it before its commit: the
@@ -304,12 +262,12 @@ func storedEntries(id string, v []byte) ([]indexEntry, error) {
 // the buckets it created and the number of jobs it read (0 when none was
 // missing).
 //
-// The keys are gathered first and put in key order: a bucket created in
-// the transaction is one node in memory until the commit splits it, and
-// puts in job order would insert into the middle of it (one value's range
-// before another's), moving the rest of the node each time — quadratic.
-// Puts in key order append. The memory is that of the keys, twice (here
-// and in bbolt's nodes), until the commit.
+// The entries are gathered first and written in key order, as full
+// chunks: a bucket created in the transaction is one node in memory until
+// the commit splits it, and puts in job order would insert into the middle
+// of it (one value's range before another's), moving the rest of the node
+// each time — quadratic. Puts in key order append. The memory is that of
+// the entries, about twice (here and in bbolt's nodes), until the commit.
 func ensureIndexes(tx *bolt.Tx) (created []string, jobs int, err error) {
 	var keys [numIndexes]*keyArena // nil: not missing
 	for k := range numIndexes {
@@ -349,15 +307,45 @@ func ensureIndexes(tx *bolt.Tx) (created []string, jobs int, err error) {
 		if a == nil {
 			continue
 		}
-		b := tx.Bucket(indexBuckets[k])
-		for _, key := range a.sorted() {
-			if err := b.Put(key, nil); err != nil {
-				return nil, 0, fmt.Errorf("backfill job indexes: index %s: %w", indexKind(k), err)
-			}
+		if err := fillIndex(tx.Bucket(indexBuckets[k]), indexKind(k), a.sorted()); err != nil {
+			return nil, 0, fmt.Errorf("backfill job indexes: index %s: %w", indexKind(k), err)
 		}
-		keys[k] = nil // its keys are in bbolt's nodes now
+		keys[k] = nil // its entries are in bbolt's nodes now
 	}
 	return created, jobs, nil
+}
+
+// fillIndex writes entries (keys of index kind, in order) into the empty
+// bucket b as chunks of chunkIDs ids.
+func fillIndex(b *bolt.Bucket, kind indexKind, keys [][]byte) error {
+	var (
+		prefix []byte
+		ids    [][]byte
+	)
+	flush := func() error {
+		for len(ids) > 0 {
+			n := min(len(ids), chunkIDs)
+			if err := b.Put(append(slices.Clip(prefix), ids[0]...), encodeIDs(ids[:n])); err != nil {
+				return err
+			}
+			ids = ids[n:]
+		}
+		return nil
+	}
+	for _, key := range keys {
+		p, id, err := parseIndexKey(kind, key)
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(p, prefix) {
+			if err := flush(); err != nil {
+				return err
+			}
+			prefix = p
+		}
+		ids = append(ids, id)
+	}
+	return flush()
 }
 
 // keyArena holds many keys in one buffer: key i is buf[ends[i-1]:ends[i]].
@@ -402,11 +390,11 @@ func parseIndexKey(kind indexKind, key []byte) (prefix, id []byte, err error) {
 }
 
 // checkIndexes verifies, in tx, that every stored job has each of its
-// index entries and that the indexes hold nothing else. Indexes missing
-// from the file (written before they existed; Open adds them) are not
-// checked. Each job is decoded once; entries are compared by count, and
-// only when the counts differ is every entry looked up, to name the
-// stray ones.
+// index entries and that the indexes hold nothing else, in well-formed
+// chunks. Indexes missing from the file (written before they existed; Open
+// adds them) are not checked. Each job is decoded once; entries are
+// compared by count, and only when the counts differ is every entry looked
+// up, to name the stray ones.
 func checkIndexes(tx *bolt.Tx) error {
 	jobs := tx.Bucket(bucketJobs)
 	if jobs == nil {
@@ -437,7 +425,7 @@ func checkIndexes(tx *bolt.Tx) error {
 				continue
 			}
 			want[e.kind]++
-			if b.Get(e.key) == nil {
+			if !hasPosting(b, e.prefix(), e.id()) {
 				errs = append(errs, fmt.Errorf("index %s: job %s (%s) has no entry %q", e.kind, id, j.State, e.key))
 			}
 		}
@@ -451,7 +439,12 @@ func checkIndexes(tx *bolt.Tx) error {
 			continue
 		}
 		kind := indexKind(k)
-		if n := b.Stats().KeyN; n != want[kind] {
+		n := 0
+		if err := eachPosting(kind, b, func(_, _ []byte) { n++ }); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if n != want[kind] {
 			errs = append(errs, fmt.Errorf("index %s: %d entries, want %d", kind, n, want[kind]))
 			errs = append(errs, strayEntries(jobs, b, kind)...)
 		}
@@ -463,28 +456,26 @@ func checkIndexes(tx *bolt.Tx) error {
 // names no stored job or a job that does not have it.
 func strayEntries(jobs, b *bolt.Bucket, kind indexKind) []error {
 	var errs []error
-	_ = b.ForEach(func(k, _ []byte) error {
-		_, id, err := parseIndexKey(kind, k)
-		if err != nil {
-			errs = append(errs, err)
-			return nil
-		}
+	err := eachPosting(kind, b, func(prefix, id []byte) {
+		key := append(slices.Clip(prefix), id...)
 		v := jobs.Get(id)
 		if v == nil {
-			errs = append(errs, fmt.Errorf("index %s: entry %q names no stored job", kind, k))
-			return nil
+			errs = append(errs, fmt.Errorf("index %s: entry %q names no stored job", kind, key))
+			return
 		}
 		j, err := decodeJob(string(id), v)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("job %s: %w", id, err))
-			return nil
+			return
 		}
 		j.ID = string(id)
-		if !slices.ContainsFunc(indexEntries(j), func(e indexEntry) bool { return e.kind == kind && bytes.Equal(e.key, k) }) {
-			errs = append(errs, fmt.Errorf("index %s: entry %q does not match job %s (%s)", kind, k, id, j.State))
+		if !slices.ContainsFunc(indexEntries(j), func(e indexEntry) bool { return e.kind == kind && bytes.Equal(e.key, key) }) {
+			errs = append(errs, fmt.Errorf("index %s: entry %q does not match job %s (%s)", kind, key, id, j.State))
 		}
-		return nil
 	})
+	if err != nil {
+		errs = append(errs, err)
+	}
 	return errs
 }
 
@@ -500,7 +491,6 @@ type listPlan struct {
 	limit  int
 	walk   *indexEntry  // kind and prefix of the walked index range; nil: the jobs bucket
 	checks []indexEntry // kind and prefix of the other filters; prefix+id must exist
-	buf    []byte       // scratch for the keys indexed looks up
 }
 
 // planList chooses the index range a List walks: the first filter given
@@ -522,17 +512,17 @@ func planList(f job.Filter) *listPlan {
 		value string
 	}{{indexArray, f.Array}, {indexPipeline, f.Pipeline}, {indexName, f.Name}} {
 		if r.value != "" {
-			ranges = append(ranges, indexEntry{r.kind, indexPrefix(r.value)})
+			ranges = append(ranges, prefixEntry(r.kind, indexPrefix(r.value)))
 		}
 	}
 	for _, k := range slices.Sorted(maps.Keys(f.Labels)) {
-		ranges = append(ranges, indexEntry{indexLabel, indexPrefix(k, f.Labels[k])})
+		ranges = append(ranges, prefixEntry(indexLabel, indexPrefix(k, f.Labels[k])))
 	}
 	if f.Tenant != "" {
-		ranges = append(ranges, indexEntry{indexTenant, indexPrefix(f.Tenant)})
+		ranges = append(ranges, prefixEntry(indexTenant, indexPrefix(f.Tenant)))
 	}
 	if f.State != 0 {
-		ranges = append(ranges, indexEntry{indexState, indexPrefix(stateValue(f.State))})
+		ranges = append(ranges, prefixEntry(indexState, indexPrefix(stateValue(f.State))))
 	}
 	if len(ranges) > 0 {
 		p.walk, p.checks = &ranges[0], ranges[1:]
@@ -540,60 +530,83 @@ func planList(f job.Filter) *listPlan {
 	return p
 }
 
+// prefixEntry is the range of a value in an index: an entry without an id.
+func prefixEntry(kind indexKind, prefix []byte) indexEntry {
+	return indexEntry{kind, prefix, len(prefix)}
+}
+
 // run lists a page in tx. visit, when not nil, is a test hook called with
-// the keys visited so far each time run checks ctx.
+// the entries visited so far each time run checks ctx.
 func (p *listPlan) run(ctx context.Context, tx *bolt.Tx, visit *func(int)) ([]*job.Job, string, error) {
 	jobs := tx.Bucket(bucketJobs)
 	var (
-		c      = jobs.Cursor()
-		prefix []byte
+		out     []*job.Job
+		next    string
+		visited int
+		failed  error
 	)
-	if p.walk != nil {
-		c, prefix = tx.Bucket(indexBuckets[p.walk.kind]).Cursor(), p.walk.key
-	}
-	start := append(slices.Clip(prefix), p.f.After...)
-	k, v := c.Seek(start)
-	if p.f.After != "" && bytes.Equal(k, start) {
-		k, v = c.Next()
-	}
-	var out []*job.Job
-	for visited := 0; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+	// take handles one candidate; it returns false to stop the walk.
+	take := func(id, v []byte) bool {
 		if visited++; visited%listCheckEvery == 0 {
 			if visit != nil {
 				(*visit)(visited)
 			}
 			if err := ctx.Err(); err != nil {
-				return nil, "", err
+				failed = err
+				return false
 			}
 		}
 		if len(out) == p.limit {
-			return out, out[len(out)-1].ID, nil
+			next = out[len(out)-1].ID
+			return false
 		}
-		id := k[len(prefix):]
 		if p.walk != nil {
 			if !p.indexed(tx, id) {
-				continue
+				return true
 			}
 			if v = jobs.Get(id); v == nil {
-				return nil, "", fmt.Errorf("index %s: entry %q names no stored job", p.walk.kind, k)
+				failed = fmt.Errorf("index %s: entry %q names no stored job", p.walk.kind, append(p.walk.prefix(), id...))
+				return false
 			}
 		}
 		j, err := decodeJob(string(id), v)
 		if err != nil {
-			return nil, "", fmt.Errorf("job %s: %w", id, err)
+			failed = fmt.Errorf("job %s: %w", id, err)
+			return false
 		}
 		if p.f.Match(j) {
 			out = append(out, j)
 		}
+		return true
 	}
-	return out, "", nil
+	var after []byte
+	if p.f.After != "" {
+		after = []byte(p.f.After)
+	}
+	if p.walk != nil {
+		err := postings(tx.Bucket(indexBuckets[p.walk.kind]), p.walk.prefix(), after, func(id []byte) bool { return take(id, nil) })
+		if err != nil {
+			return nil, "", fmt.Errorf("index %s: %w", p.walk.kind, err)
+		}
+	} else {
+		c := jobs.Cursor()
+		k, v := c.Seek(after)
+		if after != nil && bytes.Equal(k, after) {
+			k, v = c.Next()
+		}
+		for ; k != nil && take(k, v); k, v = c.Next() {
+		}
+	}
+	if failed != nil {
+		return nil, "", failed
+	}
+	return out, next, nil
 }
 
-// indexed reports whether job id has the index key of every other filter.
+// indexed reports whether job id has the entry of every other filter.
 func (p *listPlan) indexed(tx *bolt.Tx, id []byte) bool {
 	for _, c := range p.checks {
-		p.buf = append(append(p.buf[:0], c.key...), id...)
-		if tx.Bucket(indexBuckets[c.kind]).Get(p.buf) == nil {
+		if !hasPosting(tx.Bucket(indexBuckets[c.kind]), c.prefix(), id) {
 			return false
 		}
 	}

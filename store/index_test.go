@@ -123,6 +123,13 @@ func TestCheckIndexes(t *testing.T) {
 	key := func(id string, parts ...string) []byte {
 		return append(indexPrefix(parts...), id...)
 	}
+	ids := func(ids ...string) []byte {
+		var b [][]byte
+		for _, id := range ids {
+			b = append(b, []byte(id))
+		}
+		return encodeIDs(b)
+	}
 	for name, tc := range map[string]struct {
 		damage func(*bolt.Tx) error
 		want   string
@@ -131,24 +138,44 @@ func TestCheckIndexes(t *testing.T) {
 			func(tx *bolt.Tx) error {
 				return tx.Bucket(indexBuckets[indexName]).Delete(key(storetest.ID(2), "job-2"))
 			},
-			fmt.Sprintf("index jobs_by_name: job %s (PENDING) has no entry", storetest.ID(2)),
+			fmt.Sprintf("index index_name: job %s (PENDING) has no entry", storetest.ID(2)),
 		},
 		"Stale": {
 			// The job's entry under a state it left.
 			func(tx *bolt.Tx) error {
-				return tx.Bucket(indexBuckets[indexState]).Put(key(storetest.ID(1), stateValue(job.Running)), nil)
+				return tx.Bucket(indexBuckets[indexState]).Put(key(storetest.ID(1), stateValue(job.Running)), ids(storetest.ID(1)))
 			},
 			fmt.Sprintf("does not match job %s (PENDING)", storetest.ID(1)),
 		},
 		"NoJob": {
 			func(tx *bolt.Tx) error {
-				return tx.Bucket(indexBuckets[indexTenant]).Put(key(storetest.ID(9), job.DefaultTenant), nil)
+				return tx.Bucket(indexBuckets[indexTenant]).Put(key(storetest.ID(9), job.DefaultTenant), ids(storetest.ID(9)))
 			},
 			"names no stored job",
 		},
 		"Malformed": {
 			func(tx *bolt.Tx) error { return tx.Bucket(indexBuckets[indexLabel]).Put([]byte{9, 'x'}, nil) },
 			"malformed key",
+		},
+		"MalformedChunk": {
+			func(tx *bolt.Tx) error {
+				return tx.Bucket(indexBuckets[indexName]).Put(key(storetest.ID(2), "job-2"), []byte{40, 'x'})
+			},
+			"malformed chunk",
+		},
+		"WrongFirst": {
+			// A chunk whose key is not its first id.
+			func(tx *bolt.Tx) error {
+				return tx.Bucket(indexBuckets[indexName]).Put(key(storetest.ID(2), "job-2"), ids(storetest.ID(3)))
+			},
+			"starts with",
+		},
+		"Unordered": {
+			func(tx *bolt.Tx) error {
+				return tx.Bucket(indexBuckets[indexTenant]).Put(key(storetest.ID(1), job.DefaultTenant),
+					ids(storetest.ID(1), storetest.ID(3), storetest.ID(2)))
+			},
+			"out of order",
 		},
 	} {
 		t.Run(name, func(t *testing.T) {

@@ -54,20 +54,15 @@ type insertion struct {
 }
 
 // prepareInsert checks new jobs with job.CheckNew, encodes them and makes
-// their index keys, on the caller's goroutine.
+// their index keys, on the caller's goroutine (and, for a large batch, on
+// every CPU).
 func prepareInsert(jobs []*job.Job) (*insertion, error) {
 	if err := job.CheckNew(jobs); err != nil {
 		return nil, err
 	}
 	in := &insertion{jobs: jobs, encs: make([][]byte, len(jobs)), entries: make([][]indexEntry, len(jobs))}
-	if err := encodeNew(jobs, in.encs); err != nil {
+	if err := in.encode(); err != nil {
 		return nil, err
-	}
-	for i, j := range jobs {
-		in.entries[i] = indexEntries(j)
-		if err := checkIndexKeys(in.entries[i]); err != nil {
-			return nil, err
-		}
 	}
 	for _, enc := range in.encs {
 		in.size += len(enc)
@@ -76,33 +71,38 @@ func prepareInsert(jobs []*job.Job) (*insertion, error) {
 }
 
 // encodeChunk is the fewest jobs worth a goroutine of their own in
-// encodeNew.
+// insertion.encode.
 const encodeChunk = 256
 
-// encodeNew encodes jobs with version 1 into encs. Encoding is most of the
-// CPU time of a large insert, so a batch of several encodeChunks is split
-// over the CPUs; the goroutines end before it returns. The error is that of
-// the first job, in order, that failed.
-func encodeNew(jobs []*job.Job, encs [][]byte) error {
+// encode encodes the jobs with version 1 and makes their index keys.
+// Encoding is most of the CPU time of a large insert, so a batch of
+// several encodeChunks is split over the CPUs; the goroutines end before
+// it returns. The error is that of the first job, in order, that failed.
+func (in *insertion) encode() error {
 	encode := func(lo, hi int) error {
 		for i := lo; i < hi; i++ {
-			enc, err := encodeJob(jobs[i], 1)
+			enc, err := encodeJob(in.jobs[i], 1)
 			if err != nil {
 				return err
 			}
-			encs[i] = enc
+			in.encs[i] = enc
+			in.entries[i] = indexEntries(in.jobs[i])
+			if err := checkIndexKeys(in.entries[i]); err != nil {
+				return err
+			}
 		}
 		return nil
 	}
-	workers := min(runtime.GOMAXPROCS(0), len(jobs)/encodeChunk)
+	n := len(in.jobs)
+	workers := min(runtime.GOMAXPROCS(0), n/encodeChunk)
 	if workers <= 1 {
-		return encode(0, len(jobs))
+		return encode(0, n)
 	}
 	var wg sync.WaitGroup
 	errs := make([]error, workers)
-	per := (len(jobs) + workers - 1) / workers
+	per := (n + workers - 1) / workers
 	for w := range workers {
-		wg.Go(func() { errs[w] = encode(w*per, min((w+1)*per, len(jobs))) })
+		wg.Go(func() { errs[w] = encode(w*per, min((w+1)*per, n)) })
 	}
 	wg.Wait()
 	for _, err := range errs {
@@ -158,13 +158,15 @@ func (in *insertion) afterLast(b *bolt.Bucket) bool {
 // Every error it returns is an abort: it may have written part of the batch.
 func (in *insertion) put(tx *bolt.Tx, adding map[string]int) error {
 	b := tx.Bucket(bucketJobs)
+	var iw indexWriter
 	for i, j := range in.jobs {
 		if err := b.Put([]byte(j.ID), in.encs[i]); err != nil {
 			return abort(fmt.Errorf("put job %s: %w", j.ID, err))
 		}
-		if err := putIndex(tx, in.entries[i]); err != nil {
-			return abort(fmt.Errorf("job %s: %w", j.ID, err))
-		}
+		iw.put(in.entries[i])
+	}
+	if err := iw.flush(tx); err != nil {
+		return abort(err)
 	}
 	for name, n := range adding {
 		if err := addJobCount(tx, name, int64(n)); err != nil {
@@ -243,6 +245,7 @@ func (db *DB) prepareApply(updates []job.Update) (*application, error) {
 
 // apply writes the updates in tx; one that fails a check fails alone.
 func (p *application) apply(tx *bolt.Tx) error {
+	var iw indexWriter
 	for i, u := range p.updates {
 		if p.errs[i] != nil {
 			continue
@@ -250,16 +253,16 @@ func (p *application) apply(tx *bolt.Tx) error {
 		var v uint64
 		var err error
 		if u.Create {
-			v, err = createTask(tx, u, p.encs[i], p.entries[i])
+			v, err = createTask(tx, u, p.encs[i], p.entries[i], &iw)
 		} else {
-			v, err = applyOne(tx, u, p.encs[i], p.entries[i], p.stored[i])
+			v, err = applyOne(tx, u, p.encs[i], p.entries[i], p.stored[i], &iw)
 		}
 		if _, ok := err.(*abortError); ok {
 			return err
 		}
 		p.errs[i], p.versions[i] = err, v
 	}
-	return nil
+	return abortOn(iw.flush(tx))
 }
 
 // committed sets the new versions on the caller's jobs, once durable.
@@ -271,13 +274,13 @@ func (p *application) committed() {
 	}
 }
 
-// applyOne checks and writes one update, with next its index keys, and
-// returns the new version. The index keys to replace are those of the
+// applyOne checks and writes one update, with next its index keys (their
+// changes go to iw), and returns the new version. The index keys to replace are those of the
 // stored job: a transition changes only its state's key, but a change the
 // transition table forbids must not leave a stale one. They come from
 // stored (read before the commit) when the stored value is still the one
 // read then, and from decoding it otherwise.
-func applyOne(tx *bolt.Tx, u job.Update, enc []byte, next []indexEntry, stored storedIndex) (uint64, error) {
+func applyOne(tx *bolt.Tx, u job.Update, enc []byte, next []indexEntry, stored storedIndex, iw *indexWriter) (uint64, error) {
 	b := tx.Bucket(bucketJobs)
 	key := []byte(u.Next.ID)
 	cur := b.Get(key)
@@ -306,9 +309,7 @@ func applyOne(tx *bolt.Tx, u job.Update, enc []byte, next []indexEntry, stored s
 	if err := moveJobCount(tx, h, u.Next); err != nil {
 		return 0, abort(fmt.Errorf("job %s: %w", u.Next.ID, err))
 	}
-	if err := moveIndex(tx, old, next); err != nil {
-		return 0, abort(fmt.Errorf("job %s: %w", u.Next.ID, err))
-	}
+	iw.move(old, next)
 	v := h.Version + 1
 	if err := b.Put(key, withVersion(enc, v)); err != nil {
 		return 0, abort(fmt.Errorf("put job %s: %w", u.Next.ID, err))
@@ -334,7 +335,6 @@ func (db *DB) Get(ctx context.Context, id string) (*job.Job, error) {
 	}
 	return decodeJob(id, enc)
 }
-
 
 // List returns up to f.Limit jobs (default job.DefaultPageSize, at most
 // job.MaxPageSize) matching f with ids greater than f.After, in id order.
@@ -477,7 +477,10 @@ func (db *DB) DeleteFinished(ctx context.Context, before time.Time, limit int, k
 	var deleted []string
 	err := db.write(ctx, 0, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketJobs)
-		var del [][]byte
+		var (
+			del [][]byte
+			iw  indexWriter
+		)
 		for _, k := range found {
 			v := b.Get(k)
 			if v == nil {
@@ -492,10 +495,11 @@ func (db *DB) DeleteFinished(ctx context.Context, before time.Time, limit int, k
 				continue // left alone, as a header that does not decode
 			}
 			j.ID = string(k)
-			if err := deleteIndex(tx, indexEntries(j)); err != nil {
-				return abort(fmt.Errorf("job %s: %w", k, err))
-			}
+			iw.del(indexEntries(j))
 			del = append(del, k)
+		}
+		if err := iw.flush(tx); err != nil {
+			return abort(err)
 		}
 		for _, k := range del {
 			if err := b.Delete(k); err != nil {

@@ -16,6 +16,9 @@ import (
 //	1: values were the API's messages (hodeipb.Job, Pipeline, Worker,
 //	   Tenant, TokenInfo, AgentRecord), keys included.
 //	2: values are the store's own records (package record), keys left out.
+//	3: the job indexes hold chunks of ids (postings.go) instead of a key
+//	   per entry, in new buckets; the old ones are deleted and Open fills
+//	   the new ones from the jobs.
 //
 // Open migrates a file of an older schema in the transaction that opens it,
 // so that a crash leaves it wholly old or wholly new. This is the only code
@@ -55,16 +58,36 @@ func checkSchema(tx *bolt.Tx) (*migrated, error) {
 	case got > SchemaVersion:
 		return nil, fmt.Errorf("%w: the file has schema version %d and this hodei knows up to %d: "+
 			"run a hodei that knows schema %d, or restore a snapshot taken by this version", ErrSchema, got, SchemaVersion, got)
-	case got == 1:
-		m, err := migrateV1(tx)
-		if err != nil {
-			return nil, fmt.Errorf("migrate schema 1 to %d (the file is left as it was): %w", SchemaVersion, err)
+	case got == 1 || got == 2:
+		m := &migrated{From: got}
+		if got == 1 {
+			var err error
+			if m, err = migrateV1(tx); err != nil {
+				return nil, fmt.Errorf("migrate schema 1 to %d (the file is left as it was): %w", SchemaVersion, err)
+			}
+		}
+		if err := dropOldIndexes(tx); err != nil {
+			return nil, fmt.Errorf("migrate schema %d to %d (the file is left as it was): %w", got, SchemaVersion, err)
 		}
 		return m, putSchema(meta)
 	default:
 		return nil, fmt.Errorf("%w: the file has schema version %d, which no hodei writes: "+
 			"the file is damaged; restore a snapshot", ErrSchema, got)
 	}
+}
+
+// dropOldIndexes deletes the index buckets of schema 2, if any; Open then
+// builds the new ones (ensureIndexes).
+func dropOldIndexes(tx *bolt.Tx) error {
+	for _, name := range oldIndexBuckets {
+		if tx.Bucket(name) == nil {
+			continue
+		}
+		if err := tx.DeleteBucket(name); err != nil {
+			return fmt.Errorf("delete bucket %s: %w", name, err)
+		}
+	}
+	return nil
 }
 
 func putSchema(meta *bolt.Bucket) error {

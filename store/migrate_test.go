@@ -172,7 +172,7 @@ func TestSchema(t *testing.T) {
 		var logs bytes.Buffer
 		db := MustOpenPath(t, path, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 		require.Contains(t, logs.String(), "store migrated")
-		require.Contains(t, logs.String(), "from_schema=1 to_schema=2 jobs=3 pipelines=1 workers=2 tenants=2 tokens=1 agents=1")
+		require.Contains(t, logs.String(), "from_schema=1 to_schema=3 jobs=3 pipelines=1 workers=2 tenants=2 tokens=1 agents=1")
 
 		ctx := t.Context()
 		var jobs []*job.Job
@@ -205,6 +205,50 @@ func TestSchema(t *testing.T) {
 		db = MustOpenPath(t, path, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 		require.NotContains(t, logs.String(), "store migrated", "a migrated file is migrated once")
 		require.Equal(t, next, storetest.MustGet(t, db, next.ID))
+	})
+	t.Run("MigratesV2Indexes", func(t *testing.T) {
+		// A schema-2 file kept a key per index entry, in other buckets:
+		// they are dropped and the chunked indexes built from the jobs.
+		path := filepath.Join(t.TempDir(), "hodei.db")
+		db, err := Open(path, Options{NoSync: true})
+		require.NoError(t, err)
+		insertN(t, db, 1, 200, nil)
+		require.NoError(t, db.Close())
+		bdb, err := bolt.Open(path, 0o600, nil)
+		require.NoError(t, err)
+		require.NoError(t, bdb.Update(func(tx *bolt.Tx) error {
+			for k := range numIndexes {
+				if err := tx.DeleteBucket(indexBuckets[k]); err != nil {
+					return err
+				}
+			}
+			for _, name := range oldIndexBuckets {
+				b, err := tx.CreateBucket(name)
+				if err != nil {
+					return err
+				}
+				if err := b.Put([]byte("\x011"+storetest.ID(1)), nil); err != nil {
+					return err
+				}
+			}
+			return tx.Bucket(bucketMeta).Put(schemaKey, binary.BigEndian.AppendUint64(nil, 2))
+		}))
+		require.NoError(t, bdb.Close())
+
+		var logs bytes.Buffer
+		db = MustOpenPath(t, path, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		require.Contains(t, logs.String(), "from_schema=2 to_schema=3")
+		require.Contains(t, logs.String(), "job indexes built")
+		require.NoError(t, db.bolt.View(func(tx *bolt.Tx) error {
+			for _, name := range oldIndexBuckets {
+				require.Nil(t, tx.Bucket(name), "bucket %s", name)
+			}
+			return nil
+		}))
+		require.Equal(t, []string{storetest.ID(7)}, listIDs(t, db, job.Filter{Name: "job-7"}))
+		require.Len(t, listIDs(t, db, job.Filter{State: job.Pending, Limit: 1000}), 200)
+		require.NoError(t, db.Close())
+		require.Equal(t, uint64(SchemaVersion), readSchema(t, path))
 	})
 	t.Run("ManyJobs", func(t *testing.T) {
 		// The migration works in chunks: every job is rewritten once,
@@ -243,7 +287,7 @@ func TestSchema(t *testing.T) {
 		}))
 		require.NoError(t, bdb.Close())
 		_, err = Open(path, Options{})
-		require.ErrorContains(t, err, `migrate schema 1 to 2 (the file is left as it was): tenants: "broken": decode tenant`)
+		require.ErrorContains(t, err, `migrate schema 1 to 3 (the file is left as it was): tenants: "broken": decode tenant`)
 		require.Equal(t, uint64(1), readSchema(t, path))
 		require.NoError(t, CheckFile(path))
 	})
@@ -261,7 +305,7 @@ func TestSchema(t *testing.T) {
 		msg  string
 	}{
 		{"Newer", binary.BigEndian.AppendUint64(nil, 99), nil,
-			"unsupported database schema: the file has schema version 99 and this hodei knows up to 2: " +
+			"unsupported database schema: the file has schema version 99 and this hodei knows up to 3: " +
 				"run a hodei that knows schema 99, or restore a snapshot taken by this version"},
 		{"Garbage", []byte("v2"), nil,
 			"the schema version in the meta bucket is 2 bytes (7632), want 8: the file is damaged or not a hodei database"},

@@ -1,0 +1,414 @@
+package store
+
+import (
+	"bytes"
+	"cmp"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// An index bucket holds, for each indexed value, the ids of its jobs in
+// chunks (posting lists): the key of a chunk is the value's prefix (see
+// indexPrefix) followed by the chunk's first id, and its value is the
+// chunk's ids in ascending order, each after its length as a uvarint. The
+// chunks of one value are contiguous, in id order, and disjoint: every id
+// of a chunk sorts before the first id of the next.
+//
+// A job in a key of its own per index made each new job six puts; with
+// chunks, a batch of a thousand jobs of one tenant, name and labels adds
+// to a few chunks of each value, and a pass that dispatches 64 jobs
+// rewrites one or two chunks of a state instead of deleting and putting
+// 128 keys. A change of one job rewrites the chunks it touches, at most
+// chunkIDs ids each.
+
+// chunkIDs is the most ids a chunk holds: with ids stored after the prefix
+// they share with the one before (encodeIDs), a chunk of ULIDs made close
+// together is well under a KiB, so that a rewrite copies little.
+const chunkIDs = 128
+
+// indexOp is one change to an index: add or remove one entry.
+type indexOp struct {
+	indexEntry
+	add bool
+}
+
+// indexWriter gathers the index changes of one request and writes them
+// together (flush), so that the entries of many jobs that fall in one
+// chunk rewrite it once.
+type indexWriter struct {
+	ops []indexOp
+}
+
+// put adds entries to their indexes.
+func (w *indexWriter) put(entries []indexEntry) {
+	for _, e := range entries {
+		w.ops = append(w.ops, indexOp{e, true})
+	}
+}
+
+// del removes entries from their indexes.
+func (w *indexWriter) del(entries []indexEntry) {
+	for _, e := range entries {
+		w.ops = append(w.ops, indexOp{e, false})
+	}
+}
+
+// move replaces old (the entries of a stored job) by next (those of its
+// new version), touching only those that differ. Both are ordered as
+// indexEntries returns them.
+func (w *indexWriter) move(old, next []indexEntry) {
+	for len(old) > 0 || len(next) > 0 {
+		c := 0
+		switch {
+		case len(old) == 0:
+			c = 1
+		case len(next) == 0:
+			c = -1
+		default:
+			c = compareEntries(old[0], next[0])
+		}
+		switch {
+		case c < 0:
+			w.ops, old = append(w.ops, indexOp{old[0], false}), old[1:]
+		case c > 0:
+			w.ops, next = append(w.ops, indexOp{next[0], true}), next[1:]
+		default:
+			old, next = old[1:], next[1:]
+		}
+	}
+}
+
+// flush writes the gathered changes in tx, in order: of several changes to
+// one entry the last one holds. An error must abort the transaction.
+//
+// The changes are grouped by index and value without a comparison sort of
+// them all: a new batch's thousands of entries fall in a few values, each
+// in id order already, and the ids of a value are sorted only when they
+// are not.
+func (w *indexWriter) flush(tx *bolt.Tx) error {
+	type group struct {
+		kind   indexKind
+		prefix []byte
+		ops    []indexOp
+	}
+	var (
+		groups []*group
+		last   [numIndexes]*group // the group of each kind's last op
+		byKey  = make(map[string]*group)
+	)
+	for _, op := range w.ops {
+		g := last[op.kind]
+		if g == nil || !bytes.Equal(g.prefix, op.prefix()) {
+			key := string(append([]byte{byte(op.kind)}, op.prefix()...))
+			if g = byKey[key]; g == nil {
+				g = &group{kind: op.kind, prefix: op.prefix()}
+				byKey[key] = g
+				groups = append(groups, g)
+			}
+			last[op.kind] = g
+		}
+		g.ops = append(g.ops, op)
+	}
+	w.ops = nil
+	slices.SortFunc(groups, func(a, b *group) int {
+		return cmp.Or(cmp.Compare(a.kind, b.kind), bytes.Compare(a.prefix, b.prefix))
+	})
+	for _, g := range groups {
+		if err := applyPostings(tx.Bucket(indexBuckets[g.kind]), g.prefix, lastByID(g.ops)); err != nil {
+			return fmt.Errorf("index %s: %w", g.kind, err)
+		}
+	}
+	return nil
+}
+
+// lastByID returns ops (of one value) in id order, with only the last op of
+// each id.
+func lastByID(ops []indexOp) []indexOp {
+	byID := func(a, b indexOp) int { return bytes.Compare(a.id(), b.id()) }
+	if !slices.IsSortedFunc(ops, byID) {
+		slices.SortStableFunc(ops, byID) // stable: the last op of an id stays last
+	}
+	out := ops[:0]
+	for i, op := range ops {
+		if i+1 < len(ops) && bytes.Equal(op.id(), ops[i+1].id()) {
+			continue
+		}
+		out = append(out, op)
+	}
+	return out
+}
+
+// applyPostings applies ops, all of one value (prefix) and in id order, to
+// the value's chunks in b, one chunk at a time: the ops that fall in a
+// chunk's range are merged into it and the chunk is written back, split
+// when it grows past chunkIDs.
+func applyPostings(b *bolt.Bucket, prefix []byte, ops []indexOp) error {
+	for len(ops) > 0 {
+		ch := findChunk(b.Cursor(), prefix, ops[0].id())
+		n := len(ops)
+		if ch.upper != nil {
+			n, _ = slices.BinarySearchFunc(ops, ch.upper, func(op indexOp, upper []byte) int {
+				return bytes.Compare(op.id(), upper)
+			})
+		}
+		ids, err := decodeChunk(bytes.Clone(ch.val))
+		if err != nil {
+			return fmt.Errorf("chunk %q: %w", ch.key, err)
+		}
+		merged := mergeChunk(ids, ops[:n])
+		ops = ops[n:]
+		if err := writeChunk(b, prefix, ch.key, merged); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// chunk is where findChunk found an id's chunk: its key and value (nil when
+// the value has no chunk yet), and upper, the first id of the next chunk of
+// the value (nil: none).
+type chunk struct {
+	key, val, upper []byte
+}
+
+// findChunk returns the chunk of prefix that holds id or would: the last
+// one whose first id is at most id, or else the value's first chunk. The
+// key and upper are copies; the value is valid until the bucket changes.
+func findChunk(c *bolt.Cursor, prefix, id []byte) chunk {
+	seek := append(slices.Clip(prefix), id...)
+	k, v := c.Seek(seek)
+	var ch chunk
+	var next []byte // the key after the chunk's
+	switch {
+	case k != nil && bytes.Equal(k, seek):
+		ch.key, ch.val = k, v
+		next, _ = c.Next()
+	default:
+		// k is the first key after id, or nil; the chunk before it holds
+		// id when it is of the value. (At the first key, Prev returns nil.)
+		var pk, pv []byte
+		if k == nil {
+			pk, pv = c.Last()
+		} else {
+			pk, pv = c.Prev()
+		}
+		switch {
+		case pk != nil && bytes.HasPrefix(pk, prefix):
+			ch.key, ch.val, next = pk, pv, k
+		case k != nil && bytes.HasPrefix(k, prefix):
+			// id comes before the value's first chunk, which takes it.
+			ch.key, ch.val = k, v
+			c.Seek(k)
+			next, _ = c.Next()
+		default:
+			return chunk{}
+		}
+	}
+	ch.key = bytes.Clone(ch.key)
+	if next != nil && bytes.HasPrefix(next, prefix) {
+		ch.upper = bytes.Clone(next[len(prefix):])
+	}
+	return ch
+}
+
+// mergeChunk applies ops (in id order) to ids (in id order): an add inserts
+// an id that is missing, a removal drops one that is there.
+func mergeChunk(ids [][]byte, ops []indexOp) [][]byte {
+	out := make([][]byte, 0, len(ids)+len(ops))
+	i := 0
+	for _, op := range ops {
+		id := op.id()
+		for i < len(ids) && bytes.Compare(ids[i], id) < 0 {
+			out = append(out, ids[i])
+			i++
+		}
+		present := i < len(ids) && bytes.Equal(ids[i], id)
+		if present {
+			i++
+		}
+		if op.add {
+			out = append(out, id)
+		}
+	}
+	return append(out, ids[i:]...)
+}
+
+// writeChunk stores ids, the new content of the chunk that was at key (nil:
+// none), as chunks of at most chunkIDs ids of equal size: a chunk grown by
+// appends is split into nearly full ones, and one grown by a single id into
+// halves. A chunk left empty is deleted.
+func writeChunk(b *bolt.Bucket, prefix, key []byte, ids [][]byte) error {
+	if key != nil && (len(ids) == 0 || !bytes.Equal(key[len(prefix):], ids[0])) {
+		if err := b.Delete(key); err != nil {
+			return err
+		}
+	}
+	pieces := (len(ids) + chunkIDs - 1) / chunkIDs
+	for p := range pieces {
+		lo, hi := p*len(ids)/pieces, (p+1)*len(ids)/pieces
+		k := append(slices.Clip(prefix), ids[lo]...)
+		if err := b.Put(k, encodeIDs(ids[lo:hi])); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// encodeIDs returns the value of a chunk of ids (in order): each id as the
+// length of the prefix it shares with the one before, then the length of
+// the rest and the rest. Ids made together (ULIDs of one batch) share all
+// but their last few bytes, so that an id costs a few bytes, not 26.
+func encodeIDs(ids [][]byte) []byte {
+	n := 0
+	for _, id := range ids {
+		n += 2*binary.MaxVarintLen32 + len(id)
+	}
+	out := make([]byte, 0, n)
+	var prev []byte
+	for _, id := range ids {
+		shared := 0
+		for shared < len(prev) && shared < len(id) && prev[shared] == id[shared] {
+			shared++
+		}
+		out = binary.AppendUvarint(out, uint64(shared))
+		out = binary.AppendUvarint(out, uint64(len(id)-shared))
+		out = append(out, id[shared:]...)
+		prev = id
+	}
+	return out
+}
+
+// chunkReader reads the ids of a chunk's value in order. The id it holds
+// is overwritten by the next one.
+type chunkReader struct {
+	v, id []byte
+	err   error
+}
+
+// next reads the next id, and reports whether there was one; a malformed
+// value sets err.
+func (r *chunkReader) next() bool {
+	if len(r.v) == 0 || r.err != nil {
+		return false
+	}
+	shared, w := binary.Uvarint(r.v)
+	if w <= 0 || shared > uint64(len(r.id)) {
+		r.err = errors.New("malformed chunk")
+		return false
+	}
+	r.v = r.v[w:]
+	n, w := binary.Uvarint(r.v)
+	if w <= 0 || n > uint64(len(r.v)-w) || shared+n == 0 {
+		r.err = errors.New("malformed chunk")
+		return false
+	}
+	r.id = append(r.id[:shared], r.v[w:w+int(n)]...)
+	r.v = r.v[w+int(n):]
+	return true
+}
+
+// decodeChunk returns the ids of a chunk's value, in one new allocation.
+func decodeChunk(v []byte) ([][]byte, error) {
+	r := chunkReader{v: v}
+	var (
+		buf  []byte
+		ends []int
+	)
+	for r.next() {
+		buf = append(buf, r.id...)
+		ends = append(ends, len(buf))
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	ids := make([][]byte, len(ends))
+	start := 0
+	for i, end := range ends {
+		ids[i] = buf[start:end:end]
+		start = end
+	}
+	return ids, nil
+}
+
+// hasPosting reports whether the index bucket b holds id under prefix.
+func hasPosting(b *bolt.Bucket, prefix, id []byte) bool {
+	r := chunkReader{v: findChunk(b.Cursor(), prefix, id).val}
+	for r.next() {
+		switch c := bytes.Compare(r.id, id); {
+		case c == 0:
+			return true
+		case c > 0:
+			return false
+		}
+	}
+	return false
+}
+
+// postings walks the ids of prefix in b after after (all when nil), in
+// order, calling yield until it returns false. The ids are valid for the
+// transaction. A malformed chunk stops the walk with an error.
+func postings(b *bolt.Bucket, prefix, after []byte, yield func(id []byte) bool) error {
+	c := b.Cursor()
+	var k, v []byte
+	if after == nil {
+		k, v = c.Seek(prefix)
+	} else {
+		ch := findChunk(c, prefix, after)
+		if ch.key == nil {
+			return nil
+		}
+		k, v = c.Seek(ch.key)
+	}
+	for ; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		ids, err := decodeChunk(v)
+		if err != nil {
+			return fmt.Errorf("chunk %q: %w", k, err)
+		}
+		for _, id := range ids {
+			if after != nil && bytes.Compare(id, after) <= 0 {
+				continue
+			}
+			if !yield(id) {
+				return nil
+			}
+		}
+	}
+	return nil
+}
+
+// eachPosting calls fn with every (prefix, id) of the index bucket b of
+// kind, checking that the chunks are well formed: not empty, keyed by their
+// first id, ascending, and disjoint from the next chunk of the value.
+func eachPosting(kind indexKind, b *bolt.Bucket, fn func(prefix, id []byte)) error {
+	var lastPrefix, lastID []byte
+	return b.ForEach(func(k, v []byte) error {
+		prefix, first, err := parseIndexKey(kind, k)
+		if err != nil {
+			return err
+		}
+		ids, err := decodeChunk(v)
+		switch {
+		case err != nil:
+			return fmt.Errorf("index %s: chunk %q: %w", kind, k, err)
+		case len(ids) == 0:
+			return fmt.Errorf("index %s: chunk %q is empty", kind, k)
+		case !bytes.Equal(ids[0], first):
+			return fmt.Errorf("index %s: chunk %q starts with %q", kind, k, ids[0])
+		}
+		if !bytes.Equal(prefix, lastPrefix) {
+			lastPrefix, lastID = prefix, nil
+		}
+		for _, id := range ids {
+			if lastID != nil && bytes.Compare(id, lastID) <= 0 {
+				return fmt.Errorf("index %s: chunk %q: id %q out of order", kind, k, id)
+			}
+			fn(prefix, id)
+			lastID = id
+		}
+		return nil
+	})
+}

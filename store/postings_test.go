@@ -1,0 +1,161 @@
+package store
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	bolt "go.etcd.io/bbolt"
+)
+
+// TestPostingsModel applies random batches of adds and removals, of a few
+// values with ids of several lengths, to a chunked index and to a plain set,
+// and checks after each batch that the chunks are well formed and hold
+// exactly the set, that every walk from any id yields the set's ids after
+// it in order, and that membership agrees.
+func TestPostingsModel(t *testing.T) {
+	for seed := range uint64(8) {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(seed, 1))
+			bdb, err := bolt.Open(filepath.Join(t.TempDir(), "p.db"), 0o600, &bolt.Options{NoSync: true})
+			require.NoError(t, err)
+			defer bdb.Close()
+			require.NoError(t, bdb.Update(func(tx *bolt.Tx) error {
+				_, err := tx.CreateBucket(indexBuckets[indexTenant])
+				return err
+			}))
+			values := []string{"a", "ab", "b", ""}
+			// Ids of varied lengths, so that one is a prefix of another.
+			idOf := func(n int) string { return fmt.Sprintf("%0*d", 2+n%3, n) }
+			model := map[string]map[string]bool{}
+			for round := range 60 {
+				var iw indexWriter
+				ops := 1 + rng.IntN(300)
+				for range ops {
+					v := values[rng.IntN(len(values))]
+					id := idOf(rng.IntN(500))
+					e := prefixEntry(indexTenant, indexPrefix(v))
+					e.key = append(slices.Clip(e.key), id...)
+					add := rng.IntN(3) > 0
+					if add {
+						iw.put([]indexEntry{e})
+					} else {
+						iw.del([]indexEntry{e})
+					}
+					if model[v] == nil {
+						model[v] = map[string]bool{}
+					}
+					if add {
+						model[v][id] = true
+					} else {
+						delete(model[v], id)
+					}
+				}
+				require.NoError(t, bdb.Update(iw.flush), "round %d", round)
+				require.NoError(t, bdb.View(func(tx *bolt.Tx) error {
+					checkPostings(t, tx.Bucket(indexBuckets[indexTenant]), model)
+					return nil
+				}), "round %d", round)
+			}
+		})
+	}
+}
+
+// checkPostings compares the index bucket b with model, value by value.
+func checkPostings(t *testing.T, b *bolt.Bucket, model map[string]map[string]bool) {
+	t.Helper()
+	got := map[string][]string{}
+	require.NoError(t, eachPosting(indexTenant, b, func(prefix, id []byte) {
+		got[string(prefix)] = append(got[string(prefix)], string(id))
+	}))
+	require.NoError(t, b.ForEach(func(_, v []byte) error {
+		ids, err := decodeChunk(v)
+		require.NoError(t, err)
+		require.LessOrEqual(t, len(ids), chunkIDs)
+		return nil
+	}))
+	for v, set := range model {
+		prefix := indexPrefix(v)
+		want := make([]string, 0, len(set))
+		for id := range set {
+			want = append(want, id)
+		}
+		slices.Sort(want)
+		require.Equal(t, want, append([]string{}, got[string(prefix)]...), "value %q", v)
+		delete(got, string(prefix))
+		afters := []string{""}
+		for n := 0; n < 500; n += 23 {
+			afters = append(afters, fmt.Sprintf("%0*d", 2+n%3, n)) // in the set or not
+		}
+		for _, after := range afters {
+			var walked []string
+			var from []byte // nil: from the start
+			if after != "" {
+				from = []byte(after)
+			}
+			require.NoError(t, postings(b, prefix, from, func(id []byte) bool {
+				walked = append(walked, string(id))
+				return true
+			}))
+			i, found := slices.BinarySearch(want, after)
+			if found {
+				i++
+			}
+			require.Equal(t, want[i:], append([]string{}, walked...), "value %q after %q", v, after)
+		}
+		for n := range 500 {
+			id := fmt.Sprintf("%0*d", 2+n%3, n)
+			require.Equal(t, set[id], hasPosting(b, prefix, []byte(id)), "value %q id %q", v, id)
+		}
+	}
+	for prefix, ids := range got {
+		require.Empty(t, ids, "prefix %q is not in the model", prefix)
+	}
+}
+
+// TestPostingsBatchChunks checks that a batch of a thousand new ids of one
+// value is stored in nearly full chunks, and that removing them all leaves
+// no chunk.
+func TestPostingsBatchChunks(t *testing.T) {
+	bdb, err := bolt.Open(filepath.Join(t.TempDir(), "p.db"), 0o600, &bolt.Options{NoSync: true})
+	require.NoError(t, err)
+	defer bdb.Close()
+	require.NoError(t, bdb.Update(func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucket(indexBuckets[indexState])
+		return err
+	}))
+	entries := func(lo, hi int) []indexEntry {
+		var out []indexEntry
+		for n := lo; n < hi; n++ {
+			e := prefixEntry(indexState, indexPrefix("1"))
+			e.key = append(slices.Clip(e.key), fmt.Sprintf("%08d", n)...)
+			out = append(out, e)
+		}
+		return out
+	}
+	chunks := func() int {
+		n := 0
+		require.NoError(t, bdb.View(func(tx *bolt.Tx) error {
+			n = tx.Bucket(indexBuckets[indexState]).Stats().KeyN
+			return nil
+		}))
+		return n
+	}
+	for batch := range 3 {
+		require.NoError(t, bdb.Update(func(tx *bolt.Tx) error {
+			var iw indexWriter
+			iw.put(entries(batch*1000, (batch+1)*1000))
+			return iw.flush(tx)
+		}))
+	}
+	require.LessOrEqual(t, chunks(), 3000/chunkIDs+3, "appended batches fill their chunks")
+	require.NoError(t, bdb.Update(func(tx *bolt.Tx) error {
+		var iw indexWriter
+		iw.del(entries(0, 3000))
+		return iw.flush(tx)
+	}))
+	require.Zero(t, chunks())
+}
