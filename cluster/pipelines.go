@@ -137,8 +137,11 @@ func (s *Cluster) submitted(jobs []*job.Job) {
 	now := s.cfg.Now()
 	s.mu.Lock()
 	for _, j := range jobs {
-		if s.known(j.ID) {
-			continue // a later version was published meanwhile (a cancel)
+		// A later version may have been published meanwhile: a cancel (then
+		// it is among the recent finished jobs) or a change to the pending
+		// job. It cannot be active: only a waiting job is dispatched.
+		if _, ok := s.waiting[j.ID]; ok || s.recent.get(j.ID) != nil {
+			continue
 		}
 		b := j.Brief()
 		s.addPending(&b, now)

@@ -158,7 +158,11 @@ func (in *insertion) afterLast(b *bolt.Bucket) bool {
 // Every error it returns is an abort: it may have written part of the batch.
 func (in *insertion) put(tx *bolt.Tx, adding map[string]int) error {
 	b := tx.Bucket(bucketJobs)
-	var iw indexWriter
+	n := 0
+	for _, e := range in.entries {
+		n += len(e)
+	}
+	iw := indexWriter{ops: make([]indexOp, 0, n)}
 	for i, j := range in.jobs {
 		if err := b.Put([]byte(j.ID), in.encs[i]); err != nil {
 			return abort(fmt.Errorf("put job %s: %w", j.ID, err))

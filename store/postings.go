@@ -97,21 +97,34 @@ func (w *indexWriter) flush(tx *bolt.Tx) error {
 	}
 	var (
 		groups []*group
-		last   [numIndexes]*group // the group of each kind's last op
-		byKey  = make(map[string]*group)
+		counts []int
+		last   [numIndexes]int // 1 + the group of each kind's last op
+		byKey  = make(map[string]int)
+		of     = make([]int32, len(w.ops)) // each op's group
 	)
-	for _, op := range w.ops {
-		g := last[op.kind]
-		if g == nil || !bytes.Equal(g.prefix, op.prefix()) {
+	// Find each op's group and count them, then copy the ops into slices
+	// of the right size.
+	for i, op := range w.ops {
+		g := last[op.kind] - 1
+		if g < 0 || !bytes.Equal(groups[g].prefix, op.prefix()) {
 			key := string(append([]byte{byte(op.kind)}, op.prefix()...))
-			if g = byKey[key]; g == nil {
-				g = &group{kind: op.kind, prefix: op.prefix()}
+			var ok bool
+			if g, ok = byKey[key]; !ok {
+				g = len(groups)
 				byKey[key] = g
-				groups = append(groups, g)
+				groups = append(groups, &group{kind: op.kind, prefix: op.prefix()})
+				counts = append(counts, 0)
 			}
-			last[op.kind] = g
+			last[op.kind] = g + 1
 		}
-		g.ops = append(g.ops, op)
+		of[i] = int32(g)
+		counts[g]++
+	}
+	for g, n := range counts {
+		groups[g].ops = make([]indexOp, 0, n)
+	}
+	for i, op := range w.ops {
+		groups[of[i]].ops = append(groups[of[i]].ops, op)
 	}
 	w.ops = nil
 	slices.SortFunc(groups, func(a, b *group) int {
