@@ -222,7 +222,7 @@ func TestAdversarialRekeyArrayWithDeadline(t *testing.T) {
 		}
 	}
 	h.s.mu.RLock()
-	_, bogus := h.s.waiting[a.ID]
+	_, bogus := h.s.wait.lookup(a.ID)
 	entries := 0
 	for _, q := range h.s.queues {
 		entries += q.tree.Len()

@@ -62,7 +62,7 @@ func (s *Cluster) addArray(a *job.Array, materialized []int) {
 		next++
 	}
 	t := &scheduler.Tasks{Array: a.ID, First: a.First, Count: a.Len(), Next: next, Skip: slices.Clip(materialized[next:])}
-	st := &arrayState{rec: a, tasks: t}
+	st := &arrayState{rec: a, tasks: t, entry: noSlot}
 	s.arrays[a.ID] = st
 	i, _ := slices.BinarySearch(s.arrayIDs, a.ID)
 	s.arrayIDs = slices.Insert(s.arrayIDs, i, a.ID)
@@ -70,17 +70,18 @@ func (s *Cluster) addArray(a *job.Array, materialized []int) {
 		return
 	}
 	s.addWaiting(a.Spec.Tenant, t.Left(), a.Spec.Resources)
-	st.entry = s.arrayEntry(st)
-	s.enqueue(st.entry)
+	s.enqueueArray(st)
 }
 
-// arrayEntry is the queue entry of an array's unmaterialized tasks.
-func (s *Cluster) arrayEntry(st *arrayState) *scheduler.Waiting {
+// enqueueArray files the queue entry of an array's unmaterialized tasks,
+// keyed as its first one. The caller holds mu.
+func (s *Cluster) enqueueArray(st *arrayState) {
 	first := st.rec.Task(st.tasks.Next)
 	w := scheduler.WaitingOf(first, s.cfg.Now(), s.cfg.Aging)
 	w.ID, w.Tasks = st.rec.ID, st.tasks
 	w.Array, w.ArrayLimit = st.rec.ID, int32(st.rec.Limit)
-	return w
+	st.entry = s.wait.add(w, s.count(w.Tenant).idx, 0, true)
+	s.enqueue(st.entry)
 }
 
 // materialized records that task j of an array is a job now (dispatched,
@@ -124,14 +125,13 @@ func (s *Cluster) materialized(j *job.Job) {
 // setTasks replaces an array's task set and its queue entry. The caller
 // holds mu.
 func (s *Cluster) setTasks(st *arrayState, t *scheduler.Tasks) {
-	if st.entry != nil {
-		s.dequeue(st.entry)
-		st.entry = nil
+	if st.entry != noSlot {
+		s.unfile(st.entry)
+		st.entry = noSlot
 	}
 	st.tasks = t
 	if !st.rec.Cancelled && t.Left() > 0 {
-		st.entry = s.arrayEntry(st)
-		s.enqueue(st.entry)
+		s.enqueueArray(st)
 	}
 }
 
@@ -398,8 +398,8 @@ func (s *Cluster) SweepArrays(ctx context.Context, before time.Time) {
 		}
 		s.mu.Lock()
 		if st := s.arrays[id]; st != nil {
-			if st.entry != nil {
-				s.dequeue(st.entry)
+			if st.entry != noSlot {
+				s.unfile(st.entry)
 			}
 			delete(s.arrays, id)
 			if i, ok := slices.BinarySearch(s.arrayIDs, id); ok {

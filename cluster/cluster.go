@@ -62,13 +62,14 @@ type Cluster struct {
 	// few map and tree operations; a pass holds it while it takes its
 	// snapshot and decides, which costs what the pass places.
 	mu           sync.RWMutex
-	waiting      map[string]waitRef             // Pending jobs, by id
+	wait         waitTable                      // Pending jobs, and arrays' entries
 	needs        map[string][]string            // blocked job id → its dependencies
 	active       map[string]*job.Job            // Scheduled and Running jobs, by id; immutable values
 	queues       map[string]*tenantQueue        // tenant → its ready work
 	delayed      delayHeap                      // waiting jobs whose backoff has not ended
 	rekeyed      time.Time                      // the last re-key of jobs with deadlines
 	counts       map[string]*tenantCount        // tenant → what its unfinished jobs add up to
+	tenantList   []*tenantCount                 // counts by tenantCount.idx
 	arrays       map[string]*arrayState         // arrays with tasks not yet materialized
 	arrayIDs     []string                       // the keys of arrays, sorted
 	arrayRunning map[string]int                 // array id → its Scheduled and Running jobs (arrays with a limit)
@@ -115,10 +116,9 @@ func New(cfg Config) *Cluster {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	cfg.Settings = cfg.Settings.withDefaults()
-	return &Cluster{
+	s := &Cluster{
 		cfg:          cfg,
 		log:          cfg.Logger.With("component", "cluster"),
-		waiting:      make(map[string]waitRef),
 		needs:        make(map[string][]string),
 		active:       make(map[string]*job.Job),
 		queues:       make(map[string]*tenantQueue),
@@ -140,6 +140,8 @@ func New(cfg Config) *Cluster {
 		wake:         make(chan struct{}, 1),
 		idEntropy:    ulid.Monotonic(crand.Reader, 0),
 	}
+	s.delayed.t = &s.wait
+	return s
 }
 
 // Config returns the effective configuration, defaults filled in.
@@ -506,13 +508,15 @@ func (s *Cluster) publish(j *job.Job) {
 func (s *Cluster) track(j *job.Job) (prev *job.Job, won bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if ref, ok := s.waiting[j.ID]; ok {
-		if ref.version >= j.Version {
+	if sl, ok := s.wait.lookup(j.ID); ok {
+		e := s.wait.at(sl)
+		if e.version >= j.Version {
 			return nil, false
 		}
-		s.unfile(j.ID)
-		s.addWaiting(ref.w.Tenant, -1, ref.w.Resources)
-		unindex(s.byArray, ref.w.Array, j.ID)
+		tenant, res, array := s.tenantList[e.tenant].name, e.res, s.wait.arrays.get(e.array)
+		s.unfile(sl)
+		s.addWaiting(tenant, -1, res)
+		unindex(s.byArray, array, j.ID)
 	} else if old, ok := s.active[j.ID]; ok {
 		if old.Version >= j.Version {
 			return nil, false
@@ -550,7 +554,7 @@ func (s *Cluster) track(j *job.Job) (prev *job.Job, won bool) {
 // known reports whether memory has a version of job id. The caller holds
 // mu.
 func (s *Cluster) known(id string) bool {
-	if _, ok := s.waiting[id]; ok {
+	if _, ok := s.wait.lookup(id); ok {
 		return true
 	}
 	if _, ok := s.active[id]; ok {
@@ -562,8 +566,10 @@ func (s *Cluster) known(id string) bool {
 // addPending files a Pending job in memory: in its tenant's queue, the
 // delayed heap or the blocked set. The caller holds mu.
 func (s *Cluster) addPending(b *job.Brief, now time.Time) {
-	b.Tenant = s.intern(b.Tenant)
+	c := s.count(b.Tenant)
+	b.Tenant = c.name
 	w := scheduler.WaitingFrom(b, now, s.cfg.Aging)
+	sl := s.wait.add(w, c.idx, b.Version, false)
 	isBlocked := len(b.DependsOn) > 0
 	if isBlocked {
 		s.needs[b.ID] = b.DependsOn
@@ -572,19 +578,25 @@ func (s *Cluster) addPending(b *job.Brief, now time.Time) {
 			s.addDependent(d, b.ID)
 		}
 	}
-	s.file(w, b.Version, isBlocked, now)
+	s.file(sl, isBlocked, now)
 	s.addWaiting(b.Tenant, 1, b.Resources)
-	index(s.byArray, b.Array, b.ID)
+	if b.Array != "" {
+		// Not to hold on to the record the brief was decoded from.
+		index(s.byArray, s.wait.arrays.get(s.wait.at(sl).array), strings.Clone(b.ID))
+	}
 }
 
 // intern returns the one copy of a tenant's name the cluster keeps, so
-// that a million waiting jobs share it. The caller holds mu.
+// that the jobs in memory share it, and files its counts. The caller
+// holds mu.
 func (s *Cluster) intern(tenant string) string {
 	if c, ok := s.counts[tenant]; ok {
 		return c.name
 	}
 	tenant = strings.Clone(tenant)
-	s.counts[tenant] = &tenantCount{name: tenant}
+	c := &tenantCount{name: tenant, idx: uint32(len(s.tenantList))}
+	s.counts[tenant] = c
+	s.tenantList = append(s.tenantList, c)
 	return tenant
 }
 

@@ -99,8 +99,8 @@ func (s *Cluster) checkDeps(ctx context.Context) []scheduler.Orphan {
 	seen := make(map[string]bool)
 	for id := range s.depCheck {
 		delete(s.depCheck, id)
-		ref, ok := s.waiting[id]
-		if !ok || ref.at != blocked {
+		sl, ok := s.wait.lookup(id)
+		if !ok || s.wait.at(sl).at != blocked {
 			continue
 		}
 		check[id] = s.needs[id]
@@ -131,8 +131,8 @@ func (s *Cluster) checkDeps(ctx context.Context) []scheduler.Orphan {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for id, needs := range check {
-		ref, ok := s.waiting[id]
-		if !ok || ref.at != blocked {
+		sl, ok := s.wait.lookup(id)
+		if !ok || s.wait.at(sl).at != blocked {
 			continue
 		}
 		done := true
@@ -140,9 +140,9 @@ func (s *Cluster) checkDeps(ctx context.Context) []scheduler.Orphan {
 			dep := state[d]
 			switch {
 			case dep == nil:
-				orphans = append(orphans, scheduler.Orphan{Job: ref.w, DepID: d})
+				orphans = append(orphans, scheduler.Orphan{Job: s.waitingOf(sl), DepID: d})
 			case dep.State.Terminal() && !satisfies(dep):
-				orphans = append(orphans, scheduler.Orphan{Job: ref.w, Dep: dep, DepID: d})
+				orphans = append(orphans, scheduler.Orphan{Job: s.waitingOf(sl), Dep: dep, DepID: d})
 			case !satisfies(dep):
 				done = false
 				continue
@@ -154,7 +154,7 @@ func (s *Cluster) checkDeps(ctx context.Context) []scheduler.Orphan {
 		}
 		if done {
 			delete(s.needs, id)
-			s.file(ref.w, ref.version, false, now)
+			s.file(sl, false, now)
 		}
 	}
 	return orphans
@@ -480,12 +480,12 @@ func (s *Cluster) reservations(now time.Time, next *wakeAt) []scheduler.Reservat
 	}
 	out := make([]scheduler.Reservation, 0, len(s.reserved))
 	for id, r := range s.reserved {
-		ref, ok := s.waiting[id]
-		if !ok || ref.at != ready || !now.Before(r.until) {
+		sl, ok := s.wait.lookup(id)
+		if !ok || s.wait.at(sl).at != ready || !now.Before(r.until) {
 			delete(s.reserved, id)
 			continue
 		}
-		out = append(out, scheduler.Reservation{Job: ref.w, Worker: r.worker})
+		out = append(out, scheduler.Reservation{Job: s.waitingOf(sl), Worker: r.worker})
 		next.at(r.until)
 	}
 	return out

@@ -25,10 +25,11 @@ const (
 // jobs=1000000 is a million Pending jobs of 1,000 tenants recovered from a
 // bbolt store (store.Options.NoSync) filled beforehand: what a restart
 // rebuilds, and the same entries a submit files (a job's record stays in
-// the store; memory keeps its scheduler.Waiting, its index entry and its
-// place in its tenant's queue). One iteration builds a Cluster and
-// recovers it, so ns/op is the time a restart takes to rebuild a million
-// queued jobs; each iteration's Cluster is dropped before the next.
+// the store; memory keeps its entry in the waitTable, its cell in the id
+// index and its place in its tenant's queue). One iteration builds a
+// Cluster and recovers it, so ns/op is the time a restart takes to
+// rebuild a million queued jobs; each iteration's Cluster is dropped
+// before the next.
 //
 // gc-ns/job is what the jobs add to the wall time of one full collection
 // (runtime.GC): every cycle marks them all, and cycles come as often as

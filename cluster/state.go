@@ -12,11 +12,11 @@ import (
 
 // The job state the Cluster keeps in memory is what is not finished:
 //
-//   - waiting: every Pending job as a compact scheduler.Waiting (the full
-//     record stays in the store until the job is dispatched), filed in
-//     exactly one place: its tenant's ready queue, the delayed heap (its
-//     backoff has not ended), or the blocked set (a dependency has not
-//     completed).
+//   - wait: every Pending job as a compact entry of a waitTable (see
+//     there; the full record stays in the store until the job is
+//     dispatched), filed in exactly one place: its tenant's ready queue,
+//     the delayed heap (its backoff has not ended), or the blocked set (a
+//     dependency has not completed).
 //   - active: every Scheduled and Running job, in full.
 //   - arrays: each array with tasks not yet materialized, and its one entry
 //     in its tenant's queue that stands for all of them.
@@ -27,7 +27,7 @@ import (
 // Finished jobs are read from the store (with a small cache of the most
 // recent ones). All of it is guarded by Cluster.mu.
 
-// where says in which structure a waiting job is filed.
+// where says in which structure a waiting entry is filed.
 type where uint8
 
 const (
@@ -36,53 +36,95 @@ const (
 	blocked                  // waiting for dependencies
 )
 
-// waitRef is a waiting job's entry in the index.
-type waitRef struct {
-	w       *scheduler.Waiting
-	version uint64
-	at      where
+// qitem is an entry's place in its tenant's queue: its key and its slot,
+// no pointer.
+type qitem struct {
+	key  int64
+	slot slot
 }
 
 // tenantQueue is one tenant's ready work in scheduler order, and the
 // entries among it whose keys move on their own (deadlines).
 type tenantQueue struct {
-	tree      *btree.BTreeG[*scheduler.Waiting]
-	deadlined map[string]*scheduler.Waiting
+	tree      *btree.BTreeG[qitem]
+	deadlined map[slot]struct{}
+	// seq yields the queue best first, as Decide reads it; the caller
+	// holds Cluster.mu.
+	seq scheduler.Queue
 }
 
-func newTenantQueue() *tenantQueue {
-	return &tenantQueue{
-		tree:      btree.NewG(32, func(a, b *scheduler.Waiting) bool { return a.Before(b) }),
-		deadlined: make(map[string]*scheduler.Waiting),
+func (s *Cluster) newTenantQueue() *tenantQueue {
+	t := &s.wait
+	q := &tenantQueue{
+		tree: btree.NewG(32, func(a, b qitem) bool {
+			if a.key != b.key {
+				return a.key < b.key
+			}
+			return t.cmpID(a.slot, b.slot) < 0
+		}),
+		deadlined: make(map[slot]struct{}),
 	}
+	q.seq = func(yield func(*scheduler.Waiting) bool) {
+		q.tree.Ascend(func(it qitem) bool { return yield(s.waitingOf(it.slot)) })
+	}
+	return q
 }
 
-// seq yields the queue best first; the caller holds Cluster.mu.
-func (q *tenantQueue) seq(yield func(*scheduler.Waiting) bool) {
-	q.tree.Ascend(func(w *scheduler.Waiting) bool { return yield(w) })
+// waitingOf is the decision's view of the entry in slot sl, made afresh:
+// Decide may keep it in its plan. The caller holds mu.
+func (s *Cluster) waitingOf(sl slot) *scheduler.Waiting {
+	e := s.wait.at(sl)
+	w := &scheduler.Waiting{
+		ID: s.wait.id(sl), Tenant: s.tenantList[e.tenant].name, Resources: e.res,
+		Selector: s.wait.selectors.get(e.selector), Key: e.key,
+		Priority: e.priority, Attempt: e.attempt,
+		Array: s.wait.arrays.get(e.array), ArrayLimit: e.arrayLimit,
+		Created: e.created, Since: e.since, Deadline: e.deadline,
+	}
+	if e.tasks {
+		if st := s.arrays[w.Array]; st != nil {
+			w.Tasks = st.tasks
+		} else {
+			w.Tasks = &scheduler.Tasks{Array: w.Array}
+		}
+	}
+	return w
 }
 
-// delayHeap orders delayed entries by the end of their backoff. Entries
-// are removed lazily: one no longer in the index is dropped when it
-// reaches the top.
-type delayHeap []*scheduler.Waiting
+// delayHeap orders the delayed entries by the end of their backoff. Each
+// entry knows its index in it (entry.heapAt), so that it is taken out at
+// once when it leaves.
+type delayHeap struct {
+	t     *waitTable
+	slots []slot
+}
 
-func (h delayHeap) Len() int           { return len(h) }
-func (h delayHeap) Less(i, j int) bool { return h[i].Since < h[j].Since }
-func (h delayHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *delayHeap) Push(x any)        { *h = append(*h, x.(*scheduler.Waiting)) }
+func (h *delayHeap) Len() int { return len(h.slots) }
+func (h *delayHeap) Less(i, j int) bool {
+	return h.t.at(h.slots[i]).since < h.t.at(h.slots[j]).since
+}
+func (h *delayHeap) Swap(i, j int) {
+	h.slots[i], h.slots[j] = h.slots[j], h.slots[i]
+	h.t.at(h.slots[i]).heapAt = int32(i)
+	h.t.at(h.slots[j]).heapAt = int32(j)
+}
+func (h *delayHeap) Push(x any) {
+	sl := x.(slot)
+	h.t.at(sl).heapAt = int32(len(h.slots))
+	h.slots = append(h.slots, sl)
+}
 func (h *delayHeap) Pop() any {
-	old := *h
-	n := len(old)
-	x := old[n-1]
-	old[n-1] = nil
-	*h = old[:n-1]
-	return x
+	n := len(h.slots)
+	sl := h.slots[n-1]
+	h.slots = h.slots[:n-1]
+	h.t.at(sl).heapAt = -1
+	return sl
 }
 
 // tenantCount is what one tenant's unfinished jobs add up to.
 type tenantCount struct {
 	name      string        // the tenant's name, shared by its waiting jobs (see intern)
+	idx       uint32        // its index in Cluster.tenantList, which entries hold
 	Pending   int           // waiting jobs, unmaterialized array tasks included
 	Scheduled int           // dispatched, not yet started
 	Running   int           // started
@@ -94,67 +136,71 @@ type tenantCount struct {
 type arrayState struct {
 	rec *job.Array
 	// tasks is what Decide draws from (immutable; replaced on change);
-	// entry is its one entry in the tenant's queue, nil once none is left
-	// or the array is cancelled.
+	// entry is its one entry in the tenant's queue, noSlot once none is
+	// left or the array is cancelled.
 	tasks *scheduler.Tasks
-	entry *scheduler.Waiting
+	entry slot
 }
 
 // file puts a waiting entry where it belongs at now: ready, delayed or
 // blocked. The caller holds mu.
-func (s *Cluster) file(w *scheduler.Waiting, version uint64, isBlocked bool, now time.Time) {
-	at := ready
+func (s *Cluster) file(sl slot, isBlocked bool, now time.Time) {
+	e := s.wait.at(sl)
 	switch {
 	case isBlocked:
-		at = blocked
-	case w.Since > now.UnixNano():
-		at = delayed
-		heap.Push(&s.delayed, w)
+		e.at = blocked
+	case e.since > now.UnixNano():
+		e.at = delayed
+		heap.Push(&s.delayed, sl)
 	default:
-		s.enqueue(w)
+		e.at = ready
+		s.enqueue(sl)
 	}
-	s.waiting[w.ID] = waitRef{w: w, version: version, at: at}
 }
 
-// enqueue adds w to its tenant's ready queue.
-func (s *Cluster) enqueue(w *scheduler.Waiting) {
-	q := s.queues[w.Tenant]
+// enqueue adds the entry in slot sl to its tenant's ready queue.
+func (s *Cluster) enqueue(sl slot) {
+	e := s.wait.at(sl)
+	tenant := s.tenantList[e.tenant].name
+	q := s.queues[tenant]
 	if q == nil {
-		q = newTenantQueue()
-		s.queues[w.Tenant] = q
+		q = s.newTenantQueue()
+		s.queues[tenant] = q
 	}
-	q.tree.ReplaceOrInsert(w)
-	if w.Deadline != 0 && w.Tasks == nil {
+	q.tree.ReplaceOrInsert(qitem{e.key, sl})
+	if e.deadline != 0 && !e.tasks {
 		// An array's entry is re-keyed when it is made again, as each of
 		// its tasks is materialized; the tick re-keys waiting jobs.
-		q.deadlined[w.ID] = w
+		q.deadlined[sl] = struct{}{}
 	}
 }
 
-// unfile removes a waiting entry from wherever it is filed.
-func (s *Cluster) unfile(id string) (waitRef, bool) {
-	ref, ok := s.waiting[id]
-	if !ok {
-		return ref, false
+// unfile takes the entry in slot sl out of wherever it is filed and frees
+// its slot.
+func (s *Cluster) unfile(sl slot) {
+	switch e := s.wait.at(sl); e.at {
+	case ready:
+		s.dequeue(sl)
+	case delayed:
+		heap.Remove(&s.delayed, int(e.heapAt))
+	case blocked:
+		delete(s.needs, s.wait.id(sl))
 	}
-	delete(s.waiting, id)
-	delete(s.needs, id)
-	if ref.at == ready {
-		s.dequeue(ref.w)
-	}
-	// A delayed entry stays in the heap until it reaches the top.
-	return ref, true
+	s.wait.remove(sl)
 }
 
-func (s *Cluster) dequeue(w *scheduler.Waiting) {
-	q := s.queues[w.Tenant]
+// dequeue takes the entry in slot sl out of its tenant's queue.
+func (s *Cluster) dequeue(sl slot) {
+	e := s.wait.at(sl)
+	tenant := s.tenantList[e.tenant].name
+	q := s.queues[tenant]
 	if q == nil {
 		return
 	}
-	q.tree.Delete(w)
-	delete(q.deadlined, w.ID)
+	q.tree.Delete(qitem{e.key, sl})
+	delete(q.deadlined, sl)
 	if q.tree.Len() == 0 {
-		delete(s.queues, w.Tenant)
+		delete(s.queues, tenant)
 	}
 }
 
@@ -162,20 +208,15 @@ func (s *Cluster) dequeue(w *scheduler.Waiting) {
 // queues and returns when the next one ends (zero: none).
 func (s *Cluster) undelay(now time.Time) time.Time {
 	n := now.UnixNano()
-	for len(s.delayed) > 0 {
-		w := s.delayed[0]
-		ref, ok := s.waiting[w.ID]
-		if !ok || ref.w != w || ref.at != delayed {
-			heap.Pop(&s.delayed) // removed or moved meanwhile
-			continue
-		}
-		if w.Since > n {
-			return time.Unix(0, w.Since)
+	for s.delayed.Len() > 0 {
+		sl := s.delayed.slots[0]
+		e := s.wait.at(sl)
+		if e.since > n {
+			return time.Unix(0, e.since)
 		}
 		heap.Pop(&s.delayed)
-		ref.at = ready
-		s.waiting[w.ID] = ref
-		s.enqueue(w)
+		e.at = ready
+		s.enqueue(sl)
 	}
 	return time.Time{}
 }
@@ -193,17 +234,16 @@ func (s *Cluster) rekey(now time.Time) {
 	}
 	s.rekeyed = now
 	for _, q := range s.queues {
-		for id, w := range q.deadlined {
-			n := w.Rekey(now, s.cfg.Aging)
-			if n.Key == w.Key {
+		for sl := range q.deadlined {
+			e := s.wait.at(sl)
+			w := scheduler.Waiting{Key: e.key, Priority: e.priority, Created: e.created, Since: e.since, Deadline: e.deadline}
+			key := w.Rekey(now, s.cfg.Aging).Key
+			if key == e.key {
 				continue
 			}
-			q.tree.Delete(w)
-			q.tree.ReplaceOrInsert(n)
-			q.deadlined[id] = n
-			ref := s.waiting[id]
-			ref.w = n
-			s.waiting[id] = ref
+			q.tree.Delete(qitem{e.key, sl})
+			e.key = key
+			q.tree.ReplaceOrInsert(qitem{key, sl})
 		}
 	}
 }

@@ -10,9 +10,10 @@ import (
 )
 
 // Waiting is a job that waits for a worker, as a decision sees it: only
-// what ordering, quotas and placement need, so that a million of them fit
-// in little memory. The full job stays in the store until it is
-// dispatched. Values are immutable once shared: change a copy.
+// what ordering, quotas and placement need. The full job stays in the
+// store until it is dispatched. (The cluster keeps its backlog in a
+// compact form of its own and makes a Waiting for each entry a pass
+// looks at.) Values are immutable once shared: change a copy.
 //
 // One Waiting may also stand for all the tasks of an array that have not
 // been materialized as jobs yet (Tasks set): Decide then draws them one by
