@@ -140,7 +140,7 @@ func (s *Cluster) submitted(jobs []*job.Job) {
 		// A later version may have been published meanwhile: a cancel (then
 		// it is among the recent finished jobs) or a change to the pending
 		// job. It cannot be active: only a waiting job is dispatched.
-		if _, ok := s.waiting[j.ID]; ok || s.recent.get(j.ID) != nil {
+		if _, ok := s.wait.lookup(j.ID); ok || s.recent.get(j.ID) != nil {
 			continue
 		}
 		b := j.Brief()
