@@ -64,11 +64,12 @@ func (s *Cluster) SubmitBatch(ctx context.Context, specs []job.Spec) ([]*job.Job
 	}
 	// The store checks the tenants and dependencies again, in the
 	// transaction: the checks above only find which spec is at fault.
+	mark := s.strangers.Load()
 	if err := s.cfg.Store.Insert(ctx, jobs); err != nil {
 		s.refusedBatch(jobs, err)
 		return nil, err
 	}
-	s.submitted(jobs)
+	s.submitted(jobs, mark)
 	return jobs, nil
 }
 

@@ -1,9 +1,12 @@
 package cluster
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/require"
 
 	"github.com/hodei-jobs/hodei/job"
 )
@@ -191,5 +194,51 @@ func TestSubmitBatchOfMaxBatch(t *testing.T) {
 	jobs, err := h.s.SubmitBatch(h.ctx, batchSpecs(job.MaxBatch, ""))
 	if err != nil || len(jobs) != job.MaxBatch {
 		t.Fatalf("%d jobs, %v; want %d", len(jobs), err, job.MaxBatch)
+	}
+}
+
+// insertHook is a Store that calls after once a new batch is stored, before
+// Insert returns: what another client does between a submit's commit and
+// its publishing.
+type insertHook struct {
+	Store
+	after func([]*job.Job)
+}
+
+func (s *insertHook) Insert(ctx context.Context, jobs []*job.Job) error {
+	if err := s.Store.Insert(ctx, jobs); err != nil {
+		return err
+	}
+	s.after(jobs)
+	return nil
+}
+
+// TestCancelBeforePublish cancels new jobs after their commit and before
+// the submit files them: the submit must not file them again as pending
+// (they would run, and count as queued, though cancelled).
+func TestCancelBeforePublish(t *testing.T) {
+	hook := &insertHook{}
+	h := newHarness(t, func(c *Config) { hook.Store = c.Store; c.Store = hook })
+	cancelAll := func(jobs []*job.Job) {
+		for _, j := range jobs {
+			if _, err := h.s.Cancel(h.ctx, j.ID, "changed my mind"); err != nil {
+				t.Errorf("cancel %s: %v", j.ID, err)
+			}
+		}
+	}
+	hook.after = cancelAll
+	one := h.submit(job.Spec{})
+	batch, err := h.s.SubmitBatch(h.ctx, []job.Spec{{Command: []string{"true"}}, {Command: []string{"true"}}})
+	require.NoError(t, err)
+	hook.after = func([]*job.Job) {}
+	other := h.submit(job.Spec{}) // not cancelled: filed
+	h.worker("w", 8, nil)
+	h.pass()
+	for _, j := range append(batch, one) {
+		h.wantState(j.ID, job.Cancelled)
+	}
+	h.wantState(other.ID, job.Scheduled)
+	for _, ts := range h.s.Tenants() {
+		require.Zero(t, ts.PendingJobs, "tenant %s", ts.Tenant.Name)
 	}
 }

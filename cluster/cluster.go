@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -79,6 +80,9 @@ type Cluster struct {
 	byArray      map[string]map[string]struct{} // array id → ids of its unfinished jobs
 
 	recent *recentJobs // finished jobs lately published or read
+	// strangers counts the versions published of jobs memory did not
+	// hold; see submitted.
+	strangers atomic.Uint64
 
 	workers    *xsync.MapOf[string, *workerState] // immutable values
 	cancelSent *xsync.MapOf[string, time.Time]    // job id → when the last stop order went out
@@ -287,11 +291,12 @@ func (s *Cluster) Submit(ctx context.Context, spec job.Spec) (*job.Job, error) {
 	}
 	j := &job.Job{ID: s.newID(now), Spec: spec, State: job.Pending, Attempt: 1, CreatedAt: now}
 	s.seal(j)
+	mark := s.strangers.Load()
 	if err := s.cfg.Store.Insert(ctx, []*job.Job{j}); err != nil {
 		s.refused(spec.Tenant, err)
 		return nil, err
 	}
-	s.submitted([]*job.Job{j})
+	s.submitted([]*job.Job{j}, mark)
 	return j, nil
 }
 
@@ -523,8 +528,12 @@ func (s *Cluster) track(j *job.Job) (prev *job.Job, won bool) {
 		}
 		prev = old
 		s.unactive(old)
-	} else if r := s.recent.get(j.ID); r != nil && r.Version >= j.Version {
-		return nil, false // ended meanwhile
+	} else if r := s.recent.get(j.ID); r != nil {
+		if r.Version >= j.Version {
+			return nil, false // ended meanwhile
+		}
+	} else {
+		s.strangers.Add(1)
 	}
 	switch {
 	case j.State == job.Pending:

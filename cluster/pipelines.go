@@ -122,25 +122,28 @@ func (s *Cluster) RunPipeline(ctx context.Context, spec job.PipelineSpec) (*job.
 		p.Steps = append(p.Steps, job.PipelineStep{Name: st.Name, Needs: slices.Clone(st.Needs),
 			ContinueOnFailure: st.ContinueOnFailure, Jobs: stepJobs[st.Name]})
 	}
+	mark := s.strangers.Load()
 	if err := s.cfg.Store.InsertPipeline(ctx, p, jobs); err != nil {
 		s.refused(spec.Tenant, err)
 		return nil, nil, err
 	}
 	s.pipelines.Store(p.ID, p)
-	s.submitted(jobs)
+	s.submitted(jobs, mark)
 	return p, jobs, nil
 }
 
 // submitted publishes jobs just inserted: new and Pending, they are filed
-// under one hold of the lock, then announced.
-func (s *Cluster) submitted(jobs []*job.Job) {
+// under one hold of the lock, then announced. mark is s.strangers read
+// before their insert: a later version of one of them published meanwhile
+// (a cancel, read from the store) was of a job memory did not hold, so
+// while the count has not moved none was, and the jobs are filed without
+// looking each one up.
+func (s *Cluster) submitted(jobs []*job.Job, mark uint64) {
 	now := s.cfg.Now()
 	s.mu.Lock()
+	moved := s.strangers.Load() != mark
 	for _, j := range jobs {
-		// A later version may have been published meanwhile: a cancel (then
-		// it is among the recent finished jobs) or a change to the pending
-		// job. It cannot be active: only a waiting job is dispatched.
-		if _, ok := s.wait.lookup(j.ID); ok || s.recent.get(j.ID) != nil {
+		if moved && s.known(j.ID) {
 			continue
 		}
 		b := j.Brief()
