@@ -23,8 +23,10 @@ import (
 // agentConn is one connected agent stream.
 type agentConn struct {
 	workerID string
-	out      *outbox
-	cancel   context.CancelCauseFunc
+	out      outbox
+	// cancel ends the stream with a cause: the handler's Recv fails and
+	// the handler returns.
+	cancel context.CancelCauseFunc
 
 	// Reports that wait for a commit (start, result) run beside the
 	// receive loop, so that one agent's jobs share commits instead of
@@ -110,31 +112,72 @@ type agentService struct {
 	srv *Server
 }
 
-// Connect runs one agent's stream: Hello first, then reports in, orders out.
+// Connect runs one agent's stream: Hello first, then reports in, orders
+// out. The handler's own goroutine receives and applies the reports; the
+// orders go out through the outbox, whose sender runs only while some
+// wait. An idle agent thus costs the server gRPC's goroutines and none of
+// ours, and the handler's stack holds only this loop's frame beneath
+// gRPC's (the setup runs in openAgent, which has returned): deep frames at
+// the blocking point keep a goroutine's stack large for as long as it
+// lives (BenchmarkIdleAgentMemory).
 func (a *agentService) Connect(stream pb.AgentService_ConnectServer) error {
 	s := a.srv
-	first, err := stream.Recv()
+	// Whoever ends the stream (a newer stream of the worker, a full send
+	// queue, a failed send, a revocation) ends it through cancel, which
+	// also fails the Recv below (abort.go).
+	ctx, cancel := withAbort(stream.Context())
+	conn, err := s.openAgent(ctx, cancel, stream)
 	if err != nil {
 		return err
 	}
+	defer s.closeAgent(conn)
+	conn.out.start()
+	for {
+		msg, err := stream.Recv()
+		if err == io.EOF {
+			err = errors.New("agent closed the stream")
+		}
+		if err == nil {
+			err = s.handleAgent(ctx, conn, msg)
+		}
+		if err != nil {
+			cancel(err) // no-op when the stream was ended already: its cause stays
+			break
+		}
+	}
+	cause := context.Cause(ctx)
+	s.log.Info("agent disconnected", "worker", conn.workerID, "cause", cause)
+	if st, ok := status.FromError(cause); ok && st.Code() == codes.InvalidArgument {
+		return st.Err()
+	}
+	return nil
+}
+
+// openAgent reads the Hello, registers the stream and reconciles the
+// worker's jobs, queueing the Welcome and the orders that follow. On error
+// the stream is unregistered again.
+func (s *Server) openAgent(ctx context.Context, cancel context.CancelCauseFunc, stream pb.AgentService_ConnectServer) (_ *agentConn, err error) {
+	first, err := stream.Recv()
+	if err != nil {
+		return nil, err
+	}
 	hello := first.GetHello()
 	if hello == nil {
-		return invalid("hello", "the first message on the stream must be a Hello")
+		return nil, invalid("hello", "the first message on the stream must be a Hello")
 	}
 	w, err := workerFromHello(hello)
 	if err != nil {
-		return toStatus(err)
+		return nil, toStatus(err)
 	}
 	// The certificate names the worker; the Hello may not name another.
-	id := auth.FromContext(stream.Context())
+	id := auth.FromContext(ctx)
 	certified := id != nil && id.Worker != ""
 	if certified && id.Worker != w.ID {
-		return denied("this certificate speaks for worker %s, not %s", id.Worker, w.ID)
+		return nil, denied("this certificate speaks for worker %s, not %s", id.Worker, w.ID)
 	}
-	ctx, cancel := context.WithCancelCause(stream.Context())
-	defer cancel(nil)
-	conn := &agentConn{workerID: w.ID, out: newOutbox(), cancel: cancel}
-	log := s.log.With("worker", w.ID)
+	conn := &agentConn{workerID: w.ID, cancel: cancel}
+	conn.out.send = stream.Send
+	conn.out.fail = func(err error) { cancel(fmt.Errorf("send to agent: %w", err)) }
 
 	cfg := s.sched.Config()
 	conn.enqueue(&pb.ServerMessage{Msg: &pb.ServerMessage_Welcome{Welcome: &pb.Welcome{
@@ -149,13 +192,8 @@ func (a *agentService) Connect(stream pb.AgentService_ConnectServer) error {
 		old.cancel(errors.New("replaced by a new connection from the same worker"))
 	}
 	defer func() {
-		gone := false
-		s.agents.conns.Compute(w.ID, func(cur *agentConn, loaded bool) (*agentConn, bool) {
-			gone = loaded && cur == conn
-			return cur, gone || !loaded
-		})
-		if gone {
-			s.sched.WorkerGone(w.ID)
+		if err != nil {
+			s.closeAgent(conn)
 		}
 	}()
 	held := refs(hello.GetRunning())
@@ -165,7 +203,7 @@ func (a *agentService) Connect(stream pb.AgentService_ConnectServer) error {
 	}
 	rc, err := s.sched.WorkerHello(ctx, cluster.Hello{Worker: w, Running: held, Restarted: hello.GetRestarted(), Since: since})
 	if err != nil {
-		return toStatus(err)
+		return nil, toStatus(err)
 	}
 	// A revocation or removal between the interceptor's check and this
 	// stream being tracked would miss it; the binding is marked revoked
@@ -173,9 +211,9 @@ func (a *agentService) Connect(stream pb.AgentService_ConnectServer) error {
 	// the gap.
 	if b, ok := s.gate.agents.Load(w.ID); ok && b.Revoked() {
 		s.sched.Revoke(w.ID)
-		return denied("worker %s was revoked", w.ID)
+		return nil, denied("worker %s was revoked", w.ID)
 	} else if !ok && certified {
-		return denied("worker %s was removed", w.ID)
+		return nil, denied("worker %s was removed", w.ID)
 	}
 	for _, j := range rc.Assign {
 		if msg := s.assignMsg(w.ID, j); msg != nil {
@@ -185,44 +223,27 @@ func (a *agentService) Connect(stream pb.AgentService_ConnectServer) error {
 	for _, o := range rc.Cancel {
 		conn.enqueue(cancelMsg(o))
 	}
-	log.Info("agent connected", "name", w.Name, "slots", w.Capacity.Slots, "assign", len(rc.Assign), "cancel", len(rc.Cancel))
+	s.log.Info("agent connected", "worker", w.ID, "name", w.Name, "slots", w.Capacity.Slots,
+		"assign", len(rc.Assign), "cancel", len(rc.Cancel))
+	return conn, nil
+}
 
-	// The receiver runs beside the sender; it ends when the stream does,
-	// which is at the latest when this handler returns.
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		for {
-			msg, err := stream.Recv()
-			if err != nil {
-				if err == io.EOF {
-					err = errors.New("agent closed the stream")
-				}
-				cancel(err)
-				return
-			}
-			if err := s.handleAgent(ctx, conn, msg); err != nil {
-				cancel(err)
-				return
-			}
-		}
-	}()
-	for {
-		select {
-		case <-ctx.Done():
-			log.Info("agent disconnected", "cause", context.Cause(ctx))
-			if st, ok := status.FromError(context.Cause(ctx)); ok && st.Code() == codes.InvalidArgument {
-				return st.Err()
-			}
-			return nil
-		case <-conn.out.ready:
-			for _, msg := range conn.out.take() {
-				if err := stream.Send(msg); err != nil {
-					return err
-				}
-			}
-		}
+// closeAgent unregisters the stream of conn (the scheduler learns the
+// worker is gone unless a newer stream replaced it), then ends the stream
+// and waits for its sender: nothing is sent after the handler returns.
+// The stream is ended first so that a send blocked on flow control
+// returns.
+func (s *Server) closeAgent(conn *agentConn) {
+	gone := false
+	s.agents.conns.Compute(conn.workerID, func(cur *agentConn, loaded bool) (*agentConn, bool) {
+		gone = loaded && cur == conn
+		return cur, gone || !loaded
+	})
+	if gone {
+		s.sched.WorkerGone(conn.workerID)
 	}
+	conn.cancel(nil)
+	conn.out.close()
 }
 
 // handleAgent applies one message from an agent. An error ends the stream.

@@ -50,13 +50,18 @@ type gate struct {
 	verified *xsync.MapOf[string, *auth.Claims]      // token text → checked claims
 	used     *xsync.MapOf[string, time.Time]         // id → last use not yet stored
 
-	mu      sync.Mutex                          // guards streams
-	streams map[string]map[*openStream]struct{} // by streamKey
+	mu      sync.Mutex             // guards streams and the lists they head
+	streams map[string]*openStream // by streamKey: the latest of that key's list
 }
 
 // openStream is one streaming call in flight, cut when its credential is
-// revoked.
-type openStream struct{ cancel context.CancelCauseFunc }
+// revoked. The streams of one key form a list (an agent has one stream, a
+// token may have many), so that tracking one costs a node rather than a
+// map per key.
+type openStream struct {
+	cancel     context.CancelCauseFunc
+	prev, next *openStream // guarded by gate.mu
+}
 
 func newGate(ctx context.Context, db *store.DB, authority *auth.Authority, insecure bool, now func() time.Time, log *slog.Logger) (*gate, error) {
 	g := &gate{
@@ -65,7 +70,7 @@ func newGate(ctx context.Context, db *store.DB, authority *auth.Authority, insec
 		agents:   xsync.NewMapOf[string, *job.AgentBinding](),
 		verified: xsync.NewMapOf[string, *auth.Claims](),
 		used:     xsync.NewMapOf[string, time.Time](),
-		streams:  make(map[string]map[*openStream]struct{}),
+		streams:  make(map[string]*openStream),
 	}
 	toks, err := db.Tokens(ctx)
 	if err != nil {
@@ -264,18 +269,25 @@ func (g *gate) track(id *auth.Identity, cancel context.CancelCauseFunc) func() {
 	}
 	key, os := streamKey(id), &openStream{cancel: cancel}
 	g.mu.Lock()
-	if g.streams[key] == nil {
-		g.streams[key] = make(map[*openStream]struct{})
+	if head := g.streams[key]; head != nil {
+		os.next, head.prev = head, os
 	}
-	g.streams[key][os] = struct{}{}
+	g.streams[key] = os
 	g.mu.Unlock()
 	return func() {
 		g.mu.Lock()
-		delete(g.streams[key], os)
-		if len(g.streams[key]) == 0 {
+		defer g.mu.Unlock()
+		if os.next != nil {
+			os.next.prev = os.prev
+		}
+		switch {
+		case os.prev != nil:
+			os.prev.next = os.next
+		case os.next != nil:
+			g.streams[key] = os.next
+		default:
 			delete(g.streams, key)
 		}
-		g.mu.Unlock()
 	}
 }
 
@@ -283,7 +295,7 @@ func (g *gate) track(id *auth.Identity, cancel context.CancelCauseFunc) func() {
 func (g *gate) cut(key string, cause error) {
 	g.mu.Lock()
 	var cancels []context.CancelCauseFunc
-	for os := range g.streams[key] {
+	for os := g.streams[key]; os != nil; os = os.next {
 		cancels = append(cancels, os.cancel)
 	}
 	g.mu.Unlock()
@@ -367,11 +379,11 @@ func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.Str
 		s.auditCall(ctx, id, info.FullMethod, nil, nil, err)
 		return err
 	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
+	// A revocation ends the stream itself, even a handler blocked in Recv.
+	ctx, abort := withAbort(ctx)
 	if id != nil {
 		ctx = auth.NewContext(ctx, id)
-		defer s.gate.track(id, cancel)()
+		defer s.gate.track(id, abort)()
 	}
 	if r.audited {
 		s.auditCall(ctx, id, info.FullMethod, nil, nil, nil)

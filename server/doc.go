@@ -6,7 +6,11 @@
 // Domain errors become gRPC status codes in exactly one place, toStatus.
 // The agent side keeps one registry entry per connected worker; it is the
 // scheduler's Dispatcher, so assignments and stop orders reach agents
-// without the scheduler knowing about gRPC.
+// without the scheduler knowing about gRPC. An idle agent's stream holds no
+// goroutine of ours: its handler receives (agents.go), orders queue in an
+// outbox whose sender runs only while some wait (outbox.go), and every
+// stream's context can be ended from any goroutine, which also ends a
+// pending Recv (abort.go).
 //
 // Every call is authenticated and authorized in one place per transport:
 // the gRPC interceptors in auth.go, against the method → permission table

@@ -11,39 +11,100 @@ import (
 const sendQueue = 4096
 
 // outbox is one agent stream's queue of server messages, bounded at
-// sendQueue. Unlike a channel of that capacity (32 KiB of pointers from the
-// start), it holds memory only while messages wait, so that the thousands
-// of idle agents of a large cluster cost the server little. push never
-// blocks; one goroutine takes.
+// sendQueue, and its sender. Unlike a channel of that capacity (32 KiB of
+// pointers from the start) and a goroutine that waits on it, it holds
+// memory only while messages wait: a sender goroutine runs only while the
+// queue is not empty, so that the thousands of idle agents of a large
+// cluster cost the server little (BenchmarkIdleAgentMemory). Messages go
+// out in the order they were pushed, one sender at a time.
+//
+// The zero value holds messages without sending them; start starts
+// sending and close stops it. push is safe from any goroutine.
 type outbox struct {
-	mu    sync.Mutex
-	msgs  []*pb.ServerMessage // guarded by mu; nil while empty
-	ready chan struct{}       // holds a token while msgs may be non-empty
+	// send writes one message to the stream and fail is told when it
+	// fails; both are set before start and not changed after.
+	send func(*pb.ServerMessage) error
+	fail func(error)
+
+	mu      sync.Mutex
+	msgs    []*pb.ServerMessage // guarded by mu; nil while empty
+	started bool                // start was called; guarded by mu
+	sending bool                // a sender goroutine runs; guarded by mu
+	closed  bool                // close was called or a send failed; guarded by mu
+	sender  sync.WaitGroup      // the sender goroutine; Add under mu
 }
 
-func newOutbox() *outbox { return &outbox{ready: make(chan struct{}, 1)} }
-
-// push queues msg and reports false when the queue is full.
+// push queues msg and reports false when the queue is full. After close
+// (the stream is over) it drops msg and reports true, as a message queued
+// just before the end would have been lost too; the agent reconciles when
+// it reconnects.
 func (o *outbox) push(msg *pb.ServerMessage) bool {
 	o.mu.Lock()
-	if len(o.msgs) >= sendQueue {
-		o.mu.Unlock()
+	defer o.mu.Unlock()
+	switch {
+	case o.closed:
+		return true
+	case len(o.msgs) >= sendQueue:
 		return false
 	}
 	o.msgs = append(o.msgs, msg)
-	o.mu.Unlock()
-	select {
-	case o.ready <- struct{}{}:
-	default: // a token is already there
-	}
+	o.wakeLocked()
 	return true
 }
 
-// take returns every queued message, oldest first, and empties the queue.
-func (o *outbox) take() []*pb.ServerMessage {
+// start sends what is queued and from then on what is pushed.
+func (o *outbox) start() {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	msgs := o.msgs
-	o.msgs = nil
-	return msgs
+	o.started = true
+	if len(o.msgs) > 0 {
+		o.wakeLocked()
+	}
+}
+
+// wakeLocked starts the sender unless it runs, has not been started or
+// is closed. The sender is counted before mu is released, so that close
+// cannot miss it.
+func (o *outbox) wakeLocked() {
+	if !o.started || o.sending || o.closed {
+		return
+	}
+	o.sending = true
+	o.sender.Add(1)
+	go o.run()
+}
+
+// run sends until the queue is empty, then ends.
+func (o *outbox) run() {
+	defer o.sender.Done()
+	for {
+		o.mu.Lock()
+		msgs := o.msgs
+		o.msgs = nil
+		if len(msgs) == 0 || o.closed {
+			o.sending = false
+			o.mu.Unlock()
+			return
+		}
+		o.mu.Unlock()
+		for _, msg := range msgs {
+			if err := o.send(msg); err != nil {
+				o.mu.Lock()
+				o.closed, o.sending, o.msgs = true, false, nil
+				o.mu.Unlock()
+				o.fail(err)
+				return
+			}
+		}
+	}
+}
+
+// close drops what is queued, stops sending and waits until the sender
+// has returned: after close nothing is sent. A send blocked on flow
+// control returns only once the stream's context ends; end it first.
+func (o *outbox) close() {
+	o.mu.Lock()
+	o.closed, o.msgs = true, nil
+	o.mu.Unlock()
+	o.sender.Wait()
 }

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/hodei-jobs/hodei/auth"
 	pb "github.com/hodei-jobs/hodei/proto"
 )
 
@@ -99,5 +100,34 @@ func TestScopedTokenSeesOnlyItsTenants(t *testing.T) {
 	tenants, err := pb.NewAdminServiceClient(s.dialToken(t, tok)).ListTenants(ctx, &pb.ListTenantsRequest{})
 	if err != nil || len(tenants.GetTenants()) != 2 {
 		t.Errorf("tenants seen: %v, %v", tenants, err)
+	}
+}
+
+// TestGateCutsEveryStreamOfAKey tracks several streams under one token and
+// one under another, ends some, and revokes the token: exactly its streams
+// still open are cut, and nothing stays tracked once all have ended.
+func TestGateCutsEveryStreamOfAKey(t *testing.T) {
+	g := &gate{streams: make(map[string]*openStream)}
+	tok, other := &auth.Identity{TokenID: "t1"}, &auth.Identity{TokenID: "t2"}
+	cut := make(map[int]error)
+	track := func(id *auth.Identity, n int) func() {
+		return g.track(id, func(err error) { cut[n] = err })
+	}
+	var ends []func()
+	for n := range 4 {
+		ends = append(ends, track(tok, n))
+	}
+	endOther := track(other, 9)
+	ends[0]() // the oldest
+	ends[2]() // one in the middle
+	g.cut("token:t1", errRevoked)
+	if len(cut) != 2 || cut[1] != errRevoked || cut[3] != errRevoked {
+		t.Fatalf("cut %v, want streams 1 and 3", cut)
+	}
+	ends[1]()
+	ends[3]()
+	endOther()
+	if len(g.streams) != 0 {
+		t.Fatalf("still tracked: %v", g.streams)
 	}
 }

@@ -106,7 +106,7 @@ type Server struct {
 	http     *http.Server
 	grpcLis  net.Listener
 	httpLis  net.Listener
-	wg       sync.WaitGroup // agent stream receivers and background loops
+	wg       sync.WaitGroup // agents' reports and background loops
 	closeOne sync.Once
 }
 
@@ -229,6 +229,9 @@ func (s *Server) newGRPC() {
 		// (BenchmarkIdleAgentMemory).
 		opts = append(opts, grpc.Creds(credentials.NewTLS(s.tlsConfig)), grpc.ReadBufferSize(0))
 	}
+	// Every stream gets a context the server can end (abort.go).
+	streams := make(map[string]bool)
+	opts = append(opts, grpc.InTapHandle(abortableStreams(streams)))
 	// Registered through gs, a request with text that is not UTF-8 is
 	// answered InvalidArgument naming the field (see codec.go).
 	gs := newGRPCServer(opts...)
@@ -239,6 +242,7 @@ func (s *Server) newGRPC() {
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(gs, s.health)
 	reflection.Register(gs)
+	streamMethods(gs.Server, streams)
 }
 
 // GRPCAddr is the bound gRPC address (after Listen).

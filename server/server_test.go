@@ -38,7 +38,7 @@ type sut struct {
 
 // setup starts a server in t.TempDir() on 127.0.0.1:0 and stops it, waiting
 // for every goroutine, in t.Cleanup.
-func setup(t *testing.T, configure ...func(*Config)) *sut {
+func setup(t testing.TB, configure ...func(*Config)) *sut {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := Config{DataDir: dir, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
@@ -147,12 +147,12 @@ func watchOnce(t *testing.T, s *sut, id string, v uint64) {
 
 // scriptedAgent speaks the real agent protocol from the test.
 type scriptedAgent struct {
-	t      *testing.T
+	t      testing.TB
 	stream pb.AgentService_ConnectClient
 	cancel context.CancelFunc
 }
 
-func connectAgent(t *testing.T, s *sut, hello *pb.Hello) *scriptedAgent {
+func connectAgent(t testing.TB, s *sut, hello *pb.Hello) *scriptedAgent {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	stream, err := pb.NewAgentServiceClient(s.agentConn(t, hello.GetWorkerId())).Connect(ctx)
