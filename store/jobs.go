@@ -47,10 +47,10 @@ func (db *DB) Insert(ctx context.Context, jobs []*job.Job) error {
 // (put), so that a request that fails a check has written nothing and fails
 // alone.
 type insertion struct {
-	jobs    []*job.Job
-	encs    [][]byte       // jobs[i] encoded with version 1
-	entries [][]indexEntry // jobs[i]'s index keys
-	size    int            // encoded bytes, for MaxBatchBytes
+	jobs []*job.Job
+	encs [][]byte  // jobs[i] encoded with version 1
+	adds indexAdds // the jobs' index entries
+	size int       // encoded bytes, for MaxBatchBytes
 }
 
 // prepareInsert checks new jobs with job.CheckNew, encodes them and makes
@@ -60,9 +60,14 @@ func prepareInsert(jobs []*job.Job) (*insertion, error) {
 	if err := job.CheckNew(jobs); err != nil {
 		return nil, err
 	}
-	in := &insertion{jobs: jobs, encs: make([][]byte, len(jobs)), entries: make([][]indexEntry, len(jobs))}
+	in := &insertion{jobs: jobs, encs: make([][]byte, len(jobs))}
 	if err := in.encode(); err != nil {
 		return nil, err
+	}
+	for _, j := range jobs {
+		if err := in.adds.job(j); err != nil {
+			return nil, err
+		}
 	}
 	for _, enc := range in.encs {
 		in.size += len(enc)
@@ -74,7 +79,7 @@ func prepareInsert(jobs []*job.Job) (*insertion, error) {
 // insertion.encode.
 const encodeChunk = 256
 
-// encode encodes the jobs with version 1 and makes their index keys.
+// encode encodes the jobs with version 1.
 // Encoding is most of the CPU time of a large insert, so a batch of
 // several encodeChunks is split over the CPUs; the goroutines end before
 // it returns. The error is that of the first job, in order, that failed.
@@ -86,10 +91,6 @@ func (in *insertion) encode() error {
 				return err
 			}
 			in.encs[i] = enc
-			in.entries[i] = indexEntries(in.jobs[i])
-			if err := checkIndexKeys(in.entries[i]); err != nil {
-				return err
-			}
 		}
 		return nil
 	}
@@ -158,18 +159,12 @@ func (in *insertion) afterLast(b *bolt.Bucket) bool {
 // Every error it returns is an abort: it may have written part of the batch.
 func (in *insertion) put(tx *bolt.Tx, adding map[string]int) error {
 	b := tx.Bucket(bucketJobs)
-	n := 0
-	for _, e := range in.entries {
-		n += len(e)
-	}
-	iw := indexWriter{ops: make([]indexOp, 0, n)}
 	for i, j := range in.jobs {
 		if err := b.Put([]byte(j.ID), in.encs[i]); err != nil {
 			return abort(fmt.Errorf("put job %s: %w", j.ID, err))
 		}
-		iw.put(in.entries[i])
 	}
-	if err := iw.flush(tx); err != nil {
+	if err := in.adds.flush(tx); err != nil {
 		return abort(err)
 	}
 	for name, n := range adding {

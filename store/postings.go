@@ -9,6 +9,8 @@ import (
 	"slices"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/hodei-jobs/hodei/job"
 )
 
 // An index bucket holds, for each indexed value, the ids of its jobs in
@@ -424,4 +426,109 @@ func eachPosting(kind indexKind, b *bolt.Bucket, fn func(prefix, id []byte)) err
 		}
 		return nil
 	})
+}
+
+// indexAdds gathers the entries a batch of new jobs adds, grouped by index
+// and value as they are made, so that a batch of a thousand jobs that share
+// their tenant, name and labels is a few groups of a thousand ids, with no
+// key made per entry and no sort (new ids ascend). Its flush writes them.
+type indexAdds struct {
+	groups []*addGroup
+	byKind [numIndexes][]*addGroup // looked through in order: few per kind
+	byKey  map[addKey]*addGroup    // once a kind has many
+}
+
+// addKey is an indexed value: its index and parts.
+type addKey struct {
+	kind   indexKind
+	v1, v2 string
+}
+
+type addGroup struct {
+	addKey
+	prefix []byte
+	ops    []indexOp // adds, each keyed by the id alone
+}
+
+// manyGroups is how many values of one index indexAdds looks through
+// before it uses a map.
+const manyGroups = 8
+
+// job adds the entries of new job j, checking that bbolt can store each
+// as a key, as checkIndexKeys does.
+func (a *indexAdds) job(j *job.Job) error {
+	id := []byte(j.ID)
+	add := func(kind indexKind, v1, v2 string) error {
+		g := a.group(addKey{kind, v1, v2})
+		if len(g.prefix)+len(id) > bolt.MaxKeySize {
+			return job.Invalid(kind.field(), "is too long to index (%d bytes with the id; at most %d)", len(g.prefix)+len(id), bolt.MaxKeySize)
+		}
+		g.ops = append(g.ops, indexOp{indexEntry{kind, id, 0}, true})
+		return nil
+	}
+	for _, v := range [...]struct {
+		kind  indexKind
+		value string
+	}{{indexArray, j.Spec.Array}, {indexPipeline, j.Spec.Pipeline}, {indexName, j.Spec.Name}} {
+		if v.value != "" {
+			if err := add(v.kind, v.value, ""); err != nil {
+				return err
+			}
+		}
+	}
+	for k, v := range j.Spec.Labels {
+		if err := add(indexLabel, k, v); err != nil {
+			return err
+		}
+	}
+	if j.Spec.Tenant != "" {
+		if err := add(indexTenant, j.Spec.Tenant, ""); err != nil {
+			return err
+		}
+	}
+	return add(indexState, stateValue(j.State), "")
+}
+
+// group returns the group of a value, making it.
+func (a *indexAdds) group(k addKey) *addGroup {
+	gs := a.byKind[k.kind]
+	if len(gs) <= manyGroups {
+		for _, g := range gs {
+			if g.addKey == k {
+				return g
+			}
+		}
+	} else if g := a.byKey[k]; g != nil {
+		return g
+	}
+	g := &addGroup{addKey: k}
+	if k.kind == indexLabel {
+		g.prefix = indexPrefix(k.v1, k.v2)
+	} else {
+		g.prefix = indexPrefix(k.v1)
+	}
+	a.groups = append(a.groups, g)
+	a.byKind[k.kind] = append(gs, g)
+	if len(gs)+1 > manyGroups {
+		if a.byKey == nil {
+			a.byKey = make(map[addKey]*addGroup)
+		}
+		for _, g := range a.byKind[k.kind] {
+			a.byKey[g.addKey] = g
+		}
+	}
+	return g
+}
+
+// flush writes the entries in tx. An error must abort the transaction.
+func (a *indexAdds) flush(tx *bolt.Tx) error {
+	slices.SortFunc(a.groups, func(x, y *addGroup) int {
+		return cmp.Or(cmp.Compare(x.kind, y.kind), bytes.Compare(x.prefix, y.prefix))
+	})
+	for _, g := range a.groups {
+		if err := applyPostings(tx.Bucket(indexBuckets[g.kind]), g.prefix, lastByID(g.ops)); err != nil {
+			return fmt.Errorf("index %s: %w", g.kind, err)
+		}
+	}
+	return nil
 }
