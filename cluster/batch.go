@@ -29,38 +29,39 @@ func (s *Cluster) SubmitBatch(ctx context.Context, specs []job.Spec) ([]*job.Job
 	if err != nil {
 		return nil, err
 	}
-	// Validation reads nothing but the specs: it runs on every CPU. The
+	// Validation reads nothing but the specs: it runs on every CPU, and
+	// makes the jobs there too, with ids from one reservation for the
+	// batch (they follow each other; a refused batch leaves a gap). The
 	// checks that read the cluster's state follow, in order, so that the
 	// first spec at fault is the one named.
 	now := s.cfg.Now()
-	checked := make([]job.Spec, len(specs))
+	first := s.newIDs(now, len(specs)-1)
+	jobs := make([]*job.Job, len(specs))
 	errs := make([]error, len(specs))
 	inParallel(len(specs), func(lo, hi int) {
 		for i := lo; i < hi; i++ {
-			checked[i], errs[i] = validSpec(specs[i], now)
+			spec, err := validSpec(specs[i], now)
+			if err != nil {
+				errs[i] = err
+				continue
+			}
+			jobs[i] = &job.Job{ID: job.AddID(first, uint64(i)), Spec: spec, State: job.Pending, Attempt: 1, CreatedAt: now}
 		}
 	})
 	tenants := make(map[string]bool, 1)
-	for i := range checked {
+	for i, j := range jobs {
 		err := errs[i]
-		if t := checked[i].Tenant; err == nil && !tenants[t] {
-			err = s.ensureTenant(ctx, t)
-			tenants[t] = err == nil
+		if err == nil && !tenants[j.Spec.Tenant] {
+			err = s.ensureTenant(ctx, j.Spec.Tenant)
+			tenants[j.Spec.Tenant] = err == nil
 		}
 		if err == nil {
-			err = s.checkBatchSpec(&checked[i], known)
+			err = s.checkBatchSpec(&j.Spec, known)
 		}
 		if err != nil {
 			return nil, job.InBatch(i, err)
 		}
-	}
-	// One reservation for the batch's ids, which follow each other.
-	first := s.newIDs(now, len(specs)-1)
-	jobs := make([]*job.Job, len(specs))
-	for i := range checked {
-		j := &job.Job{ID: job.AddID(first, uint64(i)), Spec: checked[i], State: job.Pending, Attempt: 1, CreatedAt: now}
 		s.seal(j)
-		jobs[i] = j
 	}
 	// The store checks the tenants and dependencies again, in the
 	// transaction: the checks above only find which spec is at fault.

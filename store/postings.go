@@ -520,6 +520,14 @@ func (a *indexAdds) group(k addKey) *addGroup {
 	return g
 }
 
+// join appends the entries of b, of jobs that come after a's.
+func (a *indexAdds) join(b *indexAdds) {
+	for _, g := range b.groups {
+		mine := a.group(g.addKey)
+		mine.ops = append(mine.ops, g.ops...)
+	}
+}
+
 // flush writes the entries in tx. An error must abort the transaction.
 func (a *indexAdds) flush(tx *bolt.Tx) error {
 	slices.SortFunc(a.groups, func(x, y *addGroup) int {
