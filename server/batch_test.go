@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -9,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/hodei-jobs/hodei/client"
 	"github.com/hodei-jobs/hodei/job"
@@ -108,7 +111,51 @@ func TestSubmitBatchRefusedWhole(t *testing.T) {
 		err := s.conn.Invoke(ctx, pb.JobService_SubmitBatch_FullMethodName, req, &resp, grpc.ForceCodecV2(rawCodec{}))
 		wantInvalid(t, err, "specs[1].command[0]", "is not valid UTF-8")
 	})
+	t.Run("InvalidUTF8Large", func(t *testing.T) {
+		// Large enough to be decoded in parallel: the bad spec is still
+		// named.
+		var req []byte
+		for i := range 2 * parallelSpecs {
+			cmd := "true"
+			if i == parallelSpecs+7 {
+				cmd = "a\xffb"
+			}
+			req = append(req, wireMessage(1, wireString(4, cmd))...)
+		}
+		var resp []byte
+		err := s.conn.Invoke(ctx, pb.JobService_SubmitBatch_FullMethodName, req, &resp, grpc.ForceCodecV2(rawCodec{}))
+		wantInvalid(t, err, fmt.Sprintf("specs[%d].command[0]", parallelSpecs+7), "is not valid UTF-8")
+	})
 	s.wantNothingStored(t)
+}
+
+// TestDecodeBatch checks that a large SubmitBatch request decoded in
+// parallel is the request protobuf decodes, and that bytes it does not
+// expect are left to protobuf.
+func TestDecodeBatch(t *testing.T) {
+	want := &pb.SubmitBatchRequest{}
+	for i := range 3*parallelSpecs + 5 {
+		want.Specs = append(want.Specs, &pb.JobSpec{Name: fmt.Sprint("j", i), Command: []string{"echo", fmt.Sprint(i)},
+			Labels: map[string]string{"i": fmt.Sprint(i)}, Env: map[string]string{"A": "b"}, TimeoutMs: int64(i)})
+	}
+	data, err := proto.Marshal(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got pb.SubmitBatchRequest
+	if !decodeBatch(data, &got) || !proto.Equal(want, &got) {
+		t.Fatalf("decodeBatch: %d specs, equal %v", len(got.Specs), proto.Equal(want, &got))
+	}
+	for name, bad := range map[string][]byte{
+		"OtherField": append(slices.Clone(data), wireString(2, "x")...),
+		"Truncated":  data[:len(data)-3],
+		"BadSpec":    append(slices.Clone(data), wireMessage(1, []byte{0xff})...),
+	} {
+		var got pb.SubmitBatchRequest
+		if decodeBatch(bad, &got) {
+			t.Errorf("%s: decoded", name)
+		}
+	}
 }
 
 func TestSubmitBatchOverQueuedLimit(t *testing.T) {

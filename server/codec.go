@@ -63,7 +63,12 @@ func (c wireCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	if probed {
 		v = probe.msg
 	}
-	err := c.base.Unmarshal(data, v)
+	var err error
+	if req, ok := v.(*pb.SubmitBatchRequest); ok {
+		err = c.unmarshalBatch(data, req)
+	} else {
+		err = c.base.Unmarshal(data, v)
+	}
 	if err == nil || !probed {
 		return err
 	}
