@@ -9,6 +9,7 @@ import (
 	"slices"
 
 	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/hodei-jobs/hodei/job"
 )
@@ -35,6 +36,12 @@ const chunkIDs = 128
 // indexOp is one change to an index: add or remove one entry.
 type indexOp struct {
 	indexEntry
+	add bool
+}
+
+// postingOp is one change to one value's ids: add or remove id.
+type postingOp struct {
+	id  []byte
 	add bool
 }
 
@@ -95,7 +102,7 @@ func (w *indexWriter) flush(tx *bolt.Tx) error {
 	type group struct {
 		kind   indexKind
 		prefix []byte
-		ops    []indexOp
+		ops    []postingOp
 	}
 	var (
 		groups []*group
@@ -123,10 +130,10 @@ func (w *indexWriter) flush(tx *bolt.Tx) error {
 		counts[g]++
 	}
 	for g, n := range counts {
-		groups[g].ops = make([]indexOp, 0, n)
+		groups[g].ops = make([]postingOp, 0, n)
 	}
 	for i, op := range w.ops {
-		groups[of[i]].ops = append(groups[of[i]].ops, op)
+		groups[of[i]].ops = append(groups[of[i]].ops, postingOp{op.id(), op.add})
 	}
 	w.ops = nil
 	slices.SortFunc(groups, func(a, b *group) int {
@@ -142,14 +149,14 @@ func (w *indexWriter) flush(tx *bolt.Tx) error {
 
 // lastByID returns ops (of one value) in id order, with only the last op of
 // each id.
-func lastByID(ops []indexOp) []indexOp {
-	byID := func(a, b indexOp) int { return bytes.Compare(a.id(), b.id()) }
+func lastByID(ops []postingOp) []postingOp {
+	byID := func(a, b postingOp) int { return bytes.Compare(a.id, b.id) }
 	if !slices.IsSortedFunc(ops, byID) {
 		slices.SortStableFunc(ops, byID) // stable: the last op of an id stays last
 	}
 	out := ops[:0]
 	for i, op := range ops {
-		if i+1 < len(ops) && bytes.Equal(op.id(), ops[i+1].id()) {
+		if i+1 < len(ops) && bytes.Equal(op.id, ops[i+1].id) {
 			continue
 		}
 		out = append(out, op)
@@ -161,13 +168,13 @@ func lastByID(ops []indexOp) []indexOp {
 // the value's chunks in b, one chunk at a time: the ops that fall in a
 // chunk's range are merged into it and the chunk is written back, split
 // when it grows past chunkIDs.
-func applyPostings(b *bolt.Bucket, prefix []byte, ops []indexOp) error {
+func applyPostings(b *bolt.Bucket, prefix []byte, ops []postingOp) error {
 	for len(ops) > 0 {
-		ch := findChunk(b.Cursor(), prefix, ops[0].id())
+		ch := findChunk(b.Cursor(), prefix, ops[0].id)
 		n := len(ops)
 		if ch.upper != nil {
-			n, _ = slices.BinarySearchFunc(ops, ch.upper, func(op indexOp, upper []byte) int {
-				return bytes.Compare(op.id(), upper)
+			n, _ = slices.BinarySearchFunc(ops, ch.upper, func(op postingOp, upper []byte) int {
+				return bytes.Compare(op.id, upper)
 			})
 		}
 		ids, err := decodeChunk(bytes.Clone(ch.val))
@@ -232,11 +239,11 @@ func findChunk(c *bolt.Cursor, prefix, id []byte) chunk {
 
 // mergeChunk applies ops (in id order) to ids (in id order): an add inserts
 // an id that is missing, a removal drops one that is there.
-func mergeChunk(ids [][]byte, ops []indexOp) [][]byte {
+func mergeChunk(ids [][]byte, ops []postingOp) [][]byte {
 	out := make([][]byte, 0, len(ids)+len(ops))
 	i := 0
 	for _, op := range ops {
-		id := op.id()
+		id := op.id
 		for i < len(ids) && bytes.Compare(ids[i], id) < 0 {
 			out = append(out, ids[i])
 			i++
@@ -278,21 +285,28 @@ func writeChunk(b *bolt.Bucket, prefix, key []byte, ids [][]byte) error {
 // the rest and the rest. Ids made together (ULIDs of one batch) share all
 // but their last few bytes, so that an id costs a few bytes, not 26.
 func encodeIDs(ids [][]byte) []byte {
-	n := 0
-	for _, id := range ids {
-		n += 2*binary.MaxVarintLen32 + len(id)
-	}
-	out := make([]byte, 0, n)
-	var prev []byte
-	for _, id := range ids {
-		shared := 0
-		for shared < len(prev) && shared < len(id) && prev[shared] == id[shared] {
-			shared++
+	shared := func(i int) int {
+		if i == 0 {
+			return 0
 		}
-		out = binary.AppendUvarint(out, uint64(shared))
-		out = binary.AppendUvarint(out, uint64(len(id)-shared))
-		out = append(out, id[shared:]...)
-		prev = id
+		prev, id := ids[i-1], ids[i]
+		n := 0
+		for n < len(prev) && n < len(id) && prev[n] == id[n] {
+			n++
+		}
+		return n
+	}
+	size := 0
+	for i, id := range ids {
+		s := shared(i)
+		size += protowire.SizeVarint(uint64(s)) + protowire.SizeBytes(len(id)-s)
+	}
+	out := make([]byte, 0, size)
+	for i, id := range ids {
+		s := shared(i)
+		out = binary.AppendUvarint(out, uint64(s))
+		out = binary.AppendUvarint(out, uint64(len(id)-s))
+		out = append(out, id[s:]...)
 	}
 	return out
 }
@@ -432,10 +446,16 @@ func eachPosting(kind indexKind, b *bolt.Bucket, fn func(prefix, id []byte)) err
 // and value as they are made, so that a batch of a thousand jobs that share
 // their tenant, name and labels is a few groups of a thousand ids, with no
 // key made per entry and no sort (new ids ascend). Its flush writes them.
+//
+// job only notes each entry's group (refs); the groups' ids are copied
+// into slices of their final size when they are first needed (ids), so
+// that a thousand jobs cost one slice per group rather than one grown by
+// doubling.
 type indexAdds struct {
 	groups []*addGroup
 	byKind [numIndexes][]*addGroup // looked through in order: few per kind
 	byKey  map[addKey]*addGroup    // once a kind has many
+	refs   []addRef                // the entries noted since ids last ran
 }
 
 // addKey is an indexed value: its index and parts.
@@ -447,14 +467,21 @@ type addKey struct {
 type addGroup struct {
 	addKey
 	prefix []byte
-	ops    []indexOp // adds, each keyed by the id alone
+	n      int         // its entries in refs
+	ops    []postingOp // adds, once ids ran
+}
+
+// addRef is one entry noted by job: its group and id.
+type addRef struct {
+	g  *addGroup
+	id []byte
 }
 
 // manyGroups is how many values of one index indexAdds looks through
 // before it uses a map.
 const manyGroups = 8
 
-// job adds the entries of new job j, checking that bbolt can store each
+// job notes the entries of new job j, checking that bbolt can store each
 // as a key, as checkIndexKeys does.
 func (a *indexAdds) job(j *job.Job) error {
 	id := []byte(j.ID)
@@ -463,7 +490,8 @@ func (a *indexAdds) job(j *job.Job) error {
 		if len(g.prefix)+len(id) > bolt.MaxKeySize {
 			return job.Invalid(kind.field(), "is too long to index (%d bytes with the id; at most %d)", len(g.prefix)+len(id), bolt.MaxKeySize)
 		}
-		g.ops = append(g.ops, indexOp{indexEntry{kind, id, 0}, true})
+		g.n++
+		a.refs = append(a.refs, addRef{g, id})
 		return nil
 	}
 	for _, v := range [...]struct {
@@ -487,6 +515,20 @@ func (a *indexAdds) job(j *job.Job) error {
 		}
 	}
 	return add(indexState, stateValue(j.State), "")
+}
+
+// ids moves the noted entries into their groups' ops, in order.
+func (a *indexAdds) ids() {
+	for _, g := range a.groups {
+		if need := len(g.ops) + g.n; cap(g.ops) < need {
+			g.ops = slices.Grow(g.ops, g.n)
+		}
+		g.n = 0
+	}
+	for _, r := range a.refs {
+		r.g.ops = append(r.g.ops, postingOp{r.id, true})
+	}
+	a.refs = nil
 }
 
 // group returns the group of a value, making it.
@@ -522,6 +564,8 @@ func (a *indexAdds) group(k addKey) *addGroup {
 
 // join appends the entries of b, of jobs that come after a's.
 func (a *indexAdds) join(b *indexAdds) {
+	b.ids()
+	a.ids()
 	for _, g := range b.groups {
 		mine := a.group(g.addKey)
 		mine.ops = append(mine.ops, g.ops...)
@@ -530,6 +574,7 @@ func (a *indexAdds) join(b *indexAdds) {
 
 // flush writes the entries in tx. An error must abort the transaction.
 func (a *indexAdds) flush(tx *bolt.Tx) error {
+	a.ids()
 	slices.SortFunc(a.groups, func(x, y *addGroup) int {
 		return cmp.Or(cmp.Compare(x.kind, y.kind), bytes.Compare(x.prefix, y.prefix))
 	})
