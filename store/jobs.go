@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -47,10 +49,11 @@ func (db *DB) Insert(ctx context.Context, jobs []*job.Job) error {
 // (put), so that a request that fails a check has written nothing and fails
 // alone.
 type insertion struct {
-	jobs []*job.Job
-	encs [][]byte  // jobs[i] encoded with version 1
-	adds indexAdds // the jobs' index entries
-	size int       // encoded bytes, for MaxBatchBytes
+	jobs      []*job.Job
+	ascending bool      // the jobs' ids ascend strictly
+	encs      [][]byte  // jobs[i] encoded with version 1
+	adds      indexAdds // the jobs' index entries
+	size      int       // encoded bytes, for MaxBatchBytes
 }
 
 // prepareInsert checks new jobs with job.CheckNew, encodes them and makes
@@ -60,7 +63,10 @@ func prepareInsert(jobs []*job.Job) (*insertion, error) {
 	if err := job.CheckNew(jobs); err != nil {
 		return nil, err
 	}
-	in := &insertion{jobs: jobs, encs: make([][]byte, len(jobs))}
+	in := &insertion{jobs: jobs, encs: make([][]byte, len(jobs)), ascending: true}
+	for i := 1; i < len(jobs) && in.ascending; i++ {
+		in.ascending = jobs[i-1].ID < jobs[i].ID
+	}
 	if err := in.encode(); err != nil {
 		return nil, err
 	}
@@ -121,17 +127,26 @@ func (in *insertion) encode() error {
 // for put.
 func (in *insertion) check(tx *bolt.Tx) (map[string]int, error) {
 	b := tx.Bucket(bucketJobs)
-	inCall := make(map[string]bool, len(in.jobs))
-	fresh := in.afterLast(b)
-	for _, j := range in.jobs {
-		if inCall[j.ID] || !fresh && b.Get([]byte(j.ID)) != nil {
-			return nil, job.Conflict(j.ID, "already exists")
+	var inCall func(id string) bool
+	if in.afterLast(b) {
+		// None is stored, none repeats, and the batch's ids are sorted.
+		inCall = func(id string) bool {
+			_, found := slices.BinarySearchFunc(in.jobs, id, func(j *job.Job, id string) int { return strings.Compare(j.ID, id) })
+			return found
 		}
-		inCall[j.ID] = true
+	} else {
+		seen := make(map[string]bool, len(in.jobs))
+		for _, j := range in.jobs {
+			if seen[j.ID] || b.Get([]byte(j.ID)) != nil {
+				return nil, job.Conflict(j.ID, "already exists")
+			}
+			seen[j.ID] = true
+		}
+		inCall = func(id string) bool { return seen[id] }
 	}
 	for _, j := range in.jobs {
 		for _, dep := range j.Spec.DependsOn {
-			if !inCall[dep] && b.Get([]byte(dep)) == nil {
+			if !inCall(dep) && b.Get([]byte(dep)) == nil {
 				return nil, job.UnknownDependency(dep)
 			}
 		}
@@ -139,19 +154,13 @@ func (in *insertion) check(tx *bolt.Tx) (map[string]int, error) {
 	return admit(tx, in.jobs)
 }
 
-// afterLast reports whether the ids of the batch ascend and the first is
-// after the last stored id, as new ids (time-ordered ULIDs) normally are:
-// then none of them can be stored, and check needs no lookup per job.
+// afterLast reports whether the ids of the batch ascend (in.ascending,
+// found before the transaction) and the first is after the last stored
+// id, as new ids (time-ordered ULIDs) normally are: then none of them can
+// be stored, and check needs no lookup per job.
 func (in *insertion) afterLast(b *bolt.Bucket) bool {
 	last, _ := b.Cursor().Last()
-	prev := string(last)
-	for _, j := range in.jobs {
-		if j.ID <= prev {
-			return false
-		}
-		prev = j.ID
-	}
-	return true
+	return in.ascending && in.jobs[0].ID > string(last)
 }
 
 // put writes the jobs and their index keys and adds adding (from check) to

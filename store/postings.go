@@ -469,6 +469,10 @@ type addGroup struct {
 	prefix []byte
 	n      int         // its entries in refs
 	ops    []postingOp // adds, once ids ran
+	// chunks, when set, are ops as full chunks, encoded by encode before
+	// the transaction: flush puts them as they are when the ids come after
+	// every stored id of the value.
+	chunks [][]byte
 }
 
 // addRef is one entry noted by job: its group and id.
@@ -572,6 +576,33 @@ func (a *indexAdds) join(b *indexAdds) {
 	}
 }
 
+// encode makes the chunks of the groups large enough to fill some, whose
+// ids ascend, so that the commit only puts them: the work of a batch's
+// index entries is then done before its transaction, outside the store's
+// one writer. A smaller group is merged into the value's last chunk in the
+// commit, so that single submits do not each make a chunk.
+func (a *indexAdds) encode() {
+	a.ids()
+	for _, g := range a.groups {
+		if len(g.ops) < chunkIDs/2 || !slices.IsSortedFunc(g.ops, func(x, y postingOp) int {
+			if bytes.Compare(x.id, y.id) >= 0 {
+				return 1 // not strictly ascending
+			}
+			return -1
+		}) {
+			continue
+		}
+		ids := make([][]byte, len(g.ops))
+		for i, op := range g.ops {
+			ids[i] = op.id
+		}
+		pieces := (len(ids) + chunkIDs - 1) / chunkIDs
+		for p := range pieces {
+			g.chunks = append(g.chunks, encodeIDs(ids[p*len(ids)/pieces:(p+1)*len(ids)/pieces]))
+		}
+	}
+}
+
 // flush writes the entries in tx. An error must abort the transaction.
 func (a *indexAdds) flush(tx *bolt.Tx) error {
 	a.ids()
@@ -579,9 +610,38 @@ func (a *indexAdds) flush(tx *bolt.Tx) error {
 		return cmp.Or(cmp.Compare(x.kind, y.kind), bytes.Compare(x.prefix, y.prefix))
 	})
 	for _, g := range a.groups {
-		if err := applyPostings(tx.Bucket(indexBuckets[g.kind]), g.prefix, lastByID(g.ops)); err != nil {
+		b := tx.Bucket(indexBuckets[g.kind])
+		if g.chunks != nil && after(b, g.prefix, g.ops[0].id) {
+			pieces := len(g.chunks)
+			for p, v := range g.chunks {
+				first := g.ops[p*len(g.ops)/pieces].id
+				if err := b.Put(append(slices.Clip(g.prefix), first...), v); err != nil {
+					return fmt.Errorf("index %s: %w", g.kind, err)
+				}
+			}
+			continue
+		}
+		if err := applyPostings(b, g.prefix, lastByID(g.ops)); err != nil {
 			return fmt.Errorf("index %s: %w", g.kind, err)
 		}
 	}
 	return nil
+}
+
+// after reports whether id comes after every id of prefix in the index
+// bucket b.
+func after(b *bolt.Bucket, prefix, id []byte) bool {
+	ch := findChunk(b.Cursor(), prefix, id)
+	if ch.key == nil {
+		return true // the value has no chunk
+	}
+	if ch.upper != nil {
+		return false
+	}
+	r := chunkReader{v: ch.val}
+	var last []byte
+	for r.next() {
+		last = r.id
+	}
+	return r.err == nil && bytes.Compare(last, id) < 0
 }

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/hodei-jobs/hodei/job"
 	"github.com/stretchr/testify/require"
 	bolt "go.etcd.io/bbolt"
 )
@@ -158,4 +159,48 @@ func TestPostingsBatchChunks(t *testing.T) {
 		return iw.flush(tx)
 	}))
 	require.Zero(t, chunks())
+}
+
+// TestBatchChunks inserts batches whose ids come after the stored ones
+// (their chunks are made before the commit and put as they are), before
+// them (merged in the commit), and small ones (merged into the last
+// chunk): the indexes check out after each, list every job, and a large
+// batch fills its chunks.
+func TestBatchChunks(t *testing.T) {
+	db := MustOpen(t)
+	chunks := func() int {
+		n := 0
+		require.NoError(t, db.bolt.View(func(tx *bolt.Tx) error {
+			n = tx.Bucket(indexBuckets[indexTenant]).Stats().KeyN
+			return nil
+		}))
+		return n
+	}
+	total := 0
+	for _, r := range []struct{ from, to int }{{5000, 5999}, {1000, 1999}, {7000, 7099}, {8000, 8009}, {3000, 3004}, {9000, 9999}} {
+		insertN(t, db, r.from, r.to, nil)
+		total += r.to - r.from + 1
+		require.NoError(t, db.Check(), "after %d–%d", r.from, r.to)
+		jobs, _, err := db.List(t.Context(), job.Filter{Tenant: job.DefaultTenant, Limit: job.MaxPageSize})
+		require.NoError(t, err)
+		require.Len(t, jobs, min(total, job.MaxPageSize))
+	}
+	// 4,115 ids: the batches of 1,000 and 100 made full chunks; the few
+	// merges added at most a couple each.
+	require.LessOrEqual(t, chunks(), 4115/chunkIDs+8)
+	var all []string
+	after := ""
+	for {
+		jobs, next, err := db.List(t.Context(), job.Filter{Tenant: job.DefaultTenant, Limit: job.MaxPageSize, After: after})
+		require.NoError(t, err)
+		for _, j := range jobs {
+			all = append(all, j.ID)
+		}
+		if next == "" {
+			break
+		}
+		after = next
+	}
+	require.Len(t, all, total)
+	require.True(t, slices.IsSorted(all))
 }
