@@ -470,8 +470,8 @@ type addGroup struct {
 	n      int         // its entries in refs
 	ops    []postingOp // adds, once ids ran
 	// chunks, when set, are ops as full chunks, encoded by encode before
-	// the transaction: flush puts them as they are when the ids come after
-	// every stored id of the value.
+	// the transaction: flush puts them as they are when the ids fall
+	// between the value's stored chunks (inGap).
 	chunks [][]byte
 }
 
@@ -611,7 +611,7 @@ func (a *indexAdds) flush(tx *bolt.Tx) error {
 	})
 	for _, g := range a.groups {
 		b := tx.Bucket(indexBuckets[g.kind])
-		if g.chunks != nil && after(b, g.prefix, g.ops[0].id) {
+		if g.chunks != nil && inGap(b, g.prefix, g.ops[0].id, g.ops[len(g.ops)-1].id) {
 			pieces := len(g.chunks)
 			for p, v := range g.chunks {
 				first := g.ops[p*len(g.ops)/pieces].id
@@ -628,20 +628,24 @@ func (a *indexAdds) flush(tx *bolt.Tx) error {
 	return nil
 }
 
-// after reports whether id comes after every id of prefix in the index
-// bucket b.
-func after(b *bolt.Bucket, prefix, id []byte) bool {
-	ch := findChunk(b.Cursor(), prefix, id)
+// inGap reports whether the ids from first to last (in order) fall
+// between two chunks of prefix in the index bucket b (or before the first,
+// or after the last, or the value has none), so that chunks of them can be
+// put without touching the others: batches committed out of the order of
+// their ids land in such gaps.
+func inGap(b *bolt.Bucket, prefix, first, last []byte) bool {
+	ch := findChunk(b.Cursor(), prefix, first)
 	if ch.key == nil {
 		return true // the value has no chunk
 	}
-	if ch.upper != nil {
-		return false
+	if start := ch.key[len(prefix):]; bytes.Compare(start, first) > 0 {
+		// first is before the value's first chunk, which findChunk gave.
+		return bytes.Compare(last, start) < 0
 	}
 	r := chunkReader{v: ch.val}
-	var last []byte
+	var end []byte
 	for r.next() {
-		last = r.id
+		end = r.id
 	}
-	return r.err == nil && bytes.Compare(last, id) < 0
+	return r.err == nil && bytes.Compare(end, first) < 0 && (ch.upper == nil || bytes.Compare(last, ch.upper) < 0)
 }

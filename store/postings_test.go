@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/hodei-jobs/hodei/job"
+	"github.com/hodei-jobs/hodei/store/storetest"
 	"github.com/stretchr/testify/require"
 	bolt "go.etcd.io/bbolt"
 )
@@ -203,4 +204,32 @@ func TestBatchChunks(t *testing.T) {
 	}
 	require.Len(t, all, total)
 	require.True(t, slices.IsSorted(all))
+}
+
+// TestInGap checks where a range of new ids may be put as chunks of its
+// own.
+func TestInGap(t *testing.T) {
+	db := MustOpen(t)
+	insertN(t, db, 2000, 2999, nil) // chunks of ids 2000–2999
+	insertN(t, db, 5000, 5999, nil)
+	prefix := indexPrefix(job.DefaultTenant)
+	id := func(n int) []byte { return []byte(storetest.ID(n)) }
+	require.NoError(t, db.bolt.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(indexBuckets[indexTenant])
+		for _, c := range []struct {
+			first, last int
+			want        bool
+		}{
+			{1000, 1999, true},  // before the first chunk
+			{1000, 2000, false}, // reaches into it
+			{3000, 4999, true},  // between two batches' chunks
+			{2500, 2501, false}, // inside a chunk
+			{2999, 3000, false},
+			{6000, 6999, true}, // after the last
+		} {
+			require.Equal(t, c.want, inGap(b, prefix, id(c.first), id(c.last)), "%d–%d", c.first, c.last)
+		}
+		require.True(t, inGap(b, indexPrefix("other"), id(1), id(2)), "a value with no chunk")
+		return nil
+	}))
 }
