@@ -70,11 +70,6 @@ func prepareInsert(jobs []*job.Job) (*insertion, error) {
 	if err := in.encode(); err != nil {
 		return nil, err
 	}
-	for _, j := range jobs {
-		if err := in.adds.job(j); err != nil {
-			return nil, err
-		}
-	}
 	for _, enc := range in.encs {
 		in.size += len(enc)
 	}
@@ -85,31 +80,41 @@ func prepareInsert(jobs []*job.Job) (*insertion, error) {
 // insertion.encode.
 const encodeChunk = 256
 
-// encode encodes the jobs with version 1.
-// Encoding is most of the CPU time of a large insert, so a batch of
-// several encodeChunks is split over the CPUs; the goroutines end before
-// it returns. The error is that of the first job, in order, that failed.
+// encode encodes the jobs with version 1 and gathers their index entries
+// (making the chunks of the large groups, indexAdds.encode). Encoding is
+// most of the CPU time of a large insert, so a batch of several
+// encodeChunks is split over the CPUs, each part gathering its own
+// entries, which are joined in order after; the goroutines end before it
+// returns. The error is that of the first job, in order, that failed.
 func (in *insertion) encode() error {
-	encode := func(lo, hi int) error {
+	encode := func(lo, hi int, adds *indexAdds) error {
 		for i := lo; i < hi; i++ {
 			enc, err := encodeJob(in.jobs[i], 1)
 			if err != nil {
 				return err
 			}
 			in.encs[i] = enc
+			if err := adds.job(in.jobs[i]); err != nil {
+				return err
+			}
 		}
 		return nil
 	}
 	n := len(in.jobs)
 	workers := min(runtime.GOMAXPROCS(0), n/encodeChunk)
 	if workers <= 1 {
-		return encode(0, n)
+		if err := encode(0, n, &in.adds); err != nil {
+			return err
+		}
+		in.adds.encode()
+		return nil
 	}
 	var wg sync.WaitGroup
 	errs := make([]error, workers)
+	parts := make([]indexAdds, workers)
 	per := (n + workers - 1) / workers
 	for w := range workers {
-		wg.Go(func() { errs[w] = encode(w*per, min((w+1)*per, n)) })
+		wg.Go(func() { errs[w] = encode(w*per, min((w+1)*per, n), &parts[w]) })
 	}
 	wg.Wait()
 	for _, err := range errs {
@@ -117,6 +122,10 @@ func (in *insertion) encode() error {
 			return err
 		}
 	}
+	for w := range parts {
+		in.adds.join(&parts[w])
+	}
+	in.adds.encode()
 	return nil
 }
 

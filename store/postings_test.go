@@ -233,3 +233,28 @@ func TestInGap(t *testing.T) {
 		return nil
 	}))
 }
+
+// TestPrepareInsertChunks checks that a large batch's index entries are
+// gathered by value and made into chunks before its transaction, on every
+// CPU or not, and that a small batch's are left to be merged in it.
+func TestPrepareInsertChunks(t *testing.T) {
+	batch := func(n int) []*job.Job {
+		var jobs []*job.Job
+		for i := 1; i <= n; i++ {
+			j := storetest.NewJob(i)
+			j.Spec.Name = "bench"
+			j.Spec.Labels = map[string]string{"team": "bench", "kind": "submit"}
+			jobs = append(jobs, j)
+		}
+		return jobs
+	}
+	for _, c := range []struct{ jobs, chunks int }{{1000, 8}, {encodeChunk, 2}, {10, 0}} {
+		in, err := prepareInsert(batch(c.jobs))
+		require.NoError(t, err)
+		require.Len(t, in.adds.groups, 5, "name, two labels, tenant, state")
+		for _, g := range in.adds.groups {
+			require.Len(t, g.ops, c.jobs, "%s %s", g.kind, g.v1)
+			require.Len(t, g.chunks, c.chunks, "%s %s", g.kind, g.v1)
+		}
+	}
+}
