@@ -186,18 +186,31 @@ func TenantBusy(name string, n int) error {
 // that fails decides the error: UnknownTenant, a *FieldError from
 // CheckFits, or OverQueued.
 func Admit(jobs []*Job, lookup func(name string) (*Tenant, int, error)) (map[string]int, error) {
+	// A batch is mostly one tenant's: runs of one name cost no map work.
 	adding := make(map[string]int)
-	for _, j := range jobs {
-		adding[j.Spec.Tenant]++
+	for i := 0; i < len(jobs); {
+		name, n := jobs[i].Spec.Tenant, 1
+		for i+n < len(jobs) && jobs[i+n].Spec.Tenant == name {
+			n++
+		}
+		adding[name] += n
+		i += n
 	}
 	type looked struct {
 		t      *Tenant
 		queued int
 	}
 	tenants := make(map[string]looked, len(adding))
+	var (
+		lastName string
+		last     looked
+	)
 	for _, j := range jobs {
 		name := j.Spec.Tenant
-		lk, ok := tenants[name]
+		lk, ok := last, last.t != nil && name == lastName
+		if !ok {
+			lk, ok = tenants[name]
+		}
 		if !ok {
 			t, queued, err := lookup(name)
 			switch {
@@ -209,6 +222,7 @@ func Admit(jobs []*Job, lookup func(name string) (*Tenant, int, error)) (map[str
 			lk = looked{t, queued}
 			tenants[name] = lk
 		}
+		lastName, last = name, lk
 		if err := lk.t.CheckFits(&j.Spec); err != nil {
 			return nil, err
 		}

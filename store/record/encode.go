@@ -123,24 +123,24 @@ func (w *writer) stringAlways(n protowire.Number, v string) {
 }
 
 // message writes the embedded message that body appends, with its length
-// in front: the length is reserved, then fixed once body is done.
+// in front: one byte is reserved for the length, then fixed once body is
+// done, and the body moved when the length needs more.
 func (w *writer) message(n protowire.Number, body func()) {
 	w.b = protowire.AppendTag(w.b, n, protowire.BytesType)
 	at := len(w.b)
-	w.b = append(w.b, 0, 0, 0) // room for a length of up to 2 MiB
+	w.b = append(w.b, 0) // room for a length under 128, which most are
 	body()
-	size := len(w.b) - at - 3
+	size := len(w.b) - at - 1
+	if size < 0x80 {
+		w.b[at] = byte(size)
+		return
+	}
 	var lenBuf [binaryMaxVarint]byte
 	l := protowire.AppendVarint(lenBuf[:0], uint64(size))
-	switch {
-	case len(l) == 3:
-		copy(w.b[at:], l)
-	case len(l) < 3:
-		copy(w.b[at:], l)
-		w.b = append(w.b[:at+len(l)], w.b[at+3:]...)
-	default:
-		w.b = append(w.b[:at], append(l, w.b[at+3:]...)...)
-	}
+	// Move the body right to make room for the longer length.
+	w.b = append(w.b, l[1:]...)
+	copy(w.b[at+len(l):], w.b[at+1:at+1+size])
+	copy(w.b[at:], l)
 }
 
 const binaryMaxVarint = 10

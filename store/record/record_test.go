@@ -431,6 +431,16 @@ func TestEncodeMatchesGenerated(t *testing.T) {
 		require.NoError(t, proto.Unmarshal(b, &got))
 		require.True(t, proto.Equal(fromJob(j, j.Version), &got), "sign %d:\n%v\nwant\n%v", sign, &got, fromJob(j, j.Version))
 	}
+	// Embedded messages of every length size: the length's byte reserved
+	// before the body is widened after it.
+	for _, n := range []int{0, 100, 126, 127, 128, 200, 16_370, 16_383, 16_384, 20_000} {
+		j := &job.Job{ID: "j", Spec: job.Spec{Script: strings.Repeat("y", n), Name: "n"}, State: job.Running}
+		b, err := MarshalJob(j, 3)
+		require.NoError(t, err)
+		var got JobRecord
+		require.NoError(t, proto.Unmarshal(b, &got), "script of %d bytes", n)
+		require.True(t, proto.Equal(fromJob(j, 3), &got), "script of %d bytes", n)
+	}
 	big := &job.Job{ID: "j", Spec: job.Spec{Script: strings.Repeat("x", 3_000_000)}}
 	b, err := MarshalJob(big, 1)
 	require.NoError(t, err)
