@@ -22,7 +22,7 @@ import (
 // tenant's non-terminal jobs plus its jobs of the batch would pass its
 // max-queued limit; store errors. Nothing is stored when it fails.
 func (s *Cluster) SubmitBatch(ctx context.Context, specs []job.Spec) ([]*job.Job, error) {
-	if err := job.CheckBatch(specs); err != nil {
+	if err := job.CheckBatchLen(len(specs)); err != nil {
 		return nil, err
 	}
 	known, err := s.knownJobs(ctx, specs)
@@ -38,8 +38,10 @@ func (s *Cluster) SubmitBatch(ctx context.Context, specs []job.Spec) ([]*job.Job
 	first := s.newIDs(now, len(specs)-1)
 	jobs := make([]*job.Job, len(specs))
 	errs := make([]error, len(specs))
+	sizes := make([]int, len(specs))
 	inParallel(len(specs), func(lo, hi int) {
 		for i := lo; i < hi; i++ {
+			sizes[i] = specs[i].Size()
 			spec, err := validSpec(specs[i], now)
 			if err != nil {
 				errs[i] = err
@@ -48,6 +50,13 @@ func (s *Cluster) SubmitBatch(ctx context.Context, specs []job.Spec) ([]*job.Job
 			jobs[i] = &job.Job{ID: job.AddID(first, uint64(i)), Spec: spec, State: job.Pending, Attempt: 1, CreatedAt: now}
 		}
 	})
+	// The batch's size first: a batch too large is refused as a whole.
+	total := 0
+	for i, n := range sizes {
+		if total += n; total > job.MaxBatchBytes {
+			return nil, job.BatchTooBig(i)
+		}
+	}
 	tenants := make(map[string]bool, 1)
 	for i, j := range jobs {
 		err := errs[i]

@@ -31,20 +31,10 @@ func CheckBatchLen(n int) error {
 	return nil
 }
 
-// CheckBatch refuses a batch whose number of specs CheckBatchLen refuses or
-// whose specs hold more than MaxBatchBytes together, with a *FieldError on
-// "specs". Each spec's own rules are left to Validate.
-func CheckBatch(specs []Spec) error {
-	if err := CheckBatchLen(len(specs)); err != nil {
-		return err
-	}
-	total := 0
-	for i := range specs {
-		if total += specs[i].size(); total > MaxBatchBytes {
-			return Invalid("specs", "hold more than %d MiB together (at spec %d); split them into several calls", MaxBatchBytes>>20, i)
-		}
-	}
-	return nil
+// BatchTooBig is the error, a *FieldError on "specs", of a batch whose
+// specs pass MaxBatchBytes together (their Size) at spec i.
+func BatchTooBig(i int) error {
+	return Invalid("specs", "hold more than %d MiB together (at spec %d); split them into several calls", MaxBatchBytes>>20, i)
 }
 
 // BatchError is the error of one spec of a batch when it is not a

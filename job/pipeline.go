@@ -209,7 +209,7 @@ func (p *PipelineSpec) Jobs(lim PipelineLimits) ([][]StepJob, error) {
 				}
 				return nil, err
 			}
-			if total += spec.size(); total > MaxPipelineBytes {
+			if total += spec.Size(); total > MaxPipelineBytes {
 				return nil, Invalid("steps", "expand to more than %d MiB of job specs", MaxPipelineBytes>>20)
 			}
 		}

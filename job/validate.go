@@ -102,7 +102,7 @@ func isLowerAlnum(c byte) bool { return c >= 'a' && c <= 'z' || c >= '0' && c <=
 // first field that breaks a rule. It cannot know whether DependsOn ids exist:
 // the server checks that against the store.
 func (s *Spec) Validate() error {
-	if n := s.size(); n > MaxSpecBytes {
+	if n := s.Size(); n > MaxSpecBytes {
 		return Invalid("spec", "is %d bytes, more than the limit of %d (1 MiB)", n, MaxSpecBytes)
 	}
 	if err := s.checkText(); err != nil {
@@ -290,8 +290,9 @@ func checkLabels(field string, m map[string]string) error {
 	return nil
 }
 
-// size is the spec's payload, summed over its strings; close to its encoded size.
-func (s *Spec) size() int {
+// Size is the spec's payload, summed over its strings; close to its encoded
+// size. MaxSpecBytes and MaxBatchBytes bound it.
+func (s *Spec) Size() int {
 	n := len(s.Name) + len(s.Tenant) + len(s.Script) + len(s.WorkDir)
 	for _, a := range s.Command {
 		n += len(a)
