@@ -45,7 +45,7 @@ func serveCommand(e *env) *ucli.Command {
 			&ucli.DurationFlag{Name: "lease", Usage: "silence after which a worker is DOWN and its jobs lost (default 3 × heartbeat + 5s)"},
 			&ucli.DurationFlag{Name: "kill-grace", Value: cluster.DefaultKillGrace, Usage: "time between SIGTERM and SIGKILL when a job is stopped"},
 			&ucli.DurationFlag{Name: "worker-gc", Value: cluster.DefaultWorkerGC,
-				Usage: "delete a worker once it has been DOWN this long (0: never; `hodei workers rm` deletes one at once)"},
+				Usage: "delete a worker once it has been DOWN for `DURATION` (0: never; hodei workers rm deletes one at once)"},
 			&ucli.BoolFlag{Name: "auto-tenants", Usage: "create the tenant a submit names when it does not exist, instead of refusing the submit"},
 			&ucli.DurationFlag{Name: "aging", Value: scheduler.DefaultAging,
 				Usage: "wait that raises a pending job's priority by the full 0–1000 range; a job of priority p outranks every job of its tenant submitted more than aging×(1000−p)/1000 after it"},

@@ -176,10 +176,15 @@ func Open(path string, opts Options) (*DB, error) {
 		closing: make(chan struct{}),
 		done:    make(chan struct{}),
 	}
-	if mig != nil {
+	switch {
+	case mig != nil && mig.From == 1:
 		db.log.Info("store migrated", "path", path, "from_schema", mig.From, "to_schema", SchemaVersion,
 			"jobs", mig.Jobs, "pipelines", mig.Pipelines, "workers", mig.Workers, "tenants", mig.Tenants,
 			"tokens", mig.Tokens, "agents", mig.Agents, "took", time.Since(start))
+	case mig != nil:
+		// Only the indexes changed: their rebuild is logged below.
+		db.log.Info("store migrated", "path", path, "from_schema", mig.From, "to_schema", SchemaVersion,
+			"records", "unchanged", "indexes", "rebuilt")
 	}
 	if len(indexed) > 0 {
 		db.log.Info("job indexes built", "indexes", indexed, "jobs", indexJobs, "took", time.Since(start).Round(time.Millisecond))

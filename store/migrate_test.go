@@ -237,7 +237,7 @@ func TestSchema(t *testing.T) {
 
 		var logs bytes.Buffer
 		db = MustOpenPath(t, path, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
-		require.Contains(t, logs.String(), "from_schema=2 to_schema=3")
+		require.Contains(t, logs.String(), "from_schema=2 to_schema=3 records=unchanged indexes=rebuilt")
 		require.Contains(t, logs.String(), "job indexes built")
 		require.NoError(t, db.bolt.View(func(tx *bolt.Tx) error {
 			for _, name := range oldIndexBuckets {
