@@ -155,7 +155,13 @@ func TestOutbox(t *testing.T) {
 		}
 	})
 	t.Run("Full", func(t *testing.T) {
-		o := &outbox{} // not started: nothing drains it
+		// The sender is stuck in its first send (flow control): the queue
+		// behind it fills.
+		r := &recorder{entered: make(chan struct{}), gate: make(chan struct{})}
+		o := &outbox{send: r.send, fail: func(err error) { t.Errorf("fail: %v", err) }}
+		o.start()
+		o.push(order("first"))
+		<-r.entered
 		for range sendQueue {
 			if !o.push(order("x")) {
 				t.Fatal("refused below the limit")
@@ -164,6 +170,21 @@ func TestOutbox(t *testing.T) {
 		if o.push(order("x")) {
 			t.Fatal("took one past the limit")
 		}
+		close(r.gate)
+		o.close()
+	})
+	t.Run("NoLimitBeforeStart", func(t *testing.T) {
+		// The answer to a Hello is queued before the sender starts; it is
+		// as long as the Hello asks for.
+		r := &recorder{}
+		o := &outbox{send: r.send, fail: func(err error) { t.Errorf("fail: %v", err) }}
+		for range sendQueue + 10 {
+			if !o.push(order("x")) {
+				t.Fatal("refused before start")
+			}
+		}
+		o.start()
+		r.waitSent(t, sendQueue+10)
 		o.close()
 	})
 	t.Run("CloseWaitsForTheSender", func(t *testing.T) {

@@ -38,13 +38,21 @@ type outbox struct {
 // (the stream is over) it drops msg and reports true, as a message queued
 // just before the end would have been lost too; the agent reconciles when
 // it reconnects.
+//
+// Before start the queue has no limit: it holds the answer to the
+// agent's Hello (the Welcome, an ack for each result it kept, an order
+// for each attempt it holds), which the Hello's own size bounds (the
+// server's request limit). With the limit, a worker that kept more
+// results than sendQueue, or holds more attempts than that, would be cut
+// before anything was sent, and again each time it came back with the
+// same Hello.
 func (o *outbox) push(msg *pb.ServerMessage) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	switch {
 	case o.closed:
 		return true
-	case len(o.msgs) >= sendQueue:
+	case o.started && len(o.msgs) >= sendQueue:
 		return false
 	}
 	o.msgs = append(o.msgs, msg)

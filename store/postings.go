@@ -555,13 +555,18 @@ func (a *indexAdds) group(k addKey) *addGroup {
 	}
 	a.groups = append(a.groups, g)
 	a.byKind[k.kind] = append(gs, g)
-	if len(gs)+1 > manyGroups {
+	switch n := len(gs) + 1; {
+	case n == manyGroups+1:
+		// From now on the kind's groups are found in the map: put them
+		// all there, once.
 		if a.byKey == nil {
 			a.byKey = make(map[addKey]*addGroup)
 		}
 		for _, g := range a.byKind[k.kind] {
 			a.byKey[g.addKey] = g
 		}
+	case n > manyGroups+1:
+		a.byKey[k] = g
 	}
 	return g
 }
