@@ -7,10 +7,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	pb "github.com/hodei-jobs/hodei/proto"
 	"github.com/hodei-jobs/hodei/store"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // TestFullDisk runs the server on a small tmpfs and submits large batches
@@ -54,6 +57,9 @@ func TestFullDisk(t *testing.T) {
 		t.Fatal("the disk never filled")
 	}
 	t.Logf("%d jobs acknowledged; the first refusal: %v", len(acked), failures[0])
+	if st := status.Convert(failures[0]); st.Code() != codes.ResourceExhausted || !strings.Contains(st.Message(), "disk is full") {
+		t.Fatalf("a full disk is answered %v %q, want ResourceExhausted saying the disk is full", st.Code(), st.Message())
+	}
 	// Still serving: single submits fail or succeed cleanly, reads work.
 	for i := range 20 {
 		resp, err := c.Jobs().Submit(ctx, &pb.SubmitRequest{Spec: &pb.JobSpec{Name: fmt.Sprint("single-", i), Command: []string{"true"}}})

@@ -234,14 +234,16 @@ func (s *Server) openAgent(ctx context.Context, cancel context.CancelCauseFunc, 
 // The stream is ended first so that a send blocked on flow control
 // returns.
 func (s *Server) closeAgent(conn *agentConn) {
-	gone := false
 	s.agents.conns.Compute(conn.workerID, func(cur *agentConn, loaded bool) (*agentConn, bool) {
-		gone = loaded && cur == conn
+		gone := loaded && cur == conn
+		if gone {
+			// Inside the Compute: a newer stream of the worker registers
+			// through it too, so its Hello cannot come in between and be
+			// undone by a late WorkerGone. WorkerGone does not block.
+			s.sched.WorkerGone(conn.workerID)
+		}
 		return cur, gone || !loaded
 	})
-	if gone {
-		s.sched.WorkerGone(conn.workerID)
-	}
 	conn.cancel(nil)
 	conn.out.close()
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"syscall"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -39,6 +40,9 @@ func toStatus(err error) error {
 		code = codes.Canceled
 	case errors.Is(err, context.DeadlineExceeded):
 		code = codes.DeadlineExceeded
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		// The server's disk, not the request: said without its paths.
+		return status.Error(codes.ResourceExhausted, "the server could not store this: its data disk is full; free space on it and retry")
 	}
 	st := status.New(code, err.Error())
 	if fe, ok := errors.AsType[*job.FieldError](err); ok {

@@ -489,8 +489,9 @@ const listCheckEvery = 256
 type listPlan struct {
 	f      job.Filter
 	limit  int
-	walk   *indexEntry  // kind and prefix of the walked index range; nil: the jobs bucket
-	checks []indexEntry // kind and prefix of the other filters; prefix+id must exist
+	walk   *indexEntry    // kind and prefix of the walked index range; nil: the jobs bucket
+	checks []indexEntry   // kind and prefix of the other filters; prefix+id must exist
+	probes []postingProbe // one per check
 }
 
 // planList chooses the index range a List walks: the first filter given
@@ -605,8 +606,11 @@ func (p *listPlan) run(ctx context.Context, tx *bolt.Tx, visit *func(int)) ([]*j
 
 // indexed reports whether job id has the entry of every other filter.
 func (p *listPlan) indexed(tx *bolt.Tx, id []byte) bool {
-	for _, c := range p.checks {
-		if !hasPosting(tx.Bucket(indexBuckets[c.kind]), c.prefix(), id) {
+	if p.probes == nil {
+		p.probes = make([]postingProbe, len(p.checks))
+	}
+	for i, c := range p.checks {
+		if !p.probes[i].has(tx.Bucket(indexBuckets[c.kind]), c.prefix(), id) {
 			return false
 		}
 	}

@@ -201,40 +201,46 @@ type chunk struct {
 // one whose first id is at most id, or else the value's first chunk. The
 // key and upper are copies; the value is valid until the bucket changes.
 func findChunk(c *bolt.Cursor, prefix, id []byte) chunk {
-	seek := append(slices.Clip(prefix), id...)
-	k, v := c.Seek(seek)
-	var ch chunk
-	var next []byte // the key after the chunk's
-	switch {
-	case k != nil && bytes.Equal(k, seek):
-		ch.key, ch.val = k, v
-		next, _ = c.Next()
-	default:
-		// k is the first key after id, or nil; the chunk before it holds
-		// id when it is of the value. (At the first key, Prev returns nil.)
-		var pk, pv []byte
-		if k == nil {
-			pk, pv = c.Last()
-		} else {
-			pk, pv = c.Prev()
-		}
-		switch {
-		case pk != nil && bytes.HasPrefix(pk, prefix):
-			ch.key, ch.val, next = pk, pv, k
-		case k != nil && bytes.HasPrefix(k, prefix):
-			// id comes before the value's first chunk, which takes it.
-			ch.key, ch.val = k, v
-			c.Seek(k)
-			next, _ = c.Next()
-		default:
-			return chunk{}
-		}
+	key, val, next := locateChunk(c, append(slices.Clip(prefix), id...), len(prefix))
+	if key == nil {
+		return chunk{}
 	}
-	ch.key = bytes.Clone(ch.key)
+	ch := chunk{key: bytes.Clone(key), val: val}
 	if next != nil && bytes.HasPrefix(next, prefix) {
 		ch.upper = bytes.Clone(next[len(prefix):])
 	}
 	return ch
+}
+
+// locateChunk is findChunk for seek, a value's prefix (its first plen
+// bytes) followed by an id: it returns the chunk's key and value and the
+// key after it (of any value, or nil), all valid until the bucket changes
+// or the cursor moves.
+func locateChunk(c *bolt.Cursor, seek []byte, plen int) (key, val, next []byte) {
+	prefix := seek[:plen]
+	k, v := c.Seek(seek)
+	if k != nil && bytes.Equal(k, seek) {
+		next, _ = c.Next()
+		return k, v, next
+	}
+	// k is the first key after id, or nil; the chunk before it holds id
+	// when it is of the value. (At the first key, Prev returns nil.)
+	var pk, pv []byte
+	if k == nil {
+		pk, pv = c.Last()
+	} else {
+		pk, pv = c.Prev()
+	}
+	switch {
+	case pk != nil && bytes.HasPrefix(pk, prefix):
+		return pk, pv, k
+	case k != nil && bytes.HasPrefix(k, prefix):
+		// id comes before the value's first chunk, which takes it.
+		c.Seek(k)
+		next, _ = c.Next()
+		return k, v, next
+	}
+	return nil, nil, nil
 }
 
 // mergeChunk applies ops (in id order) to ids (in id order): an add inserts
@@ -365,7 +371,28 @@ func decodeChunk(v []byte) ([][]byte, error) {
 
 // hasPosting reports whether the index bucket b holds id under prefix.
 func hasPosting(b *bolt.Bucket, prefix, id []byte) bool {
-	r := chunkReader{v: findChunk(b.Cursor(), prefix, id).val}
+	var p postingProbe
+	return p.has(b, prefix, id)
+}
+
+// postingProbe looks ids up in an index bucket, reusing its buffers and
+// cursor from one lookup to the next, so that a listing that checks a
+// filter for each of its candidates allocates nothing per candidate.
+type postingProbe struct {
+	b        *bolt.Bucket
+	c        *bolt.Cursor
+	seek, id []byte
+}
+
+// has reports whether the index bucket b holds id under prefix.
+func (p *postingProbe) has(b *bolt.Bucket, prefix, id []byte) bool {
+	if p.b != b {
+		p.b, p.c = b, b.Cursor()
+	}
+	p.seek = append(append(p.seek[:0], prefix...), id...)
+	_, val, _ := locateChunk(p.c, p.seek, len(prefix))
+	r := chunkReader{v: val, id: p.id[:0]}
+	defer func() { p.id = r.id }()
 	for r.next() {
 		switch c := bytes.Compare(r.id, id); {
 		case c == 0:
