@@ -133,6 +133,7 @@ func (db *DB) run() {
 // commit runs batch in one transaction and answers every request.
 func (db *DB) commit(batch []*request) {
 	errs := make([]error, len(batch))
+	db.idx = &txIndex{}
 	err := db.bolt.Update(func(tx *bolt.Tx) error {
 		for i, r := range batch {
 			err := safeApply(r.apply, tx)
@@ -141,8 +142,10 @@ func (db *DB) commit(batch []*request) {
 			}
 			errs[i] = err
 		}
-		return nil
+		// The index changes of every request, at once (see txIndex).
+		return db.idx.flush(tx)
 	})
+	db.idx = nil
 	db.statsMu.Lock()
 	if err != nil {
 		db.stats.Failed++

@@ -94,6 +94,10 @@ type DB struct {
 	statsMu sync.Mutex // guards stats
 	stats   Stats
 
+	// idx gathers the index changes of the commit the loop is running;
+	// only the commit loop's goroutine uses it.
+	idx *txIndex
+
 	// Test hooks, nil in production. enqueued runs after a request is on
 	// the queue; listed runs each time List checks its context, with the
 	// keys it has visited so far.

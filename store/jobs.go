@@ -35,7 +35,7 @@ func (db *DB) Insert(ctx context.Context, jobs []*job.Job) error {
 		if err != nil {
 			return err
 		}
-		return in.put(tx, adding)
+		return in.put(tx, db.idx, adding)
 	})
 	if err != nil {
 		return err
@@ -172,19 +172,17 @@ func (in *insertion) afterLast(b *bolt.Bucket) bool {
 	return in.ascending && in.jobs[0].ID > string(last)
 }
 
-// put writes the jobs and their index keys and adds adding (from check) to
-// the tenants' counts.
+// put writes the jobs, gives their index entries to idx (the commit's, see
+// txIndex) and adds adding (from check) to the tenants' counts.
 // Every error it returns is an abort: it may have written part of the batch.
-func (in *insertion) put(tx *bolt.Tx, adding map[string]int) error {
+func (in *insertion) put(tx *bolt.Tx, idx *txIndex, adding map[string]int) error {
 	b := tx.Bucket(bucketJobs)
 	for i, j := range in.jobs {
 		if err := b.Put([]byte(j.ID), in.encs[i]); err != nil {
 			return abort(fmt.Errorf("put job %s: %w", j.ID, err))
 		}
 	}
-	if err := in.adds.flush(tx); err != nil {
-		return abort(err)
-	}
+	idx.adds = append(idx.adds, &in.adds)
 	for name, n := range adding {
 		if err := addJobCount(tx, name, int64(n)); err != nil {
 			return abort(err)
@@ -227,6 +225,7 @@ func (db *DB) Apply(ctx context.Context, updates []job.Update) ([]error, error) 
 // with their index keys, on the caller's goroutine; Apply and CancelArray
 // write one.
 type application struct {
+	db       *DB
 	updates  []job.Update
 	encs     [][]byte
 	entries  [][]indexEntry // the index keys of each Next
@@ -237,7 +236,7 @@ type application struct {
 }
 
 func (db *DB) prepareApply(updates []job.Update) (*application, error) {
-	p := &application{updates: updates, encs: make([][]byte, len(updates)), entries: make([][]indexEntry, len(updates)),
+	p := &application{db: db, updates: updates, encs: make([][]byte, len(updates)), entries: make([][]indexEntry, len(updates)),
 		errs: make([]error, len(updates)), versions: make([]uint64, len(updates))}
 	for i, u := range updates {
 		if u.Next == nil {
@@ -260,7 +259,8 @@ func (db *DB) prepareApply(updates []job.Update) (*application, error) {
 	return p, nil
 }
 
-// apply writes the updates in tx; one that fails a check fails alone.
+// apply writes the updates in tx, their index changes going to the
+// commit's (see txIndex); one that fails a check fails alone.
 func (p *application) apply(tx *bolt.Tx) error {
 	var iw indexWriter
 	for i, u := range p.updates {
@@ -279,7 +279,8 @@ func (p *application) apply(tx *bolt.Tx) error {
 		}
 		p.errs[i], p.versions[i] = err, v
 	}
-	return abortOn(iw.flush(tx))
+	p.db.idx.w.ops = append(p.db.idx.w.ops, iw.ops...)
+	return nil
 }
 
 // committed sets the new versions on the caller's jobs, once durable.
@@ -515,9 +516,7 @@ func (db *DB) DeleteFinished(ctx context.Context, before time.Time, limit int, k
 			iw.del(indexEntries(j))
 			del = append(del, k)
 		}
-		if err := iw.flush(tx); err != nil {
-			return abort(err)
-		}
+		db.idx.w.ops = append(db.idx.w.ops, iw.ops...)
 		for _, k := range del {
 			if err := b.Delete(k); err != nil {
 				return abort(fmt.Errorf("delete job %s: %w", k, err))

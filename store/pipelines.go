@@ -43,7 +43,7 @@ func (db *DB) InsertPipeline(ctx context.Context, p *job.Pipeline, jobs []*job.J
 			return err
 		}
 		// Checks done: from here every error is an abort.
-		if err := in.put(tx, adding); err != nil {
+		if err := in.put(tx, db.idx, adding); err != nil {
 			return err
 		}
 		if err := b.Put([]byte(id), enc); err != nil {

@@ -635,12 +635,12 @@ func (a *indexAdds) encode() {
 	}
 }
 
-// flush writes the entries in tx. An error must abort the transaction.
-func (a *indexAdds) flush(tx *bolt.Tx) error {
+// flush writes the groups whose chunks were made before the transaction
+// and whose ids fall in a gap of the stored chunks (inGap); the entries of
+// the others go to w, to be merged with the other changes of the commit.
+// An error must abort the transaction.
+func (a *indexAdds) flush(tx *bolt.Tx, w *indexWriter) error {
 	a.ids()
-	slices.SortFunc(a.groups, func(x, y *addGroup) int {
-		return cmp.Or(cmp.Compare(x.kind, y.kind), bytes.Compare(x.prefix, y.prefix))
-	})
 	for _, g := range a.groups {
 		b := tx.Bucket(indexBuckets[g.kind])
 		if g.chunks != nil && inGap(b, g.prefix, g.ops[0].id, g.ops[len(g.ops)-1].id) {
@@ -653,11 +653,38 @@ func (a *indexAdds) flush(tx *bolt.Tx) error {
 			}
 			continue
 		}
-		if err := applyPostings(b, g.prefix, lastByID(g.ops)); err != nil {
-			return fmt.Errorf("index %s: %w", g.kind, err)
+		for _, op := range g.ops {
+			key := append(slices.Clip(g.prefix), op.id...)
+			w.ops = append(w.ops, indexOp{indexEntry{g.kind, key, len(g.prefix)}, true})
 		}
 	}
 	return nil
+}
+
+// txIndex gathers the index changes of the requests of one commit, which
+// the commit loop writes once all of them ran (flush): when many requests
+// of one job each (concurrent submits, a pass's reports) share a commit,
+// their entries of one value are merged into its chunks once, not once
+// per request. A request adds its changes only once its checks passed, so
+// that a request that fails alone leaves none.
+type txIndex struct {
+	adds []*indexAdds
+	w    indexWriter
+}
+
+// flush writes the gathered changes in tx. An error must abort it.
+func (t *txIndex) flush(tx *bolt.Tx) error {
+	// New jobs' entries first: a later request of the commit may change or
+	// remove them, and the writer keeps the last change of an entry.
+	w := indexWriter{}
+	for _, a := range t.adds {
+		if err := a.flush(tx, &w); err != nil {
+			return err
+		}
+	}
+	w.ops = append(w.ops, t.w.ops...)
+	t.adds, t.w.ops = nil, nil
+	return w.flush(tx)
 }
 
 // inGap reports whether the ids from first to last (in order) fall
