@@ -2,6 +2,7 @@ package job
 
 import (
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -43,5 +44,21 @@ func TestParseBatchField(t *testing.T) {
 		if tt.ok && BatchField(i, rest) != tt.field {
 			t.Errorf("BatchField(%d, %q) = %q, want %q", i, rest, BatchField(i, rest), tt.field)
 		}
+	}
+}
+
+// TestCheckTextMeasures holds the size checkText measures to Size, and the
+// size error first when a spec is both too large and has bad text.
+func TestCheckTextMeasures(t *testing.T) {
+	s := Spec{Name: "n", Tenant: "t", Command: []string{"echo", "hé"}, WorkDir: "/w",
+		Labels: map[string]string{"a": "b", "cc": "dd"}, Selector: map[string]string{"os": "linux"},
+		Env: map[string]string{"E": "v"}, SecretEnv: map[string]string{"S": "0123456789abcdef"}, DependsOn: []string{"x"}}
+	n, err := s.checkText()
+	if err != nil || n != s.Size() {
+		t.Fatalf("checkText = %d, %v; Size = %d", n, err, s.Size())
+	}
+	big := Spec{Tenant: "default", Script: strings.Repeat("x", MaxSpecBytes) + "\xff"}
+	if err := big.Validate(); err == nil || !strings.Contains(err.Error(), "more than the limit") {
+		t.Fatalf("a spec too large with bad text: %v, want the size refused", err)
 	}
 }

@@ -102,10 +102,16 @@ func isLowerAlnum(c byte) bool { return c >= 'a' && c <= 'z' || c >= '0' && c <=
 // first field that breaks a rule. It cannot know whether DependsOn ids exist:
 // the server checks that against the store.
 func (s *Spec) Validate() error {
-	if n := s.Size(); n > MaxSpecBytes {
+	// One walk of the strings measures the spec and checks its text; the
+	// size is refused first, as when it was measured on its own.
+	n, err := s.checkText()
+	if err != nil {
+		n = s.Size()
+	}
+	if n > MaxSpecBytes {
 		return Invalid("spec", "is %d bytes, more than the limit of %d (1 MiB)", n, MaxSpecBytes)
 	}
-	if err := s.checkText(); err != nil {
+	if err != nil {
 		return err
 	}
 	if len(s.Name) > MaxNameLen {
@@ -195,28 +201,31 @@ func sortedKeys(m map[string]string) []string {
 	return slices.Sorted(maps.Keys(m))
 }
 
-// checkText refuses the strings of a spec that no process, file or
-// terminal can take as they are: invalid UTF-8 anywhere, and NUL bytes in
-// what becomes the job's argv, environment or working directory (the
-// kernel cuts them there, so the job would run something else than asked).
+// checkText returns the spec's Size, and refuses the strings of a spec
+// that no process, file or terminal can take as they are: invalid UTF-8
+// anywhere, and NUL bytes in what becomes the job's argv, environment or
+// working directory (the kernel cuts them there, so the job would run
+// something else than asked).
 // Secret values are never quoted.
-func (s *Spec) checkText() error {
+func (s *Spec) checkText() (size int, err error) {
 	if !utf8.ValidString(s.Name) {
-		return Invalid("name", "is not valid UTF-8")
+		return 0, Invalid("name", "is not valid UTF-8")
 	}
 	if !utf8.ValidString(s.Tenant) {
-		return Invalid("tenant", "is not valid UTF-8")
+		return 0, Invalid("tenant", "is not valid UTF-8")
 	}
+	size = len(s.Name) + len(s.Tenant) + len(s.Script) + len(s.WorkDir)
 	for i, a := range s.Command {
 		if checkProcessText("", a) != nil { // the field is named only when needed: this runs for every job
-			return checkProcessText(fmt.Sprintf("command[%d]", i), a)
+			return 0, checkProcessText(fmt.Sprintf("command[%d]", i), a)
 		}
+		size += len(a)
 	}
 	if err := checkProcessText("script", s.Script); err != nil {
-		return err
+		return 0, err
 	}
 	if err := checkProcessText("workdir", s.WorkDir); err != nil {
-		return err
+		return 0, err
 	}
 	for _, m := range []struct {
 		field string
@@ -226,22 +235,24 @@ func (s *Spec) checkText() error {
 		for k, v := range m.m {
 			switch {
 			case !utf8.ValidString(k):
-				return Invalid(m.field, "key %q is not valid UTF-8", k)
+				return 0, Invalid(m.field, "key %q is not valid UTF-8", k)
 			case m.nul && strings.IndexByte(k, 0) >= 0:
-				return Invalid(m.field, "key %q contains a NUL byte", k)
+				return 0, Invalid(m.field, "key %q contains a NUL byte", k)
 			case !utf8.ValidString(v):
-				return Invalid(m.field, "value of %q is not valid UTF-8", k)
+				return 0, Invalid(m.field, "value of %q is not valid UTF-8", k)
 			case m.nul && strings.IndexByte(v, 0) >= 0:
-				return Invalid(m.field, "value of %q contains a NUL byte", k)
+				return 0, Invalid(m.field, "value of %q contains a NUL byte", k)
 			}
+			size += len(k) + len(v)
 		}
 	}
 	for i, d := range s.DependsOn {
 		if !utf8.ValidString(d) {
-			return Invalid(fmt.Sprintf("after[%d]", i), "is not valid UTF-8")
+			return 0, Invalid(fmt.Sprintf("after[%d]", i), "is not valid UTF-8")
 		}
+		size += len(d)
 	}
-	return nil
+	return size, nil
 }
 
 // checkProcessText refuses a string handed to the kernel (argv, script,
