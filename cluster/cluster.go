@@ -578,7 +578,7 @@ func (s *Cluster) addPending(b *job.Brief, now time.Time) {
 	c := s.count(b.Tenant)
 	b.Tenant = c.name
 	w := scheduler.WaitingFrom(b, now, s.cfg.Aging)
-	sl := s.wait.add(w, c.idx, b.Version, false)
+	sl := s.wait.add(&w, c.idx, b.Version, false)
 	isBlocked := len(b.DependsOn) > 0
 	if isBlocked {
 		s.needs[b.ID] = b.DependsOn

@@ -137,17 +137,19 @@ func (a *Waiting) Before(b *Waiting) bool {
 // WaitingOf is the decision's view of a pending job, keyed as at now.
 func WaitingOf(j *job.Job, now time.Time, aging time.Duration) *Waiting {
 	b := j.Brief()
-	return WaitingFrom(&b, now, aging)
+	w := WaitingFrom(&b, now, aging)
+	return &w
 }
 
-// WaitingFrom is WaitingOf for the brief of a stored job (see job.Brief).
-// It shares the brief's strings and selector.
-func WaitingFrom(b *job.Brief, now time.Time, aging time.Duration) *Waiting {
+// WaitingFrom is WaitingOf for the brief of a stored job (see job.Brief),
+// as a value, so that a caller that copies it allocates nothing. It shares
+// the brief's strings and selector.
+func WaitingFrom(b *job.Brief, now time.Time, aging time.Duration) Waiting {
 	since := b.CreatedAt
 	if b.NotBefore.After(since) {
 		since = b.NotBefore // a retry waits from the end of its backoff
 	}
-	w := &Waiting{
+	w := Waiting{
 		ID: b.ID, Tenant: b.Tenant, Resources: b.Resources, Selector: b.Selector,
 		Priority: int32(b.Priority), Attempt: int32(b.Attempt),
 		Array: b.Array, ArrayLimit: int32(b.ArrayLimit),
@@ -156,7 +158,7 @@ func WaitingFrom(b *job.Brief, now time.Time, aging time.Duration) *Waiting {
 	if !b.Deadline.IsZero() {
 		w.Deadline = b.Deadline.UnixNano()
 		w.Key = KeyOf(b.Priority, since, aging) // then at now:
-		w = w.Rekey(now, aging)
+		w = *w.Rekey(now, aging)
 	} else {
 		w.Key = KeyOf(b.Priority, since, aging)
 	}
