@@ -86,11 +86,13 @@ func BenchmarkIdleAgentMemory(b *testing.B) {
 				b.Fatalf("agents process: %q, %v", line, err)
 			}
 			deadline := time.Now().Add(time.Minute)
+			poll := time.NewTicker(10 * time.Millisecond)
+			defer poll.Stop()
 			for heartbeated(srv) < n {
 				if time.Now().After(deadline) {
 					b.Fatalf("%d of %d agents connected and heard from", heartbeated(srv), n)
 				}
-				time.Sleep(10 * time.Millisecond) // polling the server's state, not synchronising
+				<-poll.C // polling the server's state, to a deadline
 			}
 			after := serverMem()
 			for b.Loop() {

@@ -37,6 +37,8 @@ func TestAgentReconnectStorm(t *testing.T) {
 	// The dropped streams' handlers end on their own; then only the last
 	// is registered.
 	deadline := time.Now().Add(10 * time.Second)
+	poll := time.NewTicker(5 * time.Millisecond)
+	defer poll.Stop()
 	for {
 		_, ok := s.srv.agents.conns.Load("w1")
 		settled := ok && s.srv.agents.conns.Size() == 1
@@ -52,7 +54,7 @@ func TestAgentReconnectStorm(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("after the storm: registered %v, connected %v", ok, connected)
 		}
-		time.Sleep(5 * time.Millisecond) // polling state, not synchronising
+		<-poll.C // the server's state has no event to wait on: polled, to a deadline
 	}
 	id := s.submit(t, &pb.JobSpec{Command: []string{"true"}})
 	if got := last.recv().GetAssign().GetJob().GetId(); got != id {

@@ -98,6 +98,7 @@ func TestAgentStreamRefusesABadMessage(t *testing.T) {
 type recorder struct {
 	mu      sync.Mutex
 	sent    []string
+	more    chan struct{} // a token after each send; see waitSent
 	entered chan struct{}
 	gate    chan struct{}
 	err     error
@@ -107,6 +108,10 @@ func (r *recorder) send(m *pb.ServerMessage) error {
 	r.mu.Lock()
 	r.sent = append(r.sent, m.GetCancel().GetJobId())
 	first := len(r.sent) == 1
+	select {
+	case r.moreChan() <- struct{}{}:
+	default:
+	}
 	r.mu.Unlock()
 	if first && r.gate != nil {
 		close(r.entered)
@@ -123,15 +128,30 @@ func (r *recorder) got() []string {
 
 func order(id string) *pb.ServerMessage { return cancelMsg(cluster.CancelOrder{JobID: id}) }
 
-// waitSent waits until r has recorded n messages.
+// moreChan returns r.more, making it; the caller holds r.mu.
+func (r *recorder) moreChan() chan struct{} {
+	if r.more == nil {
+		r.more = make(chan struct{}, 1)
+	}
+	return r.more
+}
+
+// waitSent waits until r has recorded n messages, woken by each send.
 func (r *recorder) waitSent(t *testing.T, n int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for len(r.got()) < n {
-		if time.Now().After(deadline) {
+	timeout := time.After(10 * time.Second)
+	for {
+		r.mu.Lock()
+		sent, more := len(r.sent), r.moreChan()
+		r.mu.Unlock()
+		if sent >= n {
+			return
+		}
+		select {
+		case <-more:
+		case <-timeout:
 			t.Fatalf("sent %d of %d", len(r.got()), n)
 		}
-		time.Sleep(time.Millisecond) // polling the recorder, not synchronising
 	}
 }
 

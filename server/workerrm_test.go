@@ -35,6 +35,8 @@ func TestRemoveWorkerUnbindsItsCertificate(t *testing.T) {
 	}
 	a.close()
 	deadline := time.Now().Add(10 * time.Second)
+	poll := time.NewTicker(20 * time.Millisecond)
+	defer poll.Stop()
 	for {
 		_, err := s.admin.RemoveWorker(ctx, &pb.RemoveWorkerRequest{Id: "w1"})
 		if err == nil {
@@ -43,7 +45,7 @@ func TestRemoveWorkerUnbindsItsCertificate(t *testing.T) {
 		if status.Code(err) != codes.FailedPrecondition || time.Now().After(deadline) {
 			t.Fatalf("remove after the agent left: %v", err)
 		}
-		time.Sleep(20 * time.Millisecond) // polling the server's view of the stream
+		<-poll.C // polling the server's view of the stream, to a deadline
 	}
 	resp, err := s.admin.ListWorkers(ctx, &pb.ListWorkersRequest{})
 	if err != nil || len(resp.GetWorkers()) != 0 {
