@@ -47,8 +47,7 @@ func (s *Cluster) Pass(ctx context.Context) time.Time {
 // UNKNOWN workers without jobs that did not come back after a restart lose
 // nothing: they are counted in one line instead of a warning each.
 func (s *Cluster) expireWorkers(now time.Time, next *wakeAt) {
-	var down []string
-	quiet := 0
+	var expired, unknown []string // unknown: never heard from since a restart
 	s.workers.Range(func(id string, w *workerState) bool {
 		if w.state == job.WorkerDown {
 			return true
@@ -63,15 +62,25 @@ func (s *Cluster) expireWorkers(now time.Time, next *wakeAt) {
 			if !loaded || !old.lastSeen.Equal(seen) {
 				return old, !loaded // a heartbeat came in meanwhile
 			}
-			if old.state == job.WorkerUnknown && s.activeCount(id) == 0 {
-				quiet++
+			if old.state == job.WorkerUnknown {
+				unknown = append(unknown, id)
 			} else {
-				down = append(down, id)
+				expired = append(expired, id)
 			}
 			return downState(old, now), false
 		})
 		return true
 	})
+	// Outside the map's callbacks, which must not take s.mu: a worker not
+	// heard from since a restart that holds nothing is only quiet.
+	down, quiet := expired, 0
+	for _, id := range unknown {
+		if s.activeCount(id) == 0 {
+			quiet++
+		} else {
+			down = append(down, id)
+		}
+	}
 	if quiet+len(down) > 0 {
 		s.gc.dirty.Store(true)
 	}
