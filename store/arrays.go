@@ -152,7 +152,7 @@ func (db *DB) GetMany(ctx context.Context, ids []string) ([]*job.Job, error) {
 // createTask stores a task of an array as a job (Apply with Create) and
 // returns its version, 1. A task that starts terminal (cancelled on its
 // own) leaves its tenant's count. Its index entries go to iw.
-func createTask(tx *bolt.Tx, u job.Update, enc []byte, entries []indexEntry, iw *indexWriter) (uint64, error) {
+func createTask(tx *bolt.Tx, u job.Update, enc []byte, entries []indexEntry, iw *indexWriter, arrays arrayCache) (uint64, error) {
 	id := u.Next.ID
 	key := []byte(id)
 	if tx.Bucket(bucketJobs).Get(key) != nil {
@@ -163,7 +163,7 @@ func createTask(tx *bolt.Tx, u job.Update, enc []byte, entries []indexEntry, iw 
 	if v == nil {
 		return 0, fmt.Errorf("array %s of job %s: %w", u.Next.Spec.Array, id, job.ErrNotFound)
 	}
-	a, err := decodeArray(akey, v)
+	a, err := arrays.decode(akey, v)
 	if err != nil {
 		return 0, fmt.Errorf("array %s: %w", u.Next.Spec.Array, err)
 	}
@@ -186,6 +186,30 @@ func createTask(tx *bolt.Tx, u job.Update, enc []byte, entries []indexEntry, iw 
 		}
 	}
 	return 1, nil
+}
+
+// arrayCache keeps the arrays one request decoded, by id, with the value
+// each was decoded from: a pass that makes 64 tasks of one array jobs
+// decodes its record once.
+type arrayCache map[string]decodedArray
+
+type decodedArray struct {
+	raw []byte // valid for the transaction
+	a   *job.Array
+}
+
+// decode returns the array stored under key as v, decoding it unless v is
+// the value it was decoded from before.
+func (c arrayCache) decode(key, v []byte) (*job.Array, error) {
+	if d, ok := c[string(key)]; ok && bytes.Equal(d.raw, v) {
+		return d.a, nil
+	}
+	a, err := decodeArray(key, v)
+	if err != nil {
+		return nil, err
+	}
+	c[string(key)] = decodedArray{v, a}
+	return a, nil
 }
 
 // abortOn wraps a write error as an abort; nil stays nil.

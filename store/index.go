@@ -215,6 +215,8 @@ func (db *DB) readIndexed(updates []job.Update, errs []error) []storedIndex {
 	for i, u := range updates {
 		switch {
 		case errs[i] != nil:
+		case u.Create:
+			// A task made a job: nothing is stored under its id yet.
 		case u.Prev != nil && u.Prev.Version != 0:
 			// The writer has the version it read: its keys are the stored
 			// ones as long as that version is (checked in the commit).
@@ -229,7 +231,7 @@ func (db *DB) readIndexed(updates []job.Update, errs []error) []storedIndex {
 	_ = db.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketJobs)
 		for i, u := range updates {
-			if errs[i] != nil || out[i].entries != nil {
+			if errs[i] != nil || u.Create || out[i].entries != nil {
 				continue
 			}
 			v := b.Get([]byte(u.Next.ID))
@@ -253,7 +255,6 @@ func storedEntries(id string, v []byte) ([]indexEntry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("job %s: %w", id, err)
 	}
-	j.ID = id
 	return indexEntries(j), nil
 }
 
@@ -410,22 +411,22 @@ func checkIndexes(tx *bolt.Tx) error {
 		return nil
 	}
 	var (
-		errs []error
-		want [numIndexes]int
+		errs   []error
+		want   [numIndexes]int
+		probes [numIndexes]postingProbe
 	)
 	err := jobs.ForEach(func(id, v []byte) error {
 		j, err := decodeJob(string(id), v)
 		if err != nil {
 			return fmt.Errorf("job %s: %w", id, err)
 		}
-		j.ID = string(id)
 		for _, e := range indexEntries(j) {
 			b := present[e.kind]
 			if b == nil {
 				continue
 			}
 			want[e.kind]++
-			if !hasPosting(b, e.prefix(), e.id()) {
+			if !probes[e.kind].has(b, e.prefix(), e.id()) {
 				errs = append(errs, fmt.Errorf("index %s: job %s (%s) has no entry %q", e.kind, id, j.State, e.key))
 			}
 		}
@@ -468,7 +469,6 @@ func strayEntries(jobs, b *bolt.Bucket, kind indexKind) []error {
 			errs = append(errs, fmt.Errorf("job %s: %w", id, err))
 			return
 		}
-		j.ID = string(id)
 		if !slices.ContainsFunc(indexEntries(j), func(e indexEntry) bool { return e.kind == kind && bytes.Equal(e.key, key) }) {
 			errs = append(errs, fmt.Errorf("index %s: entry %q does not match job %s (%s)", kind, key, id, j.State))
 		}

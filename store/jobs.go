@@ -263,6 +263,7 @@ func (db *DB) prepareApply(updates []job.Update) (*application, error) {
 // commit's (see txIndex); one that fails a check fails alone.
 func (p *application) apply(tx *bolt.Tx) error {
 	var iw indexWriter
+	var arrays arrayCache
 	for i, u := range p.updates {
 		if p.errs[i] != nil {
 			continue
@@ -270,7 +271,10 @@ func (p *application) apply(tx *bolt.Tx) error {
 		var v uint64
 		var err error
 		if u.Create {
-			v, err = createTask(tx, u, p.encs[i], p.entries[i], &iw)
+			if arrays == nil {
+				arrays = make(arrayCache)
+			}
+			v, err = createTask(tx, u, p.encs[i], p.entries[i], &iw, arrays)
 		} else {
 			v, err = applyOne(tx, u, p.encs[i], p.entries[i], p.stored[i], &iw)
 		}
@@ -462,6 +466,7 @@ func (db *DB) DeleteFinished(ctx context.Context, before time.Time, limit int, k
 					k, v = c.Next()
 				}
 			}
+			var last []byte // valid in the transaction: copied once below
 			for ; k != nil && len(chunk) < limit; k, v = c.Next() {
 				h, err := readHeader(v)
 				if err != nil {
@@ -470,10 +475,11 @@ func (db *DB) DeleteFinished(ctx context.Context, before time.Time, limit int, k
 				if finishedBefore(h, cutoff) {
 					chunk = append(chunk, bytes.Clone(k))
 				}
-				after = bytes.Clone(k)
+				last = k
 			}
-			if k == nil {
-				after = nil
+			after = nil
+			if k != nil {
+				after = bytes.Clone(last)
 			}
 			return nil
 		})
@@ -512,7 +518,6 @@ func (db *DB) DeleteFinished(ctx context.Context, before time.Time, limit int, k
 			if err != nil {
 				continue // left alone, as a header that does not decode
 			}
-			j.ID = string(k)
 			iw.del(indexEntries(j))
 			del = append(del, k)
 		}

@@ -403,8 +403,9 @@ func (p *postingProbe) has(b *bolt.Bucket, prefix, id []byte) bool {
 }
 
 // postings walks the ids of prefix in b after after (all when nil), in
-// order, calling yield until it returns false. The ids are valid for the
-// transaction. A malformed chunk stops the walk with an error.
+// order, calling yield until it returns false. An id is valid only until
+// yield returns (its buffer is reused). A malformed chunk stops the walk
+// with an error.
 func postings(b *bolt.Bucket, prefix, after []byte, yield func(id []byte) bool) error {
 	c := b.Cursor()
 	var k, v []byte
@@ -417,19 +418,21 @@ func postings(b *bolt.Bucket, prefix, after []byte, yield func(id []byte) bool) 
 		}
 		k, v = c.Seek(ch.key)
 	}
+	var buf []byte // the reader's id, kept from one chunk to the next
 	for ; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-		ids, err := decodeChunk(v)
-		if err != nil {
-			return fmt.Errorf("chunk %q: %w", k, err)
-		}
-		for _, id := range ids {
-			if after != nil && bytes.Compare(id, after) <= 0 {
+		r := chunkReader{v: v, id: buf[:0]}
+		for r.next() {
+			if after != nil && bytes.Compare(r.id, after) <= 0 {
 				continue
 			}
-			if !yield(id) {
+			if !yield(r.id) {
 				return nil
 			}
 		}
+		if r.err != nil {
+			return fmt.Errorf("chunk %q: %w", k, r.err)
+		}
+		buf = r.id
 	}
 	return nil
 }
