@@ -71,8 +71,10 @@ func (s *Server) job(ctx context.Context, id string) (*job.Job, error) {
 		return nil, invalid("id", "%q is not a job id (26 characters, Crockford base32) or an array task (ARRAY-ID[INDEX])", id)
 	}
 	j, err := s.sched.Get(ctx, id)
-	if a, found := s.sched.Array(id); errors.Is(err, job.ErrNotFound) && found && sees(ctx, a.Spec.Tenant) {
-		return nil, notFoundf("%s is an array, not a job: list its tasks with hodei jobs ls --array %s, or see one with hodei jobs get '%s[INDEX]'", id, id, id)
+	if errors.Is(err, job.ErrNotFound) {
+		if a, found := s.sched.Array(id); found && sees(ctx, a.Spec.Tenant) {
+			return nil, notFoundf("%s is an array, not a job: list its tasks with hodei jobs ls --array %s, or see one with hodei jobs get '%s[INDEX]'", id, id, id)
+		}
 	}
 	if err != nil {
 		return nil, toStatus(err)

@@ -118,15 +118,14 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	s := c.sched()
-	type key struct {
-		state  job.State
-		tenant string
-	}
 	tenants := s.Tenants()
 	for _, t := range tenants {
-		for st, n := range map[job.State]int{job.Pending: t.PendingJobs, job.Scheduled: t.Scheduled, job.Running: t.RunningJobs} {
-			if n > 0 {
-				ch <- prometheus.MustNewConstMetric(jobsDesc, prometheus.GaugeValue, float64(n), st.String(), t.Tenant.Name)
+		for _, c := range [...]struct {
+			state job.State
+			n     int
+		}{{job.Pending, t.PendingJobs}, {job.Scheduled, t.Scheduled}, {job.Running, t.RunningJobs}} {
+			if c.n > 0 {
+				ch <- prometheus.MustNewConstMetric(jobsDesc, prometheus.GaugeValue, float64(c.n), c.state.String(), t.Tenant.Name)
 			}
 		}
 	}

@@ -98,10 +98,15 @@ func (s *Server) sealJob(j *job.Job) {
 func (s *Server) assignMsg(workerID string, j *job.Job) *pb.ServerMessage {
 	p := pb.FromJob(j)
 	if len(j.Spec.SecretEnv) > 0 {
-		env, err := s.key.OpenEnv(j.ID, j.Spec.SecretEnv)
-		if err != nil && j.Spec.Array != "" {
-			// The tasks of an array share the values it sealed.
-			env, err = s.key.OpenEnv(j.Spec.Array, j.Spec.SecretEnv)
+		// The tasks of an array share the values it sealed under its id;
+		// a task sealed on its own (before arrays were one record) under its.
+		sealedAs := j.ID
+		if j.Spec.Array != "" {
+			sealedAs = j.Spec.Array
+		}
+		env, err := s.key.OpenEnv(sealedAs, j.Spec.SecretEnv)
+		if err != nil && sealedAs != j.ID {
+			env, err = s.key.OpenEnv(j.ID, j.Spec.SecretEnv)
 		}
 		if err != nil {
 			s.failStart(workerID, j, err)
