@@ -33,10 +33,10 @@ func (s *Cluster) SubmitArray(ctx context.Context, spec job.Spec, arr job.ArrayS
 	}
 	spec.Name = job.ArrayName(spec)
 	a := &job.Array{ID: s.newIDs(now, arr.Len()), Spec: spec, First: arr.First, Last: arr.Last, Limit: arr.Limit, CreatedAt: now}
-	if s.cfg.SealSecrets != nil && len(spec.SecretEnv) > 0 {
+	if len(spec.SecretEnv) > 0 {
 		// Sealing is per job id; the tasks share their array's.
 		j := &job.Job{ID: a.ID, Spec: spec}
-		s.cfg.SealSecrets(j)
+		s.seal(j)
 		a.Spec.SecretEnv = j.Spec.SecretEnv
 	}
 	if err := s.cfg.Store.InsertArray(ctx, a); err != nil {

@@ -3,11 +3,8 @@ package cluster
 import (
 	"bytes"
 	"hash/maphash"
-	"maps"
 	"math"
 	"math/bits"
-	"slices"
-	"strconv"
 	"strings"
 	"unsafe"
 
@@ -122,7 +119,7 @@ func (t *waitTable) add(w *scheduler.Waiting, tenant uint32, version uint64, tas
 		tenant: tenant, heapAt: -1, at: ready, tasks: tasks,
 	}
 	if len(w.Selector) > 0 {
-		e.selector = t.selectors.add(labelsKey(w.Selector), func() map[string]string { return cloneLabels(w.Selector) })
+		e.selector = t.selectors.add(scheduler.SelectorKey(w.Selector), func() map[string]string { return cloneLabels(w.Selector) })
 	}
 	if w.Array != "" {
 		e.array = t.arrays.add(w.Array, func() string { return strings.Clone(w.Array) })
@@ -394,22 +391,6 @@ func (t *interned[T]) get(i uint32) T {
 		return zero
 	}
 	return t.vals[i]
-}
-
-// labelsKey is a selector's identity: its pairs in key order, each
-// length-prefixed so that no two selectors share one.
-func labelsKey(sel map[string]string) string {
-	var b []byte
-	for _, k := range slices.Sorted(maps.Keys(sel)) {
-		v := sel[k]
-		b = strconv.AppendInt(b, int64(len(k)), 10)
-		b = append(b, ':')
-		b = append(b, k...)
-		b = strconv.AppendInt(b, int64(len(v)), 10)
-		b = append(b, ':')
-		b = append(b, v...)
-	}
-	return string(b)
 }
 
 // cloneLabels copies a selector and its strings, so that the one kept does

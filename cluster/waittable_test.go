@@ -150,11 +150,11 @@ func TestLabelsKey(t *testing.T) {
 		{{"a": "b", "c": "d"}, {"a": "b"}},
 		{{"a": ""}, {}},
 	} {
-		if labelsKey(c[0]) == labelsKey(c[1]) {
-			t.Errorf("%v and %v share key %q", c[0], c[1], labelsKey(c[0]))
+		if scheduler.SelectorKey(c[0]) == scheduler.SelectorKey(c[1]) {
+			t.Errorf("%v and %v share key %q", c[0], c[1], scheduler.SelectorKey(c[0]))
 		}
 	}
-	if labelsKey(map[string]string{"x": "1", "y": "2"}) != labelsKey(map[string]string{"y": "2", "x": "1"}) {
+	if scheduler.SelectorKey(map[string]string{"x": "1", "y": "2"}) != scheduler.SelectorKey(map[string]string{"y": "2", "x": "1"}) {
 		t.Error("the same selector has two keys")
 	}
 }

@@ -30,10 +30,9 @@ func (s WorkerState) String() string {
 		return "DRAINING"
 	case WorkerDown:
 		return "DOWN"
-	case WorkerUnknown:
-		return "UNKNOWN"
 	}
-	return "UNKNOWN"
+	return "UNKNOWN" // WorkerUnknown, and anything else
+
 }
 
 // Worker is a host running `hodei agent`. The persisted part is its identity,

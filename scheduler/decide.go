@@ -406,7 +406,7 @@ func Decide(s Snapshot, now time.Time) Plan {
 			picker.Remove(tenant) // at its running limit for this pass
 			continue
 		}
-		key := shape{req, selectorKey(w.Selector)}
+		key := shape{req, SelectorKey(w.Selector)}
 		at := -1
 		if unplaceable[key] {
 			c.known++
@@ -521,21 +521,19 @@ func weightOf(tv TenantView) float64 {
 	return tv.Weight
 }
 
-func selectorKey(sel map[string]string) string {
-	if len(sel) == 0 {
-		return ""
-	}
-	keys := make([]string, 0, len(sel))
-	for k := range sel {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
+// SelectorKey is a selector as a string, equal for equal selectors and
+// different for different ones whatever bytes they hold: each key and value
+// after its length, keys in order. The cluster interns selectors by it.
+func SelectorKey(sel map[string]string) string {
 	var b []byte
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(sel)) {
+		v := sel[k]
+		b = strconv.AppendInt(b, int64(len(k)), 10)
+		b = append(b, ':')
 		b = append(b, k...)
-		b = append(b, '=')
-		b = append(b, sel[k]...)
-		b = append(b, 0)
+		b = strconv.AppendInt(b, int64(len(v)), 10)
+		b = append(b, ':')
+		b = append(b, v...)
 	}
 	return string(b)
 }

@@ -367,12 +367,6 @@ func decodeChunk(v []byte) ([][]byte, error) {
 	return ids, nil
 }
 
-// hasPosting reports whether the index bucket b holds id under prefix.
-func hasPosting(b *bolt.Bucket, prefix, id []byte) bool {
-	var p postingProbe
-	return p.has(b, prefix, id)
-}
-
 // postingProbe looks ids up in an index bucket, reusing its buffers and
 // cursor from one lookup to the next, so that a listing that checks a
 // filter for each of its candidates allocates nothing per candidate.

@@ -258,3 +258,9 @@ func TestPrepareInsertChunks(t *testing.T) {
 		}
 	}
 }
+
+// hasPosting reports whether the index bucket b holds id under prefix.
+func hasPosting(b *bolt.Bucket, prefix, id []byte) bool {
+	var p postingProbe
+	return p.has(b, prefix, id)
+}
