@@ -32,7 +32,6 @@ func (s WorkerState) String() string {
 		return "DOWN"
 	}
 	return "UNKNOWN" // WorkerUnknown, and anything else
-
 }
 
 // Worker is a host running `hodei agent`. The persisted part is its identity,
