@@ -344,6 +344,13 @@ func (s *Cluster) cancelArrayJobs(ctx context.Context, arrayID, reason string, s
 // getMany returns the jobs with the given ids (nil for a missing one):
 // active ones from memory, the others from the store in one read, and
 // tasks not yet materialized as they would be.
+// GetMany returns the jobs with the given ids, a missing one nil: the
+// active ones from memory, the others in one read of the store, and tasks
+// not yet jobs as they would be.
+func (s *Cluster) GetMany(ctx context.Context, ids []string) ([]*job.Job, error) {
+	return s.getMany(ctx, ids)
+}
+
 func (s *Cluster) getMany(ctx context.Context, ids []string) ([]*job.Job, error) {
 	out := make([]*job.Job, len(ids))
 	var rest []string

@@ -22,22 +22,46 @@ func (js *jobService) SubmitBatch(ctx context.Context, req *pb.SubmitBatchReques
 		return nil, toStatus(err)
 	}
 	specs := make([]job.Spec, len(req.GetSpecs()))
+	var (
+		deps    []string // the dependencies of the specs before a refused one, read in one go below
+		refused error    // the first spec refused for its tenant, which ends the checks
+	)
 	for i, ps := range req.GetSpecs() {
 		if ps == nil {
-			return nil, invalid(job.BatchField(i, ""), "is required")
+			refused = invalid(job.BatchField(i, ""), "is required")
+			break
 		}
 		tenant, err := scopeTenant(ctx, ps.GetTenant())
 		if err != nil {
-			return nil, batchStatus(i, err)
+			refused = batchStatus(i, err)
+			break
 		}
-		for _, dep := range ps.GetDependsOn() {
-			// As in Submit: a job the caller may not see is no dependency.
-			if d, err := js.srv.sched.Get(ctx, dep); err == nil && !sees(ctx, d.Spec.Tenant) {
-				return nil, toStatus(job.InBatch(i, job.UnknownDependency(dep)))
-			}
-		}
+		deps = append(deps, ps.GetDependsOn()...)
 		ps.Tenant = tenant // as Submit does, so that the audit record names it
 		specs[i] = ps.ToSpec()
+	}
+	if len(deps) > 0 {
+		// As in Submit: a job the caller may not see is no dependency; a
+		// spec before the refused one is named first, as it comes first.
+		found, err := js.srv.sched.GetMany(ctx, deps)
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		k := 0
+		for i, ps := range req.GetSpecs() {
+			if k == len(deps) {
+				break
+			}
+			for _, dep := range ps.GetDependsOn() {
+				if d := found[k]; d != nil && !sees(ctx, d.Spec.Tenant) {
+					return nil, toStatus(job.InBatch(i, job.UnknownDependency(dep)))
+				}
+				k++
+			}
+		}
+	}
+	if refused != nil {
+		return nil, refused
 	}
 	jobs, err := js.srv.sched.SubmitBatch(ctx, specs)
 	if err != nil {
