@@ -50,8 +50,8 @@ func (s *Cluster) List(ctx context.Context, f job.Filter) ([]*job.Job, string, e
 func (s *Cluster) lazyTasks(f job.Filter, limit int) ([]*job.Job, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if len(s.arrays) == 0 || f.Pipeline != "" {
-		return nil, false
+	if len(s.arrays) == 0 || f.Pipeline != "" || f.State != 0 && f.State != job.Pending && f.State != job.Cancelled {
+		return nil, false // such tasks are Pending, or Cancelled with their array
 	}
 	ids := s.arrayIDs
 	if f.After != "" {
