@@ -14,7 +14,8 @@ import (
 // A SubmitBatch request carries up to 10,000 specs, and decoding them (maps
 // of labels and environment each) costs as much as storing them. The specs
 // are independent messages one after the other in the request's bytes, so
-// decodeBatch finds where each starts and decodes them on every CPU.
+// decodeBatch finds where each starts and decodes them on every CPU, each
+// with pb.DecodeJobSpec (protobuf-go's decoding where that declines).
 
 // parallelSpecs is the fewest specs worth decoding in parallel.
 const parallelSpecs = 256
@@ -50,6 +51,10 @@ func decodeBatch(data []byte, req *pb.SubmitBatchRequest) bool {
 	for w := range workers {
 		wg.Go(func() {
 			for i := w * per; i < min((w+1)*per, len(raw)); i++ {
+				if pb.DecodeJobSpec(raw[i], &specs[i]) {
+					continue
+				}
+				proto.Reset(&specs[i])
 				if proto.Unmarshal(raw[i], &specs[i]) != nil {
 					return
 				}

@@ -135,6 +135,11 @@ func (db *DB) commit(batch []*request) {
 	errs := make([]error, len(batch))
 	db.idx = &txIndex{}
 	err := db.bolt.Update(func(tx *bolt.Tx) error {
+		// Job ids are ULIDs, so new records go at the end of their bucket:
+		// bbolt splits the pages they fill full rather than half full,
+		// which writes about half the pages for a batch of new jobs
+		// (BenchmarkSubmitBatch: 45-47% of bbolt's rate became 49-52%).
+		tx.Bucket(bucketJobs).FillPercent = 1.0
 		for i, r := range batch {
 			err := safeApply(r.apply, tx)
 			if ae, ok := errors.AsType[*abortError](err); ok {
