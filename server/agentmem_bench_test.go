@@ -140,30 +140,12 @@ func (a *bareAgentService) Connect(stream pb.AgentService_ConnectServer) error {
 // directory, the token and a function that stops the server and waits for
 // it, which the end of the benchmark calls too.
 func startIdleBenchServer(b *testing.B) (*Server, string, string, func()) {
-	dir := b.TempDir()
-	srv, err := New(context.Background(), Config{DataDir: dir, GRPCAddr: "127.0.0.1:0", HTTPAddr: "-",
-		Settings: cluster.Settings{Heartbeat: time.Minute}}) // idle: no heartbeat during the measure
+	srv, stop := serveBench(b, Config{Settings: cluster.Settings{Heartbeat: time.Minute}}) // idle: no heartbeat during the measure
+	tok, err := srv.IssueToken(context.Background(), auth.Agent, "bench-agents")
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := srv.Listen(); err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx) }()
-	stop := sync.OnceFunc(func() {
-		cancel()
-		if err := <-done; err != nil {
-			b.Errorf("server: %v", err)
-		}
-	})
-	b.Cleanup(stop)
-	tok, err := srv.IssueToken(ctx, auth.Agent, "bench-agents")
-	if err != nil {
-		b.Fatal(err)
-	}
-	return srv, dir, tok, stop
+	return srv, srv.cfg.DataDir, tok, stop
 }
 
 // benchAgents is a running agents process (TestBenchAgentsProcess).

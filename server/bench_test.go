@@ -94,9 +94,13 @@ type benchServer struct {
 	stop func()
 }
 
-func startBenchServer(b *testing.B, secure bool) *benchServer {
-	dir := b.TempDir()
-	srv, err := New(context.Background(), Config{DataDir: dir, GRPCAddr: "127.0.0.1:0", HTTPAddr: "-", InsecureNoAuth: !secure})
+// serveBench starts a real server with cfg (its DataDir a new temporary
+// dir, its addresses loopback with no HTTP) and returns it and a function
+// that stops it and waits for it, safe to call more than once; the
+// benchmark's cleanup calls it too.
+func serveBench(b *testing.B, cfg Config) (*Server, func()) {
+	cfg.DataDir, cfg.GRPCAddr, cfg.HTTPAddr = b.TempDir(), "127.0.0.1:0", "-"
+	srv, err := New(context.Background(), cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -106,11 +110,23 @@ func startBenchServer(b *testing.B, secure bool) *benchServer {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx) }()
-	bs := &benchServer{srv: srv, stop: func() { cancel(); <-done }}
+	stop := sync.OnceFunc(func() {
+		cancel()
+		if err := <-done; err != nil {
+			b.Errorf("server: %v", err)
+		}
+	})
+	b.Cleanup(stop)
+	return srv, stop
+}
+
+func startBenchServer(b *testing.B, secure bool) *benchServer {
+	srv, stop := serveBench(b, Config{InsecureNoAuth: !secure})
+	bs := &benchServer{srv: srv, stop: stop}
 	bs.dial = func(b *testing.B) *grpc.ClientConn {
 		opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
 		if secure {
-			s := &sut{srv: srv, dir: dir}
+			s := &sut{srv: srv, dir: srv.cfg.DataDir}
 			opts = []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(s.clientTLS(b, nil))),
 				grpc.WithPerRPCCredentials(tokenCreds(s.adminToken(b)))}
 		}
