@@ -284,6 +284,8 @@ type jobView struct {
 	Attempt           int32             `json:"attempt"`
 	ExitCode          int32             `json:"exit_code"`
 	Reason            string            `json:"reason"`
+	PendingReason     string            `json:"pending_reason,omitempty"` // why a pending job waits
+	PendingKind       string            `json:"pending_kind,omitempty"`   // which kind of reason: labels, slots, queued …
 	Worker            string            `json:"worker"`
 	Priority          int32             `json:"priority"`
 	EffectivePriority float64           `json:"effective_priority,omitempty"` // pending jobs only
@@ -337,6 +339,8 @@ func newJobView(j *hodeipb.Job) jobView {
 		Attempt:           j.GetAttempt(),
 		ExitCode:          j.GetExitCode(),
 		Reason:            j.GetReason(),
+		PendingReason:     j.GetPending().GetMessage(),
+		PendingKind:       pendingKindName(j.GetPending().GetKind()),
 		Worker:            j.GetWorker(),
 		Priority:          prio,
 		Preemptible:       s.GetPreemptible(),
@@ -372,7 +376,26 @@ func newJobTable(w io.Writer) *table {
 func jobRow(t *table, now time.Time, j *hodeipb.Job) {
 	v := newJobView(j)
 	t.row(v.ID, v.Name, v.Tenant, v.State, strconv.Itoa(int(v.Priority)), effPrioCell(v), strconv.Itoa(int(v.Attempt)),
-		exitCell(j), v.Worker, age(now, v.Created), v.Reason)
+		exitCell(j), v.Worker, age(now, v.Created), reasonCell(v))
+}
+
+// reasonCell is why a pending job waits, when the server said, else the
+// job's recorded reason.
+func reasonCell(v jobView) string {
+	if v.PendingReason != "" {
+		return v.PendingReason
+	}
+	return v.Reason
+}
+
+// pendingKindName is a PendingKind as JSON shows it: "labels",
+// "tenant-limit"; "" for none.
+func pendingKindName(k hodeipb.PendingKind) string {
+	if k == hodeipb.PendingKind_PENDING_KIND_UNSPECIFIED {
+		return ""
+	}
+	name := strings.TrimPrefix(k.String(), "PENDING_KIND_")
+	return strings.ToLower(strings.ReplaceAll(name, "_", "-"))
 }
 
 // effPrioCell is the effective priority of a pending job, to one decimal;
@@ -406,7 +429,10 @@ func writeJobDetail(w io.Writer, now time.Time, j *hodeipb.Job) error {
 	line("State", v.State)
 	line("Attempt", strconv.Itoa(int(v.Attempt)))
 	line("Exit code", exitCell(j))
-	line("Reason", v.Reason)
+	line("Reason", reasonCell(v))
+	if v.PendingReason != "" && v.Reason != "" {
+		line("Last attempt", v.Reason) // why it is pending again
+	}
 	if v.CancelRequested != "" {
 		line("Cancel requested", v.CancelRequested)
 	}

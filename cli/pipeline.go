@@ -235,6 +235,10 @@ type progress struct {
 	byState [job.Cancelled + 1]int // Cancelled is the last state
 	waiting int                    // pending in their first attempt: not started at all
 	gone    int                    // deleted by retention
+	// why is what keeps the first of its pending jobs that waits for more
+	// than its dependencies or its turn (a worker with its labels, room
+	// under its tenant's limit …), as the server said; "" for none.
+	why string
 }
 
 func progressOf(s *hodeipb.Pipeline_Step, jobs map[string]*hodeipb.Job) progress {
@@ -251,6 +255,14 @@ func progressOf(s *hodeipb.Pipeline_Step, jobs map[string]*hodeipb.Job) progress
 		}
 		if st == job.Pending && j.GetAttempt() <= 1 {
 			p.waiting++
+		}
+		if st == job.Pending && p.why == "" {
+			switch j.GetPending().GetKind() {
+			case hodeipb.PendingKind_PENDING_KIND_UNSPECIFIED, hodeipb.PendingKind_PENDING_KIND_DEPENDENCY,
+				hodeipb.PendingKind_PENDING_KIND_QUEUED:
+			default:
+				p.why = j.GetPending().GetMessage()
+			}
 		}
 	}
 	return p
@@ -277,7 +289,9 @@ func (p progress) state() string {
 }
 
 // String is "2/6 completed, 1 running, 3 pending": the completed share,
-// then the other states that have jobs.
+// then the other states that have jobs; then, when a pending job waits
+// for more than its turn, why: "0/1 completed, 1 pending; no ready worker
+// has label os=linux (0 of 1)".
 func (p progress) String() string {
 	parts := []string{fmt.Sprintf("%d/%d completed", p.byState[job.Completed], p.total)}
 	for _, st := range []job.State{job.Pending, job.Scheduled, job.Running, job.Failed, job.Cancelled} {
@@ -287,6 +301,9 @@ func (p progress) String() string {
 	}
 	if p.gone > 0 {
 		parts = append(parts, fmt.Sprintf("%d deleted", p.gone))
+	}
+	if p.why != "" {
+		return strings.Join(parts, ", ") + "; " + p.why
 	}
 	return strings.Join(parts, ", ")
 }
@@ -330,7 +347,7 @@ func writePipelineDetail(w io.Writer, now time.Time, st *hodeipb.PipelineStatus)
 				continue
 			}
 			t.row(s.GetName(), id, j.GetSpec().GetName(), hodeipb.StateName(j.GetState()),
-				strconv.Itoa(int(j.GetAttempt())), jobDuration(now, j), j.GetReason())
+				strconv.Itoa(int(j.GetAttempt())), jobDuration(now, j), reasonCell(newJobView(j)))
 		}
 	}
 	return t.flush()

@@ -30,7 +30,7 @@ func runCommand(e *env) *ucli.Command {
 			"A job that could not start, timed out or was cancelled exits 1 with the reason on stderr.\n" +
 			"Ctrl-C cancels the job and waits for it to end. Colours and cursor movement pass; sequences\n" +
 			"that act on your terminal (title, clipboard, hyperlinks, device queries …) are dropped unless --raw.",
-		Flags: withFlags(false, append(specFlags(), rawFlag())...),
+		Flags: withFlags(false, append(specFlags(), rawFlag(), requireFitFlag())...),
 		Action: func(c *ucli.Context) error {
 			spec, err := specFromFlags(c, e.now())
 			if err != nil {
@@ -43,7 +43,7 @@ func runCommand(e *env) *ucli.Command {
 				}
 			}
 			return withClient(c, func(cl *client.Client) error {
-				id, err := cl.Submit(c.Context, spec)
+				id, err := cl.Submit(c.Context, spec, client.RequireFit(c.Bool("require-fit")))
 				if err != nil {
 					return err
 				}
@@ -76,20 +76,26 @@ func follow(c *ucli.Context, cl *client.Client, id string, noPTY, raw bool) erro
 			stopStreams()
 		}
 	}
+	stderr := &lockedWriter{w: c.App.ErrWriter} // the job's stderr and "queued: …"
 	wg.Add(1)
 	go copyStream(hodeipb.LogStream_LOG_STREAM_OUTPUT, c.App.Writer)
 	if noPTY {
 		wg.Add(1)
-		go copyStream(hodeipb.LogStream_LOG_STREAM_STDERR, c.App.ErrWriter)
+		go copyStream(hodeipb.LogStream_LOG_STREAM_STDERR, stderr)
 	}
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
+	// While it is pending, say why (once it waited a second).
+	queuedCtx, stopQueued := context.WithCancel(streamCtx)
+	var queued sync.WaitGroup
+	queued.Go(func() { reportQueued(queuedCtx, cl, id, stderr) })
+	defer func() { stopQueued(); queued.Wait() }()
 	interrupted := false
 	select {
 	case <-done:
 	case <-c.Context.Done():
 		interrupted = true
-		fmt.Fprintf(c.App.ErrWriter, "hodei: cancelling job %s (interrupt again to leave it running)\n", id)
+		fmt.Fprintf(stderr, "hodei: cancelling job %s (interrupt again to leave it running)\n", id)
 		cctx, cancel := context.WithTimeout(streamCtx, 30*time.Second)
 		_, err := cl.Cancel(cctx, id, "interrupted from hodei run")
 		cancel()
@@ -97,11 +103,13 @@ func follow(c *ucli.Context, cl *client.Client, id string, noPTY, raw bool) erro
 			stopStreams()
 			<-done
 			// Said here: after an interrupt, Run would only print "interrupted".
-			fmt.Fprintf(c.App.ErrWriter, "hodei: cancel of job %s failed, it may still run: %s\n", id, visible(status.Convert(err).Message(), ""))
+			fmt.Fprintf(stderr, "hodei: cancel of job %s failed, it may still run: %s\n", id, visible(status.Convert(err).Message(), ""))
 			return &exitStatus{code: exitFailure}
 		}
 		<-done
 	}
+	stopQueued()
+	queued.Wait() // before anything more is said on stderr
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}

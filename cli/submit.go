@@ -38,6 +38,7 @@ func submitCommand(e *env) *ucli.Command {
 		Flags: withFlags(true, append(specFlags(),
 			&ucli.StringFlag{Name: "array", Usage: "submit one job per index of `FIRST-LAST[%MAX]` (e.g. 0-99%10: 100 jobs, at most 10 running at once)"},
 			&ucli.StringFlag{Name: "file", Usage: "submit the jobs of `FILE`, one JSON object per line (- for stdin)"},
+			requireFitFlag(),
 		)...),
 		Action: func(c *ucli.Context) error {
 			asJSON, err := jsonOutput(c)
@@ -55,7 +56,7 @@ func submitCommand(e *env) *ucli.Command {
 				return submitArray(c, spec, asJSON)
 			}
 			return withClient(c, func(cl *client.Client) error {
-				id, err := cl.Submit(c.Context, spec)
+				id, err := cl.Submit(c.Context, spec, client.RequireFit(c.Bool("require-fit")))
 				if err != nil {
 					return err
 				}
@@ -81,7 +82,7 @@ func submitArray(c *ucli.Context, spec *hodeipb.JobSpec, asJSON bool) error {
 		return fieldUsage(c, err)
 	}
 	return withClient(c, func(cl *client.Client) error {
-		id, tasks, ids, err := cl.SubmitArray(c.Context, spec, arr)
+		id, tasks, ids, err := cl.SubmitArray(c.Context, spec, arr, client.RequireFit(c.Bool("require-fit")))
 		if err != nil {
 			return err
 		}
@@ -95,6 +96,13 @@ func submitArray(c *ucli.Context, spec *hodeipb.JobSpec, asJSON bool) error {
 		_, err = fmt.Fprintln(c.App.Writer, id)
 		return err
 	})
+}
+
+// requireFitFlag is submit's and run's --require-fit.
+func requireFitFlag() ucli.Flag {
+	return &ucli.BoolFlag{Name: "require-fit", Usage: "refuse the job when no registered worker could ever take it " +
+		"(its slots, --cpu, --memory and --selector against each worker's capacity and labels, whatever it runs now and even if draining), " +
+		"instead of leaving it pending"}
 }
 
 // specFlags are the flags that describe a job, shared by submit and run.

@@ -357,7 +357,7 @@ func submitBatches(c *ucli.Context, cl *client.Client, name string, jobs []fileJ
 		for i := range specs {
 			specs[i] = jobs[start+i].spec
 		}
-		ids, err := cl.SubmitBatch(c.Context, specs)
+		ids, err := cl.SubmitBatch(c.Context, specs, client.RequireFit(c.Bool("require-fit")))
 		if err != nil {
 			return batchError(name, jobs, start, end, err)
 		}

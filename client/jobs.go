@@ -16,11 +16,32 @@ import (
 	hodeipb "github.com/hodei-jobs/hodei/proto"
 )
 
+// SubmitOption changes how Submit, SubmitArray and SubmitBatch submit.
+type SubmitOption func(*submitOptions)
+
+type submitOptions struct{ requireFit bool }
+
+func submitOpts(opts []SubmitOption) submitOptions {
+	var o submitOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
+}
+
+// RequireFit, when on, has the server refuse a job that no registered
+// worker could ever take by its capacity and labels (whatever it runs now,
+// draining or not), with a codes.InvalidArgument status naming what does
+// not fit ("selector: no registered worker has label zone=c (0 of 3)").
+func RequireFit(on bool) SubmitOption {
+	return func(o *submitOptions) { o.requireFit = on }
+}
+
 // Submit stores a job and returns its id. The server acknowledges only after
 // the job is durable. A spec the server rejects comes back as a
 // codes.InvalidArgument status naming the field.
-func (c *Client) Submit(ctx context.Context, spec *hodeipb.JobSpec) (string, error) {
-	resp, err := c.jobs.Submit(ctx, &hodeipb.SubmitRequest{Spec: spec})
+func (c *Client) Submit(ctx context.Context, spec *hodeipb.JobSpec, opts ...SubmitOption) (string, error) {
+	resp, err := c.jobs.Submit(ctx, &hodeipb.SubmitRequest{Spec: spec, RequireFit: submitOpts(opts).requireFit})
 	if err != nil {
 		return "", err
 	}
@@ -34,8 +55,8 @@ func (c *Client) Submit(ctx context.Context, spec *hodeipb.JobSpec) (string, err
 // rejects fails the whole call with a status whose message names the spec
 // and field ("specs[3].command: …"), also carried as a
 // google.rpc.BadRequest detail (see BatchFieldOf).
-func (c *Client) SubmitBatch(ctx context.Context, specs []*hodeipb.JobSpec) ([]string, error) {
-	resp, err := c.jobs.SubmitBatch(ctx, &hodeipb.SubmitBatchRequest{Specs: specs})
+func (c *Client) SubmitBatch(ctx context.Context, specs []*hodeipb.JobSpec, opts ...SubmitOption) ([]string, error) {
+	resp, err := c.jobs.SubmitBatch(ctx, &hodeipb.SubmitBatchRequest{Specs: specs, RequireFit: submitOpts(opts).requireFit})
 	if err != nil {
 		return nil, err
 	}

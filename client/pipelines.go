@@ -13,8 +13,8 @@ import (
 // gets HODEI_ARRAY_INDEX in its env. A malformed array comes back as a
 // codes.InvalidArgument status naming "array"; a spec the server rejects,
 // as for Submit.
-func (c *Client) SubmitArray(ctx context.Context, spec *hodeipb.JobSpec, array string) (string, int64, []string, error) {
-	resp, err := c.jobs.Submit(ctx, &hodeipb.SubmitRequest{Spec: spec, Array: array})
+func (c *Client) SubmitArray(ctx context.Context, spec *hodeipb.JobSpec, array string, opts ...SubmitOption) (string, int64, []string, error) {
+	resp, err := c.jobs.Submit(ctx, &hodeipb.SubmitRequest{Spec: spec, Array: array, RequireFit: submitOpts(opts).requireFit})
 	if err != nil {
 		return "", 0, nil, err
 	}

@@ -84,8 +84,8 @@ type Cluster struct {
 	// hold; see submitted.
 	strangers atomic.Uint64
 
-	workers    *xsync.MapOf[string, *workerState] // immutable values
-	cancelSent *xsync.MapOf[string, time.Time]    // job id → when the last stop order went out
+	workers    *workerMap                      // immutable values
+	cancelSent *xsync.MapOf[string, time.Time] // job id → when the last stop order went out
 
 	// reserved holds, by job id, the room a preemption is making for a
 	// pending job; only the dispatch loop reads and writes it.
@@ -98,6 +98,8 @@ type Cluster struct {
 	pipelines *xsync.MapOf[string, *job.Pipeline] // immutable values
 
 	gc workerGC // worker records: their writes, and DOWN ones' deletion
+
+	reasons reasonCache // what explains waiting jobs; see reasons.go
 
 	// letGo holds, by job id, the pipeline of each pipeline job Retain let
 	// retention delete, so that Forget looks only at those pipelines.
@@ -134,7 +136,7 @@ func New(cfg Config) *Cluster {
 		byWorker:     make(map[string]map[string]struct{}),
 		byArray:      make(map[string]map[string]struct{}),
 		recent:       newRecentJobs(recentJobsSize),
-		workers:      xsync.NewMapOf[string, *workerState](),
+		workers:      newWorkerMap(),
 		cancelSent:   xsync.NewMapOf[string, time.Time](),
 		tenants:      xsync.NewMapOf[string, *job.Tenant](),
 		pipelines:    xsync.NewMapOf[string, *job.Pipeline](),

@@ -89,6 +89,89 @@ func (JobState) EnumDescriptor() ([]byte, []int) {
 	return file_hodei_proto_rawDescGZIP(), []int{0}
 }
 
+// PendingKind numbers equal scheduler.WhyKind.
+type PendingKind int32
+
+const (
+	PendingKind_PENDING_KIND_UNSPECIFIED  PendingKind = 0
+	PendingKind_PENDING_KIND_NO_WORKERS   PendingKind = 1  // no worker has registered
+	PendingKind_PENDING_KIND_LABELS       PendingKind = 2  // no ready worker has the selector's labels
+	PendingKind_PENDING_KIND_SLOTS        PendingKind = 3  // more slots than any ready worker with its labels has
+	PendingKind_PENDING_KIND_CPU          PendingKind = 4  // more CPU than any such worker has
+	PendingKind_PENDING_KIND_MEMORY       PendingKind = 5  // more memory than any such worker has
+	PendingKind_PENDING_KIND_RESOURCES    PendingKind = 6  // no such worker has all it asks for at once
+	PendingKind_PENDING_KIND_DRAINING     PendingKind = 7  // the workers that could take it are draining
+	PendingKind_PENDING_KIND_DOWN         PendingKind = 8  // the workers that could take it are down or disconnected
+	PendingKind_PENDING_KIND_TENANT_LIMIT PendingKind = 9  // its tenant is at its running limit
+	PendingKind_PENDING_KIND_ARRAY_LIMIT  PendingKind = 10 // its array runs as many tasks as it may
+	PendingKind_PENDING_KIND_DEPENDENCY   PendingKind = 11 // a job it depends on has not completed
+	PendingKind_PENDING_KIND_BACKOFF      PendingKind = 12 // it waits out its retry backoff
+	PendingKind_PENDING_KIND_QUEUED       PendingKind = 13 // it could start, and waits for its turn
+)
+
+// Enum value maps for PendingKind.
+var (
+	PendingKind_name = map[int32]string{
+		0:  "PENDING_KIND_UNSPECIFIED",
+		1:  "PENDING_KIND_NO_WORKERS",
+		2:  "PENDING_KIND_LABELS",
+		3:  "PENDING_KIND_SLOTS",
+		4:  "PENDING_KIND_CPU",
+		5:  "PENDING_KIND_MEMORY",
+		6:  "PENDING_KIND_RESOURCES",
+		7:  "PENDING_KIND_DRAINING",
+		8:  "PENDING_KIND_DOWN",
+		9:  "PENDING_KIND_TENANT_LIMIT",
+		10: "PENDING_KIND_ARRAY_LIMIT",
+		11: "PENDING_KIND_DEPENDENCY",
+		12: "PENDING_KIND_BACKOFF",
+		13: "PENDING_KIND_QUEUED",
+	}
+	PendingKind_value = map[string]int32{
+		"PENDING_KIND_UNSPECIFIED":  0,
+		"PENDING_KIND_NO_WORKERS":   1,
+		"PENDING_KIND_LABELS":       2,
+		"PENDING_KIND_SLOTS":        3,
+		"PENDING_KIND_CPU":          4,
+		"PENDING_KIND_MEMORY":       5,
+		"PENDING_KIND_RESOURCES":    6,
+		"PENDING_KIND_DRAINING":     7,
+		"PENDING_KIND_DOWN":         8,
+		"PENDING_KIND_TENANT_LIMIT": 9,
+		"PENDING_KIND_ARRAY_LIMIT":  10,
+		"PENDING_KIND_DEPENDENCY":   11,
+		"PENDING_KIND_BACKOFF":      12,
+		"PENDING_KIND_QUEUED":       13,
+	}
+)
+
+func (x PendingKind) Enum() *PendingKind {
+	p := new(PendingKind)
+	*p = x
+	return p
+}
+
+func (x PendingKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PendingKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_hodei_proto_enumTypes[1].Descriptor()
+}
+
+func (PendingKind) Type() protoreflect.EnumType {
+	return &file_hodei_proto_enumTypes[1]
+}
+
+func (x PendingKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PendingKind.Descriptor instead.
+func (PendingKind) EnumDescriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{1}
+}
+
 // LogStream names one output stream of an attempt. A job with a PTY has
 // only OUTPUT; a job without one has stdout as OUTPUT and stderr as STDERR.
 type LogStream int32
@@ -121,11 +204,11 @@ func (x LogStream) String() string {
 }
 
 func (LogStream) Descriptor() protoreflect.EnumDescriptor {
-	return file_hodei_proto_enumTypes[1].Descriptor()
+	return file_hodei_proto_enumTypes[2].Descriptor()
 }
 
 func (LogStream) Type() protoreflect.EnumType {
-	return &file_hodei_proto_enumTypes[1]
+	return &file_hodei_proto_enumTypes[2]
 }
 
 func (x LogStream) Number() protoreflect.EnumNumber {
@@ -134,7 +217,7 @@ func (x LogStream) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use LogStream.Descriptor instead.
 func (LogStream) EnumDescriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{1}
+	return file_hodei_proto_rawDescGZIP(), []int{2}
 }
 
 type Outcome int32
@@ -176,11 +259,11 @@ func (x Outcome) String() string {
 }
 
 func (Outcome) Descriptor() protoreflect.EnumDescriptor {
-	return file_hodei_proto_enumTypes[2].Descriptor()
+	return file_hodei_proto_enumTypes[3].Descriptor()
 }
 
 func (Outcome) Type() protoreflect.EnumType {
-	return &file_hodei_proto_enumTypes[2]
+	return &file_hodei_proto_enumTypes[3]
 }
 
 func (x Outcome) Number() protoreflect.EnumNumber {
@@ -189,7 +272,7 @@ func (x Outcome) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Outcome.Descriptor instead.
 func (Outcome) EnumDescriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{2}
+	return file_hodei_proto_rawDescGZIP(), []int{3}
 }
 
 // WorkerState numbers equal job.WorkerState.
@@ -233,11 +316,11 @@ func (x WorkerState) String() string {
 }
 
 func (WorkerState) Descriptor() protoreflect.EnumDescriptor {
-	return file_hodei_proto_enumTypes[3].Descriptor()
+	return file_hodei_proto_enumTypes[4].Descriptor()
 }
 
 func (WorkerState) Type() protoreflect.EnumType {
-	return &file_hodei_proto_enumTypes[3]
+	return &file_hodei_proto_enumTypes[4]
 }
 
 func (x WorkerState) Number() protoreflect.EnumNumber {
@@ -246,7 +329,7 @@ func (x WorkerState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use WorkerState.Descriptor instead.
 func (WorkerState) EnumDescriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{3}
+	return file_hodei_proto_rawDescGZIP(), []int{4}
 }
 
 type BurstState int32
@@ -285,11 +368,11 @@ func (x BurstState) String() string {
 }
 
 func (BurstState) Descriptor() protoreflect.EnumDescriptor {
-	return file_hodei_proto_enumTypes[4].Descriptor()
+	return file_hodei_proto_enumTypes[5].Descriptor()
 }
 
 func (BurstState) Type() protoreflect.EnumType {
-	return &file_hodei_proto_enumTypes[4]
+	return &file_hodei_proto_enumTypes[5]
 }
 
 func (x BurstState) Number() protoreflect.EnumNumber {
@@ -298,7 +381,7 @@ func (x BurstState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use BurstState.Descriptor instead.
 func (BurstState) EnumDescriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{4}
+	return file_hodei_proto_rawDescGZIP(), []int{5}
 }
 
 type PipelineState int32
@@ -343,11 +426,11 @@ func (x PipelineState) String() string {
 }
 
 func (PipelineState) Descriptor() protoreflect.EnumDescriptor {
-	return file_hodei_proto_enumTypes[5].Descriptor()
+	return file_hodei_proto_enumTypes[6].Descriptor()
 }
 
 func (PipelineState) Type() protoreflect.EnumType {
-	return &file_hodei_proto_enumTypes[5]
+	return &file_hodei_proto_enumTypes[6]
 }
 
 func (x PipelineState) Number() protoreflect.EnumNumber {
@@ -356,7 +439,7 @@ func (x PipelineState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PipelineState.Descriptor instead.
 func (PipelineState) EnumDescriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{5}
+	return file_hodei_proto_rawDescGZIP(), []int{6}
 }
 
 type Resources struct {
@@ -740,8 +823,12 @@ type Job struct {
 	// priority raised by waiting and by an approaching deadline. API answers
 	// only; not stored.
 	EffectivePriority float64 `protobuf:"fixed64,19,opt,name=effective_priority,json=effectivePriority,proto3" json:"effective_priority,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Why a PENDING job has not started, as of the answer: the constraint
+	// it cannot meet and the counts behind it. Get, List and GetPipeline
+	// answers only; not stored, and absent when nothing keeps it.
+	Pending       *PendingReason `protobuf:"bytes,20,opt,name=pending,proto3" json:"pending,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Job) Reset() {
@@ -907,19 +994,85 @@ func (x *Job) GetEffectivePriority() float64 {
 	return 0
 }
 
+func (x *Job) GetPending() *PendingReason {
+	if x != nil {
+		return x.Pending
+	}
+	return nil
+}
+
+// PendingReason says why a PENDING job waits.
+type PendingReason struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Kind  PendingKind            `protobuf:"varint,1,opt,name=kind,proto3,enum=hodei.v1.PendingKind" json:"kind,omitempty"`
+	// For people, e.g. "no ready worker has label zone=c (0 of 3)",
+	// "needs 5 slots; the largest worker has 2".
+	Message       string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PendingReason) Reset() {
+	*x = PendingReason{}
+	mi := &file_hodei_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PendingReason) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PendingReason) ProtoMessage() {}
+
+func (x *PendingReason) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PendingReason.ProtoReflect.Descriptor instead.
+func (*PendingReason) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *PendingReason) GetKind() PendingKind {
+	if x != nil {
+		return x.Kind
+	}
+	return PendingKind_PENDING_KIND_UNSPECIFIED
+}
+
+func (x *PendingReason) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 type SubmitRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Spec  *JobSpec               `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
 	// Optional: submit a job array, one job per index, e.g. "0-99%10" (at
 	// most 10 running at once). Each job gets HODEI_ARRAY_INDEX in its env.
-	Array         string `protobuf:"bytes,2,opt,name=array,proto3" json:"array,omitempty"`
+	Array string `protobuf:"bytes,2,opt,name=array,proto3" json:"array,omitempty"`
+	// Refuse the job (InvalidArgument, naming what does not fit) when no
+	// registered worker could ever take it by its capacity and labels,
+	// whatever it runs now and whether it is draining.
+	RequireFit    bool `protobuf:"varint,3,opt,name=require_fit,json=requireFit,proto3" json:"require_fit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SubmitRequest) Reset() {
 	*x = SubmitRequest{}
-	mi := &file_hodei_proto_msgTypes[4]
+	mi := &file_hodei_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -931,7 +1084,7 @@ func (x *SubmitRequest) String() string {
 func (*SubmitRequest) ProtoMessage() {}
 
 func (x *SubmitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[4]
+	mi := &file_hodei_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -944,7 +1097,7 @@ func (x *SubmitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitRequest.ProtoReflect.Descriptor instead.
 func (*SubmitRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{4}
+	return file_hodei_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SubmitRequest) GetSpec() *JobSpec {
@@ -961,6 +1114,13 @@ func (x *SubmitRequest) GetArray() string {
 	return ""
 }
 
+func (x *SubmitRequest) GetRequireFit() bool {
+	if x != nil {
+		return x.RequireFit
+	}
+	return false
+}
+
 type SubmitResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"` // the job id, or the array id
@@ -974,7 +1134,7 @@ type SubmitResponse struct {
 
 func (x *SubmitResponse) Reset() {
 	*x = SubmitResponse{}
-	mi := &file_hodei_proto_msgTypes[5]
+	mi := &file_hodei_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -986,7 +1146,7 @@ func (x *SubmitResponse) String() string {
 func (*SubmitResponse) ProtoMessage() {}
 
 func (x *SubmitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[5]
+	mi := &file_hodei_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -999,7 +1159,7 @@ func (x *SubmitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitResponse.ProtoReflect.Descriptor instead.
 func (*SubmitResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{5}
+	return file_hodei_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SubmitResponse) GetId() string {
@@ -1027,14 +1187,17 @@ type SubmitBatchRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// One job each; at most 10,000, and at most 3 MiB of specs together.
 	// Array and pipeline fields are ignored, as on Submit.
-	Specs         []*JobSpec `protobuf:"bytes,1,rep,name=specs,proto3" json:"specs,omitempty"`
+	Specs []*JobSpec `protobuf:"bytes,1,rep,name=specs,proto3" json:"specs,omitempty"`
+	// As SubmitRequest.require_fit, for every spec: one that no registered
+	// worker could ever take fails the whole call.
+	RequireFit    bool `protobuf:"varint,2,opt,name=require_fit,json=requireFit,proto3" json:"require_fit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SubmitBatchRequest) Reset() {
 	*x = SubmitBatchRequest{}
-	mi := &file_hodei_proto_msgTypes[6]
+	mi := &file_hodei_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1046,7 +1209,7 @@ func (x *SubmitBatchRequest) String() string {
 func (*SubmitBatchRequest) ProtoMessage() {}
 
 func (x *SubmitBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[6]
+	mi := &file_hodei_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1059,7 +1222,7 @@ func (x *SubmitBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitBatchRequest.ProtoReflect.Descriptor instead.
 func (*SubmitBatchRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{6}
+	return file_hodei_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SubmitBatchRequest) GetSpecs() []*JobSpec {
@@ -1067,6 +1230,13 @@ func (x *SubmitBatchRequest) GetSpecs() []*JobSpec {
 		return x.Specs
 	}
 	return nil
+}
+
+func (x *SubmitBatchRequest) GetRequireFit() bool {
+	if x != nil {
+		return x.RequireFit
+	}
+	return false
 }
 
 type SubmitBatchResponse struct {
@@ -1078,7 +1248,7 @@ type SubmitBatchResponse struct {
 
 func (x *SubmitBatchResponse) Reset() {
 	*x = SubmitBatchResponse{}
-	mi := &file_hodei_proto_msgTypes[7]
+	mi := &file_hodei_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1090,7 +1260,7 @@ func (x *SubmitBatchResponse) String() string {
 func (*SubmitBatchResponse) ProtoMessage() {}
 
 func (x *SubmitBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[7]
+	mi := &file_hodei_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1103,7 +1273,7 @@ func (x *SubmitBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitBatchResponse.ProtoReflect.Descriptor instead.
 func (*SubmitBatchResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{7}
+	return file_hodei_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SubmitBatchResponse) GetIds() []string {
@@ -1122,7 +1292,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_hodei_proto_msgTypes[8]
+	mi := &file_hodei_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1134,7 +1304,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[8]
+	mi := &file_hodei_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1147,7 +1317,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{8}
+	return file_hodei_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetJobRequest) GetId() string {
@@ -1173,7 +1343,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_hodei_proto_msgTypes[9]
+	mi := &file_hodei_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1185,7 +1355,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[9]
+	mi := &file_hodei_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1198,7 +1368,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{9}
+	return file_hodei_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListJobsRequest) GetState() JobState {
@@ -1267,7 +1437,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_hodei_proto_msgTypes[10]
+	mi := &file_hodei_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1279,7 +1449,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[10]
+	mi := &file_hodei_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1292,7 +1462,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{10}
+	return file_hodei_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -1319,7 +1489,7 @@ type CancelJobRequest struct {
 
 func (x *CancelJobRequest) Reset() {
 	*x = CancelJobRequest{}
-	mi := &file_hodei_proto_msgTypes[11]
+	mi := &file_hodei_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1331,7 +1501,7 @@ func (x *CancelJobRequest) String() string {
 func (*CancelJobRequest) ProtoMessage() {}
 
 func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[11]
+	mi := &file_hodei_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1344,7 +1514,7 @@ func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
 func (*CancelJobRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{11}
+	return file_hodei_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CancelJobRequest) GetId() string {
@@ -1371,7 +1541,7 @@ type CancelArrayRequest struct {
 
 func (x *CancelArrayRequest) Reset() {
 	*x = CancelArrayRequest{}
-	mi := &file_hodei_proto_msgTypes[12]
+	mi := &file_hodei_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1383,7 +1553,7 @@ func (x *CancelArrayRequest) String() string {
 func (*CancelArrayRequest) ProtoMessage() {}
 
 func (x *CancelArrayRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[12]
+	mi := &file_hodei_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1396,7 +1566,7 @@ func (x *CancelArrayRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelArrayRequest.ProtoReflect.Descriptor instead.
 func (*CancelArrayRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{12}
+	return file_hodei_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CancelArrayRequest) GetId() string {
@@ -1424,7 +1594,7 @@ type CancelArrayResponse struct {
 
 func (x *CancelArrayResponse) Reset() {
 	*x = CancelArrayResponse{}
-	mi := &file_hodei_proto_msgTypes[13]
+	mi := &file_hodei_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1436,7 +1606,7 @@ func (x *CancelArrayResponse) String() string {
 func (*CancelArrayResponse) ProtoMessage() {}
 
 func (x *CancelArrayResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[13]
+	mi := &file_hodei_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1449,7 +1619,7 @@ func (x *CancelArrayResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelArrayResponse.ProtoReflect.Descriptor instead.
 func (*CancelArrayResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{13}
+	return file_hodei_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CancelArrayResponse) GetCancelled() []string {
@@ -1476,7 +1646,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_hodei_proto_msgTypes[14]
+	mi := &file_hodei_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1488,7 +1658,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[14]
+	mi := &file_hodei_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1501,7 +1671,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{14}
+	return file_hodei_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *WatchRequest) GetJobId() string {
@@ -1527,7 +1697,7 @@ type JobEvent struct {
 
 func (x *JobEvent) Reset() {
 	*x = JobEvent{}
-	mi := &file_hodei_proto_msgTypes[15]
+	mi := &file_hodei_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1539,7 +1709,7 @@ func (x *JobEvent) String() string {
 func (*JobEvent) ProtoMessage() {}
 
 func (x *JobEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[15]
+	mi := &file_hodei_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1552,7 +1722,7 @@ func (x *JobEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobEvent.ProtoReflect.Descriptor instead.
 func (*JobEvent) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{15}
+	return file_hodei_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *JobEvent) GetJob() *Job {
@@ -1575,7 +1745,7 @@ type LogsRequest struct {
 
 func (x *LogsRequest) Reset() {
 	*x = LogsRequest{}
-	mi := &file_hodei_proto_msgTypes[16]
+	mi := &file_hodei_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1587,7 +1757,7 @@ func (x *LogsRequest) String() string {
 func (*LogsRequest) ProtoMessage() {}
 
 func (x *LogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[16]
+	mi := &file_hodei_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1600,7 +1770,7 @@ func (x *LogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogsRequest.ProtoReflect.Descriptor instead.
 func (*LogsRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{16}
+	return file_hodei_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *LogsRequest) GetId() string {
@@ -1649,7 +1819,7 @@ type LogData struct {
 
 func (x *LogData) Reset() {
 	*x = LogData{}
-	mi := &file_hodei_proto_msgTypes[17]
+	mi := &file_hodei_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1661,7 +1831,7 @@ func (x *LogData) String() string {
 func (*LogData) ProtoMessage() {}
 
 func (x *LogData) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[17]
+	mi := &file_hodei_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1674,7 +1844,7 @@ func (x *LogData) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogData.ProtoReflect.Descriptor instead.
 func (*LogData) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{17}
+	return file_hodei_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *LogData) GetAttempt() int32 {
@@ -1709,7 +1879,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_hodei_proto_msgTypes[18]
+	mi := &file_hodei_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1721,7 +1891,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[18]
+	mi := &file_hodei_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1734,7 +1904,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{18}
+	return file_hodei_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *JoinRequest) GetWorkerId() string {
@@ -1769,7 +1939,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_hodei_proto_msgTypes[19]
+	mi := &file_hodei_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1781,7 +1951,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[19]
+	mi := &file_hodei_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1794,7 +1964,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{19}
+	return file_hodei_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *JoinResponse) GetWorkerId() string {
@@ -1834,7 +2004,7 @@ type AgentMessage struct {
 
 func (x *AgentMessage) Reset() {
 	*x = AgentMessage{}
-	mi := &file_hodei_proto_msgTypes[20]
+	mi := &file_hodei_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1846,7 +2016,7 @@ func (x *AgentMessage) String() string {
 func (*AgentMessage) ProtoMessage() {}
 
 func (x *AgentMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[20]
+	mi := &file_hodei_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1859,7 +2029,7 @@ func (x *AgentMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentMessage.ProtoReflect.Descriptor instead.
 func (*AgentMessage) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{20}
+	return file_hodei_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AgentMessage) GetMsg() isAgentMessage_Msg {
@@ -1963,7 +2133,7 @@ type ServerMessage struct {
 
 func (x *ServerMessage) Reset() {
 	*x = ServerMessage{}
-	mi := &file_hodei_proto_msgTypes[21]
+	mi := &file_hodei_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1975,7 +2145,7 @@ func (x *ServerMessage) String() string {
 func (*ServerMessage) ProtoMessage() {}
 
 func (x *ServerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[21]
+	mi := &file_hodei_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1988,7 +2158,7 @@ func (x *ServerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerMessage.ProtoReflect.Descriptor instead.
 func (*ServerMessage) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{21}
+	return file_hodei_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ServerMessage) GetMsg() isServerMessage_Msg {
@@ -2074,7 +2244,7 @@ type JobRef struct {
 
 func (x *JobRef) Reset() {
 	*x = JobRef{}
-	mi := &file_hodei_proto_msgTypes[22]
+	mi := &file_hodei_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2086,7 +2256,7 @@ func (x *JobRef) String() string {
 func (*JobRef) ProtoMessage() {}
 
 func (x *JobRef) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[22]
+	mi := &file_hodei_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2099,7 +2269,7 @@ func (x *JobRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobRef.ProtoReflect.Descriptor instead.
 func (*JobRef) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{22}
+	return file_hodei_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *JobRef) GetJobId() string {
@@ -2142,7 +2312,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_hodei_proto_msgTypes[23]
+	mi := &file_hodei_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2154,7 +2324,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[23]
+	mi := &file_hodei_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2167,7 +2337,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{23}
+	return file_hodei_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Hello) GetWorkerId() string {
@@ -2247,7 +2417,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_hodei_proto_msgTypes[24]
+	mi := &file_hodei_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2259,7 +2429,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[24]
+	mi := &file_hodei_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2272,7 +2442,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{24}
+	return file_hodei_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Heartbeat) GetCpuPercent() float64 {
@@ -2315,7 +2485,7 @@ type JobStarted struct {
 
 func (x *JobStarted) Reset() {
 	*x = JobStarted{}
-	mi := &file_hodei_proto_msgTypes[25]
+	mi := &file_hodei_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2327,7 +2497,7 @@ func (x *JobStarted) String() string {
 func (*JobStarted) ProtoMessage() {}
 
 func (x *JobStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[25]
+	mi := &file_hodei_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2340,7 +2510,7 @@ func (x *JobStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobStarted.ProtoReflect.Descriptor instead.
 func (*JobStarted) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{25}
+	return file_hodei_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *JobStarted) GetJobId() string {
@@ -2384,7 +2554,7 @@ type LogChunk struct {
 
 func (x *LogChunk) Reset() {
 	*x = LogChunk{}
-	mi := &file_hodei_proto_msgTypes[26]
+	mi := &file_hodei_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2396,7 +2566,7 @@ func (x *LogChunk) String() string {
 func (*LogChunk) ProtoMessage() {}
 
 func (x *LogChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[26]
+	mi := &file_hodei_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2409,7 +2579,7 @@ func (x *LogChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogChunk.ProtoReflect.Descriptor instead.
 func (*LogChunk) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{26}
+	return file_hodei_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *LogChunk) GetJobId() string {
@@ -2467,7 +2637,7 @@ type JobFinished struct {
 
 func (x *JobFinished) Reset() {
 	*x = JobFinished{}
-	mi := &file_hodei_proto_msgTypes[27]
+	mi := &file_hodei_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2479,7 +2649,7 @@ func (x *JobFinished) String() string {
 func (*JobFinished) ProtoMessage() {}
 
 func (x *JobFinished) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[27]
+	mi := &file_hodei_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2492,7 +2662,7 @@ func (x *JobFinished) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobFinished.ProtoReflect.Descriptor instead.
 func (*JobFinished) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{27}
+	return file_hodei_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *JobFinished) GetJobId() string {
@@ -2576,7 +2746,7 @@ type Welcome struct {
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_hodei_proto_msgTypes[28]
+	mi := &file_hodei_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2588,7 +2758,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[28]
+	mi := &file_hodei_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2601,7 +2771,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{28}
+	return file_hodei_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Welcome) GetWorkerId() string {
@@ -2637,7 +2807,7 @@ type Assign struct {
 
 func (x *Assign) Reset() {
 	*x = Assign{}
-	mi := &file_hodei_proto_msgTypes[29]
+	mi := &file_hodei_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2649,7 +2819,7 @@ func (x *Assign) String() string {
 func (*Assign) ProtoMessage() {}
 
 func (x *Assign) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[29]
+	mi := &file_hodei_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2662,7 +2832,7 @@ func (x *Assign) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Assign.ProtoReflect.Descriptor instead.
 func (*Assign) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{29}
+	return file_hodei_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Assign) GetJob() *Job {
@@ -2691,7 +2861,7 @@ type CancelJob struct {
 
 func (x *CancelJob) Reset() {
 	*x = CancelJob{}
-	mi := &file_hodei_proto_msgTypes[30]
+	mi := &file_hodei_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2703,7 +2873,7 @@ func (x *CancelJob) String() string {
 func (*CancelJob) ProtoMessage() {}
 
 func (x *CancelJob) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[30]
+	mi := &file_hodei_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2716,7 +2886,7 @@ func (x *CancelJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJob.ProtoReflect.Descriptor instead.
 func (*CancelJob) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{30}
+	return file_hodei_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *CancelJob) GetJobId() string {
@@ -2764,7 +2934,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_hodei_proto_msgTypes[31]
+	mi := &file_hodei_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2776,7 +2946,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[31]
+	mi := &file_hodei_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2789,7 +2959,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{31}
+	return file_hodei_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Ack) GetJobId() string {
@@ -2873,7 +3043,7 @@ type Worker struct {
 
 func (x *Worker) Reset() {
 	*x = Worker{}
-	mi := &file_hodei_proto_msgTypes[32]
+	mi := &file_hodei_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2885,7 +3055,7 @@ func (x *Worker) String() string {
 func (*Worker) ProtoMessage() {}
 
 func (x *Worker) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[32]
+	mi := &file_hodei_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2898,7 +3068,7 @@ func (x *Worker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Worker.ProtoReflect.Descriptor instead.
 func (*Worker) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{32}
+	return file_hodei_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Worker) GetId() string {
@@ -3015,7 +3185,7 @@ type RevokeWorkerRequest struct {
 
 func (x *RevokeWorkerRequest) Reset() {
 	*x = RevokeWorkerRequest{}
-	mi := &file_hodei_proto_msgTypes[33]
+	mi := &file_hodei_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3027,7 +3197,7 @@ func (x *RevokeWorkerRequest) String() string {
 func (*RevokeWorkerRequest) ProtoMessage() {}
 
 func (x *RevokeWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[33]
+	mi := &file_hodei_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3040,7 +3210,7 @@ func (x *RevokeWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeWorkerRequest.ProtoReflect.Descriptor instead.
 func (*RevokeWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{33}
+	return file_hodei_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RevokeWorkerRequest) GetId() string {
@@ -3059,7 +3229,7 @@ type RemoveWorkerRequest struct {
 
 func (x *RemoveWorkerRequest) Reset() {
 	*x = RemoveWorkerRequest{}
-	mi := &file_hodei_proto_msgTypes[34]
+	mi := &file_hodei_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3071,7 +3241,7 @@ func (x *RemoveWorkerRequest) String() string {
 func (*RemoveWorkerRequest) ProtoMessage() {}
 
 func (x *RemoveWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[34]
+	mi := &file_hodei_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3084,7 +3254,7 @@ func (x *RemoveWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveWorkerRequest.ProtoReflect.Descriptor instead.
 func (*RemoveWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{34}
+	return file_hodei_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RemoveWorkerRequest) GetId() string {
@@ -3102,7 +3272,7 @@ type RemoveWorkerResponse struct {
 
 func (x *RemoveWorkerResponse) Reset() {
 	*x = RemoveWorkerResponse{}
-	mi := &file_hodei_proto_msgTypes[35]
+	mi := &file_hodei_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3114,7 +3284,7 @@ func (x *RemoveWorkerResponse) String() string {
 func (*RemoveWorkerResponse) ProtoMessage() {}
 
 func (x *RemoveWorkerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[35]
+	mi := &file_hodei_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3127,7 +3297,7 @@ func (x *RemoveWorkerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveWorkerResponse.ProtoReflect.Descriptor instead.
 func (*RemoveWorkerResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{35}
+	return file_hodei_proto_rawDescGZIP(), []int{36}
 }
 
 type TokenInfo struct {
@@ -3147,7 +3317,7 @@ type TokenInfo struct {
 
 func (x *TokenInfo) Reset() {
 	*x = TokenInfo{}
-	mi := &file_hodei_proto_msgTypes[36]
+	mi := &file_hodei_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3159,7 +3329,7 @@ func (x *TokenInfo) String() string {
 func (*TokenInfo) ProtoMessage() {}
 
 func (x *TokenInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[36]
+	mi := &file_hodei_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3172,7 +3342,7 @@ func (x *TokenInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenInfo.ProtoReflect.Descriptor instead.
 func (*TokenInfo) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{36}
+	return file_hodei_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *TokenInfo) GetId() string {
@@ -3250,7 +3420,7 @@ type CreateTokenRequest struct {
 
 func (x *CreateTokenRequest) Reset() {
 	*x = CreateTokenRequest{}
-	mi := &file_hodei_proto_msgTypes[37]
+	mi := &file_hodei_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3262,7 +3432,7 @@ func (x *CreateTokenRequest) String() string {
 func (*CreateTokenRequest) ProtoMessage() {}
 
 func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[37]
+	mi := &file_hodei_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3275,7 +3445,7 @@ func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateTokenRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{37}
+	return file_hodei_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *CreateTokenRequest) GetRole() string {
@@ -3317,7 +3487,7 @@ type CreateTokenResponse struct {
 
 func (x *CreateTokenResponse) Reset() {
 	*x = CreateTokenResponse{}
-	mi := &file_hodei_proto_msgTypes[38]
+	mi := &file_hodei_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3329,7 +3499,7 @@ func (x *CreateTokenResponse) String() string {
 func (*CreateTokenResponse) ProtoMessage() {}
 
 func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[38]
+	mi := &file_hodei_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3342,7 +3512,7 @@ func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateTokenResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{38}
+	return file_hodei_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *CreateTokenResponse) GetToken() string {
@@ -3374,7 +3544,7 @@ type ListTokensRequest struct {
 
 func (x *ListTokensRequest) Reset() {
 	*x = ListTokensRequest{}
-	mi := &file_hodei_proto_msgTypes[39]
+	mi := &file_hodei_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3386,7 +3556,7 @@ func (x *ListTokensRequest) String() string {
 func (*ListTokensRequest) ProtoMessage() {}
 
 func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[39]
+	mi := &file_hodei_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3399,7 +3569,7 @@ func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListTokensRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{39}
+	return file_hodei_proto_rawDescGZIP(), []int{40}
 }
 
 type ListTokensResponse struct {
@@ -3411,7 +3581,7 @@ type ListTokensResponse struct {
 
 func (x *ListTokensResponse) Reset() {
 	*x = ListTokensResponse{}
-	mi := &file_hodei_proto_msgTypes[40]
+	mi := &file_hodei_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3423,7 +3593,7 @@ func (x *ListTokensResponse) String() string {
 func (*ListTokensResponse) ProtoMessage() {}
 
 func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[40]
+	mi := &file_hodei_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3436,7 +3606,7 @@ func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListTokensResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{40}
+	return file_hodei_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListTokensResponse) GetTokens() []*TokenInfo {
@@ -3455,7 +3625,7 @@ type RevokeTokenRequest struct {
 
 func (x *RevokeTokenRequest) Reset() {
 	*x = RevokeTokenRequest{}
-	mi := &file_hodei_proto_msgTypes[41]
+	mi := &file_hodei_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3467,7 +3637,7 @@ func (x *RevokeTokenRequest) String() string {
 func (*RevokeTokenRequest) ProtoMessage() {}
 
 func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[41]
+	mi := &file_hodei_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3480,7 +3650,7 @@ func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeTokenRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{41}
+	return file_hodei_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RevokeTokenRequest) GetId() string {
@@ -3498,7 +3668,7 @@ type WhoAmIRequest struct {
 
 func (x *WhoAmIRequest) Reset() {
 	*x = WhoAmIRequest{}
-	mi := &file_hodei_proto_msgTypes[42]
+	mi := &file_hodei_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3510,7 +3680,7 @@ func (x *WhoAmIRequest) String() string {
 func (*WhoAmIRequest) ProtoMessage() {}
 
 func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[42]
+	mi := &file_hodei_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3523,7 +3693,7 @@ func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoAmIRequest.ProtoReflect.Descriptor instead.
 func (*WhoAmIRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{42}
+	return file_hodei_proto_rawDescGZIP(), []int{43}
 }
 
 // AuditRecord is one mutating call or one denial.
@@ -3546,7 +3716,7 @@ type AuditRecord struct {
 
 func (x *AuditRecord) Reset() {
 	*x = AuditRecord{}
-	mi := &file_hodei_proto_msgTypes[43]
+	mi := &file_hodei_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3558,7 +3728,7 @@ func (x *AuditRecord) String() string {
 func (*AuditRecord) ProtoMessage() {}
 
 func (x *AuditRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[43]
+	mi := &file_hodei_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3571,7 +3741,7 @@ func (x *AuditRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditRecord.ProtoReflect.Descriptor instead.
 func (*AuditRecord) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{43}
+	return file_hodei_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *AuditRecord) GetTimeUnixNano() int64 {
@@ -3667,7 +3837,7 @@ type AgentRecord struct {
 
 func (x *AgentRecord) Reset() {
 	*x = AgentRecord{}
-	mi := &file_hodei_proto_msgTypes[44]
+	mi := &file_hodei_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3679,7 +3849,7 @@ func (x *AgentRecord) String() string {
 func (*AgentRecord) ProtoMessage() {}
 
 func (x *AgentRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[44]
+	mi := &file_hodei_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3692,7 +3862,7 @@ func (x *AgentRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentRecord.ProtoReflect.Descriptor instead.
 func (*AgentRecord) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{44}
+	return file_hodei_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *AgentRecord) GetWorkerId() string {
@@ -3749,7 +3919,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_hodei_proto_msgTypes[45]
+	mi := &file_hodei_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3761,7 +3931,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[45]
+	mi := &file_hodei_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3774,7 +3944,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{45}
+	return file_hodei_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ListAuditRequest) GetSinceUnixNano() int64 {
@@ -3814,7 +3984,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_hodei_proto_msgTypes[46]
+	mi := &file_hodei_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3826,7 +3996,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[46]
+	mi := &file_hodei_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3839,7 +4009,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{46}
+	return file_hodei_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ListAuditResponse) GetRecords() []*AuditRecord {
@@ -3857,7 +4027,7 @@ type ListWorkersRequest struct {
 
 func (x *ListWorkersRequest) Reset() {
 	*x = ListWorkersRequest{}
-	mi := &file_hodei_proto_msgTypes[47]
+	mi := &file_hodei_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3869,7 +4039,7 @@ func (x *ListWorkersRequest) String() string {
 func (*ListWorkersRequest) ProtoMessage() {}
 
 func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[47]
+	mi := &file_hodei_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3882,7 +4052,7 @@ func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkersRequest.ProtoReflect.Descriptor instead.
 func (*ListWorkersRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{47}
+	return file_hodei_proto_rawDescGZIP(), []int{48}
 }
 
 type ListWorkersResponse struct {
@@ -3894,7 +4064,7 @@ type ListWorkersResponse struct {
 
 func (x *ListWorkersResponse) Reset() {
 	*x = ListWorkersResponse{}
-	mi := &file_hodei_proto_msgTypes[48]
+	mi := &file_hodei_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3906,7 +4076,7 @@ func (x *ListWorkersResponse) String() string {
 func (*ListWorkersResponse) ProtoMessage() {}
 
 func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[48]
+	mi := &file_hodei_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3919,7 +4089,7 @@ func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkersResponse.ProtoReflect.Descriptor instead.
 func (*ListWorkersResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{48}
+	return file_hodei_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ListWorkersResponse) GetWorkers() []*Worker {
@@ -3938,7 +4108,7 @@ type DrainWorkerRequest struct {
 
 func (x *DrainWorkerRequest) Reset() {
 	*x = DrainWorkerRequest{}
-	mi := &file_hodei_proto_msgTypes[49]
+	mi := &file_hodei_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3950,7 +4120,7 @@ func (x *DrainWorkerRequest) String() string {
 func (*DrainWorkerRequest) ProtoMessage() {}
 
 func (x *DrainWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[49]
+	mi := &file_hodei_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3963,7 +4133,7 @@ func (x *DrainWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainWorkerRequest.ProtoReflect.Descriptor instead.
 func (*DrainWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{49}
+	return file_hodei_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *DrainWorkerRequest) GetId() string {
@@ -3981,7 +4151,7 @@ type SnapshotRequest struct {
 
 func (x *SnapshotRequest) Reset() {
 	*x = SnapshotRequest{}
-	mi := &file_hodei_proto_msgTypes[50]
+	mi := &file_hodei_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3993,7 +4163,7 @@ func (x *SnapshotRequest) String() string {
 func (*SnapshotRequest) ProtoMessage() {}
 
 func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[50]
+	mi := &file_hodei_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4006,7 +4176,7 @@ func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{50}
+	return file_hodei_proto_rawDescGZIP(), []int{51}
 }
 
 type SnapshotChunk struct {
@@ -4018,7 +4188,7 @@ type SnapshotChunk struct {
 
 func (x *SnapshotChunk) Reset() {
 	*x = SnapshotChunk{}
-	mi := &file_hodei_proto_msgTypes[51]
+	mi := &file_hodei_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4030,7 +4200,7 @@ func (x *SnapshotChunk) String() string {
 func (*SnapshotChunk) ProtoMessage() {}
 
 func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[51]
+	mi := &file_hodei_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4043,7 +4213,7 @@ func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
 func (*SnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{51}
+	return file_hodei_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *SnapshotChunk) GetData() []byte {
@@ -4074,7 +4244,7 @@ type Tenant struct {
 
 func (x *Tenant) Reset() {
 	*x = Tenant{}
-	mi := &file_hodei_proto_msgTypes[52]
+	mi := &file_hodei_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4086,7 +4256,7 @@ func (x *Tenant) String() string {
 func (*Tenant) ProtoMessage() {}
 
 func (x *Tenant) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[52]
+	mi := &file_hodei_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4099,7 +4269,7 @@ func (x *Tenant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tenant.ProtoReflect.Descriptor instead.
 func (*Tenant) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{52}
+	return file_hodei_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *Tenant) GetName() string {
@@ -4197,7 +4367,7 @@ type TenantStatus struct {
 
 func (x *TenantStatus) Reset() {
 	*x = TenantStatus{}
-	mi := &file_hodei_proto_msgTypes[53]
+	mi := &file_hodei_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4209,7 +4379,7 @@ func (x *TenantStatus) String() string {
 func (*TenantStatus) ProtoMessage() {}
 
 func (x *TenantStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[53]
+	mi := &file_hodei_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4222,7 +4392,7 @@ func (x *TenantStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TenantStatus.ProtoReflect.Descriptor instead.
 func (*TenantStatus) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{53}
+	return file_hodei_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *TenantStatus) GetTenant() *Tenant {
@@ -4302,7 +4472,7 @@ type SetTenantRequest struct {
 
 func (x *SetTenantRequest) Reset() {
 	*x = SetTenantRequest{}
-	mi := &file_hodei_proto_msgTypes[54]
+	mi := &file_hodei_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4314,7 +4484,7 @@ func (x *SetTenantRequest) String() string {
 func (*SetTenantRequest) ProtoMessage() {}
 
 func (x *SetTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[54]
+	mi := &file_hodei_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4327,7 +4497,7 @@ func (x *SetTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetTenantRequest.ProtoReflect.Descriptor instead.
 func (*SetTenantRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{54}
+	return file_hodei_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *SetTenantRequest) GetTenant() *Tenant {
@@ -4353,7 +4523,7 @@ type GetTenantRequest struct {
 
 func (x *GetTenantRequest) Reset() {
 	*x = GetTenantRequest{}
-	mi := &file_hodei_proto_msgTypes[55]
+	mi := &file_hodei_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4365,7 +4535,7 @@ func (x *GetTenantRequest) String() string {
 func (*GetTenantRequest) ProtoMessage() {}
 
 func (x *GetTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[55]
+	mi := &file_hodei_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4378,7 +4548,7 @@ func (x *GetTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTenantRequest.ProtoReflect.Descriptor instead.
 func (*GetTenantRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{55}
+	return file_hodei_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *GetTenantRequest) GetName() string {
@@ -4396,7 +4566,7 @@ type ListTenantsRequest struct {
 
 func (x *ListTenantsRequest) Reset() {
 	*x = ListTenantsRequest{}
-	mi := &file_hodei_proto_msgTypes[56]
+	mi := &file_hodei_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4408,7 +4578,7 @@ func (x *ListTenantsRequest) String() string {
 func (*ListTenantsRequest) ProtoMessage() {}
 
 func (x *ListTenantsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[56]
+	mi := &file_hodei_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4421,7 +4591,7 @@ func (x *ListTenantsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTenantsRequest.ProtoReflect.Descriptor instead.
 func (*ListTenantsRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{56}
+	return file_hodei_proto_rawDescGZIP(), []int{57}
 }
 
 type ListTenantsResponse struct {
@@ -4433,7 +4603,7 @@ type ListTenantsResponse struct {
 
 func (x *ListTenantsResponse) Reset() {
 	*x = ListTenantsResponse{}
-	mi := &file_hodei_proto_msgTypes[57]
+	mi := &file_hodei_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4445,7 +4615,7 @@ func (x *ListTenantsResponse) String() string {
 func (*ListTenantsResponse) ProtoMessage() {}
 
 func (x *ListTenantsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[57]
+	mi := &file_hodei_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4458,7 +4628,7 @@ func (x *ListTenantsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTenantsResponse.ProtoReflect.Descriptor instead.
 func (*ListTenantsResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{57}
+	return file_hodei_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ListTenantsResponse) GetTenants() []*TenantStatus {
@@ -4477,7 +4647,7 @@ type DeleteTenantRequest struct {
 
 func (x *DeleteTenantRequest) Reset() {
 	*x = DeleteTenantRequest{}
-	mi := &file_hodei_proto_msgTypes[58]
+	mi := &file_hodei_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4489,7 +4659,7 @@ func (x *DeleteTenantRequest) String() string {
 func (*DeleteTenantRequest) ProtoMessage() {}
 
 func (x *DeleteTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[58]
+	mi := &file_hodei_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4502,7 +4672,7 @@ func (x *DeleteTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTenantRequest.ProtoReflect.Descriptor instead.
 func (*DeleteTenantRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{58}
+	return file_hodei_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *DeleteTenantRequest) GetName() string {
@@ -4520,7 +4690,7 @@ type DeleteTenantResponse struct {
 
 func (x *DeleteTenantResponse) Reset() {
 	*x = DeleteTenantResponse{}
-	mi := &file_hodei_proto_msgTypes[59]
+	mi := &file_hodei_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4532,7 +4702,7 @@ func (x *DeleteTenantResponse) String() string {
 func (*DeleteTenantResponse) ProtoMessage() {}
 
 func (x *DeleteTenantResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[59]
+	mi := &file_hodei_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4545,7 +4715,7 @@ func (x *DeleteTenantResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTenantResponse.ProtoReflect.Descriptor instead.
 func (*DeleteTenantResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{59}
+	return file_hodei_proto_rawDescGZIP(), []int{60}
 }
 
 type MatrixAxis struct {
@@ -4558,7 +4728,7 @@ type MatrixAxis struct {
 
 func (x *MatrixAxis) Reset() {
 	*x = MatrixAxis{}
-	mi := &file_hodei_proto_msgTypes[60]
+	mi := &file_hodei_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4570,7 +4740,7 @@ func (x *MatrixAxis) String() string {
 func (*MatrixAxis) ProtoMessage() {}
 
 func (x *MatrixAxis) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[60]
+	mi := &file_hodei_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4583,7 +4753,7 @@ func (x *MatrixAxis) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MatrixAxis.ProtoReflect.Descriptor instead.
 func (*MatrixAxis) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{60}
+	return file_hodei_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *MatrixAxis) GetKey() string {
@@ -4617,7 +4787,7 @@ type PipelineStepSpec struct {
 
 func (x *PipelineStepSpec) Reset() {
 	*x = PipelineStepSpec{}
-	mi := &file_hodei_proto_msgTypes[61]
+	mi := &file_hodei_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4629,7 +4799,7 @@ func (x *PipelineStepSpec) String() string {
 func (*PipelineStepSpec) ProtoMessage() {}
 
 func (x *PipelineStepSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[61]
+	mi := &file_hodei_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4642,7 +4812,7 @@ func (x *PipelineStepSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PipelineStepSpec.ProtoReflect.Descriptor instead.
 func (*PipelineStepSpec) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{61}
+	return file_hodei_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *PipelineStepSpec) GetName() string {
@@ -4692,7 +4862,7 @@ type PipelineSpec struct {
 
 func (x *PipelineSpec) Reset() {
 	*x = PipelineSpec{}
-	mi := &file_hodei_proto_msgTypes[62]
+	mi := &file_hodei_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4704,7 +4874,7 @@ func (x *PipelineSpec) String() string {
 func (*PipelineSpec) ProtoMessage() {}
 
 func (x *PipelineSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[62]
+	mi := &file_hodei_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4717,7 +4887,7 @@ func (x *PipelineSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PipelineSpec.ProtoReflect.Descriptor instead.
 func (*PipelineSpec) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{62}
+	return file_hodei_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *PipelineSpec) GetName() string {
@@ -4763,7 +4933,7 @@ type Pipeline struct {
 
 func (x *Pipeline) Reset() {
 	*x = Pipeline{}
-	mi := &file_hodei_proto_msgTypes[63]
+	mi := &file_hodei_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4775,7 +4945,7 @@ func (x *Pipeline) String() string {
 func (*Pipeline) ProtoMessage() {}
 
 func (x *Pipeline) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[63]
+	mi := &file_hodei_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4788,7 +4958,7 @@ func (x *Pipeline) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pipeline.ProtoReflect.Descriptor instead.
 func (*Pipeline) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{63}
+	return file_hodei_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *Pipeline) GetId() string {
@@ -4845,7 +5015,7 @@ type PipelineStatus struct {
 
 func (x *PipelineStatus) Reset() {
 	*x = PipelineStatus{}
-	mi := &file_hodei_proto_msgTypes[64]
+	mi := &file_hodei_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4857,7 +5027,7 @@ func (x *PipelineStatus) String() string {
 func (*PipelineStatus) ProtoMessage() {}
 
 func (x *PipelineStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[64]
+	mi := &file_hodei_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4870,7 +5040,7 @@ func (x *PipelineStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PipelineStatus.ProtoReflect.Descriptor instead.
 func (*PipelineStatus) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{64}
+	return file_hodei_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *PipelineStatus) GetPipeline() *Pipeline {
@@ -4903,7 +5073,7 @@ type RunPipelineRequest struct {
 
 func (x *RunPipelineRequest) Reset() {
 	*x = RunPipelineRequest{}
-	mi := &file_hodei_proto_msgTypes[65]
+	mi := &file_hodei_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4915,7 +5085,7 @@ func (x *RunPipelineRequest) String() string {
 func (*RunPipelineRequest) ProtoMessage() {}
 
 func (x *RunPipelineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[65]
+	mi := &file_hodei_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4928,7 +5098,7 @@ func (x *RunPipelineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunPipelineRequest.ProtoReflect.Descriptor instead.
 func (*RunPipelineRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{65}
+	return file_hodei_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *RunPipelineRequest) GetSpec() *PipelineSpec {
@@ -4947,7 +5117,7 @@ type GetPipelineRequest struct {
 
 func (x *GetPipelineRequest) Reset() {
 	*x = GetPipelineRequest{}
-	mi := &file_hodei_proto_msgTypes[66]
+	mi := &file_hodei_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4959,7 +5129,7 @@ func (x *GetPipelineRequest) String() string {
 func (*GetPipelineRequest) ProtoMessage() {}
 
 func (x *GetPipelineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[66]
+	mi := &file_hodei_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4972,7 +5142,7 @@ func (x *GetPipelineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPipelineRequest.ProtoReflect.Descriptor instead.
 func (*GetPipelineRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{66}
+	return file_hodei_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *GetPipelineRequest) GetId() string {
@@ -4990,7 +5160,7 @@ type ListPipelinesRequest struct {
 
 func (x *ListPipelinesRequest) Reset() {
 	*x = ListPipelinesRequest{}
-	mi := &file_hodei_proto_msgTypes[67]
+	mi := &file_hodei_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5002,7 +5172,7 @@ func (x *ListPipelinesRequest) String() string {
 func (*ListPipelinesRequest) ProtoMessage() {}
 
 func (x *ListPipelinesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[67]
+	mi := &file_hodei_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5015,7 +5185,7 @@ func (x *ListPipelinesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPipelinesRequest.ProtoReflect.Descriptor instead.
 func (*ListPipelinesRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{67}
+	return file_hodei_proto_rawDescGZIP(), []int{68}
 }
 
 type ListPipelinesResponse struct {
@@ -5027,7 +5197,7 @@ type ListPipelinesResponse struct {
 
 func (x *ListPipelinesResponse) Reset() {
 	*x = ListPipelinesResponse{}
-	mi := &file_hodei_proto_msgTypes[68]
+	mi := &file_hodei_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5039,7 +5209,7 @@ func (x *ListPipelinesResponse) String() string {
 func (*ListPipelinesResponse) ProtoMessage() {}
 
 func (x *ListPipelinesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[68]
+	mi := &file_hodei_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5052,7 +5222,7 @@ func (x *ListPipelinesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPipelinesResponse.ProtoReflect.Descriptor instead.
 func (*ListPipelinesResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{68}
+	return file_hodei_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *ListPipelinesResponse) GetPipelines() []*PipelineStatus {
@@ -5072,7 +5242,7 @@ type CancelPipelineRequest struct {
 
 func (x *CancelPipelineRequest) Reset() {
 	*x = CancelPipelineRequest{}
-	mi := &file_hodei_proto_msgTypes[69]
+	mi := &file_hodei_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5084,7 +5254,7 @@ func (x *CancelPipelineRequest) String() string {
 func (*CancelPipelineRequest) ProtoMessage() {}
 
 func (x *CancelPipelineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[69]
+	mi := &file_hodei_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5097,7 +5267,7 @@ func (x *CancelPipelineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelPipelineRequest.ProtoReflect.Descriptor instead.
 func (*CancelPipelineRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{69}
+	return file_hodei_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *CancelPipelineRequest) GetId() string {
@@ -5126,7 +5296,7 @@ type Pipeline_Step struct {
 
 func (x *Pipeline_Step) Reset() {
 	*x = Pipeline_Step{}
-	mi := &file_hodei_proto_msgTypes[77]
+	mi := &file_hodei_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5138,7 +5308,7 @@ func (x *Pipeline_Step) String() string {
 func (*Pipeline_Step) ProtoMessage() {}
 
 func (x *Pipeline_Step) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[77]
+	mi := &file_hodei_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5151,7 +5321,7 @@ func (x *Pipeline_Step) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pipeline_Step.ProtoReflect.Descriptor instead.
 func (*Pipeline_Step) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{63, 0}
+	return file_hodei_proto_rawDescGZIP(), []int{64, 0}
 }
 
 func (x *Pipeline_Step) GetName() string {
@@ -5242,7 +5412,7 @@ const file_hodei_proto_rawDesc = "" +
 	"\t_priority\"G\n" +
 	"\x05Usage\x12\x1e\n" +
 	"\vcpu_time_ns\x18\x01 \x01(\x03R\tcpuTimeNs\x12\x1e\n" +
-	"\vmax_rss_kib\x18\x02 \x01(\x03R\tmaxRssKib\"\xb4\x05\n" +
+	"\vmax_rss_kib\x18\x02 \x01(\x03R\tmaxRssKib\"\xe7\x05\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12%\n" +
 	"\x04spec\x18\x02 \x01(\v2\x11.hodei.v1.JobSpecR\x04spec\x12(\n" +
@@ -5263,16 +5433,24 @@ const file_hodei_proto_rawDesc = "" +
 	"\arequeue\x18\x10 \x01(\bR\arequeue\x12 \n" +
 	"\vpreemptions\x18\x11 \x01(\x05R\vpreemptions\x12'\n" +
 	"\x0fdeadline_missed\x18\x12 \x01(\bR\x0edeadlineMissed\x12-\n" +
-	"\x12effective_priority\x18\x13 \x01(\x01R\x11effectivePriority\"L\n" +
+	"\x12effective_priority\x18\x13 \x01(\x01R\x11effectivePriority\x121\n" +
+	"\apending\x18\x14 \x01(\v2\x17.hodei.v1.PendingReasonR\apending\"T\n" +
+	"\rPendingReason\x12)\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x15.hodei.v1.PendingKindR\x04kind\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"m\n" +
 	"\rSubmitRequest\x12%\n" +
 	"\x04spec\x18\x01 \x01(\v2\x11.hodei.v1.JobSpecR\x04spec\x12\x14\n" +
-	"\x05array\x18\x02 \x01(\tR\x05array\"H\n" +
+	"\x05array\x18\x02 \x01(\tR\x05array\x12\x1f\n" +
+	"\vrequire_fit\x18\x03 \x01(\bR\n" +
+	"requireFit\"H\n" +
 	"\x0eSubmitResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
 	"\x03ids\x18\x02 \x03(\tR\x03ids\x12\x14\n" +
-	"\x05tasks\x18\x03 \x01(\x03R\x05tasks\"=\n" +
+	"\x05tasks\x18\x03 \x01(\x03R\x05tasks\"^\n" +
 	"\x12SubmitBatchRequest\x12'\n" +
-	"\x05specs\x18\x01 \x03(\v2\x11.hodei.v1.JobSpecR\x05specs\"'\n" +
+	"\x05specs\x18\x01 \x03(\v2\x11.hodei.v1.JobSpecR\x05specs\x12\x1f\n" +
+	"\vrequire_fit\x18\x02 \x01(\bR\n" +
+	"requireFit\"'\n" +
 	"\x13SubmitBatchResponse\x12\x10\n" +
 	"\x03ids\x18\x01 \x03(\tR\x03ids\"\x1f\n" +
 	"\rGetJobRequest\x12\x0e\n" +
@@ -5585,7 +5763,23 @@ const file_hodei_proto_rawDesc = "" +
 	"\x11JOB_STATE_RUNNING\x10\x03\x12\x17\n" +
 	"\x13JOB_STATE_COMPLETED\x10\x04\x12\x14\n" +
 	"\x10JOB_STATE_FAILED\x10\x05\x12\x17\n" +
-	"\x13JOB_STATE_CANCELLED\x10\x06*9\n" +
+	"\x13JOB_STATE_CANCELLED\x10\x06*\x83\x03\n" +
+	"\vPendingKind\x12\x1c\n" +
+	"\x18PENDING_KIND_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17PENDING_KIND_NO_WORKERS\x10\x01\x12\x17\n" +
+	"\x13PENDING_KIND_LABELS\x10\x02\x12\x16\n" +
+	"\x12PENDING_KIND_SLOTS\x10\x03\x12\x14\n" +
+	"\x10PENDING_KIND_CPU\x10\x04\x12\x17\n" +
+	"\x13PENDING_KIND_MEMORY\x10\x05\x12\x1a\n" +
+	"\x16PENDING_KIND_RESOURCES\x10\x06\x12\x19\n" +
+	"\x15PENDING_KIND_DRAINING\x10\a\x12\x15\n" +
+	"\x11PENDING_KIND_DOWN\x10\b\x12\x1d\n" +
+	"\x19PENDING_KIND_TENANT_LIMIT\x10\t\x12\x1c\n" +
+	"\x18PENDING_KIND_ARRAY_LIMIT\x10\n" +
+	"\x12\x1b\n" +
+	"\x17PENDING_KIND_DEPENDENCY\x10\v\x12\x18\n" +
+	"\x14PENDING_KIND_BACKOFF\x10\f\x12\x17\n" +
+	"\x13PENDING_KIND_QUEUED\x10\r*9\n" +
 	"\tLogStream\x12\x15\n" +
 	"\x11LOG_STREAM_OUTPUT\x10\x00\x12\x15\n" +
 	"\x11LOG_STREAM_STDERR\x10\x01*{\n" +
@@ -5660,215 +5854,219 @@ func file_hodei_proto_rawDescGZIP() []byte {
 	return file_hodei_proto_rawDescData
 }
 
-var file_hodei_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_hodei_proto_msgTypes = make([]protoimpl.MessageInfo, 78)
+var file_hodei_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
+var file_hodei_proto_msgTypes = make([]protoimpl.MessageInfo, 79)
 var file_hodei_proto_goTypes = []any{
 	(JobState)(0),                 // 0: hodei.v1.JobState
-	(LogStream)(0),                // 1: hodei.v1.LogStream
-	(Outcome)(0),                  // 2: hodei.v1.Outcome
-	(WorkerState)(0),              // 3: hodei.v1.WorkerState
-	(BurstState)(0),               // 4: hodei.v1.BurstState
-	(PipelineState)(0),            // 5: hodei.v1.PipelineState
-	(*Resources)(nil),             // 6: hodei.v1.Resources
-	(*JobSpec)(nil),               // 7: hodei.v1.JobSpec
-	(*Usage)(nil),                 // 8: hodei.v1.Usage
-	(*Job)(nil),                   // 9: hodei.v1.Job
-	(*SubmitRequest)(nil),         // 10: hodei.v1.SubmitRequest
-	(*SubmitResponse)(nil),        // 11: hodei.v1.SubmitResponse
-	(*SubmitBatchRequest)(nil),    // 12: hodei.v1.SubmitBatchRequest
-	(*SubmitBatchResponse)(nil),   // 13: hodei.v1.SubmitBatchResponse
-	(*GetJobRequest)(nil),         // 14: hodei.v1.GetJobRequest
-	(*ListJobsRequest)(nil),       // 15: hodei.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),      // 16: hodei.v1.ListJobsResponse
-	(*CancelJobRequest)(nil),      // 17: hodei.v1.CancelJobRequest
-	(*CancelArrayRequest)(nil),    // 18: hodei.v1.CancelArrayRequest
-	(*CancelArrayResponse)(nil),   // 19: hodei.v1.CancelArrayResponse
-	(*WatchRequest)(nil),          // 20: hodei.v1.WatchRequest
-	(*JobEvent)(nil),              // 21: hodei.v1.JobEvent
-	(*LogsRequest)(nil),           // 22: hodei.v1.LogsRequest
-	(*LogData)(nil),               // 23: hodei.v1.LogData
-	(*JoinRequest)(nil),           // 24: hodei.v1.JoinRequest
-	(*JoinResponse)(nil),          // 25: hodei.v1.JoinResponse
-	(*AgentMessage)(nil),          // 26: hodei.v1.AgentMessage
-	(*ServerMessage)(nil),         // 27: hodei.v1.ServerMessage
-	(*JobRef)(nil),                // 28: hodei.v1.JobRef
-	(*Hello)(nil),                 // 29: hodei.v1.Hello
-	(*Heartbeat)(nil),             // 30: hodei.v1.Heartbeat
-	(*JobStarted)(nil),            // 31: hodei.v1.JobStarted
-	(*LogChunk)(nil),              // 32: hodei.v1.LogChunk
-	(*JobFinished)(nil),           // 33: hodei.v1.JobFinished
-	(*Welcome)(nil),               // 34: hodei.v1.Welcome
-	(*Assign)(nil),                // 35: hodei.v1.Assign
-	(*CancelJob)(nil),             // 36: hodei.v1.CancelJob
-	(*Ack)(nil),                   // 37: hodei.v1.Ack
-	(*Worker)(nil),                // 38: hodei.v1.Worker
-	(*RevokeWorkerRequest)(nil),   // 39: hodei.v1.RevokeWorkerRequest
-	(*RemoveWorkerRequest)(nil),   // 40: hodei.v1.RemoveWorkerRequest
-	(*RemoveWorkerResponse)(nil),  // 41: hodei.v1.RemoveWorkerResponse
-	(*TokenInfo)(nil),             // 42: hodei.v1.TokenInfo
-	(*CreateTokenRequest)(nil),    // 43: hodei.v1.CreateTokenRequest
-	(*CreateTokenResponse)(nil),   // 44: hodei.v1.CreateTokenResponse
-	(*ListTokensRequest)(nil),     // 45: hodei.v1.ListTokensRequest
-	(*ListTokensResponse)(nil),    // 46: hodei.v1.ListTokensResponse
-	(*RevokeTokenRequest)(nil),    // 47: hodei.v1.RevokeTokenRequest
-	(*WhoAmIRequest)(nil),         // 48: hodei.v1.WhoAmIRequest
-	(*AuditRecord)(nil),           // 49: hodei.v1.AuditRecord
-	(*AgentRecord)(nil),           // 50: hodei.v1.AgentRecord
-	(*ListAuditRequest)(nil),      // 51: hodei.v1.ListAuditRequest
-	(*ListAuditResponse)(nil),     // 52: hodei.v1.ListAuditResponse
-	(*ListWorkersRequest)(nil),    // 53: hodei.v1.ListWorkersRequest
-	(*ListWorkersResponse)(nil),   // 54: hodei.v1.ListWorkersResponse
-	(*DrainWorkerRequest)(nil),    // 55: hodei.v1.DrainWorkerRequest
-	(*SnapshotRequest)(nil),       // 56: hodei.v1.SnapshotRequest
-	(*SnapshotChunk)(nil),         // 57: hodei.v1.SnapshotChunk
-	(*Tenant)(nil),                // 58: hodei.v1.Tenant
-	(*TenantStatus)(nil),          // 59: hodei.v1.TenantStatus
-	(*SetTenantRequest)(nil),      // 60: hodei.v1.SetTenantRequest
-	(*GetTenantRequest)(nil),      // 61: hodei.v1.GetTenantRequest
-	(*ListTenantsRequest)(nil),    // 62: hodei.v1.ListTenantsRequest
-	(*ListTenantsResponse)(nil),   // 63: hodei.v1.ListTenantsResponse
-	(*DeleteTenantRequest)(nil),   // 64: hodei.v1.DeleteTenantRequest
-	(*DeleteTenantResponse)(nil),  // 65: hodei.v1.DeleteTenantResponse
-	(*MatrixAxis)(nil),            // 66: hodei.v1.MatrixAxis
-	(*PipelineStepSpec)(nil),      // 67: hodei.v1.PipelineStepSpec
-	(*PipelineSpec)(nil),          // 68: hodei.v1.PipelineSpec
-	(*Pipeline)(nil),              // 69: hodei.v1.Pipeline
-	(*PipelineStatus)(nil),        // 70: hodei.v1.PipelineStatus
-	(*RunPipelineRequest)(nil),    // 71: hodei.v1.RunPipelineRequest
-	(*GetPipelineRequest)(nil),    // 72: hodei.v1.GetPipelineRequest
-	(*ListPipelinesRequest)(nil),  // 73: hodei.v1.ListPipelinesRequest
-	(*ListPipelinesResponse)(nil), // 74: hodei.v1.ListPipelinesResponse
-	(*CancelPipelineRequest)(nil), // 75: hodei.v1.CancelPipelineRequest
-	nil,                           // 76: hodei.v1.JobSpec.LabelsEntry
-	nil,                           // 77: hodei.v1.JobSpec.EnvEntry
-	nil,                           // 78: hodei.v1.JobSpec.SecretEnvEntry
-	nil,                           // 79: hodei.v1.JobSpec.SelectorEntry
-	nil,                           // 80: hodei.v1.ListJobsRequest.LabelsEntry
-	nil,                           // 81: hodei.v1.Hello.LabelsEntry
-	nil,                           // 82: hodei.v1.Worker.LabelsEntry
-	(*Pipeline_Step)(nil),         // 83: hodei.v1.Pipeline.Step
+	(PendingKind)(0),              // 1: hodei.v1.PendingKind
+	(LogStream)(0),                // 2: hodei.v1.LogStream
+	(Outcome)(0),                  // 3: hodei.v1.Outcome
+	(WorkerState)(0),              // 4: hodei.v1.WorkerState
+	(BurstState)(0),               // 5: hodei.v1.BurstState
+	(PipelineState)(0),            // 6: hodei.v1.PipelineState
+	(*Resources)(nil),             // 7: hodei.v1.Resources
+	(*JobSpec)(nil),               // 8: hodei.v1.JobSpec
+	(*Usage)(nil),                 // 9: hodei.v1.Usage
+	(*Job)(nil),                   // 10: hodei.v1.Job
+	(*PendingReason)(nil),         // 11: hodei.v1.PendingReason
+	(*SubmitRequest)(nil),         // 12: hodei.v1.SubmitRequest
+	(*SubmitResponse)(nil),        // 13: hodei.v1.SubmitResponse
+	(*SubmitBatchRequest)(nil),    // 14: hodei.v1.SubmitBatchRequest
+	(*SubmitBatchResponse)(nil),   // 15: hodei.v1.SubmitBatchResponse
+	(*GetJobRequest)(nil),         // 16: hodei.v1.GetJobRequest
+	(*ListJobsRequest)(nil),       // 17: hodei.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),      // 18: hodei.v1.ListJobsResponse
+	(*CancelJobRequest)(nil),      // 19: hodei.v1.CancelJobRequest
+	(*CancelArrayRequest)(nil),    // 20: hodei.v1.CancelArrayRequest
+	(*CancelArrayResponse)(nil),   // 21: hodei.v1.CancelArrayResponse
+	(*WatchRequest)(nil),          // 22: hodei.v1.WatchRequest
+	(*JobEvent)(nil),              // 23: hodei.v1.JobEvent
+	(*LogsRequest)(nil),           // 24: hodei.v1.LogsRequest
+	(*LogData)(nil),               // 25: hodei.v1.LogData
+	(*JoinRequest)(nil),           // 26: hodei.v1.JoinRequest
+	(*JoinResponse)(nil),          // 27: hodei.v1.JoinResponse
+	(*AgentMessage)(nil),          // 28: hodei.v1.AgentMessage
+	(*ServerMessage)(nil),         // 29: hodei.v1.ServerMessage
+	(*JobRef)(nil),                // 30: hodei.v1.JobRef
+	(*Hello)(nil),                 // 31: hodei.v1.Hello
+	(*Heartbeat)(nil),             // 32: hodei.v1.Heartbeat
+	(*JobStarted)(nil),            // 33: hodei.v1.JobStarted
+	(*LogChunk)(nil),              // 34: hodei.v1.LogChunk
+	(*JobFinished)(nil),           // 35: hodei.v1.JobFinished
+	(*Welcome)(nil),               // 36: hodei.v1.Welcome
+	(*Assign)(nil),                // 37: hodei.v1.Assign
+	(*CancelJob)(nil),             // 38: hodei.v1.CancelJob
+	(*Ack)(nil),                   // 39: hodei.v1.Ack
+	(*Worker)(nil),                // 40: hodei.v1.Worker
+	(*RevokeWorkerRequest)(nil),   // 41: hodei.v1.RevokeWorkerRequest
+	(*RemoveWorkerRequest)(nil),   // 42: hodei.v1.RemoveWorkerRequest
+	(*RemoveWorkerResponse)(nil),  // 43: hodei.v1.RemoveWorkerResponse
+	(*TokenInfo)(nil),             // 44: hodei.v1.TokenInfo
+	(*CreateTokenRequest)(nil),    // 45: hodei.v1.CreateTokenRequest
+	(*CreateTokenResponse)(nil),   // 46: hodei.v1.CreateTokenResponse
+	(*ListTokensRequest)(nil),     // 47: hodei.v1.ListTokensRequest
+	(*ListTokensResponse)(nil),    // 48: hodei.v1.ListTokensResponse
+	(*RevokeTokenRequest)(nil),    // 49: hodei.v1.RevokeTokenRequest
+	(*WhoAmIRequest)(nil),         // 50: hodei.v1.WhoAmIRequest
+	(*AuditRecord)(nil),           // 51: hodei.v1.AuditRecord
+	(*AgentRecord)(nil),           // 52: hodei.v1.AgentRecord
+	(*ListAuditRequest)(nil),      // 53: hodei.v1.ListAuditRequest
+	(*ListAuditResponse)(nil),     // 54: hodei.v1.ListAuditResponse
+	(*ListWorkersRequest)(nil),    // 55: hodei.v1.ListWorkersRequest
+	(*ListWorkersResponse)(nil),   // 56: hodei.v1.ListWorkersResponse
+	(*DrainWorkerRequest)(nil),    // 57: hodei.v1.DrainWorkerRequest
+	(*SnapshotRequest)(nil),       // 58: hodei.v1.SnapshotRequest
+	(*SnapshotChunk)(nil),         // 59: hodei.v1.SnapshotChunk
+	(*Tenant)(nil),                // 60: hodei.v1.Tenant
+	(*TenantStatus)(nil),          // 61: hodei.v1.TenantStatus
+	(*SetTenantRequest)(nil),      // 62: hodei.v1.SetTenantRequest
+	(*GetTenantRequest)(nil),      // 63: hodei.v1.GetTenantRequest
+	(*ListTenantsRequest)(nil),    // 64: hodei.v1.ListTenantsRequest
+	(*ListTenantsResponse)(nil),   // 65: hodei.v1.ListTenantsResponse
+	(*DeleteTenantRequest)(nil),   // 66: hodei.v1.DeleteTenantRequest
+	(*DeleteTenantResponse)(nil),  // 67: hodei.v1.DeleteTenantResponse
+	(*MatrixAxis)(nil),            // 68: hodei.v1.MatrixAxis
+	(*PipelineStepSpec)(nil),      // 69: hodei.v1.PipelineStepSpec
+	(*PipelineSpec)(nil),          // 70: hodei.v1.PipelineSpec
+	(*Pipeline)(nil),              // 71: hodei.v1.Pipeline
+	(*PipelineStatus)(nil),        // 72: hodei.v1.PipelineStatus
+	(*RunPipelineRequest)(nil),    // 73: hodei.v1.RunPipelineRequest
+	(*GetPipelineRequest)(nil),    // 74: hodei.v1.GetPipelineRequest
+	(*ListPipelinesRequest)(nil),  // 75: hodei.v1.ListPipelinesRequest
+	(*ListPipelinesResponse)(nil), // 76: hodei.v1.ListPipelinesResponse
+	(*CancelPipelineRequest)(nil), // 77: hodei.v1.CancelPipelineRequest
+	nil,                           // 78: hodei.v1.JobSpec.LabelsEntry
+	nil,                           // 79: hodei.v1.JobSpec.EnvEntry
+	nil,                           // 80: hodei.v1.JobSpec.SecretEnvEntry
+	nil,                           // 81: hodei.v1.JobSpec.SelectorEntry
+	nil,                           // 82: hodei.v1.ListJobsRequest.LabelsEntry
+	nil,                           // 83: hodei.v1.Hello.LabelsEntry
+	nil,                           // 84: hodei.v1.Worker.LabelsEntry
+	(*Pipeline_Step)(nil),         // 85: hodei.v1.Pipeline.Step
 }
 var file_hodei_proto_depIdxs = []int32{
-	76, // 0: hodei.v1.JobSpec.labels:type_name -> hodei.v1.JobSpec.LabelsEntry
-	77, // 1: hodei.v1.JobSpec.env:type_name -> hodei.v1.JobSpec.EnvEntry
-	78, // 2: hodei.v1.JobSpec.secret_env:type_name -> hodei.v1.JobSpec.SecretEnvEntry
-	6,  // 3: hodei.v1.JobSpec.resources:type_name -> hodei.v1.Resources
-	79, // 4: hodei.v1.JobSpec.selector:type_name -> hodei.v1.JobSpec.SelectorEntry
-	7,  // 5: hodei.v1.Job.spec:type_name -> hodei.v1.JobSpec
+	78, // 0: hodei.v1.JobSpec.labels:type_name -> hodei.v1.JobSpec.LabelsEntry
+	79, // 1: hodei.v1.JobSpec.env:type_name -> hodei.v1.JobSpec.EnvEntry
+	80, // 2: hodei.v1.JobSpec.secret_env:type_name -> hodei.v1.JobSpec.SecretEnvEntry
+	7,  // 3: hodei.v1.JobSpec.resources:type_name -> hodei.v1.Resources
+	81, // 4: hodei.v1.JobSpec.selector:type_name -> hodei.v1.JobSpec.SelectorEntry
+	8,  // 5: hodei.v1.Job.spec:type_name -> hodei.v1.JobSpec
 	0,  // 6: hodei.v1.Job.state:type_name -> hodei.v1.JobState
-	8,  // 7: hodei.v1.Job.usage:type_name -> hodei.v1.Usage
-	7,  // 8: hodei.v1.SubmitRequest.spec:type_name -> hodei.v1.JobSpec
-	7,  // 9: hodei.v1.SubmitBatchRequest.specs:type_name -> hodei.v1.JobSpec
-	0,  // 10: hodei.v1.ListJobsRequest.state:type_name -> hodei.v1.JobState
-	80, // 11: hodei.v1.ListJobsRequest.labels:type_name -> hodei.v1.ListJobsRequest.LabelsEntry
-	9,  // 12: hodei.v1.ListJobsResponse.jobs:type_name -> hodei.v1.Job
-	9,  // 13: hodei.v1.JobEvent.job:type_name -> hodei.v1.Job
-	1,  // 14: hodei.v1.LogsRequest.stream:type_name -> hodei.v1.LogStream
-	29, // 15: hodei.v1.AgentMessage.hello:type_name -> hodei.v1.Hello
-	30, // 16: hodei.v1.AgentMessage.heartbeat:type_name -> hodei.v1.Heartbeat
-	31, // 17: hodei.v1.AgentMessage.started:type_name -> hodei.v1.JobStarted
-	32, // 18: hodei.v1.AgentMessage.log:type_name -> hodei.v1.LogChunk
-	33, // 19: hodei.v1.AgentMessage.finished:type_name -> hodei.v1.JobFinished
-	34, // 20: hodei.v1.ServerMessage.welcome:type_name -> hodei.v1.Welcome
-	35, // 21: hodei.v1.ServerMessage.assign:type_name -> hodei.v1.Assign
-	36, // 22: hodei.v1.ServerMessage.cancel:type_name -> hodei.v1.CancelJob
-	37, // 23: hodei.v1.ServerMessage.ack:type_name -> hodei.v1.Ack
-	81, // 24: hodei.v1.Hello.labels:type_name -> hodei.v1.Hello.LabelsEntry
-	6,  // 25: hodei.v1.Hello.capacity:type_name -> hodei.v1.Resources
-	28, // 26: hodei.v1.Hello.running:type_name -> hodei.v1.JobRef
-	33, // 27: hodei.v1.Hello.finished:type_name -> hodei.v1.JobFinished
-	28, // 28: hodei.v1.Heartbeat.running:type_name -> hodei.v1.JobRef
-	1,  // 29: hodei.v1.LogChunk.stream:type_name -> hodei.v1.LogStream
-	2,  // 30: hodei.v1.JobFinished.outcome:type_name -> hodei.v1.Outcome
-	8,  // 31: hodei.v1.JobFinished.usage:type_name -> hodei.v1.Usage
-	9,  // 32: hodei.v1.Assign.job:type_name -> hodei.v1.Job
-	1,  // 33: hodei.v1.Ack.stream:type_name -> hodei.v1.LogStream
-	82, // 34: hodei.v1.Worker.labels:type_name -> hodei.v1.Worker.LabelsEntry
-	3,  // 35: hodei.v1.Worker.state:type_name -> hodei.v1.WorkerState
-	6,  // 36: hodei.v1.Worker.capacity:type_name -> hodei.v1.Resources
-	6,  // 37: hodei.v1.Worker.allocated:type_name -> hodei.v1.Resources
-	42, // 38: hodei.v1.CreateTokenResponse.info:type_name -> hodei.v1.TokenInfo
-	42, // 39: hodei.v1.ListTokensResponse.tokens:type_name -> hodei.v1.TokenInfo
-	49, // 40: hodei.v1.ListAuditResponse.records:type_name -> hodei.v1.AuditRecord
-	38, // 41: hodei.v1.ListWorkersResponse.workers:type_name -> hodei.v1.Worker
-	6,  // 42: hodei.v1.Tenant.max_running:type_name -> hodei.v1.Resources
-	58, // 43: hodei.v1.TenantStatus.tenant:type_name -> hodei.v1.Tenant
-	6,  // 44: hodei.v1.TenantStatus.pending:type_name -> hodei.v1.Resources
-	6,  // 45: hodei.v1.TenantStatus.running:type_name -> hodei.v1.Resources
-	4,  // 46: hodei.v1.TenantStatus.burst_state:type_name -> hodei.v1.BurstState
-	58, // 47: hodei.v1.SetTenantRequest.tenant:type_name -> hodei.v1.Tenant
-	59, // 48: hodei.v1.ListTenantsResponse.tenants:type_name -> hodei.v1.TenantStatus
-	7,  // 49: hodei.v1.PipelineStepSpec.spec:type_name -> hodei.v1.JobSpec
-	66, // 50: hodei.v1.PipelineStepSpec.matrix:type_name -> hodei.v1.MatrixAxis
-	7,  // 51: hodei.v1.PipelineSpec.defaults:type_name -> hodei.v1.JobSpec
-	67, // 52: hodei.v1.PipelineSpec.steps:type_name -> hodei.v1.PipelineStepSpec
-	83, // 53: hodei.v1.Pipeline.steps:type_name -> hodei.v1.Pipeline.Step
-	69, // 54: hodei.v1.PipelineStatus.pipeline:type_name -> hodei.v1.Pipeline
-	5,  // 55: hodei.v1.PipelineStatus.state:type_name -> hodei.v1.PipelineState
-	9,  // 56: hodei.v1.PipelineStatus.jobs:type_name -> hodei.v1.Job
-	68, // 57: hodei.v1.RunPipelineRequest.spec:type_name -> hodei.v1.PipelineSpec
-	70, // 58: hodei.v1.ListPipelinesResponse.pipelines:type_name -> hodei.v1.PipelineStatus
-	10, // 59: hodei.v1.JobService.Submit:input_type -> hodei.v1.SubmitRequest
-	12, // 60: hodei.v1.JobService.SubmitBatch:input_type -> hodei.v1.SubmitBatchRequest
-	14, // 61: hodei.v1.JobService.Get:input_type -> hodei.v1.GetJobRequest
-	15, // 62: hodei.v1.JobService.List:input_type -> hodei.v1.ListJobsRequest
-	17, // 63: hodei.v1.JobService.Cancel:input_type -> hodei.v1.CancelJobRequest
-	20, // 64: hodei.v1.JobService.Watch:input_type -> hodei.v1.WatchRequest
-	22, // 65: hodei.v1.JobService.Logs:input_type -> hodei.v1.LogsRequest
-	18, // 66: hodei.v1.JobService.CancelArray:input_type -> hodei.v1.CancelArrayRequest
-	71, // 67: hodei.v1.JobService.RunPipeline:input_type -> hodei.v1.RunPipelineRequest
-	72, // 68: hodei.v1.JobService.GetPipeline:input_type -> hodei.v1.GetPipelineRequest
-	73, // 69: hodei.v1.JobService.ListPipelines:input_type -> hodei.v1.ListPipelinesRequest
-	75, // 70: hodei.v1.JobService.CancelPipeline:input_type -> hodei.v1.CancelPipelineRequest
-	26, // 71: hodei.v1.AgentService.Connect:input_type -> hodei.v1.AgentMessage
-	24, // 72: hodei.v1.AgentService.Join:input_type -> hodei.v1.JoinRequest
-	53, // 73: hodei.v1.AdminService.ListWorkers:input_type -> hodei.v1.ListWorkersRequest
-	55, // 74: hodei.v1.AdminService.DrainWorker:input_type -> hodei.v1.DrainWorkerRequest
-	56, // 75: hodei.v1.AdminService.Snapshot:input_type -> hodei.v1.SnapshotRequest
-	60, // 76: hodei.v1.AdminService.SetTenant:input_type -> hodei.v1.SetTenantRequest
-	61, // 77: hodei.v1.AdminService.GetTenant:input_type -> hodei.v1.GetTenantRequest
-	62, // 78: hodei.v1.AdminService.ListTenants:input_type -> hodei.v1.ListTenantsRequest
-	64, // 79: hodei.v1.AdminService.DeleteTenant:input_type -> hodei.v1.DeleteTenantRequest
-	39, // 80: hodei.v1.AdminService.RevokeWorker:input_type -> hodei.v1.RevokeWorkerRequest
-	40, // 81: hodei.v1.AdminService.RemoveWorker:input_type -> hodei.v1.RemoveWorkerRequest
-	43, // 82: hodei.v1.AdminService.CreateToken:input_type -> hodei.v1.CreateTokenRequest
-	45, // 83: hodei.v1.AdminService.ListTokens:input_type -> hodei.v1.ListTokensRequest
-	47, // 84: hodei.v1.AdminService.RevokeToken:input_type -> hodei.v1.RevokeTokenRequest
-	48, // 85: hodei.v1.AdminService.WhoAmI:input_type -> hodei.v1.WhoAmIRequest
-	51, // 86: hodei.v1.AdminService.ListAudit:input_type -> hodei.v1.ListAuditRequest
-	11, // 87: hodei.v1.JobService.Submit:output_type -> hodei.v1.SubmitResponse
-	13, // 88: hodei.v1.JobService.SubmitBatch:output_type -> hodei.v1.SubmitBatchResponse
-	9,  // 89: hodei.v1.JobService.Get:output_type -> hodei.v1.Job
-	16, // 90: hodei.v1.JobService.List:output_type -> hodei.v1.ListJobsResponse
-	9,  // 91: hodei.v1.JobService.Cancel:output_type -> hodei.v1.Job
-	21, // 92: hodei.v1.JobService.Watch:output_type -> hodei.v1.JobEvent
-	23, // 93: hodei.v1.JobService.Logs:output_type -> hodei.v1.LogData
-	19, // 94: hodei.v1.JobService.CancelArray:output_type -> hodei.v1.CancelArrayResponse
-	70, // 95: hodei.v1.JobService.RunPipeline:output_type -> hodei.v1.PipelineStatus
-	70, // 96: hodei.v1.JobService.GetPipeline:output_type -> hodei.v1.PipelineStatus
-	74, // 97: hodei.v1.JobService.ListPipelines:output_type -> hodei.v1.ListPipelinesResponse
-	70, // 98: hodei.v1.JobService.CancelPipeline:output_type -> hodei.v1.PipelineStatus
-	27, // 99: hodei.v1.AgentService.Connect:output_type -> hodei.v1.ServerMessage
-	25, // 100: hodei.v1.AgentService.Join:output_type -> hodei.v1.JoinResponse
-	54, // 101: hodei.v1.AdminService.ListWorkers:output_type -> hodei.v1.ListWorkersResponse
-	38, // 102: hodei.v1.AdminService.DrainWorker:output_type -> hodei.v1.Worker
-	57, // 103: hodei.v1.AdminService.Snapshot:output_type -> hodei.v1.SnapshotChunk
-	59, // 104: hodei.v1.AdminService.SetTenant:output_type -> hodei.v1.TenantStatus
-	59, // 105: hodei.v1.AdminService.GetTenant:output_type -> hodei.v1.TenantStatus
-	63, // 106: hodei.v1.AdminService.ListTenants:output_type -> hodei.v1.ListTenantsResponse
-	65, // 107: hodei.v1.AdminService.DeleteTenant:output_type -> hodei.v1.DeleteTenantResponse
-	38, // 108: hodei.v1.AdminService.RevokeWorker:output_type -> hodei.v1.Worker
-	41, // 109: hodei.v1.AdminService.RemoveWorker:output_type -> hodei.v1.RemoveWorkerResponse
-	44, // 110: hodei.v1.AdminService.CreateToken:output_type -> hodei.v1.CreateTokenResponse
-	46, // 111: hodei.v1.AdminService.ListTokens:output_type -> hodei.v1.ListTokensResponse
-	42, // 112: hodei.v1.AdminService.RevokeToken:output_type -> hodei.v1.TokenInfo
-	42, // 113: hodei.v1.AdminService.WhoAmI:output_type -> hodei.v1.TokenInfo
-	52, // 114: hodei.v1.AdminService.ListAudit:output_type -> hodei.v1.ListAuditResponse
-	87, // [87:115] is the sub-list for method output_type
-	59, // [59:87] is the sub-list for method input_type
-	59, // [59:59] is the sub-list for extension type_name
-	59, // [59:59] is the sub-list for extension extendee
-	0,  // [0:59] is the sub-list for field type_name
+	9,  // 7: hodei.v1.Job.usage:type_name -> hodei.v1.Usage
+	11, // 8: hodei.v1.Job.pending:type_name -> hodei.v1.PendingReason
+	1,  // 9: hodei.v1.PendingReason.kind:type_name -> hodei.v1.PendingKind
+	8,  // 10: hodei.v1.SubmitRequest.spec:type_name -> hodei.v1.JobSpec
+	8,  // 11: hodei.v1.SubmitBatchRequest.specs:type_name -> hodei.v1.JobSpec
+	0,  // 12: hodei.v1.ListJobsRequest.state:type_name -> hodei.v1.JobState
+	82, // 13: hodei.v1.ListJobsRequest.labels:type_name -> hodei.v1.ListJobsRequest.LabelsEntry
+	10, // 14: hodei.v1.ListJobsResponse.jobs:type_name -> hodei.v1.Job
+	10, // 15: hodei.v1.JobEvent.job:type_name -> hodei.v1.Job
+	2,  // 16: hodei.v1.LogsRequest.stream:type_name -> hodei.v1.LogStream
+	31, // 17: hodei.v1.AgentMessage.hello:type_name -> hodei.v1.Hello
+	32, // 18: hodei.v1.AgentMessage.heartbeat:type_name -> hodei.v1.Heartbeat
+	33, // 19: hodei.v1.AgentMessage.started:type_name -> hodei.v1.JobStarted
+	34, // 20: hodei.v1.AgentMessage.log:type_name -> hodei.v1.LogChunk
+	35, // 21: hodei.v1.AgentMessage.finished:type_name -> hodei.v1.JobFinished
+	36, // 22: hodei.v1.ServerMessage.welcome:type_name -> hodei.v1.Welcome
+	37, // 23: hodei.v1.ServerMessage.assign:type_name -> hodei.v1.Assign
+	38, // 24: hodei.v1.ServerMessage.cancel:type_name -> hodei.v1.CancelJob
+	39, // 25: hodei.v1.ServerMessage.ack:type_name -> hodei.v1.Ack
+	83, // 26: hodei.v1.Hello.labels:type_name -> hodei.v1.Hello.LabelsEntry
+	7,  // 27: hodei.v1.Hello.capacity:type_name -> hodei.v1.Resources
+	30, // 28: hodei.v1.Hello.running:type_name -> hodei.v1.JobRef
+	35, // 29: hodei.v1.Hello.finished:type_name -> hodei.v1.JobFinished
+	30, // 30: hodei.v1.Heartbeat.running:type_name -> hodei.v1.JobRef
+	2,  // 31: hodei.v1.LogChunk.stream:type_name -> hodei.v1.LogStream
+	3,  // 32: hodei.v1.JobFinished.outcome:type_name -> hodei.v1.Outcome
+	9,  // 33: hodei.v1.JobFinished.usage:type_name -> hodei.v1.Usage
+	10, // 34: hodei.v1.Assign.job:type_name -> hodei.v1.Job
+	2,  // 35: hodei.v1.Ack.stream:type_name -> hodei.v1.LogStream
+	84, // 36: hodei.v1.Worker.labels:type_name -> hodei.v1.Worker.LabelsEntry
+	4,  // 37: hodei.v1.Worker.state:type_name -> hodei.v1.WorkerState
+	7,  // 38: hodei.v1.Worker.capacity:type_name -> hodei.v1.Resources
+	7,  // 39: hodei.v1.Worker.allocated:type_name -> hodei.v1.Resources
+	44, // 40: hodei.v1.CreateTokenResponse.info:type_name -> hodei.v1.TokenInfo
+	44, // 41: hodei.v1.ListTokensResponse.tokens:type_name -> hodei.v1.TokenInfo
+	51, // 42: hodei.v1.ListAuditResponse.records:type_name -> hodei.v1.AuditRecord
+	40, // 43: hodei.v1.ListWorkersResponse.workers:type_name -> hodei.v1.Worker
+	7,  // 44: hodei.v1.Tenant.max_running:type_name -> hodei.v1.Resources
+	60, // 45: hodei.v1.TenantStatus.tenant:type_name -> hodei.v1.Tenant
+	7,  // 46: hodei.v1.TenantStatus.pending:type_name -> hodei.v1.Resources
+	7,  // 47: hodei.v1.TenantStatus.running:type_name -> hodei.v1.Resources
+	5,  // 48: hodei.v1.TenantStatus.burst_state:type_name -> hodei.v1.BurstState
+	60, // 49: hodei.v1.SetTenantRequest.tenant:type_name -> hodei.v1.Tenant
+	61, // 50: hodei.v1.ListTenantsResponse.tenants:type_name -> hodei.v1.TenantStatus
+	8,  // 51: hodei.v1.PipelineStepSpec.spec:type_name -> hodei.v1.JobSpec
+	68, // 52: hodei.v1.PipelineStepSpec.matrix:type_name -> hodei.v1.MatrixAxis
+	8,  // 53: hodei.v1.PipelineSpec.defaults:type_name -> hodei.v1.JobSpec
+	69, // 54: hodei.v1.PipelineSpec.steps:type_name -> hodei.v1.PipelineStepSpec
+	85, // 55: hodei.v1.Pipeline.steps:type_name -> hodei.v1.Pipeline.Step
+	71, // 56: hodei.v1.PipelineStatus.pipeline:type_name -> hodei.v1.Pipeline
+	6,  // 57: hodei.v1.PipelineStatus.state:type_name -> hodei.v1.PipelineState
+	10, // 58: hodei.v1.PipelineStatus.jobs:type_name -> hodei.v1.Job
+	70, // 59: hodei.v1.RunPipelineRequest.spec:type_name -> hodei.v1.PipelineSpec
+	72, // 60: hodei.v1.ListPipelinesResponse.pipelines:type_name -> hodei.v1.PipelineStatus
+	12, // 61: hodei.v1.JobService.Submit:input_type -> hodei.v1.SubmitRequest
+	14, // 62: hodei.v1.JobService.SubmitBatch:input_type -> hodei.v1.SubmitBatchRequest
+	16, // 63: hodei.v1.JobService.Get:input_type -> hodei.v1.GetJobRequest
+	17, // 64: hodei.v1.JobService.List:input_type -> hodei.v1.ListJobsRequest
+	19, // 65: hodei.v1.JobService.Cancel:input_type -> hodei.v1.CancelJobRequest
+	22, // 66: hodei.v1.JobService.Watch:input_type -> hodei.v1.WatchRequest
+	24, // 67: hodei.v1.JobService.Logs:input_type -> hodei.v1.LogsRequest
+	20, // 68: hodei.v1.JobService.CancelArray:input_type -> hodei.v1.CancelArrayRequest
+	73, // 69: hodei.v1.JobService.RunPipeline:input_type -> hodei.v1.RunPipelineRequest
+	74, // 70: hodei.v1.JobService.GetPipeline:input_type -> hodei.v1.GetPipelineRequest
+	75, // 71: hodei.v1.JobService.ListPipelines:input_type -> hodei.v1.ListPipelinesRequest
+	77, // 72: hodei.v1.JobService.CancelPipeline:input_type -> hodei.v1.CancelPipelineRequest
+	28, // 73: hodei.v1.AgentService.Connect:input_type -> hodei.v1.AgentMessage
+	26, // 74: hodei.v1.AgentService.Join:input_type -> hodei.v1.JoinRequest
+	55, // 75: hodei.v1.AdminService.ListWorkers:input_type -> hodei.v1.ListWorkersRequest
+	57, // 76: hodei.v1.AdminService.DrainWorker:input_type -> hodei.v1.DrainWorkerRequest
+	58, // 77: hodei.v1.AdminService.Snapshot:input_type -> hodei.v1.SnapshotRequest
+	62, // 78: hodei.v1.AdminService.SetTenant:input_type -> hodei.v1.SetTenantRequest
+	63, // 79: hodei.v1.AdminService.GetTenant:input_type -> hodei.v1.GetTenantRequest
+	64, // 80: hodei.v1.AdminService.ListTenants:input_type -> hodei.v1.ListTenantsRequest
+	66, // 81: hodei.v1.AdminService.DeleteTenant:input_type -> hodei.v1.DeleteTenantRequest
+	41, // 82: hodei.v1.AdminService.RevokeWorker:input_type -> hodei.v1.RevokeWorkerRequest
+	42, // 83: hodei.v1.AdminService.RemoveWorker:input_type -> hodei.v1.RemoveWorkerRequest
+	45, // 84: hodei.v1.AdminService.CreateToken:input_type -> hodei.v1.CreateTokenRequest
+	47, // 85: hodei.v1.AdminService.ListTokens:input_type -> hodei.v1.ListTokensRequest
+	49, // 86: hodei.v1.AdminService.RevokeToken:input_type -> hodei.v1.RevokeTokenRequest
+	50, // 87: hodei.v1.AdminService.WhoAmI:input_type -> hodei.v1.WhoAmIRequest
+	53, // 88: hodei.v1.AdminService.ListAudit:input_type -> hodei.v1.ListAuditRequest
+	13, // 89: hodei.v1.JobService.Submit:output_type -> hodei.v1.SubmitResponse
+	15, // 90: hodei.v1.JobService.SubmitBatch:output_type -> hodei.v1.SubmitBatchResponse
+	10, // 91: hodei.v1.JobService.Get:output_type -> hodei.v1.Job
+	18, // 92: hodei.v1.JobService.List:output_type -> hodei.v1.ListJobsResponse
+	10, // 93: hodei.v1.JobService.Cancel:output_type -> hodei.v1.Job
+	23, // 94: hodei.v1.JobService.Watch:output_type -> hodei.v1.JobEvent
+	25, // 95: hodei.v1.JobService.Logs:output_type -> hodei.v1.LogData
+	21, // 96: hodei.v1.JobService.CancelArray:output_type -> hodei.v1.CancelArrayResponse
+	72, // 97: hodei.v1.JobService.RunPipeline:output_type -> hodei.v1.PipelineStatus
+	72, // 98: hodei.v1.JobService.GetPipeline:output_type -> hodei.v1.PipelineStatus
+	76, // 99: hodei.v1.JobService.ListPipelines:output_type -> hodei.v1.ListPipelinesResponse
+	72, // 100: hodei.v1.JobService.CancelPipeline:output_type -> hodei.v1.PipelineStatus
+	29, // 101: hodei.v1.AgentService.Connect:output_type -> hodei.v1.ServerMessage
+	27, // 102: hodei.v1.AgentService.Join:output_type -> hodei.v1.JoinResponse
+	56, // 103: hodei.v1.AdminService.ListWorkers:output_type -> hodei.v1.ListWorkersResponse
+	40, // 104: hodei.v1.AdminService.DrainWorker:output_type -> hodei.v1.Worker
+	59, // 105: hodei.v1.AdminService.Snapshot:output_type -> hodei.v1.SnapshotChunk
+	61, // 106: hodei.v1.AdminService.SetTenant:output_type -> hodei.v1.TenantStatus
+	61, // 107: hodei.v1.AdminService.GetTenant:output_type -> hodei.v1.TenantStatus
+	65, // 108: hodei.v1.AdminService.ListTenants:output_type -> hodei.v1.ListTenantsResponse
+	67, // 109: hodei.v1.AdminService.DeleteTenant:output_type -> hodei.v1.DeleteTenantResponse
+	40, // 110: hodei.v1.AdminService.RevokeWorker:output_type -> hodei.v1.Worker
+	43, // 111: hodei.v1.AdminService.RemoveWorker:output_type -> hodei.v1.RemoveWorkerResponse
+	46, // 112: hodei.v1.AdminService.CreateToken:output_type -> hodei.v1.CreateTokenResponse
+	48, // 113: hodei.v1.AdminService.ListTokens:output_type -> hodei.v1.ListTokensResponse
+	44, // 114: hodei.v1.AdminService.RevokeToken:output_type -> hodei.v1.TokenInfo
+	44, // 115: hodei.v1.AdminService.WhoAmI:output_type -> hodei.v1.TokenInfo
+	54, // 116: hodei.v1.AdminService.ListAudit:output_type -> hodei.v1.ListAuditResponse
+	89, // [89:117] is the sub-list for method output_type
+	61, // [61:89] is the sub-list for method input_type
+	61, // [61:61] is the sub-list for extension type_name
+	61, // [61:61] is the sub-list for extension extendee
+	0,  // [0:61] is the sub-list for field type_name
 }
 
 func init() { file_hodei_proto_init() }
@@ -5877,14 +6075,14 @@ func file_hodei_proto_init() {
 		return
 	}
 	file_hodei_proto_msgTypes[1].OneofWrappers = []any{}
-	file_hodei_proto_msgTypes[20].OneofWrappers = []any{
+	file_hodei_proto_msgTypes[21].OneofWrappers = []any{
 		(*AgentMessage_Hello)(nil),
 		(*AgentMessage_Heartbeat)(nil),
 		(*AgentMessage_Started)(nil),
 		(*AgentMessage_Log)(nil),
 		(*AgentMessage_Finished)(nil),
 	}
-	file_hodei_proto_msgTypes[21].OneofWrappers = []any{
+	file_hodei_proto_msgTypes[22].OneofWrappers = []any{
 		(*ServerMessage_Welcome)(nil),
 		(*ServerMessage_Assign)(nil),
 		(*ServerMessage_Cancel)(nil),
@@ -5895,8 +6093,8 @@ func file_hodei_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hodei_proto_rawDesc), len(file_hodei_proto_rawDesc)),
-			NumEnums:      6,
-			NumMessages:   78,
+			NumEnums:      7,
+			NumMessages:   79,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

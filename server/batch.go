@@ -39,6 +39,12 @@ func (js *jobService) SubmitBatch(ctx context.Context, req *pb.SubmitBatchReques
 		deps = append(deps, ps.GetDependsOn()...)
 		ps.Tenant = tenant // as Submit does, so that the audit record names it
 		specs[i] = ps.ToSpec()
+		if req.GetRequireFit() {
+			if err := js.srv.sched.FitError(specs[i]); err != nil {
+				refused = toStatus(job.InBatch(i, err))
+				break
+			}
+		}
 	}
 	if len(deps) > 0 {
 		// As in Submit: a job the caller may not see is no dependency; a

@@ -146,6 +146,16 @@ func TestDecodeBatch(t *testing.T) {
 	if !decodeBatch(data, &got) || !proto.Equal(want, &got) {
 		t.Fatalf("decodeBatch: %d specs, equal %v", len(got.Specs), proto.Equal(want, &got))
 	}
+	fit := proto.CloneOf(want)
+	fit.RequireFit = true
+	fitData, err := proto.Marshal(fit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gotFit pb.SubmitBatchRequest
+	if !decodeBatch(fitData, &gotFit) || !proto.Equal(fit, &gotFit) {
+		t.Fatalf("decodeBatch with require_fit: %d specs, require_fit %v", len(gotFit.Specs), gotFit.RequireFit)
+	}
 	for name, bad := range map[string][]byte{
 		"OtherField": append(slices.Clone(data), wireString(2, "x")...),
 		"Truncated":  data[:len(data)-3],

@@ -22,13 +22,25 @@ const parallelSpecs = 256
 
 // decodeBatch decodes data, the bytes of a SubmitBatchRequest, into req,
 // the specs split over the CPUs. It reports false, leaving req empty, when
-// the bytes are not what it expects (a field other than specs, a malformed
+// the bytes are not what it expects (a field other than specs and
+// require_fit, a malformed
 // one, a spec that does not decode): the caller then decodes as usual,
 // which finds the error and names it.
 func decodeBatch(data []byte, req *pb.SubmitBatchRequest) bool {
 	var raw [][]byte
+	requireFit := false
 	for len(data) > 0 {
 		num, typ, n := protowire.ConsumeTag(data)
+		if n >= 0 && num == 2 && typ == protowire.VarintType { // require_fit
+			data = data[n:]
+			v, n := protowire.ConsumeVarint(data)
+			if n < 0 {
+				return false
+			}
+			requireFit = v != 0
+			data = data[n:]
+			continue
+		}
 		if n < 0 || num != 1 || typ != protowire.BytesType {
 			return false
 		}
@@ -72,6 +84,7 @@ func decodeBatch(data []byte, req *pb.SubmitBatchRequest) bool {
 	for i := range specs {
 		req.Specs[i] = &specs[i]
 	}
+	req.RequireFit = requireFit
 	return true
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/hodei-jobs/hodei/job"
 	pb "github.com/hodei-jobs/hodei/proto"
+	"github.com/hodei-jobs/hodei/scheduler"
 	"github.com/hodei-jobs/hodei/store"
 )
 
@@ -36,6 +37,11 @@ func (js *jobService) Submit(ctx context.Context, req *pb.SubmitRequest) (*pb.Su
 			return nil, toStatus(job.UnknownDependency(dep))
 		}
 	}
+	if req.GetRequireFit() {
+		if err := js.srv.sched.FitError(req.GetSpec().ToSpec()); err != nil {
+			return nil, toStatus(err)
+		}
+	}
 	if req.GetArray() != "" {
 		return js.submitArray(ctx, req)
 	}
@@ -51,7 +57,7 @@ func (js *jobService) Get(ctx context.Context, req *pb.GetJobRequest) (*pb.Job, 
 	if err != nil {
 		return nil, err
 	}
-	return js.srv.jobPB(j), nil
+	return js.srv.jobWhyPB(j), nil
 }
 
 // job looks a job up by id, or a task of an array by ARRAY-ID[INDEX],
@@ -96,6 +102,19 @@ func (s *Server) jobPB(j *job.Job) *pb.Job {
 	return p
 }
 
+// jobWhyPB is jobPB plus, for a Pending job, why it waits (see
+// cluster.Cluster.Why): for the answers people read, Get, List and
+// pipelines, not for Watch's stream of changes.
+func (s *Server) jobWhyPB(j *job.Job) *pb.Job {
+	p := s.jobPB(j)
+	if j.State == job.Pending {
+		if why := s.sched.Why(j); why.Kind != scheduler.WhyNone {
+			p.Pending = &pb.PendingReason{Kind: pb.PendingKind(why.Kind), Message: why.String()}
+		}
+	}
+	return p
+}
+
 func (js *jobService) List(ctx context.Context, req *pb.ListJobsRequest) (*pb.ListJobsResponse, error) {
 	f := job.Filter{
 		State:    job.State(req.GetState()),
@@ -129,7 +148,7 @@ func (js *jobService) List(ctx context.Context, req *pb.ListJobsRequest) (*pb.Li
 	}
 	resp := &pb.ListJobsResponse{NextPageToken: next, Jobs: make([]*pb.Job, len(jobs))}
 	for i, j := range jobs {
-		resp.Jobs[i] = js.srv.jobPB(j)
+		resp.Jobs[i] = js.srv.jobWhyPB(j)
 	}
 	return resp, nil
 }

@@ -111,13 +111,13 @@ func checkPipelineID(id string) error {
 }
 
 // pipelinePB is a pipeline as API answers show it, its jobs redacted like
-// every job answer (see jobPB).
+// every job answer, each Pending one with why it waits (see jobWhyPB).
 func (s *Server) pipelinePB(st cluster.PipelineStatus) *pb.PipelineStatus {
 	out := &pb.PipelineStatus{Pipeline: pb.FromPipeline(st.Pipeline), State: pb.PipelineState(st.State)}
 	if len(st.Jobs) > 0 {
 		out.Jobs = make([]*pb.Job, len(st.Jobs))
 		for i, j := range st.Jobs {
-			out.Jobs[i] = s.jobPB(j)
+			out.Jobs[i] = s.jobWhyPB(j)
 		}
 	}
 	return out
