@@ -152,7 +152,11 @@ func (w Why) String() string {
 		}
 		return fmt.Sprintf("no %s has label %s (0 of %d)", pool, w.Label, w.Of)
 	case WhySlots:
-		return fmt.Sprintf("needs %d slots; %s has %s", w.Need, largest, thousands(w.Have))
+		unit := "slots"
+		if w.Need == 1 {
+			unit = "slot"
+		}
+		return fmt.Sprintf("needs %d %s; %s has %s", w.Need, unit, largest, thousands(w.Have))
 	case WhyCPU:
 		return fmt.Sprintf("needs %d CPU millis; %s has %s", w.Need, largest, thousands(w.Have))
 	case WhyMemory:
