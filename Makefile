@@ -28,6 +28,7 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchtime 20x ./scheduler | tee -a bench.txt
 	$(GO) test -run '^$$' -bench 'PipelineValidate|DependencyRelease|WorkerHello' -benchtime 20x ./cluster | tee -a bench.txt
 	$(GO) test -run '^$$' -bench 'DispatchBacklog' -benchtime 320x ./cluster | tee -a bench.txt
+	$(GO) test -run '^$$' -bench 'UnplaceableBacklog' -benchtime 20x ./cluster | tee -a bench.txt
 	$(GO) test -run '^$$' -bench 'QueuedHeap' -benchtime 1x ./cluster | tee -a bench.txt
 	$(GO) test -run '^$$' -bench 'Figures' -benchtime 2000x ./cluster | tee -a bench.txt
 	$(GO) test -run '^$$' -bench 'Restart' -benchtime 1x . | tee -a bench.txt

@@ -60,6 +60,17 @@ func benchTenants(n int) []string {
 // priority and are dispatched in submission order.
 func fillStore(tb testing.TB, db *store.DB, n int, tenants []string, mixed bool) {
 	tb.Helper()
+	fillStoreWith(tb, db, n, tenants, func(i int, spec *job.Spec) {
+		if mixed {
+			spec.Priority = (i * 7919) % (job.MaxPriority + 1)
+		}
+	})
+}
+
+// fillStoreWith is fillStore with shape setting the spec of job i (its
+// tenant, command and default priority already set).
+func fillStoreWith(tb testing.TB, db *store.DB, n int, tenants []string, shape func(i int, spec *job.Spec)) {
+	tb.Helper()
 	ctx := context.Background()
 	for _, name := range tenants {
 		if name == job.DefaultTenant {
@@ -77,9 +88,7 @@ func fillStore(tb testing.TB, db *store.DB, n int, tenants []string, mixed bool)
 	batch := make([]*job.Job, 0, fillBatch)
 	for i := range n {
 		spec := job.Spec{Tenant: tenants[i%len(tenants)], Command: []string{"true"}, Priority: job.DefaultPriority}
-		if mixed {
-			spec.Priority = (i * 7919) % (job.MaxPriority + 1)
-		}
+		shape(i, &spec)
 		spec.Normalize()
 		batch = append(batch, &job.Job{
 			ID: job.AddID(base, uint64(i)), Spec: spec, State: job.Pending, Attempt: 1,

@@ -134,8 +134,6 @@ type waitInfo struct {
 	running    int           // its array's active jobs
 	dep        string        // the first dependency that has not ended
 	depState   job.State
-	ahead      int
-	atLeast    bool
 }
 
 // Why says why the Pending job j waits, as of now (see scheduler.Why): a
@@ -175,28 +173,46 @@ func (s *Cluster) Why(j *job.Job) scheduler.Why {
 	if in.arrayLimit > 0 && in.running >= int(in.arrayLimit) {
 		return scheduler.Why{Kind: scheduler.WhyArrayLimit, Array: in.array, Running: in.running, ArrayCap: int(in.arrayLimit)}
 	}
-	return scheduler.Why{Kind: scheduler.WhyQueued, Tenant: in.tenant, Ahead: in.ahead, AtLeast: in.atLeast}
+	// Only queued: count what is ahead of it, which is the one part that
+	// walks (a bounded stretch of its tenant's queue).
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	sl, pos, ok := s.slotOf(j)
+	if !ok || s.wait.at(sl).at != ready {
+		return scheduler.Why{} // dispatched or moved meanwhile
+	}
+	ahead, atLeast := s.ahead(sl, pos)
+	return scheduler.Why{Kind: scheduler.WhyQueued, Tenant: in.tenant, Ahead: ahead, AtLeast: atLeast}
 }
 
-// waitInfo reads what Why needs of j's waiting entry (its own, or its
-// array's for a task not materialized yet) under the lock; false when
-// there is none.
+// slotOf returns the slot of j's waiting entry: its own, or its array's
+// for a task not materialized yet (pos is then its position; else -1).
+// The caller holds mu.
+func (s *Cluster) slotOf(j *job.Job) (sl slot, pos int, ok bool) {
+	if sl, ok := s.wait.lookup(j.ID); ok {
+		return sl, -1, true
+	}
+	if !s.isLazy(j) {
+		return noSlot, -1, false
+	}
+	st := s.arrays[j.Spec.Array]
+	if st == nil || st.entry == noSlot {
+		return noSlot, -1, false
+	}
+	p, found := st.rec.Position(j.ID)
+	if !found || !st.tasks.Lazy(p) {
+		return noSlot, -1, false
+	}
+	return st.entry, p, true
+}
+
+// waitInfo reads what Why needs of j's waiting entry (see slotOf) under
+// the lock; false when there is none.
 func (s *Cluster) waitInfo(j *job.Job) (waitInfo, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	sl, ok := s.wait.lookup(j.ID)
-	pos := -1 // the position of a task not materialized, in its array's entry
-	if !ok && s.isLazy(j) {
-		st := s.arrays[j.Spec.Array]
-		if st == nil || st.entry == noSlot {
-			return waitInfo{}, false
-		}
-		p, found := st.rec.Position(j.ID)
-		if !found || !st.tasks.Lazy(p) {
-			return waitInfo{}, false
-		}
-		sl, pos = st.entry, p
-	} else if !ok {
+	sl, _, ok := s.slotOf(j)
+	if !ok {
 		return waitInfo{}, false
 	}
 	e := s.wait.at(sl)
@@ -213,7 +229,6 @@ func (s *Cluster) waitInfo(j *job.Job) (waitInfo, bool) {
 			in.held = c.Held
 		}
 		in.running = s.arrayRunning[in.array]
-		in.ahead, in.atLeast = s.ahead(sl, pos)
 	}
 	return in, true
 }

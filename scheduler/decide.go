@@ -375,6 +375,9 @@ func Decide(s Snapshot, now time.Time) Plan {
 		selector string
 	}
 	unplaceable := make(map[shape]bool)
+	// never remembers the shapes no worker could ever take (reserve found
+	// none): asking again would cost a scan of the workers for each job.
+	never := make(map[shape]bool)
 	unfit := make(map[string][]*Waiting) // tenant → its jobs that fit nowhere, in order
 	heldBack := false                    // a worker is held back for a job that did not fit
 	nowNano := now.UnixNano()
@@ -422,13 +425,15 @@ func Decide(s Snapshot, now time.Time) Plan {
 			if w.Tasks != nil {
 				c.dropArray() // its other tasks are the same shape
 			}
-			if !heldBack {
+			if !heldBack && !never[key] {
 				// The least-served tenant's job fits nowhere: keep the
 				// worker closest to fitting it out of this pass, so that
 				// it empties instead of filling with smaller jobs.
 				if r := pl.reserve(w); r >= 0 {
 					heldBack = true
 					freeSlots -= max(pl.workers[r].Free.Slots, 0)
+				} else {
+					never[key] = true
 				}
 			}
 			continue
