@@ -18,6 +18,9 @@
 // Between passes the Cluster also keeps the fair-queuing ledger (wfq) and
 // the tenants' burst states (quota); both live in memory only.
 //
+// Why says why a pending job waits. It is derived when asked, from the
+// memory above, not by passes and not stored; see reasons.go.
+//
 // Tests drive Pass directly with a fake clock and the in-memory store; the
 // fairness, quota and preemption simulations (sim_test.go) run fake agents
 // on that clock, and property tests (property_test.go) are Go fuzz targets.

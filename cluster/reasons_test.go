@@ -55,7 +55,7 @@ func TestWhy(t *testing.T) {
 		{"CPU", func(h *harness) string {
 			threeWorkers(h)
 			return h.submit(job.Spec{Resources: job.Resources{CPUMillis: 64000}}).ID
-		}, scheduler.WhyCPU, "needs 64000 CPU millis; the largest worker has 2,000"},
+		}, scheduler.WhyCPU, "needs 64000 CPU millis; the largest worker has 2,000 CPU millis"},
 		{"Draining", func(h *harness) string {
 			threeWorkers(h)
 			if _, err := h.s.Drain(h.ctx, "w2"); err != nil {
@@ -216,7 +216,7 @@ func TestFitError(t *testing.T) {
 		{job.Spec{Selector: map[string]string{"zone": "c"}}, "selector: no registered worker has label zone=c (0 of 2) (--require-fit)"},
 		{job.Spec{Resources: job.Resources{Slots: 5}}, "resources.slots: needs 5 slots; the largest registered worker has 4 (--require-fit)"},
 		{job.Spec{Resources: job.Resources{MemoryMiB: 999999}}, "resources.memory_mib: needs 999999 MiB; the largest registered worker has 4,096 MiB (--require-fit)"},
-		{job.Spec{Resources: job.Resources{CPUMillis: 64000}}, "resources.cpu_millis: needs 64000 CPU millis; the largest registered worker has 4,000 (--require-fit)"},
+		{job.Spec{Resources: job.Resources{CPUMillis: 64000}}, "resources.cpu_millis: needs 64000 CPU millis; the largest registered worker has 4,000 CPU millis (--require-fit)"},
 	} {
 		err := h.s.FitError(tt.spec)
 		if (err == nil) != (tt.want == "") || err != nil && err.Error() != tt.want {

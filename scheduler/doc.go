@@ -9,6 +9,10 @@
 // Quotas and bursts come from package quota. Placement bin-packs or
 // spreads; preemption picks victims among preemptible running work.
 //
+// Unfit, NeverFits and TenantLimit say why a waiting job waits (a Why),
+// from the same kind of values: the cluster asks them when someone reads
+// a pending job, never during a pass.
+//
 // The live state that feeds it, and the loop that commits its plans, are
 // package cluster's.
 package scheduler

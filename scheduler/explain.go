@@ -158,7 +158,7 @@ func (w Why) String() string {
 		}
 		return fmt.Sprintf("needs %d %s; %s has %s", w.Need, unit, largest, thousands(w.Have))
 	case WhyCPU:
-		return fmt.Sprintf("needs %d CPU millis; %s has %s", w.Need, largest, thousands(w.Have))
+		return fmt.Sprintf("needs %d CPU millis; %s has %s CPU millis", w.Need, largest, thousands(w.Have))
 	case WhyMemory:
 		return fmt.Sprintf("needs %d MiB; %s has %s MiB", w.Need, largest, thousands(w.Have))
 	case WhyResources:

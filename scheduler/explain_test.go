@@ -43,7 +43,7 @@ func TestUnfit(t *testing.T) {
 		{"Slots", job.Resources{Slots: 5}, nil, three, WhySlots, "needs 5 slots; the largest worker has 2"},
 		{"SlotsWithSelector", job.Resources{Slots: 2}, map[string]string{"zone": "b"}, three, WhySlots, "needs 2 slots; the largest worker with zone=b has 1"},
 		{"Memory", job.Resources{MemoryMiB: 999999}, nil, []WorkerStatus{big, worker(1, nil)}, WhyMemory, "needs 999999 MiB; the largest worker has 15,890 MiB"},
-		{"CPU", job.Resources{CPUMillis: 64000}, nil, []WorkerStatus{big}, WhyCPU, "needs 64000 CPU millis; the largest worker has 16,000"},
+		{"CPU", job.Resources{CPUMillis: 64000}, nil, []WorkerStatus{big}, WhyCPU, "needs 64000 CPU millis; the largest worker has 16,000 CPU millis"},
 		{"NotAtOnce", job.Resources{Slots: 2, CPUMillis: 4000}, nil,
 			[]WorkerStatus{worker(2, nil), {Capacity: job.Resources{Slots: 1, CPUMillis: 8000, MemoryMiB: 1024}, State: job.WorkerReady, Connected: true}},
 			WhyResources, "no ready worker has 2 slots, 4000 CPU millis and 0 MiB at once (0 of 2)"},
