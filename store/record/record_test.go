@@ -174,7 +174,7 @@ func TestFieldNumbers(t *testing.T) {
 		"exit_code": jobExitCode, "reason": jobReason, "usage_cpu_time_nanos": jobUsageCPU,
 		"usage_max_rss_kib": jobUsageMaxRSS, "not_before_unix_nano": jobNotBefore,
 		"cancel_requested": jobCancelRequest, "stop": jobStop, "preemptions": jobPreemptions,
-		"deadline_missed": jobDeadlineMiss,
+		"deadline_missed": jobDeadlineMiss, "signal": jobSignal,
 	})
 	check(t, &SpecRecord{}, map[string]protowire.Number{
 		"name": specName, "command": specCommand, "script": specScript, "labels": specLabels,
@@ -377,6 +377,7 @@ func referenceJob(id string, r *JobRecord) *job.Job {
 		Stop:            job.StopKind(r.GetStop()),
 		Preemptions:     int(r.GetPreemptions()),
 		DeadlineMissed:  r.GetDeadlineMissed(),
+		Signal:          int(r.GetSignal()),
 		CreatedAt:       fromNanos(r.GetCreatedUnixNano()),
 		ScheduledAt:     fromNanos(r.GetScheduledUnixNano()),
 		StartedAt:       fromNanos(r.GetStartedUnixNano()),
@@ -503,5 +504,6 @@ func fromJob(j *job.Job, version uint64) *JobRecord {
 		Stop:              int32(j.Stop),
 		Preemptions:       int64(j.Preemptions),
 		DeadlineMissed:    j.DeadlineMissed,
+		Signal:            int64(j.Signal),
 	}
 }
