@@ -41,14 +41,20 @@ type follower struct {
 
 // newFollower reads --reconnect-timeout and returns the follower of job
 // id through cl: it prints on c's stderr one line when the server goes
-// away and one when it is back.
-func newFollower(c *ucli.Context, cl *client.Client, id string) (*follower, error) {
+// away and one when it is back. reached says that the command has reached
+// the server already (run's submit); until it has, an unreachable server
+// is an error at once, which says what address was tried.
+//
+// `hodei attach` follows a job the same way: newFollower, then its own
+// stream through f.rc.Do, calling up on the server's first answer and
+// keeping its place in the output with a client.LogCursor.
+func newFollower(c *ucli.Context, cl *client.Client, id string, reached bool) (*follower, error) {
 	timeout := c.Duration(flagReconnectTimeout)
 	if timeout < 0 {
 		return nil, usagef(c, "--%s: %s must not be negative (0: do not retry)", flagReconnectTimeout, timeout)
 	}
 	addr := globalString(c, flagAddr)
-	rc := &client.Reconnector{Timeout: timeout, Client: cl}
+	rc := &client.Reconnector{Timeout: timeout, Client: cl, Reached: reached}
 	if timeout == 0 {
 		rc.Timeout = -1
 	} else {

@@ -47,7 +47,7 @@ func logsCommand(*env) *ucli.Command {
 				if !req.Follow {
 					return copyJobOutput(c.Context, cl, req, c.App.Writer, c.Bool("raw"))
 				}
-				f, err := newFollower(c, cl, req.Id)
+				f, err := newFollower(c, cl, req.Id, false)
 				if err != nil {
 					return err
 				}

@@ -64,7 +64,7 @@ func runCommand(e *env) *ucli.Command {
 // streaming until the job has ended. Unless raw, each stream passes through
 // its own termFilter.
 func follow(c *ucli.Context, cl *client.Client, id string, noPTY, raw bool) error {
-	f, err := newFollower(c, cl, id)
+	f, err := newFollower(c, cl, id, true)
 	if err != nil {
 		return err
 	}

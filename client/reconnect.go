@@ -98,16 +98,23 @@ type Reconnector struct {
 	// retry (ResetConnectBackoff), so that the retry dials at once rather
 	// than after gRPC's own backoff, which grows to two minutes.
 	Client *Client
+	// Reached says that the caller has reached the server already (its
+	// submit succeeded, say). Until then, or until a call through Do
+	// reaches it, Do does not retry: a server that never answered is more
+	// likely a wrong address than a restart, and its error says so at once.
+	Reached bool
 
-	mu   sync.Mutex // guards down
-	down time.Time  // when the current outage started; zero while the server answers
+	mu      sync.Mutex // guards the fields below
+	reached bool       // a call through Do reached the server
+	down    time.Time  // when the current outage started; zero while the server answers
 }
 
 // Do runs op until it returns nil or an error that is not the server going
 // away, which Do returns; while op fails because the server went away, Do
-// waits a Backoff and runs it again. It gives up with an *UnreachableError
-// once the outage has lasted the Reconnector's Timeout, and returns
-// ctx.Err() if ctx ends while it waits.
+// waits a Backoff and runs it again — once the server has been reached
+// (Reached, or a call through Do): before, the error is returned at once.
+// It gives up with an *UnreachableError once the outage has lasted the
+// Reconnector's Timeout, and returns ctx.Err() if ctx ends while it waits.
 //
 // op must call up as soon as it knows the server answered (a stream's
 // header, a first message): that ends the outage, for every call sharing
@@ -133,7 +140,10 @@ func (r *Reconnector) Do(ctx context.Context, op func(ctx context.Context, up fu
 		if answered.Load() {
 			retry = 0
 		}
-		since := r.markDown(err)
+		since, reached := r.markDown(err)
+		if !reached {
+			return err
+		}
 		lasted := time.Since(since)
 		if r.Timeout < 0 || lasted >= r.timeout() {
 			return &UnreachableError{For: lasted, Err: err}
@@ -169,23 +179,28 @@ func (r *Reconnector) timeout() time.Duration {
 }
 
 // markDown starts an outage unless one is under way, and returns when the
-// current one started.
-func (r *Reconnector) markDown(err error) time.Time {
+// current one started; reached is false, and nothing starts, when the
+// server was never reached.
+func (r *Reconnector) markDown(err error) (since time.Time, reached bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if !r.Reached && !r.reached {
+		return time.Time{}, false
+	}
 	if r.down.IsZero() {
 		r.down = time.Now()
 		if r.OnLost != nil {
 			r.OnLost(err)
 		}
 	}
-	return r.down
+	return r.down, true
 }
 
 // markUp ends the outage under way, if any.
 func (r *Reconnector) markUp() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.reached = true
 	if r.down.IsZero() {
 		return
 	}

@@ -67,6 +67,7 @@ func (l *outageLog) reconnector(timeout time.Duration) *client.Reconnector {
 	return &client.Reconnector{
 		Backoff: client.Backoff{Rand: func() float64 { return 0 }}, // delays 50 ms, 100 ms, 200 ms …
 		Timeout: timeout,
+		Reached: true,
 		OnLost:  func(error) { l.mu.Lock(); l.lost++; l.mu.Unlock() },
 		OnBack:  func(d time.Duration) { l.mu.Lock(); l.back = append(l.back, d); l.mu.Unlock() },
 	}
@@ -152,11 +153,33 @@ func TestReconnector(t *testing.T) {
 	t.Run("NoRetry", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			var calls []time.Time
-			err := (&client.Reconnector{Timeout: -1}).Do(t.Context(), failing(1, errGone, &calls))
+			err := (&client.Reconnector{Timeout: -1, Reached: true}).Do(t.Context(), failing(1, errGone, &calls))
 			var gone *client.UnreachableError
 			if !errors.As(err, &gone) || len(calls) != 1 {
 				t.Fatalf("Do = %v after %d calls, want to give up after 1", err, len(calls))
 			}
+		})
+	})
+	t.Run("NeverReached", func(t *testing.T) {
+		// A server that never answered is not retried: the address may be
+		// wrong. Once a call reached it, the same error starts an outage.
+		synctest.Test(t, func(t *testing.T) {
+			var l outageLog
+			r := l.reconnector(0)
+			r.Reached = false
+			var calls []time.Time
+			if err := r.Do(t.Context(), failing(1, errGone, &calls)); !errors.Is(err, errGone) || len(calls) != 1 {
+				t.Fatalf("Do = %v after %d calls, want the Unavailable at once", err, len(calls))
+			}
+			calls = nil
+			if err := r.Do(t.Context(), failing(0, errGone, &calls)); err != nil {
+				t.Fatal(err)
+			}
+			calls = nil
+			if err := r.Do(t.Context(), failing(2, errGone, &calls)); err != nil || len(calls) != 3 {
+				t.Fatalf("Do = %v after %d calls, want success after 3", err, len(calls))
+			}
+			l.check(t, 1, 150*time.Millisecond)
 		})
 	})
 	t.Run("InterruptedWhileDown", func(t *testing.T) {
