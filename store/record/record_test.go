@@ -507,3 +507,22 @@ func fromJob(j *job.Job, version uint64) *JobRecord {
 		Signal:            int64(j.Signal),
 	}
 }
+
+// TestSignalNeedsNoNewSchema checks why JobRecord.signal came without a
+// schema version: a record written before it decodes with no signal, as
+// the job had, and one written with it keeps it.
+func TestSignalNeedsNoNewSchema(t *testing.T) {
+	old, err := proto.Marshal(&JobRecord{State: int32(job.Failed), Attempt: 1, ExitCode: -1, Reason: "signal: killed"})
+	require.NoError(t, err)
+	j, err := UnmarshalJob("01J", old)
+	require.NoError(t, err)
+	require.Equal(t, 0, j.Signal)
+	require.Equal(t, -1, j.ExitCode)
+
+	j.Signal = 9
+	b, err := MarshalJob(j, 1)
+	require.NoError(t, err)
+	var rec JobRecord
+	require.NoError(t, proto.Unmarshal(b, &rec))
+	require.Equal(t, int64(9), rec.GetSignal())
+}
