@@ -30,6 +30,15 @@ func reconnectFlag() ucli.Flag {
 			"(backoff 0.05–5 s between tries), then give up; the output resumes where it stopped. 0: do not retry"}
 }
 
+// reconnectTimeout returns --reconnect-timeout, checked.
+func reconnectTimeout(c *ucli.Context) (time.Duration, error) {
+	timeout := c.Duration(flagReconnectTimeout)
+	if timeout < 0 {
+		return 0, usagef(c, "--%s: %s must not be negative (0: do not retry)", flagReconnectTimeout, timeout)
+	}
+	return timeout, nil
+}
+
 // follower is how a command follows a job through server outages: one
 // Reconnector shared by all its calls, so that an outage is reported once.
 type follower struct {
@@ -49,9 +58,9 @@ type follower struct {
 // stream through f.rc.Do, calling up on the server's first answer and
 // keeping its place in the output with a client.LogCursor.
 func newFollower(c *ucli.Context, cl *client.Client, id string, reached bool) (*follower, error) {
-	timeout := c.Duration(flagReconnectTimeout)
-	if timeout < 0 {
-		return nil, usagef(c, "--%s: %s must not be negative (0: do not retry)", flagReconnectTimeout, timeout)
+	timeout, err := reconnectTimeout(c)
+	if err != nil {
+		return nil, err
 	}
 	addr := globalString(c, flagAddr)
 	rc := &client.Reconnector{Timeout: timeout, Client: cl, Reached: reached}

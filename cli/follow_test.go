@@ -59,6 +59,10 @@ func TestReconnectTimeoutFlag(t *testing.T) {
 		if r.code != 2 || !strings.Contains(r.stderr, "--reconnect-timeout: -1s must not be negative") {
 			t.Errorf("exit %d, stderr %q", r.code, r.stderr)
 		}
+		r = h.run(t, "run", "--reconnect-timeout", "-1s", "--", "true")
+		if r.code != 2 || !strings.Contains(r.stderr, "--reconnect-timeout: -1s must not be negative") || h.jobs.submits() != 0 {
+			t.Errorf("run: exit %d, stderr %q, %d submits; want a usage error and nothing submitted", r.code, r.stderr, h.jobs.submits())
+		}
 	})
 	t.Run("NeverReached", func(t *testing.T) {
 		// A server that never answered is more likely a wrong address than

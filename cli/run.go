@@ -42,6 +42,9 @@ func runCommand(e *env) *ucli.Command {
 			if err != nil {
 				return err
 			}
+			if _, err := reconnectTimeout(c); err != nil {
+				return err // before the submit, which a usage error must not leave behind
+			}
 			// The PTY takes the caller's terminal size when stdout is one.
 			if f, ok := c.App.Writer.(*os.File); ok && !spec.GetNoPty() {
 				if rows, cols, err := pty.Getsize(f); err == nil && rows > 0 && cols > 0 {
