@@ -283,6 +283,7 @@ type jobView struct {
 	State             string            `json:"state"`
 	Attempt           int32             `json:"attempt"`
 	ExitCode          int32             `json:"exit_code"`
+	Signal            int32             `json:"signal,omitempty"` // that ended the process; exit_code is then -1
 	Reason            string            `json:"reason"`
 	Worker            string            `json:"worker"`
 	Priority          int32             `json:"priority"`
@@ -336,6 +337,7 @@ func newJobView(j *hodeipb.Job) jobView {
 		State:             hodeipb.StateName(j.GetState()),
 		Attempt:           j.GetAttempt(),
 		ExitCode:          j.GetExitCode(),
+		Signal:            j.GetSignal(),
 		Reason:            j.GetReason(),
 		Worker:            j.GetWorker(),
 		Priority:          prio,
