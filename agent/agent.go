@@ -352,7 +352,7 @@ func resultOf(r ref, e exit, outSize, errSize int64) *pb.JobFinished {
 		o = pb.Outcome_OUTCOME_TIMED_OUT
 	}
 	return &pb.JobFinished{
-		JobId: r.job, Attempt: int32(r.attempt), Outcome: o, ExitCode: int32(e.ExitCode), Reason: e.Reason,
+		JobId: r.job, Attempt: int32(r.attempt), Outcome: o, ExitCode: int32(e.ExitCode), Signal: int32(e.Signal), Reason: e.Reason,
 		Usage:            &pb.Usage{CpuTimeNs: int64(e.CPUTime), MaxRssKib: e.MaxRSSKiB},
 		FinishedUnixNano: e.Finished.UnixNano(), LogSize: outSize, StderrSize: errSize,
 	}

@@ -130,6 +130,7 @@ func (o outcome) String() string {
 type exit struct {
 	Outcome   outcome
 	ExitCode  int           // -1 when ended by a signal or never started
+	Signal    int           // the signal that ended the process, whoever sent it; 0: none
 	Reason    string        // why, for people: "exit status 3", the start error, the stop reason
 	CPUTime   time.Duration // user+sys of the process and the children it waited for
 	MaxRSSKiB int64         // largest resident set of the process or one of those children
@@ -373,6 +374,9 @@ func (a *attempt) wait(cmd *exec.Cmd, readers []*os.File, pumps *sync.WaitGroup)
 	defer a.mu.Unlock()
 	if ps := cmd.ProcessState; ps != nil {
 		e.ExitCode = ps.ExitCode()
+		if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			e.Signal = int(ws.Signal())
+		}
 		e.CPUTime = ps.UserTime() + ps.SystemTime()
 		if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
 			e.MaxRSSKiB = ru.Maxrss // KiB on Linux

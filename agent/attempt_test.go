@@ -128,6 +128,19 @@ func TestAttemptPTY(t *testing.T) {
 			t.Errorf("stderr with a PTY = %q, want empty", r.stderr)
 		}
 	})
+	t.Run("KilledBySignal", func(t *testing.T) {
+		// A process that dies of a signal nobody at the agent sent still
+		// exits, with the signal's number: run turns it into 128+N.
+		for _, tc := range []struct {
+			sig  string
+			want int
+		}{{"KILL", 9}, {"TERM", 15}} {
+			r := runAttempt(t, attemptSpec{Argv: shArgv("kill -" + tc.sig + " $$")}, attemptOptions{})
+			if r.exit.Outcome != exited || r.exit.ExitCode != -1 || r.exit.Signal != tc.want {
+				t.Errorf("kill -%s: exit = %+v, want exited, code -1, signal %d", tc.sig, r.exit, tc.want)
+			}
+		}
+	})
 	t.Run("TTY", func(t *testing.T) {
 		r := runAttempt(t, attemptSpec{Argv: []string{"tty"}}, attemptOptions{})
 		if !strings.HasPrefix(r.out, "/dev/pts/") || r.exit.ExitCode != 0 || r.exit.Reason != "" {
@@ -304,12 +317,13 @@ func TestAttemptStop(t *testing.T) {
 		script   string
 		noPTY    bool
 		wantCode int
+		wantSig  int
 		want     string // in the reason
 	}{
-		{"TrapTERM", `trap 'exit 0' TERM; echo ready; sleep 60 & wait`, false, 0, "(exit status 0)"},
-		{"IgnoreTERM", `trap '' TERM; echo ready; sleep 60`, false, -1, "(signal: killed)"},
-		{"IgnoreTERMPipes", `trap '' TERM; echo ready; sleep 60`, true, -1, "(signal: killed)"},
-		{"Grandchild", `sleep 60 & echo ready; wait`, false, -1, "(signal: terminated)"},
+		{"TrapTERM", `trap 'exit 0' TERM; echo ready; sleep 60 & wait`, false, 0, 0, "(exit status 0)"},
+		{"IgnoreTERM", `trap '' TERM; echo ready; sleep 60`, false, -1, 9, "(signal: killed)"},
+		{"IgnoreTERMPipes", `trap '' TERM; echo ready; sleep 60`, true, -1, 9, "(signal: killed)"},
+		{"Grandchild", `sleep 60 & echo ready; wait`, false, -1, 15, "(signal: terminated)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a := mustStartAttempt(t, attemptSpec{Argv: shArgv(tc.script), NoPTY: tc.noPTY}, attemptOptions{})
@@ -321,9 +335,9 @@ func TestAttemptStop(t *testing.T) {
 			a.Stop("cancelled by test", grace)
 			a.Stop("second stop", time.Millisecond) // no effect
 			e := waitAttempt(t, a, grace+time.Second)
-			if e.Outcome != killed || e.ExitCode != tc.wantCode ||
+			if e.Outcome != killed || e.ExitCode != tc.wantCode || e.Signal != tc.wantSig ||
 				!strings.HasPrefix(e.Reason, "cancelled by test") || !strings.Contains(e.Reason, tc.want) {
-				t.Errorf("exit = %+v, want killed, code %d, reason with %q", e, tc.wantCode, tc.want)
+				t.Errorf("exit = %+v, want killed, code %d, signal %d, reason with %q", e, tc.wantCode, tc.wantSig, tc.want)
 			}
 			waitGroupGone(t, pid)
 		})

@@ -39,13 +39,15 @@ func TestLogs(t *testing.T) {
 		out  string
 	}{
 		{"All", []string{"logs", "01JAAAAAAAAAAAAAAAAAAAAAA1"}, &hodeipb.LogsRequest{Id: "01JAAAAAAAAAAAAAAAAAAAAAA1"}, filtered},
-		{"Follow", []string{"logs", "-f", "01JAAAAAAAAAAAAAAAAAAAAAA1"}, &hodeipb.LogsRequest{Id: "01JAAAAAAAAAAAAAAAAAAAAAA1", Follow: true}, filtered},
+		// A follow pins the current attempt (2) first, and follows later ones.
+		{"Follow", []string{"logs", "-f", "01JAAAAAAAAAAAAAAAAAAAAAA1"}, &hodeipb.LogsRequest{Id: "01JAAAAAAAAAAAAAAAAAAAAAA1", Attempt: 2, Follow: true, LaterAttempts: true}, filtered},
 		{"Attempt", []string{"logs", "--follow", "--attempt", "2", "01JAAAAAAAAAAAAAAAAAAAAAA1"}, &hodeipb.LogsRequest{Id: "01JAAAAAAAAAAAAAAAAAAAAAA1", Attempt: 2, Follow: true}, filtered},
 		{"Raw", []string{"logs", "--raw", "01JAAAAAAAAAAAAAAAAAAAAAA1"}, &hodeipb.LogsRequest{Id: "01JAAAAAAAAAAAAAAAAAAAAAA1"}, raw},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t)
 			h.jobs.logChunks = chunks
+			h.jobs.jobs = []*hodeipb.Job{{Id: "01JAAAAAAAAAAAAAAAAAAAAAA1", Attempt: 2, State: hodeipb.JobState_JOB_STATE_RUNNING}}
 			r := h.run(t, tc.args...)
 			r.wantOK(t)
 			if r.stdout != tc.out {

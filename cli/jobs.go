@@ -283,6 +283,7 @@ type jobView struct {
 	State             string            `json:"state"`
 	Attempt           int32             `json:"attempt"`
 	ExitCode          int32             `json:"exit_code"`
+	Signal            int32             `json:"signal,omitempty"` // that ended the process; exit_code is then -1
 	Reason            string            `json:"reason"`
 	PendingReason     string            `json:"pending_reason,omitempty"` // why a pending job waits
 	PendingKind       string            `json:"pending_kind,omitempty"`   // which kind of reason: labels, slots, queued …
@@ -338,6 +339,7 @@ func newJobView(j *hodeipb.Job) jobView {
 		State:             hodeipb.StateName(j.GetState()),
 		Attempt:           j.GetAttempt(),
 		ExitCode:          j.GetExitCode(),
+		Signal:            j.GetSignal(),
 		Reason:            j.GetReason(),
 		PendingReason:     j.GetPending().GetMessage(),
 		PendingKind:       pendingKindName(j.GetPending().GetKind()),

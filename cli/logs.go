@@ -16,11 +16,16 @@ func logsCommand(*env) *ucli.Command {
 		Name:      "logs",
 		Usage:     "print a job's output; terminal sequences other than colours and cursor movement are dropped unless --raw",
 		ArgsUsage: "ID",
+		Description: "Prints the output the job's current attempt has written so far (--attempt N: that attempt's).\n" +
+			"With -f it keeps printing as the job writes, through its later retries, until it ends. If the\n" +
+			"server goes away meanwhile (restart, upgrade, network), logs -f says so once, retries with\n" +
+			"backoff for up to --reconnect-timeout, and resumes after the last byte it printed.",
 		Flags: withFlags(false,
 			&ucli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep printing new output until the job ends"},
 			&ucli.IntFlag{Name: "attempt", Usage: "attempt `N` (default: the current one; with -f, later retries too)"},
 			&ucli.BoolFlag{Name: "stderr", Usage: "the stderr of a job run with --no-pty, instead of its stdout"},
 			rawFlag(),
+			reconnectFlag(),
 		),
 		Action: func(c *ucli.Context) error {
 			a, err := args(c, "job ID")
@@ -39,7 +44,14 @@ func logsCommand(*env) *ucli.Command {
 				if c.Bool("stderr") {
 					req.Stream = hodeipb.LogStream_LOG_STREAM_STDERR
 				}
-				return copyJobOutput(c.Context, cl, req, c.App.Writer, c.Bool("raw"))
+				if !req.Follow {
+					return copyJobOutput(c.Context, cl, req, c.App.Writer, c.Bool("raw"))
+				}
+				f, err := newFollower(c, cl, req.Id, false)
+				if err != nil {
+					return err
+				}
+				return f.copyOutput(c.Context, req, c.App.Writer, c.Bool("raw"))
 			})
 		},
 	}

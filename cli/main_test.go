@@ -160,6 +160,7 @@ type fakeJobs struct {
 	cancels   []*hodeipb.CancelJobRequest
 	logReqs   []*hodeipb.LogsRequest
 	logChunks [][]byte
+	logsErr   error // returned by Logs when set
 
 	// listGate, when set, runs before List answers, without the lock; an
 	// error is List's answer.
@@ -301,14 +302,24 @@ func (f *fakeJobs) Logs(req *hodeipb.LogsRequest, stream grpc.ServerStreamingSer
 	}
 	f.mu.Lock()
 	f.logReqs = append(f.logReqs, req)
-	chunks := f.logChunks
+	chunks, logsErr := f.logChunks, f.logsErr
 	f.mu.Unlock()
+	if logsErr != nil {
+		return logsErr
+	}
+	// The chunks are the output of the attempt asked for (0: attempt 1),
+	// sent from the offset asked for.
+	attempt := max(req.GetAttempt(), 1)
 	var off int64
 	for _, c := range chunks {
-		if err := stream.Send(&hodeipb.LogData{Attempt: 1, Offset: off, Data: c}); err != nil {
-			return err
+		end := off + int64(len(c))
+		if end > req.GetOffset() {
+			skip := max(req.GetOffset()-off, 0)
+			if err := stream.Send(&hodeipb.LogData{Attempt: attempt, Offset: off + skip, Data: c[skip:]}); err != nil {
+				return err
+			}
 		}
-		off += int64(len(c))
+		off = end
 	}
 	return nil
 }

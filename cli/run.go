@@ -27,14 +27,24 @@ func runCommand(e *env) *ucli.Command {
 		ArgsUsage: "[--] CMD [ARG…]",
 		Description: "Submits like 'hodei submit', then writes the job's output to this terminal as it\n" +
 			"is produced (with --no-pty, its stderr to stderr) and exits with the job's exit code.\n" +
-			"A job that could not start, timed out or was cancelled exits 1 with the reason on stderr.\n" +
+			"A job killed by signal N (by itself, by another process, or at its --timeout) exits 128+N,\n" +
+			"as in a shell (137 for SIGKILL, 143 for SIGTERM); one that could not start or was cancelled\n" +
+			"exits 1; either way with the reason on stderr. While the job waits for a worker, run says why\n" +
+			"on stderr once it has waited a second, and again when that changes (queued: REASON).\n" +
 			"Ctrl-C cancels the job and waits for it to end. Colours and cursor movement pass; sequences\n" +
-			"that act on your terminal (title, clipboard, hyperlinks, device queries …) are dropped unless --raw.",
-		Flags: withFlags(false, append(specFlags(), rawFlag(), requireFitFlag())...),
+			"that act on your terminal (title, clipboard, hyperlinks, device queries …) are dropped unless --raw.\n" +
+			"If the server goes away (restart, upgrade, network), run says so once, retries with backoff\n" +
+			"for up to --reconnect-timeout, and resumes the output after the last byte it printed; the\n" +
+			"exit code is still the job's. Ctrl-C while the server is away exits 1 at once: the cancel\n" +
+			"cannot be sent, so the job keeps running.",
+		Flags: withFlags(false, append(specFlags(), rawFlag(), reconnectFlag(), requireFitFlag())...),
 		Action: func(c *ucli.Context) error {
 			spec, err := specFromFlags(c, e.now())
 			if err != nil {
 				return err
+			}
+			if _, err := reconnectTimeout(c); err != nil {
+				return err // before the submit, which a usage error must not leave behind
 			}
 			// The PTY takes the caller's terminal size when stdout is one.
 			if f, ok := c.App.Writer.(*os.File); ok && !spec.GetNoPty() {
@@ -58,6 +68,10 @@ func runCommand(e *env) *ucli.Command {
 // streaming until the job has ended. Unless raw, each stream passes through
 // its own termFilter.
 func follow(c *ucli.Context, cl *client.Client, id string, noPTY, raw bool) error {
+	f, err := newFollower(c, cl, id, true)
+	if err != nil {
+		return err
+	}
 	// The streams outlive an interrupt: they end when the job does.
 	streamCtx, stopStreams := context.WithCancel(context.WithoutCancel(c.Context))
 	defer stopStreams()
@@ -68,7 +82,9 @@ func follow(c *ucli.Context, cl *client.Client, id string, noPTY, raw bool) erro
 	)
 	copyStream := func(stream hodeipb.LogStream, w io.Writer) {
 		defer wg.Done()
-		err := copyJobOutput(streamCtx, cl, &hodeipb.LogsRequest{Id: id, Follow: true, Stream: stream}, w, raw)
+		// A new job's output starts at attempt 1; retries follow it.
+		req := &hodeipb.LogsRequest{Id: id, Attempt: 1, Follow: true, LaterAttempts: true, Stream: stream}
+		err := f.copyOutput(streamCtx, req, w, raw)
 		if err != nil && streamCtx.Err() == nil {
 			mu.Lock()
 			errs = append(errs, err)
@@ -95,6 +111,13 @@ func follow(c *ucli.Context, cl *client.Client, id string, noPTY, raw bool) erro
 	case <-done:
 	case <-c.Context.Done():
 		interrupted = true
+		if f.down() {
+			stopStreams()
+			<-done
+			fmt.Fprintf(stderr, "hodei: interrupted while server %s is unreachable: the cancel cannot be sent, "+
+				"so job %s may still run; 'hodei jobs cancel %s' once the server is back\n", f.addr, id, id)
+			return &exitStatus{code: exitFailure}
+		}
 		fmt.Fprintf(stderr, "hodei: cancelling job %s (interrupt again to leave it running)\n", id)
 		cctx, cancel := context.WithTimeout(streamCtx, 30*time.Second)
 		_, err := cl.Cancel(cctx, id, "interrupted from hodei run")
@@ -113,7 +136,7 @@ func follow(c *ucli.Context, cl *client.Client, id string, noPTY, raw bool) erro
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	j, err := cl.Get(streamCtx, id)
+	j, err := f.get(streamCtx)
 	if err != nil {
 		return err
 	}
@@ -131,6 +154,9 @@ func jobExit(c *ucli.Context, j *hodeipb.Job, interrupted bool) error {
 		code := int(j.GetExitCode())
 		if code <= 0 || code > 255 {
 			code = exitFailure
+		}
+		if sig := int(j.GetSignal()); sig > 0 && sig < 128 {
+			code = 128 + sig // killed by signal N, as shells and srun say it
 		}
 		// A plain non-zero exit speaks for itself; anything else (start
 		// error, timeout, worker lost) gets its reason.

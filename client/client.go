@@ -121,6 +121,11 @@ func (c *Client) Close() error {
 	return c.closeErr
 }
 
+// ResetConnectBackoff makes a connection that failed dial again at once,
+// instead of after gRPC's own backoff (which grows to two minutes), for a
+// caller that waits by its own schedule (Reconnector).
+func (c *Client) ResetConnectBackoff() { c.conn.ResetConnectBackoff() }
+
 // Jobs is the generated JobService client, for calls the thin methods do
 // not cover.
 func (c *Client) Jobs() hodeipb.JobServiceClient { return c.jobs }

@@ -12,6 +12,12 @@
 // offending field. Errors that happen on this side (writing to an io.Writer)
 // are wrapped with %w instead.
 //
+// A call fails when the server is away; a caller that follows a job
+// through a restart runs its calls through a Reconnector (capped
+// exponential backoff with jitter, one report per outage, a bound on how
+// long to wait), and FollowLogs uses one with a LogCursor to resume a job's
+// output after the last byte it wrote.
+//
 // The transport is plaintext for now; WithToken already sends a bearer token
 // so that servers which check it work without a client change.
 package client

@@ -120,7 +120,10 @@ type Job struct {
 	Worker  string // worker id of the current or last attempt
 	// ExitCode of the last finished attempt; -1 when it did not exit normally.
 	ExitCode int
-	Reason   string // why the job is where it is (failure, cancel, retry)
+	// Signal that ended the last finished attempt's process (ExitCode is
+	// then -1), whoever sent it; 0 when it exited by itself or never ran.
+	Signal int
+	Reason string // why the job is where it is (failure, cancel, retry)
 	// CancelRequested holds the reason of a stop sent to the agent of a
 	// Running job, as people read it; Stop says what the stop is for, and
 	// the final state follows Stop.

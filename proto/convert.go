@@ -128,6 +128,7 @@ func FromJob(j *job.Job) *Job {
 		Requeue:           j.Stop == job.StopRequeue,
 		Preemptions:       int32(j.Preemptions),
 		DeadlineMissed:    j.DeadlineMissed,
+		Signal:            int32(j.Signal),
 	}
 }
 
@@ -155,6 +156,7 @@ func (j *Job) ToJob() *job.Job {
 		Version:         j.GetVersion(),
 		Worker:          j.GetWorker(),
 		ExitCode:        int(j.GetExitCode()),
+		Signal:          int(j.GetSignal()),
 		Reason:          j.GetReason(),
 		CancelRequested: j.GetCancelRequested(),
 		CreatedAt:       fromNanos(j.GetCreatedUnixNano()),

@@ -823,10 +823,14 @@ type Job struct {
 	// priority raised by waiting and by an approaching deadline. API answers
 	// only; not stored.
 	EffectivePriority float64 `protobuf:"fixed64,19,opt,name=effective_priority,json=effectivePriority,proto3" json:"effective_priority,omitempty"`
+	// The signal that ended the last finished attempt's process (9 for
+	// SIGKILL); 0 when it exited by itself or never ran. exit_code is then -1;
+	// `hodei run` exits 128 + signal, as shells do.
+	Signal int32 `protobuf:"varint,20,opt,name=signal,proto3" json:"signal,omitempty"`
 	// Why a PENDING job has not started, as of the answer: the constraint
 	// it cannot meet and the counts behind it. Get, List and GetPipeline
 	// answers only; not stored, and absent when nothing keeps it.
-	Pending       *PendingReason `protobuf:"bytes,20,opt,name=pending,proto3" json:"pending,omitempty"`
+	Pending       *PendingReason `protobuf:"bytes,21,opt,name=pending,proto3" json:"pending,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -990,6 +994,13 @@ func (x *Job) GetDeadlineMissed() bool {
 func (x *Job) GetEffectivePriority() float64 {
 	if x != nil {
 		return x.EffectivePriority
+	}
+	return 0
+}
+
+func (x *Job) GetSignal() int32 {
+	if x != nil {
+		return x.Signal
 	}
 	return 0
 }
@@ -1733,12 +1744,17 @@ func (x *JobEvent) GetJob() *Job {
 }
 
 type LogsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Attempt       int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"` // 0: the current attempt; with follow, later retries too
-	Offset        int64                  `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`   // byte offset into the first attempt sent
-	Follow        bool                   `protobuf:"varint,4,opt,name=follow,proto3" json:"follow,omitempty"`   // keep streaming until the job is terminal
-	Stream        LogStream              `protobuf:"varint,5,opt,name=stream,proto3,enum=hodei.v1.LogStream" json:"stream,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Id      string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Attempt int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"` // 0: the current attempt; with follow, later retries too
+	Offset  int64                  `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`   // byte offset into the first attempt sent
+	Follow  bool                   `protobuf:"varint,4,opt,name=follow,proto3" json:"follow,omitempty"`   // keep streaming until the job is terminal
+	Stream  LogStream              `protobuf:"varint,5,opt,name=stream,proto3,enum=hodei.v1.LogStream" json:"stream,omitempty"`
+	// later_attempts, with follow and a non-zero attempt, moves on to the
+	// attempts of later retries as attempt 0 does: a client that lost its
+	// stream resumes from the (attempt, offset) after the last byte it
+	// wrote without missing a retry's output.
+	LaterAttempts bool `protobuf:"varint,6,opt,name=later_attempts,json=laterAttempts,proto3" json:"later_attempts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1806,6 +1822,13 @@ func (x *LogsRequest) GetStream() LogStream {
 		return x.Stream
 	}
 	return LogStream_LOG_STREAM_OUTPUT
+}
+
+func (x *LogsRequest) GetLaterAttempts() bool {
+	if x != nil {
+		return x.LaterAttempts
+	}
+	return false
 }
 
 type LogData struct {
@@ -2630,7 +2653,10 @@ type JobFinished struct {
 	StderrSize       int64                  `protobuf:"varint,9,opt,name=stderr_size,json=stderrSize,proto3" json:"stderr_size,omitempty"` // total bytes of STDERR; likewise
 	// output_lost says why the output ends early (a spool that could not be
 	// read); log_size and stderr_size then count what the server holds.
-	OutputLost    string `protobuf:"bytes,10,opt,name=output_lost,json=outputLost,proto3" json:"output_lost,omitempty"`
+	OutputLost string `protobuf:"bytes,10,opt,name=output_lost,json=outputLost,proto3" json:"output_lost,omitempty"`
+	// signal is the signal that ended the process (exit_code is then -1),
+	// whoever sent it; 0 when it exited by itself or never started.
+	Signal        int32 `protobuf:"varint,11,opt,name=signal,proto3" json:"signal,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2733,6 +2759,13 @@ func (x *JobFinished) GetOutputLost() string {
 		return x.OutputLost
 	}
 	return ""
+}
+
+func (x *JobFinished) GetSignal() int32 {
+	if x != nil {
+		return x.Signal
+	}
+	return 0
 }
 
 type Welcome struct {
@@ -5412,7 +5445,7 @@ const file_hodei_proto_rawDesc = "" +
 	"\t_priority\"G\n" +
 	"\x05Usage\x12\x1e\n" +
 	"\vcpu_time_ns\x18\x01 \x01(\x03R\tcpuTimeNs\x12\x1e\n" +
-	"\vmax_rss_kib\x18\x02 \x01(\x03R\tmaxRssKib\"\xe7\x05\n" +
+	"\vmax_rss_kib\x18\x02 \x01(\x03R\tmaxRssKib\"\xff\x05\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12%\n" +
 	"\x04spec\x18\x02 \x01(\v2\x11.hodei.v1.JobSpecR\x04spec\x12(\n" +
@@ -5433,8 +5466,9 @@ const file_hodei_proto_rawDesc = "" +
 	"\arequeue\x18\x10 \x01(\bR\arequeue\x12 \n" +
 	"\vpreemptions\x18\x11 \x01(\x05R\vpreemptions\x12'\n" +
 	"\x0fdeadline_missed\x18\x12 \x01(\bR\x0edeadlineMissed\x12-\n" +
-	"\x12effective_priority\x18\x13 \x01(\x01R\x11effectivePriority\x121\n" +
-	"\apending\x18\x14 \x01(\v2\x17.hodei.v1.PendingReasonR\apending\"T\n" +
+	"\x12effective_priority\x18\x13 \x01(\x01R\x11effectivePriority\x12\x16\n" +
+	"\x06signal\x18\x14 \x01(\x05R\x06signal\x121\n" +
+	"\apending\x18\x15 \x01(\v2\x17.hodei.v1.PendingReasonR\apending\"T\n" +
 	"\rPendingReason\x12)\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x15.hodei.v1.PendingKindR\x04kind\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"m\n" +
@@ -5484,13 +5518,14 @@ const file_hodei_proto_rawDesc = "" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
 	"\x06tenant\x18\x02 \x01(\tR\x06tenant\"+\n" +
 	"\bJobEvent\x12\x1f\n" +
-	"\x03job\x18\x01 \x01(\v2\r.hodei.v1.JobR\x03job\"\x94\x01\n" +
+	"\x03job\x18\x01 \x01(\v2\r.hodei.v1.JobR\x03job\"\xbb\x01\n" +
 	"\vLogsRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x16\n" +
 	"\x06offset\x18\x03 \x01(\x03R\x06offset\x12\x16\n" +
 	"\x06follow\x18\x04 \x01(\bR\x06follow\x12+\n" +
-	"\x06stream\x18\x05 \x01(\x0e2\x13.hodei.v1.LogStreamR\x06stream\"O\n" +
+	"\x06stream\x18\x05 \x01(\x0e2\x13.hodei.v1.LogStreamR\x06stream\x12%\n" +
+	"\x0elater_attempts\x18\x06 \x01(\bR\rlaterAttempts\"O\n" +
 	"\aLogData\x12\x18\n" +
 	"\aattempt\x18\x01 \x01(\x05R\aattempt\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x12\n" +
@@ -5550,7 +5585,7 @@ const file_hodei_proto_rawDesc = "" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x16\n" +
 	"\x06offset\x18\x03 \x01(\x03R\x06offset\x12\x12\n" +
 	"\x04data\x18\x04 \x01(\fR\x04data\x12+\n" +
-	"\x06stream\x18\x05 \x01(\x0e2\x13.hodei.v1.LogStreamR\x06stream\"\xd2\x02\n" +
+	"\x06stream\x18\x05 \x01(\x0e2\x13.hodei.v1.LogStreamR\x06stream\"\xea\x02\n" +
 	"\vJobFinished\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12+\n" +
@@ -5564,7 +5599,8 @@ const file_hodei_proto_rawDesc = "" +
 	"stderrSize\x12\x1f\n" +
 	"\voutput_lost\x18\n" +
 	" \x01(\tR\n" +
-	"outputLost\"u\n" +
+	"outputLost\x12\x16\n" +
+	"\x06signal\x18\v \x01(\x05R\x06signal\"u\n" +
 	"\aWelcome\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x122\n" +
 	"\x15heartbeat_interval_ms\x18\x02 \x01(\x03R\x13heartbeatIntervalMs\x12\x19\n" +

@@ -46,6 +46,7 @@ type Finish struct {
 	Attempt  int
 	Outcome  Outcome
 	ExitCode int
+	Signal   int // that ended the process, whoever sent it; 0: none
 	Reason   string
 	Lost     string // why the output ends early, if it does
 	Usage    job.Usage
@@ -57,6 +58,7 @@ func Finished(cur *job.Job, f Finish, now time.Time) *job.Job {
 	n := cur.Clone()
 	n.FinishedAt = now
 	n.ExitCode = f.ExitCode
+	n.Signal = f.Signal
 	n.Usage = f.Usage
 	lost := ""
 	if f.Lost != "" {
@@ -79,12 +81,12 @@ func Finished(cur *job.Job, f Finish, now time.Time) *job.Job {
 		}
 	case StartFailed:
 		why = "start: " + f.Reason
-		n.ExitCode = -1
+		n.ExitCode, n.Signal = -1, 0
 	case TimedOut:
 		why = ReasonTimeout
 	case Lost:
 		why = ReasonWorkerLost
-		n.ExitCode = -1
+		n.ExitCode, n.Signal = -1, 0
 	case Killed:
 		why = "killed"
 		if f.Reason != "" {
@@ -95,7 +97,7 @@ func Finished(cur *job.Job, f Finish, now time.Time) *job.Job {
 	case job.NoStop:
 	case job.StopRequeue:
 		r := Requeued(cur, cur.CancelRequested+lost, now)
-		r.ExitCode, r.Usage = n.ExitCode, n.Usage
+		r.ExitCode, r.Signal, r.Usage = n.ExitCode, n.Signal, n.Usage
 		return r
 	case job.StopTimeout:
 		why = ReasonTimeout

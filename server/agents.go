@@ -377,6 +377,7 @@ func (s *Server) finished(ctx context.Context, workerID string, f *pb.JobFinishe
 		Attempt:  attempt,
 		Outcome:  outcomeOf(f.GetOutcome()),
 		ExitCode: int(f.GetExitCode()),
+		Signal:   int(f.GetSignal()),
 		Reason:   f.GetReason(),
 		Lost:     f.GetOutputLost(),
 		Usage:    job.Usage{CPUTime: time.Duration(f.GetUsage().GetCpuTimeNs()), MaxRSSKiB: f.GetUsage().GetMaxRssKib()},

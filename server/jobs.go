@@ -206,8 +206,11 @@ func (js *jobService) Watch(req *pb.WatchRequest, stream pb.JobService_WatchServ
 
 // Logs streams an attempt's stored output from an offset. Attempt 0 means
 // the job's current attempt; with follow it also moves on to the attempts
-// of later retries. With follow the stream ends once the job is terminal
-// and everything it wrote has been sent.
+// of later retries, as a given attempt does with later_attempts (how a
+// client resumes a broken follow). With follow the stream ends once the
+// job is terminal and everything it wrote has been sent; its header goes
+// out at once, so that a client knows the server took the request before
+// the job prints anything.
 func (js *jobService) Logs(req *pb.LogsRequest, stream pb.JobService_LogsServer) error {
 	s := js.srv
 	j, err := s.job(stream.Context(), req.GetId())
@@ -220,9 +223,9 @@ func (js *jobService) Logs(req *pb.LogsRequest, stream pb.JobService_LogsServer)
 	if req.GetOffset() < 0 {
 		return invalid("offset", "must not be negative")
 	}
-	fixed := req.GetAttempt() != 0
+	fixed := req.GetAttempt() != 0 && !req.GetLaterAttempts()
 	attempt, offset := int(req.GetAttempt()), req.GetOffset()
-	if !fixed {
+	if attempt == 0 {
 		attempt = j.Attempt
 	}
 	if _, ok := pb.LogStream_name[int32(req.GetStream())]; !ok {
@@ -234,6 +237,9 @@ func (js *jobService) Logs(req *pb.LogsRequest, stream pb.JobService_LogsServer)
 	id := j.ID
 	if !req.GetFollow() {
 		_, err := s.sendLog(stream, logs, id, attempt, offset, buf)
+		return err
+	}
+	if err := stream.SendHeader(nil); err != nil {
 		return err
 	}
 	for {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/hodei-jobs/hodei/job"
 	"github.com/hodei-jobs/hodei/store/record"
+	"github.com/oklog/ulid/v2"
 )
 
 // Insert stores new jobs, all or none, in one commit, and sets their Version
@@ -451,6 +452,17 @@ func (db *DB) DeleteFinished(ctx context.Context, before time.Time, limit int, k
 		return nil, nil
 	}
 	cutoff := before.UnixNano()
+	// Ids are made at submit and sort by time, so the scan ends at the
+	// first job made after the cutoff (job.MadeAfter): a sweep reads the
+	// jobs older than the retention, not every queued one. stop is the
+	// least id made after it; a key from there on is checked for being an
+	// id at all.
+	var first ulid.ULID
+	if err := first.SetTime(uint64(max(before.UnixMilli()+1, 0))); err != nil {
+		first = ulid.ULID{0xff, 0xff, 0xff, 0xff, 0xff, 0xff} // a time past any id's
+	}
+	stop := []byte(first.String())
+	madeAfter := func(k []byte) bool { return bytes.Compare(k, stop) >= 0 && job.MadeAfter(string(k), before) }
 	// keep may call the store: it is asked outside the read transaction,
 	// one chunk of candidates at a time.
 	var found [][]byte
@@ -468,6 +480,10 @@ func (db *DB) DeleteFinished(ctx context.Context, before time.Time, limit int, k
 			}
 			var last []byte // valid in the transaction: copied once below
 			for ; k != nil && len(chunk) < limit; k, v = c.Next() {
+				if madeAfter(k) {
+					k = nil // the rest were made after the cutoff
+					break
+				}
 				h, err := readHeader(v)
 				if err != nil {
 					return fmt.Errorf("job %s: %w", k, err)

@@ -20,6 +20,11 @@ import (
 //	   per entry, in new buckets; the old ones are deleted and Open fills
 //	   the new ones from the jobs.
 //
+// A field added to a record with a zero value that means what its absence
+// meant needs no new version: JobRecord.signal (20) reads as 0, "no
+// signal", from records written before it, and a hodei that predates it
+// skips it as an unknown field.
+//
 // Open migrates a file of an older schema in the transaction that opens it,
 // so that a crash leaves it wholly old or wholly new. This is the only code
 // that still reads the API's messages from disk.

@@ -401,6 +401,9 @@ func (s *Store) DeleteFinished(ctx context.Context, before time.Time, limit int,
 	s.mu.RLock()
 	var found []string
 	for _, id := range s.ids {
+		if job.MadeAfter(id, before) {
+			break // made after the cutoff: neither it nor a later id finished before it
+		}
 		if finished(id) {
 			found = append(found, id)
 		}

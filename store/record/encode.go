@@ -43,6 +43,7 @@ func appendJob(b []byte, j *job.Job, version uint64) ([]byte, error) {
 	w.varint(jobStop, uint64(j.Stop))
 	w.varint(jobPreemptions, uint64(int64(j.Preemptions)))
 	w.bool(jobDeadlineMiss, j.DeadlineMissed)
+	w.varint(jobSignal, uint64(int64(j.Signal)))
 	return w.b, w.err
 }
 

@@ -32,6 +32,7 @@ const (
 	jobStop          protowire.Number = 17
 	jobPreemptions   protowire.Number = 18
 	jobDeadlineMiss  protowire.Number = 19
+	jobSignal        protowire.Number = 20
 
 	specName              protowire.Number = 1
 	specCommand           protowire.Number = 2
@@ -129,6 +130,8 @@ func UnmarshalJob(id string, b []byte) (*job.Job, error) {
 			j.Preemptions = int(r.int64())
 		case jobDeadlineMiss:
 			j.DeadlineMissed = r.bool()
+		case jobSignal:
+			j.Signal = int(r.int64())
 		default:
 			r.skip()
 		}

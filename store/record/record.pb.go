@@ -64,8 +64,12 @@ type JobRecord struct {
 	Stop              int32                  `protobuf:"varint,17,opt,name=stop,proto3" json:"stop,omitempty"` // job.StopKind of the stop under way
 	Preemptions       int64                  `protobuf:"varint,18,opt,name=preemptions,proto3" json:"preemptions,omitempty"`
 	DeadlineMissed    bool                   `protobuf:"varint,19,opt,name=deadline_missed,json=deadlineMissed,proto3" json:"deadline_missed,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// signal that ended the last finished attempt's process; 0: none. Added
+	// without a schema bump: a record without it decodes as 0 (as before),
+	// and an older hodei skips it as an unknown field.
+	Signal        int64 `protobuf:"varint,20,opt,name=signal,proto3" json:"signal,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *JobRecord) Reset() {
@@ -229,6 +233,13 @@ func (x *JobRecord) GetDeadlineMissed() bool {
 		return x.DeadlineMissed
 	}
 	return false
+}
+
+func (x *JobRecord) GetSignal() int64 {
+	if x != nil {
+		return x.Signal
+	}
+	return 0
 }
 
 // SpecRecord is job.Spec but its tenant, which JobRecord holds.
@@ -1159,7 +1170,7 @@ var File_store_record_record_proto protoreflect.FileDescriptor
 
 const file_store_record_record_proto_rawDesc = "" +
 	"\n" +
-	"\x19store/record/record.proto\x12\x0ehodei.store.v1\"\xb7\x05\n" +
+	"\x19store/record/record.proto\x12\x0ehodei.store.v1\"\xcf\x05\n" +
 	"\tJobRecord\x12\x14\n" +
 	"\x05state\x18\x01 \x01(\x05R\x05state\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x03R\aattempt\x12\x18\n" +
@@ -1180,7 +1191,8 @@ const file_store_record_record_proto_rawDesc = "" +
 	"\x10cancel_requested\x18\x10 \x01(\tR\x0fcancelRequested\x12\x12\n" +
 	"\x04stop\x18\x11 \x01(\x05R\x04stop\x12 \n" +
 	"\vpreemptions\x18\x12 \x01(\x03R\vpreemptions\x12'\n" +
-	"\x0fdeadline_missed\x18\x13 \x01(\bR\x0edeadlineMissed\"\x9b\t\n" +
+	"\x0fdeadline_missed\x18\x13 \x01(\bR\x0edeadlineMissed\x12\x16\n" +
+	"\x06signal\x18\x14 \x01(\x03R\x06signal\"\x9b\t\n" +
 	"\n" +
 	"SpecRecord\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +

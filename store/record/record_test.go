@@ -174,7 +174,7 @@ func TestFieldNumbers(t *testing.T) {
 		"exit_code": jobExitCode, "reason": jobReason, "usage_cpu_time_nanos": jobUsageCPU,
 		"usage_max_rss_kib": jobUsageMaxRSS, "not_before_unix_nano": jobNotBefore,
 		"cancel_requested": jobCancelRequest, "stop": jobStop, "preemptions": jobPreemptions,
-		"deadline_missed": jobDeadlineMiss,
+		"deadline_missed": jobDeadlineMiss, "signal": jobSignal,
 	})
 	check(t, &SpecRecord{}, map[string]protowire.Number{
 		"name": specName, "command": specCommand, "script": specScript, "labels": specLabels,
@@ -377,6 +377,7 @@ func referenceJob(id string, r *JobRecord) *job.Job {
 		Stop:            job.StopKind(r.GetStop()),
 		Preemptions:     int(r.GetPreemptions()),
 		DeadlineMissed:  r.GetDeadlineMissed(),
+		Signal:          int(r.GetSignal()),
 		CreatedAt:       fromNanos(r.GetCreatedUnixNano()),
 		ScheduledAt:     fromNanos(r.GetScheduledUnixNano()),
 		StartedAt:       fromNanos(r.GetStartedUnixNano()),
@@ -503,5 +504,25 @@ func fromJob(j *job.Job, version uint64) *JobRecord {
 		Stop:              int32(j.Stop),
 		Preemptions:       int64(j.Preemptions),
 		DeadlineMissed:    j.DeadlineMissed,
+		Signal:            int64(j.Signal),
 	}
+}
+
+// TestSignalNeedsNoNewSchema checks why JobRecord.signal came without a
+// schema version: a record written before it decodes with no signal, as
+// the job had, and one written with it keeps it.
+func TestSignalNeedsNoNewSchema(t *testing.T) {
+	old, err := proto.Marshal(&JobRecord{State: int32(job.Failed), Attempt: 1, ExitCode: -1, Reason: "signal: killed"})
+	require.NoError(t, err)
+	j, err := UnmarshalJob("01J", old)
+	require.NoError(t, err)
+	require.Equal(t, 0, j.Signal)
+	require.Equal(t, -1, j.ExitCode)
+
+	j.Signal = 9
+	b, err := MarshalJob(j, 1)
+	require.NoError(t, err)
+	var rec JobRecord
+	require.NoError(t, proto.Unmarshal(b, &rec))
+	require.Equal(t, int64(9), rec.GetSignal())
 }

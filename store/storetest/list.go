@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oklog/ulid/v2"
 	"github.com/stretchr/testify/require"
 
 	"github.com/hodei-jobs/hodei/cluster"
@@ -317,6 +318,28 @@ func testDeleteFinished(t *testing.T, open func(*testing.T) cluster.Store) {
 		require.NoError(t, err)
 		require.Empty(t, got)
 		require.Len(t, remaining(t, s), 6)
+	})
+	t.Run("MadeAfterTheCutoff", func(t *testing.T) {
+		// Ids sort by the time they were made, and the walk ends at the
+		// first one made after the cutoff: a job made then is kept even
+		// with a FinishedAt before it (the server's clock went back), and
+		// deleted once the cutoff passes its id's time.
+		s := open(t)
+		idAt := func(at time.Time) string {
+			return ulid.MustNew(ulid.Timestamp(at), ulid.DefaultEntropy()).String()
+		}
+		old, queued, skewed := NewJob(1), NewJob(2), NewJob(3)
+		old.ID, queued.ID, skewed.ID = idAt(T0), idAt(T0.Add(time.Minute)), idAt(T0.Add(2*time.Hour))
+		MustInsert(t, s, old, queued, skewed)
+		Finish(t, s, old, job.Completed, T0.Add(time.Minute))
+		Finish(t, s, skewed, job.Completed, T0.Add(time.Minute))
+		got, err := s.DeleteFinished(t.Context(), T0.Add(time.Hour), 10, nil)
+		require.NoError(t, err)
+		require.Equal(t, []string{old.ID}, got, "the walk passes the queued job and stops before the one made after the cutoff")
+		got, err = s.DeleteFinished(t.Context(), T0.Add(3*time.Hour), 10, nil)
+		require.NoError(t, err)
+		require.Equal(t, []string{skewed.ID}, got)
+		require.Equal(t, []string{queued.ID}, remaining(t, s))
 	})
 	t.Run("Reinsert", func(t *testing.T) {
 		s := setup(t)

@@ -81,6 +81,7 @@ func FullJob(n int) *job.Job {
 	}
 	j.Worker = "w-1"
 	j.ExitCode = -1
+	j.Signal = 9
 	j.Reason = "previous reason"
 	j.CancelRequested = "timeout"
 	j.ScheduledAt = T0.Add(time.Minute)

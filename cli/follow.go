@@ -1,0 +1,123 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	ucli "github.com/urfave/cli/v2"
+	"google.golang.org/grpc/status"
+
+	"github.com/hodei-jobs/hodei/client"
+	hodeipb "github.com/hodei-jobs/hodei/proto"
+)
+
+// What the commands that follow a job (run, logs -f, attach) do when the
+// server goes away: they retry with client.Backoff's capped exponential
+// backoff with jitter (50–100 ms first, doubling, at most 5 s apart),
+// say so once on stderr, say once that they are back, resume the output
+// after the last byte they wrote (client.LogCursor), and give up after
+// --reconnect-timeout.
+
+const flagReconnectTimeout = "reconnect-timeout"
+
+// reconnectFlag is --reconnect-timeout of the commands that follow a job.
+func reconnectFlag() ucli.Flag {
+	return &ucli.DurationFlag{Name: flagReconnectTimeout, Value: client.DefaultReconnectTimeout,
+		Usage: "when the server goes away (restart, upgrade, network), retry for up to `DURATION` " +
+			"(backoff 0.05–5 s between tries), then give up; the output resumes where it stopped. 0: do not retry"}
+}
+
+// reconnectTimeout returns --reconnect-timeout, checked.
+func reconnectTimeout(c *ucli.Context) (time.Duration, error) {
+	timeout := c.Duration(flagReconnectTimeout)
+	if timeout < 0 {
+		return 0, usagef(c, "--%s: %s must not be negative (0: do not retry)", flagReconnectTimeout, timeout)
+	}
+	return timeout, nil
+}
+
+// follower is how a command follows a job through server outages: one
+// Reconnector shared by all its calls, so that an outage is reported once.
+type follower struct {
+	rc   *client.Reconnector
+	cl   *client.Client
+	addr string
+	id   string // the job followed, for messages
+}
+
+// newFollower reads --reconnect-timeout and returns the follower of job
+// id through cl: it prints on c's stderr one line when the server goes
+// away and one when it is back. reached says that the command has reached
+// the server already (run's submit); until it has, an unreachable server
+// is an error at once, which says what address was tried.
+//
+// `hodei attach` follows a job the same way: newFollower, then its own
+// stream through f.rc.Do, calling up on the server's first answer and
+// keeping its place in the output with a client.LogCursor.
+func newFollower(c *ucli.Context, cl *client.Client, id string, reached bool) (*follower, error) {
+	timeout, err := reconnectTimeout(c)
+	if err != nil {
+		return nil, err
+	}
+	addr := globalString(c, flagAddr)
+	rc := &client.Reconnector{Timeout: timeout, Client: cl, Reached: reached}
+	if timeout == 0 {
+		rc.Timeout = -1
+	} else {
+		w := c.App.ErrWriter
+		rc.OnLost = func(error) {
+			fmt.Fprintf(w, "hodei: server %s unreachable, retrying for up to %s…\n", addr, timeout)
+		}
+		rc.OnBack = func(down time.Duration) {
+			fmt.Fprintf(w, "hodei: reconnected to %s after %s\n", addr, down.Round(100*time.Millisecond))
+		}
+	}
+	return &follower{rc: rc, cl: cl, addr: addr, id: id}, nil
+}
+
+// copyOutput writes the output req asks for to w, through a termFilter
+// unless raw, riding out server outages: the same filter sees the whole
+// output, however many streams it took.
+func (f *follower) copyOutput(ctx context.Context, req *hodeipb.LogsRequest, w io.Writer, raw bool) error {
+	if raw {
+		return f.explain(f.cl.FollowLogs(ctx, f.rc, req, w))
+	}
+	tf := newTermFilter(w)
+	err := f.cl.FollowLogs(ctx, f.rc, req, tf)
+	if cerr := tf.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("write logs: %w", cerr)
+	}
+	return f.explain(err)
+}
+
+// get returns the job, riding out server outages.
+func (f *follower) get(ctx context.Context) (*hodeipb.Job, error) {
+	var j *hodeipb.Job
+	err := f.rc.Do(ctx, func(ctx context.Context, _ func()) error {
+		var err error
+		j, err = f.cl.Get(ctx, f.id)
+		return err
+	})
+	return j, f.explain(err)
+}
+
+// down reports whether the server is away at the moment.
+func (f *follower) down() bool {
+	_, down := f.rc.Down()
+	return down
+}
+
+// explain turns the Reconnector giving up into a message that says what
+// happened and how to pick up again; other errors pass.
+func (f *follower) explain(err error) error {
+	var gone *client.UnreachableError
+	if !errors.As(err, &gone) {
+		return err
+	}
+	return fmt.Errorf("server %s unreachable for %s, giving up (--%s); job %s may still be running: "+
+		"'hodei logs -f %s' picks up its output once the server is back (last error: %s)",
+		f.addr, gone.For.Round(time.Second), flagReconnectTimeout, f.id, f.id, status.Convert(gone.Err).Message())
+}
