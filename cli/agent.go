@@ -29,11 +29,13 @@ func agentCommand(*env) *ucli.Command {
 		Flags: []ucli.Flag{
 			&ucli.StringFlag{Name: "server", Value: client.DefaultAddr, EnvVars: []string{"HODEI_ADDR"}, Usage: "gRPC `ADDR` of the server"},
 			&ucli.StringFlag{Name: "data-dir", Value: "./hodei-agent", EnvVars: []string{"HODEI_AGENT_DIR"}, Usage: "`DIR` for the worker id, journal and spooled output"},
-			&ucli.Int64Flag{Name: "slots", Usage: "job slots this host offers (default: the number of CPUs)"},
+			&ucli.Int64Flag{Name: "slots", DefaultText: "the number of CPUs", Usage: "`N` job slots this host offers"},
 			&ucli.StringFlag{Name: "labels", Usage: "comma-separated `k=v,…` that job selectors match"},
 			&ucli.StringFlag{Name: "name", Usage: "`NAME` shown in 'hodei workers ls' (default: the hostname)"},
 			&ucli.Int64Flag{Name: "buffer", Value: agent.DefaultBufferLimit, Usage: "`BYTES` of unacknowledged output per job before its PTY is no longer read"},
-			&ucli.DurationFlag{Name: "kill-grace", Value: agent.DefaultKillGrace, Usage: "time between SIGTERM and SIGKILL on timeout"},
+			&ucli.DurationFlag{Name: "kill-grace", Value: agent.DefaultKillGrace,
+				Usage: "`DURATION` between SIGTERM and SIGKILL when this agent stops a job on its own: at the job's --timeout, and when the agent shuts down " +
+					"(a stop the server orders, as a cancel, carries serve's --kill-grace)"},
 			&ucli.StringFlag{Name: "default-user", Value: agent.DefaultUser, Usage: "`USER` (name or uid) jobs run as when the agent runs as root and their tenant names none; not root. " +
 				"\"dynamic\": each such tenant runs as a uid of its own, so tenants cannot see into each other's processes"},
 			&ucli.BoolFlag{Name: "allow-root", Usage: "run the jobs of tenants set with --run-as root as root (when the agent runs as root)"},

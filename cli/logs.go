@@ -18,8 +18,8 @@ func logsCommand(*env) *ucli.Command {
 		ArgsUsage: "ID",
 		Flags: withFlags(false,
 			&ucli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep printing new output until the job ends"},
-			&ucli.IntFlag{Name: "attempt", Usage: "attempt `N` (default: the current one; with -f, later retries too)"},
-			&ucli.BoolFlag{Name: "stderr", Usage: "the stderr of a job run with --no-pty, instead of its stdout"},
+			&ucli.IntFlag{Name: "attempt", DefaultText: "the current one; with -f, later retries too", Usage: "attempt `N`"},
+			&ucli.BoolFlag{Name: "stderr", Usage: "the stderr of a job run with --no-pty, instead of its stdout (a PTY merges stderr into stdout)"},
 			rawFlag(),
 		),
 		Action: func(c *ucli.Context) error {

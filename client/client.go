@@ -16,8 +16,12 @@ import (
 	hodeipb "github.com/hodei-jobs/hodei/proto"
 )
 
+// DefaultPort is the port `hodei serve` listens on for gRPC by default,
+// and the one the CLI dials when --addr names a host alone.
+const DefaultPort = "7070"
+
 // DefaultAddr is the address `hodei serve` listens on for gRPC by default.
-const DefaultAddr = "127.0.0.1:7070"
+const DefaultAddr = "127.0.0.1:" + DefaultPort
 
 // Client talks to one Hodei server. It is safe for concurrent use; create it
 // with Dial and release it with Close.

@@ -5114,6 +5114,50 @@ func (x *CancelPipelineRequest) GetReason() string {
 	return ""
 }
 
+type UndrainWorkerRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UndrainWorkerRequest) Reset() {
+	*x = UndrainWorkerRequest{}
+	mi := &file_hodei_proto_msgTypes[70]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UndrainWorkerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UndrainWorkerRequest) ProtoMessage() {}
+
+func (x *UndrainWorkerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[70]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UndrainWorkerRequest.ProtoReflect.Descriptor instead.
+func (*UndrainWorkerRequest) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{70}
+}
+
+func (x *UndrainWorkerRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
 type Pipeline_Step struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
 	Name              string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -5126,7 +5170,7 @@ type Pipeline_Step struct {
 
 func (x *Pipeline_Step) Reset() {
 	*x = Pipeline_Step{}
-	mi := &file_hodei_proto_msgTypes[77]
+	mi := &file_hodei_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5138,7 +5182,7 @@ func (x *Pipeline_Step) String() string {
 func (*Pipeline_Step) ProtoMessage() {}
 
 func (x *Pipeline_Step) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[77]
+	mi := &file_hodei_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5577,7 +5621,9 @@ const file_hodei_proto_rawDesc = "" +
 	"\tpipelines\x18\x01 \x03(\v2\x18.hodei.v1.PipelineStatusR\tpipelines\"?\n" +
 	"\x15CancelPipelineRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason*\xb4\x01\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"&\n" +
+	"\x14UndrainWorkerRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id*\xb4\x01\n" +
 	"\bJobState\x12\x19\n" +
 	"\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11JOB_STATE_PENDING\x10\x01\x12\x17\n" +
@@ -5630,7 +5676,7 @@ const file_hodei_proto_rawDesc = "" +
 	"\x0eCancelPipeline\x12\x1f.hodei.v1.CancelPipelineRequest\x1a\x18.hodei.v1.PipelineStatus2\x85\x01\n" +
 	"\fAgentService\x12>\n" +
 	"\aConnect\x12\x16.hodei.v1.AgentMessage\x1a\x17.hodei.v1.ServerMessage(\x010\x01\x125\n" +
-	"\x04Join\x12\x15.hodei.v1.JoinRequest\x1a\x16.hodei.v1.JoinResponse2\xdd\a\n" +
+	"\x04Join\x12\x15.hodei.v1.JoinRequest\x1a\x16.hodei.v1.JoinResponse2\xa0\b\n" +
 	"\fAdminService\x12J\n" +
 	"\vListWorkers\x12\x1c.hodei.v1.ListWorkersRequest\x1a\x1d.hodei.v1.ListWorkersResponse\x12=\n" +
 	"\vDrainWorker\x12\x1c.hodei.v1.DrainWorkerRequest\x1a\x10.hodei.v1.Worker\x12@\n" +
@@ -5646,7 +5692,8 @@ const file_hodei_proto_rawDesc = "" +
 	"ListTokens\x12\x1b.hodei.v1.ListTokensRequest\x1a\x1c.hodei.v1.ListTokensResponse\x12@\n" +
 	"\vRevokeToken\x12\x1c.hodei.v1.RevokeTokenRequest\x1a\x13.hodei.v1.TokenInfo\x126\n" +
 	"\x06WhoAmI\x12\x17.hodei.v1.WhoAmIRequest\x1a\x13.hodei.v1.TokenInfo\x12D\n" +
-	"\tListAudit\x12\x1a.hodei.v1.ListAuditRequest\x1a\x1b.hodei.v1.ListAuditResponseB+Z)github.com/hodei-jobs/hodei/proto;hodeipbb\x06proto3"
+	"\tListAudit\x12\x1a.hodei.v1.ListAuditRequest\x1a\x1b.hodei.v1.ListAuditResponse\x12A\n" +
+	"\rUndrainWorker\x12\x1e.hodei.v1.UndrainWorkerRequest\x1a\x10.hodei.v1.WorkerB+Z)github.com/hodei-jobs/hodei/proto;hodeipbb\x06proto3"
 
 var (
 	file_hodei_proto_rawDescOnce sync.Once
@@ -5661,7 +5708,7 @@ func file_hodei_proto_rawDescGZIP() []byte {
 }
 
 var file_hodei_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_hodei_proto_msgTypes = make([]protoimpl.MessageInfo, 78)
+var file_hodei_proto_msgTypes = make([]protoimpl.MessageInfo, 79)
 var file_hodei_proto_goTypes = []any{
 	(JobState)(0),                 // 0: hodei.v1.JobState
 	(LogStream)(0),                // 1: hodei.v1.LogStream
@@ -5739,28 +5786,29 @@ var file_hodei_proto_goTypes = []any{
 	(*ListPipelinesRequest)(nil),  // 73: hodei.v1.ListPipelinesRequest
 	(*ListPipelinesResponse)(nil), // 74: hodei.v1.ListPipelinesResponse
 	(*CancelPipelineRequest)(nil), // 75: hodei.v1.CancelPipelineRequest
-	nil,                           // 76: hodei.v1.JobSpec.LabelsEntry
-	nil,                           // 77: hodei.v1.JobSpec.EnvEntry
-	nil,                           // 78: hodei.v1.JobSpec.SecretEnvEntry
-	nil,                           // 79: hodei.v1.JobSpec.SelectorEntry
-	nil,                           // 80: hodei.v1.ListJobsRequest.LabelsEntry
-	nil,                           // 81: hodei.v1.Hello.LabelsEntry
-	nil,                           // 82: hodei.v1.Worker.LabelsEntry
-	(*Pipeline_Step)(nil),         // 83: hodei.v1.Pipeline.Step
+	(*UndrainWorkerRequest)(nil),  // 76: hodei.v1.UndrainWorkerRequest
+	nil,                           // 77: hodei.v1.JobSpec.LabelsEntry
+	nil,                           // 78: hodei.v1.JobSpec.EnvEntry
+	nil,                           // 79: hodei.v1.JobSpec.SecretEnvEntry
+	nil,                           // 80: hodei.v1.JobSpec.SelectorEntry
+	nil,                           // 81: hodei.v1.ListJobsRequest.LabelsEntry
+	nil,                           // 82: hodei.v1.Hello.LabelsEntry
+	nil,                           // 83: hodei.v1.Worker.LabelsEntry
+	(*Pipeline_Step)(nil),         // 84: hodei.v1.Pipeline.Step
 }
 var file_hodei_proto_depIdxs = []int32{
-	76, // 0: hodei.v1.JobSpec.labels:type_name -> hodei.v1.JobSpec.LabelsEntry
-	77, // 1: hodei.v1.JobSpec.env:type_name -> hodei.v1.JobSpec.EnvEntry
-	78, // 2: hodei.v1.JobSpec.secret_env:type_name -> hodei.v1.JobSpec.SecretEnvEntry
+	77, // 0: hodei.v1.JobSpec.labels:type_name -> hodei.v1.JobSpec.LabelsEntry
+	78, // 1: hodei.v1.JobSpec.env:type_name -> hodei.v1.JobSpec.EnvEntry
+	79, // 2: hodei.v1.JobSpec.secret_env:type_name -> hodei.v1.JobSpec.SecretEnvEntry
 	6,  // 3: hodei.v1.JobSpec.resources:type_name -> hodei.v1.Resources
-	79, // 4: hodei.v1.JobSpec.selector:type_name -> hodei.v1.JobSpec.SelectorEntry
+	80, // 4: hodei.v1.JobSpec.selector:type_name -> hodei.v1.JobSpec.SelectorEntry
 	7,  // 5: hodei.v1.Job.spec:type_name -> hodei.v1.JobSpec
 	0,  // 6: hodei.v1.Job.state:type_name -> hodei.v1.JobState
 	8,  // 7: hodei.v1.Job.usage:type_name -> hodei.v1.Usage
 	7,  // 8: hodei.v1.SubmitRequest.spec:type_name -> hodei.v1.JobSpec
 	7,  // 9: hodei.v1.SubmitBatchRequest.specs:type_name -> hodei.v1.JobSpec
 	0,  // 10: hodei.v1.ListJobsRequest.state:type_name -> hodei.v1.JobState
-	80, // 11: hodei.v1.ListJobsRequest.labels:type_name -> hodei.v1.ListJobsRequest.LabelsEntry
+	81, // 11: hodei.v1.ListJobsRequest.labels:type_name -> hodei.v1.ListJobsRequest.LabelsEntry
 	9,  // 12: hodei.v1.ListJobsResponse.jobs:type_name -> hodei.v1.Job
 	9,  // 13: hodei.v1.JobEvent.job:type_name -> hodei.v1.Job
 	1,  // 14: hodei.v1.LogsRequest.stream:type_name -> hodei.v1.LogStream
@@ -5773,7 +5821,7 @@ var file_hodei_proto_depIdxs = []int32{
 	35, // 21: hodei.v1.ServerMessage.assign:type_name -> hodei.v1.Assign
 	36, // 22: hodei.v1.ServerMessage.cancel:type_name -> hodei.v1.CancelJob
 	37, // 23: hodei.v1.ServerMessage.ack:type_name -> hodei.v1.Ack
-	81, // 24: hodei.v1.Hello.labels:type_name -> hodei.v1.Hello.LabelsEntry
+	82, // 24: hodei.v1.Hello.labels:type_name -> hodei.v1.Hello.LabelsEntry
 	6,  // 25: hodei.v1.Hello.capacity:type_name -> hodei.v1.Resources
 	28, // 26: hodei.v1.Hello.running:type_name -> hodei.v1.JobRef
 	33, // 27: hodei.v1.Hello.finished:type_name -> hodei.v1.JobFinished
@@ -5783,7 +5831,7 @@ var file_hodei_proto_depIdxs = []int32{
 	8,  // 31: hodei.v1.JobFinished.usage:type_name -> hodei.v1.Usage
 	9,  // 32: hodei.v1.Assign.job:type_name -> hodei.v1.Job
 	1,  // 33: hodei.v1.Ack.stream:type_name -> hodei.v1.LogStream
-	82, // 34: hodei.v1.Worker.labels:type_name -> hodei.v1.Worker.LabelsEntry
+	83, // 34: hodei.v1.Worker.labels:type_name -> hodei.v1.Worker.LabelsEntry
 	3,  // 35: hodei.v1.Worker.state:type_name -> hodei.v1.WorkerState
 	6,  // 36: hodei.v1.Worker.capacity:type_name -> hodei.v1.Resources
 	6,  // 37: hodei.v1.Worker.allocated:type_name -> hodei.v1.Resources
@@ -5802,7 +5850,7 @@ var file_hodei_proto_depIdxs = []int32{
 	66, // 50: hodei.v1.PipelineStepSpec.matrix:type_name -> hodei.v1.MatrixAxis
 	7,  // 51: hodei.v1.PipelineSpec.defaults:type_name -> hodei.v1.JobSpec
 	67, // 52: hodei.v1.PipelineSpec.steps:type_name -> hodei.v1.PipelineStepSpec
-	83, // 53: hodei.v1.Pipeline.steps:type_name -> hodei.v1.Pipeline.Step
+	84, // 53: hodei.v1.Pipeline.steps:type_name -> hodei.v1.Pipeline.Step
 	69, // 54: hodei.v1.PipelineStatus.pipeline:type_name -> hodei.v1.Pipeline
 	5,  // 55: hodei.v1.PipelineStatus.state:type_name -> hodei.v1.PipelineState
 	9,  // 56: hodei.v1.PipelineStatus.jobs:type_name -> hodei.v1.Job
@@ -5836,36 +5884,38 @@ var file_hodei_proto_depIdxs = []int32{
 	47, // 84: hodei.v1.AdminService.RevokeToken:input_type -> hodei.v1.RevokeTokenRequest
 	48, // 85: hodei.v1.AdminService.WhoAmI:input_type -> hodei.v1.WhoAmIRequest
 	51, // 86: hodei.v1.AdminService.ListAudit:input_type -> hodei.v1.ListAuditRequest
-	11, // 87: hodei.v1.JobService.Submit:output_type -> hodei.v1.SubmitResponse
-	13, // 88: hodei.v1.JobService.SubmitBatch:output_type -> hodei.v1.SubmitBatchResponse
-	9,  // 89: hodei.v1.JobService.Get:output_type -> hodei.v1.Job
-	16, // 90: hodei.v1.JobService.List:output_type -> hodei.v1.ListJobsResponse
-	9,  // 91: hodei.v1.JobService.Cancel:output_type -> hodei.v1.Job
-	21, // 92: hodei.v1.JobService.Watch:output_type -> hodei.v1.JobEvent
-	23, // 93: hodei.v1.JobService.Logs:output_type -> hodei.v1.LogData
-	19, // 94: hodei.v1.JobService.CancelArray:output_type -> hodei.v1.CancelArrayResponse
-	70, // 95: hodei.v1.JobService.RunPipeline:output_type -> hodei.v1.PipelineStatus
-	70, // 96: hodei.v1.JobService.GetPipeline:output_type -> hodei.v1.PipelineStatus
-	74, // 97: hodei.v1.JobService.ListPipelines:output_type -> hodei.v1.ListPipelinesResponse
-	70, // 98: hodei.v1.JobService.CancelPipeline:output_type -> hodei.v1.PipelineStatus
-	27, // 99: hodei.v1.AgentService.Connect:output_type -> hodei.v1.ServerMessage
-	25, // 100: hodei.v1.AgentService.Join:output_type -> hodei.v1.JoinResponse
-	54, // 101: hodei.v1.AdminService.ListWorkers:output_type -> hodei.v1.ListWorkersResponse
-	38, // 102: hodei.v1.AdminService.DrainWorker:output_type -> hodei.v1.Worker
-	57, // 103: hodei.v1.AdminService.Snapshot:output_type -> hodei.v1.SnapshotChunk
-	59, // 104: hodei.v1.AdminService.SetTenant:output_type -> hodei.v1.TenantStatus
-	59, // 105: hodei.v1.AdminService.GetTenant:output_type -> hodei.v1.TenantStatus
-	63, // 106: hodei.v1.AdminService.ListTenants:output_type -> hodei.v1.ListTenantsResponse
-	65, // 107: hodei.v1.AdminService.DeleteTenant:output_type -> hodei.v1.DeleteTenantResponse
-	38, // 108: hodei.v1.AdminService.RevokeWorker:output_type -> hodei.v1.Worker
-	41, // 109: hodei.v1.AdminService.RemoveWorker:output_type -> hodei.v1.RemoveWorkerResponse
-	44, // 110: hodei.v1.AdminService.CreateToken:output_type -> hodei.v1.CreateTokenResponse
-	46, // 111: hodei.v1.AdminService.ListTokens:output_type -> hodei.v1.ListTokensResponse
-	42, // 112: hodei.v1.AdminService.RevokeToken:output_type -> hodei.v1.TokenInfo
-	42, // 113: hodei.v1.AdminService.WhoAmI:output_type -> hodei.v1.TokenInfo
-	52, // 114: hodei.v1.AdminService.ListAudit:output_type -> hodei.v1.ListAuditResponse
-	87, // [87:115] is the sub-list for method output_type
-	59, // [59:87] is the sub-list for method input_type
+	76, // 87: hodei.v1.AdminService.UndrainWorker:input_type -> hodei.v1.UndrainWorkerRequest
+	11, // 88: hodei.v1.JobService.Submit:output_type -> hodei.v1.SubmitResponse
+	13, // 89: hodei.v1.JobService.SubmitBatch:output_type -> hodei.v1.SubmitBatchResponse
+	9,  // 90: hodei.v1.JobService.Get:output_type -> hodei.v1.Job
+	16, // 91: hodei.v1.JobService.List:output_type -> hodei.v1.ListJobsResponse
+	9,  // 92: hodei.v1.JobService.Cancel:output_type -> hodei.v1.Job
+	21, // 93: hodei.v1.JobService.Watch:output_type -> hodei.v1.JobEvent
+	23, // 94: hodei.v1.JobService.Logs:output_type -> hodei.v1.LogData
+	19, // 95: hodei.v1.JobService.CancelArray:output_type -> hodei.v1.CancelArrayResponse
+	70, // 96: hodei.v1.JobService.RunPipeline:output_type -> hodei.v1.PipelineStatus
+	70, // 97: hodei.v1.JobService.GetPipeline:output_type -> hodei.v1.PipelineStatus
+	74, // 98: hodei.v1.JobService.ListPipelines:output_type -> hodei.v1.ListPipelinesResponse
+	70, // 99: hodei.v1.JobService.CancelPipeline:output_type -> hodei.v1.PipelineStatus
+	27, // 100: hodei.v1.AgentService.Connect:output_type -> hodei.v1.ServerMessage
+	25, // 101: hodei.v1.AgentService.Join:output_type -> hodei.v1.JoinResponse
+	54, // 102: hodei.v1.AdminService.ListWorkers:output_type -> hodei.v1.ListWorkersResponse
+	38, // 103: hodei.v1.AdminService.DrainWorker:output_type -> hodei.v1.Worker
+	57, // 104: hodei.v1.AdminService.Snapshot:output_type -> hodei.v1.SnapshotChunk
+	59, // 105: hodei.v1.AdminService.SetTenant:output_type -> hodei.v1.TenantStatus
+	59, // 106: hodei.v1.AdminService.GetTenant:output_type -> hodei.v1.TenantStatus
+	63, // 107: hodei.v1.AdminService.ListTenants:output_type -> hodei.v1.ListTenantsResponse
+	65, // 108: hodei.v1.AdminService.DeleteTenant:output_type -> hodei.v1.DeleteTenantResponse
+	38, // 109: hodei.v1.AdminService.RevokeWorker:output_type -> hodei.v1.Worker
+	41, // 110: hodei.v1.AdminService.RemoveWorker:output_type -> hodei.v1.RemoveWorkerResponse
+	44, // 111: hodei.v1.AdminService.CreateToken:output_type -> hodei.v1.CreateTokenResponse
+	46, // 112: hodei.v1.AdminService.ListTokens:output_type -> hodei.v1.ListTokensResponse
+	42, // 113: hodei.v1.AdminService.RevokeToken:output_type -> hodei.v1.TokenInfo
+	42, // 114: hodei.v1.AdminService.WhoAmI:output_type -> hodei.v1.TokenInfo
+	52, // 115: hodei.v1.AdminService.ListAudit:output_type -> hodei.v1.ListAuditResponse
+	38, // 116: hodei.v1.AdminService.UndrainWorker:output_type -> hodei.v1.Worker
+	88, // [88:117] is the sub-list for method output_type
+	59, // [59:88] is the sub-list for method input_type
 	59, // [59:59] is the sub-list for extension type_name
 	59, // [59:59] is the sub-list for extension extendee
 	0,  // [0:59] is the sub-list for field type_name
@@ -5896,7 +5946,7 @@ func file_hodei_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hodei_proto_rawDesc), len(file_hodei_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   78,
+			NumMessages:   79,
 			NumExtensions: 0,
 			NumServices:   3,
 		},
