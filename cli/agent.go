@@ -2,11 +2,14 @@ package cli
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	ucli "github.com/urfave/cli/v2"
+	"google.golang.org/grpc/status"
 
 	"github.com/hodei-jobs/hodei/agent"
 	"github.com/hodei-jobs/hodei/client"
@@ -62,8 +65,10 @@ func agentCommand(*env) *ucli.Command {
 			if err != nil {
 				return err
 			}
+			server := withDefaultPort(c.String("server"))
+			lines := &connectLines{w: c.App.Writer, server: server, labels: labels}
 			a, err := agent.New(agent.Config{
-				Server: c.String("server"), DataDir: c.String("data-dir"), Name: c.String("name"),
+				Server: server, DataDir: c.String("data-dir"), Name: c.String("name"), OnConnect: lines.event,
 				Slots: c.Int64("slots"), Labels: labels, BufferLimit: c.Int64("buffer"),
 				KillGrace: c.Duration("kill-grace"), Version: Version, Logger: logger,
 				Join: c.String("join"), CAFingerprint: c.String("ca-fingerprint"), Insecure: c.Bool("insecure-no-auth"),
@@ -72,13 +77,57 @@ func agentCommand(*env) *ucli.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(c.App.Writer, "hodei: agent %s started for %s\n", a.ID(), c.String("server"))
+			lines.agent = a
+			fmt.Fprintf(c.App.Writer, "hodei: agent %s connecting to %s\n", a.ID(), server)
 			if err := a.Run(c.Context); err != nil {
 				return err
 			}
 			return &exitStatus{code: exitOK}
 		},
 	}
+}
+
+// connectLines prints an agent's connection as it goes, one line per
+// event the agent reports (it leaves out most retries of a server that
+// stays away): "connected" only once a server welcomed it.
+type connectLines struct {
+	w      io.Writer
+	server string
+	labels map[string]string
+	agent  *agent.Agent // set once made; events come only from its Run
+	// connected, when not nil, runs after the first welcome.
+	connected func()
+}
+
+func (l *connectLines) event(ev agent.ConnectEvent) {
+	a := l.agent
+	switch {
+	case ev.Connected && !ev.Welcomed:
+		labels := pairs(l.labels)
+		if labels == "" {
+			labels = "none"
+		}
+		fmt.Fprintf(l.w, "hodei: agent %s connected to %s as %s: %d slots, labels %s\n", a.ID(), l.server, a.Name(), a.Slots(), labels)
+		if l.connected != nil {
+			l.connected()
+		}
+	case ev.Connected:
+		fmt.Fprintf(l.w, "hodei: agent %s connected to %s again\n", a.ID(), l.server)
+	case ev.Welcomed && ev.Failures == 1:
+		fmt.Fprintf(l.w, "hodei: agent %s lost %s (%s); reconnecting, its jobs keep running\n",
+			a.ID(), l.server, dialFailure(status.Convert(ev.Err).Message()))
+	default:
+		fmt.Fprintf(l.w, "hodei: agent %s cannot reach %s yet (%s, %s); retrying in %s\n",
+			a.ID(), l.server, dialFailure(status.Convert(ev.Err).Message()), attempts(ev.Failures), ev.Retry.Round(100*time.Millisecond))
+	}
+}
+
+// attempts is "1 attempt", "2 attempts".
+func attempts(n int) string {
+	if n == 1 {
+		return "1 attempt"
+	}
+	return fmt.Sprintf("%d attempts", n)
 }
 
 // parseLabelList reads "k=v,k2=v2".

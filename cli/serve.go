@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 
 	ucli "github.com/urfave/cli/v2"
@@ -57,6 +59,8 @@ func serveCommand(e *env) *ucli.Command {
 				Usage: "the most dependency links, `N`, one pipeline may create (a step of m jobs that needs steps of n jobs in all makes m×n)"},
 			&ucli.StringFlag{Name: "log-level", Value: "info", Usage: "`LEVEL`: debug, info, warn or error"},
 			&ucli.BoolFlag{Name: "dev", Usage: "also run one agent in this process, over loopback gRPC, with its data in DATA-DIR/agent, and log the local user in"},
+			&ucli.StringFlag{Name: "labels", Usage: "with --dev: labels of the dev agent, comma-separated `k=v,…`, over its own " + devLabelsText},
+			&ucli.Int64Flag{Name: "slots", DefaultText: "the number of CPUs", Usage: "with --dev: `N` job slots the dev agent offers"},
 			&ucli.BoolFlag{Name: "insecure-no-auth", Usage: "turn off authentication and TLS (loopback addresses only): every local process may run any command on every agent"},
 			&ucli.StringFlag{Name: "tls-cert", Usage: "server certificate `FILE` (PEM) instead of the one the server makes in DATA-DIR/tls"},
 			&ucli.StringFlag{Name: "tls-key", Usage: "private key `FILE` (PEM) of --tls-cert"},
@@ -65,6 +69,10 @@ func serveCommand(e *env) *ucli.Command {
 		},
 		Action: func(c *ucli.Context) error {
 			cfg, err := serveConfig(c)
+			if err != nil {
+				return err
+			}
+			dev, err := devConfig(c)
 			if err != nil {
 				return err
 			}
@@ -84,16 +92,19 @@ func serveCommand(e *env) *ucli.Command {
 			var newDev func() (*agent.Agent, error)
 			if c.Bool("dev") {
 				newDev = func() (*agent.Agent, error) {
-					dev, err := devAgent(c, srv, cfg)
-					if err != nil {
-						return nil, err
+					addr := loopbackOf(srv.GRPCAddr())
+					lines := &connectLines{w: c.App.Writer, server: addr, labels: dev.Labels}
+					lines.connected = func() {
+						flag := ""
+						if addr != client.DefaultAddr {
+							flag = " --addr " + addr
+						}
+						fmt.Fprintf(c.App.Writer, "hodei: the dev agent runs jobs here; try:\n\n    ./bin/hodei%s run -- echo hello\n\n", flag)
 					}
-					addr := ""
-					if a := loopbackOf(srv.GRPCAddr()); a != client.DefaultAddr {
-						addr = " --addr " + a
-					}
-					fmt.Fprintf(c.App.Writer, "hodei: dev agent %s runs jobs here; try:\n\n    ./bin/hodei%s run -- echo hello\n\n", dev.ID(), addr)
-					return dev, nil
+					dev.OnConnect = lines.event
+					a, err := devAgent(c, srv, cfg, dev)
+					lines.agent = a
+					return a, err
 				}
 			}
 			if err := serveWith(c.Context, srv, newDev); err != nil {
@@ -188,14 +199,42 @@ func serveConfig(c *ucli.Context) (server.Config, error) {
 	}, nil
 }
 
+// devLabelsText documents devLabels.
+const devLabelsText = "os=GOOS,arch=GOARCH (as Go names them: os=linux, arch=amd64 or arm64…)"
+
+// devConfig checks serve's --labels and --slots, which configure the dev
+// agent, and returns the part of its configuration they give: its labels
+// are os=GOOS and arch=GOARCH, then --labels over them.
+func devConfig(c *ucli.Context) (agent.Config, error) {
+	if !c.Bool("dev") {
+		for _, name := range []string{"labels", "slots"} {
+			if c.IsSet(name) {
+				return agent.Config{}, usagef(c, "--%s: only with --dev (it configures the dev agent; give other agents theirs with hodei agent --%s)", name, name)
+			}
+		}
+		return agent.Config{}, nil
+	}
+	labels, err := parseLabelList(c.String("labels"))
+	if err != nil {
+		return agent.Config{}, usagef(c, "--labels: %s", err)
+	}
+	if n := c.Int64("slots"); n < 0 || n > job.MaxWorkerSlots {
+		return agent.Config{}, usagef(c, "--slots: %d must be between 1 and %d (0: the number of CPUs)", n, job.MaxWorkerSlots)
+	}
+	all := map[string]string{"os": runtime.GOOS, "arch": runtime.GOARCH}
+	maps.Copy(all, labels)
+	return agent.Config{Labels: all, Slots: c.Int64("slots")}, nil
+}
+
 // devAgent makes serve --dev's in-process agent, joined through the real
 // protocol with a fresh agent token, and logs the local user in to the
 // server with the admin token, so that `hodei run` works with no extra step.
-func devAgent(c *ucli.Context, srv *server.Server, cfg server.Config) (*agent.Agent, error) {
+// dev gives its labels, slots and OnConnect.
+func devAgent(c *ucli.Context, srv *server.Server, cfg server.Config, dev agent.Config) (*agent.Agent, error) {
 	addr := loopbackOf(srv.GRPCAddr())
 	acfg := agent.Config{
-		Server: addr, DataDir: filepath.Join(cfg.DataDir, "agent"), Name: "dev",
-		KillGrace: cfg.KillGrace, Version: Version, Logger: cfg.Logger, Insecure: cfg.InsecureNoAuth,
+		Server: addr, DataDir: filepath.Join(cfg.DataDir, "agent"), Name: "dev", Labels: dev.Labels, Slots: dev.Slots,
+		KillGrace: cfg.KillGrace, Version: Version, Logger: cfg.Logger, Insecure: cfg.InsecureNoAuth, OnConnect: dev.OnConnect,
 	}
 	if cfg.InsecureNoAuth {
 		return agent.New(acfg)
