@@ -2448,16 +2448,19 @@ func (x *LogChunk) GetStream() LogStream {
 }
 
 type JobFinished struct {
-	state            protoimpl.MessageState `protogen:"open.v1"`
-	JobId            string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
-	Attempt          int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
-	Outcome          Outcome                `protobuf:"varint,3,opt,name=outcome,proto3,enum=hodei.v1.Outcome" json:"outcome,omitempty"`
-	ExitCode         int32                  `protobuf:"varint,4,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"` // -1 when killed by a signal
-	Reason           string                 `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
-	Usage            *Usage                 `protobuf:"bytes,6,opt,name=usage,proto3" json:"usage,omitempty"`
-	FinishedUnixNano int64                  `protobuf:"varint,7,opt,name=finished_unix_nano,json=finishedUnixNano,proto3" json:"finished_unix_nano,omitempty"`
-	LogSize          int64                  `protobuf:"varint,8,opt,name=log_size,json=logSize,proto3" json:"log_size,omitempty"`          // total bytes of OUTPUT; the server waits for all of them
-	StderrSize       int64                  `protobuf:"varint,9,opt,name=stderr_size,json=stderrSize,proto3" json:"stderr_size,omitempty"` // total bytes of STDERR; likewise
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	JobId    string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Attempt  int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Outcome  Outcome                `protobuf:"varint,3,opt,name=outcome,proto3,enum=hodei.v1.Outcome" json:"outcome,omitempty"`
+	ExitCode int32                  `protobuf:"varint,4,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"` // -1 when killed by a signal
+	Reason   string                 `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	Usage    *Usage                 `protobuf:"bytes,6,opt,name=usage,proto3" json:"usage,omitempty"`
+	// finished_unix_nano: when the attempt ended, by the agent's clock. The
+	// job's finished time is this, bounded by what the server knows (not
+	// before the attempt started, not after the report arrived).
+	FinishedUnixNano int64 `protobuf:"varint,7,opt,name=finished_unix_nano,json=finishedUnixNano,proto3" json:"finished_unix_nano,omitempty"`
+	LogSize          int64 `protobuf:"varint,8,opt,name=log_size,json=logSize,proto3" json:"log_size,omitempty"`          // total bytes of OUTPUT; the server waits for all of them
+	StderrSize       int64 `protobuf:"varint,9,opt,name=stderr_size,json=stderrSize,proto3" json:"stderr_size,omitempty"` // total bytes of STDERR; likewise
 	// output_lost says why the output ends early (a spool that could not be
 	// read); log_size and stderr_size then count what the server holds.
 	OutputLost    string `protobuf:"bytes,10,opt,name=output_lost,json=outputLost,proto3" json:"output_lost,omitempty"`
