@@ -201,3 +201,49 @@ func nextLine(t *testing.T, lines <-chan string) string {
 	}
 	return ""
 }
+
+// TestExamplePipelinesComplete runs every valid example of
+// testdata/pipelines (all but invalid-*) as they stand against serve --dev,
+// as `make run` starts it, and wants each COMPLETED.
+func TestExamplePipelinesComplete(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("testdata", "pipelines", "*.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var valid []string
+	for _, f := range files {
+		if !strings.HasPrefix(filepath.Base(f), "invalid-") {
+			valid = append(valid, f)
+		}
+	}
+	if len(valid) < 4 {
+		t.Fatalf("valid examples %q, want at least 4", valid)
+	}
+	dataDir := t.TempDir()
+	_, lines := startLines(t, "serve", "--dev", "--data-dir", dataDir, "--grpc-addr", "127.0.0.1:0", "--http-addr", "-", "--log-level", "warn")
+	var addr string
+	for {
+		l := nextLine(t, lines)
+		if rest, ok := strings.CutPrefix(l, "hodei: serving grpc="); ok {
+			addr, _, _ = strings.Cut(rest, " ")
+		}
+		if strings.HasPrefix(l, "hodei: the dev agent runs jobs here") {
+			break
+		}
+	}
+	credsMu.Lock()
+	credsByAddr[addr] = credsOf(t, dataDir)
+	credsMu.Unlock()
+	for _, f := range valid {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			out, errOut, code := hodei(t, addr, "pipeline", "run", f, "--wait", "-o", "json")
+			var p struct {
+				State string
+				Steps []struct{ Name, State string }
+			}
+			if code != 0 || json.Unmarshal([]byte(out), &p) != nil || p.State != "COMPLETED" {
+				t.Fatalf("pipeline run %s --wait: exit %d, state %q\nstdout:\n%s\nstderr:\n%s", f, code, p.State, out, errOut)
+			}
+		})
+	}
+}

@@ -3,6 +3,8 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -120,6 +122,10 @@ func TestFieldFlags(t *testing.T) {
 // the flag the user typed, with no status code words tacked on.
 func TestMessagesAgainstServer(t *testing.T) {
 	addr := startServer(t, false)
+	pipeline := filepath.Join(t.TempDir(), "p.yaml")
+	if err := os.WriteFile(pipeline, []byte("name: p\ndefaults:\n  resources: {memory: 99999999999}\nsteps:\n  - name: a\n    script: echo\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -140,6 +146,8 @@ func TestMessagesAgainstServer(t *testing.T) {
 		{"UndrainNotFound", []string{"workers", "undrain", "w-nope"}, "hodei: worker w-nope not found\n"},
 		{"JobNotFound", []string{"jobs", "cancel", "01J00000000000000000000ZZZ"}, "hodei: job 01J00000000000000000000ZZZ not found\n"},
 		{"Conflict", []string{"tenants", "rm", "default"}, "hodei: tenant \"default\": the default tenant cannot be deleted\n"},
+		{"PipelineFileNames", []string{"pipeline", "run", pipeline},
+			"hodei: " + pipeline + ":2: defaults.resources.memory: 99999999999 must be between 0 and 67108864 (64 TiB)\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := runAt(t, addr, tc.args...)
