@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -74,6 +75,9 @@ func agentCommand(*env) *ucli.Command {
 				Join: c.String("join"), CAFingerprint: c.String("ca-fingerprint"), Insecure: c.Bool("insecure-no-auth"),
 				DefaultUser: c.String("default-user"), AllowRoot: c.Bool("allow-root"),
 			})
+			if _, ok := errors.AsType[*job.FieldError](err); ok {
+				return fieldUsage(c, err) // its fields are this command's flags
+			}
 			if err != nil {
 				return err
 			}

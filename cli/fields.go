@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -39,6 +40,9 @@ var tokenFlagsOf = flagsOfFields{"role": "--role", "tenants": "--tenant", "ttl_m
 // "--secret-env TOKEN", "after[2]" is "--after"); ok is false for a field
 // the command has no flag for.
 func (m flagsOfFields) flag(field string) (name string, ok bool) {
+	// A field of the request rather than of its spec (the client's own
+	// check of UTF-8 names those): "spec.env" is "env".
+	field = strings.TrimPrefix(field, "spec.")
 	if f, ok := m[field]; ok {
 		return f, true
 	}
@@ -52,6 +56,9 @@ func (m flagsOfFields) flag(field string) (name string, ok bool) {
 		}
 		if field[i] == '.' {
 			return f + " " + field[i+1:], true
+		}
+		if idx := strings.TrimSuffix(field[i+1:], "]"); f == "CMD" && idx != "0" {
+			return "argument " + idx + " of CMD", true // argv[0] is CMD itself
 		}
 		return f, true
 	}
