@@ -31,7 +31,7 @@ func agentCommand(*env) *ucli.Command {
 			"as root only for a tenant set with --run-as root, and only with --allow-root. Run as\n" +
 			"another user, it runs jobs as itself and fails those of tenants that name another user.",
 		Flags: []ucli.Flag{
-			&ucli.StringFlag{Name: "server", Value: client.DefaultAddr, EnvVars: []string{"HODEI_ADDR"}, Usage: "gRPC `ADDR` of the server"},
+			&ucli.StringFlag{Name: "server", Value: client.DefaultAddr, EnvVars: []string{"HODEI_ADDR"}, Usage: "gRPC address of the server, `HOST[:PORT]` (port 7070 if left out)"},
 			&ucli.StringFlag{Name: "data-dir", Value: "./hodei-agent", EnvVars: []string{"HODEI_AGENT_DIR"}, Usage: "`DIR` for the worker id, journal and spooled output"},
 			&ucli.Int64Flag{Name: "slots", DefaultText: "the number of CPUs", Usage: "`N` job slots this host offers"},
 			&ucli.StringFlag{Name: "labels", Usage: "comma-separated `k=v,…` that job selectors match"},

@@ -289,7 +289,7 @@ const (
 func globalFlags() []ucli.Flag {
 	return []ucli.Flag{
 		&ucli.StringFlag{Name: flagAddr, Value: client.DefaultAddr, EnvVars: []string{"HODEI_ADDR"},
-			Usage: "gRPC address of the hodei server, `HOST:PORT`"},
+			Usage: "gRPC address of the hodei server, `HOST[:PORT]` (port 7070 if left out)"},
 		&ucli.StringFlag{Name: flagToken, EnvVars: []string{"HODEI_TOKEN"},
 			Usage: "bearer `TOKEN` sent to the server (prefer HODEI_TOKEN or hodei login: flags show in ps)"},
 		&ucli.StringFlag{Name: flagCAFile, EnvVars: []string{"HODEI_CA_FILE"},
@@ -305,7 +305,7 @@ func globalFlags() []ucli.Flag {
 func clientFlags() []ucli.Flag {
 	return []ucli.Flag{
 		&ucli.StringFlag{Name: flagAddr, Value: client.DefaultAddr,
-			Usage: "gRPC address of the hodei server, `HOST:PORT` (env HODEI_ADDR)"},
+			Usage: "gRPC address of the hodei server, `HOST[:PORT]` (port 7070 if left out; env HODEI_ADDR)"},
 		&ucli.StringFlag{Name: flagToken,
 			Usage: "bearer `TOKEN` sent to the server (env HODEI_TOKEN)"},
 		&ucli.StringFlag{Name: flagCAFile,
