@@ -47,7 +47,7 @@ func TestWorkersAfterRestartAndRemove(t *testing.T) {
 	if j.GetWorker() == stays.id {
 		holder, idle = stays, gone
 	}
-	wantRefused(t, addr, "stop its agent first", "workers", "rm", holder.id)
+	wantRefused(t, addr, "a connected worker cannot be removed", "workers", "rm", holder.id)
 	wantRefused(t, addr, "not found", "workers", "rm", "no-such-worker")
 
 	// The server goes first, so that the job is still RUNNING on disk;
@@ -58,7 +58,7 @@ func TestWorkersAfterRestartAndRemove(t *testing.T) {
 	if got := workersJSON(t, addr)[holder.id]; got != "UNKNOWN" {
 		t.Fatalf("the gone worker after the restart: %s, want UNKNOWN", got)
 	}
-	wantRefused(t, addr, "holds 1 active jobs", "workers", "rm", holder.id)
+	wantRefused(t, addr, "holds 1 active job:", "workers", "rm", holder.id)
 	eventually(t, 20*time.Second, "the agent still running to say Hello again", func() bool {
 		return workersJSON(t, addr)[idle.id] == "READY"
 	})

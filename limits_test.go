@@ -35,13 +35,13 @@ func TestCLIRefusesWhatCouldNeverRun(t *testing.T) {
 		args []string
 		want string // the field and its rule, as printed
 	}{
-		{"ArgvNotUTF8", []string{"submit", "--", "echo", "a\xffb"}, "spec.command[1]: is not valid UTF-8"},
-		{"EnvNotUTF8", []string{"submit", "--env", "A=\xff", "--", "true"}, `spec.env: value of "A" is not valid UTF-8`},
-		{"MemoryAboveMax", []string{"submit", "--memory", "67108865", "--", "true"}, "resources.memory_mib: 67108865 must be between 0 and 67108864"},
-		{"CPUAboveMax", []string{"submit", "--cpu", "4096001", "--", "true"}, "resources.cpu_millis:"},
+		{"ArgvNotUTF8", []string{"submit", "--", "echo", "a\xffb"}, "argument 1 of CMD: is not valid UTF-8"},
+		{"EnvNotUTF8", []string{"submit", "--env", "A=\xff", "--", "true"}, `--env: value of "A" is not valid UTF-8`},
+		{"MemoryAboveMax", []string{"submit", "--memory", "67108865", "--", "true"}, "--memory: 67108865 must be between 0 and 67108864"},
+		{"CPUAboveMax", []string{"submit", "--cpu", "4096001", "--", "true"}, "--cpu:"},
 		{"MemoryAboveTenant", []string{"submit", "--tenant", "ml", "--memory", "8192", "--", "true"},
-			`resources.memory_mib: 8192 is more than the running limit of tenant "ml", 4096 MiB`},
-		{"DeadlineTooFar", []string{"submit", "--deadline", "9000h", "--", "true"}, "deadline:"},
+			`--memory: 8192 is more than the running limit of tenant "ml", 4096 MiB`},
+		{"DeadlineTooFar", []string{"submit", "--deadline", "9000h", "--", "true"}, "--deadline:"},
 		{"PipelineLinks", []string{"pipeline", "run", dagFile}, "steps: the pipeline has 6 dependency links; at most 5 are allowed (--max-pipeline-links)"},
 	}
 	for _, tt := range tests {

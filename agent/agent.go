@@ -57,6 +57,11 @@ type Config struct {
 	// Insecure connects without TLS or a certificate, to a server run with
 	// --insecure-no-auth on a loopback address. Default false.
 	Insecure bool
+	// OnConnect, when not nil, is told of each welcome from a server and
+	// of failed attempts to connect (not all of them: the first, each new
+	// reason, and then one every 30 s). Run calls it from its own
+	// goroutine; it must not block. The logger says the same.
+	OnConnect func(ConnectEvent)
 }
 
 // Defaults of Config.
@@ -79,6 +84,9 @@ type Agent struct {
 	journal *journal
 	users   *userPolicy
 
+	// lock is the flock on DataDir/agent.lock, held until Run returns.
+	lock *os.File
+
 	mu    sync.Mutex
 	tasks map[ref]*task // guarded by mu
 
@@ -99,10 +107,11 @@ type ref struct {
 	attempt int
 }
 
-// New prepares an agent: it reads (or creates) the worker id in DataDir,
-// detects the host's capacity, and loads the results a previous run could
-// not deliver.
-func New(cfg Config) (*Agent, error) {
+// New prepares an agent: it locks DataDir (ErrLocked, at once, when
+// another agent holds it), reads (or creates) the worker id there, detects
+// the host's capacity, and loads the results a previous run could not
+// deliver. The lock is held until Run returns.
+func New(cfg Config) (_ *Agent, err error) {
 	if cfg.Server == "" {
 		return nil, job.Invalid("server", "is required")
 	}
@@ -133,6 +142,15 @@ func New(cfg Config) (*Agent, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
+	lock, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			lock.Close()
+		}
+	}()
 	id, err := workerID(cfg.DataDir)
 	if err != nil {
 		return nil, err
@@ -148,7 +166,7 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a := &Agent{
 		cfg: cfg, log: cfg.Logger.With("component", "agent", "worker", id), id: id, host: host,
-		cap: capacity, users: users, tasks: make(map[ref]*task),
+		cap: capacity, users: users, tasks: make(map[ref]*task), lock: lock,
 	}
 	creds, err := a.transport(cfg)
 	if err != nil {
@@ -186,6 +204,13 @@ func New(cfg Config) (*Agent, error) {
 // ID is the worker id the agent registers under.
 func (a *Agent) ID() string { return a.id }
 
+// Name is the worker name the agent registers under (Config.Name, or the
+// hostname).
+func (a *Agent) Name() string { return a.cfg.Name }
+
+// Slots is the number of job slots the agent offers.
+func (a *Agent) Slots() int64 { return a.cap.Slots }
+
 // workerID reads DataDir/worker-id, creating it on first use.
 func workerID(dir string) (string, error) {
 	path := filepath.Join(dir, "worker-id")
@@ -212,13 +237,15 @@ func workerID(dir string) (string, error) {
 // (SIGTERM, then SIGKILL after the kill grace), journals their results for
 // the next run, and returns.
 func (a *Agent) Run(ctx context.Context) error {
+	defer a.lock.Close()
 	defer a.conn.Close()
 	defer a.journal.close()
 	defer a.shutdown()
 	backoff := minBackoff
+	var reports failureReports
 	for {
 		start := time.Now()
-		err := a.session(ctx)
+		err := a.session(ctx, reports.connected)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -236,7 +263,19 @@ func (a *Agent) Run(ctx context.Context) error {
 			backoff = minBackoff // it was up for a while: start over
 		}
 		wait := backoff/2 + rand.N(backoff/2+1)
-		a.log.Warn("disconnected from server", "err", err, "retry_in", wait.Round(time.Millisecond))
+		welcomed := a.welcomed.Load()
+		if reports.failed(time.Now(), err) {
+			msg := "cannot connect to server"
+			if welcomed {
+				msg = "disconnected from server"
+			}
+			a.log.Warn(msg, "server", a.cfg.Server, "err", err, "failures", reports.failures, "retry_in", wait.Round(time.Millisecond))
+			if a.cfg.OnConnect != nil {
+				a.cfg.OnConnect(ConnectEvent{Welcomed: welcomed, Err: err, Retry: wait, Failures: reports.failures})
+			}
+		} else {
+			a.log.Debug("cannot connect to server", "server", a.cfg.Server, "err", err, "failures", reports.failures)
+		}
 		select {
 		case <-ctx.Done():
 			return nil

@@ -185,7 +185,7 @@ func startAttempt(spec attemptSpec, opts attemptOptions) *attempt {
 		_ = a.out.Close()
 		_ = a.errs.Close()
 		a.out, a.errs = emptySpool(), emptySpool()
-		a.result = exit{Outcome: startFailed, ExitCode: -1, Reason: "start: " + err.Error(), Finished: a.opts.Now()}
+		a.result = exit{Outcome: startFailed, ExitCode: -1, Reason: err.Error(), Finished: a.opts.Now()} // the server says "start: "
 		close(a.done)
 	}
 	return a

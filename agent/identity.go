@@ -71,12 +71,14 @@ func (a *Agent) transport(cfg Config) (grpc.DialOption, error) {
 // sent.
 func (a *Agent) join(ctx context.Context, cfg Config, dir string) error {
 	pin, err := pki.ParseFingerprint(cfg.CAFingerprint)
-	if err != nil {
+	if fe, ok := errors.AsType[*job.FieldError](err); ok {
+		return job.Invalid("ca-fingerprint", "%s", fe.Rule)
+	} else if err != nil {
 		return job.Invalid("ca-fingerprint", "%s", err)
 	}
 	caPEM, err := pki.FetchCA(ctx, cfg.Server, pin)
 	if err != nil {
-		return fmt.Errorf("join %s: %w", cfg.Server, err)
+		return fmt.Errorf("join: %w", err) // it names the server
 	}
 	tlsCfg, err := pki.ClientConfig(caPEM, nil, pki.ServerName(cfg.Server))
 	if err != nil {

@@ -196,7 +196,7 @@ func TestAttemptRunsAsUser(t *testing.T) {
 	t.Run("Refused", func(t *testing.T) {
 		a := mustStartAttempt(t, attemptSpec{Argv: []string{"true"}, Tenant: "ml", RunAs: "root"}, attemptOptions{Users: policy})
 		e := waitAttempt(t, a, time.Second)
-		want := "start: tenant ml runs jobs as root; start the agent with --allow-root to allow it"
+		want := "tenant ml runs jobs as root; start the agent with --allow-root to allow it"
 		if e.Outcome != startFailed || e.Reason != want {
 			t.Fatalf("exit %+v, want startFailed with %q", e, want)
 		}

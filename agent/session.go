@@ -38,8 +38,9 @@ type session struct {
 	pumped map[*task]bool
 }
 
-// session runs one stream until it breaks or ctx ends.
-func (a *Agent) session(ctx context.Context) error {
+// session runs one stream until it breaks or ctx ends; welcomed runs once
+// the server welcomed the agent.
+func (a *Agent) session(ctx context.Context, welcomed func()) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	stream, err := pb.NewAgentServiceClient(a.conn).Connect(ctx)
@@ -65,8 +66,12 @@ func (a *Agent) session(ctx context.Context) error {
 	if welcome == nil {
 		return errors.New("server did not answer Hello with Welcome")
 	}
-	a.welcomed.Store(true)
+	before := a.welcomed.Swap(true)
 	a.log.Info("connected", "server", a.cfg.Server, "slots", a.cap.Slots, "held", len(tasks))
+	welcomed()
+	if a.cfg.OnConnect != nil {
+		a.cfg.OnConnect(ConnectEvent{Connected: true, Welcomed: before})
+	}
 
 	s.wg.Add(2)
 	go func() {

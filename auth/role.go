@@ -54,7 +54,7 @@ const (
 	Cancel                              // cancel jobs, arrays and pipelines
 	ReadTenants                         // tenants ls/get (scoped: its own)
 	ManageTenants                       // tenants set/rm
-	ManageWorkers                       // workers ls/drain/revoke/rm (global)
+	ManageWorkers                       // workers ls/drain/undrain/revoke/rm (global)
 	Snapshot                            // snapshot save (global)
 	ManageTokens                        // token create/ls/revoke (global)
 	ReadAudit                           // audit ls (global)

@@ -1,12 +1,16 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	ucli "github.com/urfave/cli/v2"
+	"google.golang.org/grpc/status"
 
 	"github.com/hodei-jobs/hodei/agent"
 	"github.com/hodei-jobs/hodei/client"
@@ -27,13 +31,15 @@ func agentCommand(*env) *ucli.Command {
 			"as root only for a tenant set with --run-as root, and only with --allow-root. Run as\n" +
 			"another user, it runs jobs as itself and fails those of tenants that name another user.",
 		Flags: []ucli.Flag{
-			&ucli.StringFlag{Name: "server", Value: client.DefaultAddr, EnvVars: []string{"HODEI_ADDR"}, Usage: "gRPC `ADDR` of the server"},
+			&ucli.StringFlag{Name: "server", Value: client.DefaultAddr, EnvVars: []string{"HODEI_ADDR"}, Usage: "gRPC address of the server, `HOST[:PORT]` (port 7070 if left out)"},
 			&ucli.StringFlag{Name: "data-dir", Value: "./hodei-agent", EnvVars: []string{"HODEI_AGENT_DIR"}, Usage: "`DIR` for the worker id, journal and spooled output"},
-			&ucli.Int64Flag{Name: "slots", Usage: "job slots this host offers (default: the number of CPUs)"},
+			&ucli.Int64Flag{Name: "slots", DefaultText: "the number of CPUs", Usage: "`N` job slots this host offers"},
 			&ucli.StringFlag{Name: "labels", Usage: "comma-separated `k=v,…` that job selectors match"},
 			&ucli.StringFlag{Name: "name", Usage: "`NAME` shown in 'hodei workers ls' (default: the hostname)"},
 			&ucli.Int64Flag{Name: "buffer", Value: agent.DefaultBufferLimit, Usage: "`BYTES` of unacknowledged output per job before its PTY is no longer read"},
-			&ucli.DurationFlag{Name: "kill-grace", Value: agent.DefaultKillGrace, Usage: "time between SIGTERM and SIGKILL on timeout"},
+			&ucli.DurationFlag{Name: "kill-grace", Value: agent.DefaultKillGrace,
+				Usage: "`DURATION` between SIGTERM and SIGKILL when this agent stops a job on its own: at the job's --timeout, and when the agent shuts down " +
+					"(a stop the server orders, as a cancel, carries serve's --kill-grace)"},
 			&ucli.StringFlag{Name: "default-user", Value: agent.DefaultUser, Usage: "`USER` (name or uid) jobs run as when the agent runs as root and their tenant names none; not root. " +
 				"\"dynamic\": each such tenant runs as a uid of its own, so tenants cannot see into each other's processes"},
 			&ucli.BoolFlag{Name: "allow-root", Usage: "run the jobs of tenants set with --run-as root as root (when the agent runs as root)"},
@@ -60,23 +66,72 @@ func agentCommand(*env) *ucli.Command {
 			if err != nil {
 				return err
 			}
+			server := withDefaultPort(c.String("server"))
+			lines := &connectLines{w: c.App.Writer, server: server, labels: labels}
 			a, err := agent.New(agent.Config{
-				Server: c.String("server"), DataDir: c.String("data-dir"), Name: c.String("name"),
+				Server: server, DataDir: c.String("data-dir"), Name: c.String("name"), OnConnect: lines.event,
 				Slots: c.Int64("slots"), Labels: labels, BufferLimit: c.Int64("buffer"),
 				KillGrace: c.Duration("kill-grace"), Version: Version, Logger: logger,
 				Join: c.String("join"), CAFingerprint: c.String("ca-fingerprint"), Insecure: c.Bool("insecure-no-auth"),
 				DefaultUser: c.String("default-user"), AllowRoot: c.Bool("allow-root"),
 			})
+			if _, ok := errors.AsType[*job.FieldError](err); ok {
+				return fieldUsage(c, err) // its fields are this command's flags
+			}
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(c.App.Writer, "hodei: agent %s started for %s\n", a.ID(), c.String("server"))
+			lines.agent = a
+			fmt.Fprintf(c.App.Writer, "hodei: agent %s connecting to %s\n", a.ID(), server)
 			if err := a.Run(c.Context); err != nil {
 				return err
 			}
 			return &exitStatus{code: exitOK}
 		},
 	}
+}
+
+// connectLines prints an agent's connection as it goes, one line per
+// event the agent reports (it leaves out most retries of a server that
+// stays away): "connected" only once a server welcomed it.
+type connectLines struct {
+	w      io.Writer
+	server string
+	labels map[string]string
+	agent  *agent.Agent // set once made; events come only from its Run
+	// connected, when not nil, runs after the first welcome.
+	connected func()
+}
+
+func (l *connectLines) event(ev agent.ConnectEvent) {
+	a := l.agent
+	switch {
+	case ev.Connected && !ev.Welcomed:
+		labels := pairs(l.labels)
+		if labels == "" {
+			labels = "none"
+		}
+		fmt.Fprintf(l.w, "hodei: agent %s connected to %s as %s: %d slots, labels %s\n", a.ID(), l.server, a.Name(), a.Slots(), labels)
+		if l.connected != nil {
+			l.connected()
+		}
+	case ev.Connected:
+		fmt.Fprintf(l.w, "hodei: agent %s connected to %s again\n", a.ID(), l.server)
+	case ev.Welcomed && ev.Failures == 1:
+		fmt.Fprintf(l.w, "hodei: agent %s lost %s (%s); reconnecting, its jobs keep running\n",
+			a.ID(), l.server, dialFailure(status.Convert(ev.Err).Message()))
+	default:
+		fmt.Fprintf(l.w, "hodei: agent %s cannot reach %s yet (%s, %s); retrying in %s\n",
+			a.ID(), l.server, dialFailure(status.Convert(ev.Err).Message()), attempts(ev.Failures), ev.Retry.Round(100*time.Millisecond))
+	}
+}
+
+// attempts is "1 attempt", "2 attempts".
+func attempts(n int) string {
+	if n == 1 {
+		return "1 attempt"
+	}
+	return fmt.Sprintf("%d attempts", n)
 }
 
 // parseLabelList reads "k=v,k2=v2".

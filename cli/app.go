@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"slices"
 	"strings"
@@ -164,16 +165,34 @@ func message(ctx context.Context, err error) string {
 	case ctx.Err() != nil:
 		return "interrupted"
 	}
-	// A gRPC status error as the client returned it: its message already
-	// names the field; "rpc error: code = … desc =" would only add noise.
-	if s, ok := err.(interface{ GRPCStatus() *status.Status }); ok {
-		st := s.GRPCStatus()
-		if st.Message() == "" {
-			return strings.ToLower(st.Code().String())
-		}
-		return st.Message()
+	return errorText(err)
+}
+
+// grpcStatusError is an error that carries a gRPC status, as the client's
+// calls return them.
+type grpcStatusError interface {
+	error
+	GRPCStatus() *status.Status
+}
+
+// errorText is err's text with the gRPC status it carries, if any, shown
+// by its message alone: the message names the field or object at fault,
+// and "rpc error: code = … desc =" would only add noise. A status wrapped
+// in a message of the CLI's ("save snapshot: …") keeps that prefix.
+func errorText(err error) string {
+	var se grpcStatusError
+	if !errors.As(err, &se) {
+		return err.Error()
 	}
-	return err.Error()
+	st := se.GRPCStatus()
+	msg := st.Message()
+	if msg == "" {
+		msg = strings.ToLower(st.Code().String())
+	}
+	if full, inner := err.Error(), se.Error(); full != inner {
+		return strings.Replace(full, inner, msg, 1)
+	}
+	return msg
 }
 
 // usageError is a mistake in the command line: exit code 2.
@@ -270,7 +289,7 @@ const (
 func globalFlags() []ucli.Flag {
 	return []ucli.Flag{
 		&ucli.StringFlag{Name: flagAddr, Value: client.DefaultAddr, EnvVars: []string{"HODEI_ADDR"},
-			Usage: "gRPC address of the hodei server, `HOST:PORT`"},
+			Usage: "gRPC address of the hodei server, `HOST[:PORT]` (port 7070 if left out)"},
 		&ucli.StringFlag{Name: flagToken, EnvVars: []string{"HODEI_TOKEN"},
 			Usage: "bearer `TOKEN` sent to the server (prefer HODEI_TOKEN or hodei login: flags show in ps)"},
 		&ucli.StringFlag{Name: flagCAFile, EnvVars: []string{"HODEI_CA_FILE"},
@@ -286,7 +305,7 @@ func globalFlags() []ucli.Flag {
 func clientFlags() []ucli.Flag {
 	return []ucli.Flag{
 		&ucli.StringFlag{Name: flagAddr, Value: client.DefaultAddr,
-			Usage: "gRPC address of the hodei server, `HOST:PORT` (env HODEI_ADDR)"},
+			Usage: "gRPC address of the hodei server, `HOST[:PORT]` (port 7070 if left out; env HODEI_ADDR)"},
 		&ucli.StringFlag{Name: flagToken,
 			Usage: "bearer `TOKEN` sent to the server (env HODEI_TOKEN)"},
 		&ucli.StringFlag{Name: flagCAFile,
@@ -355,7 +374,7 @@ func jsonOutput(c *ucli.Context) (bool, error) {
 // withClient dials the server named by the global flags, runs fn and closes
 // the connection. An unreachable server is reported with its address.
 func withClient(c *ucli.Context, fn func(*client.Client) error) error {
-	addr := globalString(c, flagAddr)
+	addr := serverAddr(c)
 	opts, err := dialOptions(c, addr)
 	if err != nil {
 		return err
@@ -366,10 +385,29 @@ func withClient(c *ucli.Context, fn func(*client.Client) error) error {
 	}
 	defer cl.Close()
 	err = fn(cl)
-	if s, ok := err.(interface{ GRPCStatus() *status.Status }); ok && s.GRPCStatus().Code() == codes.Unavailable {
+	if se := grpcStatusError(nil); errors.As(err, &se) && se.GRPCStatus().Code() == codes.Unavailable {
 		return &unavailableError{addr: addr, err: err, plaintext: len(opts) == 0}
 	}
 	return err
+}
+
+// serverAddr is the server address the global flags name (--addr,
+// HODEI_ADDR), with the default port when they name a host alone.
+func serverAddr(c *ucli.Context) string {
+	return withDefaultPort(globalString(c, flagAddr))
+}
+
+// withDefaultPort returns addr, or addr on client.DefaultPort when it has
+// no port: "srv" and "10.0.0.5" mean port 7070, as do "::1" and "[::1]".
+func withDefaultPort(addr string) string {
+	if addr == "" {
+		return ""
+	}
+	if _, _, err := net.SplitHostPort(addr); err == nil {
+		return addr
+	}
+	host := strings.TrimSuffix(strings.TrimPrefix(addr, "["), "]")
+	return net.JoinHostPort(host, client.DefaultPort)
 }
 
 // setTrailingFlag sets the flag token a (from after the arguments) on c,
@@ -415,8 +453,10 @@ type unavailableError struct {
 }
 
 func (e *unavailableError) Error() string {
-	msg := fmt.Sprintf("server %s unavailable: %s", e.addr, status.Convert(e.err).Message())
-	if e.plaintext && !strings.Contains(msg, "connection refused") {
+	why := dialFailure(status.Convert(e.err).Message())
+	msg := fmt.Sprintf("the hodei server at %s is unavailable (%s): start one with `hodei serve` (`make run` in a checkout), "+
+		"or point --addr or HODEI_ADDR at the one you use", e.addr, why)
+	if e.plaintext && why != "connection refused" {
 		msg += fmt.Sprintf("\n(no login for %s, so this went without TLS: if the server runs with TLS, as it does unless "+
 			"--insecure-no-auth, run `hodei login --addr %s --token-file DATA-DIR/admin.token --ca-fingerprint sha256:…` or pass --ca-file and --token)", e.addr, e.addr)
 	}
@@ -424,6 +464,25 @@ func (e *unavailableError) Error() string {
 }
 
 func (e *unavailableError) Unwrap() error { return e.err }
+
+// dialFailure shortens the message of a gRPC Unavailable error to its
+// cause ("connection refused"): the rest (`connection error: desc =
+// "transport: Error while dialing: dial tcp …`) only repeats the address.
+func dialFailure(msg string) string {
+	for _, cause := range []string{"connection refused", "no such host", "i/o timeout", "network is unreachable",
+		"no route to host", "connection reset by peer", "certificate signed by unknown authority"} {
+		if strings.Contains(msg, cause) {
+			return cause
+		}
+	}
+	msg = strings.TrimPrefix(msg, "connection error: desc = ")
+	msg = strings.Trim(msg, `"`)
+	msg = strings.TrimPrefix(msg, "transport: ")
+	if msg == "" {
+		return "no answer"
+	}
+	return msg
+}
 
 // args checks that c got exactly the named positional arguments and
 // returns them. Flags may also follow them (`tenants set NAME --weight 2`):

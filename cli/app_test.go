@@ -79,14 +79,6 @@ func TestGlobalFlags(t *testing.T) {
 	})
 }
 
-func TestUnavailable(t *testing.T) {
-	addr := closedAddr(t)
-	r := runApp(t, "--addr", addr, "jobs", "ls")
-	if r.code != 1 || !strings.HasPrefix(r.stderr, "hodei: server "+addr+" unavailable: ") {
-		t.Errorf("exit %d, stderr %q", r.code, r.stderr)
-	}
-}
-
 func TestUsage(t *testing.T) {
 	for _, tc := range []struct {
 		name   string

@@ -114,7 +114,7 @@ func TestJobsCancelArray(t *testing.T) {
 		{"Both", []string{"--array", "01J0000000000000000000ARAY", "01JAAAAAAAAAAAAAAAAAAAAAA1"}, 2, "give either a job ID or --array ID, not both"},
 		{"Neither", nil, 2, "missing job ID (or --array ID)"},
 		{"EmptyArray", []string{"--array", ""}, 2, "--array: must not be empty"},
-		{"UnknownArray", []string{"--array", "01J0000000000000000000NONE"}, 1, "hodei: array 01J0000000000000000000NONE: not found\n"},
+		{"UnknownArray", []string{"--array", "01J0000000000000000000NONE"}, 1, "hodei: array 01J0000000000000000000NONE not found\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := h.run(t, append([]string{"jobs", "cancel"}, tc.args...)...)

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"fmt"
 	"io"
 	"strconv"
 	"strings"
@@ -30,7 +31,7 @@ func auditCommand(e *env) *ucli.Command {
 					&ucli.StringFlag{Name: "since", Usage: "only records from `WHEN` on: a duration before now (30m, 24h, 7d) or an RFC 3339 time"},
 					&ucli.StringFlag{Name: "actor", Usage: "only records of the token `NAME` (or agent worker id)"},
 					&ucli.StringFlag{Name: "action", Usage: "only records whose action contains `TEXT`, ignoring case (Submit, AdminService)"},
-					&ucli.IntFlag{Name: "limit", Usage: "at most `N` records (default 1000, at most 10000)"},
+					&ucli.IntFlag{Name: "limit", DefaultText: strconv.Itoa(job.DefaultAuditLimit), Usage: fmt.Sprintf("at most `N` records, up to %d", job.MaxAuditLimit)},
 				),
 				Action: func(c *ucli.Context) error {
 					if _, err := args(c); err != nil {

@@ -70,7 +70,8 @@ func TestReconnectTimeoutFlag(t *testing.T) {
 		h := newHarness(t)
 		h.jobs.setErr(status.Error(codes.Unavailable, "connection refused"))
 		r := h.run(t, "logs", "-f", "01JX")
-		if r.code != 1 || r.stderr != "hodei: server "+h.addr+" unavailable: connection refused\n" {
+		if r.code != 1 || !strings.HasPrefix(r.stderr, "hodei: the hodei server at "+h.addr+" is unavailable (connection refused)") ||
+			strings.Contains(r.stderr, "retrying") {
 			t.Errorf("exit %d, stderr %q", r.code, r.stderr)
 		}
 	})

@@ -141,7 +141,7 @@ func loginCommand(*env) *ucli.Command {
 			if _, err := args(c); err != nil {
 				return err
 			}
-			addr := globalString(c, flagAddr)
+			addr := serverAddr(c)
 			token := globalString(c, flagToken)
 			if f := c.String("token-file"); f != "" {
 				b, err := os.ReadFile(f)

@@ -407,7 +407,7 @@ func (f *fakeAdmin) GetTenant(_ context.Context, req *hodeipb.GetTenantRequest) 
 	if _, st := f.tenant(req.GetName()); st != nil {
 		return st, nil
 	}
-	return nil, status.Errorf(codes.NotFound, "tenant %q: not found", req.GetName())
+	return nil, status.Errorf(codes.NotFound, "tenant %q not found", req.GetName())
 }
 
 func (f *fakeAdmin) ListTenants(context.Context, *hodeipb.ListTenantsRequest) (*hodeipb.ListTenantsResponse, error) {
@@ -424,11 +424,11 @@ func (f *fakeAdmin) DeleteTenant(_ context.Context, req *hodeipb.DeleteTenantReq
 	i, st := f.tenant(req.GetName())
 	switch {
 	case req.GetName() == "default":
-		return nil, status.Error(codes.FailedPrecondition, `tenant "default": the default tenant cannot be deleted: conflict`)
+		return nil, status.Error(codes.FailedPrecondition, `tenant "default": the default tenant cannot be deleted`)
 	case st == nil:
-		return nil, status.Errorf(codes.NotFound, "tenant %q: not found", req.GetName())
+		return nil, status.Errorf(codes.NotFound, "tenant %q not found", req.GetName())
 	case st.GetQueued() > 0:
-		return nil, status.Errorf(codes.FailedPrecondition, "tenant %q has %d jobs that are not finished; cancel them or wait: conflict", req.GetName(), st.GetQueued())
+		return nil, status.Errorf(codes.FailedPrecondition, "tenant %q has %d jobs that are not finished; cancel them or wait", req.GetName(), st.GetQueued())
 	}
 	f.tenants = slices.Delete(f.tenants, i, i+1)
 	f.tenantDels = append(f.tenantDels, req.GetName())

@@ -28,7 +28,7 @@ func (f *fakeJobs) CancelArray(ctx context.Context, req *hodeipb.CancelArrayRequ
 	defer f.mu.Unlock()
 	f.arrayCancels = append(f.arrayCancels, req)
 	if req.GetId() != "01J0000000000000000000ARAY" {
-		return nil, status.Errorf(codes.NotFound, "array %s: not found", req.GetId())
+		return nil, status.Errorf(codes.NotFound, "array %s not found", req.GetId())
 	}
 	return &hodeipb.CancelArrayResponse{Count: 1, Cancelled: []string{"01J00000000000000000000011"}}, nil
 }
@@ -76,7 +76,7 @@ func (f *fakeJobs) GetPipeline(ctx context.Context, req *hodeipb.GetPipelineRequ
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if len(f.progress) == 0 || req.GetId() != f.progress[0].GetPipeline().GetId() {
-		return nil, status.Errorf(codes.NotFound, "pipeline %s: not found", req.GetId())
+		return nil, status.Errorf(codes.NotFound, "pipeline %s not found", req.GetId())
 	}
 	return f.nextProgress(), nil
 }
@@ -115,5 +115,5 @@ func (f *fakeJobs) CancelPipeline(ctx context.Context, req *hodeipb.CancelPipeli
 			return c, nil
 		}
 	}
-	return nil, status.Errorf(codes.NotFound, "pipeline %s: not found", req.GetId())
+	return nil, status.Errorf(codes.NotFound, "pipeline %s not found", req.GetId())
 }

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -93,7 +94,11 @@ func (ix *fileIndex) line(field string) int {
 	}
 	rest, ok := strings.CutPrefix(field, "steps.")
 	if !ok {
-		return ix.top[field]
+		if l := ix.top[field]; l > 0 {
+			return l
+		}
+		top, _, _ := strings.Cut(field, ".") // "defaults.resources.memory"
+		return ix.top[top]
 	}
 	// The step whose name is the longest prefix of rest; the last of
 	// duplicates, since a duplicate name is reported on the second one.
@@ -122,12 +127,20 @@ func (ix *fileIndex) line(field string) int {
 }
 
 // pipelineFileError points an InvalidArgument answer to RunPipeline at
-// the line of the field it names: "release.yaml:14: steps.test.needs: …".
-// Other errors pass unchanged.
+// the line of the field it names, by the name the file gives it:
+// "release.yaml:14: steps.test.needs: …", "steps.b.resources.cpu: …"
+// (the server's rules say cpu_millis). Other errors pass unchanged.
 func pipelineFileError(path string, ix *fileIndex, err error) error {
 	st, ok := status.FromError(err)
 	if !ok || st.Code() != codes.InvalidArgument {
 		return err
+	}
+	for _, d := range st.Details() {
+		if br, ok := d.(*errdetails.BadRequest); ok && len(br.GetFieldViolations()) > 0 {
+			v := br.GetFieldViolations()[0]
+			field := lineField(v.GetField())
+			return &fileError{path: path, line: ix.line(field), msg: field + ": " + v.GetDescription()}
+		}
 	}
 	field, _, ok := strings.Cut(st.Message(), ": ")
 	if !ok || strings.ContainsAny(field, " \t\n") {

@@ -215,7 +215,7 @@ func TestPipelineGet(t *testing.T) {
 		code int
 		want string
 	}{
-		{"NotFound", []string{"01JZZZZZZZZZZZZZZZZZZZZZZZ"}, 1, "hodei: pipeline 01JZZZZZZZZZZZZZZZZZZZZZZZ: not found\n"},
+		{"NotFound", []string{"01JZZZZZZZZZZZZZZZZZZZZZZZ"}, 1, "hodei: pipeline 01JZZZZZZZZZZZZZZZZZZZZZZZ not found\n"},
 		{"NoID", nil, 2, "missing pipeline ID"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -248,7 +248,7 @@ func TestPipelineCancel(t *testing.T) {
 		t.Errorf("JSON = %s (%v)", r.stdout, err)
 	}
 	r = h.run(t, "pipeline", "cancel", "01JZZZZZZZZZZZZZZZZZZZZZZZ")
-	if r.code != 1 || r.stderr != "hodei: pipeline 01JZZZZZZZZZZZZZZZZZZZZZZZ: not found\n" {
+	if r.code != 1 || r.stderr != "hodei: pipeline 01JZZZZZZZZZZZZZZZZZZZZZZZ not found\n" {
 		t.Errorf("exit %d, stderr %q", r.code, r.stderr)
 	}
 }

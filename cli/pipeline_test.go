@@ -54,10 +54,10 @@ func TestPipelineFileDefaults(t *testing.T) {
 		},
 		Steps: []*hodeipb.PipelineStepSpec{
 			// Fields a step leaves out are -1, unset: the defaults' apply.
-			{Name: "build", Spec: &hodeipb.JobSpec{Script: "make build", TimeoutMs: -1, Retries: -1, BackoffMs: -1, Resources: unsetResources}},
+			{Name: "build", Spec: &hodeipb.JobSpec{Script: `echo "building with GOFLAGS=$GOFLAGS"`, TimeoutMs: -1, Retries: -1, BackoffMs: -1, Resources: unsetResources}},
 			{
 				Name: "test", Needs: []string{"build"},
-				Spec: &hodeipb.JobSpec{Command: []string{"make", "test"}, TimeoutMs: 1_800_000, Retries: 0, BackoffMs: -1,
+				Spec: &hodeipb.JobSpec{Command: []string{"sh", "-c", `echo "testing for $MATRIX_OS with go $MATRIX_GO"`}, TimeoutMs: 1_800_000, Retries: 0, BackoffMs: -1,
 					Priority: proto.Int32(0), Resources: unsetResources},
 				Matrix: []*hodeipb.MatrixAxis{
 					{Key: "os", Values: []string{"linux", "mac", "bsd"}},
@@ -67,9 +67,9 @@ func TestPipelineFileDefaults(t *testing.T) {
 			{
 				Name: "publish", Needs: []string{"test"},
 				Spec: &hodeipb.JobSpec{
-					Command: []string{"./publish.sh", "--channel", "stable"},
+					Command: []string{"sh", "-c", `test -n "$TOKEN" && echo "publishing $CHANNEL from $(pwd) with token $TOKEN"`},
 					Env:     map[string]string{"CHANNEL": "stable"}, SecretEnv: map[string]string{"TOKEN": "s3cret"},
-					Workdir: "/srv/release", NoPty: true, Resources: &hodeipb.Resources{CpuMillis: 1000, MemoryMib: 512, Slots: 2},
+					Workdir: "/tmp", NoPty: true, Resources: &hodeipb.Resources{CpuMillis: 1000, MemoryMib: 512, Slots: 1},
 					TimeoutMs: -1, Retries: -1, BackoffMs: -1,
 				},
 			},
@@ -116,7 +116,7 @@ func TestPipelineFileShapes(t *testing.T) {
 			t.Fatal(err)
 		}
 		flaky := spec.GetSteps()[1]
-		if !flaky.GetContinueOnFailure() || flaky.GetSpec().GetRetries() != 2 || flaky.GetSpec().GetBackoffMs() != 10_000 {
+		if !flaky.GetContinueOnFailure() || flaky.GetSpec().GetRetries() != 1 || flaky.GetSpec().GetBackoffMs() != 1000 {
 			t.Errorf("flaky = %v", flaky)
 		}
 	})

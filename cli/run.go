@@ -55,7 +55,7 @@ func runCommand(e *env) *ucli.Command {
 			return withClient(c, func(cl *client.Client) error {
 				id, err := cl.Submit(c.Context, spec, client.RequireFit(c.Bool("require-fit")))
 				if err != nil {
-					return err
+					return specFlagsOf.named(err)
 				}
 				return follow(c, cl, id, spec.GetNoPty(), c.Bool("raw"))
 			})

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 
 	ucli "github.com/urfave/cli/v2"
@@ -39,22 +41,26 @@ func serveCommand(e *env) *ucli.Command {
 			&ucli.StringFlag{Name: "grpc-addr", Value: server.DefaultGRPCAddr, Usage: "gRPC listen `ADDR` (port 0: any free port)"},
 			&ucli.StringFlag{Name: "http-addr", Value: server.DefaultHTTPAddr, Usage: "HTTP listen `ADDR` for /healthz and /metrics; '-' turns it off"},
 			&ucli.StringFlag{Name: "placement", Value: "binpack", Usage: "`POLICY` for choosing a worker: binpack or spread"},
-			&ucli.DurationFlag{Name: "retention", Value: server.DefaultRetention, Usage: "keep finished jobs and their logs this long"},
-			&ucli.DurationFlag{Name: "audit-retention", Value: server.DefaultAuditRetention, Usage: "keep audit records this long"},
-			&ucli.DurationFlag{Name: "heartbeat", Value: cluster.DefaultHeartbeat, Usage: "interval agents heartbeat at"},
-			&ucli.DurationFlag{Name: "lease", Usage: "silence after which a worker is DOWN and its jobs lost (default 3 × heartbeat + 5s)"},
-			&ucli.DurationFlag{Name: "kill-grace", Value: cluster.DefaultKillGrace, Usage: "time between SIGTERM and SIGKILL when a job is stopped"},
+			&ucli.DurationFlag{Name: "retention", Value: server.DefaultRetention, Usage: "keep finished jobs and their logs for `DURATION`"},
+			&ucli.DurationFlag{Name: "audit-retention", Value: server.DefaultAuditRetention, Usage: "keep audit records for `DURATION`"},
+			&ucli.DurationFlag{Name: "heartbeat", Value: cluster.DefaultHeartbeat, Usage: "`DURATION` between an agent's heartbeats"},
+			&ucli.DurationFlag{Name: "lease", DefaultText: "3 × heartbeat + 5s", Usage: "`DURATION` of silence after which a worker is DOWN and its jobs lost"},
+			&ucli.DurationFlag{Name: "kill-grace", Value: cluster.DefaultKillGrace,
+				Usage: "`DURATION` between SIGTERM and SIGKILL when the server stops a job (cancel, preemption, a stale attempt) " +
+					"and for every stop on serve --dev's agent; other agents use their own --kill-grace for the timeouts they enforce and when they shut down"},
 			&ucli.DurationFlag{Name: "worker-gc", Value: cluster.DefaultWorkerGC,
 				Usage: "delete a worker once it has been DOWN for `DURATION` (0: never; hodei workers rm deletes one at once)"},
 			&ucli.BoolFlag{Name: "auto-tenants", Usage: "create the tenant a submit names when it does not exist, instead of refusing the submit"},
 			&ucli.DurationFlag{Name: "aging", Value: scheduler.DefaultAging,
-				Usage: "wait that raises a pending job's priority by the full 0–1000 range; a job of priority p outranks every job of its tenant submitted more than aging×(1000−p)/1000 after it"},
+				Usage: "`DURATION` of waiting that raises a pending job's priority by the full 0–1000 range; a job of priority p outranks every job of its tenant submitted more than aging×(1000−p)/1000 after it"},
 			&ucli.BoolFlag{Name: "preemption", Usage: "stop preemptible jobs of tenants above their weighted share to make room for tenants below it"},
 			&ucli.IntFlag{Name: "max-matrix", Value: job.DefaultMaxMatrix, Usage: "the most jobs, `N`, one pipeline step's matrix may expand to"},
 			&ucli.IntFlag{Name: "max-pipeline-links", Value: job.DefaultMaxPipelineLinks,
 				Usage: "the most dependency links, `N`, one pipeline may create (a step of m jobs that needs steps of n jobs in all makes m×n)"},
 			&ucli.StringFlag{Name: "log-level", Value: "info", Usage: "`LEVEL`: debug, info, warn or error"},
 			&ucli.BoolFlag{Name: "dev", Usage: "also run one agent in this process, over loopback gRPC, with its data in DATA-DIR/agent, and log the local user in"},
+			&ucli.StringFlag{Name: "labels", Usage: "with --dev: labels of the dev agent, comma-separated `k=v,…`, over its own " + devLabelsText},
+			&ucli.Int64Flag{Name: "slots", DefaultText: "the number of CPUs", Usage: "with --dev: `N` job slots the dev agent offers"},
 			&ucli.BoolFlag{Name: "insecure-no-auth", Usage: "turn off authentication and TLS (loopback addresses only): every local process may run any command on every agent"},
 			&ucli.StringFlag{Name: "tls-cert", Usage: "server certificate `FILE` (PEM) instead of the one the server makes in DATA-DIR/tls"},
 			&ucli.StringFlag{Name: "tls-key", Usage: "private key `FILE` (PEM) of --tls-cert"},
@@ -63,6 +69,10 @@ func serveCommand(e *env) *ucli.Command {
 		},
 		Action: func(c *ucli.Context) error {
 			cfg, err := serveConfig(c)
+			if err != nil {
+				return err
+			}
+			dev, err := devConfig(c)
 			if err != nil {
 				return err
 			}
@@ -82,16 +92,19 @@ func serveCommand(e *env) *ucli.Command {
 			var newDev func() (*agent.Agent, error)
 			if c.Bool("dev") {
 				newDev = func() (*agent.Agent, error) {
-					dev, err := devAgent(c, srv, cfg)
-					if err != nil {
-						return nil, err
+					addr := loopbackOf(srv.GRPCAddr())
+					lines := &connectLines{w: c.App.Writer, server: addr, labels: dev.Labels}
+					lines.connected = func() {
+						flag := ""
+						if addr != client.DefaultAddr {
+							flag = " --addr " + addr
+						}
+						fmt.Fprintf(c.App.Writer, "hodei: the dev agent runs jobs here; try:\n\n    ./bin/hodei%s run -- echo hello\n\n", flag)
 					}
-					addr := ""
-					if a := loopbackOf(srv.GRPCAddr()); a != client.DefaultAddr {
-						addr = " --addr " + a
-					}
-					fmt.Fprintf(c.App.Writer, "hodei: dev agent %s runs jobs here; try:\n\n    ./bin/hodei%s run -- echo hello\n\n", dev.ID(), addr)
-					return dev, nil
+					dev.OnConnect = lines.event
+					a, err := devAgent(c, srv, cfg, dev)
+					lines.agent = a
+					return a, err
 				}
 			}
 			if err := serveWith(c.Context, srv, newDev); err != nil {
@@ -186,14 +199,42 @@ func serveConfig(c *ucli.Context) (server.Config, error) {
 	}, nil
 }
 
+// devLabelsText documents devLabels.
+const devLabelsText = "os=GOOS,arch=GOARCH (as Go names them: os=linux, arch=amd64 or arm64…)"
+
+// devConfig checks serve's --labels and --slots, which configure the dev
+// agent, and returns the part of its configuration they give: its labels
+// are os=GOOS and arch=GOARCH, then --labels over them.
+func devConfig(c *ucli.Context) (agent.Config, error) {
+	if !c.Bool("dev") {
+		for _, name := range []string{"labels", "slots"} {
+			if c.IsSet(name) {
+				return agent.Config{}, usagef(c, "--%s: only with --dev (it configures the dev agent; give other agents theirs with hodei agent --%s)", name, name)
+			}
+		}
+		return agent.Config{}, nil
+	}
+	labels, err := parseLabelList(c.String("labels"))
+	if err != nil {
+		return agent.Config{}, usagef(c, "--labels: %s", err)
+	}
+	if n := c.Int64("slots"); n < 0 || n > job.MaxWorkerSlots {
+		return agent.Config{}, usagef(c, "--slots: %d must be between 1 and %d (0: the number of CPUs)", n, job.MaxWorkerSlots)
+	}
+	all := map[string]string{"os": runtime.GOOS, "arch": runtime.GOARCH}
+	maps.Copy(all, labels)
+	return agent.Config{Labels: all, Slots: c.Int64("slots")}, nil
+}
+
 // devAgent makes serve --dev's in-process agent, joined through the real
 // protocol with a fresh agent token, and logs the local user in to the
 // server with the admin token, so that `hodei run` works with no extra step.
-func devAgent(c *ucli.Context, srv *server.Server, cfg server.Config) (*agent.Agent, error) {
+// dev gives its labels, slots and OnConnect.
+func devAgent(c *ucli.Context, srv *server.Server, cfg server.Config, dev agent.Config) (*agent.Agent, error) {
 	addr := loopbackOf(srv.GRPCAddr())
 	acfg := agent.Config{
-		Server: addr, DataDir: filepath.Join(cfg.DataDir, "agent"), Name: "dev",
-		KillGrace: cfg.KillGrace, Version: Version, Logger: cfg.Logger, Insecure: cfg.InsecureNoAuth,
+		Server: addr, DataDir: filepath.Join(cfg.DataDir, "agent"), Name: "dev", Labels: dev.Labels, Slots: dev.Slots,
+		KillGrace: cfg.KillGrace, Version: Version, Logger: cfg.Logger, Insecure: cfg.InsecureNoAuth, OnConnect: dev.OnConnect,
 	}
 	if cfg.InsecureNoAuth {
 		return agent.New(acfg)

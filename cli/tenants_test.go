@@ -231,7 +231,7 @@ func TestTenantsGet(t *testing.T) {
 	})
 	t.Run("NotFound", func(t *testing.T) {
 		r := h.run(t, "tenants", "get", "ghost")
-		if r.code != 1 || r.stderr != "hodei: tenant \"ghost\": not found\n" {
+		if r.code != 1 || r.stderr != "hodei: tenant \"ghost\" not found\n" {
 			t.Errorf("exit %d, stderr %q", r.code, r.stderr)
 		}
 	})
@@ -253,9 +253,9 @@ func TestTenantsRm(t *testing.T) {
 		code         int
 		stderr       string
 	}{
-		{"Default", "default", 1, "hodei: tenant \"default\": the default tenant cannot be deleted: conflict\n"},
-		{"UnfinishedJobs", "ml", 1, "hodei: tenant \"ml\" has 40 jobs that are not finished; cancel them or wait: conflict\n"},
-		{"NotFound", "ci", 1, "hodei: tenant \"ci\": not found\n"},
+		{"Default", "default", 1, "hodei: tenant \"default\": the default tenant cannot be deleted\n"},
+		{"UnfinishedJobs", "ml", 1, "hodei: tenant \"ml\" has 40 jobs that are not finished; cancel them or wait\n"},
+		{"NotFound", "ci", 1, "hodei: tenant \"ci\" not found\n"},
 		{"EmptyName", "", 2, "hodei: tenant NAME must not be empty\nRun 'hodei tenants rm --help' for usage.\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -27,8 +27,8 @@ func tokenCommand(e *env) *ucli.Command {
 				Flags: withFlags(false,
 					&ucli.StringFlag{Name: "role", Usage: "`ROLE`: admin, operator, submitter, viewer or agent (required)"},
 					&ucli.StringSliceFlag{Name: "tenant", Usage: "limit the token to tenant `T` (repeat for more; default: every tenant)"},
-					&ucli.DurationFlag{Name: "ttl", Usage: fmt.Sprintf("lifetime of the token (default %s; %s for agent tokens; at most %s)",
-						auth.DefaultTTL, auth.DefaultAgentTTL, auth.MaxTTL)},
+					&ucli.DurationFlag{Name: "ttl", DefaultText: fmt.Sprintf("%s; %s for agent tokens", auth.DefaultTTL, auth.DefaultAgentTTL),
+						Usage: fmt.Sprintf("lifetime of the token, a `DURATION` of at most %s", auth.MaxTTL)},
 					&ucli.StringFlag{Name: "name", Usage: "`NAME` shown in token ls and the audit log (default: the role)"},
 				),
 				Action: func(c *ucli.Context) error {
@@ -50,13 +50,13 @@ func tokenCommand(e *env) *ucli.Command {
 							TtlMs: c.Duration("ttl").Milliseconds(), Name: c.String("name"),
 						})
 						if err != nil {
-							return err
+							return tokenFlagsOf.named(err)
 						}
 						fmt.Fprintln(c.App.Writer, resp.GetToken())
 						if resp.GetInfo().GetRole() == string(auth.Agent) {
 							// The token goes in the environment: flags show in ps.
 							fmt.Fprintf(c.App.ErrWriter, "join an agent (until %s) with:\n\n    HODEI_JOIN_TOKEN=%s hodei agent --server %s --ca-fingerprint %s --data-dir /var/lib/hodei-agent\n\n",
-								unixNano(resp.GetInfo().GetExpiresUnixNano()).Local().Format(time.DateTime), resp.GetToken(), globalString(c, flagAddr), resp.GetCaFingerprint())
+								unixNano(resp.GetInfo().GetExpiresUnixNano()).Local().Format(time.DateTime), resp.GetToken(), serverAddr(c), resp.GetCaFingerprint())
 						}
 						return nil
 					})

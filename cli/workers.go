@@ -15,7 +15,7 @@ import (
 func workersCommand(e *env) *ucli.Command {
 	return &ucli.Command{
 		Name:  "workers",
-		Usage: "list, drain, revoke and remove the hosts that run jobs",
+		Usage: "list, drain, undrain, revoke and remove the hosts that run jobs",
 		Subcommands: []*ucli.Command{
 			{
 				Name:  "ls",
@@ -30,9 +30,13 @@ func workersCommand(e *env) *ucli.Command {
 					})
 				},
 			},
-			workerCommand(e, "drain", "stop assigning jobs to a worker; the jobs it runs finish",
+			workerCommand(e, "drain", "stop assigning jobs to a worker; the jobs it runs finish (kept across restarts; undo with undrain)",
 				func(c *ucli.Context, cl *client.Client, id string) (*hodeipb.Worker, error) {
 					return cl.DrainWorker(c.Context, id)
+				}),
+			workerCommand(e, "undrain", "undo drain: the worker takes new jobs again",
+				func(c *ucli.Context, cl *client.Client, id string) (*hodeipb.Worker, error) {
+					return cl.UndrainWorker(c.Context, id)
 				}),
 			workerCommand(e, "revoke", "cut an agent off: its stream closes, its certificate is refused from then on, its jobs retry elsewhere",
 				func(c *ucli.Context, cl *client.Client, id string) (*hodeipb.Worker, error) {

@@ -25,6 +25,12 @@ func (c *Client) DrainWorker(ctx context.Context, id string) (*hodeipb.Worker, e
 	return c.admin.DrainWorker(ctx, &hodeipb.DrainWorkerRequest{Id: id})
 }
 
+// UndrainWorker undoes DrainWorker: the worker takes new jobs again. It
+// returns the worker; codes.NotFound if there is no such worker.
+func (c *Client) UndrainWorker(ctx context.Context, id string) (*hodeipb.Worker, error) {
+	return c.admin.UndrainWorker(ctx, &hodeipb.UndrainWorkerRequest{Id: id})
+}
+
 // RemoveWorker deletes a worker that is not connected and holds no active
 // jobs, with its agent's certificate binding. Errors: codes.NotFound,
 // codes.FailedPrecondition for a connected worker or one with jobs.

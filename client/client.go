@@ -3,9 +3,11 @@ package client
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"sync"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -13,11 +15,16 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/hodei-jobs/hodei/job"
 	hodeipb "github.com/hodei-jobs/hodei/proto"
 )
 
+// DefaultPort is the port `hodei serve` listens on for gRPC by default,
+// and the one the CLI dials when --addr names a host alone.
+const DefaultPort = "7070"
+
 // DefaultAddr is the address `hodei serve` listens on for gRPC by default.
-const DefaultAddr = "127.0.0.1:7070"
+const DefaultAddr = "127.0.0.1:" + DefaultPort
 
 // Client talks to one Hodei server. It is safe for concurrent use; create it
 // with Dial and release it with Close.
@@ -99,10 +106,25 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 func checkUTF8(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 	if m, ok := req.(proto.Message); ok {
 		if err := hodeipb.CheckUTF8(m); err != nil {
-			return status.Error(codes.InvalidArgument, err.Error())
+			return invalidStatus(err)
 		}
 	}
 	return invoker(ctx, method, req, reply, cc, opts...)
+}
+
+// invalidStatus is InvalidArgument for err, with a google.rpc.BadRequest
+// detail naming the field when err is a *job.FieldError, as the server's
+// answers have.
+func invalidStatus(err error) error {
+	st := status.New(codes.InvalidArgument, err.Error())
+	if fe, ok := errors.AsType[*job.FieldError](err); ok {
+		if d, derr := st.WithDetails(&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{
+			{Field: fe.Field, Description: fe.Rule},
+		}}); derr == nil {
+			return d.Err()
+		}
+	}
+	return st.Err()
 }
 
 // New wraps an existing connection. The Client's Close closes conn.

@@ -127,7 +127,7 @@ func (s *server) GetTenant(_ context.Context, req *hodeipb.GetTenantRequest) (*h
 	defer s.mu.Unlock()
 	t, ok := s.tenants[req.GetName()]
 	if !ok {
-		return nil, status.Errorf(codes.NotFound, "tenant %q: not found", req.GetName())
+		return nil, status.Errorf(codes.NotFound, "tenant %q not found", req.GetName())
 	}
 	return &hodeipb.TenantStatus{Tenant: t}, nil
 }

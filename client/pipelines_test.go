@@ -26,7 +26,7 @@ func (s *server) submitArray(req *hodeipb.SubmitRequest) (*hodeipb.SubmitRespons
 
 func (s *server) CancelArray(_ context.Context, req *hodeipb.CancelArrayRequest) (*hodeipb.CancelArrayResponse, error) {
 	if req.GetId() != "01J0000000000000000000000R" {
-		return nil, status.Errorf(codes.NotFound, "array %s: not found", req.GetId())
+		return nil, status.Errorf(codes.NotFound, "array %s not found", req.GetId())
 	}
 	return &hodeipb.CancelArrayResponse{Count: 1, Cancelled: []string{"01J0000000000000000000000T"}}, nil
 }
@@ -51,7 +51,7 @@ func (s *server) pipeline(st hodeipb.PipelineState) *hodeipb.PipelineStatus {
 
 func (s *server) GetPipeline(_ context.Context, req *hodeipb.GetPipelineRequest) (*hodeipb.PipelineStatus, error) {
 	if req.GetId() != pipelineID {
-		return nil, status.Errorf(codes.NotFound, "pipeline %s: not found", req.GetId())
+		return nil, status.Errorf(codes.NotFound, "pipeline %s not found", req.GetId())
 	}
 	return s.pipeline(hodeipb.PipelineState_PIPELINE_STATE_RUNNING), nil
 }
@@ -67,7 +67,7 @@ func (s *server) CancelPipeline(_ context.Context, req *hodeipb.CancelPipelineRe
 	defer s.mu.Unlock()
 	s.cancels = append(s.cancels, req)
 	if len(s.cancels) > 1 {
-		return nil, status.Errorf(codes.FailedPrecondition, "pipeline %s: already CANCELLED: conflict", req.GetId())
+		return nil, status.Errorf(codes.FailedPrecondition, "pipeline %s: already CANCELLED", req.GetId())
 	}
 	return s.pipeline(hodeipb.PipelineState_PIPELINE_STATE_CANCELLED), nil
 }

@@ -356,6 +356,41 @@ func TestDrain(t *testing.T) {
 	}
 }
 
+func TestUndrain(t *testing.T) {
+	h := newHarness(t)
+	h.worker("w1", 1, nil)
+	if _, err := h.s.Drain(h.ctx, "w1"); err != nil {
+		t.Fatal(err)
+	}
+	j := h.submit(job.Spec{})
+	h.pass()
+	h.wantState(j.ID, job.Pending)
+	w, err := h.s.Undrain(h.ctx, "w1")
+	if err != nil || w.State != job.WorkerReady || w.Worker.Drained {
+		t.Fatalf("undrain: %+v, %v; want READY, not drained", w, err)
+	}
+	if h.storedWorker("w1").Drained {
+		t.Fatal("undrain was not stored")
+	}
+	h.pass()
+	h.wantState(j.ID, job.Scheduled)
+
+	// Undrained survives a restart: the worker takes jobs after its Hello.
+	h.restart()
+	h.worker("w1", 2, nil)
+	k := h.submit(job.Spec{})
+	h.pass()
+	h.wantState(k.ID, job.Scheduled)
+
+	// A worker that is not drained, or not connected, is undrained in place.
+	if w, err := h.s.Undrain(h.ctx, "w1"); err != nil || w.State != job.WorkerReady {
+		t.Fatalf("undrain of a ready worker: %+v, %v", w, err)
+	}
+	if _, err := h.s.Undrain(h.ctx, "nope"); !errors.Is(err, job.ErrNotFound) {
+		t.Fatalf("undrain unknown: %v", err)
+	}
+}
+
 func TestStaleAgentStartIsRejected(t *testing.T) {
 	h := newHarness(t)
 	h.worker("w1", 1, nil)

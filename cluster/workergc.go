@@ -145,12 +145,18 @@ func (s *Cluster) RemoveWorker(ctx context.Context, workerID string, also func(c
 	case !ok:
 		return fmt.Errorf("worker %s: %w", workerID, job.ErrNotFound)
 	case w.connected:
-		return fmt.Errorf("worker %s is connected (%s): drain it (hodei workers drain) and stop its agent first: %w",
-			workerID, w.state, job.ErrConflict)
+		return fmt.Errorf("worker %s is %s and its agent is connected, and a connected worker cannot be removed "+
+			"(its agent would register it again): drain it (hodei workers drain %s), stop its agent, then remove it: %w",
+			workerID, w.state, workerID, job.ErrConflict)
 	}
 	if n := s.activeCount(workerID); n > 0 {
-		return fmt.Errorf("worker %s holds %d active jobs: drain it (hodei workers drain) and let them finish, or wait until it is DOWN and they are retried elsewhere: %w",
-			workerID, n, job.ErrConflict)
+		jobs := "jobs"
+		if n == 1 {
+			jobs = "job"
+		}
+		return fmt.Errorf("worker %s still holds %d active %s: wait until it is DOWN and they are retried elsewhere "+
+			"(one lease after its agent went away), or start its agent again to let them finish: %w",
+			workerID, n, jobs, job.ErrConflict)
 	}
 	if also != nil {
 		if err := also(ctx); err != nil {

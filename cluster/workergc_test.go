@@ -273,7 +273,7 @@ func TestRemoveWorker(t *testing.T) {
 		t.Fatalf("connected worker: %v, want ErrConflict saying to stop the agent", err)
 	}
 	h.s.WorkerGone("w1")
-	if err := h.s.RemoveWorker(h.ctx, "w1", also); !errors.Is(err, job.ErrConflict) || !strings.Contains(err.Error(), "1 active jobs") {
+	if err := h.s.RemoveWorker(h.ctx, "w1", also); !errors.Is(err, job.ErrConflict) || !strings.Contains(err.Error(), "1 active job:") {
 		t.Fatalf("worker with a job: %v, want ErrConflict naming its jobs", err)
 	}
 	if len(unbound) != 0 {

@@ -175,29 +175,52 @@ func (s *Cluster) WorkerGone(workerID string) {
 // Drain stops new assignments to a worker and persists that. Errors:
 // job.ErrNotFound.
 func (s *Cluster) Drain(ctx context.Context, workerID string) (WorkerInfo, error) {
+	return s.setDrained(ctx, workerID, true)
+}
+
+// Undrain undoes Drain and persists that: the worker takes new jobs again
+// once it is connected, and the next pass may place the jobs that waited.
+// A worker that is not drained is left as it is. Errors: job.ErrNotFound.
+func (s *Cluster) Undrain(ctx context.Context, workerID string) (WorkerInfo, error) {
+	w, err := s.setDrained(ctx, workerID, false)
+	if err == nil {
+		s.poke()
+	}
+	return w, err
+}
+
+// setDrained writes a worker's Drained flag, then publishes it with the
+// state that follows: READY ↔ DRAINING for a connected worker; DOWN and
+// UNKNOWN stay (a Hello derives the state from the flag).
+func (s *Cluster) setDrained(ctx context.Context, workerID string, drained bool) (WorkerInfo, error) {
 	s.gc.mu.Lock()
 	ws, ok := s.workers.Load(workerID)
 	if !ok {
 		s.gc.mu.Unlock()
 		return WorkerInfo{}, fmt.Errorf("worker %s: %w", workerID, job.ErrNotFound)
 	}
-	rec := ws.rec.Clone()
-	rec.Drained = true
-	if err := s.cfg.Store.PutWorker(ctx, rec); err != nil {
-		s.gc.mu.Unlock()
-		return WorkerInfo{}, err
+	if ws.rec.Drained != drained {
+		rec := ws.rec.Clone()
+		rec.Drained = drained
+		if err := s.cfg.Store.PutWorker(ctx, rec); err != nil {
+			s.gc.mu.Unlock()
+			return WorkerInfo{}, err
+		}
+		s.workers.Compute(workerID, func(old *workerState, loaded bool) (*workerState, bool) {
+			if !loaded {
+				return nil, true
+			}
+			n := *old
+			n.rec, n.unsaved = rec, false
+			switch {
+			case drained && n.state == job.WorkerReady:
+				n.state = job.WorkerDraining
+			case !drained && n.state == job.WorkerDraining:
+				n.state = job.WorkerReady
+			}
+			return &n, false
+		})
 	}
-	s.workers.Compute(workerID, func(old *workerState, loaded bool) (*workerState, bool) {
-		if !loaded {
-			return nil, true
-		}
-		n := *old
-		n.rec, n.unsaved = rec, false
-		if n.state == job.WorkerReady {
-			n.state = job.WorkerDraining
-		}
-		return &n, false
-	})
 	s.gc.mu.Unlock()
 	for _, w := range s.Workers() {
 		if w.Worker.ID == workerID {

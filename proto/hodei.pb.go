@@ -2641,16 +2641,19 @@ func (x *LogChunk) GetStream() LogStream {
 }
 
 type JobFinished struct {
-	state            protoimpl.MessageState `protogen:"open.v1"`
-	JobId            string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
-	Attempt          int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
-	Outcome          Outcome                `protobuf:"varint,3,opt,name=outcome,proto3,enum=hodei.v1.Outcome" json:"outcome,omitempty"`
-	ExitCode         int32                  `protobuf:"varint,4,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"` // -1 when killed by a signal
-	Reason           string                 `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
-	Usage            *Usage                 `protobuf:"bytes,6,opt,name=usage,proto3" json:"usage,omitempty"`
-	FinishedUnixNano int64                  `protobuf:"varint,7,opt,name=finished_unix_nano,json=finishedUnixNano,proto3" json:"finished_unix_nano,omitempty"`
-	LogSize          int64                  `protobuf:"varint,8,opt,name=log_size,json=logSize,proto3" json:"log_size,omitempty"`          // total bytes of OUTPUT; the server waits for all of them
-	StderrSize       int64                  `protobuf:"varint,9,opt,name=stderr_size,json=stderrSize,proto3" json:"stderr_size,omitempty"` // total bytes of STDERR; likewise
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	JobId    string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Attempt  int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Outcome  Outcome                `protobuf:"varint,3,opt,name=outcome,proto3,enum=hodei.v1.Outcome" json:"outcome,omitempty"`
+	ExitCode int32                  `protobuf:"varint,4,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"` // -1 when killed by a signal
+	Reason   string                 `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	Usage    *Usage                 `protobuf:"bytes,6,opt,name=usage,proto3" json:"usage,omitempty"`
+	// finished_unix_nano: when the attempt ended, by the agent's clock. The
+	// job's finished time is this, bounded by what the server knows (not
+	// before the attempt started, not after the report arrived).
+	FinishedUnixNano int64 `protobuf:"varint,7,opt,name=finished_unix_nano,json=finishedUnixNano,proto3" json:"finished_unix_nano,omitempty"`
+	LogSize          int64 `protobuf:"varint,8,opt,name=log_size,json=logSize,proto3" json:"log_size,omitempty"`          // total bytes of OUTPUT; the server waits for all of them
+	StderrSize       int64 `protobuf:"varint,9,opt,name=stderr_size,json=stderrSize,proto3" json:"stderr_size,omitempty"` // total bytes of STDERR; likewise
 	// output_lost says why the output ends early (a spool that could not be
 	// read); log_size and stderr_size then count what the server holds.
 	OutputLost string `protobuf:"bytes,10,opt,name=output_lost,json=outputLost,proto3" json:"output_lost,omitempty"`
@@ -5317,6 +5320,50 @@ func (x *CancelPipelineRequest) GetReason() string {
 	return ""
 }
 
+type UndrainWorkerRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UndrainWorkerRequest) Reset() {
+	*x = UndrainWorkerRequest{}
+	mi := &file_hodei_proto_msgTypes[71]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UndrainWorkerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UndrainWorkerRequest) ProtoMessage() {}
+
+func (x *UndrainWorkerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[71]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UndrainWorkerRequest.ProtoReflect.Descriptor instead.
+func (*UndrainWorkerRequest) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{71}
+}
+
+func (x *UndrainWorkerRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
 type Pipeline_Step struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
 	Name              string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -5329,7 +5376,7 @@ type Pipeline_Step struct {
 
 func (x *Pipeline_Step) Reset() {
 	*x = Pipeline_Step{}
-	mi := &file_hodei_proto_msgTypes[78]
+	mi := &file_hodei_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5341,7 +5388,7 @@ func (x *Pipeline_Step) String() string {
 func (*Pipeline_Step) ProtoMessage() {}
 
 func (x *Pipeline_Step) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[78]
+	mi := &file_hodei_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5791,7 +5838,9 @@ const file_hodei_proto_rawDesc = "" +
 	"\tpipelines\x18\x01 \x03(\v2\x18.hodei.v1.PipelineStatusR\tpipelines\"?\n" +
 	"\x15CancelPipelineRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason*\xb4\x01\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"&\n" +
+	"\x14UndrainWorkerRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id*\xb4\x01\n" +
 	"\bJobState\x12\x19\n" +
 	"\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11JOB_STATE_PENDING\x10\x01\x12\x17\n" +
@@ -5860,7 +5909,7 @@ const file_hodei_proto_rawDesc = "" +
 	"\x0eCancelPipeline\x12\x1f.hodei.v1.CancelPipelineRequest\x1a\x18.hodei.v1.PipelineStatus2\x85\x01\n" +
 	"\fAgentService\x12>\n" +
 	"\aConnect\x12\x16.hodei.v1.AgentMessage\x1a\x17.hodei.v1.ServerMessage(\x010\x01\x125\n" +
-	"\x04Join\x12\x15.hodei.v1.JoinRequest\x1a\x16.hodei.v1.JoinResponse2\xdd\a\n" +
+	"\x04Join\x12\x15.hodei.v1.JoinRequest\x1a\x16.hodei.v1.JoinResponse2\xa0\b\n" +
 	"\fAdminService\x12J\n" +
 	"\vListWorkers\x12\x1c.hodei.v1.ListWorkersRequest\x1a\x1d.hodei.v1.ListWorkersResponse\x12=\n" +
 	"\vDrainWorker\x12\x1c.hodei.v1.DrainWorkerRequest\x1a\x10.hodei.v1.Worker\x12@\n" +
@@ -5876,7 +5925,8 @@ const file_hodei_proto_rawDesc = "" +
 	"ListTokens\x12\x1b.hodei.v1.ListTokensRequest\x1a\x1c.hodei.v1.ListTokensResponse\x12@\n" +
 	"\vRevokeToken\x12\x1c.hodei.v1.RevokeTokenRequest\x1a\x13.hodei.v1.TokenInfo\x126\n" +
 	"\x06WhoAmI\x12\x17.hodei.v1.WhoAmIRequest\x1a\x13.hodei.v1.TokenInfo\x12D\n" +
-	"\tListAudit\x12\x1a.hodei.v1.ListAuditRequest\x1a\x1b.hodei.v1.ListAuditResponseB+Z)github.com/hodei-jobs/hodei/proto;hodeipbb\x06proto3"
+	"\tListAudit\x12\x1a.hodei.v1.ListAuditRequest\x1a\x1b.hodei.v1.ListAuditResponse\x12A\n" +
+	"\rUndrainWorker\x12\x1e.hodei.v1.UndrainWorkerRequest\x1a\x10.hodei.v1.WorkerB+Z)github.com/hodei-jobs/hodei/proto;hodeipbb\x06proto3"
 
 var (
 	file_hodei_proto_rawDescOnce sync.Once
@@ -5891,7 +5941,7 @@ func file_hodei_proto_rawDescGZIP() []byte {
 }
 
 var file_hodei_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_hodei_proto_msgTypes = make([]protoimpl.MessageInfo, 79)
+var file_hodei_proto_msgTypes = make([]protoimpl.MessageInfo, 80)
 var file_hodei_proto_goTypes = []any{
 	(JobState)(0),                 // 0: hodei.v1.JobState
 	(PendingKind)(0),              // 1: hodei.v1.PendingKind
@@ -5971,21 +6021,22 @@ var file_hodei_proto_goTypes = []any{
 	(*ListPipelinesRequest)(nil),  // 75: hodei.v1.ListPipelinesRequest
 	(*ListPipelinesResponse)(nil), // 76: hodei.v1.ListPipelinesResponse
 	(*CancelPipelineRequest)(nil), // 77: hodei.v1.CancelPipelineRequest
-	nil,                           // 78: hodei.v1.JobSpec.LabelsEntry
-	nil,                           // 79: hodei.v1.JobSpec.EnvEntry
-	nil,                           // 80: hodei.v1.JobSpec.SecretEnvEntry
-	nil,                           // 81: hodei.v1.JobSpec.SelectorEntry
-	nil,                           // 82: hodei.v1.ListJobsRequest.LabelsEntry
-	nil,                           // 83: hodei.v1.Hello.LabelsEntry
-	nil,                           // 84: hodei.v1.Worker.LabelsEntry
-	(*Pipeline_Step)(nil),         // 85: hodei.v1.Pipeline.Step
+	(*UndrainWorkerRequest)(nil),  // 78: hodei.v1.UndrainWorkerRequest
+	nil,                           // 79: hodei.v1.JobSpec.LabelsEntry
+	nil,                           // 80: hodei.v1.JobSpec.EnvEntry
+	nil,                           // 81: hodei.v1.JobSpec.SecretEnvEntry
+	nil,                           // 82: hodei.v1.JobSpec.SelectorEntry
+	nil,                           // 83: hodei.v1.ListJobsRequest.LabelsEntry
+	nil,                           // 84: hodei.v1.Hello.LabelsEntry
+	nil,                           // 85: hodei.v1.Worker.LabelsEntry
+	(*Pipeline_Step)(nil),         // 86: hodei.v1.Pipeline.Step
 }
 var file_hodei_proto_depIdxs = []int32{
-	78, // 0: hodei.v1.JobSpec.labels:type_name -> hodei.v1.JobSpec.LabelsEntry
-	79, // 1: hodei.v1.JobSpec.env:type_name -> hodei.v1.JobSpec.EnvEntry
-	80, // 2: hodei.v1.JobSpec.secret_env:type_name -> hodei.v1.JobSpec.SecretEnvEntry
+	79, // 0: hodei.v1.JobSpec.labels:type_name -> hodei.v1.JobSpec.LabelsEntry
+	80, // 1: hodei.v1.JobSpec.env:type_name -> hodei.v1.JobSpec.EnvEntry
+	81, // 2: hodei.v1.JobSpec.secret_env:type_name -> hodei.v1.JobSpec.SecretEnvEntry
 	7,  // 3: hodei.v1.JobSpec.resources:type_name -> hodei.v1.Resources
-	81, // 4: hodei.v1.JobSpec.selector:type_name -> hodei.v1.JobSpec.SelectorEntry
+	82, // 4: hodei.v1.JobSpec.selector:type_name -> hodei.v1.JobSpec.SelectorEntry
 	8,  // 5: hodei.v1.Job.spec:type_name -> hodei.v1.JobSpec
 	0,  // 6: hodei.v1.Job.state:type_name -> hodei.v1.JobState
 	9,  // 7: hodei.v1.Job.usage:type_name -> hodei.v1.Usage
@@ -5994,7 +6045,7 @@ var file_hodei_proto_depIdxs = []int32{
 	8,  // 10: hodei.v1.SubmitRequest.spec:type_name -> hodei.v1.JobSpec
 	8,  // 11: hodei.v1.SubmitBatchRequest.specs:type_name -> hodei.v1.JobSpec
 	0,  // 12: hodei.v1.ListJobsRequest.state:type_name -> hodei.v1.JobState
-	82, // 13: hodei.v1.ListJobsRequest.labels:type_name -> hodei.v1.ListJobsRequest.LabelsEntry
+	83, // 13: hodei.v1.ListJobsRequest.labels:type_name -> hodei.v1.ListJobsRequest.LabelsEntry
 	10, // 14: hodei.v1.ListJobsResponse.jobs:type_name -> hodei.v1.Job
 	10, // 15: hodei.v1.JobEvent.job:type_name -> hodei.v1.Job
 	2,  // 16: hodei.v1.LogsRequest.stream:type_name -> hodei.v1.LogStream
@@ -6007,7 +6058,7 @@ var file_hodei_proto_depIdxs = []int32{
 	37, // 23: hodei.v1.ServerMessage.assign:type_name -> hodei.v1.Assign
 	38, // 24: hodei.v1.ServerMessage.cancel:type_name -> hodei.v1.CancelJob
 	39, // 25: hodei.v1.ServerMessage.ack:type_name -> hodei.v1.Ack
-	83, // 26: hodei.v1.Hello.labels:type_name -> hodei.v1.Hello.LabelsEntry
+	84, // 26: hodei.v1.Hello.labels:type_name -> hodei.v1.Hello.LabelsEntry
 	7,  // 27: hodei.v1.Hello.capacity:type_name -> hodei.v1.Resources
 	30, // 28: hodei.v1.Hello.running:type_name -> hodei.v1.JobRef
 	35, // 29: hodei.v1.Hello.finished:type_name -> hodei.v1.JobFinished
@@ -6017,7 +6068,7 @@ var file_hodei_proto_depIdxs = []int32{
 	9,  // 33: hodei.v1.JobFinished.usage:type_name -> hodei.v1.Usage
 	10, // 34: hodei.v1.Assign.job:type_name -> hodei.v1.Job
 	2,  // 35: hodei.v1.Ack.stream:type_name -> hodei.v1.LogStream
-	84, // 36: hodei.v1.Worker.labels:type_name -> hodei.v1.Worker.LabelsEntry
+	85, // 36: hodei.v1.Worker.labels:type_name -> hodei.v1.Worker.LabelsEntry
 	4,  // 37: hodei.v1.Worker.state:type_name -> hodei.v1.WorkerState
 	7,  // 38: hodei.v1.Worker.capacity:type_name -> hodei.v1.Resources
 	7,  // 39: hodei.v1.Worker.allocated:type_name -> hodei.v1.Resources
@@ -6036,7 +6087,7 @@ var file_hodei_proto_depIdxs = []int32{
 	68, // 52: hodei.v1.PipelineStepSpec.matrix:type_name -> hodei.v1.MatrixAxis
 	8,  // 53: hodei.v1.PipelineSpec.defaults:type_name -> hodei.v1.JobSpec
 	69, // 54: hodei.v1.PipelineSpec.steps:type_name -> hodei.v1.PipelineStepSpec
-	85, // 55: hodei.v1.Pipeline.steps:type_name -> hodei.v1.Pipeline.Step
+	86, // 55: hodei.v1.Pipeline.steps:type_name -> hodei.v1.Pipeline.Step
 	71, // 56: hodei.v1.PipelineStatus.pipeline:type_name -> hodei.v1.Pipeline
 	6,  // 57: hodei.v1.PipelineStatus.state:type_name -> hodei.v1.PipelineState
 	10, // 58: hodei.v1.PipelineStatus.jobs:type_name -> hodei.v1.Job
@@ -6070,36 +6121,38 @@ var file_hodei_proto_depIdxs = []int32{
 	49, // 86: hodei.v1.AdminService.RevokeToken:input_type -> hodei.v1.RevokeTokenRequest
 	50, // 87: hodei.v1.AdminService.WhoAmI:input_type -> hodei.v1.WhoAmIRequest
 	53, // 88: hodei.v1.AdminService.ListAudit:input_type -> hodei.v1.ListAuditRequest
-	13, // 89: hodei.v1.JobService.Submit:output_type -> hodei.v1.SubmitResponse
-	15, // 90: hodei.v1.JobService.SubmitBatch:output_type -> hodei.v1.SubmitBatchResponse
-	10, // 91: hodei.v1.JobService.Get:output_type -> hodei.v1.Job
-	18, // 92: hodei.v1.JobService.List:output_type -> hodei.v1.ListJobsResponse
-	10, // 93: hodei.v1.JobService.Cancel:output_type -> hodei.v1.Job
-	23, // 94: hodei.v1.JobService.Watch:output_type -> hodei.v1.JobEvent
-	25, // 95: hodei.v1.JobService.Logs:output_type -> hodei.v1.LogData
-	21, // 96: hodei.v1.JobService.CancelArray:output_type -> hodei.v1.CancelArrayResponse
-	72, // 97: hodei.v1.JobService.RunPipeline:output_type -> hodei.v1.PipelineStatus
-	72, // 98: hodei.v1.JobService.GetPipeline:output_type -> hodei.v1.PipelineStatus
-	76, // 99: hodei.v1.JobService.ListPipelines:output_type -> hodei.v1.ListPipelinesResponse
-	72, // 100: hodei.v1.JobService.CancelPipeline:output_type -> hodei.v1.PipelineStatus
-	29, // 101: hodei.v1.AgentService.Connect:output_type -> hodei.v1.ServerMessage
-	27, // 102: hodei.v1.AgentService.Join:output_type -> hodei.v1.JoinResponse
-	56, // 103: hodei.v1.AdminService.ListWorkers:output_type -> hodei.v1.ListWorkersResponse
-	40, // 104: hodei.v1.AdminService.DrainWorker:output_type -> hodei.v1.Worker
-	59, // 105: hodei.v1.AdminService.Snapshot:output_type -> hodei.v1.SnapshotChunk
-	61, // 106: hodei.v1.AdminService.SetTenant:output_type -> hodei.v1.TenantStatus
-	61, // 107: hodei.v1.AdminService.GetTenant:output_type -> hodei.v1.TenantStatus
-	65, // 108: hodei.v1.AdminService.ListTenants:output_type -> hodei.v1.ListTenantsResponse
-	67, // 109: hodei.v1.AdminService.DeleteTenant:output_type -> hodei.v1.DeleteTenantResponse
-	40, // 110: hodei.v1.AdminService.RevokeWorker:output_type -> hodei.v1.Worker
-	43, // 111: hodei.v1.AdminService.RemoveWorker:output_type -> hodei.v1.RemoveWorkerResponse
-	46, // 112: hodei.v1.AdminService.CreateToken:output_type -> hodei.v1.CreateTokenResponse
-	48, // 113: hodei.v1.AdminService.ListTokens:output_type -> hodei.v1.ListTokensResponse
-	44, // 114: hodei.v1.AdminService.RevokeToken:output_type -> hodei.v1.TokenInfo
-	44, // 115: hodei.v1.AdminService.WhoAmI:output_type -> hodei.v1.TokenInfo
-	54, // 116: hodei.v1.AdminService.ListAudit:output_type -> hodei.v1.ListAuditResponse
-	89, // [89:117] is the sub-list for method output_type
-	61, // [61:89] is the sub-list for method input_type
+	78, // 89: hodei.v1.AdminService.UndrainWorker:input_type -> hodei.v1.UndrainWorkerRequest
+	13, // 90: hodei.v1.JobService.Submit:output_type -> hodei.v1.SubmitResponse
+	15, // 91: hodei.v1.JobService.SubmitBatch:output_type -> hodei.v1.SubmitBatchResponse
+	10, // 92: hodei.v1.JobService.Get:output_type -> hodei.v1.Job
+	18, // 93: hodei.v1.JobService.List:output_type -> hodei.v1.ListJobsResponse
+	10, // 94: hodei.v1.JobService.Cancel:output_type -> hodei.v1.Job
+	23, // 95: hodei.v1.JobService.Watch:output_type -> hodei.v1.JobEvent
+	25, // 96: hodei.v1.JobService.Logs:output_type -> hodei.v1.LogData
+	21, // 97: hodei.v1.JobService.CancelArray:output_type -> hodei.v1.CancelArrayResponse
+	72, // 98: hodei.v1.JobService.RunPipeline:output_type -> hodei.v1.PipelineStatus
+	72, // 99: hodei.v1.JobService.GetPipeline:output_type -> hodei.v1.PipelineStatus
+	76, // 100: hodei.v1.JobService.ListPipelines:output_type -> hodei.v1.ListPipelinesResponse
+	72, // 101: hodei.v1.JobService.CancelPipeline:output_type -> hodei.v1.PipelineStatus
+	29, // 102: hodei.v1.AgentService.Connect:output_type -> hodei.v1.ServerMessage
+	27, // 103: hodei.v1.AgentService.Join:output_type -> hodei.v1.JoinResponse
+	56, // 104: hodei.v1.AdminService.ListWorkers:output_type -> hodei.v1.ListWorkersResponse
+	40, // 105: hodei.v1.AdminService.DrainWorker:output_type -> hodei.v1.Worker
+	59, // 106: hodei.v1.AdminService.Snapshot:output_type -> hodei.v1.SnapshotChunk
+	61, // 107: hodei.v1.AdminService.SetTenant:output_type -> hodei.v1.TenantStatus
+	61, // 108: hodei.v1.AdminService.GetTenant:output_type -> hodei.v1.TenantStatus
+	65, // 109: hodei.v1.AdminService.ListTenants:output_type -> hodei.v1.ListTenantsResponse
+	67, // 110: hodei.v1.AdminService.DeleteTenant:output_type -> hodei.v1.DeleteTenantResponse
+	40, // 111: hodei.v1.AdminService.RevokeWorker:output_type -> hodei.v1.Worker
+	43, // 112: hodei.v1.AdminService.RemoveWorker:output_type -> hodei.v1.RemoveWorkerResponse
+	46, // 113: hodei.v1.AdminService.CreateToken:output_type -> hodei.v1.CreateTokenResponse
+	48, // 114: hodei.v1.AdminService.ListTokens:output_type -> hodei.v1.ListTokensResponse
+	44, // 115: hodei.v1.AdminService.RevokeToken:output_type -> hodei.v1.TokenInfo
+	44, // 116: hodei.v1.AdminService.WhoAmI:output_type -> hodei.v1.TokenInfo
+	54, // 117: hodei.v1.AdminService.ListAudit:output_type -> hodei.v1.ListAuditResponse
+	40, // 118: hodei.v1.AdminService.UndrainWorker:output_type -> hodei.v1.Worker
+	90, // [90:119] is the sub-list for method output_type
+	61, // [61:90] is the sub-list for method input_type
 	61, // [61:61] is the sub-list for extension type_name
 	61, // [61:61] is the sub-list for extension extendee
 	0,  // [0:61] is the sub-list for field type_name
@@ -6130,7 +6183,7 @@ func file_hodei_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hodei_proto_rawDesc), len(file_hodei_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   79,
+			NumMessages:   80,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

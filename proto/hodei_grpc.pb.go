@@ -723,20 +723,21 @@ var AgentService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	AdminService_ListWorkers_FullMethodName  = "/hodei.v1.AdminService/ListWorkers"
-	AdminService_DrainWorker_FullMethodName  = "/hodei.v1.AdminService/DrainWorker"
-	AdminService_Snapshot_FullMethodName     = "/hodei.v1.AdminService/Snapshot"
-	AdminService_SetTenant_FullMethodName    = "/hodei.v1.AdminService/SetTenant"
-	AdminService_GetTenant_FullMethodName    = "/hodei.v1.AdminService/GetTenant"
-	AdminService_ListTenants_FullMethodName  = "/hodei.v1.AdminService/ListTenants"
-	AdminService_DeleteTenant_FullMethodName = "/hodei.v1.AdminService/DeleteTenant"
-	AdminService_RevokeWorker_FullMethodName = "/hodei.v1.AdminService/RevokeWorker"
-	AdminService_RemoveWorker_FullMethodName = "/hodei.v1.AdminService/RemoveWorker"
-	AdminService_CreateToken_FullMethodName  = "/hodei.v1.AdminService/CreateToken"
-	AdminService_ListTokens_FullMethodName   = "/hodei.v1.AdminService/ListTokens"
-	AdminService_RevokeToken_FullMethodName  = "/hodei.v1.AdminService/RevokeToken"
-	AdminService_WhoAmI_FullMethodName       = "/hodei.v1.AdminService/WhoAmI"
-	AdminService_ListAudit_FullMethodName    = "/hodei.v1.AdminService/ListAudit"
+	AdminService_ListWorkers_FullMethodName   = "/hodei.v1.AdminService/ListWorkers"
+	AdminService_DrainWorker_FullMethodName   = "/hodei.v1.AdminService/DrainWorker"
+	AdminService_Snapshot_FullMethodName      = "/hodei.v1.AdminService/Snapshot"
+	AdminService_SetTenant_FullMethodName     = "/hodei.v1.AdminService/SetTenant"
+	AdminService_GetTenant_FullMethodName     = "/hodei.v1.AdminService/GetTenant"
+	AdminService_ListTenants_FullMethodName   = "/hodei.v1.AdminService/ListTenants"
+	AdminService_DeleteTenant_FullMethodName  = "/hodei.v1.AdminService/DeleteTenant"
+	AdminService_RevokeWorker_FullMethodName  = "/hodei.v1.AdminService/RevokeWorker"
+	AdminService_RemoveWorker_FullMethodName  = "/hodei.v1.AdminService/RemoveWorker"
+	AdminService_CreateToken_FullMethodName   = "/hodei.v1.AdminService/CreateToken"
+	AdminService_ListTokens_FullMethodName    = "/hodei.v1.AdminService/ListTokens"
+	AdminService_RevokeToken_FullMethodName   = "/hodei.v1.AdminService/RevokeToken"
+	AdminService_WhoAmI_FullMethodName        = "/hodei.v1.AdminService/WhoAmI"
+	AdminService_ListAudit_FullMethodName     = "/hodei.v1.AdminService/ListAudit"
+	AdminService_UndrainWorker_FullMethodName = "/hodei.v1.AdminService/UndrainWorker"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -772,6 +773,10 @@ type AdminServiceClient interface {
 	WhoAmI(ctx context.Context, in *WhoAmIRequest, opts ...grpc.CallOption) (*TokenInfo, error)
 	// ListAudit lists audit records, newest first.
 	ListAudit(ctx context.Context, in *ListAuditRequest, opts ...grpc.CallOption) (*ListAuditResponse, error)
+	// UndrainWorker undoes DrainWorker: the worker takes new jobs again (once
+	// its agent is connected). Persisted like a drain; NotFound for an
+	// unknown id; a worker that is not drained is returned unchanged.
+	UndrainWorker(ctx context.Context, in *UndrainWorkerRequest, opts ...grpc.CallOption) (*Worker, error)
 }
 
 type adminServiceClient struct {
@@ -931,6 +936,16 @@ func (c *adminServiceClient) ListAudit(ctx context.Context, in *ListAuditRequest
 	return out, nil
 }
 
+func (c *adminServiceClient) UndrainWorker(ctx context.Context, in *UndrainWorkerRequest, opts ...grpc.CallOption) (*Worker, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Worker)
+	err := c.cc.Invoke(ctx, AdminService_UndrainWorker_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -964,6 +979,10 @@ type AdminServiceServer interface {
 	WhoAmI(context.Context, *WhoAmIRequest) (*TokenInfo, error)
 	// ListAudit lists audit records, newest first.
 	ListAudit(context.Context, *ListAuditRequest) (*ListAuditResponse, error)
+	// UndrainWorker undoes DrainWorker: the worker takes new jobs again (once
+	// its agent is connected). Persisted like a drain; NotFound for an
+	// unknown id; a worker that is not drained is returned unchanged.
+	UndrainWorker(context.Context, *UndrainWorkerRequest) (*Worker, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -1015,6 +1034,9 @@ func (UnimplementedAdminServiceServer) WhoAmI(context.Context, *WhoAmIRequest) (
 }
 func (UnimplementedAdminServiceServer) ListAudit(context.Context, *ListAuditRequest) (*ListAuditResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ListAudit not implemented")
+}
+func (UnimplementedAdminServiceServer) UndrainWorker(context.Context, *UndrainWorkerRequest) (*Worker, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method UndrainWorker not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -1282,6 +1304,24 @@ func _AdminService_ListAudit_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_UndrainWorker_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UndrainWorkerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).UndrainWorker(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_UndrainWorker_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).UndrainWorker(ctx, req.(*UndrainWorkerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1340,6 +1380,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListAudit",
 			Handler:    _AdminService_ListAudit_Handler,
+		},
+		{
+			MethodName: "UndrainWorker",
+			Handler:    _AdminService_UndrainWorker_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -50,13 +50,40 @@ type Finish struct {
 	Reason   string
 	Lost     string // why the output ends early, if it does
 	Usage    job.Usage
+	// Ended is when the attempt ended by the agent's clock; zero when
+	// unknown (the server's own reports). See EndedAt.
+	Ended time.Time
+}
+
+// EndedAt is when the attempt f reports on ended, as the job records it
+// (FinishedAt): the agent's time, since a result may reach the server long
+// after (an agent that was cut off keeps it in its journal), but bounded
+// against clock skew by what the server knows: not before the attempt
+// started (or was scheduled, for one that never started), and not after
+// now, the time of the report. Without an agent's time, now.
+func EndedAt(cur *job.Job, f Finish, now time.Time) time.Time {
+	if f.Ended.IsZero() || f.Ended.After(now) {
+		return now
+	}
+	floor := cur.StartedAt
+	if floor.IsZero() {
+		floor = cur.ScheduledAt
+	}
+	switch {
+	case floor.After(now):
+		return now
+	case f.Ended.Before(floor):
+		return floor
+	}
+	return f.Ended
 }
 
 // Finished computes the record that follows cur once its attempt ended
-// as f says. It is pure: now is the time of the report.
+// as f says. It is pure: now is the time of the report; the attempt's end
+// (FinishedAt) is EndedAt.
 func Finished(cur *job.Job, f Finish, now time.Time) *job.Job {
 	n := cur.Clone()
-	n.FinishedAt = now
+	n.FinishedAt = EndedAt(cur, f, now)
 	n.ExitCode = f.ExitCode
 	n.Signal = f.Signal
 	n.Usage = f.Usage
@@ -97,7 +124,7 @@ func Finished(cur *job.Job, f Finish, now time.Time) *job.Job {
 	case job.NoStop:
 	case job.StopRequeue:
 		r := Requeued(cur, cur.CancelRequested+lost, now)
-		r.ExitCode, r.Signal, r.Usage = n.ExitCode, n.Signal, n.Usage
+		r.ExitCode, r.Signal, r.Usage, r.FinishedAt = n.ExitCode, n.Signal, n.Usage, n.FinishedAt
 		return r
 	case job.StopTimeout:
 		why = ReasonTimeout

@@ -36,6 +36,18 @@ func (as *adminService) DrainWorker(ctx context.Context, req *pb.DrainWorkerRequ
 	return workerPB(w), nil
 }
 
+// UndrainWorker undoes DrainWorker: the worker takes new jobs again.
+func (as *adminService) UndrainWorker(ctx context.Context, req *pb.UndrainWorkerRequest) (*pb.Worker, error) {
+	if req.GetId() == "" {
+		return nil, invalid("id", "is required")
+	}
+	w, err := as.srv.sched.Undrain(ctx, req.GetId())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return workerPB(w), nil
+}
+
 func (as *adminService) Snapshot(_ *pb.SnapshotRequest, stream pb.AdminService_SnapshotServer) error {
 	w := &chunkWriter{send: func(b []byte) error { return stream.Send(&pb.SnapshotChunk{Data: b}) }}
 	if _, err := as.srv.store.Snapshot(stream.Context(), w); err != nil {

@@ -381,6 +381,7 @@ func (s *Server) finished(ctx context.Context, workerID string, f *pb.JobFinishe
 		Reason:   f.GetReason(),
 		Lost:     f.GetOutputLost(),
 		Usage:    job.Usage{CPUTime: time.Duration(f.GetUsage().GetCpuTimeNs()), MaxRSSKiB: f.GetUsage().GetMaxRssKib()},
+		Ended:    agentTime(f.GetFinishedUnixNano()),
 	})
 	switch {
 	case err == nil, errors.Is(err, job.ErrConflict), errors.Is(err, job.ErrNotFound):
@@ -396,6 +397,14 @@ func (s *Server) finished(ctx context.Context, workerID string, f *pb.JobFinishe
 		ack.Error = err.Error() // not recorded: the agent keeps it and retries
 	}
 	return ack
+}
+
+// agentTime is a time an agent reported, zero when it sent none.
+func agentTime(unixNano int64) time.Time {
+	if unixNano <= 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, unixNano)
 }
 
 // syncIfAny makes a log durable when the attempt wrote one.

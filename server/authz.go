@@ -53,6 +53,8 @@ var methodRules = map[string]rule{
 	pb.AdminService_RevokeToken_FullMethodName:  {perm: auth.ManageTokens, audited: true},
 	pb.AdminService_WhoAmI_FullMethodName:       {perm: auth.WhoAmI},
 	pb.AdminService_ListAudit_FullMethodName:    {perm: auth.ReadAudit},
+
+	pb.AdminService_UndrainWorker_FullMethodName: {perm: auth.ManageWorkers, audited: true},
 }
 
 // ruleOf returns the rule of a full method name and whether there is one.

@@ -315,6 +315,8 @@ func (s *sut) messages(t *testing.T, method string, fx fixture) (proto.Message, 
 		r.Name = "nonexistent"
 	case *pb.DrainWorkerRequest:
 		r.Id = fx.worker
+	case *pb.UndrainWorkerRequest:
+		r.Id = fx.worker
 	case *pb.RevokeWorkerRequest:
 		r.Id = fx.worker
 	case *pb.RemoveWorkerRequest:

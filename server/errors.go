@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"strings"
 	"syscall"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -44,7 +45,7 @@ func toStatus(err error) error {
 		// The server's disk, not the request: said without its paths.
 		return status.Error(codes.ResourceExhausted, "the server could not store this: its data disk is full; free space on it and retry")
 	}
-	st := status.New(code, err.Error())
+	st := status.New(code, statusMessage(err))
 	if fe, ok := errors.AsType[*job.FieldError](err); ok {
 		return withField(st, fe.Field, fe.Rule)
 	}
@@ -52,6 +53,45 @@ func toStatus(err error) error {
 		return withField(st, job.BatchField(be.Index, ""), be.Err.Error())
 	}
 	return st.Err()
+}
+
+// sentinels are the domain's sentinel errors whose own words ("not
+// found", "conflict") only repeat the status code. ErrClosed's "closed"
+// says more than Unavailable does, and stays.
+var sentinels = []error{job.ErrNotFound, job.ErrConflict, job.ErrInvalid, job.ErrExhausted}
+
+// statusMessage is err's text as a person reads it: a sentinel's words
+// at its end (or start) are dropped, since the status code says them
+// already, except that a name left alone ("job 01J…: not found") reads
+// "job 01J… not found". The text is the same for every error of the same
+// words, so that an object hidden from the caller reads as one missing.
+func statusMessage(err error) string {
+	msg := err.Error()
+	for _, s := range sentinels {
+		if !errors.Is(err, s) {
+			continue
+		}
+		if rest, ok := strings.CutSuffix(msg, ": "+s.Error()); ok && rest != "" {
+			if s == job.ErrNotFound && namesOnly(rest) {
+				return rest + " not found"
+			}
+			return rest
+		}
+		if rest, ok := strings.CutPrefix(msg, s.Error()+": "); ok && rest != "" {
+			return rest
+		}
+	}
+	return msg
+}
+
+// namesOnly reports whether the last part of msg names an object ("job
+// 01J…", "tenant \"x\"") rather than saying what is wrong with it.
+func namesOnly(msg string) bool {
+	if i := strings.LastIndex(msg, ": "); i >= 0 {
+		msg = msg[i+2:]
+	}
+	return !strings.ContainsAny(msg, ";,") && !strings.Contains(msg, " not ") && !strings.Contains(msg, " never ") &&
+		!strings.Contains(msg, " no ")
 }
 
 // withField returns st with a BadRequest detail naming field and what is

@@ -9,6 +9,8 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/hodei-jobs/hodei/job"
 )
 
 // TestDiskFullStatus: a write that found the server's disk full is
@@ -18,5 +20,36 @@ func TestDiskFullStatus(t *testing.T) {
 	st := status.Convert(toStatus(err))
 	if st.Code() != codes.ResourceExhausted || strings.Contains(st.Message(), "/srv") {
 		t.Fatalf("toStatus(%v) = %v %q", err, st.Code(), st.Message())
+	}
+}
+
+// TestStatusMessage: the words of a sentinel error, which only repeat the
+// status code, are not part of the message people read.
+func TestStatusMessage(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		code codes.Code
+		want string
+	}{
+		{"NotFoundNamesObject", fmt.Errorf("job %s: %w", "01J", job.ErrNotFound), codes.NotFound, "job 01J not found"},
+		{"NotFoundWrapped", fmt.Errorf("get: %w", fmt.Errorf("worker w-9: %w", job.ErrNotFound)), codes.NotFound, "get: worker w-9 not found"},
+		{"NotFoundSaysWhy", job.UnknownTenant("x"), codes.NotFound,
+			`tenant "x" does not exist; create it with "hodei tenants set x" or run the server with --auto-tenants`},
+		{"NotFoundNeverJoined", fmt.Errorf("worker %q never joined: %w", "w", job.ErrNotFound), codes.NotFound, `worker "w" never joined`},
+		{"Conflict", job.Conflict("01J", "already %s", "COMPLETED"), codes.FailedPrecondition, "job 01J: already COMPLETED"},
+		{"ConflictFirst", fmt.Errorf("%w: tokens: the server runs with --insecure-no-auth", job.ErrConflict), codes.FailedPrecondition,
+			"tokens: the server runs with --insecure-no-auth"},
+		{"Exhausted", fmt.Errorf("tenant a has 5 queued jobs: %w", job.ErrExhausted), codes.ResourceExhausted, "tenant a has 5 queued jobs"},
+		{"Closed", fmt.Errorf("store: %w", job.ErrClosed), codes.Unavailable, "store: closed"},
+		{"SentinelAlone", job.ErrNotFound, codes.NotFound, "not found"},
+		{"FieldError", job.Invalid("priority", "5000 must be between 0 and 1000"), codes.InvalidArgument, "priority: 5000 must be between 0 and 1000"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := status.Convert(toStatus(tc.err))
+			if st.Code() != tc.code || st.Message() != tc.want {
+				t.Errorf("toStatus(%q) = %s %q, want %s %q", tc.err, st.Code(), st.Message(), tc.code, tc.want)
+			}
+		})
 	}
 }

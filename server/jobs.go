@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"unicode/utf8"
 
@@ -230,6 +231,10 @@ func (js *jobService) Logs(req *pb.LogsRequest, stream pb.JobService_LogsServer)
 	}
 	if _, ok := pb.LogStream_name[int32(req.GetStream())]; !ok {
 		return invalid("stream", "%d is not a log stream", req.GetStream())
+	}
+	if req.GetStream() == pb.LogStream_LOG_STREAM_STDERR && !j.Spec.NoPTY {
+		return toStatus(fmt.Errorf("job %s runs in a PTY, which merges stderr into stdout: its stderr is in its output "+
+			"(hodei logs without --stderr); submit with --no-pty to keep them apart: %w", j.ID, job.ErrConflict))
 	}
 	logs := s.logsOf(req.GetStream())
 	ctx := stream.Context()

@@ -26,7 +26,7 @@ func TestRemoveWorkerUnbindsItsCertificate(t *testing.T) {
 	}{
 		{"", codes.InvalidArgument, "id"},
 		{"nope", codes.NotFound, "nope"},
-		{"w1", codes.FailedPrecondition, "stop its agent first"},
+		{"w1", codes.FailedPrecondition, "a connected worker cannot be removed"},
 	} {
 		_, err := s.admin.RemoveWorker(ctx, &pb.RemoveWorkerRequest{Id: tc.id})
 		if st := status.Convert(err); st.Code() != tc.code || !strings.Contains(st.Message(), tc.msg) {
