@@ -89,6 +89,56 @@ func (JobState) EnumDescriptor() ([]byte, []int) {
 	return file_hodei_proto_rawDescGZIP(), []int{0}
 }
 
+// StdinMode says what feeds a job's standard input.
+type StdinMode int32
+
+const (
+	StdinMode_STDIN_NONE     StdinMode = 0 // nothing (a PTY still takes what hodei attach types)
+	StdinMode_STDIN_TERMINAL StdinMode = 1 // keys typed at a terminal (hodei run from a terminal)
+	StdinMode_STDIN_STREAM   StdinMode = 2 // bytes from a pipe or file, ended by EOF
+)
+
+// Enum value maps for StdinMode.
+var (
+	StdinMode_name = map[int32]string{
+		0: "STDIN_NONE",
+		1: "STDIN_TERMINAL",
+		2: "STDIN_STREAM",
+	}
+	StdinMode_value = map[string]int32{
+		"STDIN_NONE":     0,
+		"STDIN_TERMINAL": 1,
+		"STDIN_STREAM":   2,
+	}
+)
+
+func (x StdinMode) Enum() *StdinMode {
+	p := new(StdinMode)
+	*p = x
+	return p
+}
+
+func (x StdinMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (StdinMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_hodei_proto_enumTypes[1].Descriptor()
+}
+
+func (StdinMode) Type() protoreflect.EnumType {
+	return &file_hodei_proto_enumTypes[1]
+}
+
+func (x StdinMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use StdinMode.Descriptor instead.
+func (StdinMode) EnumDescriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{1}
+}
+
 // LogStream names one output stream of an attempt. A job with a PTY has
 // only OUTPUT; a job without one has stdout as OUTPUT and stderr as STDERR.
 type LogStream int32
@@ -121,11 +171,11 @@ func (x LogStream) String() string {
 }
 
 func (LogStream) Descriptor() protoreflect.EnumDescriptor {
-	return file_hodei_proto_enumTypes[1].Descriptor()
+	return file_hodei_proto_enumTypes[2].Descriptor()
 }
 
 func (LogStream) Type() protoreflect.EnumType {
-	return &file_hodei_proto_enumTypes[1]
+	return &file_hodei_proto_enumTypes[2]
 }
 
 func (x LogStream) Number() protoreflect.EnumNumber {
@@ -134,7 +184,7 @@ func (x LogStream) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use LogStream.Descriptor instead.
 func (LogStream) EnumDescriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{1}
+	return file_hodei_proto_rawDescGZIP(), []int{2}
 }
 
 type Outcome int32
@@ -176,11 +226,11 @@ func (x Outcome) String() string {
 }
 
 func (Outcome) Descriptor() protoreflect.EnumDescriptor {
-	return file_hodei_proto_enumTypes[2].Descriptor()
+	return file_hodei_proto_enumTypes[3].Descriptor()
 }
 
 func (Outcome) Type() protoreflect.EnumType {
-	return &file_hodei_proto_enumTypes[2]
+	return &file_hodei_proto_enumTypes[3]
 }
 
 func (x Outcome) Number() protoreflect.EnumNumber {
@@ -189,7 +239,7 @@ func (x Outcome) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Outcome.Descriptor instead.
 func (Outcome) EnumDescriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{2}
+	return file_hodei_proto_rawDescGZIP(), []int{3}
 }
 
 // WorkerState numbers equal job.WorkerState.
@@ -233,11 +283,11 @@ func (x WorkerState) String() string {
 }
 
 func (WorkerState) Descriptor() protoreflect.EnumDescriptor {
-	return file_hodei_proto_enumTypes[3].Descriptor()
+	return file_hodei_proto_enumTypes[4].Descriptor()
 }
 
 func (WorkerState) Type() protoreflect.EnumType {
-	return &file_hodei_proto_enumTypes[3]
+	return &file_hodei_proto_enumTypes[4]
 }
 
 func (x WorkerState) Number() protoreflect.EnumNumber {
@@ -246,7 +296,7 @@ func (x WorkerState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use WorkerState.Descriptor instead.
 func (WorkerState) EnumDescriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{3}
+	return file_hodei_proto_rawDescGZIP(), []int{4}
 }
 
 type BurstState int32
@@ -285,11 +335,11 @@ func (x BurstState) String() string {
 }
 
 func (BurstState) Descriptor() protoreflect.EnumDescriptor {
-	return file_hodei_proto_enumTypes[4].Descriptor()
+	return file_hodei_proto_enumTypes[5].Descriptor()
 }
 
 func (BurstState) Type() protoreflect.EnumType {
-	return &file_hodei_proto_enumTypes[4]
+	return &file_hodei_proto_enumTypes[5]
 }
 
 func (x BurstState) Number() protoreflect.EnumNumber {
@@ -298,7 +348,7 @@ func (x BurstState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use BurstState.Descriptor instead.
 func (BurstState) EnumDescriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{4}
+	return file_hodei_proto_rawDescGZIP(), []int{5}
 }
 
 type PipelineState int32
@@ -343,11 +393,11 @@ func (x PipelineState) String() string {
 }
 
 func (PipelineState) Descriptor() protoreflect.EnumDescriptor {
-	return file_hodei_proto_enumTypes[5].Descriptor()
+	return file_hodei_proto_enumTypes[6].Descriptor()
 }
 
 func (PipelineState) Type() protoreflect.EnumType {
-	return &file_hodei_proto_enumTypes[5]
+	return &file_hodei_proto_enumTypes[6]
 }
 
 func (x PipelineState) Number() protoreflect.EnumNumber {
@@ -356,7 +406,7 @@ func (x PipelineState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PipelineState.Descriptor instead.
 func (PipelineState) EnumDescriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{5}
+	return file_hodei_proto_rawDescGZIP(), []int{6}
 }
 
 type Resources struct {
@@ -448,8 +498,13 @@ type JobSpec struct {
 	Array             string `protobuf:"bytes,24,opt,name=array,proto3" json:"array,omitempty"`
 	ArrayIndex        int32  `protobuf:"varint,25,opt,name=array_index,json=arrayIndex,proto3" json:"array_index,omitempty"`
 	ArrayLimit        int32  `protobuf:"varint,26,opt,name=array_limit,json=arrayLimit,proto3" json:"array_limit,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// stdin: where the job's standard input comes from. Without a PTY,
+	// STDIN_NONE is /dev/null and the others a pipe fed through Attach; with
+	// a PTY, input always goes to the terminal, and STDIN_STREAM turns its
+	// echo off so that piped bytes do not come back in the output.
+	Stdin         StdinMode `protobuf:"varint,27,opt,name=stdin,proto3,enum=hodei.v1.StdinMode" json:"stdin,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *JobSpec) Reset() {
@@ -662,6 +717,13 @@ func (x *JobSpec) GetArrayLimit() int32 {
 		return x.ArrayLimit
 	}
 	return 0
+}
+
+func (x *JobSpec) GetStdin() StdinMode {
+	if x != nil {
+		return x.Stdin
+	}
+	return StdinMode_STDIN_NONE
 }
 
 type Usage struct {
@@ -1698,6 +1760,641 @@ func (x *LogData) GetData() []byte {
 	return nil
 }
 
+type TerminalSize struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rows          uint32                 `protobuf:"varint,1,opt,name=rows,proto3" json:"rows,omitempty"`
+	Cols          uint32                 `protobuf:"varint,2,opt,name=cols,proto3" json:"cols,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TerminalSize) Reset() {
+	*x = TerminalSize{}
+	mi := &file_hodei_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TerminalSize) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TerminalSize) ProtoMessage() {}
+
+func (x *TerminalSize) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TerminalSize.ProtoReflect.Descriptor instead.
+func (*TerminalSize) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *TerminalSize) GetRows() uint32 {
+	if x != nil {
+		return x.Rows
+	}
+	return 0
+}
+
+func (x *TerminalSize) GetCols() uint32 {
+	if x != nil {
+		return x.Cols
+	}
+	return 0
+}
+
+type AttachRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Msg:
+	//
+	//	*AttachRequest_Open
+	//	*AttachRequest_Input
+	//	*AttachRequest_Resize
+	//	*AttachRequest_End
+	//	*AttachRequest_Claim
+	Msg           isAttachRequest_Msg `protobuf_oneof:"msg"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AttachRequest) Reset() {
+	*x = AttachRequest{}
+	mi := &file_hodei_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AttachRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AttachRequest) ProtoMessage() {}
+
+func (x *AttachRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AttachRequest.ProtoReflect.Descriptor instead.
+func (*AttachRequest) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *AttachRequest) GetMsg() isAttachRequest_Msg {
+	if x != nil {
+		return x.Msg
+	}
+	return nil
+}
+
+func (x *AttachRequest) GetOpen() *AttachOpen {
+	if x != nil {
+		if x, ok := x.Msg.(*AttachRequest_Open); ok {
+			return x.Open
+		}
+	}
+	return nil
+}
+
+func (x *AttachRequest) GetInput() []byte {
+	if x != nil {
+		if x, ok := x.Msg.(*AttachRequest_Input); ok {
+			return x.Input
+		}
+	}
+	return nil
+}
+
+func (x *AttachRequest) GetResize() *TerminalSize {
+	if x != nil {
+		if x, ok := x.Msg.(*AttachRequest_Resize); ok {
+			return x.Resize
+		}
+	}
+	return nil
+}
+
+func (x *AttachRequest) GetEnd() *InputEnd {
+	if x != nil {
+		if x, ok := x.Msg.(*AttachRequest_End); ok {
+			return x.End
+		}
+	}
+	return nil
+}
+
+func (x *AttachRequest) GetClaim() *InputClaim {
+	if x != nil {
+		if x, ok := x.Msg.(*AttachRequest_Claim); ok {
+			return x.Claim
+		}
+	}
+	return nil
+}
+
+type isAttachRequest_Msg interface {
+	isAttachRequest_Msg()
+}
+
+type AttachRequest_Open struct {
+	Open *AttachOpen `protobuf:"bytes,1,opt,name=open,proto3,oneof"` // the first message, and only the first
+}
+
+type AttachRequest_Input struct {
+	// Bytes for the job's input, at most 16 KiB a message; the stream
+	// holds the input (InputState.held) and stays within its limit.
+	Input []byte `protobuf:"bytes,2,opt,name=input,proto3,oneof"`
+}
+
+type AttachRequest_Resize struct {
+	Resize *TerminalSize `protobuf:"bytes,3,opt,name=resize,proto3,oneof"` // the client's terminal; applied while it holds the input
+}
+
+type AttachRequest_End struct {
+	End *InputEnd `protobuf:"bytes,4,opt,name=end,proto3,oneof"` // the input ends after what was sent: EOF for the job
+}
+
+type AttachRequest_Claim struct {
+	Claim *InputClaim `protobuf:"bytes,5,opt,name=claim,proto3,oneof"` // take the input, if nobody holds it
+}
+
+func (*AttachRequest_Open) isAttachRequest_Msg() {}
+
+func (*AttachRequest_Input) isAttachRequest_Msg() {}
+
+func (*AttachRequest_Resize) isAttachRequest_Msg() {}
+
+func (*AttachRequest_End) isAttachRequest_Msg() {}
+
+func (*AttachRequest_Claim) isAttachRequest_Msg() {}
+
+type AttachOpen struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Output        bool                   `protobuf:"varint,2,opt,name=output,proto3" json:"output,omitempty"`                     // send the job's output: the last screenful, then as it comes
+	ReadOnly      bool                   `protobuf:"varint,3,opt,name=read_only,json=readOnly,proto3" json:"read_only,omitempty"` // watch only: this stream never takes the input
+	Claim         bool                   `protobuf:"varint,4,opt,name=claim,proto3" json:"claim,omitempty"`                       // take the input at once (hodei run)
+	Size          *TerminalSize          `protobuf:"bytes,5,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AttachOpen) Reset() {
+	*x = AttachOpen{}
+	mi := &file_hodei_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AttachOpen) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AttachOpen) ProtoMessage() {}
+
+func (x *AttachOpen) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AttachOpen.ProtoReflect.Descriptor instead.
+func (*AttachOpen) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *AttachOpen) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *AttachOpen) GetOutput() bool {
+	if x != nil {
+		return x.Output
+	}
+	return false
+}
+
+func (x *AttachOpen) GetReadOnly() bool {
+	if x != nil {
+		return x.ReadOnly
+	}
+	return false
+}
+
+func (x *AttachOpen) GetClaim() bool {
+	if x != nil {
+		return x.Claim
+	}
+	return false
+}
+
+func (x *AttachOpen) GetSize() *TerminalSize {
+	if x != nil {
+		return x.Size
+	}
+	return nil
+}
+
+type InputEnd struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InputEnd) Reset() {
+	*x = InputEnd{}
+	mi := &file_hodei_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InputEnd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InputEnd) ProtoMessage() {}
+
+func (x *InputEnd) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InputEnd.ProtoReflect.Descriptor instead.
+func (*InputEnd) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{21}
+}
+
+type InputClaim struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InputClaim) Reset() {
+	*x = InputClaim{}
+	mi := &file_hodei_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InputClaim) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InputClaim) ProtoMessage() {}
+
+func (x *InputClaim) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InputClaim.ProtoReflect.Descriptor instead.
+func (*InputClaim) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{22}
+}
+
+type AttachResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Msg:
+	//
+	//	*AttachResponse_Attached
+	//	*AttachResponse_Output
+	//	*AttachResponse_Input
+	//	*AttachResponse_Ended
+	Msg           isAttachResponse_Msg `protobuf_oneof:"msg"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AttachResponse) Reset() {
+	*x = AttachResponse{}
+	mi := &file_hodei_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AttachResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AttachResponse) ProtoMessage() {}
+
+func (x *AttachResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AttachResponse.ProtoReflect.Descriptor instead.
+func (*AttachResponse) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *AttachResponse) GetMsg() isAttachResponse_Msg {
+	if x != nil {
+		return x.Msg
+	}
+	return nil
+}
+
+func (x *AttachResponse) GetAttached() *Attached {
+	if x != nil {
+		if x, ok := x.Msg.(*AttachResponse_Attached); ok {
+			return x.Attached
+		}
+	}
+	return nil
+}
+
+func (x *AttachResponse) GetOutput() *LogData {
+	if x != nil {
+		if x, ok := x.Msg.(*AttachResponse_Output); ok {
+			return x.Output
+		}
+	}
+	return nil
+}
+
+func (x *AttachResponse) GetInput() *InputState {
+	if x != nil {
+		if x, ok := x.Msg.(*AttachResponse_Input); ok {
+			return x.Input
+		}
+	}
+	return nil
+}
+
+func (x *AttachResponse) GetEnded() *AttachEnded {
+	if x != nil {
+		if x, ok := x.Msg.(*AttachResponse_Ended); ok {
+			return x.Ended
+		}
+	}
+	return nil
+}
+
+type isAttachResponse_Msg interface {
+	isAttachResponse_Msg()
+}
+
+type AttachResponse_Attached struct {
+	Attached *Attached `protobuf:"bytes,1,opt,name=attached,proto3,oneof"` // the first message
+}
+
+type AttachResponse_Output struct {
+	Output *LogData `protobuf:"bytes,2,opt,name=output,proto3,oneof"`
+}
+
+type AttachResponse_Input struct {
+	Input *InputState `protobuf:"bytes,3,opt,name=input,proto3,oneof"`
+}
+
+type AttachResponse_Ended struct {
+	Ended *AttachEnded `protobuf:"bytes,4,opt,name=ended,proto3,oneof"` // the last message: the job has ended
+}
+
+func (*AttachResponse_Attached) isAttachResponse_Msg() {}
+
+func (*AttachResponse_Output) isAttachResponse_Msg() {}
+
+func (*AttachResponse_Input) isAttachResponse_Msg() {}
+
+func (*AttachResponse_Ended) isAttachResponse_Msg() {}
+
+type Attached struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Attempt       int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	State         JobState               `protobuf:"varint,3,opt,name=state,proto3,enum=hodei.v1.JobState" json:"state,omitempty"`
+	ReplayOffset  int64                  `protobuf:"varint,4,opt,name=replay_offset,json=replayOffset,proto3" json:"replay_offset,omitempty"` // where the output sent starts (the last screenful)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Attached) Reset() {
+	*x = Attached{}
+	mi := &file_hodei_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Attached) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Attached) ProtoMessage() {}
+
+func (x *Attached) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Attached.ProtoReflect.Descriptor instead.
+func (*Attached) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *Attached) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *Attached) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *Attached) GetState() JobState {
+	if x != nil {
+		return x.State
+	}
+	return JobState_JOB_STATE_UNSPECIFIED
+}
+
+func (x *Attached) GetReplayOffset() int64 {
+	if x != nil {
+		return x.ReplayOffset
+	}
+	return 0
+}
+
+// InputState is who holds the job's input and what this stream may send.
+type InputState struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Held          bool                   `protobuf:"varint,1,opt,name=held,proto3" json:"held,omitempty"`      // this stream holds the input
+	Holder        string                 `protobuf:"bytes,2,opt,name=holder,proto3" json:"holder,omitempty"`   // who holds it when another stream does; empty: nobody
+	Limit         int64                  `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`    // held: the stream may send input up to this many bytes in all
+	Closed        bool                   `protobuf:"varint,4,opt,name=closed,proto3" json:"closed,omitempty"`  // the job takes no more input (EOF delivered, attempt ended)
+	Refused       string                 `protobuf:"bytes,5,opt,name=refused,proto3" json:"refused,omitempty"` // why a claim was refused (read-only, role)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InputState) Reset() {
+	*x = InputState{}
+	mi := &file_hodei_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InputState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InputState) ProtoMessage() {}
+
+func (x *InputState) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InputState.ProtoReflect.Descriptor instead.
+func (*InputState) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *InputState) GetHeld() bool {
+	if x != nil {
+		return x.Held
+	}
+	return false
+}
+
+func (x *InputState) GetHolder() string {
+	if x != nil {
+		return x.Holder
+	}
+	return ""
+}
+
+func (x *InputState) GetLimit() int64 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *InputState) GetClosed() bool {
+	if x != nil {
+		return x.Closed
+	}
+	return false
+}
+
+func (x *InputState) GetRefused() string {
+	if x != nil {
+		return x.Refused
+	}
+	return ""
+}
+
+type AttachEnded struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Job           *Job                   `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"` // as it ended
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AttachEnded) Reset() {
+	*x = AttachEnded{}
+	mi := &file_hodei_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AttachEnded) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AttachEnded) ProtoMessage() {}
+
+func (x *AttachEnded) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AttachEnded.ProtoReflect.Descriptor instead.
+func (*AttachEnded) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *AttachEnded) GetJob() *Job {
+	if x != nil {
+		return x.Job
+	}
+	return nil
+}
+
 type JoinRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	WorkerId      string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"` // the id the agent keeps in its data dir
@@ -1709,7 +2406,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_hodei_proto_msgTypes[18]
+	mi := &file_hodei_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1721,7 +2418,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[18]
+	mi := &file_hodei_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1734,7 +2431,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{18}
+	return file_hodei_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *JoinRequest) GetWorkerId() string {
@@ -1769,7 +2466,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_hodei_proto_msgTypes[19]
+	mi := &file_hodei_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1781,7 +2478,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[19]
+	mi := &file_hodei_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1794,7 +2491,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{19}
+	return file_hodei_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *JoinResponse) GetWorkerId() string {
@@ -1827,6 +2524,7 @@ type AgentMessage struct {
 	//	*AgentMessage_Started
 	//	*AgentMessage_Log
 	//	*AgentMessage_Finished
+	//	*AgentMessage_Credit
 	Msg           isAgentMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1834,7 +2532,7 @@ type AgentMessage struct {
 
 func (x *AgentMessage) Reset() {
 	*x = AgentMessage{}
-	mi := &file_hodei_proto_msgTypes[20]
+	mi := &file_hodei_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1846,7 +2544,7 @@ func (x *AgentMessage) String() string {
 func (*AgentMessage) ProtoMessage() {}
 
 func (x *AgentMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[20]
+	mi := &file_hodei_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1859,7 +2557,7 @@ func (x *AgentMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentMessage.ProtoReflect.Descriptor instead.
 func (*AgentMessage) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{20}
+	return file_hodei_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *AgentMessage) GetMsg() isAgentMessage_Msg {
@@ -1914,6 +2612,15 @@ func (x *AgentMessage) GetFinished() *JobFinished {
 	return nil
 }
 
+func (x *AgentMessage) GetCredit() *InputCredit {
+	if x != nil {
+		if x, ok := x.Msg.(*AgentMessage_Credit); ok {
+			return x.Credit
+		}
+	}
+	return nil
+}
+
 type isAgentMessage_Msg interface {
 	isAgentMessage_Msg()
 }
@@ -1938,6 +2645,10 @@ type AgentMessage_Finished struct {
 	Finished *JobFinished `protobuf:"bytes,5,opt,name=finished,proto3,oneof"`
 }
 
+type AgentMessage_Credit struct {
+	Credit *InputCredit `protobuf:"bytes,6,opt,name=credit,proto3,oneof"`
+}
+
 func (*AgentMessage_Hello) isAgentMessage_Msg() {}
 
 func (*AgentMessage_Heartbeat) isAgentMessage_Msg() {}
@@ -1948,6 +2659,8 @@ func (*AgentMessage_Log) isAgentMessage_Msg() {}
 
 func (*AgentMessage_Finished) isAgentMessage_Msg() {}
 
+func (*AgentMessage_Credit) isAgentMessage_Msg() {}
+
 type ServerMessage struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Msg:
@@ -1956,6 +2669,8 @@ type ServerMessage struct {
 	//	*ServerMessage_Assign
 	//	*ServerMessage_Cancel
 	//	*ServerMessage_Ack
+	//	*ServerMessage_Input
+	//	*ServerMessage_Resize
 	Msg           isServerMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1963,7 +2678,7 @@ type ServerMessage struct {
 
 func (x *ServerMessage) Reset() {
 	*x = ServerMessage{}
-	mi := &file_hodei_proto_msgTypes[21]
+	mi := &file_hodei_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1975,7 +2690,7 @@ func (x *ServerMessage) String() string {
 func (*ServerMessage) ProtoMessage() {}
 
 func (x *ServerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[21]
+	mi := &file_hodei_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1988,7 +2703,7 @@ func (x *ServerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerMessage.ProtoReflect.Descriptor instead.
 func (*ServerMessage) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{21}
+	return file_hodei_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ServerMessage) GetMsg() isServerMessage_Msg {
@@ -2034,6 +2749,24 @@ func (x *ServerMessage) GetAck() *Ack {
 	return nil
 }
 
+func (x *ServerMessage) GetInput() *JobInput {
+	if x != nil {
+		if x, ok := x.Msg.(*ServerMessage_Input); ok {
+			return x.Input
+		}
+	}
+	return nil
+}
+
+func (x *ServerMessage) GetResize() *ResizeJob {
+	if x != nil {
+		if x, ok := x.Msg.(*ServerMessage_Resize); ok {
+			return x.Resize
+		}
+	}
+	return nil
+}
+
 type isServerMessage_Msg interface {
 	isServerMessage_Msg()
 }
@@ -2054,6 +2787,14 @@ type ServerMessage_Ack struct {
 	Ack *Ack `protobuf:"bytes,4,opt,name=ack,proto3,oneof"`
 }
 
+type ServerMessage_Input struct {
+	Input *JobInput `protobuf:"bytes,5,opt,name=input,proto3,oneof"`
+}
+
+type ServerMessage_Resize struct {
+	Resize *ResizeJob `protobuf:"bytes,6,opt,name=resize,proto3,oneof"`
+}
+
 func (*ServerMessage_Welcome) isServerMessage_Msg() {}
 
 func (*ServerMessage_Assign) isServerMessage_Msg() {}
@@ -2061,6 +2802,10 @@ func (*ServerMessage_Assign) isServerMessage_Msg() {}
 func (*ServerMessage_Cancel) isServerMessage_Msg() {}
 
 func (*ServerMessage_Ack) isServerMessage_Msg() {}
+
+func (*ServerMessage_Input) isServerMessage_Msg() {}
+
+func (*ServerMessage_Resize) isServerMessage_Msg() {}
 
 // JobRef names one attempt the agent holds and how much of its log it has.
 type JobRef struct {
@@ -2074,7 +2819,7 @@ type JobRef struct {
 
 func (x *JobRef) Reset() {
 	*x = JobRef{}
-	mi := &file_hodei_proto_msgTypes[22]
+	mi := &file_hodei_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2086,7 +2831,7 @@ func (x *JobRef) String() string {
 func (*JobRef) ProtoMessage() {}
 
 func (x *JobRef) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[22]
+	mi := &file_hodei_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2099,7 +2844,7 @@ func (x *JobRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobRef.ProtoReflect.Descriptor instead.
 func (*JobRef) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{22}
+	return file_hodei_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *JobRef) GetJobId() string {
@@ -2142,7 +2887,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_hodei_proto_msgTypes[23]
+	mi := &file_hodei_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2154,7 +2899,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[23]
+	mi := &file_hodei_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2167,7 +2912,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{23}
+	return file_hodei_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Hello) GetWorkerId() string {
@@ -2247,7 +2992,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_hodei_proto_msgTypes[24]
+	mi := &file_hodei_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2259,7 +3004,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[24]
+	mi := &file_hodei_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2272,7 +3017,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{24}
+	return file_hodei_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Heartbeat) GetCpuPercent() float64 {
@@ -2315,7 +3060,7 @@ type JobStarted struct {
 
 func (x *JobStarted) Reset() {
 	*x = JobStarted{}
-	mi := &file_hodei_proto_msgTypes[25]
+	mi := &file_hodei_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2327,7 +3072,7 @@ func (x *JobStarted) String() string {
 func (*JobStarted) ProtoMessage() {}
 
 func (x *JobStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[25]
+	mi := &file_hodei_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2340,7 +3085,7 @@ func (x *JobStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobStarted.ProtoReflect.Descriptor instead.
 func (*JobStarted) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{25}
+	return file_hodei_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *JobStarted) GetJobId() string {
@@ -2384,7 +3129,7 @@ type LogChunk struct {
 
 func (x *LogChunk) Reset() {
 	*x = LogChunk{}
-	mi := &file_hodei_proto_msgTypes[26]
+	mi := &file_hodei_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2396,7 +3141,7 @@ func (x *LogChunk) String() string {
 func (*LogChunk) ProtoMessage() {}
 
 func (x *LogChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[26]
+	mi := &file_hodei_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2409,7 +3154,7 @@ func (x *LogChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogChunk.ProtoReflect.Descriptor instead.
 func (*LogChunk) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{26}
+	return file_hodei_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *LogChunk) GetJobId() string {
@@ -2467,7 +3212,7 @@ type JobFinished struct {
 
 func (x *JobFinished) Reset() {
 	*x = JobFinished{}
-	mi := &file_hodei_proto_msgTypes[27]
+	mi := &file_hodei_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2479,7 +3224,7 @@ func (x *JobFinished) String() string {
 func (*JobFinished) ProtoMessage() {}
 
 func (x *JobFinished) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[27]
+	mi := &file_hodei_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2492,7 +3237,7 @@ func (x *JobFinished) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobFinished.ProtoReflect.Descriptor instead.
 func (*JobFinished) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{27}
+	return file_hodei_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *JobFinished) GetJobId() string {
@@ -2576,7 +3321,7 @@ type Welcome struct {
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_hodei_proto_msgTypes[28]
+	mi := &file_hodei_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2588,7 +3333,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[28]
+	mi := &file_hodei_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2601,7 +3346,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{28}
+	return file_hodei_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *Welcome) GetWorkerId() string {
@@ -2637,7 +3382,7 @@ type Assign struct {
 
 func (x *Assign) Reset() {
 	*x = Assign{}
-	mi := &file_hodei_proto_msgTypes[29]
+	mi := &file_hodei_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2649,7 +3394,7 @@ func (x *Assign) String() string {
 func (*Assign) ProtoMessage() {}
 
 func (x *Assign) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[29]
+	mi := &file_hodei_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2662,7 +3407,7 @@ func (x *Assign) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Assign.ProtoReflect.Descriptor instead.
 func (*Assign) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{29}
+	return file_hodei_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *Assign) GetJob() *Job {
@@ -2691,7 +3436,7 @@ type CancelJob struct {
 
 func (x *CancelJob) Reset() {
 	*x = CancelJob{}
-	mi := &file_hodei_proto_msgTypes[30]
+	mi := &file_hodei_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2703,7 +3448,7 @@ func (x *CancelJob) String() string {
 func (*CancelJob) ProtoMessage() {}
 
 func (x *CancelJob) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[30]
+	mi := &file_hodei_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2716,7 +3461,7 @@ func (x *CancelJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJob.ProtoReflect.Descriptor instead.
 func (*CancelJob) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{30}
+	return file_hodei_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *CancelJob) GetJobId() string {
@@ -2764,7 +3509,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_hodei_proto_msgTypes[31]
+	mi := &file_hodei_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2776,7 +3521,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[31]
+	mi := &file_hodei_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2789,7 +3534,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{31}
+	return file_hodei_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *Ack) GetJobId() string {
@@ -2848,6 +3593,247 @@ func (x *Ack) GetResult() bool {
 	return false
 }
 
+// JobInput is input for one attempt. The server sends data only up to the
+// limit of the agent's last InputCredit, and first an open, which the
+// agent answers with an InputCredit saying where the input stands.
+type JobInput struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Attempt       int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Offset        int64                  `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"` // of data[0] in the attempt's input
+	Data          []byte                 `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`
+	Eof           bool                   `protobuf:"varint,5,opt,name=eof,proto3" json:"eof,omitempty"`   // the input ends after data: VEOF on a PTY, close of the pipe
+	Open          bool                   `protobuf:"varint,6,opt,name=open,proto3" json:"open,omitempty"` // no data: ask for an InputCredit with opened
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JobInput) Reset() {
+	*x = JobInput{}
+	mi := &file_hodei_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JobInput) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JobInput) ProtoMessage() {}
+
+func (x *JobInput) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JobInput.ProtoReflect.Descriptor instead.
+func (*JobInput) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *JobInput) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *JobInput) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *JobInput) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *JobInput) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *JobInput) GetEof() bool {
+	if x != nil {
+		return x.Eof
+	}
+	return false
+}
+
+func (x *JobInput) GetOpen() bool {
+	if x != nil {
+		return x.Open
+	}
+	return false
+}
+
+// InputCredit is the agent's flow control of an attempt's input.
+type InputCredit struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Attempt       int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Offset        int64                  `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"` // input received so far: where the next JobInput starts (with opened)
+	Limit         int64                  `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`   // the server may send input up to this offset
+	Closed        bool                   `protobuf:"varint,5,opt,name=closed,proto3" json:"closed,omitempty"` // the attempt takes no more input
+	Opened        bool                   `protobuf:"varint,6,opt,name=opened,proto3" json:"opened,omitempty"` // answers a JobInput with open
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InputCredit) Reset() {
+	*x = InputCredit{}
+	mi := &file_hodei_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InputCredit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InputCredit) ProtoMessage() {}
+
+func (x *InputCredit) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InputCredit.ProtoReflect.Descriptor instead.
+func (*InputCredit) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *InputCredit) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *InputCredit) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *InputCredit) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *InputCredit) GetLimit() int64 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *InputCredit) GetClosed() bool {
+	if x != nil {
+		return x.Closed
+	}
+	return false
+}
+
+func (x *InputCredit) GetOpened() bool {
+	if x != nil {
+		return x.Opened
+	}
+	return false
+}
+
+// ResizeJob sets the size of a job's PTY (SIGWINCH to its foreground).
+type ResizeJob struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Attempt       int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Rows          uint32                 `protobuf:"varint,3,opt,name=rows,proto3" json:"rows,omitempty"`
+	Cols          uint32                 `protobuf:"varint,4,opt,name=cols,proto3" json:"cols,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResizeJob) Reset() {
+	*x = ResizeJob{}
+	mi := &file_hodei_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResizeJob) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResizeJob) ProtoMessage() {}
+
+func (x *ResizeJob) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResizeJob.ProtoReflect.Descriptor instead.
+func (*ResizeJob) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *ResizeJob) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *ResizeJob) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *ResizeJob) GetRows() uint32 {
+	if x != nil {
+		return x.Rows
+	}
+	return 0
+}
+
+func (x *ResizeJob) GetCols() uint32 {
+	if x != nil {
+		return x.Cols
+	}
+	return 0
+}
+
 type Worker struct {
 	state                 protoimpl.MessageState `protogen:"open.v1"`
 	Id                    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -2873,7 +3859,7 @@ type Worker struct {
 
 func (x *Worker) Reset() {
 	*x = Worker{}
-	mi := &file_hodei_proto_msgTypes[32]
+	mi := &file_hodei_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2885,7 +3871,7 @@ func (x *Worker) String() string {
 func (*Worker) ProtoMessage() {}
 
 func (x *Worker) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[32]
+	mi := &file_hodei_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2898,7 +3884,7 @@ func (x *Worker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Worker.ProtoReflect.Descriptor instead.
 func (*Worker) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{32}
+	return file_hodei_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *Worker) GetId() string {
@@ -3015,7 +4001,7 @@ type RevokeWorkerRequest struct {
 
 func (x *RevokeWorkerRequest) Reset() {
 	*x = RevokeWorkerRequest{}
-	mi := &file_hodei_proto_msgTypes[33]
+	mi := &file_hodei_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3027,7 +4013,7 @@ func (x *RevokeWorkerRequest) String() string {
 func (*RevokeWorkerRequest) ProtoMessage() {}
 
 func (x *RevokeWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[33]
+	mi := &file_hodei_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3040,7 +4026,7 @@ func (x *RevokeWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeWorkerRequest.ProtoReflect.Descriptor instead.
 func (*RevokeWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{33}
+	return file_hodei_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *RevokeWorkerRequest) GetId() string {
@@ -3059,7 +4045,7 @@ type RemoveWorkerRequest struct {
 
 func (x *RemoveWorkerRequest) Reset() {
 	*x = RemoveWorkerRequest{}
-	mi := &file_hodei_proto_msgTypes[34]
+	mi := &file_hodei_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3071,7 +4057,7 @@ func (x *RemoveWorkerRequest) String() string {
 func (*RemoveWorkerRequest) ProtoMessage() {}
 
 func (x *RemoveWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[34]
+	mi := &file_hodei_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3084,7 +4070,7 @@ func (x *RemoveWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveWorkerRequest.ProtoReflect.Descriptor instead.
 func (*RemoveWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{34}
+	return file_hodei_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *RemoveWorkerRequest) GetId() string {
@@ -3102,7 +4088,7 @@ type RemoveWorkerResponse struct {
 
 func (x *RemoveWorkerResponse) Reset() {
 	*x = RemoveWorkerResponse{}
-	mi := &file_hodei_proto_msgTypes[35]
+	mi := &file_hodei_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3114,7 +4100,7 @@ func (x *RemoveWorkerResponse) String() string {
 func (*RemoveWorkerResponse) ProtoMessage() {}
 
 func (x *RemoveWorkerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[35]
+	mi := &file_hodei_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3127,7 +4113,7 @@ func (x *RemoveWorkerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveWorkerResponse.ProtoReflect.Descriptor instead.
 func (*RemoveWorkerResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{35}
+	return file_hodei_proto_rawDescGZIP(), []int{47}
 }
 
 type TokenInfo struct {
@@ -3147,7 +4133,7 @@ type TokenInfo struct {
 
 func (x *TokenInfo) Reset() {
 	*x = TokenInfo{}
-	mi := &file_hodei_proto_msgTypes[36]
+	mi := &file_hodei_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3159,7 +4145,7 @@ func (x *TokenInfo) String() string {
 func (*TokenInfo) ProtoMessage() {}
 
 func (x *TokenInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[36]
+	mi := &file_hodei_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3172,7 +4158,7 @@ func (x *TokenInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenInfo.ProtoReflect.Descriptor instead.
 func (*TokenInfo) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{36}
+	return file_hodei_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *TokenInfo) GetId() string {
@@ -3250,7 +4236,7 @@ type CreateTokenRequest struct {
 
 func (x *CreateTokenRequest) Reset() {
 	*x = CreateTokenRequest{}
-	mi := &file_hodei_proto_msgTypes[37]
+	mi := &file_hodei_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3262,7 +4248,7 @@ func (x *CreateTokenRequest) String() string {
 func (*CreateTokenRequest) ProtoMessage() {}
 
 func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[37]
+	mi := &file_hodei_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3275,7 +4261,7 @@ func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateTokenRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{37}
+	return file_hodei_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *CreateTokenRequest) GetRole() string {
@@ -3317,7 +4303,7 @@ type CreateTokenResponse struct {
 
 func (x *CreateTokenResponse) Reset() {
 	*x = CreateTokenResponse{}
-	mi := &file_hodei_proto_msgTypes[38]
+	mi := &file_hodei_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3329,7 +4315,7 @@ func (x *CreateTokenResponse) String() string {
 func (*CreateTokenResponse) ProtoMessage() {}
 
 func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[38]
+	mi := &file_hodei_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3342,7 +4328,7 @@ func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateTokenResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{38}
+	return file_hodei_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *CreateTokenResponse) GetToken() string {
@@ -3374,7 +4360,7 @@ type ListTokensRequest struct {
 
 func (x *ListTokensRequest) Reset() {
 	*x = ListTokensRequest{}
-	mi := &file_hodei_proto_msgTypes[39]
+	mi := &file_hodei_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3386,7 +4372,7 @@ func (x *ListTokensRequest) String() string {
 func (*ListTokensRequest) ProtoMessage() {}
 
 func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[39]
+	mi := &file_hodei_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3399,7 +4385,7 @@ func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListTokensRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{39}
+	return file_hodei_proto_rawDescGZIP(), []int{51}
 }
 
 type ListTokensResponse struct {
@@ -3411,7 +4397,7 @@ type ListTokensResponse struct {
 
 func (x *ListTokensResponse) Reset() {
 	*x = ListTokensResponse{}
-	mi := &file_hodei_proto_msgTypes[40]
+	mi := &file_hodei_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3423,7 +4409,7 @@ func (x *ListTokensResponse) String() string {
 func (*ListTokensResponse) ProtoMessage() {}
 
 func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[40]
+	mi := &file_hodei_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3436,7 +4422,7 @@ func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListTokensResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{40}
+	return file_hodei_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ListTokensResponse) GetTokens() []*TokenInfo {
@@ -3455,7 +4441,7 @@ type RevokeTokenRequest struct {
 
 func (x *RevokeTokenRequest) Reset() {
 	*x = RevokeTokenRequest{}
-	mi := &file_hodei_proto_msgTypes[41]
+	mi := &file_hodei_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3467,7 +4453,7 @@ func (x *RevokeTokenRequest) String() string {
 func (*RevokeTokenRequest) ProtoMessage() {}
 
 func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[41]
+	mi := &file_hodei_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3480,7 +4466,7 @@ func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeTokenRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{41}
+	return file_hodei_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *RevokeTokenRequest) GetId() string {
@@ -3498,7 +4484,7 @@ type WhoAmIRequest struct {
 
 func (x *WhoAmIRequest) Reset() {
 	*x = WhoAmIRequest{}
-	mi := &file_hodei_proto_msgTypes[42]
+	mi := &file_hodei_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3510,7 +4496,7 @@ func (x *WhoAmIRequest) String() string {
 func (*WhoAmIRequest) ProtoMessage() {}
 
 func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[42]
+	mi := &file_hodei_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3523,7 +4509,7 @@ func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoAmIRequest.ProtoReflect.Descriptor instead.
 func (*WhoAmIRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{42}
+	return file_hodei_proto_rawDescGZIP(), []int{54}
 }
 
 // AuditRecord is one mutating call or one denial.
@@ -3546,7 +4532,7 @@ type AuditRecord struct {
 
 func (x *AuditRecord) Reset() {
 	*x = AuditRecord{}
-	mi := &file_hodei_proto_msgTypes[43]
+	mi := &file_hodei_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3558,7 +4544,7 @@ func (x *AuditRecord) String() string {
 func (*AuditRecord) ProtoMessage() {}
 
 func (x *AuditRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[43]
+	mi := &file_hodei_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3571,7 +4557,7 @@ func (x *AuditRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditRecord.ProtoReflect.Descriptor instead.
 func (*AuditRecord) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{43}
+	return file_hodei_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *AuditRecord) GetTimeUnixNano() int64 {
@@ -3667,7 +4653,7 @@ type AgentRecord struct {
 
 func (x *AgentRecord) Reset() {
 	*x = AgentRecord{}
-	mi := &file_hodei_proto_msgTypes[44]
+	mi := &file_hodei_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3679,7 +4665,7 @@ func (x *AgentRecord) String() string {
 func (*AgentRecord) ProtoMessage() {}
 
 func (x *AgentRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[44]
+	mi := &file_hodei_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3692,7 +4678,7 @@ func (x *AgentRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentRecord.ProtoReflect.Descriptor instead.
 func (*AgentRecord) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{44}
+	return file_hodei_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *AgentRecord) GetWorkerId() string {
@@ -3749,7 +4735,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_hodei_proto_msgTypes[45]
+	mi := &file_hodei_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3761,7 +4747,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[45]
+	mi := &file_hodei_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3774,7 +4760,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{45}
+	return file_hodei_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ListAuditRequest) GetSinceUnixNano() int64 {
@@ -3814,7 +4800,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_hodei_proto_msgTypes[46]
+	mi := &file_hodei_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3826,7 +4812,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[46]
+	mi := &file_hodei_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3839,7 +4825,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{46}
+	return file_hodei_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ListAuditResponse) GetRecords() []*AuditRecord {
@@ -3857,7 +4843,7 @@ type ListWorkersRequest struct {
 
 func (x *ListWorkersRequest) Reset() {
 	*x = ListWorkersRequest{}
-	mi := &file_hodei_proto_msgTypes[47]
+	mi := &file_hodei_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3869,7 +4855,7 @@ func (x *ListWorkersRequest) String() string {
 func (*ListWorkersRequest) ProtoMessage() {}
 
 func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[47]
+	mi := &file_hodei_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3882,7 +4868,7 @@ func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkersRequest.ProtoReflect.Descriptor instead.
 func (*ListWorkersRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{47}
+	return file_hodei_proto_rawDescGZIP(), []int{59}
 }
 
 type ListWorkersResponse struct {
@@ -3894,7 +4880,7 @@ type ListWorkersResponse struct {
 
 func (x *ListWorkersResponse) Reset() {
 	*x = ListWorkersResponse{}
-	mi := &file_hodei_proto_msgTypes[48]
+	mi := &file_hodei_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3906,7 +4892,7 @@ func (x *ListWorkersResponse) String() string {
 func (*ListWorkersResponse) ProtoMessage() {}
 
 func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[48]
+	mi := &file_hodei_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3919,7 +4905,7 @@ func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkersResponse.ProtoReflect.Descriptor instead.
 func (*ListWorkersResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{48}
+	return file_hodei_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ListWorkersResponse) GetWorkers() []*Worker {
@@ -3938,7 +4924,7 @@ type DrainWorkerRequest struct {
 
 func (x *DrainWorkerRequest) Reset() {
 	*x = DrainWorkerRequest{}
-	mi := &file_hodei_proto_msgTypes[49]
+	mi := &file_hodei_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3950,7 +4936,7 @@ func (x *DrainWorkerRequest) String() string {
 func (*DrainWorkerRequest) ProtoMessage() {}
 
 func (x *DrainWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[49]
+	mi := &file_hodei_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3963,7 +4949,7 @@ func (x *DrainWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainWorkerRequest.ProtoReflect.Descriptor instead.
 func (*DrainWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{49}
+	return file_hodei_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *DrainWorkerRequest) GetId() string {
@@ -3981,7 +4967,7 @@ type SnapshotRequest struct {
 
 func (x *SnapshotRequest) Reset() {
 	*x = SnapshotRequest{}
-	mi := &file_hodei_proto_msgTypes[50]
+	mi := &file_hodei_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3993,7 +4979,7 @@ func (x *SnapshotRequest) String() string {
 func (*SnapshotRequest) ProtoMessage() {}
 
 func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[50]
+	mi := &file_hodei_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4006,7 +4992,7 @@ func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{50}
+	return file_hodei_proto_rawDescGZIP(), []int{62}
 }
 
 type SnapshotChunk struct {
@@ -4018,7 +5004,7 @@ type SnapshotChunk struct {
 
 func (x *SnapshotChunk) Reset() {
 	*x = SnapshotChunk{}
-	mi := &file_hodei_proto_msgTypes[51]
+	mi := &file_hodei_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4030,7 +5016,7 @@ func (x *SnapshotChunk) String() string {
 func (*SnapshotChunk) ProtoMessage() {}
 
 func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[51]
+	mi := &file_hodei_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4043,7 +5029,7 @@ func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
 func (*SnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{51}
+	return file_hodei_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *SnapshotChunk) GetData() []byte {
@@ -4074,7 +5060,7 @@ type Tenant struct {
 
 func (x *Tenant) Reset() {
 	*x = Tenant{}
-	mi := &file_hodei_proto_msgTypes[52]
+	mi := &file_hodei_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4086,7 +5072,7 @@ func (x *Tenant) String() string {
 func (*Tenant) ProtoMessage() {}
 
 func (x *Tenant) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[52]
+	mi := &file_hodei_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4099,7 +5085,7 @@ func (x *Tenant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tenant.ProtoReflect.Descriptor instead.
 func (*Tenant) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{52}
+	return file_hodei_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *Tenant) GetName() string {
@@ -4197,7 +5183,7 @@ type TenantStatus struct {
 
 func (x *TenantStatus) Reset() {
 	*x = TenantStatus{}
-	mi := &file_hodei_proto_msgTypes[53]
+	mi := &file_hodei_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4209,7 +5195,7 @@ func (x *TenantStatus) String() string {
 func (*TenantStatus) ProtoMessage() {}
 
 func (x *TenantStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[53]
+	mi := &file_hodei_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4222,7 +5208,7 @@ func (x *TenantStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TenantStatus.ProtoReflect.Descriptor instead.
 func (*TenantStatus) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{53}
+	return file_hodei_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *TenantStatus) GetTenant() *Tenant {
@@ -4302,7 +5288,7 @@ type SetTenantRequest struct {
 
 func (x *SetTenantRequest) Reset() {
 	*x = SetTenantRequest{}
-	mi := &file_hodei_proto_msgTypes[54]
+	mi := &file_hodei_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4314,7 +5300,7 @@ func (x *SetTenantRequest) String() string {
 func (*SetTenantRequest) ProtoMessage() {}
 
 func (x *SetTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[54]
+	mi := &file_hodei_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4327,7 +5313,7 @@ func (x *SetTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetTenantRequest.ProtoReflect.Descriptor instead.
 func (*SetTenantRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{54}
+	return file_hodei_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *SetTenantRequest) GetTenant() *Tenant {
@@ -4353,7 +5339,7 @@ type GetTenantRequest struct {
 
 func (x *GetTenantRequest) Reset() {
 	*x = GetTenantRequest{}
-	mi := &file_hodei_proto_msgTypes[55]
+	mi := &file_hodei_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4365,7 +5351,7 @@ func (x *GetTenantRequest) String() string {
 func (*GetTenantRequest) ProtoMessage() {}
 
 func (x *GetTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[55]
+	mi := &file_hodei_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4378,7 +5364,7 @@ func (x *GetTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTenantRequest.ProtoReflect.Descriptor instead.
 func (*GetTenantRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{55}
+	return file_hodei_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *GetTenantRequest) GetName() string {
@@ -4396,7 +5382,7 @@ type ListTenantsRequest struct {
 
 func (x *ListTenantsRequest) Reset() {
 	*x = ListTenantsRequest{}
-	mi := &file_hodei_proto_msgTypes[56]
+	mi := &file_hodei_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4408,7 +5394,7 @@ func (x *ListTenantsRequest) String() string {
 func (*ListTenantsRequest) ProtoMessage() {}
 
 func (x *ListTenantsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[56]
+	mi := &file_hodei_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4421,7 +5407,7 @@ func (x *ListTenantsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTenantsRequest.ProtoReflect.Descriptor instead.
 func (*ListTenantsRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{56}
+	return file_hodei_proto_rawDescGZIP(), []int{68}
 }
 
 type ListTenantsResponse struct {
@@ -4433,7 +5419,7 @@ type ListTenantsResponse struct {
 
 func (x *ListTenantsResponse) Reset() {
 	*x = ListTenantsResponse{}
-	mi := &file_hodei_proto_msgTypes[57]
+	mi := &file_hodei_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4445,7 +5431,7 @@ func (x *ListTenantsResponse) String() string {
 func (*ListTenantsResponse) ProtoMessage() {}
 
 func (x *ListTenantsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[57]
+	mi := &file_hodei_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4458,7 +5444,7 @@ func (x *ListTenantsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTenantsResponse.ProtoReflect.Descriptor instead.
 func (*ListTenantsResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{57}
+	return file_hodei_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *ListTenantsResponse) GetTenants() []*TenantStatus {
@@ -4477,7 +5463,7 @@ type DeleteTenantRequest struct {
 
 func (x *DeleteTenantRequest) Reset() {
 	*x = DeleteTenantRequest{}
-	mi := &file_hodei_proto_msgTypes[58]
+	mi := &file_hodei_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4489,7 +5475,7 @@ func (x *DeleteTenantRequest) String() string {
 func (*DeleteTenantRequest) ProtoMessage() {}
 
 func (x *DeleteTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[58]
+	mi := &file_hodei_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4502,7 +5488,7 @@ func (x *DeleteTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTenantRequest.ProtoReflect.Descriptor instead.
 func (*DeleteTenantRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{58}
+	return file_hodei_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *DeleteTenantRequest) GetName() string {
@@ -4520,7 +5506,7 @@ type DeleteTenantResponse struct {
 
 func (x *DeleteTenantResponse) Reset() {
 	*x = DeleteTenantResponse{}
-	mi := &file_hodei_proto_msgTypes[59]
+	mi := &file_hodei_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4532,7 +5518,7 @@ func (x *DeleteTenantResponse) String() string {
 func (*DeleteTenantResponse) ProtoMessage() {}
 
 func (x *DeleteTenantResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[59]
+	mi := &file_hodei_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4545,7 +5531,7 @@ func (x *DeleteTenantResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTenantResponse.ProtoReflect.Descriptor instead.
 func (*DeleteTenantResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{59}
+	return file_hodei_proto_rawDescGZIP(), []int{71}
 }
 
 type MatrixAxis struct {
@@ -4558,7 +5544,7 @@ type MatrixAxis struct {
 
 func (x *MatrixAxis) Reset() {
 	*x = MatrixAxis{}
-	mi := &file_hodei_proto_msgTypes[60]
+	mi := &file_hodei_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4570,7 +5556,7 @@ func (x *MatrixAxis) String() string {
 func (*MatrixAxis) ProtoMessage() {}
 
 func (x *MatrixAxis) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[60]
+	mi := &file_hodei_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4583,7 +5569,7 @@ func (x *MatrixAxis) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MatrixAxis.ProtoReflect.Descriptor instead.
 func (*MatrixAxis) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{60}
+	return file_hodei_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *MatrixAxis) GetKey() string {
@@ -4617,7 +5603,7 @@ type PipelineStepSpec struct {
 
 func (x *PipelineStepSpec) Reset() {
 	*x = PipelineStepSpec{}
-	mi := &file_hodei_proto_msgTypes[61]
+	mi := &file_hodei_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4629,7 +5615,7 @@ func (x *PipelineStepSpec) String() string {
 func (*PipelineStepSpec) ProtoMessage() {}
 
 func (x *PipelineStepSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[61]
+	mi := &file_hodei_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4642,7 +5628,7 @@ func (x *PipelineStepSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PipelineStepSpec.ProtoReflect.Descriptor instead.
 func (*PipelineStepSpec) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{61}
+	return file_hodei_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *PipelineStepSpec) GetName() string {
@@ -4692,7 +5678,7 @@ type PipelineSpec struct {
 
 func (x *PipelineSpec) Reset() {
 	*x = PipelineSpec{}
-	mi := &file_hodei_proto_msgTypes[62]
+	mi := &file_hodei_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4704,7 +5690,7 @@ func (x *PipelineSpec) String() string {
 func (*PipelineSpec) ProtoMessage() {}
 
 func (x *PipelineSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[62]
+	mi := &file_hodei_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4717,7 +5703,7 @@ func (x *PipelineSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PipelineSpec.ProtoReflect.Descriptor instead.
 func (*PipelineSpec) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{62}
+	return file_hodei_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *PipelineSpec) GetName() string {
@@ -4763,7 +5749,7 @@ type Pipeline struct {
 
 func (x *Pipeline) Reset() {
 	*x = Pipeline{}
-	mi := &file_hodei_proto_msgTypes[63]
+	mi := &file_hodei_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4775,7 +5761,7 @@ func (x *Pipeline) String() string {
 func (*Pipeline) ProtoMessage() {}
 
 func (x *Pipeline) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[63]
+	mi := &file_hodei_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4788,7 +5774,7 @@ func (x *Pipeline) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pipeline.ProtoReflect.Descriptor instead.
 func (*Pipeline) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{63}
+	return file_hodei_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *Pipeline) GetId() string {
@@ -4845,7 +5831,7 @@ type PipelineStatus struct {
 
 func (x *PipelineStatus) Reset() {
 	*x = PipelineStatus{}
-	mi := &file_hodei_proto_msgTypes[64]
+	mi := &file_hodei_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4857,7 +5843,7 @@ func (x *PipelineStatus) String() string {
 func (*PipelineStatus) ProtoMessage() {}
 
 func (x *PipelineStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[64]
+	mi := &file_hodei_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4870,7 +5856,7 @@ func (x *PipelineStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PipelineStatus.ProtoReflect.Descriptor instead.
 func (*PipelineStatus) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{64}
+	return file_hodei_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *PipelineStatus) GetPipeline() *Pipeline {
@@ -4903,7 +5889,7 @@ type RunPipelineRequest struct {
 
 func (x *RunPipelineRequest) Reset() {
 	*x = RunPipelineRequest{}
-	mi := &file_hodei_proto_msgTypes[65]
+	mi := &file_hodei_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4915,7 +5901,7 @@ func (x *RunPipelineRequest) String() string {
 func (*RunPipelineRequest) ProtoMessage() {}
 
 func (x *RunPipelineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[65]
+	mi := &file_hodei_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4928,7 +5914,7 @@ func (x *RunPipelineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunPipelineRequest.ProtoReflect.Descriptor instead.
 func (*RunPipelineRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{65}
+	return file_hodei_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *RunPipelineRequest) GetSpec() *PipelineSpec {
@@ -4947,7 +5933,7 @@ type GetPipelineRequest struct {
 
 func (x *GetPipelineRequest) Reset() {
 	*x = GetPipelineRequest{}
-	mi := &file_hodei_proto_msgTypes[66]
+	mi := &file_hodei_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4959,7 +5945,7 @@ func (x *GetPipelineRequest) String() string {
 func (*GetPipelineRequest) ProtoMessage() {}
 
 func (x *GetPipelineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[66]
+	mi := &file_hodei_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4972,7 +5958,7 @@ func (x *GetPipelineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPipelineRequest.ProtoReflect.Descriptor instead.
 func (*GetPipelineRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{66}
+	return file_hodei_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *GetPipelineRequest) GetId() string {
@@ -4990,7 +5976,7 @@ type ListPipelinesRequest struct {
 
 func (x *ListPipelinesRequest) Reset() {
 	*x = ListPipelinesRequest{}
-	mi := &file_hodei_proto_msgTypes[67]
+	mi := &file_hodei_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5002,7 +5988,7 @@ func (x *ListPipelinesRequest) String() string {
 func (*ListPipelinesRequest) ProtoMessage() {}
 
 func (x *ListPipelinesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[67]
+	mi := &file_hodei_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5015,7 +6001,7 @@ func (x *ListPipelinesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPipelinesRequest.ProtoReflect.Descriptor instead.
 func (*ListPipelinesRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{67}
+	return file_hodei_proto_rawDescGZIP(), []int{79}
 }
 
 type ListPipelinesResponse struct {
@@ -5027,7 +6013,7 @@ type ListPipelinesResponse struct {
 
 func (x *ListPipelinesResponse) Reset() {
 	*x = ListPipelinesResponse{}
-	mi := &file_hodei_proto_msgTypes[68]
+	mi := &file_hodei_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5039,7 +6025,7 @@ func (x *ListPipelinesResponse) String() string {
 func (*ListPipelinesResponse) ProtoMessage() {}
 
 func (x *ListPipelinesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[68]
+	mi := &file_hodei_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5052,7 +6038,7 @@ func (x *ListPipelinesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPipelinesResponse.ProtoReflect.Descriptor instead.
 func (*ListPipelinesResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{68}
+	return file_hodei_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *ListPipelinesResponse) GetPipelines() []*PipelineStatus {
@@ -5072,7 +6058,7 @@ type CancelPipelineRequest struct {
 
 func (x *CancelPipelineRequest) Reset() {
 	*x = CancelPipelineRequest{}
-	mi := &file_hodei_proto_msgTypes[69]
+	mi := &file_hodei_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5084,7 +6070,7 @@ func (x *CancelPipelineRequest) String() string {
 func (*CancelPipelineRequest) ProtoMessage() {}
 
 func (x *CancelPipelineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[69]
+	mi := &file_hodei_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5097,7 +6083,7 @@ func (x *CancelPipelineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelPipelineRequest.ProtoReflect.Descriptor instead.
 func (*CancelPipelineRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{69}
+	return file_hodei_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *CancelPipelineRequest) GetId() string {
@@ -5126,7 +6112,7 @@ type Pipeline_Step struct {
 
 func (x *Pipeline_Step) Reset() {
 	*x = Pipeline_Step{}
-	mi := &file_hodei_proto_msgTypes[77]
+	mi := &file_hodei_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5138,7 +6124,7 @@ func (x *Pipeline_Step) String() string {
 func (*Pipeline_Step) ProtoMessage() {}
 
 func (x *Pipeline_Step) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[77]
+	mi := &file_hodei_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5151,7 +6137,7 @@ func (x *Pipeline_Step) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pipeline_Step.ProtoReflect.Descriptor instead.
 func (*Pipeline_Step) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{63, 0}
+	return file_hodei_proto_rawDescGZIP(), []int{75, 0}
 }
 
 func (x *Pipeline_Step) GetName() string {
@@ -5192,7 +6178,7 @@ const file_hodei_proto_rawDesc = "" +
 	"cpu_millis\x18\x01 \x01(\x03R\tcpuMillis\x12\x1d\n" +
 	"\n" +
 	"memory_mib\x18\x02 \x01(\x03R\tmemoryMib\x12\x14\n" +
-	"\x05slots\x18\x03 \x01(\x03R\x05slots\"\xf1\b\n" +
+	"\x05slots\x18\x03 \x01(\x03R\x05slots\"\x9c\t\n" +
 	"\aJobSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x125\n" +
@@ -5226,7 +6212,8 @@ const file_hodei_proto_rawDesc = "" +
 	"\varray_index\x18\x19 \x01(\x05R\n" +
 	"arrayIndex\x12\x1f\n" +
 	"\varray_limit\x18\x1a \x01(\x05R\n" +
-	"arrayLimit\x1a9\n" +
+	"arrayLimit\x12)\n" +
+	"\x05stdin\x18\x1b \x01(\x0e2\x13.hodei.v1.StdinModeR\x05stdin\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a6\n" +
@@ -5316,7 +6303,48 @@ const file_hodei_proto_rawDesc = "" +
 	"\aLogData\x12\x18\n" +
 	"\aattempt\x18\x01 \x01(\x05R\aattempt\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x12\n" +
-	"\x04data\x18\x03 \x01(\fR\x04data\"_\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\"6\n" +
+	"\fTerminalSize\x12\x12\n" +
+	"\x04rows\x18\x01 \x01(\rR\x04rows\x12\x12\n" +
+	"\x04cols\x18\x02 \x01(\rR\x04cols\"\xe2\x01\n" +
+	"\rAttachRequest\x12*\n" +
+	"\x04open\x18\x01 \x01(\v2\x14.hodei.v1.AttachOpenH\x00R\x04open\x12\x16\n" +
+	"\x05input\x18\x02 \x01(\fH\x00R\x05input\x120\n" +
+	"\x06resize\x18\x03 \x01(\v2\x16.hodei.v1.TerminalSizeH\x00R\x06resize\x12&\n" +
+	"\x03end\x18\x04 \x01(\v2\x12.hodei.v1.InputEndH\x00R\x03end\x12,\n" +
+	"\x05claim\x18\x05 \x01(\v2\x14.hodei.v1.InputClaimH\x00R\x05claimB\x05\n" +
+	"\x03msg\"\x9a\x01\n" +
+	"\n" +
+	"AttachOpen\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
+	"\x06output\x18\x02 \x01(\bR\x06output\x12\x1b\n" +
+	"\tread_only\x18\x03 \x01(\bR\breadOnly\x12\x14\n" +
+	"\x05claim\x18\x04 \x01(\bR\x05claim\x12*\n" +
+	"\x04size\x18\x05 \x01(\v2\x16.hodei.v1.TerminalSizeR\x04size\"\n" +
+	"\n" +
+	"\bInputEnd\"\f\n" +
+	"\n" +
+	"InputClaim\"\xd3\x01\n" +
+	"\x0eAttachResponse\x120\n" +
+	"\battached\x18\x01 \x01(\v2\x12.hodei.v1.AttachedH\x00R\battached\x12+\n" +
+	"\x06output\x18\x02 \x01(\v2\x11.hodei.v1.LogDataH\x00R\x06output\x12,\n" +
+	"\x05input\x18\x03 \x01(\v2\x14.hodei.v1.InputStateH\x00R\x05input\x12-\n" +
+	"\x05ended\x18\x04 \x01(\v2\x15.hodei.v1.AttachEndedH\x00R\x05endedB\x05\n" +
+	"\x03msg\"\x8a\x01\n" +
+	"\bAttached\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12(\n" +
+	"\x05state\x18\x03 \x01(\x0e2\x12.hodei.v1.JobStateR\x05state\x12#\n" +
+	"\rreplay_offset\x18\x04 \x01(\x03R\freplayOffset\"\x80\x01\n" +
+	"\n" +
+	"InputState\x12\x12\n" +
+	"\x04held\x18\x01 \x01(\bR\x04held\x12\x16\n" +
+	"\x06holder\x18\x02 \x01(\tR\x06holder\x12\x14\n" +
+	"\x05limit\x18\x03 \x01(\x03R\x05limit\x12\x16\n" +
+	"\x06closed\x18\x04 \x01(\bR\x06closed\x12\x18\n" +
+	"\arefused\x18\x05 \x01(\tR\arefused\".\n" +
+	"\vAttachEnded\x12\x1f\n" +
+	"\x03job\x18\x01 \x01(\v2\r.hodei.v1.JobR\x03job\"_\n" +
 	"\vJoinRequest\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x17\n" +
 	"\acsr_der\x18\x02 \x01(\fR\x06csrDer\x12\x1a\n" +
@@ -5324,19 +6352,22 @@ const file_hodei_proto_rawDesc = "" +
 	"\fJoinResponse\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12'\n" +
 	"\x0fcertificate_pem\x18\x02 \x01(\fR\x0ecertificatePem\x12\x15\n" +
-	"\x06ca_pem\x18\x03 \x01(\fR\x05caPem\"\x82\x02\n" +
+	"\x06ca_pem\x18\x03 \x01(\fR\x05caPem\"\xb3\x02\n" +
 	"\fAgentMessage\x12'\n" +
 	"\x05hello\x18\x01 \x01(\v2\x0f.hodei.v1.HelloH\x00R\x05hello\x123\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x13.hodei.v1.HeartbeatH\x00R\theartbeat\x120\n" +
 	"\astarted\x18\x03 \x01(\v2\x14.hodei.v1.JobStartedH\x00R\astarted\x12&\n" +
 	"\x03log\x18\x04 \x01(\v2\x12.hodei.v1.LogChunkH\x00R\x03log\x123\n" +
-	"\bfinished\x18\x05 \x01(\v2\x15.hodei.v1.JobFinishedH\x00R\bfinishedB\x05\n" +
-	"\x03msg\"\xc3\x01\n" +
+	"\bfinished\x18\x05 \x01(\v2\x15.hodei.v1.JobFinishedH\x00R\bfinished\x12/\n" +
+	"\x06credit\x18\x06 \x01(\v2\x15.hodei.v1.InputCreditH\x00R\x06creditB\x05\n" +
+	"\x03msg\"\x9e\x02\n" +
 	"\rServerMessage\x12-\n" +
 	"\awelcome\x18\x01 \x01(\v2\x11.hodei.v1.WelcomeH\x00R\awelcome\x12*\n" +
 	"\x06assign\x18\x02 \x01(\v2\x10.hodei.v1.AssignH\x00R\x06assign\x12-\n" +
 	"\x06cancel\x18\x03 \x01(\v2\x13.hodei.v1.CancelJobH\x00R\x06cancel\x12!\n" +
-	"\x03ack\x18\x04 \x01(\v2\r.hodei.v1.AckH\x00R\x03ackB\x05\n" +
+	"\x03ack\x18\x04 \x01(\v2\r.hodei.v1.AckH\x00R\x03ack\x12*\n" +
+	"\x05input\x18\x05 \x01(\v2\x12.hodei.v1.JobInputH\x00R\x05input\x12-\n" +
+	"\x06resize\x18\x06 \x01(\v2\x13.hodei.v1.ResizeJobH\x00R\x06resizeB\x05\n" +
 	"\x03msg\"T\n" +
 	"\x06JobRef\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
@@ -5408,7 +6439,26 @@ const file_hodei_proto_rawDesc = "" +
 	"\x05error\x18\x05 \x01(\tR\x05error\x12+\n" +
 	"\x06stream\x18\x06 \x01(\x0e2\x13.hodei.v1.LogStreamR\x06stream\x12#\n" +
 	"\rstderr_offset\x18\a \x01(\x03R\fstderrOffset\x12\x16\n" +
-	"\x06result\x18\b \x01(\bR\x06result\"\xe1\x04\n" +
+	"\x06result\x18\b \x01(\bR\x06result\"\x8d\x01\n" +
+	"\bJobInput\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x16\n" +
+	"\x06offset\x18\x03 \x01(\x03R\x06offset\x12\x12\n" +
+	"\x04data\x18\x04 \x01(\fR\x04data\x12\x10\n" +
+	"\x03eof\x18\x05 \x01(\bR\x03eof\x12\x12\n" +
+	"\x04open\x18\x06 \x01(\bR\x04open\"\x9c\x01\n" +
+	"\vInputCredit\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x16\n" +
+	"\x06offset\x18\x03 \x01(\x03R\x06offset\x12\x14\n" +
+	"\x05limit\x18\x04 \x01(\x03R\x05limit\x12\x16\n" +
+	"\x06closed\x18\x05 \x01(\bR\x06closed\x12\x16\n" +
+	"\x06opened\x18\x06 \x01(\bR\x06opened\"d\n" +
+	"\tResizeJob\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x12\n" +
+	"\x04rows\x18\x03 \x01(\rR\x04rows\x12\x12\n" +
+	"\x04cols\x18\x04 \x01(\rR\x04cols\"\xe1\x04\n" +
 	"\x06Worker\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1a\n" +
@@ -5585,7 +6635,12 @@ const file_hodei_proto_rawDesc = "" +
 	"\x11JOB_STATE_RUNNING\x10\x03\x12\x17\n" +
 	"\x13JOB_STATE_COMPLETED\x10\x04\x12\x14\n" +
 	"\x10JOB_STATE_FAILED\x10\x05\x12\x17\n" +
-	"\x13JOB_STATE_CANCELLED\x10\x06*9\n" +
+	"\x13JOB_STATE_CANCELLED\x10\x06*A\n" +
+	"\tStdinMode\x12\x0e\n" +
+	"\n" +
+	"STDIN_NONE\x10\x00\x12\x12\n" +
+	"\x0eSTDIN_TERMINAL\x10\x01\x12\x10\n" +
+	"\fSTDIN_STREAM\x10\x02*9\n" +
 	"\tLogStream\x12\x15\n" +
 	"\x11LOG_STREAM_OUTPUT\x10\x00\x12\x15\n" +
 	"\x11LOG_STREAM_STDERR\x10\x01*{\n" +
@@ -5613,7 +6668,7 @@ const file_hodei_proto_rawDesc = "" +
 	"\x16PIPELINE_STATE_RUNNING\x10\x02\x12\x1c\n" +
 	"\x18PIPELINE_STATE_COMPLETED\x10\x03\x12\x19\n" +
 	"\x15PIPELINE_STATE_FAILED\x10\x04\x12\x1c\n" +
-	"\x18PIPELINE_STATE_CANCELLED\x10\x052\x9c\x06\n" +
+	"\x18PIPELINE_STATE_CANCELLED\x10\x052\xdd\x06\n" +
 	"\n" +
 	"JobService\x12;\n" +
 	"\x06Submit\x12\x17.hodei.v1.SubmitRequest\x1a\x18.hodei.v1.SubmitResponse\x12J\n" +
@@ -5627,7 +6682,8 @@ const file_hodei_proto_rawDesc = "" +
 	"\vRunPipeline\x12\x1c.hodei.v1.RunPipelineRequest\x1a\x18.hodei.v1.PipelineStatus\x12E\n" +
 	"\vGetPipeline\x12\x1c.hodei.v1.GetPipelineRequest\x1a\x18.hodei.v1.PipelineStatus\x12P\n" +
 	"\rListPipelines\x12\x1e.hodei.v1.ListPipelinesRequest\x1a\x1f.hodei.v1.ListPipelinesResponse\x12K\n" +
-	"\x0eCancelPipeline\x12\x1f.hodei.v1.CancelPipelineRequest\x1a\x18.hodei.v1.PipelineStatus2\x85\x01\n" +
+	"\x0eCancelPipeline\x12\x1f.hodei.v1.CancelPipelineRequest\x1a\x18.hodei.v1.PipelineStatus\x12?\n" +
+	"\x06Attach\x12\x17.hodei.v1.AttachRequest\x1a\x18.hodei.v1.AttachResponse(\x010\x012\x85\x01\n" +
 	"\fAgentService\x12>\n" +
 	"\aConnect\x12\x16.hodei.v1.AgentMessage\x1a\x17.hodei.v1.ServerMessage(\x010\x01\x125\n" +
 	"\x04Join\x12\x15.hodei.v1.JoinRequest\x1a\x16.hodei.v1.JoinResponse2\xdd\a\n" +
@@ -5660,215 +6716,245 @@ func file_hodei_proto_rawDescGZIP() []byte {
 	return file_hodei_proto_rawDescData
 }
 
-var file_hodei_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_hodei_proto_msgTypes = make([]protoimpl.MessageInfo, 78)
+var file_hodei_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
+var file_hodei_proto_msgTypes = make([]protoimpl.MessageInfo, 90)
 var file_hodei_proto_goTypes = []any{
 	(JobState)(0),                 // 0: hodei.v1.JobState
-	(LogStream)(0),                // 1: hodei.v1.LogStream
-	(Outcome)(0),                  // 2: hodei.v1.Outcome
-	(WorkerState)(0),              // 3: hodei.v1.WorkerState
-	(BurstState)(0),               // 4: hodei.v1.BurstState
-	(PipelineState)(0),            // 5: hodei.v1.PipelineState
-	(*Resources)(nil),             // 6: hodei.v1.Resources
-	(*JobSpec)(nil),               // 7: hodei.v1.JobSpec
-	(*Usage)(nil),                 // 8: hodei.v1.Usage
-	(*Job)(nil),                   // 9: hodei.v1.Job
-	(*SubmitRequest)(nil),         // 10: hodei.v1.SubmitRequest
-	(*SubmitResponse)(nil),        // 11: hodei.v1.SubmitResponse
-	(*SubmitBatchRequest)(nil),    // 12: hodei.v1.SubmitBatchRequest
-	(*SubmitBatchResponse)(nil),   // 13: hodei.v1.SubmitBatchResponse
-	(*GetJobRequest)(nil),         // 14: hodei.v1.GetJobRequest
-	(*ListJobsRequest)(nil),       // 15: hodei.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),      // 16: hodei.v1.ListJobsResponse
-	(*CancelJobRequest)(nil),      // 17: hodei.v1.CancelJobRequest
-	(*CancelArrayRequest)(nil),    // 18: hodei.v1.CancelArrayRequest
-	(*CancelArrayResponse)(nil),   // 19: hodei.v1.CancelArrayResponse
-	(*WatchRequest)(nil),          // 20: hodei.v1.WatchRequest
-	(*JobEvent)(nil),              // 21: hodei.v1.JobEvent
-	(*LogsRequest)(nil),           // 22: hodei.v1.LogsRequest
-	(*LogData)(nil),               // 23: hodei.v1.LogData
-	(*JoinRequest)(nil),           // 24: hodei.v1.JoinRequest
-	(*JoinResponse)(nil),          // 25: hodei.v1.JoinResponse
-	(*AgentMessage)(nil),          // 26: hodei.v1.AgentMessage
-	(*ServerMessage)(nil),         // 27: hodei.v1.ServerMessage
-	(*JobRef)(nil),                // 28: hodei.v1.JobRef
-	(*Hello)(nil),                 // 29: hodei.v1.Hello
-	(*Heartbeat)(nil),             // 30: hodei.v1.Heartbeat
-	(*JobStarted)(nil),            // 31: hodei.v1.JobStarted
-	(*LogChunk)(nil),              // 32: hodei.v1.LogChunk
-	(*JobFinished)(nil),           // 33: hodei.v1.JobFinished
-	(*Welcome)(nil),               // 34: hodei.v1.Welcome
-	(*Assign)(nil),                // 35: hodei.v1.Assign
-	(*CancelJob)(nil),             // 36: hodei.v1.CancelJob
-	(*Ack)(nil),                   // 37: hodei.v1.Ack
-	(*Worker)(nil),                // 38: hodei.v1.Worker
-	(*RevokeWorkerRequest)(nil),   // 39: hodei.v1.RevokeWorkerRequest
-	(*RemoveWorkerRequest)(nil),   // 40: hodei.v1.RemoveWorkerRequest
-	(*RemoveWorkerResponse)(nil),  // 41: hodei.v1.RemoveWorkerResponse
-	(*TokenInfo)(nil),             // 42: hodei.v1.TokenInfo
-	(*CreateTokenRequest)(nil),    // 43: hodei.v1.CreateTokenRequest
-	(*CreateTokenResponse)(nil),   // 44: hodei.v1.CreateTokenResponse
-	(*ListTokensRequest)(nil),     // 45: hodei.v1.ListTokensRequest
-	(*ListTokensResponse)(nil),    // 46: hodei.v1.ListTokensResponse
-	(*RevokeTokenRequest)(nil),    // 47: hodei.v1.RevokeTokenRequest
-	(*WhoAmIRequest)(nil),         // 48: hodei.v1.WhoAmIRequest
-	(*AuditRecord)(nil),           // 49: hodei.v1.AuditRecord
-	(*AgentRecord)(nil),           // 50: hodei.v1.AgentRecord
-	(*ListAuditRequest)(nil),      // 51: hodei.v1.ListAuditRequest
-	(*ListAuditResponse)(nil),     // 52: hodei.v1.ListAuditResponse
-	(*ListWorkersRequest)(nil),    // 53: hodei.v1.ListWorkersRequest
-	(*ListWorkersResponse)(nil),   // 54: hodei.v1.ListWorkersResponse
-	(*DrainWorkerRequest)(nil),    // 55: hodei.v1.DrainWorkerRequest
-	(*SnapshotRequest)(nil),       // 56: hodei.v1.SnapshotRequest
-	(*SnapshotChunk)(nil),         // 57: hodei.v1.SnapshotChunk
-	(*Tenant)(nil),                // 58: hodei.v1.Tenant
-	(*TenantStatus)(nil),          // 59: hodei.v1.TenantStatus
-	(*SetTenantRequest)(nil),      // 60: hodei.v1.SetTenantRequest
-	(*GetTenantRequest)(nil),      // 61: hodei.v1.GetTenantRequest
-	(*ListTenantsRequest)(nil),    // 62: hodei.v1.ListTenantsRequest
-	(*ListTenantsResponse)(nil),   // 63: hodei.v1.ListTenantsResponse
-	(*DeleteTenantRequest)(nil),   // 64: hodei.v1.DeleteTenantRequest
-	(*DeleteTenantResponse)(nil),  // 65: hodei.v1.DeleteTenantResponse
-	(*MatrixAxis)(nil),            // 66: hodei.v1.MatrixAxis
-	(*PipelineStepSpec)(nil),      // 67: hodei.v1.PipelineStepSpec
-	(*PipelineSpec)(nil),          // 68: hodei.v1.PipelineSpec
-	(*Pipeline)(nil),              // 69: hodei.v1.Pipeline
-	(*PipelineStatus)(nil),        // 70: hodei.v1.PipelineStatus
-	(*RunPipelineRequest)(nil),    // 71: hodei.v1.RunPipelineRequest
-	(*GetPipelineRequest)(nil),    // 72: hodei.v1.GetPipelineRequest
-	(*ListPipelinesRequest)(nil),  // 73: hodei.v1.ListPipelinesRequest
-	(*ListPipelinesResponse)(nil), // 74: hodei.v1.ListPipelinesResponse
-	(*CancelPipelineRequest)(nil), // 75: hodei.v1.CancelPipelineRequest
-	nil,                           // 76: hodei.v1.JobSpec.LabelsEntry
-	nil,                           // 77: hodei.v1.JobSpec.EnvEntry
-	nil,                           // 78: hodei.v1.JobSpec.SecretEnvEntry
-	nil,                           // 79: hodei.v1.JobSpec.SelectorEntry
-	nil,                           // 80: hodei.v1.ListJobsRequest.LabelsEntry
-	nil,                           // 81: hodei.v1.Hello.LabelsEntry
-	nil,                           // 82: hodei.v1.Worker.LabelsEntry
-	(*Pipeline_Step)(nil),         // 83: hodei.v1.Pipeline.Step
+	(StdinMode)(0),                // 1: hodei.v1.StdinMode
+	(LogStream)(0),                // 2: hodei.v1.LogStream
+	(Outcome)(0),                  // 3: hodei.v1.Outcome
+	(WorkerState)(0),              // 4: hodei.v1.WorkerState
+	(BurstState)(0),               // 5: hodei.v1.BurstState
+	(PipelineState)(0),            // 6: hodei.v1.PipelineState
+	(*Resources)(nil),             // 7: hodei.v1.Resources
+	(*JobSpec)(nil),               // 8: hodei.v1.JobSpec
+	(*Usage)(nil),                 // 9: hodei.v1.Usage
+	(*Job)(nil),                   // 10: hodei.v1.Job
+	(*SubmitRequest)(nil),         // 11: hodei.v1.SubmitRequest
+	(*SubmitResponse)(nil),        // 12: hodei.v1.SubmitResponse
+	(*SubmitBatchRequest)(nil),    // 13: hodei.v1.SubmitBatchRequest
+	(*SubmitBatchResponse)(nil),   // 14: hodei.v1.SubmitBatchResponse
+	(*GetJobRequest)(nil),         // 15: hodei.v1.GetJobRequest
+	(*ListJobsRequest)(nil),       // 16: hodei.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),      // 17: hodei.v1.ListJobsResponse
+	(*CancelJobRequest)(nil),      // 18: hodei.v1.CancelJobRequest
+	(*CancelArrayRequest)(nil),    // 19: hodei.v1.CancelArrayRequest
+	(*CancelArrayResponse)(nil),   // 20: hodei.v1.CancelArrayResponse
+	(*WatchRequest)(nil),          // 21: hodei.v1.WatchRequest
+	(*JobEvent)(nil),              // 22: hodei.v1.JobEvent
+	(*LogsRequest)(nil),           // 23: hodei.v1.LogsRequest
+	(*LogData)(nil),               // 24: hodei.v1.LogData
+	(*TerminalSize)(nil),          // 25: hodei.v1.TerminalSize
+	(*AttachRequest)(nil),         // 26: hodei.v1.AttachRequest
+	(*AttachOpen)(nil),            // 27: hodei.v1.AttachOpen
+	(*InputEnd)(nil),              // 28: hodei.v1.InputEnd
+	(*InputClaim)(nil),            // 29: hodei.v1.InputClaim
+	(*AttachResponse)(nil),        // 30: hodei.v1.AttachResponse
+	(*Attached)(nil),              // 31: hodei.v1.Attached
+	(*InputState)(nil),            // 32: hodei.v1.InputState
+	(*AttachEnded)(nil),           // 33: hodei.v1.AttachEnded
+	(*JoinRequest)(nil),           // 34: hodei.v1.JoinRequest
+	(*JoinResponse)(nil),          // 35: hodei.v1.JoinResponse
+	(*AgentMessage)(nil),          // 36: hodei.v1.AgentMessage
+	(*ServerMessage)(nil),         // 37: hodei.v1.ServerMessage
+	(*JobRef)(nil),                // 38: hodei.v1.JobRef
+	(*Hello)(nil),                 // 39: hodei.v1.Hello
+	(*Heartbeat)(nil),             // 40: hodei.v1.Heartbeat
+	(*JobStarted)(nil),            // 41: hodei.v1.JobStarted
+	(*LogChunk)(nil),              // 42: hodei.v1.LogChunk
+	(*JobFinished)(nil),           // 43: hodei.v1.JobFinished
+	(*Welcome)(nil),               // 44: hodei.v1.Welcome
+	(*Assign)(nil),                // 45: hodei.v1.Assign
+	(*CancelJob)(nil),             // 46: hodei.v1.CancelJob
+	(*Ack)(nil),                   // 47: hodei.v1.Ack
+	(*JobInput)(nil),              // 48: hodei.v1.JobInput
+	(*InputCredit)(nil),           // 49: hodei.v1.InputCredit
+	(*ResizeJob)(nil),             // 50: hodei.v1.ResizeJob
+	(*Worker)(nil),                // 51: hodei.v1.Worker
+	(*RevokeWorkerRequest)(nil),   // 52: hodei.v1.RevokeWorkerRequest
+	(*RemoveWorkerRequest)(nil),   // 53: hodei.v1.RemoveWorkerRequest
+	(*RemoveWorkerResponse)(nil),  // 54: hodei.v1.RemoveWorkerResponse
+	(*TokenInfo)(nil),             // 55: hodei.v1.TokenInfo
+	(*CreateTokenRequest)(nil),    // 56: hodei.v1.CreateTokenRequest
+	(*CreateTokenResponse)(nil),   // 57: hodei.v1.CreateTokenResponse
+	(*ListTokensRequest)(nil),     // 58: hodei.v1.ListTokensRequest
+	(*ListTokensResponse)(nil),    // 59: hodei.v1.ListTokensResponse
+	(*RevokeTokenRequest)(nil),    // 60: hodei.v1.RevokeTokenRequest
+	(*WhoAmIRequest)(nil),         // 61: hodei.v1.WhoAmIRequest
+	(*AuditRecord)(nil),           // 62: hodei.v1.AuditRecord
+	(*AgentRecord)(nil),           // 63: hodei.v1.AgentRecord
+	(*ListAuditRequest)(nil),      // 64: hodei.v1.ListAuditRequest
+	(*ListAuditResponse)(nil),     // 65: hodei.v1.ListAuditResponse
+	(*ListWorkersRequest)(nil),    // 66: hodei.v1.ListWorkersRequest
+	(*ListWorkersResponse)(nil),   // 67: hodei.v1.ListWorkersResponse
+	(*DrainWorkerRequest)(nil),    // 68: hodei.v1.DrainWorkerRequest
+	(*SnapshotRequest)(nil),       // 69: hodei.v1.SnapshotRequest
+	(*SnapshotChunk)(nil),         // 70: hodei.v1.SnapshotChunk
+	(*Tenant)(nil),                // 71: hodei.v1.Tenant
+	(*TenantStatus)(nil),          // 72: hodei.v1.TenantStatus
+	(*SetTenantRequest)(nil),      // 73: hodei.v1.SetTenantRequest
+	(*GetTenantRequest)(nil),      // 74: hodei.v1.GetTenantRequest
+	(*ListTenantsRequest)(nil),    // 75: hodei.v1.ListTenantsRequest
+	(*ListTenantsResponse)(nil),   // 76: hodei.v1.ListTenantsResponse
+	(*DeleteTenantRequest)(nil),   // 77: hodei.v1.DeleteTenantRequest
+	(*DeleteTenantResponse)(nil),  // 78: hodei.v1.DeleteTenantResponse
+	(*MatrixAxis)(nil),            // 79: hodei.v1.MatrixAxis
+	(*PipelineStepSpec)(nil),      // 80: hodei.v1.PipelineStepSpec
+	(*PipelineSpec)(nil),          // 81: hodei.v1.PipelineSpec
+	(*Pipeline)(nil),              // 82: hodei.v1.Pipeline
+	(*PipelineStatus)(nil),        // 83: hodei.v1.PipelineStatus
+	(*RunPipelineRequest)(nil),    // 84: hodei.v1.RunPipelineRequest
+	(*GetPipelineRequest)(nil),    // 85: hodei.v1.GetPipelineRequest
+	(*ListPipelinesRequest)(nil),  // 86: hodei.v1.ListPipelinesRequest
+	(*ListPipelinesResponse)(nil), // 87: hodei.v1.ListPipelinesResponse
+	(*CancelPipelineRequest)(nil), // 88: hodei.v1.CancelPipelineRequest
+	nil,                           // 89: hodei.v1.JobSpec.LabelsEntry
+	nil,                           // 90: hodei.v1.JobSpec.EnvEntry
+	nil,                           // 91: hodei.v1.JobSpec.SecretEnvEntry
+	nil,                           // 92: hodei.v1.JobSpec.SelectorEntry
+	nil,                           // 93: hodei.v1.ListJobsRequest.LabelsEntry
+	nil,                           // 94: hodei.v1.Hello.LabelsEntry
+	nil,                           // 95: hodei.v1.Worker.LabelsEntry
+	(*Pipeline_Step)(nil),         // 96: hodei.v1.Pipeline.Step
 }
 var file_hodei_proto_depIdxs = []int32{
-	76, // 0: hodei.v1.JobSpec.labels:type_name -> hodei.v1.JobSpec.LabelsEntry
-	77, // 1: hodei.v1.JobSpec.env:type_name -> hodei.v1.JobSpec.EnvEntry
-	78, // 2: hodei.v1.JobSpec.secret_env:type_name -> hodei.v1.JobSpec.SecretEnvEntry
-	6,  // 3: hodei.v1.JobSpec.resources:type_name -> hodei.v1.Resources
-	79, // 4: hodei.v1.JobSpec.selector:type_name -> hodei.v1.JobSpec.SelectorEntry
-	7,  // 5: hodei.v1.Job.spec:type_name -> hodei.v1.JobSpec
-	0,  // 6: hodei.v1.Job.state:type_name -> hodei.v1.JobState
-	8,  // 7: hodei.v1.Job.usage:type_name -> hodei.v1.Usage
-	7,  // 8: hodei.v1.SubmitRequest.spec:type_name -> hodei.v1.JobSpec
-	7,  // 9: hodei.v1.SubmitBatchRequest.specs:type_name -> hodei.v1.JobSpec
-	0,  // 10: hodei.v1.ListJobsRequest.state:type_name -> hodei.v1.JobState
-	80, // 11: hodei.v1.ListJobsRequest.labels:type_name -> hodei.v1.ListJobsRequest.LabelsEntry
-	9,  // 12: hodei.v1.ListJobsResponse.jobs:type_name -> hodei.v1.Job
-	9,  // 13: hodei.v1.JobEvent.job:type_name -> hodei.v1.Job
-	1,  // 14: hodei.v1.LogsRequest.stream:type_name -> hodei.v1.LogStream
-	29, // 15: hodei.v1.AgentMessage.hello:type_name -> hodei.v1.Hello
-	30, // 16: hodei.v1.AgentMessage.heartbeat:type_name -> hodei.v1.Heartbeat
-	31, // 17: hodei.v1.AgentMessage.started:type_name -> hodei.v1.JobStarted
-	32, // 18: hodei.v1.AgentMessage.log:type_name -> hodei.v1.LogChunk
-	33, // 19: hodei.v1.AgentMessage.finished:type_name -> hodei.v1.JobFinished
-	34, // 20: hodei.v1.ServerMessage.welcome:type_name -> hodei.v1.Welcome
-	35, // 21: hodei.v1.ServerMessage.assign:type_name -> hodei.v1.Assign
-	36, // 22: hodei.v1.ServerMessage.cancel:type_name -> hodei.v1.CancelJob
-	37, // 23: hodei.v1.ServerMessage.ack:type_name -> hodei.v1.Ack
-	81, // 24: hodei.v1.Hello.labels:type_name -> hodei.v1.Hello.LabelsEntry
-	6,  // 25: hodei.v1.Hello.capacity:type_name -> hodei.v1.Resources
-	28, // 26: hodei.v1.Hello.running:type_name -> hodei.v1.JobRef
-	33, // 27: hodei.v1.Hello.finished:type_name -> hodei.v1.JobFinished
-	28, // 28: hodei.v1.Heartbeat.running:type_name -> hodei.v1.JobRef
-	1,  // 29: hodei.v1.LogChunk.stream:type_name -> hodei.v1.LogStream
-	2,  // 30: hodei.v1.JobFinished.outcome:type_name -> hodei.v1.Outcome
-	8,  // 31: hodei.v1.JobFinished.usage:type_name -> hodei.v1.Usage
-	9,  // 32: hodei.v1.Assign.job:type_name -> hodei.v1.Job
-	1,  // 33: hodei.v1.Ack.stream:type_name -> hodei.v1.LogStream
-	82, // 34: hodei.v1.Worker.labels:type_name -> hodei.v1.Worker.LabelsEntry
-	3,  // 35: hodei.v1.Worker.state:type_name -> hodei.v1.WorkerState
-	6,  // 36: hodei.v1.Worker.capacity:type_name -> hodei.v1.Resources
-	6,  // 37: hodei.v1.Worker.allocated:type_name -> hodei.v1.Resources
-	42, // 38: hodei.v1.CreateTokenResponse.info:type_name -> hodei.v1.TokenInfo
-	42, // 39: hodei.v1.ListTokensResponse.tokens:type_name -> hodei.v1.TokenInfo
-	49, // 40: hodei.v1.ListAuditResponse.records:type_name -> hodei.v1.AuditRecord
-	38, // 41: hodei.v1.ListWorkersResponse.workers:type_name -> hodei.v1.Worker
-	6,  // 42: hodei.v1.Tenant.max_running:type_name -> hodei.v1.Resources
-	58, // 43: hodei.v1.TenantStatus.tenant:type_name -> hodei.v1.Tenant
-	6,  // 44: hodei.v1.TenantStatus.pending:type_name -> hodei.v1.Resources
-	6,  // 45: hodei.v1.TenantStatus.running:type_name -> hodei.v1.Resources
-	4,  // 46: hodei.v1.TenantStatus.burst_state:type_name -> hodei.v1.BurstState
-	58, // 47: hodei.v1.SetTenantRequest.tenant:type_name -> hodei.v1.Tenant
-	59, // 48: hodei.v1.ListTenantsResponse.tenants:type_name -> hodei.v1.TenantStatus
-	7,  // 49: hodei.v1.PipelineStepSpec.spec:type_name -> hodei.v1.JobSpec
-	66, // 50: hodei.v1.PipelineStepSpec.matrix:type_name -> hodei.v1.MatrixAxis
-	7,  // 51: hodei.v1.PipelineSpec.defaults:type_name -> hodei.v1.JobSpec
-	67, // 52: hodei.v1.PipelineSpec.steps:type_name -> hodei.v1.PipelineStepSpec
-	83, // 53: hodei.v1.Pipeline.steps:type_name -> hodei.v1.Pipeline.Step
-	69, // 54: hodei.v1.PipelineStatus.pipeline:type_name -> hodei.v1.Pipeline
-	5,  // 55: hodei.v1.PipelineStatus.state:type_name -> hodei.v1.PipelineState
-	9,  // 56: hodei.v1.PipelineStatus.jobs:type_name -> hodei.v1.Job
-	68, // 57: hodei.v1.RunPipelineRequest.spec:type_name -> hodei.v1.PipelineSpec
-	70, // 58: hodei.v1.ListPipelinesResponse.pipelines:type_name -> hodei.v1.PipelineStatus
-	10, // 59: hodei.v1.JobService.Submit:input_type -> hodei.v1.SubmitRequest
-	12, // 60: hodei.v1.JobService.SubmitBatch:input_type -> hodei.v1.SubmitBatchRequest
-	14, // 61: hodei.v1.JobService.Get:input_type -> hodei.v1.GetJobRequest
-	15, // 62: hodei.v1.JobService.List:input_type -> hodei.v1.ListJobsRequest
-	17, // 63: hodei.v1.JobService.Cancel:input_type -> hodei.v1.CancelJobRequest
-	20, // 64: hodei.v1.JobService.Watch:input_type -> hodei.v1.WatchRequest
-	22, // 65: hodei.v1.JobService.Logs:input_type -> hodei.v1.LogsRequest
-	18, // 66: hodei.v1.JobService.CancelArray:input_type -> hodei.v1.CancelArrayRequest
-	71, // 67: hodei.v1.JobService.RunPipeline:input_type -> hodei.v1.RunPipelineRequest
-	72, // 68: hodei.v1.JobService.GetPipeline:input_type -> hodei.v1.GetPipelineRequest
-	73, // 69: hodei.v1.JobService.ListPipelines:input_type -> hodei.v1.ListPipelinesRequest
-	75, // 70: hodei.v1.JobService.CancelPipeline:input_type -> hodei.v1.CancelPipelineRequest
-	26, // 71: hodei.v1.AgentService.Connect:input_type -> hodei.v1.AgentMessage
-	24, // 72: hodei.v1.AgentService.Join:input_type -> hodei.v1.JoinRequest
-	53, // 73: hodei.v1.AdminService.ListWorkers:input_type -> hodei.v1.ListWorkersRequest
-	55, // 74: hodei.v1.AdminService.DrainWorker:input_type -> hodei.v1.DrainWorkerRequest
-	56, // 75: hodei.v1.AdminService.Snapshot:input_type -> hodei.v1.SnapshotRequest
-	60, // 76: hodei.v1.AdminService.SetTenant:input_type -> hodei.v1.SetTenantRequest
-	61, // 77: hodei.v1.AdminService.GetTenant:input_type -> hodei.v1.GetTenantRequest
-	62, // 78: hodei.v1.AdminService.ListTenants:input_type -> hodei.v1.ListTenantsRequest
-	64, // 79: hodei.v1.AdminService.DeleteTenant:input_type -> hodei.v1.DeleteTenantRequest
-	39, // 80: hodei.v1.AdminService.RevokeWorker:input_type -> hodei.v1.RevokeWorkerRequest
-	40, // 81: hodei.v1.AdminService.RemoveWorker:input_type -> hodei.v1.RemoveWorkerRequest
-	43, // 82: hodei.v1.AdminService.CreateToken:input_type -> hodei.v1.CreateTokenRequest
-	45, // 83: hodei.v1.AdminService.ListTokens:input_type -> hodei.v1.ListTokensRequest
-	47, // 84: hodei.v1.AdminService.RevokeToken:input_type -> hodei.v1.RevokeTokenRequest
-	48, // 85: hodei.v1.AdminService.WhoAmI:input_type -> hodei.v1.WhoAmIRequest
-	51, // 86: hodei.v1.AdminService.ListAudit:input_type -> hodei.v1.ListAuditRequest
-	11, // 87: hodei.v1.JobService.Submit:output_type -> hodei.v1.SubmitResponse
-	13, // 88: hodei.v1.JobService.SubmitBatch:output_type -> hodei.v1.SubmitBatchResponse
-	9,  // 89: hodei.v1.JobService.Get:output_type -> hodei.v1.Job
-	16, // 90: hodei.v1.JobService.List:output_type -> hodei.v1.ListJobsResponse
-	9,  // 91: hodei.v1.JobService.Cancel:output_type -> hodei.v1.Job
-	21, // 92: hodei.v1.JobService.Watch:output_type -> hodei.v1.JobEvent
-	23, // 93: hodei.v1.JobService.Logs:output_type -> hodei.v1.LogData
-	19, // 94: hodei.v1.JobService.CancelArray:output_type -> hodei.v1.CancelArrayResponse
-	70, // 95: hodei.v1.JobService.RunPipeline:output_type -> hodei.v1.PipelineStatus
-	70, // 96: hodei.v1.JobService.GetPipeline:output_type -> hodei.v1.PipelineStatus
-	74, // 97: hodei.v1.JobService.ListPipelines:output_type -> hodei.v1.ListPipelinesResponse
-	70, // 98: hodei.v1.JobService.CancelPipeline:output_type -> hodei.v1.PipelineStatus
-	27, // 99: hodei.v1.AgentService.Connect:output_type -> hodei.v1.ServerMessage
-	25, // 100: hodei.v1.AgentService.Join:output_type -> hodei.v1.JoinResponse
-	54, // 101: hodei.v1.AdminService.ListWorkers:output_type -> hodei.v1.ListWorkersResponse
-	38, // 102: hodei.v1.AdminService.DrainWorker:output_type -> hodei.v1.Worker
-	57, // 103: hodei.v1.AdminService.Snapshot:output_type -> hodei.v1.SnapshotChunk
-	59, // 104: hodei.v1.AdminService.SetTenant:output_type -> hodei.v1.TenantStatus
-	59, // 105: hodei.v1.AdminService.GetTenant:output_type -> hodei.v1.TenantStatus
-	63, // 106: hodei.v1.AdminService.ListTenants:output_type -> hodei.v1.ListTenantsResponse
-	65, // 107: hodei.v1.AdminService.DeleteTenant:output_type -> hodei.v1.DeleteTenantResponse
-	38, // 108: hodei.v1.AdminService.RevokeWorker:output_type -> hodei.v1.Worker
-	41, // 109: hodei.v1.AdminService.RemoveWorker:output_type -> hodei.v1.RemoveWorkerResponse
-	44, // 110: hodei.v1.AdminService.CreateToken:output_type -> hodei.v1.CreateTokenResponse
-	46, // 111: hodei.v1.AdminService.ListTokens:output_type -> hodei.v1.ListTokensResponse
-	42, // 112: hodei.v1.AdminService.RevokeToken:output_type -> hodei.v1.TokenInfo
-	42, // 113: hodei.v1.AdminService.WhoAmI:output_type -> hodei.v1.TokenInfo
-	52, // 114: hodei.v1.AdminService.ListAudit:output_type -> hodei.v1.ListAuditResponse
-	87, // [87:115] is the sub-list for method output_type
-	59, // [59:87] is the sub-list for method input_type
-	59, // [59:59] is the sub-list for extension type_name
-	59, // [59:59] is the sub-list for extension extendee
-	0,  // [0:59] is the sub-list for field type_name
+	89,  // 0: hodei.v1.JobSpec.labels:type_name -> hodei.v1.JobSpec.LabelsEntry
+	90,  // 1: hodei.v1.JobSpec.env:type_name -> hodei.v1.JobSpec.EnvEntry
+	91,  // 2: hodei.v1.JobSpec.secret_env:type_name -> hodei.v1.JobSpec.SecretEnvEntry
+	7,   // 3: hodei.v1.JobSpec.resources:type_name -> hodei.v1.Resources
+	92,  // 4: hodei.v1.JobSpec.selector:type_name -> hodei.v1.JobSpec.SelectorEntry
+	1,   // 5: hodei.v1.JobSpec.stdin:type_name -> hodei.v1.StdinMode
+	8,   // 6: hodei.v1.Job.spec:type_name -> hodei.v1.JobSpec
+	0,   // 7: hodei.v1.Job.state:type_name -> hodei.v1.JobState
+	9,   // 8: hodei.v1.Job.usage:type_name -> hodei.v1.Usage
+	8,   // 9: hodei.v1.SubmitRequest.spec:type_name -> hodei.v1.JobSpec
+	8,   // 10: hodei.v1.SubmitBatchRequest.specs:type_name -> hodei.v1.JobSpec
+	0,   // 11: hodei.v1.ListJobsRequest.state:type_name -> hodei.v1.JobState
+	93,  // 12: hodei.v1.ListJobsRequest.labels:type_name -> hodei.v1.ListJobsRequest.LabelsEntry
+	10,  // 13: hodei.v1.ListJobsResponse.jobs:type_name -> hodei.v1.Job
+	10,  // 14: hodei.v1.JobEvent.job:type_name -> hodei.v1.Job
+	2,   // 15: hodei.v1.LogsRequest.stream:type_name -> hodei.v1.LogStream
+	27,  // 16: hodei.v1.AttachRequest.open:type_name -> hodei.v1.AttachOpen
+	25,  // 17: hodei.v1.AttachRequest.resize:type_name -> hodei.v1.TerminalSize
+	28,  // 18: hodei.v1.AttachRequest.end:type_name -> hodei.v1.InputEnd
+	29,  // 19: hodei.v1.AttachRequest.claim:type_name -> hodei.v1.InputClaim
+	25,  // 20: hodei.v1.AttachOpen.size:type_name -> hodei.v1.TerminalSize
+	31,  // 21: hodei.v1.AttachResponse.attached:type_name -> hodei.v1.Attached
+	24,  // 22: hodei.v1.AttachResponse.output:type_name -> hodei.v1.LogData
+	32,  // 23: hodei.v1.AttachResponse.input:type_name -> hodei.v1.InputState
+	33,  // 24: hodei.v1.AttachResponse.ended:type_name -> hodei.v1.AttachEnded
+	0,   // 25: hodei.v1.Attached.state:type_name -> hodei.v1.JobState
+	10,  // 26: hodei.v1.AttachEnded.job:type_name -> hodei.v1.Job
+	39,  // 27: hodei.v1.AgentMessage.hello:type_name -> hodei.v1.Hello
+	40,  // 28: hodei.v1.AgentMessage.heartbeat:type_name -> hodei.v1.Heartbeat
+	41,  // 29: hodei.v1.AgentMessage.started:type_name -> hodei.v1.JobStarted
+	42,  // 30: hodei.v1.AgentMessage.log:type_name -> hodei.v1.LogChunk
+	43,  // 31: hodei.v1.AgentMessage.finished:type_name -> hodei.v1.JobFinished
+	49,  // 32: hodei.v1.AgentMessage.credit:type_name -> hodei.v1.InputCredit
+	44,  // 33: hodei.v1.ServerMessage.welcome:type_name -> hodei.v1.Welcome
+	45,  // 34: hodei.v1.ServerMessage.assign:type_name -> hodei.v1.Assign
+	46,  // 35: hodei.v1.ServerMessage.cancel:type_name -> hodei.v1.CancelJob
+	47,  // 36: hodei.v1.ServerMessage.ack:type_name -> hodei.v1.Ack
+	48,  // 37: hodei.v1.ServerMessage.input:type_name -> hodei.v1.JobInput
+	50,  // 38: hodei.v1.ServerMessage.resize:type_name -> hodei.v1.ResizeJob
+	94,  // 39: hodei.v1.Hello.labels:type_name -> hodei.v1.Hello.LabelsEntry
+	7,   // 40: hodei.v1.Hello.capacity:type_name -> hodei.v1.Resources
+	38,  // 41: hodei.v1.Hello.running:type_name -> hodei.v1.JobRef
+	43,  // 42: hodei.v1.Hello.finished:type_name -> hodei.v1.JobFinished
+	38,  // 43: hodei.v1.Heartbeat.running:type_name -> hodei.v1.JobRef
+	2,   // 44: hodei.v1.LogChunk.stream:type_name -> hodei.v1.LogStream
+	3,   // 45: hodei.v1.JobFinished.outcome:type_name -> hodei.v1.Outcome
+	9,   // 46: hodei.v1.JobFinished.usage:type_name -> hodei.v1.Usage
+	10,  // 47: hodei.v1.Assign.job:type_name -> hodei.v1.Job
+	2,   // 48: hodei.v1.Ack.stream:type_name -> hodei.v1.LogStream
+	95,  // 49: hodei.v1.Worker.labels:type_name -> hodei.v1.Worker.LabelsEntry
+	4,   // 50: hodei.v1.Worker.state:type_name -> hodei.v1.WorkerState
+	7,   // 51: hodei.v1.Worker.capacity:type_name -> hodei.v1.Resources
+	7,   // 52: hodei.v1.Worker.allocated:type_name -> hodei.v1.Resources
+	55,  // 53: hodei.v1.CreateTokenResponse.info:type_name -> hodei.v1.TokenInfo
+	55,  // 54: hodei.v1.ListTokensResponse.tokens:type_name -> hodei.v1.TokenInfo
+	62,  // 55: hodei.v1.ListAuditResponse.records:type_name -> hodei.v1.AuditRecord
+	51,  // 56: hodei.v1.ListWorkersResponse.workers:type_name -> hodei.v1.Worker
+	7,   // 57: hodei.v1.Tenant.max_running:type_name -> hodei.v1.Resources
+	71,  // 58: hodei.v1.TenantStatus.tenant:type_name -> hodei.v1.Tenant
+	7,   // 59: hodei.v1.TenantStatus.pending:type_name -> hodei.v1.Resources
+	7,   // 60: hodei.v1.TenantStatus.running:type_name -> hodei.v1.Resources
+	5,   // 61: hodei.v1.TenantStatus.burst_state:type_name -> hodei.v1.BurstState
+	71,  // 62: hodei.v1.SetTenantRequest.tenant:type_name -> hodei.v1.Tenant
+	72,  // 63: hodei.v1.ListTenantsResponse.tenants:type_name -> hodei.v1.TenantStatus
+	8,   // 64: hodei.v1.PipelineStepSpec.spec:type_name -> hodei.v1.JobSpec
+	79,  // 65: hodei.v1.PipelineStepSpec.matrix:type_name -> hodei.v1.MatrixAxis
+	8,   // 66: hodei.v1.PipelineSpec.defaults:type_name -> hodei.v1.JobSpec
+	80,  // 67: hodei.v1.PipelineSpec.steps:type_name -> hodei.v1.PipelineStepSpec
+	96,  // 68: hodei.v1.Pipeline.steps:type_name -> hodei.v1.Pipeline.Step
+	82,  // 69: hodei.v1.PipelineStatus.pipeline:type_name -> hodei.v1.Pipeline
+	6,   // 70: hodei.v1.PipelineStatus.state:type_name -> hodei.v1.PipelineState
+	10,  // 71: hodei.v1.PipelineStatus.jobs:type_name -> hodei.v1.Job
+	81,  // 72: hodei.v1.RunPipelineRequest.spec:type_name -> hodei.v1.PipelineSpec
+	83,  // 73: hodei.v1.ListPipelinesResponse.pipelines:type_name -> hodei.v1.PipelineStatus
+	11,  // 74: hodei.v1.JobService.Submit:input_type -> hodei.v1.SubmitRequest
+	13,  // 75: hodei.v1.JobService.SubmitBatch:input_type -> hodei.v1.SubmitBatchRequest
+	15,  // 76: hodei.v1.JobService.Get:input_type -> hodei.v1.GetJobRequest
+	16,  // 77: hodei.v1.JobService.List:input_type -> hodei.v1.ListJobsRequest
+	18,  // 78: hodei.v1.JobService.Cancel:input_type -> hodei.v1.CancelJobRequest
+	21,  // 79: hodei.v1.JobService.Watch:input_type -> hodei.v1.WatchRequest
+	23,  // 80: hodei.v1.JobService.Logs:input_type -> hodei.v1.LogsRequest
+	19,  // 81: hodei.v1.JobService.CancelArray:input_type -> hodei.v1.CancelArrayRequest
+	84,  // 82: hodei.v1.JobService.RunPipeline:input_type -> hodei.v1.RunPipelineRequest
+	85,  // 83: hodei.v1.JobService.GetPipeline:input_type -> hodei.v1.GetPipelineRequest
+	86,  // 84: hodei.v1.JobService.ListPipelines:input_type -> hodei.v1.ListPipelinesRequest
+	88,  // 85: hodei.v1.JobService.CancelPipeline:input_type -> hodei.v1.CancelPipelineRequest
+	26,  // 86: hodei.v1.JobService.Attach:input_type -> hodei.v1.AttachRequest
+	36,  // 87: hodei.v1.AgentService.Connect:input_type -> hodei.v1.AgentMessage
+	34,  // 88: hodei.v1.AgentService.Join:input_type -> hodei.v1.JoinRequest
+	66,  // 89: hodei.v1.AdminService.ListWorkers:input_type -> hodei.v1.ListWorkersRequest
+	68,  // 90: hodei.v1.AdminService.DrainWorker:input_type -> hodei.v1.DrainWorkerRequest
+	69,  // 91: hodei.v1.AdminService.Snapshot:input_type -> hodei.v1.SnapshotRequest
+	73,  // 92: hodei.v1.AdminService.SetTenant:input_type -> hodei.v1.SetTenantRequest
+	74,  // 93: hodei.v1.AdminService.GetTenant:input_type -> hodei.v1.GetTenantRequest
+	75,  // 94: hodei.v1.AdminService.ListTenants:input_type -> hodei.v1.ListTenantsRequest
+	77,  // 95: hodei.v1.AdminService.DeleteTenant:input_type -> hodei.v1.DeleteTenantRequest
+	52,  // 96: hodei.v1.AdminService.RevokeWorker:input_type -> hodei.v1.RevokeWorkerRequest
+	53,  // 97: hodei.v1.AdminService.RemoveWorker:input_type -> hodei.v1.RemoveWorkerRequest
+	56,  // 98: hodei.v1.AdminService.CreateToken:input_type -> hodei.v1.CreateTokenRequest
+	58,  // 99: hodei.v1.AdminService.ListTokens:input_type -> hodei.v1.ListTokensRequest
+	60,  // 100: hodei.v1.AdminService.RevokeToken:input_type -> hodei.v1.RevokeTokenRequest
+	61,  // 101: hodei.v1.AdminService.WhoAmI:input_type -> hodei.v1.WhoAmIRequest
+	64,  // 102: hodei.v1.AdminService.ListAudit:input_type -> hodei.v1.ListAuditRequest
+	12,  // 103: hodei.v1.JobService.Submit:output_type -> hodei.v1.SubmitResponse
+	14,  // 104: hodei.v1.JobService.SubmitBatch:output_type -> hodei.v1.SubmitBatchResponse
+	10,  // 105: hodei.v1.JobService.Get:output_type -> hodei.v1.Job
+	17,  // 106: hodei.v1.JobService.List:output_type -> hodei.v1.ListJobsResponse
+	10,  // 107: hodei.v1.JobService.Cancel:output_type -> hodei.v1.Job
+	22,  // 108: hodei.v1.JobService.Watch:output_type -> hodei.v1.JobEvent
+	24,  // 109: hodei.v1.JobService.Logs:output_type -> hodei.v1.LogData
+	20,  // 110: hodei.v1.JobService.CancelArray:output_type -> hodei.v1.CancelArrayResponse
+	83,  // 111: hodei.v1.JobService.RunPipeline:output_type -> hodei.v1.PipelineStatus
+	83,  // 112: hodei.v1.JobService.GetPipeline:output_type -> hodei.v1.PipelineStatus
+	87,  // 113: hodei.v1.JobService.ListPipelines:output_type -> hodei.v1.ListPipelinesResponse
+	83,  // 114: hodei.v1.JobService.CancelPipeline:output_type -> hodei.v1.PipelineStatus
+	30,  // 115: hodei.v1.JobService.Attach:output_type -> hodei.v1.AttachResponse
+	37,  // 116: hodei.v1.AgentService.Connect:output_type -> hodei.v1.ServerMessage
+	35,  // 117: hodei.v1.AgentService.Join:output_type -> hodei.v1.JoinResponse
+	67,  // 118: hodei.v1.AdminService.ListWorkers:output_type -> hodei.v1.ListWorkersResponse
+	51,  // 119: hodei.v1.AdminService.DrainWorker:output_type -> hodei.v1.Worker
+	70,  // 120: hodei.v1.AdminService.Snapshot:output_type -> hodei.v1.SnapshotChunk
+	72,  // 121: hodei.v1.AdminService.SetTenant:output_type -> hodei.v1.TenantStatus
+	72,  // 122: hodei.v1.AdminService.GetTenant:output_type -> hodei.v1.TenantStatus
+	76,  // 123: hodei.v1.AdminService.ListTenants:output_type -> hodei.v1.ListTenantsResponse
+	78,  // 124: hodei.v1.AdminService.DeleteTenant:output_type -> hodei.v1.DeleteTenantResponse
+	51,  // 125: hodei.v1.AdminService.RevokeWorker:output_type -> hodei.v1.Worker
+	54,  // 126: hodei.v1.AdminService.RemoveWorker:output_type -> hodei.v1.RemoveWorkerResponse
+	57,  // 127: hodei.v1.AdminService.CreateToken:output_type -> hodei.v1.CreateTokenResponse
+	59,  // 128: hodei.v1.AdminService.ListTokens:output_type -> hodei.v1.ListTokensResponse
+	55,  // 129: hodei.v1.AdminService.RevokeToken:output_type -> hodei.v1.TokenInfo
+	55,  // 130: hodei.v1.AdminService.WhoAmI:output_type -> hodei.v1.TokenInfo
+	65,  // 131: hodei.v1.AdminService.ListAudit:output_type -> hodei.v1.ListAuditResponse
+	103, // [103:132] is the sub-list for method output_type
+	74,  // [74:103] is the sub-list for method input_type
+	74,  // [74:74] is the sub-list for extension type_name
+	74,  // [74:74] is the sub-list for extension extendee
+	0,   // [0:74] is the sub-list for field type_name
 }
 
 func init() { file_hodei_proto_init() }
@@ -5877,26 +6963,42 @@ func file_hodei_proto_init() {
 		return
 	}
 	file_hodei_proto_msgTypes[1].OneofWrappers = []any{}
-	file_hodei_proto_msgTypes[20].OneofWrappers = []any{
+	file_hodei_proto_msgTypes[19].OneofWrappers = []any{
+		(*AttachRequest_Open)(nil),
+		(*AttachRequest_Input)(nil),
+		(*AttachRequest_Resize)(nil),
+		(*AttachRequest_End)(nil),
+		(*AttachRequest_Claim)(nil),
+	}
+	file_hodei_proto_msgTypes[23].OneofWrappers = []any{
+		(*AttachResponse_Attached)(nil),
+		(*AttachResponse_Output)(nil),
+		(*AttachResponse_Input)(nil),
+		(*AttachResponse_Ended)(nil),
+	}
+	file_hodei_proto_msgTypes[29].OneofWrappers = []any{
 		(*AgentMessage_Hello)(nil),
 		(*AgentMessage_Heartbeat)(nil),
 		(*AgentMessage_Started)(nil),
 		(*AgentMessage_Log)(nil),
 		(*AgentMessage_Finished)(nil),
+		(*AgentMessage_Credit)(nil),
 	}
-	file_hodei_proto_msgTypes[21].OneofWrappers = []any{
+	file_hodei_proto_msgTypes[30].OneofWrappers = []any{
 		(*ServerMessage_Welcome)(nil),
 		(*ServerMessage_Assign)(nil),
 		(*ServerMessage_Cancel)(nil),
 		(*ServerMessage_Ack)(nil),
+		(*ServerMessage_Input)(nil),
+		(*ServerMessage_Resize)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hodei_proto_rawDesc), len(file_hodei_proto_rawDesc)),
-			NumEnums:      6,
-			NumMessages:   78,
+			NumEnums:      7,
+			NumMessages:   90,
 			NumExtensions: 0,
 			NumServices:   3,
 		},
