@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -25,12 +26,16 @@ func runCommand(e *env) *ucli.Command {
 		Name:      "run",
 		Usage:     "run a job and stream its output here; exit with its exit code",
 		ArgsUsage: "[--] CMD [ARG…]",
-		Description: "Submits like 'hodei submit', then writes the job's output to this terminal as it\n" +
-			"is produced (with --no-pty, its stderr to stderr) and exits with the job's exit code.\n" +
-			"A job that could not start, timed out or was cancelled exits 1 with the reason on stderr.\n" +
-			"Ctrl-C cancels the job and waits for it to end. Colours and cursor movement pass; sequences\n" +
-			"that act on your terminal (title, clipboard, hyperlinks, device queries …) are dropped unless --raw.",
-		Flags: withFlags(false, append(specFlags(), rawFlag())...),
+		Description: "Submits like 'hodei submit', prints the job's id on stderr, then writes the job's output to\n" +
+			"this terminal as it is produced (with --no-pty, its stderr to stderr) and exits with the job's\n" +
+			"exit code. A job that could not start, timed out or was cancelled exits 1 with the reason on stderr.\n" +
+			"Stdin goes to the job (-i=false: not). From a terminal, with a PTY (the default), the terminal\n" +
+			"is raw: every key, Ctrl-C included, goes to the job, window size changes too, and Enter ~.\n" +
+			"detaches, leaving the job running (hodei attach ID gets back to it; Enter ~~ sends a ~).\n" +
+			"From a pipe or file, its bytes go to the job, then EOF. Otherwise Ctrl-C (SIGINT) cancels the\n" +
+			"job and waits for it to end. Colours and cursor movement pass; sequences that act on your\n" +
+			"terminal (title, clipboard, hyperlinks, device queries …) are dropped unless --raw.",
+		Flags: withFlags(false, slices.Concat(specFlags(), []ucli.Flag{rawFlag()}, stdinFlags())...),
 		Action: func(c *ucli.Context) error {
 			spec, err := specFromFlags(c, e.now())
 			if err != nil {
@@ -42,12 +47,14 @@ func runCommand(e *env) *ucli.Command {
 					spec.Rows, spec.Cols = uint32(rows), uint32(cols)
 				}
 			}
+			stdin := planStdin(c, spec)
 			return withClient(c, func(cl *client.Client) error {
 				id, err := cl.Submit(c.Context, spec)
 				if err != nil {
 					return err
 				}
-				return follow(c, cl, id, spec.GetNoPty(), c.Bool("raw"))
+				fmt.Fprintf(c.App.ErrWriter, "hodei: job %s%s\n", id, stdin.hint())
+				return stdin.connect(c, cl, id, func() error { return follow(c, cl, id, spec.GetNoPty(), c.Bool("raw")) })
 			})
 		},
 	}
@@ -86,6 +93,10 @@ func follow(c *ucli.Context, cl *client.Client, id string, noPTY, raw bool) erro
 	go func() { wg.Wait(); close(done) }()
 	interrupted := false
 	select {
+	case <-detachRequested(c.Context): // the user detached (interactive.go)
+		stopStreams()
+		<-done
+		return errDetached
 	case <-done:
 	case <-c.Context.Done():
 		interrupted = true
