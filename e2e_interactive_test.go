@@ -287,3 +287,27 @@ func jobsJSON(t *testing.T, addr string) []map[string]any {
 	}
 	return list
 }
+
+// TestAttachReadOnlyWatches: a --read-only attach sees the job's output
+// while another client types; its own keys are not sent, and it is told.
+func TestAttachReadOnlyWatches(t *testing.T) {
+	srv, _ := cluster(t)
+	c := startPTYClient(t, srv.grpcAddr, 24, 80, "run", "--", "bash")
+	id := c.jobID(t)
+	c.typ(t, "echo up-$((0+1))\r")
+	c.waitOutput(t, `(?m)^\r?up-1\r$`)
+	w := startPTYClient(t, srv.grpcAddr, 24, 80, "attach", "--read-only", id)
+	w.waitOutput(t, `(?m)^\r?up-1\r$`)
+	w.typ(t, "echo nope\r")
+	w.waitOutput(t, `read-only`)
+	c.typ(t, "echo yes-$((1+1))\r")
+	w.waitOutput(t, `(?m)^\r?yes-2\r$`)
+	w.typ(t, "\r~.")
+	if code := w.exit(t); code != 0 {
+		t.Fatalf("read-only attach: exit %d; output %q", code, w.out.String())
+	}
+	c.typ(t, "exit\r")
+	if code := c.exit(t); code != 0 || strings.Contains(c.out.String(), "nope") {
+		t.Fatalf("run: exit %d, output %q; want 0 and none of the watcher's keys", code, c.out.String())
+	}
+}

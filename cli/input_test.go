@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
+
+	hodeipb "github.com/hodei-jobs/hodei/proto"
 )
 
 func TestEscaper(t *testing.T) {
@@ -129,5 +131,35 @@ func TestPumpDropsKeysItCannotSend(t *testing.T) {
 	p.take([]byte("ls\r"))
 	if string(p.pending) != "ls\r" {
 		t.Fatalf("pending %q once the input is free, want the keys", p.pending)
+	}
+}
+
+// TestRunStdinModes checks what run asks of the server for its stdin: a
+// stream of bytes by default when stdin is not a terminal, nothing with
+// -i=false or --no-stdin.
+func TestRunStdinModes(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		want hodeipb.StdinMode
+	}{
+		{"Default", []string{"run", "--", "true"}, hodeipb.StdinMode_STDIN_STREAM},
+		{"NoPTY", []string{"run", "--no-pty", "--", "true"}, hodeipb.StdinMode_STDIN_STREAM},
+		{"IFalse", []string{"run", "-i=false", "--", "true"}, hodeipb.StdinMode_STDIN_NONE},
+		{"NoStdin", []string{"run", "--no-stdin", "--", "true"}, hodeipb.StdinMode_STDIN_NONE},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.jobs.jobs = []*hodeipb.Job{{Id: "01J00000000000000000000001", State: hodeipb.JobState_JOB_STATE_COMPLETED}}
+			r := h.run(t, tc.args...)
+			if r.code != 0 || r.stderr != "hodei: job 01J00000000000000000000001\n" {
+				t.Fatalf("exit %d, stderr %q; want 0 and the job's id", r.code, r.stderr)
+			}
+			h.jobs.mu.Lock()
+			defer h.jobs.mu.Unlock()
+			if got := h.jobs.submitted[0].GetStdin(); got != tc.want {
+				t.Fatalf("spec.stdin %s, want %s", got, tc.want)
+			}
+		})
 	}
 }
