@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"os"
@@ -276,16 +275,6 @@ func TestInteractiveServerKilled(t *testing.T) {
 	srv.kill()
 	c.typ(t, "\r~.")
 	c.exit(t)
-}
-
-// jobsJSON lists the jobs as `jobs ls -o json` shows them.
-func jobsJSON(t *testing.T, addr string) []map[string]any {
-	t.Helper()
-	var list []map[string]any
-	if err := json.Unmarshal([]byte(mustRun(t, addr, "jobs", "ls", "-o", "json")), &list); err != nil {
-		t.Fatal(err)
-	}
-	return list
 }
 
 // TestAttachReadOnlyWatches: a --read-only attach sees the job's output
