@@ -36,7 +36,7 @@ func TestRunStreamsOutputAndExitCode(t *testing.T) {
 		t.Fatalf("tty in a job: exit %d, %q %q; want a terminal", code, out, errOut)
 	}
 	out, errOut, code = hodei(t, srv.grpcAddr, "run", "--no-pty", "--", "sh", "-c", "echo out; echo err >&2")
-	if code != 0 || out != "out\n" || errOut != "err\n" {
+	if code != 0 || out != "out\n" || !jobIDLine.MatchString(errOut) || jobIDLine.ReplaceAllString(errOut, "") != "\nerr\n" {
 		t.Fatalf("--no-pty: exit %d, stdout %q, stderr %q; want them apart", code, out, errOut)
 	}
 	_, errOut, code = hodei(t, srv.grpcAddr, "run", "--", "/no/such/program")

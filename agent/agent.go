@@ -336,8 +336,9 @@ func (a *Agent) start(t *task, as *pb.Assign) {
 	att := startAttempt(attemptSpec{
 		JobID: t.ref.job, Attempt: t.ref.attempt, Argv: spec.Argv(), Env: spec.Env, SecretEnv: spec.SecretEnv,
 		Dir: spec.WorkDir, NoPTY: spec.NoPTY, Rows: uint16(spec.Rows), Cols: uint16(spec.Cols), Timeout: spec.Timeout,
-		Tenant: spec.Tenant, RunAs: as.GetRunAs(),
+		Tenant: spec.Tenant, RunAs: as.GetRunAs(), Stdin: spec.Stdin,
 	}, attemptOptions{SpoolDir: a.journal.spoolDir, BufferLimit: a.cfg.BufferLimit, KillGrace: a.cfg.KillGrace, Users: a.users})
+	att.Input().setNotify(a.creditSender(t.ref))
 	t.started(att, att.Output(), att.Stderr())
 	a.log.Debug("job started", "job", t.ref.job, "attempt", t.ref.attempt)
 	go a.watch(t)

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/hodei-jobs/hodei/job"
 )
 
 // Defaults of attemptOptions.
@@ -54,8 +56,12 @@ type attemptSpec struct {
 	// from them who the job runs as.
 	Tenant, RunAs string
 	// NoPTY runs the job with pipes: stdout and stderr captured apart,
-	// stdin from /dev/null.
+	// stdin from /dev/null, or a pipe fed by the attempt's input when
+	// Stdin is not job.StdinNone.
 	NoPTY bool
+	// Stdin says what feeds the job's input; with a PTY, job.StdinStream
+	// turns the terminal's echo off.
+	Stdin job.Stdin
 	// Rows and Cols size the PTY; 0 means 24 and 80.
 	Rows, Cols uint16
 	// Timeout, when > 0, stops the attempt that long after its start, like
@@ -152,6 +158,7 @@ type attempt struct {
 	opts attemptOptions
 	out  *spool // PTY output, or stdout
 	errs *spool // stderr with NoPTY; empty and closed with a PTY
+	in   *jobInput
 	done chan struct{}
 
 	mu         sync.Mutex // guards the fields below
@@ -179,6 +186,7 @@ func startAttempt(spec attemptSpec, opts attemptOptions) *attempt {
 		opts: opts.withDefaults(),
 		out:  emptySpool(),
 		errs: emptySpool(),
+		in:   newJobInput(nil, false),
 		done: make(chan struct{}),
 	}
 	if err := a.start(); err != nil {
@@ -245,9 +253,16 @@ func (a *attempt) start() error {
 	}
 	var readers []*os.File
 	if spec.NoPTY {
-		readers, err = startPipes(cmd, cred)
+		var stdinW *os.File
+		readers, stdinW, err = startPipes(cmd, cred, spec.Stdin != job.StdinNone)
+		if err == nil && stdinW != nil {
+			a.in = newJobInput(stdinW, false)
+		}
 	} else {
-		readers, err = startPTY(cmd, spec.Rows, spec.Cols, cred)
+		readers, err = startPTY(cmd, spec.Rows, spec.Cols, cred, spec.Stdin != job.StdinStream)
+		if err == nil {
+			a.in = newJobInput(readers[0], true)
+		}
 	}
 	if err != nil {
 		return err
@@ -279,9 +294,11 @@ func (a *attempt) start() error {
 // side is closed (EOF on a pipe, EIO on a PTY) or the drain deadline passes.
 // It blocks in sp.write while the spool is full, which stops reading r and
 // so blocks the job's writes. If the spool fails it goes on reading and
-// discarding, so the job cannot hang on a full terminal.
+// discarding, so the job cannot hang on a full terminal. It leaves r open:
+// wait closes it once the job's leader is reaped (closing a PTY's master
+// hangs its terminal up, and a leader still on its way out would take that
+// SIGHUP for its exit status).
 func (a *attempt) pump(r *os.File, sp *spool, m *masker) {
-	defer r.Close()
 	buf := make([]byte, pumpBufSize)
 	var masked []byte
 	var werr, rerr error
@@ -358,6 +375,9 @@ func (a *attempt) wait(cmd *exec.Cmd, readers []*os.File, pumps *sync.WaitGroup)
 
 	werr := cmd.Wait()
 	finished := a.opts.Now()
+	// The job is gone: no more input (a pipe's write end is closed, so
+	// what is left of the job reads EOF).
+	a.in.close()
 
 	// What is left to read now is what the kernel buffered: take it all
 	// without waiting for acks, within a bounded time.
@@ -368,6 +388,9 @@ func (a *attempt) wait(cmd *exec.Cmd, readers []*os.File, pumps *sync.WaitGroup)
 		_ = r.SetReadDeadline(deadline)
 	}
 	pumps.Wait()
+	for _, r := range readers {
+		_ = r.Close()
+	}
 
 	e := exit{Outcome: exited, ExitCode: -1, Finished: finished}
 	a.mu.Lock()
@@ -450,6 +473,9 @@ func (a *attempt) Exit() exit {
 	return a.result
 }
 
+// Input returns the attempt's input.
+func (a *attempt) Input() *jobInput { return a.in }
+
 // Output returns the PTY output, or stdout with NoPTY.
 func (a *attempt) Output() *spool { return a.out }
 
@@ -470,6 +496,7 @@ func (a *attempt) Close() error {
 			_ = syscall.Kill(-a.pid, syscall.SIGKILL)
 		}
 		a.mu.Unlock()
+		a.in.close()
 		// Closing the spools first unblocks a pump waiting for acks.
 		a.closeErr = errors.Join(a.out.Close(), a.errs.Close())
 		<-a.done

@@ -20,6 +20,7 @@ import (
 	"syscall"
 
 	"github.com/creack/pty"
+	"golang.org/x/sys/unix"
 )
 
 // defaultPath is the job's PATH when the agent has none.
@@ -154,8 +155,9 @@ func isDir(path string) bool {
 // user, who is given the PTY's slave side as login gives a terminal to the
 // user who logs in: programs that open /dev/tty or check its owner (ssh,
 // sudo, mesg) expect it. The master, which the agent reads, stays the
-// agent's.
-func startPTY(cmd *exec.Cmd, rows, cols uint16, cred *syscall.Credential) ([]*os.File, error) {
+// agent's. Without echo the terminal does not echo its input (for bytes
+// piped to the job, which would otherwise come back in its output).
+func startPTY(cmd *exec.Cmd, rows, cols uint16, cred *syscall.Credential, echo bool) ([]*os.File, error) {
 	if rows == 0 {
 		rows = defaultRows
 	}
@@ -172,6 +174,12 @@ func startPTY(cmd *exec.Cmd, rows, cols uint16, cred *syscall.Credential) ([]*os
 	if err := pty.Setsize(ptmx, &pty.Winsize{Rows: rows, Cols: cols}); err != nil {
 		_ = ptmx.Close()
 		return nil, fmt.Errorf("pty size: %w", err)
+	}
+	if !echo {
+		if err := noEcho(tty); err != nil {
+			_ = ptmx.Close()
+			return nil, fmt.Errorf("pty echo: %w", err)
+		}
 	}
 	if cred != nil {
 		if err := tty.Chown(int(cred.Uid), -1); err != nil {
@@ -197,28 +205,53 @@ func startPTY(cmd *exec.Cmd, rows, cols uint16, cred *syscall.Credential) ([]*os
 	return []*os.File{ptmx}, nil
 }
 
-// startPipes starts cmd in a new session with stdout and stderr on pipes
-// and stdin from /dev/null, as cred's user when cred is not nil, and
-// returns the pipes' read ends.
-func startPipes(cmd *exec.Cmd, cred *syscall.Credential) ([]*os.File, error) {
+// noEcho turns off the echo of a terminal's input.
+func noEcho(tty *os.File) error {
+	t, err := unix.IoctlGetTermios(int(tty.Fd()), unix.TCGETS)
+	if err != nil {
+		return err
+	}
+	t.Lflag &^= unix.ECHO | unix.ECHONL
+	return unix.IoctlSetTermios(int(tty.Fd()), unix.TCSETS, t)
+}
+
+// startPipes starts cmd in a new session with stdout and stderr on pipes,
+// as cred's user when cred is not nil, and returns the pipes' read ends.
+// With stdin the job's stdin is a pipe too, whose write end it returns;
+// otherwise it is /dev/null and stdinW is nil.
+func startPipes(cmd *exec.Cmd, cred *syscall.Credential, stdin bool) (readers []*os.File, stdinW *os.File, err error) {
 	outR, outW, err := os.Pipe()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	errR, errW, err := os.Pipe()
 	if err != nil {
 		_, _ = outR.Close(), outW.Close()
-		return nil, err
+		return nil, nil, err
+	}
+	var inR *os.File
+	if stdin {
+		if inR, stdinW, err = os.Pipe(); err != nil {
+			_, _, _, _ = outR.Close(), outW.Close(), errR.Close(), errW.Close()
+			return nil, nil, err
+		}
+		cmd.Stdin = inR
 	}
 	cmd.Stdout, cmd.Stderr = outW, errW
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Credential: cred}
 	err = cmd.Start()
 	_, _ = outW.Close(), errW.Close() // the child has its own copies
+	if inR != nil {
+		_ = inR.Close()
+	}
 	if err != nil {
 		_, _ = outR.Close(), errR.Close()
-		return nil, err
+		if stdinW != nil {
+			_ = stdinW.Close()
+		}
+		return nil, nil, err
 	}
-	return []*os.File{outR, errR}, nil
+	return []*os.File{outR, errR}, stdinW, nil
 }
 
 // readAvailable reads into buf everything that is there now, up to

@@ -10,6 +10,11 @@
 // commonly prints them in (see secretForms); what a job does to a value
 // beyond those (other encodings, compression, printing it in pieces) is not.
 //
+// Input from the server (what `hodei run` or `hodei attach` sends) goes to the
+// job's PTY, or to its stdin pipe without one, through a buffer of at most
+// InputWindow bytes per attempt and credits that tell the server how much it
+// may send (input.go); a job that does not read its input stops the sender.
+//
 // Caveat: a job's PTY master lives in the agent process, so an agent that dies
 // takes its running jobs with it; the server fails them as worker lost.
 // Linux only.

@@ -182,6 +182,10 @@ func (s *session) handle(msg *pb.ServerMessage) {
 		}()
 	case *pb.ServerMessage_Ack:
 		s.ack(m.Ack)
+	case *pb.ServerMessage_Input:
+		s.handleInput(m.Input)
+	case *pb.ServerMessage_Resize:
+		s.handleResize(m.Resize)
 	}
 }
 

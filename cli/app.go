@@ -51,6 +51,7 @@ func commands(e *env) []*ucli.Command {
 		agentCommand(e),
 		submitCommand(e),
 		runCommand(e),
+		attachCommand(e),
 		jobsCommand(e),
 		logsCommand(e),
 		workersCommand(e),

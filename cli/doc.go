@@ -9,7 +9,10 @@
 // mapping from errors to exit codes. login.go resolves how to reach a
 // server (the token and CA from the flags, the environment, or what
 // `hodei login` stored per address) and token.go, audit.go manage tokens
-// and read the audit log:
+// and read the audit log. run.go follows a job's output; interactive.go
+// connects run's stdin to the job (raw terminal, window size, piped bytes
+// and EOF), attach.go is `hodei attach`, both over input.go's pump on an
+// Attach stream, with escape.go's ssh-style escapes (Enter ~. detaches):
 //
 //	0  success
 //	1  any other failure; a gRPC error prints its status message, which names

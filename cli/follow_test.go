@@ -38,8 +38,10 @@ func TestRunExitCode(t *testing.T) {
 			h.jobs.jobs = []*hodeipb.Job{j}
 			h.jobs.logChunks = [][]byte{[]byte("out\r\n")}
 			r := h.run(t, "run", "--", "true")
-			if r.code != tc.code || r.stdout != "out\r\n" || !strings.Contains(r.stderr, tc.wantStderr) ||
-				(tc.wantStderr == "" && r.stderr != "") {
+			// The job's id comes first, then the end's reason if any.
+			rest, idLine := strings.CutPrefix(r.stderr, "hodei: job "+id+"\n")
+			if r.code != tc.code || r.stdout != "out\r\n" || !idLine || !strings.Contains(rest, tc.wantStderr) ||
+				(tc.wantStderr == "" && rest != "") {
 				t.Errorf("exit %d, stdout %q, stderr %q; want %d and %q", r.code, r.stdout, r.stderr, tc.code, tc.wantStderr)
 			}
 			h.jobs.mu.Lock()

@@ -110,7 +110,8 @@ func (h *harness) run(t *testing.T, args ...string) result {
 func runApp(t *testing.T, args ...string) result {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
-	e := &env{now: func() time.Time { return testNow }, poll: time.Millisecond}
+	// An empty stdin, never the terminal go test may have been run from.
+	e := &env{now: func() time.Time { return testNow }, poll: time.Millisecond, stdin: strings.NewReader("")}
 	code := run(context.Background(), append([]string{"hodei"}, args...), &stdout, &stderr, e)
 	return result{stdout.String(), stderr.String(), code}
 }

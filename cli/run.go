@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -25,19 +26,23 @@ func runCommand(e *env) *ucli.Command {
 		Name:      "run",
 		Usage:     "run a job and stream its output here; exit with its exit code",
 		ArgsUsage: "[--] CMD [ARG…]",
-		Description: "Submits like 'hodei submit', then writes the job's output to this terminal as it\n" +
-			"is produced (with --no-pty, its stderr to stderr) and exits with the job's exit code.\n" +
-			"A job killed by signal N (by itself, by another process, or at its --timeout) exits 128+N,\n" +
-			"as in a shell (137 for SIGKILL, 143 for SIGTERM); one that could not start or was cancelled\n" +
-			"exits 1; either way with the reason on stderr. While the job waits for a worker, run says why\n" +
-			"on stderr once it has waited a second, and again when that changes (queued: REASON).\n" +
-			"Ctrl-C cancels the job and waits for it to end. Colours and cursor movement pass; sequences\n" +
-			"that act on your terminal (title, clipboard, hyperlinks, device queries …) are dropped unless --raw.\n" +
+		Description: "Submits like 'hodei submit', prints the job's id on stderr, then writes the job's output to\n" +
+			"this terminal as it is produced (with --no-pty, its stderr to stderr) and exits with the job's\n" +
+			"exit code. A job killed by signal N (by itself, by another process, or at its --timeout) exits\n" +
+			"128+N, as in a shell (137 for SIGKILL, 143 for SIGTERM); one that could not start or was\n" +
+			"cancelled exits 1; either way with the reason on stderr. While the job waits for a worker, run\n" +
+			"says why on stderr once it has waited a second, and again when that changes (queued: REASON).\n" +
+			"Stdin goes to the job (-i=false: not). From a terminal, with a PTY (the default), the terminal\n" +
+			"is raw: every key, Ctrl-C included, goes to the job, window size changes too, and Enter ~.\n" +
+			"detaches, leaving the job running (hodei attach ID gets back to it; Enter ~~ sends a ~).\n" +
+			"From a pipe or file, its bytes go to the job, then EOF. Otherwise Ctrl-C (SIGINT) cancels the\n" +
+			"job and waits for it to end. Colours and cursor movement pass; sequences that act on your\n" +
+			"terminal (title, clipboard, hyperlinks, device queries …) are dropped unless --raw.\n" +
 			"If the server goes away (restart, upgrade, network), run says so once, retries with backoff\n" +
 			"for up to --reconnect-timeout, and resumes the output after the last byte it printed; the\n" +
 			"exit code is still the job's. Ctrl-C while the server is away exits 1 at once: the cancel\n" +
 			"cannot be sent, so the job keeps running.",
-		Flags: withFlags(false, append(specFlags(), rawFlag(), reconnectFlag(), requireFitFlag())...),
+		Flags: withFlags(false, slices.Concat(specFlags(), []ucli.Flag{rawFlag(), reconnectFlag(), requireFitFlag()}, stdinFlags())...),
 		Action: func(c *ucli.Context) error {
 			spec, err := specFromFlags(c, e.now())
 			if err != nil {
@@ -52,12 +57,14 @@ func runCommand(e *env) *ucli.Command {
 					spec.Rows, spec.Cols = uint32(rows), uint32(cols)
 				}
 			}
+			stdin := planStdin(c, spec)
 			return withClient(c, func(cl *client.Client) error {
 				id, err := cl.Submit(c.Context, spec, client.RequireFit(c.Bool("require-fit")))
 				if err != nil {
 					return specFlagsOf.named(err)
 				}
-				return follow(c, cl, id, spec.GetNoPty(), c.Bool("raw"))
+				fmt.Fprintf(c.App.ErrWriter, "hodei: job %s%s\n", id, stdin.hint())
+				return stdin.connect(c, cl, id, func() error { return follow(c, cl, id, spec.GetNoPty(), c.Bool("raw")) })
 			})
 		},
 	}
@@ -108,6 +115,10 @@ func follow(c *ucli.Context, cl *client.Client, id string, noPTY, raw bool) erro
 	defer func() { stopQueued(); queued.Wait() }()
 	interrupted := false
 	select {
+	case <-detachRequested(c.Context): // the user detached (interactive.go)
+		stopStreams()
+		<-done
+		return errDetached
 	case <-done:
 	case <-c.Context.Done():
 		interrupted = true

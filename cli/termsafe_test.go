@@ -227,7 +227,7 @@ func TestRunFiltersOutput(t *testing.T) {
 			if r.code != exitFailure || r.stdout != tc.want {
 				t.Errorf("exit %d, stdout %q; want %d, %q", r.code, r.stdout, exitFailure, tc.want)
 			}
-			if want := "hodei: job 01J00000000000000000000001 cancelled: by \\x1b]52;c;cm0K\\a admin\n"; r.stderr != want {
+			if want := "hodei: job 01J00000000000000000000001\nhodei: job 01J00000000000000000000001 cancelled: by \\x1b]52;c;cm0K\\a admin\n"; r.stderr != want {
 				t.Errorf("stderr %q, want %q", r.stderr, want)
 			}
 		})

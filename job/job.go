@@ -1,6 +1,7 @@
 package job
 
 import (
+	"fmt"
 	"maps"
 	"slices"
 	"strconv"
@@ -71,6 +72,8 @@ type Spec struct {
 	// Preemptible lets the scheduler stop this job for a tenant below its
 	// share, even when its tenant is not preemptible.
 	Preemptible bool
+	// Stdin says what feeds the job's standard input (hodei run sets it).
+	Stdin Stdin
 
 	// Set by the server for jobs of a pipeline or an array.
 	Pipeline          string // pipeline id
@@ -79,6 +82,39 @@ type Spec struct {
 	Array             string // array id
 	ArrayIndex        int    // index in the array; also HODEI_ARRAY_INDEX in Env
 	ArrayLimit        int    // most jobs of the array running at once; 0: no limit
+}
+
+// Stdin says what feeds a job's standard input. Input reaches the job
+// through the server's Attach stream and the agent; see DESIGN.md.
+type Stdin int
+
+// What feeds a job's standard input.
+const (
+	// StdinNone: nothing. Without a PTY the job's stdin is /dev/null; a
+	// PTY still takes what `hodei attach` types.
+	StdinNone Stdin = iota
+	// StdinTerminal: keys typed at a terminal (`hodei run` from one).
+	// Without a PTY the job's stdin is a pipe.
+	StdinTerminal
+	// StdinStream: bytes from a pipe or file, ended by EOF. Without a PTY
+	// the job's stdin is a pipe; with one, the PTY does not echo them.
+	StdinStream
+)
+
+// Valid reports whether s is one of the defined values.
+func (s Stdin) Valid() bool { return s >= StdinNone && s <= StdinStream }
+
+// String is the name `jobs get` shows: none, terminal or stream.
+func (s Stdin) String() string {
+	switch s {
+	case StdinNone:
+		return "none"
+	case StdinTerminal:
+		return "terminal"
+	case StdinStream:
+		return "stream"
+	}
+	return fmt.Sprintf("stdin(%d)", int(s))
 }
 
 // Normalize fills defaults in place. It is idempotent.

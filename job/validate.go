@@ -154,6 +154,9 @@ func (s *Spec) Validate() error {
 	if s.WorkDir != "" && s.WorkDir[0] != '/' {
 		return Invalid("workdir", "%q must be an absolute path", s.WorkDir)
 	}
+	if !s.Stdin.Valid() {
+		return Invalid("stdin", "%d is not a stdin mode (0 none, 1 terminal, 2 stream)", int(s.Stdin))
+	}
 	if s.Rows > MaxPTYSize || s.Cols > MaxPTYSize {
 		return Invalid("pty", "rows and cols must be at most %d", MaxPTYSize)
 	}

@@ -89,6 +89,56 @@ func (JobState) EnumDescriptor() ([]byte, []int) {
 	return file_hodei_proto_rawDescGZIP(), []int{0}
 }
 
+// StdinMode says what feeds a job's standard input.
+type StdinMode int32
+
+const (
+	StdinMode_STDIN_NONE     StdinMode = 0 // nothing (a PTY still takes what hodei attach types)
+	StdinMode_STDIN_TERMINAL StdinMode = 1 // keys typed at a terminal (hodei run from a terminal)
+	StdinMode_STDIN_STREAM   StdinMode = 2 // bytes from a pipe or file, ended by EOF
+)
+
+// Enum value maps for StdinMode.
+var (
+	StdinMode_name = map[int32]string{
+		0: "STDIN_NONE",
+		1: "STDIN_TERMINAL",
+		2: "STDIN_STREAM",
+	}
+	StdinMode_value = map[string]int32{
+		"STDIN_NONE":     0,
+		"STDIN_TERMINAL": 1,
+		"STDIN_STREAM":   2,
+	}
+)
+
+func (x StdinMode) Enum() *StdinMode {
+	p := new(StdinMode)
+	*p = x
+	return p
+}
+
+func (x StdinMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (StdinMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_hodei_proto_enumTypes[1].Descriptor()
+}
+
+func (StdinMode) Type() protoreflect.EnumType {
+	return &file_hodei_proto_enumTypes[1]
+}
+
+func (x StdinMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use StdinMode.Descriptor instead.
+func (StdinMode) EnumDescriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{1}
+}
+
 // PendingKind numbers equal scheduler.WhyKind.
 type PendingKind int32
 
@@ -156,11 +206,11 @@ func (x PendingKind) String() string {
 }
 
 func (PendingKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_hodei_proto_enumTypes[1].Descriptor()
+	return file_hodei_proto_enumTypes[2].Descriptor()
 }
 
 func (PendingKind) Type() protoreflect.EnumType {
-	return &file_hodei_proto_enumTypes[1]
+	return &file_hodei_proto_enumTypes[2]
 }
 
 func (x PendingKind) Number() protoreflect.EnumNumber {
@@ -169,7 +219,7 @@ func (x PendingKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PendingKind.Descriptor instead.
 func (PendingKind) EnumDescriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{1}
+	return file_hodei_proto_rawDescGZIP(), []int{2}
 }
 
 // LogStream names one output stream of an attempt. A job with a PTY has
@@ -204,11 +254,11 @@ func (x LogStream) String() string {
 }
 
 func (LogStream) Descriptor() protoreflect.EnumDescriptor {
-	return file_hodei_proto_enumTypes[2].Descriptor()
+	return file_hodei_proto_enumTypes[3].Descriptor()
 }
 
 func (LogStream) Type() protoreflect.EnumType {
-	return &file_hodei_proto_enumTypes[2]
+	return &file_hodei_proto_enumTypes[3]
 }
 
 func (x LogStream) Number() protoreflect.EnumNumber {
@@ -217,7 +267,7 @@ func (x LogStream) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use LogStream.Descriptor instead.
 func (LogStream) EnumDescriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{2}
+	return file_hodei_proto_rawDescGZIP(), []int{3}
 }
 
 type Outcome int32
@@ -259,11 +309,11 @@ func (x Outcome) String() string {
 }
 
 func (Outcome) Descriptor() protoreflect.EnumDescriptor {
-	return file_hodei_proto_enumTypes[3].Descriptor()
+	return file_hodei_proto_enumTypes[4].Descriptor()
 }
 
 func (Outcome) Type() protoreflect.EnumType {
-	return &file_hodei_proto_enumTypes[3]
+	return &file_hodei_proto_enumTypes[4]
 }
 
 func (x Outcome) Number() protoreflect.EnumNumber {
@@ -272,7 +322,7 @@ func (x Outcome) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Outcome.Descriptor instead.
 func (Outcome) EnumDescriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{3}
+	return file_hodei_proto_rawDescGZIP(), []int{4}
 }
 
 // WorkerState numbers equal job.WorkerState.
@@ -316,11 +366,11 @@ func (x WorkerState) String() string {
 }
 
 func (WorkerState) Descriptor() protoreflect.EnumDescriptor {
-	return file_hodei_proto_enumTypes[4].Descriptor()
+	return file_hodei_proto_enumTypes[5].Descriptor()
 }
 
 func (WorkerState) Type() protoreflect.EnumType {
-	return &file_hodei_proto_enumTypes[4]
+	return &file_hodei_proto_enumTypes[5]
 }
 
 func (x WorkerState) Number() protoreflect.EnumNumber {
@@ -329,7 +379,7 @@ func (x WorkerState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use WorkerState.Descriptor instead.
 func (WorkerState) EnumDescriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{4}
+	return file_hodei_proto_rawDescGZIP(), []int{5}
 }
 
 type BurstState int32
@@ -368,11 +418,11 @@ func (x BurstState) String() string {
 }
 
 func (BurstState) Descriptor() protoreflect.EnumDescriptor {
-	return file_hodei_proto_enumTypes[5].Descriptor()
+	return file_hodei_proto_enumTypes[6].Descriptor()
 }
 
 func (BurstState) Type() protoreflect.EnumType {
-	return &file_hodei_proto_enumTypes[5]
+	return &file_hodei_proto_enumTypes[6]
 }
 
 func (x BurstState) Number() protoreflect.EnumNumber {
@@ -381,7 +431,7 @@ func (x BurstState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use BurstState.Descriptor instead.
 func (BurstState) EnumDescriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{5}
+	return file_hodei_proto_rawDescGZIP(), []int{6}
 }
 
 type PipelineState int32
@@ -426,11 +476,11 @@ func (x PipelineState) String() string {
 }
 
 func (PipelineState) Descriptor() protoreflect.EnumDescriptor {
-	return file_hodei_proto_enumTypes[6].Descriptor()
+	return file_hodei_proto_enumTypes[7].Descriptor()
 }
 
 func (PipelineState) Type() protoreflect.EnumType {
-	return &file_hodei_proto_enumTypes[6]
+	return &file_hodei_proto_enumTypes[7]
 }
 
 func (x PipelineState) Number() protoreflect.EnumNumber {
@@ -439,7 +489,7 @@ func (x PipelineState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PipelineState.Descriptor instead.
 func (PipelineState) EnumDescriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{6}
+	return file_hodei_proto_rawDescGZIP(), []int{7}
 }
 
 type Resources struct {
@@ -531,8 +581,13 @@ type JobSpec struct {
 	Array             string `protobuf:"bytes,24,opt,name=array,proto3" json:"array,omitempty"`
 	ArrayIndex        int32  `protobuf:"varint,25,opt,name=array_index,json=arrayIndex,proto3" json:"array_index,omitempty"`
 	ArrayLimit        int32  `protobuf:"varint,26,opt,name=array_limit,json=arrayLimit,proto3" json:"array_limit,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// stdin: where the job's standard input comes from. Without a PTY,
+	// STDIN_NONE is /dev/null and the others a pipe fed through Attach; with
+	// a PTY, input always goes to the terminal, and STDIN_STREAM turns its
+	// echo off so that piped bytes do not come back in the output.
+	Stdin         StdinMode `protobuf:"varint,27,opt,name=stdin,proto3,enum=hodei.v1.StdinMode" json:"stdin,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *JobSpec) Reset() {
@@ -745,6 +800,13 @@ func (x *JobSpec) GetArrayLimit() int32 {
 		return x.ArrayLimit
 	}
 	return 0
+}
+
+func (x *JobSpec) GetStdin() StdinMode {
+	if x != nil {
+		return x.Stdin
+	}
+	return StdinMode_STDIN_NONE
 }
 
 type Usage struct {
@@ -1891,6 +1953,641 @@ func (x *LogData) GetData() []byte {
 	return nil
 }
 
+type TerminalSize struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rows          uint32                 `protobuf:"varint,1,opt,name=rows,proto3" json:"rows,omitempty"`
+	Cols          uint32                 `protobuf:"varint,2,opt,name=cols,proto3" json:"cols,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TerminalSize) Reset() {
+	*x = TerminalSize{}
+	mi := &file_hodei_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TerminalSize) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TerminalSize) ProtoMessage() {}
+
+func (x *TerminalSize) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TerminalSize.ProtoReflect.Descriptor instead.
+func (*TerminalSize) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *TerminalSize) GetRows() uint32 {
+	if x != nil {
+		return x.Rows
+	}
+	return 0
+}
+
+func (x *TerminalSize) GetCols() uint32 {
+	if x != nil {
+		return x.Cols
+	}
+	return 0
+}
+
+type AttachRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Msg:
+	//
+	//	*AttachRequest_Open
+	//	*AttachRequest_Input
+	//	*AttachRequest_Resize
+	//	*AttachRequest_End
+	//	*AttachRequest_Claim
+	Msg           isAttachRequest_Msg `protobuf_oneof:"msg"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AttachRequest) Reset() {
+	*x = AttachRequest{}
+	mi := &file_hodei_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AttachRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AttachRequest) ProtoMessage() {}
+
+func (x *AttachRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AttachRequest.ProtoReflect.Descriptor instead.
+func (*AttachRequest) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *AttachRequest) GetMsg() isAttachRequest_Msg {
+	if x != nil {
+		return x.Msg
+	}
+	return nil
+}
+
+func (x *AttachRequest) GetOpen() *AttachOpen {
+	if x != nil {
+		if x, ok := x.Msg.(*AttachRequest_Open); ok {
+			return x.Open
+		}
+	}
+	return nil
+}
+
+func (x *AttachRequest) GetInput() []byte {
+	if x != nil {
+		if x, ok := x.Msg.(*AttachRequest_Input); ok {
+			return x.Input
+		}
+	}
+	return nil
+}
+
+func (x *AttachRequest) GetResize() *TerminalSize {
+	if x != nil {
+		if x, ok := x.Msg.(*AttachRequest_Resize); ok {
+			return x.Resize
+		}
+	}
+	return nil
+}
+
+func (x *AttachRequest) GetEnd() *InputEnd {
+	if x != nil {
+		if x, ok := x.Msg.(*AttachRequest_End); ok {
+			return x.End
+		}
+	}
+	return nil
+}
+
+func (x *AttachRequest) GetClaim() *InputClaim {
+	if x != nil {
+		if x, ok := x.Msg.(*AttachRequest_Claim); ok {
+			return x.Claim
+		}
+	}
+	return nil
+}
+
+type isAttachRequest_Msg interface {
+	isAttachRequest_Msg()
+}
+
+type AttachRequest_Open struct {
+	Open *AttachOpen `protobuf:"bytes,1,opt,name=open,proto3,oneof"` // the first message, and only the first
+}
+
+type AttachRequest_Input struct {
+	// Bytes for the job's input, at most 16 KiB a message; the stream
+	// holds the input (InputState.held) and stays within its limit.
+	Input []byte `protobuf:"bytes,2,opt,name=input,proto3,oneof"`
+}
+
+type AttachRequest_Resize struct {
+	Resize *TerminalSize `protobuf:"bytes,3,opt,name=resize,proto3,oneof"` // the client's terminal; applied while it holds the input
+}
+
+type AttachRequest_End struct {
+	End *InputEnd `protobuf:"bytes,4,opt,name=end,proto3,oneof"` // the input ends after what was sent: EOF for the job
+}
+
+type AttachRequest_Claim struct {
+	Claim *InputClaim `protobuf:"bytes,5,opt,name=claim,proto3,oneof"` // take the input, if nobody holds it
+}
+
+func (*AttachRequest_Open) isAttachRequest_Msg() {}
+
+func (*AttachRequest_Input) isAttachRequest_Msg() {}
+
+func (*AttachRequest_Resize) isAttachRequest_Msg() {}
+
+func (*AttachRequest_End) isAttachRequest_Msg() {}
+
+func (*AttachRequest_Claim) isAttachRequest_Msg() {}
+
+type AttachOpen struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Output        bool                   `protobuf:"varint,2,opt,name=output,proto3" json:"output,omitempty"`                     // send the job's output: the last screenful, then as it comes
+	ReadOnly      bool                   `protobuf:"varint,3,opt,name=read_only,json=readOnly,proto3" json:"read_only,omitempty"` // watch only: this stream never takes the input
+	Claim         bool                   `protobuf:"varint,4,opt,name=claim,proto3" json:"claim,omitempty"`                       // take the input at once (hodei run)
+	Size          *TerminalSize          `protobuf:"bytes,5,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AttachOpen) Reset() {
+	*x = AttachOpen{}
+	mi := &file_hodei_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AttachOpen) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AttachOpen) ProtoMessage() {}
+
+func (x *AttachOpen) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AttachOpen.ProtoReflect.Descriptor instead.
+func (*AttachOpen) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *AttachOpen) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *AttachOpen) GetOutput() bool {
+	if x != nil {
+		return x.Output
+	}
+	return false
+}
+
+func (x *AttachOpen) GetReadOnly() bool {
+	if x != nil {
+		return x.ReadOnly
+	}
+	return false
+}
+
+func (x *AttachOpen) GetClaim() bool {
+	if x != nil {
+		return x.Claim
+	}
+	return false
+}
+
+func (x *AttachOpen) GetSize() *TerminalSize {
+	if x != nil {
+		return x.Size
+	}
+	return nil
+}
+
+type InputEnd struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InputEnd) Reset() {
+	*x = InputEnd{}
+	mi := &file_hodei_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InputEnd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InputEnd) ProtoMessage() {}
+
+func (x *InputEnd) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InputEnd.ProtoReflect.Descriptor instead.
+func (*InputEnd) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{22}
+}
+
+type InputClaim struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InputClaim) Reset() {
+	*x = InputClaim{}
+	mi := &file_hodei_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InputClaim) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InputClaim) ProtoMessage() {}
+
+func (x *InputClaim) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InputClaim.ProtoReflect.Descriptor instead.
+func (*InputClaim) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{23}
+}
+
+type AttachResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Msg:
+	//
+	//	*AttachResponse_Attached
+	//	*AttachResponse_Output
+	//	*AttachResponse_Input
+	//	*AttachResponse_Ended
+	Msg           isAttachResponse_Msg `protobuf_oneof:"msg"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AttachResponse) Reset() {
+	*x = AttachResponse{}
+	mi := &file_hodei_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AttachResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AttachResponse) ProtoMessage() {}
+
+func (x *AttachResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AttachResponse.ProtoReflect.Descriptor instead.
+func (*AttachResponse) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *AttachResponse) GetMsg() isAttachResponse_Msg {
+	if x != nil {
+		return x.Msg
+	}
+	return nil
+}
+
+func (x *AttachResponse) GetAttached() *Attached {
+	if x != nil {
+		if x, ok := x.Msg.(*AttachResponse_Attached); ok {
+			return x.Attached
+		}
+	}
+	return nil
+}
+
+func (x *AttachResponse) GetOutput() *LogData {
+	if x != nil {
+		if x, ok := x.Msg.(*AttachResponse_Output); ok {
+			return x.Output
+		}
+	}
+	return nil
+}
+
+func (x *AttachResponse) GetInput() *InputState {
+	if x != nil {
+		if x, ok := x.Msg.(*AttachResponse_Input); ok {
+			return x.Input
+		}
+	}
+	return nil
+}
+
+func (x *AttachResponse) GetEnded() *AttachEnded {
+	if x != nil {
+		if x, ok := x.Msg.(*AttachResponse_Ended); ok {
+			return x.Ended
+		}
+	}
+	return nil
+}
+
+type isAttachResponse_Msg interface {
+	isAttachResponse_Msg()
+}
+
+type AttachResponse_Attached struct {
+	Attached *Attached `protobuf:"bytes,1,opt,name=attached,proto3,oneof"` // the first message
+}
+
+type AttachResponse_Output struct {
+	Output *LogData `protobuf:"bytes,2,opt,name=output,proto3,oneof"`
+}
+
+type AttachResponse_Input struct {
+	Input *InputState `protobuf:"bytes,3,opt,name=input,proto3,oneof"`
+}
+
+type AttachResponse_Ended struct {
+	Ended *AttachEnded `protobuf:"bytes,4,opt,name=ended,proto3,oneof"` // the last message: the job has ended
+}
+
+func (*AttachResponse_Attached) isAttachResponse_Msg() {}
+
+func (*AttachResponse_Output) isAttachResponse_Msg() {}
+
+func (*AttachResponse_Input) isAttachResponse_Msg() {}
+
+func (*AttachResponse_Ended) isAttachResponse_Msg() {}
+
+type Attached struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Attempt       int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	State         JobState               `protobuf:"varint,3,opt,name=state,proto3,enum=hodei.v1.JobState" json:"state,omitempty"`
+	ReplayOffset  int64                  `protobuf:"varint,4,opt,name=replay_offset,json=replayOffset,proto3" json:"replay_offset,omitempty"` // where the output sent starts (the last screenful)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Attached) Reset() {
+	*x = Attached{}
+	mi := &file_hodei_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Attached) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Attached) ProtoMessage() {}
+
+func (x *Attached) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Attached.ProtoReflect.Descriptor instead.
+func (*Attached) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *Attached) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *Attached) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *Attached) GetState() JobState {
+	if x != nil {
+		return x.State
+	}
+	return JobState_JOB_STATE_UNSPECIFIED
+}
+
+func (x *Attached) GetReplayOffset() int64 {
+	if x != nil {
+		return x.ReplayOffset
+	}
+	return 0
+}
+
+// InputState is who holds the job's input and what this stream may send.
+type InputState struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Held          bool                   `protobuf:"varint,1,opt,name=held,proto3" json:"held,omitempty"`      // this stream holds the input
+	Holder        string                 `protobuf:"bytes,2,opt,name=holder,proto3" json:"holder,omitempty"`   // who holds it when another stream does; empty: nobody
+	Limit         int64                  `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`    // held: the stream may send input up to this many bytes in all
+	Closed        bool                   `protobuf:"varint,4,opt,name=closed,proto3" json:"closed,omitempty"`  // the job takes no more input (EOF delivered, attempt ended)
+	Refused       string                 `protobuf:"bytes,5,opt,name=refused,proto3" json:"refused,omitempty"` // why a claim was refused (read-only, role)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InputState) Reset() {
+	*x = InputState{}
+	mi := &file_hodei_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InputState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InputState) ProtoMessage() {}
+
+func (x *InputState) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InputState.ProtoReflect.Descriptor instead.
+func (*InputState) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *InputState) GetHeld() bool {
+	if x != nil {
+		return x.Held
+	}
+	return false
+}
+
+func (x *InputState) GetHolder() string {
+	if x != nil {
+		return x.Holder
+	}
+	return ""
+}
+
+func (x *InputState) GetLimit() int64 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *InputState) GetClosed() bool {
+	if x != nil {
+		return x.Closed
+	}
+	return false
+}
+
+func (x *InputState) GetRefused() string {
+	if x != nil {
+		return x.Refused
+	}
+	return ""
+}
+
+type AttachEnded struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Job           *Job                   `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"` // as it ended
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AttachEnded) Reset() {
+	*x = AttachEnded{}
+	mi := &file_hodei_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AttachEnded) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AttachEnded) ProtoMessage() {}
+
+func (x *AttachEnded) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AttachEnded.ProtoReflect.Descriptor instead.
+func (*AttachEnded) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *AttachEnded) GetJob() *Job {
+	if x != nil {
+		return x.Job
+	}
+	return nil
+}
+
 type JoinRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	WorkerId      string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"` // the id the agent keeps in its data dir
@@ -1902,7 +2599,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_hodei_proto_msgTypes[19]
+	mi := &file_hodei_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1914,7 +2611,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[19]
+	mi := &file_hodei_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1927,7 +2624,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{19}
+	return file_hodei_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *JoinRequest) GetWorkerId() string {
@@ -1962,7 +2659,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_hodei_proto_msgTypes[20]
+	mi := &file_hodei_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1974,7 +2671,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[20]
+	mi := &file_hodei_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1987,7 +2684,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{20}
+	return file_hodei_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *JoinResponse) GetWorkerId() string {
@@ -2020,6 +2717,7 @@ type AgentMessage struct {
 	//	*AgentMessage_Started
 	//	*AgentMessage_Log
 	//	*AgentMessage_Finished
+	//	*AgentMessage_Credit
 	Msg           isAgentMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2027,7 +2725,7 @@ type AgentMessage struct {
 
 func (x *AgentMessage) Reset() {
 	*x = AgentMessage{}
-	mi := &file_hodei_proto_msgTypes[21]
+	mi := &file_hodei_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2039,7 +2737,7 @@ func (x *AgentMessage) String() string {
 func (*AgentMessage) ProtoMessage() {}
 
 func (x *AgentMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[21]
+	mi := &file_hodei_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2052,7 +2750,7 @@ func (x *AgentMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentMessage.ProtoReflect.Descriptor instead.
 func (*AgentMessage) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{21}
+	return file_hodei_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *AgentMessage) GetMsg() isAgentMessage_Msg {
@@ -2107,6 +2805,15 @@ func (x *AgentMessage) GetFinished() *JobFinished {
 	return nil
 }
 
+func (x *AgentMessage) GetCredit() *InputCredit {
+	if x != nil {
+		if x, ok := x.Msg.(*AgentMessage_Credit); ok {
+			return x.Credit
+		}
+	}
+	return nil
+}
+
 type isAgentMessage_Msg interface {
 	isAgentMessage_Msg()
 }
@@ -2131,6 +2838,10 @@ type AgentMessage_Finished struct {
 	Finished *JobFinished `protobuf:"bytes,5,opt,name=finished,proto3,oneof"`
 }
 
+type AgentMessage_Credit struct {
+	Credit *InputCredit `protobuf:"bytes,6,opt,name=credit,proto3,oneof"`
+}
+
 func (*AgentMessage_Hello) isAgentMessage_Msg() {}
 
 func (*AgentMessage_Heartbeat) isAgentMessage_Msg() {}
@@ -2141,6 +2852,8 @@ func (*AgentMessage_Log) isAgentMessage_Msg() {}
 
 func (*AgentMessage_Finished) isAgentMessage_Msg() {}
 
+func (*AgentMessage_Credit) isAgentMessage_Msg() {}
+
 type ServerMessage struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Msg:
@@ -2149,6 +2862,8 @@ type ServerMessage struct {
 	//	*ServerMessage_Assign
 	//	*ServerMessage_Cancel
 	//	*ServerMessage_Ack
+	//	*ServerMessage_Input
+	//	*ServerMessage_Resize
 	Msg           isServerMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2156,7 +2871,7 @@ type ServerMessage struct {
 
 func (x *ServerMessage) Reset() {
 	*x = ServerMessage{}
-	mi := &file_hodei_proto_msgTypes[22]
+	mi := &file_hodei_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2168,7 +2883,7 @@ func (x *ServerMessage) String() string {
 func (*ServerMessage) ProtoMessage() {}
 
 func (x *ServerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[22]
+	mi := &file_hodei_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2181,7 +2896,7 @@ func (x *ServerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerMessage.ProtoReflect.Descriptor instead.
 func (*ServerMessage) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{22}
+	return file_hodei_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ServerMessage) GetMsg() isServerMessage_Msg {
@@ -2227,6 +2942,24 @@ func (x *ServerMessage) GetAck() *Ack {
 	return nil
 }
 
+func (x *ServerMessage) GetInput() *JobInput {
+	if x != nil {
+		if x, ok := x.Msg.(*ServerMessage_Input); ok {
+			return x.Input
+		}
+	}
+	return nil
+}
+
+func (x *ServerMessage) GetResize() *ResizeJob {
+	if x != nil {
+		if x, ok := x.Msg.(*ServerMessage_Resize); ok {
+			return x.Resize
+		}
+	}
+	return nil
+}
+
 type isServerMessage_Msg interface {
 	isServerMessage_Msg()
 }
@@ -2247,6 +2980,14 @@ type ServerMessage_Ack struct {
 	Ack *Ack `protobuf:"bytes,4,opt,name=ack,proto3,oneof"`
 }
 
+type ServerMessage_Input struct {
+	Input *JobInput `protobuf:"bytes,5,opt,name=input,proto3,oneof"`
+}
+
+type ServerMessage_Resize struct {
+	Resize *ResizeJob `protobuf:"bytes,6,opt,name=resize,proto3,oneof"`
+}
+
 func (*ServerMessage_Welcome) isServerMessage_Msg() {}
 
 func (*ServerMessage_Assign) isServerMessage_Msg() {}
@@ -2254,6 +2995,10 @@ func (*ServerMessage_Assign) isServerMessage_Msg() {}
 func (*ServerMessage_Cancel) isServerMessage_Msg() {}
 
 func (*ServerMessage_Ack) isServerMessage_Msg() {}
+
+func (*ServerMessage_Input) isServerMessage_Msg() {}
+
+func (*ServerMessage_Resize) isServerMessage_Msg() {}
 
 // JobRef names one attempt the agent holds and how much of its log it has.
 type JobRef struct {
@@ -2267,7 +3012,7 @@ type JobRef struct {
 
 func (x *JobRef) Reset() {
 	*x = JobRef{}
-	mi := &file_hodei_proto_msgTypes[23]
+	mi := &file_hodei_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2279,7 +3024,7 @@ func (x *JobRef) String() string {
 func (*JobRef) ProtoMessage() {}
 
 func (x *JobRef) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[23]
+	mi := &file_hodei_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2292,7 +3037,7 @@ func (x *JobRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobRef.ProtoReflect.Descriptor instead.
 func (*JobRef) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{23}
+	return file_hodei_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *JobRef) GetJobId() string {
@@ -2335,7 +3080,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_hodei_proto_msgTypes[24]
+	mi := &file_hodei_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2347,7 +3092,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[24]
+	mi := &file_hodei_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2360,7 +3105,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{24}
+	return file_hodei_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Hello) GetWorkerId() string {
@@ -2440,7 +3185,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_hodei_proto_msgTypes[25]
+	mi := &file_hodei_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2452,7 +3197,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[25]
+	mi := &file_hodei_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2465,7 +3210,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{25}
+	return file_hodei_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Heartbeat) GetCpuPercent() float64 {
@@ -2508,7 +3253,7 @@ type JobStarted struct {
 
 func (x *JobStarted) Reset() {
 	*x = JobStarted{}
-	mi := &file_hodei_proto_msgTypes[26]
+	mi := &file_hodei_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2520,7 +3265,7 @@ func (x *JobStarted) String() string {
 func (*JobStarted) ProtoMessage() {}
 
 func (x *JobStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[26]
+	mi := &file_hodei_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2533,7 +3278,7 @@ func (x *JobStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobStarted.ProtoReflect.Descriptor instead.
 func (*JobStarted) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{26}
+	return file_hodei_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *JobStarted) GetJobId() string {
@@ -2577,7 +3322,7 @@ type LogChunk struct {
 
 func (x *LogChunk) Reset() {
 	*x = LogChunk{}
-	mi := &file_hodei_proto_msgTypes[27]
+	mi := &file_hodei_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2589,7 +3334,7 @@ func (x *LogChunk) String() string {
 func (*LogChunk) ProtoMessage() {}
 
 func (x *LogChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[27]
+	mi := &file_hodei_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2602,7 +3347,7 @@ func (x *LogChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogChunk.ProtoReflect.Descriptor instead.
 func (*LogChunk) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{27}
+	return file_hodei_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *LogChunk) GetJobId() string {
@@ -2666,7 +3411,7 @@ type JobFinished struct {
 
 func (x *JobFinished) Reset() {
 	*x = JobFinished{}
-	mi := &file_hodei_proto_msgTypes[28]
+	mi := &file_hodei_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2678,7 +3423,7 @@ func (x *JobFinished) String() string {
 func (*JobFinished) ProtoMessage() {}
 
 func (x *JobFinished) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[28]
+	mi := &file_hodei_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2691,7 +3436,7 @@ func (x *JobFinished) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobFinished.ProtoReflect.Descriptor instead.
 func (*JobFinished) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{28}
+	return file_hodei_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *JobFinished) GetJobId() string {
@@ -2782,7 +3527,7 @@ type Welcome struct {
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_hodei_proto_msgTypes[29]
+	mi := &file_hodei_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2794,7 +3539,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[29]
+	mi := &file_hodei_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2807,7 +3552,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{29}
+	return file_hodei_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *Welcome) GetWorkerId() string {
@@ -2843,7 +3588,7 @@ type Assign struct {
 
 func (x *Assign) Reset() {
 	*x = Assign{}
-	mi := &file_hodei_proto_msgTypes[30]
+	mi := &file_hodei_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2855,7 +3600,7 @@ func (x *Assign) String() string {
 func (*Assign) ProtoMessage() {}
 
 func (x *Assign) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[30]
+	mi := &file_hodei_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2868,7 +3613,7 @@ func (x *Assign) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Assign.ProtoReflect.Descriptor instead.
 func (*Assign) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{30}
+	return file_hodei_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *Assign) GetJob() *Job {
@@ -2897,7 +3642,7 @@ type CancelJob struct {
 
 func (x *CancelJob) Reset() {
 	*x = CancelJob{}
-	mi := &file_hodei_proto_msgTypes[31]
+	mi := &file_hodei_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2909,7 +3654,7 @@ func (x *CancelJob) String() string {
 func (*CancelJob) ProtoMessage() {}
 
 func (x *CancelJob) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[31]
+	mi := &file_hodei_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2922,7 +3667,7 @@ func (x *CancelJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJob.ProtoReflect.Descriptor instead.
 func (*CancelJob) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{31}
+	return file_hodei_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *CancelJob) GetJobId() string {
@@ -2970,7 +3715,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_hodei_proto_msgTypes[32]
+	mi := &file_hodei_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2982,7 +3727,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[32]
+	mi := &file_hodei_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2995,7 +3740,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{32}
+	return file_hodei_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *Ack) GetJobId() string {
@@ -3054,6 +3799,247 @@ func (x *Ack) GetResult() bool {
 	return false
 }
 
+// JobInput is input for one attempt. The server sends data only up to the
+// limit of the agent's last InputCredit, and first an open, which the
+// agent answers with an InputCredit saying where the input stands.
+type JobInput struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Attempt       int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Offset        int64                  `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"` // of data[0] in the attempt's input
+	Data          []byte                 `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`
+	Eof           bool                   `protobuf:"varint,5,opt,name=eof,proto3" json:"eof,omitempty"`   // the input ends after data: VEOF on a PTY, close of the pipe
+	Open          bool                   `protobuf:"varint,6,opt,name=open,proto3" json:"open,omitempty"` // no data: ask for an InputCredit with opened
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JobInput) Reset() {
+	*x = JobInput{}
+	mi := &file_hodei_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JobInput) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JobInput) ProtoMessage() {}
+
+func (x *JobInput) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JobInput.ProtoReflect.Descriptor instead.
+func (*JobInput) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *JobInput) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *JobInput) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *JobInput) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *JobInput) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *JobInput) GetEof() bool {
+	if x != nil {
+		return x.Eof
+	}
+	return false
+}
+
+func (x *JobInput) GetOpen() bool {
+	if x != nil {
+		return x.Open
+	}
+	return false
+}
+
+// InputCredit is the agent's flow control of an attempt's input.
+type InputCredit struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Attempt       int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Offset        int64                  `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"` // input received so far: where the next JobInput starts (with opened)
+	Limit         int64                  `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`   // the server may send input up to this offset
+	Closed        bool                   `protobuf:"varint,5,opt,name=closed,proto3" json:"closed,omitempty"` // the attempt takes no more input
+	Opened        bool                   `protobuf:"varint,6,opt,name=opened,proto3" json:"opened,omitempty"` // answers a JobInput with open
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InputCredit) Reset() {
+	*x = InputCredit{}
+	mi := &file_hodei_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InputCredit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InputCredit) ProtoMessage() {}
+
+func (x *InputCredit) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InputCredit.ProtoReflect.Descriptor instead.
+func (*InputCredit) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *InputCredit) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *InputCredit) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *InputCredit) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *InputCredit) GetLimit() int64 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *InputCredit) GetClosed() bool {
+	if x != nil {
+		return x.Closed
+	}
+	return false
+}
+
+func (x *InputCredit) GetOpened() bool {
+	if x != nil {
+		return x.Opened
+	}
+	return false
+}
+
+// ResizeJob sets the size of a job's PTY (SIGWINCH to its foreground).
+type ResizeJob struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Attempt       int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Rows          uint32                 `protobuf:"varint,3,opt,name=rows,proto3" json:"rows,omitempty"`
+	Cols          uint32                 `protobuf:"varint,4,opt,name=cols,proto3" json:"cols,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResizeJob) Reset() {
+	*x = ResizeJob{}
+	mi := &file_hodei_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResizeJob) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResizeJob) ProtoMessage() {}
+
+func (x *ResizeJob) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResizeJob.ProtoReflect.Descriptor instead.
+func (*ResizeJob) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *ResizeJob) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *ResizeJob) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *ResizeJob) GetRows() uint32 {
+	if x != nil {
+		return x.Rows
+	}
+	return 0
+}
+
+func (x *ResizeJob) GetCols() uint32 {
+	if x != nil {
+		return x.Cols
+	}
+	return 0
+}
+
 type Worker struct {
 	state                 protoimpl.MessageState `protogen:"open.v1"`
 	Id                    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -3079,7 +4065,7 @@ type Worker struct {
 
 func (x *Worker) Reset() {
 	*x = Worker{}
-	mi := &file_hodei_proto_msgTypes[33]
+	mi := &file_hodei_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3091,7 +4077,7 @@ func (x *Worker) String() string {
 func (*Worker) ProtoMessage() {}
 
 func (x *Worker) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[33]
+	mi := &file_hodei_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3104,7 +4090,7 @@ func (x *Worker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Worker.ProtoReflect.Descriptor instead.
 func (*Worker) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{33}
+	return file_hodei_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *Worker) GetId() string {
@@ -3221,7 +4207,7 @@ type RevokeWorkerRequest struct {
 
 func (x *RevokeWorkerRequest) Reset() {
 	*x = RevokeWorkerRequest{}
-	mi := &file_hodei_proto_msgTypes[34]
+	mi := &file_hodei_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3233,7 +4219,7 @@ func (x *RevokeWorkerRequest) String() string {
 func (*RevokeWorkerRequest) ProtoMessage() {}
 
 func (x *RevokeWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[34]
+	mi := &file_hodei_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3246,7 +4232,7 @@ func (x *RevokeWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeWorkerRequest.ProtoReflect.Descriptor instead.
 func (*RevokeWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{34}
+	return file_hodei_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *RevokeWorkerRequest) GetId() string {
@@ -3265,7 +4251,7 @@ type RemoveWorkerRequest struct {
 
 func (x *RemoveWorkerRequest) Reset() {
 	*x = RemoveWorkerRequest{}
-	mi := &file_hodei_proto_msgTypes[35]
+	mi := &file_hodei_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3277,7 +4263,7 @@ func (x *RemoveWorkerRequest) String() string {
 func (*RemoveWorkerRequest) ProtoMessage() {}
 
 func (x *RemoveWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[35]
+	mi := &file_hodei_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3290,7 +4276,7 @@ func (x *RemoveWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveWorkerRequest.ProtoReflect.Descriptor instead.
 func (*RemoveWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{35}
+	return file_hodei_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *RemoveWorkerRequest) GetId() string {
@@ -3308,7 +4294,7 @@ type RemoveWorkerResponse struct {
 
 func (x *RemoveWorkerResponse) Reset() {
 	*x = RemoveWorkerResponse{}
-	mi := &file_hodei_proto_msgTypes[36]
+	mi := &file_hodei_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3320,7 +4306,7 @@ func (x *RemoveWorkerResponse) String() string {
 func (*RemoveWorkerResponse) ProtoMessage() {}
 
 func (x *RemoveWorkerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[36]
+	mi := &file_hodei_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3333,7 +4319,7 @@ func (x *RemoveWorkerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveWorkerResponse.ProtoReflect.Descriptor instead.
 func (*RemoveWorkerResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{36}
+	return file_hodei_proto_rawDescGZIP(), []int{48}
 }
 
 type TokenInfo struct {
@@ -3353,7 +4339,7 @@ type TokenInfo struct {
 
 func (x *TokenInfo) Reset() {
 	*x = TokenInfo{}
-	mi := &file_hodei_proto_msgTypes[37]
+	mi := &file_hodei_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3365,7 +4351,7 @@ func (x *TokenInfo) String() string {
 func (*TokenInfo) ProtoMessage() {}
 
 func (x *TokenInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[37]
+	mi := &file_hodei_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3378,7 +4364,7 @@ func (x *TokenInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenInfo.ProtoReflect.Descriptor instead.
 func (*TokenInfo) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{37}
+	return file_hodei_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *TokenInfo) GetId() string {
@@ -3456,7 +4442,7 @@ type CreateTokenRequest struct {
 
 func (x *CreateTokenRequest) Reset() {
 	*x = CreateTokenRequest{}
-	mi := &file_hodei_proto_msgTypes[38]
+	mi := &file_hodei_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3468,7 +4454,7 @@ func (x *CreateTokenRequest) String() string {
 func (*CreateTokenRequest) ProtoMessage() {}
 
 func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[38]
+	mi := &file_hodei_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3481,7 +4467,7 @@ func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateTokenRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{38}
+	return file_hodei_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *CreateTokenRequest) GetRole() string {
@@ -3523,7 +4509,7 @@ type CreateTokenResponse struct {
 
 func (x *CreateTokenResponse) Reset() {
 	*x = CreateTokenResponse{}
-	mi := &file_hodei_proto_msgTypes[39]
+	mi := &file_hodei_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3535,7 +4521,7 @@ func (x *CreateTokenResponse) String() string {
 func (*CreateTokenResponse) ProtoMessage() {}
 
 func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[39]
+	mi := &file_hodei_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3548,7 +4534,7 @@ func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateTokenResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{39}
+	return file_hodei_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *CreateTokenResponse) GetToken() string {
@@ -3580,7 +4566,7 @@ type ListTokensRequest struct {
 
 func (x *ListTokensRequest) Reset() {
 	*x = ListTokensRequest{}
-	mi := &file_hodei_proto_msgTypes[40]
+	mi := &file_hodei_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3592,7 +4578,7 @@ func (x *ListTokensRequest) String() string {
 func (*ListTokensRequest) ProtoMessage() {}
 
 func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[40]
+	mi := &file_hodei_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3605,7 +4591,7 @@ func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListTokensRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{40}
+	return file_hodei_proto_rawDescGZIP(), []int{52}
 }
 
 type ListTokensResponse struct {
@@ -3617,7 +4603,7 @@ type ListTokensResponse struct {
 
 func (x *ListTokensResponse) Reset() {
 	*x = ListTokensResponse{}
-	mi := &file_hodei_proto_msgTypes[41]
+	mi := &file_hodei_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3629,7 +4615,7 @@ func (x *ListTokensResponse) String() string {
 func (*ListTokensResponse) ProtoMessage() {}
 
 func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[41]
+	mi := &file_hodei_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3642,7 +4628,7 @@ func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListTokensResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{41}
+	return file_hodei_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ListTokensResponse) GetTokens() []*TokenInfo {
@@ -3661,7 +4647,7 @@ type RevokeTokenRequest struct {
 
 func (x *RevokeTokenRequest) Reset() {
 	*x = RevokeTokenRequest{}
-	mi := &file_hodei_proto_msgTypes[42]
+	mi := &file_hodei_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3673,7 +4659,7 @@ func (x *RevokeTokenRequest) String() string {
 func (*RevokeTokenRequest) ProtoMessage() {}
 
 func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[42]
+	mi := &file_hodei_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3686,7 +4672,7 @@ func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeTokenRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{42}
+	return file_hodei_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *RevokeTokenRequest) GetId() string {
@@ -3704,7 +4690,7 @@ type WhoAmIRequest struct {
 
 func (x *WhoAmIRequest) Reset() {
 	*x = WhoAmIRequest{}
-	mi := &file_hodei_proto_msgTypes[43]
+	mi := &file_hodei_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3716,7 +4702,7 @@ func (x *WhoAmIRequest) String() string {
 func (*WhoAmIRequest) ProtoMessage() {}
 
 func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[43]
+	mi := &file_hodei_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3729,7 +4715,7 @@ func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoAmIRequest.ProtoReflect.Descriptor instead.
 func (*WhoAmIRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{43}
+	return file_hodei_proto_rawDescGZIP(), []int{55}
 }
 
 // AuditRecord is one mutating call or one denial.
@@ -3752,7 +4738,7 @@ type AuditRecord struct {
 
 func (x *AuditRecord) Reset() {
 	*x = AuditRecord{}
-	mi := &file_hodei_proto_msgTypes[44]
+	mi := &file_hodei_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3764,7 +4750,7 @@ func (x *AuditRecord) String() string {
 func (*AuditRecord) ProtoMessage() {}
 
 func (x *AuditRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[44]
+	mi := &file_hodei_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3777,7 +4763,7 @@ func (x *AuditRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditRecord.ProtoReflect.Descriptor instead.
 func (*AuditRecord) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{44}
+	return file_hodei_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *AuditRecord) GetTimeUnixNano() int64 {
@@ -3873,7 +4859,7 @@ type AgentRecord struct {
 
 func (x *AgentRecord) Reset() {
 	*x = AgentRecord{}
-	mi := &file_hodei_proto_msgTypes[45]
+	mi := &file_hodei_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3885,7 +4871,7 @@ func (x *AgentRecord) String() string {
 func (*AgentRecord) ProtoMessage() {}
 
 func (x *AgentRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[45]
+	mi := &file_hodei_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3898,7 +4884,7 @@ func (x *AgentRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentRecord.ProtoReflect.Descriptor instead.
 func (*AgentRecord) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{45}
+	return file_hodei_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *AgentRecord) GetWorkerId() string {
@@ -3955,7 +4941,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_hodei_proto_msgTypes[46]
+	mi := &file_hodei_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3967,7 +4953,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[46]
+	mi := &file_hodei_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3980,7 +4966,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{46}
+	return file_hodei_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ListAuditRequest) GetSinceUnixNano() int64 {
@@ -4020,7 +5006,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_hodei_proto_msgTypes[47]
+	mi := &file_hodei_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4032,7 +5018,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[47]
+	mi := &file_hodei_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4045,7 +5031,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{47}
+	return file_hodei_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ListAuditResponse) GetRecords() []*AuditRecord {
@@ -4063,7 +5049,7 @@ type ListWorkersRequest struct {
 
 func (x *ListWorkersRequest) Reset() {
 	*x = ListWorkersRequest{}
-	mi := &file_hodei_proto_msgTypes[48]
+	mi := &file_hodei_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4075,7 +5061,7 @@ func (x *ListWorkersRequest) String() string {
 func (*ListWorkersRequest) ProtoMessage() {}
 
 func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[48]
+	mi := &file_hodei_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4088,7 +5074,7 @@ func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkersRequest.ProtoReflect.Descriptor instead.
 func (*ListWorkersRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{48}
+	return file_hodei_proto_rawDescGZIP(), []int{60}
 }
 
 type ListWorkersResponse struct {
@@ -4100,7 +5086,7 @@ type ListWorkersResponse struct {
 
 func (x *ListWorkersResponse) Reset() {
 	*x = ListWorkersResponse{}
-	mi := &file_hodei_proto_msgTypes[49]
+	mi := &file_hodei_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4112,7 +5098,7 @@ func (x *ListWorkersResponse) String() string {
 func (*ListWorkersResponse) ProtoMessage() {}
 
 func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[49]
+	mi := &file_hodei_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4125,7 +5111,7 @@ func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkersResponse.ProtoReflect.Descriptor instead.
 func (*ListWorkersResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{49}
+	return file_hodei_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ListWorkersResponse) GetWorkers() []*Worker {
@@ -4144,7 +5130,7 @@ type DrainWorkerRequest struct {
 
 func (x *DrainWorkerRequest) Reset() {
 	*x = DrainWorkerRequest{}
-	mi := &file_hodei_proto_msgTypes[50]
+	mi := &file_hodei_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4156,7 +5142,7 @@ func (x *DrainWorkerRequest) String() string {
 func (*DrainWorkerRequest) ProtoMessage() {}
 
 func (x *DrainWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[50]
+	mi := &file_hodei_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4169,7 +5155,7 @@ func (x *DrainWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainWorkerRequest.ProtoReflect.Descriptor instead.
 func (*DrainWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{50}
+	return file_hodei_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *DrainWorkerRequest) GetId() string {
@@ -4187,7 +5173,7 @@ type SnapshotRequest struct {
 
 func (x *SnapshotRequest) Reset() {
 	*x = SnapshotRequest{}
-	mi := &file_hodei_proto_msgTypes[51]
+	mi := &file_hodei_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4199,7 +5185,7 @@ func (x *SnapshotRequest) String() string {
 func (*SnapshotRequest) ProtoMessage() {}
 
 func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[51]
+	mi := &file_hodei_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4212,7 +5198,7 @@ func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{51}
+	return file_hodei_proto_rawDescGZIP(), []int{63}
 }
 
 type SnapshotChunk struct {
@@ -4224,7 +5210,7 @@ type SnapshotChunk struct {
 
 func (x *SnapshotChunk) Reset() {
 	*x = SnapshotChunk{}
-	mi := &file_hodei_proto_msgTypes[52]
+	mi := &file_hodei_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4236,7 +5222,7 @@ func (x *SnapshotChunk) String() string {
 func (*SnapshotChunk) ProtoMessage() {}
 
 func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[52]
+	mi := &file_hodei_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4249,7 +5235,7 @@ func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
 func (*SnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{52}
+	return file_hodei_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *SnapshotChunk) GetData() []byte {
@@ -4280,7 +5266,7 @@ type Tenant struct {
 
 func (x *Tenant) Reset() {
 	*x = Tenant{}
-	mi := &file_hodei_proto_msgTypes[53]
+	mi := &file_hodei_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4292,7 +5278,7 @@ func (x *Tenant) String() string {
 func (*Tenant) ProtoMessage() {}
 
 func (x *Tenant) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[53]
+	mi := &file_hodei_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4305,7 +5291,7 @@ func (x *Tenant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tenant.ProtoReflect.Descriptor instead.
 func (*Tenant) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{53}
+	return file_hodei_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *Tenant) GetName() string {
@@ -4403,7 +5389,7 @@ type TenantStatus struct {
 
 func (x *TenantStatus) Reset() {
 	*x = TenantStatus{}
-	mi := &file_hodei_proto_msgTypes[54]
+	mi := &file_hodei_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4415,7 +5401,7 @@ func (x *TenantStatus) String() string {
 func (*TenantStatus) ProtoMessage() {}
 
 func (x *TenantStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[54]
+	mi := &file_hodei_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4428,7 +5414,7 @@ func (x *TenantStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TenantStatus.ProtoReflect.Descriptor instead.
 func (*TenantStatus) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{54}
+	return file_hodei_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *TenantStatus) GetTenant() *Tenant {
@@ -4508,7 +5494,7 @@ type SetTenantRequest struct {
 
 func (x *SetTenantRequest) Reset() {
 	*x = SetTenantRequest{}
-	mi := &file_hodei_proto_msgTypes[55]
+	mi := &file_hodei_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4520,7 +5506,7 @@ func (x *SetTenantRequest) String() string {
 func (*SetTenantRequest) ProtoMessage() {}
 
 func (x *SetTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[55]
+	mi := &file_hodei_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4533,7 +5519,7 @@ func (x *SetTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetTenantRequest.ProtoReflect.Descriptor instead.
 func (*SetTenantRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{55}
+	return file_hodei_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *SetTenantRequest) GetTenant() *Tenant {
@@ -4559,7 +5545,7 @@ type GetTenantRequest struct {
 
 func (x *GetTenantRequest) Reset() {
 	*x = GetTenantRequest{}
-	mi := &file_hodei_proto_msgTypes[56]
+	mi := &file_hodei_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4571,7 +5557,7 @@ func (x *GetTenantRequest) String() string {
 func (*GetTenantRequest) ProtoMessage() {}
 
 func (x *GetTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[56]
+	mi := &file_hodei_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4584,7 +5570,7 @@ func (x *GetTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTenantRequest.ProtoReflect.Descriptor instead.
 func (*GetTenantRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{56}
+	return file_hodei_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *GetTenantRequest) GetName() string {
@@ -4602,7 +5588,7 @@ type ListTenantsRequest struct {
 
 func (x *ListTenantsRequest) Reset() {
 	*x = ListTenantsRequest{}
-	mi := &file_hodei_proto_msgTypes[57]
+	mi := &file_hodei_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4614,7 +5600,7 @@ func (x *ListTenantsRequest) String() string {
 func (*ListTenantsRequest) ProtoMessage() {}
 
 func (x *ListTenantsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[57]
+	mi := &file_hodei_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4627,7 +5613,7 @@ func (x *ListTenantsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTenantsRequest.ProtoReflect.Descriptor instead.
 func (*ListTenantsRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{57}
+	return file_hodei_proto_rawDescGZIP(), []int{69}
 }
 
 type ListTenantsResponse struct {
@@ -4639,7 +5625,7 @@ type ListTenantsResponse struct {
 
 func (x *ListTenantsResponse) Reset() {
 	*x = ListTenantsResponse{}
-	mi := &file_hodei_proto_msgTypes[58]
+	mi := &file_hodei_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4651,7 +5637,7 @@ func (x *ListTenantsResponse) String() string {
 func (*ListTenantsResponse) ProtoMessage() {}
 
 func (x *ListTenantsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[58]
+	mi := &file_hodei_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4664,7 +5650,7 @@ func (x *ListTenantsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTenantsResponse.ProtoReflect.Descriptor instead.
 func (*ListTenantsResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{58}
+	return file_hodei_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *ListTenantsResponse) GetTenants() []*TenantStatus {
@@ -4683,7 +5669,7 @@ type DeleteTenantRequest struct {
 
 func (x *DeleteTenantRequest) Reset() {
 	*x = DeleteTenantRequest{}
-	mi := &file_hodei_proto_msgTypes[59]
+	mi := &file_hodei_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4695,7 +5681,7 @@ func (x *DeleteTenantRequest) String() string {
 func (*DeleteTenantRequest) ProtoMessage() {}
 
 func (x *DeleteTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[59]
+	mi := &file_hodei_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4708,7 +5694,7 @@ func (x *DeleteTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTenantRequest.ProtoReflect.Descriptor instead.
 func (*DeleteTenantRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{59}
+	return file_hodei_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *DeleteTenantRequest) GetName() string {
@@ -4726,7 +5712,7 @@ type DeleteTenantResponse struct {
 
 func (x *DeleteTenantResponse) Reset() {
 	*x = DeleteTenantResponse{}
-	mi := &file_hodei_proto_msgTypes[60]
+	mi := &file_hodei_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4738,7 +5724,7 @@ func (x *DeleteTenantResponse) String() string {
 func (*DeleteTenantResponse) ProtoMessage() {}
 
 func (x *DeleteTenantResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[60]
+	mi := &file_hodei_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4751,7 +5737,7 @@ func (x *DeleteTenantResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTenantResponse.ProtoReflect.Descriptor instead.
 func (*DeleteTenantResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{60}
+	return file_hodei_proto_rawDescGZIP(), []int{72}
 }
 
 type MatrixAxis struct {
@@ -4764,7 +5750,7 @@ type MatrixAxis struct {
 
 func (x *MatrixAxis) Reset() {
 	*x = MatrixAxis{}
-	mi := &file_hodei_proto_msgTypes[61]
+	mi := &file_hodei_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4776,7 +5762,7 @@ func (x *MatrixAxis) String() string {
 func (*MatrixAxis) ProtoMessage() {}
 
 func (x *MatrixAxis) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[61]
+	mi := &file_hodei_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4789,7 +5775,7 @@ func (x *MatrixAxis) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MatrixAxis.ProtoReflect.Descriptor instead.
 func (*MatrixAxis) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{61}
+	return file_hodei_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *MatrixAxis) GetKey() string {
@@ -4823,7 +5809,7 @@ type PipelineStepSpec struct {
 
 func (x *PipelineStepSpec) Reset() {
 	*x = PipelineStepSpec{}
-	mi := &file_hodei_proto_msgTypes[62]
+	mi := &file_hodei_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4835,7 +5821,7 @@ func (x *PipelineStepSpec) String() string {
 func (*PipelineStepSpec) ProtoMessage() {}
 
 func (x *PipelineStepSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[62]
+	mi := &file_hodei_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4848,7 +5834,7 @@ func (x *PipelineStepSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PipelineStepSpec.ProtoReflect.Descriptor instead.
 func (*PipelineStepSpec) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{62}
+	return file_hodei_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *PipelineStepSpec) GetName() string {
@@ -4898,7 +5884,7 @@ type PipelineSpec struct {
 
 func (x *PipelineSpec) Reset() {
 	*x = PipelineSpec{}
-	mi := &file_hodei_proto_msgTypes[63]
+	mi := &file_hodei_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4910,7 +5896,7 @@ func (x *PipelineSpec) String() string {
 func (*PipelineSpec) ProtoMessage() {}
 
 func (x *PipelineSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[63]
+	mi := &file_hodei_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4923,7 +5909,7 @@ func (x *PipelineSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PipelineSpec.ProtoReflect.Descriptor instead.
 func (*PipelineSpec) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{63}
+	return file_hodei_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *PipelineSpec) GetName() string {
@@ -4969,7 +5955,7 @@ type Pipeline struct {
 
 func (x *Pipeline) Reset() {
 	*x = Pipeline{}
-	mi := &file_hodei_proto_msgTypes[64]
+	mi := &file_hodei_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4981,7 +5967,7 @@ func (x *Pipeline) String() string {
 func (*Pipeline) ProtoMessage() {}
 
 func (x *Pipeline) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[64]
+	mi := &file_hodei_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4994,7 +5980,7 @@ func (x *Pipeline) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pipeline.ProtoReflect.Descriptor instead.
 func (*Pipeline) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{64}
+	return file_hodei_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *Pipeline) GetId() string {
@@ -5051,7 +6037,7 @@ type PipelineStatus struct {
 
 func (x *PipelineStatus) Reset() {
 	*x = PipelineStatus{}
-	mi := &file_hodei_proto_msgTypes[65]
+	mi := &file_hodei_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5063,7 +6049,7 @@ func (x *PipelineStatus) String() string {
 func (*PipelineStatus) ProtoMessage() {}
 
 func (x *PipelineStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[65]
+	mi := &file_hodei_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5076,7 +6062,7 @@ func (x *PipelineStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PipelineStatus.ProtoReflect.Descriptor instead.
 func (*PipelineStatus) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{65}
+	return file_hodei_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *PipelineStatus) GetPipeline() *Pipeline {
@@ -5109,7 +6095,7 @@ type RunPipelineRequest struct {
 
 func (x *RunPipelineRequest) Reset() {
 	*x = RunPipelineRequest{}
-	mi := &file_hodei_proto_msgTypes[66]
+	mi := &file_hodei_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5121,7 +6107,7 @@ func (x *RunPipelineRequest) String() string {
 func (*RunPipelineRequest) ProtoMessage() {}
 
 func (x *RunPipelineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[66]
+	mi := &file_hodei_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5134,7 +6120,7 @@ func (x *RunPipelineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunPipelineRequest.ProtoReflect.Descriptor instead.
 func (*RunPipelineRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{66}
+	return file_hodei_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *RunPipelineRequest) GetSpec() *PipelineSpec {
@@ -5153,7 +6139,7 @@ type GetPipelineRequest struct {
 
 func (x *GetPipelineRequest) Reset() {
 	*x = GetPipelineRequest{}
-	mi := &file_hodei_proto_msgTypes[67]
+	mi := &file_hodei_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5165,7 +6151,7 @@ func (x *GetPipelineRequest) String() string {
 func (*GetPipelineRequest) ProtoMessage() {}
 
 func (x *GetPipelineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[67]
+	mi := &file_hodei_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5178,7 +6164,7 @@ func (x *GetPipelineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPipelineRequest.ProtoReflect.Descriptor instead.
 func (*GetPipelineRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{67}
+	return file_hodei_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *GetPipelineRequest) GetId() string {
@@ -5196,7 +6182,7 @@ type ListPipelinesRequest struct {
 
 func (x *ListPipelinesRequest) Reset() {
 	*x = ListPipelinesRequest{}
-	mi := &file_hodei_proto_msgTypes[68]
+	mi := &file_hodei_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5208,7 +6194,7 @@ func (x *ListPipelinesRequest) String() string {
 func (*ListPipelinesRequest) ProtoMessage() {}
 
 func (x *ListPipelinesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[68]
+	mi := &file_hodei_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5221,7 +6207,7 @@ func (x *ListPipelinesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPipelinesRequest.ProtoReflect.Descriptor instead.
 func (*ListPipelinesRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{68}
+	return file_hodei_proto_rawDescGZIP(), []int{80}
 }
 
 type ListPipelinesResponse struct {
@@ -5233,7 +6219,7 @@ type ListPipelinesResponse struct {
 
 func (x *ListPipelinesResponse) Reset() {
 	*x = ListPipelinesResponse{}
-	mi := &file_hodei_proto_msgTypes[69]
+	mi := &file_hodei_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5245,7 +6231,7 @@ func (x *ListPipelinesResponse) String() string {
 func (*ListPipelinesResponse) ProtoMessage() {}
 
 func (x *ListPipelinesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[69]
+	mi := &file_hodei_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5258,7 +6244,7 @@ func (x *ListPipelinesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPipelinesResponse.ProtoReflect.Descriptor instead.
 func (*ListPipelinesResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{69}
+	return file_hodei_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *ListPipelinesResponse) GetPipelines() []*PipelineStatus {
@@ -5278,7 +6264,7 @@ type CancelPipelineRequest struct {
 
 func (x *CancelPipelineRequest) Reset() {
 	*x = CancelPipelineRequest{}
-	mi := &file_hodei_proto_msgTypes[70]
+	mi := &file_hodei_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5290,7 +6276,7 @@ func (x *CancelPipelineRequest) String() string {
 func (*CancelPipelineRequest) ProtoMessage() {}
 
 func (x *CancelPipelineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[70]
+	mi := &file_hodei_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5303,7 +6289,7 @@ func (x *CancelPipelineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelPipelineRequest.ProtoReflect.Descriptor instead.
 func (*CancelPipelineRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{70}
+	return file_hodei_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *CancelPipelineRequest) GetId() string {
@@ -5329,7 +6315,7 @@ type UndrainWorkerRequest struct {
 
 func (x *UndrainWorkerRequest) Reset() {
 	*x = UndrainWorkerRequest{}
-	mi := &file_hodei_proto_msgTypes[71]
+	mi := &file_hodei_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5341,7 +6327,7 @@ func (x *UndrainWorkerRequest) String() string {
 func (*UndrainWorkerRequest) ProtoMessage() {}
 
 func (x *UndrainWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[71]
+	mi := &file_hodei_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5354,7 +6340,7 @@ func (x *UndrainWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UndrainWorkerRequest.ProtoReflect.Descriptor instead.
 func (*UndrainWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{71}
+	return file_hodei_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *UndrainWorkerRequest) GetId() string {
@@ -5376,7 +6362,7 @@ type Pipeline_Step struct {
 
 func (x *Pipeline_Step) Reset() {
 	*x = Pipeline_Step{}
-	mi := &file_hodei_proto_msgTypes[79]
+	mi := &file_hodei_proto_msgTypes[91]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5388,7 +6374,7 @@ func (x *Pipeline_Step) String() string {
 func (*Pipeline_Step) ProtoMessage() {}
 
 func (x *Pipeline_Step) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[79]
+	mi := &file_hodei_proto_msgTypes[91]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5401,7 +6387,7 @@ func (x *Pipeline_Step) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pipeline_Step.ProtoReflect.Descriptor instead.
 func (*Pipeline_Step) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{64, 0}
+	return file_hodei_proto_rawDescGZIP(), []int{76, 0}
 }
 
 func (x *Pipeline_Step) GetName() string {
@@ -5442,7 +6428,7 @@ const file_hodei_proto_rawDesc = "" +
 	"cpu_millis\x18\x01 \x01(\x03R\tcpuMillis\x12\x1d\n" +
 	"\n" +
 	"memory_mib\x18\x02 \x01(\x03R\tmemoryMib\x12\x14\n" +
-	"\x05slots\x18\x03 \x01(\x03R\x05slots\"\xf1\b\n" +
+	"\x05slots\x18\x03 \x01(\x03R\x05slots\"\x9c\t\n" +
 	"\aJobSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x125\n" +
@@ -5476,7 +6462,8 @@ const file_hodei_proto_rawDesc = "" +
 	"\varray_index\x18\x19 \x01(\x05R\n" +
 	"arrayIndex\x12\x1f\n" +
 	"\varray_limit\x18\x1a \x01(\x05R\n" +
-	"arrayLimit\x1a9\n" +
+	"arrayLimit\x12)\n" +
+	"\x05stdin\x18\x1b \x01(\x0e2\x13.hodei.v1.StdinModeR\x05stdin\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a6\n" +
@@ -5576,7 +6563,48 @@ const file_hodei_proto_rawDesc = "" +
 	"\aLogData\x12\x18\n" +
 	"\aattempt\x18\x01 \x01(\x05R\aattempt\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x12\n" +
-	"\x04data\x18\x03 \x01(\fR\x04data\"_\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\"6\n" +
+	"\fTerminalSize\x12\x12\n" +
+	"\x04rows\x18\x01 \x01(\rR\x04rows\x12\x12\n" +
+	"\x04cols\x18\x02 \x01(\rR\x04cols\"\xe2\x01\n" +
+	"\rAttachRequest\x12*\n" +
+	"\x04open\x18\x01 \x01(\v2\x14.hodei.v1.AttachOpenH\x00R\x04open\x12\x16\n" +
+	"\x05input\x18\x02 \x01(\fH\x00R\x05input\x120\n" +
+	"\x06resize\x18\x03 \x01(\v2\x16.hodei.v1.TerminalSizeH\x00R\x06resize\x12&\n" +
+	"\x03end\x18\x04 \x01(\v2\x12.hodei.v1.InputEndH\x00R\x03end\x12,\n" +
+	"\x05claim\x18\x05 \x01(\v2\x14.hodei.v1.InputClaimH\x00R\x05claimB\x05\n" +
+	"\x03msg\"\x9a\x01\n" +
+	"\n" +
+	"AttachOpen\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
+	"\x06output\x18\x02 \x01(\bR\x06output\x12\x1b\n" +
+	"\tread_only\x18\x03 \x01(\bR\breadOnly\x12\x14\n" +
+	"\x05claim\x18\x04 \x01(\bR\x05claim\x12*\n" +
+	"\x04size\x18\x05 \x01(\v2\x16.hodei.v1.TerminalSizeR\x04size\"\n" +
+	"\n" +
+	"\bInputEnd\"\f\n" +
+	"\n" +
+	"InputClaim\"\xd3\x01\n" +
+	"\x0eAttachResponse\x120\n" +
+	"\battached\x18\x01 \x01(\v2\x12.hodei.v1.AttachedH\x00R\battached\x12+\n" +
+	"\x06output\x18\x02 \x01(\v2\x11.hodei.v1.LogDataH\x00R\x06output\x12,\n" +
+	"\x05input\x18\x03 \x01(\v2\x14.hodei.v1.InputStateH\x00R\x05input\x12-\n" +
+	"\x05ended\x18\x04 \x01(\v2\x15.hodei.v1.AttachEndedH\x00R\x05endedB\x05\n" +
+	"\x03msg\"\x8a\x01\n" +
+	"\bAttached\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12(\n" +
+	"\x05state\x18\x03 \x01(\x0e2\x12.hodei.v1.JobStateR\x05state\x12#\n" +
+	"\rreplay_offset\x18\x04 \x01(\x03R\freplayOffset\"\x80\x01\n" +
+	"\n" +
+	"InputState\x12\x12\n" +
+	"\x04held\x18\x01 \x01(\bR\x04held\x12\x16\n" +
+	"\x06holder\x18\x02 \x01(\tR\x06holder\x12\x14\n" +
+	"\x05limit\x18\x03 \x01(\x03R\x05limit\x12\x16\n" +
+	"\x06closed\x18\x04 \x01(\bR\x06closed\x12\x18\n" +
+	"\arefused\x18\x05 \x01(\tR\arefused\".\n" +
+	"\vAttachEnded\x12\x1f\n" +
+	"\x03job\x18\x01 \x01(\v2\r.hodei.v1.JobR\x03job\"_\n" +
 	"\vJoinRequest\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x17\n" +
 	"\acsr_der\x18\x02 \x01(\fR\x06csrDer\x12\x1a\n" +
@@ -5584,19 +6612,22 @@ const file_hodei_proto_rawDesc = "" +
 	"\fJoinResponse\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12'\n" +
 	"\x0fcertificate_pem\x18\x02 \x01(\fR\x0ecertificatePem\x12\x15\n" +
-	"\x06ca_pem\x18\x03 \x01(\fR\x05caPem\"\x82\x02\n" +
+	"\x06ca_pem\x18\x03 \x01(\fR\x05caPem\"\xb3\x02\n" +
 	"\fAgentMessage\x12'\n" +
 	"\x05hello\x18\x01 \x01(\v2\x0f.hodei.v1.HelloH\x00R\x05hello\x123\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x13.hodei.v1.HeartbeatH\x00R\theartbeat\x120\n" +
 	"\astarted\x18\x03 \x01(\v2\x14.hodei.v1.JobStartedH\x00R\astarted\x12&\n" +
 	"\x03log\x18\x04 \x01(\v2\x12.hodei.v1.LogChunkH\x00R\x03log\x123\n" +
-	"\bfinished\x18\x05 \x01(\v2\x15.hodei.v1.JobFinishedH\x00R\bfinishedB\x05\n" +
-	"\x03msg\"\xc3\x01\n" +
+	"\bfinished\x18\x05 \x01(\v2\x15.hodei.v1.JobFinishedH\x00R\bfinished\x12/\n" +
+	"\x06credit\x18\x06 \x01(\v2\x15.hodei.v1.InputCreditH\x00R\x06creditB\x05\n" +
+	"\x03msg\"\x9e\x02\n" +
 	"\rServerMessage\x12-\n" +
 	"\awelcome\x18\x01 \x01(\v2\x11.hodei.v1.WelcomeH\x00R\awelcome\x12*\n" +
 	"\x06assign\x18\x02 \x01(\v2\x10.hodei.v1.AssignH\x00R\x06assign\x12-\n" +
 	"\x06cancel\x18\x03 \x01(\v2\x13.hodei.v1.CancelJobH\x00R\x06cancel\x12!\n" +
-	"\x03ack\x18\x04 \x01(\v2\r.hodei.v1.AckH\x00R\x03ackB\x05\n" +
+	"\x03ack\x18\x04 \x01(\v2\r.hodei.v1.AckH\x00R\x03ack\x12*\n" +
+	"\x05input\x18\x05 \x01(\v2\x12.hodei.v1.JobInputH\x00R\x05input\x12-\n" +
+	"\x06resize\x18\x06 \x01(\v2\x13.hodei.v1.ResizeJobH\x00R\x06resizeB\x05\n" +
 	"\x03msg\"T\n" +
 	"\x06JobRef\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
@@ -5669,7 +6700,26 @@ const file_hodei_proto_rawDesc = "" +
 	"\x05error\x18\x05 \x01(\tR\x05error\x12+\n" +
 	"\x06stream\x18\x06 \x01(\x0e2\x13.hodei.v1.LogStreamR\x06stream\x12#\n" +
 	"\rstderr_offset\x18\a \x01(\x03R\fstderrOffset\x12\x16\n" +
-	"\x06result\x18\b \x01(\bR\x06result\"\xe1\x04\n" +
+	"\x06result\x18\b \x01(\bR\x06result\"\x8d\x01\n" +
+	"\bJobInput\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x16\n" +
+	"\x06offset\x18\x03 \x01(\x03R\x06offset\x12\x12\n" +
+	"\x04data\x18\x04 \x01(\fR\x04data\x12\x10\n" +
+	"\x03eof\x18\x05 \x01(\bR\x03eof\x12\x12\n" +
+	"\x04open\x18\x06 \x01(\bR\x04open\"\x9c\x01\n" +
+	"\vInputCredit\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x16\n" +
+	"\x06offset\x18\x03 \x01(\x03R\x06offset\x12\x14\n" +
+	"\x05limit\x18\x04 \x01(\x03R\x05limit\x12\x16\n" +
+	"\x06closed\x18\x05 \x01(\bR\x06closed\x12\x16\n" +
+	"\x06opened\x18\x06 \x01(\bR\x06opened\"d\n" +
+	"\tResizeJob\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x12\n" +
+	"\x04rows\x18\x03 \x01(\rR\x04rows\x12\x12\n" +
+	"\x04cols\x18\x04 \x01(\rR\x04cols\"\xe1\x04\n" +
 	"\x06Worker\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1a\n" +
@@ -5848,7 +6898,12 @@ const file_hodei_proto_rawDesc = "" +
 	"\x11JOB_STATE_RUNNING\x10\x03\x12\x17\n" +
 	"\x13JOB_STATE_COMPLETED\x10\x04\x12\x14\n" +
 	"\x10JOB_STATE_FAILED\x10\x05\x12\x17\n" +
-	"\x13JOB_STATE_CANCELLED\x10\x06*\x83\x03\n" +
+	"\x13JOB_STATE_CANCELLED\x10\x06*A\n" +
+	"\tStdinMode\x12\x0e\n" +
+	"\n" +
+	"STDIN_NONE\x10\x00\x12\x12\n" +
+	"\x0eSTDIN_TERMINAL\x10\x01\x12\x10\n" +
+	"\fSTDIN_STREAM\x10\x02*\x83\x03\n" +
 	"\vPendingKind\x12\x1c\n" +
 	"\x18PENDING_KIND_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17PENDING_KIND_NO_WORKERS\x10\x01\x12\x17\n" +
@@ -5892,7 +6947,7 @@ const file_hodei_proto_rawDesc = "" +
 	"\x16PIPELINE_STATE_RUNNING\x10\x02\x12\x1c\n" +
 	"\x18PIPELINE_STATE_COMPLETED\x10\x03\x12\x19\n" +
 	"\x15PIPELINE_STATE_FAILED\x10\x04\x12\x1c\n" +
-	"\x18PIPELINE_STATE_CANCELLED\x10\x052\x9c\x06\n" +
+	"\x18PIPELINE_STATE_CANCELLED\x10\x052\xdd\x06\n" +
 	"\n" +
 	"JobService\x12;\n" +
 	"\x06Submit\x12\x17.hodei.v1.SubmitRequest\x1a\x18.hodei.v1.SubmitResponse\x12J\n" +
@@ -5906,7 +6961,8 @@ const file_hodei_proto_rawDesc = "" +
 	"\vRunPipeline\x12\x1c.hodei.v1.RunPipelineRequest\x1a\x18.hodei.v1.PipelineStatus\x12E\n" +
 	"\vGetPipeline\x12\x1c.hodei.v1.GetPipelineRequest\x1a\x18.hodei.v1.PipelineStatus\x12P\n" +
 	"\rListPipelines\x12\x1e.hodei.v1.ListPipelinesRequest\x1a\x1f.hodei.v1.ListPipelinesResponse\x12K\n" +
-	"\x0eCancelPipeline\x12\x1f.hodei.v1.CancelPipelineRequest\x1a\x18.hodei.v1.PipelineStatus2\x85\x01\n" +
+	"\x0eCancelPipeline\x12\x1f.hodei.v1.CancelPipelineRequest\x1a\x18.hodei.v1.PipelineStatus\x12?\n" +
+	"\x06Attach\x12\x17.hodei.v1.AttachRequest\x1a\x18.hodei.v1.AttachResponse(\x010\x012\x85\x01\n" +
 	"\fAgentService\x12>\n" +
 	"\aConnect\x12\x16.hodei.v1.AgentMessage\x1a\x17.hodei.v1.ServerMessage(\x010\x01\x125\n" +
 	"\x04Join\x12\x15.hodei.v1.JoinRequest\x1a\x16.hodei.v1.JoinResponse2\xa0\b\n" +
@@ -5940,222 +6996,252 @@ func file_hodei_proto_rawDescGZIP() []byte {
 	return file_hodei_proto_rawDescData
 }
 
-var file_hodei_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_hodei_proto_msgTypes = make([]protoimpl.MessageInfo, 80)
+var file_hodei_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
+var file_hodei_proto_msgTypes = make([]protoimpl.MessageInfo, 92)
 var file_hodei_proto_goTypes = []any{
 	(JobState)(0),                 // 0: hodei.v1.JobState
-	(PendingKind)(0),              // 1: hodei.v1.PendingKind
-	(LogStream)(0),                // 2: hodei.v1.LogStream
-	(Outcome)(0),                  // 3: hodei.v1.Outcome
-	(WorkerState)(0),              // 4: hodei.v1.WorkerState
-	(BurstState)(0),               // 5: hodei.v1.BurstState
-	(PipelineState)(0),            // 6: hodei.v1.PipelineState
-	(*Resources)(nil),             // 7: hodei.v1.Resources
-	(*JobSpec)(nil),               // 8: hodei.v1.JobSpec
-	(*Usage)(nil),                 // 9: hodei.v1.Usage
-	(*Job)(nil),                   // 10: hodei.v1.Job
-	(*PendingReason)(nil),         // 11: hodei.v1.PendingReason
-	(*SubmitRequest)(nil),         // 12: hodei.v1.SubmitRequest
-	(*SubmitResponse)(nil),        // 13: hodei.v1.SubmitResponse
-	(*SubmitBatchRequest)(nil),    // 14: hodei.v1.SubmitBatchRequest
-	(*SubmitBatchResponse)(nil),   // 15: hodei.v1.SubmitBatchResponse
-	(*GetJobRequest)(nil),         // 16: hodei.v1.GetJobRequest
-	(*ListJobsRequest)(nil),       // 17: hodei.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),      // 18: hodei.v1.ListJobsResponse
-	(*CancelJobRequest)(nil),      // 19: hodei.v1.CancelJobRequest
-	(*CancelArrayRequest)(nil),    // 20: hodei.v1.CancelArrayRequest
-	(*CancelArrayResponse)(nil),   // 21: hodei.v1.CancelArrayResponse
-	(*WatchRequest)(nil),          // 22: hodei.v1.WatchRequest
-	(*JobEvent)(nil),              // 23: hodei.v1.JobEvent
-	(*LogsRequest)(nil),           // 24: hodei.v1.LogsRequest
-	(*LogData)(nil),               // 25: hodei.v1.LogData
-	(*JoinRequest)(nil),           // 26: hodei.v1.JoinRequest
-	(*JoinResponse)(nil),          // 27: hodei.v1.JoinResponse
-	(*AgentMessage)(nil),          // 28: hodei.v1.AgentMessage
-	(*ServerMessage)(nil),         // 29: hodei.v1.ServerMessage
-	(*JobRef)(nil),                // 30: hodei.v1.JobRef
-	(*Hello)(nil),                 // 31: hodei.v1.Hello
-	(*Heartbeat)(nil),             // 32: hodei.v1.Heartbeat
-	(*JobStarted)(nil),            // 33: hodei.v1.JobStarted
-	(*LogChunk)(nil),              // 34: hodei.v1.LogChunk
-	(*JobFinished)(nil),           // 35: hodei.v1.JobFinished
-	(*Welcome)(nil),               // 36: hodei.v1.Welcome
-	(*Assign)(nil),                // 37: hodei.v1.Assign
-	(*CancelJob)(nil),             // 38: hodei.v1.CancelJob
-	(*Ack)(nil),                   // 39: hodei.v1.Ack
-	(*Worker)(nil),                // 40: hodei.v1.Worker
-	(*RevokeWorkerRequest)(nil),   // 41: hodei.v1.RevokeWorkerRequest
-	(*RemoveWorkerRequest)(nil),   // 42: hodei.v1.RemoveWorkerRequest
-	(*RemoveWorkerResponse)(nil),  // 43: hodei.v1.RemoveWorkerResponse
-	(*TokenInfo)(nil),             // 44: hodei.v1.TokenInfo
-	(*CreateTokenRequest)(nil),    // 45: hodei.v1.CreateTokenRequest
-	(*CreateTokenResponse)(nil),   // 46: hodei.v1.CreateTokenResponse
-	(*ListTokensRequest)(nil),     // 47: hodei.v1.ListTokensRequest
-	(*ListTokensResponse)(nil),    // 48: hodei.v1.ListTokensResponse
-	(*RevokeTokenRequest)(nil),    // 49: hodei.v1.RevokeTokenRequest
-	(*WhoAmIRequest)(nil),         // 50: hodei.v1.WhoAmIRequest
-	(*AuditRecord)(nil),           // 51: hodei.v1.AuditRecord
-	(*AgentRecord)(nil),           // 52: hodei.v1.AgentRecord
-	(*ListAuditRequest)(nil),      // 53: hodei.v1.ListAuditRequest
-	(*ListAuditResponse)(nil),     // 54: hodei.v1.ListAuditResponse
-	(*ListWorkersRequest)(nil),    // 55: hodei.v1.ListWorkersRequest
-	(*ListWorkersResponse)(nil),   // 56: hodei.v1.ListWorkersResponse
-	(*DrainWorkerRequest)(nil),    // 57: hodei.v1.DrainWorkerRequest
-	(*SnapshotRequest)(nil),       // 58: hodei.v1.SnapshotRequest
-	(*SnapshotChunk)(nil),         // 59: hodei.v1.SnapshotChunk
-	(*Tenant)(nil),                // 60: hodei.v1.Tenant
-	(*TenantStatus)(nil),          // 61: hodei.v1.TenantStatus
-	(*SetTenantRequest)(nil),      // 62: hodei.v1.SetTenantRequest
-	(*GetTenantRequest)(nil),      // 63: hodei.v1.GetTenantRequest
-	(*ListTenantsRequest)(nil),    // 64: hodei.v1.ListTenantsRequest
-	(*ListTenantsResponse)(nil),   // 65: hodei.v1.ListTenantsResponse
-	(*DeleteTenantRequest)(nil),   // 66: hodei.v1.DeleteTenantRequest
-	(*DeleteTenantResponse)(nil),  // 67: hodei.v1.DeleteTenantResponse
-	(*MatrixAxis)(nil),            // 68: hodei.v1.MatrixAxis
-	(*PipelineStepSpec)(nil),      // 69: hodei.v1.PipelineStepSpec
-	(*PipelineSpec)(nil),          // 70: hodei.v1.PipelineSpec
-	(*Pipeline)(nil),              // 71: hodei.v1.Pipeline
-	(*PipelineStatus)(nil),        // 72: hodei.v1.PipelineStatus
-	(*RunPipelineRequest)(nil),    // 73: hodei.v1.RunPipelineRequest
-	(*GetPipelineRequest)(nil),    // 74: hodei.v1.GetPipelineRequest
-	(*ListPipelinesRequest)(nil),  // 75: hodei.v1.ListPipelinesRequest
-	(*ListPipelinesResponse)(nil), // 76: hodei.v1.ListPipelinesResponse
-	(*CancelPipelineRequest)(nil), // 77: hodei.v1.CancelPipelineRequest
-	(*UndrainWorkerRequest)(nil),  // 78: hodei.v1.UndrainWorkerRequest
-	nil,                           // 79: hodei.v1.JobSpec.LabelsEntry
-	nil,                           // 80: hodei.v1.JobSpec.EnvEntry
-	nil,                           // 81: hodei.v1.JobSpec.SecretEnvEntry
-	nil,                           // 82: hodei.v1.JobSpec.SelectorEntry
-	nil,                           // 83: hodei.v1.ListJobsRequest.LabelsEntry
-	nil,                           // 84: hodei.v1.Hello.LabelsEntry
-	nil,                           // 85: hodei.v1.Worker.LabelsEntry
-	(*Pipeline_Step)(nil),         // 86: hodei.v1.Pipeline.Step
+	(StdinMode)(0),                // 1: hodei.v1.StdinMode
+	(PendingKind)(0),              // 2: hodei.v1.PendingKind
+	(LogStream)(0),                // 3: hodei.v1.LogStream
+	(Outcome)(0),                  // 4: hodei.v1.Outcome
+	(WorkerState)(0),              // 5: hodei.v1.WorkerState
+	(BurstState)(0),               // 6: hodei.v1.BurstState
+	(PipelineState)(0),            // 7: hodei.v1.PipelineState
+	(*Resources)(nil),             // 8: hodei.v1.Resources
+	(*JobSpec)(nil),               // 9: hodei.v1.JobSpec
+	(*Usage)(nil),                 // 10: hodei.v1.Usage
+	(*Job)(nil),                   // 11: hodei.v1.Job
+	(*PendingReason)(nil),         // 12: hodei.v1.PendingReason
+	(*SubmitRequest)(nil),         // 13: hodei.v1.SubmitRequest
+	(*SubmitResponse)(nil),        // 14: hodei.v1.SubmitResponse
+	(*SubmitBatchRequest)(nil),    // 15: hodei.v1.SubmitBatchRequest
+	(*SubmitBatchResponse)(nil),   // 16: hodei.v1.SubmitBatchResponse
+	(*GetJobRequest)(nil),         // 17: hodei.v1.GetJobRequest
+	(*ListJobsRequest)(nil),       // 18: hodei.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),      // 19: hodei.v1.ListJobsResponse
+	(*CancelJobRequest)(nil),      // 20: hodei.v1.CancelJobRequest
+	(*CancelArrayRequest)(nil),    // 21: hodei.v1.CancelArrayRequest
+	(*CancelArrayResponse)(nil),   // 22: hodei.v1.CancelArrayResponse
+	(*WatchRequest)(nil),          // 23: hodei.v1.WatchRequest
+	(*JobEvent)(nil),              // 24: hodei.v1.JobEvent
+	(*LogsRequest)(nil),           // 25: hodei.v1.LogsRequest
+	(*LogData)(nil),               // 26: hodei.v1.LogData
+	(*TerminalSize)(nil),          // 27: hodei.v1.TerminalSize
+	(*AttachRequest)(nil),         // 28: hodei.v1.AttachRequest
+	(*AttachOpen)(nil),            // 29: hodei.v1.AttachOpen
+	(*InputEnd)(nil),              // 30: hodei.v1.InputEnd
+	(*InputClaim)(nil),            // 31: hodei.v1.InputClaim
+	(*AttachResponse)(nil),        // 32: hodei.v1.AttachResponse
+	(*Attached)(nil),              // 33: hodei.v1.Attached
+	(*InputState)(nil),            // 34: hodei.v1.InputState
+	(*AttachEnded)(nil),           // 35: hodei.v1.AttachEnded
+	(*JoinRequest)(nil),           // 36: hodei.v1.JoinRequest
+	(*JoinResponse)(nil),          // 37: hodei.v1.JoinResponse
+	(*AgentMessage)(nil),          // 38: hodei.v1.AgentMessage
+	(*ServerMessage)(nil),         // 39: hodei.v1.ServerMessage
+	(*JobRef)(nil),                // 40: hodei.v1.JobRef
+	(*Hello)(nil),                 // 41: hodei.v1.Hello
+	(*Heartbeat)(nil),             // 42: hodei.v1.Heartbeat
+	(*JobStarted)(nil),            // 43: hodei.v1.JobStarted
+	(*LogChunk)(nil),              // 44: hodei.v1.LogChunk
+	(*JobFinished)(nil),           // 45: hodei.v1.JobFinished
+	(*Welcome)(nil),               // 46: hodei.v1.Welcome
+	(*Assign)(nil),                // 47: hodei.v1.Assign
+	(*CancelJob)(nil),             // 48: hodei.v1.CancelJob
+	(*Ack)(nil),                   // 49: hodei.v1.Ack
+	(*JobInput)(nil),              // 50: hodei.v1.JobInput
+	(*InputCredit)(nil),           // 51: hodei.v1.InputCredit
+	(*ResizeJob)(nil),             // 52: hodei.v1.ResizeJob
+	(*Worker)(nil),                // 53: hodei.v1.Worker
+	(*RevokeWorkerRequest)(nil),   // 54: hodei.v1.RevokeWorkerRequest
+	(*RemoveWorkerRequest)(nil),   // 55: hodei.v1.RemoveWorkerRequest
+	(*RemoveWorkerResponse)(nil),  // 56: hodei.v1.RemoveWorkerResponse
+	(*TokenInfo)(nil),             // 57: hodei.v1.TokenInfo
+	(*CreateTokenRequest)(nil),    // 58: hodei.v1.CreateTokenRequest
+	(*CreateTokenResponse)(nil),   // 59: hodei.v1.CreateTokenResponse
+	(*ListTokensRequest)(nil),     // 60: hodei.v1.ListTokensRequest
+	(*ListTokensResponse)(nil),    // 61: hodei.v1.ListTokensResponse
+	(*RevokeTokenRequest)(nil),    // 62: hodei.v1.RevokeTokenRequest
+	(*WhoAmIRequest)(nil),         // 63: hodei.v1.WhoAmIRequest
+	(*AuditRecord)(nil),           // 64: hodei.v1.AuditRecord
+	(*AgentRecord)(nil),           // 65: hodei.v1.AgentRecord
+	(*ListAuditRequest)(nil),      // 66: hodei.v1.ListAuditRequest
+	(*ListAuditResponse)(nil),     // 67: hodei.v1.ListAuditResponse
+	(*ListWorkersRequest)(nil),    // 68: hodei.v1.ListWorkersRequest
+	(*ListWorkersResponse)(nil),   // 69: hodei.v1.ListWorkersResponse
+	(*DrainWorkerRequest)(nil),    // 70: hodei.v1.DrainWorkerRequest
+	(*SnapshotRequest)(nil),       // 71: hodei.v1.SnapshotRequest
+	(*SnapshotChunk)(nil),         // 72: hodei.v1.SnapshotChunk
+	(*Tenant)(nil),                // 73: hodei.v1.Tenant
+	(*TenantStatus)(nil),          // 74: hodei.v1.TenantStatus
+	(*SetTenantRequest)(nil),      // 75: hodei.v1.SetTenantRequest
+	(*GetTenantRequest)(nil),      // 76: hodei.v1.GetTenantRequest
+	(*ListTenantsRequest)(nil),    // 77: hodei.v1.ListTenantsRequest
+	(*ListTenantsResponse)(nil),   // 78: hodei.v1.ListTenantsResponse
+	(*DeleteTenantRequest)(nil),   // 79: hodei.v1.DeleteTenantRequest
+	(*DeleteTenantResponse)(nil),  // 80: hodei.v1.DeleteTenantResponse
+	(*MatrixAxis)(nil),            // 81: hodei.v1.MatrixAxis
+	(*PipelineStepSpec)(nil),      // 82: hodei.v1.PipelineStepSpec
+	(*PipelineSpec)(nil),          // 83: hodei.v1.PipelineSpec
+	(*Pipeline)(nil),              // 84: hodei.v1.Pipeline
+	(*PipelineStatus)(nil),        // 85: hodei.v1.PipelineStatus
+	(*RunPipelineRequest)(nil),    // 86: hodei.v1.RunPipelineRequest
+	(*GetPipelineRequest)(nil),    // 87: hodei.v1.GetPipelineRequest
+	(*ListPipelinesRequest)(nil),  // 88: hodei.v1.ListPipelinesRequest
+	(*ListPipelinesResponse)(nil), // 89: hodei.v1.ListPipelinesResponse
+	(*CancelPipelineRequest)(nil), // 90: hodei.v1.CancelPipelineRequest
+	(*UndrainWorkerRequest)(nil),  // 91: hodei.v1.UndrainWorkerRequest
+	nil,                           // 92: hodei.v1.JobSpec.LabelsEntry
+	nil,                           // 93: hodei.v1.JobSpec.EnvEntry
+	nil,                           // 94: hodei.v1.JobSpec.SecretEnvEntry
+	nil,                           // 95: hodei.v1.JobSpec.SelectorEntry
+	nil,                           // 96: hodei.v1.ListJobsRequest.LabelsEntry
+	nil,                           // 97: hodei.v1.Hello.LabelsEntry
+	nil,                           // 98: hodei.v1.Worker.LabelsEntry
+	(*Pipeline_Step)(nil),         // 99: hodei.v1.Pipeline.Step
 }
 var file_hodei_proto_depIdxs = []int32{
-	79, // 0: hodei.v1.JobSpec.labels:type_name -> hodei.v1.JobSpec.LabelsEntry
-	80, // 1: hodei.v1.JobSpec.env:type_name -> hodei.v1.JobSpec.EnvEntry
-	81, // 2: hodei.v1.JobSpec.secret_env:type_name -> hodei.v1.JobSpec.SecretEnvEntry
-	7,  // 3: hodei.v1.JobSpec.resources:type_name -> hodei.v1.Resources
-	82, // 4: hodei.v1.JobSpec.selector:type_name -> hodei.v1.JobSpec.SelectorEntry
-	8,  // 5: hodei.v1.Job.spec:type_name -> hodei.v1.JobSpec
-	0,  // 6: hodei.v1.Job.state:type_name -> hodei.v1.JobState
-	9,  // 7: hodei.v1.Job.usage:type_name -> hodei.v1.Usage
-	11, // 8: hodei.v1.Job.pending:type_name -> hodei.v1.PendingReason
-	1,  // 9: hodei.v1.PendingReason.kind:type_name -> hodei.v1.PendingKind
-	8,  // 10: hodei.v1.SubmitRequest.spec:type_name -> hodei.v1.JobSpec
-	8,  // 11: hodei.v1.SubmitBatchRequest.specs:type_name -> hodei.v1.JobSpec
-	0,  // 12: hodei.v1.ListJobsRequest.state:type_name -> hodei.v1.JobState
-	83, // 13: hodei.v1.ListJobsRequest.labels:type_name -> hodei.v1.ListJobsRequest.LabelsEntry
-	10, // 14: hodei.v1.ListJobsResponse.jobs:type_name -> hodei.v1.Job
-	10, // 15: hodei.v1.JobEvent.job:type_name -> hodei.v1.Job
-	2,  // 16: hodei.v1.LogsRequest.stream:type_name -> hodei.v1.LogStream
-	31, // 17: hodei.v1.AgentMessage.hello:type_name -> hodei.v1.Hello
-	32, // 18: hodei.v1.AgentMessage.heartbeat:type_name -> hodei.v1.Heartbeat
-	33, // 19: hodei.v1.AgentMessage.started:type_name -> hodei.v1.JobStarted
-	34, // 20: hodei.v1.AgentMessage.log:type_name -> hodei.v1.LogChunk
-	35, // 21: hodei.v1.AgentMessage.finished:type_name -> hodei.v1.JobFinished
-	36, // 22: hodei.v1.ServerMessage.welcome:type_name -> hodei.v1.Welcome
-	37, // 23: hodei.v1.ServerMessage.assign:type_name -> hodei.v1.Assign
-	38, // 24: hodei.v1.ServerMessage.cancel:type_name -> hodei.v1.CancelJob
-	39, // 25: hodei.v1.ServerMessage.ack:type_name -> hodei.v1.Ack
-	84, // 26: hodei.v1.Hello.labels:type_name -> hodei.v1.Hello.LabelsEntry
-	7,  // 27: hodei.v1.Hello.capacity:type_name -> hodei.v1.Resources
-	30, // 28: hodei.v1.Hello.running:type_name -> hodei.v1.JobRef
-	35, // 29: hodei.v1.Hello.finished:type_name -> hodei.v1.JobFinished
-	30, // 30: hodei.v1.Heartbeat.running:type_name -> hodei.v1.JobRef
-	2,  // 31: hodei.v1.LogChunk.stream:type_name -> hodei.v1.LogStream
-	3,  // 32: hodei.v1.JobFinished.outcome:type_name -> hodei.v1.Outcome
-	9,  // 33: hodei.v1.JobFinished.usage:type_name -> hodei.v1.Usage
-	10, // 34: hodei.v1.Assign.job:type_name -> hodei.v1.Job
-	2,  // 35: hodei.v1.Ack.stream:type_name -> hodei.v1.LogStream
-	85, // 36: hodei.v1.Worker.labels:type_name -> hodei.v1.Worker.LabelsEntry
-	4,  // 37: hodei.v1.Worker.state:type_name -> hodei.v1.WorkerState
-	7,  // 38: hodei.v1.Worker.capacity:type_name -> hodei.v1.Resources
-	7,  // 39: hodei.v1.Worker.allocated:type_name -> hodei.v1.Resources
-	44, // 40: hodei.v1.CreateTokenResponse.info:type_name -> hodei.v1.TokenInfo
-	44, // 41: hodei.v1.ListTokensResponse.tokens:type_name -> hodei.v1.TokenInfo
-	51, // 42: hodei.v1.ListAuditResponse.records:type_name -> hodei.v1.AuditRecord
-	40, // 43: hodei.v1.ListWorkersResponse.workers:type_name -> hodei.v1.Worker
-	7,  // 44: hodei.v1.Tenant.max_running:type_name -> hodei.v1.Resources
-	60, // 45: hodei.v1.TenantStatus.tenant:type_name -> hodei.v1.Tenant
-	7,  // 46: hodei.v1.TenantStatus.pending:type_name -> hodei.v1.Resources
-	7,  // 47: hodei.v1.TenantStatus.running:type_name -> hodei.v1.Resources
-	5,  // 48: hodei.v1.TenantStatus.burst_state:type_name -> hodei.v1.BurstState
-	60, // 49: hodei.v1.SetTenantRequest.tenant:type_name -> hodei.v1.Tenant
-	61, // 50: hodei.v1.ListTenantsResponse.tenants:type_name -> hodei.v1.TenantStatus
-	8,  // 51: hodei.v1.PipelineStepSpec.spec:type_name -> hodei.v1.JobSpec
-	68, // 52: hodei.v1.PipelineStepSpec.matrix:type_name -> hodei.v1.MatrixAxis
-	8,  // 53: hodei.v1.PipelineSpec.defaults:type_name -> hodei.v1.JobSpec
-	69, // 54: hodei.v1.PipelineSpec.steps:type_name -> hodei.v1.PipelineStepSpec
-	86, // 55: hodei.v1.Pipeline.steps:type_name -> hodei.v1.Pipeline.Step
-	71, // 56: hodei.v1.PipelineStatus.pipeline:type_name -> hodei.v1.Pipeline
-	6,  // 57: hodei.v1.PipelineStatus.state:type_name -> hodei.v1.PipelineState
-	10, // 58: hodei.v1.PipelineStatus.jobs:type_name -> hodei.v1.Job
-	70, // 59: hodei.v1.RunPipelineRequest.spec:type_name -> hodei.v1.PipelineSpec
-	72, // 60: hodei.v1.ListPipelinesResponse.pipelines:type_name -> hodei.v1.PipelineStatus
-	12, // 61: hodei.v1.JobService.Submit:input_type -> hodei.v1.SubmitRequest
-	14, // 62: hodei.v1.JobService.SubmitBatch:input_type -> hodei.v1.SubmitBatchRequest
-	16, // 63: hodei.v1.JobService.Get:input_type -> hodei.v1.GetJobRequest
-	17, // 64: hodei.v1.JobService.List:input_type -> hodei.v1.ListJobsRequest
-	19, // 65: hodei.v1.JobService.Cancel:input_type -> hodei.v1.CancelJobRequest
-	22, // 66: hodei.v1.JobService.Watch:input_type -> hodei.v1.WatchRequest
-	24, // 67: hodei.v1.JobService.Logs:input_type -> hodei.v1.LogsRequest
-	20, // 68: hodei.v1.JobService.CancelArray:input_type -> hodei.v1.CancelArrayRequest
-	73, // 69: hodei.v1.JobService.RunPipeline:input_type -> hodei.v1.RunPipelineRequest
-	74, // 70: hodei.v1.JobService.GetPipeline:input_type -> hodei.v1.GetPipelineRequest
-	75, // 71: hodei.v1.JobService.ListPipelines:input_type -> hodei.v1.ListPipelinesRequest
-	77, // 72: hodei.v1.JobService.CancelPipeline:input_type -> hodei.v1.CancelPipelineRequest
-	28, // 73: hodei.v1.AgentService.Connect:input_type -> hodei.v1.AgentMessage
-	26, // 74: hodei.v1.AgentService.Join:input_type -> hodei.v1.JoinRequest
-	55, // 75: hodei.v1.AdminService.ListWorkers:input_type -> hodei.v1.ListWorkersRequest
-	57, // 76: hodei.v1.AdminService.DrainWorker:input_type -> hodei.v1.DrainWorkerRequest
-	58, // 77: hodei.v1.AdminService.Snapshot:input_type -> hodei.v1.SnapshotRequest
-	62, // 78: hodei.v1.AdminService.SetTenant:input_type -> hodei.v1.SetTenantRequest
-	63, // 79: hodei.v1.AdminService.GetTenant:input_type -> hodei.v1.GetTenantRequest
-	64, // 80: hodei.v1.AdminService.ListTenants:input_type -> hodei.v1.ListTenantsRequest
-	66, // 81: hodei.v1.AdminService.DeleteTenant:input_type -> hodei.v1.DeleteTenantRequest
-	41, // 82: hodei.v1.AdminService.RevokeWorker:input_type -> hodei.v1.RevokeWorkerRequest
-	42, // 83: hodei.v1.AdminService.RemoveWorker:input_type -> hodei.v1.RemoveWorkerRequest
-	45, // 84: hodei.v1.AdminService.CreateToken:input_type -> hodei.v1.CreateTokenRequest
-	47, // 85: hodei.v1.AdminService.ListTokens:input_type -> hodei.v1.ListTokensRequest
-	49, // 86: hodei.v1.AdminService.RevokeToken:input_type -> hodei.v1.RevokeTokenRequest
-	50, // 87: hodei.v1.AdminService.WhoAmI:input_type -> hodei.v1.WhoAmIRequest
-	53, // 88: hodei.v1.AdminService.ListAudit:input_type -> hodei.v1.ListAuditRequest
-	78, // 89: hodei.v1.AdminService.UndrainWorker:input_type -> hodei.v1.UndrainWorkerRequest
-	13, // 90: hodei.v1.JobService.Submit:output_type -> hodei.v1.SubmitResponse
-	15, // 91: hodei.v1.JobService.SubmitBatch:output_type -> hodei.v1.SubmitBatchResponse
-	10, // 92: hodei.v1.JobService.Get:output_type -> hodei.v1.Job
-	18, // 93: hodei.v1.JobService.List:output_type -> hodei.v1.ListJobsResponse
-	10, // 94: hodei.v1.JobService.Cancel:output_type -> hodei.v1.Job
-	23, // 95: hodei.v1.JobService.Watch:output_type -> hodei.v1.JobEvent
-	25, // 96: hodei.v1.JobService.Logs:output_type -> hodei.v1.LogData
-	21, // 97: hodei.v1.JobService.CancelArray:output_type -> hodei.v1.CancelArrayResponse
-	72, // 98: hodei.v1.JobService.RunPipeline:output_type -> hodei.v1.PipelineStatus
-	72, // 99: hodei.v1.JobService.GetPipeline:output_type -> hodei.v1.PipelineStatus
-	76, // 100: hodei.v1.JobService.ListPipelines:output_type -> hodei.v1.ListPipelinesResponse
-	72, // 101: hodei.v1.JobService.CancelPipeline:output_type -> hodei.v1.PipelineStatus
-	29, // 102: hodei.v1.AgentService.Connect:output_type -> hodei.v1.ServerMessage
-	27, // 103: hodei.v1.AgentService.Join:output_type -> hodei.v1.JoinResponse
-	56, // 104: hodei.v1.AdminService.ListWorkers:output_type -> hodei.v1.ListWorkersResponse
-	40, // 105: hodei.v1.AdminService.DrainWorker:output_type -> hodei.v1.Worker
-	59, // 106: hodei.v1.AdminService.Snapshot:output_type -> hodei.v1.SnapshotChunk
-	61, // 107: hodei.v1.AdminService.SetTenant:output_type -> hodei.v1.TenantStatus
-	61, // 108: hodei.v1.AdminService.GetTenant:output_type -> hodei.v1.TenantStatus
-	65, // 109: hodei.v1.AdminService.ListTenants:output_type -> hodei.v1.ListTenantsResponse
-	67, // 110: hodei.v1.AdminService.DeleteTenant:output_type -> hodei.v1.DeleteTenantResponse
-	40, // 111: hodei.v1.AdminService.RevokeWorker:output_type -> hodei.v1.Worker
-	43, // 112: hodei.v1.AdminService.RemoveWorker:output_type -> hodei.v1.RemoveWorkerResponse
-	46, // 113: hodei.v1.AdminService.CreateToken:output_type -> hodei.v1.CreateTokenResponse
-	48, // 114: hodei.v1.AdminService.ListTokens:output_type -> hodei.v1.ListTokensResponse
-	44, // 115: hodei.v1.AdminService.RevokeToken:output_type -> hodei.v1.TokenInfo
-	44, // 116: hodei.v1.AdminService.WhoAmI:output_type -> hodei.v1.TokenInfo
-	54, // 117: hodei.v1.AdminService.ListAudit:output_type -> hodei.v1.ListAuditResponse
-	40, // 118: hodei.v1.AdminService.UndrainWorker:output_type -> hodei.v1.Worker
-	90, // [90:119] is the sub-list for method output_type
-	61, // [61:90] is the sub-list for method input_type
-	61, // [61:61] is the sub-list for extension type_name
-	61, // [61:61] is the sub-list for extension extendee
-	0,  // [0:61] is the sub-list for field type_name
+	92,  // 0: hodei.v1.JobSpec.labels:type_name -> hodei.v1.JobSpec.LabelsEntry
+	93,  // 1: hodei.v1.JobSpec.env:type_name -> hodei.v1.JobSpec.EnvEntry
+	94,  // 2: hodei.v1.JobSpec.secret_env:type_name -> hodei.v1.JobSpec.SecretEnvEntry
+	8,   // 3: hodei.v1.JobSpec.resources:type_name -> hodei.v1.Resources
+	95,  // 4: hodei.v1.JobSpec.selector:type_name -> hodei.v1.JobSpec.SelectorEntry
+	1,   // 5: hodei.v1.JobSpec.stdin:type_name -> hodei.v1.StdinMode
+	9,   // 6: hodei.v1.Job.spec:type_name -> hodei.v1.JobSpec
+	0,   // 7: hodei.v1.Job.state:type_name -> hodei.v1.JobState
+	10,  // 8: hodei.v1.Job.usage:type_name -> hodei.v1.Usage
+	12,  // 9: hodei.v1.Job.pending:type_name -> hodei.v1.PendingReason
+	2,   // 10: hodei.v1.PendingReason.kind:type_name -> hodei.v1.PendingKind
+	9,   // 11: hodei.v1.SubmitRequest.spec:type_name -> hodei.v1.JobSpec
+	9,   // 12: hodei.v1.SubmitBatchRequest.specs:type_name -> hodei.v1.JobSpec
+	0,   // 13: hodei.v1.ListJobsRequest.state:type_name -> hodei.v1.JobState
+	96,  // 14: hodei.v1.ListJobsRequest.labels:type_name -> hodei.v1.ListJobsRequest.LabelsEntry
+	11,  // 15: hodei.v1.ListJobsResponse.jobs:type_name -> hodei.v1.Job
+	11,  // 16: hodei.v1.JobEvent.job:type_name -> hodei.v1.Job
+	3,   // 17: hodei.v1.LogsRequest.stream:type_name -> hodei.v1.LogStream
+	29,  // 18: hodei.v1.AttachRequest.open:type_name -> hodei.v1.AttachOpen
+	27,  // 19: hodei.v1.AttachRequest.resize:type_name -> hodei.v1.TerminalSize
+	30,  // 20: hodei.v1.AttachRequest.end:type_name -> hodei.v1.InputEnd
+	31,  // 21: hodei.v1.AttachRequest.claim:type_name -> hodei.v1.InputClaim
+	27,  // 22: hodei.v1.AttachOpen.size:type_name -> hodei.v1.TerminalSize
+	33,  // 23: hodei.v1.AttachResponse.attached:type_name -> hodei.v1.Attached
+	26,  // 24: hodei.v1.AttachResponse.output:type_name -> hodei.v1.LogData
+	34,  // 25: hodei.v1.AttachResponse.input:type_name -> hodei.v1.InputState
+	35,  // 26: hodei.v1.AttachResponse.ended:type_name -> hodei.v1.AttachEnded
+	0,   // 27: hodei.v1.Attached.state:type_name -> hodei.v1.JobState
+	11,  // 28: hodei.v1.AttachEnded.job:type_name -> hodei.v1.Job
+	41,  // 29: hodei.v1.AgentMessage.hello:type_name -> hodei.v1.Hello
+	42,  // 30: hodei.v1.AgentMessage.heartbeat:type_name -> hodei.v1.Heartbeat
+	43,  // 31: hodei.v1.AgentMessage.started:type_name -> hodei.v1.JobStarted
+	44,  // 32: hodei.v1.AgentMessage.log:type_name -> hodei.v1.LogChunk
+	45,  // 33: hodei.v1.AgentMessage.finished:type_name -> hodei.v1.JobFinished
+	51,  // 34: hodei.v1.AgentMessage.credit:type_name -> hodei.v1.InputCredit
+	46,  // 35: hodei.v1.ServerMessage.welcome:type_name -> hodei.v1.Welcome
+	47,  // 36: hodei.v1.ServerMessage.assign:type_name -> hodei.v1.Assign
+	48,  // 37: hodei.v1.ServerMessage.cancel:type_name -> hodei.v1.CancelJob
+	49,  // 38: hodei.v1.ServerMessage.ack:type_name -> hodei.v1.Ack
+	50,  // 39: hodei.v1.ServerMessage.input:type_name -> hodei.v1.JobInput
+	52,  // 40: hodei.v1.ServerMessage.resize:type_name -> hodei.v1.ResizeJob
+	97,  // 41: hodei.v1.Hello.labels:type_name -> hodei.v1.Hello.LabelsEntry
+	8,   // 42: hodei.v1.Hello.capacity:type_name -> hodei.v1.Resources
+	40,  // 43: hodei.v1.Hello.running:type_name -> hodei.v1.JobRef
+	45,  // 44: hodei.v1.Hello.finished:type_name -> hodei.v1.JobFinished
+	40,  // 45: hodei.v1.Heartbeat.running:type_name -> hodei.v1.JobRef
+	3,   // 46: hodei.v1.LogChunk.stream:type_name -> hodei.v1.LogStream
+	4,   // 47: hodei.v1.JobFinished.outcome:type_name -> hodei.v1.Outcome
+	10,  // 48: hodei.v1.JobFinished.usage:type_name -> hodei.v1.Usage
+	11,  // 49: hodei.v1.Assign.job:type_name -> hodei.v1.Job
+	3,   // 50: hodei.v1.Ack.stream:type_name -> hodei.v1.LogStream
+	98,  // 51: hodei.v1.Worker.labels:type_name -> hodei.v1.Worker.LabelsEntry
+	5,   // 52: hodei.v1.Worker.state:type_name -> hodei.v1.WorkerState
+	8,   // 53: hodei.v1.Worker.capacity:type_name -> hodei.v1.Resources
+	8,   // 54: hodei.v1.Worker.allocated:type_name -> hodei.v1.Resources
+	57,  // 55: hodei.v1.CreateTokenResponse.info:type_name -> hodei.v1.TokenInfo
+	57,  // 56: hodei.v1.ListTokensResponse.tokens:type_name -> hodei.v1.TokenInfo
+	64,  // 57: hodei.v1.ListAuditResponse.records:type_name -> hodei.v1.AuditRecord
+	53,  // 58: hodei.v1.ListWorkersResponse.workers:type_name -> hodei.v1.Worker
+	8,   // 59: hodei.v1.Tenant.max_running:type_name -> hodei.v1.Resources
+	73,  // 60: hodei.v1.TenantStatus.tenant:type_name -> hodei.v1.Tenant
+	8,   // 61: hodei.v1.TenantStatus.pending:type_name -> hodei.v1.Resources
+	8,   // 62: hodei.v1.TenantStatus.running:type_name -> hodei.v1.Resources
+	6,   // 63: hodei.v1.TenantStatus.burst_state:type_name -> hodei.v1.BurstState
+	73,  // 64: hodei.v1.SetTenantRequest.tenant:type_name -> hodei.v1.Tenant
+	74,  // 65: hodei.v1.ListTenantsResponse.tenants:type_name -> hodei.v1.TenantStatus
+	9,   // 66: hodei.v1.PipelineStepSpec.spec:type_name -> hodei.v1.JobSpec
+	81,  // 67: hodei.v1.PipelineStepSpec.matrix:type_name -> hodei.v1.MatrixAxis
+	9,   // 68: hodei.v1.PipelineSpec.defaults:type_name -> hodei.v1.JobSpec
+	82,  // 69: hodei.v1.PipelineSpec.steps:type_name -> hodei.v1.PipelineStepSpec
+	99,  // 70: hodei.v1.Pipeline.steps:type_name -> hodei.v1.Pipeline.Step
+	84,  // 71: hodei.v1.PipelineStatus.pipeline:type_name -> hodei.v1.Pipeline
+	7,   // 72: hodei.v1.PipelineStatus.state:type_name -> hodei.v1.PipelineState
+	11,  // 73: hodei.v1.PipelineStatus.jobs:type_name -> hodei.v1.Job
+	83,  // 74: hodei.v1.RunPipelineRequest.spec:type_name -> hodei.v1.PipelineSpec
+	85,  // 75: hodei.v1.ListPipelinesResponse.pipelines:type_name -> hodei.v1.PipelineStatus
+	13,  // 76: hodei.v1.JobService.Submit:input_type -> hodei.v1.SubmitRequest
+	15,  // 77: hodei.v1.JobService.SubmitBatch:input_type -> hodei.v1.SubmitBatchRequest
+	17,  // 78: hodei.v1.JobService.Get:input_type -> hodei.v1.GetJobRequest
+	18,  // 79: hodei.v1.JobService.List:input_type -> hodei.v1.ListJobsRequest
+	20,  // 80: hodei.v1.JobService.Cancel:input_type -> hodei.v1.CancelJobRequest
+	23,  // 81: hodei.v1.JobService.Watch:input_type -> hodei.v1.WatchRequest
+	25,  // 82: hodei.v1.JobService.Logs:input_type -> hodei.v1.LogsRequest
+	21,  // 83: hodei.v1.JobService.CancelArray:input_type -> hodei.v1.CancelArrayRequest
+	86,  // 84: hodei.v1.JobService.RunPipeline:input_type -> hodei.v1.RunPipelineRequest
+	87,  // 85: hodei.v1.JobService.GetPipeline:input_type -> hodei.v1.GetPipelineRequest
+	88,  // 86: hodei.v1.JobService.ListPipelines:input_type -> hodei.v1.ListPipelinesRequest
+	90,  // 87: hodei.v1.JobService.CancelPipeline:input_type -> hodei.v1.CancelPipelineRequest
+	28,  // 88: hodei.v1.JobService.Attach:input_type -> hodei.v1.AttachRequest
+	38,  // 89: hodei.v1.AgentService.Connect:input_type -> hodei.v1.AgentMessage
+	36,  // 90: hodei.v1.AgentService.Join:input_type -> hodei.v1.JoinRequest
+	68,  // 91: hodei.v1.AdminService.ListWorkers:input_type -> hodei.v1.ListWorkersRequest
+	70,  // 92: hodei.v1.AdminService.DrainWorker:input_type -> hodei.v1.DrainWorkerRequest
+	71,  // 93: hodei.v1.AdminService.Snapshot:input_type -> hodei.v1.SnapshotRequest
+	75,  // 94: hodei.v1.AdminService.SetTenant:input_type -> hodei.v1.SetTenantRequest
+	76,  // 95: hodei.v1.AdminService.GetTenant:input_type -> hodei.v1.GetTenantRequest
+	77,  // 96: hodei.v1.AdminService.ListTenants:input_type -> hodei.v1.ListTenantsRequest
+	79,  // 97: hodei.v1.AdminService.DeleteTenant:input_type -> hodei.v1.DeleteTenantRequest
+	54,  // 98: hodei.v1.AdminService.RevokeWorker:input_type -> hodei.v1.RevokeWorkerRequest
+	55,  // 99: hodei.v1.AdminService.RemoveWorker:input_type -> hodei.v1.RemoveWorkerRequest
+	58,  // 100: hodei.v1.AdminService.CreateToken:input_type -> hodei.v1.CreateTokenRequest
+	60,  // 101: hodei.v1.AdminService.ListTokens:input_type -> hodei.v1.ListTokensRequest
+	62,  // 102: hodei.v1.AdminService.RevokeToken:input_type -> hodei.v1.RevokeTokenRequest
+	63,  // 103: hodei.v1.AdminService.WhoAmI:input_type -> hodei.v1.WhoAmIRequest
+	66,  // 104: hodei.v1.AdminService.ListAudit:input_type -> hodei.v1.ListAuditRequest
+	91,  // 105: hodei.v1.AdminService.UndrainWorker:input_type -> hodei.v1.UndrainWorkerRequest
+	14,  // 106: hodei.v1.JobService.Submit:output_type -> hodei.v1.SubmitResponse
+	16,  // 107: hodei.v1.JobService.SubmitBatch:output_type -> hodei.v1.SubmitBatchResponse
+	11,  // 108: hodei.v1.JobService.Get:output_type -> hodei.v1.Job
+	19,  // 109: hodei.v1.JobService.List:output_type -> hodei.v1.ListJobsResponse
+	11,  // 110: hodei.v1.JobService.Cancel:output_type -> hodei.v1.Job
+	24,  // 111: hodei.v1.JobService.Watch:output_type -> hodei.v1.JobEvent
+	26,  // 112: hodei.v1.JobService.Logs:output_type -> hodei.v1.LogData
+	22,  // 113: hodei.v1.JobService.CancelArray:output_type -> hodei.v1.CancelArrayResponse
+	85,  // 114: hodei.v1.JobService.RunPipeline:output_type -> hodei.v1.PipelineStatus
+	85,  // 115: hodei.v1.JobService.GetPipeline:output_type -> hodei.v1.PipelineStatus
+	89,  // 116: hodei.v1.JobService.ListPipelines:output_type -> hodei.v1.ListPipelinesResponse
+	85,  // 117: hodei.v1.JobService.CancelPipeline:output_type -> hodei.v1.PipelineStatus
+	32,  // 118: hodei.v1.JobService.Attach:output_type -> hodei.v1.AttachResponse
+	39,  // 119: hodei.v1.AgentService.Connect:output_type -> hodei.v1.ServerMessage
+	37,  // 120: hodei.v1.AgentService.Join:output_type -> hodei.v1.JoinResponse
+	69,  // 121: hodei.v1.AdminService.ListWorkers:output_type -> hodei.v1.ListWorkersResponse
+	53,  // 122: hodei.v1.AdminService.DrainWorker:output_type -> hodei.v1.Worker
+	72,  // 123: hodei.v1.AdminService.Snapshot:output_type -> hodei.v1.SnapshotChunk
+	74,  // 124: hodei.v1.AdminService.SetTenant:output_type -> hodei.v1.TenantStatus
+	74,  // 125: hodei.v1.AdminService.GetTenant:output_type -> hodei.v1.TenantStatus
+	78,  // 126: hodei.v1.AdminService.ListTenants:output_type -> hodei.v1.ListTenantsResponse
+	80,  // 127: hodei.v1.AdminService.DeleteTenant:output_type -> hodei.v1.DeleteTenantResponse
+	53,  // 128: hodei.v1.AdminService.RevokeWorker:output_type -> hodei.v1.Worker
+	56,  // 129: hodei.v1.AdminService.RemoveWorker:output_type -> hodei.v1.RemoveWorkerResponse
+	59,  // 130: hodei.v1.AdminService.CreateToken:output_type -> hodei.v1.CreateTokenResponse
+	61,  // 131: hodei.v1.AdminService.ListTokens:output_type -> hodei.v1.ListTokensResponse
+	57,  // 132: hodei.v1.AdminService.RevokeToken:output_type -> hodei.v1.TokenInfo
+	57,  // 133: hodei.v1.AdminService.WhoAmI:output_type -> hodei.v1.TokenInfo
+	67,  // 134: hodei.v1.AdminService.ListAudit:output_type -> hodei.v1.ListAuditResponse
+	53,  // 135: hodei.v1.AdminService.UndrainWorker:output_type -> hodei.v1.Worker
+	106, // [106:136] is the sub-list for method output_type
+	76,  // [76:106] is the sub-list for method input_type
+	76,  // [76:76] is the sub-list for extension type_name
+	76,  // [76:76] is the sub-list for extension extendee
+	0,   // [0:76] is the sub-list for field type_name
 }
 
 func init() { file_hodei_proto_init() }
@@ -6164,26 +7250,42 @@ func file_hodei_proto_init() {
 		return
 	}
 	file_hodei_proto_msgTypes[1].OneofWrappers = []any{}
-	file_hodei_proto_msgTypes[21].OneofWrappers = []any{
+	file_hodei_proto_msgTypes[20].OneofWrappers = []any{
+		(*AttachRequest_Open)(nil),
+		(*AttachRequest_Input)(nil),
+		(*AttachRequest_Resize)(nil),
+		(*AttachRequest_End)(nil),
+		(*AttachRequest_Claim)(nil),
+	}
+	file_hodei_proto_msgTypes[24].OneofWrappers = []any{
+		(*AttachResponse_Attached)(nil),
+		(*AttachResponse_Output)(nil),
+		(*AttachResponse_Input)(nil),
+		(*AttachResponse_Ended)(nil),
+	}
+	file_hodei_proto_msgTypes[30].OneofWrappers = []any{
 		(*AgentMessage_Hello)(nil),
 		(*AgentMessage_Heartbeat)(nil),
 		(*AgentMessage_Started)(nil),
 		(*AgentMessage_Log)(nil),
 		(*AgentMessage_Finished)(nil),
+		(*AgentMessage_Credit)(nil),
 	}
-	file_hodei_proto_msgTypes[22].OneofWrappers = []any{
+	file_hodei_proto_msgTypes[31].OneofWrappers = []any{
 		(*ServerMessage_Welcome)(nil),
 		(*ServerMessage_Assign)(nil),
 		(*ServerMessage_Cancel)(nil),
 		(*ServerMessage_Ack)(nil),
+		(*ServerMessage_Input)(nil),
+		(*ServerMessage_Resize)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hodei_proto_rawDesc), len(file_hodei_proto_rawDesc)),
-			NumEnums:      7,
-			NumMessages:   80,
+			NumEnums:      8,
+			NumMessages:   92,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

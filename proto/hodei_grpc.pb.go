@@ -37,6 +37,7 @@ const (
 	JobService_GetPipeline_FullMethodName    = "/hodei.v1.JobService/GetPipeline"
 	JobService_ListPipelines_FullMethodName  = "/hodei.v1.JobService/ListPipelines"
 	JobService_CancelPipeline_FullMethodName = "/hodei.v1.JobService/CancelPipeline"
+	JobService_Attach_FullMethodName         = "/hodei.v1.JobService/Attach"
 )
 
 // JobServiceClient is the client API for JobService service.
@@ -67,6 +68,14 @@ type JobServiceClient interface {
 	ListPipelines(ctx context.Context, in *ListPipelinesRequest, opts ...grpc.CallOption) (*ListPipelinesResponse, error)
 	// CancelPipeline cancels every job of the pipeline that has not ended.
 	CancelPipeline(ctx context.Context, in *CancelPipelineRequest, opts ...grpc.CallOption) (*PipelineStatus, error)
+	// Attach connects a client to a job that has not ended: the client
+	// sends an AttachOpen, then input (within the credit the server grants),
+	// resizes, the end of its input; the server answers Attached, then the
+	// job's output from the last screenful (when asked for), the state of
+	// the input, and AttachEnded once the job has ended and all its output
+	// was sent. The client half-closes to detach. Reading needs the right to
+	// read jobs; input, the right to cancel them (and is audited).
+	Attach(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[AttachRequest, AttachResponse], error)
 }
 
 type jobServiceClient struct {
@@ -215,6 +224,19 @@ func (c *jobServiceClient) CancelPipeline(ctx context.Context, in *CancelPipelin
 	return out, nil
 }
 
+func (c *jobServiceClient) Attach(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[AttachRequest, AttachResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &JobService_ServiceDesc.Streams[2], JobService_Attach_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[AttachRequest, AttachResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type JobService_AttachClient = grpc.BidiStreamingClient[AttachRequest, AttachResponse]
+
 // JobServiceServer is the server API for JobService service.
 // All implementations must embed UnimplementedJobServiceServer
 // for forward compatibility.
@@ -243,6 +265,14 @@ type JobServiceServer interface {
 	ListPipelines(context.Context, *ListPipelinesRequest) (*ListPipelinesResponse, error)
 	// CancelPipeline cancels every job of the pipeline that has not ended.
 	CancelPipeline(context.Context, *CancelPipelineRequest) (*PipelineStatus, error)
+	// Attach connects a client to a job that has not ended: the client
+	// sends an AttachOpen, then input (within the credit the server grants),
+	// resizes, the end of its input; the server answers Attached, then the
+	// job's output from the last screenful (when asked for), the state of
+	// the input, and AttachEnded once the job has ended and all its output
+	// was sent. The client half-closes to detach. Reading needs the right to
+	// read jobs; input, the right to cancel them (and is audited).
+	Attach(grpc.BidiStreamingServer[AttachRequest, AttachResponse]) error
 	mustEmbedUnimplementedJobServiceServer()
 }
 
@@ -288,6 +318,9 @@ func (UnimplementedJobServiceServer) ListPipelines(context.Context, *ListPipelin
 }
 func (UnimplementedJobServiceServer) CancelPipeline(context.Context, *CancelPipelineRequest) (*PipelineStatus, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method CancelPipeline not implemented")
+}
+func (UnimplementedJobServiceServer) Attach(grpc.BidiStreamingServer[AttachRequest, AttachResponse]) error {
+	return status.Errorf(codes.Unimplemented, "method Attach not implemented")
 }
 func (UnimplementedJobServiceServer) mustEmbedUnimplementedJobServiceServer() {}
 func (UnimplementedJobServiceServer) testEmbeddedByValue()                    {}
@@ -512,6 +545,13 @@ func _JobService_CancelPipeline_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _JobService_Attach_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(JobServiceServer).Attach(&grpc.GenericServerStream[AttachRequest, AttachResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type JobService_AttachServer = grpc.BidiStreamingServer[AttachRequest, AttachResponse]
+
 // JobService_ServiceDesc is the grpc.ServiceDesc for JobService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -570,6 +610,12 @@ var JobService_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "Logs",
 			Handler:       _JobService_Logs_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "Attach",
+			Handler:       _JobService_Attach_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "hodei.proto",

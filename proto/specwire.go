@@ -86,7 +86,7 @@ func (d *specDecoder) spec(s *JobSpec) bool {
 		case 1, 2, 3, 4, 5, 6, 7, 8, 17, 18, 19, 21, 22, 24:
 			want = protowire.BytesType
 		}
-		if typ != want || num < 1 || num > 26 {
+		if typ != want || num < 1 || num > 27 {
 			return false
 		}
 		if want == protowire.BytesType {
@@ -125,6 +125,8 @@ func (d *specDecoder) spec(s *JobSpec) bool {
 			s.ArrayIndex = int32(v)
 		case 26:
 			s.ArrayLimit = int32(v)
+		case 27:
+			s.Stdin = StdinMode(int32(v))
 		}
 	}
 	return true

@@ -50,6 +50,7 @@ func randomSpec(r *rand.Rand) *JobSpec {
 		Retries: int32(varint()), BackoffMs: int64(varint()), DeadlineUnixNano: int64(varint()),
 		Selector: strMap(), DependsOn: strs(), Preemptible: maybe(), Pipeline: str(), Step: str(),
 		ContinueOnFailure: maybe(), Array: str(), ArrayIndex: int32(varint()), ArrayLimit: int32(varint()),
+		Stdin: StdinMode(int32(varint())),
 	}
 	if maybe() {
 		p := int32(varint())

@@ -66,7 +66,7 @@ func (c *agentConn) report(wg *sync.WaitGroup, jobID string, fn func()) {
 // enqueue queues msg without blocking; a full queue ends the connection.
 func (c *agentConn) enqueue(msg *pb.ServerMessage) bool {
 	if !c.out.push(msg) {
-		c.cancel(errors.New("agent send queue full"))
+		c.cancel(errAgentQueueFull)
 		return false
 	}
 	return true
@@ -223,6 +223,7 @@ func (s *Server) openAgent(ctx context.Context, cancel context.CancelCauseFunc, 
 	for _, o := range rc.Cancel {
 		conn.enqueue(cancelMsg(o))
 	}
+	s.terms.workerChanged(w.ID) // input of its jobs goes to this stream
 	s.log.Info("agent connected", "worker", w.ID, "name", w.Name, "slots", w.Capacity.Slots,
 		"assign", len(rc.Assign), "cancel", len(rc.Cancel))
 	return conn, nil
@@ -246,6 +247,7 @@ func (s *Server) closeAgent(conn *agentConn) {
 	})
 	conn.cancel(nil)
 	conn.out.close()
+	s.terms.workerChanged(conn.workerID)
 }
 
 // handleAgent applies one message from an agent. An error ends the stream.
@@ -273,6 +275,8 @@ func (s *Server) handleAgent(ctx context.Context, conn *agentConn, msg *pb.Agent
 	case *pb.AgentMessage_Finished:
 		f := m.Finished
 		conn.report(&s.wg, f.GetJobId(), func() { conn.enqueue(ackMsg(s.finished(ctx, conn.workerID, f))) })
+	case *pb.AgentMessage_Credit:
+		s.terms.credit(conn, m.Credit)
 	case *pb.AgentMessage_Hello:
 		return invalid("hello", "sent twice on one stream")
 	default:

@@ -67,6 +67,8 @@ func auditTarget(req, resp any) (target, tenant string) {
 		target = r.GetRole() + " token " + r.GetName()
 	case *pb.JoinRequest:
 		target = r.GetWorkerId()
+	case *pb.AttachOpen:
+		target = r.GetJobId()
 	case interface{ GetId() string }:
 		target = r.GetId()
 	}

@@ -27,11 +27,17 @@ type outbox struct {
 	fail func(error)
 
 	mu      sync.Mutex
-	msgs    []*pb.ServerMessage // guarded by mu; nil while empty
-	started bool                // start was called; guarded by mu
-	sending bool                // a sender goroutine runs; guarded by mu
-	closed  bool                // close was called or a send failed; guarded by mu
-	sender  sync.WaitGroup      // the sender goroutine; Add under mu
+	msgs    []outMsg       // guarded by mu; nil while empty
+	started bool           // start was called; guarded by mu
+	sending bool           // a sender goroutine runs; guarded by mu
+	closed  bool           // close was called or a send failed; guarded by mu
+	sender  sync.WaitGroup // the sender goroutine; Add under mu
+}
+
+// outMsg is one queued message and what to call once it is sent.
+type outMsg struct {
+	msg  *pb.ServerMessage
+	sent func() // nil: nothing
 }
 
 // push queues msg and reports false when the queue is full. After close
@@ -46,7 +52,13 @@ type outbox struct {
 // results than sendQueue, or holds more attempts than that, would be cut
 // before anything was sent, and again each time it came back with the
 // same Hello.
-func (o *outbox) push(msg *pb.ServerMessage) bool {
+func (o *outbox) push(msg *pb.ServerMessage) bool { return o.pushSent(msg, nil) }
+
+// pushSent is push with a function the sender calls once msg is sent
+// (never for a message dropped by close or a failed send): a job's input
+// counts its messages in flight with it, so that a client typing a byte
+// at a time cannot fill the agent's queue (terminal.go).
+func (o *outbox) pushSent(msg *pb.ServerMessage, sent func()) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	switch {
@@ -55,7 +67,7 @@ func (o *outbox) push(msg *pb.ServerMessage) bool {
 	case o.started && len(o.msgs) >= sendQueue:
 		return false
 	}
-	o.msgs = append(o.msgs, msg)
+	o.msgs = append(o.msgs, outMsg{msg, sent})
 	o.wakeLocked()
 	return true
 }
@@ -95,13 +107,16 @@ func (o *outbox) run() {
 			return
 		}
 		o.mu.Unlock()
-		for _, msg := range msgs {
-			if err := o.send(msg); err != nil {
+		for _, m := range msgs {
+			if err := o.send(m.msg); err != nil {
 				o.mu.Lock()
 				o.closed, o.sending, o.msgs = true, false, nil
 				o.mu.Unlock()
 				o.fail(err)
 				return
+			}
+			if m.sent != nil {
+				m.sent()
 			}
 		}
 	}

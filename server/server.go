@@ -100,6 +100,7 @@ type Server struct {
 	auditLog   *auditLog // started by Serve, stopped by Close
 	denials    denialBudget
 	logSignals signals
+	terms      *terminals // input of jobs with attach streams
 
 	grpc     *grpc.Server
 	health   *health.Server
@@ -177,6 +178,7 @@ func New(ctx context.Context, cfg Config) (s *Server, err error) {
 		agents: newRegistry(),
 	}
 	s.agents.assign = s.assignMsg
+	s.terms = newTerminals(s.agents)
 	s.metrics = newMetrics(func() *cluster.Cluster { return s.sched })
 	s.auditLog = newAuditLog(db.AppendAudit, cfg.Now, cfg.Logger, s.metrics.reg, auditQueueLen)
 	s.auditLog.maxWait, s.auditLog.lingerFor = auditWait, auditLinger
@@ -184,7 +186,7 @@ func New(ctx context.Context, cfg Config) (s *Server, err error) {
 		Store:       db,
 		Dispatcher:  s.agents,
 		Observer:    s.metrics,
-		OnChange:    func(j *job.Job) { s.logSignals.fire(j.ID) },
+		OnChange:    func(j *job.Job) { s.logSignals.fire(j.ID); s.terms.changed(j) },
 		Now:         cfg.Now,
 		Logger:      cfg.Logger,
 		Settings:    cfg.Settings,

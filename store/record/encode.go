@@ -79,6 +79,7 @@ func (w *writer) spec(s *job.Spec) {
 	w.string(specArray, s.Array)
 	w.varint(specArrayIndex, uint64(int64(s.ArrayIndex)))
 	w.varint(specArrayLimit, uint64(int64(s.ArrayLimit)))
+	w.varint(specStdin, uint64(int64(s.Stdin)))
 }
 
 // writer appends fields to b; the first error (a string that is not

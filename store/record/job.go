@@ -61,6 +61,7 @@ const (
 	specArray             protowire.Number = 25
 	specArrayIndex        protowire.Number = 26
 	specArrayLimit        protowire.Number = 27
+	specStdin             protowire.Number = 28
 )
 
 // marshal is the encoding of every record. It is not deterministic (map
@@ -208,6 +209,8 @@ func decodeSpec(r *reader, s *job.Spec) {
 			s.ArrayIndex = int(r.int64())
 		case specArrayLimit:
 			s.ArrayLimit = int(r.int64())
+		case specStdin:
+			s.Stdin = job.Stdin(r.int64())
 		default:
 			r.skip()
 		}

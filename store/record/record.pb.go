@@ -272,6 +272,7 @@ type SpecRecord struct {
 	Array             string                 `protobuf:"bytes,25,opt,name=array,proto3" json:"array,omitempty"`
 	ArrayIndex        int64                  `protobuf:"varint,26,opt,name=array_index,json=arrayIndex,proto3" json:"array_index,omitempty"`
 	ArrayLimit        int64                  `protobuf:"varint,27,opt,name=array_limit,json=arrayLimit,proto3" json:"array_limit,omitempty"`
+	Stdin             int64                  `protobuf:"varint,28,opt,name=stdin,proto3" json:"stdin,omitempty"` // job.Stdin
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache
 }
@@ -491,6 +492,13 @@ func (x *SpecRecord) GetArrayIndex() int64 {
 func (x *SpecRecord) GetArrayLimit() int64 {
 	if x != nil {
 		return x.ArrayLimit
+	}
+	return 0
+}
+
+func (x *SpecRecord) GetStdin() int64 {
+	if x != nil {
+		return x.Stdin
 	}
 	return 0
 }
@@ -1192,7 +1200,7 @@ const file_store_record_record_proto_rawDesc = "" +
 	"\x04stop\x18\x11 \x01(\x05R\x04stop\x12 \n" +
 	"\vpreemptions\x18\x12 \x01(\x03R\vpreemptions\x12'\n" +
 	"\x0fdeadline_missed\x18\x13 \x01(\bR\x0edeadlineMissed\x12\x16\n" +
-	"\x06signal\x18\x14 \x01(\x03R\x06signal\"\x9b\t\n" +
+	"\x06signal\x18\x14 \x01(\x03R\x06signal\"\xb1\t\n" +
 	"\n" +
 	"SpecRecord\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
@@ -1228,7 +1236,8 @@ const file_store_record_record_proto_rawDesc = "" +
 	"\varray_index\x18\x1a \x01(\x03R\n" +
 	"arrayIndex\x12\x1f\n" +
 	"\varray_limit\x18\x1b \x01(\x03R\n" +
-	"arrayLimit\x1a9\n" +
+	"arrayLimit\x12\x14\n" +
+	"\x05stdin\x18\x1c \x01(\x03R\x05stdin\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a6\n" +

@@ -185,6 +185,7 @@ func TestFieldNumbers(t *testing.T) {
 		"selector": specSelector, "depends_on": specDependsOn, "preemptible": specPreemptible,
 		"pipeline": specPipeline, "step": specStep, "continue_on_failure": specContinueOnFailure,
 		"array": specArray, "array_index": specArrayIndex, "array_limit": specArrayLimit,
+		"stdin": specStdin,
 	})
 }
 
@@ -366,6 +367,7 @@ func referenceJob(id string, r *JobRecord) *job.Job {
 			Array:             s.GetArray(),
 			ArrayIndex:        int(s.GetArrayIndex()),
 			ArrayLimit:        int(s.GetArrayLimit()),
+			Stdin:             job.Stdin(s.GetStdin()),
 		},
 		State:           job.State(r.GetState()),
 		Attempt:         int(r.GetAttempt()),
@@ -489,6 +491,7 @@ func fromJob(j *job.Job, version uint64) *JobRecord {
 			Array:             s.Array,
 			ArrayIndex:        int64(s.ArrayIndex),
 			ArrayLimit:        int64(s.ArrayLimit),
+			Stdin:             int64(s.Stdin),
 		},
 		CreatedUnixNano:   nanos(j.CreatedAt),
 		ScheduledUnixNano: nanos(j.ScheduledAt),

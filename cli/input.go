@@ -1,0 +1,421 @@
+package cli
+
+// The client side of an attach stream (hodei run's input, hodei attach):
+// what the user types or pipes goes to the job within the credit the
+// server grants; the job's output (for attach) comes back.
+//
+// Flow control: the client reads its stdin only while it holds fewer than
+// maxPending bytes not yet sent, and sends only up to the server's credit.
+// A job that does not read its input therefore stops this client from
+// reading, and whatever writes to its stdin blocks. Bytes typed or piped
+// before the job starts wait here (up to maxPending) and at the server
+// (up to its window, 32 KiB): 64 KiB in all, delivered once it starts.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/hodei-jobs/hodei/client"
+	hodeipb "github.com/hodei-jobs/hodei/proto"
+)
+
+// maxPending is the most input the client holds that it has not sent.
+const maxPending = 32 << 10
+
+// maxInputMsg is the most input one message carries (the server's limit).
+const maxInputMsg = 16 << 10
+
+// attachStream is the generated client stream of Attach.
+type attachStream = grpc.BidiStreamingClient[hodeipb.AttachRequest, hodeipb.AttachResponse]
+
+// pumpConfig is what one attach connection does.
+type pumpConfig struct {
+	jobID    string
+	src      io.Reader                    // the input; nil: none (a read-only watcher)
+	esc      *escaper                     // escapes in src; nil: none (src is not a terminal)
+	claim    bool                         // take the input at the start (hodei run)
+	readOnly bool                         // never take it
+	output   io.Writer                    // the job's output; nil: not asked for
+	notes    io.Writer                    // where notices go (stderr)
+	size     func() *hodeipb.TerminalSize // the terminal's size now; nil: none
+	retry    bool                         // reopen the stream when the server goes away (input only)
+}
+
+// pump moves input to a job and its output back over an attach stream.
+// run owns every goroutine it starts; start the pump with run, which
+// returns when the job has ended, the user detached, ctx ended, or the
+// stream failed.
+type pump struct {
+	cfg pumpConfig
+	cl  *client.Client
+
+	mu       sync.Mutex // guards the fields below
+	pending  []byte     // read, not yet sent
+	srcEOF   bool       // the input ended after pending
+	endSent  bool
+	sent     int64 // input bytes sent on the current stream
+	limit    int64 // the server's credit on it
+	held     bool
+	holder   string // who holds the input when another stream does
+	closed   bool   // the job takes no more input
+	refused  string // why a claim was refused
+	claimed  bool   // a claim is sent on the current stream
+	resized  bool   // the size changed since it was last sent
+	told     string // the last notice printed, so as not to repeat it
+	detached bool
+	ended    *hodeipb.Job // the job as it ended
+	room     chan struct{}
+	wake     chan struct{}
+	detach   chan struct{} // closed on ~.
+}
+
+func newPump(cl *client.Client, cfg pumpConfig) *pump {
+	return &pump{cfg: cfg, cl: cl, room: make(chan struct{}, 1), wake: make(chan struct{}, 1),
+		detach: make(chan struct{}), resized: cfg.size != nil}
+}
+
+func signalChan(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// detachC is closed when the user typed the escape sequence to detach.
+func (p *pump) detachC() <-chan struct{} { return p.detach }
+
+// resize notes that the terminal's size changed.
+func (p *pump) resize() {
+	p.mu.Lock()
+	p.resized = true
+	p.mu.Unlock()
+	signalChan(p.wake)
+}
+
+// run reads the input (in a goroutine that stop ends: see readInput) and
+// talks to the server until the job ends (it returns the job), the user
+// detaches (nil job, nil error), ctx ends, or the stream fails. With
+// retry, a server that went away is dialled again with backoff.
+func (p *pump) run(ctx context.Context, stopInput func()) (*hodeipb.Job, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		if stopInput != nil {
+			stopInput()
+		}
+		wg.Wait()
+	}()
+	if _, isFile := p.cfg.src.(*os.File); isFile && stopInput == nil {
+		// A file that cannot be closed under a Read (a socket): the
+		// goroutine ends when its Read returns, at the latest with the
+		// process. Regular files, the usual case, do not wait.
+		go p.readInput(ctx)
+	} else if p.cfg.src != nil {
+		wg.Go(func() { p.readInput(ctx) })
+	}
+	backoff := 100 * time.Millisecond
+	for {
+		err := p.session(ctx)
+		p.mu.Lock()
+		ended, detached := p.ended, p.detached
+		p.mu.Unlock()
+		switch {
+		case detached:
+			return nil, nil
+		case ended != nil:
+			return ended, nil
+		case ctx.Err() != nil:
+			return nil, ctx.Err()
+		case status.Code(err) == codes.Unimplemented:
+			p.mu.Lock()
+			typed := len(p.pending) > 0 || p.cfg.esc != nil
+			p.mu.Unlock()
+			if typed {
+				p.note("this server takes no input (it predates hodei attach): stdin is not connected")
+			}
+			<-ctx.Done()
+			return nil, ctx.Err()
+		case !p.cfg.retry || status.Code(err) != codes.Unavailable:
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-p.detach:
+			return nil, nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+// session runs one stream: it opens it, then a goroutine receives while
+// this one sends, until the job ends, the user detaches or the stream
+// fails.
+func (p *pump) session(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	st, err := p.cl.Attach(ctx)
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.sent, p.limit, p.held, p.claimed, p.endSent = 0, 0, false, p.cfg.claim, false
+	p.resized = false
+	open := &hodeipb.AttachOpen{JobId: p.cfg.jobID, Output: p.cfg.output != nil, ReadOnly: p.cfg.readOnly, Claim: p.cfg.claim}
+	p.mu.Unlock()
+	if p.cfg.size != nil {
+		open.Size = p.cfg.size()
+	}
+	if err := st.Send(&hodeipb.AttachRequest{Msg: &hodeipb.AttachRequest_Open{Open: open}}); err != nil {
+		return recvError(st, err)
+	}
+	recvErr := make(chan error, 1)
+	recvDone := make(chan struct{})
+	go func() {
+		defer close(recvDone)
+		recvErr <- p.receive(st)
+	}()
+	err = p.send(ctx, st, recvDone)
+	if errors.Is(err, errStreamEnded) {
+		return <-recvErr
+	}
+	if err == nil {
+		// Detached, or the job ended: half-close, so that the server
+		// passes on what was sent and ends the stream; a server that does
+		// not within detachWait is left.
+		_ = st.CloseSend()
+		select {
+		case rerr := <-recvErr:
+			return rerr
+		case <-time.After(detachWait):
+		}
+	}
+	cancel()
+	rerr := <-recvErr
+	if err != nil {
+		return err
+	}
+	return rerr
+}
+
+// detachWait bounds how long a detaching client waits for the server to
+// end the stream.
+const detachWait = time.Second
+
+// recvError is the error that ended a stream whose Send failed: gRPC
+// tells it on Recv.
+func recvError(st attachStream, err error) error {
+	if errors.Is(err, io.EOF) {
+		for {
+			if _, rerr := st.Recv(); rerr != nil {
+				return rerr
+			}
+		}
+	}
+	return err
+}
+
+// receive applies the server's messages until the stream ends.
+func (p *pump) receive(st attachStream) error {
+	for {
+		m, err := st.Recv()
+		if err != nil {
+			signalChan(p.wake)
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+		switch m := m.GetMsg().(type) {
+		case *hodeipb.AttachResponse_Output:
+			if p.cfg.output != nil {
+				if _, err := p.cfg.output.Write(m.Output.GetData()); err != nil {
+					return fmt.Errorf("write output: %w", err)
+				}
+			}
+		case *hodeipb.AttachResponse_Input:
+			in := m.Input
+			p.mu.Lock()
+			if in.GetRefused() != "" {
+				p.refused, p.claimed = in.GetRefused(), false
+			} else {
+				p.held, p.holder, p.closed = in.GetHeld(), in.GetHolder(), in.GetClosed()
+				if in.GetHeld() {
+					p.limit = max(p.limit, in.GetLimit())
+				} else {
+					p.claimed = false
+				}
+			}
+			p.mu.Unlock()
+			signalChan(p.wake)
+		case *hodeipb.AttachResponse_Ended:
+			p.mu.Lock()
+			p.ended = m.Ended.GetJob()
+			p.mu.Unlock()
+			signalChan(p.wake)
+		}
+	}
+}
+
+// errStreamEnded is send's answer when the receiving side ended first.
+var errStreamEnded = errors.New("stream ended")
+
+// send sends what is due whenever something changes: a size, a claim, the
+// input within the credit, the end of input. It returns nil when the user
+// detached or the job ended, ctx's error when it ended, errStreamEnded
+// when recvDone closed (the stream ended), or the stream's error.
+func (p *pump) send(ctx context.Context, st attachStream, recvDone <-chan struct{}) error {
+	for {
+		p.mu.Lock()
+		if p.detached || p.ended != nil {
+			p.mu.Unlock()
+			return nil
+		}
+		var msgs []*hodeipb.AttachRequest
+		if p.resized && p.cfg.size != nil {
+			p.resized = false
+			if size := p.cfg.size(); size != nil {
+				msgs = append(msgs, &hodeipb.AttachRequest{Msg: &hodeipb.AttachRequest_Resize{Resize: size}})
+			}
+		}
+		wantsInput := len(p.pending) > 0 || (p.srcEOF && !p.endSent)
+		if wantsInput && !p.held && !p.claimed && p.holder == "" && p.refused == "" && !p.cfg.readOnly && !p.closed {
+			p.claimed = true
+			msgs = append(msgs, &hodeipb.AttachRequest{Msg: &hodeipb.AttachRequest_Claim{Claim: &hodeipb.InputClaim{}}})
+		}
+		if p.held && !p.closed {
+			for len(p.pending) > 0 && p.sent < p.limit {
+				n := int(min(int64(len(p.pending)), p.limit-p.sent, maxInputMsg))
+				data := append([]byte(nil), p.pending[:n]...)
+				p.pending = p.pending[:copy(p.pending, p.pending[n:])]
+				p.sent += int64(n)
+				msgs = append(msgs, &hodeipb.AttachRequest{Msg: &hodeipb.AttachRequest_Input{Input: data}})
+				signalChan(p.room)
+			}
+			if p.srcEOF && len(p.pending) == 0 && !p.endSent {
+				p.endSent = true
+				msgs = append(msgs, &hodeipb.AttachRequest{Msg: &hodeipb.AttachRequest_End{End: &hodeipb.InputEnd{}}})
+			}
+		}
+		p.mu.Unlock()
+		for _, m := range msgs {
+			if err := st.Send(m); err != nil {
+				return recvError(st, err)
+			}
+		}
+		if len(msgs) > 0 {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-recvDone:
+			return errStreamEnded
+		case <-p.wake:
+		}
+	}
+}
+
+// readInput reads the input into pending, never holding more than
+// maxPending, finding escape sequences on a terminal, until the input
+// ends, the user detaches or ctx ends. A Read blocked in the input
+// returns when the caller's stopInput closes it (or, for an input that
+// cannot be closed, when it returns by itself).
+func (p *pump) readInput(ctx context.Context) {
+	buf := make([]byte, 4096)
+	var keys []byte
+	for {
+		p.mu.Lock()
+		room := maxPending - len(p.pending)
+		p.mu.Unlock()
+		if room <= 1 { // a held-back ~ may add one byte
+			select {
+			case <-ctx.Done():
+				return
+			case <-p.room:
+				continue
+			}
+		}
+		n, err := p.cfg.src.Read(buf[:min(len(buf), room-1)])
+		if ctx.Err() != nil {
+			return
+		}
+		act := escNone
+		keys = keys[:0]
+		if p.cfg.esc != nil {
+			keys, act = p.cfg.esc.feed(keys, buf[:n])
+		} else {
+			keys = append(keys, buf[:n]...)
+		}
+		p.take(keys)
+		switch act {
+		case escDetach:
+			p.mu.Lock()
+			p.detached = true
+			p.mu.Unlock()
+			close(p.detach)
+			signalChan(p.wake)
+			return
+		case escHelp:
+			fmt.Fprint(p.cfg.notes, "\r\n"+escapeHelp)
+		}
+		if err != nil {
+			// The end of the input (or an input that cannot be read): the
+			// job gets its EOF once what was read is sent.
+			p.mu.Lock()
+			p.srcEOF = true
+			p.mu.Unlock()
+			signalChan(p.wake)
+			return
+		}
+	}
+}
+
+// take queues keys for the job, unless they cannot reach it: then they
+// are dropped and the user is told why, once per reason.
+func (p *pump) take(keys []byte) {
+	if len(keys) == 0 {
+		return
+	}
+	p.mu.Lock()
+	why := ""
+	switch {
+	case p.cfg.readOnly:
+		why = "read-only: your keys are not sent (Enter ~. detaches)"
+	case p.refused != "":
+		why = "your keys are not sent: " + p.refused
+	case p.closed:
+		why = "the job takes no more input"
+	case p.holder != "" && !p.held:
+		why = fmt.Sprintf("%s holds the job's input: your keys are not sent until it detaches", p.holder)
+	default:
+		p.pending = append(p.pending, keys...)
+	}
+	repeat := why == p.told
+	if why != "" {
+		p.told = why
+	}
+	p.mu.Unlock()
+	if why != "" && !repeat {
+		p.note(why)
+	}
+	signalChan(p.wake)
+}
+
+// note prints a notice on its own line (the terminal may be raw).
+func (p *pump) note(msg string) {
+	if p.cfg.notes != nil {
+		fmt.Fprintf(p.cfg.notes, "\r\nhodei: %s\r\n", msg)
+	}
+}

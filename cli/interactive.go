@@ -1,0 +1,233 @@
+package cli
+
+// `hodei run`'s stdin: keys from a terminal (raw, with ssh's escapes,
+// window size changes) or bytes from a pipe or file, sent to the job over
+// an attach stream while run follows the job's output.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+
+	ucli "github.com/urfave/cli/v2"
+	"golang.org/x/term"
+
+	"github.com/hodei-jobs/hodei/client"
+	hodeipb "github.com/hodei-jobs/hodei/proto"
+)
+
+// stdinFlags are run's flags for its stdin.
+func stdinFlags() []ucli.Flag {
+	return []ucli.Flag{
+		&ucli.BoolFlag{Name: "stdin", Aliases: []string{"i"}, Value: true,
+			Usage: "send this command's stdin to the job: keys from a terminal (Enter ~. detaches), or a pipe's or file's bytes then EOF; -i=false leaves it unconnected"},
+		&ucli.BoolFlag{Name: "no-stdin", Usage: "the same as -i=false"},
+	}
+}
+
+// stdinPlan is how `hodei run` connects its stdin to the job.
+type stdinPlan struct {
+	src      io.Reader
+	closeSrc func()   // ends a Read blocked in src; nil when src cannot be closed
+	tty      *os.File // the terminal stdin is, for its mode and size; nil when it is not one
+	raw      bool     // the job has a PTY: the terminal goes raw while it runs
+}
+
+// planStdin decides, before the submit, how stdin reaches the job, and
+// sets spec.Stdin (and the PTY's size from the terminal when stdout is
+// not one). nil: stdin is not connected (-i=false, a closed stdin, or
+// /dev/null for a job without a PTY, which reads /dev/null anyway).
+func planStdin(c *ucli.Context, spec *hodeipb.JobSpec) *stdinPlan {
+	if !c.Bool("stdin") || c.Bool("no-stdin") {
+		return nil
+	}
+	f, isFile := c.App.Reader.(*os.File)
+	if !isFile {
+		spec.Stdin = hodeipb.StdinMode_STDIN_STREAM
+		return &stdinPlan{src: c.App.Reader}
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return nil
+	}
+	if null, err := os.Stat(os.DevNull); err == nil && os.SameFile(fi, null) {
+		if spec.GetNoPty() {
+			return nil
+		}
+		// A PTY job gets its EOF at once, as from /dev/null.
+		spec.Stdin = hodeipb.StdinMode_STDIN_STREAM
+		return &stdinPlan{src: strings.NewReader("")}
+	}
+	src, closeSrc := reopenInput(f, fi)
+	pl := &stdinPlan{src: src, closeSrc: closeSrc}
+	if !term.IsTerminal(int(f.Fd())) {
+		spec.Stdin = hodeipb.StdinMode_STDIN_STREAM
+		return pl
+	}
+	spec.Stdin = hodeipb.StdinMode_STDIN_TERMINAL
+	pl.tty, pl.raw = f, !spec.GetNoPty()
+	if pl.raw && spec.GetRows() == 0 {
+		if size := termSize(f); size != nil {
+			spec.Rows, spec.Cols = size.GetRows(), size.GetCols()
+		}
+	}
+	return pl
+}
+
+// reopenInput opens stdin again when it is a terminal or a pipe, as a new
+// open file of its own: non-blocking, so that a Read waiting in it ends
+// when the file is closed, without setting O_NONBLOCK on the file the
+// shell shares. Anything else (a regular file, whose reads do not wait;
+// a socket; a system without /proc) is read as it is, and closeSrc is nil.
+func reopenInput(f *os.File, fi os.FileInfo) (io.Reader, func()) {
+	if fi.Mode()&(os.ModeCharDevice|os.ModeNamedPipe) == 0 {
+		return f, nil
+	}
+	g, err := os.OpenFile(fmt.Sprintf("/proc/self/fd/%d", f.Fd()), os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
+	if err != nil {
+		return f, nil
+	}
+	return g, func() { _ = g.Close() }
+}
+
+// hint is what run prints after the job's id.
+func (pl *stdinPlan) hint() string {
+	if pl != nil && pl.raw {
+		return " (Enter ~. detaches, Enter ~? lists the keys)"
+	}
+	return ""
+}
+
+// errDetached is what follow returns when the user detached.
+var errDetached = errors.New("detached")
+
+type detachKey struct{}
+
+// withDetach returns ctx carrying the channel that closes when the user
+// asks to detach, for follow.
+func withDetach(ctx context.Context, ch <-chan struct{}) context.Context {
+	return context.WithValue(ctx, detachKey{}, ch)
+}
+
+// detachRequested returns the channel withDetach put in ctx; nil (which
+// never fires) without one.
+func detachRequested(ctx context.Context) <-chan struct{} {
+	ch, _ := ctx.Value(detachKey{}).(<-chan struct{})
+	return ch
+}
+
+// connect runs follow (which streams the job's output until it ends) with
+// the plan's input going to the job. A terminal is raw meanwhile and is
+// restored on every way out: the job's end, a detach, an interrupt, an
+// error (the server gone). On a detach follow returns errDetached: connect
+// says how to get back and returns nil.
+func (pl *stdinPlan) connect(c *ucli.Context, cl *client.Client, id string, follow func() error) error {
+	if pl == nil {
+		return follow()
+	}
+	errw := c.App.ErrWriter
+	if pl.raw {
+		rt, err := makeRaw(pl.tty)
+		if err != nil {
+			return err
+		}
+		defer rt.restore()
+		c.App.ErrWriter = crlfWriter{errw}
+		defer func() { c.App.ErrWriter = errw }()
+	}
+	cfg := pumpConfig{jobID: id, src: pl.src, claim: true, notes: c.App.ErrWriter, retry: true}
+	if pl.raw {
+		cfg.esc = newEscaper()
+		cfg.size = func() *hodeipb.TerminalSize { return termSize(pl.tty) }
+	}
+	p := newPump(cl, cfg)
+	ctx, cancel := context.WithCancel(context.WithoutCancel(c.Context))
+	var wg sync.WaitGroup
+	wg.Go(func() { _, _ = p.run(ctx, pl.closeSrc) }) // its errors: input not delivered; the output tells the rest
+	if pl.raw {
+		stop := onResize(p.resize)
+		defer stop()
+	}
+	outer := c.Context
+	c.Context = withDetach(outer, p.detachC())
+	err := follow()
+	c.Context = outer
+	cancel()
+	wg.Wait()
+	if errors.Is(err, errDetached) {
+		fmt.Fprintf(c.App.ErrWriter, "\nhodei: detached from job %s, which goes on: hodei attach %s gets back to it\n", id, id)
+		return nil
+	}
+	return err
+}
+
+// rawTerm is a terminal put in raw mode, and how to restore it.
+type rawTerm struct {
+	fd    int
+	state *term.State
+	once  sync.Once
+}
+
+// makeRaw puts f's terminal in raw mode: keys, Ctrl-C included, go to the
+// job as bytes, unechoed (the job's PTY echoes them).
+func makeRaw(f *os.File) (*rawTerm, error) {
+	fd := int(f.Fd())
+	st, err := term.MakeRaw(fd)
+	if err != nil {
+		return nil, fmt.Errorf("stdin: put the terminal in raw mode: %w", err)
+	}
+	return &rawTerm{fd: fd, state: st}, nil
+}
+
+// restore puts the terminal back as it was; it is idempotent.
+func (r *rawTerm) restore() { r.once.Do(func() { _ = term.Restore(r.fd, r.state) }) }
+
+// termSize returns the terminal's size, or nil.
+func termSize(f *os.File) *hodeipb.TerminalSize {
+	cols, rows, err := term.GetSize(int(f.Fd()))
+	if err != nil || rows <= 0 || cols <= 0 {
+		return nil
+	}
+	return &hodeipb.TerminalSize{Rows: uint32(rows), Cols: uint32(cols)}
+}
+
+// onResize calls fn on every SIGWINCH until the returned stop is called,
+// which waits for the goroutine it started.
+func onResize(fn func()) (stop func()) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGWINCH)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-ch:
+				fn()
+			}
+		}
+	})
+	return func() {
+		signal.Stop(ch)
+		close(done)
+		wg.Wait()
+	}
+}
+
+// crlfWriter writes "\r\n" for each "\n", for messages printed while the
+// terminal is raw (which does not return the carriage by itself).
+type crlfWriter struct{ w io.Writer }
+
+func (c crlfWriter) Write(p []byte) (int, error) {
+	if _, err := c.w.Write([]byte(strings.ReplaceAll(strings.ReplaceAll(string(p), "\r\n", "\n"), "\n", "\r\n"))); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
