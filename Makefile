@@ -32,6 +32,7 @@ bench:
 	$(GO) test -run '^$$' -bench 'QueuedHeap' -benchtime 1x ./cluster | tee -a bench.txt
 	$(GO) test -run '^$$' -bench 'Figures' -benchtime 2000x ./cluster | tee -a bench.txt
 	$(GO) test -run '^$$' -bench 'Restart' -benchtime 1x . | tee -a bench.txt
+	$(GO) test -run '^$$' -bench 'CLI' -benchtime 1x . | tee -a bench.txt
 	$(GO) test -run '^$$' -bench . -skip SubmitBatch -benchtime 20000x ./server | tee -a bench.txt
 	$(GO) test -run '^$$' -bench SubmitBatch -benchtime 500000x ./server | tee -a bench.txt
 	$(GO) test -run '^$$' -bench 'TrivialJobs|PTYSpawn|AttemptTrue' -benchtime 2000x ./agent | tee -a bench.txt
