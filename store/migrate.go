@@ -19,6 +19,9 @@ import (
 //	3: the job indexes hold chunks of ids (postings.go) instead of a key
 //	   per entry, in new buckets; the old ones are deleted and Open fills
 //	   the new ones from the jobs.
+//	4: adds the index of finish times (index_finished, by minute), which
+//	   Open fills from the jobs; an older hodei, which would not keep it,
+//	   refuses the file.
 //
 // Open migrates a file of an older schema in the transaction that opens it,
 // so that a crash leaves it wholly old or wholly new. This is the only code
@@ -58,7 +61,7 @@ func checkSchema(tx *bolt.Tx) (*migrated, error) {
 	case got > SchemaVersion:
 		return nil, fmt.Errorf("%w: the file has schema version %d and this hodei knows up to %d: "+
 			"run a hodei that knows schema %d, or restore a snapshot taken by this version", ErrSchema, got, SchemaVersion, got)
-	case got == 1 || got == 2:
+	case got >= 1 && got < SchemaVersion:
 		m := &migrated{From: got}
 		if got == 1 {
 			var err error

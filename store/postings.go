@@ -463,3 +463,122 @@ func eachPosting(kind indexKind, b *bolt.Bucket, fn func(prefix, id []byte)) err
 		return nil
 	})
 }
+
+// postingCursor walks the ids of one value (prefix) of an index bucket in
+// either direction, one chunk at a time: the chunk at the cursor is
+// decoded into ids (copies, valid after the transaction), so that a walk
+// newest first reads a chunk backwards.
+type postingCursor struct {
+	c      *bolt.Cursor
+	prefix []byte
+	desc   bool
+	ids    [][]byte // what is left of the current chunk, in walk order
+	err    error    // a malformed chunk; the walk is over
+}
+
+// newPostingCursor returns a cursor at the first id of prefix in b that
+// comes after after in the walk's order (the first of all when after is
+// nil): ascending, the first id greater than it; with desc, the first
+// smaller one.
+func newPostingCursor(b *bolt.Bucket, prefix, after []byte, desc bool) *postingCursor {
+	p := &postingCursor{c: b.Cursor(), prefix: prefix, desc: desc}
+	var k, v []byte
+	switch {
+	case after != nil:
+		// The chunk that holds after or would: the walk starts in it.
+		ch := findChunk(p.c, prefix, after)
+		if ch.key == nil {
+			return p
+		}
+		k, v = p.c.Seek(ch.key)
+	case desc:
+		k, v = seekLast(p.c, prefix)
+	default:
+		k, v = p.c.Seek(prefix)
+	}
+	p.load(k, v)
+	for after != nil && p.head() != nil {
+		if c := bytes.Compare(p.head(), after); desc && c < 0 || !desc && c > 0 {
+			break
+		}
+		p.advance()
+	}
+	return p
+}
+
+// seekLast moves c to the last key that starts with prefix and returns it,
+// or nil when there is none.
+func seekLast(c *bolt.Cursor, prefix []byte) (k, v []byte) {
+	if end := prefixEnd(prefix); end != nil {
+		if k, _ = c.Seek(end); k != nil {
+			k, v = c.Prev()
+		} else {
+			k, v = c.Last()
+		}
+	} else {
+		k, v = c.Last()
+	}
+	if k == nil || !bytes.HasPrefix(k, prefix) {
+		return nil, nil
+	}
+	return k, v
+}
+
+// prefixEnd returns the smallest key greater than every key that starts
+// with prefix, or nil when there is none (prefix is all 0xff bytes).
+func prefixEnd(prefix []byte) []byte {
+	end := bytes.Clone(prefix)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] < 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil
+}
+
+// load decodes the chunk k, v when it is of the prefix; otherwise the walk
+// is over.
+func (p *postingCursor) load(k, v []byte) {
+	p.ids = nil
+	if k == nil || !bytes.HasPrefix(k, p.prefix) {
+		return
+	}
+	ids, err := decodeChunk(v)
+	if err != nil {
+		p.err = fmt.Errorf("chunk %q: %w", k, err)
+		return
+	}
+	if p.desc {
+		slices.Reverse(ids)
+	}
+	p.ids = ids
+}
+
+// head returns the id at the cursor, or nil at the end of the walk.
+func (p *postingCursor) head() []byte {
+	if len(p.ids) == 0 {
+		return nil
+	}
+	return p.ids[0]
+}
+
+// advance moves to the next id, loading the next chunk of the value when
+// the current one is done.
+func (p *postingCursor) advance() {
+	if len(p.ids) > 1 {
+		p.ids = p.ids[1:]
+		return
+	}
+	if len(p.ids) == 0 || p.err != nil {
+		p.ids = nil
+		return
+	}
+	var k, v []byte
+	if p.desc {
+		k, v = p.c.Prev()
+	} else {
+		k, v = p.c.Next()
+	}
+	p.load(k, v)
+}
