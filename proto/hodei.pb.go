@@ -359,6 +359,62 @@ func (PipelineState) EnumDescriptor() ([]byte, []int) {
 	return file_hodei_proto_rawDescGZIP(), []int{5}
 }
 
+// IdKind says what an id names, for Resolve.
+type IdKind int32
+
+const (
+	IdKind_ID_KIND_UNSPECIFIED IdKind = 0
+	IdKind_ID_KIND_JOB         IdKind = 1 // a job, or a task of an array not yet run
+	IdKind_ID_KIND_ARRAY       IdKind = 2
+	IdKind_ID_KIND_PIPELINE    IdKind = 3
+	IdKind_ID_KIND_WORKER      IdKind = 4 // needs a token that may manage workers
+)
+
+// Enum value maps for IdKind.
+var (
+	IdKind_name = map[int32]string{
+		0: "ID_KIND_UNSPECIFIED",
+		1: "ID_KIND_JOB",
+		2: "ID_KIND_ARRAY",
+		3: "ID_KIND_PIPELINE",
+		4: "ID_KIND_WORKER",
+	}
+	IdKind_value = map[string]int32{
+		"ID_KIND_UNSPECIFIED": 0,
+		"ID_KIND_JOB":         1,
+		"ID_KIND_ARRAY":       2,
+		"ID_KIND_PIPELINE":    3,
+		"ID_KIND_WORKER":      4,
+	}
+)
+
+func (x IdKind) Enum() *IdKind {
+	p := new(IdKind)
+	*p = x
+	return p
+}
+
+func (x IdKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (IdKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_hodei_proto_enumTypes[6].Descriptor()
+}
+
+func (IdKind) Type() protoreflect.EnumType {
+	return &file_hodei_proto_enumTypes[6]
+}
+
+func (x IdKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use IdKind.Descriptor instead.
+func (IdKind) EnumDescriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{6}
+}
+
 type Resources struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	CpuMillis     int64                  `protobuf:"varint,1,opt,name=cpu_millis,json=cpuMillis,proto3" json:"cpu_millis,omitempty"`
@@ -1158,15 +1214,31 @@ func (x *GetJobRequest) GetId() string {
 }
 
 type ListJobsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	State         JobState               `protobuf:"varint,1,opt,name=state,proto3,enum=hodei.v1.JobState" json:"state,omitempty"` // unspecified: any
-	Tenant        string                 `protobuf:"bytes,2,opt,name=tenant,proto3" json:"tenant,omitempty"`
-	Labels        map[string]string      `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"` // all must match
-	PageSize      int32                  `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`                                                      // 0: 100; at most 1000
-	PageToken     string                 `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`                                                    // next_page_token of the previous page
-	Array         string                 `protobuf:"bytes,6,opt,name=array,proto3" json:"array,omitempty"`                                                                             // only the jobs of this array
-	Pipeline      string                 `protobuf:"bytes,7,opt,name=pipeline,proto3" json:"pipeline,omitempty"`                                                                       // only the jobs of this pipeline
-	Name          string                 `protobuf:"bytes,8,opt,name=name,proto3" json:"name,omitempty"`                                                                               // only the jobs with exactly this name
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	State     JobState               `protobuf:"varint,1,opt,name=state,proto3,enum=hodei.v1.JobState" json:"state,omitempty"` // unspecified: any
+	Tenant    string                 `protobuf:"bytes,2,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	Labels    map[string]string      `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"` // all must match
+	PageSize  int32                  `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`                                                      // 0: 100; at most 1000
+	PageToken string                 `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`                                                    // next_page_token of the previous page
+	Array     string                 `protobuf:"bytes,6,opt,name=array,proto3" json:"array,omitempty"`                                                                             // only the jobs of this array (id or unique prefix)
+	Pipeline  string                 `protobuf:"bytes,7,opt,name=pipeline,proto3" json:"pipeline,omitempty"`                                                                       // only the jobs of this pipeline (id or unique prefix)
+	// Only the jobs with this name, or whose name matches it as a shell
+	// pattern (Go's path.Match: *, ?, [a-z], \ quotes; * stops at '/').
+	Name string `protobuf:"bytes,8,opt,name=name,proto3" json:"name,omitempty"`
+	// Newest first: in descending id order, the page token then standing
+	// for the ids below it.
+	NewestFirst bool `protobuf:"varint,9,opt,name=newest_first,json=newestFirst,proto3" json:"newest_first,omitempty"`
+	// Not 0: only the jobs created at or after this time.
+	CreatedSinceUnixNano int64 `protobuf:"varint,10,opt,name=created_since_unix_nano,json=createdSinceUnixNano,proto3" json:"created_since_unix_nano,omitempty"`
+	// Not 0: only the jobs that have not finished and those that finished
+	// at or after this time (`hodei jobs ls` without --state or --all: the
+	// last hour).
+	NotFinishedBeforeUnixNano int64 `protobuf:"varint,11,opt,name=not_finished_before_unix_nano,json=notFinishedBeforeUnixNano,proto3" json:"not_finished_before_unix_nano,omitempty"`
+	// Also count every job that matches, on all pages (the response's
+	// total). It costs little: the unfinished jobs are counted as they
+	// change, the others through the indexes; where an exact count would
+	// mean reading a large part of the store, it gives a lower bound.
+	Count         bool `protobuf:"varint,12,opt,name=count,proto3" json:"count,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1257,12 +1329,45 @@ func (x *ListJobsRequest) GetName() string {
 	return ""
 }
 
+func (x *ListJobsRequest) GetNewestFirst() bool {
+	if x != nil {
+		return x.NewestFirst
+	}
+	return false
+}
+
+func (x *ListJobsRequest) GetCreatedSinceUnixNano() int64 {
+	if x != nil {
+		return x.CreatedSinceUnixNano
+	}
+	return 0
+}
+
+func (x *ListJobsRequest) GetNotFinishedBeforeUnixNano() int64 {
+	if x != nil {
+		return x.NotFinishedBeforeUnixNano
+	}
+	return 0
+}
+
+func (x *ListJobsRequest) GetCount() bool {
+	if x != nil {
+		return x.Count
+	}
+	return false
+}
+
 type ListJobsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Jobs          []*Job                 `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
 	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"` // empty on the last page
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// With count: how many jobs match, on every page.
+	Total int64 `protobuf:"varint,3,opt,name=total,proto3" json:"total,omitempty"`
+	// total is a lower bound: at least that many match (counting them all
+	// would have meant a scan).
+	TotalIsLowerBound bool `protobuf:"varint,4,opt,name=total_is_lower_bound,json=totalIsLowerBound,proto3" json:"total_is_lower_bound,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *ListJobsResponse) Reset() {
@@ -1307,6 +1412,20 @@ func (x *ListJobsResponse) GetNextPageToken() string {
 		return x.NextPageToken
 	}
 	return ""
+}
+
+func (x *ListJobsResponse) GetTotal() int64 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+func (x *ListJobsResponse) GetTotalIsLowerBound() bool {
+	if x != nil {
+		return x.TotalIsLowerBound
+	}
+	return false
 }
 
 type CancelJobRequest struct {
@@ -5114,6 +5233,102 @@ func (x *CancelPipelineRequest) GetReason() string {
 	return ""
 }
 
+type ResolveRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Kind          IdKind                 `protobuf:"varint,1,opt,name=kind,proto3,enum=hodei.v1.IdKind" json:"kind,omitempty"`
+	Prefix        string                 `protobuf:"bytes,2,opt,name=prefix,proto3" json:"prefix,omitempty"` // the start of an id, in any case
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResolveRequest) Reset() {
+	*x = ResolveRequest{}
+	mi := &file_hodei_proto_msgTypes[70]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResolveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResolveRequest) ProtoMessage() {}
+
+func (x *ResolveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[70]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResolveRequest.ProtoReflect.Descriptor instead.
+func (*ResolveRequest) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{70}
+}
+
+func (x *ResolveRequest) GetKind() IdKind {
+	if x != nil {
+		return x.Kind
+	}
+	return IdKind_ID_KIND_UNSPECIFIED
+}
+
+func (x *ResolveRequest) GetPrefix() string {
+	if x != nil {
+		return x.Prefix
+	}
+	return ""
+}
+
+type ResolveResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResolveResponse) Reset() {
+	*x = ResolveResponse{}
+	mi := &file_hodei_proto_msgTypes[71]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResolveResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResolveResponse) ProtoMessage() {}
+
+func (x *ResolveResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[71]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResolveResponse.ProtoReflect.Descriptor instead.
+func (*ResolveResponse) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{71}
+}
+
+func (x *ResolveResponse) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
 type Pipeline_Step struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
 	Name              string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -5126,7 +5341,7 @@ type Pipeline_Step struct {
 
 func (x *Pipeline_Step) Reset() {
 	*x = Pipeline_Step{}
-	mi := &file_hodei_proto_msgTypes[77]
+	mi := &file_hodei_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5138,7 +5353,7 @@ func (x *Pipeline_Step) String() string {
 func (*Pipeline_Step) ProtoMessage() {}
 
 func (x *Pipeline_Step) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[77]
+	mi := &file_hodei_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5276,7 +5491,7 @@ const file_hodei_proto_rawDesc = "" +
 	"\x13SubmitBatchResponse\x12\x10\n" +
 	"\x03ids\x18\x01 \x03(\tR\x03ids\"\x1f\n" +
 	"\rGetJobRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\xcf\x02\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x81\x04\n" +
 	"\x0fListJobsRequest\x12(\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x12.hodei.v1.JobStateR\x05state\x12\x16\n" +
 	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12=\n" +
@@ -5286,13 +5501,20 @@ const file_hodei_proto_rawDesc = "" +
 	"page_token\x18\x05 \x01(\tR\tpageToken\x12\x14\n" +
 	"\x05array\x18\x06 \x01(\tR\x05array\x12\x1a\n" +
 	"\bpipeline\x18\a \x01(\tR\bpipeline\x12\x12\n" +
-	"\x04name\x18\b \x01(\tR\x04name\x1a9\n" +
+	"\x04name\x18\b \x01(\tR\x04name\x12!\n" +
+	"\fnewest_first\x18\t \x01(\bR\vnewestFirst\x125\n" +
+	"\x17created_since_unix_nano\x18\n" +
+	" \x01(\x03R\x14createdSinceUnixNano\x12@\n" +
+	"\x1dnot_finished_before_unix_nano\x18\v \x01(\x03R\x19notFinishedBeforeUnixNano\x12\x14\n" +
+	"\x05count\x18\f \x01(\bR\x05count\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"]\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa4\x01\n" +
 	"\x10ListJobsResponse\x12!\n" +
 	"\x04jobs\x18\x01 \x03(\v2\r.hodei.v1.JobR\x04jobs\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\":\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x14\n" +
+	"\x05total\x18\x03 \x01(\x03R\x05total\x12/\n" +
+	"\x14total_is_lower_bound\x18\x04 \x01(\bR\x11totalIsLowerBound\":\n" +
 	"\x10CancelJobRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"<\n" +
@@ -5577,7 +5799,12 @@ const file_hodei_proto_rawDesc = "" +
 	"\tpipelines\x18\x01 \x03(\v2\x18.hodei.v1.PipelineStatusR\tpipelines\"?\n" +
 	"\x15CancelPipelineRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason*\xb4\x01\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"N\n" +
+	"\x0eResolveRequest\x12$\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x10.hodei.v1.IdKindR\x04kind\x12\x16\n" +
+	"\x06prefix\x18\x02 \x01(\tR\x06prefix\"!\n" +
+	"\x0fResolveResponse\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id*\xb4\x01\n" +
 	"\bJobState\x12\x19\n" +
 	"\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11JOB_STATE_PENDING\x10\x01\x12\x17\n" +
@@ -5613,7 +5840,13 @@ const file_hodei_proto_rawDesc = "" +
 	"\x16PIPELINE_STATE_RUNNING\x10\x02\x12\x1c\n" +
 	"\x18PIPELINE_STATE_COMPLETED\x10\x03\x12\x19\n" +
 	"\x15PIPELINE_STATE_FAILED\x10\x04\x12\x1c\n" +
-	"\x18PIPELINE_STATE_CANCELLED\x10\x052\x9c\x06\n" +
+	"\x18PIPELINE_STATE_CANCELLED\x10\x05*o\n" +
+	"\x06IdKind\x12\x17\n" +
+	"\x13ID_KIND_UNSPECIFIED\x10\x00\x12\x0f\n" +
+	"\vID_KIND_JOB\x10\x01\x12\x11\n" +
+	"\rID_KIND_ARRAY\x10\x02\x12\x14\n" +
+	"\x10ID_KIND_PIPELINE\x10\x03\x12\x12\n" +
+	"\x0eID_KIND_WORKER\x10\x042\xdc\x06\n" +
 	"\n" +
 	"JobService\x12;\n" +
 	"\x06Submit\x12\x17.hodei.v1.SubmitRequest\x1a\x18.hodei.v1.SubmitResponse\x12J\n" +
@@ -5627,7 +5860,8 @@ const file_hodei_proto_rawDesc = "" +
 	"\vRunPipeline\x12\x1c.hodei.v1.RunPipelineRequest\x1a\x18.hodei.v1.PipelineStatus\x12E\n" +
 	"\vGetPipeline\x12\x1c.hodei.v1.GetPipelineRequest\x1a\x18.hodei.v1.PipelineStatus\x12P\n" +
 	"\rListPipelines\x12\x1e.hodei.v1.ListPipelinesRequest\x1a\x1f.hodei.v1.ListPipelinesResponse\x12K\n" +
-	"\x0eCancelPipeline\x12\x1f.hodei.v1.CancelPipelineRequest\x1a\x18.hodei.v1.PipelineStatus2\x85\x01\n" +
+	"\x0eCancelPipeline\x12\x1f.hodei.v1.CancelPipelineRequest\x1a\x18.hodei.v1.PipelineStatus\x12>\n" +
+	"\aResolve\x12\x18.hodei.v1.ResolveRequest\x1a\x19.hodei.v1.ResolveResponse2\x85\x01\n" +
 	"\fAgentService\x12>\n" +
 	"\aConnect\x12\x16.hodei.v1.AgentMessage\x1a\x17.hodei.v1.ServerMessage(\x010\x01\x125\n" +
 	"\x04Join\x12\x15.hodei.v1.JoinRequest\x1a\x16.hodei.v1.JoinResponse2\xdd\a\n" +
@@ -5660,8 +5894,8 @@ func file_hodei_proto_rawDescGZIP() []byte {
 	return file_hodei_proto_rawDescData
 }
 
-var file_hodei_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_hodei_proto_msgTypes = make([]protoimpl.MessageInfo, 78)
+var file_hodei_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
+var file_hodei_proto_msgTypes = make([]protoimpl.MessageInfo, 80)
 var file_hodei_proto_goTypes = []any{
 	(JobState)(0),                 // 0: hodei.v1.JobState
 	(LogStream)(0),                // 1: hodei.v1.LogStream
@@ -5669,206 +5903,212 @@ var file_hodei_proto_goTypes = []any{
 	(WorkerState)(0),              // 3: hodei.v1.WorkerState
 	(BurstState)(0),               // 4: hodei.v1.BurstState
 	(PipelineState)(0),            // 5: hodei.v1.PipelineState
-	(*Resources)(nil),             // 6: hodei.v1.Resources
-	(*JobSpec)(nil),               // 7: hodei.v1.JobSpec
-	(*Usage)(nil),                 // 8: hodei.v1.Usage
-	(*Job)(nil),                   // 9: hodei.v1.Job
-	(*SubmitRequest)(nil),         // 10: hodei.v1.SubmitRequest
-	(*SubmitResponse)(nil),        // 11: hodei.v1.SubmitResponse
-	(*SubmitBatchRequest)(nil),    // 12: hodei.v1.SubmitBatchRequest
-	(*SubmitBatchResponse)(nil),   // 13: hodei.v1.SubmitBatchResponse
-	(*GetJobRequest)(nil),         // 14: hodei.v1.GetJobRequest
-	(*ListJobsRequest)(nil),       // 15: hodei.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),      // 16: hodei.v1.ListJobsResponse
-	(*CancelJobRequest)(nil),      // 17: hodei.v1.CancelJobRequest
-	(*CancelArrayRequest)(nil),    // 18: hodei.v1.CancelArrayRequest
-	(*CancelArrayResponse)(nil),   // 19: hodei.v1.CancelArrayResponse
-	(*WatchRequest)(nil),          // 20: hodei.v1.WatchRequest
-	(*JobEvent)(nil),              // 21: hodei.v1.JobEvent
-	(*LogsRequest)(nil),           // 22: hodei.v1.LogsRequest
-	(*LogData)(nil),               // 23: hodei.v1.LogData
-	(*JoinRequest)(nil),           // 24: hodei.v1.JoinRequest
-	(*JoinResponse)(nil),          // 25: hodei.v1.JoinResponse
-	(*AgentMessage)(nil),          // 26: hodei.v1.AgentMessage
-	(*ServerMessage)(nil),         // 27: hodei.v1.ServerMessage
-	(*JobRef)(nil),                // 28: hodei.v1.JobRef
-	(*Hello)(nil),                 // 29: hodei.v1.Hello
-	(*Heartbeat)(nil),             // 30: hodei.v1.Heartbeat
-	(*JobStarted)(nil),            // 31: hodei.v1.JobStarted
-	(*LogChunk)(nil),              // 32: hodei.v1.LogChunk
-	(*JobFinished)(nil),           // 33: hodei.v1.JobFinished
-	(*Welcome)(nil),               // 34: hodei.v1.Welcome
-	(*Assign)(nil),                // 35: hodei.v1.Assign
-	(*CancelJob)(nil),             // 36: hodei.v1.CancelJob
-	(*Ack)(nil),                   // 37: hodei.v1.Ack
-	(*Worker)(nil),                // 38: hodei.v1.Worker
-	(*RevokeWorkerRequest)(nil),   // 39: hodei.v1.RevokeWorkerRequest
-	(*RemoveWorkerRequest)(nil),   // 40: hodei.v1.RemoveWorkerRequest
-	(*RemoveWorkerResponse)(nil),  // 41: hodei.v1.RemoveWorkerResponse
-	(*TokenInfo)(nil),             // 42: hodei.v1.TokenInfo
-	(*CreateTokenRequest)(nil),    // 43: hodei.v1.CreateTokenRequest
-	(*CreateTokenResponse)(nil),   // 44: hodei.v1.CreateTokenResponse
-	(*ListTokensRequest)(nil),     // 45: hodei.v1.ListTokensRequest
-	(*ListTokensResponse)(nil),    // 46: hodei.v1.ListTokensResponse
-	(*RevokeTokenRequest)(nil),    // 47: hodei.v1.RevokeTokenRequest
-	(*WhoAmIRequest)(nil),         // 48: hodei.v1.WhoAmIRequest
-	(*AuditRecord)(nil),           // 49: hodei.v1.AuditRecord
-	(*AgentRecord)(nil),           // 50: hodei.v1.AgentRecord
-	(*ListAuditRequest)(nil),      // 51: hodei.v1.ListAuditRequest
-	(*ListAuditResponse)(nil),     // 52: hodei.v1.ListAuditResponse
-	(*ListWorkersRequest)(nil),    // 53: hodei.v1.ListWorkersRequest
-	(*ListWorkersResponse)(nil),   // 54: hodei.v1.ListWorkersResponse
-	(*DrainWorkerRequest)(nil),    // 55: hodei.v1.DrainWorkerRequest
-	(*SnapshotRequest)(nil),       // 56: hodei.v1.SnapshotRequest
-	(*SnapshotChunk)(nil),         // 57: hodei.v1.SnapshotChunk
-	(*Tenant)(nil),                // 58: hodei.v1.Tenant
-	(*TenantStatus)(nil),          // 59: hodei.v1.TenantStatus
-	(*SetTenantRequest)(nil),      // 60: hodei.v1.SetTenantRequest
-	(*GetTenantRequest)(nil),      // 61: hodei.v1.GetTenantRequest
-	(*ListTenantsRequest)(nil),    // 62: hodei.v1.ListTenantsRequest
-	(*ListTenantsResponse)(nil),   // 63: hodei.v1.ListTenantsResponse
-	(*DeleteTenantRequest)(nil),   // 64: hodei.v1.DeleteTenantRequest
-	(*DeleteTenantResponse)(nil),  // 65: hodei.v1.DeleteTenantResponse
-	(*MatrixAxis)(nil),            // 66: hodei.v1.MatrixAxis
-	(*PipelineStepSpec)(nil),      // 67: hodei.v1.PipelineStepSpec
-	(*PipelineSpec)(nil),          // 68: hodei.v1.PipelineSpec
-	(*Pipeline)(nil),              // 69: hodei.v1.Pipeline
-	(*PipelineStatus)(nil),        // 70: hodei.v1.PipelineStatus
-	(*RunPipelineRequest)(nil),    // 71: hodei.v1.RunPipelineRequest
-	(*GetPipelineRequest)(nil),    // 72: hodei.v1.GetPipelineRequest
-	(*ListPipelinesRequest)(nil),  // 73: hodei.v1.ListPipelinesRequest
-	(*ListPipelinesResponse)(nil), // 74: hodei.v1.ListPipelinesResponse
-	(*CancelPipelineRequest)(nil), // 75: hodei.v1.CancelPipelineRequest
-	nil,                           // 76: hodei.v1.JobSpec.LabelsEntry
-	nil,                           // 77: hodei.v1.JobSpec.EnvEntry
-	nil,                           // 78: hodei.v1.JobSpec.SecretEnvEntry
-	nil,                           // 79: hodei.v1.JobSpec.SelectorEntry
-	nil,                           // 80: hodei.v1.ListJobsRequest.LabelsEntry
-	nil,                           // 81: hodei.v1.Hello.LabelsEntry
-	nil,                           // 82: hodei.v1.Worker.LabelsEntry
-	(*Pipeline_Step)(nil),         // 83: hodei.v1.Pipeline.Step
+	(IdKind)(0),                   // 6: hodei.v1.IdKind
+	(*Resources)(nil),             // 7: hodei.v1.Resources
+	(*JobSpec)(nil),               // 8: hodei.v1.JobSpec
+	(*Usage)(nil),                 // 9: hodei.v1.Usage
+	(*Job)(nil),                   // 10: hodei.v1.Job
+	(*SubmitRequest)(nil),         // 11: hodei.v1.SubmitRequest
+	(*SubmitResponse)(nil),        // 12: hodei.v1.SubmitResponse
+	(*SubmitBatchRequest)(nil),    // 13: hodei.v1.SubmitBatchRequest
+	(*SubmitBatchResponse)(nil),   // 14: hodei.v1.SubmitBatchResponse
+	(*GetJobRequest)(nil),         // 15: hodei.v1.GetJobRequest
+	(*ListJobsRequest)(nil),       // 16: hodei.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),      // 17: hodei.v1.ListJobsResponse
+	(*CancelJobRequest)(nil),      // 18: hodei.v1.CancelJobRequest
+	(*CancelArrayRequest)(nil),    // 19: hodei.v1.CancelArrayRequest
+	(*CancelArrayResponse)(nil),   // 20: hodei.v1.CancelArrayResponse
+	(*WatchRequest)(nil),          // 21: hodei.v1.WatchRequest
+	(*JobEvent)(nil),              // 22: hodei.v1.JobEvent
+	(*LogsRequest)(nil),           // 23: hodei.v1.LogsRequest
+	(*LogData)(nil),               // 24: hodei.v1.LogData
+	(*JoinRequest)(nil),           // 25: hodei.v1.JoinRequest
+	(*JoinResponse)(nil),          // 26: hodei.v1.JoinResponse
+	(*AgentMessage)(nil),          // 27: hodei.v1.AgentMessage
+	(*ServerMessage)(nil),         // 28: hodei.v1.ServerMessage
+	(*JobRef)(nil),                // 29: hodei.v1.JobRef
+	(*Hello)(nil),                 // 30: hodei.v1.Hello
+	(*Heartbeat)(nil),             // 31: hodei.v1.Heartbeat
+	(*JobStarted)(nil),            // 32: hodei.v1.JobStarted
+	(*LogChunk)(nil),              // 33: hodei.v1.LogChunk
+	(*JobFinished)(nil),           // 34: hodei.v1.JobFinished
+	(*Welcome)(nil),               // 35: hodei.v1.Welcome
+	(*Assign)(nil),                // 36: hodei.v1.Assign
+	(*CancelJob)(nil),             // 37: hodei.v1.CancelJob
+	(*Ack)(nil),                   // 38: hodei.v1.Ack
+	(*Worker)(nil),                // 39: hodei.v1.Worker
+	(*RevokeWorkerRequest)(nil),   // 40: hodei.v1.RevokeWorkerRequest
+	(*RemoveWorkerRequest)(nil),   // 41: hodei.v1.RemoveWorkerRequest
+	(*RemoveWorkerResponse)(nil),  // 42: hodei.v1.RemoveWorkerResponse
+	(*TokenInfo)(nil),             // 43: hodei.v1.TokenInfo
+	(*CreateTokenRequest)(nil),    // 44: hodei.v1.CreateTokenRequest
+	(*CreateTokenResponse)(nil),   // 45: hodei.v1.CreateTokenResponse
+	(*ListTokensRequest)(nil),     // 46: hodei.v1.ListTokensRequest
+	(*ListTokensResponse)(nil),    // 47: hodei.v1.ListTokensResponse
+	(*RevokeTokenRequest)(nil),    // 48: hodei.v1.RevokeTokenRequest
+	(*WhoAmIRequest)(nil),         // 49: hodei.v1.WhoAmIRequest
+	(*AuditRecord)(nil),           // 50: hodei.v1.AuditRecord
+	(*AgentRecord)(nil),           // 51: hodei.v1.AgentRecord
+	(*ListAuditRequest)(nil),      // 52: hodei.v1.ListAuditRequest
+	(*ListAuditResponse)(nil),     // 53: hodei.v1.ListAuditResponse
+	(*ListWorkersRequest)(nil),    // 54: hodei.v1.ListWorkersRequest
+	(*ListWorkersResponse)(nil),   // 55: hodei.v1.ListWorkersResponse
+	(*DrainWorkerRequest)(nil),    // 56: hodei.v1.DrainWorkerRequest
+	(*SnapshotRequest)(nil),       // 57: hodei.v1.SnapshotRequest
+	(*SnapshotChunk)(nil),         // 58: hodei.v1.SnapshotChunk
+	(*Tenant)(nil),                // 59: hodei.v1.Tenant
+	(*TenantStatus)(nil),          // 60: hodei.v1.TenantStatus
+	(*SetTenantRequest)(nil),      // 61: hodei.v1.SetTenantRequest
+	(*GetTenantRequest)(nil),      // 62: hodei.v1.GetTenantRequest
+	(*ListTenantsRequest)(nil),    // 63: hodei.v1.ListTenantsRequest
+	(*ListTenantsResponse)(nil),   // 64: hodei.v1.ListTenantsResponse
+	(*DeleteTenantRequest)(nil),   // 65: hodei.v1.DeleteTenantRequest
+	(*DeleteTenantResponse)(nil),  // 66: hodei.v1.DeleteTenantResponse
+	(*MatrixAxis)(nil),            // 67: hodei.v1.MatrixAxis
+	(*PipelineStepSpec)(nil),      // 68: hodei.v1.PipelineStepSpec
+	(*PipelineSpec)(nil),          // 69: hodei.v1.PipelineSpec
+	(*Pipeline)(nil),              // 70: hodei.v1.Pipeline
+	(*PipelineStatus)(nil),        // 71: hodei.v1.PipelineStatus
+	(*RunPipelineRequest)(nil),    // 72: hodei.v1.RunPipelineRequest
+	(*GetPipelineRequest)(nil),    // 73: hodei.v1.GetPipelineRequest
+	(*ListPipelinesRequest)(nil),  // 74: hodei.v1.ListPipelinesRequest
+	(*ListPipelinesResponse)(nil), // 75: hodei.v1.ListPipelinesResponse
+	(*CancelPipelineRequest)(nil), // 76: hodei.v1.CancelPipelineRequest
+	(*ResolveRequest)(nil),        // 77: hodei.v1.ResolveRequest
+	(*ResolveResponse)(nil),       // 78: hodei.v1.ResolveResponse
+	nil,                           // 79: hodei.v1.JobSpec.LabelsEntry
+	nil,                           // 80: hodei.v1.JobSpec.EnvEntry
+	nil,                           // 81: hodei.v1.JobSpec.SecretEnvEntry
+	nil,                           // 82: hodei.v1.JobSpec.SelectorEntry
+	nil,                           // 83: hodei.v1.ListJobsRequest.LabelsEntry
+	nil,                           // 84: hodei.v1.Hello.LabelsEntry
+	nil,                           // 85: hodei.v1.Worker.LabelsEntry
+	(*Pipeline_Step)(nil),         // 86: hodei.v1.Pipeline.Step
 }
 var file_hodei_proto_depIdxs = []int32{
-	76, // 0: hodei.v1.JobSpec.labels:type_name -> hodei.v1.JobSpec.LabelsEntry
-	77, // 1: hodei.v1.JobSpec.env:type_name -> hodei.v1.JobSpec.EnvEntry
-	78, // 2: hodei.v1.JobSpec.secret_env:type_name -> hodei.v1.JobSpec.SecretEnvEntry
-	6,  // 3: hodei.v1.JobSpec.resources:type_name -> hodei.v1.Resources
-	79, // 4: hodei.v1.JobSpec.selector:type_name -> hodei.v1.JobSpec.SelectorEntry
-	7,  // 5: hodei.v1.Job.spec:type_name -> hodei.v1.JobSpec
+	79, // 0: hodei.v1.JobSpec.labels:type_name -> hodei.v1.JobSpec.LabelsEntry
+	80, // 1: hodei.v1.JobSpec.env:type_name -> hodei.v1.JobSpec.EnvEntry
+	81, // 2: hodei.v1.JobSpec.secret_env:type_name -> hodei.v1.JobSpec.SecretEnvEntry
+	7,  // 3: hodei.v1.JobSpec.resources:type_name -> hodei.v1.Resources
+	82, // 4: hodei.v1.JobSpec.selector:type_name -> hodei.v1.JobSpec.SelectorEntry
+	8,  // 5: hodei.v1.Job.spec:type_name -> hodei.v1.JobSpec
 	0,  // 6: hodei.v1.Job.state:type_name -> hodei.v1.JobState
-	8,  // 7: hodei.v1.Job.usage:type_name -> hodei.v1.Usage
-	7,  // 8: hodei.v1.SubmitRequest.spec:type_name -> hodei.v1.JobSpec
-	7,  // 9: hodei.v1.SubmitBatchRequest.specs:type_name -> hodei.v1.JobSpec
+	9,  // 7: hodei.v1.Job.usage:type_name -> hodei.v1.Usage
+	8,  // 8: hodei.v1.SubmitRequest.spec:type_name -> hodei.v1.JobSpec
+	8,  // 9: hodei.v1.SubmitBatchRequest.specs:type_name -> hodei.v1.JobSpec
 	0,  // 10: hodei.v1.ListJobsRequest.state:type_name -> hodei.v1.JobState
-	80, // 11: hodei.v1.ListJobsRequest.labels:type_name -> hodei.v1.ListJobsRequest.LabelsEntry
-	9,  // 12: hodei.v1.ListJobsResponse.jobs:type_name -> hodei.v1.Job
-	9,  // 13: hodei.v1.JobEvent.job:type_name -> hodei.v1.Job
+	83, // 11: hodei.v1.ListJobsRequest.labels:type_name -> hodei.v1.ListJobsRequest.LabelsEntry
+	10, // 12: hodei.v1.ListJobsResponse.jobs:type_name -> hodei.v1.Job
+	10, // 13: hodei.v1.JobEvent.job:type_name -> hodei.v1.Job
 	1,  // 14: hodei.v1.LogsRequest.stream:type_name -> hodei.v1.LogStream
-	29, // 15: hodei.v1.AgentMessage.hello:type_name -> hodei.v1.Hello
-	30, // 16: hodei.v1.AgentMessage.heartbeat:type_name -> hodei.v1.Heartbeat
-	31, // 17: hodei.v1.AgentMessage.started:type_name -> hodei.v1.JobStarted
-	32, // 18: hodei.v1.AgentMessage.log:type_name -> hodei.v1.LogChunk
-	33, // 19: hodei.v1.AgentMessage.finished:type_name -> hodei.v1.JobFinished
-	34, // 20: hodei.v1.ServerMessage.welcome:type_name -> hodei.v1.Welcome
-	35, // 21: hodei.v1.ServerMessage.assign:type_name -> hodei.v1.Assign
-	36, // 22: hodei.v1.ServerMessage.cancel:type_name -> hodei.v1.CancelJob
-	37, // 23: hodei.v1.ServerMessage.ack:type_name -> hodei.v1.Ack
-	81, // 24: hodei.v1.Hello.labels:type_name -> hodei.v1.Hello.LabelsEntry
-	6,  // 25: hodei.v1.Hello.capacity:type_name -> hodei.v1.Resources
-	28, // 26: hodei.v1.Hello.running:type_name -> hodei.v1.JobRef
-	33, // 27: hodei.v1.Hello.finished:type_name -> hodei.v1.JobFinished
-	28, // 28: hodei.v1.Heartbeat.running:type_name -> hodei.v1.JobRef
+	30, // 15: hodei.v1.AgentMessage.hello:type_name -> hodei.v1.Hello
+	31, // 16: hodei.v1.AgentMessage.heartbeat:type_name -> hodei.v1.Heartbeat
+	32, // 17: hodei.v1.AgentMessage.started:type_name -> hodei.v1.JobStarted
+	33, // 18: hodei.v1.AgentMessage.log:type_name -> hodei.v1.LogChunk
+	34, // 19: hodei.v1.AgentMessage.finished:type_name -> hodei.v1.JobFinished
+	35, // 20: hodei.v1.ServerMessage.welcome:type_name -> hodei.v1.Welcome
+	36, // 21: hodei.v1.ServerMessage.assign:type_name -> hodei.v1.Assign
+	37, // 22: hodei.v1.ServerMessage.cancel:type_name -> hodei.v1.CancelJob
+	38, // 23: hodei.v1.ServerMessage.ack:type_name -> hodei.v1.Ack
+	84, // 24: hodei.v1.Hello.labels:type_name -> hodei.v1.Hello.LabelsEntry
+	7,  // 25: hodei.v1.Hello.capacity:type_name -> hodei.v1.Resources
+	29, // 26: hodei.v1.Hello.running:type_name -> hodei.v1.JobRef
+	34, // 27: hodei.v1.Hello.finished:type_name -> hodei.v1.JobFinished
+	29, // 28: hodei.v1.Heartbeat.running:type_name -> hodei.v1.JobRef
 	1,  // 29: hodei.v1.LogChunk.stream:type_name -> hodei.v1.LogStream
 	2,  // 30: hodei.v1.JobFinished.outcome:type_name -> hodei.v1.Outcome
-	8,  // 31: hodei.v1.JobFinished.usage:type_name -> hodei.v1.Usage
-	9,  // 32: hodei.v1.Assign.job:type_name -> hodei.v1.Job
+	9,  // 31: hodei.v1.JobFinished.usage:type_name -> hodei.v1.Usage
+	10, // 32: hodei.v1.Assign.job:type_name -> hodei.v1.Job
 	1,  // 33: hodei.v1.Ack.stream:type_name -> hodei.v1.LogStream
-	82, // 34: hodei.v1.Worker.labels:type_name -> hodei.v1.Worker.LabelsEntry
+	85, // 34: hodei.v1.Worker.labels:type_name -> hodei.v1.Worker.LabelsEntry
 	3,  // 35: hodei.v1.Worker.state:type_name -> hodei.v1.WorkerState
-	6,  // 36: hodei.v1.Worker.capacity:type_name -> hodei.v1.Resources
-	6,  // 37: hodei.v1.Worker.allocated:type_name -> hodei.v1.Resources
-	42, // 38: hodei.v1.CreateTokenResponse.info:type_name -> hodei.v1.TokenInfo
-	42, // 39: hodei.v1.ListTokensResponse.tokens:type_name -> hodei.v1.TokenInfo
-	49, // 40: hodei.v1.ListAuditResponse.records:type_name -> hodei.v1.AuditRecord
-	38, // 41: hodei.v1.ListWorkersResponse.workers:type_name -> hodei.v1.Worker
-	6,  // 42: hodei.v1.Tenant.max_running:type_name -> hodei.v1.Resources
-	58, // 43: hodei.v1.TenantStatus.tenant:type_name -> hodei.v1.Tenant
-	6,  // 44: hodei.v1.TenantStatus.pending:type_name -> hodei.v1.Resources
-	6,  // 45: hodei.v1.TenantStatus.running:type_name -> hodei.v1.Resources
+	7,  // 36: hodei.v1.Worker.capacity:type_name -> hodei.v1.Resources
+	7,  // 37: hodei.v1.Worker.allocated:type_name -> hodei.v1.Resources
+	43, // 38: hodei.v1.CreateTokenResponse.info:type_name -> hodei.v1.TokenInfo
+	43, // 39: hodei.v1.ListTokensResponse.tokens:type_name -> hodei.v1.TokenInfo
+	50, // 40: hodei.v1.ListAuditResponse.records:type_name -> hodei.v1.AuditRecord
+	39, // 41: hodei.v1.ListWorkersResponse.workers:type_name -> hodei.v1.Worker
+	7,  // 42: hodei.v1.Tenant.max_running:type_name -> hodei.v1.Resources
+	59, // 43: hodei.v1.TenantStatus.tenant:type_name -> hodei.v1.Tenant
+	7,  // 44: hodei.v1.TenantStatus.pending:type_name -> hodei.v1.Resources
+	7,  // 45: hodei.v1.TenantStatus.running:type_name -> hodei.v1.Resources
 	4,  // 46: hodei.v1.TenantStatus.burst_state:type_name -> hodei.v1.BurstState
-	58, // 47: hodei.v1.SetTenantRequest.tenant:type_name -> hodei.v1.Tenant
-	59, // 48: hodei.v1.ListTenantsResponse.tenants:type_name -> hodei.v1.TenantStatus
-	7,  // 49: hodei.v1.PipelineStepSpec.spec:type_name -> hodei.v1.JobSpec
-	66, // 50: hodei.v1.PipelineStepSpec.matrix:type_name -> hodei.v1.MatrixAxis
-	7,  // 51: hodei.v1.PipelineSpec.defaults:type_name -> hodei.v1.JobSpec
-	67, // 52: hodei.v1.PipelineSpec.steps:type_name -> hodei.v1.PipelineStepSpec
-	83, // 53: hodei.v1.Pipeline.steps:type_name -> hodei.v1.Pipeline.Step
-	69, // 54: hodei.v1.PipelineStatus.pipeline:type_name -> hodei.v1.Pipeline
+	59, // 47: hodei.v1.SetTenantRequest.tenant:type_name -> hodei.v1.Tenant
+	60, // 48: hodei.v1.ListTenantsResponse.tenants:type_name -> hodei.v1.TenantStatus
+	8,  // 49: hodei.v1.PipelineStepSpec.spec:type_name -> hodei.v1.JobSpec
+	67, // 50: hodei.v1.PipelineStepSpec.matrix:type_name -> hodei.v1.MatrixAxis
+	8,  // 51: hodei.v1.PipelineSpec.defaults:type_name -> hodei.v1.JobSpec
+	68, // 52: hodei.v1.PipelineSpec.steps:type_name -> hodei.v1.PipelineStepSpec
+	86, // 53: hodei.v1.Pipeline.steps:type_name -> hodei.v1.Pipeline.Step
+	70, // 54: hodei.v1.PipelineStatus.pipeline:type_name -> hodei.v1.Pipeline
 	5,  // 55: hodei.v1.PipelineStatus.state:type_name -> hodei.v1.PipelineState
-	9,  // 56: hodei.v1.PipelineStatus.jobs:type_name -> hodei.v1.Job
-	68, // 57: hodei.v1.RunPipelineRequest.spec:type_name -> hodei.v1.PipelineSpec
-	70, // 58: hodei.v1.ListPipelinesResponse.pipelines:type_name -> hodei.v1.PipelineStatus
-	10, // 59: hodei.v1.JobService.Submit:input_type -> hodei.v1.SubmitRequest
-	12, // 60: hodei.v1.JobService.SubmitBatch:input_type -> hodei.v1.SubmitBatchRequest
-	14, // 61: hodei.v1.JobService.Get:input_type -> hodei.v1.GetJobRequest
-	15, // 62: hodei.v1.JobService.List:input_type -> hodei.v1.ListJobsRequest
-	17, // 63: hodei.v1.JobService.Cancel:input_type -> hodei.v1.CancelJobRequest
-	20, // 64: hodei.v1.JobService.Watch:input_type -> hodei.v1.WatchRequest
-	22, // 65: hodei.v1.JobService.Logs:input_type -> hodei.v1.LogsRequest
-	18, // 66: hodei.v1.JobService.CancelArray:input_type -> hodei.v1.CancelArrayRequest
-	71, // 67: hodei.v1.JobService.RunPipeline:input_type -> hodei.v1.RunPipelineRequest
-	72, // 68: hodei.v1.JobService.GetPipeline:input_type -> hodei.v1.GetPipelineRequest
-	73, // 69: hodei.v1.JobService.ListPipelines:input_type -> hodei.v1.ListPipelinesRequest
-	75, // 70: hodei.v1.JobService.CancelPipeline:input_type -> hodei.v1.CancelPipelineRequest
-	26, // 71: hodei.v1.AgentService.Connect:input_type -> hodei.v1.AgentMessage
-	24, // 72: hodei.v1.AgentService.Join:input_type -> hodei.v1.JoinRequest
-	53, // 73: hodei.v1.AdminService.ListWorkers:input_type -> hodei.v1.ListWorkersRequest
-	55, // 74: hodei.v1.AdminService.DrainWorker:input_type -> hodei.v1.DrainWorkerRequest
-	56, // 75: hodei.v1.AdminService.Snapshot:input_type -> hodei.v1.SnapshotRequest
-	60, // 76: hodei.v1.AdminService.SetTenant:input_type -> hodei.v1.SetTenantRequest
-	61, // 77: hodei.v1.AdminService.GetTenant:input_type -> hodei.v1.GetTenantRequest
-	62, // 78: hodei.v1.AdminService.ListTenants:input_type -> hodei.v1.ListTenantsRequest
-	64, // 79: hodei.v1.AdminService.DeleteTenant:input_type -> hodei.v1.DeleteTenantRequest
-	39, // 80: hodei.v1.AdminService.RevokeWorker:input_type -> hodei.v1.RevokeWorkerRequest
-	40, // 81: hodei.v1.AdminService.RemoveWorker:input_type -> hodei.v1.RemoveWorkerRequest
-	43, // 82: hodei.v1.AdminService.CreateToken:input_type -> hodei.v1.CreateTokenRequest
-	45, // 83: hodei.v1.AdminService.ListTokens:input_type -> hodei.v1.ListTokensRequest
-	47, // 84: hodei.v1.AdminService.RevokeToken:input_type -> hodei.v1.RevokeTokenRequest
-	48, // 85: hodei.v1.AdminService.WhoAmI:input_type -> hodei.v1.WhoAmIRequest
-	51, // 86: hodei.v1.AdminService.ListAudit:input_type -> hodei.v1.ListAuditRequest
-	11, // 87: hodei.v1.JobService.Submit:output_type -> hodei.v1.SubmitResponse
-	13, // 88: hodei.v1.JobService.SubmitBatch:output_type -> hodei.v1.SubmitBatchResponse
-	9,  // 89: hodei.v1.JobService.Get:output_type -> hodei.v1.Job
-	16, // 90: hodei.v1.JobService.List:output_type -> hodei.v1.ListJobsResponse
-	9,  // 91: hodei.v1.JobService.Cancel:output_type -> hodei.v1.Job
-	21, // 92: hodei.v1.JobService.Watch:output_type -> hodei.v1.JobEvent
-	23, // 93: hodei.v1.JobService.Logs:output_type -> hodei.v1.LogData
-	19, // 94: hodei.v1.JobService.CancelArray:output_type -> hodei.v1.CancelArrayResponse
-	70, // 95: hodei.v1.JobService.RunPipeline:output_type -> hodei.v1.PipelineStatus
-	70, // 96: hodei.v1.JobService.GetPipeline:output_type -> hodei.v1.PipelineStatus
-	74, // 97: hodei.v1.JobService.ListPipelines:output_type -> hodei.v1.ListPipelinesResponse
-	70, // 98: hodei.v1.JobService.CancelPipeline:output_type -> hodei.v1.PipelineStatus
-	27, // 99: hodei.v1.AgentService.Connect:output_type -> hodei.v1.ServerMessage
-	25, // 100: hodei.v1.AgentService.Join:output_type -> hodei.v1.JoinResponse
-	54, // 101: hodei.v1.AdminService.ListWorkers:output_type -> hodei.v1.ListWorkersResponse
-	38, // 102: hodei.v1.AdminService.DrainWorker:output_type -> hodei.v1.Worker
-	57, // 103: hodei.v1.AdminService.Snapshot:output_type -> hodei.v1.SnapshotChunk
-	59, // 104: hodei.v1.AdminService.SetTenant:output_type -> hodei.v1.TenantStatus
-	59, // 105: hodei.v1.AdminService.GetTenant:output_type -> hodei.v1.TenantStatus
-	63, // 106: hodei.v1.AdminService.ListTenants:output_type -> hodei.v1.ListTenantsResponse
-	65, // 107: hodei.v1.AdminService.DeleteTenant:output_type -> hodei.v1.DeleteTenantResponse
-	38, // 108: hodei.v1.AdminService.RevokeWorker:output_type -> hodei.v1.Worker
-	41, // 109: hodei.v1.AdminService.RemoveWorker:output_type -> hodei.v1.RemoveWorkerResponse
-	44, // 110: hodei.v1.AdminService.CreateToken:output_type -> hodei.v1.CreateTokenResponse
-	46, // 111: hodei.v1.AdminService.ListTokens:output_type -> hodei.v1.ListTokensResponse
-	42, // 112: hodei.v1.AdminService.RevokeToken:output_type -> hodei.v1.TokenInfo
-	42, // 113: hodei.v1.AdminService.WhoAmI:output_type -> hodei.v1.TokenInfo
-	52, // 114: hodei.v1.AdminService.ListAudit:output_type -> hodei.v1.ListAuditResponse
-	87, // [87:115] is the sub-list for method output_type
-	59, // [59:87] is the sub-list for method input_type
-	59, // [59:59] is the sub-list for extension type_name
-	59, // [59:59] is the sub-list for extension extendee
-	0,  // [0:59] is the sub-list for field type_name
+	10, // 56: hodei.v1.PipelineStatus.jobs:type_name -> hodei.v1.Job
+	69, // 57: hodei.v1.RunPipelineRequest.spec:type_name -> hodei.v1.PipelineSpec
+	71, // 58: hodei.v1.ListPipelinesResponse.pipelines:type_name -> hodei.v1.PipelineStatus
+	6,  // 59: hodei.v1.ResolveRequest.kind:type_name -> hodei.v1.IdKind
+	11, // 60: hodei.v1.JobService.Submit:input_type -> hodei.v1.SubmitRequest
+	13, // 61: hodei.v1.JobService.SubmitBatch:input_type -> hodei.v1.SubmitBatchRequest
+	15, // 62: hodei.v1.JobService.Get:input_type -> hodei.v1.GetJobRequest
+	16, // 63: hodei.v1.JobService.List:input_type -> hodei.v1.ListJobsRequest
+	18, // 64: hodei.v1.JobService.Cancel:input_type -> hodei.v1.CancelJobRequest
+	21, // 65: hodei.v1.JobService.Watch:input_type -> hodei.v1.WatchRequest
+	23, // 66: hodei.v1.JobService.Logs:input_type -> hodei.v1.LogsRequest
+	19, // 67: hodei.v1.JobService.CancelArray:input_type -> hodei.v1.CancelArrayRequest
+	72, // 68: hodei.v1.JobService.RunPipeline:input_type -> hodei.v1.RunPipelineRequest
+	73, // 69: hodei.v1.JobService.GetPipeline:input_type -> hodei.v1.GetPipelineRequest
+	74, // 70: hodei.v1.JobService.ListPipelines:input_type -> hodei.v1.ListPipelinesRequest
+	76, // 71: hodei.v1.JobService.CancelPipeline:input_type -> hodei.v1.CancelPipelineRequest
+	77, // 72: hodei.v1.JobService.Resolve:input_type -> hodei.v1.ResolveRequest
+	27, // 73: hodei.v1.AgentService.Connect:input_type -> hodei.v1.AgentMessage
+	25, // 74: hodei.v1.AgentService.Join:input_type -> hodei.v1.JoinRequest
+	54, // 75: hodei.v1.AdminService.ListWorkers:input_type -> hodei.v1.ListWorkersRequest
+	56, // 76: hodei.v1.AdminService.DrainWorker:input_type -> hodei.v1.DrainWorkerRequest
+	57, // 77: hodei.v1.AdminService.Snapshot:input_type -> hodei.v1.SnapshotRequest
+	61, // 78: hodei.v1.AdminService.SetTenant:input_type -> hodei.v1.SetTenantRequest
+	62, // 79: hodei.v1.AdminService.GetTenant:input_type -> hodei.v1.GetTenantRequest
+	63, // 80: hodei.v1.AdminService.ListTenants:input_type -> hodei.v1.ListTenantsRequest
+	65, // 81: hodei.v1.AdminService.DeleteTenant:input_type -> hodei.v1.DeleteTenantRequest
+	40, // 82: hodei.v1.AdminService.RevokeWorker:input_type -> hodei.v1.RevokeWorkerRequest
+	41, // 83: hodei.v1.AdminService.RemoveWorker:input_type -> hodei.v1.RemoveWorkerRequest
+	44, // 84: hodei.v1.AdminService.CreateToken:input_type -> hodei.v1.CreateTokenRequest
+	46, // 85: hodei.v1.AdminService.ListTokens:input_type -> hodei.v1.ListTokensRequest
+	48, // 86: hodei.v1.AdminService.RevokeToken:input_type -> hodei.v1.RevokeTokenRequest
+	49, // 87: hodei.v1.AdminService.WhoAmI:input_type -> hodei.v1.WhoAmIRequest
+	52, // 88: hodei.v1.AdminService.ListAudit:input_type -> hodei.v1.ListAuditRequest
+	12, // 89: hodei.v1.JobService.Submit:output_type -> hodei.v1.SubmitResponse
+	14, // 90: hodei.v1.JobService.SubmitBatch:output_type -> hodei.v1.SubmitBatchResponse
+	10, // 91: hodei.v1.JobService.Get:output_type -> hodei.v1.Job
+	17, // 92: hodei.v1.JobService.List:output_type -> hodei.v1.ListJobsResponse
+	10, // 93: hodei.v1.JobService.Cancel:output_type -> hodei.v1.Job
+	22, // 94: hodei.v1.JobService.Watch:output_type -> hodei.v1.JobEvent
+	24, // 95: hodei.v1.JobService.Logs:output_type -> hodei.v1.LogData
+	20, // 96: hodei.v1.JobService.CancelArray:output_type -> hodei.v1.CancelArrayResponse
+	71, // 97: hodei.v1.JobService.RunPipeline:output_type -> hodei.v1.PipelineStatus
+	71, // 98: hodei.v1.JobService.GetPipeline:output_type -> hodei.v1.PipelineStatus
+	75, // 99: hodei.v1.JobService.ListPipelines:output_type -> hodei.v1.ListPipelinesResponse
+	71, // 100: hodei.v1.JobService.CancelPipeline:output_type -> hodei.v1.PipelineStatus
+	78, // 101: hodei.v1.JobService.Resolve:output_type -> hodei.v1.ResolveResponse
+	28, // 102: hodei.v1.AgentService.Connect:output_type -> hodei.v1.ServerMessage
+	26, // 103: hodei.v1.AgentService.Join:output_type -> hodei.v1.JoinResponse
+	55, // 104: hodei.v1.AdminService.ListWorkers:output_type -> hodei.v1.ListWorkersResponse
+	39, // 105: hodei.v1.AdminService.DrainWorker:output_type -> hodei.v1.Worker
+	58, // 106: hodei.v1.AdminService.Snapshot:output_type -> hodei.v1.SnapshotChunk
+	60, // 107: hodei.v1.AdminService.SetTenant:output_type -> hodei.v1.TenantStatus
+	60, // 108: hodei.v1.AdminService.GetTenant:output_type -> hodei.v1.TenantStatus
+	64, // 109: hodei.v1.AdminService.ListTenants:output_type -> hodei.v1.ListTenantsResponse
+	66, // 110: hodei.v1.AdminService.DeleteTenant:output_type -> hodei.v1.DeleteTenantResponse
+	39, // 111: hodei.v1.AdminService.RevokeWorker:output_type -> hodei.v1.Worker
+	42, // 112: hodei.v1.AdminService.RemoveWorker:output_type -> hodei.v1.RemoveWorkerResponse
+	45, // 113: hodei.v1.AdminService.CreateToken:output_type -> hodei.v1.CreateTokenResponse
+	47, // 114: hodei.v1.AdminService.ListTokens:output_type -> hodei.v1.ListTokensResponse
+	43, // 115: hodei.v1.AdminService.RevokeToken:output_type -> hodei.v1.TokenInfo
+	43, // 116: hodei.v1.AdminService.WhoAmI:output_type -> hodei.v1.TokenInfo
+	53, // 117: hodei.v1.AdminService.ListAudit:output_type -> hodei.v1.ListAuditResponse
+	89, // [89:118] is the sub-list for method output_type
+	60, // [60:89] is the sub-list for method input_type
+	60, // [60:60] is the sub-list for extension type_name
+	60, // [60:60] is the sub-list for extension extendee
+	0,  // [0:60] is the sub-list for field type_name
 }
 
 func init() { file_hodei_proto_init() }
@@ -5895,8 +6135,8 @@ func file_hodei_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hodei_proto_rawDesc), len(file_hodei_proto_rawDesc)),
-			NumEnums:      6,
-			NumMessages:   78,
+			NumEnums:      7,
+			NumMessages:   80,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

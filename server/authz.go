@@ -35,6 +35,7 @@ var methodRules = map[string]rule{
 	pb.JobService_GetPipeline_FullMethodName:    {perm: auth.ReadJobs},
 	pb.JobService_ListPipelines_FullMethodName:  {perm: auth.ReadJobs},
 	pb.JobService_CancelPipeline_FullMethodName: {perm: auth.Cancel, audited: true},
+	pb.JobService_Resolve_FullMethodName:        {perm: auth.ReadJobs}, // workers: also ManageWorkers, in the handler
 
 	pb.AgentService_Connect_FullMethodName: {perm: auth.RunJobs, audited: true},
 	pb.AgentService_Join_FullMethodName:    {perm: auth.Join, audited: true},
