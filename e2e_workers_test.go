@@ -48,7 +48,7 @@ func TestWorkersAfterRestartAndRemove(t *testing.T) {
 		holder, idle = stays, gone
 	}
 	wantRefused(t, addr, "stop its agent first", "workers", "rm", holder.id)
-	wantRefused(t, addr, "not found", "workers", "rm", "no-such-worker")
+	wantRefused(t, addr, `worker id starts with "no-such-worker"`, "workers", "rm", "no-such-worker")
 
 	// The server goes first, so that the job is still RUNNING on disk;
 	// then the agent that ran it.
