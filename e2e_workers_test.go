@@ -73,5 +73,5 @@ func TestWorkersAfterRestartAndRemove(t *testing.T) {
 	if ws := workersJSON(t, addr); len(ws) != 1 || ws[idle.id] != "READY" {
 		t.Fatalf("workers after rm: %v, want only %s", ws, idle.id)
 	}
-	wantRefused(t, addr, "not found", "workers", "rm", holder.id)
+	wantRefused(t, addr, `no worker id starts with "`+holder.id+`"`, "workers", "rm", holder.id)
 }
