@@ -222,13 +222,8 @@ func locateChunk(c *bolt.Cursor, seek []byte, plen int) (key, val, next []byte) 
 		return k, v, next
 	}
 	// k is the first key after id, or nil; the chunk before it holds id
-	// when it is of the value. (At the first key, Prev returns nil.)
-	var pk, pv []byte
-	if k == nil {
-		pk, pv = c.Last()
-	} else {
-		pk, pv = c.Prev()
-	}
+	// when it is of the value.
+	pk, pv := keyBefore(c, k)
 	switch {
 	case pk != nil && bytes.HasPrefix(pk, prefix):
 		return pk, pv, k
@@ -239,6 +234,35 @@ func locateChunk(c *bolt.Cursor, seek []byte, plen int) (key, val, next []byte) 
 		return k, v, next
 	}
 	return nil, nil, nil
+}
+
+// keyBefore moves c back from k, the key it is at (nil: past the last
+// one), and returns the key before it, or nil when there is none. In a
+// write transaction bbolt's cursor can step into a leaf whose keys the
+// transaction deleted (it is merged away only at the commit): Last then
+// never returns when every leaf is such, and Prev returns nil although
+// earlier keys exist. So a nil is checked against First, and only when
+// an emptied leaf was in the way does keyBefore walk forward from the
+// first key.
+func keyBefore(c *bolt.Cursor, k []byte) (pk, pv []byte) {
+	if k == nil {
+		if first, _ := c.First(); first == nil {
+			return nil, nil // the bucket is empty
+		}
+		return c.Last()
+	}
+	if pk, pv = c.Prev(); pk != nil {
+		return pk, pv
+	}
+	first, fv := c.First()
+	if first == nil || bytes.Compare(first, k) >= 0 {
+		return nil, nil // k is the first key
+	}
+	pk, pv = first, fv
+	for nk, nv := c.Next(); nk != nil && bytes.Compare(nk, k) < 0; nk, nv = c.Next() {
+		pk, pv = nk, nv
+	}
+	return pk, pv
 }
 
 // mergeChunk applies ops (in id order) to ids (in id order): an add inserts
