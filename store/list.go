@@ -387,6 +387,22 @@ func (p *listPlan) indexed(tx *bolt.Tx, id []byte) bool {
 	return true
 }
 
+// countRun counts the ids of one value (prefix) of an index bucket,
+// reading its chunks without decoding the ids, and stops once it passed
+// limit.
+func countRun(b *bolt.Bucket, prefix []byte, limit int) (int, error) {
+	c := b.Cursor()
+	n := 0
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && n <= limit; k, v = c.Next() {
+		m, err := chunkLen(v)
+		if err != nil {
+			return 0, fmt.Errorf("chunk %q: %w", k, err)
+		}
+		n += m
+	}
+	return n, nil
+}
+
 // count counts the plan's jobs in tx, across all pages, spending at most
 // budget units (countID, countProbe, countRead). The runs of a plan are
 // disjoint (one index's values), so it counts each on its own, without
@@ -452,8 +468,21 @@ func (p *listPlan) count(ctx context.Context, tx *bolt.Tx, budget int) (n int, e
 	if p.sources == nil {
 		walkJobs(jobs.Cursor(), nil, desc, func(k, v []byte) bool { return take(k, v, nil) })
 	}
+	// Runs whose every id counts are counted chunk by chunk.
+	plain := f.Since.IsZero() && len(p.checks) == 0 && !p.residual
 	for i := range p.sources {
 		s := &p.sources[i]
+		if plain && !s.straddle {
+			m, err := countRun(tx.Bucket(indexBuckets[s.kind]), s.prefix, budget-spent)
+			if err != nil {
+				return 0, false, fmt.Errorf("index %s: %w", s.kind, err)
+			}
+			n += m
+			if spent += m * countID; spent > budget {
+				return n, false, nil
+			}
+			continue
+		}
 		c := newPostingCursor(tx.Bucket(indexBuckets[s.kind]), s.prefix, nil, desc)
 		for ; c.head() != nil && take(c.head(), nil, s); c.advance() {
 		}

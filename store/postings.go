@@ -368,25 +368,44 @@ func (r *chunkReader) next() bool {
 	return true
 }
 
-// decodeChunk returns the ids of a chunk's value, in one new allocation.
+// chunkLen is the number of ids of a chunk's value, read without copying
+// them.
+func chunkLen(v []byte) (int, error) {
+	n := 0
+	for len(v) > 0 {
+		_, w := binary.Uvarint(v)
+		if w <= 0 {
+			return 0, errors.New("malformed chunk")
+		}
+		l, w2 := binary.Uvarint(v[w:])
+		if w2 <= 0 || l > uint64(len(v)-w-w2) {
+			return 0, errors.New("malformed chunk")
+		}
+		v = v[w+w2+int(l):]
+		n++
+	}
+	return n, nil
+}
+
+// decodeChunk returns the ids of a chunk's value, in one new allocation:
+// a first pass reads their lengths, so that the buffer is made at its size.
 func decodeChunk(v []byte) ([][]byte, error) {
+	n, size := 0, 0
 	r := chunkReader{v: v}
-	var (
-		buf  []byte
-		ends []int
-	)
 	for r.next() {
-		buf = append(buf, r.id...)
-		ends = append(ends, len(buf))
+		n++
+		size += len(r.id)
 	}
 	if r.err != nil {
 		return nil, r.err
 	}
-	ids := make([][]byte, len(ends))
-	start := 0
-	for i, end := range ends {
-		ids[i] = buf[start:end:end]
-		start = end
+	buf := make([]byte, 0, size)
+	ids := make([][]byte, 0, n)
+	r = chunkReader{v: v, id: r.id[:0]}
+	for r.next() {
+		start := len(buf)
+		buf = append(buf, r.id...)
+		ids = append(ids, buf[start:len(buf):len(buf)])
 	}
 	return ids, nil
 }
@@ -489,14 +508,19 @@ func eachPosting(kind indexKind, b *bolt.Bucket, fn func(prefix, id []byte)) err
 }
 
 // postingCursor walks the ids of one value (prefix) of an index bucket in
-// either direction, one chunk at a time: the chunk at the cursor is
-// decoded into ids (copies, valid after the transaction), so that a walk
-// newest first reads a chunk backwards.
+// either direction, one chunk at a time. It is for read transactions: it
+// keeps the chunk's value, which bbolt keeps valid for the transaction.
+// The head of a chunk is found by scanning it with one buffer; the chunk
+// is decoded into ids (copies) only once the walk moves past its head, so
+// that a merge of many runs, most of which never give an id to the page,
+// decodes one chunk, not one per run.
 type postingCursor struct {
 	c      *bolt.Cursor
 	prefix []byte
 	desc   bool
-	ids    [][]byte // what is left of the current chunk, in walk order
+	raw    []byte   // the current chunk's value
+	first  []byte   // its head: the first id in walk order, or nil at the end
+	ids    [][]byte // once decoded: the ids after first, in walk order
 	err    error    // a malformed chunk; the walk is over
 }
 
@@ -561,41 +585,50 @@ func prefixEnd(prefix []byte) []byte {
 	return nil
 }
 
-// load decodes the chunk k, v when it is of the prefix; otherwise the walk
-// is over.
+// load makes the chunk k, v current when it is of the prefix, finding its
+// head; otherwise the walk is over.
 func (p *postingCursor) load(k, v []byte) {
-	p.ids = nil
+	p.raw, p.first, p.ids = nil, nil, nil
 	if k == nil || !bytes.HasPrefix(k, p.prefix) {
 		return
 	}
-	ids, err := decodeChunk(v)
-	if err != nil {
-		p.err = fmt.Errorf("chunk %q: %w", k, err)
+	r := chunkReader{v: v}
+	for r.next() {
+		if !p.desc {
+			break // the first id is the head
+		}
+	}
+	if r.err != nil {
+		p.err = fmt.Errorf("chunk %q: %w", k, r.err)
 		return
 	}
-	if p.desc {
-		slices.Reverse(ids)
-	}
-	p.ids = ids
+	p.raw, p.first = v, r.id
 }
 
 // head returns the id at the cursor, or nil at the end of the walk.
-func (p *postingCursor) head() []byte {
-	if len(p.ids) == 0 {
-		return nil
-	}
-	return p.ids[0]
-}
+func (p *postingCursor) head() []byte { return p.first }
 
-// advance moves to the next id, loading the next chunk of the value when
+// advance moves to the next id, decoding the current chunk the first time
+// it moves past its head, and loading the next chunk of the value when
 // the current one is done.
 func (p *postingCursor) advance() {
-	if len(p.ids) > 1 {
-		p.ids = p.ids[1:]
+	if p.first == nil || p.err != nil {
+		p.first = nil
 		return
 	}
-	if len(p.ids) == 0 || p.err != nil {
-		p.ids = nil
+	if p.ids == nil && p.raw != nil {
+		ids, err := decodeChunk(p.raw)
+		if err != nil {
+			p.err, p.first = err, nil
+			return
+		}
+		if p.desc {
+			slices.Reverse(ids)
+		}
+		p.ids, p.raw = ids[1:], nil
+	}
+	if len(p.ids) > 0 {
+		p.first, p.ids = p.ids[0], p.ids[1:]
 		return
 	}
 	var k, v []byte
