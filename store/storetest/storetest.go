@@ -288,16 +288,20 @@ func FillQueued(tb testing.TB, s cluster.Store, n int) string {
 	return first
 }
 
-// History is what FillHistory stored: the ids of its jobs in order, and
-// how many of the last ones have not finished or finished recently.
+// History is what FillHistory stored: the ids of its jobs in the order
+// they were made, how many of the last ones have not finished or
+// finished recently, and the greatest id (the newest job).
 type History struct {
 	IDs                []string
 	Unfinished, Recent int
+	Newest             string
 }
 
 // FillHistory stores n jobs as a long-running cluster holds them, as a
 // backlog for benchmarks of listings: created a tenth of a millisecond
-// apart, up to now, with ids made at their creation; all but the last
+// apart, up to now, with ids made at their creation (their random part
+// spread as a ULID's is, so that a dozen characters tell one from the
+// others of its millisecond); all but the last
 // unfinished+recent cancelled two days before now (most of a store is
 // history), the recent ones finished in the last half hour, the last
 // unfinished ones Pending. Insert and cancel go 1,000 to a commit.
@@ -314,9 +318,10 @@ func FillHistory(tb testing.TB, s cluster.Store, n, unfinished, recent int, now 
 			spec := job.Spec{Name: fmt.Sprintf("build-%d", p%1000), Command: []string{"/bin/true", "--job", strconv.Itoa(p)},
 				Labels: map[string]string{"batch": strconv.Itoa(p / 1000)}}
 			spec.Normalize()
-			j := &job.Job{ID: IDAt(created, uint64(p)), Spec: spec, State: job.Pending, Attempt: 1, CreatedAt: created}
+			j := &job.Job{ID: spreadID(created, uint64(p+1)*0x9E3779B97F4A7C15), Spec: spec, State: job.Pending, Attempt: 1, CreatedAt: created}
 			batch = append(batch, j)
 			h.IDs = append(h.IDs, j.ID)
+			h.Newest = max(h.Newest, j.ID)
 			switch {
 			case p >= n-unfinished:
 			case p >= n-unfinished-recent:
@@ -340,6 +345,19 @@ func FillHistory(tb testing.TB, s cluster.Store, n, unfinished, recent int, now 
 		}
 	}
 	return h
+}
+
+// spreadID is a ULID made at t whose random part starts with r, as the
+// random bits of a ULID spread: ids of one millisecond differ from their
+// 11th or 12th character on.
+func spreadID(t time.Time, r uint64) string {
+	const crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+	b := []byte(IDAt(t, 0))
+	for i := 22; i >= 10; i-- {
+		b[i] = crockford[r%32]
+		r /= 32
+	}
+	return string(b)
 }
 
 // cancelAt is the update that cancels the new job j at t.
