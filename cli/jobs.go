@@ -32,9 +32,9 @@ func jobsCommand(e *env) *ucli.Command {
 				Name:  "ls",
 				Usage: "list jobs, newest first: those not finished and those finished in the last hour",
 				Description: "Lists the newest jobs first (the jobs of an --array or a --pipeline in submission order).\n" +
-					"Without --state, --since, --array, --pipeline or --all it shows\n" +
-					"the jobs that have not finished and those that finished in the last hour; at most --limit of\n" +
-					"them (50), with a line on stderr saying how many more match.\n\n" +
+					"Without --state, --since, --array, --pipeline or --all it shows the jobs that have not\n" +
+					"finished and those that finished in the last hour; at most --limit of them (50), with a line\n" +
+					"on stderr saying how many more match.\n\n" +
 					"   hodei jobs ls --state failed --since 24h\n" +
 					"   hodei jobs ls --name 'nightly-*' --all\n\n" +
 					"Every ID argument of hodei takes any unique start of an id, in any case.",
