@@ -227,9 +227,14 @@ func TestListingsEndToEnd(t *testing.T) {
 		if out := must("logs", p); !strings.Contains(out, "hi-from-nightly-1") {
 			t.Errorf("logs %s = %q", p, out)
 		}
+		after := strings.TrimSpace(must("submit", "--after", p, "--selector", "zone=nowhere", "--", "true"))
+		if err := json.Unmarshal([]byte(must("jobs", "get", "-o", "json", after)), &v); err != nil || fmt.Sprint(v["depends_on"]) != "["+nightly1+"]" {
+			t.Errorf("submit --after %s: depends_on %v (%v), want [%s]", p, v["depends_on"], err, nightly1)
+		}
+		must("jobs", "cancel", after)
 		_, errOut, code := hodei(t, addr, "jobs", "get", "0")
-		if code != 1 || !strings.Contains(errOut, `hodei: "0" is the start of 304 job ids; give more of the one you mean:`) ||
-			!strings.Contains(errOut, "\n  "+old[0]+"  old-0  COMPLETED\n") || !strings.HasSuffix(errOut, "\n  and 294 more\n") {
+		if code != 1 || !strings.Contains(errOut, `hodei: "0" is the start of 305 job ids; give more of the one you mean:`) ||
+			!strings.Contains(errOut, "\n  "+old[0]+"  old-0  COMPLETED\n") || !strings.HasSuffix(errOut, "\n  and 295 more\n") {
 			t.Errorf("ambiguous: exit %d, stderr %q", code, errOut)
 		}
 		_, errOut, code = hodei(t, addr, "logs", "7zzz")
