@@ -148,14 +148,6 @@ func names(env map[string]string) []string {
 // msDuration shows milliseconds as a Go duration: 1m30s.
 func msDuration(ms int64) string { return (time.Duration(ms) * time.Millisecond).String() }
 
-func writeJobTable(w io.Writer, now time.Time, jobs []*hodeipb.Job) error {
-	t := newJobTable(w)
-	for _, j := range jobs {
-		jobRow(t, now, j)
-	}
-	return t.flush()
-}
-
 // newJobTable starts a table of jobs with its header.
 func newJobTable(w io.Writer) *table {
 	return newTable(w, "ID", "NAME", "TENANT", "STATE", "PRIO", "EFF-PRIO", "ATTEMPT", "EXIT", "WORKER", "AGE", "REASON")

@@ -5,7 +5,6 @@ import (
 	"maps"
 	"path"
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -92,20 +91,6 @@ func (a *Array) TaskRange(lo, hi string) (from, to int, ok bool) {
 		to = int(d - 1)
 	}
 	return from, to, from <= to
-}
-
-// ParseTaskRef reads ARRAY-ID[INDEX], the way people name a task of an
-// array (as its jobs are named NAME[INDEX]).
-func ParseTaskRef(s string) (array string, index int, ok bool) {
-	id, rest, found := strings.Cut(s, "[")
-	if !found || !ValidID(id) || !strings.HasSuffix(rest, "]") {
-		return "", 0, false
-	}
-	index, err := strconv.Atoi(strings.TrimSuffix(rest, "]"))
-	if err != nil || index < 0 {
-		return "", 0, false
-	}
-	return id, index, true
 }
 
 // ArrayName is the base name of an array's tasks: the spec's name, or its

@@ -146,8 +146,10 @@ func (js *jobService) List(ctx context.Context, req *pb.ListJobsRequest) (*pb.Li
 		return nil, invalid("page_size", "%d must be between 0 and %d", f.Limit, job.MaxPageSize)
 	case f.After != "" && !job.ValidID(f.After):
 		return nil, invalid("page_token", "%q is not a page token from an earlier answer", f.After)
-	case req.GetCreatedSinceUnixNano() < 0 || req.GetNotFinishedBeforeUnixNano() < 0:
-		return nil, invalid("created_since_unix_nano", "times must not be negative")
+	case req.GetCreatedSinceUnixNano() < 0:
+		return nil, invalid("created_since_unix_nano", "%d must not be negative (0: any time)", req.GetCreatedSinceUnixNano())
+	case req.GetNotFinishedBeforeUnixNano() < 0:
+		return nil, invalid("not_finished_before_unix_nano", "%d must not be negative (0: every job)", req.GetNotFinishedBeforeUnixNano())
 	}
 	var err error
 	if f.Array != "" {
