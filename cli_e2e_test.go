@@ -40,9 +40,14 @@ func TestCLIAgainstRealServer(t *testing.T) {
 	if err := json.Unmarshal([]byte(run("jobs", "get", "-o", "json", first)), &got); err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []string{"id", "name", "tenant", "state", "attempt", "exit_code", "reason", "worker"} {
+	for _, k := range []string{"id", "name", "tenant", "state", "attempt", "priority", "command"} {
 		if _, ok := got[k]; !ok {
 			t.Errorf("jobs get json lacks %q: %v", k, got)
+		}
+	}
+	for _, k := range []string{"exit_code", "worker"} { // nothing that means nothing yet
+		if _, ok := got[k]; ok {
+			t.Errorf("a PENDING job's json has %q: %v", k, got)
 		}
 	}
 	if got["id"] != first || got["name"] != "first" || got["tenant"] != "team-a" || got["state"] != "PENDING" {
@@ -67,8 +72,8 @@ func TestCLIAgainstRealServer(t *testing.T) {
 	if table := run("jobs", "ls"); !strings.Contains(table, "STATE") || !strings.Contains(table, first) {
 		t.Fatalf("jobs ls table:\n%s", table)
 	}
-	if out, errOut, code := hodei(t, srv.grpcAddr, "jobs", "cancel", first); code == 0 || !strings.Contains(errOut, "already CANCELLED") {
-		t.Fatalf("second cancel: exit %d, %q %q", code, out, errOut)
+	if out, errOut, code := hodei(t, srv.grpcAddr, "jobs", "cancel", first); code != 0 || out != first+" CANCELLED\n" {
+		t.Fatalf("second cancel: exit %d, %q %q; want 0 and the state it is in", code, out, errOut)
 	}
 	if _, errOut, code := hodei(t, srv.grpcAddr, "jobs", "get", "01ARZ3NDEKTSV4RRFFQ69G5FAV"); code == 0 || !strings.Contains(errOut, "not found") {
 		t.Fatalf("get unknown: exit %d, %q", code, errOut)

@@ -48,7 +48,7 @@ func TestWorkersAfterRestartAndRemove(t *testing.T) {
 		holder, idle = stays, gone
 	}
 	wantRefused(t, addr, "a connected worker cannot be removed", "workers", "rm", holder.id)
-	wantRefused(t, addr, "not found", "workers", "rm", "no-such-worker")
+	wantRefused(t, addr, `worker id starts with "no-such-worker"`, "workers", "rm", "no-such-worker")
 
 	// The server goes first, so that the job is still RUNNING on disk;
 	// then the agent that ran it.
@@ -73,5 +73,5 @@ func TestWorkersAfterRestartAndRemove(t *testing.T) {
 	if ws := workersJSON(t, addr); len(ws) != 1 || ws[idle.id] != "READY" {
 		t.Fatalf("workers after rm: %v, want only %s", ws, idle.id)
 	}
-	wantRefused(t, addr, "not found", "workers", "rm", holder.id)
+	wantRefused(t, addr, `no worker id starts with "`+holder.id+`"`, "workers", "rm", holder.id)
 }

@@ -72,7 +72,7 @@ func TestJobsArrayAndPipelineFilters(t *testing.T) {
 	h := newHarness(t)
 	r := h.run(t, "jobs", "ls", "--array", "01J0000000000000000000ARAY", "--pipeline", testPipelineID)
 	r.wantOK(t)
-	want := &hodeipb.ListJobsRequest{Array: "01J0000000000000000000ARAY", Pipeline: testPipelineID, PageSize: defaultLimit}
+	want := &hodeipb.ListJobsRequest{Array: "01J0000000000000000000ARAY", Pipeline: testPipelineID, PageSize: defaultLimit, Count: true}
 	if reqs := h.jobs.lists(); len(reqs) != 1 || !proto.Equal(reqs[0], want) {
 		t.Errorf("requests = %v, want [%v]", reqs, want)
 	}

@@ -34,7 +34,13 @@ func attachCommand(*env) *ucli.Command {
 			if err != nil {
 				return err
 			}
-			return withClient(c, func(cl *client.Client) error { return attachTo(c, cl, a[0]) })
+			return withClient(c, func(cl *client.Client) error {
+				id, err := resolveJobID(c.Context, cl, a[0])
+				if err != nil {
+					return err
+				}
+				return attachTo(c, cl, id)
+			})
 		},
 	}
 }

@@ -9,15 +9,19 @@ import (
 	"time"
 
 	ucli "github.com/urfave/cli/v2"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/hodei-jobs/hodei/client"
 	"github.com/hodei-jobs/hodei/job"
 	hodeipb "github.com/hodei-jobs/hodei/proto"
 )
 
-// defaultLimit is how many jobs `jobs ls` shows without --limit or --all.
-const defaultLimit = 100
+// Defaults of `jobs ls`: how many jobs it shows without --limit or --all,
+// and, without --state, --since, --array, --pipeline or --all, how long
+// after they finished jobs are still listed.
+const (
+	defaultLimit  = 50
+	defaultWindow = time.Hour
+)
 
 func jobsCommand(e *env) *ucli.Command {
 	return &ucli.Command{
@@ -26,22 +30,31 @@ func jobsCommand(e *env) *ucli.Command {
 		Subcommands: []*ucli.Command{
 			{
 				Name:  "ls",
-				Usage: "list jobs in submission order",
+				Usage: "list jobs, newest first: those not finished and those finished in the last hour",
+				Description: "Lists the newest jobs first (the jobs of an --array or a --pipeline in submission order).\n" +
+					"Without --state, --since, --array, --pipeline or --all it shows the jobs that have not\n" +
+					"finished and those that finished in the last hour; at most --limit of them (50), with a line\n" +
+					"on stderr saying how many more match.\n\n" +
+					"   hodei jobs ls --state failed --since 24h\n" +
+					"   hodei jobs ls --name 'nightly-*' --all\n\n" +
+					"Every ID argument of hodei takes any unique start of an id, in any case.",
 				Flags: withFlags(true,
-					&ucli.StringFlag{Name: "state", Usage: "only jobs in this `STATE` (pending, scheduled, running, completed, failed, cancelled)"},
+					&ucli.StringFlag{Name: "state", Usage: "only jobs in this `STATE` (pending, scheduled, running, completed, failed, cancelled), whenever they finished"},
 					&ucli.StringFlag{Name: "tenant", Usage: "only jobs of this `TENANT`"},
 					&ucli.StringSliceFlag{Name: "label", KeepSpace: true, Usage: "only jobs with this label, `KEY=VALUE` (repeatable; all must match)"},
 					&ucli.StringFlag{Name: "array", Usage: "only the jobs of the job array `ID`"},
 					&ucli.StringFlag{Name: "pipeline", Usage: "only the jobs of the pipeline `ID`"},
-					&ucli.StringFlag{Name: "name", Usage: "only the jobs named exactly `NAME`"},
+					&ucli.StringFlag{Name: "name", Usage: "only the jobs named `GLOB`: a name, or a shell pattern (*, ?, [a-z]; * stops at /)"},
+					&ucli.StringFlag{Name: "since", Usage: "only the jobs created within `DURATION` (30m, 24h, 7d) or since an RFC 3339 time, whenever they finished"},
 					&ucli.IntFlag{Name: "limit", Value: defaultLimit, Usage: "show at most `N` jobs"},
-					&ucli.BoolFlag{Name: "all", Usage: "show every matching job, however many, page by page as they arrive (ignores --limit)"},
+					&ucli.BoolFlag{Name: "all", Usage: "show every matching job, whenever it finished, however many, page by page as they arrive (ignores --limit)"},
+					&ucli.BoolFlag{Name: "oldest-first", Usage: "in submission order, as with --array (tasks by index) and --pipeline"},
 				),
 				Action: func(c *ucli.Context) error { return jobsList(c, e) },
 			},
 			{
 				Name:      "get",
-				Usage:     "show one job",
+				Usage:     "show one job: its state and its whole spec (environment names, never secret values)",
 				ArgsUsage: "ID",
 				Flags:     withFlags(true),
 				Action: func(c *ucli.Context) error {
@@ -49,8 +62,12 @@ func jobsCommand(e *env) *ucli.Command {
 					if err != nil {
 						return err
 					}
-					return jobCall(c, e, false, func(cl *client.Client) (*hodeipb.Job, error) {
-						return cl.Get(c.Context, a[0])
+					return jobCall(c, e, func(cl *client.Client) (*hodeipb.Job, error) {
+						id, err := resolveJobID(c.Context, cl, a[0])
+						if err != nil {
+							return nil, err
+						}
+						return cl.Get(c.Context, id)
 					})
 				},
 			},
@@ -58,8 +75,10 @@ func jobsCommand(e *env) *ucli.Command {
 				Name:      "cancel",
 				Usage:     "cancel a job that has not ended, or every job of an array",
 				ArgsUsage: "ID | --array ID",
-				Description: "Cancels one job, or with --array every job of a job array that has not ended\n" +
-					"(and then prints the ids of the jobs it cancelled).",
+				Description: "Cancels one job and prints the state it is left in: CANCELLED, or CANCELLING while its agent\n" +
+					"stops it (SIGTERM, then SIGKILL after the kill grace). A job that has already ended is left as\n" +
+					"it is, and its state printed: that is no error. With --array it cancels every job of a job array\n" +
+					"that has not ended (and then prints the ids of the jobs it cancelled).",
 				Flags: withFlags(true,
 					&ucli.StringFlag{Name: "reason", DefaultText: "cancelled by user", Usage: "`REASON` recorded on the job"},
 					&ucli.StringFlag{Name: "array", Usage: "cancel every job of the job array `ID` instead of one job"},
@@ -72,15 +91,16 @@ func jobsCommand(e *env) *ucli.Command {
 					if err != nil {
 						return err
 					}
-					return jobCall(c, e, true, func(cl *client.Client) (*hodeipb.Job, error) {
-						return cl.Cancel(c.Context, a[0], c.String("reason"))
-					})
+					return cancelJob(c, a[0])
 				},
 			},
 		},
 	}
 }
 
+// jobsList is `jobs ls`: it asks for the newest jobs first, and on the
+// first page for the count of all that match, so that it can say on
+// stderr how many it did not show.
 func jobsList(c *ucli.Context, e *env) error {
 	if _, err := args(c); err != nil {
 		return err
@@ -89,8 +109,11 @@ func jobsList(c *ucli.Context, e *env) error {
 	if err != nil {
 		return err
 	}
+	now := e.now()
 	req := &hodeipb.ListJobsRequest{Tenant: c.String("tenant"), Array: c.String("array"),
 		Pipeline: c.String("pipeline"), Name: c.String("name")}
+	// One submission's jobs read best in its order; the rest newest first.
+	req.NewestFirst = !c.Bool("oldest-first") && req.Array == "" && req.Pipeline == ""
 	if s := c.String("state"); s != "" {
 		if req.State, err = hodeipb.ParseJobState(s); err != nil {
 			return fieldUsage(c, err)
@@ -99,23 +122,55 @@ func jobsList(c *ucli.Context, e *env) error {
 	if req.Labels, err = pairsFlag(c, "label"); err != nil {
 		return err
 	}
+	if s := c.String("since"); s != "" {
+		since, rule := parseSince(s, now)
+		if rule != "" {
+			return usagef(c, "--since: %s", rule)
+		}
+		req.CreatedSinceUnixNano = since.UnixNano()
+	}
+	all := c.Bool("all")
+	if !all && req.State == 0 && req.CreatedSinceUnixNano == 0 && req.Array == "" && req.Pipeline == "" {
+		req.NotFinishedBeforeUnixNano = now.Add(-defaultWindow).UnixNano()
+	}
 	limit := c.Int("limit")
 	switch {
-	case c.Bool("all"):
+	case all:
 		limit = 0
 		req.PageSize = job.MaxPageSize
 	case limit < 1:
 		return usagef(c, "--limit: %d must be at least 1 (use --all for every job)", limit)
 	default:
 		req.PageSize = int32(min(limit, job.MaxPageSize))
+		req.Count = true
 	}
 
-	out := newJobStream(c.App.Writer, asJSON, e.now())
+	out := newJobStream(c.App.Writer, asJSON, now)
+	var (
+		total    int64
+		atLeast  bool
+		cutShort bool // stopped at --limit with more pages to come
+	)
 	err = withClient(c, func(cl *client.Client) error {
-		for page, err := range cl.ListPages(c.Context, req) {
+		for _, ref := range []struct {
+			kind hodeipb.IdKind
+			id   *string
+		}{{hodeipb.IdKind_ID_KIND_ARRAY, &req.Array}, {hodeipb.IdKind_ID_KIND_PIPELINE, &req.Pipeline}} {
+			if *ref.id != "" {
+				if *ref.id, err = resolveID(c.Context, cl, ref.kind, *ref.id); err != nil {
+					return err
+				}
+			}
+		}
+		first := true
+		for resp, err := range cl.ListResponses(c.Context, req) {
 			if err != nil {
 				return err
 			}
+			if first {
+				total, atLeast, first = resp.GetTotal(), resp.GetTotalIsLowerBound(), false
+			}
+			page := resp.GetJobs()
 			if limit > 0 {
 				page = page[:min(len(page), limit-out.n)]
 			}
@@ -123,6 +178,7 @@ func jobsList(c *ucli.Context, e *env) error {
 				return err
 			}
 			if limit > 0 && out.n >= limit {
+				cutShort = resp.GetNextPageToken() != ""
 				break
 			}
 		}
@@ -131,7 +187,40 @@ func jobsList(c *ucli.Context, e *env) error {
 	if err != nil {
 		return err
 	}
-	return out.close()
+	if err := out.close(); err != nil {
+		return err
+	}
+	if !all && (int64(out.n) < total || atLeast && cutShort) {
+		_, err = fmt.Fprintln(c.App.ErrWriter, footer(out.n, total, atLeast))
+	}
+	return err
+}
+
+// footer is the line under a listing that did not show every match:
+// "50 of 20,057 shown (--all, --limit N, --state …)".
+func footer(shown int, total int64, atLeast bool) string {
+	of := thousands(total)
+	switch {
+	case atLeast && total > int64(shown):
+		of = "more than " + of
+	case atLeast:
+		return fmt.Sprintf("%s shown; more match (--all, --limit N, --state …)", thousands(int64(shown)))
+	}
+	return fmt.Sprintf("%s of %s shown (--all, --limit N, --state …)", thousands(int64(shown)), of)
+}
+
+// thousands writes n (not negative) with commas between groups of three
+// digits: 20,057.
+func thousands(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	var b strings.Builder
+	for i, r := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 // jobStream prints a job listing page by page, as the pages arrive, so that
@@ -195,6 +284,47 @@ func (s *jobStream) close() error {
 	return s.w.Flush()
 }
 
+// cancelJob is `jobs cancel ID`: it prints the state the job is left in,
+// one line (`-o json`: the job), and exits 0 also when the job had ended
+// already.
+func cancelJob(c *ucli.Context, ref string) error {
+	asJSON, err := jsonOutput(c)
+	if err != nil {
+		return err
+	}
+	var j *hodeipb.Job
+	err = withClient(c, func(cl *client.Client) error {
+		id, err := resolveJobID(c.Context, cl, ref)
+		if err != nil {
+			return err
+		}
+		j, err = cl.Cancel(c.Context, id, c.String("reason"))
+		return err
+	})
+	switch {
+	case err != nil:
+		return err
+	case asJSON:
+		return writeJSON(c.App.Writer, newJobView(j))
+	}
+	_, err = fmt.Fprintln(c.App.Writer, j.GetId(), cancelState(j))
+	return err
+}
+
+// cancelState says where a cancel left a job: CANCELLED, CANCELLING while
+// its agent stops it, or the state it had ended in.
+func cancelState(j *hodeipb.Job) string {
+	switch st := j.GetState(); {
+	case st == hodeipb.JobState_JOB_STATE_CANCELLED:
+		return "CANCELLED"
+	case job.State(st).Terminal():
+		return hodeipb.StateName(st) + " (it had ended; nothing to cancel)"
+	case j.GetCancelRequested() != "":
+		return "CANCELLING (its agent stops it; it ends CANCELLED)"
+	}
+	return hodeipb.StateName(j.GetState())
+}
+
 // cancelArray is `jobs cancel --array ID`: it cancels the array's tasks in
 // one commit and prints the ids of those it cancelled, one a line, or for
 // more than 10,000 their count on stderr; on stderr too that there was
@@ -217,6 +347,9 @@ func cancelArray(c *ucli.Context) error {
 	var ids []string
 	var n int64
 	err = withClient(c, func(cl *client.Client) error {
+		if id, err = resolveID(c.Context, cl, hodeipb.IdKind_ID_KIND_ARRAY, id); err != nil {
+			return err
+		}
 		n, ids, err = cl.CancelArray(c.Context, id, c.String("reason"))
 		return err
 	})
@@ -250,9 +383,9 @@ func cancelArray(c *ucli.Context) error {
 	return nil
 }
 
-// jobCall runs a call that returns one job and prints it: as a one-row table
-// if row, else as a detail view, or as JSON.
-func jobCall(c *ucli.Context, e *env, row bool, call func(*client.Client) (*hodeipb.Job, error)) error {
+// jobCall runs a call that returns one job and prints it: as a detail
+// view, or as JSON.
+func jobCall(c *ucli.Context, e *env, call func(*client.Client) (*hodeipb.Job, error)) error {
 	asJSON, err := jsonOutput(c)
 	if err != nil {
 		return err
@@ -267,234 +400,6 @@ func jobCall(c *ucli.Context, e *env, row bool, call func(*client.Client) (*hode
 		return err
 	case asJSON:
 		return writeJSON(c.App.Writer, newJobView(j))
-	case row:
-		return writeJobTable(c.App.Writer, e.now(), []*hodeipb.Job{j})
-	default:
-		return writeJobDetail(c.App.Writer, e.now(), j)
 	}
-}
-
-// jobView is a job as `--output json` shows it: stable keys, names instead
-// of enum numbers, RFC 3339 times omitted when unset.
-type jobView struct {
-	ID                string            `json:"id"`
-	Name              string            `json:"name"`
-	Tenant            string            `json:"tenant"`
-	State             string            `json:"state"`
-	Attempt           int32             `json:"attempt"`
-	ExitCode          int32             `json:"exit_code"`
-	Signal            int32             `json:"signal,omitempty"` // that ended the process; exit_code is then -1
-	Reason            string            `json:"reason"`
-	PendingReason     string            `json:"pending_reason,omitempty"` // why a pending job waits
-	PendingKind       string            `json:"pending_kind,omitempty"`   // which kind of reason: labels, slots, queued …
-	Worker            string            `json:"worker"`
-	Priority          int32             `json:"priority"`
-	EffectivePriority float64           `json:"effective_priority,omitempty"` // pending jobs only
-	Preemptible       bool              `json:"preemptible"`
-	Deadline          time.Time         `json:"deadline,omitzero"`
-	DeadlineMissed    bool              `json:"deadline_missed,omitempty"`
-	Preemptions       int32             `json:"preemptions,omitempty"`
-	Labels            map[string]string `json:"labels"`
-	Command           []string          `json:"command"`
-	Script            string            `json:"script,omitempty"`
-	DependsOn         []string          `json:"depends_on,omitempty"`
-	Pipeline          string            `json:"pipeline,omitempty"`
-	Step              string            `json:"step,omitempty"`
-	Array             string            `json:"array,omitempty"`
-	ArrayIndex        *int32            `json:"array_index,omitempty"` // with array only
-	CancelRequested   string            `json:"cancel_requested,omitempty"`
-	Created           time.Time         `json:"created,omitzero"`
-	Scheduled         time.Time         `json:"scheduled,omitzero"`
-	Started           time.Time         `json:"started,omitzero"`
-	Finished          time.Time         `json:"finished,omitzero"`
-}
-
-func newJobView(j *hodeipb.Job) jobView {
-	s := j.GetSpec()
-	prio := int32(job.DefaultPriority)
-	if s.Priority != nil {
-		prio = s.GetPriority()
-	}
-	cmd := s.GetCommand()
-	if cmd == nil {
-		cmd = []string{}
-	}
-	var eff float64
-	if j.GetState() == hodeipb.JobState_JOB_STATE_PENDING {
-		eff = j.GetEffectivePriority()
-	}
-	var index *int32
-	if s.GetArray() != "" {
-		index = proto.Int32(s.GetArrayIndex())
-	}
-	return jobView{
-		Pipeline:          s.GetPipeline(),
-		Step:              s.GetStep(),
-		Array:             s.GetArray(),
-		ArrayIndex:        index,
-		EffectivePriority: eff,
-		ID:                j.GetId(),
-		Name:              s.GetName(),
-		Tenant:            s.GetTenant(),
-		State:             hodeipb.StateName(j.GetState()),
-		Attempt:           j.GetAttempt(),
-		ExitCode:          j.GetExitCode(),
-		Signal:            j.GetSignal(),
-		Reason:            j.GetReason(),
-		PendingReason:     j.GetPending().GetMessage(),
-		PendingKind:       pendingKindName(j.GetPending().GetKind()),
-		Worker:            j.GetWorker(),
-		Priority:          prio,
-		Preemptible:       s.GetPreemptible(),
-		Deadline:          unixNano(s.GetDeadlineUnixNano()),
-		DeadlineMissed:    j.GetDeadlineMissed(),
-		Preemptions:       j.GetPreemptions(),
-		Labels:            nonNil(s.GetLabels()),
-		Command:           cmd,
-		Script:            s.GetScript(),
-		DependsOn:         s.GetDependsOn(),
-		CancelRequested:   j.GetCancelRequested(),
-		Created:           unixNano(j.GetCreatedUnixNano()),
-		Scheduled:         unixNano(j.GetScheduledUnixNano()),
-		Started:           unixNano(j.GetStartedUnixNano()),
-		Finished:          unixNano(j.GetFinishedUnixNano()),
-	}
-}
-
-func writeJobTable(w io.Writer, now time.Time, jobs []*hodeipb.Job) error {
-	t := newJobTable(w)
-	for _, j := range jobs {
-		jobRow(t, now, j)
-	}
-	return t.flush()
-}
-
-// newJobTable starts a table of jobs with its header.
-func newJobTable(w io.Writer) *table {
-	return newTable(w, "ID", "NAME", "TENANT", "STATE", "PRIO", "EFF-PRIO", "ATTEMPT", "EXIT", "WORKER", "AGE", "REASON")
-}
-
-// jobRow adds j to a table of jobs.
-func jobRow(t *table, now time.Time, j *hodeipb.Job) {
-	v := newJobView(j)
-	t.row(v.ID, v.Name, v.Tenant, v.State, strconv.Itoa(int(v.Priority)), effPrioCell(v), strconv.Itoa(int(v.Attempt)),
-		exitCell(j), v.Worker, age(now, v.Created), reasonCell(v))
-}
-
-// reasonCell is why a pending job waits, when the server said, else the
-// job's recorded reason.
-func reasonCell(v jobView) string {
-	if v.PendingReason != "" {
-		return v.PendingReason
-	}
-	return v.Reason
-}
-
-// pendingKindName is a PendingKind as JSON shows it: "labels",
-// "tenant-limit"; "" for none.
-func pendingKindName(k hodeipb.PendingKind) string {
-	if k == hodeipb.PendingKind_PENDING_KIND_UNSPECIFIED {
-		return ""
-	}
-	name := strings.TrimPrefix(k.String(), "PENDING_KIND_")
-	return strings.ToLower(strings.ReplaceAll(name, "_", "-"))
-}
-
-// effPrioCell is the effective priority of a pending job, to one decimal;
-// other jobs do not rank, and show "-".
-func effPrioCell(v jobView) string {
-	if v.State != job.Pending.String() {
-		return ""
-	}
-	return strconv.FormatFloat(v.EffectivePriority, 'f', 1, 64)
-}
-
-// exitCell is the exit code of a job that ended after it started; a code
-// is not shown while a retry may still replace it.
-func exitCell(j *hodeipb.Job) string {
-	st := job.State(j.GetState())
-	if !st.Terminal() || (st == job.Cancelled && j.GetStartedUnixNano() == 0) {
-		return ""
-	}
-	return strconv.Itoa(int(j.GetExitCode()))
-}
-
-// writeJobDetail writes one job as "Field: value" lines.
-func writeJobDetail(w io.Writer, now time.Time, j *hodeipb.Job) error {
-	v := newJobView(j)
-	s := j.GetSpec()
-	d := newDetail(w, now)
-	line, when := d.line, d.when
-	line("ID", v.ID)
-	line("Name", v.Name)
-	line("Tenant", v.Tenant)
-	line("State", v.State)
-	line("Attempt", strconv.Itoa(int(v.Attempt)))
-	line("Exit code", exitCell(j))
-	line("Reason", reasonCell(v))
-	if v.PendingReason != "" && v.Reason != "" {
-		line("Last attempt", v.Reason) // why it is pending again
-	}
-	if v.CancelRequested != "" {
-		line("Cancel requested", v.CancelRequested)
-	}
-	line("Worker", v.Worker)
-	line("Priority", strconv.Itoa(int(v.Priority)))
-	if eff := effPrioCell(v); eff != "" {
-		line("Effective priority", eff)
-	}
-	if !v.Deadline.IsZero() {
-		dl := v.Deadline.Format(time.RFC3339)
-		if v.DeadlineMissed {
-			dl += " (missed)"
-		}
-		line("Deadline", dl)
-	}
-	if v.Preemptible {
-		line("Preemptible", "true")
-	}
-	if v.Preemptions > 0 {
-		line("Preemptions", strconv.Itoa(int(v.Preemptions)))
-	}
-	line("Labels", pairs(v.Labels))
-	if v.Script != "" {
-		line("Script", v.Script)
-	} else {
-		line("Command", quoteArgv(v.Command))
-	}
-	if len(v.DependsOn) > 0 {
-		line("After", strings.Join(v.DependsOn, ","))
-	}
-	if v.Pipeline != "" {
-		line("Pipeline", v.Pipeline+", step "+v.Step)
-	}
-	if v.Array != "" {
-		line("Array", fmt.Sprintf("%s, index %d", v.Array, *v.ArrayIndex))
-	}
-	if r := s.GetResources(); r != nil {
-		line("Resources", fmt.Sprintf("cpu=%dm memory=%s slots=%d", r.GetCpuMillis(), mib(r.GetMemoryMib()), r.GetSlots()))
-	}
-	if ms := s.GetTimeoutMs(); ms > 0 {
-		line("Timeout", (time.Duration(ms) * time.Millisecond).String())
-	}
-	if n := s.GetRetries(); n > 0 {
-		line("Retries", fmt.Sprintf("%d (backoff %s)", n, time.Duration(s.GetBackoffMs())*time.Millisecond))
-	}
-	line("Created", when(v.Created))
-	line("Scheduled", when(v.Scheduled))
-	line("Started", when(v.Started))
-	line("Finished", when(v.Finished))
-	return d.flush()
-}
-
-// quoteArgv joins argv for display, quoting the words a shell would split.
-func quoteArgv(argv []string) string {
-	out := make([]string, len(argv))
-	for i, a := range argv {
-		if a == "" || strings.ContainsAny(a, " \t\n\"'\\$`*?[]{}()<>|&;#~") {
-			a = strconv.Quote(a)
-		}
-		out[i] = a
-	}
-	return strings.Join(out, " ")
+	return writeJobDetail(c.App.Writer, e.now(), j)
 }

@@ -77,7 +77,7 @@ func TestJobsLsTable(t *testing.T) {
 }
 
 // requiredJobKeys are the keys every job has in --output json.
-var requiredJobKeys = []string{"id", "name", "tenant", "state", "attempt", "exit_code", "reason", "worker", "priority", "labels", "command", "created"}
+var requiredJobKeys = []string{"id", "name", "tenant", "state", "attempt", "priority", "labels", "command", "created"}
 
 func TestJobsLsJSON(t *testing.T) {
 	h := newHarness(t)
@@ -98,6 +98,8 @@ func TestJobsLsJSON(t *testing.T) {
 			}
 		}
 	}
+	// Newest first: the running job is the fourth.
+	slices.Reverse(got)
 	running := got[1]
 	if running["state"] != "RUNNING" || running["attempt"] != 2.0 || running["worker"] != "gpu-3" || running["priority"] != 900.0 {
 		t.Errorf("running job = %v", running)
@@ -110,6 +112,19 @@ func TestJobsLsJSON(t *testing.T) {
 	}
 	if got[4]["effective_priority"] != 512.34 {
 		t.Errorf("pending job's effective_priority = %v, want 512.34", got[4]["effective_priority"])
+	}
+	// A pending job has nothing that means nothing yet: no exit code,
+	// worker, reason or start.
+	for _, k := range []string{"exit_code", "worker", "reason", "started", "finished", "scheduled"} {
+		if v, ok := got[4][k]; ok {
+			t.Errorf("pending job has %s: %v", k, v)
+		}
+	}
+	if _, ok := running["exit_code"]; ok {
+		t.Errorf("running job has an exit code: %v", running["exit_code"])
+	}
+	if got[0]["exit_code"] != 0.0 || got[0]["worker"] != "w-1" {
+		t.Errorf("completed job: exit_code %v, worker %v; want 0 and w-1", got[0]["exit_code"], got[0]["worker"])
 	}
 	if _, ok := running["finished"]; ok {
 		t.Errorf("running job has a finished time: %v", running["finished"])
@@ -146,7 +161,7 @@ func TestJobsLsFiltersAndPages(t *testing.T) {
 		wantJobs  int
 		wantPages []int32 // page_size of each request
 	}{
-		{"DefaultLimit", nil, 100, []int32{100}},
+		{"DefaultLimit", nil, 50, []int32{50}},
 		{"Limit", []string{"--limit", "5"}, 5, []int32{5}},
 		{"LimitOverPageMax", []string{"--limit", "1500"}, 1500, []int32{1000, 1000}},
 		{"All", []string{"--all"}, 2500, []int32{1000, 1000, 1000}},
@@ -155,7 +170,9 @@ func TestJobsLsFiltersAndPages(t *testing.T) {
 			h := newHarness(t)
 			h.jobs.jobs = many
 			r := h.run(t, append([]string{"jobs", "ls", "-o", "json"}, tc.args...)...)
-			r.wantOK(t)
+			if r.code != 0 {
+				t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
+			}
 			var got []jobView
 			if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
 				t.Fatal(err)
@@ -178,16 +195,46 @@ func TestJobsLsFiltersAndPages(t *testing.T) {
 		r := h.run(t, "jobs", "ls", "--state", "running", "--tenant", "ml", "--label", "a=1", "--label", "b=2", "--name", "nightly build")
 		r.wantOK(t)
 		want := &hodeipb.ListJobsRequest{State: hodeipb.JobState_JOB_STATE_RUNNING, Tenant: "ml",
-			Labels: map[string]string{"a": "1", "b": "2"}, Name: "nightly build", PageSize: defaultLimit}
+			Labels: map[string]string{"a": "1", "b": "2"}, Name: "nightly build", PageSize: defaultLimit,
+			NewestFirst: true, Count: true}
 		if reqs := h.jobs.lists(); len(reqs) != 1 || !proto.Equal(reqs[0], want) {
 			t.Errorf("requests = %v, want [%v]", reqs, want)
 		}
 	})
+	for _, tc := range []struct {
+		name string
+		args []string
+		want *hodeipb.ListJobsRequest
+	}{
+		{"DefaultView", nil, &hodeipb.ListJobsRequest{PageSize: defaultLimit, NewestFirst: true, Count: true,
+			NotFinishedBeforeUnixNano: testNow.Add(-time.Hour).UnixNano()}},
+		{"Since", []string{"--since", "2h", "--name", "nightly-*"}, &hodeipb.ListJobsRequest{PageSize: defaultLimit, NewestFirst: true, Count: true,
+			CreatedSinceUnixNano: testNow.Add(-2 * time.Hour).UnixNano(), Name: "nightly-*"}},
+		{"SinceTime", []string{"--since", "2026-03-01T00:00:00Z"}, &hodeipb.ListJobsRequest{PageSize: defaultLimit, NewestFirst: true, Count: true,
+			CreatedSinceUnixNano: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC).UnixNano()}},
+		{"WindowAndTenant", []string{"--tenant", "ml", "--label", "a=1"}, &hodeipb.ListJobsRequest{PageSize: defaultLimit, NewestFirst: true, Count: true,
+			Tenant: "ml", Labels: map[string]string{"a": "1"}, NotFinishedBeforeUnixNano: testNow.Add(-time.Hour).UnixNano()}},
+		{"All", []string{"--all"}, &hodeipb.ListJobsRequest{PageSize: 1000, NewestFirst: true}},
+		{"OldestFirst", []string{"--oldest-first", "--limit", "7"}, &hodeipb.ListJobsRequest{PageSize: 7, Count: true,
+			NotFinishedBeforeUnixNano: testNow.Add(-time.Hour).UnixNano()}},
+		{"Array", []string{"--array", "01J0000000000000000000ARAY"}, &hodeipb.ListJobsRequest{PageSize: defaultLimit, Count: true,
+			Array: "01J0000000000000000000ARAY"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.run(t, append([]string{"jobs", "ls"}, tc.args...)...).wantOK(t)
+			if reqs := h.jobs.lists(); len(reqs) != 1 || !proto.Equal(reqs[0], tc.want) {
+				t.Errorf("requests = %v, want [%v]", reqs, tc.want)
+			}
+		})
+	}
 
 	for _, tc := range []struct{ name, arg, val, want string }{
 		{"BadState", "--state", "done", `--state: "done" is not a state`},
 		{"BadLabel", "--label", "x", `--label: "x" has no '='`},
 		{"ZeroLimit", "--limit", "0", "--limit: 0 must be at least 1"},
+		{"BadSince", "--since", "yesterday", `--since: "yesterday" is neither a duration`},
+		{"NegativeSince", "--since", "-1h", "--since: -1h must be more than 0 before now"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t)
@@ -257,12 +304,103 @@ func TestJobsGet(t *testing.T) {
 	})
 }
 
+// specJob is a job with every field of its spec set, secrets included.
+func specJob() *hodeipb.Job {
+	return &hodeipb.Job{
+		Id: "01JAAAAAAAAAAAAAAAAAAAAAA7",
+		Spec: &hodeipb.JobSpec{
+			Name: "render[7]", Tenant: "vfx", Command: []string{"./render.sh", "--frame", "7"},
+			Labels:    map[string]string{"team": "vfx"},
+			Env:       map[string]string{"SCENE": "forest-plain-value", "HODEI_ARRAY_INDEX": "7"},
+			SecretEnv: map[string]string{"API_TOKEN": "hunter2-secret-value"},
+			Workdir:   "/srv/render", NoPty: true, TimeoutMs: 90 * 60 * 1000, Retries: 2, BackoffMs: 30000,
+			Priority: proto.Int32(700), Resources: &hodeipb.Resources{CpuMillis: 2000, MemoryMib: 4096, Slots: 2},
+			Selector: map[string]string{"gpu": "true", "zone": "b"}, DependsOn: []string{"01JAAAAAAAAAAAAAAAAAAAAAA1"},
+			Array: "01JAAAAAAAAAAAAAAAAAAAAAA0", ArrayIndex: 7, ArrayLimit: 10,
+		},
+		State: hodeipb.JobState_JOB_STATE_PENDING, Attempt: 1, EffectivePriority: 700,
+		CreatedUnixNano: testNow.Add(-time.Minute).UnixNano(),
+	}
+}
+
+func TestJobsGetSpec(t *testing.T) {
+	// jobs get shows the whole spec, the environment by name only: no
+	// value of env or secret_env, whatever the server sent.
+	h := newHarness(t)
+	h.jobs.jobs = []*hodeipb.Job{specJob()}
+	r := h.run(t, "jobs", "get", "01JAAAAAAAAAAAAAAAAAAAAAA7")
+	r.wantOK(t)
+	checkGolden(t, "jobs-get-spec", r.stdout)
+	r2 := h.run(t, "jobs", "get", "-o", "json", "01jaaaaaaaaaaaaaaaaaaaaaa7")
+	r2.wantOK(t)
+	for _, out := range []string{r.stdout, r2.stdout} {
+		for _, secret := range []string{"hunter2-secret-value", "forest-plain-value"} {
+			if strings.Contains(out, secret) {
+				t.Errorf("output shows the value %q:\n%s", secret, out)
+			}
+		}
+	}
+	var got map[string]any
+	if err := json.Unmarshal([]byte(r2.stdout), &got); err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]string{
+		"env": "[HODEI_ARRAY_INDEX SCENE]", "secret_env": "[API_TOKEN]", "selector": "map[gpu:true zone:b]",
+		"resources": "map[cpu_millis:2000 memory_mib:4096 slots:2]", "timeout": "1h30m0s", "retries": "2",
+		"backoff": "30s", "workdir": "/srv/render", "no_pty": "true", "array": "01JAAAAAAAAAAAAAAAAAAAAAA0",
+		"array_index": "7", "array_limit": "10", "depends_on": "[01JAAAAAAAAAAAAAAAAAAAAAA1]",
+	} {
+		if s := fmt.Sprint(got[k]); s != want {
+			t.Errorf("%s = %s, want %s", k, s, want)
+		}
+	}
+	for _, k := range []string{"exit_code", "worker", "started", "finished"} {
+		if _, ok := got[k]; ok {
+			t.Errorf("a PENDING job's JSON has %s", k)
+		}
+	}
+}
+
+func TestJobsIDPrefix(t *testing.T) {
+	// An id is taken in any case, and by any unique start of it; the
+	// command then works with the whole id.
+	h := newHarness(t)
+	h.jobs.jobs = testJobs()
+	r := h.run(t, "jobs", "get", "-o", "json", "01jaaaaaaaaaaaaaaaaaaaaaa3")
+	r.wantOK(t)
+	if !strings.Contains(r.stdout, `"id": "01JAAAAAAAAAAAAAAAAAAAAAA3"`) {
+		t.Errorf("jobs get in lower case:\n%s", r.stdout)
+	}
+	h.jobs.jobs = append(h.jobs.jobs, specJob())
+	r = h.run(t, "jobs", "cancel", "01jaaaaaaaaaaaaaaaaaaaaaa7"[:25])
+	if r.code != 1 || !strings.Contains(r.stderr, "is the start of 6 job ids") {
+		t.Errorf("ambiguous: exit %d, stderr %q", r.code, r.stderr)
+	}
+	r = h.run(t, "jobs", "cancel", "01JAAAAAAAAAAAAAAAAAAAAAA7"[:26])
+	r.wantOK(t)
+	if reqs := h.jobs.cancelReqs(); len(reqs) != 1 || reqs[0].GetId() != "01JAAAAAAAAAAAAAAAAAAAAAA7" {
+		t.Errorf("cancel requests = %v", reqs)
+	}
+	h.jobs.mu.Lock()
+	resolves := slices.Clone(h.jobs.resolves)
+	h.jobs.mu.Unlock()
+	if !slices.Equal(resolves, []string{"01jaaaaaaaaaaaaaaaaaaaaaa"}) {
+		t.Errorf("Resolve asked %q; want only the prefix (a whole id needs no call)", resolves)
+	}
+	r = h.run(t, "logs", "01jz")
+	if r.code != 1 || r.stderr != "hodei: no job id starts with \"01jz\"\n" {
+		t.Errorf("not found: exit %d, stderr %q", r.code, r.stderr)
+	}
+}
+
 func TestJobsCancel(t *testing.T) {
 	h := newHarness(t)
 	h.jobs.jobs = testJobs()
 	r := h.run(t, "jobs", "cancel", "--reason", "wrong input", "01JAAAAAAAAAAAAAAAAAAAAAA5")
 	r.wantOK(t)
-	checkGolden(t, "jobs-cancel", r.stdout)
+	if r.stdout != "01JAAAAAAAAAAAAAAAAAAAAAA5 CANCELLED\n" {
+		t.Errorf("stdout = %q, want the id and CANCELLED", r.stdout)
+	}
 	want := &hodeipb.CancelJobRequest{Id: "01JAAAAAAAAAAAAAAAAAAAAAA5", Reason: "wrong input"}
 	if reqs := h.jobs.cancelReqs(); len(reqs) != 1 || !proto.Equal(reqs[0], want) {
 		t.Errorf("cancel requests = %v, want [%v]", reqs, want)
@@ -311,7 +449,7 @@ func TestJobsLsStreams(t *testing.T) {
 		many[i] = &hodeipb.Job{Id: fmt.Sprintf("01J%023d", i), Spec: &hodeipb.JobSpec{Name: fmt.Sprintf("job-%d", i)},
 			State: hodeipb.JobState_JOB_STATE_PENDING}
 	}
-	lastOfFirst := many[999].GetId()
+	lastOfFirst := many[500].GetId() // newest first, the first page ends 1,000 jobs from the end
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -357,5 +495,49 @@ func TestJobsLsStreams(t *testing.T) {
 				t.Fatalf("%d lines, want a header and %d rows", lines, len(many))
 			}
 		})
+	}
+}
+
+func TestJobsLsFooter(t *testing.T) {
+	// When more jobs match than it shows, jobs ls says how many on
+	// stderr, after the listing, in both formats.
+	many := make([]*hodeipb.Job, 2500)
+	for i := range many {
+		many[i] = &hodeipb.Job{Id: fmt.Sprintf("01J%023d", i), Spec: &hodeipb.JobSpec{}, State: hodeipb.JobState_JOB_STATE_PENDING}
+	}
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		total   int64
+		atLeast bool
+		want    string
+	}{
+		{"Default", nil, 0, false, "50 of 2,500 shown (--all, --limit N, --state …)\n"},
+		{"JSON", []string{"-o", "json", "--limit", "10"}, 0, false, "10 of 2,500 shown (--all, --limit N, --state …)\n"},
+		{"Everything", []string{"--limit", "2500"}, 0, false, ""},
+		{"All", []string{"--all"}, 0, false, ""},
+		{"LowerBound", nil, 100_000, true, "50 of more than 100,000 shown (--all, --limit N, --state …)\n"},
+		{"LowerBoundSmall", nil, 20, true, "50 shown; more match (--all, --limit N, --state …)\n"},
+		{"Exact", nil, 1_234_567, false, "50 of 1,234,567 shown (--all, --limit N, --state …)\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.jobs.jobs, h.jobs.total, h.jobs.totalAtLeast = many, tc.total, tc.atLeast
+			r := h.run(t, append([]string{"jobs", "ls"}, tc.args...)...)
+			if r.code != 0 || r.stderr != tc.want {
+				t.Errorf("exit %d, stderr %q; want 0 and %q", r.code, r.stderr, tc.want)
+			}
+			reqs := h.jobs.lists()
+			for i, req := range reqs {
+				if want := i == 0 && !slices.Contains(tc.args, "--all"); req.GetCount() != want {
+					t.Errorf("request %d asks for the count: %v, want %v", i, req.GetCount(), want)
+				}
+			}
+		})
+	}
+	for n, want := range map[int64]string{0: "0", 7: "7", 999: "999", 1000: "1,000", 20057: "20,057", 1234567: "1,234,567"} {
+		if got := thousands(n); got != want {
+			t.Errorf("thousands(%d) = %q, want %q", n, got, want)
+		}
 	}
 }

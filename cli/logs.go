@@ -39,8 +39,15 @@ func logsCommand(*env) *ucli.Command {
 			if attempt < 0 {
 				return usagef(c, "--attempt: %d must be 1 or more (0: the current one)", attempt)
 			}
+			if _, err := reconnectTimeout(c); err != nil {
+				return err // a usage error before any call
+			}
 			return withClient(c, func(cl *client.Client) error {
-				req := &hodeipb.LogsRequest{Id: a[0], Attempt: attempt, Follow: c.Bool("follow")}
+				id, err := resolveJobID(c.Context, cl, a[0])
+				if err != nil {
+					return err
+				}
+				req := &hodeipb.LogsRequest{Id: id, Attempt: attempt, Follow: c.Bool("follow")}
 				if c.Bool("stderr") {
 					req.Stream = hodeipb.LogStream_LOG_STREAM_STDERR
 				}

@@ -166,6 +166,10 @@ type fakeJobs struct {
 	// listGate, when set, runs before List answers, without the lock; an
 	// error is List's answer.
 	listGate func(context.Context, *hodeipb.ListJobsRequest) error
+	// total and totalAtLeast, when set, are List's count.
+	total        int64
+	totalAtLeast bool
+	resolves     []string // the prefixes Resolve was asked
 
 	arrays       []string // the array of each Submit that set one
 	arrayCancels []*hodeipb.CancelArrayRequest
@@ -250,7 +254,9 @@ func (f *fakeJobs) Get(ctx context.Context, req *hodeipb.GetJobRequest) (*hodeip
 	return nil, errNotFound(req.GetId())
 }
 
-// List pages through f.jobs; the page token is the index to start at.
+// List pages through f.jobs (in reverse with newest_first); the page
+// token is the index to start at. With count, the total is every job, or
+// f.total when set.
 func (f *fakeJobs) List(ctx context.Context, req *hodeipb.ListJobsRequest) (*hodeipb.ListJobsResponse, error) {
 	if err := f.call(ctx); err != nil {
 		return nil, err
@@ -266,17 +272,56 @@ func (f *fakeJobs) List(ctx context.Context, req *hodeipb.ListJobsRequest) (*hod
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.listReqs = append(f.listReqs, proto.CloneOf(req))
+	jobs := f.jobs
+	if req.GetNewestFirst() {
+		jobs = slices.Clone(jobs)
+		slices.Reverse(jobs)
+	}
 	start, _ := strconv.Atoi(req.GetPageToken())
 	size := int(req.GetPageSize())
 	if size == 0 {
 		size = 100
 	}
-	end := min(start+size, len(f.jobs))
-	resp := &hodeipb.ListJobsResponse{Jobs: f.jobs[start:end]}
-	if end < len(f.jobs) {
+	end := min(start+size, len(jobs))
+	resp := &hodeipb.ListJobsResponse{Jobs: jobs[start:end]}
+	if end < len(jobs) {
 		resp.NextPageToken = strconv.Itoa(end)
 	}
+	if req.GetCount() {
+		resp.Total, resp.TotalIsLowerBound = int64(len(jobs)), f.totalAtLeast
+		if f.total > 0 {
+			resp.Total = f.total
+		}
+	}
 	return resp, nil
+}
+
+// Resolve finds jobs by a prefix of their ids, ignoring case; other kinds
+// are not implemented, as on a server from before prefixes.
+func (f *fakeJobs) Resolve(ctx context.Context, req *hodeipb.ResolveRequest) (*hodeipb.ResolveResponse, error) {
+	if err := f.call(ctx); err != nil {
+		return nil, err
+	}
+	if req.GetKind() != hodeipb.IdKind_ID_KIND_JOB {
+		return nil, status.Error(codes.Unimplemented, "not implemented")
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.resolves = append(f.resolves, req.GetPrefix())
+	var found []string
+	for _, j := range f.jobs {
+		if strings.HasPrefix(j.GetId(), strings.ToUpper(req.GetPrefix())) {
+			found = append(found, j.GetId())
+		}
+	}
+	switch len(found) {
+	case 0:
+		return nil, status.Errorf(codes.NotFound, "no job id starts with %q", req.GetPrefix())
+	case 1:
+		return &hodeipb.ResolveResponse{Id: found[0]}, nil
+	}
+	return nil, status.Errorf(codes.InvalidArgument, "%q is the start of %d job ids; give more of the one you mean:\n  %s",
+		req.GetPrefix(), len(found), strings.Join(found, "\n  "))
 }
 
 func (f *fakeJobs) Cancel(ctx context.Context, req *hodeipb.CancelJobRequest) (*hodeipb.Job, error) {

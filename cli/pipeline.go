@@ -62,7 +62,11 @@ func pipelineCommand(e *env) *ucli.Command {
 					}
 					var st *hodeipb.PipelineStatus
 					err = withClient(c, func(cl *client.Client) error {
-						st, err = cl.GetPipeline(c.Context, a[0])
+						id, err := resolveID(c.Context, cl, hodeipb.IdKind_ID_KIND_PIPELINE, a[0])
+						if err != nil {
+							return err
+						}
+						st, err = cl.GetPipeline(c.Context, id)
 						return err
 					})
 					switch {
@@ -87,7 +91,11 @@ func pipelineCommand(e *env) *ucli.Command {
 						return err
 					}
 					return pipelinesCall(c, e, false, func(cl *client.Client) ([]*hodeipb.PipelineStatus, error) {
-						st, err := cl.CancelPipeline(c.Context, a[0], c.String("reason"))
+						id, err := resolveID(c.Context, cl, hodeipb.IdKind_ID_KIND_PIPELINE, a[0])
+						if err != nil {
+							return nil, err
+						}
+						st, err := cl.CancelPipeline(c.Context, id, c.String("reason"))
 						return []*hodeipb.PipelineStatus{st}, err
 					})
 				},

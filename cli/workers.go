@@ -64,7 +64,13 @@ func workerRemoveCommand() *ucli.Command {
 			if err != nil {
 				return err
 			}
-			err = withClient(c, func(cl *client.Client) error { return cl.RemoveWorker(c.Context, a[0]) })
+			id := a[0]
+			err = withClient(c, func(cl *client.Client) error {
+				if id, err = resolveID(c.Context, cl, hodeipb.IdKind_ID_KIND_WORKER, id); err != nil {
+					return err
+				}
+				return cl.RemoveWorker(c.Context, id)
+			})
 			switch {
 			case err != nil:
 				return err
@@ -72,9 +78,9 @@ func workerRemoveCommand() *ucli.Command {
 				return writeJSON(c.App.Writer, struct {
 					ID      string `json:"id"`
 					Removed bool   `json:"removed"`
-				}{a[0], true})
+				}{id, true})
 			}
-			_, err = fmt.Fprintf(c.App.Writer, "worker %s removed\n", a[0])
+			_, err = fmt.Fprintf(c.App.Writer, "worker %s removed\n", id)
 			return err
 		},
 	}
@@ -93,7 +99,11 @@ func workerCommand(e *env, name, usage string, act func(*ucli.Context, *client.C
 				return err
 			}
 			return workersCall(c, e, true, func(cl *client.Client) ([]*hodeipb.Worker, error) {
-				w, err := act(c, cl, a[0])
+				id, err := resolveID(c.Context, cl, hodeipb.IdKind_ID_KIND_WORKER, a[0])
+				if err != nil {
+					return nil, err
+				}
+				w, err := act(c, cl, id)
 				if err != nil {
 					return nil, err
 				}

@@ -89,13 +89,26 @@ func BatchFieldOf(err error) (index int, field, rule string, ok bool) {
 	return 0, "", "", false
 }
 
-// Get returns one job; codes.NotFound if there is none with that id.
+// Get returns one job; codes.NotFound if there is none with that id. The
+// id may be any unique prefix of one, in any case, or ARRAY-ID[INDEX].
 func (c *Client) Get(ctx context.Context, id string) (*hodeipb.Job, error) {
 	return c.jobs.Get(ctx, &hodeipb.GetJobRequest{Id: id})
 }
 
-// List returns one page of jobs in submission order. Pass the response's
-// NextPageToken as the next request's PageToken; ListAll does that for you.
+// Resolve returns the whole id of the one object of kind whose id starts
+// with prefix, ignoring case: codes.NotFound when there is none,
+// codes.InvalidArgument listing them when there are several.
+func (c *Client) Resolve(ctx context.Context, kind hodeipb.IdKind, prefix string) (string, error) {
+	resp, err := c.jobs.Resolve(ctx, &hodeipb.ResolveRequest{Kind: kind, Prefix: prefix})
+	if err != nil {
+		return "", err
+	}
+	return resp.GetId(), nil
+}
+
+// List returns one page of jobs in submission order, or newest first with
+// req.NewestFirst. Pass the response's NextPageToken as the next
+// request's PageToken; ListAll does that for you.
 func (c *Client) List(ctx context.Context, req *hodeipb.ListJobsRequest) (*hodeipb.ListJobsResponse, error) {
 	return c.jobs.List(ctx, req)
 }
@@ -128,6 +141,19 @@ func (c *Client) ListAll(ctx context.Context, req *hodeipb.ListJobsRequest) iter
 // nil page.
 func (c *Client) ListPages(ctx context.Context, req *hodeipb.ListJobsRequest) iter.Seq2[[]*hodeipb.Job, error] {
 	return func(yield func([]*hodeipb.Job, error) bool) {
+		for resp, err := range c.ListResponses(ctx, req) {
+			if !yield(resp.GetJobs(), err) || err != nil {
+				return
+			}
+		}
+	}
+}
+
+// ListResponses is ListPages with the whole answer of each page (with
+// req.Count, the first one holds the total). Only the first request asks
+// for the count: the later ones would answer the same.
+func (c *Client) ListResponses(ctx context.Context, req *hodeipb.ListJobsRequest) iter.Seq2[*hodeipb.ListJobsResponse, error] {
+	return func(yield func(*hodeipb.ListJobsResponse, error) bool) {
 		page := &hodeipb.ListJobsRequest{}
 		if req != nil {
 			page = proto.CloneOf(req)
@@ -138,7 +164,7 @@ func (c *Client) ListPages(ctx context.Context, req *hodeipb.ListJobsRequest) it
 				yield(nil, err)
 				return
 			}
-			if !yield(resp.GetJobs(), nil) {
+			if !yield(resp, nil) {
 				return
 			}
 			next := resp.GetNextPageToken()
@@ -149,14 +175,15 @@ func (c *Client) ListPages(ctx context.Context, req *hodeipb.ListJobsRequest) it
 				yield(nil, fmt.Errorf("list jobs: server returned page token %q twice", next))
 				return
 			}
-			page.PageToken = next
+			page.PageToken, page.Count = next, false
 		}
 	}
 }
 
 // Cancel stops a job in any non-terminal state and returns it as it is after
-// the request (a running job stays RUNNING until its agent confirms). An
-// empty reason lets the server use its default.
+// the request (a running job stays RUNNING, with CancelRequested set, until
+// its agent confirms). A job that has already ended comes back as it is,
+// without an error. An empty reason lets the server use its default.
 func (c *Client) Cancel(ctx context.Context, id, reason string) (*hodeipb.Job, error) {
 	return c.jobs.Cancel(ctx, &hodeipb.CancelJobRequest{Id: id, Reason: reason})
 }

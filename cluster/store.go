@@ -57,10 +57,18 @@ type Store interface {
 	// DeleteArray deletes an array record (not its materialized tasks);
 	// deleting one that does not exist is not an error.
 	DeleteArray(ctx context.Context, id string) error
-	// List returns up to f.Limit jobs matching f with ids greater than
-	// f.After, in id order, and the page token of the next page ("" when
-	// there is none).
+	// List returns up to f.Limit jobs matching f that come after f.After
+	// in id order (descending with f.Desc), and the page token of the next
+	// page ("" when there is none).
 	List(ctx context.Context, f job.Filter) ([]*job.Job, string, error)
+	// Count counts the jobs List would return for f over all its pages,
+	// spending about budget units of work (about one per index entry it
+	// visits; see store.DB.Count): exact is false when it stopped there, n
+	// then being a lower bound.
+	Count(ctx context.Context, f job.Filter, budget int) (n int, exact bool, err error)
+	// JobsByPrefix returns the stored jobs whose ids start with prefix, at
+	// most max of them, in id order, with their tenants, in O(log n + max).
+	JobsByPrefix(ctx context.Context, prefix string, max int) ([]job.IDRef, error)
 	// Scan calls fn for every stored job in id order, in one read. fn must
 	// not call the store.
 	Scan(ctx context.Context, fn func(*job.Job) error) error

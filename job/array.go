@@ -5,7 +5,6 @@ import (
 	"maps"
 	"path"
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -73,18 +72,25 @@ func (a *Array) Position(id string) (int, bool) {
 	return int(d - 1), true
 }
 
-// ParseTaskRef reads ARRAY-ID[INDEX], the way people name a task of an
-// array (as its jobs are named NAME[INDEX]).
-func ParseTaskRef(s string) (array string, index int, ok bool) {
-	id, rest, found := strings.Cut(s, "[")
-	if !found || !ValidID(id) || !strings.HasSuffix(rest, "]") {
-		return "", 0, false
+// TaskRange returns the positions of the tasks whose ids are between lo
+// and hi, both included (ids as long as the array's), and false when no
+// task id is: task ids are consecutive numbers in the ids' base 32, so
+// the ids between two others are a range of positions.
+func (a *Array) TaskRange(lo, hi string) (from, to int, ok bool) {
+	first, last := TaskID(a.ID, 0), TaskID(a.ID, a.Len()-1)
+	if len(lo) != len(a.ID) || len(hi) != len(a.ID) || hi < first || lo > last || lo > hi {
+		return 0, 0, false
 	}
-	index, err := strconv.Atoi(strings.TrimSuffix(rest, "]"))
-	if err != nil || index < 0 {
-		return "", 0, false
+	from, to = 0, a.Len()-1
+	if lo > first {
+		d, _ := idDistance(a.ID, lo) // at most Len: lo is at most last
+		from = int(d - 1)
 	}
-	return id, index, true
+	if hi < last {
+		d, _ := idDistance(a.ID, hi)
+		to = int(d - 1)
+	}
+	return from, to, from <= to
 }
 
 // ArrayName is the base name of an array's tasks: the spec's name, or its

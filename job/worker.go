@@ -67,53 +67,6 @@ func LabelsMatch(labels, selector map[string]string) bool {
 	return true
 }
 
-// Filter selects jobs for List. Zero fields match everything.
-type Filter struct {
-	State    State
-	Tenant   string
-	Labels   map[string]string // every pair must match
-	Array    string            // only the jobs of this array
-	Pipeline string            // only the jobs of this pipeline
-	Name     string            // only the jobs whose Spec.Name is exactly this
-	After    string            // page token: only ids greater than this
-	Limit    int               // 0: DefaultPageSize
-}
-
-// Page sizes for List.
-const (
-	DefaultPageSize = 100
-	MaxPageSize     = 1000
-)
-
-// PageSize is the number of jobs a List of f returns at most: Limit,
-// DefaultPageSize when it is 0 or less, MaxPageSize at the most.
-func (f *Filter) PageSize() int {
-	switch {
-	case f.Limit <= 0:
-		return DefaultPageSize
-	case f.Limit > MaxPageSize:
-		return MaxPageSize
-	}
-	return f.Limit
-}
-
-// Match reports whether j passes the filter (ignoring After and Limit).
-func (f *Filter) Match(j *Job) bool {
-	if f.State != 0 && j.State != f.State {
-		return false
-	}
-	if f.Tenant != "" && j.Spec.Tenant != f.Tenant {
-		return false
-	}
-	if f.Array != "" && j.Spec.Array != f.Array || f.Pipeline != "" && j.Spec.Pipeline != f.Pipeline {
-		return false
-	}
-	if f.Name != "" && j.Spec.Name != f.Name {
-		return false
-	}
-	return LabelsMatch(j.Spec.Labels, f.Labels)
-}
-
 // Limits of what an agent says about itself, checked by CheckWorkerInfo.
 const (
 	MaxWorkerText   = 255 // bytes of a worker's name, hostname or version

@@ -492,6 +492,62 @@ func (PipelineState) EnumDescriptor() ([]byte, []int) {
 	return file_hodei_proto_rawDescGZIP(), []int{7}
 }
 
+// IdKind says what an id names, for Resolve.
+type IdKind int32
+
+const (
+	IdKind_ID_KIND_UNSPECIFIED IdKind = 0
+	IdKind_ID_KIND_JOB         IdKind = 1 // a job, or a task of an array not yet run
+	IdKind_ID_KIND_ARRAY       IdKind = 2
+	IdKind_ID_KIND_PIPELINE    IdKind = 3
+	IdKind_ID_KIND_WORKER      IdKind = 4 // needs a token that may manage workers
+)
+
+// Enum value maps for IdKind.
+var (
+	IdKind_name = map[int32]string{
+		0: "ID_KIND_UNSPECIFIED",
+		1: "ID_KIND_JOB",
+		2: "ID_KIND_ARRAY",
+		3: "ID_KIND_PIPELINE",
+		4: "ID_KIND_WORKER",
+	}
+	IdKind_value = map[string]int32{
+		"ID_KIND_UNSPECIFIED": 0,
+		"ID_KIND_JOB":         1,
+		"ID_KIND_ARRAY":       2,
+		"ID_KIND_PIPELINE":    3,
+		"ID_KIND_WORKER":      4,
+	}
+)
+
+func (x IdKind) Enum() *IdKind {
+	p := new(IdKind)
+	*p = x
+	return p
+}
+
+func (x IdKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (IdKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_hodei_proto_enumTypes[8].Descriptor()
+}
+
+func (IdKind) Type() protoreflect.EnumType {
+	return &file_hodei_proto_enumTypes[8]
+}
+
+func (x IdKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use IdKind.Descriptor instead.
+func (IdKind) EnumDescriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{8}
+}
+
 type Resources struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	CpuMillis     int64                  `protobuf:"varint,1,opt,name=cpu_millis,json=cpuMillis,proto3" json:"cpu_millis,omitempty"`
@@ -1401,15 +1457,31 @@ func (x *GetJobRequest) GetId() string {
 }
 
 type ListJobsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	State         JobState               `protobuf:"varint,1,opt,name=state,proto3,enum=hodei.v1.JobState" json:"state,omitempty"` // unspecified: any
-	Tenant        string                 `protobuf:"bytes,2,opt,name=tenant,proto3" json:"tenant,omitempty"`
-	Labels        map[string]string      `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"` // all must match
-	PageSize      int32                  `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`                                                      // 0: 100; at most 1000
-	PageToken     string                 `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`                                                    // next_page_token of the previous page
-	Array         string                 `protobuf:"bytes,6,opt,name=array,proto3" json:"array,omitempty"`                                                                             // only the jobs of this array
-	Pipeline      string                 `protobuf:"bytes,7,opt,name=pipeline,proto3" json:"pipeline,omitempty"`                                                                       // only the jobs of this pipeline
-	Name          string                 `protobuf:"bytes,8,opt,name=name,proto3" json:"name,omitempty"`                                                                               // only the jobs with exactly this name
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	State     JobState               `protobuf:"varint,1,opt,name=state,proto3,enum=hodei.v1.JobState" json:"state,omitempty"` // unspecified: any
+	Tenant    string                 `protobuf:"bytes,2,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	Labels    map[string]string      `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"` // all must match
+	PageSize  int32                  `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`                                                      // 0: 100; at most 1000
+	PageToken string                 `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`                                                    // next_page_token of the previous page
+	Array     string                 `protobuf:"bytes,6,opt,name=array,proto3" json:"array,omitempty"`                                                                             // only the jobs of this array (id or unique prefix)
+	Pipeline  string                 `protobuf:"bytes,7,opt,name=pipeline,proto3" json:"pipeline,omitempty"`                                                                       // only the jobs of this pipeline (id or unique prefix)
+	// Only the jobs with this name, or whose name matches it as a shell
+	// pattern (Go's path.Match: *, ?, [a-z], \ quotes; * stops at '/').
+	Name string `protobuf:"bytes,8,opt,name=name,proto3" json:"name,omitempty"`
+	// Newest first: in descending id order, the page token then standing
+	// for the ids below it.
+	NewestFirst bool `protobuf:"varint,9,opt,name=newest_first,json=newestFirst,proto3" json:"newest_first,omitempty"`
+	// Not 0: only the jobs created at or after this time.
+	CreatedSinceUnixNano int64 `protobuf:"varint,10,opt,name=created_since_unix_nano,json=createdSinceUnixNano,proto3" json:"created_since_unix_nano,omitempty"`
+	// Not 0: only the jobs that have not finished and those that finished
+	// at or after this time (`hodei jobs ls` without --state or --all: the
+	// last hour).
+	NotFinishedBeforeUnixNano int64 `protobuf:"varint,11,opt,name=not_finished_before_unix_nano,json=notFinishedBeforeUnixNano,proto3" json:"not_finished_before_unix_nano,omitempty"`
+	// Also count every job that matches, on all pages (the response's
+	// total). It costs little: the unfinished jobs are counted as they
+	// change, the others through the indexes; where an exact count would
+	// mean reading a large part of the store, it gives a lower bound.
+	Count         bool `protobuf:"varint,12,opt,name=count,proto3" json:"count,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1500,12 +1572,45 @@ func (x *ListJobsRequest) GetName() string {
 	return ""
 }
 
+func (x *ListJobsRequest) GetNewestFirst() bool {
+	if x != nil {
+		return x.NewestFirst
+	}
+	return false
+}
+
+func (x *ListJobsRequest) GetCreatedSinceUnixNano() int64 {
+	if x != nil {
+		return x.CreatedSinceUnixNano
+	}
+	return 0
+}
+
+func (x *ListJobsRequest) GetNotFinishedBeforeUnixNano() int64 {
+	if x != nil {
+		return x.NotFinishedBeforeUnixNano
+	}
+	return 0
+}
+
+func (x *ListJobsRequest) GetCount() bool {
+	if x != nil {
+		return x.Count
+	}
+	return false
+}
+
 type ListJobsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Jobs          []*Job                 `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
 	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"` // empty on the last page
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// With count: how many jobs match, on every page.
+	Total int64 `protobuf:"varint,3,opt,name=total,proto3" json:"total,omitempty"`
+	// total is a lower bound: at least that many match (counting them all
+	// would have meant a scan).
+	TotalIsLowerBound bool `protobuf:"varint,4,opt,name=total_is_lower_bound,json=totalIsLowerBound,proto3" json:"total_is_lower_bound,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *ListJobsResponse) Reset() {
@@ -1550,6 +1655,20 @@ func (x *ListJobsResponse) GetNextPageToken() string {
 		return x.NextPageToken
 	}
 	return ""
+}
+
+func (x *ListJobsResponse) GetTotal() int64 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+func (x *ListJobsResponse) GetTotalIsLowerBound() bool {
+	if x != nil {
+		return x.TotalIsLowerBound
+	}
+	return false
 }
 
 type CancelJobRequest struct {
@@ -6350,6 +6469,102 @@ func (x *UndrainWorkerRequest) GetId() string {
 	return ""
 }
 
+type ResolveRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Kind          IdKind                 `protobuf:"varint,1,opt,name=kind,proto3,enum=hodei.v1.IdKind" json:"kind,omitempty"`
+	Prefix        string                 `protobuf:"bytes,2,opt,name=prefix,proto3" json:"prefix,omitempty"` // the start of an id, in any case
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResolveRequest) Reset() {
+	*x = ResolveRequest{}
+	mi := &file_hodei_proto_msgTypes[84]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResolveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResolveRequest) ProtoMessage() {}
+
+func (x *ResolveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[84]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResolveRequest.ProtoReflect.Descriptor instead.
+func (*ResolveRequest) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{84}
+}
+
+func (x *ResolveRequest) GetKind() IdKind {
+	if x != nil {
+		return x.Kind
+	}
+	return IdKind_ID_KIND_UNSPECIFIED
+}
+
+func (x *ResolveRequest) GetPrefix() string {
+	if x != nil {
+		return x.Prefix
+	}
+	return ""
+}
+
+type ResolveResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResolveResponse) Reset() {
+	*x = ResolveResponse{}
+	mi := &file_hodei_proto_msgTypes[85]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResolveResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResolveResponse) ProtoMessage() {}
+
+func (x *ResolveResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[85]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResolveResponse.ProtoReflect.Descriptor instead.
+func (*ResolveResponse) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{85}
+}
+
+func (x *ResolveResponse) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
 type Pipeline_Step struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
 	Name              string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -6362,7 +6577,7 @@ type Pipeline_Step struct {
 
 func (x *Pipeline_Step) Reset() {
 	*x = Pipeline_Step{}
-	mi := &file_hodei_proto_msgTypes[91]
+	mi := &file_hodei_proto_msgTypes[93]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6374,7 +6589,7 @@ func (x *Pipeline_Step) String() string {
 func (*Pipeline_Step) ProtoMessage() {}
 
 func (x *Pipeline_Step) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[91]
+	mi := &file_hodei_proto_msgTypes[93]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6522,7 +6737,7 @@ const file_hodei_proto_rawDesc = "" +
 	"\x13SubmitBatchResponse\x12\x10\n" +
 	"\x03ids\x18\x01 \x03(\tR\x03ids\"\x1f\n" +
 	"\rGetJobRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\xcf\x02\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x81\x04\n" +
 	"\x0fListJobsRequest\x12(\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x12.hodei.v1.JobStateR\x05state\x12\x16\n" +
 	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12=\n" +
@@ -6532,13 +6747,20 @@ const file_hodei_proto_rawDesc = "" +
 	"page_token\x18\x05 \x01(\tR\tpageToken\x12\x14\n" +
 	"\x05array\x18\x06 \x01(\tR\x05array\x12\x1a\n" +
 	"\bpipeline\x18\a \x01(\tR\bpipeline\x12\x12\n" +
-	"\x04name\x18\b \x01(\tR\x04name\x1a9\n" +
+	"\x04name\x18\b \x01(\tR\x04name\x12!\n" +
+	"\fnewest_first\x18\t \x01(\bR\vnewestFirst\x125\n" +
+	"\x17created_since_unix_nano\x18\n" +
+	" \x01(\x03R\x14createdSinceUnixNano\x12@\n" +
+	"\x1dnot_finished_before_unix_nano\x18\v \x01(\x03R\x19notFinishedBeforeUnixNano\x12\x14\n" +
+	"\x05count\x18\f \x01(\bR\x05count\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"]\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa4\x01\n" +
 	"\x10ListJobsResponse\x12!\n" +
 	"\x04jobs\x18\x01 \x03(\v2\r.hodei.v1.JobR\x04jobs\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\":\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x14\n" +
+	"\x05total\x18\x03 \x01(\x03R\x05total\x12/\n" +
+	"\x14total_is_lower_bound\x18\x04 \x01(\bR\x11totalIsLowerBound\":\n" +
 	"\x10CancelJobRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"<\n" +
@@ -6890,6 +7112,11 @@ const file_hodei_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"&\n" +
 	"\x14UndrainWorkerRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"N\n" +
+	"\x0eResolveRequest\x12$\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x10.hodei.v1.IdKindR\x04kind\x12\x16\n" +
+	"\x06prefix\x18\x02 \x01(\tR\x06prefix\"!\n" +
+	"\x0fResolveResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id*\xb4\x01\n" +
 	"\bJobState\x12\x19\n" +
 	"\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
@@ -6947,7 +7174,13 @@ const file_hodei_proto_rawDesc = "" +
 	"\x16PIPELINE_STATE_RUNNING\x10\x02\x12\x1c\n" +
 	"\x18PIPELINE_STATE_COMPLETED\x10\x03\x12\x19\n" +
 	"\x15PIPELINE_STATE_FAILED\x10\x04\x12\x1c\n" +
-	"\x18PIPELINE_STATE_CANCELLED\x10\x052\xdd\x06\n" +
+	"\x18PIPELINE_STATE_CANCELLED\x10\x05*o\n" +
+	"\x06IdKind\x12\x17\n" +
+	"\x13ID_KIND_UNSPECIFIED\x10\x00\x12\x0f\n" +
+	"\vID_KIND_JOB\x10\x01\x12\x11\n" +
+	"\rID_KIND_ARRAY\x10\x02\x12\x14\n" +
+	"\x10ID_KIND_PIPELINE\x10\x03\x12\x12\n" +
+	"\x0eID_KIND_WORKER\x10\x042\x9d\a\n" +
 	"\n" +
 	"JobService\x12;\n" +
 	"\x06Submit\x12\x17.hodei.v1.SubmitRequest\x1a\x18.hodei.v1.SubmitResponse\x12J\n" +
@@ -6962,7 +7195,8 @@ const file_hodei_proto_rawDesc = "" +
 	"\vGetPipeline\x12\x1c.hodei.v1.GetPipelineRequest\x1a\x18.hodei.v1.PipelineStatus\x12P\n" +
 	"\rListPipelines\x12\x1e.hodei.v1.ListPipelinesRequest\x1a\x1f.hodei.v1.ListPipelinesResponse\x12K\n" +
 	"\x0eCancelPipeline\x12\x1f.hodei.v1.CancelPipelineRequest\x1a\x18.hodei.v1.PipelineStatus\x12?\n" +
-	"\x06Attach\x12\x17.hodei.v1.AttachRequest\x1a\x18.hodei.v1.AttachResponse(\x010\x012\x85\x01\n" +
+	"\x06Attach\x12\x17.hodei.v1.AttachRequest\x1a\x18.hodei.v1.AttachResponse(\x010\x01\x12>\n" +
+	"\aResolve\x12\x18.hodei.v1.ResolveRequest\x1a\x19.hodei.v1.ResolveResponse2\x85\x01\n" +
 	"\fAgentService\x12>\n" +
 	"\aConnect\x12\x16.hodei.v1.AgentMessage\x1a\x17.hodei.v1.ServerMessage(\x010\x01\x125\n" +
 	"\x04Join\x12\x15.hodei.v1.JoinRequest\x1a\x16.hodei.v1.JoinResponse2\xa0\b\n" +
@@ -6996,8 +7230,8 @@ func file_hodei_proto_rawDescGZIP() []byte {
 	return file_hodei_proto_rawDescData
 }
 
-var file_hodei_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_hodei_proto_msgTypes = make([]protoimpl.MessageInfo, 92)
+var file_hodei_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
+var file_hodei_proto_msgTypes = make([]protoimpl.MessageInfo, 94)
 var file_hodei_proto_goTypes = []any{
 	(JobState)(0),                 // 0: hodei.v1.JobState
 	(StdinMode)(0),                // 1: hodei.v1.StdinMode
@@ -7007,241 +7241,247 @@ var file_hodei_proto_goTypes = []any{
 	(WorkerState)(0),              // 5: hodei.v1.WorkerState
 	(BurstState)(0),               // 6: hodei.v1.BurstState
 	(PipelineState)(0),            // 7: hodei.v1.PipelineState
-	(*Resources)(nil),             // 8: hodei.v1.Resources
-	(*JobSpec)(nil),               // 9: hodei.v1.JobSpec
-	(*Usage)(nil),                 // 10: hodei.v1.Usage
-	(*Job)(nil),                   // 11: hodei.v1.Job
-	(*PendingReason)(nil),         // 12: hodei.v1.PendingReason
-	(*SubmitRequest)(nil),         // 13: hodei.v1.SubmitRequest
-	(*SubmitResponse)(nil),        // 14: hodei.v1.SubmitResponse
-	(*SubmitBatchRequest)(nil),    // 15: hodei.v1.SubmitBatchRequest
-	(*SubmitBatchResponse)(nil),   // 16: hodei.v1.SubmitBatchResponse
-	(*GetJobRequest)(nil),         // 17: hodei.v1.GetJobRequest
-	(*ListJobsRequest)(nil),       // 18: hodei.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),      // 19: hodei.v1.ListJobsResponse
-	(*CancelJobRequest)(nil),      // 20: hodei.v1.CancelJobRequest
-	(*CancelArrayRequest)(nil),    // 21: hodei.v1.CancelArrayRequest
-	(*CancelArrayResponse)(nil),   // 22: hodei.v1.CancelArrayResponse
-	(*WatchRequest)(nil),          // 23: hodei.v1.WatchRequest
-	(*JobEvent)(nil),              // 24: hodei.v1.JobEvent
-	(*LogsRequest)(nil),           // 25: hodei.v1.LogsRequest
-	(*LogData)(nil),               // 26: hodei.v1.LogData
-	(*TerminalSize)(nil),          // 27: hodei.v1.TerminalSize
-	(*AttachRequest)(nil),         // 28: hodei.v1.AttachRequest
-	(*AttachOpen)(nil),            // 29: hodei.v1.AttachOpen
-	(*InputEnd)(nil),              // 30: hodei.v1.InputEnd
-	(*InputClaim)(nil),            // 31: hodei.v1.InputClaim
-	(*AttachResponse)(nil),        // 32: hodei.v1.AttachResponse
-	(*Attached)(nil),              // 33: hodei.v1.Attached
-	(*InputState)(nil),            // 34: hodei.v1.InputState
-	(*AttachEnded)(nil),           // 35: hodei.v1.AttachEnded
-	(*JoinRequest)(nil),           // 36: hodei.v1.JoinRequest
-	(*JoinResponse)(nil),          // 37: hodei.v1.JoinResponse
-	(*AgentMessage)(nil),          // 38: hodei.v1.AgentMessage
-	(*ServerMessage)(nil),         // 39: hodei.v1.ServerMessage
-	(*JobRef)(nil),                // 40: hodei.v1.JobRef
-	(*Hello)(nil),                 // 41: hodei.v1.Hello
-	(*Heartbeat)(nil),             // 42: hodei.v1.Heartbeat
-	(*JobStarted)(nil),            // 43: hodei.v1.JobStarted
-	(*LogChunk)(nil),              // 44: hodei.v1.LogChunk
-	(*JobFinished)(nil),           // 45: hodei.v1.JobFinished
-	(*Welcome)(nil),               // 46: hodei.v1.Welcome
-	(*Assign)(nil),                // 47: hodei.v1.Assign
-	(*CancelJob)(nil),             // 48: hodei.v1.CancelJob
-	(*Ack)(nil),                   // 49: hodei.v1.Ack
-	(*JobInput)(nil),              // 50: hodei.v1.JobInput
-	(*InputCredit)(nil),           // 51: hodei.v1.InputCredit
-	(*ResizeJob)(nil),             // 52: hodei.v1.ResizeJob
-	(*Worker)(nil),                // 53: hodei.v1.Worker
-	(*RevokeWorkerRequest)(nil),   // 54: hodei.v1.RevokeWorkerRequest
-	(*RemoveWorkerRequest)(nil),   // 55: hodei.v1.RemoveWorkerRequest
-	(*RemoveWorkerResponse)(nil),  // 56: hodei.v1.RemoveWorkerResponse
-	(*TokenInfo)(nil),             // 57: hodei.v1.TokenInfo
-	(*CreateTokenRequest)(nil),    // 58: hodei.v1.CreateTokenRequest
-	(*CreateTokenResponse)(nil),   // 59: hodei.v1.CreateTokenResponse
-	(*ListTokensRequest)(nil),     // 60: hodei.v1.ListTokensRequest
-	(*ListTokensResponse)(nil),    // 61: hodei.v1.ListTokensResponse
-	(*RevokeTokenRequest)(nil),    // 62: hodei.v1.RevokeTokenRequest
-	(*WhoAmIRequest)(nil),         // 63: hodei.v1.WhoAmIRequest
-	(*AuditRecord)(nil),           // 64: hodei.v1.AuditRecord
-	(*AgentRecord)(nil),           // 65: hodei.v1.AgentRecord
-	(*ListAuditRequest)(nil),      // 66: hodei.v1.ListAuditRequest
-	(*ListAuditResponse)(nil),     // 67: hodei.v1.ListAuditResponse
-	(*ListWorkersRequest)(nil),    // 68: hodei.v1.ListWorkersRequest
-	(*ListWorkersResponse)(nil),   // 69: hodei.v1.ListWorkersResponse
-	(*DrainWorkerRequest)(nil),    // 70: hodei.v1.DrainWorkerRequest
-	(*SnapshotRequest)(nil),       // 71: hodei.v1.SnapshotRequest
-	(*SnapshotChunk)(nil),         // 72: hodei.v1.SnapshotChunk
-	(*Tenant)(nil),                // 73: hodei.v1.Tenant
-	(*TenantStatus)(nil),          // 74: hodei.v1.TenantStatus
-	(*SetTenantRequest)(nil),      // 75: hodei.v1.SetTenantRequest
-	(*GetTenantRequest)(nil),      // 76: hodei.v1.GetTenantRequest
-	(*ListTenantsRequest)(nil),    // 77: hodei.v1.ListTenantsRequest
-	(*ListTenantsResponse)(nil),   // 78: hodei.v1.ListTenantsResponse
-	(*DeleteTenantRequest)(nil),   // 79: hodei.v1.DeleteTenantRequest
-	(*DeleteTenantResponse)(nil),  // 80: hodei.v1.DeleteTenantResponse
-	(*MatrixAxis)(nil),            // 81: hodei.v1.MatrixAxis
-	(*PipelineStepSpec)(nil),      // 82: hodei.v1.PipelineStepSpec
-	(*PipelineSpec)(nil),          // 83: hodei.v1.PipelineSpec
-	(*Pipeline)(nil),              // 84: hodei.v1.Pipeline
-	(*PipelineStatus)(nil),        // 85: hodei.v1.PipelineStatus
-	(*RunPipelineRequest)(nil),    // 86: hodei.v1.RunPipelineRequest
-	(*GetPipelineRequest)(nil),    // 87: hodei.v1.GetPipelineRequest
-	(*ListPipelinesRequest)(nil),  // 88: hodei.v1.ListPipelinesRequest
-	(*ListPipelinesResponse)(nil), // 89: hodei.v1.ListPipelinesResponse
-	(*CancelPipelineRequest)(nil), // 90: hodei.v1.CancelPipelineRequest
-	(*UndrainWorkerRequest)(nil),  // 91: hodei.v1.UndrainWorkerRequest
-	nil,                           // 92: hodei.v1.JobSpec.LabelsEntry
-	nil,                           // 93: hodei.v1.JobSpec.EnvEntry
-	nil,                           // 94: hodei.v1.JobSpec.SecretEnvEntry
-	nil,                           // 95: hodei.v1.JobSpec.SelectorEntry
-	nil,                           // 96: hodei.v1.ListJobsRequest.LabelsEntry
-	nil,                           // 97: hodei.v1.Hello.LabelsEntry
-	nil,                           // 98: hodei.v1.Worker.LabelsEntry
-	(*Pipeline_Step)(nil),         // 99: hodei.v1.Pipeline.Step
+	(IdKind)(0),                   // 8: hodei.v1.IdKind
+	(*Resources)(nil),             // 9: hodei.v1.Resources
+	(*JobSpec)(nil),               // 10: hodei.v1.JobSpec
+	(*Usage)(nil),                 // 11: hodei.v1.Usage
+	(*Job)(nil),                   // 12: hodei.v1.Job
+	(*PendingReason)(nil),         // 13: hodei.v1.PendingReason
+	(*SubmitRequest)(nil),         // 14: hodei.v1.SubmitRequest
+	(*SubmitResponse)(nil),        // 15: hodei.v1.SubmitResponse
+	(*SubmitBatchRequest)(nil),    // 16: hodei.v1.SubmitBatchRequest
+	(*SubmitBatchResponse)(nil),   // 17: hodei.v1.SubmitBatchResponse
+	(*GetJobRequest)(nil),         // 18: hodei.v1.GetJobRequest
+	(*ListJobsRequest)(nil),       // 19: hodei.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),      // 20: hodei.v1.ListJobsResponse
+	(*CancelJobRequest)(nil),      // 21: hodei.v1.CancelJobRequest
+	(*CancelArrayRequest)(nil),    // 22: hodei.v1.CancelArrayRequest
+	(*CancelArrayResponse)(nil),   // 23: hodei.v1.CancelArrayResponse
+	(*WatchRequest)(nil),          // 24: hodei.v1.WatchRequest
+	(*JobEvent)(nil),              // 25: hodei.v1.JobEvent
+	(*LogsRequest)(nil),           // 26: hodei.v1.LogsRequest
+	(*LogData)(nil),               // 27: hodei.v1.LogData
+	(*TerminalSize)(nil),          // 28: hodei.v1.TerminalSize
+	(*AttachRequest)(nil),         // 29: hodei.v1.AttachRequest
+	(*AttachOpen)(nil),            // 30: hodei.v1.AttachOpen
+	(*InputEnd)(nil),              // 31: hodei.v1.InputEnd
+	(*InputClaim)(nil),            // 32: hodei.v1.InputClaim
+	(*AttachResponse)(nil),        // 33: hodei.v1.AttachResponse
+	(*Attached)(nil),              // 34: hodei.v1.Attached
+	(*InputState)(nil),            // 35: hodei.v1.InputState
+	(*AttachEnded)(nil),           // 36: hodei.v1.AttachEnded
+	(*JoinRequest)(nil),           // 37: hodei.v1.JoinRequest
+	(*JoinResponse)(nil),          // 38: hodei.v1.JoinResponse
+	(*AgentMessage)(nil),          // 39: hodei.v1.AgentMessage
+	(*ServerMessage)(nil),         // 40: hodei.v1.ServerMessage
+	(*JobRef)(nil),                // 41: hodei.v1.JobRef
+	(*Hello)(nil),                 // 42: hodei.v1.Hello
+	(*Heartbeat)(nil),             // 43: hodei.v1.Heartbeat
+	(*JobStarted)(nil),            // 44: hodei.v1.JobStarted
+	(*LogChunk)(nil),              // 45: hodei.v1.LogChunk
+	(*JobFinished)(nil),           // 46: hodei.v1.JobFinished
+	(*Welcome)(nil),               // 47: hodei.v1.Welcome
+	(*Assign)(nil),                // 48: hodei.v1.Assign
+	(*CancelJob)(nil),             // 49: hodei.v1.CancelJob
+	(*Ack)(nil),                   // 50: hodei.v1.Ack
+	(*JobInput)(nil),              // 51: hodei.v1.JobInput
+	(*InputCredit)(nil),           // 52: hodei.v1.InputCredit
+	(*ResizeJob)(nil),             // 53: hodei.v1.ResizeJob
+	(*Worker)(nil),                // 54: hodei.v1.Worker
+	(*RevokeWorkerRequest)(nil),   // 55: hodei.v1.RevokeWorkerRequest
+	(*RemoveWorkerRequest)(nil),   // 56: hodei.v1.RemoveWorkerRequest
+	(*RemoveWorkerResponse)(nil),  // 57: hodei.v1.RemoveWorkerResponse
+	(*TokenInfo)(nil),             // 58: hodei.v1.TokenInfo
+	(*CreateTokenRequest)(nil),    // 59: hodei.v1.CreateTokenRequest
+	(*CreateTokenResponse)(nil),   // 60: hodei.v1.CreateTokenResponse
+	(*ListTokensRequest)(nil),     // 61: hodei.v1.ListTokensRequest
+	(*ListTokensResponse)(nil),    // 62: hodei.v1.ListTokensResponse
+	(*RevokeTokenRequest)(nil),    // 63: hodei.v1.RevokeTokenRequest
+	(*WhoAmIRequest)(nil),         // 64: hodei.v1.WhoAmIRequest
+	(*AuditRecord)(nil),           // 65: hodei.v1.AuditRecord
+	(*AgentRecord)(nil),           // 66: hodei.v1.AgentRecord
+	(*ListAuditRequest)(nil),      // 67: hodei.v1.ListAuditRequest
+	(*ListAuditResponse)(nil),     // 68: hodei.v1.ListAuditResponse
+	(*ListWorkersRequest)(nil),    // 69: hodei.v1.ListWorkersRequest
+	(*ListWorkersResponse)(nil),   // 70: hodei.v1.ListWorkersResponse
+	(*DrainWorkerRequest)(nil),    // 71: hodei.v1.DrainWorkerRequest
+	(*SnapshotRequest)(nil),       // 72: hodei.v1.SnapshotRequest
+	(*SnapshotChunk)(nil),         // 73: hodei.v1.SnapshotChunk
+	(*Tenant)(nil),                // 74: hodei.v1.Tenant
+	(*TenantStatus)(nil),          // 75: hodei.v1.TenantStatus
+	(*SetTenantRequest)(nil),      // 76: hodei.v1.SetTenantRequest
+	(*GetTenantRequest)(nil),      // 77: hodei.v1.GetTenantRequest
+	(*ListTenantsRequest)(nil),    // 78: hodei.v1.ListTenantsRequest
+	(*ListTenantsResponse)(nil),   // 79: hodei.v1.ListTenantsResponse
+	(*DeleteTenantRequest)(nil),   // 80: hodei.v1.DeleteTenantRequest
+	(*DeleteTenantResponse)(nil),  // 81: hodei.v1.DeleteTenantResponse
+	(*MatrixAxis)(nil),            // 82: hodei.v1.MatrixAxis
+	(*PipelineStepSpec)(nil),      // 83: hodei.v1.PipelineStepSpec
+	(*PipelineSpec)(nil),          // 84: hodei.v1.PipelineSpec
+	(*Pipeline)(nil),              // 85: hodei.v1.Pipeline
+	(*PipelineStatus)(nil),        // 86: hodei.v1.PipelineStatus
+	(*RunPipelineRequest)(nil),    // 87: hodei.v1.RunPipelineRequest
+	(*GetPipelineRequest)(nil),    // 88: hodei.v1.GetPipelineRequest
+	(*ListPipelinesRequest)(nil),  // 89: hodei.v1.ListPipelinesRequest
+	(*ListPipelinesResponse)(nil), // 90: hodei.v1.ListPipelinesResponse
+	(*CancelPipelineRequest)(nil), // 91: hodei.v1.CancelPipelineRequest
+	(*UndrainWorkerRequest)(nil),  // 92: hodei.v1.UndrainWorkerRequest
+	(*ResolveRequest)(nil),        // 93: hodei.v1.ResolveRequest
+	(*ResolveResponse)(nil),       // 94: hodei.v1.ResolveResponse
+	nil,                           // 95: hodei.v1.JobSpec.LabelsEntry
+	nil,                           // 96: hodei.v1.JobSpec.EnvEntry
+	nil,                           // 97: hodei.v1.JobSpec.SecretEnvEntry
+	nil,                           // 98: hodei.v1.JobSpec.SelectorEntry
+	nil,                           // 99: hodei.v1.ListJobsRequest.LabelsEntry
+	nil,                           // 100: hodei.v1.Hello.LabelsEntry
+	nil,                           // 101: hodei.v1.Worker.LabelsEntry
+	(*Pipeline_Step)(nil),         // 102: hodei.v1.Pipeline.Step
 }
 var file_hodei_proto_depIdxs = []int32{
-	92,  // 0: hodei.v1.JobSpec.labels:type_name -> hodei.v1.JobSpec.LabelsEntry
-	93,  // 1: hodei.v1.JobSpec.env:type_name -> hodei.v1.JobSpec.EnvEntry
-	94,  // 2: hodei.v1.JobSpec.secret_env:type_name -> hodei.v1.JobSpec.SecretEnvEntry
-	8,   // 3: hodei.v1.JobSpec.resources:type_name -> hodei.v1.Resources
-	95,  // 4: hodei.v1.JobSpec.selector:type_name -> hodei.v1.JobSpec.SelectorEntry
+	95,  // 0: hodei.v1.JobSpec.labels:type_name -> hodei.v1.JobSpec.LabelsEntry
+	96,  // 1: hodei.v1.JobSpec.env:type_name -> hodei.v1.JobSpec.EnvEntry
+	97,  // 2: hodei.v1.JobSpec.secret_env:type_name -> hodei.v1.JobSpec.SecretEnvEntry
+	9,   // 3: hodei.v1.JobSpec.resources:type_name -> hodei.v1.Resources
+	98,  // 4: hodei.v1.JobSpec.selector:type_name -> hodei.v1.JobSpec.SelectorEntry
 	1,   // 5: hodei.v1.JobSpec.stdin:type_name -> hodei.v1.StdinMode
-	9,   // 6: hodei.v1.Job.spec:type_name -> hodei.v1.JobSpec
+	10,  // 6: hodei.v1.Job.spec:type_name -> hodei.v1.JobSpec
 	0,   // 7: hodei.v1.Job.state:type_name -> hodei.v1.JobState
-	10,  // 8: hodei.v1.Job.usage:type_name -> hodei.v1.Usage
-	12,  // 9: hodei.v1.Job.pending:type_name -> hodei.v1.PendingReason
+	11,  // 8: hodei.v1.Job.usage:type_name -> hodei.v1.Usage
+	13,  // 9: hodei.v1.Job.pending:type_name -> hodei.v1.PendingReason
 	2,   // 10: hodei.v1.PendingReason.kind:type_name -> hodei.v1.PendingKind
-	9,   // 11: hodei.v1.SubmitRequest.spec:type_name -> hodei.v1.JobSpec
-	9,   // 12: hodei.v1.SubmitBatchRequest.specs:type_name -> hodei.v1.JobSpec
+	10,  // 11: hodei.v1.SubmitRequest.spec:type_name -> hodei.v1.JobSpec
+	10,  // 12: hodei.v1.SubmitBatchRequest.specs:type_name -> hodei.v1.JobSpec
 	0,   // 13: hodei.v1.ListJobsRequest.state:type_name -> hodei.v1.JobState
-	96,  // 14: hodei.v1.ListJobsRequest.labels:type_name -> hodei.v1.ListJobsRequest.LabelsEntry
-	11,  // 15: hodei.v1.ListJobsResponse.jobs:type_name -> hodei.v1.Job
-	11,  // 16: hodei.v1.JobEvent.job:type_name -> hodei.v1.Job
+	99,  // 14: hodei.v1.ListJobsRequest.labels:type_name -> hodei.v1.ListJobsRequest.LabelsEntry
+	12,  // 15: hodei.v1.ListJobsResponse.jobs:type_name -> hodei.v1.Job
+	12,  // 16: hodei.v1.JobEvent.job:type_name -> hodei.v1.Job
 	3,   // 17: hodei.v1.LogsRequest.stream:type_name -> hodei.v1.LogStream
-	29,  // 18: hodei.v1.AttachRequest.open:type_name -> hodei.v1.AttachOpen
-	27,  // 19: hodei.v1.AttachRequest.resize:type_name -> hodei.v1.TerminalSize
-	30,  // 20: hodei.v1.AttachRequest.end:type_name -> hodei.v1.InputEnd
-	31,  // 21: hodei.v1.AttachRequest.claim:type_name -> hodei.v1.InputClaim
-	27,  // 22: hodei.v1.AttachOpen.size:type_name -> hodei.v1.TerminalSize
-	33,  // 23: hodei.v1.AttachResponse.attached:type_name -> hodei.v1.Attached
-	26,  // 24: hodei.v1.AttachResponse.output:type_name -> hodei.v1.LogData
-	34,  // 25: hodei.v1.AttachResponse.input:type_name -> hodei.v1.InputState
-	35,  // 26: hodei.v1.AttachResponse.ended:type_name -> hodei.v1.AttachEnded
+	30,  // 18: hodei.v1.AttachRequest.open:type_name -> hodei.v1.AttachOpen
+	28,  // 19: hodei.v1.AttachRequest.resize:type_name -> hodei.v1.TerminalSize
+	31,  // 20: hodei.v1.AttachRequest.end:type_name -> hodei.v1.InputEnd
+	32,  // 21: hodei.v1.AttachRequest.claim:type_name -> hodei.v1.InputClaim
+	28,  // 22: hodei.v1.AttachOpen.size:type_name -> hodei.v1.TerminalSize
+	34,  // 23: hodei.v1.AttachResponse.attached:type_name -> hodei.v1.Attached
+	27,  // 24: hodei.v1.AttachResponse.output:type_name -> hodei.v1.LogData
+	35,  // 25: hodei.v1.AttachResponse.input:type_name -> hodei.v1.InputState
+	36,  // 26: hodei.v1.AttachResponse.ended:type_name -> hodei.v1.AttachEnded
 	0,   // 27: hodei.v1.Attached.state:type_name -> hodei.v1.JobState
-	11,  // 28: hodei.v1.AttachEnded.job:type_name -> hodei.v1.Job
-	41,  // 29: hodei.v1.AgentMessage.hello:type_name -> hodei.v1.Hello
-	42,  // 30: hodei.v1.AgentMessage.heartbeat:type_name -> hodei.v1.Heartbeat
-	43,  // 31: hodei.v1.AgentMessage.started:type_name -> hodei.v1.JobStarted
-	44,  // 32: hodei.v1.AgentMessage.log:type_name -> hodei.v1.LogChunk
-	45,  // 33: hodei.v1.AgentMessage.finished:type_name -> hodei.v1.JobFinished
-	51,  // 34: hodei.v1.AgentMessage.credit:type_name -> hodei.v1.InputCredit
-	46,  // 35: hodei.v1.ServerMessage.welcome:type_name -> hodei.v1.Welcome
-	47,  // 36: hodei.v1.ServerMessage.assign:type_name -> hodei.v1.Assign
-	48,  // 37: hodei.v1.ServerMessage.cancel:type_name -> hodei.v1.CancelJob
-	49,  // 38: hodei.v1.ServerMessage.ack:type_name -> hodei.v1.Ack
-	50,  // 39: hodei.v1.ServerMessage.input:type_name -> hodei.v1.JobInput
-	52,  // 40: hodei.v1.ServerMessage.resize:type_name -> hodei.v1.ResizeJob
-	97,  // 41: hodei.v1.Hello.labels:type_name -> hodei.v1.Hello.LabelsEntry
-	8,   // 42: hodei.v1.Hello.capacity:type_name -> hodei.v1.Resources
-	40,  // 43: hodei.v1.Hello.running:type_name -> hodei.v1.JobRef
-	45,  // 44: hodei.v1.Hello.finished:type_name -> hodei.v1.JobFinished
-	40,  // 45: hodei.v1.Heartbeat.running:type_name -> hodei.v1.JobRef
+	12,  // 28: hodei.v1.AttachEnded.job:type_name -> hodei.v1.Job
+	42,  // 29: hodei.v1.AgentMessage.hello:type_name -> hodei.v1.Hello
+	43,  // 30: hodei.v1.AgentMessage.heartbeat:type_name -> hodei.v1.Heartbeat
+	44,  // 31: hodei.v1.AgentMessage.started:type_name -> hodei.v1.JobStarted
+	45,  // 32: hodei.v1.AgentMessage.log:type_name -> hodei.v1.LogChunk
+	46,  // 33: hodei.v1.AgentMessage.finished:type_name -> hodei.v1.JobFinished
+	52,  // 34: hodei.v1.AgentMessage.credit:type_name -> hodei.v1.InputCredit
+	47,  // 35: hodei.v1.ServerMessage.welcome:type_name -> hodei.v1.Welcome
+	48,  // 36: hodei.v1.ServerMessage.assign:type_name -> hodei.v1.Assign
+	49,  // 37: hodei.v1.ServerMessage.cancel:type_name -> hodei.v1.CancelJob
+	50,  // 38: hodei.v1.ServerMessage.ack:type_name -> hodei.v1.Ack
+	51,  // 39: hodei.v1.ServerMessage.input:type_name -> hodei.v1.JobInput
+	53,  // 40: hodei.v1.ServerMessage.resize:type_name -> hodei.v1.ResizeJob
+	100, // 41: hodei.v1.Hello.labels:type_name -> hodei.v1.Hello.LabelsEntry
+	9,   // 42: hodei.v1.Hello.capacity:type_name -> hodei.v1.Resources
+	41,  // 43: hodei.v1.Hello.running:type_name -> hodei.v1.JobRef
+	46,  // 44: hodei.v1.Hello.finished:type_name -> hodei.v1.JobFinished
+	41,  // 45: hodei.v1.Heartbeat.running:type_name -> hodei.v1.JobRef
 	3,   // 46: hodei.v1.LogChunk.stream:type_name -> hodei.v1.LogStream
 	4,   // 47: hodei.v1.JobFinished.outcome:type_name -> hodei.v1.Outcome
-	10,  // 48: hodei.v1.JobFinished.usage:type_name -> hodei.v1.Usage
-	11,  // 49: hodei.v1.Assign.job:type_name -> hodei.v1.Job
+	11,  // 48: hodei.v1.JobFinished.usage:type_name -> hodei.v1.Usage
+	12,  // 49: hodei.v1.Assign.job:type_name -> hodei.v1.Job
 	3,   // 50: hodei.v1.Ack.stream:type_name -> hodei.v1.LogStream
-	98,  // 51: hodei.v1.Worker.labels:type_name -> hodei.v1.Worker.LabelsEntry
+	101, // 51: hodei.v1.Worker.labels:type_name -> hodei.v1.Worker.LabelsEntry
 	5,   // 52: hodei.v1.Worker.state:type_name -> hodei.v1.WorkerState
-	8,   // 53: hodei.v1.Worker.capacity:type_name -> hodei.v1.Resources
-	8,   // 54: hodei.v1.Worker.allocated:type_name -> hodei.v1.Resources
-	57,  // 55: hodei.v1.CreateTokenResponse.info:type_name -> hodei.v1.TokenInfo
-	57,  // 56: hodei.v1.ListTokensResponse.tokens:type_name -> hodei.v1.TokenInfo
-	64,  // 57: hodei.v1.ListAuditResponse.records:type_name -> hodei.v1.AuditRecord
-	53,  // 58: hodei.v1.ListWorkersResponse.workers:type_name -> hodei.v1.Worker
-	8,   // 59: hodei.v1.Tenant.max_running:type_name -> hodei.v1.Resources
-	73,  // 60: hodei.v1.TenantStatus.tenant:type_name -> hodei.v1.Tenant
-	8,   // 61: hodei.v1.TenantStatus.pending:type_name -> hodei.v1.Resources
-	8,   // 62: hodei.v1.TenantStatus.running:type_name -> hodei.v1.Resources
+	9,   // 53: hodei.v1.Worker.capacity:type_name -> hodei.v1.Resources
+	9,   // 54: hodei.v1.Worker.allocated:type_name -> hodei.v1.Resources
+	58,  // 55: hodei.v1.CreateTokenResponse.info:type_name -> hodei.v1.TokenInfo
+	58,  // 56: hodei.v1.ListTokensResponse.tokens:type_name -> hodei.v1.TokenInfo
+	65,  // 57: hodei.v1.ListAuditResponse.records:type_name -> hodei.v1.AuditRecord
+	54,  // 58: hodei.v1.ListWorkersResponse.workers:type_name -> hodei.v1.Worker
+	9,   // 59: hodei.v1.Tenant.max_running:type_name -> hodei.v1.Resources
+	74,  // 60: hodei.v1.TenantStatus.tenant:type_name -> hodei.v1.Tenant
+	9,   // 61: hodei.v1.TenantStatus.pending:type_name -> hodei.v1.Resources
+	9,   // 62: hodei.v1.TenantStatus.running:type_name -> hodei.v1.Resources
 	6,   // 63: hodei.v1.TenantStatus.burst_state:type_name -> hodei.v1.BurstState
-	73,  // 64: hodei.v1.SetTenantRequest.tenant:type_name -> hodei.v1.Tenant
-	74,  // 65: hodei.v1.ListTenantsResponse.tenants:type_name -> hodei.v1.TenantStatus
-	9,   // 66: hodei.v1.PipelineStepSpec.spec:type_name -> hodei.v1.JobSpec
-	81,  // 67: hodei.v1.PipelineStepSpec.matrix:type_name -> hodei.v1.MatrixAxis
-	9,   // 68: hodei.v1.PipelineSpec.defaults:type_name -> hodei.v1.JobSpec
-	82,  // 69: hodei.v1.PipelineSpec.steps:type_name -> hodei.v1.PipelineStepSpec
-	99,  // 70: hodei.v1.Pipeline.steps:type_name -> hodei.v1.Pipeline.Step
-	84,  // 71: hodei.v1.PipelineStatus.pipeline:type_name -> hodei.v1.Pipeline
+	74,  // 64: hodei.v1.SetTenantRequest.tenant:type_name -> hodei.v1.Tenant
+	75,  // 65: hodei.v1.ListTenantsResponse.tenants:type_name -> hodei.v1.TenantStatus
+	10,  // 66: hodei.v1.PipelineStepSpec.spec:type_name -> hodei.v1.JobSpec
+	82,  // 67: hodei.v1.PipelineStepSpec.matrix:type_name -> hodei.v1.MatrixAxis
+	10,  // 68: hodei.v1.PipelineSpec.defaults:type_name -> hodei.v1.JobSpec
+	83,  // 69: hodei.v1.PipelineSpec.steps:type_name -> hodei.v1.PipelineStepSpec
+	102, // 70: hodei.v1.Pipeline.steps:type_name -> hodei.v1.Pipeline.Step
+	85,  // 71: hodei.v1.PipelineStatus.pipeline:type_name -> hodei.v1.Pipeline
 	7,   // 72: hodei.v1.PipelineStatus.state:type_name -> hodei.v1.PipelineState
-	11,  // 73: hodei.v1.PipelineStatus.jobs:type_name -> hodei.v1.Job
-	83,  // 74: hodei.v1.RunPipelineRequest.spec:type_name -> hodei.v1.PipelineSpec
-	85,  // 75: hodei.v1.ListPipelinesResponse.pipelines:type_name -> hodei.v1.PipelineStatus
-	13,  // 76: hodei.v1.JobService.Submit:input_type -> hodei.v1.SubmitRequest
-	15,  // 77: hodei.v1.JobService.SubmitBatch:input_type -> hodei.v1.SubmitBatchRequest
-	17,  // 78: hodei.v1.JobService.Get:input_type -> hodei.v1.GetJobRequest
-	18,  // 79: hodei.v1.JobService.List:input_type -> hodei.v1.ListJobsRequest
-	20,  // 80: hodei.v1.JobService.Cancel:input_type -> hodei.v1.CancelJobRequest
-	23,  // 81: hodei.v1.JobService.Watch:input_type -> hodei.v1.WatchRequest
-	25,  // 82: hodei.v1.JobService.Logs:input_type -> hodei.v1.LogsRequest
-	21,  // 83: hodei.v1.JobService.CancelArray:input_type -> hodei.v1.CancelArrayRequest
-	86,  // 84: hodei.v1.JobService.RunPipeline:input_type -> hodei.v1.RunPipelineRequest
-	87,  // 85: hodei.v1.JobService.GetPipeline:input_type -> hodei.v1.GetPipelineRequest
-	88,  // 86: hodei.v1.JobService.ListPipelines:input_type -> hodei.v1.ListPipelinesRequest
-	90,  // 87: hodei.v1.JobService.CancelPipeline:input_type -> hodei.v1.CancelPipelineRequest
-	28,  // 88: hodei.v1.JobService.Attach:input_type -> hodei.v1.AttachRequest
-	38,  // 89: hodei.v1.AgentService.Connect:input_type -> hodei.v1.AgentMessage
-	36,  // 90: hodei.v1.AgentService.Join:input_type -> hodei.v1.JoinRequest
-	68,  // 91: hodei.v1.AdminService.ListWorkers:input_type -> hodei.v1.ListWorkersRequest
-	70,  // 92: hodei.v1.AdminService.DrainWorker:input_type -> hodei.v1.DrainWorkerRequest
-	71,  // 93: hodei.v1.AdminService.Snapshot:input_type -> hodei.v1.SnapshotRequest
-	75,  // 94: hodei.v1.AdminService.SetTenant:input_type -> hodei.v1.SetTenantRequest
-	76,  // 95: hodei.v1.AdminService.GetTenant:input_type -> hodei.v1.GetTenantRequest
-	77,  // 96: hodei.v1.AdminService.ListTenants:input_type -> hodei.v1.ListTenantsRequest
-	79,  // 97: hodei.v1.AdminService.DeleteTenant:input_type -> hodei.v1.DeleteTenantRequest
-	54,  // 98: hodei.v1.AdminService.RevokeWorker:input_type -> hodei.v1.RevokeWorkerRequest
-	55,  // 99: hodei.v1.AdminService.RemoveWorker:input_type -> hodei.v1.RemoveWorkerRequest
-	58,  // 100: hodei.v1.AdminService.CreateToken:input_type -> hodei.v1.CreateTokenRequest
-	60,  // 101: hodei.v1.AdminService.ListTokens:input_type -> hodei.v1.ListTokensRequest
-	62,  // 102: hodei.v1.AdminService.RevokeToken:input_type -> hodei.v1.RevokeTokenRequest
-	63,  // 103: hodei.v1.AdminService.WhoAmI:input_type -> hodei.v1.WhoAmIRequest
-	66,  // 104: hodei.v1.AdminService.ListAudit:input_type -> hodei.v1.ListAuditRequest
-	91,  // 105: hodei.v1.AdminService.UndrainWorker:input_type -> hodei.v1.UndrainWorkerRequest
-	14,  // 106: hodei.v1.JobService.Submit:output_type -> hodei.v1.SubmitResponse
-	16,  // 107: hodei.v1.JobService.SubmitBatch:output_type -> hodei.v1.SubmitBatchResponse
-	11,  // 108: hodei.v1.JobService.Get:output_type -> hodei.v1.Job
-	19,  // 109: hodei.v1.JobService.List:output_type -> hodei.v1.ListJobsResponse
-	11,  // 110: hodei.v1.JobService.Cancel:output_type -> hodei.v1.Job
-	24,  // 111: hodei.v1.JobService.Watch:output_type -> hodei.v1.JobEvent
-	26,  // 112: hodei.v1.JobService.Logs:output_type -> hodei.v1.LogData
-	22,  // 113: hodei.v1.JobService.CancelArray:output_type -> hodei.v1.CancelArrayResponse
-	85,  // 114: hodei.v1.JobService.RunPipeline:output_type -> hodei.v1.PipelineStatus
-	85,  // 115: hodei.v1.JobService.GetPipeline:output_type -> hodei.v1.PipelineStatus
-	89,  // 116: hodei.v1.JobService.ListPipelines:output_type -> hodei.v1.ListPipelinesResponse
-	85,  // 117: hodei.v1.JobService.CancelPipeline:output_type -> hodei.v1.PipelineStatus
-	32,  // 118: hodei.v1.JobService.Attach:output_type -> hodei.v1.AttachResponse
-	39,  // 119: hodei.v1.AgentService.Connect:output_type -> hodei.v1.ServerMessage
-	37,  // 120: hodei.v1.AgentService.Join:output_type -> hodei.v1.JoinResponse
-	69,  // 121: hodei.v1.AdminService.ListWorkers:output_type -> hodei.v1.ListWorkersResponse
-	53,  // 122: hodei.v1.AdminService.DrainWorker:output_type -> hodei.v1.Worker
-	72,  // 123: hodei.v1.AdminService.Snapshot:output_type -> hodei.v1.SnapshotChunk
-	74,  // 124: hodei.v1.AdminService.SetTenant:output_type -> hodei.v1.TenantStatus
-	74,  // 125: hodei.v1.AdminService.GetTenant:output_type -> hodei.v1.TenantStatus
-	78,  // 126: hodei.v1.AdminService.ListTenants:output_type -> hodei.v1.ListTenantsResponse
-	80,  // 127: hodei.v1.AdminService.DeleteTenant:output_type -> hodei.v1.DeleteTenantResponse
-	53,  // 128: hodei.v1.AdminService.RevokeWorker:output_type -> hodei.v1.Worker
-	56,  // 129: hodei.v1.AdminService.RemoveWorker:output_type -> hodei.v1.RemoveWorkerResponse
-	59,  // 130: hodei.v1.AdminService.CreateToken:output_type -> hodei.v1.CreateTokenResponse
-	61,  // 131: hodei.v1.AdminService.ListTokens:output_type -> hodei.v1.ListTokensResponse
-	57,  // 132: hodei.v1.AdminService.RevokeToken:output_type -> hodei.v1.TokenInfo
-	57,  // 133: hodei.v1.AdminService.WhoAmI:output_type -> hodei.v1.TokenInfo
-	67,  // 134: hodei.v1.AdminService.ListAudit:output_type -> hodei.v1.ListAuditResponse
-	53,  // 135: hodei.v1.AdminService.UndrainWorker:output_type -> hodei.v1.Worker
-	106, // [106:136] is the sub-list for method output_type
-	76,  // [76:106] is the sub-list for method input_type
-	76,  // [76:76] is the sub-list for extension type_name
-	76,  // [76:76] is the sub-list for extension extendee
-	0,   // [0:76] is the sub-list for field type_name
+	12,  // 73: hodei.v1.PipelineStatus.jobs:type_name -> hodei.v1.Job
+	84,  // 74: hodei.v1.RunPipelineRequest.spec:type_name -> hodei.v1.PipelineSpec
+	86,  // 75: hodei.v1.ListPipelinesResponse.pipelines:type_name -> hodei.v1.PipelineStatus
+	8,   // 76: hodei.v1.ResolveRequest.kind:type_name -> hodei.v1.IdKind
+	14,  // 77: hodei.v1.JobService.Submit:input_type -> hodei.v1.SubmitRequest
+	16,  // 78: hodei.v1.JobService.SubmitBatch:input_type -> hodei.v1.SubmitBatchRequest
+	18,  // 79: hodei.v1.JobService.Get:input_type -> hodei.v1.GetJobRequest
+	19,  // 80: hodei.v1.JobService.List:input_type -> hodei.v1.ListJobsRequest
+	21,  // 81: hodei.v1.JobService.Cancel:input_type -> hodei.v1.CancelJobRequest
+	24,  // 82: hodei.v1.JobService.Watch:input_type -> hodei.v1.WatchRequest
+	26,  // 83: hodei.v1.JobService.Logs:input_type -> hodei.v1.LogsRequest
+	22,  // 84: hodei.v1.JobService.CancelArray:input_type -> hodei.v1.CancelArrayRequest
+	87,  // 85: hodei.v1.JobService.RunPipeline:input_type -> hodei.v1.RunPipelineRequest
+	88,  // 86: hodei.v1.JobService.GetPipeline:input_type -> hodei.v1.GetPipelineRequest
+	89,  // 87: hodei.v1.JobService.ListPipelines:input_type -> hodei.v1.ListPipelinesRequest
+	91,  // 88: hodei.v1.JobService.CancelPipeline:input_type -> hodei.v1.CancelPipelineRequest
+	29,  // 89: hodei.v1.JobService.Attach:input_type -> hodei.v1.AttachRequest
+	93,  // 90: hodei.v1.JobService.Resolve:input_type -> hodei.v1.ResolveRequest
+	39,  // 91: hodei.v1.AgentService.Connect:input_type -> hodei.v1.AgentMessage
+	37,  // 92: hodei.v1.AgentService.Join:input_type -> hodei.v1.JoinRequest
+	69,  // 93: hodei.v1.AdminService.ListWorkers:input_type -> hodei.v1.ListWorkersRequest
+	71,  // 94: hodei.v1.AdminService.DrainWorker:input_type -> hodei.v1.DrainWorkerRequest
+	72,  // 95: hodei.v1.AdminService.Snapshot:input_type -> hodei.v1.SnapshotRequest
+	76,  // 96: hodei.v1.AdminService.SetTenant:input_type -> hodei.v1.SetTenantRequest
+	77,  // 97: hodei.v1.AdminService.GetTenant:input_type -> hodei.v1.GetTenantRequest
+	78,  // 98: hodei.v1.AdminService.ListTenants:input_type -> hodei.v1.ListTenantsRequest
+	80,  // 99: hodei.v1.AdminService.DeleteTenant:input_type -> hodei.v1.DeleteTenantRequest
+	55,  // 100: hodei.v1.AdminService.RevokeWorker:input_type -> hodei.v1.RevokeWorkerRequest
+	56,  // 101: hodei.v1.AdminService.RemoveWorker:input_type -> hodei.v1.RemoveWorkerRequest
+	59,  // 102: hodei.v1.AdminService.CreateToken:input_type -> hodei.v1.CreateTokenRequest
+	61,  // 103: hodei.v1.AdminService.ListTokens:input_type -> hodei.v1.ListTokensRequest
+	63,  // 104: hodei.v1.AdminService.RevokeToken:input_type -> hodei.v1.RevokeTokenRequest
+	64,  // 105: hodei.v1.AdminService.WhoAmI:input_type -> hodei.v1.WhoAmIRequest
+	67,  // 106: hodei.v1.AdminService.ListAudit:input_type -> hodei.v1.ListAuditRequest
+	92,  // 107: hodei.v1.AdminService.UndrainWorker:input_type -> hodei.v1.UndrainWorkerRequest
+	15,  // 108: hodei.v1.JobService.Submit:output_type -> hodei.v1.SubmitResponse
+	17,  // 109: hodei.v1.JobService.SubmitBatch:output_type -> hodei.v1.SubmitBatchResponse
+	12,  // 110: hodei.v1.JobService.Get:output_type -> hodei.v1.Job
+	20,  // 111: hodei.v1.JobService.List:output_type -> hodei.v1.ListJobsResponse
+	12,  // 112: hodei.v1.JobService.Cancel:output_type -> hodei.v1.Job
+	25,  // 113: hodei.v1.JobService.Watch:output_type -> hodei.v1.JobEvent
+	27,  // 114: hodei.v1.JobService.Logs:output_type -> hodei.v1.LogData
+	23,  // 115: hodei.v1.JobService.CancelArray:output_type -> hodei.v1.CancelArrayResponse
+	86,  // 116: hodei.v1.JobService.RunPipeline:output_type -> hodei.v1.PipelineStatus
+	86,  // 117: hodei.v1.JobService.GetPipeline:output_type -> hodei.v1.PipelineStatus
+	90,  // 118: hodei.v1.JobService.ListPipelines:output_type -> hodei.v1.ListPipelinesResponse
+	86,  // 119: hodei.v1.JobService.CancelPipeline:output_type -> hodei.v1.PipelineStatus
+	33,  // 120: hodei.v1.JobService.Attach:output_type -> hodei.v1.AttachResponse
+	94,  // 121: hodei.v1.JobService.Resolve:output_type -> hodei.v1.ResolveResponse
+	40,  // 122: hodei.v1.AgentService.Connect:output_type -> hodei.v1.ServerMessage
+	38,  // 123: hodei.v1.AgentService.Join:output_type -> hodei.v1.JoinResponse
+	70,  // 124: hodei.v1.AdminService.ListWorkers:output_type -> hodei.v1.ListWorkersResponse
+	54,  // 125: hodei.v1.AdminService.DrainWorker:output_type -> hodei.v1.Worker
+	73,  // 126: hodei.v1.AdminService.Snapshot:output_type -> hodei.v1.SnapshotChunk
+	75,  // 127: hodei.v1.AdminService.SetTenant:output_type -> hodei.v1.TenantStatus
+	75,  // 128: hodei.v1.AdminService.GetTenant:output_type -> hodei.v1.TenantStatus
+	79,  // 129: hodei.v1.AdminService.ListTenants:output_type -> hodei.v1.ListTenantsResponse
+	81,  // 130: hodei.v1.AdminService.DeleteTenant:output_type -> hodei.v1.DeleteTenantResponse
+	54,  // 131: hodei.v1.AdminService.RevokeWorker:output_type -> hodei.v1.Worker
+	57,  // 132: hodei.v1.AdminService.RemoveWorker:output_type -> hodei.v1.RemoveWorkerResponse
+	60,  // 133: hodei.v1.AdminService.CreateToken:output_type -> hodei.v1.CreateTokenResponse
+	62,  // 134: hodei.v1.AdminService.ListTokens:output_type -> hodei.v1.ListTokensResponse
+	58,  // 135: hodei.v1.AdminService.RevokeToken:output_type -> hodei.v1.TokenInfo
+	58,  // 136: hodei.v1.AdminService.WhoAmI:output_type -> hodei.v1.TokenInfo
+	68,  // 137: hodei.v1.AdminService.ListAudit:output_type -> hodei.v1.ListAuditResponse
+	54,  // 138: hodei.v1.AdminService.UndrainWorker:output_type -> hodei.v1.Worker
+	108, // [108:139] is the sub-list for method output_type
+	77,  // [77:108] is the sub-list for method input_type
+	77,  // [77:77] is the sub-list for extension type_name
+	77,  // [77:77] is the sub-list for extension extendee
+	0,   // [0:77] is the sub-list for field type_name
 }
 
 func init() { file_hodei_proto_init() }
@@ -7284,8 +7524,8 @@ func file_hodei_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hodei_proto_rawDesc), len(file_hodei_proto_rawDesc)),
-			NumEnums:      8,
-			NumMessages:   92,
+			NumEnums:      9,
+			NumMessages:   94,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

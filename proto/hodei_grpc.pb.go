@@ -38,6 +38,7 @@ const (
 	JobService_ListPipelines_FullMethodName  = "/hodei.v1.JobService/ListPipelines"
 	JobService_CancelPipeline_FullMethodName = "/hodei.v1.JobService/CancelPipeline"
 	JobService_Attach_FullMethodName         = "/hodei.v1.JobService/Attach"
+	JobService_Resolve_FullMethodName        = "/hodei.v1.JobService/Resolve"
 )
 
 // JobServiceClient is the client API for JobService service.
@@ -50,10 +51,16 @@ type JobServiceClient interface {
 	// spec that is refused fails the whole call, its field named under
 	// specs[i] (in the message, and as a google.rpc.BadRequest detail).
 	SubmitBatch(ctx context.Context, in *SubmitBatchRequest, opts ...grpc.CallOption) (*SubmitBatchResponse, error)
+	// Get returns one job. Its id may be any unique prefix of one, in any
+	// case (see Resolve), or ARRAY-ID[INDEX] for a task of an array.
 	Get(ctx context.Context, in *GetJobRequest, opts ...grpc.CallOption) (*Job, error)
-	// List returns jobs in submission order, filtered, a page at a time.
+	// List returns jobs in submission order (or newest first), filtered, a
+	// page at a time.
 	List(ctx context.Context, in *ListJobsRequest, opts ...grpc.CallOption) (*ListJobsResponse, error)
-	// Cancel stops a job in any non-terminal state.
+	// Cancel stops a job in any non-terminal state and returns it as the
+	// request leaves it: CANCELLED, or RUNNING with cancel_requested while
+	// its agent stops it. A job that has already ended is returned as it
+	// is, without an error.
 	Cancel(ctx context.Context, in *CancelJobRequest, opts ...grpc.CallOption) (*Job, error)
 	// Watch streams every change of the matching jobs.
 	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[JobEvent], error)
@@ -76,6 +83,12 @@ type JobServiceClient interface {
 	// was sent. The client half-closes to detach. Reading needs the right to
 	// read jobs; input, the right to cancel them (and is audited).
 	Attach(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[AttachRequest, AttachResponse], error)
+	// Resolve returns the whole id of the one job, array, pipeline or worker
+	// whose id starts with a prefix, ignoring case. No match is NotFound
+	// naming the prefix; several are InvalidArgument listing up to ten of
+	// them. Every call that takes an id resolves it so; clients call this
+	// to learn the id once and use it from then on.
+	Resolve(ctx context.Context, in *ResolveRequest, opts ...grpc.CallOption) (*ResolveResponse, error)
 }
 
 type jobServiceClient struct {
@@ -237,6 +250,16 @@ func (c *jobServiceClient) Attach(ctx context.Context, opts ...grpc.CallOption) 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type JobService_AttachClient = grpc.BidiStreamingClient[AttachRequest, AttachResponse]
 
+func (c *jobServiceClient) Resolve(ctx context.Context, in *ResolveRequest, opts ...grpc.CallOption) (*ResolveResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ResolveResponse)
+	err := c.cc.Invoke(ctx, JobService_Resolve_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // JobServiceServer is the server API for JobService service.
 // All implementations must embed UnimplementedJobServiceServer
 // for forward compatibility.
@@ -247,10 +270,16 @@ type JobServiceServer interface {
 	// spec that is refused fails the whole call, its field named under
 	// specs[i] (in the message, and as a google.rpc.BadRequest detail).
 	SubmitBatch(context.Context, *SubmitBatchRequest) (*SubmitBatchResponse, error)
+	// Get returns one job. Its id may be any unique prefix of one, in any
+	// case (see Resolve), or ARRAY-ID[INDEX] for a task of an array.
 	Get(context.Context, *GetJobRequest) (*Job, error)
-	// List returns jobs in submission order, filtered, a page at a time.
+	// List returns jobs in submission order (or newest first), filtered, a
+	// page at a time.
 	List(context.Context, *ListJobsRequest) (*ListJobsResponse, error)
-	// Cancel stops a job in any non-terminal state.
+	// Cancel stops a job in any non-terminal state and returns it as the
+	// request leaves it: CANCELLED, or RUNNING with cancel_requested while
+	// its agent stops it. A job that has already ended is returned as it
+	// is, without an error.
 	Cancel(context.Context, *CancelJobRequest) (*Job, error)
 	// Watch streams every change of the matching jobs.
 	Watch(*WatchRequest, grpc.ServerStreamingServer[JobEvent]) error
@@ -273,6 +302,12 @@ type JobServiceServer interface {
 	// was sent. The client half-closes to detach. Reading needs the right to
 	// read jobs; input, the right to cancel them (and is audited).
 	Attach(grpc.BidiStreamingServer[AttachRequest, AttachResponse]) error
+	// Resolve returns the whole id of the one job, array, pipeline or worker
+	// whose id starts with a prefix, ignoring case. No match is NotFound
+	// naming the prefix; several are InvalidArgument listing up to ten of
+	// them. Every call that takes an id resolves it so; clients call this
+	// to learn the id once and use it from then on.
+	Resolve(context.Context, *ResolveRequest) (*ResolveResponse, error)
 	mustEmbedUnimplementedJobServiceServer()
 }
 
@@ -321,6 +356,9 @@ func (UnimplementedJobServiceServer) CancelPipeline(context.Context, *CancelPipe
 }
 func (UnimplementedJobServiceServer) Attach(grpc.BidiStreamingServer[AttachRequest, AttachResponse]) error {
 	return status.Errorf(codes.Unimplemented, "method Attach not implemented")
+}
+func (UnimplementedJobServiceServer) Resolve(context.Context, *ResolveRequest) (*ResolveResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Resolve not implemented")
 }
 func (UnimplementedJobServiceServer) mustEmbedUnimplementedJobServiceServer() {}
 func (UnimplementedJobServiceServer) testEmbeddedByValue()                    {}
@@ -552,6 +590,24 @@ func _JobService_Attach_Handler(srv interface{}, stream grpc.ServerStream) error
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type JobService_AttachServer = grpc.BidiStreamingServer[AttachRequest, AttachResponse]
 
+func _JobService_Resolve_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResolveRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobServiceServer).Resolve(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobService_Resolve_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobServiceServer).Resolve(ctx, req.(*ResolveRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // JobService_ServiceDesc is the grpc.ServiceDesc for JobService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -598,6 +654,10 @@ var JobService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CancelPipeline",
 			Handler:    _JobService_CancelPipeline_Handler,
+		},
+		{
+			MethodName: "Resolve",
+			Handler:    _JobService_Resolve_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

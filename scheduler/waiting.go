@@ -91,6 +91,38 @@ func (t *Tasks) PositionsFrom(from int) iter.Seq[int] {
 	}
 }
 
+// PositionsDown returns the unmaterialized positions of t from p down,
+// in descending order.
+func (t *Tasks) PositionsDown(from int) iter.Seq[int] {
+	return func(yield func(int) bool) {
+		s := len(t.Skip) - 1
+		for p := min(from, t.Count-1); p >= t.Next; p-- {
+			for s >= 0 && t.Skip[s] > p {
+				s--
+			}
+			if s >= 0 && t.Skip[s] == p {
+				continue
+			}
+			if !yield(p) {
+				return
+			}
+		}
+	}
+}
+
+// LazyIn is how many of t's positions from from to to (both included)
+// are unmaterialized.
+func (t *Tasks) LazyIn(from, to int) int {
+	from, to = max(from, t.Next), min(to, t.Count-1)
+	if from > to {
+		return 0
+	}
+	n := to - from + 1
+	lo, _ := slices.BinarySearch(t.Skip, from)
+	hi, _ := slices.BinarySearch(t.Skip, to+1)
+	return n - (hi - lo)
+}
+
 // Left is how many of t's positions are still unmaterialized.
 func (t *Tasks) Left() int {
 	n := t.Count - t.Next

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/hodei-jobs/hodei/cluster"
+	"github.com/hodei-jobs/hodei/job"
 	pb "github.com/hodei-jobs/hodei/proto"
 )
 
@@ -29,7 +30,11 @@ func (as *adminService) DrainWorker(ctx context.Context, req *pb.DrainWorkerRequ
 	if req.GetId() == "" {
 		return nil, invalid("id", "is required")
 	}
-	w, err := as.srv.sched.Drain(ctx, req.GetId())
+	id, err := as.srv.resolve(ctx, job.KindWorker, "id", req.GetId())
+	if err != nil {
+		return nil, err
+	}
+	w, err := as.srv.sched.Drain(ctx, id)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -41,7 +46,11 @@ func (as *adminService) UndrainWorker(ctx context.Context, req *pb.UndrainWorker
 	if req.GetId() == "" {
 		return nil, invalid("id", "is required")
 	}
-	w, err := as.srv.sched.Undrain(ctx, req.GetId())
+	id, err := as.srv.resolve(ctx, job.KindWorker, "id", req.GetId())
+	if err != nil {
+		return nil, err
+	}
+	w, err := as.srv.sched.Undrain(ctx, id)
 	if err != nil {
 		return nil, toStatus(err)
 	}

@@ -37,7 +37,8 @@ var methodRules = map[string]rule{
 	pb.JobService_CancelPipeline_FullMethodName: {perm: auth.Cancel, audited: true},
 	// Attach reads; taking a job's input needs auth.Cancel, checked and
 	// audited by the handler (claimInput).
-	pb.JobService_Attach_FullMethodName: {perm: auth.ReadJobs},
+	pb.JobService_Attach_FullMethodName:  {perm: auth.ReadJobs},
+	pb.JobService_Resolve_FullMethodName: {perm: auth.ReadJobs}, // workers: also ManageWorkers, in the handler
 
 	pb.AgentService_Connect_FullMethodName: {perm: auth.RunJobs, audited: true},
 	pb.AgentService_Join_FullMethodName:    {perm: auth.Join, audited: true},

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 	"unicode/utf8"
 
 	"github.com/hodei-jobs/hodei/job"
@@ -31,7 +32,17 @@ func (js *jobService) Submit(ctx context.Context, req *pb.SubmitRequest) (*pb.Su
 		return nil, err
 	}
 	req.Spec.Tenant = tenant
-	for _, dep := range req.GetSpec().GetDependsOn() {
+	for i, dep := range req.GetSpec().GetDependsOn() {
+		// --after takes a prefix of an id like every other id.
+		if !job.ValidID(dep) {
+			id, err := js.srv.sched.Resolve(ctx, job.KindJob, "after", dep, func(t string) bool { return sees(ctx, t) })
+			if errors.Is(err, job.ErrInvalid) {
+				return nil, toStatus(err)
+			}
+			if err == nil {
+				req.Spec.DependsOn[i], dep = id, id
+			}
+		}
 		// A job of a tenant the caller may not see is no dependency of
 		// its: the answer is the one for a job that does not exist.
 		if d, err := js.srv.sched.Get(ctx, dep); err == nil && !sees(ctx, d.Spec.Tenant) {
@@ -61,26 +72,34 @@ func (js *jobService) Get(ctx context.Context, req *pb.GetJobRequest) (*pb.Job, 
 	return js.srv.jobWhyPB(j), nil
 }
 
-// job looks a job up by id, or a task of an array by ARRAY-ID[INDEX],
-// checking the syntax first. A job of a tenant the caller may not see is
-// not found.
-func (s *Server) job(ctx context.Context, id string) (*job.Job, error) {
-	if array, index, ok := job.ParseTaskRef(id); ok {
-		a, found := s.sched.Array(array)
+// job looks a job up by id or any unique prefix of one, or a task of an
+// array by ARRAY[INDEX] (ARRAY an array's id or a prefix of it). A job of
+// a tenant the caller may not see is not found.
+func (s *Server) job(ctx context.Context, ref string) (*job.Job, error) {
+	var id string
+	if array, index, ok := cutTaskRef(ref); ok {
+		arrayID, err := s.resolve(ctx, job.KindArray, "id", array)
+		if err != nil {
+			return nil, err
+		}
+		a, found := s.sched.Array(arrayID)
 		if !found || !sees(ctx, a.Spec.Tenant) {
-			return nil, notFound("array", array)
+			return nil, notFound("array", arrayID)
 		}
 		if index < a.First || index > a.Last {
-			return nil, notFoundf("array %s has tasks %d to %d, not %d", array, a.First, a.Last, index)
+			return nil, notFoundf("array %s has tasks %d to %d, not %d", arrayID, a.First, a.Last, index)
 		}
-		id = job.TaskID(array, index-a.First)
-	} else if !job.ValidID(id) {
-		return nil, invalid("id", "%q is not a job id (26 characters, Crockford base32) or an array task (ARRAY-ID[INDEX])", id)
+		id = job.TaskID(arrayID, index-a.First)
+	} else {
+		var err error
+		if id, err = s.resolve(ctx, job.KindJob, "id", ref); err != nil {
+			return nil, err
+		}
 	}
 	j, err := s.sched.Get(ctx, id)
 	if errors.Is(err, job.ErrNotFound) {
 		if a, found := s.sched.Array(id); found && sees(ctx, a.Spec.Tenant) {
-			return nil, notFoundf("%s is an array, not a job: list its tasks with hodei jobs ls --array %s, or see one with hodei jobs get '%s[INDEX]'", id, id, id)
+			return nil, notArrayJob(id)
 		}
 	}
 	if err != nil {
@@ -90,6 +109,12 @@ func (s *Server) job(ctx context.Context, id string) (*job.Job, error) {
 		return nil, notFound("job", id)
 	}
 	return j, nil
+}
+
+// notArrayJob is the answer for an array's id given where a job's is
+// wanted.
+func notArrayJob(id string) error {
+	return notFoundf("%s is an array, not a job: list its tasks with hodei jobs ls --array %s, or see one with hodei jobs get '%s[INDEX]'", id, id, id)
 }
 
 // jobPB is a job as API answers show it: secrets redacted and, while it is
@@ -118,20 +143,19 @@ func (s *Server) jobWhyPB(j *job.Job) *pb.Job {
 
 func (js *jobService) List(ctx context.Context, req *pb.ListJobsRequest) (*pb.ListJobsResponse, error) {
 	f := job.Filter{
-		State:    job.State(req.GetState()),
-		Tenant:   req.GetTenant(),
-		Labels:   req.GetLabels(),
-		Array:    req.GetArray(),
-		Pipeline: req.GetPipeline(),
-		Name:     req.GetName(),
-		After:    req.GetPageToken(),
-		Limit:    int(req.GetPageSize()),
+		State:             job.State(req.GetState()),
+		Tenant:            req.GetTenant(),
+		Labels:            req.GetLabels(),
+		Array:             req.GetArray(),
+		Pipeline:          req.GetPipeline(),
+		Name:              req.GetName(),
+		Since:             unixNanos(req.GetCreatedSinceUnixNano()),
+		NotFinishedBefore: unixNanos(req.GetNotFinishedBeforeUnixNano()),
+		Desc:              req.GetNewestFirst(),
+		After:             req.GetPageToken(),
+		Limit:             int(req.GetPageSize()),
 	}
 	switch {
-	case f.Array != "" && !job.ValidID(f.Array):
-		return nil, invalid("array", "%q is not an array id (26 characters, Crockford base32)", f.Array)
-	case f.Pipeline != "" && !job.ValidID(f.Pipeline):
-		return nil, invalid("pipeline", "%q is not a pipeline id (26 characters, Crockford base32)", f.Pipeline)
 	case len(f.Name) > job.MaxNameLen:
 		return nil, invalid("name", "is %d bytes; a job name is at most %d", len(f.Name), job.MaxNameLen)
 	case !utf8.ValidString(f.Name):
@@ -142,6 +166,21 @@ func (js *jobService) List(ctx context.Context, req *pb.ListJobsRequest) (*pb.Li
 		return nil, invalid("page_size", "%d must be between 0 and %d", f.Limit, job.MaxPageSize)
 	case f.After != "" && !job.ValidID(f.After):
 		return nil, invalid("page_token", "%q is not a page token from an earlier answer", f.After)
+	case req.GetCreatedSinceUnixNano() < 0:
+		return nil, invalid("created_since_unix_nano", "%d must not be negative (0: any time)", req.GetCreatedSinceUnixNano())
+	case req.GetNotFinishedBeforeUnixNano() < 0:
+		return nil, invalid("not_finished_before_unix_nano", "%d must not be negative (0: every job)", req.GetNotFinishedBeforeUnixNano())
+	}
+	var err error
+	if f.Array != "" {
+		if f.Array, err = js.srv.resolve(ctx, job.KindArray, "array", f.Array); err != nil {
+			return nil, err
+		}
+	}
+	if f.Pipeline != "" {
+		if f.Pipeline, err = js.srv.resolve(ctx, job.KindPipeline, "pipeline", f.Pipeline); err != nil {
+			return nil, err
+		}
 	}
 	jobs, next, err := js.srv.listScoped(ctx, f)
 	if err != nil {
@@ -151,7 +190,22 @@ func (js *jobService) List(ctx context.Context, req *pb.ListJobsRequest) (*pb.Li
 	for i, j := range jobs {
 		resp.Jobs[i] = js.srv.jobWhyPB(j)
 	}
+	if req.GetCount() {
+		n, exact, err := js.srv.countScoped(ctx, f)
+		if err != nil {
+			return nil, err
+		}
+		resp.Total, resp.TotalIsLowerBound = int64(n), !exact
+	}
 	return resp, nil
+}
+
+// unixNanos is a time of the API: 0 is none.
+func unixNanos(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
 }
 
 func (js *jobService) Cancel(ctx context.Context, req *pb.CancelJobRequest) (*pb.Job, error) {
@@ -159,7 +213,17 @@ func (js *jobService) Cancel(ctx context.Context, req *pb.CancelJobRequest) (*pb
 	if err != nil {
 		return nil, err
 	}
+	if cur.State.Terminal() {
+		// Already ended: a second cancel is no mistake; say where it is.
+		return js.srv.jobPB(cur), nil
+	}
 	j, err := js.srv.sched.Cancel(ctx, cur.ID, req.GetReason())
+	if errors.Is(err, job.ErrConflict) {
+		// It ended meanwhile.
+		if now, gerr := js.srv.sched.Get(ctx, cur.ID); gerr == nil && now.State.Terminal() {
+			return js.srv.jobPB(now), nil
+		}
+	}
 	if err != nil {
 		return nil, toStatus(err)
 	}

@@ -52,7 +52,11 @@ func (as *adminService) RevokeWorker(ctx context.Context, req *pb.RevokeWorkerRe
 	if req.GetId() == "" {
 		return nil, invalid("id", "is required (see hodei workers ls)")
 	}
-	b, err := s.store.RevokeAgent(ctx, req.GetId(), s.now())
+	id, err := s.resolve(ctx, job.KindWorker, "id", req.GetId())
+	if err != nil {
+		return nil, err
+	}
+	b, err := s.store.RevokeAgent(ctx, id, s.now())
 	if err != nil {
 		return nil, toStatus(err)
 	}

@@ -32,10 +32,11 @@ func (js *jobService) submitArray(ctx context.Context, req *pb.SubmitRequest) (*
 }
 
 func (js *jobService) CancelArray(ctx context.Context, req *pb.CancelArrayRequest) (*pb.CancelArrayResponse, error) {
-	if !job.ValidID(req.GetId()) {
-		return nil, invalid("id", "%q is not an array id (26 characters, Crockford base32)", req.GetId())
+	id, err := js.srv.resolve(ctx, job.KindArray, "id", req.GetId())
+	if err != nil {
+		return nil, err
 	}
-	ids, n, err := js.srv.sched.CancelArrayOf(ctx, req.GetId(), req.GetReason(), func(tenant string) bool { return sees(ctx, tenant) })
+	ids, n, err := js.srv.sched.CancelArrayOf(ctx, id, req.GetReason(), func(tenant string) bool { return sees(ctx, tenant) })
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -61,15 +62,16 @@ func (js *jobService) RunPipeline(ctx context.Context, req *pb.RunPipelineReques
 }
 
 func (js *jobService) GetPipeline(ctx context.Context, req *pb.GetPipelineRequest) (*pb.PipelineStatus, error) {
-	if err := checkPipelineID(req.GetId()); err != nil {
+	id, err := js.srv.resolve(ctx, job.KindPipeline, "id", req.GetId())
+	if err != nil {
 		return nil, err
 	}
-	st, err := js.srv.sched.Pipeline(ctx, req.GetId())
+	st, err := js.srv.sched.Pipeline(ctx, id)
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	if !sees(ctx, st.Pipeline.Tenant) {
-		return nil, notFound("pipeline", req.GetId())
+		return nil, notFound("pipeline", id)
 	}
 	return js.srv.pipelinePB(st), nil
 }
@@ -89,25 +91,18 @@ func (js *jobService) ListPipelines(ctx context.Context, req *pb.ListPipelinesRe
 }
 
 func (js *jobService) CancelPipeline(ctx context.Context, req *pb.CancelPipelineRequest) (*pb.PipelineStatus, error) {
-	if err := checkPipelineID(req.GetId()); err != nil {
+	id, err := js.srv.resolve(ctx, job.KindPipeline, "id", req.GetId())
+	if err != nil {
 		return nil, err
 	}
-	if cur, err := js.srv.sched.Pipeline(ctx, req.GetId()); err == nil && !sees(ctx, cur.Pipeline.Tenant) {
-		return nil, notFound("pipeline", req.GetId())
+	if cur, err := js.srv.sched.Pipeline(ctx, id); err == nil && !sees(ctx, cur.Pipeline.Tenant) {
+		return nil, notFound("pipeline", id)
 	}
-	st, err := js.srv.sched.CancelPipeline(ctx, req.GetId(), req.GetReason())
+	st, err := js.srv.sched.CancelPipeline(ctx, id, req.GetReason())
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	return js.srv.pipelinePB(st), nil
-}
-
-// checkPipelineID refuses an id that cannot be a pipeline's.
-func checkPipelineID(id string) error {
-	if !job.ValidID(id) {
-		return invalid("id", "%q is not a pipeline id (26 characters, Crockford base32)", id)
-	}
-	return nil
 }
 
 // pipelinePB is a pipeline as API answers show it, its jobs redacted like

@@ -228,8 +228,10 @@ func TestRunPipelineRoundTrip(t *testing.T) {
 
 	_, err = s.jobs.GetPipeline(ctx, &pb.GetPipelineRequest{Id: "01ARZ3NDEKTSV4RRFFQ69G5FAV"})
 	wantStatus(t, err, codes.NotFound)
-	_, err = s.jobs.GetPipeline(ctx, &pb.GetPipelineRequest{Id: "x"})
+	_, err = s.jobs.GetPipeline(ctx, &pb.GetPipelineRequest{Id: "x!"})
 	wantStatus(t, err, codes.InvalidArgument, "id")
+	_, err = s.jobs.GetPipeline(ctx, &pb.GetPipelineRequest{Id: "x"})
+	wantStatus(t, err, codes.NotFound, `no pipeline id starts with "x"`)
 }
 
 // badPipelines holds one pipeline per validation rule and what the error

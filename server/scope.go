@@ -120,3 +120,33 @@ func (s *Server) listScoped(ctx context.Context, f job.Filter) ([]*job.Job, stri
 	jobs, next, err := s.sched.List(ctx, f)
 	return jobs, next, toStatus(err)
 }
+
+// countScoped is Cluster.Count limited to the caller's tenants, as
+// listScoped lists: a tenant outside them counts nothing; a caller limited
+// to several tenants gets the sum of their counts.
+func (s *Server) countScoped(ctx context.Context, f job.Filter) (int, bool, error) {
+	tenants := callerTenants(ctx)
+	switch {
+	case len(tenants) == 0:
+	case f.Tenant != "":
+		if !slices.Contains(tenants, f.Tenant) {
+			return 0, true, nil
+		}
+	default:
+		total, allExact := 0, true
+		for _, t := range tenants {
+			f.Tenant = t
+			n, exact, err := s.sched.Count(ctx, f)
+			if err != nil {
+				return 0, false, toStatus(err)
+			}
+			total, allExact = total+n, allExact && exact
+		}
+		return total, allExact, nil
+	}
+	n, exact, err := s.sched.Count(ctx, f)
+	if err != nil {
+		return 0, false, toStatus(err)
+	}
+	return n, exact, nil
+}

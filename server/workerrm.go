@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/hodei-jobs/hodei/job"
 	pb "github.com/hodei-jobs/hodei/proto"
 )
 
@@ -15,9 +16,12 @@ import (
 // first.
 func (as *adminService) RemoveWorker(ctx context.Context, req *pb.RemoveWorkerRequest) (*pb.RemoveWorkerResponse, error) {
 	s := as.srv
-	id := req.GetId()
-	if id == "" {
+	if req.GetId() == "" {
 		return nil, invalid("id", "is required (see hodei workers ls)")
+	}
+	id, err := s.resolve(ctx, job.KindWorker, "id", req.GetId())
+	if err != nil {
+		return nil, err
 	}
 	unbind := func(ctx context.Context) error {
 		if err := s.store.DeleteAgent(ctx, id); err != nil {

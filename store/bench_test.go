@@ -370,3 +370,61 @@ func BenchmarkRetentionSweep(b *testing.B) {
 	b.ReportMetric(float64(full.Microseconds())/1000, "full-scan-ms")
 	b.ReportMetric(n, "queued")
 }
+
+// BenchmarkListWindow is the default `hodei jobs ls` in the store: the
+// newest page of 50 of the jobs not finished and finished in the last hour
+// (10,000 pending, 10,000 finished in the last half hour, the rest
+// cancelled two days ago), the count of those finished in the window
+// (Cluster.Count reads the unfinished ones from its counters), and the
+// lookup of an id by a prefix someone typed. The 1,000,000 size runs only
+// when named:
+//
+//	go test -run '^$' -bench 'ListWindow/jobs=1000000' -benchtime 200x ./store
+func BenchmarkListWindow(b *testing.B) {
+	for _, n := range []int{100_000, 1_000_000} {
+		name := fmt.Sprintf("jobs=%d", n)
+		if n > 100_000 && !strings.Contains(flag.Lookup("test.bench").Value.String(), name) {
+			continue
+		}
+		b.Run(name, func(b *testing.B) {
+			db, err := Open(filepath.Join(b.TempDir(), "hodei.db"), Options{NoSync: true})
+			require.NoError(b, err)
+			b.Cleanup(func() { require.NoError(b, db.Close()) })
+			now := time.Now()
+			h := storetest.FillHistory(b, db, n, 10_000, 10_000, now)
+			window := job.Filter{NotFinishedBefore: now.Add(-time.Hour), Desc: true, Limit: 50}
+			b.Run("op=page", func(b *testing.B) {
+				for b.Loop() {
+					jobs, _, err := db.List(b.Context(), window)
+					if err != nil || len(jobs) != 50 || jobs[0].ID != h.Newest {
+						b.Fatalf("page: %d jobs, %v", len(jobs), err)
+					}
+				}
+				b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N), "µs/page")
+			})
+			b.Run("op=count-finished", func(b *testing.B) {
+				f := window
+				f.Finished = true
+				for b.Loop() {
+					got, exact, err := db.Count(b.Context(), f, 100_000)
+					if err != nil || !exact || got != h.Recent {
+						b.Fatalf("count = %d, %v, %v; want %d", got, exact, err, h.Recent)
+					}
+				}
+				b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N), "µs/count")
+			})
+			b.Run("op=prefix", func(b *testing.B) {
+				i := 0
+				for b.Loop() {
+					id := h.IDs[(i*7919)%n]
+					i++
+					refs, err := db.JobsByPrefix(b.Context(), id[:13], 1001)
+					if err != nil || len(refs) != 1 {
+						b.Fatalf("prefix %s: %d, %v", id[:13], len(refs), err)
+					}
+				}
+				b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N), "µs/lookup")
+			})
+		})
+	}
+}

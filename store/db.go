@@ -22,7 +22,7 @@ import (
 // SchemaVersion is the layout of the buckets and values this code writes.
 // Open migrates a file with an older one and refuses a file with a newer
 // one (see migrate.go).
-const SchemaVersion = 3
+const SchemaVersion = 4
 
 // Bucket names. meta holds the schema version under schemaKey. tenant_jobs
 // is derived data: the count of each tenant's non-terminal jobs, rebuilt

@@ -20,10 +20,14 @@
 // jobs at every Open.
 //
 // List finds jobs through secondary indexes (index.go), one bucket per
-// filter (tenant, state, array, pipeline, label, name), written in the
-// transaction that writes each job; a filtered page costs the index range
-// it walks, not the whole store, and a listing stops when its context ends.
-// Open builds the indexes a file written before them lacks.
+// filter (tenant, state, array, pipeline, label, name) and one of finish
+// times by minute, written in the transaction that writes each job; a page
+// walks, forward or newest first, the runs of ids of one filter (list.go),
+// so it costs the runs it walks, not the whole store, and a listing stops
+// when its context ends. Count counts what List would list within a
+// budget and says when it stopped short. JobsByPrefix finds ids by their
+// start with one seek. Open builds the indexes a file written before them
+// lacks.
 //
 // A pipeline record (its steps and the ids of their jobs) is stored with its
 // jobs by InsertPipeline, in one request: the jobs get Insert's checks and
@@ -53,9 +57,15 @@
 //     them). The first Open of a file written before the indexes also
 //     decodes every job, in the same transaction, to build them.
 //   - A List with several filters walks the index of one (array, pipeline,
-//     name, label, tenant, state: the first given) and looks the others up
-//     per job, so its cost follows that filter's range: a common label
-//     combined with a rare tenant reads the label's range.
+//     exact name, window, name pattern, label, tenant, state: the first
+//     given) and looks the others up per job, so its cost follows that
+//     filter's range: a common label combined with a rare tenant reads the
+//     label's range. A name pattern whose literal prefix more than 1,024
+//     names share, or that selects more than 256, is checked on each job
+//     of the range walked instead.
+//   - In a write transaction bbolt's cursor can step into pages the
+//     transaction emptied (Last never returns when all are; Prev returns
+//     nil too early): the index writer goes through keyBefore.
 //   - bbolt does not clear the pages it frees: an overwritten value stays in
 //     the file (and its snapshots) until the page is reused. Secret env
 //     values arrive sealed, so this only matters for the one-time sealing of

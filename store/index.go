@@ -2,13 +2,12 @@ package store
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strconv"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -29,15 +28,16 @@ import (
 // value+"\x00"+id could be the entry of two different (value, id) pairs.
 //
 // Empty values are not indexed (an empty filter field matches everything);
-// every job has one state entry. The indexes are written in the
+// every job has one state entry, and a finished one (terminal, with a
+// FinishedAt) an entry under the minute it finished in (finishedValue), so
+// that what finished in the last hour is a few values of that index. The indexes are written in the
 // transaction that writes the job, through an indexWriter: insertion.put
 // adds a new job's entries, applyOne replaces the entries that changed (a
 // state change removes one and adds one), DeleteFinished removes them with
 // the job. They are derived data: a file without them gets them at Open
 // (ensureIndexes), and checkIndexes verifies them against the jobs.
 
-// indexKind names one index. The order is List's preference when a filter
-// offers several (see planList).
+// indexKind names one index; planList says which one a listing walks.
 type indexKind int
 
 const (
@@ -47,6 +47,7 @@ const (
 	indexLabel
 	indexTenant
 	indexState
+	indexFinished
 	numIndexes
 )
 
@@ -58,6 +59,7 @@ var indexBuckets = [numIndexes][]byte{
 	indexLabel:    []byte("index_label"),
 	indexTenant:   []byte("index_tenant"),
 	indexState:    []byte("index_state"),
+	indexFinished: []byte("index_finished"),
 }
 
 // oldIndexBuckets are the buckets of schema 2's indexes, a key per entry;
@@ -93,6 +95,25 @@ func indexPrefix(parts ...string) []byte {
 // stateValue is the indexed value of a state: its number in decimal.
 func stateValue(s job.State) string { return strconv.Itoa(int(s)) }
 
+// finishedValue is the indexed value of a finish time: its Unix minute as
+// 8 bytes, big-endian with the sign bit flipped, so that the values of the
+// finished index sort by time and all have the same length (their keys
+// then sort by minute too).
+func finishedValue(t time.Time) string {
+	m := t.Unix() / 60
+	if t.Unix()%60 < 0 {
+		m-- // floor, not truncation, before 1970
+	}
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(m)^1<<63)
+	return string(b[:])
+}
+
+// finishedMinute is the start of the minute of a finishedValue.
+func finishedMinute(v []byte) time.Time {
+	return time.Unix(int64(binary.BigEndian.Uint64(v)^1<<63)*60, 0)
+}
+
 // indexEntry is one entry of one index: the value's prefix followed by the
 // job's id.
 type indexEntry struct {
@@ -112,10 +133,14 @@ func indexEntries(j *job.Job) []indexEntry {
 		value string
 	}{{indexArray, j.Spec.Array}, {indexPipeline, j.Spec.Pipeline}, {indexName, j.Spec.Name}, {indexTenant, j.Spec.Tenant}}
 	state := stateValue(j.State)
+	finished := ""
+	if j.State.Terminal() && !j.FinishedAt.IsZero() {
+		finished = finishedValue(j.FinishedAt)
+	}
 	// Each part costs at most 3 bytes of length: values longer than 2 MiB
 	// are refused by checkIndexKeys (bolt.MaxKeySize) anyway, and a few
 	// more bytes only cost an allocation.
-	size := 3 + len(state) + len(j.ID)
+	size := 6 + len(state) + len(finished) + 2*len(j.ID)
 	for _, v := range values {
 		size += 3 + len(v.value) + len(j.ID)
 	}
@@ -123,7 +148,7 @@ func indexEntries(j *job.Job) []indexEntry {
 		size += 6 + len(k) + len(v) + len(j.ID)
 	}
 	buf := make([]byte, 0, size)
-	out := make([]indexEntry, 0, 2+len(values)+len(j.Spec.Labels))
+	out := make([]indexEntry, 0, 3+len(values)+len(j.Spec.Labels))
 	add := func(kind indexKind, parts ...string) {
 		start := len(buf)
 		for _, p := range parts {
@@ -143,6 +168,9 @@ func indexEntries(j *job.Job) []indexEntry {
 		add(indexLabel, k, v)
 	}
 	add(indexState, state)
+	if finished != "" {
+		add(indexFinished, finished)
+	}
 	slices.SortFunc(out, compareEntries)
 	return out
 }
@@ -179,6 +207,8 @@ func (k indexKind) field() string {
 		return "labels"
 	case indexTenant:
 		return "tenant"
+	case indexFinished:
+		return "finished"
 	}
 	return "state"
 }
@@ -477,142 +507,4 @@ func strayEntries(jobs, b *bolt.Bucket, kind indexKind) []error {
 		errs = append(errs, err)
 	}
 	return errs
-}
-
-// listCheckEvery is how many keys List visits between checks of its
-// context.
-const listCheckEvery = 256
-
-// listPlan is how List finds the jobs of a filter: the range of keys it
-// walks, in the jobs bucket (walk nil) or an index, and the index keys the
-// other filters need.
-type listPlan struct {
-	f      job.Filter
-	limit  int
-	walk   *indexEntry    // kind and prefix of the walked index range; nil: the jobs bucket
-	checks []indexEntry   // kind and prefix of the other filters; prefix+id must exist
-	probes []postingProbe // one per check
-}
-
-// planList chooses the index range a List walks: the first filter given
-// in the order array, pipeline, name, label, tenant, state (indexKind's
-// order). The others are checked per candidate by a key lookup, so the cost
-// of a page is the length of the walked range up to the page's last job,
-// and the order puts first the filters that usually select least: an array
-// or a pipeline is one submission's jobs, a name one recurring job's runs;
-// a label tends to mark a part of a tenant's work, a tenant a share of all
-// jobs, and a state the broadest set of all (most jobs have finished). A
-// count of each candidate range would catch the exceptions (a tenant with
-// few jobs listed by a common label) but costs a walk of every range
-// before the page starts; the order is right for the listings people run.
-func planList(f job.Filter) *listPlan {
-	p := &listPlan{f: f, limit: f.PageSize()}
-	var ranges []indexEntry
-	for _, r := range []struct {
-		kind  indexKind
-		value string
-	}{{indexArray, f.Array}, {indexPipeline, f.Pipeline}, {indexName, f.Name}} {
-		if r.value != "" {
-			ranges = append(ranges, prefixEntry(r.kind, indexPrefix(r.value)))
-		}
-	}
-	for _, k := range slices.Sorted(maps.Keys(f.Labels)) {
-		ranges = append(ranges, prefixEntry(indexLabel, indexPrefix(k, f.Labels[k])))
-	}
-	if f.Tenant != "" {
-		ranges = append(ranges, prefixEntry(indexTenant, indexPrefix(f.Tenant)))
-	}
-	if f.State != 0 {
-		ranges = append(ranges, prefixEntry(indexState, indexPrefix(stateValue(f.State))))
-	}
-	if len(ranges) > 0 {
-		p.walk, p.checks = &ranges[0], ranges[1:]
-	}
-	return p
-}
-
-// prefixEntry is the range of a value in an index: an entry without an id.
-func prefixEntry(kind indexKind, prefix []byte) indexEntry {
-	return indexEntry{kind, prefix, len(prefix)}
-}
-
-// run lists a page in tx. visit, when not nil, is a test hook called with
-// the entries visited so far each time run checks ctx.
-func (p *listPlan) run(ctx context.Context, tx *bolt.Tx, visit *func(int)) ([]*job.Job, string, error) {
-	jobs := tx.Bucket(bucketJobs)
-	var (
-		out     []*job.Job
-		next    string
-		visited int
-		failed  error
-	)
-	// take handles one candidate; it returns false to stop the walk.
-	take := func(id, v []byte) bool {
-		if visited++; visited%listCheckEvery == 0 {
-			if visit != nil {
-				(*visit)(visited)
-			}
-			if err := ctx.Err(); err != nil {
-				failed = err
-				return false
-			}
-		}
-		if len(out) == p.limit {
-			next = out[len(out)-1].ID
-			return false
-		}
-		if p.walk != nil {
-			if !p.indexed(tx, id) {
-				return true
-			}
-			if v = jobs.Get(id); v == nil {
-				failed = fmt.Errorf("index %s: entry %q names no stored job", p.walk.kind, append(p.walk.prefix(), id...))
-				return false
-			}
-		}
-		j, err := decodeJob(string(id), v)
-		if err != nil {
-			failed = fmt.Errorf("job %s: %w", id, err)
-			return false
-		}
-		if p.f.Match(j) {
-			out = append(out, j)
-		}
-		return true
-	}
-	var after []byte
-	if p.f.After != "" {
-		after = []byte(p.f.After)
-	}
-	if p.walk != nil {
-		err := postings(tx.Bucket(indexBuckets[p.walk.kind]), p.walk.prefix(), after, func(id []byte) bool { return take(id, nil) })
-		if err != nil {
-			return nil, "", fmt.Errorf("index %s: %w", p.walk.kind, err)
-		}
-	} else {
-		c := jobs.Cursor()
-		k, v := c.Seek(after)
-		if after != nil && bytes.Equal(k, after) {
-			k, v = c.Next()
-		}
-		for ; k != nil && take(k, v); k, v = c.Next() {
-		}
-	}
-	if failed != nil {
-		return nil, "", failed
-	}
-	return out, next, nil
-}
-
-// indexed reports whether job id has the entry of every other filter.
-func (p *listPlan) indexed(tx *bolt.Tx, id []byte) bool {
-	if p.probes == nil {
-		p.probes = make([]postingProbe, len(p.checks))
-	}
-	for i, c := range p.checks {
-		if !p.probes[i].has(tx.Bucket(indexBuckets[c.kind]), c.prefix(), id) {
-			return false
-		}
-	}
-	return true
 }

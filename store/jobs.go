@@ -360,35 +360,83 @@ func (db *DB) Get(ctx context.Context, id string) (*job.Job, error) {
 }
 
 // List returns up to f.Limit jobs (default job.DefaultPageSize, at most
-// job.MaxPageSize) matching f with ids greater than f.After, in id order.
-// The page token is the last id returned when the page is full and more
-// candidates follow it (the next page may then be empty), else "".
+// job.MaxPageSize) matching f that come after f.After in id order, or with
+// f.Desc in descending id order. The page token is the last id returned
+// when the page is full and more candidates follow it (the next page may
+// then be empty), else "".
 //
-// It reads one transaction. Without a filter it walks the jobs bucket;
-// with filters it walks the range of one index (see planList) from f.After,
-// checks the other filters by looking their keys up, and decodes only the
-// jobs that pass, so that a page costs about what the walked range holds up
-// to its last job, not the whole store. It checks ctx every listCheckEvery
-// keys, so that a listing whose client went away stops; it then fails with
-// an error wrapping ctx.Err().
+// It reads one transaction. It walks the runs of ids planList chooses for
+// f (an index's values, or the jobs bucket) from f.After, checks the other
+// filters by looking their keys up, and decodes only the jobs that pass
+// those, so that a page costs about what the walked runs hold up to its
+// last job, not the whole store. It checks ctx every listCheckEvery keys,
+// so that a listing whose client went away stops; it then fails with an
+// error wrapping ctx.Err().
 func (db *DB) List(ctx context.Context, f job.Filter) ([]*job.Job, string, error) {
 	if err := db.usable(ctx); err != nil {
 		return nil, "", err
 	}
-	p := planList(f)
 	var (
 		out  []*job.Job
 		next string
 	)
 	err := db.view(func(tx *bolt.Tx) error {
 		var err error
-		out, next, err = p.run(ctx, tx, db.listed.Load())
+		out, next, err = planList(tx, f).run(ctx, tx, db.listed.Load())
 		return err
 	})
 	if err != nil {
 		return nil, "", fmt.Errorf("list jobs: %w", err)
 	}
 	return out, next, nil
+}
+
+// Count counts the stored jobs that List would return for f over all its
+// pages (f.After and f.Limit aside), walking what List walks without
+// reading the jobs unless a filter needs them, and spending at most budget
+// units: about one per id visited, more per index lookup or job read. When
+// the budget runs out it returns what it counted and exact false: a lower
+// bound, so that a count never costs a scan of a million jobs.
+func (db *DB) Count(ctx context.Context, f job.Filter, budget int) (n int, exact bool, err error) {
+	if err := db.usable(ctx); err != nil {
+		return 0, false, err
+	}
+	err = db.view(func(tx *bolt.Tx) error {
+		var err error
+		n, exact, err = planList(tx, f).count(ctx, tx, budget)
+		return err
+	})
+	if err != nil {
+		return 0, false, fmt.Errorf("count jobs: %w", err)
+	}
+	return n, exact, nil
+}
+
+// JobsByPrefix returns the stored jobs whose ids start with prefix, at
+// most max of them, in id order: their ids and tenants. It seeks the
+// prefix in the jobs bucket and reads only what it returns, so that
+// resolving an id someone typed costs O(log n + max).
+func (db *DB) JobsByPrefix(ctx context.Context, prefix string, max int) ([]job.IDRef, error) {
+	if err := db.usable(ctx); err != nil {
+		return nil, err
+	}
+	var out []job.IDRef
+	err := db.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketJobs).Cursor()
+		p := []byte(prefix)
+		for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p) && len(out) < max; k, v = c.Next() {
+			h, err := readHeader(v)
+			if err != nil {
+				return fmt.Errorf("job %s: %w", k, err)
+			}
+			out = append(out, job.IDRef{ID: string(k), Tenant: string(h.Tenant)})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jobs by prefix %q: %w", prefix, err)
+	}
+	return out, nil
 }
 
 // Scan calls fn for every stored job in id order, in one read

@@ -19,6 +19,9 @@ import (
 //	3: the job indexes hold chunks of ids (postings.go) instead of a key
 //	   per entry, in new buckets; the old ones are deleted and Open fills
 //	   the new ones from the jobs.
+//	4: adds the index of finish times (index_finished, by minute), which
+//	   Open fills from the jobs; an older hodei, which would not keep it,
+//	   refuses the file.
 //
 // A field added to a record with a zero value that means what its absence
 // meant needs no new version: JobRecord.signal (20) reads as 0, "no
@@ -63,7 +66,7 @@ func checkSchema(tx *bolt.Tx) (*migrated, error) {
 	case got > SchemaVersion:
 		return nil, fmt.Errorf("%w: the file has schema version %d and this hodei knows up to %d: "+
 			"run a hodei that knows schema %d, or restore a snapshot taken by this version", ErrSchema, got, SchemaVersion, got)
-	case got == 1 || got == 2:
+	case got >= 1 && got < SchemaVersion:
 		m := &migrated{From: got}
 		if got == 1 {
 			var err error

@@ -172,7 +172,7 @@ func TestSchema(t *testing.T) {
 		var logs bytes.Buffer
 		db := MustOpenPath(t, path, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 		require.Contains(t, logs.String(), "store migrated")
-		require.Contains(t, logs.String(), "from_schema=1 to_schema=3 jobs=3 pipelines=1 workers=2 tenants=2 tokens=1 agents=1")
+		require.Contains(t, logs.String(), "from_schema=1 to_schema=4 jobs=3 pipelines=1 workers=2 tenants=2 tokens=1 agents=1")
 
 		ctx := t.Context()
 		var jobs []*job.Job
@@ -237,7 +237,7 @@ func TestSchema(t *testing.T) {
 
 		var logs bytes.Buffer
 		db = MustOpenPath(t, path, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
-		require.Contains(t, logs.String(), "from_schema=2 to_schema=3 records=unchanged indexes=rebuilt")
+		require.Contains(t, logs.String(), "from_schema=2 to_schema=4 records=unchanged indexes=rebuilt")
 		require.Contains(t, logs.String(), "job indexes built")
 		require.NoError(t, db.bolt.View(func(tx *bolt.Tx) error {
 			for _, name := range oldIndexBuckets {
@@ -247,6 +247,36 @@ func TestSchema(t *testing.T) {
 		}))
 		require.Equal(t, []string{storetest.ID(7)}, listIDs(t, db, job.Filter{Name: "job-7"}))
 		require.Len(t, listIDs(t, db, job.Filter{State: job.Pending, Limit: 1000}), 200)
+		require.NoError(t, db.Close())
+		require.Equal(t, uint64(SchemaVersion), readSchema(t, path))
+	})
+	t.Run("MigratesV3FinishedIndex", func(t *testing.T) {
+		// A schema-3 file has no index of finish times: Open builds it
+		// from the jobs, and a window of the last hour finds them.
+		path := filepath.Join(t.TempDir(), "hodei.db")
+		db, err := Open(path, Options{NoSync: true})
+		require.NoError(t, err)
+		insertN(t, db, 1, 20, nil)
+		for n := 1; n <= 5; n++ {
+			storetest.Finish(t, db, storetest.NewJob(n), job.Completed, storetest.T0.Add(time.Duration(n)*time.Minute))
+		}
+		require.NoError(t, db.Close())
+		bdb, err := bolt.Open(path, 0o600, nil)
+		require.NoError(t, err)
+		require.NoError(t, bdb.Update(func(tx *bolt.Tx) error {
+			if err := tx.DeleteBucket(indexBuckets[indexFinished]); err != nil {
+				return err
+			}
+			return tx.Bucket(bucketMeta).Put(schemaKey, binary.BigEndian.AppendUint64(nil, 3))
+		}))
+		require.NoError(t, bdb.Close())
+
+		var logs bytes.Buffer
+		db = MustOpenPath(t, path, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		require.Contains(t, logs.String(), "from_schema=3 to_schema=4 records=unchanged indexes=rebuilt")
+		require.Contains(t, logs.String(), "index_finished")
+		got := listIDs(t, db, job.Filter{Finished: true, NotFinishedBefore: storetest.T0.Add(3 * time.Minute), Desc: true})
+		require.Equal(t, []string{storetest.ID(5), storetest.ID(4), storetest.ID(3)}, got)
 		require.NoError(t, db.Close())
 		require.Equal(t, uint64(SchemaVersion), readSchema(t, path))
 	})
@@ -287,7 +317,7 @@ func TestSchema(t *testing.T) {
 		}))
 		require.NoError(t, bdb.Close())
 		_, err = Open(path, Options{})
-		require.ErrorContains(t, err, `migrate schema 1 to 3 (the file is left as it was): tenants: "broken": decode tenant`)
+		require.ErrorContains(t, err, `migrate schema 1 to 4 (the file is left as it was): tenants: "broken": decode tenant`)
 		require.Equal(t, uint64(1), readSchema(t, path))
 		require.NoError(t, CheckFile(path))
 	})
@@ -305,7 +335,7 @@ func TestSchema(t *testing.T) {
 		msg  string
 	}{
 		{"Newer", binary.BigEndian.AppendUint64(nil, 99), nil,
-			"unsupported database schema: the file has schema version 99 and this hodei knows up to 3: " +
+			"unsupported database schema: the file has schema version 99 and this hodei knows up to 4: " +
 				"run a hodei that knows schema 99, or restore a snapshot taken by this version"},
 		{"Garbage", []byte("v2"), nil,
 			"the schema version in the meta bucket is 2 bytes (7632), want 8: the file is damaged or not a hodei database"},

@@ -222,13 +222,8 @@ func locateChunk(c *bolt.Cursor, seek []byte, plen int) (key, val, next []byte) 
 		return k, v, next
 	}
 	// k is the first key after id, or nil; the chunk before it holds id
-	// when it is of the value. (At the first key, Prev returns nil.)
-	var pk, pv []byte
-	if k == nil {
-		pk, pv = c.Last()
-	} else {
-		pk, pv = c.Prev()
-	}
+	// when it is of the value.
+	pk, pv := keyBefore(c, k)
 	switch {
 	case pk != nil && bytes.HasPrefix(pk, prefix):
 		return pk, pv, k
@@ -239,6 +234,35 @@ func locateChunk(c *bolt.Cursor, seek []byte, plen int) (key, val, next []byte) 
 		return k, v, next
 	}
 	return nil, nil, nil
+}
+
+// keyBefore moves c back from k, the key it is at (nil: past the last
+// one), and returns the key before it, or nil when there is none. In a
+// write transaction bbolt's cursor can step into a leaf whose keys the
+// transaction deleted (it is merged away only at the commit): Last then
+// never returns when every leaf is such, and Prev returns nil although
+// earlier keys exist. So a nil is checked against First, and only when
+// an emptied leaf was in the way does keyBefore walk forward from the
+// first key.
+func keyBefore(c *bolt.Cursor, k []byte) (pk, pv []byte) {
+	if k == nil {
+		if first, _ := c.First(); first == nil {
+			return nil, nil // the bucket is empty
+		}
+		return c.Last()
+	}
+	if pk, pv = c.Prev(); pk != nil {
+		return pk, pv
+	}
+	first, fv := c.First()
+	if first == nil || bytes.Compare(first, k) >= 0 {
+		return nil, nil // k is the first key
+	}
+	pk, pv = first, fv
+	for nk, nv := c.Next(); nk != nil && bytes.Compare(nk, k) < 0; nk, nv = c.Next() {
+		pk, pv = nk, nv
+	}
+	return pk, pv
 }
 
 // mergeChunk applies ops (in id order) to ids (in id order): an add inserts
@@ -344,25 +368,44 @@ func (r *chunkReader) next() bool {
 	return true
 }
 
-// decodeChunk returns the ids of a chunk's value, in one new allocation.
+// chunkLen is the number of ids of a chunk's value, read without copying
+// them.
+func chunkLen(v []byte) (int, error) {
+	n := 0
+	for len(v) > 0 {
+		_, w := binary.Uvarint(v)
+		if w <= 0 {
+			return 0, errors.New("malformed chunk")
+		}
+		l, w2 := binary.Uvarint(v[w:])
+		if w2 <= 0 || l > uint64(len(v)-w-w2) {
+			return 0, errors.New("malformed chunk")
+		}
+		v = v[w+w2+int(l):]
+		n++
+	}
+	return n, nil
+}
+
+// decodeChunk returns the ids of a chunk's value, in one new allocation:
+// a first pass reads their lengths, so that the buffer is made at its size.
 func decodeChunk(v []byte) ([][]byte, error) {
+	n, size := 0, 0
 	r := chunkReader{v: v}
-	var (
-		buf  []byte
-		ends []int
-	)
 	for r.next() {
-		buf = append(buf, r.id...)
-		ends = append(ends, len(buf))
+		n++
+		size += len(r.id)
 	}
 	if r.err != nil {
 		return nil, r.err
 	}
-	ids := make([][]byte, len(ends))
-	start := 0
-	for i, end := range ends {
-		ids[i] = buf[start:end:end]
-		start = end
+	buf := make([]byte, 0, size)
+	ids := make([][]byte, 0, n)
+	r = chunkReader{v: v, id: r.id[:0]}
+	for r.next() {
+		start := len(buf)
+		buf = append(buf, r.id...)
+		ids = append(ids, buf[start:len(buf):len(buf)])
 	}
 	return ids, nil
 }
@@ -462,4 +505,137 @@ func eachPosting(kind indexKind, b *bolt.Bucket, fn func(prefix, id []byte)) err
 		}
 		return nil
 	})
+}
+
+// postingCursor walks the ids of one value (prefix) of an index bucket in
+// either direction, one chunk at a time. It is for read transactions: it
+// keeps the chunk's value, which bbolt keeps valid for the transaction.
+// The head of a chunk is found by scanning it with one buffer; the chunk
+// is decoded into ids (copies) only once the walk moves past its head, so
+// that a merge of many runs, most of which never give an id to the page,
+// decodes one chunk, not one per run.
+type postingCursor struct {
+	c      *bolt.Cursor
+	prefix []byte
+	desc   bool
+	raw    []byte   // the current chunk's value
+	first  []byte   // its head: the first id in walk order, or nil at the end
+	ids    [][]byte // once decoded: the ids after first, in walk order
+	err    error    // a malformed chunk; the walk is over
+}
+
+// newPostingCursor returns a cursor at the first id of prefix in b that
+// comes after after in the walk's order (the first of all when after is
+// nil): ascending, the first id greater than it; with desc, the first
+// smaller one.
+func newPostingCursor(b *bolt.Bucket, prefix, after []byte, desc bool) *postingCursor {
+	p := &postingCursor{c: b.Cursor(), prefix: prefix, desc: desc}
+	var k, v []byte
+	switch {
+	case after != nil:
+		// The chunk that holds after or would: the walk starts in it.
+		ch := findChunk(p.c, prefix, after)
+		if ch.key == nil {
+			return p
+		}
+		k, v = p.c.Seek(ch.key)
+	case desc:
+		k, v = seekLast(p.c, prefix)
+	default:
+		k, v = p.c.Seek(prefix)
+	}
+	p.load(k, v)
+	for after != nil && p.head() != nil {
+		if c := bytes.Compare(p.head(), after); desc && c < 0 || !desc && c > 0 {
+			break
+		}
+		p.advance()
+	}
+	return p
+}
+
+// seekLast moves c to the last key that starts with prefix and returns it,
+// or nil when there is none.
+func seekLast(c *bolt.Cursor, prefix []byte) (k, v []byte) {
+	if end := prefixEnd(prefix); end != nil {
+		if k, _ = c.Seek(end); k != nil {
+			k, v = c.Prev()
+		} else {
+			k, v = c.Last()
+		}
+	} else {
+		k, v = c.Last()
+	}
+	if k == nil || !bytes.HasPrefix(k, prefix) {
+		return nil, nil
+	}
+	return k, v
+}
+
+// prefixEnd returns the smallest key greater than every key that starts
+// with prefix, or nil when there is none (prefix is all 0xff bytes).
+func prefixEnd(prefix []byte) []byte {
+	end := bytes.Clone(prefix)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] < 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil
+}
+
+// load makes the chunk k, v current when it is of the prefix, finding its
+// head; otherwise the walk is over.
+func (p *postingCursor) load(k, v []byte) {
+	p.raw, p.first, p.ids = nil, nil, nil
+	if k == nil || !bytes.HasPrefix(k, p.prefix) {
+		return
+	}
+	r := chunkReader{v: v}
+	for r.next() {
+		if !p.desc {
+			break // the first id is the head
+		}
+	}
+	if r.err != nil {
+		p.err = fmt.Errorf("chunk %q: %w", k, r.err)
+		return
+	}
+	p.raw, p.first = v, r.id
+}
+
+// head returns the id at the cursor, or nil at the end of the walk.
+func (p *postingCursor) head() []byte { return p.first }
+
+// advance moves to the next id, decoding the current chunk the first time
+// it moves past its head, and loading the next chunk of the value when
+// the current one is done.
+func (p *postingCursor) advance() {
+	if p.first == nil || p.err != nil {
+		p.first = nil
+		return
+	}
+	if p.ids == nil && p.raw != nil {
+		ids, err := decodeChunk(p.raw)
+		if err != nil {
+			p.err, p.first = err, nil
+			return
+		}
+		if p.desc {
+			slices.Reverse(ids)
+		}
+		p.ids, p.raw = ids[1:], nil
+	}
+	if len(p.ids) > 0 {
+		p.first, p.ids = p.ids[0], p.ids[1:]
+		return
+	}
+	var k, v []byte
+	if p.desc {
+		k, v = p.c.Prev()
+	} else {
+		k, v = p.c.Next()
+	}
+	p.load(k, v)
 }

@@ -3,8 +3,10 @@ package memstore
 import (
 	"context"
 	"fmt"
+	"iter"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -263,17 +265,10 @@ func (s *Store) List(ctx context.Context, f job.Filter) ([]*job.Job, string, err
 	limit := f.PageSize()
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	i := 0
-	if f.After != "" {
-		var found bool
-		i, found = slices.BinarySearch(s.ids, f.After)
-		if found {
-			i++
-		}
-	}
 	var out []*job.Job
-	for n := 1; i < len(s.ids); i, n = i+1, n+1 {
-		if n%256 == 0 {
+	n := 0
+	for id := range s.idsFrom(f) {
+		if n++; n%256 == 0 {
 			if err := ctx.Err(); err != nil {
 				return nil, "", err
 			}
@@ -281,12 +276,78 @@ func (s *Store) List(ctx context.Context, f job.Filter) ([]*job.Job, string, err
 		if len(out) == limit {
 			return out, out[len(out)-1].ID, nil
 		}
-		j := decode(s.ids[i], s.jobs[s.ids[i]])
-		if f.Match(j) {
+		if j := decode(id, s.jobs[id]); f.Match(j) {
 			out = append(out, j)
 		}
 	}
 	return out, "", nil
+}
+
+// idsFrom yields the stored ids after f.After in the order of f (newest
+// first with f.Desc), stopping newest first at the first id made before
+// f.Since. The caller holds mu.
+func (s *Store) idsFrom(f job.Filter) iter.Seq[string] {
+	return func(yield func(string) bool) {
+		i, found := len(s.ids), false
+		if f.After != "" {
+			i, found = slices.BinarySearch(s.ids, f.After)
+		} else if !f.Desc {
+			i = 0
+		}
+		if !f.Desc {
+			if found {
+				i++
+			}
+			for ; i < len(s.ids); i++ {
+				if !yield(s.ids[i]) {
+					return
+				}
+			}
+			return
+		}
+		for i--; i >= 0; i-- {
+			if !f.Since.IsZero() && job.IDBefore(s.ids[i], f.Since) {
+				return
+			}
+			if !yield(s.ids[i]) {
+				return
+			}
+		}
+	}
+}
+
+// Count counts the jobs List would return for f over all its pages. It
+// reads them all, so it is always exact; budget is not used.
+func (s *Store) Count(ctx context.Context, f job.Filter, _ int) (int, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, false, err
+	}
+	f.After = ""
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	n := 0
+	for id := range s.idsFrom(f) {
+		if f.Match(decode(id, s.jobs[id])) {
+			n++
+		}
+	}
+	return n, true, nil
+}
+
+// JobsByPrefix returns the stored jobs whose ids start with prefix, at
+// most max, in id order, with their tenants.
+func (s *Store) JobsByPrefix(ctx context.Context, prefix string, max int) ([]job.IDRef, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []job.IDRef
+	i, _ := slices.BinarySearch(s.ids, prefix)
+	for ; i < len(s.ids) && strings.HasPrefix(s.ids[i], prefix) && len(out) < max; i++ {
+		out = append(out, job.IDRef{ID: s.ids[i], Tenant: decode(s.ids[i], s.jobs[s.ids[i]]).Spec.Tenant})
+	}
+	return out, nil
 }
 
 // Scan calls fn for every stored job in id order. Like the bbolt store it

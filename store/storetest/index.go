@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -57,23 +58,33 @@ func listed(t *testing.T, s cluster.Store, f job.Filter, limit int) []string {
 func testListIndexes(t *testing.T, open func(*testing.T) cluster.Store) {
 	t.Run("Paging", func(t *testing.T) {
 		// Every filter and some combinations, paged small so that pages
-		// start inside an index's range; the answer is what Match says.
+		// start inside an index's range, in both orders; the answer is
+		// what Match says, and Count counts it.
 		s := open(t)
 		MustPutTenant(t, s, NewTenant("team-x"))
 		jobs := mixedJobs(120)
 		MustInsert(t, s, jobs...)
-		// Move some along, so that states vary: every fourth is
-		// scheduled, every eighth of those completed.
+		// Move some along, so that states and finish times vary: every
+		// fourth is scheduled, every eighth of those completed (at its
+		// own minute); some others are cancelled, a few without a finish
+		// time.
 		for i, j := range jobs {
-			if i%4 != 0 {
-				continue
+			switch {
+			case i%4 == 0:
+				next := MustApply(t, s, j, schedule("w-1"))
+				if i%32 == 0 {
+					next = MustApply(t, s, next, func(n *job.Job) { n.State = job.Completed; n.FinishedAt = T0.Add(time.Duration(i) * time.Minute) })
+				}
+				jobs[i] = next
+			case i%6 == 1:
+				jobs[i] = MustApply(t, s, j, func(n *job.Job) { n.State = job.Cancelled; n.FinishedAt = T0.Add(time.Duration(i) * 30 * time.Second) })
+			case i%17 == 2:
+				jobs[i] = MustApply(t, s, j, func(n *job.Job) { n.State = job.Cancelled })
 			}
-			next := MustApply(t, s, j, schedule("w-1"))
-			if i%32 == 0 {
-				next = MustApply(t, s, next, func(n *job.Job) { n.State = job.Completed; n.FinishedAt = T0.Add(time.Hour) })
-			}
-			jobs[i] = next
 		}
+		// A window that starts inside a minute: the jobs that finished in
+		// that minute before it are out.
+		window := T0.Add(40*time.Minute + 10*time.Second)
 		for name, f := range map[string]job.Filter{
 			"None":            {},
 			"State":           {State: job.Scheduled},
@@ -93,18 +104,92 @@ func testListIndexes(t *testing.T, open func(*testing.T) cluster.Store) {
 			"Nothing":         {Tenant: "team-x", Name: "name-0", Labels: map[string]string{"shard": "0"}, State: job.Completed, Array: arrayX},
 			"StatePending":    {State: job.Pending},
 			"NameTenantState": {Name: "name-4", Tenant: job.DefaultTenant, State: job.Pending},
+			"Finished":        {Finished: true},
+			"FinishedTenant":  {Finished: true, Tenant: "team-x"},
+			"FinishedPending": {Finished: true, State: job.Pending},
+			"Window":          {NotFinishedBefore: window},
+			"WindowAll":       {NotFinishedBefore: T0.Add(-time.Hour)},
+			"WindowNone":      {NotFinishedBefore: T0.Add(1000 * time.Hour)},
+			"WindowFinished":  {NotFinishedBefore: window, Finished: true},
+			"WindowCancelled": {NotFinishedBefore: window, State: job.Cancelled},
+			"WindowPending":   {NotFinishedBefore: window, State: job.Pending},
+			"WindowTenant":    {NotFinishedBefore: window, Tenant: "team-x"},
+			"WindowName":      {NotFinishedBefore: window, Name: "name-5"},
+			"WindowLabel":     {NotFinishedBefore: window, Labels: map[string]string{"env": "dev"}},
+			"Glob":            {Name: "name-[1-3]"},
+			"GlobPrefix":      {Name: "name-*"},
+			"GlobQuestion":    {Name: "?ame-6"},
+			"GlobNone":        {Name: "zzz*"},
+			"GlobWindow":      {Name: "name-[0-2]", NotFinishedBefore: window},
+			"GlobTenant":      {Name: "*-4", Tenant: "team-x"},
+			"BadPattern":      {Name: "name-["},
 		} {
 			t.Run(name, func(t *testing.T) {
 				want := matching(jobs, f)
-				for _, limit := range []int{1, 3, 1000} {
-					require.Equal(t, want, listed(t, s, f, limit), "limit %d", limit)
-				}
-				if len(want) > 2 {
-					f.After = want[1]
-					require.Equal(t, want[2:], listed(t, s, f, 2), "after %s", want[1])
+				n, exact, err := s.Count(t.Context(), f, 1<<30)
+				require.NoError(t, err)
+				require.True(t, exact)
+				require.Equal(t, len(want), n, "count")
+				for _, desc := range []bool{false, true} {
+					f.Desc = desc
+					want := slices.Clone(want)
+					if desc {
+						slices.Reverse(want)
+					}
+					for _, limit := range []int{1, 3, 1000} {
+						require.Equal(t, want, listed(t, s, f, limit), "desc %v limit %d", desc, limit)
+					}
+					if len(want) > 2 {
+						f.After = want[1]
+						require.Equal(t, want[2:], listed(t, s, f, 2), "desc %v after %s", desc, want[1])
+						f.After = ""
+					}
 				}
 			})
 		}
+	})
+	t.Run("Since", func(t *testing.T) { testListSince(t, open) })
+	t.Run("Finish", func(t *testing.T) {
+		// A job is in the window while it runs, and after it finished for
+		// as long as its finish time is in it; a retry takes it out of
+		// the finished ones.
+		s := open(t)
+		j := mustInserted(t, s, NewJob(1))
+		MustInsert(t, s, NewJob(2))
+		window := func(from time.Time) []string {
+			return listed(t, s, job.Filter{NotFinishedBefore: from, Desc: true}, 10)
+		}
+		require.Equal(t, []string{ID(2), ID(1)}, window(T0))
+		j = MustApply(t, s, j, schedule("w-1"))
+		j = MustApply(t, s, j, func(n *job.Job) { n.State = job.Failed; n.FinishedAt = T0.Add(time.Minute) })
+		require.Equal(t, []string{ID(2), ID(1)}, window(T0.Add(time.Minute)))
+		require.Equal(t, []string{ID(2)}, window(T0.Add(time.Minute+time.Nanosecond)))
+		require.Equal(t, []string{ID(1)}, listed(t, s, job.Filter{Finished: true}, 10))
+		_, err := s.DeleteFinished(t.Context(), T0.Add(time.Hour), 10, nil)
+		require.NoError(t, err)
+		require.Equal(t, []string{ID(2)}, window(T0))
+		require.Empty(t, listed(t, s, job.Filter{Finished: true}, 10))
+	})
+	t.Run("JobsByPrefix", func(t *testing.T) {
+		s := open(t)
+		MustPutTenant(t, s, NewTenant("team-x"))
+		jobs := newJobs(1, 25)
+		jobs[11].Spec.Tenant = "team-x"
+		MustInsert(t, s, jobs...)
+		refs, err := s.JobsByPrefix(t.Context(), ID(12)[:25], 100)
+		require.NoError(t, err)
+		require.Equal(t, []job.IDRef{{ID: ID(10), Tenant: job.DefaultTenant}, {ID: ID(11), Tenant: job.DefaultTenant},
+			{ID: ID(12), Tenant: "team-x"}, {ID: ID(13), Tenant: job.DefaultTenant}}, refs[:4])
+		require.Len(t, refs, 10, "01HZ…1 holds 10 to 19")
+		refs, err = s.JobsByPrefix(t.Context(), "01HZ", 3)
+		require.NoError(t, err)
+		require.Len(t, refs, 3, "at most max")
+		refs, err = s.JobsByPrefix(t.Context(), ID(7), 3)
+		require.NoError(t, err)
+		require.Equal(t, []job.IDRef{{ID: ID(7), Tenant: job.DefaultTenant}}, refs, "a whole id")
+		refs, err = s.JobsByPrefix(t.Context(), "01HY", 3)
+		require.NoError(t, err)
+		require.Empty(t, refs)
 	})
 	t.Run("Transitions", func(t *testing.T) {
 		// A job is listed under its current state only, at every step.

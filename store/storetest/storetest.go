@@ -288,3 +288,82 @@ func FillQueued(tb testing.TB, s cluster.Store, n int) string {
 	}
 	return first
 }
+
+// History is what FillHistory stored: the ids of its jobs in the order
+// they were made, how many of the last ones have not finished or
+// finished recently, and the greatest id (the newest job).
+type History struct {
+	IDs                []string
+	Unfinished, Recent int
+	Newest             string
+}
+
+// FillHistory stores n jobs as a long-running cluster holds them, as a
+// backlog for benchmarks of listings: created a tenth of a millisecond
+// apart, up to now, with ids made at their creation (their random part
+// spread as a ULID's is, so that a dozen characters tell one from the
+// others of its millisecond); all but the last
+// unfinished+recent cancelled two days before now (most of a store is
+// history), the recent ones finished in the last half hour, the last
+// unfinished ones Pending. Insert and cancel go 1,000 to a commit.
+func FillHistory(tb testing.TB, s cluster.Store, n, unfinished, recent int, now time.Time) History {
+	tb.Helper()
+	h := History{IDs: make([]string, 0, n), Unfinished: unfinished, Recent: recent}
+	start := now.Add(-time.Duration(n) * 100 * time.Microsecond)
+	for i := 0; i < n; i += 1000 {
+		batch := make([]*job.Job, 0, 1000)
+		var ends []job.Update
+		for k := range min(1000, n-i) {
+			p := i + k
+			created := start.Add(time.Duration(p) * 100 * time.Microsecond)
+			spec := job.Spec{Name: fmt.Sprintf("build-%d", p%1000), Command: []string{"/bin/true", "--job", strconv.Itoa(p)},
+				Labels: map[string]string{"batch": strconv.Itoa(p / 1000)}}
+			spec.Normalize()
+			j := &job.Job{ID: spreadID(created, uint64(p+1)*0x9E3779B97F4A7C15), Spec: spec, State: job.Pending, Attempt: 1, CreatedAt: created}
+			batch = append(batch, j)
+			h.IDs = append(h.IDs, j.ID)
+			h.Newest = max(h.Newest, j.ID)
+			switch {
+			case p >= n-unfinished:
+			case p >= n-unfinished-recent:
+				ends = append(ends, cancelAt(j, now.Add(-time.Duration(n-unfinished-p)*time.Second%(30*time.Minute))))
+			default:
+				ends = append(ends, cancelAt(j, now.Add(-48*time.Hour)))
+			}
+		}
+		MustInsert(tb, s, batch...)
+		if len(ends) == 0 {
+			continue
+		}
+		errs, err := s.Apply(context.Background(), ends)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		for _, err := range errs {
+			if err != nil {
+				tb.Fatal(err)
+			}
+		}
+	}
+	return h
+}
+
+// spreadID is a ULID made at t whose random part starts with r, as the
+// random bits of a ULID spread: ids of one millisecond differ from their
+// 11th or 12th character on.
+func spreadID(t time.Time, r uint64) string {
+	const crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+	b := []byte(IDAt(t, 0))
+	for i := 22; i >= 10; i-- {
+		b[i] = crockford[r%32]
+		r /= 32
+	}
+	return string(b)
+}
+
+// cancelAt is the update that cancels the new job j at t.
+func cancelAt(j *job.Job, t time.Time) job.Update {
+	next := j.Clone()
+	next.State, next.FinishedAt, next.Reason = job.Cancelled, t, "cancelled by user"
+	return job.Update{Expect: job.Expect{State: job.Pending, Attempt: 1}, Next: next}
+}
