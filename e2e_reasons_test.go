@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hodei-jobs/hodei/job"
 )
 
 // pendingJSON is what `jobs get -o json` says of a job's wait.
@@ -35,19 +37,6 @@ func wantWaiting(t *testing.T, addr, id, kind, text string) {
 	if v := jobJSON(t, addr, id); v.State != "PENDING" || v.PendingKind != kind || v.PendingReason != text {
 		t.Fatalf("job %s: %s, waiting for %s %q; want PENDING, %s %q", id, v.State, v.PendingKind, v.PendingReason, kind, text)
 	}
-}
-
-// commas writes n with thousands separators, as reasons do.
-func commas(n int64) string {
-	s := strconv.FormatInt(n, 10)
-	var b strings.Builder
-	for i := range len(s) {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // workerCapacity reads a worker's capacity from `workers ls -o json`.
@@ -129,11 +118,11 @@ func TestPendingReasons(t *testing.T) {
 		{"Slots", []string{"--slots", "5"}, "slots", "needs 5 slots; the largest worker has 2",
 			"--slots: needs 5 slots; the largest registered worker has 2"},
 		{"Memory", []string{"--memory", strconv.FormatInt(needMem, 10)}, "memory",
-			fmt.Sprintf("needs %d MiB; the largest worker has %s MiB", needMem, commas(mem)),
-			fmt.Sprintf("--memory: needs %d MiB; the largest registered worker has %s MiB", needMem, commas(mem))},
+			fmt.Sprintf("needs %d MiB; the largest worker has %s MiB", needMem, job.Thousands(mem)),
+			fmt.Sprintf("--memory: needs %d MiB; the largest registered worker has %s MiB", needMem, job.Thousands(mem))},
 		{"CPU", []string{"--cpu", strconv.FormatInt(cpu+1000, 10)}, "cpu",
-			fmt.Sprintf("needs %d CPU millis; the largest worker has %s CPU millis", cpu+1000, commas(cpu)),
-			fmt.Sprintf("--cpu: needs %d CPU millis; the largest registered worker has %s CPU millis", cpu+1000, commas(cpu))},
+			fmt.Sprintf("needs %d CPU millis; the largest worker has %s CPU millis", cpu+1000, job.Thousands(cpu)),
+			fmt.Sprintf("--cpu: needs %d CPU millis; the largest registered worker has %s CPU millis", cpu+1000, job.Thousands(cpu))},
 		{"Draining", []string{"--selector", "zone=d"}, "draining", "all matching workers draining (1 of 2 workers match)", ""},
 		{"TenantLimit", []string{"--tenant", "prod"}, "tenant-limit", "tenant prod at its max-running limit (1 of 1)", ""},
 		{"Dependency", []string{"--after", holder}, "dependency", "waiting for " + holder + " (RUNNING)", ""},

@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"fmt"
 	"io"
-	"strconv"
-	"strings"
 	"time"
 
 	ucli "github.com/urfave/cli/v2"
@@ -199,28 +197,14 @@ func jobsList(c *ucli.Context, e *env) error {
 // footer is the line under a listing that did not show every match:
 // "50 of 20,057 shown (--all, --limit N, --state …)".
 func footer(shown int, total int64, atLeast bool) string {
-	of := thousands(total)
+	of := job.Thousands(total)
 	switch {
 	case atLeast && total > int64(shown):
 		of = "more than " + of
 	case atLeast:
-		return fmt.Sprintf("%s shown; more match (--all, --limit N, --state …)", thousands(int64(shown)))
+		return fmt.Sprintf("%s shown; more match (--all, --limit N, --state …)", job.Thousands(int64(shown)))
 	}
-	return fmt.Sprintf("%s of %s shown (--all, --limit N, --state …)", thousands(int64(shown)), of)
-}
-
-// thousands writes n (not negative) with commas between groups of three
-// digits: 20,057.
-func thousands(n int64) string {
-	s := strconv.FormatInt(n, 10)
-	var b strings.Builder
-	for i, r := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
+	return fmt.Sprintf("%s of %s shown (--all, --limit N, --state …)", job.Thousands(int64(shown)), of)
 }
 
 // jobStream prints a job listing page by page, as the pages arrive, so that

@@ -252,23 +252,7 @@ func tooManyLinks(n int, exact bool, max int) error {
 		atLeast = "at least "
 	}
 	return Invalid("steps", "the pipeline has %s%s dependency links; at most %s are allowed (--max-pipeline-links)",
-		atLeast, thousands(n), thousands(max))
-}
-
-// thousands formats n with commas between groups of three digits.
-func thousands(n int) string {
-	s := strconv.Itoa(n)
-	if n < 0 {
-		return "-" + thousands(-n)
-	}
-	var b strings.Builder
-	for i, c := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	return b.String()
+		atLeast, Thousands(int64(n)), Thousands(int64(max)))
 }
 
 // checkText refuses strings of the pipeline that are not valid UTF-8 and

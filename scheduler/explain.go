@@ -156,11 +156,11 @@ func (w Why) String() string {
 		if w.Need == 1 {
 			unit = "slot"
 		}
-		return fmt.Sprintf("needs %d %s; %s has %s", w.Need, unit, largest, thousands(w.Have))
+		return fmt.Sprintf("needs %d %s; %s has %s", w.Need, unit, largest, job.Thousands(w.Have))
 	case WhyCPU:
-		return fmt.Sprintf("needs %d CPU millis; %s has %s CPU millis", w.Need, largest, thousands(w.Have))
+		return fmt.Sprintf("needs %d CPU millis; %s has %s CPU millis", w.Need, largest, job.Thousands(w.Have))
 	case WhyMemory:
-		return fmt.Sprintf("needs %d MiB; %s has %s MiB", w.Need, largest, thousands(w.Have))
+		return fmt.Sprintf("needs %d MiB; %s has %s MiB", w.Need, largest, job.Thousands(w.Have))
 	case WhyResources:
 		return fmt.Sprintf("no %s has %d slots, %d CPU millis and %d MiB at once (0 of %d)",
 			pool, w.Req.Slots, w.Req.CPUMillis, w.Req.MemoryMiB, w.Of)
@@ -181,13 +181,13 @@ func (w Why) String() string {
 		}
 		if w.Need > w.Cap {
 			what := map[string]string{"max-running": "slots", "cpu": "CPU millis", "memory": "MiB"}[w.Limit]
-			return fmt.Sprintf("needs %d %s; tenant %s's %s limit is %s%s", w.Need, what, w.Tenant, w.Limit, thousands(w.Cap), unit)
+			return fmt.Sprintf("needs %d %s; tenant %s's %s limit is %s%s", w.Need, what, w.Tenant, w.Limit, job.Thousands(w.Cap), unit)
 		}
 		if w.Held >= w.Cap {
-			return fmt.Sprintf("tenant %s at its %s limit (%s of %s%s)", w.Tenant, w.Limit, thousands(w.Held), thousands(w.Cap), unit)
+			return fmt.Sprintf("tenant %s at its %s limit (%s of %s%s)", w.Tenant, w.Limit, job.Thousands(w.Held), job.Thousands(w.Cap), unit)
 		}
 		return fmt.Sprintf("tenant %s near its %s limit (%s of %s%s held; the job needs %d)",
-			w.Tenant, w.Limit, thousands(w.Held), thousands(w.Cap), unit, w.Need)
+			w.Tenant, w.Limit, job.Thousands(w.Held), job.Thousands(w.Cap), unit, w.Need)
 	case WhyArrayLimit:
 		return fmt.Sprintf("array %s at its limit (%d of %d running)", w.Array, w.Running, w.ArrayCap)
 	case WhyDependency:
@@ -202,7 +202,7 @@ func (w Why) String() string {
 		if w.Ahead == 0 && !w.AtLeast {
 			return fmt.Sprintf("next in tenant %s", w.Tenant)
 		}
-		return fmt.Sprintf("%s%s ahead in tenant %s", thousands(int64(w.Ahead)), more, w.Tenant)
+		return fmt.Sprintf("%s%s ahead in tenant %s", job.Thousands(int64(w.Ahead)), more, w.Tenant)
 	}
 	return w.Kind.String()
 }
@@ -404,20 +404,4 @@ func TenantLimit(tenant string, l quota.Limits, b quota.Burst, held, req job.Res
 	m := l.MaxRunning
 	why.Limit, why.Held, why.Need, why.Cap = "max-running", held.Slots, req.Slots, m.Slots
 	return why
-}
-
-// thousands writes n with commas between groups of three digits.
-func thousands(n int64) string {
-	if n < 0 {
-		return "-" + thousands(-n)
-	}
-	s := strconv.FormatInt(n, 10)
-	var b strings.Builder
-	for i := range len(s) {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }

@@ -162,11 +162,3 @@ func TestWhyString(t *testing.T) {
 		t.Errorf("kind names: %s, %s", WhyTenantLimit, WhyKind(99))
 	}
 }
-
-func TestThousands(t *testing.T) {
-	for n, want := range map[int64]string{0: "0", 999: "999", 1000: "1,000", 15890: "15,890", 1234567: "1,234,567", -1234: "-1,234"} {
-		if got := thousands(n); got != want {
-			t.Errorf("thousands(%d) = %q, want %q", n, got, want)
-		}
-	}
-}
