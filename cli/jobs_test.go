@@ -536,3 +536,23 @@ func TestJobsLsFooter(t *testing.T) {
 		})
 	}
 }
+
+// TestExitCell: a job killed by a signal shows as a shell reports it.
+func TestExitCell(t *testing.T) {
+	failed, done := hodeipb.JobState_JOB_STATE_FAILED, hodeipb.JobState_JOB_STATE_COMPLETED
+	for _, tc := range []struct {
+		j    *hodeipb.Job
+		want string
+	}{
+		{&hodeipb.Job{State: done}, "0"},
+		{&hodeipb.Job{State: failed, ExitCode: 3}, "3"},
+		{&hodeipb.Job{State: failed, ExitCode: -1, Signal: 9}, "137 (SIGKILL)"},
+		{&hodeipb.Job{State: failed, ExitCode: -1, Signal: 15}, "143 (SIGTERM)"},
+		{&hodeipb.Job{State: failed, ExitCode: -1, Signal: 200}, "328 (signal 200)"},
+		{&hodeipb.Job{State: hodeipb.JobState_JOB_STATE_RUNNING}, ""},
+	} {
+		if got := exitCell(tc.j); got != tc.want {
+			t.Errorf("exitCell(%v) = %q, want %q", tc.j, got, tc.want)
+		}
+	}
+}

@@ -8,8 +8,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/hodei-jobs/hodei/job"
@@ -200,6 +202,14 @@ func exitCell(j *hodeipb.Job) string {
 	st := job.State(j.GetState())
 	if !st.Terminal() || (st == job.Cancelled && j.GetStartedUnixNano() == 0) {
 		return ""
+	}
+	if sig := j.GetSignal(); sig > 0 {
+		// As a shell reports it, with the signal's name: 137 (SIGKILL).
+		name := unix.SignalName(syscall.Signal(sig))
+		if name == "" {
+			name = "signal " + strconv.Itoa(int(sig))
+		}
+		return strconv.Itoa(128+int(sig)) + " (" + name + ")"
 	}
 	return strconv.Itoa(int(j.GetExitCode()))
 }
