@@ -26,10 +26,10 @@ func attachCommand(*env) *ucli.Command {
 			"job running; Enter ~~ sends a ~; Enter ~? lists the keys. When the job ends, attach exits with\n" +
 			"its exit code, as hodei run does (128+N for a job killed by signal N). Output passes the same\n" +
 			"filter as hodei logs unless --raw.\n" +
-			"If the server goes away (restart, upgrade, network), attach says so once, keeps the terminal\n" +
-			"as it is, retries with backoff for up to --reconnect-timeout and goes on after the last byte it\n" +
-			"printed (the screen is not replayed again). If you held the job's input, you hold it again;\n" +
-			"keys typed meanwhile are sent once the server is back. Enter ~. detaches meanwhile too.",
+			"If the server goes away (restart, upgrade, network), attach says so once and retries with\n" +
+			"backoff for up to --reconnect-timeout, the terminal still raw; then it goes on after the last\n" +
+			"byte it printed (the screen is not replayed). If you held the job's input you hold it again,\n" +
+			"and keys typed meanwhile are sent then. Enter ~. detaches meanwhile too.",
 		Flags: withFlags(false,
 			&ucli.BoolFlag{Name: "read-only", Usage: "watch only: your keys are not sent to the job"},
 			rawFlag(),
