@@ -35,6 +35,14 @@ type ptyClient struct {
 // SIGWINCH).
 func startPTYClient(t *testing.T, addr string, rows, cols uint16, args ...string) *ptyClient {
 	t.Helper()
+	return startPTYClientStderr(t, addr, rows, cols, nil, args...)
+}
+
+// startPTYClientStderr is startPTYClient with the CLI's stderr going to
+// stderr instead of the terminal (nil: the terminal), so that the
+// terminal shows the job's output alone.
+func startPTYClientStderr(t *testing.T, addr string, rows, cols uint16, stderr io.Writer, args ...string) *ptyClient {
+	t.Helper()
 	master, tty, err := pty.Open()
 	if err != nil {
 		t.Fatal(err)
@@ -45,6 +53,9 @@ func startPTYClient(t *testing.T, addr string, rows, cols uint16, args ...string
 	c := &ptyClient{cmd: cliCmd(addr, args...), master: master, tty: tty, out: &lockedBuffer{}, done: make(chan struct{})}
 	c.before = termios(t, tty)
 	c.cmd.Stdin, c.cmd.Stdout, c.cmd.Stderr = tty, tty, tty
+	if stderr != nil {
+		c.cmd.Stderr = stderr
+	}
 	c.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
 	if err := c.cmd.Start(); err != nil {
 		t.Fatal(err)

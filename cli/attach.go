@@ -24,14 +24,23 @@ func attachCommand(*env) *ucli.Command {
 			"keys are not sent meanwhile (they are told who holds it). Typing takes the right to cancel the\n" +
 			"job (roles admin, operator, submitter); --read-only only watches. Enter ~. detaches, leaving the\n" +
 			"job running; Enter ~~ sends a ~; Enter ~? lists the keys. When the job ends, attach exits with\n" +
-			"its exit code, as hodei run does. Output passes the same filter as hodei logs unless --raw.",
+			"its exit code, as hodei run does (128+N for a job killed by signal N). Output passes the same\n" +
+			"filter as hodei logs unless --raw.\n" +
+			"If the server goes away (restart, upgrade, network), attach says so once and retries with\n" +
+			"backoff for up to --reconnect-timeout, the terminal still raw; then it goes on after the last\n" +
+			"byte it printed (the screen is not replayed). If you held the job's input you hold it again,\n" +
+			"and keys typed meanwhile are sent then. Enter ~. detaches meanwhile too.",
 		Flags: withFlags(false,
 			&ucli.BoolFlag{Name: "read-only", Usage: "watch only: your keys are not sent to the job"},
 			rawFlag(),
+			reconnectFlag(),
 		),
 		Action: func(c *ucli.Context) error {
 			a, err := args(c, "job ID")
 			if err != nil {
+				return err
+			}
+			if _, err := reconnectTimeout(c); err != nil {
 				return err
 			}
 			return withClient(c, func(cl *client.Client) error {
@@ -46,8 +55,8 @@ func attachCommand(*env) *ucli.Command {
 }
 
 // attachTo runs one attach to the job id names, until it ends, the user
-// detaches or the connection fails; the terminal is restored on each way
-// out.
+// detaches or the server stays away longer than --reconnect-timeout; the
+// terminal is restored on each way out.
 func attachTo(c *ucli.Context, cl *client.Client, ref string) error {
 	j, err := cl.Get(c.Context, ref)
 	if err != nil {
@@ -83,9 +92,20 @@ func attachTo(c *ucli.Context, cl *client.Client, ref string) error {
 		cfg.notes = c.App.ErrWriter
 		defer func() { c.App.ErrWriter = errw }()
 	}
-	var out io.WriteCloser = nopWriteCloser{c.App.Writer}
+	f, err := newFollower(c, cl, id, true)
+	if err != nil {
+		return err
+	}
+	f.again = fmt.Sprintf("'hodei attach %s' gets back to it", id)
+	cfg.rc = f.rc
+	var stdout io.Writer = c.App.Writer
+	if tty != nil {
+		f.out = &lineTracker{w: stdout}
+		stdout = f.out
+	}
+	var out io.WriteCloser = nopWriteCloser{stdout}
 	if !c.Bool("raw") {
-		out = newTermFilter(c.App.Writer)
+		out = newTermFilter(stdout)
 	}
 	cfg.output = out
 	p := newPump(cl, cfg)
@@ -102,7 +122,7 @@ func attachTo(c *ucli.Context, cl *client.Client, ref string) error {
 	}
 	switch {
 	case err != nil:
-		return err
+		return f.explain(err)
 	case ended == nil:
 		fmt.Fprintf(c.App.ErrWriter, "\nhodei: detached from job %s, which goes on: hodei attach %s gets back to it\n", id, id)
 		return nil

@@ -12,7 +12,10 @@
 // and read the audit log. run.go follows a job's output; interactive.go
 // connects run's stdin to the job (raw terminal, window size, piped bytes
 // and EOF), attach.go is `hodei attach`, both over input.go's pump on an
-// Attach stream, with escape.go's ssh-style escapes (Enter ~. detaches):
+// Attach stream, with escape.go's ssh-style escapes (Enter ~. detaches).
+// follow.go is how run, logs -f and attach ride out server restarts (one
+// client.Reconnector per command, output resumed after its last byte).
+// Exit codes:
 //
 //	0  success
 //	1  any other failure; a gRPC error prints its status message, which names

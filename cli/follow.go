@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 	"time"
 
 	ucli "github.com/urfave/cli/v2"
@@ -41,11 +42,17 @@ func reconnectTimeout(c *ucli.Context) (time.Duration, error) {
 
 // follower is how a command follows a job through server outages: one
 // Reconnector shared by all its calls, so that an outage is reported once.
+// Set its fields before its first call.
 type follower struct {
 	rc   *client.Reconnector
 	cl   *client.Client
 	addr string
 	id   string // the job followed, for messages
+	// again says how to pick up after giving up; "": hodei logs -f.
+	again string
+	// out is the job's output on a raw terminal, so that the outage
+	// messages start on a line of their own; nil: none.
+	out *lineTracker
 }
 
 // newFollower reads --reconnect-timeout and returns the follower of job
@@ -54,9 +61,13 @@ type follower struct {
 // the server already (run's submit); until it has, an unreachable server
 // is an error at once, which says what address was tried.
 //
-// `hodei attach` follows a job the same way: newFollower, then its own
-// stream through f.rc.Do, calling up on the server's first answer and
-// keeping its place in the output with a client.LogCursor.
+// The messages go to c's stderr as it is when newFollower is called (a
+// raw terminal's, for run and attach).
+//
+// `hodei attach`, and run's input, follow a job the same way: their attach
+// streams (input.go's pump) go through f.rc.Do, call up on the server's
+// first answer (Attached), and keep their place in the output with a
+// client.LogCursor, resuming there on the new stream.
 func newFollower(c *ucli.Context, cl *client.Client, id string, reached bool) (*follower, error) {
 	timeout, err := reconnectTimeout(c)
 	if err != nil {
@@ -64,18 +75,45 @@ func newFollower(c *ucli.Context, cl *client.Client, id string, reached bool) (*
 	}
 	addr := globalString(c, flagAddr)
 	rc := &client.Reconnector{Timeout: timeout, Client: cl, Reached: reached}
+	f := &follower{rc: rc, cl: cl, addr: addr, id: id}
 	if timeout == 0 {
 		rc.Timeout = -1
 	} else {
 		w := c.App.ErrWriter
 		rc.OnLost = func(error) {
-			fmt.Fprintf(w, "hodei: server %s unreachable, retrying for up to %s…\n", addr, timeout)
+			fmt.Fprintf(w, "%shodei: server %s unreachable, retrying for up to %s…\n", f.out.lineStart(), addr, timeout)
 		}
 		rc.OnBack = func(down time.Duration) {
-			fmt.Fprintf(w, "hodei: reconnected to %s after %s\n", addr, down.Round(100*time.Millisecond))
+			fmt.Fprintf(w, "%shodei: reconnected to %s after %s\n", f.out.lineStart(), addr, down.Round(100*time.Millisecond))
 		}
 	}
-	return &follower{rc: rc, cl: cl, addr: addr, id: id}, nil
+	return f, nil
+}
+
+// lineTracker is the job's output on a terminal, remembering whether the
+// last byte written ended a line: a message printed while the output
+// stands mid-line (at a shell's prompt, say) starts on a line of its own.
+// Safe for one writer and concurrent lineStart calls.
+type lineTracker struct {
+	w       io.Writer
+	midLine atomic.Bool
+}
+
+func (l *lineTracker) Write(p []byte) (int, error) {
+	n, err := l.w.Write(p)
+	if n > 0 {
+		l.midLine.Store(p[n-1] != '\n')
+	}
+	return n, err
+}
+
+// lineStart returns the line end a message needs first ("" for a nil
+// tracker), and counts the line as ended: the message ends it.
+func (l *lineTracker) lineStart() string {
+	if l != nil && l.midLine.Swap(false) {
+		return "\n"
+	}
+	return ""
 }
 
 // copyOutput writes the output req asks for to w, through a termFilter
@@ -117,7 +155,11 @@ func (f *follower) explain(err error) error {
 	if !errors.As(err, &gone) {
 		return err
 	}
+	again := f.again
+	if again == "" {
+		again = fmt.Sprintf("'hodei logs -f %s' picks up its output", f.id)
+	}
 	return fmt.Errorf("server %s unreachable for %s, giving up (--%s); job %s may still be running: "+
-		"'hodei logs -f %s' picks up its output once the server is back (last error: %s)",
-		f.addr, gone.For.Round(time.Second), flagReconnectTimeout, f.id, f.id, status.Convert(gone.Err).Message())
+		"%s once the server is back (last error: %s)",
+		f.addr, gone.For.Round(time.Second), flagReconnectTimeout, f.id, again, status.Convert(gone.Err).Message())
 }

@@ -65,6 +65,10 @@ func TestReconnectTimeoutFlag(t *testing.T) {
 		if r.code != 2 || !strings.Contains(r.stderr, "--reconnect-timeout: -1s must not be negative") || h.jobs.submits() != 0 {
 			t.Errorf("run: exit %d, stderr %q, %d submits; want a usage error and nothing submitted", r.code, r.stderr, h.jobs.submits())
 		}
+		r = h.run(t, "attach", "--reconnect-timeout", "-1s", "01JX")
+		if r.code != 2 || !strings.Contains(r.stderr, "--reconnect-timeout: -1s must not be negative") {
+			t.Errorf("attach: exit %d, stderr %q", r.code, r.stderr)
+		}
 	})
 	t.Run("NeverReached", func(t *testing.T) {
 		// A server that never answered is more likely a wrong address than
@@ -87,4 +91,28 @@ func TestReconnectTimeoutFlag(t *testing.T) {
 			t.Errorf("exit %d, stderr %q", r.code, r.stderr)
 		}
 	})
+}
+
+// TestLineTracker: a message printed while the job's output stands
+// mid-line (at a prompt) starts on a line of its own, and only then.
+func TestLineTracker(t *testing.T) {
+	var out strings.Builder
+	l := &lineTracker{w: &out}
+	if got := l.lineStart(); got != "" {
+		t.Errorf("before any output: %q, want nothing", got)
+	}
+	l.Write([]byte("line 1\r\n$ "))
+	if got := l.lineStart(); got != "\n" {
+		t.Errorf("after a prompt: %q, want a line end", got)
+	}
+	if got := l.lineStart(); got != "" {
+		t.Errorf("after the message's own line end: %q, want nothing", got)
+	}
+	l.Write([]byte("ls\r\n"))
+	if got := l.lineStart(); got != "" || out.String() != "line 1\r\n$ ls\r\n" {
+		t.Errorf("after a whole line: %q (output %q), want nothing", got, out.String())
+	}
+	if got := (*lineTracker)(nil).lineStart(); got != "" {
+		t.Errorf("nil tracker: %q", got)
+	}
 }

@@ -47,16 +47,29 @@ type pumpConfig struct {
 	output   io.Writer                    // the job's output; nil: not asked for
 	notes    io.Writer                    // where notices go (stderr)
 	size     func() *hodeipb.TerminalSize // the terminal's size now; nil: none
-	retry    bool                         // reopen the stream when the server goes away (input only)
+	// rc rides out the server going away: the stream is opened again, with
+	// its backoff, until its timeout; nil: a broken stream ends the pump.
+	rc *client.Reconnector
 }
 
 // pump moves input to a job and its output back over an attach stream.
 // run owns every goroutine it starts; start the pump with run, which
 // returns when the job has ended, the user detached, ctx ended, or the
 // stream failed.
+//
+// When the server goes away (cfg.rc), the pump opens a new stream once it
+// is back: the output resumes after the last byte written (out), not from
+// the last screenful again, and a pump that held the job's input takes it
+// again at once, before another client can. Keys typed meanwhile wait in
+// pending (up to maxPending); those the server had received but not passed
+// on to the job when it died are lost.
 type pump struct {
 	cfg pumpConfig
 	cl  *client.Client
+	// out is where the output stands: the next byte to write. It belongs
+	// to the stream under way (its receiving goroutine), and between
+	// streams to session, which resumes from it.
+	out client.LogCursor
 
 	mu       sync.Mutex // guards the fields below
 	pending  []byte     // read, not yet sent
@@ -104,7 +117,8 @@ func (p *pump) resize() {
 // run reads the input (in a goroutine that stop ends: see readInput) and
 // talks to the server until the job ends (it returns the job), the user
 // detaches (nil job, nil error), ctx ends, or the stream fails. With
-// retry, a server that went away is dialled again with backoff.
+// cfg.rc, a server that went away is dialled again with its backoff, and
+// run fails with its *client.UnreachableError once it gives up.
 func (p *pump) run(ctx context.Context, stopInput func()) (*hodeipb.Job, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -123,46 +137,63 @@ func (p *pump) run(ctx context.Context, stopInput func()) (*hodeipb.Job, error) 
 	} else if p.cfg.src != nil {
 		wg.Go(func() { p.readInput(ctx) })
 	}
-	backoff := 100 * time.Millisecond
-	for {
-		err := p.session(ctx)
-		p.mu.Lock()
-		ended, detached := p.ended, p.detached
-		p.mu.Unlock()
-		switch {
-		case detached:
-			return nil, nil
-		case ended != nil:
-			return ended, nil
-		case ctx.Err() != nil:
-			return nil, ctx.Err()
-		case status.Code(err) == codes.Unimplemented:
-			p.mu.Lock()
-			typed := len(p.pending) > 0 || p.cfg.esc != nil
-			p.mu.Unlock()
-			if typed {
-				p.note("this server takes no input (it predates hodei attach): stdin is not connected")
+	var err error
+	if p.cfg.rc == nil {
+		err = p.session(ctx, func() {})
+	} else {
+		// A detach ends the wait between tries, not a stream under way,
+		// which passes on what was sent before it closes.
+		waitCtx, stopWait := context.WithCancel(ctx)
+		defer stopWait()
+		wg.Go(func() {
+			select {
+			case <-p.detach:
+				stopWait()
+			case <-ctx.Done():
 			}
-			<-ctx.Done()
-			return nil, ctx.Err()
-		case !p.cfg.retry || status.Code(err) != codes.Unavailable:
-			return nil, err
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-p.detach:
-			return nil, nil
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 2*time.Second)
+		})
+		err = p.cfg.rc.Do(waitCtx, func(_ context.Context, up func()) error {
+			if p.isDetached() {
+				return nil
+			}
+			return p.session(ctx, up)
+		})
 	}
+	p.mu.Lock()
+	ended, detached := p.ended, p.detached
+	p.mu.Unlock()
+	switch {
+	case detached:
+		return nil, nil
+	case ended != nil:
+		return ended, nil
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
+	case status.Code(err) == codes.Unimplemented:
+		p.mu.Lock()
+		typed := len(p.pending) > 0 || p.cfg.esc != nil
+		p.mu.Unlock()
+		if typed {
+			p.note("this server takes no input (it predates hodei attach): stdin is not connected")
+		}
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return nil, err
+}
+
+func (p *pump) isDetached() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.detached
 }
 
 // session runs one stream: it opens it, then a goroutine receives while
 // this one sends, until the job ends, the user detaches or the stream
-// fails.
-func (p *pump) session(ctx context.Context) error {
+// fails. It calls up once the server has answered (Attached). A session
+// after the first resumes the output from p.out, and takes the input
+// again when the last one held it.
+func (p *pump) session(ctx context.Context, up func()) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	st, err := p.cl.Attach(ctx)
@@ -170,9 +201,17 @@ func (p *pump) session(ctx context.Context) error {
 		return err
 	}
 	p.mu.Lock()
-	p.sent, p.limit, p.held, p.claimed, p.endSent = 0, 0, false, p.cfg.claim, false
+	claim := p.cfg.claim || p.held
+	// A new stream (on a server that may have restarted) starts with no
+	// credit, nobody holding the input and no refusal: the server says
+	// anew, as soon as the stream joins.
+	p.sent, p.limit, p.held, p.claimed, p.endSent = 0, 0, false, claim, false
+	p.holder, p.refused = "", ""
 	p.resized = false
-	open := &hodeipb.AttachOpen{JobId: p.cfg.jobID, Output: p.cfg.output != nil, ReadOnly: p.cfg.readOnly, Claim: p.cfg.claim}
+	open := &hodeipb.AttachOpen{JobId: p.cfg.jobID, Output: p.cfg.output != nil, ReadOnly: p.cfg.readOnly, Claim: claim}
+	if open.Output && p.out.Attempt > 0 {
+		open.ResumeAttempt, open.ResumeOffset = p.out.Attempt, p.out.Offset
+	}
 	p.mu.Unlock()
 	if p.cfg.size != nil {
 		open.Size = p.cfg.size()
@@ -184,7 +223,7 @@ func (p *pump) session(ctx context.Context) error {
 	recvDone := make(chan struct{})
 	go func() {
 		defer close(recvDone)
-		recvErr <- p.receive(st)
+		recvErr <- p.receive(st, up)
 	}()
 	err = p.send(ctx, st, recvDone)
 	if errors.Is(err, errStreamEnded) {
@@ -226,8 +265,10 @@ func recvError(st attachStream, err error) error {
 	return err
 }
 
-// receive applies the server's messages until the stream ends.
-func (p *pump) receive(st attachStream) error {
+// receive applies the server's messages until the stream ends, calling up
+// on the first (Attached). The output is written from p.out on: what a
+// resumed stream sends again is cut, and a gap is an error.
+func (p *pump) receive(st attachStream, up func()) error {
 	for {
 		m, err := st.Recv()
 		if err != nil {
@@ -238,11 +279,26 @@ func (p *pump) receive(st attachStream) error {
 			return err
 		}
 		switch m := m.GetMsg().(type) {
+		case *hodeipb.AttachResponse_Attached:
+			if p.out.Attempt == 0 {
+				// The first stream: the output starts at the last screenful
+				// and follows the job's later attempts.
+				p.out = client.LogCursor{Attempt: m.Attached.GetAttempt(), Offset: m.Attached.GetReplayOffset(), Later: true}
+			}
+			up()
 		case *hodeipb.AttachResponse_Output:
-			if p.cfg.output != nil {
-				if _, err := p.cfg.output.Write(m.Output.GetData()); err != nil {
-					return fmt.Errorf("write output: %w", err)
-				}
+			if p.cfg.output == nil {
+				continue
+			}
+			data, err := p.out.Take(m.Output)
+			if err != nil {
+				return err
+			}
+			if len(data) == 0 {
+				continue
+			}
+			if _, err := p.cfg.output.Write(data); err != nil {
+				return fmt.Errorf("write output: %w", err)
 			}
 		case *hodeipb.AttachResponse_Input:
 			in := m.Input

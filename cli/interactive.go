@@ -125,23 +125,36 @@ func detachRequested(ctx context.Context) <-chan struct{} {
 // connect runs follow (which streams the job's output until it ends) with
 // the plan's input going to the job. A terminal is raw meanwhile and is
 // restored on every way out: the job's end, a detach, an interrupt, an
-// error (the server gone). On a detach follow returns errDetached: connect
-// says how to get back and returns nil.
-func (pl *stdinPlan) connect(c *ucli.Context, cl *client.Client, id string, follow func() error) error {
+// error (the server gone for longer than --reconnect-timeout). On a
+// detach follow returns errDetached: connect says how to get back and
+// returns nil. The output and the input ride out the server's outages
+// through one follower, so that each outage is told once.
+func (pl *stdinPlan) connect(c *ucli.Context, cl *client.Client, id string, follow func(*follower) error) error {
 	if pl == nil {
-		return follow()
+		f, err := newFollower(c, cl, id, true)
+		if err != nil {
+			return err
+		}
+		return follow(f)
 	}
-	errw := c.App.ErrWriter
+	errw, outw := c.App.ErrWriter, c.App.Writer
+	var lines *lineTracker
 	if pl.raw {
 		rt, err := makeRaw(pl.tty)
 		if err != nil {
 			return err
 		}
 		defer rt.restore()
-		c.App.ErrWriter = crlfWriter{errw}
-		defer func() { c.App.ErrWriter = errw }()
+		lines = &lineTracker{w: outw}
+		c.App.ErrWriter, c.App.Writer = crlfWriter{errw}, lines
+		defer func() { c.App.ErrWriter, c.App.Writer = errw, outw }()
 	}
-	cfg := pumpConfig{jobID: id, src: pl.src, claim: true, notes: c.App.ErrWriter, retry: true}
+	f, err := newFollower(c, cl, id, true)
+	if err != nil {
+		return err
+	}
+	f.out = lines
+	cfg := pumpConfig{jobID: id, src: pl.src, claim: true, notes: c.App.ErrWriter, rc: f.rc}
 	if pl.raw {
 		cfg.esc = newEscaper()
 		cfg.size = func() *hodeipb.TerminalSize { return termSize(pl.tty) }
@@ -156,7 +169,7 @@ func (pl *stdinPlan) connect(c *ucli.Context, cl *client.Client, id string, foll
 	}
 	outer := c.Context
 	c.Context = withDetach(outer, p.detachC())
-	err := follow()
+	err = follow(f)
 	c.Context = outer
 	cancel()
 	wg.Wait()

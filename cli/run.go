@@ -64,21 +64,18 @@ func runCommand(e *env) *ucli.Command {
 					return specFlagsOf.named(err)
 				}
 				fmt.Fprintf(c.App.ErrWriter, "hodei: job %s%s\n", id, stdin.hint())
-				return stdin.connect(c, cl, id, func() error { return follow(c, cl, id, spec.GetNoPty(), c.Bool("raw")) })
+				return stdin.connect(c, cl, id, func(f *follower) error { return follow(c, f, spec.GetNoPty(), c.Bool("raw")) })
 			})
 		},
 	}
 }
 
-// follow streams a job's output until it ends and maps its end to an exit
-// status. An interrupt (c.Context ending) cancels the job and keeps
-// streaming until the job has ended. Unless raw, each stream passes through
-// its own termFilter.
-func follow(c *ucli.Context, cl *client.Client, id string, noPTY, raw bool) error {
-	f, err := newFollower(c, cl, id, true)
-	if err != nil {
-		return err
-	}
+// follow streams the output of the job f follows until it ends and maps
+// its end to an exit status. An interrupt (c.Context ending) cancels the
+// job and keeps streaming until the job has ended. Unless raw, each stream
+// passes through its own termFilter.
+func follow(c *ucli.Context, f *follower, noPTY, raw bool) error {
+	cl, id := f.cl, f.id
 	// The streams outlive an interrupt: they end when the job does.
 	streamCtx, stopStreams := context.WithCancel(context.WithoutCancel(c.Context))
 	defer stopStreams()

@@ -2257,12 +2257,20 @@ func (*AttachRequest_End) isAttachRequest_Msg() {}
 func (*AttachRequest_Claim) isAttachRequest_Msg() {}
 
 type AttachOpen struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
-	Output        bool                   `protobuf:"varint,2,opt,name=output,proto3" json:"output,omitempty"`                     // send the job's output: the last screenful, then as it comes
-	ReadOnly      bool                   `protobuf:"varint,3,opt,name=read_only,json=readOnly,proto3" json:"read_only,omitempty"` // watch only: this stream never takes the input
-	Claim         bool                   `protobuf:"varint,4,opt,name=claim,proto3" json:"claim,omitempty"`                       // take the input at once (hodei run)
-	Size          *TerminalSize          `protobuf:"bytes,5,opt,name=size,proto3" json:"size,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	JobId    string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Output   bool                   `protobuf:"varint,2,opt,name=output,proto3" json:"output,omitempty"`                     // send the job's output: the last screenful, then as it comes
+	ReadOnly bool                   `protobuf:"varint,3,opt,name=read_only,json=readOnly,proto3" json:"read_only,omitempty"` // watch only: this stream never takes the input
+	Claim    bool                   `protobuf:"varint,4,opt,name=claim,proto3" json:"claim,omitempty"`                       // take the input at once (hodei run)
+	Size     *TerminalSize          `protobuf:"bytes,5,opt,name=size,proto3" json:"size,omitempty"`
+	// A client that reconnects (the server restarted) resumes its output
+	// where it stands: the next byte it has not printed is resume_offset of
+	// attempt resume_attempt, and the output is sent from there, later
+	// attempts following, instead of from the last screenful. The job may
+	// have ended meanwhile: the rest of its output and AttachEnded are sent.
+	// 0: not resuming.
+	ResumeAttempt int32 `protobuf:"varint,6,opt,name=resume_attempt,json=resumeAttempt,proto3" json:"resume_attempt,omitempty"`
+	ResumeOffset  int64 `protobuf:"varint,7,opt,name=resume_offset,json=resumeOffset,proto3" json:"resume_offset,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2330,6 +2338,20 @@ func (x *AttachOpen) GetSize() *TerminalSize {
 		return x.Size
 	}
 	return nil
+}
+
+func (x *AttachOpen) GetResumeAttempt() int32 {
+	if x != nil {
+		return x.ResumeAttempt
+	}
+	return 0
+}
+
+func (x *AttachOpen) GetResumeOffset() int64 {
+	if x != nil {
+		return x.ResumeOffset
+	}
+	return 0
 }
 
 type InputEnd struct {
@@ -2523,7 +2545,7 @@ type Attached struct {
 	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
 	Attempt       int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
 	State         JobState               `protobuf:"varint,3,opt,name=state,proto3,enum=hodei.v1.JobState" json:"state,omitempty"`
-	ReplayOffset  int64                  `protobuf:"varint,4,opt,name=replay_offset,json=replayOffset,proto3" json:"replay_offset,omitempty"` // where the output sent starts (the last screenful)
+	ReplayOffset  int64                  `protobuf:"varint,4,opt,name=replay_offset,json=replayOffset,proto3" json:"replay_offset,omitempty"` // where the output sent starts (the last screenful, or the resume_offset asked)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -6795,14 +6817,16 @@ const file_hodei_proto_rawDesc = "" +
 	"\x06resize\x18\x03 \x01(\v2\x16.hodei.v1.TerminalSizeH\x00R\x06resize\x12&\n" +
 	"\x03end\x18\x04 \x01(\v2\x12.hodei.v1.InputEndH\x00R\x03end\x12,\n" +
 	"\x05claim\x18\x05 \x01(\v2\x14.hodei.v1.InputClaimH\x00R\x05claimB\x05\n" +
-	"\x03msg\"\x9a\x01\n" +
+	"\x03msg\"\xe6\x01\n" +
 	"\n" +
 	"AttachOpen\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
 	"\x06output\x18\x02 \x01(\bR\x06output\x12\x1b\n" +
 	"\tread_only\x18\x03 \x01(\bR\breadOnly\x12\x14\n" +
 	"\x05claim\x18\x04 \x01(\bR\x05claim\x12*\n" +
-	"\x04size\x18\x05 \x01(\v2\x16.hodei.v1.TerminalSizeR\x04size\"\n" +
+	"\x04size\x18\x05 \x01(\v2\x16.hodei.v1.TerminalSizeR\x04size\x12%\n" +
+	"\x0eresume_attempt\x18\x06 \x01(\x05R\rresumeAttempt\x12#\n" +
+	"\rresume_offset\x18\a \x01(\x03R\fresumeOffset\"\n" +
 	"\n" +
 	"\bInputEnd\"\f\n" +
 	"\n" +

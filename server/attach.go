@@ -137,10 +137,19 @@ func (js *jobService) Attach(stream pb.JobService_AttachServer) error {
 	}
 }
 
-// checkAttach refuses what an attach to j cannot do.
+// checkAttach refuses what an attach to j cannot do. A stream that
+// resumes (its client reconnects) may find the job ended: it gets the rest
+// of the output and the end.
 func checkAttach(j *job.Job, open *pb.AttachOpen) error {
+	resume := open.GetResumeAttempt()
 	switch {
-	case j.State.Terminal():
+	case resume < 0 || int(resume) > j.Attempt:
+		return invalid("resume_attempt", "%d must be between 1 and %d (0: not resuming)", resume, j.Attempt)
+	case open.GetResumeOffset() < 0:
+		return invalid("resume_offset", "%d must not be negative", open.GetResumeOffset())
+	case resume > 0 && !open.GetOutput():
+		return invalid("resume_attempt", "resuming takes a stream that asks for the output")
+	case j.State.Terminal() && resume == 0:
 		return status.Errorf(codes.FailedPrecondition, "job %s has ended (%s): hodei logs %s shows its output", j.ID, j.State, j.ID)
 	case open.GetOutput() && j.Spec.NoPTY:
 		return status.Errorf(codes.FailedPrecondition, "job %s runs without a PTY (--no-pty), so there is no terminal to attach to: "+
@@ -217,12 +226,15 @@ func (s *Server) claimInput(ctx context.Context, t *terminal, sess *attachSessio
 }
 
 // attachOut sends the stream's output side: Attached, then (when asked)
-// the job's output from the last screenful, following its attempts, and
-// the state of the input as it changes; AttachEnded once the job has ended
-// and everything was sent. It returns nil then, or when ctx ends.
+// the job's output from the last screenful, or from where a resuming
+// client stands, following its attempts, and the state of the input as it
+// changes; AttachEnded once the job has ended and everything was sent. It
+// returns nil then, or when ctx ends.
 func (s *Server) attachOut(ctx context.Context, stream pb.JobService_AttachServer, sess *attachSession, j *job.Job, open *pb.AttachOpen) error {
 	attempt, offset := j.Attempt, int64(0)
-	if open.GetOutput() {
+	if r := open.GetResumeAttempt(); r > 0 {
+		attempt, offset = int(r), open.GetResumeOffset()
+	} else if open.GetOutput() {
 		rows := int(open.GetSize().GetRows())
 		if rows == 0 {
 			rows = job.DefaultRows

@@ -298,6 +298,89 @@ func TestAttachReplaysAndEnds(t *testing.T) {
 	}
 }
 
+// TestAttachResumes: a client that reconnects asks for the output from
+// the next byte it has not printed, not the last screenful again; one that
+// comes back after the job ended gets the rest and the end. Resume
+// positions that cannot be are InvalidArgument.
+func TestAttachResumes(t *testing.T) {
+	s := setup(t)
+	a := connectAgent(t, s, hello("w1", 2))
+	id := runningJob(t, s, a, &pb.JobSpec{Command: []string{"sh"}})
+	out := []byte("one\r\ntwo\r\nthree\r\n")
+	a.send(&pb.AgentMessage{Msg: &pb.AgentMessage_Log{Log: &pb.LogChunk{JobId: id, Attempt: 1, Data: out}}})
+	a.recvAck()
+
+	// readOutput reads the stream's output until want has come whole.
+	readOutput := func(st pb.JobService_AttachClient, want string) {
+		t.Helper()
+		var got bytes.Buffer
+		for got.Len() < len(want) {
+			m, err := st.Recv()
+			if err != nil {
+				t.Fatalf("attach: %v after %q, want %q", err, got.String(), want)
+			}
+			if o := m.GetOutput(); o != nil {
+				if o.GetOffset() != 5+int64(got.Len()) {
+					t.Fatalf("output at offset %d after %q, want %d", o.GetOffset(), got.String(), 5+got.Len())
+				}
+				got.Write(o.GetData())
+			}
+		}
+		if got.String() != want {
+			t.Fatalf("resumed output %q, want %q", got.String(), want)
+		}
+	}
+	st := attach(t, s.jobs, &pb.AttachOpen{JobId: id, Output: true, ResumeAttempt: 1, ResumeOffset: 5, Size: &pb.TerminalSize{Rows: 1, Cols: 80}})
+	readOutput(st, "two\r\nthree\r\n")
+	st.CloseSend()
+
+	a.send(&pb.AgentMessage{Msg: &pb.AgentMessage_Log{Log: &pb.LogChunk{JobId: id, Attempt: 1, Offset: int64(len(out)), Data: []byte("four\r\n")}}})
+	a.recvAck()
+	a.send(&pb.AgentMessage{Msg: &pb.AgentMessage_Finished{Finished: &pb.JobFinished{JobId: id, Attempt: 1,
+		Outcome: pb.Outcome_OUTCOME_EXITED, ExitCode: 3, LogSize: int64(len(out)) + 6}}})
+	s.waitJob(t, id, func(j *pb.Job) bool { return j.GetState() == pb.JobState_JOB_STATE_FAILED })
+
+	st = attach(t, s.jobs, &pb.AttachOpen{JobId: id, Output: true, ResumeAttempt: 1, ResumeOffset: 5})
+	readOutput(st, "two\r\nthree\r\nfour\r\n")
+	for {
+		m, err := st.Recv()
+		if err != nil {
+			t.Fatalf("after the rest of the output: %v, want AttachEnded", err)
+		}
+		if e := m.GetEnded(); e != nil {
+			if e.GetJob().GetExitCode() != 3 {
+				t.Fatalf("ended with %v, want exit code 3", e.GetJob())
+			}
+			break
+		}
+		if m.GetOutput() != nil {
+			t.Fatalf("more output after the end of the log: %v", m)
+		}
+	}
+
+	for _, tc := range []struct {
+		name  string
+		open  *pb.AttachOpen
+		field string
+	}{
+		{"AttemptNotYet", &pb.AttachOpen{JobId: id, Output: true, ResumeAttempt: 2}, "resume_attempt"},
+		{"NegativeAttempt", &pb.AttachOpen{JobId: id, Output: true, ResumeAttempt: -1}, "resume_attempt"},
+		{"NegativeOffset", &pb.AttachOpen{JobId: id, Output: true, ResumeAttempt: 1, ResumeOffset: -1}, "resume_offset"},
+		{"NoOutput", &pb.AttachOpen{JobId: id, ResumeAttempt: 1}, "resume_attempt"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st, err := s.jobs.Attach(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			st.Send(&pb.AttachRequest{Msg: &pb.AttachRequest_Open{Open: tc.open}})
+			if _, err := st.Recv(); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), tc.field) {
+				t.Fatalf("%v, want InvalidArgument naming %s", err, tc.field)
+			}
+		})
+	}
+}
+
 func TestScreenStart(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
