@@ -15,15 +15,15 @@ import (
 
 // numberedLines is a job that prints a numbered line every 50 ms, writing
 // its number to dir/n too, and answers each line typed into it with
-// "got <LINE>"; typing quit makes it kill itself with SIGTERM.
+// "got <LINE>"; typing quit makes it kill itself with SIGTERM. The lines
+// come from a loop in the background, so that the reading of what is
+// typed has no timeout (bash's read -t loses what it read when it times
+// out mid-line).
 func numberedLines(dir string) string {
-	return fmt.Sprintf(`i=0
-while :; do
-	i=$((i+1)); printf 'line %%06d\n' $i; echo $i > %s/n
-	if read -r -t 0.05 x; then
-		printf 'got <%%s>\n' "$x"
-		[ "$x" = quit ] && kill -TERM $$
-	fi
+	return fmt.Sprintf(`(i=0; while :; do i=$((i+1)); printf 'line %%06d\n' $i; echo $i > %s/n; sleep 0.05; done) &
+while read -r x; do
+	printf 'got <%%s>\n' "$x"
+	if [ "$x" = quit ]; then kill $!; kill -TERM $$; fi
 done`, dir)
 }
 
@@ -47,8 +47,22 @@ func startRestartable(t *testing.T) *restartable {
 	r := &restartable{dataDir: t.TempDir(), addr: freeAddr(t)}
 	r.args = []string{"--heartbeat", "200ms", "--lease", "60s", "--grpc-addr", r.addr}
 	r.srv = startServer(t, r.dataDir, r.args...)
-	startAgent(t, r.addr, t.TempDir())
+	agent := startAgent(t, r.addr, t.TempDir())
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("the server's stderr:\n%s\nthe agent's stderr:\n%s", r.srv.stderr, agent.stderr)
+		}
+	})
 	return r
+}
+
+// logOnFailure logs what a client said on stderr if the test failed.
+func logOnFailure(t *testing.T, stderr *lockedBuffer) {
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("the client's stderr:\n%s", stderr)
+		}
+	})
 }
 
 // restart SIGKILLs the server, waits until the client whose stderr is
@@ -99,6 +113,7 @@ func TestAttachRidesOutServerRestart(t *testing.T) {
 	eventually(t, 30*time.Second, "40 lines of output", func() bool { return linesPrinted(dir) >= 40 })
 
 	var stderr lockedBuffer
+	logOnFailure(t, &stderr)
 	a := startPTYClientStderr(t, r.addr, 24, 80, &stderr, "attach", id)
 	a.waitOutput(t, `line 000045\r\n`)
 	a.typ(t, "before\r")
@@ -157,6 +172,7 @@ func TestAttachRidesOutServerRestart(t *testing.T) {
 func TestInteractiveRunRidesOutServerRestart(t *testing.T) {
 	r, dir := startRestartable(t), jobDir(t)
 	var stderr lockedBuffer
+	logOnFailure(t, &stderr)
 	c := startPTYClientStderr(t, r.addr, 24, 80, &stderr, "run", "--", "bash", "-c", numberedLines(dir))
 	c.waitOutput(t, `line 000005\r\n`)
 	c.typ(t, "before\r")

@@ -97,13 +97,21 @@ func (c *ptyClient) typ(t *testing.T, s string) {
 	}
 }
 
-// waitOutput waits until the client printed something re matches.
+// waitOutput waits until the client printed something re matches; on a
+// timeout it shows what the client had printed by then.
 func (c *ptyClient) waitOutput(t *testing.T, re string) {
 	t.Helper()
 	rx := regexp.MustCompile(re)
-	eventually(t, 30*time.Second, "output matching "+re+" (got "+strings.ReplaceAll(c.out.String(), "\r", `\r`)+")", func() bool {
-		return rx.MatchString(c.out.String())
-	})
+	deadline := time.After(30 * time.Second)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for !rx.MatchString(c.out.String()) {
+		select {
+		case <-deadline:
+			t.Fatalf("timed out after 30s waiting for output matching %s; got %s", re, strings.ReplaceAll(c.out.String(), "\r", `\r`))
+		case <-tick.C:
+		}
+	}
 }
 
 // exit waits for the client to exit and returns its exit code, after

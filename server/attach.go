@@ -115,7 +115,7 @@ func (js *jobService) Attach(stream pb.JobService_AttachServer) error {
 	})
 	defer func() { stopOut(); wg.Wait() }()
 
-	if open.GetClaim() {
+	if open.GetClaim() && !j.State.Terminal() { // a resumed stream of an ended job only gets the rest
 		s.claimInput(ctx, t, sess, j)
 	}
 	for {
