@@ -192,7 +192,7 @@ func TestReconnector(t *testing.T) {
 				var calls []time.Time
 				done <- r.Do(ctx, failing(1<<30, errGone, &calls))
 			}()
-			time.Sleep(time.Minute) // in the bubble: a minute of retrying, at once
+			synctest.Wait() // Do failed and waits out its backoff
 			if _, down := r.Down(); !down {
 				t.Fatal("Down() = false during an outage")
 			}
