@@ -4,6 +4,7 @@ import (
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 )
 
 // DecodeJobSpec decodes b, the wire encoding of one JobSpec, into s (which
@@ -20,16 +21,30 @@ import (
 // valid UTF-8): the caller then decodes with proto.Unmarshal, which keeps
 // unknown fields and names what is wrong. TestDecodeJobSpec holds the two
 // to the same result.
+//
+// A spec with secret_env is decoded again with a string of its own for
+// each field, as protobuf does: the one copy of b holds the secret values
+// in clear, and every string cut from it would keep them in memory for as
+// long as the job, after the server has sealed them.
 func DecodeJobSpec(b []byte, s *JobSpec) bool {
 	d := specDecoder{b: b, text: string(b)}
+	if !d.spec(s) {
+		return false
+	}
+	if s.SecretEnv == nil {
+		return true
+	}
+	proto.Reset(s)
+	d = specDecoder{b: b, own: true}
 	return d.spec(s)
 }
 
 // specDecoder reads a JobSpec from b; its strings are cut from text, a copy
-// of b.
+// of b, or with own each copied from b on its own.
 type specDecoder struct {
 	b    []byte
 	text string
+	own  bool
 	at   int // the next byte to read
 }
 
@@ -57,7 +72,7 @@ func (d *specDecoder) varint() (uint64, bool) {
 // bytes reads a length-delimited field and returns where it ends.
 func (d *specDecoder) bytes() (end int, ok bool) {
 	l, ok := d.varint()
-	if !ok || l > uint64(len(d.text)-d.at) {
+	if !ok || l > uint64(len(d.b)-d.at) {
 		return 0, false
 	}
 	return d.at + int(l), true
@@ -70,13 +85,18 @@ func (d *specDecoder) str() (string, bool) {
 	if !ok {
 		return "", false
 	}
-	v := d.text[d.at:end]
+	var v string
+	if d.own {
+		v = string(d.b[d.at:end])
+	} else {
+		v = d.text[d.at:end]
+	}
 	d.at = end
 	return v, utf8.ValidString(v)
 }
 
 func (d *specDecoder) spec(s *JobSpec) bool {
-	for d.at < len(d.text) {
+	for d.at < len(d.b) {
 		num, typ, ok := d.tag()
 		if !ok {
 			return false

@@ -1,9 +1,12 @@
 package hodeipb
 
 import (
+	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
+	"unsafe"
 
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
@@ -129,6 +132,31 @@ func TestDecodeJobSpecDefersToProtobuf(t *testing.T) {
 				t.Fatalf("decoded %x as %v; want it left to protobuf", b, &s)
 			}
 		})
+	}
+}
+
+// TestDecodeJobSpecSecretsNotShared: the strings of a spec without
+// secret_env are cut from one copy of its bytes; those of a spec with it
+// are copied each on its own, so that none keeps the secret values.
+func TestDecodeJobSpecSecretsNotShared(t *testing.T) {
+	name, cmd := strings.Repeat("n", 20), strings.Repeat("c", 20)
+	for _, secret := range []map[string]string{nil, {"TOKEN": "s3cr3t-value"}} {
+		b, err := proto.Marshal(&JobSpec{Name: name, Command: []string{cmd}, SecretEnv: secret})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var s JobSpec
+		if !DecodeJobSpec(b, &s) {
+			t.Fatalf("refused %x", b)
+		}
+		// In one copy, the command lies as far after the name as in b (22
+		// bytes); strings of 20 bytes allocated apart are 8-byte aligned,
+		// so never 22 bytes apart.
+		gap := uintptr(unsafe.Pointer(unsafe.StringData(s.Command[0]))) - uintptr(unsafe.Pointer(unsafe.StringData(s.Name)))
+		inB := uintptr(bytes.Index(b, []byte(cmd)) - bytes.Index(b, []byte(name)))
+		if shared := gap == inB; shared != (secret == nil) {
+			t.Errorf("secret_env %v: strings share one copy: %v", secret, shared)
+		}
 	}
 }
 
