@@ -60,12 +60,10 @@ func jobsCommand(e *env) *ucli.Command {
 					if err != nil {
 						return err
 					}
-					return jobCall(c, e, func(cl *client.Client) (*hodeipb.Job, error) {
-						id, err := resolveJobID(c.Context, cl, a[0])
-						if err != nil {
-							return nil, err
-						}
+					return jobCall(c, a[0], func(cl *client.Client, id string) (*hodeipb.Job, error) {
 						return cl.Get(c.Context, id)
+					}, func(w io.Writer, j *hodeipb.Job) error {
+						return writeJobDetail(w, e.now(), j)
 					})
 				},
 			},
@@ -272,27 +270,12 @@ func (s *jobStream) close() error {
 // one line (`-o json`: the job), and exits 0 also when the job had ended
 // already.
 func cancelJob(c *ucli.Context, ref string) error {
-	asJSON, err := jsonOutput(c)
-	if err != nil {
-		return err
-	}
-	var j *hodeipb.Job
-	err = withClient(c, func(cl *client.Client) error {
-		id, err := resolveJobID(c.Context, cl, ref)
-		if err != nil {
-			return err
-		}
-		j, err = cl.Cancel(c.Context, id, c.String("reason"))
+	return jobCall(c, ref, func(cl *client.Client, id string) (*hodeipb.Job, error) {
+		return cl.Cancel(c.Context, id, c.String("reason"))
+	}, func(w io.Writer, j *hodeipb.Job) error {
+		_, err := fmt.Fprintln(w, j.GetId(), cancelState(j))
 		return err
 	})
-	switch {
-	case err != nil:
-		return err
-	case asJSON:
-		return writeJSON(c.App.Writer, newJobView(j))
-	}
-	_, err = fmt.Fprintln(c.App.Writer, j.GetId(), cancelState(j))
-	return err
 }
 
 // cancelState says where a cancel left a job: CANCELLED, CANCELLING while
@@ -367,16 +350,21 @@ func cancelArray(c *ucli.Context) error {
 	return nil
 }
 
-// jobCall runs a call that returns one job and prints it: as a detail
-// view, or as JSON.
-func jobCall(c *ucli.Context, e *env, call func(*client.Client) (*hodeipb.Job, error)) error {
+// jobCall runs a call about the job ref names (its whole id resolved
+// first) that returns the job, and prints it: with text, or as JSON.
+func jobCall(c *ucli.Context, ref string, call func(cl *client.Client, id string) (*hodeipb.Job, error),
+	text func(io.Writer, *hodeipb.Job) error) error {
 	asJSON, err := jsonOutput(c)
 	if err != nil {
 		return err
 	}
 	var j *hodeipb.Job
 	err = withClient(c, func(cl *client.Client) error {
-		j, err = call(cl)
+		id, err := resolveJobID(c.Context, cl, ref)
+		if err != nil {
+			return err
+		}
+		j, err = call(cl, id)
 		return err
 	})
 	switch {
@@ -385,5 +373,5 @@ func jobCall(c *ucli.Context, e *env, call func(*client.Client) (*hodeipb.Job, e
 	case asJSON:
 		return writeJSON(c.App.Writer, newJobView(j))
 	}
-	return writeJobDetail(c.App.Writer, e.now(), j)
+	return text(c.App.Writer, j)
 }
