@@ -85,7 +85,7 @@ func newJobView(j *hodeipb.Job) jobView {
 		index = proto.Int32(s.GetArrayIndex())
 	}
 	var exit *int32
-	if exitCell(j) != "" {
+	if exitShown(j) {
 		exit = proto.Int32(j.GetExitCode())
 	}
 	var res *resourcesView
@@ -165,16 +165,13 @@ func newJobTable(w io.Writer) *table {
 func jobRow(t *table, now time.Time, j *hodeipb.Job) {
 	v := newJobView(j)
 	t.row(v.ID, v.Name, v.Tenant, v.State, strconv.Itoa(int(v.Priority)), effPrioCell(v), strconv.Itoa(int(v.Attempt)),
-		exitCell(j), v.Worker, age(now, v.Created), reasonCell(v))
+		exitCell(j), v.Worker, age(now, v.Created), reasonCell(j))
 }
 
 // reasonCell is why a pending job waits, when the server said, else the
 // job's recorded reason.
-func reasonCell(v jobView) string {
-	if v.PendingReason != "" {
-		return v.PendingReason
-	}
-	return v.Reason
+func reasonCell(j *hodeipb.Job) string {
+	return cmp.Or(j.GetPending().GetMessage(), j.GetReason())
 }
 
 // pendingKindName is a PendingKind as JSON shows it: "labels",
@@ -196,11 +193,17 @@ func effPrioCell(v jobView) string {
 	return strconv.FormatFloat(v.EffectivePriority, 'f', 1, 64)
 }
 
-// exitCell is the exit code of a job that ended after it started; a code
-// is not shown while a retry may still replace it.
-func exitCell(j *hodeipb.Job) string {
+// exitShown reports whether j has an exit code to show: it ended after it
+// started; a code is not shown while a retry may still replace it.
+func exitShown(j *hodeipb.Job) bool {
 	st := job.State(j.GetState())
-	if !st.Terminal() || (st == job.Cancelled && j.GetStartedUnixNano() == 0) {
+	return st.Terminal() && (st != job.Cancelled || j.GetStartedUnixNano() != 0)
+}
+
+// exitCell is the exit code of a job that ended after it started (see
+// exitShown).
+func exitCell(j *hodeipb.Job) string {
+	if !exitShown(j) {
 		return ""
 	}
 	if sig := j.GetSignal(); sig > 0 {
@@ -226,7 +229,7 @@ func writeJobDetail(w io.Writer, now time.Time, j *hodeipb.Job) error {
 	line("State", v.State)
 	line("Attempt", strconv.Itoa(int(v.Attempt)))
 	line("Exit code", exitCell(j))
-	line("Reason", reasonCell(v))
+	line("Reason", reasonCell(j))
 	if v.PendingReason != "" && v.Reason != "" {
 		line("Last attempt", v.Reason) // why it is pending again
 	}

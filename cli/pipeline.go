@@ -355,7 +355,7 @@ func writePipelineDetail(w io.Writer, now time.Time, st *hodeipb.PipelineStatus)
 				continue
 			}
 			t.row(s.GetName(), id, j.GetSpec().GetName(), hodeipb.StateName(j.GetState()),
-				strconv.Itoa(int(j.GetAttempt())), jobDuration(now, j), reasonCell(newJobView(j)))
+				strconv.Itoa(int(j.GetAttempt())), jobDuration(now, j), reasonCell(j))
 		}
 	}
 	return t.flush()
