@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // flagsOfFields maps the fields the server's rules name (the field of the
@@ -83,16 +84,22 @@ func (m flagsOfFields) named(err error) error {
 	if !errors.As(err, &se) || se.GRPCStatus().Code() != codes.InvalidArgument {
 		return err
 	}
-	for _, d := range se.GRPCStatus().Details() {
-		br, ok := d.(*errdetails.BadRequest)
-		if !ok {
-			continue
-		}
-		for _, v := range br.GetFieldViolations() {
-			if flag, ok := m.flag(v.GetField()); ok {
-				return &fieldFlagError{msg: fmt.Sprintf("%s: %s", flag, v.GetDescription()), err: err}
-			}
+	for _, v := range fieldViolations(se.GRPCStatus()) {
+		if flag, ok := m.flag(v.GetField()); ok {
+			return &fieldFlagError{msg: fmt.Sprintf("%s: %s", flag, v.GetDescription()), err: err}
 		}
 	}
 	return err
+}
+
+// fieldViolations returns the fields st's google.rpc.BadRequest details
+// name, in order.
+func fieldViolations(st *status.Status) []*errdetails.BadRequest_FieldViolation {
+	var vs []*errdetails.BadRequest_FieldViolation
+	for _, d := range st.Details() {
+		if br, ok := d.(*errdetails.BadRequest); ok {
+			vs = append(vs, br.GetFieldViolations()...)
+		}
+	}
+	return vs
 }

@@ -5,7 +5,6 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -135,12 +134,9 @@ func pipelineFileError(path string, ix *fileIndex, err error) error {
 	if !ok || st.Code() != codes.InvalidArgument {
 		return err
 	}
-	for _, d := range st.Details() {
-		if br, ok := d.(*errdetails.BadRequest); ok && len(br.GetFieldViolations()) > 0 {
-			v := br.GetFieldViolations()[0]
-			field := lineField(v.GetField())
-			return &fileError{path: path, line: ix.line(field), msg: field + ": " + v.GetDescription()}
-		}
+	if vs := fieldViolations(st); len(vs) > 0 {
+		field := lineField(vs[0].GetField())
+		return &fileError{path: path, line: ix.line(field), msg: field + ": " + vs[0].GetDescription()}
 	}
 	field, _, ok := strings.Cut(st.Message(), ": ")
 	if !ok || strings.ContainsAny(field, " \t\n") {
