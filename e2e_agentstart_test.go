@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -151,39 +150,6 @@ func TestServeDevLabelsAndSlots(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "hi") {
 		t.Fatalf("run --selector os=%s: exit %d, %q %q", runtime.GOOS, code, out, errOut)
 	}
-}
-
-// startLines runs hodei with args and returns the process and its stdout,
-// line by line. The process is killed in t.Cleanup; the reader ends with
-// its stdout.
-func startLines(t *testing.T, args ...string) (*proc, <-chan string) {
-	t.Helper()
-	cmd := exec.Command(hodeiBin, args...)
-	p := &proc{cmd: cmd, stderr: &lockedBuffer{}, done: make(chan struct{})}
-	cmd.Stderr = p.stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := make(chan string, 1024)
-	read := make(chan struct{})
-	go func() {
-		defer close(read)
-		defer close(lines)
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			select {
-			case lines <- sc.Text():
-			default: // nobody reads that far: never block the reader
-			}
-		}
-	}()
-	go func() { <-read; cmd.Wait(); close(p.done) }()
-	t.Cleanup(p.kill)
-	return p, lines
 }
 
 // nextLine returns the next line of a process's stdout, failing the test

@@ -72,6 +72,28 @@ func (l *lockedBuffer) String() string {
 // process is killed in t.Cleanup if still running.
 func startProc(t *testing.T, ready string, args ...string) (*proc, string) {
 	t.Helper()
+	p, lines := startLines(t, args...)
+	deadline := time.After(30 * time.Second)
+	for {
+		select {
+		case line, ok := <-lines:
+			if !ok {
+				t.Fatalf("hodei %s exited before it was ready:\n%s", args[0], p.stderr)
+			}
+			if rest, ok := strings.CutPrefix(line, ready); ok {
+				return p, rest
+			}
+		case <-deadline:
+			t.Fatalf("hodei %s not ready after 30s:\n%s", args[0], p.stderr)
+		}
+	}
+}
+
+// startLines runs hodei with args and returns the process and its stdout,
+// line by line. The process is killed in t.Cleanup; the reader ends with
+// its stdout.
+func startLines(t *testing.T, args ...string) (*proc, <-chan string) {
+	t.Helper()
 	cmd := exec.Command(hodeiBin, args...)
 	p := &proc{cmd: cmd, stderr: &lockedBuffer{}, done: make(chan struct{})}
 	cmd.Stderr = p.stderr
@@ -82,31 +104,23 @@ func startProc(t *testing.T, ready string, args ...string) (*proc, string) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	lines := make(chan string, 1)
+	lines := make(chan string, 1024)
+	read := make(chan struct{})
 	go func() {
+		defer close(read)
+		defer close(lines)
 		sc := bufio.NewScanner(out)
-		found := false
 		for sc.Scan() {
-			if rest, ok := strings.CutPrefix(sc.Text(), ready); ok && !found {
-				found = true
-				lines <- rest
+			select {
+			case lines <- sc.Text():
+			default: // nobody reads that far: never block the reader
 			}
 		}
-		io.Copy(io.Discard, out)
-		close(lines)
+		io.Copy(io.Discard, out) // past a line too long: never block the process
 	}()
-	go func() { cmd.Wait(); close(p.done) }()
+	go func() { <-read; cmd.Wait(); close(p.done) }()
 	t.Cleanup(p.kill)
-	select {
-	case line, ok := <-lines:
-		if !ok {
-			t.Fatalf("hodei %s exited before it was ready:\n%s", args[0], p.stderr)
-		}
-		return p, line
-	case <-time.After(30 * time.Second):
-		t.Fatalf("hodei %s not ready after 30s:\n%s", args[0], p.stderr)
-	}
-	return nil, ""
+	return p, lines
 }
 
 // kill sends SIGKILL and waits for the process to be gone.
