@@ -32,6 +32,30 @@ func startAgent(t *testing.T, addr, dataDir string, extra ...string) *agentProc 
 	return &agentProc{proc: p, id: id}
 }
 
+// restartable is a server and an agent whose server a test can SIGKILL and
+// start again on the same data dir and address.
+type restartable struct {
+	dataDir, addr string
+	args          []string
+	srv           *serverProc
+}
+
+// startRestartable starts a server on a fixed address, with a lease long
+// enough that its agent keeps its jobs across a restart, and an agent.
+func startRestartable(t *testing.T) *restartable {
+	t.Helper()
+	r := &restartable{dataDir: t.TempDir(), addr: freeAddr(t)}
+	r.args = []string{"--heartbeat", "200ms", "--lease", "60s", "--grpc-addr", r.addr}
+	r.srv = startServer(t, r.dataDir, r.args...)
+	agent := startAgent(t, r.addr, t.TempDir())
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("the server's stderr:\n%s\nthe agent's stderr:\n%s", r.srv.stderr, agent.stderr)
+		}
+	})
+	return r
+}
+
 // freeAddr returns a loopback address with a port that was free a moment
 // ago, for a server that must come back on the same address.
 func freeAddr(t *testing.T) string {

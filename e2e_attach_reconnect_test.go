@@ -34,28 +34,6 @@ func linesPrinted(dir string) int {
 	return n
 }
 
-// restartable is a server and an agent whose server a test can SIGKILL and
-// start again on the same data dir and address.
-type restartable struct {
-	dataDir, addr string
-	args          []string
-	srv           *serverProc
-}
-
-func startRestartable(t *testing.T) *restartable {
-	t.Helper()
-	r := &restartable{dataDir: t.TempDir(), addr: freeAddr(t)}
-	r.args = []string{"--heartbeat", "200ms", "--lease", "60s", "--grpc-addr", r.addr}
-	r.srv = startServer(t, r.dataDir, r.args...)
-	agent := startAgent(t, r.addr, t.TempDir())
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("the server's stderr:\n%s\nthe agent's stderr:\n%s", r.srv.stderr, agent.stderr)
-		}
-	})
-	return r
-}
-
 // logOnFailure logs what a client said on stderr if the test failed.
 func logOnFailure(t *testing.T, stderr *lockedBuffer) {
 	t.Cleanup(func() {

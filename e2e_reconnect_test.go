@@ -70,10 +70,8 @@ func (p *clientProc) wait(t *testing.T, timeout time.Duration) int {
 // that the server went away and once that it is back, and run exits with
 // the job's exit code.
 func TestRunAndLogsRideOutServerRestart(t *testing.T) {
-	dataDir, addr, tmp := t.TempDir(), freeAddr(t), jobDir(t)
-	args := []string{"--heartbeat", "200ms", "--lease", "60s", "--grpc-addr", addr}
-	srv := startServer(t, dataDir, args...)
-	startAgent(t, addr, t.TempDir())
+	r, tmp := startRestartable(t), jobDir(t)
+	addr := r.addr
 
 	const pad = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMN" // 64-byte lines with the CR the PTY adds
 	var want bytes.Buffer
@@ -99,7 +97,7 @@ part 16000 24000; exit 5`, pad, tmp)
 	})
 	logs := startClient(t, addr, "logs", "-f", id)
 	eventually(t, 30*time.Second, "both clients to print output", func() bool { return run.len() > 0 && logs.len() > 0 })
-	srv.kill()
+	r.srv.kill()
 	killedAt := []int{run.len(), logs.len()}
 	waitFile0(t, filepath.Join(tmp, "p1"), 30*time.Second)
 	os.WriteFile(filepath.Join(tmp, "f1"), nil, 0o644)
@@ -108,7 +106,7 @@ part 16000 24000; exit 5`, pad, tmp)
 		return strings.Contains(run.stderr.String(), "unreachable") && strings.Contains(logs.stderr.String(), "unreachable")
 	})
 
-	startServer(t, dataDir, args...)
+	r.srv = startServer(t, r.dataDir, r.args...)
 	eventually(t, 60*time.Second, "both clients to reconnect", func() bool {
 		return strings.Contains(run.stderr.String(), "reconnected") && strings.Contains(logs.stderr.String(), "reconnected")
 	})
@@ -208,17 +206,15 @@ func TestRunExitsWithTheSignal(t *testing.T) {
 // and --reconnect-timeout gives up with a message that says how to pick
 // up again. The job keeps running either way.
 func TestRunWhileTheServerIsAway(t *testing.T) {
-	dataDir, addr, tmp := t.TempDir(), freeAddr(t), jobDir(t)
-	args := []string{"--heartbeat", "200ms", "--lease", "60s", "--grpc-addr", addr}
-	srv := startServer(t, dataDir, args...)
-	startAgent(t, addr, t.TempDir())
+	r, tmp := startRestartable(t), jobDir(t)
+	addr := r.addr
 	script := fmt.Sprintf("echo started; touch %s/started; while [ ! -e %s/stop ]; do sleep 0.05; done; echo stopped", tmp, tmp)
 	interrupted := startClient(t, addr, "run", "--", "sh", "-c", script)
 	timedOut := startClient(t, addr, "run", "--reconnect-timeout", "1s", "--", "sh", "-c", script)
 	eventually(t, 30*time.Second, "both jobs to start", func() bool {
 		return interrupted.len() > 0 && timedOut.len() > 0
 	})
-	srv.kill()
+	r.srv.kill()
 
 	eventually(t, 30*time.Second, "run to notice", func() bool { return strings.Contains(interrupted.stderr.String(), "unreachable") })
 	interrupted.cmd.Process.Signal(syscall.SIGINT)
@@ -235,7 +231,7 @@ func TestRunWhileTheServerIsAway(t *testing.T) {
 	t.Logf("interrupted:\n%s\ntimed out:\n%s", interrupted.stderr, timedOut.stderr)
 
 	// Both jobs are still running: back, the server shows them so.
-	startServer(t, dataDir, args...)
+	r.srv = startServer(t, r.dataDir, r.args...)
 	out := mustRun(t, addr, "jobs", "ls", "-o", "json")
 	var list []map[string]any
 	if err := json.Unmarshal([]byte(out), &list); err != nil || len(list) != 2 {
