@@ -286,12 +286,11 @@ func (s *Server) attachOut(ctx context.Context, stream pb.JobService_AttachServe
 			return err
 		}
 		if cur.Attempt == attempt && !cur.State.Terminal() {
-			select {
-			case <-ctx.Done():
-			case <-changed:
-			case <-sess.wake:
-			}
+			err := awaitOutput(ctx, changed, sess.wake, notes)
 			release()
+			if err != nil {
+				return err
+			}
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -311,6 +310,25 @@ func (s *Server) attachOut(ctx context.Context, stream pb.JobService_AttachServe
 			return err
 		}
 		return stream.Send(&pb.AttachResponse{Msg: &pb.AttachResponse_Ended{Ended: &pb.AttachEnded{Job: s.jobPB(cur)}}})
+	}
+}
+
+// awaitOutput waits until changed is closed (output came, or a new
+// version of the job) or ctx ends. Meanwhile it sends the state of the
+// input whenever it changes (wake): a credit comes per keystroke passed
+// on, and needs no new read of the job or its log.
+func awaitOutput(ctx context.Context, changed, wake <-chan struct{}, notes func() error) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changed:
+			return nil
+		case <-wake:
+			if err := notes(); err != nil {
+				return err
+			}
+		}
 	}
 }
 
