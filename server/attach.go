@@ -220,7 +220,7 @@ func (s *Server) claimInput(ctx context.Context, t *terminal, sess *attachSessio
 		sess.refuse(fmt.Sprintf("the audit log cannot be written (%v): input is refused until it can", aerr))
 		return
 	}
-	if _, taken := t.claim(sess); taken {
+	if t.claim(sess) {
 		s.auditCall(ctx, id, attachInputAction, &pb.AttachOpen{JobId: j.ID}, s.jobPB(j), nil)
 	}
 }
