@@ -56,6 +56,10 @@ type jobInput struct {
 	closed   bool   // no more input: EOF delivered, attempt over, or a write failed
 	running  bool   // the writer goroutine runs
 	writer   sync.WaitGroup
+
+	// chunk is the writer's copy of what it writes, kept across writers
+	// (one runs at a time, from each burst of input: each key typed).
+	chunk []byte
 }
 
 // newJobInput returns the input of an attempt writing to f (nil: the
@@ -109,7 +113,6 @@ func (in *jobInput) put(offset int64, data []byte, eof bool) error {
 // each chunk, then the EOF if asked, and returns when nothing is left.
 func (in *jobInput) write() {
 	defer in.writer.Done()
-	chunk := make([]byte, 0, inputChunk)
 	for {
 		in.mu.Lock()
 		if in.closed || (len(in.buf) == 0 && !in.eof) {
@@ -124,7 +127,10 @@ func (in *jobInput) write() {
 			in.finish(err)
 			return
 		}
-		chunk = append(chunk[:0], in.buf[:min(len(in.buf), inputChunk)]...)
+		if in.chunk == nil {
+			in.chunk = make([]byte, 0, inputChunk)
+		}
+		chunk := append(in.chunk[:0], in.buf[:min(len(in.buf), inputChunk)]...)
 		in.mu.Unlock()
 
 		n, err := in.f.Write(chunk)

@@ -120,15 +120,7 @@ func (l *lineTracker) lineStart() string {
 // unless raw, riding out server outages: the same filter sees the whole
 // output, however many streams it took.
 func (f *follower) copyOutput(ctx context.Context, req *hodeipb.LogsRequest, w io.Writer, raw bool) error {
-	if raw {
-		return f.explain(f.cl.FollowLogs(ctx, f.rc, req, w))
-	}
-	tf := newTermFilter(w)
-	err := f.cl.FollowLogs(ctx, f.rc, req, tf)
-	if cerr := tf.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("write logs: %w", cerr)
-	}
-	return f.explain(err)
+	return f.explain(throughFilter(w, raw, func(w io.Writer) error { return f.cl.FollowLogs(ctx, f.rc, req, w) }))
 }
 
 // get returns the job, riding out server outages.

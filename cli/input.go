@@ -390,7 +390,7 @@ func (p *pump) send(ctx context.Context, st attachStream, recvDone <-chan struct
 // cannot be closed, when it returns by itself).
 func (p *pump) readInput(ctx context.Context) {
 	buf := make([]byte, 4096)
-	var keys []byte
+	var escaped []byte // the keys of buf with the escapes taken out; reused
 	for {
 		p.mu.Lock()
 		room := maxPending - len(p.pending)
@@ -407,14 +407,12 @@ func (p *pump) readInput(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		act := escNone
-		keys = keys[:0]
+		keys, act := buf[:n], escNone
 		if p.cfg.esc != nil {
-			keys, act = p.cfg.esc.feed(keys, buf[:n])
-		} else {
-			keys = append(keys, buf[:n]...)
+			escaped, act = p.cfg.esc.feed(escaped[:0], keys)
+			keys = escaped
 		}
-		p.take(keys)
+		p.take(keys) // copies them
 		switch act {
 		case escDetach:
 			p.mu.Lock()

@@ -72,14 +72,20 @@ func rawFlag() ucli.Flag {
 }
 
 // copyJobOutput copies the output that req asks for to w, through a
-// termFilter unless raw; the filter's Close resets colours and cursor the
-// output left changed, even when the copy fails.
+// termFilter unless raw.
 func copyJobOutput(ctx context.Context, cl *client.Client, req *hodeipb.LogsRequest, w io.Writer, raw bool) error {
+	return throughFilter(w, raw, func(w io.Writer) error { return cl.CopyLogs(ctx, req, w) })
+}
+
+// throughFilter runs copyTo on w, or on a termFilter writing to w unless
+// raw; the filter's Close resets colours and cursor the output left
+// changed, even when the copy fails.
+func throughFilter(w io.Writer, raw bool, copyTo func(io.Writer) error) error {
 	if raw {
-		return cl.CopyLogs(ctx, req, w)
+		return copyTo(w)
 	}
 	f := newTermFilter(w)
-	err := cl.CopyLogs(ctx, req, f)
+	err := copyTo(f)
 	if cerr := f.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("write logs: %w", cerr)
 	}

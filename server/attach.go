@@ -220,7 +220,7 @@ func (s *Server) claimInput(ctx context.Context, t *terminal, sess *attachSessio
 		sess.refuse(fmt.Sprintf("the audit log cannot be written (%v): input is refused until it can", aerr))
 		return
 	}
-	if _, taken := t.claim(sess); taken {
+	if t.claim(sess) {
 		s.auditCall(ctx, id, attachInputAction, &pb.AttachOpen{JobId: j.ID}, s.jobPB(j), nil)
 	}
 }
@@ -255,11 +255,18 @@ func (s *Server) attachOut(ctx context.Context, stream pb.JobService_AttachServe
 		}
 		return nil
 	}
+	var (
+		buf []byte
+		out pb.JobService_LogsServer = attachLog{stream, notes}
+	)
+	if open.GetOutput() {
+		buf = make([]byte, logChunk)
+	}
 	output := func() (int64, error) {
-		if !open.GetOutput() {
+		if buf == nil {
 			return 0, nil
 		}
-		return s.sendAttachLog(stream, j.ID, attempt, offset, notes)
+		return s.sendLog(out, s.logs, j.ID, attempt, offset, buf)
 	}
 	for {
 		changed, release := s.logSignals.wait(j.ID)
@@ -279,12 +286,11 @@ func (s *Server) attachOut(ctx context.Context, stream pb.JobService_AttachServe
 			return err
 		}
 		if cur.Attempt == attempt && !cur.State.Terminal() {
-			select {
-			case <-ctx.Done():
-			case <-changed:
-			case <-sess.wake:
-			}
+			err := awaitOutput(ctx, changed, sess.wake, notes)
 			release()
+			if err != nil {
+				return err
+			}
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -307,42 +313,38 @@ func (s *Server) attachOut(ctx context.Context, stream pb.JobService_AttachServe
 	}
 }
 
-// sendAttachLog sends an attempt's output from offset to its current end
-// and returns how many bytes it sent; between chunks it sends what notes
-// has, so that credits are not held up behind a lot of output.
-func (s *Server) sendAttachLog(stream pb.JobService_AttachServer, id string, attempt int, offset int64, notes func() error) (int64, error) {
-	size, err := s.logs.Size(id, attempt)
-	if err != nil || size <= offset {
-		return 0, toStatus(err)
-	}
-	f, err := s.logs.Open(id, attempt)
-	if err != nil {
-		return 0, toStatus(err)
-	}
-	defer f.Close()
-	buf := make([]byte, min(logChunk, size-offset))
-	var sent int64
-	for offset+sent < size {
-		n, err := f.ReadAt(buf[:min(int64(len(buf)), size-offset-sent)], offset+sent)
-		if n > 0 {
-			if err := stream.Send(&pb.AttachResponse{Msg: &pb.AttachResponse_Output{Output: &pb.LogData{
-				Attempt: int32(attempt), Offset: offset + sent, Data: buf[:n],
-			}}}); err != nil {
-				return sent, err
-			}
-			sent += int64(n)
+// awaitOutput waits until changed is closed (output came, or a new
+// version of the job) or ctx ends. Meanwhile it sends the state of the
+// input whenever it changes (wake): a credit comes per keystroke passed
+// on, and needs no new read of the job or its log.
+func awaitOutput(ctx context.Context, changed, wake <-chan struct{}, notes func() error) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changed:
+			return nil
+		case <-wake:
 			if err := notes(); err != nil {
-				return sent, err
+				return err
 			}
 		}
-		if err != nil && !errors.Is(err, io.EOF) {
-			return sent, toStatus(err)
-		}
-		if n == 0 {
-			break
-		}
 	}
-	return sent, nil
+}
+
+// attachLog is an attach stream as sendLog sends to it: each chunk of
+// output goes out as an Output, followed by what notes has, so that
+// credits are not held up behind a lot of output.
+type attachLog struct {
+	pb.JobService_AttachServer
+	notes func() error
+}
+
+func (a attachLog) Send(d *pb.LogData) error {
+	if err := a.JobService_AttachServer.Send(&pb.AttachResponse{Msg: &pb.AttachResponse_Output{Output: d}}); err != nil {
+		return err
+	}
+	return a.notes()
 }
 
 // replayFrom returns where the last screenful of an attempt's output

@@ -273,17 +273,17 @@ func (t *terminal) flushLocked() {
 	}
 }
 
-// claim makes sess the holder of the input when nobody holds it; it
-// reports whether sess holds it now and whether it just took it.
-func (t *terminal) claim(sess *attachSession) (held, taken bool) {
+// claim makes sess the holder of the input when nobody holds it, and
+// reports whether sess just took it.
+func (t *terminal) claim(sess *attachSession) (taken bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	switch {
 	case t.holder == sess:
-		return true, false
+		return false
 	case t.holder != nil:
 		sess.post(t.stateLocked(sess))
-		return false, false
+		return false
 	}
 	t.holder = sess
 	sess.granted = sess.received + attachWindow - int64(len(t.queue))
@@ -292,7 +292,7 @@ func (t *terminal) claim(sess *attachSession) (held, taken bool) {
 	}
 	t.broadcastLocked()
 	t.flushLocked()
-	return true, true
+	return true
 }
 
 // input takes bytes from sess, which must hold the input and stay within
