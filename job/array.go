@@ -181,26 +181,3 @@ func AdmitArray(a *Array, lookup func(name string) (*Tenant, int, error)) error 
 	}
 	return nil
 }
-
-// MadeAfter reports whether id is a job id (26 Crockford base32 digits, as
-// the server makes them) whose time, its first ten digits in milliseconds,
-// is after t's millisecond. The server makes a job's id when the job is
-// submitted, so a job made after t cannot have finished before t, unless
-// the server's clock went back (such a job is then kept until t passes
-// its id's time). Any other id reports false.
-func MadeAfter(id string, t time.Time) bool {
-	if len(id) != 26 {
-		return false
-	}
-	var ms int64
-	for i := range len(id) {
-		d := digit(id[i])
-		if d < 0 || (i == 0 && d > 7) { // a ULID's first digit holds 3 bits
-			return false
-		}
-		if i < 10 {
-			ms = ms*32 + int64(d)
-		}
-	}
-	return ms > t.UnixMilli()
-}

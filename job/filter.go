@@ -142,6 +142,18 @@ func IDBefore(id string, t time.Time) bool {
 	return ok && !made.Add(time.Millisecond).After(t)
 }
 
+// MadeAfter reports whether id is a job id (26 Crockford base32 digits, as
+// the server makes them) whose time, its first ten digits in milliseconds,
+// is after t's millisecond. The server makes a job's id when the job is
+// submitted, so a job made after t cannot have finished before t, unless
+// the server's clock went back (such a job is then kept until t passes
+// its id's time). Any other id reports false.
+func MadeAfter(id string, t time.Time) bool {
+	made, ok := IDTime(id)
+	// A ULID's first digit holds 3 bits: a larger one is past any time.
+	return ok && id[0] <= '7' && made.UnixMilli() > t.UnixMilli()
+}
+
 // IDRef is an object found by a prefix of its id: the id, and the tenant
 // it belongs to (so that a caller limited to tenants sees only theirs).
 type IDRef struct {
