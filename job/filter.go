@@ -56,18 +56,6 @@ func (f *Filter) PageSize() int {
 	return f.Limit
 }
 
-// Beyond reports whether id comes after the page token f.After in the
-// listing's order (every id does when there is no token).
-func (f *Filter) Beyond(id string) bool {
-	switch {
-	case f.After == "":
-		return true
-	case f.Desc:
-		return id < f.After
-	}
-	return id > f.After
-}
-
 // Match reports whether j passes the filter (ignoring After and Limit).
 func (f *Filter) Match(j *Job) bool {
 	if f.State != 0 && j.State != f.State || f.Finished && !j.State.Terminal() {
