@@ -1,7 +1,6 @@
 package job
 
 import (
-	"fmt"
 	"maps"
 	"path"
 	"strconv"
@@ -51,12 +50,18 @@ func (a *Array) Task(p int) *Job {
 	i := a.First + p
 	s.Env["HODEI_ARRAY_INDEX"] = strconv.Itoa(i)
 	s.Array, s.ArrayIndex, s.ArrayLimit = a.ID, i, a.Limit
-	s.Name = fmt.Sprintf("%s[%d]", a.Spec.Name, i)
+	s.Name = a.TaskName(p)
 	j := &Job{ID: TaskID(a.ID, p), Spec: s, State: Pending, Attempt: 1, CreatedAt: a.CreatedAt}
 	if a.Cancelled {
 		j.State, j.Reason, j.FinishedAt = Cancelled, a.CancelReason, a.CancelledAt
 	}
 	return j
+}
+
+// TaskName is the name of the task at position p: the array's base name
+// and the task's index, "name[i]".
+func (a *Array) TaskName(p int) string {
+	return a.Spec.Name + "[" + strconv.Itoa(a.First+p) + "]"
 }
 
 // Position returns the position of the task whose job id is id, or false
