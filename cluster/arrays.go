@@ -303,7 +303,7 @@ func (s *Cluster) cancelledArray(a *job.Array) ([]string, int) {
 // cancelUpdates reads the jobs with the given ids and returns, for those
 // not ended, the updates that cancel them.
 func (s *Cluster) cancelUpdates(ctx context.Context, ids []string, reason string) ([]*job.Job, []job.Update, error) {
-	jobs, err := s.getMany(ctx, ids)
+	jobs, err := s.GetMany(ctx, ids)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -341,17 +341,10 @@ func (s *Cluster) cancelArrayJobs(ctx context.Context, arrayID, reason string, s
 	return done, len(done), err
 }
 
-// getMany returns the jobs with the given ids (nil for a missing one):
-// active ones from memory, the others from the store in one read, and
-// tasks not yet materialized as they would be.
 // GetMany returns the jobs with the given ids, a missing one nil: the
 // active ones from memory, the others in one read of the store, and tasks
 // not yet jobs as they would be.
 func (s *Cluster) GetMany(ctx context.Context, ids []string) ([]*job.Job, error) {
-	return s.getMany(ctx, ids)
-}
-
-func (s *Cluster) getMany(ctx context.Context, ids []string) ([]*job.Job, error) {
 	out := make([]*job.Job, len(ids))
 	var rest []string
 	var at []int

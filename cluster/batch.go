@@ -148,7 +148,7 @@ func (s *Cluster) knownJobs(ctx context.Context, specs []job.Spec) (map[string]b
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	jobs, err := s.getMany(ctx, ids)
+	jobs, err := s.GetMany(ctx, ids)
 	if err != nil {
 		return nil, err
 	}

@@ -231,7 +231,7 @@ func (s *Cluster) lazyPositions(st *arrayState, f job.Filter) iter.Seq[int] {
 			if p < from || p > to {
 				return
 			}
-			if glob && !job.NameMatches(f.Name, taskName(st.rec, p)) {
+			if glob && !job.NameMatches(f.Name, st.rec.TaskName(p)) {
 				continue
 			}
 			if !yield(p) {
@@ -239,11 +239,6 @@ func (s *Cluster) lazyPositions(st *arrayState, f job.Filter) iter.Seq[int] {
 			}
 		}
 	}
-}
-
-// taskName is the name of the task at position p of a.
-func taskName(a *job.Array, p int) string {
-	return a.Spec.Name + "[" + strconv.Itoa(a.First+p) + "]"
 }
 
 // taskByName returns the position of the task of a named name, if any.

@@ -121,7 +121,7 @@ func (s *Cluster) checkDeps(ctx context.Context) []scheduler.Orphan {
 		}
 	}
 	s.mu.Unlock()
-	deps, err := s.getMany(ctx, depIDs)
+	deps, err := s.GetMany(ctx, depIDs)
 	if err != nil {
 		s.log.Error("check dependencies", "err", err)
 		s.mu.Lock()
@@ -393,7 +393,7 @@ func (s *Cluster) build(ctx context.Context, now time.Time, plan scheduler.Plan)
 	for _, c := range plan.Cancels {
 		ids = append(ids, c.Job.ID)
 	}
-	stored, err := s.getMany(ctx, ids)
+	stored, err := s.GetMany(ctx, ids)
 	if err != nil {
 		return batch{}, err
 	}

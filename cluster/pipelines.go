@@ -29,7 +29,7 @@ func (s *Cluster) cancelAll(ctx context.Context, ids []string, reason string) ([
 		olds    []*job.Job
 		updates []job.Update
 	)
-	jobs, err := s.getMany(ctx, ids)
+	jobs, err := s.GetMany(ctx, ids)
 	if err != nil {
 		return nil, err
 	}
@@ -195,7 +195,7 @@ func (s *Cluster) Pipeline(ctx context.Context, id string) (PipelineStatus, erro
 // pipelineJobs reads the jobs of a pipeline that are left, by id.
 func (s *Cluster) pipelineJobs(ctx context.Context, p *job.Pipeline) (map[string]*job.Job, error) {
 	ids := p.JobIDs()
-	jobs, err := s.getMany(ctx, ids)
+	jobs, err := s.GetMany(ctx, ids)
 	if err != nil {
 		return nil, err
 	}

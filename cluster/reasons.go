@@ -280,23 +280,8 @@ func (s *Cluster) ahead(sl slot, pos int) (n int, atLeast bool) {
 	})
 	if pos >= 0 {
 		if st := s.arrays[s.wait.arrays.get(e.array)]; st != nil {
-			n += lazyBefore(st.tasks, pos)
+			n += st.tasks.LazyIn(0, pos-1)
 		}
 	}
 	return n, atLeast
-}
-
-// lazyBefore counts the positions of t before p that are not
-// materialized.
-func lazyBefore(t *scheduler.Tasks, p int) int {
-	if p <= t.Next {
-		return 0
-	}
-	n := p - t.Next
-	for _, k := range t.Skip {
-		if k >= t.Next && k < p {
-			n--
-		}
-	}
-	return max(n, 0)
 }

@@ -1,7 +1,6 @@
 package job
 
 import (
-	"fmt"
 	"maps"
 	"path"
 	"strconv"
@@ -51,12 +50,18 @@ func (a *Array) Task(p int) *Job {
 	i := a.First + p
 	s.Env["HODEI_ARRAY_INDEX"] = strconv.Itoa(i)
 	s.Array, s.ArrayIndex, s.ArrayLimit = a.ID, i, a.Limit
-	s.Name = fmt.Sprintf("%s[%d]", a.Spec.Name, i)
+	s.Name = a.TaskName(p)
 	j := &Job{ID: TaskID(a.ID, p), Spec: s, State: Pending, Attempt: 1, CreatedAt: a.CreatedAt}
 	if a.Cancelled {
 		j.State, j.Reason, j.FinishedAt = Cancelled, a.CancelReason, a.CancelledAt
 	}
 	return j
+}
+
+// TaskName is the name of the task at position p: the array's base name
+// and the task's index, "name[i]".
+func (a *Array) TaskName(p int) string {
+	return a.Spec.Name + "[" + strconv.Itoa(a.First+p) + "]"
 }
 
 // Position returns the position of the task whose job id is id, or false
@@ -180,27 +185,4 @@ func AdmitArray(a *Array, lookup func(name string) (*Tenant, int, error)) error 
 		return OverQueued(name, t.MaxQueued, queued, n)
 	}
 	return nil
-}
-
-// MadeAfter reports whether id is a job id (26 Crockford base32 digits, as
-// the server makes them) whose time, its first ten digits in milliseconds,
-// is after t's millisecond. The server makes a job's id when the job is
-// submitted, so a job made after t cannot have finished before t, unless
-// the server's clock went back (such a job is then kept until t passes
-// its id's time). Any other id reports false.
-func MadeAfter(id string, t time.Time) bool {
-	if len(id) != 26 {
-		return false
-	}
-	var ms int64
-	for i := range len(id) {
-		d := digit(id[i])
-		if d < 0 || (i == 0 && d > 7) { // a ULID's first digit holds 3 bits
-			return false
-		}
-		if i < 10 {
-			ms = ms*32 + int64(d)
-		}
-	}
-	return ms > t.UnixMilli()
 }

@@ -56,18 +56,6 @@ func (f *Filter) PageSize() int {
 	return f.Limit
 }
 
-// Beyond reports whether id comes after the page token f.After in the
-// listing's order (every id does when there is no token).
-func (f *Filter) Beyond(id string) bool {
-	switch {
-	case f.After == "":
-		return true
-	case f.Desc:
-		return id < f.After
-	}
-	return id > f.After
-}
-
 // Match reports whether j passes the filter (ignoring After and Limit).
 func (f *Filter) Match(j *Job) bool {
 	if f.State != 0 && j.State != f.State || f.Finished && !j.State.Terminal() {
@@ -140,6 +128,18 @@ func IDTime(id string) (time.Time, bool) {
 func IDBefore(id string, t time.Time) bool {
 	made, ok := IDTime(id)
 	return ok && !made.Add(time.Millisecond).After(t)
+}
+
+// MadeAfter reports whether id is a job id (26 Crockford base32 digits, as
+// the server makes them) whose time, its first ten digits in milliseconds,
+// is after t's millisecond. The server makes a job's id when the job is
+// submitted, so a job made after t cannot have finished before t, unless
+// the server's clock went back (such a job is then kept until t passes
+// its id's time). Any other id reports false.
+func MadeAfter(id string, t time.Time) bool {
+	made, ok := IDTime(id)
+	// A ULID's first digit holds 3 bits: a larger one is past any time.
+	return ok && id[0] <= '7' && made.UnixMilli() > t.UnixMilli()
 }
 
 // IDRef is an object found by a prefix of its id: the id, and the tenant

@@ -439,41 +439,6 @@ func (p *postingProbe) has(b *bolt.Bucket, prefix, id []byte) bool {
 	return false
 }
 
-// postings walks the ids of prefix in b after after (all when nil), in
-// order, calling yield until it returns false. An id is valid only until
-// yield returns (its buffer is reused). A malformed chunk stops the walk
-// with an error.
-func postings(b *bolt.Bucket, prefix, after []byte, yield func(id []byte) bool) error {
-	c := b.Cursor()
-	var k, v []byte
-	if after == nil {
-		k, v = c.Seek(prefix)
-	} else {
-		ch := findChunk(c, prefix, after)
-		if ch.key == nil {
-			return nil
-		}
-		k, v = c.Seek(ch.key)
-	}
-	var buf []byte // the reader's id, kept from one chunk to the next
-	for ; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-		r := chunkReader{v: v, id: buf[:0]}
-		for r.next() {
-			if after != nil && bytes.Compare(r.id, after) <= 0 {
-				continue
-			}
-			if !yield(r.id) {
-				return nil
-			}
-		}
-		if r.err != nil {
-			return fmt.Errorf("chunk %q: %w", k, r.err)
-		}
-		buf = r.id
-	}
-	return nil
-}
-
 // eachPosting calls fn with every (prefix, id) of the index bucket b of
 // kind, checking that the chunks are well formed: not empty, keyed by their
 // first id, ascending, and disjoint from the next chunk of the value.

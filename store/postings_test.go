@@ -264,3 +264,16 @@ func hasPosting(b *bolt.Bucket, prefix, id []byte) bool {
 	var p postingProbe
 	return p.has(b, prefix, id)
 }
+
+// postings walks the ids of prefix in b after after (all when nil), in
+// order, with the cursor List walks them with, calling yield until it
+// returns false. A malformed chunk stops the walk with an error.
+func postings(b *bolt.Bucket, prefix, after []byte, yield func(id []byte) bool) error {
+	c := newPostingCursor(b, prefix, after, false)
+	for ; c.head() != nil; c.advance() {
+		if !yield(c.head()) {
+			return nil
+		}
+	}
+	return c.err
+}
