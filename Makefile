@@ -3,6 +3,12 @@ BIN := bin/hodei
 PROTOC_GEN_GO := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.5.1
 GOBIN := $(shell $(GO) env GOPATH)/bin
+# Build tags that keep what the CLI never uses out of every hodei process's
+# start-up (see BENCHMARKS.md, "CLI start-up"): urfave/cli's man/markdown
+# generator (blackfriday) and gRPC's x/net/trace. Exported through GOFLAGS,
+# so that the tests' and benchmarks' own `go build` of the binary uses them.
+TAGS := urfave_cli_no_docs,grpcnotrace
+export GOFLAGS := $(strip $(GOFLAGS) -tags=$(TAGS))
 # Core packages run under the race detector; the rest (CLI, end-to-end
 # tests that drive the real binary) run without it to stay fast.
 CORE := ./job/... ./scheduler/... ./cluster/... ./wfq/... ./quota/... ./store/... ./server/... ./agent/... ./client/... \

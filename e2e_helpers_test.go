@@ -32,7 +32,12 @@ func TestMain(m *testing.M) {
 	// The CLI's stored logins (hodei login, serve --dev) go here, never to
 	// the user's own config dir.
 	os.Setenv("XDG_CONFIG_HOME", filepath.Join(dir, "config"))
-	build := exec.Command("go", "build", "-o", hodeiBin, ".")
+	tags, err := makefileTags()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "build hodei:", err)
+		os.Exit(1)
+	}
+	build := exec.Command("go", "build", "-tags", tags, "-o", hodeiBin, ".")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build hodei:", err)
@@ -41,6 +46,22 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// makefileTags returns the build tags `make build` uses (the Makefile's
+// TAGS), so that the tests run the binary users get even under a plain
+// `go test`.
+func makefileTags() (string, error) {
+	mk, err := os.ReadFile("Makefile")
+	if err != nil {
+		return "", err
+	}
+	for line := range strings.Lines(string(mk)) {
+		if v, ok := strings.CutPrefix(line, "TAGS := "); ok {
+			return strings.TrimSpace(v), nil
+		}
+	}
+	return "", fmt.Errorf("no TAGS := line in the Makefile")
 }
 
 // proc is a hodei process started by a test.
