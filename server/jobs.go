@@ -35,7 +35,7 @@ func (js *jobService) Submit(ctx context.Context, req *pb.SubmitRequest) (*pb.Su
 	for i, dep := range req.GetSpec().GetDependsOn() {
 		// --after takes a prefix of an id like every other id.
 		if !job.ValidID(dep) {
-			id, err := js.srv.sched.Resolve(ctx, job.KindJob, "after", dep, func(t string) bool { return sees(ctx, t) })
+			id, err := js.srv.sched.Resolve(ctx, job.KindJob, "after", dep, callerTenants(ctx))
 			if errors.Is(err, job.ErrInvalid) {
 				return nil, toStatus(err)
 			}
