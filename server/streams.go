@@ -20,9 +20,10 @@ import (
 )
 
 // DefaultMaxStreamsPerToken is Config.MaxStreamsPerToken's default: room
-// for a person's terminals (each `hodei run` or `attach` holds one or two)
-// and a dashboard or two.
-const DefaultMaxStreamsPerToken = 64
+// for a script's hundred `hodei run &` (each holds two: its output and
+// its input) and a few terminals, at about 30 MB of server memory if none
+// of them reads.
+const DefaultMaxStreamsPerToken = 256
 
 // maxStreamsPerConn is the most concurrent streams (HTTP/2's
 // SETTINGS_MAX_CONCURRENT_STREAMS) one connection may have; a client
