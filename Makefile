@@ -32,6 +32,7 @@ bench:
 	$(GO) test -run '^$$' -bench . -skip ListFiltered -benchtime 20000x ./store | tee bench.txt
 	$(GO) test -run '^$$' -bench ListFiltered ./store | tee -a bench.txt
 	$(GO) test -run '^$$' -bench 'ListWindow/jobs=1000000' -benchtime 200x ./store | tee -a bench.txt
+	$(GO) test -run '^$$' -bench 'JobsByPrefixScoped/others=1000000' -benchtime 2000x ./store | tee -a bench.txt
 	$(GO) test -run '^$$' -bench . -benchtime 20x ./scheduler | tee -a bench.txt
 	$(GO) test -run '^$$' -bench 'PipelineValidate|DependencyRelease|WorkerHello' -benchtime 20x ./cluster | tee -a bench.txt
 	$(GO) test -run '^$$' -bench 'DispatchBacklog' -benchtime 320x ./cluster | tee -a bench.txt
@@ -41,7 +42,8 @@ bench:
 	$(GO) test -run '^$$' -bench 'Restart' -benchtime 1x . | tee -a bench.txt
 	$(GO) test -run '^$$' -bench 'CLI' -benchtime 1x . | tee -a bench.txt
 	$(GO) test -run '^$$' -bench 'Listings' -benchtime 1x . | tee -a bench.txt
-	$(GO) test -run '^$$' -bench . -skip SubmitBatch -benchtime 20000x ./server | tee -a bench.txt
+	$(GO) test -run '^$$' -bench . -skip 'SubmitBatch|NonReadingStreams' -benchtime 20000x ./server | tee -a bench.txt
+	$(GO) test -run '^$$' -bench NonReadingStreams -benchtime 1x ./server | tee -a bench.txt
 	$(GO) test -run '^$$' -bench SubmitBatch -benchtime 500000x ./server | tee -a bench.txt
 	$(GO) test -run '^$$' -bench 'TrivialJobs|PTYSpawn|AttemptTrue' -benchtime 2000x ./agent | tee -a bench.txt
 	$(GO) test -run '^$$' -bench 'JobLatency' -benchtime 200x ./agent | tee -a bench.txt

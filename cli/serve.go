@@ -57,6 +57,8 @@ func serveCommand(e *env) *ucli.Command {
 			&ucli.IntFlag{Name: "max-matrix", Value: job.DefaultMaxMatrix, Usage: "the most jobs, `N`, one pipeline step's matrix may expand to"},
 			&ucli.IntFlag{Name: "max-pipeline-links", Value: job.DefaultMaxPipelineLinks,
 				Usage: "the most dependency links, `N`, one pipeline may create (a step of m jobs that needs steps of n jobs in all makes m×n)"},
+			&ucli.IntFlag{Name: "max-streams-per-token", Value: server.DefaultMaxStreamsPerToken,
+				Usage: "the most streams that follow a job (attach, run, logs -f, watch) one token may hold open at once, `N`; one more is refused"},
 			&ucli.StringFlag{Name: "log-level", Value: "info", Usage: "`LEVEL`: debug, info, warn or error"},
 			&ucli.BoolFlag{Name: "dev", Usage: "also run one agent in this process, over loopback gRPC, with its data in DATA-DIR/agent, and log the local user in"},
 			&ucli.StringFlag{Name: "labels", Usage: "with --dev: labels of the dev agent, comma-separated `k=v,…`, over its own " + devLabelsText},
@@ -160,7 +162,7 @@ func serveConfig(c *ucli.Context) (server.Config, error) {
 	if c.Duration("aging") <= 0 {
 		return server.Config{}, usagef(c, "--aging: %s must be more than 0", c.Duration("aging"))
 	}
-	for _, name := range []string{"max-matrix", "max-pipeline-links"} {
+	for _, name := range []string{"max-matrix", "max-pipeline-links", "max-streams-per-token"} {
 		if n := c.Int(name); n < 1 {
 			return server.Config{}, usagef(c, "--%s: %d must be at least 1", name, n)
 		}
@@ -195,7 +197,8 @@ func serveConfig(c *ucli.Context) (server.Config, error) {
 		TLSHosts:       c.StringSlice("tls-san"),
 		SecretsKeyFile: c.String("secrets-key"),
 
-		AuditRetention: c.Duration("audit-retention"),
+		AuditRetention:     c.Duration("audit-retention"),
+		MaxStreamsPerToken: c.Int("max-streams-per-token"),
 	}, nil
 }
 

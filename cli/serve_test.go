@@ -113,6 +113,30 @@ func TestServeMaxPipelineLinks(t *testing.T) {
 	}
 }
 
+func TestServeMaxStreamsPerToken(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want int    // server.Config.MaxStreamsPerToken
+		err  string // part of the usage error; "" when valid
+	}{
+		{"Default", nil, server.DefaultMaxStreamsPerToken, ""},
+		{"Set", []string{"--max-streams-per-token", "500"}, 500, ""},
+		{"Zero", []string{"--max-streams-per-token", "0"}, 0, "--max-streams-per-token: 0 must be at least 1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := parseServe(t, tt.args...)
+			switch {
+			case tt.err == "" && (err != nil || cfg.MaxStreamsPerToken != tt.want):
+				t.Fatalf("max-streams-per-token = %d, %v; want %d", cfg.MaxStreamsPerToken, err, tt.want)
+			case tt.err != "" && (exitCode(context.Background(), err) != exitUsage || !strings.Contains(err.Error(), tt.err)):
+				t.Fatalf("error %v, want a usage error with %q", err, tt.err)
+			}
+		})
+	}
+}
+
 func TestServeWorkerGC(t *testing.T) {
 	tests := []struct {
 		name string

@@ -16,12 +16,15 @@ import (
 const maxResolved = 1000
 
 // Resolve returns the id of the one object of kind whose id starts with
-// prefix, ignoring case, among the objects of the tenants sees accepts
-// (nil: every tenant; workers have none). A whole id resolves to its
-// object even when it also starts others (worker ids are free text).
+// prefix, ignoring case, among the objects of tenants (empty: every
+// tenant, as auth.Identity's; workers have none). A whole id resolves to its object even when it
+// also starts others (worker ids are free text). The objects of other
+// tenants change nothing in the answer: they are left out before the
+// matches are counted and capped.
 //
 // It costs O(log n) plus the matches it collects (at most maxResolved):
-// a seek in the store's jobs for stored jobs; for tasks of arrays not yet
+// a seek in the store's jobs for stored jobs (in each tenant's index, for
+// a caller limited to tenants); for tasks of arrays not yet
 // materialized, whose ids follow their array's, a search of the sorted
 // array ids and the range of positions the prefix covers; a search of the
 // array ids for arrays; and a walk of the pipelines and workers in memory.
@@ -29,18 +32,21 @@ const maxResolved = 1000
 // Errors: a *job.FieldError on field for what no id can start with; a
 // *job.PrefixError when nothing matches (it wraps job.ErrNotFound) or
 // several objects do (job.ErrInvalid; it lists them).
-func (s *Cluster) Resolve(ctx context.Context, kind job.IDKind, field, prefix string, sees func(tenant string) bool) (string, error) {
+func (s *Cluster) Resolve(ctx context.Context, kind job.IDKind, field, prefix string, tenants []string) (string, error) {
 	p, err := job.NormalizePrefix(kind, field, prefix)
 	if err != nil {
 		return "", err
 	}
-	if sees == nil {
-		sees = func(string) bool { return true }
+	if len(tenants) == 0 {
+		tenants = nil
+	} else {
+		tenants = slices.Compact(slices.Sorted(slices.Values(tenants)))
 	}
+	sees := func(t string) bool { return tenants == nil || slices.Contains(tenants, t) }
 	var refs []job.IDRef
 	switch kind {
 	case job.KindJob:
-		if refs, err = s.jobsByPrefix(ctx, p, sees); err != nil {
+		if refs, err = s.jobsByPrefix(ctx, p, tenants, sees); err != nil {
 			return "", err
 		}
 	case job.KindArray:
@@ -73,14 +79,15 @@ func (s *Cluster) Resolve(ctx context.Context, kind job.IDKind, field, prefix st
 	return "", e
 }
 
-// jobsByPrefix returns, in id order, up to maxResolved+1 jobs whose ids
-// start with p: stored ones and tasks not yet materialized.
-func (s *Cluster) jobsByPrefix(ctx context.Context, p string, sees func(string) bool) ([]job.IDRef, error) {
-	stored, err := s.cfg.Store.JobsByPrefix(ctx, p, maxResolved+1)
+// jobsByPrefix returns, in id order, up to maxResolved+1 jobs of tenants
+// (nil: every tenant; sees says the same) whose ids start with p: stored
+// ones and tasks not yet materialized. The store leaves the other
+// tenants' jobs out before it stops at the cap.
+func (s *Cluster) jobsByPrefix(ctx context.Context, p string, tenants []string, sees func(string) bool) ([]job.IDRef, error) {
+	out, err := s.cfg.Store.JobsByPrefix(ctx, p, tenants, maxResolved+1)
 	if err != nil {
 		return nil, err
 	}
-	out := slices.DeleteFunc(stored, func(r job.IDRef) bool { return !sees(r.Tenant) })
 	out = append(out, s.lazyByPrefix(p, maxResolved+1, sees)...)
 	slices.SortFunc(out, func(a, b job.IDRef) int { return cmp.Compare(a.ID, b.ID) })
 	return out[:min(len(out), maxResolved+1)], nil

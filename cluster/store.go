@@ -66,9 +66,11 @@ type Store interface {
 	// visits; see store.DB.Count): exact is false when it stopped there, n
 	// then being a lower bound.
 	Count(ctx context.Context, f job.Filter, budget int) (n int, exact bool, err error)
-	// JobsByPrefix returns the stored jobs whose ids start with prefix, at
-	// most max of them, in id order, with their tenants, in O(log n + max).
-	JobsByPrefix(ctx context.Context, prefix string, max int) ([]job.IDRef, error)
+	// JobsByPrefix returns the stored jobs of tenants (nil: every tenant)
+	// whose ids start with prefix, at most max of them, in id order, with
+	// their tenants, in O(log n + max) per tenant: the jobs of other
+	// tenants change neither the answer nor its cost.
+	JobsByPrefix(ctx context.Context, prefix string, tenants []string, max int) ([]job.IDRef, error)
 	// Scan calls fn for every stored job in id order, in one read. fn must
 	// not call the store.
 	Scan(ctx context.Context, fn func(*job.Job) error) error

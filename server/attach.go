@@ -80,7 +80,9 @@ func (s *attachSession) refuse(why string) { s.post(&pb.InputState{Refused: why}
 // Attach runs one attach stream: AttachOpen first, then input, resizes,
 // the end of input and claims in; the output and the state of the input
 // out, from a goroutine of the handler's; AttachEnded once the job has
-// ended. A client half-close detaches: the handler returns.
+// ended, after which the server ends the stream (status OK) without
+// waiting for the client to half-close. A client half-close detaches:
+// the handler returns.
 func (js *jobService) Attach(stream pb.JobService_AttachServer) error {
 	s := js.srv
 	ctx, abort := withAbort(stream.Context())
@@ -99,6 +101,11 @@ func (js *jobService) Attach(stream pb.JobService_AttachServer) error {
 	if err := checkAttach(j, open); err != nil {
 		return err
 	}
+	release, err := s.following.acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
 	sess := newAttachSession(ctx, open)
 	t := s.terms.join(j, sess)
 	defer s.terms.leave(t, sess)
@@ -108,31 +115,73 @@ func (js *jobService) Attach(stream pb.JobService_AttachServer) error {
 		wg     sync.WaitGroup
 		outErr error
 	)
+	outDone := make(chan struct{})
 	wg.Go(func() {
+		defer close(outDone)
 		if outErr = s.attachOut(outCtx, stream, sess, j, open); outErr != nil && outCtx.Err() == nil {
-			abort(outErr) // ends the Recv below
+			abort(outErr) // ends the Recv
 		}
 	})
 	defer func() { stopOut(); wg.Wait() }()
+	// The client's messages are read by a goroutine of the server's, so
+	// that the handler can return (and the stream end with status OK)
+	// once the end is sent, while that goroutine still waits in Recv: it
+	// returns as the stream ends, after the handler at the latest.
+	in, handled := make(chan attachRecv), make(chan struct{})
+	defer close(handled)
+	s.wg.Go(func() { recvAttach(stream, in, handled) })
 
 	if open.GetClaim() && !j.State.Terminal() { // a resumed stream of an ended job only gets the rest
 		s.claimInput(ctx, t, sess, j)
 	}
 	for {
-		msg, err := stream.Recv()
-		if err == io.EOF {
-			return nil // detached
-		}
-		if err != nil {
-			stopOut()
-			wg.Wait()
+		select {
+		case <-outDone:
 			if outErr != nil {
 				return outErr
 			}
-			return err
+			if outCtx.Err() == nil {
+				return nil // AttachEnded is sent: the job has ended
+			}
+			outDone = nil // the stream is ending: Recv says how
+		case r := <-in:
+			if r.err == io.EOF {
+				return nil // detached
+			}
+			if r.err != nil {
+				stopOut()
+				wg.Wait()
+				if outErr != nil {
+					return outErr
+				}
+				return r.err
+			}
+			if err := s.attachIn(ctx, t, sess, j, r.msg); err != nil {
+				return err
+			}
 		}
-		if err := s.attachIn(ctx, t, sess, j, msg); err != nil {
-			return err
+	}
+}
+
+// attachRecv is one Recv's result on an attach stream.
+type attachRecv struct {
+	msg *pb.AttachRequest
+	err error
+}
+
+// recvAttach passes what stream receives to in, until Recv fails (the
+// client half-closed, or the stream ended) or handled is closed (the
+// handler returned, which ends the stream and so the Recv).
+func recvAttach(stream pb.JobService_AttachServer, in chan<- attachRecv, handled <-chan struct{}) {
+	for {
+		msg, err := stream.Recv()
+		select {
+		case in <- attachRecv{msg, err}:
+		case <-handled:
+			return
+		}
+		if err != nil {
+			return
 		}
 	}
 }

@@ -14,8 +14,15 @@ import (
 	"github.com/hodei-jobs/hodei/store"
 )
 
-// logChunk is the most output one LogData message carries.
-const logChunk = 64 << 10
+// logChunk is the most output one LogData message carries. grpc-go
+// marshals each message into a buffer of its pool's tiers (256 B, 4, 16
+// and 32 KiB, then 1 MiB) and holds it until the bytes are on the wire;
+// a stream whose client does not read keeps a few messages queued (its
+// 64 KiB write quota, plus the one that waits for it). A 64 KiB chunk
+// took a 1 MiB buffer, about 3 MiB per stuck stream; this size fits a
+// LogData, or an AttachResponse around one, in the 16 KiB tier, the
+// size of an HTTP/2 frame (BenchmarkNonReadingStreams).
+const logChunk = 16<<10 - 64
 
 // jobService implements JobService.
 type jobService struct {
@@ -35,7 +42,7 @@ func (js *jobService) Submit(ctx context.Context, req *pb.SubmitRequest) (*pb.Su
 	for i, dep := range req.GetSpec().GetDependsOn() {
 		// --after takes a prefix of an id like every other id.
 		if !job.ValidID(dep) {
-			id, err := js.srv.sched.Resolve(ctx, job.KindJob, "after", dep, func(t string) bool { return sees(ctx, t) })
+			id, err := js.srv.sched.Resolve(ctx, job.KindJob, "after", dep, callerTenants(ctx))
 			if errors.Is(err, job.ErrInvalid) {
 				return nil, toStatus(err)
 			}
@@ -240,6 +247,11 @@ func (js *jobService) Watch(req *pb.WatchRequest, stream pb.JobService_WatchServ
 		}
 		id = j.ID
 	}
+	release, err := js.srv.following.acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
 	sub := js.srv.sched.Subscribe(1024, func(j *job.Job) bool {
 		return (id == "" || j.ID == id) && (tenant == "" || j.Spec.Tenant == tenant) && sees(ctx, j.Spec.Tenant)
 	})
@@ -308,6 +320,11 @@ func (js *jobService) Logs(req *pb.LogsRequest, stream pb.JobService_LogsServer)
 		_, err := s.sendLog(stream, logs, id, attempt, offset, buf)
 		return err
 	}
+	release, err := s.following.acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
 	if err := stream.SendHeader(nil); err != nil {
 		return err
 	}

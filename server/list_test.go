@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/hodei-jobs/hodei/auth"
 	"github.com/hodei-jobs/hodei/job"
 	pb "github.com/hodei-jobs/hodei/proto"
+	"github.com/hodei-jobs/hodei/store/storetest"
 )
 
 func TestListByName(t *testing.T) {
@@ -87,17 +89,17 @@ func (c *cancelOnCheck) Err() error {
 // TestListStopsWhenTheClientGoesAway checks that the List handler scans
 // with the request's context: the store checks it as it walks, so a
 // listing whose client went away stops, for an unscoped caller and in the
-// page loop of a caller limited to several tenants.
+// loop over the tenants of a caller limited to several.
 func TestListStopsWhenTheClientGoesAway(t *testing.T) {
 	s := setup(t)
 	for _, name := range []string{"a", "b", "c"} {
 		s.setTenant(t, &pb.Tenant{Name: name})
 	}
-	// 600 jobs of tenant c: more than two of the store's context checks
-	// (one every 256 keys), none that a caller scoped to a and b sees.
+	// 600 jobs of tenant b: more than two of the store's context checks
+	// (one every 256 keys).
 	batch := &pb.SubmitBatchRequest{}
 	for range 600 {
-		batch.Specs = append(batch.Specs, &pb.JobSpec{Tenant: "c", Command: []string{"true"}})
+		batch.Specs = append(batch.Specs, &pb.JobSpec{Tenant: "b", Command: []string{"true"}})
 	}
 	resp, err := s.jobs.SubmitBatch(context.Background(), batch)
 	if err != nil {
@@ -132,8 +134,8 @@ func TestListStopsWhenTheClientGoesAway(t *testing.T) {
 		ctx := newCancelOnCheck(scoped, 0)
 		defer ctx.cancel()
 		got, err := js.List(ctx, req)
-		if err != nil || len(got.GetJobs()) != 0 {
-			t.Fatalf("listed %d jobs, %v; want none", len(got.GetJobs()), err)
+		if err != nil || len(got.GetJobs()) != 600 {
+			t.Fatalf("listed %d jobs, %v; want 600", len(got.GetJobs()), err)
 		}
 		checks := ctx.checks.Load()
 		if checks < 3 {
@@ -148,4 +150,56 @@ func TestListStopsWhenTheClientGoesAway(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestListScopedIgnoresOtherTenants: a caller limited to several tenants
+// gets a whole page of theirs, whatever other tenants hold between their
+// jobs (here more than a hundred pages of a third tenant's).
+func TestListScopedIgnoresOtherTenants(t *testing.T) {
+	s := setup(t)
+	for _, name := range []string{"a", "b", "c"} {
+		s.setTenant(t, &pb.Tenant{Name: name})
+	}
+	const others = 100*job.MaxPageSize + 10
+	mk := func(n int, tenant string) *job.Job {
+		j := storetest.NewJob(n)
+		j.Spec.Tenant = tenant
+		return j
+	}
+	a, b := mk(1, "a"), mk(others+2, "b")
+	storetest.MustInsert(t, s.srv.store, a, b)
+	for i := 2; i < others+2; i += 10_000 {
+		batch := make([]*job.Job, 0, 10_000)
+		for n := i; n < min(i+10_000, others+2); n++ {
+			batch = append(batch, mk(n, "c"))
+		}
+		storetest.MustInsert(t, s.srv.store, batch...)
+	}
+	js := &jobService{srv: s.srv}
+	scoped := auth.NewContext(context.Background(), &auth.Identity{Name: "viewer", Role: auth.Viewer, Tenants: []string{"b", "a"}})
+	for _, desc := range []bool{true, false} {
+		got, err := js.List(scoped, &pb.ListJobsRequest{NewestFirst: desc, PageSize: 50})
+		want := []string{b.ID, a.ID}
+		if !desc {
+			want = []string{a.ID, b.ID}
+		}
+		if err != nil || !slices.Equal(jobIDs(got.GetJobs()), want) || got.GetNextPageToken() != "" {
+			t.Fatalf("newest first %v: %v next %q, %v; want %v and no next page", desc, jobIDs(got.GetJobs()), got.GetNextPageToken(), err, want)
+		}
+		// Pages of one: the first, then the other, then the end.
+		got, err = js.List(scoped, &pb.ListJobsRequest{NewestFirst: desc, PageSize: 1})
+		if err != nil || !slices.Equal(jobIDs(got.GetJobs()), want[:1]) || got.GetNextPageToken() == "" {
+			t.Fatalf("page 1: %v next %q, %v", jobIDs(got.GetJobs()), got.GetNextPageToken(), err)
+		}
+		got, err = js.List(scoped, &pb.ListJobsRequest{NewestFirst: desc, PageSize: 1, PageToken: got.GetNextPageToken()})
+		if err != nil || !slices.Equal(jobIDs(got.GetJobs()), want[1:]) {
+			t.Fatalf("page 2: %v next %q, %v", jobIDs(got.GetJobs()), got.GetNextPageToken(), err)
+		}
+		if next := got.GetNextPageToken(); next != "" {
+			got, err = js.List(scoped, &pb.ListJobsRequest{NewestFirst: desc, PageSize: 1, PageToken: next})
+			if err != nil || len(got.GetJobs()) != 0 {
+				t.Fatalf("page 3: %v, %v; want none", jobIDs(got.GetJobs()), err)
+			}
+		}
+	}
 }

@@ -28,7 +28,7 @@ func (s *Server) resolve(ctx context.Context, kind job.IDKind, field, ref string
 			return up, nil
 		}
 	}
-	id, err := s.sched.Resolve(ctx, kind, field, ref, func(t string) bool { return sees(ctx, t) })
+	id, err := s.sched.Resolve(ctx, kind, field, ref, callerTenants(ctx))
 	if kind == job.KindWorker && errors.Is(err, job.ErrNotFound) {
 		return ref, nil
 	}
@@ -66,7 +66,7 @@ func (js *jobService) Resolve(ctx context.Context, req *pb.ResolveRequest) (*pb.
 	default:
 		return nil, invalid("kind", "%d is not a kind of id (job, array, pipeline or worker)", req.GetKind())
 	}
-	id, err := js.srv.sched.Resolve(ctx, kind, "prefix", req.GetPrefix(), func(t string) bool { return sees(ctx, t) })
+	id, err := js.srv.sched.Resolve(ctx, kind, "prefix", req.GetPrefix(), callerTenants(ctx))
 	if err != nil {
 		return nil, toStatus(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/hodei-jobs/hodei/auth"
 	"github.com/hodei-jobs/hodei/job"
@@ -69,16 +70,11 @@ func requireAdmin(ctx context.Context, what string) error {
 	return nil
 }
 
-// maxScopedPages bounds the pages of other tenants' jobs one List call
-// of a caller limited to several tenants reads. Each page is read with the
-// request's context, and the loop stops when it ends (the client went
-// away).
-const maxScopedPages = 100
-
 // listScoped is store.List limited to the caller's tenants: a filter on a
 // tenant outside them lists nothing; a caller limited to one tenant lists
-// that one; one limited to several reads pages until it has a page of
-// theirs or the list ends.
+// that one; one limited to several gets a page of each, from its tenant's
+// index, merged in the listing's order. What other tenants hold changes
+// neither the answer nor its cost (a page per tenant of the caller).
 func (s *Server) listScoped(ctx context.Context, f job.Filter) ([]*job.Job, string, error) {
 	tenants := callerTenants(ctx)
 	switch {
@@ -92,30 +88,31 @@ func (s *Server) listScoped(ctx context.Context, f job.Filter) ([]*job.Job, stri
 	default:
 		limit := f.PageSize()
 		var out []*job.Job
-		f.Limit = job.MaxPageSize
-		for pages := 1; ; pages++ {
-			if err := ctx.Err(); err != nil {
-				return nil, "", toStatus(err)
-			}
-			jobs, next, err := s.sched.List(ctx, f)
+		more := false
+		for _, t := range slices.Compact(slices.Sorted(slices.Values(tenants))) {
+			g := f
+			g.Tenant, g.Limit = t, limit
+			jobs, next, err := s.sched.List(ctx, g)
 			if err != nil {
 				return nil, "", toStatus(err)
 			}
-			for _, j := range jobs {
-				if slices.Contains(tenants, j.Spec.Tenant) {
-					out = append(out, j)
-				}
-			}
-			switch {
-			case len(out) > limit:
-				return out[:limit], out[limit-1].ID, nil
-			case len(out) == limit || next == "" || pages == maxScopedPages:
-				// A page may come back short when the caller's jobs are
-				// rare; the token goes on from where the scan stopped.
-				return out, next, nil
-			}
-			f.After = next
+			out, more = append(out, jobs...), more || next != ""
 		}
+		slices.SortFunc(out, func(a, b *job.Job) int {
+			if f.Desc {
+				return strings.Compare(b.ID, a.ID)
+			}
+			return strings.Compare(a.ID, b.ID)
+		})
+		if len(out) > limit {
+			out, more = out[:limit], true
+		}
+		if !more || len(out) == 0 {
+			return out, "", nil
+		}
+		// Whatever was not taken, of every tenant, comes after the last
+		// one taken.
+		return out, out[len(out)-1].ID, nil
 	}
 	jobs, next, err := s.sched.List(ctx, f)
 	return jobs, next, toStatus(err)

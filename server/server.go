@@ -46,6 +46,12 @@ type Config struct {
 	// DefaultAuditRetention.
 	AuditRetention time.Duration
 
+	// MaxStreamsPerToken is the most streams that follow a job (attach,
+	// logs -f, watch) one token may hold open at once; default
+	// DefaultMaxStreamsPerToken. One more is refused with
+	// ResourceExhausted (streams.go).
+	MaxStreamsPerToken int
+
 	// InsecureNoAuth turns authentication and TLS off: every caller is an
 	// admin and agents are trusted by the worker id they name. Refused
 	// unless both listeners are on loopback addresses. Default false.
@@ -101,6 +107,7 @@ type Server struct {
 	denials    denialBudget
 	logSignals signals
 	terms      *terminals // input of jobs with attach streams
+	following  *streamLimit
 
 	grpc     *grpc.Server
 	health   *health.Server
@@ -133,6 +140,9 @@ func New(ctx context.Context, cfg Config) (s *Server, err error) {
 	}
 	if cfg.Retention <= 0 {
 		cfg.Retention = DefaultRetention
+	}
+	if cfg.MaxStreamsPerToken <= 0 {
+		cfg.MaxStreamsPerToken = DefaultMaxStreamsPerToken
 	}
 	if cfg.AuditRetention <= 0 {
 		cfg.AuditRetention = DefaultAuditRetention
@@ -179,6 +189,7 @@ func New(ctx context.Context, cfg Config) (s *Server, err error) {
 	}
 	s.agents.assign = s.assignMsg
 	s.terms = newTerminals(s.agents)
+	s.following = newStreamLimit(cfg.MaxStreamsPerToken)
 	s.metrics = newMetrics(func() *cluster.Cluster { return s.sched })
 	s.auditLog = newAuditLog(db.AppendAudit, cfg.Now, cfg.Logger, s.metrics.reg, auditQueueLen)
 	s.auditLog.maxWait, s.auditLog.lingerFor = auditWait, auditLinger
@@ -223,6 +234,7 @@ func (s *Server) Listen() error {
 func (s *Server) newGRPC() {
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(maxRecvMsg), grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
+		grpc.MaxConcurrentStreams(maxStreamsPerConn),
 		grpc.ChainUnaryInterceptor(s.unaryInterceptor), grpc.ChainStreamInterceptor(s.streamInterceptor),
 	}
 	if s.tlsConfig != nil {

@@ -418,13 +418,56 @@ func BenchmarkListWindow(b *testing.B) {
 				for b.Loop() {
 					id := h.IDs[(i*7919)%n]
 					i++
-					refs, err := db.JobsByPrefix(b.Context(), id[:13], 1001)
+					refs, err := db.JobsByPrefix(b.Context(), id[:13], nil, 1001)
 					if err != nil || len(refs) != 1 {
 						b.Fatalf("prefix %s: %d, %v", id[:13], len(refs), err)
 					}
 				}
 				b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N), "µs/lookup")
 			})
+		})
+	}
+}
+
+// BenchmarkJobsByPrefixScoped resolves a prefix for a caller limited to
+// one tenant, whose two jobs sit after others other tenants' jobs in the
+// prefix's range: the cost (µs/lookup) must not grow with others. The
+// million runs only when named:
+//
+//	go test -run '^$' -bench 'JobsByPrefixScoped/others=1000000' -benchtime 2000x ./store
+func BenchmarkJobsByPrefixScoped(b *testing.B) {
+	for _, n := range []int{10_000, 1_000_000} {
+		name := fmt.Sprintf("others=%d", n)
+		if n > 10_000 && !strings.Contains(flag.Lookup("test.bench").Value.String(), name) {
+			continue
+		}
+		b.Run(name, func(b *testing.B) {
+			db, err := Open(filepath.Join(b.TempDir(), "hodei.db"), Options{NoSync: true})
+			require.NoError(b, err)
+			b.Cleanup(func() { require.NoError(b, db.Close()) })
+			storetest.MustPutTenant(b, db, storetest.NewTenant("team-x"))
+			ctx := b.Context()
+			for i := 1; i <= n; i += 10_000 {
+				batch := make([]*job.Job, 0, 10_000)
+				for k := i; k < i+10_000 && k <= n; k++ {
+					batch = append(batch, storetest.NewJob(k))
+				}
+				storetest.MustInsert(b, db, batch...)
+			}
+			var mine []*job.Job
+			for k := n + 1; k <= n+2; k++ {
+				j := storetest.NewJob(k)
+				j.Spec.Tenant = "team-x"
+				mine = append(mine, j)
+			}
+			storetest.MustInsert(b, db, mine...)
+			for b.Loop() {
+				refs, err := db.JobsByPrefix(ctx, "01HZ", []string{"team-x"}, 1001)
+				if err != nil || len(refs) != 2 || refs[0].ID != mine[0].ID {
+					b.Fatalf("prefix: %v, %v", refs, err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N), "µs/lookup")
 		})
 	}
 }

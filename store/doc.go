@@ -26,7 +26,8 @@
 // so it costs the runs it walks, not the whole store, and a listing stops
 // when its context ends. Count counts what List would list within a
 // budget and says when it stopped short. JobsByPrefix finds ids by their
-// start with one seek. Open builds the indexes a file written before them
+// start with one seek (one per tenant in the tenant index, for a caller
+// limited to tenants). Open builds the indexes a file written before them
 // lacks.
 //
 // A pipeline record (its steps and the ids of their jobs) is stored with its

@@ -413,28 +413,49 @@ func (db *DB) Count(ctx context.Context, f job.Filter, budget int) (n int, exact
 }
 
 // JobsByPrefix returns the stored jobs whose ids start with prefix, at
-// most max of them, in id order: their ids and tenants. It seeks the
-// prefix in the jobs bucket and reads only what it returns, so that
-// resolving an id someone typed costs O(log n + max).
-func (db *DB) JobsByPrefix(ctx context.Context, prefix string, max int) ([]job.IDRef, error) {
+// most max of them, in id order: their ids and tenants. With tenants
+// (nil: every tenant) it returns only the jobs of those tenants, reading
+// each one's run of the tenant index from prefix on, so that what other
+// tenants hold changes neither the answer nor its cost: resolving an id
+// someone typed costs O(log n + max) per tenant. Without, it seeks the
+// prefix in the jobs bucket and reads only what it returns.
+func (db *DB) JobsByPrefix(ctx context.Context, prefix string, tenants []string, max int) ([]job.IDRef, error) {
 	if err := db.usable(ctx); err != nil {
 		return nil, err
 	}
 	var out []job.IDRef
 	err := db.view(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketJobs).Cursor()
 		p := []byte(prefix)
-		for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p) && len(out) < max; k, v = c.Next() {
-			h, err := readHeader(v)
-			if err != nil {
-				return fmt.Errorf("job %s: %w", k, err)
+		if tenants == nil {
+			c := tx.Bucket(bucketJobs).Cursor()
+			for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p) && len(out) < max; k, v = c.Next() {
+				h, err := readHeader(v)
+				if err != nil {
+					return fmt.Errorf("job %s: %w", k, err)
+				}
+				out = append(out, job.IDRef{ID: string(k), Tenant: string(h.Tenant)})
 			}
-			out = append(out, job.IDRef{ID: string(k), Tenant: string(h.Tenant)})
+			return nil
+		}
+		b := tx.Bucket(indexBuckets[indexTenant])
+		for _, t := range tenants {
+			pc := newPostingCursorFrom(b, indexPrefix(t), p)
+			for n := 0; pc.head() != nil && bytes.HasPrefix(pc.head(), p) && n < max; n++ {
+				out = append(out, job.IDRef{ID: string(pc.head()), Tenant: t})
+				pc.advance()
+			}
+			if pc.err != nil {
+				return fmt.Errorf("index %s: %w", indexTenant, pc.err)
+			}
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("jobs by prefix %q: %w", prefix, err)
+	}
+	if len(tenants) > 1 {
+		slices.SortFunc(out, func(a, b job.IDRef) int { return strings.Compare(a.ID, b.ID) })
+		out = out[:min(len(out), max)]
 	}
 	return out, nil
 }

@@ -519,6 +519,21 @@ func newPostingCursor(b *bolt.Bucket, prefix, after []byte, desc bool) *postingC
 	return p
 }
 
+// newPostingCursorFrom returns an ascending cursor at the first id of
+// prefix in b that is not less than from.
+func newPostingCursorFrom(b *bolt.Bucket, prefix, from []byte) *postingCursor {
+	p := &postingCursor{c: b.Cursor(), prefix: prefix}
+	ch := findChunk(p.c, prefix, from)
+	if ch.key == nil {
+		return p
+	}
+	p.load(p.c.Seek(ch.key))
+	for p.head() != nil && bytes.Compare(p.head(), from) < 0 {
+		p.advance()
+	}
+	return p
+}
+
 // seekLast moves c to the last key that starts with prefix and returns it,
 // or nil when there is none.
 func seekLast(c *bolt.Cursor, prefix []byte) (k, v []byte) {

@@ -334,9 +334,10 @@ func (s *Store) Count(ctx context.Context, f job.Filter, _ int) (int, bool, erro
 	return n, true, nil
 }
 
-// JobsByPrefix returns the stored jobs whose ids start with prefix, at
-// most max, in id order, with their tenants.
-func (s *Store) JobsByPrefix(ctx context.Context, prefix string, max int) ([]job.IDRef, error) {
+// JobsByPrefix returns the stored jobs of tenants (nil: every tenant)
+// whose ids start with prefix, at most max, in id order, with their
+// tenants.
+func (s *Store) JobsByPrefix(ctx context.Context, prefix string, tenants []string, max int) ([]job.IDRef, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -345,7 +346,10 @@ func (s *Store) JobsByPrefix(ctx context.Context, prefix string, max int) ([]job
 	var out []job.IDRef
 	i, _ := slices.BinarySearch(s.ids, prefix)
 	for ; i < len(s.ids) && strings.HasPrefix(s.ids[i], prefix) && len(out) < max; i++ {
-		out = append(out, job.IDRef{ID: s.ids[i], Tenant: decode(s.ids[i], s.jobs[s.ids[i]]).Spec.Tenant})
+		t := decode(s.ids[i], s.jobs[s.ids[i]]).Spec.Tenant
+		if tenants == nil || slices.Contains(tenants, t) {
+			out = append(out, job.IDRef{ID: s.ids[i], Tenant: t})
+		}
 	}
 	return out, nil
 }

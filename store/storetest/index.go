@@ -176,18 +176,52 @@ func testListIndexes(t *testing.T, open func(*testing.T) cluster.Store) {
 		jobs := newJobs(1, 25)
 		jobs[11].Spec.Tenant = "team-x"
 		MustInsert(t, s, jobs...)
-		refs, err := s.JobsByPrefix(t.Context(), ID(12)[:25], 100)
+		refs, err := s.JobsByPrefix(t.Context(), ID(12)[:25], nil, 100)
 		require.NoError(t, err)
 		require.Equal(t, []job.IDRef{{ID: ID(10), Tenant: job.DefaultTenant}, {ID: ID(11), Tenant: job.DefaultTenant},
 			{ID: ID(12), Tenant: "team-x"}, {ID: ID(13), Tenant: job.DefaultTenant}}, refs[:4])
 		require.Len(t, refs, 10, "01HZ…1 holds 10 to 19")
-		refs, err = s.JobsByPrefix(t.Context(), "01HZ", 3)
+		refs, err = s.JobsByPrefix(t.Context(), "01HZ", nil, 3)
 		require.NoError(t, err)
 		require.Len(t, refs, 3, "at most max")
-		refs, err = s.JobsByPrefix(t.Context(), ID(7), 3)
+		refs, err = s.JobsByPrefix(t.Context(), ID(7), nil, 3)
 		require.NoError(t, err)
 		require.Equal(t, []job.IDRef{{ID: ID(7), Tenant: job.DefaultTenant}}, refs, "a whole id")
-		refs, err = s.JobsByPrefix(t.Context(), "01HY", 3)
+		refs, err = s.JobsByPrefix(t.Context(), "01HY", nil, 3)
+		require.NoError(t, err)
+		require.Empty(t, refs)
+	})
+	t.Run("JobsByPrefixOfTenants", func(t *testing.T) {
+		// Only the tenants' jobs count against max: the ids of others
+		// before them in the range change nothing.
+		s := open(t)
+		MustPutTenant(t, s, NewTenant("team-x"))
+		MustPutTenant(t, s, NewTenant("team-y"))
+		jobs := newJobs(1, 400)
+		jobs[7].Spec.Tenant = "team-x"
+		jobs[299].Spec.Tenant = "team-y"
+		jobs[349].Spec.Tenant = "team-x"
+		MustInsert(t, s, jobs...)
+		refs, err := s.JobsByPrefix(t.Context(), "01HZ", []string{"team-x"}, 3)
+		require.NoError(t, err)
+		require.Equal(t, []job.IDRef{{ID: ID(8), Tenant: "team-x"}, {ID: ID(350), Tenant: "team-x"}}, refs)
+		refs, err = s.JobsByPrefix(t.Context(), "01HZ", []string{"team-y", "team-x"}, 2)
+		require.NoError(t, err)
+		require.Equal(t, []job.IDRef{{ID: ID(8), Tenant: "team-x"}, {ID: ID(300), Tenant: "team-y"}}, refs, "merged in id order, at most max")
+		refs, err = s.JobsByPrefix(t.Context(), ID(350), []string{"team-x"}, 3)
+		require.NoError(t, err)
+		require.Equal(t, []job.IDRef{{ID: ID(350), Tenant: "team-x"}}, refs, "a whole id")
+		refs, err = s.JobsByPrefix(t.Context(), ID(20)[:25], []string{"team-x"}, 3)
+		require.NoError(t, err)
+		require.Empty(t, refs, "none of theirs in the range")
+		refs, err = s.JobsByPrefix(t.Context(), ID(290)[:25], []string{job.DefaultTenant}, 20)
+		require.NoError(t, err)
+		want := []job.IDRef{}
+		for n := 290; n < 300; n++ {
+			want = append(want, job.IDRef{ID: ID(n), Tenant: job.DefaultTenant})
+		}
+		require.Equal(t, want, refs, "from the middle of the tenant's run")
+		refs, err = s.JobsByPrefix(t.Context(), "01HZ", []string{"nobody"}, 3)
 		require.NoError(t, err)
 		require.Empty(t, refs)
 	})
