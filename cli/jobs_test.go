@@ -235,6 +235,13 @@ func TestJobsLsFiltersAndPages(t *testing.T) {
 		{"ZeroLimit", "--limit", "0", "--limit: 0 must be at least 1"},
 		{"BadSince", "--since", "yesterday", `--since: "yesterday" is neither a duration`},
 		{"NegativeSince", "--since", "-1h", "--since: -1h must be more than 0 before now"},
+		// Far dates once wrapped around int64 nanoseconds (attack 11 #9).
+		{"SinceFarDays", "--since", "100000d", "--since: 100000d before now is before 1970"},
+		{"SinceHugeDays", "--since", "200000d", "--since: 200000d before now is before 1970"},
+		{"SinceFarHours", "--since", "2562047h", "--since: 2562047h before now is before 1970"},
+		{"SinceFuture", "--since", "2999-01-01T00:00:00Z", "--since: 2999-01-01T00:00:00Z is in the future"},
+		{"SinceWraps", "--since", "2611-06-22T22:34:33Z", "--since: 2611-06-22T22:34:33Z is in the future"},
+		{"SinceBefore1970", "--since", "1969-12-31T23:59:59Z", "--since: 1969-12-31T23:59:59Z is not after 1970"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t)
