@@ -42,7 +42,7 @@ func jobsCommand(e *env) *ucli.Command {
 					&ucli.StringSliceFlag{Name: "label", KeepSpace: true, Usage: "only jobs with this label, `KEY=VALUE` (repeatable; all must match)"},
 					&ucli.StringFlag{Name: "array", Usage: "only the jobs of the job array `ID`"},
 					&ucli.StringFlag{Name: "pipeline", Usage: "only the jobs of the pipeline `ID`"},
-					&ucli.StringFlag{Name: "name", Usage: "only the jobs named `GLOB`: a name, or a shell pattern (*, ?, [a-z]; * stops at /)"},
+					&ucli.StringFlag{Name: "name", Usage: "only the jobs named `GLOB`: a name, or a shell pattern (*, ?, [a-z], [!a-z]; * stops at /)"},
 					&ucli.StringFlag{Name: "since", Usage: "only the jobs created within `DURATION` (30m, 24h, 7d) or since an RFC 3339 time, whenever they finished"},
 					&ucli.IntFlag{Name: "limit", Value: defaultLimit, Usage: "show at most `N` jobs"},
 					&ucli.BoolFlag{Name: "all", Usage: "show every matching job, whenever it finished, however many, page by page as they arrive (ignores --limit)"},
