@@ -200,7 +200,10 @@ func errorText(err error) string {
 type usageError struct {
 	msg  string
 	help string // "hodei jobs ls": where to read about the fix
+	err  error  // the server's answer that told of it, if any
 }
+
+func (e *usageError) Unwrap() error { return e.err }
 
 func (e *usageError) Error() string {
 	if e.help == "" {

@@ -43,13 +43,13 @@ func attachCommand(*env) *ucli.Command {
 			if _, err := reconnectTimeout(c); err != nil {
 				return err
 			}
-			return withClient(c, func(cl *client.Client) error {
-				id, err := resolveJobID(c.Context, cl, a[0])
+			return jobFlagsOf.named(c, withClient(c, func(cl *client.Client) error {
+				id, err := resolveJobID(c, cl, a[0], "ID")
 				if err != nil {
 					return err
 				}
 				return attachTo(c, cl, id)
-			})
+			}))
 		},
 	}
 }

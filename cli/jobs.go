@@ -151,9 +151,10 @@ func jobsList(c *ucli.Context, e *env) error {
 		for _, ref := range []struct {
 			kind hodeipb.IdKind
 			id   *string
-		}{{hodeipb.IdKind_ID_KIND_ARRAY, &req.Array}, {hodeipb.IdKind_ID_KIND_PIPELINE, &req.Pipeline}} {
+			flag string
+		}{{hodeipb.IdKind_ID_KIND_ARRAY, &req.Array, "--array"}, {hodeipb.IdKind_ID_KIND_PIPELINE, &req.Pipeline, "--pipeline"}} {
 			if *ref.id != "" {
-				if *ref.id, err = resolveID(c.Context, cl, ref.kind, *ref.id); err != nil {
+				if *ref.id, err = resolveID(c, cl, ref.kind, *ref.id, ref.flag); err != nil {
 					return err
 				}
 			}
@@ -181,7 +182,7 @@ func jobsList(c *ucli.Context, e *env) error {
 		return nil
 	})
 	if err != nil {
-		return err
+		return listFlagsOf.named(c, err)
 	}
 	if err := out.close(); err != nil {
 		return err
@@ -314,7 +315,7 @@ func cancelArray(c *ucli.Context) error {
 	var ids []string
 	var n int64
 	err = withClient(c, func(cl *client.Client) error {
-		if id, err = resolveID(c.Context, cl, hodeipb.IdKind_ID_KIND_ARRAY, id); err != nil {
+		if id, err = resolveID(c, cl, hodeipb.IdKind_ID_KIND_ARRAY, id, "--array"); err != nil {
 			return err
 		}
 		n, ids, err = cl.CancelArray(c.Context, id, c.String("reason"))
@@ -360,7 +361,7 @@ func jobCall(c *ucli.Context, ref string, call func(cl *client.Client, id string
 	}
 	var j *hodeipb.Job
 	err = withClient(c, func(cl *client.Client) error {
-		id, err := resolveJobID(c.Context, cl, ref)
+		id, err := resolveJobID(c, cl, ref, "ID")
 		if err != nil {
 			return err
 		}
@@ -369,7 +370,7 @@ func jobCall(c *ucli.Context, ref string, call func(cl *client.Client, id string
 	})
 	switch {
 	case err != nil:
-		return err
+		return jobFlagsOf.named(c, err)
 	case asJSON:
 		return writeJSON(c.App.Writer, newJobView(j))
 	}

@@ -62,7 +62,7 @@ func pipelineCommand(e *env) *ucli.Command {
 					}
 					var st *hodeipb.PipelineStatus
 					err = withClient(c, func(cl *client.Client) error {
-						id, err := resolveID(c.Context, cl, hodeipb.IdKind_ID_KIND_PIPELINE, a[0])
+						id, err := resolveID(c, cl, hodeipb.IdKind_ID_KIND_PIPELINE, a[0], "ID")
 						if err != nil {
 							return err
 						}
@@ -91,7 +91,7 @@ func pipelineCommand(e *env) *ucli.Command {
 						return err
 					}
 					return pipelinesCall(c, e, false, func(cl *client.Client) ([]*hodeipb.PipelineStatus, error) {
-						id, err := resolveID(c.Context, cl, hodeipb.IdKind_ID_KIND_PIPELINE, a[0])
+						id, err := resolveID(c, cl, hodeipb.IdKind_ID_KIND_PIPELINE, a[0], "ID")
 						if err != nil {
 							return nil, err
 						}

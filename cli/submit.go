@@ -58,7 +58,7 @@ func submitCommand(e *env) *ucli.Command {
 			return withClient(c, func(cl *client.Client) error {
 				id, err := cl.Submit(c.Context, spec, client.RequireFit(c.Bool("require-fit")))
 				if err != nil {
-					return specFlagsOf.named(err)
+					return specFlagsOf.named(c, err)
 				}
 				if asJSON {
 					return writeJSON(c.App.Writer, struct {
@@ -84,7 +84,7 @@ func submitArray(c *ucli.Context, spec *hodeipb.JobSpec, asJSON bool) error {
 	return withClient(c, func(cl *client.Client) error {
 		id, tasks, ids, err := cl.SubmitArray(c.Context, spec, arr, client.RequireFit(c.Bool("require-fit")))
 		if err != nil {
-			return specFlagsOf.named(err)
+			return specFlagsOf.named(c, err)
 		}
 		if asJSON {
 			return writeJSON(c.App.Writer, struct {

@@ -33,7 +33,7 @@ func TestNameMatches(t *testing.T) {
 		{"[^a]", "b", true},
 		{`\[!a]`, "[!a]", true}, // quoted: a literal '[', then "!a]"
 		{`[\!]`, "!", true},     // '!' quoted in a class is itself, not a negation
-		{"[a!]", "!", true},      // '!' not first in a class is itself
+		{"[a!]", "!", true},     // '!' not first in a class is itself
 	} {
 		if got := NameMatches(tc.pattern, tc.name); got != tc.want {
 			t.Errorf("NameMatches(%q, %q) = %v, want %v", tc.pattern, tc.name, got, tc.want)
@@ -121,7 +121,7 @@ func TestNormalizePrefix(t *testing.T) {
 		{KindPipeline, "01JXAB", "01JXAB", ""},
 		{KindWorker, "W-Ab", "W-Ab", ""},
 		{KindJob, "01JI", "", `"01JI" is not a job id or the start of one`},
-		{KindArray, "01J-", "", "is not a array id"},
+		{KindArray, "01J-", "", "is not an array id"},
 		{KindJob, "01JX000000000000000000000000", "", "is not a job id"},
 		{KindJob, "", "", "must not be empty"},
 	} {
