@@ -3,16 +3,20 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	ucli "github.com/urfave/cli/v2"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/hodei-jobs/hodei/pki"
 )
 
 // TestUnreachableServer: the message names the address dialled, whether
@@ -235,4 +239,68 @@ func statusWithField(field, rule string) error {
 		panic(err)
 	}
 	return st.Err()
+}
+
+// TestBadAddr: an --addr (or HODEI_ADDR) that no dial could reach is a
+// usage error naming --addr, not advice to start a server.
+func TestBadAddr(t *testing.T) {
+	for _, tc := range []struct{ name, addr, want string }{
+		{"EmptyPort", "127.0.0.1:", `--addr: "127.0.0.1:": the port must be a number`},
+		{"NamedPort", "127.0.0.1:abc", `--addr: "127.0.0.1:abc": the port must be a number`},
+		{"PortTooBig", "127.0.0.1:99999", `--addr: "127.0.0.1:99999": the port must be a number`},
+		{"NoHost", ":7070", `--addr: ":7070" has no host`},
+		{"Garbage", "a:b:c", `--addr: "a:b:c" is not HOST[:PORT]`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := runApp(t, "--addr", tc.addr, "jobs", "ls")
+			if r.code != exitUsage || !strings.HasPrefix(r.stderr, "hodei: "+tc.want) || strings.Contains(r.stderr, "hodei serve") {
+				t.Errorf("exit %d, stderr %q; want 2 and %q", r.code, r.stderr, tc.want)
+			}
+		})
+	}
+}
+
+// TestTLSTrouble: a server that answers but whose certificate the CA in
+// use does not verify, or that drops a connection made without TLS, is
+// told as that, with the fix, not as a server to start.
+func TestTLSTrouble(t *testing.T) {
+	h, caFile := newTLSHarness(t)
+	other, err := pki.EnsureCA(t.TempDir(), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherFile := filepath.Join(t.TempDir(), "other-ca.pem")
+	if err := os.WriteFile(otherFile, other.PEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("WrongCA", func(t *testing.T) {
+		r := runApp(t, "--addr", h.addr, "--ca-file", otherFile, "jobs", "ls")
+		want := "hodei: the server at " + h.addr + " answered with a certificate that the CA of --ca-file (or HODEI_CA_FILE) does not verify"
+		if r.code != 1 || !strings.HasPrefix(r.stderr, want) || !strings.Contains(r.stderr, "hodei login --addr "+h.addr) ||
+			strings.Contains(r.stderr, "hodei serve") {
+			t.Errorf("exit %d, stderr %q; want 1 and %q…hodei login…", r.code, r.stderr, want)
+		}
+	})
+	t.Run("NoTLS", func(t *testing.T) {
+		r := runApp(t, "--addr", h.addr, "jobs", "ls")
+		want := "hodei: the server at " + h.addr + " closed a connection made without TLS: it runs with TLS"
+		if r.code != 1 || !strings.HasPrefix(r.stderr, want) || !strings.Contains(r.stderr, "hodei login --addr "+h.addr) ||
+			strings.Contains(r.stderr, "hodei serve") {
+			t.Errorf("exit %d, stderr %q; want 1 and %q…hodei login…", r.code, r.stderr, want)
+		}
+	})
+	t.Run("LoopbackLogin", func(t *testing.T) {
+		// A login stored for 127.0.0.1:PORT serves localhost:PORT too.
+		t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+		ca, err := os.ReadFile(caFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := saveLogin(h.addr, login{Token: "t", CA: string(ca)}); err != nil {
+			t.Fatal(err)
+		}
+		_, port, _ := net.SplitHostPort(h.addr)
+		runApp(t, "--addr", "localhost:"+port, "jobs", "ls").wantOK(t)
+		runApp(t, "--addr", "localhost", "--addr", "localhost:"+port, "workers", "ls").wantOK(t)
+	})
 }
