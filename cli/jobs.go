@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	ucli "github.com/urfave/cli/v2"
@@ -111,6 +112,10 @@ func jobsList(c *ucli.Context, e *env) error {
 	// One submission's jobs read best in its order; the rest newest first.
 	req.NewestFirst = !c.Bool("oldest-first") && req.Array == "" && req.Pipeline == ""
 	if s := c.String("state"); s != "" {
+		if strings.EqualFold(s, cancellingState) {
+			return usagef(c, "--state: %s is no state of its own: a job being cancelled is RUNNING (or SCHEDULED) "+
+				"until its agent has stopped it; use --state running", cancellingState)
+		}
 		if req.State, err = hodeipb.ParseJobState(s); err != nil {
 			return fieldUsage(c, err)
 		}
@@ -288,7 +293,7 @@ func cancelState(j *hodeipb.Job) string {
 	case job.State(st).Terminal():
 		return hodeipb.StateName(st) + " (it had ended; nothing to cancel)"
 	case j.GetCancelRequested() != "":
-		return "CANCELLING (its agent stops it; it ends CANCELLED)"
+		return cancellingState + " (its agent stops it; it ends CANCELLED)"
 	}
 	return hodeipb.StateName(j.GetState())
 }

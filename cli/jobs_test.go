@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -561,5 +562,44 @@ func TestExitCell(t *testing.T) {
 		if got := exitCell(tc.j); got != tc.want {
 			t.Errorf("exitCell(%v) = %q, want %q", tc.j, got, tc.want)
 		}
+	}
+}
+
+// TestJobsCancelling: a job whose cancel its agent is carrying out shows
+// CANCELLING in `jobs ls` and `jobs get`, as `jobs cancel` printed; its
+// JSON keeps its state and says cancel_requested.
+func TestJobsCancelling(t *testing.T) {
+	h := newHarness(t)
+	jobs := testJobs()
+	jobs[1].CancelRequested = "cancelled by user" // RUNNING
+	h.jobs.jobs = jobs
+
+	r := h.run(t, "jobs", "ls", "--all")
+	r.wantOK(t)
+	for line := range strings.SplitSeq(r.stdout, "\n") {
+		if strings.HasPrefix(line, jobs[1].GetId()) && !strings.Contains(line, " CANCELLING ") {
+			t.Errorf("jobs ls row %q does not say CANCELLING", line)
+		}
+	}
+	r = h.run(t, "jobs", "get", jobs[1].GetId())
+	r.wantOK(t)
+	if !regexp.MustCompile(`(?m)^State:\s+CANCELLING$`).MatchString(r.stdout) || !strings.Contains(r.stdout, "cancelled by user") {
+		t.Errorf("jobs get:\n%s\nwant State: CANCELLING and the cancel's reason", r.stdout)
+	}
+	r = h.run(t, "jobs", "get", "-o", "json", jobs[1].GetId())
+	r.wantOK(t)
+	var v jobView
+	if err := json.Unmarshal([]byte(r.stdout), &v); err != nil || v.State != "RUNNING" || v.CancelRequested != "cancelled by user" {
+		t.Errorf("json %s (%v): want state RUNNING and cancel_requested", r.stdout, err)
+	}
+	// An ended job shows its end, whatever cancel was asked.
+	jobs[3].CancelRequested = "cancelled by user" // CANCELLED
+	r = h.run(t, "jobs", "get", jobs[3].GetId())
+	if !regexp.MustCompile(`(?m)^State:\s+CANCELLED$`).MatchString(r.stdout) {
+		t.Errorf("jobs get of an ended job:\n%s", r.stdout)
+	}
+	r = h.run(t, "jobs", "ls", "--state", "cancelling")
+	if r.code != exitUsage || !strings.Contains(r.stderr, "--state: CANCELLING is no state of its own") {
+		t.Errorf("--state cancelling: exit %d, stderr %q", r.code, r.stderr)
 	}
 }
