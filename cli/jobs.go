@@ -40,7 +40,7 @@ func jobsCommand(e *env) *ucli.Command {
 				Flags: withFlags(true,
 					&ucli.StringFlag{Name: "state", Usage: "only jobs in this `STATE` (pending, scheduled, running, completed, failed, cancelled), whenever they finished"},
 					&ucli.StringFlag{Name: "tenant", Usage: "only jobs of this `TENANT`"},
-					&ucli.StringSliceFlag{Name: "label", KeepSpace: true, Usage: "only jobs with this label, `KEY=VALUE` (repeatable; all must match)"},
+					&ucli.StringSliceFlag{Name: "label", KeepSpace: true, Usage: "only jobs with these labels, `KEY=VALUE[,KEY=VALUE…]` (repeatable; all must match)"},
 					&ucli.StringFlag{Name: "array", Usage: "only the jobs of the job array `ID`"},
 					&ucli.StringFlag{Name: "pipeline", Usage: "only the jobs of the pipeline `ID`"},
 					&ucli.StringFlag{Name: "name", Usage: "only the jobs named `GLOB`: a name, or a shell pattern (*, ?, [a-z], [!a-z]; * stops at /)"},

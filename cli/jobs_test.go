@@ -215,6 +215,8 @@ func TestJobsLsFiltersAndPages(t *testing.T) {
 			CreatedSinceUnixNano: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC).UnixNano()}},
 		{"WindowAndTenant", []string{"--tenant", "ml", "--label", "a=1"}, &hodeipb.ListJobsRequest{PageSize: defaultLimit, NewestFirst: true, Count: true,
 			Tenant: "ml", Labels: map[string]string{"a": "1"}, NotFinishedBeforeUnixNano: testNow.Add(-time.Hour).UnixNano()}},
+		{"LabelList", []string{"--label", "a=1,b=2", "--label", "c=3"}, &hodeipb.ListJobsRequest{PageSize: defaultLimit, NewestFirst: true, Count: true,
+			Labels: map[string]string{"a": "1", "b": "2", "c": "3"}, NotFinishedBeforeUnixNano: testNow.Add(-time.Hour).UnixNano()}},
 		{"All", []string{"--all"}, &hodeipb.ListJobsRequest{PageSize: 1000, NewestFirst: true}},
 		{"OldestFirst", []string{"--oldest-first", "--limit", "7"}, &hodeipb.ListJobsRequest{PageSize: 7, Count: true,
 			NotFinishedBeforeUnixNano: testNow.Add(-time.Hour).UnixNano()}},
