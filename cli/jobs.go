@@ -274,21 +274,28 @@ func (s *jobStream) close() error {
 
 // cancelJob is `jobs cancel ID`: it prints the state the job is left in,
 // one line (`-o json`: the job), and exits 0 also when the job had ended
-// already.
+// already, which it learns first, so that a job cancelled before is told
+// as one that had ended like any other.
 func cancelJob(c *ucli.Context, ref string) error {
+	hadEnded := false
 	return jobCall(c, ref, func(cl *client.Client, id string) (*hodeipb.Job, error) {
+		if cur, err := cl.Get(c.Context, id); err == nil && job.State(cur.GetState()).Terminal() {
+			hadEnded = true
+			return cur, nil
+		}
 		return cl.Cancel(c.Context, id, c.String("reason"))
 	}, func(w io.Writer, j *hodeipb.Job) error {
-		_, err := fmt.Fprintln(w, j.GetId(), cancelState(j))
+		_, err := fmt.Fprintln(w, j.GetId(), cancelState(j, hadEnded))
 		return err
 	})
 }
 
 // cancelState says where a cancel left a job: CANCELLED, CANCELLING while
-// its agent stops it, or the state it had ended in.
-func cancelState(j *hodeipb.Job) string {
+// its agent stops it, or the state it had ended in (hadEnded: before the
+// cancel, which then had nothing to do).
+func cancelState(j *hodeipb.Job, hadEnded bool) string {
 	switch st := j.GetState(); {
-	case st == hodeipb.JobState_JOB_STATE_CANCELLED:
+	case st == hodeipb.JobState_JOB_STATE_CANCELLED && !hadEnded:
 		return "CANCELLED"
 	case job.State(st).Terminal():
 		return hodeipb.StateName(st) + " (it had ended; nothing to cancel)"

@@ -422,6 +422,18 @@ func TestJobsCancel(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil || got.State != "CANCELLED" {
 		t.Errorf("json = %s (%v), want a CANCELLED job", r.stdout, err)
 	}
+	// A job cancelled before is told as one that had ended, as a
+	// COMPLETED one is (trial 11 #12).
+	for id, want := range map[string]string{
+		"01JAAAAAAAAAAAAAAAAAAAAAA4": "CANCELLED (it had ended; nothing to cancel)",
+		"01JAAAAAAAAAAAAAAAAAAAAAA1": "COMPLETED (it had ended; nothing to cancel)",
+	} {
+		r = h.run(t, "jobs", "cancel", id)
+		r.wantOK(t)
+		if r.stdout != id+" "+want+"\n" {
+			t.Errorf("cancel %s: stdout %q, want %q", id, r.stdout, want)
+		}
+	}
 }
 
 // watchedWriter is a stdout that closes seen once what was written

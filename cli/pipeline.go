@@ -95,6 +95,11 @@ func pipelineCommand(e *env) *ucli.Command {
 						if err != nil {
 							return nil, err
 						}
+						// One that had ended is left as it is, as by jobs cancel.
+						if cur, err := cl.GetPipeline(c.Context, id); err == nil && job.PipelineState(cur.GetState()).Terminal() {
+							fmt.Fprintf(c.App.ErrWriter, "nothing to cancel: pipeline %s had ended (%s)\n", id, hodeipb.PipelineStateName(cur.GetState()))
+							return []*hodeipb.PipelineStatus{cur}, nil
+						}
 						st, err := cl.CancelPipeline(c.Context, id, c.String("reason"))
 						return []*hodeipb.PipelineStatus{st}, err
 					})

@@ -251,6 +251,21 @@ func TestPipelineCancel(t *testing.T) {
 	if r.code != 1 || r.stderr != "hodei: pipeline 01JZZZZZZZZZZZZZZZZZZZZZZZ not found\n" {
 		t.Errorf("exit %d, stderr %q", r.code, r.stderr)
 	}
+	// One that had ended is left as it is, exit 0, as by jobs cancel.
+	h.jobs.mu.Lock()
+	h.jobs.progress = []*hodeipb.PipelineStatus{testPipeline(hodeipb.PipelineState_PIPELINE_STATE_COMPLETED, completed, completed, completed, completed)}
+	h.jobs.pipeCancels = nil
+	h.jobs.mu.Unlock()
+	r = h.run(t, "pipeline", "cancel", testPipelineID)
+	if r.code != 0 || !strings.Contains(r.stdout, "COMPLETED") ||
+		r.stderr != "nothing to cancel: pipeline "+testPipelineID+" had ended (COMPLETED)\n" {
+		t.Errorf("ended pipeline: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	h.jobs.mu.Lock()
+	defer h.jobs.mu.Unlock()
+	if len(h.jobs.pipeCancels) != 0 {
+		t.Errorf("an ended pipeline was cancelled: %v", h.jobs.pipeCancels)
+	}
 }
 
 func TestRedrawView(t *testing.T) {
