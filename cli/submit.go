@@ -187,6 +187,10 @@ func specFromFlags(c *ucli.Context, now time.Time) (*hodeipb.JobSpec, error) {
 			return nil, err
 		}
 	}
+	if n := c.Int64("slots"); c.IsSet("slots") && n < 1 {
+		// The wire's 0 means "the default, 1": a --slots 0 typed is refused.
+		return nil, usagef(c, "--slots: %d must be between 1 and %d", n, job.MaxSlots)
+	}
 	if c.IsSet("cpu") || c.IsSet("memory") || c.IsSet("slots") {
 		spec.Resources = &hodeipb.Resources{
 			CpuMillis: c.Int64("cpu"),

@@ -146,6 +146,8 @@ func TestSubmitUsageErrors(t *testing.T) {
 		{"SelectorEmptyItem", []string{"--selector", "a=1,,b=2", "--", "x"}, `--selector: "a=1,,b=2" has an empty item`},
 		{"SelectorTrailingComma", []string{"--selector", "a=1,", "--", "x"}, `--selector: "a=1," has an empty item`},
 		{"SelectorEmptyKey", []string{"--selector", "a=1,=2", "--", "x"}, `--selector: "=2" has an empty key`},
+		{"SlotsZero", []string{"--slots", "0", "--", "x"}, "--slots: 0 must be between 1 and 4096"},
+		{"SlotsNegative", []string{"--slots", "-2", "--", "x"}, "--slots: -2 must be between 1 and 4096"},
 		{"LabelCommaValue", []string{"--label", "tier=a,b", "--", "x"}, `--label: "b" has no '='`},
 		{"UnknownFlag", []string{"--nmae", "x", "--", "x"}, "unknown flag --nmae"},
 		{"MissingValue", []string{"--name"}, "--name: needs a value"},
