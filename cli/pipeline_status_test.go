@@ -296,3 +296,40 @@ func TestRedrawView(t *testing.T) {
 		t.Errorf("redrawing = %q, want it to go 6 lines up and clear first", buf.String())
 	}
 }
+
+// TestLineViewCountdown: without a terminal, --wait prints a step again
+// when its jobs change state or the kind of its wait changes, not each
+// time a backoff's countdown moves (trial 11 #12).
+func TestLineViewCountdown(t *testing.T) {
+	waiting := func(kind hodeipb.PendingKind, msg string) *hodeipb.PipelineStatus {
+		st := testPipeline(hodeipb.PipelineState_PIPELINE_STATE_RUNNING, pending, pending, pending, pending)
+		st.Jobs[0].Attempt = 2
+		st.Jobs[0].Pending = &hodeipb.PendingReason{Kind: kind, Message: msg}
+		return st
+	}
+	var out strings.Builder
+	v := &lineView{w: &out, last: map[string]string{}}
+	for _, st := range []*hodeipb.PipelineStatus{
+		waiting(hodeipb.PendingKind_PENDING_KIND_BACKOFF, "attempt 2 waits out its retry backoff (709ms left)"),
+		waiting(hodeipb.PendingKind_PENDING_KIND_BACKOFF, "attempt 2 waits out its retry backoff (408ms left)"),
+		waiting(hodeipb.PendingKind_PENDING_KIND_BACKOFF, "attempt 2 waits out its retry backoff (109ms left)"),
+		waiting(hodeipb.PendingKind_PENDING_KIND_LABELS, "no ready worker has label os=linux (0 of 1)"),
+	} {
+		if err := v.show(st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var builds []string
+	for l := range strings.SplitSeq(out.String(), "\n") {
+		if strings.HasPrefix(l, "build:") {
+			builds = append(builds, l)
+		}
+	}
+	want := []string{
+		"build: RUNNING (0/1 completed, 1 pending; attempt 2 waits out its retry backoff (709ms left))",
+		"build: RUNNING (0/1 completed, 1 pending; no ready worker has label os=linux (0 of 1))",
+	}
+	if !slices.Equal(builds, want) {
+		t.Errorf("build lines:\n%s\nwant:\n%s", strings.Join(builds, "\n"), strings.Join(want, "\n"))
+	}
+}
