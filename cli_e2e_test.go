@@ -72,7 +72,7 @@ func TestCLIAgainstRealServer(t *testing.T) {
 	if table := run("jobs", "ls"); !strings.Contains(table, "STATE") || !strings.Contains(table, first) {
 		t.Fatalf("jobs ls table:\n%s", table)
 	}
-	if out, errOut, code := hodei(t, srv.grpcAddr, "jobs", "cancel", first); code != 0 || out != first+" CANCELLED\n" {
+	if out, errOut, code := hodei(t, srv.grpcAddr, "jobs", "cancel", first); code != 0 || out != first+" CANCELLED (it had ended; nothing to cancel)\n" {
 		t.Fatalf("second cancel: exit %d, %q %q; want 0 and the state it is in", code, out, errOut)
 	}
 	if _, errOut, code := hodei(t, srv.grpcAddr, "jobs", "get", "01ARZ3NDEKTSV4RRFFQ69G5FAV"); code == 0 || !strings.Contains(errOut, "not found") {

@@ -213,3 +213,23 @@ func TestExamplePipelinesComplete(t *testing.T) {
 		})
 	}
 }
+
+// TestAgentJoinedLine: the agent's "joined the cluster" log line names its
+// worker once (its logger does), not twice (trial 11 #12).
+func TestAgentJoinedLine(t *testing.T) {
+	srv := startServer(t, t.TempDir())
+	ag := startAgent(t, srv.grpcAddr, t.TempDir(), "--log-level", "info")
+	var line string
+	eventually(t, 30*time.Second, "the joined line", func() bool {
+		for l := range strings.SplitSeq(ag.stderr.String(), "\n") {
+			if strings.Contains(l, "joined the cluster") {
+				line = l
+				return true
+			}
+		}
+		return false
+	})
+	if n := strings.Count(line, "worker="); n != 1 {
+		t.Errorf("joined line %q has worker= %d times, want once", line, n)
+	}
+}

@@ -242,7 +242,7 @@ func TestListingsEndToEnd(t *testing.T) {
 			t.Errorf("no match: exit %d, stderr %q", code, errOut)
 		}
 		_, errOut, code = hodei(t, addr, "jobs", "get", "01!")
-		if code != 1 || !strings.Contains(errOut, `"01!" is not a job id or the start of one`) {
+		if code != 2 || !strings.HasPrefix(errOut, `hodei: ID: "01!" is not a job id or the start of one`) {
 			t.Errorf("bad prefix: exit %d, stderr %q", code, errOut)
 		}
 
@@ -287,11 +287,12 @@ func TestListingsEndToEnd(t *testing.T) {
 	})
 
 	t.Run("Cancel", func(t *testing.T) {
-		// A pending job is CANCELLED, and a second cancel says so again;
-		// one that completed is left as it was. Neither is an error.
-		for range 2 {
-			if out := must("jobs", "cancel", strings.ToLower(stuck)); out != stuck+" CANCELLED\n" {
-				t.Errorf("jobs cancel = %q", out)
+		// A pending job is CANCELLED, and a second cancel says it had
+		// ended, as for one that completed, which is left as it was.
+		// Neither is an error.
+		for i, want := range []string{" CANCELLED\n", " CANCELLED (it had ended; nothing to cancel)\n"} {
+			if out := must("jobs", "cancel", strings.ToLower(stuck)); out != stuck+want {
+				t.Errorf("jobs cancel #%d = %q, want %q", i+1, out, stuck+want)
 			}
 		}
 		if out := must("jobs", "cancel", nightly2); out != nightly2+" COMPLETED (it had ended; nothing to cancel)\n" {
@@ -322,7 +323,7 @@ func TestCancelRunningPrintsCancelling(t *testing.T) {
 		t.Fatalf("job ended %s", j.GetState())
 	}
 	out, _, code = hodei(t, srv.grpcAddr, "jobs", "cancel", id)
-	if code != 0 || out != id+" CANCELLED\n" {
+	if code != 0 || out != id+" CANCELLED (it had ended; nothing to cancel)\n" {
 		t.Fatalf("second cancel: exit %d, %q", code, out)
 	}
 }

@@ -25,8 +25,8 @@ func TestLoginTokensAndAgentJoinAsANewUser(t *testing.T) {
 		cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+home, "HODEI_TOKEN=", "HODEI_CA_FILE=")
 		return runCmd(t, cmd)
 	}
-	// Not logged in: refused, with a hint.
-	if _, errOut, code := cli("jobs", "ls"); code == 0 || !strings.Contains(errOut, "Unauthenticated") && !strings.Contains(errOut, "unavailable") {
+	// Not logged in: refused, with the login to run.
+	if _, errOut, code := cli("jobs", "ls"); code == 0 || !strings.Contains(errOut, "it runs with TLS") || !strings.Contains(errOut, "hodei login --addr "+srv.grpcAddr) {
 		t.Fatalf("jobs ls before login: exit %d, %s", code, errOut)
 	}
 	caFingerprint := fingerprintOf(t, dataDir)

@@ -118,11 +118,11 @@ func TestPendingReasons(t *testing.T) {
 		{"Slots", []string{"--slots", "5"}, "slots", "needs 5 slots; the largest worker has 2",
 			"--slots: needs 5 slots; the largest registered worker has 2"},
 		{"Memory", []string{"--memory", strconv.FormatInt(needMem, 10)}, "memory",
-			fmt.Sprintf("needs %d MiB; the largest worker has %s MiB", needMem, job.Thousands(mem)),
-			fmt.Sprintf("--memory: needs %d MiB; the largest registered worker has %s MiB", needMem, job.Thousands(mem))},
+			fmt.Sprintf("needs %s MiB; the largest worker has %s MiB", job.Thousands(needMem), job.Thousands(mem)),
+			fmt.Sprintf("--memory: needs %s MiB; the largest registered worker has %s MiB", job.Thousands(needMem), job.Thousands(mem))},
 		{"CPU", []string{"--cpu", strconv.FormatInt(cpu+1000, 10)}, "cpu",
-			fmt.Sprintf("needs %d CPU millis; the largest worker has %s CPU millis", cpu+1000, job.Thousands(cpu)),
-			fmt.Sprintf("--cpu: needs %d CPU millis; the largest registered worker has %s CPU millis", cpu+1000, job.Thousands(cpu))},
+			fmt.Sprintf("needs %s CPU millis; the largest worker has %s CPU millis", job.Thousands(cpu+1000), job.Thousands(cpu)),
+			fmt.Sprintf("--cpu: needs %s CPU millis; the largest registered worker has %s CPU millis", job.Thousands(cpu+1000), job.Thousands(cpu))},
 		{"Draining", []string{"--selector", "zone=d"}, "draining", "all matching workers draining (1 of 2 workers match)", ""},
 		{"TenantLimit", []string{"--tenant", "prod"}, "tenant-limit", "tenant prod at its max-running limit (1 of 1)", ""},
 		{"Dependency", []string{"--after", holder}, "dependency", "waiting for " + holder + " (RUNNING)", ""},
@@ -142,6 +142,10 @@ func TestPendingReasons(t *testing.T) {
 				return
 			}
 			wantRefused(t, addr, tt.refused+" (--require-fit)", args...)
+			// No worker fits: not a mistake in the command line (exit 2).
+			if _, errOut, code := hodei(t, addr, args...); code != 1 || strings.Contains(errOut, "--help") {
+				t.Errorf("%v: exit %d, stderr %q; want 1 with no pointer to --help", args, code, errOut)
+			}
 			run := append(append([]string{"run", "--require-fit"}, tt.args...), "--", "true")
 			wantRefused(t, addr, tt.refused, run...)
 		})

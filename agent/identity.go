@@ -101,7 +101,7 @@ func (a *Agent) join(ctx context.Context, cfg Config, dir string) error {
 	if err := pki.SaveAgentIdentity(dir, keyPEM, resp.GetCertificatePem(), resp.GetCaPem()); err != nil {
 		return err
 	}
-	a.log.Info("joined the cluster", "server", cfg.Server, "worker", a.id)
+	a.log.Info("joined the cluster", "server", cfg.Server) // a.log names the worker
 	return nil
 }
 

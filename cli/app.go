@@ -200,7 +200,10 @@ func errorText(err error) string {
 type usageError struct {
 	msg  string
 	help string // "hodei jobs ls": where to read about the fix
+	err  error  // the server's answer that told of it, if any
 }
+
+func (e *usageError) Unwrap() error { return e.err }
 
 func (e *usageError) Error() string {
 	if e.help == "" {
@@ -376,6 +379,9 @@ func jsonOutput(c *ucli.Context) (bool, error) {
 // the connection. An unreachable server is reported with its address.
 func withClient(c *ucli.Context, fn func(*client.Client) error) error {
 	addr := serverAddr(c)
+	if err := checkAddr(c, addr); err != nil {
+		return err
+	}
 	opts, err := dialOptions(c, addr)
 	if err != nil {
 		return err
@@ -387,7 +393,7 @@ func withClient(c *ucli.Context, fn func(*client.Client) error) error {
 	defer cl.Close()
 	err = fn(cl)
 	if se := grpcStatusError(nil); errors.As(err, &se) && se.GRPCStatus().Code() == codes.Unavailable {
-		return &unavailableError{addr: addr, err: err, plaintext: len(opts) == 0}
+		return &unavailableError{addr: addr, err: err, plaintext: len(opts) == 0, caFile: globalString(c, flagCAFile) != ""}
 	}
 	return err
 }
@@ -451,10 +457,27 @@ type unavailableError struct {
 	addr      string
 	err       error
 	plaintext bool // no CA was known for addr, so the call went without TLS
+	caFile    bool // the CA came from --ca-file or HODEI_CA_FILE, not a login
 }
 
 func (e *unavailableError) Error() string {
 	why := dialFailure(status.Convert(e.err).Message())
+	login := fmt.Sprintf("`hodei login --addr %s --token-file DATA-DIR/admin.token --ca-fingerprint sha256:…` "+
+		"(the server logs its fingerprint)", e.addr)
+	switch {
+	case strings.Contains(why, "x509:") || why == "certificate signed by unknown authority":
+		// The server answered: what is wrong is the CA it is checked against.
+		ca := "the CA `hodei login` stored for " + e.addr
+		if e.caFile {
+			ca = "the CA of --ca-file (or HODEI_CA_FILE)"
+		}
+		return fmt.Sprintf("the server at %s answered with a certificate that %s does not verify (%s): point --ca-file "+
+			"or HODEI_CA_FILE at its DATA-DIR/tls/ca.pem, or log in again with %s", e.addr, ca, why, login)
+	case e.plaintext && strings.Contains(why, "server preface"):
+		// A TLS listener drops a connection that opens without TLS.
+		return fmt.Sprintf("the server at %s closed a connection made without TLS: it runs with TLS (as it does unless "+
+			"--insecure-no-auth), and there is no login for %s; run %s, or pass --ca-file and --token", e.addr, e.addr, login)
+	}
 	msg := fmt.Sprintf("the hodei server at %s is unavailable (%s): start one with `hodei serve` (`make run` in a checkout), "+
 		"or point --addr or HODEI_ADDR at the one you use", e.addr, why)
 	if e.plaintext && why != "connection refused" {

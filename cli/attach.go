@@ -9,6 +9,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/hodei-jobs/hodei/client"
+	"github.com/hodei-jobs/hodei/job"
 	hodeipb "github.com/hodei-jobs/hodei/proto"
 )
 
@@ -43,13 +44,13 @@ func attachCommand(*env) *ucli.Command {
 			if _, err := reconnectTimeout(c); err != nil {
 				return err
 			}
-			return withClient(c, func(cl *client.Client) error {
-				id, err := resolveJobID(c.Context, cl, a[0])
+			return jobFlagsOf.named(c, withClient(c, func(cl *client.Client) error {
+				id, err := resolveJobID(c, cl, a[0], "ID")
 				if err != nil {
 					return err
 				}
 				return attachTo(c, cl, id)
-			})
+			}))
 		},
 	}
 }
@@ -63,6 +64,10 @@ func attachTo(c *ucli.Context, cl *client.Client, ref string) error {
 		return err
 	}
 	id := j.GetId()
+	if st := j.GetState(); job.State(st).Terminal() {
+		// Nothing to attach to, as the server would say: never "attached".
+		return fmt.Errorf("job %s has ended (%s): hodei logs %s shows its output", id, hodeipb.StateName(st), id)
+	}
 	cfg := pumpConfig{jobID: id, readOnly: c.Bool("read-only"), notes: c.App.ErrWriter}
 	var tty *os.File
 	if f, ok := c.App.Reader.(*os.File); ok && term.IsTerminal(int(f.Fd())) {

@@ -84,23 +84,40 @@ func auditFilter(c *ucli.Context, now time.Time) (job.AuditFilter, error) {
 }
 
 // parseSince reads a duration before now (Go's syntax, or whole days as
-// 7d) or an RFC 3339 time, or says what is wrong with it.
+// 7d) or an RFC 3339 time, or says what is wrong with it. The time must
+// be after the start of 1970 and not after now: the server counts times
+// in nanoseconds since 1970, which end in 2262.
 func parseSince(s string, now time.Time) (time.Time, string) {
+	const allowed = " (give a time after 1970 and not in the future: 30m, 24h, 7d or 2026-03-01T00:00:00Z)"
+	epoch := time.Unix(0, 0)
 	d, err := time.ParseDuration(s)
 	if days, ok := strings.CutSuffix(s, "d"); ok && err != nil {
-		if n, nerr := strconv.Atoi(days); nerr == nil && n <= 1<<20 {
+		if n, nerr := strconv.Atoi(days); nerr == nil {
+			if n > int(now.Sub(epoch)/(24*time.Hour)) {
+				return time.Time{}, s + " before now is before 1970" + allowed
+			}
 			d, err = time.Duration(n)*24*time.Hour, nil
 		}
 	}
+	var t time.Time
 	if err == nil {
 		if d <= 0 {
 			return time.Time{}, s + " must be more than 0 before now"
 		}
-		return now.Add(-d), ""
+		t = now.Add(-d)
+		if !t.After(epoch) {
+			return time.Time{}, s + " before now is before 1970" + allowed
+		}
+		return t, ""
 	}
-	t, err := time.Parse(time.RFC3339, s)
-	if err != nil {
+	if t, err = time.Parse(time.RFC3339, s); err != nil {
 		return time.Time{}, strconv.Quote(s) + " is neither a duration before now (30m, 24h, 7d) nor an RFC 3339 time (2026-03-01T00:00:00Z)"
+	}
+	switch {
+	case !t.After(epoch):
+		return time.Time{}, s + " is not after 1970" + allowed
+	case t.After(now):
+		return time.Time{}, s + " is in the future" + allowed
 	}
 	return t, ""
 }

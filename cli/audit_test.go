@@ -151,6 +151,8 @@ func TestAudit(t *testing.T) {
 	}{
 		{"SinceNotATime", []string{"--since", "yesterday"}, `--since: "yesterday" is neither a duration before now`},
 		{"SinceNegative", []string{"--since", "-1h"}, "--since: -1h must be more than 0 before now"},
+		{"SinceFuture", []string{"--since", "2999-01-01T00:00:00Z"}, "--since: 2999-01-01T00:00:00Z is in the future"},
+		{"SinceFarDays", []string{"--since", "200000d"}, "--since: 200000d before now is before 1970"},
 		{"LimitTooBig", []string{"--limit", "10001"}, "--limit: must be between 1 and 10000"},
 		{"LimitNegative", []string{"--limit", "-1"}, "--limit: must be between 1 and 10000"},
 		{"Argument", []string{"extra"}, `unexpected argument "extra"`},

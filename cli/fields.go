@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"strings"
 
+	ucli "github.com/urfave/cli/v2"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	hodeipb "github.com/hodei-jobs/hodei/proto"
 )
 
 // flagsOfFields maps the fields the server's rules name (the field of the
@@ -23,6 +26,7 @@ var specFlagsOf = flagsOfFields{
 	"labels": "--label", "env": "--env", "secret_env": "--secret-env", "selector": "--selector",
 	"resources.cpu_millis": "--cpu", "resources.memory_mib": "--memory", "resources.slots": "--slots",
 	"after": "--after", "workdir": "--workdir", "script": "--script", "command": "CMD", "array": "--array",
+	"require_fit": "--require-fit",
 }
 
 // tenantFlagsOf names the fields of `tenants set`'s rules as its flags.
@@ -35,6 +39,16 @@ var tenantFlagsOf = flagsOfFields{
 
 // tokenFlagsOf names the fields of `token create`'s rules as its flags.
 var tokenFlagsOf = flagsOfFields{"role": "--role", "tenants": "--tenant", "ttl_ms": "--ttl", "name": "--name"}
+
+// listFlagsOf names the fields of a job listing (`jobs ls`) as its flags.
+var listFlagsOf = flagsOfFields{
+	"name": "--name", "state": "--state", "tenant": "--tenant", "labels": "--label", "array": "--array",
+	"pipeline": "--pipeline", "page_size": "--limit", "created_since_unix_nano": "--since",
+}
+
+// jobFlagsOf names the fields of a call about one job (`jobs get`,
+// `jobs cancel`, `logs`, `attach`) as their flags and argument.
+var jobFlagsOf = flagsOfFields{"id": "ID", "job_id": "ID", "attempt": "--attempt", "reason": "--reason"}
 
 // flag returns what the user typed for field: the flag of the field
 // itself, or of the map or list it is in ("secret_env.TOKEN" is
@@ -67,7 +81,8 @@ func (m flagsOfFields) flag(field string) (name string, ok bool) {
 }
 
 // fieldFlagError is an error of the server about a field, told with the
-// flag the user typed.
+// flag the user typed, that is no mistake in the command line (exit 1):
+// a --require-fit refusal.
 type fieldFlagError struct {
 	msg string
 	err error // the server's answer
@@ -78,18 +93,41 @@ func (e *fieldFlagError) Unwrap() error { return e.err }
 
 // named returns err, an answer of the server, with the field it names
 // told as the flag that set it: "--memory: -5 must be between 0 and …"
-// rather than "resources.memory_mib: …". Other errors pass unchanged.
-func (m flagsOfFields) named(err error) error {
+// rather than "resources.memory_mib: …". A value the server refuses is a
+// usage error of c's command (exit 2, with the pointer to --help), as the
+// CLI's own checks of flag values are; a --require-fit refusal is not.
+// Other errors pass unchanged.
+func (m flagsOfFields) named(c *ucli.Context, err error) error {
 	var se grpcStatusError
 	if !errors.As(err, &se) || se.GRPCStatus().Code() != codes.InvalidArgument {
 		return err
 	}
-	for _, v := range fieldViolations(se.GRPCStatus()) {
-		if flag, ok := m.flag(v.GetField()); ok {
-			return &fieldFlagError{msg: fmt.Sprintf("%s: %s", flag, v.GetDescription()), err: err}
+	st := se.GRPCStatus()
+	for _, v := range fieldViolations(st) {
+		flag, ok := m.flag(v.GetField())
+		if !ok {
+			continue
 		}
+		msg := fmt.Sprintf("%s: %s", flag, v.GetDescription())
+		if noWorkerFits(st) {
+			return &fieldFlagError{msg: msg, err: err}
+		}
+		u := usagef(c, "%s", msg).(*usageError)
+		u.err = err
+		return u
 	}
 	return err
+}
+
+// noWorkerFits reports whether st is a --require-fit refusal: a spec no
+// registered worker could take, which is no mistake in its values.
+func noWorkerFits(st *status.Status) bool {
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetReason() == hodeipb.ReasonNoWorkerFits {
+			return true
+		}
+	}
+	return false
 }
 
 // fieldViolations returns the fields st's google.rpc.BadRequest details

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	ucli "github.com/urfave/cli/v2"
@@ -39,10 +40,10 @@ func jobsCommand(e *env) *ucli.Command {
 				Flags: withFlags(true,
 					&ucli.StringFlag{Name: "state", Usage: "only jobs in this `STATE` (pending, scheduled, running, completed, failed, cancelled), whenever they finished"},
 					&ucli.StringFlag{Name: "tenant", Usage: "only jobs of this `TENANT`"},
-					&ucli.StringSliceFlag{Name: "label", KeepSpace: true, Usage: "only jobs with this label, `KEY=VALUE` (repeatable; all must match)"},
+					&ucli.StringSliceFlag{Name: "label", KeepSpace: true, Usage: "only jobs with these labels, `KEY=VALUE[,KEY=VALUE…]` (repeatable; all must match)"},
 					&ucli.StringFlag{Name: "array", Usage: "only the jobs of the job array `ID`"},
 					&ucli.StringFlag{Name: "pipeline", Usage: "only the jobs of the pipeline `ID`"},
-					&ucli.StringFlag{Name: "name", Usage: "only the jobs named `GLOB`: a name, or a shell pattern (*, ?, [a-z]; * stops at /)"},
+					&ucli.StringFlag{Name: "name", Usage: "only the jobs named `GLOB`: a name, or a shell pattern (*, ?, [a-z], [!a-z]; * stops at /)"},
 					&ucli.StringFlag{Name: "since", Usage: "only the jobs created within `DURATION` (30m, 24h, 7d) or since an RFC 3339 time, whenever they finished"},
 					&ucli.IntFlag{Name: "limit", Value: defaultLimit, Usage: "show at most `N` jobs"},
 					&ucli.BoolFlag{Name: "all", Usage: "show every matching job, whenever it finished, however many, page by page as they arrive (ignores --limit)"},
@@ -111,6 +112,10 @@ func jobsList(c *ucli.Context, e *env) error {
 	// One submission's jobs read best in its order; the rest newest first.
 	req.NewestFirst = !c.Bool("oldest-first") && req.Array == "" && req.Pipeline == ""
 	if s := c.String("state"); s != "" {
+		if strings.EqualFold(s, cancellingState) {
+			return usagef(c, "--state: %s is no state of its own: a job being cancelled is RUNNING (or SCHEDULED) "+
+				"until its agent has stopped it; use --state running", cancellingState)
+		}
 		if req.State, err = hodeipb.ParseJobState(s); err != nil {
 			return fieldUsage(c, err)
 		}
@@ -151,9 +156,10 @@ func jobsList(c *ucli.Context, e *env) error {
 		for _, ref := range []struct {
 			kind hodeipb.IdKind
 			id   *string
-		}{{hodeipb.IdKind_ID_KIND_ARRAY, &req.Array}, {hodeipb.IdKind_ID_KIND_PIPELINE, &req.Pipeline}} {
+			flag string
+		}{{hodeipb.IdKind_ID_KIND_ARRAY, &req.Array, "--array"}, {hodeipb.IdKind_ID_KIND_PIPELINE, &req.Pipeline, "--pipeline"}} {
 			if *ref.id != "" {
-				if *ref.id, err = resolveID(c.Context, cl, ref.kind, *ref.id); err != nil {
+				if *ref.id, err = resolveID(c, cl, ref.kind, *ref.id, ref.flag); err != nil {
 					return err
 				}
 			}
@@ -181,7 +187,7 @@ func jobsList(c *ucli.Context, e *env) error {
 		return nil
 	})
 	if err != nil {
-		return err
+		return listFlagsOf.named(c, err)
 	}
 	if err := out.close(); err != nil {
 		return err
@@ -268,26 +274,33 @@ func (s *jobStream) close() error {
 
 // cancelJob is `jobs cancel ID`: it prints the state the job is left in,
 // one line (`-o json`: the job), and exits 0 also when the job had ended
-// already.
+// already, which it learns first, so that a job cancelled before is told
+// as one that had ended like any other.
 func cancelJob(c *ucli.Context, ref string) error {
+	hadEnded := false
 	return jobCall(c, ref, func(cl *client.Client, id string) (*hodeipb.Job, error) {
+		if cur, err := cl.Get(c.Context, id); err == nil && job.State(cur.GetState()).Terminal() {
+			hadEnded = true
+			return cur, nil
+		}
 		return cl.Cancel(c.Context, id, c.String("reason"))
 	}, func(w io.Writer, j *hodeipb.Job) error {
-		_, err := fmt.Fprintln(w, j.GetId(), cancelState(j))
+		_, err := fmt.Fprintln(w, j.GetId(), cancelState(j, hadEnded))
 		return err
 	})
 }
 
 // cancelState says where a cancel left a job: CANCELLED, CANCELLING while
-// its agent stops it, or the state it had ended in.
-func cancelState(j *hodeipb.Job) string {
+// its agent stops it, or the state it had ended in (hadEnded: before the
+// cancel, which then had nothing to do).
+func cancelState(j *hodeipb.Job, hadEnded bool) string {
 	switch st := j.GetState(); {
-	case st == hodeipb.JobState_JOB_STATE_CANCELLED:
+	case st == hodeipb.JobState_JOB_STATE_CANCELLED && !hadEnded:
 		return "CANCELLED"
 	case job.State(st).Terminal():
 		return hodeipb.StateName(st) + " (it had ended; nothing to cancel)"
 	case j.GetCancelRequested() != "":
-		return "CANCELLING (its agent stops it; it ends CANCELLED)"
+		return cancellingState + " (its agent stops it; it ends CANCELLED)"
 	}
 	return hodeipb.StateName(j.GetState())
 }
@@ -314,7 +327,7 @@ func cancelArray(c *ucli.Context) error {
 	var ids []string
 	var n int64
 	err = withClient(c, func(cl *client.Client) error {
-		if id, err = resolveID(c.Context, cl, hodeipb.IdKind_ID_KIND_ARRAY, id); err != nil {
+		if id, err = resolveID(c, cl, hodeipb.IdKind_ID_KIND_ARRAY, id, "--array"); err != nil {
 			return err
 		}
 		n, ids, err = cl.CancelArray(c.Context, id, c.String("reason"))
@@ -360,7 +373,7 @@ func jobCall(c *ucli.Context, ref string, call func(cl *client.Client, id string
 	}
 	var j *hodeipb.Job
 	err = withClient(c, func(cl *client.Client) error {
-		id, err := resolveJobID(c.Context, cl, ref)
+		id, err := resolveJobID(c, cl, ref, "ID")
 		if err != nil {
 			return err
 		}
@@ -369,7 +382,7 @@ func jobCall(c *ucli.Context, ref string, call func(cl *client.Client, id string
 	})
 	switch {
 	case err != nil:
-		return err
+		return jobFlagsOf.named(c, err)
 	case asJSON:
 		return writeJSON(c.App.Writer, newJobView(j))
 	}

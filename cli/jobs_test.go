@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -214,6 +215,8 @@ func TestJobsLsFiltersAndPages(t *testing.T) {
 			CreatedSinceUnixNano: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC).UnixNano()}},
 		{"WindowAndTenant", []string{"--tenant", "ml", "--label", "a=1"}, &hodeipb.ListJobsRequest{PageSize: defaultLimit, NewestFirst: true, Count: true,
 			Tenant: "ml", Labels: map[string]string{"a": "1"}, NotFinishedBeforeUnixNano: testNow.Add(-time.Hour).UnixNano()}},
+		{"LabelList", []string{"--label", "a=1,b=2", "--label", "c=3"}, &hodeipb.ListJobsRequest{PageSize: defaultLimit, NewestFirst: true, Count: true,
+			Labels: map[string]string{"a": "1", "b": "2", "c": "3"}, NotFinishedBeforeUnixNano: testNow.Add(-time.Hour).UnixNano()}},
 		{"All", []string{"--all"}, &hodeipb.ListJobsRequest{PageSize: 1000, NewestFirst: true}},
 		{"OldestFirst", []string{"--oldest-first", "--limit", "7"}, &hodeipb.ListJobsRequest{PageSize: 7, Count: true,
 			NotFinishedBeforeUnixNano: testNow.Add(-time.Hour).UnixNano()}},
@@ -235,6 +238,13 @@ func TestJobsLsFiltersAndPages(t *testing.T) {
 		{"ZeroLimit", "--limit", "0", "--limit: 0 must be at least 1"},
 		{"BadSince", "--since", "yesterday", `--since: "yesterday" is neither a duration`},
 		{"NegativeSince", "--since", "-1h", "--since: -1h must be more than 0 before now"},
+		// Far dates once wrapped around int64 nanoseconds (attack 11 #9).
+		{"SinceFarDays", "--since", "100000d", "--since: 100000d before now is before 1970"},
+		{"SinceHugeDays", "--since", "200000d", "--since: 200000d before now is before 1970"},
+		{"SinceFarHours", "--since", "2562047h", "--since: 2562047h before now is before 1970"},
+		{"SinceFuture", "--since", "2999-01-01T00:00:00Z", "--since: 2999-01-01T00:00:00Z is in the future"},
+		{"SinceWraps", "--since", "2611-06-22T22:34:33Z", "--since: 2611-06-22T22:34:33Z is in the future"},
+		{"SinceBefore1970", "--since", "1969-12-31T23:59:59Z", "--since: 1969-12-31T23:59:59Z is not after 1970"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t)
@@ -412,6 +422,18 @@ func TestJobsCancel(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil || got.State != "CANCELLED" {
 		t.Errorf("json = %s (%v), want a CANCELLED job", r.stdout, err)
 	}
+	// A job cancelled before is told as one that had ended, as a
+	// COMPLETED one is (trial 11 #12).
+	for id, want := range map[string]string{
+		"01JAAAAAAAAAAAAAAAAAAAAAA4": "CANCELLED (it had ended; nothing to cancel)",
+		"01JAAAAAAAAAAAAAAAAAAAAAA1": "COMPLETED (it had ended; nothing to cancel)",
+	} {
+		r = h.run(t, "jobs", "cancel", id)
+		r.wantOK(t)
+		if r.stdout != id+" "+want+"\n" {
+			t.Errorf("cancel %s: stdout %q, want %q", id, r.stdout, want)
+		}
+	}
 }
 
 // watchedWriter is a stdout that closes seen once what was written
@@ -554,5 +576,44 @@ func TestExitCell(t *testing.T) {
 		if got := exitCell(tc.j); got != tc.want {
 			t.Errorf("exitCell(%v) = %q, want %q", tc.j, got, tc.want)
 		}
+	}
+}
+
+// TestJobsCancelling: a job whose cancel its agent is carrying out shows
+// CANCELLING in `jobs ls` and `jobs get`, as `jobs cancel` printed; its
+// JSON keeps its state and says cancel_requested.
+func TestJobsCancelling(t *testing.T) {
+	h := newHarness(t)
+	jobs := testJobs()
+	jobs[1].CancelRequested = "cancelled by user" // RUNNING
+	h.jobs.jobs = jobs
+
+	r := h.run(t, "jobs", "ls", "--all")
+	r.wantOK(t)
+	for line := range strings.SplitSeq(r.stdout, "\n") {
+		if strings.HasPrefix(line, jobs[1].GetId()) && !strings.Contains(line, " CANCELLING ") {
+			t.Errorf("jobs ls row %q does not say CANCELLING", line)
+		}
+	}
+	r = h.run(t, "jobs", "get", jobs[1].GetId())
+	r.wantOK(t)
+	if !regexp.MustCompile(`(?m)^State:\s+CANCELLING$`).MatchString(r.stdout) || !strings.Contains(r.stdout, "cancelled by user") {
+		t.Errorf("jobs get:\n%s\nwant State: CANCELLING and the cancel's reason", r.stdout)
+	}
+	r = h.run(t, "jobs", "get", "-o", "json", jobs[1].GetId())
+	r.wantOK(t)
+	var v jobView
+	if err := json.Unmarshal([]byte(r.stdout), &v); err != nil || v.State != "RUNNING" || v.CancelRequested != "cancelled by user" {
+		t.Errorf("json %s (%v): want state RUNNING and cancel_requested", r.stdout, err)
+	}
+	// An ended job shows its end, whatever cancel was asked.
+	jobs[3].CancelRequested = "cancelled by user" // CANCELLED
+	r = h.run(t, "jobs", "get", jobs[3].GetId())
+	if !regexp.MustCompile(`(?m)^State:\s+CANCELLED$`).MatchString(r.stdout) {
+		t.Errorf("jobs get of an ended job:\n%s", r.stdout)
+	}
+	r = h.run(t, "jobs", "ls", "--state", "cancelling")
+	if r.code != exitUsage || !strings.Contains(r.stderr, "--state: CANCELLING is no state of its own") {
+		t.Errorf("--state cancelling: exit %d, stderr %q", r.code, r.stderr)
 	}
 }

@@ -164,9 +164,24 @@ func newJobTable(w io.Writer) *table {
 // jobRow adds j to a table of jobs.
 func jobRow(t *table, now time.Time, j *hodeipb.Job) {
 	v := newJobView(j)
-	t.row(v.ID, v.Name, v.Tenant, v.State, strconv.Itoa(int(v.Priority)), effPrioCell(v), strconv.Itoa(int(v.Attempt)),
+	t.row(v.ID, v.Name, v.Tenant, stateCell(j), strconv.Itoa(int(v.Priority)), effPrioCell(v), strconv.Itoa(int(v.Attempt)),
 		exitCell(j), v.Worker, age(now, v.Created), reasonCell(j))
 }
+
+// stateCell is the state a table shows for j: CANCELLING for a job not
+// yet ended whose cancel its agent is carrying out (its state is still
+// RUNNING or SCHEDULED, as -o json says, with cancel_requested), as
+// `jobs cancel` said; else its state.
+func stateCell(j *hodeipb.Job) string {
+	if j.GetCancelRequested() != "" && !job.State(j.GetState()).Terminal() {
+		return cancellingState
+	}
+	return hodeipb.StateName(j.GetState())
+}
+
+// cancellingState is what tables show for a job being cancelled; it is
+// no state of its own (see stateCell).
+const cancellingState = "CANCELLING"
 
 // reasonCell is why a pending job waits, when the server said, else the
 // job's recorded reason.
@@ -226,7 +241,7 @@ func writeJobDetail(w io.Writer, now time.Time, j *hodeipb.Job) error {
 	line("ID", v.ID)
 	line("Name", v.Name)
 	line("Tenant", v.Tenant)
-	line("State", v.State)
+	line("State", stateCell(j))
 	line("Attempt", strconv.Itoa(int(v.Attempt)))
 	line("Exit code", exitCell(j))
 	line("Reason", reasonCell(j))

@@ -102,7 +102,7 @@ func dialOptions(c *ucli.Context, addr string) ([]client.Option, error) {
 	if err != nil {
 		return nil, err
 	}
-	stored := l.Servers[addr]
+	stored := l.login(addr)
 	if token == "" {
 		token = stored.Token
 	}
@@ -142,6 +142,9 @@ func loginCommand(*env) *ucli.Command {
 				return err
 			}
 			addr := serverAddr(c)
+			if err := checkAddr(c, addr); err != nil {
+				return err
+			}
 			token := globalString(c, flagToken)
 			if f := c.String("token-file"); f != "" {
 				b, err := os.ReadFile(f)

@@ -42,8 +42,8 @@ func logsCommand(*env) *ucli.Command {
 			if _, err := reconnectTimeout(c); err != nil {
 				return err // a usage error before any call
 			}
-			return withClient(c, func(cl *client.Client) error {
-				id, err := resolveJobID(c.Context, cl, a[0])
+			return jobFlagsOf.named(c, withClient(c, func(cl *client.Client) error {
+				id, err := resolveJobID(c, cl, a[0], "ID")
 				if err != nil {
 					return err
 				}
@@ -59,7 +59,7 @@ func logsCommand(*env) *ucli.Command {
 					return err
 				}
 				return f.copyOutput(c.Context, req, c.App.Writer, c.Bool("raw"))
-			})
+			}))
 		},
 	}
 }

@@ -62,7 +62,7 @@ func pipelineCommand(e *env) *ucli.Command {
 					}
 					var st *hodeipb.PipelineStatus
 					err = withClient(c, func(cl *client.Client) error {
-						id, err := resolveID(c.Context, cl, hodeipb.IdKind_ID_KIND_PIPELINE, a[0])
+						id, err := resolveID(c, cl, hodeipb.IdKind_ID_KIND_PIPELINE, a[0], "ID")
 						if err != nil {
 							return err
 						}
@@ -91,9 +91,14 @@ func pipelineCommand(e *env) *ucli.Command {
 						return err
 					}
 					return pipelinesCall(c, e, false, func(cl *client.Client) ([]*hodeipb.PipelineStatus, error) {
-						id, err := resolveID(c.Context, cl, hodeipb.IdKind_ID_KIND_PIPELINE, a[0])
+						id, err := resolveID(c, cl, hodeipb.IdKind_ID_KIND_PIPELINE, a[0], "ID")
 						if err != nil {
 							return nil, err
+						}
+						// One that had ended is left as it is, as by jobs cancel.
+						if cur, err := cl.GetPipeline(c.Context, id); err == nil && job.PipelineState(cur.GetState()).Terminal() {
+							fmt.Fprintf(c.App.ErrWriter, "nothing to cancel: pipeline %s had ended (%s)\n", id, hodeipb.PipelineStateName(cur.GetState()))
+							return []*hodeipb.PipelineStatus{cur}, nil
 						}
 						st, err := cl.CancelPipeline(c.Context, id, c.String("reason"))
 						return []*hodeipb.PipelineStatus{st}, err
@@ -246,7 +251,8 @@ type progress struct {
 	// why is what keeps the first of its pending jobs that waits for more
 	// than its dependencies or its turn (a worker with its labels, room
 	// under its tenant's limit …), as the server said; "" for none.
-	why string
+	why     string
+	whyKind hodeipb.PendingKind // the kind of wait why tells
 }
 
 func progressOf(s *hodeipb.Pipeline_Step, jobs map[string]*hodeipb.Job) progress {
@@ -269,7 +275,7 @@ func progressOf(s *hodeipb.Pipeline_Step, jobs map[string]*hodeipb.Job) progress
 			case hodeipb.PendingKind_PENDING_KIND_UNSPECIFIED, hodeipb.PendingKind_PENDING_KIND_DEPENDENCY,
 				hodeipb.PendingKind_PENDING_KIND_QUEUED:
 			default:
-				p.why = j.GetPending().GetMessage()
+				p.why, p.whyKind = j.GetPending().GetMessage(), j.GetPending().GetKind()
 			}
 		}
 	}
@@ -301,6 +307,14 @@ func (p progress) state() string {
 // for more than its turn, why: "0/1 completed, 1 pending; no ready worker
 // has label os=linux (0 of 1)".
 func (p progress) String() string {
+	if p.why != "" {
+		return p.counts() + "; " + p.why
+	}
+	return p.counts()
+}
+
+// counts is String without why: "2/6 completed, 1 running, 3 pending".
+func (p progress) counts() string {
 	parts := []string{fmt.Sprintf("%d/%d completed", p.byState[job.Completed], p.total)}
 	for _, st := range []job.State{job.Pending, job.Scheduled, job.Running, job.Failed, job.Cancelled} {
 		if n := p.byState[st]; n > 0 {
@@ -309,9 +323,6 @@ func (p progress) String() string {
 	}
 	if p.gone > 0 {
 		parts = append(parts, fmt.Sprintf("%d deleted", p.gone))
-	}
-	if p.why != "" {
-		return strings.Join(parts, ", ") + "; " + p.why
 	}
 	return strings.Join(parts, ", ")
 }

@@ -251,6 +251,21 @@ func TestPipelineCancel(t *testing.T) {
 	if r.code != 1 || r.stderr != "hodei: pipeline 01JZZZZZZZZZZZZZZZZZZZZZZZ not found\n" {
 		t.Errorf("exit %d, stderr %q", r.code, r.stderr)
 	}
+	// One that had ended is left as it is, exit 0, as by jobs cancel.
+	h.jobs.mu.Lock()
+	h.jobs.progress = []*hodeipb.PipelineStatus{testPipeline(hodeipb.PipelineState_PIPELINE_STATE_COMPLETED, completed, completed, completed, completed)}
+	h.jobs.pipeCancels = nil
+	h.jobs.mu.Unlock()
+	r = h.run(t, "pipeline", "cancel", testPipelineID)
+	if r.code != 0 || !strings.Contains(r.stdout, "COMPLETED") ||
+		r.stderr != "nothing to cancel: pipeline "+testPipelineID+" had ended (COMPLETED)\n" {
+		t.Errorf("ended pipeline: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	h.jobs.mu.Lock()
+	defer h.jobs.mu.Unlock()
+	if len(h.jobs.pipeCancels) != 0 {
+		t.Errorf("an ended pipeline was cancelled: %v", h.jobs.pipeCancels)
+	}
 }
 
 func TestRedrawView(t *testing.T) {
@@ -279,5 +294,42 @@ func TestRedrawView(t *testing.T) {
 	// Header, blank line, table header and 3 steps: 6 lines up, then clear.
 	if !strings.HasPrefix(buf.String(), "\x1b[6A\x1b[J") || !strings.Contains(buf.String(), "build    COMPLETED") {
 		t.Errorf("redrawing = %q, want it to go 6 lines up and clear first", buf.String())
+	}
+}
+
+// TestLineViewCountdown: without a terminal, --wait prints a step again
+// when its jobs change state or the kind of its wait changes, not each
+// time a backoff's countdown moves (trial 11 #12).
+func TestLineViewCountdown(t *testing.T) {
+	waiting := func(kind hodeipb.PendingKind, msg string) *hodeipb.PipelineStatus {
+		st := testPipeline(hodeipb.PipelineState_PIPELINE_STATE_RUNNING, pending, pending, pending, pending)
+		st.Jobs[0].Attempt = 2
+		st.Jobs[0].Pending = &hodeipb.PendingReason{Kind: kind, Message: msg}
+		return st
+	}
+	var out strings.Builder
+	v := &lineView{w: &out, last: map[string]string{}}
+	for _, st := range []*hodeipb.PipelineStatus{
+		waiting(hodeipb.PendingKind_PENDING_KIND_BACKOFF, "attempt 2 waits out its retry backoff (709ms left)"),
+		waiting(hodeipb.PendingKind_PENDING_KIND_BACKOFF, "attempt 2 waits out its retry backoff (408ms left)"),
+		waiting(hodeipb.PendingKind_PENDING_KIND_BACKOFF, "attempt 2 waits out its retry backoff (109ms left)"),
+		waiting(hodeipb.PendingKind_PENDING_KIND_LABELS, "no ready worker has label os=linux (0 of 1)"),
+	} {
+		if err := v.show(st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var builds []string
+	for l := range strings.SplitSeq(out.String(), "\n") {
+		if strings.HasPrefix(l, "build:") {
+			builds = append(builds, l)
+		}
+	}
+	want := []string{
+		"build: RUNNING (0/1 completed, 1 pending; attempt 2 waits out its retry backoff (709ms left))",
+		"build: RUNNING (0/1 completed, 1 pending; no ready worker has label os=linux (0 of 1))",
+	}
+	if !slices.Equal(builds, want) {
+		t.Errorf("build lines:\n%s\nwant:\n%s", strings.Join(builds, "\n"), strings.Join(want, "\n"))
 	}
 }

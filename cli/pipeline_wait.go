@@ -148,21 +148,25 @@ func stepRows(st *hodeipb.PipelineStatus) [][3]string {
 	return rows
 }
 
-// lineView writes one line per change of a step, for logs and pipes.
+// lineView writes one line per change of a step, for logs and pipes: a
+// change of its jobs' states or of the kind of wait its reason tells, not
+// of the reason's words alone (a backoff's countdown, a count of workers).
 type lineView struct {
 	w     io.Writer
-	last  map[string]string // step → its last line
+	last  map[string]string // step → what its last line said, as key
 	state hodeipb.PipelineState
 }
 
 func (v *lineView) show(st *hodeipb.PipelineStatus) error {
-	for _, r := range stepRows(st) {
-		line := fmt.Sprintf("%s: %s (%s)", cell(r[0]), r[1], r[2])
-		if v.last[r[0]] == line {
+	jobs := jobsByID(st)
+	for _, s := range st.GetPipeline().GetSteps() {
+		p := progressOf(s, jobs)
+		key := p.state() + "|" + p.counts() + "|" + p.whyKind.String()
+		if v.last[s.GetName()] == key {
 			continue
 		}
-		v.last[r[0]] = line
-		if _, err := fmt.Fprintln(v.w, line); err != nil {
+		v.last[s.GetName()] = key
+		if _, err := fmt.Fprintf(v.w, "%s: %s (%s)\n", cell(s.GetName()), p.state(), p); err != nil {
 			return err
 		}
 	}

@@ -61,7 +61,7 @@ func runCommand(e *env) *ucli.Command {
 			return withClient(c, func(cl *client.Client) error {
 				id, err := cl.Submit(c.Context, spec, client.RequireFit(c.Bool("require-fit")))
 				if err != nil {
-					return specFlagsOf.named(err)
+					return specFlagsOf.named(c, err)
 				}
 				fmt.Fprintf(c.App.ErrWriter, "hodei: job %s%s\n", id, stdin.hint())
 				return stdin.connect(c, cl, id, func(f *follower) error { return follow(c, f, spec.GetNoPty(), c.Bool("raw")) })

@@ -58,7 +58,7 @@ func submitCommand(e *env) *ucli.Command {
 			return withClient(c, func(cl *client.Client) error {
 				id, err := cl.Submit(c.Context, spec, client.RequireFit(c.Bool("require-fit")))
 				if err != nil {
-					return specFlagsOf.named(err)
+					return specFlagsOf.named(c, err)
 				}
 				if asJSON {
 					return writeJSON(c.App.Writer, struct {
@@ -84,7 +84,7 @@ func submitArray(c *ucli.Context, spec *hodeipb.JobSpec, asJSON bool) error {
 	return withClient(c, func(cl *client.Client) error {
 		id, tasks, ids, err := cl.SubmitArray(c.Context, spec, arr, client.RequireFit(c.Bool("require-fit")))
 		if err != nil {
-			return specFlagsOf.named(err)
+			return specFlagsOf.named(c, err)
 		}
 		if asJSON {
 			return writeJSON(c.App.Writer, struct {
@@ -117,10 +117,10 @@ func specFlags() []ucli.Flag {
 		&ucli.StringFlag{Name: "timeout", Usage: "stop the job after this `DURATION` (e.g. 90s, 10m, 1h30m); 0: none"},
 		&ucli.IntFlag{Name: "retries", Usage: "`N` extra attempts after a failed one"},
 		&ucli.StringFlag{Name: "backoff", DefaultText: "1s", Usage: "`DURATION` before the first retry, doubled for each next"},
-		&ucli.StringSliceFlag{Name: "label", KeepSpace: true, Usage: "label the job, `KEY=VALUE` (repeatable)"},
+		&ucli.StringSliceFlag{Name: "label", KeepSpace: true, Usage: "label the job, `KEY=VALUE[,KEY=VALUE…]` (repeatable)"},
 		&ucli.StringSliceFlag{Name: "env", KeepSpace: true, Usage: "environment variable, `KEY=VALUE` (repeatable)"},
 		&ucli.StringSliceFlag{Name: "secret-env", KeepSpace: true, Usage: "environment variable whose value is masked in logs and answers, `KEY=VALUE` (repeatable)"},
-		&ucli.StringSliceFlag{Name: "selector", KeepSpace: true, Usage: "run only on workers with this label, `KEY=VALUE` (repeatable)"},
+		&ucli.StringSliceFlag{Name: "selector", KeepSpace: true, Usage: "run only on workers with these labels, `KEY=VALUE[,KEY=VALUE…]` (repeatable; all must match)"},
 		&ucli.Int64Flag{Name: "cpu", DefaultText: "none", Usage: "CPU to reserve, in `MILLIS` (thousandths of a core)"},
 		&ucli.Int64Flag{Name: "memory", DefaultText: "none", Usage: "memory to reserve, in `MiB`"},
 		&ucli.Int64Flag{Name: "slots", DefaultText: "1", Usage: "`N` job slots to reserve"},
@@ -186,6 +186,10 @@ func specFromFlags(c *ucli.Context, now time.Time) (*hodeipb.JobSpec, error) {
 		if *m.dst, err = pairsFlag(c, m.flag); err != nil {
 			return nil, err
 		}
+	}
+	if n := c.Int64("slots"); c.IsSet("slots") && n < 1 {
+		// The wire's 0 means "the default, 1": a --slots 0 typed is refused.
+		return nil, usagef(c, "--slots: %d must be between 1 and %d", n, job.MaxSlots)
 	}
 	if c.IsSet("cpu") || c.IsSet("memory") || c.IsSet("slots") {
 		spec.Resources = &hodeipb.Resources{
@@ -287,13 +291,25 @@ func pairsFlag(c *ucli.Context, name string) (map[string]string, error) {
 	if len(vals) == 0 {
 		return nil, nil
 	}
+	// Labels and selectors take k=v,… as serve's and agent's --labels do;
+	// an environment value may hold commas (PATH-like lists).
+	split := name == "label" || name == "selector"
 	m := make(map[string]string, len(vals))
-	for _, kv := range vals {
-		k, v, err := job.ParseLabel(name, kv)
-		if err != nil {
-			return nil, fieldUsage(c, err)
+	for _, val := range vals {
+		kvs := []string{val}
+		if split {
+			kvs = strings.Split(val, ",")
 		}
-		m[k] = v
+		for _, kv := range kvs {
+			if split && strings.TrimSpace(kv) == "" {
+				return nil, usagef(c, "--%s: %q has an empty item; want KEY=VALUE[,KEY=VALUE…]", name, val)
+			}
+			k, v, err := job.ParseLabel(name, kv)
+			if err != nil {
+				return nil, fieldUsage(c, err)
+			}
+			m[k] = v
+		}
 	}
 	return m, nil
 }

@@ -38,7 +38,7 @@ func tenantsCommand(e *env) *ucli.Command {
 					return tenantsCall(c, e, true, func(cl *client.Client) ([]*hodeipb.TenantStatus, error) {
 						st, err := setTenant(c, cl, a[0])
 						if err != nil {
-							return nil, tenantFlagsOf.named(err)
+							return nil, tenantFlagsOf.named(c, err)
 						}
 						return []*hodeipb.TenantStatus{st}, nil
 					})

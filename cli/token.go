@@ -50,7 +50,7 @@ func tokenCommand(e *env) *ucli.Command {
 							TtlMs: c.Duration("ttl").Milliseconds(), Name: c.String("name"),
 						})
 						if err != nil {
-							return tokenFlagsOf.named(err)
+							return tokenFlagsOf.named(c, err)
 						}
 						fmt.Fprintln(c.App.Writer, resp.GetToken())
 						if resp.GetInfo().GetRole() == string(auth.Agent) {

@@ -66,7 +66,7 @@ func workerRemoveCommand() *ucli.Command {
 			}
 			id := a[0]
 			err = withClient(c, func(cl *client.Client) error {
-				if id, err = resolveID(c.Context, cl, hodeipb.IdKind_ID_KIND_WORKER, id); err != nil {
+				if id, err = resolveID(c, cl, hodeipb.IdKind_ID_KIND_WORKER, id, "ID"); err != nil {
 					return err
 				}
 				return cl.RemoveWorker(c.Context, id)
@@ -99,7 +99,7 @@ func workerCommand(e *env, name, usage string, act func(*ucli.Context, *client.C
 				return err
 			}
 			return workersCall(c, e, true, func(cl *client.Client) ([]*hodeipb.Worker, error) {
-				id, err := resolveID(c.Context, cl, hodeipb.IdKind_ID_KIND_WORKER, a[0])
+				id, err := resolveID(c, cl, hodeipb.IdKind_ID_KIND_WORKER, a[0], "ID")
 				if err != nil {
 					return nil, err
 				}

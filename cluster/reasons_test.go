@@ -51,11 +51,11 @@ func TestWhy(t *testing.T) {
 		{"Memory", func(h *harness) string {
 			threeWorkers(h)
 			return h.submit(job.Spec{Resources: job.Resources{MemoryMiB: 999999}}).ID
-		}, scheduler.WhyMemory, "needs 999999 MiB; the largest worker has 2,048 MiB"},
+		}, scheduler.WhyMemory, "needs 999,999 MiB; the largest worker has 2,048 MiB"},
 		{"CPU", func(h *harness) string {
 			threeWorkers(h)
 			return h.submit(job.Spec{Resources: job.Resources{CPUMillis: 64000}}).ID
-		}, scheduler.WhyCPU, "needs 64000 CPU millis; the largest worker has 2,000 CPU millis"},
+		}, scheduler.WhyCPU, "needs 64,000 CPU millis; the largest worker has 2,000 CPU millis"},
 		{"Draining", func(h *harness) string {
 			threeWorkers(h)
 			if _, err := h.s.Drain(h.ctx, "w2"); err != nil {
@@ -215,8 +215,8 @@ func TestFitError(t *testing.T) {
 		{job.Spec{Selector: map[string]string{"zone": "a"}, Resources: job.Resources{Slots: 2}}, ""},
 		{job.Spec{Selector: map[string]string{"zone": "c"}}, "selector: no registered worker has label zone=c (0 of 2) (--require-fit)"},
 		{job.Spec{Resources: job.Resources{Slots: 5}}, "resources.slots: needs 5 slots; the largest registered worker has 4 (--require-fit)"},
-		{job.Spec{Resources: job.Resources{MemoryMiB: 999999}}, "resources.memory_mib: needs 999999 MiB; the largest registered worker has 4,096 MiB (--require-fit)"},
-		{job.Spec{Resources: job.Resources{CPUMillis: 64000}}, "resources.cpu_millis: needs 64000 CPU millis; the largest registered worker has 4,000 CPU millis (--require-fit)"},
+		{job.Spec{Resources: job.Resources{MemoryMiB: 999999}}, "resources.memory_mib: needs 999,999 MiB; the largest registered worker has 4,096 MiB (--require-fit)"},
+		{job.Spec{Resources: job.Resources{CPUMillis: 64000}}, "resources.cpu_millis: needs 64,000 CPU millis; the largest registered worker has 4,000 CPU millis (--require-fit)"},
 	} {
 		err := h.s.FitError(tt.spec)
 		if (err == nil) != (tt.want == "") || err != nil && err.Error() != tt.want {

@@ -82,16 +82,41 @@ func (f *Filter) Match(j *Job) bool {
 
 // NameMatches reports whether a job named name is selected by pattern: the
 // name is the pattern itself, or matches it as path.Match does (`*` any
-// run of characters but '/', `?` one, `[a-z]` a class, `\` quotes), so
-// that both `render*` and a task's exact name `render[7]` (which as a
-// pattern would be render7) select what people mean. A malformed pattern
-// matches only itself.
+// run of characters but '/', `?` one, `[a-z]` a class, `[!a-z]` or
+// `[^a-z]` its complement, `\` quotes), so that both `render*` and a
+// task's exact name `render[7]` (which as a pattern would be render7)
+// select what people mean. A malformed pattern matches only itself.
 func NameMatches(pattern, name string) bool {
 	if name == pattern {
 		return true
 	}
-	ok, err := path.Match(pattern, name)
+	ok, err := path.Match(shellClasses(pattern), name)
 	return err == nil && ok
+}
+
+// shellClasses returns pattern with each class negated the shell's way,
+// `[!…]`, written the way path.Match reads it, `[^…]`.
+func shellClasses(pattern string) string {
+	if !strings.Contains(pattern, "[!") {
+		return pattern
+	}
+	b := []byte(pattern)
+	inClass := false
+	for i := 0; i < len(b); i++ {
+		switch {
+		case b[i] == '\\':
+			i++ // the next byte is quoted, in a class or not
+		case inClass && b[i] == ']':
+			inClass = false
+		case !inClass && b[i] == '[':
+			inClass = true
+			if i+1 < len(b) && b[i+1] == '!' {
+				b[i+1] = '^'
+				i++
+			}
+		}
+	}
+	return string(b)
 }
 
 // NamePattern splits a name filter into the literal prefix every name it
@@ -103,7 +128,7 @@ func NamePattern(pattern string) (prefix string, glob bool) {
 	if i < 0 {
 		return pattern, false
 	}
-	if _, err := path.Match(pattern, ""); err != nil {
+	if _, err := path.Match(shellClasses(pattern), ""); err != nil {
 		return pattern, false
 	}
 	return pattern[:i], true

@@ -24,6 +24,16 @@ func TestNameMatches(t *testing.T) {
 		{"render[", "render[1", false},
 		{`a\*`, "a*", true},
 		{`a\*`, "ab", false},
+		// The shell's negated class, [!…], as README's "shell pattern" promises.
+		{"[!a]", "b", true},
+		{"[!a]", "a", false},
+		{"[!a]", "[", true},
+		{"x[!0-9]", "x7", false},
+		{"x[!0-9]", "xy", true},
+		{"[^a]", "b", true},
+		{`\[!a]`, "[!a]", true}, // quoted: a literal '[', then "!a]"
+		{`[\!]`, "!", true},     // '!' quoted in a class is itself, not a negation
+		{"[a!]", "!", true},     // '!' not first in a class is itself
 	} {
 		if got := NameMatches(tc.pattern, tc.name); got != tc.want {
 			t.Errorf("NameMatches(%q, %q) = %v, want %v", tc.pattern, tc.name, got, tc.want)
@@ -39,6 +49,7 @@ func TestNameMatches(t *testing.T) {
 		{"a?b", "a", true},
 		{`x\*`, "x", true},
 		{"render[", "render[", false},
+		{"[!a]*", "", true},
 	} {
 		if prefix, glob := NamePattern(tc.pattern); prefix != tc.prefix || glob != tc.glob {
 			t.Errorf("NamePattern(%q) = %q, %v; want %q, %v", tc.pattern, prefix, glob, tc.prefix, tc.glob)
@@ -110,7 +121,7 @@ func TestNormalizePrefix(t *testing.T) {
 		{KindPipeline, "01JXAB", "01JXAB", ""},
 		{KindWorker, "W-Ab", "W-Ab", ""},
 		{KindJob, "01JI", "", `"01JI" is not a job id or the start of one`},
-		{KindArray, "01J-", "", "is not a array id"},
+		{KindArray, "01J-", "", "is not an array id"},
 		{KindJob, "01JX000000000000000000000000", "", "is not a job id"},
 		{KindJob, "", "", "must not be empty"},
 	} {

@@ -30,6 +30,14 @@ func (k IDKind) String() string {
 	return fmt.Sprintf("IDKind(%d)", int(k))
 }
 
+// withArticle is the kind with its indefinite article: "a job", "an array".
+func (k IDKind) withArticle() string {
+	if k == KindArray {
+		return "an " + k.String()
+	}
+	return "a " + k.String()
+}
+
 // MaxShownMatches is how many matches of an ambiguous prefix its error
 // lists; the rest are counted.
 const MaxShownMatches = 10
@@ -50,7 +58,7 @@ func NormalizePrefix(kind IDKind, field, s string) (string, error) {
 	}
 	up := strings.ToUpper(s)
 	if len(up) > 26 || !ValidID(up+strings.Repeat("0", 26-len(up))) {
-		return "", Invalid(field, "%q is not a %s id or the start of one (up to 26 characters of 0-9 and A-Z but I, L, O and U)", s, kind)
+		return "", Invalid(field, "%q is not %s id or the start of one (up to 26 characters of 0-9 and A-Z but I, L, O and U)", s, kind.withArticle())
 	}
 	return up, nil
 }

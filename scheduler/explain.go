@@ -156,14 +156,14 @@ func (w Why) String() string {
 		if w.Need == 1 {
 			unit = "slot"
 		}
-		return fmt.Sprintf("needs %d %s; %s has %s", w.Need, unit, largest, job.Thousands(w.Have))
+		return fmt.Sprintf("needs %s %s; %s has %s", job.Thousands(w.Need), unit, largest, job.Thousands(w.Have))
 	case WhyCPU:
-		return fmt.Sprintf("needs %d CPU millis; %s has %s CPU millis", w.Need, largest, job.Thousands(w.Have))
+		return fmt.Sprintf("needs %s CPU millis; %s has %s CPU millis", job.Thousands(w.Need), largest, job.Thousands(w.Have))
 	case WhyMemory:
-		return fmt.Sprintf("needs %d MiB; %s has %s MiB", w.Need, largest, job.Thousands(w.Have))
+		return fmt.Sprintf("needs %s MiB; %s has %s MiB", job.Thousands(w.Need), largest, job.Thousands(w.Have))
 	case WhyResources:
-		return fmt.Sprintf("no %s has %d slots, %d CPU millis and %d MiB at once (0 of %d)",
-			pool, w.Req.Slots, w.Req.CPUMillis, w.Req.MemoryMiB, w.Of)
+		return fmt.Sprintf("no %s has %s slots, %s CPU millis and %s MiB at once (0 of %d)",
+			pool, job.Thousands(w.Req.Slots), job.Thousands(w.Req.CPUMillis), job.Thousands(w.Req.MemoryMiB), w.Of)
 	case WhyDraining:
 		if w.Down > 0 {
 			return fmt.Sprintf("all matching workers draining or down (%d draining, %d down)", w.Draining, w.Down)
@@ -181,13 +181,13 @@ func (w Why) String() string {
 		}
 		if w.Need > w.Cap {
 			what := map[string]string{"max-running": "slots", "cpu": "CPU millis", "memory": "MiB"}[w.Limit]
-			return fmt.Sprintf("needs %d %s; tenant %s's %s limit is %s%s", w.Need, what, w.Tenant, w.Limit, job.Thousands(w.Cap), unit)
+			return fmt.Sprintf("needs %s %s; tenant %s's %s limit is %s%s", job.Thousands(w.Need), what, w.Tenant, w.Limit, job.Thousands(w.Cap), unit)
 		}
 		if w.Held >= w.Cap {
 			return fmt.Sprintf("tenant %s at its %s limit (%s of %s%s)", w.Tenant, w.Limit, job.Thousands(w.Held), job.Thousands(w.Cap), unit)
 		}
-		return fmt.Sprintf("tenant %s near its %s limit (%s of %s%s held; the job needs %d)",
-			w.Tenant, w.Limit, job.Thousands(w.Held), job.Thousands(w.Cap), unit, w.Need)
+		return fmt.Sprintf("tenant %s near its %s limit (%s of %s%s held; the job needs %s)",
+			w.Tenant, w.Limit, job.Thousands(w.Held), job.Thousands(w.Cap), unit, job.Thousands(w.Need))
 	case WhyArrayLimit:
 		return fmt.Sprintf("array %s at its limit (%d of %d running)", w.Array, w.Running, w.ArrayCap)
 	case WhyDependency:

@@ -94,7 +94,7 @@ func (js *jobService) Attach(stream pb.JobService_AttachServer) error {
 	if open == nil {
 		return invalid("open", "the first message of an attach stream must be an AttachOpen")
 	}
-	j, err := s.job(ctx, open.GetJobId())
+	j, err := s.jobNamed(ctx, "job_id", open.GetJobId())
 	if err != nil {
 		return err
 	}

@@ -41,7 +41,7 @@ func (js *jobService) SubmitBatch(ctx context.Context, req *pb.SubmitBatchReques
 		specs[i] = ps.ToSpec()
 		if req.GetRequireFit() {
 			if err := js.srv.sched.FitError(specs[i]); err != nil {
-				refused = toStatus(job.InBatch(i, err))
+				refused = noFit(job.InBatch(i, err))
 				break
 			}
 		}

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/hodei-jobs/hodei/job"
+	pb "github.com/hodei-jobs/hodei/proto"
 )
 
 // toStatus maps a domain error to a gRPC status; the message is the
@@ -102,6 +103,18 @@ func withField(st *status.Status, field, rule string) error {
 	}})
 	if err != nil {
 		return st.Err() // the detail could not be encoded; the message still names the field
+	}
+	return d.Err()
+}
+
+// noFit is the status of a require_fit refusal, err from
+// cluster.FitError (maybe inside a batch): toStatus's, with an ErrorInfo
+// that tells it from a refused value.
+func noFit(err error) error {
+	st := status.Convert(toStatus(err))
+	d, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: pb.ReasonNoWorkerFits, Domain: pb.ErrorDomain})
+	if derr != nil {
+		return st.Err()
 	}
 	return d.Err()
 }

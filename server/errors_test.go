@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/hodei-jobs/hodei/job"
+	pb "github.com/hodei-jobs/hodei/proto"
 )
 
 // TestDiskFullStatus: a write that found the server's disk full is
@@ -52,4 +54,18 @@ func TestStatusMessage(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestIDFieldMessages: a malformed ARRAY[INDEX] is told by its index, not
+// as an id no job has; "an array id"; and a Resolve names its prefix
+// (attack 11 #10).
+func TestIDFieldMessages(t *testing.T) {
+	s := setup(t)
+	ctx := context.Background()
+	for _, ref := range []string{"[5]", "01J[-1]", "01J[ 5]", "01J[99999999999999999999]"} {
+		_, err := s.jobs.Get(ctx, &pb.GetJobRequest{Id: ref})
+		wantInvalid(t, err, "id", "a task is ARRAY[INDEX], ARRAY the start of an array id and INDEX a whole number, 0 or more")
+	}
+	_, err := s.jobs.Resolve(ctx, &pb.ResolveRequest{Kind: pb.IdKind_ID_KIND_ARRAY, Prefix: "NOPE"})
+	wantInvalid(t, err, "prefix", `"NOPE" is not an array id or the start of one`)
 }

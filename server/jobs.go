@@ -58,7 +58,7 @@ func (js *jobService) Submit(ctx context.Context, req *pb.SubmitRequest) (*pb.Su
 	}
 	if req.GetRequireFit() {
 		if err := js.srv.sched.FitError(req.GetSpec().ToSpec()); err != nil {
-			return nil, toStatus(err)
+			return nil, noFit(err)
 		}
 	}
 	if req.GetArray() != "" {
@@ -83,9 +83,14 @@ func (js *jobService) Get(ctx context.Context, req *pb.GetJobRequest) (*pb.Job, 
 // array by ARRAY[INDEX] (ARRAY an array's id or a prefix of it). A job of
 // a tenant the caller may not see is not found.
 func (s *Server) job(ctx context.Context, ref string) (*job.Job, error) {
+	return s.jobNamed(ctx, "id", ref)
+}
+
+// jobNamed is job for a request whose field names ref in errors.
+func (s *Server) jobNamed(ctx context.Context, field, ref string) (*job.Job, error) {
 	var id string
 	if array, index, ok := cutTaskRef(ref); ok {
-		arrayID, err := s.resolve(ctx, job.KindArray, "id", array)
+		arrayID, err := s.resolve(ctx, job.KindArray, field, array)
 		if err != nil {
 			return nil, err
 		}
@@ -99,7 +104,10 @@ func (s *Server) job(ctx context.Context, ref string) (*job.Job, error) {
 		id = job.TaskID(arrayID, index-a.First)
 	} else {
 		var err error
-		if id, err = s.resolve(ctx, job.KindJob, "id", ref); err != nil {
+		if isTaskRef(ref) {
+			return nil, invalid(field, "%q: a task is ARRAY[INDEX], ARRAY the start of an array id and INDEX a whole number, 0 or more", ref)
+		}
+		if id, err = s.resolve(ctx, job.KindJob, field, ref); err != nil {
 			return nil, err
 		}
 	}

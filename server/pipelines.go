@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 
 	"github.com/hodei-jobs/hodei/cluster"
 	"github.com/hodei-jobs/hodei/job"
@@ -99,6 +100,11 @@ func (js *jobService) CancelPipeline(ctx context.Context, req *pb.CancelPipeline
 		return nil, notFound("pipeline", id)
 	}
 	st, err := js.srv.sched.CancelPipeline(ctx, id, req.GetReason())
+	if errors.Is(err, job.ErrConflict) && st.State.Terminal() {
+		// Already ended: as for a job, a cancel then is no mistake; the
+		// answer says where it is.
+		return js.srv.pipelinePB(st), nil
+	}
 	if err != nil {
 		return nil, toStatus(err)
 	}

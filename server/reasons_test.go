@@ -28,7 +28,7 @@ func TestPendingReasonAndRequireFit(t *testing.T) {
 		"resources.slots", "needs 5 slots; the largest registered worker has 2")
 	_, err := s.jobs.Submit(ctx, &pb.SubmitRequest{Spec: &pb.JobSpec{Command: []string{"true"}, Resources: &pb.Resources{MemoryMib: 999999}},
 		Array: "0-9", RequireFit: true})
-	wantInvalid(t, err, "resources.memory_mib", "needs 999999 MiB; the largest registered worker has 4,096 MiB")
+	wantInvalid(t, err, "resources.memory_mib", "needs 999,999 MiB; the largest registered worker has 4,096 MiB")
 	specs := trueSpecs(3, "")
 	specs[1].Selector = map[string]string{"zone": "c"}
 	_, err = s.jobs.SubmitBatch(ctx, &pb.SubmitBatchRequest{Specs: specs, RequireFit: true})

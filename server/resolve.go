@@ -53,6 +53,12 @@ func cutTaskRef(ref string) (array string, index int, ok bool) {
 	return array, index, true
 }
 
+// isTaskRef reports whether ref is shaped as ARRAY[INDEX], maybe with an
+// index cutTaskRef refuses: no job id has a '['.
+func isTaskRef(ref string) bool {
+	return strings.Contains(ref, "[") && strings.HasSuffix(ref, "]")
+}
+
 func (js *jobService) Resolve(ctx context.Context, req *pb.ResolveRequest) (*pb.ResolveResponse, error) {
 	kind := job.IDKind(req.GetKind())
 	switch kind {

@@ -1,0 +1,12 @@
+package hodeipb
+
+// Reasons of the google.rpc.ErrorInfo details the server adds to an error
+// status, for a client to tell errors of the same code apart without
+// reading their message. ErrorDomain is their domain.
+const (
+	ErrorDomain = "hodei.v1"
+	// ReasonNoWorkerFits marks the InvalidArgument refusal of a submit
+	// with require_fit whose spec no registered worker could take: its
+	// values are each allowed, the cluster has no worker for them.
+	ReasonNoWorkerFits = "NO_WORKER_FITS"
+)
