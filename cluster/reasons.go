@@ -178,7 +178,7 @@ func (s *Cluster) Why(j *job.Job) scheduler.Why {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	sl, pos, ok := s.slotOf(j)
-	if !ok || s.wait.at(sl).at != ready {
+	if !ok || !isReady(s.wait.at(sl).at) {
 		return scheduler.Why{} // dispatched or moved meanwhile
 	}
 	ahead, atLeast := s.ahead(sl, pos)
@@ -224,7 +224,7 @@ func (s *Cluster) waitInfo(j *job.Job) (waitInfo, bool) {
 	switch e.at {
 	case blocked:
 		in.dep, in.depState = s.pendingDep(j.ID)
-	case ready:
+	case ready, parked:
 		if c := s.counts[in.tenant]; c != nil {
 			in.held = c.Held
 		}

@@ -240,6 +240,18 @@ func need(req job.Resources) job.Resources {
 	return req
 }
 
+// Placeable reports whether a ready worker of workers could ever take a
+// job of req and sel, by its capacity and labels, whatever it runs:
+// exactly when Unfit says WhyNone. It costs O(len(workers)) at most.
+func Placeable(req job.Resources, sel map[string]string, workers []WorkerStatus) bool {
+	for i := range workers {
+		if w := &workers[i]; w.ready() && w.takes(req, sel) {
+			return true
+		}
+	}
+	return false
+}
+
 // Unfit explains why no ready worker of workers could ever take a job of
 // req and sel, whatever they run: none is registered, the ready ones lack
 // its labels or a resource, or those that could take it are draining or
