@@ -68,7 +68,12 @@ func (s *Cluster) statuses(c *reasonCache) []scheduler.WorkerStatus {
 // unfit is scheduler.Unfit against the registered workers, cached per
 // shape for the workers' generation.
 func (s *Cluster) unfit(res job.Resources, sel map[string]string) scheduler.Why {
-	key := shapeKey{res, scheduler.SelectorKey(sel)}
+	return s.unfitShape(shapeKey{res, scheduler.SelectorKey(sel)}, sel)
+}
+
+// unfitShape is unfit for a shape whose key the caller has.
+func (s *Cluster) unfitShape(key shapeKey, sel map[string]string) scheduler.Why {
+	res := key.res
 	c := &s.reasons
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -255,21 +260,46 @@ func (s *Cluster) pendingDep(id string) (string, job.State) {
 // ahead counts the jobs before the entry in slot sl in its tenant's queue
 // (an array's entry counts its tasks not yet materialized), and for
 // position pos of an array's entry (-1: none) the array's tasks before
-// it; atLeast when it stopped after aheadWalk entries. The caller holds mu.
+// it. Jobs that no ready worker could take do not count: they hold
+// nothing back (see park.go). The count stops at aheadWalk (atLeast: there
+// may be more), after at most aheadWalk entries counted and as many left
+// out. The caller holds mu.
 func (s *Cluster) ahead(sl slot, pos int) (n int, atLeast bool) {
 	e := s.wait.at(sl)
+	if pos >= 0 {
+		if st := s.arrays[s.wait.arrays.get(e.array)]; st != nil {
+			n += st.tasks.LazyIn(0, pos-1)
+		}
+	}
 	q := s.queues[s.tenantList[e.tenant].name]
 	if q == nil {
-		return 0, false
+		return min(n, aheadWalk), n > aheadWalk
 	}
-	walked := 0
+	// Consecutive entries are mostly of one shape: remember the last
+	// verdict.
+	var last shapeKey
+	lastFits, known := false, false
+	fits := func(o *entry) bool {
+		key := s.shapeOf(o)
+		if !known || key != last {
+			last, known = key, true
+			lastFits = s.unfitShape(key, s.wait.selectors.get(o.selector)).Kind == scheduler.WhyNone
+		}
+		return lastFits
+	}
+	walked, passed := 0, 0 // entries counted, and left out
 	q.tree.AscendLessThan(qitem{e.key, sl}, func(it qitem) bool {
-		if walked == aheadWalk {
+		if walked == aheadWalk || passed == aheadWalk || n > aheadWalk {
 			atLeast = true
 			return false
 		}
+		o := s.wait.at(it.slot)
+		if !fits(o) {
+			passed++
+			return true
+		}
 		walked++
-		if o := s.wait.at(it.slot); o.tasks {
+		if o.tasks {
 			if st := s.arrays[s.wait.arrays.get(o.array)]; st != nil {
 				n += st.tasks.Left()
 			}
@@ -278,10 +308,8 @@ func (s *Cluster) ahead(sl slot, pos int) (n int, atLeast bool) {
 		n++
 		return true
 	})
-	if pos >= 0 {
-		if st := s.arrays[s.wait.arrays.get(e.array)]; st != nil {
-			n += st.tasks.LazyIn(0, pos-1)
-		}
+	if n > aheadWalk {
+		return aheadWalk, true
 	}
 	return n, atLeast
 }
