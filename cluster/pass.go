@@ -39,6 +39,7 @@ func (s *Cluster) Pass(ctx context.Context) time.Time {
 	if s.parkWalked() {
 		next.at(now) // more to park: the next pass at once
 	}
+	s.held = heldOf(plan.Held)
 	s.mu.Unlock()
 	next.at(plan.Next)
 	s.commit(ctx, now, plan)

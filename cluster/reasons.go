@@ -186,8 +186,63 @@ func (s *Cluster) Why(j *job.Job) scheduler.Why {
 	if !ok || !isReady(s.wait.at(sl).at) {
 		return scheduler.Why{} // dispatched or moved meanwhile
 	}
+	if why, ok := s.heldWhy(j.ID, in.res, in.sel); ok {
+		return why
+	}
 	ahead, atLeast := s.ahead(sl, pos)
 	return scheduler.Why{Kind: scheduler.WhyQueued, Tenant: in.tenant, Ahead: ahead, AtLeast: atLeast}
+}
+
+// heldFor is what Why reads of the last pass's scheduler.Hold: the job a
+// worker was kept for, and what that worker had free.
+type heldFor struct {
+	job   string
+	array string // for a task not materialized yet, its array and
+	pos   int    // its position; else -1
+	free  job.Resources
+	why   scheduler.Why // the job's own: scheduler.Reserved
+}
+
+// heldOf is h as Why reads it; nil for none.
+func heldOf(h *scheduler.Hold) *heldFor {
+	if h == nil {
+		return nil
+	}
+	out := &heldFor{job: h.Job.ID, pos: -1, free: h.Free, why: scheduler.Reserved(h.Job.Resources, h.Worker, h.Free)}
+	if h.Job.IsTask() {
+		out.array, out.pos = h.Job.Tasks.Array, int(h.Job.Position)
+	}
+	return out
+}
+
+// heldWhy says whether the last pass's hold keeps the queued job id (of
+// res and sel) waiting: it is the job the worker is kept for, or it would
+// fit the room kept there. The caller holds mu.
+func (s *Cluster) heldWhy(id string, res job.Resources, sel map[string]string) (scheduler.Why, bool) {
+	h := s.held
+	if h == nil || !s.stillWaits(h) {
+		return scheduler.Why{}, false
+	}
+	if h.job == id {
+		return h.why, true
+	}
+	res.Slots = max(res.Slots, 1) // as placement counts it
+	w, ok := s.workers.Load(h.why.Worker)
+	if !ok || !h.free.Covers(res) || !job.LabelsMatch(w.rec.Labels, sel) {
+		return scheduler.Why{}, false
+	}
+	return scheduler.HeldBack(h.job, h.why), true
+}
+
+// stillWaits reports whether the job a hold is for still waits in its
+// queue. The caller holds mu.
+func (s *Cluster) stillWaits(h *heldFor) bool {
+	if h.pos < 0 {
+		sl, ok := s.wait.lookup(h.job)
+		return ok && isReady(s.wait.at(sl).at)
+	}
+	st := s.arrays[h.array]
+	return st != nil && st.entry != noSlot && st.tasks.Lazy(h.pos) && isReady(s.wait.at(st.entry).at)
 }
 
 // slotOf returns the slot of j's waiting entry: its own, or its array's

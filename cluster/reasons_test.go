@@ -261,3 +261,35 @@ func TestWhyAhead(t *testing.T) {
 	h.wantWhy(job.TaskID(a.ID, 0), scheduler.WhyQueued, "1,000 ahead in tenant default")
 	h.wantWhy(job.TaskID(a.ID, 5000), scheduler.WhyQueued, "1,000+ ahead in tenant default")
 }
+
+// TestWhyReserved is finding 2 of trial 11: behind a job that waits for
+// two slots on a worker with one free, which the pass keeps for it, later
+// jobs that would fit that free slot say what holds them back, and the
+// job itself says what it waits for; nothing says merely queued.
+func TestWhyReserved(t *testing.T) {
+	h := newHarness(t)
+	h.worker("dev", 2, nil)
+	busy := h.submit(job.Spec{Resources: job.Resources{MemoryMiB: 1024}})
+	h.pass()
+	h.wantState(busy.ID, job.Scheduled)
+	two := h.submit(job.Spec{Resources: job.Resources{Slots: 2}})
+	one := h.submit(job.Spec{})
+	big := h.submit(job.Spec{Resources: job.Resources{MemoryMiB: 1536}}) // more than dev has free
+	h.pass()
+	for _, j := range []*job.Job{two, one, big} {
+		h.wantState(j.ID, job.Pending)
+	}
+	h.wantWhy(two.ID, scheduler.WhyReserved, "waits for 2 slots on dev; 1 free")
+	h.wantWhy(one.ID, scheduler.WhyHeldBack, "behind "+two.ID+" (needs 2 slots on dev)")
+	h.wantWhy(big.ID, scheduler.WhyQueued, "2 ahead in tenant default")
+
+	// Once the running job ends, the reserved job starts, and the others
+	// wait their turn.
+	h.start(busy)
+	if _, err := h.finish(busy, scheduler.Exited, 0); err != nil {
+		t.Fatal(err)
+	}
+	h.pass()
+	h.wantState(two.ID, job.Scheduled)
+	h.wantWhy(one.ID, scheduler.WhyQueued, "next in tenant default")
+}
