@@ -228,12 +228,17 @@ func (p *Plan) IsZero() bool {
 }
 
 // maxSkips bounds the entries of one tenant's queue a pass passes over
-// without placing them (they fit nowhere, or their array is at its
-// limit): a tenant whose backlog is a million jobs that fit nowhere costs
-// a pass this many, not a million. Entries of a shape already known to fit
-// nowhere this pass cost no placement, only a step: they have a budget of
-// their own, maxShapeSkips, so that a few hundred jobs that need a worker
-// nobody has do not hide the jobs behind them.
+// without placing them (they fit no worker's free room now, or their
+// array is at its limit): a tenant whose backlog is a million jobs waiting
+// for room costs a pass this many, not a million. Entries of a shape
+// already known to fit nowhere this pass cost no placement, only a step:
+// they have a budget of their own, maxShapeSkips. A queue should not hold
+// jobs that no worker could ever take, whatever it runs: they would use up
+// these budgets on every pass and hide the jobs behind them for good. The
+// live cluster keeps them out of its queues (it parks them, as Nomad
+// blocks evaluations, until a worker that could take them joins; see
+// cluster/park.go), so that a few hundred jobs that need a worker nobody
+// has do not hide the jobs behind them.
 const (
 	maxSkips      = 256
 	maxShapeSkips = 16 * maxSkips
