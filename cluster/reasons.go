@@ -11,10 +11,11 @@ import (
 // A Pending job says why it waits (Why). Nothing of it is computed by a
 // pass or stored: a reason is derived when someone asks (jobs get, jobs
 // ls, pipeline get), from what memory keeps anyway — the job's entry in
-// the wait table, the workers, its tenant's figures and limits — so a
-// pass costs what it did however many jobs wait and of how many shapes,
-// a restart has nothing to rebuild, and a reason is never stale: a worker
-// that joins with the missing label changes the next answer.
+// the wait table, the workers, its tenant's figures and limits, and the
+// one worker the last pass kept for a job (Cluster.held, from the plan)
+// — so a pass costs what it did however many jobs wait and of how many
+// shapes, a restart has nothing to rebuild, and a reason is never stale:
+// a worker that joins with the missing label changes the next answer.
 //
 // What costs is explaining a job against the workers, O(workers): it
 // depends only on the job's shape (resources and selector) and on the
@@ -143,8 +144,10 @@ type waitInfo struct {
 
 // Why says why the Pending job j waits, as of now (see scheduler.Why): a
 // dependency that has not completed, its retry backoff, workers none of
-// which could take it, its tenant's running limit, its array's limit, or
-// the jobs ahead of it in its tenant's queue. WhyNone for a job that is
+// which could take it, its tenant's running limit, its array's limit, the
+// worker the last pass kept for it (WhyReserved) or for a larger job
+// whose kept room it would fit (WhyHeldBack), or the jobs ahead of it in
+// its tenant's queue. WhyNone for a job that is
 // not Pending (or no longer waits in memory). It reads memory only and
 // costs O(1) but for counting the jobs ahead (at most aheadWalk entries)
 // and, once per shape and worker generation, O(workers). Safe for
