@@ -279,7 +279,8 @@ func (h *harness) dumpQueues() {
 	h.s.mu.RLock()
 	defer h.s.mu.RUnlock()
 	for tn, q := range h.s.queues {
-		q.seq(func(w *scheduler.Waiting) bool {
+		q.tree.Ascend(func(it qitem) bool {
+			w := h.s.waitingOf(it.slot)
 			h.t.Logf("queue %s: %s key=%d tasks=%v deadline=%d", tn, w.ID, w.Key, w.Tasks, w.Deadline)
 			return true
 		})

@@ -68,6 +68,8 @@ type Cluster struct {
 	active       map[string]*job.Job            // Scheduled and Running jobs, by id; immutable values
 	queues       map[string]*tenantQueue        // tenant → its ready work
 	delayed      delayHeap                      // waiting jobs whose backoff has not ended
+	park         parking                        // ready jobs no ready worker could take, out of the queues
+	held         *heldFor                       // the worker the last pass kept for a job, if any (reasons.go)
 	rekeyed      time.Time                      // the last re-key of jobs with deadlines
 	counts       map[string]*tenantCount        // tenant → what its unfinished jobs add up to
 	tenantList   []*tenantCount                 // counts by tenantCount.idx

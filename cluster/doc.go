@@ -18,6 +18,10 @@
 // Between passes the Cluster also keeps the fair-queuing ledger (wfq) and
 // the tenants' burst states (quota); both live in memory only.
 //
+// Jobs that no ready worker could take are parked out of their tenants'
+// queues until a worker that could take them appears, so that they do
+// not hide the jobs behind them from a pass's bounded walk; see park.go.
+//
 // Why says why a pending job waits. It is derived when asked, from the
 // memory above, not by passes and not stored; see reasons.go.
 //

@@ -36,6 +36,10 @@ func (s *Cluster) Pass(ctx context.Context) time.Time {
 	s.mu.Lock()
 	snap := s.snapshot(now, &next, orphans)
 	plan := scheduler.Decide(snap, now)
+	if s.parkWalked() {
+		next.at(now) // more to park: the next pass at once
+	}
+	s.held = heldOf(plan.Held)
 	s.mu.Unlock()
 	next.at(plan.Next)
 	s.commit(ctx, now, plan)
@@ -227,6 +231,7 @@ func (s *Cluster) snapshot(now time.Time, next *wakeAt, orphans []scheduler.Orph
 		// time does not move: freed capacity or a new worker wakes the
 		// loop again.
 		s.fair.waiting(waiting)
+		s.refreshParking()
 		snap.Queues = make(map[string]scheduler.Queue, len(s.queues))
 		for t, q := range s.queues {
 			snap.Queues[t] = q.seq

@@ -11,10 +11,11 @@ import (
 // A Pending job says why it waits (Why). Nothing of it is computed by a
 // pass or stored: a reason is derived when someone asks (jobs get, jobs
 // ls, pipeline get), from what memory keeps anyway — the job's entry in
-// the wait table, the workers, its tenant's figures and limits — so a
-// pass costs what it did however many jobs wait and of how many shapes,
-// a restart has nothing to rebuild, and a reason is never stale: a worker
-// that joins with the missing label changes the next answer.
+// the wait table, the workers, its tenant's figures and limits, and the
+// one worker the last pass kept for a job (Cluster.held, from the plan)
+// — so a pass costs what it did however many jobs wait and of how many
+// shapes, a restart has nothing to rebuild, and a reason is never stale:
+// a worker that joins with the missing label changes the next answer.
 //
 // What costs is explaining a job against the workers, O(workers): it
 // depends only on the job's shape (resources and selector) and on the
@@ -68,7 +69,12 @@ func (s *Cluster) statuses(c *reasonCache) []scheduler.WorkerStatus {
 // unfit is scheduler.Unfit against the registered workers, cached per
 // shape for the workers' generation.
 func (s *Cluster) unfit(res job.Resources, sel map[string]string) scheduler.Why {
-	key := shapeKey{res, scheduler.SelectorKey(sel)}
+	return s.unfitShape(shapeKey{res, scheduler.SelectorKey(sel)}, sel)
+}
+
+// unfitShape is unfit for a shape whose key the caller has.
+func (s *Cluster) unfitShape(key shapeKey, sel map[string]string) scheduler.Why {
+	res := key.res
 	c := &s.reasons
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -138,8 +144,10 @@ type waitInfo struct {
 
 // Why says why the Pending job j waits, as of now (see scheduler.Why): a
 // dependency that has not completed, its retry backoff, workers none of
-// which could take it, its tenant's running limit, its array's limit, or
-// the jobs ahead of it in its tenant's queue. WhyNone for a job that is
+// which could take it, its tenant's running limit, its array's limit, the
+// worker the last pass kept for it (WhyReserved) or for a larger job
+// whose kept room it would fit (WhyHeldBack), or the jobs ahead of it in
+// its tenant's queue. WhyNone for a job that is
 // not Pending (or no longer waits in memory). It reads memory only and
 // costs O(1) but for counting the jobs ahead (at most aheadWalk entries)
 // and, once per shape and worker generation, O(workers). Safe for
@@ -178,11 +186,66 @@ func (s *Cluster) Why(j *job.Job) scheduler.Why {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	sl, pos, ok := s.slotOf(j)
-	if !ok || s.wait.at(sl).at != ready {
+	if !ok || !isReady(s.wait.at(sl).at) {
 		return scheduler.Why{} // dispatched or moved meanwhile
+	}
+	if why, ok := s.heldWhy(j.ID, in.res, in.sel); ok {
+		return why
 	}
 	ahead, atLeast := s.ahead(sl, pos)
 	return scheduler.Why{Kind: scheduler.WhyQueued, Tenant: in.tenant, Ahead: ahead, AtLeast: atLeast}
+}
+
+// heldFor is what Why reads of the last pass's scheduler.Hold: the job a
+// worker was kept for, and what that worker had free.
+type heldFor struct {
+	job   string
+	array string // for a task not materialized yet, its array and
+	pos   int    // its position; else -1
+	free  job.Resources
+	why   scheduler.Why // the job's own: scheduler.Reserved
+}
+
+// heldOf is h as Why reads it; nil for none.
+func heldOf(h *scheduler.Hold) *heldFor {
+	if h == nil {
+		return nil
+	}
+	out := &heldFor{job: h.Job.ID, pos: -1, free: h.Free, why: scheduler.Reserved(h.Job.Resources, h.Worker, h.Free)}
+	if h.Job.IsTask() {
+		out.array, out.pos = h.Job.Tasks.Array, int(h.Job.Position)
+	}
+	return out
+}
+
+// heldWhy says whether the last pass's hold keeps the queued job id (of
+// res and sel) waiting: it is the job the worker is kept for, or it would
+// fit the room kept there. The caller holds mu.
+func (s *Cluster) heldWhy(id string, res job.Resources, sel map[string]string) (scheduler.Why, bool) {
+	h := s.held
+	if h == nil || !s.stillWaits(h) {
+		return scheduler.Why{}, false
+	}
+	if h.job == id {
+		return h.why, true
+	}
+	res.Slots = max(res.Slots, 1) // as placement counts it
+	w, ok := s.workers.Load(h.why.Worker)
+	if !ok || !h.free.Covers(res) || !job.LabelsMatch(w.rec.Labels, sel) {
+		return scheduler.Why{}, false
+	}
+	return scheduler.HeldBack(h.job, h.why), true
+}
+
+// stillWaits reports whether the job a hold is for still waits in its
+// queue. The caller holds mu.
+func (s *Cluster) stillWaits(h *heldFor) bool {
+	if h.pos < 0 {
+		sl, ok := s.wait.lookup(h.job)
+		return ok && isReady(s.wait.at(sl).at)
+	}
+	st := s.arrays[h.array]
+	return st != nil && st.entry != noSlot && st.tasks.Lazy(h.pos) && isReady(s.wait.at(st.entry).at)
 }
 
 // slotOf returns the slot of j's waiting entry: its own, or its array's
@@ -224,7 +287,7 @@ func (s *Cluster) waitInfo(j *job.Job) (waitInfo, bool) {
 	switch e.at {
 	case blocked:
 		in.dep, in.depState = s.pendingDep(j.ID)
-	case ready:
+	case ready, parked:
 		if c := s.counts[in.tenant]; c != nil {
 			in.held = c.Held
 		}
@@ -255,21 +318,46 @@ func (s *Cluster) pendingDep(id string) (string, job.State) {
 // ahead counts the jobs before the entry in slot sl in its tenant's queue
 // (an array's entry counts its tasks not yet materialized), and for
 // position pos of an array's entry (-1: none) the array's tasks before
-// it; atLeast when it stopped after aheadWalk entries. The caller holds mu.
+// it. Jobs that no ready worker could take do not count: they hold
+// nothing back (see park.go). The count stops at aheadWalk (atLeast: there
+// may be more), after at most aheadWalk entries counted and as many left
+// out. The caller holds mu.
 func (s *Cluster) ahead(sl slot, pos int) (n int, atLeast bool) {
 	e := s.wait.at(sl)
+	if pos >= 0 {
+		if st := s.arrays[s.wait.arrays.get(e.array)]; st != nil {
+			n += st.tasks.LazyIn(0, pos-1)
+		}
+	}
 	q := s.queues[s.tenantList[e.tenant].name]
 	if q == nil {
-		return 0, false
+		return min(n, aheadWalk), n > aheadWalk
 	}
-	walked := 0
+	// Consecutive entries are mostly of one shape: remember the last
+	// verdict.
+	var last shapeKey
+	lastFits, known := false, false
+	fits := func(o *entry) bool {
+		key := s.shapeOf(o)
+		if !known || key != last {
+			last, known = key, true
+			lastFits = s.unfitShape(key, s.wait.selectors.get(o.selector)).Kind == scheduler.WhyNone
+		}
+		return lastFits
+	}
+	walked, passed := 0, 0 // entries counted, and left out
 	q.tree.AscendLessThan(qitem{e.key, sl}, func(it qitem) bool {
-		if walked == aheadWalk {
+		if walked == aheadWalk || passed == aheadWalk || n > aheadWalk {
 			atLeast = true
 			return false
 		}
+		o := s.wait.at(it.slot)
+		if !fits(o) {
+			passed++
+			return true
+		}
 		walked++
-		if o := s.wait.at(it.slot); o.tasks {
+		if o.tasks {
 			if st := s.arrays[s.wait.arrays.get(o.array)]; st != nil {
 				n += st.tasks.Left()
 			}
@@ -278,10 +366,8 @@ func (s *Cluster) ahead(sl slot, pos int) (n int, atLeast bool) {
 		n++
 		return true
 	})
-	if pos >= 0 {
-		if st := s.arrays[s.wait.arrays.get(e.array)]; st != nil {
-			n += st.tasks.LazyIn(0, pos-1)
-		}
+	if n > aheadWalk {
+		return aheadWalk, true
 	}
 	return n, atLeast
 }

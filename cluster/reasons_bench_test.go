@@ -63,6 +63,25 @@ func (r *unplaceableRig) pass(b *testing.B) (wall, cpu time.Duration) {
 	return wall, cpu
 }
 
+// settle runs passes until one asks for no immediate successor, as Run
+// does: the first passes park the backlog (see park.go), at most
+// maxParkPerPass jobs each. It returns how many passes that took, their
+// CPU time, and the longest one's.
+func (r *unplaceableRig) settle(b *testing.B) (passes int, cpu, longest time.Duration) {
+	for {
+		cpu0 := cpuTime()
+		next := r.s.Pass(context.Background())
+		c := cpuTime() - cpu0
+		passes, cpu, longest = passes+1, cpu+c, max(longest, c)
+		if n := queued(r.s); n != r.n {
+			b.Fatalf("%d jobs queued after a pass, want all %d", n, r.n)
+		}
+		if next.IsZero() || next.After(r.s.cfg.Now()) {
+			return passes, cpu, longest
+		}
+	}
+}
+
 // job returns (what Why reads of) job i.
 func (r *unplaceableRig) job(i int) *job.Job {
 	return &job.Job{ID: job.AddID(r.base, uint64(i)), State: job.Pending, Attempt: 1}
@@ -76,13 +95,15 @@ func (r *unplaceableRig) job(i int) *job.Job {
 // from bbolt stores. One iteration is one pass over each backlog, in
 // turns; no pass places anything.
 //
-// Reasons are not computed by passes (see cluster/reasons.go): pass-ns
-// (wall) and cpu-ns (the process's CPU time, the garbage collector's
-// included; steadier on a shared host) are what a pass costs with such a
-// backlog whether anyone asks why. A pass reads at most maxSkips +
-// maxShapeSkips entries of each tenant's queue, so the million costs a
-// bounded multiple of the thousand (cpu-large/small), not a thousand
-// times it.
+// The first passes park the backlog out of the tenants' queues (see
+// park.go), at most maxParkPerPass jobs a pass: 1M-park-passes is how
+// many passes that takes, 1M-park-cpu-ns/job their CPU time per job
+// parked, 1M-park-max-cpu-ns the longest one's. Then reasons are not
+// computed by passes (see cluster/reasons.go): pass-ns (wall) and cpu-ns
+// (the process's CPU time, the garbage collector's included; steadier on
+// a shared host) are what a pass costs with such a backlog parked,
+// whether anyone asks why: the passes walk none of it, so the million
+// costs what the thousand does (cpu-large/small).
 //
 // Then, on the million: why-ns is one job's reason (cluster.Why) with the
 // explanations of its shape cached; why-cold-ns the same right after the
@@ -92,8 +113,8 @@ func (r *unplaceableRig) job(i int) *job.Job {
 func BenchmarkUnplaceableBacklog(b *testing.B) {
 	small := newUnplaceableRig(b, 1000)
 	large := newUnplaceableRig(b, 1_000_000)
-	small.pass(b) // the first pass enters the tenants
-	large.pass(b)
+	small.settle(b)
+	passes, parkCPU, longest := large.settle(b)
 	var sw, sc, lw, lc time.Duration
 	add := func(r *unplaceableRig, wall, cpu *time.Duration) {
 		w, c := r.pass(b)
@@ -117,6 +138,9 @@ func BenchmarkUnplaceableBacklog(b *testing.B) {
 	b.ReportMetric(perPass(sc), "1k-cpu-ns")
 	b.ReportMetric(perPass(lc), "1M-cpu-ns")
 	b.ReportMetric(float64(lc)/float64(sc), "cpu-large/small")
+	b.ReportMetric(float64(passes), "1M-park-passes")
+	b.ReportMetric(float64(parkCPU.Nanoseconds())/float64(large.n), "1M-park-cpu-ns/job")
+	b.ReportMetric(float64(longest.Nanoseconds()), "1M-park-max-cpu-ns")
 
 	const asks = 10_000
 	s := large.s

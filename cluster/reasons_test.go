@@ -224,3 +224,72 @@ func TestFitError(t *testing.T) {
 		}
 	}
 }
+
+// TestWhyAhead is finding 14 of attack 11 and part of finding 2 of trial
+// 11: the count of jobs ahead leaves out those no ready worker could take
+// (they hold nothing back), and stops at 1,000 ("1,000+"), arrays' tasks
+// included.
+func TestWhyAhead(t *testing.T) {
+	h := newHarness(t)
+	h.worker("w1", 1, nil)
+	busy := h.submit(job.Spec{})
+	h.pass()
+	h.wantState(busy.ID, job.Scheduled)
+
+	h.submitMany(pinned(6, true))
+	first := h.submit(job.Spec{})
+	second := h.submit(job.Spec{})
+	// Before any pass has parked them, as after one.
+	h.wantWhy(first.ID, scheduler.WhyQueued, "next in tenant default")
+	h.wantWhy(second.ID, scheduler.WhyQueued, "1 ahead in tenant default")
+	h.pass()
+	h.wantWhy(second.ID, scheduler.WhyQueued, "1 ahead in tenant default")
+
+	// 998 jobs more, then an array of a million tasks, all of which could
+	// run on w1: at most 1,000 are counted.
+	specs := make([]job.Spec, 998)
+	for i := range specs {
+		specs[i] = job.Spec{Command: []string{"true"}, Priority: job.DefaultPriority}
+	}
+	h.submitMany(specs)
+	a, err := h.s.SubmitArray(h.ctx, job.Spec{Command: []string{"true"}, Priority: job.DefaultPriority}, job.ArraySpec{First: 0, Last: 999_999})
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := h.submit(job.Spec{})
+	h.wantWhy(last.ID, scheduler.WhyQueued, "1,000+ ahead in tenant default")
+	h.wantWhy(job.TaskID(a.ID, 0), scheduler.WhyQueued, "1,000 ahead in tenant default")
+	h.wantWhy(job.TaskID(a.ID, 5000), scheduler.WhyQueued, "1,000+ ahead in tenant default")
+}
+
+// TestWhyReserved is finding 2 of trial 11: behind a job that waits for
+// two slots on a worker with one free, which the pass keeps for it, later
+// jobs that would fit that free slot say what holds them back, and the
+// job itself says what it waits for; nothing says merely queued.
+func TestWhyReserved(t *testing.T) {
+	h := newHarness(t)
+	h.worker("dev", 2, nil)
+	busy := h.submit(job.Spec{Resources: job.Resources{MemoryMiB: 1024}})
+	h.pass()
+	h.wantState(busy.ID, job.Scheduled)
+	two := h.submit(job.Spec{Resources: job.Resources{Slots: 2}})
+	one := h.submit(job.Spec{})
+	big := h.submit(job.Spec{Resources: job.Resources{MemoryMiB: 1536}}) // more than dev has free
+	h.pass()
+	for _, j := range []*job.Job{two, one, big} {
+		h.wantState(j.ID, job.Pending)
+	}
+	h.wantWhy(two.ID, scheduler.WhyReserved, "waits for 2 slots on dev; 1 free")
+	h.wantWhy(one.ID, scheduler.WhyHeldBack, "behind "+two.ID+" (needs 2 slots on dev)")
+	h.wantWhy(big.ID, scheduler.WhyQueued, "2 ahead in tenant default")
+
+	// Once the running job ends, the reserved job starts, and the others
+	// wait their turn.
+	h.start(busy)
+	if _, err := h.finish(busy, scheduler.Exited, 0); err != nil {
+		t.Fatal(err)
+	}
+	h.pass()
+	h.wantState(two.ID, job.Scheduled)
+	h.wantWhy(one.ID, scheduler.WhyQueued, "next in tenant default")
+}

@@ -15,8 +15,9 @@ import (
 //   - wait: every Pending job as a compact entry of a waitTable (see
 //     there; the full record stays in the store until the job is
 //     dispatched), filed in exactly one place: its tenant's ready queue,
-//     the delayed heap (its backoff has not ended), or the blocked set (a
-//     dependency has not completed).
+//     the parked entries of its shape (no ready worker could take it; see
+//     park.go), the delayed heap (its backoff has not ended), or the
+//     blocked set (a dependency has not completed).
 //   - active: every Scheduled and Running job, in full.
 //   - arrays: each array with tasks not yet materialized, and its one entry
 //     in its tenant's queue that stands for all of them.
@@ -34,7 +35,12 @@ const (
 	ready   where = iota + 1 // in its tenant's queue
 	delayed                  // in the delayed heap until its Since
 	blocked                  // waiting for dependencies
+	parked                   // ready, but no ready worker could take it (park.go)
 )
+
+// isReady reports whether an entry filed at w may start once a worker
+// has room for it: in its queue, or parked.
+func isReady(w where) bool { return w == ready || w == parked }
 
 // qitem is an entry's place in its tenant's queue: its key and its slot,
 // no pointer.
@@ -48,8 +54,9 @@ type qitem struct {
 type tenantQueue struct {
 	tree      *btree.BTreeG[qitem]
 	deadlined map[slot]struct{}
-	// seq yields the queue best first, as Decide reads it; the caller
-	// holds Cluster.mu.
+	// seq yields the queue best first, as Decide reads it, but for the
+	// entries no ready worker could take, which it notes to be parked
+	// (see park.go); the pass calls it, holding Cluster.mu.
 	seq scheduler.Queue
 }
 
@@ -65,7 +72,12 @@ func (s *Cluster) newTenantQueue() *tenantQueue {
 		deadlined: make(map[slot]struct{}),
 	}
 	q.seq = func(yield func(*scheduler.Waiting) bool) {
-		q.tree.Ascend(func(it qitem) bool { return yield(s.waitingOf(it.slot)) })
+		q.tree.Ascend(func(it qitem) bool {
+			if !s.placeable(s.wait.at(it.slot)) {
+				return s.parkLater(it.slot) // shown to no pass until a worker could take it
+			}
+			return yield(s.waitingOf(it.slot))
+		})
 	}
 	return q
 }
@@ -92,7 +104,7 @@ func (s *Cluster) waitingOf(sl slot) *scheduler.Waiting {
 }
 
 // delayHeap orders the delayed entries by the end of their backoff. Each
-// entry knows its index in it (entry.heapAt), so that it is taken out at
+// entry knows its index in it (entry.pos), so that it is taken out at
 // once when it leaves.
 type delayHeap struct {
 	t     *waitTable
@@ -105,19 +117,19 @@ func (h *delayHeap) Less(i, j int) bool {
 }
 func (h *delayHeap) Swap(i, j int) {
 	h.slots[i], h.slots[j] = h.slots[j], h.slots[i]
-	h.t.at(h.slots[i]).heapAt = int32(i)
-	h.t.at(h.slots[j]).heapAt = int32(j)
+	h.t.at(h.slots[i]).pos = int32(i)
+	h.t.at(h.slots[j]).pos = int32(j)
 }
 func (h *delayHeap) Push(x any) {
 	sl := x.(slot)
-	h.t.at(sl).heapAt = int32(len(h.slots))
+	h.t.at(sl).pos = int32(len(h.slots))
 	h.slots = append(h.slots, sl)
 }
 func (h *delayHeap) Pop() any {
 	n := len(h.slots)
 	sl := h.slots[n-1]
 	h.slots = h.slots[:n-1]
-	h.t.at(sl).heapAt = -1
+	h.t.at(sl).pos = -1
 	return sl
 }
 
@@ -158,8 +170,19 @@ func (s *Cluster) file(sl slot, isBlocked bool, now time.Time) {
 	}
 }
 
-// enqueue adds the entry in slot sl to its tenant's ready queue.
+// enqueue adds the entry in slot sl to its tenant's ready queue, or to
+// the parked entries of its shape when that shape is parked.
 func (s *Cluster) enqueue(sl slot) {
+	e := s.wait.at(sl)
+	if ps := s.parkedShapeOf(e); ps != nil {
+		s.parkIn(ps, sl)
+		return
+	}
+	s.insertReady(sl)
+}
+
+// insertReady adds the entry in slot sl to its tenant's ready queue.
+func (s *Cluster) insertReady(sl slot) {
 	e := s.wait.at(sl)
 	tenant := s.tenantList[e.tenant].name
 	q := s.queues[tenant]
@@ -181,8 +204,10 @@ func (s *Cluster) unfile(sl slot) {
 	switch e := s.wait.at(sl); e.at {
 	case ready:
 		s.dequeue(sl)
+	case parked:
+		s.unpark(sl)
 	case delayed:
-		heap.Remove(&s.delayed, int(e.heapAt))
+		heap.Remove(&s.delayed, int(e.pos))
 	case blocked:
 		delete(s.needs, s.wait.id(sl))
 	}

@@ -67,7 +67,7 @@ type entry struct {
 	tenant                        uint32 // Cluster.tenantList
 	selector                      uint32 // waitTable.selectors; 0: none
 	array                         uint32 // waitTable.arrays; 0: none
-	heapAt                        int32  // index in the delayed heap while at == delayed
+	pos                           int32  // index in the delayed heap (delayed) or in its shape's parked list (parked)
 	at                            where  // 0: the slot is free
 	tasks                         bool   // stands for its array's unmaterialized tasks
 	idLen                         uint8  // bytes of id in use, or longID
@@ -116,7 +116,7 @@ func (t *waitTable) add(w *scheduler.Waiting, tenant uint32, version uint64, tas
 		key: w.Key, created: w.Created, since: w.Since, deadline: w.Deadline,
 		res: w.Resources, version: version,
 		priority: w.Priority, attempt: w.Attempt, arrayLimit: w.ArrayLimit,
-		tenant: tenant, heapAt: -1, at: ready, tasks: tasks,
+		tenant: tenant, pos: -1, at: ready, tasks: tasks,
 	}
 	if len(w.Selector) > 0 {
 		e.selector = t.selectors.add(scheduler.SelectorKey(w.Selector), func() map[string]string { return cloneLabels(w.Selector) })
@@ -382,6 +382,14 @@ func (t *interned[T]) drop(i uint32) {
 	var zero T
 	t.vals[i], t.keys[i] = zero, ""
 	t.free = append(t.free, i)
+}
+
+// key returns the key of the value at index i ("" for 0).
+func (t *interned[T]) key(i uint32) string {
+	if i == 0 {
+		return ""
+	}
+	return t.keys[i]
 }
 
 // get returns the value at index i (the zero value for 0).

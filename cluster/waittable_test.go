@@ -260,7 +260,7 @@ func checkWaiting(t *testing.T, s *Cluster) {
 		})
 	}
 	for i, sl := range s.delayed.slots {
-		if e := s.wait.at(sl); e.at != delayed || int(e.heapAt) != i {
+		if e := s.wait.at(sl); e.at != delayed || int(e.pos) != i {
 			t.Errorf("delayed heap holds slot %d at %d, an entry %+v", sl, i, *e)
 		}
 		filed++

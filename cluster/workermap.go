@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"maps"
+	"sync"
 	"sync/atomic"
 
 	"github.com/puzpuzpuz/xsync/v3"
@@ -15,11 +16,18 @@ import (
 // are cached for one generation, so that reading them costs a lookup, and
 // any change made through Store, Compute or Delete shows in them at once.
 //
+// It also remembers which workers changed since the dispatch loop last
+// asked (takeChanged): the loop puts back in their queues the parked jobs
+// (see park.go) that one of them could take now.
+//
 // Change the map only through those three methods; the other writers of
 // the embedded map do not move the generation.
 type workerMap struct {
 	*xsync.MapOf[string, *workerState]
 	gen atomic.Uint64
+
+	changedMu sync.Mutex
+	changed   map[string]struct{} // guarded by changedMu: ids changed since takeChanged
 }
 
 func newWorkerMap() *workerMap {
@@ -29,13 +37,13 @@ func newWorkerMap() *workerMap {
 // Store sets a worker's state.
 func (m *workerMap) Store(id string, w *workerState) {
 	m.MapOf.Store(id, w)
-	m.gen.Add(1)
+	m.moved(id)
 }
 
 // Delete forgets a worker.
 func (m *workerMap) Delete(id string) {
 	m.MapOf.Delete(id)
-	m.gen.Add(1)
+	m.moved(id)
 }
 
 // Compute is xsync.MapOf.Compute, moving the generation when fn changed
@@ -55,9 +63,39 @@ func (m *workerMap) Compute(id string, fn func(old *workerState, loaded bool) (*
 		return n, del
 	})
 	if changed {
-		m.gen.Add(1)
+		m.moved(id)
 	}
 	return v, ok
+}
+
+// moved records that worker id changed after the map holds the change:
+// the generation moves and the id is remembered until takeChanged.
+func (m *workerMap) moved(id string) {
+	m.gen.Add(1)
+	m.changedMu.Lock()
+	if m.changed == nil {
+		m.changed = make(map[string]struct{})
+	}
+	m.changed[id] = struct{}{}
+	m.changedMu.Unlock()
+}
+
+// takeChanged returns the ids of the workers changed since the last call
+// (in no order) and forgets them. A change that lands during the call is
+// either in its answer or in the next one's, and the map holds it before
+// it is in either.
+func (m *workerMap) takeChanged() []string {
+	m.changedMu.Lock()
+	defer m.changedMu.Unlock()
+	if len(m.changed) == 0 {
+		return nil
+	}
+	ids := make([]string, 0, len(m.changed))
+	for id := range m.changed {
+		ids = append(ids, id)
+	}
+	clear(m.changed)
+	return ids
 }
 
 // generation returns the current generation.

@@ -157,6 +157,8 @@ const (
 	PendingKind_PENDING_KIND_DEPENDENCY   PendingKind = 11 // a job it depends on has not completed
 	PendingKind_PENDING_KIND_BACKOFF      PendingKind = 12 // it waits out its retry backoff
 	PendingKind_PENDING_KIND_QUEUED       PendingKind = 13 // it could start, and waits for its turn
+	PendingKind_PENDING_KIND_RESERVED     PendingKind = 14 // a worker is kept for it, until its running jobs leave room
+	PendingKind_PENDING_KIND_HELD_BACK    PendingKind = 15 // it fits the room kept on a worker for an earlier job
 )
 
 // Enum value maps for PendingKind.
@@ -176,6 +178,8 @@ var (
 		11: "PENDING_KIND_DEPENDENCY",
 		12: "PENDING_KIND_BACKOFF",
 		13: "PENDING_KIND_QUEUED",
+		14: "PENDING_KIND_RESERVED",
+		15: "PENDING_KIND_HELD_BACK",
 	}
 	PendingKind_value = map[string]int32{
 		"PENDING_KIND_UNSPECIFIED":  0,
@@ -192,6 +196,8 @@ var (
 		"PENDING_KIND_DEPENDENCY":   11,
 		"PENDING_KIND_BACKOFF":      12,
 		"PENDING_KIND_QUEUED":       13,
+		"PENDING_KIND_RESERVED":     14,
+		"PENDING_KIND_HELD_BACK":    15,
 	}
 )
 
@@ -7154,7 +7160,7 @@ const file_hodei_proto_rawDesc = "" +
 	"\n" +
 	"STDIN_NONE\x10\x00\x12\x12\n" +
 	"\x0eSTDIN_TERMINAL\x10\x01\x12\x10\n" +
-	"\fSTDIN_STREAM\x10\x02*\x83\x03\n" +
+	"\fSTDIN_STREAM\x10\x02*\xba\x03\n" +
 	"\vPendingKind\x12\x1c\n" +
 	"\x18PENDING_KIND_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17PENDING_KIND_NO_WORKERS\x10\x01\x12\x17\n" +
@@ -7170,7 +7176,9 @@ const file_hodei_proto_rawDesc = "" +
 	"\x12\x1b\n" +
 	"\x17PENDING_KIND_DEPENDENCY\x10\v\x12\x18\n" +
 	"\x14PENDING_KIND_BACKOFF\x10\f\x12\x17\n" +
-	"\x13PENDING_KIND_QUEUED\x10\r*9\n" +
+	"\x13PENDING_KIND_QUEUED\x10\r\x12\x19\n" +
+	"\x15PENDING_KIND_RESERVED\x10\x0e\x12\x1a\n" +
+	"\x16PENDING_KIND_HELD_BACK\x10\x0f*9\n" +
 	"\tLogStream\x12\x15\n" +
 	"\x11LOG_STREAM_OUTPUT\x10\x00\x12\x15\n" +
 	"\x11LOG_STREAM_STDERR\x10\x01*{\n" +

@@ -204,6 +204,21 @@ type Plan struct {
 	// Next is the earliest later instant at which a timer in the snapshot
 	// (a timeout, a stop's confirmation) comes due; zero: none.
 	Next time.Time
+	// Held is the worker the pass kept out of use for a waiting job that
+	// does not fit on it yet, if any; it changes nothing by itself, and
+	// says why jobs wait.
+	Held *Hold
+}
+
+// Hold is a worker a pass kept out of use for Job, the least-served
+// tenant's first job that fit no worker's free room: Worker is the one
+// closest to fitting it, and Free what it had free. No smaller job takes
+// that room meanwhile (there is no backfill), so that the worker empties
+// instead of filling with small jobs.
+type Hold struct {
+	Job    *Waiting
+	Worker string
+	Free   job.Resources
 }
 
 // IsZero reports whether the plan changes nothing.
@@ -213,12 +228,17 @@ func (p *Plan) IsZero() bool {
 }
 
 // maxSkips bounds the entries of one tenant's queue a pass passes over
-// without placing them (they fit nowhere, or their array is at its
-// limit): a tenant whose backlog is a million jobs that fit nowhere costs
-// a pass this many, not a million. Entries of a shape already known to fit
-// nowhere this pass cost no placement, only a step: they have a budget of
-// their own, maxShapeSkips, so that a few hundred jobs that need a worker
-// nobody has do not hide the jobs behind them.
+// without placing them (they fit no worker's free room now, or their
+// array is at its limit): a tenant whose backlog is a million jobs waiting
+// for room costs a pass this many, not a million. Entries of a shape
+// already known to fit nowhere this pass cost no placement, only a step:
+// they have a budget of their own, maxShapeSkips. A queue should not hold
+// jobs that no worker could ever take, whatever it runs: they would use up
+// these budgets on every pass and hide the jobs behind them for good. The
+// live cluster keeps them out of its queues (it parks them, as Nomad
+// blocks evaluations, until a worker that could take them joins; see
+// cluster/park.go), so that a few hundred jobs that need a worker nobody
+// has do not hide the jobs behind them.
 const (
 	maxSkips      = 256
 	maxShapeSkips = 16 * maxSkips
@@ -379,7 +399,6 @@ func Decide(s Snapshot, now time.Time) Plan {
 	// none): asking again would cost a scan of the workers for each job.
 	never := make(map[shape]bool)
 	unfit := make(map[string][]*Waiting) // tenant → its jobs that fit nowhere, in order
-	heldBack := false                    // a worker is held back for a job that did not fit
 	nowNano := now.UnixNano()
 	for freeSlots > 0 {
 		tenant, ok := picker.Next()
@@ -425,12 +444,12 @@ func Decide(s Snapshot, now time.Time) Plan {
 			if w.Tasks != nil {
 				c.dropArray() // its other tasks are the same shape
 			}
-			if !heldBack && !never[key] {
+			if plan.Held == nil && !never[key] {
 				// The least-served tenant's job fits nowhere: keep the
 				// worker closest to fitting it out of this pass, so that
 				// it empties instead of filling with smaller jobs.
 				if r := pl.reserve(w); r >= 0 {
-					heldBack = true
+					plan.Held = &Hold{Job: w, Worker: pl.id(r), Free: pl.workers[r].Free}
 					freeSlots -= max(pl.workers[r].Free.Slots, 0)
 				} else {
 					never[key] = true

@@ -142,3 +142,31 @@ func BenchmarkDecide(b *testing.B) {
 		})
 	}
 }
+
+// A job that fits no worker's free room now, but one worker's capacity,
+// has that worker kept for it for the pass, and the plan says so (Held):
+// the smaller job behind it does not take the room.
+func TestDecideHolds(t *testing.T) {
+	two, one := pendingJob(1, "default", 2), pendingJob(2, "default", 1)
+	snap := Snapshot{
+		Pending: []*job.Job{two, one},
+		Workers: []WorkerView{{ID: "w", Free: job.Resources{Slots: 1}, Capacity: job.Resources{Slots: 2}}},
+	}
+	plan := Decide(snap, t0)
+	if len(plan.Assignments) != 0 {
+		t.Fatalf("assigned %+v in the room kept for %s", plan.Assignments, two.ID)
+	}
+	if h := plan.Held; h == nil || h.Job.ID != two.ID || h.Worker != "w" || h.Free.Slots != 1 {
+		t.Fatalf("held %+v, want w kept for %s with 1 slot free", h, two.ID)
+	}
+	if !plan.IsZero() {
+		t.Fatal("a plan that only holds a worker changes something")
+	}
+
+	// A job no worker could ever take holds nothing.
+	snap.Pending = []*job.Job{pendingJob(3, "default", 3), one}
+	plan = Decide(snap, t0)
+	if plan.Held != nil || len(plan.Assignments) != 1 || plan.Assignments[0].Job.ID != one.ID {
+		t.Fatalf("held %+v, assigned %+v; want nothing held and %s placed", plan.Held, plan.Assignments, one.ID)
+	}
+}

@@ -9,9 +9,12 @@
 // Quotas and bursts come from package quota. Placement bin-packs or
 // spreads; preemption picks victims among preemptible running work.
 //
-// Unfit, NeverFits and TenantLimit say why a waiting job waits (a Why),
-// from the same kind of values: the cluster asks them when someone reads
-// a pending job, never during a pass.
+// Unfit, NeverFits, TenantLimit and Reserved say why a waiting job waits
+// (a Why), from the same kind of values: the cluster asks them when
+// someone reads a pending job, never during a pass (a pass only says, in
+// Plan.Held, which worker it kept for which job). Placeable is the
+// cluster's test for the jobs it keeps out of its queues: no ready worker
+// could ever take them.
 //
 // The live state that feeds it, and the loop that commits its plans, are
 // package cluster's.

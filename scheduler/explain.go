@@ -57,6 +57,12 @@ const (
 	WhyBackoff
 	// WhyQueued: it could start, and waits for the jobs ahead of it.
 	WhyQueued
+	// WhyReserved: the last pass kept a worker for it (a Hold): it waits
+	// for the jobs running there to leave it room.
+	WhyReserved
+	// WhyHeldBack: it would fit the room the last pass kept on a worker
+	// for another job (Dep), which goes first: there is no backfill.
+	WhyHeldBack
 )
 
 var whyKindNames = [...]string{
@@ -64,6 +70,7 @@ var whyKindNames = [...]string{
 	WhyCPU: "cpu", WhyMemory: "memory", WhyResources: "resources", WhyDraining: "draining",
 	WhyDown: "down", WhyTenantLimit: "tenant-limit", WhyArrayLimit: "array-limit",
 	WhyDependency: "dependency", WhyBackoff: "backoff", WhyQueued: "queued",
+	WhyReserved: "reserved", WhyHeldBack: "held-back",
 }
 
 // String is the kind's short name, as `--output json` shows it.
@@ -118,6 +125,11 @@ type Why struct {
 	// says the count stopped there.
 	Ahead   int
 	AtLeast bool
+	// Worker and Resource: the worker kept for the job (WhyReserved) or
+	// for the one it is behind (WhyHeldBack, Dep that job), and the
+	// resource that job waits for there ("slots", "cpu", "memory"); Need
+	// is what that job asks for of it, Have what the worker had free.
+	Worker, Resource string
 }
 
 // Unplaceable reports whether the job waits for a worker that no ready
@@ -194,6 +206,10 @@ func (w Why) String() string {
 		return fmt.Sprintf("waiting for %s (%s)", w.Dep, w.DepState)
 	case WhyBackoff:
 		return fmt.Sprintf("attempt %d waits out its retry backoff (%s left)", w.Attempt, roundLeft(w.Left))
+	case WhyReserved:
+		return fmt.Sprintf("waits for %d %s on %s; %s free", w.Need, resourceUnit(w.Resource, w.Need), w.Worker, job.Thousands(w.Have))
+	case WhyHeldBack:
+		return fmt.Sprintf("behind %s (needs %d %s on %s)", w.Dep, w.Need, resourceUnit(w.Resource, w.Need), w.Worker)
 	case WhyQueued:
 		more := ""
 		if w.AtLeast {
@@ -205,6 +221,47 @@ func (w Why) String() string {
 		return fmt.Sprintf("%s%s ahead in tenant %s", job.Thousands(int64(w.Ahead)), more, w.Tenant)
 	}
 	return w.Kind.String()
+}
+
+// resourceUnit is how an amount n of resource ("slots", "cpu",
+// "memory") is written.
+func resourceUnit(resource string, n int64) string {
+	switch resource {
+	case "cpu":
+		return "CPU millis"
+	case "memory":
+		return "MiB"
+	case "slots":
+		if n == 1 {
+			return "slot"
+		}
+	}
+	return resource
+}
+
+// Reserved explains the wait of a job of req for which a pass kept the
+// worker named worker, which had free free (see Hold): the first
+// resource, slots then cpu then memory, of which it has less free than
+// the job asks for.
+func Reserved(req job.Resources, worker string, free job.Resources) Why {
+	req = need(req)
+	why := Why{Kind: WhyReserved, Worker: worker}
+	switch {
+	case req.Slots > free.Slots:
+		why.Resource, why.Need, why.Have = "slots", req.Slots, max(free.Slots, 0)
+	case req.CPUMillis > free.CPUMillis:
+		why.Resource, why.Need, why.Have = "cpu", req.CPUMillis, max(free.CPUMillis, 0)
+	default:
+		why.Resource, why.Need, why.Have = "memory", req.MemoryMiB, max(free.MemoryMiB, 0)
+	}
+	return why
+}
+
+// HeldBack explains the wait of a job that would fit the room kept for
+// job id, whose wait is reserved (from Reserved).
+func HeldBack(id string, reserved Why) Why {
+	reserved.Kind, reserved.Dep = WhyHeldBack, id
+	return reserved
 }
 
 // roundLeft rounds a wait for display: to the second, or to the
@@ -238,6 +295,18 @@ func (w *WorkerStatus) takes(req job.Resources, sel map[string]string) bool {
 func need(req job.Resources) job.Resources {
 	req.Slots = max(req.Slots, 1)
 	return req
+}
+
+// Placeable reports whether a ready worker of workers could ever take a
+// job of req and sel, by its capacity and labels, whatever it runs:
+// exactly when Unfit says WhyNone. It costs O(len(workers)) at most.
+func Placeable(req job.Resources, sel map[string]string, workers []WorkerStatus) bool {
+	for i := range workers {
+		if w := &workers[i]; w.ready() && w.takes(req, sel) {
+			return true
+		}
+	}
+	return false
 }
 
 // Unfit explains why no ready worker of workers could ever take a job of

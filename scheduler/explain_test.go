@@ -152,13 +152,18 @@ func TestWhyString(t *testing.T) {
 		{Why{Kind: WhyQueued, Tenant: "prod", Ahead: 1234}, "1,234 ahead in tenant prod"},
 		{Why{Kind: WhyQueued, Tenant: "prod", Ahead: 1000, AtLeast: true}, "1,000+ ahead in tenant prod"},
 		{Why{Kind: WhyQueued, Tenant: "prod"}, "next in tenant prod"},
+		{Reserved(job.Resources{Slots: 2}, "w1", job.Resources{Slots: 1, CPUMillis: 8000}), "waits for 2 slots on w1; 1 free"},
+		{Reserved(job.Resources{}, "w1", job.Resources{CPUMillis: 8000}), "waits for 1 slot on w1; 0 free"},
+		{Reserved(job.Resources{CPUMillis: 4000}, "w1", job.Resources{Slots: 1, CPUMillis: 2000}), "waits for 4000 CPU millis on w1; 2,000 free"},
+		{Reserved(job.Resources{MemoryMiB: 4096}, "w1", job.Resources{Slots: 1, CPUMillis: 2000, MemoryMiB: 1024}), "waits for 4096 MiB on w1; 1,024 free"},
+		{HeldBack("01JBIG", Reserved(job.Resources{Slots: 2}, "w1", job.Resources{Slots: 1})), "behind 01JBIG (needs 2 slots on w1)"},
 		{Why{}, ""},
 	} {
 		if got := tt.why.String(); got != tt.text {
 			t.Errorf("%s: %q, want %q", tt.why.Kind, got, tt.text)
 		}
 	}
-	if WhyTenantLimit.String() != "tenant-limit" || WhyKind(99).String() != "WhyKind(99)" {
+	if WhyHeldBack.String() != "held-back" || WhyTenantLimit.String() != "tenant-limit" || WhyKind(99).String() != "WhyKind(99)" {
 		t.Errorf("kind names: %s, %s", WhyTenantLimit, WhyKind(99))
 	}
 }
