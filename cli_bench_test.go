@@ -37,7 +37,7 @@ import (
 // floor-submit testdata/clifloor, the least a Go client of the API needs
 // (gRPC over TLS, the generated code, a token, one Submit; no CLI
 // framework, no login file). The submit's server side is reported too,
-// from the same rounds: floor-fsync is one 4 KiB write and fdatasync and
+// from the same rounds: floor-fsync is one 4 KiB overwrite and fdatasync,
 // floor-commit one durable bbolt transaction of a small record (the
 // store's options, fsync on; two syncs), both in the directory that holds
 // the server's data; rpc-submit is one Submit on a connection already
@@ -197,18 +197,27 @@ func commitProbe(b *testing.B, dir string) probe {
 	}
 }
 
-// fsyncProbe writes 4 KiB to a file in dir and waits for fdatasync.
+// fsyncProbe overwrites 4 KiB of a file in dir and waits for fdatasync:
+// one sync of data already allocated, as each of a bbolt commit's two
+// syncs is (an appending write would also wait for the journal).
 func fsyncProbe(b *testing.B, dir string) probe {
 	f, err := os.Create(filepath.Join(dir, "fsync-floor"))
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { f.Close() })
+	const size = 1 << 20
+	if _, err := f.Write(make([]byte, size)); err != nil {
+		b.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		b.Fatal(err)
+	}
 	page := make([]byte, 4096)
 	var off int64
 	return func() runCost {
 		start := time.Now()
-		if _, err := f.WriteAt(page, off%(1<<20)); err != nil {
+		if _, err := f.WriteAt(page, off%size); err != nil {
 			b.Fatal(err)
 		}
 		if err := unix.Fdatasync(int(f.Fd())); err != nil {
