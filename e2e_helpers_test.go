@@ -32,12 +32,11 @@ func TestMain(m *testing.M) {
 	// The CLI's stored logins (hodei login, serve --dev) go here, never to
 	// the user's own config dir.
 	os.Setenv("XDG_CONFIG_HOME", filepath.Join(dir, "config"))
-	tags, err := makefileTags()
+	build, err := makefileBuild("-o", hodeiBin, ".")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "build hodei:", err)
 		os.Exit(1)
 	}
-	build := exec.Command("go", "build", "-tags", tags, "-o", hodeiBin, ".")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build hodei:", err)
@@ -48,20 +47,29 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// makefileTags returns the build tags `make build` uses (the Makefile's
-// TAGS), so that the tests run the binary users get even under a plain
-// `go test`.
-func makefileTags() (string, error) {
+// makefileBuild returns `go build args…` as `make build` runs it: with the
+// Makefile's build tags (TAGS) and environment (BUILD_ENV, CGO_ENABLED=0),
+// so that the tests run the binary users get even under a plain `go test`.
+func makefileBuild(args ...string) (*exec.Cmd, error) {
 	mk, err := os.ReadFile("Makefile")
 	if err != nil {
-		return "", err
+		return nil, err
 	}
+	var tags, env []string
 	for line := range strings.Lines(string(mk)) {
 		if v, ok := strings.CutPrefix(line, "TAGS := "); ok {
-			return strings.TrimSpace(v), nil
+			tags = []string{"-tags", strings.TrimSpace(v)}
+		}
+		if v, ok := strings.CutPrefix(line, "BUILD_ENV := "); ok {
+			env = strings.Fields(v)
 		}
 	}
-	return "", fmt.Errorf("no TAGS := line in the Makefile")
+	if tags == nil || env == nil {
+		return nil, fmt.Errorf("no TAGS := or BUILD_ENV := line in the Makefile")
+	}
+	cmd := exec.Command("go", append(append([]string{"build"}, tags...), args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	return cmd, nil
 }
 
 // proc is a hodei process started by a test.

@@ -11,7 +11,6 @@ import (
 	"maps"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -31,7 +30,7 @@ var agentUser = sync.OnceValue(func() string {
 	if u := os.Getenv("USER"); u != "" {
 		return u
 	}
-	if u, err := user.Current(); err == nil {
+	if u, err := lookupUser(strconv.Itoa(os.Getuid())); err == nil {
 		return u.Username
 	}
 	return ""

@@ -7,11 +7,15 @@ package agent
 // it runs jobs as itself and refuses a tenant that names another user.
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/user"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -158,7 +162,7 @@ func (p *userPolicy) chooseUnprivileged(tenant, runAs string) error {
 		return nil
 	}
 	me := self
-	if u, err := user.LookupId(self); err == nil {
+	if u, err := lookupUser(self); err == nil {
 		me = u.Username
 	}
 	return fmt.Errorf("tenant %s runs jobs as %s; this agent runs as %s and can only run jobs as itself (start it as root)", tenant, runAs, me)
@@ -210,7 +214,7 @@ func (p *userPolicy) resolveNow(name string) (*runUser, error) {
 	if err != nil {
 		return nil, fmt.Errorf("user %s: gid %q: %w", name, u.Gid, err)
 	}
-	ids, err := u.GroupIds()
+	ids, err := groupIDs(u)
 	if err != nil {
 		return nil, fmt.Errorf("user %s: groups: %w", name, err)
 	}
@@ -235,7 +239,23 @@ func tenantUser(tenant string, uid uint32) *runUser {
 
 // lookupUser finds a user by name, or by numeric uid when no user has that
 // name. A user that does not exist is an error wrapping errUnknownUser.
+//
+// The binary is static (no cgo), so os/user reads only /etc/passwd: a user
+// it does not find there is asked of the system's NSS through getent
+// (LDAP, SSSD, systemd's dynamic users), as a cgo build would.
 func lookupUser(nameOrUID string) (*user.User, error) {
+	u, err := lookupUserFiles(nameOrUID)
+	if !errors.Is(err, errUnknownUser) {
+		return u, err
+	}
+	if nu, nerr := getentPasswd(nameOrUID); !errors.Is(nerr, errUnknownUser) {
+		return nu, nerr
+	}
+	return nil, err
+}
+
+// lookupUserFiles is lookupUser through os/user alone.
+func lookupUserFiles(nameOrUID string) (*user.User, error) {
 	u, err := user.Lookup(nameOrUID)
 	var unknown user.UnknownUserError
 	if !errors.As(err, &unknown) {
@@ -250,4 +270,88 @@ func lookupUser(nameOrUID string) (*user.User, error) {
 		return nil, fmt.Errorf("user %s: %w", nameOrUID, errUnknownUser)
 	}
 	return u, err
+}
+
+// groupIDs returns the ids of u's groups, its primary group first. They
+// are asked of NSS (getent initgroups, the getgrouplist of a cgo build),
+// which also knows the directory's groups of a local user; without a
+// getent that answers, of /etc/group through os/user.
+func groupIDs(u *user.User) ([]string, error) {
+	if ids, err := getentGroups(u); err == nil {
+		return ids, nil
+	}
+	return u.GroupIds()
+}
+
+// getentTimeout bounds one getent call: a directory that does not answer
+// fails the job's start rather than hanging it.
+const getentTimeout = 10 * time.Second
+
+// getent runs `getent database key` and returns its output. A key getent
+// does not find (exit 2), a host without getent, and a key that getent
+// would take for an option (no user name starts with "-") are
+// errUnknownUser.
+func getent(database, key string) (string, error) {
+	if key == "" || strings.HasPrefix(key, "-") {
+		return "", fmt.Errorf("getent %s %q: %w", database, key, errUnknownUser)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), getentTimeout)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "getent", database, key).Output()
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+		return string(out), nil
+	case errors.Is(err, exec.ErrNotFound), errors.As(err, &exit) && exit.ExitCode() == 2:
+		return "", fmt.Errorf("getent %s %s: %w", database, key, errUnknownUser)
+	default:
+		return "", fmt.Errorf("getent %s %s: %w", database, key, err)
+	}
+}
+
+// getentPasswd looks nameOrUID up in NSS's passwd database (getent takes
+// a name or a uid).
+func getentPasswd(nameOrUID string) (*user.User, error) {
+	out, err := getent("passwd", nameOrUID)
+	if err != nil {
+		return nil, err
+	}
+	line, _, _ := strings.Cut(out, "\n")
+	// name:password:uid:gid:gecos:home:shell
+	f := strings.Split(line, ":")
+	if len(f) < 7 {
+		return nil, fmt.Errorf("getent passwd %s: malformed entry %q", nameOrUID, line)
+	}
+	for _, id := range f[2:4] {
+		if _, err := strconv.ParseUint(id, 10, 32); err != nil {
+			return nil, fmt.Errorf("getent passwd %s: malformed entry %q", nameOrUID, line)
+		}
+	}
+	name, _, _ := strings.Cut(f[4], ",") // gecos: full name, then room, phone…
+	return &user.User{Username: f[0], Uid: f[2], Gid: f[3], Name: name, HomeDir: f[5]}, nil
+}
+
+// getentGroups returns u's groups from NSS: `getent initgroups NAME`
+// prints the name and the ids of the groups that list it (not its primary
+// group, which comes first here).
+func getentGroups(u *user.User) ([]string, error) {
+	out, err := getent("initgroups", u.Username)
+	if err != nil {
+		return nil, err
+	}
+	line, _, _ := strings.Cut(out, "\n")
+	f := strings.Fields(line)
+	if len(f) == 0 || f[0] != u.Username {
+		return nil, fmt.Errorf("getent initgroups %s: unexpected output %q", u.Username, line)
+	}
+	ids := []string{u.Gid}
+	for _, id := range f[1:] {
+		if _, err := strconv.ParseUint(id, 10, 32); err != nil {
+			return nil, fmt.Errorf("getent initgroups %s: unexpected output %q", u.Username, line)
+		}
+		if !slices.Contains(ids, id) {
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/user"
 	"path/filepath"
 	"slices"
@@ -289,4 +290,96 @@ func mustTenantUIDs(t *testing.T) *tenantUIDs {
 		t.Fatal(err)
 	}
 	return u
+}
+
+// fakeGetent puts on PATH a getent that knows one directory user, ldapuser
+// (uid 4000000042, primary group 4000000043, in groups 4000000044 and
+// 4000000045), as LDAP or SSSD would through NSS, and nobody else.
+func fakeGetent(t *testing.T) {
+	t.Helper()
+	dir := t.TempDir()
+	script := `#!/bin/sh
+case "$1 $2" in
+"passwd ldapuser"|"passwd 4000000042") echo 'ldapuser:*:4000000042:4000000043:LDAP User,Room 1:/home/ldapuser:/bin/bash' ;;
+"initgroups ldapuser") echo 'ldapuser              4000000044 4000000045 4000000043' ;;
+*) exit 2 ;;
+esac
+`
+	if err := os.WriteFile(filepath.Join(dir, "getent"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", dir+string(os.PathListSeparator)+os.Getenv("PATH"))
+}
+
+// TestLookupUserNSS: a user that /etc/passwd does not have (the static
+// binary's os/user reads only the files) is found through getent, by name
+// and by uid, with its directory groups; a user nobody has stays unknown.
+func TestLookupUserNSS(t *testing.T) {
+	fakeGetent(t)
+	want := runUser{Name: "ldapuser", UID: 4000000042, GID: 4000000043,
+		Groups: []uint32{4000000043, 4000000044, 4000000045}, Home: "/home/ldapuser"}
+	for _, key := range []string{"ldapuser", "4000000042"} {
+		t.Run(key, func(t *testing.T) {
+			u, err := lookupUser(key)
+			if err != nil {
+				t.Fatalf("lookupUser(%s): %v", key, err)
+			}
+			if u.Username != "ldapuser" || u.Uid != "4000000042" || u.Gid != "4000000043" || u.Name != "LDAP User" || u.HomeDir != "/home/ldapuser" {
+				t.Fatalf("lookupUser(%s) = %+v", key, u)
+			}
+			p := userPolicy{EUID: 0, DefaultUser: "nobody", Lookup: lookupUser}
+			got, err := p.choose("ml", key)
+			if err != nil {
+				t.Fatalf("choose(%s): %v", key, err)
+			}
+			if got.Name != want.Name || got.UID != want.UID || got.GID != want.GID || got.Home != want.Home ||
+				!slices.Equal(got.Groups, want.Groups) {
+				t.Fatalf("choose(%s) = %+v, want %+v", key, got, want)
+			}
+		})
+	}
+	for _, key := range []string{"hodei-no-such-user", "4000000001", "-s"} {
+		if u, err := lookupUser(key); !errors.Is(err, errUnknownUser) {
+			t.Errorf("lookupUser(%s) = %+v, %v; want errUnknownUser", key, u, err)
+		}
+	}
+	// A local user's directory groups come from NSS too.
+	root, err := lookupUser("root")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ids, err := groupIDs(root); err != nil || !slices.Equal(ids, []string{"0"}) {
+		t.Errorf("groupIDs(root) = %v, %v; want [0] (the fake getent has no groups for root)", ids, err)
+	}
+}
+
+// TestLookupUserRoot looks root up on this host through the real getent
+// and os/user: both say uid 0, and its groups are those `id -G root`
+// prints.
+func TestLookupUserRoot(t *testing.T) {
+	if _, err := exec.LookPath("getent"); err != nil {
+		t.Skip("no getent on this host")
+	}
+	viaNSS, err := getentPasswd("root")
+	if err != nil {
+		t.Fatalf("getent passwd root: %v", err)
+	}
+	viaFiles, err := lookupUserFiles("0")
+	if err != nil {
+		t.Fatalf("os/user root: %v", err)
+	}
+	if *viaNSS != *viaFiles {
+		t.Errorf("getent passwd root = %+v, os/user = %+v", viaNSS, viaFiles)
+	}
+	ids, err := getentGroups(viaNSS)
+	if err != nil {
+		t.Fatalf("getent initgroups root: %v", err)
+	}
+	out, err := exec.Command("id", "-G", "root").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := sortedCopy(ids), sortedCopy(strings.Fields(string(out))); !slices.Equal(got, want) {
+		t.Errorf("getent initgroups root = %v, id -G root = %v", got, want)
+	}
 }
