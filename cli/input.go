@@ -85,6 +85,7 @@ type pump struct {
 	resized  bool   // the size changed since it was last sent
 	told     string // the last notice printed, so as not to repeat it
 	detached bool
+	failed   string       // why the input stopped while the keys are still read for the escapes
 	ended    *hodeipb.Job // the job as it ended
 	room     chan struct{}
 	wake     chan struct{}
@@ -169,6 +170,22 @@ func (p *pump) run(ctx context.Context, stopInput func()) (*hodeipb.Job, error) 
 		return ended, nil
 	case ctx.Err() != nil:
 		return nil, ctx.Err()
+	case keepEscapes(p.cfg, err):
+		// hodei run's keys, on a terminal that stays raw while the output
+		// goes on: say why they no longer reach the job, and keep reading
+		// them for the escapes (Enter ~. detaches), not leave the user
+		// typing into nothing.
+		why := fmt.Sprintf("your keys no longer reach the job: %s", status.Convert(err).Message())
+		p.mu.Lock()
+		p.failed, p.told = why, why
+		p.mu.Unlock()
+		p.note(why + " (Enter ~. detaches)")
+		select {
+		case <-p.detach:
+			return nil, nil
+		case <-ctx.Done():
+			return nil, err
+		}
 	case status.Code(err) == codes.Unimplemented:
 		p.mu.Lock()
 		typed := len(p.pending) > 0 || p.cfg.esc != nil
@@ -180,6 +197,16 @@ func (p *pump) run(ctx context.Context, stopInput func()) (*hodeipb.Job, error) 
 		return nil, ctx.Err()
 	}
 	return nil, err
+}
+
+// keepEscapes reports whether a pump that failed with err goes on reading
+// its keys for the escapes: hodei run's pump on a terminal (its output is
+// followed apart), unless the server stayed away (run's output reports
+// that and ends) or the server predates input.
+func keepEscapes(cfg pumpConfig, err error) bool {
+	var gone *client.UnreachableError
+	return err != nil && cfg.esc != nil && cfg.output == nil &&
+		!errors.As(err, &gone) && status.Code(err) != codes.Unimplemented
 }
 
 func (p *pump) isDetached() bool {
@@ -445,6 +472,8 @@ func (p *pump) take(keys []byte) {
 	p.mu.Lock()
 	why := ""
 	switch {
+	case p.failed != "":
+		why = p.failed
 	case p.cfg.readOnly:
 		why = "read-only: your keys are not sent (Enter ~. detaches)"
 	case p.refused != "":

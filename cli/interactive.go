@@ -14,11 +14,14 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	ucli "github.com/urfave/cli/v2"
 	"golang.org/x/term"
+	"google.golang.org/grpc/status"
 
 	"github.com/hodei-jobs/hodei/client"
+	"github.com/hodei-jobs/hodei/job"
 	hodeipb "github.com/hodei-jobs/hodei/proto"
 )
 
@@ -161,23 +164,68 @@ func (pl *stdinPlan) connect(c *ucli.Context, cl *client.Client, id string, foll
 	}
 	p := newPump(cl, cfg)
 	ctx, cancel := context.WithCancel(context.WithoutCancel(c.Context))
-	var wg sync.WaitGroup
-	wg.Go(func() { _, _ = p.run(ctx, pl.closeSrc) }) // its errors: input not delivered; the output tells the rest
+	// stop ends follow: closed on a detach, or when a pipe's input could
+	// not all be sent (inputErr says why).
+	stop := make(chan struct{})
+	var (
+		wg       sync.WaitGroup
+		stopOnce sync.Once
+		inputErr error // set before stop closes, read after wg.Wait
+	)
+	wg.Go(func() {
+		// A terminal's pump that fails says so itself and goes on reading
+		// the keys for ~. (keepEscapes); the output tells of an outage.
+		_, err := p.run(ctx, pl.closeSrc)
+		var gone *client.UnreachableError
+		if err != nil && ctx.Err() == nil && !pl.raw && !errors.As(err, &gone) {
+			inputErr = err
+			stopOnce.Do(func() { close(stop) })
+		}
+	})
+	wg.Go(func() {
+		select {
+		case <-p.detachC():
+			stopOnce.Do(func() { close(stop) })
+		case <-ctx.Done():
+		}
+	})
 	if pl.raw {
-		stop := onResize(p.resize)
-		defer stop()
+		stopResize := onResize(p.resize)
+		defer stopResize()
 	}
 	outer := c.Context
-	c.Context = withDetach(outer, p.detachC())
+	c.Context = withDetach(outer, stop)
 	err = follow(f)
 	c.Context = outer
+	if errors.Is(err, errDetached) && p.isDetached() {
+		// What was typed before the escape is sent before the stream
+		// closes: the pump ends by itself once it has (within detachWait).
+		waitPump(&wg, 2*detachWait)
+	}
 	cancel()
 	wg.Wait()
-	if errors.Is(err, errDetached) {
+	switch {
+	case inputErr != nil:
+		fmt.Fprintf(c.App.ErrWriter, "hodei: stdin of job %s could not all be sent (%s): the job does not get the rest of it "+
+			"nor its end; it goes on: hodei jobs cancel %s stops it\n", id, status.Convert(inputErr).Message(), id)
+		return &exitStatus{code: exitFailure}
+	case errors.Is(err, errDetached):
 		fmt.Fprintf(c.App.ErrWriter, "\nhodei: detached from job %s, which goes on: hodei attach %s gets back to it\n", id, id)
 		return nil
 	}
 	return err
+}
+
+// waitPump waits for the goroutines of wg to end, at most d.
+func waitPump(wg *sync.WaitGroup, d time.Duration) {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	}
 }
 
 // rawTerm is a terminal put in raw mode, and how to restore it.
@@ -201,13 +249,15 @@ func makeRaw(f *os.File) (*rawTerm, error) {
 // restore puts the terminal back as it was; it is idempotent.
 func (r *rawTerm) restore() { r.once.Do(func() { _ = term.Restore(r.fd, r.state) }) }
 
-// termSize returns the terminal's size, or nil.
+// termSize returns the terminal's size, or nil. The size is the
+// terminal's, not something the user typed: past what a PTY takes
+// (job.MaxPTYSize) it is clamped, not refused.
 func termSize(f *os.File) *hodeipb.TerminalSize {
 	cols, rows, err := term.GetSize(int(f.Fd()))
 	if err != nil || rows <= 0 || cols <= 0 {
 		return nil
 	}
-	return &hodeipb.TerminalSize{Rows: uint32(rows), Cols: uint32(cols)}
+	return &hodeipb.TerminalSize{Rows: uint32(min(rows, job.MaxPTYSize)), Cols: uint32(min(cols, job.MaxPTYSize))}
 }
 
 // onResize calls fn on every SIGWINCH until the returned stop is called,

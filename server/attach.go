@@ -51,7 +51,7 @@ func newAttachSession(ctx context.Context, open *pb.AttachOpen) *attachSession {
 	if id := auth.FromContext(ctx); id != nil && id.Name != "" {
 		name = id.Name
 	}
-	return &attachSession{name: name, readOnly: open.GetReadOnly(), size: open.GetSize(), wake: make(chan struct{}, 1)}
+	return &attachSession{name: name, readOnly: open.GetReadOnly(), size: clampSize(open.GetSize()), wake: make(chan struct{}, 1)}
 }
 
 // post sets the InputState to send, replacing one not yet sent.
@@ -163,14 +163,26 @@ func checkAttach(j *job.Job, open *pb.AttachOpen) error {
 }
 
 // checkSize checks a terminal size; a nil one is allowed where optional.
+// A size of 0 is no terminal's: InvalidArgument. A size past what a PTY
+// takes is not the client's mistake (it is its terminal's size) and is
+// clamped by clampSize, not refused.
 func checkSize(field string, size *pb.TerminalSize, optional bool) error {
 	if size == nil && optional {
 		return nil
 	}
-	if r, c := size.GetRows(), size.GetCols(); r < 1 || c < 1 || r > job.MaxPTYSize || c > job.MaxPTYSize {
-		return invalid(field, "%dx%d: rows and cols must be between 1 and %d", r, c, job.MaxPTYSize)
+	if r, c := size.GetRows(), size.GetCols(); r < 1 || c < 1 {
+		return invalid(field, "%dx%d: rows and cols must be at least 1", r, c)
 	}
 	return nil
+}
+
+// clampSize returns size with its rows and cols at most job.MaxPTYSize;
+// nil stays nil.
+func clampSize(size *pb.TerminalSize) *pb.TerminalSize {
+	if size == nil || (size.GetRows() <= job.MaxPTYSize && size.GetCols() <= job.MaxPTYSize) {
+		return size
+	}
+	return &pb.TerminalSize{Rows: min(size.GetRows(), job.MaxPTYSize), Cols: min(size.GetCols(), job.MaxPTYSize)}
 }
 
 // attachIn applies one message from the client.
@@ -185,7 +197,7 @@ func (s *Server) attachIn(ctx context.Context, t *terminal, sess *attachSession,
 		if err := checkSize("resize", m.Resize, false); err != nil {
 			return err
 		}
-		t.resize(sess, m.Resize)
+		t.resize(sess, clampSize(m.Resize))
 	case *pb.AttachRequest_End:
 		return t.end(sess)
 	case *pb.AttachRequest_Claim:
@@ -235,7 +247,7 @@ func (s *Server) attachOut(ctx context.Context, stream pb.JobService_AttachServe
 	if r := open.GetResumeAttempt(); r > 0 {
 		attempt, offset = int(r), open.GetResumeOffset()
 	} else if open.GetOutput() {
-		rows := int(open.GetSize().GetRows())
+		rows := int(clampSize(open.GetSize()).GetRows())
 		if rows == 0 {
 			rows = job.DefaultRows
 		}
