@@ -1,7 +1,9 @@
 package main
 
 import (
+	"os/exec"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -35,5 +37,57 @@ func TestRunInAHugeTerminal(t *testing.T) {
 	c.typ(t, "exit 4\r")
 	if code := c.exit(t); code != 4 {
 		t.Fatalf("exit %d, want 4; output %q", code, c.out.String())
+	}
+}
+
+// runCmdWithin runs cmd as runCmd does, killing it after timeout: then
+// the test fails, showing what it printed.
+func runCmdWithin(t *testing.T, cmd *exec.Cmd, timeout time.Duration) (string, string, int) {
+	t.Helper()
+	killed := make(chan struct{})
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		select {
+		case <-time.After(timeout):
+			close(killed)
+			if cmd.Process != nil {
+				cmd.Process.Kill()
+			}
+		case <-stop:
+		}
+	}()
+	out, errOut, code := runCmd(t, cmd)
+	select {
+	case <-killed:
+		t.Fatalf("%s still running after %s; stdout %q, stderr %q", strings.Join(cmd.Args, " "), timeout, out, errOut)
+	default:
+	}
+	return out, errOut, code
+}
+
+// TestNoStdinIsDevNull: with -i=false (or --no-stdin) the job's stdin is
+// as /dev/null, with a PTY too (its terminal gets the EOF at once), so a
+// job that reads its stdin ends instead of waiting for input that will
+// never come, and what is piped to run does not reach it.
+func TestNoStdinIsDevNull(t *testing.T) {
+	srv, _ := cluster(t)
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"PTY", []string{"run", "-i=false", "--", "wc", "-l"}, "0\r\n"},
+		{"PTYNoStdin", []string{"run", "--no-stdin", "--", "sh", "-c", "cat; echo end"}, "end\r\n"},
+		{"NoPTY", []string{"run", "-i=false", "--no-pty", "--", "wc", "-l"}, "0\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := cliCmd(srv.grpcAddr, tc.args...)
+			cmd.Stdin = strings.NewReader("a\nb\n")
+			out, errOut, code := runCmdWithin(t, cmd, 30*time.Second)
+			if code != 0 || out != tc.want {
+				t.Fatalf("exit %d, stdout %q, stderr %q; want 0 and %q", code, out, errOut, tc.want)
+			}
+		})
 	}
 }

@@ -29,7 +29,7 @@ import (
 func stdinFlags() []ucli.Flag {
 	return []ucli.Flag{
 		&ucli.BoolFlag{Name: "stdin", Aliases: []string{"i"}, Value: true,
-			Usage: "send this command's stdin to the job: keys from a terminal (Enter ~. detaches), or a pipe's or file's bytes then EOF; -i=false leaves it unconnected"},
+			Usage: "send this command's stdin to the job: keys from a terminal (Enter ~. detaches), or a pipe's or file's bytes then EOF; -i=false: the job's stdin is as /dev/null (a PTY job's terminal gets EOF at once)"},
 		&ucli.BoolFlag{Name: "no-stdin", Usage: "the same as -i=false"},
 	}
 }
@@ -44,11 +44,14 @@ type stdinPlan struct {
 
 // planStdin decides, before the submit, how stdin reaches the job, and
 // sets spec.Stdin (and the PTY's size from the terminal when stdout is
-// not one). nil: stdin is not connected (-i=false, a closed stdin, or
-// /dev/null for a job without a PTY, which reads /dev/null anyway).
+// not one). nil: stdin is not connected (a closed stdin, or -i=false or
+// /dev/null for a job without a PTY, which then reads /dev/null).
+// -i=false is /dev/null for a PTY job too, as ssh -n: its terminal gets
+// the EOF at once (see devNull), so that a job that reads its stdin ends
+// rather than waits for keys nobody will type.
 func planStdin(c *ucli.Context, spec *hodeipb.JobSpec) *stdinPlan {
 	if !c.Bool("stdin") || c.Bool("no-stdin") {
-		return nil
+		return devNull(spec)
 	}
 	f, isFile := c.App.Reader.(*os.File)
 	if !isFile {
@@ -60,12 +63,7 @@ func planStdin(c *ucli.Context, spec *hodeipb.JobSpec) *stdinPlan {
 		return nil
 	}
 	if null, err := os.Stat(os.DevNull); err == nil && os.SameFile(fi, null) {
-		if spec.GetNoPty() {
-			return nil
-		}
-		// A PTY job gets its EOF at once, as from /dev/null.
-		spec.Stdin = hodeipb.StdinMode_STDIN_STREAM
-		return &stdinPlan{src: strings.NewReader("")}
+		return devNull(spec)
 	}
 	src, closeSrc := reopenInput(f, fi)
 	pl := &stdinPlan{src: src, closeSrc: closeSrc}
@@ -81,6 +79,19 @@ func planStdin(c *ucli.Context, spec *hodeipb.JobSpec) *stdinPlan {
 		}
 	}
 	return pl
+}
+
+// devNull is the plan for a job whose stdin is /dev/null: none for a job
+// without a PTY (the agent gives it /dev/null); for a PTY job, an input
+// that ends at once, so that its terminal gets the EOF (VEOF) as soon as
+// it starts. The terminal stays the job's stdin: programs that ask
+// whether it is one still see a terminal, and it does not echo.
+func devNull(spec *hodeipb.JobSpec) *stdinPlan {
+	if spec.GetNoPty() {
+		return nil
+	}
+	spec.Stdin = hodeipb.StdinMode_STDIN_STREAM
+	return &stdinPlan{src: strings.NewReader("")}
 }
 
 // reopenInput opens stdin again when it is a terminal or a pipe, as a new
