@@ -1,7 +1,14 @@
 package main
 
 import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -89,5 +96,61 @@ func TestNoStdinIsDevNull(t *testing.T) {
 				t.Fatalf("exit %d, stdout %q, stderr %q; want 0 and %q", code, out, errOut, tc.want)
 			}
 		})
+	}
+}
+
+// TestPipedStdinRidesOutServerRestart pipes 4 MB through `run --no-pty`
+// into a job that reads slowly (so that the server's and the agent's
+// windows are full), on a separate agent, SIGKILLs the server while the
+// input flows and starts it again: the job reads every byte once, in
+// order (its sha256 is the input's), and run exits 0.
+func TestPipedStdinRidesOutServerRestart(t *testing.T) {
+	r, tmp := startRestartable(t), jobDir(t)
+	input := make([]byte, 4<<20)
+	if _, err := rand.Read(input); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(input)
+	out := filepath.Join(tmp, "out")
+	// 64 KiB at a time, a pause between: a slow reader. The sum goes to
+	// the output once the input has ended.
+	script := fmt.Sprintf(`while :; do head -c 65536 > %[1]s.chunk; [ -s %[1]s.chunk ] || break; cat %[1]s.chunk >> %[1]s; sleep 0.02; done; sha256sum < %[1]s`, out)
+	cmd := cliCmd(r.addr, "run", "--no-pty", "--", "sh", "-c", script)
+	cmd.Stdin = bytes.NewReader(input)
+	var stdout, stderr lockedBuffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var runErr error
+	done := make(chan struct{})
+	go func() { runErr = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-done
+	})
+	logOnFailure(t, &stderr)
+	size := func() int64 {
+		fi, err := os.Stat(out)
+		if err != nil {
+			return 0
+		}
+		return fi.Size()
+	}
+	eventually(t, 60*time.Second, "the job to have read 1 MB", func() bool { return size() >= 1<<20 })
+	r.restart(t, &stderr, func() {})
+	select {
+	case <-done:
+		if runErr != nil {
+			t.Fatalf("run: %v; stdout %q", runErr, stdout.String())
+		}
+	case <-time.After(120 * time.Second):
+		t.Fatalf("run still running after 120s; the job had read %d of %d bytes", size(), len(input))
+	}
+	t.Logf("run's stderr:\n%s", stderr.String())
+	want := hex.EncodeToString(sum[:])
+	if got := strings.Fields(stdout.String()); len(got) == 0 || got[0] != want {
+		t.Fatalf("the job read %d bytes with sha256 %q, want %d bytes with %s", size(), stdout.String(), len(input), want)
 	}
 }

@@ -17,14 +17,15 @@ import (
 // the bytes at the offsets the agent expects, then the EOF.
 func feed(t *testing.T, in *jobInput, data string, eof bool) {
 	t.Helper()
-	off, limit, closed := in.open()
+	cr := in.open()
+	off, limit, closed := cr.GetOffset(), cr.GetLimit(), cr.GetClosed()
 	if closed {
 		t.Fatal("input closed at open")
 	}
 	if int(limit-off) < len(data) {
 		t.Fatalf("credit %d for %d bytes", limit-off, len(data))
 	}
-	if err := in.put(off, []byte(data), eof); err != nil {
+	if err := in.put(off, []byte(data), eof, "", 0); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -57,7 +58,7 @@ func TestInputReachesTheJob(t *testing.T) {
 
 func TestInputNoneWithoutPTYIsDevNull(t *testing.T) {
 	a := mustStartAttempt(t, attemptSpec{NoPTY: true, Argv: []string{"wc", "-c"}}, attemptOptions{})
-	if _, _, closed := a.Input().open(); !closed {
+	if !a.Input().open().GetClosed() {
 		t.Fatal("a --no-pty job without stdin takes input")
 	}
 	out := readSpool(t, a.Output())
@@ -96,17 +97,17 @@ func TestInputFlowControl(t *testing.T) {
 		limit int64
 	)
 	credited := make(chan struct{}, 1)
-	in.setNotify(func(l int64, _ bool) {
+	in.setNotify(func(w int64, _ bool) {
 		mu.Lock()
-		limit = max(limit, l)
+		limit = max(limit, w+InputWindow)
 		mu.Unlock()
 		select {
 		case credited <- struct{}{}:
 		default:
 		}
 	})
-	next, l, _ := in.open()
-	limit = l
+	cr := in.open()
+	next, limit := cr.GetOffset(), cr.GetLimit()
 	chunk := make([]byte, 1000)
 	pipeSize, err := unix.FcntlInt(r.Fd(), unix.F_GETPIPE_SZ, 0)
 	if err != nil {
@@ -119,7 +120,7 @@ func TestInputFlowControl(t *testing.T) {
 		mu.Unlock()
 		if room > 0 {
 			n := min(room, int64(len(chunk)))
-			if err := in.put(next, chunk[:n], false); err != nil {
+			if err := in.put(next, chunk[:n], false, "", 0); err != nil {
 				t.Fatal(err)
 			}
 			next += n
@@ -153,14 +154,14 @@ func TestInputFlowControl(t *testing.T) {
 	if written > int64(pipeSize) {
 		t.Fatalf("written %d into a pipe of %d that nobody reads", written, pipeSize)
 	}
-	if err := in.put(next, []byte("x"), false); !errors.Is(err, errInputCredit) {
+	if err := in.put(next, []byte("x"), false, "", 0); !errors.Is(err, errInputCredit) {
 		t.Fatalf("input beyond the credit: %v, want errInputCredit", err)
 	}
-	if err := in.put(next-1, []byte("x"), false); !errors.Is(err, errInputOffset) {
+	if err := in.put(next-1, []byte("x"), false, "", 0); !errors.Is(err, errInputOffset) {
 		t.Fatalf("input at a stale offset: %v, want errInputOffset", err)
 	}
 	in.close() // cuts the blocked write and waits for the writer
-	if _, _, closed := in.open(); !closed {
+	if !in.open().GetClosed() {
 		t.Fatal("input still open after close")
 	}
 }

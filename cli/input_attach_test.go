@@ -155,3 +155,118 @@ func TestRunPumpFailureKeepsEscapes(t *testing.T) {
 		t.Fatalf("notes %q: the reason %d times, want once", notes.String(), n)
 	}
 }
+
+// TestPumpSendsKeysBeforeTheDetach: keys read in the same chunk as the
+// Enter ~. that follows them are sent before the stream closes.
+func TestPumpSendsKeysBeforeTheDetach(t *testing.T) {
+	got := make(chan string, 1)
+	cl := startFakeAttach(t, func(st hodeipb.JobService_AttachServer) error {
+		if _, err := attached(st, 1<<20); err != nil {
+			return err
+		}
+		var in []byte
+		for {
+			m, err := st.Recv()
+			if err == io.EOF { // the client detached
+				got <- string(in)
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			in = append(in, m.GetInput()...)
+		}
+	})
+	pr, pw := io.Pipe()
+	p := newPump(cl, pumpConfig{jobID: "j", src: pr, esc: newEscaper(), claim: true, notes: io.Discard})
+	done := make(chan error, 1)
+	go func() {
+		_, err := p.run(context.Background(), func() { pw.CloseWithError(io.ErrClosedPipe) })
+		done <- err
+	}()
+	waitFor(t, "the input to be held", func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.held
+	})
+	if _, err := pw.Write([]byte("touch pasted\r~.")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case in := <-got:
+		if in != "touch pasted\r" {
+			t.Fatalf("the server got %q before the detach, want the keys typed before it", in)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the client did not detach")
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("detach: %v", err)
+	}
+}
+
+// TestPumpSendsAgainWhatWasNotAcked: on a new stream (the server came
+// back), the pump names the same input and the offset of the first byte
+// the job's agent had not written (acked), and sends from there.
+func TestPumpSendsAgainWhatWasNotAcked(t *testing.T) {
+	input := []byte(strings.Repeat("0123456789", 10))
+	type stream struct {
+		open *hodeipb.AttachOpen
+		in   []byte
+	}
+	streams := make(chan stream, 2)
+	acked := make(chan struct{})
+	calls := 0
+	cl := startFakeAttach(t, func(st hodeipb.JobService_AttachServer) error {
+		calls++
+		open, err := attached(st, 1<<20)
+		if err != nil {
+			return err
+		}
+		var in []byte
+		for {
+			m, err := st.Recv()
+			if err != nil {
+				return err
+			}
+			in = append(in, m.GetInput()...)
+			if m.GetEnd() == nil {
+				continue
+			}
+			streams <- stream{open, in}
+			if calls == 1 {
+				// The agent wrote 40 bytes; then the server goes away.
+				if err := st.Send(&hodeipb.AttachResponse{Msg: &hodeipb.AttachResponse_Input{Input: &hodeipb.InputState{Held: true, Limit: 1 << 20, Acked: 40}}}); err != nil {
+					return err
+				}
+				<-acked
+				return status.Error(codes.Unavailable, "the server went away")
+			}
+			return st.Send(&hodeipb.AttachResponse{Msg: &hodeipb.AttachResponse_Ended{Ended: &hodeipb.AttachEnded{Job: &hodeipb.Job{Id: "j"}}}})
+		}
+	})
+	p := newPump(cl, pumpConfig{jobID: "j", claim: true, notes: io.Discard})
+	p.pending, p.srcEOF = append([]byte(nil), input...), true
+	errc := make(chan error, 1)
+	go func() { errc <- p.session(context.Background(), func() {}) }()
+	first := <-streams
+	waitFor(t, "the ack to be taken", func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.base == 40
+	})
+	close(acked)
+	if err := <-errc; status.Code(err) != codes.Unavailable {
+		t.Fatalf("the first stream ended with %v", err)
+	}
+	if err := p.session(context.Background(), func() {}); err != nil {
+		t.Fatalf("the second stream: %v", err)
+	}
+	second := <-streams
+	if string(first.in) != string(input) || first.open.GetInputOffset() != 0 || first.open.GetInputSource() == "" {
+		t.Fatalf("first stream: open %v, input %q; want a named input from 0 and all of it", first.open, first.in)
+	}
+	if second.open.GetInputSource() != first.open.GetInputSource() || second.open.GetInputOffset() != 40 || string(second.in) != string(input[40:]) {
+		t.Fatalf("second stream: open %v, input %q; want the same input from 40 and the bytes from there", second.open, second.in)
+	}
+}

@@ -36,14 +36,19 @@ const attachInputAction = "/hodei.v1.JobService/Attach (input)"
 type attachSession struct {
 	name     string // who, as other streams are shown the holder
 	readOnly bool
+	src      string // the client's input (AttachOpen.input_source); empty: unnamed
+	srcBase  int64  // the offset there of the stream's first input byte
 
 	received int64 // input bytes received on the stream
 	granted  int64 // the stream may send input up to this many bytes
+	acked    int64 // the agent has written src's input up to this offset
 	size     *pb.TerminalSize
 
-	mu   sync.Mutex
-	note *pb.InputState // to send; nil: nothing new
-	wake chan struct{}  // has a value when note is set
+	mu     sync.Mutex
+	note   *pb.InputState // to send; nil: nothing new
+	wake   chan struct{}  // has a value when note is set
+	failed error          // ends the stream; set once
+	abort  context.CancelCauseFunc
 }
 
 func newAttachSession(ctx context.Context, open *pb.AttachOpen) *attachSession {
@@ -51,7 +56,29 @@ func newAttachSession(ctx context.Context, open *pb.AttachOpen) *attachSession {
 	if id := auth.FromContext(ctx); id != nil && id.Name != "" {
 		name = id.Name
 	}
-	return &attachSession{name: name, readOnly: open.GetReadOnly(), size: clampSize(open.GetSize()), wake: make(chan struct{}, 1)}
+	return &attachSession{name: name, readOnly: open.GetReadOnly(), size: clampSize(open.GetSize()), wake: make(chan struct{}, 1),
+		src: open.GetInputSource(), srcBase: open.GetInputOffset()}
+}
+
+// fail ends the stream with err (the first one given).
+func (s *attachSession) fail(err error) {
+	s.mu.Lock()
+	first := s.failed == nil
+	if first {
+		s.failed = err
+	}
+	abort := s.abort
+	s.mu.Unlock()
+	if first && abort != nil {
+		abort(err)
+	}
+}
+
+// failure returns the error fail gave, or nil.
+func (s *attachSession) failure() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.failed
 }
 
 // post sets the InputState to send, replacing one not yet sent.
@@ -100,6 +127,7 @@ func (js *jobService) Attach(stream pb.JobService_AttachServer) error {
 		return err
 	}
 	sess := newAttachSession(ctx, open)
+	sess.abort = abort
 	t := s.terms.join(j, sess)
 	defer s.terms.leave(t, sess)
 
@@ -126,12 +154,18 @@ func (js *jobService) Attach(stream pb.JobService_AttachServer) error {
 		if err != nil {
 			stopOut()
 			wg.Wait()
+			if ferr := sess.failure(); ferr != nil {
+				return ferr
+			}
 			if outErr != nil {
 				return outErr
 			}
 			return err
 		}
 		if err := s.attachIn(ctx, t, sess, j, msg); err != nil {
+			return err
+		}
+		if err := sess.failure(); err != nil {
 			return err
 		}
 	}
@@ -156,6 +190,10 @@ func checkAttach(j *job.Job, open *pb.AttachOpen) error {
 			"hodei logs -f %s follows its output", j.ID, j.ID)
 	case open.GetReadOnly() && open.GetClaim():
 		return invalid("claim", "a read-only stream cannot take the input")
+	case len(open.GetInputSource()) > maxSourceName:
+		return invalid("input_source", "is %d bytes; at most %d", len(open.GetInputSource()), maxSourceName)
+	case open.GetInputOffset() < 0:
+		return invalid("input_offset", "%d must not be negative", open.GetInputOffset())
 	case !open.GetReadOnly() && j.Spec.NoPTY && j.Spec.Stdin == job.StdinNone:
 		return status.Errorf(codes.FailedPrecondition, "job %s was submitted without stdin (--no-pty and no input): it reads /dev/null", j.ID)
 	}
