@@ -56,13 +56,13 @@ type jobInput struct {
 	// empty: unnamed) and srcEnd the offset after them in its input: an
 	// open answers them, so that a client whose stream broke with the
 	// server is not repeated when it sends its bytes again.
-	src    string
-	srcEnd int64
-	last     byte   // the last byte written, for the EOF of a PTY
-	eof      bool   // the input ends after buf
-	closed   bool   // no more input: EOF delivered, attempt over, or a write failed
-	running  bool   // the writer goroutine runs
-	writer   sync.WaitGroup
+	src     string
+	srcEnd  int64
+	last    byte // the last byte written, for the EOF of a PTY
+	eof     bool // the input ends after buf
+	closed  bool // no more input: EOF delivered, attempt over, or a write failed
+	running bool // the writer goroutine runs
+	writer  sync.WaitGroup
 
 	// chunk is the writer's copy of what it writes, kept across writers
 	// (one runs at a time, from each burst of input: each key typed).
