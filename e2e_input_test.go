@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/creack/pty"
+
+	pb "github.com/hodei-jobs/hodei/proto"
 )
 
 // TestRunInAHugeTerminal runs `hodei run -- bash` in a terminal wider
@@ -152,5 +154,52 @@ func TestPipedStdinRidesOutServerRestart(t *testing.T) {
 	want := hex.EncodeToString(sum[:])
 	if got := strings.Fields(stdout.String()); len(got) == 0 || got[0] != want {
 		t.Fatalf("the job read %d bytes with sha256 %q, want %d bytes with %s", size(), stdout.String(), len(input), want)
+	}
+}
+
+// TestDetachSendsWhatWasTypedFirst pastes a command and Enter ~. in one
+// go, into a running job and into one still PENDING (it waits for another
+// job): run detaches, and the command reaches the job in both cases, the
+// second once the job starts.
+func TestDetachSendsWhatWasTypedFirst(t *testing.T) {
+	srv, _ := cluster(t)
+	dir := jobDir(t)
+	for _, pending := range []bool{false, true} {
+		name := map[bool]string{false: "Running", true: "Pending"}[pending]
+		t.Run(name, func(t *testing.T) {
+			args := []string{"run", "--", "bash"}
+			gate := filepath.Join(dir, name+".gate")
+			if pending {
+				blocker := strings.TrimSpace(mustRun(t, srv.grpcAddr, "submit", "--", "sh", "-c",
+					fmt.Sprintf("while [ ! -e %s ]; do sleep 0.05; done", gate)))
+				args = []string{"run", "--after", blocker, "--", "bash"}
+			}
+			c := startPTYClient(t, srv.grpcAddr, 24, 80, args...)
+			id := c.jobID(t)
+			if !pending {
+				c.typ(t, "echo ready-$((1+1))\r")
+				c.waitOutput(t, `ready-2`)
+			}
+			marker := filepath.Join(dir, name)
+			c.typ(t, "touch "+marker+"; exit 7\r~.")
+			if code := c.exit(t); code != 0 || !strings.Contains(c.out.String(), "detached") {
+				t.Fatalf("detach: exit %d, output %q", code, c.out.String())
+			}
+			if pending {
+				if j := jobState(t, srv.grpcAddr, id); j.GetState() != pb.JobState_JOB_STATE_PENDING {
+					t.Fatalf("the job is %s after the detach, want it still PENDING", j.GetState())
+				}
+				if err := os.WriteFile(gate, nil, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			j := waitJob(t, dial(t, srv.grpcAddr).Jobs(), id, 30*time.Second)
+			if j.GetExitCode() != 7 {
+				t.Fatalf("the job ended %s with %d, want 7 from the command typed before the detach", j.GetState(), j.GetExitCode())
+			}
+			if _, err := os.Stat(marker); err != nil {
+				t.Fatalf("the command typed before the detach did not run: %v", err)
+			}
+		})
 	}
 }

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"errors"
+	"io"
 	"os"
 	"strings"
 	"sync"
@@ -163,5 +164,48 @@ func TestInputFlowControl(t *testing.T) {
 	in.close() // cuts the blocked write and waits for the writer
 	if !in.open().GetClosed() {
 		t.Fatal("input still open after close")
+	}
+}
+
+// TestInputOpenTellsTheSource: an open answers where the input stands in
+// the client's terms too: the source of the last bytes received and the
+// offset after them there, and what was written; bytes from an unnamed
+// source leave no source.
+func TestInputOpenTellsTheSource(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	in := newJobInput(w, false)
+	defer in.close()
+	in.open()
+	if err := in.put(0, []byte("hello"), false, "c1", 100); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 5)
+	if _, err := io.ReadFull(r, buf); err != nil {
+		t.Fatal(err)
+	}
+	cr := in.open()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(10 * time.Second)
+	for cr.GetWritten() < 5 {
+		select {
+		case <-tick.C:
+		case <-deadline:
+			t.Fatalf("the writer never counted the bytes the job read: %v", cr)
+		}
+		cr = in.open()
+	}
+	if cr.GetSource() != "c1" || cr.GetSourceOffset() != 105 || cr.GetOffset() != 5 || cr.GetWritten() != 5 {
+		t.Fatalf("open answers %v, want source c1 up to 105, 5 bytes received and written", cr)
+	}
+	if err := in.put(5, []byte("x"), false, "", 0); err != nil {
+		t.Fatal(err)
+	}
+	if cr := in.open(); cr.GetSource() != "" {
+		t.Fatalf("after unnamed input the open answers source %q, want none", cr.GetSource())
 	}
 }

@@ -177,10 +177,15 @@ func (p *pump) run(ctx context.Context, stopInput func()) (*hodeipb.Job, error) 
 		})
 	}
 	p.mu.Lock()
-	ended, detached := p.ended, p.detached
+	ended, detached, unsent := p.ended, p.detached, len(p.pending)
 	p.mu.Unlock()
 	switch {
 	case detached:
+		if unsent > 0 && ended == nil {
+			// Beyond the credit (the job was not reading), or the server
+			// was away.
+			p.note(fmt.Sprintf("%d bytes typed before the detach could not be sent", unsent))
+		}
 		return nil, nil
 	case ended != nil:
 		return ended, nil
@@ -452,12 +457,9 @@ func (p *pump) send(ctx context.Context, st attachStream, recvDone <-chan struct
 		// taken); a credit is not (the job is not reading).
 		awaiting := p.claimed && !p.held && p.holder == "" && p.refused == "" && !p.closed &&
 			(len(p.pending) > 0 || p.resend < len(p.unacked))
-		detached, unsent := p.detached && len(msgs) == 0 && !awaiting, len(p.pending)
+		detached := p.detached && len(msgs) == 0 && !awaiting
 		p.mu.Unlock()
 		if detached {
-			if unsent > 0 {
-				p.note(fmt.Sprintf("%d bytes typed before the detach were not sent: the job was not taking its input", unsent))
-			}
 			return nil
 		}
 		for _, m := range msgs {

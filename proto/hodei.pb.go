@@ -2072,6 +2072,9 @@ func (x *LogData) GetData() []byte {
 	return nil
 }
 
+// TerminalSize is a terminal's size: 1 to 65535 rows and cols (what
+// TIOCSWINSZ takes). In Attach, a size beyond that is clamped to it; 0 is
+// InvalidArgument.
 type TerminalSize struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Rows          uint32                 `protobuf:"varint,1,opt,name=rows,proto3" json:"rows,omitempty"`
