@@ -354,6 +354,10 @@ func (p *pump) receive(st attachStream, up func()) error {
 			}
 		case *hodeipb.AttachResponse_Input:
 			in := m.Input
+			if in.GetLost() != "" {
+				signalChan(p.wake)
+				return status.Error(codes.DataLoss, in.GetLost())
+			}
 			p.mu.Lock()
 			if in.GetRefused() != "" {
 				p.refused, p.claimed = in.GetRefused(), false

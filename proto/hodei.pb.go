@@ -2644,7 +2644,11 @@ type InputState struct {
 	Refused string                 `protobuf:"bytes,5,opt,name=refused,proto3" json:"refused,omitempty"` // why a claim was refused (read-only, role)
 	// held, with an input_source: the input of this source written to the
 	// job up to this offset in it; what comes before need not be sent again.
-	Acked         int64 `protobuf:"varint,6,opt,name=acked,proto3" json:"acked,omitempty"`
+	Acked int64 `protobuf:"varint,6,opt,name=acked,proto3" json:"acked,omitempty"`
+	// Why bytes of this stream's input were lost (the agent has less of it
+	// than the stream resumed from): the client fails rather than let the
+	// job read on after the gap. Once set, the input goes no further.
+	Lost          string `protobuf:"bytes,7,opt,name=lost,proto3" json:"lost,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2719,6 +2723,13 @@ func (x *InputState) GetAcked() int64 {
 		return x.Acked
 	}
 	return 0
+}
+
+func (x *InputState) GetLost() string {
+	if x != nil {
+		return x.Lost
+	}
+	return ""
 }
 
 type AttachEnded struct {
@@ -6922,7 +6933,7 @@ const file_hodei_proto_rawDesc = "" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12(\n" +
 	"\x05state\x18\x03 \x01(\x0e2\x12.hodei.v1.JobStateR\x05state\x12#\n" +
-	"\rreplay_offset\x18\x04 \x01(\x03R\freplayOffset\"\x96\x01\n" +
+	"\rreplay_offset\x18\x04 \x01(\x03R\freplayOffset\"\xaa\x01\n" +
 	"\n" +
 	"InputState\x12\x12\n" +
 	"\x04held\x18\x01 \x01(\bR\x04held\x12\x16\n" +
@@ -6930,7 +6941,8 @@ const file_hodei_proto_rawDesc = "" +
 	"\x05limit\x18\x03 \x01(\x03R\x05limit\x12\x16\n" +
 	"\x06closed\x18\x04 \x01(\bR\x06closed\x12\x18\n" +
 	"\arefused\x18\x05 \x01(\tR\arefused\x12\x14\n" +
-	"\x05acked\x18\x06 \x01(\x03R\x05acked\".\n" +
+	"\x05acked\x18\x06 \x01(\x03R\x05acked\x12\x12\n" +
+	"\x04lost\x18\a \x01(\tR\x04lost\".\n" +
 	"\vAttachEnded\x12\x1f\n" +
 	"\x03job\x18\x01 \x01(\v2\r.hodei.v1.JobR\x03job\"_\n" +
 	"\vJoinRequest\x12\x1b\n" +

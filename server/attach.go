@@ -42,13 +42,12 @@ type attachSession struct {
 	received int64 // input bytes received on the stream
 	granted  int64 // the stream may send input up to this many bytes
 	acked    int64 // the agent has written src's input up to this offset
+	lost     error // bytes of src's input were lost: the stream ends with it
 	size     *pb.TerminalSize
 
-	mu     sync.Mutex
-	note   *pb.InputState // to send; nil: nothing new
-	wake   chan struct{}  // has a value when note is set
-	failed error          // ends the stream; set once
-	abort  context.CancelCauseFunc
+	mu   sync.Mutex
+	note *pb.InputState // to send; nil: nothing new
+	wake chan struct{}  // has a value when note is set
 }
 
 func newAttachSession(ctx context.Context, open *pb.AttachOpen) *attachSession {
@@ -60,26 +59,6 @@ func newAttachSession(ctx context.Context, open *pb.AttachOpen) *attachSession {
 		src: open.GetInputSource(), srcBase: open.GetInputOffset()}
 }
 
-// fail ends the stream with err (the first one given).
-func (s *attachSession) fail(err error) {
-	s.mu.Lock()
-	first := s.failed == nil
-	if first {
-		s.failed = err
-	}
-	abort := s.abort
-	s.mu.Unlock()
-	if first && abort != nil {
-		abort(err)
-	}
-}
-
-// failure returns the error fail gave, or nil.
-func (s *attachSession) failure() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.failed
-}
 
 // post sets the InputState to send, replacing one not yet sent.
 func (s *attachSession) post(st *pb.InputState) {
@@ -127,7 +106,6 @@ func (js *jobService) Attach(stream pb.JobService_AttachServer) error {
 		return err
 	}
 	sess := newAttachSession(ctx, open)
-	sess.abort = abort
 	t := s.terms.join(j, sess)
 	defer s.terms.leave(t, sess)
 
@@ -154,9 +132,6 @@ func (js *jobService) Attach(stream pb.JobService_AttachServer) error {
 		if err != nil {
 			stopOut()
 			wg.Wait()
-			if ferr := sess.failure(); ferr != nil {
-				return ferr
-			}
 			if outErr != nil {
 				return outErr
 			}
@@ -165,7 +140,7 @@ func (js *jobService) Attach(stream pb.JobService_AttachServer) error {
 		if err := s.attachIn(ctx, t, sess, j, msg); err != nil {
 			return err
 		}
-		if err := sess.failure(); err != nil {
+		if err := t.lost(sess); err != nil {
 			return err
 		}
 	}

@@ -419,6 +419,9 @@ func (t *terminal) input(sess *attachSession, data []byte) error {
 	if t.holder != sess {
 		return status.Error(codes.FailedPrecondition, "input: this stream does not hold the job's input (claim it first)")
 	}
+	if sess.lost != nil {
+		return sess.lost
+	}
 	if sess.received+int64(len(data)) > sess.granted {
 		return status.Errorf(codes.ResourceExhausted, "input: %d bytes beyond the credit granted (%d bytes in all); wait for more credit",
 			sess.received+int64(len(data))-sess.granted, sess.granted)
@@ -452,17 +455,27 @@ func (t *terminal) takeLocked(n int) {
 
 // lostLocked drops the first segment of the queue, which does not follow
 // what the agent has of its source: the bytes between are lost. The
-// stream of that source, if still here, ends with DataLoss, so that its
-// client fails loudly instead of its job reading on after a gap.
+// streams of that source are told (InputState.lost), so that their client
+// fails loudly instead of its job reading on after a gap, and their
+// handler ends them with DataLoss (lost).
 func (t *terminal) lostLocked(seg *inputSeg) {
 	err := status.Errorf(codes.DataLoss, "input: the job's agent has this client's input up to byte %d, and the next byte "+
 		"the server has is %d: %d bytes were lost", t.srcEnd, seg.off, seg.off-t.srcEnd)
 	for sess := range t.sessions {
-		if sess.src == seg.src {
-			sess.fail(err)
+		if sess.src == seg.src && sess.lost == nil {
+			sess.lost = err
+			sess.post(t.stateLocked(sess))
 		}
 	}
 	t.takeLocked(seg.n)
+}
+
+// lost returns the DataLoss error of sess once bytes of its input were
+// lost, else nil.
+func (t *terminal) lost(sess *attachSession) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return sess.lost
 }
 
 // end ends the input after what sess sent: EOF for the job.
@@ -492,6 +505,9 @@ func (t *terminal) resize(sess *attachSession, size *pb.TerminalSize) {
 // stateLocked is the InputState sess is to be shown.
 func (t *terminal) stateLocked(sess *attachSession) *pb.InputState {
 	st := &pb.InputState{Closed: t.closed, Held: t.holder == sess}
+	if sess.lost != nil {
+		st.Lost = status.Convert(sess.lost).Message()
+	}
 	switch {
 	case t.holder == sess:
 		st.Limit, st.Acked = sess.granted, sess.acked
