@@ -59,7 +59,6 @@ func newAttachSession(ctx context.Context, open *pb.AttachOpen) *attachSession {
 		src: open.GetInputSource(), srcBase: open.GetInputOffset()}
 }
 
-
 // post sets the InputState to send, replacing one not yet sent.
 func (s *attachSession) post(st *pb.InputState) {
 	s.mu.Lock()
