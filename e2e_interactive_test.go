@@ -225,8 +225,8 @@ func TestPipedStdinReachesTheJob(t *testing.T) {
 			}
 		})
 	}
-	// -i=false keeps stdin away from the job: a PTY job reading it would
-	// wait, so the job here only says whether its stdin is /dev/null.
+	// -i=false keeps stdin away from the job: it reads /dev/null
+	// (TestNoStdinIsDevNull has a PTY job).
 	cmd := cliCmd(srv.grpcAddr, "run", "-i=false", "--no-pty", "--", "sh", "-c", "wc -c")
 	cmd.Stdin = strings.NewReader("abc")
 	if out, errOut, code := runCmd(t, cmd); code != 0 || strings.TrimSpace(out) != "0" {

@@ -44,18 +44,25 @@ type jobInput struct {
 	pty bool
 
 	mu sync.Mutex // guards the fields below
-	// notify sends a credit (the new limit, and whether the input is
-	// closed) to the server on the agent's live stream; nil until set.
-	notify   func(limit int64, closed bool)
+	// notify sends a credit (the bytes written so far, and whether the
+	// input is closed) to the server on the agent's live stream; nil until
+	// set.
+	notify   func(written int64, closed bool)
 	opened   bool   // the server opened the input: credits are sent
 	buf      []byte // received, not yet written; at most InputWindow
 	received int64  // bytes received in all
 	written  int64  // bytes written to the job in all
-	last     byte   // the last byte written, for the EOF of a PTY
-	eof      bool   // the input ends after buf
-	closed   bool   // no more input: EOF delivered, attempt over, or a write failed
-	running  bool   // the writer goroutine runs
-	writer   sync.WaitGroup
+	// src is the client the last bytes received came from (JobInput.source;
+	// empty: unnamed) and srcEnd the offset after them in its input: an
+	// open answers them, so that a client whose stream broke with the
+	// server is not repeated when it sends its bytes again.
+	src     string
+	srcEnd  int64
+	last    byte // the last byte written, for the EOF of a PTY
+	eof     bool // the input ends after buf
+	closed  bool // no more input: EOF delivered, attempt over, or a write failed
+	running bool // the writer goroutine runs
+	writer  sync.WaitGroup
 
 	// chunk is the writer's copy of what it writes, kept across writers
 	// (one runs at a time, from each burst of input: each key typed).
@@ -69,7 +76,7 @@ func newJobInput(f *os.File, pty bool) *jobInput {
 }
 
 // setNotify sets how credits reach the server.
-func (in *jobInput) setNotify(fn func(limit int64, closed bool)) {
+func (in *jobInput) setNotify(fn func(written int64, closed bool)) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	in.notify = fn
@@ -77,17 +84,19 @@ func (in *jobInput) setNotify(fn func(limit int64, closed bool)) {
 
 // open answers the server's open: where the input stands. From then on
 // every byte written is credited.
-func (in *jobInput) open() (offset, limit int64, closed bool) {
+func (in *jobInput) open() *pb.InputCredit {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	in.opened = true
-	return in.received, in.written + InputWindow, in.closed
+	return &pb.InputCredit{Opened: true, Offset: in.received, Limit: in.written + InputWindow, Closed: in.closed,
+		Written: in.written, Source: in.src, SourceOffset: in.srcEnd}
 }
 
-// put takes data at offset (and the EOF after it) for the writer. It
-// refuses data that does not continue the input or that goes beyond the
-// credit given; after the input closed it drops everything.
-func (in *jobInput) put(offset int64, data []byte, eof bool) error {
+// put takes data at offset (and the EOF after it) for the writer, from
+// src at srcOffset (src empty: unnamed). It refuses data that does not
+// continue the input or that goes beyond the credit given; after the
+// input closed it drops everything.
+func (in *jobInput) put(offset int64, data []byte, eof bool, src string, srcOffset int64) error {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	switch {
@@ -100,6 +109,9 @@ func (in *jobInput) put(offset int64, data []byte, eof bool) error {
 	}
 	in.buf = append(in.buf, data...)
 	in.received += int64(len(data))
+	if len(data) > 0 {
+		in.src, in.srcEnd = src, srcOffset+int64(len(data))
+	}
 	in.eof = eof
 	if !in.running && (len(in.buf) > 0 || in.eof) {
 		in.running = true
@@ -144,10 +156,10 @@ func (in *jobInput) write() {
 		if err != nil {
 			in.closed = true
 		}
-		limit, closed, notify := in.written+InputWindow, in.closed, in.notifyLocked()
+		written, closed, notify := in.written, in.closed, in.notifyLocked()
 		in.mu.Unlock()
 		if notify != nil {
-			notify(limit, closed)
+			notify(written, closed)
 		}
 		if err != nil {
 			return
@@ -197,11 +209,11 @@ func (in *jobInput) endInput(last byte) error {
 func (in *jobInput) finish(err error) {
 	in.mu.Lock()
 	in.closed, in.running = true, false
-	limit, notify := in.written+InputWindow, in.notifyLocked()
+	written, notify := in.written, in.notifyLocked()
 	in.mu.Unlock()
 	_ = err // the job's input is over either way
 	if notify != nil {
-		notify(limit, true)
+		notify(written, true)
 	}
 }
 
@@ -214,7 +226,7 @@ func (in *jobInput) close() {
 	was := in.closed
 	in.closed = true
 	running := in.running
-	limit, notify := in.written+InputWindow, in.notifyLocked()
+	written, notify := in.written, in.notifyLocked()
 	in.mu.Unlock()
 	if in.f != nil && running {
 		_ = in.f.SetWriteDeadline(time.Now()) // wakes a write blocked on a full terminal or pipe
@@ -224,7 +236,7 @@ func (in *jobInput) close() {
 		_ = in.f.Close() // the pump owns a PTY's master
 	}
 	if !was && notify != nil {
-		notify(limit, true)
+		notify(written, true)
 	}
 }
 
@@ -266,7 +278,8 @@ func (s *session) handleInput(m *pb.JobInput) {
 					return
 				}
 				if t.att != nil {
-					cr.Offset, cr.Limit, cr.Closed = t.att.in.open()
+					cr = t.att.in.open()
+					cr.JobId, cr.Attempt = r.job, int32(r.attempt)
 				}
 			}
 			s.send(s.ctrl, &pb.AgentMessage{Msg: &pb.AgentMessage_Credit{Credit: cr}})
@@ -284,7 +297,7 @@ func (s *session) handleInput(m *pb.JobInput) {
 	if t.att == nil {
 		return
 	}
-	if err := t.att.in.put(m.GetOffset(), m.GetData(), m.GetEof()); err != nil {
+	if err := t.att.in.put(m.GetOffset(), m.GetData(), m.GetEof(), m.GetSource(), m.GetSourceOffset()); err != nil {
 		a.log.Warn("input dropped", "job", r.job, "attempt", r.attempt, "err", err)
 	}
 }
@@ -311,15 +324,16 @@ func (s *session) handleResize(m *pb.ResizeJob) {
 
 // creditSender returns how an attempt's credits reach the server: on the
 // stream live when they are sent (a credit while no stream is up is lost;
-// the server opens the input again on the next stream).
-func (a *Agent) creditSender(r ref) func(limit int64, closed bool) {
-	return func(limit int64, closed bool) {
+// the server opens the input again on the next stream). The limit is
+// InputWindow past what was written.
+func (a *Agent) creditSender(r ref) func(written int64, closed bool) {
+	return func(written int64, closed bool) {
 		s := a.live.Load()
 		if s == nil {
 			return
 		}
 		s.send(s.ctrl, &pb.AgentMessage{Msg: &pb.AgentMessage_Credit{Credit: &pb.InputCredit{
-			JobId: r.job, Attempt: int32(r.attempt), Limit: limit, Closed: closed,
+			JobId: r.job, Attempt: int32(r.attempt), Limit: written + InputWindow, Closed: closed, Written: written,
 		}}})
 	}
 }

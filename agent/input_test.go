@@ -2,6 +2,7 @@ package agent
 
 import (
 	"errors"
+	"io"
 	"os"
 	"strings"
 	"sync"
@@ -17,14 +18,15 @@ import (
 // the bytes at the offsets the agent expects, then the EOF.
 func feed(t *testing.T, in *jobInput, data string, eof bool) {
 	t.Helper()
-	off, limit, closed := in.open()
+	cr := in.open()
+	off, limit, closed := cr.GetOffset(), cr.GetLimit(), cr.GetClosed()
 	if closed {
 		t.Fatal("input closed at open")
 	}
 	if int(limit-off) < len(data) {
 		t.Fatalf("credit %d for %d bytes", limit-off, len(data))
 	}
-	if err := in.put(off, []byte(data), eof); err != nil {
+	if err := in.put(off, []byte(data), eof, "", 0); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -57,7 +59,7 @@ func TestInputReachesTheJob(t *testing.T) {
 
 func TestInputNoneWithoutPTYIsDevNull(t *testing.T) {
 	a := mustStartAttempt(t, attemptSpec{NoPTY: true, Argv: []string{"wc", "-c"}}, attemptOptions{})
-	if _, _, closed := a.Input().open(); !closed {
+	if !a.Input().open().GetClosed() {
 		t.Fatal("a --no-pty job without stdin takes input")
 	}
 	out := readSpool(t, a.Output())
@@ -96,17 +98,17 @@ func TestInputFlowControl(t *testing.T) {
 		limit int64
 	)
 	credited := make(chan struct{}, 1)
-	in.setNotify(func(l int64, _ bool) {
+	in.setNotify(func(w int64, _ bool) {
 		mu.Lock()
-		limit = max(limit, l)
+		limit = max(limit, w+InputWindow)
 		mu.Unlock()
 		select {
 		case credited <- struct{}{}:
 		default:
 		}
 	})
-	next, l, _ := in.open()
-	limit = l
+	cr := in.open()
+	next, limit := cr.GetOffset(), cr.GetLimit()
 	chunk := make([]byte, 1000)
 	pipeSize, err := unix.FcntlInt(r.Fd(), unix.F_GETPIPE_SZ, 0)
 	if err != nil {
@@ -119,7 +121,7 @@ func TestInputFlowControl(t *testing.T) {
 		mu.Unlock()
 		if room > 0 {
 			n := min(room, int64(len(chunk)))
-			if err := in.put(next, chunk[:n], false); err != nil {
+			if err := in.put(next, chunk[:n], false, "", 0); err != nil {
 				t.Fatal(err)
 			}
 			next += n
@@ -153,14 +155,57 @@ func TestInputFlowControl(t *testing.T) {
 	if written > int64(pipeSize) {
 		t.Fatalf("written %d into a pipe of %d that nobody reads", written, pipeSize)
 	}
-	if err := in.put(next, []byte("x"), false); !errors.Is(err, errInputCredit) {
+	if err := in.put(next, []byte("x"), false, "", 0); !errors.Is(err, errInputCredit) {
 		t.Fatalf("input beyond the credit: %v, want errInputCredit", err)
 	}
-	if err := in.put(next-1, []byte("x"), false); !errors.Is(err, errInputOffset) {
+	if err := in.put(next-1, []byte("x"), false, "", 0); !errors.Is(err, errInputOffset) {
 		t.Fatalf("input at a stale offset: %v, want errInputOffset", err)
 	}
 	in.close() // cuts the blocked write and waits for the writer
-	if _, _, closed := in.open(); !closed {
+	if !in.open().GetClosed() {
 		t.Fatal("input still open after close")
+	}
+}
+
+// TestInputOpenTellsTheSource: an open answers where the input stands in
+// the client's terms too: the source of the last bytes received and the
+// offset after them there, and what was written; bytes from an unnamed
+// source leave no source.
+func TestInputOpenTellsTheSource(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	in := newJobInput(w, false)
+	defer in.close()
+	in.open()
+	if err := in.put(0, []byte("hello"), false, "c1", 100); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 5)
+	if _, err := io.ReadFull(r, buf); err != nil {
+		t.Fatal(err)
+	}
+	cr := in.open()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(10 * time.Second)
+	for cr.GetWritten() < 5 {
+		select {
+		case <-tick.C:
+		case <-deadline:
+			t.Fatalf("the writer never counted the bytes the job read: %v", cr)
+		}
+		cr = in.open()
+	}
+	if cr.GetSource() != "c1" || cr.GetSourceOffset() != 105 || cr.GetOffset() != 5 || cr.GetWritten() != 5 {
+		t.Fatalf("open answers %v, want source c1 up to 105, 5 bytes received and written", cr)
+	}
+	if err := in.put(5, []byte("x"), false, "", 0); err != nil {
+		t.Fatal(err)
+	}
+	if cr := in.open(); cr.GetSource() != "" {
+		t.Fatalf("after unnamed input the open answers source %q, want none", cr.GetSource())
 	}
 }

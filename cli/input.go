@@ -13,6 +13,7 @@ package cli
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -33,6 +34,14 @@ const maxPending = 32 << 10
 
 // maxInputMsg is the most input one message carries (the server's limit).
 const maxInputMsg = 16 << 10
+
+// maxUnacked is the most input the client keeps that it sent but the job's
+// agent has not yet written, to send again on a new stream: past the
+// server's window and the agent's (96 KiB) with room to spare. A server
+// that does not ack (one that predates acks) would make it grow without
+// end: past it the oldest bytes go, and a resend after that is a gap the
+// server refuses (DataLoss).
+const maxUnacked = 256 << 10
 
 // attachStream is the generated client stream of Attach.
 type attachStream = grpc.BidiStreamingClient[hodeipb.AttachRequest, hodeipb.AttachResponse]
@@ -61,8 +70,11 @@ type pumpConfig struct {
 // is back: the output resumes after the last byte written (out), not from
 // the last screenful again, and a pump that held the job's input takes it
 // again at once, before another client can. Keys typed meanwhile wait in
-// pending (up to maxPending); those the server had received but not passed
-// on to the job when it died are lost.
+// pending (up to maxPending). The input is named (source) and counted
+// from its first byte: the pump keeps what it sent until the server says
+// the job's agent has written it (InputState.acked), sends it again on the
+// new stream, and the server drops what the agent already had, so that no
+// byte is lost or repeated.
 type pump struct {
 	cfg pumpConfig
 	cl  *client.Client
@@ -73,6 +85,10 @@ type pump struct {
 
 	mu       sync.Mutex // guards the fields below
 	pending  []byte     // read, not yet sent
+	source   string     // names the input to the server (AttachOpen.input_source)
+	unacked  []byte     // sent, not yet written to the job; at most maxUnacked
+	base     int64      // the offset in the input of unacked[0]
+	resend   int        // of unacked, the bytes sent on the current stream
 	srcEOF   bool       // the input ended after pending
 	endSent  bool
 	sent     int64 // input bytes sent on the current stream
@@ -85,6 +101,7 @@ type pump struct {
 	resized  bool   // the size changed since it was last sent
 	told     string // the last notice printed, so as not to repeat it
 	detached bool
+	failed   string       // why the input stopped while the keys are still read for the escapes
 	ended    *hodeipb.Job // the job as it ended
 	room     chan struct{}
 	wake     chan struct{}
@@ -93,7 +110,7 @@ type pump struct {
 
 func newPump(cl *client.Client, cfg pumpConfig) *pump {
 	return &pump{cfg: cfg, cl: cl, room: make(chan struct{}, 1), wake: make(chan struct{}, 1),
-		detach: make(chan struct{}), resized: cfg.size != nil}
+		detach: make(chan struct{}), resized: cfg.size != nil, source: rand.Text()}
 }
 
 func signalChan(ch chan struct{}) {
@@ -160,15 +177,36 @@ func (p *pump) run(ctx context.Context, stopInput func()) (*hodeipb.Job, error) 
 		})
 	}
 	p.mu.Lock()
-	ended, detached := p.ended, p.detached
+	ended, detached, unsent := p.ended, p.detached, len(p.pending)
 	p.mu.Unlock()
 	switch {
 	case detached:
+		if unsent > 0 && ended == nil {
+			// Beyond the credit (the job was not reading), or the server
+			// was away.
+			p.note(fmt.Sprintf("%d bytes typed before the detach could not be sent", unsent))
+		}
 		return nil, nil
 	case ended != nil:
 		return ended, nil
 	case ctx.Err() != nil:
 		return nil, ctx.Err()
+	case keepEscapes(p.cfg, err):
+		// hodei run's keys, on a terminal that stays raw while the output
+		// goes on: say why they no longer reach the job, and keep reading
+		// them for the escapes (Enter ~. detaches), not leave the user
+		// typing into nothing.
+		why := fmt.Sprintf("your keys no longer reach the job: %s", status.Convert(err).Message())
+		p.mu.Lock()
+		p.failed, p.told = why, why
+		p.mu.Unlock()
+		p.note(why + " (Enter ~. detaches)")
+		select {
+		case <-p.detach:
+			return nil, nil
+		case <-ctx.Done():
+			return nil, err
+		}
 	case status.Code(err) == codes.Unimplemented:
 		p.mu.Lock()
 		typed := len(p.pending) > 0 || p.cfg.esc != nil
@@ -180,6 +218,16 @@ func (p *pump) run(ctx context.Context, stopInput func()) (*hodeipb.Job, error) 
 		return nil, ctx.Err()
 	}
 	return nil, err
+}
+
+// keepEscapes reports whether a pump that failed with err goes on reading
+// its keys for the escapes: hodei run's pump on a terminal (its output is
+// followed apart), unless the server stayed away (run's output reports
+// that and ends) or the server predates input.
+func keepEscapes(cfg pumpConfig, err error) bool {
+	var gone *client.UnreachableError
+	return err != nil && cfg.esc != nil && cfg.output == nil &&
+		!errors.As(err, &gone) && status.Code(err) != codes.Unimplemented
 }
 
 func (p *pump) isDetached() bool {
@@ -208,7 +256,11 @@ func (p *pump) session(ctx context.Context, up func()) error {
 	p.sent, p.limit, p.held, p.claimed, p.endSent = 0, 0, false, claim, false
 	p.holder, p.refused = "", ""
 	p.resized = false
-	open := &hodeipb.AttachOpen{JobId: p.cfg.jobID, Output: p.cfg.output != nil, ReadOnly: p.cfg.readOnly, Claim: claim}
+	// What was sent and not acked goes again, from base: the server drops
+	// what the job already has.
+	p.resend = 0
+	open := &hodeipb.AttachOpen{JobId: p.cfg.jobID, Output: p.cfg.output != nil, ReadOnly: p.cfg.readOnly, Claim: claim,
+		InputSource: p.source, InputOffset: p.base}
 	if open.Output && p.out.Attempt > 0 {
 		open.ResumeAttempt, open.ResumeOffset = p.out.Attempt, p.out.Offset
 	}
@@ -302,6 +354,10 @@ func (p *pump) receive(st attachStream, up func()) error {
 			}
 		case *hodeipb.AttachResponse_Input:
 			in := m.Input
+			if in.GetLost() != "" {
+				signalChan(p.wake)
+				return status.Error(codes.DataLoss, in.GetLost())
+			}
 			p.mu.Lock()
 			if in.GetRefused() != "" {
 				p.refused, p.claimed = in.GetRefused(), false
@@ -309,6 +365,7 @@ func (p *pump) receive(st attachStream, up func()) error {
 				p.held, p.holder, p.closed = in.GetHeld(), in.GetHolder(), in.GetClosed()
 				if in.GetHeld() {
 					p.limit = max(p.limit, in.GetLimit())
+					p.ackLocked(in.GetAcked())
 				} else {
 					p.claimed = false
 				}
@@ -324,6 +381,30 @@ func (p *pump) receive(st attachStream, up func()) error {
 	}
 }
 
+// ackLocked forgets the input before acked, which the job's agent has
+// written: those bytes need not be sent again. Only bytes sent on the
+// current stream are forgotten, so that what it sends stays in order from
+// the offset its AttachOpen named (the server drops the rest).
+func (p *pump) ackLocked(acked int64) {
+	if n := min(acked-p.base, int64(p.resend)); n > 0 {
+		p.unacked = p.unacked[:copy(p.unacked, p.unacked[n:])]
+		p.base += n
+		p.resend -= int(n)
+	}
+}
+
+// keepLocked adds data, just sent, to what is kept until acked, dropping
+// the oldest bytes past maxUnacked.
+func (p *pump) keepLocked(data []byte) {
+	p.unacked = append(p.unacked, data...)
+	p.resend += len(data)
+	if over := len(p.unacked) - maxUnacked; over > 0 {
+		p.unacked = p.unacked[:copy(p.unacked, p.unacked[over:])]
+		p.base += int64(over)
+		p.resend -= over
+	}
+}
+
 // errStreamEnded is send's answer when the receiving side ended first.
 var errStreamEnded = errors.New("stream ended")
 
@@ -334,7 +415,7 @@ var errStreamEnded = errors.New("stream ended")
 func (p *pump) send(ctx context.Context, st attachStream, recvDone <-chan struct{}) error {
 	for {
 		p.mu.Lock()
-		if p.detached || p.ended != nil {
+		if p.ended != nil {
 			p.mu.Unlock()
 			return nil
 		}
@@ -345,26 +426,46 @@ func (p *pump) send(ctx context.Context, st attachStream, recvDone <-chan struct
 				msgs = append(msgs, &hodeipb.AttachRequest{Msg: &hodeipb.AttachRequest_Resize{Resize: size}})
 			}
 		}
-		wantsInput := len(p.pending) > 0 || (p.srcEOF && !p.endSent)
-		if wantsInput && !p.held && !p.claimed && p.holder == "" && p.refused == "" && !p.cfg.readOnly && !p.closed {
+		wantsInput := len(p.pending) > 0 || p.resend < len(p.unacked) || (p.srcEOF && !p.endSent)
+		if wantsInput && !p.held && !p.claimed && p.holder == "" && p.refused == "" && !p.cfg.readOnly && !p.closed && !p.detached {
 			p.claimed = true
 			msgs = append(msgs, &hodeipb.AttachRequest{Msg: &hodeipb.AttachRequest_Claim{Claim: &hodeipb.InputClaim{}}})
 		}
 		if p.held && !p.closed {
-			for len(p.pending) > 0 && p.sent < p.limit {
+			// First what an earlier stream sent and the job may not have,
+			// then what is new: one input, in order.
+			for p.resend < len(p.unacked) && p.sent < p.limit {
+				n := int(min(int64(len(p.unacked)-p.resend), p.limit-p.sent, maxInputMsg))
+				data := append([]byte(nil), p.unacked[p.resend:p.resend+n]...)
+				p.resend += n
+				p.sent += int64(n)
+				msgs = append(msgs, &hodeipb.AttachRequest{Msg: &hodeipb.AttachRequest_Input{Input: data}})
+			}
+			for p.resend == len(p.unacked) && len(p.pending) > 0 && p.sent < p.limit {
 				n := int(min(int64(len(p.pending)), p.limit-p.sent, maxInputMsg))
 				data := append([]byte(nil), p.pending[:n]...)
 				p.pending = p.pending[:copy(p.pending, p.pending[n:])]
 				p.sent += int64(n)
+				p.keepLocked(data)
 				msgs = append(msgs, &hodeipb.AttachRequest{Msg: &hodeipb.AttachRequest_Input{Input: data}})
 				signalChan(p.room)
 			}
-			if p.srcEOF && len(p.pending) == 0 && !p.endSent {
+			if p.srcEOF && len(p.pending) == 0 && p.resend == len(p.unacked) && !p.endSent {
 				p.endSent = true
 				msgs = append(msgs, &hodeipb.AttachRequest{Msg: &hodeipb.AttachRequest_End{End: &hodeipb.InputEnd{}}})
 			}
 		}
+		// A detach sends what was typed before it, as far as the credit
+		// goes now, and ends the stream.
+		// A claim not yet answered is waited for (the input may still be
+		// taken); a credit is not (the job is not reading).
+		awaiting := p.claimed && !p.held && p.holder == "" && p.refused == "" && !p.closed &&
+			(len(p.pending) > 0 || p.resend < len(p.unacked))
+		detached := p.detached && len(msgs) == 0 && !awaiting
 		p.mu.Unlock()
+		if detached {
+			return nil
+		}
 		for _, m := range msgs {
 			if err := st.Send(m); err != nil {
 				return recvError(st, err)
@@ -445,6 +546,8 @@ func (p *pump) take(keys []byte) {
 	p.mu.Lock()
 	why := ""
 	switch {
+	case p.failed != "":
+		why = p.failed
 	case p.cfg.readOnly:
 		why = "read-only: your keys are not sent (Enter ~. detaches)"
 	case p.refused != "":

@@ -135,8 +135,9 @@ func TestPumpDropsKeysItCannotSend(t *testing.T) {
 }
 
 // TestRunStdinModes checks what run asks of the server for its stdin: a
-// stream of bytes by default when stdin is not a terminal, nothing with
-// -i=false or --no-stdin.
+// stream of bytes by default when stdin is not a terminal; with -i=false
+// or --no-stdin nothing for a job without a PTY, and an empty stream (EOF
+// at once) for one with a PTY.
 func TestRunStdinModes(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -145,8 +146,10 @@ func TestRunStdinModes(t *testing.T) {
 	}{
 		{"Default", []string{"run", "--", "true"}, hodeipb.StdinMode_STDIN_STREAM},
 		{"NoPTY", []string{"run", "--no-pty", "--", "true"}, hodeipb.StdinMode_STDIN_STREAM},
-		{"IFalse", []string{"run", "-i=false", "--", "true"}, hodeipb.StdinMode_STDIN_NONE},
-		{"NoStdin", []string{"run", "--no-stdin", "--", "true"}, hodeipb.StdinMode_STDIN_NONE},
+		// -i=false is /dev/null: a PTY job gets an input that ends at once.
+		{"IFalse", []string{"run", "-i=false", "--", "true"}, hodeipb.StdinMode_STDIN_STREAM},
+		{"NoStdin", []string{"run", "--no-stdin", "--", "true"}, hodeipb.StdinMode_STDIN_STREAM},
+		{"IFalseNoPTY", []string{"run", "-i=false", "--no-pty", "--", "true"}, hodeipb.StdinMode_STDIN_NONE},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t)

@@ -14,11 +14,14 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	ucli "github.com/urfave/cli/v2"
 	"golang.org/x/term"
+	"google.golang.org/grpc/status"
 
 	"github.com/hodei-jobs/hodei/client"
+	"github.com/hodei-jobs/hodei/job"
 	hodeipb "github.com/hodei-jobs/hodei/proto"
 )
 
@@ -26,7 +29,7 @@ import (
 func stdinFlags() []ucli.Flag {
 	return []ucli.Flag{
 		&ucli.BoolFlag{Name: "stdin", Aliases: []string{"i"}, Value: true,
-			Usage: "send this command's stdin to the job: keys from a terminal (Enter ~. detaches), or a pipe's or file's bytes then EOF; -i=false leaves it unconnected"},
+			Usage: "send this command's stdin to the job: keys from a terminal (Enter ~. detaches), or a pipe's or file's bytes then EOF; -i=false: the job's stdin is as /dev/null (a PTY job's terminal gets EOF at once)"},
 		&ucli.BoolFlag{Name: "no-stdin", Usage: "the same as -i=false"},
 	}
 }
@@ -41,11 +44,14 @@ type stdinPlan struct {
 
 // planStdin decides, before the submit, how stdin reaches the job, and
 // sets spec.Stdin (and the PTY's size from the terminal when stdout is
-// not one). nil: stdin is not connected (-i=false, a closed stdin, or
-// /dev/null for a job without a PTY, which reads /dev/null anyway).
+// not one). nil: stdin is not connected (a closed stdin, or -i=false or
+// /dev/null for a job without a PTY, which then reads /dev/null).
+// -i=false is /dev/null for a PTY job too, as ssh -n: its terminal gets
+// the EOF at once (see devNull), so that a job that reads its stdin ends
+// rather than waits for keys nobody will type.
 func planStdin(c *ucli.Context, spec *hodeipb.JobSpec) *stdinPlan {
 	if !c.Bool("stdin") || c.Bool("no-stdin") {
-		return nil
+		return devNull(spec)
 	}
 	f, isFile := c.App.Reader.(*os.File)
 	if !isFile {
@@ -57,12 +63,7 @@ func planStdin(c *ucli.Context, spec *hodeipb.JobSpec) *stdinPlan {
 		return nil
 	}
 	if null, err := os.Stat(os.DevNull); err == nil && os.SameFile(fi, null) {
-		if spec.GetNoPty() {
-			return nil
-		}
-		// A PTY job gets its EOF at once, as from /dev/null.
-		spec.Stdin = hodeipb.StdinMode_STDIN_STREAM
-		return &stdinPlan{src: strings.NewReader("")}
+		return devNull(spec)
 	}
 	src, closeSrc := reopenInput(f, fi)
 	pl := &stdinPlan{src: src, closeSrc: closeSrc}
@@ -78,6 +79,19 @@ func planStdin(c *ucli.Context, spec *hodeipb.JobSpec) *stdinPlan {
 		}
 	}
 	return pl
+}
+
+// devNull is the plan for a job whose stdin is /dev/null: none for a job
+// without a PTY (the agent gives it /dev/null); for a PTY job, an input
+// that ends at once, so that its terminal gets the EOF (VEOF) as soon as
+// it starts. The terminal stays the job's stdin: programs that ask
+// whether it is one still see a terminal, and it does not echo.
+func devNull(spec *hodeipb.JobSpec) *stdinPlan {
+	if spec.GetNoPty() {
+		return nil
+	}
+	spec.Stdin = hodeipb.StdinMode_STDIN_STREAM
+	return &stdinPlan{src: strings.NewReader("")}
 }
 
 // reopenInput opens stdin again when it is a terminal or a pipe, as a new
@@ -161,23 +175,68 @@ func (pl *stdinPlan) connect(c *ucli.Context, cl *client.Client, id string, foll
 	}
 	p := newPump(cl, cfg)
 	ctx, cancel := context.WithCancel(context.WithoutCancel(c.Context))
-	var wg sync.WaitGroup
-	wg.Go(func() { _, _ = p.run(ctx, pl.closeSrc) }) // its errors: input not delivered; the output tells the rest
+	// stop ends follow: closed on a detach, or when a pipe's input could
+	// not all be sent (inputErr says why).
+	stop := make(chan struct{})
+	var (
+		wg       sync.WaitGroup
+		stopOnce sync.Once
+		inputErr error // set before stop closes, read after wg.Wait
+	)
+	wg.Go(func() {
+		// A terminal's pump that fails says so itself and goes on reading
+		// the keys for ~. (keepEscapes); the output tells of an outage.
+		_, err := p.run(ctx, pl.closeSrc)
+		var gone *client.UnreachableError
+		if err != nil && ctx.Err() == nil && !pl.raw && !errors.As(err, &gone) {
+			inputErr = err
+			stopOnce.Do(func() { close(stop) })
+		}
+	})
+	wg.Go(func() {
+		select {
+		case <-p.detachC():
+			stopOnce.Do(func() { close(stop) })
+		case <-ctx.Done():
+		}
+	})
 	if pl.raw {
-		stop := onResize(p.resize)
-		defer stop()
+		stopResize := onResize(p.resize)
+		defer stopResize()
 	}
 	outer := c.Context
-	c.Context = withDetach(outer, p.detachC())
+	c.Context = withDetach(outer, stop)
 	err = follow(f)
 	c.Context = outer
+	if errors.Is(err, errDetached) && p.isDetached() {
+		// What was typed before the escape is sent before the stream
+		// closes: the pump ends by itself once it has (within detachWait).
+		waitPump(&wg, 2*detachWait)
+	}
 	cancel()
 	wg.Wait()
-	if errors.Is(err, errDetached) {
+	switch {
+	case inputErr != nil:
+		fmt.Fprintf(c.App.ErrWriter, "hodei: stdin of job %s could not all be sent (%s): the job does not get the rest of it "+
+			"nor its end; it goes on: hodei jobs cancel %s stops it\n", id, status.Convert(inputErr).Message(), id)
+		return &exitStatus{code: exitFailure}
+	case errors.Is(err, errDetached):
 		fmt.Fprintf(c.App.ErrWriter, "\nhodei: detached from job %s, which goes on: hodei attach %s gets back to it\n", id, id)
 		return nil
 	}
 	return err
+}
+
+// waitPump waits for the goroutines of wg to end, at most d.
+func waitPump(wg *sync.WaitGroup, d time.Duration) {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	}
 }
 
 // rawTerm is a terminal put in raw mode, and how to restore it.
@@ -201,13 +260,15 @@ func makeRaw(f *os.File) (*rawTerm, error) {
 // restore puts the terminal back as it was; it is idempotent.
 func (r *rawTerm) restore() { r.once.Do(func() { _ = term.Restore(r.fd, r.state) }) }
 
-// termSize returns the terminal's size, or nil.
+// termSize returns the terminal's size, or nil. The size is the
+// terminal's, not something the user typed: past what a PTY takes
+// (job.MaxPTYSize) it is clamped, not refused.
 func termSize(f *os.File) *hodeipb.TerminalSize {
 	cols, rows, err := term.GetSize(int(f.Fd()))
 	if err != nil || rows <= 0 || cols <= 0 {
 		return nil
 	}
-	return &hodeipb.TerminalSize{Rows: uint32(rows), Cols: uint32(cols)}
+	return &hodeipb.TerminalSize{Rows: uint32(min(rows, job.MaxPTYSize)), Cols: uint32(min(cols, job.MaxPTYSize))}
 }
 
 // onResize calls fn on every SIGWINCH until the returned stop is called,

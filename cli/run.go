@@ -32,10 +32,12 @@ func runCommand(e *env) *ucli.Command {
 			"128+N, as in a shell (137 for SIGKILL, 143 for SIGTERM); one that could not start or was\n" +
 			"cancelled exits 1; either way with the reason on stderr. While the job waits for a worker, run\n" +
 			"says why on stderr once it has waited a second, and again when that changes (queued: REASON).\n" +
-			"Stdin goes to the job (-i=false: not). From a terminal, with a PTY (the default), the terminal\n" +
-			"is raw: every key, Ctrl-C included, goes to the job, window size changes too, and Enter ~.\n" +
-			"detaches, leaving the job running (hodei attach ID gets back to it; Enter ~~ sends a ~).\n" +
-			"From a pipe or file, its bytes go to the job, then EOF. Otherwise Ctrl-C (SIGINT) cancels the\n" +
+			"Stdin goes to the job. From a terminal, with a PTY (the default), the terminal is raw: every\n" +
+			"key, Ctrl-C included, goes to the job, window size changes too, and Enter ~. detaches, leaving\n" +
+			"the job running (hodei attach ID gets back to it; Enter ~~ sends a ~); what was typed before\n" +
+			"Enter ~. is sent first. From a pipe or file, its bytes go to the job, then EOF. With -i=false\n" +
+			"(--no-stdin) the job's stdin is as /dev/null, as with ssh -n: a PTY job's terminal gets EOF\n" +
+			"(Ctrl-D) at once, so a job that reads its stdin ends. Otherwise Ctrl-C (SIGINT) cancels the\n" +
 			"job and waits for it to end. Colours and cursor movement pass; sequences that act on your\n" +
 			"terminal (title, clipboard, hyperlinks, device queries …) are dropped unless --raw.\n" +
 			"If the server goes away (restart, upgrade, network), run says so once, retries with backoff\n" +

@@ -27,8 +27,10 @@ const (
 	MaxWorkerSlots = 1 << 20
 	MaxNameLen     = 256
 	MaxLabelValue  = 256
-	MaxPTYSize     = 1000
-	MaxDependsOn   = 1000
+	// MaxPTYSize bounds a PTY's rows and cols: what TIOCSWINSZ takes (a
+	// uint16), so that a job sees the size of any real terminal.
+	MaxPTYSize   = 65535
+	MaxDependsOn = 1000
 	// MinSecretLen is the shortest secret env value accepted, in bytes. The
 	// agent masks secrets in output; a shorter value ("1", "yes", "dev")
 	// occurs in ordinary output too often to be masked without mangling the

@@ -2078,6 +2078,9 @@ func (x *LogData) GetData() []byte {
 	return nil
 }
 
+// TerminalSize is a terminal's size: 1 to 65535 rows and cols (what
+// TIOCSWINSZ takes). In Attach, a size beyond that is clamped to it; 0 is
+// InvalidArgument.
 type TerminalSize struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Rows          uint32                 `protobuf:"varint,1,opt,name=rows,proto3" json:"rows,omitempty"`
@@ -2277,6 +2280,15 @@ type AttachOpen struct {
 	// 0: not resuming.
 	ResumeAttempt int32 `protobuf:"varint,6,opt,name=resume_attempt,json=resumeAttempt,proto3" json:"resume_attempt,omitempty"`
 	ResumeOffset  int64 `protobuf:"varint,7,opt,name=resume_offset,json=resumeOffset,proto3" json:"resume_offset,omitempty"`
+	// The client's input, so that none is lost or repeated when its stream
+	// breaks (the server restarted): input_source names it (a random name,
+	// at most 64 bytes, the same on every stream of one client; empty: not
+	// named) and input_offset is the offset in it of the first input byte
+	// this stream sends. A client keeps what it sent until InputState.acked
+	// passes it and sends it again on its next stream; the server drops what
+	// the job's agent already has.
+	InputSource   string `protobuf:"bytes,8,opt,name=input_source,json=inputSource,proto3" json:"input_source,omitempty"`
+	InputOffset   int64  `protobuf:"varint,9,opt,name=input_offset,json=inputOffset,proto3" json:"input_offset,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2356,6 +2368,20 @@ func (x *AttachOpen) GetResumeAttempt() int32 {
 func (x *AttachOpen) GetResumeOffset() int64 {
 	if x != nil {
 		return x.ResumeOffset
+	}
+	return 0
+}
+
+func (x *AttachOpen) GetInputSource() string {
+	if x != nil {
+		return x.InputSource
+	}
+	return ""
+}
+
+func (x *AttachOpen) GetInputOffset() int64 {
+	if x != nil {
+		return x.InputOffset
 	}
 	return 0
 }
@@ -2616,12 +2642,19 @@ func (x *Attached) GetReplayOffset() int64 {
 
 // InputState is who holds the job's input and what this stream may send.
 type InputState struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Held          bool                   `protobuf:"varint,1,opt,name=held,proto3" json:"held,omitempty"`      // this stream holds the input
-	Holder        string                 `protobuf:"bytes,2,opt,name=holder,proto3" json:"holder,omitempty"`   // who holds it when another stream does; empty: nobody
-	Limit         int64                  `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`    // held: the stream may send input up to this many bytes in all
-	Closed        bool                   `protobuf:"varint,4,opt,name=closed,proto3" json:"closed,omitempty"`  // the job takes no more input (EOF delivered, attempt ended)
-	Refused       string                 `protobuf:"bytes,5,opt,name=refused,proto3" json:"refused,omitempty"` // why a claim was refused (read-only, role)
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Held    bool                   `protobuf:"varint,1,opt,name=held,proto3" json:"held,omitempty"`      // this stream holds the input
+	Holder  string                 `protobuf:"bytes,2,opt,name=holder,proto3" json:"holder,omitempty"`   // who holds it when another stream does; empty: nobody
+	Limit   int64                  `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`    // held: the stream may send input up to this many bytes in all
+	Closed  bool                   `protobuf:"varint,4,opt,name=closed,proto3" json:"closed,omitempty"`  // the job takes no more input (EOF delivered, attempt ended)
+	Refused string                 `protobuf:"bytes,5,opt,name=refused,proto3" json:"refused,omitempty"` // why a claim was refused (read-only, role)
+	// held, with an input_source: the input of this source written to the
+	// job up to this offset in it; what comes before need not be sent again.
+	Acked int64 `protobuf:"varint,6,opt,name=acked,proto3" json:"acked,omitempty"`
+	// Why bytes of this stream's input were lost (the agent has less of it
+	// than the stream resumed from): the client fails rather than let the
+	// job read on after the gap. Once set, the input goes no further.
+	Lost          string `protobuf:"bytes,7,opt,name=lost,proto3" json:"lost,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2687,6 +2720,20 @@ func (x *InputState) GetClosed() bool {
 func (x *InputState) GetRefused() string {
 	if x != nil {
 		return x.Refused
+	}
+	return ""
+}
+
+func (x *InputState) GetAcked() int64 {
+	if x != nil {
+		return x.Acked
+	}
+	return 0
+}
+
+func (x *InputState) GetLost() string {
+	if x != nil {
+		return x.Lost
 	}
 	return ""
 }
@@ -3955,8 +4002,10 @@ type JobInput struct {
 	Attempt       int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
 	Offset        int64                  `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"` // of data[0] in the attempt's input
 	Data          []byte                 `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`
-	Eof           bool                   `protobuf:"varint,5,opt,name=eof,proto3" json:"eof,omitempty"`   // the input ends after data: VEOF on a PTY, close of the pipe
-	Open          bool                   `protobuf:"varint,6,opt,name=open,proto3" json:"open,omitempty"` // no data: ask for an InputCredit with opened
+	Eof           bool                   `protobuf:"varint,5,opt,name=eof,proto3" json:"eof,omitempty"`                                       // the input ends after data: VEOF on a PTY, close of the pipe
+	Open          bool                   `protobuf:"varint,6,opt,name=open,proto3" json:"open,omitempty"`                                     // no data: ask for an InputCredit with opened
+	Source        string                 `protobuf:"bytes,7,opt,name=source,proto3" json:"source,omitempty"`                                  // the client input data comes from (AttachOpen.input_source); empty: unnamed
+	SourceOffset  int64                  `protobuf:"varint,8,opt,name=source_offset,json=sourceOffset,proto3" json:"source_offset,omitempty"` // of data[0] in that source
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4033,15 +4082,35 @@ func (x *JobInput) GetOpen() bool {
 	return false
 }
 
+func (x *JobInput) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *JobInput) GetSourceOffset() int64 {
+	if x != nil {
+		return x.SourceOffset
+	}
+	return 0
+}
+
 // InputCredit is the agent's flow control of an attempt's input.
 type InputCredit struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
-	Attempt       int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
-	Offset        int64                  `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"` // input received so far: where the next JobInput starts (with opened)
-	Limit         int64                  `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`   // the server may send input up to this offset
-	Closed        bool                   `protobuf:"varint,5,opt,name=closed,proto3" json:"closed,omitempty"` // the attempt takes no more input
-	Opened        bool                   `protobuf:"varint,6,opt,name=opened,proto3" json:"opened,omitempty"` // answers a JobInput with open
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	JobId   string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Attempt int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Offset  int64                  `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"` // input received so far: where the next JobInput starts (with opened)
+	Limit   int64                  `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`   // the server may send input up to this offset
+	Closed  bool                   `protobuf:"varint,5,opt,name=closed,proto3" json:"closed,omitempty"` // the attempt takes no more input
+	Opened  bool                   `protobuf:"varint,6,opt,name=opened,proto3" json:"opened,omitempty"` // answers a JobInput with open
+	// With opened: the source of the last input received and the offset
+	// after it in that source, so that a client that sends it again is not
+	// repeated.
+	Source        string `protobuf:"bytes,7,opt,name=source,proto3" json:"source,omitempty"`
+	SourceOffset  int64  `protobuf:"varint,8,opt,name=source_offset,json=sourceOffset,proto3" json:"source_offset,omitempty"`
+	Written       int64  `protobuf:"varint,9,opt,name=written,proto3" json:"written,omitempty"` // input written to the job so far (every credit)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4116,6 +4185,27 @@ func (x *InputCredit) GetOpened() bool {
 		return x.Opened
 	}
 	return false
+}
+
+func (x *InputCredit) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *InputCredit) GetSourceOffset() int64 {
+	if x != nil {
+		return x.SourceOffset
+	}
+	return 0
+}
+
+func (x *InputCredit) GetWritten() int64 {
+	if x != nil {
+		return x.Written
+	}
+	return 0
 }
 
 // ResizeJob sets the size of a job's PTY (SIGWINCH to its foreground).
@@ -6823,7 +6913,7 @@ const file_hodei_proto_rawDesc = "" +
 	"\x06resize\x18\x03 \x01(\v2\x16.hodei.v1.TerminalSizeH\x00R\x06resize\x12&\n" +
 	"\x03end\x18\x04 \x01(\v2\x12.hodei.v1.InputEndH\x00R\x03end\x12,\n" +
 	"\x05claim\x18\x05 \x01(\v2\x14.hodei.v1.InputClaimH\x00R\x05claimB\x05\n" +
-	"\x03msg\"\xe6\x01\n" +
+	"\x03msg\"\xac\x02\n" +
 	"\n" +
 	"AttachOpen\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
@@ -6832,7 +6922,9 @@ const file_hodei_proto_rawDesc = "" +
 	"\x05claim\x18\x04 \x01(\bR\x05claim\x12*\n" +
 	"\x04size\x18\x05 \x01(\v2\x16.hodei.v1.TerminalSizeR\x04size\x12%\n" +
 	"\x0eresume_attempt\x18\x06 \x01(\x05R\rresumeAttempt\x12#\n" +
-	"\rresume_offset\x18\a \x01(\x03R\fresumeOffset\"\n" +
+	"\rresume_offset\x18\a \x01(\x03R\fresumeOffset\x12!\n" +
+	"\finput_source\x18\b \x01(\tR\vinputSource\x12!\n" +
+	"\finput_offset\x18\t \x01(\x03R\vinputOffset\"\n" +
 	"\n" +
 	"\bInputEnd\"\f\n" +
 	"\n" +
@@ -6847,14 +6939,16 @@ const file_hodei_proto_rawDesc = "" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12(\n" +
 	"\x05state\x18\x03 \x01(\x0e2\x12.hodei.v1.JobStateR\x05state\x12#\n" +
-	"\rreplay_offset\x18\x04 \x01(\x03R\freplayOffset\"\x80\x01\n" +
+	"\rreplay_offset\x18\x04 \x01(\x03R\freplayOffset\"\xaa\x01\n" +
 	"\n" +
 	"InputState\x12\x12\n" +
 	"\x04held\x18\x01 \x01(\bR\x04held\x12\x16\n" +
 	"\x06holder\x18\x02 \x01(\tR\x06holder\x12\x14\n" +
 	"\x05limit\x18\x03 \x01(\x03R\x05limit\x12\x16\n" +
 	"\x06closed\x18\x04 \x01(\bR\x06closed\x12\x18\n" +
-	"\arefused\x18\x05 \x01(\tR\arefused\".\n" +
+	"\arefused\x18\x05 \x01(\tR\arefused\x12\x14\n" +
+	"\x05acked\x18\x06 \x01(\x03R\x05acked\x12\x12\n" +
+	"\x04lost\x18\a \x01(\tR\x04lost\".\n" +
 	"\vAttachEnded\x12\x1f\n" +
 	"\x03job\x18\x01 \x01(\v2\r.hodei.v1.JobR\x03job\"_\n" +
 	"\vJoinRequest\x12\x1b\n" +
@@ -6952,21 +7046,26 @@ const file_hodei_proto_rawDesc = "" +
 	"\x05error\x18\x05 \x01(\tR\x05error\x12+\n" +
 	"\x06stream\x18\x06 \x01(\x0e2\x13.hodei.v1.LogStreamR\x06stream\x12#\n" +
 	"\rstderr_offset\x18\a \x01(\x03R\fstderrOffset\x12\x16\n" +
-	"\x06result\x18\b \x01(\bR\x06result\"\x8d\x01\n" +
+	"\x06result\x18\b \x01(\bR\x06result\"\xca\x01\n" +
 	"\bJobInput\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x16\n" +
 	"\x06offset\x18\x03 \x01(\x03R\x06offset\x12\x12\n" +
 	"\x04data\x18\x04 \x01(\fR\x04data\x12\x10\n" +
 	"\x03eof\x18\x05 \x01(\bR\x03eof\x12\x12\n" +
-	"\x04open\x18\x06 \x01(\bR\x04open\"\x9c\x01\n" +
+	"\x04open\x18\x06 \x01(\bR\x04open\x12\x16\n" +
+	"\x06source\x18\a \x01(\tR\x06source\x12#\n" +
+	"\rsource_offset\x18\b \x01(\x03R\fsourceOffset\"\xf3\x01\n" +
 	"\vInputCredit\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x16\n" +
 	"\x06offset\x18\x03 \x01(\x03R\x06offset\x12\x14\n" +
 	"\x05limit\x18\x04 \x01(\x03R\x05limit\x12\x16\n" +
 	"\x06closed\x18\x05 \x01(\bR\x06closed\x12\x16\n" +
-	"\x06opened\x18\x06 \x01(\bR\x06opened\"d\n" +
+	"\x06opened\x18\x06 \x01(\bR\x06opened\x12\x16\n" +
+	"\x06source\x18\a \x01(\tR\x06source\x12#\n" +
+	"\rsource_offset\x18\b \x01(\x03R\fsourceOffset\x12\x18\n" +
+	"\awritten\x18\t \x01(\x03R\awritten\"d\n" +
 	"\tResizeJob\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x12\n" +

@@ -36,9 +36,13 @@ const attachInputAction = "/hodei.v1.JobService/Attach (input)"
 type attachSession struct {
 	name     string // who, as other streams are shown the holder
 	readOnly bool
+	src      string // the client's input (AttachOpen.input_source); empty: unnamed
+	srcBase  int64  // the offset there of the stream's first input byte
 
 	received int64 // input bytes received on the stream
 	granted  int64 // the stream may send input up to this many bytes
+	acked    int64 // the agent has written src's input up to this offset
+	lost     error // bytes of src's input were lost: the stream ends with it
 	size     *pb.TerminalSize
 
 	mu   sync.Mutex
@@ -51,7 +55,8 @@ func newAttachSession(ctx context.Context, open *pb.AttachOpen) *attachSession {
 	if id := auth.FromContext(ctx); id != nil && id.Name != "" {
 		name = id.Name
 	}
-	return &attachSession{name: name, readOnly: open.GetReadOnly(), size: open.GetSize(), wake: make(chan struct{}, 1)}
+	return &attachSession{name: name, readOnly: open.GetReadOnly(), size: clampSize(open.GetSize()), wake: make(chan struct{}, 1),
+		src: open.GetInputSource(), srcBase: open.GetInputOffset()}
 }
 
 // post sets the InputState to send, replacing one not yet sent.
@@ -183,6 +188,9 @@ func recvAttach(stream pb.JobService_AttachServer, in chan<- attachRecv, handled
 		if err != nil {
 			return
 		}
+		if err := t.lost(sess); err != nil {
+			return err
+		}
 	}
 }
 
@@ -205,6 +213,10 @@ func checkAttach(j *job.Job, open *pb.AttachOpen) error {
 			"hodei logs -f %s follows its output", j.ID, j.ID)
 	case open.GetReadOnly() && open.GetClaim():
 		return invalid("claim", "a read-only stream cannot take the input")
+	case len(open.GetInputSource()) > maxSourceName:
+		return invalid("input_source", "is %d bytes; at most %d", len(open.GetInputSource()), maxSourceName)
+	case open.GetInputOffset() < 0:
+		return invalid("input_offset", "%d must not be negative", open.GetInputOffset())
 	case !open.GetReadOnly() && j.Spec.NoPTY && j.Spec.Stdin == job.StdinNone:
 		return status.Errorf(codes.FailedPrecondition, "job %s was submitted without stdin (--no-pty and no input): it reads /dev/null", j.ID)
 	}
@@ -212,14 +224,26 @@ func checkAttach(j *job.Job, open *pb.AttachOpen) error {
 }
 
 // checkSize checks a terminal size; a nil one is allowed where optional.
+// A size of 0 is no terminal's: InvalidArgument. A size past what a PTY
+// takes is not the client's mistake (it is its terminal's size) and is
+// clamped by clampSize, not refused.
 func checkSize(field string, size *pb.TerminalSize, optional bool) error {
 	if size == nil && optional {
 		return nil
 	}
-	if r, c := size.GetRows(), size.GetCols(); r < 1 || c < 1 || r > job.MaxPTYSize || c > job.MaxPTYSize {
-		return invalid(field, "%dx%d: rows and cols must be between 1 and %d", r, c, job.MaxPTYSize)
+	if r, c := size.GetRows(), size.GetCols(); r < 1 || c < 1 {
+		return invalid(field, "%dx%d: rows and cols must be at least 1", r, c)
 	}
 	return nil
+}
+
+// clampSize returns size with its rows and cols at most job.MaxPTYSize;
+// nil stays nil.
+func clampSize(size *pb.TerminalSize) *pb.TerminalSize {
+	if size == nil || (size.GetRows() <= job.MaxPTYSize && size.GetCols() <= job.MaxPTYSize) {
+		return size
+	}
+	return &pb.TerminalSize{Rows: min(size.GetRows(), job.MaxPTYSize), Cols: min(size.GetCols(), job.MaxPTYSize)}
 }
 
 // attachIn applies one message from the client.
@@ -234,7 +258,7 @@ func (s *Server) attachIn(ctx context.Context, t *terminal, sess *attachSession,
 		if err := checkSize("resize", m.Resize, false); err != nil {
 			return err
 		}
-		t.resize(sess, m.Resize)
+		t.resize(sess, clampSize(m.Resize))
 	case *pb.AttachRequest_End:
 		return t.end(sess)
 	case *pb.AttachRequest_Claim:
@@ -284,7 +308,7 @@ func (s *Server) attachOut(ctx context.Context, stream pb.JobService_AttachServe
 	if r := open.GetResumeAttempt(); r > 0 {
 		attempt, offset = int(r), open.GetResumeOffset()
 	} else if open.GetOutput() {
-		rows := int(open.GetSize().GetRows())
+		rows := int(clampSize(open.GetSize()).GetRows())
 		if rows == 0 {
 			rows = job.DefaultRows
 		}

@@ -17,7 +17,19 @@ package server
 //     so that a client typing a byte at a time cannot fill that queue.
 //
 // The input goes to the attempt running when it is passed on; bytes the
-// queue holds when an attempt ends are dropped.
+// queue holds when an attempt ends are dropped. A terminal whose last
+// stream left (a detach) stays while its queue holds input for a job that
+// has not ended, until the job's attempt takes it (typed ahead of a
+// PENDING job, or before Enter ~.); at most maxOrphans such terminals at
+// once, beyond which the queue of the one leaving is dropped.
+//
+// No input is lost or repeated when the server restarts under a client
+// that names its input (AttachOpen.input_source): each byte passed on
+// carries its source and offset there, the agent answers an open with
+// the source and offset of the last byte it received, and its credits
+// with what it has written, which the server tells the client (acked).
+// The client keeps and sends again what was not acked; the server drops,
+// as it passes bytes on, those the agent already has.
 
 import (
 	"bytes"
@@ -42,6 +54,11 @@ const (
 	// inputInFlight is the most messages of one job's input (data, EOF,
 	// open, resize) waiting in the agent's send queue.
 	inputInFlight = 16
+	// maxOrphans is the most terminals kept with no stream for the input
+	// they queue: at most maxOrphans × attachWindow bytes (32 MiB).
+	maxOrphans = 1024
+	// maxSourceName is the longest AttachOpen.input_source.
+	maxSourceName = 64
 )
 
 // terminals holds the terminal of every job with attach streams. Safe for
@@ -49,8 +66,9 @@ const (
 type terminals struct {
 	reg *registry
 
-	mu sync.Mutex
-	m  map[string]*terminal // by job id; guarded by mu
+	mu      sync.Mutex
+	m       map[string]*terminal // by job id; guarded by mu
+	orphans int                  // terminals in m with no stream; guarded by mu
 }
 
 func newTerminals(reg *registry) *terminals {
@@ -63,11 +81,15 @@ func (ts *terminals) join(j *job.Job, sess *attachSession) *terminal {
 	defer ts.mu.Unlock()
 	t := ts.m[j.ID]
 	if t == nil {
-		t = &terminal{reg: ts.reg, job: j, sessions: make(map[*attachSession]struct{})}
+		t = &terminal{ts: ts, reg: ts.reg, job: j, sessions: make(map[*attachSession]struct{})}
 		ts.m[j.ID] = t
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.orphan {
+		t.orphan = false
+		ts.orphans--
+	}
 	t.sessions[sess] = struct{}{}
 	t.updateLocked(j)
 	sess.post(t.stateLocked(sess))
@@ -75,7 +97,8 @@ func (ts *terminals) join(j *job.Job, sess *attachSession) *terminal {
 }
 
 // leave removes sess; the input it held is free again, and the terminal
-// goes once it has no stream left.
+// goes once it has no stream left, unless it queues input for the job
+// (then it is an orphan until the queue is passed on: see reap).
 func (ts *terminals) leave(t *terminal, sess *attachSession) {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
@@ -86,7 +109,26 @@ func (ts *terminals) leave(t *terminal, sess *attachSession) {
 		t.holder = nil
 		t.broadcastLocked()
 	}
-	if len(t.sessions) == 0 && ts.m[t.job.ID] == t {
+	if len(t.sessions) > 0 || ts.m[t.job.ID] != t {
+		return
+	}
+	if t.pendingLocked() && ts.orphans < maxOrphans {
+		t.orphan = true
+		ts.orphans++
+		return
+	}
+	delete(ts.m, t.job.ID)
+}
+
+// reap removes t once it is an orphan with nothing left to pass on.
+func (ts *terminals) reap(t *terminal) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.orphan && !t.pendingLocked() && ts.m[t.job.ID] == t {
+		t.orphan = false
+		ts.orphans--
 		delete(ts.m, t.job.ID)
 	}
 }
@@ -106,6 +148,7 @@ func (ts *terminals) changed(j *job.Job) {
 		t.mu.Lock()
 		t.updateLocked(j)
 		t.mu.Unlock()
+		ts.reap(t)
 	}
 }
 
@@ -125,6 +168,7 @@ func (ts *terminals) workerChanged(worker string) {
 			t.flushLocked()
 		}
 		t.mu.Unlock()
+		ts.reap(t)
 	}
 }
 
@@ -134,6 +178,7 @@ func (ts *terminals) credit(conn *agentConn, c *pb.InputCredit) {
 	if t == nil {
 		return
 	}
+	defer ts.reap(t)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if conn != t.conn || int(c.GetAttempt()) != t.attempt {
@@ -144,25 +189,33 @@ func (ts *terminals) credit(conn *agentConn, c *pb.InputCredit) {
 			return
 		}
 		t.opening, t.next = false, c.GetOffset()
+		// The bytes at the end of the agent's input came from src: a
+		// client that sends them again is not repeated (flushLocked).
+		t.src, t.srcEnd = c.GetSource(), c.GetSourceOffset()
 	}
 	t.limit = max(t.limit, c.GetLimit())
 	if c.GetClosed() && !t.closed {
-		t.closed, t.queue = true, nil
+		t.closed = true
+		t.dropQueueLocked()
 		t.broadcastLocked()
 	}
 	t.flushLocked()
+	t.ackLocked(c.GetWritten())
 }
 
 // terminal is one job's input; see the top of the file. Its fields are
 // guarded by mu.
 type terminal struct {
+	ts  *terminals
 	reg *registry
 
 	mu       sync.Mutex
 	job      *job.Job // the latest version seen
 	sessions map[*attachSession]struct{}
+	orphan   bool           // in ts.m with no stream, for its queue (guarded by ts.mu too)
 	holder   *attachSession // the stream whose input goes to the job; nil: none
 	queue    []byte         // received, not yet passed on; at most attachWindow
+	segs     []inputSeg     // where the bytes of queue come from, in order
 	ended    bool           // the holder ended the input: each attempt gets EOF after the queue
 	size     *pb.TerminalSize
 	sizeSent bool // size went to the current attempt
@@ -176,6 +229,46 @@ type terminal struct {
 	inflight int   // messages in the agent's send queue
 	eofSent  bool
 	closed   bool // the attempt takes no more input
+	// src is the source of the last bytes the attempt got and srcEnd the
+	// offset after them there (from the agent's open, then as bytes are
+	// passed on): they end at the agent's offset next.
+	src    string
+	srcEnd int64
+}
+
+// inputSeg is a run of a terminal's queue from one source: n bytes from
+// offset off in src (empty: unnamed).
+type inputSeg struct {
+	src string
+	off int64
+	n   int
+}
+
+// pendingLocked reports whether the terminal has input to pass on to a
+// job that may still take it.
+func (t *terminal) pendingLocked() bool {
+	return !t.closed && !t.job.State.Terminal() && (len(t.queue) > 0 || (t.ended && !t.eofSent))
+}
+
+// dropQueueLocked empties the queue.
+func (t *terminal) dropQueueLocked() { t.queue, t.segs = nil, nil }
+
+// ackLocked tells the stream whose source the agent's last bytes came
+// from how much of them the agent has written: written is the agent's
+// count, and the bytes before t.next from t.src are its last ones.
+func (t *terminal) ackLocked(written int64) {
+	if t.src == "" || written <= 0 {
+		return
+	}
+	acked := t.srcEnd - (t.next - written)
+	for sess := range t.sessions {
+		if sess.src == t.src && acked > sess.acked {
+			sess.acked = acked
+			if t.holder == sess {
+				sess.post(t.stateLocked(sess))
+			}
+		}
+	}
 }
 
 // updateLocked takes a newer version of the job.
@@ -198,7 +291,8 @@ func (t *terminal) bindLocked() {
 	}
 	if conn == t.conn && j.Attempt == t.attempt {
 		if j.State.Terminal() && !t.closed {
-			t.closed, t.queue = true, nil
+			t.closed = true
+			t.dropQueueLocked()
 			t.broadcastLocked()
 		}
 		return
@@ -206,9 +300,10 @@ func (t *terminal) bindLocked() {
 	wasClosed := t.closed
 	t.conn, t.attempt = conn, j.Attempt
 	t.opening, t.next, t.limit, t.inflight, t.eofSent, t.sizeSent = conn != nil, 0, 0, 0, false, false
+	t.src, t.srcEnd = "", 0
 	t.closed = j.State.Terminal()
 	if t.closed {
-		t.queue = nil
+		t.dropQueueLocked()
 	}
 	if t.closed != wasClosed {
 		t.broadcastLocked()
@@ -235,11 +330,12 @@ func (t *terminal) queueLocked(msg *pb.ServerMessage) {
 // sent is called by the agent stream's sender once a message is out.
 func (t *terminal) sent(conn *agentConn) {
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	if t.conn == conn && t.inflight > 0 {
 		t.inflight--
 		t.flushLocked()
 	}
+	t.mu.Unlock()
+	t.ts.reap(t)
 }
 
 // flushLocked passes on what the agent's credit and the messages in flight
@@ -256,11 +352,31 @@ func (t *terminal) flushLocked() {
 		}}})
 	}
 	passed := 0
-	for len(t.queue) > 0 && t.next < t.limit && t.inflight < inputInFlight {
-		n := int(min(int64(len(t.queue)), t.limit-t.next, maxInputMsg))
-		t.sendLocked(&pb.JobInput{JobId: t.job.ID, Attempt: int32(t.attempt), Offset: t.next, Data: bytes.Clone(t.queue[:n])})
+	for len(t.queue) > 0 {
+		seg := &t.segs[0]
+		if seg.src != "" && seg.src == t.src && seg.off != t.srcEnd {
+			if seg.off > t.srcEnd {
+				// The agent never got the bytes between: they are lost,
+				// and the rest must not follow as if they were not.
+				t.lostLocked(seg)
+				continue
+			}
+			// The agent has these already (a client sending again what
+			// it sent before the server restarted).
+			n := int(min(int64(seg.n), t.srcEnd-seg.off))
+			t.takeLocked(n)
+			passed += n
+			continue
+		}
+		if t.next >= t.limit || t.inflight >= inputInFlight {
+			break
+		}
+		n := int(min(int64(seg.n), t.limit-t.next, maxInputMsg))
+		t.sendLocked(&pb.JobInput{JobId: t.job.ID, Attempt: int32(t.attempt), Offset: t.next, Data: bytes.Clone(t.queue[:n]),
+			Source: seg.src, SourceOffset: seg.off})
 		t.next += int64(n)
-		t.queue = t.queue[:copy(t.queue, t.queue[n:])]
+		t.src, t.srcEnd = seg.src, seg.off+int64(n)
+		t.takeLocked(n)
 		passed += n
 	}
 	if len(t.queue) == 0 && t.ended && !t.eofSent && t.inflight < inputInFlight {
@@ -303,17 +419,63 @@ func (t *terminal) input(sess *attachSession, data []byte) error {
 	if t.holder != sess {
 		return status.Error(codes.FailedPrecondition, "input: this stream does not hold the job's input (claim it first)")
 	}
+	if sess.lost != nil {
+		return sess.lost
+	}
 	if sess.received+int64(len(data)) > sess.granted {
 		return status.Errorf(codes.ResourceExhausted, "input: %d bytes beyond the credit granted (%d bytes in all); wait for more credit",
 			sess.received+int64(len(data))-sess.granted, sess.granted)
 	}
+	off := sess.srcBase + sess.received
 	sess.received += int64(len(data))
-	if t.closed {
+	if t.closed || len(data) == 0 {
 		return nil
 	}
 	t.queue = append(t.queue, data...)
+	if last := len(t.segs) - 1; last >= 0 && t.segs[last].src == sess.src && t.segs[last].off+int64(t.segs[last].n) == off {
+		t.segs[last].n += len(data)
+	} else {
+		t.segs = append(t.segs, inputSeg{src: sess.src, off: off, n: len(data)})
+	}
 	t.flushLocked()
 	return nil
+}
+
+// takeLocked removes the first n bytes of the queue, which belong to its
+// first segment.
+func (t *terminal) takeLocked(n int) {
+	t.queue = t.queue[:copy(t.queue, t.queue[n:])]
+	if seg := &t.segs[0]; n < seg.n {
+		seg.off += int64(n)
+		seg.n -= n
+	} else {
+		t.segs = t.segs[:copy(t.segs, t.segs[1:])]
+	}
+}
+
+// lostLocked drops the first segment of the queue, which does not follow
+// what the agent has of its source: the bytes between are lost. The
+// streams of that source are told (InputState.lost), so that their client
+// fails loudly instead of its job reading on after a gap, and their
+// handler ends them with DataLoss (lost).
+func (t *terminal) lostLocked(seg *inputSeg) {
+	err := status.Errorf(codes.DataLoss, "input: the job's agent has this client's input up to byte %d, and the next byte "+
+		"the server has is %d: %d bytes were lost", t.srcEnd, seg.off, seg.off-t.srcEnd)
+	for sess := range t.sessions {
+		if sess.src == seg.src && sess.lost == nil {
+			sess.lost = err
+			sess.post(t.stateLocked(sess))
+		}
+	}
+	t.takeLocked(seg.n)
+}
+
+// lost returns the DataLoss error of sess once bytes of its input were
+// lost, else nil.
+func (t *terminal) lost(sess *attachSession) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return sess.lost
 }
 
 // end ends the input after what sess sent: EOF for the job.
@@ -343,9 +505,12 @@ func (t *terminal) resize(sess *attachSession, size *pb.TerminalSize) {
 // stateLocked is the InputState sess is to be shown.
 func (t *terminal) stateLocked(sess *attachSession) *pb.InputState {
 	st := &pb.InputState{Closed: t.closed, Held: t.holder == sess}
+	if sess.lost != nil {
+		st.Lost = status.Convert(sess.lost).Message()
+	}
 	switch {
 	case t.holder == sess:
-		st.Limit = sess.granted
+		st.Limit, st.Acked = sess.granted, sess.acked
 	case t.holder != nil:
 		st.Holder = t.holder.name
 	}
