@@ -164,6 +164,9 @@ func (js *jobService) Attach(stream pb.JobService_AttachServer) error {
 			if err := s.attachIn(ctx, t, sess, j, r.msg); err != nil {
 				return err
 			}
+			if err := t.lost(sess); err != nil {
+				return err
+			}
 		}
 	}
 }
@@ -187,9 +190,6 @@ func recvAttach(stream pb.JobService_AttachServer, in chan<- attachRecv, handled
 		}
 		if err != nil {
 			return
-		}
-		if err := t.lost(sess); err != nil {
-			return err
 		}
 	}
 }
