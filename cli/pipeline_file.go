@@ -83,6 +83,15 @@ func orUnset[T int32 | int64](v *T) T {
 	return *v
 }
 
+// widen returns v as an *int64, nil when v is.
+func widen(v *int32) *int64 {
+	if v == nil {
+		return nil
+	}
+	w := int64(*v)
+	return &w
+}
+
 // fileError is a mistake in a pipeline file, at a line when known.
 type fileError struct {
 	path string
@@ -128,11 +137,12 @@ func readPipelineFile(path string) (*hodeipb.PipelineSpec, *fileIndex, error) {
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return nil, nil, yamlFileError(path, err)
 	}
-	spec, err := f.toSpec(path)
+	ix := newFileIndex(&root)
+	spec, err := f.toSpec(path, ix)
 	if err != nil {
 		return nil, nil, err
 	}
-	return spec, newFileIndex(&root), nil
+	return spec, ix, nil
 }
 
 var yamlLineRE = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
@@ -223,11 +233,11 @@ func yamlFields(t reflect.Type) []string {
 
 // toSpec converts the decoded file to the wire spec, checking what the
 // server cannot name a line for: durations and the shape of matrices.
-func (f *pipelineFile) toSpec(path string) (*hodeipb.PipelineSpec, error) {
+func (f *pipelineFile) toSpec(path string, ix *fileIndex) (*hodeipb.PipelineSpec, error) {
 	out := &hodeipb.PipelineSpec{Name: f.Name, Tenant: f.Tenant}
 	if f.Defaults != nil {
 		out.Defaults = &hodeipb.JobSpec{}
-		if err := f.Defaults.apply(out.Defaults, path, "defaults"); err != nil {
+		if err := f.Defaults.apply(out.Defaults, path, ix, "defaults"); err != nil {
 			return nil, err
 		}
 	}
@@ -240,7 +250,7 @@ func (f *pipelineFile) toSpec(path string) (*hodeipb.PipelineSpec, error) {
 			Command: st.Command, Script: st.Script, SecretEnv: st.SecretEnv,
 			Workdir: st.Workdir, NoPty: st.NoPTY, Preemptible: st.Preemptible,
 		}
-		if err := st.apply(js, path, field); err != nil {
+		if err := st.apply(js, path, ix, field); err != nil {
 			return nil, err
 		}
 		var err error
@@ -260,7 +270,24 @@ func (f *pipelineFile) toSpec(path string) (*hodeipb.PipelineSpec, error) {
 
 // apply sets the fields of js that jf gives; field names jf in errors
 // ("defaults", "steps.build").
-func (jf *jobFields) apply(js *hodeipb.JobSpec, path, field string) error {
+func (jf *jobFields) apply(js *hodeipb.JobSpec, path string, ix *fileIndex, field string) error {
+	// The wire says unset with -1, so a negative number in the file
+	// would silently read as unset: refuse it here, at its line.
+	var cpu, memory, slots *int64
+	if r := jf.Resources; r != nil {
+		cpu, memory, slots = r.CPU, r.Memory, r.Slots
+	}
+	for _, n := range []struct {
+		name string
+		v    *int64
+	}{
+		{"retries", widen(jf.Retries)}, {"resources.cpu", cpu}, {"resources.memory", memory}, {"resources.slots", slots},
+	} {
+		if n.v != nil && *n.v < 0 {
+			f := field + "." + n.name
+			return &fileError{path: path, line: ix.line(f), msg: fmt.Sprintf("%s: %d must not be negative (leave it out for the default)", f, *n.v)}
+		}
+	}
 	js.Env, js.Labels, js.Selector = jf.Env, jf.Labels, jf.Selector
 	js.Retries = orUnset(jf.Retries)
 	if jf.Priority != nil {

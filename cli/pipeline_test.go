@@ -164,6 +164,8 @@ func TestPipelineFileErrors(t *testing.T) {
 		{name: "TwoDocuments", text: "steps: []\n---\nsteps: []\n", want: "p.yaml:2: a second YAML document"},
 		{name: "Missing", file: "no-such.yaml", want: "no-such.yaml: no such file or directory"},
 		{name: "DeadlinePast", text: "steps:\n  - name: a\n    script: x\n    deadline: 2001-01-01T00:00:00Z\n", want: "p.yaml:4: steps.a.deadline: 2001-01-01T00:00:00Z is in the past"},
+		{name: "NegativeRetries", text: "steps:\n  - name: a\n    script: x\n    retries: -1\n", want: "p.yaml:4: steps.a.retries: -1 must not be negative"},
+		{name: "NegativeSlots", text: "defaults:\n  resources:\n    slots: -2\nsteps:\n  - name: a\n    script: x\n", want: "p.yaml:1: defaults.resources.slots: -2 must not be negative"},
 		{name: "DeadlineBad", text: "steps:\n  - name: a\n    script: x\n    deadline: soon\n", want: `p.yaml:4: steps.a.deadline: "soon" is neither a duration`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
