@@ -29,10 +29,16 @@ const InputWindow = 64 << 10
 // follows each few KiB written.
 const inputChunk = 4 << 10
 
+// MaxSourceOffset bounds the offsets in a named input (JobInput.source):
+// input past it is refused, so that no sum of an offset and a length
+// overflows.
+const MaxSourceOffset = 1 << 62
+
 // Errors of jobInput.put: the server sent what the protocol does not allow.
 var (
 	errInputOffset = errors.New("input does not continue where the input received so far ends")
 	errInputCredit = errors.New("input beyond the credit given")
+	errInputSource = errors.New("input source offset out of range")
 )
 
 // jobInput is the input of one attempt: a buffer of at most InputWindow
@@ -106,6 +112,8 @@ func (in *jobInput) put(offset int64, data []byte, eof bool, src string, srcOffs
 		return fmt.Errorf("%w: offset %d, received %d", errInputOffset, offset, in.received)
 	case len(in.buf)+len(data) > InputWindow:
 		return fmt.Errorf("%w: %d bytes held, %d more, window %d", errInputCredit, len(in.buf), len(data), InputWindow)
+	case srcOffset < 0 || srcOffset > MaxSourceOffset-int64(len(data)):
+		return fmt.Errorf("%w: %d bytes at %d, at most %d", errInputSource, len(data), srcOffset, int64(MaxSourceOffset))
 	}
 	in.buf = append(in.buf, data...)
 	in.received += int64(len(data))

@@ -209,3 +209,25 @@ func TestInputOpenTellsTheSource(t *testing.T) {
 		t.Fatalf("after unnamed input the open answers source %q, want none", cr.GetSource())
 	}
 }
+
+// TestInputSourceOffsetBounded: input whose source offset plus length
+// would pass MaxSourceOffset (and so could overflow) is refused, and the
+// source the open tells stays the last one taken.
+func TestInputSourceOffsetBounded(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	in := newJobInput(w, false)
+	defer in.close()
+	in.open()
+	for _, off := range []int64{-1, MaxSourceOffset - 3, 1<<63 - 4} {
+		if err := in.put(0, []byte("hello"), false, "m", off); !errors.Is(err, errInputSource) {
+			t.Errorf("5 bytes at source offset %d: %v, want %v", off, err, errInputSource)
+		}
+	}
+	if cr := in.open(); cr.GetSource() != "" || cr.GetSourceOffset() != 0 || cr.GetOffset() != 0 {
+		t.Fatalf("after refused input the open answers %v, want nothing taken", cr)
+	}
+}

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
+	"runtime"
 	"strings"
 	"time"
 
@@ -34,7 +36,7 @@ func agentCommand(*env) *ucli.Command {
 			&ucli.StringFlag{Name: "server", Value: client.DefaultAddr, EnvVars: []string{"HODEI_ADDR"}, Usage: "gRPC address of the server, `HOST[:PORT]` (port 7070 if left out)"},
 			&ucli.StringFlag{Name: "data-dir", Value: "./hodei-agent", EnvVars: []string{"HODEI_AGENT_DIR"}, Usage: "`DIR` for the worker id, journal and spooled output"},
 			&ucli.Int64Flag{Name: "slots", DefaultText: "the number of CPUs", Usage: "`N` job slots this host offers"},
-			&ucli.StringFlag{Name: "labels", Usage: "comma-separated `k=v,…` that job selectors match"},
+			&ucli.StringFlag{Name: "labels", Usage: "comma-separated `k=v,…` that job selectors match, over the agent's own " + devLabelsText},
 			&ucli.StringFlag{Name: "name", Usage: "`NAME` shown in 'hodei workers ls' (default: the hostname)"},
 			&ucli.Int64Flag{Name: "buffer", Value: agent.DefaultBufferLimit, Usage: "`BYTES` of unacknowledged output per job before its PTY is no longer read"},
 			&ucli.DurationFlag{Name: "kill-grace", Value: agent.DefaultKillGrace,
@@ -53,6 +55,7 @@ func agentCommand(*env) *ucli.Command {
 			if err != nil {
 				return usagef(c, "--labels: %s", err)
 			}
+			labels = hostLabels(labels)
 			if n := c.Int64("slots"); n < 0 || n > job.MaxWorkerSlots {
 				return usagef(c, "--slots: %d must be between 1 and %d (0: the number of CPUs)", n, job.MaxWorkerSlots)
 			}
@@ -157,4 +160,13 @@ func newLogger(c *ucli.Context) (*slog.Logger, error) {
 		return nil, usagef(c, "--log-level: %q is not a level; use debug, info, warn or error", c.String("log-level"))
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})), nil
+}
+
+// hostLabels returns the labels of an agent on this host: os=GOOS and
+// arch=GOARCH (as Nomad fingerprints kernel.name and cpu.arch), then
+// labels over them.
+func hostLabels(labels map[string]string) map[string]string {
+	all := map[string]string{"os": runtime.GOOS, "arch": runtime.GOARCH}
+	maps.Copy(all, labels)
+	return all
 }

@@ -18,6 +18,7 @@ import (
 
 	ucli "github.com/urfave/cli/v2"
 	"golang.org/x/term"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/hodei-jobs/hodei/client"
@@ -149,7 +150,10 @@ func (pl *stdinPlan) connect(c *ucli.Context, cl *client.Client, id string, foll
 		if err != nil {
 			return err
 		}
-		return follow(f)
+		if err := follow(f); isStreamLimit(err) {
+			return cannotFollow(c, id, err)
+		}
+		return err
 	}
 	errw, outw := c.App.ErrWriter, c.App.Writer
 	var lines *lineTracker
@@ -216,6 +220,10 @@ func (pl *stdinPlan) connect(c *ucli.Context, cl *client.Client, id string, foll
 	cancel()
 	wg.Wait()
 	switch {
+	case isStreamLimit(inputErr):
+		return cannotFollow(c, id, inputErr)
+	case isStreamLimit(err):
+		return cannotFollow(c, id, err)
 	case inputErr != nil:
 		fmt.Fprintf(c.App.ErrWriter, "hodei: stdin of job %s could not all be sent (%s): the job does not get the rest of it "+
 			"nor its end; it goes on: hodei jobs cancel %s stops it\n", id, status.Convert(inputErr).Message(), id)
@@ -225,6 +233,23 @@ func (pl *stdinPlan) connect(c *ucli.Context, cl *client.Client, id string, foll
 		return nil
 	}
 	return err
+}
+
+// isStreamLimit reports whether err is the server's refusal of one more
+// stream that follows a job: the caller's token holds the most it allows
+// (hodei serve --max-streams-per-token).
+func isStreamLimit(err error) bool {
+	st, ok := status.FromError(err)
+	return err != nil && ok && st.Code() == codes.ResourceExhausted && strings.Contains(st.Message(), "--max-streams-per-token")
+}
+
+// cannotFollow says that job id, submitted, goes on while `hodei run`
+// cannot follow it (err: the stream limit), and how to follow it later.
+func cannotFollow(c *ucli.Context, id string, err error) error {
+	fmt.Fprintf(c.App.ErrWriter, "hodei: job %s was submitted and goes on, but hodei run cannot follow it: %s.\n"+
+		"hodei: once a stream is free, hodei logs -f %s follows its output, hodei attach %s its terminal; "+
+		"hodei jobs cancel %s stops it\n", id, strings.TrimSuffix(status.Convert(err).Message(), "."), id, id, id)
+	return &exitStatus{code: exitFailure}
 }
 
 // waitPump waits for the goroutines of wg to end, at most d.

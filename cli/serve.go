@@ -4,11 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"net"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 
 	ucli "github.com/urfave/cli/v2"
@@ -202,7 +200,7 @@ func serveConfig(c *ucli.Context) (server.Config, error) {
 	}, nil
 }
 
-// devLabelsText documents devLabels.
+// devLabelsText documents the labels every agent gives itself (hostLabels).
 const devLabelsText = "os=GOOS,arch=GOARCH (as Go names them: os=linux, arch=amd64 or arm64…)"
 
 // devConfig checks serve's --labels and --slots, which configure the dev
@@ -224,9 +222,7 @@ func devConfig(c *ucli.Context) (agent.Config, error) {
 	if n := c.Int64("slots"); n < 0 || n > job.MaxWorkerSlots {
 		return agent.Config{}, usagef(c, "--slots: %d must be between 1 and %d (0: the number of CPUs)", n, job.MaxWorkerSlots)
 	}
-	all := map[string]string{"os": runtime.GOOS, "arch": runtime.GOARCH}
-	maps.Copy(all, labels)
-	return agent.Config{Labels: all, Slots: c.Int64("slots")}, nil
+	return agent.Config{Labels: hostLabels(labels), Slots: c.Int64("slots")}, nil
 }
 
 // devAgent makes serve --dev's in-process agent, joined through the real

@@ -112,7 +112,10 @@ func (js *jobService) Attach(stream pb.JobService_AttachServer) error {
 	}
 	defer release()
 	sess := newAttachSession(ctx, open)
-	t := s.terms.join(j, sess)
+	t, err := s.terms.join(j, sess)
+	if err != nil {
+		return err
+	}
 	defer s.terms.leave(t, sess)
 
 	outCtx, stopOut := context.WithCancel(ctx)
@@ -215,8 +218,8 @@ func checkAttach(j *job.Job, open *pb.AttachOpen) error {
 		return invalid("claim", "a read-only stream cannot take the input")
 	case len(open.GetInputSource()) > maxSourceName:
 		return invalid("input_source", "is %d bytes; at most %d", len(open.GetInputSource()), maxSourceName)
-	case open.GetInputOffset() < 0:
-		return invalid("input_offset", "%d must not be negative", open.GetInputOffset())
+	case open.GetInputOffset() < 0 || open.GetInputOffset() > maxSourceOffset:
+		return invalid("input_offset", "%d must be between 0 and %d", open.GetInputOffset(), int64(maxSourceOffset))
 	case !open.GetReadOnly() && j.Spec.NoPTY && j.Spec.Stdin == job.StdinNone:
 		return status.Errorf(codes.FailedPrecondition, "job %s was submitted without stdin (--no-pty and no input): it reads /dev/null", j.ID)
 	}

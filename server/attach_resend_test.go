@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"strings"
 	"testing"
@@ -143,6 +144,94 @@ func eventuallyNoTerminal(t *testing.T, s *sut, id string) {
 		case <-deadline:
 			t.Fatal("the server still keeps the job's terminal after its queue was passed on")
 		case <-tick.C:
+		}
+	}
+}
+
+// openErr opens an Attach stream with open and returns how it ends.
+func openErr(t *testing.T, jobs pb.JobServiceClient, open *pb.AttachOpen) error {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st, err := jobs.Attach(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Send(&pb.AttachRequest{Msg: &pb.AttachRequest_Open{Open: open}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = recvErr(st)
+	return err
+}
+
+// TestAttachInputSourceChecked: a named input's offset is bounded (no sum
+// overflows); a stream resuming a source past what the server and the
+// agent have of it is refused naming input_offset, and one far behind it
+// (another client that picked the same name) naming input_source, rather
+// than have its input dropped as already delivered.
+func TestAttachInputSourceChecked(t *testing.T) {
+	s := setup(t)
+	a := connectAgent(t, s, hello("w1", 2))
+	id := runningJob(t, s, a, &pb.JobSpec{Command: []string{"cat"}})
+
+	err := openErr(t, s.jobs, &pb.AttachOpen{JobId: id, Claim: true, InputSource: "m", InputOffset: 1<<63 - 4})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "input_offset") {
+		t.Fatalf("input_offset 2^63-4: %v, want InvalidArgument naming input_offset", err)
+	}
+
+	// The victim resumes its input at 1 MiB (it typed that much before).
+	const base = 1 << 20
+	victim := attach(t, s.jobs, &pb.AttachOpen{JobId: id, Claim: true, InputSource: "v", InputOffset: base})
+	inputState(t, victim, nil, func(in *pb.InputState) bool { return in.GetHeld() })
+	for open := a.recvInput(); !open.GetOpen(); open = a.recvInput() {
+	}
+	credit(a, id, &pb.InputCredit{Opened: true, Limit: InputWindowForTest})
+	sendInput(t, victim, []byte("secret"))
+	if got := a.recvData(t, id, 0, 6); string(got) != "secret" {
+		t.Fatalf("the agent got %q", got)
+	}
+
+	err = openErr(t, s.jobs, &pb.AttachOpen{JobId: id, InputSource: "v", InputOffset: base + 100})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "input_offset") {
+		t.Fatalf("resuming past the source's end: %v, want InvalidArgument naming input_offset", err)
+	}
+	err = openErr(t, s.jobs, &pb.AttachOpen{JobId: id, InputSource: "v"})
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "input_source") {
+		t.Fatalf("another client reusing the source at 0: %v, want FailedPrecondition naming input_source", err)
+	}
+	// The owner sending again what it sent is still welcome.
+	victim.CloseSend()
+	if _, err := recvErr(victim); err != io.EOF {
+		t.Fatalf("detach: %v", err)
+	}
+	again := attach(t, s.jobs, &pb.AttachOpen{JobId: id, Claim: true, InputSource: "v", InputOffset: base})
+	inputState(t, again, nil, func(in *pb.InputState) bool { return in.GetHeld() })
+	again.CloseSend()
+	if _, err := recvErr(again); err != io.EOF {
+		t.Fatalf("detach: %v", err)
+	}
+
+	// After a server restart only the agent knows the source: the reuse
+	// shows once its open is answered.
+	rogue := attach(t, s.jobs, &pb.AttachOpen{JobId: id, Claim: true, InputSource: "v"})
+	inputState(t, rogue, nil, func(in *pb.InputState) bool { return in.GetHeld() })
+	for open := a.recvInput(); !open.GetOpen(); open = a.recvInput() {
+	}
+	credit(a, id, &pb.InputCredit{Opened: true, Offset: 6, Limit: InputWindowForTest, Source: "v", SourceOffset: base + 6})
+	sendInput(t, rogue, []byte("rogue"))
+	for {
+		m, err := rogue.Recv()
+		if err != nil {
+			if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "input_source") {
+				t.Fatalf("a reused source after a restart: %v, want FailedPrecondition naming input_source", err)
+			}
+			break
+		}
+		if lost := m.GetInput().GetLost(); lost != "" {
+			if !strings.Contains(lost, "input_source") {
+				t.Fatalf("lost: %q, want the source named", lost)
+			}
+			break
 		}
 	}
 }

@@ -59,6 +59,14 @@ const (
 	maxOrphans = 1024
 	// maxSourceName is the longest AttachOpen.input_source.
 	maxSourceName = 64
+	// maxSourceOffset bounds the offsets in a named input (the agent's
+	// agent.MaxSourceOffset): no sum of an offset and a length overflows.
+	maxSourceOffset = 1 << 62
+	// maxResend is the most a client that names its input sends again on
+	// a new stream: what it keeps unacked (cli's maxUnacked). A stream
+	// starting further behind what the job's agent has of its source is
+	// another client's that picked the same name.
+	maxResend = 256 << 10
 )
 
 // terminals holds the terminal of every job with attach streams. Safe for
@@ -75,8 +83,10 @@ func newTerminals(reg *registry) *terminals {
 	return &terminals{reg: reg, m: make(map[string]*terminal)}
 }
 
-// join adds sess to the terminal of j, making it if needed.
-func (ts *terminals) join(j *job.Job, sess *attachSession) *terminal {
+// join adds sess to the terminal of j, making it if needed. A stream
+// whose named input does not fit what the server knows of that source is
+// refused (checkSourceLocked).
+func (ts *terminals) join(j *job.Job, sess *attachSession) (*terminal, error) {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
 	t := ts.m[j.ID]
@@ -86,6 +96,9 @@ func (ts *terminals) join(j *job.Job, sess *attachSession) *terminal {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if err := t.checkSourceLocked(sess); err != nil {
+		return nil, err // t has a stream or queue: it stays
+	}
 	if t.orphan {
 		t.orphan = false
 		ts.orphans--
@@ -93,7 +106,52 @@ func (ts *terminals) join(j *job.Job, sess *attachSession) *terminal {
 	t.sessions[sess] = struct{}{}
 	t.updateLocked(j)
 	sess.post(t.stateLocked(sess))
-	return t
+	return t, nil
+}
+
+// checkSourceLocked refuses a stream that resumes a named input (as after
+// a server restart) at an offset that does not fit what the server knows
+// of that source: past where the job's attempt and the queue have it
+// (InvalidArgument: the client cannot have been acked beyond that), or
+// further behind it than a client sends again (the name is another
+// client's, whose bytes these would be taken for).
+func (t *terminal) checkSourceLocked(sess *attachSession) error {
+	if sess.src == "" || sess.readOnly {
+		return nil
+	}
+	end, known := t.sourceEndLocked(sess.src)
+	switch {
+	case !known:
+		return nil
+	case sess.srcBase > end:
+		return invalid("input_offset", "%d is past the %d bytes of input source %q the server and the job's agent have",
+			sess.srcBase, end, sess.src)
+	case end-sess.srcBase > maxResend:
+		return reusedSource(sess.src, sess.srcBase, end)
+	}
+	return nil
+}
+
+// reusedSource is the error of a stream that takes up a named input far
+// behind where it stands: another client picked the same name.
+func reusedSource(src string, off, end int64) error {
+	return status.Errorf(codes.FailedPrecondition, "input_source %q is in use by another client (its input is at byte %d, "+
+		"this stream starts at %d): name a stream's input with a random name of its own", src, end, off)
+}
+
+// sourceEndLocked returns the offset after the last byte of src the
+// server knows of, in the attempt's input (when its agent answered the
+// open) or in the queue; known is false when it knows of none.
+func (t *terminal) sourceEndLocked(src string) (end int64, known bool) {
+	if t.conn != nil && !t.opening && t.src == src {
+		end, known = t.srcEnd, true
+	}
+	for _, seg := range t.segs {
+		if seg.src == src {
+			end, known = max(end, seg.off+int64(seg.n)), true
+		}
+	}
+	return end, known
 }
 
 // leave removes sess; the input it held is free again, and the terminal
@@ -192,6 +250,9 @@ func (ts *terminals) credit(conn *agentConn, c *pb.InputCredit) {
 		// The bytes at the end of the agent's input came from src: a
 		// client that sends them again is not repeated (flushLocked).
 		t.src, t.srcEnd = c.GetSource(), c.GetSourceOffset()
+		if t.srcEnd < 0 || t.srcEnd > maxSourceOffset {
+			t.src, t.srcEnd = "", 0 // not an offset a source can have
+		}
 	}
 	t.limit = max(t.limit, c.GetLimit())
 	if c.GetClosed() && !t.closed {
@@ -358,7 +419,14 @@ func (t *terminal) flushLocked() {
 			if seg.off > t.srcEnd {
 				// The agent never got the bytes between: they are lost,
 				// and the rest must not follow as if they were not.
-				t.lostLocked(seg)
+				t.lostLocked(seg, status.Errorf(codes.DataLoss, "input: the job's agent has this client's input up to byte %d, "+
+					"and the next byte the server has is %d: %d bytes were lost", t.srcEnd, seg.off, seg.off-t.srcEnd))
+				continue
+			}
+			if t.srcEnd-seg.off > maxResend {
+				// Not a client sending again what it sent: another one
+				// that picked the same name.
+				t.lostLocked(seg, reusedSource(seg.src, seg.off, t.srcEnd))
 				continue
 			}
 			// The agent has these already (a client sending again what
@@ -427,6 +495,10 @@ func (t *terminal) input(sess *attachSession, data []byte) error {
 			sess.received+int64(len(data))-sess.granted, sess.granted)
 	}
 	off := sess.srcBase + sess.received
+	if off > maxSourceOffset-int64(len(data)) {
+		return invalid("input", "the stream's input would pass byte %d of its source (input_offset %d, %d bytes sent)",
+			int64(maxSourceOffset), sess.srcBase, sess.received)
+	}
 	sess.received += int64(len(data))
 	if t.closed || len(data) == 0 {
 		return nil
@@ -454,13 +526,12 @@ func (t *terminal) takeLocked(n int) {
 }
 
 // lostLocked drops the first segment of the queue, which does not follow
-// what the agent has of its source: the bytes between are lost. The
-// streams of that source are told (InputState.lost), so that their client
-// fails loudly instead of its job reading on after a gap, and their
-// handler ends them with DataLoss (lost).
-func (t *terminal) lostLocked(seg *inputSeg) {
-	err := status.Errorf(codes.DataLoss, "input: the job's agent has this client's input up to byte %d, and the next byte "+
-		"the server has is %d: %d bytes were lost", t.srcEnd, seg.off, seg.off-t.srcEnd)
+// what the agent has of its source: the bytes between are lost (DataLoss),
+// or the source is another client's (FailedPrecondition). The streams of
+// that source are told (InputState.lost), so that their client fails
+// loudly instead of its job reading on after a gap, and their handler
+// ends them with err (lost).
+func (t *terminal) lostLocked(seg *inputSeg, err error) {
 	for sess := range t.sessions {
 		if sess.src == seg.src && sess.lost == nil {
 			sess.lost = err

@@ -112,12 +112,16 @@ func planList(tx *bolt.Tx, f job.Filter) *listPlan {
 	if f.Name != "" && !glob {
 		single(indexName, indexPrefix(f.Name))
 	}
+	// The names a pattern selects come before the window: they are few
+	// (at most maxUnion), where the window holds every unfinished job,
+	// and the window is then checked on each of theirs (residual), so
+	// that a count stays within its budget and exact.
+	if glob {
+		union(nameSources(tx, f.Name, lit))
+	}
 	// A state that has not finished is in the window whatever the time.
 	if !f.NotFinishedBefore.IsZero() && (f.State == 0 || f.State.Terminal()) {
 		union(windowSources(tx, f))
-	}
-	if glob {
-		union(nameSources(tx, f.Name, lit))
 	}
 	for _, k := range slices.Sorted(maps.Keys(f.Labels)) {
 		single(indexLabel, indexPrefix(k, f.Labels[k]))

@@ -203,3 +203,18 @@ func TestApplyEmptiesLeaves(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 3000, n)
 }
+
+func TestCountNamePatternInWindow(t *testing.T) {
+	// A name pattern with a window (jobs ls by default) walks the few
+	// names the pattern selects, not every job in the window: its count
+	// is exact within a small budget.
+	db := MustOpenPath(t, filepath.Join(t.TempDir(), "hodei.db"), Options{NoSync: true})
+	insertN(t, db, 1, 3000, func(j *job.Job) { j.Spec.Name = fmt.Sprintf("n-%d", j.CreatedAt.Sub(storetest.T0)/time.Second) })
+	f := job.Filter{Name: "n-29??", NotFinishedBefore: storetest.T0.Add(48 * time.Hour)}
+	n, exact, err := db.Count(t.Context(), f, 5000)
+	require.NoError(t, err)
+	require.True(t, exact, "counted %d", n)
+	require.Equal(t, 100, n)
+	f.Desc, f.Limit = true, 1000
+	require.Len(t, listIDs(t, db, f), 100)
+}
