@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/hodei-jobs/hodei/client"
+	"github.com/hodei-jobs/hodei/job"
 	hodeipb "github.com/hodei-jobs/hodei/proto"
 )
 
@@ -184,7 +185,7 @@ func (p *pump) run(ctx context.Context, stopInput func()) (*hodeipb.Job, error) 
 		if unsent > 0 && ended == nil {
 			// Beyond the credit (the job was not reading), or the server
 			// was away.
-			p.note(fmt.Sprintf("%d bytes typed before the detach could not be sent", unsent))
+			p.note(job.Count(int64(unsent), "byte", "bytes") + " typed before the detach could not be sent")
 		}
 		return nil, nil
 	case ended != nil:

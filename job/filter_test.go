@@ -141,7 +141,7 @@ func TestPrefixError(t *testing.T) {
 		t.Errorf("no match: %v", none)
 	}
 	many := &PrefixError{Kind: KindWorker, Prefix: "w-", Matches: []PrefixMatch{{"w-1", "host-1"}, {"w-2", ""}}, More: 998, MoreAtLeast: true}
-	want := "\"w-\" is the start of more than 1000 worker ids; give more of the one you mean:\n  w-1  host-1\n  w-2\n  and more than 998 more"
+	want := "\"w-\" is the start of more than 1,000 worker ids; give more of the one you mean:\n  w-1  host-1\n  w-2\n  and more than 998 others"
 	if !errors.Is(many, ErrInvalid) || many.Error() != want {
 		t.Errorf("several:\n%s\nwant:\n%s", many, want)
 	}

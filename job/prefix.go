@@ -87,7 +87,7 @@ func (e *PrefixError) Error() string {
 		return fmt.Sprintf("no %s id starts with %q", e.Kind, e.Prefix)
 	}
 	var b strings.Builder
-	total := fmt.Sprint(len(e.Matches) + e.More)
+	total := Thousands(int64(len(e.Matches) + e.More))
 	if e.MoreAtLeast {
 		total = "more than " + total
 	}
@@ -100,9 +100,9 @@ func (e *PrefixError) Error() string {
 	}
 	switch {
 	case e.More > 0 && e.MoreAtLeast:
-		fmt.Fprintf(&b, "\n  and more than %d more", e.More)
+		fmt.Fprintf(&b, "\n  and more than %s others", Thousands(int64(e.More)))
 	case e.More > 0:
-		fmt.Fprintf(&b, "\n  and %d more", e.More)
+		fmt.Fprintf(&b, "\n  and %s more", Thousands(int64(e.More)))
 	}
 	return b.String()
 }

@@ -22,3 +22,12 @@ func Thousands(n int64) string {
 	}
 	return string(b)
 }
+
+// Count writes n and the noun it counts, singular for one: "1 byte",
+// "20,057 bytes".
+func Count(n int64, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return Thousands(n) + " " + many
+}

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/hodei-jobs/hodei/auth"
+	"github.com/hodei-jobs/hodei/job"
 )
 
 // DefaultMaxStreamsPerToken is Config.MaxStreamsPerToken's default: room
@@ -58,8 +59,8 @@ func (l *streamLimit) acquire(ctx context.Context) (release func(), err error) {
 	defer l.mu.Unlock()
 	if l.open[key] >= l.max {
 		return nil, status.Errorf(codes.ResourceExhausted,
-			"this token has %d streams that follow jobs open (attach, logs -f, watch), the most the server allows "+
-				"(hodei serve --max-streams-per-token %d): end one first", l.open[key], l.max)
+			"this token has %s that follow jobs open (attach, logs -f, watch), the most the server allows "+
+				"(hodei serve --max-streams-per-token %d): end one first", job.Count(int64(l.open[key]), "stream", "streams"), l.max)
 	}
 	l.open[key]++
 	var once sync.Once
