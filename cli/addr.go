@@ -12,11 +12,12 @@ import (
 
 // checkAddr refuses a server address (--addr or HODEI_ADDR, with the
 // default port added) that no dial could reach: no host, or a port that is
-// not a number from 1 to 65535. It is a usage error, exit 2.
+// not a number from 1 to 65535, or a host no name or address is written
+// with (a space, a slash). It is a usage error, exit 2.
 func checkAddr(c *ucli.Context, addr string) error {
 	typed := globalString(c, flagAddr)
 	host, port, err := net.SplitHostPort(addr)
-	if err != nil || strings.Contains(host, ":") && net.ParseIP(host) == nil {
+	if err != nil || strings.Contains(host, ":") && net.ParseIP(host) == nil || strings.ContainsAny(host, " \t/@?#") {
 		return usagef(c, "--addr: %q is not HOST[:PORT] (127.0.0.1:7070, say)", typed)
 	}
 	if host == "" {

@@ -250,6 +250,7 @@ func TestBadAddr(t *testing.T) {
 		{"PortTooBig", "127.0.0.1:99999", `--addr: "127.0.0.1:99999": the port must be a number`},
 		{"NoHost", ":7070", `--addr: ":7070" has no host`},
 		{"Garbage", "a:b:c", `--addr: "a:b:c" is not HOST[:PORT]`},
+		{"Space", "host with space", `--addr: "host with space" is not HOST[:PORT]`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := runApp(t, "--addr", tc.addr, "jobs", "ls")
