@@ -74,8 +74,11 @@ func attachTo(c *ucli.Context, cl *client.Client, ref string) error {
 		tty = f
 	}
 	hint := " (Enter ~. detaches, Enter ~? lists the keys)"
-	if tty == nil {
+	switch {
+	case tty == nil:
 		cfg.readOnly, hint = true, " (read-only: stdin is not a terminal)"
+	case cfg.readOnly:
+		hint = " (read-only: your keys are not sent; Enter ~. detaches)"
 	}
 	fmt.Fprintf(c.App.ErrWriter, "hodei: attached to job %s%s\n", id, hint)
 	var closeSrc func()
