@@ -586,6 +586,7 @@ func TestJobsCancelling(t *testing.T) {
 	h := newHarness(t)
 	jobs := testJobs()
 	jobs[1].CancelRequested = "cancelled by user" // RUNNING
+	jobs[1].Reason = ""                           // so the reason says what is under way
 	h.jobs.jobs = jobs
 
 	r := h.run(t, "jobs", "ls", "--all")
@@ -597,7 +598,8 @@ func TestJobsCancelling(t *testing.T) {
 	}
 	r = h.run(t, "jobs", "get", jobs[1].GetId())
 	r.wantOK(t)
-	if !regexp.MustCompile(`(?m)^State:\s+CANCELLING$`).MatchString(r.stdout) || !strings.Contains(r.stdout, "cancelled by user") {
+	if !regexp.MustCompile(`(?m)^State:\s+CANCELLING$`).MatchString(r.stdout) ||
+		!regexp.MustCompile(`(?m)^Reason:\s+being stopped: cancelled by user$`).MatchString(r.stdout) {
 		t.Errorf("jobs get:\n%s\nwant State: CANCELLING and the cancel's reason", r.stdout)
 	}
 	r = h.run(t, "jobs", "get", "-o", "json", jobs[1].GetId())

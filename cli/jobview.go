@@ -186,6 +186,9 @@ const cancellingState = "CANCELLING"
 // reasonCell is why a pending job waits, when the server said, else the
 // job's recorded reason.
 func reasonCell(j *hodeipb.Job) string {
+	if stateCell(j) == cancellingState && j.GetReason() == "" {
+		return "being stopped: " + j.GetCancelRequested()
+	}
 	return cmp.Or(j.GetPending().GetMessage(), j.GetReason())
 }
 
