@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"time"
@@ -77,7 +78,9 @@ func (a *Agent) join(ctx context.Context, cfg Config, dir string) error {
 		return job.Invalid("ca-fingerprint", "%s", err)
 	}
 	caPEM, err := pki.FetchCA(ctx, cfg.Server, pin)
-	if err != nil {
+	if _, dial := errors.AsType[*net.OpError](err); dial {
+		return fmt.Errorf("join: no server answers at %s (is it running, and is --server its gRPC address?): %w", cfg.Server, err)
+	} else if err != nil {
 		return fmt.Errorf("join: %w", err) // it names the server
 	}
 	tlsCfg, err := pki.ClientConfig(caPEM, nil, pki.ServerName(cfg.Server))
