@@ -76,7 +76,7 @@ func (s *Cluster) newTenantQueue() *tenantQueue {
 	free := btree.NewFreeListG[qitem](32)
 	return &tenantQueue{
 		shapes: make(map[shapeKey]*btree.BTreeG[qitem]),
-		heads:  btree.NewWithFreeListG(16, less, free),
+		heads:  btree.NewWithFreeListG(32, less, free),
 		free:   free, less: less,
 		deadlined: make(map[slot]struct{}),
 	}

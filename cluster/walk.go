@@ -25,7 +25,7 @@ import (
 func (q *tenantQueue) insert(it qitem, k shapeKey) {
 	t := q.shapes[k]
 	if t == nil {
-		t = btree.NewWithFreeListG(16, q.less, q.free)
+		t = btree.NewWithFreeListG(32, q.less, q.free)
 		q.shapes[k] = t
 	}
 	head, had := t.Min()
