@@ -225,7 +225,7 @@ func TestAdversarialRekeyArrayWithDeadline(t *testing.T) {
 	_, bogus := h.s.wait.lookup(a.ID)
 	entries := 0
 	for _, q := range h.s.queues {
-		entries += q.tree.Len()
+		entries += q.n
 	}
 	h.s.mu.RUnlock()
 	t.Logf("ran %d tasks: %v; waiting[array id] present: %v; queue entries left: %d", len(ran), ran, bogus, entries)
@@ -279,7 +279,7 @@ func (h *harness) dumpQueues() {
 	h.s.mu.RLock()
 	defer h.s.mu.RUnlock()
 	for tn, q := range h.s.queues {
-		q.tree.Ascend(func(it qitem) bool {
+		q.each(func(it qitem) bool {
 			w := h.s.waitingOf(it.slot)
 			h.t.Logf("queue %s: %s key=%d tasks=%v deadline=%d", tn, w.ID, w.Key, w.Tasks, w.Deadline)
 			return true

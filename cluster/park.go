@@ -51,6 +51,7 @@ type parking struct {
 	fit    fitCache
 	walked []slot // found unplaceable by this pass's walks, parked after Decide
 	full   bool   // walked holds maxParkPerPass: the next pass is due at once
+	cut    bool   // a walk was cut before it came round (walk.go): the same
 }
 
 // parkedShape is the parked entries of one shape, in no order; each
@@ -166,7 +167,8 @@ func (s *Cluster) parkWalked() (more bool) {
 		s.parkIn(ps, sl)
 	}
 	s.park.walked = s.park.walked[:0]
-	more, s.park.full = s.park.full, false
+	more = s.park.full || s.park.cut
+	s.park.full, s.park.cut = false, false
 	return more
 }
 

@@ -232,9 +232,9 @@ func (s *Cluster) snapshot(now time.Time, next *wakeAt, orphans []scheduler.Orph
 		// loop again.
 		s.fair.waiting(waiting)
 		s.refreshParking()
-		snap.Queues = make(map[string]scheduler.Queue, len(s.queues))
+		snap.Walks = make(scheduler.Walks, len(s.queues))
 		for t, q := range s.queues {
-			snap.Queues[t] = q.seq
+			snap.Walks[t] = func() scheduler.Walk { return s.walk(q) }
 			snap.Tenants[t] = s.tenantView(t)
 		}
 	}

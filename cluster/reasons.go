@@ -318,10 +318,12 @@ func (s *Cluster) pendingDep(id string) (string, job.State) {
 // ahead counts the jobs before the entry in slot sl in its tenant's queue
 // (an array's entry counts its tasks not yet materialized), and for
 // position pos of an array's entry (-1: none) the array's tasks before
-// it. Jobs that no ready worker could take do not count: they hold
-// nothing back (see park.go). The count stops at aheadWalk (atLeast: there
-// may be more), after at most aheadWalk entries counted and as many left
-// out. The caller holds mu.
+// it. Only jobs that could run on a ready worker that could run this one
+// count: jobs that wait for other workers (busy ones, or none: see
+// park.go) hold nothing back, as a pass leaves out the rest of a shape
+// that fits no free room (see walk.go). The count stops at aheadWalk
+// (atLeast: there may be more), after at most aheadWalk entries counted
+// and as many shapes left out. The caller holds mu.
 func (s *Cluster) ahead(sl slot, pos int) (n int, atLeast bool) {
 	e := s.wait.at(sl)
 	if pos >= 0 {
@@ -333,41 +335,54 @@ func (s *Cluster) ahead(sl slot, pos int) (n int, atLeast bool) {
 	if q == nil {
 		return min(n, aheadWalk), n > aheadWalk
 	}
-	// Consecutive entries are mostly of one shape: remember the last
-	// verdict.
-	var last shapeKey
-	lastFits, known := false, false
-	fits := func(o *entry) bool {
-		key := s.shapeOf(o)
-		if !known || key != last {
-			last, known = key, true
-			lastFits = s.unfitShape(key, s.wait.selectors.get(o.selector)).Kind == scheduler.WhyNone
-		}
-		return lastFits
-	}
-	walked, passed := 0, 0 // entries counted, and left out
-	q.tree.AscendLessThan(qitem{e.key, sl}, func(it qitem) bool {
-		if walked == aheadWalk || passed == aheadWalk || n > aheadWalk {
+	mine := s.readyFor(e)
+	walked, passed := 0, 0 // entries counted, and shapes left out
+	at := qitem{e.key, sl}
+	q.heads.AscendLessThan(at, func(h qitem) bool {
+		if walked >= aheadWalk || passed >= aheadWalk || n > aheadWalk {
 			atLeast = true
 			return false
 		}
-		o := s.wait.at(it.slot)
-		if !fits(o) {
+		o := s.wait.at(h.slot)
+		if !scheduler.Placeable(o.res, s.wait.selectors.get(o.selector), mine) {
 			passed++
 			return true
 		}
-		walked++
-		if o.tasks {
-			if st := s.arrays[s.wait.arrays.get(o.array)]; st != nil {
-				n += st.tasks.Left()
+		q.shapes[s.shapeOf(o)].AscendLessThan(at, func(it qitem) bool {
+			if walked >= aheadWalk || n > aheadWalk {
+				atLeast = true
+				return false
 			}
+			walked++
+			if o := s.wait.at(it.slot); o.tasks {
+				if st := s.arrays[s.wait.arrays.get(o.array)]; st != nil {
+					n += st.tasks.Left()
+				}
+				return true
+			}
+			n++
 			return true
-		}
-		n++
-		return true
+		})
+		return !atLeast
 	})
 	if n > aheadWalk {
 		return aheadWalk, true
 	}
 	return n, atLeast
+}
+
+// readyFor returns the ready workers that could ever take the entry e.
+// The caller holds mu.
+func (s *Cluster) readyFor(e *entry) []scheduler.WorkerStatus {
+	sel := s.wait.selectors.get(e.selector)
+	c := &s.reasons
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []scheduler.WorkerStatus
+	for _, w := range s.statuses(c) {
+		if scheduler.Placeable(e.res, sel, []scheduler.WorkerStatus{w}) {
+			out = append(out, w)
+		}
+	}
+	return out
 }

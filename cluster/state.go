@@ -49,37 +49,37 @@ type qitem struct {
 	slot slot
 }
 
-// tenantQueue is one tenant's ready work in scheduler order, and the
-// entries among it whose keys move on their own (deadlines).
+// tenantQueue is one tenant's ready work in scheduler order, kept per
+// shape (see walk.go), and the entries among it whose keys move on their
+// own (deadlines).
 type tenantQueue struct {
-	tree      *btree.BTreeG[qitem]
+	shapes    map[shapeKey]*btree.BTreeG[qitem] // each shape's entries in order
+	heads     *btree.BTreeG[qitem]              // the first entry of each shape
+	n         int                               // entries
+	free      *btree.FreeListG[qitem]           // shared by its trees
+	less      func(a, b qitem) bool
 	deadlined map[slot]struct{}
-	// seq yields the queue best first, as Decide reads it, but for the
-	// entries no ready worker could take, which it notes to be parked
-	// (see park.go); the pass calls it, holding Cluster.mu.
-	seq scheduler.Queue
+	// resume is the last shape head a cut walk tried; with rotate, the
+	// next walk starts after it (see walk.go).
+	resume qitem
+	rotate bool
 }
 
 func (s *Cluster) newTenantQueue() *tenantQueue {
 	t := &s.wait
-	q := &tenantQueue{
-		tree: btree.NewG(32, func(a, b qitem) bool {
-			if a.key != b.key {
-				return a.key < b.key
-			}
-			return t.cmpID(a.slot, b.slot) < 0
-		}),
+	less := func(a, b qitem) bool {
+		if a.key != b.key {
+			return a.key < b.key
+		}
+		return t.cmpID(a.slot, b.slot) < 0
+	}
+	free := btree.NewFreeListG[qitem](32)
+	return &tenantQueue{
+		shapes: make(map[shapeKey]*btree.BTreeG[qitem]),
+		heads:  btree.NewWithFreeListG(32, less, free),
+		free:   free, less: less,
 		deadlined: make(map[slot]struct{}),
 	}
-	q.seq = func(yield func(*scheduler.Waiting) bool) {
-		q.tree.Ascend(func(it qitem) bool {
-			if !s.placeable(s.wait.at(it.slot)) {
-				return s.parkLater(it.slot) // shown to no pass until a worker could take it
-			}
-			return yield(s.waitingOf(it.slot))
-		})
-	}
-	return q
 }
 
 // waitingOf is the decision's view of the entry in slot sl, made afresh:
@@ -190,7 +190,7 @@ func (s *Cluster) insertReady(sl slot) {
 		q = s.newTenantQueue()
 		s.queues[tenant] = q
 	}
-	q.tree.ReplaceOrInsert(qitem{e.key, sl})
+	q.insert(qitem{e.key, sl}, s.shapeOf(e))
 	if e.deadline != 0 && !e.tasks {
 		// An array's entry is re-keyed when it is made again, as each of
 		// its tasks is materialized; the tick re-keys waiting jobs.
@@ -222,9 +222,9 @@ func (s *Cluster) dequeue(sl slot) {
 	if q == nil {
 		return
 	}
-	q.tree.Delete(qitem{e.key, sl})
+	q.remove(qitem{e.key, sl}, s.shapeOf(e))
 	delete(q.deadlined, sl)
-	if q.tree.Len() == 0 {
+	if q.n == 0 {
 		delete(s.queues, tenant)
 	}
 }
@@ -266,9 +266,10 @@ func (s *Cluster) rekey(now time.Time) {
 			if key == e.key {
 				continue
 			}
-			q.tree.Delete(qitem{e.key, sl})
+			k := s.shapeOf(e)
+			q.remove(qitem{e.key, sl}, k)
 			e.key = key
-			q.tree.ReplaceOrInsert(qitem{key, sl})
+			q.insert(qitem{key, sl}, k)
 		}
 	}
 }

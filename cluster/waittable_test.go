@@ -250,7 +250,21 @@ func checkWaiting(t *testing.T, s *Cluster) {
 	defer s.mu.RUnlock()
 	filed := 0
 	for name, q := range s.queues {
-		q.tree.Ascend(func(it qitem) bool {
+		n := 0
+		for k, tr := range q.shapes {
+			head, ok := tr.Min()
+			if !ok || !q.heads.Has(head) {
+				t.Errorf("queue %s: shape %v has head %v, not in heads (%v)", name, k, head, ok)
+			}
+			if e := s.wait.at(head.slot); s.shapeOf(e) != k {
+				t.Errorf("queue %s: an entry of shape %v is filed under %v", name, s.shapeOf(e), k)
+			}
+			n += tr.Len()
+		}
+		if q.heads.Len() != len(q.shapes) || n != q.n {
+			t.Errorf("queue %s: %d heads for %d shapes; %d entries, counted %d", name, q.heads.Len(), len(q.shapes), n, q.n)
+		}
+		q.each(func(it qitem) bool {
 			e := s.wait.at(it.slot)
 			if e.at != ready || e.key != it.key || s.tenantList[e.tenant].name != name {
 				t.Errorf("queue %s holds slot %d (key %d), an entry %+v", name, it.slot, it.key, *e)

@@ -74,6 +74,10 @@ type Snapshot struct {
 	// backoff over), best first. Decide reads a queue only as far as the
 	// pass gets: it is never walked whole.
 	Queues map[string]Queue
+	// Walks gives the same work as Queues, as walks that pass over the
+	// rest of a shape at once (see Walk); when set, Queues and Pending are
+	// not read.
+	Walks Walks
 	// Pending is the other way to give Decide waiting work: jobs in any
 	// order, which Decide ranks as at now. It is read only when Queues is
 	// nil (tests and tools that hold jobs rather than queues).
@@ -227,18 +231,22 @@ func (p *Plan) IsZero() bool {
 		len(p.Cancels) == 0 && len(p.Resend) == 0
 }
 
-// maxSkips bounds the entries of one tenant's queue a pass passes over
-// without placing them (they fit no worker's free room now, or their
-// array is at its limit): a tenant whose backlog is a million jobs waiting
-// for room costs a pass this many, not a million. Entries of a shape
-// already known to fit nowhere this pass cost no placement, only a step:
-// they have a budget of their own, maxShapeSkips. A queue should not hold
-// jobs that no worker could ever take, whatever it runs: they would use up
-// these budgets on every pass and hide the jobs behind them for good. The
-// live cluster keeps them out of its queues (it parks them, as Nomad
-// blocks evaluations, until a worker that could take them joins; see
-// cluster/park.go), so that a few hundred jobs that need a worker nobody
-// has do not hide the jobs behind them.
+// maxSkips bounds the placement attempts one pass spends on a tenant's
+// queue without placing anything (the entry fits no worker's free room
+// now, or its array is at its limit). An entry that fits no free room
+// makes the walk leave out every later entry of its shape for the rest of
+// the pass (Walk.SkipShape), so a backlog of one shape costs one attempt
+// however many jobs it holds, and this budget bounds the distinct shapes
+// a pass tries per tenant; maxShapeSkips bounds those it meets that are
+// already known to fit nowhere this pass (found so in another tenant's
+// queue), which cost a step, no placement. When a tenant's walk runs out
+// of either, the pass stops reading it (the walk is cut), and the
+// cluster's next walk of that queue starts after the last shape this one
+// tried and comes round to the others last, so that a job that fits free
+// room is reached within a few passes whatever number of shapes waiting
+// for busy workers are ahead of it. Jobs no ready worker could ever take
+// are not in the walks at all: the cluster parks them until a worker
+// that could take them joins (cluster/park.go).
 const (
 	maxSkips      = 256
 	maxShapeSkips = 16 * maxSkips
@@ -247,8 +255,8 @@ const (
 // cursor draws one tenant's work from its queue for a pass, expanding an
 // array's unmaterialized tasks one at a time.
 type cursor struct {
-	next   func() (*Waiting, bool)
-	stop   func()
+	walk   Walk
+	cut    bool     // the pass stopped reading it for its budget
 	gen    *Waiting // the array entry being drawn from, if any
 	genAt  func() (int, bool)
 	genEnd func()
@@ -256,10 +264,7 @@ type cursor struct {
 	known  int // entries passed over for a shape known to fit nowhere
 }
 
-func newCursor(q Queue) *cursor {
-	next, stop := iter.Pull(q)
-	return &cursor{next: next, stop: stop}
-}
+func newCursor(w Walk) *cursor { return &cursor{walk: w} }
 
 // pop returns the next job, or a task of an array; ok is false when the
 // queue is done.
@@ -271,7 +276,7 @@ func (c *cursor) pop() (*Waiting, bool) {
 			}
 			c.dropArray()
 		}
-		w, ok := c.next()
+		w, ok := c.walk.Next()
 		if !ok {
 			return nil, false
 		}
@@ -293,7 +298,7 @@ func (c *cursor) dropArray() {
 
 func (c *cursor) close() {
 	c.dropArray()
-	c.stop()
+	c.walk.Stop(c.cut)
 }
 
 // task is the Waiting of position p of the array entry w.
@@ -336,9 +341,16 @@ func Decide(s Snapshot, now time.Time) Plan {
 		plan.Cancels = append(plan.Cancels, Cancel{Job: o.Job, Reason: orphanReason(o)})
 		gone[o.Job.ID] = true
 	}
-	queues := s.Queues
+	queues := s.Walks
 	if queues == nil {
-		queues = queuesFrom(s.Pending, now, s.Aging)
+		qs := s.Queues
+		if qs == nil {
+			qs = queuesFrom(s.Pending, now, s.Aging)
+		}
+		queues = make(Walks, len(qs))
+		for t, q := range qs {
+			queues[t] = func() Walk { return WalkOf(q) }
+		}
 	}
 	if len(queues) == 0 || len(s.Workers) == 0 {
 		return plan
@@ -357,7 +369,7 @@ func Decide(s Snapshot, now time.Time) Plan {
 	for _, tenant := range sortedKeys(queues) {
 		tv := s.Tenants[tenant]
 		picker.Add(tenant, tv.Weight, tv.Tag)
-		cursors[tenant] = newCursor(queues[tenant])
+		cursors[tenant] = newCursor(queues[tenant]())
 	}
 
 	pl := newPlacer(sortedWorkers(s.Workers), s.Placement)
@@ -406,8 +418,13 @@ func Decide(s Snapshot, now time.Time) Plan {
 			break
 		}
 		c := cursors[tenant]
+		if c.skips >= maxSkips || c.known >= maxShapeSkips {
+			c.cut = true
+			picker.Remove(tenant)
+			continue
+		}
 		w, ok := c.pop()
-		if !ok || c.skips >= maxSkips || c.known >= maxShapeSkips {
+		if !ok {
 			picker.Remove(tenant)
 			continue
 		}
@@ -444,6 +461,8 @@ func Decide(s Snapshot, now time.Time) Plan {
 			if w.Tasks != nil {
 				c.dropArray() // its other tasks are the same shape
 			}
+			c.walk.SkipShape() // and so are the later entries of its shape
+
 			if plan.Held == nil && !never[key] {
 				// The least-served tenant's job fits nowhere: keep the
 				// worker closest to fitting it out of this pass, so that
