@@ -85,7 +85,7 @@ func TestAgentStartLines(t *testing.T) {
 		return strings.Contains(ag.stderr.String(), "failures=4")
 	})
 	srv := startServer(t, t.TempDir(), "--insecure-no-auth", "--grpc-addr", addr, "--heartbeat", "200ms")
-	if got, want := nextLine(t, lines), fmt.Sprintf("hodei: agent %s connected to %s as edge: 2 slots, labels zone=a", id, addr); got != want {
+	if got, want := nextLine(t, lines), fmt.Sprintf("hodei: agent %s connected to %s as edge: 2 slots, labels arch=%s,os=%s,zone=a", id, addr, runtime.GOARCH, runtime.GOOS); got != want {
 		t.Fatalf("after the server started: %q, want %q", got, want)
 	}
 	if ws := workersJSON(t, addr); ws[id] != "READY" {

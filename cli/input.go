@@ -155,9 +155,26 @@ func (p *pump) run(ctx context.Context, stopInput func()) (*hodeipb.Job, error) 
 	} else if p.cfg.src != nil {
 		wg.Go(func() { p.readInput(ctx) })
 	}
+	// A detach lets a stream under way pass on what was typed before it,
+	// for detachWait; a stream that is still being opened to a server
+	// that is away (or one that does not answer) is then given up.
+	sessCtx, stopSess := context.WithCancel(ctx)
+	defer stopSess()
+	wg.Go(func() {
+		select {
+		case <-p.detach:
+		case <-ctx.Done():
+			return
+		}
+		select {
+		case <-time.After(detachWait):
+			stopSess()
+		case <-ctx.Done():
+		}
+	})
 	var err error
 	if p.cfg.rc == nil {
-		err = p.session(ctx, func() {})
+		err = p.session(sessCtx, func() {})
 	} else {
 		// A detach ends the wait between tries, not a stream under way,
 		// which passes on what was sent before it closes.
@@ -174,7 +191,7 @@ func (p *pump) run(ctx context.Context, stopInput func()) (*hodeipb.Job, error) 
 			if p.isDetached() {
 				return nil
 			}
-			return p.session(ctx, up)
+			return p.session(sessCtx, up)
 		})
 	}
 	p.mu.Lock()
@@ -468,8 +485,17 @@ func (p *pump) send(ctx context.Context, st attachStream, recvDone <-chan struct
 			return nil
 		}
 		for _, m := range msgs {
-			if err := st.Send(m); err != nil {
-				return recvError(st, err)
+			if err := st.Send(m); errors.Is(err, io.EOF) {
+				// The stream ended: its status comes to the receiving
+				// goroutine, the one Recv a stream may have at a time.
+				select {
+				case <-recvDone:
+					return errStreamEnded
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			} else if err != nil {
+				return err
 			}
 		}
 		if len(msgs) > 0 {

@@ -150,7 +150,8 @@ func (pl *stdinPlan) connect(c *ucli.Context, cl *client.Client, id string, foll
 		if err != nil {
 			return err
 		}
-		if err := follow(f); isStreamLimit(err) {
+		err = follow(f)
+		if isStreamLimit(err) {
 			return cannotFollow(c, id, err)
 		}
 		return err
