@@ -18,10 +18,6 @@ import (
 	"github.com/hodei-jobs/hodei/client"
 )
 
-// Version is the version `hodei --version` prints; set it at build time with
-// -ldflags "-X github.com/hodei-jobs/hodei/cli.Version=v1.2.3".
-var Version = "dev"
-
 // Exit codes; see exitCode.
 const (
 	exitOK          = 0
@@ -61,6 +57,8 @@ func commands(e *env) []*ucli.Command {
 		loginCommand(e),
 		tokenCommand(e),
 		auditCommand(e),
+		versionCommand(e),
+		completionCommand(e),
 	}
 }
 
@@ -76,7 +74,7 @@ func newApp(e *env) *ucli.App {
 		Name:      "hodei",
 		HelpName:  "hodei",
 		Usage:     "a job scheduler in one binary",
-		Version:   Version,
+		Version:   Version, // --version prints buildVersion (version.go)
 		Flags:     globalFlags(),
 		Commands:  commands(e),
 		Action:    groupAction,
@@ -84,6 +82,9 @@ func newApp(e *env) *ucli.App {
 		ErrWriter: os.Stderr,
 		// Values of --label, --env … may contain commas.
 		DisableSliceFlagSeparator: true,
+		// The hidden --generate-bash-completion flag, which the scripts of
+		// `hodei completion` run (completion.go).
+		EnableBashCompletion: true,
 		// Errors are printed and mapped to exit codes by Run, not by urfave.
 		ExitErrHandler: func(*ucli.Context, error) {},
 		OnUsageError:   onUsageError,
@@ -96,6 +97,9 @@ func newApp(e *env) *ucli.App {
 			}
 			if len(c.Subcommands) > 0 && c.Action == nil {
 				c.Action = groupAction
+			}
+			if len(c.Subcommands) == 0 && c.BashComplete == nil {
+				c.BashComplete = completeLeaf
 			}
 			walk(c.Subcommands)
 		}

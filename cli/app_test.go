@@ -90,7 +90,7 @@ func TestUsage(t *testing.T) {
 		{"NoArgs", nil, 0, "USAGE:", ""},
 		{"Help", []string{"--help"}, 0, "COMMANDS:", ""},
 		{"HelpCommand", []string{"help", "submit"}, 0, "--secret-env", ""},
-		{"Version", []string{"--version"}, 0, "hodei version", ""},
+		{"Version", []string{"--version"}, 0, "hodei ", ""},
 		{"GroupHelp", []string{"jobs"}, 0, "cancel", ""},
 		{"UnknownCommand", []string{"sumbit"}, 2, "", `hodei: unknown command "sumbit"`},
 		{"UnknownSubcommand", []string{"jobs", "list"}, 2, "", `hodei: unknown command "list"`},
