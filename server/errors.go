@@ -46,7 +46,11 @@ func toStatus(err error) error {
 	case errors.Is(err, job.ErrUnwritable):
 		// The server's disk, not the request: said without its paths.
 		// Unavailable, since the same request succeeds once it recovers.
-		return status.Errorf(codes.Unavailable, "the server cannot write its database (%s): retry when it recovers", store.Cause(err))
+		st := status.Newf(codes.Unavailable, "the server cannot write its database (%s): retry when it recovers", store.Cause(err))
+		if d, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: pb.ReasonUnwritable, Domain: pb.ErrorDomain}); derr == nil {
+			return d.Err()
+		}
+		return st.Err()
 	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
 		return status.Errorf(codes.Unavailable, "the server cannot write to its data disk (%s): retry when it recovers", store.Cause(err))
 	}
