@@ -57,8 +57,9 @@ func TestFullDisk(t *testing.T) {
 		t.Fatal("the disk never filled")
 	}
 	t.Logf("%d jobs acknowledged; the first refusal: %v", len(acked), failures[0])
-	if st := status.Convert(failures[0]); st.Code() != codes.ResourceExhausted || !strings.Contains(st.Message(), "disk is full") {
-		t.Fatalf("a full disk is answered %v %q, want ResourceExhausted saying the disk is full", st.Code(), st.Message())
+	if st := status.Convert(failures[0]); st.Code() != codes.Unavailable ||
+		!strings.Contains(st.Message(), "cannot write its database (no space left on device): retry when it recovers") {
+		t.Fatalf("a full disk is answered %v %q, want Unavailable saying the database cannot be written and why", st.Code(), st.Message())
 	}
 	// Still serving: single submits fail or succeed cleanly, reads work.
 	for i := range 20 {

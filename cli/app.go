@@ -396,7 +396,10 @@ func withClient(c *ucli.Context, fn func(*client.Client) error) error {
 	}
 	defer cl.Close()
 	err = fn(cl)
-	if se := grpcStatusError(nil); errors.As(err, &se) && se.GRPCStatus().Code() == codes.Unavailable {
+	// A server that answered Unavailable with details (it cannot write
+	// its database) is running: its own message says what to do.
+	if se := grpcStatusError(nil); errors.As(err, &se) && se.GRPCStatus().Code() == codes.Unavailable &&
+		len(se.GRPCStatus().Details()) == 0 {
 		return &unavailableError{addr: addr, err: err, plaintext: len(opts) == 0, caFile: globalString(c, flagCAFile) != ""}
 	}
 	return err

@@ -2,7 +2,9 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/hodei-jobs/hodei/job"
@@ -284,7 +286,11 @@ func (s *Cluster) commit(ctx context.Context, now time.Time, plan scheduler.Plan
 		for _, a := range b.assigned {
 			s.fair.revoke(a.Job.ID, s.weight)
 		}
-		s.log.Error("commit pass", "jobs", len(b.updates), "err", err)
+		level := slog.LevelError
+		if errors.Is(err, job.ErrUnwritable) {
+			level = slog.LevelDebug // the store logs its failing episode once
+		}
+		s.log.Log(ctx, level, "commit pass", "jobs", len(b.updates), "err", err)
 		s.mu.Lock()
 		for _, o := range plan.Cancels {
 			s.depCheck[o.Job.ID] = struct{}{} // try again next pass

@@ -20,6 +20,10 @@ var (
 	ErrExhausted = errors.New("resource exhausted")
 	// ErrClosed: the component was stopped.
 	ErrClosed = errors.New("closed")
+	// ErrUnwritable: the store could not commit (a full disk, an I/O
+	// error); nothing of the request was stored, and the same request may
+	// succeed once the store commits again.
+	ErrUnwritable = errors.New("cannot write the database")
 )
 
 // FieldError says which field of a request broke which rule. It wraps

@@ -9,4 +9,8 @@ const (
 	// with require_fit whose spec no registered worker could take: its
 	// values are each allowed, the cluster has no worker for them.
 	ReasonNoWorkerFits = "NO_WORKER_FITS"
+	// ReasonUnwritable: Unavailable because the server cannot write its
+	// database (a full disk, an I/O error); the same call may succeed
+	// once it recovers.
+	ReasonUnwritable = "DATABASE_UNWRITABLE"
 )

@@ -359,6 +359,9 @@ func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 	if r.audited {
 		if aerr := s.auditLog.Failing(); aerr != nil {
 			err := status.Errorf(codes.Unavailable, "the audit log cannot be written (%v): changes are refused until it can", aerr)
+			if errors.Is(aerr, job.ErrUnwritable) {
+				err = toStatus(aerr) // the disk, said without its paths
+			}
 			s.auditCall(ctx, id, info.FullMethod, req, nil, err)
 			return nil, err
 		}

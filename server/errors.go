@@ -12,6 +12,7 @@ import (
 
 	"github.com/hodei-jobs/hodei/job"
 	pb "github.com/hodei-jobs/hodei/proto"
+	"github.com/hodei-jobs/hodei/store"
 )
 
 // toStatus maps a domain error to a gRPC status; the message is the
@@ -42,9 +43,16 @@ func toStatus(err error) error {
 		code = codes.Canceled
 	case errors.Is(err, context.DeadlineExceeded):
 		code = codes.DeadlineExceeded
-	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+	case errors.Is(err, job.ErrUnwritable):
 		// The server's disk, not the request: said without its paths.
-		return status.Error(codes.ResourceExhausted, "the server could not store this: its data disk is full; free space on it and retry")
+		// Unavailable, since the same request succeeds once it recovers.
+		st := status.Newf(codes.Unavailable, "the server cannot write its database (%s): retry when it recovers", store.Cause(err))
+		if d, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: pb.ReasonUnwritable, Domain: pb.ErrorDomain}); derr == nil {
+			return d.Err()
+		}
+		return st.Err()
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		return status.Errorf(codes.Unavailable, "the server cannot write to its data disk (%s): retry when it recovers", store.Cause(err))
 	}
 	st := status.New(code, statusMessage(err))
 	if fe, ok := errors.AsType[*job.FieldError](err); ok {

@@ -15,13 +15,24 @@ import (
 	pb "github.com/hodei-jobs/hodei/proto"
 )
 
-// TestDiskFullStatus: a write that found the server's disk full is
-// ResourceExhausted, without the server's paths.
+// TestDiskFullStatus: a commit that found the server's disk full is
+// Unavailable (the same request succeeds once the disk has room), says
+// why in the system's words, and leaves out the server's paths.
 func TestDiskFullStatus(t *testing.T) {
-	err := fmt.Errorf("commit: %w", &os.PathError{Op: "write", Path: "/srv/hodei/hodei.db", Err: syscall.ENOSPC})
-	st := status.Convert(toStatus(err))
-	if st.Code() != codes.ResourceExhausted || strings.Contains(st.Message(), "/srv") {
-		t.Fatalf("toStatus(%v) = %v %q", err, st.Code(), st.Message())
+	cause := &os.PathError{Op: "write", Path: "/srv/hodei/hodei.db", Err: syscall.ENOSPC}
+	for _, err := range []error{
+		fmt.Errorf("commit: %w: %w", job.ErrUnwritable, cause),
+		fmt.Errorf("commit: %w", cause),
+	} {
+		st := status.Convert(toStatus(err))
+		if st.Code() != codes.Unavailable || strings.Contains(st.Message(), "/srv") ||
+			!strings.Contains(st.Message(), "(no space left on device): retry when it recovers") {
+			t.Errorf("toStatus(%v) = %v %q", err, st.Code(), st.Message())
+		}
+	}
+	err := fmt.Errorf("commit: %w: %w", job.ErrUnwritable, syscall.EIO)
+	if msg := status.Convert(toStatus(err)).Message(); msg != "the server cannot write its database (input/output error): retry when it recovers" {
+		t.Errorf("toStatus(%v) = %q", err, msg)
 	}
 }
 

@@ -1,13 +1,17 @@
 package server
 
 import (
+	"context"
+	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/hodei-jobs/hodei/auth"
+	"github.com/hodei-jobs/hodei/store"
 )
 
 func (s *Server) httpHandler() http.Handler {
@@ -16,9 +20,35 @@ func (s *Server) httpHandler() http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte("ok\n"))
 	})
+	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle("GET /metrics", s.requireHTTP(auth.Metrics,
 		promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{Registry: s.metrics.reg})))
 	return mux
+}
+
+// readyz answers 200 "ready" while the server serves and its store
+// commits, and 503 with the reason otherwise: while it shuts down, and
+// while the store cannot write its database (then each call probes it
+// with an empty commit, so that the server turns ready again once the
+// disk has room, with or without other writes). /healthz, by contrast,
+// only says the process answers.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if s.stopping.Load() {
+		http.Error(w, "not ready: the server is shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	if s.store.Health().Err != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		_ = s.store.Probe(ctx) // its result is the store's health, read below
+		cancel()
+	}
+	if h := s.store.Health(); h.Err != nil {
+		http.Error(w, fmt.Sprintf("not ready: the server cannot write its database (%s) since %s; %d commits failed",
+			store.Cause(h.Err), h.Since.UTC().Format(time.RFC3339), h.Failed), http.StatusServiceUnavailable)
+		return
+	}
+	w.Write([]byte("ready\n"))
 }
 
 // requireHTTP is the HTTP listener's authentication: the same bearer

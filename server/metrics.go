@@ -8,6 +8,7 @@ import (
 
 	"github.com/hodei-jobs/hodei/cluster"
 	"github.com/hodei-jobs/hodei/job"
+	"github.com/hodei-jobs/hodei/store"
 )
 
 // metrics holds the Prometheus collectors. It is the scheduler's Observer.
@@ -59,6 +60,26 @@ func newMetrics(sched func() *cluster.Cluster) *metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// storeCollectors are the store's health in /metrics:
+// hodei_store_commit_failures_total counts the commits that failed as a
+// whole (a full disk, an I/O error), and hodei_store_ready is 1 while the
+// store commits and 0 while it cannot.
+func storeCollectors(db *store.DB) []prometheus.Collector {
+	return []prometheus.Collector{
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "hodei_store_commit_failures_total", Help: "Store commits that failed as a whole (a full disk, an I/O error).",
+		}, func() float64 { return float64(db.Stats().Failed) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "hodei_store_ready", Help: "1 while the store commits, 0 while it cannot write its database.",
+		}, func() float64 {
+			if db.Health().Err != nil {
+				return 0
+			}
+			return 1
+		}),
+	}
 }
 
 func (m *metrics) Submitted(tenant string, n int) {

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -116,6 +117,7 @@ type Server struct {
 	httpLis  net.Listener
 	wg       sync.WaitGroup // agents' reports and background loops
 	closeOne sync.Once
+	stopping atomic.Bool // Serve is shutting down: /readyz says so
 }
 
 // New opens the store in cfg.DataDir and rebuilds the scheduler's memory
@@ -191,6 +193,7 @@ func New(ctx context.Context, cfg Config) (s *Server, err error) {
 	s.terms = newTerminals(s.agents)
 	s.following = newStreamLimit(cfg.MaxStreamsPerToken)
 	s.metrics = newMetrics(func() *cluster.Cluster { return s.sched })
+	s.metrics.reg.MustRegister(storeCollectors(db)...)
 	s.auditLog = newAuditLog(db.AppendAudit, cfg.Now, cfg.Logger, s.metrics.reg, auditQueueLen)
 	s.auditLog.maxWait, s.auditLog.lingerFor = auditWait, auditLinger
 	s.sched = cluster.New(cluster.Config{
@@ -327,6 +330,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	case <-ctx.Done():
 	case err = <-errc:
 	}
+	s.stopping.Store(true)
 	cancel()
 	s.health.Shutdown()
 	s.stopGRPC()

@@ -134,6 +134,8 @@ func (db *DB) run() {
 func (db *DB) commit(batch []*request) {
 	errs := make([]error, len(batch))
 	db.idx = &txIndex{}
+	failing := db.health.failing()
+	wrote := false // every request ran: an error now is the file's
 	err := db.bolt.Update(func(tx *bolt.Tx) error {
 		// Job ids are ULIDs, so new records go at the end of their bucket:
 		// bbolt splits the pages they fill full rather than half full,
@@ -148,9 +150,26 @@ func (db *DB) commit(batch []*request) {
 			errs[i] = err
 		}
 		// The index changes of every request, at once (see txIndex).
-		return db.idx.flush(tx)
+		if err := db.idx.flush(tx); err != nil {
+			return err
+		}
+		if err := db.health.probe(tx, failing); err != nil {
+			return err
+		}
+		wrote = true
+		return nil
 	})
 	db.idx = nil
+	err = closedErr(err)
+	switch {
+	case err == nil:
+		db.health.committed(failing)
+		db.health.observe(nil)
+	case wrote && !errors.Is(err, job.ErrClosed):
+		// Writing or syncing the file failed: a full disk, an I/O error.
+		err = fmt.Errorf("%w: %w", job.ErrUnwritable, err)
+		db.health.observe(err)
+	}
 	db.statsMu.Lock()
 	if err != nil {
 		db.stats.Failed++
@@ -160,7 +179,7 @@ func (db *DB) commit(batch []*request) {
 	}
 	db.statsMu.Unlock()
 	if err != nil {
-		err = fmt.Errorf("commit: %w", closedErr(err))
+		err = fmt.Errorf("commit: %w", err)
 	}
 	for i, r := range batch {
 		if err != nil {

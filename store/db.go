@@ -94,6 +94,8 @@ type DB struct {
 	statsMu sync.Mutex // guards stats
 	stats   Stats
 
+	health health // whether commits succeed (health.go)
+
 	// idx gathers the index changes of the commit the loop is running;
 	// only the commit loop's goroutine uses it.
 	idx *txIndex
@@ -180,6 +182,7 @@ func Open(path string, opts Options) (*DB, error) {
 		closing: make(chan struct{}),
 		done:    make(chan struct{}),
 	}
+	db.health = health{log: db.log, path: path, now: time.Now}
 	switch {
 	case mig != nil && mig.From == 1:
 		db.log.Info("store migrated", "path", path, "from_schema", mig.From, "to_schema", SchemaVersion,
