@@ -480,8 +480,10 @@ func (e *unavailableError) Error() string {
 		}
 		return fmt.Sprintf("the server at %s answered with a certificate that %s does not verify (%s): point --ca-file "+
 			"or HODEI_CA_FILE at its DATA-DIR/tls/ca.pem, or log in again with %s", e.addr, ca, why, login)
-	case e.plaintext && strings.Contains(why, "server preface"):
-		// A TLS listener drops a connection that opens without TLS.
+	case e.plaintext && (strings.Contains(why, "server preface") || strings.Contains(why, "connection reset by peer")):
+		// A TLS listener drops a connection that opens without TLS: the
+		// client reads EOF, or a reset when the listener's alert and close
+		// beat the client's preface.
 		return fmt.Sprintf("the server at %s closed a connection made without TLS: it runs with TLS (as it does unless "+
 			"--insecure-no-auth), and there is no login for %s; run %s, or pass --ca-file and --token", e.addr, e.addr, login)
 	}
