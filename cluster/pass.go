@@ -286,11 +286,7 @@ func (s *Cluster) commit(ctx context.Context, now time.Time, plan scheduler.Plan
 		for _, a := range b.assigned {
 			s.fair.revoke(a.Job.ID, s.weight)
 		}
-		level := slog.LevelError
-		if errors.Is(err, job.ErrUnwritable) {
-			level = slog.LevelDebug // the store logs its failing episode once
-		}
-		s.log.Log(ctx, level, "commit pass", "jobs", len(b.updates), "err", err)
+		s.log.Log(ctx, storeErrLevel(err), "commit pass", "jobs", len(b.updates), "err", err)
 		s.mu.Lock()
 		for _, o := range plan.Cancels {
 			s.depCheck[o.Job.ID] = struct{}{} // try again next pass
@@ -524,4 +520,14 @@ func (s *Cluster) stopRequeued(j *job.Job) {
 	if s.cfg.Observer != nil {
 		s.cfg.Observer.Preempted(j.Spec.Tenant)
 	}
+}
+
+// storeErrLevel is the level to log a failed store write at: debug when
+// the store cannot write its database (it logs its failing episode once
+// itself), error otherwise.
+func storeErrLevel(err error) slog.Level {
+	if errors.Is(err, job.ErrUnwritable) {
+		return slog.LevelDebug
+	}
+	return slog.LevelError
 }
