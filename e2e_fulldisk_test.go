@@ -27,17 +27,7 @@ import (
 // the file, copied off after a SIGKILL, must pass the consistency check
 // (indexes and counts included) and hold every acknowledged job.
 func TestFullDisk(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a tmpfs needs root")
-	}
-	if testing.Short() {
-		t.Skip("fills a disk")
-	}
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Skipf("mount tmpfs: %v: %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
+	dir := smallTmpfs(t)
 	srv := startServer(t, dir)
 	c := dial(t, srv.grpcAddr)
 	ctx := context.Background()
@@ -152,17 +142,7 @@ func copyFile(t *testing.T, from, to string) {
 // line; once there is room again the server turns ready with no restart,
 // takes submits, and has lost no acknowledged job, also across a restart.
 func TestFullDiskEpisode(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a tmpfs needs root")
-	}
-	if testing.Short() {
-		t.Skip("fills a disk")
-	}
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Skipf("mount tmpfs (not allowed here?): %v: %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
+	dir := smallTmpfs(t)
 	srv := startServer(t, dir)
 	acked := map[string]bool{}
 	const cause = "cannot write its database (no space left on device)"
@@ -356,4 +336,23 @@ func grepLines(text, sub string) string {
 		}
 	}
 	return b.String()
+}
+
+// smallTmpfs mounts a 6 MiB tmpfs on a temp dir for a test that fills a
+// disk, and unmounts it after; it skips where that cannot be done (not
+// root, -short, mount refused).
+func smallTmpfs(t *testing.T) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a tmpfs needs root")
+	}
+	if testing.Short() {
+		t.Skip("fills a disk")
+	}
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("mount tmpfs (not allowed here?): %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
+	return dir
 }
