@@ -69,12 +69,7 @@ func (s *Cluster) statuses(c *reasonCache) []scheduler.WorkerStatus {
 // unfit is scheduler.Unfit against the registered workers, cached per
 // shape for the workers' generation.
 func (s *Cluster) unfit(res job.Resources, sel map[string]string) scheduler.Why {
-	return s.unfitShape(shapeKey{res, scheduler.SelectorKey(sel)}, sel)
-}
-
-// unfitShape is unfit for a shape whose key the caller has.
-func (s *Cluster) unfitShape(key shapeKey, sel map[string]string) scheduler.Why {
-	res := key.res
+	key := shapeKey{res, scheduler.SelectorKey(sel)}
 	c := &s.reasons
 	c.mu.Lock()
 	defer c.mu.Unlock()
