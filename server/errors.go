@@ -46,11 +46,8 @@ func toStatus(err error) error {
 	case errors.Is(err, job.ErrUnwritable):
 		// The server's disk, not the request: said without its paths.
 		// Unavailable, since the same request succeeds once it recovers.
-		st := status.Newf(codes.Unavailable, "the server cannot write its database (%s): retry when it recovers", store.Cause(err))
-		if d, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: pb.ReasonUnwritable, Domain: pb.ErrorDomain}); derr == nil {
-			return d.Err()
-		}
-		return st.Err()
+		return withReason(status.Newf(codes.Unavailable, "the server cannot write its database (%s): retry when it recovers", store.Cause(err)),
+			pb.ReasonUnwritable)
 	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
 		return status.Errorf(codes.Unavailable, "the server cannot write to its data disk (%s): retry when it recovers", store.Cause(err))
 	}
@@ -119,9 +116,14 @@ func withField(st *status.Status, field, rule string) error {
 // cluster.FitError (maybe inside a batch): toStatus's, with an ErrorInfo
 // that tells it from a refused value.
 func noFit(err error) error {
-	st := status.Convert(toStatus(err))
-	d, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: pb.ReasonNoWorkerFits, Domain: pb.ErrorDomain})
-	if derr != nil {
+	return withReason(status.Convert(toStatus(err)), pb.ReasonNoWorkerFits)
+}
+
+// withReason is st with an ErrorInfo of reason (a pb.Reason constant),
+// or st alone if the detail cannot be added.
+func withReason(st *status.Status, reason string) error {
+	d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: pb.ErrorDomain})
+	if err != nil {
 		return st.Err()
 	}
 	return d.Err()

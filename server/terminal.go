@@ -205,8 +205,7 @@ func (ts *terminals) changed(j *job.Job) {
 	if t := ts.get(j.ID); t != nil {
 		t.mu.Lock()
 		t.updateLocked(j)
-		t.mu.Unlock()
-		ts.reap(t)
+		t.unlockReap()
 	}
 }
 
@@ -225,8 +224,7 @@ func (ts *terminals) workerChanged(worker string) {
 			t.bindLocked()
 			t.flushLocked()
 		}
-		t.mu.Unlock()
-		ts.reap(t)
+		t.unlockReap()
 	}
 }
 
@@ -236,9 +234,8 @@ func (ts *terminals) credit(conn *agentConn, c *pb.InputCredit) {
 	if t == nil {
 		return
 	}
-	defer ts.reap(t)
 	t.mu.Lock()
-	defer t.mu.Unlock()
+	defer t.unlockReap()
 	if conn != t.conn || int(c.GetAttempt()) != t.attempt {
 		return // for an earlier attempt or stream
 	}
@@ -395,8 +392,19 @@ func (t *terminal) sent(conn *agentConn) {
 		t.inflight--
 		t.flushLocked()
 	}
+	t.unlockReap()
+}
+
+// unlockReap unlocks t.mu, then reaps t if it is an orphan. orphan is
+// written under both locks, so reading it under t.mu spares the shared
+// ts.mu on the paths that run per keystroke (each message sent, each
+// credit) for the terminals that have a stream.
+func (t *terminal) unlockReap() {
+	orphan := t.orphan
 	t.mu.Unlock()
-	t.ts.reap(t)
+	if orphan {
+		t.ts.reap(t)
+	}
 }
 
 // flushLocked passes on what the agent's credit and the messages in flight
