@@ -2,9 +2,7 @@ package cluster
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"log/slog"
 	"time"
 
 	"github.com/hodei-jobs/hodei/job"
@@ -286,7 +284,7 @@ func (s *Cluster) commit(ctx context.Context, now time.Time, plan scheduler.Plan
 		for _, a := range b.assigned {
 			s.fair.revoke(a.Job.ID, s.weight)
 		}
-		s.log.Log(ctx, storeErrLevel(err), "commit pass", "jobs", len(b.updates), "err", err)
+		s.log.Log(ctx, job.StoreErrLevel(err), "commit pass", "jobs", len(b.updates), "err", err)
 		s.mu.Lock()
 		for _, o := range plan.Cancels {
 			s.depCheck[o.Job.ID] = struct{}{} // try again next pass
@@ -520,14 +518,4 @@ func (s *Cluster) stopRequeued(j *job.Job) {
 	if s.cfg.Observer != nil {
 		s.cfg.Observer.Preempted(j.Spec.Tenant)
 	}
-}
-
-// storeErrLevel is the level to log a failed store write at: debug when
-// the store cannot write its database (it logs its failing episode once
-// itself), error otherwise.
-func storeErrLevel(err error) slog.Level {
-	if errors.Is(err, job.ErrUnwritable) {
-		return slog.LevelDebug
-	}
-	return slog.LevelError
 }

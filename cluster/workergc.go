@@ -92,7 +92,7 @@ func (s *Cluster) sweepDown(ctx context.Context, now time.Time, next *wakeAt) {
 	if len(save) > 0 {
 		if err := s.cfg.Store.PutWorker(ctx, save...); err != nil {
 			s.gc.dirty.Store(true) // the next pass tries again
-			s.log.Log(ctx, storeErrLevel(err), "store DOWN workers", "workers", len(save), "err", err)
+			s.log.Log(ctx, job.StoreErrLevel(err), "store DOWN workers", "workers", len(save), "err", err)
 		} else {
 			for _, rec := range save {
 				s.workers.Compute(rec.ID, func(old *workerState, loaded bool) (*workerState, bool) {
@@ -115,7 +115,7 @@ func (s *Cluster) sweepDown(ctx context.Context, now time.Time, next *wakeAt) {
 			ids[i] = rec.ID
 		}
 		if err := s.cfg.Store.DeleteWorker(ctx, ids...); err != nil {
-			s.log.Log(ctx, storeErrLevel(err), "delete DOWN workers", "workers", len(ids), "err", err)
+			s.log.Log(ctx, job.StoreErrLevel(err), "delete DOWN workers", "workers", len(ids), "err", err)
 			due.at(now.Add(s.cfg.Lease)) // try again later
 		} else {
 			for _, rec := range expired {

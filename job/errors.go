@@ -3,6 +3,7 @@ package job
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 )
 
 // Sentinel errors. Every error the domain, the store or the scheduler returns
@@ -53,4 +54,14 @@ func Conflict(id string, format string, args ...any) error {
 // caller may not see, so that it tells nothing about other tenants.
 func UnknownDependency(id string) error {
 	return Invalid("after", "%q is not a known job", id)
+}
+
+// StoreErrLevel is the level to log a failed store write at: debug when
+// the store cannot write its database (ErrUnwritable: the store logs its
+// failing episode once itself, and /readyz says so), error otherwise.
+func StoreErrLevel(err error) slog.Level {
+	if errors.Is(err, ErrUnwritable) {
+		return slog.LevelDebug
+	}
+	return slog.LevelError
 }

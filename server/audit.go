@@ -318,7 +318,7 @@ func (s *Server) sweepAudit(ctx context.Context) {
 	for ctx.Err() == nil {
 		n, err := s.store.DeleteAuditBefore(ctx, before, auditSweepBatch)
 		if err != nil {
-			s.log.Log(ctx, storeErrLevel(err), "audit retention", "err", err)
+			s.log.Log(ctx, job.StoreErrLevel(err), "audit retention", "err", err)
 			return
 		}
 		if n < auditSweepBatch {

@@ -396,7 +396,7 @@ func (s *Server) sweepJobs(ctx context.Context) {
 	for ctx.Err() == nil {
 		ids, err := s.store.DeleteFinished(ctx, before, 1000, s.sched.Retain(ctx, before))
 		if err != nil {
-			s.log.Log(ctx, storeErrLevel(err), "retention", "err", err)
+			s.log.Log(ctx, job.StoreErrLevel(err), "retention", "err", err)
 			return
 		}
 		s.sched.Forget(ctx, ids)
@@ -412,14 +412,4 @@ func (s *Server) sweepJobs(ctx context.Context) {
 			return
 		}
 	}
-}
-
-// storeErrLevel is the level to log a failed store write at: debug when
-// the store cannot write its database (it logs its failing episode once
-// itself, and /readyz says so), error otherwise.
-func storeErrLevel(err error) slog.Level {
-	if errors.Is(err, job.ErrUnwritable) {
-		return slog.LevelDebug
-	}
-	return slog.LevelError
 }
