@@ -28,17 +28,20 @@ func (s *Server) httpHandler() http.Handler {
 
 // readyz answers 200 "ready" while the server serves and its store
 // commits, and 503 with the reason otherwise: while it shuts down, and
-// while the store cannot write its database (then each call probes it
-// with an empty commit, so that the server turns ready again once the
-// disk has room, with or without other writes). /healthz, by contrast,
-// only says the process answers.
+// while the store cannot write its database (then a call probes it with
+// an empty commit, at most once a second, so that the server turns ready
+// again once the disk has room, with or without other writes). /healthz,
+// by contrast, only says the process answers.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	if s.stopping.Load() {
 		http.Error(w, "not ready: the server is shutting down", http.StatusServiceUnavailable)
 		return
 	}
-	if s.store.Health().Err != nil {
+	if now, last := time.Now().UnixNano(), s.probed.Load(); s.store.Health().Err != nil &&
+		now-last >= int64(readyProbeEvery) && s.probed.CompareAndSwap(last, now) {
+		// At most one probe a readyProbeEvery, whoever asks: /readyz is
+		// open, and each probe is a commit.
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		_ = s.store.Probe(ctx) // its result is the store's health, read below
 		cancel()
@@ -50,6 +53,10 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Write([]byte("ready\n"))
 }
+
+// readyProbeEvery is how often /readyz may probe a failing store with an
+// empty commit.
+const readyProbeEvery = time.Second
 
 // requireHTTP is the HTTP listener's authentication: the same bearer
 // tokens as gRPC, the same roles. 401 without a valid token, 403 when the

@@ -117,7 +117,8 @@ type Server struct {
 	httpLis  net.Listener
 	wg       sync.WaitGroup // agents' reports and background loops
 	closeOne sync.Once
-	stopping atomic.Bool // Serve is shutting down: /readyz says so
+	stopping atomic.Bool  // Serve is shutting down: /readyz says so
+	probed   atomic.Int64 // when /readyz last probed a failing store (Unix ns)
 }
 
 // New opens the store in cfg.DataDir and rebuilds the scheduler's memory
