@@ -388,6 +388,12 @@ func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.Str
 		ctx = auth.NewContext(ctx, id)
 		defer s.gate.track(id, abort)()
 	}
+	// A server that stops ends every stream at once, so that its clients
+	// and agents reconnect to the next one instead of waiting on a server
+	// that no longer serves.
+	s.streams.Add(1)
+	defer s.streams.Add(-1)
+	defer context.AfterFunc(s.stopStreams, func() { abort(errServerStopping) })()
 	if r.audited {
 		s.auditCall(ctx, id, info.FullMethod, nil, nil, nil)
 	}
@@ -395,11 +401,18 @@ func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.Str
 	if isDenial(err) || scopedNotFound(id, err) {
 		s.auditCall(ctx, id, info.FullMethod, nil, nil, err)
 	}
-	if c := context.Cause(ctx); errors.Is(c, errRevoked) {
+	switch c := context.Cause(ctx); {
+	case errors.Is(c, errRevoked):
 		return status.Error(codes.Unauthenticated, c.Error())
+	case errors.Is(c, errServerStopping):
+		return status.Error(codes.Unavailable, c.Error())
 	}
 	return err
 }
+
+// errServerStopping is the cause of the streams a stopping server ends;
+// their callers get Unavailable, which clients and agents retry.
+var errServerStopping = errors.New("the server is stopping; reconnect to its next start")
 
 // errRevoked is the cause of streams cut by a revocation.
 var errRevoked = errors.New("credential revoked")

@@ -118,6 +118,11 @@ type Server struct {
 	wg       sync.WaitGroup // agents' reports and background loops
 	closeOne sync.Once
 	stopping atomic.Bool  // Serve is shutting down: /readyz says so
+	// stopStreams ends when Serve begins to stop: the stream interceptor
+	// then ends every open stream with Unavailable (endStreams cancels it).
+	stopStreams context.Context
+	endStreams  context.CancelFunc
+	streams     atomic.Int64 // open streams: agents, followers, attaches
 	probed   atomic.Int64 // when /readyz last probed a failing store (Unix ns)
 }
 
@@ -190,6 +195,7 @@ func New(ctx context.Context, cfg Config) (s *Server, err error) {
 		errs:   errs,
 		agents: newRegistry(),
 	}
+	s.stopStreams, s.endStreams = context.WithCancel(context.Background())
 	s.agents.assign = s.assignMsg
 	s.terms = newTerminals(s.agents)
 	s.following = newStreamLimit(cfg.MaxStreamsPerToken)
@@ -331,10 +337,24 @@ func (s *Server) Serve(ctx context.Context) error {
 	case <-ctx.Done():
 	case err = <-errc:
 	}
+	s.stop(cancel, &loops)
+	return err
+}
+
+// stop shuts the server down in the order that loses nothing: refuse new
+// calls and say not ready; end the open streams, so that agents and
+// followers reconnect to the next start; let the unary calls in flight
+// finish their commits; stop the loops (a pass in flight commits first);
+// then it flushes the audit queue and closes the store (Close). It logs what it does, with counts.
+func (s *Server) stop(cancelLoops context.CancelFunc, loops *sync.WaitGroup) {
+	began := time.Now()
 	s.stopping.Store(true)
-	cancel()
 	s.health.Shutdown()
-	s.stopGRPC()
+	s.log.Info("stopping: refusing new calls, ending streams so that clients and agents reconnect",
+		"agents", s.agents.conns.Size(), "streams", s.streams.Load())
+	s.endStreams()
+	cut := s.stopGRPC()
+	cancelLoops()
 	if s.http != nil {
 		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_ = s.http.Shutdown(sctx)
@@ -342,21 +362,40 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	loops.Wait()
 	s.wg.Wait()
-	return err
+	var pending, running int
+	for _, t := range s.sched.Tenants() {
+		pending += t.PendingJobs + t.Scheduled
+		running += t.RunningJobs
+	}
+	if err := s.Close(); err != nil {
+		s.log.Error("stopped, but closing the store failed", "err", err)
+		return
+	}
+	// Running jobs go on on their agents, which report to the next start.
+	s.log.Info("stopped: every commit is on disk and the store is closed",
+		"pending", pending, "running", running, "calls_cut", cut, "took", time.Since(began).Round(time.Millisecond))
 }
 
-// stopGRPC lets RPCs finish briefly, then cuts open streams (agents and
-// followers never end by themselves).
-func (s *Server) stopGRPC() {
+// stopGRPC refuses new calls and waits for those in flight, for at most
+// stopCallsWithin; then it cuts what is left and reports that it had to.
+func (s *Server) stopGRPC() (cut bool) {
 	done := make(chan struct{})
 	go func() { s.grpc.GracefulStop(); close(done) }()
+	t := time.NewTimer(stopCallsWithin)
+	defer t.Stop()
 	select {
 	case <-done:
-	case <-time.After(2 * time.Second):
+		return false
+	case <-t.C:
 		s.grpc.Stop()
 		<-done
+		return true
 	}
 }
+
+// stopCallsWithin bounds how long a stopping server waits for the calls in
+// flight; a unary call waits at most for one commit, so this is ample.
+const stopCallsWithin = 5 * time.Second
 
 // Close stores the audit records still queued, then releases the store and
 // the log files. Serve calls it; it is safe to call more than once.

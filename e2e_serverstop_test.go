@@ -1,0 +1,71 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	pb "github.com/hodei-jobs/hodei/proto"
+)
+
+// TestServerStopsGracefully SIGTERMs a server while a job runs on its agent
+// and a client follows the job's log: the server ends the follower's and
+// the agent's streams itself (no call is cut at the deadline), logs what it
+// does with counts, and exits 0; the next start picks everything up, and
+// the job's result and whole log arrive.
+func TestServerStopsGracefully(t *testing.T) {
+	r, tmp := startRestartable(t), jobDir(t)
+	r.srv.kill()
+	args := append(append([]string{}, r.args...), "--log-level", "info")
+	r.srv = startServer(t, r.dataDir, args...)
+	addr := r.addr
+
+	script := "echo before; touch " + tmp + "/started; while [ ! -e " + tmp + "/go ]; do sleep 0.05; done; echo after"
+	out, stderr, code := hodei(t, addr, "submit", "-o", "json", "--", "sh", "-c", script)
+	if code != 0 {
+		t.Fatalf("submit exited %d: %s", code, stderr)
+	}
+	var sub struct{ ID string }
+	if err := json.Unmarshal([]byte(out), &sub); err != nil {
+		t.Fatalf("submit -o json: %v: %s", err, out)
+	}
+	waitFile0(t, filepath.Join(tmp, "started"), 30*time.Second)
+	logs := startClient(t, addr, "logs", "-f", sub.ID)
+	eventually(t, 30*time.Second, "the follower to print the first line", func() bool { return logs.len() > 0 })
+
+	r.srv.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-r.srv.done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the server did not exit after SIGTERM; stderr:\n%s", r.srv.stderr)
+	}
+	if c := r.srv.cmd.ProcessState.ExitCode(); c != 0 {
+		t.Errorf("the server exited %d after SIGTERM, want 0", c)
+	}
+	log := r.srv.stderr.String()
+	for _, want := range []string{
+		"stopping: refusing new calls", "agents=1", "streams=", // the agent's and the follower's
+		"stopped: every commit is on disk and the store is closed", "running=1", "calls_cut=false",
+	} {
+		if !strings.Contains(log, want) {
+			t.Errorf("the server's log lacks %q:\n%s", want, log)
+		}
+	}
+
+	t.Logf("the server's log:\n%s", log)
+	r.srv = startServer(t, r.dataDir, r.args...)
+	os.WriteFile(filepath.Join(tmp, "go"), nil, 0o644)
+	if code := logs.wait(t, 60*time.Second); code != 0 {
+		t.Errorf("logs -f exited %d; stderr:\n%s", code, logs.stderr)
+	}
+	if got := logs.stdout.String(); got != "before\r\nafter\r\n" {
+		t.Errorf("logs -f printed %q, want both lines once", got)
+	}
+	if j := waitJob(t, dial(t, addr).Jobs(), sub.ID, 60*time.Second); j.GetState() != pb.JobState_JOB_STATE_COMPLETED || j.GetAttempt() != 1 {
+		t.Errorf("the job ended %s in attempt %d, want COMPLETED in its first", j.GetState(), j.GetAttempt())
+	}
+}
