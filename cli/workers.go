@@ -30,10 +30,7 @@ func workersCommand(e *env) *ucli.Command {
 					})
 				},
 			},
-			workerCommand(e, "drain", "stop assigning jobs to a worker; the jobs it runs finish (kept across restarts; undo with undrain)",
-				func(c *ucli.Context, cl *client.Client, id string) (*hodeipb.Worker, error) {
-					return cl.DrainWorker(c.Context, id)
-				}),
+			drainCommand(e),
 			workerCommand(e, "undrain", "undo drain: the worker takes new jobs again",
 				func(c *ucli.Context, cl *client.Client, id string) (*hodeipb.Worker, error) {
 					return cl.UndrainWorker(c.Context, id)

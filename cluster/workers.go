@@ -231,16 +231,34 @@ func (s *Cluster) setDrained(ctx context.Context, workerID string, drained bool)
 }
 
 // Workers returns every known worker sorted by id, with its allocation.
-func (s *Cluster) Workers() []WorkerInfo {
+func (s *Cluster) Workers() []WorkerInfo { return s.workerInfos("") }
+
+// Worker returns one worker as Workers would list it; ok is false when
+// there is no such worker.
+func (s *Cluster) Worker(id string) (w WorkerInfo, ok bool) {
+	ws := s.workerInfos(id)
+	if len(ws) == 0 {
+		return WorkerInfo{}, false
+	}
+	return ws[0], true
+}
+
+// workerInfos lists the workers, or only the one named by only.
+func (s *Cluster) workerInfos(only string) []WorkerInfo {
 	n := s.workers.Size()
+	if only != "" {
+		n = 1
+	}
 	alloc := make(map[string]job.Resources, n)
 	running := make(map[string][]string, n)
 	s.forActive(func(j *job.Job) {
-		alloc[j.Worker] = alloc[j.Worker].Add(j.Spec.Resources)
-		running[j.Worker] = append(running[j.Worker], j.ID)
+		if only == "" || j.Worker == only {
+			alloc[j.Worker] = alloc[j.Worker].Add(j.Spec.Resources)
+			running[j.Worker] = append(running[j.Worker], j.ID)
+		}
 	})
 	var out []WorkerInfo
-	s.workers.Range(func(id string, w *workerState) bool {
+	add := func(id string, w *workerState) bool {
 		slices.Sort(running[id])
 		seen := w.lastSeen
 		if w.state == job.WorkerUnknown {
@@ -251,7 +269,14 @@ func (s *Cluster) Workers() []WorkerInfo {
 			Stats: w.stats, Allocated: alloc[id], Running: running[id],
 		})
 		return true
-	})
+	}
+	if only != "" {
+		if w, ok := s.workers.Load(only); ok {
+			add(only, w)
+		}
+		return out
+	}
+	s.workers.Range(add)
 	slices.SortFunc(out, func(a, b WorkerInfo) int { return cmp.Compare(a.Worker.ID, b.Worker.ID) })
 	return out
 }

@@ -5280,6 +5280,7 @@ func (x *ListAuditResponse) GetRecords() []*AuditRecord {
 
 type ListWorkersRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"` // only this worker (NotFound if there is none); empty: all
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -5312,6 +5313,13 @@ func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use ListWorkersRequest.ProtoReflect.Descriptor instead.
 func (*ListWorkersRequest) Descriptor() ([]byte, []int) {
 	return file_hodei_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *ListWorkersRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
 }
 
 type ListWorkersResponse struct {
@@ -7150,8 +7158,9 @@ const file_hodei_proto_rawDesc = "" +
 	"\x06action\x18\x03 \x01(\tR\x06action\x12\x14\n" +
 	"\x05limit\x18\x04 \x01(\x05R\x05limit\"D\n" +
 	"\x11ListAuditResponse\x12/\n" +
-	"\arecords\x18\x01 \x03(\v2\x15.hodei.v1.AuditRecordR\arecords\"\x14\n" +
-	"\x12ListWorkersRequest\"A\n" +
+	"\arecords\x18\x01 \x03(\v2\x15.hodei.v1.AuditRecordR\arecords\"$\n" +
+	"\x12ListWorkersRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"A\n" +
 	"\x13ListWorkersResponse\x12*\n" +
 	"\aworkers\x18\x01 \x03(\v2\x10.hodei.v1.WorkerR\aworkers\"$\n" +
 	"\x12DrainWorkerRequest\x12\x0e\n" +

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/hodei-jobs/hodei/cluster"
 	"github.com/hodei-jobs/hodei/job"
@@ -14,8 +15,15 @@ type adminService struct {
 	srv *Server
 }
 
-func (as *adminService) ListWorkers(ctx context.Context, _ *pb.ListWorkersRequest) (*pb.ListWorkersResponse, error) {
-	ws := as.srv.sched.Workers()
+func (as *adminService) ListWorkers(ctx context.Context, req *pb.ListWorkersRequest) (*pb.ListWorkersResponse, error) {
+	var ws []cluster.WorkerInfo
+	if id := req.GetId(); id == "" {
+		ws = as.srv.sched.Workers()
+	} else if w, ok := as.srv.sched.Worker(id); ok {
+		ws = []cluster.WorkerInfo{w}
+	} else {
+		return nil, toStatus(fmt.Errorf("worker %s: %w", id, job.ErrNotFound))
+	}
 	resp := &pb.ListWorkersResponse{Workers: make([]*pb.Worker, len(ws))}
 	for i, w := range ws {
 		resp.Workers[i] = workerPB(w)

@@ -62,3 +62,20 @@ func TestRemoveWorkerUnbindsItsCertificate(t *testing.T) {
 		t.Fatalf("the removed worker's certificate: %v, want PermissionDenied", err)
 	}
 }
+
+// TestListOneWorker lists one worker by id (what `workers drain --wait`
+// asks for), and NotFound for an id that names none.
+func TestListOneWorker(t *testing.T) {
+	s := setup(t)
+	ctx := context.Background()
+	connectAgent(t, s, hello("w1", 1))
+	connectAgent(t, s, hello("w2", 1))
+	resp, err := s.admin.ListWorkers(ctx, &pb.ListWorkersRequest{Id: "w2"})
+	if err != nil || len(resp.GetWorkers()) != 1 || resp.GetWorkers()[0].GetId() != "w2" {
+		t.Fatalf("list w2: %v, %v", resp.GetWorkers(), err)
+	}
+	_, err = s.admin.ListWorkers(ctx, &pb.ListWorkersRequest{Id: "w3"})
+	if st := status.Convert(err); st.Code() != codes.NotFound || !strings.Contains(st.Message(), "worker w3") {
+		t.Fatalf("list w3: %v, want NotFound naming it", err)
+	}
+}
