@@ -117,13 +117,13 @@ type Server struct {
 	httpLis  net.Listener
 	wg       sync.WaitGroup // agents' reports and background loops
 	closeOne sync.Once
-	stopping atomic.Bool  // Serve is shutting down: /readyz says so
+	stopping atomic.Bool // Serve is shutting down: /readyz says so
 	// stopStreams ends when Serve begins to stop: the stream interceptor
 	// then ends every open stream with Unavailable (endStreams cancels it).
 	stopStreams context.Context
 	endStreams  context.CancelFunc
 	streams     atomic.Int64 // open streams: agents, followers, attaches
-	probed   atomic.Int64 // when /readyz last probed a failing store (Unix ns)
+	probed      atomic.Int64 // when /readyz last probed a failing store (Unix ns)
 }
 
 // New opens the store in cfg.DataDir and rebuilds the scheduler's memory
