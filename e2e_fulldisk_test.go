@@ -147,26 +147,30 @@ func TestFullDiskEpisode(t *testing.T) {
 	acked := map[string]bool{}
 	const cause = "cannot write its database (no space left on device)"
 
-	// Fill the disk through the store: submit batches until a commit fails
-	// and the store stays failing (/readyz probes it with a commit that
-	// needs 64 KiB). A refused batch leaves the pages it wrote free in the
-	// file, which may take the next commits, the refusal's audit record
-	// among them, and so end that episode; so each refusal shrinks the
-	// batch, down to single jobs, until nothing fits any more. mark is
-	// where the server's log stood before the submit that began the
-	// episode checked below.
-	n := 1000
+	// Fill the disk through the store: submit batches of 1000 jobs until
+	// one is refused. Then the same batch again, three times: each is
+	// refused too, and the store stays failing throughout, although the
+	// refused batches left the pages they wrote free in the file (commits
+	// carry a probe twice the largest refusal while failing, so the
+	// refusals' own audit records do not end the episode). mark is where
+	// the server's log stood before the submit that began the episode.
+	const n = 1000
 	batch := jobsFile(t, n)
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	refused, mark := 0, 0
-	for deadline := time.Now().Add(2 * time.Minute); ; <-tick.C {
+	for deadline := time.Now().Add(2 * time.Minute); refused < 4; <-tick.C {
 		if time.Now().After(deadline) {
-			t.Fatalf("the store never stayed failing: %d jobs acknowledged, %d batches refused", len(acked), refused)
+			t.Fatalf("the disk never filled: %d jobs acknowledged", len(acked))
 		}
-		mark = len(srv.stderr.String())
+		if refused == 0 {
+			mark = len(srv.stderr.String())
+		}
 		stdout, stderr, code := hodei(t, srv.grpcAddr, "submit", "--file", batch, "-o", "json")
 		if code == 0 {
+			if refused > 0 {
+				t.Fatalf("a batch was acknowledged on a full disk after %d refusals", refused)
+			}
 			var resp struct{ IDs []string }
 			if err := json.Unmarshal([]byte(stdout), &resp); err != nil || len(resp.IDs) != n {
 				t.Fatalf("submit --file answered %q: %v", stdout, err)
@@ -180,12 +184,8 @@ func TestFullDiskEpisode(t *testing.T) {
 			t.Fatalf("a batch on a full disk: exit %d: %s", code, stderr)
 		}
 		refused++
-		if code, _ := getHTTP(t, srv, "/readyz"); code == http.StatusServiceUnavailable {
-			break
-		}
-		if n > 1 {
-			n = max(1, n/10)
-			batch = jobsFile(t, n)
+		if code, body := getHTTP(t, srv, "/readyz"); code != http.StatusServiceUnavailable {
+			t.Fatalf("/readyz after %d refused batches: %d %q, want 503", refused, code, body)
 		}
 	}
 	t.Logf("%d jobs acknowledged, %d batches refused", len(acked), refused)
@@ -229,9 +229,9 @@ func TestFullDiskEpisode(t *testing.T) {
 			t.Fatalf("/readyz after the disk has room: %d %q", code, body)
 		}
 	}
-	// The audit writer retries its refused records on its own backoff (up
-	// to 5s) and refuses changes until they are stored, so a submit may
-	// still be refused for that long after /readyz turned ready.
+	// The audit writer retries its refused records as soon as the store
+	// commits, and refuses changes until they are stored, so a submit may
+	// still be refused for a moment after /readyz turned ready.
 	var one struct{ ID string }
 	for deadline := time.Now().Add(30 * time.Second); ; <-tick.C {
 		stdout, stderr, code := hodei(t, srv.grpcAddr, "submit", "-o", "json", "--", "true")

@@ -60,6 +60,10 @@ type auditLog struct {
 	// jobs, instead of one small transaction after another. Set both
 	// before start.
 	maxWait, lingerFor time.Duration
+	// healed, when set, returns a channel closed once the store commits
+	// again: a write refused by a full disk is retried then, not only on
+	// its backoff. Set before start.
+	healed func() <-chan struct{}
 	// failing holds the error of the last write while writes fail (a full
 	// disk), nil once one succeeds; see Failing.
 	failing atomic.Pointer[error]
@@ -266,11 +270,20 @@ func (a *auditLog) write(batch []job.AuditEntry, retry bool) {
 			a.lose(batch, err)
 			return
 		}
-		a.log.Warn("audit write failed; retrying", "records", len(batch), "in", wait, "err", err)
+		// A full disk is the store's to report, once per episode; the
+		// writer tries again as soon as the store commits.
+		a.log.Log(context.Background(), min(job.StoreErrLevel(err), slog.LevelWarn),
+			"audit write failed; retrying", "records", len(batch), "in", wait, "err", err)
+		var healed <-chan struct{}
+		if errors.Is(err, job.ErrUnwritable) && a.healed != nil {
+			healed = a.healed()
+		}
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
 			wait = min(2*wait, auditRetryMax)
+		case <-healed:
+			t.Stop()
 		case <-a.stopping:
 			t.Stop()
 			retry = false

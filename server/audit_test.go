@@ -110,6 +110,38 @@ func TestAuditLog(t *testing.T) {
 			}
 		})
 	})
+	t.Run("RetriedWhenTheStoreHeals", func(t *testing.T) {
+		// A write refused by a full disk is retried as soon as the store
+		// commits again, not a backoff later.
+		synctest.Test(t, func(t *testing.T) {
+			f := &fakeAppend{fail: func(call int) error {
+				if call < 3 {
+					return fmt.Errorf("commit: %w", job.ErrUnwritable)
+				}
+				return nil
+			}}
+			a := newTestAuditLog(f, 10)
+			healed := make(chan struct{})
+			a.healed = func() <-chan struct{} { return healed }
+			a.start()
+			mustRecord(t, a, 1)
+			// Three tries: the first, and two on the backoff while the
+			// store fails (100 ms, then 200 ms).
+			time.Sleep(300 * time.Millisecond)
+			synctest.Wait()
+			if got := len(f.sizes()); got != 3 {
+				t.Fatalf("%d tries after 300ms of a failing store, want 3", got)
+			}
+			start := time.Now()
+			close(healed)
+			synctest.Wait()
+			if got := len(f.sizes()); got != 4 || time.Since(start) != 0 || a.Failing() != nil {
+				t.Fatalf("after the store healed: %d tries, %s later, failing %v; want the 4th at once, stored",
+					got, time.Since(start), a.Failing())
+			}
+			a.stop()
+		})
+	})
 	t.Run("TimeSetWhenZero", func(t *testing.T) {
 		f := &fakeAppend{}
 		a := newTestAuditLog(f, 10)

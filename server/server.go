@@ -202,6 +202,7 @@ func New(ctx context.Context, cfg Config) (s *Server, err error) {
 	s.metrics = newMetrics(func() *cluster.Cluster { return s.sched })
 	s.metrics.reg.MustRegister(storeCollectors(db)...)
 	s.auditLog = newAuditLog(db.AppendAudit, cfg.Now, cfg.Logger, s.metrics.reg, auditQueueLen)
+	s.auditLog.healed = db.Healed
 	s.auditLog.maxWait, s.auditLog.lingerFor = auditWait, auditLinger
 	s.sched = cluster.New(cluster.Config{
 		Store:       db,

@@ -164,11 +164,15 @@ func (db *DB) commit(batch []*request) {
 	switch {
 	case err == nil:
 		db.health.committed(failing)
-		db.health.observe(nil)
+		db.health.observe(nil, 0)
 	case wrote && !errors.Is(err, job.ErrClosed):
 		// Writing or syncing the file failed: a full disk, an I/O error.
 		err = fmt.Errorf("%w: %w", job.ErrUnwritable, err)
-		db.health.observe(err)
+		size := 0
+		for _, r := range batch {
+			size += r.size
+		}
+		db.health.observe(err, size)
 	}
 	db.statsMu.Lock()
 	if err != nil {

@@ -26,12 +26,19 @@ type Health struct {
 	Failed uint64
 }
 
-// probeSize is the value every commit writes while the store is failing
-// (meta/probe; deleted by the first commit after it recovers): a commit
-// that succeeds while failing has proved room for this much more, so a
-// disk with a few free pages left does not flap between failing and
-// committing with every small write.
-const probeSize = 64 << 10
+// probeSize is the least value every commit writes while the store is
+// failing (meta/probe; deleted by the first commit after it recovers): a
+// commit that succeeds while failing has proved room for this much more,
+// so a disk with a few free pages left does not flap between failing and
+// committing with every small write. A refused commit larger than that
+// raises the probe to twice its size (its records, their index entries and
+// half-full pages), up to maxProbeSize: the pages a large refused commit
+// wrote are free again, and small commits would otherwise fit in them and
+// end the episode while the disk is still too full for that commit.
+const (
+	probeSize    = 64 << 10
+	maxProbeSize = 64 << 20
+)
 
 var probeKey = []byte("probe")
 
@@ -45,8 +52,10 @@ type health struct {
 	path string
 	now  func() time.Time
 
-	mu    sync.Mutex // guards state
-	state Health
+	mu      sync.Mutex // guards state, refused and healed
+	state   Health
+	refused int           // the largest refused commit of this episode, in request bytes
+	healed  chan struct{} // closed when the store commits again; nil while it commits
 
 	probed bool // the probe value is in the file; only the commit loop uses it
 }
@@ -66,14 +75,17 @@ func (h *health) failing() bool {
 }
 
 // observe records the result of one commit: err nil for a commit that
-// succeeded, else why the file could not be written.
-func (h *health) observe(err error) {
+// succeeded, else why the file could not be written and how many request
+// bytes the refused commit held.
+func (h *health) observe(err error, size int) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if err != nil {
+		h.refused = max(h.refused, size)
 		if h.state.Err == nil {
 			h.state.Since = h.now()
 			h.state.Failed = 0
+			h.healed = make(chan struct{})
 			h.log.Error("the store cannot write its database: writes are refused until it can; free space on the data disk (or fix the device)",
 				"path", h.path, "cause", Cause(err), "err", err)
 		}
@@ -84,8 +96,31 @@ func (h *health) observe(err error) {
 	if h.state.Err != nil {
 		h.log.Info("the store writes its database again", "path", h.path,
 			"after", h.now().Sub(h.state.Since).Round(time.Millisecond), "failed_commits", h.state.Failed)
-		h.state = Health{}
+		h.state, h.refused = Health{}, 0
+		close(h.healed)
+		h.healed = nil
 	}
+}
+
+// closedChan is what healedChan returns while the store commits.
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// healedChan returns a channel closed once the store commits: at once
+// while it does, else when the current failing episode ends.
+func (h *health) healedChan() <-chan struct{} {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.healed == nil {
+		return closedChan
+	}
+	return h.healed
+}
+
+// probeLen is the size of the probe value while failing.
+func (h *health) probeLen() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return min(max(probeSize, 2*h.refused), maxProbeSize)
 }
 
 // probe writes (while failing) or removes (after) the probe value in tx.
@@ -93,7 +128,7 @@ func (h *health) observe(err error) {
 func (h *health) probe(tx *bolt.Tx, failing bool) error {
 	switch {
 	case failing:
-		return tx.Bucket(bucketMeta).Put(probeKey, make([]byte, probeSize))
+		return tx.Bucket(bucketMeta).Put(probeKey, make([]byte, h.probeLen()))
 	case h.probed:
 		return tx.Bucket(bucketMeta).Delete(probeKey)
 	}
@@ -115,6 +150,12 @@ func Cause(err error) string {
 
 // Health returns whether the store commits, and since when it does not.
 func (db *DB) Health() Health { return db.health.get() }
+
+// Healed returns a channel that is closed once the store commits: already
+// closed while it does, else closed by the first commit that succeeds
+// after the current failures. A writer that retries after a refusal waits
+// on it rather than polling the disk.
+func (db *DB) Healed() <-chan struct{} { return db.health.healedChan() }
 
 // Probe commits an empty transaction (with the probe value while the
 // store is failing) and returns its result: a failing store that has room
