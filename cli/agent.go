@@ -76,8 +76,15 @@ func agentCommand(e *env) *ucli.Command {
 			}
 			server := withDefaultPort(c.String("server"))
 			lines := &connectLines{w: c.App.Writer, server: server, labels: labels}
+			notify := newSDNotifier(logger)
+			onConnect := func(ev agent.ConnectEvent) {
+				lines.event(ev)
+				if ev.Connected {
+					notify.Ready() // registered: the first welcome
+				}
+			}
 			a, err := agent.New(agent.Config{
-				Server: server, DataDir: c.String("data-dir"), Name: c.String("name"), OnConnect: lines.event,
+				Server: server, DataDir: c.String("data-dir"), Name: c.String("name"), OnConnect: onConnect,
 				Slots: c.Int64("slots"), Labels: labels, BufferLimit: c.Int64("buffer"),
 				KillGrace: c.Duration("kill-grace"), Version: Version, Logger: logger,
 				Join: c.String("join"), CAFingerprint: c.String("ca-fingerprint"), Insecure: c.Bool("insecure-no-auth"),
@@ -91,7 +98,12 @@ func agentCommand(e *env) *ucli.Command {
 			}
 			lines.agent = a
 			fmt.Fprintf(c.App.Writer, "hodei: agent %s connecting to %s\n", a.ID(), server)
-			if err := a.Run(c.Context); err != nil {
+			// Watchdog pings while the session (or reconnect) loop answers;
+			// STOPPING=1 on the signal.
+			stopNotify := notify.watch(c.Context, a.Alive, false)
+			err = a.Run(c.Context)
+			stopNotify()
+			if err != nil {
 				return err
 			}
 			return &exitStatus{code: exitOK}

@@ -94,6 +94,10 @@ func serveCommand(e *env) *ucli.Command {
 				fmt.Fprintf(c.App.Writer, "hodei: admin token in %s, CA in %s (%s)\n",
 					filepath.Join(cfg.DataDir, server.AdminTokenFile), filepath.Join(cfg.DataDir, server.TLSDir, "ca.pem"), fp)
 			}
+			// READY=1 once the dispatch loop answers (Serve runs it), then
+			// watchdog pings while it keeps answering; STOPPING=1 on the signal.
+			stopNotify := newSDNotifier(cfg.Logger).watch(c.Context, srv.Scheduler().Alive, true)
+			defer stopNotify()
 			var newDev func() (*agent.Agent, error)
 			if c.Bool("dev") {
 				newDev = func() (*agent.Agent, error) {
