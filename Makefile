@@ -65,11 +65,14 @@ dist:
 	done
 	cd dist && sha256sum hodei-* > SHA256SUMS && sha256sum -c SHA256SUMS
 
-# install installs the binary, the systemd units (their ExecStart pointed
-# at $(PREFIX)/bin/hodei) and the example configs (*.yaml.example, always
+# install installs the binary $(BIN) (`make build` first, or BIN= a
+# release binary: install builds nothing, so `sudo make install` needs no
+# Go toolchain for root), the systemd units (their ExecStart pointed at
+# $(PREFIX)/bin/hodei) and the example configs (*.yaml.example, always
 # refreshed). It writes serve.yaml from its example only when there is
 # none, and never touches an existing config. Then: systemctl daemon-reload.
-install: build
+install:
+	@test -x $(BIN) || { echo "make install: no $(BIN): run make build first (or pass BIN=path/to/hodei)" >&2; exit 1; }
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/hodei
 	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/hodei
 	set -e; for u in hodei-server hodei-agent; do \
