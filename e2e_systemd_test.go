@@ -184,6 +184,11 @@ func TestSystemdNotifyAgent(t *testing.T) {
 		}
 	}
 	n.expectUntil(t, p, "WATCHDOG=1")
+	// The agent the file configured runs a real job, placed by its label.
+	if out, errOut, code := hodei(t, srv.grpcAddr, "run", "--selector", "rack=r1", "--", "echo", "from-config"); code != 0 ||
+		!strings.Contains(out, "from-config") {
+		t.Fatalf("run on the agent: exit %d, stdout %q, stderr %s", code, out, errOut)
+	}
 	n.expectUntil(t, p, "WATCHDOG=1")
 	stopAndCheck(t, n, p)
 }

@@ -291,3 +291,20 @@ func TestConfigPrintTable(t *testing.T) {
 		}
 	}
 }
+
+// TestConfigEveryFlagHasItsVariable: one rule, HODEI_ and the flag's name
+// in upper case with - as _, for every flag of serve and agent.
+func TestConfigEveryFlagHasItsVariable(t *testing.T) {
+	for _, cmd := range []*ucli.Command{serveCommand(configEnv("")), agentCommand(configEnv(""))} {
+		for _, f := range cmd.Flags {
+			name := f.Names()[0]
+			ev, ok := f.(interface{ GetEnvVars() []string })
+			if !ok || !slices.Contains(ev.GetEnvVars(), envName(name)) {
+				t.Errorf("%s --%s: no %s", cmd.Name, name, envName(name))
+			}
+		}
+	}
+	if got := envName("max-streams-per-token"); got != "HODEI_MAX_STREAMS_PER_TOKEN" {
+		t.Errorf("envName = %s", got)
+	}
+}

@@ -17,7 +17,7 @@ func configCommand(e *env) *ucli.Command {
 		Subcommands: []*ucli.Command{{
 			Name:      "print",
 			Usage:     "print every setting of serve or agent and where it came from",
-			ArgsUsage: "serve|agent [--config FILE] [-o json] [FLAGS…]",
+			UsageText: "hodei config print serve|agent [--config FILE] [-o json] [FLAGS…]",
 			Description: "Resolves the settings exactly as `hodei serve` or `hodei agent` would with the same\n" +
 				"command line and environment: a flag wins over its HODEI_* variable, which wins over the\n" +
 				"config file (--config, HODEI_CONFIG, else " + DefaultConfigDir + "/serve.yaml or agent.yaml when it exists),\n" +
