@@ -75,7 +75,54 @@ func withConfigFile(cmd *ucli.Command, ff *fileFlags) *ucli.Command {
 	}
 	cmd.Flags = flags
 	cmd.Before = ff.before
+	if act := cmd.Action; act != nil {
+		cmd.Action = func(c *ucli.Context) error { return ff.locate(c, act(c)) }
+	}
 	return cmd
+}
+
+// locate turns a usage error about a flag ("--heartbeat: must not be
+// negative") whose value came from the config file into one that points
+// at the file's line ("FILE:LINE: heartbeat: must not be negative").
+func (ff *fileFlags) locate(c *ucli.Context, err error) error {
+	u, ok := errors.AsType[*usageError](err)
+	if !ok || ff.path == "" {
+		return err
+	}
+	flagName, rest, ok := strings.Cut(u.msg, ": ")
+	name := strings.TrimPrefix(flagName, "--")
+	if !ok || name == flagName || ff.sourceOf(c, name) != ff.fileSource(name) {
+		return err
+	}
+	return &usageError{msg: fmt.Sprintf("%s: %s: %s", ff.fileSource(name), name, rest), err: u.err}
+}
+
+// fileSource is FILE:LINE of name's key, or "" when the file has none.
+func (ff *fileFlags) fileSource(name string) string {
+	if ff.lines[name] == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%s:%d", ff.path, ff.lines[name])
+}
+
+// sourceOf says where the value of the flag name came from, after before:
+// "flag", "env NAME", FILE:LINE or "default".
+func (ff *fileFlags) sourceOf(c *ucli.Context, name string) string {
+	var envVars []string
+	for _, f := range c.Command.Flags {
+		if ev, ok := f.(interface{ GetEnvVars() []string }); ok && f.Names()[0] == name {
+			envVars = ev.GetEnvVars()
+		}
+	}
+	switch {
+	case ff.cmdline[name]:
+		return "flag"
+	case setEnv(envVars) != "":
+		return "env " + setEnv(envVars)
+	case ff.fileSource(name) != "":
+		return ff.fileSource(name)
+	}
+	return "default"
 }
 
 // configFlag is --config; it also captures the command's flag set, so that
@@ -405,37 +452,28 @@ func (ff *fileFlags) settings(c *ucli.Context) []setting {
 		if name == "help" {
 			continue
 		}
-		s := setting{Name: name, Source: "default"}
-		var envVars []string
+		s := setting{Name: name, Source: ff.sourceOf(c, name)}
 		switch f := f.(type) {
 		case *configFlag:
-			s.Value, envVars = ff.path, f.EnvVars
+			s.Value = ff.path
 			if ff.path == "" {
 				s.note = "none"
 			}
 		case *altsrc.StringFlag:
-			s.Value, envVars, s.note = c.String(name), f.EnvVars, f.DefaultText
+			s.Value, s.note = c.String(name), f.DefaultText
 			if ff.secrets[name] && c.String(name) != "" {
 				s.Value = "***"
 			}
 		case *altsrc.BoolFlag:
-			s.Value, envVars = c.Bool(name), f.EnvVars
+			s.Value = c.Bool(name)
 		case *altsrc.IntFlag:
-			s.Value, envVars, s.note = c.Int(name), f.EnvVars, f.DefaultText
+			s.Value, s.note = c.Int(name), f.DefaultText
 		case *altsrc.Int64Flag:
-			s.Value, envVars, s.note = c.Int64(name), f.EnvVars, f.DefaultText
+			s.Value, s.note = c.Int64(name), f.DefaultText
 		case *altsrc.DurationFlag:
-			s.Value, envVars, s.note = c.Duration(name).String(), f.EnvVars, f.DefaultText
+			s.Value, s.note = c.Duration(name).String(), f.DefaultText
 		case *altsrc.StringSliceFlag:
-			s.Value, envVars = nonNilSlice(c.StringSlice(name)), f.EnvVars
-		}
-		switch {
-		case ff.cmdline[name]:
-			s.Source = "flag"
-		case setEnv(envVars) != "":
-			s.Source = "env " + setEnv(envVars)
-		case ff.lines[name] > 0:
-			s.Source = fmt.Sprintf("%s:%d", ff.path, ff.lines[name])
+			s.Value = nonNilSlice(c.StringSlice(name))
 		}
 		out = append(out, s)
 	}

@@ -136,6 +136,9 @@ func TestConfigErrors(t *testing.T) {
 		file string // "DIR": a directory; "": no file
 		args []string
 		want string // FILE is the file's path
+		// valueOnly: a value of the right type that the command refuses;
+		// config print shows it as it is.
+		valueOnly bool
 	}{
 		{name: "UnknownKeySuggests", cmd: "serve", file: "heartbeat: 5s\ndata_dir: /x\n",
 			want: `FILE:2: unknown key "data_dir"; did you mean "data-dir"?`},
@@ -161,6 +164,10 @@ func TestConfigErrors(t *testing.T) {
 			want: `FILE:2: mapping values are not allowed in this context`},
 		{name: "BadSyntaxTab", cmd: "agent", file: "server: a\n\tslots: 2\n",
 			want: `FILE:2: found a tab character that violates indentation`},
+		{name: "ValueRefused", cmd: "serve", file: "data-dir: /x\nheartbeat: -5s\n",
+			want: `FILE:2: heartbeat: must not be negative`, valueOnly: true},
+		{name: "AgentValueRefused", cmd: "agent", file: "server: s\nbuffer: 10\n",
+			want: `FILE:2: buffer: 10 must be at least 4096`, valueOnly: true},
 		{name: "MissingNamedFile", cmd: "serve", args: []string{"--config", "FILE.missing"},
 			want: `--config: open FILE.missing: no such file or directory`},
 		{name: "UnreadableFile", cmd: "agent", file: "DIR", args: []string{"--config", "FILE"},
@@ -187,10 +194,11 @@ func TestConfigErrors(t *testing.T) {
 			want := "hodei: " + strings.ReplaceAll(tc.want, "FILE", path) + "\n"
 			// The command itself and config print fail alike, before
 			// anything starts.
-			for _, argv := range [][]string{
-				append([]string{tc.cmd, "--data-dir", filepath.Join(dir, "data")}, args...),
-				append([]string{"config", "print", tc.cmd}, args...),
-			} {
+			argvs := [][]string{append([]string{tc.cmd, "--data-dir", filepath.Join(dir, "data")}, args...)}
+			if !tc.valueOnly {
+				argvs = append(argvs, append([]string{"config", "print", tc.cmd}, args...))
+			}
+			for _, argv := range argvs {
 				r := runIn(t, dir, argv...)
 				if r.code != exitUsage || r.stderr != want || r.stdout != "" {
 					t.Errorf("hodei %s: exit %d, stdout %q, stderr:\n%s\nwant exit 2 and\n%s", strings.Join(argv, " "), r.code, r.stdout, r.stderr, want)
