@@ -37,7 +37,15 @@ DIST_PLATFORMS := linux/amd64 linux/arm64
 CORE := ./job/... ./scheduler/... ./cluster/... ./wfq/... ./quota/... ./store/... ./server/... ./agent/... ./client/... \
 	./auth/... ./pki/... ./seal/... ./atomicfile/... ./proto/...
 
-.PHONY: build dist test bench proto proto-check run clean
+# Where `make install` puts things: the binary in $(PREFIX)/bin, the
+# systemd units in $(UNITDIR) (systemd reads /usr/local/lib/systemd/system
+# as well as /usr/lib/systemd/system), the config files in
+# $(SYSCONFDIR)/hodei; all under $(DESTDIR) when set (for packaging).
+PREFIX ?= /usr/local
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSCONFDIR ?= /etc
+
+.PHONY: build dist install test bench proto proto-check run clean
 
 build:
 	$(BUILD_ENV) $(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) .
@@ -56,6 +64,26 @@ dist:
 		$(GO) version -m dist/hodei-$$os-$$arch | grep -q 'CGO_ENABLED=0'; \
 	done
 	cd dist && sha256sum hodei-* > SHA256SUMS && sha256sum -c SHA256SUMS
+
+# install installs the binary $(BIN) (`make build` first, or BIN= a
+# release binary: install builds nothing, so `sudo make install` needs no
+# Go toolchain for root), the systemd units (their ExecStart pointed at
+# $(PREFIX)/bin/hodei) and the example configs (*.yaml.example, always
+# refreshed). It writes serve.yaml from its example only when there is
+# none, and never touches an existing config. Then: systemctl daemon-reload.
+install:
+	@test -x $(BIN) || { echo "make install: no $(BIN): run make build first (or pass BIN=path/to/hodei)" >&2; exit 1; }
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/hodei
+	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/hodei
+	set -e; for u in hodei-server hodei-agent; do \
+		sed 's#/usr/local/bin/hodei#$(PREFIX)/bin/hodei#' deploy/systemd/$$u.service > $(DESTDIR)$(UNITDIR)/$$u.service.tmp; \
+		chmod 0644 $(DESTDIR)$(UNITDIR)/$$u.service.tmp; \
+		mv $(DESTDIR)$(UNITDIR)/$$u.service.tmp $(DESTDIR)$(UNITDIR)/$$u.service; \
+	done
+	install -m 0644 deploy/config/serve.yaml.example $(DESTDIR)$(SYSCONFDIR)/hodei/serve.yaml.example
+	install -m 0600 deploy/config/agent.yaml.example $(DESTDIR)$(SYSCONFDIR)/hodei/agent.yaml.example
+	test -e $(DESTDIR)$(SYSCONFDIR)/hodei/serve.yaml || \
+		install -m 0644 deploy/config/serve.yaml.example $(DESTDIR)$(SYSCONFDIR)/hodei/serve.yaml
 
 test:
 	$(GO) vet ./...

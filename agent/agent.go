@@ -99,6 +99,10 @@ type Agent struct {
 	live atomic.Pointer[session]
 
 	watchers sync.WaitGroup // one per live attempt, until its result is journaled
+
+	// alive is received from by the loops that wait between heartbeats
+	// and between connection attempts; see Alive.
+	alive chan struct{}
 }
 
 // ref names one attempt.
@@ -167,6 +171,7 @@ func New(cfg Config) (_ *Agent, err error) {
 	a := &Agent{
 		cfg: cfg, log: cfg.Logger.With("component", "agent", "worker", id), id: id, host: host,
 		cap: capacity, users: users, tasks: make(map[ref]*task), lock: lock,
+		alive: make(chan struct{}),
 	}
 	creds, err := a.transport(cfg)
 	if err != nil {
@@ -276,12 +281,37 @@ func (a *Agent) Run(ctx context.Context) error {
 		} else {
 			a.log.Debug("cannot connect to server", "server", a.cfg.Server, "err", err, "failures", reports.failures)
 		}
-		select {
-		case <-ctx.Done():
+		if !a.idle(ctx, time.After(wait)) {
 			return nil
-		case <-time.After(wait):
 		}
 		backoff = min(backoff*2, maxBackoff)
+	}
+}
+
+// Alive returns nil once the agent's session loop (between two heartbeats)
+// or its reconnect loop (between two attempts to connect) has answered, or
+// ctx.Err() if ctx ends first: a loop that hangs leaves it unanswered. It
+// is what the systemd watchdog pings are made of. Safe for concurrent use.
+func (a *Agent) Alive(ctx context.Context) error {
+	select {
+	case a.alive <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// idle waits for next, answering Alive meanwhile; false when ctx ended
+// first.
+func (a *Agent) idle(ctx context.Context, next <-chan time.Time) bool {
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-a.alive:
+		case <-next:
+			return true
+		}
 	}
 }
 

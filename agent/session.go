@@ -395,10 +395,8 @@ func (s *session) heartbeats(every time.Duration) {
 		if !s.send(s.ctrl, &pb.AgentMessage{Msg: &pb.AgentMessage_Heartbeat{Heartbeat: hb}}) {
 			return
 		}
-		select {
-		case <-s.ctx.Done():
+		if !s.a.idle(s.ctx, tick.C) {
 			return
-		case <-tick.C:
 		}
 	}
 }

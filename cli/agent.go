@@ -20,8 +20,8 @@ import (
 )
 
 // agentCommand is `hodei agent`: run the jobs a server assigns to this host.
-func agentCommand(*env) *ucli.Command {
-	return &ucli.Command{
+func agentCommand(e *env) *ucli.Command {
+	return withConfigFile(&ucli.Command{
 		Name:  "agent",
 		Usage: "run jobs on this host for a server",
 		Description: "Dials the server, registers this host with its labels and capacity, and runs each\n" +
@@ -31,10 +31,15 @@ func agentCommand(*env) *ucli.Command {
 			"--role agent prints the line); later starts need neither.\n\n" +
 			"Run as root, the agent runs each job as its tenant's --run-as user, else as --default-user;\n" +
 			"as root only for a tenant set with --run-as root, and only with --allow-root. Run as\n" +
-			"another user, it runs jobs as itself and fails those of tenants that name another user.",
+			"another user, it runs jobs as itself and fails those of tenants that name another user.\n\n" +
+			"Every flag may also come from its HODEI_* variable (shown after it) or from the YAML file\n" +
+			"--config (default " + DefaultConfigDir + "/agent.yaml when it exists), by the flag's name: 'server: srv:7070';\n" +
+			"a flag wins over its variable, which wins over the file. 'hodei config print agent' shows what applies.\n" +
+			"Under systemd (Type=notify) it reports READY once a server first welcomed it, STOPPING when it\n" +
+			"stops, and WATCHDOG pings while its connection loop runs.",
 		Flags: []ucli.Flag{
-			&ucli.StringFlag{Name: "server", Value: client.DefaultAddr, EnvVars: []string{"HODEI_ADDR"}, Usage: "gRPC address of the server, `HOST[:PORT]` (port 7070 if left out)"},
-			&ucli.StringFlag{Name: "data-dir", Value: "./hodei-agent", EnvVars: []string{"HODEI_AGENT_DIR"}, Usage: "`DIR` for the worker id, journal and spooled output"},
+			&ucli.StringFlag{Name: "server", Value: client.DefaultAddr, EnvVars: []string{"HODEI_SERVER", "HODEI_ADDR"}, Usage: "gRPC address of the server, `HOST[:PORT]` (port 7070 if left out)"},
+			&ucli.StringFlag{Name: "data-dir", Value: "./hodei-agent", EnvVars: []string{"HODEI_AGENT_DIR", "HODEI_DATA_DIR"}, Usage: "`DIR` for the worker id, journal and spooled output"},
 			&ucli.Int64Flag{Name: "slots", DefaultText: "the number of CPUs", Usage: "`N` job slots this host offers"},
 			&ucli.StringFlag{Name: "labels", Usage: "comma-separated `k=v,…` that job selectors match, over the agent's own " + devLabelsText},
 			&ucli.StringFlag{Name: "name", Usage: "`NAME` shown in 'hodei workers ls' (default: the hostname)"},
@@ -46,7 +51,7 @@ func agentCommand(*env) *ucli.Command {
 				"\"dynamic\": each such tenant runs as a uid of its own, so tenants cannot see into each other's processes"},
 			&ucli.BoolFlag{Name: "allow-root", Usage: "run the jobs of tenants set with --run-as root as root (when the agent runs as root)"},
 			&ucli.StringFlag{Name: "log-level", Value: "info", Usage: "`LEVEL`: debug, info, warn or error"},
-			&ucli.StringFlag{Name: "join", EnvVars: []string{"HODEI_JOIN_TOKEN"}, Usage: "agent `TOKEN` to join the cluster with, on first start"},
+			&ucli.StringFlag{Name: "join", EnvVars: []string{"HODEI_JOIN", "HODEI_JOIN_TOKEN"}, Usage: "agent `TOKEN` to join the cluster with, on first start"},
 			&ucli.StringFlag{Name: "ca-fingerprint", Usage: "`sha256:HEX` of the cluster CA, pinned on first contact (the server logs it)"},
 			&ucli.BoolFlag{Name: "insecure-no-auth", Usage: "connect without TLS to a server run with --insecure-no-auth (loopback only)"},
 		},
@@ -71,8 +76,15 @@ func agentCommand(*env) *ucli.Command {
 			}
 			server := withDefaultPort(c.String("server"))
 			lines := &connectLines{w: c.App.Writer, server: server, labels: labels}
+			notify := newSDNotifier(logger)
+			onConnect := func(ev agent.ConnectEvent) {
+				lines.event(ev)
+				if ev.Connected {
+					notify.Ready() // registered: the first welcome
+				}
+			}
 			a, err := agent.New(agent.Config{
-				Server: server, DataDir: c.String("data-dir"), Name: c.String("name"), OnConnect: lines.event,
+				Server: server, DataDir: c.String("data-dir"), Name: c.String("name"), OnConnect: onConnect,
 				Slots: c.Int64("slots"), Labels: labels, BufferLimit: c.Int64("buffer"),
 				KillGrace: c.Duration("kill-grace"), Version: Version, Logger: logger,
 				Join: c.String("join"), CAFingerprint: c.String("ca-fingerprint"), Insecure: c.Bool("insecure-no-auth"),
@@ -86,12 +98,17 @@ func agentCommand(*env) *ucli.Command {
 			}
 			lines.agent = a
 			fmt.Fprintf(c.App.Writer, "hodei: agent %s connecting to %s\n", a.ID(), server)
-			if err := a.Run(c.Context); err != nil {
+			// Watchdog pings while the session (or reconnect) loop answers;
+			// STOPPING=1 on the signal.
+			stopNotify := notify.watch(c.Context, a.Alive, false)
+			err = a.Run(c.Context)
+			stopNotify()
+			if err != nil {
 				return err
 			}
 			return &exitStatus{code: exitOK}
 		},
-	}
+	}, &fileFlags{file: "agent.yaml", dir: e.configDir, lists: map[string]bool{"labels": true}, secrets: map[string]bool{"join": true}})
 }
 
 // connectLines prints an agent's connection as it goes, one line per

@@ -35,6 +35,9 @@ type env struct {
 	poll time.Duration
 	// stdin is what `submit --file -` reads; nil: os.Stdin.
 	stdin io.Reader
+	// configDir is where serve and agent look for their default config
+	// file; "": DefaultConfigDir.
+	configDir string
 }
 
 // commands is the top-level command list, in help order. Each command group
@@ -57,6 +60,7 @@ func commands(e *env) []*ucli.Command {
 		loginCommand(e),
 		tokenCommand(e),
 		auditCommand(e),
+		configCommand(e),
 		versionCommand(e),
 		completionCommand(e),
 	}

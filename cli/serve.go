@@ -24,13 +24,18 @@ import (
 // serveCommand is `hodei serve`: the control plane in the foreground until
 // SIGINT or SIGTERM.
 func serveCommand(e *env) *ucli.Command {
-	return &ucli.Command{
+	return withConfigFile(&ucli.Command{
 		Name:  "serve",
 		Usage: "run the server: queue, scheduler, API, metrics",
 		Description: "Keeps the queue in memory and every state change in DATA-DIR/hodei.db.\n" +
 			"Secret env values are sealed there with the key in DATA-DIR/secrets.key, created on the first start;\n" +
 			"back it up with the database: without it the stored secrets are lost and the server refuses to start.\n" +
-			"Prints one line 'hodei: serving grpc=ADDR http=ADDR data=DIR' when ready.",
+			"Prints one line 'hodei: serving grpc=ADDR http=ADDR data=DIR' when ready.\n\n" +
+			"Every flag may also come from its HODEI_* variable (shown after it) or from the YAML file\n" +
+			"--config (default " + DefaultConfigDir + "/serve.yaml when it exists), by the flag's name: 'data-dir: /var/lib/hodei';\n" +
+			"a flag wins over its variable, which wins over the file. 'hodei config print serve' shows what applies.\n" +
+			"Under systemd (Type=notify) it reports READY once serving, STOPPING when it stops, and WATCHDOG\n" +
+			"pings while its dispatch loop runs.",
 		Flags: []ucli.Flag{
 			&ucli.StringFlag{Name: "data-dir", Value: "./hodei-data", EnvVars: []string{"HODEI_DATA_DIR"},
 				Usage: "`DIR` holding hodei.db and logs/"},
@@ -89,6 +94,10 @@ func serveCommand(e *env) *ucli.Command {
 				fmt.Fprintf(c.App.Writer, "hodei: admin token in %s, CA in %s (%s)\n",
 					filepath.Join(cfg.DataDir, server.AdminTokenFile), filepath.Join(cfg.DataDir, server.TLSDir, "ca.pem"), fp)
 			}
+			// READY=1 once the dispatch loop answers (Serve runs it), then
+			// watchdog pings while it keeps answering; STOPPING=1 on the signal.
+			stopNotify := newSDNotifier(cfg.Logger).watch(c.Context, srv.Scheduler().Alive, true)
+			defer stopNotify()
 			var newDev func() (*agent.Agent, error)
 			if c.Bool("dev") {
 				newDev = func() (*agent.Agent, error) {
@@ -112,7 +121,7 @@ func serveCommand(e *env) *ucli.Command {
 			}
 			return &exitStatus{code: exitOK} // stopped by a signal, cleanly
 		},
-	}
+	}, &fileFlags{file: "serve.yaml", dir: e.configDir, lists: map[string]bool{"labels": true}})
 }
 
 // serveWith runs the server and, in dev mode, its in-process agent until

@@ -109,6 +109,8 @@ type Cluster struct {
 
 	events hub
 	wake   chan struct{}
+	// alive is received from by Run between passes; see Alive.
+	alive chan struct{}
 
 	idMu      sync.Mutex
 	idEntropy io.Reader // guarded by idMu
@@ -146,6 +148,7 @@ func New(cfg Config) *Cluster {
 		fair:         newFairState(),
 		reserved:     make(map[string]reservation),
 		wake:         make(chan struct{}, 1),
+		alive:        make(chan struct{}),
 		idEntropy:    ulid.Monotonic(crand.Reader, 0),
 	}
 	s.delayed.t = &s.wait
@@ -267,12 +270,32 @@ func (s *Cluster) Run(ctx context.Context) error {
 			wait = max(next.Sub(s.cfg.Now()), time.Millisecond)
 		}
 		timer.Reset(wait)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-s.wake:
-		case <-timer.C:
+	idle:
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-s.alive: // see Alive; no pass for it
+				continue
+			case <-s.wake:
+			case <-timer.C:
+			}
+			break idle
 		}
+	}
+}
+
+// Alive returns nil once the dispatch loop (Run), between two passes, has
+// answered, or ctx.Err() if ctx ends first: a pass that hangs (a store
+// that no longer commits, a deadlock) leaves it unanswered. It is what the
+// systemd watchdog pings are made of. Safe for concurrent use; it never
+// runs a pass.
+func (s *Cluster) Alive(ctx context.Context) error {
+	select {
+	case s.alive <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
