@@ -27,7 +27,7 @@
 //     02:00 CEST, 02:00 CET, 03:00 CET on a fall-back day (every real hour).
 //   - A schedule with fixed hours fires once per matching wall time of a
 //     day: a time in the spring-forward gap fires when the gap ends ("30 2
-//     * * *" at 03:00 CEST on 29 March 2026 in Europe/Madrid), and a time
+//   - * *" at 03:00 CEST on 29 March 2026 in Europe/Madrid), and a time
 //     repeated by the fall-back fires at its first occurrence only (02:30
 //     CEST on 25 October 2026, not again at 02:30 CET).
 //

@@ -107,7 +107,9 @@ func TestParseErrors(t *testing.T) {
 
 func TestPlan(t *testing.T) {
 	e := mustParse(t, "0 * * * *", "Europe/Madrid")
-	h := func(n int) time.Time { return time.Date(2026, 3, 28, 22, 0, 0, 0, time.UTC).Add(time.Duration(n) * time.Hour) }
+	h := func(n int) time.Time {
+		return time.Date(2026, 3, 28, 22, 0, 0, 0, time.UTC).Add(time.Duration(n) * time.Hour)
+	}
 	// The server was down from before h(0) to h(4)+10m (the hour of the
 	// spring-forward change included); it started at h(4)+5m.
 	now, started := h(4).Add(10*time.Minute), h(4).Add(5*time.Minute)
