@@ -27,7 +27,7 @@ type Store struct {
 	pipelines map[string][]byte // id → encoded record.PipelineRecord
 	arrays    map[string]*job.Array
 	schedules map[string][]byte // job.ScheduleKey → encoded record.ScheduleRecord
-	queued    map[string]int // tenant → its non-terminal jobs; absent is 0
+	queued    map[string]int    // tenant → its non-terminal jobs; absent is 0
 	writeErr  error
 }
 
