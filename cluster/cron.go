@@ -60,18 +60,27 @@ func (s *Cluster) checkSchedule(sc *job.Schedule, now time.Time) (cron.Expr, err
 		return e, nil
 	}
 	if err := cronSpecRules(sc.Spec); err != nil {
-		return e, err
+		return e, inJob(err)
 	}
 	sc.Spec.Tenant = sc.Tenant
 	spec, err := validSpec(sc.Spec, now)
 	if err != nil {
-		return e, err
+		return e, inJob(err)
 	}
 	if len(spec.DependsOn) > 0 {
-		return e, job.Invalid("after", "a schedule's jobs cannot depend on given jobs")
+		return e, inJob(job.Invalid("after", "a schedule's jobs cannot depend on given jobs"))
 	}
 	sc.Spec = spec
 	return e, nil
+}
+
+// inJob names the field of a schedule's job spec an error is about as the
+// request names it: "job.timeout".
+func inJob(err error) error {
+	if fe, ok := errors.AsType[*job.FieldError](err); ok {
+		return &job.FieldError{Field: "job." + fe.Field, Rule: fe.Rule}
+	}
+	return err
 }
 
 // cronSpecRules are what a schedule's spec may not hold: a fixed deadline

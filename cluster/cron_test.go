@@ -232,8 +232,8 @@ func TestCronCalls(t *testing.T) {
 		{job.Schedule{Name: "b", Expr: "0 0 * *"}, "schedule"},
 		{job.Schedule{Name: "b", Expr: "0 * * * *", TimeZone: "Mars/Olympus"}, "timezone"},
 		{job.Schedule{Name: "-b", Expr: "0 * * * *"}, "name"},
-		{job.Schedule{Name: "b", Expr: "0 * * * *", Spec: job.Spec{Command: []string{"x"}, SecretEnv: map[string]string{"T": "secret1"}}}, "secret_env"},
-		{job.Schedule{Name: "b", Expr: "0 * * * *", Spec: job.Spec{Command: []string{"x"}, Timeout: -time.Second}}, "timeout"},
+		{job.Schedule{Name: "b", Expr: "0 * * * *", Spec: job.Spec{Command: []string{"x"}, SecretEnv: map[string]string{"T": "secret1"}}}, "job.secret_env"},
+		{job.Schedule{Name: "b", Expr: "0 * * * *", Spec: job.Spec{Command: []string{"x"}, Timeout: -time.Second}}, "job.timeout"},
 	} {
 		if len(bad.sc.Spec.Command) == 0 {
 			bad.sc.Spec.Command = []string{"true"}
