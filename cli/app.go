@@ -56,6 +56,7 @@ func commands(e *env) []*ucli.Command {
 		workersCommand(e),
 		tenantsCommand(e),
 		pipelineCommand(e),
+		cronCommand(e),
 		snapshotCommand(e),
 		loginCommand(e),
 		tokenCommand(e),

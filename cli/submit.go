@@ -136,6 +136,11 @@ func specFlags() []ucli.Flag {
 // usage errors naming the flag; rules the values must follow (ranges, key
 // syntax) are left to the server, which names the field.
 func specFromFlags(c *ucli.Context, now time.Time) (*hodeipb.JobSpec, error) {
+	return specFromFlagsArgs(c, now, c.Args().Slice())
+}
+
+// specFromFlagsArgs is specFromFlags with the command given as argv.
+func specFromFlagsArgs(c *ucli.Context, now time.Time, argv []string) (*hodeipb.JobSpec, error) {
 	spec := &hodeipb.JobSpec{
 		Name:        c.String("name"),
 		Tenant:      c.String("tenant"),
@@ -144,7 +149,7 @@ func specFromFlags(c *ucli.Context, now time.Time) (*hodeipb.JobSpec, error) {
 		NoPty:       c.Bool("no-pty"),
 		Preemptible: c.Bool("preemptible"),
 	}
-	if argv := c.Args().Slice(); len(argv) > 0 {
+	if len(argv) > 0 {
 		spec.Command = argv
 	}
 	switch {

@@ -16,6 +16,7 @@ import (
 	"github.com/oklog/ulid/v2"
 	"github.com/puzpuzpuz/xsync/v3"
 
+	"github.com/hodei-jobs/hodei/cron"
 	"github.com/hodei-jobs/hodei/job"
 	"github.com/hodei-jobs/hodei/scheduler"
 )
@@ -112,6 +113,8 @@ type Cluster struct {
 	// alive is received from by Run between passes; see Alive.
 	alive chan struct{}
 
+	cron cronState // schedules; see cron.go
+
 	idMu      sync.Mutex
 	idEntropy io.Reader // guarded by idMu
 	lastID    ulid.ULID // guarded by idMu; ids only grow, past reserved ranges too
@@ -152,6 +155,9 @@ func New(cfg Config) *Cluster {
 		idEntropy:    ulid.Monotonic(crand.Reader, 0),
 	}
 	s.delayed.t = &s.wait
+	s.cron.schedules = make(map[string]*job.Schedule)
+	s.cron.exprs = make(map[string]cron.Expr)
+	s.cron.wake = make(chan struct{}, 1)
 	return s
 }
 
@@ -254,13 +260,22 @@ func (s *Cluster) Recover(ctx context.Context) error {
 	for _, w := range ws {
 		s.workers.Store(w.ID, recoveredWorker(w, now))
 	}
+	if err := s.recoverSchedules(ctx, now); err != nil {
+		return err
+	}
 	s.poke()
 	return nil
 }
 
 // Run is the dispatch loop: it runs a pass whenever something happened or
-// the next timer is due, until ctx ends.
+// the next timer is due, until ctx ends. It runs the cron loop beside it
+// (runCron) and returns once both have stopped.
 func (s *Cluster) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	wg.Go(func() { s.runCron(ctx) })
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {

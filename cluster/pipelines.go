@@ -84,14 +84,31 @@ func (s *Cluster) RunPipeline(ctx context.Context, spec job.PipelineSpec) (*job.
 	if spec.Tenant == "" {
 		spec.Tenant = job.DefaultTenant
 	}
-	expanded, err := spec.Jobs(job.PipelineLimits{MaxMatrix: s.cfg.MaxMatrix, MaxLinks: s.cfg.MaxPipelineLinks})
+	now := s.cfg.Now()
+	p, jobs, err := s.buildPipeline(spec, now)
 	if err != nil {
 		return nil, nil, err
 	}
 	if err := s.ensureTenant(ctx, spec.Tenant); err != nil {
 		return nil, nil, err
 	}
-	now := s.cfg.Now()
+	mark := s.strangers.Load()
+	if err := s.cfg.Store.InsertPipeline(ctx, p, jobs); err != nil {
+		s.refused(spec.Tenant, err)
+		return nil, nil, err
+	}
+	s.pipelines.Store(p.ID, p)
+	s.submitted(jobs, mark)
+	return p, jobs, nil
+}
+
+// buildPipeline validates a pipeline spec (its tenant set) and expands it
+// into its record and jobs, with new ids, stored nowhere yet.
+func (s *Cluster) buildPipeline(spec job.PipelineSpec, now time.Time) (*job.Pipeline, []*job.Job, error) {
+	expanded, err := spec.Jobs(job.PipelineLimits{MaxMatrix: s.cfg.MaxMatrix, MaxLinks: s.cfg.MaxPipelineLinks})
+	if err != nil {
+		return nil, nil, err
+	}
 	p := &job.Pipeline{ID: s.newID(now), Name: spec.Name, Tenant: spec.Tenant, CreatedAt: now}
 	stepJobs := make(map[string][]string, len(spec.Steps))
 	var jobs []*job.Job
@@ -122,13 +139,6 @@ func (s *Cluster) RunPipeline(ctx context.Context, spec job.PipelineSpec) (*job.
 		p.Steps = append(p.Steps, job.PipelineStep{Name: st.Name, Needs: slices.Clone(st.Needs),
 			ContinueOnFailure: st.ContinueOnFailure, Jobs: stepJobs[st.Name]})
 	}
-	mark := s.strangers.Load()
-	if err := s.cfg.Store.InsertPipeline(ctx, p, jobs); err != nil {
-		s.refused(spec.Tenant, err)
-		return nil, nil, err
-	}
-	s.pipelines.Store(p.ID, p)
-	s.submitted(jobs, mark)
 	return p, jobs, nil
 }
 

@@ -114,6 +114,23 @@ type Store interface {
 	DeleteWorker(ctx context.Context, ids ...string) error
 	// Workers returns every stored worker.
 	Workers(ctx context.Context) ([]*job.Worker, error)
+	// PutSchedule creates (expect 0) or replaces (the stored Version must
+	// be expect) a schedule and sets s.Version to expect+1. Errors:
+	// job.ErrConflict for a create whose key exists or a replace whose
+	// version moved; job.ErrNotFound for a replace of none.
+	PutSchedule(ctx context.Context, s *job.Schedule, expect uint64) error
+	// FireSchedule replaces a stored schedule as PutSchedule does and, in
+	// the same commit, inserts the jobs of its tick as Insert does (its
+	// checks and admission), and p with them as InsertPipeline does when p
+	// is not nil: all or nothing. The version compare makes a tick fire
+	// once: a replay of the same fire finds the version moved
+	// (job.ErrConflict) and inserts nothing.
+	FireSchedule(ctx context.Context, s *job.Schedule, expect uint64, p *job.Pipeline, jobs []*job.Job) error
+	// DeleteSchedule deletes the schedule under key (job.ScheduleKey), not
+	// its jobs; job.ErrNotFound when there is none.
+	DeleteSchedule(ctx context.Context, key string) error
+	// Schedules returns every stored schedule in key order.
+	Schedules(ctx context.Context) ([]*job.Schedule, error)
 	// DeleteFinished deletes up to limit terminal jobs whose FinishedAt is
 	// before the given time, except those keep (nil: none) says to keep,
 	// and returns their ids. keep is called outside the store's locks and

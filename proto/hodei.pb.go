@@ -6691,6 +6691,454 @@ func (x *ResolveResponse) GetId() string {
 	return ""
 }
 
+// CronSchedule is a cron schedule and where it stands.
+type CronSchedule struct {
+	state              protoimpl.MessageState `protogen:"open.v1"`
+	Name               string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Tenant             string                 `protobuf:"bytes,2,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	Schedule           string                 `protobuf:"bytes,3,opt,name=schedule,proto3" json:"schedule,omitempty"`                                                  // the cron expression
+	Timezone           string                 `protobuf:"bytes,4,opt,name=timezone,proto3" json:"timezone,omitempty"`                                                  // IANA zone; "" is UTC
+	Overlap            string                 `protobuf:"bytes,5,opt,name=overlap,proto3" json:"overlap,omitempty"`                                                    // allow (default) | forbid | replace
+	CatchUp            string                 `protobuf:"bytes,6,opt,name=catch_up,json=catchUp,proto3" json:"catch_up,omitempty"`                                     // none (default) | one | all
+	StartingDeadlineMs int64                  `protobuf:"varint,7,opt,name=starting_deadline_ms,json=startingDeadlineMs,proto3" json:"starting_deadline_ms,omitempty"` // 0: none
+	Paused             bool                   `protobuf:"varint,8,opt,name=paused,proto3" json:"paused,omitempty"`
+	Job                *JobSpec               `protobuf:"bytes,9,opt,name=job,proto3" json:"job,omitempty"`            // what each tick submits, or:
+	Pipeline           *PipelineSpec          `protobuf:"bytes,10,opt,name=pipeline,proto3" json:"pipeline,omitempty"` // the pipeline each tick runs
+	// Filled by the server:
+	CreatedUnixNano  int64  `protobuf:"varint,11,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
+	NextRunUnixNano  int64  `protobuf:"varint,12,opt,name=next_run_unix_nano,json=nextRunUnixNano,proto3" json:"next_run_unix_nano,omitempty"`
+	LastTickUnixNano int64  `protobuf:"varint,13,opt,name=last_tick_unix_nano,json=lastTickUnixNano,proto3" json:"last_tick_unix_nano,omitempty"`
+	LastRunUnixNano  int64  `protobuf:"varint,14,opt,name=last_run_unix_nano,json=lastRunUnixNano,proto3" json:"last_run_unix_nano,omitempty"`
+	LastJob          string `protobuf:"bytes,15,opt,name=last_job,json=lastJob,proto3" json:"last_job,omitempty"`       // the id of the last job (or pipeline) submitted
+	LastState        string `protobuf:"bytes,16,opt,name=last_state,json=lastState,proto3" json:"last_state,omitempty"` // that job's (or pipeline's) state now
+	Skipped          int64  `protobuf:"varint,17,opt,name=skipped,proto3" json:"skipped,omitempty"`                     // ticks skipped so far
+	LastSkip         string `protobuf:"bytes,18,opt,name=last_skip,json=lastSkip,proto3" json:"last_skip,omitempty"`    // why the last one was
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *CronSchedule) Reset() {
+	*x = CronSchedule{}
+	mi := &file_hodei_proto_msgTypes[86]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CronSchedule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CronSchedule) ProtoMessage() {}
+
+func (x *CronSchedule) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[86]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CronSchedule.ProtoReflect.Descriptor instead.
+func (*CronSchedule) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{86}
+}
+
+func (x *CronSchedule) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CronSchedule) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *CronSchedule) GetSchedule() string {
+	if x != nil {
+		return x.Schedule
+	}
+	return ""
+}
+
+func (x *CronSchedule) GetTimezone() string {
+	if x != nil {
+		return x.Timezone
+	}
+	return ""
+}
+
+func (x *CronSchedule) GetOverlap() string {
+	if x != nil {
+		return x.Overlap
+	}
+	return ""
+}
+
+func (x *CronSchedule) GetCatchUp() string {
+	if x != nil {
+		return x.CatchUp
+	}
+	return ""
+}
+
+func (x *CronSchedule) GetStartingDeadlineMs() int64 {
+	if x != nil {
+		return x.StartingDeadlineMs
+	}
+	return 0
+}
+
+func (x *CronSchedule) GetPaused() bool {
+	if x != nil {
+		return x.Paused
+	}
+	return false
+}
+
+func (x *CronSchedule) GetJob() *JobSpec {
+	if x != nil {
+		return x.Job
+	}
+	return nil
+}
+
+func (x *CronSchedule) GetPipeline() *PipelineSpec {
+	if x != nil {
+		return x.Pipeline
+	}
+	return nil
+}
+
+func (x *CronSchedule) GetCreatedUnixNano() int64 {
+	if x != nil {
+		return x.CreatedUnixNano
+	}
+	return 0
+}
+
+func (x *CronSchedule) GetNextRunUnixNano() int64 {
+	if x != nil {
+		return x.NextRunUnixNano
+	}
+	return 0
+}
+
+func (x *CronSchedule) GetLastTickUnixNano() int64 {
+	if x != nil {
+		return x.LastTickUnixNano
+	}
+	return 0
+}
+
+func (x *CronSchedule) GetLastRunUnixNano() int64 {
+	if x != nil {
+		return x.LastRunUnixNano
+	}
+	return 0
+}
+
+func (x *CronSchedule) GetLastJob() string {
+	if x != nil {
+		return x.LastJob
+	}
+	return ""
+}
+
+func (x *CronSchedule) GetLastState() string {
+	if x != nil {
+		return x.LastState
+	}
+	return ""
+}
+
+func (x *CronSchedule) GetSkipped() int64 {
+	if x != nil {
+		return x.Skipped
+	}
+	return 0
+}
+
+func (x *CronSchedule) GetLastSkip() string {
+	if x != nil {
+		return x.LastSkip
+	}
+	return ""
+}
+
+type CronAddRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Schedule      *CronSchedule          `protobuf:"bytes,1,opt,name=schedule,proto3" json:"schedule,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CronAddRequest) Reset() {
+	*x = CronAddRequest{}
+	mi := &file_hodei_proto_msgTypes[87]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CronAddRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CronAddRequest) ProtoMessage() {}
+
+func (x *CronAddRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[87]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CronAddRequest.ProtoReflect.Descriptor instead.
+func (*CronAddRequest) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{87}
+}
+
+func (x *CronAddRequest) GetSchedule() *CronSchedule {
+	if x != nil {
+		return x.Schedule
+	}
+	return nil
+}
+
+// CronRef names a schedule; tenant "" is the caller's only tenant, or the
+// default one.
+type CronRef struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Tenant        string                 `protobuf:"bytes,2,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CronRef) Reset() {
+	*x = CronRef{}
+	mi := &file_hodei_proto_msgTypes[88]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CronRef) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CronRef) ProtoMessage() {}
+
+func (x *CronRef) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[88]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CronRef.ProtoReflect.Descriptor instead.
+func (*CronRef) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{88}
+}
+
+func (x *CronRef) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CronRef) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+type CronListRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CronListRequest) Reset() {
+	*x = CronListRequest{}
+	mi := &file_hodei_proto_msgTypes[89]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CronListRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CronListRequest) ProtoMessage() {}
+
+func (x *CronListRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[89]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CronListRequest.ProtoReflect.Descriptor instead.
+func (*CronListRequest) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{89}
+}
+
+func (x *CronListRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+type CronListResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Schedules     []*CronSchedule        `protobuf:"bytes,1,rep,name=schedules,proto3" json:"schedules,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CronListResponse) Reset() {
+	*x = CronListResponse{}
+	mi := &file_hodei_proto_msgTypes[90]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CronListResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CronListResponse) ProtoMessage() {}
+
+func (x *CronListResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[90]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CronListResponse.ProtoReflect.Descriptor instead.
+func (*CronListResponse) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{90}
+}
+
+func (x *CronListResponse) GetSchedules() []*CronSchedule {
+	if x != nil {
+		return x.Schedules
+	}
+	return nil
+}
+
+type CronRemoveResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CronRemoveResponse) Reset() {
+	*x = CronRemoveResponse{}
+	mi := &file_hodei_proto_msgTypes[91]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CronRemoveResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CronRemoveResponse) ProtoMessage() {}
+
+func (x *CronRemoveResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[91]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CronRemoveResponse.ProtoReflect.Descriptor instead.
+func (*CronRemoveResponse) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{91}
+}
+
+type CronRunResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CronRunResponse) Reset() {
+	*x = CronRunResponse{}
+	mi := &file_hodei_proto_msgTypes[92]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CronRunResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CronRunResponse) ProtoMessage() {}
+
+func (x *CronRunResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[92]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CronRunResponse.ProtoReflect.Descriptor instead.
+func (*CronRunResponse) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{92}
+}
+
+func (x *CronRunResponse) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
 type Pipeline_Step struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
 	Name              string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -6703,7 +7151,7 @@ type Pipeline_Step struct {
 
 func (x *Pipeline_Step) Reset() {
 	*x = Pipeline_Step{}
-	mi := &file_hodei_proto_msgTypes[93]
+	mi := &file_hodei_proto_msgTypes[100]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6715,7 +7163,7 @@ func (x *Pipeline_Step) String() string {
 func (*Pipeline_Step) ProtoMessage() {}
 
 func (x *Pipeline_Step) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[93]
+	mi := &file_hodei_proto_msgTypes[100]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7255,6 +7703,39 @@ const file_hodei_proto_rawDesc = "" +
 	"\x04kind\x18\x01 \x01(\x0e2\x10.hodei.v1.IdKindR\x04kind\x12\x16\n" +
 	"\x06prefix\x18\x02 \x01(\tR\x06prefix\"!\n" +
 	"\x0fResolveResponse\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\xf0\x04\n" +
+	"\fCronSchedule\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12\x1a\n" +
+	"\bschedule\x18\x03 \x01(\tR\bschedule\x12\x1a\n" +
+	"\btimezone\x18\x04 \x01(\tR\btimezone\x12\x18\n" +
+	"\aoverlap\x18\x05 \x01(\tR\aoverlap\x12\x19\n" +
+	"\bcatch_up\x18\x06 \x01(\tR\acatchUp\x120\n" +
+	"\x14starting_deadline_ms\x18\a \x01(\x03R\x12startingDeadlineMs\x12\x16\n" +
+	"\x06paused\x18\b \x01(\bR\x06paused\x12#\n" +
+	"\x03job\x18\t \x01(\v2\x11.hodei.v1.JobSpecR\x03job\x122\n" +
+	"\bpipeline\x18\n" +
+	" \x01(\v2\x16.hodei.v1.PipelineSpecR\bpipeline\x12*\n" +
+	"\x11created_unix_nano\x18\v \x01(\x03R\x0fcreatedUnixNano\x12+\n" +
+	"\x12next_run_unix_nano\x18\f \x01(\x03R\x0fnextRunUnixNano\x12-\n" +
+	"\x13last_tick_unix_nano\x18\r \x01(\x03R\x10lastTickUnixNano\x12+\n" +
+	"\x12last_run_unix_nano\x18\x0e \x01(\x03R\x0flastRunUnixNano\x12\x19\n" +
+	"\blast_job\x18\x0f \x01(\tR\alastJob\x12\x1d\n" +
+	"\n" +
+	"last_state\x18\x10 \x01(\tR\tlastState\x12\x18\n" +
+	"\askipped\x18\x11 \x01(\x03R\askipped\x12\x1b\n" +
+	"\tlast_skip\x18\x12 \x01(\tR\blastSkip\"D\n" +
+	"\x0eCronAddRequest\x122\n" +
+	"\bschedule\x18\x01 \x01(\v2\x16.hodei.v1.CronScheduleR\bschedule\"5\n" +
+	"\aCronRef\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06tenant\x18\x02 \x01(\tR\x06tenant\")\n" +
+	"\x0fCronListRequest\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\"H\n" +
+	"\x10CronListResponse\x124\n" +
+	"\tschedules\x18\x01 \x03(\v2\x16.hodei.v1.CronScheduleR\tschedules\"\x14\n" +
+	"\x12CronRemoveResponse\"!\n" +
+	"\x0fCronRunResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id*\xb4\x01\n" +
 	"\bJobState\x12\x19\n" +
 	"\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
@@ -7320,7 +7801,8 @@ const file_hodei_proto_rawDesc = "" +
 	"\vID_KIND_JOB\x10\x01\x12\x11\n" +
 	"\rID_KIND_ARRAY\x10\x02\x12\x14\n" +
 	"\x10ID_KIND_PIPELINE\x10\x03\x12\x12\n" +
-	"\x0eID_KIND_WORKER\x10\x042\x9d\a\n" +
+	"\x0eID_KIND_WORKER\x10\x042\xbc\n" +
+	"\n" +
 	"\n" +
 	"JobService\x12;\n" +
 	"\x06Submit\x12\x17.hodei.v1.SubmitRequest\x1a\x18.hodei.v1.SubmitResponse\x12J\n" +
@@ -7336,7 +7818,16 @@ const file_hodei_proto_rawDesc = "" +
 	"\rListPipelines\x12\x1e.hodei.v1.ListPipelinesRequest\x1a\x1f.hodei.v1.ListPipelinesResponse\x12K\n" +
 	"\x0eCancelPipeline\x12\x1f.hodei.v1.CancelPipelineRequest\x1a\x18.hodei.v1.PipelineStatus\x12?\n" +
 	"\x06Attach\x12\x17.hodei.v1.AttachRequest\x1a\x18.hodei.v1.AttachResponse(\x010\x01\x12>\n" +
-	"\aResolve\x12\x18.hodei.v1.ResolveRequest\x1a\x19.hodei.v1.ResolveResponse2\x85\x01\n" +
+	"\aResolve\x12\x18.hodei.v1.ResolveRequest\x1a\x19.hodei.v1.ResolveResponse\x12;\n" +
+	"\aCronAdd\x12\x18.hodei.v1.CronAddRequest\x1a\x16.hodei.v1.CronSchedule\x12A\n" +
+	"\bCronList\x12\x19.hodei.v1.CronListRequest\x1a\x1a.hodei.v1.CronListResponse\x124\n" +
+	"\aCronGet\x12\x11.hodei.v1.CronRef\x1a\x16.hodei.v1.CronSchedule\x126\n" +
+	"\tCronPause\x12\x11.hodei.v1.CronRef\x1a\x16.hodei.v1.CronSchedule\x127\n" +
+	"\n" +
+	"CronResume\x12\x11.hodei.v1.CronRef\x1a\x16.hodei.v1.CronSchedule\x12=\n" +
+	"\n" +
+	"CronRemove\x12\x11.hodei.v1.CronRef\x1a\x1c.hodei.v1.CronRemoveResponse\x127\n" +
+	"\aCronRun\x12\x11.hodei.v1.CronRef\x1a\x19.hodei.v1.CronRunResponse2\x85\x01\n" +
 	"\fAgentService\x12>\n" +
 	"\aConnect\x12\x16.hodei.v1.AgentMessage\x1a\x17.hodei.v1.ServerMessage(\x010\x01\x125\n" +
 	"\x04Join\x12\x15.hodei.v1.JoinRequest\x1a\x16.hodei.v1.JoinResponse2\xa0\b\n" +
@@ -7371,7 +7862,7 @@ func file_hodei_proto_rawDescGZIP() []byte {
 }
 
 var file_hodei_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
-var file_hodei_proto_msgTypes = make([]protoimpl.MessageInfo, 94)
+var file_hodei_proto_msgTypes = make([]protoimpl.MessageInfo, 101)
 var file_hodei_proto_goTypes = []any{
 	(JobState)(0),                 // 0: hodei.v1.JobState
 	(StdinMode)(0),                // 1: hodei.v1.StdinMode
@@ -7468,21 +7959,28 @@ var file_hodei_proto_goTypes = []any{
 	(*UndrainWorkerRequest)(nil),  // 92: hodei.v1.UndrainWorkerRequest
 	(*ResolveRequest)(nil),        // 93: hodei.v1.ResolveRequest
 	(*ResolveResponse)(nil),       // 94: hodei.v1.ResolveResponse
-	nil,                           // 95: hodei.v1.JobSpec.LabelsEntry
-	nil,                           // 96: hodei.v1.JobSpec.EnvEntry
-	nil,                           // 97: hodei.v1.JobSpec.SecretEnvEntry
-	nil,                           // 98: hodei.v1.JobSpec.SelectorEntry
-	nil,                           // 99: hodei.v1.ListJobsRequest.LabelsEntry
-	nil,                           // 100: hodei.v1.Hello.LabelsEntry
-	nil,                           // 101: hodei.v1.Worker.LabelsEntry
-	(*Pipeline_Step)(nil),         // 102: hodei.v1.Pipeline.Step
+	(*CronSchedule)(nil),          // 95: hodei.v1.CronSchedule
+	(*CronAddRequest)(nil),        // 96: hodei.v1.CronAddRequest
+	(*CronRef)(nil),               // 97: hodei.v1.CronRef
+	(*CronListRequest)(nil),       // 98: hodei.v1.CronListRequest
+	(*CronListResponse)(nil),      // 99: hodei.v1.CronListResponse
+	(*CronRemoveResponse)(nil),    // 100: hodei.v1.CronRemoveResponse
+	(*CronRunResponse)(nil),       // 101: hodei.v1.CronRunResponse
+	nil,                           // 102: hodei.v1.JobSpec.LabelsEntry
+	nil,                           // 103: hodei.v1.JobSpec.EnvEntry
+	nil,                           // 104: hodei.v1.JobSpec.SecretEnvEntry
+	nil,                           // 105: hodei.v1.JobSpec.SelectorEntry
+	nil,                           // 106: hodei.v1.ListJobsRequest.LabelsEntry
+	nil,                           // 107: hodei.v1.Hello.LabelsEntry
+	nil,                           // 108: hodei.v1.Worker.LabelsEntry
+	(*Pipeline_Step)(nil),         // 109: hodei.v1.Pipeline.Step
 }
 var file_hodei_proto_depIdxs = []int32{
-	95,  // 0: hodei.v1.JobSpec.labels:type_name -> hodei.v1.JobSpec.LabelsEntry
-	96,  // 1: hodei.v1.JobSpec.env:type_name -> hodei.v1.JobSpec.EnvEntry
-	97,  // 2: hodei.v1.JobSpec.secret_env:type_name -> hodei.v1.JobSpec.SecretEnvEntry
+	102, // 0: hodei.v1.JobSpec.labels:type_name -> hodei.v1.JobSpec.LabelsEntry
+	103, // 1: hodei.v1.JobSpec.env:type_name -> hodei.v1.JobSpec.EnvEntry
+	104, // 2: hodei.v1.JobSpec.secret_env:type_name -> hodei.v1.JobSpec.SecretEnvEntry
 	9,   // 3: hodei.v1.JobSpec.resources:type_name -> hodei.v1.Resources
-	98,  // 4: hodei.v1.JobSpec.selector:type_name -> hodei.v1.JobSpec.SelectorEntry
+	105, // 4: hodei.v1.JobSpec.selector:type_name -> hodei.v1.JobSpec.SelectorEntry
 	1,   // 5: hodei.v1.JobSpec.stdin:type_name -> hodei.v1.StdinMode
 	10,  // 6: hodei.v1.Job.spec:type_name -> hodei.v1.JobSpec
 	0,   // 7: hodei.v1.Job.state:type_name -> hodei.v1.JobState
@@ -7492,7 +7990,7 @@ var file_hodei_proto_depIdxs = []int32{
 	10,  // 11: hodei.v1.SubmitRequest.spec:type_name -> hodei.v1.JobSpec
 	10,  // 12: hodei.v1.SubmitBatchRequest.specs:type_name -> hodei.v1.JobSpec
 	0,   // 13: hodei.v1.ListJobsRequest.state:type_name -> hodei.v1.JobState
-	99,  // 14: hodei.v1.ListJobsRequest.labels:type_name -> hodei.v1.ListJobsRequest.LabelsEntry
+	106, // 14: hodei.v1.ListJobsRequest.labels:type_name -> hodei.v1.ListJobsRequest.LabelsEntry
 	12,  // 15: hodei.v1.ListJobsResponse.jobs:type_name -> hodei.v1.Job
 	12,  // 16: hodei.v1.JobEvent.job:type_name -> hodei.v1.Job
 	3,   // 17: hodei.v1.LogsRequest.stream:type_name -> hodei.v1.LogStream
@@ -7519,7 +8017,7 @@ var file_hodei_proto_depIdxs = []int32{
 	50,  // 38: hodei.v1.ServerMessage.ack:type_name -> hodei.v1.Ack
 	51,  // 39: hodei.v1.ServerMessage.input:type_name -> hodei.v1.JobInput
 	53,  // 40: hodei.v1.ServerMessage.resize:type_name -> hodei.v1.ResizeJob
-	100, // 41: hodei.v1.Hello.labels:type_name -> hodei.v1.Hello.LabelsEntry
+	107, // 41: hodei.v1.Hello.labels:type_name -> hodei.v1.Hello.LabelsEntry
 	9,   // 42: hodei.v1.Hello.capacity:type_name -> hodei.v1.Resources
 	41,  // 43: hodei.v1.Hello.running:type_name -> hodei.v1.JobRef
 	46,  // 44: hodei.v1.Hello.finished:type_name -> hodei.v1.JobFinished
@@ -7529,7 +8027,7 @@ var file_hodei_proto_depIdxs = []int32{
 	11,  // 48: hodei.v1.JobFinished.usage:type_name -> hodei.v1.Usage
 	12,  // 49: hodei.v1.Assign.job:type_name -> hodei.v1.Job
 	3,   // 50: hodei.v1.Ack.stream:type_name -> hodei.v1.LogStream
-	101, // 51: hodei.v1.Worker.labels:type_name -> hodei.v1.Worker.LabelsEntry
+	108, // 51: hodei.v1.Worker.labels:type_name -> hodei.v1.Worker.LabelsEntry
 	5,   // 52: hodei.v1.Worker.state:type_name -> hodei.v1.WorkerState
 	9,   // 53: hodei.v1.Worker.capacity:type_name -> hodei.v1.Resources
 	9,   // 54: hodei.v1.Worker.allocated:type_name -> hodei.v1.Resources
@@ -7548,80 +8046,98 @@ var file_hodei_proto_depIdxs = []int32{
 	82,  // 67: hodei.v1.PipelineStepSpec.matrix:type_name -> hodei.v1.MatrixAxis
 	10,  // 68: hodei.v1.PipelineSpec.defaults:type_name -> hodei.v1.JobSpec
 	83,  // 69: hodei.v1.PipelineSpec.steps:type_name -> hodei.v1.PipelineStepSpec
-	102, // 70: hodei.v1.Pipeline.steps:type_name -> hodei.v1.Pipeline.Step
+	109, // 70: hodei.v1.Pipeline.steps:type_name -> hodei.v1.Pipeline.Step
 	85,  // 71: hodei.v1.PipelineStatus.pipeline:type_name -> hodei.v1.Pipeline
 	7,   // 72: hodei.v1.PipelineStatus.state:type_name -> hodei.v1.PipelineState
 	12,  // 73: hodei.v1.PipelineStatus.jobs:type_name -> hodei.v1.Job
 	84,  // 74: hodei.v1.RunPipelineRequest.spec:type_name -> hodei.v1.PipelineSpec
 	86,  // 75: hodei.v1.ListPipelinesResponse.pipelines:type_name -> hodei.v1.PipelineStatus
 	8,   // 76: hodei.v1.ResolveRequest.kind:type_name -> hodei.v1.IdKind
-	14,  // 77: hodei.v1.JobService.Submit:input_type -> hodei.v1.SubmitRequest
-	16,  // 78: hodei.v1.JobService.SubmitBatch:input_type -> hodei.v1.SubmitBatchRequest
-	18,  // 79: hodei.v1.JobService.Get:input_type -> hodei.v1.GetJobRequest
-	19,  // 80: hodei.v1.JobService.List:input_type -> hodei.v1.ListJobsRequest
-	21,  // 81: hodei.v1.JobService.Cancel:input_type -> hodei.v1.CancelJobRequest
-	24,  // 82: hodei.v1.JobService.Watch:input_type -> hodei.v1.WatchRequest
-	26,  // 83: hodei.v1.JobService.Logs:input_type -> hodei.v1.LogsRequest
-	22,  // 84: hodei.v1.JobService.CancelArray:input_type -> hodei.v1.CancelArrayRequest
-	87,  // 85: hodei.v1.JobService.RunPipeline:input_type -> hodei.v1.RunPipelineRequest
-	88,  // 86: hodei.v1.JobService.GetPipeline:input_type -> hodei.v1.GetPipelineRequest
-	89,  // 87: hodei.v1.JobService.ListPipelines:input_type -> hodei.v1.ListPipelinesRequest
-	91,  // 88: hodei.v1.JobService.CancelPipeline:input_type -> hodei.v1.CancelPipelineRequest
-	29,  // 89: hodei.v1.JobService.Attach:input_type -> hodei.v1.AttachRequest
-	93,  // 90: hodei.v1.JobService.Resolve:input_type -> hodei.v1.ResolveRequest
-	39,  // 91: hodei.v1.AgentService.Connect:input_type -> hodei.v1.AgentMessage
-	37,  // 92: hodei.v1.AgentService.Join:input_type -> hodei.v1.JoinRequest
-	69,  // 93: hodei.v1.AdminService.ListWorkers:input_type -> hodei.v1.ListWorkersRequest
-	71,  // 94: hodei.v1.AdminService.DrainWorker:input_type -> hodei.v1.DrainWorkerRequest
-	72,  // 95: hodei.v1.AdminService.Snapshot:input_type -> hodei.v1.SnapshotRequest
-	76,  // 96: hodei.v1.AdminService.SetTenant:input_type -> hodei.v1.SetTenantRequest
-	77,  // 97: hodei.v1.AdminService.GetTenant:input_type -> hodei.v1.GetTenantRequest
-	78,  // 98: hodei.v1.AdminService.ListTenants:input_type -> hodei.v1.ListTenantsRequest
-	80,  // 99: hodei.v1.AdminService.DeleteTenant:input_type -> hodei.v1.DeleteTenantRequest
-	55,  // 100: hodei.v1.AdminService.RevokeWorker:input_type -> hodei.v1.RevokeWorkerRequest
-	56,  // 101: hodei.v1.AdminService.RemoveWorker:input_type -> hodei.v1.RemoveWorkerRequest
-	59,  // 102: hodei.v1.AdminService.CreateToken:input_type -> hodei.v1.CreateTokenRequest
-	61,  // 103: hodei.v1.AdminService.ListTokens:input_type -> hodei.v1.ListTokensRequest
-	63,  // 104: hodei.v1.AdminService.RevokeToken:input_type -> hodei.v1.RevokeTokenRequest
-	64,  // 105: hodei.v1.AdminService.WhoAmI:input_type -> hodei.v1.WhoAmIRequest
-	67,  // 106: hodei.v1.AdminService.ListAudit:input_type -> hodei.v1.ListAuditRequest
-	92,  // 107: hodei.v1.AdminService.UndrainWorker:input_type -> hodei.v1.UndrainWorkerRequest
-	15,  // 108: hodei.v1.JobService.Submit:output_type -> hodei.v1.SubmitResponse
-	17,  // 109: hodei.v1.JobService.SubmitBatch:output_type -> hodei.v1.SubmitBatchResponse
-	12,  // 110: hodei.v1.JobService.Get:output_type -> hodei.v1.Job
-	20,  // 111: hodei.v1.JobService.List:output_type -> hodei.v1.ListJobsResponse
-	12,  // 112: hodei.v1.JobService.Cancel:output_type -> hodei.v1.Job
-	25,  // 113: hodei.v1.JobService.Watch:output_type -> hodei.v1.JobEvent
-	27,  // 114: hodei.v1.JobService.Logs:output_type -> hodei.v1.LogData
-	23,  // 115: hodei.v1.JobService.CancelArray:output_type -> hodei.v1.CancelArrayResponse
-	86,  // 116: hodei.v1.JobService.RunPipeline:output_type -> hodei.v1.PipelineStatus
-	86,  // 117: hodei.v1.JobService.GetPipeline:output_type -> hodei.v1.PipelineStatus
-	90,  // 118: hodei.v1.JobService.ListPipelines:output_type -> hodei.v1.ListPipelinesResponse
-	86,  // 119: hodei.v1.JobService.CancelPipeline:output_type -> hodei.v1.PipelineStatus
-	33,  // 120: hodei.v1.JobService.Attach:output_type -> hodei.v1.AttachResponse
-	94,  // 121: hodei.v1.JobService.Resolve:output_type -> hodei.v1.ResolveResponse
-	40,  // 122: hodei.v1.AgentService.Connect:output_type -> hodei.v1.ServerMessage
-	38,  // 123: hodei.v1.AgentService.Join:output_type -> hodei.v1.JoinResponse
-	70,  // 124: hodei.v1.AdminService.ListWorkers:output_type -> hodei.v1.ListWorkersResponse
-	54,  // 125: hodei.v1.AdminService.DrainWorker:output_type -> hodei.v1.Worker
-	73,  // 126: hodei.v1.AdminService.Snapshot:output_type -> hodei.v1.SnapshotChunk
-	75,  // 127: hodei.v1.AdminService.SetTenant:output_type -> hodei.v1.TenantStatus
-	75,  // 128: hodei.v1.AdminService.GetTenant:output_type -> hodei.v1.TenantStatus
-	79,  // 129: hodei.v1.AdminService.ListTenants:output_type -> hodei.v1.ListTenantsResponse
-	81,  // 130: hodei.v1.AdminService.DeleteTenant:output_type -> hodei.v1.DeleteTenantResponse
-	54,  // 131: hodei.v1.AdminService.RevokeWorker:output_type -> hodei.v1.Worker
-	57,  // 132: hodei.v1.AdminService.RemoveWorker:output_type -> hodei.v1.RemoveWorkerResponse
-	60,  // 133: hodei.v1.AdminService.CreateToken:output_type -> hodei.v1.CreateTokenResponse
-	62,  // 134: hodei.v1.AdminService.ListTokens:output_type -> hodei.v1.ListTokensResponse
-	58,  // 135: hodei.v1.AdminService.RevokeToken:output_type -> hodei.v1.TokenInfo
-	58,  // 136: hodei.v1.AdminService.WhoAmI:output_type -> hodei.v1.TokenInfo
-	68,  // 137: hodei.v1.AdminService.ListAudit:output_type -> hodei.v1.ListAuditResponse
-	54,  // 138: hodei.v1.AdminService.UndrainWorker:output_type -> hodei.v1.Worker
-	108, // [108:139] is the sub-list for method output_type
-	77,  // [77:108] is the sub-list for method input_type
-	77,  // [77:77] is the sub-list for extension type_name
-	77,  // [77:77] is the sub-list for extension extendee
-	0,   // [0:77] is the sub-list for field type_name
+	10,  // 77: hodei.v1.CronSchedule.job:type_name -> hodei.v1.JobSpec
+	84,  // 78: hodei.v1.CronSchedule.pipeline:type_name -> hodei.v1.PipelineSpec
+	95,  // 79: hodei.v1.CronAddRequest.schedule:type_name -> hodei.v1.CronSchedule
+	95,  // 80: hodei.v1.CronListResponse.schedules:type_name -> hodei.v1.CronSchedule
+	14,  // 81: hodei.v1.JobService.Submit:input_type -> hodei.v1.SubmitRequest
+	16,  // 82: hodei.v1.JobService.SubmitBatch:input_type -> hodei.v1.SubmitBatchRequest
+	18,  // 83: hodei.v1.JobService.Get:input_type -> hodei.v1.GetJobRequest
+	19,  // 84: hodei.v1.JobService.List:input_type -> hodei.v1.ListJobsRequest
+	21,  // 85: hodei.v1.JobService.Cancel:input_type -> hodei.v1.CancelJobRequest
+	24,  // 86: hodei.v1.JobService.Watch:input_type -> hodei.v1.WatchRequest
+	26,  // 87: hodei.v1.JobService.Logs:input_type -> hodei.v1.LogsRequest
+	22,  // 88: hodei.v1.JobService.CancelArray:input_type -> hodei.v1.CancelArrayRequest
+	87,  // 89: hodei.v1.JobService.RunPipeline:input_type -> hodei.v1.RunPipelineRequest
+	88,  // 90: hodei.v1.JobService.GetPipeline:input_type -> hodei.v1.GetPipelineRequest
+	89,  // 91: hodei.v1.JobService.ListPipelines:input_type -> hodei.v1.ListPipelinesRequest
+	91,  // 92: hodei.v1.JobService.CancelPipeline:input_type -> hodei.v1.CancelPipelineRequest
+	29,  // 93: hodei.v1.JobService.Attach:input_type -> hodei.v1.AttachRequest
+	93,  // 94: hodei.v1.JobService.Resolve:input_type -> hodei.v1.ResolveRequest
+	96,  // 95: hodei.v1.JobService.CronAdd:input_type -> hodei.v1.CronAddRequest
+	98,  // 96: hodei.v1.JobService.CronList:input_type -> hodei.v1.CronListRequest
+	97,  // 97: hodei.v1.JobService.CronGet:input_type -> hodei.v1.CronRef
+	97,  // 98: hodei.v1.JobService.CronPause:input_type -> hodei.v1.CronRef
+	97,  // 99: hodei.v1.JobService.CronResume:input_type -> hodei.v1.CronRef
+	97,  // 100: hodei.v1.JobService.CronRemove:input_type -> hodei.v1.CronRef
+	97,  // 101: hodei.v1.JobService.CronRun:input_type -> hodei.v1.CronRef
+	39,  // 102: hodei.v1.AgentService.Connect:input_type -> hodei.v1.AgentMessage
+	37,  // 103: hodei.v1.AgentService.Join:input_type -> hodei.v1.JoinRequest
+	69,  // 104: hodei.v1.AdminService.ListWorkers:input_type -> hodei.v1.ListWorkersRequest
+	71,  // 105: hodei.v1.AdminService.DrainWorker:input_type -> hodei.v1.DrainWorkerRequest
+	72,  // 106: hodei.v1.AdminService.Snapshot:input_type -> hodei.v1.SnapshotRequest
+	76,  // 107: hodei.v1.AdminService.SetTenant:input_type -> hodei.v1.SetTenantRequest
+	77,  // 108: hodei.v1.AdminService.GetTenant:input_type -> hodei.v1.GetTenantRequest
+	78,  // 109: hodei.v1.AdminService.ListTenants:input_type -> hodei.v1.ListTenantsRequest
+	80,  // 110: hodei.v1.AdminService.DeleteTenant:input_type -> hodei.v1.DeleteTenantRequest
+	55,  // 111: hodei.v1.AdminService.RevokeWorker:input_type -> hodei.v1.RevokeWorkerRequest
+	56,  // 112: hodei.v1.AdminService.RemoveWorker:input_type -> hodei.v1.RemoveWorkerRequest
+	59,  // 113: hodei.v1.AdminService.CreateToken:input_type -> hodei.v1.CreateTokenRequest
+	61,  // 114: hodei.v1.AdminService.ListTokens:input_type -> hodei.v1.ListTokensRequest
+	63,  // 115: hodei.v1.AdminService.RevokeToken:input_type -> hodei.v1.RevokeTokenRequest
+	64,  // 116: hodei.v1.AdminService.WhoAmI:input_type -> hodei.v1.WhoAmIRequest
+	67,  // 117: hodei.v1.AdminService.ListAudit:input_type -> hodei.v1.ListAuditRequest
+	92,  // 118: hodei.v1.AdminService.UndrainWorker:input_type -> hodei.v1.UndrainWorkerRequest
+	15,  // 119: hodei.v1.JobService.Submit:output_type -> hodei.v1.SubmitResponse
+	17,  // 120: hodei.v1.JobService.SubmitBatch:output_type -> hodei.v1.SubmitBatchResponse
+	12,  // 121: hodei.v1.JobService.Get:output_type -> hodei.v1.Job
+	20,  // 122: hodei.v1.JobService.List:output_type -> hodei.v1.ListJobsResponse
+	12,  // 123: hodei.v1.JobService.Cancel:output_type -> hodei.v1.Job
+	25,  // 124: hodei.v1.JobService.Watch:output_type -> hodei.v1.JobEvent
+	27,  // 125: hodei.v1.JobService.Logs:output_type -> hodei.v1.LogData
+	23,  // 126: hodei.v1.JobService.CancelArray:output_type -> hodei.v1.CancelArrayResponse
+	86,  // 127: hodei.v1.JobService.RunPipeline:output_type -> hodei.v1.PipelineStatus
+	86,  // 128: hodei.v1.JobService.GetPipeline:output_type -> hodei.v1.PipelineStatus
+	90,  // 129: hodei.v1.JobService.ListPipelines:output_type -> hodei.v1.ListPipelinesResponse
+	86,  // 130: hodei.v1.JobService.CancelPipeline:output_type -> hodei.v1.PipelineStatus
+	33,  // 131: hodei.v1.JobService.Attach:output_type -> hodei.v1.AttachResponse
+	94,  // 132: hodei.v1.JobService.Resolve:output_type -> hodei.v1.ResolveResponse
+	95,  // 133: hodei.v1.JobService.CronAdd:output_type -> hodei.v1.CronSchedule
+	99,  // 134: hodei.v1.JobService.CronList:output_type -> hodei.v1.CronListResponse
+	95,  // 135: hodei.v1.JobService.CronGet:output_type -> hodei.v1.CronSchedule
+	95,  // 136: hodei.v1.JobService.CronPause:output_type -> hodei.v1.CronSchedule
+	95,  // 137: hodei.v1.JobService.CronResume:output_type -> hodei.v1.CronSchedule
+	100, // 138: hodei.v1.JobService.CronRemove:output_type -> hodei.v1.CronRemoveResponse
+	101, // 139: hodei.v1.JobService.CronRun:output_type -> hodei.v1.CronRunResponse
+	40,  // 140: hodei.v1.AgentService.Connect:output_type -> hodei.v1.ServerMessage
+	38,  // 141: hodei.v1.AgentService.Join:output_type -> hodei.v1.JoinResponse
+	70,  // 142: hodei.v1.AdminService.ListWorkers:output_type -> hodei.v1.ListWorkersResponse
+	54,  // 143: hodei.v1.AdminService.DrainWorker:output_type -> hodei.v1.Worker
+	73,  // 144: hodei.v1.AdminService.Snapshot:output_type -> hodei.v1.SnapshotChunk
+	75,  // 145: hodei.v1.AdminService.SetTenant:output_type -> hodei.v1.TenantStatus
+	75,  // 146: hodei.v1.AdminService.GetTenant:output_type -> hodei.v1.TenantStatus
+	79,  // 147: hodei.v1.AdminService.ListTenants:output_type -> hodei.v1.ListTenantsResponse
+	81,  // 148: hodei.v1.AdminService.DeleteTenant:output_type -> hodei.v1.DeleteTenantResponse
+	54,  // 149: hodei.v1.AdminService.RevokeWorker:output_type -> hodei.v1.Worker
+	57,  // 150: hodei.v1.AdminService.RemoveWorker:output_type -> hodei.v1.RemoveWorkerResponse
+	60,  // 151: hodei.v1.AdminService.CreateToken:output_type -> hodei.v1.CreateTokenResponse
+	62,  // 152: hodei.v1.AdminService.ListTokens:output_type -> hodei.v1.ListTokensResponse
+	58,  // 153: hodei.v1.AdminService.RevokeToken:output_type -> hodei.v1.TokenInfo
+	58,  // 154: hodei.v1.AdminService.WhoAmI:output_type -> hodei.v1.TokenInfo
+	68,  // 155: hodei.v1.AdminService.ListAudit:output_type -> hodei.v1.ListAuditResponse
+	54,  // 156: hodei.v1.AdminService.UndrainWorker:output_type -> hodei.v1.Worker
+	119, // [119:157] is the sub-list for method output_type
+	81,  // [81:119] is the sub-list for method input_type
+	81,  // [81:81] is the sub-list for extension type_name
+	81,  // [81:81] is the sub-list for extension extendee
+	0,   // [0:81] is the sub-list for field type_name
 }
 
 func init() { file_hodei_proto_init() }
@@ -7665,7 +8181,7 @@ func file_hodei_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hodei_proto_rawDesc), len(file_hodei_proto_rawDesc)),
 			NumEnums:      9,
-			NumMessages:   94,
+			NumMessages:   101,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -39,6 +39,13 @@ const (
 	JobService_CancelPipeline_FullMethodName = "/hodei.v1.JobService/CancelPipeline"
 	JobService_Attach_FullMethodName         = "/hodei.v1.JobService/Attach"
 	JobService_Resolve_FullMethodName        = "/hodei.v1.JobService/Resolve"
+	JobService_CronAdd_FullMethodName        = "/hodei.v1.JobService/CronAdd"
+	JobService_CronList_FullMethodName       = "/hodei.v1.JobService/CronList"
+	JobService_CronGet_FullMethodName        = "/hodei.v1.JobService/CronGet"
+	JobService_CronPause_FullMethodName      = "/hodei.v1.JobService/CronPause"
+	JobService_CronResume_FullMethodName     = "/hodei.v1.JobService/CronResume"
+	JobService_CronRemove_FullMethodName     = "/hodei.v1.JobService/CronRemove"
+	JobService_CronRun_FullMethodName        = "/hodei.v1.JobService/CronRun"
 )
 
 // JobServiceClient is the client API for JobService service.
@@ -89,6 +96,22 @@ type JobServiceClient interface {
 	// them. Every call that takes an id resolves it so; clients call this
 	// to learn the id once and use it from then on.
 	Resolve(ctx context.Context, in *ResolveRequest, opts ...grpc.CallOption) (*ResolveResponse, error)
+	// CronAdd stores a new cron schedule (a job spec or a pipeline submitted
+	// at each tick of its expression). A bad expression is InvalidArgument on
+	// field "schedule", an unknown zone on "timezone"; a name the tenant has
+	// already is AlreadyExists.
+	CronAdd(ctx context.Context, in *CronAddRequest, opts ...grpc.CallOption) (*CronSchedule, error)
+	CronList(ctx context.Context, in *CronListRequest, opts ...grpc.CallOption) (*CronListResponse, error)
+	CronGet(ctx context.Context, in *CronRef, opts ...grpc.CallOption) (*CronSchedule, error)
+	// CronPause stops a schedule's ticks until CronResume, which starts them
+	// again from the first tick after now (the ticks in between are skipped).
+	CronPause(ctx context.Context, in *CronRef, opts ...grpc.CallOption) (*CronSchedule, error)
+	CronResume(ctx context.Context, in *CronRef, opts ...grpc.CallOption) (*CronSchedule, error)
+	// CronRemove deletes a schedule (not the jobs it submitted).
+	CronRemove(ctx context.Context, in *CronRef, opts ...grpc.CallOption) (*CronRemoveResponse, error)
+	// CronRun submits the schedule's job (or pipeline) now, outside its
+	// ticks, whatever its overlap policy, and returns its id.
+	CronRun(ctx context.Context, in *CronRef, opts ...grpc.CallOption) (*CronRunResponse, error)
 }
 
 type jobServiceClient struct {
@@ -260,6 +283,76 @@ func (c *jobServiceClient) Resolve(ctx context.Context, in *ResolveRequest, opts
 	return out, nil
 }
 
+func (c *jobServiceClient) CronAdd(ctx context.Context, in *CronAddRequest, opts ...grpc.CallOption) (*CronSchedule, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CronSchedule)
+	err := c.cc.Invoke(ctx, JobService_CronAdd_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobServiceClient) CronList(ctx context.Context, in *CronListRequest, opts ...grpc.CallOption) (*CronListResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CronListResponse)
+	err := c.cc.Invoke(ctx, JobService_CronList_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobServiceClient) CronGet(ctx context.Context, in *CronRef, opts ...grpc.CallOption) (*CronSchedule, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CronSchedule)
+	err := c.cc.Invoke(ctx, JobService_CronGet_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobServiceClient) CronPause(ctx context.Context, in *CronRef, opts ...grpc.CallOption) (*CronSchedule, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CronSchedule)
+	err := c.cc.Invoke(ctx, JobService_CronPause_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobServiceClient) CronResume(ctx context.Context, in *CronRef, opts ...grpc.CallOption) (*CronSchedule, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CronSchedule)
+	err := c.cc.Invoke(ctx, JobService_CronResume_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobServiceClient) CronRemove(ctx context.Context, in *CronRef, opts ...grpc.CallOption) (*CronRemoveResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CronRemoveResponse)
+	err := c.cc.Invoke(ctx, JobService_CronRemove_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobServiceClient) CronRun(ctx context.Context, in *CronRef, opts ...grpc.CallOption) (*CronRunResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CronRunResponse)
+	err := c.cc.Invoke(ctx, JobService_CronRun_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // JobServiceServer is the server API for JobService service.
 // All implementations must embed UnimplementedJobServiceServer
 // for forward compatibility.
@@ -308,6 +401,22 @@ type JobServiceServer interface {
 	// them. Every call that takes an id resolves it so; clients call this
 	// to learn the id once and use it from then on.
 	Resolve(context.Context, *ResolveRequest) (*ResolveResponse, error)
+	// CronAdd stores a new cron schedule (a job spec or a pipeline submitted
+	// at each tick of its expression). A bad expression is InvalidArgument on
+	// field "schedule", an unknown zone on "timezone"; a name the tenant has
+	// already is AlreadyExists.
+	CronAdd(context.Context, *CronAddRequest) (*CronSchedule, error)
+	CronList(context.Context, *CronListRequest) (*CronListResponse, error)
+	CronGet(context.Context, *CronRef) (*CronSchedule, error)
+	// CronPause stops a schedule's ticks until CronResume, which starts them
+	// again from the first tick after now (the ticks in between are skipped).
+	CronPause(context.Context, *CronRef) (*CronSchedule, error)
+	CronResume(context.Context, *CronRef) (*CronSchedule, error)
+	// CronRemove deletes a schedule (not the jobs it submitted).
+	CronRemove(context.Context, *CronRef) (*CronRemoveResponse, error)
+	// CronRun submits the schedule's job (or pipeline) now, outside its
+	// ticks, whatever its overlap policy, and returns its id.
+	CronRun(context.Context, *CronRef) (*CronRunResponse, error)
 	mustEmbedUnimplementedJobServiceServer()
 }
 
@@ -359,6 +468,27 @@ func (UnimplementedJobServiceServer) Attach(grpc.BidiStreamingServer[AttachReque
 }
 func (UnimplementedJobServiceServer) Resolve(context.Context, *ResolveRequest) (*ResolveResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Resolve not implemented")
+}
+func (UnimplementedJobServiceServer) CronAdd(context.Context, *CronAddRequest) (*CronSchedule, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CronAdd not implemented")
+}
+func (UnimplementedJobServiceServer) CronList(context.Context, *CronListRequest) (*CronListResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CronList not implemented")
+}
+func (UnimplementedJobServiceServer) CronGet(context.Context, *CronRef) (*CronSchedule, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CronGet not implemented")
+}
+func (UnimplementedJobServiceServer) CronPause(context.Context, *CronRef) (*CronSchedule, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CronPause not implemented")
+}
+func (UnimplementedJobServiceServer) CronResume(context.Context, *CronRef) (*CronSchedule, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CronResume not implemented")
+}
+func (UnimplementedJobServiceServer) CronRemove(context.Context, *CronRef) (*CronRemoveResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CronRemove not implemented")
+}
+func (UnimplementedJobServiceServer) CronRun(context.Context, *CronRef) (*CronRunResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CronRun not implemented")
 }
 func (UnimplementedJobServiceServer) mustEmbedUnimplementedJobServiceServer() {}
 func (UnimplementedJobServiceServer) testEmbeddedByValue()                    {}
@@ -608,6 +738,132 @@ func _JobService_Resolve_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _JobService_CronAdd_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CronAddRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobServiceServer).CronAdd(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobService_CronAdd_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobServiceServer).CronAdd(ctx, req.(*CronAddRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _JobService_CronList_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CronListRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobServiceServer).CronList(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobService_CronList_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobServiceServer).CronList(ctx, req.(*CronListRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _JobService_CronGet_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CronRef)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobServiceServer).CronGet(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobService_CronGet_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobServiceServer).CronGet(ctx, req.(*CronRef))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _JobService_CronPause_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CronRef)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobServiceServer).CronPause(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobService_CronPause_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobServiceServer).CronPause(ctx, req.(*CronRef))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _JobService_CronResume_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CronRef)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobServiceServer).CronResume(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobService_CronResume_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobServiceServer).CronResume(ctx, req.(*CronRef))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _JobService_CronRemove_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CronRef)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobServiceServer).CronRemove(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobService_CronRemove_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobServiceServer).CronRemove(ctx, req.(*CronRef))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _JobService_CronRun_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CronRef)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobServiceServer).CronRun(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobService_CronRun_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobServiceServer).CronRun(ctx, req.(*CronRef))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // JobService_ServiceDesc is the grpc.ServiceDesc for JobService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -658,6 +914,34 @@ var JobService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Resolve",
 			Handler:    _JobService_Resolve_Handler,
+		},
+		{
+			MethodName: "CronAdd",
+			Handler:    _JobService_CronAdd_Handler,
+		},
+		{
+			MethodName: "CronList",
+			Handler:    _JobService_CronList_Handler,
+		},
+		{
+			MethodName: "CronGet",
+			Handler:    _JobService_CronGet_Handler,
+		},
+		{
+			MethodName: "CronPause",
+			Handler:    _JobService_CronPause_Handler,
+		},
+		{
+			MethodName: "CronResume",
+			Handler:    _JobService_CronResume_Handler,
+		},
+		{
+			MethodName: "CronRemove",
+			Handler:    _JobService_CronRemove_Handler,
+		},
+		{
+			MethodName: "CronRun",
+			Handler:    _JobService_CronRun_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -39,6 +39,15 @@ var methodRules = map[string]rule{
 	// audited by the handler (claimInput).
 	pb.JobService_Attach_FullMethodName:  {perm: auth.ReadJobs},
 	pb.JobService_Resolve_FullMethodName: {perm: auth.ReadJobs}, // workers: also ManageWorkers, in the handler
+	// Cron: adding, resuming and running a schedule submit jobs; pausing
+	// and removing one stop them, as a cancel does.
+	pb.JobService_CronAdd_FullMethodName:    {perm: auth.Submit, audited: true},
+	pb.JobService_CronList_FullMethodName:   {perm: auth.ReadJobs},
+	pb.JobService_CronGet_FullMethodName:    {perm: auth.ReadJobs},
+	pb.JobService_CronPause_FullMethodName:  {perm: auth.Cancel, audited: true},
+	pb.JobService_CronResume_FullMethodName: {perm: auth.Submit, audited: true},
+	pb.JobService_CronRemove_FullMethodName: {perm: auth.Cancel, audited: true},
+	pb.JobService_CronRun_FullMethodName:    {perm: auth.Submit, audited: true},
 
 	pb.AgentService_Connect_FullMethodName: {perm: auth.RunJobs, audited: true},
 	pb.AgentService_Join_FullMethodName:    {perm: auth.Join, audited: true},

@@ -39,11 +39,12 @@ var (
 	bucketAudit      = []byte("audit")
 	bucketAgents     = []byte("agents")
 	bucketArrays     = []byte("arrays")
+	bucketSchedules  = []byte("schedules")
 	bucketMeta       = []byte("meta")
 	schemaKey        = []byte("schema")
 
 	allBuckets = [][]byte{bucketJobs, bucketWorkers, bucketTenants, bucketTenantJobs,
-		bucketPipelines, bucketTokens, bucketAudit, bucketAgents, bucketArrays, bucketMeta}
+		bucketPipelines, bucketTokens, bucketAudit, bucketAgents, bucketArrays, bucketSchedules, bucketMeta}
 )
 
 // Options configure Open. The zero value is the production setting.

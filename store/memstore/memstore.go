@@ -26,7 +26,8 @@ type Store struct {
 	tenants   map[string][]byte // name → encoded record.TenantRecord
 	pipelines map[string][]byte // id → encoded record.PipelineRecord
 	arrays    map[string]*job.Array
-	queued    map[string]int // tenant → its non-terminal jobs; absent is 0
+	schedules map[string][]byte // job.ScheduleKey → encoded record.ScheduleRecord
+	queued    map[string]int    // tenant → its non-terminal jobs; absent is 0
 	writeErr  error
 }
 
@@ -46,6 +47,7 @@ func New() *Store {
 		tenants:   map[string][]byte{def.Name: enc},
 		pipelines: make(map[string][]byte),
 		arrays:    make(map[string]*job.Array),
+		schedules: make(map[string][]byte),
 		queued:    make(map[string]int),
 	}
 }

@@ -1106,6 +1106,236 @@ func (x *ArrayRecord) GetCancelledUnixNano() int64 {
 	return 0
 }
 
+// ScheduleRecord is a cron schedule, under "tenant/name" in the schedules
+// bucket (job.ScheduleKey). What a tick submits is a job template (job)
+// or a pipeline (pipeline), never both.
+type ScheduleRecord struct {
+	state                 protoimpl.MessageState `protogen:"open.v1"`
+	Expr                  string                 `protobuf:"bytes,1,opt,name=expr,proto3" json:"expr,omitempty"`
+	TimeZone              string                 `protobuf:"bytes,2,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
+	Overlap               int32                  `protobuf:"varint,3,opt,name=overlap,proto3" json:"overlap,omitempty"`                // job.Overlap
+	CatchUp               int32                  `protobuf:"varint,4,opt,name=catch_up,json=catchUp,proto3" json:"catch_up,omitempty"` // job.CatchUp
+	StartingDeadlineNanos int64                  `protobuf:"varint,5,opt,name=starting_deadline_nanos,json=startingDeadlineNanos,proto3" json:"starting_deadline_nanos,omitempty"`
+	Paused                bool                   `protobuf:"varint,6,opt,name=paused,proto3" json:"paused,omitempty"`
+	Job                   []byte                 `protobuf:"bytes,7,opt,name=job,proto3" json:"job,omitempty"` // the template, encoded as a JobRecord (its tenant is the schedule's)
+	Pipeline              *PipelineTemplate      `protobuf:"bytes,8,opt,name=pipeline,proto3" json:"pipeline,omitempty"`
+	CreatedUnixNano       int64                  `protobuf:"fixed64,9,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
+	NextRunUnixNano       int64                  `protobuf:"fixed64,10,opt,name=next_run_unix_nano,json=nextRunUnixNano,proto3" json:"next_run_unix_nano,omitempty"`
+	LastTickUnixNano      int64                  `protobuf:"fixed64,11,opt,name=last_tick_unix_nano,json=lastTickUnixNano,proto3" json:"last_tick_unix_nano,omitempty"`
+	LastRunUnixNano       int64                  `protobuf:"fixed64,12,opt,name=last_run_unix_nano,json=lastRunUnixNano,proto3" json:"last_run_unix_nano,omitempty"`
+	LastJob               string                 `protobuf:"bytes,13,opt,name=last_job,json=lastJob,proto3" json:"last_job,omitempty"`
+	Skipped               int64                  `protobuf:"varint,14,opt,name=skipped,proto3" json:"skipped,omitempty"`
+	LastSkip              string                 `protobuf:"bytes,15,opt,name=last_skip,json=lastSkip,proto3" json:"last_skip,omitempty"`
+	Version               uint64                 `protobuf:"varint,16,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
+}
+
+func (x *ScheduleRecord) Reset() {
+	*x = ScheduleRecord{}
+	mi := &file_store_record_record_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScheduleRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScheduleRecord) ProtoMessage() {}
+
+func (x *ScheduleRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_store_record_record_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScheduleRecord.ProtoReflect.Descriptor instead.
+func (*ScheduleRecord) Descriptor() ([]byte, []int) {
+	return file_store_record_record_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ScheduleRecord) GetExpr() string {
+	if x != nil {
+		return x.Expr
+	}
+	return ""
+}
+
+func (x *ScheduleRecord) GetTimeZone() string {
+	if x != nil {
+		return x.TimeZone
+	}
+	return ""
+}
+
+func (x *ScheduleRecord) GetOverlap() int32 {
+	if x != nil {
+		return x.Overlap
+	}
+	return 0
+}
+
+func (x *ScheduleRecord) GetCatchUp() int32 {
+	if x != nil {
+		return x.CatchUp
+	}
+	return 0
+}
+
+func (x *ScheduleRecord) GetStartingDeadlineNanos() int64 {
+	if x != nil {
+		return x.StartingDeadlineNanos
+	}
+	return 0
+}
+
+func (x *ScheduleRecord) GetPaused() bool {
+	if x != nil {
+		return x.Paused
+	}
+	return false
+}
+
+func (x *ScheduleRecord) GetJob() []byte {
+	if x != nil {
+		return x.Job
+	}
+	return nil
+}
+
+func (x *ScheduleRecord) GetPipeline() *PipelineTemplate {
+	if x != nil {
+		return x.Pipeline
+	}
+	return nil
+}
+
+func (x *ScheduleRecord) GetCreatedUnixNano() int64 {
+	if x != nil {
+		return x.CreatedUnixNano
+	}
+	return 0
+}
+
+func (x *ScheduleRecord) GetNextRunUnixNano() int64 {
+	if x != nil {
+		return x.NextRunUnixNano
+	}
+	return 0
+}
+
+func (x *ScheduleRecord) GetLastTickUnixNano() int64 {
+	if x != nil {
+		return x.LastTickUnixNano
+	}
+	return 0
+}
+
+func (x *ScheduleRecord) GetLastRunUnixNano() int64 {
+	if x != nil {
+		return x.LastRunUnixNano
+	}
+	return 0
+}
+
+func (x *ScheduleRecord) GetLastJob() string {
+	if x != nil {
+		return x.LastJob
+	}
+	return ""
+}
+
+func (x *ScheduleRecord) GetSkipped() int64 {
+	if x != nil {
+		return x.Skipped
+	}
+	return 0
+}
+
+func (x *ScheduleRecord) GetLastSkip() string {
+	if x != nil {
+		return x.LastSkip
+	}
+	return ""
+}
+
+func (x *ScheduleRecord) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+// PipelineTemplate is a job.PipelineSpec, kept to be expanded at each tick.
+// Its specs are encoded as JobRecords; negative values stand for unset, as
+// in the spec.
+type PipelineTemplate struct {
+	state         protoimpl.MessageState   `protogen:"open.v1"`
+	Name          string                   `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Defaults      []byte                   `protobuf:"bytes,2,opt,name=defaults,proto3" json:"defaults,omitempty"`
+	Steps         []*PipelineTemplate_Step `protobuf:"bytes,3,rep,name=steps,proto3" json:"steps,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PipelineTemplate) Reset() {
+	*x = PipelineTemplate{}
+	mi := &file_store_record_record_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PipelineTemplate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PipelineTemplate) ProtoMessage() {}
+
+func (x *PipelineTemplate) ProtoReflect() protoreflect.Message {
+	mi := &file_store_record_record_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PipelineTemplate.ProtoReflect.Descriptor instead.
+func (*PipelineTemplate) Descriptor() ([]byte, []int) {
+	return file_store_record_record_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *PipelineTemplate) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PipelineTemplate) GetDefaults() []byte {
+	if x != nil {
+		return x.Defaults
+	}
+	return nil
+}
+
+func (x *PipelineTemplate) GetSteps() []*PipelineTemplate_Step {
+	if x != nil {
+		return x.Steps
+	}
+	return nil
+}
+
 type PipelineRecord_Step struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
 	Name              string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -1118,7 +1348,7 @@ type PipelineRecord_Step struct {
 
 func (x *PipelineRecord_Step) Reset() {
 	*x = PipelineRecord_Step{}
-	mi := &file_store_record_record_proto_msgTypes[12]
+	mi := &file_store_record_record_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1130,7 +1360,7 @@ func (x *PipelineRecord_Step) String() string {
 func (*PipelineRecord_Step) ProtoMessage() {}
 
 func (x *PipelineRecord_Step) ProtoReflect() protoreflect.Message {
-	mi := &file_store_record_record_proto_msgTypes[12]
+	mi := &file_store_record_record_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1170,6 +1400,134 @@ func (x *PipelineRecord_Step) GetContinueOnFailure() bool {
 func (x *PipelineRecord_Step) GetJobs() []string {
 	if x != nil {
 		return x.Jobs
+	}
+	return nil
+}
+
+type PipelineTemplate_Axis struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Values        []string               `protobuf:"bytes,2,rep,name=values,proto3" json:"values,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PipelineTemplate_Axis) Reset() {
+	*x = PipelineTemplate_Axis{}
+	mi := &file_store_record_record_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PipelineTemplate_Axis) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PipelineTemplate_Axis) ProtoMessage() {}
+
+func (x *PipelineTemplate_Axis) ProtoReflect() protoreflect.Message {
+	mi := &file_store_record_record_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PipelineTemplate_Axis.ProtoReflect.Descriptor instead.
+func (*PipelineTemplate_Axis) Descriptor() ([]byte, []int) {
+	return file_store_record_record_proto_rawDescGZIP(), []int{9, 0}
+}
+
+func (x *PipelineTemplate_Axis) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *PipelineTemplate_Axis) GetValues() []string {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
+type PipelineTemplate_Step struct {
+	state             protoimpl.MessageState   `protogen:"open.v1"`
+	Name              string                   `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Spec              []byte                   `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
+	Needs             []string                 `protobuf:"bytes,3,rep,name=needs,proto3" json:"needs,omitempty"`
+	ContinueOnFailure bool                     `protobuf:"varint,4,opt,name=continue_on_failure,json=continueOnFailure,proto3" json:"continue_on_failure,omitempty"`
+	Matrix            []*PipelineTemplate_Axis `protobuf:"bytes,5,rep,name=matrix,proto3" json:"matrix,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *PipelineTemplate_Step) Reset() {
+	*x = PipelineTemplate_Step{}
+	mi := &file_store_record_record_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PipelineTemplate_Step) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PipelineTemplate_Step) ProtoMessage() {}
+
+func (x *PipelineTemplate_Step) ProtoReflect() protoreflect.Message {
+	mi := &file_store_record_record_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PipelineTemplate_Step.ProtoReflect.Descriptor instead.
+func (*PipelineTemplate_Step) Descriptor() ([]byte, []int) {
+	return file_store_record_record_proto_rawDescGZIP(), []int{9, 1}
+}
+
+func (x *PipelineTemplate_Step) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PipelineTemplate_Step) GetSpec() []byte {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+func (x *PipelineTemplate_Step) GetNeeds() []string {
+	if x != nil {
+		return x.Needs
+	}
+	return nil
+}
+
+func (x *PipelineTemplate_Step) GetContinueOnFailure() bool {
+	if x != nil {
+		return x.ContinueOnFailure
+	}
+	return false
+}
+
+func (x *PipelineTemplate_Step) GetMatrix() []*PipelineTemplate_Axis {
+	if x != nil {
+		return x.Matrix
 	}
 	return nil
 }
@@ -1315,7 +1673,38 @@ const file_store_record_record_proto_rawDesc = "" +
 	"\x11created_unix_nano\x18\x05 \x01(\x10R\x0fcreatedUnixNano\x12\x1c\n" +
 	"\tcancelled\x18\x06 \x01(\bR\tcancelled\x12#\n" +
 	"\rcancel_reason\x18\a \x01(\tR\fcancelReason\x12.\n" +
-	"\x13cancelled_unix_nano\x18\b \x01(\x10R\x11cancelledUnixNanoB1Z/github.com/hodei-jobs/hodei/store/record;recordb\x06proto3"
+	"\x13cancelled_unix_nano\x18\b \x01(\x10R\x11cancelledUnixNano\"\xb7\x04\n" +
+	"\x0eScheduleRecord\x12\x12\n" +
+	"\x04expr\x18\x01 \x01(\tR\x04expr\x12\x1b\n" +
+	"\ttime_zone\x18\x02 \x01(\tR\btimeZone\x12\x18\n" +
+	"\aoverlap\x18\x03 \x01(\x05R\aoverlap\x12\x19\n" +
+	"\bcatch_up\x18\x04 \x01(\x05R\acatchUp\x126\n" +
+	"\x17starting_deadline_nanos\x18\x05 \x01(\x03R\x15startingDeadlineNanos\x12\x16\n" +
+	"\x06paused\x18\x06 \x01(\bR\x06paused\x12\x10\n" +
+	"\x03job\x18\a \x01(\fR\x03job\x12<\n" +
+	"\bpipeline\x18\b \x01(\v2 .hodei.store.v1.PipelineTemplateR\bpipeline\x12*\n" +
+	"\x11created_unix_nano\x18\t \x01(\x10R\x0fcreatedUnixNano\x12+\n" +
+	"\x12next_run_unix_nano\x18\n" +
+	" \x01(\x10R\x0fnextRunUnixNano\x12-\n" +
+	"\x13last_tick_unix_nano\x18\v \x01(\x10R\x10lastTickUnixNano\x12+\n" +
+	"\x12last_run_unix_nano\x18\f \x01(\x10R\x0flastRunUnixNano\x12\x19\n" +
+	"\blast_job\x18\r \x01(\tR\alastJob\x12\x18\n" +
+	"\askipped\x18\x0e \x01(\x03R\askipped\x12\x1b\n" +
+	"\tlast_skip\x18\x0f \x01(\tR\blastSkip\x12\x18\n" +
+	"\aversion\x18\x10 \x01(\x04R\aversion\"\xe7\x02\n" +
+	"\x10PipelineTemplate\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
+	"\bdefaults\x18\x02 \x01(\fR\bdefaults\x12;\n" +
+	"\x05steps\x18\x03 \x03(\v2%.hodei.store.v1.PipelineTemplate.StepR\x05steps\x1a0\n" +
+	"\x04Axis\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x16\n" +
+	"\x06values\x18\x02 \x03(\tR\x06values\x1a\xb3\x01\n" +
+	"\x04Step\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04spec\x18\x02 \x01(\fR\x04spec\x12\x14\n" +
+	"\x05needs\x18\x03 \x03(\tR\x05needs\x12.\n" +
+	"\x13continue_on_failure\x18\x04 \x01(\bR\x11continueOnFailure\x12=\n" +
+	"\x06matrix\x18\x05 \x03(\v2%.hodei.store.v1.PipelineTemplate.AxisR\x06matrixB1Z/github.com/hodei-jobs/hodei/store/record;recordb\x06proto3"
 
 var (
 	file_store_record_record_proto_rawDescOnce sync.Once
@@ -1329,36 +1718,43 @@ func file_store_record_record_proto_rawDescGZIP() []byte {
 	return file_store_record_record_proto_rawDescData
 }
 
-var file_store_record_record_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_store_record_record_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_store_record_record_proto_goTypes = []any{
-	(*JobRecord)(nil),           // 0: hodei.store.v1.JobRecord
-	(*SpecRecord)(nil),          // 1: hodei.store.v1.SpecRecord
-	(*PipelineRecord)(nil),      // 2: hodei.store.v1.PipelineRecord
-	(*WorkerRecord)(nil),        // 3: hodei.store.v1.WorkerRecord
-	(*TenantRecord)(nil),        // 4: hodei.store.v1.TenantRecord
-	(*TokenRecord)(nil),         // 5: hodei.store.v1.TokenRecord
-	(*AgentRecord)(nil),         // 6: hodei.store.v1.AgentRecord
-	(*ArrayRecord)(nil),         // 7: hodei.store.v1.ArrayRecord
-	nil,                         // 8: hodei.store.v1.SpecRecord.LabelsEntry
-	nil,                         // 9: hodei.store.v1.SpecRecord.EnvEntry
-	nil,                         // 10: hodei.store.v1.SpecRecord.SecretEnvEntry
-	nil,                         // 11: hodei.store.v1.SpecRecord.SelectorEntry
-	(*PipelineRecord_Step)(nil), // 12: hodei.store.v1.PipelineRecord.Step
-	nil,                         // 13: hodei.store.v1.WorkerRecord.LabelsEntry
+	(*JobRecord)(nil),             // 0: hodei.store.v1.JobRecord
+	(*SpecRecord)(nil),            // 1: hodei.store.v1.SpecRecord
+	(*PipelineRecord)(nil),        // 2: hodei.store.v1.PipelineRecord
+	(*WorkerRecord)(nil),          // 3: hodei.store.v1.WorkerRecord
+	(*TenantRecord)(nil),          // 4: hodei.store.v1.TenantRecord
+	(*TokenRecord)(nil),           // 5: hodei.store.v1.TokenRecord
+	(*AgentRecord)(nil),           // 6: hodei.store.v1.AgentRecord
+	(*ArrayRecord)(nil),           // 7: hodei.store.v1.ArrayRecord
+	(*ScheduleRecord)(nil),        // 8: hodei.store.v1.ScheduleRecord
+	(*PipelineTemplate)(nil),      // 9: hodei.store.v1.PipelineTemplate
+	nil,                           // 10: hodei.store.v1.SpecRecord.LabelsEntry
+	nil,                           // 11: hodei.store.v1.SpecRecord.EnvEntry
+	nil,                           // 12: hodei.store.v1.SpecRecord.SecretEnvEntry
+	nil,                           // 13: hodei.store.v1.SpecRecord.SelectorEntry
+	(*PipelineRecord_Step)(nil),   // 14: hodei.store.v1.PipelineRecord.Step
+	nil,                           // 15: hodei.store.v1.WorkerRecord.LabelsEntry
+	(*PipelineTemplate_Axis)(nil), // 16: hodei.store.v1.PipelineTemplate.Axis
+	(*PipelineTemplate_Step)(nil), // 17: hodei.store.v1.PipelineTemplate.Step
 }
 var file_store_record_record_proto_depIdxs = []int32{
 	1,  // 0: hodei.store.v1.JobRecord.spec:type_name -> hodei.store.v1.SpecRecord
-	8,  // 1: hodei.store.v1.SpecRecord.labels:type_name -> hodei.store.v1.SpecRecord.LabelsEntry
-	9,  // 2: hodei.store.v1.SpecRecord.env:type_name -> hodei.store.v1.SpecRecord.EnvEntry
-	10, // 3: hodei.store.v1.SpecRecord.secret_env:type_name -> hodei.store.v1.SpecRecord.SecretEnvEntry
-	11, // 4: hodei.store.v1.SpecRecord.selector:type_name -> hodei.store.v1.SpecRecord.SelectorEntry
-	12, // 5: hodei.store.v1.PipelineRecord.steps:type_name -> hodei.store.v1.PipelineRecord.Step
-	13, // 6: hodei.store.v1.WorkerRecord.labels:type_name -> hodei.store.v1.WorkerRecord.LabelsEntry
-	7,  // [7:7] is the sub-list for method output_type
-	7,  // [7:7] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	10, // 1: hodei.store.v1.SpecRecord.labels:type_name -> hodei.store.v1.SpecRecord.LabelsEntry
+	11, // 2: hodei.store.v1.SpecRecord.env:type_name -> hodei.store.v1.SpecRecord.EnvEntry
+	12, // 3: hodei.store.v1.SpecRecord.secret_env:type_name -> hodei.store.v1.SpecRecord.SecretEnvEntry
+	13, // 4: hodei.store.v1.SpecRecord.selector:type_name -> hodei.store.v1.SpecRecord.SelectorEntry
+	14, // 5: hodei.store.v1.PipelineRecord.steps:type_name -> hodei.store.v1.PipelineRecord.Step
+	15, // 6: hodei.store.v1.WorkerRecord.labels:type_name -> hodei.store.v1.WorkerRecord.LabelsEntry
+	9,  // 7: hodei.store.v1.ScheduleRecord.pipeline:type_name -> hodei.store.v1.PipelineTemplate
+	17, // 8: hodei.store.v1.PipelineTemplate.steps:type_name -> hodei.store.v1.PipelineTemplate.Step
+	16, // 9: hodei.store.v1.PipelineTemplate.Step.matrix:type_name -> hodei.store.v1.PipelineTemplate.Axis
+	10, // [10:10] is the sub-list for method output_type
+	10, // [10:10] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_store_record_record_proto_init() }
@@ -1372,7 +1768,7 @@ func file_store_record_record_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_store_record_record_proto_rawDesc), len(file_store_record_record_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

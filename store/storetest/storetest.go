@@ -28,6 +28,7 @@ func Run(t *testing.T, open func(t *testing.T) cluster.Store) {
 	t.Run("Tenants", func(t *testing.T) { testTenants(t, open) })
 	t.Run("Admission", func(t *testing.T) { testAdmission(t, open) })
 	t.Run("Pipelines", func(t *testing.T) { testPipelines(t, open) })
+	t.Run("Schedules", func(t *testing.T) { testSchedules(t, open) })
 }
 
 // T0 is the creation time of the suite's jobs. Times in the suite are UTC
