@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	ucli "github.com/urfave/cli/v2"
 
@@ -66,6 +67,10 @@ func serveCommand(e *env) *ucli.Command {
 			&ucli.StringFlag{Name: "tls-key", Usage: "private key `FILE` (PEM) of --tls-cert"},
 			&ucli.StringFlag{Name: "tls-client-ca", Usage: "CA certificate `FILE` that agents' client certificates are verified against (default: the cluster CA)"},
 			&ucli.StringSliceFlag{Name: "tls-san", Usage: "extra `NAME` or IP for the server certificate the server makes (repeat)"},
+			&ucli.BoolFlag{Name: "check", Usage: "run the database's consistency check at start (reads the whole file) and refuse to serve when it finds problems"},
+			&ucli.DurationFlag{Name: "snapshot-every", Usage: "save a snapshot of the database every `DURATION` (at least 1s) into --snapshot-dir; 0: none"},
+			&ucli.IntFlag{Name: "snapshot-keep", Value: server.DefaultSnapshotKeep, Usage: "with --snapshot-every: keep the newest `N` scheduled snapshots, removing older ones"},
+			&ucli.StringFlag{Name: "snapshot-dir", DefaultText: "DATA-DIR/" + server.SnapshotsDir, Usage: "with --snapshot-every: `DIR` of the scheduled snapshots, named hodei-YYYYMMDDTHHMMSSZ.db"},
 		},
 		Action: func(c *ucli.Context) error {
 			cfg, err := serveConfig(c)
@@ -165,6 +170,19 @@ func serveConfig(c *ucli.Context) (server.Config, error) {
 			return server.Config{}, usagef(c, "--%s: %d must be at least 1", name, n)
 		}
 	}
+	if every := c.Duration("snapshot-every"); every < 0 || (every > 0 && every < time.Second) {
+		return server.Config{}, usagef(c, "--snapshot-every: %s must be 0 (no scheduled snapshots) or at least 1s", every)
+	}
+	if n := c.Int("snapshot-keep"); n < 1 {
+		return server.Config{}, usagef(c, "--snapshot-keep: %d must be at least 1", n)
+	}
+	if c.Duration("snapshot-every") == 0 {
+		for _, name := range []string{"snapshot-keep", "snapshot-dir"} {
+			if c.IsSet(name) {
+				return server.Config{}, usagef(c, "--%s: only with --snapshot-every", name)
+			}
+		}
+	}
 	workerGC := c.Duration("worker-gc")
 	if workerGC == 0 {
 		workerGC = -1 // the flag's 0 is never; the config's is the default
@@ -194,6 +212,11 @@ func serveConfig(c *ucli.Context) (server.Config, error) {
 		TLSClientCA:    c.String("tls-client-ca"),
 		TLSHosts:       c.StringSlice("tls-san"),
 		SecretsKeyFile: c.String("secrets-key"),
+
+		Check:         c.Bool("check"),
+		SnapshotEvery: c.Duration("snapshot-every"),
+		SnapshotKeep:  c.Int("snapshot-keep"),
+		SnapshotDir:   c.String("snapshot-dir"),
 
 		AuditRetention:     c.Duration("audit-retention"),
 		MaxStreamsPerToken: c.Int("max-streams-per-token"),

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"time"
 
 	"github.com/hodei-jobs/hodei/job"
 	pb "github.com/hodei-jobs/hodei/proto"
@@ -29,11 +30,19 @@ const SecretsKeyName = "secrets.key"
 // the file is compacted, because bbolt leaves the plain values in the pages
 // it freed.
 func openStore(ctx context.Context, cfg Config, log *slog.Logger) (*store.DB, *seal.Key, error) {
-	path := filepath.Join(cfg.DataDir, "hodei.db")
+	path := filepath.Join(cfg.DataDir, store.DBFile)
 	opts := store.Options{Logger: cfg.Logger}
-	db, err := store.Open(path, opts)
+	db, err := store.OpenDataDir(cfg.DataDir, opts)
 	if err != nil {
 		return nil, nil, err
+	}
+	if cfg.Check {
+		start := time.Now()
+		if err := db.Check(); err != nil {
+			return nil, nil, errors.Join(fmt.Errorf("%s failed the check (--check), not serving: %w; "+
+				"restore the last snapshot with: hodei snapshot restore FILE --data-dir %s", path, err, cfg.DataDir), db.Close())
+		}
+		log.Info("database checked (--check): no problems found", "path", path, "took", time.Since(start).Round(time.Millisecond))
 	}
 	key, sealed, err := openKey(ctx, db, cfg.SecretsKeyFile, log)
 	if err != nil {
@@ -50,7 +59,7 @@ func openStore(ctx context.Context, cfg Config, log *slog.Logger) (*store.DB, *s
 	if err := store.CompactFile(path); err != nil {
 		return nil, nil, err
 	}
-	db, err = store.Open(path, opts)
+	db, err = store.OpenDataDir(cfg.DataDir, opts)
 	if err != nil {
 		return nil, nil, err
 	}
