@@ -67,7 +67,7 @@ func serveCommand(e *env) *ucli.Command {
 			&ucli.StringFlag{Name: "tls-key", Usage: "private key `FILE` (PEM) of --tls-cert"},
 			&ucli.StringFlag{Name: "tls-client-ca", Usage: "CA certificate `FILE` that agents' client certificates are verified against (default: the cluster CA)"},
 			&ucli.StringSliceFlag{Name: "tls-san", Usage: "extra `NAME` or IP for the server certificate the server makes (repeat)"},
-			&ucli.BoolFlag{Name: "check", Usage: "run the database's consistency check at start (reads the whole file) and refuse to serve when it finds problems"},
+			&ucli.BoolFlag{Name: "check", Usage: "run the database's consistency check at start, as hodei snapshot verify does (reads the whole file), and refuse to serve when it finds problems"},
 			&ucli.DurationFlag{Name: "snapshot-every", Usage: "save a snapshot of the database every `DURATION` (at least 1s) into --snapshot-dir; 0: none"},
 			&ucli.IntFlag{Name: "snapshot-keep", Value: server.DefaultSnapshotKeep, Usage: "with --snapshot-every: keep the newest `N` scheduled snapshots, removing older ones"},
 			&ucli.StringFlag{Name: "snapshot-dir", DefaultText: "DATA-DIR/" + server.SnapshotsDir, Usage: "with --snapshot-every: `DIR` of the scheduled snapshots, named hodei-YYYYMMDDTHHMMSSZ.db"},
@@ -76,6 +76,11 @@ func serveCommand(e *env) *ucli.Command {
 			cfg, err := serveConfig(c)
 			if err != nil {
 				return err
+			}
+			if c.Bool("check") {
+				if err := checkAtStart(c, cfg); err != nil {
+					return err
+				}
 			}
 			dev, err := devConfig(c)
 			if err != nil {
@@ -213,7 +218,6 @@ func serveConfig(c *ucli.Context) (server.Config, error) {
 		TLSHosts:       c.StringSlice("tls-san"),
 		SecretsKeyFile: c.String("secrets-key"),
 
-		Check:         c.Bool("check"),
 		SnapshotEvery: c.Duration("snapshot-every"),
 		SnapshotKeep:  c.Int("snapshot-keep"),
 		SnapshotDir:   c.String("snapshot-dir"),

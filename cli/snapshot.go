@@ -62,6 +62,7 @@ func snapshotCommand(*env) *ucli.Command {
 				},
 			},
 			restoreCommand(),
+			verifyCommand(),
 		},
 	}
 }
@@ -98,8 +99,14 @@ func restoreCommand() *ucli.Command {
 			if dir == "" {
 				return usagef(c, "--data-dir: required: the data dir of the server to restore into")
 			}
-			if st, err := os.Stat(a[0]); err != nil || !st.Mode().IsRegular() {
-				return usagef(c, "FILE: %s is not a snapshot file (%v)", a[0], errOr(err, "not a regular file"))
+			if err := regularFile(c, a[0]); err != nil {
+				return err
+			}
+			// Checked in a child first: bbolt's checker can crash this
+			// process on some damage (verify.go). Restore checks again in
+			// process, safely once the child found the file sound.
+			if _, err := verifyInChild(a[0]); err != nil {
+				return fmt.Errorf("restore refused, nothing changed: %w", err)
 			}
 			r, err := store.Restore(a[0], dir, time.Now())
 			if err != nil {
@@ -112,14 +119,6 @@ func restoreCommand() *ucli.Command {
 			return printRestored(c.App.Writer, c.App.ErrWriter, r, dir, missing)
 		},
 	}
-}
-
-// errOr is err, or a new error with text when err is nil.
-func errOr(err error, text string) error {
-	if err != nil {
-		return err
-	}
-	return errors.New(text)
 }
 
 // missingKeyFiles lists the key files the restored database depends on
@@ -166,13 +165,7 @@ func restoreJSON(r store.Restored, missing []string) any {
 }
 
 func printRestored(w, ew io.Writer, r store.Restored, dir string, missing []string) error {
-	s := r.Snapshot
-	cluster := "no cluster id (taken before identities; the server records one at its start)"
-	if s.HasIdentity {
-		cluster = fmt.Sprintf("cluster %s, created %s", s.Identity.ClusterID, s.Identity.Created.Format(time.RFC3339))
-	}
-	fmt.Fprintf(w, "snapshot %s: consistent; %s; schema %d; %d bytes; %d jobs, %d tenants, %d pipelines, %d tokens\n",
-		s.Path, cluster, s.Identity.Schema, s.Size, s.Jobs, s.Tenants, s.Pipelines, s.Tokens)
+	fmt.Fprintf(w, "snapshot %s: sound; %s\n", r.Snapshot.Path, describe(r.Snapshot))
 	if r.KeptAside != "" {
 		fmt.Fprintf(w, "kept the old database aside as %s\n", r.KeptAside)
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	"time"
 
 	"github.com/hodei-jobs/hodei/job"
 	pb "github.com/hodei-jobs/hodei/proto"
@@ -35,14 +34,6 @@ func openStore(ctx context.Context, cfg Config, log *slog.Logger) (*store.DB, *s
 	db, err := store.OpenDataDir(cfg.DataDir, opts)
 	if err != nil {
 		return nil, nil, err
-	}
-	if cfg.Check {
-		start := time.Now()
-		if err := db.Check(); err != nil {
-			return nil, nil, errors.Join(fmt.Errorf("%s failed the check (--check), not serving: %w; "+
-				"restore the last snapshot with: hodei snapshot restore FILE --data-dir %s", path, err, cfg.DataDir), db.Close())
-		}
-		log.Info("database checked (--check): no problems found", "path", path, "took", time.Since(start).Round(time.Millisecond))
 	}
 	key, sealed, err := openKey(ctx, db, cfg.SecretsKeyFile, log)
 	if err != nil {

@@ -74,10 +74,6 @@ type Config struct {
 	// the first start. Back it up beside the database: without it the
 	// stored secrets are lost, and the server refuses to start.
 	SecretsKeyFile string
-	// Check runs the database's consistency check (bbolt's and the
-	// store's) at start and refuses to serve when it finds problems.
-	// Default false: it reads the whole file.
-	Check bool
 	// SnapshotEvery is the interval of scheduled snapshots; 0 takes none.
 	// SnapshotKeep is how many of them are kept (default
 	// DefaultSnapshotKeep), SnapshotDir where (default DATA-DIR/snapshots).

@@ -181,7 +181,7 @@ func OpenDataDir(dir string, opts Options) (*DB, error) {
 	db, err := Open(path, opts)
 	if err != nil {
 		if errors.Is(err, ErrDamaged) {
-			return nil, fmt.Errorf("%w; restore the last snapshot with: %s (the damaged file is kept aside)", err, restore)
+			return nil, fmt.Errorf("%w; restore the last snapshot with: %s (which keeps the damaged file aside)", err, restore)
 		}
 		return nil, err
 	}

@@ -156,6 +156,9 @@ func Open(path string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("open store %s: waited %s: %w (is another hodei serve using this data dir?)",
 			path, opts.LockTimeout, ErrLocked)
 	}
+	if errors.Is(err, ErrDamaged) {
+		return nil, fmt.Errorf("open store: %w", err) // the error names the file
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
@@ -187,6 +190,9 @@ func Open(path string, opts Options) (*DB, error) {
 	})
 	if err != nil {
 		_ = closeGuarded(path, bdb)
+		if errors.Is(err, ErrDamaged) {
+			return nil, fmt.Errorf("open store: %w", err)
+		}
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	db := &DB{

@@ -134,7 +134,7 @@ func CheckFileLayout(path string) (FileInfo, error) {
 	return info, nil
 }
 
-var errNoMeta = errors.New("no meta page found")
+var errNoMeta = errors.New("no valid meta page at any page size")
 
 // readMeta reads and validates the meta page at off.
 func readMeta(r io.ReaderAt, off int64) (boltMeta, error) {
