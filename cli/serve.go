@@ -28,7 +28,9 @@ func serveCommand(e *env) *ucli.Command {
 	return &ucli.Command{
 		Name:  "serve",
 		Usage: "run the server: queue, scheduler, API, metrics",
-		Description: "Keeps the queue in memory and every state change in DATA-DIR/hodei.db.\n" +
+		Description: "Keeps the queue in memory and every state change in DATA-DIR/hodei.db, and which cluster that file\n" +
+			"belongs to in DATA-DIR/hodei.identity: a missing, empty or damaged hodei.db is refused, never started\n" +
+			"empty (restore it with hodei snapshot restore).\n" +
 			"Secret env values are sealed there with the key in DATA-DIR/secrets.key, created on the first start;\n" +
 			"back it up with the database: without it the stored secrets are lost and the server refuses to start.\n" +
 			"Prints one line 'hodei: serving grpc=ADDR http=ADDR data=DIR' when ready.",
