@@ -17,22 +17,24 @@ import (
 
 // SnapshotInfo describes a snapshot file that InspectSnapshot verified.
 type SnapshotInfo struct {
-	Path string
-	Size int64
-	Txid uint64 // the commit it holds
+	Path string `json:"path"`
+	Size int64  `json:"bytes"`
+	Txid uint64 `json:"txid"` // the commit it holds
 	// Identity is the cluster the snapshot belongs to; HasIdentity is false
 	// for a snapshot taken before identities existed (Identity then holds
 	// only the schema).
-	Identity    Identity
-	HasIdentity bool
-	Jobs        int // records in the jobs bucket (array tasks not yet run are not counted)
-	Tenants     int
-	Pipelines   int
-	Tokens      int
+	Identity    Identity `json:"identity"`
+	HasIdentity bool     `json:"has_identity"`
+	Jobs        int      `json:"jobs"` // records in the jobs bucket (array tasks not yet run are not counted)
+	Tenants     int      `json:"tenants"`
+	Pipelines   int      `json:"pipelines"`
+	Tokens      int      `json:"tokens"`
 	// What the snapshot's records depend on, besides the file: the secrets
 	// key its secret env values are sealed with, the token signing key, the
 	// cluster CA. The server refuses to start without the same files.
-	NeedsSecretsKey, NeedsTokenKey, NeedsCA bool
+	NeedsSecretsKey bool `json:"needs_secrets_key"`
+	NeedsTokenKey   bool `json:"needs_token_key"`
+	NeedsCA         bool `json:"needs_ca"`
 }
 
 // InspectSnapshot verifies the database file at path without changing it:
