@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	ucli "github.com/urfave/cli/v2"
 
@@ -27,7 +28,9 @@ func serveCommand(e *env) *ucli.Command {
 	return withConfigFile(&ucli.Command{
 		Name:  "serve",
 		Usage: "run the server: queue, scheduler, API, metrics",
-		Description: "Keeps the queue in memory and every state change in DATA-DIR/hodei.db.\n" +
+		Description: "Keeps the queue in memory and every state change in DATA-DIR/hodei.db, and which cluster that file\n" +
+			"belongs to in DATA-DIR/hodei.identity: a missing, empty or damaged hodei.db is refused, never started\n" +
+			"empty (restore it with hodei snapshot restore).\n" +
 			"Secret env values are sealed there with the key in DATA-DIR/secrets.key, created on the first start;\n" +
 			"back it up with the database: without it the stored secrets are lost and the server refuses to start.\n" +
 			"Prints one line 'hodei: serving grpc=ADDR http=ADDR data=DIR' when ready.\n\n" +
@@ -71,11 +74,20 @@ func serveCommand(e *env) *ucli.Command {
 			&ucli.StringFlag{Name: "tls-key", Usage: "private key `FILE` (PEM) of --tls-cert"},
 			&ucli.StringFlag{Name: "tls-client-ca", Usage: "CA certificate `FILE` that agents' client certificates are verified against (default: the cluster CA)"},
 			&ucli.StringSliceFlag{Name: "tls-san", Usage: "extra `NAME` or IP for the server certificate the server makes (repeat)"},
+			&ucli.BoolFlag{Name: "check", Usage: "run the database's consistency check at start, as hodei snapshot verify does (reads the whole file), and refuse to serve when it finds problems"},
+			&ucli.DurationFlag{Name: "snapshot-every", Usage: "save a snapshot of the database every `DURATION` (at least 1s) into --snapshot-dir; 0: none"},
+			&ucli.IntFlag{Name: "snapshot-keep", Value: server.DefaultSnapshotKeep, Usage: "with --snapshot-every: keep the newest `N` scheduled snapshots, removing older ones"},
+			&ucli.StringFlag{Name: "snapshot-dir", DefaultText: "DATA-DIR/" + server.SnapshotsDir, Usage: "with --snapshot-every: `DIR` of the scheduled snapshots, named hodei-YYYYMMDDTHHMMSSZ.db"},
 		},
 		Action: func(c *ucli.Context) error {
 			cfg, err := serveConfig(c)
 			if err != nil {
 				return err
+			}
+			if c.Bool("check") {
+				if err := checkAtStart(c, cfg); err != nil {
+					return err
+				}
 			}
 			dev, err := devConfig(c)
 			if err != nil {
@@ -174,6 +186,19 @@ func serveConfig(c *ucli.Context) (server.Config, error) {
 			return server.Config{}, usagef(c, "--%s: %d must be at least 1", name, n)
 		}
 	}
+	if every := c.Duration("snapshot-every"); every < 0 || (every > 0 && every < time.Second) {
+		return server.Config{}, usagef(c, "--snapshot-every: %s must be 0 (no scheduled snapshots) or at least 1s", every)
+	}
+	if n := c.Int("snapshot-keep"); n < 1 {
+		return server.Config{}, usagef(c, "--snapshot-keep: %d must be at least 1", n)
+	}
+	if c.Duration("snapshot-every") == 0 {
+		for _, name := range []string{"snapshot-keep", "snapshot-dir"} {
+			if c.IsSet(name) {
+				return server.Config{}, usagef(c, "--%s: only with --snapshot-every", name)
+			}
+		}
+	}
 	workerGC := c.Duration("worker-gc")
 	if workerGC == 0 {
 		workerGC = -1 // the flag's 0 is never; the config's is the default
@@ -203,6 +228,10 @@ func serveConfig(c *ucli.Context) (server.Config, error) {
 		TLSClientCA:    c.String("tls-client-ca"),
 		TLSHosts:       c.StringSlice("tls-san"),
 		SecretsKeyFile: c.String("secrets-key"),
+
+		SnapshotEvery: c.Duration("snapshot-every"),
+		SnapshotKeep:  c.Int("snapshot-keep"),
+		SnapshotDir:   c.String("snapshot-dir"),
 
 		AuditRetention:     c.Duration("audit-retention"),
 		MaxStreamsPerToken: c.Int("max-streams-per-token"),

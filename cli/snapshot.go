@@ -2,13 +2,18 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/hodei-jobs/hodei/client"
+	"github.com/hodei-jobs/hodei/server"
+	"github.com/hodei-jobs/hodei/store"
 )
 
 func snapshotCommand(*env) *ucli.Command {
@@ -22,10 +27,12 @@ func snapshotCommand(*env) *ucli.Command {
 				ArgsUsage: "FILE",
 				Description: "FILE is replaced atomically: it is either the complete snapshot or left as it was.\n" +
 					"It is created readable by its owner only.\n\n" +
-					"Secret env values are sealed in it with the server's key file, DATA-DIR/secrets.key, which is\n" +
-					"not in the snapshot: back that file up too, once (it does not change), and keep it apart from\n" +
-					"the snapshots. To restore, put FILE as DATA-DIR/hodei.db and the key as DATA-DIR/secrets.key;\n" +
-					"without the key the server refuses to start and the stored secrets cannot be recovered.",
+					"A snapshot holds the database: jobs, tenants, pipelines, tokens, the logs' index. It does not hold\n" +
+					"the job output (DATA-DIR/logs/) or the key files. Secret env values are sealed in it with the\n" +
+					"server's key file, DATA-DIR/secrets.key: back that file up too, once (it does not change), with\n" +
+					"token.key and tls/, and keep them apart from the snapshots. Restore with hodei snapshot restore;\n" +
+					"without the key the server refuses to start and the stored secrets cannot be recovered.\n" +
+					"For snapshots on a schedule, see hodei serve --snapshot-every.",
 				Flags: withFlags(true),
 				Action: func(c *ucli.Context) error {
 					a, err := args(c, "FILE")
@@ -54,8 +61,119 @@ func snapshotCommand(*env) *ucli.Command {
 					return err
 				},
 			},
+			restoreCommand(),
+			verifyCommand(),
 		},
 	}
+}
+
+// restoreCommand is `hodei snapshot restore FILE --data-dir DIR`.
+func restoreCommand() *ucli.Command {
+	return &ucli.Command{
+		Name:      "restore",
+		Usage:     "put a snapshot in place as the database of a stopped server's data dir",
+		ArgsUsage: "FILE",
+		Description: "Verifies FILE first and changes nothing when it fails: bbolt's consistency check and the store's,\n" +
+			"and that it is a hodei database of a schema this hodei can open; prints its cluster id, creation time,\n" +
+			"schema and what it holds. Refuses while a server has DIR/hodei.db open (stop it first).\n" +
+			"Then keeps the database in DIR aside as hodei.db.before-restore-TIME, puts a synced copy of FILE in\n" +
+			"place as DIR/hodei.db (renamed in at once) and writes DIR/hodei.identity to match it.\n\n" +
+			"The other files of DIR stay as they are: the job output in logs/ (a snapshot holds the logs' index,\n" +
+			"not the output) and the key files secrets.key, token.key and tls/, which the snapshot's sealed\n" +
+			"secrets, tokens and agents depend on: restoring into a new DIR, copy them there first.\n" +
+			"Exit status: 0 restored, 1 refused (FILE damaged or not a hodei database, DIR in use), 2 usage.",
+		Flags: []ucli.Flag{
+			&ucli.StringFlag{Name: "data-dir", EnvVars: []string{"HODEI_DATA_DIR"}, Usage: "the server's data `DIR` (required)"},
+			outputFlag(),
+		},
+		Action: func(c *ucli.Context) error {
+			a, err := args(c, "FILE")
+			if err != nil {
+				return err
+			}
+			asJSON, err := jsonOutput(c)
+			if err != nil {
+				return err
+			}
+			dir := c.String("data-dir")
+			if dir == "" {
+				return usagef(c, "--data-dir: required: the data dir of the server to restore into")
+			}
+			if err := regularFile(c, a[0]); err != nil {
+				return err
+			}
+			// Checked in a child first: bbolt's checker can crash this
+			// process on some damage (verify.go). Restore checks again in
+			// process, safely once the child found the file sound.
+			if _, err := verifyInChild(a[0]); err != nil {
+				return fmt.Errorf("restore refused, nothing changed: %w", err)
+			}
+			r, err := store.Restore(a[0], dir, time.Now())
+			if err != nil {
+				return fmt.Errorf("restore refused, nothing changed: %w", err)
+			}
+			missing := missingKeyFiles(dir, r.Snapshot)
+			if asJSON {
+				return writeJSON(c.App.Writer, restoreJSON(r, missing))
+			}
+			return printRestored(c.App.Writer, c.App.ErrWriter, r, dir, missing)
+		},
+	}
+}
+
+// missingKeyFiles lists the key files the restored database depends on
+// that the data dir lacks, each with what it is for.
+func missingKeyFiles(dir string, info store.SnapshotInfo) []string {
+	var missing []string
+	for _, f := range []struct {
+		need       bool
+		name, what string
+	}{
+		{info.NeedsSecretsKey, server.SecretsKeyName, "its secret env values are sealed with it (unless you start the server with --secrets-key)"},
+		{info.NeedsTokenKey, server.TokenKeyFile, "its tokens were signed with it"},
+		{info.NeedsCA, filepath.Join(server.TLSDir, "ca.pem"), "its agents joined with the cluster CA"},
+	} {
+		if _, err := os.Stat(filepath.Join(dir, f.name)); f.need && errors.Is(err, os.ErrNotExist) {
+			missing = append(missing, fmt.Sprintf("%s (%s)", filepath.Join(dir, f.name), f.what))
+		}
+	}
+	return missing
+}
+
+func restoreJSON(r store.Restored, missing []string) any {
+	type out struct {
+		Snapshot    string    `json:"snapshot"`
+		Database    string    `json:"database"`
+		KeptAside   string    `json:"kept_aside,omitempty"`
+		ClusterID   string    `json:"cluster_id,omitempty"`
+		Created     time.Time `json:"created,omitzero"`
+		Schema      uint64    `json:"schema"`
+		Bytes       int64     `json:"bytes"`
+		Jobs        int       `json:"jobs"`
+		Tenants     int       `json:"tenants"`
+		Pipelines   int       `json:"pipelines"`
+		Tokens      int       `json:"tokens"`
+		MissingKeys []string  `json:"missing_key_files,omitempty"`
+	}
+	s := r.Snapshot
+	o := out{Snapshot: s.Path, Database: r.Database, KeptAside: r.KeptAside, Schema: s.Identity.Schema, Bytes: s.Size,
+		Jobs: s.Jobs, Tenants: s.Tenants, Pipelines: s.Pipelines, Tokens: s.Tokens, MissingKeys: missing}
+	if s.HasIdentity {
+		o.ClusterID, o.Created = s.Identity.ClusterID, s.Identity.Created
+	}
+	return o
+}
+
+func printRestored(w, ew io.Writer, r store.Restored, dir string, missing []string) error {
+	fmt.Fprintf(w, "snapshot %s: sound; %s\n", r.Snapshot.Path, describeSnapshot(r.Snapshot))
+	if r.KeptAside != "" {
+		fmt.Fprintf(w, "kept the old database aside as %s\n", r.KeptAside)
+	}
+	fmt.Fprintf(w, "restored %s; start the server with: hodei serve --data-dir %s\n", r.Database, dir)
+	for _, m := range missing {
+		fmt.Fprintf(ew, "hodei: warning: missing %s: copy it from your backup before starting the server, which refuses to start without it\n", m)
+	}
+	return nil
 }
 
 // saveSnapshot streams the snapshot into a temporary file next to path,

@@ -29,9 +29,9 @@ const SecretsKeyName = "secrets.key"
 // the file is compacted, because bbolt leaves the plain values in the pages
 // it freed.
 func openStore(ctx context.Context, cfg Config, log *slog.Logger) (*store.DB, *seal.Key, error) {
-	path := filepath.Join(cfg.DataDir, "hodei.db")
+	path := filepath.Join(cfg.DataDir, store.DBFile)
 	opts := store.Options{Logger: cfg.Logger}
-	db, err := store.Open(path, opts)
+	db, err := store.OpenDataDir(cfg.DataDir, opts)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -50,7 +50,7 @@ func openStore(ctx context.Context, cfg Config, log *slog.Logger) (*store.DB, *s
 	if err := store.CompactFile(path); err != nil {
 		return nil, nil, err
 	}
-	db, err = store.Open(path, opts)
+	db, err = store.OpenDataDir(cfg.DataDir, opts)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -73,6 +74,12 @@ type Config struct {
 	// the first start. Back it up beside the database: without it the
 	// stored secrets are lost, and the server refuses to start.
 	SecretsKeyFile string
+	// SnapshotEvery is the interval of scheduled snapshots; 0 takes none.
+	// SnapshotKeep is how many of them are kept (default
+	// DefaultSnapshotKeep), SnapshotDir where (default DATA-DIR/snapshots).
+	SnapshotEvery time.Duration
+	SnapshotKeep  int
+	SnapshotDir   string
 }
 
 // Defaults of Config.
@@ -129,12 +136,14 @@ type Server struct {
 // New opens the store in cfg.DataDir and rebuilds the scheduler's memory
 // from it. Close it (or run Serve) to release the file.
 func New(ctx context.Context, cfg Config) (s *Server, err error) {
-	// bbolt panics on a damaged page; at start that is a file to restore,
-	// not a crash to debug.
+	// bbolt panics on a damaged page, and a page it cannot read faults; at
+	// start (the store's open, the first read of every job) that is a file
+	// to restore, not a crash to debug.
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if p := recover(); p != nil {
-			s, err = nil, fmt.Errorf("%s is damaged (%v): restore it from a snapshot (hodei snapshot save), with secrets.key beside it",
-				filepath.Join(cfg.DataDir, "hodei.db"), p)
+			s, err = nil, fmt.Errorf("%s is damaged (%v): %w; restore the last snapshot with: hodei snapshot restore FILE --data-dir %s (with secrets.key beside it)",
+				filepath.Join(cfg.DataDir, store.DBFile), p, store.ErrDamaged, cfg.DataDir)
 		}
 	}()
 	if cfg.DataDir == "" {
@@ -163,6 +172,12 @@ func New(ctx context.Context, cfg Config) (s *Server, err error) {
 	}
 	if cfg.SecretsKeyFile == "" {
 		cfg.SecretsKeyFile = filepath.Join(cfg.DataDir, SecretsKeyName)
+	}
+	if cfg.SnapshotKeep <= 0 {
+		cfg.SnapshotKeep = DefaultSnapshotKeep
+	}
+	if cfg.SnapshotDir == "" {
+		cfg.SnapshotDir = filepath.Join(cfg.DataDir, SnapshotsDir)
 	}
 	if err := checkSecurity(cfg); err != nil {
 		return nil, err
@@ -311,6 +326,10 @@ func (s *Server) Serve(ctx context.Context) error {
 	go func() { defer loops.Done(); s.sched.Run(ctx) }()
 	go func() { defer loops.Done(); s.retain(ctx) }()
 	go func() { defer loops.Done(); s.gate.runTouch(ctx) }()
+	if s.cfg.SnapshotEvery > 0 {
+		loops.Add(1)
+		go func() { defer loops.Done(); s.snapshotLoop(ctx) }()
+	}
 	go func() {
 		defer loops.Done()
 		if err := s.grpc.Serve(s.grpcLis); err != nil {

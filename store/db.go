@@ -83,6 +83,9 @@ type DB struct {
 	bolt *bolt.DB
 	log  *slog.Logger
 	opts Options
+	// identity is the file's cluster id and creation time, read or made
+	// at Open; it never changes.
+	identity Identity
 
 	reqs    chan *request // writers → commit loop; capacity MaxBatch
 	closing chan struct{} // closed by Close: the loop stops taking requests
@@ -143,7 +146,7 @@ func Open(path string, opts Options) (*DB, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	bdb, err := bolt.Open(path, 0o600, &bolt.Options{
+	bdb, info, err := openBolt(path, &bolt.Options{
 		Timeout:         opts.LockTimeout,
 		NoFreelistSync:  true,
 		FreelistType:    bolt.FreelistMapType,
@@ -154,34 +157,53 @@ func Open(path string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("open store %s: waited %s: %w (is another hodei serve using this data dir?)",
 			path, opts.LockTimeout, ErrLocked)
 	}
+	if errors.Is(err, ErrDamaged) {
+		return nil, fmt.Errorf("open store: %w", err) // the error names the file
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	log := opts.Logger.With("component", "store")
+	if info.DamagedMeta >= 0 {
+		log.Warn("one of the database's two meta pages is damaged; bbolt uses the other one, "+
+			"the file is as of that commit and the next commit rewrites the damaged page",
+			"path", path, "damaged_meta_page", info.DamagedMeta, "txid", info.Txid)
 	}
 	var (
 		mig       *migrated
 		indexed   []string // index buckets created
 		indexJobs int      // jobs read to fill them
+		ident     Identity
 	)
 	start := time.Now()
-	err = bdb.Update(func(tx *bolt.Tx) error {
-		var err error
-		if mig, err = initFile(tx, start); err != nil {
+	err = guard(path, func() error {
+		return bdb.Update(func(tx *bolt.Tx) error {
+			var err error
+			if mig, err = initFile(tx, start); err != nil {
+				return err
+			}
+			if ident, err = ensureIdentity(tx, start); err != nil {
+				return err
+			}
+			indexed, indexJobs, err = ensureIndexes(tx)
 			return err
-		}
-		indexed, indexJobs, err = ensureIndexes(tx)
-		return err
+		})
 	})
 	if err != nil {
-		_ = bdb.Close()
+		_ = closeGuarded(path, bdb)
+		if errors.Is(err, ErrDamaged) {
+			return nil, fmt.Errorf("open store: %w", err)
+		}
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	db := &DB{
-		bolt:    bdb,
-		log:     opts.Logger.With("component", "store"),
-		opts:    opts,
-		reqs:    make(chan *request, opts.MaxBatch),
-		closing: make(chan struct{}),
-		done:    make(chan struct{}),
+		bolt:     bdb,
+		log:      log,
+		opts:     opts,
+		identity: ident,
+		reqs:     make(chan *request, opts.MaxBatch),
+		closing:  make(chan struct{}),
+		done:     make(chan struct{}),
 	}
 	db.health = health{log: db.log, path: path, now: time.Now}
 	switch {
@@ -303,28 +325,53 @@ func (db *DB) Check() error {
 		return fmt.Errorf("check: %w", closedErr(err))
 	}
 	defer func() { _ = tx.Rollback() }()
-	return checkTx(tx)
+	return guard(db.bolt.Path(), func() error { return checkTx(tx) })
 }
 
 // CheckFile runs Check's checks on a closed database file, such as a
 // snapshot, opening it read-only. Indexes the file does not have yet (it
 // was written before them) are not checked.
 func CheckFile(path string) error {
-	bdb, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: DefaultLockTimeout})
+	if _, err := CheckFileLayout(path); err != nil {
+		return fmt.Errorf("check: %w", err)
+	}
+	var bdb *bolt.DB
+	err := guard(path, func() error {
+		var err error
+		bdb, err = bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: DefaultLockTimeout})
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("check %s: %w", path, err)
 	}
-	err = bdb.View(checkTx)
-	if cerr := bdb.Close(); err == nil && cerr != nil {
+	err = guard(path, func() error { return bdb.View(checkTx) })
+	if cerr := closeGuarded(path, bdb); err == nil && cerr != nil {
 		err = fmt.Errorf("check %s: %w", path, cerr)
 	}
 	return err
 }
 
+// maxCheckErrors is how many of bbolt's findings a failed check lists.
+const maxCheckErrors = 10
+
+// checkTx reads every page of tx in the caller's goroutine (walkTx: run it
+// under guard, so that a damaged page is an error, not a crash in bbolt's
+// checker goroutine), then runs bbolt's consistency check and the store's.
 func checkTx(tx *bolt.Tx) error {
+	if err := walkTx(tx); err != nil {
+		return fmt.Errorf("consistency check: %w", err)
+	}
 	var errs []error
+	more := 0
 	for err := range tx.Check() { // drain it all: the checker is a goroutine
+		if len(errs) == maxCheckErrors {
+			more++
+			continue
+		}
 		errs = append(errs, err)
+	}
+	if more > 0 {
+		errs = append(errs, fmt.Errorf("… and %d more", more))
 	}
 	if len(errs) == 0 && current(tx) {
 		// The counts and indexes are read only from a sound file of

@@ -72,6 +72,14 @@
 //     values arrive sealed, so this only matters for the one-time sealing of
 //     an older file (SealSecrets), after which CompactFile rewrites it.
 //
+// A damaged file is refused rather than mapped (fileguard.go): Open reads
+// the two meta pages and checks the file's size against the last commit
+// before bbolt maps it, and runs bbolt's open and the opening transaction
+// with panics and memory faults turned into ErrDamaged. OpenDataDir adds the
+// identity file beside the database (datadir.go), so that a lost or emptied
+// database is refused (ErrMissing) instead of started empty; Restore puts a
+// verified snapshot in place (restore.go).
+//
 // Subpackages: memstore is an in-memory fake with the same semantics for the
 // scheduler's tests, and storetest is the conformance suite both pass.
 package store
