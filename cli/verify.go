@@ -111,7 +111,7 @@ func regularFile(c *ucli.Context, path string) error {
 	return nil
 }
 
-// describe is one line about a verified file.
+// describeSnapshot is one line about a verified file.
 func describeSnapshot(s store.SnapshotInfo) string {
 	cluster := "no cluster id (taken before identities; the server records one at its start)"
 	if s.HasIdentity {
