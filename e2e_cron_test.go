@@ -127,3 +127,43 @@ func TestCronCLI(t *testing.T) {
 	}
 	wantRefused(t, addr, "not found", "cron", "get", "nightly")
 }
+
+// TestCronSecrets: a schedule's secret env values are stored sealed (the
+// database file never holds them in plain text), shown as *** by `cron
+// get`, reach each tick's job, and are masked in its output.
+func TestCronSecrets(t *testing.T) {
+	dataDir := t.TempDir()
+	srv := startServer(t, dataDir)
+	addr := srv.grpcAddr
+	startAgent(t, addr, t.TempDir())
+	const value = "hunter2-cron-secret"
+	out, errOut, code := hodei(t, addr, "cron", "add", "withsecret", "--schedule", "@yearly", "--secret-env", "TOKEN="+value,
+		"--", "sh", "-c", `echo "got $TOKEN"`)
+	if code != 0 {
+		t.Fatalf("cron add with --secret-env: exit %d, %q %q", code, out, errOut)
+	}
+	out, _, _ = hodei(t, addr, "cron", "get", "withsecret", "-o", "json")
+	if strings.Contains(out, value) || !strings.Contains(out, `"TOKEN": "***"`) {
+		t.Errorf("cron get -o json shows:\n%s", out)
+	}
+	id, errOut, code := hodei(t, addr, "cron", "run", "withsecret")
+	if code != 0 {
+		t.Fatalf("cron run: exit %d, %q", code, errOut)
+	}
+	id = strings.TrimSpace(id)
+	if j := waitJob(t, dial(t, addr).Jobs(), id, 30*time.Second); j.GetState() != pb.JobState_JOB_STATE_COMPLETED {
+		t.Fatalf("the tick's job ended %s (%s)", j.GetState(), j.GetReason())
+	}
+	// The agent masks the exact value: *** shows the job had it.
+	if out, _, _ := hodei(t, addr, "logs", id); out != "got ***\r\n" {
+		t.Errorf("the job's log is %q, want the secret, masked", out)
+	}
+	srv.kill() // what is in the file now is all there is
+	db, err := os.ReadFile(filepath.Join(dataDir, "hodei.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(db), value) {
+		t.Error("the database file holds the secret value in plain text")
+	}
+}

@@ -96,4 +96,12 @@ type Config struct {
 	// map of sealed values: the old map may be shared with the other jobs of
 	// the same call. nil: values are stored as given.
 	SealSecrets func(j *job.Job)
+	// SealScheduleSecrets seals the secret env values of a new schedule's
+	// job template (its job's, or its pipeline's defaults' and steps') for
+	// the schedule, named by its key ("tenant/name"), returning a new map;
+	// OpenScheduleSecrets opens them again for each tick's jobs, which
+	// SealSecrets then seals for themselves. With either nil, a schedule's
+	// jobs may not have secret values.
+	SealScheduleSecrets func(key string, env map[string]string) map[string]string
+	OpenScheduleSecrets func(key string, env map[string]string) (map[string]string, error)
 }

@@ -53,13 +53,13 @@ func (s *Cluster) checkSchedule(sc *job.Schedule, now time.Time) (cron.Expr, err
 			return e, err
 		}
 		for _, st := range append([]job.Step{{Spec: sc.Pipeline.Defaults}}, sc.Pipeline.Steps...) {
-			if err := cronSpecRules(st.Spec); err != nil {
+			if err := s.cronSpecRules(st.Spec); err != nil {
 				return e, err
 			}
 		}
 		return e, nil
 	}
-	if err := cronSpecRules(sc.Spec); err != nil {
+	if err := s.cronSpecRules(sc.Spec); err != nil {
 		return e, inJob(err)
 	}
 	sc.Spec.Tenant = sc.Tenant
@@ -84,14 +84,44 @@ func inJob(err error) error {
 }
 
 // cronSpecRules are what a schedule's spec may not hold: a fixed deadline
-// (each tick would share it) and secret values (a schedule record keeps
-// its spec, and secrets are sealed per job).
-func cronSpecRules(sp job.Spec) error {
+// (each tick would share it), and secret values when there is nothing to
+// seal them with (a schedule record keeps its spec).
+func (s *Cluster) cronSpecRules(sp job.Spec) error {
 	if !sp.Deadline.IsZero() {
 		return job.Invalid("deadline", "a schedule's jobs cannot have a fixed deadline")
 	}
-	if len(sp.SecretEnv) > 0 {
+	if len(sp.SecretEnv) > 0 && (s.cfg.SealScheduleSecrets == nil || s.cfg.OpenScheduleSecrets == nil) {
 		return job.Invalid("secret_env", "a schedule's jobs cannot have secret values (they would be kept unsealed in the schedule)")
+	}
+	return nil
+}
+
+// scheduleSecrets replaces every secret env map of sc's job template (its
+// job's, or its pipeline's defaults' and steps') with f's result. A
+// pipeline's steps are copied first: they may be shared with the stored
+// schedule.
+func scheduleSecrets(sc *job.Schedule, f func(map[string]string) (map[string]string, error)) error {
+	do := func(env *map[string]string) error {
+		if len(*env) == 0 {
+			return nil
+		}
+		out, err := f(*env)
+		*env = out
+		return err
+	}
+	if sc.Pipeline == nil {
+		return do(&sc.Spec.SecretEnv)
+	}
+	p := *sc.Pipeline
+	p.Steps = slices.Clone(p.Steps)
+	sc.Pipeline = &p
+	if err := do(&p.Defaults.SecretEnv); err != nil {
+		return err
+	}
+	for i := range p.Steps {
+		if err := do(&p.Steps[i].Spec.SecretEnv); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -112,6 +142,12 @@ func (s *Cluster) CronAdd(ctx context.Context, sc job.Schedule) (*job.Schedule, 
 	}
 	if err := s.ensureTenant(ctx, sc.Tenant); err != nil {
 		return nil, err
+	}
+	if s.cfg.SealScheduleSecrets != nil {
+		key := sc.Key()
+		_ = scheduleSecrets(&sc, func(env map[string]string) (map[string]string, error) {
+			return s.cfg.SealScheduleSecrets(key, env), nil
+		})
 	}
 	sc.CreatedAt, sc.Version = now, 0
 	sc.NextRun = e.Next(now)
@@ -460,8 +496,19 @@ func (s *Cluster) submitTick(ctx context.Context, n *job.Schedule, e cron.Expr, 
 		jobs []*job.Job
 		id   string
 	)
-	if n.Pipeline != nil {
-		spec := *n.Pipeline
+	// The template's secret values are sealed for the schedule; each job
+	// gets them sealed for itself (s.seal, buildPipeline).
+	tpl := *n
+	if s.cfg.OpenScheduleSecrets != nil {
+		key := n.Key()
+		if err := scheduleSecrets(&tpl, func(env map[string]string) (map[string]string, error) {
+			return s.cfg.OpenScheduleSecrets(key, env)
+		}); err != nil {
+			return "", s.refusedTick(ctx, cur, n, e, err, manual)
+		}
+	}
+	if tpl.Pipeline != nil {
+		spec := *tpl.Pipeline
 		spec.Tenant = n.Tenant
 		spec.Defaults.Labels = merged(spec.Defaults.Labels, labels)
 		spec.Defaults.Env = merged(spec.Defaults.Env, env)
@@ -471,7 +518,7 @@ func (s *Cluster) submitTick(ctx context.Context, n *job.Schedule, e cron.Expr, 
 		}
 		id = p.ID
 	} else {
-		spec := n.Spec
+		spec := tpl.Spec
 		spec.Tenant = n.Tenant
 		spec.Labels = merged(spec.Labels, labels)
 		spec.Env = merged(spec.Env, env)
@@ -480,6 +527,7 @@ func (s *Cluster) submitTick(ctx context.Context, n *job.Schedule, e cron.Expr, 
 			return "", s.refusedTick(ctx, cur, n, e, err, manual)
 		}
 		j := &job.Job{ID: s.newID(now), Spec: spec, State: job.Pending, Attempt: 1, CreatedAt: now}
+		s.seal(j)
 		jobs, id = []*job.Job{j}, j.ID
 	}
 	next := *n

@@ -138,14 +138,20 @@ func FromJob(j *job.Job) *Job {
 // answers to API clients.
 func Redacted(j *job.Job) *Job {
 	pb := FromJob(j)
-	if len(j.Spec.SecretEnv) > 0 {
-		m := make(map[string]string, len(j.Spec.SecretEnv))
-		for k := range j.Spec.SecretEnv {
-			m[k] = "***"
-		}
-		pb.Spec.SecretEnv = m
-	}
+	pb.Spec.SecretEnv = redactedEnv(j.Spec.SecretEnv)
 	return pb
+}
+
+// redactedEnv returns env's names with "***" for every value; nil for none.
+func redactedEnv(env map[string]string) map[string]string {
+	if len(env) == 0 {
+		return nil
+	}
+	m := make(map[string]string, len(env))
+	for k := range env {
+		m[k] = "***"
+	}
+	return m
 }
 
 // ToJob converts a wire job to the domain, sharing its maps and slices.

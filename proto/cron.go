@@ -64,6 +64,7 @@ func FromSchedule(s *job.Schedule, lastState string) *CronSchedule {
 		out.Pipeline = ps
 	} else {
 		out.Job = FromSpec(&s.Spec)
+		out.Job.SecretEnv = redactedEnv(s.Spec.SecretEnv)
 	}
 	return out
 }

@@ -90,6 +90,19 @@ func (s *Server) sealJob(j *job.Job) {
 	j.Spec.SecretEnv = s.key.SealEnv(j.ID, j.Spec.SecretEnv)
 }
 
+// sealSchedule and openSchedule are the scheduler's Config.SealScheduleSecrets
+// and OpenScheduleSecrets: a schedule's job template keeps its secret env
+// values sealed for the schedule (key "tenant/name"; "schedule/" keeps it
+// apart from job ids, which never hold a slash), and each tick's job gets
+// them sealed for itself.
+func (s *Server) sealSchedule(key string, env map[string]string) map[string]string {
+	return s.key.SealEnv("schedule/"+key, env)
+}
+
+func (s *Server) openSchedule(key string, env map[string]string) (map[string]string, error) {
+	return s.key.OpenEnv("schedule/"+key, env)
+}
+
 // assignMsg is the Assign order for job j on worker workerID: the one place
 // its secret env values are opened, into a message that goes to that
 // worker's stream only. When they cannot be opened (the database was

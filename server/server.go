@@ -228,6 +228,9 @@ func New(ctx context.Context, cfg Config) (s *Server, err error) {
 		Logger:      cfg.Logger,
 		Settings:    cfg.Settings,
 		SealSecrets: s.sealJob,
+
+		SealScheduleSecrets: s.sealSchedule,
+		OpenScheduleSecrets: s.openSchedule,
 	})
 	if err := s.sched.Recover(ctx); err != nil {
 		s.Close()
