@@ -81,8 +81,8 @@ const (
 	DefaultKillGrace   = 10 * time.Second
 	// DefaultDrainTimeout is the default of Config.DrainTimeout.
 	DefaultDrainTimeout = 30 * time.Second
-	maxBackoff         = 10 * time.Second
-	minBackoff         = 100 * time.Millisecond
+	maxBackoff          = 10 * time.Second
+	minBackoff          = 100 * time.Millisecond
 )
 
 // Agent runs the jobs the server assigns to this host. Create it with New
@@ -369,7 +369,6 @@ func (a *Agent) Run(ctx context.Context) error {
 		backoff = min(backoff*2, maxBackoff)
 	}
 }
-
 
 // snapshotTasks returns the current tasks.
 func (a *Agent) snapshotTasks() []*task {
