@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -98,8 +99,17 @@ func runSupervisor(dataDir, version string, log *slog.Logger, ready io.WriteClos
 	s.wg.Go(s.accept)
 	first := time.NewTimer(supFirstConnect)
 	defer first.Stop()
+	// SIGTERM or SIGINT sent to the supervisor itself (not the agent's)
+	// stops its jobs, each with its kill grace, and it exits once they
+	// ended: their results are lost, and the server fails them as lost.
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(term)
 	for done := false; !done; {
 		select {
+		case sig := <-term:
+			s.terminate(sig)
+			done = true
 		case <-s.changed:
 			done = s.idle()
 		case <-first.C:
@@ -117,6 +127,24 @@ func runSupervisor(dataDir, version string, log *slog.Logger, ready io.WriteClos
 	s.mu.Unlock()
 	s.wg.Wait()
 	return nil
+}
+
+// terminate stops every attempt and waits for them to end.
+func (s *supervisor) terminate(sig os.Signal) {
+	s.mu.Lock()
+	s.retired = true
+	atts := make([]*supAttempt, 0, len(s.atts))
+	for _, sa := range s.atts {
+		atts = append(atts, sa)
+	}
+	s.mu.Unlock()
+	s.log.Warn("supervisor terminated: stopping its jobs", "signal", sig.String(), "jobs", len(atts))
+	for _, sa := range atts {
+		sa.att.Stop("supervisor terminated ("+sig.String()+")", 0)
+	}
+	for _, sa := range atts {
+		<-sa.att.Done()
+	}
 }
 
 // idle reports whether the supervisor should exit: it holds nothing and
