@@ -104,10 +104,6 @@ type Agent struct {
 	// detached is closed when the agent leaves its running jobs to their
 	// supervisors: their watchers return without a result.
 	detached chan struct{}
-	// leaving is set once Run's ctx ended: Assigns still arriving are
-	// started all the same (the server stopped sending new ones at the
-	// goodbye, and these are the ones already on their way).
-	leaving atomic.Bool
 
 	// lock is the flock on DataDir/agent.lock, held until Run returns.
 	lock *os.File
@@ -316,7 +312,6 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-stopped:
 			return
 		}
-		a.leaving.Store(true)
 		a.stop(cancelSessions)
 	}()
 	defer func() {
