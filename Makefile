@@ -114,6 +114,7 @@ bench:
 	$(GO) test -run '^$$' -bench SubmitBatch -benchtime 500000x ./server | tee -a bench.txt
 	$(GO) test -run '^$$' -bench 'TrivialJobs|PTYSpawn|AttemptTrue' -benchtime 2000x ./agent | tee -a bench.txt
 	$(GO) test -run '^$$' -bench 'JobLatency' -benchtime 200x ./agent | tee -a bench.txt
+	$(GO) test -run '^$$' -bench 'AgentRestart' -benchtime 20x ./agent | tee -a bench.txt
 	$(GO) test -run '^$$' -bench 'KeystrokeEcho' -benchtime 2000x ./agent | tee -a bench.txt
 	$(GO) test -run '^$$' -bench 'Throughput' -benchtime 5x ./agent | tee -a bench.txt
 	$(GO) test -run '^$$' -bench 'Masker' ./agent | tee -a bench.txt

@@ -10,8 +10,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -123,7 +125,13 @@ func startProc(t *testing.T, ready string, args ...string) (*proc, string) {
 // its stdout.
 func startLines(t *testing.T, args ...string) (*proc, <-chan string) {
 	t.Helper()
-	cmd := exec.Command(hodeiBin, args...)
+	return startLinesOf(t, hodeiBin, args...)
+}
+
+// startLinesOf is startLines with another build of hodei.
+func startLinesOf(t *testing.T, bin string, args ...string) (*proc, <-chan string) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
 	p := &proc{cmd: cmd, stderr: &lockedBuffer{}, done: make(chan struct{})}
 	cmd.Stderr = p.stderr
 	out, err := cmd.StdoutPipe()
@@ -148,8 +156,53 @@ func startLines(t *testing.T, args ...string) (*proc, <-chan string) {
 		io.Copy(io.Discard, out) // past a line too long: never block the process
 	}()
 	go func() { <-read; cmd.Wait(); close(p.done) }()
+	for i, a := range args {
+		if a == "--data-dir" && i+1 < len(args) {
+			dir := args[i+1]
+			t.Cleanup(func() { stopSupervisors(t, dir) }) // after the kill below, before the dir goes
+		}
+	}
 	t.Cleanup(p.kill)
 	return p, lines
+}
+
+// stopSupervisors ends the job supervisors an agent (or serve --dev) left
+// in dataDir, which outlive it by design: SIGTERM, which stops their jobs,
+// then it waits for them to be gone.
+func stopSupervisors(t *testing.T, dataDir string) {
+	socks, _ := filepath.Glob(filepath.Join(dataDir, "supervisor", "*.sock"))
+	more, _ := filepath.Glob(filepath.Join(dataDir, "*", "supervisor", "*.sock"))
+	for _, sock := range append(socks, more...) {
+		pid, err := strconv.Atoi(strings.TrimSuffix(filepath.Base(sock), ".sock"))
+		if err != nil || syscall.Kill(pid, syscall.SIGTERM) != nil {
+			continue
+		}
+		deadline := time.After(30 * time.Second)
+		tick := time.NewTicker(10 * time.Millisecond) // not our child: nothing to wait on but its pid
+	poll:
+		for !processGone(pid) {
+			select {
+			case <-deadline:
+				break poll
+			case <-tick.C:
+			}
+		}
+		tick.Stop()
+		if !processGone(pid) {
+			t.Errorf("supervisor pid %d of %s still running 30 s after SIGTERM", pid, dataDir)
+		}
+	}
+}
+
+// processGone reports whether pid has exited (a zombie counts as gone).
+func processGone(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	i := bytes.LastIndexByte(b, ')')
+	f := strings.Fields(string(b[i+1:]))
+	return len(f) > 0 && f[0] == "Z"
 }
 
 // kill sends SIGKILL and waits for the process to be gone.

@@ -57,6 +57,17 @@ type Config struct {
 	// Insecure connects without TLS or a certificate, to a server run with
 	// --insecure-no-auth on a loopback address. Default false.
 	Insecure bool
+	// OnStop says what Run does with the jobs when its ctx ends: StopJobs
+	// (the zero value), Detach or Drain (see StopMode).
+	OnStop StopMode
+	// DrainTimeout is how long Drain waits for running jobs before it stops
+	// them; default DefaultDrainTimeout.
+	DrainTimeout time.Duration
+	// SupervisorExe is the binary the agent starts its supervisors from
+	// (as `SupervisorExe agent supervise --data-dir DIR`); default
+	// os.Executable(). A test binary serves that command through
+	// MaybeSupervise.
+	SupervisorExe string
 	// OnConnect, when not nil, is told of each welcome from a server and
 	// of failed attempts to connect (not all of them: the first, each new
 	// reason, and then one every 30 s). Run calls it from its own
@@ -68,8 +79,10 @@ type Config struct {
 const (
 	DefaultBufferLimit = 8 << 20
 	DefaultKillGrace   = 10 * time.Second
-	maxBackoff         = 10 * time.Second
-	minBackoff         = 100 * time.Millisecond
+	// DefaultDrainTimeout is the default of Config.DrainTimeout.
+	DefaultDrainTimeout = 30 * time.Second
+	maxBackoff          = 10 * time.Second
+	minBackoff          = 100 * time.Millisecond
 )
 
 // Agent runs the jobs the server assigns to this host. Create it with New
@@ -83,6 +96,14 @@ type Agent struct {
 	conn    *grpc.ClientConn
 	journal *journal
 	users   *userPolicy
+	sups    *supervisors
+
+	// reattached are the tasks of attempts a supervisor held when the agent
+	// started; Run starts their watchers.
+	reattached []*task
+	// detached is closed when the agent leaves its running jobs to their
+	// supervisors: their watchers return without a result.
+	detached chan struct{}
 
 	// lock is the flock on DataDir/agent.lock, held until Run returns.
 	lock *os.File
@@ -131,6 +152,19 @@ func New(cfg Config) (_ *Agent, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.DrainTimeout <= 0 {
+		cfg.DrainTimeout = DefaultDrainTimeout
+	}
+	if cfg.SupervisorExe == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("supervisor binary: %w", err)
+		}
+		cfg.SupervisorExe = exe
+	}
+	if dir, err := filepath.Abs(cfg.DataDir); err == nil {
+		cfg.DataDir = dir // the supervisor runs in /
+	}
 	host, _ := os.Hostname()
 	if cfg.Name == "" {
 		cfg.Name = host
@@ -170,7 +204,7 @@ func New(cfg Config) (_ *Agent, err error) {
 	}
 	a := &Agent{
 		cfg: cfg, log: cfg.Logger.With("component", "agent", "worker", id), id: id, host: host,
-		cap: capacity, users: users, tasks: make(map[ref]*task), lock: lock,
+		cap: capacity, users: users, tasks: make(map[ref]*task), lock: lock, detached: make(chan struct{}),
 		alive: make(chan struct{}),
 	}
 	creds, err := a.transport(cfg)
@@ -194,14 +228,31 @@ func New(cfg Config) (_ *Agent, err error) {
 		a.log.Info("jobs of tenants without a run-as user all run as the default user, and can see each other's processes; "+
 			"--default-user dynamic gives each tenant a user of its own", "default_user", users.DefaultUser)
 	}
-	recovered, err := jr.recover()
+	a.sups = &supervisors{exe: cfg.SupervisorExe, dataDir: cfg.DataDir, version: cfg.Version, spoolDir: jr.spoolDir, a: a}
+	held, keep, err := a.sups.reattach()
+	if err == nil {
+		var recovered []*task
+		if recovered, err = jr.recover(keep); err == nil {
+			for _, t := range recovered {
+				a.tasks[t.ref] = t
+			}
+		}
+	}
 	if err != nil {
+		a.sups.leave(false)
 		conn.Close()
 		jr.close()
 		return nil, err
 	}
-	for _, t := range recovered {
+	for _, t := range held {
+		if _, ok := a.tasks[t.ref]; ok {
+			// Its result is journaled already: the journal's task delivers
+			// it, and the supervisor may forget it.
+			t.att.release()
+			continue
+		}
 		a.tasks[t.ref] = t
+		a.reattached = append(a.reattached, t)
 	}
 	return a, nil
 }
@@ -245,13 +296,41 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer a.lock.Close()
 	defer a.conn.Close()
 	defer a.journal.close()
-	defer a.shutdown()
+	for _, t := range a.reattached {
+		a.watchers.Add(1)
+		go a.watch(t)
+	}
+	if len(a.reattached) > 0 {
+		a.log.Info("reattached jobs", "jobs", len(a.reattached), "supervisors", a.sups.pids())
+	}
+	a.reattached = nil
+	// The sessions run on their own context, which the stop below ends once
+	// the server was told (and, with Drain, the jobs delivered).
+	sctx, cancelSessions := context.WithCancel(context.Background())
+	defer cancelSessions()
+	stopped := make(chan struct{})
+	stopDone := make(chan struct{})
+	go func() {
+		defer close(stopDone)
+		select {
+		case <-ctx.Done():
+		case <-stopped:
+			return
+		}
+		a.stop(cancelSessions)
+	}()
+	defer func() {
+		close(stopped)
+		<-stopDone
+		a.finish()
+	}()
 	backoff := minBackoff
 	var reports failureReports
 	for {
 		start := time.Now()
-		err := a.session(ctx, reports.connected)
-		if ctx.Err() != nil {
+		err := a.session(sctx, reports.connected)
+		if ctx.Err() != nil || sctx.Err() != nil {
+			<-stopDone // the stop has ended the sessions
 			return nil
 		}
 		switch {
@@ -282,6 +361,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.log.Debug("cannot connect to server", "server", a.cfg.Server, "err", err, "failures", reports.failures)
 		}
 		if !a.idle(ctx, time.After(wait)) {
+			<-stopDone
 			return nil
 		}
 		backoff = min(backoff*2, maxBackoff)
@@ -313,18 +393,6 @@ func (a *Agent) idle(ctx context.Context, next <-chan time.Time) bool {
 			return true
 		}
 	}
-}
-
-// shutdown stops every live attempt and waits until their results are
-// journaled.
-func (a *Agent) shutdown() {
-	for _, t := range a.snapshotTasks() {
-		<-t.ready
-		if t.att != nil {
-			t.att.Stop("agent stopping", a.cfg.KillGrace)
-		}
-	}
-	a.watchers.Wait()
 }
 
 // snapshotTasks returns the current tasks.
@@ -363,12 +431,15 @@ func (a *Agent) reserve(r ref) (t *task, fresh bool) {
 func (a *Agent) start(t *task, as *pb.Assign) {
 	spec := as.GetJob().GetSpec().ToSpec()
 	spec.Normalize()
-	att := startAttempt(attemptSpec{
-		JobID: t.ref.job, Attempt: t.ref.attempt, Argv: spec.Argv(), Env: spec.Env, SecretEnv: spec.SecretEnv,
-		Dir: spec.WorkDir, NoPTY: spec.NoPTY, Rows: uint16(spec.Rows), Cols: uint16(spec.Cols), Timeout: spec.Timeout,
-		Tenant: spec.Tenant, RunAs: as.GetRunAs(), Stdin: spec.Stdin,
-	}, attemptOptions{SpoolDir: a.journal.spoolDir, BufferLimit: a.cfg.BufferLimit, KillGrace: a.cfg.KillGrace, Users: a.users})
-	att.Input().setNotify(a.creditSender(t.ref))
+	var att *remoteAttempt
+	if u, err := a.users.choose(spec.Tenant, as.GetRunAs()); err != nil {
+		att = failedAttempt(err.Error())
+	} else if sup, err := a.sups.current(); err != nil {
+		a.log.Error("no supervisor to run jobs", "err", err)
+		att = failedAttempt(err.Error())
+	} else {
+		att = sup.start(t.ref, a.wireSpecOf(spec, u))
+	}
 	t.started(att, att.Output(), att.Stderr())
 	a.log.Debug("job started", "job", t.ref.job, "attempt", t.ref.attempt)
 	go a.watch(t)
@@ -378,10 +449,20 @@ func (a *Agent) start(t *task, as *pb.Assign) {
 // it survives an agent restart until the server acknowledges it.
 func (a *Agent) watch(t *task) {
 	defer a.watchers.Done()
-	<-t.att.Done()
+	select {
+	case <-t.att.Done():
+	case <-a.detached:
+		select {
+		case <-t.att.Done(): // ended already: journal it all the same
+		default:
+			return // its supervisor keeps it for the next agent
+		}
+	}
 	res := resultOf(t.ref, t.att.Exit(), t.out.Size(), t.errs.Size())
 	if err := a.journal.save(res); err != nil {
 		a.log.Error("journal result", "job", t.ref.job, "attempt", t.ref.attempt, "err", err)
+	} else {
+		t.att.release()
 	}
 	t.finish(res)
 }

@@ -67,6 +67,9 @@ type attemptSpec struct {
 	// Timeout, when > 0, stops the attempt that long after its start, like
 	// Stop with the outcome timedOut.
 	Timeout time.Duration
+	// User, when not nil, is who the job runs as, already chosen (by the
+	// agent, for its supervisor); attemptOptions.Users is then not asked.
+	User *runUser
 }
 
 // attemptOptions are the agent's settings for running attempts.
@@ -86,6 +89,9 @@ type attemptOptions struct {
 	// agent itself and ignores attemptSpec.RunAs.
 	Users *userPolicy
 	Now   func() time.Time // default time.Now
+	// Progress, when set, is called after each write to the attempt's
+	// spools (from the pump goroutines; it must not block).
+	Progress func()
 }
 
 func (o attemptOptions) withDefaults() attemptOptions {
@@ -208,8 +214,8 @@ func (a *attempt) start() error {
 	if spec.JobID == "" || strings.ContainsAny(spec.JobID, "/\\\x00") || strings.HasPrefix(spec.JobID, ".") {
 		return fmt.Errorf("job id %q cannot name a spool file", spec.JobID)
 	}
-	var u *runUser
-	if a.opts.Users != nil {
+	u := spec.User
+	if u == nil && a.opts.Users != nil {
 		var err error
 		if u, err = a.opts.Users.choose(spec.Tenant, spec.RunAs); err != nil {
 			return err
@@ -240,10 +246,12 @@ func (a *attempt) start() error {
 	if a.out, err = createSpool(base+".out", a.opts.BufferLimit); err != nil {
 		return err
 	}
+	a.out.onWrite = a.opts.Progress
 	if spec.NoPTY {
 		if a.errs, err = createSpool(base+".err", a.opts.BufferLimit); err != nil {
 			return err
 		}
+		a.errs.onWrite = a.opts.Progress
 	}
 
 	cmd := &exec.Cmd{Path: path, Args: spec.Argv, Env: env, Dir: dir}
@@ -481,6 +489,18 @@ func (a *attempt) Output() *spool { return a.out }
 
 // Stderr returns stderr with NoPTY; with a PTY an empty, closed spool.
 func (a *attempt) Stderr() *spool { return a.errs }
+
+// release is Close for an attempt whose result the agent has journaled:
+// the spool files stay, for the agent to send and remove.
+func (a *attempt) release() error {
+	a.closeOnce.Do(func() {
+		a.kill()
+		a.in.close()
+		a.closeErr = errors.Join(a.out.release(), a.errs.release())
+		<-a.done
+	})
+	return a.closeErr
+}
 
 // Close releases the attempt: it closes the spools and removes their files.
 // Call it once the result and output were delivered. A still-running

@@ -15,7 +15,10 @@ import (
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	MaybeSupervise("") // the agents under test start their supervisors from this binary
+	goleak.VerifyTestMain(m)
+}
 
 // shArgv returns the argv running script with /bin/sh -c.
 func shArgv(script string) []string { return []string{"/bin/sh", "-c", script} }

@@ -15,7 +15,13 @@
 // InputWindow bytes per attempt and credits that tell the server how much it
 // may send (input.go); a job that does not read its input stops the sender.
 //
-// Caveat: a job's PTY master lives in the agent process, so an agent that dies
-// takes its running jobs with it; the server fails them as worker lost.
-// Linux only.
+// Jobs run in a supervisor process (supervisor.go; `hodei agent supervise`),
+// one per data dir, that holds their PTYs, process groups, spools and
+// results and outlives the agent's network process: an agent that stops,
+// dies or is upgraded leaves its jobs running, and the next agent on the
+// data dir reattaches them (supervisors.go) over a unix socket protocol
+// (supproto.go), reading their output from the spool files.
+//
+// Caveat: a supervisor that dies takes all its agent's jobs with it (their
+// terminals close); they fail and retry per their policy. Linux only.
 package agent

@@ -306,3 +306,95 @@ func BenchmarkJobLogThroughput(b *testing.B) {
 	}
 	b.StopTimer()
 }
+
+// BenchmarkAgentRestart runs 64 jobs that sleep, then, per op, detaches the
+// agent (as SIGTERM does) and starts a new one on the same data dir, timing
+// from the new agent's New to the server's welcome of a Hello that holds
+// all 64 (the server takes them as held and running, not lost). It checks
+// after the loop that all 64 are still RUNNING on their first attempt.
+func BenchmarkAgentRestart(b *testing.B) {
+	const jobs = 64
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	srv, err := server.New(ctx, server.Config{DataDir: b.TempDir(), GRPCAddr: "127.0.0.1:0", HTTPAddr: "-", InsecureNoAuth: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := srv.Listen(); err != nil {
+		b.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { srv.Serve(ctx) })
+	defer wg.Wait()
+	defer cancel()
+	dataDir := b.TempDir()
+	// startAgent starts an agent and returns when the server welcomed it,
+	// with its stop.
+	startAgent := func(mode StopMode) (held int, stop func()) {
+		connected := make(chan struct{}, 1)
+		a, err := New(Config{Server: srv.GRPCAddr(), DataDir: dataDir, Slots: jobs, Name: "bench", Insecure: true, OnStop: mode,
+			KillGrace: time.Second, OnConnect: func(ev ConnectEvent) {
+				if ev.Connected {
+					select {
+					case connected <- struct{}{}:
+					default:
+					}
+				}
+			}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		actx, acancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); a.Run(actx) }()
+		<-connected
+		return len(a.snapshotTasks()), func() { acancel(); <-done }
+	}
+	_, stop := startAgent(Detach)
+	cl, err := client.Dial(ctx, srv.GRPCAddr())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cl.Close()
+	ids := make([]string, jobs)
+	for i := range ids {
+		if ids[i], err = cl.Submit(ctx, &pb.JobSpec{Command: []string{"sleep", "600"}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	running := func() int {
+		n := 0
+		for _, id := range ids {
+			if j, err := cl.Get(ctx, id); err == nil && j.GetState() == pb.JobState_JOB_STATE_RUNNING && j.GetAttempt() == 1 {
+				n++
+			}
+		}
+		return n
+	}
+	tick := time.NewTicker(10 * time.Millisecond)
+	for running() < jobs {
+		<-tick.C
+	}
+	tick.Stop()
+	b.ResetTimer()
+	for b.Loop() {
+		b.StopTimer()
+		stop()
+		b.StartTimer()
+		var held int
+		held, stop = startAgent(Detach)
+		if held != jobs {
+			b.Fatalf("the new agent holds %d jobs, want %d", held, jobs)
+		}
+	}
+	b.StopTimer()
+	if n := running(); n != jobs {
+		b.Fatalf("%d of %d jobs RUNNING on attempt 1 after the restarts", n, jobs)
+	}
+	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/restart")
+	b.ReportMetric(0, "ns/op")
+	stop()
+	// The last agent stops the jobs and lets its supervisor go.
+	_, stop = startAgent(StopJobs)
+	stop()
+}

@@ -286,7 +286,7 @@ func (s *session) handleInput(m *pb.JobInput) {
 					return
 				}
 				if t.att != nil {
-					cr = t.att.in.open()
+					cr = t.att.openInput(s.ctx)
 					cr.JobId, cr.Attempt = r.job, int32(r.attempt)
 				}
 			}
@@ -305,7 +305,7 @@ func (s *session) handleInput(m *pb.JobInput) {
 	if t.att == nil {
 		return
 	}
-	if err := t.att.in.put(m.GetOffset(), m.GetData(), m.GetEof(), m.GetSource(), m.GetSourceOffset()); err != nil {
+	if err := t.att.putInput(m.GetOffset(), m.GetData(), m.GetEof(), m.GetSource(), m.GetSourceOffset()); err != nil {
 		a.log.Warn("input dropped", "job", r.job, "attempt", r.attempt, "err", err)
 	}
 }
@@ -325,7 +325,7 @@ func (s *session) handleResize(m *pb.ResizeJob) {
 		return
 	}
 	rows, cols := min(m.GetRows(), 0xffff), min(m.GetCols(), 0xffff)
-	if err := t.att.in.resize(uint16(rows), uint16(cols)); err != nil {
+	if err := t.att.resize(uint16(rows), uint16(cols)); err != nil {
 		s.a.log.Warn("resize", "job", t.ref.job, "attempt", t.ref.attempt, "err", err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -213,13 +214,18 @@ func (j *journal) spoolPath(r ref, ext string) string {
 }
 
 // recover returns a task for every pending result, with its output
-// re-opened for sending. Spool files without a result belong to attempts
-// that died with the previous agent process: the server fails those as
-// worker lost, so their output is deleted.
-func (j *journal) recover() ([]*task, error) {
+// re-opened for sending, except those in skip (held by a supervisor, whose
+// task the caller has). Spool files without a result belong to attempts
+// that died with a supervisor, unless keep (the names of the files of the
+// attempts the supervisors hold) has them: the server fails those as lost,
+// so their output is deleted.
+func (j *journal) recover(keep map[string]bool) ([]*task, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	keep := map[string]bool{}
+	keep = maps.Clone(keep)
+	if keep == nil {
+		keep = map[string]bool{}
+	}
 	var tasks []*task
 	for r, res := range j.pending {
 		out, err := reopenSpool(j.spoolPath(r, ".out"))

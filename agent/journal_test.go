@@ -38,7 +38,7 @@ func TestJournalKeepsUndeliveredResults(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer j.close()
-	tasks, err := j.recover()
+	tasks, err := j.recover(nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -46,6 +46,14 @@ type spool struct {
 	discarded bool          // Close was called
 	werr      error         // first write error: output after it is lost
 	wake      chan struct{} // made by a waiter, closed by the next change
+
+	// onWrite, when set (before the first write), is called after each
+	// write that added bytes, outside mu: the supervisor tells the agent.
+	onWrite func()
+	// onAck, when set (before use), is called with each offset that Ack
+	// advanced to, outside mu: the agent's copy of a spool the supervisor
+	// writes passes acks on to the supervisor's.
+	onAck func(int64)
 }
 
 // createSpool returns a new stream at path whose unacknowledged bytes are
@@ -136,11 +144,15 @@ func (s *spool) Read(ctx context.Context, from int64, maxBytes int) (data []byte
 // room for a blocked writer. Offsets never move back; upto is capped at Size.
 func (s *spool) Ack(upto int64) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	upto = min(upto, s.size)
-	if upto > s.acked {
+	moved := upto > s.acked
+	if moved {
 		s.acked = upto
 		s.notifyLocked()
+	}
+	s.mu.Unlock()
+	if moved && s.onAck != nil {
+		s.onAck(upto)
 	}
 }
 
@@ -163,6 +175,64 @@ func (s *spool) Closed() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.closed
+}
+
+// release closes the spool's file but leaves it on disk: a supervisor lets
+// go of an attempt whose result and output files now belong to the agent's
+// journal. A writer blocked on the limit returns errSpoolClosed.
+func (s *spool) release() error {
+	s.mu.Lock()
+	if s.discarded {
+		s.mu.Unlock()
+		return nil
+	}
+	s.discarded = true
+	s.notifyLocked()
+	f := s.f
+	s.mu.Unlock()
+	if f == nil {
+		return nil
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("release spool: %w", err)
+	}
+	return nil
+}
+
+// followSpool returns the agent's view of a spool that another process
+// (the supervisor) writes at path: its size grows with grow, and its end
+// comes with finish. Read serves the file; Ack passes offsets on to onAck;
+// Close removes the file.
+func followSpool(path string, onAck func(int64)) *spool {
+	return &spool{path: path, onAck: onAck}
+}
+
+// grow records that the writer has written n bytes in all (less than what
+// is known already changes nothing), opening the file on the first bytes.
+func (s *spool) grow(n int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n <= s.size || s.discarded || s.werr != nil {
+		return
+	}
+	if s.f == nil {
+		f, err := os.Open(s.path)
+		if err != nil {
+			s.werr = fmt.Errorf("open spool: %w", err)
+			s.closed = true
+			s.notifyLocked()
+			return
+		}
+		s.f = f
+	}
+	s.size = n
+	s.notifyLocked()
+}
+
+// finish records the final size n of a followed spool: no more bytes.
+func (s *spool) finish(n int64) {
+	s.grow(n)
+	s.closeWrite()
 }
 
 // Close releases the spool and removes its file: call it once the server has
@@ -242,6 +312,9 @@ func (s *spool) write(p []byte) error {
 		}
 		s.notifyLocked()
 		s.mu.Unlock()
+		if m > 0 && s.onWrite != nil {
+			s.onWrite()
+		}
 		if err != nil {
 			return err
 		}

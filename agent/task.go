@@ -13,7 +13,7 @@ type task struct {
 	ref ref
 	// att, out and errs are set once, before ready is closed; read them
 	// only after <-ready.
-	att       *attempt
+	att       *remoteAttempt
 	out, errs *spool
 	ready     chan struct{}
 
@@ -33,7 +33,7 @@ func newTask(r ref) *task {
 
 // started sets the task's attempt (nil for one recovered from the journal)
 // and its output, and makes them visible.
-func (t *task) started(att *attempt, out, errs *spool) {
+func (t *task) started(att *remoteAttempt, out, errs *spool) {
 	t.att, t.out, t.errs = att, out, errs
 	close(t.ready)
 }

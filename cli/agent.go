@@ -29,6 +29,10 @@ func agentCommand(e *env) *ucli.Command {
 			"The worker id is kept in DATA-DIR/worker-id, and the client certificate it gets by joining\n" +
 			"in DATA-DIR/tls: start it once with --join TOKEN --ca-fingerprint sha256:… (hodei token create\n" +
 			"--role agent prints the line); later starts need neither.\n\n" +
+			"Jobs run under a supervisor process (one per data dir) that outlives the agent: on SIGTERM the\n" +
+			"agent tells the server and leaves them running (or, with --drain-on-stop, waits for them), and the\n" +
+			"next agent on the same --data-dir, of this or a newer version, reattaches them and delivers their\n" +
+			"output and results.\n\n" +
 			"Run as root, the agent runs each job as its tenant's --run-as user, else as --default-user;\n" +
 			"as root only for a tenant set with --run-as root, and only with --allow-root. Run as\n" +
 			"another user, it runs jobs as itself and fails those of tenants that name another user.\n\n" +
@@ -54,7 +58,19 @@ func agentCommand(e *env) *ucli.Command {
 			&ucli.StringFlag{Name: "join", EnvVars: []string{"HODEI_JOIN", "HODEI_JOIN_TOKEN"}, Usage: "agent `TOKEN` to join the cluster with, on first start"},
 			&ucli.StringFlag{Name: "ca-fingerprint", Usage: "`sha256:HEX` of the cluster CA, pinned on first contact (the server logs it)"},
 			&ucli.BoolFlag{Name: "insecure-no-auth", Usage: "connect without TLS to a server run with --insecure-no-auth (loopback only)"},
+			&ucli.DurationFlag{Name: "drain-on-stop", Usage: "on SIGTERM, take no new jobs, wait up to `DURATION` for the running ones to end and be delivered, " +
+				"then stop the rest with --kill-grace; without it (0) the agent detaches on SIGTERM and its jobs keep running, to be reattached by the next agent on this --data-dir"},
 		},
+		HideHelpCommand: true,
+		Subcommands: []*ucli.Command{{
+			Name:   "supervise",
+			Hidden: true,
+			Usage:  "hold the jobs of an agent's data dir (the agent starts it)",
+			Flags:  []ucli.Flag{&ucli.StringFlag{Name: "data-dir", Required: true, Usage: "the agent's `DIR`"}},
+			Action: func(c *ucli.Context) error {
+				return agent.Supervise(c.String("data-dir"), Version)
+			},
+		}},
 		Action: func(c *ucli.Context) error {
 			labels, err := parseLabelList(c.String("labels"))
 			if err != nil {
@@ -69,6 +85,13 @@ func agentCommand(e *env) *ucli.Command {
 			}
 			if c.Duration("kill-grace") < 0 {
 				return usagef(c, "--kill-grace: must not be negative")
+			}
+			if c.Duration("drain-on-stop") < 0 {
+				return usagef(c, "--drain-on-stop: %s must not be negative (0: detach on SIGTERM, leaving the jobs running)", c.Duration("drain-on-stop"))
+			}
+			onStop := agent.Detach
+			if c.Duration("drain-on-stop") > 0 {
+				onStop = agent.Drain
 			}
 			logger, err := newLogger(c)
 			if err != nil {
@@ -89,6 +112,7 @@ func agentCommand(e *env) *ucli.Command {
 				KillGrace: c.Duration("kill-grace"), Version: Version, Logger: logger,
 				Join: c.String("join"), CAFingerprint: c.String("ca-fingerprint"), Insecure: c.Bool("insecure-no-auth"),
 				DefaultUser: c.String("default-user"), AllowRoot: c.Bool("allow-root"),
+				OnStop: onStop, DrainTimeout: c.Duration("drain-on-stop"),
 			})
 			if _, ok := errors.AsType[*job.FieldError](err); ok {
 				return fieldUsage(c, err) // its fields are this command's flags

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/hodei-jobs/hodei/agent"
 	"github.com/hodei-jobs/hodei/pki"
 	hodeipb "github.com/hodei-jobs/hodei/proto"
 )
@@ -29,6 +30,7 @@ import (
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/cli")
 
 func TestMain(m *testing.M) {
+	agent.MaybeSupervise(Version) // the agents under test start their supervisors from this binary
 	// Stored logins (hodei login, serve --dev) go to a temporary dir,
 	// never the user's own, and the environment names no server.
 	dir, err := os.MkdirTemp("", "hodei-cli-test-")

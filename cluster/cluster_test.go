@@ -443,3 +443,22 @@ func TestLostOutputIsInTheReason(t *testing.T) {
 		t.Fatalf("killed by a signal: %s %q", got.State, got.Reason)
 	}
 }
+
+// TestWorkerLeaving: a worker whose agent said goodbye gets no new jobs
+// until its next Hello, which (unlike Drain) takes work again.
+func TestWorkerLeaving(t *testing.T) {
+	h := newHarness(t)
+	h.worker("w1", 1, nil)
+	h.s.WorkerLeaving("w1")
+	h.submit(job.Spec{})
+	h.pass()
+	if got := h.disp.takeAssigns(); len(got) != 0 {
+		t.Fatalf("a leaving worker got %v", got)
+	}
+	h.worker("w1", 1, nil) // its next agent says Hello
+	h.pass()
+	if got := h.disp.takeAssigns(); len(got) != 1 {
+		t.Fatalf("the worker back got %d assignments, want 1", len(got))
+	}
+	h.s.WorkerLeaving("nope") // unknown: nothing happens
+}

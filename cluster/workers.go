@@ -158,6 +158,21 @@ func (s *Cluster) Heartbeat(workerID string, st *Stats) bool {
 	return alive
 }
 
+// WorkerLeaving stops new assignments to a connected worker whose agent
+// said it is going (SIGTERM: detaching, or draining its jobs), until its
+// next Hello. It is not persisted: unlike Drain, a restarted agent takes
+// work again.
+func (s *Cluster) WorkerLeaving(workerID string) {
+	s.workers.Compute(workerID, func(old *workerState, loaded bool) (*workerState, bool) {
+		if !loaded || old.state != job.WorkerReady {
+			return old, !loaded
+		}
+		n := *old
+		n.state = job.WorkerDraining
+		return &n, false
+	})
+}
+
 // WorkerGone marks a worker's stream closed. Its jobs keep their state for
 // one lease from its last heartbeat, so that a reconnect finds them.
 func (s *Cluster) WorkerGone(workerID string) {

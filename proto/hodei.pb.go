@@ -2912,6 +2912,7 @@ type AgentMessage struct {
 	//	*AgentMessage_Log
 	//	*AgentMessage_Finished
 	//	*AgentMessage_Credit
+	//	*AgentMessage_Goodbye
 	Msg           isAgentMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -3008,6 +3009,15 @@ func (x *AgentMessage) GetCredit() *InputCredit {
 	return nil
 }
 
+func (x *AgentMessage) GetGoodbye() *Goodbye {
+	if x != nil {
+		if x, ok := x.Msg.(*AgentMessage_Goodbye); ok {
+			return x.Goodbye
+		}
+	}
+	return nil
+}
+
 type isAgentMessage_Msg interface {
 	isAgentMessage_Msg()
 }
@@ -3036,6 +3046,10 @@ type AgentMessage_Credit struct {
 	Credit *InputCredit `protobuf:"bytes,6,opt,name=credit,proto3,oneof"`
 }
 
+type AgentMessage_Goodbye struct {
+	Goodbye *Goodbye `protobuf:"bytes,7,opt,name=goodbye,proto3,oneof"`
+}
+
 func (*AgentMessage_Hello) isAgentMessage_Msg() {}
 
 func (*AgentMessage_Heartbeat) isAgentMessage_Msg() {}
@@ -3047,6 +3061,8 @@ func (*AgentMessage_Log) isAgentMessage_Msg() {}
 func (*AgentMessage_Finished) isAgentMessage_Msg() {}
 
 func (*AgentMessage_Credit) isAgentMessage_Msg() {}
+
+func (*AgentMessage_Goodbye) isAgentMessage_Msg() {}
 
 type ServerMessage struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -3365,6 +3381,63 @@ func (x *Hello) GetRestarted() bool {
 	return false
 }
 
+// Goodbye: the agent process is stopping (SIGTERM). Without drain it
+// detaches: its jobs keep running under its supervisor and the next agent
+// process reattaches them; the server sends it no new work and ends the
+// stream. With drain it takes no new work, waits for its running jobs and
+// delivers them before it goes. running: the jobs it holds.
+type Goodbye struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Drain         bool                   `protobuf:"varint,1,opt,name=drain,proto3" json:"drain,omitempty"`
+	Running       int32                  `protobuf:"varint,2,opt,name=running,proto3" json:"running,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Goodbye) Reset() {
+	*x = Goodbye{}
+	mi := &file_hodei_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Goodbye) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Goodbye) ProtoMessage() {}
+
+func (x *Goodbye) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Goodbye.ProtoReflect.Descriptor instead.
+func (*Goodbye) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *Goodbye) GetDrain() bool {
+	if x != nil {
+		return x.Drain
+	}
+	return false
+}
+
+func (x *Goodbye) GetRunning() int32 {
+	if x != nil {
+		return x.Running
+	}
+	return 0
+}
+
 type Heartbeat struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	CpuPercent    float64                `protobuf:"fixed64,1,opt,name=cpu_percent,json=cpuPercent,proto3" json:"cpu_percent,omitempty"`
@@ -3379,7 +3452,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_hodei_proto_msgTypes[34]
+	mi := &file_hodei_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3391,7 +3464,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[34]
+	mi := &file_hodei_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3404,7 +3477,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{34}
+	return file_hodei_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Heartbeat) GetCpuPercent() float64 {
@@ -3447,7 +3520,7 @@ type JobStarted struct {
 
 func (x *JobStarted) Reset() {
 	*x = JobStarted{}
-	mi := &file_hodei_proto_msgTypes[35]
+	mi := &file_hodei_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3459,7 +3532,7 @@ func (x *JobStarted) String() string {
 func (*JobStarted) ProtoMessage() {}
 
 func (x *JobStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[35]
+	mi := &file_hodei_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3472,7 +3545,7 @@ func (x *JobStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobStarted.ProtoReflect.Descriptor instead.
 func (*JobStarted) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{35}
+	return file_hodei_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *JobStarted) GetJobId() string {
@@ -3516,7 +3589,7 @@ type LogChunk struct {
 
 func (x *LogChunk) Reset() {
 	*x = LogChunk{}
-	mi := &file_hodei_proto_msgTypes[36]
+	mi := &file_hodei_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3528,7 +3601,7 @@ func (x *LogChunk) String() string {
 func (*LogChunk) ProtoMessage() {}
 
 func (x *LogChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[36]
+	mi := &file_hodei_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3541,7 +3614,7 @@ func (x *LogChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogChunk.ProtoReflect.Descriptor instead.
 func (*LogChunk) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{36}
+	return file_hodei_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *LogChunk) GetJobId() string {
@@ -3605,7 +3678,7 @@ type JobFinished struct {
 
 func (x *JobFinished) Reset() {
 	*x = JobFinished{}
-	mi := &file_hodei_proto_msgTypes[37]
+	mi := &file_hodei_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3617,7 +3690,7 @@ func (x *JobFinished) String() string {
 func (*JobFinished) ProtoMessage() {}
 
 func (x *JobFinished) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[37]
+	mi := &file_hodei_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3630,7 +3703,7 @@ func (x *JobFinished) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobFinished.ProtoReflect.Descriptor instead.
 func (*JobFinished) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{37}
+	return file_hodei_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *JobFinished) GetJobId() string {
@@ -3721,7 +3794,7 @@ type Welcome struct {
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_hodei_proto_msgTypes[38]
+	mi := &file_hodei_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3733,7 +3806,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[38]
+	mi := &file_hodei_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3746,7 +3819,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{38}
+	return file_hodei_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *Welcome) GetWorkerId() string {
@@ -3782,7 +3855,7 @@ type Assign struct {
 
 func (x *Assign) Reset() {
 	*x = Assign{}
-	mi := &file_hodei_proto_msgTypes[39]
+	mi := &file_hodei_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3794,7 +3867,7 @@ func (x *Assign) String() string {
 func (*Assign) ProtoMessage() {}
 
 func (x *Assign) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[39]
+	mi := &file_hodei_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3807,7 +3880,7 @@ func (x *Assign) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Assign.ProtoReflect.Descriptor instead.
 func (*Assign) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{39}
+	return file_hodei_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *Assign) GetJob() *Job {
@@ -3836,7 +3909,7 @@ type CancelJob struct {
 
 func (x *CancelJob) Reset() {
 	*x = CancelJob{}
-	mi := &file_hodei_proto_msgTypes[40]
+	mi := &file_hodei_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3848,7 +3921,7 @@ func (x *CancelJob) String() string {
 func (*CancelJob) ProtoMessage() {}
 
 func (x *CancelJob) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[40]
+	mi := &file_hodei_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3861,7 +3934,7 @@ func (x *CancelJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJob.ProtoReflect.Descriptor instead.
 func (*CancelJob) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{40}
+	return file_hodei_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *CancelJob) GetJobId() string {
@@ -3909,7 +3982,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_hodei_proto_msgTypes[41]
+	mi := &file_hodei_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3921,7 +3994,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[41]
+	mi := &file_hodei_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3934,7 +4007,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{41}
+	return file_hodei_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *Ack) GetJobId() string {
@@ -4012,7 +4085,7 @@ type JobInput struct {
 
 func (x *JobInput) Reset() {
 	*x = JobInput{}
-	mi := &file_hodei_proto_msgTypes[42]
+	mi := &file_hodei_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4024,7 +4097,7 @@ func (x *JobInput) String() string {
 func (*JobInput) ProtoMessage() {}
 
 func (x *JobInput) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[42]
+	mi := &file_hodei_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4037,7 +4110,7 @@ func (x *JobInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobInput.ProtoReflect.Descriptor instead.
 func (*JobInput) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{42}
+	return file_hodei_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *JobInput) GetJobId() string {
@@ -4117,7 +4190,7 @@ type InputCredit struct {
 
 func (x *InputCredit) Reset() {
 	*x = InputCredit{}
-	mi := &file_hodei_proto_msgTypes[43]
+	mi := &file_hodei_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4129,7 +4202,7 @@ func (x *InputCredit) String() string {
 func (*InputCredit) ProtoMessage() {}
 
 func (x *InputCredit) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[43]
+	mi := &file_hodei_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4142,7 +4215,7 @@ func (x *InputCredit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InputCredit.ProtoReflect.Descriptor instead.
 func (*InputCredit) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{43}
+	return file_hodei_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *InputCredit) GetJobId() string {
@@ -4221,7 +4294,7 @@ type ResizeJob struct {
 
 func (x *ResizeJob) Reset() {
 	*x = ResizeJob{}
-	mi := &file_hodei_proto_msgTypes[44]
+	mi := &file_hodei_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4233,7 +4306,7 @@ func (x *ResizeJob) String() string {
 func (*ResizeJob) ProtoMessage() {}
 
 func (x *ResizeJob) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[44]
+	mi := &file_hodei_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4246,7 +4319,7 @@ func (x *ResizeJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResizeJob.ProtoReflect.Descriptor instead.
 func (*ResizeJob) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{44}
+	return file_hodei_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ResizeJob) GetJobId() string {
@@ -4302,7 +4375,7 @@ type Worker struct {
 
 func (x *Worker) Reset() {
 	*x = Worker{}
-	mi := &file_hodei_proto_msgTypes[45]
+	mi := &file_hodei_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4314,7 +4387,7 @@ func (x *Worker) String() string {
 func (*Worker) ProtoMessage() {}
 
 func (x *Worker) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[45]
+	mi := &file_hodei_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4327,7 +4400,7 @@ func (x *Worker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Worker.ProtoReflect.Descriptor instead.
 func (*Worker) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{45}
+	return file_hodei_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *Worker) GetId() string {
@@ -4444,7 +4517,7 @@ type RevokeWorkerRequest struct {
 
 func (x *RevokeWorkerRequest) Reset() {
 	*x = RevokeWorkerRequest{}
-	mi := &file_hodei_proto_msgTypes[46]
+	mi := &file_hodei_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4456,7 +4529,7 @@ func (x *RevokeWorkerRequest) String() string {
 func (*RevokeWorkerRequest) ProtoMessage() {}
 
 func (x *RevokeWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[46]
+	mi := &file_hodei_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4469,7 +4542,7 @@ func (x *RevokeWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeWorkerRequest.ProtoReflect.Descriptor instead.
 func (*RevokeWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{46}
+	return file_hodei_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *RevokeWorkerRequest) GetId() string {
@@ -4488,7 +4561,7 @@ type RemoveWorkerRequest struct {
 
 func (x *RemoveWorkerRequest) Reset() {
 	*x = RemoveWorkerRequest{}
-	mi := &file_hodei_proto_msgTypes[47]
+	mi := &file_hodei_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4500,7 +4573,7 @@ func (x *RemoveWorkerRequest) String() string {
 func (*RemoveWorkerRequest) ProtoMessage() {}
 
 func (x *RemoveWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[47]
+	mi := &file_hodei_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4513,7 +4586,7 @@ func (x *RemoveWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveWorkerRequest.ProtoReflect.Descriptor instead.
 func (*RemoveWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{47}
+	return file_hodei_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *RemoveWorkerRequest) GetId() string {
@@ -4531,7 +4604,7 @@ type RemoveWorkerResponse struct {
 
 func (x *RemoveWorkerResponse) Reset() {
 	*x = RemoveWorkerResponse{}
-	mi := &file_hodei_proto_msgTypes[48]
+	mi := &file_hodei_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4543,7 +4616,7 @@ func (x *RemoveWorkerResponse) String() string {
 func (*RemoveWorkerResponse) ProtoMessage() {}
 
 func (x *RemoveWorkerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[48]
+	mi := &file_hodei_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4556,7 +4629,7 @@ func (x *RemoveWorkerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveWorkerResponse.ProtoReflect.Descriptor instead.
 func (*RemoveWorkerResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{48}
+	return file_hodei_proto_rawDescGZIP(), []int{49}
 }
 
 type TokenInfo struct {
@@ -4576,7 +4649,7 @@ type TokenInfo struct {
 
 func (x *TokenInfo) Reset() {
 	*x = TokenInfo{}
-	mi := &file_hodei_proto_msgTypes[49]
+	mi := &file_hodei_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4588,7 +4661,7 @@ func (x *TokenInfo) String() string {
 func (*TokenInfo) ProtoMessage() {}
 
 func (x *TokenInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[49]
+	mi := &file_hodei_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4601,7 +4674,7 @@ func (x *TokenInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenInfo.ProtoReflect.Descriptor instead.
 func (*TokenInfo) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{49}
+	return file_hodei_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *TokenInfo) GetId() string {
@@ -4679,7 +4752,7 @@ type CreateTokenRequest struct {
 
 func (x *CreateTokenRequest) Reset() {
 	*x = CreateTokenRequest{}
-	mi := &file_hodei_proto_msgTypes[50]
+	mi := &file_hodei_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4691,7 +4764,7 @@ func (x *CreateTokenRequest) String() string {
 func (*CreateTokenRequest) ProtoMessage() {}
 
 func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[50]
+	mi := &file_hodei_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4704,7 +4777,7 @@ func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateTokenRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{50}
+	return file_hodei_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *CreateTokenRequest) GetRole() string {
@@ -4746,7 +4819,7 @@ type CreateTokenResponse struct {
 
 func (x *CreateTokenResponse) Reset() {
 	*x = CreateTokenResponse{}
-	mi := &file_hodei_proto_msgTypes[51]
+	mi := &file_hodei_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4758,7 +4831,7 @@ func (x *CreateTokenResponse) String() string {
 func (*CreateTokenResponse) ProtoMessage() {}
 
 func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[51]
+	mi := &file_hodei_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4771,7 +4844,7 @@ func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateTokenResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{51}
+	return file_hodei_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *CreateTokenResponse) GetToken() string {
@@ -4803,7 +4876,7 @@ type ListTokensRequest struct {
 
 func (x *ListTokensRequest) Reset() {
 	*x = ListTokensRequest{}
-	mi := &file_hodei_proto_msgTypes[52]
+	mi := &file_hodei_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4815,7 +4888,7 @@ func (x *ListTokensRequest) String() string {
 func (*ListTokensRequest) ProtoMessage() {}
 
 func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[52]
+	mi := &file_hodei_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4828,7 +4901,7 @@ func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListTokensRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{52}
+	return file_hodei_proto_rawDescGZIP(), []int{53}
 }
 
 type ListTokensResponse struct {
@@ -4840,7 +4913,7 @@ type ListTokensResponse struct {
 
 func (x *ListTokensResponse) Reset() {
 	*x = ListTokensResponse{}
-	mi := &file_hodei_proto_msgTypes[53]
+	mi := &file_hodei_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4852,7 +4925,7 @@ func (x *ListTokensResponse) String() string {
 func (*ListTokensResponse) ProtoMessage() {}
 
 func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[53]
+	mi := &file_hodei_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4865,7 +4938,7 @@ func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListTokensResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{53}
+	return file_hodei_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ListTokensResponse) GetTokens() []*TokenInfo {
@@ -4884,7 +4957,7 @@ type RevokeTokenRequest struct {
 
 func (x *RevokeTokenRequest) Reset() {
 	*x = RevokeTokenRequest{}
-	mi := &file_hodei_proto_msgTypes[54]
+	mi := &file_hodei_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4896,7 +4969,7 @@ func (x *RevokeTokenRequest) String() string {
 func (*RevokeTokenRequest) ProtoMessage() {}
 
 func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[54]
+	mi := &file_hodei_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4909,7 +4982,7 @@ func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeTokenRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{54}
+	return file_hodei_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *RevokeTokenRequest) GetId() string {
@@ -4927,7 +5000,7 @@ type WhoAmIRequest struct {
 
 func (x *WhoAmIRequest) Reset() {
 	*x = WhoAmIRequest{}
-	mi := &file_hodei_proto_msgTypes[55]
+	mi := &file_hodei_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4939,7 +5012,7 @@ func (x *WhoAmIRequest) String() string {
 func (*WhoAmIRequest) ProtoMessage() {}
 
 func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[55]
+	mi := &file_hodei_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4952,7 +5025,7 @@ func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoAmIRequest.ProtoReflect.Descriptor instead.
 func (*WhoAmIRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{55}
+	return file_hodei_proto_rawDescGZIP(), []int{56}
 }
 
 // AuditRecord is one mutating call or one denial.
@@ -4975,7 +5048,7 @@ type AuditRecord struct {
 
 func (x *AuditRecord) Reset() {
 	*x = AuditRecord{}
-	mi := &file_hodei_proto_msgTypes[56]
+	mi := &file_hodei_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4987,7 +5060,7 @@ func (x *AuditRecord) String() string {
 func (*AuditRecord) ProtoMessage() {}
 
 func (x *AuditRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[56]
+	mi := &file_hodei_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5000,7 +5073,7 @@ func (x *AuditRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditRecord.ProtoReflect.Descriptor instead.
 func (*AuditRecord) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{56}
+	return file_hodei_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *AuditRecord) GetTimeUnixNano() int64 {
@@ -5096,7 +5169,7 @@ type AgentRecord struct {
 
 func (x *AgentRecord) Reset() {
 	*x = AgentRecord{}
-	mi := &file_hodei_proto_msgTypes[57]
+	mi := &file_hodei_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5108,7 +5181,7 @@ func (x *AgentRecord) String() string {
 func (*AgentRecord) ProtoMessage() {}
 
 func (x *AgentRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[57]
+	mi := &file_hodei_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5121,7 +5194,7 @@ func (x *AgentRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentRecord.ProtoReflect.Descriptor instead.
 func (*AgentRecord) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{57}
+	return file_hodei_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *AgentRecord) GetWorkerId() string {
@@ -5178,7 +5251,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_hodei_proto_msgTypes[58]
+	mi := &file_hodei_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5190,7 +5263,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[58]
+	mi := &file_hodei_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5203,7 +5276,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{58}
+	return file_hodei_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ListAuditRequest) GetSinceUnixNano() int64 {
@@ -5243,7 +5316,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_hodei_proto_msgTypes[59]
+	mi := &file_hodei_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5255,7 +5328,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[59]
+	mi := &file_hodei_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5268,7 +5341,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{59}
+	return file_hodei_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ListAuditResponse) GetRecords() []*AuditRecord {
@@ -5287,7 +5360,7 @@ type ListWorkersRequest struct {
 
 func (x *ListWorkersRequest) Reset() {
 	*x = ListWorkersRequest{}
-	mi := &file_hodei_proto_msgTypes[60]
+	mi := &file_hodei_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5299,7 +5372,7 @@ func (x *ListWorkersRequest) String() string {
 func (*ListWorkersRequest) ProtoMessage() {}
 
 func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[60]
+	mi := &file_hodei_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5312,7 +5385,7 @@ func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkersRequest.ProtoReflect.Descriptor instead.
 func (*ListWorkersRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{60}
+	return file_hodei_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ListWorkersRequest) GetId() string {
@@ -5331,7 +5404,7 @@ type ListWorkersResponse struct {
 
 func (x *ListWorkersResponse) Reset() {
 	*x = ListWorkersResponse{}
-	mi := &file_hodei_proto_msgTypes[61]
+	mi := &file_hodei_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5343,7 +5416,7 @@ func (x *ListWorkersResponse) String() string {
 func (*ListWorkersResponse) ProtoMessage() {}
 
 func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[61]
+	mi := &file_hodei_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5356,7 +5429,7 @@ func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkersResponse.ProtoReflect.Descriptor instead.
 func (*ListWorkersResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{61}
+	return file_hodei_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *ListWorkersResponse) GetWorkers() []*Worker {
@@ -5375,7 +5448,7 @@ type DrainWorkerRequest struct {
 
 func (x *DrainWorkerRequest) Reset() {
 	*x = DrainWorkerRequest{}
-	mi := &file_hodei_proto_msgTypes[62]
+	mi := &file_hodei_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5387,7 +5460,7 @@ func (x *DrainWorkerRequest) String() string {
 func (*DrainWorkerRequest) ProtoMessage() {}
 
 func (x *DrainWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[62]
+	mi := &file_hodei_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5400,7 +5473,7 @@ func (x *DrainWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainWorkerRequest.ProtoReflect.Descriptor instead.
 func (*DrainWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{62}
+	return file_hodei_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *DrainWorkerRequest) GetId() string {
@@ -5418,7 +5491,7 @@ type SnapshotRequest struct {
 
 func (x *SnapshotRequest) Reset() {
 	*x = SnapshotRequest{}
-	mi := &file_hodei_proto_msgTypes[63]
+	mi := &file_hodei_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5430,7 +5503,7 @@ func (x *SnapshotRequest) String() string {
 func (*SnapshotRequest) ProtoMessage() {}
 
 func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[63]
+	mi := &file_hodei_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5443,7 +5516,7 @@ func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{63}
+	return file_hodei_proto_rawDescGZIP(), []int{64}
 }
 
 type SnapshotChunk struct {
@@ -5455,7 +5528,7 @@ type SnapshotChunk struct {
 
 func (x *SnapshotChunk) Reset() {
 	*x = SnapshotChunk{}
-	mi := &file_hodei_proto_msgTypes[64]
+	mi := &file_hodei_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5467,7 +5540,7 @@ func (x *SnapshotChunk) String() string {
 func (*SnapshotChunk) ProtoMessage() {}
 
 func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[64]
+	mi := &file_hodei_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5480,7 +5553,7 @@ func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
 func (*SnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{64}
+	return file_hodei_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *SnapshotChunk) GetData() []byte {
@@ -5511,7 +5584,7 @@ type Tenant struct {
 
 func (x *Tenant) Reset() {
 	*x = Tenant{}
-	mi := &file_hodei_proto_msgTypes[65]
+	mi := &file_hodei_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5523,7 +5596,7 @@ func (x *Tenant) String() string {
 func (*Tenant) ProtoMessage() {}
 
 func (x *Tenant) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[65]
+	mi := &file_hodei_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5536,7 +5609,7 @@ func (x *Tenant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tenant.ProtoReflect.Descriptor instead.
 func (*Tenant) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{65}
+	return file_hodei_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *Tenant) GetName() string {
@@ -5634,7 +5707,7 @@ type TenantStatus struct {
 
 func (x *TenantStatus) Reset() {
 	*x = TenantStatus{}
-	mi := &file_hodei_proto_msgTypes[66]
+	mi := &file_hodei_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5646,7 +5719,7 @@ func (x *TenantStatus) String() string {
 func (*TenantStatus) ProtoMessage() {}
 
 func (x *TenantStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[66]
+	mi := &file_hodei_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5659,7 +5732,7 @@ func (x *TenantStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TenantStatus.ProtoReflect.Descriptor instead.
 func (*TenantStatus) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{66}
+	return file_hodei_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *TenantStatus) GetTenant() *Tenant {
@@ -5739,7 +5812,7 @@ type SetTenantRequest struct {
 
 func (x *SetTenantRequest) Reset() {
 	*x = SetTenantRequest{}
-	mi := &file_hodei_proto_msgTypes[67]
+	mi := &file_hodei_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5751,7 +5824,7 @@ func (x *SetTenantRequest) String() string {
 func (*SetTenantRequest) ProtoMessage() {}
 
 func (x *SetTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[67]
+	mi := &file_hodei_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5764,7 +5837,7 @@ func (x *SetTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetTenantRequest.ProtoReflect.Descriptor instead.
 func (*SetTenantRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{67}
+	return file_hodei_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *SetTenantRequest) GetTenant() *Tenant {
@@ -5790,7 +5863,7 @@ type GetTenantRequest struct {
 
 func (x *GetTenantRequest) Reset() {
 	*x = GetTenantRequest{}
-	mi := &file_hodei_proto_msgTypes[68]
+	mi := &file_hodei_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5802,7 +5875,7 @@ func (x *GetTenantRequest) String() string {
 func (*GetTenantRequest) ProtoMessage() {}
 
 func (x *GetTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[68]
+	mi := &file_hodei_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5815,7 +5888,7 @@ func (x *GetTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTenantRequest.ProtoReflect.Descriptor instead.
 func (*GetTenantRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{68}
+	return file_hodei_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *GetTenantRequest) GetName() string {
@@ -5833,7 +5906,7 @@ type ListTenantsRequest struct {
 
 func (x *ListTenantsRequest) Reset() {
 	*x = ListTenantsRequest{}
-	mi := &file_hodei_proto_msgTypes[69]
+	mi := &file_hodei_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5845,7 +5918,7 @@ func (x *ListTenantsRequest) String() string {
 func (*ListTenantsRequest) ProtoMessage() {}
 
 func (x *ListTenantsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[69]
+	mi := &file_hodei_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5858,7 +5931,7 @@ func (x *ListTenantsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTenantsRequest.ProtoReflect.Descriptor instead.
 func (*ListTenantsRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{69}
+	return file_hodei_proto_rawDescGZIP(), []int{70}
 }
 
 type ListTenantsResponse struct {
@@ -5870,7 +5943,7 @@ type ListTenantsResponse struct {
 
 func (x *ListTenantsResponse) Reset() {
 	*x = ListTenantsResponse{}
-	mi := &file_hodei_proto_msgTypes[70]
+	mi := &file_hodei_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5882,7 +5955,7 @@ func (x *ListTenantsResponse) String() string {
 func (*ListTenantsResponse) ProtoMessage() {}
 
 func (x *ListTenantsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[70]
+	mi := &file_hodei_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5895,7 +5968,7 @@ func (x *ListTenantsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTenantsResponse.ProtoReflect.Descriptor instead.
 func (*ListTenantsResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{70}
+	return file_hodei_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *ListTenantsResponse) GetTenants() []*TenantStatus {
@@ -5914,7 +5987,7 @@ type DeleteTenantRequest struct {
 
 func (x *DeleteTenantRequest) Reset() {
 	*x = DeleteTenantRequest{}
-	mi := &file_hodei_proto_msgTypes[71]
+	mi := &file_hodei_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5926,7 +5999,7 @@ func (x *DeleteTenantRequest) String() string {
 func (*DeleteTenantRequest) ProtoMessage() {}
 
 func (x *DeleteTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[71]
+	mi := &file_hodei_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5939,7 +6012,7 @@ func (x *DeleteTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTenantRequest.ProtoReflect.Descriptor instead.
 func (*DeleteTenantRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{71}
+	return file_hodei_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *DeleteTenantRequest) GetName() string {
@@ -5957,7 +6030,7 @@ type DeleteTenantResponse struct {
 
 func (x *DeleteTenantResponse) Reset() {
 	*x = DeleteTenantResponse{}
-	mi := &file_hodei_proto_msgTypes[72]
+	mi := &file_hodei_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5969,7 +6042,7 @@ func (x *DeleteTenantResponse) String() string {
 func (*DeleteTenantResponse) ProtoMessage() {}
 
 func (x *DeleteTenantResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[72]
+	mi := &file_hodei_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5982,7 +6055,7 @@ func (x *DeleteTenantResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTenantResponse.ProtoReflect.Descriptor instead.
 func (*DeleteTenantResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{72}
+	return file_hodei_proto_rawDescGZIP(), []int{73}
 }
 
 type MatrixAxis struct {
@@ -5995,7 +6068,7 @@ type MatrixAxis struct {
 
 func (x *MatrixAxis) Reset() {
 	*x = MatrixAxis{}
-	mi := &file_hodei_proto_msgTypes[73]
+	mi := &file_hodei_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6007,7 +6080,7 @@ func (x *MatrixAxis) String() string {
 func (*MatrixAxis) ProtoMessage() {}
 
 func (x *MatrixAxis) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[73]
+	mi := &file_hodei_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6020,7 +6093,7 @@ func (x *MatrixAxis) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MatrixAxis.ProtoReflect.Descriptor instead.
 func (*MatrixAxis) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{73}
+	return file_hodei_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *MatrixAxis) GetKey() string {
@@ -6054,7 +6127,7 @@ type PipelineStepSpec struct {
 
 func (x *PipelineStepSpec) Reset() {
 	*x = PipelineStepSpec{}
-	mi := &file_hodei_proto_msgTypes[74]
+	mi := &file_hodei_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6066,7 +6139,7 @@ func (x *PipelineStepSpec) String() string {
 func (*PipelineStepSpec) ProtoMessage() {}
 
 func (x *PipelineStepSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[74]
+	mi := &file_hodei_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6079,7 +6152,7 @@ func (x *PipelineStepSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PipelineStepSpec.ProtoReflect.Descriptor instead.
 func (*PipelineStepSpec) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{74}
+	return file_hodei_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *PipelineStepSpec) GetName() string {
@@ -6129,7 +6202,7 @@ type PipelineSpec struct {
 
 func (x *PipelineSpec) Reset() {
 	*x = PipelineSpec{}
-	mi := &file_hodei_proto_msgTypes[75]
+	mi := &file_hodei_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6141,7 +6214,7 @@ func (x *PipelineSpec) String() string {
 func (*PipelineSpec) ProtoMessage() {}
 
 func (x *PipelineSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[75]
+	mi := &file_hodei_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6154,7 +6227,7 @@ func (x *PipelineSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PipelineSpec.ProtoReflect.Descriptor instead.
 func (*PipelineSpec) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{75}
+	return file_hodei_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *PipelineSpec) GetName() string {
@@ -6200,7 +6273,7 @@ type Pipeline struct {
 
 func (x *Pipeline) Reset() {
 	*x = Pipeline{}
-	mi := &file_hodei_proto_msgTypes[76]
+	mi := &file_hodei_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6212,7 +6285,7 @@ func (x *Pipeline) String() string {
 func (*Pipeline) ProtoMessage() {}
 
 func (x *Pipeline) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[76]
+	mi := &file_hodei_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6225,7 +6298,7 @@ func (x *Pipeline) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pipeline.ProtoReflect.Descriptor instead.
 func (*Pipeline) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{76}
+	return file_hodei_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *Pipeline) GetId() string {
@@ -6282,7 +6355,7 @@ type PipelineStatus struct {
 
 func (x *PipelineStatus) Reset() {
 	*x = PipelineStatus{}
-	mi := &file_hodei_proto_msgTypes[77]
+	mi := &file_hodei_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6294,7 +6367,7 @@ func (x *PipelineStatus) String() string {
 func (*PipelineStatus) ProtoMessage() {}
 
 func (x *PipelineStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[77]
+	mi := &file_hodei_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6307,7 +6380,7 @@ func (x *PipelineStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PipelineStatus.ProtoReflect.Descriptor instead.
 func (*PipelineStatus) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{77}
+	return file_hodei_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *PipelineStatus) GetPipeline() *Pipeline {
@@ -6340,7 +6413,7 @@ type RunPipelineRequest struct {
 
 func (x *RunPipelineRequest) Reset() {
 	*x = RunPipelineRequest{}
-	mi := &file_hodei_proto_msgTypes[78]
+	mi := &file_hodei_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6352,7 +6425,7 @@ func (x *RunPipelineRequest) String() string {
 func (*RunPipelineRequest) ProtoMessage() {}
 
 func (x *RunPipelineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[78]
+	mi := &file_hodei_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6365,7 +6438,7 @@ func (x *RunPipelineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunPipelineRequest.ProtoReflect.Descriptor instead.
 func (*RunPipelineRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{78}
+	return file_hodei_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *RunPipelineRequest) GetSpec() *PipelineSpec {
@@ -6384,7 +6457,7 @@ type GetPipelineRequest struct {
 
 func (x *GetPipelineRequest) Reset() {
 	*x = GetPipelineRequest{}
-	mi := &file_hodei_proto_msgTypes[79]
+	mi := &file_hodei_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6396,7 +6469,7 @@ func (x *GetPipelineRequest) String() string {
 func (*GetPipelineRequest) ProtoMessage() {}
 
 func (x *GetPipelineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[79]
+	mi := &file_hodei_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6409,7 +6482,7 @@ func (x *GetPipelineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPipelineRequest.ProtoReflect.Descriptor instead.
 func (*GetPipelineRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{79}
+	return file_hodei_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *GetPipelineRequest) GetId() string {
@@ -6427,7 +6500,7 @@ type ListPipelinesRequest struct {
 
 func (x *ListPipelinesRequest) Reset() {
 	*x = ListPipelinesRequest{}
-	mi := &file_hodei_proto_msgTypes[80]
+	mi := &file_hodei_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6439,7 +6512,7 @@ func (x *ListPipelinesRequest) String() string {
 func (*ListPipelinesRequest) ProtoMessage() {}
 
 func (x *ListPipelinesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[80]
+	mi := &file_hodei_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6452,7 +6525,7 @@ func (x *ListPipelinesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPipelinesRequest.ProtoReflect.Descriptor instead.
 func (*ListPipelinesRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{80}
+	return file_hodei_proto_rawDescGZIP(), []int{81}
 }
 
 type ListPipelinesResponse struct {
@@ -6464,7 +6537,7 @@ type ListPipelinesResponse struct {
 
 func (x *ListPipelinesResponse) Reset() {
 	*x = ListPipelinesResponse{}
-	mi := &file_hodei_proto_msgTypes[81]
+	mi := &file_hodei_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6476,7 +6549,7 @@ func (x *ListPipelinesResponse) String() string {
 func (*ListPipelinesResponse) ProtoMessage() {}
 
 func (x *ListPipelinesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[81]
+	mi := &file_hodei_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6489,7 +6562,7 @@ func (x *ListPipelinesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPipelinesResponse.ProtoReflect.Descriptor instead.
 func (*ListPipelinesResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{81}
+	return file_hodei_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *ListPipelinesResponse) GetPipelines() []*PipelineStatus {
@@ -6509,7 +6582,7 @@ type CancelPipelineRequest struct {
 
 func (x *CancelPipelineRequest) Reset() {
 	*x = CancelPipelineRequest{}
-	mi := &file_hodei_proto_msgTypes[82]
+	mi := &file_hodei_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6521,7 +6594,7 @@ func (x *CancelPipelineRequest) String() string {
 func (*CancelPipelineRequest) ProtoMessage() {}
 
 func (x *CancelPipelineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[82]
+	mi := &file_hodei_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6534,7 +6607,7 @@ func (x *CancelPipelineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelPipelineRequest.ProtoReflect.Descriptor instead.
 func (*CancelPipelineRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{82}
+	return file_hodei_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *CancelPipelineRequest) GetId() string {
@@ -6560,7 +6633,7 @@ type UndrainWorkerRequest struct {
 
 func (x *UndrainWorkerRequest) Reset() {
 	*x = UndrainWorkerRequest{}
-	mi := &file_hodei_proto_msgTypes[83]
+	mi := &file_hodei_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6572,7 +6645,7 @@ func (x *UndrainWorkerRequest) String() string {
 func (*UndrainWorkerRequest) ProtoMessage() {}
 
 func (x *UndrainWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[83]
+	mi := &file_hodei_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6585,7 +6658,7 @@ func (x *UndrainWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UndrainWorkerRequest.ProtoReflect.Descriptor instead.
 func (*UndrainWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{83}
+	return file_hodei_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *UndrainWorkerRequest) GetId() string {
@@ -6605,7 +6678,7 @@ type ResolveRequest struct {
 
 func (x *ResolveRequest) Reset() {
 	*x = ResolveRequest{}
-	mi := &file_hodei_proto_msgTypes[84]
+	mi := &file_hodei_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6617,7 +6690,7 @@ func (x *ResolveRequest) String() string {
 func (*ResolveRequest) ProtoMessage() {}
 
 func (x *ResolveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[84]
+	mi := &file_hodei_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6630,7 +6703,7 @@ func (x *ResolveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveRequest.ProtoReflect.Descriptor instead.
 func (*ResolveRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{84}
+	return file_hodei_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *ResolveRequest) GetKind() IdKind {
@@ -6656,7 +6729,7 @@ type ResolveResponse struct {
 
 func (x *ResolveResponse) Reset() {
 	*x = ResolveResponse{}
-	mi := &file_hodei_proto_msgTypes[85]
+	mi := &file_hodei_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6668,7 +6741,7 @@ func (x *ResolveResponse) String() string {
 func (*ResolveResponse) ProtoMessage() {}
 
 func (x *ResolveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[85]
+	mi := &file_hodei_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6681,7 +6754,7 @@ func (x *ResolveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveResponse.ProtoReflect.Descriptor instead.
 func (*ResolveResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{85}
+	return file_hodei_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *ResolveResponse) GetId() string {
@@ -6719,7 +6792,7 @@ type CronSchedule struct {
 
 func (x *CronSchedule) Reset() {
 	*x = CronSchedule{}
-	mi := &file_hodei_proto_msgTypes[86]
+	mi := &file_hodei_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6731,7 +6804,7 @@ func (x *CronSchedule) String() string {
 func (*CronSchedule) ProtoMessage() {}
 
 func (x *CronSchedule) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[86]
+	mi := &file_hodei_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6744,7 +6817,7 @@ func (x *CronSchedule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CronSchedule.ProtoReflect.Descriptor instead.
 func (*CronSchedule) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{86}
+	return file_hodei_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *CronSchedule) GetName() string {
@@ -6882,7 +6955,7 @@ type CronAddRequest struct {
 
 func (x *CronAddRequest) Reset() {
 	*x = CronAddRequest{}
-	mi := &file_hodei_proto_msgTypes[87]
+	mi := &file_hodei_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6894,7 +6967,7 @@ func (x *CronAddRequest) String() string {
 func (*CronAddRequest) ProtoMessage() {}
 
 func (x *CronAddRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[87]
+	mi := &file_hodei_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6907,7 +6980,7 @@ func (x *CronAddRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CronAddRequest.ProtoReflect.Descriptor instead.
 func (*CronAddRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{87}
+	return file_hodei_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *CronAddRequest) GetSchedule() *CronSchedule {
@@ -6929,7 +7002,7 @@ type CronRef struct {
 
 func (x *CronRef) Reset() {
 	*x = CronRef{}
-	mi := &file_hodei_proto_msgTypes[88]
+	mi := &file_hodei_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6941,7 +7014,7 @@ func (x *CronRef) String() string {
 func (*CronRef) ProtoMessage() {}
 
 func (x *CronRef) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[88]
+	mi := &file_hodei_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6954,7 +7027,7 @@ func (x *CronRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CronRef.ProtoReflect.Descriptor instead.
 func (*CronRef) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{88}
+	return file_hodei_proto_rawDescGZIP(), []int{89}
 }
 
 func (x *CronRef) GetName() string {
@@ -6980,7 +7053,7 @@ type CronListRequest struct {
 
 func (x *CronListRequest) Reset() {
 	*x = CronListRequest{}
-	mi := &file_hodei_proto_msgTypes[89]
+	mi := &file_hodei_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6992,7 +7065,7 @@ func (x *CronListRequest) String() string {
 func (*CronListRequest) ProtoMessage() {}
 
 func (x *CronListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[89]
+	mi := &file_hodei_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7005,7 +7078,7 @@ func (x *CronListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CronListRequest.ProtoReflect.Descriptor instead.
 func (*CronListRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{89}
+	return file_hodei_proto_rawDescGZIP(), []int{90}
 }
 
 func (x *CronListRequest) GetTenant() string {
@@ -7024,7 +7097,7 @@ type CronListResponse struct {
 
 func (x *CronListResponse) Reset() {
 	*x = CronListResponse{}
-	mi := &file_hodei_proto_msgTypes[90]
+	mi := &file_hodei_proto_msgTypes[91]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7036,7 +7109,7 @@ func (x *CronListResponse) String() string {
 func (*CronListResponse) ProtoMessage() {}
 
 func (x *CronListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[90]
+	mi := &file_hodei_proto_msgTypes[91]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7049,7 +7122,7 @@ func (x *CronListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CronListResponse.ProtoReflect.Descriptor instead.
 func (*CronListResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{90}
+	return file_hodei_proto_rawDescGZIP(), []int{91}
 }
 
 func (x *CronListResponse) GetSchedules() []*CronSchedule {
@@ -7067,7 +7140,7 @@ type CronRemoveResponse struct {
 
 func (x *CronRemoveResponse) Reset() {
 	*x = CronRemoveResponse{}
-	mi := &file_hodei_proto_msgTypes[91]
+	mi := &file_hodei_proto_msgTypes[92]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7079,7 +7152,7 @@ func (x *CronRemoveResponse) String() string {
 func (*CronRemoveResponse) ProtoMessage() {}
 
 func (x *CronRemoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[91]
+	mi := &file_hodei_proto_msgTypes[92]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7092,7 +7165,7 @@ func (x *CronRemoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CronRemoveResponse.ProtoReflect.Descriptor instead.
 func (*CronRemoveResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{91}
+	return file_hodei_proto_rawDescGZIP(), []int{92}
 }
 
 type CronRunResponse struct {
@@ -7104,7 +7177,7 @@ type CronRunResponse struct {
 
 func (x *CronRunResponse) Reset() {
 	*x = CronRunResponse{}
-	mi := &file_hodei_proto_msgTypes[92]
+	mi := &file_hodei_proto_msgTypes[93]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7116,7 +7189,7 @@ func (x *CronRunResponse) String() string {
 func (*CronRunResponse) ProtoMessage() {}
 
 func (x *CronRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[92]
+	mi := &file_hodei_proto_msgTypes[93]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7129,7 +7202,7 @@ func (x *CronRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CronRunResponse.ProtoReflect.Descriptor instead.
 func (*CronRunResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{92}
+	return file_hodei_proto_rawDescGZIP(), []int{93}
 }
 
 func (x *CronRunResponse) GetId() string {
@@ -7151,7 +7224,7 @@ type Pipeline_Step struct {
 
 func (x *Pipeline_Step) Reset() {
 	*x = Pipeline_Step{}
-	mi := &file_hodei_proto_msgTypes[100]
+	mi := &file_hodei_proto_msgTypes[101]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7163,7 +7236,7 @@ func (x *Pipeline_Step) String() string {
 func (*Pipeline_Step) ProtoMessage() {}
 
 func (x *Pipeline_Step) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[100]
+	mi := &file_hodei_proto_msgTypes[101]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7176,7 +7249,7 @@ func (x *Pipeline_Step) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pipeline_Step.ProtoReflect.Descriptor instead.
 func (*Pipeline_Step) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{76, 0}
+	return file_hodei_proto_rawDescGZIP(), []int{77, 0}
 }
 
 func (x *Pipeline_Step) GetName() string {
@@ -7414,14 +7487,15 @@ const file_hodei_proto_rawDesc = "" +
 	"\fJoinResponse\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12'\n" +
 	"\x0fcertificate_pem\x18\x02 \x01(\fR\x0ecertificatePem\x12\x15\n" +
-	"\x06ca_pem\x18\x03 \x01(\fR\x05caPem\"\xb3\x02\n" +
+	"\x06ca_pem\x18\x03 \x01(\fR\x05caPem\"\xe2\x02\n" +
 	"\fAgentMessage\x12'\n" +
 	"\x05hello\x18\x01 \x01(\v2\x0f.hodei.v1.HelloH\x00R\x05hello\x123\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x13.hodei.v1.HeartbeatH\x00R\theartbeat\x120\n" +
 	"\astarted\x18\x03 \x01(\v2\x14.hodei.v1.JobStartedH\x00R\astarted\x12&\n" +
 	"\x03log\x18\x04 \x01(\v2\x12.hodei.v1.LogChunkH\x00R\x03log\x123\n" +
 	"\bfinished\x18\x05 \x01(\v2\x15.hodei.v1.JobFinishedH\x00R\bfinished\x12/\n" +
-	"\x06credit\x18\x06 \x01(\v2\x15.hodei.v1.InputCreditH\x00R\x06creditB\x05\n" +
+	"\x06credit\x18\x06 \x01(\v2\x15.hodei.v1.InputCreditH\x00R\x06credit\x12-\n" +
+	"\agoodbye\x18\a \x01(\v2\x11.hodei.v1.GoodbyeH\x00R\agoodbyeB\x05\n" +
 	"\x03msg\"\x9e\x02\n" +
 	"\rServerMessage\x12-\n" +
 	"\awelcome\x18\x01 \x01(\v2\x11.hodei.v1.WelcomeH\x00R\awelcome\x12*\n" +
@@ -7447,7 +7521,10 @@ const file_hodei_proto_rawDesc = "" +
 	"\trestarted\x18\t \x01(\bR\trestarted\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x96\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"9\n" +
+	"\aGoodbye\x12\x14\n" +
+	"\x05drain\x18\x01 \x01(\bR\x05drain\x12\x18\n" +
+	"\arunning\x18\x02 \x01(\x05R\arunning\"\x96\x01\n" +
 	"\tHeartbeat\x12\x1f\n" +
 	"\vcpu_percent\x18\x01 \x01(\x01R\n" +
 	"cpuPercent\x12&\n" +
@@ -7862,7 +7939,7 @@ func file_hodei_proto_rawDescGZIP() []byte {
 }
 
 var file_hodei_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
-var file_hodei_proto_msgTypes = make([]protoimpl.MessageInfo, 101)
+var file_hodei_proto_msgTypes = make([]protoimpl.MessageInfo, 102)
 var file_hodei_proto_goTypes = []any{
 	(JobState)(0),                 // 0: hodei.v1.JobState
 	(StdinMode)(0),                // 1: hodei.v1.StdinMode
@@ -7907,80 +7984,81 @@ var file_hodei_proto_goTypes = []any{
 	(*ServerMessage)(nil),         // 40: hodei.v1.ServerMessage
 	(*JobRef)(nil),                // 41: hodei.v1.JobRef
 	(*Hello)(nil),                 // 42: hodei.v1.Hello
-	(*Heartbeat)(nil),             // 43: hodei.v1.Heartbeat
-	(*JobStarted)(nil),            // 44: hodei.v1.JobStarted
-	(*LogChunk)(nil),              // 45: hodei.v1.LogChunk
-	(*JobFinished)(nil),           // 46: hodei.v1.JobFinished
-	(*Welcome)(nil),               // 47: hodei.v1.Welcome
-	(*Assign)(nil),                // 48: hodei.v1.Assign
-	(*CancelJob)(nil),             // 49: hodei.v1.CancelJob
-	(*Ack)(nil),                   // 50: hodei.v1.Ack
-	(*JobInput)(nil),              // 51: hodei.v1.JobInput
-	(*InputCredit)(nil),           // 52: hodei.v1.InputCredit
-	(*ResizeJob)(nil),             // 53: hodei.v1.ResizeJob
-	(*Worker)(nil),                // 54: hodei.v1.Worker
-	(*RevokeWorkerRequest)(nil),   // 55: hodei.v1.RevokeWorkerRequest
-	(*RemoveWorkerRequest)(nil),   // 56: hodei.v1.RemoveWorkerRequest
-	(*RemoveWorkerResponse)(nil),  // 57: hodei.v1.RemoveWorkerResponse
-	(*TokenInfo)(nil),             // 58: hodei.v1.TokenInfo
-	(*CreateTokenRequest)(nil),    // 59: hodei.v1.CreateTokenRequest
-	(*CreateTokenResponse)(nil),   // 60: hodei.v1.CreateTokenResponse
-	(*ListTokensRequest)(nil),     // 61: hodei.v1.ListTokensRequest
-	(*ListTokensResponse)(nil),    // 62: hodei.v1.ListTokensResponse
-	(*RevokeTokenRequest)(nil),    // 63: hodei.v1.RevokeTokenRequest
-	(*WhoAmIRequest)(nil),         // 64: hodei.v1.WhoAmIRequest
-	(*AuditRecord)(nil),           // 65: hodei.v1.AuditRecord
-	(*AgentRecord)(nil),           // 66: hodei.v1.AgentRecord
-	(*ListAuditRequest)(nil),      // 67: hodei.v1.ListAuditRequest
-	(*ListAuditResponse)(nil),     // 68: hodei.v1.ListAuditResponse
-	(*ListWorkersRequest)(nil),    // 69: hodei.v1.ListWorkersRequest
-	(*ListWorkersResponse)(nil),   // 70: hodei.v1.ListWorkersResponse
-	(*DrainWorkerRequest)(nil),    // 71: hodei.v1.DrainWorkerRequest
-	(*SnapshotRequest)(nil),       // 72: hodei.v1.SnapshotRequest
-	(*SnapshotChunk)(nil),         // 73: hodei.v1.SnapshotChunk
-	(*Tenant)(nil),                // 74: hodei.v1.Tenant
-	(*TenantStatus)(nil),          // 75: hodei.v1.TenantStatus
-	(*SetTenantRequest)(nil),      // 76: hodei.v1.SetTenantRequest
-	(*GetTenantRequest)(nil),      // 77: hodei.v1.GetTenantRequest
-	(*ListTenantsRequest)(nil),    // 78: hodei.v1.ListTenantsRequest
-	(*ListTenantsResponse)(nil),   // 79: hodei.v1.ListTenantsResponse
-	(*DeleteTenantRequest)(nil),   // 80: hodei.v1.DeleteTenantRequest
-	(*DeleteTenantResponse)(nil),  // 81: hodei.v1.DeleteTenantResponse
-	(*MatrixAxis)(nil),            // 82: hodei.v1.MatrixAxis
-	(*PipelineStepSpec)(nil),      // 83: hodei.v1.PipelineStepSpec
-	(*PipelineSpec)(nil),          // 84: hodei.v1.PipelineSpec
-	(*Pipeline)(nil),              // 85: hodei.v1.Pipeline
-	(*PipelineStatus)(nil),        // 86: hodei.v1.PipelineStatus
-	(*RunPipelineRequest)(nil),    // 87: hodei.v1.RunPipelineRequest
-	(*GetPipelineRequest)(nil),    // 88: hodei.v1.GetPipelineRequest
-	(*ListPipelinesRequest)(nil),  // 89: hodei.v1.ListPipelinesRequest
-	(*ListPipelinesResponse)(nil), // 90: hodei.v1.ListPipelinesResponse
-	(*CancelPipelineRequest)(nil), // 91: hodei.v1.CancelPipelineRequest
-	(*UndrainWorkerRequest)(nil),  // 92: hodei.v1.UndrainWorkerRequest
-	(*ResolveRequest)(nil),        // 93: hodei.v1.ResolveRequest
-	(*ResolveResponse)(nil),       // 94: hodei.v1.ResolveResponse
-	(*CronSchedule)(nil),          // 95: hodei.v1.CronSchedule
-	(*CronAddRequest)(nil),        // 96: hodei.v1.CronAddRequest
-	(*CronRef)(nil),               // 97: hodei.v1.CronRef
-	(*CronListRequest)(nil),       // 98: hodei.v1.CronListRequest
-	(*CronListResponse)(nil),      // 99: hodei.v1.CronListResponse
-	(*CronRemoveResponse)(nil),    // 100: hodei.v1.CronRemoveResponse
-	(*CronRunResponse)(nil),       // 101: hodei.v1.CronRunResponse
-	nil,                           // 102: hodei.v1.JobSpec.LabelsEntry
-	nil,                           // 103: hodei.v1.JobSpec.EnvEntry
-	nil,                           // 104: hodei.v1.JobSpec.SecretEnvEntry
-	nil,                           // 105: hodei.v1.JobSpec.SelectorEntry
-	nil,                           // 106: hodei.v1.ListJobsRequest.LabelsEntry
-	nil,                           // 107: hodei.v1.Hello.LabelsEntry
-	nil,                           // 108: hodei.v1.Worker.LabelsEntry
-	(*Pipeline_Step)(nil),         // 109: hodei.v1.Pipeline.Step
+	(*Goodbye)(nil),               // 43: hodei.v1.Goodbye
+	(*Heartbeat)(nil),             // 44: hodei.v1.Heartbeat
+	(*JobStarted)(nil),            // 45: hodei.v1.JobStarted
+	(*LogChunk)(nil),              // 46: hodei.v1.LogChunk
+	(*JobFinished)(nil),           // 47: hodei.v1.JobFinished
+	(*Welcome)(nil),               // 48: hodei.v1.Welcome
+	(*Assign)(nil),                // 49: hodei.v1.Assign
+	(*CancelJob)(nil),             // 50: hodei.v1.CancelJob
+	(*Ack)(nil),                   // 51: hodei.v1.Ack
+	(*JobInput)(nil),              // 52: hodei.v1.JobInput
+	(*InputCredit)(nil),           // 53: hodei.v1.InputCredit
+	(*ResizeJob)(nil),             // 54: hodei.v1.ResizeJob
+	(*Worker)(nil),                // 55: hodei.v1.Worker
+	(*RevokeWorkerRequest)(nil),   // 56: hodei.v1.RevokeWorkerRequest
+	(*RemoveWorkerRequest)(nil),   // 57: hodei.v1.RemoveWorkerRequest
+	(*RemoveWorkerResponse)(nil),  // 58: hodei.v1.RemoveWorkerResponse
+	(*TokenInfo)(nil),             // 59: hodei.v1.TokenInfo
+	(*CreateTokenRequest)(nil),    // 60: hodei.v1.CreateTokenRequest
+	(*CreateTokenResponse)(nil),   // 61: hodei.v1.CreateTokenResponse
+	(*ListTokensRequest)(nil),     // 62: hodei.v1.ListTokensRequest
+	(*ListTokensResponse)(nil),    // 63: hodei.v1.ListTokensResponse
+	(*RevokeTokenRequest)(nil),    // 64: hodei.v1.RevokeTokenRequest
+	(*WhoAmIRequest)(nil),         // 65: hodei.v1.WhoAmIRequest
+	(*AuditRecord)(nil),           // 66: hodei.v1.AuditRecord
+	(*AgentRecord)(nil),           // 67: hodei.v1.AgentRecord
+	(*ListAuditRequest)(nil),      // 68: hodei.v1.ListAuditRequest
+	(*ListAuditResponse)(nil),     // 69: hodei.v1.ListAuditResponse
+	(*ListWorkersRequest)(nil),    // 70: hodei.v1.ListWorkersRequest
+	(*ListWorkersResponse)(nil),   // 71: hodei.v1.ListWorkersResponse
+	(*DrainWorkerRequest)(nil),    // 72: hodei.v1.DrainWorkerRequest
+	(*SnapshotRequest)(nil),       // 73: hodei.v1.SnapshotRequest
+	(*SnapshotChunk)(nil),         // 74: hodei.v1.SnapshotChunk
+	(*Tenant)(nil),                // 75: hodei.v1.Tenant
+	(*TenantStatus)(nil),          // 76: hodei.v1.TenantStatus
+	(*SetTenantRequest)(nil),      // 77: hodei.v1.SetTenantRequest
+	(*GetTenantRequest)(nil),      // 78: hodei.v1.GetTenantRequest
+	(*ListTenantsRequest)(nil),    // 79: hodei.v1.ListTenantsRequest
+	(*ListTenantsResponse)(nil),   // 80: hodei.v1.ListTenantsResponse
+	(*DeleteTenantRequest)(nil),   // 81: hodei.v1.DeleteTenantRequest
+	(*DeleteTenantResponse)(nil),  // 82: hodei.v1.DeleteTenantResponse
+	(*MatrixAxis)(nil),            // 83: hodei.v1.MatrixAxis
+	(*PipelineStepSpec)(nil),      // 84: hodei.v1.PipelineStepSpec
+	(*PipelineSpec)(nil),          // 85: hodei.v1.PipelineSpec
+	(*Pipeline)(nil),              // 86: hodei.v1.Pipeline
+	(*PipelineStatus)(nil),        // 87: hodei.v1.PipelineStatus
+	(*RunPipelineRequest)(nil),    // 88: hodei.v1.RunPipelineRequest
+	(*GetPipelineRequest)(nil),    // 89: hodei.v1.GetPipelineRequest
+	(*ListPipelinesRequest)(nil),  // 90: hodei.v1.ListPipelinesRequest
+	(*ListPipelinesResponse)(nil), // 91: hodei.v1.ListPipelinesResponse
+	(*CancelPipelineRequest)(nil), // 92: hodei.v1.CancelPipelineRequest
+	(*UndrainWorkerRequest)(nil),  // 93: hodei.v1.UndrainWorkerRequest
+	(*ResolveRequest)(nil),        // 94: hodei.v1.ResolveRequest
+	(*ResolveResponse)(nil),       // 95: hodei.v1.ResolveResponse
+	(*CronSchedule)(nil),          // 96: hodei.v1.CronSchedule
+	(*CronAddRequest)(nil),        // 97: hodei.v1.CronAddRequest
+	(*CronRef)(nil),               // 98: hodei.v1.CronRef
+	(*CronListRequest)(nil),       // 99: hodei.v1.CronListRequest
+	(*CronListResponse)(nil),      // 100: hodei.v1.CronListResponse
+	(*CronRemoveResponse)(nil),    // 101: hodei.v1.CronRemoveResponse
+	(*CronRunResponse)(nil),       // 102: hodei.v1.CronRunResponse
+	nil,                           // 103: hodei.v1.JobSpec.LabelsEntry
+	nil,                           // 104: hodei.v1.JobSpec.EnvEntry
+	nil,                           // 105: hodei.v1.JobSpec.SecretEnvEntry
+	nil,                           // 106: hodei.v1.JobSpec.SelectorEntry
+	nil,                           // 107: hodei.v1.ListJobsRequest.LabelsEntry
+	nil,                           // 108: hodei.v1.Hello.LabelsEntry
+	nil,                           // 109: hodei.v1.Worker.LabelsEntry
+	(*Pipeline_Step)(nil),         // 110: hodei.v1.Pipeline.Step
 }
 var file_hodei_proto_depIdxs = []int32{
-	102, // 0: hodei.v1.JobSpec.labels:type_name -> hodei.v1.JobSpec.LabelsEntry
-	103, // 1: hodei.v1.JobSpec.env:type_name -> hodei.v1.JobSpec.EnvEntry
-	104, // 2: hodei.v1.JobSpec.secret_env:type_name -> hodei.v1.JobSpec.SecretEnvEntry
+	103, // 0: hodei.v1.JobSpec.labels:type_name -> hodei.v1.JobSpec.LabelsEntry
+	104, // 1: hodei.v1.JobSpec.env:type_name -> hodei.v1.JobSpec.EnvEntry
+	105, // 2: hodei.v1.JobSpec.secret_env:type_name -> hodei.v1.JobSpec.SecretEnvEntry
 	9,   // 3: hodei.v1.JobSpec.resources:type_name -> hodei.v1.Resources
-	105, // 4: hodei.v1.JobSpec.selector:type_name -> hodei.v1.JobSpec.SelectorEntry
+	106, // 4: hodei.v1.JobSpec.selector:type_name -> hodei.v1.JobSpec.SelectorEntry
 	1,   // 5: hodei.v1.JobSpec.stdin:type_name -> hodei.v1.StdinMode
 	10,  // 6: hodei.v1.Job.spec:type_name -> hodei.v1.JobSpec
 	0,   // 7: hodei.v1.Job.state:type_name -> hodei.v1.JobState
@@ -7990,7 +8068,7 @@ var file_hodei_proto_depIdxs = []int32{
 	10,  // 11: hodei.v1.SubmitRequest.spec:type_name -> hodei.v1.JobSpec
 	10,  // 12: hodei.v1.SubmitBatchRequest.specs:type_name -> hodei.v1.JobSpec
 	0,   // 13: hodei.v1.ListJobsRequest.state:type_name -> hodei.v1.JobState
-	106, // 14: hodei.v1.ListJobsRequest.labels:type_name -> hodei.v1.ListJobsRequest.LabelsEntry
+	107, // 14: hodei.v1.ListJobsRequest.labels:type_name -> hodei.v1.ListJobsRequest.LabelsEntry
 	12,  // 15: hodei.v1.ListJobsResponse.jobs:type_name -> hodei.v1.Job
 	12,  // 16: hodei.v1.JobEvent.job:type_name -> hodei.v1.Job
 	3,   // 17: hodei.v1.LogsRequest.stream:type_name -> hodei.v1.LogStream
@@ -8006,138 +8084,139 @@ var file_hodei_proto_depIdxs = []int32{
 	0,   // 27: hodei.v1.Attached.state:type_name -> hodei.v1.JobState
 	12,  // 28: hodei.v1.AttachEnded.job:type_name -> hodei.v1.Job
 	42,  // 29: hodei.v1.AgentMessage.hello:type_name -> hodei.v1.Hello
-	43,  // 30: hodei.v1.AgentMessage.heartbeat:type_name -> hodei.v1.Heartbeat
-	44,  // 31: hodei.v1.AgentMessage.started:type_name -> hodei.v1.JobStarted
-	45,  // 32: hodei.v1.AgentMessage.log:type_name -> hodei.v1.LogChunk
-	46,  // 33: hodei.v1.AgentMessage.finished:type_name -> hodei.v1.JobFinished
-	52,  // 34: hodei.v1.AgentMessage.credit:type_name -> hodei.v1.InputCredit
-	47,  // 35: hodei.v1.ServerMessage.welcome:type_name -> hodei.v1.Welcome
-	48,  // 36: hodei.v1.ServerMessage.assign:type_name -> hodei.v1.Assign
-	49,  // 37: hodei.v1.ServerMessage.cancel:type_name -> hodei.v1.CancelJob
-	50,  // 38: hodei.v1.ServerMessage.ack:type_name -> hodei.v1.Ack
-	51,  // 39: hodei.v1.ServerMessage.input:type_name -> hodei.v1.JobInput
-	53,  // 40: hodei.v1.ServerMessage.resize:type_name -> hodei.v1.ResizeJob
-	107, // 41: hodei.v1.Hello.labels:type_name -> hodei.v1.Hello.LabelsEntry
-	9,   // 42: hodei.v1.Hello.capacity:type_name -> hodei.v1.Resources
-	41,  // 43: hodei.v1.Hello.running:type_name -> hodei.v1.JobRef
-	46,  // 44: hodei.v1.Hello.finished:type_name -> hodei.v1.JobFinished
-	41,  // 45: hodei.v1.Heartbeat.running:type_name -> hodei.v1.JobRef
-	3,   // 46: hodei.v1.LogChunk.stream:type_name -> hodei.v1.LogStream
-	4,   // 47: hodei.v1.JobFinished.outcome:type_name -> hodei.v1.Outcome
-	11,  // 48: hodei.v1.JobFinished.usage:type_name -> hodei.v1.Usage
-	12,  // 49: hodei.v1.Assign.job:type_name -> hodei.v1.Job
-	3,   // 50: hodei.v1.Ack.stream:type_name -> hodei.v1.LogStream
-	108, // 51: hodei.v1.Worker.labels:type_name -> hodei.v1.Worker.LabelsEntry
-	5,   // 52: hodei.v1.Worker.state:type_name -> hodei.v1.WorkerState
-	9,   // 53: hodei.v1.Worker.capacity:type_name -> hodei.v1.Resources
-	9,   // 54: hodei.v1.Worker.allocated:type_name -> hodei.v1.Resources
-	58,  // 55: hodei.v1.CreateTokenResponse.info:type_name -> hodei.v1.TokenInfo
-	58,  // 56: hodei.v1.ListTokensResponse.tokens:type_name -> hodei.v1.TokenInfo
-	65,  // 57: hodei.v1.ListAuditResponse.records:type_name -> hodei.v1.AuditRecord
-	54,  // 58: hodei.v1.ListWorkersResponse.workers:type_name -> hodei.v1.Worker
-	9,   // 59: hodei.v1.Tenant.max_running:type_name -> hodei.v1.Resources
-	74,  // 60: hodei.v1.TenantStatus.tenant:type_name -> hodei.v1.Tenant
-	9,   // 61: hodei.v1.TenantStatus.pending:type_name -> hodei.v1.Resources
-	9,   // 62: hodei.v1.TenantStatus.running:type_name -> hodei.v1.Resources
-	6,   // 63: hodei.v1.TenantStatus.burst_state:type_name -> hodei.v1.BurstState
-	74,  // 64: hodei.v1.SetTenantRequest.tenant:type_name -> hodei.v1.Tenant
-	75,  // 65: hodei.v1.ListTenantsResponse.tenants:type_name -> hodei.v1.TenantStatus
-	10,  // 66: hodei.v1.PipelineStepSpec.spec:type_name -> hodei.v1.JobSpec
-	82,  // 67: hodei.v1.PipelineStepSpec.matrix:type_name -> hodei.v1.MatrixAxis
-	10,  // 68: hodei.v1.PipelineSpec.defaults:type_name -> hodei.v1.JobSpec
-	83,  // 69: hodei.v1.PipelineSpec.steps:type_name -> hodei.v1.PipelineStepSpec
-	109, // 70: hodei.v1.Pipeline.steps:type_name -> hodei.v1.Pipeline.Step
-	85,  // 71: hodei.v1.PipelineStatus.pipeline:type_name -> hodei.v1.Pipeline
-	7,   // 72: hodei.v1.PipelineStatus.state:type_name -> hodei.v1.PipelineState
-	12,  // 73: hodei.v1.PipelineStatus.jobs:type_name -> hodei.v1.Job
-	84,  // 74: hodei.v1.RunPipelineRequest.spec:type_name -> hodei.v1.PipelineSpec
-	86,  // 75: hodei.v1.ListPipelinesResponse.pipelines:type_name -> hodei.v1.PipelineStatus
-	8,   // 76: hodei.v1.ResolveRequest.kind:type_name -> hodei.v1.IdKind
-	10,  // 77: hodei.v1.CronSchedule.job:type_name -> hodei.v1.JobSpec
-	84,  // 78: hodei.v1.CronSchedule.pipeline:type_name -> hodei.v1.PipelineSpec
-	95,  // 79: hodei.v1.CronAddRequest.schedule:type_name -> hodei.v1.CronSchedule
-	95,  // 80: hodei.v1.CronListResponse.schedules:type_name -> hodei.v1.CronSchedule
-	14,  // 81: hodei.v1.JobService.Submit:input_type -> hodei.v1.SubmitRequest
-	16,  // 82: hodei.v1.JobService.SubmitBatch:input_type -> hodei.v1.SubmitBatchRequest
-	18,  // 83: hodei.v1.JobService.Get:input_type -> hodei.v1.GetJobRequest
-	19,  // 84: hodei.v1.JobService.List:input_type -> hodei.v1.ListJobsRequest
-	21,  // 85: hodei.v1.JobService.Cancel:input_type -> hodei.v1.CancelJobRequest
-	24,  // 86: hodei.v1.JobService.Watch:input_type -> hodei.v1.WatchRequest
-	26,  // 87: hodei.v1.JobService.Logs:input_type -> hodei.v1.LogsRequest
-	22,  // 88: hodei.v1.JobService.CancelArray:input_type -> hodei.v1.CancelArrayRequest
-	87,  // 89: hodei.v1.JobService.RunPipeline:input_type -> hodei.v1.RunPipelineRequest
-	88,  // 90: hodei.v1.JobService.GetPipeline:input_type -> hodei.v1.GetPipelineRequest
-	89,  // 91: hodei.v1.JobService.ListPipelines:input_type -> hodei.v1.ListPipelinesRequest
-	91,  // 92: hodei.v1.JobService.CancelPipeline:input_type -> hodei.v1.CancelPipelineRequest
-	29,  // 93: hodei.v1.JobService.Attach:input_type -> hodei.v1.AttachRequest
-	93,  // 94: hodei.v1.JobService.Resolve:input_type -> hodei.v1.ResolveRequest
-	96,  // 95: hodei.v1.JobService.CronAdd:input_type -> hodei.v1.CronAddRequest
-	98,  // 96: hodei.v1.JobService.CronList:input_type -> hodei.v1.CronListRequest
-	97,  // 97: hodei.v1.JobService.CronGet:input_type -> hodei.v1.CronRef
-	97,  // 98: hodei.v1.JobService.CronPause:input_type -> hodei.v1.CronRef
-	97,  // 99: hodei.v1.JobService.CronResume:input_type -> hodei.v1.CronRef
-	97,  // 100: hodei.v1.JobService.CronRemove:input_type -> hodei.v1.CronRef
-	97,  // 101: hodei.v1.JobService.CronRun:input_type -> hodei.v1.CronRef
-	39,  // 102: hodei.v1.AgentService.Connect:input_type -> hodei.v1.AgentMessage
-	37,  // 103: hodei.v1.AgentService.Join:input_type -> hodei.v1.JoinRequest
-	69,  // 104: hodei.v1.AdminService.ListWorkers:input_type -> hodei.v1.ListWorkersRequest
-	71,  // 105: hodei.v1.AdminService.DrainWorker:input_type -> hodei.v1.DrainWorkerRequest
-	72,  // 106: hodei.v1.AdminService.Snapshot:input_type -> hodei.v1.SnapshotRequest
-	76,  // 107: hodei.v1.AdminService.SetTenant:input_type -> hodei.v1.SetTenantRequest
-	77,  // 108: hodei.v1.AdminService.GetTenant:input_type -> hodei.v1.GetTenantRequest
-	78,  // 109: hodei.v1.AdminService.ListTenants:input_type -> hodei.v1.ListTenantsRequest
-	80,  // 110: hodei.v1.AdminService.DeleteTenant:input_type -> hodei.v1.DeleteTenantRequest
-	55,  // 111: hodei.v1.AdminService.RevokeWorker:input_type -> hodei.v1.RevokeWorkerRequest
-	56,  // 112: hodei.v1.AdminService.RemoveWorker:input_type -> hodei.v1.RemoveWorkerRequest
-	59,  // 113: hodei.v1.AdminService.CreateToken:input_type -> hodei.v1.CreateTokenRequest
-	61,  // 114: hodei.v1.AdminService.ListTokens:input_type -> hodei.v1.ListTokensRequest
-	63,  // 115: hodei.v1.AdminService.RevokeToken:input_type -> hodei.v1.RevokeTokenRequest
-	64,  // 116: hodei.v1.AdminService.WhoAmI:input_type -> hodei.v1.WhoAmIRequest
-	67,  // 117: hodei.v1.AdminService.ListAudit:input_type -> hodei.v1.ListAuditRequest
-	92,  // 118: hodei.v1.AdminService.UndrainWorker:input_type -> hodei.v1.UndrainWorkerRequest
-	15,  // 119: hodei.v1.JobService.Submit:output_type -> hodei.v1.SubmitResponse
-	17,  // 120: hodei.v1.JobService.SubmitBatch:output_type -> hodei.v1.SubmitBatchResponse
-	12,  // 121: hodei.v1.JobService.Get:output_type -> hodei.v1.Job
-	20,  // 122: hodei.v1.JobService.List:output_type -> hodei.v1.ListJobsResponse
-	12,  // 123: hodei.v1.JobService.Cancel:output_type -> hodei.v1.Job
-	25,  // 124: hodei.v1.JobService.Watch:output_type -> hodei.v1.JobEvent
-	27,  // 125: hodei.v1.JobService.Logs:output_type -> hodei.v1.LogData
-	23,  // 126: hodei.v1.JobService.CancelArray:output_type -> hodei.v1.CancelArrayResponse
-	86,  // 127: hodei.v1.JobService.RunPipeline:output_type -> hodei.v1.PipelineStatus
-	86,  // 128: hodei.v1.JobService.GetPipeline:output_type -> hodei.v1.PipelineStatus
-	90,  // 129: hodei.v1.JobService.ListPipelines:output_type -> hodei.v1.ListPipelinesResponse
-	86,  // 130: hodei.v1.JobService.CancelPipeline:output_type -> hodei.v1.PipelineStatus
-	33,  // 131: hodei.v1.JobService.Attach:output_type -> hodei.v1.AttachResponse
-	94,  // 132: hodei.v1.JobService.Resolve:output_type -> hodei.v1.ResolveResponse
-	95,  // 133: hodei.v1.JobService.CronAdd:output_type -> hodei.v1.CronSchedule
-	99,  // 134: hodei.v1.JobService.CronList:output_type -> hodei.v1.CronListResponse
-	95,  // 135: hodei.v1.JobService.CronGet:output_type -> hodei.v1.CronSchedule
-	95,  // 136: hodei.v1.JobService.CronPause:output_type -> hodei.v1.CronSchedule
-	95,  // 137: hodei.v1.JobService.CronResume:output_type -> hodei.v1.CronSchedule
-	100, // 138: hodei.v1.JobService.CronRemove:output_type -> hodei.v1.CronRemoveResponse
-	101, // 139: hodei.v1.JobService.CronRun:output_type -> hodei.v1.CronRunResponse
-	40,  // 140: hodei.v1.AgentService.Connect:output_type -> hodei.v1.ServerMessage
-	38,  // 141: hodei.v1.AgentService.Join:output_type -> hodei.v1.JoinResponse
-	70,  // 142: hodei.v1.AdminService.ListWorkers:output_type -> hodei.v1.ListWorkersResponse
-	54,  // 143: hodei.v1.AdminService.DrainWorker:output_type -> hodei.v1.Worker
-	73,  // 144: hodei.v1.AdminService.Snapshot:output_type -> hodei.v1.SnapshotChunk
-	75,  // 145: hodei.v1.AdminService.SetTenant:output_type -> hodei.v1.TenantStatus
-	75,  // 146: hodei.v1.AdminService.GetTenant:output_type -> hodei.v1.TenantStatus
-	79,  // 147: hodei.v1.AdminService.ListTenants:output_type -> hodei.v1.ListTenantsResponse
-	81,  // 148: hodei.v1.AdminService.DeleteTenant:output_type -> hodei.v1.DeleteTenantResponse
-	54,  // 149: hodei.v1.AdminService.RevokeWorker:output_type -> hodei.v1.Worker
-	57,  // 150: hodei.v1.AdminService.RemoveWorker:output_type -> hodei.v1.RemoveWorkerResponse
-	60,  // 151: hodei.v1.AdminService.CreateToken:output_type -> hodei.v1.CreateTokenResponse
-	62,  // 152: hodei.v1.AdminService.ListTokens:output_type -> hodei.v1.ListTokensResponse
-	58,  // 153: hodei.v1.AdminService.RevokeToken:output_type -> hodei.v1.TokenInfo
-	58,  // 154: hodei.v1.AdminService.WhoAmI:output_type -> hodei.v1.TokenInfo
-	68,  // 155: hodei.v1.AdminService.ListAudit:output_type -> hodei.v1.ListAuditResponse
-	54,  // 156: hodei.v1.AdminService.UndrainWorker:output_type -> hodei.v1.Worker
-	119, // [119:157] is the sub-list for method output_type
-	81,  // [81:119] is the sub-list for method input_type
-	81,  // [81:81] is the sub-list for extension type_name
-	81,  // [81:81] is the sub-list for extension extendee
-	0,   // [0:81] is the sub-list for field type_name
+	44,  // 30: hodei.v1.AgentMessage.heartbeat:type_name -> hodei.v1.Heartbeat
+	45,  // 31: hodei.v1.AgentMessage.started:type_name -> hodei.v1.JobStarted
+	46,  // 32: hodei.v1.AgentMessage.log:type_name -> hodei.v1.LogChunk
+	47,  // 33: hodei.v1.AgentMessage.finished:type_name -> hodei.v1.JobFinished
+	53,  // 34: hodei.v1.AgentMessage.credit:type_name -> hodei.v1.InputCredit
+	43,  // 35: hodei.v1.AgentMessage.goodbye:type_name -> hodei.v1.Goodbye
+	48,  // 36: hodei.v1.ServerMessage.welcome:type_name -> hodei.v1.Welcome
+	49,  // 37: hodei.v1.ServerMessage.assign:type_name -> hodei.v1.Assign
+	50,  // 38: hodei.v1.ServerMessage.cancel:type_name -> hodei.v1.CancelJob
+	51,  // 39: hodei.v1.ServerMessage.ack:type_name -> hodei.v1.Ack
+	52,  // 40: hodei.v1.ServerMessage.input:type_name -> hodei.v1.JobInput
+	54,  // 41: hodei.v1.ServerMessage.resize:type_name -> hodei.v1.ResizeJob
+	108, // 42: hodei.v1.Hello.labels:type_name -> hodei.v1.Hello.LabelsEntry
+	9,   // 43: hodei.v1.Hello.capacity:type_name -> hodei.v1.Resources
+	41,  // 44: hodei.v1.Hello.running:type_name -> hodei.v1.JobRef
+	47,  // 45: hodei.v1.Hello.finished:type_name -> hodei.v1.JobFinished
+	41,  // 46: hodei.v1.Heartbeat.running:type_name -> hodei.v1.JobRef
+	3,   // 47: hodei.v1.LogChunk.stream:type_name -> hodei.v1.LogStream
+	4,   // 48: hodei.v1.JobFinished.outcome:type_name -> hodei.v1.Outcome
+	11,  // 49: hodei.v1.JobFinished.usage:type_name -> hodei.v1.Usage
+	12,  // 50: hodei.v1.Assign.job:type_name -> hodei.v1.Job
+	3,   // 51: hodei.v1.Ack.stream:type_name -> hodei.v1.LogStream
+	109, // 52: hodei.v1.Worker.labels:type_name -> hodei.v1.Worker.LabelsEntry
+	5,   // 53: hodei.v1.Worker.state:type_name -> hodei.v1.WorkerState
+	9,   // 54: hodei.v1.Worker.capacity:type_name -> hodei.v1.Resources
+	9,   // 55: hodei.v1.Worker.allocated:type_name -> hodei.v1.Resources
+	59,  // 56: hodei.v1.CreateTokenResponse.info:type_name -> hodei.v1.TokenInfo
+	59,  // 57: hodei.v1.ListTokensResponse.tokens:type_name -> hodei.v1.TokenInfo
+	66,  // 58: hodei.v1.ListAuditResponse.records:type_name -> hodei.v1.AuditRecord
+	55,  // 59: hodei.v1.ListWorkersResponse.workers:type_name -> hodei.v1.Worker
+	9,   // 60: hodei.v1.Tenant.max_running:type_name -> hodei.v1.Resources
+	75,  // 61: hodei.v1.TenantStatus.tenant:type_name -> hodei.v1.Tenant
+	9,   // 62: hodei.v1.TenantStatus.pending:type_name -> hodei.v1.Resources
+	9,   // 63: hodei.v1.TenantStatus.running:type_name -> hodei.v1.Resources
+	6,   // 64: hodei.v1.TenantStatus.burst_state:type_name -> hodei.v1.BurstState
+	75,  // 65: hodei.v1.SetTenantRequest.tenant:type_name -> hodei.v1.Tenant
+	76,  // 66: hodei.v1.ListTenantsResponse.tenants:type_name -> hodei.v1.TenantStatus
+	10,  // 67: hodei.v1.PipelineStepSpec.spec:type_name -> hodei.v1.JobSpec
+	83,  // 68: hodei.v1.PipelineStepSpec.matrix:type_name -> hodei.v1.MatrixAxis
+	10,  // 69: hodei.v1.PipelineSpec.defaults:type_name -> hodei.v1.JobSpec
+	84,  // 70: hodei.v1.PipelineSpec.steps:type_name -> hodei.v1.PipelineStepSpec
+	110, // 71: hodei.v1.Pipeline.steps:type_name -> hodei.v1.Pipeline.Step
+	86,  // 72: hodei.v1.PipelineStatus.pipeline:type_name -> hodei.v1.Pipeline
+	7,   // 73: hodei.v1.PipelineStatus.state:type_name -> hodei.v1.PipelineState
+	12,  // 74: hodei.v1.PipelineStatus.jobs:type_name -> hodei.v1.Job
+	85,  // 75: hodei.v1.RunPipelineRequest.spec:type_name -> hodei.v1.PipelineSpec
+	87,  // 76: hodei.v1.ListPipelinesResponse.pipelines:type_name -> hodei.v1.PipelineStatus
+	8,   // 77: hodei.v1.ResolveRequest.kind:type_name -> hodei.v1.IdKind
+	10,  // 78: hodei.v1.CronSchedule.job:type_name -> hodei.v1.JobSpec
+	85,  // 79: hodei.v1.CronSchedule.pipeline:type_name -> hodei.v1.PipelineSpec
+	96,  // 80: hodei.v1.CronAddRequest.schedule:type_name -> hodei.v1.CronSchedule
+	96,  // 81: hodei.v1.CronListResponse.schedules:type_name -> hodei.v1.CronSchedule
+	14,  // 82: hodei.v1.JobService.Submit:input_type -> hodei.v1.SubmitRequest
+	16,  // 83: hodei.v1.JobService.SubmitBatch:input_type -> hodei.v1.SubmitBatchRequest
+	18,  // 84: hodei.v1.JobService.Get:input_type -> hodei.v1.GetJobRequest
+	19,  // 85: hodei.v1.JobService.List:input_type -> hodei.v1.ListJobsRequest
+	21,  // 86: hodei.v1.JobService.Cancel:input_type -> hodei.v1.CancelJobRequest
+	24,  // 87: hodei.v1.JobService.Watch:input_type -> hodei.v1.WatchRequest
+	26,  // 88: hodei.v1.JobService.Logs:input_type -> hodei.v1.LogsRequest
+	22,  // 89: hodei.v1.JobService.CancelArray:input_type -> hodei.v1.CancelArrayRequest
+	88,  // 90: hodei.v1.JobService.RunPipeline:input_type -> hodei.v1.RunPipelineRequest
+	89,  // 91: hodei.v1.JobService.GetPipeline:input_type -> hodei.v1.GetPipelineRequest
+	90,  // 92: hodei.v1.JobService.ListPipelines:input_type -> hodei.v1.ListPipelinesRequest
+	92,  // 93: hodei.v1.JobService.CancelPipeline:input_type -> hodei.v1.CancelPipelineRequest
+	29,  // 94: hodei.v1.JobService.Attach:input_type -> hodei.v1.AttachRequest
+	94,  // 95: hodei.v1.JobService.Resolve:input_type -> hodei.v1.ResolveRequest
+	97,  // 96: hodei.v1.JobService.CronAdd:input_type -> hodei.v1.CronAddRequest
+	99,  // 97: hodei.v1.JobService.CronList:input_type -> hodei.v1.CronListRequest
+	98,  // 98: hodei.v1.JobService.CronGet:input_type -> hodei.v1.CronRef
+	98,  // 99: hodei.v1.JobService.CronPause:input_type -> hodei.v1.CronRef
+	98,  // 100: hodei.v1.JobService.CronResume:input_type -> hodei.v1.CronRef
+	98,  // 101: hodei.v1.JobService.CronRemove:input_type -> hodei.v1.CronRef
+	98,  // 102: hodei.v1.JobService.CronRun:input_type -> hodei.v1.CronRef
+	39,  // 103: hodei.v1.AgentService.Connect:input_type -> hodei.v1.AgentMessage
+	37,  // 104: hodei.v1.AgentService.Join:input_type -> hodei.v1.JoinRequest
+	70,  // 105: hodei.v1.AdminService.ListWorkers:input_type -> hodei.v1.ListWorkersRequest
+	72,  // 106: hodei.v1.AdminService.DrainWorker:input_type -> hodei.v1.DrainWorkerRequest
+	73,  // 107: hodei.v1.AdminService.Snapshot:input_type -> hodei.v1.SnapshotRequest
+	77,  // 108: hodei.v1.AdminService.SetTenant:input_type -> hodei.v1.SetTenantRequest
+	78,  // 109: hodei.v1.AdminService.GetTenant:input_type -> hodei.v1.GetTenantRequest
+	79,  // 110: hodei.v1.AdminService.ListTenants:input_type -> hodei.v1.ListTenantsRequest
+	81,  // 111: hodei.v1.AdminService.DeleteTenant:input_type -> hodei.v1.DeleteTenantRequest
+	56,  // 112: hodei.v1.AdminService.RevokeWorker:input_type -> hodei.v1.RevokeWorkerRequest
+	57,  // 113: hodei.v1.AdminService.RemoveWorker:input_type -> hodei.v1.RemoveWorkerRequest
+	60,  // 114: hodei.v1.AdminService.CreateToken:input_type -> hodei.v1.CreateTokenRequest
+	62,  // 115: hodei.v1.AdminService.ListTokens:input_type -> hodei.v1.ListTokensRequest
+	64,  // 116: hodei.v1.AdminService.RevokeToken:input_type -> hodei.v1.RevokeTokenRequest
+	65,  // 117: hodei.v1.AdminService.WhoAmI:input_type -> hodei.v1.WhoAmIRequest
+	68,  // 118: hodei.v1.AdminService.ListAudit:input_type -> hodei.v1.ListAuditRequest
+	93,  // 119: hodei.v1.AdminService.UndrainWorker:input_type -> hodei.v1.UndrainWorkerRequest
+	15,  // 120: hodei.v1.JobService.Submit:output_type -> hodei.v1.SubmitResponse
+	17,  // 121: hodei.v1.JobService.SubmitBatch:output_type -> hodei.v1.SubmitBatchResponse
+	12,  // 122: hodei.v1.JobService.Get:output_type -> hodei.v1.Job
+	20,  // 123: hodei.v1.JobService.List:output_type -> hodei.v1.ListJobsResponse
+	12,  // 124: hodei.v1.JobService.Cancel:output_type -> hodei.v1.Job
+	25,  // 125: hodei.v1.JobService.Watch:output_type -> hodei.v1.JobEvent
+	27,  // 126: hodei.v1.JobService.Logs:output_type -> hodei.v1.LogData
+	23,  // 127: hodei.v1.JobService.CancelArray:output_type -> hodei.v1.CancelArrayResponse
+	87,  // 128: hodei.v1.JobService.RunPipeline:output_type -> hodei.v1.PipelineStatus
+	87,  // 129: hodei.v1.JobService.GetPipeline:output_type -> hodei.v1.PipelineStatus
+	91,  // 130: hodei.v1.JobService.ListPipelines:output_type -> hodei.v1.ListPipelinesResponse
+	87,  // 131: hodei.v1.JobService.CancelPipeline:output_type -> hodei.v1.PipelineStatus
+	33,  // 132: hodei.v1.JobService.Attach:output_type -> hodei.v1.AttachResponse
+	95,  // 133: hodei.v1.JobService.Resolve:output_type -> hodei.v1.ResolveResponse
+	96,  // 134: hodei.v1.JobService.CronAdd:output_type -> hodei.v1.CronSchedule
+	100, // 135: hodei.v1.JobService.CronList:output_type -> hodei.v1.CronListResponse
+	96,  // 136: hodei.v1.JobService.CronGet:output_type -> hodei.v1.CronSchedule
+	96,  // 137: hodei.v1.JobService.CronPause:output_type -> hodei.v1.CronSchedule
+	96,  // 138: hodei.v1.JobService.CronResume:output_type -> hodei.v1.CronSchedule
+	101, // 139: hodei.v1.JobService.CronRemove:output_type -> hodei.v1.CronRemoveResponse
+	102, // 140: hodei.v1.JobService.CronRun:output_type -> hodei.v1.CronRunResponse
+	40,  // 141: hodei.v1.AgentService.Connect:output_type -> hodei.v1.ServerMessage
+	38,  // 142: hodei.v1.AgentService.Join:output_type -> hodei.v1.JoinResponse
+	71,  // 143: hodei.v1.AdminService.ListWorkers:output_type -> hodei.v1.ListWorkersResponse
+	55,  // 144: hodei.v1.AdminService.DrainWorker:output_type -> hodei.v1.Worker
+	74,  // 145: hodei.v1.AdminService.Snapshot:output_type -> hodei.v1.SnapshotChunk
+	76,  // 146: hodei.v1.AdminService.SetTenant:output_type -> hodei.v1.TenantStatus
+	76,  // 147: hodei.v1.AdminService.GetTenant:output_type -> hodei.v1.TenantStatus
+	80,  // 148: hodei.v1.AdminService.ListTenants:output_type -> hodei.v1.ListTenantsResponse
+	82,  // 149: hodei.v1.AdminService.DeleteTenant:output_type -> hodei.v1.DeleteTenantResponse
+	55,  // 150: hodei.v1.AdminService.RevokeWorker:output_type -> hodei.v1.Worker
+	58,  // 151: hodei.v1.AdminService.RemoveWorker:output_type -> hodei.v1.RemoveWorkerResponse
+	61,  // 152: hodei.v1.AdminService.CreateToken:output_type -> hodei.v1.CreateTokenResponse
+	63,  // 153: hodei.v1.AdminService.ListTokens:output_type -> hodei.v1.ListTokensResponse
+	59,  // 154: hodei.v1.AdminService.RevokeToken:output_type -> hodei.v1.TokenInfo
+	59,  // 155: hodei.v1.AdminService.WhoAmI:output_type -> hodei.v1.TokenInfo
+	69,  // 156: hodei.v1.AdminService.ListAudit:output_type -> hodei.v1.ListAuditResponse
+	55,  // 157: hodei.v1.AdminService.UndrainWorker:output_type -> hodei.v1.Worker
+	120, // [120:158] is the sub-list for method output_type
+	82,  // [82:120] is the sub-list for method input_type
+	82,  // [82:82] is the sub-list for extension type_name
+	82,  // [82:82] is the sub-list for extension extendee
+	0,   // [0:82] is the sub-list for field type_name
 }
 
 func init() { file_hodei_proto_init() }
@@ -8166,6 +8245,7 @@ func file_hodei_proto_init() {
 		(*AgentMessage_Log)(nil),
 		(*AgentMessage_Finished)(nil),
 		(*AgentMessage_Credit)(nil),
+		(*AgentMessage_Goodbye)(nil),
 	}
 	file_hodei_proto_msgTypes[31].OneofWrappers = []any{
 		(*ServerMessage_Welcome)(nil),
@@ -8181,7 +8261,7 @@ func file_hodei_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hodei_proto_rawDesc), len(file_hodei_proto_rawDesc)),
 			NumEnums:      9,
-			NumMessages:   101,
+			NumMessages:   102,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

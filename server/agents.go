@@ -277,6 +277,14 @@ func (s *Server) handleAgent(ctx context.Context, conn *agentConn, msg *pb.Agent
 		conn.report(&s.wg, f.GetJobId(), func() { conn.enqueue(ackMsg(s.finished(ctx, conn.workerID, f))) })
 	case *pb.AgentMessage_Credit:
 		s.terms.credit(conn, m.Credit)
+	case *pb.AgentMessage_Goodbye:
+		s.sched.WorkerLeaving(conn.workerID)
+		if m.Goodbye.GetDrain() {
+			s.log.Info("agent draining: no new jobs for it; it waits for its running jobs", "worker", conn.workerID, "running", m.Goodbye.GetRunning())
+			return nil
+		}
+		s.log.Info("agent detaching: its jobs keep running under its supervisor until it reconnects", "worker", conn.workerID, "running", m.Goodbye.GetRunning())
+		return errAgentDetached
 	case *pb.AgentMessage_Hello:
 		return invalid("hello", "sent twice on one stream")
 	default:
@@ -284,6 +292,10 @@ func (s *Server) handleAgent(ctx context.Context, conn *agentConn, msg *pb.Agent
 	}
 	return nil
 }
+
+// errAgentDetached ends the stream of an agent that said a detaching
+// Goodbye.
+var errAgentDetached = errors.New("agent detached (its jobs keep running; it reconnects when restarted)")
 
 // stopStale orders the agent to stop the attempts it holds that the server
 // no longer wants there: a reconcile that raced with the end of an attempt

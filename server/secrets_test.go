@@ -115,6 +115,9 @@ func dirFiles(t *testing.T, dir string, skip ...string) map[string][]byte {
 		if err != nil || d.IsDir() {
 			return err
 		}
+		if !d.Type().IsRegular() {
+			return nil // a supervisor's socket holds nothing at rest
+		}
 		for _, s := range skip {
 			if path == s {
 				return nil

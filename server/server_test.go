@@ -18,11 +18,15 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/hodei-jobs/hodei/agent"
 	"github.com/hodei-jobs/hodei/cluster"
 	pb "github.com/hodei-jobs/hodei/proto"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	agent.MaybeSupervise("") // the agents under test start their supervisors from this binary
+	goleak.VerifyTestMain(m)
+}
 
 // sut is a running server on loopback with a client connection to it.
 type sut struct {

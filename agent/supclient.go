@@ -1,0 +1,435 @@
+package agent
+
+// The agent's side of a supervisor: a connection (supClient) and, for each
+// attempt the supervisor holds, a remoteAttempt that gives the session and
+// the task what they used of a local attempt.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	pb "github.com/hodei-jobs/hodei/proto"
+)
+
+// supClient is the agent's connection to one supervisor. Its reader
+// goroutine routes the supervisor's messages to the attempts; close stops
+// it and waits.
+type supClient struct {
+	pid      int
+	version  string
+	spoolDir string
+	log      *slog.Logger
+	onCredit func(r ref, written int64, closed bool)
+	c        *net.UnixConn
+	retired  atomic.Bool
+	leaving  atomic.Bool   // closed on purpose: the attempts keep running
+	done     chan struct{} // closed when the reader has returned
+	welcome  *supMsg       // the supervisor's welcome
+
+	wmu  sync.Mutex // serialises writes
+	wbuf []byte     // guarded by wmu
+
+	mu   sync.Mutex
+	atts map[ref]*remoteAttempt // guarded by mu
+}
+
+// dialSupervisor connects to the supervisor on sock and says hello. The
+// welcome's attempts are not yet adopted: see adopt.
+func dialSupervisor(sock, version, spoolDir string, log *slog.Logger, onCredit func(ref, int64, bool)) (*supClient, error) {
+	c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		return nil, err
+	}
+	sc := &supClient{spoolDir: spoolDir, log: log, onCredit: onCredit, c: c, done: make(chan struct{}), atts: make(map[ref]*remoteAttempt)}
+	if err := sc.send(&supMsg{Op: opHello, Proto: supProto, Version: version}); err != nil {
+		c.Close()
+		return nil, err
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var m supMsg
+	if _, err := readFrame(c, nil, &m); err != nil || m.Op != opWelcome {
+		c.Close()
+		if err == nil {
+			err = fmt.Errorf("answered %q to hello", m.Op)
+		}
+		return nil, fmt.Errorf("supervisor %s: %w", sock, err)
+	}
+	_ = c.SetReadDeadline(time.Time{})
+	sc.pid, sc.version, sc.welcome = m.Pid, m.Version, &m
+	sc.retired.Store(m.Retired)
+	return sc, nil
+}
+
+// adopt returns a remote attempt for each attempt the welcome listed and
+// starts the reader.
+func (sc *supClient) adopt() []*remoteAttempt {
+	var out []*remoteAttempt
+	sc.mu.Lock()
+	for _, h := range sc.welcome.Attempts {
+		r := ref{h.Job, h.Attempt}
+		ra := sc.newRemote(r, h.NoPTY)
+		ra.setStarted(h.Pid, time.Unix(0, h.At), h.Out, h.Err)
+		if h.Exit != nil {
+			ra.setExit(h.Exit.exit(), h.Out, h.Err)
+		}
+		sc.atts[r] = ra
+		out = append(out, ra)
+	}
+	sc.mu.Unlock()
+	go sc.read()
+	return out
+}
+
+// newRemote returns the attempt r of this supervisor, not yet registered.
+func (sc *supClient) newRemote(r ref, noPTY bool) *remoteAttempt {
+	ra := &remoteAttempt{sup: sc, ref: r, started: make(chan struct{}), done: make(chan struct{}), opened: make(chan *wireCredit, 1)}
+	base := filepath.Join(sc.spoolDir, r.job+"-"+strconv.Itoa(r.attempt))
+	ra.out = followSpool(base+".out", func(off int64) { ra.ack(0, off) })
+	if noPTY {
+		ra.errs = followSpool(base+".err", func(off int64) { ra.ack(1, off) })
+	} else {
+		ra.errs = emptySpool()
+	}
+	return ra
+}
+
+// send writes one message.
+func (sc *supClient) send(m *supMsg) error {
+	sc.wmu.Lock()
+	defer sc.wmu.Unlock()
+	var err error
+	if sc.wbuf, err = appendFrame(sc.wbuf[:0], m); err != nil {
+		return err
+	}
+	_, err = sc.c.Write(sc.wbuf)
+	return err
+}
+
+// start asks the supervisor to start an attempt and waits for its answer.
+func (sc *supClient) start(r ref, spec *wireSpec) *remoteAttempt {
+	ra := sc.newRemote(r, spec.NoPTY)
+	sc.mu.Lock()
+	sc.atts[r] = ra
+	sc.mu.Unlock()
+	if err := sc.send(&supMsg{Op: opStart, Job: r.job, Attempt: r.attempt, Spec: spec}); err != nil {
+		sc.mu.Lock()
+		delete(sc.atts, r)
+		sc.mu.Unlock()
+		return failedAttempt(fmt.Sprintf("supervisor pid %d: %v", sc.pid, err))
+	}
+	select {
+	case <-ra.started:
+	case <-ra.done:
+	}
+	return ra
+}
+
+// read routes the supervisor's messages until the connection ends; then
+// every attempt not ended is failed (the supervisor is gone, and its jobs
+// with it) unless the agent is leaving on purpose.
+func (sc *supClient) read() {
+	defer close(sc.done)
+	var buf []byte
+	var m supMsg
+	var err error
+	for {
+		if buf, err = readFrame(sc.c, buf, &m); err != nil {
+			break
+		}
+		sc.mu.Lock()
+		ra := sc.atts[ref{m.Job, m.Attempt}]
+		sc.mu.Unlock()
+		if ra == nil {
+			continue
+		}
+		switch m.Op {
+		case opStarted:
+			ra.setStarted(m.Pid, time.Unix(0, m.At), m.Out, m.Err)
+		case opProgress:
+			ra.out.grow(m.Out)
+			ra.errs.grow(m.Err)
+		case opExit:
+			if m.Exit != nil {
+				ra.setExit(m.Exit.exit(), m.Out, m.Err)
+			}
+		case opCredit:
+			if m.Credit == nil {
+				continue
+			}
+			if m.Credit.Opened {
+				select {
+				case ra.opened <- m.Credit:
+				default:
+				}
+			} else if sc.onCredit != nil {
+				sc.onCredit(ra.ref, m.Credit.Written, m.Credit.Closed)
+			}
+		}
+	}
+	if sc.leaving.Load() {
+		return
+	}
+	retired := sc.retired.Load()
+	sc.mu.Lock()
+	lost := make([]*remoteAttempt, 0, len(sc.atts))
+	for _, ra := range sc.atts {
+		lost = append(lost, ra)
+	}
+	sc.mu.Unlock()
+	n := 0
+	for _, ra := range lost {
+		if ra.lost(fmt.Sprintf("supervisor pid %d is gone (%v): the job died with its terminal", sc.pid, err)) {
+			n++
+		}
+	}
+	if n > 0 || !retired {
+		sc.log.Warn("supervisor gone", "pid", sc.pid, "err", err, "jobs_lost", n)
+	}
+}
+
+// forget drops an attempt (released, or never started).
+func (sc *supClient) forget(r ref) {
+	sc.mu.Lock()
+	delete(sc.atts, r)
+	sc.mu.Unlock()
+}
+
+// count returns the number of attempts the agent holds there.
+func (sc *supClient) count() int {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	return len(sc.atts)
+}
+
+// alive reports whether the connection is still up.
+func (sc *supClient) alive() bool {
+	select {
+	case <-sc.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// leave says goodbye (exitIdle: the supervisor exits once it holds
+// nothing) and closes the connection, leaving the attempts to run.
+func (sc *supClient) leave(exitIdle bool) {
+	sc.leaving.Store(true)
+	_ = sc.send(&supMsg{Op: opGoodbye, ExitIdle: exitIdle})
+	_ = sc.c.CloseWrite()
+	sc.c.Close()
+	<-sc.done
+}
+
+// remoteAttempt is an attempt a supervisor runs, as the agent sees it: its
+// start, its end, its output (the spool files the supervisor writes, grown
+// as it reports sizes) and the orders the agent gives it. Safe for
+// concurrent use.
+type remoteAttempt struct {
+	sup       *supClient // nil for an attempt that failed before reaching one
+	ref       ref
+	out, errs *spool
+	started   chan struct{} // closed once started (or ended before)
+	done      chan struct{} // closed once ended, sizes final
+	opened    chan *wireCredit
+
+	mu       sync.Mutex
+	pid      int
+	at       time.Time
+	result   exit
+	released bool
+}
+
+// failedAttempt is an attempt that could not be started, with reason.
+func failedAttempt(reason string) *remoteAttempt {
+	ra := &remoteAttempt{out: emptySpool(), errs: emptySpool(), started: make(chan struct{}), done: make(chan struct{})}
+	ra.result = exit{Outcome: startFailed, ExitCode: -1, Reason: reason, Finished: time.Now()}
+	close(ra.started)
+	close(ra.done)
+	return ra
+}
+
+func (ra *remoteAttempt) setStarted(pid int, at time.Time, out, errs int64) {
+	ra.mu.Lock()
+	defer ra.mu.Unlock()
+	select {
+	case <-ra.started:
+		return
+	default:
+	}
+	ra.pid, ra.at = pid, at
+	ra.out.grow(out)
+	ra.errs.grow(errs)
+	close(ra.started)
+}
+
+// setExit records the end; false if it had ended already.
+func (ra *remoteAttempt) setExit(e exit, out, errs int64) bool {
+	ra.mu.Lock()
+	defer ra.mu.Unlock()
+	select {
+	case <-ra.done:
+		return false
+	default:
+	}
+	ra.result = e
+	ra.out.finish(out)
+	ra.errs.finish(errs)
+	select {
+	case <-ra.started:
+	default:
+		close(ra.started)
+	}
+	close(ra.done)
+	return true
+}
+
+// lost ends an attempt whose supervisor is gone: what is left of its
+// process group is killed (its terminal is gone; it would run unseen),
+// and its output is what reached the files.
+func (ra *remoteAttempt) lost(reason string) bool {
+	ra.mu.Lock()
+	pid := ra.pid
+	ra.mu.Unlock()
+	ended := ra.setExit(exit{Outcome: exited, ExitCode: -1, Reason: reason, Finished: time.Now()}, ra.out.Size(), ra.errs.Size())
+	if ended && pid > 0 {
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+	}
+	return ended
+}
+
+// ack passes the server's offset of a stream on to the supervisor, whose
+// spool then takes more of the job's output; once the job ended nothing
+// waits for it.
+func (ra *remoteAttempt) ack(stream int, off int64) {
+	select {
+	case <-ra.done:
+		return
+	default:
+	}
+	if ra.sup != nil {
+		_ = ra.sup.send(&supMsg{Op: opAck, Job: ra.ref.job, Attempt: ra.ref.attempt, Stream: stream, Offset: off})
+	}
+}
+
+// Started returns the leader's pid and start time; ok is false when the
+// process never started.
+func (ra *remoteAttempt) Started() (pid int, at time.Time, ok bool) {
+	ra.mu.Lock()
+	defer ra.mu.Unlock()
+	return ra.pid, ra.at, ra.pid != 0
+}
+
+// Stop asks the supervisor to stop the job: SIGTERM to its group, SIGKILL
+// after grace (the attempt's kill grace when grace <= 0).
+func (ra *remoteAttempt) Stop(reason string, grace time.Duration) {
+	if ra.sup == nil || ra.isDone() {
+		return
+	}
+	_ = ra.sup.send(&supMsg{Op: opStop, Job: ra.ref.job, Attempt: ra.ref.attempt, Reason: reason, Grace: int64(grace)})
+}
+
+func (ra *remoteAttempt) isDone() bool {
+	select {
+	case <-ra.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Done is closed when the attempt has ended and its output sizes are
+// final.
+func (ra *remoteAttempt) Done() <-chan struct{} { return ra.done }
+
+// Exit returns the result; valid once Done is closed.
+func (ra *remoteAttempt) Exit() exit {
+	ra.mu.Lock()
+	defer ra.mu.Unlock()
+	return ra.result
+}
+
+// Output returns the PTY output, or stdout with NoPTY.
+func (ra *remoteAttempt) Output() *spool { return ra.out }
+
+// Stderr returns stderr with NoPTY; with a PTY an empty, closed spool.
+func (ra *remoteAttempt) Stderr() *spool { return ra.errs }
+
+// openInput asks where the job's input stands; from then on the
+// supervisor credits every byte written. A job without input, or one that
+// ended, answers closed.
+func (ra *remoteAttempt) openInput(ctx context.Context) *pb.InputCredit {
+	closed := &pb.InputCredit{Opened: true, Closed: true}
+	if ra.sup == nil || ra.isDone() {
+		return closed
+	}
+	if err := ra.sup.send(&supMsg{Op: opOpenInput, Job: ra.ref.job, Attempt: ra.ref.attempt}); err != nil {
+		return closed
+	}
+	select {
+	case c := <-ra.opened:
+		return &pb.InputCredit{Opened: true, Offset: c.Offset, Limit: c.Limit, Closed: c.Closed, Written: c.Written,
+			Source: c.Source, SourceOffset: c.SourceOffset}
+	case <-ra.done:
+		return closed
+	case <-ctx.Done():
+		return closed
+	}
+}
+
+// putInput passes input on to the supervisor, which checks it against
+// the credit it gave.
+func (ra *remoteAttempt) putInput(offset int64, data []byte, eof bool, src string, srcOffset int64) error {
+	if ra.sup == nil || ra.isDone() {
+		return nil
+	}
+	return ra.sup.send(&supMsg{Op: opInput, Job: ra.ref.job, Attempt: ra.ref.attempt,
+		Input: &wireInput{Offset: offset, Data: data, EOF: eof, Source: src, SourceOffset: srcOffset}})
+}
+
+// resize sets the size of the job's PTY.
+func (ra *remoteAttempt) resize(rows, cols uint16) error {
+	if ra.sup == nil || ra.isDone() || rows == 0 || cols == 0 {
+		return nil
+	}
+	return ra.sup.send(&supMsg{Op: opResize, Job: ra.ref.job, Attempt: ra.ref.attempt, Rows: rows, Cols: cols})
+}
+
+// release tells the supervisor to forget the attempt, whose result is in
+// the agent's journal. The spool files stay (the agent removes them with
+// Close). Idempotent.
+func (ra *remoteAttempt) release() {
+	ra.mu.Lock()
+	was := ra.released
+	ra.released = true
+	ra.mu.Unlock()
+	if was || ra.sup == nil {
+		return
+	}
+	ra.sup.forget(ra.ref)
+	if err := ra.sup.send(&supMsg{Op: opRelease, Job: ra.ref.job, Attempt: ra.ref.attempt}); err != nil && ra.sup.alive() {
+		ra.sup.log.Warn("supervisor release", "job", ra.ref.job, "attempt", ra.ref.attempt, "err", err)
+	}
+}
+
+// Close gives the attempt up: a running one is killed at once, and Close
+// waits for its end; then its spools are closed and their files removed.
+// Idempotent.
+func (ra *remoteAttempt) Close() error {
+	if !ra.isDone() && ra.sup != nil {
+		if err := ra.sup.send(&supMsg{Op: opKill, Job: ra.ref.job, Attempt: ra.ref.attempt}); err != nil {
+			ra.lost(fmt.Sprintf("supervisor pid %d: %v", ra.sup.pid, err))
+		}
+	}
+	<-ra.done
+	return errors.Join(ra.out.Close(), ra.errs.Close())
+}
