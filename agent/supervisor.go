@@ -487,14 +487,14 @@ func (s *supervisor) start(c *supConn, r ref, w wireSpec) {
 	})
 	s.mu.Lock()
 	s.starting--
-	select {
-	case <-att.Done(): // never started: nothing to hold
+	if _, _, started := att.Started(); !started { // nothing to hold
 		s.mu.Unlock()
 		c.push(&supMsg{Op: opExit, Job: r.job, Attempt: r.attempt, Exit: toWireExit(att.Exit())})
 		s.poke()
 		return
-	default:
 	}
+	// A job may have ended already (a fast one often has): it is held and
+	// reported as any other, started first, then its exit with its sizes.
 	s.atts[r] = sa
 	s.mu.Unlock()
 	pid, at, _ := att.Started()
