@@ -143,7 +143,7 @@ func TestConfigErrors(t *testing.T) {
 		{name: "UnknownKeySuggests", cmd: "serve", file: "heartbeat: 5s\ndata_dir: /x\n",
 			want: `FILE:2: unknown key "data_dir"; did you mean "data-dir"?`},
 		{name: "UnknownKeyLists", cmd: "agent", file: "\n\nfrobnicate: 1\n",
-			want: `FILE:3: unknown key "frobnicate" (allowed: allow-root, buffer, ca-fingerprint, data-dir, default-user, insecure-no-auth, join, kill-grace, labels, log-level, name, server, slots)`},
+			want: `FILE:3: unknown key "frobnicate" (allowed: allow-root, buffer, ca-fingerprint, data-dir, default-user, drain-on-stop, insecure-no-auth, join, kill-grace, labels, log-level, name, server, slots)`},
 		{name: "ConfigInFile", cmd: "serve", file: "config: /etc/x.yaml\n",
 			want: `FILE:1: unknown key "config": name the file with --config or HODEI_CONFIG, not in a file`},
 		{name: "BadDuration", cmd: "serve", file: "heartbeat: 5\n",
