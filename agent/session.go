@@ -304,7 +304,13 @@ func (s *session) deliver(t *task) {
 				}
 				continue
 			}
-			if lost = errors.Join(errs...); lost != nil {
+			if lost = errors.Join(errs...); errors.Is(lost, errSpoolClosed) {
+				// Only giving the attempt up closes its spools (the server
+				// fenced it, or it was forgotten): nothing is lost that
+				// anyone still wants.
+				s.a.log.Info("output of a given-up attempt not sent", "job", t.ref.job, "attempt", t.ref.attempt)
+				return
+			} else if lost != nil {
 				s.a.log.Error("output lost", "job", t.ref.job, "attempt", t.ref.attempt, "err", lost)
 			}
 		}
