@@ -18,11 +18,10 @@ import (
 // does with counts, and exits 0; the next start picks everything up, and
 // the job's result and whole log arrive.
 func TestServerStopsGracefully(t *testing.T) {
-	r, tmp := startRestartable(t), jobDir(t)
-	r.srv.kill()
-	args := append(append([]string{}, r.args...), "--log-level", "info")
-	r.srv = startServer(t, r.dataDir, args...)
-	addr := r.addr
+	tmp, dataDir, addr := jobDir(t), t.TempDir(), freeAddr(t)
+	args := []string{"--heartbeat", "200ms", "--lease", "60s", "--grpc-addr", addr}
+	srv := startServer(t, dataDir, append(args, "--log-level", "info")...)
+	ag := startAgent(t, addr, t.TempDir(), "--log-level", "info")
 
 	script := "echo before; touch " + tmp + "/started; while [ ! -e " + tmp + "/go ]; do sleep 0.05; done; echo after"
 	out, stderr, code := hodei(t, addr, "submit", "-o", "json", "--", "sh", "-c", script)
@@ -37,18 +36,18 @@ func TestServerStopsGracefully(t *testing.T) {
 	logs := startClient(t, addr, "logs", "-f", sub.ID)
 	eventually(t, 30*time.Second, "the follower to print the first line", func() bool { return logs.len() > 0 })
 
-	r.srv.cmd.Process.Signal(syscall.SIGTERM)
+	srv.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-r.srv.done:
+	case <-srv.done:
 	case <-time.After(30 * time.Second):
-		t.Fatalf("the server did not exit after SIGTERM; stderr:\n%s", r.srv.stderr)
+		t.Fatalf("the server did not exit after SIGTERM; stderr:\n%s", srv.stderr)
 	}
-	if c := r.srv.cmd.ProcessState.ExitCode(); c != 0 {
+	if c := srv.cmd.ProcessState.ExitCode(); c != 0 {
 		t.Errorf("the server exited %d after SIGTERM, want 0", c)
 	}
-	log := r.srv.stderr.String()
+	log := srv.stderr.String()
 	for _, want := range []string{
-		"stopping: refusing new calls", "agents=1", "streams=", // the agent's and the follower's
+		"stopping: refusing new calls, telling agents and clients to reconnect", "agents=1", "streams=", // the agent's and the follower's
 		"stopped: every commit is on disk and the store is closed", "running=1", "calls_cut=false",
 	} {
 		if !strings.Contains(log, want) {
@@ -56,8 +55,19 @@ func TestServerStopsGracefully(t *testing.T) {
 		}
 	}
 
-	t.Logf("the server's log:\n%s", log)
-	r.srv = startServer(t, r.dataDir, r.args...)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("the agent's log:\n%s", ag.stderr)
+		}
+	})
+	// The agent says why it reconnects, as what it is: no warning.
+	eventually(t, 10*time.Second, "the agent to say the server stops", func() bool {
+		return strings.Contains(ag.stderr.String(), "the server is stopping; reconnecting to its next start")
+	})
+	if strings.Contains(ag.stderr.String(), "level=WARN") {
+		t.Errorf("the agent warned when the server stopped:\n%s", ag.stderr)
+	}
+	srv = startServer(t, dataDir, args...)
 	os.WriteFile(filepath.Join(tmp, "go"), nil, 0o644)
 	if code := logs.wait(t, 60*time.Second); code != 0 {
 		t.Errorf("logs -f exited %d; stderr:\n%s", code, logs.stderr)

@@ -348,7 +348,12 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		wait := backoff/2 + rand.N(backoff/2+1)
 		welcomed := a.welcomed.Load()
-		if reports.failed(time.Now(), err) {
+		if stopping, ok := errors.AsType[*serverStopping](err); ok {
+			// A server that stops says so: expected, and the next
+			// start is reconnected to as any outage.
+			a.log.Info("the server is stopping; reconnecting to its next start", "server", a.cfg.Server,
+				"reason", stopping.reason, "retry_in", wait.Round(time.Millisecond))
+		} else if reports.failed(time.Now(), err) {
 			msg := "cannot connect to server"
 			if welcomed {
 				msg = "disconnected from server"

@@ -109,9 +109,19 @@ func (a *Agent) session(ctx context.Context, welcomed func()) error {
 			}
 			return err
 		}
+		if r := msg.GetReconnect(); r != nil {
+			return &serverStopping{reason: r.GetReason()} // the deferred cancel ends the stream
+		}
 		s.handle(msg)
 	}
 }
+
+// serverStopping is how a session ends when the server says it is going
+// away: the agent reconnects to its next start, as after any outage, and
+// says so without a warning.
+type serverStopping struct{ reason string }
+
+func (e *serverStopping) Error() string { return "the server is stopping: " + e.reason }
 
 // hello describes what the agent holds: attempts still running, or ended
 // with output the server may lack, are "running" (their pumps deliver the

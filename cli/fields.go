@@ -122,12 +122,7 @@ func (m flagsOfFields) named(c *ucli.Context, err error) error {
 // noWorkerFits reports whether st is a --require-fit refusal: a spec no
 // registered worker could take, which is no mistake in its values.
 func noWorkerFits(st *status.Status) bool {
-	for _, d := range st.Details() {
-		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetReason() == hodeipb.ReasonNoWorkerFits {
-			return true
-		}
-	}
-	return false
+	return hodeipb.HasReason(st.Err(), hodeipb.ReasonNoWorkerFits)
 }
 
 // fieldViolations returns the fields st's google.rpc.BadRequest details

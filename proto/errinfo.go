@@ -1,5 +1,10 @@
 package hodeipb
 
+import (
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/status"
+)
+
 // Reasons of the google.rpc.ErrorInfo details the server adds to an error
 // status, for a client to tell errors of the same code apart without
 // reading their message. ErrorDomain is their domain.
@@ -14,3 +19,18 @@ const (
 	// once it recovers.
 	ReasonUnwritable = "DATABASE_UNWRITABLE"
 )
+
+// HasReason reports whether err is a status with an ErrorInfo of this
+// domain and reason.
+func HasReason(err error, reason string) bool {
+	st, ok := status.FromError(err)
+	if !ok {
+		return false
+	}
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == ErrorDomain && info.GetReason() == reason {
+			return true
+		}
+	}
+	return false
+}

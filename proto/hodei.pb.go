@@ -3074,6 +3074,7 @@ type ServerMessage struct {
 	//	*ServerMessage_Ack
 	//	*ServerMessage_Input
 	//	*ServerMessage_Resize
+	//	*ServerMessage_Reconnect
 	Msg           isServerMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -3170,6 +3171,15 @@ func (x *ServerMessage) GetResize() *ResizeJob {
 	return nil
 }
 
+func (x *ServerMessage) GetReconnect() *Reconnect {
+	if x != nil {
+		if x, ok := x.Msg.(*ServerMessage_Reconnect); ok {
+			return x.Reconnect
+		}
+	}
+	return nil
+}
+
 type isServerMessage_Msg interface {
 	isServerMessage_Msg()
 }
@@ -3198,6 +3208,10 @@ type ServerMessage_Resize struct {
 	Resize *ResizeJob `protobuf:"bytes,6,opt,name=resize,proto3,oneof"`
 }
 
+type ServerMessage_Reconnect struct {
+	Reconnect *Reconnect `protobuf:"bytes,7,opt,name=reconnect,proto3,oneof"`
+}
+
 func (*ServerMessage_Welcome) isServerMessage_Msg() {}
 
 func (*ServerMessage_Assign) isServerMessage_Msg() {}
@@ -3209,6 +3223,55 @@ func (*ServerMessage_Ack) isServerMessage_Msg() {}
 func (*ServerMessage_Input) isServerMessage_Msg() {}
 
 func (*ServerMessage_Resize) isServerMessage_Msg() {}
+
+func (*ServerMessage_Reconnect) isServerMessage_Msg() {}
+
+// Reconnect tells an agent that the server is going away (a SIGTERM): the
+// agent closes its stream, and connects to the next start as after any
+// outage, its jobs running on meanwhile.
+type Reconnect struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Reason        string                 `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Reconnect) Reset() {
+	*x = Reconnect{}
+	mi := &file_hodei_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Reconnect) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Reconnect) ProtoMessage() {}
+
+func (x *Reconnect) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Reconnect.ProtoReflect.Descriptor instead.
+func (*Reconnect) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *Reconnect) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
 
 // JobRef names one attempt the agent holds and how much of its log it has.
 type JobRef struct {
@@ -3222,7 +3285,7 @@ type JobRef struct {
 
 func (x *JobRef) Reset() {
 	*x = JobRef{}
-	mi := &file_hodei_proto_msgTypes[32]
+	mi := &file_hodei_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3234,7 +3297,7 @@ func (x *JobRef) String() string {
 func (*JobRef) ProtoMessage() {}
 
 func (x *JobRef) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[32]
+	mi := &file_hodei_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3247,7 +3310,7 @@ func (x *JobRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobRef.ProtoReflect.Descriptor instead.
 func (*JobRef) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{32}
+	return file_hodei_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *JobRef) GetJobId() string {
@@ -3290,7 +3353,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_hodei_proto_msgTypes[33]
+	mi := &file_hodei_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3302,7 +3365,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[33]
+	mi := &file_hodei_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3315,7 +3378,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{33}
+	return file_hodei_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Hello) GetWorkerId() string {
@@ -3396,7 +3459,7 @@ type Goodbye struct {
 
 func (x *Goodbye) Reset() {
 	*x = Goodbye{}
-	mi := &file_hodei_proto_msgTypes[34]
+	mi := &file_hodei_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3408,7 +3471,7 @@ func (x *Goodbye) String() string {
 func (*Goodbye) ProtoMessage() {}
 
 func (x *Goodbye) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[34]
+	mi := &file_hodei_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3421,7 +3484,7 @@ func (x *Goodbye) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Goodbye.ProtoReflect.Descriptor instead.
 func (*Goodbye) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{34}
+	return file_hodei_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Goodbye) GetDrain() bool {
@@ -3452,7 +3515,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_hodei_proto_msgTypes[35]
+	mi := &file_hodei_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3464,7 +3527,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[35]
+	mi := &file_hodei_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3477,7 +3540,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{35}
+	return file_hodei_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Heartbeat) GetCpuPercent() float64 {
@@ -3520,7 +3583,7 @@ type JobStarted struct {
 
 func (x *JobStarted) Reset() {
 	*x = JobStarted{}
-	mi := &file_hodei_proto_msgTypes[36]
+	mi := &file_hodei_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3532,7 +3595,7 @@ func (x *JobStarted) String() string {
 func (*JobStarted) ProtoMessage() {}
 
 func (x *JobStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[36]
+	mi := &file_hodei_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3545,7 +3608,7 @@ func (x *JobStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobStarted.ProtoReflect.Descriptor instead.
 func (*JobStarted) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{36}
+	return file_hodei_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *JobStarted) GetJobId() string {
@@ -3589,7 +3652,7 @@ type LogChunk struct {
 
 func (x *LogChunk) Reset() {
 	*x = LogChunk{}
-	mi := &file_hodei_proto_msgTypes[37]
+	mi := &file_hodei_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3601,7 +3664,7 @@ func (x *LogChunk) String() string {
 func (*LogChunk) ProtoMessage() {}
 
 func (x *LogChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[37]
+	mi := &file_hodei_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3614,7 +3677,7 @@ func (x *LogChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogChunk.ProtoReflect.Descriptor instead.
 func (*LogChunk) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{37}
+	return file_hodei_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *LogChunk) GetJobId() string {
@@ -3678,7 +3741,7 @@ type JobFinished struct {
 
 func (x *JobFinished) Reset() {
 	*x = JobFinished{}
-	mi := &file_hodei_proto_msgTypes[38]
+	mi := &file_hodei_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3690,7 +3753,7 @@ func (x *JobFinished) String() string {
 func (*JobFinished) ProtoMessage() {}
 
 func (x *JobFinished) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[38]
+	mi := &file_hodei_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3703,7 +3766,7 @@ func (x *JobFinished) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobFinished.ProtoReflect.Descriptor instead.
 func (*JobFinished) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{38}
+	return file_hodei_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *JobFinished) GetJobId() string {
@@ -3794,7 +3857,7 @@ type Welcome struct {
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_hodei_proto_msgTypes[39]
+	mi := &file_hodei_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3806,7 +3869,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[39]
+	mi := &file_hodei_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3819,7 +3882,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{39}
+	return file_hodei_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *Welcome) GetWorkerId() string {
@@ -3855,7 +3918,7 @@ type Assign struct {
 
 func (x *Assign) Reset() {
 	*x = Assign{}
-	mi := &file_hodei_proto_msgTypes[40]
+	mi := &file_hodei_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3867,7 +3930,7 @@ func (x *Assign) String() string {
 func (*Assign) ProtoMessage() {}
 
 func (x *Assign) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[40]
+	mi := &file_hodei_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3880,7 +3943,7 @@ func (x *Assign) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Assign.ProtoReflect.Descriptor instead.
 func (*Assign) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{40}
+	return file_hodei_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *Assign) GetJob() *Job {
@@ -3909,7 +3972,7 @@ type CancelJob struct {
 
 func (x *CancelJob) Reset() {
 	*x = CancelJob{}
-	mi := &file_hodei_proto_msgTypes[41]
+	mi := &file_hodei_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3921,7 +3984,7 @@ func (x *CancelJob) String() string {
 func (*CancelJob) ProtoMessage() {}
 
 func (x *CancelJob) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[41]
+	mi := &file_hodei_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3934,7 +3997,7 @@ func (x *CancelJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJob.ProtoReflect.Descriptor instead.
 func (*CancelJob) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{41}
+	return file_hodei_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *CancelJob) GetJobId() string {
@@ -3982,7 +4045,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_hodei_proto_msgTypes[42]
+	mi := &file_hodei_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3994,7 +4057,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[42]
+	mi := &file_hodei_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4007,7 +4070,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{42}
+	return file_hodei_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *Ack) GetJobId() string {
@@ -4085,7 +4148,7 @@ type JobInput struct {
 
 func (x *JobInput) Reset() {
 	*x = JobInput{}
-	mi := &file_hodei_proto_msgTypes[43]
+	mi := &file_hodei_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4097,7 +4160,7 @@ func (x *JobInput) String() string {
 func (*JobInput) ProtoMessage() {}
 
 func (x *JobInput) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[43]
+	mi := &file_hodei_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4110,7 +4173,7 @@ func (x *JobInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobInput.ProtoReflect.Descriptor instead.
 func (*JobInput) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{43}
+	return file_hodei_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *JobInput) GetJobId() string {
@@ -4190,7 +4253,7 @@ type InputCredit struct {
 
 func (x *InputCredit) Reset() {
 	*x = InputCredit{}
-	mi := &file_hodei_proto_msgTypes[44]
+	mi := &file_hodei_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4202,7 +4265,7 @@ func (x *InputCredit) String() string {
 func (*InputCredit) ProtoMessage() {}
 
 func (x *InputCredit) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[44]
+	mi := &file_hodei_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4215,7 +4278,7 @@ func (x *InputCredit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InputCredit.ProtoReflect.Descriptor instead.
 func (*InputCredit) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{44}
+	return file_hodei_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *InputCredit) GetJobId() string {
@@ -4294,7 +4357,7 @@ type ResizeJob struct {
 
 func (x *ResizeJob) Reset() {
 	*x = ResizeJob{}
-	mi := &file_hodei_proto_msgTypes[45]
+	mi := &file_hodei_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4306,7 +4369,7 @@ func (x *ResizeJob) String() string {
 func (*ResizeJob) ProtoMessage() {}
 
 func (x *ResizeJob) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[45]
+	mi := &file_hodei_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4319,7 +4382,7 @@ func (x *ResizeJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResizeJob.ProtoReflect.Descriptor instead.
 func (*ResizeJob) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{45}
+	return file_hodei_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ResizeJob) GetJobId() string {
@@ -4375,7 +4438,7 @@ type Worker struct {
 
 func (x *Worker) Reset() {
 	*x = Worker{}
-	mi := &file_hodei_proto_msgTypes[46]
+	mi := &file_hodei_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4387,7 +4450,7 @@ func (x *Worker) String() string {
 func (*Worker) ProtoMessage() {}
 
 func (x *Worker) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[46]
+	mi := &file_hodei_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4400,7 +4463,7 @@ func (x *Worker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Worker.ProtoReflect.Descriptor instead.
 func (*Worker) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{46}
+	return file_hodei_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *Worker) GetId() string {
@@ -4517,7 +4580,7 @@ type RevokeWorkerRequest struct {
 
 func (x *RevokeWorkerRequest) Reset() {
 	*x = RevokeWorkerRequest{}
-	mi := &file_hodei_proto_msgTypes[47]
+	mi := &file_hodei_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4529,7 +4592,7 @@ func (x *RevokeWorkerRequest) String() string {
 func (*RevokeWorkerRequest) ProtoMessage() {}
 
 func (x *RevokeWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[47]
+	mi := &file_hodei_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4542,7 +4605,7 @@ func (x *RevokeWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeWorkerRequest.ProtoReflect.Descriptor instead.
 func (*RevokeWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{47}
+	return file_hodei_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *RevokeWorkerRequest) GetId() string {
@@ -4561,7 +4624,7 @@ type RemoveWorkerRequest struct {
 
 func (x *RemoveWorkerRequest) Reset() {
 	*x = RemoveWorkerRequest{}
-	mi := &file_hodei_proto_msgTypes[48]
+	mi := &file_hodei_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4573,7 +4636,7 @@ func (x *RemoveWorkerRequest) String() string {
 func (*RemoveWorkerRequest) ProtoMessage() {}
 
 func (x *RemoveWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[48]
+	mi := &file_hodei_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4586,7 +4649,7 @@ func (x *RemoveWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveWorkerRequest.ProtoReflect.Descriptor instead.
 func (*RemoveWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{48}
+	return file_hodei_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *RemoveWorkerRequest) GetId() string {
@@ -4604,7 +4667,7 @@ type RemoveWorkerResponse struct {
 
 func (x *RemoveWorkerResponse) Reset() {
 	*x = RemoveWorkerResponse{}
-	mi := &file_hodei_proto_msgTypes[49]
+	mi := &file_hodei_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4616,7 +4679,7 @@ func (x *RemoveWorkerResponse) String() string {
 func (*RemoveWorkerResponse) ProtoMessage() {}
 
 func (x *RemoveWorkerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[49]
+	mi := &file_hodei_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4629,7 +4692,7 @@ func (x *RemoveWorkerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveWorkerResponse.ProtoReflect.Descriptor instead.
 func (*RemoveWorkerResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{49}
+	return file_hodei_proto_rawDescGZIP(), []int{50}
 }
 
 type TokenInfo struct {
@@ -4649,7 +4712,7 @@ type TokenInfo struct {
 
 func (x *TokenInfo) Reset() {
 	*x = TokenInfo{}
-	mi := &file_hodei_proto_msgTypes[50]
+	mi := &file_hodei_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4661,7 +4724,7 @@ func (x *TokenInfo) String() string {
 func (*TokenInfo) ProtoMessage() {}
 
 func (x *TokenInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[50]
+	mi := &file_hodei_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4674,7 +4737,7 @@ func (x *TokenInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenInfo.ProtoReflect.Descriptor instead.
 func (*TokenInfo) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{50}
+	return file_hodei_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *TokenInfo) GetId() string {
@@ -4752,7 +4815,7 @@ type CreateTokenRequest struct {
 
 func (x *CreateTokenRequest) Reset() {
 	*x = CreateTokenRequest{}
-	mi := &file_hodei_proto_msgTypes[51]
+	mi := &file_hodei_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4764,7 +4827,7 @@ func (x *CreateTokenRequest) String() string {
 func (*CreateTokenRequest) ProtoMessage() {}
 
 func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[51]
+	mi := &file_hodei_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4777,7 +4840,7 @@ func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateTokenRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{51}
+	return file_hodei_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *CreateTokenRequest) GetRole() string {
@@ -4819,7 +4882,7 @@ type CreateTokenResponse struct {
 
 func (x *CreateTokenResponse) Reset() {
 	*x = CreateTokenResponse{}
-	mi := &file_hodei_proto_msgTypes[52]
+	mi := &file_hodei_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4831,7 +4894,7 @@ func (x *CreateTokenResponse) String() string {
 func (*CreateTokenResponse) ProtoMessage() {}
 
 func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[52]
+	mi := &file_hodei_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4844,7 +4907,7 @@ func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateTokenResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{52}
+	return file_hodei_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *CreateTokenResponse) GetToken() string {
@@ -4876,7 +4939,7 @@ type ListTokensRequest struct {
 
 func (x *ListTokensRequest) Reset() {
 	*x = ListTokensRequest{}
-	mi := &file_hodei_proto_msgTypes[53]
+	mi := &file_hodei_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4888,7 +4951,7 @@ func (x *ListTokensRequest) String() string {
 func (*ListTokensRequest) ProtoMessage() {}
 
 func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[53]
+	mi := &file_hodei_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4901,7 +4964,7 @@ func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListTokensRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{53}
+	return file_hodei_proto_rawDescGZIP(), []int{54}
 }
 
 type ListTokensResponse struct {
@@ -4913,7 +4976,7 @@ type ListTokensResponse struct {
 
 func (x *ListTokensResponse) Reset() {
 	*x = ListTokensResponse{}
-	mi := &file_hodei_proto_msgTypes[54]
+	mi := &file_hodei_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4925,7 +4988,7 @@ func (x *ListTokensResponse) String() string {
 func (*ListTokensResponse) ProtoMessage() {}
 
 func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[54]
+	mi := &file_hodei_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4938,7 +5001,7 @@ func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListTokensResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{54}
+	return file_hodei_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ListTokensResponse) GetTokens() []*TokenInfo {
@@ -4957,7 +5020,7 @@ type RevokeTokenRequest struct {
 
 func (x *RevokeTokenRequest) Reset() {
 	*x = RevokeTokenRequest{}
-	mi := &file_hodei_proto_msgTypes[55]
+	mi := &file_hodei_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4969,7 +5032,7 @@ func (x *RevokeTokenRequest) String() string {
 func (*RevokeTokenRequest) ProtoMessage() {}
 
 func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[55]
+	mi := &file_hodei_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4982,7 +5045,7 @@ func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeTokenRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{55}
+	return file_hodei_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *RevokeTokenRequest) GetId() string {
@@ -5000,7 +5063,7 @@ type WhoAmIRequest struct {
 
 func (x *WhoAmIRequest) Reset() {
 	*x = WhoAmIRequest{}
-	mi := &file_hodei_proto_msgTypes[56]
+	mi := &file_hodei_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5012,7 +5075,7 @@ func (x *WhoAmIRequest) String() string {
 func (*WhoAmIRequest) ProtoMessage() {}
 
 func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[56]
+	mi := &file_hodei_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5025,7 +5088,7 @@ func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoAmIRequest.ProtoReflect.Descriptor instead.
 func (*WhoAmIRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{56}
+	return file_hodei_proto_rawDescGZIP(), []int{57}
 }
 
 // AuditRecord is one mutating call or one denial.
@@ -5048,7 +5111,7 @@ type AuditRecord struct {
 
 func (x *AuditRecord) Reset() {
 	*x = AuditRecord{}
-	mi := &file_hodei_proto_msgTypes[57]
+	mi := &file_hodei_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5060,7 +5123,7 @@ func (x *AuditRecord) String() string {
 func (*AuditRecord) ProtoMessage() {}
 
 func (x *AuditRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[57]
+	mi := &file_hodei_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5073,7 +5136,7 @@ func (x *AuditRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditRecord.ProtoReflect.Descriptor instead.
 func (*AuditRecord) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{57}
+	return file_hodei_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *AuditRecord) GetTimeUnixNano() int64 {
@@ -5169,7 +5232,7 @@ type AgentRecord struct {
 
 func (x *AgentRecord) Reset() {
 	*x = AgentRecord{}
-	mi := &file_hodei_proto_msgTypes[58]
+	mi := &file_hodei_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5181,7 +5244,7 @@ func (x *AgentRecord) String() string {
 func (*AgentRecord) ProtoMessage() {}
 
 func (x *AgentRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[58]
+	mi := &file_hodei_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5194,7 +5257,7 @@ func (x *AgentRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentRecord.ProtoReflect.Descriptor instead.
 func (*AgentRecord) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{58}
+	return file_hodei_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *AgentRecord) GetWorkerId() string {
@@ -5251,7 +5314,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_hodei_proto_msgTypes[59]
+	mi := &file_hodei_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5263,7 +5326,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[59]
+	mi := &file_hodei_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5276,7 +5339,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{59}
+	return file_hodei_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ListAuditRequest) GetSinceUnixNano() int64 {
@@ -5316,7 +5379,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_hodei_proto_msgTypes[60]
+	mi := &file_hodei_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5328,7 +5391,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[60]
+	mi := &file_hodei_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5341,7 +5404,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{60}
+	return file_hodei_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ListAuditResponse) GetRecords() []*AuditRecord {
@@ -5360,7 +5423,7 @@ type ListWorkersRequest struct {
 
 func (x *ListWorkersRequest) Reset() {
 	*x = ListWorkersRequest{}
-	mi := &file_hodei_proto_msgTypes[61]
+	mi := &file_hodei_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5372,7 +5435,7 @@ func (x *ListWorkersRequest) String() string {
 func (*ListWorkersRequest) ProtoMessage() {}
 
 func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[61]
+	mi := &file_hodei_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5385,7 +5448,7 @@ func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkersRequest.ProtoReflect.Descriptor instead.
 func (*ListWorkersRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{61}
+	return file_hodei_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *ListWorkersRequest) GetId() string {
@@ -5404,7 +5467,7 @@ type ListWorkersResponse struct {
 
 func (x *ListWorkersResponse) Reset() {
 	*x = ListWorkersResponse{}
-	mi := &file_hodei_proto_msgTypes[62]
+	mi := &file_hodei_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5416,7 +5479,7 @@ func (x *ListWorkersResponse) String() string {
 func (*ListWorkersResponse) ProtoMessage() {}
 
 func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[62]
+	mi := &file_hodei_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5429,7 +5492,7 @@ func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkersResponse.ProtoReflect.Descriptor instead.
 func (*ListWorkersResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{62}
+	return file_hodei_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ListWorkersResponse) GetWorkers() []*Worker {
@@ -5448,7 +5511,7 @@ type DrainWorkerRequest struct {
 
 func (x *DrainWorkerRequest) Reset() {
 	*x = DrainWorkerRequest{}
-	mi := &file_hodei_proto_msgTypes[63]
+	mi := &file_hodei_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5460,7 +5523,7 @@ func (x *DrainWorkerRequest) String() string {
 func (*DrainWorkerRequest) ProtoMessage() {}
 
 func (x *DrainWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[63]
+	mi := &file_hodei_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5473,7 +5536,7 @@ func (x *DrainWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainWorkerRequest.ProtoReflect.Descriptor instead.
 func (*DrainWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{63}
+	return file_hodei_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *DrainWorkerRequest) GetId() string {
@@ -5491,7 +5554,7 @@ type SnapshotRequest struct {
 
 func (x *SnapshotRequest) Reset() {
 	*x = SnapshotRequest{}
-	mi := &file_hodei_proto_msgTypes[64]
+	mi := &file_hodei_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5503,7 +5566,7 @@ func (x *SnapshotRequest) String() string {
 func (*SnapshotRequest) ProtoMessage() {}
 
 func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[64]
+	mi := &file_hodei_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5516,7 +5579,7 @@ func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{64}
+	return file_hodei_proto_rawDescGZIP(), []int{65}
 }
 
 type SnapshotChunk struct {
@@ -5528,7 +5591,7 @@ type SnapshotChunk struct {
 
 func (x *SnapshotChunk) Reset() {
 	*x = SnapshotChunk{}
-	mi := &file_hodei_proto_msgTypes[65]
+	mi := &file_hodei_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5540,7 +5603,7 @@ func (x *SnapshotChunk) String() string {
 func (*SnapshotChunk) ProtoMessage() {}
 
 func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[65]
+	mi := &file_hodei_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5553,7 +5616,7 @@ func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
 func (*SnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{65}
+	return file_hodei_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *SnapshotChunk) GetData() []byte {
@@ -5584,7 +5647,7 @@ type Tenant struct {
 
 func (x *Tenant) Reset() {
 	*x = Tenant{}
-	mi := &file_hodei_proto_msgTypes[66]
+	mi := &file_hodei_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5596,7 +5659,7 @@ func (x *Tenant) String() string {
 func (*Tenant) ProtoMessage() {}
 
 func (x *Tenant) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[66]
+	mi := &file_hodei_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5609,7 +5672,7 @@ func (x *Tenant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tenant.ProtoReflect.Descriptor instead.
 func (*Tenant) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{66}
+	return file_hodei_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *Tenant) GetName() string {
@@ -5707,7 +5770,7 @@ type TenantStatus struct {
 
 func (x *TenantStatus) Reset() {
 	*x = TenantStatus{}
-	mi := &file_hodei_proto_msgTypes[67]
+	mi := &file_hodei_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5719,7 +5782,7 @@ func (x *TenantStatus) String() string {
 func (*TenantStatus) ProtoMessage() {}
 
 func (x *TenantStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[67]
+	mi := &file_hodei_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5732,7 +5795,7 @@ func (x *TenantStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TenantStatus.ProtoReflect.Descriptor instead.
 func (*TenantStatus) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{67}
+	return file_hodei_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *TenantStatus) GetTenant() *Tenant {
@@ -5812,7 +5875,7 @@ type SetTenantRequest struct {
 
 func (x *SetTenantRequest) Reset() {
 	*x = SetTenantRequest{}
-	mi := &file_hodei_proto_msgTypes[68]
+	mi := &file_hodei_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5824,7 +5887,7 @@ func (x *SetTenantRequest) String() string {
 func (*SetTenantRequest) ProtoMessage() {}
 
 func (x *SetTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[68]
+	mi := &file_hodei_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5837,7 +5900,7 @@ func (x *SetTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetTenantRequest.ProtoReflect.Descriptor instead.
 func (*SetTenantRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{68}
+	return file_hodei_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *SetTenantRequest) GetTenant() *Tenant {
@@ -5863,7 +5926,7 @@ type GetTenantRequest struct {
 
 func (x *GetTenantRequest) Reset() {
 	*x = GetTenantRequest{}
-	mi := &file_hodei_proto_msgTypes[69]
+	mi := &file_hodei_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5875,7 +5938,7 @@ func (x *GetTenantRequest) String() string {
 func (*GetTenantRequest) ProtoMessage() {}
 
 func (x *GetTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[69]
+	mi := &file_hodei_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5888,7 +5951,7 @@ func (x *GetTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTenantRequest.ProtoReflect.Descriptor instead.
 func (*GetTenantRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{69}
+	return file_hodei_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *GetTenantRequest) GetName() string {
@@ -5906,7 +5969,7 @@ type ListTenantsRequest struct {
 
 func (x *ListTenantsRequest) Reset() {
 	*x = ListTenantsRequest{}
-	mi := &file_hodei_proto_msgTypes[70]
+	mi := &file_hodei_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5918,7 +5981,7 @@ func (x *ListTenantsRequest) String() string {
 func (*ListTenantsRequest) ProtoMessage() {}
 
 func (x *ListTenantsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[70]
+	mi := &file_hodei_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5931,7 +5994,7 @@ func (x *ListTenantsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTenantsRequest.ProtoReflect.Descriptor instead.
 func (*ListTenantsRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{70}
+	return file_hodei_proto_rawDescGZIP(), []int{71}
 }
 
 type ListTenantsResponse struct {
@@ -5943,7 +6006,7 @@ type ListTenantsResponse struct {
 
 func (x *ListTenantsResponse) Reset() {
 	*x = ListTenantsResponse{}
-	mi := &file_hodei_proto_msgTypes[71]
+	mi := &file_hodei_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5955,7 +6018,7 @@ func (x *ListTenantsResponse) String() string {
 func (*ListTenantsResponse) ProtoMessage() {}
 
 func (x *ListTenantsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[71]
+	mi := &file_hodei_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5968,7 +6031,7 @@ func (x *ListTenantsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTenantsResponse.ProtoReflect.Descriptor instead.
 func (*ListTenantsResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{71}
+	return file_hodei_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *ListTenantsResponse) GetTenants() []*TenantStatus {
@@ -5987,7 +6050,7 @@ type DeleteTenantRequest struct {
 
 func (x *DeleteTenantRequest) Reset() {
 	*x = DeleteTenantRequest{}
-	mi := &file_hodei_proto_msgTypes[72]
+	mi := &file_hodei_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5999,7 +6062,7 @@ func (x *DeleteTenantRequest) String() string {
 func (*DeleteTenantRequest) ProtoMessage() {}
 
 func (x *DeleteTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[72]
+	mi := &file_hodei_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6012,7 +6075,7 @@ func (x *DeleteTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTenantRequest.ProtoReflect.Descriptor instead.
 func (*DeleteTenantRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{72}
+	return file_hodei_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *DeleteTenantRequest) GetName() string {
@@ -6030,7 +6093,7 @@ type DeleteTenantResponse struct {
 
 func (x *DeleteTenantResponse) Reset() {
 	*x = DeleteTenantResponse{}
-	mi := &file_hodei_proto_msgTypes[73]
+	mi := &file_hodei_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6042,7 +6105,7 @@ func (x *DeleteTenantResponse) String() string {
 func (*DeleteTenantResponse) ProtoMessage() {}
 
 func (x *DeleteTenantResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[73]
+	mi := &file_hodei_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6055,7 +6118,7 @@ func (x *DeleteTenantResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTenantResponse.ProtoReflect.Descriptor instead.
 func (*DeleteTenantResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{73}
+	return file_hodei_proto_rawDescGZIP(), []int{74}
 }
 
 type MatrixAxis struct {
@@ -6068,7 +6131,7 @@ type MatrixAxis struct {
 
 func (x *MatrixAxis) Reset() {
 	*x = MatrixAxis{}
-	mi := &file_hodei_proto_msgTypes[74]
+	mi := &file_hodei_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6080,7 +6143,7 @@ func (x *MatrixAxis) String() string {
 func (*MatrixAxis) ProtoMessage() {}
 
 func (x *MatrixAxis) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[74]
+	mi := &file_hodei_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6093,7 +6156,7 @@ func (x *MatrixAxis) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MatrixAxis.ProtoReflect.Descriptor instead.
 func (*MatrixAxis) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{74}
+	return file_hodei_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *MatrixAxis) GetKey() string {
@@ -6127,7 +6190,7 @@ type PipelineStepSpec struct {
 
 func (x *PipelineStepSpec) Reset() {
 	*x = PipelineStepSpec{}
-	mi := &file_hodei_proto_msgTypes[75]
+	mi := &file_hodei_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6139,7 +6202,7 @@ func (x *PipelineStepSpec) String() string {
 func (*PipelineStepSpec) ProtoMessage() {}
 
 func (x *PipelineStepSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[75]
+	mi := &file_hodei_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6152,7 +6215,7 @@ func (x *PipelineStepSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PipelineStepSpec.ProtoReflect.Descriptor instead.
 func (*PipelineStepSpec) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{75}
+	return file_hodei_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *PipelineStepSpec) GetName() string {
@@ -6202,7 +6265,7 @@ type PipelineSpec struct {
 
 func (x *PipelineSpec) Reset() {
 	*x = PipelineSpec{}
-	mi := &file_hodei_proto_msgTypes[76]
+	mi := &file_hodei_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6214,7 +6277,7 @@ func (x *PipelineSpec) String() string {
 func (*PipelineSpec) ProtoMessage() {}
 
 func (x *PipelineSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[76]
+	mi := &file_hodei_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6227,7 +6290,7 @@ func (x *PipelineSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PipelineSpec.ProtoReflect.Descriptor instead.
 func (*PipelineSpec) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{76}
+	return file_hodei_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *PipelineSpec) GetName() string {
@@ -6273,7 +6336,7 @@ type Pipeline struct {
 
 func (x *Pipeline) Reset() {
 	*x = Pipeline{}
-	mi := &file_hodei_proto_msgTypes[77]
+	mi := &file_hodei_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6285,7 +6348,7 @@ func (x *Pipeline) String() string {
 func (*Pipeline) ProtoMessage() {}
 
 func (x *Pipeline) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[77]
+	mi := &file_hodei_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6298,7 +6361,7 @@ func (x *Pipeline) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pipeline.ProtoReflect.Descriptor instead.
 func (*Pipeline) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{77}
+	return file_hodei_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *Pipeline) GetId() string {
@@ -6355,7 +6418,7 @@ type PipelineStatus struct {
 
 func (x *PipelineStatus) Reset() {
 	*x = PipelineStatus{}
-	mi := &file_hodei_proto_msgTypes[78]
+	mi := &file_hodei_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6367,7 +6430,7 @@ func (x *PipelineStatus) String() string {
 func (*PipelineStatus) ProtoMessage() {}
 
 func (x *PipelineStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[78]
+	mi := &file_hodei_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6380,7 +6443,7 @@ func (x *PipelineStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PipelineStatus.ProtoReflect.Descriptor instead.
 func (*PipelineStatus) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{78}
+	return file_hodei_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *PipelineStatus) GetPipeline() *Pipeline {
@@ -6413,7 +6476,7 @@ type RunPipelineRequest struct {
 
 func (x *RunPipelineRequest) Reset() {
 	*x = RunPipelineRequest{}
-	mi := &file_hodei_proto_msgTypes[79]
+	mi := &file_hodei_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6425,7 +6488,7 @@ func (x *RunPipelineRequest) String() string {
 func (*RunPipelineRequest) ProtoMessage() {}
 
 func (x *RunPipelineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[79]
+	mi := &file_hodei_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6438,7 +6501,7 @@ func (x *RunPipelineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunPipelineRequest.ProtoReflect.Descriptor instead.
 func (*RunPipelineRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{79}
+	return file_hodei_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *RunPipelineRequest) GetSpec() *PipelineSpec {
@@ -6457,7 +6520,7 @@ type GetPipelineRequest struct {
 
 func (x *GetPipelineRequest) Reset() {
 	*x = GetPipelineRequest{}
-	mi := &file_hodei_proto_msgTypes[80]
+	mi := &file_hodei_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6469,7 +6532,7 @@ func (x *GetPipelineRequest) String() string {
 func (*GetPipelineRequest) ProtoMessage() {}
 
 func (x *GetPipelineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[80]
+	mi := &file_hodei_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6482,7 +6545,7 @@ func (x *GetPipelineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPipelineRequest.ProtoReflect.Descriptor instead.
 func (*GetPipelineRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{80}
+	return file_hodei_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *GetPipelineRequest) GetId() string {
@@ -6500,7 +6563,7 @@ type ListPipelinesRequest struct {
 
 func (x *ListPipelinesRequest) Reset() {
 	*x = ListPipelinesRequest{}
-	mi := &file_hodei_proto_msgTypes[81]
+	mi := &file_hodei_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6512,7 +6575,7 @@ func (x *ListPipelinesRequest) String() string {
 func (*ListPipelinesRequest) ProtoMessage() {}
 
 func (x *ListPipelinesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[81]
+	mi := &file_hodei_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6525,7 +6588,7 @@ func (x *ListPipelinesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPipelinesRequest.ProtoReflect.Descriptor instead.
 func (*ListPipelinesRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{81}
+	return file_hodei_proto_rawDescGZIP(), []int{82}
 }
 
 type ListPipelinesResponse struct {
@@ -6537,7 +6600,7 @@ type ListPipelinesResponse struct {
 
 func (x *ListPipelinesResponse) Reset() {
 	*x = ListPipelinesResponse{}
-	mi := &file_hodei_proto_msgTypes[82]
+	mi := &file_hodei_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6549,7 +6612,7 @@ func (x *ListPipelinesResponse) String() string {
 func (*ListPipelinesResponse) ProtoMessage() {}
 
 func (x *ListPipelinesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[82]
+	mi := &file_hodei_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6562,7 +6625,7 @@ func (x *ListPipelinesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPipelinesResponse.ProtoReflect.Descriptor instead.
 func (*ListPipelinesResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{82}
+	return file_hodei_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *ListPipelinesResponse) GetPipelines() []*PipelineStatus {
@@ -6582,7 +6645,7 @@ type CancelPipelineRequest struct {
 
 func (x *CancelPipelineRequest) Reset() {
 	*x = CancelPipelineRequest{}
-	mi := &file_hodei_proto_msgTypes[83]
+	mi := &file_hodei_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6594,7 +6657,7 @@ func (x *CancelPipelineRequest) String() string {
 func (*CancelPipelineRequest) ProtoMessage() {}
 
 func (x *CancelPipelineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[83]
+	mi := &file_hodei_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6607,7 +6670,7 @@ func (x *CancelPipelineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelPipelineRequest.ProtoReflect.Descriptor instead.
 func (*CancelPipelineRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{83}
+	return file_hodei_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *CancelPipelineRequest) GetId() string {
@@ -6633,7 +6696,7 @@ type UndrainWorkerRequest struct {
 
 func (x *UndrainWorkerRequest) Reset() {
 	*x = UndrainWorkerRequest{}
-	mi := &file_hodei_proto_msgTypes[84]
+	mi := &file_hodei_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6645,7 +6708,7 @@ func (x *UndrainWorkerRequest) String() string {
 func (*UndrainWorkerRequest) ProtoMessage() {}
 
 func (x *UndrainWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[84]
+	mi := &file_hodei_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6658,7 +6721,7 @@ func (x *UndrainWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UndrainWorkerRequest.ProtoReflect.Descriptor instead.
 func (*UndrainWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{84}
+	return file_hodei_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *UndrainWorkerRequest) GetId() string {
@@ -6678,7 +6741,7 @@ type ResolveRequest struct {
 
 func (x *ResolveRequest) Reset() {
 	*x = ResolveRequest{}
-	mi := &file_hodei_proto_msgTypes[85]
+	mi := &file_hodei_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6690,7 +6753,7 @@ func (x *ResolveRequest) String() string {
 func (*ResolveRequest) ProtoMessage() {}
 
 func (x *ResolveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[85]
+	mi := &file_hodei_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6703,7 +6766,7 @@ func (x *ResolveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveRequest.ProtoReflect.Descriptor instead.
 func (*ResolveRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{85}
+	return file_hodei_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *ResolveRequest) GetKind() IdKind {
@@ -6729,7 +6792,7 @@ type ResolveResponse struct {
 
 func (x *ResolveResponse) Reset() {
 	*x = ResolveResponse{}
-	mi := &file_hodei_proto_msgTypes[86]
+	mi := &file_hodei_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6741,7 +6804,7 @@ func (x *ResolveResponse) String() string {
 func (*ResolveResponse) ProtoMessage() {}
 
 func (x *ResolveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[86]
+	mi := &file_hodei_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6754,7 +6817,7 @@ func (x *ResolveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveResponse.ProtoReflect.Descriptor instead.
 func (*ResolveResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{86}
+	return file_hodei_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *ResolveResponse) GetId() string {
@@ -6792,7 +6855,7 @@ type CronSchedule struct {
 
 func (x *CronSchedule) Reset() {
 	*x = CronSchedule{}
-	mi := &file_hodei_proto_msgTypes[87]
+	mi := &file_hodei_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6804,7 +6867,7 @@ func (x *CronSchedule) String() string {
 func (*CronSchedule) ProtoMessage() {}
 
 func (x *CronSchedule) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[87]
+	mi := &file_hodei_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6817,7 +6880,7 @@ func (x *CronSchedule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CronSchedule.ProtoReflect.Descriptor instead.
 func (*CronSchedule) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{87}
+	return file_hodei_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *CronSchedule) GetName() string {
@@ -6955,7 +7018,7 @@ type CronAddRequest struct {
 
 func (x *CronAddRequest) Reset() {
 	*x = CronAddRequest{}
-	mi := &file_hodei_proto_msgTypes[88]
+	mi := &file_hodei_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6967,7 +7030,7 @@ func (x *CronAddRequest) String() string {
 func (*CronAddRequest) ProtoMessage() {}
 
 func (x *CronAddRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[88]
+	mi := &file_hodei_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6980,7 +7043,7 @@ func (x *CronAddRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CronAddRequest.ProtoReflect.Descriptor instead.
 func (*CronAddRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{88}
+	return file_hodei_proto_rawDescGZIP(), []int{89}
 }
 
 func (x *CronAddRequest) GetSchedule() *CronSchedule {
@@ -7002,7 +7065,7 @@ type CronRef struct {
 
 func (x *CronRef) Reset() {
 	*x = CronRef{}
-	mi := &file_hodei_proto_msgTypes[89]
+	mi := &file_hodei_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7014,7 +7077,7 @@ func (x *CronRef) String() string {
 func (*CronRef) ProtoMessage() {}
 
 func (x *CronRef) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[89]
+	mi := &file_hodei_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7027,7 +7090,7 @@ func (x *CronRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CronRef.ProtoReflect.Descriptor instead.
 func (*CronRef) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{89}
+	return file_hodei_proto_rawDescGZIP(), []int{90}
 }
 
 func (x *CronRef) GetName() string {
@@ -7053,7 +7116,7 @@ type CronListRequest struct {
 
 func (x *CronListRequest) Reset() {
 	*x = CronListRequest{}
-	mi := &file_hodei_proto_msgTypes[90]
+	mi := &file_hodei_proto_msgTypes[91]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7065,7 +7128,7 @@ func (x *CronListRequest) String() string {
 func (*CronListRequest) ProtoMessage() {}
 
 func (x *CronListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[90]
+	mi := &file_hodei_proto_msgTypes[91]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7078,7 +7141,7 @@ func (x *CronListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CronListRequest.ProtoReflect.Descriptor instead.
 func (*CronListRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{90}
+	return file_hodei_proto_rawDescGZIP(), []int{91}
 }
 
 func (x *CronListRequest) GetTenant() string {
@@ -7097,7 +7160,7 @@ type CronListResponse struct {
 
 func (x *CronListResponse) Reset() {
 	*x = CronListResponse{}
-	mi := &file_hodei_proto_msgTypes[91]
+	mi := &file_hodei_proto_msgTypes[92]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7109,7 +7172,7 @@ func (x *CronListResponse) String() string {
 func (*CronListResponse) ProtoMessage() {}
 
 func (x *CronListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[91]
+	mi := &file_hodei_proto_msgTypes[92]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7122,7 +7185,7 @@ func (x *CronListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CronListResponse.ProtoReflect.Descriptor instead.
 func (*CronListResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{91}
+	return file_hodei_proto_rawDescGZIP(), []int{92}
 }
 
 func (x *CronListResponse) GetSchedules() []*CronSchedule {
@@ -7140,7 +7203,7 @@ type CronRemoveResponse struct {
 
 func (x *CronRemoveResponse) Reset() {
 	*x = CronRemoveResponse{}
-	mi := &file_hodei_proto_msgTypes[92]
+	mi := &file_hodei_proto_msgTypes[93]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7152,7 +7215,7 @@ func (x *CronRemoveResponse) String() string {
 func (*CronRemoveResponse) ProtoMessage() {}
 
 func (x *CronRemoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[92]
+	mi := &file_hodei_proto_msgTypes[93]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7165,7 +7228,7 @@ func (x *CronRemoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CronRemoveResponse.ProtoReflect.Descriptor instead.
 func (*CronRemoveResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{92}
+	return file_hodei_proto_rawDescGZIP(), []int{93}
 }
 
 type CronRunResponse struct {
@@ -7177,7 +7240,7 @@ type CronRunResponse struct {
 
 func (x *CronRunResponse) Reset() {
 	*x = CronRunResponse{}
-	mi := &file_hodei_proto_msgTypes[93]
+	mi := &file_hodei_proto_msgTypes[94]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7189,7 +7252,7 @@ func (x *CronRunResponse) String() string {
 func (*CronRunResponse) ProtoMessage() {}
 
 func (x *CronRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[93]
+	mi := &file_hodei_proto_msgTypes[94]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7202,7 +7265,7 @@ func (x *CronRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CronRunResponse.ProtoReflect.Descriptor instead.
 func (*CronRunResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{93}
+	return file_hodei_proto_rawDescGZIP(), []int{94}
 }
 
 func (x *CronRunResponse) GetId() string {
@@ -7224,7 +7287,7 @@ type Pipeline_Step struct {
 
 func (x *Pipeline_Step) Reset() {
 	*x = Pipeline_Step{}
-	mi := &file_hodei_proto_msgTypes[101]
+	mi := &file_hodei_proto_msgTypes[102]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7236,7 +7299,7 @@ func (x *Pipeline_Step) String() string {
 func (*Pipeline_Step) ProtoMessage() {}
 
 func (x *Pipeline_Step) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[101]
+	mi := &file_hodei_proto_msgTypes[102]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7249,7 +7312,7 @@ func (x *Pipeline_Step) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pipeline_Step.ProtoReflect.Descriptor instead.
 func (*Pipeline_Step) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{77, 0}
+	return file_hodei_proto_rawDescGZIP(), []int{78, 0}
 }
 
 func (x *Pipeline_Step) GetName() string {
@@ -7496,15 +7559,18 @@ const file_hodei_proto_rawDesc = "" +
 	"\bfinished\x18\x05 \x01(\v2\x15.hodei.v1.JobFinishedH\x00R\bfinished\x12/\n" +
 	"\x06credit\x18\x06 \x01(\v2\x15.hodei.v1.InputCreditH\x00R\x06credit\x12-\n" +
 	"\agoodbye\x18\a \x01(\v2\x11.hodei.v1.GoodbyeH\x00R\agoodbyeB\x05\n" +
-	"\x03msg\"\x9e\x02\n" +
+	"\x03msg\"\xd3\x02\n" +
 	"\rServerMessage\x12-\n" +
 	"\awelcome\x18\x01 \x01(\v2\x11.hodei.v1.WelcomeH\x00R\awelcome\x12*\n" +
 	"\x06assign\x18\x02 \x01(\v2\x10.hodei.v1.AssignH\x00R\x06assign\x12-\n" +
 	"\x06cancel\x18\x03 \x01(\v2\x13.hodei.v1.CancelJobH\x00R\x06cancel\x12!\n" +
 	"\x03ack\x18\x04 \x01(\v2\r.hodei.v1.AckH\x00R\x03ack\x12*\n" +
 	"\x05input\x18\x05 \x01(\v2\x12.hodei.v1.JobInputH\x00R\x05input\x12-\n" +
-	"\x06resize\x18\x06 \x01(\v2\x13.hodei.v1.ResizeJobH\x00R\x06resizeB\x05\n" +
-	"\x03msg\"T\n" +
+	"\x06resize\x18\x06 \x01(\v2\x13.hodei.v1.ResizeJobH\x00R\x06resize\x123\n" +
+	"\treconnect\x18\a \x01(\v2\x13.hodei.v1.ReconnectH\x00R\treconnectB\x05\n" +
+	"\x03msg\"#\n" +
+	"\tReconnect\x12\x16\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\"T\n" +
 	"\x06JobRef\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x19\n" +
@@ -7939,7 +8005,7 @@ func file_hodei_proto_rawDescGZIP() []byte {
 }
 
 var file_hodei_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
-var file_hodei_proto_msgTypes = make([]protoimpl.MessageInfo, 102)
+var file_hodei_proto_msgTypes = make([]protoimpl.MessageInfo, 103)
 var file_hodei_proto_goTypes = []any{
 	(JobState)(0),                 // 0: hodei.v1.JobState
 	(StdinMode)(0),                // 1: hodei.v1.StdinMode
@@ -7982,83 +8048,84 @@ var file_hodei_proto_goTypes = []any{
 	(*JoinResponse)(nil),          // 38: hodei.v1.JoinResponse
 	(*AgentMessage)(nil),          // 39: hodei.v1.AgentMessage
 	(*ServerMessage)(nil),         // 40: hodei.v1.ServerMessage
-	(*JobRef)(nil),                // 41: hodei.v1.JobRef
-	(*Hello)(nil),                 // 42: hodei.v1.Hello
-	(*Goodbye)(nil),               // 43: hodei.v1.Goodbye
-	(*Heartbeat)(nil),             // 44: hodei.v1.Heartbeat
-	(*JobStarted)(nil),            // 45: hodei.v1.JobStarted
-	(*LogChunk)(nil),              // 46: hodei.v1.LogChunk
-	(*JobFinished)(nil),           // 47: hodei.v1.JobFinished
-	(*Welcome)(nil),               // 48: hodei.v1.Welcome
-	(*Assign)(nil),                // 49: hodei.v1.Assign
-	(*CancelJob)(nil),             // 50: hodei.v1.CancelJob
-	(*Ack)(nil),                   // 51: hodei.v1.Ack
-	(*JobInput)(nil),              // 52: hodei.v1.JobInput
-	(*InputCredit)(nil),           // 53: hodei.v1.InputCredit
-	(*ResizeJob)(nil),             // 54: hodei.v1.ResizeJob
-	(*Worker)(nil),                // 55: hodei.v1.Worker
-	(*RevokeWorkerRequest)(nil),   // 56: hodei.v1.RevokeWorkerRequest
-	(*RemoveWorkerRequest)(nil),   // 57: hodei.v1.RemoveWorkerRequest
-	(*RemoveWorkerResponse)(nil),  // 58: hodei.v1.RemoveWorkerResponse
-	(*TokenInfo)(nil),             // 59: hodei.v1.TokenInfo
-	(*CreateTokenRequest)(nil),    // 60: hodei.v1.CreateTokenRequest
-	(*CreateTokenResponse)(nil),   // 61: hodei.v1.CreateTokenResponse
-	(*ListTokensRequest)(nil),     // 62: hodei.v1.ListTokensRequest
-	(*ListTokensResponse)(nil),    // 63: hodei.v1.ListTokensResponse
-	(*RevokeTokenRequest)(nil),    // 64: hodei.v1.RevokeTokenRequest
-	(*WhoAmIRequest)(nil),         // 65: hodei.v1.WhoAmIRequest
-	(*AuditRecord)(nil),           // 66: hodei.v1.AuditRecord
-	(*AgentRecord)(nil),           // 67: hodei.v1.AgentRecord
-	(*ListAuditRequest)(nil),      // 68: hodei.v1.ListAuditRequest
-	(*ListAuditResponse)(nil),     // 69: hodei.v1.ListAuditResponse
-	(*ListWorkersRequest)(nil),    // 70: hodei.v1.ListWorkersRequest
-	(*ListWorkersResponse)(nil),   // 71: hodei.v1.ListWorkersResponse
-	(*DrainWorkerRequest)(nil),    // 72: hodei.v1.DrainWorkerRequest
-	(*SnapshotRequest)(nil),       // 73: hodei.v1.SnapshotRequest
-	(*SnapshotChunk)(nil),         // 74: hodei.v1.SnapshotChunk
-	(*Tenant)(nil),                // 75: hodei.v1.Tenant
-	(*TenantStatus)(nil),          // 76: hodei.v1.TenantStatus
-	(*SetTenantRequest)(nil),      // 77: hodei.v1.SetTenantRequest
-	(*GetTenantRequest)(nil),      // 78: hodei.v1.GetTenantRequest
-	(*ListTenantsRequest)(nil),    // 79: hodei.v1.ListTenantsRequest
-	(*ListTenantsResponse)(nil),   // 80: hodei.v1.ListTenantsResponse
-	(*DeleteTenantRequest)(nil),   // 81: hodei.v1.DeleteTenantRequest
-	(*DeleteTenantResponse)(nil),  // 82: hodei.v1.DeleteTenantResponse
-	(*MatrixAxis)(nil),            // 83: hodei.v1.MatrixAxis
-	(*PipelineStepSpec)(nil),      // 84: hodei.v1.PipelineStepSpec
-	(*PipelineSpec)(nil),          // 85: hodei.v1.PipelineSpec
-	(*Pipeline)(nil),              // 86: hodei.v1.Pipeline
-	(*PipelineStatus)(nil),        // 87: hodei.v1.PipelineStatus
-	(*RunPipelineRequest)(nil),    // 88: hodei.v1.RunPipelineRequest
-	(*GetPipelineRequest)(nil),    // 89: hodei.v1.GetPipelineRequest
-	(*ListPipelinesRequest)(nil),  // 90: hodei.v1.ListPipelinesRequest
-	(*ListPipelinesResponse)(nil), // 91: hodei.v1.ListPipelinesResponse
-	(*CancelPipelineRequest)(nil), // 92: hodei.v1.CancelPipelineRequest
-	(*UndrainWorkerRequest)(nil),  // 93: hodei.v1.UndrainWorkerRequest
-	(*ResolveRequest)(nil),        // 94: hodei.v1.ResolveRequest
-	(*ResolveResponse)(nil),       // 95: hodei.v1.ResolveResponse
-	(*CronSchedule)(nil),          // 96: hodei.v1.CronSchedule
-	(*CronAddRequest)(nil),        // 97: hodei.v1.CronAddRequest
-	(*CronRef)(nil),               // 98: hodei.v1.CronRef
-	(*CronListRequest)(nil),       // 99: hodei.v1.CronListRequest
-	(*CronListResponse)(nil),      // 100: hodei.v1.CronListResponse
-	(*CronRemoveResponse)(nil),    // 101: hodei.v1.CronRemoveResponse
-	(*CronRunResponse)(nil),       // 102: hodei.v1.CronRunResponse
-	nil,                           // 103: hodei.v1.JobSpec.LabelsEntry
-	nil,                           // 104: hodei.v1.JobSpec.EnvEntry
-	nil,                           // 105: hodei.v1.JobSpec.SecretEnvEntry
-	nil,                           // 106: hodei.v1.JobSpec.SelectorEntry
-	nil,                           // 107: hodei.v1.ListJobsRequest.LabelsEntry
-	nil,                           // 108: hodei.v1.Hello.LabelsEntry
-	nil,                           // 109: hodei.v1.Worker.LabelsEntry
-	(*Pipeline_Step)(nil),         // 110: hodei.v1.Pipeline.Step
+	(*Reconnect)(nil),             // 41: hodei.v1.Reconnect
+	(*JobRef)(nil),                // 42: hodei.v1.JobRef
+	(*Hello)(nil),                 // 43: hodei.v1.Hello
+	(*Goodbye)(nil),               // 44: hodei.v1.Goodbye
+	(*Heartbeat)(nil),             // 45: hodei.v1.Heartbeat
+	(*JobStarted)(nil),            // 46: hodei.v1.JobStarted
+	(*LogChunk)(nil),              // 47: hodei.v1.LogChunk
+	(*JobFinished)(nil),           // 48: hodei.v1.JobFinished
+	(*Welcome)(nil),               // 49: hodei.v1.Welcome
+	(*Assign)(nil),                // 50: hodei.v1.Assign
+	(*CancelJob)(nil),             // 51: hodei.v1.CancelJob
+	(*Ack)(nil),                   // 52: hodei.v1.Ack
+	(*JobInput)(nil),              // 53: hodei.v1.JobInput
+	(*InputCredit)(nil),           // 54: hodei.v1.InputCredit
+	(*ResizeJob)(nil),             // 55: hodei.v1.ResizeJob
+	(*Worker)(nil),                // 56: hodei.v1.Worker
+	(*RevokeWorkerRequest)(nil),   // 57: hodei.v1.RevokeWorkerRequest
+	(*RemoveWorkerRequest)(nil),   // 58: hodei.v1.RemoveWorkerRequest
+	(*RemoveWorkerResponse)(nil),  // 59: hodei.v1.RemoveWorkerResponse
+	(*TokenInfo)(nil),             // 60: hodei.v1.TokenInfo
+	(*CreateTokenRequest)(nil),    // 61: hodei.v1.CreateTokenRequest
+	(*CreateTokenResponse)(nil),   // 62: hodei.v1.CreateTokenResponse
+	(*ListTokensRequest)(nil),     // 63: hodei.v1.ListTokensRequest
+	(*ListTokensResponse)(nil),    // 64: hodei.v1.ListTokensResponse
+	(*RevokeTokenRequest)(nil),    // 65: hodei.v1.RevokeTokenRequest
+	(*WhoAmIRequest)(nil),         // 66: hodei.v1.WhoAmIRequest
+	(*AuditRecord)(nil),           // 67: hodei.v1.AuditRecord
+	(*AgentRecord)(nil),           // 68: hodei.v1.AgentRecord
+	(*ListAuditRequest)(nil),      // 69: hodei.v1.ListAuditRequest
+	(*ListAuditResponse)(nil),     // 70: hodei.v1.ListAuditResponse
+	(*ListWorkersRequest)(nil),    // 71: hodei.v1.ListWorkersRequest
+	(*ListWorkersResponse)(nil),   // 72: hodei.v1.ListWorkersResponse
+	(*DrainWorkerRequest)(nil),    // 73: hodei.v1.DrainWorkerRequest
+	(*SnapshotRequest)(nil),       // 74: hodei.v1.SnapshotRequest
+	(*SnapshotChunk)(nil),         // 75: hodei.v1.SnapshotChunk
+	(*Tenant)(nil),                // 76: hodei.v1.Tenant
+	(*TenantStatus)(nil),          // 77: hodei.v1.TenantStatus
+	(*SetTenantRequest)(nil),      // 78: hodei.v1.SetTenantRequest
+	(*GetTenantRequest)(nil),      // 79: hodei.v1.GetTenantRequest
+	(*ListTenantsRequest)(nil),    // 80: hodei.v1.ListTenantsRequest
+	(*ListTenantsResponse)(nil),   // 81: hodei.v1.ListTenantsResponse
+	(*DeleteTenantRequest)(nil),   // 82: hodei.v1.DeleteTenantRequest
+	(*DeleteTenantResponse)(nil),  // 83: hodei.v1.DeleteTenantResponse
+	(*MatrixAxis)(nil),            // 84: hodei.v1.MatrixAxis
+	(*PipelineStepSpec)(nil),      // 85: hodei.v1.PipelineStepSpec
+	(*PipelineSpec)(nil),          // 86: hodei.v1.PipelineSpec
+	(*Pipeline)(nil),              // 87: hodei.v1.Pipeline
+	(*PipelineStatus)(nil),        // 88: hodei.v1.PipelineStatus
+	(*RunPipelineRequest)(nil),    // 89: hodei.v1.RunPipelineRequest
+	(*GetPipelineRequest)(nil),    // 90: hodei.v1.GetPipelineRequest
+	(*ListPipelinesRequest)(nil),  // 91: hodei.v1.ListPipelinesRequest
+	(*ListPipelinesResponse)(nil), // 92: hodei.v1.ListPipelinesResponse
+	(*CancelPipelineRequest)(nil), // 93: hodei.v1.CancelPipelineRequest
+	(*UndrainWorkerRequest)(nil),  // 94: hodei.v1.UndrainWorkerRequest
+	(*ResolveRequest)(nil),        // 95: hodei.v1.ResolveRequest
+	(*ResolveResponse)(nil),       // 96: hodei.v1.ResolveResponse
+	(*CronSchedule)(nil),          // 97: hodei.v1.CronSchedule
+	(*CronAddRequest)(nil),        // 98: hodei.v1.CronAddRequest
+	(*CronRef)(nil),               // 99: hodei.v1.CronRef
+	(*CronListRequest)(nil),       // 100: hodei.v1.CronListRequest
+	(*CronListResponse)(nil),      // 101: hodei.v1.CronListResponse
+	(*CronRemoveResponse)(nil),    // 102: hodei.v1.CronRemoveResponse
+	(*CronRunResponse)(nil),       // 103: hodei.v1.CronRunResponse
+	nil,                           // 104: hodei.v1.JobSpec.LabelsEntry
+	nil,                           // 105: hodei.v1.JobSpec.EnvEntry
+	nil,                           // 106: hodei.v1.JobSpec.SecretEnvEntry
+	nil,                           // 107: hodei.v1.JobSpec.SelectorEntry
+	nil,                           // 108: hodei.v1.ListJobsRequest.LabelsEntry
+	nil,                           // 109: hodei.v1.Hello.LabelsEntry
+	nil,                           // 110: hodei.v1.Worker.LabelsEntry
+	(*Pipeline_Step)(nil),         // 111: hodei.v1.Pipeline.Step
 }
 var file_hodei_proto_depIdxs = []int32{
-	103, // 0: hodei.v1.JobSpec.labels:type_name -> hodei.v1.JobSpec.LabelsEntry
-	104, // 1: hodei.v1.JobSpec.env:type_name -> hodei.v1.JobSpec.EnvEntry
-	105, // 2: hodei.v1.JobSpec.secret_env:type_name -> hodei.v1.JobSpec.SecretEnvEntry
+	104, // 0: hodei.v1.JobSpec.labels:type_name -> hodei.v1.JobSpec.LabelsEntry
+	105, // 1: hodei.v1.JobSpec.env:type_name -> hodei.v1.JobSpec.EnvEntry
+	106, // 2: hodei.v1.JobSpec.secret_env:type_name -> hodei.v1.JobSpec.SecretEnvEntry
 	9,   // 3: hodei.v1.JobSpec.resources:type_name -> hodei.v1.Resources
-	106, // 4: hodei.v1.JobSpec.selector:type_name -> hodei.v1.JobSpec.SelectorEntry
+	107, // 4: hodei.v1.JobSpec.selector:type_name -> hodei.v1.JobSpec.SelectorEntry
 	1,   // 5: hodei.v1.JobSpec.stdin:type_name -> hodei.v1.StdinMode
 	10,  // 6: hodei.v1.Job.spec:type_name -> hodei.v1.JobSpec
 	0,   // 7: hodei.v1.Job.state:type_name -> hodei.v1.JobState
@@ -8068,7 +8135,7 @@ var file_hodei_proto_depIdxs = []int32{
 	10,  // 11: hodei.v1.SubmitRequest.spec:type_name -> hodei.v1.JobSpec
 	10,  // 12: hodei.v1.SubmitBatchRequest.specs:type_name -> hodei.v1.JobSpec
 	0,   // 13: hodei.v1.ListJobsRequest.state:type_name -> hodei.v1.JobState
-	107, // 14: hodei.v1.ListJobsRequest.labels:type_name -> hodei.v1.ListJobsRequest.LabelsEntry
+	108, // 14: hodei.v1.ListJobsRequest.labels:type_name -> hodei.v1.ListJobsRequest.LabelsEntry
 	12,  // 15: hodei.v1.ListJobsResponse.jobs:type_name -> hodei.v1.Job
 	12,  // 16: hodei.v1.JobEvent.job:type_name -> hodei.v1.Job
 	3,   // 17: hodei.v1.LogsRequest.stream:type_name -> hodei.v1.LogStream
@@ -8083,140 +8150,141 @@ var file_hodei_proto_depIdxs = []int32{
 	36,  // 26: hodei.v1.AttachResponse.ended:type_name -> hodei.v1.AttachEnded
 	0,   // 27: hodei.v1.Attached.state:type_name -> hodei.v1.JobState
 	12,  // 28: hodei.v1.AttachEnded.job:type_name -> hodei.v1.Job
-	42,  // 29: hodei.v1.AgentMessage.hello:type_name -> hodei.v1.Hello
-	44,  // 30: hodei.v1.AgentMessage.heartbeat:type_name -> hodei.v1.Heartbeat
-	45,  // 31: hodei.v1.AgentMessage.started:type_name -> hodei.v1.JobStarted
-	46,  // 32: hodei.v1.AgentMessage.log:type_name -> hodei.v1.LogChunk
-	47,  // 33: hodei.v1.AgentMessage.finished:type_name -> hodei.v1.JobFinished
-	53,  // 34: hodei.v1.AgentMessage.credit:type_name -> hodei.v1.InputCredit
-	43,  // 35: hodei.v1.AgentMessage.goodbye:type_name -> hodei.v1.Goodbye
-	48,  // 36: hodei.v1.ServerMessage.welcome:type_name -> hodei.v1.Welcome
-	49,  // 37: hodei.v1.ServerMessage.assign:type_name -> hodei.v1.Assign
-	50,  // 38: hodei.v1.ServerMessage.cancel:type_name -> hodei.v1.CancelJob
-	51,  // 39: hodei.v1.ServerMessage.ack:type_name -> hodei.v1.Ack
-	52,  // 40: hodei.v1.ServerMessage.input:type_name -> hodei.v1.JobInput
-	54,  // 41: hodei.v1.ServerMessage.resize:type_name -> hodei.v1.ResizeJob
-	108, // 42: hodei.v1.Hello.labels:type_name -> hodei.v1.Hello.LabelsEntry
-	9,   // 43: hodei.v1.Hello.capacity:type_name -> hodei.v1.Resources
-	41,  // 44: hodei.v1.Hello.running:type_name -> hodei.v1.JobRef
-	47,  // 45: hodei.v1.Hello.finished:type_name -> hodei.v1.JobFinished
-	41,  // 46: hodei.v1.Heartbeat.running:type_name -> hodei.v1.JobRef
-	3,   // 47: hodei.v1.LogChunk.stream:type_name -> hodei.v1.LogStream
-	4,   // 48: hodei.v1.JobFinished.outcome:type_name -> hodei.v1.Outcome
-	11,  // 49: hodei.v1.JobFinished.usage:type_name -> hodei.v1.Usage
-	12,  // 50: hodei.v1.Assign.job:type_name -> hodei.v1.Job
-	3,   // 51: hodei.v1.Ack.stream:type_name -> hodei.v1.LogStream
-	109, // 52: hodei.v1.Worker.labels:type_name -> hodei.v1.Worker.LabelsEntry
-	5,   // 53: hodei.v1.Worker.state:type_name -> hodei.v1.WorkerState
-	9,   // 54: hodei.v1.Worker.capacity:type_name -> hodei.v1.Resources
-	9,   // 55: hodei.v1.Worker.allocated:type_name -> hodei.v1.Resources
-	59,  // 56: hodei.v1.CreateTokenResponse.info:type_name -> hodei.v1.TokenInfo
-	59,  // 57: hodei.v1.ListTokensResponse.tokens:type_name -> hodei.v1.TokenInfo
-	66,  // 58: hodei.v1.ListAuditResponse.records:type_name -> hodei.v1.AuditRecord
-	55,  // 59: hodei.v1.ListWorkersResponse.workers:type_name -> hodei.v1.Worker
-	9,   // 60: hodei.v1.Tenant.max_running:type_name -> hodei.v1.Resources
-	75,  // 61: hodei.v1.TenantStatus.tenant:type_name -> hodei.v1.Tenant
-	9,   // 62: hodei.v1.TenantStatus.pending:type_name -> hodei.v1.Resources
-	9,   // 63: hodei.v1.TenantStatus.running:type_name -> hodei.v1.Resources
-	6,   // 64: hodei.v1.TenantStatus.burst_state:type_name -> hodei.v1.BurstState
-	75,  // 65: hodei.v1.SetTenantRequest.tenant:type_name -> hodei.v1.Tenant
-	76,  // 66: hodei.v1.ListTenantsResponse.tenants:type_name -> hodei.v1.TenantStatus
-	10,  // 67: hodei.v1.PipelineStepSpec.spec:type_name -> hodei.v1.JobSpec
-	83,  // 68: hodei.v1.PipelineStepSpec.matrix:type_name -> hodei.v1.MatrixAxis
-	10,  // 69: hodei.v1.PipelineSpec.defaults:type_name -> hodei.v1.JobSpec
-	84,  // 70: hodei.v1.PipelineSpec.steps:type_name -> hodei.v1.PipelineStepSpec
-	110, // 71: hodei.v1.Pipeline.steps:type_name -> hodei.v1.Pipeline.Step
-	86,  // 72: hodei.v1.PipelineStatus.pipeline:type_name -> hodei.v1.Pipeline
-	7,   // 73: hodei.v1.PipelineStatus.state:type_name -> hodei.v1.PipelineState
-	12,  // 74: hodei.v1.PipelineStatus.jobs:type_name -> hodei.v1.Job
-	85,  // 75: hodei.v1.RunPipelineRequest.spec:type_name -> hodei.v1.PipelineSpec
-	87,  // 76: hodei.v1.ListPipelinesResponse.pipelines:type_name -> hodei.v1.PipelineStatus
-	8,   // 77: hodei.v1.ResolveRequest.kind:type_name -> hodei.v1.IdKind
-	10,  // 78: hodei.v1.CronSchedule.job:type_name -> hodei.v1.JobSpec
-	85,  // 79: hodei.v1.CronSchedule.pipeline:type_name -> hodei.v1.PipelineSpec
-	96,  // 80: hodei.v1.CronAddRequest.schedule:type_name -> hodei.v1.CronSchedule
-	96,  // 81: hodei.v1.CronListResponse.schedules:type_name -> hodei.v1.CronSchedule
-	14,  // 82: hodei.v1.JobService.Submit:input_type -> hodei.v1.SubmitRequest
-	16,  // 83: hodei.v1.JobService.SubmitBatch:input_type -> hodei.v1.SubmitBatchRequest
-	18,  // 84: hodei.v1.JobService.Get:input_type -> hodei.v1.GetJobRequest
-	19,  // 85: hodei.v1.JobService.List:input_type -> hodei.v1.ListJobsRequest
-	21,  // 86: hodei.v1.JobService.Cancel:input_type -> hodei.v1.CancelJobRequest
-	24,  // 87: hodei.v1.JobService.Watch:input_type -> hodei.v1.WatchRequest
-	26,  // 88: hodei.v1.JobService.Logs:input_type -> hodei.v1.LogsRequest
-	22,  // 89: hodei.v1.JobService.CancelArray:input_type -> hodei.v1.CancelArrayRequest
-	88,  // 90: hodei.v1.JobService.RunPipeline:input_type -> hodei.v1.RunPipelineRequest
-	89,  // 91: hodei.v1.JobService.GetPipeline:input_type -> hodei.v1.GetPipelineRequest
-	90,  // 92: hodei.v1.JobService.ListPipelines:input_type -> hodei.v1.ListPipelinesRequest
-	92,  // 93: hodei.v1.JobService.CancelPipeline:input_type -> hodei.v1.CancelPipelineRequest
-	29,  // 94: hodei.v1.JobService.Attach:input_type -> hodei.v1.AttachRequest
-	94,  // 95: hodei.v1.JobService.Resolve:input_type -> hodei.v1.ResolveRequest
-	97,  // 96: hodei.v1.JobService.CronAdd:input_type -> hodei.v1.CronAddRequest
-	99,  // 97: hodei.v1.JobService.CronList:input_type -> hodei.v1.CronListRequest
-	98,  // 98: hodei.v1.JobService.CronGet:input_type -> hodei.v1.CronRef
-	98,  // 99: hodei.v1.JobService.CronPause:input_type -> hodei.v1.CronRef
-	98,  // 100: hodei.v1.JobService.CronResume:input_type -> hodei.v1.CronRef
-	98,  // 101: hodei.v1.JobService.CronRemove:input_type -> hodei.v1.CronRef
-	98,  // 102: hodei.v1.JobService.CronRun:input_type -> hodei.v1.CronRef
-	39,  // 103: hodei.v1.AgentService.Connect:input_type -> hodei.v1.AgentMessage
-	37,  // 104: hodei.v1.AgentService.Join:input_type -> hodei.v1.JoinRequest
-	70,  // 105: hodei.v1.AdminService.ListWorkers:input_type -> hodei.v1.ListWorkersRequest
-	72,  // 106: hodei.v1.AdminService.DrainWorker:input_type -> hodei.v1.DrainWorkerRequest
-	73,  // 107: hodei.v1.AdminService.Snapshot:input_type -> hodei.v1.SnapshotRequest
-	77,  // 108: hodei.v1.AdminService.SetTenant:input_type -> hodei.v1.SetTenantRequest
-	78,  // 109: hodei.v1.AdminService.GetTenant:input_type -> hodei.v1.GetTenantRequest
-	79,  // 110: hodei.v1.AdminService.ListTenants:input_type -> hodei.v1.ListTenantsRequest
-	81,  // 111: hodei.v1.AdminService.DeleteTenant:input_type -> hodei.v1.DeleteTenantRequest
-	56,  // 112: hodei.v1.AdminService.RevokeWorker:input_type -> hodei.v1.RevokeWorkerRequest
-	57,  // 113: hodei.v1.AdminService.RemoveWorker:input_type -> hodei.v1.RemoveWorkerRequest
-	60,  // 114: hodei.v1.AdminService.CreateToken:input_type -> hodei.v1.CreateTokenRequest
-	62,  // 115: hodei.v1.AdminService.ListTokens:input_type -> hodei.v1.ListTokensRequest
-	64,  // 116: hodei.v1.AdminService.RevokeToken:input_type -> hodei.v1.RevokeTokenRequest
-	65,  // 117: hodei.v1.AdminService.WhoAmI:input_type -> hodei.v1.WhoAmIRequest
-	68,  // 118: hodei.v1.AdminService.ListAudit:input_type -> hodei.v1.ListAuditRequest
-	93,  // 119: hodei.v1.AdminService.UndrainWorker:input_type -> hodei.v1.UndrainWorkerRequest
-	15,  // 120: hodei.v1.JobService.Submit:output_type -> hodei.v1.SubmitResponse
-	17,  // 121: hodei.v1.JobService.SubmitBatch:output_type -> hodei.v1.SubmitBatchResponse
-	12,  // 122: hodei.v1.JobService.Get:output_type -> hodei.v1.Job
-	20,  // 123: hodei.v1.JobService.List:output_type -> hodei.v1.ListJobsResponse
-	12,  // 124: hodei.v1.JobService.Cancel:output_type -> hodei.v1.Job
-	25,  // 125: hodei.v1.JobService.Watch:output_type -> hodei.v1.JobEvent
-	27,  // 126: hodei.v1.JobService.Logs:output_type -> hodei.v1.LogData
-	23,  // 127: hodei.v1.JobService.CancelArray:output_type -> hodei.v1.CancelArrayResponse
-	87,  // 128: hodei.v1.JobService.RunPipeline:output_type -> hodei.v1.PipelineStatus
-	87,  // 129: hodei.v1.JobService.GetPipeline:output_type -> hodei.v1.PipelineStatus
-	91,  // 130: hodei.v1.JobService.ListPipelines:output_type -> hodei.v1.ListPipelinesResponse
-	87,  // 131: hodei.v1.JobService.CancelPipeline:output_type -> hodei.v1.PipelineStatus
-	33,  // 132: hodei.v1.JobService.Attach:output_type -> hodei.v1.AttachResponse
-	95,  // 133: hodei.v1.JobService.Resolve:output_type -> hodei.v1.ResolveResponse
-	96,  // 134: hodei.v1.JobService.CronAdd:output_type -> hodei.v1.CronSchedule
-	100, // 135: hodei.v1.JobService.CronList:output_type -> hodei.v1.CronListResponse
-	96,  // 136: hodei.v1.JobService.CronGet:output_type -> hodei.v1.CronSchedule
-	96,  // 137: hodei.v1.JobService.CronPause:output_type -> hodei.v1.CronSchedule
-	96,  // 138: hodei.v1.JobService.CronResume:output_type -> hodei.v1.CronSchedule
-	101, // 139: hodei.v1.JobService.CronRemove:output_type -> hodei.v1.CronRemoveResponse
-	102, // 140: hodei.v1.JobService.CronRun:output_type -> hodei.v1.CronRunResponse
-	40,  // 141: hodei.v1.AgentService.Connect:output_type -> hodei.v1.ServerMessage
-	38,  // 142: hodei.v1.AgentService.Join:output_type -> hodei.v1.JoinResponse
-	71,  // 143: hodei.v1.AdminService.ListWorkers:output_type -> hodei.v1.ListWorkersResponse
-	55,  // 144: hodei.v1.AdminService.DrainWorker:output_type -> hodei.v1.Worker
-	74,  // 145: hodei.v1.AdminService.Snapshot:output_type -> hodei.v1.SnapshotChunk
-	76,  // 146: hodei.v1.AdminService.SetTenant:output_type -> hodei.v1.TenantStatus
-	76,  // 147: hodei.v1.AdminService.GetTenant:output_type -> hodei.v1.TenantStatus
-	80,  // 148: hodei.v1.AdminService.ListTenants:output_type -> hodei.v1.ListTenantsResponse
-	82,  // 149: hodei.v1.AdminService.DeleteTenant:output_type -> hodei.v1.DeleteTenantResponse
-	55,  // 150: hodei.v1.AdminService.RevokeWorker:output_type -> hodei.v1.Worker
-	58,  // 151: hodei.v1.AdminService.RemoveWorker:output_type -> hodei.v1.RemoveWorkerResponse
-	61,  // 152: hodei.v1.AdminService.CreateToken:output_type -> hodei.v1.CreateTokenResponse
-	63,  // 153: hodei.v1.AdminService.ListTokens:output_type -> hodei.v1.ListTokensResponse
-	59,  // 154: hodei.v1.AdminService.RevokeToken:output_type -> hodei.v1.TokenInfo
-	59,  // 155: hodei.v1.AdminService.WhoAmI:output_type -> hodei.v1.TokenInfo
-	69,  // 156: hodei.v1.AdminService.ListAudit:output_type -> hodei.v1.ListAuditResponse
-	55,  // 157: hodei.v1.AdminService.UndrainWorker:output_type -> hodei.v1.Worker
-	120, // [120:158] is the sub-list for method output_type
-	82,  // [82:120] is the sub-list for method input_type
-	82,  // [82:82] is the sub-list for extension type_name
-	82,  // [82:82] is the sub-list for extension extendee
-	0,   // [0:82] is the sub-list for field type_name
+	43,  // 29: hodei.v1.AgentMessage.hello:type_name -> hodei.v1.Hello
+	45,  // 30: hodei.v1.AgentMessage.heartbeat:type_name -> hodei.v1.Heartbeat
+	46,  // 31: hodei.v1.AgentMessage.started:type_name -> hodei.v1.JobStarted
+	47,  // 32: hodei.v1.AgentMessage.log:type_name -> hodei.v1.LogChunk
+	48,  // 33: hodei.v1.AgentMessage.finished:type_name -> hodei.v1.JobFinished
+	54,  // 34: hodei.v1.AgentMessage.credit:type_name -> hodei.v1.InputCredit
+	44,  // 35: hodei.v1.AgentMessage.goodbye:type_name -> hodei.v1.Goodbye
+	49,  // 36: hodei.v1.ServerMessage.welcome:type_name -> hodei.v1.Welcome
+	50,  // 37: hodei.v1.ServerMessage.assign:type_name -> hodei.v1.Assign
+	51,  // 38: hodei.v1.ServerMessage.cancel:type_name -> hodei.v1.CancelJob
+	52,  // 39: hodei.v1.ServerMessage.ack:type_name -> hodei.v1.Ack
+	53,  // 40: hodei.v1.ServerMessage.input:type_name -> hodei.v1.JobInput
+	55,  // 41: hodei.v1.ServerMessage.resize:type_name -> hodei.v1.ResizeJob
+	41,  // 42: hodei.v1.ServerMessage.reconnect:type_name -> hodei.v1.Reconnect
+	109, // 43: hodei.v1.Hello.labels:type_name -> hodei.v1.Hello.LabelsEntry
+	9,   // 44: hodei.v1.Hello.capacity:type_name -> hodei.v1.Resources
+	42,  // 45: hodei.v1.Hello.running:type_name -> hodei.v1.JobRef
+	48,  // 46: hodei.v1.Hello.finished:type_name -> hodei.v1.JobFinished
+	42,  // 47: hodei.v1.Heartbeat.running:type_name -> hodei.v1.JobRef
+	3,   // 48: hodei.v1.LogChunk.stream:type_name -> hodei.v1.LogStream
+	4,   // 49: hodei.v1.JobFinished.outcome:type_name -> hodei.v1.Outcome
+	11,  // 50: hodei.v1.JobFinished.usage:type_name -> hodei.v1.Usage
+	12,  // 51: hodei.v1.Assign.job:type_name -> hodei.v1.Job
+	3,   // 52: hodei.v1.Ack.stream:type_name -> hodei.v1.LogStream
+	110, // 53: hodei.v1.Worker.labels:type_name -> hodei.v1.Worker.LabelsEntry
+	5,   // 54: hodei.v1.Worker.state:type_name -> hodei.v1.WorkerState
+	9,   // 55: hodei.v1.Worker.capacity:type_name -> hodei.v1.Resources
+	9,   // 56: hodei.v1.Worker.allocated:type_name -> hodei.v1.Resources
+	60,  // 57: hodei.v1.CreateTokenResponse.info:type_name -> hodei.v1.TokenInfo
+	60,  // 58: hodei.v1.ListTokensResponse.tokens:type_name -> hodei.v1.TokenInfo
+	67,  // 59: hodei.v1.ListAuditResponse.records:type_name -> hodei.v1.AuditRecord
+	56,  // 60: hodei.v1.ListWorkersResponse.workers:type_name -> hodei.v1.Worker
+	9,   // 61: hodei.v1.Tenant.max_running:type_name -> hodei.v1.Resources
+	76,  // 62: hodei.v1.TenantStatus.tenant:type_name -> hodei.v1.Tenant
+	9,   // 63: hodei.v1.TenantStatus.pending:type_name -> hodei.v1.Resources
+	9,   // 64: hodei.v1.TenantStatus.running:type_name -> hodei.v1.Resources
+	6,   // 65: hodei.v1.TenantStatus.burst_state:type_name -> hodei.v1.BurstState
+	76,  // 66: hodei.v1.SetTenantRequest.tenant:type_name -> hodei.v1.Tenant
+	77,  // 67: hodei.v1.ListTenantsResponse.tenants:type_name -> hodei.v1.TenantStatus
+	10,  // 68: hodei.v1.PipelineStepSpec.spec:type_name -> hodei.v1.JobSpec
+	84,  // 69: hodei.v1.PipelineStepSpec.matrix:type_name -> hodei.v1.MatrixAxis
+	10,  // 70: hodei.v1.PipelineSpec.defaults:type_name -> hodei.v1.JobSpec
+	85,  // 71: hodei.v1.PipelineSpec.steps:type_name -> hodei.v1.PipelineStepSpec
+	111, // 72: hodei.v1.Pipeline.steps:type_name -> hodei.v1.Pipeline.Step
+	87,  // 73: hodei.v1.PipelineStatus.pipeline:type_name -> hodei.v1.Pipeline
+	7,   // 74: hodei.v1.PipelineStatus.state:type_name -> hodei.v1.PipelineState
+	12,  // 75: hodei.v1.PipelineStatus.jobs:type_name -> hodei.v1.Job
+	86,  // 76: hodei.v1.RunPipelineRequest.spec:type_name -> hodei.v1.PipelineSpec
+	88,  // 77: hodei.v1.ListPipelinesResponse.pipelines:type_name -> hodei.v1.PipelineStatus
+	8,   // 78: hodei.v1.ResolveRequest.kind:type_name -> hodei.v1.IdKind
+	10,  // 79: hodei.v1.CronSchedule.job:type_name -> hodei.v1.JobSpec
+	86,  // 80: hodei.v1.CronSchedule.pipeline:type_name -> hodei.v1.PipelineSpec
+	97,  // 81: hodei.v1.CronAddRequest.schedule:type_name -> hodei.v1.CronSchedule
+	97,  // 82: hodei.v1.CronListResponse.schedules:type_name -> hodei.v1.CronSchedule
+	14,  // 83: hodei.v1.JobService.Submit:input_type -> hodei.v1.SubmitRequest
+	16,  // 84: hodei.v1.JobService.SubmitBatch:input_type -> hodei.v1.SubmitBatchRequest
+	18,  // 85: hodei.v1.JobService.Get:input_type -> hodei.v1.GetJobRequest
+	19,  // 86: hodei.v1.JobService.List:input_type -> hodei.v1.ListJobsRequest
+	21,  // 87: hodei.v1.JobService.Cancel:input_type -> hodei.v1.CancelJobRequest
+	24,  // 88: hodei.v1.JobService.Watch:input_type -> hodei.v1.WatchRequest
+	26,  // 89: hodei.v1.JobService.Logs:input_type -> hodei.v1.LogsRequest
+	22,  // 90: hodei.v1.JobService.CancelArray:input_type -> hodei.v1.CancelArrayRequest
+	89,  // 91: hodei.v1.JobService.RunPipeline:input_type -> hodei.v1.RunPipelineRequest
+	90,  // 92: hodei.v1.JobService.GetPipeline:input_type -> hodei.v1.GetPipelineRequest
+	91,  // 93: hodei.v1.JobService.ListPipelines:input_type -> hodei.v1.ListPipelinesRequest
+	93,  // 94: hodei.v1.JobService.CancelPipeline:input_type -> hodei.v1.CancelPipelineRequest
+	29,  // 95: hodei.v1.JobService.Attach:input_type -> hodei.v1.AttachRequest
+	95,  // 96: hodei.v1.JobService.Resolve:input_type -> hodei.v1.ResolveRequest
+	98,  // 97: hodei.v1.JobService.CronAdd:input_type -> hodei.v1.CronAddRequest
+	100, // 98: hodei.v1.JobService.CronList:input_type -> hodei.v1.CronListRequest
+	99,  // 99: hodei.v1.JobService.CronGet:input_type -> hodei.v1.CronRef
+	99,  // 100: hodei.v1.JobService.CronPause:input_type -> hodei.v1.CronRef
+	99,  // 101: hodei.v1.JobService.CronResume:input_type -> hodei.v1.CronRef
+	99,  // 102: hodei.v1.JobService.CronRemove:input_type -> hodei.v1.CronRef
+	99,  // 103: hodei.v1.JobService.CronRun:input_type -> hodei.v1.CronRef
+	39,  // 104: hodei.v1.AgentService.Connect:input_type -> hodei.v1.AgentMessage
+	37,  // 105: hodei.v1.AgentService.Join:input_type -> hodei.v1.JoinRequest
+	71,  // 106: hodei.v1.AdminService.ListWorkers:input_type -> hodei.v1.ListWorkersRequest
+	73,  // 107: hodei.v1.AdminService.DrainWorker:input_type -> hodei.v1.DrainWorkerRequest
+	74,  // 108: hodei.v1.AdminService.Snapshot:input_type -> hodei.v1.SnapshotRequest
+	78,  // 109: hodei.v1.AdminService.SetTenant:input_type -> hodei.v1.SetTenantRequest
+	79,  // 110: hodei.v1.AdminService.GetTenant:input_type -> hodei.v1.GetTenantRequest
+	80,  // 111: hodei.v1.AdminService.ListTenants:input_type -> hodei.v1.ListTenantsRequest
+	82,  // 112: hodei.v1.AdminService.DeleteTenant:input_type -> hodei.v1.DeleteTenantRequest
+	57,  // 113: hodei.v1.AdminService.RevokeWorker:input_type -> hodei.v1.RevokeWorkerRequest
+	58,  // 114: hodei.v1.AdminService.RemoveWorker:input_type -> hodei.v1.RemoveWorkerRequest
+	61,  // 115: hodei.v1.AdminService.CreateToken:input_type -> hodei.v1.CreateTokenRequest
+	63,  // 116: hodei.v1.AdminService.ListTokens:input_type -> hodei.v1.ListTokensRequest
+	65,  // 117: hodei.v1.AdminService.RevokeToken:input_type -> hodei.v1.RevokeTokenRequest
+	66,  // 118: hodei.v1.AdminService.WhoAmI:input_type -> hodei.v1.WhoAmIRequest
+	69,  // 119: hodei.v1.AdminService.ListAudit:input_type -> hodei.v1.ListAuditRequest
+	94,  // 120: hodei.v1.AdminService.UndrainWorker:input_type -> hodei.v1.UndrainWorkerRequest
+	15,  // 121: hodei.v1.JobService.Submit:output_type -> hodei.v1.SubmitResponse
+	17,  // 122: hodei.v1.JobService.SubmitBatch:output_type -> hodei.v1.SubmitBatchResponse
+	12,  // 123: hodei.v1.JobService.Get:output_type -> hodei.v1.Job
+	20,  // 124: hodei.v1.JobService.List:output_type -> hodei.v1.ListJobsResponse
+	12,  // 125: hodei.v1.JobService.Cancel:output_type -> hodei.v1.Job
+	25,  // 126: hodei.v1.JobService.Watch:output_type -> hodei.v1.JobEvent
+	27,  // 127: hodei.v1.JobService.Logs:output_type -> hodei.v1.LogData
+	23,  // 128: hodei.v1.JobService.CancelArray:output_type -> hodei.v1.CancelArrayResponse
+	88,  // 129: hodei.v1.JobService.RunPipeline:output_type -> hodei.v1.PipelineStatus
+	88,  // 130: hodei.v1.JobService.GetPipeline:output_type -> hodei.v1.PipelineStatus
+	92,  // 131: hodei.v1.JobService.ListPipelines:output_type -> hodei.v1.ListPipelinesResponse
+	88,  // 132: hodei.v1.JobService.CancelPipeline:output_type -> hodei.v1.PipelineStatus
+	33,  // 133: hodei.v1.JobService.Attach:output_type -> hodei.v1.AttachResponse
+	96,  // 134: hodei.v1.JobService.Resolve:output_type -> hodei.v1.ResolveResponse
+	97,  // 135: hodei.v1.JobService.CronAdd:output_type -> hodei.v1.CronSchedule
+	101, // 136: hodei.v1.JobService.CronList:output_type -> hodei.v1.CronListResponse
+	97,  // 137: hodei.v1.JobService.CronGet:output_type -> hodei.v1.CronSchedule
+	97,  // 138: hodei.v1.JobService.CronPause:output_type -> hodei.v1.CronSchedule
+	97,  // 139: hodei.v1.JobService.CronResume:output_type -> hodei.v1.CronSchedule
+	102, // 140: hodei.v1.JobService.CronRemove:output_type -> hodei.v1.CronRemoveResponse
+	103, // 141: hodei.v1.JobService.CronRun:output_type -> hodei.v1.CronRunResponse
+	40,  // 142: hodei.v1.AgentService.Connect:output_type -> hodei.v1.ServerMessage
+	38,  // 143: hodei.v1.AgentService.Join:output_type -> hodei.v1.JoinResponse
+	72,  // 144: hodei.v1.AdminService.ListWorkers:output_type -> hodei.v1.ListWorkersResponse
+	56,  // 145: hodei.v1.AdminService.DrainWorker:output_type -> hodei.v1.Worker
+	75,  // 146: hodei.v1.AdminService.Snapshot:output_type -> hodei.v1.SnapshotChunk
+	77,  // 147: hodei.v1.AdminService.SetTenant:output_type -> hodei.v1.TenantStatus
+	77,  // 148: hodei.v1.AdminService.GetTenant:output_type -> hodei.v1.TenantStatus
+	81,  // 149: hodei.v1.AdminService.ListTenants:output_type -> hodei.v1.ListTenantsResponse
+	83,  // 150: hodei.v1.AdminService.DeleteTenant:output_type -> hodei.v1.DeleteTenantResponse
+	56,  // 151: hodei.v1.AdminService.RevokeWorker:output_type -> hodei.v1.Worker
+	59,  // 152: hodei.v1.AdminService.RemoveWorker:output_type -> hodei.v1.RemoveWorkerResponse
+	62,  // 153: hodei.v1.AdminService.CreateToken:output_type -> hodei.v1.CreateTokenResponse
+	64,  // 154: hodei.v1.AdminService.ListTokens:output_type -> hodei.v1.ListTokensResponse
+	60,  // 155: hodei.v1.AdminService.RevokeToken:output_type -> hodei.v1.TokenInfo
+	60,  // 156: hodei.v1.AdminService.WhoAmI:output_type -> hodei.v1.TokenInfo
+	70,  // 157: hodei.v1.AdminService.ListAudit:output_type -> hodei.v1.ListAuditResponse
+	56,  // 158: hodei.v1.AdminService.UndrainWorker:output_type -> hodei.v1.Worker
+	121, // [121:159] is the sub-list for method output_type
+	83,  // [83:121] is the sub-list for method input_type
+	83,  // [83:83] is the sub-list for extension type_name
+	83,  // [83:83] is the sub-list for extension extendee
+	0,   // [0:83] is the sub-list for field type_name
 }
 
 func init() { file_hodei_proto_init() }
@@ -8254,6 +8322,7 @@ func file_hodei_proto_init() {
 		(*ServerMessage_Ack)(nil),
 		(*ServerMessage_Input)(nil),
 		(*ServerMessage_Resize)(nil),
+		(*ServerMessage_Reconnect)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -8261,7 +8330,7 @@ func file_hodei_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hodei_proto_rawDesc), len(file_hodei_proto_rawDesc)),
 			NumEnums:      9,
-			NumMessages:   102,
+			NumMessages:   103,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

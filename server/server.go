@@ -373,8 +373,10 @@ func (s *Server) stop(cancelLoops context.CancelFunc, loops *sync.WaitGroup) {
 	began := time.Now()
 	s.stopping.Store(true)
 	s.health.Shutdown()
-	s.log.Info("stopping: refusing new calls, ending streams so that clients and agents reconnect",
-		"agents", s.agents.conns.Size(), "streams", s.streams.Load())
+	agents, streams := s.agents.conns.Size(), s.streams.Load()
+	s.log.Info("stopping: refusing new calls, telling agents and clients to reconnect to the next start",
+		"agents", agents, "streams", streams)
+	s.tellAgentsToReconnect()
 	s.endStreams()
 	cut := s.stopGRPC()
 	cancelLoops()
@@ -398,6 +400,27 @@ func (s *Server) stop(cancelLoops context.CancelFunc, loops *sync.WaitGroup) {
 	s.log.Info("stopped: every commit is on disk and the store is closed",
 		"pending", pending, "running", running, "calls_cut", cut, "took", time.Since(began).Round(time.Millisecond))
 }
+
+// tellAgentsToReconnect sends every connected agent a Reconnect and waits,
+// for at most agentsLeaveWithin, until their streams have closed; those
+// still open then are ended with the other streams.
+func (s *Server) tellAgentsToReconnect() {
+	msg := &pb.ServerMessage{Msg: &pb.ServerMessage_Reconnect{Reconnect: &pb.Reconnect{Reason: "the server is stopping"}}}
+	s.agents.conns.Range(func(_ string, c *agentConn) bool {
+		c.enqueue(msg)
+		return true
+	})
+	deadline := time.Now().Add(agentsLeaveWithin)
+	poll := time.NewTicker(10 * time.Millisecond)
+	defer poll.Stop()
+	for s.agents.conns.Size() > 0 && time.Now().Before(deadline) {
+		<-poll.C
+	}
+}
+
+// agentsLeaveWithin bounds how long a stopping server waits for its agents
+// to close their streams once told to reconnect.
+const agentsLeaveWithin = 2 * time.Second
 
 // stopGRPC refuses new calls and waits for those in flight, for at most
 // stopCallsWithin; then it cuts what is left and reports that it had to.
