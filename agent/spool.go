@@ -181,22 +181,28 @@ func (s *spool) Closed() bool {
 // go of an attempt whose result and output files now belong to the agent's
 // journal. A writer blocked on the limit returns errSpoolClosed.
 func (s *spool) release() error {
+	if _, err := s.discard(); err != nil {
+		return fmt.Errorf("release spool: %w", err)
+	}
+	return nil
+}
+
+// discard marks the spool closed for good, wakes its waiters and closes
+// its file; first is false when it was discarded already.
+func (s *spool) discard() (first bool, err error) {
 	s.mu.Lock()
 	if s.discarded {
 		s.mu.Unlock()
-		return nil
+		return false, nil
 	}
 	s.discarded = true
 	s.notifyLocked()
 	f := s.f
 	s.mu.Unlock()
 	if f == nil {
-		return nil
+		return true, nil
 	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("release spool: %w", err)
-	}
-	return nil
+	return true, f.Close()
 }
 
 // followSpool returns the agent's view of a spool that another process
@@ -239,21 +245,14 @@ func (s *spool) finish(n int64) {
 // stored everything (or the output is abandoned). A writer blocked on the
 // limit returns errSpoolClosed; later reads fail. Close is idempotent.
 func (s *spool) Close() error {
-	s.mu.Lock()
-	if s.discarded {
-		s.mu.Unlock()
+	first, err := s.discard()
+	if !first {
 		return nil
 	}
-	s.discarded = true
-	s.notifyLocked()
-	f := s.f
-	s.mu.Unlock()
-	if f == nil {
-		return nil
-	}
-	err := f.Close()
-	if rerr := os.Remove(s.path); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
-		err = errors.Join(err, rerr)
+	if s.path != "" {
+		if rerr := os.Remove(s.path); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+			err = errors.Join(err, rerr)
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("close spool: %w", err)
