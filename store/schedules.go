@@ -62,7 +62,7 @@ func (db *DB) FireSchedule(ctx context.Context, s *job.Schedule, expect uint64, 
 	key := []byte(s.Key())
 	err = db.write(ctx, size, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketSchedules)
-		if err := checkScheduleVersion(s.Key(), b.Get(key), expect); err != nil {
+		if err := record.CheckScheduleVersion(s.Key(), b.Get(key), expect); err != nil {
 			return err
 		}
 		if p != nil && tx.Bucket(bucketPipelines).Get([]byte(p.ID)) != nil {
@@ -99,27 +99,6 @@ func (db *DB) FireSchedule(ctx context.Context, s *job.Schedule, expect uint64, 
 		in.committed()
 	}
 	s.Version = expect + 1
-	return nil
-}
-
-// checkScheduleVersion compares a stored schedule (nil: none) with the
-// version a write expects (0: none stored).
-func checkScheduleVersion(key string, stored []byte, expect uint64) error {
-	switch {
-	case stored == nil && expect == 0:
-		return nil
-	case stored == nil:
-		return fmt.Errorf("schedule %s: %w", key, job.ErrNotFound)
-	case expect == 0:
-		return fmt.Errorf("schedule %s: already exists: %w", key, job.ErrConflict)
-	}
-	cur, err := record.UnmarshalSchedule(key, stored)
-	if err != nil {
-		return err
-	}
-	if cur.Version != expect {
-		return fmt.Errorf("schedule %s: version %d, not %d: %w", key, cur.Version, expect, job.ErrConflict)
-	}
 	return nil
 }
 

@@ -52,7 +52,7 @@ func (s *Store) FireSchedule(ctx context.Context, sc *job.Schedule, expect uint6
 	if s.writeErr != nil {
 		return s.writeErr
 	}
-	if err := s.checkScheduleVersion(key, expect); err != nil {
+	if err := record.CheckScheduleVersion(key, s.schedules[key], expect); err != nil {
 		return err
 	}
 	if p != nil {
@@ -72,28 +72,6 @@ func (s *Store) FireSchedule(ctx context.Context, sc *job.Schedule, expect uint6
 	}
 	s.schedules[key] = enc
 	sc.Version = expect + 1
-	return nil
-}
-
-// checkScheduleVersion compares the stored schedule under key with the
-// version a write expects (0: none stored). s.mu must be held.
-func (s *Store) checkScheduleVersion(key string, expect uint64) error {
-	stored, ok := s.schedules[key]
-	switch {
-	case !ok && expect == 0:
-		return nil
-	case !ok:
-		return fmt.Errorf("schedule %s: %w", key, job.ErrNotFound)
-	case expect == 0:
-		return fmt.Errorf("schedule %s: already exists: %w", key, job.ErrConflict)
-	}
-	cur, err := record.UnmarshalSchedule(key, stored)
-	if err != nil {
-		return err
-	}
-	if cur.Version != expect {
-		return fmt.Errorf("schedule %s: version %d, not %d: %w", key, cur.Version, expect, job.ErrConflict)
-	}
 	return nil
 }
 

@@ -111,3 +111,25 @@ func UnmarshalSchedule(key string, b []byte) (*job.Schedule, error) {
 	}
 	return s, nil
 }
+
+// CheckScheduleVersion compares a stored schedule (nil: none) with the
+// version a write expects (0: none stored): the compare both stores make
+// before they write a schedule.
+func CheckScheduleVersion(key string, stored []byte, expect uint64) error {
+	switch {
+	case stored == nil && expect == 0:
+		return nil
+	case stored == nil:
+		return fmt.Errorf("schedule %s: %w", key, job.ErrNotFound)
+	case expect == 0:
+		return fmt.Errorf("schedule %s: already exists: %w", key, job.ErrConflict)
+	}
+	cur, err := UnmarshalSchedule(key, stored)
+	if err != nil {
+		return err
+	}
+	if cur.Version != expect {
+		return fmt.Errorf("schedule %s: version %d, not %d: %w", key, cur.Version, expect, job.ErrConflict)
+	}
+	return nil
+}
