@@ -248,3 +248,16 @@ func TestAgentDrainOnStop(t *testing.T) {
 		})
 	}
 }
+
+// TestSupervisedJobsKeepDefaultSignals: a job started by the supervisor
+// has no signal ignored (the supervisor drops SIGHUP and SIGPIPE for
+// itself; an ignored one would stay ignored in its jobs, and `yes | head`
+// would no longer end by SIGPIPE).
+func TestSupervisedJobsKeepDefaultSignals(t *testing.T) {
+	srv := startServer(t, t.TempDir())
+	startAgent(t, srv.grpcAddr, t.TempDir())
+	out, errOut, code := hodei(t, srv.grpcAddr, "run", "--", "grep", "SigIgn", "/proc/self/status")
+	if code != 0 || strings.TrimSpace(out) != "SigIgn:\t0000000000000000" {
+		t.Fatalf("a job's ignored signals: exit %d, %q %q; want none", code, out, errOut)
+	}
+}

@@ -46,7 +46,10 @@ func Supervise(dataDir, version string) error {
 	if os.Getenv(supStageEnv) != "" {
 		os.Unsetenv(supStageEnv)
 		os.Unsetenv(supReadyEnv)
-		signal.Ignore(syscall.SIGHUP, syscall.SIGPIPE) // what comes with the agent's going
+		// What comes with the agent's going is caught and dropped, not
+		// ignored: an ignored signal stays ignored in every job the
+		// supervisor starts, and a job expects SIGPIPE and SIGHUP to act.
+		signal.Notify(make(chan os.Signal, 1), syscall.SIGHUP, syscall.SIGPIPE)
 		log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 		if ready == nil {
 			return runSupervisor(dataDir, version, log, nil)
