@@ -13,8 +13,8 @@ import (
 )
 
 // TestServerStopsGracefully SIGTERMs a server while a job runs on its agent
-// and a client follows the job's log: the server ends the follower's and
-// the agent's streams itself (no call is cut at the deadline), logs what it
+// and clients follow it (logs -f) and another (run): the server ends the
+// followers' and the agent's streams itself (no call is cut at the deadline), logs what it
 // does with counts, and exits 0; the next start picks everything up, and
 // the job's result and whole log arrive.
 func TestServerStopsGracefully(t *testing.T) {
@@ -35,6 +35,9 @@ func TestServerStopsGracefully(t *testing.T) {
 	waitFile0(t, filepath.Join(tmp, "started"), 30*time.Second)
 	logs := startClient(t, addr, "logs", "-f", sub.ID)
 	eventually(t, 30*time.Second, "the follower to print the first line", func() bool { return logs.len() > 0 })
+	// And a job run in the foreground, its stdin piped (as from a script).
+	run := startClient(t, addr, "run", "--", "sh", "-c", "echo run-before; while [ ! -e "+tmp+"/go ]; do sleep 0.05; done; echo run-after")
+	eventually(t, 30*time.Second, "run to print the first line", func() bool { return run.len() > 0 })
 
 	srv.cmd.Process.Signal(syscall.SIGTERM)
 	select {
@@ -48,7 +51,7 @@ func TestServerStopsGracefully(t *testing.T) {
 	log := srv.stderr.String()
 	for _, want := range []string{
 		"stopping: refusing new calls, telling agents and clients to reconnect", "agents=1", "streams=", // the agent's and the follower's
-		"stopped: every commit is on disk and the store is closed", "running=1", "calls_cut=false",
+		"stopped: every commit is on disk and the store is closed", "running=2", "calls_cut=false",
 	} {
 		if !strings.Contains(log, want) {
 			t.Errorf("the server's log lacks %q:\n%s", want, log)
@@ -74,6 +77,12 @@ func TestServerStopsGracefully(t *testing.T) {
 	}
 	if got := logs.stdout.String(); got != "before\r\nafter\r\n" {
 		t.Errorf("logs -f printed %q, want both lines once", got)
+	}
+	if code := run.wait(t, 60*time.Second); code != 0 {
+		t.Errorf("run exited %d; stderr:\n%s", code, run.stderr)
+	}
+	if got := run.stdout.String(); got != "run-before\r\nrun-after\r\n" {
+		t.Errorf("run printed %q, want both lines once", got)
 	}
 	if j := waitJob(t, dial(t, addr).Jobs(), sub.ID, 60*time.Second); j.GetState() != pb.JobState_JOB_STATE_COMPLETED || j.GetAttempt() != 1 {
 		t.Errorf("the job ended %s in attempt %d, want COMPLETED in its first", j.GetState(), j.GetAttempt())

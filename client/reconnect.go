@@ -65,10 +65,17 @@ func (b Backoff) Delay(n int) time.Duration {
 // ServerGone reports whether err, returned by a call made with ctx, means
 // that the server went away — it is down, restarting, or cannot be
 // reached: codes.Unavailable (connection refused, a connection that broke
-// mid-stream, a server shutting down) — so that the same call may succeed
-// later. After ctx ended nothing is: the caller gave up.
+// mid-stream), or codes.Canceled while ctx is alive (a stopping server
+// ends its streams, and the cut reaches the client as a cancel) — so that
+// the same call may succeed later. After ctx ended nothing is: the caller
+// gave up. A stream the server cut for a reason of its own (a revoked
+// token) is refused with that reason when it is opened again.
 func ServerGone(ctx context.Context, err error) bool {
-	return err != nil && ctx.Err() == nil && status.Code(err) == codes.Unavailable
+	if err == nil || ctx.Err() != nil {
+		return false
+	}
+	c := status.Code(err)
+	return c == codes.Unavailable || c == codes.Canceled
 }
 
 // Reconnector rides out the times the server is away: Do runs a call and,
