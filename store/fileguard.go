@@ -69,16 +69,17 @@ var ErrDamaged = errors.New("database file is damaged")
 // commit uses. A missing file is an error wrapping fs.ErrNotExist; a
 // damaged one wraps ErrDamaged and says the size expected.
 func CheckFileLayout(path string) (FileInfo, error) {
+	info := FileInfo{DamagedMeta: -1}
 	f, err := os.Open(path)
 	if err != nil {
-		return FileInfo{}, err
+		return info, err // a new file: nothing is damaged
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return FileInfo{}, err
+		return info, err
 	}
-	info := FileInfo{Size: st.Size(), DamagedMeta: -1}
+	info.Size = st.Size()
 	if info.Size == 0 {
 		return info, fmt.Errorf("%s: %w: it is empty (0 bytes)", path, ErrDamaged)
 	}

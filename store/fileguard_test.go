@@ -1,8 +1,10 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -196,8 +198,11 @@ func TestCheckFileLayoutLocked(t *testing.T) {
 func TestOpenDataDir(t *testing.T) {
 	t.Run("NewThenReopen", func(t *testing.T) {
 		dir := t.TempDir()
-		db, err := OpenDataDir(dir, Options{})
+		var logged bytes.Buffer
+		db, err := OpenDataDir(dir, Options{Logger: slog.New(slog.NewTextHandler(&logged, nil))})
 		require.NoError(t, err)
+		// A new file is no damaged one.
+		require.NotContains(t, logged.String(), "level=WARN")
 		id := db.Identity()
 		require.NoError(t, db.Close())
 		got, err := ReadIdentityFile(dir)
