@@ -123,6 +123,10 @@ func TestAgentRestartKeepsJobs(t *testing.T) {
 				if !strings.Contains(srv.stderr.String(), "agent detaching") {
 					t.Errorf("the server did not log the agent's goodbye:\n%s", srv.stderr)
 				}
+				// Listed as leaving, not as drained by hand.
+				if st := workersJSON(t, srv.grpcAddr)[ag.id]; st != "LEAVING" {
+					t.Errorf("a detached agent's worker is listed %s, want LEAVING", st)
+				}
 			}
 			lines := func() int { b, _ := os.ReadFile(copyPath); return strings.Count(string(b), "\n") }
 			atStop := lines()

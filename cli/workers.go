@@ -165,6 +165,16 @@ func newResourcesView(r *hodeipb.Resources) resourcesView {
 	return resourcesView{CPUMillis: r.GetCpuMillis(), MemoryMiB: r.GetMemoryMib(), Slots: r.GetSlots()}
 }
 
+// workerStateName is a worker's state as listings show it: LEAVING for a
+// worker whose agent is stopping or restarting (DRAINING until it is
+// back), so that it is not taken for one drained by hand.
+func workerStateName(w *hodeipb.Worker) string {
+	if w.GetLeaving() && w.GetState() == hodeipb.WorkerState_WORKER_STATE_DRAINING {
+		return "LEAVING"
+	}
+	return hodeipb.WorkerStateName(w.GetState())
+}
+
 func newWorkerView(w *hodeipb.Worker) workerView {
 	running := w.GetRunning()
 	if running == nil {
@@ -174,7 +184,7 @@ func newWorkerView(w *hodeipb.Worker) workerView {
 		ID:            w.GetId(),
 		Name:          w.GetName(),
 		Hostname:      w.GetHostname(),
-		State:         hodeipb.WorkerStateName(w.GetState()),
+		State:         workerStateName(w),
 		Revoked:       w.GetRevoked(),
 		Labels:        nonNil(w.GetLabels()),
 		Capacity:      newResourcesView(w.GetCapacity()),

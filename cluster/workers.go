@@ -28,6 +28,7 @@ type workerState struct {
 	lastSeen  time.Time
 	stats     Stats
 	unsaved   bool // rec has a DownSince the store does not have yet
+	leaving   bool // its agent said goodbye: DRAINING until its next Hello, not stored
 }
 
 func workerStateOf(w *job.Worker) job.WorkerState {
@@ -46,6 +47,10 @@ type WorkerInfo struct {
 	Stats     Stats
 	Allocated job.Resources
 	Running   []string // ids of its Scheduled and Running jobs
+	// Leaving: its agent is stopping or restarting (it said goodbye); the
+	// worker is DRAINING until the agent's next Hello, which `workers
+	// drain` did not ask for.
+	Leaving bool
 }
 
 // Ref names one attempt an agent holds.
@@ -168,7 +173,7 @@ func (s *Cluster) WorkerLeaving(workerID string) {
 			return old, !loaded
 		}
 		n := *old
-		n.state = job.WorkerDraining
+		n.state, n.leaving = job.WorkerDraining, true
 		return &n, false
 	})
 }
@@ -226,7 +231,7 @@ func (s *Cluster) setDrained(ctx context.Context, workerID string, drained bool)
 				return nil, true
 			}
 			n := *old
-			n.rec, n.unsaved = rec, false
+			n.rec, n.unsaved, n.leaving = rec, false, false // drained or undrained by hand now
 			switch {
 			case drained && n.state == job.WorkerReady:
 				n.state = job.WorkerDraining
@@ -281,7 +286,7 @@ func (s *Cluster) workerInfos(only string) []WorkerInfo {
 		}
 		out = append(out, WorkerInfo{
 			Worker: w.rec, State: w.state, Connected: w.connected, LastSeen: seen,
-			Stats: w.stats, Allocated: alloc[id], Running: running[id],
+			Stats: w.stats, Allocated: alloc[id], Running: running[id], Leaving: w.leaving,
 		})
 		return true
 	}

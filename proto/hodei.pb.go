@@ -4432,8 +4432,11 @@ type Worker struct {
 	// When it was declared DOWN; 0 while it is not. Stored: a DOWN worker
 	// is deleted once it has been DOWN for the server's --worker-gc.
 	DownSinceUnixNano int64 `protobuf:"varint,15,opt,name=down_since_unix_nano,json=downSinceUnixNano,proto3" json:"down_since_unix_nano,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Its agent said goodbye (it stops or restarts): DRAINING until its next
+	// Hello, not by `hodei workers drain`. Shown as LEAVING.
+	Leaving       bool `protobuf:"varint,16,opt,name=leaving,proto3" json:"leaving,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Worker) Reset() {
@@ -4569,6 +4572,13 @@ func (x *Worker) GetDownSinceUnixNano() int64 {
 		return x.DownSinceUnixNano
 	}
 	return 0
+}
+
+func (x *Worker) GetLeaving() bool {
+	if x != nil {
+		return x.Leaving
+	}
+	return false
 }
 
 type RevokeWorkerRequest struct {
@@ -7669,7 +7679,7 @@ const file_hodei_proto_rawDesc = "" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x12\n" +
 	"\x04rows\x18\x03 \x01(\rR\x04rows\x12\x12\n" +
-	"\x04cols\x18\x04 \x01(\rR\x04cols\"\xe1\x04\n" +
+	"\x04cols\x18\x04 \x01(\rR\x04cols\"\xfb\x04\n" +
 	"\x06Worker\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1a\n" +
@@ -7687,7 +7697,8 @@ const file_hodei_proto_rawDesc = "" +
 	"\arunning\x18\f \x03(\tR\arunning\x12\x18\n" +
 	"\aversion\x18\r \x01(\tR\aversion\x12\x18\n" +
 	"\arevoked\x18\x0e \x01(\bR\arevoked\x12/\n" +
-	"\x14down_since_unix_nano\x18\x0f \x01(\x03R\x11downSinceUnixNano\x1a9\n" +
+	"\x14down_since_unix_nano\x18\x0f \x01(\x03R\x11downSinceUnixNano\x12\x18\n" +
+	"\aleaving\x18\x10 \x01(\bR\aleaving\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"%\n" +

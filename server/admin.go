@@ -115,5 +115,6 @@ func workerPB(w cluster.WorkerInfo) *pb.Worker {
 	p.MemoryUsedMib = w.Stats.MemoryUsedMiB
 	p.Load1 = w.Stats.Load1
 	p.Running = w.Running
+	p.Leaving = w.Leaving
 	return p
 }
