@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -134,6 +136,29 @@ func TestDamagedDatabaseThroughTheBinary(t *testing.T) {
 				t.Fatal("job id not found in the file")
 			}
 		}, true, []string{"--check: refusing to serve", "hodei.db", "hodei snapshot restore"}},
+		{"LeafKeysOutOfOrder", func(t *testing.T, dir string) {
+			// Sound meta pages, a leaf page's keys out of order: bbolt's
+			// rebuild of the free list at the first commit panics in a
+			// goroutine of its own. serve tries that in a child first.
+			gz, err := os.Open("testdata/damaged/leaf-keys-out-of-order.db.gz")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer gz.Close()
+			zr, err := gzip.NewReader(gz)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := os.Create(db(dir))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer out.Close()
+			if _, err := io.Copy(out, zr); err != nil {
+				t.Fatal(err)
+			}
+			os.Remove(filepath.Join(dir, "hodei.identity")) // another cluster's file
+		}, false, []string{"refusing to serve", "hodei.db", "damaged", "hodei snapshot restore"}},
 		{"BothMetasDamaged", func(t *testing.T, dir string) {
 			overwrite(t, db(dir), 16+20, []byte("damage"))
 			overwrite(t, db(dir), pageSize+16+20, []byte("damage"))

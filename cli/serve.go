@@ -84,10 +84,8 @@ func serveCommand(e *env) *ucli.Command {
 			if err != nil {
 				return err
 			}
-			if c.Bool("check") {
-				if err := checkAtStart(c, cfg); err != nil {
-					return err
-				}
+			if err := checkAtStart(c, cfg); err != nil {
+				return err
 			}
 			dev, err := devConfig(c)
 			if err != nil {

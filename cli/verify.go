@@ -33,7 +33,8 @@ func verifyCommand() *ucli.Command {
 			"prints its cluster id, creation time, schema and what it holds. The check runs in a child process,\n" +
 			"so that a crash of bbolt's checker on a damaged page is reported as damage.\n" +
 			"Exit status: 0 sound, 1 damaged or not a hodei database, 2 usage.",
-		Flags: []ucli.Flag{outputFlag()},
+		Flags: []ucli.Flag{outputFlag(), &ucli.BoolFlag{Name: "opens", Hidden: true,
+			Usage: "only what opening FILE for writing does: its layout, and bbolt's walk of its pages to rebuild the free list (what serve runs in a child at each start)"}},
 		Action: func(c *ucli.Context) error {
 			a, err := args(c, "FILE")
 			if err != nil {
@@ -47,9 +48,12 @@ func verifyCommand() *ucli.Command {
 				return err
 			}
 			var info store.SnapshotInfo
-			if os.Getenv(verifyChildEnv) == "1" {
+			switch {
+			case os.Getenv(verifyChildEnv) == "1" && c.Bool("opens"):
+				err = store.PreflightFile(a[0])
+			case os.Getenv(verifyChildEnv) == "1":
 				info, err = store.InspectSnapshot(a[0])
-			} else {
+			default:
 				info, err = verifyInChild(a[0])
 			}
 			if err != nil {
@@ -71,11 +75,36 @@ const verifyChildEnv = "HODEI_VERIFY_IN_PROCESS"
 // process and returns what it found. A child that crashed (bbolt's checker
 // panicked on a damaged page) is reported as damage with its first line.
 func verifyInChild(path string) (store.SnapshotInfo, error) {
+	var info store.SnapshotInfo
+	out, err := checkInChild(path)
+	if err != nil {
+		return info, err
+	}
+	if err := json.Unmarshal(out, &info); err != nil {
+		return info, fmt.Errorf("verify %s: %w", path, err)
+	}
+	return info, nil
+}
+
+// preflightInChild runs, in a child process, what opening path for
+// writing does (`snapshot verify --opens`): with the free list not kept in
+// the file, bbolt rebuilds it by walking every page in a goroutine of its
+// own, which a damaged page makes panic. serve runs it before it opens its
+// database, so that damage is an error naming the file, not a crash.
+func preflightInChild(path string) error {
+	_, err := checkInChild(path, "--opens")
+	return err
+}
+
+// checkInChild runs `hodei snapshot verify -o json [flags] FILE` in a
+// child process and returns its output. A child that crashed (bbolt
+// panicked on a damaged page) is reported as damage with its first line.
+func checkInChild(path string, flags ...string) ([]byte, error) {
 	exe, err := os.Executable()
 	if err != nil {
-		return store.SnapshotInfo{}, fmt.Errorf("verify %s: %w", path, err)
+		return nil, fmt.Errorf("verify %s: %w", path, err)
 	}
-	cmd := exec.Command(exe, "snapshot", "verify", "--output", "json", path)
+	cmd := exec.Command(exe, append(append([]string{"snapshot", "verify", "--output", "json"}, flags...), path)...)
 	cmd.Env = append(os.Environ(), verifyChildEnv+"=1")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -83,20 +112,17 @@ func verifyInChild(path string) (store.SnapshotInfo, error) {
 	var ee *exec.ExitError
 	switch {
 	case err == nil:
-		var info store.SnapshotInfo
-		if err := json.Unmarshal(stdout.Bytes(), &info); err != nil {
-			return info, fmt.Errorf("verify %s: %w", path, err)
-		}
-		return info, nil
+		return stdout.Bytes(), nil
 	case !errors.As(err, &ee):
-		return store.SnapshotInfo{}, fmt.Errorf("verify %s: %w", path, err)
+		return nil, fmt.Errorf("verify %s: %w", path, err)
 	}
 	text := strings.TrimSpace(stderr.String())
 	if msg, ok := strings.CutPrefix(text, "hodei: "); ok {
-		return store.SnapshotInfo{}, errors.New(msg)
+		return nil, errors.New(msg)
 	}
 	first, _, _ := strings.Cut(text, "\n")
-	return store.SnapshotInfo{}, fmt.Errorf("%s: %w: bbolt crashed while checking it (%s; %s)", path, store.ErrDamaged, first, ee.ProcessState)
+	first = strings.TrimPrefix(first, "panic: ") // bbolt's words are the finding; the crash is the child's
+	return nil, fmt.Errorf("%s: %w: bbolt crashed while checking it (%s; %s)", path, store.ErrDamaged, first, ee.ProcessState)
 }
 
 // regularFile is a usage error unless path is a regular file.
@@ -121,14 +147,22 @@ func describeSnapshot(s store.SnapshotInfo) string {
 		cluster, s.Identity.Schema, s.Size, s.Jobs, s.Tenants, s.Pipelines, s.Tokens)
 }
 
-// checkAtStart is serve --check: the data dir's database, if any, verified
-// in a child process before the server opens it.
+// checkAtStart runs before serve opens its database, if there is one: with
+// --check (full) the whole check of `snapshot verify`, else what opening it
+// does (preflightInChild); both in a child process.
 func checkAtStart(c *ucli.Context, cfg server.Config) error {
 	path := filepath.Join(cfg.DataDir, store.DBFile)
-	if st, err := os.Stat(path); err != nil || st.Size() == 0 {
+	if st, err := os.Stat(path); err != nil || !st.Mode().IsRegular() || st.Size() == 0 {
 		return nil // nothing to check; the server's open says what is wrong
 	}
 	start := time.Now()
+	if !c.Bool("check") {
+		if err := preflightInChild(path); err != nil {
+			return fmt.Errorf("refusing to serve: %w; restore the last snapshot with: hodei snapshot restore FILE --data-dir %s", err, cfg.DataDir)
+		}
+		cfg.Logger.Debug("database opens", "path", path, "took", time.Since(start).Round(time.Millisecond))
+		return nil
+	}
 	info, err := verifyInChild(path)
 	if err != nil {
 		return fmt.Errorf("--check: refusing to serve: %w; restore the last snapshot with: hodei snapshot restore FILE --data-dir %s", err, cfg.DataDir)

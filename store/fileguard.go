@@ -17,8 +17,10 @@ import (
 	"os"
 	"runtime/debug"
 	"sync/atomic"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // bbolt's file format (version 2): every page starts with a 16-byte header
@@ -239,3 +241,33 @@ func walkTx(tx *bolt.Tx) error {
 }
 
 var walked atomic.Uint32
+
+// preflightLockTimeout is how long PreflightFile waits for a file a
+// running server holds.
+const preflightLockTimeout = 200 * time.Millisecond
+
+// PreflightFile does what opening path for writing does before the first
+// commit, read-only: the layout check (CheckFileLayout), then bbolt's
+// rebuild of the free list, which walks every page reachable from the
+// root (the store does not keep the free list in the file). That walk runs
+// in a goroutine of bbolt's own and panics on damage it finds (keys out of
+// order, a page referenced twice, a page past the end): no recover here
+// can catch it, so run PreflightFile in a child process and take its crash
+// as the answer (`hodei serve` does, at every start).
+func PreflightFile(path string) error {
+	if _, err := CheckFileLayout(path); err != nil {
+		return err
+	}
+	return guard(path, func() error {
+		bdb, err := bolt.Open(path, 0o600, &bolt.Options{
+			ReadOnly: true, Timeout: preflightLockTimeout, PreLoadFreelist: true, FreelistType: bolt.FreelistMapType,
+		})
+		if errors.Is(err, bolterrors.ErrTimeout) {
+			return nil // held by a server: the open that follows says so
+		}
+		if err != nil {
+			return err
+		}
+		return bdb.Close()
+	})
+}
