@@ -157,6 +157,9 @@ func checkAtStart(c *ucli.Context, cfg server.Config) error {
 	}
 	start := time.Now()
 	if !c.Bool("check") {
+		if layout, err := store.CheckFileLayout(path); err != nil || layout.FreelistSynced {
+			return nil // the open says what is wrong, or reads the free list: no walk
+		}
 		if err := preflightInChild(path); err != nil {
 			return fmt.Errorf("refusing to serve: %w; restore the last snapshot with: hodei snapshot restore FILE --data-dir %s", err, cfg.DataDir)
 		}

@@ -83,6 +83,9 @@ type DB struct {
 	bolt *bolt.DB
 	log  *slog.Logger
 	opts Options
+	// skipFreelistAtClose leaves the free list out of the file at Close,
+	// as a crash does (tests of what a crash leaves).
+	skipFreelistAtClose bool
 	// identity is the file's cluster id and creation time, read or made
 	// at Open; it never changes.
 	identity Identity
@@ -262,6 +265,15 @@ func (db *DB) Close() error {
 	db.closed = true
 	close(db.closing)
 	<-db.done
+	// The last commit writes the free list into the file (the commit
+	// loop's do not: NoFreelistSync), so that the next open reads it
+	// instead of walking every page to rebuild it (PreflightFile).
+	if db.health.get().Err == nil && !db.skipFreelistAtClose {
+		db.bolt.NoFreelistSync = false
+		if err := db.bolt.Update(func(*bolt.Tx) error { return nil }); err != nil {
+			db.log.Warn("the free list could not be written at close; the next start rebuilds it", "err", err)
+		}
+	}
 	if err := db.bolt.Close(); err != nil {
 		db.closeErr = fmt.Errorf("close store: %w", err)
 	}

@@ -59,6 +59,10 @@ type FileInfo struct {
 	// DamagedMeta is the meta page (0 or 1) that failed its checks, or -1.
 	// With one damaged, bbolt uses the other one (see DESIGN.md, storage).
 	DamagedMeta int
+	// FreelistSynced: the last commit wrote the free list into the file
+	// (a clean Close does), so opening it reads that list rather than
+	// walking every page to rebuild it.
+	FreelistSynced bool
 }
 
 // ErrDamaged: the database file is damaged (cut short, damaged pages or
@@ -121,6 +125,7 @@ func CheckFileLayout(path string) (FileInfo, error) {
 		m = m0
 	}
 	info.PageSize, info.Txid, info.Pages = int(m.pageSize), m.txid, m.pgid
+	info.FreelistSynced = m.freelist != noFreelist
 	ps := int64(m.pageSize)
 	if info.Size < 2*ps {
 		return info, fmt.Errorf("%s: %w: it is %d bytes, shorter than its two meta pages (2 × %d bytes)",
