@@ -159,6 +159,12 @@ func isFailedPrecondition(err error) bool { return status.Code(err) == codes.Fai
 func jobExit(c *ucli.Context, j *hodeipb.Job, interrupted bool) error {
 	switch j.GetState() {
 	case hodeipb.JobState_JOB_STATE_COMPLETED:
+		// Its process succeeded, so run exits 0 as the job did; what the
+		// job's record says besides (its output was lost, it started past
+		// its deadline) is said, not left for hodei jobs get to find.
+		if r := j.GetReason(); r != "" {
+			fmt.Fprintf(c.App.ErrWriter, "hodei: job %s completed: %s\n", j.GetId(), visible(r, ""))
+		}
 		return nil
 	case hodeipb.JobState_JOB_STATE_FAILED:
 		code := int(j.GetExitCode())
