@@ -357,7 +357,7 @@ func (a *attempt) pump(r *os.File, sp *spool, m *masker) {
 		wrote = fmt.Errorf("%s (%s)", errnoText(werr), sp.Path())
 		lost = fmt.Errorf("the agent could not write the job's output: %w", wrote)
 	case errors.Is(rerr, os.ErrDeadlineExceeded):
-		lost = errors.New("output cut: a process that left the job's group kept it open")
+		lost = errors.New("a process that left the job's group kept its terminal or pipe open: the rest was not read")
 	case rerr != nil:
 		lost = fmt.Errorf("read output: %w", rerr)
 	}
