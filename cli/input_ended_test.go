@@ -28,7 +28,9 @@ func (f *fakeEnded) Attach(st hodeipb.JobService_AttachServer) error {
 	return status.Errorf(codes.FailedPrecondition, "job %s has ended (COMPLETED): hodei logs %s shows its output", f.job.GetId(), f.job.GetId())
 }
 
-func (f *fakeEnded) Get(context.Context, *hodeipb.GetJobRequest) (*hodeipb.Job, error) { return f.job, nil }
+func (f *fakeEnded) Get(context.Context, *hodeipb.GetJobRequest) (*hodeipb.Job, error) {
+	return f.job, nil
+}
 
 // TestRunInputOfEndedJob: a job that ends before hodei run's input stream
 // opens (a fast one: the result of a job with no output needs no log
