@@ -102,6 +102,7 @@ type Agent struct {
 	journal *journal
 	users   *userPolicy
 	sups    *supervisors
+	disk    *diskHealth // whether the data dir takes the jobs' output and results
 
 	// reattached are the tasks of attempts a supervisor held when the agent
 	// started; Run starts their watchers.
@@ -226,6 +227,7 @@ func New(cfg Config) (_ *Agent, err error) {
 		return nil, fmt.Errorf("server %s: %w", cfg.Server, err)
 	}
 	a.conn, a.journal = conn, jr
+	a.disk = newDiskHealth(a.log, cfg.DataDir, jr.spoolDir)
 	if users.EUID != 0 && cfg.AllowRoot {
 		a.log.Warn("allow-root has no effect: the agent does not run as root, so it runs every job as itself")
 	}
@@ -471,11 +473,24 @@ func (a *Agent) watch(t *task) {
 			return // its supervisor keeps it for the next agent
 		}
 	}
-	res := resultOf(t.ref, t.att.Exit(), t.out.Size(), t.errs.Size())
+	e := t.att.Exit()
+	res := resultOf(t.ref, e, t.out.Size(), t.errs.Size())
+	if e.WriteErr != "" {
+		// The result says so (output_lost); the log says it once per
+		// episode, not once per job.
+		a.disk.fail("job output", e.WriteErr)
+		a.log.Debug("output lost", "job", t.ref.job, "attempt", t.ref.attempt, "err", e.OutputLost)
+	}
 	if err := a.journal.save(res); err != nil {
-		a.log.Error("journal result", "job", t.ref.job, "attempt", t.ref.attempt, "err", err)
+		// Not durable across an agent restart; this session still
+		// delivers it.
+		a.disk.fail("the result journal", errnoText(err))
+		a.log.Debug("journal result", "job", t.ref.job, "attempt", t.ref.attempt, "err", err)
 	} else {
 		t.att.release()
+		if e.WriteErr == "" {
+			a.disk.recheck()
+		}
 	}
 	t.finish(res)
 }
@@ -501,7 +516,8 @@ func (a *Agent) forget(t *task) {
 	}
 	<-t.ended
 	if err := a.journal.remove(t.ref); err != nil {
-		a.log.Warn("journal remove", "job", t.ref.job, "err", err)
+		a.disk.fail("the result journal", errnoText(err))
+		a.log.Debug("journal remove", "job", t.ref.job, "err", err)
 	}
 }
 
@@ -518,6 +534,6 @@ func resultOf(r ref, e exit, outSize, errSize int64) *pb.JobFinished {
 	return &pb.JobFinished{
 		JobId: r.job, Attempt: int32(r.attempt), Outcome: o, ExitCode: int32(e.ExitCode), Signal: int32(e.Signal), Reason: e.Reason,
 		Usage:            &pb.Usage{CpuTimeNs: int64(e.CPUTime), MaxRssKib: e.MaxRSSKiB},
-		FinishedUnixNano: e.Finished.UnixNano(), LogSize: outSize, StderrSize: errSize,
+		FinishedUnixNano: e.Finished.UnixNano(), LogSize: outSize, StderrSize: errSize, OutputLost: e.OutputLost,
 	}
 }

@@ -140,10 +140,19 @@ func (o outcome) String() string {
 
 // exit is the result of a finished attempt.
 type exit struct {
-	Outcome   outcome
-	ExitCode  int           // -1 when ended by a signal or never started
-	Signal    int           // the signal that ended the process, whoever sent it; 0: none
-	Reason    string        // why, for people: "exit status 3", the start error, the stop reason
+	Outcome  outcome
+	ExitCode int    // -1 when ended by a signal or never started
+	Signal   int    // the signal that ended the process, whoever sent it; 0: none
+	Reason   string // why, for people: "exit status 3", the start error, the stop reason
+	// OutputLost says why the output ends early ("" when it is whole):
+	// the spool could not be written, or a process kept it open past the
+	// drain. It becomes JobFinished.output_lost, not part of Reason, so
+	// that the server records the loss whatever the exit code.
+	OutputLost string
+	// WriteErr is the cause of a failed spool write and the file
+	// ("no space left on device (DIR/spool/ID-1.out)"), "" when every
+	// write succeeded: the agent's data-dir health (diskhealth.go).
+	WriteErr  string
 	CPUTime   time.Duration // user+sys of the process and the children it waited for
 	MaxRSSKiB int64         // largest resident set of the process or one of those children
 	Finished  time.Time
@@ -176,6 +185,7 @@ type attempt struct {
 	killTimer  *time.Timer
 	timeout    *time.Timer
 	outputErr  error // why some output was lost, if it was
+	writeErr   error // the first failed spool write, if any
 	result     exit  // set before done is closed
 
 	closeOnce sync.Once
@@ -341,20 +351,33 @@ func (a *attempt) pump(r *os.File, sp *spool, m *masker) {
 	}
 	sp.closeWrite()
 
-	var lost error
+	var lost, wrote error
 	switch {
 	case werr != nil && !errors.Is(werr, errSpoolClosed) && !errors.Is(werr, os.ErrClosed): // not abandoned by Close
-		lost = fmt.Errorf("output lost: %w", werr)
+		wrote = fmt.Errorf("%s (%s)", errnoText(werr), sp.Path())
+		lost = fmt.Errorf("the agent could not write the job's output: %w", wrote)
 	case errors.Is(rerr, os.ErrDeadlineExceeded):
-		lost = errors.New("output cut: a process that left the job's group kept it open")
+		lost = errors.New("a process that left the job's group kept its terminal or pipe open: the rest was not read")
 	case rerr != nil:
 		lost = fmt.Errorf("read output: %w", rerr)
 	}
 	if lost != nil {
 		a.mu.Lock()
 		a.outputErr = errors.Join(a.outputErr, lost)
+		if a.writeErr == nil {
+			a.writeErr = wrote
+		}
 		a.mu.Unlock()
 	}
+}
+
+// errnoText is the operating system's words for err ("no space left on
+// device"), or err's own text when it carries no errno.
+func errnoText(err error) string {
+	if errno, ok := errors.AsType[syscall.Errno](err); ok {
+		return errno.Error()
+	}
+	return err.Error()
 }
 
 // wait reaps the process, kills what is left of its group, waits for the
@@ -423,7 +446,10 @@ func (a *attempt) wait(cmd *exec.Cmd, readers []*os.File, pumps *sync.WaitGroup)
 		e.Reason = fmt.Sprintf("wait: %v", werr)
 	}
 	if a.outputErr != nil {
-		e.Reason = strings.TrimPrefix(e.Reason+"; "+a.outputErr.Error(), "; ")
+		e.OutputLost = strings.ReplaceAll(a.outputErr.Error(), "\n", "; ")
+	}
+	if a.writeErr != nil {
+		e.WriteErr = a.writeErr.Error()
 	}
 	a.result = e
 	close(a.done)

@@ -434,8 +434,8 @@ func TestAttemptDrainTimeout(t *testing.T) {
 	a := mustStartAttempt(t, attemptSpec{Argv: shArgv(script), Env: map[string]string{"PIDFILE": pidFile}},
 		attemptOptions{DrainTimeout: 300 * time.Millisecond})
 	e := waitAttempt(t, a, 5*time.Second)
-	if e.Outcome != exited || e.ExitCode != 0 || !strings.Contains(e.Reason, "output cut") {
-		t.Errorf("exit = %+v, want exited 0 and the output cut", e)
+	if e.Outcome != exited || e.ExitCode != 0 || e.Reason != "" || !strings.Contains(e.OutputLost, "left the job's group") || e.WriteErr != "" {
+		t.Errorf("exit = %+v, want exited 0 and the output cut in OutputLost", e)
 	}
 	if out := string(readSpool(t, a.Output())); out != "hi\r\n" {
 		t.Errorf("output %q, want hi", out)

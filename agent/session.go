@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -343,7 +344,7 @@ func (s *session) deliver(t *task) {
 			acked := t.ackedOffsets()
 			res = proto.CloneOf(res)
 			res.LogSize, res.StderrSize = acked[0], acked[1]
-			res.OutputLost = lost.Error()
+			res.OutputLost = strings.TrimPrefix(res.GetOutputLost()+"; "+lost.Error(), "; ")
 		}
 		if !s.send(s.out, &pb.AgentMessage{Msg: &pb.AgentMessage_Finished{Finished: res}}) {
 			return

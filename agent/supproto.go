@@ -123,6 +123,10 @@ type wireExit struct {
 	CPUTime   int64  `json:"cpu_ns,omitempty"`
 	MaxRSSKiB int64  `json:"max_rss_kib,omitempty"`
 	Finished  int64  `json:"finished"` // unix nanoseconds
+	// OutputLost and WriteErr are exit's; a supervisor of an older
+	// binary sends neither.
+	OutputLost string `json:"output_lost,omitempty"`
+	WriteErr   string `json:"write_err,omitempty"`
 }
 
 // wireInput is a piece of a job's input (jobInput.put's arguments).
@@ -147,12 +151,14 @@ type wireCredit struct {
 
 func toWireExit(e exit) *wireExit {
 	return &wireExit{Outcome: int(e.Outcome), ExitCode: e.ExitCode, Signal: e.Signal, Reason: e.Reason,
-		CPUTime: int64(e.CPUTime), MaxRSSKiB: e.MaxRSSKiB, Finished: e.Finished.UnixNano()}
+		CPUTime: int64(e.CPUTime), MaxRSSKiB: e.MaxRSSKiB, Finished: e.Finished.UnixNano(),
+		OutputLost: e.OutputLost, WriteErr: e.WriteErr}
 }
 
 func (w *wireExit) exit() exit {
 	return exit{Outcome: outcome(w.Outcome), ExitCode: w.ExitCode, Signal: w.Signal, Reason: w.Reason,
-		CPUTime: time.Duration(w.CPUTime), MaxRSSKiB: w.MaxRSSKiB, Finished: time.Unix(0, w.Finished)}
+		CPUTime: time.Duration(w.CPUTime), MaxRSSKiB: w.MaxRSSKiB, Finished: time.Unix(0, w.Finished),
+		OutputLost: w.OutputLost, WriteErr: w.WriteErr}
 }
 
 // errFrameTooLarge is returned by readFrame for a frame over maxSupFrame.

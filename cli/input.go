@@ -209,6 +209,14 @@ func (p *pump) run(ctx context.Context, stopInput func()) (*hodeipb.Job, error) 
 		return ended, nil
 	case ctx.Err() != nil:
 		return nil, ctx.Err()
+	case p.cfg.output == nil && status.Code(err) == codes.FailedPrecondition && p.endedBefore(ctx):
+		// hodei run's input, refused because the job ended before the
+		// stream opened (a fast job: one with no output has its result
+		// taken at once): there is nothing left to send, which is no
+		// failure; run's output says how the job ended.
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.ended, nil
 	case keepEscapes(p.cfg, err):
 		// hodei run's keys, on a terminal that stays raw while the output
 		// goes on: say why they no longer reach the job, and keep reading
@@ -236,6 +244,19 @@ func (p *pump) run(ctx context.Context, stopInput func()) (*hodeipb.Job, error) 
 		return nil, ctx.Err()
 	}
 	return nil, err
+}
+
+// endedBefore reports whether the job has ended, and records it as
+// ended when it has.
+func (p *pump) endedBefore(ctx context.Context) bool {
+	j, err := p.cl.Get(ctx, p.cfg.jobID)
+	if err != nil || !job.State(j.GetState()).Terminal() {
+		return false
+	}
+	p.mu.Lock()
+	p.ended = j
+	p.mu.Unlock()
+	return true
 }
 
 // keepEscapes reports whether a pump that failed with err goes on reading

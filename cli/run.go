@@ -30,7 +30,9 @@ func runCommand(e *env) *ucli.Command {
 			"this terminal as it is produced (with --no-pty, its stderr to stderr) and exits with the job's\n" +
 			"exit code. A job killed by signal N (by itself, by another process, or at its --timeout) exits\n" +
 			"128+N, as in a shell (137 for SIGKILL, 143 for SIGTERM); one that could not start or was\n" +
-			"cancelled exits 1; either way with the reason on stderr. While the job waits for a worker, run\n" +
+			"cancelled exits 1; either way with the reason on stderr. A job that completed with something\n" +
+			"to say (its output was lost, on an agent whose disk is full; it started past its deadline)\n" +
+			"exits 0 and says it on stderr. While the job waits for a worker, run\n" +
 			"says why on stderr once it has waited a second, and again when that changes (queued: REASON).\n" +
 			"Stdin goes to the job. From a terminal, with a PTY (the default), the terminal is raw: every\n" +
 			"key, Ctrl-C included, goes to the job, window size changes too, and Enter ~. detaches, leaving\n" +
@@ -159,6 +161,12 @@ func isFailedPrecondition(err error) bool { return status.Code(err) == codes.Fai
 func jobExit(c *ucli.Context, j *hodeipb.Job, interrupted bool) error {
 	switch j.GetState() {
 	case hodeipb.JobState_JOB_STATE_COMPLETED:
+		// Its process succeeded, so run exits 0 as the job did; what the
+		// job's record says besides (its output was lost, it started past
+		// its deadline) is said, not left for hodei jobs get to find.
+		if r := j.GetReason(); r != "" {
+			fmt.Fprintf(c.App.ErrWriter, "hodei: job %s completed: %s\n", j.GetId(), visible(r, ""))
+		}
 		return nil
 	case hodeipb.JobState_JOB_STATE_FAILED:
 		code := int(j.GetExitCode())
