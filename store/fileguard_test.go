@@ -236,6 +236,7 @@ func TestOpenDataDir(t *testing.T) {
 		_, err := OpenDataDir(a, Options{})
 		require.ErrorIs(t, err, job.ErrConflict)
 		require.ErrorContains(t, err, "hodei snapshot restore")
+		require.NotContains(t, err.Error(), job.ErrConflict.Error(), "the sentinel's word is not printed")
 	})
 	t.Run("BadIdentityFile", func(t *testing.T) {
 		dir := t.TempDir()
