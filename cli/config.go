@@ -6,10 +6,12 @@ import (
 	"flag"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -514,4 +516,25 @@ func setEnv(vars []string) string {
 		}
 	}
 	return ""
+}
+
+// checkHostPort is a usage error unless the flag name's value addr is
+// HOST:PORT with a port from minPort to 65535 (HOST may be empty when
+// minPort is 0: a listen address, every interface). Serve and agent check
+// their addresses before anything starts, so that a bad one from the
+// config file points at its line (fileFlags.locate) and exits 2, rather
+// than failing when it is used.
+func checkHostPort(c *ucli.Context, name, addr string, minPort int) error {
+	example := "127.0.0.1:7070"
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || strings.Contains(host, ":") && net.ParseIP(host) == nil || strings.ContainsAny(host, " \t/@?#") {
+		return usagef(c, "--%s: %q is not HOST:PORT (%s, say)", name, addr, example)
+	}
+	if host == "" && minPort > 0 {
+		return usagef(c, "--%s: %q has no host; give HOST:PORT (%s, say)", name, addr, example)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < minPort || n > 65535 || strconv.Itoa(n) != port {
+		return usagef(c, "--%s: %q: the port must be a number from %d to 65535", name, addr, minPort)
+	}
+	return nil
 }
