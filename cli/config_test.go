@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -298,7 +300,7 @@ func TestConfigPrintTable(t *testing.T) {
 		"server ", "srv:7070 ", file + ":1\n",
 		"join ", "*** ", file + ":2\n",
 		"name ", "n1 ", "flag\n",
-		"slots ", "0 (the number of CPUs) ",
+		"slots ", strconv.Itoa(runtime.NumCPU()) + " (the number of CPUs) ",
 	} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("table lacks %q:\n%s", want, r.stdout)
@@ -328,5 +330,30 @@ func TestConfigEveryFlagHasItsVariable(t *testing.T) {
 	}
 	if got := envName("max-streams-per-token"); got != "HODEI_MAX_STREAMS_PER_TOKEN" {
 		t.Errorf("envName = %s", got)
+	}
+}
+
+// TestConfigPrintEffectiveDefaults: a default that stands for a value
+// derived from others shows the value serve runs with, then the rule, and
+// an empty one never shows as " (…)".
+func TestConfigPrintEffectiveDefaults(t *testing.T) {
+	dir := t.TempDir()
+	r := runIn(t, dir, "config", "print", "serve", "--config", "", "--data-dir", "/srv/h", "--heartbeat", "2s")
+	r.wantOK(t)
+	for _, want := range []string{
+		"lease ", " 11s (3 × heartbeat + 5s) ",
+		"secrets-key ", " /srv/h/secrets.key (DATA-DIR/secrets.key) ",
+		"snapshot-dir ", " /srv/h/snapshots (DATA-DIR/snapshots) ",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("table lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if strings.Contains(r.stdout, "  (") {
+		t.Errorf("an empty value shows with a leading space:\n%s", r.stdout)
+	}
+	got := printed(t, dir, "serve", "--config", "", "--data-dir", "/srv/h", "--lease", "40s")
+	if got["lease"].Value != "40s" || got["lease"].Source != "flag" || got["secrets-key"].Value != "/srv/h/secrets.key" {
+		t.Errorf("json: lease %+v, secrets-key %+v", got["lease"], got["secrets-key"])
 	}
 }
