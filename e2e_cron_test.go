@@ -98,6 +98,7 @@ func TestCronCLI(t *testing.T) {
 	wantRefused(t, addr, "--catch-up", "cron", "add", "bad", "--schedule", "0 * * * *", "--catch-up", "most", "--", "true")
 	wantRefused(t, addr, "--timeout", "cron", "add", "bad", "--schedule", "0 * * * *", "--timeout", "-5s", "--", "true")
 	wantRefused(t, addr, "missing --schedule", "cron", "add", "bad", "--", "true")
+	wantRefused(t, addr, "--timezone: empty; leave it out for UTC", "cron", "add", "bad", "--schedule", "0 * * * *", "--timezone", "", "--", "true")
 	wantNoJobs(t, addr)
 
 	out, errOut, code := hodei(t, addr, "cron", "add", "nightly", "--schedule", "30 2 * * *", "--timezone", "Europe/Madrid",
@@ -106,6 +107,9 @@ func TestCronCLI(t *testing.T) {
 		t.Fatalf("cron add: exit %d, %q %q", code, out, errOut)
 	}
 	wantRefused(t, addr, "already exists", "cron", "add", "nightly", "--schedule", "@daily", "--", "true")
+	if _, errOut, _ := hodei(t, addr, "cron", "add", "nightly", "--schedule", "@daily", "--", "true"); strings.Contains(errOut, "conflict") {
+		t.Errorf("the sentinel's word is printed: %q", errOut)
+	}
 	out, _, code = hodei(t, addr, "cron", "ls")
 	if code != 0 || !strings.Contains(out, "nightly") || !strings.Contains(out, "Europe/Madrid") || !strings.Contains(out, "30 2 * * *") {
 		t.Fatalf("cron ls: %q", out)
@@ -117,6 +121,10 @@ func TestCronCLI(t *testing.T) {
 	out, _, code = hodei(t, addr, "jobs", "ls", "--label", "hodei.cron=nightly")
 	if code != 0 || !strings.Contains(out, strings.TrimSpace(id)) {
 		t.Fatalf("jobs ls --label hodei.cron=nightly: %q", out)
+	}
+	out, _, code = hodei(t, addr, "jobs", "get", strings.TrimSpace(id), "-o", "json")
+	if code != 0 || !strings.Contains(out, `"name": "nightly"`) {
+		t.Fatalf("a schedule's job is named after it: jobs get: %q", out)
 	}
 	out, _, code = hodei(t, addr, "cron", "get", "nightly")
 	if code != 0 || !strings.Contains(out, strings.TrimSpace(id)) || !strings.Contains(out, "forbid") {

@@ -55,7 +55,7 @@ func TestLoginTokensAndAgentJoinAsANewUser(t *testing.T) {
 		}
 	}
 	token := strings.TrimSpace(out)
-	if code != 0 || strings.Count(out, "\n") != 1 || !strings.HasPrefix(line, "HODEI_JOIN_TOKEN="+token+" hodei agent ") ||
+	if code != 0 || strings.Count(out, "\n") != 1 || !strings.HasPrefix(line, "HODEI_JOIN="+token+" hodei agent ") ||
 		!strings.Contains(line, "--ca-fingerprint "+caFingerprint) || strings.Contains(line, "--join") {
 		t.Fatalf("token create --role agent: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}

@@ -98,6 +98,9 @@ func agentCommand(e *env) *ucli.Command {
 				return err
 			}
 			server := withDefaultPort(c.String("server"))
+			if err := checkHostPort(c, "server", server, 1); err != nil {
+				return err
+			}
 			lines := &connectLines{w: c.App.Writer, server: server, labels: labels}
 			notify := newSDNotifier(logger)
 			onConnect := func(ev agent.ConnectEvent) {

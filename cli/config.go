@@ -1,14 +1,17 @@
 package cli
 
 import (
+	"bytes"
 	"errors"
 	"flag"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -232,7 +235,7 @@ func (ff *fileFlags) parse(path string, data []byte, flags map[string]ucli.Flag)
 	values, lines := make(map[any]any), make(map[string]int)
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, nil, yamlError(path, err)
+		return nil, nil, yamlError(path, data, err)
 	}
 	if len(doc.Content) == 0 {
 		return values, lines, nil // empty, or comments only
@@ -423,11 +426,35 @@ func editDistance(a, b string) int {
 // did not find expected key").
 var yamlLine = regexp.MustCompile(`^line (\d+): (.*)$`)
 
-// yamlError is a YAML syntax error as FILE:LINE: message.
-func yamlError(path string, err error) error {
+// yamlError is a YAML syntax error in data as FILE:LINE: message. The
+// parser leaves the line out of some messages: those on the first line
+// (it counts from 0 and omits a 0), and those with no position (a byte
+// that is not UTF-8, an unknown alias). Their line is the first one
+// whose prefix of data fails with the same message.
+func yamlError(path string, data []byte, err error) error {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
 	if m := yamlLine.FindStringSubmatch(msg); m != nil {
 		return fmt.Errorf("%s:%s: %s", path, m[1], m[2])
+	}
+	end := 0
+	for line := 1; end < len(data); line++ {
+		if i := bytes.IndexByte(data[end:], '\n'); i >= 0 {
+			end += i + 1
+		} else {
+			end = len(data)
+		}
+		var doc yaml.Node
+		perr := yaml.Unmarshal(data[:end], &doc)
+		if perr == nil {
+			continue
+		}
+		pmsg := strings.TrimPrefix(perr.Error(), "yaml: ")
+		if m := yamlLine.FindStringSubmatch(pmsg); m != nil {
+			pmsg = m[2]
+		}
+		if pmsg == msg {
+			return fmt.Errorf("%s:%d: %s", path, line, msg)
+		}
 	}
 	return fmt.Errorf("%s: %s", path, msg)
 }
@@ -489,4 +516,25 @@ func setEnv(vars []string) string {
 		}
 	}
 	return ""
+}
+
+// checkHostPort is a usage error unless the flag name's value addr is
+// HOST:PORT with a port from minPort to 65535 (HOST may be empty when
+// minPort is 0: a listen address, every interface). Serve and agent check
+// their addresses before anything starts, so that a bad one from the
+// config file points at its line (fileFlags.locate) and exits 2, rather
+// than failing when it is used.
+func checkHostPort(c *ucli.Context, name, addr string, minPort int) error {
+	example := "127.0.0.1:7070"
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || strings.Contains(host, ":") && net.ParseIP(host) == nil || strings.ContainsAny(host, " \t/@?#") {
+		return usagef(c, "--%s: %q is not HOST:PORT (%s, say)", name, addr, example)
+	}
+	if host == "" && minPort > 0 {
+		return usagef(c, "--%s: %q has no host; give HOST:PORT (%s, say)", name, addr, example)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < minPort || n > 65535 || strconv.Itoa(n) != port {
+		return usagef(c, "--%s: %q: the port must be a number from %d to 65535", name, addr, minPort)
+	}
+	return nil
 }

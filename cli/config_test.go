@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -162,12 +164,26 @@ func TestConfigErrors(t *testing.T) {
 			want: `FILE:1: want one 'flag-name: value' a line (data-dir: /var/lib/hodei), not a list`},
 		{name: "BadSyntax", cmd: "serve", file: "data-dir: /a\n  heartbeat: : 5s\n",
 			want: `FILE:2: mapping values are not allowed in this context`},
+		{name: "BadSyntaxLine1", cmd: "serve", file: "a: b: c\nheartbeat: 5s\n",
+			want: `FILE:1: mapping values are not allowed in this context`},
+		{name: "BadSyntaxTabLine1", cmd: "agent", file: "\tserver: a\n",
+			want: `FILE:1: found character that cannot start any token`},
+		{name: "NotUTF8", cmd: "serve", file: "data-dir: /x\nheartbeat: \xff\n",
+			want: `FILE:2: invalid leading UTF-8 octet`},
+		{name: "UnknownAlias", cmd: "serve", file: "data-dir: /x\n\nheartbeat: *nope\n",
+			want: `FILE:3: unknown anchor 'nope' referenced`},
 		{name: "BadSyntaxTab", cmd: "agent", file: "server: a\n\tslots: 2\n",
 			want: `FILE:2: found a tab character that violates indentation`},
 		{name: "ValueRefused", cmd: "serve", file: "data-dir: /x\nheartbeat: -5s\n",
 			want: `FILE:2: heartbeat: must not be negative`, valueOnly: true},
 		{name: "AgentValueRefused", cmd: "agent", file: "server: s\nbuffer: 10\n",
 			want: `FILE:2: buffer: 10 must be at least 4096`, valueOnly: true},
+		{name: "ListenPortOutOfRange", cmd: "serve", file: "data-dir: /x\ngrpc-addr: 127.0.0.1:99999\n",
+			want: `FILE:2: grpc-addr: "127.0.0.1:99999": the port must be a number from 0 to 65535`, valueOnly: true},
+		{name: "ListenNoPort", cmd: "serve", file: "http-addr: localhost\n",
+			want: `FILE:1: http-addr: "localhost" is not HOST:PORT (127.0.0.1:7070, say)`, valueOnly: true},
+		{name: "AgentServerPort", cmd: "agent", file: "server: srv:0\n",
+			want: `FILE:1: server: "srv:0": the port must be a number from 1 to 65535`, valueOnly: true},
 		{name: "MissingNamedFile", cmd: "serve", args: []string{"--config", "FILE.missing"},
 			want: `--config: open FILE.missing: no such file or directory`},
 		{name: "UnreadableFile", cmd: "agent", file: "DIR", args: []string{"--config", "FILE"},
@@ -284,7 +300,7 @@ func TestConfigPrintTable(t *testing.T) {
 		"server ", "srv:7070 ", file + ":1\n",
 		"join ", "*** ", file + ":2\n",
 		"name ", "n1 ", "flag\n",
-		"slots ", "0 (the number of CPUs) ",
+		"slots ", strconv.Itoa(runtime.NumCPU()) + " (the number of CPUs) ",
 	} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("table lacks %q:\n%s", want, r.stdout)
@@ -314,5 +330,30 @@ func TestConfigEveryFlagHasItsVariable(t *testing.T) {
 	}
 	if got := envName("max-streams-per-token"); got != "HODEI_MAX_STREAMS_PER_TOKEN" {
 		t.Errorf("envName = %s", got)
+	}
+}
+
+// TestConfigPrintEffectiveDefaults: a default that stands for a value
+// derived from others shows the value serve runs with, then the rule, and
+// an empty one never shows as " (…)".
+func TestConfigPrintEffectiveDefaults(t *testing.T) {
+	dir := t.TempDir()
+	r := runIn(t, dir, "config", "print", "serve", "--config", "", "--data-dir", "/srv/h", "--heartbeat", "2s")
+	r.wantOK(t)
+	for _, want := range []string{
+		"lease ", " 11s (3 × heartbeat + 5s) ",
+		"secrets-key ", " /srv/h/secrets.key (DATA-DIR/secrets.key) ",
+		"snapshot-dir ", " /srv/h/snapshots (DATA-DIR/snapshots) ",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("table lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if strings.Contains(r.stdout, "  (") {
+		t.Errorf("an empty value shows with a leading space:\n%s", r.stdout)
+	}
+	got := printed(t, dir, "serve", "--config", "", "--data-dir", "/srv/h", "--lease", "40s")
+	if got["lease"].Value != "40s" || got["lease"].Source != "flag" || got["secrets-key"].Value != "/srv/h/secrets.key" {
+		t.Errorf("json: lease %+v, secrets-key %+v", got["lease"], got["secrets-key"])
 	}
 }

@@ -3,9 +3,15 @@ package cli
 import (
 	"fmt"
 	"io"
+	"path/filepath"
+	"runtime"
 	"strings"
+	"time"
 
 	ucli "github.com/urfave/cli/v2"
+
+	"github.com/hodei-jobs/hodei/cluster"
+	"github.com/hodei-jobs/hodei/server"
 )
 
 // configCommand is `hodei config print serve|agent`: the effective settings
@@ -22,6 +28,8 @@ func configCommand(e *env) *ucli.Command {
 				"command line and environment: a flag wins over its HODEI_* variable, which wins over the\n" +
 				"config file (--config, HODEI_CONFIG, else " + DefaultConfigDir + "/serve.yaml or agent.yaml when it exists),\n" +
 				"which wins over the default. SOURCE says which: flag, env NAME, FILE:LINE or default.\n" +
+				"A default derived from other settings (lease, secrets-key, snapshot-dir, slots) shows the value\n" +
+				"it comes to, then its rule in parentheses.\n" +
 				"Secrets (agent --join) show as ***. Nothing is started.",
 			SkipFlagParsing: true, // the rest is serve's or agent's command line
 			Action:          func(c *ucli.Context) error { return configPrint(c, e) },
@@ -60,6 +68,7 @@ func configPrint(c *ucli.Context, e *env) error {
 	}
 	cmd.Action = func(cc *ucli.Context) error {
 		settings := fileFlagsOf(cc).settings(cc)
+		effective(argv[0], settings)
 		if format == "json" {
 			return writeJSON(cc.App.Writer, settings)
 		}
@@ -100,6 +109,56 @@ func cutOutputFlag(c *ucli.Context, args []string) ([]string, string, error) {
 	return rest, format, nil
 }
 
+// effective replaces the defaults of cmd's settings that stand for a value
+// derived from others (--lease 0: 3 × heartbeat + 5s; --secrets-key ”:
+// DATA-DIR/secrets.key) with the value serve or agent runs with, as they
+// derive it; the setting's note still says the rule.
+func effective(cmd string, settings []setting) {
+	byName := make(map[string]*setting, len(settings))
+	for i := range settings {
+		byName[settings[i].Name] = &settings[i]
+	}
+	str := func(name string) string { s, _ := byName[name].Value.(string); return s }
+	type rule struct {
+		value func() any
+		note  string // when the flag has no DefaultText saying the rule
+	}
+	derive := map[string]rule{
+		"slots": {value: func() any { return int64(runtime.NumCPU()) }},
+	}
+	if cmd == "serve" {
+		derive["lease"] = rule{value: func() any {
+			hb, err := time.ParseDuration(str("heartbeat"))
+			if err != nil || hb <= 0 {
+				hb = cluster.DefaultHeartbeat
+			}
+			return (3*hb + cluster.DefaultLeaseGrace).String()
+		}}
+		derive["secrets-key"] = rule{value: func() any { return filepath.Join(str("data-dir"), server.SecretsKeyName) },
+			note: "DATA-DIR/" + server.SecretsKeyName}
+		derive["snapshot-dir"] = rule{value: func() any { return filepath.Join(str("data-dir"), server.SnapshotsDir) }}
+	}
+	for name, r := range derive {
+		s := byName[name]
+		if s == nil || s.Source != "default" {
+			continue
+		}
+		switch v := s.Value.(type) {
+		case string:
+			if v == "" || v == "0s" {
+				s.Value = r.value()
+			}
+		case int64:
+			if v == 0 {
+				s.Value = r.value()
+			}
+		}
+		if s.note == "" {
+			s.note = r.note
+		}
+	}
+}
+
 // printSettings writes settings as a table: NAME, VALUE, SOURCE.
 func printSettings(w io.Writer, settings []setting) error {
 	t := newTable(w, "NAME", "VALUE", "SOURCE")
@@ -109,11 +168,14 @@ func printSettings(w io.Writer, settings []setting) error {
 		case []string:
 			v = strings.Join(x, ",")
 		}
-		if s.Source == "default" && s.note != "" && (v == "" || v == "0" || v == "0s") {
+		switch {
+		case s.Source != "default" || s.note == "":
+		case s.Name == configFlagName:
+			v = s.note
+		case v == "":
+			v = "(" + s.note + ")"
+		default:
 			v = fmt.Sprintf("%s (%s)", v, s.note)
-			if s.Name == configFlagName {
-				v = s.note
-			}
 		}
 		t.row(s.Name, v, s.Source)
 	}

@@ -165,6 +165,9 @@ func cronAdd(c *ucli.Context, e *env) error {
 	if !c.IsSet("schedule") {
 		return usagef(c, "missing --schedule EXPR, e.g. \"*/5 * * * *\"")
 	}
+	if c.IsSet("timezone") && c.String("timezone") == "" {
+		return usagef(c, "--timezone: empty; leave it out for UTC, or give an IANA zone such as Europe/Madrid")
+	}
 	sc := &hodeipb.CronSchedule{
 		Name: name, Tenant: c.String("tenant"), Schedule: c.String("schedule"), Timezone: c.String("timezone"),
 		Overlap: c.String("overlap"), CatchUp: c.String("catch-up"),

@@ -171,6 +171,13 @@ func serveConfig(c *ucli.Context) (server.Config, error) {
 	if err != nil {
 		return server.Config{}, err
 	}
+	for _, name := range []string{"grpc-addr", "http-addr"} {
+		if addr := c.String(name); name == "grpc-addr" || addr != "-" {
+			if err := checkHostPort(c, name, addr, 0); err != nil {
+				return server.Config{}, err
+			}
+		}
+	}
 	for _, name := range []string{"retention", "audit-retention", "heartbeat", "lease", "kill-grace", "worker-gc"} {
 		if c.Duration(name) < 0 {
 			return server.Config{}, usagef(c, "--%s: must not be negative", name)

@@ -129,7 +129,7 @@ func missingKeyFiles(dir string, info store.SnapshotInfo) []string {
 		need       bool
 		name, what string
 	}{
-		{info.NeedsSecretsKey, server.SecretsKeyName, "its secret env values are sealed with it (unless you start the server with --secrets-key)"},
+		{info.NeedsSecretsKey, server.SecretsKeyName, "the key the database was sealed with, which its secret env values, if any, need; or start the server with --secrets-key naming it"},
 		{info.NeedsTokenKey, server.TokenKeyFile, "its tokens were signed with it"},
 		{info.NeedsCA, filepath.Join(server.TLSDir, "ca.pem"), "its agents joined with the cluster CA"},
 	} {

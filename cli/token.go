@@ -55,7 +55,7 @@ func tokenCommand(e *env) *ucli.Command {
 						fmt.Fprintln(c.App.Writer, resp.GetToken())
 						if resp.GetInfo().GetRole() == string(auth.Agent) {
 							// The token goes in the environment: flags show in ps.
-							fmt.Fprintf(c.App.ErrWriter, "join an agent (until %s) with:\n\n    HODEI_JOIN_TOKEN=%s hodei agent --server %s --ca-fingerprint %s --data-dir /var/lib/hodei-agent\n\n",
+							fmt.Fprintf(c.App.ErrWriter, "join an agent (until %s) with:\n\n    HODEI_JOIN=%s hodei agent --server %s --ca-fingerprint %s --data-dir /var/lib/hodei-agent\n\n",
 								unixNano(resp.GetInfo().GetExpiresUnixNano()).Local().Format(time.DateTime), resp.GetToken(), serverAddr(c), resp.GetCaFingerprint())
 						}
 						return nil

@@ -143,8 +143,16 @@ func describeSnapshot(s store.SnapshotInfo) string {
 	if s.HasIdentity {
 		cluster = fmt.Sprintf("cluster %s, created %s", s.Identity.ClusterID, s.Identity.Created.Format(time.RFC3339))
 	}
-	return fmt.Sprintf("%s; schema %d; %d bytes; %d jobs, %d tenants, %d pipelines, %d tokens",
-		cluster, s.Identity.Schema, s.Size, s.Jobs, s.Tenants, s.Pipelines, s.Tokens)
+	return fmt.Sprintf("%s; schema %d; %d bytes; %s, %s, %s, %s", cluster, s.Identity.Schema, s.Size,
+		counted(s.Jobs, "job"), counted(s.Tenants, "tenant"), counted(s.Pipelines, "pipeline"), counted(s.Tokens, "token"))
+}
+
+// counted is "1 job", "3 jobs".
+func counted(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 // checkAtStart runs before serve opens its database, if there is one: with

@@ -520,6 +520,9 @@ func (s *Cluster) submitTick(ctx context.Context, n *job.Schedule, e cron.Expr, 
 	} else {
 		spec := tpl.Spec
 		spec.Tenant = n.Tenant
+		if spec.Name == "" {
+			spec.Name = n.Name // jobs ls shows whose tick it is
+		}
 		spec.Labels = merged(spec.Labels, labels)
 		spec.Env = merged(spec.Env, env)
 		spec, err := validSpec(spec, now)

@@ -255,6 +255,16 @@ func TestCronCalls(t *testing.T) {
 	if err != nil || h.get(id).Spec.Labels[job.CronLabel] != "c" {
 		t.Fatalf("run: %s, %v", id, err)
 	}
+	if name := h.get(id).Spec.Name; name != "c" {
+		t.Fatalf("a schedule's job is named %q, want the schedule's name", name)
+	}
+	named := h.cronAdd(job.Schedule{Name: "named", Expr: "0 * * * *", Spec: job.Spec{Name: "mine", Command: []string{"true"}}})
+	if id, err := h.s.CronRun(h.ctx, job.DefaultTenant, named.Name); err != nil || h.get(id).Spec.Name != "mine" {
+		t.Fatalf("a template's own name: %v, %q", err, h.get(id).Spec.Name)
+	}
+	if err := h.s.CronRemove(h.ctx, job.DefaultTenant, named.Name); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := h.s.CronResume(h.ctx, job.DefaultTenant, "c"); err != nil {
 		t.Fatal(err)
 	}

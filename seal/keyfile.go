@@ -27,15 +27,15 @@ func LoadOrCreate(path string, check []byte) (k *Key, created bool, err error) {
 	k, err = load(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist) && check != nil:
-		return nil, false, fmt.Errorf("secrets key %s: %w, but the database holds secret env values sealed with key %s: "+
-			"restore that file from the backup taken with the database (a new key cannot open them)", path, ErrKeyMissing, idOf(check))
+		return nil, false, fmt.Errorf("secrets key %s: %w, but the database was sealed with key %s, which the secret env values it holds, if any, need: "+
+			"restore that file from the backup taken with the database (a new key could not open them)", path, ErrKeyMissing, idOf(check))
 	case errors.Is(err, fs.ErrNotExist):
 		k, err = create(path)
 		return k, err == nil, err
 	case err != nil:
 		return nil, false, err
 	case check != nil && !k.Verify(check):
-		return nil, false, fmt.Errorf("secrets key %s: %w: the file is key %s, the database's secret env values are sealed with key %s: "+
+		return nil, false, fmt.Errorf("secrets key %s: %w: the file is key %s, the database was sealed with key %s: "+
 			"use the secrets.key that belongs to this database", path, ErrKeyMismatch, k.ID(), idOf(check))
 	}
 	return k, false, nil

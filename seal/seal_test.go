@@ -221,6 +221,11 @@ func TestLoadOrCreate(t *testing.T) {
 		if !errors.Is(err, ErrKeyMissing) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), k.ID()) {
 			t.Fatalf("err = %v", err)
 		}
+		// A key check is stored at the first start, secrets or not: the
+		// message must not claim the database holds sealed values.
+		if strings.Contains(err.Error(), "holds secret env values") || !strings.Contains(err.Error(), "if any") {
+			t.Fatalf("err = %v, want it to say the values need the key if there are any", err)
+		}
 		if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
 			t.Fatal("a new key file was created")
 		}

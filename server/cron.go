@@ -30,7 +30,7 @@ func (js *jobService) CronAdd(ctx context.Context, req *pb.CronAddRequest) (*pb.
 	sc.Tenant = tenant
 	added, err := js.srv.sched.CronAdd(ctx, sc)
 	if errors.Is(err, job.ErrConflict) {
-		return nil, status.Error(codes.AlreadyExists, err.Error())
+		return nil, status.Error(codes.AlreadyExists, statusMessage(err))
 	}
 	if err != nil {
 		return nil, toStatus(err)

@@ -247,6 +247,7 @@ func TestOpenDataDir(t *testing.T) {
 		_, err := OpenDataDir(a, Options{})
 		require.ErrorIs(t, err, job.ErrConflict)
 		require.ErrorContains(t, err, "hodei snapshot restore")
+		require.NotContains(t, err.Error(), job.ErrConflict.Error(), "the sentinel's word is not printed")
 	})
 	t.Run("BadIdentityFile", func(t *testing.T) {
 		dir := t.TempDir()
@@ -330,4 +331,35 @@ func TestRestore(t *testing.T) {
 		_, err = InspectSnapshot(other)
 		require.ErrorIs(t, err, ErrSchema)
 	})
+}
+
+// TestInspectSnapshotNamesTheFileOnce: snapshot verify and restore print
+// InspectSnapshot's error; it names the damaged file once, not
+// "FILE: FILE: database file is damaged".
+func TestInspectSnapshotNamesTheFileOnce(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		damage func(t *testing.T, f *damageFixture)
+	}{
+		{"CutTo12KiB", func(t *testing.T, f *damageFixture) { require.NoError(t, os.Truncate(f.path, 12<<10)) }},
+		{"ZeroedPages", func(t *testing.T, f *damageFixture) {
+			f.overwrite(t, 2*f.pageSize, make([]byte, (f.pages-2)*f.pageSize))
+		}},
+		{"RandomPage", func(t *testing.T, f *damageFixture) {
+			b := make([]byte, f.pageSize)
+			r := rand.New(rand.NewPCG(3, 4))
+			for i := range b {
+				b[i] = byte(r.Uint32())
+			}
+			f.overwrite(t, (f.pages-1)*f.pageSize, b)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newDamageFixture(t)
+			tc.damage(t, f)
+			_, err := InspectSnapshot(f.path)
+			require.ErrorIs(t, err, ErrDamaged)
+			require.Equal(t, 1, strings.Count(err.Error(), f.path), "the file is named once: %v", err)
+		})
+	}
 }

@@ -62,12 +62,12 @@ func InspectSnapshot(path string) (SnapshotInfo, error) {
 		if errors.Is(err, bolterrors.ErrTimeout) {
 			return SnapshotInfo{}, fmt.Errorf("%s: %w (a server has it open)", path, ErrLocked)
 		}
-		return SnapshotInfo{}, fmt.Errorf("%s: %w", path, err)
+		return SnapshotInfo{}, namingPath(path, err)
 	}
 	err = guard(path, func() error {
 		return bdb.View(func(tx *bolt.Tx) error {
 			if err := checkTx(tx); err != nil {
-				return fmt.Errorf("%w: %w", ErrDamaged, err)
+				return fmt.Errorf("%s: %w: %w", path, ErrDamaged, err)
 			}
 			return inspectTx(tx, &info)
 		})
@@ -76,9 +76,18 @@ func InspectSnapshot(path string) (SnapshotInfo, error) {
 		err = cerr
 	}
 	if err != nil {
-		return SnapshotInfo{}, fmt.Errorf("%s: %w", path, err)
+		return SnapshotInfo{}, namingPath(path, err)
 	}
 	return info, nil
+}
+
+// namingPath returns err naming the file at path once: an ErrDamaged
+// error (guard, checkTx, CheckFileLayout) names it already.
+func namingPath(path string, err error) error {
+	if errors.Is(err, ErrDamaged) {
+		return err
+	}
+	return fmt.Errorf("%s: %w", path, err)
 }
 
 // inspectTx checks that tx is a hodei database this code can open and
