@@ -338,3 +338,33 @@ func TestScheduledSnapshots(t *testing.T) {
 		t.Fatalf("--snapshot-every 10ms: exit %d %s", code, errOut)
 	}
 }
+
+// TestRestoreRefusesAnotherClustersSnapshot: a snapshot restored into the
+// data dir of another cluster, whose key files it does not match, is
+// refused before anything changes (the server would refuse to start on
+// it); restored into a new data dir it goes in, with a warning that the
+// key files are missing.
+func TestRestoreRefusesAnotherClustersSnapshot(t *testing.T) {
+	dirA, dirB := t.TempDir(), t.TempDir()
+	srvA := startServer(t, dirA)
+	snap := filepath.Join(t.TempDir(), "a.db")
+	mustRun(t, srvA.grpcAddr, "snapshot", "save", snap)
+	srvB := startServer(t, dirB)
+	srvB.kill()
+	before, err := os.ReadFile(filepath.Join(dirB, "hodei.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := runCmd(t, exec.Command(hodeiBin, "snapshot", "restore", snap, "--data-dir", dirB))
+	if code != 1 || !strings.Contains(errOut, "restore refused, nothing changed") || !strings.Contains(errOut, "another cluster") {
+		t.Fatalf("restore into another cluster's data dir: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
+	if after, _ := os.ReadFile(filepath.Join(dirB, "hodei.db")); !bytes.Equal(before, after) {
+		t.Error("the refused restore changed the database")
+	}
+	dirC := t.TempDir()
+	out, errOut, code = runCmd(t, exec.Command(hodeiBin, "snapshot", "restore", snap, "--data-dir", dirC))
+	if code != 0 || !strings.Contains(out+errOut, "secrets.key") {
+		t.Fatalf("restore into a new data dir: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
+}

@@ -1,7 +1,11 @@
 package cli
 
 import (
+	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -11,7 +15,9 @@ import (
 
 	ucli "github.com/urfave/cli/v2"
 
+	"github.com/hodei-jobs/hodei/auth"
 	"github.com/hodei-jobs/hodei/client"
+	"github.com/hodei-jobs/hodei/seal"
 	"github.com/hodei-jobs/hodei/server"
 	"github.com/hodei-jobs/hodei/store"
 )
@@ -108,6 +114,17 @@ func restoreCommand() *ucli.Command {
 			if _, err := verifyInChild(a[0]); err != nil {
 				return fmt.Errorf("restore refused, nothing changed: %w", err)
 			}
+			info, err := store.InspectSnapshot(a[0])
+			if err != nil {
+				return fmt.Errorf("restore refused, nothing changed: %w", err)
+			}
+			if err := keyFilesMatch(dir, info); err != nil {
+				return fmt.Errorf("restore refused, nothing changed: %w", err)
+			}
+			if was, err := store.ReadIdentityFile(dir); err == nil && info.HasIdentity && was.ClusterID != info.Identity.ClusterID {
+				fmt.Fprintf(c.App.ErrWriter, "hodei: %s was the data dir of cluster %s; it becomes that of cluster %s, the snapshot's\n",
+					dir, was.ClusterID, info.Identity.ClusterID)
+			}
 			r, err := store.Restore(a[0], dir, time.Now())
 			if err != nil {
 				return fmt.Errorf("restore refused, nothing changed: %w", err)
@@ -119,6 +136,42 @@ func restoreCommand() *ucli.Command {
 			return printRestored(c.App.Writer, c.App.ErrWriter, r, dir, missing)
 		},
 	}
+}
+
+// keyFilesMatch refuses a snapshot whose records depend on other key files
+// than those in dir (the secrets key its values are sealed with, the key
+// its tokens are signed with, the CA its agents joined with): the server
+// would refuse to start on it. A file dir lacks is left to missingKeyFiles.
+func keyFilesMatch(dir string, info store.SnapshotInfo) error {
+	path := filepath.Join(dir, server.SecretsKeyName)
+	if _, err := os.Stat(path); err == nil && info.SecretsKeyCheck != nil {
+		if _, _, err := seal.LoadOrCreate(path, info.SecretsKeyCheck); err != nil {
+			return fmt.Errorf("the snapshot is of another cluster than %s: %w", dir, err)
+		}
+	}
+	path = filepath.Join(dir, server.TokenKeyFile)
+	if _, err := os.Stat(path); err == nil && info.TokenKeyCheck != nil {
+		key, _, err := auth.LoadOrCreateKey(path)
+		if err != nil {
+			return err
+		}
+		if fp := sha256.Sum256(key.Public().(ed25519.PublicKey)); !bytes.Equal(fp[:], info.TokenKeyCheck) {
+			return fmt.Errorf("the snapshot is of another cluster than %s: its tokens were signed with another key than %s; "+
+				"restore into a data dir with that cluster's key files, or copy them into %s first", dir, path, dir)
+		}
+	}
+	path = filepath.Join(dir, server.TLSDir, "ca.pem")
+	if b, err := os.ReadFile(path); err == nil && info.CACheck != nil {
+		var der []byte
+		if blk, _ := pem.Decode(b); blk != nil {
+			der = blk.Bytes
+		}
+		if fp := sha256.Sum256(der); !bytes.Equal(fp[:], info.CACheck) {
+			return fmt.Errorf("the snapshot is of another cluster than %s: its agents joined with another CA than %s; "+
+				"restore into a data dir with that cluster's key files, or copy them into %s first", dir, path, dir)
+		}
+	}
+	return nil
 }
 
 // missingKeyFiles lists the key files the restored database depends on

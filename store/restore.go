@@ -3,6 +3,7 @@ package store
 // Offline restore of a snapshot into a data dir (hodei snapshot restore).
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -35,6 +36,11 @@ type SnapshotInfo struct {
 	NeedsSecretsKey bool `json:"needs_secrets_key"`
 	NeedsTokenKey   bool `json:"needs_token_key"`
 	NeedsCA         bool `json:"needs_ca"`
+	// The fingerprints of those files the snapshot records, to compare
+	// with the files of the data dir it is restored into.
+	SecretsKeyCheck []byte `json:"-"`
+	TokenKeyCheck   []byte `json:"-"`
+	CACheck         []byte `json:"-"`
 }
 
 // InspectSnapshot verifies the database file at path without changing it:
@@ -116,9 +122,12 @@ func inspectTx(tx *bolt.Tx, info *SnapshotInfo) error {
 		return 0
 	}
 	info.Jobs, info.Tenants, info.Pipelines, info.Tokens = count(bucketJobs), count(bucketTenants), count(bucketPipelines), count(bucketTokens)
-	info.NeedsSecretsKey = meta.Get(keyCheckKey) != nil
-	info.NeedsTokenKey = meta.Get(tokenKeyCheckKey) != nil
-	info.NeedsCA = meta.Get(caCheckKey) != nil
+	info.SecretsKeyCheck = bytes.Clone(meta.Get(keyCheckKey))
+	info.TokenKeyCheck = bytes.Clone(meta.Get(tokenKeyCheckKey))
+	info.CACheck = bytes.Clone(meta.Get(caCheckKey))
+	info.NeedsSecretsKey = info.SecretsKeyCheck != nil
+	info.NeedsTokenKey = info.TokenKeyCheck != nil
+	info.NeedsCA = info.CACheck != nil
 	return nil
 }
 
