@@ -99,7 +99,7 @@ func (db *DB) Identity() Identity { return db.identity }
 // wrapping fs.ErrNotExist; an unreadable one names the file.
 func ReadIdentityFile(dir string) (Identity, error) {
 	path := filepath.Join(dir, IdentityFile)
-	b, err := os.ReadFile(path)
+	b, err := readSmallFile(path, maxIdentityFile)
 	if err != nil {
 		return Identity{}, err
 	}
@@ -114,6 +114,27 @@ func ReadIdentityFile(dir string) (Identity, error) {
 		id.Database = DBFile
 	}
 	return id, nil
+}
+
+// maxIdentityFile bounds what ReadIdentityFile reads: the file is a few
+// hundred bytes.
+const maxIdentityFile = 64 << 10
+
+// readSmallFile reads the regular file at path, of at most max bytes: a
+// named pipe, a device or a huge file is an error naming it, not a read
+// that blocks or fills memory.
+func readSmallFile(path string, max int64) ([]byte, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file (%s): restore it from a backup, or move it aside to have it written again from hodei.db", path, st.Mode().Type())
+	}
+	if st.Size() > max {
+		return nil, fmt.Errorf("%s: %d bytes, more than an identity file's %d: restore it from a backup, or move it aside to have it written again from hodei.db", path, st.Size(), max)
+	}
+	return os.ReadFile(path)
 }
 
 // WriteIdentityFile writes id to DIR/hodei.identity, all or nothing.
@@ -163,6 +184,9 @@ func OpenDataDir(dir string, opts Options) (*DB, error) {
 	switch {
 	case err != nil && !errors.Is(err, fs.ErrNotExist):
 		return nil, fmt.Errorf("open store: %w", err)
+	case err == nil && !st.Mode().IsRegular():
+		return nil, fmt.Errorf("%s: %w: it is not a regular file (%s); restore the last snapshot with: %s",
+			path, ErrDamaged, st.Mode().Type(), restore)
 	case hasID && (err != nil || st.Size() == 0):
 		what := "is missing"
 		if err == nil {

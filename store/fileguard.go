@@ -76,6 +76,10 @@ var ErrDamaged = errors.New("database file is damaged")
 // damaged one wraps ErrDamaged and says the size expected.
 func CheckFileLayout(path string) (FileInfo, error) {
 	info := FileInfo{DamagedMeta: -1}
+	if st, err := os.Stat(path); err == nil && !st.Mode().IsRegular() {
+		// Opening a named pipe would block; a device is no database.
+		return info, fmt.Errorf("%s: %w: it is not a regular file (%s)", path, ErrDamaged, st.Mode().Type())
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return info, err // a new file: nothing is damaged

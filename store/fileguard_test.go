@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -360,6 +361,43 @@ func TestInspectSnapshotNamesTheFileOnce(t *testing.T) {
 			_, err := InspectSnapshot(f.path)
 			require.ErrorIs(t, err, ErrDamaged)
 			require.Equal(t, 1, strings.Count(err.Error(), f.path), "the file is named once: %v", err)
+		})
+	}
+}
+
+// TestNotRegularFiles: a database or identity file that is a named pipe or
+// a device is refused, naming it, rather than read: reading a pipe blocks
+// for ever, and /dev/zero fills memory.
+func TestNotRegularFiles(t *testing.T) {
+	for _, tc := range []struct {
+		name, file string
+		make       func(path string) error
+	}{
+		{"DatabasePipe", DBFile, func(p string) error { return syscall.Mkfifo(p, 0o600) }},
+		{"IdentityPipe", IdentityFile, func(p string) error { return syscall.Mkfifo(p, 0o600) }},
+		{"IdentityDevZero", IdentityFile, func(p string) error { return os.Symlink("/dev/zero", p) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newDamageFixture(t)
+			path := filepath.Join(f.dir, tc.file)
+			require.NoError(t, os.Remove(path))
+			require.NoError(t, tc.make(path))
+			done := make(chan error, 1)
+			go func() {
+				db, err := OpenDataDir(f.dir, Options{})
+				if err == nil {
+					db.Close()
+				}
+				done <- err
+			}()
+			select {
+			case err := <-done:
+				require.Error(t, err)
+				require.Contains(t, err.Error(), path)
+				require.Contains(t, err.Error(), "not a regular file")
+			case <-time.After(30 * time.Second):
+				t.Fatal("the open blocked on it")
+			}
 		})
 	}
 }
