@@ -329,7 +329,7 @@ func TestScheduledSnapshots(t *testing.T) {
 	}
 	for _, e := range entries {
 		out, errOut, code := runCmd(t, exec.Command(hodeiBin, "snapshot", "verify", filepath.Join(snaps, e.Name())))
-		if code != 0 || !strings.Contains(out, "sound") || !strings.Contains(out, "1 jobs") {
+		if code != 0 || !strings.Contains(out, "sound") || !strings.Contains(out, "1 job,") {
 			t.Fatalf("verify %s: exit %d %s %s", e.Name(), code, out, errOut)
 		}
 	}
