@@ -58,7 +58,11 @@ func dialSupervisor(sock, version, spoolDir string, log *slog.Logger, onCredit f
 	var m supMsg
 	if _, err := readFrame(c, nil, &m); err != nil || m.Op != opWelcome {
 		c.Close()
-		if err == nil {
+		switch {
+		case err != nil:
+		case m.Op == opError:
+			err = fmt.Errorf("refused: %s", m.Reason)
+		default:
 			err = fmt.Errorf("answered %q to hello", m.Op)
 		}
 		return nil, fmt.Errorf("supervisor %s: %w", sock, err)
@@ -70,14 +74,17 @@ func dialSupervisor(sock, version, spoolDir string, log *slog.Logger, onCredit f
 }
 
 // adopt returns a remote attempt for each attempt the welcome listed and
-// starts the reader.
+// starts the reader. One listed as starting is not started yet: its
+// started (or exit) comes on this connection.
 func (sc *supClient) adopt() []*remoteAttempt {
 	var out []*remoteAttempt
 	sc.mu.Lock()
 	for _, h := range sc.welcome.Attempts {
 		r := ref{h.Job, h.Attempt}
 		ra := sc.newRemote(r, h.NoPTY)
-		ra.setStarted(h.Pid, time.Unix(0, h.At), h.Out, h.Err)
+		if !h.Starting {
+			ra.setStarted(h.Pid, time.Unix(0, h.At), h.Out, h.Err)
+		}
 		if h.Exit != nil {
 			ra.setExit(h.Exit.exit(), h.Out, h.Err)
 		}
@@ -320,6 +327,10 @@ func (ra *remoteAttempt) ack(stream int, off int64) {
 		_ = ra.sup.send(&supMsg{Op: opAck, Job: ra.ref.job, Attempt: ra.ref.attempt, Stream: stream, Offset: off})
 	}
 }
+
+// StartDone is closed once the attempt started or ended: one reattached
+// while its supervisor was starting it is open until then.
+func (ra *remoteAttempt) StartDone() <-chan struct{} { return ra.started }
 
 // Started returns the leader's pid and start time; ok is false when the
 // process never started.

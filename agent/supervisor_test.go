@@ -5,9 +5,11 @@ import (
 	"encoding/binary"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -196,4 +198,122 @@ func mustFrame(t *testing.T, m *supMsg) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// holdStarts makes the test supervisor of dir hold the start of every
+// attempt of the jobs named until release is closed; entered gets each
+// ref as its start is held.
+func holdStarts(t *testing.T, dir string, jobs ...string) (entered chan ref, release chan struct{}) {
+	t.Helper()
+	entered, release = make(chan ref, len(jobs)), make(chan struct{})
+	hook := func(d string, r ref) {
+		if d == dir && slices.Contains(jobs, r.job) {
+			entered <- r
+			<-release
+		}
+	}
+	supStartHook.Store(&hook)
+	t.Cleanup(func() { supStartHook.Store(nil) })
+	return entered, release
+}
+
+// TestSupervisorReattachWhileStarting is race.py made deterministic: the
+// agent asks for two starts and goes before they finish (a start held in
+// flight by a hook); the next agent's welcome lists both as starting; one
+// started then reaches the new connection with its exit, the other, which
+// the new agent stopped while it was being started, ends stopped; each ran
+// once.
+func TestSupervisorReattachWhileStarting(t *testing.T) {
+	dir := t.TempDir()
+	entered, release := holdStarts(t, dir, "j1", "j2")
+	sock := startTestSupervisor(t, dir)
+	ran := filepath.Join(t.TempDir(), "ran")
+	gate := filepath.Join(t.TempDir(), "gate")
+	sc := dialTest(t, sock)
+	sc.adopt()
+	for _, j := range []string{"j1", "j2"} {
+		cmd := "echo $0 >> " + ran + "; while [ ! -e " + gate + " ]; do sleep 0.02; done; exit 7"
+		if err := sc.send(&supMsg{Op: opStart, Job: j, Attempt: 1, Spec: &wireSpec{Argv: []string{"/bin/sh", "-c", cmd, j}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-entered
+	<-entered
+	sc.leave(false) // the agent dies with both starts in flight
+
+	sc2 := dialTest(t, sock)
+	held := map[ref]*remoteAttempt{}
+	for _, ra := range sc2.adopt() {
+		held[ra.ref] = ra
+	}
+	ra1, ra2 := held[ref{"j1", 1}], held[ref{"j2", 1}]
+	if len(held) != 2 || ra1 == nil || ra2 == nil {
+		t.Fatalf("the new agent's welcome lists %v; want j1/1 and j2/1, being started", slices.Collect(maps.Keys(held)))
+	}
+	if _, _, ok := ra1.Started(); ok {
+		t.Fatal("an attempt being started is listed as started")
+	}
+	ra2.Stop("cancelled while starting", 0) // kept until it started
+	close(release)
+
+	<-ra1.StartDone()
+	if pid, _, ok := ra1.Started(); !ok || pid <= 0 {
+		t.Fatalf("j1's started did not reach the new connection: pid %d, exit %+v", pid, ra1.Exit())
+	}
+	<-ra2.Done()
+	if e := ra2.Exit(); e.Outcome != killed {
+		t.Fatalf("j2 stopped while starting ended %+v, want stopped", e)
+	}
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	<-ra1.Done()
+	if e := ra1.Exit(); e.Outcome != exited || e.ExitCode != 7 {
+		t.Fatalf("j1 ended %+v, want exit 7 reported to the new connection", e)
+	}
+	ra1.release()
+	ra2.release()
+	sc2.leave(false)
+	// j2 may have been stopped before it wrote its line.
+	if b, err := os.ReadFile(ran); err != nil || strings.Count(string(b), "j1") != 1 || strings.Count(string(b), "j2") > 1 {
+		t.Fatalf("runs %q, %v; want j1 once and j2 at most once", b, err)
+	}
+}
+
+// TestSupervisorRefusesSecondAgent is rogue.py: a second client says
+// hello while the agent is connected and a job runs. It is refused with
+// a reason; the agent's connection and the job are untouched. Once the
+// agent has gone, the next one is welcomed and finds the job.
+func TestSupervisorRefusesSecondAgent(t *testing.T) {
+	dir := t.TempDir()
+	sock := startTestSupervisor(t, dir)
+	gate := filepath.Join(t.TempDir(), "gate")
+	sc := dialTest(t, sock)
+	sc.adopt()
+	ra := sc.start(ref{"j1", 1}, &wireSpec{Argv: []string{"/bin/sh", "-c", "while [ ! -e " + gate + " ]; do sleep 0.02; done"}})
+	if _, _, ok := ra.Started(); !ok {
+		t.Fatalf("not started: %+v", ra.Exit())
+	}
+	_, err := dialSupervisor(sock, "rogue", filepath.Join(dir, "spool"), slog.New(slog.DiscardHandler), nil)
+	if err == nil || !strings.Contains(err.Error(), "another agent is connected") {
+		t.Fatalf("second hello: %v; want refused, another agent is connected", err)
+	}
+	// The agent's connection still serves: an input credit round trip.
+	if cr := ra.openInput(t.Context()); !cr.GetOpened() || !sc.alive() || ra.isDone() {
+		t.Fatalf("after a second hello: connection alive %v, job done %v (%+v)", sc.alive(), ra.isDone(), ra.Exit())
+	}
+	sc.leave(false)
+
+	sc2 := dialTest(t, sock) // the agent went: the next one is welcome
+	held := sc2.adopt()
+	if len(held) != 1 || held[0].ref != (ref{"j1", 1}) || held[0].isDone() {
+		t.Fatalf("the next agent holds %d attempts, want j1/1 running", len(held))
+	}
+	os.WriteFile(gate, nil, 0o644)
+	<-held[0].Done()
+	if e := held[0].Exit(); e.Outcome != exited || e.ExitCode != 0 {
+		t.Fatalf("job ended %+v, want a clean exit", e)
+	}
+	held[0].release()
+	sc2.leave(false)
 }
