@@ -3,15 +3,18 @@ package agent
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"log/slog"
 	"maps"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -316,4 +319,75 @@ func TestSupervisorRefusesSecondAgent(t *testing.T) {
 	}
 	held[0].release()
 	sc2.leave(false)
+}
+
+// TestSupClientReconnects: a supervisor that drops the agent's connection
+// but lives on (as one of the previous binary did on a second hello) is
+// dialled again, and its jobs are not declared lost: the result it lists
+// in the new welcome is the job's.
+func TestSupClientReconnects(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, supDir), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, supDir, strconv.Itoa(os.Getpid())+".sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	job := exec.Command("sleep", "60") // the job the supervisor holds
+	job.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := job.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { job.Process.Kill(); job.Wait() }()
+	held := supHeld{Job: "j1", Attempt: 1, Pid: job.Process.Pid, At: time.Now().UnixNano()}
+	served := make(chan error, 1)
+	go func() { // a fake supervisor: welcome, drop; welcome with the result, serve until goodbye
+		served <- func() error {
+			for i := range 2 {
+				c, err := ln.Accept()
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				var m supMsg
+				if _, err := readFrame(c, nil, &m); err != nil || m.Op != opHello {
+					return fmt.Errorf("connection %d: %q, %v; want hello", i, m.Op, err)
+				}
+				w := &supMsg{Op: opWelcome, Proto: supProto, Version: "test", Pid: os.Getpid(), Attempts: []supHeld{held}}
+				if i == 1 {
+					w.Attempts[0].Exit = toWireExit(exit{Outcome: exited, ExitCode: 5, Finished: time.Now()})
+				}
+				if _, err := c.Write(mustFrame(t, w)); err != nil {
+					return err
+				}
+				if i == 0 {
+					c.Close() // dropped, not dead
+					continue
+				}
+				for err == nil {
+					_, err = readFrame(c, nil, &m)
+				}
+			}
+			return nil
+		}()
+	}()
+	sc := dialTest(t, sock)
+	atts := sc.adopt()
+	if len(atts) != 1 {
+		t.Fatalf("adopted %d attempts, want 1", len(atts))
+	}
+	<-atts[0].Done()
+	if e := atts[0].Exit(); e.ExitCode != 5 || !sc.alive() {
+		t.Fatalf("after a dropped connection: exit %+v, connection alive %v; want the supervisor's exit 5 over a new connection", e, sc.alive())
+	}
+	if err := job.Process.Signal(syscall.Signal(0)); err != nil {
+		t.Fatalf("the job's process was killed: %v", err)
+	}
+	sc.leave(false)
+	if err := <-served; err != nil {
+		t.Fatal(err)
+	}
 }
