@@ -259,6 +259,11 @@ func (s *session) pump(t *task) {
 func (s *session) deliver(t *task) {
 	<-t.ready
 	if t.att != nil {
+		select {
+		case <-t.att.StartDone(): // a reattached attempt may still be starting
+		case <-s.ctx.Done():
+			return
+		}
 		if pid, at, ok := t.att.Started(); ok {
 			if !s.send(s.ctrl, &pb.AgentMessage{Msg: &pb.AgentMessage_Started{Started: &pb.JobStarted{
 				JobId: t.ref.job, Attempt: int32(t.ref.attempt), StartedUnixNano: at.UnixNano(), Pid: int32(pid),

@@ -25,18 +25,20 @@ import (
 // it and waits.
 type supClient struct {
 	pid      int
-	version  string
+	version  string // the supervisor's
+	agentVer string // the agent's, which it says in hello
+	sock     string
 	spoolDir string
 	log      *slog.Logger
 	onCredit func(r ref, written int64, closed bool)
-	c        *net.UnixConn
 	retired  atomic.Bool
 	leaving  atomic.Bool   // closed on purpose: the attempts keep running
 	done     chan struct{} // closed when the reader has returned
 	welcome  *supMsg       // the supervisor's welcome
 
-	wmu  sync.Mutex // serialises writes
-	wbuf []byte     // guarded by wmu
+	wmu  sync.Mutex    // serialises writes
+	wbuf []byte        // guarded by wmu
+	c    *net.UnixConn // replaced by the reader when it reconnects; guarded by wmu
 
 	mu   sync.Mutex
 	atts map[ref]*remoteAttempt // guarded by mu
@@ -49,7 +51,7 @@ func dialSupervisor(sock, version, spoolDir string, log *slog.Logger, onCredit f
 	if err != nil {
 		return nil, err
 	}
-	sc := &supClient{spoolDir: spoolDir, log: log, onCredit: onCredit, c: c, done: make(chan struct{}), atts: make(map[ref]*remoteAttempt)}
+	sc := &supClient{sock: sock, agentVer: version, spoolDir: spoolDir, log: log, onCredit: onCredit, c: c, done: make(chan struct{}), atts: make(map[ref]*remoteAttempt)}
 	if err := sc.send(&supMsg{Op: opHello, Proto: supProto, Version: version}); err != nil {
 		c.Close()
 		return nil, err
@@ -58,7 +60,11 @@ func dialSupervisor(sock, version, spoolDir string, log *slog.Logger, onCredit f
 	var m supMsg
 	if _, err := readFrame(c, nil, &m); err != nil || m.Op != opWelcome {
 		c.Close()
-		if err == nil {
+		switch {
+		case err != nil:
+		case m.Op == opError:
+			err = fmt.Errorf("refused: %s", m.Reason)
+		default:
 			err = fmt.Errorf("answered %q to hello", m.Op)
 		}
 		return nil, fmt.Errorf("supervisor %s: %w", sock, err)
@@ -70,14 +76,17 @@ func dialSupervisor(sock, version, spoolDir string, log *slog.Logger, onCredit f
 }
 
 // adopt returns a remote attempt for each attempt the welcome listed and
-// starts the reader.
+// starts the reader. One listed as starting is not started yet: its
+// started (or exit) comes on this connection.
 func (sc *supClient) adopt() []*remoteAttempt {
 	var out []*remoteAttempt
 	sc.mu.Lock()
 	for _, h := range sc.welcome.Attempts {
 		r := ref{h.Job, h.Attempt}
 		ra := sc.newRemote(r, h.NoPTY)
-		ra.setStarted(h.Pid, time.Unix(0, h.At), h.Out, h.Err)
+		if !h.Starting {
+			ra.setStarted(h.Pid, time.Unix(0, h.At), h.Out, h.Err)
+		}
 		if h.Exit != nil {
 			ra.setExit(h.Exit.exit(), h.Out, h.Err)
 		}
@@ -133,17 +142,107 @@ func (sc *supClient) start(r ref, spec *wireSpec) *remoteAttempt {
 	return ra
 }
 
-// read routes the supervisor's messages until the connection ends; then
-// every attempt not ended is failed (the supervisor is gone, and its jobs
-// with it) unless the agent is leaving on purpose.
+// read routes the supervisor's messages until the connection ends. If
+// the supervisor process still lives, it reconnects and carries on from
+// the new welcome; otherwise every attempt not ended is failed (the
+// supervisor is gone, and its jobs with it) unless the agent is leaving
+// on purpose.
 func (sc *supClient) read() {
 	defer close(sc.done)
 	var buf []byte
+	var err error
+	for {
+		sc.wmu.Lock()
+		c := sc.c
+		sc.wmu.Unlock()
+		buf, err = sc.route(c, buf)
+		if sc.leaving.Load() || !sc.reconnect(err) {
+			break
+		}
+	}
+	if sc.leaving.Load() {
+		return
+	}
+	retired := sc.retired.Load()
+	sc.mu.Lock()
+	lost := make([]*remoteAttempt, 0, len(sc.atts))
+	for _, ra := range sc.atts {
+		lost = append(lost, ra)
+	}
+	sc.mu.Unlock()
+	n := 0
+	for _, ra := range lost {
+		if ra.lost(fmt.Sprintf("supervisor pid %d is gone (%v): the job died with its terminal", sc.pid, err)) {
+			n++
+		}
+	}
+	if n > 0 || !retired {
+		sc.log.Warn("supervisor gone", "pid", sc.pid, "err", err, "jobs_lost", n)
+	}
+}
+
+// reconnect dials the supervisor again after the connection broke with
+// err, when its process still lives (its connection was dropped, not the
+// supervisor), and brings the attempts up to date from the welcome: ended
+// ones get their result, started ones their start and sizes, and one the
+// supervisor no longer lists is lost. False when it cannot.
+func (sc *supClient) reconnect(err error) bool {
+	if sc.retired.Load() && sc.count() == 0 {
+		return false // a retired supervisor that held nothing more exits
+	}
+	if perr := syscall.Kill(sc.pid, 0); perr != nil && !errors.Is(perr, syscall.EPERM) {
+		return false // the supervisor is gone
+	}
+	nc, derr := dialSupervisor(sc.sock, sc.agentVer, sc.spoolDir, sc.log, nil)
+	if derr != nil {
+		sc.log.Debug("supervisor not redialled", "pid", sc.pid, "err", derr)
+		return false
+	}
+	sc.wmu.Lock()
+	if sc.leaving.Load() { // leave closed the old one meanwhile
+		sc.wmu.Unlock()
+		nc.c.Close()
+		return false
+	}
+	old := sc.c
+	sc.c = nc.c
+	sc.wmu.Unlock()
+	old.Close()
+	sc.retired.Store(sc.retired.Load() || nc.welcome.Retired)
+	listed := make(map[ref]supHeld, len(nc.welcome.Attempts))
+	for _, h := range nc.welcome.Attempts {
+		listed[ref{h.Job, h.Attempt}] = h
+	}
+	sc.mu.Lock()
+	atts := make([]*remoteAttempt, 0, len(sc.atts))
+	for _, ra := range sc.atts {
+		atts = append(atts, ra)
+	}
+	sc.mu.Unlock()
+	for _, ra := range atts {
+		h, ok := listed[ra.ref]
+		switch {
+		case !ok:
+			ra.lost(fmt.Sprintf("supervisor pid %d no longer holds it after a reconnection", sc.pid))
+		case h.Exit != nil:
+			ra.setExit(h.Exit.exit(), h.Out, h.Err)
+		case !h.Starting:
+			ra.setStarted(h.Pid, time.Unix(0, h.At), h.Out, h.Err)
+			ra.out.grow(h.Out)
+			ra.errs.grow(h.Err)
+		}
+	}
+	sc.log.Warn("supervisor connection lost and regained: its jobs run on", "pid", sc.pid, "err", err, "jobs", len(atts))
+	return true
+}
+
+// route routes the messages read from c to the attempts until c breaks.
+func (sc *supClient) route(c *net.UnixConn, buf []byte) ([]byte, error) {
 	var m supMsg
 	var err error
 	for {
-		if buf, err = readFrame(sc.c, buf, &m); err != nil {
-			break
+		if buf, err = readFrame(c, buf, &m); err != nil {
+			return buf, err
 		}
 		sc.mu.Lock()
 		ra := sc.atts[ref{m.Job, m.Attempt}]
@@ -175,25 +274,6 @@ func (sc *supClient) read() {
 			}
 		}
 	}
-	if sc.leaving.Load() {
-		return
-	}
-	retired := sc.retired.Load()
-	sc.mu.Lock()
-	lost := make([]*remoteAttempt, 0, len(sc.atts))
-	for _, ra := range sc.atts {
-		lost = append(lost, ra)
-	}
-	sc.mu.Unlock()
-	n := 0
-	for _, ra := range lost {
-		if ra.lost(fmt.Sprintf("supervisor pid %d is gone (%v): the job died with its terminal", sc.pid, err)) {
-			n++
-		}
-	}
-	if n > 0 || !retired {
-		sc.log.Warn("supervisor gone", "pid", sc.pid, "err", err, "jobs_lost", n)
-	}
 }
 
 // forget drops an attempt (released, or never started).
@@ -223,10 +303,13 @@ func (sc *supClient) alive() bool {
 // leave says goodbye (exitIdle: the supervisor exits once it holds
 // nothing) and closes the connection, leaving the attempts to run.
 func (sc *supClient) leave(exitIdle bool) {
-	sc.leaving.Store(true)
+	sc.leaving.Store(true) // before the goodbye: the supervisor may close first
 	_ = sc.send(&supMsg{Op: opGoodbye, ExitIdle: exitIdle})
-	_ = sc.c.CloseWrite()
-	sc.c.Close()
+	sc.wmu.Lock() // reconnect swaps sc.c only while not leaving
+	c := sc.c
+	sc.wmu.Unlock()
+	_ = c.CloseWrite()
+	c.Close()
 	<-sc.done
 }
 
@@ -320,6 +403,10 @@ func (ra *remoteAttempt) ack(stream int, off int64) {
 		_ = ra.sup.send(&supMsg{Op: opAck, Job: ra.ref.job, Attempt: ra.ref.attempt, Stream: stream, Offset: off})
 	}
 }
+
+// StartDone is closed once the attempt started or ended: one reattached
+// while its supervisor was starting it is open until then.
+func (ra *remoteAttempt) StartDone() <-chan struct{} { return ra.started }
 
 // Started returns the leader's pid and start time; ok is false when the
 // process never started.

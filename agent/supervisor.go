@@ -48,22 +48,32 @@ type supervisor struct {
 
 	conn atomic.Pointer[supConn] // the agent's connection; nil when none
 
-	mu       sync.Mutex
-	atts     map[ref]*supAttempt // running, or ended and not released; guarded by mu
-	starting int                 // starts under way; guarded by mu
-	retired  bool                // no new starts; guarded by mu
-	seen     bool                // an agent said hello once; guarded by mu
-	conns    map[*supConn]bool   // every open connection; guarded by mu
-	changed  chan struct{}       // poked when the exit condition may hold
+	mu      sync.Mutex
+	atts    map[ref]*supAttempt // being started, running, or ended and not released; guarded by mu
+	retired bool                // no new starts; guarded by mu
+	seen    bool                // an agent said hello once; guarded by mu
+	conns   map[*supConn]bool   // every open connection; guarded by mu
+	changed chan struct{}       // poked when the exit condition may hold
 }
 
-// supAttempt is one attempt a supervisor holds.
+// supAttempt is one attempt a supervisor holds, from the moment its start
+// is taken: an agent that connects while it is being started is told of
+// it (as starting), and its started and exit go to whatever connection is
+// the agent's when they happen.
 type supAttempt struct {
 	ref   ref
-	att   *attempt
 	noPTY bool
-	ended bool // guarded by supervisor.mu
+	ready chan struct{} // closed once att is set (started, or failed to)
+
+	att     *attempt  // nil while starting; set under supervisor.mu, then ready is closed
+	live    bool      // messages about it are applied at once; guarded by supervisor.mu
+	pending []*supMsg // messages about it that came while it was starting, in order; guarded by supervisor.mu
+	ended   bool      // guarded by supervisor.mu
 }
+
+// supStartHook, when set (by a test), is called by each start before the
+// fork: a test holds a start in flight with it.
+var supStartHook atomic.Pointer[func(dataDir string, r ref)]
 
 // runSupervisor serves DATA-DIR/supervisor/<pid>.sock until it holds no
 // attempt and no agent is connected (or it is retired and holds none),
@@ -114,7 +124,7 @@ func runSupervisor(dataDir, version string, log *slog.Logger, ready io.WriteClos
 			done = s.idle()
 		case <-first.C:
 			s.mu.Lock()
-			done = !s.seen && len(s.atts) == 0 && s.starting == 0
+			done = !s.seen && len(s.atts) == 0
 			s.mu.Unlock()
 		}
 	}
@@ -129,20 +139,29 @@ func runSupervisor(dataDir, version string, log *slog.Logger, ready io.WriteClos
 	return nil
 }
 
-// terminate stops every attempt and waits for them to end.
+// terminate stops every attempt (one being started once it started) and
+// waits for them to end.
 func (s *supervisor) terminate(sig os.Signal) {
+	reason := "supervisor terminated (" + sig.String() + ")"
 	s.mu.Lock()
 	s.retired = true
 	atts := make([]*supAttempt, 0, len(s.atts))
+	var live []*supAttempt
 	for _, sa := range s.atts {
 		atts = append(atts, sa)
+		if sa.live {
+			live = append(live, sa)
+		} else {
+			sa.pending = append(sa.pending, &supMsg{Op: opStop, Job: sa.ref.job, Attempt: sa.ref.attempt, Reason: reason})
+		}
 	}
 	s.mu.Unlock()
 	s.log.Warn("supervisor terminated: stopping its jobs", "signal", sig.String(), "jobs", len(atts))
-	for _, sa := range atts {
-		sa.att.Stop("supervisor terminated ("+sig.String()+")", 0)
+	for _, sa := range live {
+		sa.att.Stop(reason, 0)
 	}
 	for _, sa := range atts {
+		<-sa.ready
 		<-sa.att.Done()
 	}
 }
@@ -152,7 +171,7 @@ func (s *supervisor) terminate(sig os.Signal) {
 func (s *supervisor) idle() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.seen && len(s.atts) == 0 && s.starting == 0 && (s.retired || s.conn.Load() == nil)
+	return s.seen && len(s.atts) == 0 && (s.retired || s.conn.Load() == nil)
 }
 
 func (s *supervisor) poke() {
@@ -311,7 +330,9 @@ func (c *supConn) read() {
 		c.s.forget(c)
 		return
 	}
-	c.s.attach(c, m.Version)
+	if !c.s.attach(c, m.Version) {
+		return
+	}
 	for {
 		if buf, err = readFrame(c.c, buf, &m); err != nil {
 			c.s.drop(c, err)
@@ -328,28 +349,86 @@ func (s *supervisor) forget(c *supConn) {
 	s.mu.Unlock()
 }
 
-// attach makes c the agent's connection and sends it the welcome; an
-// earlier connection is closed.
-func (s *supervisor) attach(c *supConn, agentVersion string) {
+// attach makes c the agent's connection and sends it the welcome, which
+// lists every attempt held, those being started included; false when c
+// is refused. One agent holds the data dir (its agent.lock), so a hello
+// while the agent's connection lives is not the agent's: it is answered
+// with an error and closed, and the agent keeps its connection. An
+// earlier connection whose peer has hung up (an agent that died, whose
+// EOF its reader has yet to see) is closed and replaced.
+func (s *supervisor) attach(c *supConn, agentVersion string) bool {
 	s.mu.Lock()
+	if old := s.conn.Load(); old != nil && !old.peerGone() {
+		s.mu.Unlock()
+		s.log.Warn("connection refused: another agent is connected", "its_version", agentVersion, "peer", c.peer())
+		c.refuse("another agent is connected to this supervisor")
+		s.forget(c)
+		return false
+	}
 	old := s.conn.Swap(c)
 	s.seen = true
 	w := &supMsg{Op: opWelcome, Proto: supProto, Version: s.version, Pid: os.Getpid(), Retired: s.retired}
 	for _, sa := range s.atts {
-		pid, at, _ := sa.att.Started()
-		h := supHeld{Job: sa.ref.job, Attempt: sa.ref.attempt, Pid: pid, At: at.UnixNano(), NoPTY: sa.noPTY,
-			Out: sa.att.Output().Size(), Err: sa.att.Stderr().Size()}
+		h := supHeld{Job: sa.ref.job, Attempt: sa.ref.attempt, NoPTY: sa.noPTY, Starting: sa.att == nil}
+		if sa.att != nil {
+			pid, at, _ := sa.att.Started()
+			h.Pid, h.At, h.Out, h.Err = pid, at.UnixNano(), sa.att.Output().Size(), sa.att.Stderr().Size()
+		}
 		if sa.ended {
 			h.Exit = toWireExit(sa.att.Exit())
 		}
 		w.Attempts = append(w.Attempts, h)
 	}
-	c.push(w) // before the lock goes: an exit pushed later follows it
+	c.push(w) // before the lock goes: a started or exit pushed later follows it
 	s.mu.Unlock()
 	if old != nil {
 		old.close()
 	}
 	s.log.Info("agent connected", "agent_version", agentVersion, "attempts", len(w.Attempts))
+	return true
+}
+
+// peerGone reports whether the peer has hung up (or the connection is
+// closed), without reading: the reader may not have seen the EOF yet.
+func (c *supConn) peerGone() bool {
+	rc, err := c.c.SyscallConn()
+	if err != nil {
+		return true
+	}
+	gone := true
+	if err := rc.Control(func(fd uintptr) {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
+		n, perr := unix.Poll(fds, 0)
+		gone = perr == nil && n > 0 && fds[0].Revents&(unix.POLLRDHUP|unix.POLLHUP|unix.POLLERR|unix.POLLNVAL) != 0
+	}); err != nil {
+		return true
+	}
+	return gone
+}
+
+// peer describes the connection's peer process for the log.
+func (c *supConn) peer() string {
+	rc, err := c.c.SyscallConn()
+	if err != nil {
+		return "?"
+	}
+	var cred *unix.Ucred
+	_ = rc.Control(func(fd uintptr) { cred, _ = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED) })
+	if cred == nil {
+		return "?"
+	}
+	return fmt.Sprintf("pid %d uid %d", cred.Pid, cred.Uid)
+}
+
+// refuse answers a hello with an error frame and closes the connection;
+// its writer has nothing queued yet, so the frame is written here.
+func (c *supConn) refuse(reason string) {
+	if b, err := appendFrame(nil, &supMsg{Op: opError, Proto: supProto, Reason: reason}); err == nil {
+		_ = c.c.SetWriteDeadline(time.Now().Add(time.Second))
+		_, _ = c.c.Write(b)
+	}
+	_ = c.c.CloseWrite()
+	c.close()
 }
 
 // drop ends a connection that broke.
@@ -370,24 +449,26 @@ func (s *supervisor) drop(c *supConn, err error) {
 	s.poke()
 }
 
-func (s *supervisor) attempt(r ref) *supAttempt {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.atts[r]
-}
-
 // handle applies one message of the agent.
 func (s *supervisor) handle(c *supConn, m *supMsg) {
 	r := ref{m.Job, m.Attempt}
 	switch m.Op {
 	case opStart:
 		s.mu.Lock()
-		retired := s.retired
-		if !retired {
-			s.starting++
+		retired, held := s.retired, s.atts[r]
+		var sa *supAttempt
+		if !retired && held == nil && m.Spec != nil {
+			// Held from now on: a welcome lists it while it is being started.
+			sa = &supAttempt{ref: r, noPTY: m.Spec.NoPTY, ready: make(chan struct{})}
+			s.atts[r] = sa
 		}
 		s.mu.Unlock()
-		if retired || m.Spec == nil {
+		if held != nil {
+			// The agent asks once per attempt; a second start would run it twice.
+			s.log.Warn("start of an attempt held already: ignored", "job", r.job, "attempt", r.attempt)
+			return
+		}
+		if sa == nil {
 			reason := "the supervisor is retired and takes no new jobs"
 			if m.Spec == nil {
 				reason = "start without a spec"
@@ -397,7 +478,7 @@ func (s *supervisor) handle(c *supConn, m *supMsg) {
 			return
 		}
 		spec := *m.Spec
-		s.wg.Go(func() { s.start(c, r, spec) }) // a fork and an exec: several at once
+		s.wg.Go(func() { s.start(sa, spec) }) // a fork and an exec: several at once
 	case opRetire:
 		s.mu.Lock()
 		s.retired = true
@@ -412,19 +493,18 @@ func (s *supervisor) handle(c *supConn, m *supMsg) {
 			s.mu.Unlock()
 		}
 		s.poke()
-	case opRelease:
+	default:
 		s.mu.Lock()
 		sa := s.atts[r]
-		delete(s.atts, r)
-		s.mu.Unlock()
-		if sa != nil {
-			_ = sa.att.release() // ended: nothing waits
-			s.poke()
+		if sa != nil && !sa.live {
+			// Being started: applied, in order, once it is (start).
+			cp := *m
+			sa.pending = append(sa.pending, &cp)
+			sa = nil
 		}
-	default:
-		sa := s.attempt(r)
+		s.mu.Unlock()
 		if sa == nil {
-			return // released, or unknown: nothing to do
+			return // released, unknown, or kept for later: nothing to do now
 		}
 		s.handleAttempt(c, sa, m)
 	}
@@ -434,6 +514,14 @@ func (s *supervisor) handle(c *supConn, m *supMsg) {
 func (s *supervisor) handleAttempt(c *supConn, sa *supAttempt, m *supMsg) {
 	att := sa.att
 	switch m.Op {
+	case opRelease:
+		s.mu.Lock()
+		if s.atts[sa.ref] == sa {
+			delete(s.atts, sa.ref)
+		}
+		s.mu.Unlock()
+		_ = att.release() // ended, or killed now: the agent no longer wants it
+		s.poke()
 	case opAck:
 		if m.Stream == 1 {
 			att.Stderr().Ack(m.Offset)
@@ -442,6 +530,9 @@ func (s *supervisor) handleAttempt(c *supConn, sa *supAttempt, m *supMsg) {
 		}
 	case opOpenInput:
 		cr := att.Input().open()
+		if c == nil {
+			return // no agent to answer: the next one asks again
+		}
 		c.push(&supMsg{Op: opCredit, Job: m.Job, Attempt: m.Attempt, Credit: &wireCredit{Opened: true, Offset: cr.GetOffset(),
 			Limit: cr.GetLimit(), Closed: cr.GetClosed(), Written: cr.GetWritten(), Source: cr.GetSource(), SourceOffset: cr.GetSourceOffset()}})
 	case opInput:
@@ -461,54 +552,83 @@ func (s *supervisor) handleAttempt(c *supConn, sa *supAttempt, m *supMsg) {
 	}
 }
 
-// start starts one attempt and answers the agent.
-func (s *supervisor) start(c *supConn, r ref, w wireSpec) {
-	sa := &supAttempt{ref: r, noPTY: w.NoPTY}
+// start starts one attempt, held (as starting) since its start was taken.
+// Its started and its exit go to the agent's connection at the time, not
+// necessarily the one that asked: an agent that reconnected meanwhile had
+// it listed as starting in its welcome. One that fails to start is held,
+// ended, like any other, so that its result reaches an agent.
+func (s *supervisor) start(sa *supAttempt, w wireSpec) {
+	r := sa.ref
+	if h := supStartHook.Load(); h != nil {
+		(*h)(s.dataDir, r)
+	}
 	spec := attemptSpec{JobID: r.job, Attempt: r.attempt, Argv: w.Argv, Env: w.Env, SecretEnv: w.SecretEnv, Dir: w.Dir,
 		NoPTY: w.NoPTY, Stdin: job.Stdin(w.Stdin), Rows: w.Rows, Cols: w.Cols, Timeout: time.Duration(w.Timeout)}
 	if u := w.User; u != nil {
 		spec.User = &runUser{Name: u.Name, UID: u.UID, GID: u.GID, Groups: u.Groups, Home: u.Home}
 	}
-	ready := make(chan struct{})
 	att := startAttempt(spec, attemptOptions{SpoolDir: s.spoolDir, BufferLimit: w.BufferLimit, KillGrace: time.Duration(w.KillGrace),
 		Progress: func() {
-			<-ready // the first write may come before sa.att is set
+			<-sa.ready // the first write may come before sa.att is set
 			if c := s.conn.Load(); c != nil {
 				c.progress(sa)
 			}
 		}})
-	sa.att = att
-	close(ready)
 	att.Input().setNotify(func(written int64, closed bool) {
 		if c := s.conn.Load(); c != nil {
 			c.push(&supMsg{Op: opCredit, Job: r.job, Attempt: r.attempt,
 				Credit: &wireCredit{Limit: written + InputWindow, Closed: closed, Written: written}})
 		}
 	})
+	_, _, started := att.Started()
 	s.mu.Lock()
-	s.starting--
-	if _, _, started := att.Started(); !started { // nothing to hold
-		s.mu.Unlock()
-		c.push(&supMsg{Op: opExit, Job: r.job, Attempt: r.attempt, Exit: toWireExit(att.Exit())})
+	sa.att = att
+	close(sa.ready)
+	// A job may have ended already (a fast one often has): it is reported
+	// as any other, started first, then its exit with its sizes.
+	if c := s.conn.Load(); c != nil {
+		if started {
+			pid, at, _ := att.Started()
+			c.push(&supMsg{Op: opStarted, Job: r.job, Attempt: r.attempt, Pid: pid, At: at.UnixNano(),
+				Out: att.Output().Size(), Err: att.Stderr().Size()})
+		} else {
+			c.push(&supMsg{Op: opExit, Job: r.job, Attempt: r.attempt, Exit: toWireExit(att.Exit())})
+		}
+	}
+	sa.ended = !started
+	s.mu.Unlock()
+	s.replay(sa)
+	if !started {
 		s.poke()
 		return
 	}
-	// A job may have ended already (a fast one often has): it is held and
-	// reported as any other, started first, then its exit with its sizes.
-	s.atts[r] = sa
-	s.mu.Unlock()
-	pid, at, _ := att.Started()
-	c.push(&supMsg{Op: opStarted, Job: r.job, Attempt: r.attempt, Pid: pid, At: at.UnixNano(),
-		Out: att.Output().Size(), Err: att.Stderr().Size()})
 	<-att.Done()
 	s.mu.Lock()
 	sa.ended = true
-	cur := s.conn.Load()
-	if cur != nil {
-		cur.push(&supMsg{Op: opExit, Job: r.job, Attempt: r.attempt, Exit: toWireExit(att.Exit()),
+	if c := s.conn.Load(); c != nil {
+		c.push(&supMsg{Op: opExit, Job: r.job, Attempt: r.attempt, Exit: toWireExit(att.Exit()),
 			Out: att.Output().Size(), Err: att.Stderr().Size()})
 	}
 	s.mu.Unlock()
+}
+
+// replay applies, in order, what the agent said about sa while it was
+// being started (a stop, a kill, a release), and then makes it live.
+func (s *supervisor) replay(sa *supAttempt) {
+	for {
+		s.mu.Lock()
+		pending := sa.pending
+		sa.pending = nil
+		if len(pending) == 0 {
+			sa.live = true
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Unlock()
+		for _, m := range pending {
+			s.handleAttempt(s.conn.Load(), sa, m)
+		}
+	}
 }
 
 // killNow kills the attempt's group at once (SIGKILL), its outcome killed

@@ -3,13 +3,18 @@ package agent
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -196,4 +201,193 @@ func mustFrame(t *testing.T, m *supMsg) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// holdStarts makes the test supervisor of dir hold the start of every
+// attempt of the jobs named until release is closed; entered gets each
+// ref as its start is held.
+func holdStarts(t *testing.T, dir string, jobs ...string) (entered chan ref, release chan struct{}) {
+	t.Helper()
+	entered, release = make(chan ref, len(jobs)), make(chan struct{})
+	hook := func(d string, r ref) {
+		if d == dir && slices.Contains(jobs, r.job) {
+			entered <- r
+			<-release
+		}
+	}
+	supStartHook.Store(&hook)
+	t.Cleanup(func() { supStartHook.Store(nil) })
+	return entered, release
+}
+
+// TestSupervisorReattachWhileStarting is race.py made deterministic: the
+// agent asks for two starts and goes before they finish (a start held in
+// flight by a hook); the next agent's welcome lists both as starting; one
+// started then reaches the new connection with its exit, the other, which
+// the new agent stopped while it was being started, ends stopped; each ran
+// once.
+func TestSupervisorReattachWhileStarting(t *testing.T) {
+	dir := t.TempDir()
+	entered, release := holdStarts(t, dir, "j1", "j2")
+	sock := startTestSupervisor(t, dir)
+	ran := filepath.Join(t.TempDir(), "ran")
+	gate := filepath.Join(t.TempDir(), "gate")
+	sc := dialTest(t, sock)
+	sc.adopt()
+	for _, j := range []string{"j1", "j2"} {
+		cmd := "echo $0 >> " + ran + "; while [ ! -e " + gate + " ]; do sleep 0.02; done; exit 7"
+		if err := sc.send(&supMsg{Op: opStart, Job: j, Attempt: 1, Spec: &wireSpec{Argv: []string{"/bin/sh", "-c", cmd, j}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-entered
+	<-entered
+	sc.leave(false) // the agent dies with both starts in flight
+
+	sc2 := dialTest(t, sock)
+	held := map[ref]*remoteAttempt{}
+	for _, ra := range sc2.adopt() {
+		held[ra.ref] = ra
+	}
+	ra1, ra2 := held[ref{"j1", 1}], held[ref{"j2", 1}]
+	if len(held) != 2 || ra1 == nil || ra2 == nil {
+		t.Fatalf("the new agent's welcome lists %v; want j1/1 and j2/1, being started", slices.Collect(maps.Keys(held)))
+	}
+	if _, _, ok := ra1.Started(); ok {
+		t.Fatal("an attempt being started is listed as started")
+	}
+	ra2.Stop("cancelled while starting", 0) // kept until it started
+	close(release)
+
+	<-ra1.StartDone()
+	if pid, _, ok := ra1.Started(); !ok || pid <= 0 {
+		t.Fatalf("j1's started did not reach the new connection: pid %d, exit %+v", pid, ra1.Exit())
+	}
+	<-ra2.Done()
+	if e := ra2.Exit(); e.Outcome != killed {
+		t.Fatalf("j2 stopped while starting ended %+v, want stopped", e)
+	}
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	<-ra1.Done()
+	if e := ra1.Exit(); e.Outcome != exited || e.ExitCode != 7 {
+		t.Fatalf("j1 ended %+v, want exit 7 reported to the new connection", e)
+	}
+	ra1.release()
+	ra2.release()
+	sc2.leave(false)
+	// j2 may have been stopped before it wrote its line.
+	if b, err := os.ReadFile(ran); err != nil || strings.Count(string(b), "j1") != 1 || strings.Count(string(b), "j2") > 1 {
+		t.Fatalf("runs %q, %v; want j1 once and j2 at most once", b, err)
+	}
+}
+
+// TestSupervisorRefusesSecondAgent is rogue.py: a second client says
+// hello while the agent is connected and a job runs. It is refused with
+// a reason; the agent's connection and the job are untouched. Once the
+// agent has gone, the next one is welcomed and finds the job.
+func TestSupervisorRefusesSecondAgent(t *testing.T) {
+	dir := t.TempDir()
+	sock := startTestSupervisor(t, dir)
+	gate := filepath.Join(t.TempDir(), "gate")
+	sc := dialTest(t, sock)
+	sc.adopt()
+	ra := sc.start(ref{"j1", 1}, &wireSpec{Argv: []string{"/bin/sh", "-c", "while [ ! -e " + gate + " ]; do sleep 0.02; done"}})
+	if _, _, ok := ra.Started(); !ok {
+		t.Fatalf("not started: %+v", ra.Exit())
+	}
+	_, err := dialSupervisor(sock, "rogue", filepath.Join(dir, "spool"), slog.New(slog.DiscardHandler), nil)
+	if err == nil || !strings.Contains(err.Error(), "another agent is connected") {
+		t.Fatalf("second hello: %v; want refused, another agent is connected", err)
+	}
+	// The agent's connection still serves: an input credit round trip.
+	if cr := ra.openInput(t.Context()); !cr.GetOpened() || !sc.alive() || ra.isDone() {
+		t.Fatalf("after a second hello: connection alive %v, job done %v (%+v)", sc.alive(), ra.isDone(), ra.Exit())
+	}
+	sc.leave(false)
+
+	sc2 := dialTest(t, sock) // the agent went: the next one is welcome
+	held := sc2.adopt()
+	if len(held) != 1 || held[0].ref != (ref{"j1", 1}) || held[0].isDone() {
+		t.Fatalf("the next agent holds %d attempts, want j1/1 running", len(held))
+	}
+	os.WriteFile(gate, nil, 0o644)
+	<-held[0].Done()
+	if e := held[0].Exit(); e.Outcome != exited || e.ExitCode != 0 {
+		t.Fatalf("job ended %+v, want a clean exit", e)
+	}
+	held[0].release()
+	sc2.leave(false)
+}
+
+// TestSupClientReconnects: a supervisor that drops the agent's connection
+// but lives on (as one of the previous binary did on a second hello) is
+// dialled again, and its jobs are not declared lost: the result it lists
+// in the new welcome is the job's.
+func TestSupClientReconnects(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, supDir), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, supDir, strconv.Itoa(os.Getpid())+".sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	job := exec.Command("sleep", "60") // the job the supervisor holds
+	job.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := job.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { job.Process.Kill(); job.Wait() }()
+	held := supHeld{Job: "j1", Attempt: 1, Pid: job.Process.Pid, At: time.Now().UnixNano()}
+	served := make(chan error, 1)
+	go func() { // a fake supervisor: welcome, drop; welcome with the result, serve until goodbye
+		served <- func() error {
+			for i := range 2 {
+				c, err := ln.Accept()
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				var m supMsg
+				if _, err := readFrame(c, nil, &m); err != nil || m.Op != opHello {
+					return fmt.Errorf("connection %d: %q, %v; want hello", i, m.Op, err)
+				}
+				w := &supMsg{Op: opWelcome, Proto: supProto, Version: "test", Pid: os.Getpid(), Attempts: []supHeld{held}}
+				if i == 1 {
+					w.Attempts[0].Exit = toWireExit(exit{Outcome: exited, ExitCode: 5, Finished: time.Now()})
+				}
+				if _, err := c.Write(mustFrame(t, w)); err != nil {
+					return err
+				}
+				if i == 0 {
+					c.Close() // dropped, not dead
+					continue
+				}
+				for err == nil {
+					_, err = readFrame(c, nil, &m)
+				}
+			}
+			return nil
+		}()
+	}()
+	sc := dialTest(t, sock)
+	atts := sc.adopt()
+	if len(atts) != 1 {
+		t.Fatalf("adopted %d attempts, want 1", len(atts))
+	}
+	<-atts[0].Done()
+	if e := atts[0].Exit(); e.ExitCode != 5 || !sc.alive() {
+		t.Fatalf("after a dropped connection: exit %+v, connection alive %v; want the supervisor's exit 5 over a new connection", e, sc.alive())
+	}
+	if err := job.Process.Signal(syscall.Signal(0)); err != nil {
+		t.Fatalf("the job's process was killed: %v", err)
+	}
+	sc.leave(false)
+	if err := <-served; err != nil {
+		t.Fatal(err)
+	}
 }

@@ -45,6 +45,7 @@ const (
 	opRelease   = "release"    // agent → sup: Job, Attempt (the result is in the agent's journal: forget it)
 	opRetire    = "retire"     // agent → sup: no new starts; exit once the last attempt is released
 	opGoodbye   = "goodbye"    // agent → sup: the agent is leaving; Exit set: exit once idle
+	opError     = "error"      // sup → agent: Reason (answer to a hello it refuses; the connection closes)
 )
 
 // supMsg is one frame. Which fields are set depends on Op (see the op
@@ -85,6 +86,10 @@ type supHeld struct {
 	Out     int64     `json:"out,omitempty"`
 	Err     int64     `json:"err,omitempty"`
 	Exit    *wireExit `json:"exit,omitempty"` // nil while it runs
+	// Starting: its start was taken and the process is not yet started;
+	// its started (or exit) follows on this connection. Pid, At, Out and
+	// Err are not set.
+	Starting bool `json:"starting,omitempty"`
 }
 
 // wireSpec is an attemptSpec and the options to run it with. The agent
