@@ -5,6 +5,7 @@ package agent
 // the task what they used of a local attempt.
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -240,8 +241,9 @@ func (sc *supClient) reconnect(err error) bool {
 func (sc *supClient) route(c *net.UnixConn, buf []byte) ([]byte, error) {
 	var m supMsg
 	var err error
+	r := bufio.NewReaderSize(c, supReadBuffer) // frames come in bursts: a read syscall takes many
 	for {
-		if buf, err = readFrame(c, buf, &m); err != nil {
+		if buf, err = readFrame(r, buf, &m); err != nil {
 			return buf, err
 		}
 		sc.mu.Lock()

@@ -7,6 +7,7 @@ package agent
 // socket (supproto.go) and reads the output from the spool files it writes.
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -319,7 +320,8 @@ func (c *supConn) read() {
 	var buf []byte
 	var m supMsg
 	var err error
-	if buf, err = readFrame(c.c, buf, &m); err != nil || m.Op != opHello || m.Proto < 1 {
+	r := bufio.NewReaderSize(c.c, supReadBuffer) // frames come in bursts: a read syscall takes many
+	if buf, err = readFrame(r, buf, &m); err != nil || m.Op != opHello || m.Proto < 1 {
 		if err == nil {
 			err = fmt.Errorf("first message %q (protocol %d), want hello", m.Op, m.Proto)
 		}
@@ -334,7 +336,7 @@ func (c *supConn) read() {
 		return
 	}
 	for {
-		if buf, err = readFrame(c.c, buf, &m); err != nil {
+		if buf, err = readFrame(r, buf, &m); err != nil {
 			c.s.drop(c, err)
 			return
 		}

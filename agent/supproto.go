@@ -166,6 +166,9 @@ func (w *wireExit) exit() exit {
 		OutputLost: w.OutputLost, WriteErr: w.WriteErr}
 }
 
+// supReadBuffer is the read buffer of each end of a supervisor connection.
+const supReadBuffer = 64 << 10
+
 // errFrameTooLarge is returned by readFrame for a frame over maxSupFrame.
 var errFrameTooLarge = errors.New("frame too large")
 
