@@ -48,7 +48,7 @@ func (h *diskHealth) fail(what, cause string) {
 	defer h.mu.Unlock()
 	if h.cause == "" {
 		h.since, h.failed = h.now(), 0
-		h.log.Error("the agent cannot write to its data dir: jobs run, but their output is lost until it can; "+
+		h.log.Error("the agent cannot write to its data dir: jobs run, but the output they write meanwhile is lost (their results say so); "+
 			"free space on its disk (or fix the device)", "data_dir", h.dir, "writing", what, "cause", cause)
 	}
 	h.cause = what + ": " + cause

@@ -126,7 +126,20 @@ func RunContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	return run(ctx, args, stdout, stderr, &env{now: time.Now})
 }
 
+// unsetEmptyVariables makes an empty HODEI_* variable count as unset, as a
+// shell user and a systemd unit (Environment=HODEI_SLOTS=) expect: set but
+// empty, it would override the config file with nothing. HODEI_CONFIG is
+// the exception: empty, it says to read no file, as --config ” does.
+func unsetEmptyVariables() {
+	for _, kv := range os.Environ() {
+		if name, value, _ := strings.Cut(kv, "="); value == "" && strings.HasPrefix(name, "HODEI_") && name != envName(configFlagName) {
+			os.Unsetenv(name)
+		}
+	}
+}
+
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, e *env) int {
+	unsetEmptyVariables()
 	app := newApp(e)
 	app.Writer, app.ErrWriter = stdout, stderr
 	if e.stdin != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"os"
@@ -203,7 +204,7 @@ func (ff *fileFlags) before(c *ucli.Context) error {
 	if path == "" {
 		return nil // --config '': no file
 	}
-	data, err := os.ReadFile(path)
+	data, err := readConfigFile(path)
 	switch {
 	case err != nil && named == "" && errors.Is(err, fs.ErrNotExist):
 		return nil // the default file is optional
@@ -537,4 +538,48 @@ func checkHostPort(c *ucli.Context, name, addr string, minPort int) error {
 		return usagef(c, "--%s: %q: the port must be a number from %d to 65535", name, addr, minPort)
 	}
 	return nil
+}
+
+// maxConfigFile bounds a config file: one line a flag fits in far less.
+const maxConfigFile = 1 << 20
+
+// readConfigFile reads the regular file at path, of at most maxConfigFile
+// bytes: a named pipe would block and /dev/zero fill memory, before any
+// signal could stop them.
+func readConfigFile(path string) ([]byte, error) {
+	// Stat before the open: opening a named pipe blocks.
+	st, err := os.Stat(path)
+	switch {
+	case err != nil:
+		return nil, err
+	case !st.Mode().IsRegular():
+		return nil, fmt.Errorf("%s: not a regular file but %s", path, fileKind(st.Mode()))
+	case st.Size() > maxConfigFile:
+		return nil, fmt.Errorf("%s: %d bytes, more than a config file may hold (%d)", path, st.Size(), maxConfigFile)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxConfigFile+1))
+	if err == nil && len(b) > maxConfigFile {
+		err = fmt.Errorf("%s: more than a config file may hold (%d bytes)", path, maxConfigFile)
+	}
+	return b, err
+}
+
+// fileKind names what a file that is not a regular one is.
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	}
+	return "a special file"
 }

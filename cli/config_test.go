@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -78,6 +79,9 @@ func TestConfigPrecedence(t *testing.T) {
 			env:  map[string]string{"HODEI_DATA_DIR": "/env/hodei", "HODEI_HEARTBEAT": "3s"},
 			args: []string{"--data-dir", "/flag/hodei"},
 			want: []want{{"data-dir", "/flag/hodei", "flag"}, {"heartbeat", "3s", "env HODEI_HEARTBEAT"}}},
+		{name: "EmptyEnvIsUnset", cmd: "serve", file: "data-dir: /srv/hodei\nheartbeat: 7s\n",
+			env:  map[string]string{"HODEI_HEARTBEAT": "", "HODEI_DATA_DIR": ""},
+			want: []want{{"data-dir", "/srv/hodei", "FILE:1"}, {"heartbeat", "7s", "FILE:2"}}},
 		{name: "EnvNamesFile", cmd: "serve",
 			env:  map[string]string{"HODEI_CONFIG": "FILE.other"},
 			want: []want{{"config", "FILE.other", "env HODEI_CONFIG"}, {"data-dir", "/other", "FILE.other:1"}}},
@@ -185,11 +189,15 @@ func TestConfigErrors(t *testing.T) {
 		{name: "AgentServerPort", cmd: "agent", file: "server: srv:0\n",
 			want: `FILE:1: server: "srv:0": the port must be a number from 1 to 65535`, valueOnly: true},
 		{name: "MissingNamedFile", cmd: "serve", args: []string{"--config", "FILE.missing"},
-			want: `--config: open FILE.missing: no such file or directory`},
+			want: `--config: stat FILE.missing: no such file or directory`},
 		{name: "UnreadableFile", cmd: "agent", file: "DIR", args: []string{"--config", "FILE"},
-			want: `--config: read FILE: is a directory`},
+			want: `--config: FILE: not a regular file but a directory`},
 		{name: "UnreadableDefaultFile", cmd: "serve", file: "DIR",
-			want: `read FILE: is a directory`},
+			want: `FILE: not a regular file but a directory`},
+		{name: "NamedPipe", cmd: "serve", file: "FIFO", args: []string{"--config", "FILE"},
+			want: `--config: FILE: not a regular file but a named pipe`},
+		{name: "Device", cmd: "serve", args: []string{"--config", "/dev/zero"},
+			want: `--config: /dev/zero: not a regular file but a device`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -198,6 +206,10 @@ func TestConfigErrors(t *testing.T) {
 			case "":
 			case "DIR":
 				if err := os.Mkdir(path, 0o755); err != nil {
+					t.Fatal(err)
+				}
+			case "FIFO": // reading one would block for ever
+				if err := syscall.Mkfifo(path, 0o600); err != nil {
 					t.Fatal(err)
 				}
 			default:

@@ -430,7 +430,7 @@ func (s *Cluster) overlap(ctx context.Context, n *job.Schedule) (string, error) 
 		return "", err
 	}
 	if n.Overlap == job.OverlapForbid {
-		return fmt.Sprintf("%s was still running (overlap forbid)", n.LastJob), nil
+		return fmt.Sprintf("%s had not ended (overlap forbid)", n.LastJob), nil
 	}
 	var cerr error
 	if n.Pipeline != nil {

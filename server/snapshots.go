@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -73,7 +74,10 @@ func (s *Server) saveScheduled(ctx context.Context) (path string, n int64, remov
 		return "", 0, 0, err
 	}
 	path = filepath.Join(dir, snapshotPrefix+s.now().UTC().Format(snapshotTime)+snapshotSuffix)
-	f, err := os.CreateTemp(dir, ".snapshot-*.tmp")
+	// Only this server writes here (it holds the data dir): a temporary
+	// file left is one a crash cut short, as large as the database.
+	removeStaleTemps(dir, s.log)
+	f, err := os.CreateTemp(dir, snapshotTemp)
 	if err != nil {
 		return "", 0, 0, err
 	}
@@ -94,6 +98,19 @@ func (s *Server) saveScheduled(ctx context.Context) (path string, n int64, remov
 	}
 	removed, err = pruneSnapshots(dir, s.cfg.SnapshotKeep)
 	return path, n, removed, err
+}
+
+// snapshotTemp is the pattern of saveScheduled's temporary files.
+const snapshotTemp = ".snapshot-*.tmp"
+
+// removeStaleTemps removes the temporary files of saves a crash cut short.
+func removeStaleTemps(dir string, log *slog.Logger) {
+	stale, _ := filepath.Glob(filepath.Join(dir, snapshotTemp))
+	for _, p := range stale {
+		if err := os.Remove(p); err == nil {
+			log.Info("removed the temporary file of a snapshot a crash cut short", "path", p)
+		}
+	}
 }
 
 // pruneSnapshots removes all but the newest keep scheduled snapshots in
