@@ -3,10 +3,13 @@ package agent
 import (
 	"bytes"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"testing"
+	"time"
 
 	"github.com/creack/pty"
 )
@@ -149,4 +152,41 @@ func BenchmarkAttemptThroughput(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkSupervisedTrue is BenchmarkAttemptTrue through a supervisor in
+// a process of its own, as the agent runs jobs: the start, the started
+// answer, the exit and the release cross its socket. Against
+// BenchmarkAttemptTrue it is what the supervisor adds to a job's start
+// and end (`sup-ms/start`: start to started; `sup-ms/job`: start to exit).
+func BenchmarkSupervisedTrue(b *testing.B) {
+	dir := b.TempDir()
+	exe, err := os.Executable()
+	if err != nil {
+		b.Fatal(err)
+	}
+	pid, err := spawnSupervisor(exe, dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	sock := filepath.Join(dir, supDir, strconv.Itoa(pid)+".sock")
+	sc, err := dialSupervisor(sock, "bench", filepath.Join(dir, "spool"), slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	sc.adopt()
+	defer sc.leave(true)
+	var started, ended time.Duration
+	b.ResetTimer()
+	for i := range b.N {
+		t0 := time.Now()
+		ra := sc.start(ref{"bench", i + 1}, &wireSpec{Argv: []string{"/bin/true"}})
+		t1 := time.Now()
+		<-ra.Done()
+		started, ended = started+t1.Sub(t0), ended+time.Since(t0)
+		ra.Close()
+		ra.release()
+	}
+	b.ReportMetric(float64(started.Microseconds())/1000/float64(b.N), "sup-ms/start")
+	b.ReportMetric(float64(ended.Microseconds())/1000/float64(b.N), "sup-ms/job")
 }
