@@ -27,6 +27,24 @@ var (
 	ErrUnwritable = errors.New("cannot write the database")
 )
 
+// Quietly returns an error with the message of format, wrapping sentinel
+// (one of the above) without its words: errors.Is still finds it, for the
+// codes, but the message, which says it all to a person, is not followed by
+// ": conflict".
+func Quietly(sentinel error, format string, args ...any) error {
+	return &quietError{msg: fmt.Sprintf(format, args...), err: sentinel}
+}
+
+type quietError struct {
+	msg string
+	err error
+}
+
+func (e *quietError) Error() string { return e.msg }
+
+// Unwrap returns the sentinel.
+func (e *quietError) Unwrap() error { return e.err }
+
 // FieldError says which field of a request broke which rule. It wraps
 // ErrInvalid, so errors.Is(err, ErrInvalid) holds for it.
 type FieldError struct {

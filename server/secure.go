@@ -107,16 +107,16 @@ func (s *Server) identity(ctx context.Context, path, dependents string,
 		return err
 	}
 	if _, err := os.Stat(path); stored != nil && errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("%s is missing but this database depends on it (%s): restore it from a backup; "+
-			"to start over instead, move hodei.db aside too: %w", path, dependents, job.ErrConflict)
+		return job.Quietly(job.ErrConflict, "%s is missing but this database depends on it (%s): restore it from a backup; "+
+			"to start over instead, move hodei.db aside too", path, dependents)
 	}
 	fp, err := load()
 	if err != nil {
 		return err
 	}
 	if stored != nil && !bytes.Equal(stored, fp) {
-		return fmt.Errorf("%s is not the one this database was used with (%s): restore the right file from a backup: %w",
-			path, dependents, job.ErrConflict)
+		return job.Quietly(job.ErrConflict, "%s is not the one this database was used with (%s): restore the right file from a backup",
+			path, dependents)
 	}
 	return set(ctx, fp)
 }
@@ -135,8 +135,8 @@ func (s *Server) bootstrapAdmin(ctx context.Context) error {
 		rec, ok := s.gate.tokens.Load(c.ID)
 		switch {
 		case !ok:
-			return fmt.Errorf("%s holds token %s, which this database does not know (was hodei.db replaced?); move it aside to have a new one written: %w",
-				path, c.ID, job.ErrConflict)
+			return job.Quietly(job.ErrConflict, "%s holds token %s, which this database does not know (was hodei.db replaced?); move it aside to have a new one written",
+				path, c.ID)
 		case rec.Revoked() || rec.Role != string(auth.Admin):
 			s.log.Warn("the token in the admin token file is no working admin token; move the file aside to have a new one written at the next start",
 				"path", path, "token_id", rec.ID, "role", rec.Role, "revoked", rec.Revoked())

@@ -79,8 +79,8 @@ func TestRestartRefusesReplacedIdentityFiles(t *testing.T) {
 				srv.Close()
 				t.Fatalf("the server started; want it refused with %q", tc.want)
 			}
-			if !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("error %q, want %q", err, tc.want)
+			if !strings.Contains(err.Error(), tc.want) || strings.HasSuffix(err.Error(), ": conflict") {
+				t.Fatalf("error %q, want %q (and no sentinel's word after it)", err, tc.want)
 			}
 		})
 	}

@@ -213,9 +213,9 @@ func OpenDataDir(dir string, opts Options) (*DB, error) {
 	switch {
 	case hasID && id.ClusterID != got.ClusterID:
 		db.Close()
-		return nil, &quietError{err: job.ErrConflict, msg: fmt.Sprintf("%s is the database of cluster %s, but %s says this data dir holds cluster %s: "+
+		return nil, job.Quietly(job.ErrConflict, "%s is the database of cluster %s, but %s says this data dir holds cluster %s: "+
 			"put a database in place with %s, which also writes the identity file",
-			path, got.ClusterID, idPath, id.ClusterID, restore)}
+			path, got.ClusterID, idPath, id.ClusterID, restore)
 	case hasID && id.Schema == got.Schema && id.Created.Equal(got.Created) && id.Database == got.Database:
 		return db, nil
 	}
@@ -267,16 +267,3 @@ func lockFile(path string) (*os.File, error) {
 	}
 	return f, nil
 }
-
-// quietError is msg, wrapping err, a sentinel whose own words ("conflict")
-// would only repeat what msg says: errors.Is still finds it, for the
-// codes, but the message is not followed by it.
-type quietError struct {
-	msg string
-	err error
-}
-
-func (e *quietError) Error() string { return e.msg }
-
-// Unwrap returns the sentinel.
-func (e *quietError) Unwrap() error { return e.err }
