@@ -126,11 +126,14 @@ func TestAuditLog(t *testing.T) {
 			a.start()
 			mustRecord(t, a, 1)
 			// Three tries: the first, and two on the backoff while the
-			// store fails (100 ms, then 200 ms).
-			time.Sleep(300 * time.Millisecond)
+			// store fails (100 ms, then 200 ms of the bubble's clock).
+			began := time.Now()
+			for len(f.sizes()) < 3 {
+				<-time.After(10 * time.Millisecond) // the bubble's clock: the writer's timers fire as it passes
+			}
 			synctest.Wait()
-			if got := len(f.sizes()); got != 3 {
-				t.Fatalf("%d tries after 300ms of a failing store, want 3", got)
+			if got, took := len(f.sizes()), time.Since(began); got != 3 || took > 300*time.Millisecond {
+				t.Fatalf("%d tries after %s of a failing store, want 3 within 300ms", got, took)
 			}
 			start := time.Now()
 			close(healed)
