@@ -347,12 +347,7 @@ func CheckFile(path string) error {
 	if _, err := CheckFileLayout(path); err != nil {
 		return fmt.Errorf("check: %w", err)
 	}
-	var bdb *bolt.DB
-	err := guard(path, func() error {
-		var err error
-		bdb, err = bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: DefaultLockTimeout})
-		return err
-	})
+	bdb, err := openReadOnly(path)
 	if err != nil {
 		return fmt.Errorf("check %s: %w", path, err)
 	}
@@ -361,6 +356,16 @@ func CheckFile(path string) error {
 		err = fmt.Errorf("check %s: %w", path, cerr)
 	}
 	return err
+}
+
+// openReadOnly opens the closed database file at path read-only under
+// guard, so that a page bbolt cannot map is ErrDamaged, not a crash.
+func openReadOnly(path string) (bdb *bolt.DB, err error) {
+	err = guard(path, func() error {
+		bdb, err = bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: DefaultLockTimeout})
+		return err
+	})
+	return bdb, err
 }
 
 // maxCheckErrors is how many of bbolt's findings a failed check lists.

@@ -58,12 +58,7 @@ func InspectSnapshot(path string) (SnapshotInfo, error) {
 		return SnapshotInfo{}, fmt.Errorf("%s: %w: meta page %d is damaged", path, ErrDamaged, layout.DamagedMeta)
 	}
 	info := SnapshotInfo{Path: path, Size: layout.Size, Txid: layout.Txid}
-	var bdb *bolt.DB
-	err = guard(path, func() error {
-		var err error
-		bdb, err = bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: DefaultLockTimeout})
-		return err
-	})
+	bdb, err := openReadOnly(path)
 	if err != nil {
 		if errors.Is(err, bolterrors.ErrTimeout) {
 			return SnapshotInfo{}, fmt.Errorf("%s: %w (a server has it open)", path, ErrLocked)
