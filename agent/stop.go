@@ -43,7 +43,7 @@ const goodbyeWait = 5 * time.Second
 // stop runs when Run's ctx ends: it does what the stop mode says and then
 // ends the sessions (endSessions).
 func (a *Agent) stop(endSessions func()) {
-	running := len(a.snapshotTasks())
+	running := a.taskCount()
 	switch a.cfg.OnStop {
 	case Detach:
 		a.log.Info("stopping: detaching from the jobs", "jobs", running)
@@ -52,7 +52,7 @@ func (a *Agent) stop(endSessions func()) {
 	case Drain:
 		a.log.Info("stopping: draining", "jobs", running, "wait", a.cfg.DrainTimeout)
 		a.goodbye(true, running, 0)
-		ended := a.waitDelivered(time.Now().Add(a.cfg.DrainTimeout))
+		a.waitDelivered(time.Now().Add(a.cfg.DrainTimeout))
 		left := a.snapshotTasks()
 		stopped := 0
 		for _, t := range left {
@@ -64,11 +64,10 @@ func (a *Agent) stop(endSessions func()) {
 		}
 		if stopped > 0 {
 			a.log.Info("drain time ran out: stopping the jobs left", "jobs", stopped, "grace", a.cfg.KillGrace)
-			ended = a.waitDelivered(time.Now().Add(a.cfg.KillGrace + goodbyeWait))
+			a.waitDelivered(time.Now().Add(a.cfg.KillGrace + goodbyeWait))
 		}
-		undelivered := len(a.snapshotTasks())
+		undelivered := a.taskCount()
 		a.log.Info("drained", "jobs_ended", running-stopped, "jobs_stopped", stopped, "undelivered", undelivered)
-		_ = ended
 		endSessions()
 	default:
 		endSessions()
@@ -125,19 +124,21 @@ func (a *Agent) goodbye(drain bool, running int, wait time.Duration) {
 }
 
 // waitDelivered waits until the agent holds no task (every result
-// delivered and acknowledged) or the deadline passes; it reports which.
-func (a *Agent) waitDelivered(deadline time.Time) bool {
+// delivered and acknowledged) or the deadline passes.
+func (a *Agent) waitDelivered(deadline time.Time) {
 	tick := time.NewTicker(stopPoll)
 	defer tick.Stop()
-	for {
-		if len(a.snapshotTasks()) == 0 {
-			return true
-		}
-		if !time.Now().Before(deadline) {
-			return false
-		}
+	for a.taskCount() > 0 && time.Now().Before(deadline) {
 		<-tick.C
 	}
+}
+
+// taskCount returns the number of tasks the agent holds, without copying
+// them (a drain polls it).
+func (a *Agent) taskCount() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.tasks)
 }
 
 // joinPids is "12" or "12, 34" ("none" for no pid).

@@ -172,7 +172,7 @@ const supReadBuffer = 64 << 10
 // errFrameTooLarge is returned by readFrame for a frame over maxSupFrame.
 var errFrameTooLarge = errors.New("frame too large")
 
-// writeFrame appends m as one frame to buf and returns it.
+// appendFrame appends m as one frame to buf and returns it.
 func appendFrame(buf []byte, m *supMsg) ([]byte, error) {
 	b, err := json.Marshal(m)
 	if err != nil {
