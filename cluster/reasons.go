@@ -39,6 +39,9 @@ type reasonCache struct {
 	gen     uint64                     // guarded by mu: of workerMap, when workers was taken
 	workers []scheduler.WorkerStatus   // guarded by mu
 	shapes  map[shapeKey]scheduler.Why // guarded by mu
+	// readyFor is, per shape asked about, the ready workers that could
+	// ever take it (Cluster.readyFor); each slice is never modified.
+	readyFor map[shapeKey][]scheduler.WorkerStatus // guarded by mu
 }
 
 // shapeKey is a waiting job's shape: what it asks of a worker.
@@ -63,6 +66,7 @@ func (s *Cluster) statuses(c *reasonCache) []scheduler.WorkerStatus {
 	})
 	c.gen, c.valid = gen, true
 	c.shapes = make(map[shapeKey]scheduler.Why)
+	c.readyFor = make(map[shapeKey][]scheduler.WorkerStatus)
 	return c.workers
 }
 
@@ -366,18 +370,28 @@ func (s *Cluster) ahead(sl slot, pos int) (n int, atLeast bool) {
 	return n, atLeast
 }
 
-// readyFor returns the ready workers that could ever take the entry e.
-// The caller holds mu.
+// readyFor returns the ready workers that could ever take the entry e,
+// cached per shape for the workers' generation (as unfit is); the caller
+// must not modify the slice. The caller holds mu.
 func (s *Cluster) readyFor(e *entry) []scheduler.WorkerStatus {
-	sel := s.wait.selectors.get(e.selector)
+	key := s.shapeOf(e)
 	c := &s.reasons
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	ws := s.statuses(c)
+	if out, ok := c.readyFor[key]; ok {
+		return out
+	}
+	sel := s.wait.selectors.get(e.selector)
 	var out []scheduler.WorkerStatus
-	for _, w := range s.statuses(c) {
-		if scheduler.Placeable(e.res, sel, []scheduler.WorkerStatus{w}) {
-			out = append(out, w)
+	for i := range ws {
+		if scheduler.Placeable(e.res, sel, ws[i:i+1]) {
+			out = append(out, ws[i])
 		}
 	}
+	if len(c.readyFor) >= maxCachedShapes {
+		clear(c.readyFor)
+	}
+	c.readyFor[key] = out
 	return out
 }
