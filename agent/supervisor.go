@@ -228,16 +228,23 @@ func checkPeer(c *net.UnixConn) error {
 
 // supConn is one connection. Control messages go out in the order queued;
 // progress is coalesced: what goes out is the sizes at the time of sending.
+// Whoever holds the writing turn sends everything queued: the goroutine
+// that queued a started or an exit sends it itself (flush) rather than
+// waking the writer, which sends the rest.
 type supConn struct {
 	s    *supervisor
 	c    *net.UnixConn
 	wake chan struct{}
 	done chan struct{} // closed by close
 
-	mu     sync.Mutex
-	queue  []*supMsg            // guarded by mu
-	dirty  map[*supAttempt]bool // guarded by mu
-	closed bool                 // guarded by mu
+	mu      sync.Mutex
+	queue   []*supMsg            // guarded by mu
+	dirty   map[*supAttempt]bool // guarded by mu
+	closed  bool                 // guarded by mu
+	writing bool                 // guarded by mu: someone is sending; the fields below are theirs
+	out     []*supMsg
+	sizes   []*supAttempt
+	buf     []byte
 }
 
 func (c *supConn) close() {
@@ -250,13 +257,19 @@ func (c *supConn) close() {
 	}
 }
 
+// push queues m for the writer.
 func (c *supConn) push(m *supMsg) {
+	c.enqueue(m)
+	c.poke()
+}
+
+// enqueue queues m, to be sent by the caller's flush (or the writer's).
+func (c *supConn) enqueue(m *supMsg) {
 	c.mu.Lock()
 	if !c.closed {
 		c.queue = append(c.queue, m)
 	}
 	c.mu.Unlock()
-	c.poke()
 }
 
 func (c *supConn) progress(sa *supAttempt) {
@@ -273,41 +286,61 @@ func (c *supConn) poke() {
 	}
 }
 
-// write sends what is queued, then the sizes of the attempts that wrote,
-// until the connection closes.
+// write sends what is queued, each time it is woken, until the
+// connection closes.
 func (c *supConn) write() {
-	var buf []byte
-	var queue []*supMsg
-	var dirty []*supAttempt
 	for {
 		select {
 		case <-c.done:
 			return
 		case <-c.wake:
 		}
+		if !c.flush() {
+			return
+		}
+	}
+}
+
+// flush sends what is queued, then the sizes of the attempts that wrote,
+// unless another goroutine is sending (it sends what was queued before it
+// let go); false once the connection broke. Called without s.mu: a write
+// may block on an agent that does not read.
+func (c *supConn) flush() bool {
+	for {
 		c.mu.Lock()
-		queue, c.queue = c.queue, queue[:0]
+		if c.writing || c.closed || len(c.queue) == 0 && len(c.dirty) == 0 {
+			ok := !c.closed
+			c.mu.Unlock()
+			return ok
+		}
+		c.writing = true
+		c.out, c.queue = c.queue, c.out[:0]
 		for sa := range c.dirty {
-			dirty = append(dirty, sa)
+			c.sizes = append(c.sizes, sa)
 		}
 		clear(c.dirty)
 		c.mu.Unlock()
-		buf = buf[:0]
-		for _, m := range queue {
+		buf := c.buf[:0]
+		for _, m := range c.out {
 			var err error
 			if buf, err = appendFrame(buf, m); err != nil {
 				c.s.log.Error("supervisor message dropped", "err", err)
 			}
 		}
-		for _, sa := range dirty {
+		for _, sa := range c.sizes {
 			buf, _ = appendFrame(buf, &supMsg{Op: opProgress, Job: sa.ref.job, Attempt: sa.ref.attempt,
 				Out: sa.att.Output().Size(), Err: sa.att.Stderr().Size()})
 		}
-		clear(queue)
-		dirty = dirty[:0]
-		if _, err := c.c.Write(buf); err != nil {
+		clear(c.out)
+		clear(c.sizes)
+		c.out, c.sizes, c.buf = c.out[:0], c.sizes[:0], buf
+		_, err := c.c.Write(buf)
+		c.mu.Lock()
+		c.writing = false
+		c.mu.Unlock()
+		if err != nil {
 			c.s.drop(c, err)
-			return
+			return false
 		}
 	}
 }
@@ -588,17 +621,21 @@ func (s *supervisor) start(sa *supAttempt, w wireSpec) {
 	close(sa.ready)
 	// A job may have ended already (a fast one often has): it is reported
 	// as any other, started first, then its exit with its sizes.
-	if c := s.conn.Load(); c != nil {
+	c := s.conn.Load()
+	if c != nil {
 		if started {
 			pid, at, _ := att.Started()
-			c.push(&supMsg{Op: opStarted, Job: r.job, Attempt: r.attempt, Pid: pid, At: at.UnixNano(),
+			c.enqueue(&supMsg{Op: opStarted, Job: r.job, Attempt: r.attempt, Pid: pid, At: at.UnixNano(),
 				Out: att.Output().Size(), Err: att.Stderr().Size()})
 		} else {
-			c.push(&supMsg{Op: opExit, Job: r.job, Attempt: r.attempt, Exit: toWireExit(att.Exit())})
+			c.enqueue(&supMsg{Op: opExit, Job: r.job, Attempt: r.attempt, Exit: toWireExit(att.Exit())})
 		}
 	}
 	sa.ended = !started
 	s.mu.Unlock()
+	if c != nil {
+		c.flush() // sent from here: the agent waits on it, and waking the writer costs a hop
+	}
 	s.replay(sa)
 	if !started {
 		s.poke()
@@ -607,11 +644,15 @@ func (s *supervisor) start(sa *supAttempt, w wireSpec) {
 	<-att.Done()
 	s.mu.Lock()
 	sa.ended = true
-	if c := s.conn.Load(); c != nil {
-		c.push(&supMsg{Op: opExit, Job: r.job, Attempt: r.attempt, Exit: toWireExit(att.Exit()),
+	c = s.conn.Load()
+	if c != nil {
+		c.enqueue(&supMsg{Op: opExit, Job: r.job, Attempt: r.attempt, Exit: toWireExit(att.Exit()),
 			Out: att.Output().Size(), Err: att.Stderr().Size()})
 	}
 	s.mu.Unlock()
+	if c != nil {
+		c.flush()
+	}
 }
 
 // replay applies, in order, what the agent said about sa while it was
