@@ -12,6 +12,7 @@ import (
 
 	"github.com/hodei-jobs/hodei/auth"
 	"github.com/hodei-jobs/hodei/store"
+	"github.com/hodei-jobs/hodei/ui"
 )
 
 func (s *Server) httpHandler() http.Handler {
@@ -23,6 +24,11 @@ func (s *Server) httpHandler() http.Handler {
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle("GET /metrics", s.requireHTTP(auth.Metrics,
 		promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{Registry: s.metrics.reg})))
+	// The web page (ui/): open, like any static file; what it shows comes
+	// from /v1/ with the user's token.
+	page := ui.Handler()
+	mux.Handle("GET /{$}", page)
+	mux.Handle("GET "+ui.Prefix, page)
 	return mux
 }
 

@@ -1,0 +1,154 @@
+// Pipelines: the list, and one pipeline as its DAG drawn in SVG, each
+// step coloured by the state of its jobs, live from /v1/events.
+
+import { get, post } from '../api.js';
+import { h, svg } from '../dom.js';
+import { subscribe } from '../events.js';
+import { badge, enumName, jobState, num, shortId, terminal, timeEl } from '../format.js';
+
+const shown = 200; // rows of the list drawn at most
+
+const pipeState = (p) => enumName(p && p.state, 'PIPELINE_STATE_') || 'PENDING';
+
+export async function renderList(root, ctx) {
+  const r = await get('/v1/pipelines', {}, ctx.signal);
+  const all = (r.pipelines || []).slice().sort((a, b) => num(b.pipeline.createdUnixNano) - num(a.pipeline.createdUnixNano) || (a.pipeline.id < b.pipeline.id ? 1 : -1));
+  const tbody = h('tbody#pipelines-body');
+  for (const p of all.slice(0, shown)) {
+    const pl = p.pipeline;
+    tbody.append(h('tr', { 'data-id': pl.id },
+      h('td.mono', h('a', { href: '#/pipelines/' + encodeURIComponent(pl.id), title: pl.id }, shortId(pl.id))),
+      h('td', pl.name || ''), h('td.hide-s', pl.tenant || ''), h('td', badge(pipeState(p))),
+      h('td.num', (pl.steps || []).length), h('td.hide-s', timeEl(pl.createdUnixNano))));
+  }
+  root.append(h('h1', 'Pipelines'),
+    h('p.summary', all.length ? `${all.length} pipeline${all.length === 1 ? '' : 's'}, newest first` +
+      (all.length > shown ? ` (the newest ${shown} shown)` : '') : 'No pipeline yet. Run one with hodei pipeline run FILE.'),
+    h('div.scroll', h('table.list', h('thead', h('tr', h('th', 'ID'), h('th', 'Name'), h('th.hide-s', 'Tenant'), h('th', 'State'), h('th.num', 'Steps'), h('th.hide-s', 'Created'))), tbody)));
+}
+
+// stepState is a step's state from its jobs' states.
+export function stepState(states) {
+  if (!states.length) return 'PENDING';
+  if (states.some((s) => s === 'RUNNING' || s === 'SCHEDULED')) return 'RUNNING';
+  if (states.every((s) => s === 'COMPLETED')) return 'COMPLETED';
+  if (states.some((s) => s === 'FAILED')) return 'FAILED';
+  if (states.every(terminal)) return states.some((s) => s === 'CANCELLED') ? 'CANCELLED' : 'COMPLETED';
+  if (states.some((s) => s === 'COMPLETED')) return 'RUNNING';
+  return 'PENDING';
+}
+
+// layout places each step in a column by the length of the longest chain
+// of needs before it, and returns {col, row} by step name.
+export function layout(steps) {
+  const by = new Map(steps.map((s) => [s.name, s]));
+  const depth = new Map();
+  const visit = (name, seen) => {
+    if (depth.has(name)) return depth.get(name);
+    if (seen.has(name)) return 0; // a cycle cannot pass validation; do not loop anyway
+    seen.add(name);
+    const s = by.get(name);
+    let d = 0;
+    for (const n of (s && s.needs) || []) if (by.has(n)) d = Math.max(d, visit(n, seen) + 1);
+    depth.set(name, d);
+    return d;
+  };
+  for (const s of steps) visit(s.name, new Set());
+  const rows = [];
+  const pos = new Map();
+  for (const s of steps) {
+    const c = depth.get(s.name);
+    rows[c] = (rows[c] || 0);
+    pos.set(s.name, { col: c, row: rows[c]++ });
+  }
+  return { pos, cols: rows.length, rowsMax: Math.max(1, ...rows) };
+}
+
+const W = 168, H = 54, GX = 56, GY = 18, PAD = 12;
+
+function drawGraph(p, jobsById) {
+  const steps = (p.pipeline && p.pipeline.steps) || [];
+  const { pos, cols, rowsMax } = layout(steps);
+  const width = PAD * 2 + cols * W + (cols - 1) * GX;
+  const height = PAD * 2 + rowsMax * H + (rowsMax - 1) * GY;
+  const g = svg('svg', { id: 'dag', viewBox: `0 0 ${width} ${height}`, width, height, role: 'img', 'aria-label': 'pipeline graph' });
+  g.append(svg('defs', {}, svg('marker', { id: 'arrow', viewBox: '0 0 10 10', refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: 'auto-start-reverse' },
+    svg('path', { d: 'M0,0 L10,5 L0,10 z', class: 'arrowhead' }))));
+  const xy = (name) => { const q = pos.get(name); return [PAD + q.col * (W + GX), PAD + q.row * (H + GY)]; };
+  for (const s of steps) {
+    for (const n of s.needs || []) {
+      if (!pos.has(n)) continue;
+      const [x1, y1] = xy(n);
+      const [x2, y2] = xy(s.name);
+      const ax = x1 + W, ay = y1 + H / 2, bx = x2, by = y2 + H / 2;
+      const mx = (ax + bx) / 2;
+      g.append(svg('path', { class: 'edge', d: `M${ax},${ay} C${mx},${ay} ${mx},${by} ${bx - 2},${by}`, 'marker-end': 'url(#arrow)' }));
+    }
+  }
+  for (const s of steps) {
+    const states = (s.jobs || []).map((id) => jobState(jobsById.get(id) || {}));
+    const st = stepState(states.map((x) => (x === 'UNSPECIFIED' ? 'PENDING' : x)));
+    const [x, y] = xy(s.name);
+    const done = states.filter((x) => x === 'COMPLETED').length;
+    const first = (s.jobs || [])[0];
+    const node = svg('a', { href: first ? '#/jobs/' + encodeURIComponent(first) : '#', class: 'node s-' + st.toLowerCase(), 'data-step': s.name, 'data-state': st },
+      svg('title', {}, `${s.name}: ${st}${s.jobs && s.jobs.length > 1 ? ` (${done} of ${s.jobs.length} jobs completed)` : ''}`),
+      svg('rect', { x, y, width: W, height: H, rx: 8 }),
+      svg('text', { x: x + 12, y: y + 22, class: 'step-name' }, s.name.length > 20 ? s.name.slice(0, 19) + '…' : s.name),
+      svg('text', { x: x + 12, y: y + 42, class: 'step-state' }, st + (s.jobs && s.jobs.length > 1 ? ` ${done}/${s.jobs.length}` : '')));
+    g.append(node);
+  }
+  return g;
+}
+
+export async function renderOne(root, ctx, id) {
+  let p = await get('/v1/pipelines/' + encodeURIComponent(id), {}, ctx.signal);
+  id = p.pipeline.id;
+  const jobsById = new Map((p.jobs || []).map((j) => [j.id, j]));
+  const head = h('div.head');
+  const graph = h('div.dag-wrap.card#pipeline-graph');
+  const stepsBody = h('tbody#steps-body');
+  root.append(h('p.crumbs', h('a', { href: '#/pipelines' }, 'Pipelines'), ' / ', id), head,
+    h('p.summary', `tenant ${p.pipeline.tenant || 'default'} · created `, timeEl(p.pipeline.createdUnixNano)), graph,
+    h('h2', 'Steps'), h('div.scroll', h('table.list', h('thead', h('tr', h('th', 'Step'), h('th', 'Needs'), h('th', 'Jobs'))), stepsBody)));
+
+  const draw = () => {
+    head.replaceChildren(h('h1', p.pipeline.name || 'Pipeline', ' ', badge(pipeState(p))));
+    if (ctx.can('cancel') && !terminal(pipeState(p))) {
+      head.append(h('button.danger#cancel-pipeline', {
+        type: 'button',
+        onclick: async () => {
+          if (!confirm(`Cancel pipeline ${p.pipeline.name || ''} ${id} and every step not finished?`)) return;
+          try { await post(`/v1/pipelines/${encodeURIComponent(id)}:cancel`, { reason: 'cancelled from the web page' }); ctx.flash('Cancel requested.', 'ok'); refresh(); } catch (e) { ctx.flash(e); }
+        },
+      }, 'Cancel pipeline'));
+    }
+    graph.replaceChildren(drawGraph(p, jobsById));
+    stepsBody.replaceChildren(...((p.pipeline.steps || []).map((s) => h('tr', { 'data-step': s.name },
+      h('td', s.name), h('td', (s.needs || []).join(', ')),
+      h('td', (s.jobs || []).map((jid) => { const j = jobsById.get(jid) || {}; return h('span.jobref', h('a.mono', { href: '#/jobs/' + encodeURIComponent(jid) }, shortId(jid)), ' ', badge(jobState(j))); }))))));
+  };
+  draw();
+
+  let refreshing = null;
+  const refresh = () => {
+    if (refreshing) return;
+    refreshing = get('/v1/pipelines/' + encodeURIComponent(id), {}, ctx.signal).then((np) => {
+      p = np;
+      for (const j of p.jobs || []) { const old = jobsById.get(j.id); if (!old || num(j.version) >= num(old.version)) jobsById.set(j.id, j); }
+      draw();
+    }).catch((e) => { if (!ctx.signal.aborted) ctx.flash(e); }).finally(() => { refreshing = null; });
+  };
+  subscribe({ pipeline: id }, {
+    job: (j) => {
+      const old = jobsById.get(j.id);
+      if (old && num(j.version) < num(old.version)) return;
+      const known = !!old;
+      jobsById.set(j.id, j);
+      if (!known) { refresh(); return; } // a step's jobs were made: read the pipeline again
+      draw();
+      if (terminal(jobState(j))) refresh(); // the pipeline's own state may have changed
+    },
+    pipeline: () => refresh(),
+  }, ctx.signal);
+}
