@@ -1,0 +1,220 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// TestWebPage drives the web page in headless Chromium against a real
+// `hodei serve --dev` (server and agent, real jobs): log in with a token;
+// a job submitted through the REST API appears on the jobs page without
+// a reload; its page shows its output as it arrives, rendered as a
+// terminal (colours, a \r progress line, an OSC title dropped); it is
+// cancelled from the page after a confirm dialog and shows CANCELLED; a
+// pipeline's page draws its graph and shows its steps turn COMPLETED; a
+// viewer sees no cancel button and gets 403 when it calls the API anyway.
+// It writes a screenshot of each page (and of the jobs page on a phone)
+// under its temp dir, and also to $HODEI_SCREENS_DIR when set.
+func TestWebPage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: the browser test starts Chromium and a server")
+	}
+	exe := findChromium(t)
+	dir := t.TempDir()
+	shots := filepath.Join(dir, "screens")
+	if err := os.Mkdir(shots, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(dir, "data")
+	srv := startServer(t, data, "--dev", "--slots", "4")
+	base := "http://" + srv.httpAddr
+	admin := credsOf(t, data).token
+	var workers struct {
+		Workers []struct{ State string }
+	}
+	eventually(t, 30*time.Second, "the dev agent READY", func() bool {
+		restCall(t, "GET", base+"/v1/workers", admin, nil, &workers)
+		return len(workers.Workers) == 1 && workers.Workers[0].State == "WORKER_STATE_READY"
+	})
+	out, errOut, code := hodei(t, srv.grpcAddr, "token", "create", "--role", "viewer", "--name", "ui-viewer")
+	if code != 0 {
+		t.Fatalf("token create --role viewer: exit %d: %s", code, errOut)
+	}
+	viewer := strings.TrimSpace(out)
+	// Something on the cron page.
+	restCall(t, "POST", base+"/v1/cron", admin, map[string]any{"schedule": map[string]any{
+		"name": "nightly-report", "schedule": "0 3 * * *", "job": map[string]any{"command": []string{"true"}},
+	}}, &map[string]any{})
+
+	alloc := browserAllocator(t, exe)
+	page := newTab(t, alloc, base, shots)
+	page.login(admin)
+	page.wait("the overview", "document.querySelector('#ov-workers') && document.querySelector('#ov-workers').textContent.includes('ready')")
+	var role string
+	page.eval("document.querySelector('#role').textContent", &role)
+	if role != "admin" {
+		t.Fatalf("the page shows role %q, want admin", role)
+	}
+
+	// The jobs page, live: a job submitted through the REST API appears
+	// without a reload (the marker set on window survives only if the
+	// document was never reloaded).
+	page.goTo("#/jobs")
+	page.wait("the jobs page's live stream", "document.querySelector('#jobs-live.on')")
+	var marked bool
+	page.eval("(window.__noReload = 'still here', true)", &marked)
+	gate := filepath.Join(dir, "gate")
+	script := "printf '\\033]0;evil title\\007'; for i in 1 2 3; do printf '\\033[32mline %d\\033[0m\\n' $i; sleep 0.3; done; " +
+		"while [ ! -e " + gate + " ]; do sleep 0.05; done; " +
+		"printf 'line 4\\n'; printf 'progress 10%%\\rprogress 60%%\\rprogress 100%%\\n'; echo line 5; while true; do sleep 1; done"
+	var sub struct{ ID string }
+	restCall(t, "POST", base+"/v1/jobs", admin, map[string]any{"spec": map[string]any{"name": "ui-loop", "script": script}}, &sub)
+	row := fmt.Sprintf("#jobs-body tr[data-id=%q]", sub.ID)
+	page.wait("the new job's row on the jobs page", fmt.Sprintf("document.querySelector('%s')", row))
+	page.wait("the job RUNNING on the jobs page", fmt.Sprintf("document.querySelector('%s').dataset.state === 'RUNNING'", row))
+	var still string
+	page.eval("window.__noReload || ''", &still)
+	if still != "still here" {
+		t.Fatal("the jobs page reloaded to show the new job")
+	}
+	page.shot("jobs")
+
+	// The job's page: its output arrives live and is rendered as a
+	// terminal would.
+	page.do("open the job", chromedp.Click(chromedp.CSS(row+" a")))
+	page.wait("the job page", "document.querySelector('#job-status') && document.querySelector('#log')")
+	page.wait("the first lines of output", "document.querySelector('#log').textContent.includes('line 3')")
+	var text string
+	page.eval("document.querySelector('#log').textContent", &text)
+	if strings.Contains(text, "line 4") {
+		t.Fatalf("output shows line 4 before the job could print it:\n%s", text)
+	}
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	page.wait("later output arriving live", "document.querySelector('#log').textContent.includes('line 5')")
+	var lines []string
+	page.eval("[...document.querySelectorAll('#log .t-line')].map(e => e.textContent)", &lines)
+	got := strings.Join(lines, "\n")
+	for _, want := range []string{"line 1", "line 2", "line 3", "line 4", "progress 100%", "line 5"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("output lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "progress 10%") || strings.Contains(got, "progress 60%") || strings.Contains(got, "evil title") {
+		t.Errorf("output shows a rewritten progress line or the OSC title:\n%s", got)
+	}
+	var green int
+	page.eval("[...document.querySelectorAll('#log span.f2')].filter(e => /line [123]/.test(e.textContent)).length", &green)
+	if green != 3 {
+		t.Errorf("%d green spans for lines 1-3, want 3 (SGR 32)", green)
+	}
+	page.shot("job")
+
+	// Cancel from the page, through its confirm dialog.
+	page.do("cancel the job", chromedp.Click(chromedp.CSS("#cancel")))
+	page.wait("CANCELLED on the job page", "document.querySelector('#job-status [data-state=CANCELLED]')")
+	if d := page.dialogMessages(); len(d) != 1 || !strings.Contains(d[0], sub.ID) {
+		t.Fatalf("dialogs %q, want one confirm naming %s", d, sub.ID)
+	}
+	var j struct{ State string }
+	restCall(t, "GET", base+"/v1/jobs/"+sub.ID, admin, nil, &j)
+	if j.State != "JOB_STATE_CANCELLED" {
+		t.Fatalf("job state %s after the page's cancel, want CANCELLED", j.State)
+	}
+	page.wait("the cancel button gone", "!document.querySelector('#cancel')")
+
+	// A pipeline: its graph, and its steps turning COMPLETED live. Its
+	// first step waits for a file, so the page sees it before it ends.
+	pgate := filepath.Join(dir, "pgate")
+	var pl struct {
+		Pipeline struct{ ID string }
+	}
+	restCall(t, "POST", base+"/v1/pipelines", admin, map[string]any{"spec": map[string]any{
+		"name": "ui-diamond",
+		"steps": []map[string]any{
+			{"name": "fetch", "spec": map[string]any{"script": "while [ ! -e " + pgate + " ]; do sleep 0.05; done; echo fetched"}},
+			{"name": "build", "needs": []string{"fetch"}, "spec": map[string]any{"command": []string{"echo", "build"}}},
+			{"name": "test", "needs": []string{"fetch"}, "spec": map[string]any{"command": []string{"echo", "test"}}},
+			{"name": "publish", "needs": []string{"build", "test"}, "spec": map[string]any{"command": []string{"echo", "publish"}}},
+		},
+	}}, &pl)
+	page.goTo("#/pipelines/" + pl.Pipeline.ID)
+	page.wait("the pipeline's graph", "document.querySelectorAll('#dag .node').length === 4 && document.querySelectorAll('#dag path.edge').length === 4")
+	var first string
+	page.eval("document.querySelector('#dag .node[data-step=fetch]').dataset.state", &first)
+	if first == "COMPLETED" {
+		t.Fatal("step fetch COMPLETED before its gate opened")
+	}
+	if err := os.WriteFile(pgate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	page.wait("every step COMPLETED, live", "[...document.querySelectorAll('#dag .node')].every(n => n.dataset.state === 'COMPLETED')")
+	page.wait("the pipeline COMPLETED", "document.querySelector('.head h1 [data-state=COMPLETED]')")
+	page.shot("pipeline")
+
+	page.goTo("#/workers")
+	page.wait("the workers page", "document.querySelector('#workers-body tr[data-state=READY] .drain')")
+	page.shot("workers")
+	page.goTo("#/tenants")
+	page.wait("the tenants page", "document.querySelector('#tenants-body tr[data-name=default]')")
+	page.shot("tenants")
+	page.goTo("#/cron")
+	page.wait("the cron page", "document.querySelector('#cron-body tr[data-name=nightly-report] .pause')")
+	page.shot("cron")
+	page.goTo("#/")
+	page.wait("the overview's failures and SLA", "document.querySelector('#ov-failures') && document.querySelector('#ov-sla')")
+	page.shot("overview")
+
+	// A phone-sized screen: the jobs page fits its width.
+	page.do("emulate a phone", chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile, chromedp.EmulateTouch))
+	page.goTo("#/jobs")
+	page.wait("the jobs page on a phone", fmt.Sprintf("document.querySelector('%s')", row))
+	var overflow int
+	page.eval("document.documentElement.scrollWidth - window.innerWidth", &overflow)
+	if overflow > 0 {
+		t.Errorf("the jobs page is %d px wider than a 390 px phone screen", overflow)
+	}
+	page.shot("jobs-phone")
+
+	// A viewer: no cancel button; the API refuses it anyway (403).
+	var run struct{ ID string }
+	restCall(t, "POST", base+"/v1/jobs", admin, map[string]any{"spec": map[string]any{"name": "ui-sleeper", "command": []string{"sleep", "600"}}}, &run)
+	vpage := newTab(t, alloc, base, shots)
+	vpage.login(viewer)
+	vpage.eval("document.querySelector('#role').textContent", &role)
+	if role != "viewer" {
+		t.Fatalf("the viewer's page shows role %q", role)
+	}
+	vpage.goTo("#/jobs/" + run.ID)
+	vpage.wait("the job page for the viewer", "document.querySelector('#job-status [data-state=RUNNING]')")
+	var buttons int
+	vpage.eval("document.querySelectorAll('#cancel, button.danger').length", &buttons)
+	if buttons != 0 {
+		t.Fatalf("the viewer sees %d cancel buttons", buttons)
+	}
+	var refused struct {
+		Status int
+		Text   string
+	}
+	vpage.eval(fmt.Sprintf(`import('/ui/js/api.js').then(api => api.post('/v1/jobs/%s:cancel', {}).then(
+		() => ({status: 200, text: ''}), e => ({status: e.httpStatus, text: e.explain()})))`, run.ID), &refused)
+	if refused.Status != 403 || !strings.Contains(refused.Text, "Refused (403)") {
+		t.Fatalf("the viewer's cancel through the page's API: %d %q, want 403", refused.Status, refused.Text)
+	}
+	if code := restCall(t, "POST", base+"/v1/jobs/"+run.ID+":cancel", viewer, map[string]any{}, nil); code != 403 {
+		t.Fatalf("the viewer's cancel over REST: HTTP %d, want 403", code)
+	}
+	restCall(t, "GET", base+"/v1/jobs/"+run.ID, admin, nil, &j)
+	if j.State != "JOB_STATE_RUNNING" {
+		t.Fatalf("the job is %s after the viewer's refused cancel", j.State)
+	}
+	restCall(t, "POST", base+"/v1/jobs/"+run.ID+":cancel", admin, map[string]any{}, &map[string]any{})
+	copyScreens(t, shots, os.Getenv("HODEI_SCREENS_DIR"))
+}
