@@ -309,7 +309,7 @@ func getHTTP(t *testing.T, srv *serverProc, path string) (int, string) {
 	pool.AppendCertsFromPEM(creds.caPEM)
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	defer hc.CloseIdleConnections()
-	req, err := http.NewRequest("GET", "https://"+srv.httpAddr+path, nil)
+	req, err := http.NewRequest("GET", "http://"+srv.httpAddr+path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,8 @@
 package hodeipb
 
 import (
+	_ "github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2/options"
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
@@ -5637,17 +5639,18 @@ func (x *SnapshotChunk) GetData() []byte {
 }
 
 type Tenant struct {
-	state           protoimpl.MessageState `protogen:"open.v1"`
-	Name            string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Weight          float64                `protobuf:"fixed64,2,opt,name=weight,proto3" json:"weight,omitempty"`                         // fair-share weight; 0 on set: 1
-	MaxQueued       int64                  `protobuf:"varint,3,opt,name=max_queued,json=maxQueued,proto3" json:"max_queued,omitempty"`   // non-terminal jobs; 0: unlimited
-	MaxRunning      *Resources             `protobuf:"bytes,4,opt,name=max_running,json=maxRunning,proto3" json:"max_running,omitempty"` // zero fields: unlimited
-	Burst           float64                `protobuf:"fixed64,5,opt,name=burst,proto3" json:"burst,omitempty"`                           // running-limit multiplier while bursting; 0: none
-	BurstForMs      int64                  `protobuf:"varint,6,opt,name=burst_for_ms,json=burstForMs,proto3" json:"burst_for_ms,omitempty"`
-	CooldownMs      int64                  `protobuf:"varint,7,opt,name=cooldown_ms,json=cooldownMs,proto3" json:"cooldown_ms,omitempty"`
-	Preemptible     bool                   `protobuf:"varint,8,opt,name=preemptible,proto3" json:"preemptible,omitempty"`
-	CreatedUnixNano int64                  `protobuf:"varint,9,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
-	UpdatedUnixNano int64                  `protobuf:"varint,10,opt,name=updated_unix_nano,json=updatedUnixNano,proto3" json:"updated_unix_nano,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// On PUT /v1/tenants/{name}, the name in the path.
+	Name            string     `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Weight          float64    `protobuf:"fixed64,2,opt,name=weight,proto3" json:"weight,omitempty"`                         // fair-share weight; 0 on set: 1
+	MaxQueued       int64      `protobuf:"varint,3,opt,name=max_queued,json=maxQueued,proto3" json:"max_queued,omitempty"`   // non-terminal jobs; 0: unlimited
+	MaxRunning      *Resources `protobuf:"bytes,4,opt,name=max_running,json=maxRunning,proto3" json:"max_running,omitempty"` // zero fields: unlimited
+	Burst           float64    `protobuf:"fixed64,5,opt,name=burst,proto3" json:"burst,omitempty"`                           // running-limit multiplier while bursting; 0: none
+	BurstForMs      int64      `protobuf:"varint,6,opt,name=burst_for_ms,json=burstForMs,proto3" json:"burst_for_ms,omitempty"`
+	CooldownMs      int64      `protobuf:"varint,7,opt,name=cooldown_ms,json=cooldownMs,proto3" json:"cooldown_ms,omitempty"`
+	Preemptible     bool       `protobuf:"varint,8,opt,name=preemptible,proto3" json:"preemptible,omitempty"`
+	CreatedUnixNano int64      `protobuf:"varint,9,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
+	UpdatedUnixNano int64      `protobuf:"varint,10,opt,name=updated_unix_nano,json=updatedUnixNano,proto3" json:"updated_unix_nano,omitempty"`
 	// run_as: the user this tenant's jobs run as on root agents; empty: the
 	// agent's --default-user. "root" also needs the agent's --allow-root.
 	RunAs         string `protobuf:"bytes,11,opt,name=run_as,json=runAs,proto3" json:"run_as,omitempty"`
@@ -7285,6 +7288,79 @@ func (x *CronRunResponse) GetId() string {
 	return ""
 }
 
+// HttpError is the body of every error of the HTTP API (/v1/): code is the
+// gRPC status code's number, status its name (NOT_FOUND), message what
+// went wrong, field the request field at fault when there is one (from
+// the status's google.rpc.BadRequest detail). HTTP only; gRPC callers get
+// the status itself.
+type HttpError struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Code          int32                  `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	Status        string                 `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	Message       string                 `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	Field         string                 `protobuf:"bytes,4,opt,name=field,proto3" json:"field,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HttpError) Reset() {
+	*x = HttpError{}
+	mi := &file_hodei_proto_msgTypes[95]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HttpError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HttpError) ProtoMessage() {}
+
+func (x *HttpError) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[95]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HttpError.ProtoReflect.Descriptor instead.
+func (*HttpError) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{95}
+}
+
+func (x *HttpError) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *HttpError) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *HttpError) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *HttpError) GetField() string {
+	if x != nil {
+		return x.Field
+	}
+	return ""
+}
+
 type Pipeline_Step struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
 	Name              string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -7297,7 +7373,7 @@ type Pipeline_Step struct {
 
 func (x *Pipeline_Step) Reset() {
 	*x = Pipeline_Step{}
-	mi := &file_hodei_proto_msgTypes[102]
+	mi := &file_hodei_proto_msgTypes[103]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7309,7 +7385,7 @@ func (x *Pipeline_Step) String() string {
 func (*Pipeline_Step) ProtoMessage() {}
 
 func (x *Pipeline_Step) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[102]
+	mi := &file_hodei_proto_msgTypes[103]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7357,7 +7433,7 @@ var File_hodei_proto protoreflect.FileDescriptor
 
 const file_hodei_proto_rawDesc = "" +
 	"\n" +
-	"\vhodei.proto\x12\bhodei.v1\"_\n" +
+	"\vhodei.proto\x12\bhodei.v1\x1a\x1cgoogle/api/annotations.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\"_\n" +
 	"\tResources\x12\x1d\n" +
 	"\n" +
 	"cpu_millis\x18\x01 \x01(\x03R\tcpuMillis\x12\x1d\n" +
@@ -7769,9 +7845,10 @@ const file_hodei_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x11\n" +
 	"\x0fSnapshotRequest\"#\n" +
 	"\rSnapshotChunk\x12\x12\n" +
-	"\x04data\x18\x01 \x01(\fR\x04data\"\xf3\x02\n" +
-	"\x06Tenant\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\"\x82\x03\n" +
+	"\x06Tenant\x12!\n" +
+	"\x04name\x18\x01 \x01(\tB\r\x92A\n" +
+	"\xca>\a\xfa\x02\x04nameR\x04name\x12\x16\n" +
 	"\x06weight\x18\x02 \x01(\x01R\x06weight\x12\x1d\n" +
 	"\n" +
 	"max_queued\x18\x03 \x01(\x03R\tmaxQueued\x124\n" +
@@ -7890,7 +7967,12 @@ const file_hodei_proto_rawDesc = "" +
 	"\tschedules\x18\x01 \x03(\v2\x16.hodei.v1.CronScheduleR\tschedules\"\x14\n" +
 	"\x12CronRemoveResponse\"!\n" +
 	"\x0fCronRunResponse\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id*\xb4\x01\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"g\n" +
+	"\tHttpError\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x16\n" +
+	"\x06status\x18\x02 \x01(\tR\x06status\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\x12\x14\n" +
+	"\x05field\x18\x04 \x01(\tR\x05field*\xb4\x01\n" +
 	"\bJobState\x12\x19\n" +
 	"\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11JOB_STATE_PENDING\x10\x01\x12\x17\n" +
@@ -7955,53 +8037,67 @@ const file_hodei_proto_rawDesc = "" +
 	"\vID_KIND_JOB\x10\x01\x12\x11\n" +
 	"\rID_KIND_ARRAY\x10\x02\x12\x14\n" +
 	"\x10ID_KIND_PIPELINE\x10\x03\x12\x12\n" +
-	"\x0eID_KIND_WORKER\x10\x042\xbc\n" +
+	"\x0eID_KIND_WORKER\x10\x042\x85\x14\n" +
 	"\n" +
+	"JobService\x12P\n" +
+	"\x06Submit\x12\x17.hodei.v1.SubmitRequest\x1a\x18.hodei.v1.SubmitResponse\"\x13\x82\xd3\xe4\x93\x02\r:\x01*\"\b/v1/jobs\x12e\n" +
+	"\vSubmitBatch\x12\x1c.hodei.v1.SubmitBatchRequest\x1a\x1d.hodei.v1.SubmitBatchResponse\"\x19\x82\xd3\xe4\x93\x02\x13:\x01*\"\x0e/v1/jobs:batch\x12D\n" +
+	"\x03Get\x12\x17.hodei.v1.GetJobRequest\x1a\r.hodei.v1.Job\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/jobs/{id}\x12O\n" +
+	"\x04List\x12\x19.hodei.v1.ListJobsRequest\x1a\x1a.hodei.v1.ListJobsResponse\"\x10\x82\xd3\xe4\x93\x02\n" +
+	"\x12\b/v1/jobs\x12T\n" +
+	"\x06Cancel\x12\x1a.hodei.v1.CancelJobRequest\x1a\r.hodei.v1.Job\"\x1f\x82\xd3\xe4\x93\x02\x19:\x01*\"\x14/v1/jobs/{id}:cancel\x12\xa8\x03\n" +
+	"\x05Watch\x12\x16.hodei.v1.WatchRequest\x1a\x12.hodei.v1.JobEvent\"\xf0\x02\x92A\xda\x02\x126Server-Sent Events of job, worker and pipeline changes\x1a\x8c\x02Served by a hand-written handler over this RPC, not by the gateway: a text/event-stream whose events carry id (a cursor; resume with the Last-Event-ID header or ?last_event_id=), event (job, worker or pipeline) and data (the JobEvent as JSON). See README.md, HTTP API.:\x11text/event-stream\x82\xd3\xe4\x93\x02\f\x12\n" +
+	"/v1/events0\x01\x12\xa3\x03\n" +
+	"\x04Logs\x12\x15.hodei.v1.LogsRequest\x1a\x11.hodei.v1.LogData\"\xee\x02\x92A\xd0\x02\x12$A job's output as Server-Sent Events\x1a\x94\x02Served by a hand-written handler over this RPC, not by the gateway: a text/event-stream of the output from ?offset=, each event's data the bytes in base64 and its id the offset after them (resume with Last-Event-ID); with ?follow=1 until the job ends. See README.md, HTTP API.:\x11text/event-stream\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/jobs/{id}/logs0\x01\x12m\n" +
+	"\vCancelArray\x12\x1c.hodei.v1.CancelArrayRequest\x1a\x1d.hodei.v1.CancelArrayResponse\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/arrays/{id}:cancel\x12_\n" +
+	"\vRunPipeline\x12\x1c.hodei.v1.RunPipelineRequest\x1a\x18.hodei.v1.PipelineStatus\"\x18\x82\xd3\xe4\x93\x02\x12:\x01*\"\r/v1/pipelines\x12a\n" +
+	"\vGetPipeline\x12\x1c.hodei.v1.GetPipelineRequest\x1a\x18.hodei.v1.PipelineStatus\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/pipelines/{id}\x12g\n" +
+	"\rListPipelines\x12\x1e.hodei.v1.ListPipelinesRequest\x1a\x1f.hodei.v1.ListPipelinesResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/pipelines\x12q\n" +
+	"\x0eCancelPipeline\x12\x1f.hodei.v1.CancelPipelineRequest\x1a\x18.hodei.v1.PipelineStatus\"$\x82\xd3\xe4\x93\x02\x1e:\x01*\"\x19/v1/pipelines/{id}:cancel\x12?\n" +
+	"\x06Attach\x12\x17.hodei.v1.AttachRequest\x1a\x18.hodei.v1.AttachResponse(\x010\x01\x12S\n" +
+	"\aResolve\x12\x18.hodei.v1.ResolveRequest\x1a\x19.hodei.v1.ResolveResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\v/v1/resolve\x12P\n" +
+	"\aCronAdd\x12\x18.hodei.v1.CronAddRequest\x1a\x16.hodei.v1.CronSchedule\"\x13\x82\xd3\xe4\x93\x02\r:\x01*\"\b/v1/cron\x12S\n" +
+	"\bCronList\x12\x19.hodei.v1.CronListRequest\x1a\x1a.hodei.v1.CronListResponse\"\x10\x82\xd3\xe4\x93\x02\n" +
+	"\x12\b/v1/cron\x12M\n" +
+	"\aCronGet\x12\x11.hodei.v1.CronRef\x1a\x16.hodei.v1.CronSchedule\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/cron/{name}\x12X\n" +
+	"\tCronPause\x12\x11.hodei.v1.CronRef\x1a\x16.hodei.v1.CronSchedule\" \x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/v1/cron/{name}:pause\x12Z\n" +
 	"\n" +
-	"JobService\x12;\n" +
-	"\x06Submit\x12\x17.hodei.v1.SubmitRequest\x1a\x18.hodei.v1.SubmitResponse\x12J\n" +
-	"\vSubmitBatch\x12\x1c.hodei.v1.SubmitBatchRequest\x1a\x1d.hodei.v1.SubmitBatchResponse\x12-\n" +
-	"\x03Get\x12\x17.hodei.v1.GetJobRequest\x1a\r.hodei.v1.Job\x12=\n" +
-	"\x04List\x12\x19.hodei.v1.ListJobsRequest\x1a\x1a.hodei.v1.ListJobsResponse\x123\n" +
-	"\x06Cancel\x12\x1a.hodei.v1.CancelJobRequest\x1a\r.hodei.v1.Job\x125\n" +
-	"\x05Watch\x12\x16.hodei.v1.WatchRequest\x1a\x12.hodei.v1.JobEvent0\x01\x122\n" +
-	"\x04Logs\x12\x15.hodei.v1.LogsRequest\x1a\x11.hodei.v1.LogData0\x01\x12J\n" +
-	"\vCancelArray\x12\x1c.hodei.v1.CancelArrayRequest\x1a\x1d.hodei.v1.CancelArrayResponse\x12E\n" +
-	"\vRunPipeline\x12\x1c.hodei.v1.RunPipelineRequest\x1a\x18.hodei.v1.PipelineStatus\x12E\n" +
-	"\vGetPipeline\x12\x1c.hodei.v1.GetPipelineRequest\x1a\x18.hodei.v1.PipelineStatus\x12P\n" +
-	"\rListPipelines\x12\x1e.hodei.v1.ListPipelinesRequest\x1a\x1f.hodei.v1.ListPipelinesResponse\x12K\n" +
-	"\x0eCancelPipeline\x12\x1f.hodei.v1.CancelPipelineRequest\x1a\x18.hodei.v1.PipelineStatus\x12?\n" +
-	"\x06Attach\x12\x17.hodei.v1.AttachRequest\x1a\x18.hodei.v1.AttachResponse(\x010\x01\x12>\n" +
-	"\aResolve\x12\x18.hodei.v1.ResolveRequest\x1a\x19.hodei.v1.ResolveResponse\x12;\n" +
-	"\aCronAdd\x12\x18.hodei.v1.CronAddRequest\x1a\x16.hodei.v1.CronSchedule\x12A\n" +
-	"\bCronList\x12\x19.hodei.v1.CronListRequest\x1a\x1a.hodei.v1.CronListResponse\x124\n" +
-	"\aCronGet\x12\x11.hodei.v1.CronRef\x1a\x16.hodei.v1.CronSchedule\x126\n" +
-	"\tCronPause\x12\x11.hodei.v1.CronRef\x1a\x16.hodei.v1.CronSchedule\x127\n" +
+	"CronResume\x12\x11.hodei.v1.CronRef\x1a\x16.hodei.v1.CronSchedule\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/cron/{name}:resume\x12V\n" +
 	"\n" +
-	"CronResume\x12\x11.hodei.v1.CronRef\x1a\x16.hodei.v1.CronSchedule\x12=\n" +
-	"\n" +
-	"CronRemove\x12\x11.hodei.v1.CronRef\x1a\x1c.hodei.v1.CronRemoveResponse\x127\n" +
-	"\aCronRun\x12\x11.hodei.v1.CronRef\x1a\x19.hodei.v1.CronRunResponse2\x85\x01\n" +
+	"CronRemove\x12\x11.hodei.v1.CronRef\x1a\x1c.hodei.v1.CronRemoveResponse\"\x17\x82\xd3\xe4\x93\x02\x11*\x0f/v1/cron/{name}\x12W\n" +
+	"\aCronRun\x12\x11.hodei.v1.CronRef\x1a\x19.hodei.v1.CronRunResponse\"\x1e\x82\xd3\xe4\x93\x02\x18:\x01*\"\x13/v1/cron/{name}:run2\x85\x01\n" +
 	"\fAgentService\x12>\n" +
 	"\aConnect\x12\x16.hodei.v1.AgentMessage\x1a\x17.hodei.v1.ServerMessage(\x010\x01\x125\n" +
-	"\x04Join\x12\x15.hodei.v1.JoinRequest\x1a\x16.hodei.v1.JoinResponse2\xa0\b\n" +
-	"\fAdminService\x12J\n" +
-	"\vListWorkers\x12\x1c.hodei.v1.ListWorkersRequest\x1a\x1d.hodei.v1.ListWorkersResponse\x12=\n" +
-	"\vDrainWorker\x12\x1c.hodei.v1.DrainWorkerRequest\x1a\x10.hodei.v1.Worker\x12@\n" +
-	"\bSnapshot\x12\x19.hodei.v1.SnapshotRequest\x1a\x17.hodei.v1.SnapshotChunk0\x01\x12?\n" +
-	"\tSetTenant\x12\x1a.hodei.v1.SetTenantRequest\x1a\x16.hodei.v1.TenantStatus\x12?\n" +
-	"\tGetTenant\x12\x1a.hodei.v1.GetTenantRequest\x1a\x16.hodei.v1.TenantStatus\x12J\n" +
-	"\vListTenants\x12\x1c.hodei.v1.ListTenantsRequest\x1a\x1d.hodei.v1.ListTenantsResponse\x12M\n" +
-	"\fDeleteTenant\x12\x1d.hodei.v1.DeleteTenantRequest\x1a\x1e.hodei.v1.DeleteTenantResponse\x12?\n" +
-	"\fRevokeWorker\x12\x1d.hodei.v1.RevokeWorkerRequest\x1a\x10.hodei.v1.Worker\x12M\n" +
-	"\fRemoveWorker\x12\x1d.hodei.v1.RemoveWorkerRequest\x1a\x1e.hodei.v1.RemoveWorkerResponse\x12J\n" +
-	"\vCreateToken\x12\x1c.hodei.v1.CreateTokenRequest\x1a\x1d.hodei.v1.CreateTokenResponse\x12G\n" +
+	"\x04Join\x12\x15.hodei.v1.JoinRequest\x1a\x16.hodei.v1.JoinResponse2\xfe\f\n" +
+	"\fAdminService\x12_\n" +
+	"\vListWorkers\x12\x1c.hodei.v1.ListWorkersRequest\x1a\x1d.hodei.v1.ListWorkersResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\v/v1/workers\x12`\n" +
+	"\vDrainWorker\x12\x1c.hodei.v1.DrainWorkerRequest\x1a\x10.hodei.v1.Worker\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/workers/{id}:drain\x12\x9a\x02\n" +
+	"\bSnapshot\x12\x19.hodei.v1.SnapshotRequest\x1a\x17.hodei.v1.SnapshotChunk\"\xd7\x01\x92A\xbf\x01\x12&A consistent copy of the database file\x1a{Served by a hand-written handler over this RPC, not by the gateway: the raw bytes of the file, as application/octet-stream.:\x18application/octet-stream\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/snapshot0\x01\x12e\n" +
+	"\tSetTenant\x12\x1a.hodei.v1.SetTenantRequest\x1a\x16.hodei.v1.TenantStatus\"$\x82\xd3\xe4\x93\x02\x1e:\x01*\x1a\x19/v1/tenants/{tenant.name}\x12[\n" +
+	"\tGetTenant\x12\x1a.hodei.v1.GetTenantRequest\x1a\x16.hodei.v1.TenantStatus\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/tenants/{name}\x12_\n" +
+	"\vListTenants\x12\x1c.hodei.v1.ListTenantsRequest\x1a\x1d.hodei.v1.ListTenantsResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\v/v1/tenants\x12i\n" +
+	"\fDeleteTenant\x12\x1d.hodei.v1.DeleteTenantRequest\x1a\x1e.hodei.v1.DeleteTenantResponse\"\x1a\x82\xd3\xe4\x93\x02\x14*\x12/v1/tenants/{name}\x12c\n" +
+	"\fRevokeWorker\x12\x1d.hodei.v1.RevokeWorkerRequest\x1a\x10.hodei.v1.Worker\"\"\x82\xd3\xe4\x93\x02\x1c:\x01*\"\x17/v1/workers/{id}:revoke\x12g\n" +
+	"\fRemoveWorker\x12\x1d.hodei.v1.RemoveWorkerRequest\x1a\x1e.hodei.v1.RemoveWorkerResponse\"\x18\x82\xd3\xe4\x93\x02\x12*\x10/v1/workers/{id}\x12a\n" +
+	"\vCreateToken\x12\x1c.hodei.v1.CreateTokenRequest\x1a\x1d.hodei.v1.CreateTokenResponse\"\x15\x82\xd3\xe4\x93\x02\x0f:\x01*\"\n" +
+	"/v1/tokens\x12[\n" +
 	"\n" +
-	"ListTokens\x12\x1b.hodei.v1.ListTokensRequest\x1a\x1c.hodei.v1.ListTokensResponse\x12@\n" +
-	"\vRevokeToken\x12\x1c.hodei.v1.RevokeTokenRequest\x1a\x13.hodei.v1.TokenInfo\x126\n" +
-	"\x06WhoAmI\x12\x17.hodei.v1.WhoAmIRequest\x1a\x13.hodei.v1.TokenInfo\x12D\n" +
-	"\tListAudit\x12\x1a.hodei.v1.ListAuditRequest\x1a\x1b.hodei.v1.ListAuditResponse\x12A\n" +
-	"\rUndrainWorker\x12\x1e.hodei.v1.UndrainWorkerRequest\x1a\x10.hodei.v1.WorkerB+Z)github.com/hodei-jobs/hodei/proto;hodeipbb\x06proto3"
+	"ListTokens\x12\x1b.hodei.v1.ListTokensRequest\x1a\x1c.hodei.v1.ListTokensResponse\"\x12\x82\xd3\xe4\x93\x02\f\x12\n" +
+	"/v1/tokens\x12c\n" +
+	"\vRevokeToken\x12\x1c.hodei.v1.RevokeTokenRequest\x1a\x13.hodei.v1.TokenInfo\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/tokens/{id}:revoke\x12J\n" +
+	"\x06WhoAmI\x12\x17.hodei.v1.WhoAmIRequest\x1a\x13.hodei.v1.TokenInfo\"\x12\x82\xd3\xe4\x93\x02\f\x12\n" +
+	"/v1/whoami\x12W\n" +
+	"\tListAudit\x12\x1a.hodei.v1.ListAuditRequest\x1a\x1b.hodei.v1.ListAuditResponse\"\x11\x82\xd3\xe4\x93\x02\v\x12\t/v1/audit\x12f\n" +
+	"\rUndrainWorker\x12\x1e.hodei.v1.UndrainWorkerRequest\x1a\x10.hodei.v1.Worker\"#\x82\xd3\xe4\x93\x02\x1d:\x01*\"\x18/v1/workers/{id}:undrainB\xe0\x06\x92A\xb1\x06\x12\x87\x02\n" +
+	"\x05Hodei\x12\xf9\x01The REST/JSON API of Hodei: every JobService and AdminService call under /v1/ (AgentService and JobService.Attach are gRPC only). Authenticate with Authorization: Bearer TOKEN; errors are JSON {code, status, message, field}. See README.md, HTTP API.2\x02v1*\x02\x01\x022\x10application/json:\x10application/jsonR\xfb\x02\n" +
+	"\adefault\x12\xef\x02\n" +
+	"\xd3\x02An error: the gRPC code, its name, what went wrong and the request field at fault, with the HTTP status of the code (400 InvalidArgument, 401 Unauthenticated, 403 PermissionDenied, 404 NotFound, 409 AlreadyExists and Aborted, 412 FailedPrecondition, 413 a body over the limit, 429 ResourceExhausted, 503 Unavailable, 504 DeadlineExceeded).\x12\x17\n" +
+	"\x15\x1a\x13.hodei.v1.HttpErrorZq\n" +
+	"o\n" +
+	"\x06bearer\x12e\b\x02\x12PBearer TOKEN: a token of hodei token create, or the admin token of the data dir.\x1a\rAuthorization \x02b\f\n" +
+	"\n" +
+	"\n" +
+	"\x06bearer\x12\x00Z)github.com/hodei-jobs/hodei/proto;hodeipbb\x06proto3"
 
 var (
 	file_hodei_proto_rawDescOnce sync.Once
@@ -8016,7 +8112,7 @@ func file_hodei_proto_rawDescGZIP() []byte {
 }
 
 var file_hodei_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
-var file_hodei_proto_msgTypes = make([]protoimpl.MessageInfo, 103)
+var file_hodei_proto_msgTypes = make([]protoimpl.MessageInfo, 104)
 var file_hodei_proto_goTypes = []any{
 	(JobState)(0),                 // 0: hodei.v1.JobState
 	(StdinMode)(0),                // 1: hodei.v1.StdinMode
@@ -8122,21 +8218,22 @@ var file_hodei_proto_goTypes = []any{
 	(*CronListResponse)(nil),      // 101: hodei.v1.CronListResponse
 	(*CronRemoveResponse)(nil),    // 102: hodei.v1.CronRemoveResponse
 	(*CronRunResponse)(nil),       // 103: hodei.v1.CronRunResponse
-	nil,                           // 104: hodei.v1.JobSpec.LabelsEntry
-	nil,                           // 105: hodei.v1.JobSpec.EnvEntry
-	nil,                           // 106: hodei.v1.JobSpec.SecretEnvEntry
-	nil,                           // 107: hodei.v1.JobSpec.SelectorEntry
-	nil,                           // 108: hodei.v1.ListJobsRequest.LabelsEntry
-	nil,                           // 109: hodei.v1.Hello.LabelsEntry
-	nil,                           // 110: hodei.v1.Worker.LabelsEntry
-	(*Pipeline_Step)(nil),         // 111: hodei.v1.Pipeline.Step
+	(*HttpError)(nil),             // 104: hodei.v1.HttpError
+	nil,                           // 105: hodei.v1.JobSpec.LabelsEntry
+	nil,                           // 106: hodei.v1.JobSpec.EnvEntry
+	nil,                           // 107: hodei.v1.JobSpec.SecretEnvEntry
+	nil,                           // 108: hodei.v1.JobSpec.SelectorEntry
+	nil,                           // 109: hodei.v1.ListJobsRequest.LabelsEntry
+	nil,                           // 110: hodei.v1.Hello.LabelsEntry
+	nil,                           // 111: hodei.v1.Worker.LabelsEntry
+	(*Pipeline_Step)(nil),         // 112: hodei.v1.Pipeline.Step
 }
 var file_hodei_proto_depIdxs = []int32{
-	104, // 0: hodei.v1.JobSpec.labels:type_name -> hodei.v1.JobSpec.LabelsEntry
-	105, // 1: hodei.v1.JobSpec.env:type_name -> hodei.v1.JobSpec.EnvEntry
-	106, // 2: hodei.v1.JobSpec.secret_env:type_name -> hodei.v1.JobSpec.SecretEnvEntry
+	105, // 0: hodei.v1.JobSpec.labels:type_name -> hodei.v1.JobSpec.LabelsEntry
+	106, // 1: hodei.v1.JobSpec.env:type_name -> hodei.v1.JobSpec.EnvEntry
+	107, // 2: hodei.v1.JobSpec.secret_env:type_name -> hodei.v1.JobSpec.SecretEnvEntry
 	9,   // 3: hodei.v1.JobSpec.resources:type_name -> hodei.v1.Resources
-	107, // 4: hodei.v1.JobSpec.selector:type_name -> hodei.v1.JobSpec.SelectorEntry
+	108, // 4: hodei.v1.JobSpec.selector:type_name -> hodei.v1.JobSpec.SelectorEntry
 	1,   // 5: hodei.v1.JobSpec.stdin:type_name -> hodei.v1.StdinMode
 	10,  // 6: hodei.v1.Job.spec:type_name -> hodei.v1.JobSpec
 	0,   // 7: hodei.v1.Job.state:type_name -> hodei.v1.JobState
@@ -8146,7 +8243,7 @@ var file_hodei_proto_depIdxs = []int32{
 	10,  // 11: hodei.v1.SubmitRequest.spec:type_name -> hodei.v1.JobSpec
 	10,  // 12: hodei.v1.SubmitBatchRequest.specs:type_name -> hodei.v1.JobSpec
 	0,   // 13: hodei.v1.ListJobsRequest.state:type_name -> hodei.v1.JobState
-	108, // 14: hodei.v1.ListJobsRequest.labels:type_name -> hodei.v1.ListJobsRequest.LabelsEntry
+	109, // 14: hodei.v1.ListJobsRequest.labels:type_name -> hodei.v1.ListJobsRequest.LabelsEntry
 	12,  // 15: hodei.v1.ListJobsResponse.jobs:type_name -> hodei.v1.Job
 	12,  // 16: hodei.v1.JobEvent.job:type_name -> hodei.v1.Job
 	3,   // 17: hodei.v1.LogsRequest.stream:type_name -> hodei.v1.LogStream
@@ -8175,7 +8272,7 @@ var file_hodei_proto_depIdxs = []int32{
 	53,  // 40: hodei.v1.ServerMessage.input:type_name -> hodei.v1.JobInput
 	55,  // 41: hodei.v1.ServerMessage.resize:type_name -> hodei.v1.ResizeJob
 	41,  // 42: hodei.v1.ServerMessage.reconnect:type_name -> hodei.v1.Reconnect
-	109, // 43: hodei.v1.Hello.labels:type_name -> hodei.v1.Hello.LabelsEntry
+	110, // 43: hodei.v1.Hello.labels:type_name -> hodei.v1.Hello.LabelsEntry
 	9,   // 44: hodei.v1.Hello.capacity:type_name -> hodei.v1.Resources
 	42,  // 45: hodei.v1.Hello.running:type_name -> hodei.v1.JobRef
 	48,  // 46: hodei.v1.Hello.finished:type_name -> hodei.v1.JobFinished
@@ -8185,7 +8282,7 @@ var file_hodei_proto_depIdxs = []int32{
 	11,  // 50: hodei.v1.JobFinished.usage:type_name -> hodei.v1.Usage
 	12,  // 51: hodei.v1.Assign.job:type_name -> hodei.v1.Job
 	3,   // 52: hodei.v1.Ack.stream:type_name -> hodei.v1.LogStream
-	110, // 53: hodei.v1.Worker.labels:type_name -> hodei.v1.Worker.LabelsEntry
+	111, // 53: hodei.v1.Worker.labels:type_name -> hodei.v1.Worker.LabelsEntry
 	5,   // 54: hodei.v1.Worker.state:type_name -> hodei.v1.WorkerState
 	9,   // 55: hodei.v1.Worker.capacity:type_name -> hodei.v1.Resources
 	9,   // 56: hodei.v1.Worker.allocated:type_name -> hodei.v1.Resources
@@ -8204,7 +8301,7 @@ var file_hodei_proto_depIdxs = []int32{
 	84,  // 69: hodei.v1.PipelineStepSpec.matrix:type_name -> hodei.v1.MatrixAxis
 	10,  // 70: hodei.v1.PipelineSpec.defaults:type_name -> hodei.v1.JobSpec
 	85,  // 71: hodei.v1.PipelineSpec.steps:type_name -> hodei.v1.PipelineStepSpec
-	111, // 72: hodei.v1.Pipeline.steps:type_name -> hodei.v1.Pipeline.Step
+	112, // 72: hodei.v1.Pipeline.steps:type_name -> hodei.v1.Pipeline.Step
 	87,  // 73: hodei.v1.PipelineStatus.pipeline:type_name -> hodei.v1.Pipeline
 	7,   // 74: hodei.v1.PipelineStatus.state:type_name -> hodei.v1.PipelineState
 	12,  // 75: hodei.v1.PipelineStatus.jobs:type_name -> hodei.v1.Job
@@ -8341,7 +8438,7 @@ func file_hodei_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hodei_proto_rawDesc), len(file_hodei_proto_rawDesc)),
 			NumEnums:      9,
-			NumMessages:   103,
+			NumMessages:   104,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

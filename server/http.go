@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/hodei-jobs/hodei/auth"
+	pb "github.com/hodei-jobs/hodei/proto"
 	"github.com/hodei-jobs/hodei/store"
 )
 
@@ -23,6 +24,16 @@ func (s *Server) httpHandler() http.Handler {
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle("GET /metrics", s.requireHTTP(auth.Metrics,
 		promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{Registry: s.metrics.reg})))
+	// The API's description is open, as gRPC reflection describes the
+	// API to anyone who may call it; it holds no data.
+	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(pb.OpenAPI)
+	})
+	if s.rest != nil {
+		mux.Handle("/v1/", s.rest.handler())
+		s.restStreams(mux)
+	}
 	return mux
 }
 
