@@ -20,15 +20,20 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/url"
+	"strings"
 	"sync"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/grpc-ecosystem/grpc-gateway/v2/utilities"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	pb "github.com/hodei-jobs/hodei/proto"
 )
@@ -104,6 +109,7 @@ func (s *Server) newREST() (*rest, error) {
 			MarshalOptions:   protojson.MarshalOptions{},
 			UnmarshalOptions: protojson.UnmarshalOptions{},
 		}),
+		runtime.SetQueryParameterParser(strictQuery{}),
 		runtime.WithErrorHandler(restError),
 		runtime.WithRoutingErrorHandler(restRoutingError),
 		runtime.WithDisableHTTPMethodOverride(),
@@ -118,6 +124,50 @@ func (s *Server) newREST() (*rest, error) {
 		return nil, fmt.Errorf("rest gateway: %w", err)
 	}
 	return r, nil
+}
+
+// strictQuery is the gateway's query parser, refusing a parameter that
+// names no field of the request (grpc-gateway's own ignores it, so that
+// ?limit=50 would quietly give a page of 100).
+type strictQuery struct{ runtime.DefaultQueryParser }
+
+// Parse checks every key of values, then parses them as grpc-gateway does.
+func (q strictQuery) Parse(msg proto.Message, values url.Values, filter *utilities.DoubleArray) error {
+	for key := range values {
+		path, _, _ := strings.Cut(key, "[") // labels[k]=v
+		if !knownField(msg.ProtoReflect().Descriptor(), strings.Split(path, ".")) {
+			var names []string
+			fs := msg.ProtoReflect().Descriptor().Fields()
+			for i := range fs.Len() {
+				names = append(names, fs.Get(i).JSONName())
+			}
+			return fmt.Errorf("unknown query parameter %q: %s takes %s", key, msg.ProtoReflect().Descriptor().Name(),
+				strings.Join(names, ", "))
+		}
+	}
+	return q.DefaultQueryParser.Parse(msg, values, filter)
+}
+
+// knownField reports whether path names a field of md, by its proto or
+// JSON names, through singular message fields.
+func knownField(md protoreflect.MessageDescriptor, path []string) bool {
+	for i, name := range path {
+		fd := md.Fields().ByTextName(name)
+		if fd == nil {
+			fd = md.Fields().ByJSONName(name)
+		}
+		if fd == nil {
+			return false
+		}
+		if i == len(path)-1 {
+			return true
+		}
+		if fd.Message() == nil || fd.IsList() || fd.IsMap() {
+			return false
+		}
+		md = fd.Message()
+	}
+	return false
 }
 
 // ownCert is the DER of the certificate cfg serves.

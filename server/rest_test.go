@@ -448,6 +448,7 @@ func TestRESTErrors(t *testing.T) {
 		{"InvalidArgumentBatchField", tok, "POST", "/v1/jobs:batch", `{"specs":[{"command":["true"]},{"script":""}]}`, nil, 400, codes.InvalidArgument, "specs[1].command", "specs[1]"},
 		{"UnknownField", tok, "POST", "/v1/jobs", `{"spec":{"comand":["true"]}}`, nil, 400, codes.InvalidArgument, "", `unknown field "comand"`},
 		{"MalformedJSON", tok, "POST", "/v1/jobs", `{"spec":`, nil, 400, codes.InvalidArgument, "", "not valid JSON"},
+		{"UnknownQueryParameter", tok, "GET", "/v1/jobs?limit=50", nil, nil, 400, codes.InvalidArgument, "", `unknown query parameter "limit": ListJobsRequest takes state, tenant, labels, pageSize`},
 		{"BadEnum", tok, "GET", "/v1/jobs?state=BOGUS", nil, nil, 400, codes.InvalidArgument, "", "BOGUS"},
 		{"Unauthenticated", "", "GET", "/v1/jobs", nil, nil, 401, codes.Unauthenticated, "", "no token"},
 		{"BadToken", "not-a-token", "GET", "/v1/jobs", nil, nil, 401, codes.Unauthenticated, "", ""},
