@@ -1837,9 +1837,20 @@ func (x *CancelArrayResponse) GetCount() int64 {
 }
 
 type WatchRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"` // empty: every job
-	Tenant        string                 `protobuf:"bytes,2,opt,name=tenant,proto3" json:"tenant,omitempty"`            // empty: every tenant
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	JobId    string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`            // empty: every job
+	Tenant   string                 `protobuf:"bytes,2,opt,name=tenant,proto3" json:"tenant,omitempty"`                       // empty: every tenant
+	Pipeline string                 `protobuf:"bytes,3,opt,name=pipeline,proto3" json:"pipeline,omitempty"`                   // only the jobs of this pipeline (id or unique prefix), and its own events
+	State    JobState               `protobuf:"varint,4,opt,name=state,proto3,enum=hodei.v1.JobState" json:"state,omitempty"` // only job events of jobs now in this state; unspecified: any
+	// after resumes a watch: the cursor of the last event received. The
+	// stream goes on with the event after it, with no gap and no repeat, as
+	// long as the server still keeps it (its last 16,384 events, since its
+	// start); otherwise its first event is a reset. Empty: from now.
+	After string `protobuf:"bytes,5,opt,name=after,proto3" json:"after,omitempty"`
+	// kinds: also worker events (for a caller that may manage workers) and
+	// pipeline events, and a reset instead of an error when the watcher falls
+	// behind what the server keeps. GET /v1/events sets it.
+	AllKinds      bool `protobuf:"varint,6,opt,name=all_kinds,json=allKinds,proto3" json:"all_kinds,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1888,9 +1899,54 @@ func (x *WatchRequest) GetTenant() string {
 	return ""
 }
 
+func (x *WatchRequest) GetPipeline() string {
+	if x != nil {
+		return x.Pipeline
+	}
+	return ""
+}
+
+func (x *WatchRequest) GetState() JobState {
+	if x != nil {
+		return x.State
+	}
+	return JobState_JOB_STATE_UNSPECIFIED
+}
+
+func (x *WatchRequest) GetAfter() string {
+	if x != nil {
+		return x.After
+	}
+	return ""
+}
+
+func (x *WatchRequest) GetAllKinds() bool {
+	if x != nil {
+		return x.AllKinds
+	}
+	return false
+}
+
+// JobEvent is one change that Watch streams: a job's new version, or with
+// WatchRequest.all_kinds a worker's or a pipeline's change, or a reset.
 type JobEvent struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Job           *Job                   `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Job   *Job                   `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
+	// cursor names this event, for WatchRequest.after.
+	Cursor string `protobuf:"bytes,2,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	// A worker changed (registered, connected or not, drained, down,
+	// revoked, removed): it as it is when the event is sent; removed, with
+	// its id only.
+	Worker *Worker `protobuf:"bytes,3,opt,name=worker,proto3" json:"worker,omitempty"`
+	// A job of the pipeline changed: the pipeline as it is when the event is
+	// sent, without its jobs.
+	Pipeline *PipelineStatus `protobuf:"bytes,4,opt,name=pipeline,proto3" json:"pipeline,omitempty"`
+	// reset: the watch could not go on from where it stood (its cursor is
+	// older than what the server keeps, or of a server before a restart, or
+	// the watcher fell that far behind): events were missed; reload what is
+	// shown, and go on from this event's cursor.
+	Reset_        bool `protobuf:"varint,5,opt,name=reset,proto3" json:"reset,omitempty"`
+	WorkerRemoved bool `protobuf:"varint,6,opt,name=worker_removed,json=workerRemoved,proto3" json:"worker_removed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1930,6 +1986,41 @@ func (x *JobEvent) GetJob() *Job {
 		return x.Job
 	}
 	return nil
+}
+
+func (x *JobEvent) GetCursor() string {
+	if x != nil {
+		return x.Cursor
+	}
+	return ""
+}
+
+func (x *JobEvent) GetWorker() *Worker {
+	if x != nil {
+		return x.Worker
+	}
+	return nil
+}
+
+func (x *JobEvent) GetPipeline() *PipelineStatus {
+	if x != nil {
+		return x.Pipeline
+	}
+	return nil
+}
+
+func (x *JobEvent) GetReset_() bool {
+	if x != nil {
+		return x.Reset_
+	}
+	return false
+}
+
+func (x *JobEvent) GetWorkerRemoved() bool {
+	if x != nil {
+		return x.WorkerRemoved
+	}
+	return false
 }
 
 type LogsRequest struct {
@@ -7565,12 +7656,21 @@ const file_hodei_proto_rawDesc = "" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"I\n" +
 	"\x13CancelArrayResponse\x12\x1c\n" +
 	"\tcancelled\x18\x01 \x03(\tR\tcancelled\x12\x14\n" +
-	"\x05count\x18\x02 \x01(\x03R\x05count\"=\n" +
+	"\x05count\x18\x02 \x01(\x03R\x05count\"\xb6\x01\n" +
 	"\fWatchRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
-	"\x06tenant\x18\x02 \x01(\tR\x06tenant\"+\n" +
+	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12\x1a\n" +
+	"\bpipeline\x18\x03 \x01(\tR\bpipeline\x12(\n" +
+	"\x05state\x18\x04 \x01(\x0e2\x12.hodei.v1.JobStateR\x05state\x12\x14\n" +
+	"\x05after\x18\x05 \x01(\tR\x05after\x12\x1b\n" +
+	"\tall_kinds\x18\x06 \x01(\bR\ballKinds\"\xe0\x01\n" +
 	"\bJobEvent\x12\x1f\n" +
-	"\x03job\x18\x01 \x01(\v2\r.hodei.v1.JobR\x03job\"\xbb\x01\n" +
+	"\x03job\x18\x01 \x01(\v2\r.hodei.v1.JobR\x03job\x12\x16\n" +
+	"\x06cursor\x18\x02 \x01(\tR\x06cursor\x12(\n" +
+	"\x06worker\x18\x03 \x01(\v2\x10.hodei.v1.WorkerR\x06worker\x124\n" +
+	"\bpipeline\x18\x04 \x01(\v2\x18.hodei.v1.PipelineStatusR\bpipeline\x12\x14\n" +
+	"\x05reset\x18\x05 \x01(\bR\x05reset\x12%\n" +
+	"\x0eworker_removed\x18\x06 \x01(\bR\rworkerRemoved\"\xbb\x01\n" +
 	"\vLogsRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x16\n" +
@@ -8245,154 +8345,157 @@ var file_hodei_proto_depIdxs = []int32{
 	0,   // 13: hodei.v1.ListJobsRequest.state:type_name -> hodei.v1.JobState
 	109, // 14: hodei.v1.ListJobsRequest.labels:type_name -> hodei.v1.ListJobsRequest.LabelsEntry
 	12,  // 15: hodei.v1.ListJobsResponse.jobs:type_name -> hodei.v1.Job
-	12,  // 16: hodei.v1.JobEvent.job:type_name -> hodei.v1.Job
-	3,   // 17: hodei.v1.LogsRequest.stream:type_name -> hodei.v1.LogStream
-	30,  // 18: hodei.v1.AttachRequest.open:type_name -> hodei.v1.AttachOpen
-	28,  // 19: hodei.v1.AttachRequest.resize:type_name -> hodei.v1.TerminalSize
-	31,  // 20: hodei.v1.AttachRequest.end:type_name -> hodei.v1.InputEnd
-	32,  // 21: hodei.v1.AttachRequest.claim:type_name -> hodei.v1.InputClaim
-	28,  // 22: hodei.v1.AttachOpen.size:type_name -> hodei.v1.TerminalSize
-	34,  // 23: hodei.v1.AttachResponse.attached:type_name -> hodei.v1.Attached
-	27,  // 24: hodei.v1.AttachResponse.output:type_name -> hodei.v1.LogData
-	35,  // 25: hodei.v1.AttachResponse.input:type_name -> hodei.v1.InputState
-	36,  // 26: hodei.v1.AttachResponse.ended:type_name -> hodei.v1.AttachEnded
-	0,   // 27: hodei.v1.Attached.state:type_name -> hodei.v1.JobState
-	12,  // 28: hodei.v1.AttachEnded.job:type_name -> hodei.v1.Job
-	43,  // 29: hodei.v1.AgentMessage.hello:type_name -> hodei.v1.Hello
-	45,  // 30: hodei.v1.AgentMessage.heartbeat:type_name -> hodei.v1.Heartbeat
-	46,  // 31: hodei.v1.AgentMessage.started:type_name -> hodei.v1.JobStarted
-	47,  // 32: hodei.v1.AgentMessage.log:type_name -> hodei.v1.LogChunk
-	48,  // 33: hodei.v1.AgentMessage.finished:type_name -> hodei.v1.JobFinished
-	54,  // 34: hodei.v1.AgentMessage.credit:type_name -> hodei.v1.InputCredit
-	44,  // 35: hodei.v1.AgentMessage.goodbye:type_name -> hodei.v1.Goodbye
-	49,  // 36: hodei.v1.ServerMessage.welcome:type_name -> hodei.v1.Welcome
-	50,  // 37: hodei.v1.ServerMessage.assign:type_name -> hodei.v1.Assign
-	51,  // 38: hodei.v1.ServerMessage.cancel:type_name -> hodei.v1.CancelJob
-	52,  // 39: hodei.v1.ServerMessage.ack:type_name -> hodei.v1.Ack
-	53,  // 40: hodei.v1.ServerMessage.input:type_name -> hodei.v1.JobInput
-	55,  // 41: hodei.v1.ServerMessage.resize:type_name -> hodei.v1.ResizeJob
-	41,  // 42: hodei.v1.ServerMessage.reconnect:type_name -> hodei.v1.Reconnect
-	110, // 43: hodei.v1.Hello.labels:type_name -> hodei.v1.Hello.LabelsEntry
-	9,   // 44: hodei.v1.Hello.capacity:type_name -> hodei.v1.Resources
-	42,  // 45: hodei.v1.Hello.running:type_name -> hodei.v1.JobRef
-	48,  // 46: hodei.v1.Hello.finished:type_name -> hodei.v1.JobFinished
-	42,  // 47: hodei.v1.Heartbeat.running:type_name -> hodei.v1.JobRef
-	3,   // 48: hodei.v1.LogChunk.stream:type_name -> hodei.v1.LogStream
-	4,   // 49: hodei.v1.JobFinished.outcome:type_name -> hodei.v1.Outcome
-	11,  // 50: hodei.v1.JobFinished.usage:type_name -> hodei.v1.Usage
-	12,  // 51: hodei.v1.Assign.job:type_name -> hodei.v1.Job
-	3,   // 52: hodei.v1.Ack.stream:type_name -> hodei.v1.LogStream
-	111, // 53: hodei.v1.Worker.labels:type_name -> hodei.v1.Worker.LabelsEntry
-	5,   // 54: hodei.v1.Worker.state:type_name -> hodei.v1.WorkerState
-	9,   // 55: hodei.v1.Worker.capacity:type_name -> hodei.v1.Resources
-	9,   // 56: hodei.v1.Worker.allocated:type_name -> hodei.v1.Resources
-	60,  // 57: hodei.v1.CreateTokenResponse.info:type_name -> hodei.v1.TokenInfo
-	60,  // 58: hodei.v1.ListTokensResponse.tokens:type_name -> hodei.v1.TokenInfo
-	67,  // 59: hodei.v1.ListAuditResponse.records:type_name -> hodei.v1.AuditRecord
-	56,  // 60: hodei.v1.ListWorkersResponse.workers:type_name -> hodei.v1.Worker
-	9,   // 61: hodei.v1.Tenant.max_running:type_name -> hodei.v1.Resources
-	76,  // 62: hodei.v1.TenantStatus.tenant:type_name -> hodei.v1.Tenant
-	9,   // 63: hodei.v1.TenantStatus.pending:type_name -> hodei.v1.Resources
-	9,   // 64: hodei.v1.TenantStatus.running:type_name -> hodei.v1.Resources
-	6,   // 65: hodei.v1.TenantStatus.burst_state:type_name -> hodei.v1.BurstState
-	76,  // 66: hodei.v1.SetTenantRequest.tenant:type_name -> hodei.v1.Tenant
-	77,  // 67: hodei.v1.ListTenantsResponse.tenants:type_name -> hodei.v1.TenantStatus
-	10,  // 68: hodei.v1.PipelineStepSpec.spec:type_name -> hodei.v1.JobSpec
-	84,  // 69: hodei.v1.PipelineStepSpec.matrix:type_name -> hodei.v1.MatrixAxis
-	10,  // 70: hodei.v1.PipelineSpec.defaults:type_name -> hodei.v1.JobSpec
-	85,  // 71: hodei.v1.PipelineSpec.steps:type_name -> hodei.v1.PipelineStepSpec
-	112, // 72: hodei.v1.Pipeline.steps:type_name -> hodei.v1.Pipeline.Step
-	87,  // 73: hodei.v1.PipelineStatus.pipeline:type_name -> hodei.v1.Pipeline
-	7,   // 74: hodei.v1.PipelineStatus.state:type_name -> hodei.v1.PipelineState
-	12,  // 75: hodei.v1.PipelineStatus.jobs:type_name -> hodei.v1.Job
-	86,  // 76: hodei.v1.RunPipelineRequest.spec:type_name -> hodei.v1.PipelineSpec
-	88,  // 77: hodei.v1.ListPipelinesResponse.pipelines:type_name -> hodei.v1.PipelineStatus
-	8,   // 78: hodei.v1.ResolveRequest.kind:type_name -> hodei.v1.IdKind
-	10,  // 79: hodei.v1.CronSchedule.job:type_name -> hodei.v1.JobSpec
-	86,  // 80: hodei.v1.CronSchedule.pipeline:type_name -> hodei.v1.PipelineSpec
-	97,  // 81: hodei.v1.CronAddRequest.schedule:type_name -> hodei.v1.CronSchedule
-	97,  // 82: hodei.v1.CronListResponse.schedules:type_name -> hodei.v1.CronSchedule
-	14,  // 83: hodei.v1.JobService.Submit:input_type -> hodei.v1.SubmitRequest
-	16,  // 84: hodei.v1.JobService.SubmitBatch:input_type -> hodei.v1.SubmitBatchRequest
-	18,  // 85: hodei.v1.JobService.Get:input_type -> hodei.v1.GetJobRequest
-	19,  // 86: hodei.v1.JobService.List:input_type -> hodei.v1.ListJobsRequest
-	21,  // 87: hodei.v1.JobService.Cancel:input_type -> hodei.v1.CancelJobRequest
-	24,  // 88: hodei.v1.JobService.Watch:input_type -> hodei.v1.WatchRequest
-	26,  // 89: hodei.v1.JobService.Logs:input_type -> hodei.v1.LogsRequest
-	22,  // 90: hodei.v1.JobService.CancelArray:input_type -> hodei.v1.CancelArrayRequest
-	89,  // 91: hodei.v1.JobService.RunPipeline:input_type -> hodei.v1.RunPipelineRequest
-	90,  // 92: hodei.v1.JobService.GetPipeline:input_type -> hodei.v1.GetPipelineRequest
-	91,  // 93: hodei.v1.JobService.ListPipelines:input_type -> hodei.v1.ListPipelinesRequest
-	93,  // 94: hodei.v1.JobService.CancelPipeline:input_type -> hodei.v1.CancelPipelineRequest
-	29,  // 95: hodei.v1.JobService.Attach:input_type -> hodei.v1.AttachRequest
-	95,  // 96: hodei.v1.JobService.Resolve:input_type -> hodei.v1.ResolveRequest
-	98,  // 97: hodei.v1.JobService.CronAdd:input_type -> hodei.v1.CronAddRequest
-	100, // 98: hodei.v1.JobService.CronList:input_type -> hodei.v1.CronListRequest
-	99,  // 99: hodei.v1.JobService.CronGet:input_type -> hodei.v1.CronRef
-	99,  // 100: hodei.v1.JobService.CronPause:input_type -> hodei.v1.CronRef
-	99,  // 101: hodei.v1.JobService.CronResume:input_type -> hodei.v1.CronRef
-	99,  // 102: hodei.v1.JobService.CronRemove:input_type -> hodei.v1.CronRef
-	99,  // 103: hodei.v1.JobService.CronRun:input_type -> hodei.v1.CronRef
-	39,  // 104: hodei.v1.AgentService.Connect:input_type -> hodei.v1.AgentMessage
-	37,  // 105: hodei.v1.AgentService.Join:input_type -> hodei.v1.JoinRequest
-	71,  // 106: hodei.v1.AdminService.ListWorkers:input_type -> hodei.v1.ListWorkersRequest
-	73,  // 107: hodei.v1.AdminService.DrainWorker:input_type -> hodei.v1.DrainWorkerRequest
-	74,  // 108: hodei.v1.AdminService.Snapshot:input_type -> hodei.v1.SnapshotRequest
-	78,  // 109: hodei.v1.AdminService.SetTenant:input_type -> hodei.v1.SetTenantRequest
-	79,  // 110: hodei.v1.AdminService.GetTenant:input_type -> hodei.v1.GetTenantRequest
-	80,  // 111: hodei.v1.AdminService.ListTenants:input_type -> hodei.v1.ListTenantsRequest
-	82,  // 112: hodei.v1.AdminService.DeleteTenant:input_type -> hodei.v1.DeleteTenantRequest
-	57,  // 113: hodei.v1.AdminService.RevokeWorker:input_type -> hodei.v1.RevokeWorkerRequest
-	58,  // 114: hodei.v1.AdminService.RemoveWorker:input_type -> hodei.v1.RemoveWorkerRequest
-	61,  // 115: hodei.v1.AdminService.CreateToken:input_type -> hodei.v1.CreateTokenRequest
-	63,  // 116: hodei.v1.AdminService.ListTokens:input_type -> hodei.v1.ListTokensRequest
-	65,  // 117: hodei.v1.AdminService.RevokeToken:input_type -> hodei.v1.RevokeTokenRequest
-	66,  // 118: hodei.v1.AdminService.WhoAmI:input_type -> hodei.v1.WhoAmIRequest
-	69,  // 119: hodei.v1.AdminService.ListAudit:input_type -> hodei.v1.ListAuditRequest
-	94,  // 120: hodei.v1.AdminService.UndrainWorker:input_type -> hodei.v1.UndrainWorkerRequest
-	15,  // 121: hodei.v1.JobService.Submit:output_type -> hodei.v1.SubmitResponse
-	17,  // 122: hodei.v1.JobService.SubmitBatch:output_type -> hodei.v1.SubmitBatchResponse
-	12,  // 123: hodei.v1.JobService.Get:output_type -> hodei.v1.Job
-	20,  // 124: hodei.v1.JobService.List:output_type -> hodei.v1.ListJobsResponse
-	12,  // 125: hodei.v1.JobService.Cancel:output_type -> hodei.v1.Job
-	25,  // 126: hodei.v1.JobService.Watch:output_type -> hodei.v1.JobEvent
-	27,  // 127: hodei.v1.JobService.Logs:output_type -> hodei.v1.LogData
-	23,  // 128: hodei.v1.JobService.CancelArray:output_type -> hodei.v1.CancelArrayResponse
-	88,  // 129: hodei.v1.JobService.RunPipeline:output_type -> hodei.v1.PipelineStatus
-	88,  // 130: hodei.v1.JobService.GetPipeline:output_type -> hodei.v1.PipelineStatus
-	92,  // 131: hodei.v1.JobService.ListPipelines:output_type -> hodei.v1.ListPipelinesResponse
-	88,  // 132: hodei.v1.JobService.CancelPipeline:output_type -> hodei.v1.PipelineStatus
-	33,  // 133: hodei.v1.JobService.Attach:output_type -> hodei.v1.AttachResponse
-	96,  // 134: hodei.v1.JobService.Resolve:output_type -> hodei.v1.ResolveResponse
-	97,  // 135: hodei.v1.JobService.CronAdd:output_type -> hodei.v1.CronSchedule
-	101, // 136: hodei.v1.JobService.CronList:output_type -> hodei.v1.CronListResponse
-	97,  // 137: hodei.v1.JobService.CronGet:output_type -> hodei.v1.CronSchedule
-	97,  // 138: hodei.v1.JobService.CronPause:output_type -> hodei.v1.CronSchedule
-	97,  // 139: hodei.v1.JobService.CronResume:output_type -> hodei.v1.CronSchedule
-	102, // 140: hodei.v1.JobService.CronRemove:output_type -> hodei.v1.CronRemoveResponse
-	103, // 141: hodei.v1.JobService.CronRun:output_type -> hodei.v1.CronRunResponse
-	40,  // 142: hodei.v1.AgentService.Connect:output_type -> hodei.v1.ServerMessage
-	38,  // 143: hodei.v1.AgentService.Join:output_type -> hodei.v1.JoinResponse
-	72,  // 144: hodei.v1.AdminService.ListWorkers:output_type -> hodei.v1.ListWorkersResponse
-	56,  // 145: hodei.v1.AdminService.DrainWorker:output_type -> hodei.v1.Worker
-	75,  // 146: hodei.v1.AdminService.Snapshot:output_type -> hodei.v1.SnapshotChunk
-	77,  // 147: hodei.v1.AdminService.SetTenant:output_type -> hodei.v1.TenantStatus
-	77,  // 148: hodei.v1.AdminService.GetTenant:output_type -> hodei.v1.TenantStatus
-	81,  // 149: hodei.v1.AdminService.ListTenants:output_type -> hodei.v1.ListTenantsResponse
-	83,  // 150: hodei.v1.AdminService.DeleteTenant:output_type -> hodei.v1.DeleteTenantResponse
-	56,  // 151: hodei.v1.AdminService.RevokeWorker:output_type -> hodei.v1.Worker
-	59,  // 152: hodei.v1.AdminService.RemoveWorker:output_type -> hodei.v1.RemoveWorkerResponse
-	62,  // 153: hodei.v1.AdminService.CreateToken:output_type -> hodei.v1.CreateTokenResponse
-	64,  // 154: hodei.v1.AdminService.ListTokens:output_type -> hodei.v1.ListTokensResponse
-	60,  // 155: hodei.v1.AdminService.RevokeToken:output_type -> hodei.v1.TokenInfo
-	60,  // 156: hodei.v1.AdminService.WhoAmI:output_type -> hodei.v1.TokenInfo
-	70,  // 157: hodei.v1.AdminService.ListAudit:output_type -> hodei.v1.ListAuditResponse
-	56,  // 158: hodei.v1.AdminService.UndrainWorker:output_type -> hodei.v1.Worker
-	121, // [121:159] is the sub-list for method output_type
-	83,  // [83:121] is the sub-list for method input_type
-	83,  // [83:83] is the sub-list for extension type_name
-	83,  // [83:83] is the sub-list for extension extendee
-	0,   // [0:83] is the sub-list for field type_name
+	0,   // 16: hodei.v1.WatchRequest.state:type_name -> hodei.v1.JobState
+	12,  // 17: hodei.v1.JobEvent.job:type_name -> hodei.v1.Job
+	56,  // 18: hodei.v1.JobEvent.worker:type_name -> hodei.v1.Worker
+	88,  // 19: hodei.v1.JobEvent.pipeline:type_name -> hodei.v1.PipelineStatus
+	3,   // 20: hodei.v1.LogsRequest.stream:type_name -> hodei.v1.LogStream
+	30,  // 21: hodei.v1.AttachRequest.open:type_name -> hodei.v1.AttachOpen
+	28,  // 22: hodei.v1.AttachRequest.resize:type_name -> hodei.v1.TerminalSize
+	31,  // 23: hodei.v1.AttachRequest.end:type_name -> hodei.v1.InputEnd
+	32,  // 24: hodei.v1.AttachRequest.claim:type_name -> hodei.v1.InputClaim
+	28,  // 25: hodei.v1.AttachOpen.size:type_name -> hodei.v1.TerminalSize
+	34,  // 26: hodei.v1.AttachResponse.attached:type_name -> hodei.v1.Attached
+	27,  // 27: hodei.v1.AttachResponse.output:type_name -> hodei.v1.LogData
+	35,  // 28: hodei.v1.AttachResponse.input:type_name -> hodei.v1.InputState
+	36,  // 29: hodei.v1.AttachResponse.ended:type_name -> hodei.v1.AttachEnded
+	0,   // 30: hodei.v1.Attached.state:type_name -> hodei.v1.JobState
+	12,  // 31: hodei.v1.AttachEnded.job:type_name -> hodei.v1.Job
+	43,  // 32: hodei.v1.AgentMessage.hello:type_name -> hodei.v1.Hello
+	45,  // 33: hodei.v1.AgentMessage.heartbeat:type_name -> hodei.v1.Heartbeat
+	46,  // 34: hodei.v1.AgentMessage.started:type_name -> hodei.v1.JobStarted
+	47,  // 35: hodei.v1.AgentMessage.log:type_name -> hodei.v1.LogChunk
+	48,  // 36: hodei.v1.AgentMessage.finished:type_name -> hodei.v1.JobFinished
+	54,  // 37: hodei.v1.AgentMessage.credit:type_name -> hodei.v1.InputCredit
+	44,  // 38: hodei.v1.AgentMessage.goodbye:type_name -> hodei.v1.Goodbye
+	49,  // 39: hodei.v1.ServerMessage.welcome:type_name -> hodei.v1.Welcome
+	50,  // 40: hodei.v1.ServerMessage.assign:type_name -> hodei.v1.Assign
+	51,  // 41: hodei.v1.ServerMessage.cancel:type_name -> hodei.v1.CancelJob
+	52,  // 42: hodei.v1.ServerMessage.ack:type_name -> hodei.v1.Ack
+	53,  // 43: hodei.v1.ServerMessage.input:type_name -> hodei.v1.JobInput
+	55,  // 44: hodei.v1.ServerMessage.resize:type_name -> hodei.v1.ResizeJob
+	41,  // 45: hodei.v1.ServerMessage.reconnect:type_name -> hodei.v1.Reconnect
+	110, // 46: hodei.v1.Hello.labels:type_name -> hodei.v1.Hello.LabelsEntry
+	9,   // 47: hodei.v1.Hello.capacity:type_name -> hodei.v1.Resources
+	42,  // 48: hodei.v1.Hello.running:type_name -> hodei.v1.JobRef
+	48,  // 49: hodei.v1.Hello.finished:type_name -> hodei.v1.JobFinished
+	42,  // 50: hodei.v1.Heartbeat.running:type_name -> hodei.v1.JobRef
+	3,   // 51: hodei.v1.LogChunk.stream:type_name -> hodei.v1.LogStream
+	4,   // 52: hodei.v1.JobFinished.outcome:type_name -> hodei.v1.Outcome
+	11,  // 53: hodei.v1.JobFinished.usage:type_name -> hodei.v1.Usage
+	12,  // 54: hodei.v1.Assign.job:type_name -> hodei.v1.Job
+	3,   // 55: hodei.v1.Ack.stream:type_name -> hodei.v1.LogStream
+	111, // 56: hodei.v1.Worker.labels:type_name -> hodei.v1.Worker.LabelsEntry
+	5,   // 57: hodei.v1.Worker.state:type_name -> hodei.v1.WorkerState
+	9,   // 58: hodei.v1.Worker.capacity:type_name -> hodei.v1.Resources
+	9,   // 59: hodei.v1.Worker.allocated:type_name -> hodei.v1.Resources
+	60,  // 60: hodei.v1.CreateTokenResponse.info:type_name -> hodei.v1.TokenInfo
+	60,  // 61: hodei.v1.ListTokensResponse.tokens:type_name -> hodei.v1.TokenInfo
+	67,  // 62: hodei.v1.ListAuditResponse.records:type_name -> hodei.v1.AuditRecord
+	56,  // 63: hodei.v1.ListWorkersResponse.workers:type_name -> hodei.v1.Worker
+	9,   // 64: hodei.v1.Tenant.max_running:type_name -> hodei.v1.Resources
+	76,  // 65: hodei.v1.TenantStatus.tenant:type_name -> hodei.v1.Tenant
+	9,   // 66: hodei.v1.TenantStatus.pending:type_name -> hodei.v1.Resources
+	9,   // 67: hodei.v1.TenantStatus.running:type_name -> hodei.v1.Resources
+	6,   // 68: hodei.v1.TenantStatus.burst_state:type_name -> hodei.v1.BurstState
+	76,  // 69: hodei.v1.SetTenantRequest.tenant:type_name -> hodei.v1.Tenant
+	77,  // 70: hodei.v1.ListTenantsResponse.tenants:type_name -> hodei.v1.TenantStatus
+	10,  // 71: hodei.v1.PipelineStepSpec.spec:type_name -> hodei.v1.JobSpec
+	84,  // 72: hodei.v1.PipelineStepSpec.matrix:type_name -> hodei.v1.MatrixAxis
+	10,  // 73: hodei.v1.PipelineSpec.defaults:type_name -> hodei.v1.JobSpec
+	85,  // 74: hodei.v1.PipelineSpec.steps:type_name -> hodei.v1.PipelineStepSpec
+	112, // 75: hodei.v1.Pipeline.steps:type_name -> hodei.v1.Pipeline.Step
+	87,  // 76: hodei.v1.PipelineStatus.pipeline:type_name -> hodei.v1.Pipeline
+	7,   // 77: hodei.v1.PipelineStatus.state:type_name -> hodei.v1.PipelineState
+	12,  // 78: hodei.v1.PipelineStatus.jobs:type_name -> hodei.v1.Job
+	86,  // 79: hodei.v1.RunPipelineRequest.spec:type_name -> hodei.v1.PipelineSpec
+	88,  // 80: hodei.v1.ListPipelinesResponse.pipelines:type_name -> hodei.v1.PipelineStatus
+	8,   // 81: hodei.v1.ResolveRequest.kind:type_name -> hodei.v1.IdKind
+	10,  // 82: hodei.v1.CronSchedule.job:type_name -> hodei.v1.JobSpec
+	86,  // 83: hodei.v1.CronSchedule.pipeline:type_name -> hodei.v1.PipelineSpec
+	97,  // 84: hodei.v1.CronAddRequest.schedule:type_name -> hodei.v1.CronSchedule
+	97,  // 85: hodei.v1.CronListResponse.schedules:type_name -> hodei.v1.CronSchedule
+	14,  // 86: hodei.v1.JobService.Submit:input_type -> hodei.v1.SubmitRequest
+	16,  // 87: hodei.v1.JobService.SubmitBatch:input_type -> hodei.v1.SubmitBatchRequest
+	18,  // 88: hodei.v1.JobService.Get:input_type -> hodei.v1.GetJobRequest
+	19,  // 89: hodei.v1.JobService.List:input_type -> hodei.v1.ListJobsRequest
+	21,  // 90: hodei.v1.JobService.Cancel:input_type -> hodei.v1.CancelJobRequest
+	24,  // 91: hodei.v1.JobService.Watch:input_type -> hodei.v1.WatchRequest
+	26,  // 92: hodei.v1.JobService.Logs:input_type -> hodei.v1.LogsRequest
+	22,  // 93: hodei.v1.JobService.CancelArray:input_type -> hodei.v1.CancelArrayRequest
+	89,  // 94: hodei.v1.JobService.RunPipeline:input_type -> hodei.v1.RunPipelineRequest
+	90,  // 95: hodei.v1.JobService.GetPipeline:input_type -> hodei.v1.GetPipelineRequest
+	91,  // 96: hodei.v1.JobService.ListPipelines:input_type -> hodei.v1.ListPipelinesRequest
+	93,  // 97: hodei.v1.JobService.CancelPipeline:input_type -> hodei.v1.CancelPipelineRequest
+	29,  // 98: hodei.v1.JobService.Attach:input_type -> hodei.v1.AttachRequest
+	95,  // 99: hodei.v1.JobService.Resolve:input_type -> hodei.v1.ResolveRequest
+	98,  // 100: hodei.v1.JobService.CronAdd:input_type -> hodei.v1.CronAddRequest
+	100, // 101: hodei.v1.JobService.CronList:input_type -> hodei.v1.CronListRequest
+	99,  // 102: hodei.v1.JobService.CronGet:input_type -> hodei.v1.CronRef
+	99,  // 103: hodei.v1.JobService.CronPause:input_type -> hodei.v1.CronRef
+	99,  // 104: hodei.v1.JobService.CronResume:input_type -> hodei.v1.CronRef
+	99,  // 105: hodei.v1.JobService.CronRemove:input_type -> hodei.v1.CronRef
+	99,  // 106: hodei.v1.JobService.CronRun:input_type -> hodei.v1.CronRef
+	39,  // 107: hodei.v1.AgentService.Connect:input_type -> hodei.v1.AgentMessage
+	37,  // 108: hodei.v1.AgentService.Join:input_type -> hodei.v1.JoinRequest
+	71,  // 109: hodei.v1.AdminService.ListWorkers:input_type -> hodei.v1.ListWorkersRequest
+	73,  // 110: hodei.v1.AdminService.DrainWorker:input_type -> hodei.v1.DrainWorkerRequest
+	74,  // 111: hodei.v1.AdminService.Snapshot:input_type -> hodei.v1.SnapshotRequest
+	78,  // 112: hodei.v1.AdminService.SetTenant:input_type -> hodei.v1.SetTenantRequest
+	79,  // 113: hodei.v1.AdminService.GetTenant:input_type -> hodei.v1.GetTenantRequest
+	80,  // 114: hodei.v1.AdminService.ListTenants:input_type -> hodei.v1.ListTenantsRequest
+	82,  // 115: hodei.v1.AdminService.DeleteTenant:input_type -> hodei.v1.DeleteTenantRequest
+	57,  // 116: hodei.v1.AdminService.RevokeWorker:input_type -> hodei.v1.RevokeWorkerRequest
+	58,  // 117: hodei.v1.AdminService.RemoveWorker:input_type -> hodei.v1.RemoveWorkerRequest
+	61,  // 118: hodei.v1.AdminService.CreateToken:input_type -> hodei.v1.CreateTokenRequest
+	63,  // 119: hodei.v1.AdminService.ListTokens:input_type -> hodei.v1.ListTokensRequest
+	65,  // 120: hodei.v1.AdminService.RevokeToken:input_type -> hodei.v1.RevokeTokenRequest
+	66,  // 121: hodei.v1.AdminService.WhoAmI:input_type -> hodei.v1.WhoAmIRequest
+	69,  // 122: hodei.v1.AdminService.ListAudit:input_type -> hodei.v1.ListAuditRequest
+	94,  // 123: hodei.v1.AdminService.UndrainWorker:input_type -> hodei.v1.UndrainWorkerRequest
+	15,  // 124: hodei.v1.JobService.Submit:output_type -> hodei.v1.SubmitResponse
+	17,  // 125: hodei.v1.JobService.SubmitBatch:output_type -> hodei.v1.SubmitBatchResponse
+	12,  // 126: hodei.v1.JobService.Get:output_type -> hodei.v1.Job
+	20,  // 127: hodei.v1.JobService.List:output_type -> hodei.v1.ListJobsResponse
+	12,  // 128: hodei.v1.JobService.Cancel:output_type -> hodei.v1.Job
+	25,  // 129: hodei.v1.JobService.Watch:output_type -> hodei.v1.JobEvent
+	27,  // 130: hodei.v1.JobService.Logs:output_type -> hodei.v1.LogData
+	23,  // 131: hodei.v1.JobService.CancelArray:output_type -> hodei.v1.CancelArrayResponse
+	88,  // 132: hodei.v1.JobService.RunPipeline:output_type -> hodei.v1.PipelineStatus
+	88,  // 133: hodei.v1.JobService.GetPipeline:output_type -> hodei.v1.PipelineStatus
+	92,  // 134: hodei.v1.JobService.ListPipelines:output_type -> hodei.v1.ListPipelinesResponse
+	88,  // 135: hodei.v1.JobService.CancelPipeline:output_type -> hodei.v1.PipelineStatus
+	33,  // 136: hodei.v1.JobService.Attach:output_type -> hodei.v1.AttachResponse
+	96,  // 137: hodei.v1.JobService.Resolve:output_type -> hodei.v1.ResolveResponse
+	97,  // 138: hodei.v1.JobService.CronAdd:output_type -> hodei.v1.CronSchedule
+	101, // 139: hodei.v1.JobService.CronList:output_type -> hodei.v1.CronListResponse
+	97,  // 140: hodei.v1.JobService.CronGet:output_type -> hodei.v1.CronSchedule
+	97,  // 141: hodei.v1.JobService.CronPause:output_type -> hodei.v1.CronSchedule
+	97,  // 142: hodei.v1.JobService.CronResume:output_type -> hodei.v1.CronSchedule
+	102, // 143: hodei.v1.JobService.CronRemove:output_type -> hodei.v1.CronRemoveResponse
+	103, // 144: hodei.v1.JobService.CronRun:output_type -> hodei.v1.CronRunResponse
+	40,  // 145: hodei.v1.AgentService.Connect:output_type -> hodei.v1.ServerMessage
+	38,  // 146: hodei.v1.AgentService.Join:output_type -> hodei.v1.JoinResponse
+	72,  // 147: hodei.v1.AdminService.ListWorkers:output_type -> hodei.v1.ListWorkersResponse
+	56,  // 148: hodei.v1.AdminService.DrainWorker:output_type -> hodei.v1.Worker
+	75,  // 149: hodei.v1.AdminService.Snapshot:output_type -> hodei.v1.SnapshotChunk
+	77,  // 150: hodei.v1.AdminService.SetTenant:output_type -> hodei.v1.TenantStatus
+	77,  // 151: hodei.v1.AdminService.GetTenant:output_type -> hodei.v1.TenantStatus
+	81,  // 152: hodei.v1.AdminService.ListTenants:output_type -> hodei.v1.ListTenantsResponse
+	83,  // 153: hodei.v1.AdminService.DeleteTenant:output_type -> hodei.v1.DeleteTenantResponse
+	56,  // 154: hodei.v1.AdminService.RevokeWorker:output_type -> hodei.v1.Worker
+	59,  // 155: hodei.v1.AdminService.RemoveWorker:output_type -> hodei.v1.RemoveWorkerResponse
+	62,  // 156: hodei.v1.AdminService.CreateToken:output_type -> hodei.v1.CreateTokenResponse
+	64,  // 157: hodei.v1.AdminService.ListTokens:output_type -> hodei.v1.ListTokensResponse
+	60,  // 158: hodei.v1.AdminService.RevokeToken:output_type -> hodei.v1.TokenInfo
+	60,  // 159: hodei.v1.AdminService.WhoAmI:output_type -> hodei.v1.TokenInfo
+	70,  // 160: hodei.v1.AdminService.ListAudit:output_type -> hodei.v1.ListAuditResponse
+	56,  // 161: hodei.v1.AdminService.UndrainWorker:output_type -> hodei.v1.Worker
+	124, // [124:162] is the sub-list for method output_type
+	86,  // [86:124] is the sub-list for method input_type
+	86,  // [86:86] is the sub-list for extension type_name
+	86,  // [86:86] is the sub-list for extension extendee
+	0,   // [0:86] is the sub-list for field type_name
 }
 
 func init() { file_hodei_proto_init() }

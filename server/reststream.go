@@ -20,6 +20,8 @@ import (
 // hodei.proto, so that /openapi.json describes it.
 func (s *Server) restStreams(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/snapshot", s.rest.snapshot)
+	mux.HandleFunc("GET /v1/events", s.rest.events)
+	mux.HandleFunc("GET /v1/jobs/{id}/logs", s.rest.logs)
 }
 
 // outgoing is the context of a gRPC call made for the HTTP request r: its

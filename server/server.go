@@ -115,6 +115,7 @@ type Server struct {
 	denials    denialBudget
 	logSignals signals
 	terms      *terminals // input of jobs with attach streams
+	journal    *journal   // the events Watch streams
 	following  *streamLimit
 
 	grpc     *grpc.Server
@@ -214,6 +215,7 @@ func New(ctx context.Context, cfg Config) (s *Server, err error) {
 	s.stopStreams, s.endStreams = context.WithCancel(context.Background())
 	s.agents.assign = s.assignMsg
 	s.terms = newTerminals(s.agents)
+	s.journal = newJournal(cfg.Now())
 	s.following = newStreamLimit(cfg.MaxStreamsPerToken)
 	s.metrics = newMetrics(func() *cluster.Cluster { return s.sched })
 	s.metrics.reg.MustRegister(storeCollectors(db)...)
@@ -224,7 +226,8 @@ func New(ctx context.Context, cfg Config) (s *Server, err error) {
 		Store:       db,
 		Dispatcher:  s.agents,
 		Observer:    s.metrics,
-		OnChange:    func(j *job.Job) { s.logSignals.fire(j.ID); s.terms.changed(j) },
+		OnChange:    func(j *job.Job) { s.logSignals.fire(j.ID); s.terms.changed(j); s.journal.appendJob(j) },
+		OnWorker:    s.journal.appendWorker,
 		Now:         cfg.Now,
 		Logger:      cfg.Logger,
 		Settings:    cfg.Settings,
