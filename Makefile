@@ -111,8 +111,9 @@ bench:
 	$(GO) test -run '^$$' -bench 'Restart' -benchtime 1x . | tee -a bench.txt
 	$(GO) test -run '^$$' -bench 'CLI' -benchtime 1x . | tee -a bench.txt
 	$(GO) test -run '^$$' -bench 'Listings' -benchtime 1x . | tee -a bench.txt
-	$(GO) test -run '^$$' -bench . -skip 'SubmitBatch|NonReadingStreams|REST' -benchtime 20000x ./server | tee -a bench.txt
+	$(GO) test -run '^$$' -bench . -skip 'SubmitBatch|NonReadingStreams|REST|SSE' -benchtime 20000x ./server | tee -a bench.txt
 	$(GO) test -run '^$$' -bench RESTListJobs -benchtime 2000x ./server | tee -a bench.txt
+	$(GO) test -run '^$$' -bench SSEDelivery -benchtime 2000x ./server | tee -a bench.txt
 	$(GO) test -run '^$$' -bench NonReadingStreams -benchtime 1x ./server | tee -a bench.txt
 	$(GO) test -run '^$$' -bench SubmitBatch -benchtime 500000x ./server | tee -a bench.txt
 	$(GO) test -run '^$$' -bench 'TrivialJobs|PTYSpawn|AttemptTrue' -benchtime 2000x ./agent | tee -a bench.txt

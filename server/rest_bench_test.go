@@ -6,9 +6,11 @@ import (
 	"net/http"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	pb "github.com/hodei-jobs/hodei/proto"
 	"github.com/hodei-jobs/hodei/store"
 	"github.com/hodei-jobs/hodei/store/storetest"
 )
@@ -82,4 +84,40 @@ func BenchmarkRESTListJobs(b *testing.B) {
 			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 		})
 	}
+}
+
+// BenchmarkSSEDelivery times how soon a change reaches a Go client of GET
+// /v1/events (SSE over the REST gateway and the gRPC Watch): each
+// iteration submits a job through gRPC and waits for its event. It
+// reports the delay from the submit's acknowledgement (its commit is on
+// disk, and the event is published right after the commit) to the
+// event's receipt (0 when the event came first), p50 and p99, and the
+// submit's own latency for scale. Run it by name:
+//
+//	go test -run '^$' -bench SSEDelivery -benchtime 2000x ./server
+func BenchmarkSSEDelivery(b *testing.B) {
+	s := setup(b)
+	c := s.openSSE(b, s.adminToken(b), "/v1/events?tenant=default", "")
+	ctx := context.Background()
+	var delivery, submit []time.Duration
+	for b.Loop() {
+		start := time.Now()
+		resp, err := s.jobs.Submit(ctx, &pb.SubmitRequest{Spec: &pb.JobSpec{Command: []string{"true"}}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		acked := time.Now()
+		ev, ok := c.next(b)
+		got := time.Now()
+		if !ok || ev.event != "job" || !strings.Contains(ev.data, resp.GetId()) {
+			b.Fatalf("event %v, want job %s", ev, resp.GetId())
+		}
+		submit = append(submit, acked.Sub(start))
+		delivery = append(delivery, max(0, got.Sub(acked)))
+	}
+	slices.Sort(delivery)
+	slices.Sort(submit)
+	b.ReportMetric(float64(delivery[len(delivery)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(delivery[len(delivery)*99/100].Microseconds())/1000, "p99-ms")
+	b.ReportMetric(float64(submit[len(submit)*99/100].Microseconds())/1000, "submit-p99-ms")
 }
