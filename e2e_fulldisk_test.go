@@ -185,7 +185,7 @@ func TestFullDiskEpisode(t *testing.T) {
 		}
 		refused++
 		if code, body := getHTTP(t, srv, "/readyz"); code != http.StatusServiceUnavailable {
-			t.Fatalf("/readyz after %d refused batches: %d %q, want 503", refused, code, body)
+			t.Fatalf("/readyz after %d refused batches: %d %q, want 503\n%s", refused, code, body, srv.stderr.String()[mark:])
 		}
 	}
 	t.Logf("%d jobs acknowledged, %d batches refused", len(acked), refused)
