@@ -90,11 +90,12 @@ type tab struct {
 	dialogs []string // messages of the dialogs accepted
 }
 
-// newTab opens a tab in the browser of alloc. Its goroutines end when the
-// test ends.
-func newTab(t *testing.T, alloc context.Context, base, shots string) *tab {
+// newTab opens a tab: in a new browser when parent is an allocator's
+// context, else in parent's browser. Its goroutines end when the test
+// ends.
+func newTab(t *testing.T, parent context.Context, base, shots string) *tab {
 	t.Helper()
-	ctx, cancel := chromedp.NewContext(alloc)
+	ctx, cancel := chromedp.NewContext(parent)
 	tb := &tab{t: t, ctx: ctx, base: base, shots: shots}
 	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
 		cancel()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -62,6 +63,30 @@ func TestWebPage(t *testing.T) {
 		t.Fatalf("the page shows role %q, want admin", role)
 	}
 
+	// The page's terminal-safety filter does what the CLI's does, byte for
+	// byte, on the vectors cli's TestTermFilterVectors keeps current.
+	vectors, err := os.ReadFile("testdata/termsafe/vectors.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	quoted, _ := json.Marshal(string(vectors))
+	var mismatches []string
+	page.eval(fmt.Sprintf(`import('/ui/js/termsafe.js').then(m => {
+		const hex = s => Uint8Array.from((s || '').match(/../g) || [], x => parseInt(x, 16));
+		const bad = [];
+		for (const line of %s.trim().split('\n')) {
+			const [i, c, o] = line.split(' ');
+			const in_ = hex(i), f = new m.TermFilter();
+			const got = [...f.write(in_.subarray(0, +c)), ...f.write(in_.subarray(+c))]
+				.map(x => x.toString(16).padStart(2, '0')).join('');
+			if (got !== (o || '')) bad.push(line + ' -> ' + got);
+		}
+		return bad;
+	})`, quoted), &mismatches)
+	if len(mismatches) > 0 {
+		t.Fatalf("the page's TermFilter differs from cli's termFilter on %d vectors, e.g. %s", len(mismatches), mismatches[0])
+	}
+
 	// The jobs page, live: a job submitted through the REST API appears
 	// without a reload (the marker set on window survives only if the
 	// document was never reloaded).
@@ -69,7 +94,8 @@ func TestWebPage(t *testing.T) {
 	page.wait("the jobs page's live stream", "document.querySelector('#jobs-live.on')")
 	var marked bool
 	page.eval("(window.__noReload = 'still here', true)", &marked)
-	gate := filepath.Join(dir, "gate")
+	gates := jobDir(t) // where the job, run as an unprivileged user, may look
+	gate := filepath.Join(gates, "gate")
 	script := "printf '\\033]0;evil title\\007'; for i in 1 2 3; do printf '\\033[32mline %d\\033[0m\\n' $i; sleep 0.3; done; " +
 		"while [ ! -e " + gate + " ]; do sleep 0.05; done; " +
 		"printf 'line 4\\n'; printf 'progress 10%%\\rprogress 60%%\\rprogress 100%%\\n'; echo line 5; while true; do sleep 1; done"
@@ -87,7 +113,7 @@ func TestWebPage(t *testing.T) {
 
 	// The job's page: its output arrives live and is rendered as a
 	// terminal would.
-	page.do("open the job", chromedp.Click(chromedp.CSS(row+" a")))
+	page.do("open the job", chromedp.Click(chromedp.CSS(row+" td.name a")))
 	page.wait("the job page", "document.querySelector('#job-status') && document.querySelector('#log')")
 	page.wait("the first lines of output", "document.querySelector('#log').textContent.includes('line 3')")
 	var text string
@@ -120,7 +146,7 @@ func TestWebPage(t *testing.T) {
 	// Cancel from the page, through its confirm dialog.
 	page.do("cancel the job", chromedp.Click(chromedp.CSS("#cancel")))
 	page.wait("CANCELLED on the job page", "document.querySelector('#job-status [data-state=CANCELLED]')")
-	if d := page.dialogMessages(); len(d) != 1 || !strings.Contains(d[0], sub.ID) {
+	if d := page.dialogMessages(); len(d) != 1 || !strings.Contains(d[0], sub.ID) || !strings.HasPrefix(d[0], "Cancel job") {
 		t.Fatalf("dialogs %q, want one confirm naming %s", d, sub.ID)
 	}
 	var j struct{ State string }
@@ -132,7 +158,7 @@ func TestWebPage(t *testing.T) {
 
 	// A pipeline: its graph, and its steps turning COMPLETED live. Its
 	// first step waits for a file, so the page sees it before it ends.
-	pgate := filepath.Join(dir, "pgate")
+	pgate := filepath.Join(gates, "pgate")
 	var pl struct {
 		Pipeline struct{ ID string }
 	}
@@ -159,14 +185,39 @@ func TestWebPage(t *testing.T) {
 	page.wait("the pipeline COMPLETED", "document.querySelector('.head h1 [data-state=COMPLETED]')")
 	page.shot("pipeline")
 
+	// Workers, tenants and cron, each with its action through the page
+	// and its confirm dialog; a job runs meanwhile, shown on the worker.
+	var run struct{ ID string }
+	restCall(t, "POST", base+"/v1/jobs", admin, map[string]any{"spec": map[string]any{
+		"name": "ui-sleeper", "command": []string{"sleep", "600"}, "labels": map[string]string{"team": "ui"}}}, &run)
 	page.goTo("#/workers")
-	page.wait("the workers page", "document.querySelector('#workers-body tr[data-state=READY] .drain')")
+	page.wait("the running job on its worker", fmt.Sprintf("document.querySelector('#workers-body tr[data-state=READY] a[href=\"#/jobs/%s\"]')", run.ID))
 	page.shot("workers")
+	page.do("drain the worker", chromedp.Click(chromedp.CSS("#workers-body .drain")))
+	page.wait("the worker DRAINING", "document.querySelector('#workers-body tr[data-state=DRAINING] .undrain')")
+	page.do("undrain the worker", chromedp.Click(chromedp.CSS("#workers-body .undrain")))
+	page.wait("the worker READY again", "document.querySelector('#workers-body tr[data-state=READY] .drain')")
+
 	page.goTo("#/tenants")
-	page.wait("the tenants page", "document.querySelector('#tenants-body tr[data-name=default]')")
+	page.wait("the tenants page", "document.querySelector('#tenants-body tr[data-name=default] .spark')")
 	page.shot("tenants")
+	page.do("set the default tenant's weight",
+		chromedp.Click(chromedp.CSS("#tenants-body tr[data-name=default] details.edit summary")),
+		chromedp.SetValue(chromedp.CSS("#tenants-body tr[data-name=default] input[name=weight]"), "3"),
+		chromedp.Click(chromedp.CSS("#tenants-body tr[data-name=default] form.edit button")))
+	page.wait("the new weight", "document.querySelector('#tenants-body tr[data-name=default] td.num').textContent === '3'")
+	var tenant struct {
+		Tenant struct{ Weight float64 }
+	}
+	restCall(t, "GET", base+"/v1/tenants/default", admin, nil, &tenant)
+	if tenant.Tenant.Weight != 3 {
+		t.Fatalf("tenant default has weight %v after the page set 3", tenant.Tenant.Weight)
+	}
+
 	page.goTo("#/cron")
 	page.wait("the cron page", "document.querySelector('#cron-body tr[data-name=nightly-report] .pause')")
+	page.do("run the schedule now", chromedp.Click(chromedp.CSS("#cron-body tr[data-name=nightly-report] .run")))
+	page.wait("the schedule's last job", "document.querySelector('#cron-body tr[data-name=nightly-report] a[href^=\"#/jobs/\"]')")
 	page.shot("cron")
 	page.goTo("#/")
 	page.wait("the overview's failures and SLA", "document.querySelector('#ov-failures') && document.querySelector('#ov-sla')")
@@ -184,9 +235,7 @@ func TestWebPage(t *testing.T) {
 	page.shot("jobs-phone")
 
 	// A viewer: no cancel button; the API refuses it anyway (403).
-	var run struct{ ID string }
-	restCall(t, "POST", base+"/v1/jobs", admin, map[string]any{"spec": map[string]any{"name": "ui-sleeper", "command": []string{"sleep", "600"}}}, &run)
-	vpage := newTab(t, alloc, base, shots)
+	vpage := newTab(t, page.ctx, base, shots) // a tab of its own: its own sessionStorage, so its own login
 	vpage.login(viewer)
 	vpage.eval("document.querySelector('#role').textContent", &role)
 	if role != "viewer" {

@@ -27,7 +27,8 @@ import (
 //
 //	go test -run '^$' -bench WebPageFirstLoad -benchtime 20x .
 func BenchmarkWebPageFirstLoad(b *testing.B) {
-	_, _, httpAddr := startServe(b, b.TempDir())
+	cmd, _, httpAddr := startServe(b, b.TempDir())
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
 	base := "http://" + httpAddr
 	if exe := chromiumPath(); exe != "" {
 		benchChromiumLoad(b, exe, base)

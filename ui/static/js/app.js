@@ -90,6 +90,7 @@ async function route() {
   if (!me) return;
   if (current) current.abort();
   current = new AbortController();
+  document.getElementById('flash').replaceChildren();
   const signal = current.signal;
   const raw = location.hash.replace(/^#/, '') || '/';
   const [path, query] = raw.split('?');
@@ -102,7 +103,7 @@ async function route() {
     if (!m) continue;
     for (const a of document.querySelectorAll('#nav a')) a.classList.toggle('active', a.dataset.route === name);
     document.body.dataset.page = name;
-    const ctx = { signal, me, can, flash, params, go: (hash) => { location.hash = hash; } };
+    const ctx = { signal, me, can, flash, params, go: (hash) => { location.hash = hash; }, reload: () => { if (!signal.aborted) route(); } };
     try {
       await fn(root, ctx, ...m.slice(1).map(decodeURIComponent));
     } catch (e) {

@@ -7,14 +7,12 @@
 // are event listeners; `class` adds classes; false, null and undefined
 // attributes and children are skipped; arrays of children are flattened.
 export function h(tag, attrs, ...children) {
-  const [name, ...rest] = tag.split('.');
-  let id = '';
-  let el;
-  const [t, i] = name.split('#');
-  el = document.createElement(t || 'div');
-  id = i || '';
-  if (id) el.id = id;
-  for (const c of rest) if (c) el.classList.add(c);
+  const parts = tag.match(/^[^.#]*|[.#][^.#]*/g);
+  const el = document.createElement(parts[0] || 'div');
+  for (const p of parts.slice(1)) {
+    if (p[0] === '#') el.id = p.slice(1);
+    else if (p.length > 1) el.classList.add(p.slice(1));
+  }
   if (attrs && (typeof attrs !== 'object' || attrs instanceof Node || Array.isArray(attrs))) {
     children.unshift(attrs);
     attrs = null;

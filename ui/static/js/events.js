@@ -5,10 +5,11 @@
 
 import { qs, sse } from './api.js';
 
-// subscribe calls handlers.job(job), handlers.worker(worker) or
-// handlers.pipeline(pipeline) for each event matching filters ({tenant,
-// job, pipeline, state}) until signal aborts. handlers.state gets 'open'
-// and 'retrying'; handlers.error a refused stream.
+// subscribe calls handlers.job(job), handlers.worker(worker, removed),
+// handlers.pipeline(pipelineStatus) or handlers.reset() for each event
+// matching filters ({tenant, job, pipeline, state}) until signal aborts.
+// handlers.state gets 'open' and 'retrying'; handlers.error a refused
+// stream.
 export function subscribe(filters, handlers, signal) {
   const url = '/v1/events' + qs(filters);
   sse(url, {
@@ -23,14 +24,15 @@ export function subscribe(filters, handlers, signal) {
   });
 }
 
-// dispatch hands one decoded event to its handler: by the SSE event type
-// when the server names one, else by the field the JSON carries.
+// dispatch hands one decoded event to its handler by its SSE event type:
+// job, worker (data.worker; data.workerRemoved when it is gone),
+// pipeline (data.pipeline: the PipelineStatus without its jobs) or reset
+// (events were missed: reload what is shown).
 function dispatch(type, data, handlers) {
-  const t = (type || '').toLowerCase();
-  const job = data.job || (t === 'job' ? data : null);
-  const worker = data.worker || (t === 'worker' ? data : null);
-  const pipeline = data.pipeline || (t === 'pipeline' ? data : null);
-  if (job && handlers.job) handlers.job(job);
-  if (worker && handlers.worker) handlers.worker(worker);
-  if (pipeline && handlers.pipeline) handlers.pipeline(pipeline);
+  switch (type) {
+    case 'job': if (data.job && handlers.job) handlers.job(data.job); break;
+    case 'worker': if (data.worker && handlers.worker) handlers.worker(data.worker, !!data.workerRemoved); break;
+    case 'pipeline': if (data.pipeline && handlers.pipeline) handlers.pipeline(data.pipeline); break;
+    case 'reset': if (handlers.reset) handlers.reset(); break;
+  }
 }

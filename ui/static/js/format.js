@@ -74,8 +74,10 @@ export function badge(state) {
   return h('span.badge', { class: 's-' + s, 'data-state': state }, state);
 }
 
-// shortId is the first 10 characters of a ULID, as the CLI shows them.
-export const shortId = (id) => String(id || '').slice(0, 10);
+// shortId is how an id is shown: whole, as the CLI shows it (the first
+// ten characters of a ULID are its millisecond, shared by jobs submitted
+// together, so no shorter start is sure to tell them apart).
+export const shortId = (id) => String(id || '');
 
 // labels renders a map of labels as k=v chips.
 export function labels(m) {

@@ -1,10 +1,13 @@
 // Following a job's output over HTTP: GET /v1/jobs/{id}/logs?follow=1, a
-// stream of the attempt's bytes (LogData: attempt, offset, base64 data)
-// that goes on with later retries until the job ends. After a dropped
-// connection it resumes from the attempt and byte offset after the last
-// byte shown, so the terminal gets every byte once.
+// Server-Sent Events stream whose "output" events carry the bytes in
+// base64, each with the id ATTEMPT:OFFSET (the attempt, and the offset
+// after its bytes). It goes on with the attempts of later retries and
+// ends with an "end" event once the job has ended and every byte was
+// sent. After a dropped connection, sse() resumes with Last-Event-ID from
+// the byte after the last one shown, so the terminal gets every byte
+// once.
 
-import { qs, sse } from './api.js';
+import { APIError, sse } from './api.js';
 
 function b64bytes(s) {
   const bin = atob(s || '');
@@ -13,34 +16,38 @@ function b64bytes(s) {
   return out;
 }
 
-// follow streams the output of job id into onData(attempt, bytes) and
-// calls onAttempt(n) when an attempt's output starts, until the job ends
-// (onEnd) or signal aborts.
+// follow streams the output of job id into onData(attempt, bytes), calls
+// onAttempt(n) when the output of an attempt starts, and onEnd once the
+// job has ended and all of it was shown; until then, or until signal
+// aborts. onError gets a refusal (an APIError).
 export function follow(id, { onData, onAttempt, onEnd, onError, onState }, signal) {
-  let attempt = 0; // the attempt being shown; 0 before the first byte
-  let offset = 0; // bytes of it shown so far
-  const url = () => `/v1/jobs/${encodeURIComponent(id)}/logs` + qs(attempt ?
-    { follow: 1, attempt, offset, laterAttempts: true } : { follow: 1 });
-  sse(url, {
+  let attempt = 0; // the attempt being shown; 0 before its first byte
+  let ended = false;
+  sse(`/v1/jobs/${encodeURIComponent(id)}/logs?follow=1`, {
     signal,
     onState,
     onError,
-    onEnd: () => { if (onEnd) onEnd(); return true; },
+    onEnd: () => ended, // a stream cut before "end" is resumed
     onEvent: (ev) => {
-      let d;
-      try { d = JSON.parse(ev.data); } catch { return; }
-      const a = Number(d.attempt || 0);
-      const off = Number(d.offset || 0);
-      let bytes = b64bytes(d.data);
+      if (ev.event === 'end') {
+        ended = true;
+        if (onEnd) onEnd();
+        return;
+      }
+      if (ev.event === 'error') {
+        let body = null;
+        try { body = JSON.parse(ev.data); } catch { /* not JSON */ }
+        if (onError) onError(new APIError(0, body, ev.data));
+        return;
+      }
+      if (ev.event !== 'output') return;
+      const a = Number(String(ev.id).split(':')[0]) || 1;
       if (a !== attempt) {
         attempt = a;
-        offset = 0;
         if (onAttempt) onAttempt(a);
       }
-      if (off < offset) bytes = bytes.subarray(Math.min(bytes.length, offset - off)); // seen already
-      if (bytes.length === 0) return;
-      offset = off + (d.data ? b64bytes(d.data).length : 0);
-      onData(a, bytes);
+      const bytes = b64bytes(ev.data);
+      if (bytes.length) onData(a, bytes);
     },
   });
 }

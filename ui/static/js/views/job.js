@@ -105,7 +105,13 @@ export async function render(root, ctx, id) {
   };
   drawActions();
 
+  // The stream starts from now: once it is open, read the job again, so
+  // that a change between the first read and the stream's start shows.
+  const reread = () => get('/v1/jobs/' + encodeURIComponent(id), {}, ctx.signal)
+    .then((nj) => { if (num(nj.version) >= num(j.version)) update(nj); }).catch(() => {});
   subscribe({ job: id }, {
+    state: (s) => { if (s === 'open') reread(); },
+    reset: reread,
     job: (nj) => { if (nj.id === id && num(nj.version) >= num(j.version)) update(nj); },
   }, ctx.signal);
 

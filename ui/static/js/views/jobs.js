@@ -100,7 +100,7 @@ export async function render(root, ctx) {
   const summary = h('p.summary#jobs-summary');
   const tbody = h('tbody#jobs-body');
   const table = h('table.list.jobs', h('thead', h('tr',
-    h('th', 'ID'), h('th', 'Name'), h('th.hide-s', 'Tenant'), h('th', 'State'), h('th.hide-s', 'Attempt'),
+    h('th.hide-s', 'ID'), h('th', 'Name'), h('th.hide-s', 'Tenant'), h('th', 'State'), h('th.hide-s', 'Attempt'),
     h('th.hide-s', 'Worker'), h('th.hide-s', 'Created'), h('th', 'Ran'), h('th.hide-m', 'Labels'))), tbody);
   const pager = h('nav.pager#jobs-pager');
   const live = h('span.live#jobs-live', { title: 'live updates from /v1/events' }, '○ connecting');
@@ -114,6 +114,23 @@ export async function render(root, ctx) {
   }).catch(() => {
     if (f.tenant) tenantSel.append(h('option', { value: f.tenant, selected: true }, f.tenant));
   });
+
+  // Live: every job event of the tenant shown (the server filters by
+  // tenant); the other filters are checked here, so that a row whose
+  // state moves out of a state filter still shows its new state. The
+  // stream starts before the page is read, and what arrives meanwhile is
+  // applied after it, so that no job submitted in between is missed.
+  let apply = null;
+  const early = [];
+  subscribe(f.tenant ? { tenant: f.tenant } : {}, {
+    state: (s) => { live.textContent = s === 'open' ? '● live' : '○ reconnecting'; live.classList.toggle('on', s === 'open'); },
+    error: (e) => { live.textContent = '○ no live updates'; live.title = e.explain(); },
+    reset: () => ctx.reload(),
+    job: (j) => {
+      if (apply) apply(j);
+      else if (early.length < pageSize * 4) early.push(j);
+    },
+  }, ctx.signal);
 
   let lbl = {};
   try { lbl = parseLabels(f.label); } catch (e) { ctx.flash(e); }
@@ -132,9 +149,9 @@ export async function render(root, ctx) {
   const rows = new Map();
   const rowOf = (j) => {
     const st = jobState(j);
-    const tr = h('tr', { 'data-id': j.id, 'data-state': st },
-      h('td.mono', h('a', { href: '#/jobs/' + encodeURIComponent(j.id), title: j.id }, shortId(j.id))),
-      h('td.name', (j.spec && j.spec.name) || ''),
+    const tr = h('tr', { 'data-id': j.id, 'data-state': st, 'data-version': j.version || 0 },
+      h('td.mono.id.hide-s', h('a', { href: '#/jobs/' + encodeURIComponent(j.id) }, shortId(j.id))),
+      h('td.name', h('a', { href: '#/jobs/' + encodeURIComponent(j.id), title: j.id }, (j.spec && j.spec.name) || '(no name)')),
       h('td.hide-s', (j.spec && j.spec.tenant) || ''),
       h('td', badge(st)),
       h('td.hide-s.num', j.attempt || ''),
@@ -162,9 +179,6 @@ export async function render(root, ctx) {
     pager.append(h('a.button.secondary#page-older', { href: '#/jobs' + hashOf({ ...f, page: r.nextPageToken }), onclick: () => { newer.push(f.page); } }, 'Older ›'));
   }
 
-  // Live: every job event of the tenant shown (the server filters by
-  // tenant); the other filters are checked here, so that a row whose
-  // state moves out of a state filter still shows its new state.
   const nameRe = f.q ? globRe(nameFilter(f.q)) : null;
   const matches = (j) => {
     if (f.state && jobState(j) !== f.state) return false;
@@ -176,33 +190,31 @@ export async function render(root, ctx) {
   let added = 0;
   const note = h('p.note#jobs-newer', { hidden: true });
   summary.after(note);
-  subscribe(f.tenant ? { tenant: f.tenant } : {}, {
-    state: (s) => { live.textContent = s === 'open' ? '● live' : '○ reconnecting'; live.classList.toggle('on', s === 'open'); },
-    error: (e) => { live.textContent = '○ no live updates'; live.title = e.explain(); },
-    job: (j) => {
-      const old = rows.get(j.id);
-      if (old) {
-        const tr = rowOf(j);
-        old.replaceWith(tr);
-        rows.set(j.id, tr);
-        return;
-      }
-      if (!onFirst || !matches(j)) return;
-      const first = tbody.firstElementChild;
-      if (first && first.dataset.id > j.id) return; // older than the page's newest: it is on a later page
-      if (added >= pageSize) { // the page stays bounded: offer a reload instead
-        note.hidden = false;
-        note.replaceChildren('More new jobs arrived. ', h('a', { href: '#/jobs' + hashOf({ ...f, page: '' }), onclick: (ev) => { ev.preventDefault(); location.reload(); } }, 'Show the newest'));
-        return;
-      }
-      added++;
+  apply = (j) => {
+    const old = rows.get(j.id);
+    if (old) {
+      if (Number(old.dataset.version || 0) > Number(j.version || 0)) return;
       const tr = rowOf(j);
-      tr.classList.add('new');
+      old.replaceWith(tr);
       rows.set(j.id, tr);
-      tbody.prepend(tr);
-      if (summary.textContent === 'No job matches.') summary.textContent = '';
-    },
-  }, ctx.signal);
+      return;
+    }
+    if (!onFirst || !matches(j)) return;
+    const first = tbody.firstElementChild;
+    if (first && first.dataset.id > j.id) return; // older than the page's newest: it is on a later page
+    if (added >= pageSize) { // the page stays bounded: offer a reload instead
+      note.hidden = false;
+      note.replaceChildren('More new jobs arrived. ', h('a', { href: '#', onclick: (ev) => { ev.preventDefault(); ctx.reload(); } }, 'Show the newest'));
+      return;
+    }
+    added++;
+    const tr = rowOf(j);
+    tr.classList.add('new');
+    rows.set(j.id, tr);
+    tbody.prepend(tr);
+    if (summary.textContent === 'No job matches.') summary.textContent = '';
+  };
+  for (const j of early.splice(0)) apply(j);
 }
 
 function hashOf(f) {

@@ -44,7 +44,7 @@ async function queueCard(ctx) {
     const r = await get('/v1/tenants', {}, ctx.signal);
     const ts = (r.tenants || []).slice().sort((a, b) => num(b.pendingJobs) - num(a.pendingJobs) || a.tenant.name.localeCompare(b.tenant.name));
     if (!ts.length) return h('p.sub', 'No tenant.');
-    return h('div.scroll', h('table.list.compact', h('thead', h('tr', h('th', 'Tenant'), h('th.num', 'Pending'), h('th.num', 'Running'), h('th', 'Share / fair'), h('th.hide-s', 'Quota use'))),
+    return h('div.scroll', h('table.list.compact', h('thead', h('tr', h('th', 'Tenant'), h('th.num', 'Pending'), h('th.num', 'Running'), h('th', 'Share / fair'), h('th.hide-m', 'Quota use'))),
       h('tbody', ts.map((t) => {
         const q = t.tenant;
         const mr = q.maxRunning || {};
@@ -56,7 +56,7 @@ async function queueCard(ctx) {
           h('td.num', String(num(t.pendingJobs))),
           h('td.num', String(num(t.running && t.running.slots))),
           h('td', bar(t.share || 0, t.fairShare || 0), ` ${pct(t.share)} / ${pct(t.fairShare)}`),
-          h('td.hide-s', limits.join(' · ') || h('span.sub', 'no limit')));
+          h('td.hide-m', limits.join(' · ') || h('span.sub', 'no limit')));
       }))));
   } catch (e) {
     return refused(e);
@@ -113,5 +113,5 @@ export async function render(root, ctx) {
   };
   const t = setInterval(again, every);
   ctx.signal.addEventListener('abort', () => clearInterval(t));
-  subscribe({}, { job: again, worker: again }, ctx.signal);
+  subscribe({}, { job: again, worker: again, reset: again }, ctx.signal);
 }

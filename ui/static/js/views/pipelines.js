@@ -130,14 +130,21 @@ export async function renderOne(root, ctx, id) {
   };
   draw();
 
-  let refreshing = null;
+  // refresh reads the pipeline again; one asked for while a read is on
+  // its way runs after it, so the last change is never left out.
+  let refreshing = false;
+  let again = false;
   const refresh = () => {
-    if (refreshing) return;
-    refreshing = get('/v1/pipelines/' + encodeURIComponent(id), {}, ctx.signal).then((np) => {
+    if (refreshing) { again = true; return; }
+    refreshing = true;
+    get('/v1/pipelines/' + encodeURIComponent(id), {}, ctx.signal).then((np) => {
       p = np;
       for (const j of p.jobs || []) { const old = jobsById.get(j.id); if (!old || num(j.version) >= num(old.version)) jobsById.set(j.id, j); }
       draw();
-    }).catch((e) => { if (!ctx.signal.aborted) ctx.flash(e); }).finally(() => { refreshing = null; });
+    }).catch((e) => { if (!ctx.signal.aborted) ctx.flash(e); }).finally(() => {
+      refreshing = false;
+      if (again && !ctx.signal.aborted) { again = false; refresh(); }
+    });
   };
   subscribe({ pipeline: id }, {
     job: (j) => {
@@ -149,6 +156,8 @@ export async function renderOne(root, ctx, id) {
       draw();
       if (terminal(jobState(j))) refresh(); // the pipeline's own state may have changed
     },
-    pipeline: () => refresh(),
+    pipeline: (ps) => { p = { ...p, state: ps.state, pipeline: ps.pipeline || p.pipeline }; draw(); },
+    reset: () => refresh(),
+    state: (s) => { if (s === 'open') refresh(); }, // what changed before the stream started
   }, ctx.signal);
 }

@@ -67,5 +67,5 @@ export async function render(root, ctx) {
   await load();
   const t = setInterval(() => load().catch(() => {}), every);
   ctx.signal.addEventListener('abort', () => clearInterval(t));
-  subscribe({}, { worker: () => load().catch(() => {}) }, ctx.signal);
+  subscribe({}, { worker: () => load().catch(() => {}), reset: () => load().catch(() => {}) }, ctx.signal);
 }
