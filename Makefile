@@ -111,6 +111,7 @@ bench:
 	$(GO) test -run '^$$' -bench 'Restart' -benchtime 1x . | tee -a bench.txt
 	$(GO) test -run '^$$' -bench 'CLI' -benchtime 1x . | tee -a bench.txt
 	$(GO) test -run '^$$' -bench 'Listings' -benchtime 1x . | tee -a bench.txt
+	$(GO) test -run '^$$' -bench 'WebPageFirstLoad' -benchtime 20x . | tee -a bench.txt
 	$(GO) test -run '^$$' -bench . -skip 'SubmitBatch|NonReadingStreams|REST|SSE' -benchtime 20000x ./server | tee -a bench.txt
 	$(GO) test -run '^$$' -bench RESTListJobs -benchtime 2000x ./server | tee -a bench.txt
 	$(GO) test -run '^$$' -bench SSEDelivery -benchtime 2000x ./server | tee -a bench.txt

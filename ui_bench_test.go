@@ -31,6 +31,7 @@ func BenchmarkWebPageFirstLoad(b *testing.B) {
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
 	base := "http://" + httpAddr
 	if exe := chromiumPath(); exe != "" {
+		b.Log("loading in chromium (mode chromium)")
 		benchChromiumLoad(b, exe, base)
 		return
 	}
@@ -45,7 +46,7 @@ func benchChromiumLoad(b *testing.B, exe, base string) {
 	if err := chromedp.Do(browser, chromedp.Navigate("about:blank")); err != nil {
 		b.Fatalf("start chromium: %v", err)
 	}
-	var size, files float64
+	var size, files, ready float64
 	var total time.Duration
 	for b.Loop() {
 		tab, cancelTab := chromedp.NewContext(browser)
@@ -62,20 +63,27 @@ func benchChromiumLoad(b *testing.B, exe, base string) {
 		}
 		// What the page itself loaded (its API calls, such as /v1/whoami,
 		// left out): the document and its assets, bytes as transferred.
-		got, err := chromedp.Run(tab, chromedp.Evaluate[[]float64](`(() => {
+		got, err := chromedp.Run(tab, chromedp.Poll[[]float64](`(() => {
+			const ready = performance.getEntriesByName('hodei-ready');
+			if (!ready.length) return null;
 			const es = [...performance.getEntriesByType('navigation'), ...performance.getEntriesByType('resource')]
 				.filter(e => !new URL(e.name).pathname.startsWith('/v1/'));
-			return [es.reduce((n, e) => n + e.transferSize, 0), es.length];
-		})()`))
+			return [es.reduce((n, e) => n + e.transferSize, 0), es.length, ready[0].startTime];
+		})()`, chromedp.WithPollingInterval(time.Millisecond)))
 		cancelTab()
 		if err != nil {
 			b.Fatal(err)
 		}
 		size, files = got[0], got[1]
+		ready += got[2]
 	}
 	b.ReportMetric(size, "first-load-bytes")
 	b.ReportMetric(files, "files")
-	b.ReportMetric(float64(total.Microseconds())/1000/float64(b.N), "first-load-ms")
+	// From the start of the navigation to the first screen, as the page
+	// measures it, and the same seen from outside, with the browser's
+	// work for a new tab (a renderer process for the site) included.
+	b.ReportMetric(ready/float64(b.N), "first-load-ms")
+	b.ReportMetric(float64(total.Microseconds())/1000/float64(b.N), "new-tab-load-ms")
 }
 
 var assetRef = regexp.MustCompile(`(?:src|href)="(/ui/[^"]+)"|(?m)^\s*import\s+(?:[^'"]*\s+from\s+)?'([^']+)'`)

@@ -119,6 +119,14 @@ func TestModulesResolve(t *testing.T) {
 			t.Errorf("index.html names %s: not embedded", m[1])
 		}
 	}
+	// Every module but app.js is preloaded, so that the browser fetches
+	// them at once instead of one import level at a time.
+	for p := range assets {
+		if strings.HasSuffix(p, ".js") && p != Prefix+"js/app.js" &&
+			!strings.Contains(string(assets["/"].body), `<link rel="modulepreload" href="`+p+`">`) {
+			t.Errorf("index.html does not preload %s", p)
+		}
+	}
 	if strings.Contains(string(assets["/"].body), "<script>") {
 		t.Error("index.html has an inline script, which the CSP forbids")
 	}
