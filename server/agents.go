@@ -396,7 +396,8 @@ func (s *Server) finished(ctx context.Context, workerID string, f *pb.JobFinishe
 		Signal:   int(f.GetSignal()),
 		Reason:   f.GetReason(),
 		Lost:     f.GetOutputLost(),
-		Usage:    job.Usage{CPUTime: time.Duration(f.GetUsage().GetCpuTimeNs()), MaxRSSKiB: f.GetUsage().GetMaxRssKib()},
+		Usage: job.Usage{CPUTime: time.Duration(f.GetUsage().GetCpuTimeNs()), MaxRSSKiB: f.GetUsage().GetMaxRssKib(),
+			Wall: time.Duration(f.GetUsage().GetWallTimeNs())},
 		Ended:    agentTime(f.GetFinishedUnixNano()),
 	})
 	switch {
