@@ -156,7 +156,7 @@ type exit struct {
 	// WriteErr is the cause of a failed spool write and the file
 	// ("no space left on device (DIR/spool/ID-1.out)"), "" when every
 	// write succeeded: the agent's data-dir health (diskhealth.go).
-	WriteErr  string
+	WriteErr string
 	// CPUTime is user+sys of the process and the children it waited for,
 	// plus the orphans of its group the reaper reaped.
 	CPUTime   time.Duration

@@ -42,9 +42,9 @@ type reaper struct {
 	// inside another program (a test) leaves them to that program.
 	strays bool
 
-	mu      sync.Mutex                // guards the fields below; held by a start from fork to registration
-	leaders map[int]bool              // pids of the leaders the attempts reap
-	groups  map[int]*orphanUsage      // by process group: what the attempt's orphans used
+	mu      sync.Mutex                 // guards the fields below; held by a start from fork to registration
+	leaders map[int]bool               // pids of the leaders the attempts reap
+	groups  map[int]*orphanUsage       // by process group: what the attempt's orphans used
 	waiters map[chan struct{}]struct{} // poked after each scan
 
 	sig  chan os.Signal

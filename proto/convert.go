@@ -128,11 +128,11 @@ func FromJob(j *job.Job) *Job {
 		NotBeforeUnixNano: nanos(j.NotBefore),
 		Usage: &Usage{CpuTimeNs: int64(j.Usage.CPUTime), MaxRssKib: j.Usage.MaxRSSKiB, WallTimeNs: int64(j.Usage.Wall),
 			SlotTimeNs: int64(j.Usage.SlotTime(j.Spec.Resources.Slots)), Attempt: int32(j.Usage.Attempt)},
-		Requeue:           j.Stop == job.StopRequeue,
-		Preemptions:       int32(j.Preemptions),
-		DeadlineMissed:    j.DeadlineMissed,
-		Signal:            int32(j.Signal),
-		Owner:             j.Spec.Owner,
+		Requeue:        j.Stop == job.StopRequeue,
+		Preemptions:    int32(j.Preemptions),
+		DeadlineMissed: j.DeadlineMissed,
+		Signal:         int32(j.Signal),
+		Owner:          j.Spec.Owner,
 	}
 }
 

@@ -398,7 +398,7 @@ func (s *Server) finished(ctx context.Context, workerID string, f *pb.JobFinishe
 		Lost:     f.GetOutputLost(),
 		Usage: job.Usage{CPUTime: time.Duration(f.GetUsage().GetCpuTimeNs()), MaxRSSKiB: f.GetUsage().GetMaxRssKib(),
 			Wall: time.Duration(f.GetUsage().GetWallTimeNs())},
-		Ended:    agentTime(f.GetFinishedUnixNano()),
+		Ended: agentTime(f.GetFinishedUnixNano()),
 	})
 	switch {
 	case err == nil, errors.Is(err, job.ErrConflict), errors.Is(err, job.ErrNotFound):
