@@ -75,7 +75,6 @@ type jobUsageView struct {
 	CPUSeconds  float64 `json:"cpu_seconds"`
 	SlotSeconds float64 `json:"slot_seconds"`
 	MaxRSSKiB   int64   `json:"max_rss_kib"`
-	Orphans     int32   `json:"orphans,omitempty"`
 }
 
 // newJobUsageView is u as --output json shows it; nil before an attempt
@@ -86,7 +85,7 @@ func newJobUsageView(u *hodeipb.Usage) *jobUsageView {
 	}
 	return &jobUsageView{Attempt: u.GetAttempt(), WallSeconds: time.Duration(u.GetWallTimeNs()).Seconds(),
 		CPUSeconds: time.Duration(u.GetCpuTimeNs()).Seconds(), SlotSeconds: time.Duration(u.GetSlotTimeNs()).Seconds(),
-		MaxRSSKiB: u.GetMaxRssKib(), Orphans: u.GetOrphans()}
+		MaxRSSKiB: u.GetMaxRssKib()}
 }
 
 func newJobView(j *hodeipb.Job) jobView {

@@ -886,7 +886,7 @@ type Usage struct {
 	// its own start and end times).
 	WallTimeNs    int64 `protobuf:"varint,3,opt,name=wall_time_ns,json=wallTimeNs,proto3" json:"wall_time_ns,omitempty"`
 	SlotTimeNs    int64 `protobuf:"varint,4,opt,name=slot_time_ns,json=slotTimeNs,proto3" json:"slot_time_ns,omitempty"` // slots × wall; set by the server on a Job
-	Orphans       int32 `protobuf:"varint,5,opt,name=orphans,proto3" json:"orphans,omitempty"`                           // orphans of the group counted in cpu_time_ns
+	Orphans       int32 `protobuf:"varint,5,opt,name=orphans,proto3" json:"orphans,omitempty"`                           // orphans of the group counted in cpu_time_ns; JobFinished only
 	Attempt       int32 `protobuf:"varint,6,opt,name=attempt,proto3" json:"attempt,omitempty"`                           // the attempt measured; set by the server on a Job
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
