@@ -91,6 +91,8 @@ func (r *reaper) run() {
 	// a slow tick catches what one missed.
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
+	gap := time.NewTimer(0)
+	defer gap.Stop()
 	for {
 		select {
 		case <-r.stop:
@@ -98,9 +100,21 @@ func (r *reaper) run() {
 		case <-r.sig:
 		case <-t.C:
 		}
+		// Every job's end is a SIGCHLD, and a scan reads /proc: the
+		// signals of a gap are served by one scan. An attempt that ends
+		// does not wait for it (finish reaps its own group).
+		select {
+		case <-r.stop:
+			return
+		case <-gap.C:
+		}
 		r.scan()
+		gap.Reset(reapScanGap)
 	}
 }
+
+// reapScanGap is the least time between two scans for orphans.
+const reapScanGap = 50 * time.Millisecond
 
 // start runs fork (which starts a leader and returns its pid, 0 when it
 // failed) with mu held, and registers the leader and its group. A nil
