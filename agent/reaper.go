@@ -26,8 +26,9 @@ import (
 // The leaders are reaped by their attempts (os/exec, by pid): the reaper
 // must never take one. It reaps only children that are not leaders and are
 // not in the supervisor's own process group (a leader between its fork and
-// its setsid is in it), and a start holds mu from its fork until its leader
-// is registered, so that no scan sees a leader it does not know.
+// its setsid is in it), and no scan runs while a start is between its fork
+// and its leader's registration, so that none sees a leader it does not
+// know. Starts do not wait for each other.
 //
 // Limits (see DESIGN.md): a process that left the job's process group
 // (setsid, a shell's job control) is reaped but counted for no attempt; one
@@ -42,10 +43,12 @@ type reaper struct {
 	// inside another program (a test) leaves them to that program.
 	strays bool
 
-	mu      sync.Mutex                 // guards the fields below; held by a start from fork to registration
-	leaders map[int]bool               // pids of the leaders the attempts reap
-	groups  map[int]*orphanUsage       // by process group: what the attempt's orphans used
-	waiters map[chan struct{}]struct{} // poked after each scan
+	mu       sync.Mutex                 // guards the fields below
+	starting int                        // starts between their fork and their leader's registration
+	skipped  bool                       // a scan was left for the last of them
+	leaders  map[int]bool               // pids of the leaders the attempts reap
+	groups   map[int]*orphanUsage       // by process group: what the attempt's orphans used
+	waiters  map[chan struct{}]struct{} // poked after each scan
 
 	sig  chan os.Signal
 	stop chan struct{}
@@ -117,18 +120,35 @@ func (r *reaper) run() {
 const reapScanGap = 50 * time.Millisecond
 
 // start runs fork (which starts a leader and returns its pid, 0 when it
-// failed) with mu held, and registers the leader and its group. A nil
-// reaper just runs fork.
+// failed), keeping scans off until it returns, and registers the leader
+// and its group. A nil reaper just runs fork.
 func (r *reaper) start(fork func() int) {
 	if r == nil {
 		fork()
 		return
 	}
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	if pid := fork(); pid > 0 {
+	r.starting++
+	r.mu.Unlock()
+	pid := fork()
+	r.mu.Lock()
+	r.starting--
+	if pid > 0 {
 		r.leaders[pid] = true
 		r.groups[pid] = new(orphanUsage)
+	}
+	again := r.starting == 0 && r.skipped
+	r.mu.Unlock()
+	if again {
+		r.poke()
+	}
+}
+
+// poke asks the reaper's goroutine for a scan.
+func (r *reaper) poke() {
+	select {
+	case r.sig <- syscall.SIGCHLD:
+	default:
 	}
 }
 
@@ -213,6 +233,9 @@ func (g *orphanUsage) add(ru *syscall.Rusage) {
 func (r *reaper) scan() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.skipped = r.starting > 0; r.skipped {
+		return // the last start asks again
+	}
 	for _, pid := range children() {
 		if r.leaders[pid] {
 			continue
