@@ -69,7 +69,8 @@ type JobServiceClient interface {
 	// its agent stops it. A job that has already ended is returned as it
 	// is, without an error.
 	Cancel(ctx context.Context, in *CancelJobRequest, opts ...grpc.CallOption) (*Job, error)
-	// Watch streams every change of the matching jobs.
+	// Watch streams every change of the matching jobs (with all_kinds, of
+	// workers and pipelines too), resumable after an event's cursor.
 	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[JobEvent], error)
 	// Logs streams a job's output from an offset; with follow, until the job ends.
 	Logs(ctx context.Context, in *LogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LogData], error)
@@ -374,7 +375,8 @@ type JobServiceServer interface {
 	// its agent stops it. A job that has already ended is returned as it
 	// is, without an error.
 	Cancel(context.Context, *CancelJobRequest) (*Job, error)
-	// Watch streams every change of the matching jobs.
+	// Watch streams every change of the matching jobs (with all_kinds, of
+	// workers and pipelines too), resumable after an event's cursor.
 	Watch(*WatchRequest, grpc.ServerStreamingServer[JobEvent]) error
 	// Logs streams a job's output from an offset; with follow, until the job ends.
 	Logs(*LogsRequest, grpc.ServerStreamingServer[LogData]) error
