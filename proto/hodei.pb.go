@@ -873,10 +873,23 @@ func (x *JobSpec) GetStdin() StdinMode {
 	return StdinMode_STDIN_NONE
 }
 
+// Usage is what one attempt consumed. From an agent (JobFinished): what it
+// measured. On a Job: its last ended attempt's, with slot_time_ns added by
+// the server.
 type Usage struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	CpuTimeNs     int64                  `protobuf:"varint,1,opt,name=cpu_time_ns,json=cpuTimeNs,proto3" json:"cpu_time_ns,omitempty"`
-	MaxRssKib     int64                  `protobuf:"varint,2,opt,name=max_rss_kib,json=maxRssKib,proto3" json:"max_rss_kib,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// cpu_time_ns: user+system CPU of the attempt's processes: its leader
+	// with the descendants it waited for, plus the orphans of its process
+	// group that the agent's supervisor reaped.
+	CpuTimeNs int64 `protobuf:"varint,1,opt,name=cpu_time_ns,json=cpuTimeNs,proto3" json:"cpu_time_ns,omitempty"`
+	MaxRssKib int64 `protobuf:"varint,2,opt,name=max_rss_kib,json=maxRssKib,proto3" json:"max_rss_kib,omitempty"` // the largest resident set of any one of them
+	// wall_time_ns: from the process's start to its leader's exit, by the
+	// agent's monotonic clock (0 from an older agent: the server then uses
+	// its own start and end times).
+	WallTimeNs    int64 `protobuf:"varint,3,opt,name=wall_time_ns,json=wallTimeNs,proto3" json:"wall_time_ns,omitempty"`
+	SlotTimeNs    int64 `protobuf:"varint,4,opt,name=slot_time_ns,json=slotTimeNs,proto3" json:"slot_time_ns,omitempty"` // slots × wall; set by the server on a Job
+	Orphans       int32 `protobuf:"varint,5,opt,name=orphans,proto3" json:"orphans,omitempty"`                           // orphans of the group counted in cpu_time_ns; JobFinished only
+	Attempt       int32 `protobuf:"varint,6,opt,name=attempt,proto3" json:"attempt,omitempty"`                           // the attempt measured; set by the server on a Job
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -925,6 +938,34 @@ func (x *Usage) GetMaxRssKib() int64 {
 	return 0
 }
 
+func (x *Usage) GetWallTimeNs() int64 {
+	if x != nil {
+		return x.WallTimeNs
+	}
+	return 0
+}
+
+func (x *Usage) GetSlotTimeNs() int64 {
+	if x != nil {
+		return x.SlotTimeNs
+	}
+	return 0
+}
+
+func (x *Usage) GetOrphans() int32 {
+	if x != nil {
+		return x.Orphans
+	}
+	return 0
+}
+
+func (x *Usage) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
 type Job struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
 	Id                string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -956,7 +997,10 @@ type Job struct {
 	// Why a PENDING job has not started, as of the answer: the constraint
 	// it cannot meet and the counts behind it. Get, List and GetPipeline
 	// answers only; not stored, and absent when nothing keeps it.
-	Pending       *PendingReason `protobuf:"bytes,21,opt,name=pending,proto3" json:"pending,omitempty"`
+	Pending *PendingReason `protobuf:"bytes,21,opt,name=pending,proto3" json:"pending,omitempty"`
+	// Who submitted the job: the name of the caller's token (or
+	// certificate), set by the server; usage accounting groups by it.
+	Owner         string `protobuf:"bytes,22,opt,name=owner,proto3" json:"owner,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1136,6 +1180,13 @@ func (x *Job) GetPending() *PendingReason {
 		return x.Pending
 	}
 	return nil
+}
+
+func (x *Job) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
 }
 
 // PendingReason says why a PENDING job waits.
@@ -7379,6 +7430,443 @@ func (x *CronRunResponse) GetId() string {
 	return ""
 }
 
+type GetUsageRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`                  // only this tenant; "": every tenant the caller sees
+	Label         string                 `protobuf:"bytes,2,opt,name=label,proto3" json:"label,omitempty"`                    // KEY=VALUE: only attempts of jobs with that label
+	From          string                 `protobuf:"bytes,3,opt,name=from,proto3" json:"from,omitempty"`                      // first UTC day, YYYY-MM-DD; "": 30 days before to
+	To            string                 `protobuf:"bytes,4,opt,name=to,proto3" json:"to,omitempty"`                          // last UTC day, YYYY-MM-DD, included; "": today
+	GroupBy       string                 `protobuf:"bytes,5,opt,name=group_by,json=groupBy,proto3" json:"group_by,omitempty"` // tenant (default), day, user or label:KEY
+	Attempts      bool                   `protobuf:"varint,6,opt,name=attempts,proto3" json:"attempts,omitempty"`             // list the per-attempt records (paged), not sums
+	Limit         int32                  `protobuf:"varint,7,opt,name=limit,proto3" json:"limit,omitempty"`                   // records per page with attempts; 0: 100, at most 1000
+	Cursor        string                 `protobuf:"bytes,8,opt,name=cursor,proto3" json:"cursor,omitempty"`                  // next_cursor of the previous page
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetUsageRequest) Reset() {
+	*x = GetUsageRequest{}
+	mi := &file_hodei_proto_msgTypes[95]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetUsageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetUsageRequest) ProtoMessage() {}
+
+func (x *GetUsageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[95]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetUsageRequest.ProtoReflect.Descriptor instead.
+func (*GetUsageRequest) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{95}
+}
+
+func (x *GetUsageRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *GetUsageRequest) GetLabel() string {
+	if x != nil {
+		return x.Label
+	}
+	return ""
+}
+
+func (x *GetUsageRequest) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+func (x *GetUsageRequest) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+func (x *GetUsageRequest) GetGroupBy() string {
+	if x != nil {
+		return x.GroupBy
+	}
+	return ""
+}
+
+func (x *GetUsageRequest) GetAttempts() bool {
+	if x != nil {
+		return x.Attempts
+	}
+	return false
+}
+
+func (x *GetUsageRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *GetUsageRequest) GetCursor() string {
+	if x != nil {
+		return x.Cursor
+	}
+	return ""
+}
+
+// UsageRow sums the attempts of one group. Times are in microseconds
+// (each attempt's truncated), so that per-attempt records add up to them.
+type UsageRow struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The tenant, the day (YYYY-MM-DD), the user, or the label's value;
+	// "" for jobs submitted without authentication (group_by user).
+	Group         string `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	Attempts      int64  `protobuf:"varint,2,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	WallMicros    int64  `protobuf:"varint,3,opt,name=wall_micros,json=wallMicros,proto3" json:"wall_micros,omitempty"`
+	CpuMicros     int64  `protobuf:"varint,4,opt,name=cpu_micros,json=cpuMicros,proto3" json:"cpu_micros,omitempty"`
+	SlotMicros    int64  `protobuf:"varint,5,opt,name=slot_micros,json=slotMicros,proto3" json:"slot_micros,omitempty"` // slots × wall
+	MaxRssKib     int64  `protobuf:"varint,6,opt,name=max_rss_kib,json=maxRssKib,proto3" json:"max_rss_kib,omitempty"`  // the largest of the attempts'
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UsageRow) Reset() {
+	*x = UsageRow{}
+	mi := &file_hodei_proto_msgTypes[96]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UsageRow) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UsageRow) ProtoMessage() {}
+
+func (x *UsageRow) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[96]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UsageRow.ProtoReflect.Descriptor instead.
+func (*UsageRow) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{96}
+}
+
+func (x *UsageRow) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *UsageRow) GetAttempts() int64 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *UsageRow) GetWallMicros() int64 {
+	if x != nil {
+		return x.WallMicros
+	}
+	return 0
+}
+
+func (x *UsageRow) GetCpuMicros() int64 {
+	if x != nil {
+		return x.CpuMicros
+	}
+	return 0
+}
+
+func (x *UsageRow) GetSlotMicros() int64 {
+	if x != nil {
+		return x.SlotMicros
+	}
+	return 0
+}
+
+func (x *UsageRow) GetMaxRssKib() int64 {
+	if x != nil {
+		return x.MaxRssKib
+	}
+	return 0
+}
+
+// UsageAttempt is the record of one ended attempt.
+type UsageAttempt struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	JobId            string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Attempt          int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Name             string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	Tenant           string                 `protobuf:"bytes,4,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	User             string                 `protobuf:"bytes,5,opt,name=user,proto3" json:"user,omitempty"`
+	Labels           map[string]string      `protobuf:"bytes,6,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Worker           string                 `protobuf:"bytes,7,opt,name=worker,proto3" json:"worker,omitempty"`
+	Slots            int64                  `protobuf:"varint,8,opt,name=slots,proto3" json:"slots,omitempty"`
+	StartedUnixNano  int64                  `protobuf:"varint,9,opt,name=started_unix_nano,json=startedUnixNano,proto3" json:"started_unix_nano,omitempty"` // 0: it never started
+	FinishedUnixNano int64                  `protobuf:"varint,10,opt,name=finished_unix_nano,json=finishedUnixNano,proto3" json:"finished_unix_nano,omitempty"`
+	State            JobState               `protobuf:"varint,11,opt,name=state,proto3,enum=hodei.v1.JobState" json:"state,omitempty"` // the state its end left the job in
+	ExitCode         int32                  `protobuf:"varint,12,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
+	WallMicros       int64                  `protobuf:"varint,13,opt,name=wall_micros,json=wallMicros,proto3" json:"wall_micros,omitempty"`
+	CpuMicros        int64                  `protobuf:"varint,14,opt,name=cpu_micros,json=cpuMicros,proto3" json:"cpu_micros,omitempty"`
+	SlotMicros       int64                  `protobuf:"varint,15,opt,name=slot_micros,json=slotMicros,proto3" json:"slot_micros,omitempty"`
+	MaxRssKib        int64                  `protobuf:"varint,16,opt,name=max_rss_kib,json=maxRssKib,proto3" json:"max_rss_kib,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *UsageAttempt) Reset() {
+	*x = UsageAttempt{}
+	mi := &file_hodei_proto_msgTypes[97]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UsageAttempt) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UsageAttempt) ProtoMessage() {}
+
+func (x *UsageAttempt) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[97]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UsageAttempt.ProtoReflect.Descriptor instead.
+func (*UsageAttempt) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{97}
+}
+
+func (x *UsageAttempt) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *UsageAttempt) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *UsageAttempt) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *UsageAttempt) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *UsageAttempt) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *UsageAttempt) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *UsageAttempt) GetWorker() string {
+	if x != nil {
+		return x.Worker
+	}
+	return ""
+}
+
+func (x *UsageAttempt) GetSlots() int64 {
+	if x != nil {
+		return x.Slots
+	}
+	return 0
+}
+
+func (x *UsageAttempt) GetStartedUnixNano() int64 {
+	if x != nil {
+		return x.StartedUnixNano
+	}
+	return 0
+}
+
+func (x *UsageAttempt) GetFinishedUnixNano() int64 {
+	if x != nil {
+		return x.FinishedUnixNano
+	}
+	return 0
+}
+
+func (x *UsageAttempt) GetState() JobState {
+	if x != nil {
+		return x.State
+	}
+	return JobState_JOB_STATE_UNSPECIFIED
+}
+
+func (x *UsageAttempt) GetExitCode() int32 {
+	if x != nil {
+		return x.ExitCode
+	}
+	return 0
+}
+
+func (x *UsageAttempt) GetWallMicros() int64 {
+	if x != nil {
+		return x.WallMicros
+	}
+	return 0
+}
+
+func (x *UsageAttempt) GetCpuMicros() int64 {
+	if x != nil {
+		return x.CpuMicros
+	}
+	return 0
+}
+
+func (x *UsageAttempt) GetSlotMicros() int64 {
+	if x != nil {
+		return x.SlotMicros
+	}
+	return 0
+}
+
+func (x *UsageAttempt) GetMaxRssKib() int64 {
+	if x != nil {
+		return x.MaxRssKib
+	}
+	return 0
+}
+
+type GetUsageResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rows          []*UsageRow            `protobuf:"bytes,1,rep,name=rows,proto3" json:"rows,omitempty"`                               // ordered by group; empty with attempts
+	Total         *UsageRow              `protobuf:"bytes,2,opt,name=total,proto3" json:"total,omitempty"`                             // of rows (or of this page's attempts)
+	Attempts      []*UsageAttempt        `protobuf:"bytes,3,rep,name=attempts,proto3" json:"attempts,omitempty"`                       // with attempts
+	NextCursor    string                 `protobuf:"bytes,4,opt,name=next_cursor,json=nextCursor,proto3" json:"next_cursor,omitempty"` // "": no more pages
+	From          string                 `protobuf:"bytes,5,opt,name=from,proto3" json:"from,omitempty"`                               // the days answered, YYYY-MM-DD
+	To            string                 `protobuf:"bytes,6,opt,name=to,proto3" json:"to,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetUsageResponse) Reset() {
+	*x = GetUsageResponse{}
+	mi := &file_hodei_proto_msgTypes[98]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetUsageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetUsageResponse) ProtoMessage() {}
+
+func (x *GetUsageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[98]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetUsageResponse.ProtoReflect.Descriptor instead.
+func (*GetUsageResponse) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{98}
+}
+
+func (x *GetUsageResponse) GetRows() []*UsageRow {
+	if x != nil {
+		return x.Rows
+	}
+	return nil
+}
+
+func (x *GetUsageResponse) GetTotal() *UsageRow {
+	if x != nil {
+		return x.Total
+	}
+	return nil
+}
+
+func (x *GetUsageResponse) GetAttempts() []*UsageAttempt {
+	if x != nil {
+		return x.Attempts
+	}
+	return nil
+}
+
+func (x *GetUsageResponse) GetNextCursor() string {
+	if x != nil {
+		return x.NextCursor
+	}
+	return ""
+}
+
+func (x *GetUsageResponse) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+func (x *GetUsageResponse) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
 // HttpError is the body of every error of the HTTP API (/v1/): code is the
 // gRPC status code's number, status its name (NOT_FOUND), message what
 // went wrong, field the request field at fault when there is one (from
@@ -7396,7 +7884,7 @@ type HttpError struct {
 
 func (x *HttpError) Reset() {
 	*x = HttpError{}
-	mi := &file_hodei_proto_msgTypes[95]
+	mi := &file_hodei_proto_msgTypes[99]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7408,7 +7896,7 @@ func (x *HttpError) String() string {
 func (*HttpError) ProtoMessage() {}
 
 func (x *HttpError) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[95]
+	mi := &file_hodei_proto_msgTypes[99]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7421,7 +7909,7 @@ func (x *HttpError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HttpError.ProtoReflect.Descriptor instead.
 func (*HttpError) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{95}
+	return file_hodei_proto_rawDescGZIP(), []int{99}
 }
 
 func (x *HttpError) GetCode() int32 {
@@ -7464,7 +7952,7 @@ type Pipeline_Step struct {
 
 func (x *Pipeline_Step) Reset() {
 	*x = Pipeline_Step{}
-	mi := &file_hodei_proto_msgTypes[103]
+	mi := &file_hodei_proto_msgTypes[107]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7476,7 +7964,7 @@ func (x *Pipeline_Step) String() string {
 func (*Pipeline_Step) ProtoMessage() {}
 
 func (x *Pipeline_Step) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[103]
+	mi := &file_hodei_proto_msgTypes[107]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7578,10 +8066,16 @@ const file_hodei_proto_rawDesc = "" +
 	"\rSelectorEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\v\n" +
-	"\t_priority\"G\n" +
+	"\t_priority\"\xbf\x01\n" +
 	"\x05Usage\x12\x1e\n" +
 	"\vcpu_time_ns\x18\x01 \x01(\x03R\tcpuTimeNs\x12\x1e\n" +
-	"\vmax_rss_kib\x18\x02 \x01(\x03R\tmaxRssKib\"\xff\x05\n" +
+	"\vmax_rss_kib\x18\x02 \x01(\x03R\tmaxRssKib\x12 \n" +
+	"\fwall_time_ns\x18\x03 \x01(\x03R\n" +
+	"wallTimeNs\x12 \n" +
+	"\fslot_time_ns\x18\x04 \x01(\x03R\n" +
+	"slotTimeNs\x12\x18\n" +
+	"\aorphans\x18\x05 \x01(\x05R\aorphans\x12\x18\n" +
+	"\aattempt\x18\x06 \x01(\x05R\aattempt\"\x95\x06\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12%\n" +
 	"\x04spec\x18\x02 \x01(\v2\x11.hodei.v1.JobSpecR\x04spec\x12(\n" +
@@ -7604,7 +8098,8 @@ const file_hodei_proto_rawDesc = "" +
 	"\x0fdeadline_missed\x18\x12 \x01(\bR\x0edeadlineMissed\x12-\n" +
 	"\x12effective_priority\x18\x13 \x01(\x01R\x11effectivePriority\x12\x16\n" +
 	"\x06signal\x18\x14 \x01(\x05R\x06signal\x121\n" +
-	"\apending\x18\x15 \x01(\v2\x17.hodei.v1.PendingReasonR\apending\"T\n" +
+	"\apending\x18\x15 \x01(\v2\x17.hodei.v1.PendingReasonR\apending\x12\x14\n" +
+	"\x05owner\x18\x16 \x01(\tR\x05owner\"T\n" +
 	"\rPendingReason\x12)\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x15.hodei.v1.PendingKindR\x04kind\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"m\n" +
@@ -8067,7 +8562,58 @@ const file_hodei_proto_rawDesc = "" +
 	"\tschedules\x18\x01 \x03(\v2\x16.hodei.v1.CronScheduleR\tschedules\"\x14\n" +
 	"\x12CronRemoveResponse\"!\n" +
 	"\x0fCronRunResponse\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"g\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\xc8\x01\n" +
+	"\x0fGetUsageRequest\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x14\n" +
+	"\x05label\x18\x02 \x01(\tR\x05label\x12\x12\n" +
+	"\x04from\x18\x03 \x01(\tR\x04from\x12\x0e\n" +
+	"\x02to\x18\x04 \x01(\tR\x02to\x12\x19\n" +
+	"\bgroup_by\x18\x05 \x01(\tR\agroupBy\x12\x1a\n" +
+	"\battempts\x18\x06 \x01(\bR\battempts\x12\x14\n" +
+	"\x05limit\x18\a \x01(\x05R\x05limit\x12\x16\n" +
+	"\x06cursor\x18\b \x01(\tR\x06cursor\"\xbd\x01\n" +
+	"\bUsageRow\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x1a\n" +
+	"\battempts\x18\x02 \x01(\x03R\battempts\x12\x1f\n" +
+	"\vwall_micros\x18\x03 \x01(\x03R\n" +
+	"wallMicros\x12\x1d\n" +
+	"\n" +
+	"cpu_micros\x18\x04 \x01(\x03R\tcpuMicros\x12\x1f\n" +
+	"\vslot_micros\x18\x05 \x01(\x03R\n" +
+	"slotMicros\x12\x1e\n" +
+	"\vmax_rss_kib\x18\x06 \x01(\x03R\tmaxRssKib\"\xc6\x04\n" +
+	"\fUsageAttempt\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12\x16\n" +
+	"\x06tenant\x18\x04 \x01(\tR\x06tenant\x12\x12\n" +
+	"\x04user\x18\x05 \x01(\tR\x04user\x12:\n" +
+	"\x06labels\x18\x06 \x03(\v2\".hodei.v1.UsageAttempt.LabelsEntryR\x06labels\x12\x16\n" +
+	"\x06worker\x18\a \x01(\tR\x06worker\x12\x14\n" +
+	"\x05slots\x18\b \x01(\x03R\x05slots\x12*\n" +
+	"\x11started_unix_nano\x18\t \x01(\x03R\x0fstartedUnixNano\x12,\n" +
+	"\x12finished_unix_nano\x18\n" +
+	" \x01(\x03R\x10finishedUnixNano\x12(\n" +
+	"\x05state\x18\v \x01(\x0e2\x12.hodei.v1.JobStateR\x05state\x12\x1b\n" +
+	"\texit_code\x18\f \x01(\x05R\bexitCode\x12\x1f\n" +
+	"\vwall_micros\x18\r \x01(\x03R\n" +
+	"wallMicros\x12\x1d\n" +
+	"\n" +
+	"cpu_micros\x18\x0e \x01(\x03R\tcpuMicros\x12\x1f\n" +
+	"\vslot_micros\x18\x0f \x01(\x03R\n" +
+	"slotMicros\x12\x1e\n" +
+	"\vmax_rss_kib\x18\x10 \x01(\x03R\tmaxRssKib\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xdd\x01\n" +
+	"\x10GetUsageResponse\x12&\n" +
+	"\x04rows\x18\x01 \x03(\v2\x12.hodei.v1.UsageRowR\x04rows\x12(\n" +
+	"\x05total\x18\x02 \x01(\v2\x12.hodei.v1.UsageRowR\x05total\x122\n" +
+	"\battempts\x18\x03 \x03(\v2\x16.hodei.v1.UsageAttemptR\battempts\x12\x1f\n" +
+	"\vnext_cursor\x18\x04 \x01(\tR\n" +
+	"nextCursor\x12\x12\n" +
+	"\x04from\x18\x05 \x01(\tR\x04from\x12\x0e\n" +
+	"\x02to\x18\x06 \x01(\tR\x02to\"g\n" +
 	"\tHttpError\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x16\n" +
 	"\x06status\x18\x02 \x01(\tR\x06status\x12\x18\n" +
@@ -8168,7 +8714,7 @@ const file_hodei_proto_rawDesc = "" +
 	"\aCronRun\x12\x11.hodei.v1.CronRef\x1a\x19.hodei.v1.CronRunResponse\"\x1e\x82\xd3\xe4\x93\x02\x18:\x01*\"\x13/v1/cron/{name}:run2\x85\x01\n" +
 	"\fAgentService\x12>\n" +
 	"\aConnect\x12\x16.hodei.v1.AgentMessage\x1a\x17.hodei.v1.ServerMessage(\x010\x01\x125\n" +
-	"\x04Join\x12\x15.hodei.v1.JoinRequest\x1a\x16.hodei.v1.JoinResponse2\xfe\f\n" +
+	"\x04Join\x12\x15.hodei.v1.JoinRequest\x1a\x16.hodei.v1.JoinResponse2\xd4\r\n" +
 	"\fAdminService\x12_\n" +
 	"\vListWorkers\x12\x1c.hodei.v1.ListWorkersRequest\x1a\x1d.hodei.v1.ListWorkersResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\v/v1/workers\x12`\n" +
 	"\vDrainWorker\x12\x1c.hodei.v1.DrainWorkerRequest\x1a\x10.hodei.v1.Worker\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/workers/{id}:drain\x12\x9a\x02\n" +
@@ -8188,7 +8734,8 @@ const file_hodei_proto_rawDesc = "" +
 	"\x06WhoAmI\x12\x17.hodei.v1.WhoAmIRequest\x1a\x13.hodei.v1.TokenInfo\"\x12\x82\xd3\xe4\x93\x02\f\x12\n" +
 	"/v1/whoami\x12W\n" +
 	"\tListAudit\x12\x1a.hodei.v1.ListAuditRequest\x1a\x1b.hodei.v1.ListAuditResponse\"\x11\x82\xd3\xe4\x93\x02\v\x12\t/v1/audit\x12f\n" +
-	"\rUndrainWorker\x12\x1e.hodei.v1.UndrainWorkerRequest\x1a\x10.hodei.v1.Worker\"#\x82\xd3\xe4\x93\x02\x1d:\x01*\"\x18/v1/workers/{id}:undrainB\xe0\x06\x92A\xb1\x06\x12\x87\x02\n" +
+	"\rUndrainWorker\x12\x1e.hodei.v1.UndrainWorkerRequest\x1a\x10.hodei.v1.Worker\"#\x82\xd3\xe4\x93\x02\x1d:\x01*\"\x18/v1/workers/{id}:undrain\x12T\n" +
+	"\bGetUsage\x12\x19.hodei.v1.GetUsageRequest\x1a\x1a.hodei.v1.GetUsageResponse\"\x11\x82\xd3\xe4\x93\x02\v\x12\t/v1/usageB\xe0\x06\x92A\xb1\x06\x12\x87\x02\n" +
 	"\x05Hodei\x12\xf9\x01The REST/JSON API of Hodei: every JobService and AdminService call under /v1/ (AgentService and JobService.Attach are gRPC only). Authenticate with Authorization: Bearer TOKEN; errors are JSON {code, status, message, field}. See README.md, HTTP API.2\x02v1*\x02\x01\x022\x10application/json:\x10application/jsonR\xfb\x02\n" +
 	"\adefault\x12\xef\x02\n" +
 	"\xd3\x02An error: the gRPC code, its name, what went wrong and the request field at fault, with the HTTP status of the code (400 InvalidArgument, 401 Unauthenticated, 403 PermissionDenied, 404 NotFound, 409 AlreadyExists and Aborted, 412 FailedPrecondition, 413 a body over the limit, 429 ResourceExhausted, 503 Unavailable, 504 DeadlineExceeded).\x12\x17\n" +
@@ -8212,7 +8759,7 @@ func file_hodei_proto_rawDescGZIP() []byte {
 }
 
 var file_hodei_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
-var file_hodei_proto_msgTypes = make([]protoimpl.MessageInfo, 104)
+var file_hodei_proto_msgTypes = make([]protoimpl.MessageInfo, 109)
 var file_hodei_proto_goTypes = []any{
 	(JobState)(0),                 // 0: hodei.v1.JobState
 	(StdinMode)(0),                // 1: hodei.v1.StdinMode
@@ -8318,22 +8865,27 @@ var file_hodei_proto_goTypes = []any{
 	(*CronListResponse)(nil),      // 101: hodei.v1.CronListResponse
 	(*CronRemoveResponse)(nil),    // 102: hodei.v1.CronRemoveResponse
 	(*CronRunResponse)(nil),       // 103: hodei.v1.CronRunResponse
-	(*HttpError)(nil),             // 104: hodei.v1.HttpError
-	nil,                           // 105: hodei.v1.JobSpec.LabelsEntry
-	nil,                           // 106: hodei.v1.JobSpec.EnvEntry
-	nil,                           // 107: hodei.v1.JobSpec.SecretEnvEntry
-	nil,                           // 108: hodei.v1.JobSpec.SelectorEntry
-	nil,                           // 109: hodei.v1.ListJobsRequest.LabelsEntry
-	nil,                           // 110: hodei.v1.Hello.LabelsEntry
-	nil,                           // 111: hodei.v1.Worker.LabelsEntry
-	(*Pipeline_Step)(nil),         // 112: hodei.v1.Pipeline.Step
+	(*GetUsageRequest)(nil),       // 104: hodei.v1.GetUsageRequest
+	(*UsageRow)(nil),              // 105: hodei.v1.UsageRow
+	(*UsageAttempt)(nil),          // 106: hodei.v1.UsageAttempt
+	(*GetUsageResponse)(nil),      // 107: hodei.v1.GetUsageResponse
+	(*HttpError)(nil),             // 108: hodei.v1.HttpError
+	nil,                           // 109: hodei.v1.JobSpec.LabelsEntry
+	nil,                           // 110: hodei.v1.JobSpec.EnvEntry
+	nil,                           // 111: hodei.v1.JobSpec.SecretEnvEntry
+	nil,                           // 112: hodei.v1.JobSpec.SelectorEntry
+	nil,                           // 113: hodei.v1.ListJobsRequest.LabelsEntry
+	nil,                           // 114: hodei.v1.Hello.LabelsEntry
+	nil,                           // 115: hodei.v1.Worker.LabelsEntry
+	(*Pipeline_Step)(nil),         // 116: hodei.v1.Pipeline.Step
+	nil,                           // 117: hodei.v1.UsageAttempt.LabelsEntry
 }
 var file_hodei_proto_depIdxs = []int32{
-	105, // 0: hodei.v1.JobSpec.labels:type_name -> hodei.v1.JobSpec.LabelsEntry
-	106, // 1: hodei.v1.JobSpec.env:type_name -> hodei.v1.JobSpec.EnvEntry
-	107, // 2: hodei.v1.JobSpec.secret_env:type_name -> hodei.v1.JobSpec.SecretEnvEntry
+	109, // 0: hodei.v1.JobSpec.labels:type_name -> hodei.v1.JobSpec.LabelsEntry
+	110, // 1: hodei.v1.JobSpec.env:type_name -> hodei.v1.JobSpec.EnvEntry
+	111, // 2: hodei.v1.JobSpec.secret_env:type_name -> hodei.v1.JobSpec.SecretEnvEntry
 	9,   // 3: hodei.v1.JobSpec.resources:type_name -> hodei.v1.Resources
-	108, // 4: hodei.v1.JobSpec.selector:type_name -> hodei.v1.JobSpec.SelectorEntry
+	112, // 4: hodei.v1.JobSpec.selector:type_name -> hodei.v1.JobSpec.SelectorEntry
 	1,   // 5: hodei.v1.JobSpec.stdin:type_name -> hodei.v1.StdinMode
 	10,  // 6: hodei.v1.Job.spec:type_name -> hodei.v1.JobSpec
 	0,   // 7: hodei.v1.Job.state:type_name -> hodei.v1.JobState
@@ -8343,7 +8895,7 @@ var file_hodei_proto_depIdxs = []int32{
 	10,  // 11: hodei.v1.SubmitRequest.spec:type_name -> hodei.v1.JobSpec
 	10,  // 12: hodei.v1.SubmitBatchRequest.specs:type_name -> hodei.v1.JobSpec
 	0,   // 13: hodei.v1.ListJobsRequest.state:type_name -> hodei.v1.JobState
-	109, // 14: hodei.v1.ListJobsRequest.labels:type_name -> hodei.v1.ListJobsRequest.LabelsEntry
+	113, // 14: hodei.v1.ListJobsRequest.labels:type_name -> hodei.v1.ListJobsRequest.LabelsEntry
 	12,  // 15: hodei.v1.ListJobsResponse.jobs:type_name -> hodei.v1.Job
 	0,   // 16: hodei.v1.WatchRequest.state:type_name -> hodei.v1.JobState
 	12,  // 17: hodei.v1.JobEvent.job:type_name -> hodei.v1.Job
@@ -8375,7 +8927,7 @@ var file_hodei_proto_depIdxs = []int32{
 	53,  // 43: hodei.v1.ServerMessage.input:type_name -> hodei.v1.JobInput
 	55,  // 44: hodei.v1.ServerMessage.resize:type_name -> hodei.v1.ResizeJob
 	41,  // 45: hodei.v1.ServerMessage.reconnect:type_name -> hodei.v1.Reconnect
-	110, // 46: hodei.v1.Hello.labels:type_name -> hodei.v1.Hello.LabelsEntry
+	114, // 46: hodei.v1.Hello.labels:type_name -> hodei.v1.Hello.LabelsEntry
 	9,   // 47: hodei.v1.Hello.capacity:type_name -> hodei.v1.Resources
 	42,  // 48: hodei.v1.Hello.running:type_name -> hodei.v1.JobRef
 	48,  // 49: hodei.v1.Hello.finished:type_name -> hodei.v1.JobFinished
@@ -8385,7 +8937,7 @@ var file_hodei_proto_depIdxs = []int32{
 	11,  // 53: hodei.v1.JobFinished.usage:type_name -> hodei.v1.Usage
 	12,  // 54: hodei.v1.Assign.job:type_name -> hodei.v1.Job
 	3,   // 55: hodei.v1.Ack.stream:type_name -> hodei.v1.LogStream
-	111, // 56: hodei.v1.Worker.labels:type_name -> hodei.v1.Worker.LabelsEntry
+	115, // 56: hodei.v1.Worker.labels:type_name -> hodei.v1.Worker.LabelsEntry
 	5,   // 57: hodei.v1.Worker.state:type_name -> hodei.v1.WorkerState
 	9,   // 58: hodei.v1.Worker.capacity:type_name -> hodei.v1.Resources
 	9,   // 59: hodei.v1.Worker.allocated:type_name -> hodei.v1.Resources
@@ -8404,7 +8956,7 @@ var file_hodei_proto_depIdxs = []int32{
 	84,  // 72: hodei.v1.PipelineStepSpec.matrix:type_name -> hodei.v1.MatrixAxis
 	10,  // 73: hodei.v1.PipelineSpec.defaults:type_name -> hodei.v1.JobSpec
 	85,  // 74: hodei.v1.PipelineSpec.steps:type_name -> hodei.v1.PipelineStepSpec
-	112, // 75: hodei.v1.Pipeline.steps:type_name -> hodei.v1.Pipeline.Step
+	116, // 75: hodei.v1.Pipeline.steps:type_name -> hodei.v1.Pipeline.Step
 	87,  // 76: hodei.v1.PipelineStatus.pipeline:type_name -> hodei.v1.Pipeline
 	7,   // 77: hodei.v1.PipelineStatus.state:type_name -> hodei.v1.PipelineState
 	12,  // 78: hodei.v1.PipelineStatus.jobs:type_name -> hodei.v1.Job
@@ -8415,87 +8967,94 @@ var file_hodei_proto_depIdxs = []int32{
 	86,  // 83: hodei.v1.CronSchedule.pipeline:type_name -> hodei.v1.PipelineSpec
 	97,  // 84: hodei.v1.CronAddRequest.schedule:type_name -> hodei.v1.CronSchedule
 	97,  // 85: hodei.v1.CronListResponse.schedules:type_name -> hodei.v1.CronSchedule
-	14,  // 86: hodei.v1.JobService.Submit:input_type -> hodei.v1.SubmitRequest
-	16,  // 87: hodei.v1.JobService.SubmitBatch:input_type -> hodei.v1.SubmitBatchRequest
-	18,  // 88: hodei.v1.JobService.Get:input_type -> hodei.v1.GetJobRequest
-	19,  // 89: hodei.v1.JobService.List:input_type -> hodei.v1.ListJobsRequest
-	21,  // 90: hodei.v1.JobService.Cancel:input_type -> hodei.v1.CancelJobRequest
-	24,  // 91: hodei.v1.JobService.Watch:input_type -> hodei.v1.WatchRequest
-	26,  // 92: hodei.v1.JobService.Logs:input_type -> hodei.v1.LogsRequest
-	22,  // 93: hodei.v1.JobService.CancelArray:input_type -> hodei.v1.CancelArrayRequest
-	89,  // 94: hodei.v1.JobService.RunPipeline:input_type -> hodei.v1.RunPipelineRequest
-	90,  // 95: hodei.v1.JobService.GetPipeline:input_type -> hodei.v1.GetPipelineRequest
-	91,  // 96: hodei.v1.JobService.ListPipelines:input_type -> hodei.v1.ListPipelinesRequest
-	93,  // 97: hodei.v1.JobService.CancelPipeline:input_type -> hodei.v1.CancelPipelineRequest
-	29,  // 98: hodei.v1.JobService.Attach:input_type -> hodei.v1.AttachRequest
-	95,  // 99: hodei.v1.JobService.Resolve:input_type -> hodei.v1.ResolveRequest
-	98,  // 100: hodei.v1.JobService.CronAdd:input_type -> hodei.v1.CronAddRequest
-	100, // 101: hodei.v1.JobService.CronList:input_type -> hodei.v1.CronListRequest
-	99,  // 102: hodei.v1.JobService.CronGet:input_type -> hodei.v1.CronRef
-	99,  // 103: hodei.v1.JobService.CronPause:input_type -> hodei.v1.CronRef
-	99,  // 104: hodei.v1.JobService.CronResume:input_type -> hodei.v1.CronRef
-	99,  // 105: hodei.v1.JobService.CronRemove:input_type -> hodei.v1.CronRef
-	99,  // 106: hodei.v1.JobService.CronRun:input_type -> hodei.v1.CronRef
-	39,  // 107: hodei.v1.AgentService.Connect:input_type -> hodei.v1.AgentMessage
-	37,  // 108: hodei.v1.AgentService.Join:input_type -> hodei.v1.JoinRequest
-	71,  // 109: hodei.v1.AdminService.ListWorkers:input_type -> hodei.v1.ListWorkersRequest
-	73,  // 110: hodei.v1.AdminService.DrainWorker:input_type -> hodei.v1.DrainWorkerRequest
-	74,  // 111: hodei.v1.AdminService.Snapshot:input_type -> hodei.v1.SnapshotRequest
-	78,  // 112: hodei.v1.AdminService.SetTenant:input_type -> hodei.v1.SetTenantRequest
-	79,  // 113: hodei.v1.AdminService.GetTenant:input_type -> hodei.v1.GetTenantRequest
-	80,  // 114: hodei.v1.AdminService.ListTenants:input_type -> hodei.v1.ListTenantsRequest
-	82,  // 115: hodei.v1.AdminService.DeleteTenant:input_type -> hodei.v1.DeleteTenantRequest
-	57,  // 116: hodei.v1.AdminService.RevokeWorker:input_type -> hodei.v1.RevokeWorkerRequest
-	58,  // 117: hodei.v1.AdminService.RemoveWorker:input_type -> hodei.v1.RemoveWorkerRequest
-	61,  // 118: hodei.v1.AdminService.CreateToken:input_type -> hodei.v1.CreateTokenRequest
-	63,  // 119: hodei.v1.AdminService.ListTokens:input_type -> hodei.v1.ListTokensRequest
-	65,  // 120: hodei.v1.AdminService.RevokeToken:input_type -> hodei.v1.RevokeTokenRequest
-	66,  // 121: hodei.v1.AdminService.WhoAmI:input_type -> hodei.v1.WhoAmIRequest
-	69,  // 122: hodei.v1.AdminService.ListAudit:input_type -> hodei.v1.ListAuditRequest
-	94,  // 123: hodei.v1.AdminService.UndrainWorker:input_type -> hodei.v1.UndrainWorkerRequest
-	15,  // 124: hodei.v1.JobService.Submit:output_type -> hodei.v1.SubmitResponse
-	17,  // 125: hodei.v1.JobService.SubmitBatch:output_type -> hodei.v1.SubmitBatchResponse
-	12,  // 126: hodei.v1.JobService.Get:output_type -> hodei.v1.Job
-	20,  // 127: hodei.v1.JobService.List:output_type -> hodei.v1.ListJobsResponse
-	12,  // 128: hodei.v1.JobService.Cancel:output_type -> hodei.v1.Job
-	25,  // 129: hodei.v1.JobService.Watch:output_type -> hodei.v1.JobEvent
-	27,  // 130: hodei.v1.JobService.Logs:output_type -> hodei.v1.LogData
-	23,  // 131: hodei.v1.JobService.CancelArray:output_type -> hodei.v1.CancelArrayResponse
-	88,  // 132: hodei.v1.JobService.RunPipeline:output_type -> hodei.v1.PipelineStatus
-	88,  // 133: hodei.v1.JobService.GetPipeline:output_type -> hodei.v1.PipelineStatus
-	92,  // 134: hodei.v1.JobService.ListPipelines:output_type -> hodei.v1.ListPipelinesResponse
-	88,  // 135: hodei.v1.JobService.CancelPipeline:output_type -> hodei.v1.PipelineStatus
-	33,  // 136: hodei.v1.JobService.Attach:output_type -> hodei.v1.AttachResponse
-	96,  // 137: hodei.v1.JobService.Resolve:output_type -> hodei.v1.ResolveResponse
-	97,  // 138: hodei.v1.JobService.CronAdd:output_type -> hodei.v1.CronSchedule
-	101, // 139: hodei.v1.JobService.CronList:output_type -> hodei.v1.CronListResponse
-	97,  // 140: hodei.v1.JobService.CronGet:output_type -> hodei.v1.CronSchedule
-	97,  // 141: hodei.v1.JobService.CronPause:output_type -> hodei.v1.CronSchedule
-	97,  // 142: hodei.v1.JobService.CronResume:output_type -> hodei.v1.CronSchedule
-	102, // 143: hodei.v1.JobService.CronRemove:output_type -> hodei.v1.CronRemoveResponse
-	103, // 144: hodei.v1.JobService.CronRun:output_type -> hodei.v1.CronRunResponse
-	40,  // 145: hodei.v1.AgentService.Connect:output_type -> hodei.v1.ServerMessage
-	38,  // 146: hodei.v1.AgentService.Join:output_type -> hodei.v1.JoinResponse
-	72,  // 147: hodei.v1.AdminService.ListWorkers:output_type -> hodei.v1.ListWorkersResponse
-	56,  // 148: hodei.v1.AdminService.DrainWorker:output_type -> hodei.v1.Worker
-	75,  // 149: hodei.v1.AdminService.Snapshot:output_type -> hodei.v1.SnapshotChunk
-	77,  // 150: hodei.v1.AdminService.SetTenant:output_type -> hodei.v1.TenantStatus
-	77,  // 151: hodei.v1.AdminService.GetTenant:output_type -> hodei.v1.TenantStatus
-	81,  // 152: hodei.v1.AdminService.ListTenants:output_type -> hodei.v1.ListTenantsResponse
-	83,  // 153: hodei.v1.AdminService.DeleteTenant:output_type -> hodei.v1.DeleteTenantResponse
-	56,  // 154: hodei.v1.AdminService.RevokeWorker:output_type -> hodei.v1.Worker
-	59,  // 155: hodei.v1.AdminService.RemoveWorker:output_type -> hodei.v1.RemoveWorkerResponse
-	62,  // 156: hodei.v1.AdminService.CreateToken:output_type -> hodei.v1.CreateTokenResponse
-	64,  // 157: hodei.v1.AdminService.ListTokens:output_type -> hodei.v1.ListTokensResponse
-	60,  // 158: hodei.v1.AdminService.RevokeToken:output_type -> hodei.v1.TokenInfo
-	60,  // 159: hodei.v1.AdminService.WhoAmI:output_type -> hodei.v1.TokenInfo
-	70,  // 160: hodei.v1.AdminService.ListAudit:output_type -> hodei.v1.ListAuditResponse
-	56,  // 161: hodei.v1.AdminService.UndrainWorker:output_type -> hodei.v1.Worker
-	124, // [124:162] is the sub-list for method output_type
-	86,  // [86:124] is the sub-list for method input_type
-	86,  // [86:86] is the sub-list for extension type_name
-	86,  // [86:86] is the sub-list for extension extendee
-	0,   // [0:86] is the sub-list for field type_name
+	117, // 86: hodei.v1.UsageAttempt.labels:type_name -> hodei.v1.UsageAttempt.LabelsEntry
+	0,   // 87: hodei.v1.UsageAttempt.state:type_name -> hodei.v1.JobState
+	105, // 88: hodei.v1.GetUsageResponse.rows:type_name -> hodei.v1.UsageRow
+	105, // 89: hodei.v1.GetUsageResponse.total:type_name -> hodei.v1.UsageRow
+	106, // 90: hodei.v1.GetUsageResponse.attempts:type_name -> hodei.v1.UsageAttempt
+	14,  // 91: hodei.v1.JobService.Submit:input_type -> hodei.v1.SubmitRequest
+	16,  // 92: hodei.v1.JobService.SubmitBatch:input_type -> hodei.v1.SubmitBatchRequest
+	18,  // 93: hodei.v1.JobService.Get:input_type -> hodei.v1.GetJobRequest
+	19,  // 94: hodei.v1.JobService.List:input_type -> hodei.v1.ListJobsRequest
+	21,  // 95: hodei.v1.JobService.Cancel:input_type -> hodei.v1.CancelJobRequest
+	24,  // 96: hodei.v1.JobService.Watch:input_type -> hodei.v1.WatchRequest
+	26,  // 97: hodei.v1.JobService.Logs:input_type -> hodei.v1.LogsRequest
+	22,  // 98: hodei.v1.JobService.CancelArray:input_type -> hodei.v1.CancelArrayRequest
+	89,  // 99: hodei.v1.JobService.RunPipeline:input_type -> hodei.v1.RunPipelineRequest
+	90,  // 100: hodei.v1.JobService.GetPipeline:input_type -> hodei.v1.GetPipelineRequest
+	91,  // 101: hodei.v1.JobService.ListPipelines:input_type -> hodei.v1.ListPipelinesRequest
+	93,  // 102: hodei.v1.JobService.CancelPipeline:input_type -> hodei.v1.CancelPipelineRequest
+	29,  // 103: hodei.v1.JobService.Attach:input_type -> hodei.v1.AttachRequest
+	95,  // 104: hodei.v1.JobService.Resolve:input_type -> hodei.v1.ResolveRequest
+	98,  // 105: hodei.v1.JobService.CronAdd:input_type -> hodei.v1.CronAddRequest
+	100, // 106: hodei.v1.JobService.CronList:input_type -> hodei.v1.CronListRequest
+	99,  // 107: hodei.v1.JobService.CronGet:input_type -> hodei.v1.CronRef
+	99,  // 108: hodei.v1.JobService.CronPause:input_type -> hodei.v1.CronRef
+	99,  // 109: hodei.v1.JobService.CronResume:input_type -> hodei.v1.CronRef
+	99,  // 110: hodei.v1.JobService.CronRemove:input_type -> hodei.v1.CronRef
+	99,  // 111: hodei.v1.JobService.CronRun:input_type -> hodei.v1.CronRef
+	39,  // 112: hodei.v1.AgentService.Connect:input_type -> hodei.v1.AgentMessage
+	37,  // 113: hodei.v1.AgentService.Join:input_type -> hodei.v1.JoinRequest
+	71,  // 114: hodei.v1.AdminService.ListWorkers:input_type -> hodei.v1.ListWorkersRequest
+	73,  // 115: hodei.v1.AdminService.DrainWorker:input_type -> hodei.v1.DrainWorkerRequest
+	74,  // 116: hodei.v1.AdminService.Snapshot:input_type -> hodei.v1.SnapshotRequest
+	78,  // 117: hodei.v1.AdminService.SetTenant:input_type -> hodei.v1.SetTenantRequest
+	79,  // 118: hodei.v1.AdminService.GetTenant:input_type -> hodei.v1.GetTenantRequest
+	80,  // 119: hodei.v1.AdminService.ListTenants:input_type -> hodei.v1.ListTenantsRequest
+	82,  // 120: hodei.v1.AdminService.DeleteTenant:input_type -> hodei.v1.DeleteTenantRequest
+	57,  // 121: hodei.v1.AdminService.RevokeWorker:input_type -> hodei.v1.RevokeWorkerRequest
+	58,  // 122: hodei.v1.AdminService.RemoveWorker:input_type -> hodei.v1.RemoveWorkerRequest
+	61,  // 123: hodei.v1.AdminService.CreateToken:input_type -> hodei.v1.CreateTokenRequest
+	63,  // 124: hodei.v1.AdminService.ListTokens:input_type -> hodei.v1.ListTokensRequest
+	65,  // 125: hodei.v1.AdminService.RevokeToken:input_type -> hodei.v1.RevokeTokenRequest
+	66,  // 126: hodei.v1.AdminService.WhoAmI:input_type -> hodei.v1.WhoAmIRequest
+	69,  // 127: hodei.v1.AdminService.ListAudit:input_type -> hodei.v1.ListAuditRequest
+	94,  // 128: hodei.v1.AdminService.UndrainWorker:input_type -> hodei.v1.UndrainWorkerRequest
+	104, // 129: hodei.v1.AdminService.GetUsage:input_type -> hodei.v1.GetUsageRequest
+	15,  // 130: hodei.v1.JobService.Submit:output_type -> hodei.v1.SubmitResponse
+	17,  // 131: hodei.v1.JobService.SubmitBatch:output_type -> hodei.v1.SubmitBatchResponse
+	12,  // 132: hodei.v1.JobService.Get:output_type -> hodei.v1.Job
+	20,  // 133: hodei.v1.JobService.List:output_type -> hodei.v1.ListJobsResponse
+	12,  // 134: hodei.v1.JobService.Cancel:output_type -> hodei.v1.Job
+	25,  // 135: hodei.v1.JobService.Watch:output_type -> hodei.v1.JobEvent
+	27,  // 136: hodei.v1.JobService.Logs:output_type -> hodei.v1.LogData
+	23,  // 137: hodei.v1.JobService.CancelArray:output_type -> hodei.v1.CancelArrayResponse
+	88,  // 138: hodei.v1.JobService.RunPipeline:output_type -> hodei.v1.PipelineStatus
+	88,  // 139: hodei.v1.JobService.GetPipeline:output_type -> hodei.v1.PipelineStatus
+	92,  // 140: hodei.v1.JobService.ListPipelines:output_type -> hodei.v1.ListPipelinesResponse
+	88,  // 141: hodei.v1.JobService.CancelPipeline:output_type -> hodei.v1.PipelineStatus
+	33,  // 142: hodei.v1.JobService.Attach:output_type -> hodei.v1.AttachResponse
+	96,  // 143: hodei.v1.JobService.Resolve:output_type -> hodei.v1.ResolveResponse
+	97,  // 144: hodei.v1.JobService.CronAdd:output_type -> hodei.v1.CronSchedule
+	101, // 145: hodei.v1.JobService.CronList:output_type -> hodei.v1.CronListResponse
+	97,  // 146: hodei.v1.JobService.CronGet:output_type -> hodei.v1.CronSchedule
+	97,  // 147: hodei.v1.JobService.CronPause:output_type -> hodei.v1.CronSchedule
+	97,  // 148: hodei.v1.JobService.CronResume:output_type -> hodei.v1.CronSchedule
+	102, // 149: hodei.v1.JobService.CronRemove:output_type -> hodei.v1.CronRemoveResponse
+	103, // 150: hodei.v1.JobService.CronRun:output_type -> hodei.v1.CronRunResponse
+	40,  // 151: hodei.v1.AgentService.Connect:output_type -> hodei.v1.ServerMessage
+	38,  // 152: hodei.v1.AgentService.Join:output_type -> hodei.v1.JoinResponse
+	72,  // 153: hodei.v1.AdminService.ListWorkers:output_type -> hodei.v1.ListWorkersResponse
+	56,  // 154: hodei.v1.AdminService.DrainWorker:output_type -> hodei.v1.Worker
+	75,  // 155: hodei.v1.AdminService.Snapshot:output_type -> hodei.v1.SnapshotChunk
+	77,  // 156: hodei.v1.AdminService.SetTenant:output_type -> hodei.v1.TenantStatus
+	77,  // 157: hodei.v1.AdminService.GetTenant:output_type -> hodei.v1.TenantStatus
+	81,  // 158: hodei.v1.AdminService.ListTenants:output_type -> hodei.v1.ListTenantsResponse
+	83,  // 159: hodei.v1.AdminService.DeleteTenant:output_type -> hodei.v1.DeleteTenantResponse
+	56,  // 160: hodei.v1.AdminService.RevokeWorker:output_type -> hodei.v1.Worker
+	59,  // 161: hodei.v1.AdminService.RemoveWorker:output_type -> hodei.v1.RemoveWorkerResponse
+	62,  // 162: hodei.v1.AdminService.CreateToken:output_type -> hodei.v1.CreateTokenResponse
+	64,  // 163: hodei.v1.AdminService.ListTokens:output_type -> hodei.v1.ListTokensResponse
+	60,  // 164: hodei.v1.AdminService.RevokeToken:output_type -> hodei.v1.TokenInfo
+	60,  // 165: hodei.v1.AdminService.WhoAmI:output_type -> hodei.v1.TokenInfo
+	70,  // 166: hodei.v1.AdminService.ListAudit:output_type -> hodei.v1.ListAuditResponse
+	56,  // 167: hodei.v1.AdminService.UndrainWorker:output_type -> hodei.v1.Worker
+	107, // 168: hodei.v1.AdminService.GetUsage:output_type -> hodei.v1.GetUsageResponse
+	130, // [130:169] is the sub-list for method output_type
+	91,  // [91:130] is the sub-list for method input_type
+	91,  // [91:91] is the sub-list for extension type_name
+	91,  // [91:91] is the sub-list for extension extendee
+	0,   // [0:91] is the sub-list for field type_name
 }
 
 func init() { file_hodei_proto_init() }
@@ -8541,7 +9100,7 @@ func file_hodei_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hodei_proto_rawDesc), len(file_hodei_proto_rawDesc)),
 			NumEnums:      9,
-			NumMessages:   104,
+			NumMessages:   109,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -65,7 +65,9 @@ func (js *jobService) Submit(ctx context.Context, req *pb.SubmitRequest) (*pb.Su
 	if req.GetArray() != "" {
 		return js.submitArray(ctx, req)
 	}
-	j, err := js.srv.sched.Submit(ctx, req.GetSpec().ToSpec())
+	spec := req.GetSpec().ToSpec()
+	spec.Owner = owner(ctx)
+	j, err := js.srv.sched.Submit(ctx, spec)
 	if err != nil {
 		return nil, toStatus(err)
 	}

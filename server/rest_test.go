@@ -124,6 +124,9 @@ func TestRESTMatchesGRPC(t *testing.T) {
 		{"GET /v1/audit", "/v1/audit?limit=5&action=Submit", func() (proto.Message, error) {
 			return s.admin.ListAudit(ctx, &pb.ListAuditRequest{Limit: 5, Action: "Submit"})
 		}},
+		{"GET /v1/usage", "/v1/usage?groupBy=day", func() (proto.Message, error) {
+			return s.admin.GetUsage(ctx, &pb.GetUsageRequest{GroupBy: "day"})
+		}},
 	}
 	for _, c := range reads {
 		t.Run(string(c.route)+"?"+c.path, func(t *testing.T) {

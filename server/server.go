@@ -48,6 +48,11 @@ type Config struct {
 	// DefaultAuditRetention.
 	AuditRetention time.Duration
 
+	// UsageRetention is how long per-attempt usage records and daily
+	// roll-ups are kept (they outlive the jobs); default
+	// DefaultUsageRetention.
+	UsageRetention time.Duration
+
 	// MaxStreamsPerToken is the most streams that follow a job (attach,
 	// logs -f, watch) one token may hold open at once; default
 	// DefaultMaxStreamsPerToken. One more is refused with
@@ -165,6 +170,9 @@ func New(ctx context.Context, cfg Config) (s *Server, err error) {
 	}
 	if cfg.AuditRetention <= 0 {
 		cfg.AuditRetention = DefaultAuditRetention
+	}
+	if cfg.UsageRetention <= 0 {
+		cfg.UsageRetention = DefaultUsageRetention
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -497,9 +505,10 @@ func (s *Server) Close() error {
 }
 
 // retain deletes finished jobs older than the retention, with their logs,
-// and audit records older than the audit retention, a batch at a time.
+// audit records older than the audit retention and usage older than the
+// usage retention, a batch at a time.
 func (s *Server) retain(ctx context.Context) {
-	every := min(min(s.cfg.Retention, s.cfg.AuditRetention)/10, time.Hour)
+	every := min(min(s.cfg.Retention, s.cfg.AuditRetention, s.cfg.UsageRetention)/10, time.Hour)
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -512,10 +521,11 @@ func (s *Server) retain(ctx context.Context) {
 	}
 }
 
-// sweep runs one retention round: finished jobs, then audit records.
+// sweep runs one retention round: finished jobs, audit records, usage.
 func (s *Server) sweep(ctx context.Context) {
 	s.sweepJobs(ctx)
 	s.sweepAudit(ctx)
+	s.sweepUsage(ctx)
 }
 
 // sweepJobs deletes finished jobs older than the retention, with their logs.
