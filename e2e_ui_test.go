@@ -199,7 +199,7 @@ func TestWebPage(t *testing.T) {
 	page.wait("the worker READY again", "document.querySelector('#workers-body tr[data-state=READY] .drain')")
 
 	page.goTo("#/tenants")
-	page.wait("the tenants page", "document.querySelector('#tenants-body tr[data-name=default] .spark')")
+	page.wait("the tenants page with its usage", "document.querySelector('#tenants-body tr[data-name=default] .spark') && document.querySelector('#usage-table tr[data-group=default]')")
 	page.shot("tenants")
 	page.do("set the default tenant's weight",
 		chromedp.Click(chromedp.CSS("#tenants-body tr[data-name=default] details.edit summary")),

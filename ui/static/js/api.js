@@ -124,7 +124,11 @@ export async function sse(url, { onEvent, onError, onState, onEnd, signal }) {
           if (line === '') {
             if (ev.data.length) {
               if (ev.id) lastId = ev.id;
-              onEvent({ id: ev.id || lastId, event: ev.event || 'message', data: ev.data.join('\n') });
+              try {
+                onEvent({ id: ev.id || lastId, event: ev.event || 'message', data: ev.data.join('\n') });
+              } catch (err) {
+                setTimeout(() => { throw err; }); // a bug of the page's, not the stream's: report it, go on
+              }
             }
             ev = { id: '', event: '', data: [] };
             continue;

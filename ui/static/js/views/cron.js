@@ -24,8 +24,11 @@ export async function render(root, ctx) {
     } catch (e) { ctx.flash(e); }
   };
 
+  let seq = 0; // an answer older than the last one asked for is not shown
   const load = async () => {
+    const n = ++seq;
     const r = await get('/v1/cron', {}, ctx.signal);
+    if (n !== seq) return;
     const ss = (r.schedules || []).slice().sort((a, b) => (a.tenant + '/' + a.name).localeCompare(b.tenant + '/' + b.name));
     summary.textContent = ss.length ? `${ss.length} schedule${ss.length === 1 ? '' : 's'}` : 'No cron schedule. Add one with hodei cron add.';
     tbody.replaceChildren(...ss.map((s) => {

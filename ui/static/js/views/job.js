@@ -81,7 +81,10 @@ export async function render(root, ctx, id) {
   const logBox = h('section.card.log-card', h('div.head', h('h2', 'Output'), logState), pre);
   root.append(h('p.crumbs', h('a', { href: '#/jobs' }, 'Jobs'), ' / ', id), h('div.head', title, actions), h('div.grid2', statusBox, specBox), logBox);
 
+  // update shows nj unless what is shown is newer: the answer to the
+  // cancel can arrive after the event of the job's end.
   const update = (nj) => {
+    if (num(nj.version) < num(j.version)) return;
     j = nj;
     statusBox.replaceChildren(h('h2', 'Status'), statusOf(j));
     drawActions();
@@ -108,11 +111,11 @@ export async function render(root, ctx, id) {
   // The stream starts from now: once it is open, read the job again, so
   // that a change between the first read and the stream's start shows.
   const reread = () => get('/v1/jobs/' + encodeURIComponent(id), {}, ctx.signal)
-    .then((nj) => { if (num(nj.version) >= num(j.version)) update(nj); }).catch(() => {});
+    .then(update).catch(() => {});
   subscribe({ job: id }, {
     state: (s) => { if (s === 'open') reread(); },
     reset: reread,
-    job: (nj) => { if (nj.id === id && num(nj.version) >= num(j.version)) update(nj); },
+    job: (nj) => { if (nj.id === id) update(nj); },
   }, ctx.signal);
 
   const term = new Terminal(pre, (j.spec && j.spec.rows) || 24);

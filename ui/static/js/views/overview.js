@@ -98,9 +98,11 @@ async function slaCard(ctx) {
 export async function render(root, ctx) {
   const grid = h('div.cards');
   root.append(h('h1', 'Overview'), grid);
+  let seq = 0; // an answer older than the last one asked for is not shown
   const load = async () => {
+    const n = ++seq;
     const [w, q, f, s] = await Promise.all([workersCard(ctx), queueCard(ctx), failuresCard(ctx), slaCard(ctx)]);
-    if (ctx.signal.aborted) return;
+    if (ctx.signal.aborted || n !== seq) return;
     grid.replaceChildren(card('ov-workers', 'Workers', w), card('ov-queue', 'Queue per tenant', q),
       card('ov-failures', 'Recent failures', f), card('ov-sla', 'SLA misses', s));
   };

@@ -75,8 +75,11 @@ export async function render(root, ctx) {
   root.append(h('h1', 'Tenants'), h('p.summary', 'Share: the tenant\'s fraction of the slots in use; the mark is its fair share (its weight over the weights of tenants with work). The line shows both over the last minutes this page was open.'),
     h('div.scroll', h('table.list.tenants', h('thead', h('tr', h('th', 'Tenant'), h('th.num', 'Weight'), h('th', 'Share'), h('th', 'Queue'), h('th', 'Quota use'), h('th.hide-s', 'Burst'))), tbody)), usageBox);
 
+  let seq = 0; // an answer older than the last one asked for is not shown
   const load = async () => {
+    const n = ++seq;
     const r = await get('/v1/tenants', {}, ctx.signal);
+    if (n !== seq) return;
     const ts = r.tenants || [];
     const now = Date.now();
     tbody.replaceChildren(...ts.map((t) => {
@@ -101,18 +104,24 @@ export async function render(root, ctx) {
   showUsage(usageBox, ctx);
 }
 
-// showUsage shows what each tenant used over the last 30 days, from
-// /v1/usage, when the server has it.
+// showUsage shows what each tenant's ended attempts used over the last
+// 30 days (GET /v1/usage, grouped by tenant: the server's daily roll-ups,
+// which outlive the jobs): attempts, wall time, CPU time, slot time and
+// the largest peak memory.
 async function showUsage(box, ctx) {
   let r;
   try {
     r = await get('/v1/usage', { groupBy: 'tenant' }, ctx.signal);
   } catch (e) {
-    if (e instanceof APIError && (e.httpStatus === 404 || e.httpStatus === 501)) return; // a server without usage accounting
-    box.append(h('p.error', e instanceof APIError ? e.explain() : String(e)));
+    if (!ctx.signal.aborted) box.append(h('h2', 'Usage'), h('p.error', e instanceof APIError ? e.explain() : String(e)));
     return;
   }
-  const rows = r.rows || r.groups || [];
-  box.append(h('h2', 'Usage'), h('div.scroll', h('table.list#usage-table', h('thead', h('tr', h('th', 'Tenant'), h('th.num', 'Jobs'), h('th.num', 'Wall time'), h('th.num', 'CPU time'), h('th.num', 'Slot time'))),
-    h('tbody', rows.map((u) => h('tr', h('td', u.key || u.tenant || ''), h('td.num', num(u.attempts || u.jobs)), h('td.num', dur(num(u.wallMs || u.wallTimeMs))), h('td.num', dur(num(u.cpuMs || u.cpuTimeMs))), h('td.num', dur(1000 * num(u.slotSeconds)))))))));
+  const rows = r.rows || [];
+  const us = (v) => dur(num(v) / 1000);
+  const line = (u, total) => h(total ? 'tr.total' : 'tr', { 'data-group': total ? '' : (u.group || '') },
+    h('td', total ? 'total' : (u.group || '(none)')), h('td.num', String(num(u.attempts))), h('td.num', us(u.wallMicros)),
+    h('td.num', us(u.cpuMicros)), h('td.num', us(u.slotMicros)), h('td.num.hide-s', num(u.maxRssKib) ? `${(num(u.maxRssKib) / 1024).toFixed(1)} MiB` : ''));
+  box.append(h('h2', 'Usage'), h('p.summary', `Ended attempts from ${r.from || ''} to ${r.to || ''} (UTC days), as hodei usage shows them.`),
+    rows.length ? h('div.scroll', h('table.list#usage-table', h('thead', h('tr', h('th', 'Tenant'), h('th.num', 'Attempts'), h('th.num', 'Wall time'), h('th.num', 'CPU time'), h('th.num', 'Slot time'), h('th.num.hide-s', 'Peak memory'))),
+      h('tbody', rows.map((u) => line(u, false)), rows.length > 1 && r.total ? line(r.total, true) : null))) : h('p.sub#usage-table', 'No attempt has ended in these days.'));
 }

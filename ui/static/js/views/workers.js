@@ -41,8 +41,11 @@ export async function render(root, ctx) {
     } catch (e) { ctx.flash(e); }
   };
 
+  let seq = 0; // an answer older than the last one asked for is not shown
   const load = async () => {
+    const n = ++seq;
     const r = await get('/v1/workers', {}, ctx.signal);
+    if (n !== seq) return;
     const ws = (r.workers || []).slice().sort((a, b) => (a.name || a.id).localeCompare(b.name || b.id));
     const counts = {};
     for (const w of ws) counts[workerState(w)] = (counts[workerState(w)] || 0) + 1;
