@@ -45,7 +45,7 @@ func serveCommand(e *env) *ucli.Command {
 			&ucli.StringFlag{Name: "secrets-key", EnvVars: []string{"HODEI_SECRETS_KEY"},
 				Usage: "key `FILE` that seals secret env values in the database (default DATA-DIR/secrets.key)"},
 			&ucli.StringFlag{Name: "grpc-addr", Value: server.DefaultGRPCAddr, Usage: "gRPC listen `ADDR` (port 0: any free port)"},
-			&ucli.StringFlag{Name: "http-addr", Value: server.DefaultHTTPAddr, Usage: "HTTP listen `ADDR` for /healthz, /readyz and /metrics; '-' turns it off"},
+			&ucli.StringFlag{Name: "http-addr", Value: server.DefaultHTTPAddr, Usage: "HTTP listen `ADDR` for the web page (/), the REST API (/v1/), /healthz, /readyz and /metrics; '-' turns it off"},
 			&ucli.StringFlag{Name: "placement", Value: "binpack", Usage: "`POLICY` for choosing a worker: binpack or spread"},
 			&ucli.DurationFlag{Name: "retention", Value: server.DefaultRetention, Usage: "keep finished jobs and their logs for `DURATION`"},
 			&ucli.DurationFlag{Name: "audit-retention", Value: server.DefaultAuditRetention, Usage: "keep audit records for `DURATION`"},
