@@ -90,6 +90,17 @@ func TestWebPage(t *testing.T) {
 	// The jobs page, live: a job submitted through the REST API appears
 	// without a reload (the marker set on window survives only if the
 	// document was never reloaded).
+	// 55 jobs no worker can take (they stay PENDING): more than a page.
+	specs := make([]map[string]any, 55)
+	for i := range specs {
+		specs[i] = map[string]any{"name": fmt.Sprintf("ui-batch-%02d", i), "command": []string{"true"},
+			"selector": map[string]string{"zone": "nowhere"}, "labels": map[string]string{"batch": "ui"}}
+	}
+	restCall(t, "POST", base+"/v1/jobs:batch", admin, map[string]any{"specs": specs}, &map[string]any{})
+	// For the overview: a failure, and a job waiting past its deadline.
+	restCall(t, "POST", base+"/v1/jobs", admin, map[string]any{"spec": map[string]any{"name": "ui-fails", "script": "echo oops; exit 3"}}, &map[string]any{})
+	restCall(t, "POST", base+"/v1/jobs", admin, map[string]any{"spec": map[string]any{"name": "ui-late", "command": []string{"true"},
+		"selector": map[string]string{"zone": "nowhere"}, "deadlineUnixNano": fmt.Sprint(time.Now().Add(time.Second).UnixNano())}}, &map[string]any{})
 	page.goTo("#/jobs")
 	page.wait("the jobs page's live stream", "document.querySelector('#jobs-live.on')")
 	var marked bool
@@ -110,6 +121,19 @@ func TestWebPage(t *testing.T) {
 		t.Fatal("the jobs page reloaded to show the new job")
 	}
 	page.shot("jobs")
+
+	// Search and paging: a name prefix, 50 a page, newest first, Older and
+	// Newer through the page token; the start of an id opens its job.
+	page.do("search by name", chromedp.SetValue(chromedp.CSS("#f-q"), "ui-batch"), chromedp.Click(chromedp.CSS("#job-filters button[type=submit]")))
+	page.wait("the first page of the batch", "document.querySelectorAll('#jobs-body tr').length === 50 && document.querySelector('#page-older') && document.querySelector('#jobs-body tr td.name').textContent === 'ui-batch-54'")
+	page.do("older", chromedp.Click(chromedp.CSS("#page-older")))
+	page.wait("the second page", "document.querySelectorAll('#jobs-body tr').length === 5 && document.querySelector('#jobs-body tr td.name').textContent === 'ui-batch-04' && !document.querySelector('#page-older')")
+	page.do("newer", chromedp.Click(chromedp.CSS("#page-newer")))
+	page.wait("the first page again", "document.querySelectorAll('#jobs-body tr').length === 50 && document.querySelector('#jobs-body tr td.name').textContent === 'ui-batch-54'")
+	page.do("search by id prefix", chromedp.SetValue(chromedp.CSS("#f-q"), strings.ToLower(sub.ID[:16])), chromedp.Click(chromedp.CSS("#job-filters button[type=submit]")))
+	page.wait("the job opened by its id's start", fmt.Sprintf("location.hash === '#/jobs/%s' && document.querySelector('#job-status')", sub.ID))
+	page.goTo("#/jobs")
+	page.wait("the jobs page again", fmt.Sprintf("document.querySelector('%s')", row))
 
 	// The job's page: its output arrives live and is rendered as a
 	// terminal would.
@@ -220,7 +244,7 @@ func TestWebPage(t *testing.T) {
 	page.wait("the schedule's last job", "document.querySelector('#cron-body tr[data-name=nightly-report] a[href^=\"#/jobs/\"]')")
 	page.shot("cron")
 	page.goTo("#/")
-	page.wait("the overview's failures and SLA", "document.querySelector('#ov-failures') && document.querySelector('#ov-sla')")
+	page.wait("the overview's failure and SLA miss", "document.querySelector('#ov-failures li') && document.querySelector('#ov-sla li')")
 	page.shot("overview")
 
 	// A phone-sized screen: the jobs page fits its width.
