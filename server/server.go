@@ -214,7 +214,7 @@ func New(ctx context.Context, cfg Config) (s *Server, err error) {
 	s.agents.assign = s.assignMsg
 	s.terms = newTerminals(s.agents)
 	s.following = newStreamLimit(cfg.MaxStreamsPerToken)
-	s.metrics = newMetrics(func() *cluster.Cluster { return s.sched })
+	s.metrics = newMetrics(func() *cluster.Cluster { return s.sched }, cfg.Now)
 	s.metrics.reg.MustRegister(storeCollectors(db)...)
 	s.auditLog = newAuditLog(db.AppendAudit, cfg.Now, cfg.Logger, s.metrics.reg, auditQueueLen)
 	s.auditLog.healed = db.Healed
