@@ -177,7 +177,7 @@ func (s *Cluster) file(sl slot, isBlocked bool, now time.Time) {
 // shape is parked, and counts it in its tenant's ready ages.
 func (s *Cluster) enqueue(sl slot) {
 	e := s.wait.at(sl)
-	s.tenantList[e.tenant].ready.add(s.eligibleAt(sl), 1)
+	s.tenantList[e.tenant].ready.add(s.eligibleAt(sl))
 	if ps := s.parkedShapeOf(e); ps != nil {
 		s.parkIn(ps, sl)
 		return
@@ -207,10 +207,10 @@ func (s *Cluster) insertReady(sl slot) {
 func (s *Cluster) unfile(sl slot) {
 	switch e := s.wait.at(sl); e.at {
 	case ready:
-		s.tenantList[e.tenant].ready.add(s.eligibleAt(sl), -1)
+		s.tenantList[e.tenant].ready.remove(s.eligibleAt(sl))
 		s.dequeue(sl)
 	case parked:
-		s.tenantList[e.tenant].ready.add(s.eligibleAt(sl), -1)
+		s.tenantList[e.tenant].ready.remove(s.eligibleAt(sl))
 		s.unpark(sl)
 	case delayed:
 		heap.Remove(&s.delayed, int(e.pos))
