@@ -2,6 +2,8 @@ GO ?= go
 BIN := bin/hodei
 PROTOC_GEN_GO := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.5.1
+PROTOC_GEN_GATEWAY := github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-grpc-gateway@v2.33.0
+PROTOC_GEN_OPENAPI := github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2@v2.33.0
 GOBIN := $(shell $(GO) env GOPATH)/bin
 # Build tags that keep what the CLI never uses out of every hodei process's
 # start-up (see BENCHMARKS.md, "CLI start-up"): urfave/cli's man/markdown
@@ -109,7 +111,9 @@ bench:
 	$(GO) test -run '^$$' -bench 'Restart' -benchtime 1x . | tee -a bench.txt
 	$(GO) test -run '^$$' -bench 'CLI' -benchtime 1x . | tee -a bench.txt
 	$(GO) test -run '^$$' -bench 'Listings' -benchtime 1x . | tee -a bench.txt
-	$(GO) test -run '^$$' -bench . -skip 'SubmitBatch|NonReadingStreams' -benchtime 20000x ./server | tee -a bench.txt
+	$(GO) test -run '^$$' -bench . -skip 'SubmitBatch|NonReadingStreams|REST|SSE' -benchtime 20000x ./server | tee -a bench.txt
+	$(GO) test -run '^$$' -bench RESTListJobs -benchtime 2000x ./server | tee -a bench.txt
+	$(GO) test -run '^$$' -bench SSEDelivery -benchtime 2000x ./server | tee -a bench.txt
 	$(GO) test -run '^$$' -bench NonReadingStreams -benchtime 1x ./server | tee -a bench.txt
 	$(GO) test -run '^$$' -bench SubmitBatch -benchtime 500000x ./server | tee -a bench.txt
 	$(GO) test -run '^$$' -bench 'TrivialJobs|PTYSpawn|AttemptTrue' -benchtime 2000x ./agent | tee -a bench.txt
@@ -122,11 +126,20 @@ bench:
 	$(GO) test -run '^$$' -bench 'AllToAllRefusal' ./job | tee -a bench.txt
 	$(GO) test -run '^$$' -bench . ./pki ./seal | tee -a bench.txt
 
+# proto generates the Go code of hodei.proto, its REST/JSON gateway
+# (hodei.pb.gw.go) and its OpenAPI document (openapi.swagger.json, served
+# at /openapi.json), each with a pinned plugin; proto/third_party holds the
+# proto files of the options it uses.
 proto:
 	$(GO) install $(PROTOC_GEN_GO)
 	$(GO) install $(PROTOC_GEN_GO_GRPC)
-	PATH="$(GOBIN):$$PATH" protoc -I proto --go_out=proto --go_opt=paths=source_relative \
-		--go-grpc_out=proto --go-grpc_opt=paths=source_relative proto/hodei.proto
+	$(GO) install $(PROTOC_GEN_GATEWAY)
+	$(GO) install $(PROTOC_GEN_OPENAPI)
+	PATH="$(GOBIN):$$PATH" protoc -I proto -I proto/third_party --go_out=proto --go_opt=paths=source_relative \
+		--go-grpc_out=proto --go-grpc_opt=paths=source_relative \
+		--grpc-gateway_out=proto --grpc-gateway_opt=paths=source_relative \
+		--openapiv2_out=proto --openapiv2_opt=allow_merge=true,merge_file_name=openapi,disable_default_errors=true \
+		proto/hodei.proto
 	PATH="$(GOBIN):$$PATH" protoc -I . --go_out=. --go_opt=paths=source_relative store/record/record.proto
 
 # proto-check fails when the committed generated code differs from what

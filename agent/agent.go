@@ -533,7 +533,7 @@ func resultOf(r ref, e exit, outSize, errSize int64) *pb.JobFinished {
 	}
 	return &pb.JobFinished{
 		JobId: r.job, Attempt: int32(r.attempt), Outcome: o, ExitCode: int32(e.ExitCode), Signal: int32(e.Signal), Reason: e.Reason,
-		Usage:            &pb.Usage{CpuTimeNs: int64(e.CPUTime), MaxRssKib: e.MaxRSSKiB},
+		Usage:            &pb.Usage{CpuTimeNs: int64(e.CPUTime), MaxRssKib: e.MaxRSSKiB, WallTimeNs: int64(e.Wall), Orphans: int32(e.Orphans)},
 		FinishedUnixNano: e.Finished.UnixNano(), LogSize: outSize, StderrSize: errSize, OutputLost: e.OutputLost,
 	}
 }

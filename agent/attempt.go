@@ -92,6 +92,10 @@ type attemptOptions struct {
 	// Progress, when set, is called after each write to the attempt's
 	// spools (from the pump goroutines; it must not block).
 	Progress func()
+	// Reaper, when set (the supervisor's), counts the usage of the
+	// orphans of the attempt's process group; nil counts the leader and
+	// what it waited for only.
+	Reaper *reaper
 }
 
 func (o attemptOptions) withDefaults() attemptOptions {
@@ -152,10 +156,16 @@ type exit struct {
 	// WriteErr is the cause of a failed spool write and the file
 	// ("no space left on device (DIR/spool/ID-1.out)"), "" when every
 	// write succeeded: the agent's data-dir health (diskhealth.go).
-	WriteErr  string
-	CPUTime   time.Duration // user+sys of the process and the children it waited for
-	MaxRSSKiB int64         // largest resident set of the process or one of those children
-	Finished  time.Time
+	WriteErr string
+	// CPUTime is user+sys of the process and the children it waited for,
+	// plus the orphans of its group the reaper reaped.
+	CPUTime   time.Duration
+	MaxRSSKiB int64 // largest resident set of any one of those processes
+	// Wall is from the start to the leader's exit (monotonic clock); 0
+	// when it never started.
+	Wall     time.Duration
+	Orphans  int // orphans of its group the reaper counted
+	Finished time.Time
 }
 
 // attempt is one running (or finished) attempt of a job: a process in its
@@ -270,18 +280,24 @@ func (a *attempt) start() error {
 		cred = u.credential()
 	}
 	var readers []*os.File
-	if spec.NoPTY {
-		var stdinW *os.File
-		readers, stdinW, err = startPipes(cmd, cred, spec.Stdin != job.StdinNone)
-		if err == nil && stdinW != nil {
-			a.in = newJobInput(stdinW, false)
+	a.opts.Reaper.start(func() int {
+		if spec.NoPTY {
+			var stdinW *os.File
+			readers, stdinW, err = startPipes(cmd, cred, spec.Stdin != job.StdinNone)
+			if err == nil && stdinW != nil {
+				a.in = newJobInput(stdinW, false)
+			}
+		} else {
+			readers, err = startPTY(cmd, spec.Rows, spec.Cols, cred, spec.Stdin != job.StdinStream)
+			if err == nil {
+				a.in = newJobInput(readers[0], true)
+			}
 		}
-	} else {
-		readers, err = startPTY(cmd, spec.Rows, spec.Cols, cred, spec.Stdin != job.StdinStream)
-		if err == nil {
-			a.in = newJobInput(readers[0], true)
+		if err != nil {
+			return 0
 		}
-	}
+		return cmd.Process.Pid
+	})
 	if err != nil {
 		return err
 	}
@@ -406,6 +422,7 @@ func (a *attempt) wait(cmd *exec.Cmd, readers []*os.File, pumps *sync.WaitGroup)
 
 	werr := cmd.Wait()
 	finished := a.opts.Now()
+	orphans := a.opts.Reaper.finish(pid, time.Now().Add(a.opts.DrainTimeout))
 	// The job is gone: no more input (a pipe's write end is closed, so
 	// what is left of the job reads EOF).
 	a.in.close()
@@ -431,10 +448,13 @@ func (a *attempt) wait(cmd *exec.Cmd, readers []*os.File, pumps *sync.WaitGroup)
 		if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 			e.Signal = int(ws.Signal())
 		}
-		e.CPUTime = ps.UserTime() + ps.SystemTime()
+		e.CPUTime = ps.UserTime() + ps.SystemTime() + orphans.cpu
 		if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
 			e.MaxRSSKiB = ru.Maxrss // KiB on Linux
 		}
+		e.MaxRSSKiB = max(e.MaxRSSKiB, orphans.maxRSSKiB)
+		e.Orphans = orphans.n
+		e.Wall = finished.Sub(a.startedAt)
 		if !ps.Success() {
 			e.Reason = ps.String()
 		}

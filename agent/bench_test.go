@@ -8,6 +8,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,6 +23,7 @@ import (
 
 func BenchmarkPTYSpawn(b *testing.B) {
 	ws := &pty.Winsize{Rows: defaultRows, Cols: defaultCols}
+	cpu := selfCPU(b)
 	for b.Loop() {
 		cmd := exec.Command("/bin/true")
 		f, err := pty.StartWithSize(cmd, ws)
@@ -34,6 +37,7 @@ func BenchmarkPTYSpawn(b *testing.B) {
 		_ = f.Close()
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "starts/s")
+	b.ReportMetric((selfCPU(b)-cpu).Seconds()*1000/float64(b.N), "cpu-ms/start")
 }
 
 func BenchmarkAttemptTrue(b *testing.B) {
@@ -58,6 +62,7 @@ func BenchmarkAttemptTrueAsUser(b *testing.B) {
 
 // benchAttempts runs spec to a clean exit, one start at a time.
 func benchAttempts(b *testing.B, spec attemptSpec, opts attemptOptions) {
+	cpu := selfCPU(b)
 	for b.Loop() {
 		a := startAttempt(spec, opts)
 		<-a.Done()
@@ -69,6 +74,31 @@ func benchAttempts(b *testing.B, spec attemptSpec, opts attemptOptions) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "starts/s")
+	b.ReportMetric((selfCPU(b)-cpu).Seconds()*1000/float64(b.N), "cpu-ms/start")
+}
+
+// selfCPU is the user and system time this process has used.
+func selfCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// procCPU is the user and system time process pid has used, its own
+// (not its children's), from /proc at the clock tick's resolution.
+func procCPU(b *testing.B, pid int) time.Duration {
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		b.Fatal(err)
+	}
+	// The fields after the command, which is in parentheses and may hold spaces.
+	f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+2:]))
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	const tick = 10 * time.Millisecond // USER_HZ is 100 on Linux
+	return time.Duration(utime+stime) * tick
 }
 
 // BenchmarkChooseUser is the user decision alone, for a tenant's user.
@@ -177,6 +207,7 @@ func BenchmarkSupervisedTrue(b *testing.B) {
 	sc.adopt()
 	defer sc.leave(true)
 	var started, ended time.Duration
+	agentCPU, supCPU := selfCPU(b), procCPU(b, pid)
 	b.ResetTimer()
 	for i := range b.N {
 		t0 := time.Now()
@@ -189,4 +220,6 @@ func BenchmarkSupervisedTrue(b *testing.B) {
 	}
 	b.ReportMetric(float64(started.Microseconds())/1000/float64(b.N), "sup-ms/start")
 	b.ReportMetric(float64(ended.Microseconds())/1000/float64(b.N), "sup-ms/job")
+	b.ReportMetric((selfCPU(b)-agentCPU).Seconds()*1000/float64(b.N), "agent-cpu-ms/job")
+	b.ReportMetric((procCPU(b, pid)-supCPU).Seconds()*1000/float64(b.N), "sup-cpu-ms/job")
 }

@@ -52,9 +52,9 @@ func Supervise(dataDir, version string) error {
 		signal.Notify(make(chan os.Signal, 1), syscall.SIGHUP, syscall.SIGPIPE)
 		log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 		if ready == nil {
-			return runSupervisor(dataDir, version, log, nil)
+			return runSupervisor(dataDir, version, log, nil, true)
 		}
-		return runSupervisor(dataDir, version, log, ready)
+		return runSupervisor(dataDir, version, log, ready, true)
 	}
 	dir := filepath.Join(dataDir, supDir)
 	if err := os.MkdirAll(dir, 0o700); err != nil {

@@ -48,6 +48,9 @@ type supervisor struct {
 	wg       sync.WaitGroup
 
 	conn atomic.Pointer[supConn] // the agent's connection; nil when none
+	// reaper reaps the orphans of the jobs (the supervisor is their child
+	// subreaper) and counts their usage; nil when the kernel refused.
+	reaper *reaper
 
 	mu      sync.Mutex
 	atts    map[ref]*supAttempt // being started, running, or ended and not released; guarded by mu
@@ -79,8 +82,10 @@ var supStartHook atomic.Pointer[func(dataDir string, r ref)]
 // runSupervisor serves DATA-DIR/supervisor/<pid>.sock until it holds no
 // attempt and no agent is connected (or it is retired and holds none),
 // then removes the socket and returns. ready, when not nil, is sent the
-// pid once the socket listens, and closed.
-func runSupervisor(dataDir, version string, log *slog.Logger, ready io.WriteCloser) error {
+// pid once the socket listens, and closed. own says that the supervisor is
+// its process's only business (`hodei agent supervise`), not run inside
+// another program: it then reaps every orphan of its jobs (reaper.go).
+func runSupervisor(dataDir, version string, log *slog.Logger, ready io.WriteCloser, own bool) error {
 	dir := filepath.Join(dataDir, supDir)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("supervisor dir: %w", err)
@@ -102,6 +107,10 @@ func runSupervisor(dataDir, version string, log *slog.Logger, ready io.WriteClos
 		return fmt.Errorf("supervisor socket: %w", err)
 	}
 	s.ln = ln
+	if s.reaper, err = newReaper(s.log, own); err != nil {
+		s.log.Warn("orphans of jobs will not be counted in their usage", "err", err)
+	}
+	defer s.reaper.close()
 	s.log.Info("supervisor started", "socket", s.sock, "version", version)
 	if ready != nil {
 		fmt.Fprintf(ready, "%d\n", os.Getpid())
@@ -603,6 +612,7 @@ func (s *supervisor) start(sa *supAttempt, w wireSpec) {
 		spec.User = &runUser{Name: u.Name, UID: u.UID, GID: u.GID, Groups: u.Groups, Home: u.Home}
 	}
 	att := startAttempt(spec, attemptOptions{SpoolDir: s.spoolDir, BufferLimit: w.BufferLimit, KillGrace: time.Duration(w.KillGrace),
+		Reaper: s.reaper,
 		Progress: func() {
 			<-sa.ready // the first write may come before sa.att is set
 			if c := s.conn.Load(); c != nil {

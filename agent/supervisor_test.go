@@ -60,7 +60,7 @@ func startTestSupervisor(t *testing.T, dir string) string {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- runSupervisor(dir, "test", slog.New(slog.DiscardHandler), w) }()
+	go func() { done <- runSupervisor(dir, "test", slog.New(slog.DiscardHandler), w, false) }()
 	line, err := io.ReadAll(r)
 	r.Close()
 	if err != nil || strings.TrimSpace(string(line)) != strconv.Itoa(os.Getpid()) {

@@ -128,6 +128,12 @@ type wireExit struct {
 	CPUTime   int64  `json:"cpu_ns,omitempty"`
 	MaxRSSKiB int64  `json:"max_rss_kib,omitempty"`
 	Finished  int64  `json:"finished"` // unix nanoseconds
+	// Wall and Orphans (usage accounting) are new in this version of the
+	// protocol without raising supProto: a supervisor of an older binary
+	// sends neither (the agent then takes the wall time from the start
+	// and end times it has), and an older agent ignores them.
+	Wall    int64 `json:"wall_ns,omitempty"`
+	Orphans int   `json:"orphans,omitempty"`
 	// OutputLost and WriteErr are exit's; a supervisor of an older
 	// binary sends neither.
 	OutputLost string `json:"output_lost,omitempty"`
@@ -157,13 +163,13 @@ type wireCredit struct {
 func toWireExit(e exit) *wireExit {
 	return &wireExit{Outcome: int(e.Outcome), ExitCode: e.ExitCode, Signal: e.Signal, Reason: e.Reason,
 		CPUTime: int64(e.CPUTime), MaxRSSKiB: e.MaxRSSKiB, Finished: e.Finished.UnixNano(),
-		OutputLost: e.OutputLost, WriteErr: e.WriteErr}
+		OutputLost: e.OutputLost, WriteErr: e.WriteErr, Wall: int64(e.Wall), Orphans: e.Orphans}
 }
 
 func (w *wireExit) exit() exit {
 	return exit{Outcome: outcome(w.Outcome), ExitCode: w.ExitCode, Signal: w.Signal, Reason: w.Reason,
 		CPUTime: time.Duration(w.CPUTime), MaxRSSKiB: w.MaxRSSKiB, Finished: time.Unix(0, w.Finished),
-		OutputLost: w.OutputLost, WriteErr: w.WriteErr}
+		OutputLost: w.OutputLost, WriteErr: w.WriteErr, Wall: time.Duration(w.Wall), Orphans: w.Orphans}
 }
 
 // supReadBuffer is the read buffer of each end of a supervisor connection.

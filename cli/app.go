@@ -61,6 +61,7 @@ func commands(e *env) []*ucli.Command {
 		loginCommand(e),
 		tokenCommand(e),
 		auditCommand(e),
+		usageCommand(e),
 		configCommand(e),
 		versionCommand(e),
 		completionCommand(e),

@@ -64,6 +64,28 @@ type jobView struct {
 	Scheduled         time.Time         `json:"scheduled,omitzero"`
 	Started           time.Time         `json:"started,omitzero"`
 	Finished          time.Time         `json:"finished,omitzero"`
+	Owner             string            `json:"owner,omitempty"` // who submitted it
+	Usage             *jobUsageView     `json:"usage,omitempty"` // of the last ended attempt
+}
+
+// jobUsageView is what a job's last ended attempt used, times in seconds.
+type jobUsageView struct {
+	Attempt     int32   `json:"attempt"`
+	WallSeconds float64 `json:"wall_seconds"`
+	CPUSeconds  float64 `json:"cpu_seconds"`
+	SlotSeconds float64 `json:"slot_seconds"`
+	MaxRSSKiB   int64   `json:"max_rss_kib"`
+}
+
+// newJobUsageView is u as --output json shows it; nil before an attempt
+// ended.
+func newJobUsageView(u *hodeipb.Usage) *jobUsageView {
+	if u.GetAttempt() == 0 {
+		return nil
+	}
+	return &jobUsageView{Attempt: u.GetAttempt(), WallSeconds: time.Duration(u.GetWallTimeNs()).Seconds(),
+		CPUSeconds: time.Duration(u.GetCpuTimeNs()).Seconds(), SlotSeconds: time.Duration(u.GetSlotTimeNs()).Seconds(),
+		MaxRSSKiB: u.GetMaxRssKib()}
 }
 
 func newJobView(j *hodeipb.Job) jobView {
@@ -141,6 +163,8 @@ func newJobView(j *hodeipb.Job) jobView {
 		Scheduled:         unixNano(j.GetScheduledUnixNano()),
 		Started:           unixNano(j.GetStartedUnixNano()),
 		Finished:          unixNano(j.GetFinishedUnixNano()),
+		Owner:             j.GetOwner(),
+		Usage:             newJobUsageView(j.GetUsage()),
 	}
 }
 
@@ -311,10 +335,17 @@ func writeJobDetail(w io.Writer, now time.Time, j *hodeipb.Job) error {
 		}
 		line("Array", arr)
 	}
+	if v.Owner != "" {
+		line("Submitted by", v.Owner)
+	}
 	line("Created", when(v.Created))
 	line("Scheduled", when(v.Scheduled))
 	line("Started", when(v.Started))
 	line("Finished", when(v.Finished))
+	if u := j.GetUsage(); v.Usage != nil {
+		line("Usage", fmt.Sprintf("attempt %d: wall %s, cpu %s, slot-time %s, max rss %s", u.GetAttempt(),
+			spanText(u.GetWallTimeNs()/1e3), spanText(u.GetCpuTimeNs()/1e3), spanText(u.GetSlotTimeNs()/1e3), kibText(u.GetMaxRssKib())))
+	}
 	return d.flush()
 }
 

@@ -49,6 +49,8 @@ func serveCommand(e *env) *ucli.Command {
 			&ucli.StringFlag{Name: "placement", Value: "binpack", Usage: "`POLICY` for choosing a worker: binpack or spread"},
 			&ucli.DurationFlag{Name: "retention", Value: server.DefaultRetention, Usage: "keep finished jobs and their logs for `DURATION`"},
 			&ucli.DurationFlag{Name: "audit-retention", Value: server.DefaultAuditRetention, Usage: "keep audit records for `DURATION`"},
+			&ucli.DurationFlag{Name: "usage-retention", Value: server.DefaultUsageRetention, DefaultText: "9600h (400 days)",
+				Usage: "keep per-attempt usage records and daily roll-ups (hodei usage) for `DURATION`; they outlive the jobs"},
 			&ucli.DurationFlag{Name: "heartbeat", Value: cluster.DefaultHeartbeat, Usage: "`DURATION` between an agent's heartbeats"},
 			&ucli.DurationFlag{Name: "lease", DefaultText: "3 × heartbeat + 5s", Usage: "`DURATION` of silence after which a worker is DOWN and its jobs lost"},
 			&ucli.DurationFlag{Name: "kill-grace", Value: cluster.DefaultKillGrace,
@@ -178,7 +180,7 @@ func serveConfig(c *ucli.Context) (server.Config, error) {
 			}
 		}
 	}
-	for _, name := range []string{"retention", "audit-retention", "heartbeat", "lease", "kill-grace", "worker-gc"} {
+	for _, name := range []string{"retention", "audit-retention", "usage-retention", "heartbeat", "lease", "kill-grace", "worker-gc"} {
 		if c.Duration(name) < 0 {
 			return server.Config{}, usagef(c, "--%s: must not be negative", name)
 		}
@@ -239,6 +241,7 @@ func serveConfig(c *ucli.Context) (server.Config, error) {
 		SnapshotDir:   c.String("snapshot-dir"),
 
 		AuditRetention:     c.Duration("audit-retention"),
+		UsageRetention:     c.Duration("usage-retention"),
 		MaxStreamsPerToken: c.Int("max-streams-per-token"),
 	}, nil
 }

@@ -74,3 +74,11 @@ func (c *Client) ListAudit(ctx context.Context, f job.AuditFilter) ([]*hodeipb.A
 	}
 	return resp.GetRecords(), nil
 }
+
+// GetUsage sums ended attempts' usage by group, or lists their records
+// when req.Attempts is set (a page; req.Cursor is the previous page's
+// NextCursor). A token limited to tenants sees only theirs; naming
+// another is codes.PermissionDenied, a bad field codes.InvalidArgument.
+func (c *Client) GetUsage(ctx context.Context, req *hodeipb.GetUsageRequest) (*hodeipb.GetUsageResponse, error) {
+	return c.admin.GetUsage(ctx, req)
+}

@@ -88,6 +88,11 @@ type Config struct {
 	// OnChange is called with every published job version, after the
 	// commit; it must not block. nil: none.
 	OnChange func(*job.Job)
+	// OnWorker is called with a worker's id after its state, record or
+	// connection changed (a Hello, a goodbye, a closed stream, drain,
+	// undrain, DOWN, revoke, removal; not a heartbeat); it must not block
+	// or call into the Cluster. nil: none.
+	OnWorker func(id string)
 	Now      func() time.Time // default time.Now
 	Logger   *slog.Logger     // default: discard
 	// SealSecrets is called with every new job (Submit, SubmitArray,

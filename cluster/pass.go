@@ -75,6 +75,12 @@ func (s *Cluster) expireWorkers(now time.Time, next *wakeAt) {
 		})
 		return true
 	})
+	for _, id := range expired {
+		s.workerChanged(id)
+	}
+	for _, id := range unknown {
+		s.workerChanged(id)
+	}
 	// Outside the map's callbacks, which must not take s.mu: a worker not
 	// heard from since a restart that holds nothing is only quiet.
 	down, quiet := expired, 0

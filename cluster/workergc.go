@@ -120,6 +120,7 @@ func (s *Cluster) sweepDown(ctx context.Context, now time.Time, next *wakeAt) {
 		} else {
 			for _, rec := range expired {
 				s.workers.Delete(rec.ID) // still DOWN: a Hello would have taken gc.mu
+				s.workerChanged(rec.ID)
 				s.log.Info("worker deleted", "worker", rec.ID, "down_since", rec.DownSince, "worker_gc", s.cfg.WorkerGC)
 			}
 		}
@@ -167,6 +168,7 @@ func (s *Cluster) RemoveWorker(ctx context.Context, workerID string, also func(c
 		return fmt.Errorf("delete worker %s: %w", workerID, err)
 	}
 	s.workers.Delete(workerID)
+	s.workerChanged(workerID)
 	s.log.Info("worker removed", "worker", workerID, "state", w.state)
 	return nil
 }

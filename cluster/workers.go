@@ -105,6 +105,7 @@ func (s *Cluster) WorkerHello(ctx context.Context, h Hello) (Reconcile, error) {
 	}
 	s.workers.Store(rec.ID, &workerState{rec: rec, state: workerStateOf(rec), connected: true, lastSeen: now})
 	s.gc.mu.Unlock()
+	s.workerChanged(rec.ID)
 
 	reported := make(map[Ref]bool, len(h.Running))
 	for _, r := range h.Running {
@@ -172,14 +173,18 @@ func (s *Cluster) Heartbeat(workerID string, st *Stats) bool {
 // next Hello. It is not persisted: unlike Drain, a restarted agent takes
 // work again.
 func (s *Cluster) WorkerLeaving(workerID string) {
+	changed := false
 	s.workers.Compute(workerID, func(old *workerState, loaded bool) (*workerState, bool) {
 		if !loaded || old.state != job.WorkerReady {
 			return old, !loaded
 		}
 		n := *old
-		n.state, n.leaving = job.WorkerDraining, true
+		n.state, n.leaving, changed = job.WorkerDraining, true, true
 		return &n, false
 	})
+	if changed {
+		s.workerChanged(workerID)
+	}
 }
 
 // WorkerGone marks a worker's stream closed. Its jobs keep their state for
@@ -193,6 +198,7 @@ func (s *Cluster) WorkerGone(workerID string) {
 		n.connected = false
 		return &n, false
 	})
+	s.workerChanged(workerID)
 	s.poke()
 }
 
@@ -246,6 +252,7 @@ func (s *Cluster) setDrained(ctx context.Context, workerID string, drained bool)
 		})
 	}
 	s.gc.mu.Unlock()
+	s.workerChanged(workerID)
 	for _, w := range s.Workers() {
 		if w.Worker.ID == workerID {
 			return w, nil
@@ -464,7 +471,15 @@ func (s *Cluster) Revoke(workerID string) bool {
 	})
 	if known {
 		s.gc.dirty.Store(true)
+		s.workerChanged(workerID)
 	}
 	s.poke()
 	return known
+}
+
+// workerChanged tells Config.OnWorker that a worker changed.
+func (s *Cluster) workerChanged(id string) {
+	if s.cfg.OnWorker != nil {
+		s.cfg.OnWorker(id)
+	}
 }

@@ -82,6 +82,13 @@ type Spec struct {
 	Array             string // array id
 	ArrayIndex        int    // index in the array; also HODEI_ARRAY_INDEX in Env
 	ArrayLimit        int    // most jobs of the array running at once; 0: no limit
+
+	// Owner is who submitted the job: the name of the caller's token (or
+	// of its certificate), set by the server from the call's credentials,
+	// never from the request; "" when the server runs without
+	// authentication. Usage accounting groups by it (hodei usage
+	// --group-by user).
+	Owner string
 }
 
 // Stdin says what feeds a job's standard input. Input reaches the job
@@ -184,8 +191,29 @@ type Job struct {
 
 // Usage is what a finished attempt consumed, as the agent measured it.
 type Usage struct {
-	CPUTime   time.Duration
+	// Attempt is the attempt measured; 0 when none has ended. The store
+	// records an attempt's usage (store/usage.go) only from the update
+	// that ends that attempt and carries its number here.
+	Attempt int
+	// Wall is how long the attempt's process ran, from its start to its
+	// leader's exit, by the agent's monotonic clock; for an attempt the
+	// server ended on its own (worker lost), from its start to then by
+	// the server's clock.
+	Wall time.Duration
+	// CPUTime is user+system time of the attempt's processes: its leader
+	// with the descendants it waited for, plus the orphans of its process
+	// group that the agent's supervisor reaped (see DESIGN.md).
+	CPUTime time.Duration
+	// MaxRSSKiB is the largest resident set of any one of those processes.
 	MaxRSSKiB int64
+}
+
+// SlotTime is slots × Wall: what the attempt held of its worker's slots.
+func (u Usage) SlotTime(slots int64) time.Duration {
+	if slots < 1 {
+		slots = 1
+	}
+	return time.Duration(slots) * u.Wall
 }
 
 // Clone returns a deep copy of j.

@@ -424,6 +424,7 @@ func (p *PipelineSpec) stepSpec(st Step) Spec {
 	s.Resources.MemoryMiB = unsetOr(s.Resources.MemoryMiB, d.Resources.MemoryMiB)
 	s.Resources.Slots = unsetOr(s.Resources.Slots, d.Resources.Slots)
 	s.Tenant = p.Tenant
+	s.Owner = d.Owner // set by the server on the defaults
 	s.DependsOn = nil
 	// Set by the server alone.
 	s.Pipeline, s.Step, s.ContinueOnFailure = "", "", false

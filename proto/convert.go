@@ -126,11 +126,13 @@ func FromJob(j *job.Job) *Job {
 		StartedUnixNano:   nanos(j.StartedAt),
 		FinishedUnixNano:  nanos(j.FinishedAt),
 		NotBeforeUnixNano: nanos(j.NotBefore),
-		Usage:             &Usage{CpuTimeNs: int64(j.Usage.CPUTime), MaxRssKib: j.Usage.MaxRSSKiB},
-		Requeue:           j.Stop == job.StopRequeue,
-		Preemptions:       int32(j.Preemptions),
-		DeadlineMissed:    j.DeadlineMissed,
-		Signal:            int32(j.Signal),
+		Usage: &Usage{CpuTimeNs: int64(j.Usage.CPUTime), MaxRssKib: j.Usage.MaxRSSKiB, WallTimeNs: int64(j.Usage.Wall),
+			SlotTimeNs: int64(j.Usage.SlotTime(j.Spec.Resources.Slots)), Attempt: int32(j.Usage.Attempt)},
+		Requeue:        j.Stop == job.StopRequeue,
+		Preemptions:    int32(j.Preemptions),
+		DeadlineMissed: j.DeadlineMissed,
+		Signal:         int32(j.Signal),
+		Owner:          j.Spec.Owner,
 	}
 }
 
@@ -156,9 +158,11 @@ func redactedEnv(env map[string]string) map[string]string {
 
 // ToJob converts a wire job to the domain, sharing its maps and slices.
 func (j *Job) ToJob() *job.Job {
+	spec := j.GetSpec().ToSpec()
+	spec.Owner = j.GetOwner()
 	return &job.Job{
 		ID:              j.GetId(),
-		Spec:            j.GetSpec().ToSpec(),
+		Spec:            spec,
 		State:           job.State(j.GetState()),
 		Attempt:         int(j.GetAttempt()),
 		Version:         j.GetVersion(),
@@ -175,6 +179,8 @@ func (j *Job) ToJob() *job.Job {
 		Usage: job.Usage{
 			CPUTime:   time.Duration(j.GetUsage().GetCpuTimeNs()),
 			MaxRSSKiB: j.GetUsage().GetMaxRssKib(),
+			Wall:      time.Duration(j.GetUsage().GetWallTimeNs()),
+			Attempt:   int(j.GetUsage().GetAttempt()),
 		},
 		Stop:           stopOf(j.GetRequeue(), j.GetCancelRequested()),
 		Preemptions:    int(j.GetPreemptions()),

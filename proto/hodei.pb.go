@@ -13,6 +13,8 @@
 package hodeipb
 
 import (
+	_ "github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2/options"
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
@@ -871,10 +873,23 @@ func (x *JobSpec) GetStdin() StdinMode {
 	return StdinMode_STDIN_NONE
 }
 
+// Usage is what one attempt consumed. From an agent (JobFinished): what it
+// measured. On a Job: its last ended attempt's, with slot_time_ns added by
+// the server.
 type Usage struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	CpuTimeNs     int64                  `protobuf:"varint,1,opt,name=cpu_time_ns,json=cpuTimeNs,proto3" json:"cpu_time_ns,omitempty"`
-	MaxRssKib     int64                  `protobuf:"varint,2,opt,name=max_rss_kib,json=maxRssKib,proto3" json:"max_rss_kib,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// cpu_time_ns: user+system CPU of the attempt's processes: its leader
+	// with the descendants it waited for, plus the orphans of its process
+	// group that the agent's supervisor reaped.
+	CpuTimeNs int64 `protobuf:"varint,1,opt,name=cpu_time_ns,json=cpuTimeNs,proto3" json:"cpu_time_ns,omitempty"`
+	MaxRssKib int64 `protobuf:"varint,2,opt,name=max_rss_kib,json=maxRssKib,proto3" json:"max_rss_kib,omitempty"` // the largest resident set of any one of them
+	// wall_time_ns: from the process's start to its leader's exit, by the
+	// agent's monotonic clock (0 from an older agent: the server then uses
+	// its own start and end times).
+	WallTimeNs    int64 `protobuf:"varint,3,opt,name=wall_time_ns,json=wallTimeNs,proto3" json:"wall_time_ns,omitempty"`
+	SlotTimeNs    int64 `protobuf:"varint,4,opt,name=slot_time_ns,json=slotTimeNs,proto3" json:"slot_time_ns,omitempty"` // slots × wall; set by the server on a Job
+	Orphans       int32 `protobuf:"varint,5,opt,name=orphans,proto3" json:"orphans,omitempty"`                           // orphans of the group counted in cpu_time_ns; JobFinished only
+	Attempt       int32 `protobuf:"varint,6,opt,name=attempt,proto3" json:"attempt,omitempty"`                           // the attempt measured; set by the server on a Job
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -923,6 +938,34 @@ func (x *Usage) GetMaxRssKib() int64 {
 	return 0
 }
 
+func (x *Usage) GetWallTimeNs() int64 {
+	if x != nil {
+		return x.WallTimeNs
+	}
+	return 0
+}
+
+func (x *Usage) GetSlotTimeNs() int64 {
+	if x != nil {
+		return x.SlotTimeNs
+	}
+	return 0
+}
+
+func (x *Usage) GetOrphans() int32 {
+	if x != nil {
+		return x.Orphans
+	}
+	return 0
+}
+
+func (x *Usage) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
 type Job struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
 	Id                string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -954,7 +997,10 @@ type Job struct {
 	// Why a PENDING job has not started, as of the answer: the constraint
 	// it cannot meet and the counts behind it. Get, List and GetPipeline
 	// answers only; not stored, and absent when nothing keeps it.
-	Pending       *PendingReason `protobuf:"bytes,21,opt,name=pending,proto3" json:"pending,omitempty"`
+	Pending *PendingReason `protobuf:"bytes,21,opt,name=pending,proto3" json:"pending,omitempty"`
+	// Who submitted the job: the name of the caller's token (or
+	// certificate), set by the server; usage accounting groups by it.
+	Owner         string `protobuf:"bytes,22,opt,name=owner,proto3" json:"owner,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1134,6 +1180,13 @@ func (x *Job) GetPending() *PendingReason {
 		return x.Pending
 	}
 	return nil
+}
+
+func (x *Job) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
 }
 
 // PendingReason says why a PENDING job waits.
@@ -1835,9 +1888,20 @@ func (x *CancelArrayResponse) GetCount() int64 {
 }
 
 type WatchRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"` // empty: every job
-	Tenant        string                 `protobuf:"bytes,2,opt,name=tenant,proto3" json:"tenant,omitempty"`            // empty: every tenant
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	JobId    string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`            // empty: every job
+	Tenant   string                 `protobuf:"bytes,2,opt,name=tenant,proto3" json:"tenant,omitempty"`                       // empty: every tenant
+	Pipeline string                 `protobuf:"bytes,3,opt,name=pipeline,proto3" json:"pipeline,omitempty"`                   // only the jobs of this pipeline (id or unique prefix), and its own events
+	State    JobState               `protobuf:"varint,4,opt,name=state,proto3,enum=hodei.v1.JobState" json:"state,omitempty"` // only job events of jobs now in this state; unspecified: any
+	// after resumes a watch: the cursor of the last event received. The
+	// stream goes on with the event after it, with no gap and no repeat, as
+	// long as the server still keeps it (its last 16,384 events, since its
+	// start); otherwise its first event is a reset. Empty: from now.
+	After string `protobuf:"bytes,5,opt,name=after,proto3" json:"after,omitempty"`
+	// kinds: also worker events (for a caller that may manage workers) and
+	// pipeline events, and a reset instead of an error when the watcher falls
+	// behind what the server keeps. GET /v1/events sets it.
+	AllKinds      bool `protobuf:"varint,6,opt,name=all_kinds,json=allKinds,proto3" json:"all_kinds,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1886,9 +1950,54 @@ func (x *WatchRequest) GetTenant() string {
 	return ""
 }
 
+func (x *WatchRequest) GetPipeline() string {
+	if x != nil {
+		return x.Pipeline
+	}
+	return ""
+}
+
+func (x *WatchRequest) GetState() JobState {
+	if x != nil {
+		return x.State
+	}
+	return JobState_JOB_STATE_UNSPECIFIED
+}
+
+func (x *WatchRequest) GetAfter() string {
+	if x != nil {
+		return x.After
+	}
+	return ""
+}
+
+func (x *WatchRequest) GetAllKinds() bool {
+	if x != nil {
+		return x.AllKinds
+	}
+	return false
+}
+
+// JobEvent is one change that Watch streams: a job's new version, or with
+// WatchRequest.all_kinds a worker's or a pipeline's change, or a reset.
 type JobEvent struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Job           *Job                   `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Job   *Job                   `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
+	// cursor names this event, for WatchRequest.after.
+	Cursor string `protobuf:"bytes,2,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	// A worker changed (registered, connected or not, drained, down,
+	// revoked, removed): it as it is when the event is sent; removed, with
+	// its id only.
+	Worker *Worker `protobuf:"bytes,3,opt,name=worker,proto3" json:"worker,omitempty"`
+	// A job of the pipeline changed: the pipeline as it is when the event is
+	// sent, without its jobs.
+	Pipeline *PipelineStatus `protobuf:"bytes,4,opt,name=pipeline,proto3" json:"pipeline,omitempty"`
+	// reset: the watch could not go on from where it stood (its cursor is
+	// older than what the server keeps, or of a server before a restart, or
+	// the watcher fell that far behind): events were missed; reload what is
+	// shown, and go on from this event's cursor.
+	Reset_        bool `protobuf:"varint,5,opt,name=reset,proto3" json:"reset,omitempty"`
+	WorkerRemoved bool `protobuf:"varint,6,opt,name=worker_removed,json=workerRemoved,proto3" json:"worker_removed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1928,6 +2037,41 @@ func (x *JobEvent) GetJob() *Job {
 		return x.Job
 	}
 	return nil
+}
+
+func (x *JobEvent) GetCursor() string {
+	if x != nil {
+		return x.Cursor
+	}
+	return ""
+}
+
+func (x *JobEvent) GetWorker() *Worker {
+	if x != nil {
+		return x.Worker
+	}
+	return nil
+}
+
+func (x *JobEvent) GetPipeline() *PipelineStatus {
+	if x != nil {
+		return x.Pipeline
+	}
+	return nil
+}
+
+func (x *JobEvent) GetReset_() bool {
+	if x != nil {
+		return x.Reset_
+	}
+	return false
+}
+
+func (x *JobEvent) GetWorkerRemoved() bool {
+	if x != nil {
+		return x.WorkerRemoved
+	}
+	return false
 }
 
 type LogsRequest struct {
@@ -5656,17 +5800,18 @@ func (x *SnapshotChunk) GetData() []byte {
 }
 
 type Tenant struct {
-	state           protoimpl.MessageState `protogen:"open.v1"`
-	Name            string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Weight          float64                `protobuf:"fixed64,2,opt,name=weight,proto3" json:"weight,omitempty"`                         // fair-share weight; 0 on set: 1
-	MaxQueued       int64                  `protobuf:"varint,3,opt,name=max_queued,json=maxQueued,proto3" json:"max_queued,omitempty"`   // non-terminal jobs; 0: unlimited
-	MaxRunning      *Resources             `protobuf:"bytes,4,opt,name=max_running,json=maxRunning,proto3" json:"max_running,omitempty"` // zero fields: unlimited
-	Burst           float64                `protobuf:"fixed64,5,opt,name=burst,proto3" json:"burst,omitempty"`                           // running-limit multiplier while bursting; 0: none
-	BurstForMs      int64                  `protobuf:"varint,6,opt,name=burst_for_ms,json=burstForMs,proto3" json:"burst_for_ms,omitempty"`
-	CooldownMs      int64                  `protobuf:"varint,7,opt,name=cooldown_ms,json=cooldownMs,proto3" json:"cooldown_ms,omitempty"`
-	Preemptible     bool                   `protobuf:"varint,8,opt,name=preemptible,proto3" json:"preemptible,omitempty"`
-	CreatedUnixNano int64                  `protobuf:"varint,9,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
-	UpdatedUnixNano int64                  `protobuf:"varint,10,opt,name=updated_unix_nano,json=updatedUnixNano,proto3" json:"updated_unix_nano,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// On PUT /v1/tenants/{name}, the name in the path.
+	Name            string     `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Weight          float64    `protobuf:"fixed64,2,opt,name=weight,proto3" json:"weight,omitempty"`                         // fair-share weight; 0 on set: 1
+	MaxQueued       int64      `protobuf:"varint,3,opt,name=max_queued,json=maxQueued,proto3" json:"max_queued,omitempty"`   // non-terminal jobs; 0: unlimited
+	MaxRunning      *Resources `protobuf:"bytes,4,opt,name=max_running,json=maxRunning,proto3" json:"max_running,omitempty"` // zero fields: unlimited
+	Burst           float64    `protobuf:"fixed64,5,opt,name=burst,proto3" json:"burst,omitempty"`                           // running-limit multiplier while bursting; 0: none
+	BurstForMs      int64      `protobuf:"varint,6,opt,name=burst_for_ms,json=burstForMs,proto3" json:"burst_for_ms,omitempty"`
+	CooldownMs      int64      `protobuf:"varint,7,opt,name=cooldown_ms,json=cooldownMs,proto3" json:"cooldown_ms,omitempty"`
+	Preemptible     bool       `protobuf:"varint,8,opt,name=preemptible,proto3" json:"preemptible,omitempty"`
+	CreatedUnixNano int64      `protobuf:"varint,9,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
+	UpdatedUnixNano int64      `protobuf:"varint,10,opt,name=updated_unix_nano,json=updatedUnixNano,proto3" json:"updated_unix_nano,omitempty"`
 	// run_as: the user this tenant's jobs run as on root agents; empty: the
 	// agent's --default-user. "root" also needs the agent's --allow-root.
 	RunAs         string `protobuf:"bytes,11,opt,name=run_as,json=runAs,proto3" json:"run_as,omitempty"`
@@ -7304,6 +7449,516 @@ func (x *CronRunResponse) GetId() string {
 	return ""
 }
 
+type GetUsageRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`                  // only this tenant; "": every tenant the caller sees
+	Label         string                 `protobuf:"bytes,2,opt,name=label,proto3" json:"label,omitempty"`                    // KEY=VALUE: only attempts of jobs with that label
+	From          string                 `protobuf:"bytes,3,opt,name=from,proto3" json:"from,omitempty"`                      // first UTC day, YYYY-MM-DD; "": 30 days before to
+	To            string                 `protobuf:"bytes,4,opt,name=to,proto3" json:"to,omitempty"`                          // last UTC day, YYYY-MM-DD, included; "": today
+	GroupBy       string                 `protobuf:"bytes,5,opt,name=group_by,json=groupBy,proto3" json:"group_by,omitempty"` // tenant (default), day, user or label:KEY
+	Attempts      bool                   `protobuf:"varint,6,opt,name=attempts,proto3" json:"attempts,omitempty"`             // list the per-attempt records (paged), not sums
+	Limit         int32                  `protobuf:"varint,7,opt,name=limit,proto3" json:"limit,omitempty"`                   // records per page with attempts; 0: 100, at most 1000
+	Cursor        string                 `protobuf:"bytes,8,opt,name=cursor,proto3" json:"cursor,omitempty"`                  // next_cursor of the previous page
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetUsageRequest) Reset() {
+	*x = GetUsageRequest{}
+	mi := &file_hodei_proto_msgTypes[95]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetUsageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetUsageRequest) ProtoMessage() {}
+
+func (x *GetUsageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[95]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetUsageRequest.ProtoReflect.Descriptor instead.
+func (*GetUsageRequest) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{95}
+}
+
+func (x *GetUsageRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *GetUsageRequest) GetLabel() string {
+	if x != nil {
+		return x.Label
+	}
+	return ""
+}
+
+func (x *GetUsageRequest) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+func (x *GetUsageRequest) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+func (x *GetUsageRequest) GetGroupBy() string {
+	if x != nil {
+		return x.GroupBy
+	}
+	return ""
+}
+
+func (x *GetUsageRequest) GetAttempts() bool {
+	if x != nil {
+		return x.Attempts
+	}
+	return false
+}
+
+func (x *GetUsageRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *GetUsageRequest) GetCursor() string {
+	if x != nil {
+		return x.Cursor
+	}
+	return ""
+}
+
+// UsageRow sums the attempts of one group. Times are in microseconds
+// (each attempt's truncated), so that per-attempt records add up to them.
+type UsageRow struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The tenant, the day (YYYY-MM-DD), the user, or the label's value;
+	// "" for jobs submitted without authentication (group_by user).
+	Group         string `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	Attempts      int64  `protobuf:"varint,2,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	WallMicros    int64  `protobuf:"varint,3,opt,name=wall_micros,json=wallMicros,proto3" json:"wall_micros,omitempty"`
+	CpuMicros     int64  `protobuf:"varint,4,opt,name=cpu_micros,json=cpuMicros,proto3" json:"cpu_micros,omitempty"`
+	SlotMicros    int64  `protobuf:"varint,5,opt,name=slot_micros,json=slotMicros,proto3" json:"slot_micros,omitempty"` // slots × wall
+	MaxRssKib     int64  `protobuf:"varint,6,opt,name=max_rss_kib,json=maxRssKib,proto3" json:"max_rss_kib,omitempty"`  // the largest of the attempts'
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UsageRow) Reset() {
+	*x = UsageRow{}
+	mi := &file_hodei_proto_msgTypes[96]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UsageRow) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UsageRow) ProtoMessage() {}
+
+func (x *UsageRow) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[96]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UsageRow.ProtoReflect.Descriptor instead.
+func (*UsageRow) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{96}
+}
+
+func (x *UsageRow) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *UsageRow) GetAttempts() int64 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *UsageRow) GetWallMicros() int64 {
+	if x != nil {
+		return x.WallMicros
+	}
+	return 0
+}
+
+func (x *UsageRow) GetCpuMicros() int64 {
+	if x != nil {
+		return x.CpuMicros
+	}
+	return 0
+}
+
+func (x *UsageRow) GetSlotMicros() int64 {
+	if x != nil {
+		return x.SlotMicros
+	}
+	return 0
+}
+
+func (x *UsageRow) GetMaxRssKib() int64 {
+	if x != nil {
+		return x.MaxRssKib
+	}
+	return 0
+}
+
+// UsageAttempt is the record of one ended attempt.
+type UsageAttempt struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	JobId            string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Attempt          int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Name             string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	Tenant           string                 `protobuf:"bytes,4,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	User             string                 `protobuf:"bytes,5,opt,name=user,proto3" json:"user,omitempty"`
+	Labels           map[string]string      `protobuf:"bytes,6,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Worker           string                 `protobuf:"bytes,7,opt,name=worker,proto3" json:"worker,omitempty"`
+	Slots            int64                  `protobuf:"varint,8,opt,name=slots,proto3" json:"slots,omitempty"`
+	StartedUnixNano  int64                  `protobuf:"varint,9,opt,name=started_unix_nano,json=startedUnixNano,proto3" json:"started_unix_nano,omitempty"` // 0: it never started
+	FinishedUnixNano int64                  `protobuf:"varint,10,opt,name=finished_unix_nano,json=finishedUnixNano,proto3" json:"finished_unix_nano,omitempty"`
+	State            JobState               `protobuf:"varint,11,opt,name=state,proto3,enum=hodei.v1.JobState" json:"state,omitempty"` // the state its end left the job in
+	ExitCode         int32                  `protobuf:"varint,12,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
+	WallMicros       int64                  `protobuf:"varint,13,opt,name=wall_micros,json=wallMicros,proto3" json:"wall_micros,omitempty"`
+	CpuMicros        int64                  `protobuf:"varint,14,opt,name=cpu_micros,json=cpuMicros,proto3" json:"cpu_micros,omitempty"`
+	SlotMicros       int64                  `protobuf:"varint,15,opt,name=slot_micros,json=slotMicros,proto3" json:"slot_micros,omitempty"`
+	MaxRssKib        int64                  `protobuf:"varint,16,opt,name=max_rss_kib,json=maxRssKib,proto3" json:"max_rss_kib,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *UsageAttempt) Reset() {
+	*x = UsageAttempt{}
+	mi := &file_hodei_proto_msgTypes[97]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UsageAttempt) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UsageAttempt) ProtoMessage() {}
+
+func (x *UsageAttempt) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[97]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UsageAttempt.ProtoReflect.Descriptor instead.
+func (*UsageAttempt) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{97}
+}
+
+func (x *UsageAttempt) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *UsageAttempt) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *UsageAttempt) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *UsageAttempt) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *UsageAttempt) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *UsageAttempt) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *UsageAttempt) GetWorker() string {
+	if x != nil {
+		return x.Worker
+	}
+	return ""
+}
+
+func (x *UsageAttempt) GetSlots() int64 {
+	if x != nil {
+		return x.Slots
+	}
+	return 0
+}
+
+func (x *UsageAttempt) GetStartedUnixNano() int64 {
+	if x != nil {
+		return x.StartedUnixNano
+	}
+	return 0
+}
+
+func (x *UsageAttempt) GetFinishedUnixNano() int64 {
+	if x != nil {
+		return x.FinishedUnixNano
+	}
+	return 0
+}
+
+func (x *UsageAttempt) GetState() JobState {
+	if x != nil {
+		return x.State
+	}
+	return JobState_JOB_STATE_UNSPECIFIED
+}
+
+func (x *UsageAttempt) GetExitCode() int32 {
+	if x != nil {
+		return x.ExitCode
+	}
+	return 0
+}
+
+func (x *UsageAttempt) GetWallMicros() int64 {
+	if x != nil {
+		return x.WallMicros
+	}
+	return 0
+}
+
+func (x *UsageAttempt) GetCpuMicros() int64 {
+	if x != nil {
+		return x.CpuMicros
+	}
+	return 0
+}
+
+func (x *UsageAttempt) GetSlotMicros() int64 {
+	if x != nil {
+		return x.SlotMicros
+	}
+	return 0
+}
+
+func (x *UsageAttempt) GetMaxRssKib() int64 {
+	if x != nil {
+		return x.MaxRssKib
+	}
+	return 0
+}
+
+type GetUsageResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rows          []*UsageRow            `protobuf:"bytes,1,rep,name=rows,proto3" json:"rows,omitempty"`                               // ordered by group; empty with attempts
+	Total         *UsageRow              `protobuf:"bytes,2,opt,name=total,proto3" json:"total,omitempty"`                             // of rows (or of this page's attempts)
+	Attempts      []*UsageAttempt        `protobuf:"bytes,3,rep,name=attempts,proto3" json:"attempts,omitempty"`                       // with attempts
+	NextCursor    string                 `protobuf:"bytes,4,opt,name=next_cursor,json=nextCursor,proto3" json:"next_cursor,omitempty"` // "": no more pages
+	From          string                 `protobuf:"bytes,5,opt,name=from,proto3" json:"from,omitempty"`                               // the days answered, YYYY-MM-DD
+	To            string                 `protobuf:"bytes,6,opt,name=to,proto3" json:"to,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetUsageResponse) Reset() {
+	*x = GetUsageResponse{}
+	mi := &file_hodei_proto_msgTypes[98]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetUsageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetUsageResponse) ProtoMessage() {}
+
+func (x *GetUsageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[98]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetUsageResponse.ProtoReflect.Descriptor instead.
+func (*GetUsageResponse) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{98}
+}
+
+func (x *GetUsageResponse) GetRows() []*UsageRow {
+	if x != nil {
+		return x.Rows
+	}
+	return nil
+}
+
+func (x *GetUsageResponse) GetTotal() *UsageRow {
+	if x != nil {
+		return x.Total
+	}
+	return nil
+}
+
+func (x *GetUsageResponse) GetAttempts() []*UsageAttempt {
+	if x != nil {
+		return x.Attempts
+	}
+	return nil
+}
+
+func (x *GetUsageResponse) GetNextCursor() string {
+	if x != nil {
+		return x.NextCursor
+	}
+	return ""
+}
+
+func (x *GetUsageResponse) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+func (x *GetUsageResponse) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+// HttpError is the body of every error of the HTTP API (/v1/): code is the
+// gRPC status code's number, status its name (NOT_FOUND), message what
+// went wrong, field the request field at fault when there is one (from
+// the status's google.rpc.BadRequest detail). HTTP only; gRPC callers get
+// the status itself.
+type HttpError struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Code          int32                  `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	Status        string                 `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	Message       string                 `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	Field         string                 `protobuf:"bytes,4,opt,name=field,proto3" json:"field,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HttpError) Reset() {
+	*x = HttpError{}
+	mi := &file_hodei_proto_msgTypes[99]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HttpError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HttpError) ProtoMessage() {}
+
+func (x *HttpError) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[99]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HttpError.ProtoReflect.Descriptor instead.
+func (*HttpError) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{99}
+}
+
+func (x *HttpError) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *HttpError) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *HttpError) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *HttpError) GetField() string {
+	if x != nil {
+		return x.Field
+	}
+	return ""
+}
+
 type Pipeline_Step struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
 	Name              string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -7316,7 +7971,7 @@ type Pipeline_Step struct {
 
 func (x *Pipeline_Step) Reset() {
 	*x = Pipeline_Step{}
-	mi := &file_hodei_proto_msgTypes[102]
+	mi := &file_hodei_proto_msgTypes[107]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7328,7 +7983,7 @@ func (x *Pipeline_Step) String() string {
 func (*Pipeline_Step) ProtoMessage() {}
 
 func (x *Pipeline_Step) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[102]
+	mi := &file_hodei_proto_msgTypes[107]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7376,7 +8031,7 @@ var File_hodei_proto protoreflect.FileDescriptor
 
 const file_hodei_proto_rawDesc = "" +
 	"\n" +
-	"\vhodei.proto\x12\bhodei.v1\"_\n" +
+	"\vhodei.proto\x12\bhodei.v1\x1a\x1cgoogle/api/annotations.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\"_\n" +
 	"\tResources\x12\x1d\n" +
 	"\n" +
 	"cpu_millis\x18\x01 \x01(\x03R\tcpuMillis\x12\x1d\n" +
@@ -7430,10 +8085,16 @@ const file_hodei_proto_rawDesc = "" +
 	"\rSelectorEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\v\n" +
-	"\t_priority\"G\n" +
+	"\t_priority\"\xbf\x01\n" +
 	"\x05Usage\x12\x1e\n" +
 	"\vcpu_time_ns\x18\x01 \x01(\x03R\tcpuTimeNs\x12\x1e\n" +
-	"\vmax_rss_kib\x18\x02 \x01(\x03R\tmaxRssKib\"\xff\x05\n" +
+	"\vmax_rss_kib\x18\x02 \x01(\x03R\tmaxRssKib\x12 \n" +
+	"\fwall_time_ns\x18\x03 \x01(\x03R\n" +
+	"wallTimeNs\x12 \n" +
+	"\fslot_time_ns\x18\x04 \x01(\x03R\n" +
+	"slotTimeNs\x12\x18\n" +
+	"\aorphans\x18\x05 \x01(\x05R\aorphans\x12\x18\n" +
+	"\aattempt\x18\x06 \x01(\x05R\aattempt\"\x95\x06\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12%\n" +
 	"\x04spec\x18\x02 \x01(\v2\x11.hodei.v1.JobSpecR\x04spec\x12(\n" +
@@ -7456,7 +8117,8 @@ const file_hodei_proto_rawDesc = "" +
 	"\x0fdeadline_missed\x18\x12 \x01(\bR\x0edeadlineMissed\x12-\n" +
 	"\x12effective_priority\x18\x13 \x01(\x01R\x11effectivePriority\x12\x16\n" +
 	"\x06signal\x18\x14 \x01(\x05R\x06signal\x121\n" +
-	"\apending\x18\x15 \x01(\v2\x17.hodei.v1.PendingReasonR\apending\"T\n" +
+	"\apending\x18\x15 \x01(\v2\x17.hodei.v1.PendingReasonR\apending\x12\x14\n" +
+	"\x05owner\x18\x16 \x01(\tR\x05owner\"T\n" +
 	"\rPendingReason\x12)\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x15.hodei.v1.PendingKindR\x04kind\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"m\n" +
@@ -7508,12 +8170,21 @@ const file_hodei_proto_rawDesc = "" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"I\n" +
 	"\x13CancelArrayResponse\x12\x1c\n" +
 	"\tcancelled\x18\x01 \x03(\tR\tcancelled\x12\x14\n" +
-	"\x05count\x18\x02 \x01(\x03R\x05count\"=\n" +
+	"\x05count\x18\x02 \x01(\x03R\x05count\"\xb6\x01\n" +
 	"\fWatchRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
-	"\x06tenant\x18\x02 \x01(\tR\x06tenant\"+\n" +
+	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12\x1a\n" +
+	"\bpipeline\x18\x03 \x01(\tR\bpipeline\x12(\n" +
+	"\x05state\x18\x04 \x01(\x0e2\x12.hodei.v1.JobStateR\x05state\x12\x14\n" +
+	"\x05after\x18\x05 \x01(\tR\x05after\x12\x1b\n" +
+	"\tall_kinds\x18\x06 \x01(\bR\ballKinds\"\xe0\x01\n" +
 	"\bJobEvent\x12\x1f\n" +
-	"\x03job\x18\x01 \x01(\v2\r.hodei.v1.JobR\x03job\"\xbb\x01\n" +
+	"\x03job\x18\x01 \x01(\v2\r.hodei.v1.JobR\x03job\x12\x16\n" +
+	"\x06cursor\x18\x02 \x01(\tR\x06cursor\x12(\n" +
+	"\x06worker\x18\x03 \x01(\v2\x10.hodei.v1.WorkerR\x06worker\x124\n" +
+	"\bpipeline\x18\x04 \x01(\v2\x18.hodei.v1.PipelineStatusR\bpipeline\x12\x14\n" +
+	"\x05reset\x18\x05 \x01(\bR\x05reset\x12%\n" +
+	"\x0eworker_removed\x18\x06 \x01(\bR\rworkerRemoved\"\xbb\x01\n" +
 	"\vLogsRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x16\n" +
@@ -7790,9 +8461,10 @@ const file_hodei_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x11\n" +
 	"\x0fSnapshotRequest\"#\n" +
 	"\rSnapshotChunk\x12\x12\n" +
-	"\x04data\x18\x01 \x01(\fR\x04data\"\xf3\x02\n" +
-	"\x06Tenant\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\"\x82\x03\n" +
+	"\x06Tenant\x12!\n" +
+	"\x04name\x18\x01 \x01(\tB\r\x92A\n" +
+	"\xca>\a\xfa\x02\x04nameR\x04name\x12\x16\n" +
 	"\x06weight\x18\x02 \x01(\x01R\x06weight\x12\x1d\n" +
 	"\n" +
 	"max_queued\x18\x03 \x01(\x03R\tmaxQueued\x124\n" +
@@ -7911,7 +8583,63 @@ const file_hodei_proto_rawDesc = "" +
 	"\tschedules\x18\x01 \x03(\v2\x16.hodei.v1.CronScheduleR\tschedules\"\x14\n" +
 	"\x12CronRemoveResponse\"!\n" +
 	"\x0fCronRunResponse\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id*\xb4\x01\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\xc8\x01\n" +
+	"\x0fGetUsageRequest\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x14\n" +
+	"\x05label\x18\x02 \x01(\tR\x05label\x12\x12\n" +
+	"\x04from\x18\x03 \x01(\tR\x04from\x12\x0e\n" +
+	"\x02to\x18\x04 \x01(\tR\x02to\x12\x19\n" +
+	"\bgroup_by\x18\x05 \x01(\tR\agroupBy\x12\x1a\n" +
+	"\battempts\x18\x06 \x01(\bR\battempts\x12\x14\n" +
+	"\x05limit\x18\a \x01(\x05R\x05limit\x12\x16\n" +
+	"\x06cursor\x18\b \x01(\tR\x06cursor\"\xbd\x01\n" +
+	"\bUsageRow\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x1a\n" +
+	"\battempts\x18\x02 \x01(\x03R\battempts\x12\x1f\n" +
+	"\vwall_micros\x18\x03 \x01(\x03R\n" +
+	"wallMicros\x12\x1d\n" +
+	"\n" +
+	"cpu_micros\x18\x04 \x01(\x03R\tcpuMicros\x12\x1f\n" +
+	"\vslot_micros\x18\x05 \x01(\x03R\n" +
+	"slotMicros\x12\x1e\n" +
+	"\vmax_rss_kib\x18\x06 \x01(\x03R\tmaxRssKib\"\xc6\x04\n" +
+	"\fUsageAttempt\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12\x16\n" +
+	"\x06tenant\x18\x04 \x01(\tR\x06tenant\x12\x12\n" +
+	"\x04user\x18\x05 \x01(\tR\x04user\x12:\n" +
+	"\x06labels\x18\x06 \x03(\v2\".hodei.v1.UsageAttempt.LabelsEntryR\x06labels\x12\x16\n" +
+	"\x06worker\x18\a \x01(\tR\x06worker\x12\x14\n" +
+	"\x05slots\x18\b \x01(\x03R\x05slots\x12*\n" +
+	"\x11started_unix_nano\x18\t \x01(\x03R\x0fstartedUnixNano\x12,\n" +
+	"\x12finished_unix_nano\x18\n" +
+	" \x01(\x03R\x10finishedUnixNano\x12(\n" +
+	"\x05state\x18\v \x01(\x0e2\x12.hodei.v1.JobStateR\x05state\x12\x1b\n" +
+	"\texit_code\x18\f \x01(\x05R\bexitCode\x12\x1f\n" +
+	"\vwall_micros\x18\r \x01(\x03R\n" +
+	"wallMicros\x12\x1d\n" +
+	"\n" +
+	"cpu_micros\x18\x0e \x01(\x03R\tcpuMicros\x12\x1f\n" +
+	"\vslot_micros\x18\x0f \x01(\x03R\n" +
+	"slotMicros\x12\x1e\n" +
+	"\vmax_rss_kib\x18\x10 \x01(\x03R\tmaxRssKib\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xdd\x01\n" +
+	"\x10GetUsageResponse\x12&\n" +
+	"\x04rows\x18\x01 \x03(\v2\x12.hodei.v1.UsageRowR\x04rows\x12(\n" +
+	"\x05total\x18\x02 \x01(\v2\x12.hodei.v1.UsageRowR\x05total\x122\n" +
+	"\battempts\x18\x03 \x03(\v2\x16.hodei.v1.UsageAttemptR\battempts\x12\x1f\n" +
+	"\vnext_cursor\x18\x04 \x01(\tR\n" +
+	"nextCursor\x12\x12\n" +
+	"\x04from\x18\x05 \x01(\tR\x04from\x12\x0e\n" +
+	"\x02to\x18\x06 \x01(\tR\x02to\"g\n" +
+	"\tHttpError\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x16\n" +
+	"\x06status\x18\x02 \x01(\tR\x06status\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\x12\x14\n" +
+	"\x05field\x18\x04 \x01(\tR\x05field*\xb4\x01\n" +
 	"\bJobState\x12\x19\n" +
 	"\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11JOB_STATE_PENDING\x10\x01\x12\x17\n" +
@@ -7976,53 +8704,68 @@ const file_hodei_proto_rawDesc = "" +
 	"\vID_KIND_JOB\x10\x01\x12\x11\n" +
 	"\rID_KIND_ARRAY\x10\x02\x12\x14\n" +
 	"\x10ID_KIND_PIPELINE\x10\x03\x12\x12\n" +
-	"\x0eID_KIND_WORKER\x10\x042\xbc\n" +
+	"\x0eID_KIND_WORKER\x10\x042\x85\x14\n" +
 	"\n" +
+	"JobService\x12P\n" +
+	"\x06Submit\x12\x17.hodei.v1.SubmitRequest\x1a\x18.hodei.v1.SubmitResponse\"\x13\x82\xd3\xe4\x93\x02\r:\x01*\"\b/v1/jobs\x12e\n" +
+	"\vSubmitBatch\x12\x1c.hodei.v1.SubmitBatchRequest\x1a\x1d.hodei.v1.SubmitBatchResponse\"\x19\x82\xd3\xe4\x93\x02\x13:\x01*\"\x0e/v1/jobs:batch\x12D\n" +
+	"\x03Get\x12\x17.hodei.v1.GetJobRequest\x1a\r.hodei.v1.Job\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/jobs/{id}\x12O\n" +
+	"\x04List\x12\x19.hodei.v1.ListJobsRequest\x1a\x1a.hodei.v1.ListJobsResponse\"\x10\x82\xd3\xe4\x93\x02\n" +
+	"\x12\b/v1/jobs\x12T\n" +
+	"\x06Cancel\x12\x1a.hodei.v1.CancelJobRequest\x1a\r.hodei.v1.Job\"\x1f\x82\xd3\xe4\x93\x02\x19:\x01*\"\x14/v1/jobs/{id}:cancel\x12\xa8\x03\n" +
+	"\x05Watch\x12\x16.hodei.v1.WatchRequest\x1a\x12.hodei.v1.JobEvent\"\xf0\x02\x92A\xda\x02\x126Server-Sent Events of job, worker and pipeline changes\x1a\x8c\x02Served by a hand-written handler over this RPC, not by the gateway: a text/event-stream whose events carry id (a cursor; resume with the Last-Event-ID header or ?last_event_id=), event (job, worker or pipeline) and data (the JobEvent as JSON). See README.md, HTTP API.:\x11text/event-stream\x82\xd3\xe4\x93\x02\f\x12\n" +
+	"/v1/events0\x01\x12\xa3\x03\n" +
+	"\x04Logs\x12\x15.hodei.v1.LogsRequest\x1a\x11.hodei.v1.LogData\"\xee\x02\x92A\xd0\x02\x12$A job's output as Server-Sent Events\x1a\x94\x02Served by a hand-written handler over this RPC, not by the gateway: a text/event-stream of the output from ?offset=, each event's data the bytes in base64 and its id the offset after them (resume with Last-Event-ID); with ?follow=1 until the job ends. See README.md, HTTP API.:\x11text/event-stream\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/jobs/{id}/logs0\x01\x12m\n" +
+	"\vCancelArray\x12\x1c.hodei.v1.CancelArrayRequest\x1a\x1d.hodei.v1.CancelArrayResponse\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/arrays/{id}:cancel\x12_\n" +
+	"\vRunPipeline\x12\x1c.hodei.v1.RunPipelineRequest\x1a\x18.hodei.v1.PipelineStatus\"\x18\x82\xd3\xe4\x93\x02\x12:\x01*\"\r/v1/pipelines\x12a\n" +
+	"\vGetPipeline\x12\x1c.hodei.v1.GetPipelineRequest\x1a\x18.hodei.v1.PipelineStatus\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/pipelines/{id}\x12g\n" +
+	"\rListPipelines\x12\x1e.hodei.v1.ListPipelinesRequest\x1a\x1f.hodei.v1.ListPipelinesResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/pipelines\x12q\n" +
+	"\x0eCancelPipeline\x12\x1f.hodei.v1.CancelPipelineRequest\x1a\x18.hodei.v1.PipelineStatus\"$\x82\xd3\xe4\x93\x02\x1e:\x01*\"\x19/v1/pipelines/{id}:cancel\x12?\n" +
+	"\x06Attach\x12\x17.hodei.v1.AttachRequest\x1a\x18.hodei.v1.AttachResponse(\x010\x01\x12S\n" +
+	"\aResolve\x12\x18.hodei.v1.ResolveRequest\x1a\x19.hodei.v1.ResolveResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\v/v1/resolve\x12P\n" +
+	"\aCronAdd\x12\x18.hodei.v1.CronAddRequest\x1a\x16.hodei.v1.CronSchedule\"\x13\x82\xd3\xe4\x93\x02\r:\x01*\"\b/v1/cron\x12S\n" +
+	"\bCronList\x12\x19.hodei.v1.CronListRequest\x1a\x1a.hodei.v1.CronListResponse\"\x10\x82\xd3\xe4\x93\x02\n" +
+	"\x12\b/v1/cron\x12M\n" +
+	"\aCronGet\x12\x11.hodei.v1.CronRef\x1a\x16.hodei.v1.CronSchedule\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/cron/{name}\x12X\n" +
+	"\tCronPause\x12\x11.hodei.v1.CronRef\x1a\x16.hodei.v1.CronSchedule\" \x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/v1/cron/{name}:pause\x12Z\n" +
 	"\n" +
-	"JobService\x12;\n" +
-	"\x06Submit\x12\x17.hodei.v1.SubmitRequest\x1a\x18.hodei.v1.SubmitResponse\x12J\n" +
-	"\vSubmitBatch\x12\x1c.hodei.v1.SubmitBatchRequest\x1a\x1d.hodei.v1.SubmitBatchResponse\x12-\n" +
-	"\x03Get\x12\x17.hodei.v1.GetJobRequest\x1a\r.hodei.v1.Job\x12=\n" +
-	"\x04List\x12\x19.hodei.v1.ListJobsRequest\x1a\x1a.hodei.v1.ListJobsResponse\x123\n" +
-	"\x06Cancel\x12\x1a.hodei.v1.CancelJobRequest\x1a\r.hodei.v1.Job\x125\n" +
-	"\x05Watch\x12\x16.hodei.v1.WatchRequest\x1a\x12.hodei.v1.JobEvent0\x01\x122\n" +
-	"\x04Logs\x12\x15.hodei.v1.LogsRequest\x1a\x11.hodei.v1.LogData0\x01\x12J\n" +
-	"\vCancelArray\x12\x1c.hodei.v1.CancelArrayRequest\x1a\x1d.hodei.v1.CancelArrayResponse\x12E\n" +
-	"\vRunPipeline\x12\x1c.hodei.v1.RunPipelineRequest\x1a\x18.hodei.v1.PipelineStatus\x12E\n" +
-	"\vGetPipeline\x12\x1c.hodei.v1.GetPipelineRequest\x1a\x18.hodei.v1.PipelineStatus\x12P\n" +
-	"\rListPipelines\x12\x1e.hodei.v1.ListPipelinesRequest\x1a\x1f.hodei.v1.ListPipelinesResponse\x12K\n" +
-	"\x0eCancelPipeline\x12\x1f.hodei.v1.CancelPipelineRequest\x1a\x18.hodei.v1.PipelineStatus\x12?\n" +
-	"\x06Attach\x12\x17.hodei.v1.AttachRequest\x1a\x18.hodei.v1.AttachResponse(\x010\x01\x12>\n" +
-	"\aResolve\x12\x18.hodei.v1.ResolveRequest\x1a\x19.hodei.v1.ResolveResponse\x12;\n" +
-	"\aCronAdd\x12\x18.hodei.v1.CronAddRequest\x1a\x16.hodei.v1.CronSchedule\x12A\n" +
-	"\bCronList\x12\x19.hodei.v1.CronListRequest\x1a\x1a.hodei.v1.CronListResponse\x124\n" +
-	"\aCronGet\x12\x11.hodei.v1.CronRef\x1a\x16.hodei.v1.CronSchedule\x126\n" +
-	"\tCronPause\x12\x11.hodei.v1.CronRef\x1a\x16.hodei.v1.CronSchedule\x127\n" +
+	"CronResume\x12\x11.hodei.v1.CronRef\x1a\x16.hodei.v1.CronSchedule\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/cron/{name}:resume\x12V\n" +
 	"\n" +
-	"CronResume\x12\x11.hodei.v1.CronRef\x1a\x16.hodei.v1.CronSchedule\x12=\n" +
-	"\n" +
-	"CronRemove\x12\x11.hodei.v1.CronRef\x1a\x1c.hodei.v1.CronRemoveResponse\x127\n" +
-	"\aCronRun\x12\x11.hodei.v1.CronRef\x1a\x19.hodei.v1.CronRunResponse2\x85\x01\n" +
+	"CronRemove\x12\x11.hodei.v1.CronRef\x1a\x1c.hodei.v1.CronRemoveResponse\"\x17\x82\xd3\xe4\x93\x02\x11*\x0f/v1/cron/{name}\x12W\n" +
+	"\aCronRun\x12\x11.hodei.v1.CronRef\x1a\x19.hodei.v1.CronRunResponse\"\x1e\x82\xd3\xe4\x93\x02\x18:\x01*\"\x13/v1/cron/{name}:run2\x85\x01\n" +
 	"\fAgentService\x12>\n" +
 	"\aConnect\x12\x16.hodei.v1.AgentMessage\x1a\x17.hodei.v1.ServerMessage(\x010\x01\x125\n" +
-	"\x04Join\x12\x15.hodei.v1.JoinRequest\x1a\x16.hodei.v1.JoinResponse2\xa0\b\n" +
-	"\fAdminService\x12J\n" +
-	"\vListWorkers\x12\x1c.hodei.v1.ListWorkersRequest\x1a\x1d.hodei.v1.ListWorkersResponse\x12=\n" +
-	"\vDrainWorker\x12\x1c.hodei.v1.DrainWorkerRequest\x1a\x10.hodei.v1.Worker\x12@\n" +
-	"\bSnapshot\x12\x19.hodei.v1.SnapshotRequest\x1a\x17.hodei.v1.SnapshotChunk0\x01\x12?\n" +
-	"\tSetTenant\x12\x1a.hodei.v1.SetTenantRequest\x1a\x16.hodei.v1.TenantStatus\x12?\n" +
-	"\tGetTenant\x12\x1a.hodei.v1.GetTenantRequest\x1a\x16.hodei.v1.TenantStatus\x12J\n" +
-	"\vListTenants\x12\x1c.hodei.v1.ListTenantsRequest\x1a\x1d.hodei.v1.ListTenantsResponse\x12M\n" +
-	"\fDeleteTenant\x12\x1d.hodei.v1.DeleteTenantRequest\x1a\x1e.hodei.v1.DeleteTenantResponse\x12?\n" +
-	"\fRevokeWorker\x12\x1d.hodei.v1.RevokeWorkerRequest\x1a\x10.hodei.v1.Worker\x12M\n" +
-	"\fRemoveWorker\x12\x1d.hodei.v1.RemoveWorkerRequest\x1a\x1e.hodei.v1.RemoveWorkerResponse\x12J\n" +
-	"\vCreateToken\x12\x1c.hodei.v1.CreateTokenRequest\x1a\x1d.hodei.v1.CreateTokenResponse\x12G\n" +
+	"\x04Join\x12\x15.hodei.v1.JoinRequest\x1a\x16.hodei.v1.JoinResponse2\xd4\r\n" +
+	"\fAdminService\x12_\n" +
+	"\vListWorkers\x12\x1c.hodei.v1.ListWorkersRequest\x1a\x1d.hodei.v1.ListWorkersResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\v/v1/workers\x12`\n" +
+	"\vDrainWorker\x12\x1c.hodei.v1.DrainWorkerRequest\x1a\x10.hodei.v1.Worker\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/workers/{id}:drain\x12\x9a\x02\n" +
+	"\bSnapshot\x12\x19.hodei.v1.SnapshotRequest\x1a\x17.hodei.v1.SnapshotChunk\"\xd7\x01\x92A\xbf\x01\x12&A consistent copy of the database file\x1a{Served by a hand-written handler over this RPC, not by the gateway: the raw bytes of the file, as application/octet-stream.:\x18application/octet-stream\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/snapshot0\x01\x12e\n" +
+	"\tSetTenant\x12\x1a.hodei.v1.SetTenantRequest\x1a\x16.hodei.v1.TenantStatus\"$\x82\xd3\xe4\x93\x02\x1e:\x01*\x1a\x19/v1/tenants/{tenant.name}\x12[\n" +
+	"\tGetTenant\x12\x1a.hodei.v1.GetTenantRequest\x1a\x16.hodei.v1.TenantStatus\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/tenants/{name}\x12_\n" +
+	"\vListTenants\x12\x1c.hodei.v1.ListTenantsRequest\x1a\x1d.hodei.v1.ListTenantsResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\v/v1/tenants\x12i\n" +
+	"\fDeleteTenant\x12\x1d.hodei.v1.DeleteTenantRequest\x1a\x1e.hodei.v1.DeleteTenantResponse\"\x1a\x82\xd3\xe4\x93\x02\x14*\x12/v1/tenants/{name}\x12c\n" +
+	"\fRevokeWorker\x12\x1d.hodei.v1.RevokeWorkerRequest\x1a\x10.hodei.v1.Worker\"\"\x82\xd3\xe4\x93\x02\x1c:\x01*\"\x17/v1/workers/{id}:revoke\x12g\n" +
+	"\fRemoveWorker\x12\x1d.hodei.v1.RemoveWorkerRequest\x1a\x1e.hodei.v1.RemoveWorkerResponse\"\x18\x82\xd3\xe4\x93\x02\x12*\x10/v1/workers/{id}\x12a\n" +
+	"\vCreateToken\x12\x1c.hodei.v1.CreateTokenRequest\x1a\x1d.hodei.v1.CreateTokenResponse\"\x15\x82\xd3\xe4\x93\x02\x0f:\x01*\"\n" +
+	"/v1/tokens\x12[\n" +
 	"\n" +
-	"ListTokens\x12\x1b.hodei.v1.ListTokensRequest\x1a\x1c.hodei.v1.ListTokensResponse\x12@\n" +
-	"\vRevokeToken\x12\x1c.hodei.v1.RevokeTokenRequest\x1a\x13.hodei.v1.TokenInfo\x126\n" +
-	"\x06WhoAmI\x12\x17.hodei.v1.WhoAmIRequest\x1a\x13.hodei.v1.TokenInfo\x12D\n" +
-	"\tListAudit\x12\x1a.hodei.v1.ListAuditRequest\x1a\x1b.hodei.v1.ListAuditResponse\x12A\n" +
-	"\rUndrainWorker\x12\x1e.hodei.v1.UndrainWorkerRequest\x1a\x10.hodei.v1.WorkerB+Z)github.com/hodei-jobs/hodei/proto;hodeipbb\x06proto3"
+	"ListTokens\x12\x1b.hodei.v1.ListTokensRequest\x1a\x1c.hodei.v1.ListTokensResponse\"\x12\x82\xd3\xe4\x93\x02\f\x12\n" +
+	"/v1/tokens\x12c\n" +
+	"\vRevokeToken\x12\x1c.hodei.v1.RevokeTokenRequest\x1a\x13.hodei.v1.TokenInfo\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/tokens/{id}:revoke\x12J\n" +
+	"\x06WhoAmI\x12\x17.hodei.v1.WhoAmIRequest\x1a\x13.hodei.v1.TokenInfo\"\x12\x82\xd3\xe4\x93\x02\f\x12\n" +
+	"/v1/whoami\x12W\n" +
+	"\tListAudit\x12\x1a.hodei.v1.ListAuditRequest\x1a\x1b.hodei.v1.ListAuditResponse\"\x11\x82\xd3\xe4\x93\x02\v\x12\t/v1/audit\x12f\n" +
+	"\rUndrainWorker\x12\x1e.hodei.v1.UndrainWorkerRequest\x1a\x10.hodei.v1.Worker\"#\x82\xd3\xe4\x93\x02\x1d:\x01*\"\x18/v1/workers/{id}:undrain\x12T\n" +
+	"\bGetUsage\x12\x19.hodei.v1.GetUsageRequest\x1a\x1a.hodei.v1.GetUsageResponse\"\x11\x82\xd3\xe4\x93\x02\v\x12\t/v1/usageB\xe0\x06\x92A\xb1\x06\x12\x87\x02\n" +
+	"\x05Hodei\x12\xf9\x01The REST/JSON API of Hodei: every JobService and AdminService call under /v1/ (AgentService and JobService.Attach are gRPC only). Authenticate with Authorization: Bearer TOKEN; errors are JSON {code, status, message, field}. See README.md, HTTP API.2\x02v1*\x02\x01\x022\x10application/json:\x10application/jsonR\xfb\x02\n" +
+	"\adefault\x12\xef\x02\n" +
+	"\xd3\x02An error: the gRPC code, its name, what went wrong and the request field at fault, with the HTTP status of the code (400 InvalidArgument, 401 Unauthenticated, 403 PermissionDenied, 404 NotFound, 409 AlreadyExists and Aborted, 412 FailedPrecondition, 413 a body over the limit, 429 ResourceExhausted, 503 Unavailable, 504 DeadlineExceeded).\x12\x17\n" +
+	"\x15\x1a\x13.hodei.v1.HttpErrorZq\n" +
+	"o\n" +
+	"\x06bearer\x12e\b\x02\x12PBearer TOKEN: a token of hodei token create, or the admin token of the data dir.\x1a\rAuthorization \x02b\f\n" +
+	"\n" +
+	"\n" +
+	"\x06bearer\x12\x00Z)github.com/hodei-jobs/hodei/proto;hodeipbb\x06proto3"
 
 var (
 	file_hodei_proto_rawDescOnce sync.Once
@@ -8037,7 +8780,7 @@ func file_hodei_proto_rawDescGZIP() []byte {
 }
 
 var file_hodei_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
-var file_hodei_proto_msgTypes = make([]protoimpl.MessageInfo, 103)
+var file_hodei_proto_msgTypes = make([]protoimpl.MessageInfo, 109)
 var file_hodei_proto_goTypes = []any{
 	(JobState)(0),                 // 0: hodei.v1.JobState
 	(StdinMode)(0),                // 1: hodei.v1.StdinMode
@@ -8143,21 +8886,27 @@ var file_hodei_proto_goTypes = []any{
 	(*CronListResponse)(nil),      // 101: hodei.v1.CronListResponse
 	(*CronRemoveResponse)(nil),    // 102: hodei.v1.CronRemoveResponse
 	(*CronRunResponse)(nil),       // 103: hodei.v1.CronRunResponse
-	nil,                           // 104: hodei.v1.JobSpec.LabelsEntry
-	nil,                           // 105: hodei.v1.JobSpec.EnvEntry
-	nil,                           // 106: hodei.v1.JobSpec.SecretEnvEntry
-	nil,                           // 107: hodei.v1.JobSpec.SelectorEntry
-	nil,                           // 108: hodei.v1.ListJobsRequest.LabelsEntry
-	nil,                           // 109: hodei.v1.Hello.LabelsEntry
-	nil,                           // 110: hodei.v1.Worker.LabelsEntry
-	(*Pipeline_Step)(nil),         // 111: hodei.v1.Pipeline.Step
+	(*GetUsageRequest)(nil),       // 104: hodei.v1.GetUsageRequest
+	(*UsageRow)(nil),              // 105: hodei.v1.UsageRow
+	(*UsageAttempt)(nil),          // 106: hodei.v1.UsageAttempt
+	(*GetUsageResponse)(nil),      // 107: hodei.v1.GetUsageResponse
+	(*HttpError)(nil),             // 108: hodei.v1.HttpError
+	nil,                           // 109: hodei.v1.JobSpec.LabelsEntry
+	nil,                           // 110: hodei.v1.JobSpec.EnvEntry
+	nil,                           // 111: hodei.v1.JobSpec.SecretEnvEntry
+	nil,                           // 112: hodei.v1.JobSpec.SelectorEntry
+	nil,                           // 113: hodei.v1.ListJobsRequest.LabelsEntry
+	nil,                           // 114: hodei.v1.Hello.LabelsEntry
+	nil,                           // 115: hodei.v1.Worker.LabelsEntry
+	(*Pipeline_Step)(nil),         // 116: hodei.v1.Pipeline.Step
+	nil,                           // 117: hodei.v1.UsageAttempt.LabelsEntry
 }
 var file_hodei_proto_depIdxs = []int32{
-	104, // 0: hodei.v1.JobSpec.labels:type_name -> hodei.v1.JobSpec.LabelsEntry
-	105, // 1: hodei.v1.JobSpec.env:type_name -> hodei.v1.JobSpec.EnvEntry
-	106, // 2: hodei.v1.JobSpec.secret_env:type_name -> hodei.v1.JobSpec.SecretEnvEntry
+	109, // 0: hodei.v1.JobSpec.labels:type_name -> hodei.v1.JobSpec.LabelsEntry
+	110, // 1: hodei.v1.JobSpec.env:type_name -> hodei.v1.JobSpec.EnvEntry
+	111, // 2: hodei.v1.JobSpec.secret_env:type_name -> hodei.v1.JobSpec.SecretEnvEntry
 	9,   // 3: hodei.v1.JobSpec.resources:type_name -> hodei.v1.Resources
-	107, // 4: hodei.v1.JobSpec.selector:type_name -> hodei.v1.JobSpec.SelectorEntry
+	112, // 4: hodei.v1.JobSpec.selector:type_name -> hodei.v1.JobSpec.SelectorEntry
 	1,   // 5: hodei.v1.JobSpec.stdin:type_name -> hodei.v1.StdinMode
 	10,  // 6: hodei.v1.Job.spec:type_name -> hodei.v1.JobSpec
 	0,   // 7: hodei.v1.Job.state:type_name -> hodei.v1.JobState
@@ -8167,156 +8916,166 @@ var file_hodei_proto_depIdxs = []int32{
 	10,  // 11: hodei.v1.SubmitRequest.spec:type_name -> hodei.v1.JobSpec
 	10,  // 12: hodei.v1.SubmitBatchRequest.specs:type_name -> hodei.v1.JobSpec
 	0,   // 13: hodei.v1.ListJobsRequest.state:type_name -> hodei.v1.JobState
-	108, // 14: hodei.v1.ListJobsRequest.labels:type_name -> hodei.v1.ListJobsRequest.LabelsEntry
+	113, // 14: hodei.v1.ListJobsRequest.labels:type_name -> hodei.v1.ListJobsRequest.LabelsEntry
 	12,  // 15: hodei.v1.ListJobsResponse.jobs:type_name -> hodei.v1.Job
-	12,  // 16: hodei.v1.JobEvent.job:type_name -> hodei.v1.Job
-	3,   // 17: hodei.v1.LogsRequest.stream:type_name -> hodei.v1.LogStream
-	30,  // 18: hodei.v1.AttachRequest.open:type_name -> hodei.v1.AttachOpen
-	28,  // 19: hodei.v1.AttachRequest.resize:type_name -> hodei.v1.TerminalSize
-	31,  // 20: hodei.v1.AttachRequest.end:type_name -> hodei.v1.InputEnd
-	32,  // 21: hodei.v1.AttachRequest.claim:type_name -> hodei.v1.InputClaim
-	28,  // 22: hodei.v1.AttachOpen.size:type_name -> hodei.v1.TerminalSize
-	34,  // 23: hodei.v1.AttachResponse.attached:type_name -> hodei.v1.Attached
-	27,  // 24: hodei.v1.AttachResponse.output:type_name -> hodei.v1.LogData
-	35,  // 25: hodei.v1.AttachResponse.input:type_name -> hodei.v1.InputState
-	36,  // 26: hodei.v1.AttachResponse.ended:type_name -> hodei.v1.AttachEnded
-	0,   // 27: hodei.v1.Attached.state:type_name -> hodei.v1.JobState
-	12,  // 28: hodei.v1.AttachEnded.job:type_name -> hodei.v1.Job
-	43,  // 29: hodei.v1.AgentMessage.hello:type_name -> hodei.v1.Hello
-	45,  // 30: hodei.v1.AgentMessage.heartbeat:type_name -> hodei.v1.Heartbeat
-	46,  // 31: hodei.v1.AgentMessage.started:type_name -> hodei.v1.JobStarted
-	47,  // 32: hodei.v1.AgentMessage.log:type_name -> hodei.v1.LogChunk
-	48,  // 33: hodei.v1.AgentMessage.finished:type_name -> hodei.v1.JobFinished
-	54,  // 34: hodei.v1.AgentMessage.credit:type_name -> hodei.v1.InputCredit
-	44,  // 35: hodei.v1.AgentMessage.goodbye:type_name -> hodei.v1.Goodbye
-	49,  // 36: hodei.v1.ServerMessage.welcome:type_name -> hodei.v1.Welcome
-	50,  // 37: hodei.v1.ServerMessage.assign:type_name -> hodei.v1.Assign
-	51,  // 38: hodei.v1.ServerMessage.cancel:type_name -> hodei.v1.CancelJob
-	52,  // 39: hodei.v1.ServerMessage.ack:type_name -> hodei.v1.Ack
-	53,  // 40: hodei.v1.ServerMessage.input:type_name -> hodei.v1.JobInput
-	55,  // 41: hodei.v1.ServerMessage.resize:type_name -> hodei.v1.ResizeJob
-	41,  // 42: hodei.v1.ServerMessage.reconnect:type_name -> hodei.v1.Reconnect
-	109, // 43: hodei.v1.Hello.labels:type_name -> hodei.v1.Hello.LabelsEntry
-	9,   // 44: hodei.v1.Hello.capacity:type_name -> hodei.v1.Resources
-	42,  // 45: hodei.v1.Hello.running:type_name -> hodei.v1.JobRef
-	48,  // 46: hodei.v1.Hello.finished:type_name -> hodei.v1.JobFinished
-	42,  // 47: hodei.v1.Heartbeat.running:type_name -> hodei.v1.JobRef
-	3,   // 48: hodei.v1.LogChunk.stream:type_name -> hodei.v1.LogStream
-	4,   // 49: hodei.v1.JobFinished.outcome:type_name -> hodei.v1.Outcome
-	11,  // 50: hodei.v1.JobFinished.usage:type_name -> hodei.v1.Usage
-	12,  // 51: hodei.v1.Assign.job:type_name -> hodei.v1.Job
-	3,   // 52: hodei.v1.Ack.stream:type_name -> hodei.v1.LogStream
-	110, // 53: hodei.v1.Worker.labels:type_name -> hodei.v1.Worker.LabelsEntry
-	5,   // 54: hodei.v1.Worker.state:type_name -> hodei.v1.WorkerState
-	9,   // 55: hodei.v1.Worker.capacity:type_name -> hodei.v1.Resources
-	9,   // 56: hodei.v1.Worker.allocated:type_name -> hodei.v1.Resources
-	60,  // 57: hodei.v1.CreateTokenResponse.info:type_name -> hodei.v1.TokenInfo
-	60,  // 58: hodei.v1.ListTokensResponse.tokens:type_name -> hodei.v1.TokenInfo
-	67,  // 59: hodei.v1.ListAuditResponse.records:type_name -> hodei.v1.AuditRecord
-	56,  // 60: hodei.v1.ListWorkersResponse.workers:type_name -> hodei.v1.Worker
-	9,   // 61: hodei.v1.Tenant.max_running:type_name -> hodei.v1.Resources
-	76,  // 62: hodei.v1.TenantStatus.tenant:type_name -> hodei.v1.Tenant
-	9,   // 63: hodei.v1.TenantStatus.pending:type_name -> hodei.v1.Resources
-	9,   // 64: hodei.v1.TenantStatus.running:type_name -> hodei.v1.Resources
-	6,   // 65: hodei.v1.TenantStatus.burst_state:type_name -> hodei.v1.BurstState
-	76,  // 66: hodei.v1.SetTenantRequest.tenant:type_name -> hodei.v1.Tenant
-	77,  // 67: hodei.v1.ListTenantsResponse.tenants:type_name -> hodei.v1.TenantStatus
-	10,  // 68: hodei.v1.PipelineStepSpec.spec:type_name -> hodei.v1.JobSpec
-	84,  // 69: hodei.v1.PipelineStepSpec.matrix:type_name -> hodei.v1.MatrixAxis
-	10,  // 70: hodei.v1.PipelineSpec.defaults:type_name -> hodei.v1.JobSpec
-	85,  // 71: hodei.v1.PipelineSpec.steps:type_name -> hodei.v1.PipelineStepSpec
-	111, // 72: hodei.v1.Pipeline.steps:type_name -> hodei.v1.Pipeline.Step
-	87,  // 73: hodei.v1.PipelineStatus.pipeline:type_name -> hodei.v1.Pipeline
-	7,   // 74: hodei.v1.PipelineStatus.state:type_name -> hodei.v1.PipelineState
-	12,  // 75: hodei.v1.PipelineStatus.jobs:type_name -> hodei.v1.Job
-	86,  // 76: hodei.v1.RunPipelineRequest.spec:type_name -> hodei.v1.PipelineSpec
-	88,  // 77: hodei.v1.ListPipelinesResponse.pipelines:type_name -> hodei.v1.PipelineStatus
-	8,   // 78: hodei.v1.ResolveRequest.kind:type_name -> hodei.v1.IdKind
-	10,  // 79: hodei.v1.CronSchedule.job:type_name -> hodei.v1.JobSpec
-	86,  // 80: hodei.v1.CronSchedule.pipeline:type_name -> hodei.v1.PipelineSpec
-	97,  // 81: hodei.v1.CronAddRequest.schedule:type_name -> hodei.v1.CronSchedule
-	97,  // 82: hodei.v1.CronListResponse.schedules:type_name -> hodei.v1.CronSchedule
-	14,  // 83: hodei.v1.JobService.Submit:input_type -> hodei.v1.SubmitRequest
-	16,  // 84: hodei.v1.JobService.SubmitBatch:input_type -> hodei.v1.SubmitBatchRequest
-	18,  // 85: hodei.v1.JobService.Get:input_type -> hodei.v1.GetJobRequest
-	19,  // 86: hodei.v1.JobService.List:input_type -> hodei.v1.ListJobsRequest
-	21,  // 87: hodei.v1.JobService.Cancel:input_type -> hodei.v1.CancelJobRequest
-	24,  // 88: hodei.v1.JobService.Watch:input_type -> hodei.v1.WatchRequest
-	26,  // 89: hodei.v1.JobService.Logs:input_type -> hodei.v1.LogsRequest
-	22,  // 90: hodei.v1.JobService.CancelArray:input_type -> hodei.v1.CancelArrayRequest
-	89,  // 91: hodei.v1.JobService.RunPipeline:input_type -> hodei.v1.RunPipelineRequest
-	90,  // 92: hodei.v1.JobService.GetPipeline:input_type -> hodei.v1.GetPipelineRequest
-	91,  // 93: hodei.v1.JobService.ListPipelines:input_type -> hodei.v1.ListPipelinesRequest
-	93,  // 94: hodei.v1.JobService.CancelPipeline:input_type -> hodei.v1.CancelPipelineRequest
-	29,  // 95: hodei.v1.JobService.Attach:input_type -> hodei.v1.AttachRequest
-	95,  // 96: hodei.v1.JobService.Resolve:input_type -> hodei.v1.ResolveRequest
-	98,  // 97: hodei.v1.JobService.CronAdd:input_type -> hodei.v1.CronAddRequest
-	100, // 98: hodei.v1.JobService.CronList:input_type -> hodei.v1.CronListRequest
-	99,  // 99: hodei.v1.JobService.CronGet:input_type -> hodei.v1.CronRef
-	99,  // 100: hodei.v1.JobService.CronPause:input_type -> hodei.v1.CronRef
-	99,  // 101: hodei.v1.JobService.CronResume:input_type -> hodei.v1.CronRef
-	99,  // 102: hodei.v1.JobService.CronRemove:input_type -> hodei.v1.CronRef
-	99,  // 103: hodei.v1.JobService.CronRun:input_type -> hodei.v1.CronRef
-	39,  // 104: hodei.v1.AgentService.Connect:input_type -> hodei.v1.AgentMessage
-	37,  // 105: hodei.v1.AgentService.Join:input_type -> hodei.v1.JoinRequest
-	71,  // 106: hodei.v1.AdminService.ListWorkers:input_type -> hodei.v1.ListWorkersRequest
-	73,  // 107: hodei.v1.AdminService.DrainWorker:input_type -> hodei.v1.DrainWorkerRequest
-	74,  // 108: hodei.v1.AdminService.Snapshot:input_type -> hodei.v1.SnapshotRequest
-	78,  // 109: hodei.v1.AdminService.SetTenant:input_type -> hodei.v1.SetTenantRequest
-	79,  // 110: hodei.v1.AdminService.GetTenant:input_type -> hodei.v1.GetTenantRequest
-	80,  // 111: hodei.v1.AdminService.ListTenants:input_type -> hodei.v1.ListTenantsRequest
-	82,  // 112: hodei.v1.AdminService.DeleteTenant:input_type -> hodei.v1.DeleteTenantRequest
-	57,  // 113: hodei.v1.AdminService.RevokeWorker:input_type -> hodei.v1.RevokeWorkerRequest
-	58,  // 114: hodei.v1.AdminService.RemoveWorker:input_type -> hodei.v1.RemoveWorkerRequest
-	61,  // 115: hodei.v1.AdminService.CreateToken:input_type -> hodei.v1.CreateTokenRequest
-	63,  // 116: hodei.v1.AdminService.ListTokens:input_type -> hodei.v1.ListTokensRequest
-	65,  // 117: hodei.v1.AdminService.RevokeToken:input_type -> hodei.v1.RevokeTokenRequest
-	66,  // 118: hodei.v1.AdminService.WhoAmI:input_type -> hodei.v1.WhoAmIRequest
-	69,  // 119: hodei.v1.AdminService.ListAudit:input_type -> hodei.v1.ListAuditRequest
-	94,  // 120: hodei.v1.AdminService.UndrainWorker:input_type -> hodei.v1.UndrainWorkerRequest
-	15,  // 121: hodei.v1.JobService.Submit:output_type -> hodei.v1.SubmitResponse
-	17,  // 122: hodei.v1.JobService.SubmitBatch:output_type -> hodei.v1.SubmitBatchResponse
-	12,  // 123: hodei.v1.JobService.Get:output_type -> hodei.v1.Job
-	20,  // 124: hodei.v1.JobService.List:output_type -> hodei.v1.ListJobsResponse
-	12,  // 125: hodei.v1.JobService.Cancel:output_type -> hodei.v1.Job
-	25,  // 126: hodei.v1.JobService.Watch:output_type -> hodei.v1.JobEvent
-	27,  // 127: hodei.v1.JobService.Logs:output_type -> hodei.v1.LogData
-	23,  // 128: hodei.v1.JobService.CancelArray:output_type -> hodei.v1.CancelArrayResponse
-	88,  // 129: hodei.v1.JobService.RunPipeline:output_type -> hodei.v1.PipelineStatus
-	88,  // 130: hodei.v1.JobService.GetPipeline:output_type -> hodei.v1.PipelineStatus
-	92,  // 131: hodei.v1.JobService.ListPipelines:output_type -> hodei.v1.ListPipelinesResponse
-	88,  // 132: hodei.v1.JobService.CancelPipeline:output_type -> hodei.v1.PipelineStatus
-	33,  // 133: hodei.v1.JobService.Attach:output_type -> hodei.v1.AttachResponse
-	96,  // 134: hodei.v1.JobService.Resolve:output_type -> hodei.v1.ResolveResponse
-	97,  // 135: hodei.v1.JobService.CronAdd:output_type -> hodei.v1.CronSchedule
-	101, // 136: hodei.v1.JobService.CronList:output_type -> hodei.v1.CronListResponse
-	97,  // 137: hodei.v1.JobService.CronGet:output_type -> hodei.v1.CronSchedule
-	97,  // 138: hodei.v1.JobService.CronPause:output_type -> hodei.v1.CronSchedule
-	97,  // 139: hodei.v1.JobService.CronResume:output_type -> hodei.v1.CronSchedule
-	102, // 140: hodei.v1.JobService.CronRemove:output_type -> hodei.v1.CronRemoveResponse
-	103, // 141: hodei.v1.JobService.CronRun:output_type -> hodei.v1.CronRunResponse
-	40,  // 142: hodei.v1.AgentService.Connect:output_type -> hodei.v1.ServerMessage
-	38,  // 143: hodei.v1.AgentService.Join:output_type -> hodei.v1.JoinResponse
-	72,  // 144: hodei.v1.AdminService.ListWorkers:output_type -> hodei.v1.ListWorkersResponse
-	56,  // 145: hodei.v1.AdminService.DrainWorker:output_type -> hodei.v1.Worker
-	75,  // 146: hodei.v1.AdminService.Snapshot:output_type -> hodei.v1.SnapshotChunk
-	77,  // 147: hodei.v1.AdminService.SetTenant:output_type -> hodei.v1.TenantStatus
-	77,  // 148: hodei.v1.AdminService.GetTenant:output_type -> hodei.v1.TenantStatus
-	81,  // 149: hodei.v1.AdminService.ListTenants:output_type -> hodei.v1.ListTenantsResponse
-	83,  // 150: hodei.v1.AdminService.DeleteTenant:output_type -> hodei.v1.DeleteTenantResponse
-	56,  // 151: hodei.v1.AdminService.RevokeWorker:output_type -> hodei.v1.Worker
-	59,  // 152: hodei.v1.AdminService.RemoveWorker:output_type -> hodei.v1.RemoveWorkerResponse
-	62,  // 153: hodei.v1.AdminService.CreateToken:output_type -> hodei.v1.CreateTokenResponse
-	64,  // 154: hodei.v1.AdminService.ListTokens:output_type -> hodei.v1.ListTokensResponse
-	60,  // 155: hodei.v1.AdminService.RevokeToken:output_type -> hodei.v1.TokenInfo
-	60,  // 156: hodei.v1.AdminService.WhoAmI:output_type -> hodei.v1.TokenInfo
-	70,  // 157: hodei.v1.AdminService.ListAudit:output_type -> hodei.v1.ListAuditResponse
-	56,  // 158: hodei.v1.AdminService.UndrainWorker:output_type -> hodei.v1.Worker
-	121, // [121:159] is the sub-list for method output_type
-	83,  // [83:121] is the sub-list for method input_type
-	83,  // [83:83] is the sub-list for extension type_name
-	83,  // [83:83] is the sub-list for extension extendee
-	0,   // [0:83] is the sub-list for field type_name
+	0,   // 16: hodei.v1.WatchRequest.state:type_name -> hodei.v1.JobState
+	12,  // 17: hodei.v1.JobEvent.job:type_name -> hodei.v1.Job
+	56,  // 18: hodei.v1.JobEvent.worker:type_name -> hodei.v1.Worker
+	88,  // 19: hodei.v1.JobEvent.pipeline:type_name -> hodei.v1.PipelineStatus
+	3,   // 20: hodei.v1.LogsRequest.stream:type_name -> hodei.v1.LogStream
+	30,  // 21: hodei.v1.AttachRequest.open:type_name -> hodei.v1.AttachOpen
+	28,  // 22: hodei.v1.AttachRequest.resize:type_name -> hodei.v1.TerminalSize
+	31,  // 23: hodei.v1.AttachRequest.end:type_name -> hodei.v1.InputEnd
+	32,  // 24: hodei.v1.AttachRequest.claim:type_name -> hodei.v1.InputClaim
+	28,  // 25: hodei.v1.AttachOpen.size:type_name -> hodei.v1.TerminalSize
+	34,  // 26: hodei.v1.AttachResponse.attached:type_name -> hodei.v1.Attached
+	27,  // 27: hodei.v1.AttachResponse.output:type_name -> hodei.v1.LogData
+	35,  // 28: hodei.v1.AttachResponse.input:type_name -> hodei.v1.InputState
+	36,  // 29: hodei.v1.AttachResponse.ended:type_name -> hodei.v1.AttachEnded
+	0,   // 30: hodei.v1.Attached.state:type_name -> hodei.v1.JobState
+	12,  // 31: hodei.v1.AttachEnded.job:type_name -> hodei.v1.Job
+	43,  // 32: hodei.v1.AgentMessage.hello:type_name -> hodei.v1.Hello
+	45,  // 33: hodei.v1.AgentMessage.heartbeat:type_name -> hodei.v1.Heartbeat
+	46,  // 34: hodei.v1.AgentMessage.started:type_name -> hodei.v1.JobStarted
+	47,  // 35: hodei.v1.AgentMessage.log:type_name -> hodei.v1.LogChunk
+	48,  // 36: hodei.v1.AgentMessage.finished:type_name -> hodei.v1.JobFinished
+	54,  // 37: hodei.v1.AgentMessage.credit:type_name -> hodei.v1.InputCredit
+	44,  // 38: hodei.v1.AgentMessage.goodbye:type_name -> hodei.v1.Goodbye
+	49,  // 39: hodei.v1.ServerMessage.welcome:type_name -> hodei.v1.Welcome
+	50,  // 40: hodei.v1.ServerMessage.assign:type_name -> hodei.v1.Assign
+	51,  // 41: hodei.v1.ServerMessage.cancel:type_name -> hodei.v1.CancelJob
+	52,  // 42: hodei.v1.ServerMessage.ack:type_name -> hodei.v1.Ack
+	53,  // 43: hodei.v1.ServerMessage.input:type_name -> hodei.v1.JobInput
+	55,  // 44: hodei.v1.ServerMessage.resize:type_name -> hodei.v1.ResizeJob
+	41,  // 45: hodei.v1.ServerMessage.reconnect:type_name -> hodei.v1.Reconnect
+	114, // 46: hodei.v1.Hello.labels:type_name -> hodei.v1.Hello.LabelsEntry
+	9,   // 47: hodei.v1.Hello.capacity:type_name -> hodei.v1.Resources
+	42,  // 48: hodei.v1.Hello.running:type_name -> hodei.v1.JobRef
+	48,  // 49: hodei.v1.Hello.finished:type_name -> hodei.v1.JobFinished
+	42,  // 50: hodei.v1.Heartbeat.running:type_name -> hodei.v1.JobRef
+	3,   // 51: hodei.v1.LogChunk.stream:type_name -> hodei.v1.LogStream
+	4,   // 52: hodei.v1.JobFinished.outcome:type_name -> hodei.v1.Outcome
+	11,  // 53: hodei.v1.JobFinished.usage:type_name -> hodei.v1.Usage
+	12,  // 54: hodei.v1.Assign.job:type_name -> hodei.v1.Job
+	3,   // 55: hodei.v1.Ack.stream:type_name -> hodei.v1.LogStream
+	115, // 56: hodei.v1.Worker.labels:type_name -> hodei.v1.Worker.LabelsEntry
+	5,   // 57: hodei.v1.Worker.state:type_name -> hodei.v1.WorkerState
+	9,   // 58: hodei.v1.Worker.capacity:type_name -> hodei.v1.Resources
+	9,   // 59: hodei.v1.Worker.allocated:type_name -> hodei.v1.Resources
+	60,  // 60: hodei.v1.CreateTokenResponse.info:type_name -> hodei.v1.TokenInfo
+	60,  // 61: hodei.v1.ListTokensResponse.tokens:type_name -> hodei.v1.TokenInfo
+	67,  // 62: hodei.v1.ListAuditResponse.records:type_name -> hodei.v1.AuditRecord
+	56,  // 63: hodei.v1.ListWorkersResponse.workers:type_name -> hodei.v1.Worker
+	9,   // 64: hodei.v1.Tenant.max_running:type_name -> hodei.v1.Resources
+	76,  // 65: hodei.v1.TenantStatus.tenant:type_name -> hodei.v1.Tenant
+	9,   // 66: hodei.v1.TenantStatus.pending:type_name -> hodei.v1.Resources
+	9,   // 67: hodei.v1.TenantStatus.running:type_name -> hodei.v1.Resources
+	6,   // 68: hodei.v1.TenantStatus.burst_state:type_name -> hodei.v1.BurstState
+	76,  // 69: hodei.v1.SetTenantRequest.tenant:type_name -> hodei.v1.Tenant
+	77,  // 70: hodei.v1.ListTenantsResponse.tenants:type_name -> hodei.v1.TenantStatus
+	10,  // 71: hodei.v1.PipelineStepSpec.spec:type_name -> hodei.v1.JobSpec
+	84,  // 72: hodei.v1.PipelineStepSpec.matrix:type_name -> hodei.v1.MatrixAxis
+	10,  // 73: hodei.v1.PipelineSpec.defaults:type_name -> hodei.v1.JobSpec
+	85,  // 74: hodei.v1.PipelineSpec.steps:type_name -> hodei.v1.PipelineStepSpec
+	116, // 75: hodei.v1.Pipeline.steps:type_name -> hodei.v1.Pipeline.Step
+	87,  // 76: hodei.v1.PipelineStatus.pipeline:type_name -> hodei.v1.Pipeline
+	7,   // 77: hodei.v1.PipelineStatus.state:type_name -> hodei.v1.PipelineState
+	12,  // 78: hodei.v1.PipelineStatus.jobs:type_name -> hodei.v1.Job
+	86,  // 79: hodei.v1.RunPipelineRequest.spec:type_name -> hodei.v1.PipelineSpec
+	88,  // 80: hodei.v1.ListPipelinesResponse.pipelines:type_name -> hodei.v1.PipelineStatus
+	8,   // 81: hodei.v1.ResolveRequest.kind:type_name -> hodei.v1.IdKind
+	10,  // 82: hodei.v1.CronSchedule.job:type_name -> hodei.v1.JobSpec
+	86,  // 83: hodei.v1.CronSchedule.pipeline:type_name -> hodei.v1.PipelineSpec
+	97,  // 84: hodei.v1.CronAddRequest.schedule:type_name -> hodei.v1.CronSchedule
+	97,  // 85: hodei.v1.CronListResponse.schedules:type_name -> hodei.v1.CronSchedule
+	117, // 86: hodei.v1.UsageAttempt.labels:type_name -> hodei.v1.UsageAttempt.LabelsEntry
+	0,   // 87: hodei.v1.UsageAttempt.state:type_name -> hodei.v1.JobState
+	105, // 88: hodei.v1.GetUsageResponse.rows:type_name -> hodei.v1.UsageRow
+	105, // 89: hodei.v1.GetUsageResponse.total:type_name -> hodei.v1.UsageRow
+	106, // 90: hodei.v1.GetUsageResponse.attempts:type_name -> hodei.v1.UsageAttempt
+	14,  // 91: hodei.v1.JobService.Submit:input_type -> hodei.v1.SubmitRequest
+	16,  // 92: hodei.v1.JobService.SubmitBatch:input_type -> hodei.v1.SubmitBatchRequest
+	18,  // 93: hodei.v1.JobService.Get:input_type -> hodei.v1.GetJobRequest
+	19,  // 94: hodei.v1.JobService.List:input_type -> hodei.v1.ListJobsRequest
+	21,  // 95: hodei.v1.JobService.Cancel:input_type -> hodei.v1.CancelJobRequest
+	24,  // 96: hodei.v1.JobService.Watch:input_type -> hodei.v1.WatchRequest
+	26,  // 97: hodei.v1.JobService.Logs:input_type -> hodei.v1.LogsRequest
+	22,  // 98: hodei.v1.JobService.CancelArray:input_type -> hodei.v1.CancelArrayRequest
+	89,  // 99: hodei.v1.JobService.RunPipeline:input_type -> hodei.v1.RunPipelineRequest
+	90,  // 100: hodei.v1.JobService.GetPipeline:input_type -> hodei.v1.GetPipelineRequest
+	91,  // 101: hodei.v1.JobService.ListPipelines:input_type -> hodei.v1.ListPipelinesRequest
+	93,  // 102: hodei.v1.JobService.CancelPipeline:input_type -> hodei.v1.CancelPipelineRequest
+	29,  // 103: hodei.v1.JobService.Attach:input_type -> hodei.v1.AttachRequest
+	95,  // 104: hodei.v1.JobService.Resolve:input_type -> hodei.v1.ResolveRequest
+	98,  // 105: hodei.v1.JobService.CronAdd:input_type -> hodei.v1.CronAddRequest
+	100, // 106: hodei.v1.JobService.CronList:input_type -> hodei.v1.CronListRequest
+	99,  // 107: hodei.v1.JobService.CronGet:input_type -> hodei.v1.CronRef
+	99,  // 108: hodei.v1.JobService.CronPause:input_type -> hodei.v1.CronRef
+	99,  // 109: hodei.v1.JobService.CronResume:input_type -> hodei.v1.CronRef
+	99,  // 110: hodei.v1.JobService.CronRemove:input_type -> hodei.v1.CronRef
+	99,  // 111: hodei.v1.JobService.CronRun:input_type -> hodei.v1.CronRef
+	39,  // 112: hodei.v1.AgentService.Connect:input_type -> hodei.v1.AgentMessage
+	37,  // 113: hodei.v1.AgentService.Join:input_type -> hodei.v1.JoinRequest
+	71,  // 114: hodei.v1.AdminService.ListWorkers:input_type -> hodei.v1.ListWorkersRequest
+	73,  // 115: hodei.v1.AdminService.DrainWorker:input_type -> hodei.v1.DrainWorkerRequest
+	74,  // 116: hodei.v1.AdminService.Snapshot:input_type -> hodei.v1.SnapshotRequest
+	78,  // 117: hodei.v1.AdminService.SetTenant:input_type -> hodei.v1.SetTenantRequest
+	79,  // 118: hodei.v1.AdminService.GetTenant:input_type -> hodei.v1.GetTenantRequest
+	80,  // 119: hodei.v1.AdminService.ListTenants:input_type -> hodei.v1.ListTenantsRequest
+	82,  // 120: hodei.v1.AdminService.DeleteTenant:input_type -> hodei.v1.DeleteTenantRequest
+	57,  // 121: hodei.v1.AdminService.RevokeWorker:input_type -> hodei.v1.RevokeWorkerRequest
+	58,  // 122: hodei.v1.AdminService.RemoveWorker:input_type -> hodei.v1.RemoveWorkerRequest
+	61,  // 123: hodei.v1.AdminService.CreateToken:input_type -> hodei.v1.CreateTokenRequest
+	63,  // 124: hodei.v1.AdminService.ListTokens:input_type -> hodei.v1.ListTokensRequest
+	65,  // 125: hodei.v1.AdminService.RevokeToken:input_type -> hodei.v1.RevokeTokenRequest
+	66,  // 126: hodei.v1.AdminService.WhoAmI:input_type -> hodei.v1.WhoAmIRequest
+	69,  // 127: hodei.v1.AdminService.ListAudit:input_type -> hodei.v1.ListAuditRequest
+	94,  // 128: hodei.v1.AdminService.UndrainWorker:input_type -> hodei.v1.UndrainWorkerRequest
+	104, // 129: hodei.v1.AdminService.GetUsage:input_type -> hodei.v1.GetUsageRequest
+	15,  // 130: hodei.v1.JobService.Submit:output_type -> hodei.v1.SubmitResponse
+	17,  // 131: hodei.v1.JobService.SubmitBatch:output_type -> hodei.v1.SubmitBatchResponse
+	12,  // 132: hodei.v1.JobService.Get:output_type -> hodei.v1.Job
+	20,  // 133: hodei.v1.JobService.List:output_type -> hodei.v1.ListJobsResponse
+	12,  // 134: hodei.v1.JobService.Cancel:output_type -> hodei.v1.Job
+	25,  // 135: hodei.v1.JobService.Watch:output_type -> hodei.v1.JobEvent
+	27,  // 136: hodei.v1.JobService.Logs:output_type -> hodei.v1.LogData
+	23,  // 137: hodei.v1.JobService.CancelArray:output_type -> hodei.v1.CancelArrayResponse
+	88,  // 138: hodei.v1.JobService.RunPipeline:output_type -> hodei.v1.PipelineStatus
+	88,  // 139: hodei.v1.JobService.GetPipeline:output_type -> hodei.v1.PipelineStatus
+	92,  // 140: hodei.v1.JobService.ListPipelines:output_type -> hodei.v1.ListPipelinesResponse
+	88,  // 141: hodei.v1.JobService.CancelPipeline:output_type -> hodei.v1.PipelineStatus
+	33,  // 142: hodei.v1.JobService.Attach:output_type -> hodei.v1.AttachResponse
+	96,  // 143: hodei.v1.JobService.Resolve:output_type -> hodei.v1.ResolveResponse
+	97,  // 144: hodei.v1.JobService.CronAdd:output_type -> hodei.v1.CronSchedule
+	101, // 145: hodei.v1.JobService.CronList:output_type -> hodei.v1.CronListResponse
+	97,  // 146: hodei.v1.JobService.CronGet:output_type -> hodei.v1.CronSchedule
+	97,  // 147: hodei.v1.JobService.CronPause:output_type -> hodei.v1.CronSchedule
+	97,  // 148: hodei.v1.JobService.CronResume:output_type -> hodei.v1.CronSchedule
+	102, // 149: hodei.v1.JobService.CronRemove:output_type -> hodei.v1.CronRemoveResponse
+	103, // 150: hodei.v1.JobService.CronRun:output_type -> hodei.v1.CronRunResponse
+	40,  // 151: hodei.v1.AgentService.Connect:output_type -> hodei.v1.ServerMessage
+	38,  // 152: hodei.v1.AgentService.Join:output_type -> hodei.v1.JoinResponse
+	72,  // 153: hodei.v1.AdminService.ListWorkers:output_type -> hodei.v1.ListWorkersResponse
+	56,  // 154: hodei.v1.AdminService.DrainWorker:output_type -> hodei.v1.Worker
+	75,  // 155: hodei.v1.AdminService.Snapshot:output_type -> hodei.v1.SnapshotChunk
+	77,  // 156: hodei.v1.AdminService.SetTenant:output_type -> hodei.v1.TenantStatus
+	77,  // 157: hodei.v1.AdminService.GetTenant:output_type -> hodei.v1.TenantStatus
+	81,  // 158: hodei.v1.AdminService.ListTenants:output_type -> hodei.v1.ListTenantsResponse
+	83,  // 159: hodei.v1.AdminService.DeleteTenant:output_type -> hodei.v1.DeleteTenantResponse
+	56,  // 160: hodei.v1.AdminService.RevokeWorker:output_type -> hodei.v1.Worker
+	59,  // 161: hodei.v1.AdminService.RemoveWorker:output_type -> hodei.v1.RemoveWorkerResponse
+	62,  // 162: hodei.v1.AdminService.CreateToken:output_type -> hodei.v1.CreateTokenResponse
+	64,  // 163: hodei.v1.AdminService.ListTokens:output_type -> hodei.v1.ListTokensResponse
+	60,  // 164: hodei.v1.AdminService.RevokeToken:output_type -> hodei.v1.TokenInfo
+	60,  // 165: hodei.v1.AdminService.WhoAmI:output_type -> hodei.v1.TokenInfo
+	70,  // 166: hodei.v1.AdminService.ListAudit:output_type -> hodei.v1.ListAuditResponse
+	56,  // 167: hodei.v1.AdminService.UndrainWorker:output_type -> hodei.v1.Worker
+	107, // 168: hodei.v1.AdminService.GetUsage:output_type -> hodei.v1.GetUsageResponse
+	130, // [130:169] is the sub-list for method output_type
+	91,  // [91:130] is the sub-list for method input_type
+	91,  // [91:91] is the sub-list for extension type_name
+	91,  // [91:91] is the sub-list for extension extendee
+	0,   // [0:91] is the sub-list for field type_name
 }
 
 func init() { file_hodei_proto_init() }
@@ -8362,7 +9121,7 @@ func file_hodei_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hodei_proto_rawDesc), len(file_hodei_proto_rawDesc)),
 			NumEnums:      9,
-			NumMessages:   103,
+			NumMessages:   109,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -69,7 +69,8 @@ type JobServiceClient interface {
 	// its agent stops it. A job that has already ended is returned as it
 	// is, without an error.
 	Cancel(ctx context.Context, in *CancelJobRequest, opts ...grpc.CallOption) (*Job, error)
-	// Watch streams every change of the matching jobs.
+	// Watch streams every change of the matching jobs (with all_kinds, of
+	// workers and pipelines too), resumable after an event's cursor.
 	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[JobEvent], error)
 	// Logs streams a job's output from an offset; with follow, until the job ends.
 	Logs(ctx context.Context, in *LogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LogData], error)
@@ -374,7 +375,8 @@ type JobServiceServer interface {
 	// its agent stops it. A job that has already ended is returned as it
 	// is, without an error.
 	Cancel(context.Context, *CancelJobRequest) (*Job, error)
-	// Watch streams every change of the matching jobs.
+	// Watch streams every change of the matching jobs (with all_kinds, of
+	// workers and pipelines too), resumable after an event's cursor.
 	Watch(*WatchRequest, grpc.ServerStreamingServer[JobEvent]) error
 	// Logs streams a job's output from an offset; with follow, until the job ends.
 	Logs(*LogsRequest, grpc.ServerStreamingServer[LogData]) error
@@ -1128,6 +1130,7 @@ const (
 	AdminService_WhoAmI_FullMethodName        = "/hodei.v1.AdminService/WhoAmI"
 	AdminService_ListAudit_FullMethodName     = "/hodei.v1.AdminService/ListAudit"
 	AdminService_UndrainWorker_FullMethodName = "/hodei.v1.AdminService/UndrainWorker"
+	AdminService_GetUsage_FullMethodName      = "/hodei.v1.AdminService/GetUsage"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -1167,6 +1170,12 @@ type AdminServiceClient interface {
 	// its agent is connected). Persisted like a drain; NotFound for an
 	// unknown id; a worker that is not drained is returned unchanged.
 	UndrainWorker(ctx context.Context, in *UndrainWorkerRequest, opts ...grpc.CallOption) (*Worker, error)
+	// GetUsage sums what ended attempts used, by tenant, day, user or the
+	// value of a label, from daily roll-ups that outlive the jobs (until
+	// the usage retention); with attempts set, it lists the per-attempt
+	// records instead, a page at a time. A token limited to tenants sees
+	// only theirs.
+	GetUsage(ctx context.Context, in *GetUsageRequest, opts ...grpc.CallOption) (*GetUsageResponse, error)
 }
 
 type adminServiceClient struct {
@@ -1336,6 +1345,16 @@ func (c *adminServiceClient) UndrainWorker(ctx context.Context, in *UndrainWorke
 	return out, nil
 }
 
+func (c *adminServiceClient) GetUsage(ctx context.Context, in *GetUsageRequest, opts ...grpc.CallOption) (*GetUsageResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetUsageResponse)
+	err := c.cc.Invoke(ctx, AdminService_GetUsage_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -1373,6 +1392,12 @@ type AdminServiceServer interface {
 	// its agent is connected). Persisted like a drain; NotFound for an
 	// unknown id; a worker that is not drained is returned unchanged.
 	UndrainWorker(context.Context, *UndrainWorkerRequest) (*Worker, error)
+	// GetUsage sums what ended attempts used, by tenant, day, user or the
+	// value of a label, from daily roll-ups that outlive the jobs (until
+	// the usage retention); with attempts set, it lists the per-attempt
+	// records instead, a page at a time. A token limited to tenants sees
+	// only theirs.
+	GetUsage(context.Context, *GetUsageRequest) (*GetUsageResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -1427,6 +1452,9 @@ func (UnimplementedAdminServiceServer) ListAudit(context.Context, *ListAuditRequ
 }
 func (UnimplementedAdminServiceServer) UndrainWorker(context.Context, *UndrainWorkerRequest) (*Worker, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method UndrainWorker not implemented")
+}
+func (UnimplementedAdminServiceServer) GetUsage(context.Context, *GetUsageRequest) (*GetUsageResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetUsage not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -1712,6 +1740,24 @@ func _AdminService_UndrainWorker_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_GetUsage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetUsageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).GetUsage(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_GetUsage_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).GetUsage(ctx, req.(*GetUsageRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1774,6 +1820,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "UndrainWorker",
 			Handler:    _AdminService_UndrainWorker_Handler,
+		},
+		{
+			MethodName: "GetUsage",
+			Handler:    _AdminService_GetUsage_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -87,6 +87,12 @@ func Finished(cur *job.Job, f Finish, now time.Time) *job.Job {
 	n.ExitCode = f.ExitCode
 	n.Signal = f.Signal
 	n.Usage = f.Usage
+	n.Usage.Attempt = cur.Attempt
+	if n.Usage.Wall <= 0 && cur.State == job.Running && !cur.StartedAt.IsZero() && n.FinishedAt.After(cur.StartedAt) {
+		// No agent's measure (worker lost, or an agent of an older
+		// version): the server's view of how long it ran.
+		n.Usage.Wall = n.FinishedAt.Sub(cur.StartedAt)
+	}
 	lost := ""
 	if f.Lost != "" {
 		lost = "; output lost: " + f.Lost

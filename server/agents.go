@@ -397,8 +397,9 @@ func (s *Server) finished(ctx context.Context, workerID string, f *pb.JobFinishe
 		Signal:   int(f.GetSignal()),
 		Reason:   f.GetReason(),
 		Lost:     f.GetOutputLost(),
-		Usage:    job.Usage{CPUTime: time.Duration(f.GetUsage().GetCpuTimeNs()), MaxRSSKiB: f.GetUsage().GetMaxRssKib()},
-		Ended:    agentTime(f.GetFinishedUnixNano()),
+		Usage: job.Usage{CPUTime: time.Duration(f.GetUsage().GetCpuTimeNs()), MaxRSSKiB: f.GetUsage().GetMaxRssKib(),
+			Wall: time.Duration(f.GetUsage().GetWallTimeNs())},
+		Ended: agentTime(f.GetFinishedUnixNano()),
 	})
 	switch {
 	case err == nil, errors.Is(err, job.ErrConflict), errors.Is(err, job.ErrNotFound):

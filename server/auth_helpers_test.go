@@ -115,8 +115,9 @@ func (s *sut) agentConn(t testing.TB, worker string) *grpc.ClientConn {
 	return conn
 }
 
-// httpURL is the https URL of path on the server's HTTP listener.
-func (s *sut) httpURL(path string) string { return "https://" + s.srv.HTTPAddr() + path }
+// httpURL is the URL of path on the server's HTTP listener (plain HTTP on
+// loopback: see Server.httpsOn).
+func (s *sut) httpURL(path string) string { return s.srv.HTTPURL() + path }
 
 // httpClient verifies the server's HTTP listener against its CA.
 func (s *sut) httpClient(t testing.TB) *http.Client {

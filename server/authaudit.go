@@ -26,7 +26,9 @@ func (s *Server) auditCall(ctx context.Context, id *auth.Identity, action string
 		st := status.Convert(err)
 		e.Result, e.Message = st.Code().String(), st.Message()
 	}
-	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+	if addr, ok := restPeer(ctx); ok {
+		e.Peer = addr // the HTTP client of a REST call, not the gateway's pipe
+	} else if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
 		e.Peer = p.Addr.String()
 	}
 	e.Target, e.Tenant = auditTarget(req, resp)

@@ -68,6 +68,9 @@ var methodRules = map[string]rule{
 	pb.AdminService_ListAudit_FullMethodName:    {perm: auth.ReadAudit},
 
 	pb.AdminService_UndrainWorker_FullMethodName: {perm: auth.ManageWorkers, audited: true},
+	// Usage: its per-attempt records name jobs, so it needs what reading
+	// jobs needs, limited to the token's tenants as jobs are.
+	pb.AdminService_GetUsage_FullMethodName: {perm: auth.ReadJobs},
 }
 
 // ruleOf returns the rule of a full method name and whether there is one.

@@ -39,6 +39,7 @@ func (js *jobService) SubmitBatch(ctx context.Context, req *pb.SubmitBatchReques
 		deps = append(deps, ps.GetDependsOn()...)
 		ps.Tenant = tenant // as Submit does, so that the audit record names it
 		specs[i] = ps.ToSpec()
+		specs[i].Owner = owner(ctx)
 		if req.GetRequireFit() {
 			if err := js.srv.sched.FitError(specs[i]); err != nil {
 				refused = noFit(job.InBatch(i, err))

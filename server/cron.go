@@ -28,6 +28,10 @@ func (js *jobService) CronAdd(ctx context.Context, req *pb.CronAddRequest) (*pb.
 		return nil, toStatus(err)
 	}
 	sc.Tenant = tenant
+	sc.Spec.Owner = owner(ctx)
+	if sc.Pipeline != nil {
+		sc.Pipeline.Defaults.Owner = owner(ctx)
+	}
 	added, err := js.srv.sched.CronAdd(ctx, sc)
 	if errors.Is(err, job.ErrConflict) {
 		return nil, status.Error(codes.AlreadyExists, statusMessage(err))

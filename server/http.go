@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/hodei-jobs/hodei/auth"
+	pb "github.com/hodei-jobs/hodei/proto"
 	"github.com/hodei-jobs/hodei/store"
 )
 
@@ -23,6 +24,16 @@ func (s *Server) httpHandler() http.Handler {
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle("GET /metrics", s.requireHTTP(auth.Metrics,
 		promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{Registry: s.metrics.reg})))
+	// The API's description is open, as gRPC reflection describes the
+	// API to anyone who may call it; it holds no data.
+	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(pb.OpenAPI)
+	})
+	if s.rest != nil {
+		mux.Handle("/v1/", s.rest.handler())
+		s.restStreams(mux)
+	}
 	return mux
 }
 
@@ -38,10 +49,14 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not ready: the server is shutting down", http.StatusServiceUnavailable)
 		return
 	}
-	if now, last := time.Now().UnixNano(), s.probed.Load(); s.store.Health().Err != nil &&
-		now-last >= int64(readyProbeEvery) && s.probed.CompareAndSwap(last, now) {
+	if now, last, h := time.Now().UnixNano(), s.probed.Load(), s.store.Health(); h.Err != nil &&
+		now-max(last, h.Since.UnixNano()) >= int64(readyProbeEvery) && s.probed.CompareAndSwap(last, now) {
 		// At most one probe a readyProbeEvery, whoever asks: /readyz is
-		// open, and each probe is a commit.
+		// open, and each probe is a commit. Not in the episode's first
+		// readyProbeEvery either: a probe at once, before the writers'
+		// next commits, could fit in the pages the refused commit left
+		// free and end the episode while the disk is still full (seen
+		// once /readyz on loopback answered without a TLS handshake).
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		_ = s.store.Probe(ctx) // its result is the store's health, read below
 		cancel()

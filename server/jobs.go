@@ -8,6 +8,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/hodei-jobs/hodei/auth"
 	"github.com/hodei-jobs/hodei/job"
 	pb "github.com/hodei-jobs/hodei/proto"
 	"github.com/hodei-jobs/hodei/scheduler"
@@ -64,7 +65,9 @@ func (js *jobService) Submit(ctx context.Context, req *pb.SubmitRequest) (*pb.Su
 	if req.GetArray() != "" {
 		return js.submitArray(ctx, req)
 	}
-	j, err := js.srv.sched.Submit(ctx, req.GetSpec().ToSpec())
+	spec := req.GetSpec().ToSpec()
+	spec.Owner = owner(ctx)
+	j, err := js.srv.sched.Submit(ctx, spec)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -245,48 +248,143 @@ func (js *jobService) Cancel(ctx context.Context, req *pb.CancelJobRequest) (*pb
 	return js.srv.jobPB(j), nil
 }
 
+// Watch streams the changes that req selects from the event journal
+// (journal.go): from now, or with after from the event after that cursor.
 func (js *jobService) Watch(req *pb.WatchRequest, stream pb.JobService_WatchServer) error {
-	id, tenant := req.GetJobId(), req.GetTenant()
+	s := js.srv
 	ctx := stream.Context()
-	if id != "" {
-		j, err := js.srv.job(ctx, id)
+	f := watchFilter{tenant: req.GetTenant(), state: job.State(req.GetState()), kinds: req.GetAllKinds()}
+	if _, ok := pb.JobState_name[int32(req.GetState())]; !ok {
+		return invalid("state", "%d is not a job state", req.GetState())
+	}
+	if id := req.GetJobId(); id != "" {
+		j, err := s.job(ctx, id)
 		if err != nil {
 			return err
 		}
-		id = j.ID
+		f.job = j.ID
 	}
-	release, err := js.srv.following.acquire(ctx)
+	if p := req.GetPipeline(); p != "" {
+		id, err := s.resolve(ctx, job.KindPipeline, "pipeline", p)
+		if err != nil {
+			return err
+		}
+		f.pipeline = id
+	}
+	id := auth.FromContext(ctx) // nil: an in-process caller, which sees everything
+	f.workers = f.kinds && f.job == "" && f.pipeline == "" && (id == nil || id.Allow(auth.ManageWorkers) == nil)
+	release, err := s.following.acquire(ctx)
 	if err != nil {
 		return err
 	}
 	defer release()
-	sub := js.srv.sched.Subscribe(1024, func(j *job.Job) bool {
-		return (id == "" || j.ID == id) && (tenant == "" || j.Spec.Tenant == tenant) && sees(ctx, j.Spec.Tenant)
-	})
-	defer sub.Close()
-	if id != "" {
-		// The current state first, so a watcher never misses the end.
-		j, _ := js.srv.sched.Get(stream.Context(), id)
-		if err := stream.Send(&pb.JobEvent{Job: js.srv.jobPB(j)}); err != nil {
+	next := s.journal.head()
+	resumed, stale := false, false
+	if a := req.GetAfter(); a != "" {
+		n, ok, err := s.journal.after(a)
+		if err != nil {
+			return toStatus(err)
+		}
+		if ok {
+			next, resumed = n, true
+		} else {
+			stale = true // a cursor of another run of the server
+		}
+	}
+	// The header at once: the watch is set up (an HTTP client starts its
+	// event stream on it), whether or not an event comes soon.
+	if err := stream.SendHeader(nil); err != nil {
+		return err
+	}
+	if stale {
+		if err := stream.Send(&pb.JobEvent{Reset_: true, Cursor: s.journal.cursor(next - 1)}); err != nil {
 			return err
 		}
 	}
+	if f.job != "" && !resumed {
+		// The current state first, so a watcher never misses the end; its
+		// cursor is the last event before the watch began.
+		j, err := s.sched.Get(ctx, f.job)
+		if err != nil {
+			return toStatus(err)
+		}
+		if err := stream.Send(&pb.JobEvent{Job: s.jobPB(j), Cursor: s.journal.cursor(next - 1)}); err != nil {
+			return err
+		}
+	}
+	buf := make([]entry, 256)
 	for {
-		select {
-		case <-stream.Context().Done():
-			return nil
-		case j, ok := <-sub.C:
-			if !ok {
-				if sub.Overflowed() {
-					return toStatus(errors.Join(job.ErrExhausted, errors.New("watcher fell more than 1024 events behind; watch again")))
-				}
-				return nil
+		evs, wake, lost, _ := s.journal.read(next, buf)
+		if lost {
+			if !f.kinds {
+				return toStatus(errors.Join(job.ErrExhausted, fmt.Errorf("watcher fell more than %d events behind; watch again", journalSize)))
 			}
-			if err := stream.Send(&pb.JobEvent{Job: js.srv.jobPB(j)}); err != nil {
+			next = s.journal.head()
+			if err := stream.Send(&pb.JobEvent{Reset_: true, Cursor: s.journal.cursor(next - 1)}); err != nil {
+				return err
+			}
+			continue
+		}
+		for _, e := range evs {
+			next = e.seq + 1
+			ev := s.eventOf(ctx, e, &f)
+			if ev == nil {
+				continue
+			}
+			ev.Cursor = s.journal.cursor(e.seq)
+			if err := stream.Send(ev); err != nil {
 				return err
 			}
 		}
+		if len(evs) == 0 {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-wake:
+			}
+		}
 	}
+}
+
+// watchFilter is what a Watch selects.
+type watchFilter struct {
+	job, tenant, pipeline string
+	state                 job.State // 0: any
+	kinds                 bool      // worker and pipeline events too
+	workers               bool      // worker events: kinds, no job or pipeline filter, and the right to see workers
+}
+
+// eventOf is the event e as the watcher of f sees it, or nil when f leaves
+// it out (or the caller may not see it).
+func (s *Server) eventOf(ctx context.Context, e entry, f *watchFilter) *pb.JobEvent {
+	switch e.kind {
+	case jobEvent:
+		j := e.job
+		if (f.job != "" && j.ID != f.job) || (f.tenant != "" && j.Spec.Tenant != f.tenant) ||
+			(f.pipeline != "" && j.Spec.Pipeline != f.pipeline) || (f.state != 0 && j.State != f.state) || !sees(ctx, j.Spec.Tenant) {
+			return nil
+		}
+		return &pb.JobEvent{Job: s.jobPB(j)}
+	case workerEvent:
+		if !f.workers {
+			return nil
+		}
+		if w, ok := s.sched.Worker(e.id); ok {
+			return &pb.JobEvent{Worker: workerPB(w)}
+		}
+		return &pb.JobEvent{Worker: &pb.Worker{Id: e.id}, WorkerRemoved: true}
+	case pipelineEvent:
+		if !f.kinds || f.job != "" || (f.pipeline != "" && e.id != f.pipeline) {
+			return nil
+		}
+		st, err := s.sched.Pipeline(ctx, e.id)
+		if err != nil || (f.tenant != "" && st.Pipeline.Tenant != f.tenant) || !sees(ctx, st.Pipeline.Tenant) {
+			return nil
+		}
+		st.Jobs = nil
+		return &pb.JobEvent{Pipeline: s.pipelinePB(st)}
+	}
+	return nil
 }
 
 // Logs streams an attempt's stored output from an offset. Attempt 0 means

@@ -18,7 +18,9 @@ func (js *jobService) submitArray(ctx context.Context, req *pb.SubmitRequest) (*
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	a, err := js.srv.sched.SubmitArray(ctx, req.GetSpec().ToSpec(), arr)
+	spec := req.GetSpec().ToSpec()
+	spec.Owner = owner(ctx)
+	a, err := js.srv.sched.SubmitArray(ctx, spec, arr)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -53,7 +55,9 @@ func (js *jobService) RunPipeline(ctx context.Context, req *pb.RunPipelineReques
 		return nil, err
 	}
 	req.Spec.Tenant = tenant
-	p, jobs, err := js.srv.sched.RunPipeline(ctx, req.GetSpec().ToPipelineSpec())
+	ps := req.GetSpec().ToPipelineSpec()
+	ps.Defaults.Owner = owner(ctx)
+	p, jobs, err := js.srv.sched.RunPipeline(ctx, ps)
 	if err != nil {
 		return nil, toStatus(err)
 	}

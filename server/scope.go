@@ -53,6 +53,15 @@ func notFoundf(format string, args ...any) error {
 	return toStatus(fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), job.ErrNotFound))
 }
 
+// owner is whom the jobs the caller submits are accounted to
+// (job.Spec.Owner): its token's name; "" for an in-process caller.
+func owner(ctx context.Context) string {
+	if id := auth.FromContext(ctx); id != nil {
+		return id.Name
+	}
+	return ""
+}
+
 // callerTenants returns the tenants the caller is limited to, or nil.
 func callerTenants(ctx context.Context) []string {
 	if id := auth.FromContext(ctx); id != nil {

@@ -48,6 +48,11 @@ type Config struct {
 	// DefaultAuditRetention.
 	AuditRetention time.Duration
 
+	// UsageRetention is how long per-attempt usage records and daily
+	// roll-ups are kept (they outlive the jobs); default
+	// DefaultUsageRetention.
+	UsageRetention time.Duration
+
 	// MaxStreamsPerToken is the most streams that follow a job (attach,
 	// logs -f, watch) one token may hold open at once; default
 	// DefaultMaxStreamsPerToken. One more is refused with
@@ -115,6 +120,7 @@ type Server struct {
 	denials    denialBudget
 	logSignals signals
 	terms      *terminals // input of jobs with attach streams
+	journal    *journal   // the events Watch streams
 	following  *streamLimit
 
 	grpc     *grpc.Server
@@ -122,6 +128,7 @@ type Server struct {
 	http     *http.Server
 	grpcLis  net.Listener
 	httpLis  net.Listener
+	rest     *rest          // the REST gateway; nil while HTTP is off
 	wg       sync.WaitGroup // agents' reports and background loops
 	closeOne sync.Once
 	stopping atomic.Bool // Serve is shutting down: /readyz says so
@@ -163,6 +170,9 @@ func New(ctx context.Context, cfg Config) (s *Server, err error) {
 	}
 	if cfg.AuditRetention <= 0 {
 		cfg.AuditRetention = DefaultAuditRetention
+	}
+	if cfg.UsageRetention <= 0 {
+		cfg.UsageRetention = DefaultUsageRetention
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -213,6 +223,7 @@ func New(ctx context.Context, cfg Config) (s *Server, err error) {
 	s.stopStreams, s.endStreams = context.WithCancel(context.Background())
 	s.agents.assign = s.assignMsg
 	s.terms = newTerminals(s.agents)
+	s.journal = newJournal(cfg.Now())
 	s.following = newStreamLimit(cfg.MaxStreamsPerToken)
 	s.metrics = newMetrics(func() *cluster.Cluster { return s.sched }, cfg.Now)
 	s.metrics.reg.MustRegister(storeCollectors(db)...)
@@ -223,7 +234,8 @@ func New(ctx context.Context, cfg Config) (s *Server, err error) {
 		Store:       db,
 		Dispatcher:  s.agents,
 		Observer:    s.metrics,
-		OnChange:    func(j *job.Job) { s.logSignals.fire(j.ID); s.terms.changed(j) },
+		OnChange:    func(j *job.Job) { s.logSignals.fire(j.ID); s.terms.changed(j); s.journal.appendJob(j) },
+		OnWorker:    s.journal.appendWorker,
 		Now:         cfg.Now,
 		Logger:      cfg.Logger,
 		Settings:    cfg.Settings,
@@ -254,6 +266,11 @@ func (s *Server) Listen() error {
 		if s.httpLis, err = net.Listen("tcp", s.cfg.HTTPAddr); err != nil {
 			s.grpcLis.Close()
 			return fmt.Errorf("http-addr: %w", err)
+		}
+		if s.rest, err = s.newREST(); err != nil {
+			s.grpcLis.Close()
+			s.httpLis.Close()
+			return err
 		}
 	}
 	return nil
@@ -299,6 +316,28 @@ func (s *Server) HTTPAddr() string {
 	return s.httpLis.Addr().String()
 }
 
+// HTTPURL is the base URL of the HTTP listener (after Listen): https:// when
+// it serves TLS (see httpsOn), or "" when HTTP is off.
+func (s *Server) HTTPURL() string {
+	if s.httpLis == nil {
+		return ""
+	}
+	if s.httpsOn() {
+		return "https://" + s.HTTPAddr()
+	}
+	return "http://" + s.HTTPAddr()
+}
+
+// httpsOn reports whether the HTTP listener serves HTTPS: whenever the
+// server has TLS (it does unless --insecure-no-auth) and the listener is
+// not on a loopback address, so that tokens never cross a network in
+// clear. On loopback it serves plain HTTP, which browsers treat as secure
+// (a secure context) and which needs no certificate trusted by them; the
+// bytes never leave the host.
+func (s *Server) httpsOn() bool {
+	return s.tlsConfig != nil && s.httpLis != nil && !pki.Loopback(s.httpLis.Addr().String())
+}
+
 // logsOf returns the log store of one output stream.
 func (s *Server) logsOf(stream pb.LogStream) *store.Logs {
 	if stream == pb.LogStream_LOG_STREAM_STDERR {
@@ -340,12 +379,20 @@ func (s *Server) Serve(ctx context.Context) error {
 		}
 	}()
 	if s.httpLis != nil {
-		s.http = &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
-		loops.Add(1)
+		s.http = &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog: slog.NewLogLogger(s.log.With("component", "http").Handler(), slog.LevelDebug)}
+		loops.Add(2)
+		go func() {
+			defer loops.Done()
+			// The REST gateway's in-process connection (rest.go).
+			if err := s.grpc.Serve(s.rest.lis); err != nil {
+				errc <- fmt.Errorf("grpc (in-process): %w", err)
+			}
+		}()
 		go func() {
 			defer loops.Done()
 			lis := s.httpLis
-			if s.tlsConfig != nil {
+			if s.httpsOn() {
 				lis = tls.NewListener(lis, s.tlsConfig)
 			}
 			if err := s.http.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -353,7 +400,7 @@ func (s *Server) Serve(ctx context.Context) error {
 			}
 		}()
 	}
-	s.log.Info("serving", "grpc", s.GRPCAddr(), "http", s.HTTPAddr(), "data", s.cfg.DataDir)
+	s.log.Info("serving", "grpc", s.GRPCAddr(), "http", s.HTTPURL(), "data", s.cfg.DataDir)
 
 	var err error
 	select {
@@ -448,6 +495,9 @@ const stopCallsWithin = 5 * time.Second
 func (s *Server) Close() error {
 	var err error
 	s.closeOne.Do(func() {
+		if s.rest != nil {
+			_ = s.rest.close() // its calls ended with the gRPC server's
+		}
 		s.auditLog.stop()
 		err = errors.Join(s.logs.CloseAll(), s.errs.CloseAll(), s.store.Close())
 	})
@@ -455,9 +505,10 @@ func (s *Server) Close() error {
 }
 
 // retain deletes finished jobs older than the retention, with their logs,
-// and audit records older than the audit retention, a batch at a time.
+// audit records older than the audit retention and usage older than the
+// usage retention, a batch at a time.
 func (s *Server) retain(ctx context.Context) {
-	every := min(min(s.cfg.Retention, s.cfg.AuditRetention)/10, time.Hour)
+	every := min(min(s.cfg.Retention, s.cfg.AuditRetention, s.cfg.UsageRetention)/10, time.Hour)
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -470,10 +521,11 @@ func (s *Server) retain(ctx context.Context) {
 	}
 }
 
-// sweep runs one retention round: finished jobs, then audit records.
+// sweep runs one retention round: finished jobs, audit records, usage.
 func (s *Server) sweep(ctx context.Context) {
 	s.sweepJobs(ctx)
 	s.sweepAudit(ctx)
+	s.sweepUsage(ctx)
 }
 
 // sweepJobs deletes finished jobs older than the retention, with their logs.

@@ -44,7 +44,8 @@ var (
 	schemaKey        = []byte("schema")
 
 	allBuckets = [][]byte{bucketJobs, bucketWorkers, bucketTenants, bucketTenantJobs,
-		bucketPipelines, bucketTokens, bucketAudit, bucketAgents, bucketArrays, bucketSchedules, bucketMeta}
+		bucketPipelines, bucketTokens, bucketAudit, bucketAgents, bucketArrays, bucketSchedules, bucketMeta,
+		bucketUsageAttempts, bucketUsageRollups}
 )
 
 // Options configure Open. The zero value is the production setting.

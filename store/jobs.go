@@ -333,9 +333,16 @@ func applyOne(tx *bolt.Tx, u job.Update, enc []byte, next []indexEntry, stored s
 		return 0, abort(fmt.Errorf("job %s: %w", u.Next.ID, err))
 	}
 	iw.move(old, next)
+	// Read before the Put, which replaces what h aliases.
+	ended, attempt := endsAttempt(h.State, h.Attempt, u.Next), h.Attempt
 	v := h.Version + 1
 	if err := b.Put(key, withVersion(enc, v)); err != nil {
 		return 0, abort(fmt.Errorf("put job %s: %w", u.Next.ID, err))
+	}
+	if ended {
+		if err := putUsage(tx, attemptUsage(u.Next, attempt)); err != nil {
+			return 0, err
+		}
 	}
 	return v, nil
 }

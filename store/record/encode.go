@@ -44,6 +44,8 @@ func appendJob(b []byte, j *job.Job, version uint64) ([]byte, error) {
 	w.varint(jobPreemptions, uint64(int64(j.Preemptions)))
 	w.bool(jobDeadlineMiss, j.DeadlineMissed)
 	w.varint(jobSignal, uint64(int64(j.Signal)))
+	w.varint(jobUsageWall, uint64(int64(j.Usage.Wall)))
+	w.varint(jobUsageAttempt, uint64(int64(j.Usage.Attempt)))
 	return w.b, w.err
 }
 
@@ -80,6 +82,7 @@ func (w *writer) spec(s *job.Spec) {
 	w.varint(specArrayIndex, uint64(int64(s.ArrayIndex)))
 	w.varint(specArrayLimit, uint64(int64(s.ArrayLimit)))
 	w.varint(specStdin, uint64(int64(s.Stdin)))
+	w.string(specOwner, s.Owner)
 }
 
 // writer appends fields to b; the first error (a string that is not

@@ -33,6 +33,8 @@ const (
 	jobPreemptions   protowire.Number = 18
 	jobDeadlineMiss  protowire.Number = 19
 	jobSignal        protowire.Number = 20
+	jobUsageWall     protowire.Number = 21
+	jobUsageAttempt  protowire.Number = 22
 
 	specName              protowire.Number = 1
 	specCommand           protowire.Number = 2
@@ -62,6 +64,7 @@ const (
 	specArrayIndex        protowire.Number = 26
 	specArrayLimit        protowire.Number = 27
 	specStdin             protowire.Number = 28
+	specOwner             protowire.Number = 29
 )
 
 // marshal is the encoding of every record. It is not deterministic (map
@@ -133,6 +136,10 @@ func UnmarshalJob(id string, b []byte) (*job.Job, error) {
 			j.DeadlineMissed = r.bool()
 		case jobSignal:
 			j.Signal = int(r.int64())
+		case jobUsageWall:
+			j.Usage.Wall = time.Duration(r.int64())
+		case jobUsageAttempt:
+			j.Usage.Attempt = int(r.int64())
 		default:
 			r.skip()
 		}
@@ -211,6 +218,8 @@ func decodeSpec(r *reader, s *job.Spec) {
 			s.ArrayLimit = int(r.int64())
 		case specStdin:
 			s.Stdin = job.Stdin(r.int64())
+		case specOwner:
+			s.Owner = r.string()
 		default:
 			r.skip()
 		}

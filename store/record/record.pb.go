@@ -67,9 +67,13 @@ type JobRecord struct {
 	// signal that ended the last finished attempt's process; 0: none. Added
 	// without a schema bump: a record without it decodes as 0 (as before),
 	// and an older hodei skips it as an unknown field.
-	Signal        int64 `protobuf:"varint,20,opt,name=signal,proto3" json:"signal,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Signal int64 `protobuf:"varint,20,opt,name=signal,proto3" json:"signal,omitempty"`
+	// usage_wall_nanos and usage_attempt complete the usage of the last
+	// finished attempt (job.Usage); added without a schema bump, as signal.
+	UsageWallNanos int64 `protobuf:"varint,21,opt,name=usage_wall_nanos,json=usageWallNanos,proto3" json:"usage_wall_nanos,omitempty"`
+	UsageAttempt   int64 `protobuf:"varint,22,opt,name=usage_attempt,json=usageAttempt,proto3" json:"usage_attempt,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *JobRecord) Reset() {
@@ -242,6 +246,20 @@ func (x *JobRecord) GetSignal() int64 {
 	return 0
 }
 
+func (x *JobRecord) GetUsageWallNanos() int64 {
+	if x != nil {
+		return x.UsageWallNanos
+	}
+	return 0
+}
+
+func (x *JobRecord) GetUsageAttempt() int64 {
+	if x != nil {
+		return x.UsageAttempt
+	}
+	return 0
+}
+
 // SpecRecord is job.Spec but its tenant, which JobRecord holds.
 type SpecRecord struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
@@ -273,6 +291,7 @@ type SpecRecord struct {
 	ArrayIndex        int64                  `protobuf:"varint,26,opt,name=array_index,json=arrayIndex,proto3" json:"array_index,omitempty"`
 	ArrayLimit        int64                  `protobuf:"varint,27,opt,name=array_limit,json=arrayLimit,proto3" json:"array_limit,omitempty"`
 	Stdin             int64                  `protobuf:"varint,28,opt,name=stdin,proto3" json:"stdin,omitempty"` // job.Stdin
+	Owner             string                 `protobuf:"bytes,29,opt,name=owner,proto3" json:"owner,omitempty"`  // who submitted it (job.Spec.Owner); added without a schema bump
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache
 }
@@ -501,6 +520,13 @@ func (x *SpecRecord) GetStdin() int64 {
 		return x.Stdin
 	}
 	return 0
+}
+
+func (x *SpecRecord) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
 }
 
 // PipelineRecord is a pipeline, under its id in the pipelines bucket.
@@ -1336,6 +1362,246 @@ func (x *PipelineTemplate) GetSteps() []*PipelineTemplate_Step {
 	return nil
 }
 
+// UsageRecord is one ended attempt's usage, in the usage_attempts bucket
+// under its end time (8 bytes, unix nanoseconds, big-endian), its job id
+// and its attempt (4 bytes): kept after the job is deleted, until the
+// usage retention.
+type UsageRecord struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Job              string                 `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
+	Attempt          int64                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Tenant           string                 `protobuf:"bytes,3,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	Owner            string                 `protobuf:"bytes,4,opt,name=owner,proto3" json:"owner,omitempty"`
+	Labels           map[string]string      `protobuf:"bytes,5,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Slots            int64                  `protobuf:"varint,6,opt,name=slots,proto3" json:"slots,omitempty"`
+	StartedUnixNano  int64                  `protobuf:"fixed64,7,opt,name=started_unix_nano,json=startedUnixNano,proto3" json:"started_unix_nano,omitempty"`
+	FinishedUnixNano int64                  `protobuf:"fixed64,8,opt,name=finished_unix_nano,json=finishedUnixNano,proto3" json:"finished_unix_nano,omitempty"`
+	WallNanos        int64                  `protobuf:"varint,9,opt,name=wall_nanos,json=wallNanos,proto3" json:"wall_nanos,omitempty"`
+	CpuNanos         int64                  `protobuf:"varint,10,opt,name=cpu_nanos,json=cpuNanos,proto3" json:"cpu_nanos,omitempty"`
+	MaxRssKib        int64                  `protobuf:"varint,11,opt,name=max_rss_kib,json=maxRssKib,proto3" json:"max_rss_kib,omitempty"`
+	State            int32                  `protobuf:"varint,12,opt,name=state,proto3" json:"state,omitempty"` // job.State the attempt left the job in
+	ExitCode         int64                  `protobuf:"zigzag64,13,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
+	Name             string                 `protobuf:"bytes,14,opt,name=name,proto3" json:"name,omitempty"`
+	Worker           string                 `protobuf:"bytes,15,opt,name=worker,proto3" json:"worker,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *UsageRecord) Reset() {
+	*x = UsageRecord{}
+	mi := &file_store_record_record_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UsageRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UsageRecord) ProtoMessage() {}
+
+func (x *UsageRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_store_record_record_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UsageRecord.ProtoReflect.Descriptor instead.
+func (*UsageRecord) Descriptor() ([]byte, []int) {
+	return file_store_record_record_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *UsageRecord) GetJob() string {
+	if x != nil {
+		return x.Job
+	}
+	return ""
+}
+
+func (x *UsageRecord) GetAttempt() int64 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *UsageRecord) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *UsageRecord) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *UsageRecord) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *UsageRecord) GetSlots() int64 {
+	if x != nil {
+		return x.Slots
+	}
+	return 0
+}
+
+func (x *UsageRecord) GetStartedUnixNano() int64 {
+	if x != nil {
+		return x.StartedUnixNano
+	}
+	return 0
+}
+
+func (x *UsageRecord) GetFinishedUnixNano() int64 {
+	if x != nil {
+		return x.FinishedUnixNano
+	}
+	return 0
+}
+
+func (x *UsageRecord) GetWallNanos() int64 {
+	if x != nil {
+		return x.WallNanos
+	}
+	return 0
+}
+
+func (x *UsageRecord) GetCpuNanos() int64 {
+	if x != nil {
+		return x.CpuNanos
+	}
+	return 0
+}
+
+func (x *UsageRecord) GetMaxRssKib() int64 {
+	if x != nil {
+		return x.MaxRssKib
+	}
+	return 0
+}
+
+func (x *UsageRecord) GetState() int32 {
+	if x != nil {
+		return x.State
+	}
+	return 0
+}
+
+func (x *UsageRecord) GetExitCode() int64 {
+	if x != nil {
+		return x.ExitCode
+	}
+	return 0
+}
+
+func (x *UsageRecord) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *UsageRecord) GetWorker() string {
+	if x != nil {
+		return x.Worker
+	}
+	return ""
+}
+
+// RollupRecord sums the attempts of one day and group, in the
+// usage_rollups bucket (key: see store/usage.go).
+// Sums are in microseconds (each attempt's truncated), so that a year of
+// a large cluster cannot overflow them.
+type RollupRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Attempts      int64                  `protobuf:"varint,1,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	WallMicros    int64                  `protobuf:"varint,2,opt,name=wall_micros,json=wallMicros,proto3" json:"wall_micros,omitempty"`
+	CpuMicros     int64                  `protobuf:"varint,3,opt,name=cpu_micros,json=cpuMicros,proto3" json:"cpu_micros,omitempty"`
+	SlotMicros    int64                  `protobuf:"varint,4,opt,name=slot_micros,json=slotMicros,proto3" json:"slot_micros,omitempty"`
+	MaxRssKib     int64                  `protobuf:"varint,5,opt,name=max_rss_kib,json=maxRssKib,proto3" json:"max_rss_kib,omitempty"` // the largest of the attempts', not a sum
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RollupRecord) Reset() {
+	*x = RollupRecord{}
+	mi := &file_store_record_record_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RollupRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RollupRecord) ProtoMessage() {}
+
+func (x *RollupRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_store_record_record_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RollupRecord.ProtoReflect.Descriptor instead.
+func (*RollupRecord) Descriptor() ([]byte, []int) {
+	return file_store_record_record_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *RollupRecord) GetAttempts() int64 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *RollupRecord) GetWallMicros() int64 {
+	if x != nil {
+		return x.WallMicros
+	}
+	return 0
+}
+
+func (x *RollupRecord) GetCpuMicros() int64 {
+	if x != nil {
+		return x.CpuMicros
+	}
+	return 0
+}
+
+func (x *RollupRecord) GetSlotMicros() int64 {
+	if x != nil {
+		return x.SlotMicros
+	}
+	return 0
+}
+
+func (x *RollupRecord) GetMaxRssKib() int64 {
+	if x != nil {
+		return x.MaxRssKib
+	}
+	return 0
+}
+
 type PipelineRecord_Step struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
 	Name              string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -1348,7 +1614,7 @@ type PipelineRecord_Step struct {
 
 func (x *PipelineRecord_Step) Reset() {
 	*x = PipelineRecord_Step{}
-	mi := &file_store_record_record_proto_msgTypes[14]
+	mi := &file_store_record_record_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1360,7 +1626,7 @@ func (x *PipelineRecord_Step) String() string {
 func (*PipelineRecord_Step) ProtoMessage() {}
 
 func (x *PipelineRecord_Step) ProtoReflect() protoreflect.Message {
-	mi := &file_store_record_record_proto_msgTypes[14]
+	mi := &file_store_record_record_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1414,7 +1680,7 @@ type PipelineTemplate_Axis struct {
 
 func (x *PipelineTemplate_Axis) Reset() {
 	*x = PipelineTemplate_Axis{}
-	mi := &file_store_record_record_proto_msgTypes[16]
+	mi := &file_store_record_record_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1426,7 +1692,7 @@ func (x *PipelineTemplate_Axis) String() string {
 func (*PipelineTemplate_Axis) ProtoMessage() {}
 
 func (x *PipelineTemplate_Axis) ProtoReflect() protoreflect.Message {
-	mi := &file_store_record_record_proto_msgTypes[16]
+	mi := &file_store_record_record_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1469,7 +1735,7 @@ type PipelineTemplate_Step struct {
 
 func (x *PipelineTemplate_Step) Reset() {
 	*x = PipelineTemplate_Step{}
-	mi := &file_store_record_record_proto_msgTypes[17]
+	mi := &file_store_record_record_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1481,7 +1747,7 @@ func (x *PipelineTemplate_Step) String() string {
 func (*PipelineTemplate_Step) ProtoMessage() {}
 
 func (x *PipelineTemplate_Step) ProtoReflect() protoreflect.Message {
-	mi := &file_store_record_record_proto_msgTypes[17]
+	mi := &file_store_record_record_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1536,7 +1802,7 @@ var File_store_record_record_proto protoreflect.FileDescriptor
 
 const file_store_record_record_proto_rawDesc = "" +
 	"\n" +
-	"\x19store/record/record.proto\x12\x0ehodei.store.v1\"\xcf\x05\n" +
+	"\x19store/record/record.proto\x12\x0ehodei.store.v1\"\x9e\x06\n" +
 	"\tJobRecord\x12\x14\n" +
 	"\x05state\x18\x01 \x01(\x05R\x05state\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x03R\aattempt\x12\x18\n" +
@@ -1558,7 +1824,9 @@ const file_store_record_record_proto_rawDesc = "" +
 	"\x04stop\x18\x11 \x01(\x05R\x04stop\x12 \n" +
 	"\vpreemptions\x18\x12 \x01(\x03R\vpreemptions\x12'\n" +
 	"\x0fdeadline_missed\x18\x13 \x01(\bR\x0edeadlineMissed\x12\x16\n" +
-	"\x06signal\x18\x14 \x01(\x03R\x06signal\"\xb1\t\n" +
+	"\x06signal\x18\x14 \x01(\x03R\x06signal\x12(\n" +
+	"\x10usage_wall_nanos\x18\x15 \x01(\x03R\x0eusageWallNanos\x12#\n" +
+	"\rusage_attempt\x18\x16 \x01(\x03R\fusageAttempt\"\xc7\t\n" +
 	"\n" +
 	"SpecRecord\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
@@ -1595,7 +1863,8 @@ const file_store_record_record_proto_rawDesc = "" +
 	"arrayIndex\x12\x1f\n" +
 	"\varray_limit\x18\x1b \x01(\x03R\n" +
 	"arrayLimit\x12\x14\n" +
-	"\x05stdin\x18\x1c \x01(\x03R\x05stdin\x1a9\n" +
+	"\x05stdin\x18\x1c \x01(\x03R\x05stdin\x12\x14\n" +
+	"\x05owner\x18\x1d \x01(\tR\x05owner\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a6\n" +
@@ -1704,7 +1973,37 @@ const file_store_record_record_proto_rawDesc = "" +
 	"\x04spec\x18\x02 \x01(\fR\x04spec\x12\x14\n" +
 	"\x05needs\x18\x03 \x03(\tR\x05needs\x12.\n" +
 	"\x13continue_on_failure\x18\x04 \x01(\bR\x11continueOnFailure\x12=\n" +
-	"\x06matrix\x18\x05 \x03(\v2%.hodei.store.v1.PipelineTemplate.AxisR\x06matrixB1Z/github.com/hodei-jobs/hodei/store/record;recordb\x06proto3"
+	"\x06matrix\x18\x05 \x03(\v2%.hodei.store.v1.PipelineTemplate.AxisR\x06matrix\"\x8e\x04\n" +
+	"\vUsageRecord\x12\x10\n" +
+	"\x03job\x18\x01 \x01(\tR\x03job\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\x03R\aattempt\x12\x16\n" +
+	"\x06tenant\x18\x03 \x01(\tR\x06tenant\x12\x14\n" +
+	"\x05owner\x18\x04 \x01(\tR\x05owner\x12?\n" +
+	"\x06labels\x18\x05 \x03(\v2'.hodei.store.v1.UsageRecord.LabelsEntryR\x06labels\x12\x14\n" +
+	"\x05slots\x18\x06 \x01(\x03R\x05slots\x12*\n" +
+	"\x11started_unix_nano\x18\a \x01(\x10R\x0fstartedUnixNano\x12,\n" +
+	"\x12finished_unix_nano\x18\b \x01(\x10R\x10finishedUnixNano\x12\x1d\n" +
+	"\n" +
+	"wall_nanos\x18\t \x01(\x03R\twallNanos\x12\x1b\n" +
+	"\tcpu_nanos\x18\n" +
+	" \x01(\x03R\bcpuNanos\x12\x1e\n" +
+	"\vmax_rss_kib\x18\v \x01(\x03R\tmaxRssKib\x12\x14\n" +
+	"\x05state\x18\f \x01(\x05R\x05state\x12\x1b\n" +
+	"\texit_code\x18\r \x01(\x12R\bexitCode\x12\x12\n" +
+	"\x04name\x18\x0e \x01(\tR\x04name\x12\x16\n" +
+	"\x06worker\x18\x0f \x01(\tR\x06worker\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xab\x01\n" +
+	"\fRollupRecord\x12\x1a\n" +
+	"\battempts\x18\x01 \x01(\x03R\battempts\x12\x1f\n" +
+	"\vwall_micros\x18\x02 \x01(\x03R\n" +
+	"wallMicros\x12\x1d\n" +
+	"\n" +
+	"cpu_micros\x18\x03 \x01(\x03R\tcpuMicros\x12\x1f\n" +
+	"\vslot_micros\x18\x04 \x01(\x03R\n" +
+	"slotMicros\x12\x1e\n" +
+	"\vmax_rss_kib\x18\x05 \x01(\x03R\tmaxRssKibB1Z/github.com/hodei-jobs/hodei/store/record;recordb\x06proto3"
 
 var (
 	file_store_record_record_proto_rawDescOnce sync.Once
@@ -1718,7 +2017,7 @@ func file_store_record_record_proto_rawDescGZIP() []byte {
 	return file_store_record_record_proto_rawDescData
 }
 
-var file_store_record_record_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_store_record_record_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_store_record_record_proto_goTypes = []any{
 	(*JobRecord)(nil),             // 0: hodei.store.v1.JobRecord
 	(*SpecRecord)(nil),            // 1: hodei.store.v1.SpecRecord
@@ -1730,31 +2029,35 @@ var file_store_record_record_proto_goTypes = []any{
 	(*ArrayRecord)(nil),           // 7: hodei.store.v1.ArrayRecord
 	(*ScheduleRecord)(nil),        // 8: hodei.store.v1.ScheduleRecord
 	(*PipelineTemplate)(nil),      // 9: hodei.store.v1.PipelineTemplate
-	nil,                           // 10: hodei.store.v1.SpecRecord.LabelsEntry
-	nil,                           // 11: hodei.store.v1.SpecRecord.EnvEntry
-	nil,                           // 12: hodei.store.v1.SpecRecord.SecretEnvEntry
-	nil,                           // 13: hodei.store.v1.SpecRecord.SelectorEntry
-	(*PipelineRecord_Step)(nil),   // 14: hodei.store.v1.PipelineRecord.Step
-	nil,                           // 15: hodei.store.v1.WorkerRecord.LabelsEntry
-	(*PipelineTemplate_Axis)(nil), // 16: hodei.store.v1.PipelineTemplate.Axis
-	(*PipelineTemplate_Step)(nil), // 17: hodei.store.v1.PipelineTemplate.Step
+	(*UsageRecord)(nil),           // 10: hodei.store.v1.UsageRecord
+	(*RollupRecord)(nil),          // 11: hodei.store.v1.RollupRecord
+	nil,                           // 12: hodei.store.v1.SpecRecord.LabelsEntry
+	nil,                           // 13: hodei.store.v1.SpecRecord.EnvEntry
+	nil,                           // 14: hodei.store.v1.SpecRecord.SecretEnvEntry
+	nil,                           // 15: hodei.store.v1.SpecRecord.SelectorEntry
+	(*PipelineRecord_Step)(nil),   // 16: hodei.store.v1.PipelineRecord.Step
+	nil,                           // 17: hodei.store.v1.WorkerRecord.LabelsEntry
+	(*PipelineTemplate_Axis)(nil), // 18: hodei.store.v1.PipelineTemplate.Axis
+	(*PipelineTemplate_Step)(nil), // 19: hodei.store.v1.PipelineTemplate.Step
+	nil,                           // 20: hodei.store.v1.UsageRecord.LabelsEntry
 }
 var file_store_record_record_proto_depIdxs = []int32{
 	1,  // 0: hodei.store.v1.JobRecord.spec:type_name -> hodei.store.v1.SpecRecord
-	10, // 1: hodei.store.v1.SpecRecord.labels:type_name -> hodei.store.v1.SpecRecord.LabelsEntry
-	11, // 2: hodei.store.v1.SpecRecord.env:type_name -> hodei.store.v1.SpecRecord.EnvEntry
-	12, // 3: hodei.store.v1.SpecRecord.secret_env:type_name -> hodei.store.v1.SpecRecord.SecretEnvEntry
-	13, // 4: hodei.store.v1.SpecRecord.selector:type_name -> hodei.store.v1.SpecRecord.SelectorEntry
-	14, // 5: hodei.store.v1.PipelineRecord.steps:type_name -> hodei.store.v1.PipelineRecord.Step
-	15, // 6: hodei.store.v1.WorkerRecord.labels:type_name -> hodei.store.v1.WorkerRecord.LabelsEntry
+	12, // 1: hodei.store.v1.SpecRecord.labels:type_name -> hodei.store.v1.SpecRecord.LabelsEntry
+	13, // 2: hodei.store.v1.SpecRecord.env:type_name -> hodei.store.v1.SpecRecord.EnvEntry
+	14, // 3: hodei.store.v1.SpecRecord.secret_env:type_name -> hodei.store.v1.SpecRecord.SecretEnvEntry
+	15, // 4: hodei.store.v1.SpecRecord.selector:type_name -> hodei.store.v1.SpecRecord.SelectorEntry
+	16, // 5: hodei.store.v1.PipelineRecord.steps:type_name -> hodei.store.v1.PipelineRecord.Step
+	17, // 6: hodei.store.v1.WorkerRecord.labels:type_name -> hodei.store.v1.WorkerRecord.LabelsEntry
 	9,  // 7: hodei.store.v1.ScheduleRecord.pipeline:type_name -> hodei.store.v1.PipelineTemplate
-	17, // 8: hodei.store.v1.PipelineTemplate.steps:type_name -> hodei.store.v1.PipelineTemplate.Step
-	16, // 9: hodei.store.v1.PipelineTemplate.Step.matrix:type_name -> hodei.store.v1.PipelineTemplate.Axis
-	10, // [10:10] is the sub-list for method output_type
-	10, // [10:10] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	19, // 8: hodei.store.v1.PipelineTemplate.steps:type_name -> hodei.store.v1.PipelineTemplate.Step
+	20, // 9: hodei.store.v1.UsageRecord.labels:type_name -> hodei.store.v1.UsageRecord.LabelsEntry
+	18, // 10: hodei.store.v1.PipelineTemplate.Step.matrix:type_name -> hodei.store.v1.PipelineTemplate.Axis
+	11, // [11:11] is the sub-list for method output_type
+	11, // [11:11] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_store_record_record_proto_init() }
@@ -1768,7 +2071,7 @@ func file_store_record_record_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_store_record_record_proto_rawDesc), len(file_store_record_record_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   18,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

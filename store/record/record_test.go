@@ -175,6 +175,7 @@ func TestFieldNumbers(t *testing.T) {
 		"usage_max_rss_kib": jobUsageMaxRSS, "not_before_unix_nano": jobNotBefore,
 		"cancel_requested": jobCancelRequest, "stop": jobStop, "preemptions": jobPreemptions,
 		"deadline_missed": jobDeadlineMiss, "signal": jobSignal,
+		"usage_wall_nanos": jobUsageWall, "usage_attempt": jobUsageAttempt,
 	})
 	check(t, &SpecRecord{}, map[string]protowire.Number{
 		"name": specName, "command": specCommand, "script": specScript, "labels": specLabels,
@@ -185,7 +186,7 @@ func TestFieldNumbers(t *testing.T) {
 		"selector": specSelector, "depends_on": specDependsOn, "preemptible": specPreemptible,
 		"pipeline": specPipeline, "step": specStep, "continue_on_failure": specContinueOnFailure,
 		"array": specArray, "array_index": specArrayIndex, "array_limit": specArrayLimit,
-		"stdin": specStdin,
+		"stdin": specStdin, "owner": specOwner,
 	})
 }
 
@@ -368,6 +369,7 @@ func referenceJob(id string, r *JobRecord) *job.Job {
 			ArrayIndex:        int(s.GetArrayIndex()),
 			ArrayLimit:        int(s.GetArrayLimit()),
 			Stdin:             job.Stdin(s.GetStdin()),
+			Owner:             s.GetOwner(),
 		},
 		State:           job.State(r.GetState()),
 		Attempt:         int(r.GetAttempt()),
@@ -385,7 +387,8 @@ func referenceJob(id string, r *JobRecord) *job.Job {
 		StartedAt:       fromNanos(r.GetStartedUnixNano()),
 		FinishedAt:      fromNanos(r.GetFinishedUnixNano()),
 		NotBefore:       fromNanos(r.GetNotBeforeUnixNano()),
-		Usage:           job.Usage{CPUTime: time.Duration(r.GetUsageCpuTimeNanos()), MaxRSSKiB: r.GetUsageMaxRssKib()},
+		Usage: job.Usage{CPUTime: time.Duration(r.GetUsageCpuTimeNanos()), MaxRSSKiB: r.GetUsageMaxRssKib(),
+			Wall: time.Duration(r.GetUsageWallNanos()), Attempt: int(r.GetUsageAttempt())},
 	}
 }
 
@@ -492,6 +495,7 @@ func fromJob(j *job.Job, version uint64) *JobRecord {
 			ArrayIndex:        int64(s.ArrayIndex),
 			ArrayLimit:        int64(s.ArrayLimit),
 			Stdin:             int64(s.Stdin),
+			Owner:             s.Owner,
 		},
 		CreatedUnixNano:   nanos(j.CreatedAt),
 		ScheduledUnixNano: nanos(j.ScheduledAt),
@@ -502,6 +506,8 @@ func fromJob(j *job.Job, version uint64) *JobRecord {
 		Reason:            j.Reason,
 		UsageCpuTimeNanos: int64(j.Usage.CPUTime),
 		UsageMaxRssKib:    j.Usage.MaxRSSKiB,
+		UsageWallNanos:    int64(j.Usage.Wall),
+		UsageAttempt:      int64(j.Usage.Attempt),
 		NotBeforeUnixNano: nanos(j.NotBefore),
 		CancelRequested:   j.CancelRequested,
 		Stop:              int32(j.Stop),
