@@ -174,6 +174,14 @@ func (j *journal) save(res *pb.JobFinished) error {
 	return nil
 }
 
+// undelivered returns how many results the journal holds that the server
+// has not acknowledged.
+func (j *journal) undelivered() int {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return len(j.pending)
+}
+
 // remove forgets a delivered result. It is gone from memory even when its
 // delivered record cannot be written: the next compaction drops it from
 // the file, and until then a restarted agent at worst reports it again,

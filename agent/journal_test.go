@@ -25,6 +25,9 @@ func TestJournalKeepsUndeliveredResults(t *testing.T) {
 	if err := j.remove(ref{"B", 1}); err != nil {
 		t.Fatal(err)
 	}
+	if n := j.undelivered(); n != 2 {
+		t.Fatalf("undelivered = %d, want 2 (the heartbeat's backlog)", n)
+	}
 	os.WriteFile(j.spoolPath(ref{"A", 1}, ".out"), []byte("hello"), 0o600)
 	os.WriteFile(j.spoolPath(ref{"C", 1}, ".out"), []byte("lost"), 0o600) // no result: died with the agent
 	j.close()
@@ -51,6 +54,18 @@ func TestJournalKeepsUndeliveredResults(t *testing.T) {
 	}
 	if a := got[ref{"A", 1}]; a.out.Size() != 5 || a.errs.Size() != 0 || a.outcome().GetExitCode() != 1 {
 		t.Fatalf("A/1: output %d bytes, result %v", a.out.Size(), a.outcome())
+	}
+	// Its output is backlog until the server acknowledges it.
+	a := got[ref{"A", 1}]
+	if n := a.unacked(); n != 5 {
+		t.Fatalf("A/1 unacked = %d, want 5", n)
+	}
+	a.ack(pb.LogStream_LOG_STREAM_OUTPUT, 3)
+	if n := a.unacked(); n != 2 {
+		t.Fatalf("A/1 unacked after an ack of 3 = %d, want 2", n)
+	}
+	if n := j.undelivered(); n != 2 {
+		t.Fatalf("undelivered after a restart = %d, want 2", n)
 	}
 	if _, err := os.Stat(j.spoolPath(ref{"C", 1}, ".out")); !os.IsNotExist(err) {
 		t.Fatalf("spool of a lost attempt was kept: %v", err)

@@ -413,7 +413,9 @@ func (s *session) heartbeats(every time.Duration) {
 		}
 		for _, t := range s.a.snapshotTasks() { // running, or ended and not yet delivered
 			hb.Running = append(hb.Running, &pb.JobRef{JobId: t.ref.job, Attempt: int32(t.ref.attempt)})
+			hb.UnackedLogBytes += t.unacked()
 		}
+		hb.UndeliveredResults = int32(s.a.journal.undelivered())
 		if !s.send(s.ctrl, &pb.AgentMessage{Msg: &pb.AgentMessage_Heartbeat{Heartbeat: hb}}) {
 			return
 		}

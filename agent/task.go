@@ -112,6 +112,23 @@ func (t *task) ackedOffsets() [2]int64 {
 	return t.acked
 }
 
+// unacked returns the bytes of its output, both streams, that the server
+// has not acknowledged: 0 for a task whose attempt has not started.
+func (t *task) unacked() int64 {
+	select {
+	case <-t.ready:
+	default:
+		return 0
+	}
+	var n int64
+	for _, s := range [...]*spool{t.out, t.errs} {
+		if s != nil {
+			n += max(s.Size()-s.Acked(), 0)
+		}
+	}
+	return n
+}
+
 // fullyAcked reports whether the server holds the task's whole output.
 func (t *task) fullyAcked() bool {
 	res := t.outcome()

@@ -51,6 +51,10 @@ type Observer interface {
 	Refused(tenant string)
 	// Preempted: a running job of tenant was stopped to be requeued.
 	Preempted(tenant string)
+	// WorkersLost: n workers were declared DOWN, silent past their lease
+	// (their running jobs lost), or not back within a lease of a restart
+	// while holding jobs.
+	WorkersLost(n int)
 }
 
 // Cluster owns the live state of jobs and workers and the dispatch loop.
@@ -66,6 +70,7 @@ type Cluster struct {
 	mu           sync.RWMutex
 	wait         waitTable                      // Pending jobs, and arrays' entries
 	needs        map[string][]string            // blocked job id → its dependencies
+	unblocked    map[slot]int64                 // waiting entries that were blocked → when their dependencies let them run (Unix ns)
 	active       map[string]*job.Job            // Scheduled and Running jobs, by id; immutable values
 	queues       map[string]*tenantQueue        // tenant → its ready work
 	delayed      delayHeap                      // waiting jobs whose backoff has not ended
@@ -133,6 +138,7 @@ func New(cfg Config) *Cluster {
 		cfg:          cfg,
 		log:          cfg.Logger.With("component", "cluster"),
 		needs:        make(map[string][]string),
+		unblocked:    make(map[slot]int64),
 		active:       make(map[string]*job.Job),
 		queues:       make(map[string]*tenantQueue),
 		counts:       make(map[string]*tenantCount),

@@ -262,7 +262,8 @@ func TestDependencies(t *testing.T) {
 }
 
 func TestWorkerLost(t *testing.T) {
-	h := newHarness(t)
+	obs := &countingObserver{}
+	h := newHarness(t, func(c *Config) { c.Observer = obs })
 	h.worker("w1", 2, nil)
 	retry := h.submit(job.Spec{Retries: 1})
 	once := h.submit(job.Spec{})
@@ -282,6 +283,9 @@ func TestWorkerLost(t *testing.T) {
 	}
 	if ws := h.s.Workers(); len(ws) != 1 || ws[0].State != job.WorkerDown {
 		t.Fatalf("workers = %+v, want w1 DOWN", ws)
+	}
+	if obs.lost != 1 {
+		t.Fatalf("observer saw %d workers lost, want 1", obs.lost)
 	}
 	// A second worker takes the retry; the lost attempt's late report is rejected.
 	h.worker("w2", 1, nil)

@@ -211,6 +211,7 @@ type countingObserver struct {
 	slaMissed map[string]int
 	refused   map[string]int
 	preempted map[string]int
+	lost      int
 }
 
 func (o *countingObserver) Submitted(string, int)            {}
@@ -219,6 +220,7 @@ func (o *countingObserver) Finished(string, job.State, int)  {}
 func (o *countingObserver) SLAMissed(tenant string)          { inc(&o.slaMissed, tenant) }
 func (o *countingObserver) Refused(tenant string)            { inc(&o.refused, tenant) }
 func (o *countingObserver) Preempted(tenant string)          { inc(&o.preempted, tenant) }
+func (o *countingObserver) WorkersLost(n int)                { o.lost += n }
 func inc(m *map[string]int, k string) {
 	if *m == nil {
 		*m = map[string]int{}

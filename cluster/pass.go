@@ -100,6 +100,9 @@ func (s *Cluster) expireWorkers(now time.Time, next *wakeAt) {
 	for _, id := range down {
 		s.log.Warn("worker lost", "worker", id, "lease", s.cfg.Lease)
 	}
+	if len(down) > 0 && s.cfg.Observer != nil {
+		s.cfg.Observer.WorkersLost(len(down))
+	}
 }
 
 // checkDeps looks at the blocked jobs one of whose dependencies ended (or
@@ -173,6 +176,7 @@ func (s *Cluster) checkDeps(ctx context.Context) []scheduler.Orphan {
 		}
 		if done {
 			delete(s.needs, id)
+			s.unblocked[sl] = now.UnixNano() // its wait in the queue starts now
 			s.file(sl, false, now)
 		}
 	}

@@ -125,6 +125,7 @@ func (l lockedObserver) Finished(string, job.State, int)  {}
 func (l lockedObserver) SLAMissed(t string)               { l.mu.Lock(); l.o.SLAMissed(t); l.mu.Unlock() }
 func (l lockedObserver) Refused(t string)                 { l.mu.Lock(); l.o.Refused(t); l.mu.Unlock() }
 func (l lockedObserver) Preempted(t string)               { l.mu.Lock(); l.o.Preempted(t); l.mu.Unlock() }
+func (l lockedObserver) WorkersLost(n int)                { l.mu.Lock(); l.o.WorkersLost(n); l.mu.Unlock() }
 
 func TestBurstEndStopsTheNewestFirst(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.Heartbeat, c.Lease = time.Hour, 1000*time.Hour })

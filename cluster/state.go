@@ -23,7 +23,8 @@ import (
 //     in its tenant's queue that stands for all of them.
 //   - counts: per tenant, what its waiting and active jobs add up to, kept
 //     on every change, so that /metrics and `tenants ls` read figures
-//     instead of walking jobs.
+//     instead of walking jobs; with its ready entries by the second they
+//     became eligible (ages.go), for the age of the oldest.
 //
 // Finished jobs are read from the store (with a small cache of the most
 // recent ones). All of it is guarded by Cluster.mu.
@@ -142,6 +143,7 @@ type tenantCount struct {
 	Running   int           // started
 	Asked     job.Resources // asked for by its waiting jobs
 	Held      job.Resources // held by its Scheduled and Running jobs
+	ready     readyAges     // its ready entries by when they became eligible
 }
 
 // arrayState is one array whose tasks are not all materialized.
@@ -170,10 +172,12 @@ func (s *Cluster) file(sl slot, isBlocked bool, now time.Time) {
 	}
 }
 
-// enqueue adds the entry in slot sl to its tenant's ready queue, or to
-// the parked entries of its shape when that shape is parked.
+// enqueue adds the entry in slot sl, which was in no queue, to its
+// tenant's ready queue, or to the parked entries of its shape when that
+// shape is parked, and counts it in its tenant's ready ages.
 func (s *Cluster) enqueue(sl slot) {
 	e := s.wait.at(sl)
+	s.tenantList[e.tenant].ready.add(s.eligibleAt(sl))
 	if ps := s.parkedShapeOf(e); ps != nil {
 		s.parkIn(ps, sl)
 		return
@@ -203,14 +207,17 @@ func (s *Cluster) insertReady(sl slot) {
 func (s *Cluster) unfile(sl slot) {
 	switch e := s.wait.at(sl); e.at {
 	case ready:
+		s.tenantList[e.tenant].ready.remove(s.eligibleAt(sl))
 		s.dequeue(sl)
 	case parked:
+		s.tenantList[e.tenant].ready.remove(s.eligibleAt(sl))
 		s.unpark(sl)
 	case delayed:
 		heap.Remove(&s.delayed, int(e.pos))
 	case blocked:
 		delete(s.needs, s.wait.id(sl))
 	}
+	delete(s.unblocked, sl)
 	s.wait.remove(sl)
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/hodei-jobs/hodei/job"
 	"github.com/hodei-jobs/hodei/quota"
@@ -26,6 +27,11 @@ type TenantStatus struct {
 	Share     float64
 	FairShare float64
 	Burst     quota.Burst // as of the call
+	// OldestReady is when its longest-waiting ready job (dependencies
+	// met, backoff over; an array's tasks not yet run count as one)
+	// became eligible, to the second below: its submit, the end of its
+	// backoff, or when its dependencies let it run. Zero when none waits.
+	OldestReady time.Time
 }
 
 // SetTenant creates tenant name or changes it: change (nil: none) edits a
@@ -141,6 +147,9 @@ func (s *Cluster) Tenants() []TenantStatus {
 		st.Pending = c.Asked
 		st.Running = c.Held
 		st.Scheduled, st.RunningJobs = c.Scheduled, c.Running
+		if sec, ok := c.ready.oldest(); ok {
+			st.OldestReady = time.Unix(sec, 0)
+		}
 	}
 	s.mu.RUnlock()
 

@@ -18,6 +18,10 @@ type Stats struct {
 	CPUPercent    float64
 	MemoryUsedMiB int64
 	Load1         float64
+	// The agent's backlog: the job results in its journal and the spooled
+	// output bytes the server has not acknowledged.
+	UndeliveredResults int
+	UnackedLogBytes    int64
 }
 
 // workerState is the live view of one worker. Values are immutable.

@@ -3652,9 +3652,14 @@ type Heartbeat struct {
 	Load1         float64                `protobuf:"fixed64,3,opt,name=load1,proto3" json:"load1,omitempty"`
 	// running: every attempt the agent holds, running or ended and not yet
 	// delivered; the server stops those it no longer wants.
-	Running       []*JobRef `protobuf:"bytes,4,rep,name=running,proto3" json:"running,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Running []*JobRef `protobuf:"bytes,4,rep,name=running,proto3" json:"running,omitempty"`
+	// The agent's backlog (hodei_agent_backlog_* in /metrics): results in its
+	// journal the server has not acknowledged, and spooled output bytes (both
+	// streams of every attempt it holds) the server has not acknowledged.
+	UndeliveredResults int32 `protobuf:"varint,5,opt,name=undelivered_results,json=undeliveredResults,proto3" json:"undelivered_results,omitempty"`
+	UnackedLogBytes    int64 `protobuf:"varint,6,opt,name=unacked_log_bytes,json=unackedLogBytes,proto3" json:"unacked_log_bytes,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *Heartbeat) Reset() {
@@ -3713,6 +3718,20 @@ func (x *Heartbeat) GetRunning() []*JobRef {
 		return x.Running
 	}
 	return nil
+}
+
+func (x *Heartbeat) GetUndeliveredResults() int32 {
+	if x != nil {
+		return x.UndeliveredResults
+	}
+	return 0
+}
+
+func (x *Heartbeat) GetUnackedLogBytes() int64 {
+	if x != nil {
+		return x.UnackedLogBytes
+	}
+	return 0
 }
 
 type JobStarted struct {
@@ -8271,13 +8290,15 @@ const file_hodei_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"9\n" +
 	"\aGoodbye\x12\x14\n" +
 	"\x05drain\x18\x01 \x01(\bR\x05drain\x12\x18\n" +
-	"\arunning\x18\x02 \x01(\x05R\arunning\"\x96\x01\n" +
+	"\arunning\x18\x02 \x01(\x05R\arunning\"\xf3\x01\n" +
 	"\tHeartbeat\x12\x1f\n" +
 	"\vcpu_percent\x18\x01 \x01(\x01R\n" +
 	"cpuPercent\x12&\n" +
 	"\x0fmemory_used_mib\x18\x02 \x01(\x03R\rmemoryUsedMib\x12\x14\n" +
 	"\x05load1\x18\x03 \x01(\x01R\x05load1\x12*\n" +
-	"\arunning\x18\x04 \x03(\v2\x10.hodei.v1.JobRefR\arunning\"{\n" +
+	"\arunning\x18\x04 \x03(\v2\x10.hodei.v1.JobRefR\arunning\x12/\n" +
+	"\x13undelivered_results\x18\x05 \x01(\x05R\x12undeliveredResults\x12*\n" +
+	"\x11unacked_log_bytes\x18\x06 \x01(\x03R\x0funackedLogBytes\"{\n" +
 	"\n" +
 	"JobStarted\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +

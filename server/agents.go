@@ -254,7 +254,8 @@ func (s *Server) closeAgent(conn *agentConn) {
 func (s *Server) handleAgent(ctx context.Context, conn *agentConn, msg *pb.AgentMessage) error {
 	var stats *cluster.Stats
 	if hb := msg.GetHeartbeat(); hb != nil {
-		stats = &cluster.Stats{CPUPercent: hb.GetCpuPercent(), MemoryUsedMiB: hb.GetMemoryUsedMib(), Load1: hb.GetLoad1()}
+		stats = &cluster.Stats{CPUPercent: hb.GetCpuPercent(), MemoryUsedMiB: hb.GetMemoryUsedMib(), Load1: hb.GetLoad1(),
+			UndeliveredResults: int(hb.GetUndeliveredResults()), UnackedLogBytes: hb.GetUnackedLogBytes()}
 	}
 	if !s.sched.Heartbeat(conn.workerID, stats) {
 		return errors.New("worker was declared lost; reconnect to reconcile")

@@ -225,7 +225,7 @@ func New(ctx context.Context, cfg Config) (s *Server, err error) {
 	s.terms = newTerminals(s.agents)
 	s.journal = newJournal(cfg.Now())
 	s.following = newStreamLimit(cfg.MaxStreamsPerToken)
-	s.metrics = newMetrics(func() *cluster.Cluster { return s.sched })
+	s.metrics = newMetrics(func() *cluster.Cluster { return s.sched }, cfg.Now)
 	s.metrics.reg.MustRegister(storeCollectors(db)...)
 	s.auditLog = newAuditLog(db.AppendAudit, cfg.Now, cfg.Logger, s.metrics.reg, auditQueueLen)
 	s.auditLog.healed = db.Healed

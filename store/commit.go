@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -136,6 +137,7 @@ func (db *DB) commit(batch []*request) {
 	db.idx = &txIndex{}
 	failing := db.health.failing()
 	wrote := false // every request ran: an error now is the file's
+	start := time.Now()
 	err := db.bolt.Update(func(tx *bolt.Tx) error {
 		// Job ids are ULIDs, so new records go at the end of their bucket:
 		// bbolt splits the pages they fill full rather than half full,
@@ -159,6 +161,7 @@ func (db *DB) commit(batch []*request) {
 		wrote = true
 		return nil
 	})
+	took := time.Since(start)
 	db.idx = nil
 	err = closedErr(err)
 	switch {
@@ -175,6 +178,7 @@ func (db *DB) commit(batch []*request) {
 		db.health.observe(err, size)
 	}
 	db.statsMu.Lock()
+	db.stats.observeCommit(took)
 	if err != nil {
 		db.stats.Failed++
 	} else {

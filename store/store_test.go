@@ -261,6 +261,35 @@ func TestGroupCommit(t *testing.T) {
 		require.Equal(t, uint64(2), after.Commits-before.Commits, "the blocking commit and one for all 64")
 		require.Equal(t, uint64(n+1), after.Requests-before.Requests)
 	})
+	t.Run("Latency", func(t *testing.T) {
+		// Every transaction is timed, in the bucket of its duration: one
+		// held open by a request lasts at least as long as it was held.
+		db := MustOpen(t)
+		before := db.Stats()
+		release := blockLoop(t, db)
+		heldFrom := time.Now()
+		for time.Since(heldFrom) < time.Millisecond { // past the first buckets
+			runtime.Gosched()
+		}
+		held := time.Since(heldFrom)
+		close(release)
+		require.NoError(t, db.Insert(t.Context(), []*job.Job{storetest.NewJob(1)})) // committed after it
+		after := db.Stats()
+		var timed uint64
+		slowest := -1
+		for i := range after.CommitSeconds {
+			if n := after.CommitSeconds[i] - before.CommitSeconds[i]; n > 0 {
+				timed += n
+				slowest = i
+			}
+		}
+		require.Equal(t, after.Commits+after.Failed-before.Commits-before.Failed, timed, "one observation a transaction")
+		require.Equal(t, uint64(2), timed)
+		require.GreaterOrEqual(t, after.CommitTime-before.CommitTime, held)
+		if slowest < len(CommitBuckets) {
+			require.GreaterOrEqual(t, CommitBuckets[slowest], held.Seconds(), "the held transaction's bucket")
+		}
+	})
 	t.Run("Concurrent", func(t *testing.T) {
 		// Without help from a hook, 64 concurrent writers still share commits.
 		db := MustOpen(t)
