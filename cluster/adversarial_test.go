@@ -121,6 +121,32 @@ func TestAdversarialCancelArrayRacesDispatch(t *testing.T) {
 	}
 }
 
+// A task that starts between CancelArray's read of the array's jobs and
+// its commit: its update loses to the start, and it is stopped all the
+// same.
+func TestAdversarialCancelArrayRacesStart(t *testing.T) {
+	h := newHarness(t)
+	hs := &hookStore{countingStore: h.store}
+	h.s.cfg.Store = hs
+	a, err := h.s.SubmitArray(h.ctx, job.Spec{Command: []string{"true"}}, job.ArraySpec{First: 0, Last: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.worker("w1", 1, nil)
+	h.pass()
+	as := h.disp.takeAssigns()
+	if len(as) != 1 {
+		t.Fatalf("%d tasks dispatched, want 1", len(as))
+	}
+	hs.before = func() { h.start(as[0].job) }
+	if _, _, err := h.s.CancelArray(h.ctx, a.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	if j := h.get(as[0].job.ID); j.State != job.Running || j.Stop == job.NoStop {
+		t.Fatalf("task %s is %s with stop %v after its array was cancelled; want RUNNING and stopping", j.ID, j.State, j.Stop)
+	}
+}
+
 // 100,000 jobs of one tenant that fit nowhere (a selector no worker has),
 // plus another tenant's small jobs: the small ones start, and a pass costs
 // what it places.

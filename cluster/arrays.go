@@ -235,10 +235,10 @@ func (s *Cluster) CancelArrayOf(ctx context.Context, arrayID, reason string, see
 		}
 		handled := make(map[string]bool, len(updates))
 		for i, u := range updates {
-			handled[u.Next.ID] = true
 			if errs[i] != nil {
-				continue // ended or changed meanwhile; a later pass sees it
+				continue // ended or changed meanwhile (dispatched, started): cancelled below from what it is now
 			}
+			handled[u.Next.ID] = true
 			s.publish(u.Next)
 			s.cancelled(olds[i], u.Next, reason)
 			n++
@@ -247,7 +247,8 @@ func (s *Cluster) CancelArrayOf(ctx context.Context, arrayID, reason string, see
 			}
 		}
 		// A pass may have dispatched a task between the read of the
-		// array's jobs and the commit: cancel it too.
+		// array's jobs and the commit, or a task's update lost to its
+		// start: cancel those too.
 		s.mu.RLock()
 		late := slices.DeleteFunc(s.arrayJobs(arrayID), func(id string) bool { return handled[id] })
 		s.mu.RUnlock()
