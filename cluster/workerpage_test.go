@@ -100,3 +100,38 @@ func TestWorkerPage(t *testing.T) {
 		}
 	})
 }
+
+// BenchmarkWorkerPage times a page of 50 workers from the middle of
+// 10,000, each running one job, against the whole list (Workers, what
+// ListWorkers without page_size answers). It reports ms/op. Run it by
+// name:
+//
+//	go test -run '^$' -bench WorkerPage -benchtime 200x ./cluster
+func BenchmarkWorkerPage(b *testing.B) {
+	const n = 10_000
+	h := newHarness(b)
+	for i := range n {
+		h.worker(fmt.Sprintf("w%05d", i), 1, nil)
+		h.submit(job.Spec{})
+	}
+	h.pass()
+	if got := len(h.s.active); got != n {
+		b.Fatalf("%d active jobs, want %d", got, n)
+	}
+	b.Run(fmt.Sprintf("workers=%d/page", n), func(b *testing.B) {
+		for b.Loop() {
+			if ws, next := h.s.WorkerPage("w05000", 50); len(ws) != 50 || next == "" || len(ws[0].Running) != 1 {
+				b.Fatalf("%d workers, next %q", len(ws), next)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/op")
+	})
+	b.Run(fmt.Sprintf("workers=%d/all", n), func(b *testing.B) {
+		for b.Loop() {
+			if ws := h.s.Workers(); len(ws) != n {
+				b.Fatalf("%d workers", len(ws))
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/op")
+	})
+}
