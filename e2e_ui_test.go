@@ -209,7 +209,6 @@ func TestWebPage(t *testing.T) {
 	page.wait("the pipeline COMPLETED", "document.querySelector('.head h1 [data-state=COMPLETED]')")
 	page.shot("pipeline")
 
-
 	// Workers, tenants and cron, each with its action through the page
 	// and its confirm dialog; a job runs meanwhile, shown on the worker.
 	var run struct{ ID string }
