@@ -104,6 +104,7 @@ bench:
 	$(GO) test -run '^$$' -bench 'JobsByPrefixScoped/others=1000000' -benchtime 2000x ./store | tee -a bench.txt
 	$(GO) test -run '^$$' -bench . -benchtime 20x ./scheduler | tee -a bench.txt
 	$(GO) test -run '^$$' -bench 'PipelineValidate|DependencyRelease|WorkerHello' -benchtime 20x ./cluster | tee -a bench.txt
+	$(GO) test -run '^$$' -bench 'WorkerPage' -benchtime 200x ./cluster | tee -a bench.txt
 	$(GO) test -run '^$$' -bench 'DispatchBacklog' -benchtime 320x ./cluster | tee -a bench.txt
 	$(GO) test -run '^$$' -bench 'UnplaceableBacklog' -benchtime 20x ./cluster | tee -a bench.txt
 	$(GO) test -run '^$$' -bench 'QueuedHeap' -benchtime 1x ./cluster | tee -a bench.txt
@@ -112,8 +113,9 @@ bench:
 	$(GO) test -run '^$$' -bench 'CLI' -benchtime 1x . | tee -a bench.txt
 	$(GO) test -run '^$$' -bench 'Listings' -benchtime 1x . | tee -a bench.txt
 	$(GO) test -run '^$$' -bench 'WebPageFirstLoad' -benchtime 20x . | tee -a bench.txt
-	$(GO) test -run '^$$' -bench . -skip 'SubmitBatch|NonReadingStreams|REST|SSE' -benchtime 20000x ./server | tee -a bench.txt
+	$(GO) test -run '^$$' -bench . -skip 'SubmitBatch|NonReadingStreams|REST|SSE|ListPipelines' -benchtime 20000x ./server | tee -a bench.txt
 	$(GO) test -run '^$$' -bench RESTListJobs -benchtime 2000x ./server | tee -a bench.txt
+	$(GO) test -run '^$$' -bench ListPipelines -benchtime 200x ./server | tee -a bench.txt
 	$(GO) test -run '^$$' -bench SSEDelivery -benchtime 2000x ./server | tee -a bench.txt
 	$(GO) test -run '^$$' -bench NonReadingStreams -benchtime 1x ./server | tee -a bench.txt
 	$(GO) test -run '^$$' -bench SubmitBatch -benchtime 500000x ./server | tee -a bench.txt

@@ -289,5 +289,23 @@ func TestWebPage(t *testing.T) {
 		t.Fatalf("the job is %s after the viewer's refused cancel", j.State)
 	}
 	restCall(t, "POST", base+"/v1/jobs/"+run.ID+":cancel", admin, map[string]any{}, &map[string]any{})
+
+	// The pipelines list pages too: 50 more pipelines (their step waits
+	// for a worker none is) put ui-diamond on the second page. Last, as
+	// their jobs fill the first page of jobs.
+	page.do("a wide screen again", chromedp.EmulateViewport(1280, 900))
+	for i := range 50 {
+		restCall(t, "POST", base+"/v1/pipelines", admin, map[string]any{"spec": map[string]any{
+			"name":  fmt.Sprintf("ui-pl-%02d", i),
+			"steps": []map[string]any{{"name": "s", "spec": map[string]any{"command": []string{"true"}, "selector": map[string]string{"zone": "nowhere"}}}},
+		}}, &map[string]any{})
+	}
+	page.goTo("#/pipelines")
+	page.wait("the newest page of pipelines", "document.querySelectorAll('#pipelines-body tr').length === 50 && document.querySelector('#pipelines-older') && document.querySelector('#pipelines-body tr td:nth-child(2)').textContent === 'ui-pl-49'")
+	page.shot("pipelines")
+	page.do("older pipelines", chromedp.Click(chromedp.CSS("#pipelines-older")))
+	page.wait("the older page", fmt.Sprintf("document.querySelectorAll('#pipelines-body tr').length === 1 && document.querySelector('#pipelines-body tr').dataset.id === %q && !document.querySelector('#pipelines-older')", pl.Pipeline.ID))
+	page.do("newer pipelines", chromedp.Click(chromedp.CSS("#pipelines-newer")))
+	page.wait("the newest page again", "document.querySelectorAll('#pipelines-body tr').length === 50 && document.querySelector('#pipelines-body tr td:nth-child(2)').textContent === 'ui-pl-49'")
 	copyScreens(t, shots, os.Getenv("HODEI_SCREENS_DIR"))
 }

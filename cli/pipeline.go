@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/hodei-jobs/hodei/client"
+	"github.com/hodei-jobs/hodei/cluster"
 	"github.com/hodei-jobs/hodei/job"
 	hodeipb "github.com/hodei-jobs/hodei/proto"
 )
@@ -36,15 +38,15 @@ func pipelineCommand(e *env) *ucli.Command {
 			{
 				Name:  "ls",
 				Usage: "list pipelines, newest first",
-				Flags: withFlags(true),
-				Action: func(c *ucli.Context) error {
-					if _, err := args(c); err != nil {
-						return err
-					}
-					return pipelinesCall(c, e, true, func(cl *client.Client) ([]*hodeipb.PipelineStatus, error) {
-						return cl.ListPipelines(c.Context)
-					})
-				},
+				Description: "Lists the newest pipelines first, at most --limit of them (50), with a line on stderr\n" +
+					"when more are kept; --all lists every one, page by page as they arrive.\n\n" +
+					"   hodei pipeline ls --tenant lab --limit 10",
+				Flags: withFlags(true,
+					&ucli.StringFlag{Name: "tenant", Usage: "only pipelines of this `TENANT`"},
+					&ucli.IntFlag{Name: "limit", Value: defaultLimit, Usage: "show at most `N` pipelines"},
+					&ucli.BoolFlag{Name: "all", Usage: "show every pipeline, however many (ignores --limit)"},
+				),
+				Action: func(c *ucli.Context) error { return pipelineList(c, e) },
 			},
 			{
 				Name:      "get",
@@ -90,7 +92,7 @@ func pipelineCommand(e *env) *ucli.Command {
 					if err != nil {
 						return err
 					}
-					return pipelinesCall(c, e, false, func(cl *client.Client) ([]*hodeipb.PipelineStatus, error) {
+					return pipelinesCall(c, e, func(cl *client.Client) ([]*hodeipb.PipelineStatus, error) {
 						id, err := resolveID(c, cl, hodeipb.IdKind_ID_KIND_PIPELINE, a[0], "ID")
 						if err != nil {
 							return nil, err
@@ -141,8 +143,8 @@ func pipelineRun(c *ucli.Context, e *env) error {
 }
 
 // pipelinesCall runs a call that returns pipelines and prints them as a
-// table or as JSON: an array if list, else the one object.
-func pipelinesCall(c *ucli.Context, e *env, list bool, call func(*client.Client) ([]*hodeipb.PipelineStatus, error)) error {
+// table or as JSON: the first one as an object.
+func pipelinesCall(c *ucli.Context, e *env, call func(*client.Client) ([]*hodeipb.PipelineStatus, error)) error {
 	asJSON, err := jsonOutput(c)
 	if err != nil {
 		return err
@@ -155,12 +157,6 @@ func pipelinesCall(c *ucli.Context, e *env, list bool, call func(*client.Client)
 	switch {
 	case err != nil:
 		return err
-	case asJSON && list:
-		views := make([]pipelineView, 0, len(got))
-		for _, st := range got {
-			views = append(views, newPipelineView(st))
-		}
-		return writeJSON(c.App.Writer, views)
 	case asJSON:
 		return writeJSON(c.App.Writer, newPipelineView(got[0]))
 	}
@@ -171,6 +167,93 @@ func pipelinesCall(c *ucli.Context, e *env, list bool, call func(*client.Client)
 			strconv.Itoa(len(p.GetSteps())), age(e.now(), unixNano(p.GetCreatedUnixNano())))
 	}
 	return t.flush()
+}
+
+// pipelineList is `pipeline ls`: the newest pipelines first, page by page
+// as they arrive, so that memory holds one page however many are kept.
+func pipelineList(c *ucli.Context, e *env) error {
+	if _, err := args(c); err != nil {
+		return err
+	}
+	asJSON, err := jsonOutput(c)
+	if err != nil {
+		return err
+	}
+	req := &hodeipb.ListPipelinesRequest{Tenant: c.String("tenant")}
+	limit := c.Int("limit")
+	switch {
+	case c.Bool("all"):
+		limit = 0
+		req.PageSize = cluster.MaxPipelinePage
+	case limit < 1:
+		return usagef(c, "--limit: %d must be at least 1 (use --all for every pipeline)", limit)
+	default:
+		req.PageSize = int32(min(limit, cluster.MaxPipelinePage))
+	}
+	w := bufio.NewWriter(c.App.Writer)
+	var (
+		t        *table
+		arr      *jsonArray
+		n        int
+		cutShort bool
+	)
+	if asJSON {
+		arr = newJSONArray(w)
+	} else {
+		t = newTable(w, "ID", "NAME", "TENANT", "STATE", "STEPS", "AGE")
+	}
+	now := e.now()
+	err = withClient(c, func(cl *client.Client) error {
+		for resp, err := range cl.PipelinePages(c.Context, req) {
+			if err != nil {
+				return err
+			}
+			page := resp.GetPipelines()
+			if limit > 0 {
+				page = page[:min(len(page), limit-n)]
+			}
+			for _, st := range page {
+				if arr != nil {
+					if err := arr.add(newPipelineView(st)); err != nil {
+						return err
+					}
+					continue
+				}
+				p := st.GetPipeline()
+				t.row(p.GetId(), p.GetName(), p.GetTenant(), hodeipb.PipelineStateName(st.GetState()),
+					strconv.Itoa(len(p.GetSteps())), age(now, unixNano(p.GetCreatedUnixNano())))
+			}
+			n += len(page)
+			if t != nil {
+				if err := t.flushPage(); err != nil {
+					return err
+				}
+			}
+			if err := w.Flush(); err != nil {
+				return err
+			}
+			if limit > 0 && n >= limit {
+				cutShort = resp.GetNextPageToken() != "" || len(page) < len(resp.GetPipelines())
+				break
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if arr != nil {
+		err = arr.close()
+	} else {
+		err = t.flush()
+	}
+	if err == nil {
+		err = w.Flush()
+	}
+	if err == nil && cutShort {
+		_, err = fmt.Fprintf(c.App.ErrWriter, "%s shown; more are kept (--all, --limit N, --tenant T)\n", job.Thousands(int64(n)))
+	}
+	return err
 }
 
 // pipelineView is a pipeline as `--output json` shows it.

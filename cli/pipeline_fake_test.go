@@ -91,13 +91,26 @@ func (f *fakeJobs) nextProgress() *hodeipb.PipelineStatus {
 	return st
 }
 
-func (f *fakeJobs) ListPipelines(ctx context.Context, _ *hodeipb.ListPipelinesRequest) (*hodeipb.ListPipelinesResponse, error) {
+// ListPipelines pages f.pipelines (newest first) as the server does.
+func (f *fakeJobs) ListPipelines(ctx context.Context, req *hodeipb.ListPipelinesRequest) (*hodeipb.ListPipelinesResponse, error) {
 	if err := f.call(ctx); err != nil {
 		return nil, err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return &hodeipb.ListPipelinesResponse{Pipelines: f.pipelines}, nil
+	from := 0
+	if tok := req.GetPageToken(); tok != "" {
+		from = slices.IndexFunc(f.pipelines, func(p *hodeipb.PipelineStatus) bool { return p.GetPipeline().GetId() == tok }) + 1
+	}
+	size := int(req.GetPageSize())
+	if size == 0 {
+		size = 50
+	}
+	resp := &hodeipb.ListPipelinesResponse{Pipelines: f.pipelines[from:min(from+size, len(f.pipelines))]}
+	if from+size < len(f.pipelines) {
+		resp.NextPageToken = resp.Pipelines[len(resp.Pipelines)-1].GetPipeline().GetId()
+	}
+	return resp, nil
 }
 
 func (f *fakeJobs) CancelPipeline(ctx context.Context, req *hodeipb.CancelPipelineRequest) (*hodeipb.PipelineStatus, error) {

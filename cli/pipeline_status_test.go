@@ -183,6 +183,22 @@ func TestPipelineLs(t *testing.T) {
 		t.Errorf("step in ls JSON = %v, want name and job ids, no state or jobs", step)
 	}
 
+	// --limit cuts the listing short and says so on stderr; --all pages
+	// to the end.
+	r = h.run(t, "pipeline", "ls", "--limit", "1")
+	if lines := strings.Split(strings.TrimSpace(r.stdout), "\n"); len(lines) != 2 || !strings.Contains(lines[1], running.Pipeline.Id) ||
+		r.code != 0 || !strings.Contains(r.stderr, "1 shown; more are kept") {
+		t.Errorf("--limit 1: stdout\n%s\nstderr %q; want the newest and a note", r.stdout, r.stderr)
+	}
+	r = h.run(t, "pipeline", "ls", "--all", "-o", "json")
+	r.wantOK(t)
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil || len(got) != 2 || r.stderr != "" {
+		t.Errorf("--all: %v %v, stderr %q; want both, no note", got, err, r.stderr)
+	}
+	if r = h.run(t, "pipeline", "ls", "--limit", "0"); r.code == 0 || !strings.Contains(r.stderr, "--limit") {
+		t.Errorf("--limit 0: exit %d, stderr %q; want an error naming --limit", r.code, r.stderr)
+	}
+
 	h = newHarness(t)
 	r = h.run(t, "-o", "json", "pipeline", "ls")
 	if r.wantOK(t); strings.TrimSpace(r.stdout) != "[]" {

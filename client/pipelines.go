@@ -2,8 +2,11 @@ package client
 
 import (
 	"context"
+	"fmt"
+	"iter"
 
 	hodeipb "github.com/hodei-jobs/hodei/proto"
+	"google.golang.org/protobuf/proto"
 )
 
 // SubmitArray stores an array with one task per index of array ("0-99",
@@ -48,13 +51,47 @@ func (c *Client) GetPipeline(ctx context.Context, id string) (*hodeipb.PipelineS
 }
 
 // ListPipelines returns every pipeline with its state, newest first,
-// without their jobs.
+// without their jobs, reading them page by page (PipelinePages).
 func (c *Client) ListPipelines(ctx context.Context) ([]*hodeipb.PipelineStatus, error) {
-	resp, err := c.jobs.ListPipelines(ctx, &hodeipb.ListPipelinesRequest{})
-	if err != nil {
-		return nil, err
+	var out []*hodeipb.PipelineStatus
+	for resp, err := range c.PipelinePages(ctx, &hodeipb.ListPipelinesRequest{PageSize: 1000}) {
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, resp.GetPipelines()...)
 	}
-	return resp.GetPipelines(), nil
+	return out, nil
+}
+
+// PipelinePages yields the pages of pipelines req asks for, newest first,
+// from req's page token to the last page, each one call; it stops at the
+// first error, which it yields.
+func (c *Client) PipelinePages(ctx context.Context, req *hodeipb.ListPipelinesRequest) iter.Seq2[*hodeipb.ListPipelinesResponse, error] {
+	return func(yield func(*hodeipb.ListPipelinesResponse, error) bool) {
+		page := &hodeipb.ListPipelinesRequest{}
+		if req != nil {
+			page = proto.CloneOf(req)
+		}
+		for {
+			resp, err := c.jobs.ListPipelines(ctx, page)
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			if !yield(resp, nil) {
+				return
+			}
+			next := resp.GetNextPageToken()
+			if next == "" {
+				return
+			}
+			if next == page.GetPageToken() {
+				yield(nil, fmt.Errorf("list pipelines: server returned page token %q twice", next))
+				return
+			}
+			page.PageToken = next
+		}
+	}
 }
 
 // CancelPipeline cancels every job of a pipeline that has not ended, the

@@ -103,7 +103,7 @@ type Cluster struct {
 	tenants  *xsync.MapOf[string, *job.Tenant] // immutable values
 	fair     *fairState
 
-	pipelines *xsync.MapOf[string, *job.Pipeline] // immutable values
+	pipelines *pipelineMap // immutable values, in id order too
 
 	gc workerGC // worker records: their writes, and DOWN ones' deletion
 
@@ -152,7 +152,7 @@ func New(cfg Config) *Cluster {
 		workers:      newWorkerMap(),
 		cancelSent:   xsync.NewMapOf[string, time.Time](),
 		tenants:      xsync.NewMapOf[string, *job.Tenant](),
-		pipelines:    xsync.NewMapOf[string, *job.Pipeline](),
+		pipelines:    newPipelineMap(),
 		letGo:        xsync.NewMapOf[string, string](),
 		fair:         newFairState(),
 		reserved:     make(map[string]reservation),

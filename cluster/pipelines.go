@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -218,24 +217,70 @@ func (s *Cluster) pipelineJobs(ctx context.Context, p *job.Pipeline) (map[string
 	return out, nil
 }
 
-// Pipelines returns every pipeline with its state, newest first, without
-// their jobs. It reads every pipeline's jobs.
-func (s *Cluster) Pipelines(ctx context.Context) ([]PipelineStatus, error) {
-	var all []*job.Pipeline
-	s.pipelines.Range(func(_ string, p *job.Pipeline) bool {
-		all = append(all, p)
-		return true
-	})
-	slices.SortFunc(all, func(a, b *job.Pipeline) int { return cmp.Compare(b.ID, a.ID) })
-	out := make([]PipelineStatus, 0, len(all))
-	for _, p := range all {
-		jobs, err := s.pipelineJobs(ctx, p)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, PipelineStatus{Pipeline: p, State: p.StateOf(func(id string) *job.Job { return jobs[id] })})
+// Page sizes of Pipelines.
+const (
+	DefaultPipelinePage = 50
+	MaxPipelinePage     = 1000
+)
+
+// PipelineFilter is what Pipelines lists: the pipelines of Tenants (every
+// tenant when nil; none when empty but not nil), newest first, after the
+// id After (from the newest when ""), at most Limit of them (0:
+// DefaultPipelinePage; at most MaxPipelinePage).
+type PipelineFilter struct {
+	Tenants []string
+	After   string
+	Limit   int
+}
+
+// Pipelines returns one page of pipelines with their states, without
+// their jobs, newest first, and the page token of the next page ("" when
+// there is none): the last id of this one. It finds the page in an
+// ordered index (per tenant for f.Tenants) and reads only the page's
+// pipelines' jobs, so a page costs its size, not the number of pipelines
+// kept. A pipeline created after the first page was read is newer than
+// every page token, so paging on neither skips nor repeats one.
+func (s *Cluster) Pipelines(ctx context.Context, f PipelineFilter) ([]PipelineStatus, string, error) {
+	limit := f.Limit
+	switch {
+	case limit <= 0:
+		limit = DefaultPipelinePage
+	case limit > MaxPipelinePage:
+		limit = MaxPipelinePage
 	}
-	return out, nil
+	if f.Tenants != nil && len(f.Tenants) == 0 {
+		return nil, "", nil
+	}
+	ids, more := s.pipelines.newest(f.Tenants, f.After, limit)
+	page := make([]*job.Pipeline, 0, len(ids))
+	var jobIDs []string
+	for _, id := range ids {
+		if p, ok := s.pipelines.Load(id); ok { // else deleted meanwhile
+			page = append(page, p)
+			jobIDs = append(jobIDs, p.JobIDs()...)
+		}
+	}
+	// The jobs of the whole page in one read: the unfinished from memory,
+	// the rest in one transaction.
+	got, err := s.GetMany(ctx, jobIDs)
+	if err != nil {
+		return nil, "", err
+	}
+	jobs := make(map[string]*job.Job, len(got))
+	for i, j := range got {
+		if j != nil {
+			jobs[jobIDs[i]] = j
+		}
+	}
+	out := make([]PipelineStatus, len(page))
+	for i, p := range page {
+		out[i] = PipelineStatus{Pipeline: p, State: p.StateOf(func(id string) *job.Job { return jobs[id] })}
+	}
+	next := ""
+	if more && len(ids) > 0 {
+		next = ids[len(ids)-1]
+	}
+	return out, next, nil
 }
 
 // CancelPipeline marks a pipeline cancelled and cancels every job of it

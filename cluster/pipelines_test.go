@@ -234,9 +234,9 @@ func TestArrayLimitsRunningJobs(t *testing.T) {
 
 func mustPipelines(t *testing.T, h *harness) []PipelineStatus {
 	t.Helper()
-	ps, err := h.s.Pipelines(h.ctx)
-	if err != nil {
-		t.Fatal(err)
+	ps, next, err := h.s.Pipelines(h.ctx, PipelineFilter{Limit: MaxPipelinePage})
+	if err != nil || next != "" {
+		t.Fatalf("pipelines: next %q, %v", next, err)
 	}
 	return ps
 }

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/google/btree"
 	"github.com/puzpuzpuz/xsync/v3"
 )
 
@@ -20,30 +21,82 @@ import (
 // asked (takeChanged): the loop puts back in their queues the parked jobs
 // (see park.go) that one of them could take now.
 //
+// It keeps the ids in order too, so that a page of workers (WorkerPage)
+// is found in O(page) among ten thousand.
+//
 // Change the map only through those three methods; the other writers of
-// the embedded map do not move the generation.
+// the embedded map neither move the generation nor keep the order.
 type workerMap struct {
 	*xsync.MapOf[string, *workerState]
 	gen atomic.Uint64
+
+	idsMu sync.RWMutex          // guards ids; taken inside the map's Compute, never the other way round
+	ids   *btree.BTreeG[string] // the ids the map holds, in order
 
 	changedMu sync.Mutex
 	changed   map[string]struct{} // guarded by changedMu: ids changed since takeChanged
 }
 
 func newWorkerMap() *workerMap {
-	return &workerMap{MapOf: xsync.NewMapOf[string, *workerState]()}
+	return &workerMap{MapOf: xsync.NewMapOf[string, *workerState](), ids: btree.NewOrderedG[string](32)}
 }
 
 // Store sets a worker's state.
 func (m *workerMap) Store(id string, w *workerState) {
-	m.MapOf.Store(id, w)
+	m.MapOf.Compute(id, func(_ *workerState, loaded bool) (*workerState, bool) {
+		if !loaded {
+			m.order(id, true)
+		}
+		return w, false
+	})
 	m.moved(id)
 }
 
 // Delete forgets a worker.
 func (m *workerMap) Delete(id string) {
-	m.MapOf.Delete(id)
+	m.MapOf.Compute(id, func(old *workerState, loaded bool) (*workerState, bool) {
+		if loaded {
+			m.order(id, false)
+		}
+		return old, true
+	})
 	m.moved(id)
+}
+
+// order adds id to the ordered ids, or takes it out. It is called inside
+// the map's Compute for id, so that the order changes with the map.
+func (m *workerMap) order(id string, add bool) {
+	m.idsMu.Lock()
+	if add {
+		m.ids.ReplaceOrInsert(id)
+	} else {
+		m.ids.Delete(id)
+	}
+	m.idsMu.Unlock()
+}
+
+// after returns up to limit ids in order after the id after (from the
+// first when after is ""), and whether more follow. It costs
+// O(limit + log n).
+func (m *workerMap) after(after string, limit int) (ids []string, more bool) {
+	m.idsMu.RLock()
+	defer m.idsMu.RUnlock()
+	visit := func(id string) bool {
+		if id == after {
+			return true
+		}
+		ids = append(ids, id)
+		return len(ids) <= limit // one more than the page: whether more follow
+	}
+	if after == "" {
+		m.ids.Ascend(visit)
+	} else {
+		m.ids.AscendGreaterOrEqual(after, visit)
+	}
+	if len(ids) > limit {
+		return ids[:limit], true
+	}
+	return ids, false
 }
 
 // Compute is xsync.MapOf.Compute, moving the generation when fn changed
@@ -55,8 +108,12 @@ func (m *workerMap) Compute(id string, fn func(old *workerState, loaded bool) (*
 		switch {
 		case del:
 			changed = loaded
+			if loaded {
+				m.order(id, false)
+			}
 		case !loaded:
 			changed = true
+			m.order(id, true)
 		default:
 			changed = !samePlacement(old, n)
 		}

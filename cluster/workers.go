@@ -253,63 +253,83 @@ func (s *Cluster) setDrained(ctx context.Context, workerID string, drained bool)
 	}
 	s.gc.mu.Unlock()
 	s.workerChanged(workerID)
-	for _, w := range s.Workers() {
-		if w.Worker.ID == workerID {
-			return w, nil
-		}
+	if w, ok := s.Worker(workerID); ok {
+		return w, nil
 	}
 	return WorkerInfo{}, fmt.Errorf("worker %s: %w", workerID, job.ErrNotFound)
 }
 
 // Workers returns every known worker sorted by id, with its allocation.
-func (s *Cluster) Workers() []WorkerInfo { return s.workerInfos("") }
-
-// Worker returns one worker as Workers would list it; ok is false when
-// there is no such worker.
-func (s *Cluster) Worker(id string) (w WorkerInfo, ok bool) {
-	ws := s.workerInfos(id)
-	if len(ws) == 0 {
-		return WorkerInfo{}, false
-	}
-	return ws[0], true
-}
-
-// workerInfos lists the workers, or only the one named by only.
-func (s *Cluster) workerInfos(only string) []WorkerInfo {
-	n := s.workers.Size()
-	if only != "" {
-		n = 1
-	}
-	alloc := make(map[string]job.Resources, n)
-	running := make(map[string][]string, n)
+// It costs every worker and every running job; WorkerPage costs a page.
+func (s *Cluster) Workers() []WorkerInfo {
+	alloc := make(map[string]job.Resources, s.workers.Size())
+	running := make(map[string][]string, s.workers.Size())
 	s.forActive(func(j *job.Job) {
-		if only == "" || j.Worker == only {
-			alloc[j.Worker] = alloc[j.Worker].Add(j.Spec.Resources)
-			running[j.Worker] = append(running[j.Worker], j.ID)
-		}
+		alloc[j.Worker] = alloc[j.Worker].Add(j.Spec.Resources)
+		running[j.Worker] = append(running[j.Worker], j.ID)
 	})
 	var out []WorkerInfo
-	add := func(id string, w *workerState) bool {
+	s.workers.Range(func(id string, w *workerState) bool {
 		slices.Sort(running[id])
-		seen := w.lastSeen
-		if w.state == job.WorkerUnknown {
-			seen = time.Time{} // not seen since the restart; lastSeen times its lease
-		}
-		out = append(out, WorkerInfo{
-			Worker: w.rec, State: w.state, Connected: w.connected, LastSeen: seen,
-			Stats: w.stats, Allocated: alloc[id], Running: running[id], Leaving: w.leaving,
-		})
+		out = append(out, workerInfo(w, alloc[id], running[id]))
 		return true
-	}
-	if only != "" {
-		if w, ok := s.workers.Load(only); ok {
-			add(only, w)
-		}
-		return out
-	}
-	s.workers.Range(add)
+	})
 	slices.SortFunc(out, func(a, b WorkerInfo) int { return cmp.Compare(a.Worker.ID, b.Worker.ID) })
 	return out
+}
+
+// Page sizes of WorkerPage.
+const MaxWorkerPage = 1000
+
+// WorkerPage returns up to limit workers (at most MaxWorkerPage) in id
+// order after the id after ("" : from the first), as Workers lists them,
+// and the page token of the next page ("" when there is none): the last
+// id of this one. It finds the page in an ordered index and reads only
+// the page's workers' jobs, so a page costs its size among any number of
+// workers.
+func (s *Cluster) WorkerPage(after string, limit int) ([]WorkerInfo, string) {
+	limit = min(max(limit, 1), MaxWorkerPage)
+	ids, more := s.workers.after(after, limit)
+	out := make([]WorkerInfo, 0, len(ids))
+	for _, id := range ids {
+		if w, ok := s.Worker(id); ok { // else deleted meanwhile
+			out = append(out, w)
+		}
+	}
+	if !more || len(ids) == 0 {
+		return out, ""
+	}
+	return out, ids[len(ids)-1]
+}
+
+// Worker returns one worker as Workers would list it; ok is false when
+// there is no such worker. It costs what that worker runs.
+func (s *Cluster) Worker(id string) (w WorkerInfo, ok bool) {
+	ws, ok := s.workers.Load(id)
+	if !ok {
+		return WorkerInfo{}, false
+	}
+	var (
+		alloc   job.Resources
+		running []string
+	)
+	for _, j := range s.activeOn(id) {
+		alloc = alloc.Add(j.Spec.Resources)
+		running = append(running, j.ID)
+	}
+	return workerInfo(ws, alloc, running), true
+}
+
+// workerInfo is a worker as listings show it, with what its jobs hold.
+func workerInfo(w *workerState, alloc job.Resources, running []string) WorkerInfo {
+	seen := w.lastSeen
+	if w.state == job.WorkerUnknown {
+		seen = time.Time{} // not seen since the restart; lastSeen times its lease
+	}
+	return WorkerInfo{
+		Worker: w.rec, State: w.state, Connected: w.connected, LastSeen: seen,
+		Stats: w.stats, Allocated: alloc, Running: running, Leaving: w.leaving,
+	}
 }
 
 // JobStarted records that an agent started an attempt. A repeated report is

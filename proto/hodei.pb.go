@@ -5588,8 +5588,12 @@ func (x *ListAuditResponse) GetRecords() []*AuditRecord {
 }
 
 type ListWorkersRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"` // only this worker (NotFound if there is none); empty: all
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"` // only this worker (NotFound if there is none); empty: all
+	// At most this many workers, in id order (0: every worker, in one
+	// answer; at most 1000). The web page pages; the CLI lists all.
+	PageSize      int32  `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"` // next_page_token of the previous page
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -5631,9 +5635,24 @@ func (x *ListWorkersRequest) GetId() string {
 	return ""
 }
 
+func (x *ListWorkersRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListWorkersRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListWorkersResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Workers       []*Worker              `protobuf:"bytes,1,rep,name=workers,proto3" json:"workers,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"` // empty on the last page (and without page_size)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -5673,6 +5692,13 @@ func (x *ListWorkersResponse) GetWorkers() []*Worker {
 		return x.Workers
 	}
 	return nil
+}
+
+func (x *ListWorkersResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type DrainWorkerRequest struct {
@@ -6729,8 +6755,14 @@ func (x *GetPipelineRequest) GetId() string {
 	return ""
 }
 
+// ListPipelinesRequest asks for one page of pipelines, newest first (in
+// descending id order); only the page's pipelines have their jobs read for
+// their state, so a page costs its size however many pipelines are kept.
 type ListPipelinesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
+	PageSize      int32                  `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`   // 0: 50; at most 1000
+	PageToken     string                 `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"` // next_page_token of the previous page
+	Tenant        string                 `protobuf:"bytes,3,opt,name=tenant,proto3" json:"tenant,omitempty"`                        // only this tenant's pipelines ("": every tenant the caller sees)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -6765,9 +6797,31 @@ func (*ListPipelinesRequest) Descriptor() ([]byte, []int) {
 	return file_hodei_proto_rawDescGZIP(), []int{82}
 }
 
+func (x *ListPipelinesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListPipelinesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListPipelinesRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
 type ListPipelinesResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Pipelines     []*PipelineStatus      `protobuf:"bytes,1,rep,name=pipelines,proto3" json:"pipelines,omitempty"`
+	Pipelines     []*PipelineStatus      `protobuf:"bytes,1,rep,name=pipelines,proto3" json:"pipelines,omitempty"`                                // jobs left out: GetPipeline has them
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"` // empty on the last page
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -6807,6 +6861,13 @@ func (x *ListPipelinesResponse) GetPipelines() []*PipelineStatus {
 		return x.Pipelines
 	}
 	return nil
+}
+
+func (x *ListPipelinesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type CancelPipelineRequest struct {
@@ -8452,11 +8513,15 @@ const file_hodei_proto_rawDesc = "" +
 	"\x06action\x18\x03 \x01(\tR\x06action\x12\x14\n" +
 	"\x05limit\x18\x04 \x01(\x05R\x05limit\"D\n" +
 	"\x11ListAuditResponse\x12/\n" +
-	"\arecords\x18\x01 \x03(\v2\x15.hodei.v1.AuditRecordR\arecords\"$\n" +
+	"\arecords\x18\x01 \x03(\v2\x15.hodei.v1.AuditRecordR\arecords\"`\n" +
 	"\x12ListWorkersRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"A\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"i\n" +
 	"\x13ListWorkersResponse\x12*\n" +
-	"\aworkers\x18\x01 \x03(\v2\x10.hodei.v1.WorkerR\aworkers\"$\n" +
+	"\aworkers\x18\x01 \x03(\v2\x10.hodei.v1.WorkerR\aworkers\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"$\n" +
 	"\x12DrainWorkerRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x11\n" +
 	"\x0fSnapshotRequest\"#\n" +
@@ -8537,10 +8602,15 @@ const file_hodei_proto_rawDesc = "" +
 	"\x12RunPipelineRequest\x12*\n" +
 	"\x04spec\x18\x01 \x01(\v2\x16.hodei.v1.PipelineSpecR\x04spec\"$\n" +
 	"\x12GetPipelineRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\x16\n" +
-	"\x14ListPipelinesRequest\"O\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"j\n" +
+	"\x14ListPipelinesRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\x12\x16\n" +
+	"\x06tenant\x18\x03 \x01(\tR\x06tenant\"w\n" +
 	"\x15ListPipelinesResponse\x126\n" +
-	"\tpipelines\x18\x01 \x03(\v2\x18.hodei.v1.PipelineStatusR\tpipelines\"?\n" +
+	"\tpipelines\x18\x01 \x03(\v2\x18.hodei.v1.PipelineStatusR\tpipelines\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"?\n" +
 	"\x15CancelPipelineRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"&\n" +

@@ -15,16 +15,31 @@ type adminService struct {
 	srv *Server
 }
 
+// ListWorkers answers one worker (req.id), a page of workers in id order
+// (req.page_size), or every worker (page_size 0, as the CLI lists them).
 func (as *adminService) ListWorkers(ctx context.Context, req *pb.ListWorkersRequest) (*pb.ListWorkersResponse, error) {
-	var ws []cluster.WorkerInfo
-	if id := req.GetId(); id == "" {
-		ws = as.srv.sched.Workers()
-	} else if w, ok := as.srv.sched.Worker(id); ok {
+	var (
+		ws   []cluster.WorkerInfo
+		next string
+	)
+	size, token := int(req.GetPageSize()), req.GetPageToken()
+	switch id := req.GetId(); {
+	case size < 0 || size > cluster.MaxWorkerPage:
+		return nil, invalid("page_size", "%d must be between 0 and %d (0: every worker)", size, cluster.MaxWorkerPage)
+	case token != "" && (size == 0 || id != ""):
+		return nil, invalid("page_token", "is for paging: give it with page_size and without id")
+	case id != "":
+		w, ok := as.srv.sched.Worker(id)
+		if !ok {
+			return nil, toStatus(fmt.Errorf("worker %s: %w", id, job.ErrNotFound))
+		}
 		ws = []cluster.WorkerInfo{w}
-	} else {
-		return nil, toStatus(fmt.Errorf("worker %s: %w", id, job.ErrNotFound))
+	case size > 0:
+		ws, next = as.srv.sched.WorkerPage(token, size)
+	default:
+		ws = as.srv.sched.Workers()
 	}
-	resp := &pb.ListWorkersResponse{Workers: make([]*pb.Worker, len(ws))}
+	resp := &pb.ListWorkersResponse{NextPageToken: next, Workers: make([]*pb.Worker, len(ws))}
 	for i, w := range ws {
 		resp.Workers[i] = workerPB(w)
 		if b, ok := as.srv.gate.agents.Load(w.Worker.ID); ok && b.Revoked() {

@@ -81,16 +81,36 @@ func (js *jobService) GetPipeline(ctx context.Context, req *pb.GetPipelineReques
 	return js.srv.pipelinePB(st), nil
 }
 
+// ListPipelines answers one page of pipelines, newest first, of the
+// caller's tenants (or of req.tenant among them); see cluster.Pipelines
+// for its cost. A tenant outside the caller's lists nothing, as listing
+// jobs does.
 func (js *jobService) ListPipelines(ctx context.Context, req *pb.ListPipelinesRequest) (*pb.ListPipelinesResponse, error) {
-	list, err := js.srv.sched.Pipelines(ctx)
+	f := cluster.PipelineFilter{After: req.GetPageToken(), Limit: int(req.GetPageSize())}
+	switch t := req.GetTenant(); {
+	case f.Limit < 0 || f.Limit > cluster.MaxPipelinePage:
+		return nil, invalid("page_size", "%d must be between 0 and %d (0: %d)", f.Limit, cluster.MaxPipelinePage, cluster.DefaultPipelinePage)
+	case f.After != "" && !job.ValidID(f.After):
+		return nil, invalid("page_token", "%q is not a page token from an earlier answer", f.After)
+	case t != "" && !job.ValidTenant(t):
+		return nil, invalid("tenant", "%q is no tenant name: 1–63 lowercase letters, digits, '-' or '_'", t)
+	case t != "" && !sees(ctx, t):
+		return &pb.ListPipelinesResponse{}, nil
+	case t != "":
+		f.Tenants = []string{t}
+	default:
+		f.Tenants = callerTenants(ctx) // nil (every tenant) when not scoped
+		if len(f.Tenants) == 0 {
+			f.Tenants = nil
+		}
+	}
+	list, next, err := js.srv.sched.Pipelines(ctx, f)
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	resp := &pb.ListPipelinesResponse{Pipelines: make([]*pb.PipelineStatus, 0, len(list))}
-	for _, st := range list { // without jobs: GetPipeline has them
-		if sees(ctx, st.Pipeline.Tenant) {
-			resp.Pipelines = append(resp.Pipelines, js.srv.pipelinePB(st))
-		}
+	resp := &pb.ListPipelinesResponse{NextPageToken: next, Pipelines: make([]*pb.PipelineStatus, len(list))}
+	for i, st := range list { // without jobs: GetPipeline has them
+		resp.Pipelines[i] = js.srv.pipelinePB(st)
 	}
 	return resp, nil
 }

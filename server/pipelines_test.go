@@ -9,8 +9,10 @@ import (
 	"testing"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/hodei-jobs/hodei/auth"
 	"github.com/hodei-jobs/hodei/job"
 	pb "github.com/hodei-jobs/hodei/proto"
 )
@@ -412,5 +414,140 @@ func TestTaskByIndex(t *testing.T) {
 	}
 	if j, err := s.jobs.Get(ctx, &pb.GetJobRequest{Id: job.TaskID(resp.GetId(), 1)}); err != nil || j.GetState() != pb.JobState_JOB_STATE_CANCELLED {
 		t.Fatalf("task 11 after its cancel: %v %v", j.GetState(), err)
+	}
+}
+
+func TestListPipelinesPages(t *testing.T) {
+	s := setup(t, func(c *Config) { c.AutoTenants = true })
+	ctx := context.Background()
+	byTenant := map[string][]string{}
+	var all []string // oldest first
+	run := func(tenant string) {
+		t.Helper()
+		p, err := s.jobs.RunPipeline(ctx, &pb.RunPipelineRequest{Spec: &pb.PipelineSpec{Name: "p", Tenant: tenant,
+			Steps: []*pb.PipelineStepSpec{{Name: "s", Spec: &pb.JobSpec{Command: []string{"true"}}}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		byTenant[tenant] = append(byTenant[tenant], p.GetPipeline().GetId())
+		all = append(all, p.GetPipeline().GetId())
+	}
+	for i := range 12 {
+		run([]string{"a", "b", "c"}[i%3])
+	}
+	js := &jobService{srv: s.srv}
+	// pages lists every page of req as ctx's caller, checking that each
+	// page but the last is full and ends at its next_page_token.
+	pages := func(ctx context.Context, req *pb.ListPipelinesRequest) []string {
+		t.Helper()
+		var ids []string
+		for {
+			resp, err := js.ListPipelines(ctx, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range resp.GetPipelines() {
+				if p.GetState() == pb.PipelineState_PIPELINE_STATE_UNSPECIFIED || len(p.GetJobs()) != 0 {
+					t.Errorf("pipeline %s listed with state %v and %d jobs", p.GetPipeline().GetId(), p.GetState(), len(p.GetJobs()))
+				}
+				ids = append(ids, p.GetPipeline().GetId())
+			}
+			next := resp.GetNextPageToken()
+			if next == "" {
+				return ids
+			}
+			if n := len(resp.GetPipelines()); n != int(req.GetPageSize()) || resp.GetPipelines()[n-1].GetPipeline().GetId() != next {
+				t.Fatalf("page of %d with next %q", n, next)
+			}
+			req = proto.CloneOf(req)
+			req.PageToken = next
+		}
+	}
+	newestFirst := func(ids ...[]string) []string {
+		out := slices.Concat(ids...)
+		slices.Sort(out)
+		slices.Reverse(out)
+		return out
+	}
+
+	t.Run("Default", func(t *testing.T) {
+		resp, err := js.ListPipelines(ctx, &pb.ListPipelinesRequest{})
+		if err != nil || len(resp.GetPipelines()) != 12 || resp.GetNextPageToken() != "" {
+			t.Fatalf("%d pipelines, next %q, %v; want all 12 on one page", len(resp.GetPipelines()), resp.GetNextPageToken(), err)
+		}
+	})
+	t.Run("Pages", func(t *testing.T) {
+		if got := pages(ctx, &pb.ListPipelinesRequest{PageSize: 5}); !slices.Equal(got, newestFirst(all)) {
+			t.Errorf("got %v\nwant %v", got, newestFirst(all))
+		}
+	})
+	t.Run("Tenant", func(t *testing.T) {
+		if got := pages(ctx, &pb.ListPipelinesRequest{PageSize: 3, Tenant: "b"}); !slices.Equal(got, newestFirst(byTenant["b"])) {
+			t.Errorf("got %v\nwant %v", got, newestFirst(byTenant["b"]))
+		}
+	})
+	t.Run("ScopedToken", func(t *testing.T) {
+		// Full pages of the caller's tenants only, whatever the others hold.
+		scoped := auth.NewContext(ctx, &auth.Identity{Name: "viewer", Role: auth.Viewer, Tenants: []string{"c", "a"}})
+		if got := pages(scoped, &pb.ListPipelinesRequest{PageSize: 3}); !slices.Equal(got, newestFirst(byTenant["a"], byTenant["c"])) {
+			t.Errorf("got %v\nwant %v", got, newestFirst(byTenant["a"], byTenant["c"]))
+		}
+		if got := pages(scoped, &pb.ListPipelinesRequest{PageSize: 3, Tenant: "b"}); len(got) != 0 {
+			t.Errorf("a tenant outside the token listed %v", got)
+		}
+	})
+	t.Run("BadInput", func(t *testing.T) {
+		for _, tc := range []struct {
+			field string
+			req   *pb.ListPipelinesRequest
+		}{
+			{"page_size", &pb.ListPipelinesRequest{PageSize: -1}},
+			{"page_size", &pb.ListPipelinesRequest{PageSize: 1001}},
+			{"page_token", &pb.ListPipelinesRequest{PageToken: "not-a-token"}},
+			{"tenant", &pb.ListPipelinesRequest{Tenant: "Bad Name"}},
+		} {
+			_, err := s.jobs.ListPipelines(ctx, tc.req)
+			if status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), tc.field) {
+				t.Errorf("%v: %v; want InvalidArgument naming %s", tc.req, err, tc.field)
+			}
+		}
+	})
+}
+
+func TestListWorkersPages(t *testing.T) {
+	s := setup(t)
+	ctx := context.Background()
+	var ids []string
+	for _, id := range []string{"w-c", "w-a", "w-d", "w-b", "w-e"} {
+		connectAgent(t, s, hello(id, 1))
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	all, err := s.admin.ListWorkers(ctx, &pb.ListWorkersRequest{})
+	if err != nil || len(all.GetWorkers()) != len(ids) || all.GetNextPageToken() != "" {
+		t.Fatalf("every worker: %d, next %q, %v", len(all.GetWorkers()), all.GetNextPageToken(), err)
+	}
+	var got []string
+	req := &pb.ListWorkersRequest{PageSize: 2}
+	for {
+		resp, err := s.admin.ListWorkers(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range resp.GetWorkers() {
+			got = append(got, w.GetId())
+		}
+		if resp.GetNextPageToken() == "" {
+			break
+		}
+		req.PageToken = resp.GetNextPageToken()
+	}
+	if !slices.Equal(got, ids) {
+		t.Errorf("pages %v, want %v", got, ids)
+	}
+	for _, req := range []*pb.ListWorkersRequest{{PageSize: -1}, {PageSize: 1001}, {PageToken: "w-a"}, {Id: "w-a", PageSize: 1, PageToken: "w-a"}} {
+		if _, err := s.admin.ListWorkers(ctx, req); status.Code(err) != codes.InvalidArgument {
+			t.Errorf("%v: %v; want InvalidArgument", req, err)
+		}
 	}
 }

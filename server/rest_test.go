@@ -84,6 +84,13 @@ func TestRESTMatchesGRPC(t *testing.T) {
 	tok := s.adminToken(t)
 	ctx := context.Background()
 	called := map[route]bool{}
+	// A second pipeline, newer, so that a page of one has a next page.
+	p2, err := s.jobs.RunPipeline(ctx, &pb.RunPipelineRequest{Spec: &pb.PipelineSpec{Name: "p2",
+		Steps: []*pb.PipelineStepSpec{{Name: "a", Spec: &pb.JobSpec{Command: []string{"true"}}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	newest := p2.GetPipeline().GetId()
 
 	reads := []struct {
 		route route
@@ -105,6 +112,12 @@ func TestRESTMatchesGRPC(t *testing.T) {
 		{"GET /v1/pipelines", "/v1/pipelines", func() (proto.Message, error) {
 			return s.jobs.ListPipelines(ctx, &pb.ListPipelinesRequest{})
 		}},
+		{"GET /v1/pipelines", "/v1/pipelines?pageSize=1", func() (proto.Message, error) {
+			return s.jobs.ListPipelines(ctx, &pb.ListPipelinesRequest{PageSize: 1})
+		}},
+		{"GET /v1/pipelines", "/v1/pipelines?pageSize=1&pageToken=" + newest + "&tenant=default", func() (proto.Message, error) {
+			return s.jobs.ListPipelines(ctx, &pb.ListPipelinesRequest{PageSize: 1, PageToken: newest, Tenant: "default"})
+		}},
 		{"GET /v1/resolve", "/v1/resolve?kind=ID_KIND_JOB&prefix=" + strings.ToLower(fx.job[:12]), func() (proto.Message, error) {
 			return s.jobs.Resolve(ctx, &pb.ResolveRequest{Kind: pb.IdKind_ID_KIND_JOB, Prefix: fx.job[:12]})
 		}},
@@ -114,6 +127,9 @@ func TestRESTMatchesGRPC(t *testing.T) {
 		}},
 		{"GET /v1/workers", "/v1/workers", func() (proto.Message, error) {
 			return s.admin.ListWorkers(ctx, &pb.ListWorkersRequest{})
+		}},
+		{"GET /v1/workers", "/v1/workers?pageSize=1&pageToken=" + fx.worker[:1], func() (proto.Message, error) {
+			return s.admin.ListWorkers(ctx, &pb.ListWorkersRequest{PageSize: 1, PageToken: fx.worker[:1]})
 		}},
 		{"GET /v1/tenants/{name}", "/v1/tenants/lab", func() (proto.Message, error) {
 			return s.admin.GetTenant(ctx, &pb.GetTenantRequest{Name: "lab"})

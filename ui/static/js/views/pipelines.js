@@ -6,25 +6,67 @@ import { h, svg } from '../dom.js';
 import { subscribe } from '../events.js';
 import { badge, enumName, jobState, num, shortId, terminal, timeEl } from '../format.js';
 
-const shown = 200; // rows of the list drawn at most
+export const pageSize = 50;
 
 const pipeState = (p) => enumName(p && p.state, 'PIPELINE_STATE_') || 'PENDING';
 
+// newer remembers the page tokens of the pages before the one shown, so
+// that "Newer" goes back without a call that pages backwards.
+let newer = [];
+
+// renderList shows one page of pipelines, newest first, through
+// ListPipelines' page token: the server finds the page in an ordered index
+// and reads only its pipelines' jobs, so a page costs its size however
+// many pipelines are kept.
 export async function renderList(root, ctx) {
-  const r = await get('/v1/pipelines', {}, ctx.signal);
-  const all = (r.pipelines || []).slice().sort((a, b) => num(b.pipeline.createdUnixNano) - num(a.pipeline.createdUnixNano) || (a.pipeline.id < b.pipeline.id ? 1 : -1));
+  const f = { tenant: ctx.params.get('tenant') || '', page: ctx.params.get('page') || '' };
+  if (!f.page) newer = [];
+  const tenantSel = h('select#p-tenant', {
+    name: 'tenant', 'aria-label': 'Tenant',
+    onchange: () => { newer = []; ctx.go('#/pipelines' + hashOf({ tenant: tenantSel.value })); },
+  }, h('option', { value: '' }, 'all tenants'));
+  get('/v1/tenants', {}, ctx.signal).then((r) => {
+    for (const t of r.tenants || []) {
+      const n = t.tenant.name;
+      tenantSel.append(h('option', { value: n, selected: n === f.tenant }, n));
+    }
+  }).catch(() => {
+    if (f.tenant) tenantSel.append(h('option', { value: f.tenant, selected: true }, f.tenant));
+  });
+
+  const r = await get('/v1/pipelines', { pageSize, pageToken: f.page, tenant: f.tenant }, ctx.signal);
+  const list = r.pipelines || [];
   const tbody = h('tbody#pipelines-body');
-  for (const p of all.slice(0, shown)) {
+  for (const p of list) {
     const pl = p.pipeline;
     tbody.append(h('tr', { 'data-id': pl.id },
       h('td.mono', h('a', { href: '#/pipelines/' + encodeURIComponent(pl.id), title: pl.id }, shortId(pl.id))),
       h('td', pl.name || ''), h('td.hide-s', pl.tenant || ''), h('td', badge(pipeState(p))),
       h('td.num', (pl.steps || []).length), h('td.hide-s', timeEl(pl.createdUnixNano))));
   }
-  root.append(h('h1', 'Pipelines'),
-    h('p.summary', all.length ? `${all.length} pipeline${all.length === 1 ? '' : 's'}, newest first` +
-      (all.length > shown ? ` (the newest ${shown} shown)` : '') : 'No pipeline yet. Run one with hodei pipeline run FILE.'),
-    h('div.scroll', h('table.list', h('thead', h('tr', h('th', 'ID'), h('th', 'Name'), h('th.hide-s', 'Tenant'), h('th', 'State'), h('th.num', 'Steps'), h('th.hide-s', 'Created'))), tbody)));
+  const pager = h('nav.pager#pipelines-pager');
+  if (f.page) {
+    pager.append(h('a.button.secondary#pipelines-newest', { href: '#/pipelines' + hashOf({ ...f, page: '' }), onclick: () => { newer = []; } }, '« Newest'));
+    if (newer.length) {
+      const prev = newer[newer.length - 1];
+      pager.append(h('a.button.secondary#pipelines-newer', { href: '#/pipelines' + hashOf({ ...f, page: prev }), onclick: () => { newer.pop(); } }, '‹ Newer'));
+    }
+  }
+  if (r.nextPageToken) {
+    pager.append(h('a.button.secondary#pipelines-older', { href: '#/pipelines' + hashOf({ ...f, page: r.nextPageToken }), onclick: () => { newer.push(f.page); } }, 'Older ›'));
+  }
+  const none = f.tenant ? `No pipeline of tenant ${f.tenant}.` : 'No pipeline yet. Run one with hodei pipeline run FILE.';
+  root.append(h('h1', 'Pipelines'), h('form.filters#pipeline-filters', { onsubmit: (ev) => ev.preventDefault() }, tenantSel),
+    h('p.summary#pipelines-summary', list.length ? `showing ${list.length} pipeline${list.length === 1 ? '' : 's'}, newest first` : (f.page ? 'No older pipeline.' : none)),
+    h('div.scroll', h('table.list', h('thead', h('tr', h('th', 'ID'), h('th', 'Name'), h('th.hide-s', 'Tenant'), h('th', 'State'), h('th.num', 'Steps'), h('th.hide-s', 'Created'))), tbody)),
+    pager);
+}
+
+function hashOf(f) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(f)) if (v) q.set(k, v);
+  const s = q.toString();
+  return s ? '?' + s : '';
 }
 
 // stepState is a step's state from its jobs' states.

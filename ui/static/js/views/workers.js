@@ -1,6 +1,8 @@
 // Workers: each with its state, resources (capacity, allocated, measured
 // use), labels and running jobs; drain and undrain ask for confirmation
-// and are shown only to roles that manage workers.
+// and are shown only to roles that manage workers. One page of pageSize
+// workers in id order at a time, through ListWorkers' page token, so that
+// the page and its reloads cost a page among ten thousand workers.
 
 import { get, post } from '../api.js';
 import { h } from '../dom.js';
@@ -12,6 +14,12 @@ export const workerState = (w) => (w.leaving ? 'LEAVING' : enumName(w.state, 'WO
 // every is how often the page reads the workers again: their heartbeats
 // (load, memory) change without an event.
 const every = 5000;
+
+export const pageSize = 50;
+
+// before remembers the page tokens of the pages before the one shown, so
+// that "Previous" goes back without a call that pages backwards.
+let before = [];
 
 function usage(w) {
   const cap = w.capacity || {};
@@ -25,10 +33,14 @@ function usage(w) {
 }
 
 export async function render(root, ctx) {
+  const page = ctx.params.get('page') || '';
+  if (!page) before = [];
   const tbody = h('tbody#workers-body');
   const summary = h('p.summary#workers-summary');
+  const pager = h('nav.pager#workers-pager');
   root.append(h('h1', 'Workers'), summary, h('div.scroll', h('table.list.workers', h('thead', h('tr',
-    h('th', 'Worker'), h('th', 'State'), h('th', 'Resources'), h('th.hide-s', 'Labels'), h('th', 'Running'), h('th.hide-s', 'Heartbeat'), h('th', ''))), tbody)));
+    h('th', 'Worker'), h('th', 'State'), h('th', 'Resources'), h('th.hide-s', 'Labels'), h('th', 'Running'), h('th.hide-s', 'Heartbeat'), h('th', ''))), tbody)), pager);
+  const at = (token) => '#/workers' + (token ? '?page=' + encodeURIComponent(token) : '');
 
   const act = async (w, verb) => {
     const what = verb === 'drain' ? 'Drain' : 'Undrain';
@@ -44,12 +56,17 @@ export async function render(root, ctx) {
   let seq = 0; // an answer older than the last one asked for is not shown
   const load = async () => {
     const n = ++seq;
-    const r = await get('/v1/workers', {}, ctx.signal);
+    const r = await get('/v1/workers', { pageSize, pageToken: page }, ctx.signal);
     if (n !== seq) return;
-    const ws = (r.workers || []).slice().sort((a, b) => (a.name || a.id).localeCompare(b.name || b.id));
+    const ws = r.workers || []; // in id order, as the pages go
     const counts = {};
     for (const w of ws) counts[workerState(w)] = (counts[workerState(w)] || 0) + 1;
-    summary.textContent = ws.length ? Object.entries(counts).map(([s, n]) => `${n} ${s.toLowerCase()}`).join(' · ') : 'No worker has registered. Start one with hodei agent.';
+    summary.textContent = ws.length ? (page || r.nextPageToken ? `this page: ${ws.length} workers: ` : '') + Object.entries(counts).map(([s, n]) => `${n} ${s.toLowerCase()}`).join(' · ') :
+      (page ? 'No more workers.' : 'No worker has registered. Start one with hodei agent.');
+    pager.replaceChildren(...[
+      page ? h('a.button.secondary#workers-first', { href: at(''), onclick: () => { before = []; } }, '« First') : null,
+      page && before.length ? h('a.button.secondary#workers-prev', { href: at(before[before.length - 1]), onclick: () => { before.pop(); } }, '‹ Previous') : null,
+      r.nextPageToken ? h('a.button.secondary#workers-next', { href: at(r.nextPageToken), onclick: () => { before.push(page); } }, 'Next ›') : null].filter(Boolean));
     tbody.replaceChildren(...ws.map((w) => {
       const st = workerState(w);
       const running = w.running || [];
