@@ -135,13 +135,13 @@ func (j *journal) after(c string) (next uint64, ok bool, err error) {
 	epoch, seq, found := strings.Cut(c, ".")
 	n, perr := strconv.ParseUint(seq, 10, 64)
 	if !found || perr != nil || epoch == "" {
-		return 0, false, job.Invalid("after", "%q is not an event cursor (EPOCH.SEQ, the id of an event)", c)
+		return 0, false, job.Invalid("after", "%q is not an event cursor (EPOCH.SEQ, the id of an event)", clip(c, 64))
 	}
 	if epoch != j.epoch {
 		return 0, false, nil
 	}
 	if n >= j.head() {
-		return 0, false, job.Invalid("after", "%q is beyond the last event %s", c, j.cursor(j.head()-1))
+		return 0, false, job.Invalid("after", "%q is beyond the last event %s", clip(c, 64), j.cursor(j.head()-1))
 	}
 	return n + 1, true, nil
 }

@@ -53,11 +53,12 @@ const httpPeerKey = "x-hodei-http-peer"
 // Server owns it: newREST makes it in Listen, Serve serves lis, and
 // close (after the HTTP server has shut down) closes conn.
 type rest struct {
-	lis  *pipeListener
-	conn *grpc.ClientConn
-	mux  *runtime.ServeMux
-	jobs pb.JobServiceClient
-	adm  pb.AdminServiceClient
+	lis     *pipeListener
+	conn    *grpc.ClientConn // the gateway's calls
+	streams *streamConns     // the long streams': SSE and snapshots
+	mux     *runtime.ServeMux
+	jobs    pb.JobServiceClient
+	adm     pb.AdminServiceClient
 }
 
 // newREST connects the gateway to the gRPC server through an in-process
@@ -85,15 +86,22 @@ func (s *Server) newREST() (*rest, error) {
 			},
 		})
 	}
-	conn, err := grpc.NewClient("passthrough:///hodei-in-process",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.dial(ctx) }),
-		grpc.WithTransportCredentials(creds),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32)),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("rest gateway: %w", err)
+	dial := func() (*grpc.ClientConn, error) {
+		conn, err := grpc.NewClient("passthrough:///hodei-in-process",
+			grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.dial(ctx) }),
+			grpc.WithTransportCredentials(creds),
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32)),
+		)
+		if err != nil {
+			return nil, fmt.Errorf("rest gateway: %w", err)
+		}
+		return conn, nil
 	}
-	r := &rest{lis: lis, conn: conn, jobs: pb.NewJobServiceClient(conn), adm: pb.NewAdminServiceClient(conn)}
+	conn, err := dial()
+	if err != nil {
+		return nil, err
+	}
+	r := &rest{lis: lis, conn: conn, streams: &streamConns{dial: dial}, jobs: pb.NewJobServiceClient(conn), adm: pb.NewAdminServiceClient(conn)}
 	r.mux = runtime.NewServeMux(
 		// Only authorization goes through (the gateway passes it on by
 		// itself), and the client's address, under a key a client cannot set.
@@ -209,9 +217,9 @@ func (r *rest) handler() http.Handler {
 	})
 }
 
-// close closes the gateway's connection; the gRPC server closes lis when
+// close closes the gateway's connections; the gRPC server closes lis when
 // it stops.
-func (r *rest) close() error { return r.conn.Close() }
+func (r *rest) close() error { return errors.Join(r.conn.Close(), r.streams.close()) }
 
 // restPeer returns the HTTP client's address of a call that came through
 // the REST gateway, and whether it did: only a call on the in-process

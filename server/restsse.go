@@ -59,9 +59,15 @@ func (r *rest) events(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	wr.After = after
+	sc, release, err := r.streams.acquire()
+	if err != nil {
+		writeHTTPError(w, errorOf(err))
+		return
+	}
+	defer release()
 	ctx, cancel := context.WithCancel(r.outgoing(req))
 	defer cancel()
-	stream, err := r.jobs.Watch(ctx, wr)
+	stream, err := sc.jobs.Watch(ctx, wr)
 	if err != nil {
 		writeHTTPError(w, errorOf(err))
 		return
@@ -103,15 +109,21 @@ func (r *rest) logs(w http.ResponseWriter, req *http.Request) {
 		attempt, aerr := strconv.ParseInt(a, 10, 32)
 		offset, oerr := strconv.ParseInt(o, 10, 64)
 		if !ok || aerr != nil || oerr != nil || attempt < 1 || offset < 0 {
-			writeHTTPError(w, badRequest("Last-Event-ID", fmt.Sprintf("%q is not ATTEMPT:OFFSET, the id of a log event", resume)))
+			writeHTTPError(w, badRequest("Last-Event-ID", fmt.Sprintf("%q is not ATTEMPT:OFFSET, the id of a log event", clip(resume, 64))))
 			return
 		}
 		// The byte after the last one received, and the attempts after it.
 		lr.Attempt, lr.Offset, lr.LaterAttempts = int32(attempt), offset, true
 	}
+	sc, release, err := r.streams.acquire()
+	if err != nil {
+		writeHTTPError(w, errorOf(err))
+		return
+	}
+	defer release()
 	ctx, cancel := context.WithCancel(r.outgoing(req))
 	defer cancel()
-	stream, err := r.jobs.Logs(ctx, lr)
+	stream, err := sc.jobs.Logs(ctx, lr)
 	if err != nil {
 		writeHTTPError(w, errorOf(err))
 		return

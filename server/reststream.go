@@ -40,9 +40,15 @@ func (r *rest) outgoing(req *http.Request) context.Context {
 // error; one after it cuts the response, so that a client never takes a
 // short copy for a whole one.
 func (r *rest) snapshot(w http.ResponseWriter, req *http.Request) {
+	sc, release, err := r.streams.acquire()
+	if err != nil {
+		writeHTTPError(w, errorOf(err))
+		return
+	}
+	defer release()
 	ctx, cancel := context.WithCancel(r.outgoing(req))
 	defer cancel()
-	stream, err := r.adm.Snapshot(ctx, &pb.SnapshotRequest{})
+	stream, err := sc.adm.Snapshot(ctx, &pb.SnapshotRequest{})
 	if err != nil {
 		writeHTTPError(w, errorOf(err))
 		return
