@@ -135,3 +135,43 @@ func BenchmarkWorkerPage(b *testing.B) {
 		b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/op")
 	})
 }
+
+// CountWorkers counts what Workers lists: states, with a leaving worker
+// apart from the drained, and the slots of the workers not down.
+func TestCountWorkers(t *testing.T) {
+	h := newHarness(t)
+	h.worker("w1", 4, nil)
+	h.worker("w2", 2, nil)
+	h.worker("w3", 1, nil)
+	if _, err := h.s.Drain(h.ctx, "w2"); err != nil {
+		t.Fatal(err)
+	}
+	j := h.submit(job.Spec{})
+	h.pass()
+	if len(h.disp.takeAssigns()) != 1 {
+		t.Fatal("the job was not dispatched")
+	}
+	c := h.s.CountWorkers()
+	var want WorkerCounts
+	for _, w := range h.s.Workers() {
+		switch {
+		case w.State == job.WorkerReady:
+			want.Ready++
+		case w.State == job.WorkerDraining && w.Leaving:
+			want.Leaving++
+		case w.State == job.WorkerDraining:
+			want.Draining++
+		case w.State == job.WorkerDown:
+			want.Down++
+		default:
+			want.Unknown++
+		}
+		if w.State != job.WorkerDown && w.State != job.WorkerUnknown {
+			want.Slots += w.Worker.Capacity.Slots
+			want.SlotsUsed += w.Allocated.Slots
+		}
+	}
+	if c != want || c.Ready != 2 || c.Draining != 1 || c.Slots != 7 || c.SlotsUsed != j.Spec.Resources.Slots {
+		t.Fatalf("counts %+v, want %+v (2 ready, 1 draining, 7 slots, %d used)", c, want, j.Spec.Resources.Slots)
+	}
+}

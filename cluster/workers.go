@@ -278,6 +278,48 @@ func (s *Cluster) Workers() []WorkerInfo {
 	return out
 }
 
+// WorkerCounts are the workers by state and the slots of those not DOWN
+// or UNKNOWN, as an overview shows them. Leaving workers (their agent said
+// goodbye) are counted apart from the drained.
+type WorkerCounts struct {
+	Ready, Draining, Leaving, Down, Unknown int
+	Slots, SlotsUsed                       int64
+}
+
+// CountWorkers counts the workers by state and their slots. It costs the
+// number of workers and of active jobs, and lists neither.
+func (s *Cluster) CountWorkers() WorkerCounts {
+	var c WorkerCounts
+	live := make(map[string]bool, s.workers.Size())
+	s.workers.Range(func(id string, w *workerState) bool {
+		switch {
+		case w.state == job.WorkerReady:
+			c.Ready++
+		case w.state == job.WorkerDraining && w.leaving:
+			c.Leaving++
+		case w.state == job.WorkerDraining:
+			c.Draining++
+		case w.state == job.WorkerDown:
+			c.Down++
+		default:
+			c.Unknown++
+		}
+		if w.state != job.WorkerDown && w.state != job.WorkerUnknown {
+			live[id] = true
+			c.Slots += w.rec.Capacity.Slots
+		}
+		return true
+	})
+	s.mu.RLock()
+	for _, j := range s.active {
+		if live[j.Worker] {
+			c.SlotsUsed += j.Spec.Resources.Slots
+		}
+	}
+	s.mu.RUnlock()
+	return c
+}
+
 // Page sizes of WorkerPage.
 const MaxWorkerPage = 1000
 

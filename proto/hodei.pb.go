@@ -5592,8 +5592,11 @@ type ListWorkersRequest struct {
 	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"` // only this worker (NotFound if there is none); empty: all
 	// At most this many workers, in id order (0: every worker, in one
 	// answer; at most 1000). The web page pages; the CLI lists all.
-	PageSize      int32  `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
-	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"` // next_page_token of the previous page
+	PageSize  int32  `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"` // next_page_token of the previous page
+	// Only the counts (no workers): what an overview shows, at the cost of
+	// counting, whatever the number of workers. Not with id or a page.
+	CountsOnly    bool `protobuf:"varint,4,opt,name=counts_only,json=countsOnly,proto3" json:"counts_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -5649,10 +5652,18 @@ func (x *ListWorkersRequest) GetPageToken() string {
 	return ""
 }
 
+func (x *ListWorkersRequest) GetCountsOnly() bool {
+	if x != nil {
+		return x.CountsOnly
+	}
+	return false
+}
+
 type ListWorkersResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Workers       []*Worker              `protobuf:"bytes,1,rep,name=workers,proto3" json:"workers,omitempty"`
 	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"` // empty on the last page (and without page_size)
+	Counts        *WorkerCounts          `protobuf:"bytes,3,opt,name=counts,proto3" json:"counts,omitempty"`                                      // with counts_only
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -5701,6 +5712,107 @@ func (x *ListWorkersResponse) GetNextPageToken() string {
 	return ""
 }
 
+func (x *ListWorkersResponse) GetCounts() *WorkerCounts {
+	if x != nil {
+		return x.Counts
+	}
+	return nil
+}
+
+// WorkerCounts are the workers by state (LEAVING: said goodbye, not
+// counted as draining) and the slots of those not DOWN or UNKNOWN.
+type WorkerCounts struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ready         int32                  `protobuf:"varint,1,opt,name=ready,proto3" json:"ready,omitempty"`
+	Draining      int32                  `protobuf:"varint,2,opt,name=draining,proto3" json:"draining,omitempty"`
+	Leaving       int32                  `protobuf:"varint,3,opt,name=leaving,proto3" json:"leaving,omitempty"`
+	Down          int32                  `protobuf:"varint,4,opt,name=down,proto3" json:"down,omitempty"`
+	Unknown       int32                  `protobuf:"varint,5,opt,name=unknown,proto3" json:"unknown,omitempty"`
+	Slots         int64                  `protobuf:"varint,6,opt,name=slots,proto3" json:"slots,omitempty"`
+	SlotsUsed     int64                  `protobuf:"varint,7,opt,name=slots_used,json=slotsUsed,proto3" json:"slots_used,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WorkerCounts) Reset() {
+	*x = WorkerCounts{}
+	mi := &file_hodei_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WorkerCounts) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WorkerCounts) ProtoMessage() {}
+
+func (x *WorkerCounts) ProtoReflect() protoreflect.Message {
+	mi := &file_hodei_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WorkerCounts.ProtoReflect.Descriptor instead.
+func (*WorkerCounts) Descriptor() ([]byte, []int) {
+	return file_hodei_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *WorkerCounts) GetReady() int32 {
+	if x != nil {
+		return x.Ready
+	}
+	return 0
+}
+
+func (x *WorkerCounts) GetDraining() int32 {
+	if x != nil {
+		return x.Draining
+	}
+	return 0
+}
+
+func (x *WorkerCounts) GetLeaving() int32 {
+	if x != nil {
+		return x.Leaving
+	}
+	return 0
+}
+
+func (x *WorkerCounts) GetDown() int32 {
+	if x != nil {
+		return x.Down
+	}
+	return 0
+}
+
+func (x *WorkerCounts) GetUnknown() int32 {
+	if x != nil {
+		return x.Unknown
+	}
+	return 0
+}
+
+func (x *WorkerCounts) GetSlots() int64 {
+	if x != nil {
+		return x.Slots
+	}
+	return 0
+}
+
+func (x *WorkerCounts) GetSlotsUsed() int64 {
+	if x != nil {
+		return x.SlotsUsed
+	}
+	return 0
+}
+
 type DrainWorkerRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -5710,7 +5822,7 @@ type DrainWorkerRequest struct {
 
 func (x *DrainWorkerRequest) Reset() {
 	*x = DrainWorkerRequest{}
-	mi := &file_hodei_proto_msgTypes[64]
+	mi := &file_hodei_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5722,7 +5834,7 @@ func (x *DrainWorkerRequest) String() string {
 func (*DrainWorkerRequest) ProtoMessage() {}
 
 func (x *DrainWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[64]
+	mi := &file_hodei_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5735,7 +5847,7 @@ func (x *DrainWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainWorkerRequest.ProtoReflect.Descriptor instead.
 func (*DrainWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{64}
+	return file_hodei_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *DrainWorkerRequest) GetId() string {
@@ -5753,7 +5865,7 @@ type SnapshotRequest struct {
 
 func (x *SnapshotRequest) Reset() {
 	*x = SnapshotRequest{}
-	mi := &file_hodei_proto_msgTypes[65]
+	mi := &file_hodei_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5765,7 +5877,7 @@ func (x *SnapshotRequest) String() string {
 func (*SnapshotRequest) ProtoMessage() {}
 
 func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[65]
+	mi := &file_hodei_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5778,7 +5890,7 @@ func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{65}
+	return file_hodei_proto_rawDescGZIP(), []int{66}
 }
 
 type SnapshotChunk struct {
@@ -5790,7 +5902,7 @@ type SnapshotChunk struct {
 
 func (x *SnapshotChunk) Reset() {
 	*x = SnapshotChunk{}
-	mi := &file_hodei_proto_msgTypes[66]
+	mi := &file_hodei_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5802,7 +5914,7 @@ func (x *SnapshotChunk) String() string {
 func (*SnapshotChunk) ProtoMessage() {}
 
 func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[66]
+	mi := &file_hodei_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5815,7 +5927,7 @@ func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
 func (*SnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{66}
+	return file_hodei_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *SnapshotChunk) GetData() []byte {
@@ -5847,7 +5959,7 @@ type Tenant struct {
 
 func (x *Tenant) Reset() {
 	*x = Tenant{}
-	mi := &file_hodei_proto_msgTypes[67]
+	mi := &file_hodei_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5859,7 +5971,7 @@ func (x *Tenant) String() string {
 func (*Tenant) ProtoMessage() {}
 
 func (x *Tenant) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[67]
+	mi := &file_hodei_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5872,7 +5984,7 @@ func (x *Tenant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tenant.ProtoReflect.Descriptor instead.
 func (*Tenant) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{67}
+	return file_hodei_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *Tenant) GetName() string {
@@ -5970,7 +6082,7 @@ type TenantStatus struct {
 
 func (x *TenantStatus) Reset() {
 	*x = TenantStatus{}
-	mi := &file_hodei_proto_msgTypes[68]
+	mi := &file_hodei_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5982,7 +6094,7 @@ func (x *TenantStatus) String() string {
 func (*TenantStatus) ProtoMessage() {}
 
 func (x *TenantStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[68]
+	mi := &file_hodei_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5995,7 +6107,7 @@ func (x *TenantStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TenantStatus.ProtoReflect.Descriptor instead.
 func (*TenantStatus) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{68}
+	return file_hodei_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *TenantStatus) GetTenant() *Tenant {
@@ -6075,7 +6187,7 @@ type SetTenantRequest struct {
 
 func (x *SetTenantRequest) Reset() {
 	*x = SetTenantRequest{}
-	mi := &file_hodei_proto_msgTypes[69]
+	mi := &file_hodei_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6087,7 +6199,7 @@ func (x *SetTenantRequest) String() string {
 func (*SetTenantRequest) ProtoMessage() {}
 
 func (x *SetTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[69]
+	mi := &file_hodei_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6100,7 +6212,7 @@ func (x *SetTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetTenantRequest.ProtoReflect.Descriptor instead.
 func (*SetTenantRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{69}
+	return file_hodei_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *SetTenantRequest) GetTenant() *Tenant {
@@ -6126,7 +6238,7 @@ type GetTenantRequest struct {
 
 func (x *GetTenantRequest) Reset() {
 	*x = GetTenantRequest{}
-	mi := &file_hodei_proto_msgTypes[70]
+	mi := &file_hodei_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6138,7 +6250,7 @@ func (x *GetTenantRequest) String() string {
 func (*GetTenantRequest) ProtoMessage() {}
 
 func (x *GetTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[70]
+	mi := &file_hodei_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6151,7 +6263,7 @@ func (x *GetTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTenantRequest.ProtoReflect.Descriptor instead.
 func (*GetTenantRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{70}
+	return file_hodei_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *GetTenantRequest) GetName() string {
@@ -6169,7 +6281,7 @@ type ListTenantsRequest struct {
 
 func (x *ListTenantsRequest) Reset() {
 	*x = ListTenantsRequest{}
-	mi := &file_hodei_proto_msgTypes[71]
+	mi := &file_hodei_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6181,7 +6293,7 @@ func (x *ListTenantsRequest) String() string {
 func (*ListTenantsRequest) ProtoMessage() {}
 
 func (x *ListTenantsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[71]
+	mi := &file_hodei_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6194,7 +6306,7 @@ func (x *ListTenantsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTenantsRequest.ProtoReflect.Descriptor instead.
 func (*ListTenantsRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{71}
+	return file_hodei_proto_rawDescGZIP(), []int{72}
 }
 
 type ListTenantsResponse struct {
@@ -6206,7 +6318,7 @@ type ListTenantsResponse struct {
 
 func (x *ListTenantsResponse) Reset() {
 	*x = ListTenantsResponse{}
-	mi := &file_hodei_proto_msgTypes[72]
+	mi := &file_hodei_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6218,7 +6330,7 @@ func (x *ListTenantsResponse) String() string {
 func (*ListTenantsResponse) ProtoMessage() {}
 
 func (x *ListTenantsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[72]
+	mi := &file_hodei_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6231,7 +6343,7 @@ func (x *ListTenantsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTenantsResponse.ProtoReflect.Descriptor instead.
 func (*ListTenantsResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{72}
+	return file_hodei_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *ListTenantsResponse) GetTenants() []*TenantStatus {
@@ -6250,7 +6362,7 @@ type DeleteTenantRequest struct {
 
 func (x *DeleteTenantRequest) Reset() {
 	*x = DeleteTenantRequest{}
-	mi := &file_hodei_proto_msgTypes[73]
+	mi := &file_hodei_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6262,7 +6374,7 @@ func (x *DeleteTenantRequest) String() string {
 func (*DeleteTenantRequest) ProtoMessage() {}
 
 func (x *DeleteTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[73]
+	mi := &file_hodei_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6275,7 +6387,7 @@ func (x *DeleteTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTenantRequest.ProtoReflect.Descriptor instead.
 func (*DeleteTenantRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{73}
+	return file_hodei_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *DeleteTenantRequest) GetName() string {
@@ -6293,7 +6405,7 @@ type DeleteTenantResponse struct {
 
 func (x *DeleteTenantResponse) Reset() {
 	*x = DeleteTenantResponse{}
-	mi := &file_hodei_proto_msgTypes[74]
+	mi := &file_hodei_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6305,7 +6417,7 @@ func (x *DeleteTenantResponse) String() string {
 func (*DeleteTenantResponse) ProtoMessage() {}
 
 func (x *DeleteTenantResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[74]
+	mi := &file_hodei_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6318,7 +6430,7 @@ func (x *DeleteTenantResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTenantResponse.ProtoReflect.Descriptor instead.
 func (*DeleteTenantResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{74}
+	return file_hodei_proto_rawDescGZIP(), []int{75}
 }
 
 type MatrixAxis struct {
@@ -6331,7 +6443,7 @@ type MatrixAxis struct {
 
 func (x *MatrixAxis) Reset() {
 	*x = MatrixAxis{}
-	mi := &file_hodei_proto_msgTypes[75]
+	mi := &file_hodei_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6343,7 +6455,7 @@ func (x *MatrixAxis) String() string {
 func (*MatrixAxis) ProtoMessage() {}
 
 func (x *MatrixAxis) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[75]
+	mi := &file_hodei_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6356,7 +6468,7 @@ func (x *MatrixAxis) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MatrixAxis.ProtoReflect.Descriptor instead.
 func (*MatrixAxis) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{75}
+	return file_hodei_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *MatrixAxis) GetKey() string {
@@ -6390,7 +6502,7 @@ type PipelineStepSpec struct {
 
 func (x *PipelineStepSpec) Reset() {
 	*x = PipelineStepSpec{}
-	mi := &file_hodei_proto_msgTypes[76]
+	mi := &file_hodei_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6402,7 +6514,7 @@ func (x *PipelineStepSpec) String() string {
 func (*PipelineStepSpec) ProtoMessage() {}
 
 func (x *PipelineStepSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[76]
+	mi := &file_hodei_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6415,7 +6527,7 @@ func (x *PipelineStepSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PipelineStepSpec.ProtoReflect.Descriptor instead.
 func (*PipelineStepSpec) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{76}
+	return file_hodei_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *PipelineStepSpec) GetName() string {
@@ -6465,7 +6577,7 @@ type PipelineSpec struct {
 
 func (x *PipelineSpec) Reset() {
 	*x = PipelineSpec{}
-	mi := &file_hodei_proto_msgTypes[77]
+	mi := &file_hodei_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6477,7 +6589,7 @@ func (x *PipelineSpec) String() string {
 func (*PipelineSpec) ProtoMessage() {}
 
 func (x *PipelineSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[77]
+	mi := &file_hodei_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6490,7 +6602,7 @@ func (x *PipelineSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PipelineSpec.ProtoReflect.Descriptor instead.
 func (*PipelineSpec) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{77}
+	return file_hodei_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *PipelineSpec) GetName() string {
@@ -6536,7 +6648,7 @@ type Pipeline struct {
 
 func (x *Pipeline) Reset() {
 	*x = Pipeline{}
-	mi := &file_hodei_proto_msgTypes[78]
+	mi := &file_hodei_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6548,7 +6660,7 @@ func (x *Pipeline) String() string {
 func (*Pipeline) ProtoMessage() {}
 
 func (x *Pipeline) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[78]
+	mi := &file_hodei_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6561,7 +6673,7 @@ func (x *Pipeline) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pipeline.ProtoReflect.Descriptor instead.
 func (*Pipeline) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{78}
+	return file_hodei_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *Pipeline) GetId() string {
@@ -6618,7 +6730,7 @@ type PipelineStatus struct {
 
 func (x *PipelineStatus) Reset() {
 	*x = PipelineStatus{}
-	mi := &file_hodei_proto_msgTypes[79]
+	mi := &file_hodei_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6630,7 +6742,7 @@ func (x *PipelineStatus) String() string {
 func (*PipelineStatus) ProtoMessage() {}
 
 func (x *PipelineStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[79]
+	mi := &file_hodei_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6643,7 +6755,7 @@ func (x *PipelineStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PipelineStatus.ProtoReflect.Descriptor instead.
 func (*PipelineStatus) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{79}
+	return file_hodei_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *PipelineStatus) GetPipeline() *Pipeline {
@@ -6676,7 +6788,7 @@ type RunPipelineRequest struct {
 
 func (x *RunPipelineRequest) Reset() {
 	*x = RunPipelineRequest{}
-	mi := &file_hodei_proto_msgTypes[80]
+	mi := &file_hodei_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6688,7 +6800,7 @@ func (x *RunPipelineRequest) String() string {
 func (*RunPipelineRequest) ProtoMessage() {}
 
 func (x *RunPipelineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[80]
+	mi := &file_hodei_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6701,7 +6813,7 @@ func (x *RunPipelineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunPipelineRequest.ProtoReflect.Descriptor instead.
 func (*RunPipelineRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{80}
+	return file_hodei_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *RunPipelineRequest) GetSpec() *PipelineSpec {
@@ -6720,7 +6832,7 @@ type GetPipelineRequest struct {
 
 func (x *GetPipelineRequest) Reset() {
 	*x = GetPipelineRequest{}
-	mi := &file_hodei_proto_msgTypes[81]
+	mi := &file_hodei_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6732,7 +6844,7 @@ func (x *GetPipelineRequest) String() string {
 func (*GetPipelineRequest) ProtoMessage() {}
 
 func (x *GetPipelineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[81]
+	mi := &file_hodei_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6745,7 +6857,7 @@ func (x *GetPipelineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPipelineRequest.ProtoReflect.Descriptor instead.
 func (*GetPipelineRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{81}
+	return file_hodei_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *GetPipelineRequest) GetId() string {
@@ -6769,7 +6881,7 @@ type ListPipelinesRequest struct {
 
 func (x *ListPipelinesRequest) Reset() {
 	*x = ListPipelinesRequest{}
-	mi := &file_hodei_proto_msgTypes[82]
+	mi := &file_hodei_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6781,7 +6893,7 @@ func (x *ListPipelinesRequest) String() string {
 func (*ListPipelinesRequest) ProtoMessage() {}
 
 func (x *ListPipelinesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[82]
+	mi := &file_hodei_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6794,7 +6906,7 @@ func (x *ListPipelinesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPipelinesRequest.ProtoReflect.Descriptor instead.
 func (*ListPipelinesRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{82}
+	return file_hodei_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *ListPipelinesRequest) GetPageSize() int32 {
@@ -6828,7 +6940,7 @@ type ListPipelinesResponse struct {
 
 func (x *ListPipelinesResponse) Reset() {
 	*x = ListPipelinesResponse{}
-	mi := &file_hodei_proto_msgTypes[83]
+	mi := &file_hodei_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6840,7 +6952,7 @@ func (x *ListPipelinesResponse) String() string {
 func (*ListPipelinesResponse) ProtoMessage() {}
 
 func (x *ListPipelinesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[83]
+	mi := &file_hodei_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6853,7 +6965,7 @@ func (x *ListPipelinesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPipelinesResponse.ProtoReflect.Descriptor instead.
 func (*ListPipelinesResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{83}
+	return file_hodei_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *ListPipelinesResponse) GetPipelines() []*PipelineStatus {
@@ -6880,7 +6992,7 @@ type CancelPipelineRequest struct {
 
 func (x *CancelPipelineRequest) Reset() {
 	*x = CancelPipelineRequest{}
-	mi := &file_hodei_proto_msgTypes[84]
+	mi := &file_hodei_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6892,7 +7004,7 @@ func (x *CancelPipelineRequest) String() string {
 func (*CancelPipelineRequest) ProtoMessage() {}
 
 func (x *CancelPipelineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[84]
+	mi := &file_hodei_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6905,7 +7017,7 @@ func (x *CancelPipelineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelPipelineRequest.ProtoReflect.Descriptor instead.
 func (*CancelPipelineRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{84}
+	return file_hodei_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *CancelPipelineRequest) GetId() string {
@@ -6931,7 +7043,7 @@ type UndrainWorkerRequest struct {
 
 func (x *UndrainWorkerRequest) Reset() {
 	*x = UndrainWorkerRequest{}
-	mi := &file_hodei_proto_msgTypes[85]
+	mi := &file_hodei_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6943,7 +7055,7 @@ func (x *UndrainWorkerRequest) String() string {
 func (*UndrainWorkerRequest) ProtoMessage() {}
 
 func (x *UndrainWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[85]
+	mi := &file_hodei_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6956,7 +7068,7 @@ func (x *UndrainWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UndrainWorkerRequest.ProtoReflect.Descriptor instead.
 func (*UndrainWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{85}
+	return file_hodei_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *UndrainWorkerRequest) GetId() string {
@@ -6976,7 +7088,7 @@ type ResolveRequest struct {
 
 func (x *ResolveRequest) Reset() {
 	*x = ResolveRequest{}
-	mi := &file_hodei_proto_msgTypes[86]
+	mi := &file_hodei_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6988,7 +7100,7 @@ func (x *ResolveRequest) String() string {
 func (*ResolveRequest) ProtoMessage() {}
 
 func (x *ResolveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[86]
+	mi := &file_hodei_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7001,7 +7113,7 @@ func (x *ResolveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveRequest.ProtoReflect.Descriptor instead.
 func (*ResolveRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{86}
+	return file_hodei_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *ResolveRequest) GetKind() IdKind {
@@ -7027,7 +7139,7 @@ type ResolveResponse struct {
 
 func (x *ResolveResponse) Reset() {
 	*x = ResolveResponse{}
-	mi := &file_hodei_proto_msgTypes[87]
+	mi := &file_hodei_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7039,7 +7151,7 @@ func (x *ResolveResponse) String() string {
 func (*ResolveResponse) ProtoMessage() {}
 
 func (x *ResolveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[87]
+	mi := &file_hodei_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7052,7 +7164,7 @@ func (x *ResolveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveResponse.ProtoReflect.Descriptor instead.
 func (*ResolveResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{87}
+	return file_hodei_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *ResolveResponse) GetId() string {
@@ -7090,7 +7202,7 @@ type CronSchedule struct {
 
 func (x *CronSchedule) Reset() {
 	*x = CronSchedule{}
-	mi := &file_hodei_proto_msgTypes[88]
+	mi := &file_hodei_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7102,7 +7214,7 @@ func (x *CronSchedule) String() string {
 func (*CronSchedule) ProtoMessage() {}
 
 func (x *CronSchedule) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[88]
+	mi := &file_hodei_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7115,7 +7227,7 @@ func (x *CronSchedule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CronSchedule.ProtoReflect.Descriptor instead.
 func (*CronSchedule) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{88}
+	return file_hodei_proto_rawDescGZIP(), []int{89}
 }
 
 func (x *CronSchedule) GetName() string {
@@ -7253,7 +7365,7 @@ type CronAddRequest struct {
 
 func (x *CronAddRequest) Reset() {
 	*x = CronAddRequest{}
-	mi := &file_hodei_proto_msgTypes[89]
+	mi := &file_hodei_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7265,7 +7377,7 @@ func (x *CronAddRequest) String() string {
 func (*CronAddRequest) ProtoMessage() {}
 
 func (x *CronAddRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[89]
+	mi := &file_hodei_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7278,7 +7390,7 @@ func (x *CronAddRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CronAddRequest.ProtoReflect.Descriptor instead.
 func (*CronAddRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{89}
+	return file_hodei_proto_rawDescGZIP(), []int{90}
 }
 
 func (x *CronAddRequest) GetSchedule() *CronSchedule {
@@ -7300,7 +7412,7 @@ type CronRef struct {
 
 func (x *CronRef) Reset() {
 	*x = CronRef{}
-	mi := &file_hodei_proto_msgTypes[90]
+	mi := &file_hodei_proto_msgTypes[91]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7312,7 +7424,7 @@ func (x *CronRef) String() string {
 func (*CronRef) ProtoMessage() {}
 
 func (x *CronRef) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[90]
+	mi := &file_hodei_proto_msgTypes[91]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7325,7 +7437,7 @@ func (x *CronRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CronRef.ProtoReflect.Descriptor instead.
 func (*CronRef) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{90}
+	return file_hodei_proto_rawDescGZIP(), []int{91}
 }
 
 func (x *CronRef) GetName() string {
@@ -7351,7 +7463,7 @@ type CronListRequest struct {
 
 func (x *CronListRequest) Reset() {
 	*x = CronListRequest{}
-	mi := &file_hodei_proto_msgTypes[91]
+	mi := &file_hodei_proto_msgTypes[92]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7363,7 +7475,7 @@ func (x *CronListRequest) String() string {
 func (*CronListRequest) ProtoMessage() {}
 
 func (x *CronListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[91]
+	mi := &file_hodei_proto_msgTypes[92]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7376,7 +7488,7 @@ func (x *CronListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CronListRequest.ProtoReflect.Descriptor instead.
 func (*CronListRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{91}
+	return file_hodei_proto_rawDescGZIP(), []int{92}
 }
 
 func (x *CronListRequest) GetTenant() string {
@@ -7395,7 +7507,7 @@ type CronListResponse struct {
 
 func (x *CronListResponse) Reset() {
 	*x = CronListResponse{}
-	mi := &file_hodei_proto_msgTypes[92]
+	mi := &file_hodei_proto_msgTypes[93]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7407,7 +7519,7 @@ func (x *CronListResponse) String() string {
 func (*CronListResponse) ProtoMessage() {}
 
 func (x *CronListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[92]
+	mi := &file_hodei_proto_msgTypes[93]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7420,7 +7532,7 @@ func (x *CronListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CronListResponse.ProtoReflect.Descriptor instead.
 func (*CronListResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{92}
+	return file_hodei_proto_rawDescGZIP(), []int{93}
 }
 
 func (x *CronListResponse) GetSchedules() []*CronSchedule {
@@ -7438,7 +7550,7 @@ type CronRemoveResponse struct {
 
 func (x *CronRemoveResponse) Reset() {
 	*x = CronRemoveResponse{}
-	mi := &file_hodei_proto_msgTypes[93]
+	mi := &file_hodei_proto_msgTypes[94]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7450,7 +7562,7 @@ func (x *CronRemoveResponse) String() string {
 func (*CronRemoveResponse) ProtoMessage() {}
 
 func (x *CronRemoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[93]
+	mi := &file_hodei_proto_msgTypes[94]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7463,7 +7575,7 @@ func (x *CronRemoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CronRemoveResponse.ProtoReflect.Descriptor instead.
 func (*CronRemoveResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{93}
+	return file_hodei_proto_rawDescGZIP(), []int{94}
 }
 
 type CronRunResponse struct {
@@ -7475,7 +7587,7 @@ type CronRunResponse struct {
 
 func (x *CronRunResponse) Reset() {
 	*x = CronRunResponse{}
-	mi := &file_hodei_proto_msgTypes[94]
+	mi := &file_hodei_proto_msgTypes[95]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7487,7 +7599,7 @@ func (x *CronRunResponse) String() string {
 func (*CronRunResponse) ProtoMessage() {}
 
 func (x *CronRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[94]
+	mi := &file_hodei_proto_msgTypes[95]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7500,7 +7612,7 @@ func (x *CronRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CronRunResponse.ProtoReflect.Descriptor instead.
 func (*CronRunResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{94}
+	return file_hodei_proto_rawDescGZIP(), []int{95}
 }
 
 func (x *CronRunResponse) GetId() string {
@@ -7526,7 +7638,7 @@ type GetUsageRequest struct {
 
 func (x *GetUsageRequest) Reset() {
 	*x = GetUsageRequest{}
-	mi := &file_hodei_proto_msgTypes[95]
+	mi := &file_hodei_proto_msgTypes[96]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7538,7 +7650,7 @@ func (x *GetUsageRequest) String() string {
 func (*GetUsageRequest) ProtoMessage() {}
 
 func (x *GetUsageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[95]
+	mi := &file_hodei_proto_msgTypes[96]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7551,7 +7663,7 @@ func (x *GetUsageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetUsageRequest.ProtoReflect.Descriptor instead.
 func (*GetUsageRequest) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{95}
+	return file_hodei_proto_rawDescGZIP(), []int{96}
 }
 
 func (x *GetUsageRequest) GetTenant() string {
@@ -7628,7 +7740,7 @@ type UsageRow struct {
 
 func (x *UsageRow) Reset() {
 	*x = UsageRow{}
-	mi := &file_hodei_proto_msgTypes[96]
+	mi := &file_hodei_proto_msgTypes[97]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7640,7 +7752,7 @@ func (x *UsageRow) String() string {
 func (*UsageRow) ProtoMessage() {}
 
 func (x *UsageRow) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[96]
+	mi := &file_hodei_proto_msgTypes[97]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7653,7 +7765,7 @@ func (x *UsageRow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UsageRow.ProtoReflect.Descriptor instead.
 func (*UsageRow) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{96}
+	return file_hodei_proto_rawDescGZIP(), []int{97}
 }
 
 func (x *UsageRow) GetGroup() string {
@@ -7723,7 +7835,7 @@ type UsageAttempt struct {
 
 func (x *UsageAttempt) Reset() {
 	*x = UsageAttempt{}
-	mi := &file_hodei_proto_msgTypes[97]
+	mi := &file_hodei_proto_msgTypes[98]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7735,7 +7847,7 @@ func (x *UsageAttempt) String() string {
 func (*UsageAttempt) ProtoMessage() {}
 
 func (x *UsageAttempt) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[97]
+	mi := &file_hodei_proto_msgTypes[98]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7748,7 +7860,7 @@ func (x *UsageAttempt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UsageAttempt.ProtoReflect.Descriptor instead.
 func (*UsageAttempt) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{97}
+	return file_hodei_proto_rawDescGZIP(), []int{98}
 }
 
 func (x *UsageAttempt) GetJobId() string {
@@ -7877,7 +7989,7 @@ type GetUsageResponse struct {
 
 func (x *GetUsageResponse) Reset() {
 	*x = GetUsageResponse{}
-	mi := &file_hodei_proto_msgTypes[98]
+	mi := &file_hodei_proto_msgTypes[99]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7889,7 +8001,7 @@ func (x *GetUsageResponse) String() string {
 func (*GetUsageResponse) ProtoMessage() {}
 
 func (x *GetUsageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[98]
+	mi := &file_hodei_proto_msgTypes[99]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7902,7 +8014,7 @@ func (x *GetUsageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetUsageResponse.ProtoReflect.Descriptor instead.
 func (*GetUsageResponse) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{98}
+	return file_hodei_proto_rawDescGZIP(), []int{99}
 }
 
 func (x *GetUsageResponse) GetRows() []*UsageRow {
@@ -7964,7 +8076,7 @@ type HttpError struct {
 
 func (x *HttpError) Reset() {
 	*x = HttpError{}
-	mi := &file_hodei_proto_msgTypes[99]
+	mi := &file_hodei_proto_msgTypes[100]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7976,7 +8088,7 @@ func (x *HttpError) String() string {
 func (*HttpError) ProtoMessage() {}
 
 func (x *HttpError) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[99]
+	mi := &file_hodei_proto_msgTypes[100]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7989,7 +8101,7 @@ func (x *HttpError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HttpError.ProtoReflect.Descriptor instead.
 func (*HttpError) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{99}
+	return file_hodei_proto_rawDescGZIP(), []int{100}
 }
 
 func (x *HttpError) GetCode() int32 {
@@ -8032,7 +8144,7 @@ type Pipeline_Step struct {
 
 func (x *Pipeline_Step) Reset() {
 	*x = Pipeline_Step{}
-	mi := &file_hodei_proto_msgTypes[107]
+	mi := &file_hodei_proto_msgTypes[108]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8044,7 +8156,7 @@ func (x *Pipeline_Step) String() string {
 func (*Pipeline_Step) ProtoMessage() {}
 
 func (x *Pipeline_Step) ProtoReflect() protoreflect.Message {
-	mi := &file_hodei_proto_msgTypes[107]
+	mi := &file_hodei_proto_msgTypes[108]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8057,7 +8169,7 @@ func (x *Pipeline_Step) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pipeline_Step.ProtoReflect.Descriptor instead.
 func (*Pipeline_Step) Descriptor() ([]byte, []int) {
-	return file_hodei_proto_rawDescGZIP(), []int{78, 0}
+	return file_hodei_proto_rawDescGZIP(), []int{79, 0}
 }
 
 func (x *Pipeline_Step) GetName() string {
@@ -8513,15 +8625,27 @@ const file_hodei_proto_rawDesc = "" +
 	"\x06action\x18\x03 \x01(\tR\x06action\x12\x14\n" +
 	"\x05limit\x18\x04 \x01(\x05R\x05limit\"D\n" +
 	"\x11ListAuditResponse\x12/\n" +
-	"\arecords\x18\x01 \x03(\v2\x15.hodei.v1.AuditRecordR\arecords\"`\n" +
+	"\arecords\x18\x01 \x03(\v2\x15.hodei.v1.AuditRecordR\arecords\"\x81\x01\n" +
 	"\x12ListWorkersRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x03 \x01(\tR\tpageToken\"i\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\x12\x1f\n" +
+	"\vcounts_only\x18\x04 \x01(\bR\n" +
+	"countsOnly\"\x99\x01\n" +
 	"\x13ListWorkersResponse\x12*\n" +
 	"\aworkers\x18\x01 \x03(\v2\x10.hodei.v1.WorkerR\aworkers\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"$\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12.\n" +
+	"\x06counts\x18\x03 \x01(\v2\x16.hodei.v1.WorkerCountsR\x06counts\"\xbd\x01\n" +
+	"\fWorkerCounts\x12\x14\n" +
+	"\x05ready\x18\x01 \x01(\x05R\x05ready\x12\x1a\n" +
+	"\bdraining\x18\x02 \x01(\x05R\bdraining\x12\x18\n" +
+	"\aleaving\x18\x03 \x01(\x05R\aleaving\x12\x12\n" +
+	"\x04down\x18\x04 \x01(\x05R\x04down\x12\x18\n" +
+	"\aunknown\x18\x05 \x01(\x05R\aunknown\x12\x14\n" +
+	"\x05slots\x18\x06 \x01(\x03R\x05slots\x12\x1d\n" +
+	"\n" +
+	"slots_used\x18\a \x01(\x03R\tslotsUsed\"$\n" +
 	"\x12DrainWorkerRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x11\n" +
 	"\x0fSnapshotRequest\"#\n" +
@@ -8850,7 +8974,7 @@ func file_hodei_proto_rawDescGZIP() []byte {
 }
 
 var file_hodei_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
-var file_hodei_proto_msgTypes = make([]protoimpl.MessageInfo, 109)
+var file_hodei_proto_msgTypes = make([]protoimpl.MessageInfo, 110)
 var file_hodei_proto_goTypes = []any{
 	(JobState)(0),                 // 0: hodei.v1.JobState
 	(StdinMode)(0),                // 1: hodei.v1.StdinMode
@@ -8925,58 +9049,59 @@ var file_hodei_proto_goTypes = []any{
 	(*ListAuditResponse)(nil),     // 70: hodei.v1.ListAuditResponse
 	(*ListWorkersRequest)(nil),    // 71: hodei.v1.ListWorkersRequest
 	(*ListWorkersResponse)(nil),   // 72: hodei.v1.ListWorkersResponse
-	(*DrainWorkerRequest)(nil),    // 73: hodei.v1.DrainWorkerRequest
-	(*SnapshotRequest)(nil),       // 74: hodei.v1.SnapshotRequest
-	(*SnapshotChunk)(nil),         // 75: hodei.v1.SnapshotChunk
-	(*Tenant)(nil),                // 76: hodei.v1.Tenant
-	(*TenantStatus)(nil),          // 77: hodei.v1.TenantStatus
-	(*SetTenantRequest)(nil),      // 78: hodei.v1.SetTenantRequest
-	(*GetTenantRequest)(nil),      // 79: hodei.v1.GetTenantRequest
-	(*ListTenantsRequest)(nil),    // 80: hodei.v1.ListTenantsRequest
-	(*ListTenantsResponse)(nil),   // 81: hodei.v1.ListTenantsResponse
-	(*DeleteTenantRequest)(nil),   // 82: hodei.v1.DeleteTenantRequest
-	(*DeleteTenantResponse)(nil),  // 83: hodei.v1.DeleteTenantResponse
-	(*MatrixAxis)(nil),            // 84: hodei.v1.MatrixAxis
-	(*PipelineStepSpec)(nil),      // 85: hodei.v1.PipelineStepSpec
-	(*PipelineSpec)(nil),          // 86: hodei.v1.PipelineSpec
-	(*Pipeline)(nil),              // 87: hodei.v1.Pipeline
-	(*PipelineStatus)(nil),        // 88: hodei.v1.PipelineStatus
-	(*RunPipelineRequest)(nil),    // 89: hodei.v1.RunPipelineRequest
-	(*GetPipelineRequest)(nil),    // 90: hodei.v1.GetPipelineRequest
-	(*ListPipelinesRequest)(nil),  // 91: hodei.v1.ListPipelinesRequest
-	(*ListPipelinesResponse)(nil), // 92: hodei.v1.ListPipelinesResponse
-	(*CancelPipelineRequest)(nil), // 93: hodei.v1.CancelPipelineRequest
-	(*UndrainWorkerRequest)(nil),  // 94: hodei.v1.UndrainWorkerRequest
-	(*ResolveRequest)(nil),        // 95: hodei.v1.ResolveRequest
-	(*ResolveResponse)(nil),       // 96: hodei.v1.ResolveResponse
-	(*CronSchedule)(nil),          // 97: hodei.v1.CronSchedule
-	(*CronAddRequest)(nil),        // 98: hodei.v1.CronAddRequest
-	(*CronRef)(nil),               // 99: hodei.v1.CronRef
-	(*CronListRequest)(nil),       // 100: hodei.v1.CronListRequest
-	(*CronListResponse)(nil),      // 101: hodei.v1.CronListResponse
-	(*CronRemoveResponse)(nil),    // 102: hodei.v1.CronRemoveResponse
-	(*CronRunResponse)(nil),       // 103: hodei.v1.CronRunResponse
-	(*GetUsageRequest)(nil),       // 104: hodei.v1.GetUsageRequest
-	(*UsageRow)(nil),              // 105: hodei.v1.UsageRow
-	(*UsageAttempt)(nil),          // 106: hodei.v1.UsageAttempt
-	(*GetUsageResponse)(nil),      // 107: hodei.v1.GetUsageResponse
-	(*HttpError)(nil),             // 108: hodei.v1.HttpError
-	nil,                           // 109: hodei.v1.JobSpec.LabelsEntry
-	nil,                           // 110: hodei.v1.JobSpec.EnvEntry
-	nil,                           // 111: hodei.v1.JobSpec.SecretEnvEntry
-	nil,                           // 112: hodei.v1.JobSpec.SelectorEntry
-	nil,                           // 113: hodei.v1.ListJobsRequest.LabelsEntry
-	nil,                           // 114: hodei.v1.Hello.LabelsEntry
-	nil,                           // 115: hodei.v1.Worker.LabelsEntry
-	(*Pipeline_Step)(nil),         // 116: hodei.v1.Pipeline.Step
-	nil,                           // 117: hodei.v1.UsageAttempt.LabelsEntry
+	(*WorkerCounts)(nil),          // 73: hodei.v1.WorkerCounts
+	(*DrainWorkerRequest)(nil),    // 74: hodei.v1.DrainWorkerRequest
+	(*SnapshotRequest)(nil),       // 75: hodei.v1.SnapshotRequest
+	(*SnapshotChunk)(nil),         // 76: hodei.v1.SnapshotChunk
+	(*Tenant)(nil),                // 77: hodei.v1.Tenant
+	(*TenantStatus)(nil),          // 78: hodei.v1.TenantStatus
+	(*SetTenantRequest)(nil),      // 79: hodei.v1.SetTenantRequest
+	(*GetTenantRequest)(nil),      // 80: hodei.v1.GetTenantRequest
+	(*ListTenantsRequest)(nil),    // 81: hodei.v1.ListTenantsRequest
+	(*ListTenantsResponse)(nil),   // 82: hodei.v1.ListTenantsResponse
+	(*DeleteTenantRequest)(nil),   // 83: hodei.v1.DeleteTenantRequest
+	(*DeleteTenantResponse)(nil),  // 84: hodei.v1.DeleteTenantResponse
+	(*MatrixAxis)(nil),            // 85: hodei.v1.MatrixAxis
+	(*PipelineStepSpec)(nil),      // 86: hodei.v1.PipelineStepSpec
+	(*PipelineSpec)(nil),          // 87: hodei.v1.PipelineSpec
+	(*Pipeline)(nil),              // 88: hodei.v1.Pipeline
+	(*PipelineStatus)(nil),        // 89: hodei.v1.PipelineStatus
+	(*RunPipelineRequest)(nil),    // 90: hodei.v1.RunPipelineRequest
+	(*GetPipelineRequest)(nil),    // 91: hodei.v1.GetPipelineRequest
+	(*ListPipelinesRequest)(nil),  // 92: hodei.v1.ListPipelinesRequest
+	(*ListPipelinesResponse)(nil), // 93: hodei.v1.ListPipelinesResponse
+	(*CancelPipelineRequest)(nil), // 94: hodei.v1.CancelPipelineRequest
+	(*UndrainWorkerRequest)(nil),  // 95: hodei.v1.UndrainWorkerRequest
+	(*ResolveRequest)(nil),        // 96: hodei.v1.ResolveRequest
+	(*ResolveResponse)(nil),       // 97: hodei.v1.ResolveResponse
+	(*CronSchedule)(nil),          // 98: hodei.v1.CronSchedule
+	(*CronAddRequest)(nil),        // 99: hodei.v1.CronAddRequest
+	(*CronRef)(nil),               // 100: hodei.v1.CronRef
+	(*CronListRequest)(nil),       // 101: hodei.v1.CronListRequest
+	(*CronListResponse)(nil),      // 102: hodei.v1.CronListResponse
+	(*CronRemoveResponse)(nil),    // 103: hodei.v1.CronRemoveResponse
+	(*CronRunResponse)(nil),       // 104: hodei.v1.CronRunResponse
+	(*GetUsageRequest)(nil),       // 105: hodei.v1.GetUsageRequest
+	(*UsageRow)(nil),              // 106: hodei.v1.UsageRow
+	(*UsageAttempt)(nil),          // 107: hodei.v1.UsageAttempt
+	(*GetUsageResponse)(nil),      // 108: hodei.v1.GetUsageResponse
+	(*HttpError)(nil),             // 109: hodei.v1.HttpError
+	nil,                           // 110: hodei.v1.JobSpec.LabelsEntry
+	nil,                           // 111: hodei.v1.JobSpec.EnvEntry
+	nil,                           // 112: hodei.v1.JobSpec.SecretEnvEntry
+	nil,                           // 113: hodei.v1.JobSpec.SelectorEntry
+	nil,                           // 114: hodei.v1.ListJobsRequest.LabelsEntry
+	nil,                           // 115: hodei.v1.Hello.LabelsEntry
+	nil,                           // 116: hodei.v1.Worker.LabelsEntry
+	(*Pipeline_Step)(nil),         // 117: hodei.v1.Pipeline.Step
+	nil,                           // 118: hodei.v1.UsageAttempt.LabelsEntry
 }
 var file_hodei_proto_depIdxs = []int32{
-	109, // 0: hodei.v1.JobSpec.labels:type_name -> hodei.v1.JobSpec.LabelsEntry
-	110, // 1: hodei.v1.JobSpec.env:type_name -> hodei.v1.JobSpec.EnvEntry
-	111, // 2: hodei.v1.JobSpec.secret_env:type_name -> hodei.v1.JobSpec.SecretEnvEntry
+	110, // 0: hodei.v1.JobSpec.labels:type_name -> hodei.v1.JobSpec.LabelsEntry
+	111, // 1: hodei.v1.JobSpec.env:type_name -> hodei.v1.JobSpec.EnvEntry
+	112, // 2: hodei.v1.JobSpec.secret_env:type_name -> hodei.v1.JobSpec.SecretEnvEntry
 	9,   // 3: hodei.v1.JobSpec.resources:type_name -> hodei.v1.Resources
-	112, // 4: hodei.v1.JobSpec.selector:type_name -> hodei.v1.JobSpec.SelectorEntry
+	113, // 4: hodei.v1.JobSpec.selector:type_name -> hodei.v1.JobSpec.SelectorEntry
 	1,   // 5: hodei.v1.JobSpec.stdin:type_name -> hodei.v1.StdinMode
 	10,  // 6: hodei.v1.Job.spec:type_name -> hodei.v1.JobSpec
 	0,   // 7: hodei.v1.Job.state:type_name -> hodei.v1.JobState
@@ -8986,12 +9111,12 @@ var file_hodei_proto_depIdxs = []int32{
 	10,  // 11: hodei.v1.SubmitRequest.spec:type_name -> hodei.v1.JobSpec
 	10,  // 12: hodei.v1.SubmitBatchRequest.specs:type_name -> hodei.v1.JobSpec
 	0,   // 13: hodei.v1.ListJobsRequest.state:type_name -> hodei.v1.JobState
-	113, // 14: hodei.v1.ListJobsRequest.labels:type_name -> hodei.v1.ListJobsRequest.LabelsEntry
+	114, // 14: hodei.v1.ListJobsRequest.labels:type_name -> hodei.v1.ListJobsRequest.LabelsEntry
 	12,  // 15: hodei.v1.ListJobsResponse.jobs:type_name -> hodei.v1.Job
 	0,   // 16: hodei.v1.WatchRequest.state:type_name -> hodei.v1.JobState
 	12,  // 17: hodei.v1.JobEvent.job:type_name -> hodei.v1.Job
 	56,  // 18: hodei.v1.JobEvent.worker:type_name -> hodei.v1.Worker
-	88,  // 19: hodei.v1.JobEvent.pipeline:type_name -> hodei.v1.PipelineStatus
+	89,  // 19: hodei.v1.JobEvent.pipeline:type_name -> hodei.v1.PipelineStatus
 	3,   // 20: hodei.v1.LogsRequest.stream:type_name -> hodei.v1.LogStream
 	30,  // 21: hodei.v1.AttachRequest.open:type_name -> hodei.v1.AttachOpen
 	28,  // 22: hodei.v1.AttachRequest.resize:type_name -> hodei.v1.TerminalSize
@@ -9018,7 +9143,7 @@ var file_hodei_proto_depIdxs = []int32{
 	53,  // 43: hodei.v1.ServerMessage.input:type_name -> hodei.v1.JobInput
 	55,  // 44: hodei.v1.ServerMessage.resize:type_name -> hodei.v1.ResizeJob
 	41,  // 45: hodei.v1.ServerMessage.reconnect:type_name -> hodei.v1.Reconnect
-	114, // 46: hodei.v1.Hello.labels:type_name -> hodei.v1.Hello.LabelsEntry
+	115, // 46: hodei.v1.Hello.labels:type_name -> hodei.v1.Hello.LabelsEntry
 	9,   // 47: hodei.v1.Hello.capacity:type_name -> hodei.v1.Resources
 	42,  // 48: hodei.v1.Hello.running:type_name -> hodei.v1.JobRef
 	48,  // 49: hodei.v1.Hello.finished:type_name -> hodei.v1.JobFinished
@@ -9028,7 +9153,7 @@ var file_hodei_proto_depIdxs = []int32{
 	11,  // 53: hodei.v1.JobFinished.usage:type_name -> hodei.v1.Usage
 	12,  // 54: hodei.v1.Assign.job:type_name -> hodei.v1.Job
 	3,   // 55: hodei.v1.Ack.stream:type_name -> hodei.v1.LogStream
-	115, // 56: hodei.v1.Worker.labels:type_name -> hodei.v1.Worker.LabelsEntry
+	116, // 56: hodei.v1.Worker.labels:type_name -> hodei.v1.Worker.LabelsEntry
 	5,   // 57: hodei.v1.Worker.state:type_name -> hodei.v1.WorkerState
 	9,   // 58: hodei.v1.Worker.capacity:type_name -> hodei.v1.Resources
 	9,   // 59: hodei.v1.Worker.allocated:type_name -> hodei.v1.Resources
@@ -9036,116 +9161,117 @@ var file_hodei_proto_depIdxs = []int32{
 	60,  // 61: hodei.v1.ListTokensResponse.tokens:type_name -> hodei.v1.TokenInfo
 	67,  // 62: hodei.v1.ListAuditResponse.records:type_name -> hodei.v1.AuditRecord
 	56,  // 63: hodei.v1.ListWorkersResponse.workers:type_name -> hodei.v1.Worker
-	9,   // 64: hodei.v1.Tenant.max_running:type_name -> hodei.v1.Resources
-	76,  // 65: hodei.v1.TenantStatus.tenant:type_name -> hodei.v1.Tenant
-	9,   // 66: hodei.v1.TenantStatus.pending:type_name -> hodei.v1.Resources
-	9,   // 67: hodei.v1.TenantStatus.running:type_name -> hodei.v1.Resources
-	6,   // 68: hodei.v1.TenantStatus.burst_state:type_name -> hodei.v1.BurstState
-	76,  // 69: hodei.v1.SetTenantRequest.tenant:type_name -> hodei.v1.Tenant
-	77,  // 70: hodei.v1.ListTenantsResponse.tenants:type_name -> hodei.v1.TenantStatus
-	10,  // 71: hodei.v1.PipelineStepSpec.spec:type_name -> hodei.v1.JobSpec
-	84,  // 72: hodei.v1.PipelineStepSpec.matrix:type_name -> hodei.v1.MatrixAxis
-	10,  // 73: hodei.v1.PipelineSpec.defaults:type_name -> hodei.v1.JobSpec
-	85,  // 74: hodei.v1.PipelineSpec.steps:type_name -> hodei.v1.PipelineStepSpec
-	116, // 75: hodei.v1.Pipeline.steps:type_name -> hodei.v1.Pipeline.Step
-	87,  // 76: hodei.v1.PipelineStatus.pipeline:type_name -> hodei.v1.Pipeline
-	7,   // 77: hodei.v1.PipelineStatus.state:type_name -> hodei.v1.PipelineState
-	12,  // 78: hodei.v1.PipelineStatus.jobs:type_name -> hodei.v1.Job
-	86,  // 79: hodei.v1.RunPipelineRequest.spec:type_name -> hodei.v1.PipelineSpec
-	88,  // 80: hodei.v1.ListPipelinesResponse.pipelines:type_name -> hodei.v1.PipelineStatus
-	8,   // 81: hodei.v1.ResolveRequest.kind:type_name -> hodei.v1.IdKind
-	10,  // 82: hodei.v1.CronSchedule.job:type_name -> hodei.v1.JobSpec
-	86,  // 83: hodei.v1.CronSchedule.pipeline:type_name -> hodei.v1.PipelineSpec
-	97,  // 84: hodei.v1.CronAddRequest.schedule:type_name -> hodei.v1.CronSchedule
-	97,  // 85: hodei.v1.CronListResponse.schedules:type_name -> hodei.v1.CronSchedule
-	117, // 86: hodei.v1.UsageAttempt.labels:type_name -> hodei.v1.UsageAttempt.LabelsEntry
-	0,   // 87: hodei.v1.UsageAttempt.state:type_name -> hodei.v1.JobState
-	105, // 88: hodei.v1.GetUsageResponse.rows:type_name -> hodei.v1.UsageRow
-	105, // 89: hodei.v1.GetUsageResponse.total:type_name -> hodei.v1.UsageRow
-	106, // 90: hodei.v1.GetUsageResponse.attempts:type_name -> hodei.v1.UsageAttempt
-	14,  // 91: hodei.v1.JobService.Submit:input_type -> hodei.v1.SubmitRequest
-	16,  // 92: hodei.v1.JobService.SubmitBatch:input_type -> hodei.v1.SubmitBatchRequest
-	18,  // 93: hodei.v1.JobService.Get:input_type -> hodei.v1.GetJobRequest
-	19,  // 94: hodei.v1.JobService.List:input_type -> hodei.v1.ListJobsRequest
-	21,  // 95: hodei.v1.JobService.Cancel:input_type -> hodei.v1.CancelJobRequest
-	24,  // 96: hodei.v1.JobService.Watch:input_type -> hodei.v1.WatchRequest
-	26,  // 97: hodei.v1.JobService.Logs:input_type -> hodei.v1.LogsRequest
-	22,  // 98: hodei.v1.JobService.CancelArray:input_type -> hodei.v1.CancelArrayRequest
-	89,  // 99: hodei.v1.JobService.RunPipeline:input_type -> hodei.v1.RunPipelineRequest
-	90,  // 100: hodei.v1.JobService.GetPipeline:input_type -> hodei.v1.GetPipelineRequest
-	91,  // 101: hodei.v1.JobService.ListPipelines:input_type -> hodei.v1.ListPipelinesRequest
-	93,  // 102: hodei.v1.JobService.CancelPipeline:input_type -> hodei.v1.CancelPipelineRequest
-	29,  // 103: hodei.v1.JobService.Attach:input_type -> hodei.v1.AttachRequest
-	95,  // 104: hodei.v1.JobService.Resolve:input_type -> hodei.v1.ResolveRequest
-	98,  // 105: hodei.v1.JobService.CronAdd:input_type -> hodei.v1.CronAddRequest
-	100, // 106: hodei.v1.JobService.CronList:input_type -> hodei.v1.CronListRequest
-	99,  // 107: hodei.v1.JobService.CronGet:input_type -> hodei.v1.CronRef
-	99,  // 108: hodei.v1.JobService.CronPause:input_type -> hodei.v1.CronRef
-	99,  // 109: hodei.v1.JobService.CronResume:input_type -> hodei.v1.CronRef
-	99,  // 110: hodei.v1.JobService.CronRemove:input_type -> hodei.v1.CronRef
-	99,  // 111: hodei.v1.JobService.CronRun:input_type -> hodei.v1.CronRef
-	39,  // 112: hodei.v1.AgentService.Connect:input_type -> hodei.v1.AgentMessage
-	37,  // 113: hodei.v1.AgentService.Join:input_type -> hodei.v1.JoinRequest
-	71,  // 114: hodei.v1.AdminService.ListWorkers:input_type -> hodei.v1.ListWorkersRequest
-	73,  // 115: hodei.v1.AdminService.DrainWorker:input_type -> hodei.v1.DrainWorkerRequest
-	74,  // 116: hodei.v1.AdminService.Snapshot:input_type -> hodei.v1.SnapshotRequest
-	78,  // 117: hodei.v1.AdminService.SetTenant:input_type -> hodei.v1.SetTenantRequest
-	79,  // 118: hodei.v1.AdminService.GetTenant:input_type -> hodei.v1.GetTenantRequest
-	80,  // 119: hodei.v1.AdminService.ListTenants:input_type -> hodei.v1.ListTenantsRequest
-	82,  // 120: hodei.v1.AdminService.DeleteTenant:input_type -> hodei.v1.DeleteTenantRequest
-	57,  // 121: hodei.v1.AdminService.RevokeWorker:input_type -> hodei.v1.RevokeWorkerRequest
-	58,  // 122: hodei.v1.AdminService.RemoveWorker:input_type -> hodei.v1.RemoveWorkerRequest
-	61,  // 123: hodei.v1.AdminService.CreateToken:input_type -> hodei.v1.CreateTokenRequest
-	63,  // 124: hodei.v1.AdminService.ListTokens:input_type -> hodei.v1.ListTokensRequest
-	65,  // 125: hodei.v1.AdminService.RevokeToken:input_type -> hodei.v1.RevokeTokenRequest
-	66,  // 126: hodei.v1.AdminService.WhoAmI:input_type -> hodei.v1.WhoAmIRequest
-	69,  // 127: hodei.v1.AdminService.ListAudit:input_type -> hodei.v1.ListAuditRequest
-	94,  // 128: hodei.v1.AdminService.UndrainWorker:input_type -> hodei.v1.UndrainWorkerRequest
-	104, // 129: hodei.v1.AdminService.GetUsage:input_type -> hodei.v1.GetUsageRequest
-	15,  // 130: hodei.v1.JobService.Submit:output_type -> hodei.v1.SubmitResponse
-	17,  // 131: hodei.v1.JobService.SubmitBatch:output_type -> hodei.v1.SubmitBatchResponse
-	12,  // 132: hodei.v1.JobService.Get:output_type -> hodei.v1.Job
-	20,  // 133: hodei.v1.JobService.List:output_type -> hodei.v1.ListJobsResponse
-	12,  // 134: hodei.v1.JobService.Cancel:output_type -> hodei.v1.Job
-	25,  // 135: hodei.v1.JobService.Watch:output_type -> hodei.v1.JobEvent
-	27,  // 136: hodei.v1.JobService.Logs:output_type -> hodei.v1.LogData
-	23,  // 137: hodei.v1.JobService.CancelArray:output_type -> hodei.v1.CancelArrayResponse
-	88,  // 138: hodei.v1.JobService.RunPipeline:output_type -> hodei.v1.PipelineStatus
-	88,  // 139: hodei.v1.JobService.GetPipeline:output_type -> hodei.v1.PipelineStatus
-	92,  // 140: hodei.v1.JobService.ListPipelines:output_type -> hodei.v1.ListPipelinesResponse
-	88,  // 141: hodei.v1.JobService.CancelPipeline:output_type -> hodei.v1.PipelineStatus
-	33,  // 142: hodei.v1.JobService.Attach:output_type -> hodei.v1.AttachResponse
-	96,  // 143: hodei.v1.JobService.Resolve:output_type -> hodei.v1.ResolveResponse
-	97,  // 144: hodei.v1.JobService.CronAdd:output_type -> hodei.v1.CronSchedule
-	101, // 145: hodei.v1.JobService.CronList:output_type -> hodei.v1.CronListResponse
-	97,  // 146: hodei.v1.JobService.CronGet:output_type -> hodei.v1.CronSchedule
-	97,  // 147: hodei.v1.JobService.CronPause:output_type -> hodei.v1.CronSchedule
-	97,  // 148: hodei.v1.JobService.CronResume:output_type -> hodei.v1.CronSchedule
-	102, // 149: hodei.v1.JobService.CronRemove:output_type -> hodei.v1.CronRemoveResponse
-	103, // 150: hodei.v1.JobService.CronRun:output_type -> hodei.v1.CronRunResponse
-	40,  // 151: hodei.v1.AgentService.Connect:output_type -> hodei.v1.ServerMessage
-	38,  // 152: hodei.v1.AgentService.Join:output_type -> hodei.v1.JoinResponse
-	72,  // 153: hodei.v1.AdminService.ListWorkers:output_type -> hodei.v1.ListWorkersResponse
-	56,  // 154: hodei.v1.AdminService.DrainWorker:output_type -> hodei.v1.Worker
-	75,  // 155: hodei.v1.AdminService.Snapshot:output_type -> hodei.v1.SnapshotChunk
-	77,  // 156: hodei.v1.AdminService.SetTenant:output_type -> hodei.v1.TenantStatus
-	77,  // 157: hodei.v1.AdminService.GetTenant:output_type -> hodei.v1.TenantStatus
-	81,  // 158: hodei.v1.AdminService.ListTenants:output_type -> hodei.v1.ListTenantsResponse
-	83,  // 159: hodei.v1.AdminService.DeleteTenant:output_type -> hodei.v1.DeleteTenantResponse
-	56,  // 160: hodei.v1.AdminService.RevokeWorker:output_type -> hodei.v1.Worker
-	59,  // 161: hodei.v1.AdminService.RemoveWorker:output_type -> hodei.v1.RemoveWorkerResponse
-	62,  // 162: hodei.v1.AdminService.CreateToken:output_type -> hodei.v1.CreateTokenResponse
-	64,  // 163: hodei.v1.AdminService.ListTokens:output_type -> hodei.v1.ListTokensResponse
-	60,  // 164: hodei.v1.AdminService.RevokeToken:output_type -> hodei.v1.TokenInfo
-	60,  // 165: hodei.v1.AdminService.WhoAmI:output_type -> hodei.v1.TokenInfo
-	70,  // 166: hodei.v1.AdminService.ListAudit:output_type -> hodei.v1.ListAuditResponse
-	56,  // 167: hodei.v1.AdminService.UndrainWorker:output_type -> hodei.v1.Worker
-	107, // 168: hodei.v1.AdminService.GetUsage:output_type -> hodei.v1.GetUsageResponse
-	130, // [130:169] is the sub-list for method output_type
-	91,  // [91:130] is the sub-list for method input_type
-	91,  // [91:91] is the sub-list for extension type_name
-	91,  // [91:91] is the sub-list for extension extendee
-	0,   // [0:91] is the sub-list for field type_name
+	73,  // 64: hodei.v1.ListWorkersResponse.counts:type_name -> hodei.v1.WorkerCounts
+	9,   // 65: hodei.v1.Tenant.max_running:type_name -> hodei.v1.Resources
+	77,  // 66: hodei.v1.TenantStatus.tenant:type_name -> hodei.v1.Tenant
+	9,   // 67: hodei.v1.TenantStatus.pending:type_name -> hodei.v1.Resources
+	9,   // 68: hodei.v1.TenantStatus.running:type_name -> hodei.v1.Resources
+	6,   // 69: hodei.v1.TenantStatus.burst_state:type_name -> hodei.v1.BurstState
+	77,  // 70: hodei.v1.SetTenantRequest.tenant:type_name -> hodei.v1.Tenant
+	78,  // 71: hodei.v1.ListTenantsResponse.tenants:type_name -> hodei.v1.TenantStatus
+	10,  // 72: hodei.v1.PipelineStepSpec.spec:type_name -> hodei.v1.JobSpec
+	85,  // 73: hodei.v1.PipelineStepSpec.matrix:type_name -> hodei.v1.MatrixAxis
+	10,  // 74: hodei.v1.PipelineSpec.defaults:type_name -> hodei.v1.JobSpec
+	86,  // 75: hodei.v1.PipelineSpec.steps:type_name -> hodei.v1.PipelineStepSpec
+	117, // 76: hodei.v1.Pipeline.steps:type_name -> hodei.v1.Pipeline.Step
+	88,  // 77: hodei.v1.PipelineStatus.pipeline:type_name -> hodei.v1.Pipeline
+	7,   // 78: hodei.v1.PipelineStatus.state:type_name -> hodei.v1.PipelineState
+	12,  // 79: hodei.v1.PipelineStatus.jobs:type_name -> hodei.v1.Job
+	87,  // 80: hodei.v1.RunPipelineRequest.spec:type_name -> hodei.v1.PipelineSpec
+	89,  // 81: hodei.v1.ListPipelinesResponse.pipelines:type_name -> hodei.v1.PipelineStatus
+	8,   // 82: hodei.v1.ResolveRequest.kind:type_name -> hodei.v1.IdKind
+	10,  // 83: hodei.v1.CronSchedule.job:type_name -> hodei.v1.JobSpec
+	87,  // 84: hodei.v1.CronSchedule.pipeline:type_name -> hodei.v1.PipelineSpec
+	98,  // 85: hodei.v1.CronAddRequest.schedule:type_name -> hodei.v1.CronSchedule
+	98,  // 86: hodei.v1.CronListResponse.schedules:type_name -> hodei.v1.CronSchedule
+	118, // 87: hodei.v1.UsageAttempt.labels:type_name -> hodei.v1.UsageAttempt.LabelsEntry
+	0,   // 88: hodei.v1.UsageAttempt.state:type_name -> hodei.v1.JobState
+	106, // 89: hodei.v1.GetUsageResponse.rows:type_name -> hodei.v1.UsageRow
+	106, // 90: hodei.v1.GetUsageResponse.total:type_name -> hodei.v1.UsageRow
+	107, // 91: hodei.v1.GetUsageResponse.attempts:type_name -> hodei.v1.UsageAttempt
+	14,  // 92: hodei.v1.JobService.Submit:input_type -> hodei.v1.SubmitRequest
+	16,  // 93: hodei.v1.JobService.SubmitBatch:input_type -> hodei.v1.SubmitBatchRequest
+	18,  // 94: hodei.v1.JobService.Get:input_type -> hodei.v1.GetJobRequest
+	19,  // 95: hodei.v1.JobService.List:input_type -> hodei.v1.ListJobsRequest
+	21,  // 96: hodei.v1.JobService.Cancel:input_type -> hodei.v1.CancelJobRequest
+	24,  // 97: hodei.v1.JobService.Watch:input_type -> hodei.v1.WatchRequest
+	26,  // 98: hodei.v1.JobService.Logs:input_type -> hodei.v1.LogsRequest
+	22,  // 99: hodei.v1.JobService.CancelArray:input_type -> hodei.v1.CancelArrayRequest
+	90,  // 100: hodei.v1.JobService.RunPipeline:input_type -> hodei.v1.RunPipelineRequest
+	91,  // 101: hodei.v1.JobService.GetPipeline:input_type -> hodei.v1.GetPipelineRequest
+	92,  // 102: hodei.v1.JobService.ListPipelines:input_type -> hodei.v1.ListPipelinesRequest
+	94,  // 103: hodei.v1.JobService.CancelPipeline:input_type -> hodei.v1.CancelPipelineRequest
+	29,  // 104: hodei.v1.JobService.Attach:input_type -> hodei.v1.AttachRequest
+	96,  // 105: hodei.v1.JobService.Resolve:input_type -> hodei.v1.ResolveRequest
+	99,  // 106: hodei.v1.JobService.CronAdd:input_type -> hodei.v1.CronAddRequest
+	101, // 107: hodei.v1.JobService.CronList:input_type -> hodei.v1.CronListRequest
+	100, // 108: hodei.v1.JobService.CronGet:input_type -> hodei.v1.CronRef
+	100, // 109: hodei.v1.JobService.CronPause:input_type -> hodei.v1.CronRef
+	100, // 110: hodei.v1.JobService.CronResume:input_type -> hodei.v1.CronRef
+	100, // 111: hodei.v1.JobService.CronRemove:input_type -> hodei.v1.CronRef
+	100, // 112: hodei.v1.JobService.CronRun:input_type -> hodei.v1.CronRef
+	39,  // 113: hodei.v1.AgentService.Connect:input_type -> hodei.v1.AgentMessage
+	37,  // 114: hodei.v1.AgentService.Join:input_type -> hodei.v1.JoinRequest
+	71,  // 115: hodei.v1.AdminService.ListWorkers:input_type -> hodei.v1.ListWorkersRequest
+	74,  // 116: hodei.v1.AdminService.DrainWorker:input_type -> hodei.v1.DrainWorkerRequest
+	75,  // 117: hodei.v1.AdminService.Snapshot:input_type -> hodei.v1.SnapshotRequest
+	79,  // 118: hodei.v1.AdminService.SetTenant:input_type -> hodei.v1.SetTenantRequest
+	80,  // 119: hodei.v1.AdminService.GetTenant:input_type -> hodei.v1.GetTenantRequest
+	81,  // 120: hodei.v1.AdminService.ListTenants:input_type -> hodei.v1.ListTenantsRequest
+	83,  // 121: hodei.v1.AdminService.DeleteTenant:input_type -> hodei.v1.DeleteTenantRequest
+	57,  // 122: hodei.v1.AdminService.RevokeWorker:input_type -> hodei.v1.RevokeWorkerRequest
+	58,  // 123: hodei.v1.AdminService.RemoveWorker:input_type -> hodei.v1.RemoveWorkerRequest
+	61,  // 124: hodei.v1.AdminService.CreateToken:input_type -> hodei.v1.CreateTokenRequest
+	63,  // 125: hodei.v1.AdminService.ListTokens:input_type -> hodei.v1.ListTokensRequest
+	65,  // 126: hodei.v1.AdminService.RevokeToken:input_type -> hodei.v1.RevokeTokenRequest
+	66,  // 127: hodei.v1.AdminService.WhoAmI:input_type -> hodei.v1.WhoAmIRequest
+	69,  // 128: hodei.v1.AdminService.ListAudit:input_type -> hodei.v1.ListAuditRequest
+	95,  // 129: hodei.v1.AdminService.UndrainWorker:input_type -> hodei.v1.UndrainWorkerRequest
+	105, // 130: hodei.v1.AdminService.GetUsage:input_type -> hodei.v1.GetUsageRequest
+	15,  // 131: hodei.v1.JobService.Submit:output_type -> hodei.v1.SubmitResponse
+	17,  // 132: hodei.v1.JobService.SubmitBatch:output_type -> hodei.v1.SubmitBatchResponse
+	12,  // 133: hodei.v1.JobService.Get:output_type -> hodei.v1.Job
+	20,  // 134: hodei.v1.JobService.List:output_type -> hodei.v1.ListJobsResponse
+	12,  // 135: hodei.v1.JobService.Cancel:output_type -> hodei.v1.Job
+	25,  // 136: hodei.v1.JobService.Watch:output_type -> hodei.v1.JobEvent
+	27,  // 137: hodei.v1.JobService.Logs:output_type -> hodei.v1.LogData
+	23,  // 138: hodei.v1.JobService.CancelArray:output_type -> hodei.v1.CancelArrayResponse
+	89,  // 139: hodei.v1.JobService.RunPipeline:output_type -> hodei.v1.PipelineStatus
+	89,  // 140: hodei.v1.JobService.GetPipeline:output_type -> hodei.v1.PipelineStatus
+	93,  // 141: hodei.v1.JobService.ListPipelines:output_type -> hodei.v1.ListPipelinesResponse
+	89,  // 142: hodei.v1.JobService.CancelPipeline:output_type -> hodei.v1.PipelineStatus
+	33,  // 143: hodei.v1.JobService.Attach:output_type -> hodei.v1.AttachResponse
+	97,  // 144: hodei.v1.JobService.Resolve:output_type -> hodei.v1.ResolveResponse
+	98,  // 145: hodei.v1.JobService.CronAdd:output_type -> hodei.v1.CronSchedule
+	102, // 146: hodei.v1.JobService.CronList:output_type -> hodei.v1.CronListResponse
+	98,  // 147: hodei.v1.JobService.CronGet:output_type -> hodei.v1.CronSchedule
+	98,  // 148: hodei.v1.JobService.CronPause:output_type -> hodei.v1.CronSchedule
+	98,  // 149: hodei.v1.JobService.CronResume:output_type -> hodei.v1.CronSchedule
+	103, // 150: hodei.v1.JobService.CronRemove:output_type -> hodei.v1.CronRemoveResponse
+	104, // 151: hodei.v1.JobService.CronRun:output_type -> hodei.v1.CronRunResponse
+	40,  // 152: hodei.v1.AgentService.Connect:output_type -> hodei.v1.ServerMessage
+	38,  // 153: hodei.v1.AgentService.Join:output_type -> hodei.v1.JoinResponse
+	72,  // 154: hodei.v1.AdminService.ListWorkers:output_type -> hodei.v1.ListWorkersResponse
+	56,  // 155: hodei.v1.AdminService.DrainWorker:output_type -> hodei.v1.Worker
+	76,  // 156: hodei.v1.AdminService.Snapshot:output_type -> hodei.v1.SnapshotChunk
+	78,  // 157: hodei.v1.AdminService.SetTenant:output_type -> hodei.v1.TenantStatus
+	78,  // 158: hodei.v1.AdminService.GetTenant:output_type -> hodei.v1.TenantStatus
+	82,  // 159: hodei.v1.AdminService.ListTenants:output_type -> hodei.v1.ListTenantsResponse
+	84,  // 160: hodei.v1.AdminService.DeleteTenant:output_type -> hodei.v1.DeleteTenantResponse
+	56,  // 161: hodei.v1.AdminService.RevokeWorker:output_type -> hodei.v1.Worker
+	59,  // 162: hodei.v1.AdminService.RemoveWorker:output_type -> hodei.v1.RemoveWorkerResponse
+	62,  // 163: hodei.v1.AdminService.CreateToken:output_type -> hodei.v1.CreateTokenResponse
+	64,  // 164: hodei.v1.AdminService.ListTokens:output_type -> hodei.v1.ListTokensResponse
+	60,  // 165: hodei.v1.AdminService.RevokeToken:output_type -> hodei.v1.TokenInfo
+	60,  // 166: hodei.v1.AdminService.WhoAmI:output_type -> hodei.v1.TokenInfo
+	70,  // 167: hodei.v1.AdminService.ListAudit:output_type -> hodei.v1.ListAuditResponse
+	56,  // 168: hodei.v1.AdminService.UndrainWorker:output_type -> hodei.v1.Worker
+	108, // 169: hodei.v1.AdminService.GetUsage:output_type -> hodei.v1.GetUsageResponse
+	131, // [131:170] is the sub-list for method output_type
+	92,  // [92:131] is the sub-list for method input_type
+	92,  // [92:92] is the sub-list for extension type_name
+	92,  // [92:92] is the sub-list for extension extendee
+	0,   // [0:92] is the sub-list for field type_name
 }
 
 func init() { file_hodei_proto_init() }
@@ -9191,7 +9317,7 @@ func file_hodei_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hodei_proto_rawDesc), len(file_hodei_proto_rawDesc)),
 			NumEnums:      9,
-			NumMessages:   109,
+			NumMessages:   110,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -23,6 +23,14 @@ func (as *adminService) ListWorkers(ctx context.Context, req *pb.ListWorkersRequ
 		next string
 	)
 	size, token := int(req.GetPageSize()), req.GetPageToken()
+	if req.GetCountsOnly() {
+		if req.GetId() != "" || size != 0 || token != "" {
+			return nil, invalid("counts_only", "is for counting every worker: give it without id, page_size or page_token")
+		}
+		c := as.srv.sched.CountWorkers()
+		return &pb.ListWorkersResponse{Counts: &pb.WorkerCounts{Ready: int32(c.Ready), Draining: int32(c.Draining),
+			Leaving: int32(c.Leaving), Down: int32(c.Down), Unknown: int32(c.Unknown), Slots: c.Slots, SlotsUsed: c.SlotsUsed}}, nil
+	}
 	switch id := req.GetId(); {
 	case size < 0 || size > cluster.MaxWorkerPage:
 		return nil, invalid("page_size", "%d must be between 0 and %d (0: every worker)", size, cluster.MaxWorkerPage)

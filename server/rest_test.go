@@ -131,6 +131,9 @@ func TestRESTMatchesGRPC(t *testing.T) {
 		{"GET /v1/workers", "/v1/workers?pageSize=1&pageToken=" + fx.worker[:1], func() (proto.Message, error) {
 			return s.admin.ListWorkers(ctx, &pb.ListWorkersRequest{PageSize: 1, PageToken: fx.worker[:1]})
 		}},
+		{"GET /v1/workers", "/v1/workers?countsOnly=true", func() (proto.Message, error) {
+			return s.admin.ListWorkers(ctx, &pb.ListWorkersRequest{CountsOnly: true})
+		}},
 		{"GET /v1/tenants/{name}", "/v1/tenants/lab", func() (proto.Message, error) {
 			return s.admin.GetTenant(ctx, &pb.GetTenantRequest{Name: "lab"})
 		}},

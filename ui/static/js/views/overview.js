@@ -7,7 +7,6 @@ import { APIError, get } from '../api.js';
 import { h } from '../dom.js';
 import { subscribe } from '../events.js';
 import { ago, badge, bar, jobState, num, pct, shortId, terminal } from '../format.js';
-import { workerState } from './workers.js';
 
 const every = 5000;
 const failures = 10; // the newest failed jobs shown
@@ -23,17 +22,14 @@ function refused(e) {
 
 async function workersCard(ctx) {
   try {
-    const r = await get('/v1/workers', {}, ctx.signal);
-    const ws = r.workers || [];
-    const counts = { READY: 0, DRAINING: 0, LEAVING: 0, DOWN: 0, UNKNOWN: 0 };
-    let slots = 0, used = 0;
-    for (const w of ws) {
-      counts[workerState(w)] = (counts[workerState(w)] || 0) + 1;
-      if (workerState(w) === 'READY') { slots += num(w.capacity && w.capacity.slots); used += num(w.allocated && w.allocated.slots); }
-    }
+    // The counts only: what this card shows costs a count, not a list of every worker.
+    const r = await get('/v1/workers', { countsOnly: true }, ctx.signal);
+    const c = r.counts || {};
+    const counts = { READY: num(c.ready), DRAINING: num(c.draining), LEAVING: num(c.leaving), DOWN: num(c.down), UNKNOWN: num(c.unknown) };
+    const slots = num(c.slots), used = num(c.slotsUsed);
     return h('div', h('div.stats', Object.entries(counts).filter(([s, n]) => n || s === 'READY' || s === 'DOWN').map(([s, n]) =>
       h('a.stat', { href: '#/workers', class: 's-' + s.toLowerCase(), 'data-state': s }, h('span.n', String(n)), h('span.l', s.toLowerCase())))),
-    slots ? h('div.res', h('span.res-label', 'slots'), bar(used / slots), ` ${used}/${slots} in use on ready workers`) : null);
+    slots ? h('div.res', h('span.res-label', 'slots'), bar(used / slots), ` ${used}/${slots} in use`) : null);
   } catch (e) {
     return refused(e);
   }
