@@ -24,7 +24,7 @@ type termResult struct {
 
 // termFeeder feeds output (a JavaScript expression that makes a string)
 // to a new Terminal of rows × cols in a headless Chromium and returns
-// what it shows; with sabotage, building a line's styled runs throws.
+// what it shows; with sabotage, making a styled run (a span) throws.
 type termFeeder func(t *testing.T, js string, rows, cols int, sabotage bool) termResult
 
 // newTermFeeder serves the page's modules and a test page that imports
@@ -50,8 +50,8 @@ import { Terminal } from '/ui/js/terminal.js';
 window.feed = (s, rows, cols, sabotage) => {
   const p = document.createElement('pre');
   document.body.append(p);
-  const frag = Document.prototype.createDocumentFragment;
-  if (sabotage) Document.prototype.createDocumentFragment = () => { throw new RangeError('sabotaged'); };
+  const create = document.createElement;
+  if (sabotage) document.createElement = (tag) => { if (tag === 'span') throw new RangeError('sabotaged'); return create.call(document, tag); };
   try {
     const t = new Terminal(p, rows, cols);
     t.write(new TextEncoder().encode(s));
@@ -59,7 +59,7 @@ window.feed = (s, rows, cols, sabotage) => {
     const maxRuns = Math.max(0, ...[...p.children].map((e) => e.childNodes.length));
     return { text, lines: p.children.length, maxRuns };
   } finally {
-    Document.prototype.createDocumentFragment = frag;
+    document.createElement = create;
     p.remove();
   }
 };

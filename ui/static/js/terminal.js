@@ -200,6 +200,8 @@ export class Terminal {
     this.style = plain;
     this.pending = ''; // text of an escape sequence split between chunks
     this.scheduled = false;
+    this.settled = []; // lines that left the screen and are not drawn yet, oldest first
+    this.settledHead = 0; // this.settled[:settledHead] were trimmed
     this.newLine();
   }
 
@@ -226,9 +228,21 @@ export class Terminal {
     requestAnimationFrame(() => {
       this.scheduled = false;
       const stick = this.pre.scrollTop + this.pre.clientHeight >= this.pre.scrollHeight - 4;
-      for (const l of this.lines) l.render();
+      this.render();
       if (stick) this.pre.scrollTop = this.pre.scrollHeight;
     });
+  }
+
+  // render draws the lines that changed: those that left the screen
+  // since the last frame (unless already trimmed), then the screen's.
+  render() {
+    for (let i = this.settledHead; i < this.settled.length; i++) {
+      const l = this.settled[i];
+      if (l.el.parentNode === this.pre) l.render();
+    }
+    this.settled = [];
+    this.settledHead = 0;
+    for (const l of this.lines) l.render();
   }
 
   newLine() {
@@ -237,8 +251,10 @@ export class Terminal {
     this.count++;
     this.lines.push(l);
     if (this.lines.length > this.rows) {
+      // Drawn at the next frame, so that a flood of output does not
+      // draw the lines that it trims before the frame.
       const old = this.lines.shift();
-      old.render();
+      if (old.dirty) this.settled.push(old);
     }
     while (this.count > maxLines) {
       const first = this.pre.firstElementChild;
@@ -258,6 +274,12 @@ export class Terminal {
         second.remove();
         this.count--;
       }
+    }
+    // The settled lines are in DOM order: the trimmed ones are first.
+    while (this.settledHead < this.settled.length && this.settled[this.settledHead].el.parentNode !== this.pre) this.settledHead++;
+    if (this.settledHead >= 1024) {
+      this.settled = this.settled.slice(this.settledHead);
+      this.settledHead = 0;
     }
     this.row = this.lines.length - 1;
   }
@@ -385,7 +407,7 @@ export class Terminal {
 
   // text is what the terminal shows, line by line (for tests).
   text() {
-    for (const l of this.lines) l.render();
+    this.render();
     return [...this.pre.querySelectorAll('.t-line')].map((e) => e.textContent).join('\n');
   }
 }
