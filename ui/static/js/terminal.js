@@ -5,13 +5,32 @@
 // first goes through TermFilter, the same rules as the CLI, so only
 // sequences that paint the screen ever reach the renderer.
 //
-// Memory is bounded: the last maxLines lines are kept in the DOM (older
-// ones are dropped, and a note says so); the last `rows` lines stay
-// editable for cursor movement, the others are final.
+// The screen is rows × cols, as the job's PTY: the cursor never leaves it,
+// whatever a sequence asks for (CSI 999;999H lands on the bottom-right
+// cell, CSI 99999999C on the last column), and text wraps at the last
+// column as xterm's autowrap does: the character after the one written in
+// the last column starts the next line (a \r, \b or cursor move before it
+// cancels the wrap).
+//
+// Memory and work are bounded whatever the output: the last maxLines lines
+// are kept in the DOM (older ones are dropped, and a note says so); the
+// last `rows` lines stay editable for cursor movement, the others are
+// final; a line holds at most cols cells (rows and cols at most
+// maxScreen), and renders as at most maxRuns elements.
 
 import { TermFilter } from './termsafe.js';
 
 const maxLines = 5000;
+
+// maxScreen bounds the rows and cols of the screen the page keeps (a PTY
+// may be up to 65535 wide; wider output wraps here).
+export const maxScreen = 1000;
+
+// maxRuns bounds the elements one line renders into: a line that changes
+// style more often (only hostile output does, on a screen wider than
+// maxRuns columns) shows the rest of its text in the style where the
+// limit falls.
+export const maxRuns = 256;
 
 const palette16 = ['#000000', '#cd3131', '#0dbc79', '#e5e510', '#2472c8', '#bc3fbc', '#11a8cd', '#e5e5e5',
   '#666666', '#f14c4c', '#23d18b', '#f5f543', '#3b8eea', '#d670d6', '#29b8db', '#ffffff'];
@@ -128,38 +147,61 @@ class Line {
     this.dirty = true;
   }
 
+  // render redraws the line if it changed. It never throws: should
+  // building the styled runs fail, the line shows its text unstyled, and
+  // the lines after it are still drawn.
   render() {
     if (!this.dirty) return;
     this.dirty = false;
-    const parts = [];
-    let i = 0;
-    while (i < this.chars.length) {
-      let j = i + 1;
-      while (j < this.chars.length && sameStyle(this.styles[j], this.styles[i])) j++;
-      parts.push(span(this.chars.slice(i, j).join(''), this.styles[i]));
-      i = j;
+    try {
+      const frag = document.createDocumentFragment();
+      const n = this.chars.length;
+      let i = 0;
+      for (let runs = 1; i < n; runs++) {
+        let j = i + 1;
+        if (runs === maxRuns) j = n;
+        else while (j < n && sameStyle(this.styles[j], this.styles[i])) j++;
+        frag.append(span(this.chars.slice(i, j).join(''), this.styles[i]));
+        i = j;
+      }
+      this.el.replaceChildren(frag);
+    } catch (e) {
+      try {
+        this.el.replaceChildren(document.createTextNode(this.chars.join('')));
+      } catch { /* leave the line as it was */ }
+      console.error('terminal: rendering a line:', e);
     }
-    if (parts.length === 0) parts.push(document.createTextNode(''));
-    this.el.replaceChildren(...parts);
   }
 }
 
+// clampSize is n as a screen dimension: a whole number in [1, maxScreen],
+// def when n is not a number.
+function clampSize(n, def) {
+  n = Math.floor(Number(n));
+  if (!Number.isFinite(n)) return def;
+  return Math.min(maxScreen, Math.max(1, n));
+}
+
 export class Terminal {
-  // pre is the element the output goes into; rows the height of a
-  // screen, within which the cursor may move up.
-  constructor(pre, rows = 24) {
+  // pre is the element the output goes into; rows and cols the size of
+  // the screen (the job's PTY), within which the cursor moves and at whose
+  // last column text wraps. Both are clamped to [1, maxScreen].
+  constructor(pre, rows = 24, cols = 80) {
     this.pre = pre;
-    this.rows = Math.max(1, rows);
+    this.rows = clampSize(rows, 24);
+    this.cols = clampSize(cols, 80);
     this.filter = new TermFilter();
     this.decoder = new TextDecoder('utf-8');
     this.lines = []; // the last `rows` lines, still editable
     this.count = 0; // lines in the DOM
     this.row = 0; // cursor, an index into this.lines
-    this.col = 0;
-    this.saved = [0, 0];
+    this.col = 0; // 0 to cols; cols: the last column was written, the next character wraps
+    this.saved = [0, 0]; // row on the screen (from screenTop), col
     this.style = plain;
     this.pending = ''; // text of an escape sequence split between chunks
     this.scheduled = false;
+    this.settled = []; // lines that left the screen and are not drawn yet, oldest first
+    this.settledHead = 0; // this.settled[:settledHead] were trimmed
     this.newLine();
   }
 
@@ -174,10 +216,8 @@ export class Terminal {
   // note adds a line of the page's own (an attempt's start), not output.
   note(text) {
     if (this.lines[this.row].chars.length > 0) this.lineFeed();
-    const l = this.lines[this.row];
-    l.el.classList.add('t-note');
-    const st = plain;
-    for (const ch of text) l.put(this.col++, ch, st);
+    this.lines[this.row].el.classList.add('t-note');
+    for (const ch of text) this.print(ch, plain);
     this.lineFeed();
     this.schedule();
   }
@@ -188,9 +228,21 @@ export class Terminal {
     requestAnimationFrame(() => {
       this.scheduled = false;
       const stick = this.pre.scrollTop + this.pre.clientHeight >= this.pre.scrollHeight - 4;
-      for (const l of this.lines) l.render();
+      this.render();
       if (stick) this.pre.scrollTop = this.pre.scrollHeight;
     });
+  }
+
+  // render draws the lines that changed: those that left the screen
+  // since the last frame (unless already trimmed), then the screen's.
+  render() {
+    for (let i = this.settledHead; i < this.settled.length; i++) {
+      const l = this.settled[i];
+      if (l.el.parentNode === this.pre) l.render();
+    }
+    this.settled = [];
+    this.settledHead = 0;
+    for (const l of this.lines) l.render();
   }
 
   newLine() {
@@ -199,8 +251,10 @@ export class Terminal {
     this.count++;
     this.lines.push(l);
     if (this.lines.length > this.rows) {
+      // Drawn at the next frame, so that a flood of output does not
+      // draw the lines that it trims before the frame.
       const old = this.lines.shift();
-      old.render();
+      if (old.dirty) this.settled.push(old);
     }
     while (this.count > maxLines) {
       const first = this.pre.firstElementChild;
@@ -221,6 +275,12 @@ export class Terminal {
         this.count--;
       }
     }
+    // The settled lines are in DOM order: the trimmed ones are first.
+    while (this.settledHead < this.settled.length && this.settled[this.settledHead].el.parentNode !== this.pre) this.settledHead++;
+    if (this.settledHead >= 1024) {
+      this.settled = this.settled.slice(this.settledHead);
+      this.settledHead = 0;
+    }
     this.row = this.lines.length - 1;
   }
 
@@ -235,10 +295,37 @@ export class Terminal {
     return Math.max(0, this.lines.length - this.rows);
   }
 
+  // moveRow moves the cursor to row r of this.lines, clamped to the
+  // screen; rows of the screen below the last line written are added
+  // (blank) first. It never scrolls, as CSI B and CSI H do not.
   moveRow(r) {
-    r = Math.max(0, r);
-    while (r >= this.lines.length) { this.newLine(); }
+    const top = this.screenTop();
+    r = Math.min(Math.max(top, r), top + this.rows - 1);
+    while (this.lines.length <= r) this.newLine(); // at most rows lines: newLine scrolls only past rows
     this.row = Math.min(r, this.lines.length - 1);
+  }
+
+  // lastCol is the cursor's column for a move relative to it: a wrap
+  // pending at the right edge is cancelled.
+  lastCol() {
+    return Math.min(this.col, this.cols - 1);
+  }
+
+  // print writes one character at the cursor, wrapping first if the last
+  // column was written.
+  print(ch, st) {
+    if (this.col >= this.cols) this.lineFeed();
+    this.lines[this.row].put(this.col++, ch, st);
+  }
+
+  save() {
+    this.saved = [this.row - this.screenTop(), this.col];
+  }
+
+  restore() {
+    const [r, c] = this.saved;
+    this.row = Math.min(this.screenTop() + r, this.lines.length - 1);
+    this.col = Math.min(c, this.cols);
   }
 
   feed(text) {
@@ -249,8 +336,8 @@ export class Terminal {
       if (c === 0x1b) {
         if (i + 1 >= n) { this.pending = text.slice(i); return; }
         const d = text[i + 1];
-        if (d === '7') { this.saved = [this.row, this.col]; i += 2; continue; }
-        if (d === '8') { [this.row, this.col] = this.saved; this.row = Math.min(this.row, this.lines.length - 1); i += 2; continue; }
+        if (d === '7') { this.save(); i += 2; continue; }
+        if (d === '8') { this.restore(); i += 2; continue; }
         if (d === '[') {
           let j = i + 2;
           while (j < n && text.charCodeAt(j) >= 0x30 && text.charCodeAt(j) <= 0x3f) j++;
@@ -264,18 +351,16 @@ export class Terminal {
       }
       if (c === 0x0a) { this.lineFeed(); i++; continue; }
       if (c === 0x0d) { this.col = 0; i++; continue; }
-      if (c === 0x08) { this.col = Math.max(0, this.col - 1); i++; continue; }
-      if (c === 0x09) {
-        const to = (Math.floor(this.col / 8) + 1) * 8;
-        const l = this.lines[this.row];
-        while (this.col < to) l.put(this.col++, ' ', this.style);
+      if (c === 0x08) { this.col = Math.max(0, this.lastCol() - 1); i++; continue; }
+      if (c === 0x09) { // to the next tab stop (every 8 columns), at most the last column; cells are not written
+        this.col = Math.min(this.cols - 1, (Math.floor(this.col / 8) + 1) * 8);
         i++;
         continue;
       }
       // one character (a surrogate pair counts as one)
       const cp = text.codePointAt(i);
       const ch = String.fromCodePoint(cp);
-      this.lines[this.row].put(this.col++, ch, this.style);
+      this.print(ch, this.style);
       i += ch.length;
     }
   }
@@ -289,40 +374,40 @@ export class Terminal {
     switch (final) {
       case 'A': this.row = Math.max(this.screenTop(), this.row - n); break;
       case 'B': this.moveRow(this.row + n); break;
-      case 'C': this.col += n; break;
-      case 'D': this.col = Math.max(0, this.col - n); break;
+      case 'C': this.col = Math.min(this.cols - 1, this.lastCol() + n); break;
+      case 'D': this.col = Math.max(0, this.lastCol() - n); break;
       case 'E': this.moveRow(this.row + n); this.col = 0; break;
       case 'F': this.row = Math.max(this.screenTop(), this.row - n); this.col = 0; break;
-      case 'G': this.col = n - 1; break;
+      case 'G': this.col = Math.min(this.cols, n) - 1; break;
       case 'd': this.moveRow(this.screenTop() + n - 1); break;
       case 'H': case 'f':
-        this.moveRow(this.screenTop() + Math.max(1, ps[0] || 0) - 1);
-        this.col = Math.max(1, ps[1] || 0) - 1;
+        this.moveRow(this.screenTop() + n - 1);
+        this.col = Math.min(this.cols, Math.max(1, ps[1] || 0)) - 1;
         break;
       case 'K': {
         const m = ps[0] || 0;
-        if (m === 0) line.erase(this.col, Infinity);
-        else if (m === 1) line.erase(0, this.col + 1);
+        if (m === 0) line.erase(this.lastCol(), Infinity);
+        else if (m === 1) line.erase(0, this.lastCol() + 1);
         else line.erase(0, Infinity);
         break;
       }
-      case 'X': line.erase(this.col, this.col + n); break;
+      case 'X': line.erase(this.lastCol(), this.lastCol() + n); break;
       case 'J': {
         const m = ps[0] || 0;
         const top = m === 0 ? this.row + 1 : this.screenTop();
-        if (m === 0) line.erase(this.col, Infinity);
-        if (m === 1) { for (let r = this.screenTop(); r < this.row; r++) this.lines[r].erase(0, Infinity); line.erase(0, this.col + 1); }
+        if (m === 0) line.erase(this.lastCol(), Infinity);
+        if (m === 1) { for (let r = this.screenTop(); r < this.row; r++) this.lines[r].erase(0, Infinity); line.erase(0, this.lastCol() + 1); }
         if (m === 0 || m === 2) for (let r = top; r < this.lines.length; r++) this.lines[r].erase(0, Infinity);
         break;
       }
-      case 's': this.saved = [this.row, this.col]; break;
-      case 'u': [this.row, this.col] = this.saved; this.row = Math.min(this.row, this.lines.length - 1); break;
+      case 's': this.save(); break;
+      case 'u': this.restore(); break;
     }
   }
 
   // text is what the terminal shows, line by line (for tests).
   text() {
-    for (const l of this.lines) l.render();
+    this.render();
     return [...this.pre.querySelectorAll('.t-line')].map((e) => e.textContent).join('\n');
   }
 }

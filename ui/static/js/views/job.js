@@ -8,7 +8,7 @@ import { h } from '../dom.js';
 import { subscribe } from '../events.js';
 import { badge, dur, enumName, jobState, labels, num, res, terminal, timeEl } from '../format.js';
 import { follow } from '../logs.js';
-import { Terminal } from '../terminal.js';
+import { maxScreen, Terminal } from '../terminal.js';
 
 function dl(pairs) {
   return h('dl.kv', pairs.filter(([, v]) => v !== '' && v !== null && v !== undefined && v !== false &&
@@ -118,7 +118,11 @@ export async function render(root, ctx, id) {
     job: (nj) => { if (nj.id === id) update(nj); },
   }, ctx.signal);
 
-  const term = new Terminal(pre, (j.spec && j.spec.rows) || 24);
+  // The screen is the job's PTY (it wraps where the job's own terminal
+  // did); output without a PTY was never sized, so it wraps only at the
+  // widest line the page keeps.
+  const sp = j.spec || {};
+  const term = new Terminal(pre, sp.rows || 24, sp.noPty ? maxScreen : sp.cols || 80);
   follow(id, {
     onAttempt: (a) => { if (a > 1 || num(j.attempt) > 1) term.note(`── attempt ${a} ──`); },
     onData: (a, bytes) => term.write(bytes),
