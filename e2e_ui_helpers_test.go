@@ -239,6 +239,30 @@ func (tb *tab) login(token string) {
 	tb.wait("who I am", "document.querySelector('#role') && document.querySelector('#role').textContent !== ''")
 }
 
+// noneSticksOut fails the test when anything under the elements matching
+// css (shown ones) reaches past its own element's right edge or the
+// screen's, or when one of them scrolls sideways: a cut or hidden cell.
+func (tb *tab) noneSticksOut(what, css string) {
+	tb.t.Helper()
+	var out []string
+	tb.eval(fmt.Sprintf(`[...document.querySelectorAll(%q)].flatMap(box => {
+		const edge = Math.min(innerWidth, box.getBoundingClientRect().right) + 0.5;
+		const bad = [...box.querySelectorAll('*')].filter(e => e.getClientRects().length && e.getBoundingClientRect().right > edge)
+			.map(e => e.tagName.toLowerCase() + '.' + [...e.classList].join('.') + ' ' + JSON.stringify((e.textContent || '').slice(0, 40)) +
+				' ends at ' + Math.round(e.getBoundingClientRect().right) + ' px, past ' + Math.round(edge));
+		let p = box;
+		while (p && p !== document.body) {
+			if (p.scrollWidth > p.clientWidth + 1 && getComputedStyle(p).overflowX !== 'visible') bad.push(p.tagName.toLowerCase() + '.' + [...p.classList].join('.') + ' scrolls sideways by ' + (p.scrollWidth - p.clientWidth) + ' px');
+			p = p.parentElement;
+		}
+		if (document.documentElement.scrollWidth > innerWidth) bad.push('the page is ' + (document.documentElement.scrollWidth - innerWidth) + ' px wider than the screen');
+		return bad;
+	})`, css), &out)
+	if len(out) > 0 {
+		tb.t.Errorf("%s at %s: %s", what, css, strings.Join(out, "; "))
+	}
+}
+
 // dialogMessages returns the messages of the dialogs accepted so far.
 func (tb *tab) dialogMessages() []string {
 	tb.mu.Lock()

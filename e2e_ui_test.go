@@ -115,6 +115,10 @@ func TestWebPage(t *testing.T) {
 	row := fmt.Sprintf("#jobs-body tr[data-id=%q]", sub.ID)
 	page.wait("the new job's row on the jobs page", fmt.Sprintf("document.querySelector('%s')", row))
 	page.wait("the job RUNNING on the jobs page", fmt.Sprintf("document.querySelector('%s').dataset.state === 'RUNNING'", row))
+	// Its "Ran" counts on while it runs, not frozen at the row's drawing.
+	var ran0 string
+	page.eval(fmt.Sprintf("document.querySelector('%s td.ran[data-started]').textContent", row), &ran0)
+	page.wait("the running job's Ran counting on", fmt.Sprintf("document.querySelector('%s td.ran[data-started]').textContent !== %q", row, ran0))
 	var still string
 	page.eval("window.__noReload || ''", &still)
 	if still != "still here" {
@@ -202,11 +206,26 @@ func TestWebPage(t *testing.T) {
 	if first == "COMPLETED" {
 		t.Fatal("step fetch COMPLETED before its gate opened")
 	}
+	// The graph and the steps table say the same of each step, from one
+	// summary of its jobs (SCHEDULED jobs make a RUNNING step in both).
+	agree := `[...document.querySelectorAll('#steps-body tr')].every(tr => {
+		const n = document.querySelector('#dag .node[data-step="' + tr.dataset.step + '"]');
+		const b = tr.querySelector('td.step-state [data-state]');
+		return n && b && n.dataset.state === b.dataset.state; })`
+	page.wait("step fetch started", "document.querySelector('#dag .node[data-step=fetch]').dataset.state === 'RUNNING'")
+	var same bool
+	page.eval(agree, &same)
+	if !same {
+		var rows []string
+		page.eval(`[...document.querySelectorAll('#steps-body tr')].map(tr => tr.innerText + ' | graph ' + document.querySelector('#dag .node[data-step="' + tr.dataset.step + '"]').dataset.state)`, &rows)
+		t.Fatalf("the graph and the steps table disagree:\n%s", strings.Join(rows, "\n"))
+	}
 	if err := os.WriteFile(pgate, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	page.wait("every step COMPLETED, live", "[...document.querySelectorAll('#dag .node')].every(n => n.dataset.state === 'COMPLETED')")
 	page.wait("the pipeline COMPLETED", "document.querySelector('.head h1 [data-state=COMPLETED]')")
+	page.wait("the steps table COMPLETED as the graph", agree+" && document.querySelectorAll('#steps-body td.step-state [data-state=COMPLETED]').length === 4")
 	page.shot("pipeline")
 
 	// Workers, tenants and cron, each with its action through the page
@@ -224,12 +243,30 @@ func TestWebPage(t *testing.T) {
 
 	page.goTo("#/tenants")
 	page.wait("the tenants page with its usage", "document.querySelector('#tenants-body tr[data-name=default] .spark') && document.querySelector('#usage-table tr[data-group=default]')")
+	// The usage follows jobs as they end, without a reload.
+	attempts := "Number(document.querySelector('#usage-table tr[data-group=default] td.attempts').textContent)"
+	var before int
+	page.eval(attempts, &before)
+	restCall(t, "POST", base+"/v1/jobs", admin, map[string]any{"spec": map[string]any{"name": "ui-usage", "command": []string{"true"}}}, &map[string]any{})
+	page.wait("the usage counting the job that ended", fmt.Sprintf("%s > %d", attempts, before))
+	// The share over time spans the line's width once sampled twice,
+	// with its time and scale written under it.
+	page.wait("the share line across its box", `(() => { const s = document.querySelector('#tenants-body tr[data-name=default] svg.spark');
+		const p = s && s.querySelector('path.spark-share'); return p && p.getBBox().width >= 0.9 * s.viewBox.baseVal.width; })()`)
+	var caption string
+	page.eval("document.querySelector('#tenants-body tr[data-name=default] .spark-cap').textContent", &caption)
+	if !strings.HasPrefix(caption, "last ") || !strings.Contains(caption, "0–") {
+		t.Errorf("the share line's caption is %q, want its time span and scale", caption)
+	}
 	page.shot("tenants")
 	page.do("set the default tenant's weight",
 		chromedp.Click(chromedp.CSS("#tenants-body tr[data-name=default] details.edit summary")),
 		chromedp.SetValue(chromedp.CSS("#tenants-body tr[data-name=default] input[name=weight]"), "3"),
 		chromedp.Click(chromedp.CSS("#tenants-body tr[data-name=default] form.edit button")))
 	page.wait("the new weight", "document.querySelector('#tenants-body tr[data-name=default] td.num').textContent === '3'")
+	if d := page.dialogMessages(); len(d) == 0 || d[len(d)-1] != "Set tenant default: weight 3, max queued no limit, max running slots no limit?" {
+		t.Errorf("the tenant edit asked %q, want no limit for the limits left at 0", d[len(d)-1:])
+	}
 	var tenant struct {
 		Tenant struct{ Weight float64 }
 	}
@@ -246,6 +283,7 @@ func TestWebPage(t *testing.T) {
 	page.goTo("#/")
 	page.wait("the overview's failure and SLA miss", "document.querySelector('#ov-failures li') && document.querySelector('#ov-sla li')")
 	page.shot("overview")
+	page.noneSticksOut("the overview's cards", ".card")
 
 	// A phone-sized screen: the jobs page fits its width.
 	page.do("emulate a phone", chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile, chromedp.EmulateTouch))
@@ -257,6 +295,25 @@ func TestWebPage(t *testing.T) {
 		t.Errorf("the jobs page is %d px wider than a 390 px phone screen", overflow)
 	}
 	page.shot("jobs-phone")
+	// Workers and tenants stack each row into a card: nothing runs off
+	// the screen or scrolls sideways, and Drain is on screen.
+	page.goTo("#/workers")
+	page.wait("the workers page on a phone", "document.querySelector('#workers-body tr[data-state=READY] .drain')")
+	page.noneSticksOut("the workers page", "#workers-body")
+	var drain struct{ Left, Right, Width float64 }
+	page.eval("(r => ({left: r.left, right: r.right, width: r.width}))(document.querySelector('#workers-body .drain').getBoundingClientRect())", &drain)
+	if drain.Width == 0 || drain.Left < 0 || drain.Right > 390 {
+		t.Errorf("the Drain button is at x %.0f-%.0f on a 390 px screen", drain.Left, drain.Right)
+	}
+	page.shot("workers-phone")
+	page.goTo("#/tenants")
+	page.wait("the tenants page on a phone", "document.querySelector('#tenants-body tr[data-name=default] .spark') && document.querySelector('#usage-table')")
+	page.noneSticksOut("the tenants page", "#tenants-body")
+	page.shot("tenants-phone")
+	page.goTo("#/")
+	page.wait("the overview on a phone", "document.querySelector('#ov-sla li')")
+	page.noneSticksOut("the overview on a phone", ".card")
+	page.shot("overview-phone")
 
 	// A viewer: no cancel button; the API refuses it anyway (403).
 	vpage := newTab(t, page.ctx, base, shots) // a tab of its own: its own sessionStorage, so its own login
@@ -264,6 +321,25 @@ func TestWebPage(t *testing.T) {
 	vpage.eval("document.querySelector('#role').textContent", &role)
 	if role != "viewer" {
 		t.Fatalf("the viewer's page shows role %q", role)
+	}
+	// What a viewer may not read (workers) is not offered: no nav link,
+	// no Workers card; the page itself says so plainly.
+	vpage.wait("the viewer's overview", "document.querySelector('#ov-queue') && document.querySelector('#ov-sla')")
+	var hidden struct {
+		Card, Link bool
+		Text       string
+	}
+	vpage.eval(`({card: !!document.querySelector('#ov-workers'), link: document.querySelector('#nav a[data-route=workers]').checkVisibility(),
+		text: document.querySelector('#view').innerText})`, &hidden)
+	if hidden.Card || hidden.Link || strings.Contains(hidden.Text, "Refused") {
+		t.Errorf("the viewer's overview: workers card %v, Workers link shown %v, text:\n%s", hidden.Card, hidden.Link, hidden.Text)
+	}
+	vpage.shot("viewer-overview")
+	vpage.goTo("#/workers")
+	vpage.wait("the viewer's workers page", "document.querySelector('#workers-none')")
+	vpage.eval("document.querySelector('#view').innerText", &hidden.Text)
+	if !strings.Contains(hidden.Text, "cannot see workers") || strings.Contains(hidden.Text, "Refused") {
+		t.Errorf("the viewer's workers page says:\n%s", hidden.Text)
 	}
 	vpage.goTo("#/jobs/" + run.ID)
 	vpage.wait("the job page for the viewer", "document.querySelector('#job-status [data-state=RUNNING]')")

@@ -80,7 +80,10 @@ async function login() {
     ' ', h('span.role#role', me.role || 'no auth'), scope,
     ' ', h('button.link#logout', { type: 'button', onclick: () => { setToken(''); showLogin(); } }, 'Log out'));
   meEl.hidden = false;
-  document.getElementById('nav').hidden = false;
+  const nav = document.getElementById('nav');
+  // A page the role may not read at all (workers, for a viewer) has no link.
+  for (const a of nav.querySelectorAll('a[data-needs]')) a.hidden = !can(a.dataset.needs);
+  nav.hidden = false;
   document.body.dataset.role = me.role || '';
   return true;
 }

@@ -8,6 +8,7 @@ import { h } from '../dom.js';
 import { subscribe } from '../events.js';
 import { badge, dur, enumName, jobState, labels, num, res, terminal, timeEl } from '../format.js';
 import { follow } from '../logs.js';
+import { ranCell, tickRan } from './jobs.js';
 import { maxScreen, Terminal } from '../terminal.js';
 
 function dl(pairs) {
@@ -15,7 +16,7 @@ function dl(pairs) {
     !(Array.isArray(v) && v.length === 0)).map(([k, v]) => [h('dt', k), h('dd', v)]));
 }
 
-function statusOf(j) {
+function statusOf(j, ctx) {
   const s = j.spec || {};
   const st = jobState(j);
   const tries = (s.retries || 0) + 1;
@@ -26,7 +27,7 @@ function statusOf(j) {
     ['State', badge(st)],
     ['Attempt', j.attempt ? `${j.attempt} of ${tries}` : ''],
     ['Preemptions', j.preemptions || ''],
-    ['Worker', j.worker ? h('a.mono', { href: '#/workers' }, j.worker) : ''],
+    ['Worker', j.worker ? (ctx.can('manageWorkers') ? h('a.mono', { href: '#/workers' }, j.worker) : h('span.mono', j.worker)) : ''],
     ['Exit', exit],
     ['Reason', j.reason || ''],
     ['Why pending', st === 'PENDING' ? pending : ''],
@@ -37,7 +38,7 @@ function statusOf(j) {
     ['Scheduled', timeEl(j.scheduledUnixNano)],
     ['Started', timeEl(j.startedUnixNano)],
     ['Finished', timeEl(j.finishedUnixNano)],
-    ['Ran', j.startedUnixNano ? dur(((num(j.finishedUnixNano) || Date.now() * 1e6) - num(j.startedUnixNano)) / 1e6) : ''],
+    ['Ran', j.startedUnixNano ? ranCell('span.ran', j) : ''],
     ['CPU time', num(u.cpuTimeNs) ? dur(num(u.cpuTimeNs) / 1e6) : ''],
     ['Peak memory', num(u.maxRssKib) ? `${(num(u.maxRssKib) / 1024).toFixed(1)} MiB` : ''],
   ]);
@@ -74,7 +75,7 @@ export async function render(root, ctx, id) {
   id = j.id;
   const title = h('h1', (j.spec && j.spec.name) || 'Job', ' ', h('span.mono.sub', id));
   const actions = h('div.actions');
-  const statusBox = h('section.card#job-status', h('h2', 'Status'), statusOf(j));
+  const statusBox = h('section.card#job-status', h('h2', 'Status'), statusOf(j, ctx));
   const specBox = h('section.card#job-spec', h('h2', 'Spec'), specOf(j));
   const pre = h('pre.terminal#log', { tabindex: 0, 'aria-label': 'Output' });
   const logState = h('span.live#log-live', '○ connecting');
@@ -86,7 +87,7 @@ export async function render(root, ctx, id) {
   const update = (nj) => {
     if (num(nj.version) < num(j.version)) return;
     j = nj;
-    statusBox.replaceChildren(h('h2', 'Status'), statusOf(j));
+    statusBox.replaceChildren(h('h2', 'Status'), statusOf(j, ctx));
     drawActions();
   };
   const drawActions = () => {
@@ -107,6 +108,7 @@ export async function render(root, ctx, id) {
     }
   };
   drawActions();
+  tickRan(statusBox, ctx.signal);
 
   // The stream starts from now: once it is open, read the job again, so
   // that a change between the first read and the stream's start shows.

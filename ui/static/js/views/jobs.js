@@ -7,7 +7,7 @@
 import { APIError, get } from '../api.js';
 import { clear, h } from '../dom.js';
 import { subscribe } from '../events.js';
-import { badge, jobState, labels, runtime, shortId, timeEl } from '../format.js';
+import { badge, dur, jobState, labels, ms, runtime, shortId, timeEl } from '../format.js';
 
 export const pageSize = 50;
 const states = ['PENDING', 'SCHEDULED', 'RUNNING', 'COMPLETED', 'FAILED', 'CANCELLED'];
@@ -15,6 +15,22 @@ const states = ['PENDING', 'SCHEDULED', 'RUNNING', 'COMPLETED', 'FAILED', 'CANCE
 // newer remembers the page tokens of the pages before the one shown, so
 // that "Newer" goes back without a call that pages backwards.
 let newer = [];
+
+// ranCell is how long a job ran, or has been running: while it runs,
+// data-started (its start, Unix ms) lets tickRan keep it counting.
+export function ranCell(tag, j) {
+  const start = ms(j.startedUnixNano);
+  return h(tag, start && !ms(j.finishedUnixNano) ? { 'data-started': start } : null, runtime(j));
+}
+
+// tickRan makes every running time under root (ranCell's) count, once a
+// second, until signal aborts.
+export function tickRan(root, signal) {
+  const t = setInterval(() => {
+    for (const el of root.querySelectorAll('[data-started]')) el.textContent = dur(Date.now() - Number(el.dataset.started));
+  }, 1000);
+  signal.addEventListener('abort', () => clearInterval(t));
+}
 
 // parseLabels turns "k=v,k2=v2" into {k: v, k2: v2}, or throws naming the
 // bad part.
@@ -157,7 +173,7 @@ export async function render(root, ctx) {
       h('td.hide-s.num', j.attempt || ''),
       h('td.hide-s.mono', j.worker || ''),
       h('td.hide-s', timeEl(j.createdUnixNano)),
-      h('td.num', runtime(j)),
+      ranCell('td.num.ran', j),
       h('td.hide-m', labels(j.spec && j.spec.labels)));
     return tr;
   };
@@ -215,6 +231,7 @@ export async function render(root, ctx) {
     if (summary.textContent === 'No job matches.') summary.textContent = '';
   };
   for (const j of early.splice(0)) apply(j);
+  tickRan(tbody, ctx.signal);
 }
 
 function hashOf(f) {

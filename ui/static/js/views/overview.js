@@ -1,7 +1,8 @@
-// The overview: workers by state, the queue of each tenant with its share
-// and quota use, the latest failures, and the jobs that missed their
-// deadline (SLA) among the newest. Each is one bounded call; the page
-// reads them again every few seconds and on events.
+// The overview: workers by state (for the roles that may see workers),
+// the queue of each tenant with its share and quota use, the latest
+// failures, and the jobs that missed their deadline (SLA) among the
+// newest. Each is one bounded call; the page reads them again every few
+// seconds and on events.
 
 import { APIError, get } from '../api.js';
 import { h } from '../dom.js';
@@ -97,10 +98,13 @@ export async function render(root, ctx) {
   let seq = 0; // an answer older than the last one asked for is not shown
   const load = async () => {
     const n = ++seq;
-    const [w, q, f, s] = await Promise.all([workersCard(ctx), queueCard(ctx), failuresCard(ctx), slaCard(ctx)]);
+    // Workers are shown only to roles that may read them (not viewers or
+    // submitters: the server refuses them even the counts).
+    const workers = ctx.can('manageWorkers');
+    const [w, q, f, s] = await Promise.all([workers ? workersCard(ctx) : null, queueCard(ctx), failuresCard(ctx), slaCard(ctx)]);
     if (ctx.signal.aborted || n !== seq) return;
-    grid.replaceChildren(card('ov-workers', 'Workers', w), card('ov-queue', 'Queue per tenant', q),
-      card('ov-failures', 'Recent failures', f), card('ov-sla', 'SLA misses', s));
+    grid.replaceChildren(...[workers ? card('ov-workers', 'Workers', w) : null, card('ov-queue', 'Queue per tenant', q),
+      card('ov-failures', 'Recent failures', f), card('ov-sla', 'SLA misses', s)].filter(Boolean));
   };
   await load();
   let pending = false;
@@ -111,5 +115,5 @@ export async function render(root, ctx) {
   };
   const t = setInterval(again, every);
   ctx.signal.addEventListener('abort', () => clearInterval(t));
-  subscribe({}, { job: again, worker: again, reset: again }, ctx.signal);
+  subscribe({}, { job: again, worker: ctx.can('manageWorkers') ? again : null, reset: again }, ctx.signal);
 }

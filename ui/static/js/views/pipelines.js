@@ -69,15 +69,43 @@ function hashOf(f) {
   return s ? '?' + s : '';
 }
 
-// stepState is a step's state from its jobs' states.
-export function stepState(states) {
-  if (!states.length) return 'PENDING';
-  if (states.some((s) => s === 'RUNNING' || s === 'SCHEDULED')) return 'RUNNING';
-  if (states.every((s) => s === 'COMPLETED')) return 'COMPLETED';
-  if (states.some((s) => s === 'FAILED')) return 'FAILED';
-  if (states.every(terminal)) return states.some((s) => s === 'CANCELLED') ? 'CANCELLED' : 'COMPLETED';
-  if (states.some((s) => s === 'COMPLETED')) return 'RUNNING';
-  return 'PENDING';
+// stepProgress sums a step's jobs up as `hodei pipeline get` does, for
+// both the graph and the steps table (one answer, so they never differ):
+// state is COMPLETED when every job completed; FAILED or CANCELLED when
+// every job ended and one failed or was cancelled; PENDING while none has
+// started (a job in its first attempt, still pending); RUNNING otherwise,
+// scheduled jobs included. counts is "0/2 completed, 1 scheduled,
+// 1 pending". A job the page does not have is one retention deleted once
+// the pipeline ended, and one not read yet before (waiting). A step with
+// no job yet is PENDING.
+export function stepProgress(ids, jobsById, ended) {
+  const by = {};
+  let gone = 0;
+  let waiting = 0;
+  for (const id of ids) {
+    const j = jobsById.get(id);
+    if (!j) {
+      if (ended) gone++;
+      else waiting++;
+      continue;
+    }
+    const st = jobState(j);
+    by[st] = (by[st] || 0) + 1;
+    if (st === 'PENDING' && num(j.attempt) <= 1) waiting++;
+  }
+  const total = ids.length;
+  const n = (st) => by[st] || 0;
+  const done = gone + n('COMPLETED') + n('FAILED') + n('CANCELLED');
+  let state = 'RUNNING';
+  if (total === 0 || waiting === total) state = 'PENDING'; // no job made yet, or none started
+  else if (n('COMPLETED') === total) state = 'COMPLETED';
+  else if (done === total && n('FAILED')) state = 'FAILED';
+  else if (done === total && n('CANCELLED')) state = 'CANCELLED';
+  else if (done === total) state = 'COMPLETED'; // the rest was deleted by retention
+  const parts = [`${n('COMPLETED')}/${total} completed`];
+  for (const st of ['PENDING', 'SCHEDULED', 'RUNNING', 'FAILED', 'CANCELLED']) if (n(st)) parts.push(`${n(st)} ${st.toLowerCase()}`);
+  if (gone) parts.push(`${gone} deleted`);
+  return { state, completed: n('COMPLETED'), total, counts: parts.join(', ') };
 }
 
 // layout places each step in a column by the length of the longest chain
@@ -108,7 +136,9 @@ export function layout(steps) {
 
 const W = 168, H = 54, GX = 56, GY = 18, PAD = 12;
 
-function drawGraph(p, jobsById) {
+// drawGraph draws the steps as boxes in columns by depth, arrows from
+// each need; progress is stepProgress by step name.
+function drawGraph(p, progress) {
   const steps = (p.pipeline && p.pipeline.steps) || [];
   const { pos, cols, rowsMax } = layout(steps);
   const width = PAD * 2 + cols * W + (cols - 1) * GX;
@@ -128,16 +158,15 @@ function drawGraph(p, jobsById) {
     }
   }
   for (const s of steps) {
-    const states = (s.jobs || []).map((id) => jobState(jobsById.get(id) || {}));
-    const st = stepState(states.map((x) => (x === 'UNSPECIFIED' ? 'PENDING' : x)));
+    const pr = progress.get(s.name);
+    const st = pr.state;
     const [x, y] = xy(s.name);
-    const done = states.filter((x) => x === 'COMPLETED').length;
     const first = (s.jobs || [])[0];
     const node = svg('a', { href: first ? '#/jobs/' + encodeURIComponent(first) : '#', class: 'node s-' + st.toLowerCase(), 'data-step': s.name, 'data-state': st },
-      svg('title', {}, `${s.name}: ${st}${s.jobs && s.jobs.length > 1 ? ` (${done} of ${s.jobs.length} jobs completed)` : ''}`),
+      svg('title', {}, `${s.name}: ${st} (${pr.counts})`),
       svg('rect', { x, y, width: W, height: H, rx: 8 }),
       svg('text', { x: x + 12, y: y + 22, class: 'step-name' }, s.name.length > 20 ? s.name.slice(0, 19) + '…' : s.name),
-      svg('text', { x: x + 12, y: y + 42, class: 'step-state' }, st + (s.jobs && s.jobs.length > 1 ? ` ${done}/${s.jobs.length}` : '')));
+      svg('text', { x: x + 12, y: y + 42, class: 'step-state' }, st + (pr.total > 1 ? ` ${pr.completed}/${pr.total}` : '')));
     g.append(node);
   }
   return g;
@@ -152,7 +181,7 @@ export async function renderOne(root, ctx, id) {
   const stepsBody = h('tbody#steps-body');
   root.append(h('p.crumbs', h('a', { href: '#/pipelines' }, 'Pipelines'), ' / ', id), head,
     h('p.summary', `tenant ${p.pipeline.tenant || 'default'} · created `, timeEl(p.pipeline.createdUnixNano)), graph,
-    h('h2', 'Steps'), h('div.scroll', h('table.list', h('thead', h('tr', h('th', 'Step'), h('th', 'Needs'), h('th', 'Jobs'))), stepsBody)));
+    h('h2', 'Steps'), h('div.scroll', h('table.list', h('thead', h('tr', h('th', 'Step'), h('th', 'Needs'), h('th', 'State'), h('th', 'Jobs'))), stepsBody)));
 
   const draw = () => {
     head.replaceChildren(h('h1', p.pipeline.name || 'Pipeline', ' ', badge(pipeState(p))));
@@ -165,10 +194,17 @@ export async function renderOne(root, ctx, id) {
         },
       }, 'Cancel pipeline'));
     }
-    graph.replaceChildren(drawGraph(p, jobsById));
-    stepsBody.replaceChildren(...((p.pipeline.steps || []).map((s) => h('tr', { 'data-step': s.name },
+    const steps = p.pipeline.steps || [];
+    const ended = terminal(pipeState(p));
+    const progress = new Map(steps.map((s) => [s.name, stepProgress(s.jobs || [], jobsById, ended)]));
+    graph.replaceChildren(drawGraph(p, progress));
+    stepsBody.replaceChildren(...steps.map((s) => h('tr', { 'data-step': s.name },
       h('td', s.name), h('td', (s.needs || []).join(', ')),
-      h('td', (s.jobs || []).map((jid) => { const j = jobsById.get(jid) || {}; return h('span.jobref', h('a.mono', { href: '#/jobs/' + encodeURIComponent(jid) }, shortId(jid)), ' ', badge(jobState(j))); }))))));
+      h('td.step-state', badge(progress.get(s.name).state)),
+      h('td', h('div.sub', progress.get(s.name).counts), (s.jobs || []).map((jid) => {
+        const j = jobsById.get(jid);
+        return h('span.jobref', h('a.mono', { href: '#/jobs/' + encodeURIComponent(jid) }, shortId(jid)), ' ', j ? badge(jobState(j)) : '');
+      })))));
   };
   draw();
 

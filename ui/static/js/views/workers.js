@@ -32,13 +32,26 @@ function usage(w) {
     h('div.measured', `cpu ${(w.cpuPercent || 0).toFixed(0)}% · mem ${num(w.memoryUsedMib)} MiB · load ${(w.load1 || 0).toFixed(2)}`));
 }
 
+// cannotSee is what a role that may not list workers (viewer, submitter:
+// the server refuses them) sees instead of the page: a plain sentence,
+// not a refusal, as the nav has no link to this page for them.
+export function cannotSee(ctx) {
+  return h('p.summary#workers-none', `Your role (${ctx.me.role}) cannot see workers: listing them takes an operator or admin token.`);
+}
+
 export async function render(root, ctx) {
+  if (!ctx.can('manageWorkers')) {
+    root.append(h('h1', 'Workers'), cannotSee(ctx));
+    return;
+  }
   const page = ctx.params.get('page') || '';
   if (!page) before = [];
   const tbody = h('tbody#workers-body');
   const summary = h('p.summary#workers-summary');
   const pager = h('nav.pager#workers-pager');
-  root.append(h('h1', 'Workers'), summary, h('div.scroll', h('table.list.workers', h('thead', h('tr',
+  // On a phone each row stacks into a card (table.stack): name and its
+  // Drain button on top, then state, resources and running jobs.
+  root.append(h('h1', 'Workers'), summary, h('div.scroll', h('table.list.stack.workers', h('thead', h('tr',
     h('th', 'Worker'), h('th', 'State'), h('th', 'Resources'), h('th.hide-s', 'Labels'), h('th', 'Running'), h('th.hide-s', 'Heartbeat'), h('th', ''))), tbody)), pager);
   const at = (token) => '#/workers' + (token ? '?page=' + encodeURIComponent(token) : '');
 
@@ -75,13 +88,13 @@ export async function render(root, ctx) {
           h('button.secondary.undrain', { type: 'button', onclick: () => act(w, 'undrain') }, 'Undrain') :
           h('button.danger.drain', { type: 'button', onclick: () => act(w, 'drain') }, 'Drain'));
       return h('tr', { 'data-id': w.id, 'data-state': st },
-        h('td', h('div', w.name || w.id), h('div.mono.sub', w.hostname || ''), h('div.mono.sub', w.id), w.revoked ? h('div.warn', 'revoked') : null),
-        h('td', badge(st), w.version ? h('div.sub', w.version) : null),
+        h('td.lead', h('div', w.name || w.id), h('div.mono.sub', w.hostname || ''), h('div.mono.sub', w.id), w.revoked ? h('div.warn', 'revoked') : null),
+        h('td', { 'data-label': 'State' }, badge(st), w.version ? h('span.sub', ' ', w.version) : null),
         h('td', usage(w)),
         h('td.hide-s', labels(w.labels)),
-        h('td', running.length ? h('div.jobrefs', running.slice(0, 20).map((id) => h('a.mono', { href: '#/jobs/' + encodeURIComponent(id) }, shortId(id))), running.length > 20 ? ` +${running.length - 20}` : '') : '—'),
+        h('td', { 'data-label': 'Running' }, running.length ? h('div.jobrefs', running.slice(0, 20).map((id) => h('a.mono', { href: '#/jobs/' + encodeURIComponent(id) }, shortId(id))), running.length > 20 ? ` +${running.length - 20}` : '') : '—'),
         h('td.hide-s', ago(w.lastHeartbeatUnixNano)),
-        h('td', btn));
+        h('td.act', btn));
     }));
   };
   await load();
