@@ -283,7 +283,7 @@ func (s *Cluster) Workers() []WorkerInfo {
 // goodbye) are counted apart from the drained.
 type WorkerCounts struct {
 	Ready, Draining, Leaving, Down, Unknown int
-	Slots, SlotsUsed                       int64
+	Slots, SlotsUsed                        int64
 }
 
 // CountWorkers counts the workers by state and their slots. It costs the
