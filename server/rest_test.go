@@ -441,6 +441,22 @@ func TestOpenAPIDocument(t *testing.T) {
 			t.Errorf("schema v1%s missing", name)
 		}
 	}
+	// The streams are described as what they send: an event stream or
+	// raw bytes, not JSON ({"result": …} is what the gateway would send).
+	for path, media := range map[string]string{"/v1/events": "text/event-stream", "/v1/jobs/{id}/logs": "text/event-stream",
+		"/v1/snapshot": "application/octet-stream"} {
+		op := doc2.Paths[path].Get
+		if op == nil {
+			t.Errorf("GET %s missing", path)
+			continue
+		}
+		ok := op.Responses.Value("200")
+		if !slices.Equal(op.Produces, []string{media}) || ok == nil || ok.Schema == nil || ok.Schema.Value == nil ||
+			!ok.Schema.Value.Type.Is("string") || len(ok.Schema.Value.Properties) != 0 || !strings.Contains(ok.Description, media) {
+			b, _ := json.Marshal(op.Responses)
+			t.Errorf("GET %s: produces %v, 200 %s; want %s described as a string", path, op.Produces, b, media)
+		}
+	}
 }
 
 // TestRESTErrors checks the JSON error of each gRPC code the API returns,
