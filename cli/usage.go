@@ -65,7 +65,13 @@ func usageCommand(e *env) *ucli.Command {
 				if err != nil {
 					return err
 				}
-				return writeUsageRows(c.App.Writer, req.GroupBy, resp, format)
+				if err := writeUsageRows(c.App.Writer, req.GroupBy, resp, format); err != nil {
+					return err
+				}
+				if format == "table" && len(resp.GetRows()) == 0 {
+					_, err = fmt.Fprintln(c.App.ErrWriter, noUsage(req, resp.GetFrom(), resp.GetTo()))
+				}
+				return err
 			})
 		},
 	}
@@ -116,6 +122,24 @@ func usageRequest(c *ucli.Context, now time.Time) (*hodeipb.GetUsageRequest, err
 		return nil, usagef(c, "--to: %s is before --from %s", req.To, req.From)
 	}
 	return req, nil
+}
+
+// noUsage is the note for an answer with nothing in it: the days and
+// filters it covered, and, for a tenant, that it may not exist (usage
+// outlives tenants, so the server answers a name it does not know).
+func noUsage(req *hodeipb.GetUsageRequest, from, to string) string {
+	what := "no ended attempts"
+	if req.GetTenant() != "" {
+		what += fmt.Sprintf(" of tenant %q", req.GetTenant())
+	}
+	if req.GetLabel() != "" {
+		what += " with label " + req.GetLabel()
+	}
+	what += fmt.Sprintf(" from %s to %s (UTC days)", from, to)
+	if req.GetTenant() != "" {
+		what += ": it ran nothing then, or there is no such tenant (hodei tenants ls lists them)"
+	}
+	return what
 }
 
 // groupTitle is the first column's title for group_by g.
@@ -278,11 +302,14 @@ func writeUsageAttempts(c *ucli.Context, cl *client.Client, req *hodeipb.GetUsag
 		all = make([]usageAttempt, 0)
 	}
 	req.Limit = 1000
+	n := 0
+	var from, to string
 	for {
 		resp, err := cl.GetUsage(c.Context, req)
 		if err != nil {
 			return err
 		}
+		n, from, to = n+len(resp.GetAttempts()), resp.GetFrom(), resp.GetTo()
 		for _, a := range resp.GetAttempts() {
 			finished := time.Unix(0, a.GetFinishedUnixNano()).UTC()
 			switch {
@@ -325,6 +352,10 @@ func writeUsageAttempts(c *ucli.Context, cl *client.Client, req *hodeipb.GetUsag
 	}
 	if t == nil && cw == nil {
 		return writeJSON(w, all)
+	}
+	if t != nil && n == 0 {
+		_, err := fmt.Fprintln(c.App.ErrWriter, noUsage(req, from, to))
+		return err
 	}
 	return nil
 }

@@ -159,8 +159,12 @@ func UnknownTenant(name string) error {
 // OverQueued is the error of a submit past a tenant's MaxQueued. It wraps
 // ErrExhausted.
 func OverQueued(name string, limit, queued, adding int) error {
-	return fmt.Errorf("tenant %q is at its max-queued limit of %d (%d jobs queued, %d more asked for): %w",
-		name, limit, queued, adding, ErrExhausted)
+	jobs := "jobs"
+	if queued == 1 {
+		jobs = "job"
+	}
+	return fmt.Errorf("tenant %q is at its max-queued limit of %d (%d %s queued, %d more asked for): %w",
+		name, limit, queued, jobs, adding, ErrExhausted)
 }
 
 // ErrDefaultTenant is the error of deleting DefaultTenant. It wraps

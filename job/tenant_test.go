@@ -83,3 +83,20 @@ func TestAdmit(t *testing.T) {
 		t.Fatalf("Admit to an unknown tenant = %v, want UnknownTenant", err)
 	}
 }
+
+// TestOverQueuedCountsInWords checks that the refusal reads right for one
+// job queued as for several.
+func TestOverQueuedCountsInWords(t *testing.T) {
+	for _, c := range []struct {
+		queued int
+		want   string
+	}{
+		{0, "(0 jobs queued, 1 more asked for)"},
+		{1, "(1 job queued, 1 more asked for)"},
+		{2, "(2 jobs queued, 1 more asked for)"},
+	} {
+		if err := OverQueued("t", 1, c.queued, 1); !errors.Is(err, ErrExhausted) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("OverQueued(%d queued) = %v, want %q", c.queued, err, c.want)
+		}
+	}
+}

@@ -3,6 +3,8 @@ package hodeipb
 import (
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/hodei-jobs/hodei/job"
 )
 
@@ -42,7 +44,8 @@ func (c *CronSchedule) ToSchedule() (job.Schedule, error) {
 
 // FromSchedule converts a domain schedule to the wire; lastState is the
 // state of its last job (or pipeline), which the schedule does not hold.
-// A pipeline schedule's steps are shown by name, needs and matrix.
+// A pipeline schedule shows its defaults and each step with its spec, as
+// they were added; secret values are redacted, as everywhere.
 func FromSchedule(s *job.Schedule, lastState string) *CronSchedule {
 	out := &CronSchedule{
 		Name: s.Name, Tenant: s.Tenant, Schedule: s.Expr, Timezone: s.TimeZone,
@@ -53,9 +56,9 @@ func FromSchedule(s *job.Schedule, lastState string) *CronSchedule {
 		LastJob: s.LastJob, LastState: lastState, Skipped: s.Skipped, LastSkip: s.LastSkip,
 	}
 	if p := s.Pipeline; p != nil {
-		ps := &PipelineSpec{Name: p.Name, Tenant: s.Tenant}
+		ps := &PipelineSpec{Name: p.Name, Tenant: s.Tenant, Defaults: stepSpec(&p.Defaults)}
 		for _, st := range p.Steps {
-			w := &PipelineStepSpec{Name: st.Name, Needs: st.Needs, ContinueOnFailure: st.ContinueOnFailure}
+			w := &PipelineStepSpec{Name: st.Name, Spec: stepSpec(&st.Spec), Needs: st.Needs, ContinueOnFailure: st.ContinueOnFailure}
 			for _, ax := range st.Matrix {
 				w.Matrix = append(w.Matrix, &MatrixAxis{Key: ax.Key, Values: ax.Values})
 			}
@@ -65,6 +68,24 @@ func FromSchedule(s *job.Schedule, lastState string) *CronSchedule {
 	} else {
 		out.Job = FromSpec(&s.Spec)
 		out.Job.SecretEnv = redactedEnv(s.Spec.SecretEnv)
+	}
+	return out
+}
+
+// stepSpec is a pipeline step's (or defaults') spec as it was given: a
+// priority of -1 (unset, ToPipelineSpec) is left out, and secret values
+// are redacted. nil for a spec with nothing set.
+func stepSpec(s *job.Spec) *JobSpec {
+	out := FromSpec(s)
+	if s.Priority < 0 {
+		out.Priority = nil
+	}
+	out.SecretEnv = redactedEnv(s.SecretEnv)
+	if proto.Equal(out.Resources, &Resources{}) {
+		out.Resources = nil
+	}
+	if proto.Equal(out, &JobSpec{}) {
+		return nil
 	}
 	return out
 }

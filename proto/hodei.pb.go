@@ -7976,13 +7976,16 @@ func (x *UsageAttempt) GetMaxRssKib() int64 {
 }
 
 type GetUsageResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Rows          []*UsageRow            `protobuf:"bytes,1,rep,name=rows,proto3" json:"rows,omitempty"`                               // ordered by group; empty with attempts
-	Total         *UsageRow              `protobuf:"bytes,2,opt,name=total,proto3" json:"total,omitempty"`                             // of rows (or of this page's attempts)
-	Attempts      []*UsageAttempt        `protobuf:"bytes,3,rep,name=attempts,proto3" json:"attempts,omitempty"`                       // with attempts
-	NextCursor    string                 `protobuf:"bytes,4,opt,name=next_cursor,json=nextCursor,proto3" json:"next_cursor,omitempty"` // "": no more pages
-	From          string                 `protobuf:"bytes,5,opt,name=from,proto3" json:"from,omitempty"`                               // the days answered, YYYY-MM-DD
-	To            string                 `protobuf:"bytes,6,opt,name=to,proto3" json:"to,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Rows  []*UsageRow            `protobuf:"bytes,1,rep,name=rows,proto3" json:"rows,omitempty"` // ordered by group; empty with attempts
+	// total sums rows. With attempts it sums this page's attempts only, not
+	// every attempt of the days: add up the pages, or ask without attempts
+	// for the sums of the days.
+	Total         *UsageRow       `protobuf:"bytes,2,opt,name=total,proto3" json:"total,omitempty"`
+	Attempts      []*UsageAttempt `protobuf:"bytes,3,rep,name=attempts,proto3" json:"attempts,omitempty"`                       // with attempts
+	NextCursor    string          `protobuf:"bytes,4,opt,name=next_cursor,json=nextCursor,proto3" json:"next_cursor,omitempty"` // "": no more pages
+	From          string          `protobuf:"bytes,5,opt,name=from,proto3" json:"from,omitempty"`                               // the days answered, YYYY-MM-DD
+	To            string          `protobuf:"bytes,6,opt,name=to,proto3" json:"to,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -8898,7 +8901,7 @@ const file_hodei_proto_rawDesc = "" +
 	"\vID_KIND_JOB\x10\x01\x12\x11\n" +
 	"\rID_KIND_ARRAY\x10\x02\x12\x14\n" +
 	"\x10ID_KIND_PIPELINE\x10\x03\x12\x12\n" +
-	"\x0eID_KIND_WORKER\x10\x042\x85\x14\n" +
+	"\x0eID_KIND_WORKER\x10\x042\xcf\x1a\n" +
 	"\n" +
 	"JobService\x12P\n" +
 	"\x06Submit\x12\x17.hodei.v1.SubmitRequest\x1a\x18.hodei.v1.SubmitResponse\"\x13\x82\xd3\xe4\x93\x02\r:\x01*\"\b/v1/jobs\x12e\n" +
@@ -8906,10 +8909,29 @@ const file_hodei_proto_rawDesc = "" +
 	"\x03Get\x12\x17.hodei.v1.GetJobRequest\x1a\r.hodei.v1.Job\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/jobs/{id}\x12O\n" +
 	"\x04List\x12\x19.hodei.v1.ListJobsRequest\x1a\x1a.hodei.v1.ListJobsResponse\"\x10\x82\xd3\xe4\x93\x02\n" +
 	"\x12\b/v1/jobs\x12T\n" +
-	"\x06Cancel\x12\x1a.hodei.v1.CancelJobRequest\x1a\r.hodei.v1.Job\"\x1f\x82\xd3\xe4\x93\x02\x19:\x01*\"\x14/v1/jobs/{id}:cancel\x12\xa8\x03\n" +
-	"\x05Watch\x12\x16.hodei.v1.WatchRequest\x1a\x12.hodei.v1.JobEvent\"\xf0\x02\x92A\xda\x02\x126Server-Sent Events of job, worker and pipeline changes\x1a\x8c\x02Served by a hand-written handler over this RPC, not by the gateway: a text/event-stream whose events carry id (a cursor; resume with the Last-Event-ID header or ?last_event_id=), event (job, worker or pipeline) and data (the JobEvent as JSON). See README.md, HTTP API.:\x11text/event-stream\x82\xd3\xe4\x93\x02\f\x12\n" +
-	"/v1/events0\x01\x12\xa3\x03\n" +
-	"\x04Logs\x12\x15.hodei.v1.LogsRequest\x1a\x11.hodei.v1.LogData\"\xee\x02\x92A\xd0\x02\x12$A job's output as Server-Sent Events\x1a\x94\x02Served by a hand-written handler over this RPC, not by the gateway: a text/event-stream of the output from ?offset=, each event's data the bytes in base64 and its id the offset after them (resume with Last-Event-ID); with ?follow=1 until the job ends. See README.md, HTTP API.:\x11text/event-stream\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/jobs/{id}/logs0\x01\x12m\n" +
+	"\x06Cancel\x12\x1a.hodei.v1.CancelJobRequest\x1a\r.hodei.v1.Job\"\x1f\x82\xd3\xe4\x93\x02\x19:\x01*\"\x14/v1/jobs/{id}:cancel\x12\xef\x06\n" +
+	"\x05Watch\x12\x16.hodei.v1.WatchRequest\x1a\x12.hodei.v1.JobEvent\"\xb7\x06\x92A\xa1\x06\x126Server-Sent Events of job, worker and pipeline changes\x1a\x8c\x02Served by a hand-written handler over this RPC, not by the gateway: a text/event-stream whose events carry id (a cursor; resume with the Last-Event-ID header or ?last_event_id=), event (job, worker or pipeline) and data (the JobEvent as JSON). See README.md, HTTP API.:\x11text/event-streamJ\xc4\x03\n" +
+	"\x03200\x12\xbc\x03\n" +
+	"\xa4\x02A text/event-stream (Server-Sent Events), not JSON: each event is the lines id: CURSOR, event: job|worker|pipeline|reset, data: the bare JobEvent (v1JobEvent) in JSON, and an empty line; a comment line every 15 s. An error after the stream began is an event: error whose data is an HttpError.\x12\x06\n" +
+	"\x04\x9a\x02\x01\a\"\x8a\x01\n" +
+	"\x11text/event-stream\x12uid: dna01agsc55i.42\n" +
+	"event: job\n" +
+	"data: {\"job\":{\"id\":\"01J…\",\"state\":\"JOB_STATE_RUNNING\"},\"cursor\":\"dna01agsc55i.42\"}\n" +
+	"\n" +
+	"\x82\xd3\xe4\x93\x02\f\x12\n" +
+	"/v1/events0\x01\x12\xa6\x06\n" +
+	"\x04Logs\x12\x15.hodei.v1.LogsRequest\x1a\x11.hodei.v1.LogData\"\xf1\x05\x92A\xd3\x05\x12$A job's output as Server-Sent Events\x1a\x94\x02Served by a hand-written handler over this RPC, not by the gateway: a text/event-stream of the output from ?offset=, each event's data the bytes in base64 and its id the offset after them (resume with Last-Event-ID); with ?follow=1 until the job ends. See README.md, HTTP API.:\x11text/event-streamJ\x80\x03\n" +
+	"\x03200\x12\xf8\x02\n" +
+	"\x9b\x02A text/event-stream (Server-Sent Events), not JSON: each event is id: ATTEMPT:OFFSET (the offset after its bytes), event: output and data: the bytes in base64; with follow the stream ends with event: end. An error after the stream began is an event: error whose data is an HttpError.\x12\x06\n" +
+	"\x04\x9a\x02\x01\a\"P\n" +
+	"\x11text/event-stream\x12;id: 1:6\n" +
+	"event: output\n" +
+	"data: aGVsbG8K\n" +
+	"\n" +
+	"event: end\n" +
+	"data: {}\n" +
+	"\n" +
+	"\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/jobs/{id}/logs0\x01\x12m\n" +
 	"\vCancelArray\x12\x1c.hodei.v1.CancelArrayRequest\x1a\x1d.hodei.v1.CancelArrayResponse\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/arrays/{id}:cancel\x12_\n" +
 	"\vRunPipeline\x12\x1c.hodei.v1.RunPipelineRequest\x1a\x18.hodei.v1.PipelineStatus\"\x18\x82\xd3\xe4\x93\x02\x12:\x01*\"\r/v1/pipelines\x12a\n" +
 	"\vGetPipeline\x12\x1c.hodei.v1.GetPipelineRequest\x1a\x18.hodei.v1.PipelineStatus\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/pipelines/{id}\x12g\n" +
@@ -8929,11 +8951,14 @@ const file_hodei_proto_rawDesc = "" +
 	"\aCronRun\x12\x11.hodei.v1.CronRef\x1a\x19.hodei.v1.CronRunResponse\"\x1e\x82\xd3\xe4\x93\x02\x18:\x01*\"\x13/v1/cron/{name}:run2\x85\x01\n" +
 	"\fAgentService\x12>\n" +
 	"\aConnect\x12\x16.hodei.v1.AgentMessage\x1a\x17.hodei.v1.ServerMessage(\x010\x01\x125\n" +
-	"\x04Join\x12\x15.hodei.v1.JoinRequest\x1a\x16.hodei.v1.JoinResponse2\xd4\r\n" +
+	"\x04Join\x12\x15.hodei.v1.JoinRequest\x1a\x16.hodei.v1.JoinResponse2\x9d\x0f\n" +
 	"\fAdminService\x12_\n" +
 	"\vListWorkers\x12\x1c.hodei.v1.ListWorkersRequest\x1a\x1d.hodei.v1.ListWorkersResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\v/v1/workers\x12`\n" +
-	"\vDrainWorker\x12\x1c.hodei.v1.DrainWorkerRequest\x1a\x10.hodei.v1.Worker\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/workers/{id}:drain\x12\x9a\x02\n" +
-	"\bSnapshot\x12\x19.hodei.v1.SnapshotRequest\x1a\x17.hodei.v1.SnapshotChunk\"\xd7\x01\x92A\xbf\x01\x12&A consistent copy of the database file\x1a{Served by a hand-written handler over this RPC, not by the gateway: the raw bytes of the file, as application/octet-stream.:\x18application/octet-stream\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/snapshot0\x01\x12e\n" +
+	"\vDrainWorker\x12\x1c.hodei.v1.DrainWorkerRequest\x1a\x10.hodei.v1.Worker\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/workers/{id}:drain\x12\xe3\x03\n" +
+	"\bSnapshot\x12\x19.hodei.v1.SnapshotRequest\x1a\x17.hodei.v1.SnapshotChunk\"\xa0\x03\x92A\x88\x03\x12&A consistent copy of the database file\x1a{Served by a hand-written handler over this RPC, not by the gateway: the raw bytes of the file, as application/octet-stream.:\x18application/octet-streamJ\xc6\x01\n" +
+	"\x03200\x12\xbe\x01\n" +
+	"\xaa\x01The database file's raw bytes (application/octet-stream), not JSON. A failure after the first byte cuts the response, so that a short copy is never taken for a whole one.\x12\x0f\n" +
+	"\r\x9a\x02\x01\a\xa2\x02\x06binary\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/snapshot0\x01\x12e\n" +
 	"\tSetTenant\x12\x1a.hodei.v1.SetTenantRequest\x1a\x16.hodei.v1.TenantStatus\"$\x82\xd3\xe4\x93\x02\x1e:\x01*\x1a\x19/v1/tenants/{tenant.name}\x12[\n" +
 	"\tGetTenant\x12\x1a.hodei.v1.GetTenantRequest\x1a\x16.hodei.v1.TenantStatus\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/tenants/{name}\x12_\n" +
 	"\vListTenants\x12\x1c.hodei.v1.ListTenantsRequest\x1a\x1d.hodei.v1.ListTenantsResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\v/v1/tenants\x12i\n" +

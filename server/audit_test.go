@@ -456,3 +456,29 @@ func BenchmarkAuditWriter(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
 }
+
+// TestAuditRefusedTokenCreate checks that a refused token create is
+// audited with what was asked (role and name), not an empty " ()".
+func TestAuditRefusedTokenCreate(t *testing.T) {
+	s := setup(t)
+	_, err := s.admin.CreateToken(context.Background(), &pb.CreateTokenRequest{Role: "bogus", Name: "ci-bot"})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("create a bogus token: %v", err)
+	}
+	recs := s.waitAuditFor(t, "the refused CreateToken", func(rs []*pb.AuditRecord) bool {
+		for _, r := range rs {
+			if strings.HasSuffix(r.GetAction(), "CreateToken") && r.GetResult() != "OK" {
+				return true
+			}
+		}
+		return false
+	})
+	for _, r := range recs {
+		if strings.HasSuffix(r.GetAction(), "CreateToken") && r.GetResult() != "OK" && r.GetTarget() != "bogus token ci-bot" {
+			t.Errorf("refused create audited with target %q, want %q", r.GetTarget(), "bogus token ci-bot")
+		}
+	}
+	if got, _ := auditTarget(&pb.CreateTokenRequest{Role: "viewer", Name: "x"}, &pb.CreateTokenResponse{Info: &pb.TokenInfo{Id: "T1", Name: "x"}}); got != "T1 (x)" {
+		t.Errorf("created: target %q, want T1 (x)", got)
+	}
+}

@@ -9,6 +9,7 @@ package server
 import (
 	"fmt"
 	"net"
+	"slices"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -58,9 +59,9 @@ func clipEntry(e *job.AuditEntry) {
 	for _, f := range []*string{&e.TokenID, &e.TokenName, &e.Role, &e.Tenant, &e.Action, &e.Target, &e.Result, &e.Message, &e.Peer} {
 		*f = clip(*f, maxAuditText)
 	}
-	if len(e.Scope) > maxAuditScope {
-		e.Scope = e.Scope[:maxAuditScope]
-	}
+	// A copy: the scope is the token's own slice, which other calls'
+	// records (being written meanwhile) share.
+	e.Scope = slices.Clone(e.Scope[:min(len(e.Scope), maxAuditScope)])
 	for i := range e.Scope {
 		e.Scope[i] = clip(e.Scope[i], maxAuditText)
 	}

@@ -3,6 +3,7 @@ package server
 import (
 	"cmp"
 	"context"
+	"strings"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
@@ -66,7 +67,8 @@ func auditTarget(req, resp any) (target, tenant string) {
 	case *pb.DeleteTenantRequest:
 		target, tenant = r.GetName(), r.GetName()
 	case *pb.CreateTokenRequest:
-		target = r.GetRole() + " token " + r.GetName()
+		// What was asked, so that a refused create names it too.
+		target = strings.TrimSpace(cmp.Or(r.GetRole(), "(no role)") + " token " + r.GetName())
 	case *pb.JoinRequest:
 		target = r.GetWorkerId()
 	case *pb.AttachOpen:
@@ -82,7 +84,9 @@ func auditTarget(req, resp any) (target, tenant string) {
 	case *pb.PipelineStatus:
 		target, tenant = r.GetPipeline().GetId(), r.GetPipeline().GetTenant()
 	case *pb.CreateTokenResponse:
-		target = r.GetInfo().GetId() + " (" + r.GetInfo().GetName() + ")"
+		if r.GetInfo() != nil { // nil when refused: the request's target stays
+			target = r.GetInfo().GetId() + " (" + r.GetInfo().GetName() + ")"
+		}
 	}
 	return target, tenant
 }

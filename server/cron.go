@@ -45,8 +45,8 @@ func (js *jobService) CronAdd(ctx context.Context, req *pb.CronAddRequest) (*pb.
 func (js *jobService) CronList(ctx context.Context, req *pb.CronListRequest) (*pb.CronListResponse, error) {
 	tenants := callerTenants(ctx)
 	if t := req.GetTenant(); t != "" {
-		if !sees(ctx, t) {
-			return &pb.CronListResponse{}, nil
+		if err := scopeFilter(ctx, t); err != nil {
+			return nil, err
 		}
 		tenants = []string{t}
 	}

@@ -189,6 +189,9 @@ func (js *jobService) List(ctx context.Context, req *pb.ListJobsRequest) (*pb.Li
 	case req.GetNotFinishedBeforeUnixNano() < 0:
 		return nil, invalid("not_finished_before_unix_nano", "%d must not be negative (0: every job)", req.GetNotFinishedBeforeUnixNano())
 	}
+	if err := scopeFilter(ctx, f.Tenant); err != nil {
+		return nil, err
+	}
 	var err error
 	if f.Array != "" {
 		if f.Array, err = js.srv.resolve(ctx, job.KindArray, "array", f.Array); err != nil {
@@ -256,6 +259,9 @@ func (js *jobService) Watch(req *pb.WatchRequest, stream pb.JobService_WatchServ
 	f := watchFilter{tenant: req.GetTenant(), state: job.State(req.GetState()), kinds: req.GetAllKinds()}
 	if _, ok := pb.JobState_name[int32(req.GetState())]; !ok {
 		return invalid("state", "%d is not a job state", req.GetState())
+	}
+	if err := scopeFilter(ctx, f.tenant); err != nil {
+		return err
 	}
 	if id := req.GetJobId(); id != "" {
 		j, err := s.job(ctx, id)

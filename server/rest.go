@@ -20,20 +20,15 @@ import (
 	"math"
 	"net"
 	"net/http"
-	"net/url"
-	"strings"
 	"sync"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
-	"github.com/grpc-ecosystem/grpc-gateway/v2/utilities"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
 
 	pb "github.com/hodei-jobs/hodei/proto"
 )
@@ -57,6 +52,7 @@ type rest struct {
 	conn    *grpc.ClientConn // the gateway's calls
 	streams *streamConns     // the long streams': SSE and snapshots
 	mux     *runtime.ServeMux
+	probe   *runtime.ServeMux // the same routes, to find a path's methods (allowed)
 	jobs    pb.JobServiceClient
 	adm     pb.AdminServiceClient
 }
@@ -119,7 +115,7 @@ func (s *Server) newREST() (*rest, error) {
 		}),
 		runtime.SetQueryParameterParser(strictQuery{}),
 		runtime.WithErrorHandler(restError),
-		runtime.WithRoutingErrorHandler(restRoutingError),
+		runtime.WithRoutingErrorHandler(r.routingError),
 		runtime.WithDisableHTTPMethodOverride(),
 		runtime.WithDisablePathLengthFallback(),
 	)
@@ -131,51 +127,23 @@ func (s *Server) newREST() (*rest, error) {
 		conn.Close()
 		return nil, fmt.Errorf("rest gateway: %w", err)
 	}
+	// The probe's handlers only say that they matched; it calls nothing.
+	r.probe = runtime.NewServeMux(
+		runtime.WithMiddlewares(func(runtime.HandlerFunc) runtime.HandlerFunc {
+			return func(w http.ResponseWriter, _ *http.Request, _ map[string]string) { w.WriteHeader(http.StatusNoContent) }
+		}),
+		runtime.WithRoutingErrorHandler(func(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, _ *http.Request, st int) {
+			w.WriteHeader(st)
+		}),
+		runtime.WithDisableHTTPMethodOverride(),
+		runtime.WithDisablePathLengthFallback(),
+	)
+	if err := errors.Join(pb.RegisterJobServiceHandlerClient(context.Background(), r.probe, r.jobs),
+		pb.RegisterAdminServiceHandlerClient(context.Background(), r.probe, r.adm)); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("rest gateway: %w", err)
+	}
 	return r, nil
-}
-
-// strictQuery is the gateway's query parser, refusing a parameter that
-// names no field of the request (grpc-gateway's own ignores it, so that
-// ?limit=50 would quietly give a page of 100).
-type strictQuery struct{ runtime.DefaultQueryParser }
-
-// Parse checks every key of values, then parses them as grpc-gateway does.
-func (q strictQuery) Parse(msg proto.Message, values url.Values, filter *utilities.DoubleArray) error {
-	for key := range values {
-		path, _, _ := strings.Cut(key, "[") // labels[k]=v
-		if !knownField(msg.ProtoReflect().Descriptor(), strings.Split(path, ".")) {
-			var names []string
-			fs := msg.ProtoReflect().Descriptor().Fields()
-			for i := range fs.Len() {
-				names = append(names, fs.Get(i).JSONName())
-			}
-			return fmt.Errorf("unknown query parameter %q: %s takes %s", key, msg.ProtoReflect().Descriptor().Name(),
-				strings.Join(names, ", "))
-		}
-	}
-	return q.DefaultQueryParser.Parse(msg, values, filter)
-}
-
-// knownField reports whether path names a field of md, by its proto or
-// JSON names, through singular message fields.
-func knownField(md protoreflect.MessageDescriptor, path []string) bool {
-	for i, name := range path {
-		fd := md.Fields().ByTextName(name)
-		if fd == nil {
-			fd = md.Fields().ByJSONName(name)
-		}
-		if fd == nil {
-			return false
-		}
-		if i == len(path)-1 {
-			return true
-		}
-		if fd.Message() == nil || fd.IsList() || fd.IsMap() {
-			return false
-		}
-		md = fd.Message()
-	}
-	return false
 }
 
 // ownCert is the DER of the certificate cfg serves.
@@ -212,6 +180,7 @@ func (r *rest) handler() http.Handler {
 				return
 			}
 			req.Body = io.NopCloser(bytes.NewReader(b))
+			req = req.WithContext(withBody(req.Context(), b))
 		}
 		r.mux.ServeHTTP(w, req)
 	})

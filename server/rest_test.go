@@ -441,6 +441,22 @@ func TestOpenAPIDocument(t *testing.T) {
 			t.Errorf("schema v1%s missing", name)
 		}
 	}
+	// The streams are described as what they send: an event stream or
+	// raw bytes, not JSON ({"result": …} is what the gateway would send).
+	for path, media := range map[string]string{"/v1/events": "text/event-stream", "/v1/jobs/{id}/logs": "text/event-stream",
+		"/v1/snapshot": "application/octet-stream"} {
+		op := doc2.Paths[path].Get
+		if op == nil {
+			t.Errorf("GET %s missing", path)
+			continue
+		}
+		ok := op.Responses.Value("200")
+		if !slices.Equal(op.Produces, []string{media}) || ok == nil || ok.Schema == nil || ok.Schema.Value == nil ||
+			!ok.Schema.Value.Type.Is("string") || len(ok.Schema.Value.Properties) != 0 || !strings.Contains(ok.Description, media) {
+			b, _ := json.Marshal(op.Responses)
+			t.Errorf("GET %s: produces %v, 200 %s; want %s described as a string", path, op.Produces, b, media)
+		}
+	}
 }
 
 // TestRESTErrors checks the JSON error of each gRPC code the API returns,
@@ -466,12 +482,12 @@ func TestRESTErrors(t *testing.T) {
 		code                      codes.Code
 		field, msg                string
 	}{
-		{"InvalidArgument", tok, "POST", "/v1/jobs", `{"spec":{"command":["true"],"timeoutMs":"-1"}}`, nil, 400, codes.InvalidArgument, "timeout", "must not be negative"},
+		{"InvalidArgument", tok, "POST", "/v1/jobs", `{"spec":{"command":["true"],"timeoutMs":"-1"}}`, nil, 400, codes.InvalidArgument, "spec.timeoutMs", "spec.timeoutMs (timeout): must not be negative"},
 		{"InvalidArgumentBatchField", tok, "POST", "/v1/jobs:batch", `{"specs":[{"command":["true"]},{"script":""}]}`, nil, 400, codes.InvalidArgument, "specs[1].command", "specs[1]"},
-		{"UnknownField", tok, "POST", "/v1/jobs", `{"spec":{"comand":["true"]}}`, nil, 400, codes.InvalidArgument, "", `unknown field "comand"`},
+		{"UnknownField", tok, "POST", "/v1/jobs", `{"spec":{"comand":["true"]}}`, nil, 400, codes.InvalidArgument, "spec.comand", `unknown field "comand" in spec (a JobSpec)`},
 		{"MalformedJSON", tok, "POST", "/v1/jobs", `{"spec":`, nil, 400, codes.InvalidArgument, "", "not valid JSON"},
-		{"UnknownQueryParameter", tok, "GET", "/v1/jobs?limit=50", nil, nil, 400, codes.InvalidArgument, "", `unknown query parameter "limit": ListJobsRequest takes state, tenant, labels, pageSize`},
-		{"BadEnum", tok, "GET", "/v1/jobs?state=BOGUS", nil, nil, 400, codes.InvalidArgument, "", "BOGUS"},
+		{"UnknownQueryParameter", tok, "GET", "/v1/jobs?limit=50", nil, nil, 400, codes.InvalidArgument, "limit", `unknown query parameter "limit": ListJobsRequest takes state, tenant, labels, pageSize`},
+		{"BadEnum", tok, "GET", "/v1/jobs?state=BOGUS", nil, nil, 400, codes.InvalidArgument, "state", `"BOGUS" is not one of pending`},
 		{"Unauthenticated", "", "GET", "/v1/jobs", nil, nil, 401, codes.Unauthenticated, "", "no token"},
 		{"BadToken", "not-a-token", "GET", "/v1/jobs", nil, nil, 401, codes.Unauthenticated, "", ""},
 		{"PermissionDenied", viewer, "POST", "/v1/jobs/" + id + ":cancel", `{}`, nil, 403, codes.PermissionDenied, "", "Cancel"},
@@ -482,7 +498,7 @@ func TestRESTErrors(t *testing.T) {
 		{"DeadlineExceeded", tok, "GET", "/v1/jobs", nil, map[string]string{"Grpc-Timeout": "1n"}, 504, codes.DeadlineExceeded, "", ""},
 		{"TooLarge", tok, "POST", "/v1/jobs", big, nil, 413, codes.ResourceExhausted, "", "the server takes at most"},
 		{"UnknownRoute", tok, "GET", "/v1/nothing/here", nil, nil, 404, codes.NotFound, "", "no route GET /v1/nothing/here"},
-		{"WrongMethod", tok, "DELETE", "/v1/jobs", nil, nil, 405, codes.Unimplemented, "", "DELETE is not allowed"},
+		{"WrongMethod", tok, "DELETE", "/v1/jobs", nil, nil, 405, codes.Unimplemented, "", "DELETE is not allowed on /v1/jobs; it takes GET, POST"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			r := s.restWith(t, c.token, c.method, c.path, c.body, c.header)

@@ -63,6 +63,14 @@ func badRequest(field, msg string) httpError {
 		Code: int32(codes.InvalidArgument), Status: code.Code_name[int32(codes.InvalidArgument)], Message: msg, Field: field}}
 }
 
+// queryError is the answer to a query that strictQuery refused.
+func queryError(err error) httpError {
+	if fe, ok := err.(*fieldError); ok {
+		return badRequest(fe.field, fe.msg)
+	}
+	return badRequest("", err.Error())
+}
+
 // errorJSON marshals every field of an error, empty ones too, so that a
 // client finds the same four keys in each.
 var errorJSON = protojson.MarshalOptions{EmitUnpopulated: true}
@@ -97,22 +105,60 @@ func tooLarge(w http.ResponseWriter, size int64) {
 
 // restError is the gateway's error handler: every error of a /v1/ call,
 // from the server's status or from the gateway's decoding of the request.
-func restError(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, _ *http.Request, err error) {
-	writeHTTPError(w, errorOf(err))
+func restError(ctx context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+	method, _ := runtime.RPCMethod(ctx)
+	body, _ := r.Context().Value(restBodyKey{}).([]byte)
+	writeHTTPError(w, restField(errorOf(err), methodInput(method), body, r.URL.Query(), methodName(method)))
 }
 
-// restRoutingError answers a request that matches no route: 404 for an
-// unknown path, 405 for a known path with another method.
-func restRoutingError(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, st int) {
+// routingError answers a request that matches no route: 404 for an
+// unknown path, 405 for a known path with another method, with the
+// methods it takes in Allow (RFC 9110). The 405's gRPC code is
+// Unimplemented, as grpc-gateway's own: the call the client asked for
+// does not exist, which is what UNIMPLEMENTED means to a gRPC client.
+func (rs *rest) routingError(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, st int) {
 	path := strings.ToValidUTF8(r.URL.Path, "?")
 	switch st {
 	case http.StatusNotFound:
 		writeHTTPError(w, httpError{status: st, body: &pb.HttpError{Code: int32(codes.NotFound), Status: code.Code_name[int32(codes.NotFound)],
 			Message: fmt.Sprintf("no route %s %s: see /openapi.json for the routes", r.Method, path)}})
 	case http.StatusMethodNotAllowed:
+		allow := rs.allowed(r)
+		w.Header().Set("Allow", strings.Join(allow, ", "))
 		writeHTTPError(w, httpError{status: st, body: &pb.HttpError{Code: int32(codes.Unimplemented), Status: code.Code_name[int32(codes.Unimplemented)],
-			Message: fmt.Sprintf("%s is not allowed on %s: see /openapi.json for the routes", r.Method, path)}})
+			Message: fmt.Sprintf("%s is not allowed on %s; it takes %s (see /openapi.json)", r.Method, path, strings.Join(allow, ", "))}})
 	default:
 		writeHTTPError(w, badRequest("", fmt.Sprintf("%s %s: %s", r.Method, path, http.StatusText(st))))
 	}
 }
+
+// allowed lists the methods the gateway takes on r's path, as its own
+// routing finds them (the probe's handlers call nothing).
+func (rs *rest) allowed(r *http.Request) []string {
+	var out []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		probe := &http.Request{Method: m, URL: r.URL, Host: r.Host, Header: http.Header{}, Body: http.NoBody}
+		probe = probe.WithContext(r.Context())
+		var st statusOnly
+		rs.probe.ServeHTTP(&st, probe)
+		if st.code == http.StatusNoContent {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// statusOnly is a ResponseWriter that keeps only the status.
+type statusOnly struct {
+	code int
+	h    http.Header
+}
+
+func (s *statusOnly) Header() http.Header {
+	if s.h == nil {
+		s.h = http.Header{}
+	}
+	return s.h
+}
+func (s *statusOnly) Write(b []byte) (int, error) { return len(b), nil }
+func (s *statusOnly) WriteHeader(code int)        { s.code = code }

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	pb "github.com/hodei-jobs/hodei/proto"
 )
@@ -55,7 +56,7 @@ func (r *rest) events(w http.ResponseWriter, req *http.Request) {
 		}
 	}
 	if err := (strictQuery{}).Parse(wr, q, utilities.NewDoubleArray(nil)); err != nil {
-		writeHTTPError(w, badRequest("", err.Error()))
+		writeHTTPError(w, queryError(err))
 		return
 	}
 	wr.After = after
@@ -69,10 +70,10 @@ func (r *rest) events(w http.ResponseWriter, req *http.Request) {
 	defer cancel()
 	stream, err := sc.jobs.Watch(ctx, wr)
 	if err != nil {
-		writeHTTPError(w, errorOf(err))
+		writeHTTPError(w, restField(errorOf(err), wr.ProtoReflect().Descriptor(), nil, nil, "Watch"))
 		return
 	}
-	sse(w, req, stream.Recv, stream.Header, func(ev *pb.JobEvent) (id, event string, data []byte, err error) {
+	sse(w, req, stream.Recv, stream.Header, wr.ProtoReflect().Descriptor(), func(ev *pb.JobEvent) (id, event string, data []byte, err error) {
 		kind := jobEvent.String()
 		switch {
 		case ev.GetReset_():
@@ -101,7 +102,7 @@ func (r *rest) logs(w http.ResponseWriter, req *http.Request) {
 	}
 	q.Del("last_event_id")
 	if err := (strictQuery{}).Parse(lr, q, utilities.NewDoubleArray(nil)); err != nil {
-		writeHTTPError(w, badRequest("", err.Error()))
+		writeHTTPError(w, queryError(err))
 		return
 	}
 	if resume != "" {
@@ -125,10 +126,10 @@ func (r *rest) logs(w http.ResponseWriter, req *http.Request) {
 	defer cancel()
 	stream, err := sc.jobs.Logs(ctx, lr)
 	if err != nil {
-		writeHTTPError(w, errorOf(err))
+		writeHTTPError(w, restField(errorOf(err), lr.ProtoReflect().Descriptor(), nil, nil, "Logs"))
 		return
 	}
-	ended := sse(w, req, stream.Recv, stream.Header, func(d *pb.LogData) (id, event string, data []byte, err error) {
+	ended := sse(w, req, stream.Recv, stream.Header, lr.ProtoReflect().Descriptor(), func(d *pb.LogData) (id, event string, data []byte, err error) {
 		next := d.GetOffset() + int64(len(d.GetData()))
 		data = make([]byte, base64.StdEncoding.EncodedLen(len(d.GetData())))
 		base64.StdEncoding.Encode(data, d.GetData())
@@ -144,22 +145,23 @@ func (r *rest) logs(w http.ResponseWriter, req *http.Request) {
 // sse runs one SSE response over a gRPC server stream: it waits for the
 // stream's header (so that a refusal is a JSON error with its status),
 // then writes each message as an event, flushing each, with a heartbeat
-// comment every sseHeartbeat. It reports whether the stream ended
+// comment every sseHeartbeat; a refusal names the field of the request in
+// by its JSON name. It reports whether the stream ended
 // normally (io.EOF); an error after the header is sent as "event: error"
 // with the JSON error, and the response ends.
 func sse[M proto.Message](w http.ResponseWriter, req *http.Request, recv func() (M, error), header func() (metadata.MD, error),
-	encode func(M) (id, event string, data []byte, err error)) (ended bool) {
+	in protoreflect.MessageDescriptor, encode func(M) (id, event string, data []byte, err error)) (ended bool) {
 	md, err := header()
 	if err == nil && md == nil { // ended without a header: its status says how
 		if _, err = recv(); !errors.Is(err, io.EOF) {
-			writeHTTPError(w, errorOf(err))
+			writeHTTPError(w, restField(errorOf(err), in, nil, nil, ""))
 			return false
 		}
 		startSSE(w)
 		return true
 	}
 	if err != nil {
-		writeHTTPError(w, errorOf(err))
+		writeHTTPError(w, restField(errorOf(err), in, nil, nil, ""))
 		return false
 	}
 	type msg struct {
@@ -213,7 +215,7 @@ func sse[M proto.Message](w http.ResponseWriter, req *http.Request, recv func() 
 			if req.Context().Err() != nil {
 				return false // the client left
 			}
-			b, _ := errorJSON.Marshal(errorOf(next.err).body)
+			b, _ := errorJSON.Marshal(restField(errorOf(next.err), in, nil, nil, "").body)
 			fmt.Fprintf(w, "event: error\ndata: %s\n\n", b)
 			flush(w)
 			return false

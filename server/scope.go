@@ -42,6 +42,17 @@ func scopeTenant(ctx context.Context, tenant string) (string, error) {
 	return tenant, nil
 }
 
+// scopeFilter refuses a filter on a tenant outside the caller's tenants,
+// as GetUsage and GetTenant do (PermissionDenied): a listing would be
+// empty and a watch silent for ever, which reads as "nothing there" when
+// the token may not look. A tenant's name is no secret; its objects are.
+func scopeFilter(ctx context.Context, tenant string) error {
+	if tenant == "" || sees(ctx, tenant) {
+		return nil
+	}
+	return denied("tenant %q is outside this token's tenants %v", tenant, callerTenants(ctx))
+}
+
 // notFound is the answer for an object the caller may not see: the same
 // as for one that does not exist.
 func notFound(kind, id string) error {

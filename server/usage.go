@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"slices"
 	"strings"
 	"time"
 
@@ -111,8 +110,8 @@ func usageQuery(ctx context.Context, req *pb.GetUsageRequest, now time.Time) (jo
 		if !job.ValidTenant(t) {
 			return q, invalid("tenant", "%q is not a tenant name", t)
 		}
-		if len(scope) > 0 && !slices.Contains(scope, t) {
-			return q, denied("tenant %q is outside this token's tenants %v", t, scope)
+		if err := scopeFilter(ctx, t); err != nil {
+			return q, err
 		}
 		q.Tenants = []string{t}
 	} else {

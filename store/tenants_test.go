@@ -148,7 +148,7 @@ func TestAdmission(t *testing.T) {
 		require.NoError(t, <-errc[0])
 		err := <-errc[1]
 		require.ErrorIs(t, err, job.ErrExhausted)
-		require.ErrorContains(t, err, "(1 jobs queued, 2 more asked for)")
+		require.ErrorContains(t, err, "(1 job queued, 2 more asked for)")
 		require.NoError(t, <-errc[2])
 		require.Equal(t, uint64(2), db.Stats().Commits-before.Commits, "the blocking commit and one for all three")
 		require.Equal(t, uint64(2), storedCount(t, db, queuedTenant))

@@ -297,7 +297,7 @@ func testInsertPipelineRefused(t *testing.T, open func(*testing.T) cluster.Store
 		inTenant(p, jobs, "team-q")
 		err := s.InsertPipeline(t.Context(), p, jobs)
 		require.ErrorIs(t, err, job.ErrExhausted)
-		require.ErrorContains(t, err, `tenant "team-q" is at its max-queued limit of 3 (1 jobs queued, 3 more asked for)`)
+		require.ErrorContains(t, err, `tenant "team-q" is at its max-queued limit of 3 (1 job queued, 3 more asked for)`)
 		assertNothingStored(t, s, nil, jobs)
 		// The refused jobs were not counted: two more fit exactly.
 		MustInsert(t, s, tenantJob(11, "team-q"), tenantJob(12, "team-q"))
