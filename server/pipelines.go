@@ -83,8 +83,8 @@ func (js *jobService) GetPipeline(ctx context.Context, req *pb.GetPipelineReques
 
 // ListPipelines answers one page of pipelines, newest first, of the
 // caller's tenants (or of req.tenant among them); see cluster.Pipelines
-// for its cost. A tenant outside the caller's lists nothing, as listing
-// jobs does.
+// for its cost. A tenant outside the caller's is PermissionDenied, as for
+// listing jobs.
 func (js *jobService) ListPipelines(ctx context.Context, req *pb.ListPipelinesRequest) (*pb.ListPipelinesResponse, error) {
 	f := cluster.PipelineFilter{After: req.GetPageToken(), Limit: int(req.GetPageSize())}
 	switch t := req.GetTenant(); {
@@ -95,7 +95,7 @@ func (js *jobService) ListPipelines(ctx context.Context, req *pb.ListPipelinesRe
 	case t != "" && !job.ValidTenant(t):
 		return nil, invalid("tenant", "%q is no tenant name: 1–63 lowercase letters, digits, '-' or '_'", t)
 	case t != "" && !sees(ctx, t):
-		return &pb.ListPipelinesResponse{}, nil
+		return nil, scopeFilter(ctx, t)
 	case t != "":
 		f.Tenants = []string{t}
 	default:

@@ -32,13 +32,15 @@ func TestForeignTenantFilterIsDenied(t *testing.T) {
 	wantStatus(t, err, codes.PermissionDenied, want)
 	_, err = admin.GetUsage(ctx, &pb.GetUsageRequest{Tenant: "a"})
 	wantStatus(t, err, codes.PermissionDenied, want)
+	_, err = jobs.ListPipelines(ctx, &pb.ListPipelinesRequest{Tenant: "a"})
+	wantStatus(t, err, codes.PermissionDenied, want)
 	w, err := jobs.Watch(ctx, &pb.WatchRequest{Tenant: "a"})
 	if err == nil {
 		_, err = w.Recv()
 	}
 	wantStatus(t, err, codes.PermissionDenied, want)
 
-	for _, path := range []string{"/v1/jobs?tenant=a", "/v1/cron?tenant=a", "/v1/usage?tenant=a", "/v1/events?tenant=a"} {
+	for _, path := range []string{"/v1/jobs?tenant=a", "/v1/pipelines?tenant=a", "/v1/cron?tenant=a", "/v1/usage?tenant=a", "/v1/events?tenant=a"} {
 		r := s.rest(t, tok, "GET", path, nil)
 		if e := r.httpErr(t); r.status != http.StatusForbidden || e.GetMessage() != want || e.GetField() != "" && e.GetField() != "tenant" {
 			t.Errorf("GET %s: %d %s, want 403 %q", path, r.status, r.body, want)
