@@ -214,8 +214,10 @@ func (r *reaper) reapGroup(pgid int) bool {
 			continue
 		case errors.Is(err, syscall.ECHILD):
 			// None of the group is our child: gone, unless a member is
-			// another's child that will be ours once its parent is reaped.
-			return syscall.Kill(-pgid, 0) != syscall.ESRCH
+			// another's child that will be ours once its parent is
+			// reaped. A zombie whose parent left the group (setsid) and
+			// lives on is no member that runs: it is not waited for.
+			return syscall.Kill(-pgid, 0) != syscall.ESRCH && groupRuns(pgid)
 		}
 		return true // children of the group still running
 	}
@@ -282,6 +284,26 @@ func children() []int {
 		}
 	}
 	return pids
+}
+
+// groupRuns reports whether a process of group pgid is alive and not a
+// zombie, from /proc: called only once the group has no child of ours
+// left and kill still finds a member.
+func groupRuns(pgid int) bool {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return true // cannot tell: as if it ran
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if zombie, g, ok := procState(pid); ok && g == pgid && !zombie {
+			return true
+		}
+	}
+	return false
 }
 
 // procState reads from /proc/PID/stat whether pid is a zombie and its

@@ -33,6 +33,10 @@ import (
 // comment, so that proxies and browsers keep it open.
 const sseHeartbeat = 15 * time.Second
 
+// sseWriteTimeout is how long an SSE client may take none of what is sent
+// to it before its stream is ended (it resumes with Last-Event-ID).
+const sseWriteTimeout = 30 * time.Second
+
 // events serves GET /v1/events: WatchRequest from the query (tenant, job
 // or job_id, pipeline, state), resumed from the Last-Event-ID header or
 // ?last_event_id=. Each event is "id: CURSOR", "event: job|worker|pipeline|reset",
@@ -190,6 +194,17 @@ func sse[M proto.Message](w http.ResponseWriter, req *http.Request, recv func() 
 	defer func() { close(stop); <-done }()
 
 	startSSE(w)
+	rc := http.NewResponseController(w)
+	// send writes one event or comment and flushes it, giving up on a
+	// client that takes none of it for sseWriteTimeout: what it holds
+	// (buffers, its gRPC stream) goes with it.
+	send := func(format string, args ...any) error {
+		_ = rc.SetWriteDeadline(time.Now().Add(sseWriteTimeout))
+		if _, err := fmt.Fprintf(w, format, args...); err != nil {
+			return err
+		}
+		return rc.Flush()
+	}
 	beat := time.NewTicker(sseHeartbeat)
 	defer beat.Stop()
 	for {
@@ -202,10 +217,9 @@ func sse[M proto.Message](w http.ResponseWriter, req *http.Request, recv func() 
 			case <-req.Context().Done():
 				return false
 			case <-beat.C:
-				if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
+				if err := send(": keep-alive\n\n"); err != nil {
 					return false
 				}
-				flush(w)
 			}
 		}
 		if next.err != nil {
@@ -216,18 +230,16 @@ func sse[M proto.Message](w http.ResponseWriter, req *http.Request, recv func() 
 				return false // the client left
 			}
 			b, _ := errorJSON.Marshal(restField(errorOf(next.err), in, nil, nil, "").body)
-			fmt.Fprintf(w, "event: error\ndata: %s\n\n", b)
-			flush(w)
+			_ = send("event: error\ndata: %s\n\n", b)
 			return false
 		}
 		id, event, data, err := encode(next.m)
 		if err != nil {
 			return false
 		}
-		if _, err := fmt.Fprintf(w, "id: %s\nevent: %s\ndata: %s\n\n", id, event, data); err != nil {
-			return false // the client left
+		if err := send("id: %s\nevent: %s\ndata: %s\n\n", id, event, data); err != nil {
+			return false // the client left, or stopped reading
 		}
-		flush(w)
 	}
 }
 

@@ -22,8 +22,10 @@ import (
 
 // maxRESTStreams is the most long HTTP streams the server holds open at
 // once, whoever opens them (each token also has its own limit,
-// --max-streams-per-token). Each costs some tens of KiB.
-const maxRESTStreams = 4096
+// --max-streams-per-token). Each costs about 70 KiB idle and up to about
+// 250 KiB while events flow to a client that does not read them, until
+// sseWriteTimeout ends it: 2,048 of them stay within about half a GiB.
+const maxRESTStreams = 2048
 
 // restStreamsPerConn is how many long streams one in-process connection
 // takes, below its limit of maxStreamsPerConn.

@@ -31,7 +31,7 @@ func (w *warnings) WithGroup(string) slog.Handler      { return w }
 // of the group runs any more, yet the attempt's end takes it for a live
 // member (kill(-pgid, 0) succeeds on a zombie), waits the whole drain
 // timeout (5 s) and then warns that processes outlived the job.
-func TestAttackZombieOfAnEscapedParentDelaysTheEnd(t *testing.T) {
+func TestZombieOfAnEscapedParentDoesNotHoldTheEnd(t *testing.T) {
 	w := new(warnings)
 	r, err := newReaper(slog.New(w), false)
 	if err != nil {
