@@ -35,7 +35,7 @@ const sseHeartbeat = 15 * time.Second
 
 // sseWriteTimeout is how long an SSE client may take none of what is sent
 // to it before its stream is ended (it resumes with Last-Event-ID).
-const sseWriteTimeout = 30 * time.Second
+var sseWriteTimeout = 30 * time.Second // a variable for tests
 
 // events serves GET /v1/events: WatchRequest from the query (tenant, job
 // or job_id, pipeline, state), resumed from the Last-Event-ID header or
