@@ -204,7 +204,12 @@ func TestClose(t *testing.T) {
 // returned channel is closed, and returns once the loop is inside it.
 func blockLoop(t *testing.T, db *DB) chan struct{} {
 	t.Helper()
-	release, inside := make(chan struct{}), make(chan struct{})
+	release, inside, hooked := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	// Its own pass through the enqueued hook is over before blockLoop
+	// returns, so that a hook set next (countEnqueued) does not count it.
+	var once sync.Once
+	hook := func() { once.Do(func() { close(hooked) }) }
+	db.enqueued.Store(&hook)
 	go func() {
 		err := db.write(context.Background(), 0, func(*bolt.Tx) error {
 			close(inside)
@@ -216,6 +221,8 @@ func blockLoop(t *testing.T, db *DB) chan struct{} {
 		}
 	}()
 	<-inside
+	<-hooked
+	db.enqueued.Store(nil)
 	return release
 }
 
