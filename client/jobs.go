@@ -10,7 +10,6 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/hodei-jobs/hodei/job"
 	hodeipb "github.com/hodei-jobs/hodei/proto"
@@ -153,31 +152,12 @@ func (c *Client) ListPages(ctx context.Context, req *hodeipb.ListJobsRequest) it
 // req.Count, the first one holds the total). Only the first request asks
 // for the count: the later ones would answer the same.
 func (c *Client) ListResponses(ctx context.Context, req *hodeipb.ListJobsRequest) iter.Seq2[*hodeipb.ListJobsResponse, error] {
-	return func(yield func(*hodeipb.ListJobsResponse, error) bool) {
-		page := &hodeipb.ListJobsRequest{}
-		if req != nil {
-			page = proto.CloneOf(req)
-		}
-		for {
-			resp, err := c.jobs.List(ctx, page)
-			if err != nil {
-				yield(nil, err)
-				return
-			}
-			if !yield(resp, nil) {
-				return
-			}
-			next := resp.GetNextPageToken()
-			if next == "" {
-				return
-			}
-			if next == page.GetPageToken() {
-				yield(nil, fmt.Errorf("list jobs: server returned page token %q twice", next))
-				return
-			}
-			page.PageToken, page.Count = next, false
-		}
+	if req == nil {
+		req = &hodeipb.ListJobsRequest{}
 	}
+	return pages(ctx, "list jobs", req, func(ctx context.Context, r *hodeipb.ListJobsRequest) (*hodeipb.ListJobsResponse, error) {
+		return c.jobs.List(ctx, r)
+	}, func(r *hodeipb.ListJobsRequest, next string) { r.PageToken, r.Count = next, false })
 }
 
 // Cancel stops a job in any non-terminal state and returns it as it is after

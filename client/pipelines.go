@@ -2,11 +2,9 @@ package client
 
 import (
 	"context"
-	"fmt"
 	"iter"
 
 	hodeipb "github.com/hodei-jobs/hodei/proto"
-	"google.golang.org/protobuf/proto"
 )
 
 // SubmitArray stores an array with one task per index of array ("0-99",
@@ -67,31 +65,12 @@ func (c *Client) ListPipelines(ctx context.Context) ([]*hodeipb.PipelineStatus, 
 // from req's page token to the last page, each one call; it stops at the
 // first error, which it yields.
 func (c *Client) PipelinePages(ctx context.Context, req *hodeipb.ListPipelinesRequest) iter.Seq2[*hodeipb.ListPipelinesResponse, error] {
-	return func(yield func(*hodeipb.ListPipelinesResponse, error) bool) {
-		page := &hodeipb.ListPipelinesRequest{}
-		if req != nil {
-			page = proto.CloneOf(req)
-		}
-		for {
-			resp, err := c.jobs.ListPipelines(ctx, page)
-			if err != nil {
-				yield(nil, err)
-				return
-			}
-			if !yield(resp, nil) {
-				return
-			}
-			next := resp.GetNextPageToken()
-			if next == "" {
-				return
-			}
-			if next == page.GetPageToken() {
-				yield(nil, fmt.Errorf("list pipelines: server returned page token %q twice", next))
-				return
-			}
-			page.PageToken = next
-		}
+	if req == nil {
+		req = &hodeipb.ListPipelinesRequest{}
 	}
+	return pages(ctx, "list pipelines", req, func(ctx context.Context, r *hodeipb.ListPipelinesRequest) (*hodeipb.ListPipelinesResponse, error) {
+		return c.jobs.ListPipelines(ctx, r)
+	}, func(r *hodeipb.ListPipelinesRequest, next string) { r.PageToken = next })
 }
 
 // CancelPipeline cancels every job of a pipeline that has not ended, the
