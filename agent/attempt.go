@@ -29,6 +29,11 @@ const (
 // pumpBufSize is the read size of an output pump.
 const pumpBufSize = 64 << 10
 
+// pumpBufs holds the pumps' read buffers between attempts. A trivial job
+// reads a few bytes, and a buffer made per attempt was nearly all that the
+// supervisor allocated: its garbage collections came from these alone.
+var pumpBufs = sync.Pool{New: func() any { return new([pumpBufSize]byte) }}
+
 // attemptSpec is what to run: one attempt of a job on this host.
 type attemptSpec struct {
 	JobID   string
@@ -333,7 +338,9 @@ func (a *attempt) start() error {
 // hangs its terminal up, and a leader still on its way out would take that
 // SIGHUP for its exit status).
 func (a *attempt) pump(r *os.File, sp *spool, m *masker) {
-	buf := make([]byte, pumpBufSize)
+	bp := pumpBufs.Get().(*[pumpBufSize]byte)
+	defer pumpBufs.Put(bp)
+	buf := bp[:]
 	var masked []byte
 	var werr, rerr error
 	put := func(p []byte) {

@@ -195,6 +195,7 @@ func BenchmarkTrivialJobsOverSpawn(b *testing.B) {
 	const rounds = 4
 	per := max(b.N/rounds, 64)
 	var spawn, jobs time.Duration
+	st0 := c.srv.StoreStats()
 	b.ResetTimer()
 	for i := range rounds {
 		// Which goes first alternates, so that a drift of the machine's
@@ -215,6 +216,9 @@ func BenchmarkTrivialJobsOverSpawn(b *testing.B) {
 	b.ReportMetric(spawnRate, "spawns/s")
 	b.ReportMetric(jobRate, "jobs/s")
 	b.ReportMetric(100*jobRate/spawnRate, "%-of-spawn")
+	st := c.srv.StoreStats()
+	b.ReportMetric(float64(st.Commits-st0.Commits)/float64(per*rounds), "commits/job")
+	b.ReportMetric(float64(st.Requests-st0.Requests)/float64(per*rounds), "writes/job")
 	b.ReportMetric(0, "ns/op")
 }
 

@@ -349,6 +349,9 @@ func (s *Server) logsOf(stream pb.LogStream) *store.Logs {
 // Scheduler returns the server's scheduler, for in-process callers.
 func (s *Server) Scheduler() *cluster.Cluster { return s.sched }
 
+// StoreStats returns the store's commit counters, for in-process callers.
+func (s *Server) StoreStats() store.Stats { return s.store.Stats() }
+
 // Serve runs the listeners, the dispatch loop and retention until ctx ends,
 // then stops them all, waits for them and closes the store.
 func (s *Server) Serve(ctx context.Context) error {
