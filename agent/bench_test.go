@@ -86,19 +86,40 @@ func selfCPU(b *testing.B) time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+// childrenCPU is the user and system time of this process's children that
+// it has waited for.
+func childrenCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_CHILDREN, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 // procCPU is the user and system time process pid has used, its own
 // (not its children's), from /proc at the clock tick's resolution.
 func procCPU(b *testing.B, pid int) time.Duration {
+	own, _ := procTimes(b, pid)
+	return own
+}
+
+// procTimes is the user and system time process pid has used, its own and
+// that of the children it has waited for, from /proc at the clock tick's
+// resolution.
+func procTimes(b *testing.B, pid int) (own, children time.Duration) {
 	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		b.Fatal(err)
 	}
-	// The fields after the command, which is in parentheses and may hold spaces.
+	// The fields after the command, which is in parentheses and may hold
+	// spaces: utime, stime, cutime and cstime are the 12th to 15th.
 	f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+2:]))
-	utime, _ := strconv.ParseInt(f[11], 10, 64)
-	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	var t [4]int64
+	for i := range t {
+		t[i], _ = strconv.ParseInt(f[11+i], 10, 64)
+	}
 	const tick = 10 * time.Millisecond // USER_HZ is 100 on Linux
-	return time.Duration(utime+stime) * tick
+	return time.Duration(t[0]+t[1]) * tick, time.Duration(t[2]+t[3]) * tick
 }
 
 // BenchmarkChooseUser is the user decision alone, for a tenant's user.

@@ -28,6 +28,7 @@ import (
 type benchCluster struct {
 	cl    *client.Client
 	srv   *server.Server
+	ag    *Agent
 	stop  func()
 	watch pb.JobService_WatchClient
 }
@@ -73,7 +74,7 @@ func startClusterWith(b *testing.B, slots int64, secure bool) *benchCluster {
 	if err != nil {
 		b.Fatal(err)
 	}
-	c := &benchCluster{cl: cl, srv: srv, watch: watch, stop: func() { cl.Close(); cancel(); wg.Wait() }}
+	c := &benchCluster{cl: cl, srv: srv, ag: ag, watch: watch, stop: func() { cl.Close(); cancel(); wg.Wait() }}
 	// Wait for the agent: a first job runs once it is connected.
 	c.run(b, 1)
 	return c
@@ -188,37 +189,57 @@ func spawnTrue(b *testing.B) {
 
 // BenchmarkTrivialJobsOverSpawn times, in the same run, b.N PTY spawns 64
 // at a time (the limit) and b.N trivial jobs end to end through the TLS
-// agent, and reports the jobs' rate as a percentage of the limit.
+// agent, and reports the jobs' rate as a percentage of the limit. Beside
+// the rates, which swing with the machine, it reports the CPU that each
+// costs: a spawn's (this process and its children), and a job's in the
+// server, agent and client (this process), in the supervisor, and in the
+// job's own process (the supervisor's children).
 func BenchmarkTrivialJobsOverSpawn(b *testing.B) {
 	c := startCluster(b, 64)
 	defer c.stop()
+	sup := c.ag.sups.pids()
+	if len(sup) != 1 {
+		b.Fatalf("supervisors: %v, want one", sup)
+	}
 	const rounds = 4
 	per := max(b.N/rounds, 64)
 	var spawn, jobs time.Duration
+	var spawnCPU, jobCPU, supCPU, jobProcCPU time.Duration
 	st0 := c.srv.StoreStats()
 	b.ResetTimer()
 	for i := range rounds {
 		// Which goes first alternates, so that a drift of the machine's
 		// speed weighs on both alike.
 		for _, spawning := range [][2]bool{{true, false}, {false, true}}[i%2] {
-			start := time.Now()
+			start, self, children := time.Now(), selfCPU(b), childrenCPU(b)
 			if spawning {
 				spawnMany(b, per, 64)
 				spawn += time.Since(start)
-			} else {
-				c.run(b, per)
-				jobs += time.Since(start)
+				spawnCPU += selfCPU(b) - self + childrenCPU(b) - children
+				continue
 			}
+			own, kids := procTimes(b, sup[0])
+			c.run(b, per)
+			jobs += time.Since(start)
+			jobCPU += selfCPU(b) - self
+			own2, kids2 := procTimes(b, sup[0])
+			supCPU, jobProcCPU = supCPU+own2-own, jobProcCPU+kids2-kids
 		}
 	}
 	b.StopTimer()
-	spawnRate, jobRate := float64(per*rounds)/spawn.Seconds(), float64(per*rounds)/jobs.Seconds()
+	n := float64(per * rounds)
+	spawnRate, jobRate := n/spawn.Seconds(), n/jobs.Seconds()
 	b.ReportMetric(spawnRate, "spawns/s")
 	b.ReportMetric(jobRate, "jobs/s")
 	b.ReportMetric(100*jobRate/spawnRate, "%-of-spawn")
+	ms := func(d time.Duration) float64 { return d.Seconds() * 1000 / n }
+	b.ReportMetric(ms(spawnCPU), "cpu-ms/spawn")
+	b.ReportMetric(ms(jobCPU), "server+agent-cpu-ms/job")
+	b.ReportMetric(ms(supCPU), "sup-cpu-ms/job")
+	b.ReportMetric(ms(jobProcCPU), "proc-cpu-ms/job")
 	st := c.srv.StoreStats()
-	b.ReportMetric(float64(st.Commits-st0.Commits)/float64(per*rounds), "commits/job")
-	b.ReportMetric(float64(st.Requests-st0.Requests)/float64(per*rounds), "writes/job")
+	b.ReportMetric(float64(st.Commits-st0.Commits)/n, "commits/job")
+	b.ReportMetric(float64(st.Requests-st0.Requests)/n, "writes/job")
 	b.ReportMetric(0, "ns/op")
 }
 
