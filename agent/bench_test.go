@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -243,4 +245,76 @@ func BenchmarkSupervisedTrue(b *testing.B) {
 	b.ReportMetric(float64(ended.Microseconds())/1000/float64(b.N), "sup-ms/job")
 	b.ReportMetric((selfCPU(b)-agentCPU).Seconds()*1000/float64(b.N), "agent-cpu-ms/job")
 	b.ReportMetric((procCPU(b, pid)-supCPU).Seconds()*1000/float64(b.N), "sup-cpu-ms/job")
+}
+
+// BenchmarkSupervisedParallel is BenchmarkSupervisedTrue 64 jobs at a
+// time, as a busy agent runs them, with the same number of bare PTY spawns
+// (64 at a time) timed in the same run, alternating: it reports the CPU of
+// a job in the agent's end of the protocol, in the supervisor and in the
+// job's own process, against the CPU of a spawn (this process and its
+// child). No server takes part, so the supervisor's cost per job stands
+// out from less noise than in BenchmarkTrivialJobsOverSpawn.
+func BenchmarkSupervisedParallel(b *testing.B) {
+	dir := b.TempDir()
+	exe, err := os.Executable()
+	if err != nil {
+		b.Fatal(err)
+	}
+	pid, err := spawnSupervisor(exe, dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	sc, err := dialSupervisor(filepath.Join(dir, supDir, strconv.Itoa(pid)+".sock"), "bench", filepath.Join(dir, "spool"), slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	sc.adopt()
+	defer sc.leave(true)
+	var next atomic.Int64
+	supervised := func(n int) {
+		var left atomic.Int64
+		left.Store(int64(n))
+		var wg sync.WaitGroup
+		for range 64 {
+			wg.Go(func() {
+				for left.Add(-1) >= 0 {
+					ra := sc.start(ref{"bench", int(next.Add(1))}, &wireSpec{Argv: []string{"/bin/true"}})
+					<-ra.Done()
+					ra.release()
+					ra.Close()
+				}
+			})
+		}
+		wg.Wait()
+	}
+	const rounds = 4
+	per := max(b.N/rounds, 64)
+	var agentCPU, supCPU, procCPU, spawnCPU, jobs, spawns time.Duration
+	b.ResetTimer()
+	for i := range rounds {
+		for _, spawning := range [][2]bool{{true, false}, {false, true}}[i%2] {
+			start, self, kids := time.Now(), selfCPU(b), childrenCPU(b)
+			if spawning {
+				spawnMany(b, per, 64)
+				spawns += time.Since(start)
+				spawnCPU += selfCPU(b) - self + childrenCPU(b) - kids
+				continue
+			}
+			own, orphans := procTimes(b, pid)
+			supervised(per)
+			jobs += time.Since(start)
+			agentCPU += selfCPU(b) - self
+			own2, orphans2 := procTimes(b, pid)
+			supCPU, procCPU = supCPU+own2-own, procCPU+orphans2-orphans
+		}
+	}
+	b.StopTimer()
+	n := float64(per * rounds)
+	ms := func(d time.Duration) float64 { return d.Seconds() * 1000 / n }
+	b.ReportMetric(ms(spawnCPU), "cpu-ms/spawn")
+	b.ReportMetric(ms(agentCPU), "agent-cpu-ms/job")
+	b.ReportMetric(ms(supCPU), "sup-cpu-ms/job")
+	b.ReportMetric(ms(procCPU), "proc-cpu-ms/job")
+	b.ReportMetric(100*spawns.Seconds()/jobs.Seconds(), "%-of-spawn")
+	b.ReportMetric(0, "ns/op")
 }

@@ -204,7 +204,7 @@ func BenchmarkTrivialJobsOverSpawn(b *testing.B) {
 	const rounds = 4
 	per := max(b.N/rounds, 64)
 	var spawn, jobs time.Duration
-	var spawnCPU, jobCPU, supCPU, jobProcCPU time.Duration
+	var spawnCPU, spawnProcCPU, jobCPU, supCPU, jobProcCPU time.Duration
 	st0 := c.srv.StoreStats()
 	b.ResetTimer()
 	for i := range rounds {
@@ -216,6 +216,7 @@ func BenchmarkTrivialJobsOverSpawn(b *testing.B) {
 				spawnMany(b, per, 64)
 				spawn += time.Since(start)
 				spawnCPU += selfCPU(b) - self + childrenCPU(b) - children
+				spawnProcCPU += childrenCPU(b) - children
 				continue
 			}
 			own, kids := procTimes(b, sup[0])
@@ -234,12 +235,15 @@ func BenchmarkTrivialJobsOverSpawn(b *testing.B) {
 	b.ReportMetric(100*jobRate/spawnRate, "%-of-spawn")
 	ms := func(d time.Duration) float64 { return d.Seconds() * 1000 / n }
 	b.ReportMetric(ms(spawnCPU), "cpu-ms/spawn")
+	b.ReportMetric(ms(spawnProcCPU), "spawn-proc-cpu-ms/spawn")
 	b.ReportMetric(ms(jobCPU), "server+agent-cpu-ms/job")
 	b.ReportMetric(ms(supCPU), "sup-cpu-ms/job")
 	b.ReportMetric(ms(jobProcCPU), "proc-cpu-ms/job")
 	st := c.srv.StoreStats()
 	b.ReportMetric(float64(st.Commits-st0.Commits)/n, "commits/job")
 	b.ReportMetric(float64(st.Requests-st0.Requests)/n, "writes/job")
+	b.ReportMetric((st.CommitTime-st0.CommitTime).Seconds()*1000/float64(st.Commits-st0.Commits), "ms/commit")
+	b.ReportMetric(100*(st.CommitTime-st0.CommitTime).Seconds()/(spawn+jobs).Seconds(), "%-committing")
 	b.ReportMetric(0, "ns/op")
 }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"syscall"
 )
 
 // Spool errors.
@@ -46,6 +47,11 @@ type spool struct {
 	discarded bool          // Close was called
 	werr      error         // first write error: output after it is lost
 	wake      chan struct{} // made by a waiter, closed by the next change
+
+	// unreported: the writer is gone without saying how much it wrote
+	// (a supervisor that died), so its file may exist whatever size is
+	// known, and Close removes it.
+	unreported bool
 
 	// onWrite, when set (before the first write), is called after each
 	// write that added bytes, outside mu: the supervisor tells the agent.
@@ -190,19 +196,28 @@ func (s *spool) release() error {
 // discard marks the spool closed for good, wakes its waiters and closes
 // its file; first is false when it was discarded already.
 func (s *spool) discard() (first bool, err error) {
+	first, _, err = s.discardFile()
+	return first, err
+}
+
+// discardFile is discard, and reports whether the spool never had a file:
+// its writer finished without a byte, and it makes its file on the first
+// one (createSpool, and the supervisor's file that followSpool reads).
+func (s *spool) discardFile() (first, noFile bool, err error) {
 	s.mu.Lock()
 	if s.discarded {
 		s.mu.Unlock()
-		return false, nil
+		return false, false, nil
 	}
 	s.discarded = true
 	s.notifyLocked()
 	f := s.f
+	noFile = f == nil && s.closed && s.size == 0 && s.werr == nil && !s.unreported
 	s.mu.Unlock()
 	if f == nil {
-		return true, nil
+		return true, noFile, nil
 	}
-	return true, f.Close()
+	return true, false, f.Close()
 }
 
 // followSpool returns the agent's view of a spool that another process
@@ -241,17 +256,30 @@ func (s *spool) finish(n int64) {
 	s.closeWrite()
 }
 
+// writerLost records that the writer is gone without a last report of its
+// size.
+func (s *spool) writerLost() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.unreported = true
+}
+
 // Close releases the spool and removes its file: call it once the server has
 // stored everything (or the output is abandoned). A writer blocked on the
 // limit returns errSpoolClosed; later reads fail. Close is idempotent.
 func (s *spool) Close() error {
-	first, err := s.discard()
+	first, noFile, err := s.discardFile()
 	if !first {
 		return nil
 	}
-	if s.path != "" {
-		if rerr := os.Remove(s.path); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
-			err = errors.Join(err, rerr)
+	// Most jobs write nothing, and their spools never had a file: a
+	// failed unlink per job was a tenth of the agent's part of the
+	// supervisor protocol. (A file its writer made and could not write
+	// a byte to is swept at the agent's next start.)
+	if s.path != "" && !noFile {
+		// unlink alone: os.Remove tries rmdir after a failed unlink.
+		if rerr := syscall.Unlink(s.path); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+			err = errors.Join(err, &os.PathError{Op: "remove", Path: s.path, Err: rerr})
 		}
 	}
 	if err != nil {

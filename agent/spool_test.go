@@ -220,3 +220,41 @@ func TestEmptySpool(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestFollowSpoolCloseFile checks which of a followed spool's files Close
+// removes: one its writer reported bytes for, and one of a writer lost
+// without a last report (it may have written), but not one whose writer
+// finished without a byte, which makes no file (Close then makes no
+// syscall for it; a stray file of that kind is swept at the agent's next
+// start).
+func TestFollowSpoolCloseFile(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		wrote   int64 // the size the writer reported at its end
+		lost    bool  // the writer went without a last report
+		removed bool
+	}{
+		{name: "Wrote", wrote: 3, removed: true},
+		{name: "Lost", lost: true, removed: true},
+		{name: "NothingWritten", removed: false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "j-1.out")
+			if err := os.WriteFile(path, []byte("abc"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			sp := followSpool(path, nil)
+			if tc.lost {
+				sp.writerLost()
+			}
+			sp.finish(tc.wrote)
+			if err := sp.Close(); err != nil {
+				t.Fatal(err)
+			}
+			_, err := os.Stat(path)
+			if gone := errors.Is(err, os.ErrNotExist); gone != tc.removed {
+				t.Fatalf("file removed: %v, want %v (stat: %v)", gone, tc.removed, err)
+			}
+		})
+	}
+}

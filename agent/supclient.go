@@ -40,6 +40,13 @@ type supClient struct {
 	wmu  sync.Mutex    // serialises writes
 	wbuf []byte        // guarded by wmu
 	c    *net.UnixConn // replaced by the reader when it reconnects; guarded by wmu
+	// held are frames that need not go at once (releases), written ahead
+	// of the next frame or by heldTimer, whichever comes first: at a
+	// thousand jobs a second a release rides with the next start instead
+	// of costing a write here and a wake-up in the supervisor. Guarded by
+	// wmu.
+	held      []byte
+	heldTimer *time.Timer
 
 	mu   sync.Mutex
 	atts map[ref]*remoteAttempt // guarded by mu
@@ -112,16 +119,50 @@ func (sc *supClient) newRemote(r ref, noPTY bool) *remoteAttempt {
 	return ra
 }
 
-// send writes one message.
+// heldDelay is the longest a held frame waits for a frame to go with.
+const heldDelay = 5 * time.Millisecond
+
+// send writes one message, after the held ones.
 func (sc *supClient) send(m *supMsg) error {
 	sc.wmu.Lock()
 	defer sc.wmu.Unlock()
 	var err error
-	if sc.wbuf, err = appendFrame(sc.wbuf[:0], m); err != nil {
+	if sc.wbuf, err = appendFrame(append(sc.wbuf[:0], sc.held...), m); err != nil {
 		return err
 	}
+	sc.held = sc.held[:0]
 	_, err = sc.c.Write(sc.wbuf)
 	return err
+}
+
+// sendLater holds m until the next send, or heldDelay. A write error is
+// not the caller's to handle: the reader sees the connection end.
+func (sc *supClient) sendLater(m *supMsg) error {
+	sc.wmu.Lock()
+	defer sc.wmu.Unlock()
+	var err error
+	if sc.held, err = appendFrame(sc.held, m); err != nil {
+		return err
+	}
+	if sc.heldTimer == nil {
+		sc.heldTimer = time.AfterFunc(heldDelay, sc.flushHeld)
+	} else {
+		sc.heldTimer.Reset(heldDelay)
+	}
+	return nil
+}
+
+// flushHeld writes the held frames, if a send has not taken them.
+func (sc *supClient) flushHeld() {
+	sc.wmu.Lock()
+	defer sc.wmu.Unlock()
+	if len(sc.held) == 0 || sc.leaving.Load() {
+		return
+	}
+	if _, err := sc.c.Write(sc.held); err != nil {
+		sc.log.Debug("supervisor: held frames", "pid", sc.pid, "err", err)
+	}
+	sc.held = sc.held[:0]
 }
 
 // start asks the supervisor to start an attempt and waits for its answer.
@@ -306,9 +347,13 @@ func (sc *supClient) alive() bool {
 // nothing) and closes the connection, leaving the attempts to run.
 func (sc *supClient) leave(exitIdle bool) {
 	sc.leaving.Store(true) // before the goodbye: the supervisor may close first
+	// The held frames go ahead of the goodbye.
 	_ = sc.send(&supMsg{Op: opGoodbye, ExitIdle: exitIdle})
 	sc.wmu.Lock() // reconnect swaps sc.c only while not leaving
 	c := sc.c
+	if sc.heldTimer != nil {
+		sc.heldTimer.Stop()
+	}
 	sc.wmu.Unlock()
 	_ = c.CloseWrite()
 	c.Close()
@@ -385,6 +430,8 @@ func (ra *remoteAttempt) lost(reason string) bool {
 	ra.mu.Lock()
 	pid := ra.pid
 	ra.mu.Unlock()
+	ra.out.writerLost()
+	ra.errs.writerLost()
 	ended := ra.setExit(exit{Outcome: exited, ExitCode: -1, Reason: reason, Finished: time.Now()}, ra.out.Size(), ra.errs.Size())
 	if ended && pid > 0 {
 		_ = syscall.Kill(-pid, syscall.SIGKILL)
@@ -505,7 +552,7 @@ func (ra *remoteAttempt) release() {
 		return
 	}
 	ra.sup.forget(ra.ref)
-	if err := ra.sup.send(&supMsg{Op: opRelease, Job: ra.ref.job, Attempt: ra.ref.attempt}); err != nil && ra.sup.alive() {
+	if err := ra.sup.sendLater(&supMsg{Op: opRelease, Job: ra.ref.job, Attempt: ra.ref.attempt}); err != nil && ra.sup.alive() {
 		ra.sup.log.Warn("supervisor release", "job", ra.ref.job, "attempt", ra.ref.attempt, "err", err)
 	}
 }

@@ -3,6 +3,7 @@ package agent
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -390,4 +391,29 @@ func TestSupClientReconnects(t *testing.T) {
 	if err := <-served; err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestSupervisorHeldRelease releases an attempt with no other frame to
+// carry the release: the held frame goes on its own within heldDelay, and
+// the supervisor, holding nothing once the agent leaves, exits (it would
+// keep the attempt, and run on, without the release).
+func TestSupervisorHeldRelease(t *testing.T) {
+	dir := t.TempDir()
+	sock := startTestSupervisor(t, dir)
+	sc := dialTest(t, sock)
+	sc.adopt()
+	ra := sc.start(ref{"j1", 1}, &wireSpec{Argv: []string{"/bin/true"}})
+	<-ra.Done()
+	ra.release()
+	ra.Close()
+	pollUntil(t, "the held release to be written", func() bool {
+		sc.wmu.Lock()
+		defer sc.wmu.Unlock()
+		return len(sc.held) == 0
+	})
+	sc.leave(false)
+	pollUntil(t, "the supervisor to exit", func() bool {
+		_, err := os.Stat(sock)
+		return errors.Is(err, os.ErrNotExist)
+	})
 }
