@@ -116,10 +116,10 @@ func (r *reaper) run() {
 }
 
 // reapScanGap is the least time between two scans for orphans. A scan
-// reads every thread's children file: at a thousand jobs a second, one
-// every 50 ms cost a tenth of the supervisor's CPU beyond the spawns. An
-// orphan waits at most this long as a zombie; the attempt that owns it
-// does not wait for the scan (finish reaps its own group).
+// reads the children file of every thread (about one per running job): at
+// a thousand jobs a second, a scan every 50 ms was 3% of the supervisor's
+// CPU. An orphan waits at most this long as a zombie; the attempt that
+// owns it does not wait for the scan (finish reaps its own group).
 const reapScanGap = 250 * time.Millisecond
 
 // start runs fork (which starts a leader and returns its pid, 0 when it
