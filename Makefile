@@ -119,7 +119,8 @@ bench:
 	$(GO) test -run '^$$' -bench SSEDelivery -benchtime 2000x ./server | tee -a bench.txt
 	$(GO) test -run '^$$' -bench NonReadingStreams -benchtime 1x ./server | tee -a bench.txt
 	$(GO) test -run '^$$' -bench SubmitBatch -benchtime 500000x ./server | tee -a bench.txt
-	$(GO) test -run '^$$' -bench 'TrivialJobs|PTYSpawn|AttemptTrue' -benchtime 2000x ./agent | tee -a bench.txt
+	$(GO) test -run '^$$' -bench 'TrivialJobs|PTYSpawn|AttemptTrue|SupervisedTrue' -skip OverSpawn -benchtime 2000x ./agent | tee -a bench.txt
+	$(GO) test -run '^$$' -bench 'TrivialJobsOverSpawn|SupervisedParallel' -benchtime 8000x ./agent | tee -a bench.txt
 	$(GO) test -run '^$$' -bench 'JobLatency' -benchtime 200x ./agent | tee -a bench.txt
 	$(GO) test -run '^$$' -bench 'AgentRestart' -benchtime 20x ./agent | tee -a bench.txt
 	$(GO) test -run '^$$' -bench 'KeystrokeEcho' -benchtime 2000x ./agent | tee -a bench.txt

@@ -193,7 +193,11 @@ func spawnTrue(b *testing.B) {
 // the rates, which swing with the machine, it reports the CPU that each
 // costs: a spawn's (this process and its children), and a job's in the
 // server, agent and client (this process), in the supervisor, and in the
-// job's own process (the supervisor's children).
+// job's own process (the supervisor's children). Each of the 4 rounds
+// times b.N/4 of each: the phases must be long against a job's latency
+// under load (about 60 ms with 64 slots busy), which each job phase pays
+// filling the slots and again draining them; at 500 jobs a phase that was
+// about 2 points of the percentage, hence -benchtime 8000x in make bench.
 func BenchmarkTrivialJobsOverSpawn(b *testing.B) {
 	c := startCluster(b, 64)
 	defer c.stop()
