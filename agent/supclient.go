@@ -122,7 +122,9 @@ func (sc *supClient) newRemote(r ref, noPTY bool) *remoteAttempt {
 // heldDelay is the longest a held frame waits for a frame to go with.
 const heldDelay = 5 * time.Millisecond
 
-// send writes one message, after the held ones.
+// send writes one message, after the held ones. Held frames that could
+// not be written stay held: the reader reconnects, and they go on the new
+// connection (a release the supervisor has seen already is ignored).
 func (sc *supClient) send(m *supMsg) error {
 	sc.wmu.Lock()
 	defer sc.wmu.Unlock()
@@ -130,8 +132,9 @@ func (sc *supClient) send(m *supMsg) error {
 	if sc.wbuf, err = appendFrame(append(sc.wbuf[:0], sc.held...), m); err != nil {
 		return err
 	}
-	sc.held = sc.held[:0]
-	_, err = sc.c.Write(sc.wbuf)
+	if _, err = sc.c.Write(sc.wbuf); err == nil {
+		sc.held = sc.held[:0]
+	}
 	return err
 }
 
@@ -156,11 +159,18 @@ func (sc *supClient) sendLater(m *supMsg) error {
 func (sc *supClient) flushHeld() {
 	sc.wmu.Lock()
 	defer sc.wmu.Unlock()
+	sc.flushHeldLocked()
+}
+
+// flushHeldLocked is flushHeld with wmu held. Frames it cannot write stay
+// held for the next connection (see send).
+func (sc *supClient) flushHeldLocked() {
 	if len(sc.held) == 0 || sc.leaving.Load() {
 		return
 	}
 	if _, err := sc.c.Write(sc.held); err != nil {
 		sc.log.Debug("supervisor: held frames", "pid", sc.pid, "err", err)
+		return
 	}
 	sc.held = sc.held[:0]
 }
@@ -248,6 +258,7 @@ func (sc *supClient) reconnect(err error) bool {
 	}
 	old := sc.c
 	sc.c = nc.c
+	sc.flushHeldLocked() // what the broken connection did not take
 	sc.wmu.Unlock()
 	old.Close()
 	sc.retired.Store(sc.retired.Load() || nc.welcome.Retired)

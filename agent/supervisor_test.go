@@ -417,3 +417,70 @@ func TestSupervisorHeldRelease(t *testing.T) {
 		return errors.Is(err, os.ErrNotExist)
 	})
 }
+
+// TestSupClientHeldFramesSurviveReconnect holds a release while the
+// supervisor's end of the connection is gone: the write fails, the frame
+// stays held, and it goes on the connection the reader makes next.
+func TestSupClientHeldFramesSurviveReconnect(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, supDir), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, supDir, strconv.Itoa(os.Getpid())+".sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	dropped := make(chan struct{})
+	released := make(chan error, 1)
+	go func() { // a fake supervisor: welcome and drop; welcome and read until the release
+		released <- func() error {
+			for i := range 2 {
+				c, err := ln.Accept()
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				var m supMsg
+				if _, err := readFrame(c, nil, &m); err != nil || m.Op != opHello {
+					return fmt.Errorf("connection %d: %q, %v; want hello", i, m.Op, err)
+				}
+				if _, err := c.Write(mustFrame(t, &supMsg{Op: opWelcome, Proto: supProto, Version: "test", Pid: os.Getpid()})); err != nil {
+					return err
+				}
+				if i == 0 {
+					c.Close()
+					close(dropped)
+					continue
+				}
+				for {
+					if _, err := readFrame(c, nil, &m); err != nil {
+						return fmt.Errorf("before the release: %w", err)
+					}
+					if m.Op == opRelease && m.Job == "j1" {
+						return nil
+					}
+				}
+			}
+			return nil
+		}()
+	}()
+	sc := dialTest(t, sock)
+	<-dropped
+	if err := sc.sendLater(&supMsg{Op: opRelease, Job: "j1", Attempt: 1}); err != nil {
+		t.Fatal(err)
+	}
+	pollUntil(t, "a write to the dropped connection to fail", func() bool {
+		sc.flushHeld()
+		sc.wmu.Lock()
+		defer sc.wmu.Unlock()
+		_, err := sc.c.Write(nil) // zero bytes: whether the peer is gone
+		return err != nil && len(sc.held) > 0
+	})
+	sc.adopt() // the reader finds the connection gone and makes a new one
+	if err := <-released; err != nil {
+		t.Fatal(err)
+	}
+	sc.leave(false)
+}
