@@ -213,22 +213,7 @@ func BenchmarkAttemptThroughput(b *testing.B) {
 // BenchmarkAttemptTrue it is what the supervisor adds to a job's start
 // and end (`sup-ms/start`: start to started; `sup-ms/job`: start to exit).
 func BenchmarkSupervisedTrue(b *testing.B) {
-	dir := b.TempDir()
-	exe, err := os.Executable()
-	if err != nil {
-		b.Fatal(err)
-	}
-	pid, err := spawnSupervisor(exe, dir)
-	if err != nil {
-		b.Fatal(err)
-	}
-	sock := filepath.Join(dir, supDir, strconv.Itoa(pid)+".sock")
-	sc, err := dialSupervisor(sock, "bench", filepath.Join(dir, "spool"), slog.New(slog.DiscardHandler), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	sc.adopt()
-	defer sc.leave(true)
+	sc, pid := benchSupervisor(b)
 	var started, ended time.Duration
 	agentCPU, supCPU := selfCPU(b), procCPU(b, pid)
 	b.ResetTimer()
@@ -255,21 +240,7 @@ func BenchmarkSupervisedTrue(b *testing.B) {
 // child). No server takes part, so the supervisor's cost per job stands
 // out from less noise than in BenchmarkTrivialJobsOverSpawn.
 func BenchmarkSupervisedParallel(b *testing.B) {
-	dir := b.TempDir()
-	exe, err := os.Executable()
-	if err != nil {
-		b.Fatal(err)
-	}
-	pid, err := spawnSupervisor(exe, dir)
-	if err != nil {
-		b.Fatal(err)
-	}
-	sc, err := dialSupervisor(filepath.Join(dir, supDir, strconv.Itoa(pid)+".sock"), "bench", filepath.Join(dir, "spool"), slog.New(slog.DiscardHandler), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	sc.adopt()
-	defer sc.leave(true)
+	sc, pid := benchSupervisor(b)
 	var next atomic.Int64
 	supervised := func(n int) {
 		var left atomic.Int64
@@ -287,34 +258,31 @@ func BenchmarkSupervisedParallel(b *testing.B) {
 		}
 		wg.Wait()
 	}
-	const rounds = 4
-	per := max(b.N/rounds, 64)
-	var agentCPU, supCPU, procCPU, spawnCPU, jobs, spawns time.Duration
 	b.ResetTimer()
-	for i := range rounds {
-		for _, spawning := range [][2]bool{{true, false}, {false, true}}[i%2] {
-			start, self, kids := time.Now(), selfCPU(b), childrenCPU(b)
-			if spawning {
-				spawnMany(b, per, 64)
-				spawns += time.Since(start)
-				spawnCPU += selfCPU(b) - self + childrenCPU(b) - kids
-				continue
-			}
-			own, orphans := procTimes(b, pid)
-			supervised(per)
-			jobs += time.Since(start)
-			agentCPU += selfCPU(b) - self
-			own2, orphans2 := procTimes(b, pid)
-			supCPU, procCPU = supCPU+own2-own, procCPU+orphans2-orphans
-		}
-	}
+	pc := jobsAgainstSpawns(b, pid, supervised)
 	b.StopTimer()
-	n := float64(per * rounds)
-	ms := func(d time.Duration) float64 { return d.Seconds() * 1000 / n }
-	b.ReportMetric(ms(spawnCPU), "cpu-ms/spawn")
-	b.ReportMetric(ms(agentCPU), "agent-cpu-ms/job")
-	b.ReportMetric(ms(supCPU), "sup-cpu-ms/job")
-	b.ReportMetric(ms(procCPU), "proc-cpu-ms/job")
-	b.ReportMetric(100*spawns.Seconds()/jobs.Seconds(), "%-of-spawn")
+	pc.report(b, "agent-cpu-ms/job")
 	b.ReportMetric(0, "ns/op")
+}
+
+// benchSupervisor starts a supervisor from this binary in its own process,
+// connected to as an agent; it is left (and exits) when b ends.
+func benchSupervisor(b *testing.B) (*supClient, int) {
+	dir := b.TempDir()
+	exe, err := os.Executable()
+	if err != nil {
+		b.Fatal(err)
+	}
+	pid, err := spawnSupervisor(exe, dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	sock := filepath.Join(dir, supDir, strconv.Itoa(pid)+".sock")
+	sc, err := dialSupervisor(sock, "bench", filepath.Join(dir, "spool"), slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	sc.adopt()
+	b.Cleanup(func() { sc.leave(true) })
+	return sc, pid
 }

@@ -205,50 +205,72 @@ func BenchmarkTrivialJobsOverSpawn(b *testing.B) {
 	if len(sup) != 1 {
 		b.Fatalf("supervisors: %v, want one", sup)
 	}
-	const rounds = 4
-	per := max(b.N/rounds, 64)
-	var spawn, jobs time.Duration
-	var spawnCPU, spawnProcCPU, jobCPU, supCPU, jobProcCPU time.Duration
 	st0 := c.srv.StoreStats()
 	b.ResetTimer()
-	for i := range rounds {
-		// Which goes first alternates, so that a drift of the machine's
-		// speed weighs on both alike.
-		for _, spawning := range [][2]bool{{true, false}, {false, true}}[i%2] {
-			start, self, children := time.Now(), selfCPU(b), childrenCPU(b)
-			if spawning {
-				spawnMany(b, per, 64)
-				spawn += time.Since(start)
-				spawnCPU += selfCPU(b) - self + childrenCPU(b) - children
-				spawnProcCPU += childrenCPU(b) - children
-				continue
-			}
-			own, kids := procTimes(b, sup[0])
-			c.run(b, per)
-			jobs += time.Since(start)
-			jobCPU += selfCPU(b) - self
-			own2, kids2 := procTimes(b, sup[0])
-			supCPU, jobProcCPU = supCPU+own2-own, jobProcCPU+kids2-kids
-		}
-	}
+	pc := jobsAgainstSpawns(b, sup[0], func(n int) { c.run(b, n) })
 	b.StopTimer()
-	n := float64(per * rounds)
-	spawnRate, jobRate := n/spawn.Seconds(), n/jobs.Seconds()
-	b.ReportMetric(spawnRate, "spawns/s")
-	b.ReportMetric(jobRate, "jobs/s")
-	b.ReportMetric(100*jobRate/spawnRate, "%-of-spawn")
-	ms := func(d time.Duration) float64 { return d.Seconds() * 1000 / n }
-	b.ReportMetric(ms(spawnCPU), "cpu-ms/spawn")
-	b.ReportMetric(ms(spawnProcCPU), "spawn-proc-cpu-ms/spawn")
-	b.ReportMetric(ms(jobCPU), "server+agent-cpu-ms/job")
-	b.ReportMetric(ms(supCPU), "sup-cpu-ms/job")
-	b.ReportMetric(ms(jobProcCPU), "proc-cpu-ms/job")
+	pc.report(b, "server+agent-cpu-ms/job")
+	n := float64(pc.n)
 	st := c.srv.StoreStats()
 	b.ReportMetric(float64(st.Commits-st0.Commits)/n, "commits/job")
 	b.ReportMetric(float64(st.Requests-st0.Requests)/n, "writes/job")
 	b.ReportMetric((st.CommitTime-st0.CommitTime).Seconds()*1000/float64(st.Commits-st0.Commits), "ms/commit")
-	b.ReportMetric(100*(st.CommitTime-st0.CommitTime).Seconds()/(spawn+jobs).Seconds(), "%-committing")
+	b.ReportMetric(100*(st.CommitTime-st0.CommitTime).Seconds()/(pc.spawnWall+pc.jobWall).Seconds(), "%-committing")
 	b.ReportMetric(0, "ns/op")
+}
+
+// phaseCosts are the totals of jobsAgainstSpawns.
+type phaseCosts struct {
+	n                                 int // spawns, and jobs
+	spawnWall, spawnCPU, spawnProcCPU time.Duration
+	jobWall, jobCPU, supCPU, procCPU  time.Duration
+}
+
+// jobsAgainstSpawns runs, 4 times, b.N/4 PTY spawns of /bin/true 64 at a
+// time and b.N/4 jobs through run; which goes first alternates, so that a
+// drift of the machine's speed weighs on both alike. It returns the wall
+// time and CPU of each: a spawn's in this process and its children; a
+// job's in this process, in supervisor sup, and in sup's children (the
+// jobs' own processes).
+func jobsAgainstSpawns(b *testing.B, sup int, run func(n int)) phaseCosts {
+	const rounds = 4
+	per := max(b.N/rounds, 64)
+	pc := phaseCosts{n: per * rounds}
+	for i := range rounds {
+		for _, spawning := range [][2]bool{{true, false}, {false, true}}[i%2] {
+			start, self, children := time.Now(), selfCPU(b), childrenCPU(b)
+			if spawning {
+				spawnMany(b, per, 64)
+				pc.spawnWall += time.Since(start)
+				pc.spawnCPU += selfCPU(b) - self + childrenCPU(b) - children
+				pc.spawnProcCPU += childrenCPU(b) - children
+				continue
+			}
+			own, kids := procTimes(b, sup)
+			run(per)
+			pc.jobWall += time.Since(start)
+			pc.jobCPU += selfCPU(b) - self
+			own2, kids2 := procTimes(b, sup)
+			pc.supCPU, pc.procCPU = pc.supCPU+own2-own, pc.procCPU+kids2-kids
+		}
+	}
+	return pc
+}
+
+// report reports the rates, the jobs' as a percentage of the spawns', and
+// the CPU of each per job or spawn; self names this process's part.
+func (pc phaseCosts) report(b *testing.B, self string) {
+	n := float64(pc.n)
+	spawnRate, jobRate := n/pc.spawnWall.Seconds(), n/pc.jobWall.Seconds()
+	b.ReportMetric(spawnRate, "spawns/s")
+	b.ReportMetric(jobRate, "jobs/s")
+	b.ReportMetric(100*jobRate/spawnRate, "%-of-spawn")
+	ms := func(d time.Duration) float64 { return d.Seconds() * 1000 / n }
+	b.ReportMetric(ms(pc.spawnCPU), "cpu-ms/spawn")
+	b.ReportMetric(ms(pc.spawnProcCPU), "spawn-proc-cpu-ms/spawn")
+	b.ReportMetric(ms(pc.jobCPU), self)
+	b.ReportMetric(ms(pc.supCPU), "sup-cpu-ms/job")
+	b.ReportMetric(ms(pc.procCPU), "proc-cpu-ms/job")
 }
 
 // spawnMany starts and reaps n /bin/true in fresh PTYs, parallel at a time.

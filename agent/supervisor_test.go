@@ -327,16 +327,7 @@ func TestSupervisorRefusesSecondAgent(t *testing.T) {
 // dialled again, and its jobs are not declared lost: the result it lists
 // in the new welcome is the job's.
 func TestSupClientReconnects(t *testing.T) {
-	dir := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(dir, supDir), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	sock := filepath.Join(dir, supDir, strconv.Itoa(os.Getpid())+".sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln, sock := listenFakeSupervisor(t)
 	job := exec.Command("sleep", "60") // the job the supervisor holds
 	job.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := job.Start(); err != nil {
@@ -348,15 +339,12 @@ func TestSupClientReconnects(t *testing.T) {
 	go func() { // a fake supervisor: welcome, drop; welcome with the result, serve until goodbye
 		served <- func() error {
 			for i := range 2 {
-				c, err := ln.Accept()
+				c, err := acceptHello(ln, i)
 				if err != nil {
 					return err
 				}
 				defer c.Close()
 				var m supMsg
-				if _, err := readFrame(c, nil, &m); err != nil || m.Op != opHello {
-					return fmt.Errorf("connection %d: %q, %v; want hello", i, m.Op, err)
-				}
 				w := &supMsg{Op: opWelcome, Proto: supProto, Version: "test", Pid: os.Getpid(), Attempts: []supHeld{held}}
 				if i == 1 {
 					w.Attempts[0].Exit = toWireExit(exit{Outcome: exited, ExitCode: 5, Finished: time.Now()})
@@ -422,30 +410,18 @@ func TestSupervisorHeldRelease(t *testing.T) {
 // supervisor's end of the connection is gone: the write fails, the frame
 // stays held, and it goes on the connection the reader makes next.
 func TestSupClientHeldFramesSurviveReconnect(t *testing.T) {
-	dir := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(dir, supDir), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	sock := filepath.Join(dir, supDir, strconv.Itoa(os.Getpid())+".sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln, sock := listenFakeSupervisor(t)
 	dropped := make(chan struct{})
 	released := make(chan error, 1)
 	go func() { // a fake supervisor: welcome and drop; welcome and read until the release
 		released <- func() error {
 			for i := range 2 {
-				c, err := ln.Accept()
+				c, err := acceptHello(ln, i)
 				if err != nil {
 					return err
 				}
 				defer c.Close()
 				var m supMsg
-				if _, err := readFrame(c, nil, &m); err != nil || m.Op != opHello {
-					return fmt.Errorf("connection %d: %q, %v; want hello", i, m.Op, err)
-				}
 				if _, err := c.Write(mustFrame(t, &supMsg{Op: opWelcome, Proto: supProto, Version: "test", Pid: os.Getpid()})); err != nil {
 					return err
 				}
@@ -483,4 +459,37 @@ func TestSupClientHeldFramesSurviveReconnect(t *testing.T) {
 		t.Fatal(err)
 	}
 	sc.leave(false)
+}
+
+// listenFakeSupervisor listens where the supervisor of this process would,
+// in a fresh data dir, for a test that plays the supervisor's part; the
+// listener is closed when t ends.
+func listenFakeSupervisor(t *testing.T) (net.Listener, string) {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, supDir), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, supDir, strconv.Itoa(os.Getpid())+".sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln, sock
+}
+
+// acceptHello takes the next connection to a fake supervisor (the i-th)
+// and reads its hello.
+func acceptHello(ln net.Listener, i int) (net.Conn, error) {
+	c, err := ln.Accept()
+	if err != nil {
+		return nil, err
+	}
+	var m supMsg
+	if _, err := readFrame(c, nil, &m); err != nil || m.Op != opHello {
+		c.Close()
+		return nil, fmt.Errorf("connection %d: %q, %v; want hello", i, m.Op, err)
+	}
+	return c, nil
 }
