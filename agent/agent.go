@@ -120,6 +120,10 @@ type Agent struct {
 	// welcomed is set once a server accepted a Hello from this process;
 	// until then Hello says the agent restarted.
 	welcomed atomic.Bool
+	// supsIntact: at the start no supervisor of the data dir was found
+	// dead, so whatever the previous agent process started is held (see
+	// Hello.supervisors_intact).
+	supsIntact bool
 
 	// live is the session of the current stream, nil between streams;
 	// tests read what it holds.
@@ -236,7 +240,8 @@ func New(cfg Config) (_ *Agent, err error) {
 			"--default-user dynamic gives each tenant a user of its own", "default_user", users.DefaultUser)
 	}
 	a.sups = &supervisors{exe: cfg.SupervisorExe, dataDir: cfg.DataDir, version: cfg.Version, spoolDir: jr.spoolDir, a: a}
-	held, keep, err := a.sups.reattach()
+	held, keep, intact, err := a.sups.reattach()
+	a.supsIntact = intact
 	if err == nil {
 		var recovered []*task
 		if recovered, err = jr.recover(keep); err == nil {

@@ -133,6 +133,7 @@ func (a *Agent) hello() (*pb.Hello, []*task) {
 		WorkerId: a.id, Name: a.cfg.Name, Hostname: a.host, Labels: a.cfg.Labels, Version: a.cfg.Version,
 		Capacity: pb.FromResources(a.cap), Restarted: !a.welcomed.Load(),
 	}
+	h.SupervisorsIntact = h.Restarted && a.supsIntact
 	tasks := a.snapshotTasks()
 	for _, t := range tasks {
 		if t.fullyAcked() {

@@ -493,3 +493,37 @@ func acceptHello(ln net.Listener, i int) (net.Conn, error) {
 	}
 	return c, nil
 }
+
+// TestReattachIntact checks what a starting agent says of its supervisors:
+// intact with none, or with every one alive; not intact once a socket is
+// found that nobody answers (a supervisor died, maybe with jobs).
+func TestReattachIntact(t *testing.T) {
+	dir := t.TempDir()
+	a := &Agent{log: slog.New(slog.DiscardHandler)}
+	ss := &supervisors{dataDir: dir, version: "test", spoolDir: filepath.Join(dir, "spool"), a: a}
+	if _, _, intact, err := ss.reattach(); err != nil || !intact {
+		t.Fatalf("no supervisor: intact %v, %v; want intact", intact, err)
+	}
+	ss.leave(false)
+	startTestSupervisor(t, dir)
+	if _, _, intact, err := ss.reattach(); err != nil || !intact {
+		t.Fatalf("a live supervisor: intact %v, %v; want intact", intact, err)
+	}
+	ss.leave(false)
+	// A socket left by a process that is gone: bound, then closed without
+	// unlinking it.
+	stale := filepath.Join(dir, supDir, "999999999.sock")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: stale, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.SetUnlinkOnClose(false)
+	ln.Close()
+	if _, _, intact, err := ss.reattach(); err != nil || intact {
+		t.Fatalf("a dead supervisor's socket: intact %v, %v; want not intact", intact, err)
+	}
+	ss.leave(false)
+	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the stale socket is still there: %v", err)
+	}
+}

@@ -33,15 +33,16 @@ type supervisors struct {
 // reattach connects to every supervisor of the data dir and returns the
 // tasks of the attempts they hold, and the names of their spool files. A
 // supervisor of another version is retired: it keeps its jobs and takes no
-// new ones. A socket nobody answers on is stale and removed.
-func (ss *supervisors) reattach() ([]*task, map[string]bool, error) {
+// new ones. A socket nobody answers on is stale and removed. intact is
+// false when a supervisor was found dead (a stale socket) or could not be
+// reattached: jobs the previous agent process started may then be gone.
+func (ss *supervisors) reattach() (tasks []*task, keep map[string]bool, intact bool, err error) {
 	dir := filepath.Join(ss.dataDir, supDir)
 	entries, err := os.ReadDir(dir)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, nil, fmt.Errorf("supervisors: %w", err)
+		return nil, nil, false, fmt.Errorf("supervisors: %w", err)
 	}
-	keep := map[string]bool{}
-	var tasks []*task
+	keep, intact = map[string]bool{}, true
 	for _, e := range entries {
 		name := e.Name()
 		pid, err := strconv.Atoi(strings.TrimSuffix(name, ".sock"))
@@ -51,6 +52,7 @@ func (ss *supervisors) reattach() ([]*task, map[string]bool, error) {
 		sock := filepath.Join(dir, name)
 		sc, err := dialSupervisor(sock, ss.version, ss.spoolDir, ss.a.log, ss.a.credit)
 		if err != nil {
+			intact = false
 			if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT) {
 				os.Remove(sock) // its supervisor is gone
 				continue
@@ -80,7 +82,7 @@ func (ss *supervisors) reattach() ([]*task, map[string]bool, error) {
 		}
 		ss.a.log.Info("reattached to supervisor", "pid", sc.pid, "version", sc.version, "jobs", len(sc.welcome.Attempts))
 	}
-	return tasks, keep, nil
+	return tasks, keep, intact, nil
 }
 
 // retire tells sc to take no new jobs. Called with mu held.

@@ -71,6 +71,12 @@ type Hello struct {
 	// cannot have started anything assigned to the worker before, so an
 	// attempt it does not hold is lost, not merely undelivered.
 	Restarted bool
+	// SupervisorsIntact, with Restarted: every supervisor that held the
+	// worker's jobs outlived the agent process and was reattached, so what
+	// the previous process started is held and listed; a Scheduled job the
+	// agent does not list never started (it was assigned in the moments
+	// before the restart) and is assigned again, not lost.
+	SupervisorsIntact bool
 	// Since is when the connection was registered: assignments from then
 	// on went to this connection and are not lost.
 	Since time.Time
@@ -84,9 +90,11 @@ type Reconcile struct {
 
 // WorkerHello registers a connected agent (storing its record when new or
 // changed) and reconciles what it runs with what the store says it should:
-// Scheduled jobs it does not report are assigned again, jobs with a pending
-// stop get the order again, Running jobs it no longer has are lost, and
-// attempts it runs that the server does not expect are cancelled. Report
+// Scheduled jobs it does not report are assigned again (unless a restarted
+// agent lost the supervisors that could have started them: then they are
+// lost), jobs with a pending stop get the order again, Running jobs it no
+// longer has are lost, and attempts it runs that the server does not
+// expect are cancelled. Report
 // the agent's finished attempts (JobFinished) before calling WorkerHello.
 func (s *Cluster) WorkerHello(ctx context.Context, h Hello) (Reconcile, error) {
 	now := s.cfg.Now()
@@ -119,8 +127,8 @@ func (s *Cluster) WorkerHello(ctx context.Context, h Hello) (Reconcile, error) {
 		case reported[ref] && j.Stop != job.NoStop:
 			rc.Cancel = append(rc.Cancel, s.cancelOrder(j, j.CancelRequested))
 		case reported[ref]:
-		case j.State == job.Scheduled && (!h.Restarted || !j.ScheduledAt.Before(h.Since)):
-			rc.Assign = append(rc.Assign, j) // the assignment may have been lost in transit
+		case j.State == job.Scheduled && (!h.Restarted || h.SupervisorsIntact || !j.ScheduledAt.Before(h.Since)):
+			rc.Assign = append(rc.Assign, j) // the assignment may have been lost in transit, or to a restart
 		default:
 			lost = append(lost, j)
 		}

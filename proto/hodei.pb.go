@@ -3490,9 +3490,15 @@ type Hello struct {
 	Finished []*JobFinished         `protobuf:"bytes,8,rep,name=finished,proto3" json:"finished,omitempty"` // ended but not yet acknowledged
 	// restarted: the agent process started since its last Hello, so it runs
 	// nothing it does not list; the server fails what it does not hold.
-	Restarted     bool `protobuf:"varint,9,opt,name=restarted,proto3" json:"restarted,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Restarted bool `protobuf:"varint,9,opt,name=restarted,proto3" json:"restarted,omitempty"`
+	// supervisors_intact, with restarted: every supervisor that held the
+	// agent's jobs outlived the previous agent process and was reattached
+	// (none was found dead), so what that process started is listed; a job
+	// assigned to the worker that is not listed never started, and the
+	// server assigns it again instead of failing it as lost.
+	SupervisorsIntact bool `protobuf:"varint,10,opt,name=supervisors_intact,json=supervisorsIntact,proto3" json:"supervisors_intact,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Hello) Reset() {
@@ -3584,6 +3590,13 @@ func (x *Hello) GetFinished() []*JobFinished {
 func (x *Hello) GetRestarted() bool {
 	if x != nil {
 		return x.Restarted
+	}
+	return false
+}
+
+func (x *Hello) GetSupervisorsIntact() bool {
+	if x != nil {
+		return x.SupervisorsIntact
 	}
 	return false
 }
@@ -8450,7 +8463,7 @@ const file_hodei_proto_rawDesc = "" +
 	"\x06JobRef\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x19\n" +
-	"\blog_size\x18\x03 \x01(\x03R\alogSize\"\x8c\x03\n" +
+	"\blog_size\x18\x03 \x01(\x03R\alogSize\"\xbb\x03\n" +
 	"\x05Hello\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1a\n" +
@@ -8460,7 +8473,9 @@ const file_hodei_proto_rawDesc = "" +
 	"\aversion\x18\x06 \x01(\tR\aversion\x12*\n" +
 	"\arunning\x18\a \x03(\v2\x10.hodei.v1.JobRefR\arunning\x121\n" +
 	"\bfinished\x18\b \x03(\v2\x15.hodei.v1.JobFinishedR\bfinished\x12\x1c\n" +
-	"\trestarted\x18\t \x01(\bR\trestarted\x1a9\n" +
+	"\trestarted\x18\t \x01(\bR\trestarted\x12-\n" +
+	"\x12supervisors_intact\x18\n" +
+	" \x01(\bR\x11supervisorsIntact\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"9\n" +

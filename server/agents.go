@@ -201,7 +201,8 @@ func (s *Server) openAgent(ctx context.Context, cancel context.CancelCauseFunc, 
 		held = append(held, cluster.Ref{JobID: f.GetJobId(), Attempt: int(f.GetAttempt())})
 		conn.enqueue(ackMsg(s.finished(ctx, w.ID, f)))
 	}
-	rc, err := s.sched.WorkerHello(ctx, cluster.Hello{Worker: w, Running: held, Restarted: hello.GetRestarted(), Since: since})
+	rc, err := s.sched.WorkerHello(ctx, cluster.Hello{Worker: w, Running: held, Restarted: hello.GetRestarted(),
+		SupervisorsIntact: hello.GetSupervisorsIntact(), Since: since})
 	if err != nil {
 		return nil, toStatus(err)
 	}
