@@ -67,6 +67,12 @@ func TestAgentDiskFull(t *testing.T) {
 	if code != 0 || !strings.Contains(errOut, "completed: "+lostPrefix) || strings.Contains(errOut, "could not all be sent") {
 		t.Fatalf("hodei run with stdin on a full disk: exit %d, stdout %q, stderr %q; want exit 0 and the loss said", code, out, errOut)
 	}
+	// The files the supervisor made and could not write to go with their
+	// jobs, as any spool file does once the server holds the result.
+	eventually(t, 10*time.Second, "the spool dir to empty", func() bool {
+		left, err := os.ReadDir(filepath.Join(dir, "spool"))
+		return err == nil && len(left) == 0
+	})
 	const errLine = "the agent cannot write to its data dir"
 	if n := strings.Count(ag.stderr.String(), "level=ERROR"); n != 1 || !strings.Contains(ag.stderr.String(), errLine) {
 		t.Fatalf("agent logged %d ERROR lines for 5 jobs on a full disk, want one saying %q:\n%s", n, errLine, ag.stderr)

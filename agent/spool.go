@@ -48,10 +48,10 @@ type spool struct {
 	werr      error         // first write error: output after it is lost
 	wake      chan struct{} // made by a waiter, closed by the next change
 
-	// unreported: the writer is gone without saying how much it wrote
-	// (a supervisor that died), so its file may exist whatever size is
-	// known, and Close removes it.
-	unreported bool
+	// mayHaveFile: the writer may have made its file without reporting a
+	// byte (it died, or its first write failed), so Close removes it
+	// whatever size is known.
+	mayHaveFile bool
 
 	// onWrite, when set (before the first write), is called after each
 	// write that added bytes, outside mu: the supervisor tells the agent.
@@ -212,7 +212,7 @@ func (s *spool) discardFile() (first, noFile bool, err error) {
 	s.discarded = true
 	s.notifyLocked()
 	f := s.f
-	noFile = f == nil && s.closed && s.size == 0 && s.werr == nil && !s.unreported
+	noFile = f == nil && s.closed && s.size == 0 && s.werr == nil && !s.mayHaveFile
 	s.mu.Unlock()
 	if f == nil {
 		return true, noFile, nil
@@ -256,12 +256,13 @@ func (s *spool) finish(n int64) {
 	s.closeWrite()
 }
 
-// writerLost records that the writer is gone without a last report of its
-// size.
-func (s *spool) writerLost() {
+// fileUnknown records that the writer may have made the spool's file
+// whatever size it reported: it died without a last report, or it could
+// not write (a full disk: the file made, not a byte in it).
+func (s *spool) fileUnknown() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.unreported = true
+	s.mayHaveFile = true
 }
 
 // Close releases the spool and removes its file: call it once the server has

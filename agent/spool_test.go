@@ -222,20 +222,19 @@ func TestEmptySpool(t *testing.T) {
 }
 
 // TestFollowSpoolCloseFile checks which of a followed spool's files Close
-// removes: one its writer reported bytes for, and one of a writer lost
-// without a last report (it may have written), but not one whose writer
-// finished without a byte, which makes no file (Close then makes no
-// syscall for it; a stray file of that kind is swept at the agent's next
-// start).
+// removes: one its writer reported bytes for, and one whose file is
+// unknown (a writer lost without a last report, or one that could not
+// write: it may have made the file), but not one whose writer finished
+// without a byte, which makes no file (Close then makes no syscall for it).
 func TestFollowSpoolCloseFile(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		wrote   int64 // the size the writer reported at its end
-		lost    bool  // the writer went without a last report
+		unknown bool  // the writer died, or could not write
 		removed bool
 	}{
 		{name: "Wrote", wrote: 3, removed: true},
-		{name: "Lost", lost: true, removed: true},
+		{name: "FileUnknown", unknown: true, removed: true},
 		{name: "NothingWritten", removed: false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -244,8 +243,8 @@ func TestFollowSpoolCloseFile(t *testing.T) {
 				t.Fatal(err)
 			}
 			sp := followSpool(path, nil)
-			if tc.lost {
-				sp.writerLost()
+			if tc.unknown {
+				sp.fileUnknown()
 			}
 			sp.finish(tc.wrote)
 			if err := sp.Close(); err != nil {

@@ -423,6 +423,10 @@ func (ra *remoteAttempt) setExit(e exit, out, errs int64) bool {
 	default:
 	}
 	ra.result = e
+	if e.WriteErr != "" {
+		ra.out.fileUnknown() // made, maybe, and not written to
+		ra.errs.fileUnknown()
+	}
 	ra.out.finish(out)
 	ra.errs.finish(errs)
 	select {
@@ -441,8 +445,8 @@ func (ra *remoteAttempt) lost(reason string) bool {
 	ra.mu.Lock()
 	pid := ra.pid
 	ra.mu.Unlock()
-	ra.out.writerLost()
-	ra.errs.writerLost()
+	ra.out.fileUnknown()
+	ra.errs.fileUnknown()
 	ended := ra.setExit(exit{Outcome: exited, ExitCode: -1, Reason: reason, Finished: time.Now()}, ra.out.Size(), ra.errs.Size())
 	if ended && pid > 0 {
 		_ = syscall.Kill(-pid, syscall.SIGKILL)
