@@ -105,8 +105,10 @@ type Agent struct {
 	disk    *diskHealth // whether the data dir takes the jobs' output and results
 
 	// reattached are the tasks of attempts a supervisor held when the agent
-	// started; Run starts their watchers.
-	reattached []*task
+	// started; Run starts their watchers. journaledHeld counts the other
+	// attempts the supervisors held, whose results the journal had.
+	reattached    []*task
+	journaledHeld int
 	// detached is closed when the agent leaves its running jobs to their
 	// supervisors: their watchers return without a result.
 	detached chan struct{}
@@ -261,6 +263,7 @@ func New(cfg Config) (_ *Agent, err error) {
 			// Its result is journaled already: the journal's task delivers
 			// it, and the supervisor may forget it.
 			t.att.release()
+			a.journaledHeld++
 			continue
 		}
 		a.tasks[t.ref] = t
@@ -312,8 +315,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.watchers.Add(1)
 		go a.watch(t)
 	}
-	if len(a.reattached) > 0 {
-		a.log.Info("reattached jobs", "jobs", len(a.reattached), "supervisors", a.sups.pids())
+	if len(a.reattached) > 0 || a.journaledHeld > 0 {
+		// The supervisors' count (logged as each is reattached) includes
+		// attempts whose results the journal has already: those are
+		// delivered from the journal.
+		a.log.Info("reattached jobs", "jobs", len(a.reattached), "results_in_journal", a.journaledHeld, "supervisors", a.sups.pids())
 	}
 	a.reattached = nil
 	// The sessions run on their own context, which the stop below ends once

@@ -89,16 +89,25 @@ func (a *Agent) finish() {
 	}
 	a.watchers.Wait()
 	pids := a.sups.pids()
-	running := 0
+	running, ended := 0, 0
 	for _, t := range a.snapshotTasks() {
-		if t.att != nil && !t.att.isDone() {
+		switch {
+		case t.att != nil && !t.att.isDone():
 			running++
+		case t.att != nil:
+			ended++ // its result is journaled, not yet delivered
 		}
 	}
 	a.sups.leave(!detach)
 	if detach {
-		a.log.Info(fmt.Sprintf("detached, %d jobs keep running under supervisor pid %s", running, joinPids(pids)),
-			"jobs", running)
+		msg := fmt.Sprintf("detached, %d jobs keep running", running)
+		if len(pids) > 0 {
+			msg += " under supervisor pid " + joinPids(pids)
+		}
+		if ended > 0 {
+			msg += fmt.Sprintf("; %d ended before the agent stopped, and their results wait in its journal for the next agent", ended)
+		}
+		a.log.Info(msg, "jobs", running, "undelivered", ended)
 	}
 }
 
@@ -141,11 +150,8 @@ func (a *Agent) taskCount() int {
 	return len(a.tasks)
 }
 
-// joinPids is "12" or "12, 34" ("none" for no pid).
+// joinPids is "12" or "12, 34".
 func joinPids(pids []int) string {
-	if len(pids) == 0 {
-		return "none"
-	}
 	s := make([]string, len(pids))
 	for i, p := range pids {
 		s[i] = strconv.Itoa(p)
