@@ -143,13 +143,16 @@ func (sc *supClient) send(m *supMsg) error {
 func (sc *supClient) sendLater(m *supMsg) error {
 	sc.wmu.Lock()
 	defer sc.wmu.Unlock()
+	first := len(sc.held) == 0 // else the timer of the first is running
 	var err error
 	if sc.held, err = appendFrame(sc.held, m); err != nil {
 		return err
 	}
-	if sc.heldTimer == nil {
+	switch {
+	case !first:
+	case sc.heldTimer == nil:
 		sc.heldTimer = time.AfterFunc(heldDelay, sc.flushHeld)
-	} else {
+	default:
 		sc.heldTimer.Reset(heldDelay)
 	}
 	return nil
