@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"encoding/binary"
 	"context"
 	"encoding/json"
 	"io"
@@ -177,9 +178,13 @@ func TestRESTMatchesGRPC(t *testing.T) {
 		if ct := r.header.Get("Content-Type"); ct != "application/octet-stream" {
 			t.Errorf("Content-Type %q", ct)
 		}
-		// The same database: bbolt's magic, and the jobs in it.
-		if g := s.snapshot(t); len(r.body) != len(g) || !bytes.Equal(r.body[:4096], g[:4096]) {
-			t.Errorf("REST snapshot has %d bytes, gRPC's %d", len(r.body), len(g))
+		// The same database as gRPC's snapshot: a bbolt file (its first
+		// meta page's magic, after the 16-byte page header), and the jobs
+		// in it. Not the same bytes: a commit between the two (the calls'
+		// audit records) moves the meta pages' transaction ids.
+		magic := binary.LittleEndian.AppendUint32(nil, 0xED0CDAED)
+		if g := s.snapshot(t); len(r.body) < 4096 || len(g) < 4096 || !bytes.Equal(r.body[16:20], magic) || !bytes.Equal(g[16:20], magic) {
+			t.Errorf("REST snapshot has %d bytes, gRPC's %d: not both bbolt files", len(r.body), len(g))
 		}
 		if !bytes.Contains(r.body, []byte(fx.job)) {
 			t.Errorf("the snapshot lacks job %s", fx.job)
