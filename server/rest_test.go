@@ -2,8 +2,8 @@ package server
 
 import (
 	"bytes"
-	"encoding/binary"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"io"
 	"log/slog"
