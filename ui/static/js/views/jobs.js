@@ -5,8 +5,9 @@
 // the whole store. Rows change and new jobs appear live from /v1/events.
 
 import { APIError, get } from '../api.js';
-import { clear, h } from '../dom.js';
+import { h } from '../dom.js';
 import { subscribe } from '../events.js';
+import { hashOf, pagerLinks } from '../pager.js';
 import { badge, dur, jobState, labels, ms, runtime, shortId, timeEl } from '../format.js';
 
 export const pageSize = 50;
@@ -14,7 +15,7 @@ const states = ['PENDING', 'SCHEDULED', 'RUNNING', 'COMPLETED', 'FAILED', 'CANCE
 
 // newer remembers the page tokens of the pages before the one shown, so
 // that "Newer" goes back without a call that pages backwards.
-let newer = [];
+const newer = [];
 
 // ranCell is how long a job ran, or has been running: while it runs,
 // data-started (its start, Unix ms) lets tickRan keep it counting.
@@ -76,15 +77,9 @@ const idLike = (q) => /^[0-9A-HJKMNP-TV-Z]{4,26}$/i.test(q);
 export async function render(root, ctx) {
   const p = ctx.params;
   const f = { state: p.get('state') || '', tenant: p.get('tenant') || '', label: p.get('label') || '', q: p.get('q') || '', page: p.get('page') || '' };
-  if (!f.page) newer = [];
+  if (!f.page) newer.length = 0;
 
-  const setHash = (over) => {
-    const n = { ...f, ...over };
-    const q = new URLSearchParams();
-    for (const [k, v] of Object.entries(n)) if (v) q.set(k, v);
-    const s = q.toString();
-    ctx.go('#/jobs' + (s ? '?' + s : ''));
-  };
+  const setHash = (over) => ctx.go('#/jobs' + hashOf({ ...f, ...over }));
 
   const tenantSel = h('select#f-tenant', { name: 'tenant', 'aria-label': 'Tenant' }, h('option', { value: '' }, 'all tenants'));
   const form = h('form.filters#job-filters', {
@@ -101,7 +96,7 @@ export async function render(root, ctx) {
           if (e instanceof APIError && e.httpStatus === 400) { ctx.flash(e); return; }
         }
       }
-      newer = [];
+      newer.length = 0;
       setHash({ state: fd.get('state'), tenant: fd.get('tenant'), label: String(fd.get('label') || '').trim(), q, page: '' });
     },
   },
@@ -183,17 +178,10 @@ export async function render(root, ctx) {
     tbody.append(tr);
   }
 
-  clear(pager);
-  if (f.page) {
-    pager.append(h('a.button.secondary#page-newest', { href: '#/jobs' + hashOf({ ...f, page: '' }) , onclick: () => { newer = []; } }, '« Newest'));
-    if (newer.length) {
-      const prev = newer[newer.length - 1];
-      pager.append(h('a.button.secondary#page-newer', { href: '#/jobs' + hashOf({ ...f, page: prev }), onclick: () => { newer.pop(); } }, '‹ Newer'));
-    }
-  }
-  if (r.nextPageToken) {
-    pager.append(h('a.button.secondary#page-older', { href: '#/jobs' + hashOf({ ...f, page: r.nextPageToken }), onclick: () => { newer.push(f.page); } }, 'Older ›'));
-  }
+  pager.replaceChildren(...pagerLinks({
+    page: f.page, next: r.nextPageToken, at: (page) => '#/jobs' + hashOf({ ...f, page }), trail: newer,
+    ids: ['page-newest', 'page-newer', 'page-older'], labels: ['« Newest', '‹ Newer', 'Older ›'],
+  }));
 
   const nameRe = f.q ? globRe(nameFilter(f.q)) : null;
   const matches = (j) => {
@@ -232,11 +220,4 @@ export async function render(root, ctx) {
   };
   for (const j of early.splice(0)) apply(j);
   tickRan(tbody, ctx.signal);
-}
-
-function hashOf(f) {
-  const q = new URLSearchParams();
-  for (const [k, v] of Object.entries(f)) if (v) q.set(k, v);
-  const s = q.toString();
-  return s ? '?' + s : '';
 }

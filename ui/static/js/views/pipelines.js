@@ -4,6 +4,7 @@
 import { get, post } from '../api.js';
 import { h, svg } from '../dom.js';
 import { subscribe } from '../events.js';
+import { hashOf, pagerLinks } from '../pager.js';
 import { badge, enumName, jobState, num, shortId, terminal, timeEl } from '../format.js';
 
 export const pageSize = 50;
@@ -12,7 +13,7 @@ const pipeState = (p) => enumName(p && p.state, 'PIPELINE_STATE_') || 'PENDING';
 
 // newer remembers the page tokens of the pages before the one shown, so
 // that "Newer" goes back without a call that pages backwards.
-let newer = [];
+const newer = [];
 
 // renderList shows one page of pipelines, newest first, through
 // ListPipelines' page token: the server finds the page in an ordered index
@@ -20,10 +21,10 @@ let newer = [];
 // many pipelines are kept.
 export async function renderList(root, ctx) {
   const f = { tenant: ctx.params.get('tenant') || '', page: ctx.params.get('page') || '' };
-  if (!f.page) newer = [];
+  if (!f.page) newer.length = 0;
   const tenantSel = h('select#p-tenant', {
     name: 'tenant', 'aria-label': 'Tenant',
-    onchange: () => { newer = []; ctx.go('#/pipelines' + hashOf({ tenant: tenantSel.value })); },
+    onchange: () => { newer.length = 0; ctx.go('#/pipelines' + hashOf({ tenant: tenantSel.value })); },
   }, h('option', { value: '' }, 'all tenants'));
   get('/v1/tenants', {}, ctx.signal).then((r) => {
     for (const t of r.tenants || []) {
@@ -44,29 +45,15 @@ export async function renderList(root, ctx) {
       h('td', pl.name || ''), h('td.hide-s', pl.tenant || ''), h('td', badge(pipeState(p))),
       h('td.num', (pl.steps || []).length), h('td.hide-s', timeEl(pl.createdUnixNano))));
   }
-  const pager = h('nav.pager#pipelines-pager');
-  if (f.page) {
-    pager.append(h('a.button.secondary#pipelines-newest', { href: '#/pipelines' + hashOf({ ...f, page: '' }), onclick: () => { newer = []; } }, '« Newest'));
-    if (newer.length) {
-      const prev = newer[newer.length - 1];
-      pager.append(h('a.button.secondary#pipelines-newer', { href: '#/pipelines' + hashOf({ ...f, page: prev }), onclick: () => { newer.pop(); } }, '‹ Newer'));
-    }
-  }
-  if (r.nextPageToken) {
-    pager.append(h('a.button.secondary#pipelines-older', { href: '#/pipelines' + hashOf({ ...f, page: r.nextPageToken }), onclick: () => { newer.push(f.page); } }, 'Older ›'));
-  }
+  const pager = h('nav.pager#pipelines-pager', pagerLinks({
+    page: f.page, next: r.nextPageToken, at: (page) => '#/pipelines' + hashOf({ ...f, page }), trail: newer,
+    ids: ['pipelines-newest', 'pipelines-newer', 'pipelines-older'], labels: ['« Newest', '‹ Newer', 'Older ›'],
+  }));
   const none = f.tenant ? `No pipeline of tenant ${f.tenant}.` : 'No pipeline yet. Run one with hodei pipeline run FILE.';
   root.append(h('h1', 'Pipelines'), h('form.filters#pipeline-filters', { onsubmit: (ev) => ev.preventDefault() }, tenantSel),
     h('p.summary#pipelines-summary', list.length ? `showing ${list.length} pipeline${list.length === 1 ? '' : 's'}, newest first` : (f.page ? 'No older pipeline.' : none)),
     h('div.scroll', h('table.list', h('thead', h('tr', h('th', 'ID'), h('th', 'Name'), h('th.hide-s', 'Tenant'), h('th', 'State'), h('th.num', 'Steps'), h('th.hide-s', 'Created'))), tbody)),
     pager);
-}
-
-function hashOf(f) {
-  const q = new URLSearchParams();
-  for (const [k, v] of Object.entries(f)) if (v) q.set(k, v);
-  const s = q.toString();
-  return s ? '?' + s : '';
 }
 
 // stepProgress sums a step's jobs up as `hodei pipeline get` does, for

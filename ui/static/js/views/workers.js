@@ -7,6 +7,7 @@
 import { get, post } from '../api.js';
 import { h } from '../dom.js';
 import { subscribe } from '../events.js';
+import { pagerLinks } from '../pager.js';
 import { ago, badge, bar, enumName, labels, num, shortId } from '../format.js';
 
 export const workerState = (w) => (w.leaving ? 'LEAVING' : enumName(w.state, 'WORKER_STATE_') || 'UNKNOWN');
@@ -19,7 +20,7 @@ export const pageSize = 50;
 
 // before remembers the page tokens of the pages before the one shown, so
 // that "Previous" goes back without a call that pages backwards.
-let before = [];
+const before = [];
 
 function usage(w) {
   const cap = w.capacity || {};
@@ -45,7 +46,7 @@ export async function render(root, ctx) {
     return;
   }
   const page = ctx.params.get('page') || '';
-  if (!page) before = [];
+  if (!page) before.length = 0;
   const tbody = h('tbody#workers-body');
   const summary = h('p.summary#workers-summary');
   const pager = h('nav.pager#workers-pager');
@@ -76,10 +77,10 @@ export async function render(root, ctx) {
     for (const w of ws) counts[workerState(w)] = (counts[workerState(w)] || 0) + 1;
     summary.textContent = ws.length ? (page || r.nextPageToken ? `this page: ${ws.length} workers: ` : '') + Object.entries(counts).map(([s, n]) => `${n} ${s.toLowerCase()}`).join(' · ') :
       (page ? 'No more workers.' : 'No worker has registered. Start one with hodei agent.');
-    pager.replaceChildren(...[
-      page ? h('a.button.secondary#workers-first', { href: at(''), onclick: () => { before = []; } }, '« First') : null,
-      page && before.length ? h('a.button.secondary#workers-prev', { href: at(before[before.length - 1]), onclick: () => { before.pop(); } }, '‹ Previous') : null,
-      r.nextPageToken ? h('a.button.secondary#workers-next', { href: at(r.nextPageToken), onclick: () => { before.push(page); } }, 'Next ›') : null].filter(Boolean));
+    pager.replaceChildren(...pagerLinks({
+      page, next: r.nextPageToken, at, trail: before,
+      ids: ['workers-first', 'workers-prev', 'workers-next'], labels: ['« First', '‹ Previous', 'Next ›'],
+    }));
     tbody.replaceChildren(...ws.map((w) => {
       const st = workerState(w);
       const running = w.running || [];
