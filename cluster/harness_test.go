@@ -58,6 +58,20 @@ func (h *harness) worker(id string, slots int64, labels map[string]string, runni
 	return rc
 }
 
+// busyWorkers connects n workers (w00000, w00001, …) of one slot each and
+// gives each a job to run.
+func (h *harness) busyWorkers(n int) {
+	h.t.Helper()
+	for i := range n {
+		h.worker(fmt.Sprintf("w%05d", i), 1, nil)
+		h.submit(job.Spec{})
+	}
+	h.pass()
+	if got := len(h.s.active); got != n {
+		h.t.Fatalf("%d active jobs, want %d", got, n)
+	}
+}
+
 func (h *harness) submit(spec job.Spec) *job.Job {
 	h.t.Helper()
 	if len(spec.Command) == 0 && spec.Script == "" {

@@ -338,14 +338,7 @@ func BenchmarkWorkerHello(b *testing.B) {
 	for _, n := range []int{10, 10_000} {
 		b.Run(fmt.Sprintf("workers=%d", n), func(b *testing.B) {
 			h := newHarness(b)
-			for i := range n {
-				h.worker(fmt.Sprintf("w%05d", i), 1, nil)
-				h.submit(job.Spec{})
-			}
-			h.pass()
-			if got := len(h.s.active); got != n {
-				b.Fatalf("%d active jobs, want %d", got, n)
-			}
+			h.busyWorkers(n)
 			i := 0
 			for b.Loop() {
 				i++

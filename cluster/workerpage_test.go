@@ -110,14 +110,7 @@ func TestWorkerPage(t *testing.T) {
 func BenchmarkWorkerPage(b *testing.B) {
 	const n = 10_000
 	h := newHarness(b)
-	for i := range n {
-		h.worker(fmt.Sprintf("w%05d", i), 1, nil)
-		h.submit(job.Spec{})
-	}
-	h.pass()
-	if got := len(h.s.active); got != n {
-		b.Fatalf("%d active jobs, want %d", got, n)
-	}
+	h.busyWorkers(n)
 	b.Run(fmt.Sprintf("workers=%d/page", n), func(b *testing.B) {
 		for b.Loop() {
 			if ws, next := h.s.WorkerPage("w05000", 50); len(ws) != 50 || next == "" || len(ws[0].Running) != 1 {
